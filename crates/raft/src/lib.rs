@@ -1,0 +1,74 @@
+//! Skiff's Raft consensus core: pure, deterministic, driven by the application.
+//!
+//! The core has no threads, clock, sockets, files or OS randomness. Time enters only through
+//! [`RawNode::tick`]; randomness comes from a PRNG seeded by [`Config::seed`]. The
+//! application feeds it ticks, messages and proposals, and carries out the [`Ready`] batches
+//! it hands back: persist, then send, then apply, then [`RawNode::advance`].
+//!
+//! PreVote and CheckQuorum are on by default, so a node that was cut off cannot depose a
+//! healthy leader when it comes back.
+//!
+//! # Layout
+//! - [`types`]: `Term`, `LogIndex`, `NodeId`, `Entry`, `HardState`, roles.
+//! - [`message`]: the RPCs of Figure 2 plus PreVote.
+//! - [`config`]: settings, with limits and units in their names.
+//! - [`storage`]: the [`LogStorage`] contract, [`MemStorage`], and the conformance suite.
+//! - [`log`]: the node's log — durable entries, the unstable tail, commit and apply marks.
+//! - [`progress`]: the leader's view of each follower (probe / replicate, in-flight limit).
+//! - [`quorum`]: majority arithmetic for commit indexes and elections.
+//! - [`raft`]: the protocol — roles, terms, elections, replication.
+//! - [`raw_node`]: the driving interface — `tick`, `step`, `propose`, `ready`, `advance`.
+//!
+//! # Driving a node
+//! A one-node cluster elects itself and commits a proposal once its log is durable:
+//! ```
+//! use skiff_raft::{Config, HardState, LogStorage, MemStorage, NodeId, RawNode, Role};
+//!
+//! let config = Config::new(NodeId(1), [NodeId(1)]);
+//! let mut node = RawNode::new(config, MemStorage::new(), HardState::default()).unwrap();
+//! let mut durable_hard_state = HardState::default();
+//! let mut applied = Vec::new();
+//! let mut proposed = false;
+//!
+//! for _tick in 0..100 {
+//!     node.tick();
+//!     if node.raft().role() == Role::Leader && !proposed {
+//!         node.propose(b"x=1".to_vec()).unwrap();
+//!         proposed = true;
+//!     }
+//!     while node.has_ready() {
+//!         let ready = node.ready();
+//!         // 1. persist: entries, then the hard state, durably.
+//!         node.storage_mut().append(&ready.entries).unwrap();
+//!         if let Some(hard_state) = ready.hard_state {
+//!             durable_hard_state = hard_state;
+//!         }
+//!         // 2. send: a one-node cluster has nobody to talk to.
+//!         assert!(ready.messages.is_empty() && ready.persisted_messages.is_empty());
+//!         // 3. apply committed entries to the state machine.
+//!         applied.extend(ready.committed_entries.iter().filter(|e| !e.data.is_empty()).map(|e| e.data.clone()));
+//!         // 4. tell the core the batch is done.
+//!         node.advance(ready);
+//!     }
+//! }
+//! assert_eq!(applied, vec![b"x=1".to_vec()]);
+//! assert_eq!(durable_hard_state.term.0, 1);
+//! ```
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod log;
+pub mod message;
+pub mod progress;
+pub mod quorum;
+pub mod raft;
+pub mod raw_node;
+pub mod storage;
+pub mod types;
+
+pub use config::{Config, ConfigError};
+pub use message::{AppendResponse, Message, MessageBody};
+pub use raft::{ProposeError, Raft, StepError};
+pub use raw_node::{RawNode, Ready, StartError, Status};
+pub use storage::{LogStorage, MemStorage, StorageError};
+pub use types::{Entry, EntryKind, HardState, LogIndex, NodeId, Role, SoftState, Term};

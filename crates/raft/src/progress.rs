@@ -1,0 +1,298 @@
+//! What a leader knows of one follower's log, and how it paces appends to it.
+//!
+//! A follower starts in `Probe`: one append at a time until an answer shows where the logs
+//! match. After the first acceptance it moves to `Replicate`: appends are pipelined, at most
+//! `max_inflight` unanswered at once. A rejection sends it back to `Probe`.
+
+use std::collections::VecDeque;
+
+use crate::types::LogIndex;
+
+/// How the leader sends to a follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressState {
+    /// Looking for the point where the logs match: one append in flight at most.
+    Probe,
+    /// Streaming: appends are sent optimistically, up to the in-flight limit.
+    Replicate,
+}
+
+/// The leader's view of one follower (Figure 2, "Volatile state on leaders").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// The highest index known to be stored on the follower.
+    /// Invariant: `match_index < next_index`.
+    match_index: LogIndex,
+    /// The index of the next entry to send.
+    next_index: LogIndex,
+    state: ProgressState,
+    /// In `Probe`: an append is out and unanswered, so wait before sending another.
+    probe_sent: bool,
+    /// In `Replicate`: the last index of each unanswered append, oldest first.
+    /// Invariant: `inflight.len() <= max_inflight`.
+    inflight: VecDeque<LogIndex>,
+    max_inflight: usize,
+    /// Whether the follower answered since the last CheckQuorum round.
+    recent_active: bool,
+}
+
+impl Progress {
+    /// A follower about which nothing is known yet: probe from `next_index`.
+    pub fn new(next_index: LogIndex, max_inflight: usize) -> Progress {
+        Progress {
+            match_index: LogIndex(0),
+            next_index,
+            state: ProgressState::Probe,
+            probe_sent: false,
+            inflight: VecDeque::with_capacity(max_inflight),
+            max_inflight: max_inflight.max(1),
+            recent_active: false,
+        }
+    }
+
+    /// The highest index known to be stored on the follower.
+    pub fn match_index(&self) -> LogIndex {
+        self.match_index
+    }
+
+    /// The index of the next entry to send.
+    pub fn next_index(&self) -> LogIndex {
+        self.next_index
+    }
+
+    /// How the leader is sending to this follower.
+    pub fn state(&self) -> ProgressState {
+        self.state
+    }
+
+    /// How many appends are out and unanswered (Replicate only).
+    pub fn inflight_count(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Whether the follower answered since the last CheckQuorum round.
+    pub fn recent_active(&self) -> bool {
+        self.recent_active
+    }
+
+    /// Records an answer from the follower.
+    pub fn mark_active(&mut self) {
+        self.recent_active = true;
+    }
+
+    /// Starts a new CheckQuorum round; returns whether the follower was active in the last one.
+    pub fn take_recent_active(&mut self) -> bool {
+        std::mem::replace(&mut self.recent_active, false)
+    }
+
+    /// Back to probing from just after the match point.
+    pub fn become_probe(&mut self) {
+        self.state = ProgressState::Probe;
+        self.probe_sent = false;
+        self.next_index = self.match_index.next();
+        self.inflight.clear();
+    }
+
+    /// The logs are known to match up to `match_index`: start streaming after it.
+    pub fn become_replicate(&mut self) {
+        self.state = ProgressState::Replicate;
+        self.probe_sent = false;
+        self.next_index = self.match_index.next();
+        self.inflight.clear();
+    }
+
+    /// Whether the leader must wait before sending this follower more entries.
+    pub fn is_paused(&self) -> bool {
+        match self.state {
+            ProgressState::Probe => self.probe_sent,
+            ProgressState::Replicate => self.inflight.len() >= self.max_inflight,
+        }
+    }
+
+    /// Records that an append ending at `last_index` with `count` entries was sent.
+    pub fn sent_append(&mut self, last_index: LogIndex, count: usize) {
+        match self.state {
+            ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Replicate => {
+                if count > 0 {
+                    self.next_index = last_index.next();
+                    self.inflight.push_back(last_index);
+                }
+            }
+        }
+    }
+
+    /// An acceptance up to `index` arrived. Returns whether `match_index` moved forward.
+    /// A stale or duplicated acceptance never moves it back.
+    pub fn maybe_update(&mut self, index: LogIndex) -> bool {
+        let moved = index > self.match_index;
+        if moved {
+            self.match_index = index;
+            self.probe_sent = false;
+        }
+        if self.next_index <= index {
+            self.next_index = index.next();
+        }
+        while self.inflight.front().is_some_and(|&last| last <= index) {
+            self.inflight.pop_front();
+        }
+        moved
+    }
+
+    /// A rejection of the append whose `prev_log_index` was `rejected` arrived, and the
+    /// conflict hint says the logs may match just before `hint_next`. Returns whether the
+    /// rejection was current (a stale one changes nothing).
+    pub fn maybe_decrease_to(&mut self, rejected: LogIndex, hint_next: LogIndex) -> bool {
+        match self.state {
+            ProgressState::Replicate => {
+                if rejected <= self.match_index {
+                    return false;
+                }
+                self.become_probe();
+                true
+            }
+            ProgressState::Probe => {
+                if self.next_index.prev() != rejected {
+                    return false;
+                }
+                self.next_index = hint_next.min(rejected).max(self.match_index.next());
+                self.probe_sent = false;
+                true
+            }
+        }
+    }
+
+    /// A heartbeat answer arrived: the follower is reachable, so a lost probe may be resent,
+    /// and a full pipeline gets one slot back so that progress resumes after a lost append.
+    pub fn heartbeat_answered(&mut self) {
+        self.probe_sent = false;
+        if self.state == ProgressState::Replicate && self.inflight.len() >= self.max_inflight {
+            self.inflight.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_sends_one_append_at_a_time() {
+        let mut progress = Progress::new(LogIndex(5), 4);
+        assert!(!progress.is_paused());
+        progress.sent_append(LogIndex(7), 3);
+        assert!(progress.is_paused(), "a probe waits for its answer");
+        assert_eq!(
+            progress.next_index(),
+            LogIndex(5),
+            "probing does not move next_index"
+        );
+    }
+
+    #[test]
+    fn replicate_pipelines_up_to_the_inflight_limit() {
+        let mut progress = Progress::new(LogIndex(1), 2);
+        progress.maybe_update(LogIndex(0));
+        progress.become_replicate();
+        progress.sent_append(LogIndex(3), 3);
+        assert!(!progress.is_paused());
+        assert_eq!(progress.next_index(), LogIndex(4));
+        progress.sent_append(LogIndex(5), 2);
+        assert!(
+            progress.is_paused(),
+            "two appends in flight fill a limit of two"
+        );
+        progress.maybe_update(LogIndex(3));
+        assert!(!progress.is_paused(), "an answer frees its slot");
+        assert_eq!(progress.inflight_count(), 1);
+    }
+
+    #[test]
+    fn stale_acceptance_does_not_move_match_back() {
+        let mut progress = Progress::new(LogIndex(1), 4);
+        assert!(progress.maybe_update(LogIndex(9)));
+        assert!(
+            !progress.maybe_update(LogIndex(4)),
+            "a stale answer is not an update"
+        );
+        assert_eq!(progress.match_index(), LogIndex(9));
+        assert_eq!(progress.next_index(), LogIndex(10));
+    }
+
+    #[test]
+    fn acceptance_clears_the_probe_wait() {
+        let mut progress = Progress::new(LogIndex(3), 4);
+        progress.sent_append(LogIndex(3), 1);
+        assert!(progress.maybe_update(LogIndex(3)));
+        assert!(!progress.is_paused());
+        assert_eq!(progress.next_index(), LogIndex(4));
+    }
+
+    #[test]
+    fn rejection_in_replicate_falls_back_to_probe_after_match() {
+        let mut progress = Progress::new(LogIndex(1), 4);
+        progress.maybe_update(LogIndex(5));
+        progress.become_replicate();
+        progress.sent_append(LogIndex(9), 4);
+        assert!(
+            !progress.maybe_decrease_to(LogIndex(5), LogIndex(2)),
+            "rejection at or below match is stale"
+        );
+        assert_eq!(progress.state(), ProgressState::Replicate);
+        assert!(progress.maybe_decrease_to(LogIndex(7), LogIndex(2)));
+        assert_eq!(progress.state(), ProgressState::Probe);
+        assert_eq!(progress.next_index(), LogIndex(6));
+        assert_eq!(progress.inflight_count(), 0);
+    }
+
+    #[test]
+    fn rejection_in_probe_follows_the_hint_but_not_below_match() {
+        let mut progress = Progress::new(LogIndex(11), 4);
+        progress.sent_append(LogIndex(10), 1);
+        assert!(
+            !progress.maybe_decrease_to(LogIndex(7), LogIndex(3)),
+            "a rejection of an older probe is stale"
+        );
+        assert!(progress.maybe_decrease_to(LogIndex(10), LogIndex(4)));
+        assert_eq!(progress.next_index(), LogIndex(4));
+        assert!(!progress.is_paused(), "a rejection answers the probe");
+        progress.maybe_update(LogIndex(2));
+        progress.sent_append(LogIndex(3), 0);
+        assert!(progress.maybe_decrease_to(LogIndex(3), LogIndex(1)));
+        assert_eq!(
+            progress.next_index(),
+            LogIndex(3),
+            "never below match_index + 1"
+        );
+    }
+
+    #[test]
+    fn rejection_never_moves_next_forward() {
+        let mut progress = Progress::new(LogIndex(6), 4);
+        assert!(progress.maybe_decrease_to(LogIndex(5), LogIndex(9)));
+        assert_eq!(progress.next_index(), LogIndex(5));
+    }
+
+    #[test]
+    fn heartbeat_answer_unblocks_a_lost_probe_and_a_full_pipeline() {
+        let mut progress = Progress::new(LogIndex(2), 1);
+        progress.sent_append(LogIndex(2), 1);
+        progress.heartbeat_answered();
+        assert!(!progress.is_paused());
+        progress.maybe_update(LogIndex(1));
+        progress.become_replicate();
+        progress.sent_append(LogIndex(4), 3);
+        assert!(progress.is_paused());
+        progress.heartbeat_answered();
+        assert!(!progress.is_paused());
+    }
+
+    #[test]
+    fn check_quorum_round_resets_activity() {
+        let mut progress = Progress::new(LogIndex(1), 1);
+        assert!(!progress.take_recent_active());
+        progress.mark_active();
+        assert!(progress.take_recent_active());
+        assert!(!progress.recent_active());
+    }
+}

@@ -1,0 +1,826 @@
+//! The Raft protocol for one node: roles, terms, elections and log replication.
+//!
+//! [`Raft`] reacts to ticks, messages and proposals by changing its state and queueing
+//! messages; [`RawNode`](crate::RawNode) turns that into [`Ready`](crate::Ready) batches.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::Config;
+use crate::log::RaftLog;
+use crate::message::{AppendResponse, Message, MessageBody};
+use crate::progress::{Progress, ProgressState};
+use crate::quorum::{MajorityConfig, VoteResult};
+use crate::storage::LogStorage;
+use crate::types::{Entry, EntryKind, HardState, LogIndex, NodeId, Role, SoftState, Term};
+
+/// Why a proposal was refused. Nothing is queued: the caller decides whether to retry.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// Only the leader accepts proposals.
+    #[error("not the leader (leader hint: {leader_hint:?})")]
+    NotLeader {
+        /// The leader this node knows of, if any.
+        leader_hint: Option<NodeId>,
+    },
+    /// One entry must fit in one AppendEntries message.
+    #[error("entry of {size_bytes} bytes exceeds max_message_bytes ({max_bytes})")]
+    EntryTooLarge {
+        /// The entry's size.
+        size_bytes: u64,
+        /// The configured limit.
+        max_bytes: u64,
+    },
+    /// Too many bytes are proposed and not yet committed.
+    #[error("{uncommitted_bytes} uncommitted bytes already; limit is {max_bytes}")]
+    UncommittedLimit {
+        /// Bytes proposed and not yet committed.
+        uncommitted_bytes: u64,
+        /// The configured limit.
+        max_bytes: u64,
+    },
+}
+
+/// Why a message was refused before it reached the protocol.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// The message is addressed to another node.
+    #[error("message for {to} delivered to {me}")]
+    WrongRecipient {
+        /// The addressee.
+        to: NodeId,
+        /// This node.
+        me: NodeId,
+    },
+    /// A node never sends to itself over the network.
+    #[error("message from this node itself ({0})")]
+    FromSelf(NodeId),
+}
+
+/// One Raft node's protocol state (Figure 2).
+#[derive(Debug)]
+pub struct Raft<S> {
+    id: NodeId,
+    config: Config,
+    /// Persistent: the latest term seen. Invariant: never decreases.
+    term: Term,
+    /// Persistent: whom this node voted for in `term`. Invariant: set at most once per term.
+    vote: Option<NodeId>,
+    role: Role,
+    leader: Option<NodeId>,
+    pub(crate) log: RaftLog<S>,
+    voters: MajorityConfig,
+    /// Leader only: one entry per voter, this node included.
+    progress: BTreeMap<NodeId, Progress>,
+    /// (Pre-)candidate only: the answers received in this election.
+    votes: BTreeMap<NodeId, bool>,
+    election_elapsed_ticks: u64,
+    heartbeat_elapsed_ticks: u64,
+    randomized_election_timeout_ticks: u64,
+    rng: ChaCha8Rng,
+    /// Messages that may be sent at once.
+    messages: Vec<Message>,
+    /// Messages that promise durability (vote grants, append acceptances) and may only be sent
+    /// once the hard state and entries of the same Ready are durable (thesis §3.8).
+    persisted_messages: Vec<Message>,
+    /// Leader only: (index, bytes) of this term's proposals that are not committed yet.
+    uncommitted: VecDeque<(LogIndex, u64)>,
+    uncommitted_bytes: u64,
+    /// Leader only: new entries wait for the next Ready, so that many proposals share one append.
+    broadcast_pending: bool,
+}
+
+impl<S: LogStorage> Raft<S> {
+    /// A node restarting from `hard_state` over the durable log in `log`.
+    pub(crate) fn new(config: Config, log: RaftLog<S>, hard_state: HardState) -> Raft<S> {
+        let rng = ChaCha8Rng::seed_from_u64(
+            config.seed ^ config.id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let mut raft = Raft {
+            id: config.id,
+            voters: MajorityConfig::new(config.voters.iter().copied()),
+            config,
+            term: hard_state.term,
+            vote: hard_state.vote,
+            role: Role::Follower,
+            leader: None,
+            log,
+            progress: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            election_elapsed_ticks: 0,
+            heartbeat_elapsed_ticks: 0,
+            randomized_election_timeout_ticks: 0,
+            rng,
+            messages: Vec::new(),
+            persisted_messages: Vec::new(),
+            uncommitted: VecDeque::new(),
+            uncommitted_bytes: 0,
+            broadcast_pending: false,
+        };
+        raft.reset_timers();
+        raft
+    }
+
+    // ---- what the outside may read ----
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The vote cast in the current term.
+    pub fn vote(&self) -> Option<NodeId> {
+        self.vote
+    }
+
+    /// The current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The leader of the current term, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    /// The state that must be durable.
+    pub fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.committed(),
+        }
+    }
+
+    /// Role and leader.
+    pub fn soft_state(&self) -> SoftState {
+        SoftState {
+            role: self.role,
+            leader: self.leader,
+        }
+    }
+
+    /// The log.
+    pub fn log(&self) -> &RaftLog<S> {
+        &self.log
+    }
+
+    /// Leader only: what it knows of each voter.
+    pub fn progress(&self) -> &BTreeMap<NodeId, Progress> {
+        &self.progress
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Ticks since the election timer was last reset.
+    pub fn election_elapsed_ticks(&self) -> u64 {
+        self.election_elapsed_ticks
+    }
+
+    /// The current randomized election timeout.
+    pub fn randomized_election_timeout_ticks(&self) -> u64 {
+        self.randomized_election_timeout_ticks
+    }
+
+    pub(crate) fn take_messages(&mut self) -> (Vec<Message>, Vec<Message>) {
+        (
+            std::mem::take(&mut self.messages),
+            std::mem::take(&mut self.persisted_messages),
+        )
+    }
+
+    pub(crate) fn has_pending_output(&self) -> bool {
+        !self.messages.is_empty() || !self.persisted_messages.is_empty() || self.broadcast_pending
+    }
+
+    // ---- time ----
+
+    /// One tick of logical time.
+    pub fn tick(&mut self) {
+        match self.role {
+            Role::Leader => self.tick_heartbeat(),
+            _ => self.tick_election(),
+        }
+    }
+
+    fn tick_election(&mut self) {
+        self.election_elapsed_ticks += 1;
+        if self.election_elapsed_ticks >= self.randomized_election_timeout_ticks && self.is_voter()
+        {
+            self.campaign();
+        }
+    }
+
+    fn tick_heartbeat(&mut self) {
+        self.heartbeat_elapsed_ticks += 1;
+        self.election_elapsed_ticks += 1;
+        if self.election_elapsed_ticks >= self.config.election_timeout_ticks {
+            self.election_elapsed_ticks = 0;
+            // Thesis §6.2 (CheckQuorum): a leader that has not heard from a majority for an
+            // election timeout steps down, so a partitioned leader stops serving.
+            if self.config.check_quorum && !self.quorum_recently_active() {
+                self.become_follower(self.term, None);
+                return;
+            }
+        }
+        if self.heartbeat_elapsed_ticks >= self.config.heartbeat_interval_ticks {
+            self.heartbeat_elapsed_ticks = 0;
+            self.broadcast_heartbeat();
+        }
+    }
+
+    fn quorum_recently_active(&mut self) -> bool {
+        let me = self.id;
+        let active: Vec<NodeId> = self
+            .progress
+            .iter_mut()
+            .filter_map(|(&id, progress)| (progress.take_recent_active() || id == me).then_some(id))
+            .collect();
+        self.voters.has_active_majority(|id| active.contains(&id))
+    }
+
+    // ---- role changes ----
+
+    fn reset_timers(&mut self) {
+        self.election_elapsed_ticks = 0;
+        self.heartbeat_elapsed_ticks = 0;
+        let timeout = self.config.election_timeout_ticks;
+        self.randomized_election_timeout_ticks = self.rng.gen_range(timeout..2 * timeout);
+    }
+
+    fn is_voter(&self) -> bool {
+        self.voters.contains(self.id)
+    }
+
+    /// Starts an election now (PreVote first when enabled), as if the timer had fired.
+    pub fn campaign(&mut self) {
+        if !self.is_voter() || self.role == Role::Leader {
+            return;
+        }
+        if self.config.pre_vote {
+            self.become_pre_candidate();
+        } else {
+            self.become_candidate();
+        }
+    }
+
+    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        // Figure 2: the vote belongs to a term; only a new term clears it. Stepping down
+        // within the same term must keep it, or the node could vote twice in one term.
+        if term != self.term {
+            assert!(
+                term > self.term,
+                "{}: term moved back from {} to {term}",
+                self.id,
+                self.term
+            );
+            self.term = term;
+            self.vote = None;
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.leave_role();
+    }
+
+    fn leave_role(&mut self) {
+        self.reset_timers();
+        self.votes.clear();
+        self.progress.clear();
+        self.uncommitted.clear();
+        self.uncommitted_bytes = 0;
+        self.broadcast_pending = false;
+    }
+
+    fn become_pre_candidate(&mut self) {
+        // Thesis §9.6: a pre-candidate keeps its term and vote; it only asks.
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.leave_role();
+        self.votes.insert(self.id, true);
+        self.request_votes(true);
+        self.check_election_result();
+    }
+
+    fn become_candidate(&mut self) {
+        self.term = self.term.next();
+        self.vote = Some(self.id);
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.leave_role();
+        // The candidate's own vote counts only once its term and vote are durable
+        // (see `on_hard_state_persisted`): otherwise a crash could let it win this term twice.
+        self.request_votes(false);
+    }
+
+    fn become_leader(&mut self) {
+        assert_eq!(
+            self.role,
+            Role::Candidate,
+            "{}: only a candidate becomes leader",
+            self.id
+        );
+        self.role = Role::Leader;
+        self.leader = Some(self.id);
+        self.leave_role();
+        let next = self.log.last_index().next();
+        for &voter in self.voters.voters() {
+            self.progress
+                .insert(voter, Progress::new(next, self.config.max_inflight_appends));
+        }
+        let persisted = self.log.persisted_index();
+        if let Some(mine) = self.progress.get_mut(&self.id) {
+            mine.maybe_update(persisted);
+        }
+        // §5.4.2 / thesis §6.4: a leader commits entries of earlier terms only by committing one
+        // of its own, so it appends an empty entry at once.
+        self.append_entry(EntryKind::Noop, Vec::new());
+        self.broadcast_pending = true;
+    }
+
+    fn request_votes(&mut self, pre_vote: bool) {
+        let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
+        let term = if pre_vote {
+            self.term.next()
+        } else {
+            self.term
+        };
+        let others: Vec<NodeId> = self
+            .voters
+            .voters()
+            .iter()
+            .copied()
+            .filter(|&id| id != self.id)
+            .collect();
+        for to in others {
+            let body = if pre_vote {
+                MessageBody::PreVote {
+                    last_log_index,
+                    last_log_term,
+                }
+            } else {
+                MessageBody::RequestVote {
+                    last_log_index,
+                    last_log_term,
+                }
+            };
+            self.messages.push(Message {
+                from: self.id,
+                to,
+                term,
+                body,
+            });
+        }
+    }
+
+    fn record_vote(&mut self, from: NodeId, granted: bool) {
+        self.votes.entry(from).or_insert(granted);
+        self.check_election_result();
+    }
+
+    fn check_election_result(&mut self) {
+        match self.voters.vote_result(&self.votes) {
+            VoteResult::Won if self.role == Role::PreCandidate => self.become_candidate(),
+            VoteResult::Won => self.become_leader(),
+            VoteResult::Lost => self.become_follower(self.term, None),
+            VoteResult::Pending => {}
+        }
+    }
+
+    /// Called once the hard state `persisted` is durable.
+    pub(crate) fn on_hard_state_persisted(&mut self, persisted: HardState) {
+        if self.role == Role::Candidate
+            && persisted.term == self.term
+            && persisted.vote == Some(self.id)
+        {
+            self.record_vote(self.id, true);
+        }
+    }
+
+    /// Called once storage durably holds the log up to `index` at `term`.
+    pub(crate) fn on_entries_persisted(&mut self, index: LogIndex, term: Term) {
+        self.log.stable_to(index, term);
+        if self.role != Role::Leader {
+            return;
+        }
+        let persisted = self.log.persisted_index();
+        let moved = self
+            .progress
+            .get_mut(&self.id)
+            .is_some_and(|mine| mine.maybe_update(persisted));
+        if moved && self.maybe_commit() {
+            self.broadcast_pending = true;
+        }
+    }
+
+    // ---- messages ----
+
+    /// Handles one message from another node.
+    pub fn step(&mut self, m: Message) -> Result<(), StepError> {
+        if m.to != self.id {
+            return Err(StepError::WrongRecipient {
+                to: m.to,
+                me: self.id,
+            });
+        }
+        if m.from == self.id {
+            return Err(StepError::FromSelf(m.from));
+        }
+        if m.term > self.term {
+            let is_vote_request = matches!(
+                m.body,
+                MessageBody::PreVote { .. } | MessageBody::RequestVote { .. }
+            );
+            // Thesis §4.2.3 / §9.6: a node that heard from a live leader within the election
+            // timeout ignores vote requests, so a rejoining node cannot depose a healthy leader.
+            if is_vote_request && self.in_leader_lease() {
+                return Ok(());
+            }
+            match m.body {
+                // PreVote never raises anyone's term.
+                MessageBody::PreVote { .. } => {}
+                MessageBody::PreVoteResponse { reject: false } => {}
+                MessageBody::AppendEntries { .. } => self.become_follower(m.term, Some(m.from)),
+                // §5.1: a higher term always makes a node a follower of that term.
+                _ => self.become_follower(m.term, None),
+            }
+        } else if m.term < self.term {
+            self.answer_stale_term(&m);
+            return Ok(());
+        }
+
+        match m.body {
+            MessageBody::PreVote {
+                last_log_index,
+                last_log_term,
+            } => self.handle_vote_request(m.from, m.term, last_log_index, last_log_term, true),
+            MessageBody::RequestVote {
+                last_log_index,
+                last_log_term,
+            } => self.handle_vote_request(m.from, m.term, last_log_index, last_log_term, false),
+            MessageBody::PreVoteResponse { reject } => {
+                self.handle_pre_vote_response(m.from, m.term, reject)
+            }
+            MessageBody::RequestVoteResponse { reject } => {
+                if self.role == Role::Candidate {
+                    self.record_vote(m.from, !reject);
+                }
+            }
+            MessageBody::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => self.handle_append_entries(
+                m.from,
+                prev_log_index,
+                prev_log_term,
+                &entries,
+                leader_commit,
+            ),
+            MessageBody::AppendEntriesResponse(response) => {
+                self.handle_append_response(m.from, response)
+            }
+        }
+        Ok(())
+    }
+
+    fn in_leader_lease(&self) -> bool {
+        self.config.check_quorum
+            && self.leader.is_some()
+            && self.election_elapsed_ticks < self.config.election_timeout_ticks
+    }
+
+    /// §5.1: a request from an older term is refused with the current term, so its sender
+    /// learns it is stale. Answers from older terms are dropped: they belong to a finished
+    /// election or a deposed leadership.
+    fn answer_stale_term(&mut self, m: &Message) {
+        let body = match &m.body {
+            MessageBody::PreVote { .. } => MessageBody::PreVoteResponse { reject: true },
+            MessageBody::RequestVote { .. } => MessageBody::RequestVoteResponse { reject: true },
+            MessageBody::AppendEntries { prev_log_index, .. } => {
+                MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
+                    rejected_index: *prev_log_index,
+                    hint_index: LogIndex(0),
+                    hint_term: Term(0),
+                })
+            }
+            _ => return,
+        };
+        self.send(m.from, body);
+    }
+
+    fn send(&mut self, to: NodeId, body: MessageBody) {
+        self.messages.push(Message {
+            from: self.id,
+            to,
+            term: self.term,
+            body,
+        });
+    }
+
+    fn handle_vote_request(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        last_log_index: LogIndex,
+        last_log_term: Term,
+        pre_vote: bool,
+    ) {
+        // Figure 2 (RequestVote): one vote per term — a repeat of our own vote, or a first vote
+        // in a term where no leader is known. A pre-vote for a later term promises nothing.
+        let can_vote = self.vote == Some(from)
+            || (self.vote.is_none() && self.leader.is_none())
+            || (pre_vote && term > self.term);
+        // §5.4.1: only a candidate whose log is at least as up-to-date gets the vote.
+        let grant = can_vote && self.log.is_up_to_date(last_log_index, last_log_term);
+        if !grant {
+            let body = if pre_vote {
+                MessageBody::PreVoteResponse { reject: true }
+            } else {
+                MessageBody::RequestVoteResponse { reject: true }
+            };
+            self.send(from, body);
+            return;
+        }
+        if pre_vote {
+            self.messages.push(Message {
+                from: self.id,
+                to: from,
+                term,
+                body: MessageBody::PreVoteResponse { reject: false },
+            });
+            return;
+        }
+        self.vote = Some(from);
+        self.election_elapsed_ticks = 0;
+        // Thesis §3.8: the grant leaves only after the vote is durable.
+        self.persisted_messages.push(Message {
+            from: self.id,
+            to: from,
+            term: self.term,
+            body: MessageBody::RequestVoteResponse { reject: false },
+        });
+    }
+
+    fn handle_pre_vote_response(&mut self, from: NodeId, term: Term, reject: bool) {
+        if self.role != Role::PreCandidate {
+            return;
+        }
+        // Count grants for the election this pre-candidate would start, and refusals at its term.
+        let current = if reject {
+            term == self.term
+        } else {
+            term == self.term.next()
+        };
+        if current {
+            self.record_vote(from, !reject);
+        }
+    }
+
+    fn handle_append_entries(
+        &mut self,
+        from: NodeId,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: &[Entry],
+        leader_commit: LogIndex,
+    ) {
+        match self.role {
+            Role::Leader => return, // Election Safety: no other leader can exist in this term.
+            Role::Candidate | Role::PreCandidate => self.become_follower(self.term, Some(from)),
+            Role::Follower => self.leader = Some(from),
+        }
+        self.election_elapsed_ticks = 0;
+        let response = if prev_log_index < self.log.committed() {
+            // Everything up to our commit index matches the leader's log already.
+            AppendResponse::Accepted {
+                match_index: self.log.committed(),
+            }
+        } else if let Some(last_verified) =
+            self.log
+                .maybe_append(prev_log_index, prev_log_term, leader_commit, entries)
+        {
+            AppendResponse::Accepted {
+                match_index: last_verified,
+            }
+        } else {
+            let probe_from = prev_log_index.min(self.log.last_index());
+            let (hint_index, hint_term) = self.log.find_conflict_by_term(probe_from, prev_log_term);
+            AppendResponse::Rejected {
+                rejected_index: prev_log_index,
+                hint_index,
+                hint_term,
+            }
+        };
+        let message = Message {
+            from: self.id,
+            to: from,
+            term: self.term,
+            body: MessageBody::AppendEntriesResponse(response.clone()),
+        };
+        match response {
+            // Thesis §3.8: an acceptance promises the entries are durable.
+            AppendResponse::Accepted { .. } => self.persisted_messages.push(message),
+            AppendResponse::Rejected { .. } => self.messages.push(message),
+        }
+    }
+
+    fn handle_append_response(&mut self, from: NodeId, response: AppendResponse) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
+        progress.mark_active();
+        match response {
+            AppendResponse::Accepted { match_index } => {
+                if match_index > self.log.last_index() {
+                    return; // Not an answer to anything this leader sent.
+                }
+                let moved = progress.maybe_update(match_index);
+                if !moved {
+                    progress.heartbeat_answered();
+                } else if progress.state() == ProgressState::Probe {
+                    progress.become_replicate();
+                }
+                if moved && self.maybe_commit() {
+                    self.broadcast_pending = true;
+                }
+                self.send_appends(from);
+            }
+            AppendResponse::Rejected {
+                rejected_index,
+                hint_index,
+                hint_term,
+            } => {
+                let (probe_index, _) = self.log.find_conflict_by_term(hint_index, hint_term);
+                if progress.maybe_decrease_to(rejected_index, probe_index.next()) {
+                    self.send_appends(from);
+                }
+            }
+        }
+    }
+
+    /// Moves the commit index to what a majority stores. Returns whether it moved.
+    fn maybe_commit(&mut self) -> bool {
+        let progress = &self.progress;
+        let quorum_index = self
+            .voters
+            .committed_index(|id| progress.get(&id).map(Progress::match_index));
+        // Figure 8 / §5.4.2: only entries of the current term are committed by counting replicas.
+        if quorum_index <= self.log.committed() || self.log.term(quorum_index) != Some(self.term) {
+            return false;
+        }
+        self.log.commit_to(quorum_index);
+        while self
+            .uncommitted
+            .front()
+            .is_some_and(|&(index, _)| index <= quorum_index)
+        {
+            let (_, bytes) = self.uncommitted.pop_front().expect("front checked");
+            self.uncommitted_bytes -= bytes;
+        }
+        true
+    }
+
+    // ---- replication ----
+
+    /// Sends `to` as many appends as its progress allows.
+    fn send_appends(&mut self, to: NodeId) {
+        let last_index = self.log.last_index();
+        loop {
+            let Some(progress) = self.progress.get(&to) else {
+                return;
+            };
+            if progress.is_paused() || progress.next_index() > last_index {
+                return;
+            }
+            if !self.send_append(to, false) {
+                return;
+            }
+        }
+    }
+
+    /// Sends one AppendEntries from `to`'s next index. Returns whether a message was sent.
+    fn send_append(&mut self, to: NodeId, allow_empty: bool) -> bool {
+        let Some(progress) = self.progress.get(&to) else {
+            return false;
+        };
+        let next = progress.next_index();
+        let prev_log_index = next.prev();
+        let Some(prev_log_term) = self.log.term(prev_log_index) else {
+            return false;
+        };
+        let high = next.plus(self.config.max_append_entries as u64);
+        let entries = self
+            .log
+            .entries(next, high, self.config.max_message_bytes)
+            .unwrap_or_else(|err| panic!("{}: entries from {next} unreadable: {err}", self.id));
+        if entries.is_empty() && !allow_empty {
+            return false;
+        }
+        let last_sent = prev_log_index.plus(entries.len() as u64);
+        // §5.3: the follower may commit only what this request lets it verify.
+        let leader_commit = self.log.committed().min(last_sent);
+        let count = entries.len();
+        let progress = self.progress.get_mut(&to).expect("progress checked above");
+        progress.sent_append(last_sent, count);
+        self.send(
+            to,
+            MessageBody::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            },
+        );
+        true
+    }
+
+    fn broadcast_heartbeat(&mut self) {
+        let peers: Vec<NodeId> = self
+            .progress
+            .keys()
+            .copied()
+            .filter(|&id| id != self.id)
+            .collect();
+        for to in peers {
+            self.send_append(to, true);
+        }
+    }
+
+    /// Sends pending entries to every follower (called when a Ready is built).
+    pub(crate) fn flush_broadcast(&mut self) {
+        if !std::mem::take(&mut self.broadcast_pending) {
+            return;
+        }
+        let peers: Vec<NodeId> = self
+            .progress
+            .keys()
+            .copied()
+            .filter(|&id| id != self.id)
+            .collect();
+        for to in peers {
+            let before = self.messages.len();
+            self.send_appends(to);
+            let paused = self.progress.get(&to).is_none_or(Progress::is_paused);
+            if self.messages.len() == before && !paused {
+                // Nothing new to send: an empty append still carries the new commit index.
+                self.send_append(to, true);
+            }
+        }
+    }
+
+    // ---- proposals ----
+
+    /// Appends `data` to the leader's log. The entry goes out with the next Ready.
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<(LogIndex, Term), ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader_hint: self.leader,
+            });
+        }
+        let size_bytes = crate::types::ENTRY_HEADER_BYTES + data.len() as u64;
+        if size_bytes > self.config.max_message_bytes {
+            return Err(ProposeError::EntryTooLarge {
+                size_bytes,
+                max_bytes: self.config.max_message_bytes,
+            });
+        }
+        if !self.uncommitted.is_empty()
+            && self.uncommitted_bytes + size_bytes > self.config.max_uncommitted_bytes
+        {
+            return Err(ProposeError::UncommittedLimit {
+                uncommitted_bytes: self.uncommitted_bytes,
+                max_bytes: self.config.max_uncommitted_bytes,
+            });
+        }
+        let index = self.append_entry(EntryKind::Normal, data);
+        self.uncommitted.push_back((index, size_bytes));
+        self.uncommitted_bytes += size_bytes;
+        self.broadcast_pending = true;
+        Ok((index, self.term))
+    }
+
+    fn append_entry(&mut self, kind: EntryKind, data: Vec<u8>) -> LogIndex {
+        let index = self.log.last_index().next();
+        self.log.append(&[Entry {
+            term: self.term,
+            index,
+            kind,
+            data,
+        }]);
+        index
+    }
+}
