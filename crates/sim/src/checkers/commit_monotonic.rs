@@ -1,0 +1,82 @@
+//! Durability of commitment: a node's commit index never moves back, and nothing a node
+//! applied is lost across its crash — on restart its durable commit index covers what it
+//! had applied, and its disk still holds those very entries.
+
+use std::collections::BTreeMap;
+
+use skiff_raft::{LogIndex, NodeId, Term};
+
+use super::{entry_digest, LogView, Violation};
+
+/// Each node's highest durable commit index and highest applied index.
+#[derive(Debug, Default)]
+pub struct CommitMonotonic {
+    durable_commit: BTreeMap<NodeId, LogIndex>,
+    applied: BTreeMap<NodeId, LogIndex>,
+    applied_before_crash: BTreeMap<NodeId, LogIndex>,
+}
+
+impl CommitMonotonic {
+    /// `node` persisted `commit` in its hard state.
+    pub fn persisted_commit(&mut self, node: NodeId, commit: LogIndex) -> Result<(), Violation> {
+        let before = self.durable_commit.get(&node).copied().unwrap_or_default();
+        if commit < before {
+            return Err(Violation {
+                property: "Commit Monotonic",
+                detail: format!("{node} persisted commit {commit} after having persisted {before}"),
+            });
+        }
+        self.durable_commit.insert(node, commit);
+        Ok(())
+    }
+
+    /// `node` applied `index`.
+    pub fn applied(&mut self, node: NodeId, index: LogIndex) -> Result<(), Violation> {
+        self.applied.insert(node, index);
+        Ok(())
+    }
+
+    /// `node` crashed.
+    pub fn crashed(&mut self, node: NodeId) {
+        let applied = self.applied.remove(&node).unwrap_or_default();
+        let before = self
+            .applied_before_crash
+            .get(&node)
+            .copied()
+            .unwrap_or_default();
+        self.applied_before_crash.insert(node, applied.max(before));
+    }
+
+    /// `node` restarted with durable `commit` over `log`; `committed` is what was applied anywhere.
+    pub fn restarted(
+        &mut self,
+        node: NodeId,
+        commit: LogIndex,
+        log: &dyn LogView,
+        committed: &BTreeMap<LogIndex, (Term, u64)>,
+    ) -> Result<(), Violation> {
+        let applied = self
+            .applied_before_crash
+            .get(&node)
+            .copied()
+            .unwrap_or_default();
+        let durable = self.durable_commit.get(&node).copied().unwrap_or_default();
+        if commit < applied || commit < durable {
+            return Err(Violation {
+                property: "Commit Monotonic",
+                detail: format!(
+                    "{node} restarted with commit {commit}, but had applied {applied} and persisted commit {durable}"
+                ),
+            });
+        }
+        for (&index, &(term, digest)) in committed.range(..=applied) {
+            if log.entry(index).as_ref().map(entry_digest) != Some(digest) {
+                return Err(Violation {
+                    property: "Applied Entries Survive Crashes",
+                    detail: format!("{node} applied {index}/{term} before crashing, and its disk no longer holds it"),
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,41 @@
+//! Leader Completeness (Figure 3, §5.4): if an entry is committed in a given term, it is
+//! present in the logs of the leaders of all higher terms.
+
+use std::collections::BTreeMap;
+
+use skiff_raft::{LogIndex, NodeId, Term};
+
+use super::{entry_digest, LogView, Violation};
+
+/// Stateless: compares each new leader's log with what is known committed.
+#[derive(Debug, Default)]
+pub struct LeaderCompleteness;
+
+impl LeaderCompleteness {
+    /// `node` became leader of `term`; `committed` maps index → (term, digest) of every entry
+    /// known committed so far.
+    pub fn became_leader(
+        &mut self,
+        node: NodeId,
+        term: Term,
+        log: &dyn LogView,
+        committed: &BTreeMap<LogIndex, (Term, u64)>,
+    ) -> Result<(), Violation> {
+        for (&index, &(entry_term, digest)) in committed {
+            if entry_term >= term {
+                continue; // committed in this term or later: not yet the leader's business
+            }
+            let held = log.entry(index);
+            if held.as_ref().map(entry_digest) != Some(digest) {
+                return Err(Violation {
+                    property: "Leader Completeness",
+                    detail: format!(
+                        "{node} became leader of {term} without committed entry {index}/{entry_term} (its log has {})",
+                        held.map_or("nothing".to_string(), |e| format!("{}/{}", e.index, e.term))
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,153 @@
+//! Independent checkers of Raft's safety properties (Figure 3), one property per file.
+//!
+//! The checkers see only facts the simulator observes from outside the core — roles taken,
+//! entries written to disk, entries applied, hard states persisted, crashes and restarts —
+//! and keep their own record of history to judge them. None of them reads the core's
+//! internal bookkeeping.
+
+mod commit_monotonic;
+mod election_safety;
+mod leader_append_only;
+mod leader_completeness;
+mod log_matching;
+mod state_machine_safety;
+
+pub use commit_monotonic::CommitMonotonic;
+pub use election_safety::ElectionSafety;
+pub use leader_append_only::LeaderAppendOnly;
+pub use leader_completeness::LeaderCompleteness;
+pub use log_matching::LogMatching;
+pub use state_machine_safety::StateMachineSafety;
+
+use skiff_raft::{Entry, LogIndex, NodeId, Term};
+
+/// A broken property.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The property's name, as in the paper.
+    pub property: &'static str,
+    /// What was seen.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.property, self.detail)
+    }
+}
+
+/// A read-only view of one node's log at the moment of an observation.
+pub trait LogView {
+    /// The last index in the log.
+    fn last_index(&self) -> LogIndex;
+    /// The entry at `index`, if the log holds it.
+    fn entry(&self, index: LogIndex) -> Option<Entry>;
+}
+
+/// A stable 64-bit digest of an entry's content.
+pub fn entry_digest(entry: &Entry) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let kind = [entry.kind as u8];
+    for bytes in [
+        &entry.term.0.to_le_bytes()[..],
+        &entry.index.0.to_le_bytes()[..],
+        &kind[..],
+        &entry.data[..],
+    ] {
+        for &b in bytes {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+/// Every checker, fed the same facts.
+#[derive(Debug, Default)]
+pub struct Checkers {
+    election_safety: ElectionSafety,
+    leader_append_only: LeaderAppendOnly,
+    log_matching: LogMatching,
+    leader_completeness: LeaderCompleteness,
+    state_machine_safety: StateMachineSafety,
+    commit_monotonic: CommitMonotonic,
+}
+
+impl Checkers {
+    /// `node` became leader of `term`, with `log` as its log at that moment.
+    pub fn became_leader(
+        &mut self,
+        node: NodeId,
+        term: Term,
+        log: &dyn LogView,
+    ) -> Result<(), Violation> {
+        self.election_safety.became_leader(node, term)?;
+        self.leader_completeness.became_leader(
+            node,
+            term,
+            log,
+            self.state_machine_safety.committed(),
+        )?;
+        self.leader_append_only.became_leader(node, term, log);
+        Ok(())
+    }
+
+    /// `node` stopped being leader (stepped down, or crashed).
+    pub fn left_leadership(&mut self, node: NodeId) {
+        self.leader_append_only.left_leadership(node);
+    }
+
+    /// `node` durably wrote `entries`; `log` is its log afterwards.
+    pub fn persisted_entries(
+        &mut self,
+        node: NodeId,
+        entries: &[Entry],
+        log: &dyn LogView,
+    ) -> Result<(), Violation> {
+        self.log_matching.persisted(node, entries, log)
+    }
+
+    /// After a driver pass: `node`'s log as it stands.
+    pub fn log_settled(&mut self, node: NodeId, log: &dyn LogView) -> Result<(), Violation> {
+        self.leader_append_only.check(node, log)
+    }
+
+    /// `node` durably recorded `commit` as its commit index.
+    pub fn persisted_commit(&mut self, node: NodeId, commit: LogIndex) -> Result<(), Violation> {
+        self.commit_monotonic.persisted_commit(node, commit)
+    }
+
+    /// `node` applied `entry` to its state machine.
+    pub fn applied(&mut self, node: NodeId, entry: &Entry) -> Result<(), Violation> {
+        self.state_machine_safety.applied(node, entry)?;
+        self.commit_monotonic.applied(node, entry.index)
+    }
+
+    /// `node` crashed.
+    pub fn crashed(&mut self, node: NodeId) {
+        self.leader_append_only.left_leadership(node);
+        self.commit_monotonic.crashed(node);
+        self.state_machine_safety.crashed(node);
+    }
+
+    /// `node` restarted with `commit` from its durable hard state and `log` from its disk.
+    pub fn restarted(
+        &mut self,
+        node: NodeId,
+        commit: LogIndex,
+        log: &dyn LogView,
+    ) -> Result<(), Violation> {
+        self.commit_monotonic
+            .restarted(node, commit, log, self.state_machine_safety.committed())
+    }
+
+    /// How many distinct entries are known committed.
+    pub fn committed_count(&self) -> usize {
+        self.state_machine_safety.committed().len()
+    }
+
+    /// The entry digest and term known committed at `index`.
+    pub fn committed_at(&self, index: LogIndex) -> Option<(Term, u64)> {
+        self.state_machine_safety.committed().get(&index).copied()
+    }
+}

@@ -1,0 +1,770 @@
+//! A simulated cluster: nodes, network, logical time and an event queue, all driven by one
+//! seed. Scenario tests and randomized runs both use this API; the checkers watch every step.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use skiff_raft::{
+    Config, Entry, EntryKind, LogIndex, Message, NodeId, ProposeError, RawNode, Role, Term,
+};
+
+use crate::checkers::{Checkers, LogView, Violation};
+use crate::network::{Network, NetworkOptions, Partition, Route};
+use crate::node::{SimNode, SimStorage};
+use crate::trace::{Trace, TraceEvent};
+
+/// How a simulated cluster is set up.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Number of voters (ids 1..=nodes).
+    pub nodes: usize,
+    /// The seed every random choice derives from.
+    pub seed: u64,
+    /// How the network misbehaves.
+    pub network: NetworkOptions,
+    /// Simulated milliseconds per tick.
+    pub tick_ms: u64,
+    /// Election timeout in ticks (randomized in [T, 2T)).
+    pub election_timeout_ticks: u64,
+    /// Heartbeat interval in ticks.
+    pub heartbeat_interval_ticks: u64,
+    /// PreVote on or off.
+    pub pre_vote: bool,
+    /// CheckQuorum on or off.
+    pub check_quorum: bool,
+    /// The time a driver pass waits for the disk, in milliseconds (uniform in the range).
+    pub disk_delay_ms: (u64, u64),
+    /// Entries per AppendEntries.
+    pub max_append_entries: usize,
+    /// Events kept for the report of a violation.
+    pub trace_keep: usize,
+    /// Print every event as it happens.
+    pub print_trace: bool,
+}
+
+impl ClusterOptions {
+    /// `nodes` voters on a reliable network: 10 ms ticks, 50 ms heartbeats, elections after
+    /// 300–600 ms, PreVote and CheckQuorum on.
+    pub fn new(nodes: usize) -> ClusterOptions {
+        ClusterOptions {
+            nodes,
+            seed: 1,
+            network: NetworkOptions::reliable(),
+            tick_ms: 10,
+            election_timeout_ticks: 30,
+            heartbeat_interval_ticks: 5,
+            pre_vote: true,
+            check_quorum: true,
+            disk_delay_ms: (0, 2),
+            max_append_entries: 64,
+            trace_keep: 200,
+            print_trace: false,
+        }
+    }
+
+    /// The same with another seed.
+    pub fn seed(mut self, seed: u64) -> ClusterOptions {
+        self.seed = seed;
+        self
+    }
+
+    /// The same on the unreliable network of the fault model.
+    pub fn unreliable(mut self) -> ClusterOptions {
+        self.network = NetworkOptions::unreliable();
+        self
+    }
+}
+
+/// Counters over a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Ticks delivered to running nodes.
+    pub ticks: u64,
+    /// Times a node became candidate.
+    pub elections: u64,
+    /// Times a node became leader.
+    pub leaders_elected: u64,
+    /// Messages put on the network.
+    pub messages: u64,
+    /// Of those, requests (PreVote, RequestVote, AppendEntries).
+    pub requests: u64,
+    /// Payload bytes of entries carried by AppendEntries.
+    pub entry_bytes_sent: u64,
+    /// Messages lost to loss or partitions.
+    pub dropped: u64,
+    /// Crashes injected.
+    pub crashes: u64,
+    /// Proposals accepted by a leader.
+    pub proposals: u64,
+}
+
+#[derive(Debug)]
+enum Event {
+    Tick { node: NodeId, life: u64 },
+    Deliver(Message),
+    Drive { node: NodeId, life: u64 },
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    at_ms: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at_ms, self.seq) == (other.at_ms, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    // Reversed: the earliest event is the greatest, for a max-heap.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at_ms, other.seq).cmp(&(self.at_ms, self.seq))
+    }
+}
+
+/// A proposal a leader accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proposal {
+    /// The client's value.
+    pub value: u64,
+    /// The leader that accepted it.
+    pub node: NodeId,
+    /// Where it went in the log.
+    pub index: LogIndex,
+    /// The leader's term.
+    pub term: Term,
+}
+
+/// The simulated cluster.
+pub struct Cluster {
+    options: ClusterOptions,
+    now_ms: u64,
+    queue: BinaryHeap<Scheduled>,
+    seq: u64,
+    ids: Vec<NodeId>,
+    nodes: BTreeMap<NodeId, SimNode>,
+    network: Network,
+    rng: ChaCha8Rng,
+    paused_until_ms: BTreeMap<NodeId, u64>,
+    drive_scheduled: BTreeSet<NodeId>,
+    checkers: Checkers,
+    violation: Option<Violation>,
+    trace: Trace,
+    stats: Stats,
+    roles: BTreeMap<NodeId, Role>,
+    applied_values: BTreeMap<NodeId, Vec<u64>>,
+    proposals: Vec<Proposal>,
+}
+
+struct NodeLog<'a>(&'a RawNode<SimStorage>);
+
+impl LogView for NodeLog<'_> {
+    fn last_index(&self) -> LogIndex {
+        self.0.raft().log().last_index()
+    }
+    fn entry(&self, index: LogIndex) -> Option<Entry> {
+        if index.0 == 0 {
+            return None;
+        }
+        self.0
+            .raft()
+            .log()
+            .entries(index, index.next(), u64::MAX)
+            .ok()?
+            .pop()
+    }
+}
+
+/// The payload a client value is written as: its 8 bytes, then padding.
+pub fn encode_value(value: u64, padding: usize) -> Vec<u8> {
+    let mut data = value.to_le_bytes().to_vec();
+    data.resize(8 + padding, 0);
+    data
+}
+
+/// The client value in an entry, if it carries one.
+pub fn decode_value(entry: &Entry) -> Option<u64> {
+    if entry.kind != EntryKind::Normal || entry.data.len() < 8 {
+        return None;
+    }
+    let bytes: [u8; 8] = entry.data[..8].try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
+impl Cluster {
+    /// A new cluster; every node starts as a follower at term 0 with an empty log.
+    pub fn new(options: ClusterOptions) -> Cluster {
+        let ids: Vec<NodeId> = (1..=options.nodes as u64).map(NodeId).collect();
+        let mut cluster = Cluster {
+            rng: ChaCha8Rng::seed_from_u64(options.seed),
+            network: Network::new(options.network.clone()),
+            trace: Trace::new(options.trace_keep, options.print_trace),
+            now_ms: 0,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            nodes: BTreeMap::new(),
+            paused_until_ms: BTreeMap::new(),
+            drive_scheduled: BTreeSet::new(),
+            checkers: Checkers::default(),
+            violation: None,
+            stats: Stats::default(),
+            roles: BTreeMap::new(),
+            applied_values: BTreeMap::new(),
+            proposals: Vec::new(),
+            ids: ids.clone(),
+            options,
+        };
+        for &id in &ids {
+            let node = SimNode::new(cluster.config_for(id, 0));
+            cluster.nodes.insert(id, node);
+            cluster.roles.insert(id, Role::Follower);
+            cluster.start_ticking(id, 0);
+        }
+        cluster
+    }
+
+    /// The node's Raft settings for its `life`-th start.
+    fn config_for(&self, id: NodeId, life: u64) -> Config {
+        let mut config = Config::new(id, self.ids.iter().copied());
+        config.election_timeout_ticks = self.options.election_timeout_ticks;
+        config.heartbeat_interval_ticks = self.options.heartbeat_interval_ticks;
+        config.pre_vote = self.options.pre_vote;
+        config.check_quorum = self.options.check_quorum;
+        config.max_append_entries = self.options.max_append_entries;
+        config.seed = self.options.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ (id.0 << 32) ^ life;
+        config
+    }
+
+    fn start_ticking(&mut self, id: NodeId, life: u64) {
+        let phase = self.rng.gen_range(0..self.options.tick_ms);
+        self.schedule(self.now_ms + phase + 1, Event::Tick { node: id, life });
+    }
+
+    fn schedule(&mut self, at_ms: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Scheduled {
+            at_ms,
+            seq: self.seq,
+            event,
+        });
+    }
+
+    // ---- running ----
+
+    /// Simulated milliseconds since the start.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// Runs for `ms` simulated milliseconds (stops early on a violation).
+    pub fn run_for(&mut self, ms: u64) {
+        let end = self.now_ms + ms;
+        while self.violation.is_none() && self.step_until(end) {}
+        self.now_ms = self.now_ms.max(end);
+    }
+
+    /// Runs until `done` holds (checked after every event) or `budget_ms` passes.
+    /// Returns whether `done` held.
+    pub fn run_until(&mut self, budget_ms: u64, mut done: impl FnMut(&Cluster) -> bool) -> bool {
+        let end = self.now_ms + budget_ms;
+        loop {
+            if done(self) {
+                return true;
+            }
+            if self.violation.is_some() || !self.step_until(end) {
+                self.now_ms = self.now_ms.max(end);
+                return done(self);
+            }
+        }
+    }
+
+    /// Handles the next event if it is due by `end_ms`. Returns whether one was handled.
+    fn step_until(&mut self, end_ms: u64) -> bool {
+        match self.queue.peek() {
+            Some(next) if next.at_ms <= end_ms => {}
+            _ => return false,
+        }
+        let Scheduled { at_ms, event, .. } = self.queue.pop().expect("peeked");
+        self.now_ms = at_ms;
+        match event {
+            Event::Tick { node, life } => self.on_tick(node, life),
+            Event::Deliver(message) => self.on_deliver(message),
+            Event::Drive { node, life } => self.on_drive(node, life),
+        }
+        true
+    }
+
+    fn paused_until(&self, node: NodeId) -> Option<u64> {
+        self.paused_until_ms
+            .get(&node)
+            .copied()
+            .filter(|&until| until > self.now_ms)
+    }
+
+    fn is_current_life(&self, node: NodeId, life: u64) -> bool {
+        self.nodes
+            .get(&node)
+            .is_some_and(|n| n.is_up() && n.incarnation == life)
+    }
+
+    fn on_tick(&mut self, node: NodeId, life: u64) {
+        if !self.is_current_life(node, life) {
+            return;
+        }
+        self.schedule(
+            self.now_ms + self.options.tick_ms,
+            Event::Tick { node, life },
+        );
+        if self.paused_until(node).is_some() {
+            return;
+        }
+        if let Some(raw) = self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut()) {
+            raw.tick();
+            self.stats.ticks += 1;
+            self.mark_dirty(node);
+        }
+    }
+
+    fn on_deliver(&mut self, message: Message) {
+        let to = message.to;
+        if let Some(until) = self.paused_until(to) {
+            self.schedule(until, Event::Deliver(message));
+            return;
+        }
+        let Some(raw) = self.nodes.get_mut(&to).and_then(|n| n.raw.as_mut()) else {
+            self.trace
+                .record(self.now_ms, TraceEvent::Drop(message, "receiver down"));
+            self.stats.dropped += 1;
+            return;
+        };
+        let result = raw.step(message.clone());
+        self.trace.record(self.now_ms, TraceEvent::Deliver(message));
+        if let Err(err) = result {
+            self.trace.record(
+                self.now_ms,
+                TraceEvent::Note(format!("{to} refused a message: {err}")),
+            );
+        }
+        self.mark_dirty(to);
+    }
+
+    fn mark_dirty(&mut self, node: NodeId) {
+        if self.drive_scheduled.insert(node) {
+            let (low, high) = self.options.disk_delay_ms;
+            let delay = self.rng.gen_range(low..=high);
+            let life = self.nodes[&node].incarnation;
+            self.schedule(self.now_ms + delay, Event::Drive { node, life });
+        }
+    }
+
+    fn on_drive(&mut self, node: NodeId, life: u64) {
+        if !self.is_current_life(node, life) {
+            return;
+        }
+        if let Some(until) = self.paused_until(node) {
+            self.schedule(until, Event::Drive { node, life });
+            return;
+        }
+        self.drive_scheduled.remove(&node);
+        let sim_node = self.nodes.get_mut(&node).expect("known node");
+        let out = sim_node.drive();
+        let raw = sim_node.raw.as_ref().expect("a running node was driven");
+        let term = raw.raft().term();
+        let log = NodeLog(raw);
+        let mut result = Ok(());
+        if !out.persisted_entries.is_empty() {
+            result = result.and(self.checkers.persisted_entries(
+                node,
+                &out.persisted_entries,
+                &log,
+            ));
+        }
+        for hard_state in &out.persisted_hard_states {
+            result = result.and(self.checkers.persisted_commit(node, hard_state.commit));
+        }
+        for soft in &out.soft_states {
+            let previous = self.roles.insert(node, soft.role);
+            self.trace.record(
+                self.now_ms,
+                TraceEvent::Role {
+                    node,
+                    term,
+                    role: soft.role,
+                    leader: soft.leader,
+                },
+            );
+            if previous == Some(Role::Leader) && soft.role != Role::Leader {
+                self.checkers.left_leadership(node);
+            }
+            match soft.role {
+                Role::Candidate if previous != Some(Role::Candidate) => self.stats.elections += 1,
+                Role::Leader if previous != Some(Role::Leader) => {
+                    self.stats.leaders_elected += 1;
+                    result = result.and(self.checkers.became_leader(node, term, &log));
+                }
+                _ => {}
+            }
+        }
+        for entry in &out.applied {
+            result = result.and(self.checkers.applied(node, entry));
+            if let Some(value) = decode_value(entry) {
+                self.applied_values.entry(node).or_default().push(value);
+            }
+        }
+        result = result.and(self.checkers.log_settled(node, &log));
+        if let Err(violation) = result {
+            self.record_violation(violation);
+        }
+        for message in out.outbox {
+            self.send(message);
+        }
+    }
+
+    /// Records a violation found outside the checkers (liveness, end-of-run checks).
+    pub fn report_violation(&mut self, violation: Violation) {
+        self.record_violation(violation);
+    }
+
+    fn record_violation(&mut self, violation: Violation) {
+        self.trace.record(
+            self.now_ms,
+            TraceEvent::Note(format!("VIOLATION {violation}")),
+        );
+        if self.violation.is_none() {
+            self.violation = Some(violation);
+        }
+    }
+
+    fn send(&mut self, message: Message) {
+        self.stats.messages += 1;
+        if message.body.is_request() {
+            self.stats.requests += 1;
+        }
+        self.stats.entry_bytes_sent += message.entries_bytes();
+        match self.network.route(&message, &mut self.rng) {
+            Route::Lost(why) => {
+                self.stats.dropped += 1;
+                self.trace
+                    .record(self.now_ms, TraceEvent::Drop(message, why));
+            }
+            Route::Deliver(delays) => {
+                for delay in delays {
+                    self.schedule(self.now_ms + delay, Event::Deliver(message.clone()));
+                }
+            }
+        }
+    }
+
+    // ---- clients ----
+
+    /// Proposes `value` to the current leader. Returns the accepted proposal, if any leader took it.
+    pub fn propose(&mut self, value: u64) -> Option<Proposal> {
+        self.propose_padded(value, 0)
+    }
+
+    /// Proposes `value` followed by `padding` zero bytes to the current leader.
+    pub fn propose_padded(&mut self, value: u64, padding: usize) -> Option<Proposal> {
+        let leader = self.leader()?;
+        self.propose_to(leader, value, padding).ok()
+    }
+
+    /// Proposes `value` to `node`, whatever its role.
+    pub fn propose_to(
+        &mut self,
+        node: NodeId,
+        value: u64,
+        padding: usize,
+    ) -> Result<Proposal, ProposeError> {
+        let Some(raw) = self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut()) else {
+            return Err(ProposeError::NotLeader { leader_hint: None });
+        };
+        let (index, term) = raw.propose(encode_value(value, padding))?;
+        let proposal = Proposal {
+            value,
+            node,
+            index,
+            term,
+        };
+        self.stats.proposals += 1;
+        self.trace.record(
+            self.now_ms,
+            TraceEvent::Proposed {
+                node,
+                value,
+                index: index.0,
+                term,
+            },
+        );
+        self.proposals.push(proposal.clone());
+        self.mark_dirty(node);
+        Ok(proposal)
+    }
+
+    /// Every proposal a leader accepted, in order.
+    pub fn proposals(&self) -> &[Proposal] {
+        &self.proposals
+    }
+
+    // ---- faults ----
+
+    /// Crashes `node`: everything it had not persisted is lost.
+    pub fn crash(&mut self, node: NodeId) {
+        let Some(sim_node) = self.nodes.get_mut(&node) else {
+            return;
+        };
+        if !sim_node.is_up() {
+            return;
+        }
+        sim_node.crash();
+        self.checkers.crashed(node);
+        self.roles.insert(node, Role::Follower);
+        self.applied_values.remove(&node);
+        self.drive_scheduled.remove(&node);
+        self.paused_until_ms.remove(&node);
+        self.stats.crashes += 1;
+        self.trace
+            .record(self.now_ms, TraceEvent::Fault(format!("crash {node}")));
+    }
+
+    /// Restarts a crashed `node` from its durable state.
+    pub fn restart(&mut self, node: NodeId) {
+        let Some(sim_node) = self.nodes.get(&node) else {
+            return;
+        };
+        if sim_node.is_up() {
+            return;
+        }
+        let life = sim_node.incarnation + 1;
+        let config = self.config_for(node, life);
+        let sim_node = self.nodes.get_mut(&node).expect("checked above");
+        if let Err(err) = sim_node.restart(config) {
+            self.record_violation(Violation {
+                property: "Restart",
+                detail: format!("{node} failed to restart: {err}"),
+            });
+            return;
+        }
+        let commit = sim_node.hard_state.commit;
+        let raw = sim_node.raw.as_ref().expect("just restarted");
+        if let Err(violation) = self.checkers.restarted(node, commit, &NodeLog(raw)) {
+            self.record_violation(violation);
+        }
+        self.trace.record(
+            self.now_ms,
+            TraceEvent::Fault(format!("restart {node} (durable commit {commit})")),
+        );
+        self.start_ticking(node, life);
+        self.mark_dirty(node);
+    }
+
+    /// Pauses `node` for `ms`: it handles nothing meanwhile, then catches up.
+    pub fn pause(&mut self, node: NodeId, ms: u64) {
+        self.paused_until_ms.insert(node, self.now_ms + ms);
+        self.trace.record(
+            self.now_ms,
+            TraceEvent::Fault(format!("pause {node} for {ms} ms")),
+        );
+    }
+
+    /// Ends a pause of `node` now.
+    pub fn resume(&mut self, node: NodeId) {
+        if self
+            .paused_until_ms
+            .remove(&node)
+            .is_some_and(|until| until > self.now_ms)
+        {
+            self.trace
+                .record(self.now_ms, TraceEvent::Fault(format!("resume {node}")));
+        }
+    }
+
+    /// Cuts the network into `partition`.
+    pub fn partition(&mut self, partition: Partition) {
+        self.trace.record(
+            self.now_ms,
+            TraceEvent::Fault(format!("partition {partition:?}")),
+        );
+        self.network.partition(&self.ids, &partition);
+    }
+
+    /// Cuts `node` off from every other node.
+    pub fn isolate(&mut self, node: NodeId) {
+        self.partition(Partition::Isolate(node));
+    }
+
+    /// Removes every partition.
+    pub fn heal(&mut self) {
+        self.trace.record(
+            self.now_ms,
+            TraceEvent::Fault("heal partitions".to_string()),
+        );
+        self.network.heal();
+    }
+
+    /// Replaces how the network misbehaves.
+    pub fn set_network(&mut self, options: NetworkOptions) {
+        self.network.options = options;
+    }
+
+    // ---- looking ----
+
+    /// The node ids.
+    pub fn ids(&self) -> &[NodeId] {
+        &self.ids
+    }
+
+    fn raw(&self, node: NodeId) -> Option<&RawNode<SimStorage>> {
+        self.nodes.get(&node).and_then(|n| n.raw.as_ref())
+    }
+
+    /// Whether `node` is running.
+    pub fn is_up(&self, node: NodeId) -> bool {
+        self.raw(node).is_some()
+    }
+
+    /// Running nodes that consider themselves leader, with their terms.
+    pub fn leaders(&self) -> Vec<(NodeId, Term)> {
+        self.ids
+            .iter()
+            .filter_map(|&id| self.raw(id).map(|raw| (id, raw.raft())))
+            .filter(|(_, raft)| raft.role() == Role::Leader)
+            .map(|(id, raft)| (id, raft.term()))
+            .collect()
+    }
+
+    /// The leader of the highest term among running nodes, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leaders()
+            .into_iter()
+            .max_by_key(|&(_, term)| term)
+            .map(|(id, _)| id)
+    }
+
+    /// `node`'s current term (its durable one while it is down).
+    pub fn term(&self, node: NodeId) -> Term {
+        match self.raw(node) {
+            Some(raw) => raw.raft().term(),
+            None => self.nodes[&node].hard_state.term,
+        }
+    }
+
+    /// `node`'s role (follower while down).
+    pub fn role(&self, node: NodeId) -> Role {
+        self.raw(node)
+            .map_or(Role::Follower, |raw| raw.raft().role())
+    }
+
+    /// `node`'s commit index.
+    pub fn commit(&self, node: NodeId) -> LogIndex {
+        self.raw(node)
+            .map_or(self.nodes[&node].hard_state.commit, |raw| {
+                raw.raft().log().committed()
+            })
+    }
+
+    /// The last index `node` applied in its current life.
+    pub fn applied(&self, node: NodeId) -> LogIndex {
+        self.nodes
+            .get(&node)
+            .filter(|n| n.is_up())
+            .map_or(LogIndex(0), |n| n.applied_index)
+    }
+
+    /// `node`'s last log index.
+    pub fn last_index(&self, node: NodeId) -> LogIndex {
+        self.raw(node)
+            .map_or(LogIndex(0), |raw| raw.raft().log().last_index())
+    }
+
+    /// The terms of `node`'s log entries, from index 1.
+    pub fn log_terms(&self, node: NodeId) -> Vec<u64> {
+        let Some(raw) = self.raw(node) else {
+            return Vec::new();
+        };
+        let log = NodeLog(raw);
+        (1..=log.last_index().0)
+            .filter_map(|i| log.entry(LogIndex(i)))
+            .map(|e| e.term.0)
+            .collect()
+    }
+
+    /// The entry at `index` in `node`'s log.
+    pub fn entry(&self, node: NodeId, index: LogIndex) -> Option<Entry> {
+        self.raw(node).and_then(|raw| NodeLog(raw).entry(index))
+    }
+
+    /// The client values `node` applied since it last started, in order.
+    pub fn applied_values(&self, node: NodeId) -> &[u64] {
+        self.applied_values.get(&node).map_or(&[], Vec::as_slice)
+    }
+
+    /// How many running nodes applied `value`.
+    pub fn count_applied(&self, value: u64) -> usize {
+        self.applied_values
+            .values()
+            .filter(|values| values.contains(&value))
+            .count()
+    }
+
+    /// The value committed at `index`, as far as any node has applied it.
+    pub fn committed_at(&self, index: LogIndex) -> Option<Term> {
+        self.checkers.committed_at(index).map(|(term, _)| term)
+    }
+
+    /// Entries known committed (applied somewhere).
+    pub fn committed_count(&self) -> usize {
+        self.checkers.committed_count()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The first broken property, if any.
+    pub fn violation(&self) -> Option<&Violation> {
+        self.violation.as_ref()
+    }
+
+    /// The trace.
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// Records a note in the trace.
+    pub fn note(&mut self, text: impl Into<String>) {
+        self.trace
+            .record(self.now_ms, TraceEvent::Note(text.into()));
+    }
+
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.options.seed
+    }
+
+    /// Draws from the cluster's seeded PRNG.
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
+    }
+
+    /// Panics with the trace if a property broke.
+    pub fn assert_safe(&self) {
+        if let Some(violation) = &self.violation {
+            panic!(
+                "seed {}: {violation}\nlast events:\n{}",
+                self.options.seed,
+                self.trace.render_recent()
+            );
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! `skiff-sim`: runs many seeds of the randomized simulation, or replays one with a full trace.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use skiff_sim::{run_seed, FaultSwitches, RunOptions, RunReport};
+
+/// Run Skiff's Raft under randomized faults and check its safety properties.
+#[derive(Debug, Parser)]
+#[command(name = "skiff-sim", version)]
+struct Args {
+    /// How many seeds to run (from --start-seed on).
+    #[arg(long, default_value_t = 1000)]
+    seeds: u64,
+    /// The first seed of a multi-seed run.
+    #[arg(long, default_value_t = 0)]
+    start_seed: u64,
+    /// Replay this one seed and print its full trace.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Cluster size (default: drawn from {3, 5} per seed).
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Length of the fault phase in ticks of 10 ms (default: drawn per seed from 500..2000).
+    #[arg(long)]
+    ticks: Option<u64>,
+    /// Worker threads (default: the number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// No message loss.
+    #[arg(long)]
+    no_loss: bool,
+    /// No long reordering of responses.
+    #[arg(long)]
+    no_reorder: bool,
+    /// No duplicated messages.
+    #[arg(long)]
+    no_duplication: bool,
+    /// No partitions.
+    #[arg(long)]
+    no_partitions: bool,
+    /// No crashes.
+    #[arg(long)]
+    no_crashes: bool,
+    /// No pauses.
+    #[arg(long)]
+    no_pauses: bool,
+}
+
+impl Args {
+    fn run_options(&self, seed: u64) -> RunOptions {
+        let mut options = RunOptions::new(seed);
+        options.nodes = self.nodes;
+        options.fault_ticks = self.ticks;
+        options.faults = FaultSwitches {
+            loss: !self.no_loss,
+            reorder: !self.no_reorder,
+            duplication: !self.no_duplication,
+            partitions: !self.no_partitions,
+            crashes: !self.no_crashes,
+            pauses: !self.no_pauses,
+        };
+        options
+    }
+
+    /// The command that replays `seed` with the same switches.
+    fn replay_command(&self, seed: u64) -> String {
+        let mut command = format!("cargo run --release -p skiff-sim -- --seed {seed}");
+        if let Some(nodes) = self.nodes {
+            command += &format!(" --nodes {nodes}");
+        }
+        if let Some(ticks) = self.ticks {
+            command += &format!(" --ticks {ticks}");
+        }
+        for (flag, on) in [
+            ("--no-loss", self.no_loss),
+            ("--no-reorder", self.no_reorder),
+            ("--no-duplication", self.no_duplication),
+            ("--no-partitions", self.no_partitions),
+            ("--no-crashes", self.no_crashes),
+            ("--no-pauses", self.no_pauses),
+        ] {
+            if on {
+                command += " ";
+                command += flag;
+            }
+        }
+        command
+    }
+}
+
+#[derive(Default)]
+struct Totals {
+    seeds: u64,
+    violations: u64,
+    liveness_failures: u64,
+    ticks: u64,
+    elections: u64,
+    commits: u64,
+    messages: u64,
+    dropped: u64,
+    crashes: u64,
+    failures: Vec<RunReport>,
+}
+
+impl Totals {
+    fn add(&mut self, report: RunReport) {
+        self.seeds += 1;
+        self.ticks += report.stats.ticks;
+        self.elections += report.stats.elections;
+        self.commits += report.commits;
+        self.messages += report.stats.messages;
+        self.dropped += report.stats.dropped;
+        self.crashes += report.stats.crashes;
+        if let Some(violation) = &report.violation {
+            self.violations += 1;
+            if violation.property == "Liveness" {
+                self.liveness_failures += 1;
+            }
+            if self.failures.len() < 10 {
+                self.failures.push(report);
+            }
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={}",
+            self.seeds, self.violations, self.ticks, self.elections, self.commits, self.messages, self.dropped, self.crashes
+        )
+    }
+}
+
+fn print_failure(args: &Args, report: &RunReport) {
+    let violation = report
+        .violation
+        .as_ref()
+        .expect("only failures are printed");
+    eprintln!("\nSEED={} VIOLATION {violation}", report.seed);
+    eprintln!("plan: {}", report.derived);
+    eprintln!("last events:\n{}", report.trace_tail);
+    eprintln!("replay: {}", args.replay_command(report.seed));
+}
+
+/// Runs one seed; a panic inside the core or the simulator is reported as a violation.
+fn run_guarded(args: &Args, seed: u64) -> RunReport {
+    let options = args.run_options(seed);
+    match std::panic::catch_unwind(|| run_seed(&options)) {
+        Ok(report) => report,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".to_string());
+            RunReport {
+                seed,
+                derived: String::from("(see the replay)"),
+                stats: Default::default(),
+                commits: 0,
+                violation: Some(skiff_sim::Violation {
+                    property: "Panic",
+                    detail: message,
+                }),
+                trace_tail: String::from("(the replay prints the full trace up to the panic)\n"),
+                trace_hash: 0,
+            }
+        }
+    }
+}
+
+fn replay_one(args: &Args, seed: u64) -> ExitCode {
+    let mut options = args.run_options(seed);
+    options.print_trace = true;
+    options.trace_keep = 0;
+    let report = run_seed(&options);
+    println!("SEED={seed} plan: {}", report.derived);
+    println!("trace hash: {:016x}", report.trace_hash);
+    let mut totals = Totals::default();
+    let failed = report.violation.clone();
+    totals.add(report);
+    println!("{}", totals.summary());
+    match failed {
+        Some(violation) => {
+            eprintln!("SEED={seed} VIOLATION {violation}");
+            eprintln!("replay: {}", args.replay_command(seed));
+            exit_code_for(&totals)
+        }
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// 0: all good; 1: a safety property broke; 3: only liveness failed.
+fn exit_code_for(totals: &Totals) -> ExitCode {
+    if totals.violations > totals.liveness_failures {
+        ExitCode::from(1)
+    } else if totals.liveness_failures > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(seed) = args.seed {
+        return replay_one(&args, seed);
+    }
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let next = AtomicU64::new(args.start_seed);
+    let end = args.start_seed + args.seeds;
+    let totals = Mutex::new(Totals::default());
+    let bar = ProgressBar::new(args.seeds);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} seeds ({per_sec}, eta {eta}) {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= end {
+                    break;
+                }
+                let report = run_guarded(&args, seed);
+                if report.violation.is_some() {
+                    bar.suspend(|| print_failure(&args, &report));
+                }
+                let mut totals = totals
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                totals.add(report);
+                bar.set_message(format!("violations={}", totals.violations));
+                bar.inc(1);
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let totals = totals
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    println!("{}", totals.summary());
+    exit_code_for(&totals)
+}

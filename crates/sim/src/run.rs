@@ -1,0 +1,375 @@
+//! One randomized run: every option derived from one seed, a fault phase, then a healing phase
+//! in which the cluster must recover (liveness).
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use skiff_raft::{LogIndex, NodeId};
+
+use crate::checkers::Violation;
+use crate::cluster::{decode_value, Cluster, ClusterOptions, Stats};
+use crate::network::{NetworkOptions, Partition};
+
+/// Which faults a run may inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultSwitches {
+    /// Lose messages.
+    pub loss: bool,
+    /// Hold responses back for a long time.
+    pub reorder: bool,
+    /// Deliver messages twice.
+    pub duplication: bool,
+    /// Partitions of every shape.
+    pub partitions: bool,
+    /// Crash and restart nodes.
+    pub crashes: bool,
+    /// Pause nodes.
+    pub pauses: bool,
+}
+
+impl Default for FaultSwitches {
+    fn default() -> FaultSwitches {
+        FaultSwitches {
+            loss: true,
+            reorder: true,
+            duplication: true,
+            partitions: true,
+            crashes: true,
+            pauses: true,
+        }
+    }
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The seed.
+    pub seed: u64,
+    /// Cluster size; drawn from {3, 5} when unset.
+    pub nodes: Option<usize>,
+    /// Length of the fault phase in ticks; drawn from 500..2000 when unset.
+    pub fault_ticks: Option<u64>,
+    /// The healing phase's budget in simulated milliseconds.
+    pub heal_budget_ms: u64,
+    /// Faults allowed.
+    pub faults: FaultSwitches,
+    /// Events kept for a failure report.
+    pub trace_keep: usize,
+    /// Print every event.
+    pub print_trace: bool,
+}
+
+impl RunOptions {
+    /// Defaults for `seed`.
+    pub fn new(seed: u64) -> RunOptions {
+        RunOptions {
+            seed,
+            nodes: None,
+            fault_ticks: None,
+            heal_budget_ms: 30_000,
+            faults: FaultSwitches::default(),
+            trace_keep: 200,
+            print_trace: false,
+        }
+    }
+}
+
+/// The outcome of one run.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// The options the seed chose, one line.
+    pub derived: String,
+    /// Counters.
+    pub stats: Stats,
+    /// Entries known committed at the end.
+    pub commits: u64,
+    /// The first broken property.
+    pub violation: Option<Violation>,
+    /// The last events, readable.
+    pub trace_tail: String,
+    /// Hash of the whole trace.
+    pub trace_hash: u64,
+}
+
+/// Everything a seed decides before the run starts.
+#[derive(Clone, Debug)]
+struct Plan {
+    nodes: usize,
+    fault_ticks: u64,
+    network: NetworkOptions,
+    pre_vote: bool,
+    check_quorum: bool,
+    propose_probability: f64,
+    fault_probability: f64,
+}
+
+fn plan(options: &RunOptions, rng: &mut ChaCha8Rng) -> Plan {
+    let faults = options.faults;
+    let nodes = options
+        .nodes
+        .unwrap_or(if rng.gen_bool(0.5) { 3 } else { 5 });
+    let fault_ticks = options
+        .fault_ticks
+        .unwrap_or_else(|| rng.gen_range(500..2000));
+    let mut network = NetworkOptions::unreliable();
+    network.request_loss = if faults.loss {
+        rng.gen_range(0.0..0.2)
+    } else {
+        0.0
+    };
+    network.response_loss = if faults.loss {
+        rng.gen_range(0.0..0.2)
+    } else {
+        0.0
+    };
+    network.long_delay_probability = if faults.reorder {
+        rng.gen_range(0.0..0.7)
+    } else {
+        0.0
+    };
+    network.duplicate_probability = if faults.duplication {
+        rng.gen_range(0.0..0.05)
+    } else {
+        0.0
+    };
+    Plan {
+        nodes,
+        fault_ticks,
+        network,
+        // Mostly the defaults, sometimes the classic protocol: safety must hold either way.
+        pre_vote: rng.gen_bool(0.8),
+        check_quorum: rng.gen_bool(0.8),
+        propose_probability: rng.gen_range(0.2..0.9),
+        fault_probability: rng.gen_range(0.02..0.15),
+    }
+}
+
+/// Runs one seed to the end and reports.
+pub fn run_seed(options: &RunOptions) -> RunReport {
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let plan = plan(options, &mut rng);
+    let derived = format!(
+        "nodes={} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} propose_p={:.2} fault_p={:.3}",
+        plan.nodes,
+        plan.fault_ticks,
+        plan.network.request_loss,
+        plan.network.response_loss,
+        plan.network.long_delay_probability,
+        plan.network.duplicate_probability,
+        plan.pre_vote,
+        plan.check_quorum,
+        plan.propose_probability,
+        plan.fault_probability,
+    );
+    let mut cluster_options = ClusterOptions::new(plan.nodes).seed(options.seed);
+    cluster_options.network = plan.network.clone();
+    cluster_options.pre_vote = plan.pre_vote;
+    cluster_options.check_quorum = plan.check_quorum;
+    cluster_options.trace_keep = options.trace_keep;
+    cluster_options.print_trace = options.print_trace;
+    let fault_ms = plan.fault_ticks * cluster_options.tick_ms;
+    let mut cluster = Cluster::new(cluster_options);
+    cluster.note(format!("seed {} plan: {derived}", options.seed));
+
+    let mut next_value = 1;
+    fault_phase(
+        &mut cluster,
+        &plan,
+        options.faults,
+        fault_ms,
+        &mut rng,
+        &mut next_value,
+    );
+    if cluster.violation().is_none() {
+        healing_phase(&mut cluster, options.heal_budget_ms, &mut next_value);
+    }
+
+    RunReport {
+        seed: options.seed,
+        derived,
+        stats: cluster.stats().clone(),
+        commits: cluster.committed_count() as u64,
+        violation: cluster.violation().cloned(),
+        trace_tail: cluster.trace().render_recent(),
+        trace_hash: cluster.trace().hash(),
+    }
+}
+
+fn fault_phase(
+    cluster: &mut Cluster,
+    plan: &Plan,
+    faults: FaultSwitches,
+    fault_ms: u64,
+    rng: &mut ChaCha8Rng,
+    next_value: &mut u64,
+) {
+    let ids: Vec<NodeId> = cluster.ids().to_vec();
+    while cluster.now_ms() < fault_ms && cluster.violation().is_none() {
+        cluster.run_for(rng.gen_range(1..40));
+        if rng.gen_bool(plan.propose_probability) {
+            for _ in 0..rng.gen_range(1..4) {
+                cluster.propose(*next_value);
+                *next_value += 1;
+            }
+        }
+        if !rng.gen_bool(plan.fault_probability) {
+            continue;
+        }
+        let node = ids[rng.gen_range(0..ids.len())];
+        match rng.gen_range(0..10) {
+            0 | 1 if faults.crashes => cluster.crash(node),
+            2 | 3 if faults.crashes => {
+                let down: Vec<NodeId> = ids
+                    .iter()
+                    .copied()
+                    .filter(|&id| !cluster.is_up(id))
+                    .collect();
+                if let Some(&revived) = down.get(rng.gen_range(0..down.len().max(1))) {
+                    cluster.restart(revived);
+                }
+            }
+            4 | 5 if faults.partitions => {
+                let shape = random_partition(&ids, rng);
+                cluster.partition(shape);
+            }
+            6 | 7 if faults.partitions => cluster.heal(),
+            8 if faults.pauses => cluster.pause(node, rng.gen_range(50..2000)),
+            _ => {}
+        }
+    }
+}
+
+fn random_partition(ids: &[NodeId], rng: &mut ChaCha8Rng) -> Partition {
+    let pick = |rng: &mut ChaCha8Rng| ids[rng.gen_range(0..ids.len())];
+    match rng.gen_range(0..5) {
+        0 => Partition::Isolate(pick(rng)),
+        1 => {
+            let side_len = rng.gen_range(1..=ids.len() / 2);
+            let mut side = ids.to_vec();
+            while side.len() > side_len {
+                side.remove(rng.gen_range(0..side.len()));
+            }
+            Partition::Split(side)
+        }
+        2 => Partition::MajoritiesRing,
+        3 => Partition::Bridge(pick(rng)),
+        _ => {
+            let from = pick(rng);
+            let to = pick(rng);
+            if from == to {
+                Partition::Isolate(from)
+            } else {
+                Partition::OneWay(from, to)
+            }
+        }
+    }
+}
+
+/// Heals everything and requires the cluster to converge: a leader, and every node has
+/// committed and applied the leader's whole log. Proposals accepted by a leader that kept
+/// power to the end must be committed.
+fn healing_phase(cluster: &mut Cluster, budget_ms: u64, next_value: &mut u64) {
+    let ids: Vec<NodeId> = cluster.ids().to_vec();
+    cluster.note("healing phase: no more faults");
+    cluster.heal();
+    let mut quiet = NetworkOptions::reliable();
+    quiet.delay_ms = (1, 10);
+    cluster.set_network(quiet);
+    for &id in &ids {
+        cluster.resume(id);
+        cluster.restart(id);
+    }
+    let elected = cluster.run_until(budget_ms / 2, |c| c.leader().is_some());
+    if elected {
+        // One write through the healed cluster, so every node must learn the final commit.
+        cluster.propose(*next_value);
+        *next_value += 1;
+    }
+    let converged = elected
+        && cluster.run_until(budget_ms / 2, |c| {
+            let Some(leader) = c.leader() else {
+                return false;
+            };
+            let last = c.last_index(leader);
+            ids.iter()
+                .all(|&id| c.is_up(id) && c.commit(id) == last && c.applied(id) == last)
+        });
+    if cluster.violation().is_some() {
+        return;
+    }
+    if !converged {
+        let states: Vec<String> = ids
+            .iter()
+            .map(|&id| {
+                format!(
+                    "{id}: {} {} commit={} applied={}",
+                    cluster.role(id),
+                    cluster.term(id),
+                    cluster.commit(id).0,
+                    cluster.applied(id).0
+                )
+            })
+            .collect();
+        fail(
+            cluster,
+            "Liveness",
+            format!(
+                "no convergence within {budget_ms} ms of healing: {}",
+                states.join("; ")
+            ),
+        );
+        return;
+    }
+    check_kept_power_proposals(cluster);
+}
+
+fn check_kept_power_proposals(cluster: &mut Cluster) {
+    let Some(leader) = cluster.leader() else {
+        return;
+    };
+    let term = cluster.term(leader);
+    let mut seen = std::collections::BTreeSet::new();
+    for index in 1..=cluster.last_index(leader).0 {
+        let Some(entry) = cluster.entry(leader, LogIndex(index)) else {
+            continue;
+        };
+        if let Some(value) = decode_value(&entry) {
+            if !seen.insert(value) {
+                fail(
+                    cluster,
+                    "No Duplicate Entries",
+                    format!("value {value} appears twice in {leader}'s log"),
+                );
+                return;
+            }
+        }
+    }
+    let kept: Vec<_> = cluster
+        .proposals()
+        .iter()
+        .filter(|p| p.node == leader && p.term == term)
+        .cloned()
+        .collect();
+    for proposal in kept {
+        let entry = cluster.entry(leader, proposal.index);
+        if entry.as_ref().and_then(decode_value) != Some(proposal.value)
+            || cluster.commit(leader) < proposal.index
+        {
+            fail(
+                cluster,
+                "Liveness",
+                format!(
+                    "proposal v{} accepted by {leader} at {}/{term} did not commit",
+                    proposal.value, proposal.index
+                ),
+            );
+            return;
+        }
+    }
+}
+
+fn fail(cluster: &mut Cluster, property: &'static str, detail: String) {
+    cluster.note(format!("VIOLATION {property}: {detail}"));
+    cluster.report_violation(Violation { property, detail });
+}
