@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use skiff_raft::{
-    Config, Entry, EntryKind, LogIndex, Message, NodeId, ProposeError, RawNode, Role, Term,
+    AppendResponse, Config, Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, ProposeError,
+    RawNode, Role, Term,
 };
 
 use crate::checkers::{Checkers, LogView, Violation};
@@ -98,6 +99,8 @@ pub struct Stats {
     pub crashes: u64,
     /// Proposals accepted by a leader.
     pub proposals: u64,
+    /// AppendEntries rejected by a follower (log mismatch).
+    pub append_rejections: u64,
 }
 
 #[derive(Debug)]
@@ -164,7 +167,12 @@ pub struct Cluster {
     roles: BTreeMap<NodeId, Role>,
     applied_values: BTreeMap<NodeId, Vec<u64>>,
     proposals: Vec<Proposal>,
+    hold: Option<MessageFilter>,
+    held: Vec<Message>,
 }
+
+/// Chooses messages for a scenario to hold back.
+pub type MessageFilter = Box<dyn FnMut(&Message) -> bool>;
 
 struct NodeLog<'a>(&'a RawNode<SimStorage>);
 
@@ -221,6 +229,8 @@ impl Cluster {
             roles: BTreeMap::new(),
             applied_values: BTreeMap::new(),
             proposals: Vec::new(),
+            hold: None,
+            held: Vec::new(),
             ids: ids.clone(),
             options,
         };
@@ -446,7 +456,23 @@ impl Cluster {
     }
 
     fn send(&mut self, message: Message) {
+        if let Some(hold) = self.hold.as_mut() {
+            if hold(&message) {
+                self.trace.record(
+                    self.now_ms,
+                    TraceEvent::Note(format!("held back: {message}")),
+                );
+                self.held.push(message);
+                return;
+            }
+        }
         self.stats.messages += 1;
+        if matches!(
+            message.body,
+            MessageBody::AppendEntriesResponse(AppendResponse::Rejected { .. })
+        ) {
+            self.stats.append_rejections += 1;
+        }
         if message.body.is_request() {
             self.stats.requests += 1;
         }
@@ -462,6 +488,83 @@ impl Cluster {
                     self.schedule(self.now_ms + delay, Event::Deliver(message.clone()));
                 }
             }
+        }
+    }
+
+    /// From now on, messages for which `filter` holds are kept back instead of sent.
+    pub fn hold_messages(&mut self, filter: impl FnMut(&Message) -> bool + 'static) {
+        self.hold = Some(Box::new(filter));
+    }
+
+    /// Stops holding messages back; returns those held so far.
+    pub fn stop_holding(&mut self) -> Vec<Message> {
+        self.hold = None;
+        std::mem::take(&mut self.held)
+    }
+
+    /// Delivers `message` after `delay_ms`, bypassing loss and partitions (a late arrival).
+    pub fn deliver_later(&mut self, message: Message, delay_ms: u64) {
+        self.schedule(self.now_ms + delay_ms, Event::Deliver(message));
+    }
+
+    // ---- scenario helpers ----
+
+    /// Waits up to `budget_ms` for a [`stable_leader`](Cluster::stable_leader); returns it.
+    pub fn await_leader(&mut self, budget_ms: u64) -> Option<NodeId> {
+        self.run_until(budget_ms, |c| c.stable_leader().is_some());
+        self.stable_leader()
+    }
+
+    /// The leader of the highest term among running nodes, when a majority of nodes it can
+    /// reach are up and share its term.
+    pub fn stable_leader(&self) -> Option<NodeId> {
+        let leader = self.leader()?;
+        let term = self.term(leader);
+        let connected = |id: NodeId| id == leader || self.network.connected(leader, id);
+        let majority_agrees = self
+            .ids
+            .iter()
+            .filter(|&&id| self.is_up(id) && connected(id) && self.term(id) == term)
+            .count()
+            >= self.ids.len() / 2 + 1;
+        majority_agrees.then_some(leader)
+    }
+
+    /// Like the lab's `one()`: proposes `value` to whichever node leads (retrying as leaders
+    /// change) until at least `expected_nodes` nodes have applied it, within `budget_ms`.
+    /// Returns the index it committed at.
+    pub fn one(&mut self, value: u64, expected_nodes: usize, budget_ms: u64) -> Option<LogIndex> {
+        let end = self.now_ms + budget_ms;
+        while self.now_ms < end && self.violation.is_none() {
+            let proposal = self
+                .leader()
+                .and_then(|leader| self.propose_to(leader, value, 0).ok());
+            if let Some(proposal) = proposal {
+                let applied = self.run_until(2_000.min(end - self.now_ms), |c| {
+                    c.count_applied(value) >= expected_nodes
+                });
+                if applied {
+                    return Some(proposal.index);
+                }
+                if self.count_applied(value) > 0 {
+                    // Committed on too few nodes: wait for the rest rather than propose twice.
+                    let rest = end.saturating_sub(self.now_ms);
+                    return self
+                        .run_until(rest, |c| c.count_applied(value) >= expected_nodes)
+                        .then_some(proposal.index);
+                }
+            } else {
+                self.run_for(50);
+            }
+        }
+        None
+    }
+
+    /// Makes `node` start an election now, as if its timer had fired.
+    pub fn campaign_now(&mut self, node: NodeId) {
+        if let Some(raw) = self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut()) {
+            raw.campaign();
+            self.mark_dirty(node);
         }
     }
 
@@ -600,6 +703,13 @@ impl Cluster {
     /// Cuts `node` off from every other node.
     pub fn isolate(&mut self, node: NodeId) {
         self.partition(Partition::Isolate(node));
+    }
+
+    /// Restores every link to and from `node`.
+    pub fn reconnect(&mut self, node: NodeId) {
+        self.trace
+            .record(self.now_ms, TraceEvent::Fault(format!("reconnect {node}")));
+        self.network.reconnect(node);
     }
 
     /// Removes every partition.

@@ -103,6 +103,12 @@ impl Network {
         self.blocked.clear();
     }
 
+    /// Restores every link to and from `node`.
+    pub fn reconnect(&mut self, node: NodeId) {
+        self.blocked
+            .retain(|&(from, to)| from != node && to != node);
+    }
+
     /// Cuts the directed link from `from` to `to`.
     pub fn cut_one_way(&mut self, from: NodeId, to: NodeId) {
         self.blocked.insert((from, to));
