@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use skiff_raft::{
-    AppendResponse, Config, Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, ProposeError,
-    RawNode, Role, Term,
+    AppendResponse, Config, Entry, EntryKind, HardState, LogIndex, LogStorage, Message,
+    MessageBody, NodeId, ProposeError, RawNode, Role, Term,
 };
 
 use crate::checkers::{Checkers, LogView, Violation};
@@ -766,6 +766,16 @@ impl Cluster {
             Some(raw) => raw.raft().term(),
             None => self.nodes[&node].hard_state.term,
         }
+    }
+
+    /// The hard state `node` last made durable.
+    pub fn hard_state(&self, node: NodeId) -> HardState {
+        self.nodes[&node].hard_state
+    }
+
+    /// The last index on `node`'s disk.
+    pub fn durable_last_index(&self, node: NodeId) -> LogIndex {
+        self.nodes[&node].storage.last_index()
     }
 
     /// `node`'s role (follower while down).

@@ -21,10 +21,10 @@ struct Args {
     /// Replay this one seed and print its full trace.
     #[arg(long)]
     seed: Option<u64>,
-    /// Cluster size (default: drawn from {3, 5} per seed).
+    /// Cluster size (default: drawn from {3, 5, 7} per seed).
     #[arg(long)]
     nodes: Option<usize>,
-    /// Length of the fault phase in ticks of 10 ms (default: drawn per seed from 500..2000).
+    /// Length of the fault phase in ticks of 10 ms (default: drawn per seed from 1000..4000).
     #[arg(long)]
     ticks: Option<u64>,
     /// Worker threads (default: the number of cores).

@@ -44,9 +44,9 @@ impl Default for FaultSwitches {
 pub struct RunOptions {
     /// The seed.
     pub seed: u64,
-    /// Cluster size; drawn from {3, 5} when unset.
+    /// Cluster size; drawn from {3, 5, 7} when unset.
     pub nodes: Option<usize>,
-    /// Length of the fault phase in ticks; drawn from 500..2000 when unset.
+    /// Length of the fault phase in ticks; drawn from 1000..4000 when unset.
     pub fault_ticks: Option<u64>,
     /// The healing phase's budget in simulated milliseconds.
     pub heal_budget_ms: u64,

@@ -1,0 +1,114 @@
+//! Regression scenarios for bugs that real Raft implementations shipped, run in the
+//! simulator with the real core. (Message-level versions live in the core's own tests.)
+
+use skiff_raft::{HardState, LogIndex, MessageBody, NodeId, Role, Term};
+use skiff_sim::{Cluster, ClusterOptions};
+
+#[test]
+fn vote_and_term_persist_atomically() {
+    // n2 votes for n1 in term 1 and crashes right after. Its disk must hold term and vote as
+    // one record: when n3 (which never heard of term 1) campaigns in term 1, n2 refuses.
+    let mut options = ClusterOptions::new(3).seed(41);
+    options.pre_vote = false;
+    options.election_timeout_ticks = 500; // nobody campaigns unless told to
+    let mut c = Cluster::new(options);
+    let (n1, n2, n3) = (NodeId(1), NodeId(2), NodeId(3));
+    c.hold_messages(move |m| m.to == n3 || m.from == n3);
+    c.campaign_now(n1);
+    c.run_for(30);
+    assert_eq!(c.role(n1), Role::Leader, "n1 won with n2's vote");
+    c.crash(n2);
+    assert_eq!(c.hard_state(n2).term, Term(1));
+    assert_eq!(
+        c.hard_state(n2).vote,
+        Some(n1),
+        "the vote is durable together with its term"
+    );
+    c.restart(n2);
+    c.stop_holding();
+    c.isolate(n1);
+    c.campaign_now(n3);
+    c.run_for(30);
+    assert_eq!(c.term(n3), Term(1), "n3 campaigned in term 1");
+    assert_ne!(c.role(n3), Role::Leader, "n2 must not vote twice in term 1");
+    assert_eq!(c.hard_state(n2).vote, Some(n1));
+    c.assert_safe();
+}
+
+#[test]
+fn single_node_commit_requires_durability() {
+    // A one-node cluster reports as committed only what its disk holds, through crashes.
+    let mut options = ClusterOptions::new(1).seed(42);
+    options.disk_delay_ms = (1, 5);
+    let mut c = Cluster::new(options);
+    let node = NodeId(1);
+    c.await_leader(5_000).expect("a single node elects itself");
+    for value in 1..=200 {
+        let _ = c.propose_to(node, value, 0);
+        for _ in 0..3 {
+            c.run_for(1);
+            assert!(
+                c.commit(node) <= c.durable_last_index(node),
+                "commit {} is past the durable log {}",
+                c.commit(node).0,
+                c.durable_last_index(node).0
+            );
+        }
+        if value % 37 == 0 {
+            c.crash(node);
+            c.restart(node);
+            c.await_leader(5_000).expect("elects itself again");
+        }
+    }
+    c.run_for(100);
+    assert!(
+        c.commit(node) > LogIndex(150),
+        "most proposals committed: {}",
+        c.commit(node).0
+    );
+    c.assert_safe();
+}
+
+#[test]
+fn stale_append_does_not_truncate() {
+    // A delayed AppendEntries carrying fewer entries arrives after a longer one: the follower
+    // keeps its matching entries and commits no further than the stale request verified.
+    let mut c = Cluster::new(ClusterOptions::new(3).seed(43));
+    let leader = c.await_leader(5_000).expect("leader");
+    c.one(1, 3, 5_000).expect("baseline");
+    let follower = c
+        .ids()
+        .iter()
+        .copied()
+        .find(|&id| id != leader)
+        .expect("follower");
+    c.hold_messages(move |m| {
+        m.to == follower
+            && matches!(&m.body, MessageBody::AppendEntries { entries, .. } if entries.len() == 1)
+    });
+    c.propose_to(leader, 2, 0).expect("accepted");
+    c.run_for(5);
+    let stale = c.stop_holding();
+    assert_eq!(stale.len(), 1, "the one-entry append was held back");
+    for value in 3..=5 {
+        c.propose_to(leader, value, 0).expect("accepted");
+    }
+    c.run_for(200);
+    let last_before = c.last_index(follower);
+    c.deliver_later(stale[0].clone(), 1);
+    c.run_for(5);
+    assert_eq!(
+        c.last_index(follower),
+        last_before,
+        "the stale append truncated nothing"
+    );
+    c.run_until(2_000, |c| c.applied_values(follower) == [1, 2, 3, 4, 5]);
+    assert_eq!(c.applied_values(follower), &[1, 2, 3, 4, 5]);
+    c.assert_safe();
+}
+
+#[test]
+fn hard_state_of_a_fresh_node_is_empty() {
+    let c = Cluster::new(ClusterOptions::new(3).seed(44));
+    assert_eq!(c.hard_state(NodeId(1)), HardState::default());
+}
