@@ -35,7 +35,7 @@ pub struct ClusterOptions {
     pub pre_vote: bool,
     /// CheckQuorum on or off.
     pub check_quorum: bool,
-    /// The time a driver pass waits for the disk, in milliseconds (uniform in the range).
+    /// How long a batch takes to become durable, in milliseconds (uniform in the range).
     pub disk_delay_ms: (u64, u64),
     /// Entries per AppendEntries.
     pub max_append_entries: usize,
@@ -58,7 +58,7 @@ impl ClusterOptions {
             heartbeat_interval_ticks: 5,
             pre_vote: true,
             check_quorum: true,
-            disk_delay_ms: (0, 2),
+            disk_delay_ms: (0, 3),
             max_append_entries: 64,
             trace_keep: 200,
             print_trace: false,
@@ -108,6 +108,8 @@ enum Event {
     Tick { node: NodeId, life: u64 },
     Deliver(Message),
     Drive { node: NodeId, life: u64 },
+    Persist { node: NodeId, life: u64 },
+    Restart { node: NodeId },
 }
 
 #[derive(Debug)]
@@ -310,6 +312,8 @@ impl Cluster {
             Event::Tick { node, life } => self.on_tick(node, life),
             Event::Deliver(message) => self.on_deliver(message),
             Event::Drive { node, life } => self.on_drive(node, life),
+            Event::Persist { node, life } => self.on_persist(node, life),
+            Event::Restart { node } => self.restart(node),
         }
         true
     }
@@ -368,15 +372,17 @@ impl Cluster {
         self.mark_dirty(to);
     }
 
+    /// The core has work: take its next Ready now, unless a batch is still being written
+    /// (then the end of that write looks again).
     fn mark_dirty(&mut self, node: NodeId) {
-        if self.drive_scheduled.insert(node) {
-            let (low, high) = self.options.disk_delay_ms;
-            let delay = self.rng.gen_range(low..=high);
+        let writing = self.nodes.get(&node).is_some_and(SimNode::is_writing);
+        if !writing && self.drive_scheduled.insert(node) {
             let life = self.nodes[&node].incarnation;
-            self.schedule(self.now_ms + delay, Event::Drive { node, life });
+            self.schedule(self.now_ms, Event::Drive { node, life });
         }
     }
 
+    /// First half of a driver pass: take a Ready, send what may go at once, start the write.
     fn on_drive(&mut self, node: NodeId, life: u64) {
         if !self.is_current_life(node, life) {
             return;
@@ -387,22 +393,15 @@ impl Cluster {
         }
         self.drive_scheduled.remove(&node);
         let sim_node = self.nodes.get_mut(&node).expect("known node");
-        let out = sim_node.drive();
+        if !sim_node.can_begin() {
+            return;
+        }
+        let out = sim_node.begin();
         let raw = sim_node.raw.as_ref().expect("a running node was driven");
         let term = raw.raft().term();
         let log = NodeLog(raw);
         let mut result = Ok(());
-        if !out.persisted_entries.is_empty() {
-            result = result.and(self.checkers.persisted_entries(
-                node,
-                &out.persisted_entries,
-                &log,
-            ));
-        }
-        for hard_state in &out.persisted_hard_states {
-            result = result.and(self.checkers.persisted_commit(node, hard_state.commit));
-        }
-        for soft in &out.soft_states {
+        if let Some(soft) = out.soft_state {
             let previous = self.roles.insert(node, soft.role);
             self.trace.record(
                 self.now_ms,
@@ -425,19 +424,59 @@ impl Cluster {
                 _ => {}
             }
         }
+        let (term_now, is_leader) = (raw.raft().term(), raw.raft().role() == Role::Leader);
+        result = result.and(self.checkers.log_settled(node, term_now, is_leader, &log));
+        if let Err(violation) = result {
+            self.record_violation(violation);
+        }
+        for message in out.messages {
+            self.send(message);
+        }
+        let (low, high) = self.options.disk_delay_ms;
+        let delay = self.rng.gen_range(low..=high);
+        self.schedule(self.now_ms + delay, Event::Persist { node, life });
+    }
+
+    /// Second half, when the disk write completes: persist, send what needed durability,
+    /// apply, advance.
+    fn on_persist(&mut self, node: NodeId, life: u64) {
+        if !self.is_current_life(node, life) {
+            return;
+        }
+        if let Some(until) = self.paused_until(node) {
+            self.schedule(until, Event::Persist { node, life });
+            return;
+        }
+        let sim_node = self.nodes.get_mut(&node).expect("known node");
+        let out = sim_node.finish();
+        let raw = sim_node.raw.as_ref().expect("a running node was driven");
+        let log = NodeLog(raw);
+        let mut result = Ok(());
+        if !out.persisted_entries.is_empty() {
+            result = result.and(self.checkers.persisted_entries(
+                node,
+                &out.persisted_entries,
+                &log,
+            ));
+        }
+        if let Some(hard_state) = out.persisted_hard_state {
+            result = result.and(self.checkers.persisted_commit(node, hard_state.commit));
+        }
         for entry in &out.applied {
             result = result.and(self.checkers.applied(node, entry));
             if let Some(value) = decode_value(entry) {
                 self.applied_values.entry(node).or_default().push(value);
             }
         }
-        result = result.and(self.checkers.log_settled(node, &log));
+        let (term_now, is_leader) = (raw.raft().term(), raw.raft().role() == Role::Leader);
+        result = result.and(self.checkers.log_settled(node, term_now, is_leader, &log));
         if let Err(violation) = result {
             self.record_violation(violation);
         }
-        for message in out.outbox {
+        for message in out.persisted_messages {
             self.send(message);
         }
+        self.mark_dirty(node);
     }
 
     /// Records a violation found outside the checkers (liveness, end-of-run checks).
@@ -670,6 +709,14 @@ impl Cluster {
         self.mark_dirty(node);
     }
 
+    /// Crashes `node` and restarts it `down_ms` later (a process bounce).
+    pub fn bounce(&mut self, node: NodeId, down_ms: u64) {
+        if self.is_up(node) {
+            self.crash(node);
+            self.schedule(self.now_ms + down_ms, Event::Restart { node });
+        }
+    }
+
     /// Pauses `node` for `ms`: it handles nothing meanwhile, then catches up.
     pub fn pause(&mut self, node: NodeId, ms: u64) {
         self.paused_until_ms.insert(node, self.now_ms + ms);
@@ -735,6 +782,11 @@ impl Cluster {
 
     fn raw(&self, node: NodeId) -> Option<&RawNode<SimStorage>> {
         self.nodes.get(&node).and_then(|n| n.raw.as_ref())
+    }
+
+    /// Whether `node` is in the middle of a disk write.
+    pub fn is_writing(&self, node: NodeId) -> bool {
+        self.nodes.get(&node).is_some_and(SimNode::is_writing)
     }
 
     /// Whether `node` is running.

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use skiff_raft::{
-    Config, Entry, HardState, LogIndex, LogStorage, MemStorage, Message, RawNode, SoftState,
+    Config, Entry, HardState, LogIndex, LogStorage, MemStorage, Message, RawNode, Ready, SoftState,
     StorageError, Term,
 };
 
@@ -37,22 +37,36 @@ impl LogStorage for SimStorage {
     }
 }
 
-/// What one pass of the driver did, for the cluster to route and the checkers to observe.
+/// What the first half of a driver pass produced: the batch's role change and the messages
+/// that may leave before the disk write.
 #[derive(Debug, Default)]
-pub struct DriveOutput {
-    /// Role or leader changes, in order.
-    pub soft_states: Vec<SoftState>,
+pub struct BeginOutput {
+    /// Role or leader change, if any.
+    pub soft_state: Option<SoftState>,
+    /// Messages that may be sent before the batch is durable.
+    pub messages: Vec<Message>,
+}
+
+/// What the second half of a driver pass did, once the disk write completed.
+#[derive(Debug, Default)]
+pub struct FinishOutput {
     /// Entries written to the durable log, in order.
     pub persisted_entries: Vec<Entry>,
-    /// Hard states made durable, in order.
-    pub persisted_hard_states: Vec<HardState>,
-    /// Messages to put on the network, in the order they may leave.
-    pub outbox: Vec<Message>,
+    /// The hard state made durable, if it changed.
+    pub persisted_hard_state: Option<HardState>,
+    /// Messages that needed durability, now free to go.
+    pub persisted_messages: Vec<Message>,
     /// Entries applied to the state machine, in order.
     pub applied: Vec<Entry>,
 }
 
 /// A simulated node.
+///
+/// The driver runs in two halves, as a real one with an asynchronous disk does:
+/// [`begin`](SimNode::begin) takes a Ready and releases the messages that may go at once;
+/// [`finish`](SimNode::finish), after the disk delay, persists the batch, releases the
+/// messages that needed durability, applies committed entries and advances. The core keeps
+/// stepping messages and ticks in between; a crash in between loses the batch.
 #[derive(Debug)]
 pub struct SimNode {
     /// Durable: the log on disk.
@@ -61,7 +75,9 @@ pub struct SimNode {
     pub hard_state: HardState,
     /// Volatile: the running core, `None` while crashed.
     pub raw: Option<RawNode<SimStorage>>,
-    /// Volatile: the state machine, as the list of applied entries' indexes and payloads.
+    /// Volatile: the batch being written to disk.
+    in_flight: Option<Ready>,
+    /// Volatile: the last index applied to the state machine.
     pub applied_index: LogIndex,
     /// Incremented at each restart, so events scheduled for an earlier life are ignored.
     pub incarnation: u64,
@@ -77,6 +93,7 @@ impl SimNode {
             storage,
             hard_state: HardState::default(),
             raw: Some(raw),
+            in_flight: None,
             applied_index: LogIndex(0),
             incarnation: 0,
         }
@@ -87,9 +104,20 @@ impl SimNode {
         self.raw.is_some()
     }
 
+    /// Whether a batch is being written.
+    pub fn is_writing(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Whether the core has a batch to hand out and no batch is being written.
+    pub fn can_begin(&self) -> bool {
+        self.in_flight.is_none() && self.raw.as_ref().is_some_and(RawNode::has_ready)
+    }
+
     /// Crash: everything not written to the durable log and hard state is lost.
     pub fn crash(&mut self) {
         self.raw = None;
+        self.in_flight = None;
         self.applied_index = LogIndex(0);
     }
 
@@ -97,47 +125,61 @@ impl SimNode {
     pub fn restart(&mut self, config: Config) -> Result<(), skiff_raft::StartError> {
         let raw = RawNode::new(config, self.storage.clone(), self.hard_state)?;
         self.raw = Some(raw);
+        self.in_flight = None;
         self.applied_index = LogIndex(0);
         self.incarnation += 1;
         Ok(())
     }
 
-    /// Runs the Ready loop until the core has nothing more: persist, send, apply, advance.
-    pub fn drive(&mut self) -> DriveOutput {
-        let mut out = DriveOutput::default();
-        let Some(raw) = self.raw.as_mut() else {
-            return out;
+    /// First half: takes the next Ready and releases the messages that may go at once.
+    pub fn begin(&mut self) -> BeginOutput {
+        let Some(raw) = self
+            .raw
+            .as_mut()
+            .filter(|raw| self.in_flight.is_none() && raw.has_ready())
+        else {
+            return BeginOutput::default();
         };
-        while raw.has_ready() {
-            let ready = raw.ready();
-            if let Some(soft) = ready.soft_state {
-                out.soft_states.push(soft);
-            }
-            // 1. Persist: entries first, then the hard state that may point into them.
-            raw.storage_mut()
-                .append(&ready.entries)
-                .expect("the simulated log accepts the core's appends");
-            out.persisted_entries.extend(ready.entries.iter().cloned());
-            if let Some(hard_state) = ready.hard_state {
-                self.hard_state = hard_state;
-                out.persisted_hard_states.push(hard_state);
-            }
-            // 2. Send: the messages that could go at once, then those that needed durability.
-            out.outbox.extend(ready.messages.iter().cloned());
-            out.outbox.extend(ready.persisted_messages.iter().cloned());
-            // 3. Apply.
-            for entry in &ready.committed_entries {
-                assert_eq!(
-                    entry.index,
-                    self.applied_index.next(),
-                    "entries are applied in order"
-                );
-                self.applied_index = entry.index;
-                out.applied.push(entry.clone());
-            }
-            // 4. Advance.
-            raw.advance(ready);
+        let mut ready = raw.ready();
+        let out = BeginOutput {
+            soft_state: ready.soft_state.take(),
+            messages: std::mem::take(&mut ready.messages),
+        };
+        self.in_flight = Some(ready);
+        out
+    }
+
+    /// Second half: persist, send what needed durability, apply, advance.
+    pub fn finish(&mut self) -> FinishOutput {
+        let (Some(raw), Some(mut ready)) = (self.raw.as_mut(), self.in_flight.take()) else {
+            return FinishOutput::default();
+        };
+        // 1. Persist: entries first, then the hard state that may point into them.
+        raw.storage_mut()
+            .append(&ready.entries)
+            .expect("the simulated log accepts the core's appends");
+        if let Some(hard_state) = ready.hard_state {
+            self.hard_state = hard_state;
         }
+        // 2. Send what waited for durability.
+        let persisted_messages = std::mem::take(&mut ready.persisted_messages);
+        // 3. Apply.
+        for entry in &ready.committed_entries {
+            assert_eq!(
+                entry.index,
+                self.applied_index.next(),
+                "entries are applied in order"
+            );
+            self.applied_index = entry.index;
+        }
+        let out = FinishOutput {
+            persisted_entries: ready.entries.clone(),
+            persisted_hard_state: ready.hard_state,
+            persisted_messages,
+            applied: ready.committed_entries.clone(),
+        };
+        // 4. Advance.
+        raw.advance(ready);
         out
     }
 }

@@ -102,6 +102,7 @@ struct Plan {
     check_quorum: bool,
     propose_probability: f64,
     fault_probability: f64,
+    disk_delay_ms: (u64, u64),
 }
 
 fn plan(options: &RunOptions, rng: &mut ChaCha8Rng) -> Plan {
@@ -142,6 +143,7 @@ fn plan(options: &RunOptions, rng: &mut ChaCha8Rng) -> Plan {
         check_quorum: rng.gen_bool(0.8),
         propose_probability: rng.gen_range(0.2..0.9),
         fault_probability: rng.gen_range(0.02..0.15),
+        disk_delay_ms: (0, [1, 3, 10, 40][rng.gen_range(0..4)]),
     }
 }
 
@@ -150,8 +152,9 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let plan = plan(options, &mut rng);
     let derived = format!(
-        "nodes={} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} propose_p={:.2} fault_p={:.3}",
+        "nodes={} disk_ms={:?} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} propose_p={:.2} fault_p={:.3}",
         plan.nodes,
+        plan.disk_delay_ms,
         plan.fault_ticks,
         plan.network.request_loss,
         plan.network.response_loss,
@@ -166,6 +169,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
     cluster_options.network = plan.network.clone();
     cluster_options.pre_vote = plan.pre_vote;
     cluster_options.check_quorum = plan.check_quorum;
+    cluster_options.disk_delay_ms = plan.disk_delay_ms;
     cluster_options.trace_keep = options.trace_keep;
     cluster_options.print_trace = options.print_trace;
     let fault_ms = plan.fault_ticks * cluster_options.tick_ms;
@@ -218,7 +222,22 @@ fn fault_phase(
         }
         let node = ids[rng.gen_range(0..ids.len())];
         match rng.gen_range(0..10) {
-            0 | 1 if faults.crashes => cluster.crash(node),
+            0 if faults.crashes => cluster.crash(node),
+            // Crash a node in the middle of a disk write: what it sent early is out, the
+            // batch is lost.
+            // Crash a node in the middle of a disk write (what it sent early is out, the batch
+            // is lost) and bring it back soon, while its peers still remember the moment.
+            1 if faults.crashes => {
+                let writing: Vec<NodeId> = ids
+                    .iter()
+                    .copied()
+                    .filter(|&id| cluster.is_writing(id))
+                    .collect();
+                if let Some(&victim) = writing.get(rng.gen_range(0..writing.len().max(1))) {
+                    let down_ms = rng.gen_range(0..100);
+                    cluster.bounce(victim, down_ms);
+                }
+            }
             2 | 3 if faults.crashes => {
                 let down: Vec<NodeId> = ids
                     .iter()

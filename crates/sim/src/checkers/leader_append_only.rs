@@ -28,11 +28,23 @@ impl LeaderAppendOnly {
         self.sitting.remove(&node);
     }
 
-    /// Checks that a sitting leader's log still holds the entry it last ended with.
-    pub fn check(&mut self, node: NodeId, log: &dyn LogView) -> Result<(), Violation> {
+    /// Checks that a sitting leader's log still holds the entry it last ended with. `term` and
+    /// `is_leader` are the node's role as it stands: once it no longer leads that term, its log
+    /// may change (a follower's log is repaired by the next leader).
+    pub fn check(
+        &mut self,
+        node: NodeId,
+        term_now: Term,
+        is_leader: bool,
+        log: &dyn LogView,
+    ) -> Result<(), Violation> {
         let Some(&(term, last, digest)) = self.sitting.get(&node) else {
             return Ok(());
         };
+        if !is_leader || term_now != term {
+            self.sitting.remove(&node);
+            return Ok(());
+        }
         let now = log.entry(last).map(|e| entry_digest(&e));
         if log.last_index() < last || now != digest {
             return Err(Violation {

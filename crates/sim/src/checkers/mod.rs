@@ -107,9 +107,15 @@ impl Checkers {
         self.log_matching.persisted(node, entries, log)
     }
 
-    /// After a driver pass: `node`'s log as it stands.
-    pub fn log_settled(&mut self, node: NodeId, log: &dyn LogView) -> Result<(), Violation> {
-        self.leader_append_only.check(node, log)
+    /// After a driver pass: `node`'s term, whether it leads, and its log as they stand.
+    pub fn log_settled(
+        &mut self,
+        node: NodeId,
+        term: Term,
+        is_leader: bool,
+        log: &dyn LogView,
+    ) -> Result<(), Violation> {
+        self.leader_append_only.check(node, term, is_leader, log)
     }
 
     /// `node` durably recorded `commit` as its commit index.
