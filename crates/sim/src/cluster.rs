@@ -451,6 +451,7 @@ impl Cluster {
         let out = sim_node.finish();
         let raw = sim_node.raw.as_ref().expect("a running node was driven");
         let log = NodeLog(raw);
+        let (term_now, is_leader) = (raw.raft().term(), raw.raft().role() == Role::Leader);
         let mut result = Ok(());
         if !out.persisted_entries.is_empty() {
             result = result.and(self.checkers.persisted_entries(
@@ -463,12 +464,11 @@ impl Cluster {
             result = result.and(self.checkers.persisted_commit(node, hard_state.commit));
         }
         for entry in &out.applied {
-            result = result.and(self.checkers.applied(node, entry));
+            result = result.and(self.checkers.applied(node, term_now, entry));
             if let Some(value) = decode_value(entry) {
                 self.applied_values.entry(node).or_default().push(value);
             }
         }
-        let (term_now, is_leader) = (raw.raft().term(), raw.raft().role() == Role::Leader);
         result = result.and(self.checkers.log_settled(node, term_now, is_leader, &log));
         if let Err(violation) = result {
             self.record_violation(violation);
@@ -890,7 +890,9 @@ impl Cluster {
 
     /// The value committed at `index`, as far as any node has applied it.
     pub fn committed_at(&self, index: LogIndex) -> Option<Term> {
-        self.checkers.committed_at(index).map(|(term, _)| term)
+        self.checkers
+            .committed_at(index)
+            .map(|committed| committed.term)
     }
 
     /// Entries known committed (applied somewhere).

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use skiff_raft::{LogIndex, NodeId, Term};
+use skiff_raft::{LogIndex, NodeId};
 
-use super::{entry_digest, LogView, Violation};
+use super::{entry_digest, CommittedEntry, LogView, Violation};
 
 /// Each node's highest durable commit index and highest applied index.
 #[derive(Debug, Default)]
@@ -53,7 +53,7 @@ impl CommitMonotonic {
         node: NodeId,
         commit: LogIndex,
         log: &dyn LogView,
-        committed: &BTreeMap<LogIndex, (Term, u64)>,
+        committed: &BTreeMap<LogIndex, CommittedEntry>,
     ) -> Result<(), Violation> {
         let applied = self
             .applied_before_crash
@@ -69,8 +69,9 @@ impl CommitMonotonic {
                 ),
             });
         }
-        for (&index, &(term, digest)) in committed.range(..=applied) {
-            if log.entry(index).as_ref().map(entry_digest) != Some(digest) {
+        for (&index, committed) in committed.range(..=applied) {
+            let term = committed.term;
+            if log.entry(index).as_ref().map(entry_digest) != Some(committed.digest) {
                 return Err(Violation {
                     property: "Applied Entries Survive Crashes",
                     detail: format!("{node} applied {index}/{term} before crashing, and its disk no longer holds it"),

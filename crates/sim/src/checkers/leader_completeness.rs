@@ -5,28 +5,31 @@ use std::collections::BTreeMap;
 
 use skiff_raft::{LogIndex, NodeId, Term};
 
-use super::{entry_digest, LogView, Violation};
+use super::{entry_digest, CommittedEntry, LogView, Violation};
 
 /// Stateless: compares each new leader's log with what is known committed.
 #[derive(Debug, Default)]
 pub struct LeaderCompleteness;
 
 impl LeaderCompleteness {
-    /// `node` became leader of `term`; `committed` maps index → (term, digest) of every entry
-    /// known committed so far.
+    /// `node` became leader of `term`; `committed` holds every entry known committed so far.
     pub fn became_leader(
         &mut self,
         node: NodeId,
         term: Term,
         log: &dyn LogView,
-        committed: &BTreeMap<LogIndex, (Term, u64)>,
+        committed: &BTreeMap<LogIndex, CommittedEntry>,
     ) -> Result<(), Violation> {
-        for (&index, &(entry_term, digest)) in committed {
-            if entry_term >= term {
-                continue; // committed in this term or later: not yet the leader's business
+        for (&index, committed) in committed {
+            if committed.committed_by_term >= term {
+                // Possibly committed in this term or a later one: the property speaks only of
+                // leaders of higher terms than the commit's (a leader may learn of its
+                // election late, after a later term committed more).
+                continue;
             }
+            let entry_term = committed.term;
             let held = log.entry(index);
-            if held.as_ref().map(entry_digest) != Some(digest) {
+            if held.as_ref().map(entry_digest) != Some(committed.digest) {
                 return Err(Violation {
                     property: "Leader Completeness",
                     detail: format!(

@@ -36,6 +36,21 @@ impl std::fmt::Display for Violation {
     }
 }
 
+/// An entry known to be committed (some node applied it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommittedEntry {
+    /// The entry's term.
+    pub term: Term,
+    /// Its content digest.
+    pub digest: u64,
+    /// The entry was committed in this term or earlier: a node applies an entry only once a
+    /// leader of its current term or an earlier one committed it, so the lowest term of any
+    /// node that applied it bounds the term it was committed in.
+    pub committed_by_term: Term,
+    /// The first node seen applying it.
+    pub first_applier: NodeId,
+}
+
 /// A read-only view of one node's log at the moment of an observation.
 pub trait LogView {
     /// The last index in the log.
@@ -123,9 +138,14 @@ impl Checkers {
         self.commit_monotonic.persisted_commit(node, commit)
     }
 
-    /// `node` applied `entry` to its state machine.
-    pub fn applied(&mut self, node: NodeId, entry: &Entry) -> Result<(), Violation> {
-        self.state_machine_safety.applied(node, entry)?;
+    /// `node`, whose term is now `node_term`, applied `entry` to its state machine.
+    pub fn applied(
+        &mut self,
+        node: NodeId,
+        node_term: Term,
+        entry: &Entry,
+    ) -> Result<(), Violation> {
+        self.state_machine_safety.applied(node, node_term, entry)?;
         self.commit_monotonic.applied(node, entry.index)
     }
 
@@ -152,8 +172,8 @@ impl Checkers {
         self.state_machine_safety.committed().len()
     }
 
-    /// The entry digest and term known committed at `index`.
-    pub fn committed_at(&self, index: LogIndex) -> Option<(Term, u64)> {
+    /// The entry known committed at `index`.
+    pub fn committed_at(&self, index: LogIndex) -> Option<CommittedEntry> {
         self.state_machine_safety.committed().get(&index).copied()
     }
 }

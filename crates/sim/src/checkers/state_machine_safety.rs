@@ -6,19 +6,23 @@ use std::collections::BTreeMap;
 
 use skiff_raft::{Entry, LogIndex, NodeId, Term};
 
-use super::{entry_digest, Violation};
+use super::{entry_digest, CommittedEntry, Violation};
 
 /// Every entry applied anywhere, by index; and each node's last applied index.
 #[derive(Debug, Default)]
 pub struct StateMachineSafety {
-    committed: BTreeMap<LogIndex, (Term, u64, NodeId)>,
-    digest_view: BTreeMap<LogIndex, (Term, u64)>,
+    committed: BTreeMap<LogIndex, CommittedEntry>,
     last_applied: BTreeMap<NodeId, LogIndex>,
 }
 
 impl StateMachineSafety {
-    /// `node` applied `entry`.
-    pub fn applied(&mut self, node: NodeId, entry: &Entry) -> Result<(), Violation> {
+    /// `node`, whose term is now `node_term`, applied `entry`.
+    pub fn applied(
+        &mut self,
+        node: NodeId,
+        node_term: Term,
+        entry: &Entry,
+    ) -> Result<(), Violation> {
         let last = self.last_applied.get(&node).copied().unwrap_or_default();
         if entry.index != last.next() {
             return Err(Violation {
@@ -28,19 +32,26 @@ impl StateMachineSafety {
         }
         self.last_applied.insert(node, entry.index);
         let digest = entry_digest(entry);
-        match self.committed.get(&entry.index) {
-            Some(&(term, seen, first)) if seen != digest => Err(Violation {
+        match self.committed.get_mut(&entry.index) {
+            Some(seen) if seen.digest != digest => Err(Violation {
                 property: "State Machine Safety",
                 detail: format!(
-                    "{node} applied {}/{} but {first} applied {}/{term} there",
-                    entry.index, entry.term, entry.index
+                    "{node} applied {}/{} but {} applied {}/{} there",
+                    entry.index, entry.term, seen.first_applier, entry.index, seen.term
                 ),
             }),
-            Some(_) => Ok(()),
+            Some(seen) => {
+                seen.committed_by_term = seen.committed_by_term.min(node_term);
+                Ok(())
+            }
             None => {
-                self.committed
-                    .insert(entry.index, (entry.term, digest, node));
-                self.digest_view.insert(entry.index, (entry.term, digest));
+                let committed = CommittedEntry {
+                    term: entry.term,
+                    digest,
+                    committed_by_term: node_term,
+                    first_applier: node,
+                };
+                self.committed.insert(entry.index, committed);
                 Ok(())
             }
         }
@@ -51,8 +62,8 @@ impl StateMachineSafety {
         self.last_applied.remove(&node);
     }
 
-    /// Index → (term, digest) of every entry applied somewhere, hence committed.
-    pub fn committed(&self) -> &BTreeMap<LogIndex, (Term, u64)> {
-        &self.digest_view
+    /// Every entry applied somewhere, hence committed, by index.
+    pub fn committed(&self) -> &BTreeMap<LogIndex, CommittedEntry> {
+        &self.committed
     }
 }
