@@ -560,13 +560,13 @@ impl Cluster {
         let leader = self.leader()?;
         let term = self.term(leader);
         let connected = |id: NodeId| id == leader || self.network.connected(leader, id);
-        let majority_agrees = self
+        let agreeing = self
             .ids
             .iter()
             .filter(|&&id| self.is_up(id) && connected(id) && self.term(id) == term)
-            .count()
-            >= self.ids.len() / 2 + 1;
-        majority_agrees.then_some(leader)
+            .count();
+        let majority = self.ids.len() / 2 + 1;
+        (agreeing >= majority).then_some(leader)
     }
 
     /// Like the lab's `one()`: proposes `value` to whichever node leads (retrying as leaders
