@@ -183,3 +183,13 @@ impl SimNode {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sim_storage_passes_the_log_storage_conformance_suite() {
+        skiff_raft::storage::conformance::run_log_storage_suite(SimStorage::default);
+    }
+}
