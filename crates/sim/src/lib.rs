@@ -8,10 +8,14 @@
 //! - [`checkers`]: one safety property per file, fed only observed facts.
 //! - [`run`]: a randomized run — plan from the seed, fault phase, healing phase.
 //! - [`trace`]: the trace hash and the readable tail printed on a violation.
+//! - [`history`]: client histories in the JSON-lines format shared by every linearizability check.
+//! - [`linearizability`]: the Wing–Gong/Lowe checker for key-value histories.
 #![deny(missing_docs)]
 
 pub mod checkers;
 pub mod cluster;
+pub mod history;
+pub mod linearizability;
 pub mod network;
 pub mod node;
 pub mod run;
