@@ -1,0 +1,149 @@
+//! Why the WAL failed: [`WalError`], and the kinds of damage that stop recovery
+//! ([`Corruption`]).
+
+use std::path::PathBuf;
+
+use skiff_raft::{LogIndex, StorageError};
+
+use crate::disk::DiskError;
+use crate::record::RecordError;
+
+/// Why a WAL operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    /// The disk failed.
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    /// The log on disk is damaged where a crash cannot have damaged it; the WAL refuses to
+    /// start rather than lose data that may be committed.
+    #[error("{}: corrupt at offset {offset}: {problem}", .file.display())]
+    Corrupt {
+        /// The segment file.
+        file: PathBuf,
+        /// The byte offset of the damaged record (0 for a whole-file problem).
+        offset: u64,
+        /// What is wrong.
+        problem: Corruption,
+    },
+    /// A segment belongs to another cluster: the directory was mixed up.
+    #[error("{}: belongs to cluster {found}, not to cluster {expected}", .file.display())]
+    WrongCluster {
+        /// The segment file.
+        file: PathBuf,
+        /// The cluster id this WAL was opened with.
+        expected: u64,
+        /// The cluster id in the segment header.
+        found: u64,
+    },
+    /// An append would leave a gap or go back into the compacted prefix.
+    #[error("append at {first} does not continue a log spanning {first_index}..={last_index}")]
+    NotContiguous {
+        /// The first index of the rejected append.
+        first: LogIndex,
+        /// The first index available.
+        first_index: LogIndex,
+        /// The last index in the log.
+        last_index: LogIndex,
+    },
+    /// The entries of one append do not have consecutive indexes.
+    #[error("entries of one append must have consecutive indexes: {previous} then {next}")]
+    NotConsecutive {
+        /// An entry's index.
+        previous: LogIndex,
+        /// The index of the entry after it.
+        next: LogIndex,
+    },
+    /// An entry is too large to be written as one record.
+    #[error("entry {index} cannot be written: {source}")]
+    EntryTooLarge {
+        /// The entry's index.
+        index: LogIndex,
+        /// The encoder's refusal.
+        source: RecordError,
+    },
+    /// An earlier write or sync failed, so what is on disk is unknown; the WAL accepts no
+    /// more writes. Reopening it recovers from what is durable.
+    #[error("an earlier write failed ({0}); reopen the log to recover")]
+    Failed(String),
+}
+
+/// What recovery found wrong in a segment.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Corruption {
+    /// A record does not decode (bad length, checksum, type or payload) and is not the torn
+    /// tail of the last segment.
+    #[error("{0}")]
+    Record(RecordError),
+    /// The file does not start with a segment header.
+    #[error("the file does not start with a segment header")]
+    NoSegmentHeader,
+    /// A segment header appears after the start of a file.
+    #[error("a segment header in the middle of a segment")]
+    HeaderInTheMiddle,
+    /// The header's first index is not the one in the file name.
+    #[error("the header says first index {in_header}, the file name {in_name}")]
+    NameMismatch {
+        /// The first index in the file name.
+        in_name: LogIndex,
+        /// The first index in the header.
+        in_header: LogIndex,
+    },
+    /// The segment does not continue the one before it: a segment in between is missing.
+    #[error("expected a segment starting at {expected}, found one starting at {found}: a segment is missing")]
+    MissingSegment {
+        /// The first index the next segment must have.
+        expected: LogIndex,
+        /// The first index this one has.
+        found: LogIndex,
+    },
+    /// The header's copy of the log start or hard state disagrees with the segments before it.
+    #[error("the header's {what} disagrees with the segments before it")]
+    HeaderDisagrees {
+        /// Which field.
+        what: &'static str,
+    },
+    /// An entry record does not continue the log: a gap, or an index at or before the start.
+    #[error("entry {index} does not continue a log spanning {first_index}..={last_index}")]
+    EntryOutOfPlace {
+        /// The entry's index.
+        index: LogIndex,
+        /// The first index of the log at that point.
+        first_index: LogIndex,
+        /// The last index of the log at that point.
+        last_index: LogIndex,
+    },
+    /// A log start record that goes backwards or keeps entries the log does not have.
+    #[error("log start at {index} is impossible here")]
+    ImpossibleLogStart {
+        /// The start index recorded.
+        index: LogIndex,
+    },
+    /// A segment other than the last ends in the middle of a write batch.
+    #[error("the segment ends in the middle of a write batch")]
+    UnfinishedBatch,
+    /// Entries that no remaining segment holds and no compaction covers.
+    #[error("entries {from}..={to} are in no segment: a segment is missing")]
+    LostEntries {
+        /// The first missing index.
+        from: LogIndex,
+        /// The last missing index.
+        to: LogIndex,
+    },
+}
+
+impl From<WalError> for StorageError {
+    fn from(error: WalError) -> StorageError {
+        match error {
+            WalError::NotContiguous {
+                first,
+                first_index,
+                last_index,
+            } => StorageError::NotContiguous {
+                first,
+                first_index,
+                last_index,
+            },
+            other => StorageError::Backend(other.to_string()),
+        }
+    }
+}

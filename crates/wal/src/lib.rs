@@ -1,0 +1,78 @@
+//! Skiff's durable Raft log: checksummed, append-only segment files behind a [`Disk`] trait.
+//!
+//! The WAL is deterministic: no clock, no randomness, no threads. Every file operation goes
+//! through [`Disk`], so the same code runs on the real file system ([`FsDisk`]) and on a
+//! simulated disk that loses unsynced data when it crashes ([`MemDisk`]).
+//!
+//! [`Wal`] implements [`skiff_raft::LogStorage`] and passes its conformance suite. A driver
+//! persists each Raft `Ready` with one [`Wal::append_batch`] call — entries, then the hard
+//! state, then a single sync — and calls [`Wal::compact_to`] once a snapshot covers a prefix.
+//!
+//! ```
+//! use skiff_raft::{Entry, EntryKind, HardState, LogIndex, LogStorage, Term};
+//! use skiff_wal::{MemDisk, Wal, WalOptions};
+//!
+//! let entry = |index| Entry { term: Term(1), index: LogIndex(index), kind: EntryKind::Normal, data: vec![] };
+//! let hard_state = HardState { term: Term(1), vote: None, commit: LogIndex(1) };
+//!
+//! let (mut wal, _report) = Wal::open(MemDisk::new(), "/wal", WalOptions::new(1)).unwrap();
+//! wal.append_batch(&[entry(1), entry(2)], Some(hard_state)).unwrap(); // one sync
+//! assert_eq!(wal.disk().sync_count(), 2); // the new log's header, then the batch
+//!
+//! // A crash loses only what was not synced; the log comes back as it was.
+//! let mut disk = wal.into_disk();
+//! disk.crash();
+//! let (wal, report) = Wal::open(disk, "/wal", WalOptions::new(1)).unwrap();
+//! assert_eq!(report.torn_tail, None);
+//! assert_eq!(wal.last_index(), LogIndex(2));
+//! assert_eq!(wal.hard_state(), hard_state);
+//! ```
+//!
+//! # Layout
+//! - [`disk`]: the [`Disk`] trait and [`DiskError`]; what is durable when.
+//! - [`fs_disk`]: [`FsDisk`], the real file system (`fdatasync`, directory fsync).
+//! - [`mem_disk`]: [`MemDisk`], an in-memory disk with crashes, torn writes and bit flips.
+//! - [`record`]: the record frame (`len | crc32c | type | payload`) and its four record types.
+//! - `segment`: segment file names and the in-memory index of live entries.
+//! - [`wal`]: [`Wal`] and [`WalOptions`]: group commit, rollover, suffix replacement,
+//!   compaction, and the [`LogStorage`](skiff_raft::LogStorage) implementation.
+//! - [`recovery`]: replaying segments, cutting a torn tail, refusing real corruption
+//!   ([`RecoveryReport`]).
+//! - [`error`]: [`WalError`] and [`Corruption`].
+//!
+//! # On disk
+//! A directory of segment files `seg-{first_index:020}.wal`, where `first_index` is the index
+//! the next entry had when the segment was created; names sort in creation order. Each segment
+//! starts with a header record (magic, version, cluster id, first index, and the log start
+//! and hard state of that moment), followed by write batches. A batch is a run of records
+//! whose last one carries an end-of-batch mark, followed by one sync.
+//!
+//! - **Suffix replacement** is recorded by writing the new entries again: replay lets an entry
+//!   record at index `i` supersede every earlier entry at `i` or after.
+//! - **Compaction** ([`Wal::compact_to`]) writes a log start record (index, term, and whether
+//!   the later entries are kept) to the active segment, syncs, and deletes the segments whose
+//!   successor begins at or before `index + 1`. Because every header repeats the log start and
+//!   hard state, recovery can begin at any remaining segment.
+//! - **Recovery** ([`Wal::open`]) replays every segment in order. An incomplete final batch in
+//!   the last segment — a record cut short, or damaged with nothing valid after it, or records
+//!   without their end-of-batch mark — is a crash's torn write: it is cut off and reported.
+//!   Anything else that does not decode or does not fit (a bad checksum or length with valid
+//!   records after it, a missing segment, a header of another cluster) refuses to start with
+//!   the file and offset, and leaves the files as they are.
+#![deny(missing_docs)]
+
+pub mod disk;
+pub mod error;
+pub mod fs_disk;
+pub mod mem_disk;
+pub mod record;
+pub mod recovery;
+mod segment;
+pub mod wal;
+
+pub use disk::{Disk, DiskError};
+pub use error::{Corruption, WalError};
+pub use fs_disk::FsDisk;
+pub use mem_disk::MemDisk;
+pub use recovery::{RecoveryReport, TornTail};
+pub use wal::{Wal, WalOptions, DEFAULT_MAX_SEGMENT_BYTES};

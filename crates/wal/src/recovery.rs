@@ -1,0 +1,347 @@
+//! Recovery: rebuilding the log from its segments, and repairing a torn tail.
+//!
+//! Segments are replayed in file-name order, records in file order, as the history they are:
+//! - an entry record at index `i` first drops every entry at `i` or after, then appends itself
+//!   (this is how a replaced suffix is recorded: it is simply written again);
+//! - a hard state record replaces the hard state;
+//! - a log start record moves the start of the log forward (compaction);
+//! - each segment header repeats the log start and hard state of the moment it was created,
+//!   and must agree with what the segments before it replayed to.
+//!
+//! Only a crash's damage is repaired: the records after the last complete write batch of the
+//! **last** segment. Everything else that does not decode or does not fit refuses to start,
+//! naming the file and the offset.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use skiff_raft::{HardState, LogIndex};
+
+use crate::disk::Disk;
+use crate::error::{Corruption, WalError};
+use crate::record::{self, Decoded, Record};
+use crate::segment::{self, EntryIndex, Segment, Slot};
+
+/// What opening the log found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// The segment files read, in order.
+    pub segments_read: Vec<PathBuf>,
+    /// The torn tail cut off the last segment, if there was one.
+    pub torn_tail: Option<TornTail>,
+    /// No segment was found (or the only one was torn away): a new, empty log was created.
+    pub created: bool,
+}
+
+/// An incomplete write batch at the end of the last segment, left by a crash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment file.
+    pub file: PathBuf,
+    /// Where the file was cut: the end of its last complete write batch.
+    pub offset: u64,
+    /// How many bytes were dropped.
+    pub bytes_dropped: u64,
+    /// Whether the file held no complete batch at all (not even its header) and was removed.
+    pub file_removed: bool,
+}
+
+/// The log as recovery rebuilt it.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    /// Every segment that remains, by first index.
+    pub segments: BTreeMap<LogIndex, Segment>,
+    /// Where each live entry is.
+    pub index: EntryIndex,
+    /// The last durable hard state.
+    pub hard_state: HardState,
+    /// What recovery did.
+    pub report: RecoveryReport,
+}
+
+/// Reads every segment in `dir`, checks it, cuts a torn tail, and rebuilds the index.
+pub(crate) fn recover<D: Disk>(
+    disk: &mut D,
+    dir: &Path,
+    cluster_id: u64,
+) -> Result<Recovered, WalError> {
+    disk.create_dir_all(dir)?;
+    let mut names: Vec<(LogIndex, String)> = disk
+        .list(dir)?
+        .into_iter()
+        .filter_map(|name| Some((segment::parse_file_name(&name)?, name)))
+        .collect();
+    names.sort();
+
+    let mut report = RecoveryReport::default();
+    let mut replay: Option<Replay> = None;
+    let mut segments = BTreeMap::new();
+    for (position, (first_index, name)) in names.iter().enumerate() {
+        let file = dir.join(name);
+        let is_last = position + 1 == names.len();
+        let bytes = disk.read_all(&file)?;
+        report.segments_read.push(file.clone());
+        let scan = scan_segment(&file, &bytes, is_last)?;
+        if scan.records.is_empty() && !is_last {
+            return Err(WalError::Corrupt {
+                file,
+                offset: 0,
+                problem: Corruption::NoSegmentHeader,
+            });
+        }
+        if scan.kept_bytes < bytes.len() as u64 || scan.records.is_empty() {
+            report.torn_tail = Some(TornTail {
+                file: file.clone(),
+                offset: scan.kept_bytes,
+                bytes_dropped: bytes.len() as u64 - scan.kept_bytes,
+                file_removed: scan.records.is_empty(),
+            });
+        }
+        if scan.records.is_empty() {
+            // The last segment held no complete batch, not even its header (a crash right
+            // after it was created): it is removed below.
+            continue;
+        }
+        let corrupt = |offset: u64, problem: Corruption| WalError::Corrupt {
+            file: file.clone(),
+            offset,
+            problem,
+        };
+        let mut records = scan.records.into_iter();
+        let header = match records.next() {
+            Some((
+                0,
+                Decoded {
+                    record: Record::SegmentHeader(header),
+                    ..
+                },
+            )) => header,
+            _ => return Err(corrupt(0, Corruption::NoSegmentHeader)),
+        };
+        if header.cluster_id != cluster_id {
+            return Err(WalError::WrongCluster {
+                file,
+                expected: cluster_id,
+                found: header.cluster_id,
+            });
+        }
+        if header.first_index != *first_index {
+            return Err(corrupt(
+                0,
+                Corruption::NameMismatch {
+                    in_name: *first_index,
+                    in_header: header.first_index,
+                },
+            ));
+        }
+        let state = match &mut replay {
+            None => {
+                if header.first_index <= header.log_start.index {
+                    return Err(corrupt(
+                        0,
+                        Corruption::HeaderDisagrees {
+                            what: "first index",
+                        },
+                    ));
+                }
+                replay.insert(Replay {
+                    index: EntryIndex::resuming(header.log_start, header.first_index.prev()),
+                    hard_state: header.hard_state,
+                    first_file: file.clone(),
+                })
+            }
+            Some(state) => {
+                let expected = state.index.last_index().next();
+                if header.first_index != expected {
+                    return Err(corrupt(
+                        0,
+                        Corruption::MissingSegment {
+                            expected,
+                            found: header.first_index,
+                        },
+                    ));
+                }
+                if header.log_start != state.index.start {
+                    return Err(corrupt(
+                        0,
+                        Corruption::HeaderDisagrees { what: "log start" },
+                    ));
+                }
+                if header.hard_state != state.hard_state {
+                    return Err(corrupt(
+                        0,
+                        Corruption::HeaderDisagrees { what: "hard state" },
+                    ));
+                }
+                state
+            }
+        };
+        for (offset, decoded) in records {
+            state
+                .apply(*first_index, offset, decoded)
+                .map_err(|problem| corrupt(offset, problem))?;
+        }
+        segments.insert(
+            *first_index,
+            Segment {
+                path: file,
+                len_bytes: scan.kept_bytes,
+            },
+        );
+    }
+
+    let (index, hard_state) = match replay {
+        Some(state) => {
+            let unknown = state.index.unknown_up_to();
+            if unknown > state.index.start.index {
+                return Err(WalError::Corrupt {
+                    file: state.first_file,
+                    offset: 0,
+                    problem: Corruption::LostEntries {
+                        from: state.index.first_index(),
+                        to: unknown,
+                    },
+                });
+            }
+            (state.index, state.hard_state)
+        }
+        None => (EntryIndex::default(), HardState::default()),
+    };
+
+    // Repair only once everything else checked out, so a refusal changes nothing on disk.
+    if let Some(torn) = &report.torn_tail {
+        if torn.file_removed {
+            disk.remove(&torn.file)?;
+            disk.sync_dir(dir)?;
+        } else {
+            disk.truncate(&torn.file, torn.offset)?;
+            disk.sync(&torn.file)?;
+        }
+    }
+    Ok(Recovered {
+        segments,
+        index,
+        hard_state,
+        report,
+    })
+}
+
+/// The state of the log part-way through the replay.
+struct Replay {
+    index: EntryIndex,
+    hard_state: HardState,
+    /// The first segment read, named if entries before it turn out to be missing.
+    first_file: PathBuf,
+}
+
+impl Replay {
+    fn apply(
+        &mut self,
+        segment: LogIndex,
+        offset: u64,
+        decoded: Decoded,
+    ) -> Result<(), Corruption> {
+        match decoded.record {
+            Record::SegmentHeader(_) => return Err(Corruption::HeaderInTheMiddle),
+            Record::Entry(entry) => {
+                let last_index = self.index.last_index();
+                if entry.index <= self.index.start.index || entry.index > last_index.next() {
+                    return Err(Corruption::EntryOutOfPlace {
+                        index: entry.index,
+                        first_index: self.index.first_index(),
+                        last_index,
+                    });
+                }
+                // A later record at index i supersedes every earlier one at i or after.
+                self.index.truncate_from(entry.index);
+                self.index.push(Slot {
+                    segment,
+                    offset,
+                    frame_bytes: decoded.frame_bytes as u64,
+                    term: entry.term,
+                });
+            }
+            Record::HardState(hard_state) => self.hard_state = hard_state,
+            Record::LogStart {
+                start,
+                keeps_later_entries,
+            } => {
+                let backwards = start.index < self.index.start.index;
+                let keeps_what_is_not_there = keeps_later_entries
+                    && (start.index > self.index.last_index()
+                        || self
+                            .index
+                            .term(start.index)
+                            .is_some_and(|term| term != start.term));
+                if backwards || keeps_what_is_not_there {
+                    return Err(Corruption::ImpossibleLogStart { index: start.index });
+                }
+                self.index.compact(start, keeps_later_entries);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The complete write batches of one segment file.
+struct Scan {
+    /// Each record with its offset, up to the end of the last complete batch.
+    records: Vec<(u64, Decoded)>,
+    /// The end of the last complete batch; less than the file length only for a torn tail.
+    kept_bytes: u64,
+}
+
+/// Decodes a segment's records. In the last segment, an incomplete final batch (a record that
+/// does not decode with no valid record after it, or records without their batch's end mark)
+/// is a torn write and is left out; anywhere else it is corruption.
+fn scan_segment(file: &Path, bytes: &[u8], is_last: bool) -> Result<Scan, WalError> {
+    let mut records = Vec::new();
+    let mut pending: Vec<(u64, Decoded)> = Vec::new();
+    let mut position = 0;
+    let mut batch_end = 0;
+    while position < bytes.len() {
+        match record::decode(&bytes[position..]) {
+            Ok(decoded) => {
+                let ends_batch = decoded.ends_batch;
+                let frame_bytes = decoded.frame_bytes;
+                pending.push((position as u64, decoded));
+                position += frame_bytes;
+                if ends_batch {
+                    records.append(&mut pending);
+                    batch_end = position;
+                }
+            }
+            Err(_) if is_last && !any_record_after(bytes, position) => {
+                // A torn final write: nothing valid follows the damage.
+                pending.clear();
+                break;
+            }
+            Err(error) => {
+                return Err(WalError::Corrupt {
+                    file: file.to_path_buf(),
+                    offset: position as u64,
+                    problem: Corruption::Record(error),
+                })
+            }
+        }
+    }
+    if let Some((offset, _)) = pending.first() {
+        if !is_last {
+            return Err(WalError::Corrupt {
+                file: file.to_path_buf(),
+                offset: *offset,
+                problem: Corruption::UnfinishedBatch,
+            });
+        }
+    }
+    Ok(Scan {
+        records,
+        kept_bytes: batch_end as u64,
+    })
+}
+
+/// Whether any valid record starts after `damaged`: if one does, the damage is not a torn
+/// tail but corruption in the middle (for instance a length field hit by a bit flip).
+fn any_record_after(bytes: &[u8], damaged: usize) -> bool {
+    (damaged + 1..bytes.len()).any(|at| record::decode(&bytes[at..]).is_ok())
+}

@@ -1,0 +1,356 @@
+//! Recovery: what a crash may do is repaired, anything else refuses to start.
+
+use skiff_raft::{LogIndex, LogStorage, StorageError};
+use skiff_wal::{Corruption, Disk, FsDisk, MemDisk, TornTail, Wal, WalError, WalOptions};
+
+mod common;
+use common::*;
+
+/// A crash while a batch was being written leaves part of it: recovery cuts it off at the end
+/// of the last complete batch and says so.
+#[test]
+fn torn_tail_is_truncated_on_recovery() {
+    let (mut wal, _) = open(MemDisk::new(), WalOptions::new(CLUSTER));
+    wal.append_batch(&entries(1..=2, 1), Some(hard_state(1, Some(1), 0)))
+        .unwrap();
+    let segment = wal.segment_paths()[0].clone();
+    let durable_len = wal.disk().len(&segment).unwrap();
+
+    wal.disk_mut().set_syncs_fail(true);
+    assert!(wal
+        .append_batch(&entries(3..=4, 1), Some(hard_state(1, Some(1), 2)))
+        .is_err());
+    let mut disk = wal.into_disk();
+    disk.set_syncs_fail(false);
+    let mut written = 0;
+    disk.crash_tearing(|_, unsynced| {
+        written = unsynced;
+        unsynced - 5 // all but the last few bytes of the batch reached the disk
+    });
+    assert_eq!(disk.len(&segment).unwrap(), durable_len + written - 5);
+
+    let (wal, report) = open(disk, WalOptions::new(CLUSTER));
+    assert_eq!(
+        report.torn_tail,
+        Some(TornTail {
+            file: segment.clone(),
+            offset: durable_len,
+            bytes_dropped: written - 5,
+            file_removed: false,
+        })
+    );
+    assert_eq!(wal.disk().len(&segment).unwrap(), durable_len);
+    assert_eq!(all_entries(&wal), entries(1..=2, 1));
+    assert_eq!(wal.hard_state(), hard_state(1, Some(1), 0));
+
+    // The cut is durable: the next start finds nothing to repair.
+    let (mut wal, report) = crash_and_reopen(wal);
+    assert_eq!(report.torn_tail, None);
+    wal.append(&entries(3..=3, 1)).unwrap();
+    let (wal, _) = crash_and_reopen(wal);
+    assert_eq!(all_entries(&wal), entries(1..=3, 1));
+}
+
+/// Preallocated or zero-filled space after the last record is a torn tail too: a zero length
+/// is impossible, and nothing valid follows.
+#[test]
+fn zero_filled_tail_is_truncated_on_recovery() {
+    let (mut wal, _) = open(MemDisk::new(), WalOptions::new(CLUSTER));
+    wal.append(&entries(1..=3, 1)).unwrap();
+    let segment = wal.segment_paths()[0].clone();
+    let mut disk = wal.into_disk();
+    disk.append(&segment, &[0; 4096]).unwrap();
+    disk.sync(&segment).unwrap();
+    let (wal, report) = open(disk, WalOptions::new(CLUSTER));
+    assert_eq!(report.torn_tail.map(|t| t.bytes_dropped), Some(4096));
+    assert_eq!(all_entries(&wal), entries(1..=3, 1));
+}
+
+/// A bad checksum with valid records after it cannot be a torn write: it is damage to data
+/// that was durable (and maybe committed), so the log refuses to start and says where.
+#[test]
+fn flipped_bit_in_the_middle_refuses_to_start_with_file_and_offset() {
+    let (mut wal, _) = open(MemDisk::new(), WalOptions::new(CLUSTER));
+    for index in 1..=5 {
+        wal.append_batch(&entries(index..=index, 1), Some(hard_state(1, None, index)))
+            .unwrap();
+    }
+    let segment = wal.segment_paths()[0].clone();
+    let offset = offset_of_entry(wal.disk(), &segment, 3);
+    let mut disk = wal.into_disk();
+    disk.flip_bit(&segment, offset + 20).unwrap(); // inside the payload
+    let before = disk.read_all(&segment).unwrap();
+
+    let error = try_open(disk.clone(), WalOptions::new(CLUSTER)).unwrap_err();
+    match &error {
+        WalError::Corrupt {
+            file,
+            offset: at,
+            problem: Corruption::Record(skiff_wal::record::RecordError::BadChecksum { .. }),
+        } => {
+            assert_eq!(file, &segment);
+            assert_eq!(*at, offset);
+        }
+        other => panic!("expected a checksum error, got {other:?}"),
+    }
+    let message = error.to_string();
+    assert!(
+        message.contains(segment.to_str().unwrap())
+            && message.contains(&format!("offset {offset}")),
+        "{message}"
+    );
+    assert_eq!(
+        disk.read_all(&segment).unwrap(),
+        before,
+        "a refusal repairs nothing"
+    );
+}
+
+/// A flipped bit in a length field can make a record reach past the end of the file, which
+/// looks like a torn write; the valid records after it show that it is not.
+#[test]
+fn flipped_length_in_the_middle_of_the_last_segment_refuses_to_start() {
+    let (mut wal, _) = open(MemDisk::new(), WalOptions::new(CLUSTER));
+    wal.append(&entries(1..=6, 1)).unwrap();
+    let segment = wal.segment_paths()[0].clone();
+    let offset = offset_of_entry(wal.disk(), &segment, 2);
+    let mut disk = wal.into_disk();
+    // Bit 0 of byte 3 of the little-endian length: +16 MiB.
+    disk.flip_bit(&segment, offset + 3).unwrap();
+    match try_open(disk, WalOptions::new(CLUSTER)) {
+        Err(WalError::Corrupt {
+            file, offset: at, ..
+        }) => {
+            assert_eq!((file, at), (segment, offset));
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+#[test]
+fn damage_in_an_older_segment_refuses_to_start() {
+    let (mut wal, _) = open(MemDisk::new(), small_segments());
+    for index in 1..=20 {
+        wal.append(&entries(index..=index, 1)).unwrap();
+    }
+    let first = wal.segment_paths()[0].clone();
+    let offset = offset_of_entry(wal.disk(), &first, 2);
+    let mut disk = wal.into_disk();
+    // Even the very last byte of an older segment is not a torn tail.
+    let end = disk.len(&first).unwrap() - 1;
+    disk.flip_bit(&first, end).unwrap();
+    assert!(matches!(
+        try_open(disk.clone(), small_segments()),
+        Err(WalError::Corrupt { file, .. }) if file == first
+    ));
+    disk.flip_bit(&first, end).unwrap();
+    disk.flip_bit(&first, offset + 9).unwrap();
+    assert!(matches!(
+        try_open(disk, small_segments()),
+        Err(WalError::Corrupt { file, offset: at, .. }) if file == first && at == offset
+    ));
+}
+
+#[test]
+fn a_missing_segment_refuses_to_start() {
+    let (mut wal, _) = open(MemDisk::new(), small_segments());
+    for index in 1..=20 {
+        wal.append(&entries(index..=index, 1)).unwrap();
+    }
+    let segments = wal.segment_paths();
+    let disk = wal.into_disk();
+
+    let mut middle_gone = disk.clone();
+    middle_gone.remove(&segments[1]).unwrap();
+    match try_open(middle_gone, small_segments()) {
+        Err(WalError::Corrupt {
+            file,
+            offset: 0,
+            problem: Corruption::MissingSegment { .. },
+        }) => assert_eq!(file, segments[2]),
+        other => panic!("expected a missing segment, got {other:?}"),
+    }
+
+    // The first segment gone without a compaction covering it: its entries are lost.
+    let mut first_gone = disk;
+    first_gone.remove(&segments[0]).unwrap();
+    match try_open(first_gone, small_segments()) {
+        Err(WalError::Corrupt {
+            file,
+            problem: Corruption::LostEntries { from, .. },
+            ..
+        }) => {
+            assert_eq!(file, segments[1]);
+            assert_eq!(from, LogIndex(1));
+        }
+        other => panic!("expected lost entries, got {other:?}"),
+    }
+}
+
+/// What was synced survives a crash; what was written but not synced (file contents or a new
+/// file's name) does not.
+#[test]
+fn unsynced_writes_are_lost_on_crash_synced_survive() {
+    let (mut wal, _) = open(MemDisk::new(), small_segments());
+    wal.append_batch(&entries(1..=5, 1), Some(hard_state(1, Some(2), 1)))
+        .unwrap();
+    let segments = wal.segment_paths();
+    assert_eq!(segments.len(), 1);
+
+    wal.disk_mut().set_syncs_fail(true);
+    let failed = wal.append_batch(&entries(6..=9, 1), Some(hard_state(1, Some(2), 3)));
+    assert!(matches!(failed, Err(WalError::Disk(_))), "{failed:?}");
+    assert_eq!(
+        wal.disk().list(&dir()).unwrap().len(),
+        2,
+        "the batch started a new segment"
+    );
+    // After a failed sync nothing on disk can be trusted: no more writes until reopened.
+    wal.disk_mut().set_syncs_fail(false);
+    assert!(matches!(
+        wal.append(&entries(4..=4, 1)),
+        Err(StorageError::Backend(_))
+    ));
+    assert!(matches!(
+        wal.append_batch(&[], Some(hard_state(2, None, 3))),
+        Err(WalError::Failed(_))
+    ));
+
+    let (wal, report) = crash_and_reopen(wal);
+    assert_eq!(
+        report.segments_read, segments,
+        "the new segment's name was never synced"
+    );
+    assert_eq!(all_entries(&wal), entries(1..=5, 1));
+    assert_eq!(wal.hard_state(), hard_state(1, Some(2), 1));
+}
+
+/// The hard state is written after its batch's entries and a crash keeps a batch whole or not
+/// at all: whatever prefix of the batch reached the disk, the log comes back as it was before
+/// the batch or as it is after it.
+#[test]
+fn hard_state_is_atomic_with_its_batch() {
+    let (mut wal, _) = open(MemDisk::new(), WalOptions::new(CLUSTER));
+    let before = hard_state(1, Some(1), 2);
+    let after = hard_state(2, Some(3), 5);
+    wal.append_batch(&entries(1..=3, 1), Some(before)).unwrap();
+    wal.disk_mut().set_syncs_fail(true);
+    // A follower's batch: a new term and vote, a replaced suffix, and a commit index.
+    let batch = entries(3..=6, 2);
+    assert!(wal.append_batch(&batch, Some(after)).is_err());
+    let mut disk = wal.into_disk();
+    disk.set_syncs_fail(false);
+    let segment = dir().join("seg-00000000000000000001.wal");
+    let unsynced = disk.unsynced_bytes(&segment);
+    assert!(unsynced > 0);
+
+    for kept in 0..=unsynced {
+        let mut torn = disk.clone();
+        torn.crash_tearing(|_, _| kept);
+        let (wal, report) = open(torn, WalOptions::new(CLUSTER));
+        if kept == unsynced {
+            assert_eq!(report.torn_tail, None);
+            assert_eq!(wal.hard_state(), after, "whole batch");
+            assert_eq!(wal.last_index(), LogIndex(6));
+            assert_eq!(all_entries(&wal)[2..].to_vec(), batch);
+        } else {
+            let dropped = report.torn_tail.map_or(0, |t| t.bytes_dropped);
+            assert_eq!(dropped, kept, "the kept part of the batch is cut off");
+            assert_eq!(wal.hard_state(), before, "{kept} bytes kept");
+            assert_eq!(all_entries(&wal), entries(1..=3, 1), "{kept} bytes kept");
+        }
+    }
+}
+
+#[test]
+fn another_cluster_id_is_refused() {
+    let (mut wal, _) = open(MemDisk::new(), WalOptions::new(7));
+    wal.append(&entries(1..=2, 1)).unwrap();
+    let segment = wal.segment_paths()[0].clone();
+    let disk = wal.into_disk();
+    let error = try_open(disk.clone(), WalOptions::new(8)).unwrap_err();
+    match &error {
+        WalError::WrongCluster {
+            file,
+            expected,
+            found,
+        } => assert_eq!((file, *expected, *found), (&segment, 8, 7)),
+        other => panic!("expected a cluster mismatch, got {other:?}"),
+    }
+    assert!(error.to_string().contains(segment.to_str().unwrap()));
+    // Still fine for its own cluster.
+    let wal = try_open(disk, WalOptions::new(7)).unwrap();
+    assert_eq!(wal.last_index(), LogIndex(2));
+}
+
+/// A crash right after a new segment was created, before its header reached the disk,
+/// leaves an empty file: it is removed and the log continues in the segment before it.
+#[test]
+fn an_empty_last_segment_is_removed() {
+    let (mut wal, _) = open(MemDisk::new(), small_segments());
+    for index in 1..=4 {
+        wal.append(&entries(index..=index, 1)).unwrap();
+    }
+    let segments = wal.segment_paths();
+    let options = *wal.options();
+    let mut disk = wal.into_disk();
+    let stray = dir().join("seg-00000000000000000099.wal");
+    disk.create(&stray).unwrap();
+    disk.sync_dir(&dir()).unwrap();
+    let (mut wal, report) = open(disk, options);
+    let torn = report.torn_tail.expect("the empty segment is reported");
+    assert_eq!((torn.file, torn.file_removed), (stray, true));
+    assert_eq!(wal.segment_paths(), segments);
+    wal.append(&entries(5..=30, 1)).unwrap();
+    let (wal, _) = crash_and_reopen(wal);
+    assert_eq!(all_entries(&wal), entries(1..=30, 1));
+}
+
+/// The same recovery on the real file system: a restart, then a torn tail.
+#[test]
+fn fs_disk_log_survives_restart_and_torn_tail() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("wal");
+    let options = WalOptions {
+        max_segment_bytes: 512,
+        ..WalOptions::new(CLUSTER)
+    };
+    let (mut wal, report) = Wal::open(FsDisk::new(), &dir, options).unwrap();
+    assert!(report.created);
+    for index in 1..=30 {
+        wal.append_batch(
+            &entries(index..=index, 1),
+            Some(hard_state(1, Some(1), index)),
+        )
+        .unwrap();
+    }
+    wal.compact_to(LogIndex(10), skiff_raft::Term(1)).unwrap();
+    let last_segment = wal.segment_paths().pop().unwrap();
+    drop(wal);
+
+    let (wal, report) = Wal::open(FsDisk::new(), &dir, options).unwrap();
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(all_entries(&wal), entries(11..=30, 1));
+    assert_eq!(wal.hard_state(), hard_state(1, Some(1), 30));
+    drop(wal);
+
+    // Half a record at the end, as a crash in the middle of a write leaves it.
+    let mut half = Vec::new();
+    skiff_wal::record::encode_entry(&entry(31, 1), true, &mut half).unwrap();
+    half.truncate(half.len() / 2);
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&last_segment)
+        .unwrap();
+    std::io::Write::write_all(&mut file, &half).unwrap();
+    drop(file);
+
+    let (wal, report) = Wal::open(FsDisk::new(), &dir, options).unwrap();
+    let torn = report.torn_tail.expect("a torn tail");
+    assert_eq!(
+        (torn.file, torn.bytes_dropped),
+        (last_segment, half.len() as u64)
+    );
+    assert_eq!(all_entries(&wal), entries(11..=30, 1));
+    assert_eq!(wal.first_index(), LogIndex(11));
+}
