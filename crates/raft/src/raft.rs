@@ -722,7 +722,13 @@ impl<S: LogStorage> Raft<S> {
         let Some(prev_log_term) = self.log.term(prev_log_index) else {
             return false;
         };
-        let high = next.plus(self.config.max_append_entries as u64);
+        // Thesis §10.2.1 (pipelining): a paused follower gets an empty heartbeat, so that no
+        // more than `max_inflight_appends` appends are ever unanswered.
+        let high = if progress.is_paused() {
+            next
+        } else {
+            next.plus(self.config.max_append_entries as u64)
+        };
         let entries = self
             .log
             .entries(next, high, self.config.max_message_bytes)

@@ -1,0 +1,181 @@
+//! Building blocks for the core's tests: configurations, logs, hand-built messages, and one
+//! node driven through its Ready loop by hand.
+
+use skiff_raft::{
+    AppendResponse, Config, Entry, EntryKind, HardState, LogIndex, LogStorage, MemStorage, Message,
+    MessageBody, NodeId, RawNode, Role, SoftState, Term,
+};
+
+/// Node ids `1..=n`.
+pub fn ids(n: u64) -> Vec<NodeId> {
+    (1..=n).map(NodeId).collect()
+}
+
+/// The default configuration of node `id` in a cluster of `n`, with a fixed seed.
+pub fn config(id: u64, n: u64) -> Config {
+    let mut config = Config::new(NodeId(id), ids(n));
+    config.seed = 42;
+    config
+}
+
+/// A normal entry without payload.
+pub fn entry(index: u64, term: u64) -> Entry {
+    data_entry(index, term, &[])
+}
+
+/// A normal entry carrying `data`.
+pub fn data_entry(index: u64, term: u64, data: &[u8]) -> Entry {
+    Entry {
+        term: Term(term),
+        index: LogIndex(index),
+        kind: EntryKind::Normal,
+        data: data.to_vec(),
+    }
+}
+
+/// A leader's no-op entry.
+pub fn noop(index: u64, term: u64) -> Entry {
+    Entry {
+        kind: EntryKind::Noop,
+        ..entry(index, term)
+    }
+}
+
+/// A durable log whose entry `k + 1` has term `terms[k]`.
+pub fn storage_with_terms(terms: &[u64]) -> MemStorage {
+    let mut storage = MemStorage::new();
+    let entries: Vec<Entry> = (1..).zip(terms).map(|(i, &t)| entry(i, t)).collect();
+    storage.append(&entries).unwrap();
+    storage
+}
+
+/// The hard state of a node at `term` that voted for `vote` (0 = nobody) and committed `commit`.
+pub fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
+    HardState {
+        term: Term(term),
+        vote: (vote != 0).then_some(NodeId(vote)),
+        commit: LogIndex(commit),
+    }
+}
+
+/// A node restarting over a log with `terms` and `hard_state`.
+pub fn node(config: Config, terms: &[u64], hard_state: HardState) -> RawNode<MemStorage> {
+    RawNode::new(config, storage_with_terms(terms), hard_state).unwrap()
+}
+
+/// A message from `from` to `to` at `term`.
+pub fn msg(from: u64, to: u64, term: u64, body: MessageBody) -> Message {
+    Message {
+        from: NodeId(from),
+        to: NodeId(to),
+        term: Term(term),
+        body,
+    }
+}
+
+pub fn append(prev_index: u64, prev_term: u64, entries: Vec<Entry>, commit: u64) -> MessageBody {
+    MessageBody::AppendEntries {
+        prev_log_index: LogIndex(prev_index),
+        prev_log_term: Term(prev_term),
+        entries,
+        leader_commit: LogIndex(commit),
+    }
+}
+
+pub fn accepted(match_index: u64) -> MessageBody {
+    MessageBody::AppendEntriesResponse(AppendResponse::Accepted {
+        match_index: LogIndex(match_index),
+    })
+}
+
+pub fn rejected(rejected_index: u64, hint_index: u64, hint_term: u64) -> MessageBody {
+    MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
+        rejected_index: LogIndex(rejected_index),
+        hint_index: LogIndex(hint_index),
+        hint_term: Term(hint_term),
+    })
+}
+
+pub fn vote_request(last_index: u64, last_term: u64) -> MessageBody {
+    MessageBody::RequestVote {
+        last_log_index: LogIndex(last_index),
+        last_log_term: Term(last_term),
+    }
+}
+
+pub fn pre_vote(last_index: u64, last_term: u64) -> MessageBody {
+    MessageBody::PreVote {
+        last_log_index: LogIndex(last_index),
+        last_log_term: Term(last_term),
+    }
+}
+
+pub fn vote_response(granted: bool) -> MessageBody {
+    MessageBody::RequestVoteResponse { reject: !granted }
+}
+
+pub fn pre_vote_response(granted: bool) -> MessageBody {
+    MessageBody::PreVoteResponse { reject: !granted }
+}
+
+/// What one Ready held. Unlike a `Ready`, it was already persisted and advanced.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub soft_state: Option<SoftState>,
+    pub hard_state: Option<HardState>,
+    pub entries: Vec<Entry>,
+    pub messages: Vec<Message>,
+    pub persisted_messages: Vec<Message>,
+    pub committed_entries: Vec<Entry>,
+}
+
+/// Runs one Ready through the contract (persist its entries, then advance); returns its contents.
+pub fn process(node: &mut RawNode<MemStorage>) -> Batch {
+    let ready = node.ready();
+    node.storage_mut().append(&ready.entries).unwrap();
+    let batch = Batch {
+        soft_state: ready.soft_state,
+        hard_state: ready.hard_state,
+        entries: ready.entries.clone(),
+        messages: ready.messages.clone(),
+        persisted_messages: ready.persisted_messages.clone(),
+        committed_entries: ready.committed_entries.clone(),
+    };
+    node.advance(ready);
+    batch
+}
+
+/// Processes Readies until none is left; returns every message sent, in order.
+pub fn drain(node: &mut RawNode<MemStorage>) -> Vec<Message> {
+    let mut sent = Vec::new();
+    for _batch in 0..100 {
+        if !node.has_ready() {
+            return sent;
+        }
+        let batch = process(node);
+        sent.extend(batch.messages);
+        sent.extend(batch.persisted_messages);
+    }
+    panic!("node {} never ran out of work", node.raft().id());
+}
+
+/// Makes `node` leader by answering its (pre-)vote requests with grants.
+/// Returns the messages of the Ready in which it became leader (its first appends).
+pub fn elect(node: &mut RawNode<MemStorage>) -> Vec<Message> {
+    node.campaign();
+    for _round in 0..3 {
+        let sent = drain(node);
+        if node.raft().role() == Role::Leader {
+            return sent;
+        }
+        for m in sent {
+            let answer = match m.body {
+                MessageBody::PreVote { .. } => pre_vote_response(true),
+                MessageBody::RequestVote { .. } => vote_response(true),
+                _ => continue,
+            };
+            node.step(msg(m.to.0, m.from.0, m.term.0, answer)).unwrap();
+        }
+    }
+    panic!("node {} did not become leader", node.raft().id());
+}
