@@ -30,6 +30,17 @@ pub struct Config {
     pub max_uncommitted_bytes: u64,
     /// Bytes of committed entries handed to the application in one [`Ready`](crate::Ready).
     pub max_apply_bytes: u64,
+    /// Read requests a leader holds while they wait for confirmation.
+    pub max_pending_reads: usize,
+    /// Lease reads: a leader that heard from a majority within the last
+    /// `election_timeout_ticks - lease_clock_drift_ticks` ticks answers reads without a
+    /// heartbeat round. Requires `check_quorum`. It assumes that no node's tick runs more than
+    /// `lease_clock_drift_ticks` per election timeout faster than the leader's: a follower
+    /// votes for no one else until an election timeout after it last heard from the leader,
+    /// and the lease ends before that on the leader's own clock.
+    pub read_lease: bool,
+    /// The clock drift that lease reads allow for, in ticks per election timeout.
+    pub lease_clock_drift_ticks: u64,
     /// The index the application's state machine has already applied (on restart).
     pub applied: LogIndex,
     /// Seeds the PRNG that randomizes election timeouts.
@@ -50,6 +61,14 @@ pub enum ConfigError {
     BadTimeouts {
         /// The heartbeat interval in ticks.
         heartbeat: u64,
+        /// The election timeout in ticks.
+        election: u64,
+    },
+    /// Lease reads need CheckQuorum, and a drift allowance below the election timeout.
+    #[error("read_lease needs check_quorum and lease_clock_drift_ticks ({drift}) below the election timeout ({election})")]
+    BadLease {
+        /// The drift allowance in ticks.
+        drift: u64,
         /// The election timeout in ticks.
         election: u64,
     },
@@ -74,6 +93,9 @@ impl Config {
             max_message_bytes: 1024 * 1024,
             max_uncommitted_bytes: 64 * 1024 * 1024,
             max_apply_bytes: 16 * 1024 * 1024,
+            max_pending_reads: 4096,
+            read_lease: false,
+            lease_clock_drift_ticks: 2,
             applied: LogIndex(0),
             seed: 0,
         }
@@ -98,12 +120,21 @@ impl Config {
                 election: self.election_timeout_ticks,
             });
         }
+        if self.read_lease
+            && (!self.check_quorum || self.lease_clock_drift_ticks >= self.election_timeout_ticks)
+        {
+            return Err(ConfigError::BadLease {
+                drift: self.lease_clock_drift_ticks,
+                election: self.election_timeout_ticks,
+            });
+        }
         let limits = [
             ("max_inflight_appends", self.max_inflight_appends as u64),
             ("max_append_entries", self.max_append_entries as u64),
             ("max_message_bytes", self.max_message_bytes),
             ("max_uncommitted_bytes", self.max_uncommitted_bytes),
             ("max_apply_bytes", self.max_apply_bytes),
+            ("max_pending_reads", self.max_pending_reads as u64),
         ];
         match limits.iter().find(|(_, value)| *value == 0) {
             Some((name, _)) => Err(ConfigError::ZeroLimit(name)),
@@ -164,6 +195,22 @@ mod tests {
             no_inflight.validate(),
             Err(ConfigError::ZeroLimit("max_inflight_appends"))
         );
+
+        let mut lease_without_check_quorum = base();
+        lease_without_check_quorum.read_lease = true;
+        lease_without_check_quorum.check_quorum = false;
+        assert!(matches!(
+            lease_without_check_quorum.validate(),
+            Err(ConfigError::BadLease { .. })
+        ));
+
+        let mut lease_with_huge_drift = base();
+        lease_with_huge_drift.read_lease = true;
+        lease_with_huge_drift.lease_clock_drift_ticks = 10;
+        assert!(matches!(
+            lease_with_huge_drift.validate(),
+            Err(ConfigError::BadLease { .. })
+        ));
 
         let mut no_apply = base();
         no_apply.max_apply_bytes = 0;

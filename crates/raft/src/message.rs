@@ -52,9 +52,29 @@ pub enum MessageBody {
         entries: Vec<Entry>,
         /// The leader's commit index.
         leader_commit: LogIndex,
+        /// The leader's latest read round (ReadIndex, thesis §6.4): an answer to this message
+        /// shows the sender was still leader after every read registered before the round.
+        read_round: u64,
     },
     /// The answer to an AppendEntries.
-    AppendEntriesResponse(AppendResponse),
+    AppendEntriesResponse {
+        /// The `read_round` of the request being answered.
+        read_round: u64,
+        /// Whether the entries were stored.
+        result: AppendResponse,
+    },
+    /// A follower asks the leader for a read index on behalf of its caller.
+    ReadIndex {
+        /// The caller's id for the request.
+        ctx: u64,
+    },
+    /// The leader's answer to a ReadIndex.
+    ReadIndexResponse {
+        /// The caller's id for the request.
+        ctx: u64,
+        /// The index to wait for before reading, or `None` when the leader refused.
+        index: Option<LogIndex>,
+    },
 }
 
 /// The answer to an AppendEntries.
@@ -85,6 +105,7 @@ impl MessageBody {
             MessageBody::PreVote { .. }
                 | MessageBody::RequestVote { .. }
                 | MessageBody::AppendEntries { .. }
+                | MessageBody::ReadIndex { .. }
         )
     }
 
@@ -96,7 +117,9 @@ impl MessageBody {
             MessageBody::RequestVote { .. } => "RequestVote",
             MessageBody::RequestVoteResponse { .. } => "RequestVoteResponse",
             MessageBody::AppendEntries { .. } => "AppendEntries",
-            MessageBody::AppendEntriesResponse(_) => "AppendEntriesResponse",
+            MessageBody::AppendEntriesResponse { .. } => "AppendEntriesResponse",
+            MessageBody::ReadIndex { .. } => "ReadIndex",
+            MessageBody::ReadIndexResponse { .. } => "ReadIndexResponse",
         }
     }
 }
@@ -145,10 +168,11 @@ impl std::fmt::Display for Message {
                 prev_log_term,
                 entries,
                 leader_commit,
+                read_round,
             } => {
                 write!(
                     f,
-                    "AppendEntries prev={prev_log_index}/{prev_log_term} commit={leader_commit}"
+                    "AppendEntries prev={prev_log_index}/{prev_log_term} commit={leader_commit} round={read_round}"
                 )?;
                 match (entries.first(), entries.last()) {
                     (Some(first), Some(last)) => {
@@ -157,17 +181,24 @@ impl std::fmt::Display for Message {
                     _ => write!(f, " heartbeat"),
                 }
             }
-            MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }) => {
-                write!(f, "AppendEntriesResponse accept match={match_index}")
-            }
-            MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
-                rejected_index,
-                hint_index,
-                hint_term,
-            }) => write!(
-                f,
-                "AppendEntriesResponse reject at={rejected_index} hint={hint_index}/{hint_term}"
-            ),
+            MessageBody::AppendEntriesResponse { read_round, result } => match result {
+                AppendResponse::Accepted { match_index } => {
+                    write!(f, "AppendEntriesResponse accept match={match_index} round={read_round}")
+                }
+                AppendResponse::Rejected {
+                    rejected_index,
+                    hint_index,
+                    hint_term,
+                } => write!(
+                    f,
+                    "AppendEntriesResponse reject at={rejected_index} hint={hint_index}/{hint_term} round={read_round}"
+                ),
+            },
+            MessageBody::ReadIndex { ctx } => write!(f, "ReadIndex ctx={ctx}"),
+            MessageBody::ReadIndexResponse { ctx, index } => match index {
+                Some(index) => write!(f, "ReadIndexResponse ctx={ctx} index={index}"),
+                None => write!(f, "ReadIndexResponse ctx={ctx} refused"),
+            },
         }
     }
 }

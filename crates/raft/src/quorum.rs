@@ -47,16 +47,23 @@ impl MajorityConfig {
     /// The largest index that a majority of voters has stored, given each voter's match index
     /// (§5.3). Voters `match_index` knows nothing of count as 0.
     pub fn committed_index(&self, match_index: impl Fn(NodeId) -> Option<LogIndex>) -> LogIndex {
+        self.quorum_value(match_index)
+    }
+
+    /// The largest value that a majority of voters has reached, given each voter's value
+    /// (voters `value` knows nothing of count as the default). Used for match indexes and for
+    /// acknowledged read rounds.
+    pub fn quorum_value<T: Ord + Copy + Default>(&self, value: impl Fn(NodeId) -> Option<T>) -> T {
         if self.voters.is_empty() {
-            return LogIndex(0);
+            return T::default();
         }
-        let mut matched: Vec<LogIndex> = self
+        let mut reached: Vec<T> = self
             .voters
             .iter()
-            .map(|&id| match_index(id).unwrap_or_default())
+            .map(|&id| value(id).unwrap_or_default())
             .collect();
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        matched[self.majority() - 1]
+        reached.sort_unstable_by(|a, b| b.cmp(a));
+        reached[self.majority() - 1]
     }
 
     /// The election outcome given the votes received so far (`true` = granted).

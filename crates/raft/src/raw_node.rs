@@ -3,7 +3,7 @@
 use crate::config::{Config, ConfigError};
 use crate::log::RaftLog;
 use crate::message::Message;
-use crate::raft::{ProposeError, Raft, StepError};
+use crate::raft::{ProposeError, Raft, ReadIndexError, ReadState, StepError};
 use crate::storage::LogStorage;
 use crate::types::{Entry, HardState, LogIndex, NodeId, SoftState, Term};
 
@@ -46,6 +46,10 @@ pub struct Ready {
     pub persisted_messages: Vec<Message>,
     /// Committed entries to apply, in log order. They are durable once step 1 is done.
     pub committed_entries: Vec<Entry>,
+    /// Confirmed reads: each may be served once the state machine has applied its index.
+    pub read_states: Vec<ReadState>,
+    /// Reads that were refused (the leader changed or refused): their callers may retry.
+    pub failed_reads: Vec<u64>,
 }
 
 impl Ready {
@@ -57,6 +61,8 @@ impl Ready {
             && self.messages.is_empty()
             && self.persisted_messages.is_empty()
             && self.committed_entries.is_empty()
+            && self.read_states.is_empty()
+            && self.failed_reads.is_empty()
     }
 }
 
@@ -114,6 +120,12 @@ impl<S: LogStorage> RawNode<S> {
         self.raft.propose(data)
     }
 
+    /// Requests a linearizable read identified by `ctx` (ReadIndex, thesis §6.4). A later
+    /// Ready answers it in `read_states` (serve once `applied >= index`) or `failed_reads`.
+    pub fn read_index(&mut self, ctx: u64) -> Result<(), ReadIndexError> {
+        self.raft.read_index(ctx)
+    }
+
     /// Starts an election now, as if the election timer had fired.
     pub fn campaign(&mut self) {
         self.raft.campaign();
@@ -134,6 +146,7 @@ impl<S: LogStorage> RawNode<S> {
         let soft_state = self.raft.soft_state();
         let hard_state = self.raft.hard_state();
         let (messages, persisted_messages) = self.raft.take_messages();
+        let (read_states, failed_reads) = self.raft.take_reads();
         let ready = Ready {
             soft_state: (soft_state != self.prev_soft_state).then_some(soft_state),
             hard_state: (hard_state != self.prev_hard_state).then_some(hard_state),
@@ -144,6 +157,8 @@ impl<S: LogStorage> RawNode<S> {
                 .raft
                 .log
                 .next_committed_entries(self.raft.config().max_apply_bytes),
+            read_states,
+            failed_reads,
         };
         self.prev_soft_state = soft_state;
         ready

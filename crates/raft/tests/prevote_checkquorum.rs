@@ -345,15 +345,18 @@ fn heartbeats_follow_the_heartbeat_interval() {
     leader.step(msg(2, 1, 1, accepted(1))).unwrap();
     leader.step(msg(3, 1, 1, accepted(1))).unwrap();
     drain(&mut leader);
-    let heartbeats = vec![
-        msg(1, 2, 1, append(1, 1, vec![], 1)),
-        msg(1, 3, 1, append(1, 1, vec![], 1)),
-    ];
+    // Each heartbeat starts a new read round.
+    let heartbeats = |round| {
+        vec![
+            msg(1, 2, 1, append_in_round(1, 1, vec![], 1, round)),
+            msg(1, 3, 1, append_in_round(1, 1, vec![], 1, round)),
+        ]
+    };
     for tick in 1..=6 {
         leader.tick();
         let sent = drain(&mut leader);
         let expected = if tick % 3 == 0 {
-            heartbeats.clone()
+            heartbeats(tick / 3)
         } else {
             vec![]
         };

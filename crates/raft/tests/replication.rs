@@ -411,10 +411,10 @@ fn leader_commits_once_a_majority_stores_an_entry() {
     assert_eq!(
         drain(&mut leader),
         vec![
-            msg(1, 2, 1, append(1, 1, vec![], 1)),
-            msg(1, 3, 1, append(1, 1, vec![], 1)),
-            msg(1, 4, 1, append(0, 0, vec![], 0)),
-            msg(1, 5, 1, append(0, 0, vec![], 0)),
+            msg(1, 2, 1, append_in_round(1, 1, vec![], 1, 1)),
+            msg(1, 3, 1, append_in_round(1, 1, vec![], 1, 1)),
+            msg(1, 4, 1, append_in_round(0, 0, vec![], 0, 1)),
+            msg(1, 5, 1, append_in_round(0, 0, vec![], 0, 1)),
         ],
         "probing followers are not told to commit what they have not verified"
     );
@@ -500,8 +500,8 @@ fn pipelining_respects_max_inflight_appends() {
     assert_eq!(
         drain(&mut leader),
         vec![
-            msg(1, 2, 1, append(3, 1, vec![], 1)),
-            msg(1, 3, 1, append(3, 1, vec![], 1))
+            msg(1, 2, 1, append_in_round(3, 1, vec![], 1, 1)),
+            msg(1, 3, 1, append_in_round(3, 1, vec![], 1, 1))
         ]
     );
     assert_eq!(leader.raft().progress()[&NodeId(2)].inflight_count(), 2);
@@ -510,7 +510,12 @@ fn pipelining_respects_max_inflight_appends() {
     leader.step(msg(2, 1, 1, accepted(2))).unwrap();
     assert_eq!(
         drain(&mut leader),
-        vec![msg(1, 2, 1, append(3, 1, vec![log[3].clone()], 2))]
+        vec![msg(
+            1,
+            2,
+            1,
+            append_in_round(3, 1, vec![log[3].clone()], 2, 1)
+        )]
     );
     // Reference: thesis §10.2.1 (pipelining), etcd-io/raft tracker/inflights.go
 }
@@ -585,8 +590,8 @@ fn heartbeat_carries_commit_bounded_by_prev_index() {
     assert_eq!(
         drain(&mut leader),
         vec![
-            msg(1, 2, 1, append(2, 1, vec![], 2)),
-            msg(1, 3, 1, append(0, 0, vec![], 0))
+            msg(1, 2, 1, append_in_round(2, 1, vec![], 2, 1)),
+            msg(1, 3, 1, append_in_round(0, 0, vec![], 0, 1))
         ]
     );
     // Reference: §5.3 (a follower commits only what it verified)
@@ -604,8 +609,8 @@ fn commit_index_rides_on_the_next_heartbeat() {
     assert_eq!(
         drain(&mut leader),
         vec![
-            msg(1, 2, 1, append(2, 1, vec![], 2)),
-            msg(1, 3, 1, append(2, 1, vec![], 2)),
+            msg(1, 2, 1, append_in_round(2, 1, vec![], 2, 1)),
+            msg(1, 3, 1, append_in_round(2, 1, vec![], 2, 1)),
         ]
     );
     // Reference: §5.3
@@ -929,14 +934,28 @@ fn dropped_appends_are_found_by_the_consistency_check_and_resent() {
         .filter(|m| {
             matches!(
                 m.body,
-                MessageBody::AppendEntriesResponse(AppendResponse::Rejected { .. })
+                MessageBody::AppendEntriesResponse {
+                    result: AppendResponse::Rejected { .. },
+                    ..
+                }
             )
         })
         .cloned()
         .collect();
+    let rejections: Vec<_> = rejections
+        .into_iter()
+        .map(|m| match m.body {
+            MessageBody::AppendEntriesResponse { result, .. } => (m.from, m.to, m.term, result),
+            _ => unreachable!("filtered to append responses"),
+        })
+        .collect();
+    let expected = match rejected(2, 1, 1) {
+        MessageBody::AppendEntriesResponse { result, .. } => result,
+        _ => unreachable!("rejected builds an append response"),
+    };
     assert_eq!(
         rejections,
-        vec![msg(target, leader, 1, rejected(2, 1, 1))],
+        vec![(NodeId(target), NodeId(leader), Term(1), expected)],
         "a heartbeat whose previous entry was lost is refused once"
     );
     // Reference: §5.3 (the consistency check finds a missing entry)

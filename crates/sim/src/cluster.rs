@@ -12,6 +12,7 @@ use skiff_raft::{
 };
 
 use crate::checkers::{Checkers, LogView, Violation};
+use crate::kv::{Command, KvStore, Reply};
 use crate::network::{Network, NetworkOptions, Partition, Route};
 use crate::node::{SimNode, SimStorage};
 use crate::trace::{Trace, TraceEvent};
@@ -35,6 +36,8 @@ pub struct ClusterOptions {
     pub pre_vote: bool,
     /// CheckQuorum on or off.
     pub check_quorum: bool,
+    /// Lease reads on or off (needs CheckQuorum).
+    pub read_lease: bool,
     /// How long a batch takes to become durable, in milliseconds (uniform in the range).
     pub disk_delay_ms: (u64, u64),
     /// Entries per AppendEntries.
@@ -58,6 +61,7 @@ impl ClusterOptions {
             heartbeat_interval_ticks: 5,
             pre_vote: true,
             check_quorum: true,
+            read_lease: false,
             disk_delay_ms: (0, 3),
             max_append_entries: 64,
             trace_keep: 200,
@@ -101,6 +105,8 @@ pub struct Stats {
     pub proposals: u64,
     /// AppendEntries rejected by a follower (log mismatch).
     pub append_rejections: u64,
+    /// Linearizable reads served.
+    pub reads: u64,
 }
 
 #[derive(Debug)]
@@ -150,6 +156,24 @@ pub struct Proposal {
     pub term: Term,
 }
 
+/// A read a client waits for.
+#[derive(Clone, Debug)]
+struct ReadWait {
+    node: NodeId,
+    key: String,
+    /// Set once the leader confirmed the read: serve when the node has applied this far.
+    index: Option<LogIndex>,
+}
+
+/// How a read ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// Served: the value read (`None`: absent).
+    Value(Option<String>),
+    /// Refused by the node or the leader: certainly not served.
+    Refused,
+}
+
 /// The simulated cluster.
 pub struct Cluster {
     options: ClusterOptions,
@@ -161,6 +185,9 @@ pub struct Cluster {
     network: Network,
     rng: ChaCha8Rng,
     paused_until_ms: BTreeMap<NodeId, u64>,
+    /// Ticks a paused node missed; it catches up on them before anything else when it wakes,
+    /// as a process whose timer follows a monotonic clock does.
+    missed_ticks: BTreeMap<NodeId, u64>,
     drive_scheduled: BTreeSet<NodeId>,
     checkers: Checkers,
     violation: Option<Violation>,
@@ -168,6 +195,15 @@ pub struct Cluster {
     stats: Stats,
     roles: BTreeMap<NodeId, Role>,
     applied_values: BTreeMap<NodeId, Vec<u64>>,
+    kv: BTreeMap<NodeId, KvStore>,
+    /// Key-value writes a client waits for: operation id → the node that accepted it.
+    write_waiters: BTreeMap<u64, NodeId>,
+    /// Replies to those writes, once that node applied them.
+    write_replies: BTreeMap<u64, Reply>,
+    /// Reads a client waits for: request id → where and what.
+    read_waiters: BTreeMap<u64, ReadWait>,
+    /// Answers to those reads.
+    read_replies: BTreeMap<u64, ReadOutcome>,
     proposals: Vec<Proposal>,
     hold: Option<MessageFilter>,
     held: Vec<Message>,
@@ -195,20 +231,20 @@ impl LogView for NodeLog<'_> {
     }
 }
 
-/// The payload a client value is written as: its 8 bytes, then padding.
+/// The payload a client value is written as: a [`Command::Value`], then padding.
 pub fn encode_value(value: u64, padding: usize) -> Vec<u8> {
-    let mut data = value.to_le_bytes().to_vec();
-    data.resize(8 + padding, 0);
-    data
+    Command::Value(value).encode(padding)
 }
 
 /// The client value in an entry, if it carries one.
 pub fn decode_value(entry: &Entry) -> Option<u64> {
-    if entry.kind != EntryKind::Normal || entry.data.len() < 8 {
+    if entry.kind != EntryKind::Normal {
         return None;
     }
-    let bytes: [u8; 8] = entry.data[..8].try_into().ok()?;
-    Some(u64::from_le_bytes(bytes))
+    match Command::decode(&entry.data)? {
+        Command::Value(value) => Some(value),
+        _ => None,
+    }
 }
 
 impl Cluster {
@@ -224,12 +260,18 @@ impl Cluster {
             seq: 0,
             nodes: BTreeMap::new(),
             paused_until_ms: BTreeMap::new(),
+            missed_ticks: BTreeMap::new(),
             drive_scheduled: BTreeSet::new(),
             checkers: Checkers::default(),
             violation: None,
             stats: Stats::default(),
             roles: BTreeMap::new(),
             applied_values: BTreeMap::new(),
+            kv: BTreeMap::new(),
+            write_waiters: BTreeMap::new(),
+            write_replies: BTreeMap::new(),
+            read_waiters: BTreeMap::new(),
+            read_replies: BTreeMap::new(),
             proposals: Vec::new(),
             hold: None,
             held: Vec::new(),
@@ -252,6 +294,7 @@ impl Cluster {
         config.heartbeat_interval_ticks = self.options.heartbeat_interval_ticks;
         config.pre_vote = self.options.pre_vote;
         config.check_quorum = self.options.check_quorum;
+        config.read_lease = self.options.read_lease;
         config.max_append_entries = self.options.max_append_entries;
         config.seed = self.options.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ (id.0 << 32) ^ life;
         config
@@ -340,11 +383,27 @@ impl Cluster {
             Event::Tick { node, life },
         );
         if self.paused_until(node).is_some() {
+            *self.missed_ticks.entry(node).or_insert(0) += 1;
             return;
         }
+        self.catch_up(node);
         if let Some(raw) = self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut()) {
             raw.tick();
             self.stats.ticks += 1;
+            self.mark_dirty(node);
+        }
+    }
+
+    /// A node that was paused first notices the time that passed.
+    fn catch_up(&mut self, node: NodeId) {
+        let Some(missed) = self.missed_ticks.remove(&node) else {
+            return;
+        };
+        if let Some(raw) = self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut()) {
+            for _ in 0..missed {
+                raw.tick();
+            }
+            self.stats.ticks += missed;
             self.mark_dirty(node);
         }
     }
@@ -355,6 +414,7 @@ impl Cluster {
             self.schedule(until, Event::Deliver(message));
             return;
         }
+        self.catch_up(to);
         let Some(raw) = self.nodes.get_mut(&to).and_then(|n| n.raw.as_mut()) else {
             self.trace
                 .record(self.now_ms, TraceEvent::Drop(message, "receiver down"));
@@ -391,6 +451,7 @@ impl Cluster {
             self.schedule(until, Event::Drive { node, life });
             return;
         }
+        self.catch_up(node);
         self.drive_scheduled.remove(&node);
         let sim_node = self.nodes.get_mut(&node).expect("known node");
         if !sim_node.can_begin() {
@@ -432,6 +493,26 @@ impl Cluster {
         for message in out.messages {
             self.send(message);
         }
+        for read in out.read_states {
+            if let Some(wait) = self
+                .read_waiters
+                .get_mut(&read.ctx)
+                .filter(|wait| wait.node == node)
+            {
+                wait.index = Some(read.index);
+            }
+        }
+        for ctx in out.failed_reads {
+            if self
+                .read_waiters
+                .get(&ctx)
+                .is_some_and(|wait| wait.node == node)
+            {
+                self.read_waiters.remove(&ctx);
+                self.read_replies.insert(ctx, ReadOutcome::Refused);
+            }
+        }
+        self.serve_reads(node);
         let (low, high) = self.options.disk_delay_ms;
         let delay = self.rng.gen_range(low..=high);
         self.schedule(self.now_ms + delay, Event::Persist { node, life });
@@ -447,6 +528,7 @@ impl Cluster {
             self.schedule(until, Event::Persist { node, life });
             return;
         }
+        self.catch_up(node);
         let sim_node = self.nodes.get_mut(&node).expect("known node");
         let out = sim_node.finish();
         let raw = sim_node.raw.as_ref().expect("a running node was driven");
@@ -465,8 +547,24 @@ impl Cluster {
         }
         for entry in &out.applied {
             result = result.and(self.checkers.applied(node, term_now, entry));
-            if let Some(value) = decode_value(entry) {
-                self.applied_values.entry(node).or_default().push(value);
+            let command = (entry.kind == EntryKind::Normal)
+                .then(|| Command::decode(&entry.data))
+                .flatten();
+            match command {
+                Some(Command::Value(value)) => {
+                    self.applied_values.entry(node).or_default().push(value)
+                }
+                Some(command) => {
+                    let reply = self.kv.entry(node).or_default().apply(&command);
+                    let op = command
+                        .op_id()
+                        .expect("key-value commands carry an operation id");
+                    if self.write_waiters.get(&op) == Some(&node) {
+                        self.write_waiters.remove(&op);
+                        self.write_replies.insert(op, reply);
+                    }
+                }
+                None => {}
             }
         }
         result = result.and(self.checkers.log_settled(node, term_now, is_leader, &log));
@@ -476,7 +574,34 @@ impl Cluster {
         for message in out.persisted_messages {
             self.send(message);
         }
+        self.serve_reads(node);
         self.mark_dirty(node);
+    }
+
+    /// Answers the confirmed reads on `node` whose index it has applied.
+    fn serve_reads(&mut self, node: NodeId) {
+        let applied = self.applied(node);
+        let ready: Vec<u64> = self
+            .read_waiters
+            .iter()
+            .filter(|(_, wait)| {
+                wait.node == node && wait.index.is_some_and(|index| index <= applied)
+            })
+            .map(|(&ctx, _)| ctx)
+            .collect();
+        for ctx in ready {
+            let wait = self.read_waiters.remove(&ctx).expect("listed above");
+            let value = self.kv.get(&node).and_then(|kv| kv.get(&wait.key)).cloned();
+            self.trace.record(
+                self.now_ms,
+                TraceEvent::Note(format!(
+                    "{node} served read {ctx} of {}: {value:?}",
+                    wait.key
+                )),
+            );
+            self.stats.reads += 1;
+            self.read_replies.insert(ctx, ReadOutcome::Value(value));
+        }
     }
 
     /// Records a violation found outside the checkers (liveness, end-of-run checks).
@@ -508,7 +633,10 @@ impl Cluster {
         self.stats.messages += 1;
         if matches!(
             message.body,
-            MessageBody::AppendEntriesResponse(AppendResponse::Rejected { .. })
+            MessageBody::AppendEntriesResponse {
+                result: AppendResponse::Rejected { .. },
+                ..
+            }
         ) {
             self.stats.append_rejections += 1;
         }
@@ -627,6 +755,10 @@ impl Cluster {
         value: u64,
         padding: usize,
     ) -> Result<Proposal, ProposeError> {
+        if self.paused_until(node).is_some() {
+            return Err(ProposeError::NotLeader { leader_hint: None });
+        }
+        self.catch_up(node);
         let Some(raw) = self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut()) else {
             return Err(ProposeError::NotLeader { leader_hint: None });
         };
@@ -652,6 +784,85 @@ impl Cluster {
         Ok(proposal)
     }
 
+    /// Proposes a key-value `command` to `node`; once `node` applies it, its reply is kept for
+    /// [`take_write_reply`](Cluster::take_write_reply).
+    pub fn propose_command(
+        &mut self,
+        node: NodeId,
+        command: &Command,
+    ) -> Result<(LogIndex, Term), ProposeError> {
+        if self.paused_until(node).is_some() {
+            return Err(ProposeError::NotLeader { leader_hint: None });
+        }
+        self.catch_up(node);
+        let Some(raw) = self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut()) else {
+            return Err(ProposeError::NotLeader { leader_hint: None });
+        };
+        let (index, term) = raw.propose(command.encode(0))?;
+        if let Some(op) = command.op_id() {
+            self.write_waiters.insert(op, node);
+        }
+        self.stats.proposals += 1;
+        self.trace.record(
+            self.now_ms,
+            TraceEvent::Note(format!("{node} accepted {command:?} at {index}/{term}")),
+        );
+        self.mark_dirty(node);
+        Ok((index, term))
+    }
+
+    /// Asks `node` for a linearizable read of `key`, identified by `ctx`. On refusal, returns
+    /// the leader the node knows of.
+    pub fn read(&mut self, node: NodeId, ctx: u64, key: &str) -> Result<(), Option<NodeId>> {
+        if self.paused_until(node).is_some() {
+            return Err(None); // a paused process does not answer: the client goes elsewhere
+        }
+        self.catch_up(node);
+        let Some(raw) = self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut()) else {
+            return Err(None);
+        };
+        let leader = raw.raft().leader();
+        raw.read_index(ctx)
+            .map_err(|_| leader.filter(|&l| l != node))?;
+        self.read_waiters.insert(
+            ctx,
+            ReadWait {
+                node,
+                key: key.to_string(),
+                index: None,
+            },
+        );
+        self.mark_dirty(node);
+        Ok(())
+    }
+
+    /// The answer to read `ctx`, once there is one.
+    pub fn take_read_reply(&mut self, ctx: u64) -> Option<ReadOutcome> {
+        self.read_replies.remove(&ctx)
+    }
+
+    /// Stops waiting for read `ctx`.
+    pub fn forget_read(&mut self, ctx: u64) {
+        self.read_waiters.remove(&ctx);
+        self.read_replies.remove(&ctx);
+    }
+
+    /// The reply to write `op`, if the node that accepted it has applied it.
+    pub fn take_write_reply(&mut self, op: u64) -> Option<Reply> {
+        self.write_replies.remove(&op)
+    }
+
+    /// Stops waiting for write `op` (the client gave up).
+    pub fn forget_write(&mut self, op: u64) {
+        self.write_waiters.remove(&op);
+        self.write_replies.remove(&op);
+    }
+
+    /// `node`'s key-value state.
+    pub fn kv(&self, node: NodeId) -> Option<&KvStore> {
+        self.kv.get(&node)
+    }
+
     /// Every proposal a leader accepted, in order.
     pub fn proposals(&self) -> &[Proposal] {
         &self.proposals
@@ -671,8 +882,11 @@ impl Cluster {
         self.checkers.crashed(node);
         self.roles.insert(node, Role::Follower);
         self.applied_values.remove(&node);
+        self.kv.remove(&node);
+        self.read_waiters.retain(|_, wait| wait.node != node);
         self.drive_scheduled.remove(&node);
         self.paused_until_ms.remove(&node);
+        self.missed_ticks.remove(&node);
         self.stats.crashes += 1;
         self.trace
             .record(self.now_ms, TraceEvent::Fault(format!("crash {node}")));

@@ -103,6 +103,8 @@ struct Totals {
     messages: u64,
     dropped: u64,
     crashes: u64,
+    reads: u64,
+    linearizability_checks: u64,
     failures: Vec<RunReport>,
 }
 
@@ -115,6 +117,8 @@ impl Totals {
         self.messages += report.stats.messages;
         self.dropped += report.stats.dropped;
         self.crashes += report.stats.crashes;
+        self.reads += report.stats.reads;
+        self.linearizability_checks += report.linearizability_checks;
         if let Some(violation) = &report.violation {
             self.violations += 1;
             if violation.property == "Liveness" {
@@ -128,8 +132,17 @@ impl Totals {
 
     fn summary(&self) -> String {
         format!(
-            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={}",
-            self.seeds, self.violations, self.ticks, self.elections, self.commits, self.messages, self.dropped, self.crashes
+            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} reads={} linearizability_checks={}",
+            self.seeds,
+            self.violations,
+            self.ticks,
+            self.elections,
+            self.commits,
+            self.messages,
+            self.dropped,
+            self.crashes,
+            self.reads,
+            self.linearizability_checks
         )
     }
 }
@@ -142,6 +155,14 @@ fn print_failure(args: &Args, report: &RunReport) {
     eprintln!("\nSEED={} VIOLATION {violation}", report.seed);
     eprintln!("plan: {}", report.derived);
     eprintln!("last events:\n{}", report.trace_tail);
+    if let Some(history) = &report.failed_history {
+        let path =
+            std::path::PathBuf::from(format!("skiff-sim-seed-{}.history.jsonl", report.seed));
+        match skiff_sim::history::write_history(&path, history) {
+            Ok(()) => eprintln!("history written to {}", path.display()),
+            Err(err) => eprintln!("could not write the history: {err}"),
+        }
+    }
     eprintln!("replay: {}", args.replay_command(report.seed));
 }
 
@@ -167,6 +188,8 @@ fn run_guarded(args: &Args, seed: u64) -> RunReport {
                 }),
                 trace_tail: String::from("(the replay prints the full trace up to the panic)\n"),
                 trace_hash: 0,
+                linearizability_checks: 0,
+                failed_history: None,
             }
         }
     }

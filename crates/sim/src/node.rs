@@ -5,8 +5,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use skiff_raft::{
-    Config, Entry, HardState, LogIndex, LogStorage, MemStorage, Message, RawNode, Ready, SoftState,
-    StorageError, Term,
+    Config, Entry, HardState, LogIndex, LogStorage, MemStorage, Message, RawNode, ReadState, Ready,
+    SoftState, StorageError, Term,
 };
 
 /// The simulated disk: a log that outlives the node's process. Shared between the durable
@@ -45,6 +45,10 @@ pub struct BeginOutput {
     pub soft_state: Option<SoftState>,
     /// Messages that may be sent before the batch is durable.
     pub messages: Vec<Message>,
+    /// Reads confirmed by the leader: serve each once the state machine reached its index.
+    pub read_states: Vec<ReadState>,
+    /// Reads refused.
+    pub failed_reads: Vec<u64>,
 }
 
 /// What the second half of a driver pass did, once the disk write completed.
@@ -144,6 +148,8 @@ impl SimNode {
         let out = BeginOutput {
             soft_state: ready.soft_state.take(),
             messages: std::mem::take(&mut ready.messages),
+            read_states: std::mem::take(&mut ready.read_states),
+            failed_reads: std::mem::take(&mut ready.failed_reads),
         };
         self.in_flight = Some(ready);
         out

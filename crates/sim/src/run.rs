@@ -7,7 +7,10 @@ use skiff_raft::{LogIndex, NodeId};
 
 use crate::checkers::Violation;
 use crate::cluster::{decode_value, Cluster, ClusterOptions, Stats};
+use crate::history::Operation;
+use crate::linearizability::{self, Verdict};
 use crate::network::{NetworkOptions, Partition};
+use crate::workload::{Workload, WorkloadOptions};
 
 /// Which faults a run may inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +93,10 @@ pub struct RunReport {
     pub trace_tail: String,
     /// Hash of the whole trace.
     pub trace_hash: u64,
+    /// Linearizability checks run (one per run with a client history).
+    pub linearizability_checks: u64,
+    /// The client history, kept only when it failed the linearizability check.
+    pub failed_history: Option<Vec<Operation>>,
 }
 
 /// Everything a seed decides before the run starts.
@@ -103,6 +110,7 @@ struct Plan {
     propose_probability: f64,
     fault_probability: f64,
     disk_delay_ms: (u64, u64),
+    read_lease: bool,
 }
 
 fn plan(options: &RunOptions, rng: &mut ChaCha8Rng) -> Plan {
@@ -144,6 +152,7 @@ fn plan(options: &RunOptions, rng: &mut ChaCha8Rng) -> Plan {
         propose_probability: rng.gen_range(0.2..0.9),
         fault_probability: rng.gen_range(0.02..0.15),
         disk_delay_ms: (0, [1, 3, 10, 40][rng.gen_range(0..4)]),
+        read_lease: rng.gen_bool(0.3),
     }
 }
 
@@ -152,7 +161,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let plan = plan(options, &mut rng);
     let derived = format!(
-        "nodes={} disk_ms={:?} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} propose_p={:.2} fault_p={:.3}",
+        "nodes={} disk_ms={:?} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} read_lease={} propose_p={:.2} fault_p={:.3}",
         plan.nodes,
         plan.disk_delay_ms,
         plan.fault_ticks,
@@ -162,6 +171,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         plan.network.duplicate_probability,
         plan.pre_vote,
         plan.check_quorum,
+        plan.read_lease && plan.check_quorum,
         plan.propose_probability,
         plan.fault_probability,
     );
@@ -170,6 +180,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
     cluster_options.pre_vote = plan.pre_vote;
     cluster_options.check_quorum = plan.check_quorum;
     cluster_options.disk_delay_ms = plan.disk_delay_ms;
+    cluster_options.read_lease = plan.read_lease && plan.check_quorum;
     cluster_options.trace_keep = options.trace_keep;
     cluster_options.print_trace = options.print_trace;
     let fault_ms = plan.fault_ticks * cluster_options.tick_ms;
@@ -177,6 +188,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
     cluster.note(format!("seed {} plan: {derived}", options.seed));
 
     let mut next_value = 1;
+    let mut workload = Workload::new(WorkloadOptions::default());
     fault_phase(
         &mut cluster,
         &plan,
@@ -184,9 +196,39 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         fault_ms,
         &mut rng,
         &mut next_value,
+        &mut workload,
     );
     if cluster.violation().is_none() {
-        healing_phase(&mut cluster, options.heal_budget_ms, &mut next_value);
+        healing_phase(
+            &mut cluster,
+            options.heal_budget_ms,
+            &mut next_value,
+            &mut workload,
+        );
+    }
+    let mut linearizability_checks = 0;
+    let mut failed_history = None;
+    if cluster.violation().is_none() && !workload.history().is_empty() {
+        linearizability_checks = 1;
+        match linearizability::check(workload.history()) {
+            Verdict::Linearizable => {}
+            Verdict::NotLinearizable { key, operations } => {
+                fail(
+                    &mut cluster,
+                    "Linearizability",
+                    format!("the {operations} operations on key {key} have no linearization"),
+                );
+                failed_history = Some(workload.history().to_vec());
+            }
+            Verdict::Inconclusive { key } => {
+                fail(
+                    &mut cluster,
+                    "Linearizability",
+                    format!("the search for key {key} ran out of steps"),
+                );
+                failed_history = Some(workload.history().to_vec());
+            }
+        }
     }
 
     RunReport {
@@ -197,6 +239,8 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         violation: cluster.violation().cloned(),
         trace_tail: cluster.trace().render_recent(),
         trace_hash: cluster.trace().hash(),
+        linearizability_checks,
+        failed_history,
     }
 }
 
@@ -207,10 +251,12 @@ fn fault_phase(
     fault_ms: u64,
     rng: &mut ChaCha8Rng,
     next_value: &mut u64,
+    workload: &mut Workload,
 ) {
     let ids: Vec<NodeId> = cluster.ids().to_vec();
     while cluster.now_ms() < fault_ms && cluster.violation().is_none() {
         cluster.run_for(rng.gen_range(1..40));
+        workload.step(cluster, rng);
         if rng.gen_bool(plan.propose_probability) {
             for _ in 0..rng.gen_range(1..4) {
                 cluster.propose(*next_value);
@@ -223,8 +269,6 @@ fn fault_phase(
         let node = ids[rng.gen_range(0..ids.len())];
         match rng.gen_range(0..10) {
             0 if faults.crashes => cluster.crash(node),
-            // Crash a node in the middle of a disk write: what it sent early is out, the
-            // batch is lost.
             // Crash a node in the middle of a disk write (what it sent early is out, the batch
             // is lost) and bring it back soon, while its peers still remember the moment.
             1 if faults.crashes => {
@@ -288,7 +332,12 @@ fn random_partition(ids: &[NodeId], rng: &mut ChaCha8Rng) -> Partition {
 /// Heals everything and requires the cluster to converge: a leader, and every node has
 /// committed and applied the leader's whole log. Proposals accepted by a leader that kept
 /// power to the end must be committed.
-fn healing_phase(cluster: &mut Cluster, budget_ms: u64, next_value: &mut u64) {
+fn healing_phase(
+    cluster: &mut Cluster,
+    budget_ms: u64,
+    next_value: &mut u64,
+    workload: &mut Workload,
+) {
     let ids: Vec<NodeId> = cluster.ids().to_vec();
     cluster.note("healing phase: no more faults");
     cluster.heal();
@@ -317,6 +366,13 @@ fn healing_phase(cluster: &mut Cluster, budget_ms: u64, next_value: &mut u64) {
     if cluster.violation().is_some() {
         return;
     }
+    // Let the clients hear back about what is still in flight, then close the history.
+    workload.stop_issuing();
+    for _ in 0..100 {
+        cluster.run_for(20);
+        workload.step(cluster, &mut ChaCha8Rng::seed_from_u64(0));
+    }
+    workload.finish(cluster);
     if !converged {
         let states: Vec<String> = ids
             .iter()

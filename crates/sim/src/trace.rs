@@ -196,23 +196,27 @@ fn body_key(body: &MessageBody, key: &mut Vec<u8>) {
             prev_log_term,
             entries,
             leader_commit,
-        } => {
-            vec![
-                prev_log_index.0,
-                prev_log_term.0,
-                entries.len() as u64,
-                leader_commit.0,
-            ]
-        }
-        MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }) => {
-            vec![match_index.0]
-        }
-        MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
-            rejected_index,
-            hint_index,
-            hint_term,
-        }) => {
-            vec![rejected_index.0, hint_index.0, hint_term.0]
+            read_round,
+        } => vec![
+            prev_log_index.0,
+            prev_log_term.0,
+            entries.len() as u64,
+            leader_commit.0,
+            *read_round,
+        ],
+        MessageBody::AppendEntriesResponse { read_round, result } => match result {
+            AppendResponse::Accepted { match_index } => vec![*read_round, match_index.0],
+            AppendResponse::Rejected {
+                rejected_index,
+                hint_index,
+                hint_term,
+            } => {
+                vec![*read_round, rejected_index.0, hint_index.0, hint_term.0]
+            }
+        },
+        MessageBody::ReadIndex { ctx } => vec![*ctx],
+        MessageBody::ReadIndexResponse { ctx, index } => {
+            vec![*ctx, index.map_or(u64::MAX, |i| i.0)]
         }
     };
     for field in fields {

@@ -79,21 +79,64 @@ pub fn append(prev_index: u64, prev_term: u64, entries: Vec<Entry>, commit: u64)
         prev_log_term: Term(prev_term),
         entries,
         leader_commit: LogIndex(commit),
+        read_round: 0,
+    }
+}
+
+/// An AppendEntries carrying the leader's read round `round`.
+pub fn append_in_round(
+    prev_index: u64,
+    prev_term: u64,
+    entries: Vec<Entry>,
+    commit: u64,
+    round: u64,
+) -> MessageBody {
+    match append(prev_index, prev_term, entries, commit) {
+        MessageBody::AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+            ..
+        } => MessageBody::AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+            read_round: round,
+        },
+        _ => unreachable!("append builds an AppendEntries"),
+    }
+}
+
+/// An acceptance answering read round `round`.
+pub fn accepted_in_round(match_index: u64, round: u64) -> MessageBody {
+    MessageBody::AppendEntriesResponse {
+        read_round: round,
+        result: AppendResponse::Accepted {
+            match_index: LogIndex(match_index),
+        },
     }
 }
 
 pub fn accepted(match_index: u64) -> MessageBody {
-    MessageBody::AppendEntriesResponse(AppendResponse::Accepted {
-        match_index: LogIndex(match_index),
-    })
+    MessageBody::AppendEntriesResponse {
+        read_round: 0,
+        result: AppendResponse::Accepted {
+            match_index: LogIndex(match_index),
+        },
+    }
 }
 
 pub fn rejected(rejected_index: u64, hint_index: u64, hint_term: u64) -> MessageBody {
-    MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
-        rejected_index: LogIndex(rejected_index),
-        hint_index: LogIndex(hint_index),
-        hint_term: Term(hint_term),
-    })
+    MessageBody::AppendEntriesResponse {
+        read_round: 0,
+        result: AppendResponse::Rejected {
+            rejected_index: LogIndex(rejected_index),
+            hint_index: LogIndex(hint_index),
+            hint_term: Term(hint_term),
+        },
+    }
 }
 
 pub fn vote_request(last_index: u64, last_term: u64) -> MessageBody {

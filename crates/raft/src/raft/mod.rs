@@ -3,6 +3,9 @@
 //! [`Raft`] reacts to ticks, messages and proposals by changing its state and queueing
 //! messages; [`RawNode`](crate::RawNode) turns that into [`Ready`](crate::Ready) batches.
 
+mod read_only;
+mod reads;
+
 use std::collections::{BTreeMap, VecDeque};
 
 use rand::{Rng, SeedableRng};
@@ -15,6 +18,8 @@ use crate::progress::{Progress, ProgressState};
 use crate::quorum::{MajorityConfig, VoteResult};
 use crate::storage::LogStorage;
 use crate::types::{Entry, EntryKind, HardState, LogIndex, NodeId, Role, SoftState, Term};
+use read_only::ReadOnly;
+pub use read_only::{ReadIndexError, ReadState};
 
 /// Why a proposal was refused. Nothing is queued: the caller decides whether to retry.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -90,6 +95,22 @@ pub struct Raft<S> {
     uncommitted_bytes: u64,
     /// Leader only: new entries wait for the next Ready, so that many proposals share one append.
     broadcast_pending: bool,
+    /// Ticks since this node started (the clock lease reads are measured on).
+    ticks: u64,
+    /// Leader only: reads waiting for a heartbeat round.
+    read_only: ReadOnly,
+    /// Leader only: reads that arrived before an entry of this term committed
+    /// (thesis §6.4: until then the commit index may be behind an earlier leader's).
+    /// Invariant: `reads_awaiting_commit.len() <= max_pending_reads`.
+    reads_awaiting_commit: VecDeque<(u64, Option<NodeId>)>,
+    /// Leader only: the tick each recent read round started, for lease reads.
+    round_started_at: VecDeque<(u64, u64)>,
+    /// Leader only: lease reads may be answered while `ticks` is below this.
+    lease_until_tick: u64,
+    /// Reads confirmed, for the next Ready.
+    read_states: Vec<ReadState>,
+    /// Reads refused (no leader, or the leader refused), for the next Ready.
+    failed_reads: Vec<u64>,
 }
 
 impl<S: LogStorage> Raft<S> {
@@ -98,6 +119,7 @@ impl<S: LogStorage> Raft<S> {
         let rng = ChaCha8Rng::seed_from_u64(
             config.seed ^ config.id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
+        let config_max_pending_reads = config.max_pending_reads;
         let mut raft = Raft {
             id: config.id,
             voters: MajorityConfig::new(config.voters.iter().copied()),
@@ -118,6 +140,13 @@ impl<S: LogStorage> Raft<S> {
             uncommitted: VecDeque::new(),
             uncommitted_bytes: 0,
             broadcast_pending: false,
+            ticks: 0,
+            read_only: ReadOnly::new(config_max_pending_reads),
+            reads_awaiting_commit: VecDeque::new(),
+            round_started_at: VecDeque::new(),
+            lease_until_tick: 0,
+            read_states: Vec::new(),
+            failed_reads: Vec::new(),
         };
         raft.reset_timers();
         raft
@@ -200,13 +229,26 @@ impl<S: LogStorage> Raft<S> {
     }
 
     pub(crate) fn has_pending_output(&self) -> bool {
-        !self.messages.is_empty() || !self.persisted_messages.is_empty() || self.broadcast_pending
+        !self.messages.is_empty()
+            || !self.persisted_messages.is_empty()
+            || self.broadcast_pending
+            || !self.read_states.is_empty()
+            || !self.failed_reads.is_empty()
+            || (self.role == Role::Leader && self.read_only.needs_round())
+    }
+
+    pub(crate) fn take_reads(&mut self) -> (Vec<ReadState>, Vec<u64>) {
+        (
+            std::mem::take(&mut self.read_states),
+            std::mem::take(&mut self.failed_reads),
+        )
     }
 
     // ---- time ----
 
     /// One tick of logical time.
     pub fn tick(&mut self) {
+        self.ticks += 1;
         match self.role {
             Role::Leader => self.tick_heartbeat(),
             _ => self.tick_election(),
@@ -235,6 +277,7 @@ impl<S: LogStorage> Raft<S> {
         }
         if self.heartbeat_elapsed_ticks >= self.config.heartbeat_interval_ticks {
             self.heartbeat_elapsed_ticks = 0;
+            self.start_read_round();
             self.broadcast_heartbeat();
         }
     }
@@ -293,6 +336,7 @@ impl<S: LogStorage> Raft<S> {
     }
 
     fn leave_role(&mut self) {
+        self.abandon_reads();
         self.reset_timers();
         self.votes.clear();
         self.progress.clear();
@@ -480,16 +524,23 @@ impl<S: LogStorage> Raft<S> {
                 prev_log_term,
                 entries,
                 leader_commit,
+                read_round,
             } => self.handle_append_entries(
                 m.from,
                 prev_log_index,
                 prev_log_term,
                 &entries,
                 leader_commit,
+                read_round,
             ),
-            MessageBody::AppendEntriesResponse(response) => {
-                self.handle_append_response(m.from, response)
+            MessageBody::AppendEntriesResponse { read_round, result } => {
+                self.handle_append_response(m.from, read_round, result)
             }
+            MessageBody::ReadIndex { ctx } => self.handle_read_index(m.from, ctx),
+            MessageBody::ReadIndexResponse { ctx, index } => match index {
+                Some(index) => self.read_states.push(ReadState { ctx, index }),
+                None => self.failed_reads.push(ctx),
+            },
         }
         Ok(())
     }
@@ -508,12 +559,19 @@ impl<S: LogStorage> Raft<S> {
             MessageBody::PreVote { .. } => MessageBody::PreVoteResponse { reject: true },
             MessageBody::RequestVote { .. } => MessageBody::RequestVoteResponse { reject: true },
             MessageBody::AppendEntries { prev_log_index, .. } => {
-                MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
-                    rejected_index: *prev_log_index,
-                    hint_index: LogIndex(0),
-                    hint_term: Term(0),
-                })
+                MessageBody::AppendEntriesResponse {
+                    read_round: 0,
+                    result: AppendResponse::Rejected {
+                        rejected_index: *prev_log_index,
+                        hint_index: LogIndex(0),
+                        hint_term: Term(0),
+                    },
+                }
             }
+            MessageBody::ReadIndex { ctx } => MessageBody::ReadIndexResponse {
+                ctx: *ctx,
+                index: None,
+            },
             _ => return,
         };
         self.send(m.from, body);
@@ -594,6 +652,7 @@ impl<S: LogStorage> Raft<S> {
         prev_log_term: Term,
         entries: &[Entry],
         leader_commit: LogIndex,
+        read_round: u64,
     ) {
         match self.role {
             Role::Leader => return, // Election Safety: no other leader can exist in this term.
@@ -626,7 +685,10 @@ impl<S: LogStorage> Raft<S> {
             from: self.id,
             to: from,
             term: self.term,
-            body: MessageBody::AppendEntriesResponse(response.clone()),
+            body: MessageBody::AppendEntriesResponse {
+                read_round,
+                result: response.clone(),
+            },
         };
         match response {
             // Thesis §3.8: an acceptance promises the entries are durable.
@@ -635,7 +697,7 @@ impl<S: LogStorage> Raft<S> {
         }
     }
 
-    fn handle_append_response(&mut self, from: NodeId, response: AppendResponse) {
+    fn handle_append_response(&mut self, from: NodeId, read_round: u64, response: AppendResponse) {
         if self.role != Role::Leader {
             return;
         }
@@ -643,6 +705,11 @@ impl<S: LogStorage> Raft<S> {
             return;
         };
         progress.mark_active();
+        // Any answer in this term, acceptance or rejection, shows `from` still follows us.
+        self.read_round_answered(from, read_round);
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
         match response {
             AppendResponse::Accepted { match_index } => {
                 if match_index > self.log.last_index() {
@@ -691,6 +758,7 @@ impl<S: LogStorage> Raft<S> {
             let (_, bytes) = self.uncommitted.pop_front().expect("front checked");
             self.uncommitted_bytes -= bytes;
         }
+        self.release_reads_awaiting_commit();
         true
     }
 
@@ -742,6 +810,7 @@ impl<S: LogStorage> Raft<S> {
         let count = entries.len();
         let progress = self.progress.get_mut(&to).expect("progress checked above");
         progress.sent_append(last_sent, count);
+        let read_round = self.read_only.current_round();
         self.send(
             to,
             MessageBody::AppendEntries {
@@ -749,6 +818,7 @@ impl<S: LogStorage> Raft<S> {
                 prev_log_term,
                 entries,
                 leader_commit,
+                read_round,
             },
         );
         true
@@ -768,6 +838,12 @@ impl<S: LogStorage> Raft<S> {
 
     /// Sends pending entries to every follower (called when a Ready is built).
     pub(crate) fn flush_broadcast(&mut self) {
+        if self.role == Role::Leader && self.read_only.needs_round() {
+            // Reads arrived since the last round: confirm leadership now rather than at the
+            // next heartbeat. Every read registered so far shares this one round.
+            self.start_read_round();
+            self.broadcast_heartbeat();
+        }
         if !std::mem::take(&mut self.broadcast_pending) {
             return;
         }
