@@ -841,6 +841,11 @@ impl Cluster {
         self.read_replies.remove(&ctx)
     }
 
+    /// The answer to read `ctx`, if there is one, without taking it.
+    pub fn peek_read_reply(&self, ctx: u64) -> Option<ReadOutcome> {
+        self.read_replies.get(&ctx).cloned()
+    }
+
     /// Stops waiting for read `ctx`.
     pub fn forget_read(&mut self, ctx: u64) {
         self.read_waiters.remove(&ctx);

@@ -2,7 +2,9 @@
 //! simulator with the real core. (Message-level versions live in the core's own tests.)
 
 use skiff_raft::{HardState, LogIndex, MessageBody, NodeId, Role, Term};
-use skiff_sim::{Cluster, ClusterOptions};
+use skiff_sim::cluster::ReadOutcome;
+use skiff_sim::kv::Command;
+use skiff_sim::{Cluster, ClusterOptions, Partition};
 
 #[test]
 fn vote_and_term_persist_atomically() {
@@ -111,4 +113,141 @@ fn stale_append_does_not_truncate() {
 fn hard_state_of_a_fresh_node_is_empty() {
     let c = Cluster::new(ClusterOptions::new(3).seed(44));
     assert_eq!(c.hard_state(NodeId(1)), HardState::default());
+}
+
+/// Reads `key` through `node` and runs until it is answered (or `budget_ms` passes).
+fn read_through(
+    c: &mut Cluster,
+    node: NodeId,
+    ctx: u64,
+    key: &str,
+    budget_ms: u64,
+) -> Option<ReadOutcome> {
+    c.read(node, ctx, key).ok()?;
+    let mut outcome = None;
+    c.run_until(budget_ms, |c| {
+        outcome = c.peek_read_reply(ctx);
+        outcome.is_some()
+    });
+    c.take_read_reply(ctx)
+}
+
+#[test]
+fn deposed_leader_serves_no_stale_read() {
+    // The leader is cut off in a minority; the majority elects a new leader and overwrites the
+    // key. A read sent to the old leader — ReadIndex or lease — never returns the old value.
+    for read_lease in [false, true] {
+        let mut options = ClusterOptions::new(5).seed(45);
+        options.read_lease = read_lease;
+        let mut c = Cluster::new(options);
+        let old = c.await_leader(5_000).expect("leader");
+        c.propose_command(
+            old,
+            &Command::Put {
+                op: 1,
+                key: "k".into(),
+                value: "old".into(),
+            },
+        )
+        .expect("leader");
+        c.run_for(300);
+        assert_eq!(
+            read_through(&mut c, old, 100, "k", 1_000),
+            Some(ReadOutcome::Value(Some("old".into()))),
+            "lease={read_lease}: a healthy leader reads its own write"
+        );
+        let minority = [
+            old,
+            c.ids()
+                .iter()
+                .copied()
+                .find(|&id| id != old)
+                .expect("five nodes"),
+        ];
+        c.partition(Partition::Split(minority.to_vec()));
+        assert!(c.run_until(5_000, |c| c
+            .leaders()
+            .iter()
+            .any(|&(id, _)| !minority.contains(&id))));
+        let new = c
+            .leaders()
+            .into_iter()
+            .map(|(id, _)| id)
+            .find(|id| !minority.contains(id))
+            .expect("new leader");
+        c.propose_command(
+            new,
+            &Command::Put {
+                op: 2,
+                key: "k".into(),
+                value: "new".into(),
+            },
+        )
+        .expect("new leader");
+        c.run_for(300);
+        for ctx in 200..210 {
+            let outcome = read_through(&mut c, old, ctx, "k", 200);
+            assert_ne!(
+                outcome,
+                Some(ReadOutcome::Value(Some("old".into()))),
+                "lease={read_lease}: stale read from the deposed leader"
+            );
+        }
+        c.heal();
+        c.run_for(1_000);
+        let leader = c.await_leader(5_000).expect("leader after healing");
+        assert_eq!(
+            read_through(&mut c, leader, 300, "k", 2_000),
+            Some(ReadOutcome::Value(Some("new".into())))
+        );
+        c.assert_safe();
+    }
+}
+
+#[test]
+fn new_leader_reads_wait_for_noop() {
+    // A write commits on the first leader, which crashes before any follower learns the new
+    // commit index. The next leader holds the entry but not its commit: its first read must
+    // wait for its own no-op to commit, and then sees the write.
+    let mut c = Cluster::new(ClusterOptions::new(3).seed(46));
+    let first = c.await_leader(5_000).expect("leader");
+    c.run_for(200);
+    let (put_index, _) = c
+        .propose_command(
+            first,
+            &Command::Put {
+                op: 1,
+                key: "k".into(),
+                value: "v1".into(),
+            },
+        )
+        .expect("leader");
+    c.hold_messages(move |m| {
+        m.from == first
+            && matches!(&m.body, MessageBody::AppendEntries { leader_commit, .. } if *leader_commit >= put_index)
+    });
+    let leader_applied = c.run_until(2_000, |c| c.kv(first).and_then(|kv| kv.get("k")).is_some());
+    assert!(
+        leader_applied,
+        "the first leader committed and applied the write"
+    );
+    let followers: Vec<NodeId> = c.ids().iter().copied().filter(|&id| id != first).collect();
+    for &f in &followers {
+        assert!(
+            c.commit(f) < put_index,
+            "{f} has not learned that the write committed"
+        );
+        assert!(c.last_index(f) >= put_index, "{f} holds the entry");
+    }
+    c.crash(first);
+    c.stop_holding();
+    let second = c.await_leader(5_000).expect("a new leader");
+    assert!(followers.contains(&second));
+    let answer = read_through(&mut c, second, 10, "k", 2_000);
+    assert_eq!(
+        answer,
+        Some(ReadOutcome::Value(Some("v1".into()))),
+        "the new leader's read sees the committed write"
+    );
+    c.assert_safe();
 }
