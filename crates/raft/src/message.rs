@@ -36,6 +36,9 @@ pub enum MessageBody {
         last_log_index: LogIndex,
         /// Term of the candidate's last log entry.
         last_log_term: Term,
+        /// The leader asked this candidate to take over (thesis §3.10): voters answer even
+        /// while they still hear from that leader.
+        leadership_transfer: bool,
     },
     /// The answer to a RequestVote.
     RequestVoteResponse {
@@ -63,6 +66,8 @@ pub enum MessageBody {
         /// Whether the entries were stored.
         result: AppendResponse,
     },
+    /// The leader tells the transfer target to campaign at once (thesis §3.10).
+    TimeoutNow,
     /// A follower asks the leader for a read index on behalf of its caller.
     ReadIndex {
         /// The caller's id for the request.
@@ -106,6 +111,7 @@ impl MessageBody {
                 | MessageBody::RequestVote { .. }
                 | MessageBody::AppendEntries { .. }
                 | MessageBody::ReadIndex { .. }
+                | MessageBody::TimeoutNow
         )
     }
 
@@ -119,6 +125,7 @@ impl MessageBody {
             MessageBody::AppendEntries { .. } => "AppendEntries",
             MessageBody::AppendEntriesResponse { .. } => "AppendEntriesResponse",
             MessageBody::ReadIndex { .. } => "ReadIndex",
+            MessageBody::TimeoutNow => "TimeoutNow",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResponse",
         }
     }
@@ -140,13 +147,14 @@ impl std::fmt::Display for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}->{} {} ", self.from, self.to, self.term)?;
         match &self.body {
-            MessageBody::PreVote {
+                        MessageBody::PreVote {
                 last_log_index,
                 last_log_term,
             }
             | MessageBody::RequestVote {
                 last_log_index,
                 last_log_term,
+                ..
             } => write!(
                 f,
                 "{} last={}/{}",
@@ -194,7 +202,8 @@ impl std::fmt::Display for Message {
                     "AppendEntriesResponse reject at={rejected_index} hint={hint_index}/{hint_term} round={read_round}"
                 ),
             },
-            MessageBody::ReadIndex { ctx } => write!(f, "ReadIndex ctx={ctx}"),
+                        MessageBody::ReadIndex { ctx } => write!(f, "ReadIndex ctx={ctx}"),
+            MessageBody::TimeoutNow => write!(f, "TimeoutNow"),
             MessageBody::ReadIndexResponse { ctx, index } => match index {
                 Some(index) => write!(f, "ReadIndexResponse ctx={ctx} index={index}"),
                 None => write!(f, "ReadIndexResponse ctx={ctx} refused"),

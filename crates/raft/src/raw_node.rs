@@ -3,7 +3,7 @@
 use crate::config::{Config, ConfigError};
 use crate::log::RaftLog;
 use crate::message::Message;
-use crate::raft::{ProposeError, Raft, ReadIndexError, ReadState, StepError};
+use crate::raft::{ProposeError, Raft, ReadIndexError, ReadState, StepError, TransferError};
 use crate::storage::LogStorage;
 use crate::types::{Entry, HardState, LogIndex, NodeId, SoftState, Term};
 
@@ -124,6 +124,12 @@ impl<S: LogStorage> RawNode<S> {
     /// Ready answers it in `read_states` (serve once `applied >= index`) or `failed_reads`.
     pub fn read_index(&mut self, ctx: u64) -> Result<(), ReadIndexError> {
         self.raft.read_index(ctx)
+    }
+
+    /// Starts handing leadership to voter `to` (thesis §3.10). Proposals are refused until the
+    /// transfer completes or, after an election timeout, is abandoned.
+    pub fn transfer_leadership(&mut self, to: NodeId) -> Result<(), TransferError> {
+        self.raft.transfer_leadership(to)
     }
 
     /// Starts an election now, as if the election timer had fired.

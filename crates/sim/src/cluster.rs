@@ -107,6 +107,8 @@ pub struct Stats {
     pub append_rejections: u64,
     /// Linearizable reads served.
     pub reads: u64,
+    /// Leadership transfers started.
+    pub transfers: u64,
 }
 
 #[derive(Debug)]
@@ -725,6 +727,29 @@ impl Cluster {
             }
         }
         None
+    }
+
+    /// Asks the current leader to hand leadership to `to`. Returns whether a transfer started.
+    pub fn transfer_leadership(&mut self, to: NodeId) -> bool {
+        let Some(leader) = self.leader() else {
+            return false;
+        };
+        if self.paused_until(leader).is_some() {
+            return false;
+        }
+        let Some(raw) = self.nodes.get_mut(&leader).and_then(|n| n.raw.as_mut()) else {
+            return false;
+        };
+        if raw.transfer_leadership(to).is_err() {
+            return false;
+        }
+        self.stats.transfers += 1;
+        self.trace.record(
+            self.now_ms,
+            TraceEvent::Note(format!("{leader} hands leadership to {to}")),
+        );
+        self.mark_dirty(leader);
+        true
     }
 
     /// Makes `node` start an election now, as if its timer had fired.

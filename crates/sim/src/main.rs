@@ -104,6 +104,7 @@ struct Totals {
     dropped: u64,
     crashes: u64,
     reads: u64,
+    transfers: u64,
     linearizability_checks: u64,
     failures: Vec<RunReport>,
 }
@@ -118,6 +119,7 @@ impl Totals {
         self.dropped += report.stats.dropped;
         self.crashes += report.stats.crashes;
         self.reads += report.stats.reads;
+        self.transfers += report.stats.transfers;
         self.linearizability_checks += report.linearizability_checks;
         if let Some(violation) = &report.violation {
             self.violations += 1;
@@ -132,7 +134,7 @@ impl Totals {
 
     fn summary(&self) -> String {
         format!(
-            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} reads={} linearizability_checks={}",
+            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} transfers={} reads={} linearizability_checks={}",
             self.seeds,
             self.violations,
             self.ticks,
@@ -140,7 +142,8 @@ impl Totals {
             self.commits,
             self.messages,
             self.dropped,
-            self.crashes,
+                        self.crashes,
+            self.transfers,
             self.reads,
             self.linearizability_checks
         )

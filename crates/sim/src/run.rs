@@ -298,6 +298,9 @@ fn fault_phase(
             }
             6 | 7 if faults.partitions => cluster.heal(),
             8 if faults.pauses => cluster.pause(node, rng.gen_range(50..2000)),
+            9 => {
+                cluster.transfer_leadership(node);
+            }
             _ => {}
         }
     }

@@ -187,6 +187,7 @@ fn body_key(body: &MessageBody, key: &mut Vec<u8>) {
         | MessageBody::RequestVote {
             last_log_index,
             last_log_term,
+            ..
         } => vec![last_log_index.0, last_log_term.0],
         MessageBody::PreVoteResponse { reject } | MessageBody::RequestVoteResponse { reject } => {
             vec![u64::from(*reject)]
@@ -215,6 +216,7 @@ fn body_key(body: &MessageBody, key: &mut Vec<u8>) {
             }
         },
         MessageBody::ReadIndex { ctx } => vec![*ctx],
+        MessageBody::TimeoutNow => vec![],
         MessageBody::ReadIndexResponse { ctx, index } => {
             vec![*ctx, index.map_or(u64::MAX, |i| i.0)]
         }

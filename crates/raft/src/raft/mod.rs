@@ -5,6 +5,7 @@
 
 mod read_only;
 mod reads;
+mod transfer;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -20,6 +21,7 @@ use crate::storage::LogStorage;
 use crate::types::{Entry, EntryKind, HardState, LogIndex, NodeId, Role, SoftState, Term};
 use read_only::ReadOnly;
 pub use read_only::{ReadIndexError, ReadState};
+pub use transfer::TransferError;
 
 /// Why a proposal was refused. Nothing is queued: the caller decides whether to retry.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +39,12 @@ pub enum ProposeError {
         size_bytes: u64,
         /// The configured limit.
         max_bytes: u64,
+    },
+    /// The leader is handing leadership over and accepts nothing meanwhile.
+    #[error("leadership is being transferred to {to}")]
+    TransferInProgress {
+        /// The transfer target.
+        to: NodeId,
     },
     /// Too many bytes are proposed and not yet committed.
     #[error("{uncommitted_bytes} uncommitted bytes already; limit is {max_bytes}")]
@@ -111,6 +119,12 @@ pub struct Raft<S> {
     read_states: Vec<ReadState>,
     /// Reads refused (no leader, or the leader refused), for the next Ready.
     failed_reads: Vec<u64>,
+    /// Leader only: the voter leadership is being handed to (thesis §3.10).
+    lead_transferee: Option<NodeId>,
+    /// Leader only: ticks since the transfer began; it is abandoned after an election timeout.
+    transfer_elapsed_ticks: u64,
+    /// Candidate only: this election was started by the leader's TimeoutNow.
+    campaign_is_transfer: bool,
 }
 
 impl<S: LogStorage> Raft<S> {
@@ -147,6 +161,9 @@ impl<S: LogStorage> Raft<S> {
             lease_until_tick: 0,
             read_states: Vec::new(),
             failed_reads: Vec::new(),
+            lead_transferee: None,
+            transfer_elapsed_ticks: 0,
+            campaign_is_transfer: false,
         };
         raft.reset_timers();
         raft
@@ -266,6 +283,7 @@ impl<S: LogStorage> Raft<S> {
     fn tick_heartbeat(&mut self) {
         self.heartbeat_elapsed_ticks += 1;
         self.election_elapsed_ticks += 1;
+        self.tick_transfer();
         if self.election_elapsed_ticks >= self.config.election_timeout_ticks {
             self.election_elapsed_ticks = 0;
             // Thesis §6.2 (CheckQuorum): a leader that has not heard from a majority for an
@@ -313,7 +331,7 @@ impl<S: LogStorage> Raft<S> {
         if self.config.pre_vote {
             self.become_pre_candidate();
         } else {
-            self.become_candidate();
+            self.become_candidate(false);
         }
     }
 
@@ -337,6 +355,8 @@ impl<S: LogStorage> Raft<S> {
 
     fn leave_role(&mut self) {
         self.abandon_reads();
+        self.lead_transferee = None;
+        self.campaign_is_transfer = false;
         self.reset_timers();
         self.votes.clear();
         self.progress.clear();
@@ -355,12 +375,14 @@ impl<S: LogStorage> Raft<S> {
         self.check_election_result();
     }
 
-    fn become_candidate(&mut self) {
+    /// Raises the term and asks for votes; `transfer` marks an election the leader asked for.
+    pub(crate) fn become_candidate(&mut self, transfer: bool) {
         self.term = self.term.next();
         self.vote = Some(self.id);
         self.role = Role::Candidate;
         self.leader = None;
         self.leave_role();
+        self.campaign_is_transfer = transfer;
         // The candidate's own vote counts only once its term and vote are durable
         // (see `on_hard_state_persisted`): otherwise a crash could let it win this term twice.
         self.request_votes(false);
@@ -415,6 +437,7 @@ impl<S: LogStorage> Raft<S> {
                 MessageBody::RequestVote {
                     last_log_index,
                     last_log_term,
+                    leadership_transfer: self.campaign_is_transfer,
                 }
             };
             self.messages.push(Message {
@@ -433,7 +456,7 @@ impl<S: LogStorage> Raft<S> {
 
     fn check_election_result(&mut self) {
         match self.voters.vote_result(&self.votes) {
-            VoteResult::Won if self.role == Role::PreCandidate => self.become_candidate(),
+            VoteResult::Won if self.role == Role::PreCandidate => self.become_candidate(false),
             VoteResult::Won => self.become_leader(),
             VoteResult::Lost => self.become_follower(self.term, None),
             VoteResult::Pending => {}
@@ -482,10 +505,15 @@ impl<S: LogStorage> Raft<S> {
         if m.term > self.term {
             let is_vote_request = matches!(
                 m.body,
-                MessageBody::PreVote { .. } | MessageBody::RequestVote { .. }
+                MessageBody::PreVote { .. }
+                    | MessageBody::RequestVote {
+                        leadership_transfer: false,
+                        ..
+                    }
             );
             // Thesis §4.2.3 / §9.6: a node that heard from a live leader within the election
             // timeout ignores vote requests, so a rejoining node cannot depose a healthy leader.
+            // A candidate the leader itself asked to take over (§3.10) is answered.
             if is_vote_request && self.in_leader_lease() {
                 return Ok(());
             }
@@ -510,6 +538,7 @@ impl<S: LogStorage> Raft<S> {
             MessageBody::RequestVote {
                 last_log_index,
                 last_log_term,
+                ..
             } => self.handle_vote_request(m.from, m.term, last_log_index, last_log_term, false),
             MessageBody::PreVoteResponse { reject } => {
                 self.handle_pre_vote_response(m.from, m.term, reject)
@@ -537,6 +566,7 @@ impl<S: LogStorage> Raft<S> {
                 self.handle_append_response(m.from, read_round, result)
             }
             MessageBody::ReadIndex { ctx } => self.handle_read_index(m.from, ctx),
+            MessageBody::TimeoutNow => self.handle_timeout_now(m.from),
             MessageBody::ReadIndexResponse { ctx, index } => match index {
                 Some(index) => self.read_states.push(ReadState { ctx, index }),
                 None => self.failed_reads.push(ctx),
@@ -723,6 +753,7 @@ impl<S: LogStorage> Raft<S> {
                 }
                 if moved {
                     self.maybe_commit();
+                    self.maybe_send_timeout_now(from);
                 }
                 self.send_appends(from);
             }
@@ -868,6 +899,10 @@ impl<S: LogStorage> Raft<S> {
             return Err(ProposeError::NotLeader {
                 leader_hint: self.leader,
             });
+        }
+        if let Some(to) = self.lead_transferee {
+            // Thesis §3.10: the leader stops accepting proposals while it hands over.
+            return Err(ProposeError::TransferInProgress { to });
         }
         let size_bytes = crate::types::ENTRY_HEADER_BYTES + data.len() as u64;
         if size_bytes > self.config.max_message_bytes {

@@ -14,7 +14,7 @@ pub use single::*;
 
 use skiff_raft::{
     Config, Entry, EntryKind, HardState, LogIndex, LogStorage, MemStorage, Message, NodeId,
-    RawNode, Role, Term,
+    RawNode, ReadState, Role, Term,
 };
 
 /// Sees a message before delivery; returns false to drop it.
@@ -30,6 +30,10 @@ pub struct Cluster {
     pub hard_states: BTreeMap<NodeId, HardState>,
     /// The entries each node handed to its state machine, in order.
     pub applied: BTreeMap<NodeId, Vec<Entry>>,
+    /// The reads each node's Readies confirmed, in order.
+    pub read_states: BTreeMap<NodeId, Vec<ReadState>>,
+    /// The reads each node's Readies refused, in order.
+    pub failed_reads: BTreeMap<NodeId, Vec<u64>>,
     pub outbox: VecDeque<Message>,
     /// Every message that reached its recipient, in order.
     pub delivered: Vec<Message>,
@@ -95,6 +99,10 @@ impl Cluster {
             self.outbox.extend(ready.persisted_messages.iter().cloned());
             let applied = self.applied.get_mut(&id).unwrap();
             applied.extend(ready.committed_entries.iter().cloned());
+            let reads = self.read_states.entry(id).or_default();
+            reads.extend(ready.read_states.iter().copied());
+            let failed = self.failed_reads.entry(id).or_default();
+            failed.extend(ready.failed_reads.iter().copied());
             node.advance(ready);
         }
         panic!("node {id} never ran out of work");

@@ -3,7 +3,7 @@
 
 use skiff_raft::{
     AppendResponse, Config, Entry, EntryKind, HardState, LogIndex, LogStorage, MemStorage, Message,
-    MessageBody, NodeId, RawNode, Role, SoftState, Term,
+    MessageBody, NodeId, RawNode, ReadState, Role, SoftState, Term,
 };
 
 /// Node ids `1..=n`.
@@ -139,10 +139,49 @@ pub fn rejected(rejected_index: u64, hint_index: u64, hint_term: u64) -> Message
     }
 }
 
+/// A rejection answering read round `round`.
+pub fn rejected_in_round(
+    rejected_index: u64,
+    hint_index: u64,
+    hint_term: u64,
+    round: u64,
+) -> MessageBody {
+    MessageBody::AppendEntriesResponse {
+        read_round: round,
+        result: AppendResponse::Rejected {
+            rejected_index: LogIndex(rejected_index),
+            hint_index: LogIndex(hint_index),
+            hint_term: Term(hint_term),
+        },
+    }
+}
+
+/// A follower forwarding the read `ctx` to its leader.
+pub fn read_index(ctx: u64) -> MessageBody {
+    MessageBody::ReadIndex { ctx }
+}
+
+/// The leader's answer to a forwarded read: the index to wait for, or `None` when refused.
+pub fn read_index_response(ctx: u64, index: Option<u64>) -> MessageBody {
+    MessageBody::ReadIndexResponse {
+        ctx,
+        index: index.map(LogIndex),
+    }
+}
+
+/// A confirmed read `ctx` to serve once `index` is applied.
+pub fn read_state(ctx: u64, index: u64) -> ReadState {
+    ReadState {
+        ctx,
+        index: LogIndex(index),
+    }
+}
+
 pub fn vote_request(last_index: u64, last_term: u64) -> MessageBody {
     MessageBody::RequestVote {
         last_log_index: LogIndex(last_index),
         last_log_term: Term(last_term),
+        leadership_transfer: false,
     }
 }
 
@@ -170,6 +209,8 @@ pub struct Batch {
     pub messages: Vec<Message>,
     pub persisted_messages: Vec<Message>,
     pub committed_entries: Vec<Entry>,
+    pub read_states: Vec<ReadState>,
+    pub failed_reads: Vec<u64>,
 }
 
 /// Runs one Ready through the contract (persist its entries, then advance); returns its contents.
@@ -183,6 +224,8 @@ pub fn process(node: &mut RawNode<MemStorage>) -> Batch {
         messages: ready.messages.clone(),
         persisted_messages: ready.persisted_messages.clone(),
         committed_entries: ready.committed_entries.clone(),
+        read_states: ready.read_states.clone(),
+        failed_reads: ready.failed_reads.clone(),
     };
     node.advance(ready);
     batch
@@ -198,6 +241,31 @@ pub fn drain(node: &mut RawNode<MemStorage>) -> Vec<Message> {
         let batch = process(node);
         sent.extend(batch.messages);
         sent.extend(batch.persisted_messages);
+    }
+    panic!("node {} never ran out of work", node.raft().id());
+}
+
+/// What a node handed out over the Readies [`drain_reads`] processed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Every message sent, in order (`messages` then `persisted_messages` of each Ready).
+    pub messages: Vec<Message>,
+    pub read_states: Vec<ReadState>,
+    pub failed_reads: Vec<u64>,
+}
+
+/// As [`drain`], keeping the answered reads too.
+pub fn drain_reads(node: &mut RawNode<MemStorage>) -> Drained {
+    let mut drained = Drained::default();
+    for _batch in 0..100 {
+        if !node.has_ready() {
+            return drained;
+        }
+        let batch = process(node);
+        drained.messages.extend(batch.messages);
+        drained.messages.extend(batch.persisted_messages);
+        drained.read_states.extend(batch.read_states);
+        drained.failed_reads.extend(batch.failed_reads);
     }
     panic!("node {} never ran out of work", node.raft().id());
 }
