@@ -41,6 +41,11 @@ pub struct Config {
     pub read_lease: bool,
     /// The clock drift that lease reads allow for, in ticks per election timeout.
     pub lease_clock_drift_ticks: u64,
+    /// Entries kept in the log below a new snapshot, so that slightly slow followers catch up
+    /// from the log rather than receive the whole snapshot.
+    pub snapshot_trailing_entries: u64,
+    /// Bytes of snapshot data in one InstallSnapshot message.
+    pub max_snapshot_chunk_bytes: u64,
     /// The index the application's state machine has already applied (on restart).
     pub applied: LogIndex,
     /// Seeds the PRNG that randomizes election timeouts.
@@ -96,6 +101,8 @@ impl Config {
             max_pending_reads: 4096,
             read_lease: false,
             lease_clock_drift_ticks: 2,
+            snapshot_trailing_entries: 1024,
+            max_snapshot_chunk_bytes: 1024 * 1024,
             applied: LogIndex(0),
             seed: 0,
         }
@@ -135,6 +142,7 @@ impl Config {
             ("max_uncommitted_bytes", self.max_uncommitted_bytes),
             ("max_apply_bytes", self.max_apply_bytes),
             ("max_pending_reads", self.max_pending_reads as u64),
+            ("max_snapshot_chunk_bytes", self.max_snapshot_chunk_bytes),
         ];
         match limits.iter().find(|(_, value)| *value == 0) {
             Some((name, _)) => Err(ConfigError::ZeroLimit(name)),

@@ -16,7 +16,7 @@
 //! - [`log`]: the node's log — durable entries, the unstable tail, commit and apply marks.
 //! - [`progress`]: the leader's view of each follower (probe / replicate, in-flight limit).
 //! - [`quorum`]: majority arithmetic for commit indexes and elections.
-//! - [`raft`]: the protocol — roles, terms, elections, replication, reads (ReadIndex, leases), leadership transfer.
+//! - [`raft`]: the protocol — roles, terms, elections, replication, reads (ReadIndex, leases), leadership transfer, snapshots.
 //! - [`raw_node`]: the driving interface — `tick`, `step`, `propose`, `ready`, `advance`.
 //!
 //! # Driving a node
@@ -68,7 +68,10 @@ pub mod types;
 
 pub use config::{Config, ConfigError};
 pub use message::{AppendResponse, Message, MessageBody};
-pub use raft::{ProposeError, Raft, ReadIndexError, ReadState, StepError, TransferError};
+pub use raft::{
+    ProposeError, Raft, ReadIndexError, ReadState, SnapshotChunk, SnapshotError, StepError,
+    TransferError,
+};
 pub use raw_node::{RawNode, Ready, StartError, Status};
-pub use storage::{LogStorage, MemStorage, StorageError};
+pub use storage::{LogStorage, MemStorage, SnapshotMeta, StorageError};
 pub use types::{Entry, EntryKind, HardState, LogIndex, NodeId, Role, SoftState, Term};

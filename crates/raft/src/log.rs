@@ -17,6 +17,9 @@ pub struct RaftLog<S> {
     committed: LogIndex,
     /// The highest index handed to the application to apply.
     applied: LogIndex,
+    /// A snapshot received from the leader and not yet installed in storage: its index and
+    /// term. Until then, entries up to its index count as compacted.
+    pending_snapshot: Option<(LogIndex, Term)>,
 }
 
 impl<S: LogStorage> RaftLog<S> {
@@ -30,6 +33,7 @@ impl<S: LogStorage> RaftLog<S> {
             unstable_offset,
             committed,
             applied: applied.max(floor),
+            pending_snapshot: None,
         }
     }
 
@@ -45,15 +49,17 @@ impl<S: LogStorage> RaftLog<S> {
 
     /// The first index still held.
     pub fn first_index(&self) -> LogIndex {
-        self.storage.first_index()
+        match self.pending_snapshot {
+            Some((index, _)) => index.next(),
+            None => self.storage.first_index(),
+        }
     }
 
     /// The index of the last entry, durable or not.
     pub fn last_index(&self) -> LogIndex {
-        match self.unstable.len() {
-            0 => self.storage.last_index(),
-            n => self.unstable_offset.plus(n as u64 - 1),
-        }
+        // Invariant: with an empty tail, `unstable_offset` is one past the last durable entry
+        // (or past a snapshot received but not yet installed).
+        self.unstable_offset.plus(self.unstable.len() as u64).prev()
     }
 
     /// The last index known to be durable in storage (and not superseded by the unstable tail).
@@ -78,6 +84,14 @@ impl<S: LogStorage> RaftLog<S> {
 
     /// The term of the entry at `index`, or `None` when the log does not hold it.
     pub fn term(&self, index: LogIndex) -> Option<Term> {
+        if let Some((snapshot_index, snapshot_term)) = self.pending_snapshot {
+            if index == snapshot_index {
+                return Some(snapshot_term);
+            }
+            if index < snapshot_index {
+                return None;
+            }
+        }
         if index >= self.unstable_offset {
             let position = (index.0 - self.unstable_offset.0) as usize;
             return self.unstable.get(position).map(|entry| entry.term);
@@ -107,6 +121,12 @@ impl<S: LogStorage> RaftLog<S> {
         let high = high.min(self.last_index().next());
         if low >= high {
             return Ok(Vec::new());
+        }
+        if low < self.first_index() {
+            return Err(StorageError::Compacted {
+                index: low,
+                first_index: self.first_index(),
+            });
         }
         let mut taken = Vec::new();
         if low < self.unstable_offset {
@@ -191,6 +211,29 @@ impl<S: LogStorage> RaftLog<S> {
             );
         }
         self.unstable.extend_from_slice(entries);
+    }
+
+    /// Figure 13: a snapshot from the leader replaces the log up to its index. Entries after
+    /// it are kept when the log holds its last entry (same index and term); otherwise the whole
+    /// log goes. The state machine jumps to the snapshot.
+    pub fn restore(&mut self, index: LogIndex, term: Term) {
+        let keeps_suffix = self.matches(index, term);
+        if !keeps_suffix {
+            self.unstable.clear();
+            self.unstable_offset = index.next();
+        } else if self.unstable_offset <= index {
+            let covered = (index.0 - self.unstable_offset.0 + 1) as usize;
+            self.unstable.drain(..covered.min(self.unstable.len()));
+            self.unstable_offset = index.next();
+        }
+        self.pending_snapshot = Some((index, term));
+        self.committed = self.committed.max(index);
+        self.applied = self.applied.max(index);
+    }
+
+    /// Storage now holds the snapshot received from the leader.
+    pub fn snapshot_installed(&mut self) {
+        self.pending_snapshot = None;
     }
 
     /// The entries not yet durable.

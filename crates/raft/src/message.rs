@@ -1,5 +1,6 @@
 //! The messages Raft nodes exchange (Figure 2's RPCs, plus PreVote from thesis §9.6).
 
+use crate::storage::SnapshotMeta;
 use crate::types::{Entry, LogIndex, NodeId, Term};
 
 /// One message between two nodes. Every message carries its sender's term (§5.1).
@@ -68,6 +69,26 @@ pub enum MessageBody {
     },
     /// The leader tells the transfer target to campaign at once (thesis §3.10).
     TimeoutNow,
+    /// InstallSnapshot RPC (Figure 13), one chunk at a time.
+    InstallSnapshot {
+        /// What the snapshot covers.
+        meta: SnapshotMeta,
+        /// Where this chunk starts in the snapshot's data.
+        offset: u64,
+        /// The chunk.
+        data: Vec<u8>,
+        /// Whether this is the last chunk.
+        done: bool,
+    },
+    /// The answer to an InstallSnapshot.
+    InstallSnapshotResponse {
+        /// The index of the snapshot being answered.
+        index: LogIndex,
+        /// The offset the follower expects next (a dropped chunk is resent from here).
+        next_offset: u64,
+        /// Whether the follower now holds everything up to `index`.
+        installed: bool,
+    },
     /// A follower asks the leader for a read index on behalf of its caller.
     ReadIndex {
         /// The caller's id for the request.
@@ -112,6 +133,7 @@ impl MessageBody {
                 | MessageBody::AppendEntries { .. }
                 | MessageBody::ReadIndex { .. }
                 | MessageBody::TimeoutNow
+                | MessageBody::InstallSnapshot { .. }
         )
     }
 
@@ -126,6 +148,8 @@ impl MessageBody {
             MessageBody::AppendEntriesResponse { .. } => "AppendEntriesResponse",
             MessageBody::ReadIndex { .. } => "ReadIndex",
             MessageBody::TimeoutNow => "TimeoutNow",
+            MessageBody::InstallSnapshot { .. } => "InstallSnapshot",
+            MessageBody::InstallSnapshotResponse { .. } => "InstallSnapshotResponse",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResponse",
         }
     }
@@ -138,6 +162,7 @@ impl Message {
             MessageBody::AppendEntries { entries, .. } => {
                 entries.iter().map(|e| e.data.len() as u64).sum()
             }
+            MessageBody::InstallSnapshot { data, .. } => data.len() as u64,
             _ => 0,
         }
     }
@@ -203,7 +228,20 @@ impl std::fmt::Display for Message {
                 ),
             },
                         MessageBody::ReadIndex { ctx } => write!(f, "ReadIndex ctx={ctx}"),
-            MessageBody::TimeoutNow => write!(f, "TimeoutNow"),
+                        MessageBody::TimeoutNow => write!(f, "TimeoutNow"),
+            MessageBody::InstallSnapshot { meta, offset, data, done } => write!(
+                f,
+                "InstallSnapshot at={}/{} offset={offset} bytes={}{}",
+                meta.index,
+                meta.term,
+                data.len(),
+                if *done { " done" } else { "" }
+            ),
+            MessageBody::InstallSnapshotResponse { index, next_offset, installed } => write!(
+                f,
+                "InstallSnapshotResponse at={index} next={next_offset}{}",
+                if *installed { " installed" } else { "" }
+            ),
             MessageBody::ReadIndexResponse { ctx, index } => match index {
                 Some(index) => write!(f, "ReadIndexResponse ctx={ctx} index={index}"),
                 None => write!(f, "ReadIndexResponse ctx={ctx} refused"),

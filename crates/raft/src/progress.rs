@@ -15,6 +15,14 @@ pub enum ProgressState {
     Probe,
     /// Streaming: appends are sent optimistically, up to the in-flight limit.
     Replicate,
+    /// The entries the follower needs are compacted: it receives the snapshot at this index,
+    /// one chunk at a time, from the last offset it acknowledged.
+    Snapshot {
+        /// The snapshot's last index.
+        index: LogIndex,
+        /// The offset the follower acknowledged (the next chunk starts here).
+        offset: u64,
+    },
 }
 
 /// The leader's view of one follower (Figure 2, "Volatile state on leaders").
@@ -93,6 +101,47 @@ impl Progress {
         self.inflight.clear();
     }
 
+    /// The follower needs entries compacted into the snapshot at `index`: send it that.
+    pub fn become_snapshot(&mut self, index: LogIndex) {
+        self.state = ProgressState::Snapshot { index, offset: 0 };
+        self.probe_sent = false;
+        self.inflight.clear();
+    }
+
+    /// A chunk of the snapshot was sent: wait for its answer (or the next heartbeat).
+    pub fn sent_snapshot_chunk(&mut self) {
+        self.probe_sent = true;
+    }
+
+    /// The follower acknowledged the snapshot at `index` up to `next_offset`. Returns whether
+    /// this was news about the snapshot being sent.
+    pub fn snapshot_acknowledged(&mut self, index: LogIndex, next_offset: u64) -> bool {
+        match &mut self.state {
+            ProgressState::Snapshot {
+                index: sending,
+                offset,
+            } if *sending == index => {
+                *offset = next_offset;
+                self.probe_sent = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The follower holds everything up to `index` now: probe from there.
+    pub fn snapshot_installed(&mut self, index: LogIndex) {
+        self.maybe_update(index);
+        self.become_probe();
+    }
+
+    /// A heartbeat is due while a snapshot is being sent: resend the unanswered chunk.
+    pub fn resend_snapshot_chunk(&mut self) {
+        if matches!(self.state, ProgressState::Snapshot { .. }) {
+            self.probe_sent = false;
+        }
+    }
+
     /// The logs are known to match up to `match_index`: start streaming after it.
     pub fn become_replicate(&mut self) {
         self.state = ProgressState::Replicate;
@@ -104,7 +153,7 @@ impl Progress {
     /// Whether the leader must wait before sending this follower more entries.
     pub fn is_paused(&self) -> bool {
         match self.state {
-            ProgressState::Probe => self.probe_sent,
+            ProgressState::Probe | ProgressState::Snapshot { .. } => self.probe_sent,
             ProgressState::Replicate => self.inflight.len() >= self.max_inflight,
         }
     }
@@ -112,7 +161,7 @@ impl Progress {
     /// Records that an append ending at `last_index` with `count` entries was sent.
     pub fn sent_append(&mut self, last_index: LogIndex, count: usize) {
         match self.state {
-            ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Probe | ProgressState::Snapshot { .. } => self.probe_sent = true,
             ProgressState::Replicate => {
                 if count > 0 {
                     self.next_index = last_index.next();
@@ -144,6 +193,8 @@ impl Progress {
     /// rejection was current (a stale one changes nothing).
     pub fn maybe_decrease_to(&mut self, rejected: LogIndex, hint_next: LogIndex) -> bool {
         match self.state {
+            // The follower gets the snapshot; answers to older appends change nothing.
+            ProgressState::Snapshot { .. } => false,
             ProgressState::Replicate => {
                 if rejected <= self.match_index {
                     return false;

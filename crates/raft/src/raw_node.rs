@@ -3,8 +3,12 @@
 use crate::config::{Config, ConfigError};
 use crate::log::RaftLog;
 use crate::message::Message;
-use crate::raft::{ProposeError, Raft, ReadIndexError, ReadState, StepError, TransferError};
+use crate::raft::{
+    ProposeError, Raft, ReadIndexError, ReadState, SnapshotChunk, SnapshotError, StepError,
+    TransferError,
+};
 use crate::storage::LogStorage;
+use crate::storage::SnapshotMeta;
 use crate::types::{Entry, HardState, LogIndex, NodeId, SoftState, Term};
 
 /// Why a node could not start.
@@ -50,6 +54,13 @@ pub struct Ready {
     pub read_states: Vec<ReadState>,
     /// Reads that were refused (the leader changed or refused): their callers may retry.
     pub failed_reads: Vec<u64>,
+    /// Chunks of a snapshot arriving from the leader: stage each durably, in order
+    /// (`LogStorage::stage_snapshot_chunk`), before anything else in this batch.
+    pub snapshot_chunks: Vec<SnapshotChunk>,
+    /// A snapshot fully received: install it (`LogStorage::install_staged_snapshot`) after
+    /// staging the chunks and before writing entries, and restore the state machine from it
+    /// before applying `committed_entries`.
+    pub snapshot: Option<SnapshotMeta>,
 }
 
 impl Ready {
@@ -63,6 +74,8 @@ impl Ready {
             && self.committed_entries.is_empty()
             && self.read_states.is_empty()
             && self.failed_reads.is_empty()
+            && self.snapshot_chunks.is_empty()
+            && self.snapshot.is_none()
     }
 }
 
@@ -126,6 +139,12 @@ impl<S: LogStorage> RawNode<S> {
         self.raft.read_index(ctx)
     }
 
+    /// The state machine, having applied everything up to `index`, is `data`: keep it as the
+    /// snapshot and compact the log below it (keeping `snapshot_trailing_entries`).
+    pub fn take_snapshot(&mut self, index: LogIndex, data: Vec<u8>) -> Result<(), SnapshotError> {
+        self.raft.take_snapshot(index, data)
+    }
+
     /// Starts handing leadership to voter `to` (thesis §3.10). Proposals are refused until the
     /// transfer completes or, after an election timeout, is abandoned.
     pub fn transfer_leadership(&mut self, to: NodeId) -> Result<(), TransferError> {
@@ -153,6 +172,7 @@ impl<S: LogStorage> RawNode<S> {
         let hard_state = self.raft.hard_state();
         let (messages, persisted_messages) = self.raft.take_messages();
         let (read_states, failed_reads) = self.raft.take_reads();
+        let (snapshot_chunks, snapshot) = self.raft.take_snapshot_output();
         let ready = Ready {
             soft_state: (soft_state != self.prev_soft_state).then_some(soft_state),
             hard_state: (hard_state != self.prev_hard_state).then_some(hard_state),
@@ -165,6 +185,8 @@ impl<S: LogStorage> RawNode<S> {
                 .next_committed_entries(self.raft.config().max_apply_bytes),
             read_states,
             failed_reads,
+            snapshot_chunks,
+            snapshot,
         };
         self.prev_soft_state = soft_state;
         ready
@@ -172,6 +194,9 @@ impl<S: LogStorage> RawNode<S> {
 
     /// The application has persisted, sent and applied `ready`.
     pub fn advance(&mut self, ready: Ready) {
+        if ready.snapshot.is_some() {
+            self.raft.log.snapshot_installed();
+        }
         if let Some(hard_state) = ready.hard_state {
             self.prev_hard_state = hard_state;
             self.raft.on_hard_state_persisted(hard_state);

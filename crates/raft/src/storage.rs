@@ -4,7 +4,18 @@
 //! the hard state (term, vote, commit) is handed to the core once, at start-up, and comes back
 //! in every [`Ready`](crate::Ready) that changes it, for the application to write as one record.
 
-use crate::types::{Entry, LogIndex, Term};
+use crate::types::{Entry, LogIndex, NodeId, Term};
+
+/// What a snapshot is a picture of: the state after applying every entry up to `index`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SnapshotMeta {
+    /// The last entry the snapshot covers (0: no snapshot).
+    pub index: LogIndex,
+    /// That entry's term.
+    pub term: Term,
+    /// The voting members at `index`.
+    pub voters: Vec<NodeId>,
+}
 
 /// Why a storage read or write failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +48,13 @@ pub enum StorageError {
         /// The last index in the log.
         last_index: LogIndex,
     },
+    /// The storage does not implement this feature.
+    #[error("this storage does not support {0}")]
+    Unsupported(&'static str),
+    /// A snapshot operation was out of order (older snapshot, compaction past the snapshot,
+    /// a chunk at the wrong offset).
+    #[error("snapshot: {0}")]
+    Snapshot(String),
     /// The backend failed (an I/O error, a corrupt record).
     #[error("storage backend failed: {0}")]
     Backend(String),
@@ -69,6 +87,43 @@ pub trait LogStorage {
     ) -> Result<Vec<Entry>, StorageError>;
     /// Appends `entries`, first removing every entry at or after `entries[0].index`.
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError>;
+
+    // ---- snapshots (§7). Storage without snapshot support answers `Unsupported`. ----
+
+    /// The latest durable snapshot's metadata (index 0 when there is none).
+    fn snapshot_meta(&self) -> SnapshotMeta {
+        SnapshotMeta::default()
+    }
+    /// The latest snapshot's size in bytes.
+    fn snapshot_len(&self) -> u64 {
+        0
+    }
+    /// Up to `max_bytes` of the latest snapshot's data, from `offset`.
+    fn snapshot_chunk(&self, _offset: u64, _max_bytes: u64) -> Result<Vec<u8>, StorageError> {
+        Err(StorageError::Unsupported("snapshots"))
+    }
+    /// Durably keeps `data` as the snapshot described by `meta`, replacing an older one.
+    fn save_snapshot(&mut self, _meta: SnapshotMeta, _data: Vec<u8>) -> Result<(), StorageError> {
+        Err(StorageError::Unsupported("snapshots"))
+    }
+    /// Discards the entries up to `upto`, which the snapshot covers.
+    fn compact(&mut self, _upto: LogIndex) -> Result<(), StorageError> {
+        Err(StorageError::Unsupported("snapshots"))
+    }
+    /// Durably writes a chunk of an incoming snapshot at `offset` (offset 0 starts afresh).
+    fn stage_snapshot_chunk(
+        &mut self,
+        _meta: &SnapshotMeta,
+        _offset: u64,
+        _data: &[u8],
+    ) -> Result<(), StorageError> {
+        Err(StorageError::Unsupported("snapshots"))
+    }
+    /// Makes the fully staged snapshot `meta` the current one. Figure 13: log entries after it
+    /// are kept if the log holds `meta.index` with `meta.term`; otherwise the log is discarded.
+    fn install_staged_snapshot(&mut self, _meta: &SnapshotMeta) -> Result<(), StorageError> {
+        Err(StorageError::Unsupported("snapshots"))
+    }
 }
 
 /// A [`LogStorage`] kept in memory: for tests, the simulator and embedded use without a disk.
@@ -80,6 +135,10 @@ pub struct MemStorage {
     offset: LogIndex,
     /// The term at `offset`.
     offset_term: Term,
+    /// The latest snapshot and its data.
+    snapshot: (SnapshotMeta, Vec<u8>),
+    /// An incoming snapshot being received.
+    staging: Option<(SnapshotMeta, Vec<u8>)>,
 }
 
 impl MemStorage {
@@ -162,6 +221,94 @@ impl LogStorage for MemStorage {
         self.entries.extend_from_slice(entries);
         Ok(())
     }
+
+    fn snapshot_meta(&self) -> SnapshotMeta {
+        self.snapshot.0.clone()
+    }
+
+    fn snapshot_len(&self) -> u64 {
+        self.snapshot.1.len() as u64
+    }
+
+    fn snapshot_chunk(&self, offset: u64, max_bytes: u64) -> Result<Vec<u8>, StorageError> {
+        let data = &self.snapshot.1;
+        let start = (offset as usize).min(data.len());
+        let end = start.saturating_add(max_bytes as usize).min(data.len());
+        Ok(data[start..end].to_vec())
+    }
+
+    fn save_snapshot(&mut self, meta: SnapshotMeta, data: Vec<u8>) -> Result<(), StorageError> {
+        if meta.index < self.snapshot.0.index {
+            return Err(StorageError::Snapshot(format!(
+                "snapshot at {} is older than the one kept at {}",
+                meta.index, self.snapshot.0.index
+            )));
+        }
+        self.snapshot = (meta, data);
+        Ok(())
+    }
+
+    fn compact(&mut self, upto: LogIndex) -> Result<(), StorageError> {
+        if upto <= self.offset {
+            return Ok(());
+        }
+        if upto > self.snapshot.0.index || upto > self.last_index() {
+            return Err(StorageError::Snapshot(format!(
+                "cannot compact to {upto}: the snapshot covers {} and the log ends at {}",
+                self.snapshot.0.index,
+                self.last_index()
+            )));
+        }
+        let term = self.term(upto)?;
+        self.entries.drain(..=self.position(upto));
+        self.offset = upto;
+        self.offset_term = term;
+        Ok(())
+    }
+
+    fn stage_snapshot_chunk(
+        &mut self,
+        meta: &SnapshotMeta,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), StorageError> {
+        if offset == 0
+            || self
+                .staging
+                .as_ref()
+                .is_none_or(|(staged, _)| staged != meta)
+        {
+            self.staging = Some((meta.clone(), Vec::new()));
+        }
+        let (_, staged) = self.staging.as_mut().expect("set above");
+        if staged.len() as u64 != offset {
+            return Err(StorageError::Snapshot(format!(
+                "chunk at {offset}, but {} bytes are staged",
+                staged.len()
+            )));
+        }
+        staged.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn install_staged_snapshot(&mut self, meta: &SnapshotMeta) -> Result<(), StorageError> {
+        let Some((staged, data)) = self.staging.take().filter(|(staged, _)| staged == meta) else {
+            return Err(StorageError::Snapshot(format!(
+                "no staged snapshot at {}",
+                meta.index
+            )));
+        };
+        let keeps_suffix = self.term(meta.index).ok() == Some(meta.term);
+        if keeps_suffix && meta.index > self.offset {
+            self.entries.drain(..=self.position(meta.index));
+        } else if !keeps_suffix {
+            self.entries.clear();
+        }
+        self.offset = meta.index;
+        self.offset_term = meta.term;
+        self.snapshot = (staged, data);
+        Ok(())
+    }
 }
 
 /// The longest prefix of `entries` within `max_bytes`, but at least one entry.
@@ -205,6 +352,99 @@ pub mod conformance {
         append_leaving_a_gap_is_refused(&mut new_log());
         reads_outside_the_log_fail(&mut new_log());
         entries_respect_max_bytes_but_return_one(&mut new_log());
+    }
+
+    /// The snapshot part of the contract, for storage that supports snapshots.
+    pub fn run_snapshot_suite<S: LogStorage>(mut new_log: impl FnMut() -> S) {
+        snapshot_and_compaction(&mut new_log());
+        installed_snapshot_keeps_a_matching_suffix(&mut new_log());
+        installed_snapshot_replaces_a_conflicting_log(&mut new_log());
+        staged_chunks_must_be_contiguous(&mut new_log());
+    }
+
+    fn meta(index: u64, term: u64) -> super::SnapshotMeta {
+        super::SnapshotMeta {
+            index: LogIndex(index),
+            term: Term(term),
+            voters: vec![crate::types::NodeId(1)],
+        }
+    }
+
+    fn snapshot_and_compaction<S: LogStorage>(log: &mut S) {
+        log.append(&[entry(1, 1), entry(2, 1), entry(3, 2), entry(4, 2)])
+            .expect("append");
+        assert!(
+            log.compact(LogIndex(2)).is_err(),
+            "no compaction past the snapshot"
+        );
+        log.save_snapshot(meta(3, 2), b"state@3".to_vec())
+            .expect("save");
+        log.compact(LogIndex(2))
+            .expect("compact within the snapshot");
+        assert_eq!(log.first_index(), LogIndex(3));
+        assert_eq!(
+            log.term(LogIndex(2)),
+            Ok(Term(1)),
+            "the compaction point keeps its term"
+        );
+        assert!(matches!(
+            log.term(LogIndex(1)),
+            Err(StorageError::Compacted { .. })
+        ));
+        assert_eq!(log.snapshot_meta(), meta(3, 2));
+        assert_eq!(log.snapshot_len(), 7);
+        assert_eq!(log.snapshot_chunk(2, 3), Ok(b"ate".to_vec()));
+        assert_eq!(log.snapshot_chunk(6, 100), Ok(b"3".to_vec()));
+        assert!(
+            log.save_snapshot(meta(2, 1), vec![]).is_err(),
+            "an older snapshot is refused"
+        );
+    }
+
+    fn installed_snapshot_keeps_a_matching_suffix<S: LogStorage>(log: &mut S) {
+        log.append(&[entry(1, 1), entry(2, 1), entry(3, 2), entry(4, 2)])
+            .expect("append");
+        log.stage_snapshot_chunk(&meta(2, 1), 0, b"ab")
+            .expect("chunk");
+        log.stage_snapshot_chunk(&meta(2, 1), 2, b"cd")
+            .expect("chunk");
+        log.install_staged_snapshot(&meta(2, 1)).expect("install");
+        assert_eq!(log.snapshot_chunk(0, 100), Ok(b"abcd".to_vec()));
+        assert_eq!(
+            log.first_index(),
+            LogIndex(3),
+            "Figure 13: a matching suffix is kept"
+        );
+        assert_eq!(log.last_index(), LogIndex(4));
+    }
+
+    fn installed_snapshot_replaces_a_conflicting_log<S: LogStorage>(log: &mut S) {
+        log.append(&[entry(1, 1), entry(2, 1)]).expect("append");
+        log.stage_snapshot_chunk(&meta(5, 3), 0, b"x")
+            .expect("chunk");
+        log.install_staged_snapshot(&meta(5, 3)).expect("install");
+        assert_eq!(log.first_index(), LogIndex(6));
+        assert_eq!(
+            log.last_index(),
+            LogIndex(5),
+            "Figure 13: the whole log is discarded"
+        );
+        assert_eq!(log.term(LogIndex(5)), Ok(Term(3)));
+        log.append(&[entry(6, 3)])
+            .expect("the log continues after the snapshot");
+    }
+
+    fn staged_chunks_must_be_contiguous<S: LogStorage>(log: &mut S) {
+        log.stage_snapshot_chunk(&meta(5, 3), 0, b"ab")
+            .expect("chunk");
+        assert!(
+            log.stage_snapshot_chunk(&meta(5, 3), 5, b"cd").is_err(),
+            "a gap is refused"
+        );
+        assert!(
+            log.install_staged_snapshot(&meta(6, 3)).is_err(),
+            "only the staged snapshot installs"
+        );
     }
 
     fn empty_log_has_no_entries<S: LogStorage>(log: &mut S) {
@@ -313,5 +553,6 @@ mod tests {
     #[test]
     fn mem_storage_passes_the_conformance_suite() {
         conformance::run_log_storage_suite(MemStorage::new);
+        conformance::run_snapshot_suite(MemStorage::new);
     }
 }

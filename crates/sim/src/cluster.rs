@@ -38,6 +38,13 @@ pub struct ClusterOptions {
     pub check_quorum: bool,
     /// Lease reads on or off (needs CheckQuorum).
     pub read_lease: bool,
+    /// Each node snapshots its state after applying this many entries past its last snapshot
+    /// (0: never).
+    pub snapshot_every_entries: u64,
+    /// Entries kept in the log below a snapshot.
+    pub snapshot_trailing_entries: u64,
+    /// Bytes of snapshot data per InstallSnapshot message.
+    pub max_snapshot_chunk_bytes: u64,
     /// How long a batch takes to become durable, in milliseconds (uniform in the range).
     pub disk_delay_ms: (u64, u64),
     /// Entries per AppendEntries.
@@ -62,6 +69,9 @@ impl ClusterOptions {
             pre_vote: true,
             check_quorum: true,
             read_lease: false,
+            snapshot_every_entries: 0,
+            snapshot_trailing_entries: 5,
+            max_snapshot_chunk_bytes: 1024 * 1024,
             disk_delay_ms: (0, 3),
             max_append_entries: 64,
             trace_keep: 200,
@@ -109,6 +119,10 @@ pub struct Stats {
     pub reads: u64,
     /// Leadership transfers started.
     pub transfers: u64,
+    /// Snapshots taken.
+    pub snapshots: u64,
+    /// Snapshots received from a leader and installed.
+    pub snapshot_installs: u64,
 }
 
 #[derive(Debug)]
@@ -217,6 +231,9 @@ pub type MessageFilter = Box<dyn FnMut(&Message) -> bool>;
 struct NodeLog<'a>(&'a RawNode<SimStorage>);
 
 impl LogView for NodeLog<'_> {
+    fn first_index(&self) -> LogIndex {
+        self.0.raft().log().first_index()
+    }
     fn last_index(&self) -> LogIndex {
         self.0.raft().log().last_index()
     }
@@ -297,6 +314,8 @@ impl Cluster {
         config.pre_vote = self.options.pre_vote;
         config.check_quorum = self.options.check_quorum;
         config.read_lease = self.options.read_lease;
+        config.snapshot_trailing_entries = self.options.snapshot_trailing_entries;
+        config.max_snapshot_chunk_bytes = self.options.max_snapshot_chunk_bytes;
         config.max_append_entries = self.options.max_append_entries;
         config.seed = self.options.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ (id.0 << 32) ^ life;
         config
@@ -547,17 +566,29 @@ impl Cluster {
         if let Some(hard_state) = out.persisted_hard_state {
             result = result.and(self.checkers.persisted_commit(node, hard_state.commit));
         }
+        if let Some((meta, data)) = &out.installed_snapshot {
+            let kv = KvStore::decode(data).expect("the simulator's snapshots decode");
+            result = result.and(self.checkers.restored(node, meta.index, kv.digest()));
+            self.trace.record(
+                self.now_ms,
+                TraceEvent::Note(format!("{node} installed the snapshot at {}", meta.index)),
+            );
+            self.kv.insert(node, kv);
+            self.applied_values.remove(&node);
+            self.stats.snapshot_installs += 1;
+        }
         for entry in &out.applied {
-            result = result.and(self.checkers.applied(node, term_now, entry));
             let command = (entry.kind == EntryKind::Normal)
                 .then(|| Command::decode(&entry.data))
                 .flatten();
-            match command {
-                Some(Command::Value(value)) => {
+            let kv = self.kv.entry(node).or_default();
+            let reply = command.as_ref().map(|command| kv.apply(command));
+            result = result.and(self.checkers.applied(node, term_now, entry, kv.digest()));
+            match (command, reply) {
+                (Some(Command::Value(value)), _) => {
                     self.applied_values.entry(node).or_default().push(value)
                 }
-                Some(command) => {
-                    let reply = self.kv.entry(node).or_default().apply(&command);
+                (Some(command), Some(reply)) => {
                     let op = command
                         .op_id()
                         .expect("key-value commands carry an operation id");
@@ -566,7 +597,7 @@ impl Cluster {
                         self.write_replies.insert(op, reply);
                     }
                 }
-                None => {}
+                _ => {}
             }
         }
         result = result.and(self.checkers.log_settled(node, term_now, is_leader, &log));
@@ -576,8 +607,33 @@ impl Cluster {
         for message in out.persisted_messages {
             self.send(message);
         }
+        self.maybe_take_snapshot(node);
         self.serve_reads(node);
         self.mark_dirty(node);
+    }
+
+    /// Snapshots `node`'s state machine once it applied `snapshot_every_entries` past its last
+    /// snapshot.
+    fn maybe_take_snapshot(&mut self, node: NodeId) {
+        let every = self.options.snapshot_every_entries;
+        if every == 0 {
+            return;
+        }
+        let applied = self.applied(node);
+        let Some(raw) = self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut()) else {
+            return;
+        };
+        if applied.0 < raw.storage().snapshot_meta().index.0 + every {
+            return;
+        }
+        let data = self.kv.get(&node).map(KvStore::encode).unwrap_or_default();
+        if raw.take_snapshot(applied, data).is_ok() {
+            self.stats.snapshots += 1;
+            self.trace.record(
+                self.now_ms,
+                TraceEvent::Note(format!("{node} took a snapshot at {applied}")),
+            );
+        }
     }
 
     /// Answers the confirmed reads on `node` whose index it has applied.
@@ -933,16 +989,26 @@ impl Cluster {
         let life = sim_node.incarnation + 1;
         let config = self.config_for(node, life);
         let sim_node = self.nodes.get_mut(&node).expect("checked above");
-        if let Err(err) = sim_node.restart(config) {
-            self.record_violation(Violation {
-                property: "Restart",
-                detail: format!("{node} failed to restart: {err}"),
-            });
-            return;
-        }
+        let (snapshot, data) = match sim_node.restart(config) {
+            Ok(snapshot) => snapshot,
+            Err(err) => {
+                self.record_violation(Violation {
+                    property: "Restart",
+                    detail: format!("{node} failed to restart: {err}"),
+                });
+                return;
+            }
+        };
         let commit = sim_node.hard_state.commit;
         let raw = sim_node.raw.as_ref().expect("just restarted");
-        if let Err(violation) = self.checkers.restarted(node, commit, &NodeLog(raw)) {
+        let mut result = self.checkers.restarted(node, commit, &NodeLog(raw));
+        // The state machine restarts from the snapshot on disk.
+        let kv = KvStore::decode(&data).expect("the simulator's snapshots decode");
+        if snapshot.index.0 > 0 {
+            result = result.and(self.checkers.restored(node, snapshot.index, kv.digest()));
+        }
+        self.kv.insert(node, kv);
+        if let Err(violation) = result {
             self.record_violation(violation);
         }
         self.trace.record(
@@ -1137,6 +1203,13 @@ impl Cluster {
         self.checkers
             .committed_at(index)
             .map(|committed| committed.term)
+    }
+
+    /// The content digest of the entry known committed at `index`.
+    pub fn committed_digest_at(&self, index: LogIndex) -> Option<u64> {
+        self.checkers
+            .committed_at(index)
+            .map(|committed| committed.digest)
     }
 
     /// Entries known committed (applied somewhere).

@@ -215,6 +215,42 @@ impl KvStore {
     pub fn get(&self, key: &str) -> Option<&String> {
         self.map.get(key)
     }
+
+    /// The whole state as snapshot data.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = (self.map.len() as u32).to_le_bytes().to_vec();
+        for (key, value) in &self.map {
+            put_str(&mut out, key);
+            put_str(&mut out, value);
+        }
+        out
+    }
+
+    /// The state from snapshot data written by [`encode`](KvStore::encode); `None` if the data
+    /// is malformed.
+    pub fn decode(data: &[u8]) -> Option<KvStore> {
+        if data.is_empty() {
+            return Some(KvStore::default());
+        }
+        let mut r = Reader(data);
+        let count = u32::from_le_bytes(r.bytes(4)?.try_into().ok()?);
+        let mut map = BTreeMap::new();
+        for _ in 0..count {
+            let key = r.string()?;
+            map.insert(key, r.string()?);
+        }
+        r.0.is_empty().then_some(KvStore { map })
+    }
+
+    /// A digest of the whole state, to compare state machines across nodes.
+    pub fn digest(&self) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in self.encode() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        hash
+    }
 }
 
 #[cfg(test)]
@@ -294,5 +330,15 @@ mod tests {
             Reply::Done
         );
         assert_eq!(store.get("k"), Some(&"c".to_string()));
+        assert_eq!(
+            KvStore::decode(&store.encode()),
+            Some(store.clone()),
+            "snapshots round-trip"
+        );
+        assert_eq!(
+            KvStore::decode(&[9, 0, 0, 0]),
+            None,
+            "truncated snapshot data is refused"
+        );
     }
 }

@@ -105,6 +105,8 @@ struct Totals {
     crashes: u64,
     reads: u64,
     transfers: u64,
+    snapshots: u64,
+    snapshot_installs: u64,
     linearizability_checks: u64,
     failures: Vec<RunReport>,
 }
@@ -120,6 +122,8 @@ impl Totals {
         self.crashes += report.stats.crashes;
         self.reads += report.stats.reads;
         self.transfers += report.stats.transfers;
+        self.snapshots += report.stats.snapshots;
+        self.snapshot_installs += report.stats.snapshot_installs;
         self.linearizability_checks += report.linearizability_checks;
         if let Some(violation) = &report.violation {
             self.violations += 1;
@@ -134,7 +138,7 @@ impl Totals {
 
     fn summary(&self) -> String {
         format!(
-            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} transfers={} reads={} linearizability_checks={}",
+            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} snapshots={} snapshot_installs={} transfers={} reads={} linearizability_checks={}",
             self.seeds,
             self.violations,
             self.ticks,
@@ -142,7 +146,9 @@ impl Totals {
             self.commits,
             self.messages,
             self.dropped,
-                        self.crashes,
+                                    self.crashes,
+            self.snapshots,
+            self.snapshot_installs,
             self.transfers,
             self.reads,
             self.linearizability_checks

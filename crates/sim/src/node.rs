@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use skiff_raft::{
     Config, Entry, HardState, LogIndex, LogStorage, MemStorage, Message, RawNode, ReadState, Ready,
-    SoftState, StorageError, Term,
+    SnapshotMeta, SoftState, StorageError, Term,
 };
 
 /// The simulated disk: a log that outlives the node's process. Shared between the durable
@@ -35,6 +35,32 @@ impl LogStorage for SimStorage {
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
         self.0.borrow_mut().append(entries)
     }
+    fn snapshot_meta(&self) -> SnapshotMeta {
+        self.0.borrow().snapshot_meta()
+    }
+    fn snapshot_len(&self) -> u64 {
+        self.0.borrow().snapshot_len()
+    }
+    fn snapshot_chunk(&self, offset: u64, max_bytes: u64) -> Result<Vec<u8>, StorageError> {
+        self.0.borrow().snapshot_chunk(offset, max_bytes)
+    }
+    fn save_snapshot(&mut self, meta: SnapshotMeta, data: Vec<u8>) -> Result<(), StorageError> {
+        self.0.borrow_mut().save_snapshot(meta, data)
+    }
+    fn compact(&mut self, upto: LogIndex) -> Result<(), StorageError> {
+        self.0.borrow_mut().compact(upto)
+    }
+    fn stage_snapshot_chunk(
+        &mut self,
+        meta: &SnapshotMeta,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), StorageError> {
+        self.0.borrow_mut().stage_snapshot_chunk(meta, offset, data)
+    }
+    fn install_staged_snapshot(&mut self, meta: &SnapshotMeta) -> Result<(), StorageError> {
+        self.0.borrow_mut().install_staged_snapshot(meta)
+    }
 }
 
 /// What the first half of a driver pass produced: the batch's role change and the messages
@@ -62,6 +88,9 @@ pub struct FinishOutput {
     pub persisted_messages: Vec<Message>,
     /// Entries applied to the state machine, in order.
     pub applied: Vec<Entry>,
+    /// A snapshot received from the leader and installed, with its data: the state machine
+    /// restarts from it before `applied`.
+    pub installed_snapshot: Option<(SnapshotMeta, Vec<u8>)>,
 }
 
 /// A simulated node.
@@ -125,14 +154,25 @@ impl SimNode {
         self.applied_index = LogIndex(0);
     }
 
-    /// Restart from the durable state with `config` (whose seed should differ per life).
-    pub fn restart(&mut self, config: Config) -> Result<(), skiff_raft::StartError> {
+    /// Restart from the durable state with `config` (whose seed should differ per life). The
+    /// state machine restarts from the durable snapshot, if any: its metadata and data are
+    /// returned.
+    pub fn restart(
+        &mut self,
+        mut config: Config,
+    ) -> Result<(SnapshotMeta, Vec<u8>), skiff_raft::StartError> {
+        let meta = self.storage.snapshot_meta();
+        let data = self
+            .storage
+            .snapshot_chunk(0, self.storage.snapshot_len())
+            .unwrap_or_default();
+        config.applied = meta.index;
         let raw = RawNode::new(config, self.storage.clone(), self.hard_state)?;
         self.raw = Some(raw);
         self.in_flight = None;
-        self.applied_index = LogIndex(0);
+        self.applied_index = meta.index;
         self.incarnation += 1;
-        Ok(())
+        Ok((meta, data))
     }
 
     /// First half: takes the next Ready and releases the messages that may go at once.
@@ -160,7 +200,24 @@ impl SimNode {
         let (Some(raw), Some(mut ready)) = (self.raw.as_mut(), self.in_flight.take()) else {
             return FinishOutput::default();
         };
-        // 1. Persist: entries first, then the hard state that may point into them.
+        // 1. Persist: snapshot chunks, an installed snapshot, entries, then the hard state.
+        let storage = raw.storage_mut();
+        for chunk in &ready.snapshot_chunks {
+            storage
+                .stage_snapshot_chunk(&chunk.meta, chunk.offset, &chunk.data)
+                .expect("chunks arrive in order");
+        }
+        let mut installed_snapshot = None;
+        if let Some(meta) = &ready.snapshot {
+            storage
+                .install_staged_snapshot(meta)
+                .expect("the staged snapshot is complete");
+            let data = storage
+                .snapshot_chunk(0, storage.snapshot_len())
+                .expect("the snapshot just installed");
+            self.applied_index = meta.index;
+            installed_snapshot = Some((meta.clone(), data));
+        }
         raw.storage_mut()
             .append(&ready.entries)
             .expect("the simulated log accepts the core's appends");
@@ -183,6 +240,7 @@ impl SimNode {
             persisted_hard_state: ready.hard_state,
             persisted_messages,
             applied: ready.committed_entries.clone(),
+            installed_snapshot,
         };
         // 4. Advance.
         raw.advance(ready);
@@ -197,5 +255,6 @@ mod tests {
     #[test]
     fn sim_storage_passes_the_log_storage_conformance_suite() {
         skiff_raft::storage::conformance::run_log_storage_suite(SimStorage::default);
+        skiff_raft::storage::conformance::run_snapshot_suite(SimStorage::default);
     }
 }

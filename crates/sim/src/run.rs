@@ -3,10 +3,11 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use skiff_raft::{LogIndex, NodeId};
+use skiff_raft::{Entry, EntryKind, LogIndex, NodeId};
 
+use crate::checkers::entry_digest;
 use crate::checkers::Violation;
-use crate::cluster::{decode_value, Cluster, ClusterOptions, Stats};
+use crate::cluster::{decode_value, encode_value, Cluster, ClusterOptions, Stats};
 use crate::history::Operation;
 use crate::linearizability::{self, Verdict};
 use crate::network::{NetworkOptions, Partition};
@@ -111,16 +112,19 @@ struct Plan {
     fault_probability: f64,
     disk_delay_ms: (u64, u64),
     read_lease: bool,
+    snapshot_every_entries: u64,
+    snapshot_trailing_entries: u64,
+    max_snapshot_chunk_bytes: u64,
 }
 
 fn plan(options: &RunOptions, rng: &mut ChaCha8Rng) -> Plan {
     let faults = options.faults;
     let nodes = options
         .nodes
-        .unwrap_or(if rng.gen_bool(0.5) { 3 } else { 5 });
+        .unwrap_or_else(|| [3, 3, 5, 5, 7][rng.gen_range(0..5)]);
     let fault_ticks = options
         .fault_ticks
-        .unwrap_or_else(|| rng.gen_range(500..2000));
+        .unwrap_or_else(|| rng.gen_range(1000..4000));
     let mut network = NetworkOptions::unreliable();
     network.request_loss = if faults.loss {
         rng.gen_range(0.0..0.2)
@@ -153,6 +157,9 @@ fn plan(options: &RunOptions, rng: &mut ChaCha8Rng) -> Plan {
         fault_probability: rng.gen_range(0.02..0.15),
         disk_delay_ms: (0, [1, 3, 10, 40][rng.gen_range(0..4)]),
         read_lease: rng.gen_bool(0.3),
+        snapshot_every_entries: [0, 5, 20, 60][rng.gen_range(0..4)],
+        snapshot_trailing_entries: [0, 3, 10][rng.gen_range(0..3)],
+        max_snapshot_chunk_bytes: [8, 32, 1024 * 1024][rng.gen_range(0..3)],
     }
 }
 
@@ -161,7 +168,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let plan = plan(options, &mut rng);
     let derived = format!(
-        "nodes={} disk_ms={:?} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} read_lease={} propose_p={:.2} fault_p={:.3}",
+        "nodes={} disk_ms={:?} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} read_lease={} snapshot_every={} trailing={} chunk_bytes={} propose_p={:.2} fault_p={:.3}",
         plan.nodes,
         plan.disk_delay_ms,
         plan.fault_ticks,
@@ -170,8 +177,11 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         plan.network.long_delay_probability,
         plan.network.duplicate_probability,
         plan.pre_vote,
-        plan.check_quorum,
+                plan.check_quorum,
         plan.read_lease && plan.check_quorum,
+        plan.snapshot_every_entries,
+        plan.snapshot_trailing_entries,
+        plan.max_snapshot_chunk_bytes,
         plan.propose_probability,
         plan.fault_probability,
     );
@@ -181,6 +191,9 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
     cluster_options.check_quorum = plan.check_quorum;
     cluster_options.disk_delay_ms = plan.disk_delay_ms;
     cluster_options.read_lease = plan.read_lease && plan.check_quorum;
+    cluster_options.snapshot_every_entries = plan.snapshot_every_entries;
+    cluster_options.snapshot_trailing_entries = plan.snapshot_trailing_entries;
+    cluster_options.max_snapshot_chunk_bytes = plan.max_snapshot_chunk_bytes;
     cluster_options.trace_keep = options.trace_keep;
     cluster_options.print_trace = options.print_trace;
     let fault_ms = plan.fault_ticks * cluster_options.tick_ms;
@@ -430,10 +443,18 @@ fn check_kept_power_proposals(cluster: &mut Cluster) {
         .cloned()
         .collect();
     for proposal in kept {
-        let entry = cluster.entry(leader, proposal.index);
-        if entry.as_ref().and_then(decode_value) != Some(proposal.value)
-            || cluster.commit(leader) < proposal.index
-        {
+        // A compacted entry is judged by what was applied there: the entry the leader created.
+        let created = Entry {
+            term: proposal.term,
+            index: proposal.index,
+            kind: EntryKind::Normal,
+            data: encode_value(proposal.value, 0),
+        };
+        let committed_there = match cluster.entry(leader, proposal.index) {
+            Some(entry) => decode_value(&entry) == Some(proposal.value),
+            None => cluster.committed_digest_at(proposal.index) == Some(entry_digest(&created)),
+        };
+        if !committed_there || cluster.commit(leader) < proposal.index {
             fail(
                 cluster,
                 "Liveness",

@@ -217,6 +217,27 @@ fn body_key(body: &MessageBody, key: &mut Vec<u8>) {
         },
         MessageBody::ReadIndex { ctx } => vec![*ctx],
         MessageBody::TimeoutNow => vec![],
+        MessageBody::InstallSnapshot {
+            meta,
+            offset,
+            data,
+            done,
+        } => {
+            vec![
+                meta.index.0,
+                meta.term.0,
+                *offset,
+                data.len() as u64,
+                u64::from(*done),
+            ]
+        }
+        MessageBody::InstallSnapshotResponse {
+            index,
+            next_offset,
+            installed,
+        } => {
+            vec![index.0, *next_offset, u64::from(*installed)]
+        }
         MessageBody::ReadIndexResponse { ctx, index } => {
             vec![*ctx, index.map_or(u64::MAX, |i| i.0)]
         }

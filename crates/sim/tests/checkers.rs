@@ -72,7 +72,7 @@ fn same_index_and_term_after_different_predecessors_breaks_log_matching() {
 fn leader_without_a_committed_entry_breaks_leader_completeness() {
     let mut checkers = Checkers::default();
     checkers
-        .applied(N1, Term(1), &entry(1, 1, 5))
+        .applied(N1, Term(1), &entry(1, 1, 5), 0)
         .expect("apply");
     let violation = checkers
         .became_leader(N2, Term(2), &FakeLog(vec![(1, 1)]))
@@ -80,7 +80,7 @@ fn leader_without_a_committed_entry_breaks_leader_completeness() {
     assert_eq!(violation.property, "Leader Completeness");
     let mut checkers = Checkers::default();
     checkers
-        .applied(N1, Term(1), &entry(1, 1, 5))
+        .applied(N1, Term(1), &entry(1, 1, 5), 0)
         .expect("apply");
     checkers
         .became_leader(N2, Term(2), &FakeLog(vec![(1, 5)]))
@@ -114,15 +114,15 @@ fn leader_that_rewrites_its_log_breaks_leader_append_only() {
 fn different_entries_applied_at_one_index_break_state_machine_safety() {
     let mut checkers = Checkers::default();
     checkers
-        .applied(N1, Term(1), &entry(1, 1, 5))
+        .applied(N1, Term(1), &entry(1, 1, 5), 0)
         .expect("apply");
     let violation = checkers
-        .applied(N2, Term(1), &entry(1, 2, 6))
+        .applied(N2, Term(1), &entry(1, 2, 6), 0)
         .expect_err("different entry at index 1");
     assert_eq!(violation.property, "State Machine Safety");
     let mut checkers = Checkers::default();
     let violation = checkers
-        .applied(N1, Term(1), &entry(2, 1, 5))
+        .applied(N1, Term(1), &entry(2, 1, 5), 0)
         .expect_err("a gap in applying");
     assert_eq!(violation.property, "State Machine Safety");
 }
@@ -140,10 +140,10 @@ fn commit_moving_back_or_applied_entries_lost_are_violations() {
 
     let mut checkers = Checkers::default();
     checkers
-        .applied(N1, Term(1), &entry(1, 1, 5))
+        .applied(N1, Term(1), &entry(1, 1, 5), 0)
         .expect("apply 1");
     checkers
-        .applied(N1, Term(1), &entry(2, 1, 6))
+        .applied(N1, Term(1), &entry(2, 1, 6), 0)
         .expect("apply 2");
     checkers.crashed(N1);
     let violation = checkers
@@ -153,7 +153,7 @@ fn commit_moving_back_or_applied_entries_lost_are_violations() {
 
     let mut checkers = Checkers::default();
     checkers
-        .applied(N1, Term(1), &entry(1, 1, 5))
+        .applied(N1, Term(1), &entry(1, 1, 5), 0)
         .expect("apply 1");
     checkers.crashed(N1);
     let violation = checkers
@@ -163,7 +163,7 @@ fn commit_moving_back_or_applied_entries_lost_are_violations() {
 
     let mut checkers = Checkers::default();
     checkers
-        .applied(N1, Term(1), &entry(1, 1, 5))
+        .applied(N1, Term(1), &entry(1, 1, 5), 0)
         .expect("apply 1");
     checkers.crashed(N1);
     checkers

@@ -5,6 +5,7 @@
 
 mod read_only;
 mod reads;
+mod snapshot;
 mod transfer;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -17,10 +18,11 @@ use crate::log::RaftLog;
 use crate::message::{AppendResponse, Message, MessageBody};
 use crate::progress::{Progress, ProgressState};
 use crate::quorum::{MajorityConfig, VoteResult};
-use crate::storage::LogStorage;
+use crate::storage::{LogStorage, SnapshotMeta};
 use crate::types::{Entry, EntryKind, HardState, LogIndex, NodeId, Role, SoftState, Term};
 use read_only::ReadOnly;
 pub use read_only::{ReadIndexError, ReadState};
+pub use snapshot::{SnapshotChunk, SnapshotError};
 pub use transfer::TransferError;
 
 /// Why a proposal was refused. Nothing is queued: the caller decides whether to retry.
@@ -125,6 +127,12 @@ pub struct Raft<S> {
     transfer_elapsed_ticks: u64,
     /// Candidate only: this election was started by the leader's TimeoutNow.
     campaign_is_transfer: bool,
+    /// Follower: the snapshot being received from the leader and the offset expected next.
+    incoming_snapshot: Option<(SnapshotMeta, u64)>,
+    /// Received snapshot chunks, for the next Ready to stage durably.
+    snapshot_chunks: Vec<SnapshotChunk>,
+    /// A fully received snapshot, for the next Ready to install.
+    snapshot_to_install: Option<SnapshotMeta>,
 }
 
 impl<S: LogStorage> Raft<S> {
@@ -164,6 +172,9 @@ impl<S: LogStorage> Raft<S> {
             lead_transferee: None,
             transfer_elapsed_ticks: 0,
             campaign_is_transfer: false,
+            incoming_snapshot: None,
+            snapshot_chunks: Vec::new(),
+            snapshot_to_install: None,
         };
         raft.reset_timers();
         raft
@@ -251,7 +262,16 @@ impl<S: LogStorage> Raft<S> {
             || self.broadcast_pending
             || !self.read_states.is_empty()
             || !self.failed_reads.is_empty()
+            || !self.snapshot_chunks.is_empty()
+            || self.snapshot_to_install.is_some()
             || (self.role == Role::Leader && self.read_only.needs_round())
+    }
+
+    pub(crate) fn take_snapshot_output(&mut self) -> (Vec<SnapshotChunk>, Option<SnapshotMeta>) {
+        (
+            std::mem::take(&mut self.snapshot_chunks),
+            self.snapshot_to_install.take(),
+        )
     }
 
     pub(crate) fn take_reads(&mut self) -> (Vec<ReadState>, Vec<u64>) {
@@ -521,7 +541,9 @@ impl<S: LogStorage> Raft<S> {
                 // PreVote never raises anyone's term.
                 MessageBody::PreVote { .. } => {}
                 MessageBody::PreVoteResponse { reject: false } => {}
-                MessageBody::AppendEntries { .. } => self.become_follower(m.term, Some(m.from)),
+                MessageBody::AppendEntries { .. } | MessageBody::InstallSnapshot { .. } => {
+                    self.become_follower(m.term, Some(m.from))
+                }
                 // §5.1: a higher term always makes a node a follower of that term.
                 _ => self.become_follower(m.term, None),
             }
@@ -567,6 +589,17 @@ impl<S: LogStorage> Raft<S> {
             }
             MessageBody::ReadIndex { ctx } => self.handle_read_index(m.from, ctx),
             MessageBody::TimeoutNow => self.handle_timeout_now(m.from),
+            MessageBody::InstallSnapshot {
+                meta,
+                offset,
+                data,
+                done,
+            } => self.handle_install_snapshot(m.from, meta, offset, data, done),
+            MessageBody::InstallSnapshotResponse {
+                index,
+                next_offset,
+                installed,
+            } => self.handle_snapshot_response(m.from, index, next_offset, installed),
             MessageBody::ReadIndexResponse { ctx, index } => match index {
                 Some(index) => self.read_states.push(ReadState { ctx, index }),
                 None => self.failed_reads.push(ctx),
@@ -601,6 +634,11 @@ impl<S: LogStorage> Raft<S> {
             MessageBody::ReadIndex { ctx } => MessageBody::ReadIndexResponse {
                 ctx: *ctx,
                 index: None,
+            },
+            MessageBody::InstallSnapshot { meta, .. } => MessageBody::InstallSnapshotResponse {
+                index: meta.index,
+                next_offset: 0,
+                installed: false,
             },
             _ => return,
         };
@@ -818,8 +856,10 @@ impl<S: LogStorage> Raft<S> {
         };
         let next = progress.next_index();
         let prev_log_index = next.prev();
-        let Some(prev_log_term) = self.log.term(prev_log_index) else {
-            return false;
+        let in_snapshot = matches!(progress.state(), ProgressState::Snapshot { .. });
+        let Some(prev_log_term) = self.log.term(prev_log_index).filter(|_| !in_snapshot) else {
+            // The entries this follower needs are compacted: it gets the snapshot instead.
+            return self.send_snapshot(to);
         };
         // Thesis §10.2.1 (pipelining): a paused follower gets an empty heartbeat, so that no
         // more than `max_inflight_appends` appends are ever unanswered.
@@ -863,6 +903,9 @@ impl<S: LogStorage> Raft<S> {
             .filter(|&id| id != self.id)
             .collect();
         for to in peers {
+            if let Some(progress) = self.progress.get_mut(&to) {
+                progress.resend_snapshot_chunk();
+            }
             self.send_append(to, true);
         }
     }

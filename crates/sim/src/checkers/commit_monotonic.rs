@@ -69,7 +69,11 @@ impl CommitMonotonic {
                 ),
             });
         }
-        for (&index, committed) in committed.range(..=applied) {
+        // Entries below the first index are covered by the node's snapshot.
+        for (&index, committed) in committed
+            .range(..=applied)
+            .filter(|(&index, _)| index >= log.first_index())
+        {
             let term = committed.term;
             if log.entry(index).as_ref().map(entry_digest) != Some(committed.digest) {
                 return Err(Violation {

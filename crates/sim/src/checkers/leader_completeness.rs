@@ -20,7 +20,9 @@ impl LeaderCompleteness {
         log: &dyn LogView,
         committed: &BTreeMap<LogIndex, CommittedEntry>,
     ) -> Result<(), Violation> {
-        for (&index, committed) in committed {
+        // Entries below the leader's first index are covered by its snapshot, whose state is
+        // checked against every state machine's (State Machine Safety).
+        for (&index, committed) in committed.range(log.first_index()..) {
             if committed.committed_by_term >= term {
                 // Possibly committed in this term or a later one: the property speaks only of
                 // leaders of higher terms than the commit's (a leader may learn of its

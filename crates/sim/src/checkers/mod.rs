@@ -53,6 +53,10 @@ pub struct CommittedEntry {
 
 /// A read-only view of one node's log at the moment of an observation.
 pub trait LogView {
+    /// The first index the log holds (entries before it are covered by a snapshot).
+    fn first_index(&self) -> LogIndex {
+        LogIndex(1)
+    }
     /// The last index in the log.
     fn last_index(&self) -> LogIndex;
     /// The entry at `index`, if the log holds it.
@@ -138,15 +142,24 @@ impl Checkers {
         self.commit_monotonic.persisted_commit(node, commit)
     }
 
-    /// `node`, whose term is now `node_term`, applied `entry` to its state machine.
+    /// `node`, whose term is now `node_term`, applied `entry` to its state machine, whose
+    /// state then has digest `state`.
     pub fn applied(
         &mut self,
         node: NodeId,
         node_term: Term,
         entry: &Entry,
+        state: u64,
     ) -> Result<(), Violation> {
-        self.state_machine_safety.applied(node, node_term, entry)?;
+        self.state_machine_safety
+            .applied(node, node_term, entry, state)?;
         self.commit_monotonic.applied(node, entry.index)
+    }
+
+    /// `node`'s state machine was replaced by a snapshot at `index` whose state has digest
+    /// `state` (received from the leader, or read from its disk at restart).
+    pub fn restored(&mut self, node: NodeId, index: LogIndex, state: u64) -> Result<(), Violation> {
+        self.state_machine_safety.restored(node, index, state)
     }
 
     /// `node` crashed.

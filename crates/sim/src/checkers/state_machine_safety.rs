@@ -13,6 +13,8 @@ use super::{entry_digest, CommittedEntry, Violation};
 pub struct StateMachineSafety {
     committed: BTreeMap<LogIndex, CommittedEntry>,
     last_applied: BTreeMap<NodeId, LogIndex>,
+    /// The state machine's digest after applying each index, as first seen.
+    state_after: BTreeMap<LogIndex, (u64, NodeId)>,
 }
 
 impl StateMachineSafety {
@@ -22,7 +24,9 @@ impl StateMachineSafety {
         node: NodeId,
         node_term: Term,
         entry: &Entry,
+        state: u64,
     ) -> Result<(), Violation> {
+        self.check_state(node, entry.index, state)?;
         let last = self.last_applied.get(&node).copied().unwrap_or_default();
         if entry.index != last.next() {
             return Err(Violation {
@@ -52,6 +56,28 @@ impl StateMachineSafety {
                     first_applier: node,
                 };
                 self.committed.insert(entry.index, committed);
+                Ok(())
+            }
+        }
+    }
+
+    /// `node` replaced its state machine with a snapshot at `index` (state digest `state`).
+    pub fn restored(&mut self, node: NodeId, index: LogIndex, state: u64) -> Result<(), Violation> {
+        self.check_state(node, index, state)?;
+        self.last_applied.insert(node, index);
+        Ok(())
+    }
+
+    /// Every state machine that reached `index` must be in the same state there.
+    fn check_state(&mut self, node: NodeId, index: LogIndex, state: u64) -> Result<(), Violation> {
+        match self.state_after.get(&index) {
+            Some(&(seen, first)) if seen != state => Err(Violation {
+                property: "State Machine Safety",
+                detail: format!("{node}'s state after {index} differs from {first}'s"),
+            }),
+            Some(_) => Ok(()),
+            None => {
+                self.state_after.insert(index, (state, node));
                 Ok(())
             }
         }

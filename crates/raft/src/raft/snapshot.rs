@@ -1,0 +1,230 @@
+//! Snapshots and log compaction (§7, Figure 13): the application snapshots its state at an
+//! applied index and the log prefix is discarded; a follower too far behind receives the
+//! snapshot in chunks, one unanswered chunk at a time, resuming from the last offset it
+//! acknowledged.
+
+use crate::message::MessageBody;
+use crate::progress::ProgressState;
+use crate::raft::Raft;
+use crate::storage::{LogStorage, SnapshotMeta, StorageError};
+use crate::types::{LogIndex, NodeId, Role};
+
+/// A chunk of an incoming snapshot, for the application to stage durably.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotChunk {
+    /// The snapshot it belongs to.
+    pub meta: SnapshotMeta,
+    /// Where it starts in the snapshot's data.
+    pub offset: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+/// Why a snapshot could not be taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// Only applied state can be snapshotted.
+    #[error("index {index} is not applied yet (applied {applied})")]
+    NotApplied {
+        /// The index asked for.
+        index: LogIndex,
+        /// The applied index.
+        applied: LogIndex,
+    },
+    /// A snapshot at or after this index exists already.
+    #[error("a snapshot at {existing} already covers index {index}")]
+    AlreadyCovered {
+        /// The index asked for.
+        index: LogIndex,
+        /// The existing snapshot's index.
+        existing: LogIndex,
+    },
+    /// Storage refused.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl<S: LogStorage> Raft<S> {
+    /// The application's state machine, having applied everything up to `index`, is `data`:
+    /// keep it as the snapshot and discard the log up to `index - trailing_entries` (the
+    /// trailing entries let slow followers catch up without the snapshot).
+    pub fn take_snapshot(&mut self, index: LogIndex, data: Vec<u8>) -> Result<(), SnapshotError> {
+        let applied = self.log.applied();
+        if index > applied || index.0 == 0 {
+            return Err(SnapshotError::NotApplied { index, applied });
+        }
+        let existing = self.log.storage().snapshot_meta().index;
+        if index <= existing {
+            return Err(SnapshotError::AlreadyCovered { index, existing });
+        }
+        let term = self.log.term(index).ok_or(StorageError::Compacted {
+            index,
+            first_index: self.log.first_index(),
+        })?;
+        let meta = SnapshotMeta {
+            index,
+            term,
+            voters: self.voters.voters().iter().copied().collect(),
+        };
+        let storage = self.log.storage_mut();
+        storage.save_snapshot(meta, data)?;
+        let upto = LogIndex(
+            index
+                .0
+                .saturating_sub(self.config.snapshot_trailing_entries),
+        )
+        .min(self.log.persisted_index());
+        if upto >= self.log.first_index() {
+            self.log.storage_mut().compact(upto)?;
+        }
+        Ok(())
+    }
+
+    /// Sends `to` the next chunk of the current snapshot. Returns whether a message was sent.
+    pub(crate) fn send_snapshot(&mut self, to: NodeId) -> bool {
+        let meta = self.log.storage().snapshot_meta();
+        if meta.index.0 == 0 {
+            return false;
+        }
+        let Some(progress) = self.progress.get_mut(&to) else {
+            return false;
+        };
+        let offset = match progress.state() {
+            ProgressState::Snapshot { index, offset } if index == meta.index => offset,
+            _ => {
+                progress.become_snapshot(meta.index);
+                0
+            }
+        };
+        if progress.is_paused() {
+            return false;
+        }
+        let total = self.log.storage().snapshot_len();
+        let data = match self
+            .log
+            .storage()
+            .snapshot_chunk(offset, self.config.max_snapshot_chunk_bytes)
+        {
+            Ok(data) => data,
+            Err(_) => return false, // storage trouble: the next heartbeat tries again
+        };
+        let done = offset + data.len() as u64 >= total;
+        let progress = self.progress.get_mut(&to).expect("checked above");
+        progress.sent_snapshot_chunk();
+        self.send(
+            to,
+            MessageBody::InstallSnapshot {
+                meta,
+                offset,
+                data,
+                done,
+            },
+        );
+        true
+    }
+
+    /// Figure 13, receiver side.
+    pub(crate) fn handle_install_snapshot(
+        &mut self,
+        from: NodeId,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Vec<u8>,
+        done: bool,
+    ) {
+        match self.role {
+            Role::Leader => return, // Election Safety: no other leader can exist in this term.
+            Role::Candidate | Role::PreCandidate => self.become_follower(self.term, Some(from)),
+            Role::Follower => self.leader = Some(from),
+        }
+        self.election_elapsed_ticks = 0;
+        if self.snapshot_to_install.is_some() {
+            // One snapshot per batch: the next one waits until this one is installed (the
+            // leader resends it with the next heartbeat).
+            return;
+        }
+        let index = meta.index;
+        // Never go back: a snapshot no newer than what is committed (hence what may be applied)
+        // is not installed; the follower already holds all it covers.
+        if index <= self.log.committed() {
+            self.send(
+                from,
+                MessageBody::InstallSnapshotResponse {
+                    index,
+                    next_offset: 0,
+                    installed: true,
+                },
+            );
+            return;
+        }
+        let expected = match &self.incoming_snapshot {
+            Some((receiving, next)) if *receiving == meta => *next,
+            _ => 0,
+        };
+        if offset != expected {
+            // A chunk was lost or repeated: ask for the transfer to continue where it stands.
+            self.send(
+                from,
+                MessageBody::InstallSnapshotResponse {
+                    index,
+                    next_offset: expected,
+                    installed: false,
+                },
+            );
+            return;
+        }
+        let next_offset = offset + data.len() as u64;
+        self.snapshot_chunks.push(SnapshotChunk {
+            meta: meta.clone(),
+            offset,
+            data,
+        });
+        if done {
+            self.incoming_snapshot = None;
+            self.log.restore(meta.index, meta.term);
+            self.snapshot_to_install = Some(meta);
+        } else {
+            self.incoming_snapshot = Some((meta, next_offset));
+        }
+        // Thesis §3.8: the acknowledgement promises the chunk is durable.
+        let term = self.term;
+        self.persisted_messages.push(crate::message::Message {
+            from: self.id,
+            to: from,
+            term,
+            body: MessageBody::InstallSnapshotResponse {
+                index,
+                next_offset,
+                installed: done,
+            },
+        });
+    }
+
+    /// The leader learns how far a follower got with the snapshot.
+    pub(crate) fn handle_snapshot_response(
+        &mut self,
+        from: NodeId,
+        index: LogIndex,
+        next_offset: u64,
+        installed: bool,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
+        progress.mark_active();
+        if installed {
+            if index > progress.match_index()
+                || matches!(progress.state(), ProgressState::Snapshot { .. })
+            {
+                progress.snapshot_installed(index);
+                self.maybe_commit();
+            }
+            self.send_appends(from);
+        } else if progress.snapshot_acknowledged(index, next_offset) {
+            self.send_snapshot(from);
+        }
+    }
+}
