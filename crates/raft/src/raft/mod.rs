@@ -609,9 +609,13 @@ impl<S: LogStorage> Raft<S> {
     }
 
     fn in_leader_lease(&self) -> bool {
-        self.config.check_quorum
-            && self.leader.is_some()
-            && self.election_elapsed_ticks < self.config.election_timeout_ticks
+        let heard_from_leader = self.leader.is_some()
+            && self.election_elapsed_ticks < self.config.election_timeout_ticks;
+        // With lease reads, a node that just started may have promised a leader, before it
+        // crashed, not to vote for an election timeout: it keeps that promise after restarting.
+        let just_started =
+            self.config.read_lease && self.ticks < self.config.election_timeout_ticks;
+        self.config.check_quorum && (heard_from_leader || just_started)
     }
 
     /// §5.1: a request from an older term is refused with the current term, so its sender

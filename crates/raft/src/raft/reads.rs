@@ -78,7 +78,15 @@ impl<S: LogStorage> Raft<S> {
     /// Thesis §6.4.1: lease reads skip the round trip while a majority answered recently
     /// enough that none of them can have voted for another leader yet.
     fn lease_is_valid(&self) -> bool {
-        self.config.read_lease && self.config.check_quorum && self.ticks < self.lease_until_tick
+        self.config.read_lease
+            && self.config.check_quorum
+            && self.lead_transferee.is_none()
+            && self.ticks < self.lease_until_tick
+    }
+
+    /// Gives up the lease (leadership is being handed over).
+    pub(crate) fn end_lease(&mut self) {
+        self.lease_until_tick = 0;
     }
 
     /// Starts a heartbeat round; the messages sent from now on carry it.

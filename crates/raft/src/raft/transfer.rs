@@ -63,6 +63,8 @@ impl<S: LogStorage> Raft<S> {
             .get(&to)
             .is_some_and(|p| p.match_index() == self.log.last_index());
         if caught_up {
+            // The target will win votes that ignore this leader's lease: the lease ends now.
+            self.end_lease();
             self.send(to, MessageBody::TimeoutNow);
         }
     }
