@@ -211,6 +211,8 @@ pub struct Cluster {
     stats: Stats,
     roles: BTreeMap<NodeId, Role>,
     applied_values: BTreeMap<NodeId, Vec<u64>>,
+    /// Every bare value applied anywhere, by index: what a snapshot at an index contains.
+    committed_values: BTreeMap<LogIndex, u64>,
     kv: BTreeMap<NodeId, KvStore>,
     /// Key-value writes a client waits for: operation id → the node that accepted it.
     write_waiters: BTreeMap<u64, NodeId>,
@@ -286,6 +288,7 @@ impl Cluster {
             stats: Stats::default(),
             roles: BTreeMap::new(),
             applied_values: BTreeMap::new(),
+            committed_values: BTreeMap::new(),
             kv: BTreeMap::new(),
             write_waiters: BTreeMap::new(),
             write_replies: BTreeMap::new(),
@@ -574,7 +577,7 @@ impl Cluster {
                 TraceEvent::Note(format!("{node} installed the snapshot at {}", meta.index)),
             );
             self.kv.insert(node, kv);
-            self.applied_values.remove(&node);
+            self.restore_applied_values(node, meta.index);
             self.stats.snapshot_installs += 1;
         }
         for entry in &out.applied {
@@ -586,6 +589,7 @@ impl Cluster {
             result = result.and(self.checkers.applied(node, term_now, entry, kv.digest()));
             match (command, reply) {
                 (Some(Command::Value(value)), _) => {
+                    self.committed_values.insert(entry.index, value);
                     self.applied_values.entry(node).or_default().push(value)
                 }
                 (Some(command), Some(reply)) => {
@@ -610,6 +614,17 @@ impl Cluster {
         self.maybe_take_snapshot(node);
         self.serve_reads(node);
         self.mark_dirty(node);
+    }
+
+    /// A node whose state machine was restored from a snapshot at `index` holds the effect of
+    /// every value applied up to it.
+    fn restore_applied_values(&mut self, node: NodeId, index: LogIndex) {
+        let values = self
+            .committed_values
+            .range(..=index)
+            .map(|(_, &value)| value)
+            .collect();
+        self.applied_values.insert(node, values);
     }
 
     /// Snapshots `node`'s state machine once it applied `snapshot_every_entries` past its last
@@ -1008,6 +1023,7 @@ impl Cluster {
             result = result.and(self.checkers.restored(node, snapshot.index, kv.digest()));
         }
         self.kv.insert(node, kv);
+        self.restore_applied_values(node, snapshot.index);
         if let Err(violation) = result {
             self.record_violation(violation);
         }
@@ -1133,6 +1149,26 @@ impl Cluster {
     /// The hard state `node` last made durable.
     pub fn hard_state(&self, node: NodeId) -> HardState {
         self.nodes[&node].hard_state
+    }
+
+    /// The first index `node`'s disk still holds (entries before it are in its snapshot).
+    pub fn durable_first_index(&self, node: NodeId) -> LogIndex {
+        self.nodes[&node].storage.first_index()
+    }
+
+    /// The index of the snapshot on `node`'s disk (0: none).
+    pub fn snapshot_index(&self, node: NodeId) -> LogIndex {
+        self.nodes[&node].storage.snapshot_meta().index
+    }
+
+    /// The bytes of log entries and snapshot on `node`'s disk.
+    pub fn durable_bytes(&self, node: NodeId) -> u64 {
+        let storage = &self.nodes[&node].storage;
+        let (first, last) = (storage.first_index(), storage.last_index());
+        let entries = storage
+            .entries(first, last.next(), u64::MAX)
+            .unwrap_or_default();
+        entries.iter().map(Entry::size_bytes).sum::<u64>() + storage.snapshot_len()
     }
 
     /// The last index on `node`'s disk.

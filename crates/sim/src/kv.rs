@@ -53,6 +53,9 @@ pub enum Reply {
     Swapped(bool),
 }
 
+/// The key where the last bare value applied is kept.
+pub const LAST_VALUE_KEY: &str = "last-value";
+
 const TAG_VALUE: u8 = 1;
 const TAG_PUT: u8 = 2;
 const TAG_DELETE: u8 = 3;
@@ -188,7 +191,12 @@ impl KvStore {
     /// Applies `command` and returns its reply.
     pub fn apply(&mut self, command: &Command) -> Reply {
         match command {
-            Command::Value(_) => Reply::Value,
+            Command::Value(value) => {
+                // Bare values leave a trace in the state, so that snapshots carry something.
+                self.map
+                    .insert(LAST_VALUE_KEY.to_string(), value.to_string());
+                Reply::Value
+            }
             Command::Put { key, value, .. } => {
                 self.map.insert(key.clone(), value.clone());
                 Reply::Done
