@@ -577,7 +577,13 @@ impl Cluster {
                 TraceEvent::Note(format!("{node} installed the snapshot at {}", meta.index)),
             );
             self.kv.insert(node, kv);
-            self.restore_applied_values(node, meta.index);
+            // The restored state holds the effect of every value applied up to the snapshot.
+            let values = self
+                .committed_values
+                .range(..=meta.index)
+                .map(|(_, &value)| value)
+                .collect();
+            self.applied_values.insert(node, values);
             self.stats.snapshot_installs += 1;
         }
         for entry in &out.applied {
