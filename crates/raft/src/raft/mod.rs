@@ -899,13 +899,17 @@ impl<S: LogStorage> Raft<S> {
         true
     }
 
-    fn broadcast_heartbeat(&mut self) {
-        let peers: Vec<NodeId> = self
-            .progress
+    /// Leader only: every node it replicates to.
+    fn followers(&self) -> Vec<NodeId> {
+        self.progress
             .keys()
             .copied()
             .filter(|&id| id != self.id)
-            .collect();
+            .collect()
+    }
+
+    fn broadcast_heartbeat(&mut self) {
+        let peers = self.followers();
         for to in peers {
             if let Some(progress) = self.progress.get_mut(&to) {
                 progress.resend_snapshot_chunk();
@@ -925,12 +929,7 @@ impl<S: LogStorage> Raft<S> {
         if !std::mem::take(&mut self.broadcast_pending) {
             return;
         }
-        let peers: Vec<NodeId> = self
-            .progress
-            .keys()
-            .copied()
-            .filter(|&id| id != self.id)
-            .collect();
+        let peers = self.followers();
         // A new commit index alone does not trigger a message: it rides on the next append
         // or heartbeat, which halves the messages of a lightly loaded cluster.
         for to in peers {
