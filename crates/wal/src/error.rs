@@ -15,20 +15,20 @@ pub enum WalError {
     #[error(transparent)]
     Disk(#[from] DiskError),
     /// The log on disk is damaged where a crash cannot have damaged it; the WAL refuses to
-    /// start rather than lose data that may be committed.
+    /// start rather than lose data that may be committed. The same for a damaged snapshot file.
     #[error("{}: corrupt at offset {offset}: {problem}", .file.display())]
     Corrupt {
-        /// The segment file.
+        /// The segment or snapshot file.
         file: PathBuf,
         /// The byte offset of the damaged record (0 for a whole-file problem).
         offset: u64,
         /// What is wrong.
         problem: Corruption,
     },
-    /// A segment belongs to another cluster: the directory was mixed up.
+    /// A segment or snapshot belongs to another cluster: the directory was mixed up.
     #[error("{}: belongs to cluster {found}, not to cluster {expected}", .file.display())]
     WrongCluster {
-        /// The segment file.
+        /// The segment or snapshot file.
         file: PathBuf,
         /// The cluster id this WAL was opened with.
         expected: u64,
@@ -121,6 +121,28 @@ pub enum Corruption {
     /// A segment other than the last ends in the middle of a write batch.
     #[error("the segment ends in the middle of a write batch")]
     UnfinishedBatch,
+    /// A snapshot file's header is damaged or is not a snapshot header.
+    #[error("the snapshot header is invalid: {reason}")]
+    BadSnapshotHeader {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A snapshot file is not as long as its header says.
+    #[error("the snapshot file should be {expected_bytes} bytes long, but is {found_bytes}")]
+    SnapshotLength {
+        /// Header plus data length, from the header.
+        expected_bytes: u64,
+        /// The file's length.
+        found_bytes: u64,
+    },
+    /// A snapshot's data does not match the checksum in its header.
+    #[error("snapshot data checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    SnapshotChecksum {
+        /// The checksum in the header.
+        stored: u32,
+        /// The checksum of the data read.
+        computed: u32,
+    },
     /// Entries that no remaining segment holds and no compaction covers.
     #[error("entries {from}..={to} are in no segment: a segment is missing")]
     LostEntries {

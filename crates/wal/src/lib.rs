@@ -4,7 +4,8 @@
 //! through [`Disk`], so the same code runs on the real file system ([`FsDisk`]) and on a
 //! simulated disk that loses unsynced data when it crashes ([`MemDisk`]).
 //!
-//! [`Wal`] implements [`skiff_raft::LogStorage`] and passes its conformance suite. A driver
+//! [`Wal`] implements [`skiff_raft::LogStorage`], snapshots included, and passes its
+//! conformance suites. A driver
 //! persists each Raft `Ready` with one [`Wal::append_batch`] call — entries, then the hard
 //! state, then a single sync — and calls [`Wal::compact_to`] once a snapshot covers a prefix.
 //!
@@ -34,6 +35,8 @@
 //! - [`mem_disk`]: [`MemDisk`], an in-memory disk with crashes, torn writes and bit flips.
 //! - [`record`]: the record frame (`len | crc32c | type | payload`) and its four record types.
 //! - `segment`: segment file names and the in-memory index of live entries.
+//! - [`snapshot`]: the snapshot file format and names, and finding the current snapshot at
+//!   start-up.
 //! - [`wal`]: [`Wal`] and [`WalOptions`]: group commit, rollover, suffix replacement,
 //!   compaction, and the [`LogStorage`](skiff_raft::LogStorage) implementation.
 //! - [`recovery`]: replaying segments, cutting a torn tail, refusing real corruption
@@ -59,6 +62,15 @@
 //!   Anything else that does not decode or does not fit (a bad checksum or length with valid
 //!   records after it, a missing segment, a header of another cluster) refuses to start with
 //!   the file and offset, and leaves the files as they are.
+//!
+//! Next to the segments, the current snapshot is one file `snap-{index:020}.snap`: a
+//! checksummed header (cluster id, index, term, voters, data length and CRC-32C) and the
+//! data, written as a temp file that is synced, renamed into place and made durable by a
+//! directory sync. An incoming snapshot is staged chunk by chunk in `snap-{index:020}.staging`
+//! (synced per chunk), then copied into a snapshot file the same way when it is installed;
+//! the log is compacted to it only after that file is durable. At start-up a damaged current
+//! snapshot refuses to start naming the file; temp files, staged data and superseded
+//! snapshots are removed. Details in [`snapshot`].
 #![deny(missing_docs)]
 
 pub mod disk;
@@ -68,6 +80,7 @@ pub mod mem_disk;
 pub mod record;
 pub mod recovery;
 mod segment;
+pub mod snapshot;
 pub mod wal;
 
 pub use disk::{Disk, DiskError};

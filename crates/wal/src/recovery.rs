@@ -31,6 +31,15 @@ pub struct RecoveryReport {
     pub torn_tail: Option<TornTail>,
     /// No segment was found (or the only one was torn away): a new, empty log was created.
     pub created: bool,
+    /// The current snapshot file, if there is one.
+    pub snapshot_file: Option<PathBuf>,
+    /// Snapshot files removed: torn or unfinished temp files, staged data of an incoming
+    /// snapshot, and snapshots superseded by a newer one.
+    pub snapshot_files_removed: Vec<PathBuf>,
+    /// The log did not hold the current snapshot's last entry (a crash interrupted the
+    /// installation of a received snapshot): it was compacted to the snapshot, dropping the
+    /// entries the snapshot replaces (Raft §7).
+    pub finished_snapshot_install: bool,
 }
 
 /// An incomplete write batch at the end of the last segment, left by a crash.

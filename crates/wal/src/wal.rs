@@ -4,13 +4,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use skiff_raft::types::ENTRY_HEADER_BYTES;
-use skiff_raft::{Entry, HardState, LogIndex, LogStorage, StorageError, Term};
+use skiff_raft::{Entry, HardState, LogIndex, LogStorage, SnapshotMeta, StorageError, Term};
 
-use crate::disk::Disk;
-use crate::error::WalError;
+use crate::disk::{Disk, DiskError};
+use crate::error::{Corruption, WalError};
 use crate::record::{self, LogStart, Record, SegmentHeader};
 use crate::recovery::{self, Recovered, RecoveryReport};
 use crate::segment::{self, EntryIndex, Segment, Slot};
+use crate::snapshot::{self, SnapshotFile, SnapshotHeader, Staging, COPY_CHUNK_BYTES};
 
 /// The segment size at which a new segment is started, unless configured otherwise.
 pub const DEFAULT_MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -63,6 +64,10 @@ pub struct Wal<D: Disk> {
     /// Set when a write or sync failed: the disk's state is then unknown (a failed fsync may
     /// have dropped dirty pages), so the log takes no more writes until it is reopened.
     failed: Option<String>,
+    /// The current snapshot (its metadata; the data stays on disk).
+    snapshot: Option<SnapshotFile>,
+    /// An incoming snapshot being received chunk by chunk.
+    staging: Option<Staging>,
 }
 
 impl<D: Disk> Wal<D> {
@@ -71,12 +76,20 @@ impl<D: Disk> Wal<D> {
     /// A torn final batch in the last segment is cut off and reported; any other damage
     /// refuses to start with [`WalError::Corrupt`] or [`WalError::WrongCluster`], naming the
     /// file and the offset, and leaves the files untouched.
+    ///
+    /// The newest complete snapshot file becomes the current snapshot; it must be whole, or
+    /// the log refuses to start naming it. Temp and staging files and older snapshots are
+    /// removed (see [`snapshot`]). If the log does not hold the snapshot's last entry (a
+    /// crash came between writing a received snapshot and compacting the log to it), the log
+    /// is compacted to the snapshot now.
     pub fn open(
         mut disk: D,
         dir: impl Into<PathBuf>,
         options: WalOptions,
     ) -> Result<(Wal<D>, RecoveryReport), WalError> {
         let dir = dir.into();
+        disk.create_dir_all(&dir)?;
+        let scanned = snapshot::scan(&disk, &dir, options.cluster_id)?;
         let Recovered {
             segments,
             index,
@@ -91,11 +104,28 @@ impl<D: Disk> Wal<D> {
             index,
             hard_state,
             failed: None,
+            snapshot: scanned.current,
+            staging: None,
         };
         if wal.segments.is_empty() {
             // Write the first header now, so that the cluster id is on disk from the start.
             wal.write(&[])?;
             report.created = true;
+        }
+        if !scanned.leftovers.is_empty() {
+            for file in &scanned.leftovers {
+                wal.disk.remove(file)?;
+            }
+            wal.disk.sync_dir(&wal.dir)?;
+            report.snapshot_files_removed = scanned.leftovers;
+        }
+        if let Some(current) = &wal.snapshot {
+            report.snapshot_file = Some(current.path.clone());
+            let SnapshotMeta { index, term, .. } = current.meta;
+            if index > wal.index.start.index && wal.index.term(index) != Some(term) {
+                wal.compact_to(index, term)?;
+                report.finished_snapshot_install = true;
+            }
         }
         Ok((wal, report))
     }
@@ -226,6 +256,16 @@ impl<D: Disk> Wal<D> {
         removed
     }
 
+    /// The current snapshot file, if there is one.
+    pub fn snapshot_path(&self) -> Option<&Path> {
+        self.snapshot.as_ref().map(|current| current.path.as_path())
+    }
+
+    /// The file the incoming snapshot is being staged in, if one is.
+    pub fn staging_path(&self) -> Option<&Path> {
+        self.staging.as_ref().map(|staging| staging.path.as_path())
+    }
+
     /// The segment files, oldest first.
     pub fn segment_paths(&self) -> Vec<PathBuf> {
         self.segments.values().map(|s| s.path.clone()).collect()
@@ -321,6 +361,100 @@ impl<D: Disk> Wal<D> {
         Ok((next, offset))
     }
 
+    /// Refuses a snapshot older than the current one.
+    fn check_not_older(&self, index: LogIndex) -> Result<(), StorageError> {
+        match &self.snapshot {
+            Some(current) if index < current.meta.index => Err(StorageError::Snapshot(format!(
+                "snapshot at {index} is older than the one kept at {}",
+                current.meta.index
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes the snapshot described by `header` the current one: the header and then the
+    /// data that `write_data` appends go to a temp file, which is synced, renamed into place,
+    /// and made durable by a directory sync. Older snapshot files are then removed.
+    ///
+    /// A failure before the rename leaves the current snapshot as it was (and the log
+    /// usable). A failed directory sync after the rename leaves unknown which snapshot is
+    /// durable: the log then takes no more writes until it is reopened.
+    fn publish_snapshot(
+        &mut self,
+        header: SnapshotHeader,
+        write_data: impl FnOnce(&mut D, &Path) -> Result<(), WalError>,
+    ) -> Result<(), WalError> {
+        let index = header.meta.index;
+        let temp = self.dir.join(snapshot::temp_file_name(index));
+        let path = self.dir.join(snapshot::file_name(index));
+        let written = self
+            .write_snapshot_temp(&temp, &header, write_data)
+            .and_then(|()| Ok(self.disk.rename(&temp, &path)?));
+        if let Err(error) = written {
+            // Best effort: start-up removes any temp file left behind.
+            let _ = self.remove_if_exists(&temp);
+            return Err(error);
+        }
+        let previous = self.snapshot.replace(SnapshotFile {
+            path: path.clone(),
+            data_offset: header.encoded_len(),
+            data_len: header.data_len,
+            meta: header.meta,
+        });
+        if let Err(error) = self.disk.sync_dir(&self.dir) {
+            self.failed = Some(error.to_string());
+            return Err(error.into());
+        }
+        if let Some(previous) = previous.filter(|previous| previous.path != path) {
+            // Best effort: the new snapshot is durable already, and start-up removes a
+            // superseded snapshot file left behind.
+            if self.disk.remove(&previous.path).is_ok() {
+                let _ = self.disk.sync_dir(&self.dir);
+            }
+        }
+        Ok(())
+    }
+
+    fn write_snapshot_temp(
+        &mut self,
+        temp: &Path,
+        header: &SnapshotHeader,
+        write_data: impl FnOnce(&mut D, &Path) -> Result<(), WalError>,
+    ) -> Result<(), WalError> {
+        self.remove_if_exists(temp)?;
+        self.disk.create(temp)?;
+        self.disk.append(temp, &header.encode())?;
+        write_data(&mut self.disk, temp)?;
+        self.disk.sync(temp)?;
+        Ok(())
+    }
+
+    fn remove_if_exists(&mut self, file: &Path) -> Result<(), DiskError> {
+        match self.disk.remove(file) {
+            Err(DiskError::NotFound { .. }) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Appends a chunk to the staging file and syncs it (and, for a new file, its directory).
+    fn append_staged(
+        &mut self,
+        staging: &Staging,
+        data: &[u8],
+        new_file: bool,
+    ) -> Result<(), DiskError> {
+        if new_file {
+            self.remove_if_exists(&staging.path)?;
+            self.disk.create(&staging.path)?;
+        }
+        self.disk.append(&staging.path, data)?;
+        self.disk.sync(&staging.path)?;
+        if new_file {
+            self.disk.sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
     fn remove_segments(&mut self, firsts: &[LogIndex]) -> Result<(), WalError> {
         for first in firsts {
             if let Some(segment) = self.segments.remove(first) {
@@ -413,6 +547,37 @@ fn decode_entry_at(
     }
 }
 
+/// Appends the `len` staged bytes of `from` to `to`, in pieces, and checks that they are the
+/// bytes whose checksum was computed as they were staged.
+fn copy_staged<D: Disk>(
+    disk: &mut D,
+    from: &Path,
+    to: &Path,
+    len: u64,
+    expected_crc: u32,
+) -> Result<(), WalError> {
+    let mut crc = 0;
+    let mut done = 0;
+    while done < len {
+        let piece = COPY_CHUNK_BYTES.min(len - done);
+        let bytes = disk.read(from, done, piece)?;
+        crc = crc32c::crc32c_append(crc, &bytes);
+        disk.append(to, &bytes)?;
+        done += piece;
+    }
+    if crc != expected_crc {
+        return Err(WalError::Corrupt {
+            file: from.to_path_buf(),
+            offset: 0,
+            problem: Corruption::SnapshotChecksum {
+                stored: expected_crc,
+                computed: crc,
+            },
+        });
+    }
+    Ok(())
+}
+
 /// Encodes a fixed-size record, which is always far below the record size limit.
 fn encode_small(record: &Record, out: &mut Vec<u8>) {
     if let Err(error) = record::encode(record, true, out) {
@@ -464,5 +629,142 @@ impl<D: Disk> LogStorage for Wal<D> {
 
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
         Ok(self.append_batch(entries, None)?)
+    }
+
+    fn snapshot_meta(&self) -> SnapshotMeta {
+        self.snapshot
+            .as_ref()
+            .map(|current| current.meta.clone())
+            .unwrap_or_default()
+    }
+
+    fn snapshot_len(&self) -> u64 {
+        self.snapshot.as_ref().map_or(0, |current| current.data_len)
+    }
+
+    /// Reads the chunk from the snapshot file (the data was checksummed whole when the file
+    /// was written and when the log was opened).
+    fn snapshot_chunk(&self, offset: u64, max_bytes: u64) -> Result<Vec<u8>, StorageError> {
+        let Some(current) = &self.snapshot else {
+            return Ok(Vec::new());
+        };
+        let start = offset.min(current.data_len);
+        let len = max_bytes.min(current.data_len - start);
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        self.disk
+            .read(&current.path, current.data_offset + start, len)
+            .map_err(|error| StorageError::Backend(error.to_string()))
+    }
+
+    /// Writes `snap-{index}.snap` (temp file, sync, rename, directory sync) and removes the
+    /// older snapshot file. The log is not compacted: that is [`LogStorage::compact`].
+    fn save_snapshot(&mut self, meta: SnapshotMeta, data: Vec<u8>) -> Result<(), StorageError> {
+        self.check_usable()?;
+        self.check_not_older(meta.index)?;
+        let header = SnapshotHeader {
+            cluster_id: self.options.cluster_id,
+            data_len: data.len() as u64,
+            data_crc: crc32c::crc32c(&data),
+            meta,
+        };
+        self.publish_snapshot(header, |disk, temp| Ok(disk.append(temp, &data)?))?;
+        Ok(())
+    }
+
+    /// Compacts through [`Wal::compact_to`], but never past the snapshot or the log's end.
+    fn compact(&mut self, upto: LogIndex) -> Result<(), StorageError> {
+        if upto <= self.index.start.index {
+            return Ok(());
+        }
+        let covered = self
+            .snapshot
+            .as_ref()
+            .map_or(LogIndex(0), |current| current.meta.index);
+        if upto > covered || upto > self.index.last_index() {
+            return Err(StorageError::Snapshot(format!(
+                "cannot compact to {upto}: the snapshot covers {covered} and the log ends at {}",
+                self.index.last_index()
+            )));
+        }
+        let term = self.term(upto)?;
+        Ok(self.compact_to(upto, term)?)
+    }
+
+    /// Appends the chunk to `snap-{index}.staging` and syncs it (a new staging file's name is
+    /// made durable too). Offset 0, or another snapshot, starts afresh; a chunk that does not
+    /// continue the staged bytes is refused with [`StorageError::Snapshot`]. A failed write
+    /// drops what was staged.
+    fn stage_snapshot_chunk(
+        &mut self,
+        meta: &SnapshotMeta,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), StorageError> {
+        self.check_usable()?;
+        let (staging, new_file) = match self.staging.take() {
+            Some(staging) if offset != 0 && staging.meta == *meta => (staging, false),
+            previous => {
+                if let Some(previous) = previous {
+                    self.remove_if_exists(&previous.path)
+                        .map_err(WalError::from)?;
+                }
+                let path = self.dir.join(snapshot::staging_file_name(meta.index));
+                let staging = Staging {
+                    meta: meta.clone(),
+                    path,
+                    len: 0,
+                    crc: 0,
+                };
+                (staging, true)
+            }
+        };
+        if staging.len != offset {
+            let staged = staging.len;
+            if !new_file {
+                self.staging = Some(staging);
+            }
+            return Err(StorageError::Snapshot(format!(
+                "chunk at {offset}, but {staged} bytes are staged"
+            )));
+        }
+        self.append_staged(&staging, data, new_file)
+            .map_err(WalError::from)?;
+        self.staging = Some(Staging {
+            len: staging.len + data.len() as u64,
+            crc: crc32c::crc32c_append(staging.crc, data),
+            ..staging
+        });
+        Ok(())
+    }
+
+    /// Writes the staged data as `snap-{index}.snap` (temp file, sync, rename, directory
+    /// sync), then compacts the log to the snapshot with [`Wal::compact_to`], which keeps the
+    /// entries after it only if the log holds `meta.index` with `meta.term` (Figure 13). A
+    /// crash between the two is finished by [`Wal::open`]. A snapshot older than the current
+    /// one is refused.
+    fn install_staged_snapshot(&mut self, meta: &SnapshotMeta) -> Result<(), StorageError> {
+        self.check_usable()?;
+        let Some(staging) = self.staging.clone().filter(|staging| staging.meta == *meta) else {
+            return Err(StorageError::Snapshot(format!(
+                "no staged snapshot at {}",
+                meta.index
+            )));
+        };
+        self.check_not_older(meta.index)?;
+        let header = SnapshotHeader {
+            cluster_id: self.options.cluster_id,
+            meta: meta.clone(),
+            data_len: staging.len,
+            data_crc: staging.crc,
+        };
+        self.publish_snapshot(header, |disk, temp| {
+            copy_staged(disk, &staging.path, temp, staging.len, staging.crc)
+        })?;
+        self.staging = None;
+        // Best effort, not synced: start-up removes a staging file left behind.
+        let _ = self.remove_if_exists(&staging.path);
+        Ok(self.compact_to(meta.index, meta.term)?)
     }
 }

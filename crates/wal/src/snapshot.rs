@@ -1,0 +1,376 @@
+//! Snapshot files: the format, their names, and finding the current one at start-up.
+//!
+//! ```text
+//! snap-{index:020}.snap      the current snapshot (normally exactly one)
+//! snap-{index:020}.snap.tmp  a snapshot being written; renamed to .snap once synced
+//! snap-{index:020}.staging   the data of an incoming snapshot, chunk by chunk
+//!
+//! snapshot file = header | data
+//! header (integers little-endian):
+//!   magic "SKIFFSNP" | version: u16 | cluster id: u64 | index: u64 | term: u64
+//!   | voter count: u32 | voters: u64 × count | data length: u64 | data crc: u32
+//!   | header crc: u32
+//!   data crc is CRC-32C of the data; header crc is CRC-32C of every header byte before it.
+//! ```
+//!
+//! A snapshot file is only ever given its final name after its contents were synced
+//! (temp file → sync → rename → directory sync), so a crash can tear only a `.tmp` file.
+//!
+//! Rules at start-up, kept simple on purpose:
+//! - the complete snapshot file with the highest index is the current snapshot; it must be
+//!   whole — header checksum, magic, version, cluster id, the index in its name, its length,
+//!   and the data checksum — or the log refuses to start with [`WalError::Corrupt`] (or
+//!   [`WalError::WrongCluster`]) naming the file. There is no fall-back to an older snapshot:
+//!   the log may already be compacted past it;
+//! - older complete snapshot files (left by a crash between the rename of a newer one and the
+//!   removal of the older ones) are superseded and removed without being read;
+//! - `.tmp` files (torn or not) and `.staging` files (a transfer cut short) are removed.
+//!
+//! The data is never held in memory as a whole: it is checksummed at start-up in pieces of
+//! [`COPY_CHUNK_BYTES`], and read back chunk by chunk.
+
+use std::path::{Path, PathBuf};
+
+use skiff_raft::{LogIndex, NodeId, SnapshotMeta, Term};
+
+use crate::disk::{Disk, DiskError};
+use crate::error::{Corruption, WalError};
+
+/// The first bytes of every snapshot file.
+pub const MAGIC: [u8; 8] = *b"SKIFFSNP";
+
+/// The snapshot format version written and the only one read.
+pub const VERSION: u16 = 1;
+
+/// The most voters a snapshot header may list; a larger count is read as corruption.
+pub const MAX_VOTERS: u32 = 1 << 16;
+
+/// The piece size in which snapshot data is checksummed and copied.
+pub const COPY_CHUNK_BYTES: u64 = 1 << 20;
+
+/// Header bytes before the voters: magic, version, cluster id, index, term, voter count.
+const FIXED_PREFIX_BYTES: u64 = 8 + 2 + 8 + 8 + 8 + 4;
+/// Header bytes after the voters: data length, data crc, header crc.
+const FIXED_SUFFIX_BYTES: u64 = 8 + 4 + 4;
+
+/// The name of the snapshot file for `index`.
+pub fn file_name(index: LogIndex) -> String {
+    format!("snap-{:020}.snap", index.0)
+}
+
+/// The name of the temporary file a snapshot for `index` is written to.
+pub fn temp_file_name(index: LogIndex) -> String {
+    format!("snap-{:020}.snap.tmp", index.0)
+}
+
+/// The name of the file an incoming snapshot for `index` is staged in.
+pub fn staging_file_name(index: LogIndex) -> String {
+    format!("snap-{:020}.staging", index.0)
+}
+
+/// What kind of snapshot file a name is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A complete snapshot, for this index.
+    Complete(LogIndex),
+    /// A snapshot being written.
+    Temp,
+    /// Staged data of an incoming snapshot.
+    Staging,
+}
+
+/// The kind of a snapshot file name, or `None` for any other file.
+pub fn parse_file_name(name: &str) -> Option<FileKind> {
+    let rest = name.strip_prefix("snap-")?;
+    let (digits, kind) = if let Some(digits) = rest.strip_suffix(".snap") {
+        (digits, None)
+    } else if let Some(digits) = rest.strip_suffix(".snap.tmp") {
+        (digits, Some(FileKind::Temp))
+    } else {
+        (rest.strip_suffix(".staging")?, Some(FileKind::Staging))
+    };
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let index = LogIndex(digits.parse().ok()?);
+    Some(kind.unwrap_or(FileKind::Complete(index)))
+}
+
+/// A snapshot file's header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotHeader {
+    /// The cluster the snapshot belongs to.
+    pub cluster_id: u64,
+    /// What the snapshot is a picture of.
+    pub meta: SnapshotMeta,
+    /// The length of the data after the header.
+    pub data_len: u64,
+    /// CRC-32C of the data.
+    pub data_crc: u32,
+}
+
+impl SnapshotHeader {
+    /// The encoded header.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len() as usize);
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&self.cluster_id.to_le_bytes());
+        out.extend_from_slice(&self.meta.index.0.to_le_bytes());
+        out.extend_from_slice(&self.meta.term.0.to_le_bytes());
+        out.extend_from_slice(&(self.meta.voters.len() as u32).to_le_bytes());
+        for voter in &self.meta.voters {
+            out.extend_from_slice(&voter.0.to_le_bytes());
+        }
+        out.extend_from_slice(&self.data_len.to_le_bytes());
+        out.extend_from_slice(&self.data_crc.to_le_bytes());
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// The length of the encoded header.
+    pub fn encoded_len(&self) -> u64 {
+        FIXED_PREFIX_BYTES + 8 * self.meta.voters.len() as u64 + FIXED_SUFFIX_BYTES
+    }
+}
+
+/// The current snapshot: its metadata in memory, its data on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SnapshotFile {
+    /// The file.
+    pub path: PathBuf,
+    /// What it is a picture of.
+    pub meta: SnapshotMeta,
+    /// Where the data begins (the header's length).
+    pub data_offset: u64,
+    /// The data's length.
+    pub data_len: u64,
+}
+
+/// An incoming snapshot being staged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Staging {
+    /// The snapshot being received.
+    pub meta: SnapshotMeta,
+    /// The staging file, holding the data received so far (synced).
+    pub path: PathBuf,
+    /// How many bytes are staged.
+    pub len: u64,
+    /// CRC-32C of the staged bytes.
+    pub crc: u32,
+}
+
+/// What [`scan`] found in the directory.
+#[derive(Debug, Default)]
+pub(crate) struct Scanned {
+    /// The current snapshot, checked whole.
+    pub current: Option<SnapshotFile>,
+    /// Files to remove: temp files, staging files, superseded snapshots.
+    pub leftovers: Vec<PathBuf>,
+}
+
+/// Finds and checks the current snapshot in `dir`, and lists the leftovers to remove. Reads
+/// only: a refusal leaves every file as it is.
+pub(crate) fn scan<D: Disk>(disk: &D, dir: &Path, cluster_id: u64) -> Result<Scanned, WalError> {
+    let mut complete = Vec::new();
+    let mut leftovers = Vec::new();
+    for name in disk.list(dir)? {
+        match parse_file_name(&name) {
+            Some(FileKind::Complete(index)) => complete.push((index, dir.join(name))),
+            Some(FileKind::Temp | FileKind::Staging) => leftovers.push(dir.join(name)),
+            None => {}
+        }
+    }
+    complete.sort();
+    let Some((index, path)) = complete.pop() else {
+        return Ok(Scanned {
+            current: None,
+            leftovers,
+        });
+    };
+    leftovers.extend(complete.into_iter().map(|(_, path)| path));
+    leftovers.sort();
+    let current = check_file(disk, &path, index, cluster_id)?;
+    Ok(Scanned {
+        current: Some(current),
+        leftovers,
+    })
+}
+
+/// Reads and checks a whole snapshot file, named for `index`.
+pub(crate) fn check_file<D: Disk>(
+    disk: &D,
+    path: &Path,
+    index: LogIndex,
+    cluster_id: u64,
+) -> Result<SnapshotFile, WalError> {
+    let corrupt = |problem: Corruption| WalError::Corrupt {
+        file: path.to_path_buf(),
+        offset: 0,
+        problem,
+    };
+    let file_len = disk.len(path)?;
+    let header_bad = |reason: &'static str| corrupt(Corruption::BadSnapshotHeader { reason });
+    if file_len < FIXED_PREFIX_BYTES + FIXED_SUFFIX_BYTES {
+        return Err(header_bad("the file is shorter than a header"));
+    }
+    let prefix = disk.read(path, 0, FIXED_PREFIX_BYTES)?;
+    if prefix[..8] != MAGIC {
+        return Err(header_bad("bad magic"));
+    }
+    let voter_count = u32::from_le_bytes(le(&prefix[34..38]));
+    if voter_count > MAX_VOTERS {
+        return Err(header_bad("impossible voter count"));
+    }
+    let header_len = FIXED_PREFIX_BYTES + 8 * u64::from(voter_count) + FIXED_SUFFIX_BYTES;
+    if file_len < header_len {
+        return Err(header_bad("the file is shorter than its header"));
+    }
+    let header = disk.read(path, 0, header_len)?;
+    let body_len = header.len() - 4;
+    let stored_crc = u32::from_le_bytes(le(&header[body_len..]));
+    if crc32c::crc32c(&header[..body_len]) != stored_crc {
+        return Err(header_bad("bad header checksum"));
+    }
+    let version = u16::from_le_bytes(le(&header[8..10]));
+    if version != VERSION {
+        return Err(header_bad("unknown version"));
+    }
+    let found_cluster = u64::from_le_bytes(le(&header[10..18]));
+    if found_cluster != cluster_id {
+        return Err(WalError::WrongCluster {
+            file: path.to_path_buf(),
+            expected: cluster_id,
+            found: found_cluster,
+        });
+    }
+    let meta = SnapshotMeta {
+        index: LogIndex(u64::from_le_bytes(le(&header[18..26]))),
+        term: Term(u64::from_le_bytes(le(&header[26..34]))),
+        voters: header[FIXED_PREFIX_BYTES as usize..body_len - 12]
+            .chunks_exact(8)
+            .map(|voter| NodeId(u64::from_le_bytes(le(voter))))
+            .collect(),
+    };
+    if meta.index != index {
+        return Err(corrupt(Corruption::NameMismatch {
+            in_name: index,
+            in_header: meta.index,
+        }));
+    }
+    let data_len = u64::from_le_bytes(le(&header[body_len - 12..body_len - 4]));
+    let data_crc = u32::from_le_bytes(le(&header[body_len - 4..body_len]));
+    if header_len.checked_add(data_len) != Some(file_len) {
+        return Err(corrupt(Corruption::SnapshotLength {
+            expected_bytes: header_len.saturating_add(data_len),
+            found_bytes: file_len,
+        }));
+    }
+    let computed = crc_of(disk, path, header_len, data_len)?;
+    if computed != data_crc {
+        return Err(WalError::Corrupt {
+            file: path.to_path_buf(),
+            offset: header_len,
+            problem: Corruption::SnapshotChecksum {
+                stored: data_crc,
+                computed,
+            },
+        });
+    }
+    Ok(SnapshotFile {
+        path: path.to_path_buf(),
+        meta,
+        data_offset: header_len,
+        data_len,
+    })
+}
+
+/// CRC-32C of `len` bytes of `file` from `offset`, read in pieces.
+pub(crate) fn crc_of<D: Disk>(
+    disk: &D,
+    file: &Path,
+    offset: u64,
+    len: u64,
+) -> Result<u32, DiskError> {
+    let mut crc = 0;
+    let mut done = 0;
+    while done < len {
+        let piece = COPY_CHUNK_BYTES.min(len - done);
+        crc = crc32c::crc32c_append(crc, &disk.read(file, offset + done, piece)?);
+        done += piece;
+    }
+    Ok(crc)
+}
+
+fn le<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(bytes);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemDisk;
+
+    #[test]
+    fn file_names_parse_by_kind() {
+        let index = LogIndex(42);
+        assert_eq!(
+            parse_file_name(&file_name(index)),
+            Some(FileKind::Complete(index))
+        );
+        assert_eq!(
+            parse_file_name(&temp_file_name(index)),
+            Some(FileKind::Temp)
+        );
+        assert_eq!(
+            parse_file_name(&staging_file_name(index)),
+            Some(FileKind::Staging)
+        );
+        for other in [
+            "snap-42.snap",
+            "snap-0000000000000000004x.snap",
+            "seg-00000000000000000042.wal",
+            "snap-00000000000000000042.snapx",
+        ] {
+            assert_eq!(parse_file_name(other), None, "{other}");
+        }
+        assert!(file_name(LogIndex(9)) < file_name(LogIndex(10)));
+    }
+
+    #[test]
+    fn a_written_header_reads_back() {
+        let header = SnapshotHeader {
+            cluster_id: 7,
+            meta: SnapshotMeta {
+                index: LogIndex(12),
+                term: Term(3),
+                voters: vec![NodeId(1), NodeId(2), NodeId(3)],
+            },
+            data_len: 5,
+            data_crc: crc32c::crc32c(b"hello"),
+        };
+        let mut bytes = header.encode();
+        assert_eq!(bytes.len() as u64, header.encoded_len());
+        bytes.extend_from_slice(b"hello");
+        let mut disk = MemDisk::new();
+        let path = Path::new("/d").join(file_name(LogIndex(12)));
+        disk.create(&path).unwrap();
+        disk.append(&path, &bytes).unwrap();
+        let file = check_file(&disk, &path, LogIndex(12), 7).unwrap();
+        assert_eq!(file.meta, header.meta);
+        assert_eq!(file.data_offset, header.encoded_len());
+        assert_eq!(file.data_len, 5);
+
+        for at in 0..bytes.len() as u64 {
+            let mut damaged = disk.clone();
+            damaged.flip_bit(&path, at).unwrap();
+            assert!(
+                check_file(&damaged, &path, LogIndex(12), 7).is_err(),
+                "a flipped bit at {at} goes unnoticed"
+            );
+        }
+    }
+}
