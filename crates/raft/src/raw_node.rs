@@ -94,6 +94,8 @@ pub struct RawNode<S> {
 
 impl<S: LogStorage> RawNode<S> {
     /// A node over `storage` that last persisted `hard_state` (all defaults for a new node).
+    /// When storage holds a snapshot, the application restores its state machine from it
+    /// before driving the node; `config.applied` may say it has applied more than that.
     pub fn new(
         config: Config,
         storage: S,
@@ -107,8 +109,12 @@ impl<S: LogStorage> RawNode<S> {
                 last_index,
             });
         }
-        let applied = config.applied.min(hard_state.commit);
-        let log = RaftLog::new(storage, hard_state.commit, applied);
+        // The state machine restarts from the storage's snapshot (the application restores it),
+        // so everything the snapshot covers counts as applied and committed.
+        let snapshot_index = storage.snapshot_meta().index;
+        let committed = hard_state.commit.max(snapshot_index);
+        let applied = config.applied.min(committed).max(snapshot_index);
+        let log = RaftLog::new(storage, committed, applied);
         let raft = Raft::new(config, log, hard_state);
         let prev_soft_state = raft.soft_state();
         Ok(RawNode {
