@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 pub use single::*;
 
 use skiff_raft::{
-    Config, Entry, EntryKind, HardState, LogIndex, LogStorage, MemStorage, Message, NodeId,
-    RawNode, ReadState, Role, Term,
+    Config, Entry, EntryKind, HardState, LogIndex, MemStorage, Message, NodeId, RawNode, ReadState,
+    Role, Term,
 };
 
 /// Sees a message before delivery; returns false to drop it.
@@ -91,7 +91,7 @@ impl Cluster {
                 return;
             }
             let ready = node.ready();
-            node.storage_mut().append(&ready.entries).unwrap();
+            persist(node.storage_mut(), &ready);
             if let Some(hs) = ready.hard_state {
                 self.hard_states.insert(id, hs);
             }

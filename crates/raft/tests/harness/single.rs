@@ -3,7 +3,8 @@
 
 use skiff_raft::{
     AppendResponse, Config, Entry, EntryKind, HardState, LogIndex, LogStorage, MemStorage, Message,
-    MessageBody, NodeId, RawNode, ReadState, Role, SoftState, Term,
+    MessageBody, NodeId, RawNode, ReadState, Ready, Role, SnapshotChunk, SnapshotMeta, SoftState,
+    Term,
 };
 
 /// Node ids `1..=n`.
@@ -211,12 +212,28 @@ pub struct Batch {
     pub committed_entries: Vec<Entry>,
     pub read_states: Vec<ReadState>,
     pub failed_reads: Vec<u64>,
+    pub snapshot_chunks: Vec<SnapshotChunk>,
+    pub snapshot: Option<SnapshotMeta>,
 }
 
-/// Runs one Ready through the contract (persist its entries, then advance); returns its contents.
+/// Step 1 of the Ready contract on a node's storage: stage the snapshot chunks, install a
+/// fully received snapshot, then append the entries.
+pub fn persist(storage: &mut MemStorage, ready: &Ready) {
+    for chunk in &ready.snapshot_chunks {
+        storage
+            .stage_snapshot_chunk(&chunk.meta, chunk.offset, &chunk.data)
+            .unwrap();
+    }
+    if let Some(meta) = &ready.snapshot {
+        storage.install_staged_snapshot(meta).unwrap();
+    }
+    storage.append(&ready.entries).unwrap();
+}
+
+/// Runs one Ready through the contract (persist it, then advance); returns its contents.
 pub fn process(node: &mut RawNode<MemStorage>) -> Batch {
     let ready = node.ready();
-    node.storage_mut().append(&ready.entries).unwrap();
+    persist(node.storage_mut(), &ready);
     let batch = Batch {
         soft_state: ready.soft_state,
         hard_state: ready.hard_state,
@@ -226,6 +243,8 @@ pub fn process(node: &mut RawNode<MemStorage>) -> Batch {
         committed_entries: ready.committed_entries.clone(),
         read_states: ready.read_states.clone(),
         failed_reads: ready.failed_reads.clone(),
+        snapshot_chunks: ready.snapshot_chunks.clone(),
+        snapshot: ready.snapshot.clone(),
     };
     node.advance(ready);
     batch
