@@ -1,0 +1,54 @@
+//! [`KvConfig`]: the state machine's limits.
+//!
+//! Every replica must run with the same configuration: the limits decide replies and which
+//! client sessions are evicted, and those must be the same on every replica.
+
+use crate::error::KvError;
+
+/// The limits of a [`StateMachine`](crate::StateMachine).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvConfig {
+    /// The longest key a write may store. Longer keys are refused with an error reply.
+    pub max_key_bytes: usize,
+    /// The longest value a write may store. Longer values are refused with an error reply.
+    pub max_value_bytes: usize,
+    /// How many client sessions are remembered at most; opening one more evicts the session
+    /// least recently used (the one whose last request has the lowest log index).
+    pub max_sessions: usize,
+    /// A session whose last request is more than this many log entries behind the entry
+    /// being applied has expired, and is forgotten.
+    pub session_expiry_entries: u64,
+}
+
+impl Default for KvConfig {
+    /// 16 KiB keys, 1 MiB values, 10,000 sessions, expiring after 1,000,000 entries.
+    fn default() -> Self {
+        KvConfig {
+            max_key_bytes: 16 * 1024,
+            max_value_bytes: 1024 * 1024,
+            max_sessions: 10_000,
+            session_expiry_entries: 1_000_000,
+        }
+    }
+}
+
+impl KvConfig {
+    /// Checks that every limit is positive.
+    pub fn validate(&self) -> Result<(), KvError> {
+        if self.max_key_bytes == 0 {
+            return Err(KvError::InvalidConfig("max_key_bytes must be positive"));
+        }
+        if self.max_value_bytes == 0 {
+            return Err(KvError::InvalidConfig("max_value_bytes must be positive"));
+        }
+        if self.max_sessions == 0 {
+            return Err(KvError::InvalidConfig("max_sessions must be positive"));
+        }
+        if self.session_expiry_entries == 0 {
+            return Err(KvError::InvalidConfig(
+                "session_expiry_entries must be positive",
+            ));
+        }
+        Ok(())
+    }
+}

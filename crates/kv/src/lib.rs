@@ -1,0 +1,66 @@
+//! Skiff's key-value state machine: the store the Raft log drives.
+//!
+//! Pure: no I/O, clock, threads or randomness, and every map is ordered, so replicas that
+//! apply the same entries hold the same state and write the same snapshot bytes.
+//!
+//! - [`Command`] is what a client asks (`GET`, `SET` with `NX`/`XX`, `DEL`, `EXISTS`, `INCR`,
+//!   `INCRBY`, `DECR`, `MGET`, `MSET`, Skiff's own `CAS`, `DBSIZE`), encoded by hand in a
+//!   compact, versioned binary form for log entries; [`Command::decode`] answers malformed
+//!   bytes with a typed [`KvError`], never a panic.
+//! - [`StateMachine::apply`] applies a committed entry and returns the [`Reply`], which
+//!   mirrors Redis's replies. A write may carry a [`SessionRequest`] (thesis §6.3): a retried
+//!   request is answered from the session table and applied only once.
+//! - [`StateMachine::read`] answers `GET`, `MGET`, `EXISTS` and `DBSIZE` without the log, for
+//!   reads confirmed by ReadIndex.
+//! - [`StateMachine::snapshot`] and [`StateMachine::restore`] save and rebuild the whole
+//!   state — data, sessions, applied index — in a checksummed, deterministic format.
+//!
+//! ```
+//! use skiff_kv::{Command, KvConfig, Reply, SessionRequest, SetCondition, StateMachine};
+//!
+//! let mut kv = StateMachine::new(KvConfig::default()).unwrap();
+//! let set = Command::Set { key: b"k".to_vec(), value: b"1".to_vec(), condition: SetCondition::Always };
+//! let entry = set.encode(); // the bytes a log entry carries
+//! let command = Command::decode(&entry).unwrap();
+//!
+//! let session = Some(SessionRequest { client_id: 7, sequence: 1 });
+//! assert_eq!(kv.apply(1, &command, session), Reply::Ok);
+//! let incr = Command::Incr { key: b"k".to_vec() };
+//! let session = Some(SessionRequest { client_id: 7, sequence: 2 });
+//! assert_eq!(kv.apply(2, &incr, session), Reply::Integer(2));
+//! // The client did not hear back and retries: the remembered reply, nothing applied twice.
+//! assert_eq!(kv.apply(3, &incr, session), Reply::Integer(2));
+//! assert_eq!(kv.read(&Command::Get { key: b"k".to_vec() }), Reply::Bulk(b"2".to_vec()));
+//!
+//! let restored = StateMachine::restore(KvConfig::default(), &kv.snapshot()).unwrap();
+//! assert_eq!(restored, kv);
+//! ```
+//!
+//! # Layout
+//! - [`command`]: [`Command`], [`SetCondition`], and the log-entry encoding.
+//! - [`reply`]: [`Reply`] and the error texts ([`reply::errors`]).
+//! - [`state_machine`]: [`StateMachine`]: apply, read, the Redis semantics of each command.
+//! - [`session`]: [`SessionRequest`], [`Session`], and the bounded session table (thesis
+//!   §6.3): retries, stale requests, expiry and eviction as functions of the log.
+//! - [`snapshot`]: the snapshot format, its checksum and the checks on restore.
+//! - [`config`]: [`KvConfig`], the limits.
+//! - [`error`]: [`KvError`], for bytes that do not decode and configurations out of range.
+//! - `codec`: the varint and byte-string primitives every format here is built from.
+#![deny(missing_docs)]
+
+mod codec;
+pub mod command;
+pub mod config;
+pub mod error;
+pub mod reply;
+pub mod session;
+pub mod snapshot;
+pub mod state_machine;
+
+pub use command::{Command, SetCondition, COMMAND_FORMAT_VERSION};
+pub use config::KvConfig;
+pub use error::{Encoded, KvError};
+pub use reply::Reply;
+pub use session::{Session, SessionRequest};
+pub use snapshot::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};
+pub use state_machine::StateMachine;

@@ -1,0 +1,130 @@
+//! [`Reply`]: what the state machine answers, mirroring the Redis reply types.
+
+use crate::codec::{put_bytes, put_i64, put_u64, Reader};
+use crate::error::KvError;
+
+/// The answer to a [`Command`](crate::Command), mirroring Redis's reply types so a RESP
+/// server can write it out directly.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Reply {
+    /// `+OK`.
+    Ok,
+    /// The nil bulk string (`$-1`): a missing key, or a `SET NX`/`XX` that did not apply.
+    Nil,
+    /// A bulk string.
+    Bulk(Vec<u8>),
+    /// An integer.
+    Integer(i64),
+    /// An array (`MGET`).
+    Array(Vec<Reply>),
+    /// An error, starting with its Redis error code (`"ERR …"`).
+    Error(String),
+}
+
+/// Error replies the state machine gives, word for word as Redis gives them where Redis has
+/// the same error.
+pub mod errors {
+    /// `INCR`/`INCRBY`/`DECR` on a value that is not a decimal 64-bit integer.
+    pub const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
+    /// `INCR`/`INCRBY`/`DECR` whose result would not fit in 64 bits.
+    pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
+    /// A client session request whose sequence number is older than the client's last one.
+    pub const STALE_REQUEST: &str = "ERR stale request";
+    /// A client session request for a client the state machine does not know (never seen, or
+    /// expired or evicted) that is not the client's first request (sequence 1).
+    pub const SESSION_EXPIRED: &str = "ERR unknown or expired client session";
+    /// A write command sent to [`StateMachine::read`](crate::StateMachine::read).
+    pub const NOT_READ_ONLY: &str = "ERR write command cannot be served as a read";
+    /// A key longer than [`KvConfig::max_key_bytes`](crate::KvConfig::max_key_bytes).
+    pub const KEY_TOO_LARGE: &str = "ERR key is too large";
+    /// A value longer than [`KvConfig::max_value_bytes`](crate::KvConfig::max_value_bytes).
+    pub const VALUE_TOO_LARGE: &str = "ERR value is too large";
+
+    /// Redis's error for a command given too few arguments (`DEL` with no key).
+    pub fn wrong_arity(command: &str) -> String {
+        format!("ERR wrong number of arguments for '{command}' command")
+    }
+}
+
+impl Reply {
+    /// An error reply with the given text.
+    pub fn error(text: impl Into<String>) -> Reply {
+        Reply::Error(text.into())
+    }
+
+    /// Whether this is an error reply.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_))
+    }
+}
+
+mod tag {
+    pub const OK: u8 = 0;
+    pub const NIL: u8 = 1;
+    pub const BULK: u8 = 2;
+    pub const INTEGER: u8 = 3;
+    pub const ARRAY: u8 = 4;
+    pub const ERROR: u8 = 5;
+}
+
+/// How deeply arrays may nest in a decoded reply. The state machine never makes nested
+/// arrays; the bound keeps forged input from exhausting the stack.
+const MAX_REPLY_DEPTH: usize = 4;
+
+/// Appends a reply (for the session table in snapshots): a tag, then its fields.
+pub(crate) fn put_reply(out: &mut Vec<u8>, reply: &Reply) {
+    match reply {
+        Reply::Ok => out.push(tag::OK),
+        Reply::Nil => out.push(tag::NIL),
+        Reply::Bulk(bytes) => {
+            out.push(tag::BULK);
+            put_bytes(out, bytes);
+        }
+        Reply::Integer(n) => {
+            out.push(tag::INTEGER);
+            put_i64(out, *n);
+        }
+        Reply::Array(items) => {
+            out.push(tag::ARRAY);
+            put_u64(out, items.len() as u64);
+            for item in items {
+                put_reply(out, item);
+            }
+        }
+        Reply::Error(text) => {
+            out.push(tag::ERROR);
+            put_bytes(out, text.as_bytes());
+        }
+    }
+}
+
+/// Reads a reply written by [`put_reply`].
+pub(crate) fn read_reply(r: &mut Reader<'_>) -> Result<Reply, KvError> {
+    read_reply_at(r, 0)
+}
+
+fn read_reply_at(r: &mut Reader<'_>, depth: usize) -> Result<Reply, KvError> {
+    Ok(match r.u8()? {
+        tag::OK => Reply::Ok,
+        tag::NIL => Reply::Nil,
+        tag::BULK => Reply::Bulk(r.bytes()?),
+        tag::INTEGER => Reply::Integer(r.i64()?),
+        tag::ARRAY => {
+            if depth >= MAX_REPLY_DEPTH {
+                return Err(KvError::InvalidSnapshot("reply arrays nested too deeply"));
+            }
+            // Each item takes at least its tag byte.
+            let count = r.count(1)?;
+            let mut items = Vec::with_capacity(count);
+            for _ in 0..count {
+                items.push(read_reply_at(r, depth + 1)?);
+            }
+            Reply::Array(items)
+        }
+        tag::ERROR => Reply::Error(
+            String::from_utf8(r.bytes()?)
+                .map_err(|_| KvError::InvalidSnapshot("error reply is not UTF-8"))?,
+        ),
+        other => return Err(r.unknown_tag("reply", other)),
+    })
+}

@@ -1,0 +1,160 @@
+//! The snapshot format: [`StateMachine::snapshot`] and [`StateMachine::restore`].
+//!
+//! # Format (version 1)
+//! ```text
+//! magic "SKVS" | version(1) | applied_index
+//!   | key_count   | (key, value)…                                       keys strictly increasing
+//!   | session_count | (client_id, last_sequence, last_active_index, reply)…  ids strictly increasing
+//!   | crc32c (4 bytes, little-endian, over every byte before it)
+//! ```
+//! Integers are varints and byte strings length-prefixed, as in the command encoding;
+//! a reply is a tag (0 `Ok`, 1 `Nil`, 2 `Bulk`, 3 `Integer`, 4 `Array`, 5 `Error`) and its
+//! fields.
+//!
+//! The state is kept in ordered maps, so the same state always gives the same bytes, and a
+//! snapshot restored and taken again is byte-identical. Restoring checks the magic, then the
+//! checksum, then decodes, and refuses anything a snapshot written here could not contain
+//! (keys out of order, a session active after the applied index, two sessions active at one
+//! index, trailing bytes) with a typed [`KvError`].
+
+use std::collections::BTreeMap;
+
+use crate::codec::{put_bytes, put_u64, Reader};
+use crate::config::KvConfig;
+use crate::error::{Encoded, KvError};
+use crate::reply::{put_reply, read_reply};
+use crate::session::{Session, SessionTable};
+use crate::state_machine::StateMachine;
+
+/// The first four bytes of every snapshot.
+pub const SNAPSHOT_MAGIC: [u8; 4] = *b"SKVS";
+
+/// The format version written by [`StateMachine::snapshot`].
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+
+const CHECKSUM_BYTES: usize = 4;
+
+impl StateMachine {
+    /// The whole state — data, client sessions and applied index — as bytes, checksummed.
+    /// The same state always gives the same bytes.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&SNAPSHOT_MAGIC);
+        out.push(SNAPSHOT_FORMAT_VERSION);
+        put_u64(&mut out, self.applied_index);
+        put_u64(&mut out, self.data.len() as u64);
+        for (key, value) in &self.data {
+            put_bytes(&mut out, key);
+            put_bytes(&mut out, value);
+        }
+        put_u64(&mut out, self.sessions.len() as u64);
+        for (client_id, session) in self.sessions.iter() {
+            put_u64(&mut out, client_id);
+            put_u64(&mut out, session.last_sequence);
+            put_u64(&mut out, session.last_active_index);
+            put_reply(&mut out, &session.last_reply);
+        }
+        let checksum = crc32c::crc32c(&out);
+        out.extend_from_slice(&checksum.to_le_bytes());
+        out
+    }
+
+    /// Rebuilds a store from [`snapshot`](Self::snapshot) bytes, to run with `config`.
+    ///
+    /// Damaged or foreign bytes give a typed error and never a panic. If `config` allows
+    /// fewer sessions than the snapshot holds, the least recently used are evicted, as
+    /// [`apply`](Self::apply) would.
+    pub fn restore(config: KvConfig, bytes: &[u8]) -> Result<StateMachine, KvError> {
+        config.validate()?;
+        let what = Encoded::Snapshot;
+        if bytes.is_empty() {
+            return Err(KvError::Empty { what });
+        }
+        if bytes.len() < SNAPSHOT_MAGIC.len() || bytes[..SNAPSHOT_MAGIC.len()] != SNAPSHOT_MAGIC {
+            return Err(KvError::BadMagic);
+        }
+        let Some(body_len) = bytes.len().checked_sub(CHECKSUM_BYTES) else {
+            return Err(KvError::Truncated {
+                what,
+                offset: bytes.len(),
+            });
+        };
+        let (body, stored) = bytes.split_at(body_len);
+        let stored = Reader::new(stored, what).u32_le()?;
+        let computed = crc32c::crc32c(body);
+        if stored != computed {
+            return Err(KvError::ChecksumMismatch { stored, computed });
+        }
+
+        let mut r = Reader::new(body, what);
+        r.take(SNAPSHOT_MAGIC.len())?;
+        let version = r.u8()?;
+        if version != SNAPSHOT_FORMAT_VERSION {
+            return Err(KvError::UnsupportedVersion { what, version });
+        }
+        let applied_index = r.u64()?;
+
+        // Each pair takes at least two bytes (two empty strings).
+        let key_count = r.count(2)?;
+        let mut data = BTreeMap::new();
+        let mut previous: Option<Vec<u8>> = None;
+        for _ in 0..key_count {
+            let key = r.bytes()?;
+            let value = r.bytes()?;
+            if previous.as_ref().is_some_and(|p| *p >= key) {
+                return Err(KvError::InvalidSnapshot("keys are not in increasing order"));
+            }
+            previous = Some(key.clone());
+            data.insert(key, value);
+        }
+
+        // Each session takes at least four bytes (three varints and a reply tag).
+        let session_count = r.count(4)?;
+        let mut sessions = SessionTable::default();
+        let mut previous_id: Option<u64> = None;
+        for _ in 0..session_count {
+            let client_id = r.u64()?;
+            let last_sequence = r.u64()?;
+            let last_active_index = r.u64()?;
+            let last_reply = read_reply(&mut r)?;
+            if previous_id.is_some_and(|p| p >= client_id) {
+                return Err(KvError::InvalidSnapshot(
+                    "client ids are not in increasing order",
+                ));
+            }
+            previous_id = Some(client_id);
+            if last_sequence == 0 {
+                return Err(KvError::InvalidSnapshot("a session has sequence 0"));
+            }
+            if last_active_index > applied_index {
+                return Err(KvError::InvalidSnapshot(
+                    "a session is active after the applied index",
+                ));
+            }
+            if sessions.is_active_at(last_active_index) {
+                return Err(KvError::InvalidSnapshot(
+                    "two sessions are active at the same index",
+                ));
+            }
+            sessions.insert(
+                client_id,
+                Session {
+                    last_sequence,
+                    last_reply,
+                    last_active_index,
+                },
+            );
+        }
+        r.finish()?;
+
+        sessions.shrink_to(config.max_sessions);
+        let machine = StateMachine {
+            config,
+            data,
+            sessions,
+            applied_index,
+        };
+        machine.check_invariants();
+        Ok(machine)
+    }
+}

@@ -1,0 +1,332 @@
+//! [`StateMachine`]: the key-value store the Raft log drives.
+
+use std::collections::BTreeMap;
+
+use crate::command::{Command, SetCondition};
+use crate::config::KvConfig;
+use crate::error::KvError;
+use crate::reply::{errors, Reply};
+use crate::session::{Admission, Session, SessionRequest, SessionTable};
+
+/// The replicated key-value store: byte-string keys and values, Redis-style commands, and
+/// the client session table that makes retried writes apply once.
+///
+/// It is a deterministic function of the entries applied to it: the same commands at the
+/// same indexes give the same replies, the same state and the same [`snapshot`] bytes on
+/// every replica.
+///
+/// [`snapshot`]: StateMachine::snapshot
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateMachine {
+    pub(crate) config: KvConfig,
+    /// The keys and their values, ordered so that iteration (and so the snapshot) is the
+    /// same everywhere.
+    pub(crate) data: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Invariant: at most `config.max_sessions` sessions, none active after `applied_index`.
+    pub(crate) sessions: SessionTable,
+    /// The index of the last entry applied (0: none).
+    pub(crate) applied_index: u64,
+}
+
+impl StateMachine {
+    /// An empty store with the given limits.
+    pub fn new(config: KvConfig) -> Result<StateMachine, KvError> {
+        config.validate()?;
+        Ok(StateMachine {
+            config,
+            data: BTreeMap::new(),
+            sessions: SessionTable::default(),
+            applied_index: 0,
+        })
+    }
+
+    /// The limits this store runs with.
+    pub fn config(&self) -> &KvConfig {
+        &self.config
+    }
+
+    /// The index of the last entry applied (0 before the first).
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// How many keys the store holds.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether the store holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.data.get(key).map(Vec::as_slice)
+    }
+
+    /// Every key and value, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.data.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+
+    /// The session of `client_id`, if the store remembers one.
+    pub fn session(&self, client_id: u64) -> Option<&Session> {
+        self.sessions.get(client_id)
+    }
+
+    /// Every remembered session, by client id.
+    pub fn sessions(&self) -> impl Iterator<Item = (u64, &Session)> {
+        self.sessions.iter()
+    }
+
+    /// How many client sessions are remembered.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Applies the committed entry at `index` holding `command`, sent with `session` (if
+    /// any), and returns the reply for the client.
+    ///
+    /// Before anything else, sessions idle for more than
+    /// [`session_expiry_entries`](KvConfig::session_expiry_entries) are forgotten. Then, with
+    /// a session (thesis §6.3): a retry of the client's last request returns the remembered
+    /// reply and applies nothing; an older request is refused with
+    /// [`STALE_REQUEST`](errors::STALE_REQUEST); an unknown client's request other than its
+    /// first is refused with [`SESSION_EXPIRED`](errors::SESSION_EXPIRED); otherwise the
+    /// command is applied and its reply remembered — error replies too, so a retry gets the
+    /// same answer.
+    ///
+    /// Indexes need not be consecutive (entries that are not key-value commands are not
+    /// applied here), but they must increase.
+    ///
+    /// # Panics
+    /// If `index` is not greater than [`applied_index`](Self::applied_index): applying an
+    /// entry twice or out of order is a bug in the caller.
+    pub fn apply(
+        &mut self,
+        index: u64,
+        command: &Command,
+        session: Option<SessionRequest>,
+    ) -> Reply {
+        assert!(
+            index > self.applied_index,
+            "apply of entry {index} after entry {} was applied: entries must be applied once, in order",
+            self.applied_index
+        );
+        self.applied_index = index;
+        self.sessions
+            .expire(index, self.config.session_expiry_entries);
+        let reply = match session {
+            None => self.execute(command),
+            Some(request) => match self.sessions.admit(request) {
+                Admission::Replay(reply) => {
+                    self.sessions.touch(request.client_id, index);
+                    reply
+                }
+                Admission::Refuse(reply) => reply,
+                Admission::Apply => {
+                    let reply = self.execute(command);
+                    self.sessions
+                        .record(request, index, reply.clone(), self.config.max_sessions);
+                    reply
+                }
+            },
+        };
+        if cfg!(debug_assertions) {
+            self.check_invariants();
+        }
+        reply
+    }
+
+    /// Answers a read-only command (`GET`, `MGET`, `EXISTS`, `DBSIZE`) from the current state,
+    /// without applying anything. A write command is answered with
+    /// [`NOT_READ_ONLY`](errors::NOT_READ_ONLY).
+    ///
+    /// The caller decides whether the answer is linearizable: serve it only once the store has
+    /// applied the read index the Raft core confirmed (thesis §6.4).
+    pub fn read(&self, command: &Command) -> Reply {
+        self.query(command)
+            .unwrap_or_else(|| Reply::error(errors::NOT_READ_ONLY))
+    }
+
+    /// Panics with context if an invariant is broken.
+    pub fn check_invariants(&self) {
+        self.sessions.check_invariants(self.applied_index);
+        assert!(
+            self.sessions.len() <= self.config.max_sessions,
+            "{} sessions at applied index {}, more than max_sessions = {}",
+            self.sessions.len(),
+            self.applied_index,
+            self.config.max_sessions
+        );
+    }
+
+    /// The reply to a read-only command; `None` for a write.
+    fn query(&self, command: &Command) -> Option<Reply> {
+        Some(match command {
+            Command::Get { key } => self.get_reply(key),
+            Command::Exists { keys } => {
+                if keys.is_empty() {
+                    return Some(Reply::error(errors::wrong_arity(command.name())));
+                }
+                let present = keys.iter().filter(|k| self.data.contains_key(*k)).count();
+                Reply::Integer(count(present))
+            }
+            Command::MGet { keys } => {
+                if keys.is_empty() {
+                    return Some(Reply::error(errors::wrong_arity(command.name())));
+                }
+                Reply::Array(keys.iter().map(|k| self.get_reply(k)).collect())
+            }
+            Command::DbSize => Reply::Integer(count(self.data.len())),
+            _ => return None,
+        })
+    }
+
+    fn get_reply(&self, key: &[u8]) -> Reply {
+        match self.data.get(key) {
+            Some(value) => Reply::Bulk(value.clone()),
+            None => Reply::Nil,
+        }
+    }
+
+    /// Runs `command` against the data (sessions already handled).
+    fn execute(&mut self, command: &Command) -> Reply {
+        if let Some(reply) = self.query(command) {
+            return reply;
+        }
+        match command {
+            Command::Set {
+                key,
+                value,
+                condition,
+            } => {
+                if let Some(refusal) = self.check_size(key, value) {
+                    return refusal;
+                }
+                let exists = self.data.contains_key(key);
+                let allowed = match condition {
+                    SetCondition::Always => true,
+                    SetCondition::IfAbsent => !exists,
+                    SetCondition::IfPresent => exists,
+                };
+                if !allowed {
+                    return Reply::Nil;
+                }
+                self.data.insert(key.clone(), value.clone());
+                Reply::Ok
+            }
+            Command::Del { keys } => {
+                if keys.is_empty() {
+                    return Reply::error(errors::wrong_arity(command.name()));
+                }
+                let removed = keys
+                    .iter()
+                    .filter(|k| self.data.remove(*k).is_some())
+                    .count();
+                Reply::Integer(count(removed))
+            }
+            Command::Incr { key } => self.incr_by(key, 1),
+            Command::IncrBy { key, increment } => self.incr_by(key, *increment),
+            Command::Decr { key } => self.incr_by(key, -1),
+            Command::MSet { pairs } => {
+                if pairs.is_empty() {
+                    return Reply::error(errors::wrong_arity(command.name()));
+                }
+                // All or nothing: check every pair before changing anything.
+                for (key, value) in pairs {
+                    if let Some(refusal) = self.check_size(key, value) {
+                        return refusal;
+                    }
+                }
+                for (key, value) in pairs {
+                    self.data.insert(key.clone(), value.clone());
+                }
+                Reply::Ok
+            }
+            Command::Cas { key, expected, new } => {
+                if let Some(refusal) = self.check_size(key, new) {
+                    return refusal;
+                }
+                if self.data.get(key) != expected.as_ref() {
+                    return Reply::Integer(0);
+                }
+                self.data.insert(key.clone(), new.clone());
+                Reply::Integer(1)
+            }
+            Command::Get { .. }
+            | Command::Exists { .. }
+            | Command::MGet { .. }
+            | Command::DbSize => {
+                unreachable!("read-only commands are answered by query")
+            }
+        }
+    }
+
+    /// The error reply for a key or value beyond the configured limits.
+    fn check_size(&self, key: &[u8], value: &[u8]) -> Option<Reply> {
+        if key.len() > self.config.max_key_bytes {
+            return Some(Reply::error(errors::KEY_TOO_LARGE));
+        }
+        if value.len() > self.config.max_value_bytes {
+            return Some(Reply::error(errors::VALUE_TOO_LARGE));
+        }
+        None
+    }
+
+    fn incr_by(&mut self, key: &[u8], delta: i64) -> Reply {
+        let current = match self.data.get(key) {
+            None => 0,
+            Some(value) => match parse_integer(value) {
+                Some(n) => n,
+                None => return Reply::error(errors::NOT_AN_INTEGER),
+            },
+        };
+        let Some(next) = current.checked_add(delta) else {
+            return Reply::error(errors::OVERFLOW);
+        };
+        let value = next.to_string().into_bytes();
+        if let Some(refusal) = self.check_size(key, &value) {
+            return refusal;
+        }
+        self.data.insert(key.to_vec(), value);
+        Reply::Integer(next)
+    }
+}
+
+/// A count as a reply integer (counts of keys in memory always fit).
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Parses a value the way Redis does for `INCR`: an optional `-`, then decimal digits with
+/// no leading zero (just `0` for zero), no sign `+`, no spaces, within 64 bits.
+pub(crate) fn parse_integer(bytes: &[u8]) -> Option<i64> {
+    if bytes == b"0" {
+        return Some(0);
+    }
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
+    };
+    match digits.first() {
+        Some(b'1'..=b'9') => {}
+        _ => return None,
+    }
+    let mut magnitude: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        magnitude = magnitude
+            .checked_mul(10)?
+            .checked_add(u64::from(d - b'0'))?;
+    }
+    if negative {
+        // -(2^63) is the one magnitude that only fits negated.
+        0i64.checked_sub_unsigned(magnitude)
+    } else {
+        i64::try_from(magnitude).ok()
+    }
+}

@@ -1,0 +1,171 @@
+//! The log-entry encoding of commands: round trips, one encoding per command, and typed
+//! errors for garbage.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use skiff_kv::{Command, Encoded, KvError, SetCondition, COMMAND_FORMAT_VERSION};
+
+fn bytes() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(any::<u8>(), 0..12)
+}
+
+fn condition() -> impl Strategy<Value = SetCondition> {
+    prop_oneof![
+        Just(SetCondition::Always),
+        Just(SetCondition::IfAbsent),
+        Just(SetCondition::IfPresent)
+    ]
+}
+
+fn key_list() -> impl Strategy<Value = Vec<Vec<u8>>> {
+    proptest::collection::vec(bytes(), 0..5)
+}
+
+/// Any command, with any keys and values.
+pub fn command() -> impl Strategy<Value = Command> {
+    prop_oneof![
+        bytes().prop_map(|key| Command::Get { key }),
+        (bytes(), bytes(), condition()).prop_map(|(key, value, condition)| Command::Set {
+            key,
+            value,
+            condition
+        }),
+        key_list().prop_map(|keys| Command::Del { keys }),
+        key_list().prop_map(|keys| Command::Exists { keys }),
+        bytes().prop_map(|key| Command::Incr { key }),
+        (bytes(), any::<i64>()).prop_map(|(key, increment)| Command::IncrBy { key, increment }),
+        bytes().prop_map(|key| Command::Decr { key }),
+        key_list().prop_map(|keys| Command::MGet { keys }),
+        proptest::collection::vec((bytes(), bytes()), 0..4)
+            .prop_map(|pairs| Command::MSet { pairs }),
+        (bytes(), proptest::option::of(bytes()), bytes())
+            .prop_map(|(key, expected, new)| Command::Cas { key, expected, new }),
+        Just(Command::DbSize),
+    ]
+}
+
+proptest! {
+    /// Decoding arbitrary bytes never panics; when it succeeds, the bytes were the one
+    /// encoding of the command.
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        if let Ok(command) = Command::decode(&bytes) {
+            prop_assert_eq!(command.encode(), bytes);
+        }
+    }
+
+    /// The same, for bytes that start like a real command (version and a valid opcode), so
+    /// that the field decoders are exercised rather than the header check.
+    #[test]
+    fn decoding_arbitrary_command_bodies_never_panics(
+        opcode in 1u8..=11,
+        body in proptest::collection::vec(any::<u8>(), 0..48),
+    ) {
+        let mut bytes = vec![COMMAND_FORMAT_VERSION, opcode];
+        bytes.extend_from_slice(&body);
+        if let Ok(command) = Command::decode(&bytes) {
+            prop_assert_eq!(command.encode(), bytes);
+        }
+    }
+
+    /// encode then decode gives the command back.
+    #[test]
+    fn encode_decode_round_trip(command in command()) {
+        prop_assert_eq!(Command::decode(&command.encode()), Ok(command));
+    }
+
+    /// Every proper prefix of an encoded command is refused, and so is any extra byte.
+    #[test]
+    fn truncated_or_extended_command_is_refused(command in command(), extra in any::<u8>()) {
+        let bytes = command.encode();
+        for len in 0..bytes.len() {
+            prop_assert!(Command::decode(&bytes[..len]).is_err(), "prefix of {} accepted", len);
+        }
+        let mut longer = bytes.clone();
+        longer.push(extra);
+        prop_assert_eq!(
+            Command::decode(&longer),
+            Err(KvError::TrailingBytes { what: Encoded::Command, count: 1 })
+        );
+    }
+}
+
+/// The encoding is compact: a short SET takes two header bytes, one length byte per string
+/// and one condition byte.
+#[test]
+fn small_set_encodes_compactly() {
+    assert_eq!(
+        set("k", "v").encode(),
+        vec![COMMAND_FORMAT_VERSION, 2, 1, b'k', 1, b'v', 0]
+    );
+    assert_eq!(Command::DbSize.encode(), vec![COMMAND_FORMAT_VERSION, 11]);
+    let decr = Command::IncrBy {
+        key: b("k"),
+        increment: -1,
+    };
+    assert_eq!(decr.encode(), vec![COMMAND_FORMAT_VERSION, 6, 1, b'k', 1]);
+}
+
+/// Each kind of garbage gives its own typed error.
+#[test]
+fn garbage_command_bytes_give_typed_errors() {
+    let what = Encoded::Command;
+    assert_eq!(Command::decode(&[]), Err(KvError::Empty { what }));
+    assert_eq!(
+        Command::decode(&[9, 1]),
+        Err(KvError::UnsupportedVersion { what, version: 9 })
+    );
+    assert_eq!(
+        Command::decode(&[1, 200]),
+        Err(KvError::UnknownTag {
+            what,
+            field: "opcode",
+            tag: 200,
+            offset: 1
+        })
+    );
+    assert_eq!(
+        Command::decode(&[1, 2, 1, b'k', 1, b'v', 3]),
+        Err(KvError::UnknownTag {
+            what,
+            field: "set condition",
+            tag: 3,
+            offset: 6
+        })
+    );
+    assert_eq!(
+        Command::decode(&[1, 1, 5, b'k']),
+        Err(KvError::Truncated { what, offset: 3 })
+    );
+    // An overlong varint (1 written in two bytes) and one wider than 64 bits.
+    assert_eq!(
+        Command::decode(&[1, 1, 0x81, 0x00, b'k']),
+        Err(KvError::BadVarint { what, offset: 2 })
+    );
+    let mut wide = vec![1, 6, 0];
+    wide.extend_from_slice(&[0xff; 9]);
+    wide.push(0x02);
+    assert_eq!(
+        Command::decode(&wide),
+        Err(KvError::BadVarint { what, offset: 3 })
+    );
+    // A key count far beyond the bytes present is refused before anything is allocated.
+    assert_eq!(
+        Command::decode(&[1, 3, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+        Err(KvError::Truncated { what, offset: 7 })
+    );
+}
+
+/// The extreme increments round trip (zigzag covers all of i64).
+#[test]
+fn extreme_increments_round_trip() {
+    for increment in [i64::MIN, i64::MAX, 0, -1, 1] {
+        let command = Command::IncrBy {
+            key: b("k"),
+            increment,
+        };
+        assert_eq!(Command::decode(&command.encode()), Ok(command));
+    }
+}

@@ -1,0 +1,237 @@
+//! Client sessions: exactly-once writes, stale and unknown requests, and bounded, log-driven
+//! expiry and eviction. Reference: thesis §6.3.
+
+mod common;
+
+use common::*;
+use skiff_kv::reply::errors;
+use skiff_kv::{Command, KvConfig, Reply, SessionRequest, StateMachine};
+
+/// retried_write_applies_once — exactly-once through client sessions (thesis §6.3), also
+/// across a snapshot: a write committed twice (the client retried after losing the reply)
+/// is applied once and both attempts get the same reply, including when the retry reaches a
+/// replica restored from a snapshot taken between the two.
+/// Reference: thesis §6.3.
+#[test]
+fn retried_write_applies_once() {
+    let mut kv = Kv::new();
+    assert_eq!(kv.apply_session(1, 1, incr("n")), Reply::Integer(1));
+    assert_eq!(kv.apply_session(1, 1, incr("n")), Reply::Integer(1));
+    assert_eq!(kv.read(get("n")), bulk("1"));
+
+    assert_eq!(kv.apply_session(1, 2, incr("n")), Reply::Integer(2));
+    // Snapshot between the first attempt and the retry; the retry reaches the restored copy.
+    let snapshot = kv.machine.snapshot();
+    let mut restored = Kv {
+        machine: StateMachine::restore(KvConfig::default(), &snapshot).expect("restore"),
+        next_index: kv.next_index,
+    };
+    assert_eq!(restored.apply_session(1, 2, incr("n")), Reply::Integer(2));
+    assert_eq!(restored.read(get("n")), bulk("2"));
+    assert_eq!(restored.apply_session(1, 3, incr("n")), Reply::Integer(3));
+    assert_eq!(restored.read(get("n")), bulk("3"));
+}
+
+/// A retried write that was refused is refused again with the same reply, even if the state
+/// has changed so that it would now succeed: the reply is remembered, not recomputed.
+/// Reference: thesis §6.3.
+#[test]
+fn retried_write_gets_remembered_reply_not_a_new_one() {
+    let mut kv = Kv::new();
+    kv.apply(set("k", "text"));
+    assert_eq!(
+        kv.apply_session(9, 1, incr("k")),
+        Reply::error(errors::NOT_AN_INTEGER)
+    );
+    kv.apply(set("k", "5"));
+    assert_eq!(
+        kv.apply_session(9, 1, incr("k")),
+        Reply::error(errors::NOT_AN_INTEGER)
+    );
+    assert_eq!(kv.read(get("k")), bulk("5"));
+
+    assert_eq!(kv.apply_session(9, 2, set_nx("fresh", "a")), Reply::Ok);
+    assert_eq!(kv.apply_session(9, 2, set_nx("fresh", "a")), Reply::Ok);
+}
+
+/// A request older than the client's last one is refused with "ERR stale request" and
+/// applies nothing. Reference: thesis §6.3.
+#[test]
+fn stale_sequence_is_refused() {
+    let mut kv = Kv::new();
+    assert_eq!(kv.apply_session(1, 1, incr("n")), Reply::Integer(1));
+    assert_eq!(kv.apply_session(1, 5, incr("n")), Reply::Integer(2));
+    assert_eq!(
+        kv.apply_session(1, 4, incr("n")),
+        Reply::error(errors::STALE_REQUEST)
+    );
+    assert_eq!(
+        kv.apply_session(1, 1, incr("n")),
+        Reply::error(errors::STALE_REQUEST)
+    );
+    assert_eq!(errors::STALE_REQUEST, "ERR stale request");
+    assert_eq!(kv.read(get("n")), bulk("2"));
+    assert_eq!(kv.machine.session(1).map(|s| s.last_sequence), Some(5));
+}
+
+/// Sessions of different clients are independent: the same sequence from two clients is
+/// two requests.
+#[test]
+fn clients_have_independent_sequences() {
+    let mut kv = Kv::new();
+    assert_eq!(kv.apply_session(1, 1, incr("n")), Reply::Integer(1));
+    assert_eq!(kv.apply_session(2, 1, incr("n")), Reply::Integer(2));
+    assert_eq!(kv.machine.session_count(), 2);
+}
+
+/// A client the store does not know may only start with sequence 1; a later sequence may be
+/// a retry whose session was forgotten, so it is refused rather than risk applying twice.
+/// Reference: thesis §6.3.
+#[test]
+fn unknown_client_must_start_at_sequence_one() {
+    let mut kv = Kv::new();
+    assert_eq!(
+        kv.apply_session(3, 2, incr("n")),
+        Reply::error(errors::SESSION_EXPIRED)
+    );
+    assert_eq!(
+        kv.apply_session(3, 0, incr("n")),
+        Reply::error(errors::SESSION_EXPIRED)
+    );
+    assert_eq!(kv.read(get("n")), Reply::Nil);
+    assert_eq!(kv.machine.session_count(), 0);
+}
+
+/// Writes without a session are applied every time (no deduplication), and open no session.
+#[test]
+fn sessionless_writes_are_not_deduplicated() {
+    let mut kv = Kv::new();
+    kv.apply(incr("n"));
+    kv.apply(incr("n"));
+    assert_eq!(kv.read(get("n")), bulk("2"));
+    assert_eq!(kv.machine.session_count(), 0);
+}
+
+/// A session idle for more than session_expiry_entries entries is forgotten at the first
+/// entry applied past that point — exactly at the boundary — after which its retries are
+/// refused as expired. Reference: thesis §6.3.
+#[test]
+fn idle_session_expires_after_expiry_entries() {
+    let config = KvConfig {
+        session_expiry_entries: 10,
+        ..KvConfig::default()
+    };
+    let mut kv = Kv::with_config(config);
+    kv.machine.apply(1, &incr("n"), Some(req(1, 1)));
+    kv.machine.apply(2, &incr("n"), Some(req(1, 2)));
+    // Index 12 is 10 entries after 2: still alive, and the retry refreshes it.
+    assert_eq!(
+        kv.machine.apply(12, &incr("n"), Some(req(1, 2))),
+        Reply::Integer(2)
+    );
+    // Index 23 is 11 entries after 12: expired before the request is looked at.
+    assert_eq!(
+        kv.machine.apply(23, &Command::DbSize, None),
+        Reply::Integer(1)
+    );
+    assert!(kv.machine.session(1).is_none());
+    assert_eq!(
+        kv.machine.apply(24, &incr("n"), Some(req(1, 2))),
+        Reply::error(errors::SESSION_EXPIRED)
+    );
+    assert_eq!(kv.read(get("n")), bulk("2"));
+}
+
+/// At most max_sessions sessions are kept; opening one more evicts the session whose last
+/// request has the lowest log index, and a retry of the evicted client is refused.
+/// Reference: thesis §6.3.
+#[test]
+fn session_eviction_removes_least_recently_used() {
+    let config = KvConfig {
+        max_sessions: 3,
+        ..KvConfig::default()
+    };
+    let mut kv = Kv::with_config(config);
+    kv.apply_session(1, 1, incr("a")); // index 1
+    kv.apply_session(2, 1, incr("b")); // index 2
+    kv.apply_session(3, 1, incr("c")); // index 3
+    kv.apply_session(1, 1, incr("a")); // index 4: a retry, which refreshes client 1
+    kv.apply_session(4, 1, incr("d")); // index 5: evicts client 2 (last active at 2)
+    let clients: Vec<u64> = kv.machine.sessions().map(|(id, _)| id).collect();
+    assert_eq!(clients, vec![1, 3, 4]);
+    assert_eq!(
+        kv.apply_session(2, 2, incr("b")),
+        Reply::error(errors::SESSION_EXPIRED)
+    );
+    // A refused request opens nothing and evicts nothing.
+    assert_eq!(kv.machine.session_count(), 3);
+    assert_eq!(kv.read(get("a")), bulk("1"));
+}
+
+/// Eviction is a function of the log alone: two stores fed the same entries — one of them
+/// snapshotted and restored halfway — keep exactly the same sessions, and never more than
+/// max_sessions. Reference: thesis §6.3.
+#[test]
+fn session_eviction_is_deterministic_and_bounded() {
+    let config = KvConfig {
+        max_sessions: 5,
+        session_expiry_entries: 40,
+        ..KvConfig::default()
+    };
+    let mut a = Kv::with_config(config.clone());
+    let mut b = Kv::with_config(config.clone());
+    let mut sequences = [0u64; 16];
+    for step in 0..200u64 {
+        // A fixed, irregular pattern of clients, some retrying.
+        let client = (step * 7 + step / 3) % 16;
+        let retry = step % 5 == 0 && sequences[client as usize] > 0;
+        if !retry {
+            sequences[client as usize] += 1;
+        }
+        let mut sequence = sequences[client as usize];
+        if a.machine.session(client).is_none() {
+            // A forgotten client starts a new session.
+            sequences[client as usize] = 1;
+            sequence = 1;
+        }
+        let command = incr(&format!("key{}", step % 4));
+        let ra = a.apply_session(client, sequence, command.clone());
+        let rb = b.apply_session(client, sequence, command);
+        assert_eq!(ra, rb, "step {step}");
+        assert!(a.machine.session_count() <= 5);
+        if step == 100 {
+            let next_index = b.next_index;
+            b = Kv {
+                machine: StateMachine::restore(config.clone(), &b.machine.snapshot())
+                    .expect("restore"),
+                next_index,
+            };
+        }
+    }
+    assert_eq!(a.machine.snapshot(), b.machine.snapshot());
+    assert_eq!(a.machine, b.machine);
+    assert_eq!(a.machine.session_count(), 5);
+}
+
+/// Restoring a snapshot under a smaller max_sessions keeps the most recently used sessions.
+#[test]
+fn restore_with_fewer_sessions_evicts_least_recently_used() {
+    let mut kv = Kv::new();
+    for client in 1..=4 {
+        kv.apply_session(client, 1, incr("n"));
+    }
+    let config = KvConfig {
+        max_sessions: 2,
+        ..KvConfig::default()
+    };
+    let restored = StateMachine::restore(config, &kv.machine.snapshot()).expect("restore");
+    let clients: Vec<u64> = restored.sessions().map(|(id, _)| id).collect();
+    assert_eq!(clients, vec![3, 4]);
+}
+
+fn req(client_id: u64, sequence: u64) -> SessionRequest {
+    SessionRequest {
+        client_id,
+        sequence,
+    }
+}

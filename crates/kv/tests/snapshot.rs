@@ -1,0 +1,191 @@
+//! Snapshots: byte-identical round trips, determinism, and typed errors for damaged bytes.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use skiff_kv::{Command, KvConfig, KvError, StateMachine, SNAPSHOT_MAGIC};
+
+fn populated() -> Kv {
+    let mut kv = Kv::new();
+    kv.apply(set("b", "2"));
+    kv.apply(set("a", "1"));
+    kv.apply_session(5, 1, incr("n"));
+    kv.apply_session(
+        6,
+        1,
+        Command::MGet {
+            keys: keys(&["a", "zz"]),
+        },
+    );
+    kv.apply_session(7, 1, incr("a"));
+    kv.apply(Command::Set {
+        key: vec![0, 255],
+        value: vec![7; 300],
+        condition: Default::default(),
+    });
+    kv.apply_session(8, 1, set("a", "text"));
+    kv.apply_session(8, 2, incr("a"));
+    kv
+}
+
+/// A snapshot restored and taken again gives the same bytes, and the restored store equals
+/// the original: data, sessions (with their replies) and applied index.
+#[test]
+fn snapshot_round_trip_is_byte_identical() {
+    let kv = populated();
+    let bytes = kv.machine.snapshot();
+    let restored = StateMachine::restore(KvConfig::default(), &bytes).expect("restore");
+    assert_eq!(restored, kv.machine);
+    assert_eq!(restored.snapshot(), bytes);
+    assert_eq!(restored.applied_index(), 8);
+    assert!(restored.session(8).is_some_and(|s| s.last_reply.is_error()));
+}
+
+/// The same state reached in a different order of inserts gives the same snapshot bytes.
+#[test]
+fn snapshot_is_deterministic() {
+    let mut one = Kv::new();
+    let mut two = Kv::new();
+    for key in ["x", "y", "z"] {
+        one.apply(set(key, key));
+    }
+    for key in ["z", "y", "x"] {
+        two.apply(set(key, key));
+    }
+    assert_eq!(one.machine.snapshot(), two.machine.snapshot());
+}
+
+/// An empty store's snapshot restores to an empty store.
+#[test]
+fn empty_snapshot_round_trips() {
+    let machine = StateMachine::new(KvConfig::default()).expect("config");
+    let restored =
+        StateMachine::restore(KvConfig::default(), &machine.snapshot()).expect("restore");
+    assert_eq!(restored, machine);
+}
+
+/// Every proper prefix of a snapshot is refused with a typed error.
+#[test]
+fn truncated_snapshot_is_refused() {
+    let bytes = populated().machine.snapshot();
+    for len in 0..bytes.len() {
+        assert!(
+            StateMachine::restore(KvConfig::default(), &bytes[..len]).is_err(),
+            "prefix of {len} bytes accepted"
+        );
+    }
+    assert_eq!(
+        StateMachine::restore(KvConfig::default(), &[]),
+        Err(KvError::Empty {
+            what: skiff_kv::Encoded::Snapshot
+        })
+    );
+}
+
+/// Every single flipped bit is caught: by the magic check or the checksum.
+#[test]
+fn flipped_bit_in_snapshot_is_refused() {
+    let bytes = populated().machine.snapshot();
+    for bit in 0..bytes.len() * 8 {
+        let mut damaged = bytes.clone();
+        damaged[bit / 8] ^= 1 << (bit % 8);
+        let result = StateMachine::restore(KvConfig::default(), &damaged);
+        assert!(
+            matches!(
+                result,
+                Err(KvError::BadMagic | KvError::ChecksumMismatch { .. })
+            ),
+            "bit {bit}: {result:?}"
+        );
+    }
+}
+
+/// Bytes that are not a snapshot are refused as such.
+#[test]
+fn foreign_bytes_are_not_a_snapshot() {
+    assert_eq!(
+        StateMachine::restore(KvConfig::default(), b"*1\r\n$4\r\nPING\r\n"),
+        Err(KvError::BadMagic)
+    );
+}
+
+/// A well-checksummed snapshot that breaks the format's rules (keys out of order, trailing
+/// bytes, another version) is refused with a typed error.
+#[test]
+fn checksummed_but_invalid_snapshot_is_refused() {
+    let seal = |body: &[u8]| {
+        let mut bytes = body.to_vec();
+        bytes.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+        bytes
+    };
+    let header = |version: u8| {
+        let mut h = SNAPSHOT_MAGIC.to_vec();
+        h.push(version);
+        h
+    };
+    let restore = |body: &[u8]| StateMachine::restore(KvConfig::default(), &seal(body));
+
+    // applied 0, keys "b" then "a", no sessions.
+    let mut out_of_order = header(1);
+    out_of_order.extend_from_slice(&[0, 2, 1, b'b', 0, 1, b'a', 0, 0]);
+    assert!(matches!(
+        restore(&out_of_order),
+        Err(KvError::InvalidSnapshot(_))
+    ));
+
+    let mut trailing = header(1);
+    trailing.extend_from_slice(&[0, 0, 0, 99]);
+    assert!(matches!(
+        restore(&trailing),
+        Err(KvError::TrailingBytes { .. })
+    ));
+
+    let mut future = header(2);
+    future.extend_from_slice(&[0, 0, 0]);
+    assert!(matches!(
+        restore(&future),
+        Err(KvError::UnsupportedVersion { version: 2, .. })
+    ));
+
+    // applied 3, no keys, one session active at index 9 > 3.
+    let mut session_ahead = header(1);
+    session_ahead.extend_from_slice(&[3, 0, 1, 1, 1, 9, 0]);
+    assert!(matches!(
+        restore(&session_ahead),
+        Err(KvError::InvalidSnapshot(_))
+    ));
+
+    // applied 9, two sessions both active at index 4.
+    let mut shared_index = header(1);
+    shared_index.extend_from_slice(&[9, 0, 2, 1, 1, 4, 0, 2, 1, 4, 0]);
+    assert!(matches!(
+        restore(&shared_index),
+        Err(KvError::InvalidSnapshot(_))
+    ));
+
+    // A key count far beyond the bytes present.
+    let mut huge_count = header(1);
+    huge_count.extend_from_slice(&[0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+    assert!(matches!(
+        restore(&huge_count),
+        Err(KvError::Truncated { .. })
+    ));
+}
+
+proptest! {
+    /// Restoring arbitrary bytes never panics, with or without a valid magic and checksum.
+    #[test]
+    fn restoring_arbitrary_bytes_never_panics(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = StateMachine::restore(KvConfig::default(), &body);
+        let mut sealed = SNAPSHOT_MAGIC.to_vec();
+        sealed.push(1);
+        sealed.extend_from_slice(&body);
+        let crc = crc32c::crc32c(&sealed);
+        sealed.extend_from_slice(&crc.to_le_bytes());
+        if let Ok(machine) = StateMachine::restore(KvConfig::default(), &sealed) {
+            // Whatever decodes is canonical: it snapshots back to the same bytes.
+            prop_assert_eq!(machine.snapshot(), sealed);
+        }
+    }
+}
