@@ -57,6 +57,8 @@ pub struct ReadOnly {
     sent_round: u64,
     /// The highest round each node has answered in this term.
     acked: BTreeMap<NodeId, u64>,
+    /// A TimeoutNow was sent in this term: no lease reads until the next one.
+    lease_revoked: bool,
 }
 
 impl ReadOnly {
@@ -67,6 +69,7 @@ impl ReadOnly {
             max_pending,
             sent_round: 0,
             acked: BTreeMap::new(),
+            lease_revoked: false,
         }
     }
 
@@ -134,10 +137,21 @@ impl ReadOnly {
         confirmed
     }
 
+    /// Turns lease reads off for the rest of this term.
+    pub fn revoke_lease(&mut self) {
+        self.lease_revoked = true;
+    }
+
+    /// Whether lease reads were turned off in this term.
+    pub fn lease_revoked(&self) -> bool {
+        self.lease_revoked
+    }
+
     /// Forgets every pending read (the node stopped leading); returns them.
     pub fn reset(&mut self) -> Vec<PendingRead> {
         self.acked.clear();
         self.sent_round = 0;
+        self.lease_revoked = false;
         self.pending.drain(..).collect()
     }
 }

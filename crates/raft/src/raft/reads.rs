@@ -81,12 +81,15 @@ impl<S: LogStorage> Raft<S> {
         self.config.read_lease
             && self.config.check_quorum
             && self.lead_transferee.is_none()
+            && !self.read_only.lease_revoked()
             && self.ticks < self.lease_until_tick
     }
 
     /// Gives up the lease (leadership is being handed over).
     pub(crate) fn end_lease(&mut self) {
         self.lease_until_tick = 0;
+        // Thesis §3.10: a late TimeoutNow can still elect the target, so no lease this term.
+        self.read_only.revoke_lease();
     }
 
     /// Starts a heartbeat round; the messages sent from now on carry it.
