@@ -16,6 +16,7 @@
 //! - [`log`]: the node's log — durable entries, the unstable tail, commit and apply marks.
 //! - [`progress`]: the leader's view of each follower (probe / replicate, in-flight limit).
 //! - [`quorum`]: majority arithmetic for commit indexes and elections.
+//! - [`membership`]: configuration changes by joint consensus, and learners.
 //! - [`raft`]: the protocol — roles, terms, elections, replication, reads (ReadIndex, leases), leadership transfer, snapshots.
 //! - [`raw_node`]: the driving interface — `tick`, `step`, `propose`, `ready`, `advance`.
 //!
@@ -58,6 +59,7 @@
 
 pub mod config;
 pub mod log;
+pub mod membership;
 pub mod message;
 pub mod progress;
 pub mod quorum;
@@ -67,6 +69,7 @@ pub mod storage;
 pub mod types;
 
 pub use config::{Config, ConfigError};
+pub use membership::{ConfChange, ConfChangeError, ConfChangeStep, ConfState};
 pub use message::{AppendResponse, Message, MessageBody};
 pub use raft::{
     ProposeError, Raft, ReadIndexError, ReadState, SnapshotChunk, SnapshotError, StepError,

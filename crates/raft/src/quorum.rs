@@ -93,6 +93,98 @@ impl MajorityConfig {
     }
 }
 
+/// The voters of a configuration, possibly joint (§6, C_old,new): while joint, every decision
+/// needs a majority of the incoming voters *and* a majority of the outgoing ones.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JointConfig {
+    incoming: MajorityConfig,
+    /// Empty unless the configuration is joint.
+    outgoing: MajorityConfig,
+}
+
+impl JointConfig {
+    /// A simple (not joint) configuration of these voters.
+    pub fn new(voters: impl IntoIterator<Item = NodeId>) -> JointConfig {
+        JointConfig {
+            incoming: MajorityConfig::new(voters),
+            outgoing: MajorityConfig::default(),
+        }
+    }
+
+    /// A joint configuration: `incoming` (C_new) and `outgoing` (C_old).
+    pub fn joint(
+        incoming: impl IntoIterator<Item = NodeId>,
+        outgoing: impl IntoIterator<Item = NodeId>,
+    ) -> JointConfig {
+        JointConfig {
+            incoming: MajorityConfig::new(incoming),
+            outgoing: MajorityConfig::new(outgoing),
+        }
+    }
+
+    /// Whether both an old and a new configuration are in force.
+    pub fn is_joint(&self) -> bool {
+        !self.outgoing.voters().is_empty()
+    }
+
+    /// The incoming (or only) voters.
+    pub fn incoming(&self) -> &BTreeSet<NodeId> {
+        self.incoming.voters()
+    }
+
+    /// The outgoing voters (empty unless joint).
+    pub fn outgoing(&self) -> &BTreeSet<NodeId> {
+        self.outgoing.voters()
+    }
+
+    /// Every voter of either configuration.
+    pub fn voters(&self) -> BTreeSet<NodeId> {
+        self.incoming
+            .voters()
+            .union(self.outgoing.voters())
+            .copied()
+            .collect()
+    }
+
+    /// Whether `id` votes in either configuration.
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.incoming.contains(id) || self.outgoing.contains(id)
+    }
+
+    /// The largest value both majorities have reached (§6: agreement needs both).
+    pub fn quorum_value<T: Ord + Copy + Default>(&self, value: impl Fn(NodeId) -> Option<T>) -> T {
+        let incoming = self.incoming.quorum_value(&value);
+        if !self.is_joint() {
+            return incoming;
+        }
+        incoming.min(self.outgoing.quorum_value(&value))
+    }
+
+    /// The commit index both majorities agree on.
+    pub fn committed_index(&self, match_index: impl Fn(NodeId) -> Option<LogIndex>) -> LogIndex {
+        self.quorum_value(match_index)
+    }
+
+    /// An election is won with both majorities and lost if either is lost.
+    pub fn vote_result(&self, votes: &BTreeMap<NodeId, bool>) -> VoteResult {
+        let incoming = self.incoming.vote_result(votes);
+        if !self.is_joint() {
+            return incoming;
+        }
+        match (incoming, self.outgoing.vote_result(votes)) {
+            (VoteResult::Won, VoteResult::Won) => VoteResult::Won,
+            (VoteResult::Lost, _) | (_, VoteResult::Lost) => VoteResult::Lost,
+            _ => VoteResult::Pending,
+        }
+    }
+
+    /// CheckQuorum in both configurations.
+    pub fn has_active_majority(&self, active: impl Fn(NodeId) -> bool) -> bool {
+        self.incoming.has_active_majority(&active)
+            && (!self.is_joint() || self.outgoing.has_active_majority(&active))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +253,55 @@ mod tests {
         let cfg = config(4);
         assert!(!cfg.has_active_majority(|id| id.0 <= 2));
         assert!(cfg.has_active_majority(|id| id.0 <= 3));
+    }
+
+    #[test]
+    fn joint_configuration_needs_both_majorities() {
+        let joint = JointConfig::joint(
+            [NodeId(1), NodeId(2), NodeId(3)],
+            [NodeId(3), NodeId(4), NodeId(5)],
+        );
+        assert!(joint.is_joint());
+        let matches = [0, 9, 9, 9, 2, 2];
+        assert_eq!(
+            joint.committed_index(|id| Some(LogIndex(matches[id.0 as usize]))),
+            LogIndex(2)
+        );
+        let votes = BTreeMap::from([(NodeId(1), true), (NodeId(2), true)]);
+        assert_eq!(
+            joint.vote_result(&votes),
+            VoteResult::Pending,
+            "the outgoing majority is missing"
+        );
+        let votes = BTreeMap::from([
+            (NodeId(1), true),
+            (NodeId(2), true),
+            (NodeId(4), true),
+            (NodeId(5), true),
+        ]);
+        assert_eq!(joint.vote_result(&votes), VoteResult::Won);
+        let votes = BTreeMap::from([(NodeId(4), false), (NodeId(5), false)]);
+        assert_eq!(
+            joint.vote_result(&votes),
+            VoteResult::Lost,
+            "losing either majority loses"
+        );
+        assert!(!joint.has_active_majority(|id| id.0 <= 3));
+        assert!(joint.has_active_majority(|id| id.0 != 1 && id.0 != 4));
+        assert_eq!(joint.voters().len(), 5);
+    }
+
+    #[test]
+    fn simple_configuration_behaves_as_a_majority() {
+        let simple = JointConfig::new([NodeId(1), NodeId(2), NodeId(3)]);
+        assert!(!simple.is_joint());
+        let matches = [0, 5, 9, 7];
+        assert_eq!(
+            simple.committed_index(|id| Some(LogIndex(matches[id.0 as usize]))),
+            LogIndex(7)
+        );
+        let votes = BTreeMap::from([(NodeId(1), true), (NodeId(3), true)]);
+        assert_eq!(simple.vote_result(&votes), VoteResult::Won);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::config::{Config, ConfigError};
 use crate::log::RaftLog;
+use crate::membership::ConfChange;
 use crate::message::Message;
 use crate::raft::{
     ProposeError, Raft, ReadIndexError, ReadState, SnapshotChunk, SnapshotError, StepError,
@@ -9,7 +10,7 @@ use crate::raft::{
 };
 use crate::storage::LogStorage;
 use crate::storage::SnapshotMeta;
-use crate::types::{Entry, HardState, LogIndex, NodeId, SoftState, Term};
+use crate::types::{Entry, EntryKind, HardState, LogIndex, NodeId, SoftState, Term};
 
 /// Why a node could not start.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -151,6 +152,15 @@ impl<S: LogStorage> RawNode<S> {
         self.raft.take_snapshot(index, data)
     }
 
+    /// Proposes a membership change (§6). Voter changes go through the joint configuration,
+    /// which the leader leaves on its own; one change at a time.
+    pub fn propose_conf_change(
+        &mut self,
+        change: ConfChange,
+    ) -> Result<(LogIndex, Term), ProposeError> {
+        self.raft.propose_conf_change(change)
+    }
+
     /// Starts handing leadership to voter `to` (thesis §3.10). Proposals are refused until the
     /// transfer completes or, after an election timeout, is abandoned.
     pub fn transfer_leadership(&mut self, to: NodeId) -> Result<(), TransferError> {
@@ -200,6 +210,16 @@ impl<S: LogStorage> RawNode<S> {
 
     /// The application has persisted, sent and applied `ready`.
     pub fn advance(&mut self, ready: Ready) {
+        // Configuration changes take effect as they are applied (§6).
+        for entry in ready
+            .committed_entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::ConfChange)
+        {
+            if let Ok(change) = ConfChange::decode(&entry.data) {
+                self.raft.apply_conf_change(&change);
+            }
+        }
         if ready.snapshot.is_some() {
             self.raft.log.snapshot_installed();
         }

@@ -13,8 +13,12 @@ pub struct SnapshotMeta {
     pub index: LogIndex,
     /// That entry's term.
     pub term: Term,
-    /// The voting members at `index`.
+    /// The voting members at `index` (of C_new while joint).
     pub voters: Vec<NodeId>,
+    /// The voters of C_old, when `index` falls in a joint configuration.
+    pub voters_outgoing: Vec<NodeId>,
+    /// The learners at `index`.
+    pub learners: Vec<NodeId>,
 }
 
 /// Why a storage read or write failed.
@@ -366,7 +370,9 @@ pub mod conformance {
         super::SnapshotMeta {
             index: LogIndex(index),
             term: Term(term),
-            voters: vec![crate::types::NodeId(1)],
+            voters: vec![crate::types::NodeId(1), crate::types::NodeId(2)],
+            voters_outgoing: vec![crate::types::NodeId(1)],
+            learners: vec![crate::types::NodeId(3)],
         }
     }
 

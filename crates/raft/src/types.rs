@@ -64,6 +64,9 @@ pub enum EntryKind {
     /// The empty entry a leader appends at the start of its term (§5.4.2, thesis §6.4):
     /// committing it commits every earlier entry.
     Noop,
+    /// A membership change ([`ConfChange`](crate::membership::ConfChange) in its data). It takes
+    /// effect on every node when applied.
+    ConfChange,
 }
 
 /// One entry of the replicated log.

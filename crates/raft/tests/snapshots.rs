@@ -17,6 +17,7 @@ fn meta(index: u64, term: u64) -> SnapshotMeta {
         index: LogIndex(index),
         term: Term(term),
         voters: ids(3),
+        ..SnapshotMeta::default()
     }
 }
 

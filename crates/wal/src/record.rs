@@ -203,6 +203,7 @@ pub fn encode_entry(
         out.push(match entry.kind {
             EntryKind::Normal => 0,
             EntryKind::Noop => 1,
+            EntryKind::ConfChange => 2,
         });
         out.extend_from_slice(&data_len.to_le_bytes());
         out.extend_from_slice(&entry.data);
@@ -293,6 +294,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, RecordError> {
             let kind = match reader.u8()? {
                 0 => EntryKind::Normal,
                 1 => EntryKind::Noop,
+                2 => EntryKind::ConfChange,
                 _ => return Err(reader.malformed("unknown entry kind")),
             };
             let data_len = reader.u32()? as usize;

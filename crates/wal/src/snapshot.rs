@@ -8,9 +8,12 @@
 //! snapshot file = header | data
 //! header (integers little-endian):
 //!   magic "SKIFFSNP" | version: u16 | cluster id: u64 | index: u64 | term: u64
-//!   | voter count: u32 | voters: u64 × count | data length: u64 | data crc: u32
+//!   | member count: u32 | members: u64 × count | data length: u64 | data crc: u32
 //!   | header crc: u32
 //!   data crc is CRC-32C of the data; header crc is CRC-32C of every header byte before it.
+//!   members: the voters, then 0, the outgoing voters of a joint configuration, then 0, the
+//!   learners (node id 0 means nobody, so it separates the lists; with no separator every
+//!   member is a voter).
 //! ```
 //!
 //! A snapshot file is only ever given its final name after its contents were synced
@@ -118,9 +121,10 @@ impl SnapshotHeader {
         out.extend_from_slice(&self.cluster_id.to_le_bytes());
         out.extend_from_slice(&self.meta.index.0.to_le_bytes());
         out.extend_from_slice(&self.meta.term.0.to_le_bytes());
-        out.extend_from_slice(&(self.meta.voters.len() as u32).to_le_bytes());
-        for voter in &self.meta.voters {
-            out.extend_from_slice(&voter.0.to_le_bytes());
+        let members = encode_members(&self.meta);
+        out.extend_from_slice(&(members.len() as u32).to_le_bytes());
+        for member in &members {
+            out.extend_from_slice(&member.to_le_bytes());
         }
         out.extend_from_slice(&self.data_len.to_le_bytes());
         out.extend_from_slice(&self.data_crc.to_le_bytes());
@@ -131,8 +135,31 @@ impl SnapshotHeader {
 
     /// The length of the encoded header.
     pub fn encoded_len(&self) -> u64 {
-        FIXED_PREFIX_BYTES + 8 * self.meta.voters.len() as u64 + FIXED_SUFFIX_BYTES
+        FIXED_PREFIX_BYTES + 8 * encode_members(&self.meta).len() as u64 + FIXED_SUFFIX_BYTES
     }
+}
+
+/// Voters, 0, outgoing voters, 0, learners (the separators only when needed).
+fn encode_members(meta: &SnapshotMeta) -> Vec<u64> {
+    let mut members: Vec<u64> = meta.voters.iter().map(|id| id.0).collect();
+    if !meta.voters_outgoing.is_empty() || !meta.learners.is_empty() {
+        members.push(0);
+        members.extend(meta.voters_outgoing.iter().map(|id| id.0));
+        members.push(0);
+        members.extend(meta.learners.iter().map(|id| id.0));
+    }
+    members
+}
+
+/// The three member lists of an encoded header.
+fn decode_members(members: &[u64]) -> (Vec<NodeId>, Vec<NodeId>, Vec<NodeId>) {
+    let mut lists = members
+        .split(|&id| id == 0)
+        .map(|list| list.iter().map(|&id| NodeId(id)).collect::<Vec<_>>());
+    let voters = lists.next().unwrap_or_default();
+    let outgoing = lists.next().unwrap_or_default();
+    let learners = lists.next().unwrap_or_default();
+    (voters, outgoing, learners)
 }
 
 /// The current snapshot: its metadata in memory, its data on disk.
@@ -245,13 +272,17 @@ pub(crate) fn check_file<D: Disk>(
             found: found_cluster,
         });
     }
+    let members: Vec<u64> = header[FIXED_PREFIX_BYTES as usize..body_len - 12]
+        .chunks_exact(8)
+        .map(|member| u64::from_le_bytes(le(member)))
+        .collect();
+    let (voters, voters_outgoing, learners) = decode_members(&members);
     let meta = SnapshotMeta {
         index: LogIndex(u64::from_le_bytes(le(&header[18..26]))),
         term: Term(u64::from_le_bytes(le(&header[26..34]))),
-        voters: header[FIXED_PREFIX_BYTES as usize..body_len - 12]
-            .chunks_exact(8)
-            .map(|voter| NodeId(u64::from_le_bytes(le(voter))))
-            .collect(),
+        voters,
+        voters_outgoing,
+        learners,
     };
     if meta.index != index {
         return Err(corrupt(Corruption::NameMismatch {
@@ -348,6 +379,8 @@ mod tests {
                 index: LogIndex(12),
                 term: Term(3),
                 voters: vec![NodeId(1), NodeId(2), NodeId(3)],
+                voters_outgoing: vec![NodeId(4)],
+                learners: vec![NodeId(5)],
             },
             data_len: 5,
             data_crc: crc32c::crc32c(b"hello"),

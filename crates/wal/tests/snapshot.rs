@@ -14,6 +14,8 @@ fn meta(index: u64, term: u64) -> SnapshotMeta {
         index: LogIndex(index),
         term: Term(term),
         voters: vec![NodeId(1), NodeId(2), NodeId(3)],
+        voters_outgoing: vec![NodeId(4)],
+        learners: vec![NodeId(5)],
     }
 }
 

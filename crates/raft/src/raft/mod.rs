@@ -3,6 +3,7 @@
 //! [`Raft`] reacts to ticks, messages and proposals by changing its state and queueing
 //! messages; [`RawNode`](crate::RawNode) turns that into [`Ready`](crate::Ready) batches.
 
+mod conf;
 mod read_only;
 mod reads;
 mod snapshot;
@@ -17,7 +18,7 @@ use crate::config::Config;
 use crate::log::RaftLog;
 use crate::message::{AppendResponse, Message, MessageBody};
 use crate::progress::{Progress, ProgressState};
-use crate::quorum::{MajorityConfig, VoteResult};
+use crate::quorum::{JointConfig, VoteResult};
 use crate::storage::{LogStorage, SnapshotMeta};
 use crate::types::{Entry, EntryKind, HardState, LogIndex, NodeId, Role, SoftState, Term};
 use read_only::ReadOnly;
@@ -48,6 +49,18 @@ pub enum ProposeError {
         /// The transfer target.
         to: NodeId,
     },
+    /// A membership change is proposed only once the leader's no-op of its term has committed.
+    #[error("the leader's first entry of its term has not committed yet")]
+    ConfChangeTooEarly,
+    /// One membership change at a time: the last one is not applied yet.
+    #[error("the configuration change at {pending} is not applied yet")]
+    ConfChangeInProgress {
+        /// The index of the change in flight.
+        pending: LogIndex,
+    },
+    /// The change does not apply to the configuration in force.
+    #[error(transparent)]
+    InvalidConfChange(#[from] crate::membership::ConfChangeError),
     /// Too many bytes are proposed and not yet committed.
     #[error("{uncommitted_bytes} uncommitted bytes already; limit is {max_bytes}")]
     UncommittedLimit {
@@ -86,7 +99,12 @@ pub struct Raft<S> {
     role: Role,
     leader: Option<NodeId>,
     pub(crate) log: RaftLog<S>,
-    voters: MajorityConfig,
+    voters: JointConfig,
+    /// Members that receive the log but do not vote.
+    learners: std::collections::BTreeSet<NodeId>,
+    /// Leader only: the index of the last configuration change it proposed; another may be
+    /// proposed only once this one is applied (one change at a time).
+    pending_conf_index: LogIndex,
     /// Leader only: one entry per voter, this node included.
     progress: BTreeMap<NodeId, Progress>,
     /// (Pre-)candidate only: the answers received in this election.
@@ -144,7 +162,9 @@ impl<S: LogStorage> Raft<S> {
         let config_max_pending_reads = config.max_pending_reads;
         let mut raft = Raft {
             id: config.id,
-            voters: MajorityConfig::new(config.voters.iter().copied()),
+            voters: JointConfig::new(config.voters.iter().copied()),
+            learners: Default::default(),
+            pending_conf_index: LogIndex(0),
             config,
             term: hard_state.term,
             vote: hard_state.vote,
@@ -176,6 +196,16 @@ impl<S: LogStorage> Raft<S> {
             snapshot_chunks: Vec::new(),
             snapshot_to_install: None,
         };
+        // After a restart, the membership is the snapshot's; later changes are applied again
+        // with the entries that follow it.
+        let snapshot = raft.log.storage().snapshot_meta();
+        if snapshot.index.0 > 0 {
+            raft.set_conf_state(&crate::membership::ConfState {
+                voters: snapshot.voters,
+                voters_outgoing: snapshot.voters_outgoing,
+                learners: snapshot.learners,
+            });
+        }
         raft.reset_timers();
         raft
     }
@@ -348,6 +378,11 @@ impl<S: LogStorage> Raft<S> {
         if !self.is_voter() || self.role == Role::Leader {
             return;
         }
+        // A committed configuration change not yet applied may remove this node or change the
+        // quorum: it does not campaign until it knows the configuration it would lead.
+        if self.has_unapplied_conf_change() {
+            return;
+        }
         if self.config.pre_vote {
             self.become_pre_candidate();
         } else {
@@ -419,10 +454,19 @@ impl<S: LogStorage> Raft<S> {
         self.leader = Some(self.id);
         self.leave_role();
         let next = self.log.last_index().next();
-        for &voter in self.voters.voters() {
-            self.progress
-                .insert(voter, Progress::new(next, self.config.max_inflight_appends));
+        for member in self
+            .voters
+            .voters()
+            .into_iter()
+            .chain(self.learners.iter().copied())
+        {
+            self.progress.insert(
+                member,
+                Progress::new(next, self.config.max_inflight_appends),
+            );
         }
+        // A change of an earlier term may still be unapplied: none is proposed until it is.
+        self.pending_conf_index = self.log.last_index();
         let persisted = self.log.persisted_index();
         if let Some(mine) = self.progress.get_mut(&self.id) {
             mine.maybe_update(persisted);
@@ -443,8 +487,7 @@ impl<S: LogStorage> Raft<S> {
         let others: Vec<NodeId> = self
             .voters
             .voters()
-            .iter()
-            .copied()
+            .into_iter()
             .filter(|&id| id != self.id)
             .collect();
         for to in others {

@@ -3,6 +3,7 @@
 //! snapshot in chunks, one unanswered chunk at a time, resuming from the last offset it
 //! acknowledged.
 
+use crate::membership::ConfState;
 use crate::message::MessageBody;
 use crate::progress::ProgressState;
 use crate::raft::Raft;
@@ -61,10 +62,13 @@ impl<S: LogStorage> Raft<S> {
             index,
             first_index: self.log.first_index(),
         })?;
+        let conf = self.conf_state();
         let meta = SnapshotMeta {
             index,
             term,
-            voters: self.voters.voters().iter().copied().collect(),
+            voters: conf.voters,
+            voters_outgoing: conf.voters_outgoing,
+            learners: conf.learners,
         };
         let storage = self.log.storage_mut();
         storage.save_snapshot(meta, data)?;
@@ -182,6 +186,11 @@ impl<S: LogStorage> Raft<S> {
         if done {
             self.incoming_snapshot = None;
             self.log.restore(meta.index, meta.term);
+            self.set_conf_state(&ConfState {
+                voters: meta.voters.clone(),
+                voters_outgoing: meta.voters_outgoing.clone(),
+                learners: meta.learners.clone(),
+            });
             self.snapshot_to_install = Some(meta);
         } else {
             self.incoming_snapshot = Some((meta, next_offset));
