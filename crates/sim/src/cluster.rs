@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use skiff_raft::{
-    AppendResponse, Config, Entry, EntryKind, HardState, LogIndex, LogStorage, Message,
-    MessageBody, NodeId, ProposeError, RawNode, Role, Term,
+    AppendResponse, ConfChange, ConfState, Config, Entry, EntryKind, HardState, LogIndex,
+    LogStorage, Message, MessageBody, NodeId, ProposeError, RawNode, Role, Term,
 };
 
 use crate::checkers::{Checkers, LogView, Violation};
@@ -49,6 +49,9 @@ pub struct ClusterOptions {
     pub disk_delay_ms: (u64, u64),
     /// Entries per AppendEntries.
     pub max_append_entries: usize,
+    /// Node ids up to this may join the cluster through membership changes (ids above
+    /// `nodes` start only when added).
+    pub pool_size: usize,
     /// Events kept for the report of a violation.
     pub trace_keep: usize,
     /// Print every event as it happens.
@@ -74,6 +77,7 @@ impl ClusterOptions {
             max_snapshot_chunk_bytes: 1024 * 1024,
             disk_delay_ms: (0, 3),
             max_append_entries: 64,
+            pool_size: nodes,
             trace_keep: 200,
             print_trace: false,
         }
@@ -121,6 +125,8 @@ pub struct Stats {
     pub transfers: u64,
     /// Snapshots taken.
     pub snapshots: u64,
+    /// Membership changes accepted by a leader.
+    pub conf_changes: u64,
     /// Snapshots received from a leader and installed.
     pub snapshot_installs: u64,
 }
@@ -225,6 +231,8 @@ pub struct Cluster {
     proposals: Vec<Proposal>,
     hold: Option<MessageFilter>,
     held: Vec<Message>,
+    /// The bootstrap configuration every node starts from (later changes come from the log).
+    initial_voters: Vec<NodeId>,
 }
 
 /// Chooses messages for a scenario to hold back.
@@ -297,6 +305,7 @@ impl Cluster {
             proposals: Vec::new(),
             hold: None,
             held: Vec::new(),
+            initial_voters: ids.clone(),
             ids: ids.clone(),
             options,
         };
@@ -311,7 +320,7 @@ impl Cluster {
 
     /// The node's Raft settings for its `life`-th start.
     fn config_for(&self, id: NodeId, life: u64) -> Config {
-        let mut config = Config::new(id, self.ids.iter().copied());
+        let mut config = Config::new(id, self.initial_voters.iter().copied());
         config.election_timeout_ticks = self.options.election_timeout_ticks;
         config.heartbeat_interval_ticks = self.options.heartbeat_interval_ticks;
         config.pre_vote = self.options.pre_vote;
@@ -827,6 +836,64 @@ impl Cluster {
         );
         self.mark_dirty(leader);
         true
+    }
+
+    /// Starts node `id` of the pool for the first time, with an empty log: it is not a member
+    /// until a configuration change adds it. Returns whether it was started.
+    pub fn start_node(&mut self, id: NodeId) -> bool {
+        if self.nodes.contains_key(&id) || id.0 == 0 || id.0 > self.options.pool_size as u64 {
+            return false;
+        }
+        let node = SimNode::new(self.config_for(id, 0));
+        self.nodes.insert(id, node);
+        self.roles.insert(id, Role::Follower);
+        self.ids.push(id);
+        self.start_ticking(id, 0);
+        self.trace
+            .record(self.now_ms, TraceEvent::Fault(format!("start {id}")));
+        true
+    }
+
+    /// The ids of the pool that were never started.
+    pub fn dormant_ids(&self) -> Vec<NodeId> {
+        (1..=self.options.pool_size as u64)
+            .map(NodeId)
+            .filter(|id| !self.nodes.contains_key(id))
+            .collect()
+    }
+
+    /// Proposes a membership change to `node`.
+    pub fn propose_conf_change(
+        &mut self,
+        node: NodeId,
+        change: ConfChange,
+    ) -> Result<(LogIndex, Term), ProposeError> {
+        if self.paused_until(node).is_some() {
+            return Err(ProposeError::NotLeader { leader_hint: None });
+        }
+        self.catch_up(node);
+        let Some(raw) = self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut()) else {
+            return Err(ProposeError::NotLeader { leader_hint: None });
+        };
+        let text = format!("{change:?}");
+        let accepted = raw.propose_conf_change(change)?;
+        self.stats.conf_changes += 1;
+        self.trace.record(
+            self.now_ms,
+            TraceEvent::Note(format!(
+                "{node} accepted {text} at {}/{}",
+                accepted.0, accepted.1
+            )),
+        );
+        self.mark_dirty(node);
+        Ok(accepted)
+    }
+
+    /// The membership `node` has in force (empty while it is down).
+    pub fn conf(&self, node: NodeId) -> ConfState {
+        self.raw(node)
+            .map(|raw| raw.raft().conf_state())
+            .unwrap_or_default()
     }
 
     /// Makes `node` start an election now, as if its timer had fired.

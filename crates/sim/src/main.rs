@@ -107,6 +107,7 @@ struct Totals {
     transfers: u64,
     snapshots: u64,
     snapshot_installs: u64,
+    conf_changes: u64,
     linearizability_checks: u64,
     failures: Vec<RunReport>,
 }
@@ -124,6 +125,7 @@ impl Totals {
         self.transfers += report.stats.transfers;
         self.snapshots += report.stats.snapshots;
         self.snapshot_installs += report.stats.snapshot_installs;
+        self.conf_changes += report.stats.conf_changes;
         self.linearizability_checks += report.linearizability_checks;
         if let Some(violation) = &report.violation {
             self.violations += 1;
@@ -138,7 +140,7 @@ impl Totals {
 
     fn summary(&self) -> String {
         format!(
-            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} snapshots={} snapshot_installs={} transfers={} reads={} linearizability_checks={}",
+            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} snapshots={} snapshot_installs={} conf_changes={} transfers={} reads={} linearizability_checks={}",
             self.seeds,
             self.violations,
             self.ticks,
@@ -148,7 +150,8 @@ impl Totals {
             self.dropped,
                                     self.crashes,
             self.snapshots,
-            self.snapshot_installs,
+                        self.snapshot_installs,
+            self.conf_changes,
             self.transfers,
             self.reads,
             self.linearizability_checks

@@ -3,7 +3,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use skiff_raft::{Entry, EntryKind, LogIndex, NodeId};
+use skiff_raft::{ConfChange, ConfChangeStep, Entry, EntryKind, LogIndex, NodeId};
 
 use crate::checkers::entry_digest;
 use crate::checkers::Violation;
@@ -112,6 +112,7 @@ struct Plan {
     fault_probability: f64,
     disk_delay_ms: (u64, u64),
     read_lease: bool,
+    pool_size: usize,
     snapshot_every_entries: u64,
     snapshot_trailing_entries: u64,
     max_snapshot_chunk_bytes: u64,
@@ -157,6 +158,7 @@ fn plan(options: &RunOptions, rng: &mut ChaCha8Rng) -> Plan {
         fault_probability: rng.gen_range(0.02..0.15),
         disk_delay_ms: (0, [1, 3, 10, 40][rng.gen_range(0..4)]),
         read_lease: rng.gen_bool(0.3),
+        pool_size: if rng.gen_bool(0.7) { 7 } else { nodes },
         snapshot_every_entries: [0, 5, 20, 60][rng.gen_range(0..4)],
         snapshot_trailing_entries: [0, 3, 10][rng.gen_range(0..3)],
         max_snapshot_chunk_bytes: [8, 32, 1024 * 1024][rng.gen_range(0..3)],
@@ -168,7 +170,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let plan = plan(options, &mut rng);
     let derived = format!(
-        "nodes={} disk_ms={:?} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} read_lease={} snapshot_every={} trailing={} chunk_bytes={} propose_p={:.2} fault_p={:.3}",
+        "nodes={} disk_ms={:?} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} read_lease={} pool={} snapshot_every={} trailing={} chunk_bytes={} propose_p={:.2} fault_p={:.3}",
         plan.nodes,
         plan.disk_delay_ms,
         plan.fault_ticks,
@@ -178,7 +180,8 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         plan.network.duplicate_probability,
         plan.pre_vote,
                 plan.check_quorum,
-        plan.read_lease && plan.check_quorum,
+                plan.read_lease && plan.check_quorum,
+        plan.pool_size,
         plan.snapshot_every_entries,
         plan.snapshot_trailing_entries,
         plan.max_snapshot_chunk_bytes,
@@ -191,6 +194,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
     cluster_options.check_quorum = plan.check_quorum;
     cluster_options.disk_delay_ms = plan.disk_delay_ms;
     cluster_options.read_lease = plan.read_lease && plan.check_quorum;
+    cluster_options.pool_size = plan.pool_size.max(plan.nodes);
     cluster_options.snapshot_every_entries = plan.snapshot_every_entries;
     cluster_options.snapshot_trailing_entries = plan.snapshot_trailing_entries;
     cluster_options.max_snapshot_chunk_bytes = plan.max_snapshot_chunk_bytes;
@@ -280,7 +284,7 @@ fn fault_phase(
             continue;
         }
         let node = ids[rng.gen_range(0..ids.len())];
-        match rng.gen_range(0..10) {
+        match rng.gen_range(0..12) {
             0 if faults.crashes => cluster.crash(node),
             // Crash a node in the middle of a disk write (what it sent early is out, the batch
             // is lost) and bring it back soon, while its peers still remember the moment.
@@ -314,9 +318,62 @@ fn fault_phase(
             9 => {
                 cluster.transfer_leadership(node);
             }
+            10 | 11 if plan.pool_size > plan.nodes => random_conf_change(cluster, rng),
             _ => {}
         }
     }
+}
+
+/// Asks the leader for a random membership change over the pool: add a learner (starting a
+/// node that never ran), promote a learner, remove a voter or a learner, or replace a voter.
+fn random_conf_change(cluster: &mut Cluster, rng: &mut ChaCha8Rng) {
+    let Some(leader) = cluster.leader() else {
+        return;
+    };
+    let conf = cluster.conf(leader);
+    let members = conf.members();
+    let outsiders: Vec<NodeId> = cluster
+        .ids()
+        .iter()
+        .copied()
+        .chain(cluster.dormant_ids())
+        .filter(|id| !members.contains(id))
+        .collect();
+    let pick = |list: &[NodeId], rng: &mut ChaCha8Rng| {
+        list.get(rng.gen_range(0..list.len().max(1))).copied()
+    };
+    let steps = match rng.gen_range(0..5) {
+        0 | 1 => match pick(&outsiders, rng) {
+            Some(id) => {
+                cluster.start_node(id);
+                vec![ConfChangeStep::AddLearner(id)]
+            }
+            None => return,
+        },
+        2 => match pick(&conf.learners, rng) {
+            Some(id) => vec![ConfChangeStep::AddVoter(id)],
+            None => return,
+        },
+        3 if conf.voters.len() > 3 => match pick(&conf.voters, rng) {
+            Some(id) => vec![ConfChangeStep::Remove(id)],
+            None => return,
+        },
+        _ => match (pick(&conf.learners, rng), pick(&conf.voters, rng)) {
+            (Some(learner), Some(voter)) => vec![
+                ConfChangeStep::AddVoter(learner),
+                ConfChangeStep::Remove(voter),
+            ],
+            (None, _) => match pick(&outsiders, rng) {
+                Some(id) => {
+                    cluster.start_node(id);
+                    vec![ConfChangeStep::AddLearner(id)]
+                }
+                None => return,
+            },
+            _ => return,
+        },
+    };
+    let _ = cluster.propose_conf_change(leader, ConfChange { steps });
 }
 
 fn random_partition(ids: &[NodeId], rng: &mut ChaCha8Rng) -> Partition {
@@ -376,7 +433,10 @@ fn healing_phase(
                 return false;
             };
             let last = c.last_index(leader);
-            ids.iter()
+            // Every member of the configuration in force; removed nodes may lag behind.
+            c.conf(leader)
+                .members()
+                .iter()
                 .all(|&id| c.is_up(id) && c.commit(id) == last && c.applied(id) == last)
         });
     if cluster.violation().is_some() {
