@@ -471,6 +471,51 @@ mod tests {
     }
 
     #[test]
+    fn restored_snapshot_hides_the_prefix_until_installed() {
+        // Figure 13: a snapshot that does not match the log replaces all of it.
+        let mut log = log_with_terms(&[1, 1, 2]);
+        log.restore(LogIndex(5), Term(3));
+        assert_eq!(
+            log.term(LogIndex(5)),
+            Some(Term(3)),
+            "the snapshot's last entry"
+        );
+        assert_eq!(log.term(LogIndex(4)), None, "covered by the snapshot");
+        assert_eq!(log.term(LogIndex(2)), None, "old entries are gone");
+        assert_eq!(log.term(LogIndex(6)), None, "nothing after it yet");
+        assert_eq!(
+            (log.first_index(), log.last_index()),
+            (LogIndex(6), LogIndex(5))
+        );
+        assert_eq!((log.committed(), log.applied()), (LogIndex(5), LogIndex(5)));
+        assert!(matches!(
+            log.entries(LogIndex(3), LogIndex(6), u64::MAX),
+            Err(StorageError::Compacted { .. })
+        ));
+        log.snapshot_installed();
+        assert_eq!(
+            log.term(LogIndex(2)),
+            Some(Term(1)),
+            "storage answers again (it is installed by now)"
+        );
+    }
+
+    #[test]
+    fn restored_snapshot_keeps_a_matching_suffix() {
+        let mut log = log_with_terms(&[1, 1, 2, 2]);
+        log.restore(LogIndex(2), Term(1));
+        assert_eq!(log.term(LogIndex(2)), Some(Term(1)));
+        assert_eq!(log.term(LogIndex(1)), None);
+        assert_eq!(
+            log.term(LogIndex(3)),
+            Some(Term(2)),
+            "entries after a matching snapshot stay"
+        );
+        assert_eq!(log.last_index(), LogIndex(4));
+        assert_eq!(log.committed(), LogIndex(2));
+    }
+
+    #[test]
     fn committed_entries_come_out_once() {
         let mut log = log_with_terms(&[1, 1, 1]);
         log.commit_to(LogIndex(2));
