@@ -2,9 +2,9 @@
 //! node driven through its Ready loop by hand.
 
 use skiff_raft::{
-    AppendResponse, Config, Entry, EntryKind, HardState, LogIndex, LogStorage, MemStorage, Message,
-    MessageBody, NodeId, RawNode, ReadState, Ready, Role, SnapshotChunk, SnapshotMeta, SoftState,
-    Term,
+    AppendResponse, ConfState, Config, Entry, EntryKind, HardState, LogIndex, LogStorage,
+    MemStorage, Message, MessageBody, NodeId, RawNode, ReadState, Ready, Role, SnapshotChunk,
+    SnapshotMeta, SoftState, Term,
 };
 
 /// Node ids `1..=n`.
@@ -47,6 +47,29 @@ pub fn storage_with_terms(terms: &[u64]) -> MemStorage {
     let mut storage = MemStorage::new();
     let entries: Vec<Entry> = (1..).zip(terms).map(|(i, &t)| entry(i, t)).collect();
     storage.append(&entries).unwrap();
+    storage
+}
+
+/// The metadata of a snapshot at `index` (of `term`) taken while `conf` was in force.
+pub fn snapshot_meta_in(index: u64, term: u64, conf: &ConfState) -> SnapshotMeta {
+    SnapshotMeta {
+        index: LogIndex(index),
+        term: Term(term),
+        voters: conf.voters.clone(),
+        voters_outgoing: conf.voters_outgoing.clone(),
+        learners: conf.learners.clone(),
+    }
+}
+
+/// A durable log compacted into a snapshot at `index` (of `term`) taken while `conf` was in
+/// force, with no entries after it.
+pub fn storage_with_snapshot(index: u64, term: u64, conf: &ConfState) -> MemStorage {
+    let terms = vec![term; index as usize];
+    let mut storage = storage_with_terms(&terms);
+    storage
+        .save_snapshot(snapshot_meta_in(index, term, conf), Vec::new())
+        .unwrap();
+    storage.compact(LogIndex(index)).unwrap();
     storage
 }
 
