@@ -922,3 +922,36 @@ proptest! {
         // Reference: §6
     }
 }
+
+#[test]
+fn learner_is_promoted_only_once_caught_up() {
+    // Promoting a learner that lags would add a voter that holds nothing: refused until its
+    // log has reached the commit index.
+    let mut leader = node(no_prevote(1, 3), &[], HardState::default());
+    elect(&mut leader);
+    leader.step(msg(2, 1, 1, accepted(1))).unwrap();
+    drain(&mut leader);
+    leader
+        .propose_conf_change(ConfChange {
+            steps: vec![ConfChangeStep::AddLearner(NodeId(4))],
+        })
+        .unwrap();
+    drain(&mut leader);
+    leader.step(msg(2, 1, 1, accepted(2))).unwrap();
+    drain(&mut leader);
+    assert_eq!(leader.raft().conf_state().learners, vec![NodeId(4)]);
+    let promote = || ConfChange {
+        steps: vec![ConfChangeStep::AddVoter(NodeId(4))],
+    };
+    assert_eq!(
+        leader.propose_conf_change(promote()),
+        Err(ProposeError::LearnerNotCaughtUp { learner: NodeId(4) })
+    );
+    leader.step(msg(4, 1, 1, accepted(2))).unwrap();
+    drain(&mut leader);
+    assert!(
+        leader.propose_conf_change(promote()).is_ok(),
+        "caught up: promoted"
+    );
+    // Reference: §6, thesis §4.2.1 (new servers join as non-voting members until caught up)
+}

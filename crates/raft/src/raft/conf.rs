@@ -2,7 +2,7 @@
 //! committed, taking effect on every node when applied; a change of voters goes through the
 //! joint configuration, which the leader leaves as soon as it is in force.
 
-use crate::membership::{ConfChange, ConfState};
+use crate::membership::{ConfChange, ConfChangeStep, ConfState};
 use crate::progress::Progress;
 use crate::quorum::JointConfig;
 use crate::raft::{ProposeError, Raft};
@@ -53,6 +53,19 @@ impl<S: LogStorage> Raft<S> {
         self.conf_state()
             .apply(&change)
             .map_err(ProposeError::InvalidConfChange)?;
+        // A learner is promoted only once it has caught up: a lagging new voter would count
+        // toward the quorum while holding nothing, and could stall commitment.
+        for step in &change.steps {
+            if let ConfChangeStep::AddVoter(learner) = *step {
+                let caught_up = self
+                    .progress
+                    .get(&learner)
+                    .is_some_and(|p| p.match_index() >= self.log.committed());
+                if self.learners.contains(&learner) && !caught_up {
+                    return Err(ProposeError::LearnerNotCaughtUp { learner });
+                }
+            }
+        }
         let index = self.append_entry(EntryKind::ConfChange, change.encode());
         self.pending_conf_index = index;
         self.broadcast_pending = true;

@@ -58,6 +58,12 @@ pub enum ProposeError {
         /// The index of the change in flight.
         pending: LogIndex,
     },
+        /// A learner is promoted only once its log has caught up with the commit index.
+    #[error("learner {learner} has not caught up yet")]
+    LearnerNotCaughtUp {
+        /// The learner.
+        learner: NodeId,
+    },
     /// The change does not apply to the configuration in force.
     #[error(transparent)]
     InvalidConfChange(#[from] crate::membership::ConfChangeError),
