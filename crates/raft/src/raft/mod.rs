@@ -58,7 +58,7 @@ pub enum ProposeError {
         /// The index of the change in flight.
         pending: LogIndex,
     },
-        /// A learner is promoted only once its log has caught up with the commit index.
+    /// A learner is promoted only once its log has caught up with the commit index.
     #[error("learner {learner} has not caught up yet")]
     LearnerNotCaughtUp {
         /// The learner.
