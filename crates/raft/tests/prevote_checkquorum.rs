@@ -443,3 +443,38 @@ fn without_prevote_a_rejoining_node_disrupts_the_leader() {
     assert_ne!(cluster.node(leader).raft().role(), Role::Leader);
     // Reference: §5.1, thesis §9.6 (the problem PreVote solves)
 }
+
+#[test]
+fn with_lease_reads_a_started_node_refuses_votes_for_an_election_timeout() {
+    // A node may have promised a leader, before a crash, not to vote for an election timeout
+    // (the leader's lease reads rely on it): after starting it keeps refusing for that long.
+    let mut config = config(2, 3);
+    config.read_lease = true;
+    config.pre_vote = false;
+    let timeout = config.election_timeout_ticks;
+    let mut voter = node(config, &[], HardState::default());
+    let vote_from_3 = |term| msg(3, 2, term, vote_request(0, 0));
+    voter.step(vote_from_3(5)).unwrap();
+    assert!(
+        drain(&mut voter).is_empty(),
+        "just started: the request is ignored"
+    );
+    for _ in 0..timeout - 1 {
+        voter.tick();
+    }
+    drain(&mut voter);
+    voter.step(vote_from_3(5)).unwrap();
+    assert!(
+        drain(&mut voter).is_empty(),
+        "one tick short of an election timeout: still ignored"
+    );
+    voter.tick();
+    drain(&mut voter);
+    voter.step(vote_from_3(9)).unwrap();
+    let answers = drain(&mut voter);
+    assert!(
+        answers.contains(&msg(2, 3, 9, vote_response(true))),
+        "after an election timeout the vote is granted: {answers:?}"
+    );
+    // Reference: thesis §6.4.1 (leases rely on voters keeping their promise)
+}

@@ -821,3 +821,20 @@ fn lost_chunk_is_recovered_by_the_next_heartbeat() {
     );
     // Reference: §7 / Figure 13
 }
+
+#[test]
+fn stale_term_snapshot_chunk_is_answered_with_the_current_term() {
+    // §5.1: a chunk from a deposed leader is refused at the current term, so its sender learns
+    // it is stale; nothing is staged.
+    let mut follower = node(config(2, 3), &[], hard_state(3, 0, 0));
+    follower
+        .step(msg(1, 2, 2, install(&meta(5, 2), 0, DATA, true)))
+        .unwrap();
+    let batch = process(&mut follower);
+    assert_eq!(
+        batch.messages,
+        vec![msg(2, 1, 3, snapshot_response(5, 0, false))]
+    );
+    assert!(batch.snapshot_chunks.is_empty() && batch.snapshot.is_none());
+    // Reference: §5.1, Figure 13
+}
