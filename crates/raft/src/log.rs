@@ -518,17 +518,23 @@ mod tests {
     #[test]
     fn restored_snapshot_trims_a_matching_unstable_tail() {
         let mut log = log_with_terms(&[1]);
-        log.append(&[entry(2, 1), entry(3, 2), entry(4, 2)]);
-        log.restore(LogIndex(3), Term(2));
+        log.append(&[
+            entry(2, 1),
+            entry(3, 2),
+            entry(4, 2),
+            entry(5, 2),
+            entry(6, 2),
+        ]);
+        log.restore(LogIndex(5), Term(2));
         let tail: Vec<u64> = log.unstable_entries().iter().map(|e| e.index.0).collect();
         assert_eq!(
             tail,
-            vec![4],
+            vec![6],
             "only the entry after the snapshot is left to persist"
         );
-        assert_eq!(log.persisted_index(), LogIndex(3));
-        assert_eq!(log.last_index(), LogIndex(4));
-        assert_eq!(log.term(LogIndex(4)), Some(Term(2)));
+        assert_eq!(log.persisted_index(), LogIndex(5));
+        assert_eq!(log.last_index(), LogIndex(6));
+        assert_eq!(log.term(LogIndex(6)), Some(Term(2)));
     }
 
     #[test]
