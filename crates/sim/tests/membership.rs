@@ -151,11 +151,9 @@ fn remove_the_leader() {
     c.assert_safe();
 }
 
-#[test]
-fn partition_during_a_joint_configuration() {
-    // {1,2,3} → {3,4,5}. With 4 and 5 cut off, C_old,new is entered (it commits under C_old)
-    // but cannot be left, and nothing commits: every decision needs a majority of C_new too.
-    let mut c = cluster(3, 5, 74);
+/// Voters {1,2,3} and learners {4,5} that have applied the log.
+fn three_voters_and_two_learners(seed: u64) -> Cluster {
+    let mut c = cluster(3, 5, seed);
     c.one(1, 3, BUDGET_MS).expect("commits");
     for id in [4, 5] {
         c.start_node(NodeId(id));
@@ -172,6 +170,14 @@ fn partition_during_a_joint_configuration() {
         },
     );
     c.one(2, 5, BUDGET_MS).expect("learners apply too");
+    c
+}
+
+#[test]
+fn partition_during_a_joint_configuration() {
+    // {1,2,3} → {3,4,5}. With 4 and 5 cut off, C_old,new is entered (it commits under C_old)
+    // but cannot be left, and nothing commits: every decision needs a majority of C_new too.
+    let mut c = three_voters_and_two_learners(74);
     c.partition(Partition::Split(ids(&[4, 5])));
     let leader = c.leader().expect("leader");
     let steps = vec![
@@ -294,23 +300,7 @@ fn joint_configuration_needs_the_old_majority_too() {
     // {L, a, b} → {L, 4, 5}. The moment C_old,new is in force, a and b are cut off: C_new has a
     // majority (L, 4, 5) but C_old has not, so neither a write nor leaving the joint
     // configuration commits until they are back.
-    let mut c = cluster(3, 5, 77);
-    c.one(1, 3, BUDGET_MS).expect("commits");
-    for id in [4, 5] {
-        c.start_node(NodeId(id));
-    }
-    change(
-        &mut c,
-        vec![
-            ConfChangeStep::AddLearner(NodeId(4)),
-            ConfChangeStep::AddLearner(NodeId(5)),
-        ],
-        |c| {
-            c.leader()
-                .is_some_and(|l| c.conf(l).learners == ids(&[4, 5]))
-        },
-    );
-    c.one(2, 5, BUDGET_MS).expect("learners apply too");
+    let mut c = three_voters_and_two_learners(77);
     let leader = c.leader().expect("leader");
     let old: Vec<NodeId> = ids(&[1, 2, 3])
         .into_iter()
