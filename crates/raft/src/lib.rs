@@ -40,7 +40,7 @@
 //!     while node.has_ready() {
 //!         let ready = node.ready();
 //!         // 1. persist: entries, then the hard state, durably.
-//!         node.storage_mut().append(&ready.entries).unwrap();
+//!         ready.write_log(node.storage_mut()).unwrap();
 //!         if let Some(hard_state) = ready.hard_state {
 //!             durable_hard_state = hard_state;
 //!         }

@@ -9,7 +9,7 @@ use crate::raft::{
     TransferError,
 };
 use crate::storage::LogStorage;
-use crate::storage::SnapshotMeta;
+use crate::storage::{SnapshotMeta, StorageError};
 use crate::types::{Entry, EntryKind, HardState, LogIndex, NodeId, SoftState, Term};
 
 /// Why a node could not start.
@@ -65,6 +65,19 @@ pub struct Ready {
 }
 
 impl Ready {
+    /// Step 1 for the log, in the order the contract needs: stage the snapshot chunks, install
+    /// a fully received snapshot, then append the entries (replacing any suffix from the first
+    /// one). The hard state is the application's to write afterwards, as one record.
+    pub fn write_log<S: LogStorage>(&self, storage: &mut S) -> Result<(), StorageError> {
+        for chunk in &self.snapshot_chunks {
+            storage.stage_snapshot_chunk(&chunk.meta, chunk.offset, &chunk.data)?;
+        }
+        if let Some(meta) = &self.snapshot {
+            storage.install_staged_snapshot(meta)?;
+        }
+        storage.append(&self.entries)
+    }
+
     /// Whether the batch holds nothing to do.
     pub fn is_empty(&self) -> bool {
         self.soft_state.is_none()

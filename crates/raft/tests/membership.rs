@@ -110,18 +110,12 @@ fn config_change_waits_for_leader_noop() {
 fn voter_change_enters_and_leaves_the_joint_configuration() {
     // Applying a change of voters puts C_old,new in force and the leader appends the entry
     // that leaves it; applying that one puts C_new in force.
-    let mut leader = node(no_prevote(1, 3), &[], HardState::default());
-    elect(&mut leader);
-    leader.step(msg(2, 1, 1, accepted(1))).unwrap();
-    drain(&mut leader);
+    let mut leader = leader_ready_for_changes(3);
     leader
-        .propose_conf_change(ConfChange {
-            steps: vec![ConfChangeStep::AddVoter(NodeId(4))],
-        })
+        .propose_conf_change(change(vec![ConfChangeStep::AddVoter(NodeId(4))]))
         .unwrap();
     drain(&mut leader);
-    leader.step(msg(2, 1, 1, accepted(2))).unwrap();
-    drain(&mut leader);
+    ack(&mut leader, 1, 2, &[2]);
     let conf = leader.raft().conf_state();
     assert_eq!(
         conf.voters,
@@ -139,15 +133,13 @@ fn voter_change_enters_and_leaves_the_joint_configuration() {
         Ok(ConfChange::leave_joint())
     );
     // Joint: committing index 3 needs a majority of {1,2,3} and of {1,2,3,4}.
-    leader.step(msg(2, 1, 1, accepted(3))).unwrap();
-    drain(&mut leader);
+    ack(&mut leader, 1, 3, &[2]);
     assert_eq!(
         leader.raft().log().committed(),
         LogIndex(2),
         "two of four is not a majority of C_new"
     );
-    leader.step(msg(4, 1, 1, accepted(3))).unwrap();
-    drain(&mut leader);
+    ack(&mut leader, 1, 3, &[4]);
     assert_eq!(leader.raft().log().committed(), LogIndex(3));
     assert!(!leader.raft().conf_state().is_joint(), "C_new is in force");
     // Reference: §6 (joint consensus)
@@ -927,28 +919,19 @@ proptest! {
 fn learner_is_promoted_only_once_caught_up() {
     // Promoting a learner that lags would add a voter that holds nothing: refused until its
     // log has reached the commit index.
-    let mut leader = node(no_prevote(1, 3), &[], HardState::default());
-    elect(&mut leader);
-    leader.step(msg(2, 1, 1, accepted(1))).unwrap();
-    drain(&mut leader);
+    let mut leader = leader_ready_for_changes(3);
     leader
-        .propose_conf_change(ConfChange {
-            steps: vec![ConfChangeStep::AddLearner(NodeId(4))],
-        })
+        .propose_conf_change(change(vec![ConfChangeStep::AddLearner(NodeId(4))]))
         .unwrap();
     drain(&mut leader);
-    leader.step(msg(2, 1, 1, accepted(2))).unwrap();
-    drain(&mut leader);
+    ack(&mut leader, 1, 2, &[2]);
     assert_eq!(leader.raft().conf_state().learners, vec![NodeId(4)]);
-    let promote = || ConfChange {
-        steps: vec![ConfChangeStep::AddVoter(NodeId(4))],
-    };
+    let promote = || change(vec![ConfChangeStep::AddVoter(NodeId(4))]);
     assert_eq!(
         leader.propose_conf_change(promote()),
         Err(ProposeError::LearnerNotCaughtUp { learner: NodeId(4) })
     );
-    leader.step(msg(4, 1, 1, accepted(2))).unwrap();
-    drain(&mut leader);
+    ack(&mut leader, 1, 2, &[4]);
     assert!(
         leader.propose_conf_change(promote()).is_ok(),
         "caught up: promoted"

@@ -851,26 +851,7 @@ fn lease_ends_when_a_leadership_transfer_begins() {
         .transfer_leadership(NodeId(target))
         .unwrap();
     cluster.deliver_all();
-    assert_eq!(cluster.node(target).raft().role(), Role::Leader);
-    cluster.propose(target, b"b");
-    assert_eq!(
-        cluster.applied_data(target),
-        vec![b"a".to_vec(), b"b".to_vec()]
-    );
-
-    assert_eq!(
-        cluster.node(old).raft().role(),
-        Role::Leader,
-        "it heard nothing"
-    );
-    cluster.node_mut(old).read_index(5).unwrap();
-    cluster.deliver_all();
-    let old_reads = cluster.read_states.get(&NodeId(old)).cloned();
-    assert_eq!(
-        old_reads.unwrap_or_default(),
-        vec![],
-        "a lease read would miss b"
-    );
+    target_writes_b_and_the_cut_off_leader_reads_nothing(&mut cluster, old, target, 5);
     // Reference: thesis §6.4.1, §3.10
 }
 
@@ -959,19 +940,32 @@ fn late_timeout_now_cannot_make_a_lease_read_stale() {
     let timeout_now = held.borrow()[0].clone();
     cluster.node_mut(target).step(timeout_now).unwrap();
     cluster.deliver_all();
+    target_writes_b_and_the_cut_off_leader_reads_nothing(&mut cluster, old, target, 6);
+    // Reference: thesis §6.4.1, §3.10
+}
+
+/// The heartbeat round started at `tick` by a leader whose rounds 1 and 2 were started for
+/// reads before its first tick.
+/// The target has won: it commits `b` after `a`. The old leader, cut off and unaware, is asked
+/// for read `ctx`: it must not answer from a lease, which would miss `b`.
+fn target_writes_b_and_the_cut_off_leader_reads_nothing(
+    cluster: &mut Cluster,
+    old: u64,
+    target: u64,
+    ctx: u64,
+) {
     assert_eq!(cluster.node(target).raft().role(), Role::Leader);
     cluster.propose(target, b"b");
     assert_eq!(
         cluster.applied_data(target),
         vec![b"a".to_vec(), b"b".to_vec()]
     );
-
     assert_eq!(
         cluster.node(old).raft().role(),
         Role::Leader,
         "it heard nothing"
     );
-    cluster.node_mut(old).read_index(6).unwrap();
+    cluster.node_mut(old).read_index(ctx).unwrap();
     cluster.deliver_all();
     let old_reads = cluster.read_states.get(&NodeId(old)).cloned();
     assert_eq!(
@@ -979,11 +973,8 @@ fn late_timeout_now_cannot_make_a_lease_read_stale() {
         vec![],
         "a lease read would miss b"
     );
-    // Reference: thesis §6.4.1, §3.10
 }
 
-/// The heartbeat round started at `tick` by a leader whose rounds 1 and 2 were started for
-/// reads before its first tick.
 fn leader_round(tick: u64) -> u64 {
     tick + 2
 }

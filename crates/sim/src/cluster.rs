@@ -562,12 +562,22 @@ impl Cluster {
             return;
         }
         self.catch_up(node);
-        let sim_node = self.nodes.get_mut(&node).expect("known node");
-        let out = sim_node.finish();
-        let raw = sim_node.raw.as_ref().expect("a running node was driven");
+        let out = self.nodes.get_mut(&node).expect("known node").finish();
+        let mut result = Ok(());
+        if let Some((meta, data)) = &out.installed_snapshot {
+            self.trace.record(
+                self.now_ms,
+                TraceEvent::Note(format!("{node} installed the snapshot at {}", meta.index)),
+            );
+            self.stats.snapshot_installs += 1;
+            result = self.restore_state_machine(node, meta.index, data);
+        }
+        let raw = self.nodes[&node]
+            .raw
+            .as_ref()
+            .expect("a running node was driven");
         let log = NodeLog(raw);
         let (term_now, is_leader) = (raw.raft().term(), raw.raft().role() == Role::Leader);
-        let mut result = Ok(());
         if !out.persisted_entries.is_empty() {
             result = result.and(self.checkers.persisted_entries(
                 node,
@@ -578,23 +588,7 @@ impl Cluster {
         if let Some(hard_state) = out.persisted_hard_state {
             result = result.and(self.checkers.persisted_commit(node, hard_state.commit));
         }
-        if let Some((meta, data)) = &out.installed_snapshot {
-            let kv = KvStore::decode(data).expect("the simulator's snapshots decode");
-            result = result.and(self.checkers.restored(node, meta.index, kv.digest()));
-            self.trace.record(
-                self.now_ms,
-                TraceEvent::Note(format!("{node} installed the snapshot at {}", meta.index)),
-            );
-            self.kv.insert(node, kv);
-            // The restored state holds the effect of every value applied up to the snapshot.
-            let values = self
-                .committed_values
-                .range(..=meta.index)
-                .map(|(_, &value)| value)
-                .collect();
-            self.applied_values.insert(node, values);
-            self.stats.snapshot_installs += 1;
-        }
+
         for entry in &out.applied {
             let command = (entry.kind == EntryKind::Normal)
                 .then(|| Command::decode(&entry.data))
@@ -631,15 +625,29 @@ impl Cluster {
         self.mark_dirty(node);
     }
 
-    /// A node whose state machine was restored from a snapshot at `index` holds the effect of
-    /// every value applied up to it.
-    fn restore_applied_values(&mut self, node: NodeId, index: LogIndex) {
+    /// `node`'s state machine restarts from snapshot `data` taken at `index` (received from the
+    /// leader, or read from its disk at restart). It then holds the effect of every value
+    /// applied up to `index`.
+    fn restore_state_machine(
+        &mut self,
+        node: NodeId,
+        index: LogIndex,
+        data: &[u8],
+    ) -> Result<(), Violation> {
+        let kv = KvStore::decode(data).expect("the simulator's snapshots decode");
+        let result = if index.0 > 0 {
+            self.checkers.restored(node, index, kv.digest())
+        } else {
+            Ok(())
+        };
+        self.kv.insert(node, kv);
         let values = self
             .committed_values
             .range(..=index)
             .map(|(_, &value)| value)
             .collect();
         self.applied_values.insert(node, values);
+        result
     }
 
     /// Snapshots `node`'s state machine once it applied `snapshot_every_entries` past its last
@@ -862,17 +870,23 @@ impl Cluster {
             .collect()
     }
 
+    /// The running core of `node`, as a client reaches it: a paused process does not answer,
+    /// and a process that was paused first notices the time that passed.
+    fn client_node(&mut self, node: NodeId) -> Option<&mut RawNode<SimStorage>> {
+        if self.paused_until(node).is_some() {
+            return None;
+        }
+        self.catch_up(node);
+        self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut())
+    }
+
     /// Proposes a membership change to `node`.
     pub fn propose_conf_change(
         &mut self,
         node: NodeId,
         change: ConfChange,
     ) -> Result<(LogIndex, Term), ProposeError> {
-        if self.paused_until(node).is_some() {
-            return Err(ProposeError::NotLeader { leader_hint: None });
-        }
-        self.catch_up(node);
-        let Some(raw) = self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut()) else {
+        let Some(raw) = self.client_node(node) else {
             return Err(ProposeError::NotLeader { leader_hint: None });
         };
         let text = format!("{change:?}");
@@ -924,11 +938,7 @@ impl Cluster {
         value: u64,
         padding: usize,
     ) -> Result<Proposal, ProposeError> {
-        if self.paused_until(node).is_some() {
-            return Err(ProposeError::NotLeader { leader_hint: None });
-        }
-        self.catch_up(node);
-        let Some(raw) = self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut()) else {
+        let Some(raw) = self.client_node(node) else {
             return Err(ProposeError::NotLeader { leader_hint: None });
         };
         let (index, term) = raw.propose(encode_value(value, padding))?;
@@ -960,11 +970,7 @@ impl Cluster {
         node: NodeId,
         command: &Command,
     ) -> Result<(LogIndex, Term), ProposeError> {
-        if self.paused_until(node).is_some() {
-            return Err(ProposeError::NotLeader { leader_hint: None });
-        }
-        self.catch_up(node);
-        let Some(raw) = self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut()) else {
+        let Some(raw) = self.client_node(node) else {
             return Err(ProposeError::NotLeader { leader_hint: None });
         };
         let (index, term) = raw.propose(command.encode(0))?;
@@ -983,11 +989,7 @@ impl Cluster {
     /// Asks `node` for a linearizable read of `key`, identified by `ctx`. On refusal, returns
     /// the leader the node knows of.
     pub fn read(&mut self, node: NodeId, ctx: u64, key: &str) -> Result<(), Option<NodeId>> {
-        if self.paused_until(node).is_some() {
-            return Err(None); // a paused process does not answer: the client goes elsewhere
-        }
-        self.catch_up(node);
-        let Some(raw) = self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut()) else {
+        let Some(raw) = self.client_node(node) else {
             return Err(None);
         };
         let leader = raw.raft().leader();
@@ -1089,14 +1091,9 @@ impl Cluster {
         };
         let commit = sim_node.hard_state.commit;
         let raw = sim_node.raw.as_ref().expect("just restarted");
-        let mut result = self.checkers.restarted(node, commit, &NodeLog(raw));
+        let restarted = self.checkers.restarted(node, commit, &NodeLog(raw));
         // The state machine restarts from the snapshot on disk.
-        let kv = KvStore::decode(&data).expect("the simulator's snapshots decode");
-        if snapshot.index.0 > 0 {
-            result = result.and(self.checkers.restored(node, snapshot.index, kv.digest()));
-        }
-        self.kv.insert(node, kv);
-        self.restore_applied_values(node, snapshot.index);
+        let result = restarted.and(self.restore_state_machine(node, snapshot.index, &data));
         if let Err(violation) = result {
             self.record_violation(violation);
         }

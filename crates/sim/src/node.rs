@@ -202,25 +202,16 @@ impl SimNode {
         };
         // 1. Persist: snapshot chunks, an installed snapshot, entries, then the hard state.
         let storage = raw.storage_mut();
-        for chunk in &ready.snapshot_chunks {
-            storage
-                .stage_snapshot_chunk(&chunk.meta, chunk.offset, &chunk.data)
-                .expect("chunks arrive in order");
-        }
-        let mut installed_snapshot = None;
-        if let Some(meta) = &ready.snapshot {
-            storage
-                .install_staged_snapshot(meta)
-                .expect("the staged snapshot is complete");
+        ready
+            .write_log(storage)
+            .expect("the simulated log accepts the core's writes");
+        let installed_snapshot = ready.snapshot.as_ref().map(|meta| {
             let data = storage
                 .snapshot_chunk(0, storage.snapshot_len())
                 .expect("the snapshot just installed");
             self.applied_index = meta.index;
-            installed_snapshot = Some((meta.clone(), data));
-        }
-        raw.storage_mut()
-            .append(&ready.entries)
-            .expect("the simulated log accepts the core's appends");
+            (meta.clone(), data)
+        });
         if let Some(hard_state) = ready.hard_state {
             self.hard_state = hard_state;
         }

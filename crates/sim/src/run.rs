@@ -529,6 +529,5 @@ fn check_kept_power_proposals(cluster: &mut Cluster) {
 }
 
 fn fail(cluster: &mut Cluster, property: &'static str, detail: String) {
-    cluster.note(format!("VIOLATION {property}: {detail}"));
     cluster.report_violation(Violation { property, detail });
 }

@@ -23,6 +23,16 @@ fn leaders_among(cluster: &Cluster, nodes: &[NodeId]) -> Vec<NodeId> {
         .collect()
 }
 
+/// With `cut` cut off, the other nodes elect exactly one leader within the budget. Returns them
+/// and their leader.
+fn leader_without(c: &mut Cluster, cut: NodeId) -> (Vec<NodeId>, NodeId) {
+    let others: Vec<NodeId> = c.ids().iter().copied().filter(|&id| id != cut).collect();
+    let elected = c.run_until(LEADER_BUDGET_MS, |c| leaders_among(c, &others).len() == 1);
+    assert!(elected, "one new leader among {others:?}");
+    let leader = leaders_among(c, &others)[0];
+    (others, leader)
+}
+
 #[test]
 fn initial_election() {
     // A fresh three-node cluster elects one leader; everyone agrees on its term, and the term
@@ -52,12 +62,7 @@ fn re_election() {
 
     // The leader is cut off: the other two elect a new one.
     c.isolate(first);
-    let others: Vec<NodeId> = c.ids().iter().copied().filter(|&id| id != first).collect();
-    assert!(
-        c.run_until(LEADER_BUDGET_MS, |c| leaders_among(c, &others).len() == 1),
-        "new leader among the rest"
-    );
-    let second = leaders_among(&c, &others)[0];
+    let (others, second) = leader_without(&mut c, first);
     let term = c.term(second);
 
     // The old leader rejoins and does not disturb the new one.
@@ -196,9 +201,7 @@ fn seed_leader_partition() {
     let old = c.await_leader(LEADER_BUDGET_MS).expect("leader");
     let old_term = c.term(old);
     c.isolate(old);
-    let others: Vec<NodeId> = c.ids().iter().copied().filter(|&id| id != old).collect();
-    assert!(c.run_until(LEADER_BUDGET_MS, |c| leaders_among(c, &others).len() == 1));
-    let new = leaders_among(&c, &others)[0];
+    let (_, new) = leader_without(&mut c, old);
     assert!(c.term(new) > old_term);
     c.heal();
     assert!(c.run_until(2_000, |c| c.role(old) == Role::Follower

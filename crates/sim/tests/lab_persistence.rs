@@ -119,15 +119,31 @@ fn persist3() {
     c.assert_safe();
 }
 
-/// Figure 8 (§5.4.2): leaders crash right after proposing, over and over, with random
-/// pauses; at the end all five agree. `unreliable` adds loss and long reordering, and cuts
-/// leaders off instead of crashing them.
-fn figure_8_rounds(seed: u64, unreliable: bool) {
+/// Five nodes, on the lossy, reordering network when `unreliable`.
+fn five_nodes(seed: u64, unreliable: bool) -> Cluster {
     let mut options = ClusterOptions::new(5).seed(seed);
     if unreliable {
         options.network = NetworkOptions::unreliable();
     }
-    let mut c = Cluster::new(options);
+    Cluster::new(options)
+}
+
+/// Every fault repaired — partitions, loss, crashed nodes: all five agree on a last value.
+fn heal_and_agree(c: &mut Cluster) {
+    c.heal();
+    c.set_network(NetworkOptions::reliable());
+    for id in c.ids().to_vec() {
+        c.restart(id);
+    }
+    c.one(1_000_000, 5, AGREEMENT_BUDGET_MS)
+        .expect("all five agree at the end");
+}
+
+/// Figure 8 (§5.4.2): leaders crash right after proposing, over and over, with random
+/// pauses; at the end all five agree. `unreliable` adds loss and long reordering, and cuts
+/// leaders off instead of crashing them.
+fn figure_8_rounds(seed: u64, unreliable: bool) {
+    let mut c = five_nodes(seed, unreliable);
     let ids = c.ids().to_vec();
     let mut value = 1;
     for _round in 0..1000 {
@@ -161,13 +177,7 @@ fn figure_8_rounds(seed: u64, unreliable: bool) {
         }
         c.assert_safe();
     }
-    c.heal();
-    c.set_network(NetworkOptions::reliable());
-    for &id in &ids {
-        c.restart(id);
-    }
-    c.one(1_000_000, 5, AGREEMENT_BUDGET_MS)
-        .expect("all five agree at the end");
+    heal_and_agree(&mut c);
     eprintln!(
         "figure 8: {} leaders elected, {} entries committed",
         c.stats().leaders_elected,
@@ -214,11 +224,7 @@ fn unreliable_agree() {
 /// Three clients write while nodes are cut off, crashed and restarted every 0.7 s; every value
 /// a client saw committed is in the final log.
 fn churn(seed: u64, unreliable: bool) {
-    let mut options = ClusterOptions::new(5).seed(seed);
-    if unreliable {
-        options.network = NetworkOptions::unreliable();
-    }
-    let mut c = Cluster::new(options);
+    let mut c = five_nodes(seed, unreliable);
     let ids = c.ids().to_vec();
     let mut acknowledged = Vec::new();
     let mut pending: [Option<(u64, u64)>; 3] = [None; 3];
@@ -256,13 +262,7 @@ fn churn(seed: u64, unreliable: bool) {
         }
         c.assert_safe();
     }
-    c.heal();
-    c.set_network(NetworkOptions::reliable());
-    for &id in &ids {
-        c.restart(id);
-    }
-    c.one(1_000_000, 5, AGREEMENT_BUDGET_MS)
-        .expect("all five agree at the end");
+    heal_and_agree(&mut c);
     eprintln!(
         "churn: {} values acknowledged, {} leaders elected, {} crashes",
         acknowledged.len(),

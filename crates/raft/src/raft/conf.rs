@@ -111,9 +111,9 @@ impl<S: LogStorage> Raft<S> {
             self.become_follower(self.term, None);
             return;
         }
-        if self.maybe_commit() {
-            self.broadcast_pending = true;
-        }
+        // The quorum changed: what it has stored may now be committed. As everywhere, the new
+        // commit index rides on the next append or heartbeat.
+        self.maybe_commit();
     }
 
     /// Whether a committed configuration change is not applied yet.

@@ -242,15 +242,7 @@ pub struct Batch {
 /// Step 1 of the Ready contract on a node's storage: stage the snapshot chunks, install a
 /// fully received snapshot, then append the entries.
 pub fn persist(storage: &mut MemStorage, ready: &Ready) {
-    for chunk in &ready.snapshot_chunks {
-        storage
-            .stage_snapshot_chunk(&chunk.meta, chunk.offset, &chunk.data)
-            .unwrap();
-    }
-    if let Some(meta) = &ready.snapshot {
-        storage.install_staged_snapshot(meta).unwrap();
-    }
-    storage.append(&ready.entries).unwrap();
+    ready.write_log(storage).unwrap();
 }
 
 /// Runs one Ready through the contract (persist it, then advance); returns its contents.
