@@ -14,6 +14,10 @@ pub enum Encoded {
     Command,
     /// A snapshot made by [`StateMachine::snapshot`](crate::StateMachine::snapshot).
     Snapshot,
+    /// A [`Request`](crate::Request): a command with its client session, as a log entry.
+    Request,
+    /// A [`Reply`](crate::Reply) sent between nodes.
+    Reply,
 }
 
 impl std::fmt::Display for Encoded {
@@ -21,6 +25,8 @@ impl std::fmt::Display for Encoded {
         f.write_str(match self {
             Encoded::Command => "command",
             Encoded::Snapshot => "snapshot",
+            Encoded::Request => "request",
+            Encoded::Reply => "reply",
         })
     }
 }

@@ -56,6 +56,21 @@ impl Reply {
     pub fn is_error(&self) -> bool {
         matches!(self, Reply::Error(_))
     }
+
+    /// The binary form, for sending a reply to the node that forwarded its command.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8);
+        put_reply(&mut out, self);
+        out
+    }
+
+    /// Decodes bytes written by [`Reply::encode`]; malformed bytes give a typed error.
+    pub fn decode(bytes: &[u8]) -> Result<Reply, KvError> {
+        let mut r = Reader::new(bytes, crate::error::Encoded::Reply);
+        let reply = read_reply(&mut r)?;
+        r.finish()?;
+        Ok(reply)
+    }
 }
 
 mod tag {

@@ -47,6 +47,11 @@ impl<S: LogStorage> RaftLog<S> {
         &mut self.storage
     }
 
+    /// Gives the storage back.
+    pub fn into_storage(self) -> S {
+        self.storage
+    }
+
     /// The first index still held.
     pub fn first_index(&self) -> LogIndex {
         match self.pending_snapshot {

@@ -258,6 +258,11 @@ impl<S: LogStorage> RawNode<S> {
         self.raft.log.storage_mut()
     }
 
+    /// Stops the node and gives its storage back.
+    pub fn into_storage(self) -> S {
+        self.raft.log.into_storage()
+    }
+
     /// The durable log.
     pub fn storage(&self) -> &S {
         self.raft.log.storage()

@@ -1,0 +1,609 @@
+//! [`Node`]: the driver that owns the core, the durable log and the state machine.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use skiff_kv::{Command, KvConfig, Reply, Request, StateMachine};
+use skiff_raft::{
+    ConfChange, Config, Entry, EntryKind, HardState, LogIndex, LogStorage, NodeId, ProposeError,
+    RawNode, ReadIndexError, Ready, Role, SnapshotMeta, SoftState, StepError, Term, TransferError,
+};
+use skiff_wal::{Disk, RecoveryReport, Wal, WalOptions};
+
+use crate::error::NodeError;
+use crate::wire::PeerMessage;
+
+/// The caller's id for one client request; the reply comes back with it.
+pub type RequestId = u64;
+
+/// Error replies the node gives. The first word is the Redis error code clients act on:
+/// `CLUSTERDOWN` when no leader can take the request, `TRYAGAIN` when a retry may succeed.
+pub mod errors {
+    /// No leader is known: the cluster has no quorum, or is electing a leader.
+    pub const NO_LEADER: &str =
+        "CLUSTERDOWN no leader is known; the cluster may have lost its quorum";
+    /// The write's entry was replaced by a new leader's: it was not applied.
+    pub const LEADER_CHANGED: &str =
+        "TRYAGAIN the leader changed before the write committed; it was not applied";
+    /// A snapshot replaced the log where the write was: it may or may not have been applied.
+    pub const OUTCOME_UNKNOWN: &str =
+        "TRYAGAIN the leader changed; the write may or may not have been applied";
+    /// Too many requests are waiting on this node.
+    pub const BUSY: &str = "TRYAGAIN too many requests in flight; retry later";
+    /// The leader changed or refused before confirming a read.
+    pub const READ_NOT_CONFIRMED: &str = "TRYAGAIN no leader confirmed the read; retry";
+    /// Leadership is being handed to another node.
+    pub const TRANSFERRING: &str = "TRYAGAIN leadership is being transferred; retry";
+    /// The request does not fit in one log entry.
+    pub const TOO_LARGE: &str = "ERR request too large for one log entry";
+}
+
+/// How a node is set up.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The Raft core's settings; `voters` is the cluster's initial membership, used until a
+    /// snapshot or a configuration change in the log says otherwise.
+    pub raft: Config,
+    /// The state machine's limits: the same on every node.
+    pub kv: KvConfig,
+    /// The durable log's settings.
+    pub wal: WalOptions,
+    /// Take a snapshot once this many entries were applied past the last one (0: never).
+    pub snapshot_every_entries: u64,
+    /// Client requests that may wait on this node at once (proposed, forwarded or reading);
+    /// more are refused with [`errors::BUSY`].
+    pub max_pending_requests: usize,
+}
+
+impl NodeConfig {
+    /// Defaults around `raft`: default state machine limits, 64 MiB segments, a snapshot
+    /// every 100,000 entries, 10,000 pending requests.
+    pub fn new(raft: Config, cluster_id: u64) -> NodeConfig {
+        NodeConfig {
+            raft,
+            kv: KvConfig::default(),
+            wal: WalOptions::new(cluster_id),
+            snapshot_every_entries: 100_000,
+            max_pending_requests: 10_000,
+        }
+    }
+}
+
+/// Where a request came from, so its reply goes back there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// A client of this node.
+    Local(RequestId),
+    /// A client of a follower, forwarded here.
+    Forwarded { from: NodeId, id: u64 },
+}
+
+/// Something that happened, for logs, metrics and status pages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The role or the known leader changed.
+    RoleChanged {
+        /// The new role and leader.
+        soft_state: SoftState,
+        /// The term it happened in.
+        term: Term,
+    },
+    /// A configuration change was applied.
+    ConfChangeApplied {
+        /// Its log index.
+        index: LogIndex,
+    },
+    /// The state machine was snapshotted and the log compacted.
+    SnapshotTaken {
+        /// The snapshot's last included index.
+        index: LogIndex,
+    },
+    /// A snapshot from the leader replaced the state machine.
+    SnapshotInstalled {
+        /// The snapshot's last included index.
+        index: LogIndex,
+    },
+}
+
+/// What the node produced since it was last drained with [`Node::take_output`].
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Messages for other nodes, in the order they may be sent.
+    pub messages: Vec<PeerMessage>,
+    /// Replies to this node's clients.
+    pub replies: Vec<(RequestId, Reply)>,
+    /// Things that happened.
+    pub events: Vec<Event>,
+}
+
+/// Watches a node's durable and applied history (the simulator's checkers do).
+pub trait Observer {
+    /// A batch became durable.
+    fn persisted(&mut self, _entries: &[Entry], _hard_state: Option<HardState>) {}
+    /// A snapshot from the leader was installed.
+    fn snapshot_installed(&mut self, _meta: &SnapshotMeta) {}
+    /// A committed entry was applied; `reply` is the state machine's answer for a client
+    /// command.
+    fn applied(&mut self, _entry: &Entry, _reply: Option<&Reply>) {}
+}
+
+/// An [`Observer`] that watches nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {}
+
+/// One Skiff node. See the [crate documentation](crate) for the driving loop.
+#[derive(Debug)]
+pub struct Node<D: Disk> {
+    raw: RawNode<Wal<D>>,
+    state_machine: StateMachine,
+    config: NodeConfig,
+    /// The last entry applied to the state machine (or covered by its snapshot).
+    applied: LogIndex,
+    /// The batch between `begin` and `finish`.
+    writing: Option<Ready>,
+    /// Proposed writes by index, with the term they were proposed in.
+    proposals: BTreeMap<LogIndex, (Term, Origin)>,
+    /// Reads waiting for a leader to confirm a read index; the read's context is its
+    /// request id.
+    reads: HashMap<RequestId, Command>,
+    /// Confirmed reads waiting for the state machine to reach their index.
+    confirmed_reads: BTreeMap<LogIndex, Vec<(RequestId, Command)>>,
+    confirmed_read_count: usize,
+    /// This node's writes forwarded to the leader, waiting for its reply.
+    forwarded: HashSet<RequestId>,
+    output: Output,
+}
+
+impl<D: Disk> Node<D> {
+    /// Opens the node's durable state in `dir` on `disk` (creating it for a new node) and
+    /// restores the state machine from its snapshot. The log's recovery report says what
+    /// recovery found and did.
+    pub fn open(
+        disk: D,
+        dir: impl Into<std::path::PathBuf>,
+        mut config: NodeConfig,
+    ) -> Result<(Node<D>, RecoveryReport), NodeError> {
+        config
+            .kv
+            .validate()
+            .map_err(|e| NodeError::Config(e.to_string()))?;
+        let (wal, report) = Wal::open(disk, dir, config.wal)?;
+        let meta = wal.snapshot_meta();
+        let state_machine = if meta.index == LogIndex(0) {
+            StateMachine::new(config.kv.clone()).map_err(|e| NodeError::Config(e.to_string()))?
+        } else {
+            let data = wal.snapshot_chunk(0, wal.snapshot_len())?;
+            StateMachine::restore(config.kv.clone(), &data).map_err(|source| {
+                NodeError::Snapshot {
+                    index: meta.index,
+                    source,
+                }
+            })?
+        };
+        // The state machine holds exactly the snapshot: every later committed entry is
+        // applied again from the log.
+        config.raft.applied = meta.index;
+        let hard_state = wal.hard_state();
+        let raw = RawNode::new(config.raft.clone(), wal, hard_state)?;
+        let node = Node {
+            raw,
+            state_machine,
+            config,
+            applied: meta.index,
+            writing: None,
+            proposals: BTreeMap::new(),
+            reads: HashMap::new(),
+            confirmed_reads: BTreeMap::new(),
+            confirmed_read_count: 0,
+            forwarded: HashSet::new(),
+            output: Output::default(),
+        };
+        Ok((node, report))
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.raft.id
+    }
+
+    /// One tick of logical time.
+    pub fn tick(&mut self) {
+        self.raw.tick();
+    }
+
+    /// Takes a client command. Its reply comes out in [`Output::replies`] under `id`:
+    /// - a write is proposed here if this node leads, or forwarded to the leader; the reply
+    ///   comes once it is committed and applied;
+    /// - a read is served once a leader confirmed a read index and this node's state machine
+    ///   reached it (ReadIndex, thesis §6.4), so it is linearizable on every node.
+    pub fn submit(&mut self, id: RequestId, command: Command) {
+        if self.pending_requests() >= self.config.max_pending_requests {
+            self.reply(Origin::Local(id), Reply::error(errors::BUSY));
+            return;
+        }
+        if command.is_read_only() {
+            match self.raw.read_index(id) {
+                Ok(()) => {
+                    self.reads.insert(id, command);
+                }
+                Err(ReadIndexError::NoLeader) => {
+                    self.reply(Origin::Local(id), Reply::error(errors::NO_LEADER))
+                }
+                Err(ReadIndexError::TooManyPending { .. }) => {
+                    self.reply(Origin::Local(id), Reply::error(errors::BUSY))
+                }
+            }
+        } else {
+            let request = Request {
+                session: None,
+                command,
+            };
+            self.propose(Origin::Local(id), request.encode());
+        }
+    }
+
+    /// Forgets a request whose caller stopped waiting (it timed out or disconnected). A write
+    /// already proposed may still be applied.
+    pub fn cancel(&mut self, id: RequestId) {
+        self.reads.remove(&id);
+        self.forwarded.remove(&id);
+        self.proposals
+            .retain(|_, (_, origin)| *origin != Origin::Local(id));
+        let before = self.confirmed_read_count;
+        for waiting in self.confirmed_reads.values_mut() {
+            waiting.retain(|(request, _)| *request != id);
+        }
+        self.confirmed_reads
+            .retain(|_, waiting| !waiting.is_empty());
+        self.confirmed_read_count = self.confirmed_reads.values().map(Vec::len).sum();
+        debug_assert!(self.confirmed_read_count <= before);
+    }
+
+    /// Handles a message from another node. A Raft message addressed to another node is
+    /// refused with the core's error; other mis-addressed messages are dropped.
+    pub fn step(&mut self, message: PeerMessage) -> Result<(), StepError> {
+        match message {
+            PeerMessage::Raft(message) => self.raw.step(message),
+            PeerMessage::Forward {
+                from,
+                to,
+                id,
+                request,
+            } => {
+                if to != self.id() {
+                    return Ok(());
+                }
+                let origin = Origin::Forwarded { from, id };
+                if self.pending_requests() >= self.config.max_pending_requests {
+                    self.reply(origin, Reply::error(errors::BUSY));
+                } else if let Err(error) = Request::decode(&request) {
+                    self.reply(
+                        origin,
+                        Reply::error(format!("ERR malformed request: {error}")),
+                    );
+                } else {
+                    self.propose(origin, request);
+                }
+                Ok(())
+            }
+            PeerMessage::ForwardReply { to, id, reply, .. } => {
+                if to == self.id() && self.forwarded.remove(&id) {
+                    let reply = Reply::decode(&reply).unwrap_or_else(|error| {
+                        Reply::error(format!("ERR malformed reply from the leader: {error}"))
+                    });
+                    self.output.replies.push((id, reply));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Hands leadership to `to` (thesis §3.10).
+    pub fn transfer_leadership(&mut self, to: NodeId) -> Result<(), TransferError> {
+        self.raw.transfer_leadership(to)
+    }
+
+    /// Proposes a membership change; the reply under `id` comes once it is applied.
+    pub fn propose_conf_change(&mut self, id: RequestId, change: ConfChange) {
+        match self.raw.propose_conf_change(change) {
+            Ok((index, term)) => {
+                self.proposals.insert(index, (term, Origin::Local(id)));
+            }
+            Err(error) => self.reply(Origin::Local(id), propose_error_reply(&error)),
+        }
+    }
+
+    /// Snapshots the state machine now and compacts the log below it.
+    pub fn take_snapshot(&mut self) -> Result<LogIndex, NodeError> {
+        let index = self.raw.raft().log().applied();
+        if index > self.raw.storage().snapshot_meta().index {
+            self.raw
+                .take_snapshot(index, self.state_machine.snapshot())?;
+            self.output.events.push(Event::SnapshotTaken { index });
+        }
+        Ok(index)
+    }
+
+    /// Whether a batch is being written (between `begin` and `finish`).
+    pub fn is_writing(&self) -> bool {
+        self.writing.is_some()
+    }
+
+    /// Whether [`begin`](Node::begin) would start a batch.
+    pub fn has_ready(&self) -> bool {
+        self.writing.is_none() && self.raw.has_ready()
+    }
+
+    /// First half of a driver pass: takes the core's next batch and releases the messages
+    /// that may leave before it is durable. Returns whether a batch started.
+    pub fn begin(&mut self) -> bool {
+        if !self.has_ready() {
+            return false;
+        }
+        let mut ready = self.raw.ready();
+        if let Some(soft_state) = ready.soft_state.take() {
+            self.output.events.push(Event::RoleChanged {
+                soft_state,
+                term: self.raw.raft().term(),
+            });
+        }
+        for read in std::mem::take(&mut ready.read_states) {
+            if let Some(command) = self.reads.remove(&read.ctx) {
+                self.confirmed_reads
+                    .entry(read.index)
+                    .or_default()
+                    .push((read.ctx, command));
+                self.confirmed_read_count += 1;
+            }
+        }
+        for ctx in std::mem::take(&mut ready.failed_reads) {
+            if self.reads.remove(&ctx).is_some() {
+                self.reply(Origin::Local(ctx), Reply::error(errors::READ_NOT_CONFIRMED));
+            }
+        }
+        self.serve_confirmed_reads();
+        self.output.messages.extend(
+            std::mem::take(&mut ready.messages)
+                .into_iter()
+                .map(PeerMessage::Raft),
+        );
+        self.writing = Some(ready);
+        true
+    }
+
+    /// Second half: persists the batch (one sync), releases the messages that promise
+    /// durability, applies committed entries, answers clients and advances the core.
+    ///
+    /// An error means the disk failed: the node must stop, and recovery decides on restart
+    /// what was durable.
+    pub fn finish(&mut self, observer: &mut impl Observer) -> Result<(), NodeError> {
+        let Some(mut ready) = self.writing.take() else {
+            return Ok(());
+        };
+        // 1. Persist: snapshot chunks, a received snapshot, then entries and hard state as one
+        //    batch with one fsync (group commit).
+        let wal = self.raw.storage_mut();
+        for chunk in &ready.snapshot_chunks {
+            wal.stage_snapshot_chunk(&chunk.meta, chunk.offset, &chunk.data)?;
+        }
+        if let Some(meta) = &ready.snapshot {
+            wal.install_staged_snapshot(meta)?;
+        }
+        if !ready.entries.is_empty() || ready.hard_state.is_some() {
+            wal.append_batch(&ready.entries, ready.hard_state)?;
+        }
+        observer.persisted(&ready.entries, ready.hard_state);
+        // 2. Send what promised durability (§3.8: votes and acknowledgements only once durable).
+        self.output.messages.extend(
+            std::mem::take(&mut ready.persisted_messages)
+                .into_iter()
+                .map(PeerMessage::Raft),
+        );
+        // 3. Apply.
+        if let Some(meta) = &ready.snapshot {
+            self.restore_snapshot(meta)?;
+            observer.snapshot_installed(meta);
+        }
+        for entry in &ready.committed_entries {
+            self.apply(entry, observer);
+        }
+        self.serve_confirmed_reads();
+        // 4. Advance.
+        self.raw.advance(ready);
+        self.maybe_take_snapshot()?;
+        Ok(())
+    }
+
+    /// Both halves at once, for a driver whose disk write need not overlap anything.
+    pub fn process(&mut self, observer: &mut impl Observer) -> Result<(), NodeError> {
+        while self.begin() {
+            self.finish(observer)?;
+        }
+        Ok(())
+    }
+
+    /// Everything produced since the last call.
+    pub fn take_output(&mut self) -> Output {
+        std::mem::take(&mut self.output)
+    }
+
+    /// Requests waiting on this node.
+    pub fn pending_requests(&self) -> usize {
+        self.proposals.len() + self.reads.len() + self.confirmed_read_count + self.forwarded.len()
+    }
+
+    /// The Raft core, for status.
+    pub fn raw(&self) -> &RawNode<Wal<D>> {
+        &self.raw
+    }
+
+    /// The durable log.
+    pub fn wal(&self) -> &Wal<D> {
+        self.raw.storage()
+    }
+
+    /// The key-value state machine.
+    pub fn state_machine(&self) -> &StateMachine {
+        &self.state_machine
+    }
+
+    /// The last index applied to the state machine.
+    pub fn applied(&self) -> LogIndex {
+        self.applied
+    }
+
+    /// Stops the node and gives its disk back, as a crash does: a batch between `begin` and
+    /// `finish` is lost.
+    pub fn into_disk(self) -> D {
+        self.raw.into_storage().into_disk()
+    }
+
+    fn propose(&mut self, origin: Origin, request: Vec<u8>) {
+        let raft = self.raw.raft();
+        if raft.role() != Role::Leader {
+            // A follower hands its own client's write to the leader; a forwarded write is
+            // not forwarded again.
+            match (origin, raft.leader()) {
+                (Origin::Local(id), Some(leader)) if leader != self.id() => {
+                    self.forwarded.insert(id);
+                    self.output.messages.push(PeerMessage::Forward {
+                        from: self.id(),
+                        to: leader,
+                        id,
+                        request,
+                    });
+                }
+                _ => self.reply(origin, Reply::error(errors::NO_LEADER)),
+            }
+            return;
+        }
+        match self.raw.propose(request) {
+            Ok((index, term)) => {
+                self.proposals.insert(index, (term, origin));
+            }
+            Err(error) => self.reply(origin, propose_error_reply(&error)),
+        }
+    }
+
+    fn reply(&mut self, origin: Origin, reply: Reply) {
+        match origin {
+            Origin::Local(id) => self.output.replies.push((id, reply)),
+            Origin::Forwarded { from, id } => {
+                self.output.messages.push(PeerMessage::ForwardReply {
+                    from: self.id(),
+                    to: from,
+                    id,
+                    reply: reply.encode(),
+                })
+            }
+        }
+    }
+
+    /// Applies one committed entry and answers the request that proposed it, if it waits here.
+    fn apply(&mut self, entry: &Entry, observer: &mut impl Observer) {
+        debug_assert!(
+            entry.index > self.applied,
+            "entries are applied once, in order"
+        );
+        self.applied = entry.index;
+        let reply = match entry.kind {
+            EntryKind::Normal => Some(match Request::decode(&entry.data) {
+                Ok(request) => {
+                    self.state_machine
+                        .apply(entry.index.0, &request.command, request.session)
+                }
+                Err(error) => Reply::error(format!("ERR undecodable log entry: {error}")),
+            }),
+            EntryKind::ConfChange => {
+                self.output
+                    .events
+                    .push(Event::ConfChangeApplied { index: entry.index });
+                None
+            }
+            EntryKind::Noop => None,
+        };
+        observer.applied(entry, reply.as_ref());
+        // Requests proposed at earlier indexes can no longer be answered by their own entry.
+        while let Some((&index, _)) = self.proposals.first_key_value() {
+            if index >= entry.index {
+                break;
+            }
+            let (_, (_, origin)) = self.proposals.pop_first().expect("checked non-empty");
+            self.reply(origin, Reply::error(errors::OUTCOME_UNKNOWN));
+        }
+        if let Some((term, origin)) = self.proposals.remove(&entry.index) {
+            // The entry at the proposal's index is the proposal only if its term matches:
+            // otherwise a new leader replaced it (Log Matching), and it was not applied.
+            let reply = if term == entry.term {
+                reply.unwrap_or(Reply::Ok)
+            } else {
+                Reply::error(errors::LEADER_CHANGED)
+            };
+            self.reply(origin, reply);
+        }
+    }
+
+    /// Replaces the state machine with the snapshot just installed.
+    fn restore_snapshot(&mut self, meta: &SnapshotMeta) -> Result<(), NodeError> {
+        let wal = self.raw.storage();
+        let data = wal.snapshot_chunk(0, wal.snapshot_len())?;
+        self.state_machine =
+            StateMachine::restore(self.config.kv.clone(), &data).map_err(|source| {
+                NodeError::Snapshot {
+                    index: meta.index,
+                    source,
+                }
+            })?;
+        self.applied = meta.index;
+        // Writes the snapshot covers may or may not be in it.
+        let covered: Vec<LogIndex> = self
+            .proposals
+            .range(..=meta.index)
+            .map(|(i, _)| *i)
+            .collect();
+        for index in covered {
+            if let Some((_, origin)) = self.proposals.remove(&index) {
+                self.reply(origin, Reply::error(errors::OUTCOME_UNKNOWN));
+            }
+        }
+        self.output
+            .events
+            .push(Event::SnapshotInstalled { index: meta.index });
+        Ok(())
+    }
+
+    /// Serves every confirmed read whose index the state machine has reached.
+    fn serve_confirmed_reads(&mut self) {
+        while let Some(entry) = self.confirmed_reads.first_entry() {
+            if *entry.key() > self.applied {
+                break;
+            }
+            for (id, command) in entry.remove() {
+                self.confirmed_read_count -= 1;
+                let reply = self.state_machine.read(&command);
+                self.output.replies.push((id, reply));
+            }
+        }
+    }
+
+    fn maybe_take_snapshot(&mut self) -> Result<(), NodeError> {
+        let every = self.config.snapshot_every_entries;
+        let last = self.raw.storage().snapshot_meta().index;
+        if every > 0 && self.raw.raft().log().applied().0 >= last.0 + every {
+            self.take_snapshot()?;
+        }
+        Ok(())
+    }
+}
+
+/// The client's reply when the core refuses a proposal.
+fn propose_error_reply(error: &ProposeError) -> Reply {
+    Reply::error(match error {
+        ProposeError::NotLeader { .. } => errors::NO_LEADER.to_string(),
+        ProposeError::TransferInProgress { .. } => errors::TRANSFERRING.to_string(),
+        ProposeError::UncommittedLimit { .. } => errors::BUSY.to_string(),
+        ProposeError::EntryTooLarge { .. } => errors::TOO_LARGE.to_string(),
+        other => format!("ERR {other}"),
+    })
+}
