@@ -1,0 +1,332 @@
+//! The driver's contract, scenario by scenario, on a small cluster delivered by hand: every
+//! message arrives at once and in order, so each test is about the driver, not the network.
+
+use std::collections::BTreeMap;
+
+use skiff_kv::{Command, Reply};
+use skiff_node::{errors, Event, NoObserver, Node, NodeConfig, PeerMessage, RequestId};
+use skiff_raft::{Config, LogIndex, LogStorage, NodeId, Role};
+use skiff_wal::MemDisk;
+
+const DIR: &str = "/data";
+
+struct Cluster {
+    nodes: BTreeMap<NodeId, Node<MemDisk>>,
+    /// Nodes whose messages are dropped both ways.
+    isolated: Vec<NodeId>,
+    replies: Vec<(NodeId, RequestId, Reply)>,
+    events: Vec<(NodeId, Event)>,
+    next_id: RequestId,
+}
+
+fn config(id: u64, snapshot_every_entries: u64) -> NodeConfig {
+    let mut raft = Config::new(NodeId(id), [NodeId(1), NodeId(2), NodeId(3)]);
+    raft.seed = id;
+    raft.snapshot_trailing_entries = 2;
+    let mut config = NodeConfig::new(raft, 7);
+    config.snapshot_every_entries = snapshot_every_entries;
+    config
+}
+
+impl Cluster {
+    fn new(snapshot_every_entries: u64) -> Cluster {
+        let nodes = (1..=3)
+            .map(|id| {
+                let (node, _) = Node::open(MemDisk::new(), DIR, config(id, snapshot_every_entries))
+                    .expect("a new node opens");
+                (NodeId(id), node)
+            })
+            .collect();
+        Cluster {
+            nodes,
+            isolated: Vec::new(),
+            replies: Vec::new(),
+            events: Vec::new(),
+            next_id: 1,
+        }
+    }
+
+    /// Drives every node until no message is left in flight.
+    fn settle(&mut self) {
+        loop {
+            let mut messages = Vec::new();
+            for (&id, node) in &mut self.nodes {
+                node.process(&mut NoObserver).expect("the disk works");
+                let output = node.take_output();
+                messages.extend(output.messages);
+                self.events
+                    .extend(output.events.into_iter().map(|event| (id, event)));
+                self.replies
+                    .extend(output.replies.into_iter().map(|(r, reply)| (id, r, reply)));
+            }
+            if messages.is_empty() {
+                return;
+            }
+            for message in messages {
+                let (from, to) = (message.from(), message.to());
+                if self.isolated.contains(&from) || self.isolated.contains(&to) {
+                    continue;
+                }
+                if let Some(node) = self.nodes.get_mut(&to) {
+                    node.step(message).expect("addressed to it");
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, ticks: usize) {
+        for _ in 0..ticks {
+            for node in self.nodes.values_mut() {
+                node.tick();
+            }
+            self.settle();
+        }
+    }
+
+    fn elect(&mut self, id: u64) {
+        // Node `id` times out first: ticking it alone to its election timeout and beyond.
+        for _ in 0..40 {
+            if self.leader() == Some(NodeId(id)) {
+                return;
+            }
+            self.nodes.get_mut(&NodeId(id)).expect("exists").tick();
+            self.settle();
+        }
+        panic!("node {id} did not become leader");
+    }
+
+    /// Ticks the nodes that are not isolated until one of them leads.
+    fn elect_among_connected(&mut self) -> NodeId {
+        for _ in 0..100 {
+            if let Some(leader) = self.leader_among_connected() {
+                return leader;
+            }
+            for (id, node) in &mut self.nodes {
+                if !self.isolated.contains(id) {
+                    node.tick();
+                }
+            }
+            self.settle();
+        }
+        panic!("no leader among the connected nodes");
+    }
+
+    fn leader_among_connected(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .find(|(id, n)| !self.isolated.contains(id) && n.raw().raft().role() == Role::Leader)
+            .map(|(&id, _)| id)
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .find(|(_, n)| n.raw().raft().role() == Role::Leader)
+            .map(|(&id, _)| id)
+    }
+
+    fn submit(&mut self, at: u64, command: Command) -> RequestId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.nodes
+            .get_mut(&NodeId(at))
+            .expect("exists")
+            .submit(id, command);
+        id
+    }
+
+    fn reply(&self, request: RequestId) -> Option<&Reply> {
+        self.replies
+            .iter()
+            .find(|(_, r, _)| *r == request)
+            .map(|(_, _, reply)| reply)
+    }
+
+    fn crash_and_restart(&mut self, id: u64) {
+        let node = self.nodes.remove(&NodeId(id)).expect("exists");
+        let mut disk = node.into_disk();
+        disk.crash();
+        let (node, _) = Node::open(disk, DIR, config(id, 0)).expect("recovers");
+        self.nodes.insert(NodeId(id), node);
+    }
+}
+
+fn set(key: &str, value: &str) -> Command {
+    Command::Set {
+        key: key.into(),
+        value: value.into(),
+        condition: Default::default(),
+    }
+}
+
+fn get(key: &str) -> Command {
+    Command::Get { key: key.into() }
+}
+
+#[test]
+fn a_write_is_answered_once_committed_and_applied_everywhere() {
+    let mut cluster = Cluster::new(0);
+    cluster.elect(1);
+    let write = cluster.submit(1, set("k", "v"));
+    cluster.settle();
+    assert_eq!(cluster.reply(write), Some(&Reply::Ok));
+    // The commit index reaches the followers with the next heartbeat.
+    cluster.tick(2);
+    for node in cluster.nodes.values() {
+        assert_eq!(node.state_machine().get(b"k"), Some(&b"v"[..]));
+    }
+}
+
+#[test]
+fn a_write_is_not_answered_before_a_majority_stores_it() {
+    let mut cluster = Cluster::new(0);
+    cluster.elect(1);
+    cluster.isolated = vec![NodeId(2), NodeId(3)];
+    let write = cluster.submit(1, set("k", "v"));
+    cluster.settle();
+    assert_eq!(cluster.reply(write), None, "no majority stored it yet");
+    cluster.isolated.clear();
+    cluster.tick(2);
+    assert_eq!(cluster.reply(write), Some(&Reply::Ok));
+}
+
+#[test]
+fn a_follower_forwards_writes_and_serves_reads_through_read_index() {
+    let mut cluster = Cluster::new(0);
+    cluster.elect(1);
+    let write = cluster.submit(2, set("k", "from-follower"));
+    cluster.settle();
+    assert_eq!(cluster.reply(write), Some(&Reply::Ok));
+    // Node 3 has not yet heard that the write committed, but its read waits for the
+    // leader's commit index, so it sees the write.
+    let read = cluster.submit(3, get("k"));
+    cluster.settle();
+    assert_eq!(
+        cluster.reply(read),
+        Some(&Reply::Bulk(b"from-follower".to_vec()))
+    );
+}
+
+#[test]
+fn without_a_leader_requests_fail_fast_with_clusterdown() {
+    let mut cluster = Cluster::new(0);
+    let write = cluster.submit(1, set("k", "v"));
+    let read = cluster.submit(2, get("k"));
+    cluster.settle();
+    assert_eq!(cluster.reply(write), Some(&Reply::error(errors::NO_LEADER)));
+    assert_eq!(cluster.reply(read), Some(&Reply::error(errors::NO_LEADER)));
+}
+
+#[test]
+fn a_deposed_leaders_uncommitted_write_fails_as_not_applied() {
+    let mut cluster = Cluster::new(0);
+    cluster.elect(1);
+    cluster.isolated = vec![NodeId(1)];
+    let lost = cluster.submit(1, set("k", "lost"));
+    cluster.settle();
+    let new_leader = cluster.elect_among_connected();
+    let kept = cluster.submit(new_leader.0, set("k", "kept"));
+    cluster.settle();
+    cluster.isolated.clear();
+    cluster.tick(3);
+    assert_eq!(cluster.reply(kept), Some(&Reply::Ok));
+    assert_eq!(
+        cluster.reply(lost),
+        Some(&Reply::error(errors::LEADER_CHANGED)),
+        "the old leader's entry was replaced, so its client learns it was not applied"
+    );
+    assert_eq!(
+        cluster.nodes[&NodeId(1)].state_machine().get(b"k"),
+        Some(&b"kept"[..])
+    );
+}
+
+#[test]
+fn requests_beyond_the_pending_limit_are_refused() {
+    let mut cluster = Cluster::new(0);
+    cluster.elect(1);
+    cluster.isolated = vec![NodeId(2), NodeId(3)];
+    let node = cluster.nodes.get_mut(&NodeId(1)).expect("exists");
+    let limit = 10_000;
+    for id in 0..limit as u64 {
+        node.submit(1_000_000 + id, set("k", "v"));
+    }
+    assert_eq!(node.pending_requests(), limit);
+    node.submit(42, set("k", "v"));
+    let output = node.take_output();
+    assert_eq!(output.replies, vec![(42, Reply::error(errors::BUSY))]);
+}
+
+#[test]
+fn a_restarted_node_recovers_its_log_and_state_from_disk() {
+    let mut cluster = Cluster::new(0);
+    cluster.elect(1);
+    for i in 0..5 {
+        cluster.submit(1, set(&format!("k{i}"), "v"));
+    }
+    cluster.settle();
+    cluster.tick(2);
+    cluster.crash_and_restart(2);
+    let restarted = &cluster.nodes[&NodeId(2)];
+    assert!(restarted.wal().hard_state().commit >= LogIndex(6));
+    // Committed entries are applied again from the log once the core hands them out.
+    cluster.tick(2);
+    assert_eq!(
+        cluster.nodes[&NodeId(2)].state_machine().len(),
+        5,
+        "every committed write is back"
+    );
+}
+
+#[test]
+fn snapshots_are_taken_on_schedule_and_a_restart_resumes_from_one() {
+    let mut cluster = Cluster::new(4);
+    cluster.elect(1);
+    for i in 0..10 {
+        cluster.submit(1, set(&format!("k{i}"), "v"));
+        cluster.settle();
+    }
+    cluster.tick(2);
+    let snapshot_index = cluster.nodes[&NodeId(1)].wal().snapshot_meta().index;
+    assert!(
+        snapshot_index >= LogIndex(8),
+        "snapshot at {snapshot_index}"
+    );
+    assert!(cluster.events.contains(&(
+        NodeId(1),
+        Event::SnapshotTaken {
+            index: snapshot_index
+        }
+    )));
+    cluster.crash_and_restart(1);
+    let restarted = &cluster.nodes[&NodeId(1)];
+    assert!(restarted.applied() >= snapshot_index);
+    assert!(restarted.state_machine().len() >= 8);
+    cluster.tick(20);
+    assert_eq!(cluster.nodes[&NodeId(1)].state_machine().len(), 10);
+}
+
+#[test]
+fn a_garbage_forwarded_request_gets_an_error_reply_and_changes_nothing() {
+    let mut cluster = Cluster::new(0);
+    cluster.elect(1);
+    let leader = cluster.nodes.get_mut(&NodeId(1)).expect("exists");
+    leader
+        .step(PeerMessage::Forward {
+            from: NodeId(2),
+            to: NodeId(1),
+            id: 9,
+            request: vec![0xff, 0x00],
+        })
+        .expect("accepted for handling");
+    let output = leader.take_output();
+    assert!(matches!(
+        &output.messages[..],
+        [PeerMessage::ForwardReply {
+            to: NodeId(2),
+            id: 9,
+            ..
+        }]
+    ));
+    assert_eq!(leader.pending_requests(), 0);
+}
