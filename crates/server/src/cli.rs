@@ -1,0 +1,148 @@
+//! `skiff status` and `skiff admin`: the operator's view and levers, over the nodes' HTTP.
+
+use anyhow::{bail, Context};
+
+use crate::httpc;
+use crate::shared::NodeStatus;
+
+/// `skiff status` settings.
+#[derive(clap::Args, Clone, Debug)]
+pub struct StatusArgs {
+    /// The HTTP address of any node.
+    #[arg(long, default_value = "127.0.0.1:7201")]
+    pub addr: String,
+    /// Print the raw JSON of every node instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `skiff admin` settings.
+#[derive(clap::Args, Clone, Debug)]
+pub struct AdminArgs {
+    /// The HTTP address of any node; requests go to the leader it knows.
+    #[arg(long, default_value = "127.0.0.1:7201")]
+    pub addr: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: AdminAction,
+}
+
+/// Operator actions.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum AdminAction {
+    /// Hand leadership to another voter (for maintenance of the current leader).
+    TransferLeader {
+        /// The voter to lead.
+        #[arg(long)]
+        to: u64,
+    },
+    /// Snapshot the node's state now and compact its log (on the node given by --addr).
+    Snapshot,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Every member's status, starting from the node at `addr`.
+async fn cluster_statuses(
+    addr: &str,
+) -> anyhow::Result<(NodeStatus, Vec<(u64, Result<NodeStatus, String>)>)> {
+    let first = httpc::status(addr).await?;
+    let mut all = Vec::new();
+    for member in &first.members {
+        let status = match &member.http_addr {
+            _ if member.id == first.id => Ok(first.clone()),
+            Some(http) => httpc::status(http).await.map_err(|e| format!("{e:#}")),
+            None => Err("address not known yet".to_string()),
+        };
+        all.push((member.id, status));
+    }
+    Ok((first, all))
+}
+
+/// Prints the cluster as a table.
+pub fn status(args: StatusArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let (first, all) = cluster_statuses(&args.addr).await?;
+        if args.json {
+            for (_, status) in &all {
+                if let Ok(status) = status {
+                    println!("{}", serde_json::to_string_pretty(status)?);
+                }
+            }
+            return Ok(());
+        }
+        let leader_view = all
+            .iter()
+            .filter_map(|(_, s)| s.as_ref().ok())
+            .find(|s| s.role == "leader")
+            .cloned();
+        println!("cluster {:#x}", first.cluster_id);
+        println!(
+            "ID   ROLE           TERM   LEADER     COMMIT   APPLIED      LAST     MATCH  CLIENT                KIND"
+        );
+        for member in &first.members {
+            let status = all.iter().find(|(id, _)| *id == member.id).map(|(_, s)| s);
+            let matched = leader_view
+                .as_ref()
+                .and_then(|l| l.members.iter().find(|m| m.id == member.id))
+                .and_then(|m| m.match_index)
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "-".into());
+            let client = member.client_addr.clone().unwrap_or_else(|| "?".into());
+            match status {
+                Some(Ok(s)) => println!(
+                    "{:<4} {:<14} {:<6} {:<7} {:>9} {:>9} {:>9} {:>9}  {:<21} {}",
+                    s.id,
+                    s.role,
+                    s.term,
+                    s.leader
+                        .map(|l| l.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    s.commit,
+                    s.applied,
+                    s.last_index,
+                    matched,
+                    client,
+                    member.kind
+                ),
+                Some(Err(error)) => println!("{:<4} {:<14} {}", member.id, "unreachable", error),
+                None => println!("{:<4} {:<14}", member.id, "unknown"),
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Runs an operator action.
+pub fn admin(args: AdminArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let (path, target) = match &args.action {
+            AdminAction::TransferLeader { to } => {
+                let (first, all) = cluster_statuses(&args.addr).await?;
+                let leader = all
+                    .iter()
+                    .filter_map(|(_, s)| s.as_ref().ok())
+                    .find(|s| s.role == "leader")
+                    .context("no leader is known; try again once one is elected")?;
+                let http = first
+                    .members
+                    .iter()
+                    .find(|m| m.id == leader.id)
+                    .and_then(|m| m.http_addr.clone())
+                    .context("the leader's HTTP address is not known yet")?;
+                (format!("/admin/transfer-leader?to={to}"), http)
+            }
+            AdminAction::Snapshot => ("/admin/snapshot".to_string(), args.addr.clone()),
+        };
+        let (code, body) = httpc::request(&target, "POST", &path).await?;
+        if code != 200 {
+            bail!("{target} refused: {}", body.trim());
+        }
+        println!("{}", body.trim());
+        Ok(())
+    })
+}

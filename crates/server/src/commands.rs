@@ -1,0 +1,264 @@
+//! What a client's request means: a key-value command for the cluster, or a command this node
+//! answers by itself (PING, INFO…).
+
+use skiff_kv::{Command, SetCondition};
+
+/// A parsed client request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// A command for the replicated store.
+    Kv(Command),
+    /// `PING [message]`.
+    Ping(Option<Vec<u8>>),
+    /// `ECHO message`.
+    Echo(Vec<u8>),
+    /// `SELECT 0` (the only database).
+    Select,
+    /// `INFO [section]`.
+    Info,
+    /// `CONFIG GET parameter`: `save` and `appendonly` (which Redis tools ask for at start-up)
+    /// are answered as a durable server would; others with no settings.
+    ConfigGet(Vec<u8>),
+    /// `CLIENT …`, `COMMAND …`, `HELLO 2`: connection-level commands answered locally.
+    Ok,
+    /// `COMMAND` (and `COMMAND DOCS`): answered with an empty list.
+    EmptyArray,
+    /// `QUIT`: reply OK and close.
+    Quit,
+}
+
+/// Why a request is not a command this server runs; the text is the Redis-style error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CommandError(pub String);
+
+fn arity(name: &str) -> CommandError {
+    CommandError(format!(
+        "ERR wrong number of arguments for '{}' command",
+        name.to_ascii_lowercase()
+    ))
+}
+
+fn syntax() -> CommandError {
+    CommandError("ERR syntax error".to_string())
+}
+
+fn integer(bytes: &[u8]) -> Result<i64, CommandError> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| CommandError("ERR value is not an integer or out of range".to_string()))
+}
+
+/// Interprets a request's words. `args` is not empty.
+pub fn parse(mut args: Vec<Vec<u8>>) -> Result<Request, CommandError> {
+    let typed: String = String::from_utf8_lossy(&args[0]).chars().take(64).collect();
+    let name = typed.to_ascii_uppercase();
+    let argc = args.len();
+    let mut rest = args.drain(1..);
+    let mut next = || rest.next().expect("arity checked");
+    let exact = |n: usize| if argc == n { Ok(()) } else { Err(arity(&name)) };
+    let at_least = |n: usize| if argc >= n { Ok(()) } else { Err(arity(&name)) };
+    Ok(match name.as_str() {
+        "GET" => {
+            exact(2)?;
+            Request::Kv(Command::Get { key: next() })
+        }
+        "SET" => {
+            at_least(3)?;
+            let key = next();
+            let value = next();
+            let mut condition = SetCondition::Always;
+            for option in rest.by_ref() {
+                condition = match (option.to_ascii_uppercase().as_slice(), condition) {
+                    (b"NX", SetCondition::Always | SetCondition::IfAbsent) => {
+                        SetCondition::IfAbsent
+                    }
+                    (b"XX", SetCondition::Always | SetCondition::IfPresent) => {
+                        SetCondition::IfPresent
+                    }
+                    _ => return Err(syntax()),
+                };
+            }
+            Request::Kv(Command::Set {
+                key,
+                value,
+                condition,
+            })
+        }
+        "DEL" | "UNLINK" => {
+            at_least(2)?;
+            Request::Kv(Command::Del {
+                keys: rest.collect(),
+            })
+        }
+        "EXISTS" => {
+            at_least(2)?;
+            Request::Kv(Command::Exists {
+                keys: rest.collect(),
+            })
+        }
+        "INCR" => {
+            exact(2)?;
+            Request::Kv(Command::Incr { key: next() })
+        }
+        "DECR" => {
+            exact(2)?;
+            Request::Kv(Command::Decr { key: next() })
+        }
+        "INCRBY" => {
+            exact(3)?;
+            let key = next();
+            let increment = integer(&next())?;
+            Request::Kv(Command::IncrBy { key, increment })
+        }
+        "MGET" => {
+            at_least(2)?;
+            Request::Kv(Command::MGet {
+                keys: rest.collect(),
+            })
+        }
+        "MSET" => {
+            if argc < 3 || argc % 2 == 0 {
+                return Err(arity(&name));
+            }
+            let mut pairs = Vec::with_capacity(argc / 2);
+            while let (Some(key), Some(value)) = (rest.next(), rest.next()) {
+                pairs.push((key, value));
+            }
+            Request::Kv(Command::MSet { pairs })
+        }
+        "CAS" => {
+            // CAS key expected new: swap only if the current value is `expected`.
+            exact(4)?;
+            let key = next();
+            let expected = next();
+            let new = next();
+            Request::Kv(Command::Cas {
+                key,
+                expected: Some(expected),
+                new,
+            })
+        }
+        "DBSIZE" => {
+            exact(1)?;
+            Request::Kv(Command::DbSize)
+        }
+        "PING" => {
+            if argc > 2 {
+                return Err(arity(&name));
+            }
+            Request::Ping(rest.next())
+        }
+        "ECHO" => {
+            exact(2)?;
+            Request::Echo(next())
+        }
+        "SELECT" => {
+            exact(2)?;
+            if integer(&next())? != 0 {
+                return Err(CommandError("ERR DB index is out of range".to_string()));
+            }
+            Request::Select
+        }
+        "INFO" => Request::Info,
+        "CONFIG" => {
+            at_least(2)?;
+            if !next().eq_ignore_ascii_case(b"GET") || argc != 3 {
+                return Err(CommandError(
+                    "ERR CONFIG supports only GET of one parameter on this server".to_string(),
+                ));
+            }
+            Request::ConfigGet(next().to_ascii_lowercase())
+        }
+        "CLIENT" | "READONLY" | "READWRITE" => Request::Ok,
+        "HELLO" => {
+            if argc > 1 && next() != b"2" {
+                return Err(CommandError(
+                    "NOPROTO this server speaks RESP2 only".to_string(),
+                ));
+            }
+            Request::Ok
+        }
+        "COMMAND" => Request::EmptyArray,
+        "QUIT" => Request::Quit,
+        _ => return Err(CommandError(format!("ERR unknown command '{typed}'"))),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<Vec<u8>> {
+        text.split(' ').map(|w| w.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn commands_map_to_their_store_operations() {
+        let table: &[(&str, Request)] = &[
+            ("get k", Request::Kv(Command::Get { key: b"k".to_vec() })),
+            (
+                "SET k v NX",
+                Request::Kv(Command::Set {
+                    key: b"k".to_vec(),
+                    value: b"v".to_vec(),
+                    condition: SetCondition::IfAbsent,
+                }),
+            ),
+            (
+                "cas k old new",
+                Request::Kv(Command::Cas {
+                    key: b"k".to_vec(),
+                    expected: Some(b"old".to_vec()),
+                    new: b"new".to_vec(),
+                }),
+            ),
+            (
+                "INCRBY n -3",
+                Request::Kv(Command::IncrBy {
+                    key: b"n".to_vec(),
+                    increment: -3,
+                }),
+            ),
+            (
+                "MSET a 1 b 2",
+                Request::Kv(Command::MSet {
+                    pairs: vec![
+                        (b"a".to_vec(), b"1".to_vec()),
+                        (b"b".to_vec(), b"2".to_vec()),
+                    ],
+                }),
+            ),
+            ("PING", Request::Ping(None)),
+            ("select 0", Request::Select),
+            ("CONFIG GET save", Request::ConfigGet(b"save".to_vec())),
+        ];
+        for (text, expected) in table {
+            assert_eq!(parse(words(text)).as_ref(), Ok(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_commands_get_redis_style_errors() {
+        let table: &[(&str, &str)] = &[
+            ("GET", "ERR wrong number of arguments for 'get' command"),
+            ("SET k v EX", "ERR syntax error"),
+            ("SET k v NX XX", "ERR syntax error"),
+            (
+                "MSET a 1 b",
+                "ERR wrong number of arguments for 'mset' command",
+            ),
+            ("INCRBY n x", "ERR value is not an integer or out of range"),
+            ("SELECT 3", "ERR DB index is out of range"),
+            ("FLUSHALL", "ERR unknown command 'FLUSHALL'"),
+        ];
+        for (text, error) in table {
+            assert_eq!(
+                parse(words(text)),
+                Err(CommandError(error.to_string())),
+                "{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! The driver thread: the one owner of the node. It takes client requests and peer messages
+//! from a bounded queue, ticks on time, and runs the node's persist → send → apply → advance
+//! loop; while it writes a batch, new requests queue up and go into the next batch together
+//! (group commit).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use skiff_kv::{Command, Reply};
+use skiff_node::{Event, NoObserver, Node, NodeError, Output, PeerMessage, RequestId};
+use skiff_raft::{NodeId, Role};
+use skiff_wal::FsDisk;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::shared::{MemberStatus, Metrics, NodeStatus, Shared};
+
+/// Work for the driver thread.
+#[derive(Debug)]
+pub enum Input {
+    /// A client command; the reply goes back on `reply`.
+    Client {
+        /// The command.
+        command: Command,
+        /// Where the reply goes.
+        reply: oneshot::Sender<Reply>,
+    },
+    /// A message from another node.
+    Peer(PeerMessage),
+    /// An operator's request.
+    Admin {
+        /// What to do.
+        request: AdminRequest,
+        /// The outcome, as text.
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+}
+
+/// Operator requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminRequest {
+    /// Hand leadership to this node.
+    TransferLeader(u64),
+    /// Snapshot the state machine now.
+    Snapshot,
+}
+
+/// How the driver runs.
+#[derive(Clone, Debug)]
+pub struct DriverOptions {
+    /// Time per Raft tick.
+    pub tick: Duration,
+    /// How long a client request may wait for its reply.
+    pub request_timeout: Duration,
+    /// The cluster id.
+    pub cluster_id: u64,
+    /// The initial members' peer addresses.
+    pub peer_addrs: BTreeMap<u64, SocketAddr>,
+}
+
+/// A request waiting for its reply.
+struct Waiting {
+    reply: oneshot::Sender<Reply>,
+    deadline: Instant,
+}
+
+/// The driver thread's state.
+pub struct Driver {
+    node: Node<FsDisk>,
+    options: DriverOptions,
+    inputs: Receiver<Input>,
+    peers: HashMap<NodeId, mpsc::Sender<PeerMessage>>,
+    shared: Arc<Shared>,
+    waiting: HashMap<RequestId, Waiting>,
+    next_request: RequestId,
+    last_leader: Option<NodeId>,
+}
+
+impl Driver {
+    /// A driver for `node`, sending to peers through `peers`.
+    pub fn new(
+        node: Node<FsDisk>,
+        options: DriverOptions,
+        inputs: Receiver<Input>,
+        peers: HashMap<NodeId, mpsc::Sender<PeerMessage>>,
+        shared: Arc<Shared>,
+    ) -> Driver {
+        Driver {
+            node,
+            options,
+            inputs,
+            peers,
+            shared,
+            waiting: HashMap::new(),
+            next_request: 1,
+            last_leader: None,
+        }
+    }
+
+    /// Runs until every input sender is gone, or the disk fails.
+    pub fn run(mut self) -> Result<(), NodeError> {
+        let tick = self.options.tick;
+        let mut next_tick = Instant::now() + tick;
+        self.publish_status();
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.inputs.recv_timeout(wait) {
+                Ok(input) => {
+                    self.handle(input);
+                    // Take everything already queued, so it shares one batch (and one fsync).
+                    for _ in 0..16_384 {
+                        match self.inputs.try_recv() {
+                            Ok(input) => self.handle(input),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.node.tick();
+                next_tick += tick;
+                if next_tick < now {
+                    // The thread fell behind (a long fsync, a paused process): do not replay
+                    // the missed ticks in a burst.
+                    next_tick = now + tick;
+                }
+                self.expire_requests(now);
+                self.publish_status();
+            }
+            self.process()?;
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Client { command, reply } => {
+                let id = self.next_request;
+                self.next_request += 1;
+                let metrics = &self.shared.metrics;
+                Metrics::inc(if command.is_read_only() {
+                    &metrics.client_reads
+                } else {
+                    &metrics.client_writes
+                });
+                self.waiting.insert(
+                    id,
+                    Waiting {
+                        reply,
+                        deadline: Instant::now() + self.options.request_timeout,
+                    },
+                );
+                self.node.submit(id, command);
+            }
+            Input::Peer(message) => {
+                if let Err(error) = self.node.step(message) {
+                    tracing::warn!(%error, "dropped a peer message");
+                }
+            }
+            Input::Admin { request, reply } => {
+                let outcome = match request {
+                    AdminRequest::TransferLeader(to) => self
+                        .node
+                        .transfer_leadership(NodeId(to))
+                        .map(|()| format!("transferring leadership to {to}"))
+                        .map_err(|e| e.to_string()),
+                    AdminRequest::Snapshot => self
+                        .node
+                        .take_snapshot()
+                        .map(|index| format!("snapshot at index {index}"))
+                        .map_err(|e| e.to_string()),
+                };
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    /// Runs the node's loop until it has nothing left to do.
+    fn process(&mut self) -> Result<(), NodeError> {
+        self.dispatch();
+        while self.node.begin() {
+            // Messages that may leave before the batch is durable go now, so followers write
+            // in parallel with the leader (thesis §10.2.1).
+            self.dispatch();
+            let started = Instant::now();
+            self.node.finish(&mut NoObserver)?;
+            let metrics = &self.shared.metrics;
+            Metrics::inc(&metrics.wal_batches);
+            metrics.wal_batch_micros.fetch_add(
+                started.elapsed().as_micros() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            self.dispatch();
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self) {
+        let Output {
+            messages,
+            replies,
+            events,
+        } = self.node.take_output();
+        let metrics = &self.shared.metrics;
+        for message in messages {
+            let delivered = self
+                .peers
+                .get(&message.to())
+                .is_some_and(|peer| peer.try_send(message).is_ok());
+            // A full queue drops the message: Raft retransmits, and memory stays bounded.
+            Metrics::inc(if delivered {
+                &metrics.peer_messages_sent
+            } else {
+                &metrics.peer_messages_dropped
+            });
+        }
+        for (id, reply) in replies {
+            if let Some(waiting) = self.waiting.remove(&id) {
+                let _ = waiting.reply.send(reply);
+            }
+        }
+        let mut changed = false;
+        for event in events {
+            changed = true;
+            self.log_event(&event);
+        }
+        if changed {
+            self.publish_status();
+        }
+    }
+
+    fn log_event(&mut self, event: &Event) {
+        let id = self.node.id().0;
+        let metrics = &self.shared.metrics;
+        match event {
+            Event::RoleChanged { soft_state, term } => {
+                match soft_state.role {
+                    Role::Candidate => Metrics::inc(&metrics.elections_started),
+                    Role::Leader => Metrics::inc(&metrics.elections_won),
+                    _ => {}
+                }
+                tracing::info!(
+                    node = id,
+                    term = term.0,
+                    role = %soft_state.role,
+                    leader = soft_state.leader.map(|l| l.0),
+                    "role changed"
+                );
+                if soft_state.leader != self.last_leader {
+                    if soft_state.leader.is_some() {
+                        Metrics::inc(&metrics.leader_changes);
+                    }
+                    tracing::info!(
+                        node = id,
+                        term = term.0,
+                        leader = soft_state.leader.map(|l| l.0),
+                        "leader changed"
+                    );
+                    self.last_leader = soft_state.leader;
+                }
+            }
+            Event::ConfChangeApplied { index } => {
+                let conf = self.node.raw().raft().conf_state();
+                tracing::info!(node = id, index = index.0, ?conf, "membership changed");
+            }
+            Event::SnapshotTaken { index } => {
+                Metrics::inc(&metrics.snapshots_taken);
+                tracing::info!(node = id, index = index.0, "snapshot taken");
+            }
+            Event::SnapshotInstalled { index } => {
+                Metrics::inc(&metrics.snapshots_installed);
+                tracing::info!(
+                    node = id,
+                    index = index.0,
+                    "snapshot installed from the leader"
+                );
+            }
+        }
+    }
+
+    /// Answers requests that waited too long. A write may still be applied later.
+    fn expire_requests(&mut self, now: Instant) {
+        let expired: Vec<RequestId> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            self.node.cancel(id);
+            if let Some(waiting) = self.waiting.remove(&id) {
+                Metrics::inc(&self.shared.metrics.request_timeouts);
+                let _ = waiting.reply.send(Reply::error(format!(
+                    "TRYAGAIN no answer within {} ms: the cluster may have no quorum; a write may or may not have been applied",
+                    self.options.request_timeout.as_millis()
+                )));
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        let raw = self.node.raw();
+        let raft = raw.raft();
+        let status = raw.status();
+        let conf = raft.conf_state();
+        let advertised = self
+            .shared
+            .advertised
+            .read()
+            .map(|a| a.clone())
+            .unwrap_or_default();
+        let me = self.node.id().0;
+        let mut members: BTreeMap<u64, MemberStatus> = BTreeMap::new();
+        let kinds = [
+            (&conf.voters, "voter"),
+            (&conf.voters_outgoing, "voter (outgoing)"),
+            (&conf.learners, "learner"),
+        ];
+        for (ids, kind) in kinds {
+            for id in ids {
+                members.entry(id.0).or_insert_with(|| MemberStatus {
+                    id: id.0,
+                    kind: kind.to_string(),
+                    peer_addr: self.options.peer_addrs.get(&id.0).map(|a| a.to_string()),
+                    client_addr: advertised.get(&id.0).map(|a| a.client_addr.clone()),
+                    http_addr: advertised.get(&id.0).map(|a| a.http_addr.clone()),
+                    match_index: None,
+                });
+            }
+        }
+        if raft.role() == Role::Leader {
+            for (id, index) in &status.match_index {
+                if let Some(member) = members.get_mut(&id.0) {
+                    member.match_index = Some(index.0);
+                }
+            }
+        }
+        let leader = status.soft_state.leader.map(|l| l.0);
+        let mut published = self.shared.status.write().expect("status lock");
+        *published = NodeStatus {
+            id: me,
+            cluster_id: self.options.cluster_id,
+            role: status.soft_state.role.to_string(),
+            term: status.term.0,
+            vote: status.vote.map(|v| v.0),
+            leader,
+            leader_client_addr: leader
+                .and_then(|l| members.get(&l))
+                .and_then(|m| m.client_addr.clone()),
+            commit: status.commit.0,
+            applied: self.node.applied().0,
+            last_index: status.last_index.0,
+            snapshot_index: skiff_raft::LogStorage::snapshot_meta(self.node.wal())
+                .index
+                .0,
+            keys: self.node.state_machine().len() as u64,
+            pending_requests: self.node.pending_requests() as u64,
+            members: members.into_values().collect(),
+        };
+    }
+}

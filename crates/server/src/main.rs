@@ -1,0 +1,52 @@
+//! `skiff`: a replicated, linearizable key-value store on Raft that speaks the Redis protocol.
+
+mod cli;
+mod client;
+mod commands;
+mod config;
+mod driver;
+mod http;
+mod httpc;
+mod local;
+mod resp;
+mod serve;
+mod shared;
+mod transport;
+
+use clap::{Parser, Subcommand};
+
+/// Skiff: the Raft consensus algorithm as a key-value store you can run, watch and trust.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand, Debug)]
+enum Commands {
+    /// Run one node.
+    Serve(Box<config::ServeArgs>),
+    /// Run a whole cluster on this machine (nodes on 127.0.0.1:7001…, peers 7101…, HTTP 7201…).
+    Local(local::LocalArgs),
+    /// Show the cluster as a table.
+    Status(cli::StatusArgs),
+    /// Operator actions: transfer leadership, snapshot.
+    Admin(cli::AdminArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Commands::Serve(args) => serve::serve(*args),
+        Commands::Local(args) => local::local(args),
+        Commands::Status(args) => cli::status(args),
+        Commands::Admin(args) => cli::admin(args),
+    }
+}

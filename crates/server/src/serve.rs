@@ -1,0 +1,208 @@
+//! `skiff serve`: one durable node.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use skiff_node::{Node, NodeConfig};
+use skiff_raft::{Config, NodeId};
+use skiff_wal::FsDisk;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::config::{cluster_id_of, parse_initial_cluster, Identity, ServeArgs};
+use crate::driver::{Driver, DriverOptions};
+use crate::resp::Limits;
+use crate::shared::{Advertised, Shared};
+use crate::transport::{self, Hello, TransportOptions, PEER_QUEUE};
+
+/// Inputs the driver may have queued before new ones are refused.
+const DRIVER_QUEUE: usize = 65_536;
+
+/// The node's identity: from its data directory, or created from the flags on first start.
+fn identity(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<Identity> {
+    if let Some(identity) = Identity::load(data_dir)? {
+        if let Some(id) = args.id.filter(|&id| id != identity.id) {
+            bail!(
+                "--id {id} does not match node {} whose data is in {}",
+                identity.id,
+                data_dir.display()
+            );
+        }
+        return Ok(identity);
+    }
+    let id = args
+        .id
+        .context("--id is required on a node's first start (its data directory is empty)")?;
+    let text = args
+        .initial_cluster
+        .as_deref()
+        .context("--initial-cluster is required on a node's first start")?;
+    let members = parse_initial_cluster(text)?;
+    if !members.contains_key(&id) {
+        bail!("node {id} is not in --initial-cluster {text}");
+    }
+    let identity = Identity {
+        id,
+        cluster_id: cluster_id_of(&members),
+        initial_cluster: members
+            .iter()
+            .map(|(id, addr)| (id.to_string(), *addr))
+            .collect(),
+    };
+    identity.store(data_dir)?;
+    Ok(identity)
+}
+
+/// Runs a node until it is stopped (Ctrl-C or SIGTERM) or its disk fails.
+pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let args = args.merged()?;
+    let data_dir = args.data_dir.clone().context("--data-dir is required")?;
+    let identity = identity(&args, &data_dir)?;
+    let members = identity.members()?;
+    let id = identity.id;
+    let listen_peer = args
+        .listen_peer
+        .or_else(|| members.get(&id).copied())
+        .context("--listen-peer is required")?;
+    let listen_client = args.listen_client.context("--listen-client is required")?;
+    let listen_http = args.listen_http.context("--listen-http is required")?;
+
+    let mut raft = Config::new(NodeId(id), members.keys().map(|&m| NodeId(m)));
+    raft.election_timeout_ticks = args.election_ticks.unwrap_or(30);
+    raft.heartbeat_interval_ticks = args.heartbeat_ticks.unwrap_or(5);
+    raft.seed = rand::random();
+    let mut config = NodeConfig::new(raft, identity.cluster_id);
+    config.snapshot_every_entries = args.snapshot_every.unwrap_or(100_000);
+    let wal_dir = data_dir.join("wal");
+    let (node, report) = Node::open(FsDisk::new(), &wal_dir, config).with_context(|| {
+        format!(
+            "node {id} refuses to start: its durable state in {} is unusable",
+            wal_dir.display()
+        )
+    })?;
+    if let Some(torn) = &report.torn_tail {
+        tracing::warn!(node = id, file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes_dropped, "recovery cut a torn final write");
+    }
+    tracing::info!(
+        node = id,
+        segments = report.segments_read.len(),
+        snapshot = ?report.snapshot_file,
+        created = report.created,
+        last_index = skiff_raft::LogStorage::last_index(node.wal()).0,
+        "recovered durable state"
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let client_listener = TcpListener::bind(listen_client)
+            .await
+            .with_context(|| format!("listening for clients on {listen_client}"))?;
+        let peer_listener = TcpListener::bind(listen_peer)
+            .await
+            .with_context(|| format!("listening for peers on {listen_peer}"))?;
+        let http_listener = TcpListener::bind(listen_http)
+            .await
+            .with_context(|| format!("listening for HTTP on {listen_http}"))?;
+
+        let shared = Arc::new(Shared::default());
+        if let Ok(mut advertised) = shared.advertised.write() {
+            advertised.insert(
+                id,
+                Advertised {
+                    client_addr: listen_client.to_string(),
+                    http_addr: listen_http.to_string(),
+                },
+            );
+        }
+        let transport = Arc::new(TransportOptions {
+            id,
+            cluster_id: identity.cluster_id,
+            max_frame_bytes: args.max_frame_bytes.unwrap_or(16 * 1024 * 1024),
+            hello: Hello {
+                from: id,
+                client_addr: listen_client.to_string(),
+                http_addr: listen_http.to_string(),
+            },
+        });
+        let (driver_tx, driver_rx) = sync_channel(DRIVER_QUEUE);
+        let mut peers = HashMap::new();
+        for (&peer, &addr) in members.iter().filter(|(&peer, _)| peer != id) {
+            let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            peers.insert(NodeId(peer), tx);
+            tokio::spawn(transport::send_to_peer(addr, transport.clone(), rx));
+        }
+        tokio::spawn(transport::serve_peers(
+            peer_listener,
+            transport.clone(),
+            driver_tx.clone(),
+            shared.clone(),
+        ));
+        let limits = Limits {
+            max_bulk_bytes: args
+                .max_bulk_bytes
+                .unwrap_or(Limits::default().max_bulk_bytes),
+            ..Limits::default()
+        };
+        tokio::spawn(crate::client::serve_clients(
+            client_listener,
+            driver_tx.clone(),
+            shared.clone(),
+            limits,
+        ));
+        tokio::spawn(crate::http::serve_http(
+            http_listener,
+            shared.clone(),
+            driver_tx.clone(),
+        ));
+        drop(driver_tx);
+
+        let driver = Driver::new(
+            node,
+            DriverOptions {
+                tick: Duration::from_millis(args.tick_ms.unwrap_or(10)),
+                request_timeout: Duration::from_millis(args.request_timeout_ms.unwrap_or(5000)),
+                cluster_id: identity.cluster_id,
+                peer_addrs: members.clone().into_iter().collect::<BTreeMap<_, _>>(),
+            },
+            driver_rx,
+            peers,
+            shared,
+        );
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("skiff-driver-{id}"))
+            .spawn(move || {
+                let _ = done_tx.send(driver.run());
+            })?;
+        tracing::info!(
+            node = id,
+            client = %listen_client,
+            peer = %listen_peer,
+            http = %listen_http,
+            "serving"
+        );
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!(node = id, "stopping on Ctrl-C"),
+            _ = terminate.recv() => tracing::info!(node = id, "stopping on SIGTERM"),
+            outcome = done_rx => match outcome {
+                Ok(Err(error)) => {
+                    // The disk failed: what it holds is unknown until recovery reads it again.
+                    tracing::error!(node = id, %error, "stopping: the durable log failed");
+                    return Err(anyhow::Error::new(error).context("the durable log failed"));
+                }
+                _ => tracing::info!(node = id, "driver stopped"),
+            },
+        }
+        anyhow::Ok(())
+    })?;
+    // Every acknowledged write is already durable: no shutdown work is needed.
+    std::process::exit(0)
+}

@@ -1,0 +1,439 @@
+//! TCP between nodes.
+//!
+//! Every frame is `length: u32 | version: u8 | cluster id: u64 | kind: u8 | payload`, all
+//! big-endian, where `length` counts the bytes after itself. A connection opens with a
+//! `Hello` frame naming the sender and the client and HTTP addresses it serves; every later
+//! frame carries one [`PeerMessage`]. A frame of another version or cluster, a frame over the
+//! size limit, or bytes that do not decode close the connection and are logged; the node
+//! keeps serving.
+//!
+//! Each peer has one long-lived outgoing connection fed by a bounded queue. When the queue is
+//! full the message is dropped, as the network may drop it: Raft retransmits, and memory does
+//! not grow with load. A lost connection is re-established with exponential backoff.
+
+use std::net::SocketAddr;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, BytesMut};
+use skiff_node::{wire, PeerMessage};
+use skiff_raft::NodeId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::driver::Input;
+use crate::shared::{Advertised, Metrics, Shared};
+
+/// The frame format version.
+pub const FRAME_VERSION: u8 = 1;
+/// Bytes before a frame's payload: length, version, cluster id, kind.
+const HEADER_BYTES: usize = 4 + 1 + 8 + 1;
+/// Messages queued per peer before new ones are dropped.
+pub const PEER_QUEUE: usize = 4096;
+
+mod kind {
+    pub const HELLO: u8 = 0;
+    pub const MESSAGE: u8 = 1;
+}
+
+/// Why a peer's bytes were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The connection failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The frame is larger than allowed.
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Its declared length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The frame is shorter than its header.
+    #[error("frame of {0} bytes is shorter than a header")]
+    TooShort(usize),
+    /// Another frame format.
+    #[error("frame version {0}, expected {FRAME_VERSION}")]
+    Version(u8),
+    /// A node of another cluster.
+    #[error("peer belongs to cluster {found:#x}, this node to {expected:#x}")]
+    WrongCluster {
+        /// The peer's cluster id.
+        found: u64,
+        /// Ours.
+        expected: u64,
+    },
+    /// Not the frame expected here.
+    #[error("unexpected frame kind {0}")]
+    Kind(u8),
+    /// The payload is malformed.
+    #[error("malformed payload: {0}")]
+    Payload(String),
+}
+
+/// The first frame on a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// The sender's id.
+    pub from: u64,
+    /// Its client address.
+    pub client_addr: String,
+    /// Its HTTP address.
+    pub http_addr: String,
+}
+
+fn put_frame(out: &mut BytesMut, cluster_id: u64, kind: u8, payload: impl FnOnce(&mut BytesMut)) {
+    let start = out.len();
+    out.put_u32(0);
+    out.put_u8(FRAME_VERSION);
+    out.put_u64(cluster_id);
+    out.put_u8(kind);
+    payload(out);
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+fn put_str(out: &mut BytesMut, text: &str) {
+    out.put_u16(text.len() as u16);
+    out.put_slice(text.as_bytes());
+}
+
+/// Appends a Hello frame.
+pub fn put_hello(out: &mut BytesMut, cluster_id: u64, hello: &Hello) {
+    put_frame(out, cluster_id, kind::HELLO, |out| {
+        out.put_u64(hello.from);
+        put_str(out, &hello.client_addr);
+        put_str(out, &hello.http_addr);
+    });
+}
+
+/// Appends a message frame.
+pub fn put_message(out: &mut BytesMut, cluster_id: u64, message: &PeerMessage) {
+    put_frame(out, cluster_id, kind::MESSAGE, |out| {
+        let mut payload = Vec::new();
+        wire::encode(message, &mut payload);
+        out.put_slice(&payload);
+    });
+}
+
+/// Reads one frame: its kind and payload, after checking version and cluster.
+async fn read_frame(
+    stream: &mut (impl AsyncReadExt + Unpin),
+    buf: &mut BytesMut,
+    cluster_id: u64,
+    max_frame_bytes: usize,
+) -> Result<Option<(u8, BytesMut)>, FrameError> {
+    loop {
+        if buf.len() >= 4 {
+            let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            if len > max_frame_bytes {
+                return Err(FrameError::TooLarge {
+                    len,
+                    max: max_frame_bytes,
+                });
+            }
+            if len < HEADER_BYTES - 4 {
+                return Err(FrameError::TooShort(len));
+            }
+            if buf.len() >= 4 + len {
+                let mut frame = buf.split_to(4 + len);
+                frame.advance(4);
+                let version = frame.get_u8();
+                if version != FRAME_VERSION {
+                    return Err(FrameError::Version(version));
+                }
+                let found = frame.get_u64();
+                if found != cluster_id {
+                    return Err(FrameError::WrongCluster {
+                        found,
+                        expected: cluster_id,
+                    });
+                }
+                let kind = frame.get_u8();
+                return Ok(Some((kind, frame)));
+            }
+            buf.reserve(4 + len - buf.len());
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()))
+            };
+        }
+    }
+}
+
+fn parse_hello(mut payload: BytesMut) -> Result<Hello, FrameError> {
+    let bad = || FrameError::Payload("truncated hello".into());
+    if payload.len() < 8 {
+        return Err(bad());
+    }
+    let from = payload.get_u64();
+    let string = |payload: &mut BytesMut| -> Result<String, FrameError> {
+        if payload.len() < 2 {
+            return Err(bad());
+        }
+        let len = payload.get_u16() as usize;
+        if payload.len() < len {
+            return Err(bad());
+        }
+        String::from_utf8(payload.split_to(len).to_vec())
+            .map_err(|_| FrameError::Payload("address is not UTF-8".into()))
+    };
+    let client_addr = string(&mut payload)?;
+    let http_addr = string(&mut payload)?;
+    Ok(Hello {
+        from,
+        client_addr,
+        http_addr,
+    })
+}
+
+/// Settings the transport needs.
+#[derive(Clone, Debug)]
+pub struct TransportOptions {
+    /// This node's id.
+    pub id: u64,
+    /// The cluster id in every frame.
+    pub cluster_id: u64,
+    /// The largest frame accepted.
+    pub max_frame_bytes: usize,
+    /// What this node advertises in its Hello.
+    pub hello: Hello,
+}
+
+/// Accepts peer connections and feeds their messages to the driver.
+pub async fn serve_peers(
+    listener: TcpListener,
+    options: Arc<TransportOptions>,
+    driver: SyncSender<Input>,
+    shared: Arc<Shared>,
+) {
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accepting a peer connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let options = options.clone();
+        let driver = driver.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if let Err(error) = receive_from_peer(stream, &options, &driver, &shared).await {
+                Metrics::inc(&shared.metrics.peer_connections_refused);
+                tracing::warn!(peer = %addr, %error, "closed a peer connection");
+            }
+        });
+    }
+}
+
+async fn receive_from_peer(
+    mut stream: TcpStream,
+    options: &TransportOptions,
+    driver: &SyncSender<Input>,
+    shared: &Shared,
+) -> Result<(), FrameError> {
+    stream.set_nodelay(true)?;
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let first = tokio::time::timeout(
+        Duration::from_secs(5),
+        read_frame(
+            &mut stream,
+            &mut buf,
+            options.cluster_id,
+            options.max_frame_bytes,
+        ),
+    )
+    .await
+    .map_err(|_| FrameError::Payload("no hello within 5 s".into()))?;
+    let hello = match first? {
+        None => return Ok(()),
+        Some((kind::HELLO, payload)) => parse_hello(payload)?,
+        Some((other, _)) => return Err(FrameError::Kind(other)),
+    };
+    if hello.from == options.id {
+        return Err(FrameError::Payload(
+            "a connection from this node's own id".into(),
+        ));
+    }
+    if let Ok(mut advertised) = shared.advertised.write() {
+        advertised.insert(
+            hello.from,
+            Advertised {
+                client_addr: hello.client_addr.clone(),
+                http_addr: hello.http_addr.clone(),
+            },
+        );
+    }
+    loop {
+        let Some((kind, payload)) = read_frame(
+            &mut stream,
+            &mut buf,
+            options.cluster_id,
+            options.max_frame_bytes,
+        )
+        .await?
+        else {
+            return Ok(());
+        };
+        if kind != kind::MESSAGE {
+            return Err(FrameError::Kind(kind));
+        }
+        let message = wire::decode(&payload).map_err(|e| FrameError::Payload(e.to_string()))?;
+        if message.from() != NodeId(hello.from) || message.to() != NodeId(options.id) {
+            return Err(FrameError::Payload(format!(
+                "message from {} to {} on the connection of node {}",
+                message.from(),
+                message.to(),
+                hello.from
+            )));
+        }
+        match driver.try_send(Input::Peer(message)) {
+            Ok(()) => {}
+            // The driver is behind: drop, as the network would; Raft retransmits.
+            Err(TrySendError::Full(_)) => Metrics::inc(&shared.metrics.peer_messages_dropped),
+            Err(TrySendError::Disconnected(_)) => return Ok(()),
+        }
+    }
+}
+
+/// Keeps one connection to the peer at `addr` and writes the queued messages to it,
+/// several per write when they queue up.
+pub async fn send_to_peer(
+    addr: SocketAddr,
+    options: Arc<TransportOptions>,
+    mut queue: mpsc::Receiver<PeerMessage>,
+) {
+    let mut backoff = Duration::from_millis(20);
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let stream =
+            match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(_)) | Err(_) => {
+                    // Messages queued while the peer is unreachable are stale by the time it
+                    // returns: drop them rather than replay them.
+                    while queue.try_recv().is_ok() {}
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+        let _ = stream.set_nodelay(true);
+        backoff = Duration::from_millis(20);
+        let mut stream = stream;
+        out.clear();
+        put_hello(&mut out, options.cluster_id, &options.hello);
+        if stream.write_all(&out).await.is_err() {
+            continue;
+        }
+        loop {
+            let Some(message) = queue.recv().await else {
+                return;
+            };
+            out.clear();
+            put_message(&mut out, options.cluster_id, &message);
+            while out.len() < 1024 * 1024 {
+                match queue.try_recv() {
+                    Ok(message) => put_message(&mut out, options.cluster_id, &message),
+                    Err(_) => break,
+                }
+            }
+            if let Err(error) = stream.write_all(&out).await {
+                tracing::debug!(peer = %addr, %error, "peer connection lost; reconnecting");
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_raft::{Message, MessageBody, Term};
+
+    fn heartbeat() -> PeerMessage {
+        PeerMessage::Raft(Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(3),
+            body: MessageBody::TimeoutNow,
+        })
+    }
+
+    async fn read_all(
+        bytes: &[u8],
+        cluster_id: u64,
+        max: usize,
+    ) -> Result<Vec<(u8, BytesMut)>, FrameError> {
+        let mut stream = bytes;
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        while let Some(frame) = read_frame(&mut stream, &mut buf, cluster_id, max).await? {
+            frames.push(frame);
+        }
+        Ok(frames)
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip() {
+        let mut out = BytesMut::new();
+        let hello = Hello {
+            from: 1,
+            client_addr: "127.0.0.1:7001".into(),
+            http_addr: "127.0.0.1:7201".into(),
+        };
+        put_hello(&mut out, 9, &hello);
+        put_message(&mut out, 9, &heartbeat());
+        let frames = read_all(&out, 9, 1 << 20).await.unwrap();
+        assert_eq!(frames.len(), 2);
+        assert_eq!(parse_hello(frames[0].1.clone()).unwrap(), hello);
+        assert_eq!(frames[1].0, kind::MESSAGE);
+        assert_eq!(wire::decode(&frames[1].1).unwrap(), heartbeat());
+    }
+
+    #[tokio::test]
+    async fn another_clusters_frames_are_refused() {
+        let mut out = BytesMut::new();
+        put_message(&mut out, 9, &heartbeat());
+        assert!(matches!(
+            read_all(&out, 10, 1 << 20).await,
+            Err(FrameError::WrongCluster {
+                found: 9,
+                expected: 10
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn oversized_and_garbage_frames_are_refused() {
+        let mut out = BytesMut::new();
+        put_message(&mut out, 9, &heartbeat());
+        assert!(matches!(
+            read_all(&out, 9, 8).await,
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            read_all(b"GET / HTTP/1.1\r\n\r\n", 9, 1 << 20).await,
+            Err(FrameError::TooLarge { .. } | FrameError::Version(_))
+        ));
+        assert!(matches!(
+            read_all(&[0, 0, 0, 1, 1], 9, 1 << 20).await,
+            Err(FrameError::TooShort(1))
+        ));
+        let mut truncated = BytesMut::new();
+        put_message(&mut truncated, 9, &heartbeat());
+        truncated.truncate(truncated.len() - 1);
+        assert!(matches!(
+            read_all(&truncated, 9, 1 << 20).await,
+            Err(FrameError::Io(_))
+        ));
+    }
+}
