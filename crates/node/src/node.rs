@@ -1,6 +1,6 @@
 //! [`Node`]: the driver that owns the core, the durable log and the state machine.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use skiff_kv::{Command, KvConfig, Reply, Request, StateMachine};
 use skiff_raft::{
@@ -150,8 +150,8 @@ pub struct Node<D: Disk> {
     /// Confirmed reads waiting for the state machine to reach their index.
     confirmed_reads: BTreeMap<LogIndex, Vec<(RequestId, Command)>>,
     confirmed_read_count: usize,
-    /// This node's writes forwarded to the leader, waiting for its reply.
-    forwarded: HashSet<RequestId>,
+    /// This node's writes forwarded to a leader, waiting for its reply: the leader by request.
+    forwarded: HashMap<RequestId, NodeId>,
     output: Output,
 }
 
@@ -196,7 +196,7 @@ impl<D: Disk> Node<D> {
             reads: HashMap::new(),
             confirmed_reads: BTreeMap::new(),
             confirmed_read_count: 0,
-            forwarded: HashSet::new(),
+            forwarded: HashMap::new(),
             output: Output::default(),
         };
         Ok((node, report))
@@ -288,7 +288,7 @@ impl<D: Disk> Node<D> {
                 Ok(())
             }
             PeerMessage::ForwardReply { to, id, reply, .. } => {
-                if to == self.id() && self.forwarded.remove(&id) {
+                if to == self.id() && self.forwarded.remove(&id).is_some() {
                     let reply = Reply::decode(&reply).unwrap_or_else(|error| {
                         Reply::error(format!("ERR malformed reply from the leader: {error}"))
                     });
@@ -343,6 +343,7 @@ impl<D: Disk> Node<D> {
         }
         let mut ready = self.raw.ready();
         if let Some(soft_state) = ready.soft_state.take() {
+            self.fail_forwards_to_former_leaders(soft_state.leader);
             self.output.events.push(Event::RoleChanged {
                 soft_state,
                 term: self.raw.raft().term(),
@@ -466,7 +467,7 @@ impl<D: Disk> Node<D> {
             // not forwarded again.
             match (origin, raft.leader()) {
                 (Origin::Local(id), Some(leader)) if leader != self.id() => {
-                    self.forwarded.insert(id);
+                    self.forwarded.insert(id, leader);
                     self.output.messages.push(PeerMessage::Forward {
                         from: self.id(),
                         to: leader,
@@ -483,6 +484,23 @@ impl<D: Disk> Node<D> {
                 self.proposals.insert(index, (term, origin));
             }
             Err(error) => self.reply(origin, propose_error_reply(&error)),
+        }
+    }
+
+    /// Writes forwarded to a node that no longer leads get no reply from it: answer them now,
+    /// so their clients retry at once rather than wait for their timeout.
+    fn fail_forwards_to_former_leaders(&mut self, leader: Option<NodeId>) {
+        let stale: Vec<RequestId> = self
+            .forwarded
+            .iter()
+            .filter(|(_, &to)| Some(to) != leader)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in stale {
+            self.forwarded.remove(&id);
+            self.output
+                .replies
+                .push((id, Reply::error(errors::OUTCOME_UNKNOWN)));
         }
     }
 

@@ -335,3 +335,19 @@ fn a_garbage_forwarded_request_gets_an_error_reply_and_changes_nothing() {
     ));
     assert_eq!(leader.pending_requests(), 0);
 }
+
+#[test]
+fn a_write_forwarded_to_a_leader_that_is_lost_fails_at_once_as_unknown() {
+    let mut cluster = Cluster::new(0);
+    cluster.elect(1);
+    cluster.isolated = vec![NodeId(1)];
+    let write = cluster.submit(2, set("k", "v"));
+    cluster.settle();
+    assert_eq!(cluster.reply(write), None, "the forward is lost with the leader");
+    cluster.elect_among_connected();
+    assert_eq!(
+        cluster.reply(write),
+        Some(&Reply::error(errors::OUTCOME_UNKNOWN)),
+        "a new leader is known: the client need not wait for its timeout"
+    );
+}

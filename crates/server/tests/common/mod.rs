@@ -1,0 +1,357 @@
+//! A harness for process-level tests: real `skiff serve` processes on loopback, each peer
+//! address behind a fault-injecting proxy, and helpers to kill, pause, restart and partition
+//! nodes and to talk to them with the `redis` crate.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Process tests share two cores: run them one at a time, so that timing assumptions hold.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Takes the lock that runs process tests one at a time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Directed links the proxy refuses: `(from, to)`.
+#[derive(Default)]
+struct Cuts {
+    blocked: BTreeSet<(u64, u64)>,
+    /// Live proxied connections: (from, to, the two sockets).
+    live: Vec<(u64, u64, TcpStream, TcpStream)>,
+}
+
+/// A TCP proxy in front of each node's peer port. It learns who connects from the Hello frame
+/// (the sender's id is at bytes 14..22) and drops connections across a cut.
+pub struct Proxy {
+    cuts: Arc<Mutex<Cuts>>,
+}
+
+impl Proxy {
+    fn start(listen: TcpListener, to_id: u64, target: SocketAddr, cuts: Arc<Mutex<Cuts>>) {
+        std::thread::spawn(move || {
+            for incoming in listen.incoming() {
+                let Ok(inbound) = incoming else { continue };
+                let cuts = cuts.clone();
+                std::thread::spawn(move || {
+                    let _ = proxy_connection(inbound, to_id, target, cuts);
+                });
+            }
+        });
+    }
+}
+
+fn proxy_connection(
+    mut inbound: TcpStream,
+    to_id: u64,
+    target: SocketAddr,
+    cuts: Arc<Mutex<Cuts>>,
+) -> std::io::Result<()> {
+    let mut hello = [0u8; 22];
+    inbound.set_read_timeout(Some(Duration::from_secs(5)))?;
+    inbound.read_exact(&mut hello)?;
+    inbound.set_read_timeout(None)?;
+    let from_id = u64::from_be_bytes(hello[14..22].try_into().expect("8 bytes"));
+    let mut outbound = TcpStream::connect(target)?;
+    {
+        let mut cuts = cuts.lock().expect("cuts");
+        if cuts.blocked.contains(&(from_id, to_id)) {
+            return Ok(());
+        }
+        cuts.live.push((
+            from_id,
+            to_id,
+            inbound.try_clone()?,
+            outbound.try_clone()?,
+        ));
+    }
+    outbound.write_all(&hello)?;
+    let mut a = inbound.try_clone()?;
+    let mut b = outbound.try_clone()?;
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut b, &mut a);
+        let _ = a.shutdown(std::net::Shutdown::Both);
+    });
+    let _ = std::io::copy(&mut inbound, &mut outbound);
+    let _ = outbound.shutdown(std::net::Shutdown::Both);
+    Ok(())
+}
+
+/// One node's addresses and process.
+pub struct TestNode {
+    pub id: u64,
+    pub client: SocketAddr,
+    pub peer: SocketAddr,
+    pub peer_proxy: SocketAddr,
+    pub http: SocketAddr,
+    pub dir: PathBuf,
+    pub child: Option<Child>,
+}
+
+/// A cluster of real processes.
+pub struct TestCluster {
+    pub nodes: BTreeMap<u64, TestNode>,
+    pub root: tempfile::TempDir,
+    cuts: Arc<Mutex<Cuts>>,
+    initial_cluster: String,
+    extra_args: Vec<String>,
+}
+
+pub fn skiff_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_skiff")
+}
+
+impl TestCluster {
+    /// Starts `n` nodes and waits for a leader.
+    pub fn start(n: u64) -> TestCluster {
+        TestCluster::start_with(n, &[])
+    }
+
+    /// Starts `n` nodes with extra `skiff serve` flags.
+    pub fn start_with(n: u64, extra_args: &[&str]) -> TestCluster {
+        let root = tempfile::tempdir().expect("temp dir");
+        let cuts = Arc::new(Mutex::new(Cuts::default()));
+        let mut nodes = BTreeMap::new();
+        for id in 1..=n {
+            let proxy_listener = TcpListener::bind("127.0.0.1:0").expect("proxy port");
+            let peer_proxy = proxy_listener.local_addr().expect("addr");
+            let peer: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+            Proxy::start(proxy_listener, id, peer, cuts.clone());
+            nodes.insert(
+                id,
+                TestNode {
+                    id,
+                    client: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
+                    peer,
+                    peer_proxy,
+                    http: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
+                    dir: root.path().join(format!("node{id}")),
+                    child: None,
+                },
+            );
+        }
+        let initial_cluster = nodes
+            .values()
+            .map(|n| format!("{}={}", n.id, n.peer_proxy))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = TestCluster {
+            nodes,
+            root,
+            cuts,
+            initial_cluster,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        for id in 1..=n {
+            cluster.spawn(id);
+        }
+        cluster.wait_for_leader(Duration::from_secs(10));
+        cluster
+    }
+
+    /// Starts (or restarts) node `id` from its data directory.
+    pub fn spawn(&mut self, id: u64) {
+        let child = self.spawn_command(id).spawn().expect("skiff starts");
+        self.nodes.get_mut(&id).expect("node").child = Some(child);
+    }
+
+    /// The command that starts node `id`, with its output appended to `node.log`.
+    pub fn spawn_command(&self, id: u64) -> Command {
+        let node = &self.nodes[&id];
+        std::fs::create_dir_all(&node.dir).expect("node dir");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.dir.join("node.log"))
+            .expect("log file");
+        let mut command = Command::new(skiff_bin());
+        command
+            .arg("serve")
+            .args(["--id", &id.to_string()])
+            .arg("--data-dir")
+            .arg(&node.dir)
+            .args(["--listen-client", &node.client.to_string()])
+            .args(["--listen-peer", &node.peer.to_string()])
+            .args(["--listen-http", &node.http.to_string()])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        command
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.nodes.get_mut(&id).and_then(|n| n.child.take()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP or SIGCONT.
+    pub fn signal(&self, id: u64, signal: &str) {
+        let pid = self.nodes[&id].child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Cuts every link between `side` and the other nodes, both ways.
+    pub fn isolate(&self, side: &[u64]) {
+        let mut cuts = self.cuts.lock().expect("cuts");
+        for &a in side {
+            for &b in self.nodes.keys().filter(|b| !side.contains(b)) {
+                cuts.blocked.insert((a, b));
+                cuts.blocked.insert((b, a));
+            }
+        }
+        let blocked = cuts.blocked.clone();
+        cuts.live.retain(|(from, to, a, b)| {
+            if blocked.contains(&(*from, *to)) {
+                let _ = a.shutdown(std::net::Shutdown::Both);
+                let _ = b.shutdown(std::net::Shutdown::Both);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Removes every cut.
+    pub fn heal(&self) {
+        self.cuts.lock().expect("cuts").blocked.clear();
+    }
+
+    /// `GET /status` of node `id`, if it answers.
+    pub fn status(&self, id: u64) -> Option<Value> {
+        http_get(self.nodes[&id].http, "/status")
+            .ok()
+            .and_then(|body| serde_json::from_str(&body).ok())
+    }
+
+    /// The leader that a majority of running nodes agree on, waiting up to `timeout`.
+    pub fn wait_for_leader(&self, timeout: Duration) -> u64 {
+        self.wait_for_leader_among(&self.nodes.keys().copied().collect::<Vec<_>>(), timeout)
+    }
+
+    /// A leader among `ids` that all of them that answer know, waiting up to `timeout`.
+    pub fn wait_for_leader_among(&self, ids: &[u64], timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let statuses: Vec<Value> = ids.iter().filter_map(|&id| self.status(id)).collect();
+            if let Some(leader) = statuses.iter().find(|s| s["role"] == "leader") {
+                let id = leader["id"].as_u64().expect("id");
+                let term = leader["term"].as_u64();
+                let agreeing = statuses
+                    .iter()
+                    .filter(|s| s["leader"].as_u64() == Some(id) && s["term"].as_u64() == term)
+                    .count();
+                if agreeing * 2 > self.nodes.len() {
+                    return id;
+                }
+            }
+            if Instant::now() > deadline {
+                self.dump_logs();
+                panic!("no leader among {ids:?} within {timeout:?}: {statuses:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A Redis connection to node `id`, with a read timeout.
+    pub fn redis(&self, id: u64) -> redis::Connection {
+        let client = redis::Client::open(format!("redis://{}/", self.nodes[&id].client))
+            .expect("client");
+        let connection = client
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .expect("connects");
+        connection
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        connection
+    }
+
+    /// Prints the tail of every node's log (for failures).
+    pub fn dump_logs(&self) {
+        for node in self.nodes.values() {
+            let log = std::fs::read_to_string(node.dir.join("node.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            eprintln!("--- node {} log (last 30 lines) ---", node.id);
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+
+    /// The WAL directory of node `id`.
+    pub fn wal_dir(&self, id: u64) -> PathBuf {
+        self.nodes[&id].dir.join("wal")
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            if let Some(child) = self.nodes.get_mut(&id).and_then(|n| n.child.as_mut()) {
+                // A stopped process must be continued to die promptly.
+                let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
+            }
+            self.kill(id);
+        }
+    }
+}
+
+/// A blocking `GET` over HTTP/1.1.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (_, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("malformed response"))?;
+    Ok(body.to_string())
+}
+
+/// Runs `f` until it returns `Some`, or panics after `timeout`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = f() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether a path exists and is a non-empty file.
+pub fn non_empty(path: &Path) -> bool {
+    std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false)
+}
