@@ -283,9 +283,10 @@ impl TestCluster {
     pub fn redis(&self, id: u64) -> redis::Connection {
         let client = redis::Client::open(format!("redis://{}/", self.nodes[&id].client))
             .expect("client");
-        let connection = client
-            .get_connection_with_timeout(Duration::from_secs(5))
-            .expect("connects");
+        // A node that was just started may not listen yet.
+        let connection = eventually(Duration::from_secs(10), "a client connection", || {
+            client.get_connection_with_timeout(Duration::from_secs(1)).ok()
+        });
         connection
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");

@@ -1,0 +1,111 @@
+//! Bad input from clients and from the peer port: each gets a clear error or is refused and
+//! logged; the node keeps serving and loses nothing.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{http_get, serial, TestCluster};
+use redis::Commands;
+
+/// Sends raw bytes to an address and returns everything read until the peer closes or
+/// goes quiet.
+fn exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .expect("timeout");
+    stream.write_all(bytes).expect("send");
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    String::from_utf8_lossy(&received).to_string()
+}
+
+fn still_serves(cluster: &TestCluster, id: u64) {
+    let mut connection = cluster.redis(id);
+    let _: () = connection.set("after-bad-input", "ok").expect("write");
+    let value: String = connection.get("after-bad-input").expect("read");
+    assert_eq!(value, "ok");
+}
+
+#[test]
+fn malformed_requests_get_protocol_errors_and_other_clients_are_unaffected() {
+    let _serial = serial();
+    let cluster = TestCluster::start_with(3, &["--max-bulk-bytes", "1024"]);
+    let leader = cluster.wait_for_leader(Duration::from_secs(5));
+    let addr = cluster.nodes[&leader].client;
+    let mut bystander = cluster.redis(leader);
+    let _: () = bystander.set("kept", "yes").expect("write");
+
+    let cases: &[(&[u8], &str)] = &[
+        (b"*1\r\n$x\r\n", "-ERR Protocol error: invalid bulk length"),
+        (b"*2\r\n:1\r\n", "-ERR Protocol error: expected '$'"),
+        (b"*a\r\n", "-ERR Protocol error: invalid multibulk length"),
+        (b"SET k \"unbalanced\r\n", "-ERR Protocol error: unbalanced quotes"),
+    ];
+    for (input, expected) in cases {
+        let reply = exchange(addr, input);
+        assert!(reply.starts_with(expected), "{input:?} got {reply:?}");
+    }
+
+    // A value over the configured maximum is refused before it is read.
+    let mut oversized = b"*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$2000\r\n".to_vec();
+    oversized.extend(std::iter::repeat_n(b'x', 2000));
+    oversized.extend_from_slice(b"\r\n");
+    let reply = exchange(addr, &oversized);
+    assert!(reply.contains("exceeds the limit of 1024"), "{reply:?}");
+
+    // An unknown command is an error reply; the connection stays usable.
+    let reply = exchange(addr, b"FLUSHALL\r\nPING\r\n");
+    assert!(
+        reply.starts_with("-ERR unknown command 'FLUSHALL'\r\n+PONG\r\n"),
+        "{reply:?}"
+    );
+
+    let big: Option<String> = bystander.get("big").expect("read");
+    assert_eq!(big, None, "the oversized write was not applied");
+    let kept: String = bystander.get("kept").expect("read");
+    assert_eq!(kept, "yes");
+    still_serves(&cluster, leader);
+}
+
+#[test]
+fn garbage_and_foreign_clusters_on_the_peer_port_are_refused_and_logged() {
+    let _serial = serial();
+    let cluster = TestCluster::start(3);
+    let target = 1;
+    let peer = cluster.nodes[&target].peer;
+
+    // Garbage: an HTTP request where a frame should be.
+    exchange(peer, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    // A well-formed hello from a node of another cluster.
+    let mut hello = Vec::new();
+    hello.extend_from_slice(&(1u32 + 8 + 1 + 8 + 2 + 2).to_be_bytes());
+    hello.push(1); // frame version
+    hello.extend_from_slice(&0xdead_beefu64.to_be_bytes()); // another cluster
+    hello.push(0); // hello
+    hello.extend_from_slice(&9u64.to_be_bytes());
+    hello.extend_from_slice(&[0, 0, 0, 0]);
+    exchange(peer, &hello);
+    // A frame from an unsupported version.
+    let mut future = hello.clone();
+    future[4] = 99;
+    exchange(peer, &future);
+
+    let log = common::eventually(Duration::from_secs(5), "the refusals in the log", || {
+        let log = std::fs::read_to_string(cluster.nodes[&target].dir.join("node.log")).ok()?;
+        (log.contains("cluster 0xdeadbeef") && log.contains("frame version 99")).then_some(log)
+    });
+    assert!(log.contains("closed a peer connection"), "{log}");
+    let metrics = http_get(cluster.nodes[&target].http, "/metrics").expect("metrics");
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("skiff_peer_connections_refused_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("the counter is exported");
+    assert!(refused >= 3, "{refused} refusals counted");
+    cluster.wait_for_leader(Duration::from_secs(5));
+    still_serves(&cluster, target);
+}
