@@ -343,7 +343,11 @@ fn a_write_forwarded_to_a_leader_that_is_lost_fails_at_once_as_unknown() {
     cluster.isolated = vec![NodeId(1)];
     let write = cluster.submit(2, set("k", "v"));
     cluster.settle();
-    assert_eq!(cluster.reply(write), None, "the forward is lost with the leader");
+    assert_eq!(
+        cluster.reply(write),
+        None,
+        "the forward is lost with the leader"
+    );
     cluster.elect_among_connected();
     assert_eq!(
         cluster.reply(write),

@@ -43,7 +43,10 @@ fn malformed_requests_get_protocol_errors_and_other_clients_are_unaffected() {
         (b"*1\r\n$x\r\n", "-ERR Protocol error: invalid bulk length"),
         (b"*2\r\n:1\r\n", "-ERR Protocol error: expected '$'"),
         (b"*a\r\n", "-ERR Protocol error: invalid multibulk length"),
-        (b"SET k \"unbalanced\r\n", "-ERR Protocol error: unbalanced quotes"),
+        (
+            b"SET k \"unbalanced\r\n",
+            "-ERR Protocol error: unbalanced quotes",
+        ),
     ];
     for (input, expected) in cases {
         let reply = exchange(addr, input);

@@ -47,7 +47,10 @@ fn writes_and_reads_go_through_every_node() {
         .expect("cas");
     assert_eq!(cas, 0, "the value is no longer the expected one");
     let info: String = redis::cmd("INFO").query(&mut connection).expect("info");
-    assert!(info.contains("# Raft") && info.contains("node_id:2"), "{info}");
+    assert!(
+        info.contains("# Raft") && info.contains("node_id:2"),
+        "{info}"
+    );
 }
 
 #[test]
@@ -108,7 +111,10 @@ fn killing_every_node_mid_load_loses_no_acknowledged_write_and_applies_none_twic
         cluster.kill(id);
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let counts: Vec<_> = workers.into_iter().map(|w| w.join().expect("worker")).collect();
+    let counts: Vec<_> = workers
+        .into_iter()
+        .map(|w| w.join().expect("worker"))
+        .collect();
     for id in 1..=3 {
         cluster.spawn(id);
     }
@@ -117,7 +123,10 @@ fn killing_every_node_mid_load_loses_no_acknowledged_write_and_applies_none_twic
     for (worker, acknowledged, attempted) in counts {
         let value: Option<i64> = connection.get(format!("counter-{worker}")).expect("read");
         let value = value.unwrap_or(0);
-        assert!(acknowledged > 0, "worker {worker} made progress before the crash");
+        assert!(
+            acknowledged > 0,
+            "worker {worker} made progress before the crash"
+        );
         assert!(
             value >= acknowledged,
             "worker {worker}: {acknowledged} increments acknowledged, {value} survived"

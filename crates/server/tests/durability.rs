@@ -55,7 +55,10 @@ fn a_torn_final_write_is_cut_off_and_the_node_serves_again() {
     );
     assert_eq!(value, Some("x".repeat(100)));
     let log = std::fs::read_to_string(cluster.nodes[&victim].dir.join("node.log")).unwrap();
-    assert!(log.contains("torn"), "recovery reported the torn write:\n{log}");
+    assert!(
+        log.contains("torn"),
+        "recovery reported the torn write:\n{log}"
+    );
 }
 
 #[test]
@@ -89,5 +92,8 @@ fn a_flipped_byte_inside_a_segment_stops_the_node_with_a_clear_error() {
     assert_eq!(std::fs::read(&segment).unwrap(), bytes);
     // The other two keep serving.
     let leader = cluster.wait_for_leader_among(&[1, 2], Duration::from_secs(5));
-    let _: () = cluster.redis(leader).set("still", "serving").expect("write");
+    let _: () = cluster
+        .redis(leader)
+        .set("still", "serving")
+        .expect("write");
 }

@@ -19,7 +19,9 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Takes the lock that runs process tests one at a time.
 pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A free loopback port (bound, then released).
@@ -75,12 +77,8 @@ fn proxy_connection(
         if cuts.blocked.contains(&(from_id, to_id)) {
             return Ok(());
         }
-        cuts.live.push((
-            from_id,
-            to_id,
-            inbound.try_clone()?,
-            outbound.try_clone()?,
-        ));
+        cuts.live
+            .push((from_id, to_id, inbound.try_clone()?, outbound.try_clone()?));
     }
     outbound.write_all(&hello)?;
     let mut a = inbound.try_clone()?;
@@ -281,11 +279,13 @@ impl TestCluster {
 
     /// A Redis connection to node `id`, with a read timeout.
     pub fn redis(&self, id: u64) -> redis::Connection {
-        let client = redis::Client::open(format!("redis://{}/", self.nodes[&id].client))
-            .expect("client");
+        let client =
+            redis::Client::open(format!("redis://{}/", self.nodes[&id].client)).expect("client");
         // A node that was just started may not listen yet.
         let connection = eventually(Duration::from_secs(10), "a client connection", || {
-            client.get_connection_with_timeout(Duration::from_secs(1)).ok()
+            client
+                .get_connection_with_timeout(Duration::from_secs(1))
+                .ok()
         });
         connection
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -317,7 +317,9 @@ impl Drop for TestCluster {
         for id in ids {
             if let Some(child) = self.nodes.get_mut(&id).and_then(|n| n.child.as_mut()) {
                 // A stopped process must be continued to die promptly.
-                let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
+                let _ = Command::new("kill")
+                    .args(["-CONT", &child.id().to_string()])
+                    .status();
             }
             self.kill(id);
         }
@@ -354,5 +356,7 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
 
 /// Whether a path exists and is a non-empty file.
 pub fn non_empty(path: &Path) -> bool {
-    std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false)
+    std::fs::metadata(path)
+        .map(|m| m.len() > 0)
+        .unwrap_or(false)
 }
