@@ -1,0 +1,143 @@
+//! `skiff local` as a user runs it: it starts a cluster, reports the leader, takes
+//! `redis-benchmark` load on the leader's and a follower's port without errors, stops every
+//! node on Ctrl-C, and resumes from the same data when run again.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{serial, skiff_bin};
+use redis::Commands;
+
+/// A base port such that base..base+3 are free for clients, peers and HTTP (+100, +200).
+fn free_base_port() -> u16 {
+    for _ in 0..100 {
+        let base = 20_000 + (rand::random::<u16>() % 30_000);
+        let free = (0..3)
+            .flat_map(|i| [base + i, base + 100 + i, base + 200 + i])
+            .all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+struct Local {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Local {
+    fn start(data_dir: &std::path::Path, base: u16) -> Local {
+        let mut child = Command::new(skiff_bin())
+            .arg("local")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--client-port", &base.to_string()])
+            .args(["--peer-port", &(base + 100).to_string()])
+            .args(["--http-port", &(base + 200).to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("skiff local starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("local: {line}");
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Local { child, lines }
+    }
+
+    /// Waits for the "leader: node N" line and returns N.
+    fn leader(&self) -> u16 {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(15))
+                .expect("skiff local reports a leader");
+            if let Some(rest) = line.strip_prefix("leader: node ") {
+                return rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("a node id");
+            }
+        }
+    }
+
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-INT", &pid]).status().expect("kill");
+        let status = self.child.wait().expect("skiff local exits");
+        assert!(status.success(), "skiff local exits cleanly on Ctrl-C: {status}");
+    }
+}
+
+fn redis_benchmark(port: u16) -> String {
+    let output = Command::new("redis-benchmark")
+        .args(["-p", &port.to_string(), "-t", "set,get", "-n", "100000", "-c", "50", "-q"])
+        .output()
+        .expect("redis-benchmark is installed (Debian package redis-tools; .ci/run installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "redis-benchmark failed:\n{text}");
+    text
+}
+
+#[test]
+fn skiff_local_serves_redis_benchmark_on_leader_and_follower_and_resumes_its_data() {
+    let _serial = serial();
+    let data = tempfile::tempdir().expect("temp dir");
+    let base = free_base_port();
+    let local = Local::start(data.path(), base);
+    let leader = local.leader();
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    for node in [leader, follower] {
+        let report = redis_benchmark(base + node - 1);
+        for test in ["SET:", "GET:"] {
+            let line = report
+                .split(['\r', '\n'])
+                .rfind(|l| l.trim_start().starts_with(test) && l.contains("requests per second"))
+                .unwrap_or_else(|| panic!("no {test} result from node {node}:\n{report}"));
+            eprintln!("node {node}: {}", line.trim());
+        }
+        assert!(
+            !report.contains("Error") && !report.contains("ERR"),
+            "node {node} answered redis-benchmark with errors:\n{report}"
+        );
+    }
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", base + follower - 1))
+        .expect("client");
+    let mut connection = client.get_connection().expect("connects");
+    let _: () = connection.set("survives-restart", "yes").expect("write");
+    local.stop();
+    for node in 0..3 {
+        assert!(
+            TcpListener::bind(("127.0.0.1", base + node)).is_ok(),
+            "node {} stopped with skiff local",
+            node + 1
+        );
+    }
+
+    let local = Local::start(data.path(), base);
+    let leader = local.leader();
+    let client =
+        redis::Client::open(format!("redis://127.0.0.1:{}/", base + leader - 1)).expect("client");
+    let mut connection = client.get_connection().expect("connects");
+    let value: Option<String> = connection.get("survives-restart").expect("read");
+    assert_eq!(value.as_deref(), Some("yes"), "the second run resumed the data");
+    local.stop();
+}
