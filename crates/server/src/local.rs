@@ -169,6 +169,7 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
         if let Some(child) = &mut node.child {
             if let Some(pid) = child.id() {
                 // SIGTERM lets the node log its stop; everything acknowledged is durable anyway.
+                // SAFETY: kill(2) has no memory-safety preconditions.
                 unsafe {
                     libc::kill(pid as i32, libc::SIGTERM);
                 }

@@ -176,11 +176,11 @@ fn a_paused_leader_serves_no_stale_read_when_it_wakes() {
     let old = cluster.wait_for_leader(Duration::from_secs(5));
     set(&mut cluster.redis(old), "k", "old").expect("write");
     let mut old_connection = cluster.redis(old);
-    cluster.signal(old, "STOP");
+    cluster.signal(old, libc::SIGSTOP);
     let majority: Vec<u64> = (1..=3).filter(|&id| id != old).collect();
     cluster.wait_for_leader_among(&majority, Duration::from_secs(5));
     set(&mut cluster.redis(majority[0]), "k", "new").expect("write on the new leader");
-    cluster.signal(old, "CONT");
+    cluster.signal(old, libc::SIGCONT);
     // Whatever the woken node answers, it is never the value overwritten while it slept.
     match get(&mut old_connection, "k") {
         Ok(value) => assert_eq!(value, Some("new".to_string())),

@@ -198,9 +198,9 @@ fn concurrent_clients_under_partitions_kills_and_pauses_see_a_linearizable_histo
             }
             _ => {
                 faults.push(format!("pause leader {leader}"));
-                cluster.signal(leader, "STOP");
+                cluster.signal(leader, libc::SIGSTOP);
                 std::thread::sleep(Duration::from_millis(rng.gen_range(500..2000)));
-                cluster.signal(leader, "CONT");
+                cluster.signal(leader, libc::SIGCONT);
             }
         }
         std::thread::sleep(Duration::from_millis(rng.gen_range(500..1500)));

@@ -76,16 +76,28 @@ impl Local {
     }
 
     fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-INT", &pid]).status().expect("kill");
+        common::send_signal(self.child.id(), libc::SIGINT);
         let status = self.child.wait().expect("skiff local exits");
-        assert!(status.success(), "skiff local exits cleanly on Ctrl-C: {status}");
+        assert!(
+            status.success(),
+            "skiff local exits cleanly on Ctrl-C: {status}"
+        );
     }
 }
 
 fn redis_benchmark(port: u16) -> String {
     let output = Command::new("redis-benchmark")
-        .args(["-p", &port.to_string(), "-t", "set,get", "-n", "100000", "-c", "50", "-q"])
+        .args([
+            "-p",
+            &port.to_string(),
+            "-t",
+            "set,get",
+            "-n",
+            "100000",
+            "-c",
+            "50",
+            "-q",
+        ])
         .output()
         .expect("redis-benchmark is installed (Debian package redis-tools; .ci/run installs it)");
     let text = format!(
@@ -119,8 +131,8 @@ fn skiff_local_serves_redis_benchmark_on_leader_and_follower_and_resumes_its_dat
             "node {node} answered redis-benchmark with errors:\n{report}"
         );
     }
-    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", base + follower - 1))
-        .expect("client");
+    let client =
+        redis::Client::open(format!("redis://127.0.0.1:{}/", base + follower - 1)).expect("client");
     let mut connection = client.get_connection().expect("connects");
     let _: () = connection.set("survives-restart", "yes").expect("write");
     local.stop();
@@ -138,6 +150,10 @@ fn skiff_local_serves_redis_benchmark_on_leader_and_follower_and_resumes_its_dat
         redis::Client::open(format!("redis://127.0.0.1:{}/", base + leader - 1)).expect("client");
     let mut connection = client.get_connection().expect("connects");
     let value: Option<String> = connection.get("survives-restart").expect("read");
-    assert_eq!(value.as_deref(), Some("yes"), "the second run resumed the data");
+    assert_eq!(
+        value.as_deref(),
+        Some("yes"),
+        "the second run resumed the data"
+    );
     local.stop();
 }

@@ -205,14 +205,10 @@ impl TestCluster {
         }
     }
 
-    /// SIGSTOP or SIGCONT.
-    pub fn signal(&self, id: u64, signal: &str) {
+    /// Sends `signal` (`libc::SIGSTOP`, `libc::SIGCONT`…) to node `id`.
+    pub fn signal(&self, id: u64, signal: i32) {
         let pid = self.nodes[&id].child.as_ref().expect("running").id();
-        let status = Command::new("kill")
-            .args([format!("-{signal}"), pid.to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
+        send_signal(pid, signal);
     }
 
     /// Cuts every link between `side` and the other nodes, both ways.
@@ -324,6 +320,13 @@ impl Drop for TestCluster {
             self.kill(id);
         }
     }
+}
+
+/// Sends a signal to a process.
+pub fn send_signal(pid: u32, signal: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    let result = unsafe { libc::kill(pid as i32, signal) };
+    assert_eq!(result, 0, "signal {signal} to process {pid}");
 }
 
 /// A blocking `GET` over HTTP/1.1.
