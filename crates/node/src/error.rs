@@ -24,6 +24,14 @@ pub enum NodeError {
         /// What was wrong with it.
         source: skiff_kv::KvError,
     },
+    /// The snapshot on disk is not a node snapshot this build can read.
+    #[error("snapshot at index {index}: {source}")]
+    SnapshotEnvelope {
+        /// The snapshot's last included index.
+        index: LogIndex,
+        /// What was wrong with it.
+        source: crate::payload::PayloadError,
+    },
     /// The core refused to take a snapshot.
     #[error("taking a snapshot: {0}")]
     TakeSnapshot(#[from] SnapshotError),

@@ -23,6 +23,7 @@
 
 mod error;
 mod node;
+pub mod payload;
 pub mod wire;
 
 pub use error::NodeError;

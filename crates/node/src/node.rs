@@ -10,6 +10,7 @@ use skiff_raft::{
 use skiff_wal::{Disk, RecoveryReport, Wal, WalOptions};
 
 use crate::error::NodeError;
+use crate::payload::{self, MemberAddress, Payload};
 use crate::wire::PeerMessage;
 
 /// The caller's id for one client request; the reply comes back with it.
@@ -92,6 +93,11 @@ pub enum Event {
         /// Its log index.
         index: LogIndex,
     },
+    /// A member's peer address was recorded.
+    MemberAddressRecorded {
+        /// The member.
+        id: NodeId,
+    },
     /// The state machine was snapshotted and the log compacted.
     SnapshotTaken {
         /// The snapshot's last included index.
@@ -137,6 +143,8 @@ impl Observer for NoObserver {}
 pub struct Node<D: Disk> {
     raw: RawNode<Wal<D>>,
     state_machine: StateMachine,
+    /// Peer addresses recorded in the log (and snapshots), by member.
+    addresses: BTreeMap<NodeId, String>,
     config: NodeConfig,
     /// The last entry applied to the state machine (or covered by its snapshot).
     applied: LogIndex,
@@ -170,16 +178,13 @@ impl<D: Disk> Node<D> {
             .map_err(|e| NodeError::Config(e.to_string()))?;
         let (wal, report) = Wal::open(disk, dir, config.wal)?;
         let meta = wal.snapshot_meta();
-        let state_machine = if meta.index == LogIndex(0) {
-            StateMachine::new(config.kv.clone()).map_err(|e| NodeError::Config(e.to_string()))?
+        let (state_machine, addresses) = if meta.index == LogIndex(0) {
+            let state_machine = StateMachine::new(config.kv.clone())
+                .map_err(|e| NodeError::Config(e.to_string()))?;
+            (state_machine, BTreeMap::new())
         } else {
             let data = wal.snapshot_chunk(0, wal.snapshot_len())?;
-            StateMachine::restore(config.kv.clone(), &data).map_err(|source| {
-                NodeError::Snapshot {
-                    index: meta.index,
-                    source,
-                }
-            })?
+            restore(&config.kv, meta.index, &data)?
         };
         // The state machine holds exactly the snapshot: every later committed entry is
         // applied again from the log.
@@ -189,6 +194,7 @@ impl<D: Disk> Node<D> {
         let node = Node {
             raw,
             state_machine,
+            addresses,
             config,
             applied: meta.index,
             writing: None,
@@ -314,12 +320,33 @@ impl<D: Disk> Node<D> {
         }
     }
 
+    /// Records `id`'s peer address in the log, before the node is added to the cluster; the
+    /// reply under `request` comes once it is applied. Only the leader takes it.
+    pub fn propose_member_address(&mut self, request: RequestId, id: NodeId, addr: String) {
+        if self.raw.raft().role() != Role::Leader {
+            self.reply(Origin::Local(request), Reply::error(errors::NO_LEADER));
+            return;
+        }
+        match self.raw.propose(MemberAddress { id, addr }.encode()) {
+            Ok((index, term)) => {
+                self.proposals.insert(index, (term, Origin::Local(request)));
+            }
+            Err(error) => self.reply(Origin::Local(request), propose_error_reply(&error)),
+        }
+    }
+
+    /// Peer addresses recorded in the log, by member (members of the initial configuration
+    /// are known from the configuration instead).
+    pub fn member_addresses(&self) -> &BTreeMap<NodeId, String> {
+        &self.addresses
+    }
+
     /// Snapshots the state machine now and compacts the log below it.
     pub fn take_snapshot(&mut self) -> Result<LogIndex, NodeError> {
         let index = self.raw.raft().log().applied();
         if index > self.raw.storage().snapshot_meta().index {
-            self.raw
-                .take_snapshot(index, self.state_machine.snapshot())?;
+            let data = payload::encode_snapshot(&self.addresses, &self.state_machine.snapshot());
+            self.raw.take_snapshot(index, data)?;
             self.output.events.push(Event::SnapshotTaken { index });
         }
         Ok(index)
@@ -526,10 +553,15 @@ impl<D: Disk> Node<D> {
         );
         self.applied = entry.index;
         let reply = match entry.kind {
-            EntryKind::Normal => Some(match Request::decode(&entry.data) {
-                Ok(request) => {
+            EntryKind::Normal => Some(match Payload::decode(&entry.data) {
+                Ok(Payload::Request(request)) => {
                     self.state_machine
                         .apply(entry.index.0, &request.command, request.session)
+                }
+                Ok(Payload::MemberAddress(MemberAddress { id, addr })) => {
+                    self.addresses.insert(id, addr);
+                    self.output.events.push(Event::MemberAddressRecorded { id });
+                    Reply::Ok
                 }
                 Err(error) => Reply::error(format!("ERR undecodable log entry: {error}")),
             }),
@@ -613,6 +645,19 @@ impl<D: Disk> Node<D> {
         }
         Ok(())
     }
+}
+
+/// The state machine and address book from a node snapshot.
+fn restore(
+    kv: &KvConfig,
+    index: LogIndex,
+    data: &[u8],
+) -> Result<(StateMachine, BTreeMap<NodeId, String>), NodeError> {
+    let (addresses, kv_snapshot) = payload::decode_snapshot(data)
+        .map_err(|source| NodeError::SnapshotEnvelope { index, source })?;
+    let state_machine = StateMachine::restore(kv.clone(), kv_snapshot)
+        .map_err(|source| NodeError::Snapshot { index, source })?;
+    Ok((state_machine, addresses))
 }
 
 /// The client's reply when the core refuses a proposal.

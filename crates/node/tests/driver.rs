@@ -355,3 +355,47 @@ fn a_write_forwarded_to_a_leader_that_is_lost_fails_at_once_as_unknown() {
         "a new leader is known: the client need not wait for its timeout"
     );
 }
+
+#[test]
+fn a_member_address_is_replicated_and_survives_a_snapshot_and_restart() {
+    let mut cluster = Cluster::new(0);
+    cluster.elect(1);
+    let leader = cluster.nodes.get_mut(&NodeId(1)).expect("exists");
+    leader.propose_member_address(77, NodeId(4), "10.0.0.4:7101".into());
+    cluster.settle();
+    assert_eq!(cluster.reply(77), Some(&Reply::Ok));
+    cluster.tick(2);
+    for node in cluster.nodes.values() {
+        assert_eq!(
+            node.member_addresses().get(&NodeId(4)).map(String::as_str),
+            Some("10.0.0.4:7101")
+        );
+    }
+    cluster
+        .nodes
+        .get_mut(&NodeId(2))
+        .expect("exists")
+        .take_snapshot()
+        .expect("snapshot");
+    cluster.crash_and_restart(2);
+    assert_eq!(
+        cluster.nodes[&NodeId(2)]
+            .member_addresses()
+            .get(&NodeId(4))
+            .map(String::as_str),
+        Some("10.0.0.4:7101"),
+        "restored from the snapshot, not replayed"
+    );
+}
+
+#[test]
+fn a_follower_refuses_to_record_member_addresses() {
+    let mut cluster = Cluster::new(0);
+    cluster.elect(1);
+    let follower = cluster.nodes.get_mut(&NodeId(2)).expect("exists");
+    follower.propose_member_address(5, NodeId(4), "x:1".into());
+    assert_eq!(
+        follower.take_output().replies,
+        vec![(5, Reply::error(errors::NO_LEADER))]
+    );
+}
