@@ -38,6 +38,28 @@ pub enum AdminAction {
     },
     /// Snapshot the node's state now and compact its log (on the node given by --addr).
     Snapshot,
+    /// Add a node as a learner: it receives the log but does not vote. Start it first with
+    /// `skiff serve --join`.
+    AddLearner {
+        /// The new node's id.
+        #[arg(long)]
+        id: u64,
+        /// Its peer address (what it gave as --listen-peer).
+        #[arg(long)]
+        peer_addr: String,
+    },
+    /// Make a learner that has caught up a voter.
+    Promote {
+        /// The learner's id.
+        #[arg(long)]
+        id: u64,
+    },
+    /// Remove a member (a voter leaves through the joint configuration).
+    Remove {
+        /// The member's id.
+        #[arg(long)]
+        id: u64,
+    },
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -61,6 +83,22 @@ async fn cluster_statuses(
         all.push((member.id, status));
     }
     Ok((first, all))
+}
+
+/// The HTTP address of the leader, as the node at `addr` knows it.
+async fn leader_http(addr: &str) -> anyhow::Result<String> {
+    let (first, all) = cluster_statuses(addr).await?;
+    let leader = all
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().ok())
+        .find(|s| s.role == "leader")
+        .context("no leader is known; try again once one is elected")?;
+    first
+        .members
+        .iter()
+        .find(|m| m.id == leader.id)
+        .and_then(|m| m.http_addr.clone())
+        .context("the leader's HTTP address is not known yet")
 }
 
 /// Prints the cluster as a table.
@@ -120,23 +158,19 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
 /// Runs an operator action.
 pub fn admin(args: AdminArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let (path, target) = match &args.action {
-            AdminAction::TransferLeader { to } => {
-                let (first, all) = cluster_statuses(&args.addr).await?;
-                let leader = all
-                    .iter()
-                    .filter_map(|(_, s)| s.as_ref().ok())
-                    .find(|s| s.role == "leader")
-                    .context("no leader is known; try again once one is elected")?;
-                let http = first
-                    .members
-                    .iter()
-                    .find(|m| m.id == leader.id)
-                    .and_then(|m| m.http_addr.clone())
-                    .context("the leader's HTTP address is not known yet")?;
-                (format!("/admin/transfer-leader?to={to}"), http)
+        let path = match &args.action {
+            AdminAction::TransferLeader { to } => format!("/admin/transfer-leader?to={to}"),
+            AdminAction::Snapshot => "/admin/snapshot".to_string(),
+            AdminAction::AddLearner { id, peer_addr } => {
+                format!("/admin/add-learner?id={id}&peer_addr={peer_addr}")
             }
-            AdminAction::Snapshot => ("/admin/snapshot".to_string(), args.addr.clone()),
+            AdminAction::Promote { id } => format!("/admin/promote?id={id}"),
+            AdminAction::Remove { id } => format!("/admin/remove?id={id}"),
+        };
+        let target = match &args.action {
+            AdminAction::Snapshot => args.addr.clone(),
+            // Everything else is the leader's to do.
+            _ => leader_http(&args.addr).await?,
         };
         let (code, body) = httpc::request(&target, "POST", &path).await?;
         if code != 200 {

@@ -36,6 +36,12 @@ pub struct ServeArgs {
     /// Needed on first start only; afterwards membership comes from the node's durable state.
     #[arg(long)]
     pub initial_cluster: Option<String>,
+    /// Join a running cluster instead of founding one: the node starts with no vote and waits
+    /// for the leader (`skiff admin add-learner`). `--initial-cluster` must be the cluster's
+    /// original one, which the node does not belong to.
+    #[arg(long)]
+    #[serde(default)]
+    pub join: bool,
     /// Milliseconds per Raft tick [default: 10].
     #[arg(long)]
     pub tick_ms: Option<u64>,
@@ -78,6 +84,7 @@ impl ServeArgs {
             listen_peer: self.listen_peer.or(file.listen_peer),
             listen_http: self.listen_http.or(file.listen_http),
             initial_cluster: self.initial_cluster.or(file.initial_cluster),
+            join: self.join || file.join,
             tick_ms: self.tick_ms.or(file.tick_ms),
             election_ticks: self.election_ticks.or(file.election_ticks),
             heartbeat_ticks: self.heartbeat_ticks.or(file.heartbeat_ticks),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use skiff_kv::{Command, Reply};
 use skiff_node::{Event, NoObserver, Node, NodeError, Output, PeerMessage, RequestId};
-use skiff_raft::{NodeId, Role};
+use skiff_raft::{ConfChange, ConfChangeStep, NodeId, Role};
 use skiff_wal::FsDisk;
 use tokio::sync::{mpsc, oneshot};
 
@@ -45,6 +45,28 @@ pub enum AdminRequest {
     TransferLeader(u64),
     /// Snapshot the state machine now.
     Snapshot,
+    /// Record a new node's peer address, then add it as a learner.
+    AddLearner {
+        /// The new node's id.
+        id: u64,
+        /// Its peer address.
+        peer_addr: String,
+    },
+    /// Make a caught-up learner a voter.
+    Promote(u64),
+    /// Remove a member.
+    Remove(u64),
+}
+
+/// An operator request waiting for its entry to be applied.
+enum AdminWait {
+    /// Answer when this entry is applied.
+    Done(oneshot::Sender<Result<String, String>>),
+    /// The address is recorded: now add the node as a learner.
+    ThenAddLearner {
+        id: u64,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
 }
 
 /// How the driver runs.
@@ -60,6 +82,9 @@ pub struct DriverOptions {
     pub peer_addrs: BTreeMap<u64, SocketAddr>,
 }
 
+/// Starts a sender task for a peer at an address; the driver keeps the returned queue.
+pub type ConnectPeer = Box<dyn Fn(SocketAddr) -> mpsc::Sender<PeerMessage> + Send>;
+
 /// A request waiting for its reply.
 struct Waiting {
     reply: oneshot::Sender<Reply>,
@@ -71,32 +96,76 @@ pub struct Driver {
     node: Node<FsDisk>,
     options: DriverOptions,
     inputs: Receiver<Input>,
-    peers: HashMap<NodeId, mpsc::Sender<PeerMessage>>,
+    /// A queue per peer, with the address its sender task connects to.
+    peers: HashMap<NodeId, (SocketAddr, mpsc::Sender<PeerMessage>)>,
+    connect_peer: ConnectPeer,
     shared: Arc<Shared>,
     waiting: HashMap<RequestId, Waiting>,
+    admin_waiting: HashMap<RequestId, (AdminWait, Instant)>,
     next_request: RequestId,
     last_leader: Option<NodeId>,
 }
 
 impl Driver {
-    /// A driver for `node`, sending to peers through `peers`.
+    /// A driver for `node`, reaching peers through queues that `connect_peer` opens.
     pub fn new(
         node: Node<FsDisk>,
         options: DriverOptions,
         inputs: Receiver<Input>,
-        peers: HashMap<NodeId, mpsc::Sender<PeerMessage>>,
+        connect_peer: ConnectPeer,
         shared: Arc<Shared>,
     ) -> Driver {
-        Driver {
+        let mut driver = Driver {
             node,
             options,
             inputs,
-            peers,
+            peers: HashMap::new(),
+            connect_peer,
             shared,
             waiting: HashMap::new(),
+            admin_waiting: HashMap::new(),
             next_request: 1,
             last_leader: None,
+        };
+        driver.refresh_peers();
+        driver
+    }
+
+    /// Opens a queue to every member with a known address and closes those of former members.
+    fn refresh_peers(&mut self) {
+        let conf = self.node.raw().raft().conf_state();
+        let me = self.node.id();
+        let members: Vec<NodeId> = conf
+            .voters
+            .iter()
+            .chain(&conf.voters_outgoing)
+            .chain(&conf.learners)
+            .copied()
+            .filter(|&id| id != me)
+            .collect();
+        self.peers.retain(|id, _| members.contains(id));
+        for id in members {
+            let recorded = self
+                .node
+                .member_addresses()
+                .get(&id)
+                .and_then(|addr| addr.parse::<SocketAddr>().ok());
+            let Some(addr) = recorded.or_else(|| self.options.peer_addrs.get(&id.0).copied())
+            else {
+                tracing::warn!(node = me.0, peer = id.0, "no address known for a member");
+                continue;
+            };
+            if self.peers.get(&id).map(|(known, _)| *known) != Some(addr) {
+                let queue = (self.connect_peer)(addr);
+                self.peers.insert(id, (addr, queue));
+            }
         }
+    }
+
+    fn next_request_id(&mut self) -> RequestId {
+        let id = self.next_request;
+        self.next_request += 1;
+        id
     }
 
     /// Runs until every input sender is gone, or the disk fails.
@@ -139,8 +208,7 @@ impl Driver {
     fn handle(&mut self, input: Input) {
         match input {
             Input::Client { command, reply } => {
-                let id = self.next_request;
-                self.next_request += 1;
+                let id = self.next_request_id();
                 let metrics = &self.shared.metrics;
                 Metrics::inc(if command.is_read_only() {
                     &metrics.client_reads
@@ -162,7 +230,38 @@ impl Driver {
                 }
             }
             Input::Admin { request, reply } => {
+                let deadline = Instant::now() + self.options.request_timeout;
+                let change = |step| ConfChange { steps: vec![step] };
                 let outcome = match request {
+                    AdminRequest::AddLearner { id, peer_addr } => {
+                        if let Err(error) = peer_addr.parse::<SocketAddr>() {
+                            let _ =
+                                reply.send(Err(format!("bad peer address {peer_addr:?}: {error}")));
+                            return;
+                        }
+                        let request = self.next_request_id();
+                        self.admin_waiting
+                            .insert(request, (AdminWait::ThenAddLearner { id, reply }, deadline));
+                        self.node
+                            .propose_member_address(request, NodeId(id), peer_addr);
+                        return;
+                    }
+                    AdminRequest::Promote(id) => {
+                        self.propose_admin_change(
+                            change(ConfChangeStep::AddVoter(NodeId(id))),
+                            reply,
+                            deadline,
+                        );
+                        return;
+                    }
+                    AdminRequest::Remove(id) => {
+                        self.propose_admin_change(
+                            change(ConfChangeStep::Remove(NodeId(id))),
+                            reply,
+                            deadline,
+                        );
+                        return;
+                    }
                     AdminRequest::TransferLeader(to) => self
                         .node
                         .transfer_leadership(NodeId(to))
@@ -175,6 +274,43 @@ impl Driver {
                         .map_err(|e| e.to_string()),
                 };
                 let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    fn propose_admin_change(
+        &mut self,
+        change: ConfChange,
+        reply: oneshot::Sender<Result<String, String>>,
+        deadline: Instant,
+    ) {
+        let request = self.next_request_id();
+        self.admin_waiting
+            .insert(request, (AdminWait::Done(reply), deadline));
+        self.node.propose_conf_change(request, change);
+    }
+
+    /// An operator request's entry was applied (or refused).
+    fn admin_replied(&mut self, wait: AdminWait, deadline: Instant, reply: Reply) {
+        let outcome = match reply {
+            Reply::Error(error) => Err(error),
+            _ => Ok(()),
+        };
+        match (wait, outcome) {
+            (AdminWait::Done(sender), outcome) => {
+                let _ = sender.send(outcome.map(|()| "done".to_string()));
+            }
+            (AdminWait::ThenAddLearner { id, reply }, Ok(())) => {
+                let request = self.next_request_id();
+                self.admin_waiting
+                    .insert(request, (AdminWait::Done(reply), deadline));
+                let change = ConfChange {
+                    steps: vec![ConfChangeStep::AddLearner(NodeId(id))],
+                };
+                self.node.propose_conf_change(request, change);
+            }
+            (AdminWait::ThenAddLearner { reply, .. }, Err(error)) => {
+                let _ = reply.send(Err(error));
             }
         }
     }
@@ -210,7 +346,7 @@ impl Driver {
             let delivered = self
                 .peers
                 .get(&message.to())
-                .is_some_and(|peer| peer.try_send(message).is_ok());
+                .is_some_and(|(_, peer)| peer.try_send(message).is_ok());
             // A full queue drops the message: Raft retransmits, and memory stays bounded.
             Metrics::inc(if delivered {
                 &metrics.peer_messages_sent
@@ -221,12 +357,24 @@ impl Driver {
         for (id, reply) in replies {
             if let Some(waiting) = self.waiting.remove(&id) {
                 let _ = waiting.reply.send(reply);
+            } else if let Some((wait, deadline)) = self.admin_waiting.remove(&id) {
+                self.admin_replied(wait, deadline, reply);
             }
         }
         let mut changed = false;
+        let mut membership = false;
         for event in events {
             changed = true;
+            membership |= matches!(
+                event,
+                Event::ConfChangeApplied { .. }
+                    | Event::MemberAddressRecorded { .. }
+                    | Event::SnapshotInstalled { .. }
+            );
             self.log_event(&event);
+        }
+        if membership {
+            self.refresh_peers();
         }
         if changed {
             self.publish_status();
@@ -267,6 +415,15 @@ impl Driver {
                 let conf = self.node.raw().raft().conf_state();
                 tracing::info!(node = id, index = index.0, ?conf, "membership changed");
             }
+            Event::MemberAddressRecorded { id: member } => {
+                let addr = self.node.member_addresses().get(member).cloned();
+                tracing::info!(
+                    node = id,
+                    member = member.0,
+                    addr,
+                    "member address recorded"
+                );
+            }
             Event::SnapshotTaken { index } => {
                 Metrics::inc(&metrics.snapshots_taken);
                 tracing::info!(node = id, index = index.0, "snapshot taken");
@@ -284,6 +441,20 @@ impl Driver {
 
     /// Answers requests that waited too long. A write may still be applied later.
     fn expire_requests(&mut self, now: Instant) {
+        let expired: Vec<RequestId> = self
+            .admin_waiting
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            self.node.cancel(id);
+            if let Some((AdminWait::Done(reply) | AdminWait::ThenAddLearner { reply, .. }, _)) =
+                self.admin_waiting.remove(&id)
+            {
+                let _ = reply.send(Err("no answer within the request timeout".to_string()));
+            }
+        }
         let expired: Vec<RequestId> = self
             .waiting
             .iter()
@@ -325,7 +496,12 @@ impl Driver {
                 members.entry(id.0).or_insert_with(|| MemberStatus {
                     id: id.0,
                     kind: kind.to_string(),
-                    peer_addr: self.options.peer_addrs.get(&id.0).map(|a| a.to_string()),
+                    peer_addr: self
+                        .node
+                        .member_addresses()
+                        .get(id)
+                        .cloned()
+                        .or_else(|| self.options.peer_addrs.get(&id.0).map(|a| a.to_string())),
                     client_addr: advertised.get(&id.0).map(|a| a.client_addr.clone()),
                     http_addr: advertised.get(&id.0).map(|a| a.http_addr.clone()),
                     match_index: None,

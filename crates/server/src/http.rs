@@ -32,6 +32,9 @@ pub async fn serve_http(listener: TcpListener, shared: Arc<Shared>, driver: Sync
         .route("/healthz", get(healthz))
         .route("/admin/transfer-leader", post(transfer_leader))
         .route("/admin/snapshot", post(snapshot))
+        .route("/admin/add-learner", post(add_learner))
+        .route("/admin/promote", post(promote))
+        .route("/admin/remove", post(remove))
         .with_state(AppState { shared, driver });
     if let Err(error) = axum::serve(listener, app).await {
         tracing::error!(%error, "the HTTP server stopped");
@@ -67,6 +70,46 @@ async fn transfer_leader(
     Query(query): Query<TransferQuery>,
 ) -> impl IntoResponse {
     admin(&state, AdminRequest::TransferLeader(query.to)).await
+}
+
+#[derive(Deserialize)]
+struct MemberQuery {
+    id: u64,
+    peer_addr: Option<String>,
+}
+
+async fn add_learner(
+    State(state): State<AppState>,
+    Query(query): Query<MemberQuery>,
+) -> impl IntoResponse {
+    let Some(peer_addr) = query.peer_addr else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "peer_addr is required\n".to_string(),
+        );
+    };
+    admin(
+        &state,
+        AdminRequest::AddLearner {
+            id: query.id,
+            peer_addr,
+        },
+    )
+    .await
+}
+
+async fn promote(
+    State(state): State<AppState>,
+    Query(query): Query<MemberQuery>,
+) -> impl IntoResponse {
+    admin(&state, AdminRequest::Promote(query.id)).await
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    Query(query): Query<MemberQuery>,
+) -> impl IntoResponse {
+    admin(&state, AdminRequest::Remove(query.id)).await
 }
 
 async fn snapshot(State(state): State<AppState>) -> impl IntoResponse {

@@ -31,7 +31,7 @@ enum Commands {
     Local(local::LocalArgs),
     /// Show the cluster as a table.
     Status(cli::StatusArgs),
-    /// Operator actions: transfer leadership, snapshot.
+    /// Operator actions: add-learner, promote, remove, transfer-leader, snapshot.
     Admin(cli::AdminArgs),
 }
 

@@ -1,6 +1,6 @@
 //! `skiff serve`: one durable node.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::config::{cluster_id_of, parse_initial_cluster, Identity, ServeArgs};
-use crate::driver::{Driver, DriverOptions};
+use crate::driver::{ConnectPeer, Driver, DriverOptions};
 use crate::resp::Limits;
 use crate::shared::{Advertised, Shared};
 use crate::transport::{self, Hello, TransportOptions, PEER_QUEUE};
@@ -41,8 +41,13 @@ fn identity(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<Iden
         .as_deref()
         .context("--initial-cluster is required on a node's first start")?;
     let members = parse_initial_cluster(text)?;
-    if !members.contains_key(&id) {
-        bail!("node {id} is not in --initial-cluster {text}");
+    if !members.contains_key(&id) && !args.join {
+        bail!(
+            "node {id} is not in --initial-cluster {text}; to add it to a running cluster, start it with --join and run `skiff admin add-learner`"
+        );
+    }
+    if members.contains_key(&id) && args.join {
+        bail!("node {id} is an initial member; --join is for nodes added later");
     }
     let identity = Identity {
         id,
@@ -131,12 +136,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             },
         });
         let (driver_tx, driver_rx) = sync_channel(DRIVER_QUEUE);
-        let mut peers = HashMap::new();
-        for (&peer, &addr) in members.iter().filter(|(&peer, _)| peer != id) {
+        let runtime = tokio::runtime::Handle::current();
+        let sender_options = transport.clone();
+        let connect_peer: ConnectPeer = Box::new(move |addr| {
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            peers.insert(NodeId(peer), tx);
-            tokio::spawn(transport::send_to_peer(addr, transport.clone(), rx));
-        }
+            runtime.spawn(transport::send_to_peer(addr, sender_options.clone(), rx));
+            tx
+        });
         tokio::spawn(transport::serve_peers(
             peer_listener,
             transport.clone(),
@@ -171,7 +177,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 peer_addrs: members.clone().into_iter().collect::<BTreeMap<_, _>>(),
             },
             driver_rx,
-            peers,
+            connect_peer,
             shared,
         );
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();

@@ -103,6 +103,25 @@ pub struct TestNode {
     pub child: Option<Child>,
 }
 
+impl TestNode {
+    /// Fresh addresses for node `id`, its peer port behind a proxy that obeys `cuts`.
+    fn new(id: u64, root: &Path, cuts: &Arc<Mutex<Cuts>>) -> TestNode {
+        let proxy_listener = TcpListener::bind("127.0.0.1:0").expect("proxy port");
+        let peer_proxy = proxy_listener.local_addr().expect("addr");
+        let peer: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        Proxy::start(proxy_listener, id, peer, cuts.clone());
+        TestNode {
+            id,
+            client: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
+            peer,
+            peer_proxy,
+            http: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
+            dir: root.join(format!("node{id}")),
+            child: None,
+        }
+    }
+}
+
 /// A cluster of real processes.
 pub struct TestCluster {
     pub nodes: BTreeMap<u64, TestNode>,
@@ -110,6 +129,8 @@ pub struct TestCluster {
     cuts: Arc<Mutex<Cuts>>,
     initial_cluster: String,
     extra_args: Vec<String>,
+    /// Nodes added after the start, which run with `--join`.
+    joined: BTreeSet<u64>,
 }
 
 pub fn skiff_bin() -> &'static str {
@@ -128,22 +149,7 @@ impl TestCluster {
         let cuts = Arc::new(Mutex::new(Cuts::default()));
         let mut nodes = BTreeMap::new();
         for id in 1..=n {
-            let proxy_listener = TcpListener::bind("127.0.0.1:0").expect("proxy port");
-            let peer_proxy = proxy_listener.local_addr().expect("addr");
-            let peer: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-            Proxy::start(proxy_listener, id, peer, cuts.clone());
-            nodes.insert(
-                id,
-                TestNode {
-                    id,
-                    client: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
-                    peer,
-                    peer_proxy,
-                    http: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
-                    dir: root.path().join(format!("node{id}")),
-                    child: None,
-                },
-            );
+            nodes.insert(id, TestNode::new(id, root.path(), &cuts));
         }
         let initial_cluster = nodes
             .values()
@@ -156,12 +162,32 @@ impl TestCluster {
             cuts,
             initial_cluster,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            joined: BTreeSet::new(),
         };
         for id in 1..=n {
             cluster.spawn(id);
         }
         cluster.wait_for_leader(Duration::from_secs(10));
         cluster
+    }
+
+    /// Starts a new node `id` that joins the running cluster (`--join`); it takes part once
+    /// an operator adds it.
+    pub fn start_joining(&mut self, id: u64) {
+        let node = TestNode::new(id, self.root.path(), &self.cuts);
+        self.nodes.insert(id, node);
+        self.joined.insert(id);
+        self.spawn(id);
+    }
+
+    /// Runs `skiff admin --addr <node id's HTTP> args…` and returns its output.
+    pub fn admin(&self, via: u64, args: &[&str]) -> std::process::Output {
+        Command::new(skiff_bin())
+            .arg("admin")
+            .args(["--addr", &self.nodes[&via].http.to_string()])
+            .args(args)
+            .output()
+            .expect("skiff admin runs")
     }
 
     /// Starts (or restarts) node `id` from its data directory.
@@ -190,6 +216,7 @@ impl TestCluster {
             .args(["--listen-http", &node.http.to_string()])
             .args(["--initial-cluster", &self.initial_cluster])
             .args(&self.extra_args)
+            .args(self.joined.contains(&id).then_some("--join"))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
