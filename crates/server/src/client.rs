@@ -31,15 +31,17 @@ enum Owed {
     Close(Reply),
 }
 
-/// Accepts clients.
+/// Accepts clients, at most `max_clients` at once; one more is told so and closed.
 pub async fn serve_clients(
     listener: TcpListener,
     driver: SyncSender<Input>,
     shared: Arc<Shared>,
     limits: Limits,
+    max_clients: usize,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_clients));
     loop {
-        let (stream, addr) = match listener.accept().await {
+        let (mut stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
                 tracing::warn!(%error, "accepting a client failed");
@@ -47,9 +49,19 @@ pub async fn serve_clients(
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            Metrics::inc(&shared.metrics.protocol_errors);
+            tokio::spawn(async move {
+                let _ = stream
+                    .write_all(b"-ERR max number of clients reached\r\n")
+                    .await;
+            });
+            continue;
+        };
         let driver = driver.clone();
         let shared = shared.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             Metrics::inc(&shared.metrics.client_connections);
             serve_client(stream, driver, &shared, limits).await;
             shared

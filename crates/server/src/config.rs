@@ -61,6 +61,9 @@ pub struct ServeArgs {
     /// The largest key or value a client may send, in bytes [default: 8388608].
     #[arg(long)]
     pub max_bulk_bytes: Option<usize>,
+    /// Client connections served at once; more are refused with an error [default: 10000].
+    #[arg(long)]
+    pub max_clients: Option<usize>,
     /// The largest frame accepted from a peer, in bytes [default: 16777216].
     #[arg(long)]
     pub max_frame_bytes: Option<usize>,
@@ -92,6 +95,7 @@ impl ServeArgs {
             snapshot_every: self.snapshot_every.or(file.snapshot_every),
             max_bulk_bytes: self.max_bulk_bytes.or(file.max_bulk_bytes),
             max_frame_bytes: self.max_frame_bytes.or(file.max_frame_bytes),
+            max_clients: self.max_clients.or(file.max_clients),
         })
     }
 }

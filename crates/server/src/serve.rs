@@ -160,6 +160,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             driver_tx.clone(),
             shared.clone(),
             limits,
+            args.max_clients.unwrap_or(10_000),
         ));
         tokio::spawn(crate::http::serve_http(
             http_listener,

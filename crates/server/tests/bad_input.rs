@@ -112,3 +112,22 @@ fn garbage_and_foreign_clusters_on_the_peer_port_are_refused_and_logged() {
     cluster.wait_for_leader(Duration::from_secs(5));
     still_serves(&cluster, target);
 }
+
+#[test]
+fn clients_beyond_the_limit_are_told_so_and_the_others_keep_working() {
+    let _serial = serial();
+    let cluster = TestCluster::start_with(3, &["--max-clients", "2"]);
+    let addr = cluster.nodes[&1].client;
+    let mut first = cluster.redis(1);
+    let second = cluster.redis(1);
+    let reply = exchange(addr, b"PING\r\n");
+    assert_eq!(reply, "-ERR max number of clients reached\r\n");
+    let pong: String = redis::cmd("PING").query(&mut first).expect("ping");
+    assert_eq!(pong, "PONG");
+    drop(second);
+    let reply = common::eventually(Duration::from_secs(5), "a freed slot", || {
+        let reply = exchange(addr, b"PING\r\n");
+        reply.starts_with("+PONG").then_some(reply)
+    });
+    assert_eq!(reply, "+PONG\r\n");
+}
