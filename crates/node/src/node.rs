@@ -352,6 +352,15 @@ impl<D: Disk> Node<D> {
         Ok(index)
     }
 
+    /// Entries applied since the last snapshot: a driver that takes snapshots itself
+    /// (`snapshot_every_entries = 0`) compares this with its own threshold.
+    pub fn entries_since_snapshot(&self) -> u64 {
+        let applied = self.raw.raft().log().applied();
+        applied
+            .0
+            .saturating_sub(self.raw.storage().snapshot_meta().index.0)
+    }
+
     /// Whether a batch is being written (between `begin` and `finish`).
     pub fn is_writing(&self) -> bool {
         self.writing.is_some()

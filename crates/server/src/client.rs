@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::commands::{self, Request};
 use crate::driver::Input;
 use crate::resp::{self, Limits};
-use crate::shared::{Metrics, NodeStatus, Shared};
+use crate::shared::{NodeStatus, Shared};
 
 /// Replies a connection may owe at once; a client pipelining more waits for the first ones.
 const MAX_PIPELINE: usize = 1024;
@@ -50,7 +50,7 @@ pub async fn serve_clients(
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            Metrics::inc(&shared.metrics.protocol_errors);
+            shared.metrics.error("max_clients");
             tokio::spawn(async move {
                 let _ = stream
                     .write_all(b"-ERR max number of clients reached\r\n")
@@ -62,12 +62,9 @@ pub async fn serve_clients(
         let shared = shared.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            Metrics::inc(&shared.metrics.client_connections);
+            shared.metrics.client_connections.inc();
             serve_client(stream, driver, &shared, limits).await;
-            shared
-                .metrics
-                .client_connections
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            shared.metrics.client_connections.dec();
             tracing::debug!(client = %addr, "client disconnected");
         });
     }
@@ -132,7 +129,7 @@ async fn serve_client(
                     Ok(Some(args)) if args.is_empty() => continue,
                     Ok(Some(args)) => handle(args, &driver, shared),
                     Err(error) => {
-                        Metrics::inc(&shared.metrics.protocol_errors);
+                        shared.metrics.error("protocol");
                         tracing::info!(%error, "closing a client connection after a protocol error");
                         let _ = owed_tx
                             .send(Owed::Close(Reply::error(format!("ERR {error}"))))
@@ -156,7 +153,7 @@ fn handle(args: Vec<Vec<u8>>, driver: &SyncSender<Input>, shared: &Shared) -> Ow
     let request = match commands::parse(args) {
         Ok(request) => request,
         Err(error) => {
-            Metrics::inc(&shared.metrics.command_errors);
+            shared.metrics.error("command");
             return Owed::Now(Reply::Error(error.0));
         }
     };
@@ -166,7 +163,7 @@ fn handle(args: Vec<Vec<u8>>, driver: &SyncSender<Input>, shared: &Shared) -> Ow
             match driver.try_send(Input::Client { command, reply }) {
                 Ok(()) => Owed::Later(receiver),
                 Err(TrySendError::Full(_)) => {
-                    Metrics::inc(&shared.metrics.busy_refusals);
+                    shared.metrics.error("busy");
                     Owed::Now(Reply::error(skiff_node::errors::BUSY))
                 }
                 Err(TrySendError::Disconnected(_)) => {

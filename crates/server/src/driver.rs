@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use skiff_kv::{Command, Reply};
-use skiff_node::{Event, NoObserver, Node, NodeError, Output, PeerMessage, RequestId};
+use skiff_node::{Event, Node, NodeError, Observer, Output, PeerMessage, RequestId};
 use skiff_raft::{ConfChange, ConfChangeStep, NodeId, Role};
-use skiff_wal::FsDisk;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::shared::{MemberStatus, Metrics, NodeStatus, Shared};
+use crate::disk::TimedDisk;
+use crate::metrics::Metrics;
+use crate::shared::{MemberStatus, NodeStatus, Shared};
 
 /// Work for the driver thread.
 #[derive(Debug)]
@@ -80,20 +81,47 @@ pub struct DriverOptions {
     pub cluster_id: u64,
     /// The initial members' peer addresses.
     pub peer_addrs: BTreeMap<u64, SocketAddr>,
+    /// Snapshot after this many entries applied past the last snapshot (0: never).
+    pub snapshot_every_entries: u64,
 }
 
 /// Starts a sender task for a peer at an address; the driver keeps the returned queue.
-pub type ConnectPeer = Box<dyn Fn(SocketAddr) -> mpsc::Sender<PeerMessage> + Send>;
+pub type ConnectPeer = Box<dyn Fn(NodeId, SocketAddr) -> mpsc::Sender<PeerMessage> + Send>;
 
 /// A request waiting for its reply.
 struct Waiting {
     reply: oneshot::Sender<Reply>,
+    started: Instant,
     deadline: Instant,
+    kind: &'static str,
+}
+
+impl Waiting {
+    /// Sends the reply and records how long it took.
+    fn answer(self, reply: Reply, metrics: &Metrics) {
+        let outcome = if reply.is_error() { "error" } else { "ok" };
+        metrics
+            .request_duration
+            .with_label_values(&[self.kind, outcome])
+            .observe(self.started.elapsed().as_secs_f64());
+        let _ = self.reply.send(reply);
+    }
+}
+
+/// Records each durable batch's size.
+struct BatchSizes<'a>(&'a Metrics);
+
+impl Observer for BatchSizes<'_> {
+    fn persisted(&mut self, entries: &[skiff_raft::Entry], _: Option<skiff_raft::HardState>) {
+        if !entries.is_empty() {
+            self.0.append_batch_entries.observe(entries.len() as f64);
+        }
+    }
 }
 
 /// The driver thread's state.
 pub struct Driver {
-    node: Node<FsDisk>,
+    node: Node<TimedDisk>,
     options: DriverOptions,
     inputs: Receiver<Input>,
     /// A queue per peer, with the address its sender task connects to.
@@ -109,7 +137,7 @@ pub struct Driver {
 impl Driver {
     /// A driver for `node`, reaching peers through queues that `connect_peer` opens.
     pub fn new(
-        node: Node<FsDisk>,
+        node: Node<TimedDisk>,
         options: DriverOptions,
         inputs: Receiver<Input>,
         connect_peer: ConnectPeer,
@@ -156,7 +184,7 @@ impl Driver {
                 continue;
             };
             if self.peers.get(&id).map(|(known, _)| *known) != Some(addr) {
-                let queue = (self.connect_peer)(addr);
+                let queue = (self.connect_peer)(id, addr);
                 self.peers.insert(id, (addr, queue));
             }
         }
@@ -210,21 +238,31 @@ impl Driver {
             Input::Client { command, reply } => {
                 let id = self.next_request_id();
                 let metrics = &self.shared.metrics;
-                Metrics::inc(if command.is_read_only() {
-                    &metrics.client_reads
+                let kind = if command.is_read_only() {
+                    "read"
                 } else {
-                    &metrics.client_writes
-                });
+                    "write"
+                };
+                metrics.client_requests.with_label_values(&[kind]).inc();
+                if kind == "write" && self.node.raw().raft().role() == Role::Leader {
+                    metrics.proposals.inc();
+                }
+                let now = Instant::now();
                 self.waiting.insert(
                     id,
                     Waiting {
                         reply,
-                        deadline: Instant::now() + self.options.request_timeout,
+                        started: now,
+                        deadline: now + self.options.request_timeout,
+                        kind,
                     },
                 );
                 self.node.submit(id, command);
             }
             Input::Peer(message) => {
+                if matches!(message, PeerMessage::Forward { .. }) {
+                    self.shared.metrics.proposals.inc();
+                }
                 if let Err(error) = self.node.step(message) {
                     tracing::warn!(%error, "dropped a peer message");
                 }
@@ -268,7 +306,6 @@ impl Driver {
                         .map(|()| format!("transferring leadership to {to}"))
                         .map_err(|e| e.to_string()),
                     AdminRequest::Snapshot => self
-                        .node
                         .take_snapshot()
                         .map(|index| format!("snapshot at index {index}"))
                         .map_err(|e| e.to_string()),
@@ -322,17 +359,27 @@ impl Driver {
             // Messages that may leave before the batch is durable go now, so followers write
             // in parallel with the leader (thesis §10.2.1).
             self.dispatch();
-            let started = Instant::now();
-            self.node.finish(&mut NoObserver)?;
-            let metrics = &self.shared.metrics;
-            Metrics::inc(&metrics.wal_batches);
-            metrics.wal_batch_micros.fetch_add(
-                started.elapsed().as_micros() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            let metrics = self.shared.metrics.clone();
+            self.node.finish(&mut BatchSizes(&metrics))?;
+            self.dispatch();
+        }
+        let every = self.options.snapshot_every_entries;
+        if every > 0 && self.node.entries_since_snapshot() >= every {
+            self.take_snapshot()?;
             self.dispatch();
         }
         Ok(())
+    }
+
+    /// Snapshots the state machine, timed.
+    fn take_snapshot(&mut self) -> Result<skiff_raft::LogIndex, NodeError> {
+        let started = Instant::now();
+        let index = self.node.take_snapshot()?;
+        self.shared
+            .metrics
+            .snapshot_duration
+            .observe(started.elapsed().as_secs_f64());
+        Ok(index)
     }
 
     fn dispatch(&mut self) {
@@ -341,22 +388,23 @@ impl Driver {
             replies,
             events,
         } = self.node.take_output();
-        let metrics = &self.shared.metrics;
+        let metrics = self.shared.metrics.clone();
         for message in messages {
+            if matches!(message, PeerMessage::Forward { .. }) {
+                metrics.forwarded_requests.inc();
+            }
             let delivered = self
                 .peers
                 .get(&message.to())
                 .is_some_and(|(_, peer)| peer.try_send(message).is_ok());
             // A full queue drops the message: Raft retransmits, and memory stays bounded.
-            Metrics::inc(if delivered {
-                &metrics.peer_messages_sent
-            } else {
-                &metrics.peer_messages_dropped
-            });
+            if !delivered {
+                metrics.peer_messages_dropped.inc();
+            }
         }
         for (id, reply) in replies {
             if let Some(waiting) = self.waiting.remove(&id) {
-                let _ = waiting.reply.send(reply);
+                waiting.answer(reply, &metrics);
             } else if let Some((wait, deadline)) = self.admin_waiting.remove(&id) {
                 self.admin_replied(wait, deadline, reply);
             }
@@ -387,8 +435,8 @@ impl Driver {
         match event {
             Event::RoleChanged { soft_state, term } => {
                 match soft_state.role {
-                    Role::Candidate => Metrics::inc(&metrics.elections_started),
-                    Role::Leader => Metrics::inc(&metrics.elections_won),
+                    Role::Candidate => metrics.elections_started.inc(),
+                    Role::Leader => metrics.elections_won.inc(),
                     _ => {}
                 }
                 tracing::info!(
@@ -400,7 +448,7 @@ impl Driver {
                 );
                 if soft_state.leader != self.last_leader {
                     if soft_state.leader.is_some() {
-                        Metrics::inc(&metrics.leader_changes);
+                        metrics.leader_changes.inc();
                     }
                     tracing::info!(
                         node = id,
@@ -425,11 +473,11 @@ impl Driver {
                 );
             }
             Event::SnapshotTaken { index } => {
-                Metrics::inc(&metrics.snapshots_taken);
+                metrics.snapshots.with_label_values(&["taken"]).inc();
                 tracing::info!(node = id, index = index.0, "snapshot taken");
             }
             Event::SnapshotInstalled { index } => {
-                Metrics::inc(&metrics.snapshots_installed);
+                metrics.snapshots.with_label_values(&["installed"]).inc();
                 tracing::info!(
                     node = id,
                     index = index.0,
@@ -464,11 +512,11 @@ impl Driver {
         for id in expired {
             self.node.cancel(id);
             if let Some(waiting) = self.waiting.remove(&id) {
-                Metrics::inc(&self.shared.metrics.request_timeouts);
-                let _ = waiting.reply.send(Reply::error(format!(
+                self.shared.metrics.error("request_timeout");
+                waiting.answer(Reply::error(format!(
                     "TRYAGAIN no answer within {} ms: the cluster may have no quorum; a write may or may not have been applied",
                     self.options.request_timeout.as_millis()
-                )));
+                )), &self.shared.metrics);
             }
         }
     }
@@ -516,6 +564,31 @@ impl Driver {
             }
         }
         let leader = status.soft_state.leader.map(|l| l.0);
+        let metrics = &self.shared.metrics;
+        metrics.term.set(status.term.0 as i64);
+        for role in [
+            Role::Follower,
+            Role::PreCandidate,
+            Role::Candidate,
+            Role::Leader,
+        ] {
+            metrics
+                .role
+                .with_label_values(&[&role.to_string()])
+                .set(i64::from(role == status.soft_state.role));
+        }
+        metrics.commit_index.set(status.commit.0 as i64);
+        metrics.applied_index.set(self.node.applied().0 as i64);
+        metrics.last_log_index.set(status.last_index.0 as i64);
+        metrics.snapshot_index.set(
+            skiff_raft::LogStorage::snapshot_meta(self.node.wal())
+                .index
+                .0 as i64,
+        );
+        metrics.keys.set(self.node.state_machine().len() as i64);
+        metrics
+            .pending_requests
+            .set(self.node.pending_requests() as i64);
         let mut published = self.shared.status.write().expect("status lock");
         *published = NodeStatus {
             id: me,

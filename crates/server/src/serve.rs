@@ -8,12 +8,13 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use skiff_node::{Node, NodeConfig};
 use skiff_raft::{Config, NodeId};
-use skiff_wal::FsDisk;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::config::{cluster_id_of, parse_initial_cluster, Identity, ServeArgs};
+use crate::disk::TimedDisk;
 use crate::driver::{ConnectPeer, Driver, DriverOptions};
+use crate::metrics::Metrics;
 use crate::resp::Limits;
 use crate::shared::{Advertised, Shared};
 use crate::transport::{self, Hello, TransportOptions, PEER_QUEUE};
@@ -80,14 +81,17 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     raft.heartbeat_interval_ticks = args.heartbeat_ticks.unwrap_or(5);
     raft.seed = rand::random();
     let mut config = NodeConfig::new(raft, identity.cluster_id);
-    config.snapshot_every_entries = args.snapshot_every.unwrap_or(100_000);
+    // The driver takes snapshots itself, so it can time them.
+    config.snapshot_every_entries = 0;
+    let metrics = Arc::new(Metrics::new());
     let wal_dir = data_dir.join("wal");
-    let (node, report) = Node::open(FsDisk::new(), &wal_dir, config).with_context(|| {
-        format!(
-            "node {id} refuses to start: its durable state in {} is unusable",
-            wal_dir.display()
-        )
-    })?;
+    let (node, report) = Node::open(TimedDisk::new(metrics.clone()), &wal_dir, config)
+        .with_context(|| {
+            format!(
+                "node {id} refuses to start: its durable state in {} is unusable",
+                wal_dir.display()
+            )
+        })?;
     if let Some(torn) = &report.torn_tail {
         tracing::warn!(node = id, file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes_dropped, "recovery cut a torn final write");
     }
@@ -115,7 +119,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening for HTTP on {listen_http}"))?;
 
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            metrics,
+            ..Shared::default()
+        });
         if let Ok(mut advertised) = shared.advertised.write() {
             advertised.insert(
                 id,
@@ -138,9 +145,16 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let (driver_tx, driver_rx) = sync_channel(DRIVER_QUEUE);
         let runtime = tokio::runtime::Handle::current();
         let sender_options = transport.clone();
-        let connect_peer: ConnectPeer = Box::new(move |addr| {
+        let sender_metrics = shared.metrics.clone();
+        let connect_peer: ConnectPeer = Box::new(move |peer, addr| {
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            runtime.spawn(transport::send_to_peer(addr, sender_options.clone(), rx));
+            runtime.spawn(transport::send_to_peer(
+                peer,
+                addr,
+                sender_options.clone(),
+                sender_metrics.clone(),
+                rx,
+            ));
             tx
         });
         tokio::spawn(transport::serve_peers(
@@ -176,6 +190,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 request_timeout: Duration::from_millis(args.request_timeout_ms.unwrap_or(5000)),
                 cluster_id: identity.cluster_id,
                 peer_addrs: members.clone().into_iter().collect::<BTreeMap<_, _>>(),
+                snapshot_every_entries: args.snapshot_every.unwrap_or(100_000),
             },
             driver_rx,
             connect_peer,

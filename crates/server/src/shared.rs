@@ -2,10 +2,11 @@
 //! the addresses other nodes advertise, and counters for `/metrics`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
+
+use crate::metrics::Metrics;
 
 /// One member of the cluster as this node knows it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,52 +67,6 @@ pub struct Advertised {
     pub http_addr: String,
 }
 
-/// Monotonic counters and gauges.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Elections this node started (as candidate).
-    pub elections_started: AtomicU64,
-    /// Elections this node won.
-    pub elections_won: AtomicU64,
-    /// Times the known leader changed.
-    pub leader_changes: AtomicU64,
-    /// Client writes proposed or forwarded.
-    pub client_writes: AtomicU64,
-    /// Client reads.
-    pub client_reads: AtomicU64,
-    /// Client requests refused because a queue was full.
-    pub busy_refusals: AtomicU64,
-    /// Client requests that timed out.
-    pub request_timeouts: AtomicU64,
-    /// Client connections open now.
-    pub client_connections: AtomicU64,
-    /// Client protocol errors (malformed requests).
-    pub protocol_errors: AtomicU64,
-    /// Unknown or malformed commands.
-    pub command_errors: AtomicU64,
-    /// Peer messages dropped because a peer's queue was full or it was unreachable.
-    pub peer_messages_dropped: AtomicU64,
-    /// Peer messages sent.
-    pub peer_messages_sent: AtomicU64,
-    /// Peer connections refused (bad handshake, other cluster, garbage).
-    pub peer_connections_refused: AtomicU64,
-    /// Durable write batches (one fsync each).
-    pub wal_batches: AtomicU64,
-    /// Total microseconds spent in durable write batches.
-    pub wal_batch_micros: AtomicU64,
-    /// Snapshots taken.
-    pub snapshots_taken: AtomicU64,
-    /// Snapshots installed from the leader.
-    pub snapshots_installed: AtomicU64,
-}
-
-impl Metrics {
-    /// Adds one to a counter.
-    pub fn inc(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// State shared between the driver thread and the async tasks.
 #[derive(Debug, Default)]
 pub struct Shared {
@@ -119,8 +74,8 @@ pub struct Shared {
     pub status: RwLock<NodeStatus>,
     /// Addresses peers advertised, by id.
     pub advertised: RwLock<BTreeMap<u64, Advertised>>,
-    /// Counters.
-    pub metrics: Metrics,
+    /// The Prometheus metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Shared {

@@ -24,7 +24,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::driver::Input;
-use crate::shared::{Advertised, Metrics, Shared};
+use crate::metrics::Metrics;
+use crate::shared::{Advertised, Shared};
 
 /// The frame format version.
 pub const FRAME_VERSION: u8 = 1;
@@ -227,7 +228,7 @@ pub async fn serve_peers(
         let shared = shared.clone();
         tokio::spawn(async move {
             if let Err(error) = receive_from_peer(stream, &options, &driver, &shared).await {
-                Metrics::inc(&shared.metrics.peer_connections_refused);
+                shared.metrics.error("peer_connection_refused");
                 tracing::warn!(peer = %addr, %error, "closed a peer connection");
             }
         });
@@ -298,7 +299,7 @@ async fn receive_from_peer(
         match driver.try_send(Input::Peer(message)) {
             Ok(()) => {}
             // The driver is behind: drop, as the network would; Raft retransmits.
-            Err(TrySendError::Full(_)) => Metrics::inc(&shared.metrics.peer_messages_dropped),
+            Err(TrySendError::Full(_)) => shared.metrics.peer_messages_dropped.inc(),
             Err(TrySendError::Disconnected(_)) => return Ok(()),
         }
     }
@@ -307,10 +308,15 @@ async fn receive_from_peer(
 /// Keeps one connection to the peer at `addr` and writes the queued messages to it,
 /// several per write when they queue up.
 pub async fn send_to_peer(
+    peer: NodeId,
     addr: SocketAddr,
     options: Arc<TransportOptions>,
+    metrics: Arc<Metrics>,
     mut queue: mpsc::Receiver<PeerMessage>,
 ) {
+    let label = peer.0.to_string();
+    let messages_sent = metrics.peer_messages_sent.with_label_values(&[&label]);
+    let bytes_sent = metrics.peer_bytes_sent.with_label_values(&[&label]);
     let mut backoff = Duration::from_millis(20);
     let mut out = BytesMut::with_capacity(64 * 1024);
     loop {
@@ -340,9 +346,13 @@ pub async fn send_to_peer(
             };
             out.clear();
             put_message(&mut out, options.cluster_id, &message);
+            let mut count = 1;
             while out.len() < 1024 * 1024 {
                 match queue.try_recv() {
-                    Ok(message) => put_message(&mut out, options.cluster_id, &message),
+                    Ok(message) => {
+                        put_message(&mut out, options.cluster_id, &message);
+                        count += 1;
+                    }
                     Err(_) => break,
                 }
             }
@@ -350,6 +360,8 @@ pub async fn send_to_peer(
                 tracing::debug!(peer = %addr, %error, "peer connection lost; reconnecting");
                 break;
             }
+            messages_sent.inc_by(count);
+            bytes_sent.inc_by(out.len() as u64);
         }
     }
 }

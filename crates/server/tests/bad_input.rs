@@ -105,7 +105,7 @@ fn garbage_and_foreign_clusters_on_the_peer_port_are_refused_and_logged() {
     let metrics = http_get(cluster.nodes[&target].http, "/metrics").expect("metrics");
     let refused: u64 = metrics
         .lines()
-        .find_map(|l| l.strip_prefix("skiff_peer_connections_refused_total "))
+        .find_map(|l| l.strip_prefix("skiff_errors_total{kind=\"peer_connection_refused\"} "))
         .and_then(|v| v.parse().ok())
         .expect("the counter is exported");
     assert!(refused >= 3, "{refused} refusals counted");

@@ -191,3 +191,96 @@ fn a_paused_leader_serves_no_stale_read_when_it_wakes() {
     });
     assert_eq!(value, Some("new".to_string()));
 }
+
+#[test]
+fn metrics_are_exported_in_the_prometheus_text_format() {
+    let _serial = serial();
+    let cluster = TestCluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(5));
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    for i in 0..10 {
+        set(&mut cluster.redis(follower), &format!("m{i}"), "v").expect("write");
+    }
+    // Gauges are published at each tick (10 ms).
+    std::thread::sleep(Duration::from_millis(100));
+    let text = common::http_get(cluster.nodes[&leader].http, "/metrics").expect("metrics");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("valid Prometheus text");
+    let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
+        let sample = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .unwrap_or_else(|| panic!("{name} {label:?} is exported:\n{text}"));
+        match &sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            prometheus_parse::Value::Histogram(buckets) => {
+                buckets.last().map(|b| b.count).unwrap_or(0.0)
+            }
+            other => panic!("{name}: unexpected {other:?}"),
+        }
+    };
+    assert!(value("skiff_term", None) >= 1.0);
+    assert_eq!(value("skiff_role", Some(("role", "leader"))), 1.0);
+    assert_eq!(value("skiff_role", Some(("role", "follower"))), 0.0);
+    assert!(value("skiff_commit_index", None) >= 11.0);
+    assert!(value("skiff_applied_index", None) >= 11.0);
+    assert!(value("skiff_elections_won_total", None) >= 1.0);
+    assert!(value("skiff_leader_changes_total", None) >= 1.0);
+    assert!(
+        value("skiff_proposals_total", None) >= 10.0,
+        "forwarded writes proposed here"
+    );
+    assert!(value("skiff_fsync_duration_seconds", None) >= 1.0);
+    assert!(value("skiff_append_batch_entries", None) >= 1.0);
+    assert!(
+        value(
+            "skiff_peer_messages_sent_total",
+            Some(("peer", &follower.to_string()))
+        ) >= 10.0
+    );
+    assert!(
+        value(
+            "skiff_peer_bytes_sent_total",
+            Some(("peer", &follower.to_string()))
+        ) > 0.0
+    );
+    for metric in [
+        "skiff_last_log_index",
+        "skiff_snapshot_index",
+        "skiff_keys",
+        "skiff_pending_requests",
+        "skiff_elections_started_total",
+        "skiff_client_connections",
+        "skiff_peer_messages_dropped_total",
+    ] {
+        value(metric, None);
+    }
+    value("skiff_snapshots_total", Some(("event", "taken")));
+    value("skiff_errors_total", Some(("kind", "protocol")));
+
+    let text = common::http_get(cluster.nodes[&follower].http, "/metrics").expect("metrics");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("valid Prometheus text");
+    let forwarded = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "skiff_forwarded_requests_total")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) => v,
+            _ => 0.0,
+        });
+    assert_eq!(
+        forwarded,
+        Some(10.0),
+        "the follower forwarded its ten writes"
+    );
+    let writes = scrape.samples.iter().find(|s| {
+        s.metric == "skiff_request_duration_seconds_count"
+            || (s.metric == "skiff_request_duration_seconds"
+                && s.labels.get("kind") == Some("write"))
+    });
+    assert!(writes.is_some(), "write latencies are recorded:\n{text}");
+}

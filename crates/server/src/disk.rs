@@ -1,0 +1,81 @@
+//! The real disk, with each fsync timed for `/metrics`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use skiff_wal::{Disk, DiskError, FsDisk};
+
+use crate::metrics::Metrics;
+
+/// [`FsDisk`] whose `sync` and `sync_dir` are timed into `skiff_fsync_duration_seconds`.
+pub struct TimedDisk {
+    inner: FsDisk,
+    metrics: Arc<Metrics>,
+}
+
+impl TimedDisk {
+    /// The real file system, timed into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> TimedDisk {
+        TimedDisk {
+            inner: FsDisk::new(),
+            metrics,
+        }
+    }
+}
+
+impl std::fmt::Debug for TimedDisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TimedDisk")
+    }
+}
+
+impl Disk for TimedDisk {
+    fn create_dir_all(&mut self, dir: &Path) -> Result<(), DiskError> {
+        self.inner.create_dir_all(dir)
+    }
+    fn list(&self, dir: &Path) -> Result<Vec<String>, DiskError> {
+        self.inner.list(dir)
+    }
+    fn create(&mut self, file: &Path) -> Result<(), DiskError> {
+        self.inner.create(file)
+    }
+    fn append(&mut self, file: &Path, bytes: &[u8]) -> Result<(), DiskError> {
+        self.inner.append(file, bytes)
+    }
+    fn read(&self, file: &Path, offset: u64, len_bytes: u64) -> Result<Vec<u8>, DiskError> {
+        self.inner.read(file, offset, len_bytes)
+    }
+    fn read_all(&self, file: &Path) -> Result<Vec<u8>, DiskError> {
+        self.inner.read_all(file)
+    }
+    fn len(&self, file: &Path) -> Result<u64, DiskError> {
+        self.inner.len(file)
+    }
+    fn sync(&mut self, file: &Path) -> Result<(), DiskError> {
+        let started = Instant::now();
+        let result = self.inner.sync(file);
+        self.metrics
+            .fsync_duration
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+    fn sync_dir(&mut self, dir: &Path) -> Result<(), DiskError> {
+        let inner = &mut self.inner;
+        let started = Instant::now();
+        let result = inner.sync_dir(dir);
+        self.metrics
+            .fsync_duration
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+    fn rename(&mut self, from: &Path, to: &Path) -> Result<(), DiskError> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&mut self, file: &Path) -> Result<(), DiskError> {
+        self.inner.remove(file)
+    }
+    fn truncate(&mut self, file: &Path, len_bytes: u64) -> Result<(), DiskError> {
+        self.inner.truncate(file, len_bytes)
+    }
+}
