@@ -61,6 +61,14 @@ pub struct ServeArgs {
     /// The largest key or value a client may send, in bytes [default: 8388608].
     #[arg(long)]
     pub max_bulk_bytes: Option<usize>,
+    /// Accept `POST /admin/isolate`, which cuts the node off from its peers: for
+    /// demonstrations (`skiff local` turns it on) and tests, never for production.
+    #[arg(long)]
+    #[serde(default)]
+    pub allow_fault_injection: bool,
+    /// The URL of `skiff local`'s control API, shown to the live view (set by `skiff local`).
+    #[arg(long, hide = true)]
+    pub local_control: Option<String>,
     /// Client connections served at once; more are refused with an error [default: 10000].
     #[arg(long)]
     pub max_clients: Option<usize>,
@@ -96,6 +104,8 @@ impl ServeArgs {
             max_bulk_bytes: self.max_bulk_bytes.or(file.max_bulk_bytes),
             max_frame_bytes: self.max_frame_bytes.or(file.max_frame_bytes),
             max_clients: self.max_clients.or(file.max_clients),
+            allow_fault_injection: self.allow_fault_injection || file.allow_fault_injection,
+            local_control: self.local_control.or(file.local_control),
         })
     }
 }

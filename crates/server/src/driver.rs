@@ -389,7 +389,12 @@ impl Driver {
             events,
         } = self.node.take_output();
         let metrics = self.shared.metrics.clone();
+        let isolated = self.shared.is_isolated();
         for message in messages {
+            if isolated {
+                metrics.peer_messages_dropped.inc();
+                continue;
+            }
             if matches!(message, PeerMessage::Forward { .. }) {
                 metrics.forwarded_requests.inc();
             }
@@ -446,6 +451,16 @@ impl Driver {
                     leader = soft_state.leader.map(|l| l.0),
                     "role changed"
                 );
+                let text = match soft_state.role {
+                    Role::PreCandidate => "pre-vote: asking whether it could win".to_string(),
+                    Role::Candidate => "election started: voted for itself".to_string(),
+                    Role::Leader => "won the election: now leader".to_string(),
+                    Role::Follower => match soft_state.leader {
+                        Some(leader) => format!("follower of node {}", leader.0),
+                        None => "follower, no leader known".to_string(),
+                    },
+                };
+                self.shared.publish(term.0, "role", text);
                 if soft_state.leader != self.last_leader {
                     if soft_state.leader.is_some() {
                         metrics.leader_changes.inc();
@@ -456,12 +471,26 @@ impl Driver {
                         leader = soft_state.leader.map(|l| l.0),
                         "leader changed"
                     );
+                    if let Some(leader) = soft_state.leader {
+                        self.shared
+                            .publish(term.0, "leader", format!("leader is node {}", leader.0));
+                    }
                     self.last_leader = soft_state.leader;
                 }
             }
             Event::ConfChangeApplied { index } => {
                 let conf = self.node.raw().raft().conf_state();
                 tracing::info!(node = id, index = index.0, ?conf, "membership changed");
+                self.shared.publish(
+                    self.node.raw().raft().term().0,
+                    "membership",
+                    format!(
+                        "membership changed at {}: voters {:?}, learners {:?}",
+                        index.0,
+                        conf.voters.iter().map(|v| v.0).collect::<Vec<_>>(),
+                        conf.learners.iter().map(|v| v.0).collect::<Vec<_>>()
+                    ),
+                );
             }
             Event::MemberAddressRecorded { id: member } => {
                 let addr = self.node.member_addresses().get(member).cloned();
@@ -475,6 +504,11 @@ impl Driver {
             Event::SnapshotTaken { index } => {
                 metrics.snapshots.with_label_values(&["taken"]).inc();
                 tracing::info!(node = id, index = index.0, "snapshot taken");
+                self.shared.publish(
+                    self.node.raw().raft().term().0,
+                    "snapshot",
+                    format!("snapshot taken at index {}", index.0),
+                );
             }
             Event::SnapshotInstalled { index } => {
                 metrics.snapshots.with_label_values(&["installed"]).inc();
@@ -608,7 +642,13 @@ impl Driver {
                 .0,
             keys: self.node.state_machine().len() as u64,
             pending_requests: self.node.pending_requests() as u64,
+            first_index: skiff_raft::LogStorage::first_index(self.node.wal()).0,
+            election_elapsed: raft.election_elapsed_ticks(),
+            election_timeout: raft.randomized_election_timeout_ticks(),
             members: members.into_values().collect(),
+            local_control: None,
+            fault_injection: false,
+            isolated: false,
         };
     }
 }

@@ -1,14 +1,24 @@
-//! HTTP on every node: `GET /status` (JSON), `GET /metrics` (Prometheus text), `GET /healthz`,
-//! and the operator's `POST /admin/...` requests.
+//! HTTP on every node: the live cluster view (`GET /`, fed by `GET /events`), `GET /status`
+//! (JSON), `GET /metrics` (Prometheus text), `GET /healthz`, the operator's `POST /admin/...`
+//! requests, and `POST /kv/set` for the view's write form.
+//!
+//! Every response allows any origin: the view served by one node subscribes to the events of
+//! every other node.
 
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
+use std::convert::Infallible;
+use std::time::Duration;
+
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use skiff_kv::{Command, Reply};
+use tokio::sync::broadcast::error::RecvError;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -25,6 +35,10 @@ struct AppState {
 /// Serves HTTP until the process ends.
 pub async fn serve_http(listener: TcpListener, shared: Arc<Shared>, driver: SyncSender<Input>) {
     let app = Router::new()
+        .route("/", get(view))
+        .route("/events", get(events))
+        .route("/kv/set", post(kv_set))
+        .route("/admin/isolate", post(isolate))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -33,10 +47,121 @@ pub async fn serve_http(listener: TcpListener, shared: Arc<Shared>, driver: Sync
         .route("/admin/add-learner", post(add_learner))
         .route("/admin/promote", post(promote))
         .route("/admin/remove", post(remove))
-        .with_state(AppState { shared, driver });
+        .with_state(AppState { shared, driver })
+        .layer(axum::middleware::map_response(allow_any_origin));
     if let Err(error) = axum::serve(listener, app).await {
         tracing::error!(%error, "the HTTP server stopped");
     }
+}
+
+async fn allow_any_origin(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
+}
+
+/// The live cluster view: one page, shipped inside the binary.
+async fn view() -> impl IntoResponse {
+    Html(include_str!("../web/index.html"))
+}
+
+/// Server-Sent Events: the node's status every 200 ms (`status`) and each Raft event as it
+/// happens (`raft`). A subscriber too slow for the bounded event channel gets `lagged`.
+async fn events(State(state): State<AppState>) -> impl IntoResponse {
+    let receiver = state.shared.events.subscribe();
+    let ticker = tokio::time::interval(Duration::from_millis(200));
+    let first = true;
+    let stream = futures_util::stream::unfold(
+        (receiver, ticker, state.shared, first),
+        |(mut receiver, mut ticker, shared, first)| async move {
+            let event = tokio::select! {
+                _ = ticker.tick() => Event::default()
+                    .event("status")
+                    .json_data(shared.status())
+                    .ok()?,
+                received = receiver.recv() => match received {
+                    Ok(json) => Event::default().event("raft").data(json),
+                    Err(RecvError::Lagged(missed)) => {
+                        Event::default().event("lagged").data(missed.to_string())
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
+            };
+            // Reconnect quickly to a node that was restarted.
+            let event = if first {
+                event.retry(Duration::from_millis(500))
+            } else {
+                event
+            };
+            Some((Ok::<_, Infallible>(event), (receiver, ticker, shared, false)))
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[derive(Deserialize)]
+struct SetQuery {
+    key: String,
+    value: String,
+}
+
+/// `SET key value` through this node, as a Redis client's would go.
+async fn kv_set(
+    State(state): State<AppState>,
+    Query(query): Query<SetQuery>,
+) -> (StatusCode, String) {
+    let (reply, receiver) = oneshot::channel();
+    let command = Command::Set {
+        key: query.key.clone().into_bytes(),
+        value: query.value.into_bytes(),
+        condition: Default::default(),
+    };
+    if state
+        .driver
+        .try_send(Input::Client { command, reply })
+        .is_err()
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the node is too busy\n".into());
+    }
+    match receiver.await {
+        Ok(Reply::Error(error)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")),
+        Ok(_) => (StatusCode::OK, format!("SET {} committed\n", query.key)),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down\n".into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct IsolateQuery {
+    on: bool,
+}
+
+/// Cuts the node off from its peers (or heals it): for demonstrations, only when the node
+/// runs with `--allow-fault-injection`.
+async fn isolate(
+    State(state): State<AppState>,
+    Query(query): Query<IsolateQuery>,
+) -> (StatusCode, String) {
+    if !state.shared.fault_injection {
+        return (
+            StatusCode::FORBIDDEN,
+            "fault injection is off (start the node with --allow-fault-injection)\n".into(),
+        );
+    }
+    state
+        .shared
+        .isolated
+        .store(query.on, std::sync::atomic::Ordering::Relaxed);
+    let status = state.shared.status();
+    let text = if query.on {
+        "cut off from its peers".to_string()
+    } else {
+        "reconnected to its peers".to_string()
+    };
+    tracing::warn!(node = status.id, isolated = query.on, "{text} (fault injection)");
+    state.shared.publish(status.term, "fault", text.clone());
+    (StatusCode::OK, format!("node {} {text}\n", status.id))
 }
 
 async fn status(State(state): State<AppState>) -> impl IntoResponse {

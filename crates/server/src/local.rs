@@ -26,9 +26,13 @@ pub struct LocalArgs {
     /// Peer port of node 1.
     #[arg(long, default_value_t = 7101)]
     pub peer_port: u16,
-    /// HTTP port of node 1.
+    /// HTTP port of node 1 (the live view is at http://127.0.0.1:PORT/).
     #[arg(long, default_value_t = 7201)]
     pub http_port: u16,
+    /// Port of the control API the live view uses to kill and restart nodes
+    /// [default: HTTP port of node 1 minus one].
+    #[arg(long)]
+    pub control_port: Option<u16>,
     /// Extra flags passed to every `skiff serve` (e.g. `--tick-ms 20`).
     #[arg(long, allow_hyphen_values = true, num_args = 1..)]
     pub serve_args: Vec<String>,
@@ -38,8 +42,12 @@ struct LocalNode {
     id: u16,
     client: String,
     http: String,
+    /// The command that starts it (again).
+    command: std::sync::Arc<dyn Fn() -> std::io::Result<Child> + Send + Sync>,
     child: Option<Child>,
 }
+
+type Nodes = std::sync::Arc<tokio::sync::Mutex<Vec<LocalNode>>>;
 
 fn node_dir(data_dir: &Path, id: u16) -> PathBuf {
     data_dir.join(format!("node{id}"))
@@ -61,45 +69,59 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
         .map(|id| format!("{id}=127.0.0.1:{}", args.peer_port + id - 1))
         .collect();
     let initial_cluster = initial_cluster.join(",");
+    let control_port = args.control_port.unwrap_or(args.http_port - 1);
+    let control_url = format!("http://127.0.0.1:{control_port}");
     let mut nodes = Vec::new();
     for id in 1..=args.nodes {
         let dir = node_dir(&args.data_dir, id);
         std::fs::create_dir_all(&dir)?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("node.log"))?;
         let client = format!("127.0.0.1:{}", args.client_port + id - 1);
         let http = format!("127.0.0.1:{}", args.http_port + id - 1);
-        let mut command = Command::new(&exe);
-        command
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(["--listen-client", &client])
-            .args([
-                "--listen-peer",
-                &format!("127.0.0.1:{}", args.peer_port + id - 1),
-            ])
-            .args(["--listen-http", &http])
-            .args(&args.serve_args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true);
+        let mut flags: Vec<String> = vec![
+            "serve".into(),
+            "--data-dir".into(),
+            dir.display().to_string(),
+            "--listen-client".into(),
+            client.clone(),
+            "--listen-peer".into(),
+            format!("127.0.0.1:{}", args.peer_port + id - 1),
+            "--listen-http".into(),
+            http.clone(),
+            "--local-control".into(),
+            control_url.clone(),
+            "--allow-fault-injection".into(),
+        ];
         // A node that ran before needs only its data directory.
         if !dir.join("identity.toml").exists() {
-            command
-                .args(["--id", &id.to_string()])
-                .args(["--initial-cluster", &initial_cluster]);
+            flags.extend([
+                "--id".into(),
+                id.to_string(),
+                "--initial-cluster".into(),
+                initial_cluster.clone(),
+            ]);
         }
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting node {id}"))?;
+        flags.extend(args.serve_args.iter().cloned());
+        let exe = exe.clone();
+        let log_path = dir.join("node.log");
+        let command = std::sync::Arc::new(move || -> std::io::Result<Child> {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)?;
+            Command::new(&exe)
+                .args(&flags)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+        });
+        let child = command().with_context(|| format!("starting node {id}"))?;
         nodes.push(LocalNode {
             id,
             client,
             http,
+            command,
             child: Some(child),
         });
     }
@@ -117,7 +139,16 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
             node_dir(&args.data_dir, node.id).join("node.log").display()
         );
     }
+    println!(
+        "  live view: http://{}/   (kill, restart, cut off and heal nodes from the page)",
+        nodes[0].http
+    );
     println!("Waiting for a leader… (Ctrl-C stops every node)");
+    let nodes: Nodes = std::sync::Arc::new(tokio::sync::Mutex::new(nodes));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", control_port))
+        .await
+        .with_context(|| format!("listening for the control API on port {control_port}"))?;
+    tokio::spawn(control::serve(listener, nodes.clone()));
 
     let mut last: BTreeMap<u16, (String, u64, Option<u64>)> = BTreeMap::new();
     let mut announced_leader: Option<u64> = None;
@@ -127,16 +158,24 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
             _ = ticker.tick() => {}
         }
-        for node in &mut nodes {
-            if let Some(child) = &mut node.child {
-                if let Ok(Some(exit)) = child.try_wait() {
-                    println!("node {} exited ({exit}); see its node.log", node.id);
-                    node.child = None;
-                    last.remove(&node.id);
+        let targets: Vec<(u16, String)> = {
+            let mut nodes = nodes.lock().await;
+            for node in nodes.iter_mut() {
+                if let Some(child) = &mut node.child {
+                    if let Ok(Some(exit)) = child.try_wait() {
+                        println!("node {} exited ({exit}); see its node.log", node.id);
+                        node.child = None;
+                        last.remove(&node.id);
+                    }
                 }
             }
-        }
-        let statuses = poll(&nodes).await;
+            nodes
+                .iter()
+                .filter(|n| n.child.is_some())
+                .map(|n| (n.id, n.http.clone()))
+                .collect()
+        };
+        let statuses = poll(&targets).await;
         for (id, status) in &statuses {
             let now = (status.role.clone(), status.term, status.leader);
             if last.get(id) != Some(&now) {
@@ -155,6 +194,8 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
         if let Some((leader, term)) = leader {
             if announced_leader != Some(leader) {
                 let client = nodes
+                    .lock()
+                    .await
                     .iter()
                     .find(|n| u64::from(n.id) == leader)
                     .map(|n| n.client.clone())
@@ -165,7 +206,8 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
         }
     }
     println!("Stopping…");
-    for node in &mut nodes {
+    let mut nodes = nodes.lock().await;
+    for node in nodes.iter_mut() {
         if let Some(child) = &mut node.child {
             if let Some(pid) = child.id() {
                 // SIGTERM lets the node log its stop; everything acknowledged is durable anyway.
@@ -176,7 +218,7 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
             }
         }
     }
-    for node in &mut nodes {
+    for node in nodes.iter_mut() {
         if let Some(child) = &mut node.child {
             if tokio::time::timeout(Duration::from_secs(3), child.wait())
                 .await
@@ -189,12 +231,84 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn poll(nodes: &[LocalNode]) -> Vec<(u16, NodeStatus)> {
+async fn poll(nodes: &[(u16, String)]) -> Vec<(u16, NodeStatus)> {
     let mut statuses = Vec::new();
-    for node in nodes.iter().filter(|n| n.child.is_some()) {
-        if let Ok(status) = httpc::status(&node.http).await {
-            statuses.push((node.id, status));
+    for (id, http) in nodes {
+        if let Ok(status) = httpc::status(http).await {
+            statuses.push((*id, status));
         }
     }
     statuses
+}
+
+/// The control API the live view calls to kill and restart nodes.
+mod control {
+    use axum::extract::{Query, State};
+    use axum::http::{header, HeaderValue, StatusCode};
+    use axum::response::Response;
+    use axum::routing::post;
+    use axum::Router;
+    use serde::Deserialize;
+
+    use super::Nodes;
+
+    #[derive(Deserialize)]
+    struct NodeQuery {
+        id: u16,
+    }
+
+    pub async fn serve(listener: tokio::net::TcpListener, nodes: Nodes) {
+        let app = Router::new()
+            .route("/control/kill", post(kill))
+            .route("/control/restart", post(restart))
+            .with_state(nodes)
+            .layer(axum::middleware::map_response(|mut response: Response| async {
+                response.headers_mut().insert(
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
+                );
+                response
+            }));
+        if let Err(error) = axum::serve(listener, app).await {
+            eprintln!("the control API stopped: {error}");
+        }
+    }
+
+    /// `kill -9`: the node loses nothing it acknowledged.
+    async fn kill(State(nodes): State<Nodes>, Query(query): Query<NodeQuery>) -> (StatusCode, String) {
+        let mut nodes = nodes.lock().await;
+        let Some(node) = nodes.iter_mut().find(|n| n.id == query.id) else {
+            return (StatusCode::NOT_FOUND, format!("no node {}\n", query.id));
+        };
+        let Some(mut child) = node.child.take() else {
+            return (StatusCode::CONFLICT, format!("node {} is not running\n", query.id));
+        };
+        let _ = child.kill().await;
+        println!("node {} killed (kill -9) from the live view", query.id);
+        (StatusCode::OK, format!("node {} killed\n", query.id))
+    }
+
+    async fn restart(
+        State(nodes): State<Nodes>,
+        Query(query): Query<NodeQuery>,
+    ) -> (StatusCode, String) {
+        let mut nodes = nodes.lock().await;
+        let Some(node) = nodes.iter_mut().find(|n| n.id == query.id) else {
+            return (StatusCode::NOT_FOUND, format!("no node {}\n", query.id));
+        };
+        if node.child.is_some() {
+            return (StatusCode::CONFLICT, format!("node {} is running\n", query.id));
+        }
+        match (node.command)() {
+            Ok(child) => {
+                node.child = Some(child);
+                println!("node {} restarted from the live view", query.id);
+                (StatusCode::OK, format!("node {} restarted\n", query.id))
+            }
+            Err(error) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("node {} did not start: {error}\n", query.id),
+            ),
+        }
+    }
 }

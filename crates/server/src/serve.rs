@@ -121,6 +121,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
         let shared = Arc::new(Shared {
             metrics,
+            fault_injection: args.allow_fault_injection,
+            local_control: args.local_control.clone(),
             ..Shared::default()
         });
         if let Ok(mut advertised) = shared.advertised.write() {

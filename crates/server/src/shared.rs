@@ -2,6 +2,7 @@
 //! the addresses other nodes advertise, and counters for `/metrics`.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -54,8 +55,33 @@ pub struct NodeStatus {
     pub keys: u64,
     /// Client requests waiting on this node.
     pub pending_requests: u64,
+    /// The first index still in the log.
+    pub first_index: u64,
+    /// Ticks since the election timer was reset.
+    pub election_elapsed: u64,
+    /// The randomized election timeout, in ticks.
+    pub election_timeout: u64,
     /// The members.
     pub members: Vec<MemberStatus>,
+    /// The control API of `skiff local`, when the node runs under it.
+    pub local_control: Option<String>,
+    /// Whether the node accepts `POST /admin/isolate` (demonstrations and tests only).
+    pub fault_injection: bool,
+    /// Whether the node is cut off from its peers by `POST /admin/isolate`.
+    pub isolated: bool,
+}
+
+/// Something that happened, as the live view and `skiff local` show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterEvent {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The term it happened in.
+    pub term: u64,
+    /// `role`, `leader`, `membership`, `snapshot`, `recovery`.
+    pub kind: String,
+    /// What happened, in words.
+    pub text: String,
 }
 
 /// Addresses another node advertised when it connected.
@@ -68,7 +94,7 @@ pub struct Advertised {
 }
 
 /// State shared between the driver thread and the async tasks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Shared {
     /// The latest status the driver published.
     pub status: RwLock<NodeStatus>,
@@ -76,11 +102,60 @@ pub struct Shared {
     pub advertised: RwLock<BTreeMap<u64, Advertised>>,
     /// The Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Events for the live view's subscribers (bounded: a slow subscriber misses events).
+    pub events: tokio::sync::broadcast::Sender<String>,
+    /// Set by `POST /admin/isolate`: every peer message in or out is dropped.
+    pub isolated: AtomicBool,
+    /// Whether `POST /admin/isolate` is allowed.
+    pub fault_injection: bool,
+    /// The control API of `skiff local`, shown to the live view.
+    pub local_control: Option<String>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            status: RwLock::default(),
+            advertised: RwLock::default(),
+            metrics: Arc::default(),
+            events: tokio::sync::broadcast::channel(256).0,
+            isolated: AtomicBool::new(false),
+            fault_injection: false,
+            local_control: None,
+        }
+    }
 }
 
 impl Shared {
     /// The latest status.
     pub fn status(&self) -> NodeStatus {
-        self.status.read().map(|s| s.clone()).unwrap_or_default()
+        let mut status = self.status.read().map(|s| s.clone()).unwrap_or_default();
+        status.local_control = self.local_control.clone();
+        status.fault_injection = self.fault_injection;
+        status.isolated = self.is_isolated();
+        status
+    }
+
+    /// Whether peer traffic is being dropped on purpose.
+    pub fn is_isolated(&self) -> bool {
+        self.isolated.load(Ordering::Relaxed)
+    }
+
+    /// Publishes an event to the live view's subscribers, if any.
+    pub fn publish(&self, term: u64, kind: &str, text: String) {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let event = ClusterEvent {
+            at_ms,
+            term,
+            kind: kind.to_string(),
+            text,
+        };
+        if let Ok(json) = serde_json::to_string(&event) {
+            // No subscriber is not an error.
+            let _ = self.events.send(json);
+        }
     }
 }

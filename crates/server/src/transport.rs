@@ -296,6 +296,10 @@ async fn receive_from_peer(
                 hello.from
             )));
         }
+        if shared.is_isolated() {
+            shared.metrics.peer_messages_dropped.inc();
+            continue;
+        }
         match driver.try_send(Input::Peer(message)) {
             Ok(()) => {}
             // The driver is behind: drop, as the network would; Raft retransmits.
