@@ -4,86 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
-use common::{serial, skiff_bin};
+use common::{free_base_port, serial, Local};
 use redis::Commands;
-
-/// A base port such that base..base+3 are free for clients, peers and HTTP (+100, +200).
-fn free_base_port() -> u16 {
-    for _ in 0..100 {
-        let base = 20_000 + (rand::random::<u16>() % 30_000);
-        let free = (0..3)
-            .flat_map(|i| [base + i, base + 100 + i, base + 200 + i])
-            .all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok());
-        if free {
-            return base;
-        }
-    }
-    panic!("no free port range");
-}
-
-struct Local {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Local {
-    fn start(data_dir: &std::path::Path, base: u16) -> Local {
-        let mut child = Command::new(skiff_bin())
-            .arg("local")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--client-port", &base.to_string()])
-            .args(["--peer-port", &(base + 100).to_string()])
-            .args(["--http-port", &(base + 200).to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("skiff local starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                eprintln!("local: {line}");
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Local { child, lines }
-    }
-
-    /// Waits for the "leader: node N" line and returns N.
-    fn leader(&self) -> u16 {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(15))
-                .expect("skiff local reports a leader");
-            if let Some(rest) = line.strip_prefix("leader: node ") {
-                return rest
-                    .split_whitespace()
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .expect("a node id");
-            }
-        }
-    }
-
-    fn stop(mut self) {
-        common::send_signal(self.child.id(), libc::SIGINT);
-        let status = self.child.wait().expect("skiff local exits");
-        assert!(
-            status.success(),
-            "skiff local exits cleanly on Ctrl-C: {status}"
-        );
-    }
-}
 
 fn redis_benchmark(port: u16) -> String {
     let output = Command::new("redis-benchmark")

@@ -5,11 +5,11 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -390,3 +390,76 @@ pub fn non_empty(path: &Path) -> bool {
         .map(|m| m.len() > 0)
         .unwrap_or(false)
 }
+
+/// A base port such that base..base+3 are free for clients, peers and HTTP (+100, +200).
+pub fn free_base_port() -> u16 {
+    for _ in 0..100 {
+        let base = 20_000 + (rand::random::<u16>() % 30_000);
+        let free = (0..3)
+            .flat_map(|i| [base + i, base + 100 + i, base + 200 + i])
+            .all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+pub struct Local {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Local {
+    pub fn start(data_dir: &std::path::Path, base: u16) -> Local {
+        let mut child = Command::new(skiff_bin())
+            .arg("local")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--client-port", &base.to_string()])
+            .args(["--peer-port", &(base + 100).to_string()])
+            .args(["--http-port", &(base + 200).to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("skiff local starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("local: {line}");
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Local { child, lines }
+    }
+
+    /// Waits for the "leader: node N" line and returns N.
+    pub fn leader(&self) -> u16 {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(15))
+                .expect("skiff local reports a leader");
+            if let Some(rest) = line.strip_prefix("leader: node ") {
+                return rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("a node id");
+            }
+        }
+    }
+
+    pub fn stop(mut self) {
+        send_signal(self.child.id(), libc::SIGINT);
+        let status = self.child.wait().expect("skiff local exits");
+        assert!(
+            status.success(),
+            "skiff local exits cleanly on Ctrl-C: {status}"
+        );
+    }
+}
+
