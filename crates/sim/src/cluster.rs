@@ -269,6 +269,9 @@ pub struct Cluster {
     nodes: BTreeMap<NodeId, SimNode>,
     network: Network,
     rng: ChaCha8Rng,
+    /// A stream of its own for how crashes hit the disk, so that scenarios drawing their
+    /// faults from [`Cluster::rng`] see the same draws whatever the disk faults drew.
+    disk_rng: ChaCha8Rng,
     paused_until_ms: BTreeMap<NodeId, u64>,
     /// Ticks a paused node missed; it catches up on them before anything else when it wakes,
     /// as a process whose timer follows a monotonic clock does.
@@ -327,6 +330,7 @@ impl Cluster {
         let ids: Vec<NodeId> = (1..=options.nodes as u64).map(NodeId).collect();
         let mut cluster = Cluster {
             rng: ChaCha8Rng::seed_from_u64(options.seed),
+            disk_rng: ChaCha8Rng::seed_from_u64(options.seed ^ 0xD15C_FA17_D15C_FA17),
             network: Network::new(options.network.clone()),
             trace: Trace::new(options.trace_keep, options.print_trace),
             now_ms: 0,
@@ -1189,14 +1193,18 @@ impl Cluster {
             return;
         }
         let writing = sim_node.is_writing();
-        let kind = if writing && self.rng.gen_bool(self.options.mid_write_crash_probability) {
+        let kind = if writing
+            && self
+                .disk_rng
+                .gen_bool(self.options.mid_write_crash_probability)
+        {
             self.stats.mid_write_crashes += 1;
             CrashKind::MidWrite
         } else {
             CrashKind::BetweenWrites
         };
-        let tear = self.rng.gen_bool(0.5);
-        let mut choices = ChaCha8Rng::seed_from_u64(self.rng.gen());
+        let tear = self.disk_rng.gen_bool(0.5);
+        let mut choices = ChaCha8Rng::seed_from_u64(self.disk_rng.gen());
         let sim_node = self.nodes.get_mut(&node).expect("checked above");
         sim_node.crash(kind, |_, unsynced| {
             if tear {
@@ -1300,7 +1308,7 @@ impl Cluster {
     /// down (media corruption); with `spare_final_batch`, never in the last write batch of
     /// its log. Returns whether a bit was flipped.
     pub fn flip_durable_bit(&mut self, node: NodeId, spare_final_batch: bool) -> bool {
-        let mut choices = ChaCha8Rng::seed_from_u64(self.rng.gen());
+        let mut choices = ChaCha8Rng::seed_from_u64(self.disk_rng.gen());
         let Some(sim_node) = self.nodes.get_mut(&node) else {
             return false;
         };
