@@ -324,6 +324,25 @@ impl LogView for NodeLog<'_> {
     }
 }
 
+/// A node's durable log: what its disk holds, without the core's unstable tail (which may
+/// already have been rewritten while a batch was being written).
+struct DurableLog<'a>(&'a Wal<MemDisk>);
+
+impl LogView for DurableLog<'_> {
+    fn first_index(&self) -> LogIndex {
+        self.0.first_index()
+    }
+    fn last_index(&self) -> LogIndex {
+        self.0.last_index()
+    }
+    fn entry(&self, index: LogIndex) -> Option<Entry> {
+        if index.0 == 0 {
+            return None;
+        }
+        self.0.entries(index, index.next(), u64::MAX).ok()?.pop()
+    }
+}
+
 impl Cluster {
     /// A new cluster; every node starts as a follower at term 0 with an empty log.
     pub fn new(options: ClusterOptions) -> Cluster {
@@ -604,7 +623,8 @@ impl Cluster {
             return;
         };
         let raw = running.raw();
-        let log = NodeLog(raw);
+        // A batch is judged against the log it was written to: the durable one.
+        let log = DurableLog(running.wal());
         let term_now = raw.raft().term();
         let mut result = Ok(());
         let mut installed = None;
