@@ -1,5 +1,7 @@
-//! Skiff's deterministic simulator: the real Raft core, a faulty network and crashing nodes,
-//! driven by one seed, with independent checkers of Raft's safety properties after every step.
+//! Skiff's deterministic simulator: the real node driver (`skiff-node`: the Raft core, the
+//! WAL over a simulated disk, the key-value state machine), a faulty network, crashing nodes
+//! and failing disks, driven by one seed, with independent checkers of Raft's safety
+//! properties after every step.
 //!
 //! # Layout
 //! - [`cluster`]: the simulated cluster — event queue, logical time, faults, clients.
