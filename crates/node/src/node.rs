@@ -130,6 +130,10 @@ pub trait Observer {
     /// A committed entry was applied; `reply` is the state machine's answer for a client
     /// command.
     fn applied(&mut self, _entry: &Entry, _reply: Option<&Reply>) {}
+    /// The state machine now holds the effect of every entry up to `index`: called after each
+    /// committed entry is applied and after a snapshot from the leader replaced the state
+    /// machine, so that a checker can compare replicas' states index by index.
+    fn state_reached(&mut self, _index: LogIndex, _state: &StateMachine) {}
 }
 
 /// An [`Observer`] that watches nothing.
@@ -216,6 +220,11 @@ impl<D: Disk> Node<D> {
     /// One tick of logical time.
     pub fn tick(&mut self) {
         self.raw.tick();
+    }
+
+    /// Starts an election now (PreVote first when enabled), as if the election timer had fired.
+    pub fn campaign(&mut self) {
+        self.raw.campaign();
     }
 
     /// Takes a client command. Its reply comes out in [`Output::replies`] under `id`:
@@ -343,8 +352,14 @@ impl<D: Disk> Node<D> {
 
     /// Snapshots the state machine now and compacts the log below it.
     pub fn take_snapshot(&mut self) -> Result<LogIndex, NodeError> {
-        let index = self.raw.raft().log().applied();
-        if index > self.raw.storage().snapshot_meta().index {
+        // The snapshot is labelled with the index its data reflects: the state machine's.
+        // The core's applied index runs ahead of it while a snapshot received from the
+        // leader is still being written (the core has restored it, the state machine not).
+        let index = self.applied;
+        // A snapshot the core received and has not handed over yet will replace the state
+        // machine, and the log below it is no longer the core's to read: nothing to take.
+        let receiving = self.raw.raft().log().applied() > index;
+        if index > self.raw.storage().snapshot_meta().index && !receiving {
             let data = payload::encode_snapshot(&self.addresses, &self.state_machine.snapshot());
             self.raw.take_snapshot(index, data)?;
             self.output.events.push(Event::SnapshotTaken { index });
@@ -355,8 +370,7 @@ impl<D: Disk> Node<D> {
     /// Entries applied since the last snapshot: a driver that takes snapshots itself
     /// (`snapshot_every_entries = 0`) compares this with its own threshold.
     pub fn entries_since_snapshot(&self) -> u64 {
-        let applied = self.raw.raft().log().applied();
-        applied
+        self.applied
             .0
             .saturating_sub(self.raw.storage().snapshot_meta().index.0)
     }
@@ -441,6 +455,7 @@ impl<D: Disk> Node<D> {
         if let Some(meta) = &ready.snapshot {
             self.restore_snapshot(meta)?;
             observer.snapshot_installed(meta);
+            observer.state_reached(meta.index, &self.state_machine);
         }
         for entry in &ready.committed_entries {
             self.apply(entry, observer);
@@ -488,6 +503,12 @@ impl<D: Disk> Node<D> {
     /// The last index applied to the state machine.
     pub fn applied(&self) -> LogIndex {
         self.applied
+    }
+
+    /// The disk, for fault injection: the simulator makes its syncs fail to stop a node in
+    /// the middle of a write. Writing to it behind the log's back breaks the log.
+    pub fn disk_mut(&mut self) -> &mut D {
+        self.raw.storage_mut().disk_mut()
     }
 
     /// Stops the node and gives its disk back, as a crash does: a batch between `begin` and
@@ -583,6 +604,7 @@ impl<D: Disk> Node<D> {
             EntryKind::Noop => None,
         };
         observer.applied(entry, reply.as_ref());
+        observer.state_reached(entry.index, &self.state_machine);
         // Requests proposed at earlier indexes can no longer be answered by their own entry.
         while let Some((&index, _)) = self.proposals.first_key_value() {
             if index >= entry.index {
@@ -607,13 +629,7 @@ impl<D: Disk> Node<D> {
     fn restore_snapshot(&mut self, meta: &SnapshotMeta) -> Result<(), NodeError> {
         let wal = self.raw.storage();
         let data = wal.snapshot_chunk(0, wal.snapshot_len())?;
-        self.state_machine =
-            StateMachine::restore(self.config.kv.clone(), &data).map_err(|source| {
-                NodeError::Snapshot {
-                    index: meta.index,
-                    source,
-                }
-            })?;
+        (self.state_machine, self.addresses) = restore(&self.config.kv, meta.index, &data)?;
         self.applied = meta.index;
         // Writes the snapshot covers may or may not be in it.
         let covered: Vec<LogIndex> = self
@@ -649,7 +665,7 @@ impl<D: Disk> Node<D> {
     fn maybe_take_snapshot(&mut self) -> Result<(), NodeError> {
         let every = self.config.snapshot_every_entries;
         let last = self.raw.storage().snapshot_meta().index;
-        if every > 0 && self.raw.raft().log().applied().0 >= last.0 + every {
+        if every > 0 && self.applied.0 >= last.0 + every {
             self.take_snapshot()?;
         }
         Ok(())

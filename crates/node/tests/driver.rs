@@ -399,3 +399,38 @@ fn a_follower_refuses_to_record_member_addresses() {
         vec![(5, Reply::error(errors::NO_LEADER))]
     );
 }
+
+#[test]
+fn a_follower_far_behind_is_sent_a_snapshot_and_restores_store_and_addresses_from_it() {
+    let mut cluster = Cluster::new(4);
+    cluster.elect(1);
+    cluster
+        .nodes
+        .get_mut(&NodeId(1))
+        .expect("exists")
+        .propose_member_address(500, NodeId(4), "10.0.0.4:7101".into());
+    cluster.settle();
+    cluster.isolated = vec![NodeId(3)];
+    for i in 0..12 {
+        cluster.submit(1, set(&format!("k{i}"), "v"));
+        cluster.settle();
+    }
+    cluster.tick(2);
+    let leader_log_start = skiff_raft::LogStorage::first_index(cluster.nodes[&NodeId(1)].wal());
+    assert!(
+        leader_log_start > LogIndex(3),
+        "the leader compacted past what node 3 has"
+    );
+    cluster.isolated.clear();
+    cluster.tick(10);
+    let node3 = &cluster.nodes[&NodeId(3)];
+    assert!(cluster
+        .events
+        .iter()
+        .any(|(id, e)| *id == NodeId(3) && matches!(e, Event::SnapshotInstalled { .. })));
+    assert_eq!(node3.state_machine().len(), 12);
+    assert_eq!(
+        node3.member_addresses().get(&NodeId(4)).map(String::as_str),
+        Some("10.0.0.4:7101")
+    );
+}

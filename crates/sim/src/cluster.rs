@@ -1,21 +1,31 @@
 //! A simulated cluster: nodes, network, logical time and an event queue, all driven by one
 //! seed. Scenario tests and randomized runs both use this API; the checkers watch every step.
+//!
+//! Each node is the real [`skiff_node::Node`] over a [`skiff_wal::MemDisk`]. The driver's two
+//! halves are two events: `Drive` calls [`Node::begin`] (a Ready is taken and the messages
+//! that may leave before the write go out), and `Persist`, a seeded disk delay later, calls
+//! [`Node::finish`] (the batch is synced, then what needed durability goes out, committed
+//! entries are applied and clients answered). A crash in between loses the batch.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use skiff_kv::{Command, Reply, StateMachine};
+use skiff_node::{Event as NodeEvent, Node, NodeConfig, PeerMessage, RequestId};
 use skiff_raft::{
-    AppendResponse, ConfChange, ConfState, Config, Entry, EntryKind, HardState, LogIndex,
-    LogStorage, Message, MessageBody, NodeId, ProposeError, RawNode, Role, Term,
+    AppendResponse, ConfChange, ConfState, Config, Entry, HardState, LogIndex, LogStorage, Message,
+    MessageBody, NodeId, RawNode, Role, Term,
 };
+use skiff_wal::{MemDisk, Wal, WalOptions};
 
 use crate::checkers::{Checkers, LogView, Violation};
-use crate::kv::{Command, KvStore, Reply};
 use crate::network::{Network, NetworkOptions, Partition, Route};
-use crate::node::{SimNode, SimStorage};
+use crate::node::{CrashKind, SimNode, SIM_CLUSTER_ID};
+use crate::observer::{state_digest, Observed, Recorder};
 use crate::trace::{Trace, TraceEvent};
+use crate::values::{decode_value, value_command};
 
 /// How a simulated cluster is set up.
 #[derive(Clone, Debug)]
@@ -49,6 +59,13 @@ pub struct ClusterOptions {
     pub disk_delay_ms: (u64, u64),
     /// Entries per AppendEntries.
     pub max_append_entries: usize,
+    /// A WAL segment file that reaches this size is closed and the next batch starts a new
+    /// one (small sizes exercise rollover and the removal of compacted segments).
+    pub max_segment_bytes: u64,
+    /// Probability that a crash of a node in the middle of a disk write comes while the
+    /// batch's bytes are being written (they may survive in part: a torn write) rather than
+    /// before the write started.
+    pub mid_write_crash_probability: f64,
     /// Node ids up to this may join the cluster through membership changes (ids above
     /// `nodes` start only when added).
     pub pool_size: usize,
@@ -60,7 +77,7 @@ pub struct ClusterOptions {
 
 impl ClusterOptions {
     /// `nodes` voters on a reliable network: 10 ms ticks, 50 ms heartbeats, elections after
-    /// 300–600 ms, PreVote and CheckQuorum on.
+    /// 300–600 ms, PreVote and CheckQuorum on, 16 KiB WAL segments.
     pub fn new(nodes: usize) -> ClusterOptions {
         ClusterOptions {
             nodes,
@@ -77,6 +94,8 @@ impl ClusterOptions {
             max_snapshot_chunk_bytes: 1024 * 1024,
             disk_delay_ms: (0, 3),
             max_append_entries: 64,
+            max_segment_bytes: 16 * 1024,
+            mid_write_crash_probability: 0.5,
             pool_size: nodes,
             trace_keep: 200,
             print_trace: false,
@@ -129,12 +148,22 @@ pub struct Stats {
     pub conf_changes: u64,
     /// Snapshots received from a leader and installed.
     pub snapshot_installs: u64,
+    /// Crashes that came in the middle of a disk write (the sync never returned).
+    pub mid_write_crashes: u64,
+    /// Restarts whose recovery cut a torn write off the log.
+    pub torn_tails: u64,
+    /// Bits flipped in durable segment files.
+    pub bit_flips: u64,
+    /// Restarts refused by the durable log (the node stays down for good).
+    pub refused_starts: u64,
+    /// Client requests forwarded by a follower to the leader.
+    pub forwards: u64,
 }
 
 #[derive(Debug)]
 enum Event {
     Tick { node: NodeId, life: u64 },
-    Deliver(Message),
+    Deliver(PeerMessage),
     Drive { node: NodeId, life: u64 },
     Persist { node: NodeId, life: u64 },
     Restart { node: NodeId },
@@ -178,13 +207,32 @@ pub struct Proposal {
     pub term: Term,
 }
 
-/// A read a client waits for.
-#[derive(Clone, Debug)]
-struct ReadWait {
-    node: NodeId,
-    key: String,
-    /// Set once the leader confirmed the read: serve when the node has applied this far.
-    index: Option<LogIndex>,
+/// Why a node did not take a proposal.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The node is down or paused: nothing reached it.
+    #[error("{0} is unreachable")]
+    Unreachable(NodeId),
+    /// Only the leader takes proposals (a scenario's proposal is not forwarded).
+    #[error("not the leader (leader hint: {leader_hint:?})")]
+    NotLeader {
+        /// The leader the node knows of.
+        leader_hint: Option<NodeId>,
+    },
+    /// The node answered with this error at once.
+    #[error("refused: {0:?}")]
+    Reply(Reply),
+}
+
+/// What became of a client request handed to a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    /// The node is down or paused: the request never reached it, so it was not applied.
+    Unreachable,
+    /// The node answered at once, without forwarding the request anywhere.
+    Answered(Reply),
+    /// The reply will come later (see [`Cluster::take_reply`]).
+    Pending,
 }
 
 /// How a read ended.
@@ -196,6 +244,21 @@ pub enum ReadOutcome {
     Refused,
 }
 
+impl ReadOutcome {
+    /// The outcome a `GET`'s reply tells.
+    pub fn of(reply: &Reply) -> ReadOutcome {
+        match reply {
+            Reply::Bulk(bytes) => ReadOutcome::Value(Some(String::from_utf8_lossy(bytes).into())),
+            Reply::Nil => ReadOutcome::Value(None),
+            _ => ReadOutcome::Refused,
+        }
+    }
+}
+
+/// Request ids the cluster gives its own proposals (scenario values and commands), far above
+/// those of clients.
+const OWN_REQUEST_IDS: RequestId = 1 << 48;
+
 /// The simulated cluster.
 pub struct Cluster {
     options: ClusterOptions,
@@ -206,6 +269,9 @@ pub struct Cluster {
     nodes: BTreeMap<NodeId, SimNode>,
     network: Network,
     rng: ChaCha8Rng,
+    /// A stream of its own for how crashes hit the disk, so that scenarios drawing their
+    /// faults from [`Cluster::rng`] see the same draws whatever the disk faults drew.
+    disk_rng: ChaCha8Rng,
     paused_until_ms: BTreeMap<NodeId, u64>,
     /// Ticks a paused node missed; it catches up on them before anything else when it wakes,
     /// as a process whose timer follows a monotonic clock does.
@@ -217,17 +283,15 @@ pub struct Cluster {
     stats: Stats,
     roles: BTreeMap<NodeId, Role>,
     applied_values: BTreeMap<NodeId, Vec<u64>>,
-    /// Every bare value applied anywhere, by index: what a snapshot at an index contains.
+    /// Every numbered value applied anywhere, by index: what a snapshot at an index contains.
     committed_values: BTreeMap<LogIndex, u64>,
-    kv: BTreeMap<NodeId, KvStore>,
-    /// Key-value writes a client waits for: operation id → the node that accepted it.
-    write_waiters: BTreeMap<u64, NodeId>,
-    /// Replies to those writes, once that node applied them.
-    write_replies: BTreeMap<u64, Reply>,
-    /// Reads a client waits for: request id → where and what.
-    read_waiters: BTreeMap<u64, ReadWait>,
-    /// Answers to those reads.
-    read_replies: BTreeMap<u64, ReadOutcome>,
+    /// Client requests waiting for a reply: request id → the node it was handed to.
+    waiting: BTreeMap<RequestId, NodeId>,
+    /// Replies to those requests.
+    replies: BTreeMap<RequestId, Reply>,
+    /// Which of the waiting requests are reads.
+    reads: BTreeSet<RequestId>,
+    next_own_request: RequestId,
     proposals: Vec<Proposal>,
     hold: Option<MessageFilter>,
     held: Vec<Message>,
@@ -235,10 +299,10 @@ pub struct Cluster {
     initial_voters: Vec<NodeId>,
 }
 
-/// Chooses messages for a scenario to hold back.
+/// Chooses Raft messages for a scenario to hold back.
 pub type MessageFilter = Box<dyn FnMut(&Message) -> bool>;
 
-struct NodeLog<'a>(&'a RawNode<SimStorage>);
+struct NodeLog<'a>(&'a RawNode<Wal<MemDisk>>);
 
 impl LogView for NodeLog<'_> {
     fn first_index(&self) -> LogIndex {
@@ -260,19 +324,22 @@ impl LogView for NodeLog<'_> {
     }
 }
 
-/// The payload a client value is written as: a [`Command::Value`], then padding.
-pub fn encode_value(value: u64, padding: usize) -> Vec<u8> {
-    Command::Value(value).encode(padding)
-}
+/// A node's durable log: what its disk holds, without the core's unstable tail (which may
+/// already have been rewritten while a batch was being written).
+struct DurableLog<'a>(&'a Wal<MemDisk>);
 
-/// The client value in an entry, if it carries one.
-pub fn decode_value(entry: &Entry) -> Option<u64> {
-    if entry.kind != EntryKind::Normal {
-        return None;
+impl LogView for DurableLog<'_> {
+    fn first_index(&self) -> LogIndex {
+        self.0.first_index()
     }
-    match Command::decode(&entry.data)? {
-        Command::Value(value) => Some(value),
-        _ => None,
+    fn last_index(&self) -> LogIndex {
+        self.0.last_index()
+    }
+    fn entry(&self, index: LogIndex) -> Option<Entry> {
+        if index.0 == 0 {
+            return None;
+        }
+        self.0.entries(index, index.next(), u64::MAX).ok()?.pop()
     }
 }
 
@@ -282,6 +349,7 @@ impl Cluster {
         let ids: Vec<NodeId> = (1..=options.nodes as u64).map(NodeId).collect();
         let mut cluster = Cluster {
             rng: ChaCha8Rng::seed_from_u64(options.seed),
+            disk_rng: ChaCha8Rng::seed_from_u64(options.seed ^ 0xD15C_FA17_D15C_FA17),
             network: Network::new(options.network.clone()),
             trace: Trace::new(options.trace_keep, options.print_trace),
             now_ms: 0,
@@ -297,39 +365,51 @@ impl Cluster {
             roles: BTreeMap::new(),
             applied_values: BTreeMap::new(),
             committed_values: BTreeMap::new(),
-            kv: BTreeMap::new(),
-            write_waiters: BTreeMap::new(),
-            write_replies: BTreeMap::new(),
-            read_waiters: BTreeMap::new(),
-            read_replies: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            replies: BTreeMap::new(),
+            reads: BTreeSet::new(),
+            next_own_request: OWN_REQUEST_IDS,
             proposals: Vec::new(),
             hold: None,
             held: Vec::new(),
             initial_voters: ids.clone(),
-            ids: ids.clone(),
+            ids: Vec::new(),
             options,
         };
-        for &id in &ids {
-            let node = SimNode::new(cluster.config_for(id, 0));
-            cluster.nodes.insert(id, node);
-            cluster.roles.insert(id, Role::Follower);
-            cluster.start_ticking(id, 0);
+        for id in ids {
+            cluster.start_fresh(id);
         }
         cluster
     }
 
-    /// The node's Raft settings for its `life`-th start.
-    fn config_for(&self, id: NodeId, life: u64) -> Config {
-        let mut config = Config::new(id, self.initial_voters.iter().copied());
-        config.election_timeout_ticks = self.options.election_timeout_ticks;
-        config.heartbeat_interval_ticks = self.options.heartbeat_interval_ticks;
-        config.pre_vote = self.options.pre_vote;
-        config.check_quorum = self.options.check_quorum;
-        config.read_lease = self.options.read_lease;
-        config.snapshot_trailing_entries = self.options.snapshot_trailing_entries;
-        config.max_snapshot_chunk_bytes = self.options.max_snapshot_chunk_bytes;
-        config.max_append_entries = self.options.max_append_entries;
-        config.seed = self.options.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ (id.0 << 32) ^ life;
+    /// Starts node `id` for the first time, on an empty disk.
+    fn start_fresh(&mut self, id: NodeId) {
+        let node = SimNode::start(id.0, self.config_for(id, 0))
+            .expect("the simulator's configuration is valid");
+        self.nodes.insert(id, node);
+        self.roles.insert(id, Role::Follower);
+        self.ids.push(id);
+        self.start_ticking(id, 0);
+    }
+
+    /// The node's settings for its `life`-th start.
+    fn config_for(&self, id: NodeId, life: u64) -> NodeConfig {
+        let mut raft = Config::new(id, self.initial_voters.iter().copied());
+        raft.election_timeout_ticks = self.options.election_timeout_ticks;
+        raft.heartbeat_interval_ticks = self.options.heartbeat_interval_ticks;
+        raft.pre_vote = self.options.pre_vote;
+        raft.check_quorum = self.options.check_quorum;
+        raft.read_lease = self.options.read_lease;
+        raft.snapshot_trailing_entries = self.options.snapshot_trailing_entries;
+        raft.max_snapshot_chunk_bytes = self.options.max_snapshot_chunk_bytes;
+        raft.max_append_entries = self.options.max_append_entries;
+        raft.seed = self.options.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ (id.0 << 32) ^ life;
+        let mut config = NodeConfig::new(raft, SIM_CLUSTER_ID);
+        config.wal = WalOptions {
+            max_segment_bytes: self.options.max_segment_bytes,
+            ..WalOptions::new(SIM_CLUSTER_ID)
+        };
+        config.snapshot_every_entries = self.options.snapshot_every_entries;
         config
     }
 
@@ -407,6 +487,14 @@ impl Cluster {
             .is_some_and(|n| n.is_up() && n.incarnation == life)
     }
 
+    fn running_mut(&mut self, node: NodeId) -> Option<&mut Node<MemDisk>> {
+        self.nodes.get_mut(&node).and_then(SimNode::running_mut)
+    }
+
+    fn running(&self, node: NodeId) -> Option<&Node<MemDisk>> {
+        self.nodes.get(&node).and_then(SimNode::running)
+    }
+
     fn on_tick(&mut self, node: NodeId, life: u64) {
         if !self.is_current_life(node, life) {
             return;
@@ -420,8 +508,8 @@ impl Cluster {
             return;
         }
         self.catch_up(node);
-        if let Some(raw) = self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut()) {
-            raw.tick();
+        if let Some(running) = self.running_mut(node) {
+            running.tick();
             self.stats.ticks += 1;
             self.mark_dirty(node);
         }
@@ -432,29 +520,29 @@ impl Cluster {
         let Some(missed) = self.missed_ticks.remove(&node) else {
             return;
         };
-        if let Some(raw) = self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut()) {
+        if let Some(running) = self.running_mut(node) {
             for _ in 0..missed {
-                raw.tick();
+                running.tick();
             }
             self.stats.ticks += missed;
             self.mark_dirty(node);
         }
     }
 
-    fn on_deliver(&mut self, message: Message) {
-        let to = message.to;
+    fn on_deliver(&mut self, message: PeerMessage) {
+        let to = message.to();
         if let Some(until) = self.paused_until(to) {
             self.schedule(until, Event::Deliver(message));
             return;
         }
         self.catch_up(to);
-        let Some(raw) = self.nodes.get_mut(&to).and_then(|n| n.raw.as_mut()) else {
+        let Some(running) = self.running_mut(to) else {
             self.trace
                 .record(self.now_ms, TraceEvent::Drop(message, "receiver down"));
             self.stats.dropped += 1;
             return;
         };
-        let result = raw.step(message.clone());
+        let result = running.step(message.clone());
         self.trace.record(self.now_ms, TraceEvent::Deliver(message));
         if let Err(err) = result {
             self.trace.record(
@@ -462,15 +550,18 @@ impl Cluster {
                 TraceEvent::Note(format!("{to} refused a message: {err}")),
             );
         }
+        self.drain(to);
         self.mark_dirty(to);
     }
 
     /// The core has work: take its next Ready now, unless a batch is still being written
     /// (then the end of that write looks again).
     fn mark_dirty(&mut self, node: NodeId) {
-        let writing = self.nodes.get(&node).is_some_and(SimNode::is_writing);
-        if !writing && self.drive_scheduled.insert(node) {
-            let life = self.nodes[&node].incarnation;
+        let Some(sim_node) = self.nodes.get(&node) else {
+            return;
+        };
+        if !sim_node.is_writing() && self.drive_scheduled.insert(node) {
+            let life = sim_node.incarnation;
             self.schedule(self.now_ms, Event::Drive { node, life });
         }
     }
@@ -486,73 +577,19 @@ impl Cluster {
         }
         self.catch_up(node);
         self.drive_scheduled.remove(&node);
-        let sim_node = self.nodes.get_mut(&node).expect("known node");
-        if !sim_node.can_begin() {
+        let began = self.running_mut(node).is_some_and(Node::begin);
+        if !began {
             return;
         }
-        let out = sim_node.begin();
-        let raw = sim_node.raw.as_ref().expect("a running node was driven");
-        let term = raw.raft().term();
-        let log = NodeLog(raw);
-        let mut result = Ok(());
-        if let Some(soft) = out.soft_state {
-            let previous = self.roles.insert(node, soft.role);
-            self.trace.record(
-                self.now_ms,
-                TraceEvent::Role {
-                    node,
-                    term,
-                    role: soft.role,
-                    leader: soft.leader,
-                },
-            );
-            if previous == Some(Role::Leader) && soft.role != Role::Leader {
-                self.checkers.left_leadership(node);
-            }
-            match soft.role {
-                Role::Candidate if previous != Some(Role::Candidate) => self.stats.elections += 1,
-                Role::Leader if previous != Some(Role::Leader) => {
-                    self.stats.leaders_elected += 1;
-                    result = result.and(self.checkers.became_leader(node, term, &log));
-                }
-                _ => {}
-            }
-        }
-        let (term_now, is_leader) = (raw.raft().term(), raw.raft().role() == Role::Leader);
-        result = result.and(self.checkers.log_settled(node, term_now, is_leader, &log));
-        if let Err(violation) = result {
-            self.record_violation(violation);
-        }
-        for message in out.messages {
-            self.send(message);
-        }
-        for read in out.read_states {
-            if let Some(wait) = self
-                .read_waiters
-                .get_mut(&read.ctx)
-                .filter(|wait| wait.node == node)
-            {
-                wait.index = Some(read.index);
-            }
-        }
-        for ctx in out.failed_reads {
-            if self
-                .read_waiters
-                .get(&ctx)
-                .is_some_and(|wait| wait.node == node)
-            {
-                self.read_waiters.remove(&ctx);
-                self.read_replies.insert(ctx, ReadOutcome::Refused);
-            }
-        }
-        self.serve_reads(node);
+        self.drain(node);
+        self.check_log_settled(node);
         let (low, high) = self.options.disk_delay_ms;
         let delay = self.rng.gen_range(low..=high);
         self.schedule(self.now_ms + delay, Event::Persist { node, life });
     }
 
     /// Second half, when the disk write completes: persist, send what needed durability,
-    /// apply, advance.
+    /// apply, answer clients, advance.
     fn on_persist(&mut self, node: NodeId, life: u64) {
         if !self.is_current_life(node, life) {
             return;
@@ -562,142 +599,180 @@ impl Cluster {
             return;
         }
         self.catch_up(node);
-        let out = self.nodes.get_mut(&node).expect("known node").finish();
-        let mut result = Ok(());
-        if let Some((meta, data)) = &out.installed_snapshot {
-            self.trace.record(
-                self.now_ms,
-                TraceEvent::Note(format!("{node} installed the snapshot at {}", meta.index)),
-            );
-            self.stats.snapshot_installs += 1;
-            result = self.restore_state_machine(node, meta.index, data);
+        let mut recorder = Recorder::default();
+        let Some(running) = self.running_mut(node) else {
+            return;
+        };
+        if let Err(error) = running.finish(&mut recorder) {
+            // The simulated disk fails only when a fault asks it to; none is asked here.
+            self.record_violation(Violation {
+                property: "Durable Log",
+                detail: format!("{node} could not finish a batch: {error}"),
+            });
+            return;
         }
-        let raw = self.nodes[&node]
-            .raw
-            .as_ref()
-            .expect("a running node was driven");
-        let log = NodeLog(raw);
-        let (term_now, is_leader) = (raw.raft().term(), raw.raft().role() == Role::Leader);
-        if !out.persisted_entries.is_empty() {
-            result = result.and(self.checkers.persisted_entries(
-                node,
-                &out.persisted_entries,
-                &log,
-            ));
-        }
-        if let Some(hard_state) = out.persisted_hard_state {
-            result = result.and(self.checkers.persisted_commit(node, hard_state.commit));
-        }
-
-        for entry in &out.applied {
-            let command = (entry.kind == EntryKind::Normal)
-                .then(|| Command::decode(&entry.data))
-                .flatten();
-            let kv = self.kv.entry(node).or_default();
-            let reply = command.as_ref().map(|command| kv.apply(command));
-            result = result.and(self.checkers.applied(node, term_now, entry, kv.digest()));
-            match (command, reply) {
-                (Some(Command::Value(value)), _) => {
-                    self.committed_values.insert(entry.index, value);
-                    self.applied_values.entry(node).or_default().push(value)
-                }
-                (Some(command), Some(reply)) => {
-                    let op = command
-                        .op_id()
-                        .expect("key-value commands carry an operation id");
-                    if self.write_waiters.get(&op) == Some(&node) {
-                        self.write_waiters.remove(&op);
-                        self.write_replies.insert(op, reply);
-                    }
-                }
-                _ => {}
-            }
-        }
-        result = result.and(self.checkers.log_settled(node, term_now, is_leader, &log));
-        if let Err(violation) = result {
-            self.record_violation(violation);
-        }
-        for message in out.persisted_messages {
-            self.send(message);
-        }
-        self.maybe_take_snapshot(node);
-        self.serve_reads(node);
+        self.observe(node, recorder.observed);
+        self.drain(node);
+        self.check_log_settled(node);
         self.mark_dirty(node);
     }
 
-    /// `node`'s state machine restarts from snapshot `data` taken at `index` (received from the
-    /// leader, or read from its disk at restart). It then holds the effect of every value
-    /// applied up to `index`.
-    fn restore_state_machine(
-        &mut self,
-        node: NodeId,
-        index: LogIndex,
-        data: &[u8],
-    ) -> Result<(), Violation> {
-        let kv = KvStore::decode(data).expect("the simulator's snapshots decode");
-        let result = if index.0 > 0 {
-            self.checkers.restored(node, index, kv.digest())
-        } else {
-            Ok(())
+    /// Feeds the checkers what `node` reported durable and applied during one `finish`.
+    fn observe(&mut self, node: NodeId, observed: Vec<Observed>) {
+        let Some(running) = self.nodes.get(&node).and_then(SimNode::running) else {
+            return;
         };
-        self.kv.insert(node, kv);
+        let raw = running.raw();
+        // A batch is judged against the log it was written to: the durable one.
+        let log = DurableLog(running.wal());
+        let term_now = raw.raft().term();
+        let mut result = Ok(());
+        let mut installed = None;
+        let mut applied = Vec::new();
+        for fact in &observed {
+            match fact {
+                Observed::SnapshotInstalled { meta, state } => {
+                    result = result.and(self.checkers.restored(node, meta.index, *state));
+                    installed = Some(meta.index);
+                }
+                Observed::Persisted {
+                    entries,
+                    hard_state,
+                } => {
+                    if !entries.is_empty() {
+                        result = result.and(self.checkers.persisted_entries(node, entries, &log));
+                    }
+                    if let Some(hard_state) = hard_state {
+                        result =
+                            result.and(self.checkers.persisted_commit(node, hard_state.commit));
+                    }
+                }
+                Observed::Applied { entry, state, .. } => {
+                    result = result.and(self.checkers.applied(node, term_now, entry, *state));
+                    applied.push(entry);
+                }
+            }
+        }
+        if let Some(index) = installed {
+            self.trace.record(
+                self.now_ms,
+                TraceEvent::Note(format!("{node} installed the snapshot at {index}")),
+            );
+            self.restore_values(node, index);
+        }
+        for entry in applied {
+            if let Some(value) = decode_value(entry) {
+                self.committed_values.insert(entry.index, value);
+                self.applied_values.entry(node).or_default().push(value);
+            }
+        }
+        if let Err(violation) = result {
+            self.record_violation(violation);
+        }
+    }
+
+    /// After a driver pass: a sitting leader's log only grew.
+    fn check_log_settled(&mut self, node: NodeId) {
+        let Some(running) = self.nodes.get(&node).and_then(SimNode::running) else {
+            return;
+        };
+        let raw = running.raw();
+        let (term, is_leader) = (raw.raft().term(), raw.raft().role() == Role::Leader);
+        if let Err(violation) = self
+            .checkers
+            .log_settled(node, term, is_leader, &NodeLog(raw))
+        {
+            self.record_violation(violation);
+        }
+    }
+
+    /// Takes what `node` produced: events are noted and checked, messages go on the network,
+    /// replies go to the clients waiting for them.
+    fn drain(&mut self, node: NodeId) {
+        let Some(running) = self.running_mut(node) else {
+            return;
+        };
+        let output = running.take_output();
+        for event in output.events {
+            self.on_node_event(node, event);
+        }
+        for message in output.messages {
+            self.send(message);
+        }
+        for (id, reply) in output.replies {
+            if self.waiting.get(&id) == Some(&node) {
+                self.waiting.remove(&id);
+                if self.reads.remove(&id) && !reply.is_error() {
+                    self.stats.reads += 1;
+                }
+                self.replies.insert(id, reply);
+            }
+        }
+    }
+
+    fn on_node_event(&mut self, node: NodeId, event: NodeEvent) {
+        match event {
+            NodeEvent::RoleChanged { soft_state, term } => {
+                let previous = self.roles.insert(node, soft_state.role);
+                self.trace.record(
+                    self.now_ms,
+                    TraceEvent::Role {
+                        node,
+                        term,
+                        role: soft_state.role,
+                        leader: soft_state.leader,
+                    },
+                );
+                if previous == Some(Role::Leader) && soft_state.role != Role::Leader {
+                    self.checkers.left_leadership(node);
+                }
+                match soft_state.role {
+                    Role::Candidate if previous != Some(Role::Candidate) => {
+                        self.stats.elections += 1
+                    }
+                    Role::Leader if previous != Some(Role::Leader) => {
+                        self.stats.leaders_elected += 1;
+                        let Some(running) = self.nodes.get(&node).and_then(SimNode::running) else {
+                            return;
+                        };
+                        let log = NodeLog(running.raw());
+                        if let Err(violation) = self.checkers.became_leader(node, term, &log) {
+                            self.record_violation(violation);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            NodeEvent::SnapshotTaken { index } => {
+                self.stats.snapshots += 1;
+                self.trace.record(
+                    self.now_ms,
+                    TraceEvent::Note(format!("{node} took a snapshot at {index}")),
+                );
+            }
+            NodeEvent::SnapshotInstalled { .. } => self.stats.snapshot_installs += 1,
+            NodeEvent::ConfChangeApplied { index } => self.trace.record(
+                self.now_ms,
+                TraceEvent::Note(format!(
+                    "{node} applied the configuration change at {index}"
+                )),
+            ),
+            NodeEvent::MemberAddressRecorded { id } => self.trace.record(
+                self.now_ms,
+                TraceEvent::Note(format!("{node} recorded the address of {id}")),
+            ),
+        }
+    }
+
+    /// `node`'s state machine restarted from a snapshot at `index`: it holds the effect of
+    /// every numbered value applied up to `index`.
+    fn restore_values(&mut self, node: NodeId, index: LogIndex) {
         let values = self
             .committed_values
             .range(..=index)
             .map(|(_, &value)| value)
             .collect();
         self.applied_values.insert(node, values);
-        result
-    }
-
-    /// Snapshots `node`'s state machine once it applied `snapshot_every_entries` past its last
-    /// snapshot.
-    fn maybe_take_snapshot(&mut self, node: NodeId) {
-        let every = self.options.snapshot_every_entries;
-        if every == 0 {
-            return;
-        }
-        let applied = self.applied(node);
-        let Some(raw) = self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut()) else {
-            return;
-        };
-        if applied.0 < raw.storage().snapshot_meta().index.0 + every {
-            return;
-        }
-        let data = self.kv.get(&node).map(KvStore::encode).unwrap_or_default();
-        if raw.take_snapshot(applied, data).is_ok() {
-            self.stats.snapshots += 1;
-            self.trace.record(
-                self.now_ms,
-                TraceEvent::Note(format!("{node} took a snapshot at {applied}")),
-            );
-        }
-    }
-
-    /// Answers the confirmed reads on `node` whose index it has applied.
-    fn serve_reads(&mut self, node: NodeId) {
-        let applied = self.applied(node);
-        let ready: Vec<u64> = self
-            .read_waiters
-            .iter()
-            .filter(|(_, wait)| {
-                wait.node == node && wait.index.is_some_and(|index| index <= applied)
-            })
-            .map(|(&ctx, _)| ctx)
-            .collect();
-        for ctx in ready {
-            let wait = self.read_waiters.remove(&ctx).expect("listed above");
-            let value = self.kv.get(&node).and_then(|kv| kv.get(&wait.key)).cloned();
-            self.trace.record(
-                self.now_ms,
-                TraceEvent::Note(format!(
-                    "{node} served read {ctx} of {}: {value:?}",
-                    wait.key
-                )),
-            );
-            self.stats.reads += 1;
-            self.read_replies.insert(ctx, ReadOutcome::Value(value));
-        }
     }
 
     /// Records a violation found outside the checkers (liveness, end-of-run checks).
@@ -715,32 +790,50 @@ impl Cluster {
         }
     }
 
-    fn send(&mut self, message: Message) {
-        if let Some(hold) = self.hold.as_mut() {
-            if hold(&message) {
-                self.trace.record(
-                    self.now_ms,
-                    TraceEvent::Note(format!("held back: {message}")),
-                );
-                self.held.push(message);
+    fn send(&mut self, message: PeerMessage) {
+        if let (Some(hold), PeerMessage::Raft(raft)) = (self.hold.as_mut(), &message) {
+            if hold(raft) {
+                self.trace
+                    .record(self.now_ms, TraceEvent::Note(format!("held back: {raft}")));
+                self.held.push(raft.clone());
                 return;
             }
         }
         self.stats.messages += 1;
-        if matches!(
-            message.body,
-            MessageBody::AppendEntriesResponse {
-                result: AppendResponse::Rejected { .. },
-                ..
+        let is_request = match &message {
+            PeerMessage::Raft(raft) => {
+                if matches!(
+                    raft.body,
+                    MessageBody::AppendEntriesResponse {
+                        result: AppendResponse::Rejected { .. },
+                        ..
+                    }
+                ) {
+                    self.stats.append_rejections += 1;
+                }
+                if raft.body.is_request() {
+                    self.stats.requests += 1;
+                }
+                self.stats.entry_bytes_sent += raft.entries_bytes();
+                raft.body.is_request()
             }
-        ) {
-            self.stats.append_rejections += 1;
-        }
-        if message.body.is_request() {
-            self.stats.requests += 1;
-        }
-        self.stats.entry_bytes_sent += message.entries_bytes();
-        match self.network.route(&message, &mut self.rng) {
+            PeerMessage::Forward { .. } => {
+                self.stats.forwards += 1;
+                true
+            }
+            PeerMessage::ForwardReply { .. } => false,
+        };
+        // Raft tolerates duplicated messages; a forwarded write carries no client session, so
+        // forwards travel as on one connection, which never delivers a message twice.
+        let may_duplicate = matches!(message, PeerMessage::Raft(_));
+        let route = self.network.route(
+            message.from(),
+            message.to(),
+            is_request,
+            may_duplicate,
+            &mut self.rng,
+        );
+        match route {
             Route::Lost(why) => {
                 self.stats.dropped += 1;
                 self.trace
@@ -754,7 +847,7 @@ impl Cluster {
         }
     }
 
-    /// From now on, messages for which `filter` holds are kept back instead of sent.
+    /// From now on, Raft messages for which `filter` holds are kept back instead of sent.
     pub fn hold_messages(&mut self, filter: impl FnMut(&Message) -> bool + 'static) {
         self.hold = Some(Box::new(filter));
     }
@@ -767,7 +860,10 @@ impl Cluster {
 
     /// Delivers `message` after `delay_ms`, bypassing loss and partitions (a late arrival).
     pub fn deliver_later(&mut self, message: Message, delay_ms: u64) {
-        self.schedule(self.now_ms + delay_ms, Event::Deliver(message));
+        self.schedule(
+            self.now_ms + delay_ms,
+            Event::Deliver(PeerMessage::Raft(message)),
+        );
     }
 
     // ---- scenario helpers ----
@@ -831,10 +927,10 @@ impl Cluster {
         if self.paused_until(leader).is_some() {
             return false;
         }
-        let Some(raw) = self.nodes.get_mut(&leader).and_then(|n| n.raw.as_mut()) else {
+        let Some(running) = self.running_mut(leader) else {
             return false;
         };
-        if raw.transfer_leadership(to).is_err() {
+        if running.transfer_leadership(to).is_err() {
             return false;
         }
         self.stats.transfers += 1;
@@ -852,11 +948,7 @@ impl Cluster {
         if self.nodes.contains_key(&id) || id.0 == 0 || id.0 > self.options.pool_size as u64 {
             return false;
         }
-        let node = SimNode::new(self.config_for(id, 0));
-        self.nodes.insert(id, node);
-        self.roles.insert(id, Role::Follower);
-        self.ids.push(id);
-        self.start_ticking(id, 0);
+        self.start_fresh(id);
         self.trace
             .record(self.now_ms, TraceEvent::Fault(format!("start {id}")));
         true
@@ -870,27 +962,32 @@ impl Cluster {
             .collect()
     }
 
-    /// The running core of `node`, as a client reaches it: a paused process does not answer,
+    /// The running node `node`, as a client reaches it: a paused process does not answer,
     /// and a process that was paused first notices the time that passed.
-    fn client_node(&mut self, node: NodeId) -> Option<&mut RawNode<SimStorage>> {
+    fn client_node(&mut self, node: NodeId) -> Option<&mut Node<MemDisk>> {
         if self.paused_until(node).is_some() {
             return None;
         }
         self.catch_up(node);
-        self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut())
+        self.running_mut(node)
     }
 
-    /// Proposes a membership change to `node`.
+    /// A fresh id for one of the cluster's own requests.
+    fn own_request(&mut self) -> RequestId {
+        self.next_own_request += 1;
+        self.next_own_request
+    }
+
+    /// Proposes a membership change to `node`, which must lead.
     pub fn propose_conf_change(
         &mut self,
         node: NodeId,
         change: ConfChange,
-    ) -> Result<(LogIndex, Term), ProposeError> {
-        let Some(raw) = self.client_node(node) else {
-            return Err(ProposeError::NotLeader { leader_hint: None });
-        };
+    ) -> Result<(LogIndex, Term), Refused> {
         let text = format!("{change:?}");
-        let accepted = raw.propose_conf_change(change)?;
+        let id = self.own_request();
+        let accepted =
+            self.propose_on_leader(node, id, |running| running.propose_conf_change(id, change))?;
         self.stats.conf_changes += 1;
         self.trace.record(
             self.now_ms,
@@ -899,21 +996,49 @@ impl Cluster {
                 accepted.0, accepted.1
             )),
         );
-        self.mark_dirty(node);
         Ok(accepted)
     }
 
-    /// The membership `node` has in force (empty while it is down).
-    pub fn conf(&self, node: NodeId) -> ConfState {
-        self.raw(node)
-            .map(|raw| raw.raft().conf_state())
-            .unwrap_or_default()
+    /// Hands a proposal to `node` through `propose`, if `node` leads; the proposal is
+    /// accepted when the leader's log grew by one entry, and refused when the node answered
+    /// request `id` at once.
+    fn propose_on_leader(
+        &mut self,
+        node: NodeId,
+        id: RequestId,
+        propose: impl FnOnce(&mut Node<MemDisk>),
+    ) -> Result<(LogIndex, Term), Refused> {
+        let Some(running) = self.client_node(node) else {
+            return Err(Refused::Unreachable(node));
+        };
+        let raft = running.raw().raft();
+        if raft.role() != Role::Leader {
+            return Err(Refused::NotLeader {
+                leader_hint: raft.leader(),
+            });
+        }
+        let before = raft.log().last_index();
+        propose(running);
+        let raft = running.raw().raft();
+        let (last, term) = (raft.log().last_index(), raft.term());
+        self.waiting.insert(id, node);
+        self.drain(node);
+        self.mark_dirty(node);
+        let answered = self.replies.remove(&id);
+        if last == before.next() {
+            self.waiting.remove(&id);
+            return Ok((last, term));
+        }
+        self.waiting.remove(&id);
+        Err(Refused::Reply(answered.unwrap_or_else(|| {
+            Reply::error("the leader neither accepted nor refused the proposal")
+        })))
     }
 
     /// Makes `node` start an election now, as if its timer had fired.
     pub fn campaign_now(&mut self, node: NodeId) {
-        if let Some(raw) = self.nodes.get_mut(&node).and_then(|n| n.raw.as_mut()) {
-            raw.campaign();
+        if let Some(running) = self.running_mut(node) {
+            running.campaign();
             self.mark_dirty(node);
         }
     }
@@ -931,17 +1056,18 @@ impl Cluster {
         self.propose_to(leader, value, padding).ok()
     }
 
-    /// Proposes `value` to `node`, whatever its role.
+    /// Proposes `value` (with `padding` more bytes) to `node`, which must lead: the write
+    /// `SET last-value <value>` through [`Node::submit`].
     pub fn propose_to(
         &mut self,
         node: NodeId,
         value: u64,
         padding: usize,
-    ) -> Result<Proposal, ProposeError> {
-        let Some(raw) = self.client_node(node) else {
-            return Err(ProposeError::NotLeader { leader_hint: None });
-        };
-        let (index, term) = raw.propose(encode_value(value, padding))?;
+    ) -> Result<Proposal, Refused> {
+        let id = self.own_request();
+        let command = value_command(value, padding);
+        let (index, term) =
+            self.propose_on_leader(node, id, |running| running.submit(id, command))?;
         let proposal = Proposal {
             value,
             node,
@@ -959,84 +1085,117 @@ impl Cluster {
             },
         );
         self.proposals.push(proposal.clone());
-        self.mark_dirty(node);
         Ok(proposal)
     }
 
-    /// Proposes a key-value `command` to `node`; once `node` applies it, its reply is kept for
-    /// [`take_write_reply`](Cluster::take_write_reply).
+    /// Proposes a key-value `command` to `node`, which must lead; its reply is kept for
+    /// [`take_reply`](Cluster::take_reply) under the returned request id.
     pub fn propose_command(
         &mut self,
         node: NodeId,
-        command: &Command,
-    ) -> Result<(LogIndex, Term), ProposeError> {
-        let Some(raw) = self.client_node(node) else {
-            return Err(ProposeError::NotLeader { leader_hint: None });
-        };
-        let (index, term) = raw.propose(command.encode(0))?;
-        if let Some(op) = command.op_id() {
-            self.write_waiters.insert(op, node);
-        }
+        command: Command,
+    ) -> Result<(RequestId, LogIndex, Term), Refused> {
+        let id = self.own_request();
+        let text = format!("{command:?}");
+        let (index, term) =
+            self.propose_on_leader(node, id, |running| running.submit(id, command))?;
+        self.waiting.insert(id, node);
         self.stats.proposals += 1;
         self.trace.record(
             self.now_ms,
-            TraceEvent::Note(format!("{node} accepted {command:?} at {index}/{term}")),
+            TraceEvent::Note(format!("{node} accepted {text} at {index}/{term}")),
         );
-        self.mark_dirty(node);
-        Ok((index, term))
+        Ok((id, index, term))
     }
 
-    /// Asks `node` for a linearizable read of `key`, identified by `ctx`. On refusal, returns
-    /// the leader the node knows of.
-    pub fn read(&mut self, node: NodeId, ctx: u64, key: &str) -> Result<(), Option<NodeId>> {
-        let Some(raw) = self.client_node(node) else {
-            return Err(None);
+    /// A client hands `command` to `node` (leader or follower) under request `id`, which the
+    /// caller keeps unique. A follower forwards a write to its leader; reads are served by
+    /// `node` through ReadIndex.
+    pub fn submit(&mut self, node: NodeId, id: RequestId, command: Command) -> Submitted {
+        let Some(running) = self.client_node(node) else {
+            return Submitted::Unreachable;
         };
-        let leader = raw.raft().leader();
-        raw.read_index(ctx)
-            .map_err(|_| leader.filter(|&l| l != node))?;
-        self.read_waiters.insert(
-            ctx,
-            ReadWait {
-                node,
-                key: key.to_string(),
-                index: None,
-            },
+        let text = format!("{command:?}");
+        let is_read = command.is_read_only();
+        running.submit(id, command);
+        self.waiting.insert(id, node);
+        if is_read {
+            self.reads.insert(id);
+        }
+        self.trace.record(
+            self.now_ms,
+            TraceEvent::Note(format!("client request {id} to {node}: {text}")),
         );
+        self.drain(node);
         self.mark_dirty(node);
-        Ok(())
+        match self.replies.remove(&id) {
+            Some(reply) => Submitted::Answered(reply),
+            None => Submitted::Pending,
+        }
+    }
+
+    /// The reply to request `id`, once there is one.
+    pub fn take_reply(&mut self, id: RequestId) -> Option<Reply> {
+        self.replies.remove(&id)
+    }
+
+    /// The reply to request `id`, if there is one, without taking it.
+    pub fn peek_reply(&self, id: RequestId) -> Option<&Reply> {
+        self.replies.get(&id)
+    }
+
+    /// The client stops waiting for request `id` (it timed out): the node forgets it too.
+    pub fn cancel(&mut self, id: RequestId) {
+        self.replies.remove(&id);
+        self.reads.remove(&id);
+        if let Some(node) = self.waiting.remove(&id) {
+            if let Some(running) = self.running_mut(node) {
+                running.cancel(id);
+            }
+        }
+    }
+
+    /// Asks `node` for a linearizable read of `key`, identified by `ctx`. If the node
+    /// refuses at once, returns the leader it knows of.
+    pub fn read(&mut self, node: NodeId, ctx: u64, key: &str) -> Result<(), Option<NodeId>> {
+        let command = Command::Get {
+            key: key.as_bytes().to_vec(),
+        };
+        match self.submit(node, ctx, command) {
+            Submitted::Pending => Ok(()),
+            Submitted::Unreachable => Err(None),
+            Submitted::Answered(reply) => {
+                // Anything but a refusal answers the read at once; keep it for the caller.
+                if ReadOutcome::of(&reply) != ReadOutcome::Refused {
+                    self.replies.insert(ctx, reply);
+                    return Ok(());
+                }
+                Err(self
+                    .running(node)
+                    .and_then(|running| running.raw().raft().leader())
+                    .filter(|&leader| leader != node))
+            }
+        }
     }
 
     /// The answer to read `ctx`, once there is one.
     pub fn take_read_reply(&mut self, ctx: u64) -> Option<ReadOutcome> {
-        self.read_replies.remove(&ctx)
+        self.take_reply(ctx).as_ref().map(ReadOutcome::of)
     }
 
     /// The answer to read `ctx`, if there is one, without taking it.
     pub fn peek_read_reply(&self, ctx: u64) -> Option<ReadOutcome> {
-        self.read_replies.get(&ctx).cloned()
+        self.peek_reply(ctx).map(ReadOutcome::of)
     }
 
     /// Stops waiting for read `ctx`.
     pub fn forget_read(&mut self, ctx: u64) {
-        self.read_waiters.remove(&ctx);
-        self.read_replies.remove(&ctx);
+        self.cancel(ctx);
     }
 
-    /// The reply to write `op`, if the node that accepted it has applied it.
-    pub fn take_write_reply(&mut self, op: u64) -> Option<Reply> {
-        self.write_replies.remove(&op)
-    }
-
-    /// Stops waiting for write `op` (the client gave up).
-    pub fn forget_write(&mut self, op: u64) {
-        self.write_waiters.remove(&op);
-        self.write_replies.remove(&op);
-    }
-
-    /// `node`'s key-value state.
-    pub fn kv(&self, node: NodeId) -> Option<&KvStore> {
-        self.kv.get(&node)
+    /// `node`'s key-value state machine (`None` while it is down).
+    pub fn state_machine(&self, node: NodeId) -> Option<&StateMachine> {
+        self.running(node).map(Node::state_machine)
     }
 
     /// Every proposal a leader accepted, in order.
@@ -1046,57 +1205,113 @@ impl Cluster {
 
     // ---- faults ----
 
-    /// Crashes `node`: everything it had not persisted is lost.
+    /// Crashes `node`: everything it had not made durable is lost. A crash while a batch is
+    /// being written comes, by a seeded choice, before the write started (the batch is lost
+    /// whole) or during it (the sync never returns; the disk may keep any prefix of the
+    /// batch's bytes: a torn write).
     pub fn crash(&mut self, node: NodeId) {
-        let Some(sim_node) = self.nodes.get_mut(&node) else {
+        let Some(sim_node) = self.nodes.get(&node) else {
             return;
         };
         if !sim_node.is_up() {
             return;
         }
-        sim_node.crash();
+        let writing = sim_node.is_writing();
+        let kind = if writing
+            && self
+                .disk_rng
+                .gen_bool(self.options.mid_write_crash_probability)
+        {
+            self.stats.mid_write_crashes += 1;
+            CrashKind::MidWrite
+        } else {
+            CrashKind::BetweenWrites
+        };
+        let tear = self.disk_rng.gen_bool(0.5);
+        let mut choices = ChaCha8Rng::seed_from_u64(self.disk_rng.gen());
+        let sim_node = self.nodes.get_mut(&node).expect("checked above");
+        sim_node.crash(kind, |_, unsynced| {
+            if tear {
+                choices.gen_range(0..=unsynced)
+            } else {
+                0
+            }
+        });
         self.checkers.crashed(node);
         self.roles.insert(node, Role::Follower);
         self.applied_values.remove(&node);
-        self.kv.remove(&node);
-        self.read_waiters.retain(|_, wait| wait.node != node);
         self.drive_scheduled.remove(&node);
         self.paused_until_ms.remove(&node);
         self.missed_ticks.remove(&node);
         self.stats.crashes += 1;
+        let how = match kind {
+            CrashKind::MidWrite => " in the middle of a write",
+            CrashKind::BetweenWrites if writing => " before its write",
+            CrashKind::BetweenWrites => "",
+        };
         self.trace
-            .record(self.now_ms, TraceEvent::Fault(format!("crash {node}")));
+            .record(self.now_ms, TraceEvent::Fault(format!("crash {node}{how}")));
     }
 
-    /// Restarts a crashed `node` from its durable state.
+    /// Restarts a crashed `node` from its disk. If its durable log refuses to open, it stays
+    /// down for the rest of the run.
     pub fn restart(&mut self, node: NodeId) {
         let Some(sim_node) = self.nodes.get(&node) else {
             return;
         };
-        if sim_node.is_up() {
+        if !sim_node.is_down() {
             return;
         }
         let life = sim_node.incarnation + 1;
         let config = self.config_for(node, life);
         let sim_node = self.nodes.get_mut(&node).expect("checked above");
-        let (snapshot, data) = match sim_node.restart(config) {
-            Ok(snapshot) => snapshot,
-            Err(err) => {
-                self.record_violation(Violation {
-                    property: "Restart",
-                    detail: format!("{node} failed to restart: {err}"),
-                });
+        let corrupted = sim_node.corrupted;
+        let report = match sim_node.restart(config) {
+            Some(Ok(report)) => report,
+            Some(Err(error)) => {
+                self.stats.refused_starts += 1;
+                self.trace.record(
+                    self.now_ms,
+                    TraceEvent::Fault(format!("{node} refuses to start and stays down: {error}")),
+                );
+                if !corrupted {
+                    // Only media corruption may stop a log from opening: a crash, torn write
+                    // or not, must always recover.
+                    self.record_violation(Violation {
+                        property: "Durable Log Recovery",
+                        detail: format!("{node}'s log refused to open after a crash: {error}"),
+                    });
+                }
                 return;
             }
+            None => return,
         };
-        let commit = sim_node.hard_state.commit;
-        let raw = sim_node.raw.as_ref().expect("just restarted");
-        let restarted = self.checkers.restarted(node, commit, &NodeLog(raw));
+        if let Some(torn) = &report.torn_tail {
+            self.stats.torn_tails += 1;
+            self.trace.record(
+                self.now_ms,
+                TraceEvent::Fault(format!(
+                    "{node}'s recovery cut a torn write: {} bytes at {}:{}",
+                    torn.bytes_dropped,
+                    torn.file.display(),
+                    torn.offset
+                )),
+            );
+        }
+        let running = self.nodes[&node].running().expect("just restarted");
+        let commit = running.wal().hard_state().commit;
+        let snapshot = running.wal().snapshot_meta().index;
+        let raw = running.raw();
+        let mut result = self.checkers.restarted(node, commit, &NodeLog(raw));
         // The state machine restarts from the snapshot on disk.
-        let result = restarted.and(self.restore_state_machine(node, snapshot.index, &data));
+        if snapshot.0 > 0 {
+            let state = state_digest(running.state_machine());
+            result = result.and(self.checkers.restored(node, snapshot, state));
+        }
         if let Err(violation) = result {
             self.record_violation(violation);
         }
+        self.restore_values(node, snapshot);
         self.trace.record(
             self.now_ms,
             TraceEvent::Fault(format!("restart {node} (durable commit {commit})")),
@@ -1111,6 +1326,30 @@ impl Cluster {
             self.crash(node);
             self.schedule(self.now_ms + down_ms, Event::Restart { node });
         }
+    }
+
+    /// Flips one bit at a seeded place in the durable segment files of `node`, which must be
+    /// down (media corruption); with `spare_final_batch`, never in the last write batch of
+    /// its log. Returns whether a bit was flipped.
+    pub fn flip_durable_bit(&mut self, node: NodeId, spare_final_batch: bool) -> bool {
+        let mut choices = ChaCha8Rng::seed_from_u64(self.disk_rng.gen());
+        let Some(sim_node) = self.nodes.get_mut(&node) else {
+            return false;
+        };
+        let Some((file, offset)) =
+            sim_node.flip_segment_bit(spare_final_batch, |total| choices.gen_range(0..total))
+        else {
+            return false;
+        };
+        self.stats.bit_flips += 1;
+        self.trace.record(
+            self.now_ms,
+            TraceEvent::Fault(format!(
+                "flip a bit of {node}'s {} at byte {offset}",
+                file.display()
+            )),
+        );
+        true
     }
 
     /// Pauses `node` for `ms`: it handles nothing meanwhile, then catches up.
@@ -1176,8 +1415,8 @@ impl Cluster {
         &self.ids
     }
 
-    fn raw(&self, node: NodeId) -> Option<&RawNode<SimStorage>> {
-        self.nodes.get(&node).and_then(|n| n.raw.as_ref())
+    fn raw(&self, node: NodeId) -> Option<&RawNode<Wal<MemDisk>>> {
+        self.running(node).map(Node::raw)
     }
 
     /// Whether `node` is in the middle of a disk write.
@@ -1188,6 +1427,16 @@ impl Cluster {
     /// Whether `node` is running.
     pub fn is_up(&self, node: NodeId) -> bool {
         self.raw(node).is_some()
+    }
+
+    /// Whether `node` is down and may be restarted (its log did not refuse to open).
+    pub fn is_down(&self, node: NodeId) -> bool {
+        self.nodes.get(&node).is_some_and(SimNode::is_down)
+    }
+
+    /// Whether `node`'s durable log refused to open: it stays down for the rest of the run.
+    pub fn is_refused(&self, node: NodeId) -> bool {
+        self.nodes.get(&node).is_some_and(|n| n.refusal().is_some())
     }
 
     /// Running nodes that consider themselves leader, with their terms.
@@ -1212,38 +1461,36 @@ impl Cluster {
     pub fn term(&self, node: NodeId) -> Term {
         match self.raw(node) {
             Some(raw) => raw.raft().term(),
-            None => self.nodes[&node].hard_state.term,
+            None => self.hard_state(node).term,
         }
     }
 
     /// The hard state `node` last made durable.
     pub fn hard_state(&self, node: NodeId) -> HardState {
-        self.nodes[&node].hard_state
+        self.nodes
+            .get(&node)
+            .map(|n| n.durable().hard_state)
+            .unwrap_or_default()
     }
 
     /// The first index `node`'s disk still holds (entries before it are in its snapshot).
     pub fn durable_first_index(&self, node: NodeId) -> LogIndex {
-        self.nodes[&node].storage.first_index()
+        self.nodes[&node].durable().first_index
     }
 
     /// The index of the snapshot on `node`'s disk (0: none).
     pub fn snapshot_index(&self, node: NodeId) -> LogIndex {
-        self.nodes[&node].storage.snapshot_meta().index
+        self.nodes[&node].durable().snapshot_index
     }
 
     /// The bytes of log entries and snapshot on `node`'s disk.
     pub fn durable_bytes(&self, node: NodeId) -> u64 {
-        let storage = &self.nodes[&node].storage;
-        let (first, last) = (storage.first_index(), storage.last_index());
-        let entries = storage
-            .entries(first, last.next(), u64::MAX)
-            .unwrap_or_default();
-        entries.iter().map(Entry::size_bytes).sum::<u64>() + storage.snapshot_len()
+        self.nodes[&node].durable().bytes
     }
 
     /// The last index on `node`'s disk.
     pub fn durable_last_index(&self, node: NodeId) -> LogIndex {
-        self.nodes[&node].storage.last_index()
+        self.nodes[&node].durable().last_index
     }
 
     /// `node`'s role (follower while down).
@@ -1252,20 +1499,17 @@ impl Cluster {
             .map_or(Role::Follower, |raw| raw.raft().role())
     }
 
-    /// `node`'s commit index.
+    /// `node`'s commit index (its durable one while it is down).
     pub fn commit(&self, node: NodeId) -> LogIndex {
-        self.raw(node)
-            .map_or(self.nodes[&node].hard_state.commit, |raw| {
-                raw.raft().log().committed()
-            })
+        match self.raw(node) {
+            Some(raw) => raw.raft().log().committed(),
+            None => self.hard_state(node).commit,
+        }
     }
 
     /// The last index `node` applied in its current life.
     pub fn applied(&self, node: NodeId) -> LogIndex {
-        self.nodes
-            .get(&node)
-            .filter(|n| n.is_up())
-            .map_or(LogIndex(0), |n| n.applied_index)
+        self.running(node).map_or(LogIndex(0), Node::applied)
     }
 
     /// `node`'s last log index.
@@ -1291,7 +1535,14 @@ impl Cluster {
         self.raw(node).and_then(|raw| NodeLog(raw).entry(index))
     }
 
-    /// The client values `node` applied since it last started, in order.
+    /// The membership `node` has in force (empty while it is down).
+    pub fn conf(&self, node: NodeId) -> ConfState {
+        self.raw(node)
+            .map(|raw| raw.raft().conf_state())
+            .unwrap_or_default()
+    }
+
+    /// The numbered values `node` applied since it last started, in order.
     pub fn applied_values(&self, node: NodeId) -> &[u64] {
         self.applied_values.get(&node).map_or(&[], Vec::as_slice)
     }
@@ -1304,7 +1555,7 @@ impl Cluster {
             .count()
     }
 
-    /// The value committed at `index`, as far as any node has applied it.
+    /// The term of the entry known committed at `index`, as far as any node has applied it.
     pub fn committed_at(&self, index: LogIndex) -> Option<Term> {
         self.checkers
             .committed_at(index)

@@ -48,6 +48,13 @@ struct Args {
     /// No pauses.
     #[arg(long)]
     no_pauses: bool,
+    /// No bit flips in durable log files.
+    #[arg(long)]
+    no_bit_flips: bool,
+    /// Let a bit flip hit the final write batch of a log, which recovery cannot tell from a
+    /// torn write (a known limitation; see docs/TESTING.md).
+    #[arg(long)]
+    final_batch_flips: bool,
 }
 
 impl Args {
@@ -62,6 +69,8 @@ impl Args {
             partitions: !self.no_partitions,
             crashes: !self.no_crashes,
             pauses: !self.no_pauses,
+            bit_flips: !self.no_bit_flips,
+            final_batch_flips: self.final_batch_flips,
         };
         options
     }
@@ -82,6 +91,8 @@ impl Args {
             ("--no-partitions", self.no_partitions),
             ("--no-crashes", self.no_crashes),
             ("--no-pauses", self.no_pauses),
+            ("--no-bit-flips", self.no_bit_flips),
+            ("--final-batch-flips", self.final_batch_flips),
         ] {
             if on {
                 command += " ";
@@ -108,6 +119,11 @@ struct Totals {
     snapshots: u64,
     snapshot_installs: u64,
     conf_changes: u64,
+    forwards: u64,
+    mid_write_crashes: u64,
+    torn_tails: u64,
+    bit_flips: u64,
+    refused_starts: u64,
     linearizability_checks: u64,
     failures: Vec<RunReport>,
 }
@@ -126,6 +142,11 @@ impl Totals {
         self.snapshots += report.stats.snapshots;
         self.snapshot_installs += report.stats.snapshot_installs;
         self.conf_changes += report.stats.conf_changes;
+        self.forwards += report.stats.forwards;
+        self.mid_write_crashes += report.stats.mid_write_crashes;
+        self.torn_tails += report.stats.torn_tails;
+        self.bit_flips += report.stats.bit_flips;
+        self.refused_starts += report.stats.refused_starts;
         self.linearizability_checks += report.linearizability_checks;
         if let Some(violation) = &report.violation {
             self.violations += 1;
@@ -140,7 +161,7 @@ impl Totals {
 
     fn summary(&self) -> String {
         format!(
-            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} snapshots={} snapshot_installs={} conf_changes={} transfers={} reads={} linearizability_checks={}",
+            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} refused_starts={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} reads={} linearizability_checks={}",
             self.seeds,
             self.violations,
             self.ticks,
@@ -148,11 +169,16 @@ impl Totals {
             self.commits,
             self.messages,
             self.dropped,
-                                    self.crashes,
+            self.crashes,
+            self.mid_write_crashes,
+            self.torn_tails,
+            self.bit_flips,
+            self.refused_starts,
             self.snapshots,
-                        self.snapshot_installs,
+            self.snapshot_installs,
             self.conf_changes,
             self.transfers,
+            self.forwards,
             self.reads,
             self.linearizability_checks
         )

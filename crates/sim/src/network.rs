@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use skiff_raft::{Message, NodeId};
+use skiff_raft::NodeId;
 
 /// How the network misbehaves.
 #[derive(Clone, Debug, PartialEq)]
@@ -161,13 +161,20 @@ impl Network {
         }
     }
 
-    /// Decides the fate of `message`.
-    pub fn route(&self, message: &Message, rng: &mut ChaCha8Rng) -> Route {
-        if !self.connected(message.from, message.to) {
+    /// Decides the fate of a message from `from` to `to`: a request or a response, and one
+    /// the network may deliver twice or not.
+    pub fn route(
+        &self,
+        from: NodeId,
+        to: NodeId,
+        is_request: bool,
+        may_duplicate: bool,
+        rng: &mut ChaCha8Rng,
+    ) -> Route {
+        if !self.connected(from, to) {
             return Route::Lost("partition");
         }
         let options = &self.options;
-        let is_request = message.body.is_request();
         let loss = if is_request {
             options.request_loss
         } else {
@@ -176,12 +183,14 @@ impl Network {
         if loss > 0.0 && rng.gen_bool(loss) {
             return Route::Lost("loss");
         }
-        let copies =
-            if options.duplicate_probability > 0.0 && rng.gen_bool(options.duplicate_probability) {
-                2
-            } else {
-                1
-            };
+        let copies = if may_duplicate
+            && options.duplicate_probability > 0.0
+            && rng.gen_bool(options.duplicate_probability)
+        {
+            2
+        } else {
+            1
+        };
         let delays = (0..copies)
             .map(|_| {
                 let long = !is_request

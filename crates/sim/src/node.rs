@@ -1,251 +1,277 @@
-//! One simulated node: the durable state that survives a crash, and the volatile core and
-//! state machine that do not. The driver loop orders persist → send → apply → advance.
+//! One simulated node: a [`MemDisk`] that outlives every crash, and the real
+//! [`skiff_node::Node`] running over it while the process is up.
+//!
+//! A crash takes the disk back from the node ([`Node::into_disk`]) and applies the disk's
+//! crash model: unsynced writes are lost, or a prefix of them survives (a torn write). A
+//! restart opens the node again on the same disk and directory, so recovery sees exactly
+//! what the crash left. A node whose durable log refuses to open stays down for good, as an
+//! operator would replace it rather than start it on a damaged disk.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::path::{Path, PathBuf};
 
-use skiff_raft::{
-    Config, Entry, HardState, LogIndex, LogStorage, MemStorage, Message, RawNode, ReadState, Ready,
-    SnapshotMeta, SoftState, StorageError, Term,
-};
+use skiff_node::{NoObserver, Node, NodeConfig, NodeError};
+use skiff_raft::{Entry, HardState, LogIndex, LogStorage};
+use skiff_wal::{record, Disk, MemDisk, RecoveryReport, Wal, WalOptions};
 
-/// The simulated disk: a log that outlives the node's process. Shared between the durable
-/// side (kept across crashes) and the running core that appends to it.
-#[derive(Clone, Debug, Default)]
-pub struct SimStorage(Rc<RefCell<MemStorage>>);
+/// Where each node keeps its durable log on its disk.
+pub fn data_dir(id: u64) -> PathBuf {
+    PathBuf::from(format!("/skiff/n{id}"))
+}
 
-impl LogStorage for SimStorage {
-    fn first_index(&self) -> LogIndex {
-        self.0.borrow().first_index()
-    }
-    fn last_index(&self) -> LogIndex {
-        self.0.borrow().last_index()
-    }
-    fn term(&self, index: LogIndex) -> Result<Term, StorageError> {
-        self.0.borrow().term(index)
-    }
-    fn entries(
-        &self,
-        low: LogIndex,
-        high: LogIndex,
-        max_bytes: u64,
-    ) -> Result<Vec<Entry>, StorageError> {
-        self.0.borrow().entries(low, high, max_bytes)
-    }
-    fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
-        self.0.borrow_mut().append(entries)
-    }
-    fn snapshot_meta(&self) -> SnapshotMeta {
-        self.0.borrow().snapshot_meta()
-    }
-    fn snapshot_len(&self) -> u64 {
-        self.0.borrow().snapshot_len()
-    }
-    fn snapshot_chunk(&self, offset: u64, max_bytes: u64) -> Result<Vec<u8>, StorageError> {
-        self.0.borrow().snapshot_chunk(offset, max_bytes)
-    }
-    fn save_snapshot(&mut self, meta: SnapshotMeta, data: Vec<u8>) -> Result<(), StorageError> {
-        self.0.borrow_mut().save_snapshot(meta, data)
-    }
-    fn compact(&mut self, upto: LogIndex) -> Result<(), StorageError> {
-        self.0.borrow_mut().compact(upto)
-    }
-    fn stage_snapshot_chunk(
-        &mut self,
-        meta: &SnapshotMeta,
-        offset: u64,
-        data: &[u8],
-    ) -> Result<(), StorageError> {
-        self.0.borrow_mut().stage_snapshot_chunk(meta, offset, data)
-    }
-    fn install_staged_snapshot(&mut self, meta: &SnapshotMeta) -> Result<(), StorageError> {
-        self.0.borrow_mut().install_staged_snapshot(meta)
+/// Whether `name` is a WAL segment file.
+fn is_segment(name: &str) -> bool {
+    name.starts_with("seg-") && name.ends_with(".wal")
+}
+
+/// How a crash treats the write in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashKind {
+    /// The process dies between two writes: a batch not yet written is simply lost.
+    BetweenWrites,
+    /// The process dies in the middle of writing its batch: the bytes reached the page cache
+    /// but the sync never returned, so none of them is promised to be durable.
+    MidWrite,
+}
+
+/// What the process of one simulated node is doing.
+#[derive(Debug)]
+enum Process {
+    /// Running: the node owns the disk.
+    Up(Box<Node<MemDisk>>),
+    /// Crashed, waiting for a restart.
+    Down(MemDisk),
+    /// Its durable log refused to open: it stays down for the rest of the run.
+    Refused {
+        /// Why the log refused.
+        error: String,
+    },
+}
+
+/// The durable state a node's disk holds, as recovery would find it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Durable {
+    /// The last hard state written.
+    pub hard_state: HardState,
+    /// The first index the log holds (entries before it are in the snapshot).
+    pub first_index: LogIndex,
+    /// The last index the log holds.
+    pub last_index: LogIndex,
+    /// The snapshot's last included index (0: none).
+    pub snapshot_index: LogIndex,
+    /// The bytes of log entries and snapshot data.
+    pub bytes: u64,
+}
+
+impl Durable {
+    fn of(wal: &Wal<MemDisk>) -> Durable {
+        let (first, last) = (wal.first_index(), wal.last_index());
+        let entries = wal
+            .entries(first, last.next(), u64::MAX)
+            .unwrap_or_default();
+        Durable {
+            hard_state: wal.hard_state(),
+            first_index: first,
+            last_index: last,
+            snapshot_index: wal.snapshot_meta().index,
+            bytes: entries.iter().map(Entry::size_bytes).sum::<u64>() + wal.snapshot_len(),
+        }
     }
 }
 
-/// What the first half of a driver pass produced: the batch's role change and the messages
-/// that may leave before the disk write.
-#[derive(Debug, Default)]
-pub struct BeginOutput {
-    /// Role or leader change, if any.
-    pub soft_state: Option<SoftState>,
-    /// Messages that may be sent before the batch is durable.
-    pub messages: Vec<Message>,
-    /// Reads confirmed by the leader: serve each once the state machine reached its index.
-    pub read_states: Vec<ReadState>,
-    /// Reads refused.
-    pub failed_reads: Vec<u64>,
-}
-
-/// What the second half of a driver pass did, once the disk write completed.
-#[derive(Debug, Default)]
-pub struct FinishOutput {
-    /// Entries written to the durable log, in order.
-    pub persisted_entries: Vec<Entry>,
-    /// The hard state made durable, if it changed.
-    pub persisted_hard_state: Option<HardState>,
-    /// Messages that needed durability, now free to go.
-    pub persisted_messages: Vec<Message>,
-    /// Entries applied to the state machine, in order.
-    pub applied: Vec<Entry>,
-    /// A snapshot received from the leader and installed, with its data: the state machine
-    /// restarts from it before `applied`.
-    pub installed_snapshot: Option<(SnapshotMeta, Vec<u8>)>,
-}
-
-/// A simulated node.
-///
-/// The driver runs in two halves, as a real one with an asynchronous disk does:
-/// [`begin`](SimNode::begin) takes a Ready and releases the messages that may go at once;
-/// [`finish`](SimNode::finish), after the disk delay, persists the batch, releases the
-/// messages that needed durability, applies committed entries and advances. The core keeps
-/// stepping messages and ticks in between; a crash in between loses the batch.
+/// A simulated node: its disk and its process.
 #[derive(Debug)]
 pub struct SimNode {
-    /// Durable: the log on disk.
-    pub storage: SimStorage,
-    /// Durable: the last hard state written.
-    pub hard_state: HardState,
-    /// Volatile: the running core, `None` while crashed.
-    pub raw: Option<RawNode<SimStorage>>,
-    /// Volatile: the batch being written to disk.
-    in_flight: Option<Ready>,
-    /// Volatile: the last index applied to the state machine.
-    pub applied_index: LogIndex,
-    /// Incremented at each restart, so events scheduled for an earlier life are ignored.
+    id: u64,
+    process: Process,
+    /// Incremented at each start, so events scheduled for an earlier life are ignored.
     pub incarnation: u64,
+    /// Whether a bit of this node's durable log was flipped (media corruption).
+    pub corrupted: bool,
 }
 
 impl SimNode {
-    /// A node that has never run, started with `config`.
-    pub fn new(config: Config) -> SimNode {
-        let storage = SimStorage::default();
-        let raw = RawNode::new(config, storage.clone(), HardState::default())
-            .expect("valid simulator config");
-        SimNode {
-            storage,
-            hard_state: HardState::default(),
-            raw: Some(raw),
-            in_flight: None,
-            applied_index: LogIndex(0),
+    /// A node that has never run, started on an empty disk.
+    pub fn start(id: u64, config: NodeConfig) -> Result<SimNode, NodeError> {
+        let (node, _report) = Node::open(MemDisk::new(), data_dir(id), config)?;
+        Ok(SimNode {
+            id,
+            process: Process::Up(Box::new(node)),
             incarnation: 0,
+            corrupted: false,
+        })
+    }
+
+    /// The running node, if the process is up.
+    pub fn running(&self) -> Option<&Node<MemDisk>> {
+        match &self.process {
+            Process::Up(node) => Some(node),
+            _ => None,
+        }
+    }
+
+    /// The running node, mutably.
+    pub fn running_mut(&mut self) -> Option<&mut Node<MemDisk>> {
+        match &mut self.process {
+            Process::Up(node) => Some(node),
+            _ => None,
         }
     }
 
     /// Whether the process is running.
     pub fn is_up(&self) -> bool {
-        self.raw.is_some()
+        matches!(self.process, Process::Up(_))
     }
 
-    /// Whether a batch is being written.
+    /// Why the node's durable log refused to open, if it did: it stays down for good.
+    pub fn refusal(&self) -> Option<&str> {
+        match &self.process {
+            Process::Refused { error } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Whether a batch is being written (between `begin` and `finish`).
     pub fn is_writing(&self) -> bool {
-        self.in_flight.is_some()
+        self.running().is_some_and(Node::is_writing)
     }
 
-    /// Whether the core has a batch to hand out and no batch is being written.
-    pub fn can_begin(&self) -> bool {
-        self.in_flight.is_none() && self.raw.as_ref().is_some_and(RawNode::has_ready)
+    /// Crashes the process. With [`CrashKind::MidWrite`] and a batch in progress, the node's
+    /// driver runs its write until the sync, which never returns; otherwise the batch is lost
+    /// whole. Then the disk forgets what was not synced, keeping `keep(file, unsynced_bytes)`
+    /// bytes of each file's unsynced tail (a torn write). Returns whether the process was up.
+    pub fn crash(&mut self, kind: CrashKind, keep: impl FnMut(&Path, u64) -> u64) -> bool {
+        let placeholder = Process::Refused {
+            error: String::new(),
+        };
+        let mut node = match std::mem::replace(&mut self.process, placeholder) {
+            Process::Up(node) => node,
+            other => {
+                self.process = other;
+                return false;
+            }
+        };
+        if kind == CrashKind::MidWrite && node.is_writing() {
+            node.disk_mut().set_syncs_fail(true);
+            // The sync fails, so the driver stops before anything leaves or is applied; the
+            // dying process's output is discarded with it.
+            let _ = node.finish(&mut NoObserver);
+        }
+        let mut disk = node.into_disk();
+        disk.set_syncs_fail(false);
+        disk.crash_tearing(keep);
+        self.process = Process::Down(disk);
+        true
     }
 
-    /// Crash: everything not written to the durable log and hard state is lost.
-    pub fn crash(&mut self) {
-        self.raw = None;
-        self.in_flight = None;
-        self.applied_index = LogIndex(0);
-    }
-
-    /// Restart from the durable state with `config` (whose seed should differ per life). The
-    /// state machine restarts from the durable snapshot, if any: its metadata and data are
+    /// Starts the crashed process again on its disk with `config` (`None` unless it is down).
+    /// If its durable log refuses to open, the node stays down for good and the error is
     /// returned.
-    pub fn restart(
-        &mut self,
-        mut config: Config,
-    ) -> Result<(SnapshotMeta, Vec<u8>), skiff_raft::StartError> {
-        let meta = self.storage.snapshot_meta();
-        let data = self
-            .storage
-            .snapshot_chunk(0, self.storage.snapshot_len())
-            .unwrap_or_default();
-        config.applied = meta.index;
-        let raw = RawNode::new(config, self.storage.clone(), self.hard_state)?;
-        self.raw = Some(raw);
-        self.in_flight = None;
-        self.applied_index = meta.index;
+    pub fn restart(&mut self, config: NodeConfig) -> Option<Result<RecoveryReport, String>> {
+        let placeholder = Process::Refused {
+            error: String::new(),
+        };
+        let disk = match std::mem::replace(&mut self.process, placeholder) {
+            Process::Down(disk) => disk,
+            other => {
+                self.process = other;
+                return None;
+            }
+        };
         self.incarnation += 1;
-        Ok((meta, data))
+        match Node::open(disk, data_dir(self.id), config) {
+            Ok((node, report)) => {
+                self.process = Process::Up(Box::new(node));
+                Some(Ok(report))
+            }
+            Err(error) => {
+                let error = error.to_string();
+                self.process = Process::Refused {
+                    error: error.clone(),
+                };
+                Some(Err(error))
+            }
+        }
     }
 
-    /// First half: takes the next Ready and releases the messages that may go at once.
-    pub fn begin(&mut self) -> BeginOutput {
-        let Some(raw) = self
-            .raw
-            .as_mut()
-            .filter(|raw| self.in_flight.is_none() && raw.has_ready())
-        else {
-            return BeginOutput::default();
-        };
-        let mut ready = raw.ready();
-        let out = BeginOutput {
-            soft_state: ready.soft_state.take(),
-            messages: std::mem::take(&mut ready.messages),
-            read_states: std::mem::take(&mut ready.read_states),
-            failed_reads: std::mem::take(&mut ready.failed_reads),
-        };
-        self.in_flight = Some(ready);
-        out
+    /// Whether the node is down and may be restarted.
+    pub fn is_down(&self) -> bool {
+        matches!(self.process, Process::Down(_))
     }
 
-    /// Second half: persist, send what needed durability, apply, advance.
-    pub fn finish(&mut self) -> FinishOutput {
-        let (Some(raw), Some(mut ready)) = (self.raw.as_mut(), self.in_flight.take()) else {
-            return FinishOutput::default();
-        };
-        // 1. Persist: snapshot chunks, an installed snapshot, entries, then the hard state.
-        let storage = raw.storage_mut();
-        ready
-            .write_log(storage)
-            .expect("the simulated log accepts the core's writes");
-        let installed_snapshot = ready.snapshot.as_ref().map(|meta| {
-            let data = storage
-                .snapshot_chunk(0, storage.snapshot_len())
-                .expect("the snapshot just installed");
-            self.applied_index = meta.index;
-            (meta.clone(), data)
-        });
-        if let Some(hard_state) = ready.hard_state {
-            self.hard_state = hard_state;
+    /// What the disk holds durably. For a running node that is its log (every write is
+    /// synced before `finish` returns); for a crashed one, what recovery will find.
+    pub fn durable(&self) -> Durable {
+        match &self.process {
+            Process::Up(node) => Durable::of(node.wal()),
+            Process::Down(disk) => {
+                let options = WalOptions::new(SIM_CLUSTER_ID);
+                match Wal::open(disk.clone(), data_dir(self.id), options) {
+                    Ok((wal, _)) => Durable::of(&wal),
+                    Err(_) => Durable::default(),
+                }
+            }
+            Process::Refused { .. } => Durable::default(),
         }
-        // 2. Send what waited for durability.
-        let persisted_messages = std::mem::take(&mut ready.persisted_messages);
-        // 3. Apply.
-        for entry in &ready.committed_entries {
-            assert_eq!(
-                entry.index,
-                self.applied_index.next(),
-                "entries are applied in order"
-            );
-            self.applied_index = entry.index;
-        }
-        let out = FinishOutput {
-            persisted_entries: ready.entries.clone(),
-            persisted_hard_state: ready.hard_state,
-            persisted_messages,
-            applied: ready.committed_entries.clone(),
-            installed_snapshot,
+    }
+
+    /// Flips one bit of the durable contents of a segment file of a crashed node: the byte
+    /// at `pick(total)` of the `total` bytes that may be hit, taken in file order. With
+    /// `spare_final_batch`, the last segment's final write batch is never hit (see
+    /// docs/TESTING.md: recovery cannot tell damage there from a torn write). Returns the file
+    /// and offset.
+    pub fn flip_segment_bit(
+        &mut self,
+        spare_final_batch: bool,
+        pick: impl FnOnce(u64) -> u64,
+    ) -> Option<(PathBuf, u64)> {
+        let Process::Down(disk) = &mut self.process else {
+            return None;
         };
-        // 4. Advance.
-        raw.advance(ready);
-        out
+        let dir = data_dir(self.id);
+        let mut names = disk.list(&dir).ok()?;
+        names.retain(|name| is_segment(name));
+        names.sort();
+        let last = names.len().checked_sub(1)?;
+        let mut files: Vec<(PathBuf, u64)> = Vec::with_capacity(names.len());
+        for (k, name) in names.iter().enumerate() {
+            let path = dir.join(name);
+            let len = if k == last && spare_final_batch {
+                final_batch_start(&disk.read_all(&path).ok()?)
+            } else {
+                disk.len(&path).ok()?
+            };
+            files.push((path, len));
+        }
+        let total: u64 = files.iter().map(|(_, len)| len).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut offset = pick(total);
+        for (path, len) in files {
+            if offset < len {
+                disk.flip_bit(&path, offset).ok()?;
+                self.corrupted = true;
+                return Some((path, offset));
+            }
+            offset -= len;
+        }
+        None
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sim_storage_passes_the_log_storage_conformance_suite() {
-        skiff_raft::storage::conformance::run_log_storage_suite(SimStorage::default);
-        skiff_raft::storage::conformance::run_snapshot_suite(SimStorage::default);
+/// Where the last complete write batch of a segment's `bytes` begins (0 when the segment
+/// holds a single batch, its header).
+fn final_batch_start(bytes: &[u8]) -> u64 {
+    let (mut at, mut batch_start, mut final_start) = (0usize, 0usize, 0usize);
+    while let Some(decoded) = bytes.get(at..).and_then(|rest| record::decode(rest).ok()) {
+        at += decoded.frame_bytes;
+        if decoded.ends_batch {
+            final_start = batch_start;
+            batch_start = at;
+        }
     }
+    final_start as u64
 }
+
+/// The cluster id every simulated node's log is written with.
+pub const SIM_CLUSTER_ID: u64 = 0x5eed;

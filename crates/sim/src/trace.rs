@@ -4,15 +4,16 @@
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 
-use skiff_raft::{AppendResponse, Message, MessageBody, NodeId, Role, Term};
+use skiff_node::PeerMessage;
+use skiff_raft::{AppendResponse, MessageBody, NodeId, Role, Term};
 
 /// One thing that happened in the simulation.
 #[derive(Clone, Debug)]
 pub enum TraceEvent {
     /// A message was delivered.
-    Deliver(Message),
-    /// A message was lost (by the loss rate or a partition).
-    Drop(Message, &'static str),
+    Deliver(PeerMessage),
+    /// A message was lost (by the loss rate, a partition, or a receiver that is down).
+    Drop(PeerMessage, &'static str),
     /// A node changed role or learned of a leader.
     Role {
         /// The node.
@@ -135,10 +136,32 @@ fn event_key(event: &TraceEvent) -> Vec<u8> {
             } else {
                 2
             });
-            for v in [m.from.0, m.to.0, m.term.0] {
-                key.extend_from_slice(&v.to_le_bytes());
+            match m {
+                PeerMessage::Raft(m) => {
+                    for v in [m.from.0, m.to.0, m.term.0] {
+                        key.extend_from_slice(&v.to_le_bytes());
+                    }
+                    body_key(&m.body, &mut key);
+                }
+                PeerMessage::Forward {
+                    from,
+                    to,
+                    id,
+                    request: bytes,
+                }
+                | PeerMessage::ForwardReply {
+                    from,
+                    to,
+                    id,
+                    reply: bytes,
+                } => {
+                    key.push(u8::from(matches!(m, PeerMessage::Forward { .. })));
+                    for v in [from.0, to.0, *id] {
+                        key.extend_from_slice(&v.to_le_bytes());
+                    }
+                    key.extend_from_slice(bytes);
+                }
             }
-            body_key(&m.body, &mut key);
         }
         TraceEvent::Role {
             node,
@@ -250,8 +273,8 @@ fn body_key(body: &MessageBody, key: &mut Vec<u8>) {
 fn format_line(at_ms: u64, event: &TraceEvent) -> String {
     let time = format!("{:>6}.{:03}s", at_ms / 1000, at_ms % 1000);
     match event {
-        TraceEvent::Deliver(m) => format!("{time}  deliver  {m}"),
-        TraceEvent::Drop(m, why) => format!("{time}  drop     {m} ({why})"),
+        TraceEvent::Deliver(m) => format!("{time}  deliver  {}", show(m)),
+        TraceEvent::Drop(m, why) => format!("{time}  drop     {} ({why})", show(m)),
         TraceEvent::Role {
             node,
             term,
@@ -274,5 +297,35 @@ fn format_line(at_ms: u64, event: &TraceEvent) -> String {
         }
         TraceEvent::Fault(text) => format!("{time}  FAULT    {text}"),
         TraceEvent::Note(text) => format!("{time}  {text}"),
+    }
+}
+
+/// One readable line for a message between nodes.
+fn show(message: &PeerMessage) -> String {
+    match message {
+        PeerMessage::Raft(m) => m.to_string(),
+        PeerMessage::Forward {
+            from,
+            to,
+            id,
+            request,
+        } => {
+            let request = skiff_kv::Request::decode(request).map_or_else(
+                |e| format!("undecodable: {e}"),
+                |r| format!("{:?}", r.command),
+            );
+            format!("{from} -> {to} forward request {id}: {request}")
+        }
+        PeerMessage::ForwardReply {
+            from,
+            to,
+            id,
+            reply,
+            ..
+        } => {
+            let reply = skiff_kv::Reply::decode(reply)
+                .map_or_else(|e| format!("undecodable: {e}"), |r| format!("{r:?}"));
+            format!("{from} -> {to} reply to forwarded request {id}: {reply}")
+        }
     }
 }

@@ -1,14 +1,26 @@
-//! Key-value clients for randomized runs: sequential clients issue get, put, delete and
-//! compare-and-set on a small key space through whichever node they believe leads, and every
-//! operation is recorded in the shared history format for the linearizability checker.
+//! Key-value clients for randomized runs: sequential clients send `GET`, `SET`, `DEL` and
+//! `CAS` on a small key space to any node — the one that answered them last, or another —
+//! through [`Node::submit`](skiff_node::Node::submit); followers forward writes to the
+//! leader and serve reads through ReadIndex. Every operation is recorded in the shared
+//! history format for the linearizability checker, its outcome judged from the reply:
+//!
+//! - a reply that is not an error completes the operation (`DEL` tells whether the key
+//!   existed, `CAS` whether it swapped);
+//! - a read answered with an error failed: it tells nothing;
+//! - a write answered with an error is of unknown outcome — it may have been applied —
+//!   unless the error guarantees it was not: the node answered at once that no leader is
+//!   known (so it forwarded nothing), or the leader saw another entry commit where the write
+//!   was (`skiff_node::errors::LEADER_CHANGED`);
+//! - a request no node answered in time is of unknown outcome.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use skiff_raft::{NodeId, ProposeError};
+use skiff_kv::{Command, Reply, SetCondition};
+use skiff_node::errors;
+use skiff_raft::NodeId;
 
-use crate::cluster::{Cluster, ReadOutcome};
+use crate::cluster::{Cluster, Submitted};
 use crate::history::{OpKind, Operation};
-use crate::kv::{Command, Reply};
 
 /// How clients behave.
 #[derive(Clone, Debug)]
@@ -35,23 +47,19 @@ impl Default for WorkloadOptions {
 }
 
 #[derive(Debug)]
-enum Waiting {
-    Write { op: u64 },
-    Read { ctx: u64 },
-}
-
-#[derive(Debug)]
 struct InFlight {
     record: Operation,
+    /// The request id the reply comes back under.
+    request: u64,
     node: NodeId,
-    waiting: Waiting,
     started_ms: u64,
 }
 
 #[derive(Debug)]
 struct Client {
     id: u64,
-    leader_hint: Option<NodeId>,
+    /// The node that answered last: the client goes back to it.
+    node_hint: Option<NodeId>,
     in_flight: Option<InFlight>,
     idle_until_ms: u64,
 }
@@ -70,13 +78,84 @@ pub struct Workload {
 
 const NS_PER_MS: u64 = 1_000_000;
 
+/// Writes of unknown outcome a key may collect; past that, clients only read it. Each one may
+/// take effect at any later moment, so the checker must try them in every order: the bound
+/// keeps each key's search within its budget when a cluster stays unavailable for long.
+const MAX_UNKNOWN_WRITES_PER_KEY: usize = 8;
+
+/// What a reply says about an operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Done; for reads, the value read; for `DEL`, whether the key existed; for `CAS`,
+    /// whether it swapped.
+    Done {
+        value: Option<Option<String>>,
+        existed: Option<bool>,
+        swapped: Option<bool>,
+    },
+    /// Certainly not applied (or, for a read, not served).
+    NotApplied,
+    /// It may or may not have been applied.
+    Unknown,
+}
+
+/// Judges `reply` to an operation of kind `op`; `at_once` when the node it was handed to
+/// answered before forwarding it anywhere.
+fn outcome(op: OpKind, reply: &Reply, at_once: bool) -> Outcome {
+    let done = Outcome::Done {
+        value: None,
+        existed: None,
+        swapped: None,
+    };
+    match (op, reply) {
+        (OpKind::Get, Reply::Bulk(bytes)) => Outcome::Done {
+            value: Some(Some(String::from_utf8_lossy(bytes).into_owned())),
+            existed: None,
+            swapped: None,
+        },
+        (OpKind::Get, Reply::Nil) => Outcome::Done {
+            value: Some(None),
+            existed: None,
+            swapped: None,
+        },
+        // A read that was refused was not served: it tells nothing.
+        (OpKind::Get, _) => Outcome::NotApplied,
+        (_, Reply::Error(text)) => {
+            // Only these errors promise the write was not applied: the leader found another
+            // entry committed at the write's index (Log Matching: its own entry is gone), or
+            // the node knew no leader and so sent the write nowhere.
+            let not_applied =
+                text == errors::LEADER_CHANGED || (at_once && text == errors::NO_LEADER);
+            if not_applied {
+                Outcome::NotApplied
+            } else {
+                Outcome::Unknown
+            }
+        }
+        (OpKind::Put, Reply::Ok) => done,
+        (OpKind::Delete, Reply::Integer(removed)) => Outcome::Done {
+            value: None,
+            existed: Some(*removed > 0),
+            swapped: None,
+        },
+        (OpKind::Cas, Reply::Integer(swapped)) => Outcome::Done {
+            value: None,
+            existed: None,
+            swapped: Some(*swapped == 1),
+        },
+        // A reply of the wrong kind: the outcome is unknown, and the checker decides whether
+        // the history still makes sense.
+        _ => Outcome::Unknown,
+    }
+}
+
 impl Workload {
     /// Clients as `options` say.
     pub fn new(options: WorkloadOptions) -> Workload {
         let clients = (0..options.clients as u64)
             .map(|id| Client {
                 id,
-                leader_hint: None,
+                node_hint: None,
                 in_flight: None,
                 idle_until_ms: 0,
             })
@@ -117,7 +196,7 @@ impl Workload {
                 continue;
             }
             let node = client
-                .leader_hint
+                .node_hint
                 .filter(|_| rng.gen_bool(0.8))
                 .unwrap_or_else(|| ids[rng.gen_range(0..ids.len())]);
             self.issue(k, node, cluster, rng);
@@ -143,58 +222,80 @@ impl Workload {
         let Some(in_flight) = self.clients[k].in_flight.as_ref() else {
             return;
         };
-        let done = match in_flight.waiting {
-            Waiting::Write { op } => cluster.take_write_reply(op).map(|reply| (reply, None)),
-            Waiting::Read { ctx } => match cluster.take_read_reply(ctx) {
-                Some(ReadOutcome::Value(value)) => Some((Reply::Done, Some(value))),
-                Some(ReadOutcome::Refused) => {
-                    // Refused: certainly not served. Recorded, and ignored by the checker.
-                    let mut in_flight = self.clients[k].in_flight.take().expect("checked above");
-                    in_flight.record.ok = Some(false);
-                    in_flight.record.return_ns = now_ms * NS_PER_MS;
-                    self.history.push(in_flight.record);
-                    self.clients[k].leader_hint = None;
-                    return;
-                }
-                None => None,
-            },
-        };
-        let Some((reply, read_value)) = done else {
-            if now_ms - in_flight.started_ms > self.options.timeout_ms {
+        match cluster.take_reply(in_flight.request) {
+            Some(reply) => {
+                let in_flight = self.clients[k].in_flight.take().expect("checked above");
+                let outcome = outcome(in_flight.record.op, &reply, false);
+                self.complete(k, in_flight, outcome, cluster, now_ms);
+            }
+            None if now_ms - in_flight.started_ms > self.options.timeout_ms => {
                 let in_flight = self.clients[k].in_flight.take().expect("checked above");
                 self.abandon(k, in_flight, cluster, now_ms);
             }
-            return;
-        };
-        let mut in_flight = self.clients[k].in_flight.take().expect("checked above");
-        let record = &mut in_flight.record;
+            None => {}
+        }
+    }
+
+    /// Records the operation as the reply says.
+    fn complete(
+        &mut self,
+        k: usize,
+        in_flight: InFlight,
+        outcome: Outcome,
+        cluster: &mut Cluster,
+        now_ms: u64,
+    ) {
+        let mut record = in_flight.record;
         record.return_ns = now_ms * NS_PER_MS;
-        record.ok = Some(true);
-        match reply {
-            Reply::Deleted { existed } => record.existed = Some(existed),
-            Reply::Swapped(swapped) => record.ok = Some(swapped),
-            Reply::Done | Reply::Value => {}
+        match outcome {
+            Outcome::Done {
+                value,
+                existed,
+                swapped,
+            } => {
+                record.ok = Some(swapped.unwrap_or(true));
+                record.existed = existed;
+                if let Some(value) = value {
+                    record.value = value;
+                }
+                self.clients[k].node_hint = Some(in_flight.node);
+                self.history.push(record);
+            }
+            Outcome::NotApplied => {
+                // Certainly not applied: recorded for get, put and delete (the checker skips
+                // them); a cas's `ok: false` would mean "compare failed", so it is left out.
+                record.ok = Some(false);
+                if record.op != OpKind::Cas {
+                    self.history.push(record);
+                }
+                let client = &mut self.clients[k];
+                client.node_hint = None;
+                client.idle_until_ms = now_ms + 10;
+            }
+            Outcome::Unknown => {
+                self.abandon(
+                    k,
+                    InFlight {
+                        record,
+                        ..in_flight
+                    },
+                    cluster,
+                    now_ms,
+                );
+            }
         }
-        if let Some(value) = read_value {
-            record.value = value;
-        }
-        self.clients[k].leader_hint = Some(in_flight.node);
-        self.history.push(in_flight.record);
     }
 
     /// The client stops waiting: the outcome is unknown, and it continues as a new client.
     fn abandon(&mut self, k: usize, in_flight: InFlight, cluster: &mut Cluster, now_ms: u64) {
-        match in_flight.waiting {
-            Waiting::Write { op } => cluster.forget_write(op),
-            Waiting::Read { ctx } => cluster.forget_read(ctx),
-        }
+        cluster.cancel(in_flight.request);
         let mut record = in_flight.record;
         record.ok = None;
         record.return_ns = now_ms * NS_PER_MS;
         self.history.push(record);
         let client = &mut self.clients[k];
         client.id = self.next_client_id;
-        client.leader_hint = None;
+        client.node_hint = None;
         self.next_client_id += 1;
     }
 
@@ -217,70 +318,136 @@ impl Workload {
             call_ns: now_ms * NS_PER_MS,
             return_ns: 0,
         };
+        let key_bytes = key.as_bytes().to_vec();
+        let unknown_writes = self
+            .history
+            .iter()
+            .filter(|h| h.key == key && h.op != OpKind::Get && h.ok.is_none())
+            .count();
         let roll = rng.gen_range(0..10);
-        let result = if roll < 4 {
-            cluster
-                .read(node, op, &key)
-                .map(|()| Waiting::Read { ctx: op })
+        let roll = if unknown_writes >= MAX_UNKNOWN_WRITES_PER_KEY {
+            0
         } else {
-            let command = match roll {
-                4..=6 => {
-                    record.op = OpKind::Put;
-                    record.value = Some(value.clone());
-                    Command::Put { op, key, value }
-                }
-                7 => {
-                    record.op = OpKind::Delete;
-                    Command::Delete { op, key }
-                }
-                _ => {
-                    // Expect what some client wrote recently, or absence.
-                    let expected = self
-                        .history
-                        .iter()
-                        .rev()
-                        .find(|h| h.key == key && h.value.is_some())
-                        .and_then(|h| h.value.clone());
-                    let expected = if rng.gen_bool(0.2) { None } else { expected };
-                    record.op = OpKind::Cas;
-                    record.expected = expected.clone();
-                    record.value = Some(value.clone());
-                    Command::Cas {
-                        op,
-                        key,
-                        expected,
-                        value,
-                    }
-                }
-            };
-            cluster
-                .propose_command(node, &command)
-                .map(|_| Waiting::Write { op })
-                .map_err(|err| match err {
-                    ProposeError::NotLeader { leader_hint } => leader_hint,
-                    _ => None,
-                })
+            roll
         };
-        match result {
-            Ok(waiting) => {
-                self.clients[k].in_flight = Some(InFlight {
-                    record,
-                    node,
-                    waiting,
-                    started_ms: now_ms,
-                })
-            }
-            Err(hint) => {
-                // Refused at once: certainly not applied. Try the hinted leader a little later.
-                record.ok = Some(false);
-                record.return_ns = now_ms * NS_PER_MS;
-                if record.op != OpKind::Cas {
-                    self.history.push(record);
+        let command = match roll {
+            0..=3 => Command::Get { key: key_bytes },
+            4..=6 => {
+                record.op = OpKind::Put;
+                record.value = Some(value.clone());
+                Command::Set {
+                    key: key_bytes,
+                    value: value.into_bytes(),
+                    condition: SetCondition::Always,
                 }
-                let client = &mut self.clients[k];
-                client.leader_hint = hint;
-                client.idle_until_ms = now_ms + 10;
+            }
+            7 => {
+                record.op = OpKind::Delete;
+                Command::Del {
+                    keys: vec![key_bytes],
+                }
+            }
+            _ => {
+                // Expect what some client wrote recently, or absence.
+                let expected = self
+                    .history
+                    .iter()
+                    .rev()
+                    .find(|h| h.key == key && h.value.is_some())
+                    .and_then(|h| h.value.clone());
+                let expected = if rng.gen_bool(0.2) { None } else { expected };
+                record.op = OpKind::Cas;
+                record.expected = expected.clone();
+                record.value = Some(value.clone());
+                Command::Cas {
+                    key: key_bytes,
+                    expected: expected.map(String::into_bytes),
+                    new: value.into_bytes(),
+                }
+            }
+        };
+        let in_flight = InFlight {
+            record,
+            request: op,
+            node,
+            started_ms: now_ms,
+        };
+        match cluster.submit(node, op, command) {
+            Submitted::Pending => self.clients[k].in_flight = Some(in_flight),
+            Submitted::Answered(reply) => {
+                let outcome = outcome(in_flight.record.op, &reply, true);
+                self.complete(k, in_flight, outcome, cluster, now_ms);
+            }
+            Submitted::Unreachable => {
+                // The node is down or paused: the request reached nobody.
+                self.complete(k, in_flight, Outcome::NotApplied, cluster, now_ms);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_errors_that_promise_nothing_was_applied_make_a_write_not_applied() {
+        let error = |text: &str| Reply::error(text);
+        assert_eq!(
+            outcome(OpKind::Put, &error(errors::LEADER_CHANGED), false),
+            Outcome::NotApplied
+        );
+        assert_eq!(
+            outcome(OpKind::Put, &error(errors::NO_LEADER), true),
+            Outcome::NotApplied,
+            "a node that knew no leader forwarded nothing"
+        );
+        assert_eq!(
+            outcome(OpKind::Put, &error(errors::NO_LEADER), false),
+            Outcome::Unknown,
+            "a forwarded write's NO_LEADER comes from afar"
+        );
+        for text in [
+            errors::OUTCOME_UNKNOWN,
+            errors::BUSY,
+            errors::TRANSFERRING,
+            "ERR anything else",
+        ] {
+            assert_eq!(outcome(OpKind::Cas, &error(text), true), Outcome::Unknown);
+        }
+        assert_eq!(
+            outcome(OpKind::Get, &error(errors::READ_NOT_CONFIRMED), false),
+            Outcome::NotApplied,
+            "a refused read was not served"
+        );
+    }
+
+    #[test]
+    fn replies_complete_operations() {
+        assert_eq!(
+            outcome(OpKind::Delete, &Reply::Integer(1), false),
+            Outcome::Done {
+                value: None,
+                existed: Some(true),
+                swapped: None
+            }
+        );
+        assert_eq!(
+            outcome(OpKind::Cas, &Reply::Integer(0), false),
+            Outcome::Done {
+                value: None,
+                existed: None,
+                swapped: Some(false)
+            }
+        );
+        assert_eq!(
+            outcome(OpKind::Get, &Reply::Nil, false),
+            Outcome::Done {
+                value: Some(None),
+                existed: None,
+                swapped: None
+            }
+        );
+        assert_eq!(outcome(OpKind::Put, &Reply::Nil, false), Outcome::Unknown);
     }
 }

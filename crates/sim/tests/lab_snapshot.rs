@@ -90,12 +90,12 @@ fn lagging_follower_catches_up(seed: u64, unreliable: bool, crash: bool, chunk_b
     );
     for id in c.ids().to_vec() {
         let last = c
-            .kv(id)
-            .and_then(|kv| kv.get(skiff_sim::kv::LAST_VALUE_KEY))
-            .cloned();
+            .state_machine(id)
+            .and_then(|kv| kv.get(skiff_sim::values::LAST_VALUE_KEY.as_bytes()))
+            .map(<[u8]>::to_vec);
         assert_eq!(
             last,
-            Some((value - 1).to_string()),
+            Some((value - 1).to_string().into_bytes()),
             "{id}'s state machine holds the last value"
         );
     }

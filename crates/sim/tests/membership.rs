@@ -1,7 +1,8 @@
 //! Membership changes by joint consensus (§6) in the simulator.
 
+use skiff_kv::Reply;
 use skiff_raft::{ConfChange, ConfChangeStep, LogIndex, NodeId, ProposeError, Role};
-use skiff_sim::{Cluster, ClusterOptions, Partition};
+use skiff_sim::{Cluster, ClusterOptions, Partition, Refused};
 
 const BUDGET_MS: u64 = 10_000;
 
@@ -42,6 +43,11 @@ fn change(c: &mut Cluster, steps: Vec<ConfChangeStep>, done: impl Fn(&Cluster) -
         "{steps:?} took effect; leader conf {:?}",
         c.leader().map(|l| c.conf(l))
     );
+}
+
+/// The node's error reply when its core refuses a proposal with `error`.
+fn refused(error: ProposeError) -> Refused {
+    Refused::Reply(Reply::error(format!("ERR {error}")))
 }
 
 fn voters_are(c: &Cluster, expected: &[u64]) -> bool {
@@ -270,7 +276,7 @@ fn config_change_waits_for_leader_noop() {
     );
     assert_eq!(
         first_try,
-        Err(ProposeError::ConfChangeTooEarly),
+        Err(refused(ProposeError::ConfChangeTooEarly)),
         "refused before the no-op commits"
     );
     c.run_for(300);
@@ -280,15 +286,16 @@ fn config_change_waits_for_leader_noop() {
             steps: vec![ConfChangeStep::AddLearner(NodeId(4))],
         },
     );
-    assert!(accepted.is_ok());
+    let (pending, _) = accepted.expect("accepted once the no-op committed");
     let again = c.propose_conf_change(
         leader,
         ConfChange {
             steps: vec![ConfChangeStep::AddLearner(NodeId(4))],
         },
     );
-    assert!(
-        matches!(again, Err(ProposeError::ConfChangeInProgress { .. })),
+    assert_eq!(
+        again,
+        Err(refused(ProposeError::ConfChangeInProgress { pending })),
         "one change at a time"
     );
     assert!(c.commit(leader) >= LogIndex(1));

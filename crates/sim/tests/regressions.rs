@@ -1,9 +1,9 @@
 //! Regression scenarios for bugs that real Raft implementations shipped, run in the
 //! simulator with the real core. (Message-level versions live in the core's own tests.)
 
+use skiff_kv::{Command, SetCondition};
 use skiff_raft::{HardState, LogIndex, MessageBody, NodeId, Role, Term};
 use skiff_sim::cluster::ReadOutcome;
-use skiff_sim::kv::Command;
 use skiff_sim::{Cluster, ClusterOptions, Partition};
 
 #[test]
@@ -115,6 +115,15 @@ fn hard_state_of_a_fresh_node_is_empty() {
     assert_eq!(c.hard_state(NodeId(1)), HardState::default());
 }
 
+/// `SET key value`.
+fn set(key: &str, value: &str) -> Command {
+    Command::Set {
+        key: key.as_bytes().to_vec(),
+        value: value.as_bytes().to_vec(),
+        condition: SetCondition::Always,
+    }
+}
+
 /// Reads `key` through `node` and runs until it is answered (or `budget_ms` passes).
 fn read_through(
     c: &mut Cluster,
@@ -141,15 +150,7 @@ fn deposed_leader_serves_no_stale_read() {
         options.read_lease = read_lease;
         let mut c = Cluster::new(options);
         let old = c.await_leader(5_000).expect("leader");
-        c.propose_command(
-            old,
-            &Command::Put {
-                op: 1,
-                key: "k".into(),
-                value: "old".into(),
-            },
-        )
-        .expect("leader");
+        c.propose_command(old, set("k", "old")).expect("leader");
         c.run_for(300);
         assert_eq!(
             read_through(&mut c, old, 100, "k", 1_000),
@@ -175,15 +176,7 @@ fn deposed_leader_serves_no_stale_read() {
             .map(|(id, _)| id)
             .find(|id| !minority.contains(id))
             .expect("new leader");
-        c.propose_command(
-            new,
-            &Command::Put {
-                op: 2,
-                key: "k".into(),
-                value: "new".into(),
-            },
-        )
-        .expect("new leader");
+        c.propose_command(new, set("k", "new")).expect("new leader");
         c.run_for(300);
         for ctx in 200..210 {
             let outcome = read_through(&mut c, old, ctx, "k", 200);
@@ -212,21 +205,14 @@ fn new_leader_reads_wait_for_noop() {
     let mut c = Cluster::new(ClusterOptions::new(3).seed(46));
     let first = c.await_leader(5_000).expect("leader");
     c.run_for(200);
-    let (put_index, _) = c
-        .propose_command(
-            first,
-            &Command::Put {
-                op: 1,
-                key: "k".into(),
-                value: "v1".into(),
-            },
-        )
-        .expect("leader");
+    let (_, put_index, _) = c.propose_command(first, set("k", "v1")).expect("leader");
     c.hold_messages(move |m| {
         m.from == first
             && matches!(&m.body, MessageBody::AppendEntries { leader_commit, .. } if *leader_commit >= put_index)
     });
-    let leader_applied = c.run_until(2_000, |c| c.kv(first).and_then(|kv| kv.get("k")).is_some());
+    let leader_applied = c.run_until(2_000, |c| {
+        c.state_machine(first).and_then(|kv| kv.get(b"k")).is_some()
+    });
     assert!(
         leader_applied,
         "the first leader committed and applied the write"

@@ -1,7 +1,9 @@
 //! Leadership transfer (thesis §3.10) in the simulator.
 
-use skiff_raft::{NodeId, ProposeError, Role};
-use skiff_sim::{Cluster, ClusterOptions};
+use skiff_kv::Reply;
+use skiff_node::errors;
+use skiff_raft::{NodeId, Role};
+use skiff_sim::{Cluster, ClusterOptions, Refused};
 
 #[test]
 fn leadership_transfer_hands_over_to_the_target() {
@@ -19,8 +21,9 @@ fn leadership_transfer_hands_over_to_the_target() {
     let term = c.term(old);
     let elections_before = c.stats().elections;
     assert!(c.transfer_leadership(target));
-    assert!(
-        matches!(c.propose_to(old, 2, 0), Err(ProposeError::TransferInProgress { to }) if to == target),
+    assert_eq!(
+        c.propose_to(old, 2, 0),
+        Err(Refused::Reply(Reply::error(errors::TRANSFERRING))),
         "proposals are refused during the transfer"
     );
     assert!(
