@@ -472,8 +472,11 @@ impl Driver {
                         "leader changed"
                     );
                     if let Some(leader) = soft_state.leader {
-                        self.shared
-                            .publish(term.0, "leader", format!("leader is node {}", leader.0));
+                        self.shared.publish(
+                            term.0,
+                            "leader",
+                            format!("leader is node {}", leader.0),
+                        );
                     }
                     self.last_leader = soft_state.leader;
                 }

@@ -17,10 +17,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use skiff_kv::{Command, Reply};
-use tokio::sync::broadcast::error::RecvError;
 use serde::Deserialize;
+use skiff_kv::{Command, Reply};
 use tokio::net::TcpListener;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::oneshot;
 
 use crate::driver::{AdminRequest, Input};
@@ -95,7 +95,10 @@ async fn events(State(state): State<AppState>) -> impl IntoResponse {
             } else {
                 event
             };
-            Some((Ok::<_, Infallible>(event), (receiver, ticker, shared, false)))
+            Some((
+                Ok::<_, Infallible>(event),
+                (receiver, ticker, shared, false),
+            ))
         },
     );
     Sse::new(stream).keep_alive(KeepAlive::default())
@@ -123,12 +126,18 @@ async fn kv_set(
         .try_send(Input::Client { command, reply })
         .is_err()
     {
-        return (StatusCode::SERVICE_UNAVAILABLE, "the node is too busy\n".into());
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node is too busy\n".into(),
+        );
     }
     match receiver.await {
         Ok(Reply::Error(error)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")),
         Ok(_) => (StatusCode::OK, format!("SET {} committed\n", query.key)),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down\n".into()),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node is shutting down\n".into(),
+        ),
     }
 }
 
@@ -159,7 +168,11 @@ async fn isolate(
     } else {
         "reconnected to its peers".to_string()
     };
-    tracing::warn!(node = status.id, isolated = query.on, "{text} (fault injection)");
+    tracing::warn!(
+        node = status.id,
+        isolated = query.on,
+        "{text} (fault injection)"
+    );
     state.shared.publish(status.term, "fault", text.clone());
     (StatusCode::OK, format!("node {} {text}\n", status.id))
 }

@@ -262,26 +262,34 @@ mod control {
             .route("/control/kill", post(kill))
             .route("/control/restart", post(restart))
             .with_state(nodes)
-            .layer(axum::middleware::map_response(|mut response: Response| async {
-                response.headers_mut().insert(
-                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                    HeaderValue::from_static("*"),
-                );
-                response
-            }));
+            .layer(axum::middleware::map_response(
+                |mut response: Response| async {
+                    response.headers_mut().insert(
+                        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                        HeaderValue::from_static("*"),
+                    );
+                    response
+                },
+            ));
         if let Err(error) = axum::serve(listener, app).await {
             eprintln!("the control API stopped: {error}");
         }
     }
 
     /// `kill -9`: the node loses nothing it acknowledged.
-    async fn kill(State(nodes): State<Nodes>, Query(query): Query<NodeQuery>) -> (StatusCode, String) {
+    async fn kill(
+        State(nodes): State<Nodes>,
+        Query(query): Query<NodeQuery>,
+    ) -> (StatusCode, String) {
         let mut nodes = nodes.lock().await;
         let Some(node) = nodes.iter_mut().find(|n| n.id == query.id) else {
             return (StatusCode::NOT_FOUND, format!("no node {}\n", query.id));
         };
         let Some(mut child) = node.child.take() else {
-            return (StatusCode::CONFLICT, format!("node {} is not running\n", query.id));
+            return (
+                StatusCode::CONFLICT,
+                format!("node {} is not running\n", query.id),
+            );
         };
         let _ = child.kill().await;
         println!("node {} killed (kill -9) from the live view", query.id);
@@ -297,7 +305,10 @@ mod control {
             return (StatusCode::NOT_FOUND, format!("no node {}\n", query.id));
         };
         if node.child.is_some() {
-            return (StatusCode::CONFLICT, format!("node {} is running\n", query.id));
+            return (
+                StatusCode::CONFLICT,
+                format!("node {} is running\n", query.id),
+            );
         }
         match (node.command)() {
             Ok(child) => {

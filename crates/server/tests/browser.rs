@@ -5,61 +5,122 @@
 mod common;
 
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_base_port, serial, Local};
-use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
-use headless_chrome::{Browser, LaunchOptions, Tab};
+use base64::Engine;
+use common::{free_base_port, free_port, serial, Local};
+use serde_json::{json, Value};
 
-/// Where Debian's `chromium` package installs the browser (`.ci/run` installs it).
+/// Where Debian's `chromium` and `chromium-driver` packages install (`.ci/run` installs them).
 const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-fn browser() -> Browser {
-    assert!(
-        std::path::Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)"
-    );
-    let args: Vec<&std::ffi::OsStr> = [
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-    ]
-    .iter()
-    .map(std::ffi::OsStr::new)
-    .collect();
-    let options = LaunchOptions::default_builder()
-        .path(Some(PathBuf::from(CHROMIUM)))
-        .headless(true)
-        .sandbox(false)
-        .window_size(Some((1280, 800)))
-        .args(args)
-        .idle_browser_timeout(Duration::from_secs(120))
-        .build()
-        .expect("launch options");
-    Browser::new(options).expect("chromium starts")
+/// A headless Chromium driven through ChromeDriver's WebDriver API.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
 }
 
-/// Evaluates `expression` in the page and returns its JSON value.
-fn eval(tab: &Tab, expression: &str) -> serde_json::Value {
-    tab.evaluate(expression, false)
-        .ok()
-        .and_then(|result| result.value)
-        .unwrap_or(serde_json::Value::Null)
+impl Browser {
+    fn start() -> Browser {
+        for path in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                std::path::Path::new(path).exists(),
+                "{path} is missing: install Debian's chromium and chromium-driver (.ci/run does)"
+            );
+        }
+        let port = free_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let profile = tempfile::tempdir().expect("profile dir").keep();
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--window-size=1280,800",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        }}});
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let response = loop {
+            match ureq::post(&format!("{base}/session")).send_json(capabilities.clone()) {
+                Ok(response) => break response,
+                Err(error) => {
+                    assert!(Instant::now() < deadline, "no WebDriver session: {error}");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        };
+        let body: Value = response.into_json().expect("session JSON");
+        let session = body["value"]["sessionId"]
+            .as_str()
+            .expect("a session id")
+            .to_string();
+        Browser {
+            driver,
+            base,
+            session,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/session/{}{path}", self.base, self.session)
+    }
+
+    fn navigate(&self, url: &str) {
+        ureq::post(&self.url("/url"))
+            .send_json(json!({ "url": url }))
+            .expect("navigates");
+    }
+
+    /// Runs `script` (a function body) in the page and returns its value.
+    fn execute(&self, script: &str) -> Value {
+        ureq::post(&self.url("/execute/sync"))
+            .send_json(json!({ "script": script, "args": [] }))
+            .ok()
+            .and_then(|r| r.into_json::<Value>().ok())
+            .map(|v| v["value"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    fn screenshot(&self) -> Vec<u8> {
+        let body: Value = ureq::get(&self.url("/screenshot"))
+            .call()
+            .expect("screenshot")
+            .into_json()
+            .expect("screenshot JSON");
+        base64::engine::general_purpose::STANDARD
+            .decode(body["value"].as_str().expect("base64 PNG"))
+            .expect("valid base64")
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = ureq::delete(&self.url("")).call();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
 }
 
 /// The page's view: (node id, role) of every card.
-fn cards(tab: &Tab) -> Vec<(u64, String)> {
-    let value = eval(
-        tab,
-        "JSON.stringify([...document.querySelectorAll('.card')].map(c => [Number(c.dataset.node), c.dataset.role]))",
+fn cards(browser: &Browser) -> Vec<(u64, String)> {
+    let value = browser.execute(
+        "return [...document.querySelectorAll('.card')].map(c => [Number(c.dataset.node), c.dataset.role]);",
     );
-    value
-        .as_str()
-        .and_then(|json| serde_json::from_str(json).ok())
-        .unwrap_or_default()
+    serde_json::from_value(value).unwrap_or_default()
 }
 
 fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -80,33 +141,36 @@ fn the_live_view_shows_the_cluster_and_a_new_leader_after_killing_the_old_one_fr
     let base = free_base_port();
     let local = Local::start(data.path(), base);
     local.leader();
-    let browser = browser();
-    let tab = browser.new_tab().expect("a tab");
-    tab.navigate_to(&format!("http://127.0.0.1:{}/", base + 200))
-        .expect("navigates")
-        .wait_until_navigated()
-        .expect("page loads");
+    let browser = Browser::start();
+    browser.navigate(&format!("http://127.0.0.1:{}/", base + 200));
 
-    let old_leader = wait_for("three nodes and one leader", Duration::from_secs(15), || {
-        let cards = cards(&tab);
-        let leaders: Vec<u64> = cards
-            .iter()
-            .filter(|(_, role)| role == "leader")
-            .map(|(id, _)| *id)
-            .collect();
-        let others_follow = cards.iter().filter(|(_, role)| role == "follower").count() == 2;
-        (cards.len() == 3 && leaders.len() == 1 && others_follow).then(|| leaders[0])
-    });
+    let old_leader = wait_for(
+        "three nodes and one leader",
+        Duration::from_secs(15),
+        || {
+            let cards = cards(&browser);
+            let leaders: Vec<u64> = cards
+                .iter()
+                .filter(|(_, role)| role == "leader")
+                .map(|(id, _)| *id)
+                .collect();
+            let others_follow = cards.iter().filter(|(_, role)| role == "follower").count() == 2;
+            (cards.len() == 3 && leaders.len() == 1 && others_follow).then(|| leaders[0])
+        },
+    );
 
     // The page's own Kill button on the leader's card.
-    let clicked = eval(
-        &tab,
-        "(() => { const b = document.querySelector('.card.leader button[data-action=\"kill\"]'); if (!b) return false; b.click(); return true; })()",
+    let clicked = browser.execute(
+        "const b = document.querySelector('.card.leader button[data-action=\"kill\"]'); if (!b) return false; b.click(); return true;",
     );
-    assert_eq!(clicked, serde_json::Value::Bool(true), "the leader's card has a Kill button");
+    assert_eq!(
+        clicked,
+        Value::Bool(true),
+        "the leader's card has a Kill button"
+    );
 
     let new_leader = wait_for("a new leader", Duration::from_secs(15), || {
-        let cards = cards(&tab);
+        let cards = cards(&browser);
         let old_down = cards
             .iter()
             .any(|(id, role)| *id == old_leader && role == "down");
@@ -117,7 +181,7 @@ fn the_live_view_shows_the_cluster_and_a_new_leader_after_killing_the_old_one_fr
         leader.filter(|_| old_down)
     });
     assert_ne!(new_leader, old_leader);
-    let timeline = eval(&tab, "document.getElementById('timeline').innerText");
+    let timeline = browser.execute("return document.getElementById('timeline').innerText;");
     assert!(
         timeline
             .as_str()
@@ -125,15 +189,13 @@ fn the_live_view_shows_the_cluster_and_a_new_leader_after_killing_the_old_one_fr
         "the event timeline shows the election: {timeline}"
     );
 
-    let png = tab
-        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
-        .expect("screenshot");
+    let png = browser.screenshot();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
     let folder = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&folder).expect("output folder");
     let path = folder.join("live-view-after-leader-kill.png");
     std::fs::write(&path, png).expect("screenshot saved");
     eprintln!("screenshot: {}", path.display());
-    drop(tab);
     drop(browser);
     local.stop();
 }
