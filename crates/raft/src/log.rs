@@ -236,9 +236,16 @@ impl<S: LogStorage> RaftLog<S> {
         self.applied = self.applied.max(index);
     }
 
-    /// Storage now holds the snapshot received from the leader.
-    pub fn snapshot_installed(&mut self) {
-        self.pending_snapshot = None;
+    /// Storage now holds the snapshot received from the leader with last index `index`. A
+    /// later snapshot restored while that one was being written stays pending: storage does
+    /// not hold it yet.
+    pub fn snapshot_installed(&mut self, index: LogIndex) {
+        if self
+            .pending_snapshot
+            .is_some_and(|(pending, _)| pending == index)
+        {
+            self.pending_snapshot = None;
+        }
     }
 
     /// The entries not yet durable.
@@ -497,11 +504,36 @@ mod tests {
             log.entries(LogIndex(3), LogIndex(6), u64::MAX),
             Err(StorageError::Compacted { .. })
         ));
-        log.snapshot_installed();
+        log.snapshot_installed(LogIndex(5));
         assert_eq!(
             log.term(LogIndex(2)),
             Some(Term(1)),
             "storage answers again (it is installed by now)"
+        );
+    }
+
+    #[test]
+    fn a_second_snapshot_stays_pending_when_the_first_is_installed() {
+        let mut log = log_with_terms(&[1, 1, 2]);
+        log.restore(LogIndex(5), Term(3));
+        // A second, newer snapshot arrives while the first is being written.
+        log.restore(LogIndex(9), Term(4));
+        log.snapshot_installed(LogIndex(5));
+        assert_eq!(
+            log.first_index(),
+            LogIndex(10),
+            "storage does not hold the second snapshot yet: the log starts after it"
+        );
+        assert_eq!(
+            log.term(LogIndex(7)),
+            None,
+            "covered by the pending snapshot"
+        );
+        log.snapshot_installed(LogIndex(9));
+        assert_eq!(
+            log.term(LogIndex(2)),
+            Some(Term(1)),
+            "storage answers again"
         );
     }
 

@@ -233,8 +233,8 @@ impl<S: LogStorage> RawNode<S> {
                 self.raft.apply_conf_change(&change);
             }
         }
-        if ready.snapshot.is_some() {
-            self.raft.log.snapshot_installed();
+        if let Some(meta) = &ready.snapshot {
+            self.raft.log.snapshot_installed(meta.index);
         }
         if let Some(hard_state) = ready.hard_state {
             self.prev_hard_state = hard_state;

@@ -51,6 +51,15 @@ pub struct ServeArgs {
     /// Heartbeat interval in ticks [default: 5].
     #[arg(long)]
     pub heartbeat_ticks: Option<u64>,
+    /// PreVote (thesis §9.6): a node asks whether it could win before it raises its term, so
+    /// a node that was cut off cannot depose a healthy leader when it returns [default: true].
+    #[arg(long)]
+    pub pre_vote: Option<bool>,
+    /// CheckQuorum (thesis §6.2): a leader that has not heard from a majority for an election
+    /// timeout steps down, and followers that hear from a leader ignore vote requests
+    /// [default: true].
+    #[arg(long)]
+    pub check_quorum: Option<bool>,
     /// How long a client request may wait before it is answered with an error [default: 5000].
     #[arg(long)]
     pub request_timeout_ms: Option<u64>,
@@ -99,6 +108,8 @@ impl ServeArgs {
             tick_ms: self.tick_ms.or(file.tick_ms),
             election_ticks: self.election_ticks.or(file.election_ticks),
             heartbeat_ticks: self.heartbeat_ticks.or(file.heartbeat_ticks),
+            pre_vote: self.pre_vote.or(file.pre_vote),
+            check_quorum: self.check_quorum.or(file.check_quorum),
             request_timeout_ms: self.request_timeout_ms.or(file.request_timeout_ms),
             snapshot_every: self.snapshot_every.or(file.snapshot_every),
             max_bulk_bytes: self.max_bulk_bytes.or(file.max_bulk_bytes),

@@ -55,6 +55,8 @@ pub enum AdminRequest {
     },
     /// Make a caught-up learner a voter.
     Promote(u64),
+    /// Start an election on this node now (demonstrations only).
+    Campaign,
     /// Remove a member.
     Remove(u64),
 }
@@ -305,6 +307,10 @@ impl Driver {
                         .transfer_leadership(NodeId(to))
                         .map(|()| format!("transferring leadership to {to}"))
                         .map_err(|e| e.to_string()),
+                    AdminRequest::Campaign => {
+                        self.node.campaign();
+                        Ok("campaigning".to_string())
+                    }
                     AdminRequest::Snapshot => self
                         .take_snapshot()
                         .map(|index| format!("snapshot at index {index}"))

@@ -39,6 +39,7 @@ pub async fn serve_http(listener: TcpListener, shared: Arc<Shared>, driver: Sync
         .route("/events", get(events))
         .route("/kv/set", post(kv_set))
         .route("/admin/isolate", post(isolate))
+        .route("/admin/campaign", post(campaign))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -175,6 +176,18 @@ async fn isolate(
     );
     state.shared.publish(status.term, "fault", text.clone());
     (StatusCode::OK, format!("node {} {text}\n", status.id))
+}
+
+/// Starts an election on this node now, as if its election timer had fired: for
+/// demonstrations, only with `--allow-fault-injection`.
+async fn campaign(State(state): State<AppState>) -> (StatusCode, String) {
+    if !state.shared.fault_injection {
+        return (
+            StatusCode::FORBIDDEN,
+            "fault injection is off (start the node with --allow-fault-injection)\n".into(),
+        );
+    }
+    admin(&state, AdminRequest::Campaign).await
 }
 
 async fn status(State(state): State<AppState>) -> impl IntoResponse {

@@ -200,6 +200,9 @@ impl Metrics {
         }
         for kind in ["read", "write"] {
             metrics.client_requests.with_label_values(&[kind]);
+            for outcome in ["ok", "error"] {
+                metrics.request_duration.with_label_values(&[kind, outcome]);
+            }
         }
         for kind in ERROR_KINDS {
             metrics.errors.with_label_values(&[kind]);

@@ -79,6 +79,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut raft = Config::new(NodeId(id), members.keys().map(|&m| NodeId(m)));
     raft.election_timeout_ticks = args.election_ticks.unwrap_or(30);
     raft.heartbeat_interval_ticks = args.heartbeat_ticks.unwrap_or(5);
+    raft.pre_vote = args.pre_vote.unwrap_or(true);
+    raft.check_quorum = args.check_quorum.unwrap_or(true);
     raft.seed = rand::random();
     let mut config = NodeConfig::new(raft, identity.cluster_id);
     // The driver takes snapshots itself, so it can time them.

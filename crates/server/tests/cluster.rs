@@ -261,6 +261,36 @@ fn metrics_are_exported_in_the_prometheus_text_format() {
     value("skiff_snapshots_total", Some(("event", "taken")));
     value("skiff_errors_total", Some(("kind", "protocol")));
 
+    // Every metric the sample Grafana dashboard queries is exported.
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/grafana-dashboard.json"
+    ))
+    .expect("the dashboard");
+    let exported: std::collections::BTreeSet<&str> =
+        scrape.samples.iter().map(|s| s.metric.as_str()).collect();
+    let mut queried: Vec<&str> = dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("skiff_"))
+        .map(|word| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| word.strip_suffix(suffix))
+                .unwrap_or(word)
+        })
+        .collect();
+    queried.dedup();
+    assert!(
+        queried.len() >= 10,
+        "the dashboard queries metrics: {queried:?}"
+    );
+    for metric in queried {
+        assert!(
+            exported.contains(metric),
+            "the dashboard queries {metric}, which is not exported"
+        );
+    }
+
     let text = common::http_get(cluster.nodes[&follower].http, "/metrics").expect("metrics");
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
         .expect("valid Prometheus text");
