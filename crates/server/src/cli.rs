@@ -101,6 +101,23 @@ async fn leader_http(addr: &str) -> anyhow::Result<String> {
         .context("the leader's HTTP address is not known yet")
 }
 
+/// The role, padded to `width` and, on a terminal, coloured as in the live view.
+fn paint_role(role: &str, width: usize) -> String {
+    use std::io::IsTerminal;
+    let padded = format!("{role:<width$}");
+    if !std::io::stdout().is_terminal() || std::env::var_os("NO_COLOR").is_some() {
+        return padded;
+    }
+    let colour = match role {
+        "leader" => "1;33",
+        "follower" => "36",
+        "candidate" => "35",
+        "pre-candidate" => "34",
+        _ => "2",
+    };
+    format!("\x1b[{colour}m{padded}\x1b[0m")
+}
+
 /// Prints the cluster as a table.
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
@@ -133,9 +150,9 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             let client = member.client_addr.clone().unwrap_or_else(|| "?".into());
             match status {
                 Some(Ok(s)) => println!(
-                    "{:<4} {:<14} {:<6} {:<7} {:>9} {:>9} {:>9} {:>9}  {:<21} {}",
+                    "{:<4} {} {:<6} {:<7} {:>9} {:>9} {:>9} {:>9}  {:<21} {}",
                     s.id,
-                    s.role,
+                    paint_role(&s.role, 14),
                     s.term,
                     s.leader
                         .map(|l| l.to_string())

@@ -1,6 +1,5 @@
 //! `skiff local`: a whole cluster on this machine in one command, for trying Skiff out.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -9,7 +8,7 @@ use anyhow::Context;
 use tokio::process::{Child, Command};
 
 use crate::httpc;
-use crate::shared::NodeStatus;
+use crate::shared::{ClusterEvent, NodeStatus};
 
 /// `skiff local` settings.
 #[derive(clap::Args, Clone, Debug)]
@@ -150,7 +149,12 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening for the control API on port {control_port}"))?;
     tokio::spawn(control::serve(listener, nodes.clone()));
 
-    let mut last: BTreeMap<u16, (String, u64, Option<u64>)> = BTreeMap::new();
+    {
+        let nodes = nodes.lock().await;
+        for node in nodes.iter() {
+            tokio::spawn(follow_events(node.id, node.http.clone()));
+        }
+    }
     let mut announced_leader: Option<u64> = None;
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
     loop {
@@ -165,7 +169,6 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
                     if let Ok(Some(exit)) = child.try_wait() {
                         println!("node {} exited ({exit}); see its node.log", node.id);
                         node.child = None;
-                        last.remove(&node.id);
                     }
                 }
             }
@@ -176,17 +179,6 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
                 .collect()
         };
         let statuses = poll(&targets).await;
-        for (id, status) in &statuses {
-            let now = (status.role.clone(), status.term, status.leader);
-            if last.get(id) != Some(&now) {
-                if let Some((_, term, _)) = last.get(id) {
-                    if status.term > *term && status.role != "leader" {
-                        println!("node {id}: term {} ({})", status.term, status.role);
-                    }
-                }
-                last.insert(*id, now);
-            }
-        }
         let leader = statuses
             .iter()
             .find(|(_, s)| s.role == "leader")
@@ -239,6 +231,44 @@ async fn poll(nodes: &[(u16, String)]) -> Vec<(u16, NodeStatus)> {
         }
     }
     statuses
+}
+
+/// Prints node `id`'s Raft events as they happen (the live view's timeline), following its
+/// `/events` stream and reconnecting when the node restarts.
+async fn follow_events(id: u16, http: String) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    loop {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(&http).await {
+            let request = format!(
+                "GET /events HTTP/1.1\r\nHost: {http}\r\nAccept: text/event-stream\r\n\r\n"
+            );
+            if stream.write_all(request.as_bytes()).await.is_ok() {
+                let mut lines = BufReader::new(stream).lines();
+                let mut event = String::new();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(name) = line.strip_prefix("event: ") {
+                        event = name.to_string();
+                    } else if let Some(data) = line.strip_prefix("data: ") {
+                        if event == "raft" {
+                            if let Ok(e) = serde_json::from_str::<ClusterEvent>(data) {
+                                let ms = e.at_ms % 86_400_000;
+                                println!(
+                                    "{:02}:{:02}:{:02}.{:03} node {id} · term {} · {}",
+                                    ms / 3_600_000,
+                                    ms / 60_000 % 60,
+                                    ms / 1000 % 60,
+                                    ms % 1000,
+                                    e.term,
+                                    e.text
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// The control API the live view calls to kill and restart nodes.

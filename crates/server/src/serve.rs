@@ -94,11 +94,23 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 wal_dir.display()
             )
         })?;
+    let term = node.wal().hard_state().term.0;
     if let Some(torn) = &report.torn_tail {
-        tracing::warn!(node = id, file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes_dropped, "recovery cut a torn final write");
+        tracing::warn!(node = id, term, file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes_dropped, "recovery cut a torn final write");
+    }
+    if report.finished_snapshot_install {
+        tracing::info!(
+            node = id,
+            term,
+            "recovery finished installing a snapshot received before the crash"
+        );
+    }
+    for removed in &report.snapshot_files_removed {
+        tracing::info!(node = id, term, file = %removed.display(), "recovery removed a leftover snapshot file");
     }
     tracing::info!(
         node = id,
+        term,
         segments = report.segments_read.len(),
         snapshot = ?report.snapshot_file,
         created = report.created,
