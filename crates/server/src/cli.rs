@@ -8,8 +8,8 @@ use crate::shared::NodeStatus;
 /// `skiff status` settings.
 #[derive(clap::Args, Clone, Debug)]
 pub struct StatusArgs {
-    /// The HTTP address of any node.
-    #[arg(long, default_value = "127.0.0.1:7201")]
+    /// The HTTP address of any node; several, comma-separated, are tried in order.
+    #[arg(long, default_value = DEFAULT_ADDRS)]
     pub addr: String,
     /// Print the raw JSON of every node instead of a table.
     #[arg(long)]
@@ -19,8 +19,9 @@ pub struct StatusArgs {
 /// `skiff admin` settings.
 #[derive(clap::Args, Clone, Debug)]
 pub struct AdminArgs {
-    /// The HTTP address of any node; requests go to the leader it knows.
-    #[arg(long, default_value = "127.0.0.1:7201")]
+    /// The HTTP address of any node (several, comma-separated, are tried in order); requests
+    /// go to the leader it knows, except `snapshot`, which goes to the first that answers.
+    #[arg(long, default_value = DEFAULT_ADDRS)]
     pub addr: String,
     /// What to do.
     #[command(subcommand)]
@@ -68,11 +69,26 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Every member's status, starting from the node at `addr`.
+/// The HTTP addresses `skiff local` uses for its first three nodes.
+const DEFAULT_ADDRS: &str = "127.0.0.1:7201,127.0.0.1:7202,127.0.0.1:7203";
+
+/// The first of the comma-separated `addrs` that answers `/status`, with its status.
+async fn first_answering(addrs: &str) -> anyhow::Result<(String, NodeStatus)> {
+    let mut errors = Vec::new();
+    for addr in addrs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        match httpc::status(addr).await {
+            Ok(status) => return Ok((addr.to_string(), status)),
+            Err(error) => errors.push(format!("{error:#}")),
+        }
+    }
+    bail!("no node answered: {}", errors.join("; "))
+}
+
+/// Every member's status, starting from the first node in `addrs` that answers.
 async fn cluster_statuses(
-    addr: &str,
+    addrs: &str,
 ) -> anyhow::Result<(NodeStatus, Vec<(u64, Result<NodeStatus, String>)>)> {
-    let first = httpc::status(addr).await?;
+    let (_, first) = first_answering(addrs).await?;
     let mut all = Vec::new();
     for member in &first.members {
         let status = match &member.http_addr {
@@ -185,7 +201,7 @@ pub fn admin(args: AdminArgs) -> anyhow::Result<()> {
             AdminAction::Remove { id } => format!("/admin/remove?id={id}"),
         };
         let target = match &args.action {
-            AdminAction::Snapshot => args.addr.clone(),
+            AdminAction::Snapshot => first_answering(&args.addr).await?.0,
             // Everything else is the leader's to do.
             _ => leader_http(&args.addr).await?,
         };

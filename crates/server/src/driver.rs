@@ -134,6 +134,8 @@ pub struct Driver {
     admin_waiting: HashMap<RequestId, (AdminWait, Instant)>,
     next_request: RequestId,
     last_leader: Option<NodeId>,
+    /// The term at the last dispatch, to notice each new election.
+    last_term: u64,
 }
 
 impl Driver {
@@ -156,6 +158,7 @@ impl Driver {
             admin_waiting: HashMap::new(),
             next_request: 1,
             last_leader: None,
+            last_term: 0,
         };
         driver.refresh_peers();
         driver
@@ -420,6 +423,7 @@ impl Driver {
                 self.admin_replied(wait, deadline, reply);
             }
         }
+        self.note_elections();
         let mut changed = false;
         let mut membership = false;
         for event in events {
@@ -440,15 +444,32 @@ impl Driver {
         }
     }
 
+    /// A candidate in a new term has started an election: its first, or its next after a
+    /// split or lost vote (the role stays `candidate`, so no role change tells of it).
+    fn note_elections(&mut self) {
+        let raft = self.node.raw().raft();
+        let term = raft.term().0;
+        if term != self.last_term {
+            self.last_term = term;
+            if raft.role() == Role::Candidate {
+                self.shared.metrics.elections_started.inc();
+                tracing::info!(node = self.node.id().0, term, "election started");
+                self.shared.publish(
+                    term,
+                    "election",
+                    "election started: voted for itself".into(),
+                );
+            }
+        }
+    }
+
     fn log_event(&mut self, event: &Event) {
         let id = self.node.id().0;
         let metrics = &self.shared.metrics;
         match event {
             Event::RoleChanged { soft_state, term } => {
-                match soft_state.role {
-                    Role::Candidate => metrics.elections_started.inc(),
-                    Role::Leader => metrics.elections_won.inc(),
-                    _ => {}
+                if soft_state.role == Role::Leader {
+                    metrics.elections_won.inc();
                 }
                 tracing::info!(
                     node = id,
@@ -458,15 +479,19 @@ impl Driver {
                     "role changed"
                 );
                 let text = match soft_state.role {
-                    Role::PreCandidate => "pre-vote: asking whether it could win".to_string(),
-                    Role::Candidate => "election started: voted for itself".to_string(),
-                    Role::Leader => "won the election: now leader".to_string(),
-                    Role::Follower => match soft_state.leader {
+                    Role::PreCandidate => Some("pre-vote: asking whether it could win".to_string()),
+                    // Every election, including a candidate's next one, is published by
+                    // `note_elections` when the term changes.
+                    Role::Candidate => None,
+                    Role::Leader => Some("won the election: now leader".to_string()),
+                    Role::Follower => Some(match soft_state.leader {
                         Some(leader) => format!("follower of node {}", leader.0),
                         None => "follower, no leader known".to_string(),
-                    },
+                    }),
                 };
-                self.shared.publish(term.0, "role", text);
+                if let Some(text) = text {
+                    self.shared.publish(term.0, "role", text);
+                }
                 if soft_state.leader != self.last_leader {
                     if soft_state.leader.is_some() {
                         metrics.leader_changes.inc();
