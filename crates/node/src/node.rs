@@ -103,6 +103,13 @@ pub enum Event {
         /// The snapshot's last included index.
         index: LogIndex,
     },
+    /// A chunk of a snapshot from the leader was written: `received` bytes of it so far.
+    SnapshotChunkReceived {
+        /// The snapshot's last included index.
+        index: LogIndex,
+        /// Bytes of the snapshot received and durable so far.
+        received: u64,
+    },
     /// A snapshot from the leader replaced the state machine.
     SnapshotInstalled {
         /// The snapshot's last included index.
@@ -174,13 +181,23 @@ impl<D: Disk> Node<D> {
     pub fn open(
         disk: D,
         dir: impl Into<std::path::PathBuf>,
+        config: NodeConfig,
+    ) -> Result<(Node<D>, RecoveryReport), NodeError> {
+        Node::open_with_progress(disk, dir, config, &mut |_| {})
+    }
+
+    /// [`Node::open`], reporting the log's recovery after each segment read.
+    pub fn open_with_progress(
+        disk: D,
+        dir: impl Into<std::path::PathBuf>,
         mut config: NodeConfig,
+        progress: &mut dyn FnMut(skiff_wal::RecoveryProgress),
     ) -> Result<(Node<D>, RecoveryReport), NodeError> {
         config
             .kv
             .validate()
             .map_err(|e| NodeError::Config(e.to_string()))?;
-        let (wal, report) = Wal::open(disk, dir, config.wal)?;
+        let (wal, report) = Wal::open_with_progress(disk, dir, config.wal, progress)?;
         let meta = wal.snapshot_meta();
         let (state_machine, addresses) = if meta.index == LogIndex(0) {
             let state_machine = StateMachine::new(config.kv.clone())
@@ -437,6 +454,10 @@ impl<D: Disk> Node<D> {
         let wal = self.raw.storage_mut();
         for chunk in &ready.snapshot_chunks {
             wal.stage_snapshot_chunk(&chunk.meta, chunk.offset, &chunk.data)?;
+            self.output.events.push(Event::SnapshotChunkReceived {
+                index: chunk.meta.index,
+                received: chunk.offset + chunk.data.len() as u64,
+            });
         }
         if let Some(meta) = &ready.snapshot {
             wal.install_staged_snapshot(meta)?;

@@ -514,7 +514,14 @@ impl Driver {
             }
             Event::ConfChangeApplied { index } => {
                 let conf = self.node.raw().raft().conf_state();
-                tracing::info!(node = id, index = index.0, ?conf, "membership changed");
+                let term = self.node.raw().raft().term().0;
+                tracing::info!(
+                    node = id,
+                    term,
+                    index = index.0,
+                    ?conf,
+                    "membership changed"
+                );
                 self.shared.publish(
                     self.node.raw().raft().term().0,
                     "membership",
@@ -530,6 +537,7 @@ impl Driver {
                 let addr = self.node.member_addresses().get(member).cloned();
                 tracing::info!(
                     node = id,
+                    term = self.node.raw().raft().term().0,
                     member = member.0,
                     addr,
                     "member address recorded"
@@ -537,17 +545,41 @@ impl Driver {
             }
             Event::SnapshotTaken { index } => {
                 metrics.snapshots.with_label_values(&["taken"]).inc();
-                tracing::info!(node = id, index = index.0, "snapshot taken");
+                tracing::info!(
+                    node = id,
+                    term = self.node.raw().raft().term().0,
+                    index = index.0,
+                    "snapshot taken"
+                );
                 self.shared.publish(
                     self.node.raw().raft().term().0,
                     "snapshot",
                     format!("snapshot taken at index {}", index.0),
                 );
             }
+            Event::SnapshotChunkReceived { index, received } => {
+                tracing::info!(
+                    node = id,
+                    term = self.node.raw().raft().term().0,
+                    index = index.0,
+                    received,
+                    "receiving a snapshot from the leader"
+                );
+                self.shared.publish(
+                    self.node.raw().raft().term().0,
+                    "snapshot",
+                    format!(
+                        "receiving a snapshot at index {}: {} KiB so far",
+                        index.0,
+                        received >> 10
+                    ),
+                );
+            }
             Event::SnapshotInstalled { index } => {
                 metrics.snapshots.with_label_values(&["installed"]).inc();
                 tracing::info!(
                     node = id,
+                    term = self.node.raw().raft().term().0,
                     index = index.0,
                     "snapshot installed from the leader"
                 );

@@ -62,6 +62,54 @@ fn identity(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<Iden
     Ok(identity)
 }
 
+/// Shows the log's recovery as it reads segment after segment: a progress bar on a terminal,
+/// a log line per segment otherwise.
+struct RecoveryDisplay {
+    id: u64,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl RecoveryDisplay {
+    fn new(id: u64) -> RecoveryDisplay {
+        RecoveryDisplay { id, bar: None }
+    }
+
+    fn show(&mut self, progress: skiff_wal::RecoveryProgress) {
+        use std::io::IsTerminal;
+        if progress.segments_total < 2 {
+            return;
+        }
+        if std::io::stderr().is_terminal() {
+            let bar = self.bar.get_or_insert_with(|| {
+                let bar = indicatif::ProgressBar::new(progress.segments_total as u64);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "recovering the log {bar:40} {pos}/{len} segments, {msg}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                bar
+            });
+            bar.set_position(progress.segments_read as u64);
+            bar.set_message(format!("{} MiB read", progress.bytes_read >> 20));
+        } else {
+            tracing::info!(
+                node = self.id,
+                segment = progress.segments_read,
+                of = progress.segments_total,
+                mib_read = progress.bytes_read >> 20,
+                "recovering the log"
+            );
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// Runs a node until it is stopped (Ctrl-C or SIGTERM) or its disk fails.
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let args = args.merged()?;
@@ -87,13 +135,20 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.snapshot_every_entries = 0;
     let metrics = Arc::new(Metrics::new());
     let wal_dir = data_dir.join("wal");
-    let (node, report) = Node::open(TimedDisk::new(metrics.clone()), &wal_dir, config)
-        .with_context(|| {
-            format!(
-                "node {id} refuses to start: its durable state in {} is unusable",
-                wal_dir.display()
-            )
-        })?;
+    let mut recovery = RecoveryDisplay::new(id);
+    let opened = Node::open_with_progress(
+        TimedDisk::new(metrics.clone()),
+        &wal_dir,
+        config,
+        &mut |progress| recovery.show(progress),
+    );
+    recovery.finish();
+    let (node, report) = opened.with_context(|| {
+        format!(
+            "node {id} refuses to start: its durable state in {} is unusable",
+            wal_dir.display()
+        )
+    })?;
     let term = node.wal().hard_state().term.0;
     if let Some(torn) = &report.torn_tail {
         tracing::warn!(node = id, term, file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes_dropped, "recovery cut a torn final write");

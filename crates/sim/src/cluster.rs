@@ -757,6 +757,7 @@ impl Cluster {
                     "{node} applied the configuration change at {index}"
                 )),
             ),
+            NodeEvent::SnapshotChunkReceived { .. } => {}
             NodeEvent::MemberAddressRecorded { id } => self.trace.record(
                 self.now_ms,
                 TraceEvent::Note(format!("{node} recorded the address of {id}")),

@@ -87,5 +87,5 @@ pub use disk::{Disk, DiskError};
 pub use error::{Corruption, WalError};
 pub use fs_disk::FsDisk;
 pub use mem_disk::MemDisk;
-pub use recovery::{RecoveryReport, TornTail};
+pub use recovery::{RecoveryProgress, RecoveryReport, TornTail};
 pub use wal::{Wal, WalOptions, DEFAULT_MAX_SEGMENT_BYTES};

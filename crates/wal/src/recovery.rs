@@ -68,11 +68,23 @@ pub(crate) struct Recovered {
     pub report: RecoveryReport,
 }
 
+/// How far recovery has read, reported after each segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecoveryProgress {
+    /// Segments read so far.
+    pub segments_read: usize,
+    /// Segments in the directory.
+    pub segments_total: usize,
+    /// Bytes read so far.
+    pub bytes_read: u64,
+}
+
 /// Reads every segment in `dir`, checks it, cuts a torn tail, and rebuilds the index.
 pub(crate) fn recover<D: Disk>(
     disk: &mut D,
     dir: &Path,
     cluster_id: u64,
+    progress: &mut dyn FnMut(RecoveryProgress),
 ) -> Result<Recovered, WalError> {
     disk.create_dir_all(dir)?;
     let mut names: Vec<(LogIndex, String)> = disk
@@ -85,11 +97,18 @@ pub(crate) fn recover<D: Disk>(
     let mut report = RecoveryReport::default();
     let mut replay: Option<Replay> = None;
     let mut segments = BTreeMap::new();
+    let mut bytes_read = 0;
     for (position, (first_index, name)) in names.iter().enumerate() {
         let file = dir.join(name);
         let is_last = position + 1 == names.len();
         let bytes = disk.read_all(&file)?;
         report.segments_read.push(file.clone());
+        bytes_read += bytes.len() as u64;
+        progress(RecoveryProgress {
+            segments_read: position + 1,
+            segments_total: names.len(),
+            bytes_read,
+        });
         let scan = scan_segment(&file, &bytes, is_last)?;
         if scan.records.is_empty() && !is_last {
             return Err(WalError::Corrupt {

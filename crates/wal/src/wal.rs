@@ -9,7 +9,7 @@ use skiff_raft::{Entry, HardState, LogIndex, LogStorage, SnapshotMeta, StorageEr
 use crate::disk::{Disk, DiskError};
 use crate::error::{Corruption, WalError};
 use crate::record::{self, LogStart, Record, SegmentHeader};
-use crate::recovery::{self, Recovered, RecoveryReport};
+use crate::recovery::{self, Recovered, RecoveryProgress, RecoveryReport};
 use crate::segment::{self, EntryIndex, Segment, Slot};
 use crate::snapshot::{self, SnapshotFile, SnapshotHeader, Staging, COPY_CHUNK_BYTES};
 
@@ -83,9 +83,20 @@ impl<D: Disk> Wal<D> {
     /// crash came between writing a received snapshot and compacting the log to it), the log
     /// is compacted to the snapshot now.
     pub fn open(
+        disk: D,
+        dir: impl Into<PathBuf>,
+        options: WalOptions,
+    ) -> Result<(Wal<D>, RecoveryReport), WalError> {
+        Wal::open_with_progress(disk, dir, options, &mut |_| {})
+    }
+
+    /// [`Wal::open`], calling `progress` after each segment is read: a large log takes a
+    /// while to check, and an operator wants to see it move.
+    pub fn open_with_progress(
         mut disk: D,
         dir: impl Into<PathBuf>,
         options: WalOptions,
+        progress: &mut dyn FnMut(RecoveryProgress),
     ) -> Result<(Wal<D>, RecoveryReport), WalError> {
         let dir = dir.into();
         disk.create_dir_all(&dir)?;
@@ -95,7 +106,7 @@ impl<D: Disk> Wal<D> {
             index,
             hard_state,
             mut report,
-        } = recovery::recover(&mut disk, &dir, options.cluster_id)?;
+        } = recovery::recover(&mut disk, &dir, options.cluster_id, progress)?;
         let mut wal = Wal {
             disk,
             dir,

@@ -354,3 +354,24 @@ fn fs_disk_log_survives_restart_and_torn_tail() {
     assert_eq!(all_entries(&wal), entries(11..=30, 1));
     assert_eq!(wal.first_index(), LogIndex(11));
 }
+
+#[test]
+fn recovery_reports_its_progress_after_each_segment() {
+    let (mut wal, _) = open(MemDisk::new(), small_segments());
+    for index in 1..=20 {
+        wal.append(&entries(index..=index, 1)).unwrap();
+    }
+    let segments = wal.segment_paths();
+    assert!(segments.len() >= 3, "several segments: {segments:?}");
+    let total_bytes: u64 = segments.iter().map(|s| wal.disk().len(s).unwrap()).sum();
+    let disk = wal.into_disk();
+    let mut seen = Vec::new();
+    Wal::open_with_progress(disk, dir(), small_segments(), &mut |p| seen.push(p)).unwrap();
+    assert_eq!(seen.len(), segments.len(), "one report per segment");
+    for (i, progress) in seen.iter().enumerate() {
+        assert_eq!(progress.segments_read, i + 1);
+        assert_eq!(progress.segments_total, segments.len());
+    }
+    assert!(seen.windows(2).all(|w| w[0].bytes_read < w[1].bytes_read));
+    assert_eq!(seen.last().unwrap().bytes_read, total_bytes);
+}
