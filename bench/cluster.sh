@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The cluster benchmark: Skiff (3 durable nodes from `skiff local`, fsync on every batch) beside
+# one redis-server with `appendonly yes` + `appendfsync always` and one without persistence,
+# all driven by the same redis-benchmark commands, in one run, on this machine.
+#
+#   bench/cluster.sh            # the full table
+#   OPS=20000 bench/cluster.sh  # fewer requests per measurement (quicker, noisier)
+#
+# Installs what it needs from Debian's packages (redis-tools, redis-server) when missing.
+# Prints one table: ops/s, p50 and p99 (ms) per system and setting, and Skiff's ratio to each.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OPS=${OPS:-200000}
+ONE_CLIENT_OPS=${ONE_CLIENT_OPS:-20000}   # -c 1 waits one fsync per request: fewer requests
+BASE=${BASE:-17001}                      # skiff local ports: clients BASE.., peers +100, HTTP +200
+REDIS_PORT=${REDIS_PORT:-16379}
+
+need=()
+command -v redis-benchmark >/dev/null || need+=(redis-tools)
+command -v redis-server >/dev/null || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" != 0 ] && SUDO=sudo
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+cargo build --release -p skiff >/dev/null 2>&1 || cargo build --release -p skiff
+SKIFF=target/release/skiff
+WORK=$(mktemp -d)
+RESULTS="$WORK/results.csv"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# One measurement: system, setting, port, extra redis-benchmark flags.
+measure() {
+  local system=$1 setting=$2 port=$3; shift 3
+  local ops=$OPS
+  [[ " $* " == *" -c 1 "* ]] && ops=$ONE_CLIENT_OPS
+  redis-benchmark -p "$port" -t set,get -d 256 -r 100000 -n "$ops" --csv "$@" 2>/dev/null |
+    python3 -c '
+import csv, sys
+system, setting = sys.argv[1], sys.argv[2]
+for row in csv.reader(sys.stdin):
+    if row and row[0] in ("SET", "GET"):
+        # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+        print(f"{system},{setting},{row[0]},{row[1]},{row[4]},{row[6]}")
+' "$system" "$setting" >>"$RESULTS"
+}
+
+settings=("-c 1" "-c 50" "-c 50 -P 16")
+
+echo "== skiff: 3 nodes (skiff local), every batch fsynced" >&2
+$SKIFF local --data-dir "$WORK/skiff" --client-port "$BASE" --peer-port $((BASE + 100)) \
+  --http-port $((BASE + 200)) --control-port $((BASE + 199)) >"$WORK/local.log" 2>&1 &
+pids+=($!)
+leader=""
+for _ in $(seq 100); do
+  leader=$(grep -o 'leader: node [0-9]*' "$WORK/local.log" | tail -1 | awk '{print $3}' || true)
+  [ -n "$leader" ] && break
+  sleep 0.1
+done
+[ -n "$leader" ] || { cat "$WORK/local.log"; echo "no leader" >&2; exit 1; }
+follower=$(( leader % 3 + 1 ))
+for setting in "${settings[@]}"; do
+  # shellcheck disable=SC2086
+  measure skiff "leader $setting" $((BASE + leader - 1)) $setting
+  # shellcheck disable=SC2086
+  measure skiff "follower $setting" $((BASE + follower - 1)) $setting
+done
+rss=$(for pid in $(pgrep -f "skiff serve --data-dir $WORK/skiff" || true); do
+  awk '/VmHWM/ {print $2}' "/proc/$pid/status"; done | sort -n | tail -1)
+leader_changes=$(grep -c '^leader: node' "$WORK/local.log" || true)
+kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
+
+for mode in always none; do
+  echo "== redis-server, persistence: $mode" >&2
+  dir="$WORK/redis-$mode"; mkdir -p "$dir"
+  if [ "$mode" = always ]; then persist=(--appendonly yes --appendfsync always --save "");
+  else persist=(--appendonly no --save ""); fi
+  redis-server --port "$REDIS_PORT" --dir "$dir" "${persist[@]}" --daemonize no >"$dir/log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  for setting in "${settings[@]}"; do
+    # shellcheck disable=SC2086
+    measure "redis-$mode" "$setting" "$REDIS_PORT" $setting
+  done
+  kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
+done
+
+python3 - "$RESULTS" "$rss" "$leader_changes" <<'PY'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1])))
+rss_kib, leader_lines = sys.argv[2], sys.argv[3]
+table = {}
+for system, setting, test, rps, p50, p99 in rows:
+    table[(system, setting, test)] = (float(rps), float(p50), float(p99))
+print(f"{'system':<14} {'setting':<22} {'test':<4} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8}  ratio skiff-leader / this")
+for (system, setting, test), (rps, p50, p99) in table.items():
+    base_setting = setting.replace("leader ", "").replace("follower ", "")
+    skiff = table.get(("skiff", f"leader {base_setting}", test))
+    ratio = f"{skiff[0] / rps:6.2f}x" if skiff and rps else ""
+    print(f"{system:<14} {setting:<22} {test:<4} {rps:>10.0f} {p50:>8.3f} {p99:>8.3f}  {ratio}")
+print()
+if rss_kib:
+    print(f"skiff: peak RSS of the largest node {int(rss_kib) / 1024:.1f} MiB")
+print(f"skiff: leader announcements during the run: {leader_lines} (1 = no leader change)")
+PY
