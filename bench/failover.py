@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Failover and stability under load, on `skiff local` (3 durable nodes).
+
+1. Under a steady write load, kill -9 the leader ROUNDS times (default 10); for each, the time
+   from the kill to the first write acknowledged by the new leader. Each killed node is
+   restarted and caught up before the next round.
+2. A loaded run without faults (default 60 s): the number of leader changes (must be 0).
+
+    python3 bench/failover.py [--rounds 10] [--quiet-seconds 60]
+
+Needs only the Python standard library and a built `target/release/skiff`.
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+BASE = int(os.environ.get("BASE", "18001"))
+
+
+def http(port, path, method="GET"):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    with urllib.request.urlopen(request, timeout=2) as response:
+        return response.read().decode()
+
+
+def status(node):
+    return json.loads(http(BASE + 200 + node - 1, "/status"))
+
+
+def leader_of(nodes):
+    for node in nodes:
+        try:
+            s = status(node)
+            if s["role"] == "leader":
+                return node, s
+        except OSError:
+            pass
+    return None, None
+
+
+def resp(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+class Writer(threading.Thread):
+    """Sends SETs one at a time to every live node in turn; records, for each acknowledged
+    write, when it was sent, when it was acknowledged, and the node that answered."""
+
+    def __init__(self, nodes):
+        super().__init__(daemon=True)
+        self.nodes = nodes
+        self.acks = []  # (sent, acknowledged, node), monotonic seconds
+        self.stop = False
+        self.lock = threading.Lock()
+
+    def run(self):
+        n = 0
+        while not self.stop:
+            for node in list(self.nodes):
+                if self.stop:
+                    return
+                try:
+                    with socket.create_connection(("127.0.0.1", BASE + node - 1), timeout=1) as s:
+                        s.settimeout(6)
+                        while not self.stop:
+                            n += 1
+                            sent = time.monotonic()
+                            s.sendall(resp("SET", f"failover-{n % 1000}", "x" * 256))
+                            reply = s.recv(4096)
+                            if reply.startswith(b"+OK"):
+                                with self.lock:
+                                    self.acks.append((sent, time.monotonic(), node))
+                            elif not reply:
+                                break
+                            else:
+                                time.sleep(0.005)
+                except OSError:
+                    time.sleep(0.01)
+
+    def first_ack_after(self, t, exclude):
+        """When the first write sent after `t`, to a node other than `exclude`, was
+        acknowledged: a write the old leader committed before it died does not count."""
+        with self.lock:
+            for sent, acknowledged, node in self.acks:
+                if sent > t and node != exclude:
+                    return acknowledged
+        return None
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--quiet-seconds", type=int, default=60)
+    args = parser.parse_args()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    skiff = os.path.join(root, "target", "release", "skiff")
+    work = tempfile.mkdtemp()
+    local = subprocess.Popen(
+        [skiff, "local", "--data-dir", work, "--client-port", str(BASE),
+         "--peer-port", str(BASE + 100), "--http-port", str(BASE + 200),
+         "--control-port", str(BASE + 199)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines = []
+    threading.Thread(target=lambda: [lines.append(l) for l in local.stdout], daemon=True).start()
+    try:
+        nodes = [1, 2, 3]
+        deadline = time.time() + 15
+        while leader_of(nodes)[0] is None:
+            if time.time() > deadline:
+                sys.exit("no leader")
+            time.sleep(0.1)
+        writer = Writer(nodes)
+        writer.start()
+        time.sleep(1)
+        failovers = []
+        for round_ in range(args.rounds):
+            leader, s = leader_of(nodes)
+            killed_at = time.monotonic()
+            http(BASE + 199, f"/control/kill?id={leader}", "POST")
+            deadline = killed_at + 10
+            while (at := writer.first_ack_after(killed_at, leader)) is None:
+                if time.monotonic() > deadline:
+                    sys.exit(f"round {round_ + 1}: no write acknowledged within 10 s")
+                time.sleep(0.005)
+            failovers.append((at - killed_at) * 1000)
+            print(f"round {round_ + 1}: killed leader node {leader}; first write acknowledged "
+                  f"after {failovers[-1]:.0f} ms", file=sys.stderr)
+            http(BASE + 199, f"/control/restart?id={leader}", "POST")
+            # Wait until the restarted node has caught up with the new leader.
+            deadline = time.time() + 20
+            while True:
+                try:
+                    new_leader, ls = leader_of(nodes)
+                    rs = status(leader)
+                    if new_leader and rs["applied"] + 100 >= ls["commit"] and rs["leader"] == new_leader:
+                        break
+                except OSError:
+                    pass
+                if time.time() > deadline:
+                    sys.exit(f"round {round_ + 1}: node {leader} did not catch up")
+                time.sleep(0.1)
+        # A loaded run without faults.
+        before = {n: status(n)["term"] for n in nodes}
+        leader_before, _ = leader_of(nodes)
+        acks_before = len(writer.acks)
+        bench = subprocess.Popen(
+            ["redis-benchmark", "-p", str(BASE + leader_before - 1), "-t", "set", "-d", "256",
+             "-r", "100000", "-c", "50", "-n", "100000000", "-q"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(args.quiet_seconds)
+        bench.terminate()
+        bench.wait()
+        after = {n: status(n)["term"] for n in nodes}
+        leader_after, _ = leader_of(nodes)
+        writer.stop = True
+        changes = sum(1 for n in nodes if after[n] != before[n])
+        print(f"failover over {args.rounds} leader kills: median {statistics.median(failovers):.0f} ms, "
+              f"max {max(failovers):.0f} ms (all: {', '.join(f'{f:.0f}' for f in failovers)})")
+        print(f"{args.quiet_seconds} s under load without faults: leader node {leader_before} -> "
+              f"{leader_after}, nodes whose term changed: {changes}, "
+              f"writes acknowledged by the side writer: {len(writer.acks) - acks_before}")
+    finally:
+        local.send_signal(2)
+        try:
+            local.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            local.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
