@@ -436,10 +436,24 @@ fn leader_removed_from_c_new_steps_down_and_never_campaigns() {
         LogIndex(2),
         "C_new = {{2, 3}} needs both; the leader does not count in it"
     );
-    ack(&mut leader, 1, 3, &[3]);
+    let sent = ack(&mut leader, 1, 3, &[3]);
     assert_eq!(leader.raft().log().committed(), LogIndex(3));
     assert_eq!(leader.raft().conf_state(), conf(&[2, 3], &[], &[]));
     assert_eq!(leader.raft().role(), Role::Follower);
+    // Before stepping down it tells C_new that C_new committed: nobody else would.
+    for member in [2, 3] {
+        assert!(
+            sent.iter().any(|m| m.to == NodeId(member)
+                && matches!(
+                    m.body,
+                    MessageBody::AppendEntries {
+                        leader_commit: LogIndex(3),
+                        ..
+                    }
+                )),
+            "node {member} learns the commit of C_new: {sent:?}"
+        );
+    }
     assert_eq!(leader.raft().term(), Term(1));
     assert_eq!(leader.raft().leader(), None);
     assert!(leader.raft().progress().is_empty());

@@ -220,6 +220,11 @@ fn partition_during_a_joint_configuration() {
         c.run_until(BUDGET_MS, |c| c.count_applied(3) >= 3),
         "the write commits"
     );
+    // The removed leader stepped down after telling C_new of the commit: C_new elects its own.
+    assert!(
+        c.run_until(BUDGET_MS, |c| c.leader().is_some()),
+        "C_new elects a leader"
+    );
     assert!(c.commit(c.leader().expect("leader")) >= stuck.index);
     c.assert_safe();
 }

@@ -107,7 +107,14 @@ impl<S: LogStorage> Raft<S> {
             self.broadcast_pending = true;
         } else if !self.voters.contains(me) {
             // §6: a leader that is not part of C_new steps down once C_new is committed; not
-            // being a voter, it will not campaign again.
+            // being a voter, it will not campaign again. First it tells every member that C_new
+            // committed: commits otherwise ride on the next append, which this leader will
+            // never send, and members still in C_old,new could be left unable to elect anyone
+            // (this node, with the freshest log, refuses their votes and cannot campaign).
+            for to in self.followers() {
+                self.send_appends(to);
+                self.send_append(to, true);
+            }
             self.become_follower(self.term, None);
             return;
         }
