@@ -32,8 +32,10 @@ pub mod errors {
     pub const BUSY: &str = "TRYAGAIN too many requests in flight; retry later";
     /// The leader changed or refused before confirming a read.
     pub const READ_NOT_CONFIRMED: &str = "TRYAGAIN no leader confirmed the read; retry";
-    /// Leadership is being handed to another node.
-    pub const TRANSFERRING: &str = "TRYAGAIN leadership is being transferred; retry";
+    /// Leadership is being handed to node `to`.
+    pub fn transferring(to: skiff_raft::NodeId) -> String {
+        format!("TRYAGAIN leadership is being transferred to node {to}; retry")
+    }
     /// The request does not fit in one log entry.
     pub const TOO_LARGE: &str = "ERR request too large for one log entry";
 }
@@ -710,7 +712,7 @@ fn restore(
 fn propose_error_reply(error: &ProposeError) -> Reply {
     Reply::error(match error {
         ProposeError::NotLeader { .. } => errors::NO_LEADER.to_string(),
-        ProposeError::TransferInProgress { .. } => errors::TRANSFERRING.to_string(),
+        ProposeError::TransferInProgress { to } => errors::transferring(*to),
         ProposeError::UncommittedLimit { .. } => errors::BUSY.to_string(),
         ProposeError::EntryTooLarge { .. } => errors::TOO_LARGE.to_string(),
         other => format!("ERR {other}"),

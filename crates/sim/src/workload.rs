@@ -410,7 +410,7 @@ mod tests {
         for text in [
             errors::OUTCOME_UNKNOWN,
             errors::BUSY,
-            errors::TRANSFERRING,
+            &errors::transferring(skiff_raft::NodeId(2)),
             "ERR anything else",
         ] {
             assert_eq!(outcome(OpKind::Cas, &error(text), true), Outcome::Unknown);

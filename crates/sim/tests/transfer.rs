@@ -23,7 +23,7 @@ fn leadership_transfer_hands_over_to_the_target() {
     assert!(c.transfer_leadership(target));
     assert_eq!(
         c.propose_to(old, 2, 0),
-        Err(Refused::Reply(Reply::error(errors::TRANSFERRING))),
+        Err(Refused::Reply(Reply::error(errors::transferring(target)))),
         "proposals are refused during the transfer"
     );
     assert!(
