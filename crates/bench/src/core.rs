@@ -33,7 +33,7 @@ pub struct CoreOptions {
     pub clients: usize,
     /// Writes in all; each client makes `ops / clients` of them (at least one).
     pub ops: u64,
-    /// Each node takes a snapshot (with empty data: the state machine holds nothing) and
+    /// Each node takes a snapshot (its data: the state machine's count of applied writes) and
     /// compacts its log every this many applied entries, keeping
     /// [`Config::snapshot_trailing_entries`]; `None` keeps the whole log. openraft's default
     /// policy, which its benchmark keeps, is a snapshot every 5000 entries with 1000 kept.
@@ -41,6 +41,23 @@ pub struct CoreOptions {
     /// Wall-clock time of one Raft tick (heartbeats go out every tick; elections time out after
     /// 10 to 20 ticks). `skiff serve` ticks every 10 ms.
     pub tick: Duration,
+    /// How the nodes and the clients are run.
+    pub shape: Shape,
+    /// [`Shape::Threads`]: how many times a thread with nothing to do polls its channel,
+    /// yielding the processor in between, before it blocks.
+    pub poll_yields: u32,
+}
+
+/// How the three nodes and the clients share the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// One deterministic loop on one thread drives the nodes and the clients; a message is
+    /// handed to its addressee in memory (`Vec` push), a write is a `propose` call.
+    Loop,
+    /// A thread per node and one for the clients, as openraft runs its nodes and its clients
+    /// on separate runtimes: messages, writes and answers cross threads over channels, in
+    /// batches (everything one batch of a node sends to one peer goes as one channel message).
+    Threads,
 }
 
 impl CoreOptions {
@@ -51,6 +68,8 @@ impl CoreOptions {
             ops,
             snapshot_every: Some(5000),
             tick: Duration::from_millis(10),
+            shape: Shape::Loop,
+            poll_yields: 20,
         }
     }
 }
@@ -89,8 +108,9 @@ pub struct WorkDone {
     pub proposed_per_client: Vec<u64>,
     /// Answers each client received (its write applied on the leader), by client.
     pub answered_per_client: Vec<u64>,
-    /// Client writes applied on each node (node 1 first), counted from the committed entries
-    /// each node was handed; an index applied twice would be counted in `reapplied`.
+    /// Each node's state machine at the end (node 1 first): the count of client writes it
+    /// applied from the committed entries it was handed, or restored from a snapshot and then
+    /// applied. An index applied twice would be counted in `reapplied` instead.
     pub applied_writes: [u64; NODES],
     /// Entries each node applied whose index was not above the one it applied before.
     pub reapplied: [u64; NODES],
@@ -102,6 +122,8 @@ pub struct WorkDone {
     pub first_index: [LogIndex; NODES],
     /// Each node's commit index at the end.
     pub committed: [LogIndex; NODES],
+    /// The commit index of each node's last hard state written.
+    pub durable_commit: [LogIndex; NODES],
     /// The term node 1 led in when the clients started, and the term at the end.
     pub leader_terms: (Term, Term),
     /// Node 1 was leader at every proposal.
@@ -110,6 +132,9 @@ pub struct WorkDone {
     pub messages: u64,
     /// Snapshots taken on each node.
     pub snapshots: [u64; NODES],
+    /// Snapshots each node received from the leader (it fell too far behind) and restored its
+    /// state machine from.
+    pub snapshot_installs: [u64; NODES],
 }
 
 /// One write waiting to be applied on the leader.
@@ -120,7 +145,7 @@ struct Pending {
 }
 
 /// The closed-loop clients, as the leader's application sees them.
-struct Clients {
+pub(crate) struct Clients {
     /// Writes each client still has to make after the one outstanding.
     remaining: Vec<u64>,
     /// Writes waiting for apply, in proposal (= log index) order.
@@ -128,14 +153,14 @@ struct Clients {
     /// Clients that were just answered and make their next write.
     ready_to_issue: Vec<u32>,
     /// Writes answered so far.
-    completed: u64,
-    latency_ns: Histogram<u64>,
+    pub(crate) completed: u64,
+    pub(crate) latency_ns: Histogram<u64>,
     proposed: Vec<u64>,
     answered: Vec<u64>,
 }
 
 impl Clients {
-    fn new(clients: usize, per_client: u64) -> Clients {
+    pub(crate) fn new(clients: usize, per_client: u64) -> Clients {
         Clients {
             remaining: vec![per_client; clients],
             pending: VecDeque::with_capacity(clients),
@@ -159,75 +184,186 @@ impl Clients {
             pending.index, index,
             "writes must be applied in the order they were proposed"
         );
-        let nanos = now.saturating_duration_since(pending.issued).as_nanos() as u64;
+        self.answered(pending.client, pending.issued, now);
+    }
+
+    /// `client`'s write issued at `issued` was answered at `now`: it makes its next one, if any.
+    pub(crate) fn answered(&mut self, client: u32, issued: Instant, now: Instant) {
+        let nanos = now.saturating_duration_since(issued).as_nanos() as u64;
         self.latency_ns.saturating_record(nanos.max(1));
         self.completed += 1;
-        let client = pending.client as usize;
-        self.answered[client] += 1;
-        if self.remaining[client] > 0 {
-            self.ready_to_issue.push(pending.client);
+        let c = client as usize;
+        self.answered[c] += 1;
+        if self.remaining[c] > 0 {
+            self.ready_to_issue.push(client);
+        }
+    }
+
+    /// The clients waiting to make a write make it now: their counts are kept here, and
+    /// `write(client)` sends it.
+    pub(crate) fn issue(&mut self, mut write: impl FnMut(u32)) {
+        for client in self.ready_to_issue.drain(..) {
+            let c = client as usize;
+            self.remaining[c] -= 1;
+            self.proposed[c] += 1;
+            write(client);
         }
     }
 }
 
-/// Three nodes and the messages in flight between them.
-struct Cluster {
-    nodes: Vec<RawNode<MemStorage>>,
-    /// What each node last made durable (kept as a disk would keep it).
-    hard_states: [HardState; NODES],
+/// One node and what its application keeps: the durable hard state and the counts of the work
+/// done. Both shapes drive nodes through it.
+pub(crate) struct NodeDriver {
+    pub(crate) node: RawNode<MemStorage>,
+    /// What the node last made durable (kept as a disk would keep it).
+    hard_state: HardState,
+    snapshot_every: Option<u64>,
+    last_snapshot: LogIndex,
+    last_applied: LogIndex,
+    applied_writes: u64,
+    reapplied: u64,
+    stored_writes: u64,
+    snapshots: u64,
+    snapshot_installs: u64,
+}
+
+pub(crate) fn slot(id: NodeId) -> usize {
+    id.0 as usize - 1
+}
+
+impl NodeDriver {
+    fn new(id: u64, snapshot_every: Option<u64>) -> NodeDriver {
+        let mut config = Config::new(NodeId(id), (1..=NODES as u64).map(NodeId));
+        config.seed = id;
+        NodeDriver {
+            node: RawNode::new(config, MemStorage::new(), HardState::default())
+                .expect("a valid configuration"),
+            hard_state: HardState::default(),
+            snapshot_every,
+            last_snapshot: LogIndex(0),
+            last_applied: LogIndex(0),
+            applied_writes: 0,
+            reapplied: 0,
+            stored_writes: 0,
+            snapshots: 0,
+            snapshot_installs: 0,
+        }
+    }
+
+    /// Persists, sends (through `send`) and applies one batch, then advances. `applied_write`
+    /// is called with the index of each client write applied, in log order.
+    pub(crate) fn handle_ready(
+        &mut self,
+        mut send: impl FnMut(Message),
+        mut applied_write: impl FnMut(LogIndex),
+    ) {
+        let mut ready = self.node.ready();
+        // 1. persist: the in-memory log is the durable log here.
+        ready
+            .write_log(self.node.storage_mut())
+            .expect("the in-memory log accepts the leader's entries");
+        self.stored_writes += ready
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Normal)
+            .count() as u64;
+        if let Some(hard_state) = ready.hard_state {
+            self.hard_state = hard_state;
+        }
+        if let Some(meta) = &ready.snapshot {
+            // A follower too far behind got the leader's snapshot: the state machine (its count
+            // of writes) is restored from it.
+            let storage = self.node.storage();
+            let data = storage
+                .snapshot_chunk(0, storage.snapshot_len())
+                .expect("the installed snapshot is readable");
+            self.applied_writes = u64::from_le_bytes(data.try_into().expect("an 8-byte count"));
+            self.last_applied = meta.index;
+            self.last_snapshot = meta.index;
+            self.snapshot_installs += 1;
+        }
+        // 2. send.
+        for message in ready
+            .messages
+            .drain(..)
+            .chain(ready.persisted_messages.drain(..))
+        {
+            send(message);
+        }
+        // 3. apply: the state machine is a count of the writes applied; a client write is
+        //    answered on the leader.
+        for entry in &ready.committed_entries {
+            if entry.index <= self.last_applied {
+                self.reapplied += 1;
+                continue;
+            }
+            self.last_applied = entry.index;
+            if entry.kind == EntryKind::Normal {
+                self.applied_writes += 1;
+                applied_write(entry.index);
+            }
+        }
+        // 4. done.
+        self.node.advance(ready);
+        self.maybe_snapshot();
+    }
+
+    fn maybe_snapshot(&mut self) {
+        let Some(every) = self.snapshot_every else {
+            return;
+        };
+        let applied = self.node.raft().log().applied();
+        if applied.0 >= self.last_snapshot.0 + every {
+            let data = self.applied_writes.to_le_bytes().to_vec();
+            self.node
+                .take_snapshot(applied, data)
+                .expect("a snapshot of applied entries");
+            self.last_snapshot = applied;
+            self.snapshots += 1;
+        }
+    }
+}
+
+/// Three nodes and the messages in flight between them, driven by one loop.
+pub(crate) struct Cluster {
+    pub(crate) drivers: Vec<NodeDriver>,
     /// Messages waiting for each node.
     inboxes: Vec<Vec<Message>>,
     /// A reused buffer for the messages being delivered.
     delivering: Vec<Message>,
-    snapshot_every: Option<u64>,
-    last_snapshot: [LogIndex; NODES],
-    last_applied: [LogIndex; NODES],
-    applied_writes: [u64; NODES],
-    reapplied: [u64; NODES],
-    stored_writes: [u64; NODES],
-    messages: u64,
-    snapshots: [u64; NODES],
-}
-
-fn slot(id: NodeId) -> usize {
-    id.0 as usize - 1
+    pub(crate) messages: u64,
 }
 
 impl Cluster {
-    fn new(snapshot_every: Option<u64>) -> Cluster {
-        let voters = (1..=NODES as u64).map(NodeId);
-        let nodes = (1..=NODES as u64)
-            .map(|id| {
-                let mut config = Config::new(NodeId(id), voters.clone());
-                config.seed = id;
-                RawNode::new(config, MemStorage::new(), HardState::default())
-                    .expect("a valid configuration")
-            })
-            .collect();
+    pub(crate) fn new(snapshot_every: Option<u64>) -> Cluster {
         Cluster {
-            nodes,
-            hard_states: [HardState::default(); NODES],
+            drivers: (1..=NODES as u64)
+                .map(|id| NodeDriver::new(id, snapshot_every))
+                .collect(),
             inboxes: (0..NODES).map(|_| Vec::with_capacity(1024)).collect(),
             delivering: Vec::with_capacity(1024),
-            snapshot_every,
-            last_snapshot: [LogIndex(0); NODES],
-            last_applied: [LogIndex(0); NODES],
-            applied_writes: [0; NODES],
-            reapplied: [0; NODES],
-            stored_writes: [0; NODES],
             messages: 0,
-            snapshots: [0; NODES],
         }
     }
 
+    pub(crate) fn leader(&self) -> &RawNode<MemStorage> {
+        &self.drivers[0].node
+    }
+
     fn tick_all(&mut self) {
-        for node in &mut self.nodes {
-            node.tick();
+        for driver in &mut self.drivers {
+            driver.node.tick();
         }
     }
 
     fn idle(&self) -> bool {
-        self.inboxes.iter().all(Vec::is_empty) && self.nodes.iter().all(|n| !n.has_ready())
+        self.inboxes.iter().all(Vec::is_empty) && self.drivers.iter().all(|d| !d.node.has_ready())
+    }
+
+    fn all_applied(&self, index: LogIndex) -> bool {
+        self.drivers
+            .iter()
+            .all(|d| d.node.raft().log().applied() >= index)
     }
 
     /// One round: each node in turn takes its messages and handles its batches.
@@ -236,141 +372,130 @@ impl Cluster {
             std::mem::swap(&mut self.inboxes[i], &mut self.delivering);
             self.messages += self.delivering.len() as u64;
             for message in self.delivering.drain(..) {
-                self.nodes[i]
+                self.drivers[i]
+                    .node
                     .step(message)
                     .expect("messages are addressed correctly");
             }
-            while self.nodes[i].has_ready() {
+            while self.drivers[i].node.has_ready() {
                 self.handle_ready(i, clients.as_deref_mut());
             }
         }
     }
 
-    /// Persists, sends and applies one batch of node `i`; on the leader, answers the clients
-    /// whose writes were applied and proposes their next writes.
+    /// Handles one batch of node `i`, delivering its messages straight into the addressees'
+    /// inboxes; on the leader, answers the clients whose writes were applied and proposes their
+    /// next writes.
     fn handle_ready(&mut self, i: usize, clients: Option<&mut Clients>) {
-        let node = &mut self.nodes[i];
-        let mut ready = node.ready();
-        // 1. persist: the in-memory log is the durable log here.
-        ready
-            .write_log(node.storage_mut())
-            .expect("the in-memory log accepts the leader's entries");
-        self.stored_writes[i] += ready
-            .entries
-            .iter()
-            .filter(|e| e.kind == EntryKind::Normal)
-            .count() as u64;
-        if let Some(hard_state) = ready.hard_state {
-            self.hard_states[i] = hard_state;
-        }
-        // 2. send: straight into the addressee's inbox.
-        for message in ready
-            .messages
-            .drain(..)
-            .chain(ready.persisted_messages.drain(..))
-        {
-            self.inboxes[slot(message.to)].push(message);
-        }
-        // 3. apply: the state machine holds nothing; a client write is answered on the leader.
-        let mut answered_at = None;
+        let inboxes = &mut self.inboxes;
         let mut clients = clients.filter(|_| i == 0);
-        for entry in &ready.committed_entries {
-            if entry.index <= self.last_applied[i] {
-                self.reapplied[i] += 1;
-                continue;
-            }
-            self.last_applied[i] = entry.index;
-            if entry.kind != EntryKind::Normal {
-                continue;
-            }
-            self.applied_writes[i] += 1;
-            if let Some(clients) = clients.as_deref_mut() {
-                let now = *answered_at.get_or_insert_with(Instant::now);
-                clients.answer(entry.index, now);
-            }
-        }
-        // 4. done.
-        node.advance(ready);
+        let mut answered_at = None;
+        self.drivers[i].handle_ready(
+            |message| inboxes[slot(message.to)].push(message),
+            |index| {
+                if let Some(clients) = clients.as_deref_mut() {
+                    let now = *answered_at.get_or_insert_with(Instant::now);
+                    clients.answer(index, now);
+                }
+            },
+        );
         // The clients that were answered make their next write at once; it goes out with the
         // next batch, together with every other write proposed meanwhile.
         if let (Some(clients), Some(now)) = (clients, answered_at) {
-            propose_ready_clients(node, clients, now);
+            propose_ready_clients(&mut self.drivers[0].node, clients, now);
         }
-        self.maybe_snapshot(i);
     }
 
-    fn maybe_snapshot(&mut self, i: usize) {
-        let Some(every) = self.snapshot_every else {
-            return;
-        };
-        let applied = self.nodes[i].raft().log().applied();
-        if applied.0 >= self.last_snapshot[i].0 + every {
-            self.nodes[i]
-                .take_snapshot(applied, Vec::new())
-                .expect("a snapshot of applied entries");
-            self.last_snapshot[i] = applied;
-            self.snapshots[i] += 1;
+    /// Node 1 campaigns; returns once it leads and its first entry (the no-op of its term) is
+    /// applied on every node, as openraft's benchmark waits for its first entries on every node.
+    pub(crate) fn elect_node_1(&mut self) {
+        self.drivers[0].node.campaign();
+        let mut ticks = 0;
+        loop {
+            self.round(None);
+            let leader = self.leader().raft();
+            let committed = leader.log().committed();
+            if leader.role() == Role::Leader
+                && committed > LogIndex(0)
+                && self.all_applied(committed)
+            {
+                return;
+            }
+            if self.idle() {
+                // The commit index reaches the followers with the next heartbeat.
+                self.tick_all();
+                ticks += 1;
+                assert!(ticks < 1000, "node 1 did not become leader");
+            }
+        }
+    }
+
+    pub(crate) fn work_done(
+        &self,
+        clients: &Clients,
+        leader_terms: (Term, Term),
+        leader_fixed: bool,
+    ) -> WorkDone {
+        let d = &self.drivers;
+        WorkDone {
+            proposed_per_client: clients.proposed.clone(),
+            answered_per_client: clients.answered.clone(),
+            applied_writes: std::array::from_fn(|i| d[i].applied_writes),
+            reapplied: std::array::from_fn(|i| d[i].reapplied),
+            stored_writes: std::array::from_fn(|i| d[i].stored_writes),
+            last_index: std::array::from_fn(|i| d[i].node.raft().log().last_index()),
+            first_index: std::array::from_fn(|i| d[i].node.raft().log().first_index()),
+            committed: std::array::from_fn(|i| d[i].node.raft().log().committed()),
+            durable_commit: std::array::from_fn(|i| d[i].hard_state.commit),
+            leader_terms,
+            leader_fixed,
+            messages: self.messages,
+            snapshots: std::array::from_fn(|i| d[i].snapshots),
+            snapshot_installs: std::array::from_fn(|i| d[i].snapshot_installs),
         }
     }
 }
 
 /// Proposes the next write of every client waiting to make one.
 fn propose_ready_clients(leader: &mut RawNode<MemStorage>, clients: &mut Clients, now: Instant) {
-    for client in clients.ready_to_issue.drain(..) {
-        let c = client as usize;
+    let mut pending = std::mem::take(&mut clients.pending);
+    clients.issue(|client| {
         let (index, _term) = leader
             .propose(Vec::new())
             .expect("the fixed leader accepts every write");
-        clients.remaining[c] -= 1;
-        clients.proposed[c] += 1;
-        clients.pending.push_back(Pending {
+        pending.push_back(Pending {
             index,
             client,
             issued: now,
         });
+    });
+    clients.pending = pending;
+}
+
+/// Runs the core benchmark once, in the shape `options.shape` says.
+pub fn run(options: &CoreOptions) -> CoreRun {
+    match options.shape {
+        Shape::Loop => run_loop(options),
+        Shape::Threads => crate::threads::run(options),
     }
 }
 
-/// Runs the core benchmark once.
-pub fn run(options: &CoreOptions) -> CoreRun {
+fn run_loop(options: &CoreOptions) -> CoreRun {
     assert!(options.clients > 0, "at least one client");
     let per_client = (options.ops / options.clients as u64).max(1);
     let total = per_client * options.clients as u64;
     let mut cluster = Cluster::new(options.snapshot_every);
-
-    // Node 1 campaigns; the run starts once its first entry (the no-op of its term) is applied
-    // on every node, as openraft's benchmark waits for its initial entry on every node.
-    cluster.nodes[0].campaign();
-    let mut ticks = 0;
-    loop {
-        cluster.round(None);
-        let leader = &cluster.nodes[0];
-        let ready = leader.raft().role() == Role::Leader
-            && cluster
-                .nodes
-                .iter()
-                .all(|n| n.raft().log().applied() >= leader.raft().log().committed())
-            && leader.raft().log().committed() > LogIndex(0);
-        if ready {
-            break;
-        }
-        if cluster.idle() {
-            // The commit index reaches the followers with the next heartbeat.
-            cluster.tick_all();
-            ticks += 1;
-            assert!(ticks < 1000, "node 1 did not become leader");
-        }
-    }
-    let leader_term = cluster.nodes[0].raft().term();
+    cluster.elect_node_1();
+    let leader_term = cluster.leader().raft().term();
 
     let mut clients = Clients::new(options.clients, per_client);
     let start = Instant::now();
     let mut last_tick = start;
     let mut leader_fixed = true;
-    propose_ready_clients(&mut cluster.nodes[0], &mut clients, start);
+    propose_ready_clients(&mut cluster.drivers[0].node, &mut clients, start);
     while clients.completed < total {
         cluster.round(Some(&mut clients));
-        leader_fixed &= cluster.nodes[0].raft().role() == Role::Leader;
+        leader_fixed &= cluster.leader().raft().role() == Role::Leader;
         assert!(leader_fixed, "node 1 lost leadership during the run");
         let now = Instant::now();
         if now.duration_since(last_tick) >= options.tick {
@@ -381,14 +506,10 @@ pub fn run(options: &CoreOptions) -> CoreRun {
     let elapsed = start.elapsed();
 
     // Let the followers learn the final commit index (it rides on the next heartbeat) and
-    // apply everything, so the check below sees the whole work.
-    let final_commit = cluster.nodes[0].raft().log().committed();
+    // apply everything, so the check sees the whole work.
+    let final_commit = cluster.leader().raft().log().committed();
     for _ in 0..100 {
-        if cluster
-            .nodes
-            .iter()
-            .all(|n| n.raft().log().applied() >= final_commit)
-        {
+        if cluster.all_applied(final_commit) {
             break;
         }
         cluster.tick_all();
@@ -396,25 +517,10 @@ pub fn run(options: &CoreOptions) -> CoreRun {
             cluster.round(Some(&mut clients));
         }
     }
-
-    let check = WorkDone {
-        proposed_per_client: clients.proposed.clone(),
-        answered_per_client: clients.answered.clone(),
-        applied_writes: cluster.applied_writes,
-        reapplied: cluster.reapplied,
-        stored_writes: cluster.stored_writes,
-        last_index: std::array::from_fn(|i| cluster.nodes[i].raft().log().last_index()),
-        first_index: std::array::from_fn(|i| cluster.nodes[i].raft().log().first_index()),
-        committed: std::array::from_fn(|i| cluster.nodes[i].raft().log().committed()),
-        leader_terms: (leader_term, cluster.nodes[0].raft().term()),
+    let check = cluster.work_done(
+        &clients,
+        (leader_term, cluster.leader().raft().term()),
         leader_fixed,
-        messages: cluster.messages,
-        snapshots: cluster.snapshots,
-    };
-    debug_assert_eq!(
-        cluster.nodes[0].storage().last_index(),
-        check.last_index[0],
-        "the leader's log is durable"
     );
     CoreRun {
         clients: options.clients,

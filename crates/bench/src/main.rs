@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use skiff_bench::core::{self, CoreOptions};
+use skiff_bench::core::{self, CoreOptions, Shape};
 use skiff_bench::report::ResultLine;
 
 #[derive(Parser, Debug)]
@@ -39,9 +39,23 @@ struct CoreArgs {
     /// Milliseconds of wall-clock time per Raft tick (heartbeat interval).
     #[arg(long, default_value_t = 10)]
     tick_ms: u64,
+    /// `loop`: one thread drives the three nodes and the clients; `threads`: a thread per node
+    /// and one for the clients, talking over channels.
+    #[arg(long, value_enum, default_value_t = ShapeArg::Loop)]
+    shape: ShapeArg,
+    /// `--shape threads`: polls of an empty channel (yielding the processor in between) before
+    /// a thread blocks on it.
+    #[arg(long, default_value_t = 20)]
+    poll_yields: u32,
     /// Print one JSON object per line instead of the plain line.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ShapeArg {
+    Loop,
+    Threads,
 }
 
 fn main() -> ExitCode {
@@ -61,10 +75,18 @@ fn run_core(args: &CoreArgs) -> ExitCode {
         let mut options = CoreOptions::new(clients, ops);
         options.snapshot_every = (args.snapshot_every > 0).then_some(args.snapshot_every);
         options.tick = Duration::from_millis(args.tick_ms);
+        options.poll_yields = args.poll_yields;
+        options.shape = match args.shape {
+            ShapeArg::Loop => Shape::Loop,
+            ShapeArg::Threads => Shape::Threads,
+        };
         for _ in 0..args.repeat {
             let run = core::run(&options);
             let line = ResultLine {
-                implementation: "skiff",
+                implementation: match options.shape {
+                    Shape::Loop => "skiff",
+                    Shape::Threads => "skiff-threads",
+                },
                 clients: run.clients,
                 ops: run.ops,
                 elapsed: run.elapsed,
