@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The core benchmark, Skiff beside openraft: builds `skiff-bench` and the openraft peer
-# (bench/peers/openraft-bench) in release mode, then for each client count runs the two in
-# turn, ROUNDS times, alternating, and prints a table of the median runs (by ops/s).
+# (bench/peers/openraft-bench) in release mode, then for each client count runs, in turn and
+# ROUNDS times over, Skiff driven by one loop (`--shape loop`), Skiff with a thread per node and
+# one for the clients (`--shape threads`), and openraft; and prints a table of the median runs
+# (by ops/s) with the ratios of Skiff's throughput to openraft's.
 #
 #   bench/core.sh                      # clients 1 64 256 1024 4096, 3 rounds
 #   CLIENTS="1 64" ROUNDS=5 bench/core.sh
@@ -47,9 +49,13 @@ field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" <<<"$2"; }
 for c in $CLIENTS; do
   n="$(ops_for "$c")"
   for round in $(seq 1 "$ROUNDS"); do
-    for impl in skiff openraft; do
-      bin="$skiff"; [ "$impl" = openraft ] && bin="$openraft"
-      line="$("$bin" core --clients "$c" --ops "$n" --json)"
+    for impl in skiff skiff-threads openraft; do
+      case "$impl" in
+        skiff) cmd=("$skiff" core --shape loop) ;;
+        skiff-threads) cmd=("$skiff" core --shape threads) ;;
+        openraft) cmd=("$openraft" core) ;;
+      esac
+      line="$("${cmd[@]}" --clients "$c" --ops "$n" --json)"
       echo "$line" >>"$RESULTS"
       echo "round $round: $line" >&2
     done
@@ -67,15 +73,19 @@ echo
 echo "core benchmark: 3 nodes in one process, fixed leader, closed-loop clients, empty writes"
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1); openraft $openraft_version; median of $ROUNDS alternating rounds"
 echo
-printf '| %7s | %9s | %12s | %9s | %9s | %12s | %9s | %9s | %6s |\n' \
-  clients ops "skiff ops/s" "p50 µs" "p99 µs" "openraft ops/s" "p50 µs" "p99 µs" ratio
-printf '|--------:|----------:|-------------:|----------:|----------:|---------------:|----------:|----------:|-------:|\n'
+printf '| %7s | %7s | %10s | %7s | %7s | %10s | %7s | %7s | %10s | %7s | %7s | %6s | %6s |\n' \
+  clients ops "loop ops/s" p50_us p99_us "thr. ops/s" p50_us p99_us "openraft" p50_us p99_us "loop/o" "thr./o"
+echo '|--------:|--------:|-----------:|--------:|--------:|-----------:|--------:|--------:|-----------:|--------:|--------:|-------:|-------:|'
 for c in $CLIENTS; do
-  read -r s_ops s_p50 s_p99 <<<"$(median skiff "$c")"
+  read -r l_ops l_p50 l_p99 <<<"$(median skiff "$c")"
+  read -r t_ops t_p50 t_p99 <<<"$(median skiff-threads "$c")"
   read -r o_ops o_p50 o_p99 <<<"$(median openraft "$c")"
-  ratio="$(awk -v s="$s_ops" -v o="$o_ops" 'BEGIN { printf "%.1f×", s / o }')"
-  printf '| %7s | %9s | %12s | %9s | %9s | %14s | %9s | %9s | %6s |\n' \
-    "$c" "$(ops_for "$c")" "$s_ops" "$s_p50" "$s_p99" "$o_ops" "$o_p50" "$o_p99" "$ratio"
+  ratio() { awk -v s="$1" -v o="$2" 'BEGIN { printf "%.1fx", s / o }'; }
+  printf '| %7s | %7s | %10s | %7s | %7s | %10s | %7s | %7s | %10s | %7s | %7s | %6s | %6s |\n' \
+    "$c" "$(ops_for "$c")" "$l_ops" "$l_p50" "$l_p99" "$t_ops" "$t_p50" "$t_p99" \
+    "$o_ops" "$o_p50" "$o_p99" "$(ratio "$l_ops" "$o_ops")" "$(ratio "$t_ops" "$o_ops")"
 done
 echo
+echo "loop: skiff-bench core --shape loop; thr.: --shape threads; openraft: openraft-bench core;"
+echo "ops/s = writes / elapsed; p50_us, p99_us: write latency in microseconds; loop/o, thr./o: ratio to openraft"
 echo "raw results: $RESULTS"
