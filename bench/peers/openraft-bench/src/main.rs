@@ -56,6 +56,10 @@ struct CoreArgs {
     /// Worker threads of the runtime the clients run on (openraft's benchmark: 2).
     #[arg(long, default_value_t = 2)]
     client_workers: usize,
+    /// Pipeline appends to each follower (`Raft::stream_append`) instead of sending one at a
+    /// time and waiting for its answer, as openraft's default network and its benchmark do.
+    #[arg(long)]
+    pipeline: bool,
     /// Print one JSON object per line instead of the plain line.
     #[arg(long)]
     json: bool,
@@ -88,7 +92,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const NODES: [u64; 3] = [1, 2, 3];
 
 /// Builds the cluster, waits until node 1 leads and every node applied the initial entries.
-fn start_cluster(server: &Runtime) -> Result<(Vec<BenchRaft>, Vec<StateMachine>), BoxError> {
+fn start_cluster(server: &Runtime, pipeline: bool) -> Result<(Vec<BenchRaft>, Vec<StateMachine>), BoxError> {
     server.block_on(async {
         let config = openraft::Config {
             election_timeout_min: 200,
@@ -98,7 +102,10 @@ fn start_cluster(server: &Runtime) -> Result<(Vec<BenchRaft>, Vec<StateMachine>)
             ..Default::default()
         };
         let config = Arc::new(config.validate()?);
-        let router = Router::default();
+        let router = Router {
+            pipeline,
+            ..Router::default()
+        };
         let mut rafts = Vec::new();
         let mut machines = Vec::new();
         for id in NODES {
@@ -134,7 +141,7 @@ fn run(args: &CoreArgs, clients: usize, ops: u64) -> Result<ResultLine, BoxError
         .thread_name("bench-client")
         .enable_all()
         .build()?;
-    let (rafts, machines) = start_cluster(&server)?;
+    let (rafts, machines) = start_cluster(&server, args.pipeline)?;
     let leader = rafts[0].clone();
     let per_client = (ops / clients as u64).max(1);
     let total = per_client * clients as u64;

@@ -4,11 +4,14 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use futures_util::{Stream, StreamExt};
 use openraft::alias::{SnapshotOf, VoteOf};
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::network::{stream_append_sequential, RPCOption, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, VoteRequest,
+    VoteResponse,
 };
 use openraft::{OptionalSend, Raft, RaftNetworkV2};
 
@@ -21,6 +24,9 @@ pub type BenchRaft = Raft<TypeConfig, StateMachine>;
 #[derive(Clone, Default)]
 pub struct Router {
     pub nodes: Arc<Mutex<BTreeMap<u64, BenchRaft>>>,
+    /// Stream appends to a follower through its `Raft::stream_append` (pipelined) rather than
+    /// one `append_entries` at a time (openraft's default, and its benchmark's).
+    pub pipeline: bool,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Router {
@@ -28,13 +34,17 @@ impl RaftNetworkFactory<TypeConfig> for Router {
 
     async fn new_client(&mut self, target: u64, _node: &()) -> Self::Network {
         let raft = self.nodes.lock().unwrap().get(&target).expect("known node").clone();
-        Peer { raft }
+        Peer {
+            raft,
+            pipeline: self.pipeline,
+        }
     }
 }
 
 /// The connection to one peer: its `Raft` handle.
 pub struct Peer {
     raft: BenchRaft,
+    pipeline: bool,
 }
 
 fn unreachable<E: std::error::Error + 'static>(e: E) -> Unreachable<TypeConfig> {
@@ -50,6 +60,27 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.raft.append_entries(rpc).await.map_err(|e| RPCError::Unreachable(unreachable(e)))
+    }
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        if !self.pipeline {
+            return stream_append_sequential(self, input, option);
+        }
+        let answers = self
+            .raft
+            .stream_append(input)
+            .map(|answer| answer.map_err(|e| RPCError::Unreachable(unreachable(e))));
+        Box::pin(async move {
+            let answers: BoxStream<'s, _> = Box::pin(answers);
+            Ok(answers)
+        })
     }
 
     async fn vote(
