@@ -19,14 +19,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use openraft::async_runtime::WatchReceiver;
 use hdrhistogram::Histogram;
 use network::{BenchRaft, Router};
+use openraft::async_runtime::WatchReceiver;
 use store::{LogStore, Request, StateMachine};
 use tokio::runtime::{Builder, Runtime};
 
 #[derive(Parser, Debug)]
-#[command(name = "openraft-bench", about = "skiff-bench's core workload on openraft")]
+#[command(
+    name = "openraft-bench",
+    about = "skiff-bench's core workload on openraft"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -92,7 +95,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const NODES: [u64; 3] = [1, 2, 3];
 
 /// Builds the cluster, waits until node 1 leads and every node applied the initial entries.
-fn start_cluster(server: &Runtime, pipeline: bool) -> Result<(Vec<BenchRaft>, Vec<StateMachine>), BoxError> {
+fn start_cluster(
+    server: &Runtime,
+    pipeline: bool,
+) -> Result<(Vec<BenchRaft>, Vec<StateMachine>), BoxError> {
     server.block_on(async {
         let config = openraft::Config {
             election_timeout_min: 200,
@@ -110,12 +116,21 @@ fn start_cluster(server: &Runtime, pipeline: bool) -> Result<(Vec<BenchRaft>, Ve
         let mut machines = Vec::new();
         for id in NODES {
             let machine = StateMachine::default();
-            let raft = BenchRaft::new(id, config.clone(), router.clone(), LogStore::default(), machine.clone()).await?;
+            let raft = BenchRaft::new(
+                id,
+                config.clone(),
+                router.clone(),
+                LogStore::default(),
+                machine.clone(),
+            )
+            .await?;
             router.nodes.lock().unwrap().insert(id, raft.clone());
             rafts.push(raft);
             machines.push(machine);
         }
-        rafts[0].initialize(NODES.into_iter().collect::<BTreeSet<u64>>()).await?;
+        rafts[0]
+            .initialize(NODES.into_iter().collect::<BTreeSet<u64>>())
+            .await?;
         let leader_index = rafts[0]
             .wait(Some(Duration::from_secs(10)))
             .state(openraft::ServerState::Leader, "node 1 leads")
@@ -156,7 +171,10 @@ fn run(args: &CoreArgs, clients: usize, ops: u64) -> Result<ResultLine, BoxError
                     let mut latencies = Vec::with_capacity(per_client as usize);
                     for _ in 0..per_client {
                         let issued = Instant::now();
-                        leader.client_write(Request).await.expect("the leader accepts the write");
+                        leader
+                            .client_write(Request)
+                            .await
+                            .expect("the leader accepts the write");
                         latencies.push(issued.elapsed().as_nanos() as u64);
                     }
                     latencies
@@ -180,12 +198,16 @@ fn run(args: &CoreArgs, clients: usize, ops: u64) -> Result<ResultLine, BoxError
     // The same work as Skiff's run: every write applied on the leader, and on both followers.
     let applied_on_leader = machines[0].applied_writes() - writes_before;
     if applied_on_leader != total || histogram.len() != total {
-        return Err(format!("{applied_on_leader} writes applied on the leader, {total} expected").into());
+        return Err(
+            format!("{applied_on_leader} writes applied on the leader, {total} expected").into(),
+        );
     }
     server.block_on(async {
         let last = rafts[0].metrics().borrow_watched().last_log_index;
         for raft in &rafts[1..] {
-            raft.wait(Some(Duration::from_secs(30))).applied_index_at_least(last, "followers apply everything").await?;
+            raft.wait(Some(Duration::from_secs(30)))
+                .applied_index_at_least(last, "followers apply everything")
+                .await?;
         }
         for raft in &rafts {
             raft.shutdown().await?;
@@ -195,7 +217,11 @@ fn run(args: &CoreArgs, clients: usize, ops: u64) -> Result<ResultLine, BoxError
     for (node, machine) in machines.iter().enumerate() {
         let applied = machine.applied_writes() - writes_before;
         if applied != total {
-            return Err(format!("node {} applied {applied} writes, {total} expected", node + 1).into());
+            return Err(format!(
+                "node {} applied {applied} writes, {total} expected",
+                node + 1
+            )
+            .into());
         }
     }
     drop(client_rt);

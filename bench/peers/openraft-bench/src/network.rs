@@ -33,7 +33,13 @@ impl RaftNetworkFactory<TypeConfig> for Router {
     type Network = Peer;
 
     async fn new_client(&mut self, target: u64, _node: &()) -> Self::Network {
-        let raft = self.nodes.lock().unwrap().get(&target).expect("known node").clone();
+        let raft = self
+            .nodes
+            .lock()
+            .unwrap()
+            .get(&target)
+            .expect("known node")
+            .clone();
         Peer {
             raft,
             pipeline: self.pipeline,
@@ -59,14 +65,23 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.raft.append_entries(rpc).await.map_err(|e| RPCError::Unreachable(unreachable(e)))
+        self.raft
+            .append_entries(rpc)
+            .await
+            .map_err(|e| RPCError::Unreachable(unreachable(e)))
     }
 
     fn stream_append<'s, S>(
         &'s mut self,
         input: S,
         option: RPCOption,
-    ) -> BoxFuture<'s, Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>>
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
     where
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
     {
@@ -88,7 +103,10 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         rpc: VoteRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.raft.vote(rpc).await.map_err(|e| RPCError::Unreachable(unreachable(e)))
+        self.raft
+            .vote(rpc)
+            .await
+            .map_err(|e| RPCError::Unreachable(unreachable(e)))
     }
 
     async fn pre_vote(
@@ -96,7 +114,10 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         rpc: VoteRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.raft.pre_vote(rpc).await.map_err(|e| RPCError::Unreachable(unreachable(e)))
+        self.raft
+            .pre_vote(rpc)
+            .await
+            .map_err(|e| RPCError::Unreachable(unreachable(e)))
     }
 
     async fn full_snapshot(

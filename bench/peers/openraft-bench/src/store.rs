@@ -113,7 +113,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -132,7 +136,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 
-    async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
+    async fn truncate_after(
+        &mut self,
+        last_log_id: Option<LogIdOf<TypeConfig>>,
+    ) -> Result<(), io::Error> {
         let mut log = self.log.lock().unwrap();
         let keep_to = last_log_id.map_or(0, |id| id.index() + 1);
         let keep = keep_to.saturating_sub(log.first) as usize;
@@ -217,8 +224,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Blank => {}
                     EntryPayload::Normal(_) => machine.applied_writes += 1,
                     EntryPayload::Membership(membership) => {
-                        machine.membership =
-                            StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), membership.clone());
+                        machine.membership = StoredMembershipOf::<TypeConfig>::new(
+                            Some(entry.log_id),
+                            membership.clone(),
+                        );
                     }
                 }
             }
@@ -249,9 +258,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         &mut self,
     ) -> Result<Option<SnapshotOf<TypeConfig, SnapshotData>>, io::Error> {
         let machine = self.machine.lock().unwrap();
-        Ok(machine.snapshot.clone().map(|meta| SnapshotOf::<TypeConfig, SnapshotData> {
-            meta,
-            snapshot: Vec::new(),
-        }))
+        Ok(machine
+            .snapshot
+            .clone()
+            .map(|meta| SnapshotOf::<TypeConfig, SnapshotData> {
+                meta,
+                snapshot: Vec::new(),
+            }))
     }
 }
