@@ -1,0 +1,100 @@
+//! `skiff-bench`: Skiff's benchmarks. `skiff-bench core --clients C --ops N` runs the Raft core
+//! benchmark (see `docs/BENCHMARKS.md`).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use skiff_bench::core::{self, CoreOptions, Shape};
+use skiff_bench::report::ResultLine;
+
+#[derive(Parser, Debug)]
+#[command(name = "skiff-bench", version, about = "Skiff's benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The Raft core alone: 3 nodes in one process, node 1 the fixed leader, closed-loop
+    /// clients writing empty payloads; a write is done when applied on the leader.
+    Core(CoreArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CoreArgs {
+    /// Closed-loop clients; a comma-separated list runs each in turn.
+    #[arg(long, value_delimiter = ',', default_value = "1,64,256,1024,4096")]
+    clients: Vec<usize>,
+    /// Writes per run (split evenly over the clients). Default: max(20000, 200 × clients).
+    #[arg(long)]
+    ops: Option<u64>,
+    /// Runs per client count, each on a fresh cluster; one result line each.
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
+    /// Snapshot and compact each node's log every this many applied entries (0: never).
+    #[arg(long, default_value_t = 5000)]
+    snapshot_every: u64,
+    /// Milliseconds of wall-clock time per Raft tick (heartbeat interval).
+    #[arg(long, default_value_t = 10)]
+    tick_ms: u64,
+    /// `loop`: one thread drives the three nodes and the clients; `threads`: a thread per node
+    /// and one for the clients, talking over channels.
+    #[arg(long, value_enum, default_value_t = ShapeArg::Loop)]
+    shape: ShapeArg,
+    /// `--shape threads`: polls of an empty channel (yielding the processor in between) before
+    /// a thread blocks on it.
+    #[arg(long, default_value_t = 20)]
+    poll_yields: u32,
+    /// Print one JSON object per line instead of the plain line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ShapeArg {
+    Loop,
+    Threads,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Core(args) => run_core(&args),
+    }
+}
+
+fn run_core(args: &CoreArgs) -> ExitCode {
+    if args.clients.contains(&0) || args.tick_ms == 0 {
+        eprintln!("error: --clients and --tick-ms must be at least 1");
+        return ExitCode::from(2);
+    }
+    for &clients in &args.clients {
+        let ops = args.ops.unwrap_or((200 * clients as u64).max(20_000));
+        let mut options = CoreOptions::new(clients, ops);
+        options.snapshot_every = (args.snapshot_every > 0).then_some(args.snapshot_every);
+        options.tick = Duration::from_millis(args.tick_ms);
+        options.poll_yields = args.poll_yields;
+        options.shape = match args.shape {
+            ShapeArg::Loop => Shape::Loop,
+            ShapeArg::Threads => Shape::Threads,
+        };
+        for _ in 0..args.repeat {
+            let run = core::run(&options);
+            let line = ResultLine {
+                implementation: match options.shape {
+                    Shape::Loop => "skiff",
+                    Shape::Threads => "skiff-threads",
+                },
+                clients: run.clients,
+                ops: run.ops,
+                elapsed: run.elapsed,
+                p50_us: run.latency_us(0.50),
+                p99_us: run.latency_us(0.99),
+            };
+            println!("{}", if args.json { line.json() } else { line.plain() });
+        }
+    }
+    ExitCode::SUCCESS
+}
