@@ -75,7 +75,7 @@ done
 rss=$(for pid in $(pgrep -f "skiff serve --data-dir $WORK/skiff" || true); do
   awk '/VmHWM/ {print $2}' "/proc/$pid/status"; done | sort -n | tail -1)
 leader_changes=$(grep -c '^leader: node' "$WORK/local.log" || true)
-kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
+kill -INT "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
 
 for mode in always none; do
   echo "== redis-server, persistence: $mode" >&2
