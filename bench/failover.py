@@ -104,6 +104,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--quiet-seconds", type=int, default=60)
+    parser.add_argument("--serve-args", default="",
+                        help="extra `skiff serve` flags, e.g. \"--election-ticks 15\"")
     args = parser.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     skiff = os.path.join(root, "target", "release", "skiff")
@@ -111,7 +113,8 @@ def main():
     local = subprocess.Popen(
         [skiff, "local", "--data-dir", work, "--client-port", str(BASE),
          "--peer-port", str(BASE + 100), "--http-port", str(BASE + 200),
-         "--control-port", str(BASE + 199)],
+         "--control-port", str(BASE + 199)]
+        + (["--serve-args", *args.serve_args.split()] if args.serve_args else []),
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     lines = []
     threading.Thread(target=lambda: [lines.append(l) for l in local.stdout], daemon=True).start()
