@@ -158,8 +158,7 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let mut announced_leader: Option<u64> = None;
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
     // Ctrl-C or SIGTERM stops every node: none is left running without its supervisor.
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
