@@ -416,13 +416,8 @@ impl Driver {
                 metrics.peer_messages_dropped.inc();
             }
         }
-        for (id, reply) in replies {
-            if let Some(waiting) = self.waiting.remove(&id) {
-                waiting.answer(reply, &metrics);
-            } else if let Some((wait, deadline)) = self.admin_waiting.remove(&id) {
-                self.admin_replied(wait, deadline, reply);
-            }
-        }
+        // Events first: the status a client may ask for right after its reply already shows
+        // what the reply reports (an operator's membership change, say).
         self.note_elections();
         let mut changed = false;
         let mut membership = false;
@@ -441,6 +436,13 @@ impl Driver {
         }
         if changed {
             self.publish_status();
+        }
+        for (id, reply) in replies {
+            if let Some(waiting) = self.waiting.remove(&id) {
+                waiting.answer(reply, &metrics);
+            } else if let Some((wait, deadline)) = self.admin_waiting.remove(&id) {
+                self.admin_replied(wait, deadline, reply);
+            }
         }
     }
 

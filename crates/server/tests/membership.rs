@@ -46,7 +46,10 @@ fn a_joining_node_is_added_promoted_and_an_original_member_removed() {
         2,
         &["add-learner", "--id", "4", "--peer-addr", &peer_addr]
     ));
-    assert_eq!(member_kind(&cluster, leader, 4).as_deref(), Some("learner"));
+    // Every node shows the learner once the change reaches it (a follower one heartbeat later).
+    eventually(Duration::from_secs(5), "node 4 listed as a learner", || {
+        (member_kind(&cluster, leader, 4).as_deref() == Some("learner")).then_some(())
+    });
     // The learner receives the log and serves linearizable reads of data older than it.
     let mut learner = cluster.redis(4);
     let early: Option<i64> = eventually(Duration::from_secs(10), "the learner to catch up", || {
