@@ -39,24 +39,40 @@ impl StateMachine {
     /// The same state always gives the same bytes.
     pub fn snapshot(&self) -> Vec<u8> {
         let mut out = Vec::new();
+        self.snapshot_into(&mut out);
+        out
+    }
+
+    /// Appends the [`snapshot`](Self::snapshot) bytes to `out`, which may already hold a
+    /// caller's header: the store is written once, into a buffer sized for it, and never
+    /// copied whole again.
+    pub fn snapshot_into(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        // Keys and values, their length prefixes, and room for the rest: one allocation
+        // instead of a doubling buffer that briefly holds the store twice.
+        let data_bytes: usize = self
+            .data
+            .iter()
+            .map(|(key, value)| key.len() + value.len() + 8)
+            .sum();
+        out.reserve(data_bytes + 64 * (self.sessions.len() + 1));
         out.extend_from_slice(&SNAPSHOT_MAGIC);
         out.push(SNAPSHOT_FORMAT_VERSION);
-        put_u64(&mut out, self.applied_index);
-        put_u64(&mut out, self.data.len() as u64);
+        put_u64(out, self.applied_index);
+        put_u64(out, self.data.len() as u64);
         for (key, value) in &self.data {
-            put_bytes(&mut out, key);
-            put_bytes(&mut out, value);
+            put_bytes(out, key);
+            put_bytes(out, value);
         }
-        put_u64(&mut out, self.sessions.len() as u64);
+        put_u64(out, self.sessions.len() as u64);
         for (client_id, session) in self.sessions.iter() {
-            put_u64(&mut out, client_id);
-            put_u64(&mut out, session.last_sequence);
-            put_u64(&mut out, session.last_active_index);
-            put_reply(&mut out, &session.last_reply);
+            put_u64(out, client_id);
+            put_u64(out, session.last_sequence);
+            put_u64(out, session.last_active_index);
+            put_reply(out, &session.last_reply);
         }
-        let checksum = crc32c::crc32c(&out);
+        let checksum = crc32c::crc32c(&out[start..]);
         out.extend_from_slice(&checksum.to_le_bytes());
-        out
     }
 
     /// Rebuilds a store from [`snapshot`](Self::snapshot) bytes, to run with `config`.

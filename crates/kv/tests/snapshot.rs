@@ -189,3 +189,15 @@ proptest! {
         }
     }
 }
+
+/// Written after a caller's header, the snapshot is the same bytes, checksum included.
+#[test]
+fn a_snapshot_written_after_a_header_is_the_same_bytes() {
+    let kv = populated();
+    let mut out = b"HEADER".to_vec();
+    kv.machine.snapshot_into(&mut out);
+    assert_eq!(&out[..6], b"HEADER");
+    assert_eq!(&out[6..], &kv.machine.snapshot()[..]);
+    let restored = StateMachine::restore(KvConfig::default(), &out[6..]).expect("restore");
+    assert_eq!(restored, kv.machine);
+}

@@ -379,7 +379,9 @@ impl<D: Disk> Node<D> {
         // machine, and the log below it is no longer the core's to read: nothing to take.
         let receiving = self.raw.raft().log().applied() > index;
         if index > self.raw.storage().snapshot_meta().index && !receiving {
-            let data = payload::encode_snapshot(&self.addresses, &self.state_machine.snapshot());
+            let mut data = Vec::new();
+            payload::put_snapshot_header(&self.addresses, &mut data);
+            self.state_machine.snapshot_into(&mut data);
             self.raw.take_snapshot(index, data)?;
             self.output.events.push(Event::SnapshotTaken { index });
         }

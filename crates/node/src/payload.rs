@@ -81,6 +81,14 @@ impl Payload {
 /// Encodes a node snapshot: the address book and the key-value snapshot.
 pub fn encode_snapshot(addresses: &BTreeMap<NodeId, String>, kv: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(kv.len() + 64);
+    put_snapshot_header(addresses, &mut out);
+    out.extend_from_slice(kv);
+    out
+}
+
+/// Appends what precedes the key-value snapshot in a node snapshot (magic, version, address
+/// book), so that the store can write its snapshot right after it, without a copy.
+pub fn put_snapshot_header(addresses: &BTreeMap<NodeId, String>, out: &mut Vec<u8>) {
     out.extend_from_slice(SNAPSHOT_MAGIC);
     out.push(SNAPSHOT_VERSION);
     out.extend_from_slice(&(addresses.len() as u32).to_be_bytes());
@@ -89,8 +97,6 @@ pub fn encode_snapshot(addresses: &BTreeMap<NodeId, String>, kv: &[u8]) -> Vec<u
         out.extend_from_slice(&(addr.len() as u16).to_be_bytes());
         out.extend_from_slice(addr.as_bytes());
     }
-    out.extend_from_slice(kv);
-    out
 }
 
 /// Decodes a node snapshot into the address book and the key-value snapshot.

@@ -129,6 +129,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     raft.heartbeat_interval_ticks = args.heartbeat_ticks.unwrap_or(3);
     raft.pre_vote = args.pre_vote.unwrap_or(true);
     raft.check_quorum = args.check_quorum.unwrap_or(true);
+    // Unacknowledged appends per follower: enough to keep a loopback or LAN link busy, and
+    // what bounds the leader's memory for replication (each append is up to
+    // `max_message_bytes`).
+    raft.max_inflight_appends = 32;
     raft.seed = rand::random();
     let mut config = NodeConfig::new(raft, identity.cluster_id);
     // The driver takes snapshots itself, so it can time them.
