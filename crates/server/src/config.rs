@@ -45,10 +45,10 @@ pub struct ServeArgs {
     /// Milliseconds per Raft tick [default: 10].
     #[arg(long)]
     pub tick_ms: Option<u64>,
-    /// Election timeout in ticks, randomized in [T, 2T) [default: 15].
+    /// Election timeout in ticks, randomized in [T, 2T) [default: 30].
     #[arg(long)]
     pub election_ticks: Option<u64>,
-    /// Heartbeat interval in ticks [default: 3].
+    /// Heartbeat interval in ticks [default: 5].
     #[arg(long)]
     pub heartbeat_ticks: Option<u64>,
     /// PreVote (thesis §9.6): a node asks whether it could win before it raises its term, so
