@@ -399,12 +399,16 @@ pub fn non_empty(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// A base port such that base..base+3 are free for clients, peers and HTTP (+100, +200).
+/// A base port such that `skiff local --client-port base` finds all its ports free.
 pub fn free_base_port() -> u16 {
     for _ in 0..100 {
-        let base = 20_000 + (rand::random::<u16>() % 30_000);
+        // Below Linux's ephemeral range (32768 and up), so that no outgoing connection takes
+        // one of these ports between the check and `skiff local` binding it.
+        let base = 10_000 + (rand::random::<u16>() % 22_000);
+        // Clients, peers and HTTP of three nodes, and the control API just below HTTP.
         let free = (0..3)
             .flat_map(|i| [base + i, base + 100 + i, base + 200 + i])
+            .chain([base + 199])
             .all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok());
         if free {
             return base;
