@@ -11,7 +11,6 @@
 Needs only the Python standard library and a built `target/release/skiff`.
 """
 import argparse
-import json
 import os
 import shutil
 import socket
@@ -21,19 +20,15 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import skiff_local  # noqa: E402
 
 BASE = int(os.environ.get("BASE", "18001"))
 
 
-def http(port, path, method="GET"):
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
-    with urllib.request.urlopen(request, timeout=2) as response:
-        return response.read().decode()
-
-
 def status(node):
-    return json.loads(http(BASE + 200 + node - 1, "/status"))
+    return skiff_local.status(BASE, node)
 
 
 def leader_of(nodes):
@@ -107,15 +102,8 @@ def main():
     parser.add_argument("--serve-args", default="",
                         help="extra `skiff serve` flags, e.g. \"--election-ticks 15\"")
     args = parser.parse_args()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    skiff = os.path.join(root, "target", "release", "skiff")
     work = tempfile.mkdtemp()
-    local = subprocess.Popen(
-        [skiff, "local", "--data-dir", work, "--client-port", str(BASE),
-         "--peer-port", str(BASE + 100), "--http-port", str(BASE + 200),
-         "--control-port", str(BASE + 199)]
-        + (["--serve-args", *args.serve_args.split()] if args.serve_args else []),
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    local = skiff_local.start(BASE, work, args.serve_args.split(), stdout=subprocess.PIPE)
     lines = []
     threading.Thread(target=lambda: [lines.append(l) for l in local.stdout], daemon=True).start()
     try:
@@ -132,7 +120,7 @@ def main():
         for round_ in range(args.rounds):
             leader, s = leader_of(nodes)
             killed_at = time.monotonic()
-            http(BASE + 199, f"/control/kill?id={leader}", "POST")
+            skiff_local.control(BASE, "kill", leader)
             deadline = killed_at + 10
             while (at := writer.first_ack_after(killed_at, leader)) is None:
                 if time.monotonic() > deadline:
@@ -141,7 +129,7 @@ def main():
             failovers.append((at - killed_at) * 1000)
             print(f"round {round_ + 1}: killed leader node {leader}; first write acknowledged "
                   f"after {failovers[-1]:.0f} ms", file=sys.stderr)
-            http(BASE + 199, f"/control/restart?id={leader}", "POST")
+            skiff_local.control(BASE, "restart", leader)
             # Wait until the restarted node has caught up with the new leader.
             deadline = time.time() + 20
             while True:
@@ -176,11 +164,7 @@ def main():
               f"{leader_after}, nodes whose term changed: {changes}, "
               f"writes acknowledged by the side writer: {len(writer.acks) - acks_before}")
     finally:
-        local.send_signal(2)
-        try:
-            local.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            local.kill()
+        skiff_local.stop(local)
         shutil.rmtree(work, ignore_errors=True)
 
 

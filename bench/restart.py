@@ -11,7 +11,6 @@ restart to its first linearizable read served. Repeats with snapshots on (the de
 Needs redis-benchmark and a built target/release/skiff.
 """
 import argparse
-import json
 import os
 import shutil
 import socket
@@ -19,19 +18,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import skiff_local  # noqa: E402
 
 BASE = int(os.environ.get("BASE", "18501"))
 
 
-def http(port, path, method="GET"):
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
-    with urllib.request.urlopen(request, timeout=2) as response:
-        return response.read().decode()
-
-
 def status(node):
-    return json.loads(http(BASE + 200 + node - 1, "/status"))
+    return skiff_local.status(BASE, node)
 
 
 def du(path):
@@ -55,16 +50,11 @@ def get_once(node):
         return False
 
 
-def run(skiff, log_gib, serve_args, label, rounds=None):
+def run(log_gib, serve_args, label, rounds=None):
     """Loads the cluster until node 1's log holds `log_gib` GiB (or for `rounds` rounds of
     200 000 SETs), restarts node 1 and times it. Returns the rounds it loaded."""
     work = tempfile.mkdtemp()
-    cmd = [skiff, "local", "--data-dir", work, "--client-port", str(BASE),
-           "--peer-port", str(BASE + 100), "--http-port", str(BASE + 200),
-           "--control-port", str(BASE + 199)]
-    if serve_args:
-        cmd += ["--serve-args", *serve_args]
-    local = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    local = skiff_local.start(BASE, work, serve_args)
     try:
         deadline = time.time() + 15
         while True:
@@ -90,12 +80,12 @@ def run(skiff, log_gib, serve_args, label, rounds=None):
         s1 = status(1)
         if leader == 1:
             # Restart a follower's worth of work: hand leadership away first.
-            http(BASE + 199 + 1, "/admin/transfer-leader?to=2", "POST")
+            skiff_local.http(BASE + 200, "/admin/transfer-leader?to=2", "POST")
             time.sleep(1)
-        http(BASE + 199, "/control/kill?id=1", "POST")
+        skiff_local.control(BASE, "kill", 1)
         time.sleep(0.5)
         started = time.monotonic()
-        http(BASE + 199, "/control/restart?id=1", "POST")
+        skiff_local.control(BASE, "restart", 1)
         while not get_once(1):
             if time.monotonic() - started > 120:
                 sys.exit("node 1 did not serve within 120 s")
@@ -106,11 +96,7 @@ def run(skiff, log_gib, serve_args, label, rounds=None):
               f"restart to first linearizable read served: {elapsed:.2f} s")
         return loaded
     finally:
-        local.send_signal(2)
-        try:
-            local.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            local.kill()
+        skiff_local.stop(local)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -118,11 +104,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--log-gib", type=float, default=1.0)
     args = parser.parse_args()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    skiff = os.path.join(root, "target", "release", "skiff")
-    rounds = run(skiff, args.log_gib, ["--snapshot-every", "0"], "whole log, no snapshot")
+    rounds = run(args.log_gib, ["--snapshot-every", "0"], "whole log, no snapshot")
     # The same writes again, with snapshots on: the log is compacted behind each snapshot.
-    run(skiff, args.log_gib, [], "snapshot plus tail (default --snapshot-every 100000)", rounds)
+    run(args.log_gib, [], "snapshot plus tail (default --snapshot-every 100000)", rounds)
 
 
 if __name__ == "__main__":

@@ -284,14 +284,14 @@ impl<D: Disk> Node<D> {
         self.forwarded.remove(&id);
         self.proposals
             .retain(|_, (_, origin)| *origin != Origin::Local(id));
-        let before = self.confirmed_read_count;
-        for waiting in self.confirmed_reads.values_mut() {
+        let mut removed = 0;
+        self.confirmed_reads.retain(|_, waiting| {
+            let before = waiting.len();
             waiting.retain(|(request, _)| *request != id);
-        }
-        self.confirmed_reads
-            .retain(|_, waiting| !waiting.is_empty());
-        self.confirmed_read_count = self.confirmed_reads.values().map(Vec::len).sum();
-        debug_assert!(self.confirmed_read_count <= before);
+            removed += before - waiting.len();
+            !waiting.is_empty()
+        });
+        self.confirmed_read_count -= removed;
     }
 
     /// Handles a message from another node. A Raft message addressed to another node is

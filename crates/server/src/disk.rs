@@ -24,6 +24,14 @@ impl TimedDisk {
     }
 }
 
+impl TimedDisk {
+    fn observe_sync(&self, started: Instant) {
+        self.metrics
+            .fsync_duration
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
 impl std::fmt::Debug for TimedDisk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TimedDisk")
@@ -55,18 +63,13 @@ impl Disk for TimedDisk {
     fn sync(&mut self, file: &Path) -> Result<(), DiskError> {
         let started = Instant::now();
         let result = self.inner.sync(file);
-        self.metrics
-            .fsync_duration
-            .observe(started.elapsed().as_secs_f64());
+        self.observe_sync(started);
         result
     }
     fn sync_dir(&mut self, dir: &Path) -> Result<(), DiskError> {
-        let inner = &mut self.inner;
         let started = Instant::now();
-        let result = inner.sync_dir(dir);
-        self.metrics
-            .fsync_duration
-            .observe(started.elapsed().as_secs_f64());
+        let result = self.inner.sync_dir(dir);
+        self.observe_sync(started);
         result
     }
     fn rename(&mut self, from: &Path, to: &Path) -> Result<(), DiskError> {

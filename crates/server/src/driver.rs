@@ -130,7 +130,8 @@ pub struct Driver {
     peers: HashMap<NodeId, (SocketAddr, mpsc::Sender<PeerMessage>)>,
     connect_peer: ConnectPeer,
     shared: Arc<Shared>,
-    waiting: HashMap<RequestId, Waiting>,
+    /// Client requests waiting for their reply, by id (ids grow with arrival).
+    waiting: BTreeMap<RequestId, Waiting>,
     admin_waiting: HashMap<RequestId, (AdminWait, Instant)>,
     next_request: RequestId,
     last_leader: Option<NodeId>,
@@ -154,7 +155,7 @@ impl Driver {
             peers: HashMap::new(),
             connect_peer,
             shared,
-            waiting: HashMap::new(),
+            waiting: BTreeMap::new(),
             admin_waiting: HashMap::new(),
             next_request: 1,
             last_leader: None,
@@ -605,21 +606,19 @@ impl Driver {
                 let _ = reply.send(Err("no answer within the request timeout".to_string()));
             }
         }
-        let expired: Vec<RequestId> = self
-            .waiting
-            .iter()
-            .filter(|(_, w)| w.deadline <= now)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in expired {
-            self.node.cancel(id);
-            if let Some(waiting) = self.waiting.remove(&id) {
-                self.shared.metrics.error("request_timeout");
-                waiting.answer(Reply::error(format!(
-                    "TRYAGAIN no answer within {} ms: the cluster may have no quorum; a write may or may not have been applied",
-                    self.options.request_timeout.as_millis()
-                )), &self.shared.metrics);
+        // Ids grow with arrival and every request gets the same timeout, so the expired ones
+        // are the oldest: a prefix of the map, found without looking at the rest.
+        while let Some(entry) = self.waiting.first_entry() {
+            if entry.get().deadline > now {
+                break;
             }
+            let (id, waiting) = entry.remove_entry();
+            self.node.cancel(id);
+            self.shared.metrics.error("request_timeout");
+            waiting.answer(Reply::error(format!(
+                "TRYAGAIN no answer within {} ms: the cluster may have no quorum; a write may or may not have been applied",
+                self.options.request_timeout.as_millis()
+            )), &self.shared.metrics);
         }
     }
 

@@ -290,11 +290,6 @@ async fn admin(state: &AppState, request: AdminRequest) -> (StatusCode, String) 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render_metrics(&state.shared),
+        state.shared.metrics.render(),
     )
-}
-
-/// The Prometheus text exposition of the node's metrics.
-pub fn render_metrics(shared: &Shared) -> String {
-    shared.metrics.render()
 }

@@ -86,7 +86,7 @@ pub struct Hello {
     pub http_addr: String,
 }
 
-fn put_frame(out: &mut BytesMut, cluster_id: u64, kind: u8, payload: impl FnOnce(&mut BytesMut)) {
+fn put_frame(out: &mut Vec<u8>, cluster_id: u64, kind: u8, payload: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
     out.put_u32(0);
     out.put_u8(FRAME_VERSION);
@@ -97,13 +97,13 @@ fn put_frame(out: &mut BytesMut, cluster_id: u64, kind: u8, payload: impl FnOnce
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
-fn put_str(out: &mut BytesMut, text: &str) {
+fn put_str(out: &mut Vec<u8>, text: &str) {
     out.put_u16(text.len() as u16);
     out.put_slice(text.as_bytes());
 }
 
 /// Appends a Hello frame.
-pub fn put_hello(out: &mut BytesMut, cluster_id: u64, hello: &Hello) {
+pub fn put_hello(out: &mut Vec<u8>, cluster_id: u64, hello: &Hello) {
     put_frame(out, cluster_id, kind::HELLO, |out| {
         out.put_u64(hello.from);
         put_str(out, &hello.client_addr);
@@ -112,11 +112,10 @@ pub fn put_hello(out: &mut BytesMut, cluster_id: u64, hello: &Hello) {
 }
 
 /// Appends a message frame.
-pub fn put_message(out: &mut BytesMut, cluster_id: u64, message: &PeerMessage) {
+/// Appends a message frame, encoding the message straight into the outgoing buffer.
+pub fn put_message(out: &mut Vec<u8>, cluster_id: u64, message: &PeerMessage) {
     put_frame(out, cluster_id, kind::MESSAGE, |out| {
-        let mut payload = Vec::new();
-        wire::encode(message, &mut payload);
-        out.put_slice(&payload);
+        wire::encode(message, out)
     });
 }
 
@@ -322,7 +321,7 @@ pub async fn send_to_peer(
     let messages_sent = metrics.peer_messages_sent.with_label_values(&[&label]);
     let bytes_sent = metrics.peer_bytes_sent.with_label_values(&[&label]);
     let mut backoff = Duration::from_millis(20);
-    let mut out = BytesMut::with_capacity(64 * 1024);
+    let mut out = Vec::with_capacity(64 * 1024);
     loop {
         let stream =
             match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await {
@@ -400,7 +399,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_round_trip() {
-        let mut out = BytesMut::new();
+        let mut out = Vec::new();
         let hello = Hello {
             from: 1,
             client_addr: "127.0.0.1:7001".into(),
@@ -417,7 +416,7 @@ mod tests {
 
     #[tokio::test]
     async fn another_clusters_frames_are_refused() {
-        let mut out = BytesMut::new();
+        let mut out = Vec::new();
         put_message(&mut out, 9, &heartbeat());
         assert!(matches!(
             read_all(&out, 10, 1 << 20).await,
@@ -430,7 +429,7 @@ mod tests {
 
     #[tokio::test]
     async fn oversized_and_garbage_frames_are_refused() {
-        let mut out = BytesMut::new();
+        let mut out = Vec::new();
         put_message(&mut out, 9, &heartbeat());
         assert!(matches!(
             read_all(&out, 9, 8).await,
@@ -444,7 +443,7 @@ mod tests {
             read_all(&[0, 0, 0, 1, 1], 9, 1 << 20).await,
             Err(FrameError::TooShort(1))
         ));
-        let mut truncated = BytesMut::new();
+        let mut truncated = Vec::new();
         put_message(&mut truncated, 9, &heartbeat());
         truncated.truncate(truncated.len() - 1);
         assert!(matches!(
