@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use skiff_kv::Request;
 use skiff_raft::NodeId;
 
+use crate::wire::{put_short_string, put_u32, put_u64, Reader, WireError};
+
 /// The first byte of a [`MemberAddress`] entry. Requests start with their format version,
 /// which is small, so the two never collide.
 pub const MEMBER_ADDRESS_TAG: u8 = 0x80;
@@ -45,6 +47,9 @@ pub enum PayloadError {
     /// A client request that does not decode.
     #[error(transparent)]
     Request(#[from] skiff_kv::KvError),
+    /// A field that does not decode.
+    #[error(transparent)]
+    Field(#[from] WireError),
     /// Something else that does not decode.
     #[error("{0}")]
     Malformed(&'static str),
@@ -55,9 +60,8 @@ impl MemberAddress {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(11 + self.addr.len());
         out.push(MEMBER_ADDRESS_TAG);
-        out.extend_from_slice(&self.id.0.to_be_bytes());
-        out.extend_from_slice(&(self.addr.len() as u16).to_be_bytes());
-        out.extend_from_slice(self.addr.as_bytes());
+        put_u64(&mut out, self.id.0);
+        put_short_string(&mut out, &self.addr);
         out
     }
 }
@@ -67,9 +71,9 @@ impl Payload {
     pub fn decode(data: &[u8]) -> Result<Payload, PayloadError> {
         match data.first() {
             Some(&MEMBER_ADDRESS_TAG) => {
-                let mut r = Reader(&data[1..]);
+                let mut r = Reader::new(&data[1..]);
                 let id = NodeId(r.u64()?);
-                let addr = r.string()?;
+                let addr = r.short_string()?;
                 r.finish()?;
                 Ok(Payload::MemberAddress(MemberAddress { id, addr }))
             }
@@ -91,11 +95,10 @@ pub fn encode_snapshot(addresses: &BTreeMap<NodeId, String>, kv: &[u8]) -> Vec<u
 pub fn put_snapshot_header(addresses: &BTreeMap<NodeId, String>, out: &mut Vec<u8>) {
     out.extend_from_slice(SNAPSHOT_MAGIC);
     out.push(SNAPSHOT_VERSION);
-    out.extend_from_slice(&(addresses.len() as u32).to_be_bytes());
+    put_u32(out, addresses.len() as u32);
     for (id, addr) in addresses {
-        out.extend_from_slice(&id.0.to_be_bytes());
-        out.extend_from_slice(&(addr.len() as u16).to_be_bytes());
-        out.extend_from_slice(addr.as_bytes());
+        put_u64(out, id.0);
+        put_short_string(out, addr);
     }
 }
 
@@ -104,7 +107,7 @@ pub fn decode_snapshot(data: &[u8]) -> Result<(BTreeMap<NodeId, String>, &[u8]),
     let Some(rest) = data.strip_prefix(SNAPSHOT_MAGIC) else {
         return Err(PayloadError::Malformed("not a node snapshot (bad magic)"));
     };
-    let mut r = Reader(rest);
+    let mut r = Reader::new(rest);
     if r.u8()? != SNAPSHOT_VERSION {
         return Err(PayloadError::Malformed("unsupported node snapshot version"));
     }
@@ -112,52 +115,9 @@ pub fn decode_snapshot(data: &[u8]) -> Result<(BTreeMap<NodeId, String>, &[u8]),
     let mut addresses = BTreeMap::new();
     for _ in 0..count {
         let id = NodeId(r.u64()?);
-        addresses.insert(id, r.string()?);
+        addresses.insert(id, r.short_string()?);
     }
-    Ok((addresses, r.0))
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, len: usize) -> Result<&'a [u8], PayloadError> {
-        if self.0.len() < len {
-            return Err(PayloadError::Malformed("truncated"));
-        }
-        let (head, tail) = self.0.split_at(len);
-        self.0 = tail;
-        Ok(head)
-    }
-
-    fn u8(&mut self) -> Result<u8, PayloadError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, PayloadError> {
-        let bytes = self.take(4)?;
-        Ok(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-    }
-
-    fn u64(&mut self) -> Result<u64, PayloadError> {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(self.take(8)?);
-        Ok(u64::from_be_bytes(word))
-    }
-
-    fn string(&mut self) -> Result<String, PayloadError> {
-        let len = self.take(2)?;
-        let len = u16::from_be_bytes([len[0], len[1]]) as usize;
-        String::from_utf8(self.take(len)?.to_vec())
-            .map_err(|_| PayloadError::Malformed("address is not UTF-8"))
-    }
-
-    fn finish(&self) -> Result<(), PayloadError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(PayloadError::Malformed("trailing bytes"))
-        }
-    }
+    Ok((addresses, r.rest()))
 }
 
 #[cfg(test)]

@@ -83,6 +83,12 @@ pub enum WireError {
         /// How many.
         count: usize,
     },
+    /// A string is not UTF-8.
+    #[error("string at byte {offset} is not UTF-8")]
+    NotUtf8 {
+        /// Where the string starts.
+        offset: usize,
+    },
 }
 
 mod tag {
@@ -146,7 +152,7 @@ pub fn encode(message: &PeerMessage, out: &mut Vec<u8>) {
 
 /// Decodes one message written by [`encode`]; `bytes` must hold exactly that message.
 pub fn decode(bytes: &[u8]) -> Result<PeerMessage, WireError> {
-    let mut r = Reader { bytes, offset: 0 };
+    let mut r = Reader::new(bytes);
     let message = match r.u8()? {
         tag::RAFT => PeerMessage::Raft(read_raft(&mut r)?),
         tag::FORWARD => PeerMessage::Forward {
@@ -163,10 +169,8 @@ pub fn decode(bytes: &[u8]) -> Result<PeerMessage, WireError> {
         },
         other => return Err(r.unknown("message", other)),
     };
-    match bytes.len() - r.offset {
-        0 => Ok(message),
-        count => Err(WireError::TrailingBytes { count }),
-    }
+    r.finish()?;
+    Ok(message)
 }
 
 fn put_raft(message: &Message, out: &mut Vec<u8>) {
@@ -390,12 +394,18 @@ fn read_raft(r: &mut Reader<'_>) -> Result<Message, WireError> {
     })
 }
 
-fn put_u64(out: &mut Vec<u8>, value: u64) {
+pub(crate) fn put_u64(out: &mut Vec<u8>, value: u64) {
     out.extend_from_slice(&value.to_be_bytes());
 }
 
-fn put_u32(out: &mut Vec<u8>, value: u32) {
+pub(crate) fn put_u32(out: &mut Vec<u8>, value: u32) {
     out.extend_from_slice(&value.to_be_bytes());
+}
+
+/// A string of at most 65 535 bytes (an address): a `u16` length, then the bytes.
+pub(crate) fn put_short_string(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(&(text.len() as u16).to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -410,12 +420,39 @@ fn put_ids(out: &mut Vec<u8>, ids: &[NodeId]) {
     }
 }
 
-struct Reader<'a> {
+/// Reads the fixed-width big-endian fields written by the `put_*` functions, checking every
+/// length against the bytes that remain.
+pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     offset: usize,
 }
 
 impl<'a> Reader<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes, offset: 0 }
+    }
+
+    /// The bytes not read yet.
+    pub(crate) fn rest(self) -> &'a [u8] {
+        &self.bytes[self.offset..]
+    }
+
+    /// Fails unless every byte was read.
+    pub(crate) fn finish(&self) -> Result<(), WireError> {
+        match self.bytes.len() - self.offset {
+            0 => Ok(()),
+            count => Err(WireError::TrailingBytes { count }),
+        }
+    }
+
+    /// A string written by [`put_short_string`].
+    pub(crate) fn short_string(&mut self) -> Result<String, WireError> {
+        let offset = self.offset;
+        let len = self.take(2)?;
+        let len = u16::from_be_bytes([len[0], len[1]]) as usize;
+        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| WireError::NotUtf8 { offset })
+    }
+
     fn take(&mut self, len: usize) -> Result<&'a [u8], WireError> {
         if len > self.bytes.len() - self.offset {
             return Err(WireError::Truncated {
@@ -427,7 +464,7 @@ impl<'a> Reader<'a> {
         Ok(slice)
     }
 
-    fn u8(&mut self) -> Result<u8, WireError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, WireError> {
         Ok(self.take(1)?[0])
     }
 
@@ -439,12 +476,12 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn u32(&mut self) -> Result<u32, WireError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, WireError> {
         let bytes = self.take(4)?;
         Ok(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
 
-    fn u64(&mut self) -> Result<u64, WireError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, WireError> {
         let mut word = [0u8; 8];
         word.copy_from_slice(self.take(8)?);
         Ok(u64::from_be_bytes(word))
