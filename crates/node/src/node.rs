@@ -1,6 +1,7 @@
 //! [`Node`]: the driver that owns the core, the durable log and the state machine.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use skiff_kv::{Command, KvConfig, Reply, Request, StateMachine};
 use skiff_raft::{
@@ -132,7 +133,8 @@ pub struct Output {
 
 /// Watches a node's durable and applied history (the simulator's checkers do).
 pub trait Observer {
-    /// A batch became durable.
+    /// A batch became durable. `hard_state` is the batch's hard state if it was synced (a
+    /// batch that only moves the commit index is written but not synced for itself).
     fn persisted(&mut self, _entries: &[Entry], _hard_state: Option<HardState>) {}
     /// A snapshot from the leader was installed.
     fn snapshot_installed(&mut self, _meta: &SnapshotMeta) {}
@@ -163,6 +165,9 @@ pub struct Node<D: Disk> {
     applied: LogIndex,
     /// The batch between `begin` and `finish`.
     writing: Option<Ready>,
+    /// Once `writing` is written (by `write`): how many of its committed entries were
+    /// applied then, and the file that must be synced before it is durable.
+    written: Option<(usize, Option<PathBuf>)>,
     /// Proposed writes by index, with the term they were proposed in.
     proposals: BTreeMap<LogIndex, (Term, Origin)>,
     /// Reads waiting for a leader to confirm a read index; the read's context is its
@@ -221,6 +226,7 @@ impl<D: Disk> Node<D> {
             config,
             applied: meta.index,
             writing: None,
+            written: None,
             proposals: BTreeMap::new(),
             reads: HashMap::new(),
             confirmed_reads: BTreeMap::new(),
@@ -450,8 +456,34 @@ impl<D: Disk> Node<D> {
     /// An error means the disk failed: the node must stop, and recovery decides on restart
     /// what was durable.
     pub fn finish(&mut self, observer: &mut impl Observer) -> Result<(), NodeError> {
-        let Some(mut ready) = self.writing.take() else {
-            return Ok(());
+        self.write(observer)?;
+        self.sync_written()?;
+        self.finish_synced(observer)
+    }
+
+    /// Syncs the batch written by [`write`](Node::write) on this thread, for a driver that
+    /// separates the two steps without a writer thread (the simulator does, to let other
+    /// events happen in between).
+    pub fn sync_written(&mut self) -> Result<(), NodeError> {
+        if matches!(self.written, Some((_, Some(_)))) {
+            self.raw.storage_mut().sync_batch()?;
+        }
+        Ok(())
+    }
+
+    /// The first part of [`finish`](Node::finish), for a driver that syncs on another thread
+    /// (thesis §10.2.1): writes the batch without its final sync, and applies the committed
+    /// entries that were durable here before it (and answers their clients) meanwhile.
+    /// Returns the segment file to sync; once it is synced (`fdatasync`), call
+    /// [`finish_synced`](Node::finish_synced). `None`: nothing to sync, call it at once.
+    ///
+    /// Until then, `step`, `tick` and `submit` may go on, but no new batch begins.
+    pub fn write(&mut self, observer: &mut impl Observer) -> Result<Option<PathBuf>, NodeError> {
+        if let Some((_, unsynced)) = &self.written {
+            return Ok(unsynced.clone());
+        }
+        let Some(ready) = self.writing.take() else {
+            return Ok(None);
         };
         // 1. Persist: snapshot chunks, a received snapshot, then entries and hard state as one
         //    batch with one fsync (group commit).
@@ -466,10 +498,53 @@ impl<D: Disk> Node<D> {
         if let Some(meta) = &ready.snapshot {
             wal.install_staged_snapshot(meta)?;
         }
-        if !ready.entries.is_empty() || ready.hard_state.is_some() {
-            wal.append_batch(&ready.entries, ready.hard_state)?;
+        let unsynced = if !ready.entries.is_empty() || ready.hard_state.is_some() {
+            wal.append_batch_unsynced(&ready.entries, ready.hard_state)?
+        } else {
+            None
+        };
+        // 2. Apply what was already durable here (on a leader, every committed entry: its own
+        //    vote toward commitment counts only durable entries), while the batch syncs. A
+        //    received snapshot replaces the state machine first, so nothing goes before it;
+        //    a configuration change takes effect in the core at `advance`, so it and what
+        //    follows wait for `finish_synced`.
+        let durable = self.raw.raft().log().persisted_index();
+        let early = if ready.snapshot.is_some() {
+            0
+        } else {
+            ready
+                .committed_entries
+                .iter()
+                .take_while(|entry| entry.index <= durable && entry.kind != EntryKind::ConfChange)
+                .count()
+        };
+        for entry in &ready.committed_entries[..early] {
+            self.apply(entry, observer);
         }
-        observer.persisted(&ready.entries, ready.hard_state);
+        self.serve_confirmed_reads();
+        self.writing = Some(ready);
+        self.written = Some((early, unsynced.clone()));
+        Ok(unsynced)
+    }
+
+    /// The rest of [`finish`](Node::finish), once the batch written by
+    /// [`write`](Node::write) is synced: releases the messages that promise durability,
+    /// applies the remaining committed entries, answers clients and advances the core.
+    pub fn finish_synced(&mut self, observer: &mut impl Observer) -> Result<(), NodeError> {
+        if self.writing.is_some() && self.written.is_none() {
+            // Not written yet: `finish` writes and syncs.
+            return self.finish(observer);
+        }
+        let Some(mut ready) = self.writing.take() else {
+            return Ok(());
+        };
+        let (applied_early, unsynced) = self.written.take().unwrap_or_default();
+        // A batch that only moved the commit index was written but not synced for itself.
+        let durable_hard_state = unsynced.as_ref().and(ready.hard_state);
+        if let Some(file) = unsynced {
+            self.raw.storage_mut().batch_synced(&file);
+        }
+        observer.persisted(&ready.entries, durable_hard_state);
         // 2. Send what promised durability (§3.8: votes and acknowledgements only once durable).
         self.output.messages.extend(
             std::mem::take(&mut ready.persisted_messages)
@@ -482,7 +557,7 @@ impl<D: Disk> Node<D> {
             observer.snapshot_installed(meta);
             observer.state_reached(meta.index, &self.state_machine);
         }
-        for entry in &ready.committed_entries {
+        for entry in &ready.committed_entries[applied_early..] {
             self.apply(entry, observer);
         }
         self.serve_confirmed_reads();

@@ -2,7 +2,7 @@
 //! commands to the driver without waiting for their replies (pipelining); the writer sends
 //! the replies back in request order.
 
-use std::sync::mpsc::{SyncSender, TrySendError};
+use crossbeam_channel::{Sender, TrySendError};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -34,7 +34,7 @@ enum Owed {
 /// Accepts clients, at most `max_clients` at once; one more is told so and closed.
 pub async fn serve_clients(
     listener: TcpListener,
-    driver: SyncSender<Input>,
+    driver: Sender<Input>,
     shared: Arc<Shared>,
     limits: Limits,
     max_clients: usize,
@@ -70,12 +70,7 @@ pub async fn serve_clients(
     }
 }
 
-async fn serve_client(
-    stream: TcpStream,
-    driver: SyncSender<Input>,
-    shared: &Shared,
-    limits: Limits,
-) {
+async fn serve_client(stream: TcpStream, driver: Sender<Input>, shared: &Shared, limits: Limits) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let (owed_tx, mut owed_rx) = mpsc::channel::<Owed>(MAX_PIPELINE);
@@ -149,7 +144,7 @@ async fn serve_client(
 }
 
 /// Runs one request: at once for connection commands, through the driver for the store.
-fn handle(args: Vec<Vec<u8>>, driver: &SyncSender<Input>, shared: &Shared) -> Owed {
+fn handle(args: Vec<Vec<u8>>, driver: &Sender<Input>, shared: &Shared) -> Owed {
     let request = match commands::parse(args) {
         Ok(request) => request,
         Err(error) => {

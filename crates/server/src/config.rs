@@ -84,6 +84,13 @@ pub struct ServeArgs {
     /// The largest frame accepted from a peer, in bytes [default: 16777216].
     #[arg(long)]
     pub max_frame_bytes: Option<usize>,
+    /// Sync each batch on a dedicated writer thread, so that the driver thread steps
+    /// messages, ticks and applies while the disk works (thesis §10.2.1). Costs two thread
+    /// hand-offs per batch: on 2 cores it measured slower (docs/BENCHMARKS.md), so it is off
+    /// by default.
+    #[arg(long)]
+    #[serde(default)]
+    pub sync_thread: bool,
 }
 
 impl ServeArgs {
@@ -116,6 +123,7 @@ impl ServeArgs {
             max_frame_bytes: self.max_frame_bytes.or(file.max_frame_bytes),
             max_clients: self.max_clients.or(file.max_clients),
             allow_fault_injection: self.allow_fault_injection || file.allow_fault_injection,
+            sync_thread: self.sync_thread || file.sync_thread,
             local_control: self.local_control.or(file.local_control),
         })
     }

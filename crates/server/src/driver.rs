@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
 use skiff_kv::{Command, Reply};
 use skiff_node::{Event, Node, NodeError, Observer, Output, PeerMessage, RequestId};
 use skiff_raft::{ConfChange, ConfChangeStep, NodeId, Role};
@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::disk::TimedDisk;
 use crate::metrics::Metrics;
 use crate::shared::{MemberStatus, NodeStatus, Shared};
+use crate::syncer::{Synced, Syncer};
 
 /// Work for the driver thread.
 #[derive(Debug)]
@@ -85,6 +86,9 @@ pub struct DriverOptions {
     pub peer_addrs: BTreeMap<u64, SocketAddr>,
     /// Snapshot after this many entries applied past the last snapshot (0: never).
     pub snapshot_every_entries: u64,
+    /// Sync each batch on a dedicated writer thread, overlapping the fsync with stepping,
+    /// ticking and applying, instead of on the driver thread.
+    pub sync_thread: bool,
 }
 
 /// Starts a sender task for a peer at an address; the driver keeps the returned queue.
@@ -137,6 +141,12 @@ pub struct Driver {
     last_leader: Option<NodeId>,
     /// The term at the last dispatch, to notice each new election.
     last_term: u64,
+    /// The writer thread that syncs each batch, if the driver does not sync them itself.
+    syncer: Option<Syncer>,
+    /// Whether a batch is written and its sync in flight.
+    syncing: bool,
+    /// Operators waiting for a snapshot, taken once no batch is in flight.
+    snapshot_requests: Vec<oneshot::Sender<Result<String, String>>>,
 }
 
 impl Driver {
@@ -147,7 +157,12 @@ impl Driver {
         inputs: Receiver<Input>,
         connect_peer: ConnectPeer,
         shared: Arc<Shared>,
-    ) -> Driver {
+    ) -> std::io::Result<Driver> {
+        let syncer = if options.sync_thread {
+            Some(Syncer::spawn(node.id().0, shared.metrics.clone())?)
+        } else {
+            None
+        };
         let mut driver = Driver {
             node,
             options,
@@ -160,9 +175,12 @@ impl Driver {
             next_request: 1,
             last_leader: None,
             last_term: 0,
+            syncer,
+            syncing: false,
+            snapshot_requests: Vec::new(),
         };
         driver.refresh_peers();
-        driver
+        Ok(driver)
     }
 
     /// Opens a queue to every member with a known address and closes those of former members.
@@ -209,8 +227,11 @@ impl Driver {
         self.publish_status();
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
-            match self.inputs.recv_timeout(wait) {
-                Ok(input) => {
+            crossbeam_channel::select! {
+                recv(self.inputs) -> input => {
+                    let Ok(input) = input else {
+                        return Ok(());
+                    };
                     self.handle(input);
                     // Take everything already queued, so it shares one batch (and one fsync).
                     for _ in 0..16_384 {
@@ -220,8 +241,12 @@ impl Driver {
                         }
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                recv(self.syncer.as_ref().map_or(&crossbeam_channel::never(), |s| &s.done)) -> synced => {
+                    if let Ok(synced) = synced {
+                        self.synced(synced)?;
+                    }
+                }
+                default(wait) => {}
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -315,10 +340,11 @@ impl Driver {
                         self.node.campaign();
                         Ok("campaigning".to_string())
                     }
-                    AdminRequest::Snapshot => self
-                        .take_snapshot()
-                        .map(|index| format!("snapshot at index {index}"))
-                        .map_err(|e| e.to_string()),
+                    AdminRequest::Snapshot => {
+                        // Taken by `process` once no batch is in flight.
+                        self.snapshot_requests.push(reply);
+                        return;
+                    }
                 };
                 let _ = reply.send(outcome);
             }
@@ -362,22 +388,61 @@ impl Driver {
         }
     }
 
-    /// Runs the node's loop until it has nothing left to do.
+    /// Runs the node's loop until it has nothing left to do, or a batch waits for its sync.
     fn process(&mut self) -> Result<(), NodeError> {
         self.dispatch();
+        if self.syncing {
+            // One batch at a time: the next begins when this one is durable (`synced`).
+            return Ok(());
+        }
+        let metrics = self.shared.metrics.clone();
         while self.node.begin() {
             // Messages that may leave before the batch is durable go now, so followers write
             // in parallel with the leader (thesis §10.2.1).
             self.dispatch();
-            let metrics = self.shared.metrics.clone();
-            self.node.finish(&mut BatchSizes(&metrics))?;
+            // The batch goes into the file, and the entries that were durable before it are
+            // applied: their clients are answered now, not after this batch's fsync.
+            let unsynced = self.node.write(&mut BatchSizes(&metrics))?;
+            self.dispatch();
+            if let (Some(file), Some(syncer)) = (unsynced, &self.syncer) {
+                // The writer thread syncs it while this thread goes on.
+                if let Err(file) = syncer.sync(file) {
+                    let gone = std::io::Error::other("writer thread gone");
+                    return Err(sync_failed(file, gone));
+                }
+                self.syncing = true;
+                return Ok(());
+            }
+            self.node.sync_written()?;
+            self.node.finish_synced(&mut BatchSizes(&metrics))?;
             self.dispatch();
         }
         let every = self.options.snapshot_every_entries;
-        if every > 0 && self.node.entries_since_snapshot() >= every {
-            self.take_snapshot()?;
+        let due = every > 0 && self.node.entries_since_snapshot() >= every;
+        if due || !self.snapshot_requests.is_empty() {
+            let taken = self.take_snapshot();
+            for reply in self.snapshot_requests.drain(..) {
+                let outcome = match &taken {
+                    Ok(index) => Ok(format!("snapshot at index {index}")),
+                    Err(error) => Err(error.to_string()),
+                };
+                let _ = reply.send(outcome);
+            }
+            taken?;
             self.dispatch();
         }
+        Ok(())
+    }
+
+    /// The writer thread synced the batch in flight: finish it.
+    fn synced(&mut self, (file, result): Synced) -> Result<(), NodeError> {
+        self.syncing = false;
+        // A failed fsync may have dropped the pages it was to write: the node stops, and
+        // recovery finds out on restart what the disk holds.
+        result.map_err(|error| sync_failed(file, error))?;
+        let metrics = self.shared.metrics.clone();
+        self.node.finish_synced(&mut BatchSizes(&metrics))?;
+        self.dispatch();
         Ok(())
     }
 
@@ -718,4 +783,13 @@ impl Driver {
             isolated: false,
         };
     }
+}
+
+/// The node error for a batch sync that failed.
+fn sync_failed(file: std::path::PathBuf, source: std::io::Error) -> NodeError {
+    NodeError::Wal(skiff_wal::WalError::from(skiff_wal::DiskError::Io {
+        op: "fdatasync",
+        path: file,
+        source,
+    }))
 }

@@ -5,7 +5,7 @@
 //! Every response allows any origin: the view served by one node subscribes to the events of
 //! every other node.
 
-use std::sync::mpsc::SyncSender;
+use crossbeam_channel::Sender;
 use std::sync::Arc;
 
 use std::convert::Infallible;
@@ -29,11 +29,11 @@ use crate::shared::Shared;
 #[derive(Clone)]
 struct AppState {
     shared: Arc<Shared>,
-    driver: SyncSender<Input>,
+    driver: Sender<Input>,
 }
 
 /// Serves HTTP until the process ends.
-pub async fn serve_http(listener: TcpListener, shared: Arc<Shared>, driver: SyncSender<Input>) {
+pub async fn serve_http(listener: TcpListener, shared: Arc<Shared>, driver: Sender<Input>) {
     let app = Router::new()
         .route("/", get(view))
         .route("/events", get(events))

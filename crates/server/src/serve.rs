@@ -1,11 +1,11 @@
 //! `skiff serve`: one durable node.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use crossbeam_channel::bounded;
 use skiff_node::{Node, NodeConfig};
 use skiff_raft::{Config, NodeId};
 use tokio::net::TcpListener;
@@ -217,7 +217,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 http_addr: listen_http.to_string(),
             },
         });
-        let (driver_tx, driver_rx) = sync_channel(DRIVER_QUEUE);
+        let (driver_tx, driver_rx) = bounded(DRIVER_QUEUE);
         let runtime = tokio::runtime::Handle::current();
         let sender_options = transport.clone();
         let sender_metrics = shared.metrics.clone();
@@ -266,11 +266,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 cluster_id: identity.cluster_id,
                 peer_addrs: members.clone().into_iter().collect::<BTreeMap<_, _>>(),
                 snapshot_every_entries: args.snapshot_every.unwrap_or(100_000),
+                sync_thread: args.sync_thread,
             },
             driver_rx,
             connect_peer,
             shared,
-        );
+        )?;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name(format!("skiff-driver-{id}"))

@@ -11,8 +11,8 @@
 //! full the message is dropped, as the network may drop it: Raft retransmits, and memory does
 //! not grow with load. A lost connection is re-established with exponential backoff.
 
+use crossbeam_channel::{Sender, TrySendError};
 use std::net::SocketAddr;
-use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -210,7 +210,7 @@ pub struct TransportOptions {
 pub async fn serve_peers(
     listener: TcpListener,
     options: Arc<TransportOptions>,
-    driver: SyncSender<Input>,
+    driver: Sender<Input>,
     shared: Arc<Shared>,
 ) {
     loop {
@@ -237,7 +237,7 @@ pub async fn serve_peers(
 async fn receive_from_peer(
     mut stream: TcpStream,
     options: &TransportOptions,
-    driver: &SyncSender<Input>,
+    driver: &Sender<Input>,
     shared: &Shared,
 ) -> Result<(), FrameError> {
     stream.set_nodelay(true)?;

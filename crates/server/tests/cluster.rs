@@ -83,8 +83,20 @@ fn killing_the_leader_elects_a_new_one_that_serves_writes_and_loses_nothing() {
 
 #[test]
 fn killing_every_node_mid_load_loses_no_acknowledged_write_and_applies_none_twice() {
+    kill_every_node_mid_load(&[]);
+}
+
+#[test]
+fn with_a_writer_thread_syncing_batches_a_crash_still_loses_no_acknowledged_write() {
+    kill_every_node_mid_load(&["--sync-thread"]);
+}
+
+/// Four clients increment counters on a cluster started with `args`; every node is killed
+/// with SIGKILL mid-load and restarted; each counter must hold at least the increments
+/// acknowledged and at most those sent.
+fn kill_every_node_mid_load(args: &[&str]) {
     let _serial = serial();
-    let mut cluster = TestCluster::start(3);
+    let mut cluster = TestCluster::start_with(3, args);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Four clients increment their own counter and count the increments acknowledged; a
     // failed increment may or may not have applied.

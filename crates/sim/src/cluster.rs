@@ -166,6 +166,7 @@ enum Event {
     Deliver(PeerMessage),
     Drive { node: NodeId, life: u64 },
     Persist { node: NodeId, life: u64 },
+    Synced { node: NodeId, life: u64 },
     Restart { node: NodeId },
 }
 
@@ -469,6 +470,7 @@ impl Cluster {
             Event::Deliver(message) => self.on_deliver(message),
             Event::Drive { node, life } => self.on_drive(node, life),
             Event::Persist { node, life } => self.on_persist(node, life),
+            Event::Synced { node, life } => self.on_synced(node, life),
             Event::Restart { node } => self.restart(node),
         }
         true
@@ -588,8 +590,9 @@ impl Cluster {
         self.schedule(self.now_ms + delay, Event::Persist { node, life });
     }
 
-    /// Second half, when the disk write completes: persist, send what needed durability,
-    /// apply, answer clients, advance.
+    /// Second half, when the disk write reaches the file: the batch is written, and the
+    /// entries durable before it are applied. Its sync completes in a later event, as on a
+    /// server that syncs on a writer thread; other events may come in between.
     fn on_persist(&mut self, node: NodeId, life: u64) {
         if !self.is_current_life(node, life) {
             return;
@@ -603,7 +606,39 @@ impl Cluster {
         let Some(running) = self.running_mut(node) else {
             return;
         };
-        if let Err(error) = running.finish(&mut recorder) {
+        if let Err(error) = running.write(&mut recorder) {
+            self.record_violation(Violation {
+                property: "Durable Log",
+                detail: format!("{node} could not write a batch: {error}"),
+            });
+            return;
+        }
+        self.observe(node, recorder.observed);
+        self.drain(node);
+        let (low, high) = self.options.disk_delay_ms;
+        let delay = self.rng.gen_range(0..=(high - low) / 2);
+        self.schedule(self.now_ms + delay, Event::Synced { node, life });
+    }
+
+    /// The batch's sync completed: send what needed durability, apply the rest, answer
+    /// clients, advance.
+    fn on_synced(&mut self, node: NodeId, life: u64) {
+        if !self.is_current_life(node, life) {
+            return;
+        }
+        if let Some(until) = self.paused_until(node) {
+            self.schedule(until, Event::Synced { node, life });
+            return;
+        }
+        self.catch_up(node);
+        let mut recorder = Recorder::default();
+        let Some(running) = self.running_mut(node) else {
+            return;
+        };
+        let finished = running
+            .sync_written()
+            .and_then(|()| running.finish_synced(&mut recorder));
+        if let Err(error) = finished {
             // The simulated disk fails only when a fault asks it to; none is asked here.
             self.record_violation(Violation {
                 property: "Durable Log",

@@ -41,7 +41,8 @@ impl WalOptions {
 ///
 /// Every write is a *batch* that ends with one `sync`: [`Wal::append_batch`] writes the entries
 /// and the hard state of one Raft `Ready` and syncs once (group commit), so a node pays one
-/// fsync per Ready however many entries it carries. When a write returns, it is durable; a
+/// fsync per Ready however many entries it carries ([`Wal::append_batch_unsynced`] leaves that
+/// one sync to the caller, to overlap it with other work). When a write returns, it is durable; a
 /// crash during a write loses the whole batch or nothing (recovery drops an incomplete final
 /// batch), so the hard state is never durable without the entries written before it.
 ///
@@ -59,11 +60,14 @@ pub struct Wal<D: Disk> {
     segments: BTreeMap<LogIndex, Segment>,
     /// Where each live entry is. Invariant: every slot's segment is in `segments`.
     index: EntryIndex,
-    /// The last durable hard state.
+    /// The hard state last written (durable unless its batch is `unsynced`).
     hard_state: HardState,
     /// Set when a write or sync failed: the disk's state is then unknown (a failed fsync may
     /// have dropped dirty pages), so the log takes no more writes until it is reopened.
     failed: Option<String>,
+    /// The active segment, when its last batch was written by
+    /// [`Wal::append_batch_unsynced`] and not yet synced.
+    unsynced: Option<PathBuf>,
     /// The current snapshot (its metadata; the data stays on disk).
     snapshot: Option<SnapshotFile>,
     /// An incoming snapshot being received chunk by chunk.
@@ -115,6 +119,7 @@ impl<D: Disk> Wal<D> {
             index,
             hard_state,
             failed: None,
+            unsynced: None,
             snapshot: scanned.current,
             staging: None,
         };
@@ -153,6 +158,24 @@ impl<D: Disk> Wal<D> {
         entries: &[Entry],
         hard_state: Option<HardState>,
     ) -> Result<(), WalError> {
+        self.append_batch_unsynced(entries, hard_state)?;
+        self.sync_batch()
+    }
+
+    /// [`Wal::append_batch`] without its final sync, so that the caller can overlap the sync
+    /// with other work (thesis §10.2.1): the batch is durable only once the returned segment
+    /// file is synced — by [`Wal::sync_batch`], or by the caller's own `fdatasync` of that
+    /// file followed by [`Wal::batch_synced`]. `None`: the batch promises nothing that must
+    /// be durable first (it is empty, or only moves the commit index), so no sync is needed.
+    ///
+    /// A later write to another file (a new segment) syncs the batch first, and a later sync
+    /// of the same file covers it, so the log never holds a durable record after one that is
+    /// not.
+    pub fn append_batch_unsynced(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<HardState>,
+    ) -> Result<Option<PathBuf>, WalError> {
         self.check_usable()?;
         if let Some(first) = entries.first() {
             let last_index = self.index.last_index();
@@ -173,8 +196,14 @@ impl<D: Disk> Wal<D> {
             }
         }
         if entries.is_empty() && hard_state.is_none() {
-            return Ok(());
+            return Ok(None);
         }
+        // Entries, a term and a vote must be durable before anyone hears of them (§3.8); a
+        // commit index need not: a restarted node learns it again from the leader.
+        let promises = !entries.is_empty()
+            || hard_state.is_some_and(|hs| {
+                hs.term != self.hard_state.term || hs.vote != self.hard_state.vote
+            });
 
         let mut records = Vec::new();
         let mut placed = Vec::with_capacity(entries.len());
@@ -194,7 +223,7 @@ impl<D: Disk> Wal<D> {
             encode_small(&Record::HardState(hard_state), &mut records);
         }
 
-        let (segment, base_offset) = self.write(&records)?;
+        let (segment, base_offset) = self.write_unsynced(&records)?;
         if let Some(first) = entries.first() {
             self.index.truncate_from(first.index);
         }
@@ -209,10 +238,41 @@ impl<D: Disk> Wal<D> {
         if let Some(hard_state) = hard_state {
             self.hard_state = hard_state;
         }
+        // A batch that promises nothing stays `unsynced` all the same: the next sync of the
+        // file, or the roll to a new segment, makes it durable before anything after it.
+        Ok(if promises {
+            self.unsynced.clone()
+        } else {
+            None
+        })
+    }
+
+    /// Syncs the batch left unsynced by [`Wal::append_batch_unsynced`], if there is one.
+    pub fn sync_batch(&mut self) -> Result<(), WalError> {
+        let Some(path) = self.unsynced.take() else {
+            return Ok(());
+        };
+        if let Err(error) = self.disk.sync(&path) {
+            self.failed = Some(error.to_string());
+            return Err(error.into());
+        }
         Ok(())
     }
 
-    /// The last durable hard state ([`HardState::default`] for a new log).
+    /// The segment file holding a batch not yet synced, if there is one.
+    pub fn unsynced_path(&self) -> Option<&Path> {
+        self.unsynced.as_deref()
+    }
+
+    /// The caller synced `file`, which [`Wal::append_batch_unsynced`] returned.
+    pub fn batch_synced(&mut self, file: &Path) {
+        if self.unsynced.as_deref() == Some(file) {
+            self.unsynced = None;
+        }
+    }
+
+    /// The hard state last written ([`HardState::default`] for a new log); durable once its
+    /// batch is synced.
     pub fn hard_state(&self) -> HardState {
         self.hard_state
     }
@@ -317,6 +377,13 @@ impl<D: Disk> Wal<D> {
     /// Writes `records` (whole frames, the last one ending the batch) and syncs once. Returns
     /// the segment written to and the offset at which `records` begin there.
     fn write(&mut self, records: &[u8]) -> Result<(LogIndex, u64), WalError> {
+        let written = self.write_unsynced(records)?;
+        self.sync_batch()?;
+        Ok(written)
+    }
+
+    /// Writes `records` and leaves a write to the active segment unsynced (`self.unsynced`).
+    fn write_unsynced(&mut self, records: &[u8]) -> Result<(LogIndex, u64), WalError> {
         let written = self.write_unchecked(records);
         if let Err(error) = &written {
             self.failed = Some(error.to_string());
@@ -339,12 +406,15 @@ impl<D: Disk> Wal<D> {
         if let Some((first, active)) = active {
             let offset = active.len_bytes;
             self.disk.append(&active.path, records)?;
-            self.disk.sync(&active.path)?;
             active.len_bytes += records.len() as u64;
+            self.unsynced = Some(active.path.clone());
             return Ok((first, offset));
         }
 
-        // Start a new segment; its header is written and synced with the batch.
+        // Start a new segment; its header is written and synced with the batch. What the
+        // active one holds unsynced is synced first, so no durable record follows one that
+        // is not. (In the same file, the next sync covers both.)
+        self.sync_batch()?;
         let path = self.dir.join(segment::file_name(next));
         let mut bytes = Vec::with_capacity(records.len() + 128);
         encode_small(

@@ -218,3 +218,61 @@ fn entries_are_read_back_within_max_bytes() {
         entries(2..=28, 1)
     );
 }
+
+/// `append_batch_unsynced` leaves the batch's one sync to the caller, names the file to sync
+/// only when the batch promises something (entries, a term or a vote), and never lets a later
+/// write become durable ahead of it.
+#[test]
+fn an_unsynced_batch_is_synced_by_the_caller_or_before_the_next_write() {
+    let (mut wal, _) = open(MemDisk::new(), WalOptions::new(CLUSTER));
+    let syncs = |wal: &skiff_wal::Wal<MemDisk>| wal.disk().sync_count();
+
+    let before = syncs(&wal);
+    let file = wal
+        .append_batch_unsynced(&entries(1..=3, 1), Some(hard_state(1, Some(1), 0)))
+        .unwrap()
+        .expect("entries and a vote must be synced");
+    assert_eq!(syncs(&wal), before, "the sync is left to the caller");
+    assert_eq!(wal.unsynced_path(), Some(file.as_path()));
+    wal.sync_batch().unwrap();
+    assert_eq!(syncs(&wal) - before, 1);
+    assert_eq!(wal.unsynced_path(), None);
+
+    let before = syncs(&wal);
+    let file = wal
+        .append_batch_unsynced(&[], Some(hard_state(1, Some(1), 3)))
+        .unwrap();
+    assert_eq!(file, None, "a commit index alone need not be synced");
+    assert!(
+        wal.unsynced_path().is_some(),
+        "but it is written, and synced before anything after it"
+    );
+    wal.append_batch(&entries(4..=4, 1), None).unwrap();
+    assert_eq!(syncs(&wal) - before, 1, "one sync covers both");
+    assert_eq!(wal.unsynced_path(), None);
+
+    // A crash loses an unsynced batch whole; what was synced before it survives.
+    wal.append_batch_unsynced(&entries(5..=6, 1), Some(hard_state(2, None, 4)))
+        .unwrap();
+    let (wal, _) = crash_and_reopen(wal);
+    assert_eq!(all_entries(&wal), entries(1..=4, 1));
+    assert_eq!(wal.hard_state(), hard_state(1, Some(1), 3));
+}
+
+/// A batch synced by the caller (a writer thread's `fdatasync`) is reported with
+/// `batch_synced`; the log then does not sync it again.
+#[test]
+fn a_batch_synced_by_the_caller_is_not_synced_again() {
+    let (mut wal, _) = open(MemDisk::new(), WalOptions::new(CLUSTER));
+    let file = wal
+        .append_batch_unsynced(&entries(1..=2, 1), Some(hard_state(1, Some(1), 0)))
+        .unwrap()
+        .expect("to sync");
+    wal.disk_mut().sync(&file).unwrap();
+    wal.batch_synced(&file);
+    let before = wal.disk().sync_count();
+    wal.sync_batch().unwrap();
+    assert_eq!(wal.disk().sync_count(), before, "nothing left to sync");
+    let (wal, _) = crash_and_reopen(wal);
+    assert_eq!(all_entries(&wal), entries(1..=2, 1));
+}

@@ -1,0 +1,64 @@
+//! The writer thread: it syncs each batch's segment file while the driver thread goes on
+//! stepping acknowledgements, ticking, taking requests and answering clients (thesis
+//! §10.2.1: the leader's disk write runs in parallel with the rest of the work).
+//!
+//! The driver writes a batch into the file (a `write(2)` into the page cache) and hands the
+//! file here; `fdatasync` on another handle of the same file makes those bytes durable. One
+//! batch is in flight at a time: the node begins no new batch until this one is synced.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread;
+use std::time::Instant;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::metrics::Metrics;
+
+/// The outcome of one sync: the file, and the error if it failed.
+pub type Synced = (PathBuf, io::Result<()>);
+
+/// The driver's handle on its writer thread. Dropping it stops the thread.
+pub struct Syncer {
+    requests: Sender<PathBuf>,
+    /// Each requested sync's outcome, in order.
+    pub done: Receiver<Synced>,
+}
+
+impl Syncer {
+    /// Starts the writer thread of node `id`; each sync is timed into
+    /// `skiff_fsync_duration_seconds`.
+    pub fn spawn(id: u64, metrics: Arc<Metrics>) -> io::Result<Syncer> {
+        // One batch in flight: a queue of one never blocks the driver.
+        let (requests, requested) = bounded::<PathBuf>(1);
+        let (finished, done) = bounded::<Synced>(1);
+        thread::Builder::new()
+            .name(format!("skiff-sync-{id}"))
+            .spawn(move || {
+                for path in requested {
+                    let started = Instant::now();
+                    let result = sync_data(&path);
+                    metrics
+                        .fsync_duration
+                        .observe(started.elapsed().as_secs_f64());
+                    if finished.send((path, result)).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Syncer { requests, done })
+    }
+
+    /// Asks the thread to sync `file`; its outcome arrives on [`Syncer::done`].
+    pub fn sync(&self, file: PathBuf) -> Result<(), PathBuf> {
+        self.requests.send(file).map_err(|error| error.0)
+    }
+}
+
+/// `fdatasync` of `path`. The file is opened afresh each time (a microsecond beside the sync),
+/// so a handle can never outlive the file it was opened on.
+fn sync_data(path: &Path) -> io::Result<()> {
+    OpenOptions::new().write(true).open(path)?.sync_data()
+}
