@@ -24,12 +24,12 @@
 //! let command = Command::decode(&entry).unwrap();
 //!
 //! let session = Some(SessionRequest { client_id: 7, sequence: 1 });
-//! assert_eq!(kv.apply(1, &command, session), Reply::Ok);
+//! assert_eq!(kv.apply(1, command, session), Reply::Ok);
 //! let incr = Command::Incr { key: b"k".to_vec() };
 //! let session = Some(SessionRequest { client_id: 7, sequence: 2 });
-//! assert_eq!(kv.apply(2, &incr, session), Reply::Integer(2));
+//! assert_eq!(kv.apply(2, incr.clone(), session), Reply::Integer(2));
 //! // The client did not hear back and retries: the remembered reply, nothing applied twice.
-//! assert_eq!(kv.apply(3, &incr, session), Reply::Integer(2));
+//! assert_eq!(kv.apply(3, incr, session), Reply::Integer(2));
 //! assert_eq!(kv.read(&Command::Get { key: b"k".to_vec() }), Reply::Bulk(b"2".to_vec()));
 //!
 //! let restored = StateMachine::restore(KvConfig::default(), &kv.snapshot()).unwrap();

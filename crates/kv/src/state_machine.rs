@@ -1,5 +1,6 @@
 //! [`StateMachine`]: the key-value store the Raft log drives.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use crate::command::{Command, SetCondition};
@@ -106,7 +107,7 @@ impl StateMachine {
     pub fn apply(
         &mut self,
         index: u64,
-        command: &Command,
+        command: Command,
         session: Option<SessionRequest>,
     ) -> Reply {
         assert!(
@@ -192,67 +193,69 @@ impl StateMachine {
     }
 
     /// Runs `command` against the data (sessions already handled).
-    fn execute(&mut self, command: &Command) -> Reply {
-        if let Some(reply) = self.query(command) {
+    fn execute(&mut self, command: Command) -> Reply {
+        if let Some(reply) = self.query(&command) {
             return reply;
         }
+        let name = command.name();
         match command {
             Command::Set {
                 key,
                 value,
                 condition,
             } => {
-                if let Some(refusal) = self.check_size(key, value) {
+                if let Some(refusal) = self.check_size(&key, &value) {
                     return refusal;
                 }
-                let exists = self.data.contains_key(key);
-                let allowed = match condition {
-                    SetCondition::Always => true,
-                    SetCondition::IfAbsent => !exists,
-                    SetCondition::IfPresent => exists,
-                };
-                if !allowed {
-                    return Reply::Nil;
+                // One walk down the tree: the entry decides and writes.
+                match (self.data.entry(key), condition) {
+                    (Entry::Vacant(vacant), SetCondition::Always | SetCondition::IfAbsent) => {
+                        vacant.insert(value);
+                    }
+                    (
+                        Entry::Occupied(mut occupied),
+                        SetCondition::Always | SetCondition::IfPresent,
+                    ) => {
+                        occupied.insert(value);
+                    }
+                    _ => return Reply::Nil,
                 }
-                self.data.insert(key.clone(), value.clone());
                 Reply::Ok
             }
             Command::Del { keys } => {
                 if keys.is_empty() {
-                    return Reply::error(errors::wrong_arity(command.name()));
+                    return Reply::error(errors::wrong_arity(name));
                 }
                 let removed = keys
                     .iter()
-                    .filter(|k| self.data.remove(*k).is_some())
+                    .filter(|k| self.data.remove(k.as_slice()).is_some())
                     .count();
                 Reply::Integer(count(removed))
             }
-            Command::Incr { key } => self.incr_by(key, 1),
-            Command::IncrBy { key, increment } => self.incr_by(key, *increment),
-            Command::Decr { key } => self.incr_by(key, -1),
+            Command::Incr { key } => self.incr_by(&key, 1),
+            Command::IncrBy { key, increment } => self.incr_by(&key, increment),
+            Command::Decr { key } => self.incr_by(&key, -1),
             Command::MSet { pairs } => {
                 if pairs.is_empty() {
-                    return Reply::error(errors::wrong_arity(command.name()));
+                    return Reply::error(errors::wrong_arity(name));
                 }
                 // All or nothing: check every pair before changing anything.
-                for (key, value) in pairs {
+                for (key, value) in &pairs {
                     if let Some(refusal) = self.check_size(key, value) {
                         return refusal;
                     }
                 }
-                for (key, value) in pairs {
-                    self.data.insert(key.clone(), value.clone());
-                }
+                self.data.extend(pairs);
                 Reply::Ok
             }
             Command::Cas { key, expected, new } => {
-                if let Some(refusal) = self.check_size(key, new) {
+                if let Some(refusal) = self.check_size(&key, &new) {
                     return refusal;
                 }
-                if self.data.get(key) != expected.as_ref() {
+                if self.data.get(&key) != expected.as_ref() {
                     return Reply::Integer(0);
                 }
-                self.data.insert(key.clone(), new.clone());
+                self.data.insert(key, new);
                 Reply::Integer(1)
             }
             Command::Get { .. }

@@ -374,8 +374,8 @@ fn read_refuses_write_commands() {
 #[should_panic(expected = "entries must be applied once, in order")]
 fn apply_at_old_index_panics() {
     let mut kv = Kv::new();
-    kv.machine.apply(5, &set("k", "v"), None);
-    kv.machine.apply(5, &set("k", "v"), None);
+    kv.machine.apply(5, set("k", "v"), None);
+    kv.machine.apply(5, set("k", "v"), None);
 }
 
 /// A configuration with a zero limit is refused.

@@ -369,7 +369,7 @@ proptest! {
                         SessionRequest { client_id, sequence }
                     });
                     let expected = model.apply(index, &command, session);
-                    let actual = machine.apply(index, &command, session);
+                    let actual = machine.apply(index, command.clone(), session);
                     prop_assert_eq!(actual, expected, "{:?} with {:?} at {}", command, session, index);
                 }
                 Op::Read(command) => {

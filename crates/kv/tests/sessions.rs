@@ -122,21 +122,21 @@ fn idle_session_expires_after_expiry_entries() {
         ..KvConfig::default()
     };
     let mut kv = Kv::with_config(config);
-    kv.machine.apply(1, &incr("n"), Some(req(1, 1)));
-    kv.machine.apply(2, &incr("n"), Some(req(1, 2)));
+    kv.machine.apply(1, incr("n"), Some(req(1, 1)));
+    kv.machine.apply(2, incr("n"), Some(req(1, 2)));
     // Index 12 is 10 entries after 2: still alive, and the retry refreshes it.
     assert_eq!(
-        kv.machine.apply(12, &incr("n"), Some(req(1, 2))),
+        kv.machine.apply(12, incr("n"), Some(req(1, 2))),
         Reply::Integer(2)
     );
     // Index 23 is 11 entries after 12: expired before the request is looked at.
     assert_eq!(
-        kv.machine.apply(23, &Command::DbSize, None),
+        kv.machine.apply(23, Command::DbSize, None),
         Reply::Integer(1)
     );
     assert!(kv.machine.session(1).is_none());
     assert_eq!(
-        kv.machine.apply(24, &incr("n"), Some(req(1, 2))),
+        kv.machine.apply(24, incr("n"), Some(req(1, 2))),
         Reply::error(errors::SESSION_EXPIRED)
     );
     assert_eq!(kv.read(get("n")), bulk("2"));

@@ -686,7 +686,7 @@ impl<D: Disk> Node<D> {
             EntryKind::Normal => Some(match Payload::decode(&entry.data) {
                 Ok(Payload::Request(request)) => {
                     self.state_machine
-                        .apply(entry.index.0, &request.command, request.session)
+                        .apply(entry.index.0, request.command, request.session)
                 }
                 Ok(Payload::MemberAddress(MemberAddress { id, addr })) => {
                     self.addresses.insert(id, addr);

@@ -57,6 +57,9 @@ impl Disk for TimedDisk {
     fn read_all(&self, file: &Path) -> Result<Vec<u8>, DiskError> {
         self.inner.read_all(file)
     }
+    fn read_all_into(&self, file: &Path, buffer: &mut Vec<u8>) -> Result<(), DiskError> {
+        self.inner.read_all_into(file, buffer)
+    }
     fn len(&self, file: &Path) -> Result<u64, DiskError> {
         self.inner.len(file)
     }

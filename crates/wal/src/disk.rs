@@ -83,6 +83,11 @@ pub trait Disk {
     fn read(&self, file: &Path, offset: u64, len_bytes: u64) -> Result<Vec<u8>, DiskError>;
     /// Reads the whole file.
     fn read_all(&self, file: &Path) -> Result<Vec<u8>, DiskError>;
+    /// Reads the whole file into `buffer` (replacing what it held), reusing its allocation.
+    fn read_all_into(&self, file: &Path, buffer: &mut Vec<u8>) -> Result<(), DiskError> {
+        *buffer = self.read_all(file)?;
+        Ok(())
+    }
     /// The file's current length in bytes.
     fn len(&self, file: &Path) -> Result<u64, DiskError>;
     /// Makes the file's contents durable (`fdatasync`).

@@ -139,6 +139,14 @@ impl Disk for FsDisk {
         fs::read(file).map_err(|e| io_error("read", file, e))
     }
 
+    fn read_all_into(&self, file: &Path, buffer: &mut Vec<u8>) -> Result<(), DiskError> {
+        buffer.clear();
+        File::open(file)
+            .and_then(|mut opened| opened.read_to_end(buffer))
+            .map_err(|e| io_error("read", file, e))?;
+        Ok(())
+    }
+
     fn len(&self, file: &Path) -> Result<u64, DiskError> {
         Ok(fs::metadata(file)
             .map_err(|e| io_error("stat", file, e))?

@@ -98,10 +98,13 @@ pub(crate) fn recover<D: Disk>(
     let mut replay: Option<Replay> = None;
     let mut segments = BTreeMap::new();
     let mut bytes_read = 0;
+    // One buffer for every segment: a fresh one each time would be zeroed by the kernel page
+    // by page before the read fills it.
+    let mut bytes = Vec::new();
     for (position, (first_index, name)) in names.iter().enumerate() {
         let file = dir.join(name);
         let is_last = position + 1 == names.len();
-        let bytes = disk.read_all(&file)?;
+        disk.read_all_into(&file, &mut bytes)?;
         report.segments_read.push(file.clone());
         bytes_read += bytes.len() as u64;
         progress(RecoveryProgress {
@@ -328,7 +331,7 @@ fn scan_segment(file: &Path, bytes: &[u8], is_last: bool) -> Result<Scan, WalErr
     let mut position = 0;
     let mut batch_end = 0;
     while position < bytes.len() {
-        match record::decode(&bytes[position..]) {
+        match record::decode_without_data(&bytes[position..]) {
             Ok(decoded) => {
                 let ends_batch = decoded.ends_batch;
                 let frame_bytes = decoded.frame_bytes;

@@ -41,7 +41,7 @@ impl Kv {
     pub fn apply_with(&mut self, command: Command, session: Option<SessionRequest>) -> Reply {
         let index = self.next_index;
         self.next_index += 1;
-        self.machine.apply(index, &command, session)
+        self.machine.apply(index, command, session)
     }
 
     pub fn read(&self, command: Command) -> Reply {
