@@ -8,7 +8,7 @@ use skiff_raft::{
     ConfChange, Config, Entry, EntryKind, HardState, LogIndex, LogStorage, NodeId, ProposeError,
     RawNode, ReadIndexError, Ready, Role, SnapshotMeta, SoftState, StepError, Term, TransferError,
 };
-use skiff_wal::{Disk, RecoveryReport, Wal, WalOptions};
+use skiff_wal::{Disk, RecoveryReport, SnapshotWrite, Wal, WalOptions};
 
 use crate::error::NodeError;
 use crate::payload::{self, MemberAddress, Payload};
@@ -392,6 +392,43 @@ impl<D: Disk> Node<D> {
             self.output.events.push(Event::SnapshotTaken { index });
         }
         Ok(index)
+    }
+
+    /// The first half of [`take_snapshot`](Node::take_snapshot), for a driver that writes the
+    /// snapshot file on another thread so that it goes on ticking and serving meanwhile:
+    /// the state machine's snapshot data, and where and how to write it (see
+    /// [`Wal::prepare_snapshot_write`]). `None`: nothing new to snapshot. Call it with no
+    /// batch in flight, and [`snapshot_written`](Node::snapshot_written) once the file is
+    /// written and synced.
+    pub fn prepare_snapshot(&mut self) -> Result<Option<(SnapshotWrite, Vec<u8>)>, NodeError> {
+        let index = self.applied;
+        let receiving = self.raw.raft().log().applied() > index;
+        if index <= self.raw.storage().snapshot_meta().index || receiving {
+            return Ok(None);
+        }
+        let meta = self.raw.snapshot_meta_at(index)?;
+        let mut data = Vec::new();
+        payload::put_snapshot_header(&self.addresses, &mut data);
+        self.state_machine.snapshot_into(&mut data);
+        let write = self.raw.storage().prepare_snapshot_write(meta, &data)?;
+        Ok(Some((write, data)))
+    }
+
+    /// The snapshot file prepared by [`prepare_snapshot`](Node::prepare_snapshot) is written
+    /// and synced: it becomes the current snapshot and the log behind it is discarded.
+    /// Returns the snapshot's index, or `None` if a newer snapshot (one received from the
+    /// leader) took its place meanwhile.
+    pub fn snapshot_written(
+        &mut self,
+        write: SnapshotWrite,
+    ) -> Result<Option<LogIndex>, NodeError> {
+        let index = write.meta().index;
+        if !self.raw.storage_mut().install_written_snapshot(write)? {
+            return Ok(None);
+        }
+        self.raw.snapshot_saved(index)?;
+        self.output.events.push(Event::SnapshotTaken { index });
+        Ok(Some(index))
     }
 
     /// Entries applied since the last snapshot: a driver that takes snapshots itself

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use skiff_kv::{Command, Reply};
 use skiff_node::{errors, Event, NoObserver, Node, NodeConfig, PeerMessage, RequestId};
 use skiff_raft::{Config, LogIndex, LogStorage, NodeId, Role};
-use skiff_wal::MemDisk;
+use skiff_wal::{Disk, MemDisk};
 
 const DIR: &str = "/data";
 
@@ -314,6 +314,51 @@ fn snapshots_are_taken_on_schedule_and_a_restart_resumes_from_one() {
     );
     cluster.tick(20);
     assert_eq!(cluster.nodes[&NodeId(1)].state_machine().len(), 10);
+}
+
+/// A driver may write the snapshot file on another thread: `prepare_snapshot` freezes the data
+/// and the node goes on committing while the file is written; `snapshot_written` installs it.
+#[test]
+fn a_snapshot_written_off_the_driver_is_installed_and_a_restart_resumes_from_it() {
+    let mut cluster = Cluster::new(0);
+    cluster.elect(1);
+    for i in 0..5 {
+        cluster.submit(1, set(&format!("k{i}"), "v"));
+    }
+    cluster.settle();
+    let node = cluster.nodes.get_mut(&NodeId(1)).expect("exists");
+    let (write, data) = node
+        .prepare_snapshot()
+        .expect("prepared")
+        .expect("something to snapshot");
+    let index = write.meta().index;
+    assert_eq!(index, node.applied());
+    assert!(
+        node.prepare_snapshot().expect("prepared").is_some(),
+        "not installed yet"
+    );
+
+    // Meanwhile the cluster goes on.
+    cluster.submit(1, set("later", "v"));
+    cluster.settle();
+    let node = cluster.nodes.get_mut(&NodeId(1)).expect("exists");
+    let disk = node.disk_mut();
+    disk.create(write.temp_path()).expect("create");
+    disk.append(write.temp_path(), &write.header_bytes())
+        .expect("header");
+    disk.append(write.temp_path(), &data).expect("data");
+    disk.sync(write.temp_path()).expect("sync");
+    assert_eq!(
+        node.snapshot_written(write).expect("installed"),
+        Some(index)
+    );
+    assert_eq!(node.wal().snapshot_meta().index, index);
+
+    cluster.crash_and_restart(1);
+    let restarted = &cluster.nodes[&NodeId(1)];
+    assert!(restarted.applied() >= index);
+    cluster.tick(20);
+    assert_eq!(cluster.nodes[&NodeId(1)].state_machine().len(), 6);
 }
 
 #[test]

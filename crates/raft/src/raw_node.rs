@@ -165,6 +165,16 @@ impl<S: LogStorage> RawNode<S> {
         self.raft.take_snapshot(index, data)
     }
 
+    /// See [`Raft::snapshot_meta_at`].
+    pub fn snapshot_meta_at(&self, index: LogIndex) -> Result<SnapshotMeta, SnapshotError> {
+        self.raft.snapshot_meta_at(index)
+    }
+
+    /// See [`Raft::snapshot_saved`].
+    pub fn snapshot_saved(&mut self, index: LogIndex) -> Result<(), SnapshotError> {
+        self.raft.snapshot_saved(index)
+    }
+
     /// Proposes a membership change (§6). Voter changes go through the joint configuration,
     /// which the leader leaves on its own; one change at a time.
     pub fn propose_conf_change(

@@ -45,10 +45,11 @@ pub struct ServeArgs {
     /// Milliseconds per Raft tick [default: 10].
     #[arg(long)]
     pub tick_ms: Option<u64>,
-    /// Election timeout in ticks, randomized in [T, 2T) [default: 30].
+    /// Election timeout in ticks, randomized in [T, 2T) [default: 15, so 150–300 ms, the
+    /// range the Raft paper suggests (§5.6)].
     #[arg(long)]
     pub election_ticks: Option<u64>,
-    /// Heartbeat interval in ticks [default: 5].
+    /// Heartbeat interval in ticks [default: 3].
     #[arg(long)]
     pub heartbeat_ticks: Option<u64>,
     /// PreVote (thesis §9.6): a node asks whether it could win before it raises its term, so

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::disk::TimedDisk;
 use crate::metrics::Metrics;
 use crate::shared::{MemberStatus, NodeStatus, Shared};
+use crate::snapshotter::{Snapshotter, Written};
 use crate::syncer::{Synced, Syncer};
 
 /// Work for the driver thread.
@@ -147,6 +148,10 @@ pub struct Driver {
     syncing: bool,
     /// Operators waiting for a snapshot, taken once no batch is in flight.
     snapshot_requests: Vec<oneshot::Sender<Result<String, String>>>,
+    /// Writes snapshot files off this thread.
+    snapshotter: Snapshotter,
+    /// Operators waiting for the snapshot being written.
+    snapshot_waiting: Vec<oneshot::Sender<Result<String, String>>>,
 }
 
 impl Driver {
@@ -178,6 +183,8 @@ impl Driver {
             syncer,
             syncing: false,
             snapshot_requests: Vec::new(),
+            snapshotter: Snapshotter::new(),
+            snapshot_waiting: Vec::new(),
         };
         driver.refresh_peers();
         Ok(driver)
@@ -239,6 +246,11 @@ impl Driver {
                             Ok(input) => self.handle(input),
                             Err(_) => break,
                         }
+                    }
+                }
+                recv(self.snapshotter.done) -> written => {
+                    if let Ok(written) = written {
+                        self.snapshot_written(written)?;
                     }
                 }
                 recv(self.syncer.as_ref().map_or(&crossbeam_channel::never(), |s| &s.done)) -> synced => {
@@ -419,18 +431,70 @@ impl Driver {
         }
         let every = self.options.snapshot_every_entries;
         let due = every > 0 && self.node.entries_since_snapshot() >= every;
-        if due || !self.snapshot_requests.is_empty() {
-            let taken = self.take_snapshot();
-            for reply in self.snapshot_requests.drain(..) {
-                let outcome = match &taken {
-                    Ok(index) => Ok(format!("snapshot at index {index}")),
-                    Err(error) => Err(error.to_string()),
-                };
-                let _ = reply.send(outcome);
-            }
-            taken?;
-            self.dispatch();
+        if (due || !self.snapshot_requests.is_empty()) && !self.snapshotter.in_flight() {
+            self.begin_snapshot()?;
         }
+        Ok(())
+    }
+
+    /// Serializes the state machine here, and has its file written and synced on a thread
+    /// of its own: for a large store that is most of the time, and the driver goes on
+    /// ticking and heartbeating meanwhile.
+    fn begin_snapshot(&mut self) -> Result<(), NodeError> {
+        let started = Instant::now();
+        let waiting = std::mem::take(&mut self.snapshot_requests);
+        let Some((write, data)) = self.node.prepare_snapshot()? else {
+            let index = self.node.applied();
+            for reply in waiting {
+                let _ = reply.send(Ok(format!("snapshot at index {index}")));
+            }
+            return Ok(());
+        };
+        let id = self.node.id().0;
+        if let Err(error) = self.snapshotter.write(id, write, data, started) {
+            tracing::warn!(node = id, %error, "could not start writing a snapshot");
+            for reply in waiting {
+                let _ = reply.send(Err(format!("could not write the snapshot: {error}")));
+            }
+            return Ok(());
+        }
+        self.snapshot_waiting = waiting;
+        Ok(())
+    }
+
+    /// The snapshot file is written: install it, compact the log, answer the operators.
+    fn snapshot_written(&mut self, written: Written) -> Result<(), NodeError> {
+        self.snapshotter.finished();
+        let Written {
+            write,
+            result,
+            started,
+        } = written;
+        let outcome = match result {
+            Ok(()) => match self.node.snapshot_written(write)? {
+                Some(index) => {
+                    self.shared
+                        .metrics
+                        .snapshot_duration
+                        .observe(started.elapsed().as_secs_f64());
+                    Ok(format!("snapshot at index {index}"))
+                }
+                None => Ok(format!(
+                    "a newer snapshot arrived meanwhile, at index {}",
+                    skiff_raft::LogStorage::snapshot_meta(self.node.wal()).index
+                )),
+            },
+            Err(error) => {
+                // The log is untouched: the next snapshot tries again.
+                let _ = std::fs::remove_file(write.temp_path());
+                tracing::warn!(node = self.node.id().0, %error, "writing a snapshot failed");
+                Err(format!("writing the snapshot failed: {error}"))
+            }
+        };
+        for reply in self.snapshot_waiting.drain(..) {
+            let _ = reply.send(outcome.clone());
+        }
+        self.dispatch();
         Ok(())
     }
 
@@ -444,17 +508,6 @@ impl Driver {
         self.node.finish_synced(&mut BatchSizes(&metrics))?;
         self.dispatch();
         Ok(())
-    }
-
-    /// Snapshots the state machine, timed.
-    fn take_snapshot(&mut self) -> Result<skiff_raft::LogIndex, NodeError> {
-        let started = Instant::now();
-        let index = self.node.take_snapshot()?;
-        self.shared
-            .metrics
-            .snapshot_duration
-            .observe(started.elapsed().as_secs_f64());
-        Ok(index)
     }
 
     fn dispatch(&mut self) {

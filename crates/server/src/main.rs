@@ -13,6 +13,7 @@ mod metrics;
 mod resp;
 mod serve;
 mod shared;
+mod snapshotter;
 mod syncer;
 mod transport;
 

@@ -125,8 +125,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listen_http = args.listen_http.context("--listen-http is required")?;
 
     let mut raft = Config::new(NodeId(id), members.keys().map(|&m| NodeId(m)));
-    raft.election_timeout_ticks = args.election_ticks.unwrap_or(30);
-    raft.heartbeat_interval_ticks = args.heartbeat_ticks.unwrap_or(5);
+    raft.election_timeout_ticks = args.election_ticks.unwrap_or(15);
+    raft.heartbeat_interval_ticks = args.heartbeat_ticks.unwrap_or(3);
     raft.pre_vote = args.pre_vote.unwrap_or(true);
     raft.check_quorum = args.check_quorum.unwrap_or(true);
     // Unacknowledged appends per follower: enough to keep a loopback or LAN link busy, and

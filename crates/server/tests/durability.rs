@@ -1,5 +1,6 @@
-//! What a node does with damaged files: a torn final write is cut off and the node serves;
-//! damage before the tail stops it with an error naming the file and offset.
+//! What a node does with its files: a torn final write is cut off and the node serves; damage
+//! before the tail stops it with an error naming the file and offset; snapshots are taken,
+//! and a restart resumes from one.
 
 mod common;
 
@@ -7,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{serial, TestCluster};
+use common::{eventually, serial, TestCluster};
 use redis::Commands;
 
 fn segments(cluster: &TestCluster, id: u64) -> Vec<PathBuf> {
@@ -96,4 +97,59 @@ fn a_flipped_byte_inside_a_segment_stops_the_node_with_a_clear_error() {
         .redis(leader)
         .set("still", "serving")
         .expect("write");
+}
+
+/// Snapshots on real processes: the scheduled ones are written (on a thread of their own
+/// while the node serves) and installed, an operator's `skiff admin snapshot` answers with the
+/// index it covers, and a node killed afterwards restarts from the snapshot plus the log
+/// after it, with every write.
+#[test]
+fn snapshots_are_taken_on_schedule_and_on_request_and_a_restart_resumes_from_one() {
+    let _serial = serial();
+    let mut cluster = TestCluster::start_with(3, &["--snapshot-every", "100"]);
+    let leader = cluster.wait_for_leader(Duration::from_secs(5));
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    write_keys(&cluster, 350);
+    let snapshot_index = |cluster: &TestCluster| {
+        cluster
+            .status(follower)
+            .and_then(|status| status["snapshot_index"].as_u64())
+    };
+    let scheduled = eventually(Duration::from_secs(10), "a scheduled snapshot", || {
+        snapshot_index(&cluster).filter(|&index| index >= 300)
+    });
+    let files: Vec<String> = std::fs::read_dir(cluster.wal_dir(follower))
+        .expect("wal dir")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    assert!(
+        files.iter().any(|f| f.ends_with(".snap")),
+        "a snapshot file in {files:?}"
+    );
+
+    write_keys(&cluster, 20);
+    let output = cluster.admin(follower, &["snapshot"]);
+    let reply = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "skiff admin snapshot: {reply}");
+    let taken: u64 = reply
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|index| index.trim_start_matches('i').parse().ok())
+        .unwrap_or_else(|| panic!("an index in {reply:?}"));
+    assert!(
+        taken > scheduled,
+        "the operator's snapshot covers the new writes"
+    );
+    assert_eq!(snapshot_index(&cluster), Some(taken));
+
+    cluster.kill(follower);
+    cluster.spawn(follower);
+    let mut connection = cluster.redis(follower);
+    let value: Option<String> = eventually(Duration::from_secs(10), "the restarted node", || {
+        redis::cmd("GET").arg("key-349").query(&mut connection).ok()
+    });
+    assert_eq!(value, Some("x".repeat(100)));
+    let restarted = cluster.status(follower).expect("status");
+    assert!(restarted["snapshot_index"].as_u64() >= Some(taken));
 }

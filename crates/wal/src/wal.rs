@@ -327,6 +327,42 @@ impl<D: Disk> Wal<D> {
         removed
     }
 
+    /// A snapshot file for `meta` and `data`, for a caller that writes it itself, away from
+    /// the thread that owns the log: it writes [`SnapshotWrite::header_bytes`] and then
+    /// `data` to [`SnapshotWrite::temp_path`] (a new file), syncs it, and hands it back to
+    /// [`Wal::install_written_snapshot`]. Refused like `save_snapshot`: when the log failed,
+    /// or the snapshot is older than the current one.
+    pub fn prepare_snapshot_write(
+        &self,
+        meta: SnapshotMeta,
+        data: &[u8],
+    ) -> Result<SnapshotWrite, StorageError> {
+        self.check_usable()?;
+        self.check_not_older(meta.index)?;
+        Ok(SnapshotWrite {
+            temp: self.dir.join(snapshot::temp_file_name(meta.index)),
+            header: SnapshotHeader {
+                cluster_id: self.options.cluster_id,
+                data_len: data.len() as u64,
+                data_crc: crc32c::crc32c(data),
+                meta,
+            },
+        })
+    }
+
+    /// Makes the snapshot file written and synced by the caller the current snapshot (a
+    /// rename and a directory sync). Returns `false`, and removes the file, if a newer
+    /// snapshot became current meanwhile (one received from the leader).
+    pub fn install_written_snapshot(&mut self, write: SnapshotWrite) -> Result<bool, WalError> {
+        self.check_usable()?;
+        if self.check_not_older(write.header.meta.index).is_err() {
+            let _ = self.remove_if_exists(&write.temp);
+            return Ok(false);
+        }
+        self.publish_written_snapshot(write.header)?;
+        Ok(true)
+    }
+
     /// The current snapshot file, if there is one.
     pub fn snapshot_path(&self) -> Option<&Path> {
         self.snapshot.as_ref().map(|current| current.path.as_path())
@@ -465,16 +501,24 @@ impl<D: Disk> Wal<D> {
         header: SnapshotHeader,
         write_data: impl FnOnce(&mut D, &Path) -> Result<(), WalError>,
     ) -> Result<(), WalError> {
-        let index = header.meta.index;
-        let temp = self.dir.join(snapshot::temp_file_name(index));
-        let path = self.dir.join(snapshot::file_name(index));
-        let written = self
-            .write_snapshot_temp(&temp, &header, write_data)
-            .and_then(|()| Ok(self.disk.rename(&temp, &path)?));
-        if let Err(error) = written {
+        let temp = self.dir.join(snapshot::temp_file_name(header.meta.index));
+        if let Err(error) = self.write_snapshot_temp(&temp, &header, write_data) {
             // Best effort: start-up removes any temp file left behind.
             let _ = self.remove_if_exists(&temp);
             return Err(error);
+        }
+        self.publish_written_snapshot(header)
+    }
+
+    /// The second half of [`Wal::publish_snapshot`]: the temp file is written and synced.
+    fn publish_written_snapshot(&mut self, header: SnapshotHeader) -> Result<(), WalError> {
+        let index = header.meta.index;
+        let temp = self.dir.join(snapshot::temp_file_name(index));
+        let path = self.dir.join(snapshot::file_name(index));
+        if let Err(error) = self.disk.rename(&temp, &path) {
+            // Best effort: start-up removes any temp file left behind.
+            let _ = self.remove_if_exists(&temp);
+            return Err(error.into());
         }
         let previous = self.snapshot.replace(SnapshotFile {
             path: path.clone(),
@@ -742,15 +786,8 @@ impl<D: Disk> LogStorage for Wal<D> {
     /// Writes `snap-{index}.snap` (temp file, sync, rename, directory sync) and removes the
     /// older snapshot file. The log is not compacted: that is [`LogStorage::compact`].
     fn save_snapshot(&mut self, meta: SnapshotMeta, data: Vec<u8>) -> Result<(), StorageError> {
-        self.check_usable()?;
-        self.check_not_older(meta.index)?;
-        let header = SnapshotHeader {
-            cluster_id: self.options.cluster_id,
-            data_len: data.len() as u64,
-            data_crc: crc32c::crc32c(&data),
-            meta,
-        };
-        self.publish_snapshot(header, |disk, temp| Ok(disk.append(temp, &data)?))?;
+        let write = self.prepare_snapshot_write(meta, &data)?;
+        self.publish_snapshot(write.header, |disk, temp| Ok(disk.append(temp, &data)?))?;
         Ok(())
     }
 
@@ -847,5 +884,29 @@ impl<D: Disk> LogStorage for Wal<D> {
         // Best effort, not synced: start-up removes a staging file left behind.
         let _ = self.remove_if_exists(&staging.path);
         Ok(self.compact_to(meta.index, meta.term)?)
+    }
+}
+
+/// A snapshot file that the caller writes itself: see [`Wal::prepare_snapshot_write`].
+#[derive(Debug)]
+pub struct SnapshotWrite {
+    temp: PathBuf,
+    header: SnapshotHeader,
+}
+
+impl SnapshotWrite {
+    /// The file to create and write: the header bytes, then the data; then sync it.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// The file's first bytes.
+    pub fn header_bytes(&self) -> Vec<u8> {
+        self.header.encode()
+    }
+
+    /// What the snapshot covers.
+    pub fn meta(&self) -> &SnapshotMeta {
+        &self.header.meta
     }
 }

@@ -50,6 +50,16 @@ impl<S: LogStorage> Raft<S> {
     /// keep it as the snapshot and discard the log up to `index - trailing_entries` (the
     /// trailing entries let slow followers catch up without the snapshot).
     pub fn take_snapshot(&mut self, index: LogIndex, data: Vec<u8>) -> Result<(), SnapshotError> {
+        let meta = self.snapshot_meta_at(index)?;
+        self.log.storage_mut().save_snapshot(meta, data)?;
+        self.snapshot_saved(index)
+    }
+
+    /// The metadata of a snapshot of the state machine at `index` (which must be applied and
+    /// not yet covered): its term and the configuration. For an application that writes the
+    /// snapshot into storage itself, away from the thread that drives the core, and then
+    /// calls [`snapshot_saved`](Raft::snapshot_saved).
+    pub fn snapshot_meta_at(&self, index: LogIndex) -> Result<SnapshotMeta, SnapshotError> {
         let applied = self.log.applied();
         if index > applied || index.0 == 0 {
             return Err(SnapshotError::NotApplied { index, applied });
@@ -63,15 +73,18 @@ impl<S: LogStorage> Raft<S> {
             first_index: self.log.first_index(),
         })?;
         let conf = self.conf_state();
-        let meta = SnapshotMeta {
+        Ok(SnapshotMeta {
             index,
             term,
             voters: conf.voters,
             voters_outgoing: conf.voters_outgoing,
             learners: conf.learners,
-        };
-        let storage = self.log.storage_mut();
-        storage.save_snapshot(meta, data)?;
+        })
+    }
+
+    /// Storage now durably holds a snapshot through `index`: discard the log behind it, but
+    /// for the trailing entries that let slow followers catch up without the snapshot.
+    pub fn snapshot_saved(&mut self, index: LogIndex) -> Result<(), SnapshotError> {
         let upto = LogIndex(
             index
                 .0
