@@ -51,6 +51,9 @@ impl Disk for TimedDisk {
     fn append(&mut self, file: &Path, bytes: &[u8]) -> Result<(), DiskError> {
         self.inner.append(file, bytes)
     }
+    fn write_at(&mut self, file: &Path, offset: u64, bytes: &[u8]) -> Result<(), DiskError> {
+        self.inner.write_at(file, offset, bytes)
+    }
     fn read(&self, file: &Path, offset: u64, len_bytes: u64) -> Result<Vec<u8>, DiskError> {
         self.inner.read(file, offset, len_bytes)
     }

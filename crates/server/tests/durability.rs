@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,6 +18,15 @@ fn segments(cluster: &TestCluster, id: u64) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// Where a segment's records end (the zeros written ahead of new batches follow).
+fn records_end(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    while let Ok(decoded) = skiff_wal::record::decode(&bytes[at..]) {
+        at += decoded.frame_bytes;
+    }
+    at
 }
 
 fn write_keys(cluster: &TestCluster, count: usize) {
@@ -39,14 +47,16 @@ fn a_torn_final_write_is_cut_off_and_the_node_serves_again() {
     let victim = 2;
     cluster.kill(victim);
     let last = segments(&cluster, victim).pop().expect("a segment");
-    // Half a record: a length that promises more bytes than follow.
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&last)
-        .expect("open segment");
-    file.write_all(&[0x00, 0x00, 0x10, 0x00, 0xAB, 0xCD])
-        .expect("append");
-    drop(file);
+    // Half a record where the next batch would have gone (the file ends in zeros written
+    // ahead): a length that promises more bytes than follow.
+    let mut bytes = std::fs::read(&last).expect("read segment");
+    let end = records_end(&bytes);
+    let half = [0x00, 0x00, 0x10, 0x00, 0xAB, 0xCD];
+    if bytes.len() < end + half.len() {
+        bytes.resize(end + half.len(), 0);
+    }
+    bytes[end..end + half.len()].copy_from_slice(&half);
+    std::fs::write(&last, &bytes).expect("write segment");
     cluster.spawn(victim);
     let mut connection = cluster.redis(victim);
     let value: Option<String> = common::eventually(
@@ -71,7 +81,8 @@ fn a_flipped_byte_inside_a_segment_stops_the_node_with_a_clear_error() {
     cluster.kill(victim);
     let segment = segments(&cluster, victim).remove(0);
     let mut bytes = std::fs::read(&segment).expect("read segment");
-    let middle = bytes.len() / 2;
+    // The middle of what was written (the file ends in zeros written ahead of new batches).
+    let middle = records_end(&bytes) / 2;
     bytes[middle] ^= 0x40;
     std::fs::write(&segment, &bytes).expect("write segment");
 

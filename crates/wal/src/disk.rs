@@ -78,6 +78,9 @@ pub trait Disk {
     fn create(&mut self, file: &Path) -> Result<(), DiskError>;
     /// Appends `bytes` at the end of `file`. Durable only after [`Disk::sync`].
     fn append(&mut self, file: &Path, bytes: &[u8]) -> Result<(), DiskError>;
+    /// Writes `bytes` at `offset` of `file`, over what is there and past its end if need be (a
+    /// gap reads as zeros). Durable only after [`Disk::sync`].
+    fn write_at(&mut self, file: &Path, offset: u64, bytes: &[u8]) -> Result<(), DiskError>;
     /// Reads exactly `len_bytes` bytes at `offset`; fails with [`DiskError::ShortRead`] if
     /// the file is shorter.
     fn read(&self, file: &Path, offset: u64, len_bytes: u64) -> Result<Vec<u8>, DiskError>;

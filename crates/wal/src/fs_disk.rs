@@ -9,11 +9,12 @@ use crate::disk::{Disk, DiskError};
 /// A [`Disk`] on the real file system: `sync` is `fdatasync` ([`File::sync_data`]) and
 /// `sync_dir` opens the directory and calls [`File::sync_all`] on it.
 ///
-/// It keeps the file last appended to open, so a run of appends to the active segment does
-/// not reopen it; every other operation opens the file it needs.
+/// It keeps the file last written open, so a run of writes to the active segment does not
+/// reopen it; every other operation opens the file it needs.
 #[derive(Debug, Default)]
 pub struct FsDisk {
-    /// The file last appended to, kept open for the next append or sync.
+    /// The file last written, kept open (for writing, not in append mode: positional writes
+    /// need that) for the next write or sync.
     appender: Option<(PathBuf, File)>,
 }
 
@@ -36,9 +37,9 @@ impl FsDisk {
             Some(appender) => appender,
             None => {
                 let handle = OpenOptions::new()
-                    .append(true)
+                    .write(true)
                     .open(file)
-                    .map_err(|e| io_error("open for append", file, e))?;
+                    .map_err(|e| io_error("open for writing", file, e))?;
                 (file.to_path_buf(), handle)
             }
         };
@@ -95,11 +96,23 @@ impl Disk for FsDisk {
 
     fn append(&mut self, file: &Path, bytes: &[u8]) -> Result<(), DiskError> {
         let handle = self.appender(file)?;
-        let written = handle.write_all(bytes);
+        let written = handle
+            .seek(SeekFrom::End(0))
+            .and_then(|_| handle.write_all(bytes));
         if let Err(e) = written {
             // The handle's position is unknown after a failed write: reopen next time.
             self.forget(file);
             return Err(io_error("append", file, e));
+        }
+        Ok(())
+    }
+
+    fn write_at(&mut self, file: &Path, offset: u64, bytes: &[u8]) -> Result<(), DiskError> {
+        use std::os::unix::fs::FileExt;
+        let handle = self.appender(file)?;
+        if let Err(e) = handle.write_all_at(bytes, offset) {
+            self.forget(file);
+            return Err(io_error("write", file, e));
         }
         Ok(())
     }

@@ -88,4 +88,6 @@ pub use error::{Corruption, WalError};
 pub use fs_disk::FsDisk;
 pub use mem_disk::MemDisk;
 pub use recovery::{RecoveryProgress, RecoveryReport, TornTail};
-pub use wal::{SnapshotWrite, Wal, WalOptions, DEFAULT_MAX_SEGMENT_BYTES};
+pub use wal::{
+    SnapshotWrite, Wal, WalOptions, DEFAULT_MAX_SEGMENT_BYTES, DEFAULT_PREALLOCATE_BYTES,
+};

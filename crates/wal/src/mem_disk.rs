@@ -8,8 +8,8 @@ use crate::disk::{Disk, DiskError};
 /// An in-memory disk that remembers, for every file and directory, what is durable.
 ///
 /// Model (the same one a POSIX file system promises, and no more):
-/// - a file's contents as of its last [`Disk::sync`] survive a crash; bytes appended since may
-///   be lost, and a truncation since is undone;
+/// - a file's contents as of its last [`Disk::sync`] survive a crash; bytes written since
+///   (appended, or written over older ones) may be lost, and a truncation since is undone;
 /// - a directory's entries as of its last [`Disk::sync_dir`] survive a crash; a file created,
 ///   removed or renamed since reverts to its durable name (or disappears);
 /// - directories themselves always exist: [`Disk::create_dir_all`] does nothing and `list` of
@@ -65,25 +65,52 @@ impl Inode {
         self.data.resize(len, 0);
     }
 
-    /// Bytes appended since the last sync that a crash may tear (none if the durable contents
-    /// are not a prefix of the current ones).
-    fn unsynced_tail_bytes(&self) -> u64 {
-        if self.durable_rest.is_empty() {
-            (self.data.len() - self.shared_len) as u64
-        } else {
-            0
+    /// Writes `bytes` at `offset`: the durable bytes it covers move to `durable_rest`.
+    fn write_at(&mut self, offset: usize, bytes: &[u8]) {
+        if offset < self.shared_len {
+            let mut rest = self.data[offset..self.shared_len].to_vec();
+            rest.append(&mut self.durable_rest);
+            self.durable_rest = rest;
+            self.shared_len = offset;
         }
+        let end = offset + bytes.len();
+        if end > self.data.len() {
+            self.data.resize(end, 0);
+        }
+        self.data[offset..end].copy_from_slice(bytes);
     }
 
-    /// Reverts to the durable contents, plus `keep_tail_bytes` of the unsynced tail.
+    /// The unsynced bytes a crash may tear: from the first byte written since the last sync to
+    /// the last one that differs from the durable contents (zeros past their end count as
+    /// unchanged, so zeros written ahead of later writes are not part of it).
+    fn unsynced_tail_bytes(&self) -> u64 {
+        let durable = |at: usize| -> u8 {
+            if at < self.shared_len {
+                self.data[at]
+            } else {
+                self.durable_rest
+                    .get(at - self.shared_len)
+                    .copied()
+                    .unwrap_or(0)
+            }
+        };
+        (self.shared_len..self.data.len())
+            .rev()
+            .find(|&at| self.data[at] != durable(at))
+            .map_or(0, |last| (last + 1 - self.shared_len) as u64)
+    }
+
+    /// Reverts to the durable contents, but for the first `keep_tail_bytes` of the unsynced
+    /// tail, which reached the disk (a torn write) over the durable bytes there. Keeping the
+    /// whole tail keeps everything written.
     fn crash(&mut self, keep_tail_bytes: u64) {
-        if self.durable_rest.is_empty() {
-            let tail = self.data.len() - self.shared_len;
-            let keep = usize::try_from(keep_tail_bytes).map_or(tail, |keep| keep.min(tail));
+        let tail = self.unsynced_tail_bytes();
+        if keep_tail_bytes < tail {
+            let keep = keep_tail_bytes as usize;
             self.data.truncate(self.shared_len + keep);
-        } else {
-            self.data.truncate(self.shared_len);
-            self.data.append(&mut self.durable_rest);
+            if let Some(rest) = self.durable_rest.get(keep..) {
+                self.data.extend_from_slice(rest);
+            }
         }
         self.sync();
     }
@@ -105,8 +132,9 @@ impl MemDisk {
         self.crash_tearing(|_, _| 0);
     }
 
-    /// Like [`MemDisk::crash`], but for each file with an unsynced appended tail,
-    /// `keep(path, unsynced_bytes)` chooses how many bytes of that tail survive (a torn write).
+    /// Like [`MemDisk::crash`], but for each file with an unsynced tail (the bytes from the
+    /// first one written since the last sync to the end), `keep(path, unsynced_bytes)` chooses
+    /// how many bytes of that tail survive (a torn write).
     /// `keep` is called in path order, so a seeded choice is reproducible.
     pub fn crash_tearing(&mut self, mut keep: impl FnMut(&Path, u64) -> u64) {
         self.names = self.durable_names.clone();
@@ -233,6 +261,18 @@ impl Disk for MemDisk {
 
     fn append(&mut self, file: &Path, bytes: &[u8]) -> Result<(), DiskError> {
         self.inode_mut(file)?.data.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn write_at(&mut self, file: &Path, offset: u64, bytes: &[u8]) -> Result<(), DiskError> {
+        let Ok(offset) = usize::try_from(offset) else {
+            return Err(DiskError::Io {
+                op: "write",
+                path: file.to_path_buf(),
+                source: std::io::Error::other("offset beyond the address space"),
+            });
+        };
+        self.inode_mut(file)?.write_at(offset, bytes);
         Ok(())
     }
 

@@ -120,7 +120,7 @@ pub(crate) fn recover<D: Disk>(
                 problem: Corruption::NoSegmentHeader,
             });
         }
-        if scan.kept_bytes < bytes.len() as u64 || scan.records.is_empty() {
+        if scan.torn || scan.records.is_empty() {
             report.torn_tail = Some(TornTail {
                 file: file.clone(),
                 offset: scan.kept_bytes,
@@ -217,6 +217,12 @@ pub(crate) fn recover<D: Disk>(
             Segment {
                 path: file,
                 len_bytes: scan.kept_bytes,
+                // A torn tail is cut below (zeros written ahead go with it).
+                allocated_bytes: if scan.torn {
+                    scan.kept_bytes
+                } else {
+                    bytes.len() as u64
+                },
             },
         );
     }
@@ -318,13 +324,17 @@ impl Replay {
 struct Scan {
     /// Each record with its offset, up to the end of the last complete batch.
     records: Vec<(u64, Decoded)>,
-    /// The end of the last complete batch; less than the file length only for a torn tail.
+    /// The end of the last complete batch.
     kept_bytes: u64,
+    /// Whether what follows `kept_bytes` is a torn write to cut off (rather than nothing, or
+    /// zeros written ahead of the next batches).
+    torn: bool,
 }
 
-/// Decodes a segment's records. In the last segment, an incomplete final batch (a record that
-/// does not decode with no valid record after it, or records without their batch's end mark)
-/// is a torn write and is left out; anywhere else it is corruption.
+/// Decodes a segment's records. Zeros from the end of a batch to the end of the file are space
+/// written ahead of the next batches. In the last segment, an incomplete final batch (a record
+/// that does not decode with no valid record after it, or records without their batch's end
+/// mark) is a torn write and is left out; anywhere else it is corruption.
 fn scan_segment(file: &Path, bytes: &[u8], is_last: bool) -> Result<Scan, WalError> {
     let mut records = Vec::new();
     let mut pending: Vec<(u64, Decoded)> = Vec::new();
@@ -332,6 +342,10 @@ fn scan_segment(file: &Path, bytes: &[u8], is_last: bool) -> Result<Scan, WalErr
     let mut batch_end = 0;
     while position < bytes.len() {
         match record::decode_without_data(&bytes[position..]) {
+            Err(_) if pending.is_empty() && bytes[position..].iter().all(|&b| b == 0) => {
+                // Nothing was written past the last batch but the zeros written ahead.
+                break;
+            }
             Ok(decoded) => {
                 let ends_batch = decoded.ends_batch;
                 let frame_bytes = decoded.frame_bytes;
@@ -368,6 +382,7 @@ fn scan_segment(file: &Path, bytes: &[u8], is_last: bool) -> Result<Scan, WalErr
     Ok(Scan {
         records,
         kept_bytes: batch_end as u64,
+        torn: bytes[batch_end..].iter().any(|&b| b != 0),
     })
 }
 

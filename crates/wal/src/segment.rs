@@ -28,6 +28,8 @@ pub(crate) struct Segment {
     pub path: PathBuf,
     /// The bytes written to it (all durable, outside a failed write).
     pub len_bytes: u64,
+    /// The file's length: `len_bytes`, then zeros written ahead of the next batches.
+    pub allocated_bytes: u64,
 }
 
 /// Where one live entry's record is.

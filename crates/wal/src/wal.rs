@@ -25,17 +25,26 @@ pub struct WalOptions {
     /// A segment that holds at least this many bytes is closed, and the next write batch
     /// starts a new one. A batch is never split, so a segment may exceed this by one batch.
     pub max_segment_bytes: u64,
+    /// A segment file grows by zeros this many bytes at a time (up to `max_segment_bytes`),
+    /// ahead of the batches written into it: a batch then leaves the file's size alone, and
+    /// its sync writes only the data, not the file's inode as well. 0: grow batch by batch.
+    pub preallocate_bytes: u64,
 }
 
 impl WalOptions {
-    /// Options for `cluster_id`, with [`DEFAULT_MAX_SEGMENT_BYTES`].
+    /// Options for `cluster_id`, with [`DEFAULT_MAX_SEGMENT_BYTES`] and
+    /// [`DEFAULT_PREALLOCATE_BYTES`].
     pub fn new(cluster_id: u64) -> WalOptions {
         WalOptions {
             cluster_id,
             max_segment_bytes: DEFAULT_MAX_SEGMENT_BYTES,
+            preallocate_bytes: DEFAULT_PREALLOCATE_BYTES,
         }
     }
 }
+
+/// How far ahead of its batches a segment file is zero-filled by default.
+pub const DEFAULT_PREALLOCATE_BYTES: u64 = 1024 * 1024;
 
 /// The durable Raft log: entries and hard state in append-only, checksummed segment files.
 ///
@@ -441,8 +450,16 @@ impl<D: Disk> Wal<D> {
         };
         if let Some((first, active)) = active {
             let offset = active.len_bytes;
-            self.disk.append(&active.path, records)?;
-            active.len_bytes += records.len() as u64;
+            let end = offset + records.len() as u64;
+            self.disk.write_at(&active.path, offset, records)?;
+            if end > active.allocated_bytes {
+                // Past the zeros written ahead: write more, synced with this batch.
+                let allocated = allocation(end, active.allocated_bytes, &self.options);
+                let zeros = vec![0; (allocated - end) as usize];
+                self.disk.write_at(&active.path, end, &zeros)?;
+                active.allocated_bytes = allocated;
+            }
+            active.len_bytes = end;
             self.unsynced = Some(active.path.clone());
             return Ok((first, offset));
         }
@@ -464,6 +481,9 @@ impl<D: Disk> Wal<D> {
         );
         let offset = bytes.len() as u64;
         bytes.extend_from_slice(records);
+        let len_bytes = bytes.len() as u64;
+        let allocated_bytes = allocation(len_bytes, 0, &self.options);
+        bytes.resize(allocated_bytes as usize, 0);
         self.disk.create(&path)?;
         self.disk.append(&path, &bytes)?;
         self.disk.sync(&path)?;
@@ -472,7 +492,8 @@ impl<D: Disk> Wal<D> {
             next,
             Segment {
                 path,
-                len_bytes: bytes.len() as u64,
+                len_bytes,
+                allocated_bytes,
             },
         );
         Ok((next, offset))
@@ -885,6 +906,19 @@ impl<D: Disk> LogStorage for Wal<D> {
         let _ = self.remove_if_exists(&staging.path);
         Ok(self.compact_to(meta.index, meta.term)?)
     }
+}
+
+/// How long a segment file holding `len_bytes` should be, zeros included: `allocated_bytes`
+/// grown by `preallocate_bytes` steps up to `max_segment_bytes`, and never shorter than
+/// `len_bytes`.
+fn allocation(len_bytes: u64, allocated_bytes: u64, options: &WalOptions) -> u64 {
+    let step = options.preallocate_bytes;
+    if step == 0 {
+        return len_bytes;
+    }
+    let missing = len_bytes.saturating_sub(allocated_bytes);
+    let allocated = allocated_bytes + missing.div_ceil(step) * step;
+    allocated.min(options.max_segment_bytes).max(len_bytes)
 }
 
 /// A snapshot file that the caller writes itself: see [`Wal::prepare_snapshot_write`].

@@ -206,16 +206,18 @@ fn run(ops: &[Op], max_segment_bytes: u64) {
                 assert!(failed.is_err(), "step {step}: the sync was to fail");
                 wal = reopen(wal, Some(*keep_permille));
                 // A crash after the whole batch reached the disk may keep it (unless it started
-                // a segment whose name was never synced); any less, and it must be gone.
+                // a segment whose name was never synced); any less, and it must be gone. (The
+                // unsynced tail may end in zeros written ahead, so a crash that keeps less
+                // than all of it may still keep the whole batch.)
                 let is = |m: &Model| {
                     wal.first_index() == LogIndex(m.start.0 + 1)
                         && wal.hard_state() == m.hard_state
                         && common::all_entries(&wal) == m.entries
                 };
                 if is(&whole) && !is(&model) {
-                    assert_eq!(
-                        *keep_permille, 1000,
-                        "step {step}: part of a batch survived"
+                    assert!(
+                        *keep_permille > 0,
+                        "step {step}: a batch survived a crash that kept none of it"
                     );
                     model = whole;
                 }

@@ -6,11 +6,22 @@ use skiff_wal::{Corruption, Disk, FsDisk, MemDisk, TornTail, Wal, WalError, WalO
 mod common;
 use common::*;
 
+/// Options without zeros written ahead, so that a segment's length is what was written: the
+/// tests below place damage by file length. (`a_zero_filled_tail_is_free_space_not_a_torn_write`
+/// and `batches_are_written_into_zeros_written_ahead` cover preallocation; the model test, the
+/// simulator and the process tests run with it.)
+fn appending() -> WalOptions {
+    WalOptions {
+        preallocate_bytes: 0,
+        ..WalOptions::new(CLUSTER)
+    }
+}
+
 /// A crash while a batch was being written leaves part of it: recovery cuts it off at the end
 /// of the last complete batch and says so.
 #[test]
 fn torn_tail_is_truncated_on_recovery() {
-    let (mut wal, _) = open(MemDisk::new(), WalOptions::new(CLUSTER));
+    let (mut wal, _) = open(MemDisk::new(), appending());
     wal.append_batch(&entries(1..=2, 1), Some(hard_state(1, Some(1), 0)))
         .unwrap();
     let segment = wal.segment_paths()[0].clone();
@@ -29,7 +40,7 @@ fn torn_tail_is_truncated_on_recovery() {
     });
     assert_eq!(disk.len(&segment).unwrap(), durable_len + written - 5);
 
-    let (wal, report) = open(disk, WalOptions::new(CLUSTER));
+    let (wal, report) = open(disk, appending());
     assert_eq!(
         report.torn_tail,
         Some(TornTail {
@@ -51,26 +62,76 @@ fn torn_tail_is_truncated_on_recovery() {
     assert_eq!(all_entries(&wal), entries(1..=3, 1));
 }
 
-/// Preallocated or zero-filled space after the last record is a torn tail too: a zero length
-/// is impossible, and nothing valid follows.
+/// Zeros after the last batch are space written ahead of the next batches, in any segment:
+/// not a torn write, nothing is cut, and the next batch goes where they begin. Without
+/// preallocation the same zeros (a file system may leave them after a crash) read the same.
 #[test]
-fn zero_filled_tail_is_truncated_on_recovery() {
-    let (mut wal, _) = open(MemDisk::new(), WalOptions::new(CLUSTER));
-    wal.append(&entries(1..=3, 1)).unwrap();
+fn a_zero_filled_tail_is_free_space_not_a_torn_write() {
+    for preallocate_bytes in [0, 4096] {
+        let options = WalOptions {
+            preallocate_bytes,
+            ..WalOptions::new(CLUSTER)
+        };
+        let (mut wal, _) = open(MemDisk::new(), options);
+        wal.append(&entries(1..=3, 1)).unwrap();
+        let segment = wal.segment_paths()[0].clone();
+        let mut disk = wal.into_disk();
+        disk.append(&segment, &[0; 4096]).unwrap();
+        disk.sync(&segment).unwrap();
+        let len = disk.len(&segment).unwrap();
+        let (mut wal, report) = open(disk, options);
+        assert_eq!(report.torn_tail, None, "preallocate {preallocate_bytes}");
+        assert_eq!(all_entries(&wal), entries(1..=3, 1));
+        assert_eq!(wal.disk().len(&segment).unwrap(), len, "nothing was cut");
+        wal.append(&entries(4..=4, 1)).unwrap();
+        let (wal, _) = crash_and_reopen(wal);
+        assert_eq!(all_entries(&wal), entries(1..=4, 1));
+    }
+}
+
+/// With preallocation a batch writes over zeros and leaves the file's length alone; a segment
+/// grows by whole steps.
+#[test]
+fn batches_are_written_into_zeros_written_ahead() {
+    let options = WalOptions {
+        preallocate_bytes: 4096,
+        ..WalOptions::new(CLUSTER)
+    };
+    let (mut wal, _) = open(MemDisk::new(), options);
     let segment = wal.segment_paths()[0].clone();
-    let mut disk = wal.into_disk();
-    disk.append(&segment, &[0; 4096]).unwrap();
-    disk.sync(&segment).unwrap();
-    let (wal, report) = open(disk, WalOptions::new(CLUSTER));
-    assert_eq!(report.torn_tail.map(|t| t.bytes_dropped), Some(4096));
-    assert_eq!(all_entries(&wal), entries(1..=3, 1));
+    assert_eq!(
+        wal.disk().len(&segment).unwrap(),
+        4096,
+        "the header and zeros"
+    );
+    wal.append(&entries(1..=3, 1)).unwrap();
+    assert_eq!(
+        wal.disk().len(&segment).unwrap(),
+        4096,
+        "written into the zeros"
+    );
+    let big = skiff_raft::Entry {
+        data: vec![7; 5000],
+        ..entry(4, 1)
+    };
+    wal.append(std::slice::from_ref(&big)).unwrap();
+    assert_eq!(
+        wal.disk().len(&segment).unwrap(),
+        2 * 4096,
+        "grown by a whole step"
+    );
+    let (wal, report) = crash_and_reopen(wal);
+    assert_eq!(report.torn_tail, None);
+    let mut expected = entries(1..=3, 1);
+    expected.push(big);
+    assert_eq!(all_entries(&wal), expected);
 }
 
 /// A bad checksum with valid records after it cannot be a torn write: it is damage to data
 /// that was durable (and maybe committed), so the log refuses to start and says where.
 #[test]
 fn flipped_bit_in_the_middle_refuses_to_start_with_file_and_offset() {
-    let (mut wal, _) = open(MemDisk::new(), WalOptions::new(CLUSTER));
+    let (mut wal, _) = open(MemDisk::new(), appending());
     for index in 1..=5 {
         wal.append_batch(&entries(index..=index, 1), Some(hard_state(1, None, index)))
             .unwrap();
@@ -81,7 +142,7 @@ fn flipped_bit_in_the_middle_refuses_to_start_with_file_and_offset() {
     disk.flip_bit(&segment, offset + 20).unwrap(); // inside the payload
     let before = disk.read_all(&segment).unwrap();
 
-    let error = try_open(disk.clone(), WalOptions::new(CLUSTER)).unwrap_err();
+    let error = try_open(disk.clone(), appending()).unwrap_err();
     match &error {
         WalError::Corrupt {
             file,
@@ -110,14 +171,14 @@ fn flipped_bit_in_the_middle_refuses_to_start_with_file_and_offset() {
 /// looks like a torn write; the valid records after it show that it is not.
 #[test]
 fn flipped_length_in_the_middle_of_the_last_segment_refuses_to_start() {
-    let (mut wal, _) = open(MemDisk::new(), WalOptions::new(CLUSTER));
+    let (mut wal, _) = open(MemDisk::new(), appending());
     wal.append(&entries(1..=6, 1)).unwrap();
     let segment = wal.segment_paths()[0].clone();
     let offset = offset_of_entry(wal.disk(), &segment, 2);
     let mut disk = wal.into_disk();
     // Bit 0 of byte 3 of the little-endian length: +16 MiB.
     disk.flip_bit(&segment, offset + 3).unwrap();
-    match try_open(disk, WalOptions::new(CLUSTER)) {
+    match try_open(disk, appending()) {
         Err(WalError::Corrupt {
             file, offset: at, ..
         }) => {
@@ -230,7 +291,7 @@ fn unsynced_writes_are_lost_on_crash_synced_survive() {
 /// the batch or as it is after it.
 #[test]
 fn hard_state_is_atomic_with_its_batch() {
-    let (mut wal, _) = open(MemDisk::new(), WalOptions::new(CLUSTER));
+    let (mut wal, _) = open(MemDisk::new(), appending());
     let before = hard_state(1, Some(1), 2);
     let after = hard_state(2, Some(3), 5);
     wal.append_batch(&entries(1..=3, 1), Some(before)).unwrap();
@@ -247,7 +308,7 @@ fn hard_state_is_atomic_with_its_batch() {
     for kept in 0..=unsynced {
         let mut torn = disk.clone();
         torn.crash_tearing(|_, _| kept);
-        let (wal, report) = open(torn, WalOptions::new(CLUSTER));
+        let (wal, report) = open(torn, appending());
         if kept == unsynced {
             assert_eq!(report.torn_tail, None);
             assert_eq!(wal.hard_state(), after, "whole batch");
@@ -313,6 +374,7 @@ fn fs_disk_log_survives_restart_and_torn_tail() {
     let dir = root.path().join("wal");
     let options = WalOptions {
         max_segment_bytes: 512,
+        preallocate_bytes: 0,
         ..WalOptions::new(CLUSTER)
     };
     let (mut wal, report) = Wal::open(FsDisk::new(), &dir, options).unwrap();

@@ -67,7 +67,8 @@ pub fn records_of<D: Disk>(disk: &D, file: &Path) -> Vec<(u64, record::Record)> 
     let bytes = disk.read_all(file).expect("read segment");
     let mut at = 0;
     let mut out = Vec::new();
-    while at < bytes.len() {
+    // Zeros written ahead of new batches end the records.
+    while at < bytes.len() && bytes[at..].iter().any(|&b| b != 0) {
         let decoded = record::decode(&bytes[at..]).expect("a valid record");
         out.push((at as u64, decoded.record));
         at += decoded.frame_bytes;
