@@ -18,7 +18,7 @@ use skiff_raft::{
     AppendResponse, ConfChange, ConfState, Config, Entry, HardState, LogIndex, LogStorage, Message,
     MessageBody, NodeId, RawNode, Role, Term,
 };
-use skiff_wal::{MemDisk, Wal, WalOptions};
+use skiff_wal::{Disk, MemDisk, SnapshotWrite, Wal, WalOptions};
 
 use crate::checkers::{Checkers, LogView, Violation};
 use crate::network::{Network, NetworkOptions, Partition, Route};
@@ -51,6 +51,11 @@ pub struct ClusterOptions {
     /// Each node snapshots its state after applying this many entries past its last snapshot
     /// (0: never).
     pub snapshot_every_entries: u64,
+    /// Snapshots are prepared by the node (the state machine serialized) and their file
+    /// written and installed in a later event, as the server's snapshot thread does, so that
+    /// messages, batches, crashes and snapshots from the leader come in between; otherwise a
+    /// node takes each snapshot in line.
+    pub snapshot_off_thread: bool,
     /// Entries kept in the log below a snapshot.
     pub snapshot_trailing_entries: u64,
     /// Bytes of snapshot data per InstallSnapshot message.
@@ -90,6 +95,7 @@ impl ClusterOptions {
             check_quorum: true,
             read_lease: false,
             snapshot_every_entries: 0,
+            snapshot_off_thread: false,
             snapshot_trailing_entries: 5,
             max_snapshot_chunk_bytes: 1024 * 1024,
             disk_delay_ms: (0, 3),
@@ -167,6 +173,7 @@ enum Event {
     Drive { node: NodeId, life: u64 },
     Persist { node: NodeId, life: u64 },
     Synced { node: NodeId, life: u64 },
+    SnapshotWritten { node: NodeId, life: u64 },
     Restart { node: NodeId },
 }
 
@@ -278,6 +285,8 @@ pub struct Cluster {
     /// as a process whose timer follows a monotonic clock does.
     missed_ticks: BTreeMap<NodeId, u64>,
     drive_scheduled: BTreeSet<NodeId>,
+    /// Snapshots prepared and not yet written (`snapshot_off_thread`), with the node's life.
+    pending_snapshots: BTreeMap<NodeId, (u64, SnapshotWrite, Vec<u8>)>,
     checkers: Checkers,
     violation: Option<Violation>,
     trace: Trace,
@@ -360,6 +369,7 @@ impl Cluster {
             paused_until_ms: BTreeMap::new(),
             missed_ticks: BTreeMap::new(),
             drive_scheduled: BTreeSet::new(),
+            pending_snapshots: BTreeMap::new(),
             checkers: Checkers::default(),
             violation: None,
             stats: Stats::default(),
@@ -410,7 +420,11 @@ impl Cluster {
             max_segment_bytes: self.options.max_segment_bytes,
             ..WalOptions::new(SIM_CLUSTER_ID)
         };
-        config.snapshot_every_entries = self.options.snapshot_every_entries;
+        config.snapshot_every_entries = if self.options.snapshot_off_thread {
+            0 // the cluster takes them (`maybe_prepare_snapshot`)
+        } else {
+            self.options.snapshot_every_entries
+        };
         config
     }
 
@@ -471,6 +485,7 @@ impl Cluster {
             Event::Drive { node, life } => self.on_drive(node, life),
             Event::Persist { node, life } => self.on_persist(node, life),
             Event::Synced { node, life } => self.on_synced(node, life),
+            Event::SnapshotWritten { node, life } => self.on_snapshot_written(node, life),
             Event::Restart { node } => self.restart(node),
         }
         true
@@ -649,6 +664,79 @@ impl Cluster {
         self.observe(node, recorder.observed);
         self.drain(node);
         self.check_log_settled(node);
+        self.maybe_prepare_snapshot(node, life);
+        self.mark_dirty(node);
+    }
+
+    /// With `snapshot_off_thread`: once `node` applied enough entries past its snapshot and
+    /// has no batch in flight, it serializes its state machine now, and the file is written
+    /// and installed in a later event.
+    fn maybe_prepare_snapshot(&mut self, node: NodeId, life: u64) {
+        let every = self.options.snapshot_every_entries;
+        if !self.options.snapshot_off_thread || every == 0 {
+            return;
+        }
+        if self.pending_snapshots.contains_key(&node) {
+            return;
+        }
+        let Some(running) = self.running_mut(node) else {
+            return;
+        };
+        if running.is_writing() || running.entries_since_snapshot() < every {
+            return;
+        }
+        match running.prepare_snapshot() {
+            Ok(Some((write, data))) => {
+                self.pending_snapshots.insert(node, (life, write, data));
+                let (low, high) = self.options.disk_delay_ms;
+                let delay = self.rng.gen_range(low..=high);
+                self.schedule(self.now_ms + delay, Event::SnapshotWritten { node, life });
+            }
+            Ok(None) => {}
+            Err(error) => self.record_violation(Violation {
+                property: "Durable Log",
+                detail: format!("{node} could not prepare a snapshot: {error}"),
+            }),
+        }
+    }
+
+    /// The snapshot file prepared earlier is written and synced: install it.
+    fn on_snapshot_written(&mut self, node: NodeId, life: u64) {
+        let Some((prepared_life, write, data)) = self.pending_snapshots.remove(&node) else {
+            return;
+        };
+        if prepared_life != life || !self.is_current_life(node, life) {
+            return; // the node crashed meanwhile: the write never happened
+        }
+        if let Some(until) = self.paused_until(node) {
+            self.pending_snapshots.insert(node, (life, write, data));
+            self.schedule(until, Event::SnapshotWritten { node, life });
+            return;
+        }
+        self.catch_up(node);
+        let Some(running) = self.running_mut(node) else {
+            return;
+        };
+        let temp = write.temp_path().to_path_buf();
+        let disk = running.disk_mut();
+        let written = disk
+            .create(&temp)
+            .and_then(|()| disk.append(&temp, &write.header_bytes()))
+            .and_then(|()| disk.append(&temp, &data))
+            .and_then(|()| disk.sync(&temp));
+        let installed = written
+            .map_err(|error| error.to_string())
+            .and_then(|()| running.snapshot_written(write).map_err(|e| e.to_string()));
+        if let Err(error) = installed {
+            self.record_violation(Violation {
+                property: "Durable Log",
+                detail: format!(
+                    "{node} could not install a snapshot written off its driver: {error}"
+                ),
+            });
+            return;
+        }
+        self.drain(node);
         self.mark_dirty(node);
     }
 

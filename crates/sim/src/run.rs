@@ -191,8 +191,11 @@ fn plan(options: &RunOptions, rng: &mut ChaCha8Rng) -> Plan {
 pub fn run_seed(options: &RunOptions) -> RunReport {
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let plan = plan(options, &mut rng);
+    // Half the seeds write snapshots off the driver, as the server does (from the seed, so
+    // that the plan's other draws stay as they were).
+    let snapshot_off_thread = options.seed % 2 == 1;
     let derived = format!(
-        "nodes={} disk_ms={:?} segment_bytes={} corrupted_node={} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} read_lease={} pool={} snapshot_every={} trailing={} chunk_bytes={} propose_p={:.2} fault_p={:.3}",
+        "nodes={} disk_ms={:?} segment_bytes={} corrupted_node={} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} read_lease={} pool={} snapshot_every={} snapshot_off_thread={} trailing={} chunk_bytes={} propose_p={:.2} fault_p={:.3}",
         plan.nodes,
         plan.disk_delay_ms,
         plan.max_segment_bytes,
@@ -207,6 +210,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         plan.read_lease && plan.check_quorum,
         plan.pool_size,
         plan.snapshot_every_entries,
+        snapshot_off_thread,
         plan.snapshot_trailing_entries,
         plan.max_snapshot_chunk_bytes,
         plan.propose_probability,
@@ -220,6 +224,8 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
     cluster_options.read_lease = plan.read_lease && plan.check_quorum;
     cluster_options.pool_size = plan.pool_size.max(plan.nodes);
     cluster_options.snapshot_every_entries = plan.snapshot_every_entries;
+    cluster_options.snapshot_off_thread = snapshot_off_thread;
+
     cluster_options.snapshot_trailing_entries = plan.snapshot_trailing_entries;
     cluster_options.max_snapshot_chunk_bytes = plan.max_snapshot_chunk_bytes;
     cluster_options.max_segment_bytes = plan.max_segment_bytes;
