@@ -32,14 +32,7 @@ def status(node):
 
 
 def leader_of(nodes):
-    for node in nodes:
-        try:
-            s = status(node)
-            if s["role"] == "leader":
-                return node, s
-        except OSError:
-            pass
-    return None, None
+    return skiff_local.leader_of(BASE, nodes)
 
 
 def resp(*args):
@@ -76,8 +69,9 @@ class Writer(threading.Thread):
                             s.sendall(resp("SET", f"failover-{n % 1000}", "x" * 256))
                             reply = s.recv(4096)
                             if reply.startswith(b"+OK"):
+                                acknowledged = time.monotonic()
                                 with self.lock:
-                                    self.acks.append((sent, time.monotonic(), node))
+                                    self.acks.append((sent, acknowledged, node))
                             elif not reply:
                                 break
                             else:
@@ -108,17 +102,14 @@ def main():
     threading.Thread(target=lambda: [lines.append(l) for l in local.stdout], daemon=True).start()
     try:
         nodes = [1, 2, 3]
-        deadline = time.time() + 15
-        while leader_of(nodes)[0] is None:
-            if time.time() > deadline:
-                sys.exit("no leader")
-            time.sleep(0.1)
+        if skiff_local.wait_for_leader(BASE, nodes, 15) is None:
+            sys.exit("no leader")
         writer = Writer(nodes)
         writer.start()
         time.sleep(1)
         failovers = []
         for round_ in range(args.rounds):
-            leader, s = leader_of(nodes)
+            leader, _ = leader_of(nodes)
             killed_at = time.monotonic()
             skiff_local.control(BASE, "kill", leader)
             deadline = killed_at + 10

@@ -56,15 +56,9 @@ def run(log_gib, serve_args, label, rounds=None):
     work = tempfile.mkdtemp()
     local = skiff_local.start(BASE, work, serve_args)
     try:
-        deadline = time.time() + 15
-        while True:
-            try:
-                leader = next(n for n in (1, 2, 3) if status(n)["role"] == "leader")
-                break
-            except (OSError, StopIteration):
-                if time.time() > deadline:
-                    sys.exit("no leader")
-                time.sleep(0.1)
+        leader = skiff_local.wait_for_leader(BASE, (1, 2, 3), 15)
+        if leader is None:
+            sys.exit("no leader")
         wal = os.path.join(work, "node1", "wal")
         target = int(log_gib * (1 << 30))
         loaded = 0

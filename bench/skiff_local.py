@@ -3,6 +3,7 @@ BASE+100.. (peers), BASE+200.. (HTTP) and BASE+199 (control API), and its HTTP c
 import json
 import os
 import subprocess
+import time
 import urllib.request
 
 
@@ -15,6 +16,31 @@ def http(port, path, method="GET"):
 def status(base, node):
     """`GET /status` of node `node`."""
     return json.loads(http(base + 200 + node - 1, "/status"))
+
+
+def leader_of(base, nodes):
+    """The first of `nodes` whose status says it leads, and that status; (None, None) if none
+    does. A node that does not answer is passed over."""
+    for node in nodes:
+        try:
+            s = status(base, node)
+            if s["role"] == "leader":
+                return node, s
+        except OSError:
+            pass
+    return None, None
+
+
+def wait_for_leader(base, nodes, timeout):
+    """Polls `nodes` every 0.1 s until one leads and returns it; None after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        leader, _ = leader_of(base, nodes)
+        if leader is not None:
+            return leader
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.1)
 
 
 def control(base, action, node):

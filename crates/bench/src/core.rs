@@ -48,15 +48,18 @@ pub struct CoreOptions {
     pub poll_yields: u32,
 }
 
-/// How the three nodes and the clients share the machine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How the three nodes and the clients share the machine: `skiff-bench core --shape loop|threads`.
+/// (`help = None`: the variants' docs stay out of `--help`, which describes both shapes itself.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Shape {
     /// One deterministic loop on one thread drives the nodes and the clients; a message is
     /// handed to its addressee in memory (`Vec` push), a write is a `propose` call.
+    #[value(help = None::<&str>)]
     Loop,
     /// A thread per node and one for the clients, as openraft runs its nodes and its clients
     /// on separate runtimes: messages, writes and answers cross threads over channels, in
     /// batches (everything one batch of a node sends to one peer goes as one channel message).
+    #[value(help = None::<&str>)]
     Threads,
 }
 
@@ -90,11 +93,6 @@ pub struct CoreRun {
 }
 
 impl CoreRun {
-    /// Writes per second: completed writes over elapsed time.
-    pub fn ops_per_sec(&self) -> f64 {
-        self.ops as f64 / self.elapsed.as_secs_f64()
-    }
-
     /// A latency quantile in microseconds.
     pub fn latency_us(&self, quantile: f64) -> f64 {
         self.latency_ns.value_at_quantile(quantile) as f64 / 1000.0
@@ -215,7 +213,8 @@ impl Clients {
 /// done. Both shapes drive nodes through it.
 pub(crate) struct NodeDriver {
     pub(crate) node: RawNode<MemStorage>,
-    /// What the node last made durable (kept as a disk would keep it).
+    /// What the node last made durable (kept as a disk would keep it, as openraft's log store
+    /// keeps its vote).
     hard_state: HardState,
     snapshot_every: Option<u64>,
     last_snapshot: LogIndex,
@@ -430,7 +429,30 @@ impl Cluster {
         }
     }
 
-    pub(crate) fn work_done(
+    /// The outcome of a run whose clients started when node 1 led in `leader_term` and took
+    /// `elapsed`.
+    pub(crate) fn outcome(
+        &self,
+        clients: Clients,
+        elapsed: Duration,
+        leader_term: Term,
+        leader_fixed: bool,
+    ) -> CoreRun {
+        let check = self.work_done(
+            &clients,
+            (leader_term, self.leader().raft().term()),
+            leader_fixed,
+        );
+        CoreRun {
+            clients: clients.proposed.len(),
+            ops: clients.completed,
+            elapsed,
+            latency_ns: clients.latency_ns,
+            check,
+        }
+    }
+
+    fn work_done(
         &self,
         clients: &Clients,
         leader_terms: (Term, Term),
@@ -517,16 +539,5 @@ fn run_loop(options: &CoreOptions) -> CoreRun {
             cluster.round(Some(&mut clients));
         }
     }
-    let check = cluster.work_done(
-        &clients,
-        (leader_term, cluster.leader().raft().term()),
-        leader_fixed,
-    );
-    CoreRun {
-        clients: options.clients,
-        ops: clients.completed,
-        elapsed,
-        latency_ns: clients.latency_ns,
-        check,
-    }
+    cluster.outcome(clients, elapsed, leader_term, leader_fixed)
 }

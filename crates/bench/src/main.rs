@@ -41,8 +41,8 @@ struct CoreArgs {
     tick_ms: u64,
     /// `loop`: one thread drives the three nodes and the clients; `threads`: a thread per node
     /// and one for the clients, talking over channels.
-    #[arg(long, value_enum, default_value_t = ShapeArg::Loop)]
-    shape: ShapeArg,
+    #[arg(long, value_enum, default_value_t = Shape::Loop)]
+    shape: Shape,
     /// `--shape threads`: polls of an empty channel (yielding the processor in between) before
     /// a thread blocks on it.
     #[arg(long, default_value_t = 20)]
@@ -50,12 +50,6 @@ struct CoreArgs {
     /// Print one JSON object per line instead of the plain line.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum ShapeArg {
-    Loop,
-    Threads,
 }
 
 fn main() -> ExitCode {
@@ -76,10 +70,7 @@ fn run_core(args: &CoreArgs) -> ExitCode {
         options.snapshot_every = (args.snapshot_every > 0).then_some(args.snapshot_every);
         options.tick = Duration::from_millis(args.tick_ms);
         options.poll_yields = args.poll_yields;
-        options.shape = match args.shape {
-            ShapeArg::Loop => Shape::Loop,
-            ShapeArg::Threads => Shape::Threads,
-        };
+        options.shape = args.shape;
         for _ in 0..args.repeat {
             let run = core::run(&options);
             let line = ResultLine {

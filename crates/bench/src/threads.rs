@@ -182,7 +182,6 @@ pub(crate) fn run(options: &CoreOptions) -> CoreRun {
     let mut cluster = Cluster::new(options.snapshot_every);
     cluster.elect_node_1();
     let leader_term = cluster.leader().raft().term();
-    let elected_messages = cluster.messages;
 
     let progress = Arc::new(Progress::default());
     let (senders, inboxes): (Vec<_>, Vec<_>) = (0..NODES).map(|_| channel::<ToNode>()).unzip();
@@ -264,23 +263,11 @@ pub(crate) fn run(options: &CoreOptions) -> CoreRun {
         let _ = sender.send(ToNode::Stop);
     }
     let mut leader_fixed = true;
-    cluster.messages = elected_messages;
     for handle in threads {
         let outcome = handle.join().expect("a node thread panicked");
         leader_fixed &= outcome.leader_fixed;
         cluster.messages += outcome.delivered;
         cluster.drivers.push(outcome.driver);
     }
-    let check = cluster.work_done(
-        &clients,
-        (leader_term, cluster.leader().raft().term()),
-        leader_fixed,
-    );
-    CoreRun {
-        clients: options.clients,
-        ops: clients.completed,
-        elapsed,
-        latency_ns: clients.latency_ns,
-        check,
-    }
+    cluster.outcome(clients, elapsed, leader_term, leader_fixed)
 }

@@ -63,6 +63,12 @@ fn check(clients: usize, ops: u64, snapshot_every: Option<u64>) {
             "node {} committed everything",
             node + 1
         );
+        assert_eq!(
+            work.durable_commit[node],
+            work.committed[node],
+            "node {} kept its last hard state",
+            node + 1
+        );
     }
     // The single loop delivers everything every round: no follower falls behind far enough to
     // be sent a snapshot.

@@ -164,10 +164,7 @@ pub struct Node<D: Disk> {
     /// The last entry applied to the state machine (or covered by its snapshot).
     applied: LogIndex,
     /// The batch between `begin` and `finish`.
-    writing: Option<Ready>,
-    /// Once `writing` is written (by `write`): how many of its committed entries were
-    /// applied then, and the file that must be synced before it is durable.
-    written: Option<(usize, Option<PathBuf>)>,
+    writing: Option<Writing>,
     /// Proposed writes by index, with the term they were proposed in.
     proposals: BTreeMap<LogIndex, (Term, Origin)>,
     /// Reads waiting for a leader to confirm a read index; the read's context is its
@@ -226,7 +223,6 @@ impl<D: Disk> Node<D> {
             config,
             applied: meta.index,
             writing: None,
-            written: None,
             proposals: BTreeMap::new(),
             reads: HashMap::new(),
             confirmed_reads: BTreeMap::new(),
@@ -377,6 +373,16 @@ impl<D: Disk> Node<D> {
 
     /// Snapshots the state machine now and compacts the log below it.
     pub fn take_snapshot(&mut self) -> Result<LogIndex, NodeError> {
+        if let Some((index, data)) = self.snapshot_data() {
+            self.raw.take_snapshot(index, data)?;
+            self.output.events.push(Event::SnapshotTaken { index });
+        }
+        Ok(self.applied)
+    }
+
+    /// The state machine's snapshot data and the index it reflects, when there is something
+    /// new to snapshot and the node may take it now.
+    fn snapshot_data(&self) -> Option<(LogIndex, Vec<u8>)> {
         // The snapshot is labelled with the index its data reflects: the state machine's.
         // The core's applied index runs ahead of it while a snapshot received from the
         // leader is still being written (the core has restored it, the state machine not).
@@ -384,34 +390,41 @@ impl<D: Disk> Node<D> {
         // A snapshot the core received and has not handed over yet will replace the state
         // machine, and the log below it is no longer the core's to read: nothing to take.
         let receiving = self.raw.raft().log().applied() > index;
-        if index > self.raw.storage().snapshot_meta().index && !receiving {
-            let mut data = Vec::new();
-            payload::put_snapshot_header(&self.addresses, &mut data);
-            self.state_machine.snapshot_into(&mut data);
-            self.raw.take_snapshot(index, data)?;
-            self.output.events.push(Event::SnapshotTaken { index });
+        // Mid-batch, entries applied by `write` are not yet applied in the core (and a
+        // configuration change among them not yet in effect).
+        if index <= self.raw.storage().snapshot_meta().index || receiving || self.is_writing() {
+            return None;
         }
-        Ok(index)
+        let mut data = Vec::new();
+        payload::put_snapshot_header(&self.addresses, &mut data);
+        self.state_machine.snapshot_into(&mut data);
+        Some((index, data))
     }
 
     /// The first half of [`take_snapshot`](Node::take_snapshot), for a driver that writes the
     /// snapshot file on another thread so that it goes on ticking and serving meanwhile:
     /// the state machine's snapshot data, and where and how to write it (see
-    /// [`Wal::prepare_snapshot_write`]). `None`: nothing new to snapshot. Call it with no
-    /// batch in flight, and [`snapshot_written`](Node::snapshot_written) once the file is
-    /// written and synced.
+    /// [`Wal::prepare_snapshot_write`]). `None`: nothing new to snapshot, or a batch is in
+    /// flight. Call [`snapshot_written`](Node::snapshot_written) once the file is written
+    /// and synced.
     pub fn prepare_snapshot(&mut self) -> Result<Option<(SnapshotWrite, Vec<u8>)>, NodeError> {
-        let index = self.applied;
-        let receiving = self.raw.raft().log().applied() > index;
-        if index <= self.raw.storage().snapshot_meta().index || receiving {
+        let Some((index, data)) = self.snapshot_data() else {
             return Ok(None);
-        }
+        };
         let meta = self.raw.snapshot_meta_at(index)?;
-        let mut data = Vec::new();
-        payload::put_snapshot_header(&self.addresses, &mut data);
-        self.state_machine.snapshot_into(&mut data);
         let write = self.raw.storage().prepare_snapshot_write(meta, &data)?;
         Ok(Some((write, data)))
+    }
+
+    /// Writes and syncs the file [`prepare_snapshot`](Node::prepare_snapshot) prepared, on
+    /// this thread and this node's disk: what a snapshot thread does, for a driver that has
+    /// none (the simulator, in an event of its own).
+    pub fn write_snapshot_file(
+        &mut self,
+        write: &SnapshotWrite,
+        data: &[u8],
+    ) -> Result<(), NodeError> {
+        Ok(self.raw.storage_mut().write_snapshot_file(write, data)?)
     }
 
     /// The snapshot file prepared by [`prepare_snapshot`](Node::prepare_snapshot) is written
@@ -483,7 +496,10 @@ impl<D: Disk> Node<D> {
                 .into_iter()
                 .map(PeerMessage::Raft),
         );
-        self.writing = Some(ready);
+        self.writing = Some(Writing {
+            ready,
+            stage: Stage::Begun,
+        });
         true
     }
 
@@ -502,7 +518,11 @@ impl<D: Disk> Node<D> {
     /// separates the two steps without a writer thread (the simulator does, to let other
     /// events happen in between).
     pub fn sync_written(&mut self) -> Result<(), NodeError> {
-        if matches!(self.written, Some((_, Some(_)))) {
+        if let Some(Writing {
+            stage: Stage::Written { unsynced: Some(_) },
+            ..
+        }) = &self.writing
+        {
             self.raw.storage_mut().sync_batch()?;
         }
         Ok(())
@@ -516,10 +536,14 @@ impl<D: Disk> Node<D> {
     ///
     /// Until then, `step`, `tick` and `submit` may go on, but no new batch begins.
     pub fn write(&mut self, observer: &mut impl Observer) -> Result<Option<PathBuf>, NodeError> {
-        if let Some((_, unsynced)) = &self.written {
+        if let Some(Writing {
+            stage: Stage::Written { unsynced },
+            ..
+        }) = &self.writing
+        {
             return Ok(unsynced.clone());
         }
-        let Some(ready) = self.writing.take() else {
+        let Some(Writing { ready, .. }) = self.writing.take() else {
             return Ok(None);
         };
         // 1. Persist: snapshot chunks, a received snapshot, then entries and hard state as one
@@ -559,8 +583,12 @@ impl<D: Disk> Node<D> {
             self.apply(entry, observer);
         }
         self.serve_confirmed_reads();
-        self.writing = Some(ready);
-        self.written = Some((early, unsynced.clone()));
+        self.writing = Some(Writing {
+            ready,
+            stage: Stage::Written {
+                unsynced: unsynced.clone(),
+            },
+        });
         Ok(unsynced)
     }
 
@@ -568,14 +596,17 @@ impl<D: Disk> Node<D> {
     /// [`write`](Node::write) is synced: releases the messages that promise durability,
     /// applies the remaining committed entries, answers clients and advances the core.
     pub fn finish_synced(&mut self, observer: &mut impl Observer) -> Result<(), NodeError> {
-        if self.writing.is_some() && self.written.is_none() {
-            // Not written yet: `finish` writes and syncs.
-            return self.finish(observer);
-        }
-        let Some(mut ready) = self.writing.take() else {
+        let Some(Writing { mut ready, stage }) = self.writing.take() else {
             return Ok(());
         };
-        let (applied_early, unsynced) = self.written.take().unwrap_or_default();
+        let Stage::Written { unsynced } = stage else {
+            // Not written yet: `finish` writes and syncs.
+            self.writing = Some(Writing {
+                ready,
+                stage: Stage::Begun,
+            });
+            return self.finish(observer);
+        };
         // A batch that only moved the commit index was written but not synced for itself.
         let durable_hard_state = unsynced.as_ref().and(ready.hard_state);
         if let Some(file) = unsynced {
@@ -594,8 +625,11 @@ impl<D: Disk> Node<D> {
             observer.snapshot_installed(meta);
             observer.state_reached(meta.index, &self.state_machine);
         }
-        for entry in &ready.committed_entries[applied_early..] {
-            self.apply(entry, observer);
+        // Those `write` applied already are behind `applied`.
+        for entry in &ready.committed_entries {
+            if entry.index > self.applied {
+                self.apply(entry, observer);
+            }
         }
         self.serve_confirmed_reads();
         // 4. Advance.
@@ -801,12 +835,28 @@ impl<D: Disk> Node<D> {
 
     fn maybe_take_snapshot(&mut self) -> Result<(), NodeError> {
         let every = self.config.snapshot_every_entries;
-        let last = self.raw.storage().snapshot_meta().index;
-        if every > 0 && self.applied.0 >= last.0 + every {
+        if every > 0 && self.entries_since_snapshot() >= every {
             self.take_snapshot()?;
         }
         Ok(())
     }
+}
+
+/// A batch between `begin` and `finish`.
+#[derive(Debug)]
+struct Writing {
+    ready: Ready,
+    stage: Stage,
+}
+
+/// How far a batch got.
+#[derive(Debug)]
+enum Stage {
+    /// Taken by `begin`.
+    Begun,
+    /// Written by `write` (the committed entries durable before it applied), and waiting
+    /// for `unsynced` to be synced, if that is `Some`.
+    Written { unsynced: Option<PathBuf> },
 }
 
 /// The state machine and address book from a node snapshot.

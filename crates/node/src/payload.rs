@@ -82,14 +82,6 @@ impl Payload {
     }
 }
 
-/// Encodes a node snapshot: the address book and the key-value snapshot.
-pub fn encode_snapshot(addresses: &BTreeMap<NodeId, String>, kv: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(kv.len() + 64);
-    put_snapshot_header(addresses, &mut out);
-    out.extend_from_slice(kv);
-    out
-}
-
 /// Appends what precedes the key-value snapshot in a node snapshot (magic, version, address
 /// book), so that the store can write its snapshot right after it, without a copy.
 pub fn put_snapshot_header(addresses: &BTreeMap<NodeId, String>, out: &mut Vec<u8>) {
@@ -152,7 +144,9 @@ mod tests {
     #[test]
     fn snapshots_carry_the_address_book_and_the_store() {
         let addresses = BTreeMap::from([(NodeId(4), "h:1".to_string()), (NodeId(9), "".into())]);
-        let bytes = encode_snapshot(&addresses, b"kv-bytes");
+        let mut bytes = Vec::new();
+        put_snapshot_header(&addresses, &mut bytes);
+        bytes.extend_from_slice(b"kv-bytes");
         assert_eq!(decode_snapshot(&bytes), Ok((addresses, &b"kv-bytes"[..])));
         assert!(decode_snapshot(b"SKNX").is_err());
         assert!(decode_snapshot(&bytes[..7]).is_err());

@@ -1,6 +1,7 @@
 //! What a client's request means: a key-value command for the cluster, or a command this node
 //! answers by itself (PING, INFO…).
 
+use skiff_kv::reply::errors;
 use skiff_kv::{Command, SetCondition};
 
 /// A parsed client request.
@@ -33,10 +34,7 @@ pub enum Request {
 pub struct CommandError(pub String);
 
 fn arity(name: &str) -> CommandError {
-    CommandError(format!(
-        "ERR wrong number of arguments for '{}' command",
-        name.to_ascii_lowercase()
-    ))
+    CommandError(errors::wrong_arity(&name.to_ascii_lowercase()))
 }
 
 fn syntax() -> CommandError {
@@ -47,7 +45,7 @@ fn integer(bytes: &[u8]) -> Result<i64, CommandError> {
     std::str::from_utf8(bytes)
         .ok()
         .and_then(|text| text.parse().ok())
-        .ok_or_else(|| CommandError("ERR value is not an integer or out of range".to_string()))
+        .ok_or_else(|| CommandError(errors::NOT_AN_INTEGER.to_string()))
 }
 
 /// Interprets a request's words. `args` is not empty.

@@ -144,8 +144,6 @@ pub struct Driver {
     last_term: u64,
     /// The writer thread that syncs each batch, if the driver does not sync them itself.
     syncer: Option<Syncer>,
-    /// Whether a batch is written and its sync in flight.
-    syncing: bool,
     /// Operators waiting for a snapshot, taken once no batch is in flight.
     snapshot_requests: Vec<oneshot::Sender<Result<String, String>>>,
     /// Writes snapshot files off this thread.
@@ -181,7 +179,6 @@ impl Driver {
             last_leader: None,
             last_term: 0,
             syncer,
-            syncing: false,
             snapshot_requests: Vec::new(),
             snapshotter: Snapshotter::new(),
             snapshot_waiting: Vec::new(),
@@ -403,8 +400,9 @@ impl Driver {
     /// Runs the node's loop until it has nothing left to do, or a batch waits for its sync.
     fn process(&mut self) -> Result<(), NodeError> {
         self.dispatch();
-        if self.syncing {
-            // One batch at a time: the next begins when this one is durable (`synced`).
+        if self.node.is_writing() {
+            // A batch's sync is in flight on the writer thread: one batch at a time, the next
+            // begins when this one is durable (`synced`).
             return Ok(());
         }
         let metrics = self.shared.metrics.clone();
@@ -422,7 +420,6 @@ impl Driver {
                     let gone = std::io::Error::other("writer thread gone");
                     return Err(sync_failed(file, gone));
                 }
-                self.syncing = true;
                 return Ok(());
             }
             self.node.sync_written()?;
@@ -500,7 +497,6 @@ impl Driver {
 
     /// The writer thread synced the batch in flight: finish it.
     fn synced(&mut self, (file, result): Synced) -> Result<(), NodeError> {
-        self.syncing = false;
         // A failed fsync may have dropped the pages it was to write: the node stops, and
         // recovery finds out on restart what the disk holds.
         result.map_err(|error| sync_failed(file, error))?;

@@ -55,7 +55,8 @@ pub async fn serve_http(listener: TcpListener, shared: Arc<Shared>, driver: Send
     }
 }
 
-async fn allow_any_origin(mut response: Response) -> Response {
+/// Lets the live view of one node (or `skiff local`'s page) call another's API.
+pub(crate) async fn allow_any_origin(mut response: Response) -> Response {
     response.headers_mut().insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),

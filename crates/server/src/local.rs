@@ -54,10 +54,7 @@ fn node_dir(data_dir: &Path, id: u16) -> PathBuf {
 
 /// Starts the nodes, reports the cluster as it changes, and stops them on Ctrl-C.
 pub fn local(args: LocalArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run(args))
+    crate::cli::runtime()?.block_on(run(args))
 }
 
 async fn run(args: LocalArgs) -> anyhow::Result<()> {
@@ -277,8 +274,7 @@ async fn follow_events(id: u16, http: String) {
 /// The control API the live view calls to kill and restart nodes.
 mod control {
     use axum::extract::{Query, State};
-    use axum::http::{header, HeaderValue, StatusCode};
-    use axum::response::Response;
+    use axum::http::StatusCode;
     use axum::routing::post;
     use axum::Router;
     use serde::Deserialize;
@@ -296,13 +292,7 @@ mod control {
             .route("/control/restart", post(restart))
             .with_state(nodes)
             .layer(axum::middleware::map_response(
-                |mut response: Response| async {
-                    response.headers_mut().insert(
-                        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                        HeaderValue::from_static("*"),
-                    );
-                    response
-                },
+                crate::http::allow_any_origin,
             ));
         if let Err(error) = axum::serve(listener, app).await {
             eprintln!("the control API stopped: {error}");

@@ -111,7 +111,6 @@ pub fn put_hello(out: &mut Vec<u8>, cluster_id: u64, hello: &Hello) {
     });
 }
 
-/// Appends a message frame.
 /// Appends a message frame, encoding the message straight into the outgoing buffer.
 pub fn put_message(out: &mut Vec<u8>, cluster_id: u64, message: &PeerMessage) {
     put_frame(out, cluster_id, kind::MESSAGE, |out| {

@@ -18,7 +18,7 @@ use skiff_raft::{
     AppendResponse, ConfChange, ConfState, Config, Entry, HardState, LogIndex, LogStorage, Message,
     MessageBody, NodeId, RawNode, Role, Term,
 };
-use skiff_wal::{Disk, MemDisk, SnapshotWrite, Wal, WalOptions};
+use skiff_wal::{MemDisk, SnapshotWrite, Wal, WalOptions};
 
 use crate::checkers::{Checkers, LogView, Violation};
 use crate::network::{Network, NetworkOptions, Partition, Route};
@@ -285,8 +285,8 @@ pub struct Cluster {
     /// as a process whose timer follows a monotonic clock does.
     missed_ticks: BTreeMap<NodeId, u64>,
     drive_scheduled: BTreeSet<NodeId>,
-    /// Snapshots prepared and not yet written (`snapshot_off_thread`), with the node's life.
-    pending_snapshots: BTreeMap<NodeId, (u64, SnapshotWrite, Vec<u8>)>,
+    /// Snapshots prepared and not yet written (`snapshot_off_thread`): one per node at most.
+    pending_snapshots: BTreeMap<NodeId, (SnapshotWrite, Vec<u8>)>,
     checkers: Checkers,
     violation: Option<Violation>,
     trace: Trace,
@@ -585,14 +585,9 @@ impl Cluster {
 
     /// First half of a driver pass: take a Ready, send what may go at once, start the write.
     fn on_drive(&mut self, node: NodeId, life: u64) {
-        if !self.is_current_life(node, life) {
+        if !self.runs_now(node, life, Event::Drive { node, life }) {
             return;
         }
-        if let Some(until) = self.paused_until(node) {
-            self.schedule(until, Event::Drive { node, life });
-            return;
-        }
-        self.catch_up(node);
         self.drive_scheduled.remove(&node);
         let began = self.running_mut(node).is_some_and(Node::begin);
         if !began {
@@ -609,14 +604,9 @@ impl Cluster {
     /// entries durable before it are applied. Its sync completes in a later event, as on a
     /// server that syncs on a writer thread; other events may come in between.
     fn on_persist(&mut self, node: NodeId, life: u64) {
-        if !self.is_current_life(node, life) {
+        if !self.runs_now(node, life, Event::Persist { node, life }) {
             return;
         }
-        if let Some(until) = self.paused_until(node) {
-            self.schedule(until, Event::Persist { node, life });
-            return;
-        }
-        self.catch_up(node);
         let mut recorder = Recorder::default();
         let Some(running) = self.running_mut(node) else {
             return;
@@ -638,14 +628,9 @@ impl Cluster {
     /// The batch's sync completed: send what needed durability, apply the rest, answer
     /// clients, advance.
     fn on_synced(&mut self, node: NodeId, life: u64) {
-        if !self.is_current_life(node, life) {
+        if !self.runs_now(node, life, Event::Synced { node, life }) {
             return;
         }
-        if let Some(until) = self.paused_until(node) {
-            self.schedule(until, Event::Synced { node, life });
-            return;
-        }
-        self.catch_up(node);
         let mut recorder = Recorder::default();
         let Some(running) = self.running_mut(node) else {
             return;
@@ -682,12 +667,12 @@ impl Cluster {
         let Some(running) = self.running_mut(node) else {
             return;
         };
-        if running.is_writing() || running.entries_since_snapshot() < every {
+        if running.entries_since_snapshot() < every {
             return;
         }
         match running.prepare_snapshot() {
             Ok(Some((write, data))) => {
-                self.pending_snapshots.insert(node, (life, write, data));
+                self.pending_snapshots.insert(node, (write, data));
                 let (low, high) = self.options.disk_delay_ms;
                 let delay = self.rng.gen_range(low..=high);
                 self.schedule(self.now_ms + delay, Event::SnapshotWritten { node, life });
@@ -702,31 +687,23 @@ impl Cluster {
 
     /// The snapshot file prepared earlier is written and synced: install it.
     fn on_snapshot_written(&mut self, node: NodeId, life: u64) {
-        let Some((prepared_life, write, data)) = self.pending_snapshots.remove(&node) else {
+        if !self.is_current_life(node, life) {
+            // The node crashed meanwhile: the write never happened.
+            self.pending_snapshots.remove(&node);
+            return;
+        }
+        if !self.runs_now(node, life, Event::SnapshotWritten { node, life }) {
+            return;
+        }
+        let Some((write, data)) = self.pending_snapshots.remove(&node) else {
             return;
         };
-        if prepared_life != life || !self.is_current_life(node, life) {
-            return; // the node crashed meanwhile: the write never happened
-        }
-        if let Some(until) = self.paused_until(node) {
-            self.pending_snapshots.insert(node, (life, write, data));
-            self.schedule(until, Event::SnapshotWritten { node, life });
-            return;
-        }
-        self.catch_up(node);
         let Some(running) = self.running_mut(node) else {
             return;
         };
-        let temp = write.temp_path().to_path_buf();
-        let disk = running.disk_mut();
-        let written = disk
-            .create(&temp)
-            .and_then(|()| disk.append(&temp, &write.header_bytes()))
-            .and_then(|()| disk.append(&temp, &data))
-            .and_then(|()| disk.sync(&temp));
-        let installed = written
-            .map_err(|error| error.to_string())
-            .and_then(|()| running.snapshot_written(write).map_err(|e| e.to_string()));
+        let installed = running
+            .write_snapshot_file(&write, &data)
+            .and_then(|()| running.snapshot_written(write));
         if let Err(error) = installed {
             self.record_violation(Violation {
                 property: "Durable Log",
@@ -738,6 +715,21 @@ impl Cluster {
         }
         self.drain(node);
         self.mark_dirty(node);
+    }
+
+    /// Whether an event of `node`'s `life` runs now: not if the node crashed since, and not
+    /// yet if it is paused (`again` is scheduled for when it wakes). A node that runs first
+    /// catches up on the ticks it missed.
+    fn runs_now(&mut self, node: NodeId, life: u64, again: Event) -> bool {
+        if !self.is_current_life(node, life) {
+            return false;
+        }
+        if let Some(until) = self.paused_until(node) {
+            self.schedule(until, again);
+            return false;
+        }
+        self.catch_up(node);
+        true
     }
 
     /// Feeds the checkers what `node` reported durable and applied during one `finish`.

@@ -359,6 +359,18 @@ impl<D: Disk> Wal<D> {
         })
     }
 
+    /// Writes and syncs the file `write` names, with `data`, on this log's disk (for a caller
+    /// without a thread of its own to do it). A failure removes what was written.
+    pub fn write_snapshot_file(
+        &mut self,
+        write: &SnapshotWrite,
+        data: &[u8],
+    ) -> Result<(), WalError> {
+        self.write_snapshot_temp(&write.temp, &write.header, |disk, temp| {
+            Ok(disk.append(temp, data)?)
+        })
+    }
+
     /// Makes the snapshot file written and synced by the caller the current snapshot (a
     /// rename and a directory sync). Returns `false`, and removes the file, if a newer
     /// snapshot became current meanwhile (one received from the leader).
@@ -523,11 +535,7 @@ impl<D: Disk> Wal<D> {
         write_data: impl FnOnce(&mut D, &Path) -> Result<(), WalError>,
     ) -> Result<(), WalError> {
         let temp = self.dir.join(snapshot::temp_file_name(header.meta.index));
-        if let Err(error) = self.write_snapshot_temp(&temp, &header, write_data) {
-            // Best effort: start-up removes any temp file left behind.
-            let _ = self.remove_if_exists(&temp);
-            return Err(error);
-        }
+        self.write_snapshot_temp(&temp, &header, write_data)?;
         self.publish_written_snapshot(header)
     }
 
@@ -567,12 +575,19 @@ impl<D: Disk> Wal<D> {
         header: &SnapshotHeader,
         write_data: impl FnOnce(&mut D, &Path) -> Result<(), WalError>,
     ) -> Result<(), WalError> {
-        self.remove_if_exists(temp)?;
-        self.disk.create(temp)?;
-        self.disk.append(temp, &header.encode())?;
-        write_data(&mut self.disk, temp)?;
-        self.disk.sync(temp)?;
-        Ok(())
+        let write = || -> Result<(), WalError> {
+            self.remove_if_exists(temp)?;
+            self.disk.create(temp)?;
+            self.disk.append(temp, &header.encode())?;
+            write_data(&mut self.disk, temp)?;
+            Ok(self.disk.sync(temp)?)
+        };
+        let written = write();
+        if written.is_err() {
+            // Best effort: start-up removes any temp file left behind.
+            let _ = self.remove_if_exists(temp);
+        }
+        written
     }
 
     fn remove_if_exists(&mut self, file: &Path) -> Result<(), DiskError> {
@@ -808,8 +823,8 @@ impl<D: Disk> LogStorage for Wal<D> {
     /// older snapshot file. The log is not compacted: that is [`LogStorage::compact`].
     fn save_snapshot(&mut self, meta: SnapshotMeta, data: Vec<u8>) -> Result<(), StorageError> {
         let write = self.prepare_snapshot_write(meta, &data)?;
-        self.publish_snapshot(write.header, |disk, temp| Ok(disk.append(temp, &data)?))?;
-        Ok(())
+        self.write_snapshot_file(&write, &data)?;
+        Ok(self.publish_written_snapshot(write.header)?)
     }
 
     /// Compacts through [`Wal::compact_to`], but never past the snapshot or the log's end.

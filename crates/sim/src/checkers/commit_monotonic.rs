@@ -69,7 +69,7 @@ impl CommitMonotonic {
             return Err(Violation {
                 property: "Commit Monotonic",
                 detail: format!(
-                    "{node} restarted with commit {commit}, but had applied {applied} and persisted commit {durable}"
+                    "{node} restarted with commit {commit} after having synced commit {durable}"
                 ),
             });
         }
