@@ -68,7 +68,9 @@ pub struct ServeArgs {
     /// [default: 100000].
     #[arg(long)]
     pub snapshot_every: Option<u64>,
-    /// The largest key or value a client may send, in bytes [default: 8388608].
+    /// The longest bulk string the protocol reader takes, in bytes; a longer one is a protocol
+    /// error that closes the connection [default: 8388608]. The store itself takes keys of at
+    /// most 16 KiB and values of at most 1 MiB, and answers larger ones with an error.
     #[arg(long)]
     pub max_bulk_bytes: Option<usize>,
     /// Accept `POST /admin/isolate`, which cuts the node off from its peers: for

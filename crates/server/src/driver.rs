@@ -100,17 +100,23 @@ struct Waiting {
     reply: oneshot::Sender<Reply>,
     started: Instant,
     deadline: Instant,
-    kind: &'static str,
+    read: bool,
 }
 
 impl Waiting {
     /// Sends the reply and records how long it took.
     fn answer(self, reply: Reply, metrics: &Metrics) {
-        let outcome = if reply.is_error() { "error" } else { "ok" };
-        metrics
-            .request_duration
-            .with_label_values(&[self.kind, outcome])
-            .observe(self.started.elapsed().as_secs_f64());
+        let kind = if self.read {
+            &metrics.reads
+        } else {
+            &metrics.writes
+        };
+        let duration = if reply.is_error() {
+            &kind.error
+        } else {
+            &kind.ok
+        };
+        duration.observe(self.started.elapsed().as_secs_f64());
         let _ = self.reply.send(reply);
     }
 }
@@ -278,14 +284,14 @@ impl Driver {
             Input::Client { command, reply } => {
                 let id = self.next_request_id();
                 let metrics = &self.shared.metrics;
-                let kind = if command.is_read_only() {
-                    "read"
+                let read = command.is_read_only();
+                if read {
+                    metrics.reads.requests.inc();
                 } else {
-                    "write"
-                };
-                metrics.client_requests.with_label_values(&[kind]).inc();
-                if kind == "write" && self.node.raw().raft().role() == Role::Leader {
-                    metrics.proposals.inc();
+                    metrics.writes.requests.inc();
+                    if self.node.raw().raft().role() == Role::Leader {
+                        metrics.proposals.inc();
+                    }
                 }
                 let now = Instant::now();
                 self.waiting.insert(
@@ -294,7 +300,7 @@ impl Driver {
                         reply,
                         started: now,
                         deadline: now + self.options.request_timeout,
-                        kind,
+                        read,
                     },
                 );
                 self.node.submit(id, command);

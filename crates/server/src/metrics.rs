@@ -37,10 +37,11 @@ pub struct Metrics {
     pub proposals: IntCounter,
     /// Client writes this node forwarded to the leader.
     pub forwarded_requests: IntCounter,
-    /// Client requests by kind (`read`, `write`).
-    pub client_requests: IntCounterVec,
-    /// Seconds from a client request's arrival to its reply, by kind and outcome.
-    pub request_duration: HistogramVec,
+    /// Client reads: `skiff_client_requests_total` and `skiff_request_duration_seconds` with
+    /// `kind="read"`, looked up once rather than at every request.
+    pub reads: RequestMetrics,
+    /// Client writes, likewise with `kind="write"`.
+    pub writes: RequestMetrics,
     /// Seconds per fsync of the write-ahead log.
     pub fsync_duration: Histogram,
     /// Entries per durable write batch.
@@ -88,6 +89,18 @@ impl Metrics {
                 metric
             }};
         }
+        let client_requests = register!(IntCounterVec::new(
+            Opts::new("skiff_client_requests_total", "Client requests by kind."),
+            &["kind"]
+        ));
+        let request_duration = register!(HistogramVec::new(
+            HistogramOpts::new(
+                "skiff_request_duration_seconds",
+                "Seconds from a client request's arrival to its reply (for writes: commit and apply)."
+            )
+            .buckets(latency_buckets()),
+            &["kind", "outcome"]
+        ));
         let metrics = Metrics {
             term: register!(IntGauge::new("skiff_term", "The node's current Raft term.")),
             role: register!(IntGaugeVec::new(
@@ -135,18 +148,8 @@ impl Metrics {
                 "skiff_forwarded_requests_total",
                 "Client writes this node forwarded to the leader."
             )),
-            client_requests: register!(IntCounterVec::new(
-                Opts::new("skiff_client_requests_total", "Client requests by kind."),
-                &["kind"]
-            )),
-            request_duration: register!(HistogramVec::new(
-                HistogramOpts::new(
-                    "skiff_request_duration_seconds",
-                    "Seconds from a client request's arrival to its reply (for writes: commit and apply)."
-                )
-                .buckets(latency_buckets()),
-                &["kind", "outcome"]
-            )),
+            reads: RequestMetrics::of(&client_requests, &request_duration, "read"),
+            writes: RequestMetrics::of(&client_requests, &request_duration, "write"),
             fsync_duration: register!(Histogram::with_opts(
                 HistogramOpts::new(
                     "skiff_fsync_duration_seconds",
@@ -162,7 +165,10 @@ impl Metrics {
                 .buckets(prometheus::exponential_buckets(1.0, 2.0, 14).expect("valid buckets"))
             )),
             peer_messages_sent: register!(IntCounterVec::new(
-                Opts::new("skiff_peer_messages_sent_total", "Messages sent to each peer."),
+                Opts::new(
+                    "skiff_peer_messages_sent_total",
+                    "Messages sent to each peer."
+                ),
                 &["peer"]
             )),
             peer_bytes_sent: register!(IntCounterVec::new(
@@ -198,12 +204,6 @@ impl Metrics {
         for event in ["taken", "installed"] {
             metrics.snapshots.with_label_values(&[event]);
         }
-        for kind in ["read", "write"] {
-            metrics.client_requests.with_label_values(&[kind]);
-            for outcome in ["ok", "error"] {
-                metrics.request_duration.with_label_values(&[kind, outcome]);
-            }
-        }
         for kind in ERROR_KINDS {
             metrics.errors.with_label_values(&[kind]);
         }
@@ -222,6 +222,26 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+/// One kind of client request's counter and latency histograms.
+pub struct RequestMetrics {
+    /// Requests of this kind.
+    pub requests: IntCounter,
+    /// Seconds to a reply that is not an error.
+    pub ok: Histogram,
+    /// Seconds to an error reply.
+    pub error: Histogram,
+}
+
+impl RequestMetrics {
+    fn of(requests: &IntCounterVec, duration: &HistogramVec, kind: &str) -> RequestMetrics {
+        RequestMetrics {
+            requests: requests.with_label_values(&[kind]),
+            ok: duration.with_label_values(&[kind, "ok"]),
+            error: duration.with_label_values(&[kind, "error"]),
+        }
     }
 }
 

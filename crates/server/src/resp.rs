@@ -239,15 +239,9 @@ pub fn write_reply(out: &mut BytesMut, reply: &Reply) {
         Reply::Ok => out.extend_from_slice(b"+OK\r\n"),
         Reply::Nil => out.extend_from_slice(b"$-1\r\n"),
         Reply::Bulk(bytes) => write_bulk(out, bytes),
-        Reply::Integer(n) => {
-            out.extend_from_slice(b":");
-            out.extend_from_slice(n.to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
+        Reply::Integer(n) => write_header(out, b':', *n),
         Reply::Array(items) => {
-            out.extend_from_slice(b"*");
-            out.extend_from_slice(items.len().to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
+            write_header(out, b'*', items.len() as i64);
             for item in items {
                 write_reply(out, item);
             }
@@ -258,9 +252,7 @@ pub fn write_reply(out: &mut BytesMut, reply: &Reply) {
 
 /// Appends a bulk string.
 pub fn write_bulk(out: &mut BytesMut, bytes: &[u8]) {
-    out.extend_from_slice(b"$");
-    out.extend_from_slice(bytes.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n");
+    write_header(out, b'$', bytes.len() as i64);
     out.extend_from_slice(bytes);
     out.extend_from_slice(b"\r\n");
 }
@@ -275,10 +267,18 @@ pub fn write_simple(out: &mut BytesMut, text: &str) {
 /// Appends an error; line breaks in `text` become spaces so the reply stays one line.
 pub fn write_error(out: &mut BytesMut, text: &str) {
     out.extend_from_slice(b"-");
-    for b in text.bytes() {
-        out.extend_from_slice(&[if b == b'\r' || b == b'\n' { b' ' } else { b }]);
-    }
+    out.extend(
+        text.bytes()
+            .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+    );
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `kind`, the number and CRLF (`:42`, `*3`, `$5`), formatted in place.
+fn write_header(out: &mut BytesMut, kind: u8, n: i64) {
+    use std::fmt::Write as _;
+    out.extend_from_slice(&[kind]);
+    let _ = write!(out, "{n}\r\n");
 }
 
 #[cfg(test)]
