@@ -18,16 +18,22 @@ pub struct KvConfig {
     /// A session whose last request is more than this many log entries behind the entry
     /// being applied has expired, and is forgotten.
     pub session_expiry_entries: u64,
+    /// The largest reply a read may build (the values of an `MGET` added up); a larger one is
+    /// refused with an error reply before any value is copied. Reads are served by one node,
+    /// so this limit may differ between replicas.
+    pub max_reply_bytes: usize,
 }
 
 impl Default for KvConfig {
-    /// 16 KiB keys, 1 MiB values, 10,000 sessions, expiring after 1,000,000 entries.
+    /// 16 KiB keys, 1 MiB values, 10,000 sessions, expiring after 1,000,000 entries, 16 MiB
+    /// replies.
     fn default() -> Self {
         KvConfig {
             max_key_bytes: 16 * 1024,
             max_value_bytes: 1024 * 1024,
             max_sessions: 10_000,
             session_expiry_entries: 1_000_000,
+            max_reply_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -40,6 +46,11 @@ impl KvConfig {
         }
         if self.max_value_bytes == 0 {
             return Err(KvError::InvalidConfig("max_value_bytes must be positive"));
+        }
+        if self.max_reply_bytes < self.max_value_bytes {
+            return Err(KvError::InvalidConfig(
+                "max_reply_bytes must be at least max_value_bytes",
+            ));
         }
         if self.max_sessions == 0 {
             return Err(KvError::InvalidConfig("max_sessions must be positive"));

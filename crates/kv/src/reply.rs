@@ -40,6 +40,13 @@ pub mod errors {
     /// A value longer than [`KvConfig::max_value_bytes`](crate::KvConfig::max_value_bytes).
     pub const VALUE_TOO_LARGE: &str = "ERR value is too large";
 
+    /// A read whose reply would exceed `max_reply_bytes`.
+    pub fn reply_too_large(max_reply_bytes: usize) -> String {
+        format!(
+            "ERR reply larger than the limit of {max_reply_bytes} bytes; read fewer keys at once"
+        )
+    }
+
     /// Redis's error for a command given too few arguments (`DEL` with no key).
     pub fn wrong_arity(command: &str) -> String {
         format!("ERR wrong number of arguments for '{command}' command")

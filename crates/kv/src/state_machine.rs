@@ -178,6 +178,19 @@ impl StateMachine {
                 if keys.is_empty() {
                     return Some(Reply::error(errors::wrong_arity(command.name())));
                 }
+                // Sized before anything is copied: a few bytes of request must not make the
+                // node build a reply of many copies of its largest value.
+                let reply_bytes = keys.iter().try_fold(0usize, |total, key| {
+                    let value = self.data.get(key.as_slice()).map_or(0, Vec::len);
+                    total
+                        .checked_add(value)
+                        .filter(|&total| total <= self.config.max_reply_bytes)
+                });
+                if reply_bytes.is_none() {
+                    return Some(Reply::error(errors::reply_too_large(
+                        self.config.max_reply_bytes,
+                    )));
+                }
                 Reply::Array(keys.iter().map(|k| self.get_reply(k)).collect())
             }
             Command::DbSize => Reply::Integer(count(self.data.len())),

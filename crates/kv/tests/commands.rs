@@ -405,3 +405,32 @@ fn zero_limits_are_invalid_config() {
         ));
     }
 }
+
+#[test]
+fn an_mget_whose_reply_would_exceed_the_limit_is_refused_before_copying() {
+    let mut kv = Kv::with_config(KvConfig {
+        max_value_bytes: 8,
+        max_reply_bytes: 16,
+        ..KvConfig::default()
+    });
+    kv.apply(set("big", "12345678"));
+    let mget = |n: usize| Command::MGet {
+        keys: vec![b("big"); n],
+    };
+    // Two copies fit exactly; a third would pass the limit.
+    assert_eq!(
+        kv.machine.read(&mget(2)),
+        Reply::Array(vec![Reply::Bulk(b("12345678")); 2])
+    );
+    assert_eq!(
+        kv.machine.read(&mget(3)),
+        Reply::error(errors::reply_too_large(16))
+    );
+    // Missing keys cost nothing.
+    let mut keys = vec![b("missing"); 1000];
+    keys.push(b("big"));
+    assert!(matches!(
+        kv.machine.read(&Command::MGet { keys }),
+        Reply::Array(items) if items.len() == 1001
+    ));
+}

@@ -19,6 +19,7 @@ fn config() -> KvConfig {
         max_value_bytes: MAX_VALUE_BYTES,
         max_sessions: MAX_SESSIONS,
         session_expiry_entries: SESSION_EXPIRY_ENTRIES,
+        max_reply_bytes: usize::MAX,
     }
 }
 
