@@ -74,6 +74,16 @@ pub enum Corruption {
     /// tail of the last segment.
     #[error("{0}")]
     Record(RecordError),
+    /// Bytes after the last complete write batch of the last segment that a crash cannot
+    /// have left: not a prefix of one record followed by zeros (for instance garbage at the
+    /// start of the file).
+    #[error("{record}, and this is not a torn final write: {reason}")]
+    NotATornWrite {
+        /// Why the record there does not decode.
+        record: RecordError,
+        /// Why the bytes cannot be a crash's partial write.
+        reason: &'static str,
+    },
     /// The file does not start with a segment header.
     #[error("the file does not start with a segment header")]
     NoSegmentHeader,
@@ -143,6 +153,12 @@ pub enum Corruption {
         /// The checksum of the data read.
         computed: u32,
     },
+    /// A snapshot file but no segment: the node has run, and its log (with its term and
+    /// vote) is gone.
+    #[error(
+        "a snapshot is here but no log segment: the segments holding the term and vote are missing"
+    )]
+    SegmentsMissing,
     /// Entries that no remaining segment holds and no compaction covers.
     #[error("entries {from}..={to} are in no segment: a segment is missing")]
     LostEntries {

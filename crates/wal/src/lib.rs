@@ -57,11 +57,15 @@
 //!   successor begins at or before `index + 1`. Because every header repeats the log start and
 //!   hard state, recovery can begin at any remaining segment.
 //! - **Recovery** ([`Wal::open`]) replays every segment in order. An incomplete final batch in
-//!   the last segment — a record cut short, or damaged with nothing valid after it, or records
-//!   without their end-of-batch mark — is a crash's torn write: it is cut off and reported.
-//!   Anything else that does not decode or does not fit (a bad checksum or length with valid
-//!   records after it, a missing segment, a header of another cluster) refuses to start with
-//!   the file and offset, and leaves the files as they are.
+//!   the last segment — records without their end-of-batch mark, then at most a prefix of one
+//!   record followed by zeros — is a crash's torn write: it is cut off and reported. Anything
+//!   else that does not decode or does not fit (garbage that is not such a prefix, even at
+//!   offset 0 of the only segment; a bad checksum or length with valid records after it; a
+//!   missing segment; a snapshot without any segment; a header of another cluster) refuses to
+//!   start with the file and offset, and leaves the files as they are. A lost *last* segment
+//!   cannot be seen from the log alone, and a directory whose every segment is gone reads as
+//!   a new log ([`RecoveryReport::created`]): the caller must refuse that for a node that has
+//!   run before (see [`recovery`]).
 //!
 //! Next to the segments, the current snapshot is one file `snap-{index:020}.snap`: a
 //! checksummed header (cluster id, index, term, voters, data length and CRC-32C) and the

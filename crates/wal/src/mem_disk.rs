@@ -170,6 +170,25 @@ impl MemDisk {
         }
     }
 
+    /// Replaces the whole contents of `file` with `bytes`, durably: media damage (a segment
+    /// overwritten by garbage, say), not a write of the program.
+    pub fn replace_contents(&mut self, file: &Path, bytes: &[u8]) -> Result<(), DiskError> {
+        let inode = self.inode_mut(file)?;
+        inode.data = bytes.to_vec();
+        inode.sync();
+        Ok(())
+    }
+
+    /// Removes `file` durably: a file lost to damage or to an operator's mistake.
+    pub fn lose_file(&mut self, file: &Path) -> Result<(), DiskError> {
+        let inode = self.names.remove(file).ok_or_else(|| DiskError::NotFound {
+            path: file.to_path_buf(),
+        })?;
+        self.durable_names.retain(|_, durable| *durable != inode);
+        self.collect_garbage();
+        Ok(())
+    }
+
     /// While `fail` is set, [`Disk::sync`] and [`Disk::sync_dir`] fail with
     /// [`DiskError::Injected`] and make nothing durable.
     pub fn set_syncs_fail(&mut self, fail: bool) {

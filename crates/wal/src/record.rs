@@ -43,6 +43,9 @@ const TYPE_ENTRY: u8 = 2;
 const TYPE_HARD_STATE: u8 = 3;
 const TYPE_LOG_START: u8 = 4;
 const ENTRY_FIXED_BYTES: u64 = 8 + 8 + 1 + 4;
+const HARD_STATE_PAYLOAD_BYTES: u64 = 8 + 1 + 8 + 8;
+const LOG_START_PAYLOAD_BYTES: u64 = 8 + 8 + 1;
+const SEGMENT_HEADER_PAYLOAD_BYTES: u64 = 8 + 2 + 8 + 8 + 8 + 8 + HARD_STATE_PAYLOAD_BYTES;
 
 /// The first record of every segment file.
 ///
@@ -337,6 +340,87 @@ fn decode_record(bytes: &[u8], with_data: bool) -> Result<Decoded, RecordError> 
     })
 }
 
+/// Whether `bytes`, which begin where a record failed to decode, can be what a crash leaves of
+/// a final write: a prefix of one record's frame followed only by zeros (the zeros written
+/// ahead of the batches, or the end of the file). `first_in_segment`: the frame would be the
+/// segment's header. On `Err`, why the bytes are damage and not a torn write.
+///
+/// A crash keeps some prefix of the bytes written since the last sync (thesis §3.8 and
+/// `MemDisk`'s model); everything after the cut reads as it was before the write: zeros.
+/// So the non-zero bytes must lie within one frame whose length is possible, whose type is
+/// one that can stand there, whose length fits that type, and which is not complete (a
+/// complete frame would have decoded).
+pub fn check_torn_prefix(bytes: &[u8], first_in_segment: bool) -> Result<(), &'static str> {
+    let written = bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |last| last + 1);
+    if written == 0 {
+        return Ok(());
+    }
+    let mut len_field = [0; 4];
+    let known = bytes.len().min(4);
+    len_field[..known].copy_from_slice(&bytes[..known]);
+    // A prefix shorter than the length field reads its missing high bytes as zeros, which
+    // only makes the length smaller: a zero or impossible length is never a prefix.
+    let len = u32::from_le_bytes(len_field);
+    if len == 0 {
+        return Err("non-zero bytes follow a zero record length");
+    }
+    if len > MAX_RECORD_BYTES {
+        return Err("the record length is impossible");
+    }
+    let frame_bytes = FRAME_HEADER_BYTES + len as usize;
+    if written > frame_bytes {
+        return Err("non-zero bytes follow the end of the record");
+    }
+    if written == frame_bytes {
+        return Err("the whole record is there but does not decode");
+    }
+    if written <= FRAME_HEADER_BYTES {
+        return Ok(());
+    }
+    // The type byte was written, and so was the whole length field before it.
+    let kind = bytes[FRAME_HEADER_BYTES] & !ENDS_BATCH;
+    let payload_len = u64::from(len) - 1;
+    let payload = &bytes[FRAME_HEADER_BYTES + 1..written];
+    match (kind, first_in_segment) {
+        (TYPE_SEGMENT_HEADER, true) => {
+            if payload_len != SEGMENT_HEADER_PAYLOAD_BYTES {
+                return Err("a segment header of the wrong length");
+            }
+            let known = payload.len().min(MAGIC.len());
+            if payload[..known] != MAGIC[..known] {
+                return Err("a segment header without the magic");
+            }
+        }
+        (TYPE_SEGMENT_HEADER, false) => return Err("a segment header after the start"),
+        (_, true) => return Err("the segment does not start with a segment header"),
+        (TYPE_ENTRY, false) => {
+            if payload_len < ENTRY_FIXED_BYTES {
+                return Err("an entry record too short for its fields");
+            }
+            // The data length is the last fixed field: once written, it fixes the length.
+            let data_len_at = (ENTRY_FIXED_BYTES - 4) as usize;
+            if let Some(field) = payload.get(data_len_at..data_len_at + 4) {
+                let data_len = u32::from_le_bytes([field[0], field[1], field[2], field[3]]);
+                if payload_len != ENTRY_FIXED_BYTES + u64::from(data_len) {
+                    return Err("an entry record whose length disagrees with its data length");
+                }
+            }
+        }
+        (TYPE_HARD_STATE, false) if payload_len != HARD_STATE_PAYLOAD_BYTES => {
+            return Err("a hard state record of the wrong length")
+        }
+        (TYPE_LOG_START, false) if payload_len != LOG_START_PAYLOAD_BYTES => {
+            return Err("a log start record of the wrong length")
+        }
+        (TYPE_HARD_STATE | TYPE_LOG_START, false) => {}
+        _ => return Err("an unknown record type"),
+    }
+    Ok(())
+}
+
 /// The frame length of an entry record carrying `data_len` bytes of data.
 pub fn entry_record_bytes(data_len: usize) -> u64 {
     ENTRY_RECORD_OVERHEAD_BYTES + data_len as u64
@@ -537,6 +621,34 @@ mod tests {
             let cut = position.index(bytes.len());
             let is_truncated = matches!(decode(&bytes[..cut]), Err(RecordError::Truncated { .. }));
             prop_assert!(is_truncated);
+        }
+
+        #[test]
+        fn every_prefix_of_a_record_followed_by_zeros_could_be_a_torn_write(
+            record in arb_record(),
+            ends_batch in any::<bool>(),
+            cut in any::<prop::sample::Index>(),
+            zeros in 0..64usize,
+        ) {
+            let mut bytes = Vec::new();
+            encode(&record, ends_batch, &mut bytes).unwrap();
+            let first_in_segment = matches!(record, Record::SegmentHeader(_));
+            let cut = cut.index(bytes.len());
+            bytes.truncate(cut);
+            bytes.resize(cut + zeros, 0);
+            prop_assert_eq!(check_torn_prefix(&bytes, first_in_segment), Ok(()));
+        }
+
+        #[test]
+        fn random_bytes_are_damage_not_a_torn_write(
+            bytes in proptest::collection::vec(any::<u8>(), 64..512),
+            first_in_segment in any::<bool>(),
+        ) {
+            // (A run of random bytes that ends in a zero could be shorter than a frame; the
+            // last byte is made non-zero so that the bytes fill the region they claim.)
+            let mut bytes = bytes;
+            *bytes.last_mut().unwrap() |= 1;
+            prop_assert!(check_torn_prefix(&bytes, first_in_segment).is_err());
         }
 
         #[test]

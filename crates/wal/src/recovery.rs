@@ -9,8 +9,17 @@
 //!   and must agree with what the segments before it replayed to.
 //!
 //! Only a crash's damage is repaired: the records after the last complete write batch of the
-//! **last** segment. Everything else that does not decode or does not fit refuses to start,
-//! naming the file and the offset.
+//! **last** segment, when they are what a crash can leave there — a prefix of the final
+//! batch's bytes followed by zeros. Everything else that does not decode or does not fit
+//! refuses to start, naming the file and the offset: garbage (even at offset 0 of the only
+//! segment), a segment missing before the last, a snapshot with no segment at all.
+//!
+//! What recovery cannot see: a **last** segment lost whole (or zeroed, or cut at a batch
+//! boundary) leaves a log that looks like one written up to the segment before it, with that
+//! segment's older hard state. Nothing on disk records that a later segment existed (its
+//! header is the only record of its creation), so the log alone cannot tell; the same for a
+//! data directory whose every segment is gone — it reads as a new log (`created`), and it is
+//! the caller, which knows whether the node has run before, that must refuse it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +39,8 @@ pub struct RecoveryReport {
     /// The torn tail cut off the last segment, if there was one.
     pub torn_tail: Option<TornTail>,
     /// No segment was found (or the only one was torn away): a new, empty log was created.
+    /// Normal on a node's first start; on a node that has run before it means its log was
+    /// lost (its term and vote with it), and the node must not start.
     pub created: bool,
     /// The current snapshot file, if there is one.
     pub snapshot_file: Option<PathBuf>,
@@ -80,10 +91,12 @@ pub struct RecoveryProgress {
 }
 
 /// Reads every segment in `dir`, checks it, cuts a torn tail, and rebuilds the index.
+/// `snapshot`: the current snapshot file, if there is one (then a log must be there too).
 pub(crate) fn recover<D: Disk>(
     disk: &mut D,
     dir: &Path,
     cluster_id: u64,
+    snapshot: Option<&Path>,
     progress: &mut dyn FnMut(RecoveryProgress),
 ) -> Result<Recovered, WalError> {
     disk.create_dir_all(dir)?;
@@ -242,7 +255,19 @@ pub(crate) fn recover<D: Disk>(
             }
             (state.index, state.hard_state)
         }
-        None => (EntryIndex::default(), HardState::default()),
+        None => {
+            // Thesis §3.8: a node that has taken a snapshot has run and may have voted; with
+            // no segment left, its term and vote are gone, and starting at term 0 with no
+            // vote could grant a second vote in a term.
+            if let Some(snapshot) = snapshot {
+                return Err(WalError::Corrupt {
+                    file: snapshot.to_path_buf(),
+                    offset: 0,
+                    problem: Corruption::SegmentsMissing,
+                });
+            }
+            (EntryIndex::default(), HardState::default())
+        }
     };
 
     // Repair only once everything else checked out, so a refusal changes nothing on disk.
@@ -332,9 +357,11 @@ struct Scan {
 }
 
 /// Decodes a segment's records. Zeros from the end of a batch to the end of the file are space
-/// written ahead of the next batches. In the last segment, an incomplete final batch (a record
-/// that does not decode with no valid record after it, or records without their batch's end
-/// mark) is a torn write and is left out; anywhere else it is corruption.
+/// written ahead of the next batches. In the last segment, an incomplete final batch is a torn
+/// write and is left out: records without their batch's end mark, then at most a prefix of one
+/// record followed by zeros, and no valid record after it ([`record::check_torn_prefix`]).
+/// Anything else — garbage that is not such a prefix, or any damage in an earlier segment — is
+/// corruption.
 fn scan_segment(file: &Path, bytes: &[u8], is_last: bool) -> Result<Scan, WalError> {
     let mut records = Vec::new();
     let mut pending: Vec<(u64, Decoded)> = Vec::new();
@@ -356,8 +383,30 @@ fn scan_segment(file: &Path, bytes: &[u8], is_last: bool) -> Result<Scan, WalErr
                     batch_end = position;
                 }
             }
-            Err(_) if is_last && !any_record_after(bytes, position) => {
-                // A torn final write: nothing valid follows the damage.
+            Err(error) if is_last => {
+                // Thesis §3.8: a term, vote or entry promised to anyone was synced, so a crash
+                // can only leave a prefix of the unsynced final batch followed by zeros.
+                // Anything else is damage to what may be durable: refuse rather than forget.
+                let offset = position as u64;
+                if let Err(reason) = record::check_torn_prefix(&bytes[position..], position == 0) {
+                    return Err(WalError::Corrupt {
+                        file: file.to_path_buf(),
+                        offset,
+                        problem: Corruption::NotATornWrite {
+                            record: error,
+                            reason,
+                        },
+                    });
+                }
+                if any_record_after(bytes, position) {
+                    // A valid record after it: damage in the middle (for instance a length
+                    // field hit by a bit flip), not a torn tail.
+                    return Err(WalError::Corrupt {
+                        file: file.to_path_buf(),
+                        offset,
+                        problem: Corruption::Record(error),
+                    });
+                }
                 pending.clear();
                 break;
             }

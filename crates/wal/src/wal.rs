@@ -119,7 +119,16 @@ impl<D: Disk> Wal<D> {
             index,
             hard_state,
             mut report,
-        } = recovery::recover(&mut disk, &dir, options.cluster_id, progress)?;
+        } = recovery::recover(
+            &mut disk,
+            &dir,
+            options.cluster_id,
+            scanned
+                .current
+                .as_ref()
+                .map(|current| current.path.as_path()),
+            progress,
+        )?;
         let mut wal = Wal {
             disk,
             dir,

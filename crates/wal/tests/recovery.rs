@@ -147,7 +147,11 @@ fn flipped_bit_in_the_middle_refuses_to_start_with_file_and_offset() {
         WalError::Corrupt {
             file,
             offset: at,
-            problem: Corruption::Record(skiff_wal::record::RecordError::BadChecksum { .. }),
+            problem:
+                Corruption::NotATornWrite {
+                    record: skiff_wal::record::RecordError::BadChecksum { .. },
+                    ..
+                },
         } => {
             assert_eq!(file, &segment);
             assert_eq!(*at, offset);
