@@ -39,3 +39,54 @@ pub enum NodeError {
     #[error("configuration: {0}")]
     Config(String),
 }
+
+/// Why a message from a peer was refused. Nothing of it reached the node's state or disk;
+/// the node goes on. The server logs it with the peer's id and counts it.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerMessageError {
+    /// The core refused it: a message no honest node sends (bounds on terms and indexes,
+    /// contiguous entries, snapshot metadata, node ids: [`skiff_raft::InvalidMessage`]),
+    /// one addressed elsewhere, a TimeoutNow not from this term's leader, or entries that
+    /// would replace committed ones.
+    #[error(transparent)]
+    Refused(#[from] skiff_raft::StepError),
+    /// The last chunk of a snapshot completes data that is not a state machine snapshot.
+    #[error("snapshot at index {index} from {from} refused: {problem}")]
+    BadSnapshot {
+        /// The sender.
+        from: skiff_raft::NodeId,
+        /// The snapshot's last included index.
+        index: LogIndex,
+        /// What is wrong with it.
+        problem: SnapshotRefusal,
+    },
+    /// The last chunk of a snapshot arrived before the earlier ones were on disk, so the
+    /// snapshot cannot be checked yet; the leader resends the chunk.
+    #[error("last chunk of the snapshot at index {index} from {from} came before the earlier chunks were staged")]
+    SnapshotNotStaged {
+        /// The sender.
+        from: skiff_raft::NodeId,
+        /// The snapshot's last included index.
+        index: LogIndex,
+    },
+}
+
+/// What is wrong with a snapshot received from a peer.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotRefusal {
+    /// It is not a node snapshot (address book envelope).
+    #[error("not a node snapshot: {0}")]
+    Envelope(crate::payload::PayloadError),
+    /// Its state machine part does not restore (magic, checksum, encoding).
+    #[error("state machine snapshot: {0}")]
+    StateMachine(skiff_kv::KvError),
+    /// Its state machine applied entries past the index the snapshot claims to cover.
+    #[error("its state machine applied index {applied}, past the snapshot's index")]
+    AppliedPastIndex {
+        /// The state machine's applied index.
+        applied: LogIndex,
+    },
+    /// The chunks staged on disk could not be read back.
+    #[error("staged chunks unreadable: {0}")]
+    Unreadable(String),
+}

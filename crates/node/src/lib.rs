@@ -22,10 +22,11 @@
 #![deny(missing_docs)]
 
 mod error;
+mod incoming_snapshot;
 mod node;
 pub mod payload;
 pub mod wire;
 
-pub use error::NodeError;
+pub use error::{NodeError, PeerMessageError, SnapshotRefusal};
 pub use node::{errors, Event, NoObserver, Node, NodeConfig, Observer, Output, RequestId};
 pub use wire::{PeerMessage, WireError};

@@ -5,12 +5,14 @@ use std::path::PathBuf;
 
 use skiff_kv::{Command, KvConfig, Reply, Request, StateMachine};
 use skiff_raft::{
-    ConfChange, Config, Entry, EntryKind, HardState, LogIndex, LogStorage, NodeId, ProposeError,
-    RawNode, ReadIndexError, Ready, Role, SnapshotMeta, SoftState, StepError, Term, TransferError,
+    ConfChange, Config, Entry, EntryKind, HardState, InvalidMessage, LogIndex, LogStorage,
+    MessageBody, NodeId, ProposeError, RawNode, ReadIndexError, Ready, Role, SnapshotMeta,
+    SoftState, StepError, Term, TransferError,
 };
 use skiff_wal::{Disk, RecoveryReport, SnapshotWrite, Wal, WalOptions};
 
-use crate::error::NodeError;
+use crate::error::{NodeError, PeerMessageError};
+use crate::incoming_snapshot::{restore, IncomingSnapshot};
 use crate::payload::{self, MemberAddress, Payload};
 use crate::wire::PeerMessage;
 
@@ -175,6 +177,8 @@ pub struct Node<D: Disk> {
     confirmed_read_count: usize,
     /// This node's writes forwarded to a leader, waiting for its reply: the leader by request.
     forwarded: HashMap<RequestId, NodeId>,
+    /// The snapshot coming in from the leader: what is staged, and what verified.
+    incoming_snapshot: IncomingSnapshot,
     output: Output,
 }
 
@@ -228,6 +232,7 @@ impl<D: Disk> Node<D> {
             confirmed_reads: BTreeMap::new(),
             confirmed_read_count: 0,
             forwarded: HashMap::new(),
+            incoming_snapshot: IncomingSnapshot::default(),
             output: Output::default(),
         };
         Ok((node, report))
@@ -296,11 +301,44 @@ impl<D: Disk> Node<D> {
         self.confirmed_read_count -= removed;
     }
 
-    /// Handles a message from another node. A Raft message addressed to another node is
-    /// refused with the core's error; other mis-addressed messages are dropped.
-    pub fn step(&mut self, message: PeerMessage) -> Result<(), StepError> {
+    /// Handles a message from another node. A message no honest peer sends is refused at once
+    /// with a [`PeerMessageError`] naming what was wrong, and nothing of it reaches the core,
+    /// the state machine or the disk: a Raft message that fails [`skiff_raft::validate`] or
+    /// that the core refuses, and the last chunk of a snapshot that does not restore as a
+    /// state machine (checked before the snapshot can replace the durable one). Other
+    /// mis-addressed messages are dropped.
+    pub fn step(&mut self, message: PeerMessage) -> Result<(), PeerMessageError> {
+        if message.from().0 == 0 || message.to().0 == 0 {
+            let field = if message.from().0 == 0 { "from" } else { "to" };
+            return Err(StepError::from(InvalidMessage::ZeroNodeId { field }).into());
+        }
         match message {
-            PeerMessage::Raft(message) => self.raw.step(message),
+            PeerMessage::Raft(message) => {
+                skiff_raft::validate(&message).map_err(StepError::from)?;
+                if let MessageBody::InstallSnapshot {
+                    meta,
+                    offset,
+                    data,
+                    done: true,
+                } = &message.body
+                {
+                    let chunks_in_flight = matches!(
+                        &self.writing,
+                        Some(Writing { ready, stage: Stage::Begun }) if !ready.snapshot_chunks.is_empty()
+                    );
+                    self.incoming_snapshot.check_last_chunk(
+                        &self.raw,
+                        chunks_in_flight,
+                        &self.config.kv,
+                        message.from,
+                        message.term,
+                        meta,
+                        *offset,
+                        data,
+                    )?;
+                }
+                Ok(self.raw.step(message)?)
+            }
             PeerMessage::Forward {
                 from,
                 to,
@@ -551,6 +589,8 @@ impl<D: Disk> Node<D> {
         let wal = self.raw.storage_mut();
         for chunk in &ready.snapshot_chunks {
             wal.stage_snapshot_chunk(&chunk.meta, chunk.offset, &chunk.data)?;
+            self.incoming_snapshot
+                .chunk_staged(&chunk.meta, chunk.offset, chunk.data.len() as u64);
             self.output.events.push(Event::SnapshotChunkReceived {
                 index: chunk.meta.index,
                 received: chunk.offset + chunk.data.len() as u64,
@@ -558,6 +598,7 @@ impl<D: Disk> Node<D> {
         }
         if let Some(meta) = &ready.snapshot {
             wal.install_staged_snapshot(meta)?;
+            self.incoming_snapshot.installed();
         }
         let unsynced = if !ready.entries.is_empty() || ready.hard_state.is_some() {
             wal.append_batch_unsynced(&ready.entries, ready.hard_state)?
@@ -798,9 +839,14 @@ impl<D: Disk> Node<D> {
 
     /// Replaces the state machine with the snapshot just installed.
     fn restore_snapshot(&mut self, meta: &SnapshotMeta) -> Result<(), NodeError> {
-        let wal = self.raw.storage();
-        let data = wal.snapshot_chunk(0, wal.snapshot_len())?;
-        (self.state_machine, self.addresses) = restore(&self.config.kv, meta.index, &data)?;
+        (self.state_machine, self.addresses) = match self.incoming_snapshot.take_verified(meta) {
+            Some(verified) => verified,
+            None => {
+                let wal = self.raw.storage();
+                let data = wal.snapshot_chunk(0, wal.snapshot_len())?;
+                restore(&self.config.kv, meta.index, &data)?
+            }
+        };
         self.applied = meta.index;
         // Writes the snapshot covers may or may not be in it.
         let covered: Vec<LogIndex> = self
@@ -857,19 +903,6 @@ enum Stage {
     /// Written by `write` (the committed entries durable before it applied), and waiting
     /// for `unsynced` to be synced, if that is `Some`.
     Written { unsynced: Option<PathBuf> },
-}
-
-/// The state machine and address book from a node snapshot.
-fn restore(
-    kv: &KvConfig,
-    index: LogIndex,
-    data: &[u8],
-) -> Result<(StateMachine, BTreeMap<NodeId, String>), NodeError> {
-    let (addresses, kv_snapshot) = payload::decode_snapshot(data)
-        .map_err(|source| NodeError::SnapshotEnvelope { index, source })?;
-    let state_machine = StateMachine::restore(kv.clone(), kv_snapshot)
-        .map_err(|source| NodeError::Snapshot { index, source })?;
-    Ok((state_machine, addresses))
 }
 
 /// The client's reply when the core refuses a proposal.

@@ -18,6 +18,8 @@
 //! - [`quorum`]: majority arithmetic for commit indexes and elections.
 //! - [`membership`]: configuration changes by joint consensus, and learners.
 //! - [`raft`]: the protocol — roles, terms, elections, replication, reads (ReadIndex, leases), leadership transfer, snapshots.
+//! - [`validate`]: checks on a message from the network (bounds on terms and indexes,
+//!   contiguous entries, snapshot metadata) before the protocol sees it.
 //! - [`raw_node`]: the driving interface — `tick`, `step`, `propose`, `ready`, `advance`.
 //!
 //! # Driving a node
@@ -67,6 +69,7 @@ pub mod raft;
 pub mod raw_node;
 pub mod storage;
 pub mod types;
+pub mod validate;
 
 pub use config::{Config, ConfigError};
 pub use membership::{ConfChange, ConfChangeError, ConfChangeStep, ConfState};
@@ -78,3 +81,5 @@ pub use raft::{
 pub use raw_node::{RawNode, Ready, StartError, Status};
 pub use storage::{LogStorage, MemStorage, SnapshotMeta, StorageError};
 pub use types::{Entry, EntryKind, HardState, LogIndex, NodeId, Role, SoftState, Term};
+pub use validate::{validate, InvalidMessage, MAX_INDEX, MAX_SNAPSHOT_BYTES, MAX_TERM};
+pub use log::AppendError;

@@ -4,6 +4,28 @@
 use crate::storage::{take_within_bytes, LogStorage, StorageError};
 use crate::types::{Entry, LogIndex, Term};
 
+/// Why entries from a leader cannot go into the log. An honest leader never sends either:
+/// the log refuses rather than be damaged by a forged or buggy message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    /// The entries do not follow `prev_index` one index at a time.
+    #[error("entry at index {found} where index {expected} was due")]
+    Gap {
+        /// The index that should have come next.
+        expected: LogIndex,
+        /// The index found.
+        found: LogIndex,
+    },
+    /// Leader Completeness (§5.4): no leader holds an entry that conflicts with a committed one.
+    #[error("entry {index} conflicts with the committed prefix (committed {committed})")]
+    ConflictsWithCommitted {
+        /// The conflicting entry's index.
+        index: LogIndex,
+        /// This log's commit index.
+        committed: LogIndex,
+    },
+}
+
 /// The replicated log of one node.
 #[derive(Debug)]
 pub struct RaftLog<S> {
@@ -165,30 +187,43 @@ impl<S: LogStorage> RaftLog<S> {
     /// §5.3: if the log has an entry at `prev_index` whose term is `prev_term`, stores
     /// `entries` after it — removing an existing suffix only where it really conflicts — and
     /// moves the commit mark to `min(leader_commit, last index this request verified)`.
-    /// Returns that last verified index, or `None` when the consistency check fails.
+    /// Returns that last verified index, or `None` when the consistency check fails; entries
+    /// that leave a gap or would replace a committed entry are refused and change nothing.
     pub fn maybe_append(
         &mut self,
         prev_index: LogIndex,
         prev_term: Term,
         leader_commit: LogIndex,
         entries: &[Entry],
-    ) -> Option<LogIndex> {
+    ) -> Result<Option<LogIndex>, AppendError> {
+        let mut expected = prev_index.next();
+        for entry in entries {
+            if entry.index != expected {
+                return Err(AppendError::Gap {
+                    expected,
+                    found: entry.index,
+                });
+            }
+            expected = expected.next();
+        }
         if !self.matches(prev_index, prev_term) {
-            return None;
+            return Ok(None);
         }
         let last_verified = prev_index.plus(entries.len() as u64);
         // §5.3: a stale request that carries fewer entries must never truncate matching ones.
         if let Some(first_conflict) = entries.iter().position(|e| !self.matches(e.index, e.term)) {
             let conflict_index = entries[first_conflict].index;
-            assert!(
-                conflict_index > self.committed,
-                "entry {conflict_index} conflicts with the committed prefix (committed {})",
-                self.committed
-            );
+            // §5.4 Leader Completeness: a real leader's log holds every committed entry.
+            if conflict_index <= self.committed {
+                return Err(AppendError::ConflictsWithCommitted {
+                    index: conflict_index,
+                    committed: self.committed,
+                });
+            }
             self.append(&entries[first_conflict..]);
         }
         self.commit_to(leader_commit.min(last_verified));
-        Some(last_verified)
+        Ok(Some(last_verified))
     }
 
     /// Appends entries to the unstable tail, replacing whatever was at or after the first one.
@@ -372,11 +407,11 @@ mod tests {
         let mut log = log_with_terms(&[1, 1]);
         assert_eq!(
             log.maybe_append(LogIndex(2), Term(2), LogIndex(0), &[entry(3, 2)]),
-            None
+            Ok(None)
         );
         assert_eq!(
             log.maybe_append(LogIndex(3), Term(1), LogIndex(0), &[]),
-            None,
+            Ok(None),
             "prev past the end"
         );
         assert_eq!(terms(&log), vec![1, 1]);
@@ -391,7 +426,7 @@ mod tests {
             LogIndex(0),
             &[entry(2, 1), entry(3, 3)],
         );
-        assert_eq!(last, Some(LogIndex(3)));
+        assert_eq!(last, Ok(Some(LogIndex(3))));
         assert_eq!(
             terms(&log),
             vec![1, 1, 3],
@@ -403,7 +438,7 @@ mod tests {
     fn stale_append_with_fewer_entries_keeps_the_suffix() {
         let mut log = log_with_terms(&[1, 1, 1, 1]);
         let last = log.maybe_append(LogIndex(1), Term(1), LogIndex(9), &[entry(2, 1)]);
-        assert_eq!(last, Some(LogIndex(2)));
+        assert_eq!(last, Ok(Some(LogIndex(2))));
         assert_eq!(
             terms(&log),
             vec![1, 1, 1, 1],
@@ -413,6 +448,49 @@ mod tests {
             log.committed(),
             LogIndex(2),
             "commit is bounded by what the request verified"
+        );
+    }
+
+    #[test]
+    fn entries_with_a_gap_are_refused_and_change_nothing() {
+        let mut log = log_with_terms(&[1, 1]);
+        assert_eq!(
+            log.maybe_append(
+                LogIndex(2),
+                Term(1),
+                LogIndex(0),
+                &[entry(3, 1), entry(5, 1)]
+            ),
+            Err(AppendError::Gap {
+                expected: LogIndex(4),
+                found: LogIndex(5)
+            })
+        );
+        assert_eq!(
+            log.maybe_append(LogIndex(2), Term(1), LogIndex(0), &[entry(4, 1)]),
+            Err(AppendError::Gap {
+                expected: LogIndex(3),
+                found: LogIndex(4)
+            })
+        );
+        assert_eq!(terms(&log), vec![1, 1]);
+    }
+
+    #[test]
+    fn entries_conflicting_with_the_committed_prefix_are_refused() {
+        let mut log = log_with_terms(&[1, 1, 1]);
+        log.commit_to(LogIndex(2));
+        assert_eq!(
+            log.maybe_append(LogIndex(1), Term(1), LogIndex(0), &[entry(2, 2)]),
+            Err(AppendError::ConflictsWithCommitted {
+                index: LogIndex(2),
+                committed: LogIndex(2)
+            })
+        );
+        assert_eq!(
+            terms(&log),
+            vec![1, 1, 1],
+            "Reference: §5.4 Leader Completeness"
         );
     }
 

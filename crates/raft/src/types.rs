@@ -15,16 +15,17 @@ pub struct LogIndex(pub u64);
 pub struct NodeId(pub u64);
 
 impl Term {
-    /// The term after this one.
+    /// The term after this one (saturating: terms from the network are bounded far below
+    /// `u64::MAX` by [`validate`](crate::validate), so it never saturates in practice).
     pub fn next(self) -> Term {
-        Term(self.0 + 1)
+        Term(self.0.saturating_add(1))
     }
 }
 
 impl LogIndex {
     /// The index after this one.
     pub fn next(self) -> LogIndex {
-        LogIndex(self.0 + 1)
+        LogIndex(self.0.saturating_add(1))
     }
 
     /// The index before this one, saturating at 0.
@@ -32,9 +33,9 @@ impl LogIndex {
         LogIndex(self.0.saturating_sub(1))
     }
 
-    /// This index moved forward by `n` entries.
+    /// This index moved forward by `n` entries (saturating, like [`LogIndex::next`]).
     pub fn plus(self, n: u64) -> LogIndex {
-        LogIndex(self.0 + n)
+        LogIndex(self.0.saturating_add(n))
     }
 }
 

@@ -243,7 +243,7 @@ fn vote_request_ignored_in_leader_lease() {
 fn leader_ignores_higher_term_vote_requests_under_check_quorum() {
     let mut leader = node(config(1, 3), &[], HardState::default());
     elect(&mut leader);
-    leader.step(msg(3, 1, 5, vote_request(9, 9))).unwrap();
+    leader.step(msg(3, 1, 5, vote_request(9, 5))).unwrap();
     assert_eq!(leader.raft().role(), Role::Leader);
     assert_eq!(leader.raft().term(), Term(1));
     assert!(drain(&mut leader).is_empty());

@@ -224,7 +224,6 @@ fn follower_rejection_hints_skip_a_whole_term() {
         (4, 3, 4, 2),
         (5, 1, 2, 1),
         (3, 1, 2, 1),
-        (5, 0, 0, 0),
     ];
     for (prev_index, prev_term, hint_index, hint_term) in table {
         let mut follower = node(config(2, 3), &[1, 1, 2, 2, 2], hard_state(3, 0, 0));

@@ -7,7 +7,7 @@ mod harness;
 use harness::*;
 use skiff_raft::{
     Config, HardState, LogIndex, MemStorage, Message, MessageBody, NodeId, ProposeError, RawNode,
-    Role, Term, TransferError,
+    Role, StepError, Term, TransferError,
 };
 
 /// Node 1 of 3, leader of term 1 over an empty log; both followers acknowledged its no-op (1).
@@ -279,17 +279,55 @@ fn normal_election_after_a_transfer_election_carries_no_flag() {
 }
 
 #[test]
-fn timeout_now_from_a_non_leader_is_ignored() {
+fn timeout_now_from_a_non_leader_is_refused() {
     let mut node = follower(2, |_| {});
-    node.step(msg(3, 2, 1, MessageBody::TimeoutNow)).unwrap();
+    assert!(matches!(
+        node.step(msg(3, 2, 1, MessageBody::TimeoutNow)),
+        Err(StepError::TimeoutNowNotFromLeader {
+            from: NodeId(3),
+            leader: Some(NodeId(1)),
+            ..
+        })
+    ));
     assert_eq!(node.raft().role(), Role::Follower);
     assert_eq!(node.raft().term(), Term(1));
     assert_eq!(drain(&mut node), vec![]);
 
     let mut fresh = node_without_leader();
-    fresh.step(msg(1, 2, 0, MessageBody::TimeoutNow)).unwrap();
+    assert!(fresh.step(msg(1, 2, 0, MessageBody::TimeoutNow)).is_err());
     assert_eq!(fresh.raft().role(), Role::Follower);
     assert_eq!(drain(&mut fresh), vec![]);
+    // Reference: thesis §3.10
+}
+
+#[test]
+fn timeout_now_from_a_later_term_neither_raises_the_term_nor_starts_an_election() {
+    // A forged TimeoutNow "from the leader of a later term": obeying its term would depose
+    // the leader (or restart elections on a follower) once per frame.
+    let mut node = follower(2, |_| {});
+    for forged_term in [2, 3, 4, 5, 6] {
+        assert!(matches!(
+            node.step(msg(1, 2, forged_term, MessageBody::TimeoutNow)),
+            Err(StepError::TimeoutNowNotFromLeader { .. })
+        ));
+    }
+    assert_eq!(node.raft().role(), Role::Follower);
+    assert_eq!(node.raft().term(), Term(1));
+    assert_eq!(node.raft().leader(), Some(NodeId(1)));
+    assert_eq!(drain(&mut node), vec![]);
+
+    let mut leader = streaming_leader(|_| {});
+    for forged_term in [2, 3, 4, 5, 6] {
+        assert!(leader
+            .step(msg(3, 1, forged_term, MessageBody::TimeoutNow))
+            .is_err());
+    }
+    assert_eq!(
+        leader.raft().role(),
+        Role::Leader,
+        "five forged frames, no leader change"
+    );
+    assert_eq!(leader.raft().term(), Term(1));
     // Reference: thesis §3.10
 }
 
@@ -300,7 +338,7 @@ fn node_without_leader() -> RawNode<MemStorage> {
 #[test]
 fn timeout_now_to_a_leader_is_ignored() {
     let mut leader = streaming_leader(|_| {});
-    leader.step(msg(2, 1, 1, MessageBody::TimeoutNow)).unwrap();
+    assert!(leader.step(msg(2, 1, 1, MessageBody::TimeoutNow)).is_err());
     assert_eq!(leader.raft().role(), Role::Leader);
     assert_eq!(leader.raft().term(), Term(1));
     assert_eq!(drain(&mut leader), vec![]);

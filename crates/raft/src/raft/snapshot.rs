@@ -190,7 +190,7 @@ impl<S: LogStorage> Raft<S> {
             );
             return;
         }
-        let next_offset = offset + data.len() as u64;
+        let next_offset = offset.saturating_add(data.len() as u64);
         self.snapshot_chunks.push(SnapshotChunk {
             meta: meta.clone(),
             offset,
@@ -222,6 +222,20 @@ impl<S: LogStorage> Raft<S> {
         });
     }
 
+    /// Follower: the snapshot being received from the leader and the offset of the next chunk
+    /// it expects. A chunk at that offset with `done` set completes it.
+    pub fn incoming_snapshot(&self) -> Option<(&SnapshotMeta, u64)> {
+        self.incoming_snapshot
+            .as_ref()
+            .map(|(meta, next)| (meta, *next))
+    }
+
+    /// Chunks received that the next Ready has not handed out yet, or a received snapshot not
+    /// yet handed out for installing.
+    pub fn has_pending_snapshot_output(&self) -> bool {
+        !self.snapshot_chunks.is_empty() || self.snapshot_to_install.is_some()
+    }
+
     /// The leader learns how far a follower got with the snapshot.
     pub(crate) fn handle_snapshot_response(
         &mut self,
@@ -231,6 +245,14 @@ impl<S: LogStorage> Raft<S> {
         installed: bool,
     ) {
         if self.role != Role::Leader {
+            return;
+        }
+        // Answers about a snapshot this leader does not hold, or offsets past its end, are
+        // not answers to anything it sent.
+        let current = self.log.storage().snapshot_meta().index;
+        if index > self.log.last_index()
+            || (!installed && (index != current || next_offset > self.log.storage().snapshot_len()))
+        {
             return;
         }
         let Some(progress) = self.progress.get_mut(&from) else {

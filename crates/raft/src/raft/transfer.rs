@@ -83,7 +83,10 @@ impl<S: LogStorage> Raft<S> {
 
     /// The leader asked this node to take over: campaign now, without PreVote.
     pub(crate) fn handle_timeout_now(&mut self, from: NodeId) {
-        if self.role == Role::Leader || self.leader != Some(from) || !self.voters.contains(self.id)
+        if self.role == Role::Leader
+            || self.leader != Some(from)
+            || !self.voters.contains(self.id)
+            || self.term >= crate::validate::MAX_TERM
         {
             return;
         }
