@@ -1,0 +1,200 @@
+//! A three-node cluster of real `Node`s over `MemDisk`, delivered by hand, with an attacker's
+//! way in: [`Cluster::forge`] hands a message to a node as if a peer had sent it, through
+//! the wire codec as a forged TCP frame would come.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use skiff_kv::{Command, Reply};
+use skiff_node::{wire, NoObserver, Node, NodeConfig, PeerMessage, PeerMessageError, RequestId};
+use skiff_raft::{Config, HardState, LogIndex, LogStorage, Message, NodeId, Role};
+use skiff_wal::MemDisk;
+
+pub const DIR: &str = "/data";
+
+pub fn config(id: u64) -> NodeConfig {
+    let mut raft = Config::new(NodeId(id), [NodeId(1), NodeId(2), NodeId(3)]);
+    raft.seed = id;
+    raft.snapshot_trailing_entries = 2;
+    // Snapshots travel in many chunks, so the check of a snapshot's last chunk reads the
+    // earlier ones back from disk.
+    raft.max_snapshot_chunk_bytes = 64;
+    let mut config = NodeConfig::new(raft, 7);
+    config.snapshot_every_entries = 8;
+    config
+}
+
+pub struct Cluster {
+    pub nodes: BTreeMap<NodeId, Node<MemDisk>>,
+    pub replies: Vec<(NodeId, RequestId, Reply)>,
+    next_id: RequestId,
+    /// The durable hard state of each node when last seen, to check it never goes back.
+    pub durable: BTreeMap<NodeId, HardState>,
+}
+
+impl Cluster {
+    pub fn new() -> Cluster {
+        let nodes = (1..=3)
+            .map(|id| {
+                let (node, _) =
+                    Node::open(MemDisk::new(), DIR, config(id)).expect("a new node opens");
+                (NodeId(id), node)
+            })
+            .collect();
+        Cluster {
+            nodes,
+            replies: Vec::new(),
+            next_id: 1,
+            durable: BTreeMap::new(),
+        }
+    }
+
+    pub fn node(&self, id: u64) -> &Node<MemDisk> {
+        &self.nodes[&NodeId(id)]
+    }
+
+    /// Drives every node until no message is left in flight. Honest messages may be refused
+    /// too (a TimeoutNow that arrives after the leader changed): they are dropped.
+    pub fn settle(&mut self) {
+        for _round in 0..200 {
+            let mut messages = Vec::new();
+            for (&id, node) in &mut self.nodes {
+                node.process(&mut NoObserver)
+                    .unwrap_or_else(|error| panic!("{id} stopped: {error}"));
+                let output = node.take_output();
+                messages.extend(output.messages);
+                self.replies
+                    .extend(output.replies.into_iter().map(|(r, reply)| (id, r, reply)));
+            }
+            if messages.is_empty() {
+                return;
+            }
+            for message in messages {
+                if let Some(node) = self.nodes.get_mut(&message.to()) {
+                    let _ = node.step(message);
+                }
+            }
+        }
+    }
+
+    pub fn tick(&mut self, ticks: usize) {
+        for _ in 0..ticks {
+            for node in self.nodes.values_mut() {
+                node.tick();
+            }
+            self.settle();
+        }
+    }
+
+    /// Ticks node `id` alone until it leads.
+    pub fn elect(&mut self, id: u64) {
+        for _ in 0..100 {
+            if self.leader() == Some(NodeId(id)) {
+                return;
+            }
+            self.nodes.get_mut(&NodeId(id)).expect("exists").tick();
+            self.settle();
+        }
+        panic!("node {id} did not become leader");
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .find(|(_, n)| n.raw().raft().role() == Role::Leader)
+            .map(|(&id, _)| id)
+    }
+
+    /// The value of `key` in node `id`'s state machine.
+    pub fn value(&self, id: u64, key: &str) -> Option<Vec<u8>> {
+        self.node(id)
+            .state_machine()
+            .get(key.as_bytes())
+            .map(<[u8]>::to_vec)
+    }
+
+    /// Writes `key = value` through node `at` and settles; returns the reply.
+    pub fn write(&mut self, at: u64, key: &str, value: &str) -> Option<Reply> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let command = Command::Set {
+            key: key.into(),
+            value: value.into(),
+            condition: Default::default(),
+        };
+        self.nodes
+            .get_mut(&NodeId(at))
+            .expect("exists")
+            .submit(id, command);
+        self.settle();
+        self.replies
+            .iter()
+            .find(|(_, r, _)| *r == id)
+            .map(|(_, _, reply)| reply.clone())
+    }
+
+    /// Hands `message` to its addressee as a forged frame: encoded, decoded, stepped; the
+    /// node then runs its batches. Returns what `step` said.
+    pub fn forge(&mut self, message: Message) -> Result<(), PeerMessageError> {
+        let mut frame = Vec::new();
+        wire::encode(&PeerMessage::Raft(message), &mut frame);
+        let decoded = wire::decode(&frame).expect("the codec round-trips");
+        let to = decoded.to();
+        let node = self.nodes.get_mut(&to).expect("addressed to a member");
+        let result = node.step(decoded);
+        node.process(&mut NoObserver)
+            .unwrap_or_else(|error| panic!("{to} stopped after a forged message: {error}"));
+        result
+    }
+
+    /// Stops node `id` and opens it again from its disk, as a restart does.
+    pub fn reopen(&mut self, id: u64) {
+        let node = self.nodes.remove(&NodeId(id)).expect("exists");
+        let disk = node.into_disk();
+        let (node, _) = Node::open(disk, DIR, config(id))
+            .unwrap_or_else(|error| panic!("{id} does not start again: {error}"));
+        self.nodes.insert(NodeId(id), node);
+    }
+
+    /// The invariants every node keeps whatever it was sent: `applied <= committed <= last
+    /// index`, and a durable term and vote that never go back (§5.2: one vote per term).
+    pub fn check_invariants(&mut self, after: &str) {
+        for (&id, node) in &self.nodes {
+            let log = node.raw().raft().log();
+            assert!(
+                node.applied() <= log.committed(),
+                "{after}: {id} applied {} past committed {}",
+                node.applied(),
+                log.committed()
+            );
+            assert!(
+                log.committed() <= log.last_index(),
+                "{after}: {id} committed past its log"
+            );
+            let durable = node.wal().hard_state();
+            assert!(
+                durable.commit <= node.wal().last_index().max(LogIndex(0)),
+                "{after}: {id} durable commit {} past its durable log {}",
+                durable.commit,
+                node.wal().last_index()
+            );
+            if let Some(before) = self.durable.get(&id) {
+                assert!(
+                    durable.term >= before.term,
+                    "{after}: {id} durable term went back from {} to {}",
+                    before.term,
+                    durable.term
+                );
+                if durable.term == before.term && before.vote.is_some() {
+                    assert_eq!(
+                        durable.vote, before.vote,
+                        "{after}: {id} voted twice in {}",
+                        durable.term
+                    );
+                }
+            }
+            self.durable.insert(id, durable);
+        }
+    }
+}
