@@ -1,23 +1,111 @@
 //! Redis-protocol clients: one task pair per connection. The reader parses requests and hands
 //! commands to the driver without waiting for their replies (pipelining); the writer sends
 //! the replies back in request order.
+//!
+//! Commands take effect in the order the client sent them (Redis's contract, which pipelining
+//! client libraries rely on). Reads may be in flight together, and so may writes (the leader
+//! appends a connection's writes in order, and a follower forwards them in order on one
+//! connection); but a read waits for every earlier write of its connection to be answered
+//! before it is asked for, and a write for every earlier read, so a read sees the writes sent
+//! before it and no write sent after it.
+//!
+//! Memory: one request is at most `max_request_bytes`; a client's unsent replies at most
+//! `max_output_bytes` (as Redis's `client-output-buffer-limit`: a client that does not read
+//! is disconnected); and the input and output buffers of all clients together at most
+//! `max_memory_bytes` (as Redis's `maxmemory-clients`): the client whose buffers would pass
+//! it is disconnected.
 
 use crossbeam_channel::{Sender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use skiff_kv::Reply;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::commands::{self, Request};
 use crate::driver::Input;
-use crate::resp::{self, Limits};
+use crate::resp::{self, Limits, RequestParser};
 use crate::shared::{NodeStatus, Shared};
 
 /// Replies a connection may owe at once; a client pipelining more waits for the first ones.
 const MAX_PIPELINE: usize = 1024;
+
+/// How the client port treats its connections.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientOptions {
+    /// What one request may be.
+    pub limits: Limits,
+    /// Connections served at once; one more is told so and closed.
+    pub max_clients: usize,
+    /// Replies one client may leave unread before it is disconnected.
+    pub max_output_bytes: usize,
+    /// Input and output buffers of all clients together.
+    pub max_memory_bytes: usize,
+    /// A client that sends nothing for this long is disconnected (`None`: never).
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for ClientOptions {
+    /// 10,000 clients, 64 MiB of unread replies each, 512 MiB of buffers in all, no idle
+    /// timeout.
+    fn default() -> Self {
+        ClientOptions {
+            limits: Limits::default(),
+            max_clients: 10_000,
+            max_output_bytes: 64 * 1024 * 1024,
+            max_memory_bytes: 512 * 1024 * 1024,
+            idle_timeout: None,
+        }
+    }
+}
+
+/// The bytes all clients' buffers hold, against their shared limit.
+#[derive(Debug)]
+struct MemoryBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+/// One buffer's share of the [`MemoryBudget`], given back when it is dropped.
+struct Charge<'a> {
+    budget: &'a MemoryBudget,
+    held: usize,
+}
+
+impl<'a> Charge<'a> {
+    fn new(budget: &'a MemoryBudget) -> Charge<'a> {
+        Charge { budget, held: 0 }
+    }
+
+    /// Records that the buffer now holds `bytes`; false if all buffers together would pass
+    /// the limit (the charge is recorded all the same, and given back on drop).
+    fn hold(&mut self, bytes: usize) -> bool {
+        let used = if bytes >= self.held {
+            self.budget
+                .used
+                .fetch_add(bytes - self.held, Ordering::Relaxed)
+                + (bytes - self.held)
+        } else {
+            self.budget
+                .used
+                .fetch_sub(self.held - bytes, Ordering::Relaxed)
+                - (self.held - bytes)
+        };
+        self.held = bytes;
+        bytes == 0 || used <= self.budget.limit
+    }
+}
+
+impl Drop for Charge<'_> {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.held, Ordering::Relaxed);
+    }
+}
 
 /// A reply owed to the client, in request order.
 enum Owed {
@@ -31,21 +119,52 @@ enum Owed {
     Close(Reply),
 }
 
+/// What a command does to the store, for ordering a connection's commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Effect {
+    Read,
+    Write,
+}
+
+/// How many of a connection's driver requests the writer has received replies for.
+#[derive(Default)]
+struct Answered {
+    count: AtomicU64,
+    changed: Notify,
+}
+
+impl Answered {
+    fn one_more(&self) {
+        self.count.fetch_add(1, Ordering::Release);
+        self.changed.notify_one();
+    }
+
+    /// Waits until `submitted` requests have been answered.
+    async fn wait_for(&self, submitted: u64) {
+        while self.count.load(Ordering::Acquire) < submitted {
+            self.changed.notified().await;
+        }
+    }
+}
+
 /// Accepts clients, at most `max_clients` at once; one more is told so and closed.
 pub async fn serve_clients(
     listener: TcpListener,
     driver: Sender<Input>,
     shared: Arc<Shared>,
-    limits: Limits,
-    max_clients: usize,
+    options: ClientOptions,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(max_clients));
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_clients));
+    let budget = Arc::new(MemoryBudget {
+        used: AtomicUsize::new(0),
+        limit: options.max_memory_bytes,
+    });
     loop {
         let (mut stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
                 tracing::warn!(%error, "accepting a client failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
@@ -60,76 +179,126 @@ pub async fn serve_clients(
         };
         let driver = driver.clone();
         let shared = shared.clone();
+        let budget = budget.clone();
         tokio::spawn(async move {
             let _slot = slot;
             shared.metrics.client_connections.inc();
-            serve_client(stream, driver, &shared, limits).await;
+            let connection = Connection {
+                driver: &driver,
+                shared: &shared,
+                options: &options,
+                budget: &budget,
+                addr,
+            };
+            connection.serve(stream).await;
             shared.metrics.client_connections.dec();
             tracing::debug!(client = %addr, "client disconnected");
         });
     }
 }
 
-async fn serve_client(stream: TcpStream, driver: Sender<Input>, shared: &Shared, limits: Limits) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
-    let (owed_tx, mut owed_rx) = mpsc::channel::<Owed>(MAX_PIPELINE);
-    let write_replies = async move {
-        let mut out = BytesMut::with_capacity(16 * 1024);
-        while let Some(owed) = owed_rx.recv().await {
-            let close = match owed {
-                Owed::Now(reply) => {
-                    resp::write_reply(&mut out, &reply);
-                    false
-                }
-                Owed::Simple(text) => {
-                    resp::write_simple(&mut out, text);
-                    false
-                }
-                Owed::Later(receiver) => {
-                    let reply = receiver
-                        .await
-                        .unwrap_or_else(|_| Reply::error("ERR the node is shutting down"));
-                    resp::write_reply(&mut out, &reply);
-                    false
-                }
-                Owed::Close(reply) => {
-                    resp::write_reply(&mut out, &reply);
-                    true
-                }
-            };
-            // Write when nothing else is ready, so pipelined replies share a write.
-            if close || owed_rx.is_empty() || out.len() > 64 * 1024 {
-                if writer.write_all(&out).await.is_err() {
-                    return;
-                }
-                out.clear();
-            }
-            if close {
-                let _ = writer.shutdown().await;
-                return;
-            }
-        }
-    };
-    let read_requests = async move {
+/// One client connection's context.
+struct Connection<'a> {
+    driver: &'a Sender<Input>,
+    shared: &'a Shared,
+    options: &'a ClientOptions,
+    budget: &'a MemoryBudget,
+    addr: std::net::SocketAddr,
+}
+
+impl Connection<'_> {
+    async fn serve(&self, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        let (owed_tx, owed_rx) = mpsc::channel::<Owed>(MAX_PIPELINE);
+        let answered = Answered::default();
+        // When the reader stops, its sender drops, and the writer ends after the owed replies.
+        tokio::join!(
+            self.write_replies(writer, owed_rx, &answered),
+            self.read_requests(reader, owed_tx, &answered)
+        );
+    }
+
+    /// Disconnects a client that passed a memory limit, saying which.
+    fn over_limit(&self, limit: &'static str, bytes: usize) {
+        self.shared.metrics.error(limit);
+        tracing::warn!(client = %self.addr, limit, bytes, "disconnecting a client over a memory limit");
+    }
+
+    async fn read_requests(
+        &self,
+        mut reader: tokio::net::tcp::OwnedReadHalf,
+        owed_tx: mpsc::Sender<Owed>,
+        answered: &Answered,
+    ) {
         let mut buf = BytesMut::with_capacity(16 * 1024);
+        let mut parser = RequestParser::new(self.options.limits);
+        let mut charge = Charge::new(self.budget);
+        // The effect of the requests in flight, and how many driver requests were sent.
+        let mut in_flight: Option<Effect> = None;
+        let mut submitted = 0u64;
         loop {
-            match reader.read_buf(&mut buf).await {
+            let read = match self.options.idle_timeout {
+                Some(idle) => match tokio::time::timeout(idle, reader.read_buf(&mut buf)).await {
+                    Ok(read) => read,
+                    Err(_) => {
+                        self.shared.metrics.error("idle_timeout");
+                        tracing::debug!(client = %self.addr, "closing an idle client connection");
+                        return;
+                    }
+                },
+                None => reader.read_buf(&mut buf).await,
+            };
+            match read {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
             loop {
-                let owed = match resp::parse_request(&mut buf, &limits) {
+                let parsed = parser.parse(&mut buf);
+                let held = buf.capacity() + parser.held_bytes();
+                if !charge.hold(held) {
+                    self.over_limit("max_client_memory", held);
+                    let _ = owed_tx
+                        .send(Owed::Close(Reply::error(
+                            "ERR client buffers exceed the server's memory limit; closing",
+                        )))
+                        .await;
+                    return;
+                }
+                let args = match parsed {
                     Ok(None) => break,
                     Ok(Some(args)) if args.is_empty() => continue,
-                    Ok(Some(args)) => handle(args, &driver, shared),
+                    Ok(Some(args)) => args,
                     Err(error) => {
-                        shared.metrics.error("protocol");
-                        tracing::info!(%error, "closing a client connection after a protocol error");
+                        self.shared.metrics.error("protocol");
+                        tracing::info!(client = %self.addr, %error, "closing a client connection after a protocol error");
                         let _ = owed_tx
                             .send(Owed::Close(Reply::error(format!("ERR {error}"))))
                             .await;
                         return;
+                    }
+                };
+                let owed = match commands::parse(args) {
+                    Ok(Request::Kv(command)) => {
+                        let effect = if command.is_read_only() {
+                            Effect::Read
+                        } else {
+                            Effect::Write
+                        };
+                        // A read after a write (or a write after a read) of this connection
+                        // waits until the earlier ones are answered: commands take effect in
+                        // the order sent.
+                        if in_flight.is_some_and(|earlier| earlier != effect) {
+                            answered.wait_for(submitted).await;
+                        }
+                        in_flight = Some(effect);
+                        submitted += 1;
+                        self.submit(command)
+                    }
+                    Ok(request) => local_reply(request, self.shared),
+                    Err(error) => {
+                        self.shared.metrics.error("command");
+                        Owed::Now(Reply::Error(error.0))
                     }
                 };
                 let quit = matches!(owed, Owed::Close(_));
@@ -138,34 +307,111 @@ async fn serve_client(stream: TcpStream, driver: Sender<Input>, shared: &Shared,
                 }
             }
         }
-    };
-    // When the reader stops, its sender drops, and the writer ends after the owed replies.
-    tokio::join!(write_replies, read_requests);
-}
+    }
 
-/// Runs one request: at once for connection commands, through the driver for the store.
-fn handle(args: Vec<Vec<u8>>, driver: &Sender<Input>, shared: &Shared) -> Owed {
-    let request = match commands::parse(args) {
-        Ok(request) => request,
-        Err(error) => {
-            shared.metrics.error("command");
-            return Owed::Now(Reply::Error(error.0));
+    /// Hands a store command to the driver; its reply comes later.
+    fn submit(&self, command: skiff_kv::Command) -> Owed {
+        let (reply, receiver) = oneshot::channel();
+        match self.driver.try_send(Input::Client { command, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(Input::Client { reply, .. })) => {
+                self.shared.metrics.error("busy");
+                let _ = reply.send(Reply::error(skiff_node::errors::BUSY));
+            }
+            Err(TrySendError::Disconnected(Input::Client { reply, .. })) => {
+                let _ = reply.send(Reply::error("ERR the node is shutting down"));
+            }
+            Err(_) => unreachable!("the input sent was a client command"),
         }
-    };
-    match request {
-        Request::Kv(command) => {
-            let (reply, receiver) = oneshot::channel();
-            match driver.try_send(Input::Client { command, reply }) {
-                Ok(()) => Owed::Later(receiver),
-                Err(TrySendError::Full(_)) => {
-                    shared.metrics.error("busy");
-                    Owed::Now(Reply::error(skiff_node::errors::BUSY))
+        Owed::Later(receiver)
+    }
+
+    /// Writes the replies in request order. It keeps collecting replies while the socket is
+    /// busy, so that a client that does not read is noticed and disconnected at the limit
+    /// rather than holding replies in the driver's channels.
+    async fn write_replies(
+        &self,
+        mut writer: OwnedWriteHalf,
+        mut owed_rx: mpsc::Receiver<Owed>,
+        answered: &Answered,
+    ) {
+        let mut out = BytesMut::with_capacity(16 * 1024);
+        let mut charge = Charge::new(self.budget);
+        let mut head: Option<Owed> = None;
+        let mut more = true;
+        let mut closing = false;
+        loop {
+            if out.is_empty() && (closing || !more) {
+                let _ = writer.shutdown().await;
+                return;
+            }
+            tokio::select! {
+                // Collect every reply that is ready before writing: pipelined replies share
+                // a write.
+                biased;
+                next = next_owed(&mut head, &mut owed_rx, answered), if more && !closing => {
+                    let Some(owed) = next else {
+                        more = false;
+                        continue;
+                    };
+                    match owed {
+                        Owed::Now(reply) => resp::write_reply(&mut out, &reply),
+                        Owed::Simple(text) => resp::write_simple(&mut out, text),
+                        Owed::Later(_) => unreachable!("next_owed resolves later replies"),
+                        Owed::Close(reply) => {
+                            resp::write_reply(&mut out, &reply);
+                            closing = true;
+                        }
+                    }
+                    if !charge.hold(out.capacity()) {
+                        self.over_limit("max_client_memory", out.len());
+                        return;
+                    }
+                    if out.len() > self.options.max_output_bytes {
+                        self.over_limit("client_output_limit", out.len());
+                        return;
+                    }
                 }
-                Err(TrySendError::Disconnected(_)) => {
-                    Owed::Now(Reply::error("ERR the node is shutting down"))
+                written = writer.write(&out), if !out.is_empty() => {
+                    match written {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => out.advance(n),
+                    }
+                    if out.is_empty() && out.capacity() > 256 * 1024 {
+                        // A burst of large replies is over: give the memory back.
+                        out = BytesMut::with_capacity(16 * 1024);
+                        charge.hold(out.capacity());
+                    }
                 }
             }
         }
+    }
+}
+/// The next reply owed, in order: waits for the driver's reply if the next one comes from
+/// it, and counts it answered. Cancel-safe: what was taken from the queue stays in `head`.
+async fn next_owed(
+    head: &mut Option<Owed>,
+    owed_rx: &mut mpsc::Receiver<Owed>,
+    answered: &Answered,
+) -> Option<Owed> {
+    if head.is_none() {
+        *head = Some(owed_rx.recv().await?);
+    }
+    if let Some(Owed::Later(receiver)) = head {
+        let reply = receiver
+            .await
+            .unwrap_or_else(|_| Reply::error("ERR the node is shutting down"));
+        *head = None;
+        answered.one_more();
+        return Some(Owed::Now(reply));
+    }
+    head.take()
+}
+
+/// The reply to a command this node answers by itself.
+fn local_reply(request: Request, shared: &Shared) -> Owed {
+    match request {
+        Request::Kv(_) => unreachable!("store commands go to the driver"),
         Request::Ping(None) => Owed::Simple("PONG"),
         Request::Ping(Some(message)) | Request::Echo(message) => Owed::Now(Reply::Bulk(message)),
         Request::Select | Request::Ok => Owed::Now(Reply::Ok),

@@ -84,9 +84,33 @@ pub struct ServeArgs {
     /// Client connections served at once; more are refused with an error [default: 10000].
     #[arg(long)]
     pub max_clients: Option<usize>,
-    /// The largest frame accepted from a peer, in bytes [default: 16777216].
+    /// The most bytes one client request may take in all, its arguments and their headers;
+    /// a larger one is a protocol error that closes the connection [default: 33554432].
+    #[arg(long)]
+    pub max_request_bytes: Option<usize>,
+    /// The largest reply a read may build (the values of an `MGET` added up); a larger one is
+    /// answered with an error [default: 16777216].
+    #[arg(long)]
+    pub max_reply_bytes: Option<usize>,
+    /// Replies one client may leave unread (Redis's `client-output-buffer-limit`); a client
+    /// that lets more pile up is disconnected [default: 67108864].
+    #[arg(long)]
+    pub client_output_limit_bytes: Option<usize>,
+    /// Input and output buffers of all clients together (Redis's `maxmemory-clients`); the
+    /// client whose buffers would pass it is disconnected [default: 536870912].
+    #[arg(long)]
+    pub max_client_memory_bytes: Option<usize>,
+    /// Close a client connection that sends nothing for this many seconds (Redis's
+    /// `timeout`; 0: never) [default: 0].
+    #[arg(long)]
+    pub client_idle_timeout_secs: Option<u64>,
+    /// The largest frame accepted from a peer, in bytes; every message a node sends fits in
+    /// 1 MiB and its framing [default: 4194304].
     #[arg(long)]
     pub max_frame_bytes: Option<usize>,
+    /// Incoming peer connections open at once; more are closed at once [default: 64].
+    #[arg(long)]
+    pub max_peer_connections: Option<usize>,
     /// Sync each batch on a dedicated writer thread, so that the driver thread steps
     /// messages, ticks and applies while the disk works (thesis §10.2.1). Costs two thread
     /// hand-offs per batch: on 2 cores it measured slower (docs/BENCHMARKS.md), so it is off
@@ -123,7 +147,19 @@ impl ServeArgs {
             request_timeout_ms: self.request_timeout_ms.or(file.request_timeout_ms),
             snapshot_every: self.snapshot_every.or(file.snapshot_every),
             max_bulk_bytes: self.max_bulk_bytes.or(file.max_bulk_bytes),
+            max_request_bytes: self.max_request_bytes.or(file.max_request_bytes),
+            max_reply_bytes: self.max_reply_bytes.or(file.max_reply_bytes),
+            client_output_limit_bytes: self
+                .client_output_limit_bytes
+                .or(file.client_output_limit_bytes),
+            max_client_memory_bytes: self
+                .max_client_memory_bytes
+                .or(file.max_client_memory_bytes),
+            client_idle_timeout_secs: self
+                .client_idle_timeout_secs
+                .or(file.client_idle_timeout_secs),
             max_frame_bytes: self.max_frame_bytes.or(file.max_frame_bytes),
+            max_peer_connections: self.max_peer_connections.or(file.max_peer_connections),
             max_clients: self.max_clients.or(file.max_clients),
             allow_fault_injection: self.allow_fault_injection || file.allow_fault_injection,
             sync_thread: self.sync_thread || file.sync_thread,

@@ -63,13 +63,18 @@ pub struct Metrics {
 }
 
 /// The kinds of `skiff_errors_total`.
-pub const ERROR_KINDS: [&str; 6] = [
+pub const ERROR_KINDS: [&str; 11] = [
     "protocol",
     "command",
     "busy",
     "request_timeout",
     "max_clients",
+    "client_output_limit",
+    "max_client_memory",
+    "idle_timeout",
     "peer_connection_refused",
+    "max_peer_connections",
+    "peer_message_refused",
 ];
 
 fn latency_buckets() -> Vec<f64> {

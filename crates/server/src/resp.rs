@@ -1,9 +1,11 @@
 //! RESP2, the Redis wire protocol: parsing client requests and writing replies.
 //!
 //! A request is an array of bulk strings (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`) or, as `redis-cli`
-//! and `telnet` users type them, an inline line of space-separated words. The parser works on
-//! a growing buffer: [`parse_request`] returns `Ok(None)` until a whole request has arrived,
-//! and never lets a declared length reserve more than the configured limits.
+//! and `telnet` users type them, an inline line of space-separated words. [`RequestParser`]
+//! is incremental: it consumes each argument from the buffer as soon as it is whole and keeps
+//! its place, so a request that arrives a byte at a time is scanned once, not once per read.
+//! No declared length reserves memory: the buffer grows only with bytes actually received,
+//! and one request may not exceed [`Limits::max_request_bytes`] in all.
 
 use bytes::{Buf, BytesMut};
 use skiff_kv::Reply;
@@ -17,14 +19,18 @@ pub struct Limits {
     pub max_args: usize,
     /// The longest inline request line.
     pub max_inline_bytes: usize,
+    /// The most bytes one request may take, headers included.
+    pub max_request_bytes: usize,
 }
 
 impl Default for Limits {
+    /// 8 MiB bulks, 1 Mi arguments, 64 KiB inline lines, 32 MiB requests.
     fn default() -> Self {
         Limits {
             max_bulk_bytes: 8 * 1024 * 1024,
             max_args: 1024 * 1024,
             max_inline_bytes: 64 * 1024,
+            max_request_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -58,6 +64,12 @@ pub enum ProtocolError {
         /// The limit.
         max: usize,
     },
+    /// The request's arguments add up to more than allowed.
+    #[error("Protocol error: request larger than the limit of {max} bytes")]
+    RequestTooLarge {
+        /// The limit.
+        max: usize,
+    },
     /// An inline request line is too long.
     #[error("Protocol error: too big inline request")]
     InlineTooLong,
@@ -69,126 +81,177 @@ pub enum ProtocolError {
     UnbalancedQuotes,
 }
 
-/// Parses one request from the front of `buf`, consuming it. `Ok(None)`: not complete yet.
-/// An empty request (a blank inline line, `*0`) is consumed and returned as no arguments.
-pub fn parse_request(
-    buf: &mut BytesMut,
-    limits: &Limits,
-) -> Result<Option<Vec<Vec<u8>>>, ProtocolError> {
-    if buf.is_empty() {
-        return Ok(None);
-    }
-    if buf[0] == b'*' {
-        parse_multibulk(buf, limits)
-    } else {
-        parse_inline(buf, limits)
-    }
+/// The longest header line (`*N` or `$N`) a valid request can have: a sign, 19 digits, CRLF,
+/// with room to spare.
+const MAX_HEADER_BYTES: usize = 32;
+
+/// A multibulk request part-way through.
+#[derive(Debug, Default)]
+struct Partial {
+    /// Arguments still to come, counting the one being read.
+    remaining: usize,
+    /// The arguments read so far.
+    args: Vec<Vec<u8>>,
+    /// The declared length of the bulk string being read, once its header was consumed.
+    bulk_len: Option<usize>,
+    /// Bytes of the request consumed so far, headers included.
+    consumed: usize,
 }
 
-/// Finds the CRLF-terminated line starting at `from`; returns the index of its `\r`.
-fn find_line(buf: &[u8], from: usize) -> Option<usize> {
-    buf[from..]
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .map(|at| from + at)
+/// Parses a client's requests as their bytes arrive, keeping its place between reads.
+#[derive(Debug)]
+pub struct RequestParser {
+    limits: Limits,
+    partial: Option<Partial>,
+    /// How far the unfinished inline line at the front of the buffer was searched for its end.
+    inline_scanned: usize,
 }
 
-fn parse_number(bytes: &[u8], what: &'static str) -> Result<i64, ProtocolError> {
-    std::str::from_utf8(bytes)
-        .ok()
-        .and_then(|text| text.parse::<i64>().ok())
-        .ok_or(ProtocolError::InvalidLength { what })
-}
+impl RequestParser {
+    /// A parser that enforces `limits`.
+    pub fn new(limits: Limits) -> RequestParser {
+        RequestParser {
+            limits,
+            partial: None,
+            inline_scanned: 0,
+        }
+    }
 
-fn parse_multibulk(
-    buf: &mut BytesMut,
-    limits: &Limits,
-) -> Result<Option<Vec<Vec<u8>>>, ProtocolError> {
-    let Some(end) = find_line(buf, 0) else {
-        return check_header_length(buf, limits);
-    };
-    let count = parse_number(&buf[1..end], "multibulk")?;
-    if count <= 0 {
-        buf.advance(end + 2);
-        return Ok(Some(Vec::new()));
+    /// Bytes of the request in progress already consumed from the buffer (and held as
+    /// arguments), for memory accounting.
+    pub fn held_bytes(&self) -> usize {
+        self.partial.as_ref().map_or(0, |p| p.consumed)
     }
-    let count = count as usize;
-    if count > limits.max_args {
-        return Err(ProtocolError::TooManyArgs {
-            count,
-            max: limits.max_args,
-        });
-    }
-    // First pass: check that every argument has arrived, without copying.
-    let mut at = end + 2;
-    let mut spans = Vec::with_capacity(count.min(1024));
-    for _ in 0..count {
-        if at >= buf.len() {
-            return Ok(None);
-        }
-        if buf[at] != b'$' {
-            return Err(ProtocolError::ExpectedBulk(buf[at] as char));
-        }
-        let Some(line_end) = find_line(buf, at) else {
-            return check_header_length(&buf[at..], limits);
-        };
-        let len = parse_number(&buf[at + 1..line_end], "bulk")?;
-        if len < 0 {
-            return Err(ProtocolError::InvalidLength { what: "bulk" });
-        }
-        let len = len as usize;
-        if len > limits.max_bulk_bytes {
-            return Err(ProtocolError::BulkTooLarge {
-                len,
-                max: limits.max_bulk_bytes,
+
+    /// Parses one request from the front of `buf`, consuming what it uses. `Ok(None)`: not
+    /// complete yet (call again with more bytes). An empty request (a blank inline line, `*0`)
+    /// is consumed and returned as no arguments.
+    pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Vec<u8>>>, ProtocolError> {
+        if self.partial.is_none() {
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            if buf[0] != b'*' {
+                return self.parse_inline(buf);
+            }
+            let Some(count) = take_header(buf, b'*', "multibulk")? else {
+                return Ok(None);
+            };
+            if count <= 0 {
+                return Ok(Some(Vec::new()));
+            }
+            let count = usize::try_from(count).unwrap_or(usize::MAX);
+            if count > self.limits.max_args {
+                return Err(ProtocolError::TooManyArgs {
+                    count,
+                    max: self.limits.max_args,
+                });
+            }
+            self.partial = Some(Partial {
+                remaining: count,
+                args: Vec::with_capacity(count.min(64)),
+                bulk_len: None,
+                consumed: 0,
             });
         }
-        let start = line_end + 2;
-        if buf.len() < start + len + 2 {
+        let limits = self.limits;
+        let partial = self.partial.as_mut().expect("a request in progress");
+        while partial.remaining > 0 {
+            let len = match partial.bulk_len {
+                Some(len) => len,
+                None => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    if buf[0] != b'$' {
+                        return Err(ProtocolError::ExpectedBulk(buf[0] as char));
+                    }
+                    let before = buf.len();
+                    let Some(len) = take_header(buf, b'$', "bulk")? else {
+                        return Ok(None);
+                    };
+                    let len = usize::try_from(len)
+                        .map_err(|_| ProtocolError::InvalidLength { what: "bulk" })?;
+                    if len > limits.max_bulk_bytes {
+                        return Err(ProtocolError::BulkTooLarge {
+                            len,
+                            max: limits.max_bulk_bytes,
+                        });
+                    }
+                    let header = before - buf.len();
+                    partial.consumed = partial
+                        .consumed
+                        .checked_add(header + len + 2)
+                        .filter(|&total| total <= limits.max_request_bytes)
+                        .ok_or(ProtocolError::RequestTooLarge {
+                            max: limits.max_request_bytes,
+                        })?;
+                    partial.bulk_len = Some(len);
+                    len
+                }
+            };
+            if buf.len() < len + 2 {
+                return Ok(None);
+            }
+            if &buf[len..len + 2] != b"\r\n" {
+                return Err(ProtocolError::MissingCrlf);
+            }
+            partial.args.push(buf.split_to(len).to_vec());
+            buf.advance(2);
+            partial.bulk_len = None;
+            partial.remaining -= 1;
+        }
+        Ok(self.partial.take().map(|p| p.args))
+    }
+
+    fn parse_inline(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Vec<u8>>>, ProtocolError> {
+        let from = self.inline_scanned.min(buf.len());
+        let Some(newline) = buf[from..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|at| from + at)
+        else {
+            if buf.len() > self.limits.max_inline_bytes {
+                return Err(ProtocolError::InlineTooLong);
+            }
+            self.inline_scanned = buf.len();
             return Ok(None);
-        }
-        if &buf[start + len..start + len + 2] != b"\r\n" {
-            return Err(ProtocolError::MissingCrlf);
-        }
-        spans.push((start, len));
-        at = start + len + 2;
-    }
-    let args = spans
-        .iter()
-        .map(|&(start, len)| buf[start..start + len].to_vec())
-        .collect();
-    buf.advance(at);
-    Ok(Some(args))
-}
-
-/// A header line still incomplete: fine unless it is already longer than any valid header.
-fn check_header_length(
-    pending: &[u8],
-    _limits: &Limits,
-) -> Result<Option<Vec<Vec<u8>>>, ProtocolError> {
-    if pending.len() > 32 {
-        return Err(ProtocolError::InvalidLength { what: "header" });
-    }
-    Ok(None)
-}
-
-fn parse_inline(
-    buf: &mut BytesMut,
-    limits: &Limits,
-) -> Result<Option<Vec<Vec<u8>>>, ProtocolError> {
-    let Some(newline) = buf.iter().position(|&b| b == b'\n') else {
-        if buf.len() > limits.max_inline_bytes {
+        };
+        self.inline_scanned = 0;
+        if newline > self.limits.max_inline_bytes {
             return Err(ProtocolError::InlineTooLong);
+        }
+        let line = buf.split_to(newline + 1);
+        let line = line.strip_suffix(b"\n").unwrap_or(&line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        split_inline(line).map(Some)
+    }
+}
+
+/// Consumes a `*N` or `$N` header line from the front of `buf` and returns `N`; `Ok(None)`
+/// when the line has not fully arrived. Only the first [`MAX_HEADER_BYTES`] are searched.
+fn take_header(
+    buf: &mut BytesMut,
+    kind: u8,
+    what: &'static str,
+) -> Result<Option<i64>, ProtocolError> {
+    debug_assert_eq!(buf.first(), Some(&kind));
+    let window = &buf[..buf.len().min(MAX_HEADER_BYTES)];
+    let Some(end) = window.windows(2).position(|w| w == b"\r\n") else {
+        if buf.len() >= MAX_HEADER_BYTES {
+            return Err(ProtocolError::InvalidLength { what });
         }
         return Ok(None);
     };
-    if newline > limits.max_inline_bytes {
-        return Err(ProtocolError::InlineTooLong);
+    let number = std::str::from_utf8(&buf[1..end])
+        .ok()
+        .and_then(|text| text.parse::<i64>().ok())
+        .ok_or(ProtocolError::InvalidLength { what })?;
+    if kind == b'$' && number < 0 {
+        return Err(ProtocolError::InvalidLength { what });
     }
-    let line = buf.split_to(newline + 1);
-    let line = line.strip_suffix(b"\n").unwrap_or(&line);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    split_inline(line).map(Some)
+    buf.advance(end + 2);
+    Ok(Some(number))
 }
 
 /// Splits an inline line into words; double quotes group words and allow `\"` and `\\`.
@@ -287,8 +350,9 @@ mod tests {
 
     fn parse_all(input: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, ProtocolError> {
         let mut buf = BytesMut::from(input);
+        let mut parser = RequestParser::new(Limits::default());
         let mut requests = Vec::new();
-        while let Some(request) = parse_request(&mut buf, &Limits::default())? {
+        while let Some(request) = parser.parse(&mut buf)? {
             requests.push(request);
         }
         Ok(requests)
@@ -311,15 +375,12 @@ mod tests {
     fn a_request_split_anywhere_waits_for_the_rest() {
         let input = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n";
         for cut in 1..input.len() {
+            let mut parser = RequestParser::new(Limits::default());
             let mut buf = BytesMut::from(&input[..cut]);
-            assert_eq!(
-                parse_request(&mut buf, &Limits::default()),
-                Ok(None),
-                "cut at {cut}"
-            );
+            assert_eq!(parser.parse(&mut buf), Ok(None), "cut at {cut}");
             buf.extend_from_slice(&input[cut..]);
             assert_eq!(
-                parse_request(&mut buf, &Limits::default()),
+                parser.parse(&mut buf),
                 Ok(Some(words(&["SET", "k", "hello"])))
             );
             assert!(buf.is_empty());
@@ -357,6 +418,7 @@ mod tests {
             max_bulk_bytes: 4,
             max_args: 2,
             max_inline_bytes: 8,
+            max_request_bytes: 12,
         };
         let cases: &[(&[u8], ProtocolError)] = &[
             (
@@ -375,16 +437,55 @@ mod tests {
             (b"*3\r\n", ProtocolError::TooManyArgs { count: 3, max: 2 }),
             (b"*1\r\n$2\r\nabXY", ProtocolError::MissingCrlf),
             (b"aaaaaaaaaaaaaaaaa", ProtocolError::InlineTooLong),
+            (
+                b"*2\r\n$4\r\nabcd\r\n$2\r\n",
+                ProtocolError::RequestTooLarge { max: 12 },
+            ),
+            (
+                b"*1\r\n$99999999999999999999999999999999",
+                ProtocolError::InvalidLength { what: "bulk" },
+            ),
         ];
         for (input, expected) in cases {
             let mut buf = BytesMut::from(*input);
             assert_eq!(
-                parse_request(&mut buf, &limits),
+                RequestParser::new(limits).parse(&mut buf),
                 Err(expected.clone()),
                 "{:?}",
                 String::from_utf8_lossy(input)
             );
         }
+    }
+
+    #[test]
+    fn a_request_dripped_a_byte_at_a_time_is_consumed_as_it_arrives() {
+        let mut parser = RequestParser::new(Limits::default());
+        let input = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n";
+        let mut buf = BytesMut::new();
+        let mut parsed = None;
+        for (at, &byte) in input.iter().enumerate() {
+            buf.extend_from_slice(&[byte]);
+            parsed = parser.parse(&mut buf).unwrap();
+            // Whole arguments leave the buffer at once: at most one header or one bulk string
+            // (with its CRLF) is ever waiting in it.
+            assert!(buf.len() <= 7, "{} bytes held at byte {at}", buf.len());
+        }
+        assert_eq!(parsed, Some(words(&["SET", "k", "hello"])));
+        assert_eq!(parser.held_bytes(), 0);
+    }
+
+    #[test]
+    fn an_inline_line_dripped_a_byte_at_a_time_is_searched_once() {
+        let mut parser = RequestParser::new(Limits::default());
+        let mut buf = BytesMut::new();
+        for &byte in b"PING hel" {
+            buf.extend_from_slice(&[byte]);
+            assert_eq!(parser.parse(&mut buf), Ok(None));
+            assert_eq!(parser.inline_scanned, buf.len());
+        }
+        buf.extend_from_slice(b"lo\r\n");
+        assert_eq!(parser.parse(&mut buf), Ok(Some(words(&["PING", "hello"]))));
+        assert_eq!(parser.inline_scanned, 0);
     }
 
     #[test]

@@ -11,13 +11,16 @@ use skiff_raft::{Config, NodeId};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::client::ClientOptions;
 use crate::config::{cluster_id_of, parse_initial_cluster, Identity, ServeArgs};
 use crate::disk::TimedDisk;
 use crate::driver::{ConnectPeer, Driver, DriverOptions};
 use crate::metrics::Metrics;
-use crate::resp::Limits;
 use crate::shared::{Advertised, Shared};
-use crate::transport::{self, Hello, TransportOptions, PEER_QUEUE};
+use crate::transport::{
+    self, Hello, TransportOptions, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_PEER_CONNECTIONS,
+    PEER_QUEUE,
+};
 
 /// Inputs the driver may have queued before new ones are refused.
 const DRIVER_QUEUE: usize = 65_536;
@@ -60,6 +63,39 @@ fn identity(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<Iden
     };
     identity.store(data_dir)?;
     Ok(identity)
+}
+
+/// The client port's limits: the flags over the defaults.
+fn client_options(args: &ServeArgs) -> anyhow::Result<ClientOptions> {
+    let defaults = ClientOptions::default();
+    let mut options = ClientOptions {
+        max_clients: args.max_clients.unwrap_or(defaults.max_clients),
+        max_output_bytes: args
+            .client_output_limit_bytes
+            .unwrap_or(defaults.max_output_bytes),
+        max_memory_bytes: args
+            .max_client_memory_bytes
+            .unwrap_or(defaults.max_memory_bytes),
+        idle_timeout: args
+            .client_idle_timeout_secs
+            .filter(|&secs| secs > 0)
+            .map(Duration::from_secs),
+        ..defaults
+    };
+    let limits = &mut options.limits;
+    limits.max_bulk_bytes = args.max_bulk_bytes.unwrap_or(limits.max_bulk_bytes);
+    limits.max_request_bytes = args.max_request_bytes.unwrap_or(limits.max_request_bytes);
+    if limits.max_bulk_bytes > limits.max_request_bytes {
+        bail!(
+            "--max-bulk-bytes {} exceeds --max-request-bytes {}",
+            limits.max_bulk_bytes,
+            limits.max_request_bytes
+        );
+    }
+    if options.max_clients == 0 || options.max_output_bytes == 0 || options.max_memory_bytes == 0 {
+        bail!("--max-clients, --client-output-limit-bytes and --max-client-memory-bytes must be positive");
+    }
+    Ok(options)
 }
 
 /// Shows the log's recovery as it reads segment after segment: a progress bar on a terminal,
@@ -135,6 +171,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     raft.max_inflight_appends = 32;
     raft.seed = rand::random();
     let mut config = NodeConfig::new(raft, identity.cluster_id);
+    if let Some(max) = args.max_reply_bytes {
+        config.kv.max_reply_bytes = max;
+    }
+    let client_options = client_options(&args)?;
     // The driver takes snapshots itself, so it can time them.
     config.snapshot_every_entries = 0;
     let metrics = Arc::new(Metrics::new());
@@ -210,7 +250,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let transport = Arc::new(TransportOptions {
             id,
             cluster_id: identity.cluster_id,
-            max_frame_bytes: args.max_frame_bytes.unwrap_or(16 * 1024 * 1024),
+            max_frame_bytes: args.max_frame_bytes.unwrap_or(DEFAULT_MAX_FRAME_BYTES),
+            max_connections: args
+                .max_peer_connections
+                .unwrap_or(DEFAULT_MAX_PEER_CONNECTIONS),
             hello: Hello {
                 from: id,
                 client_addr: listen_client.to_string(),
@@ -232,31 +275,28 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ));
             tx
         });
-        tokio::spawn(transport::serve_peers(
+        let mut listeners = tokio::task::JoinSet::new();
+        listeners.spawn(transport::serve_peers(
             peer_listener,
             transport.clone(),
             driver_tx.clone(),
             shared.clone(),
         ));
-        let limits = Limits {
-            max_bulk_bytes: args
-                .max_bulk_bytes
-                .unwrap_or(Limits::default().max_bulk_bytes),
-            ..Limits::default()
-        };
-        tokio::spawn(crate::client::serve_clients(
+        listeners.spawn(crate::client::serve_clients(
             client_listener,
             driver_tx.clone(),
             shared.clone(),
-            limits,
-            args.max_clients.unwrap_or(10_000),
+            client_options,
         ));
-        tokio::spawn(crate::http::serve_http(
+        listeners.spawn(crate::http::serve_http(
             http_listener,
             shared.clone(),
             driver_tx.clone(),
         ));
         drop(driver_tx);
+        // The listeners loop for ever; the first one to end (a panic included) ends the node.
+        let listeners = async move { listeners.join_next().await };
+        tokio::pin!(listeners);
 
         let driver = Driver::new(
             node,
@@ -287,17 +327,27 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // Only a requested shutdown ends the process with status 0: anything else that stops
+        // the node (the disk failed, the driver thread panicked, a listener task ended) is a
+        // failure, so that a supervisor restarts it.
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!(node = id, "stopping on Ctrl-C"),
             _ = terminate.recv() => tracing::info!(node = id, "stopping on SIGTERM"),
-            outcome = done_rx => match outcome {
-                Ok(Err(error)) => {
+            outcome = done_rx => {
+                let error = match outcome {
                     // The disk failed: what it holds is unknown until recovery reads it again.
-                    tracing::error!(node = id, %error, "stopping: the durable log failed");
-                    return Err(anyhow::Error::new(error).context("the durable log failed"));
-                }
-                _ => tracing::info!(node = id, "driver stopped"),
-            },
+                    Ok(Err(error)) => anyhow::Error::new(error).context("the durable log failed"),
+                    Ok(Ok(())) => anyhow::anyhow!("the driver thread stopped: its inputs closed"),
+                    Err(_) => anyhow::anyhow!("the driver thread stopped unexpectedly (it panicked)"),
+                };
+                tracing::error!(node = id, error = format!("{error:#}"), "stopping");
+                return Err(error);
+            }
+            ended = &mut listeners => {
+                let error = anyhow::anyhow!("a listener task ended unexpectedly: {ended:?}");
+                tracing::error!(node = id, %error, "stopping");
+                return Err(error);
+            }
         }
         anyhow::Ok(())
     })?;

@@ -7,6 +7,12 @@
 //! size limit, or bytes that do not decode close the connection and are logged; the node
 //! keeps serving.
 //!
+//! What a connection may cost before it is trusted is bounded: version and cluster id are
+//! checked in a frame's first 14 bytes, before its payload is read; the first frame (the
+//! Hello) may be at most [`MAX_HELLO_BYTES`] and must come within 5 s; a frame's buffer grows
+//! only with the bytes that arrive, never by its declared length; and at most
+//! `max_connections` incoming connections are open at once.
+//!
 //! Each peer has one long-lived outgoing connection fed by a bounded queue. When the queue is
 //! full the message is dropped, as the network may drop it: Raft retransmits, and memory does
 //! not grow with load. A lost connection is re-established with exponential backoff.
@@ -33,6 +39,15 @@ pub const FRAME_VERSION: u8 = 1;
 const HEADER_BYTES: usize = 4 + 1 + 8 + 1;
 /// Messages queued per peer before new ones are dropped.
 pub const PEER_QUEUE: usize = 4096;
+/// The largest frame a peer may send by default: every message fits in the core's 1 MiB
+/// `max_message_bytes` (a snapshot chunk is 1 MiB) plus its framing.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+/// Incoming peer connections open at once, by default.
+pub const DEFAULT_MAX_PEER_CONNECTIONS: usize = 64;
+/// The largest Hello frame: an id and two socket addresses.
+pub const MAX_HELLO_BYTES: usize = 1024;
+/// Peers whose advertised addresses are kept even when they are not (yet) members.
+const MAX_ADVERTISED: usize = 64;
 
 mod kind {
     pub const HELLO: u8 = 0;
@@ -137,24 +152,28 @@ async fn read_frame(
             if len < HEADER_BYTES - 4 {
                 return Err(FrameError::TooShort(len));
             }
+        }
+        if buf.len() >= HEADER_BYTES {
+            let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            // Checked before the payload is waited for: bytes from elsewhere are refused
+            // after 14 of them.
+            let version = buf[4];
+            if version != FRAME_VERSION {
+                return Err(FrameError::Version(version));
+            }
+            let found = u64::from_be_bytes(buf[5..13].try_into().expect("8 bytes"));
+            if found != cluster_id {
+                return Err(FrameError::WrongCluster {
+                    found,
+                    expected: cluster_id,
+                });
+            }
             if buf.len() >= 4 + len {
                 let mut frame = buf.split_to(4 + len);
-                frame.advance(4);
-                let version = frame.get_u8();
-                if version != FRAME_VERSION {
-                    return Err(FrameError::Version(version));
-                }
-                let found = frame.get_u64();
-                if found != cluster_id {
-                    return Err(FrameError::WrongCluster {
-                        found,
-                        expected: cluster_id,
-                    });
-                }
+                frame.advance(HEADER_BYTES - 1);
                 let kind = frame.get_u8();
                 return Ok(Some((kind, frame)));
             }
-            buf.reserve(4 + len - buf.len());
         }
         if stream.read_buf(buf).await? == 0 {
             return if buf.is_empty() {
@@ -185,6 +204,22 @@ fn parse_hello(mut payload: BytesMut) -> Result<Hello, FrameError> {
     };
     let client_addr = string(&mut payload)?;
     let http_addr = string(&mut payload)?;
+    if from == 0 {
+        return Err(FrameError::Payload("hello from node id 0".into()));
+    }
+    // Nodes advertise the socket addresses they listen on; anything else (markup, say) is
+    // refused here, before the live view or a status page could show it.
+    for (what, addr) in [("client", &client_addr), ("http", &http_addr)] {
+        if addr.parse::<SocketAddr>().is_err() {
+            return Err(FrameError::Payload(format!(
+                "hello advertises a {what} address that is not HOST:PORT: {:?}",
+                addr.chars().take(64).collect::<String>()
+            )));
+        }
+    }
+    if !payload.is_empty() {
+        return Err(FrameError::Payload("bytes after the hello".into()));
+    }
     Ok(Hello {
         from,
         client_addr,
@@ -201,6 +236,8 @@ pub struct TransportOptions {
     pub cluster_id: u64,
     /// The largest frame accepted.
     pub max_frame_bytes: usize,
+    /// Incoming connections open at once.
+    pub max_connections: usize,
     /// What this node advertises in its Hello.
     pub hello: Hello,
 }
@@ -212,6 +249,7 @@ pub async fn serve_peers(
     driver: Sender<Input>,
     shared: Arc<Shared>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -221,10 +259,16 @@ pub async fn serve_peers(
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            shared.metrics.error("max_peer_connections");
+            tracing::debug!(peer = %addr, "closed a peer connection over the connection limit");
+            continue;
+        };
         let options = options.clone();
         let driver = driver.clone();
         let shared = shared.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(error) = receive_from_peer(stream, &options, &driver, &shared).await {
                 shared.metrics.error("peer_connection_refused");
                 tracing::warn!(peer = %addr, %error, "closed a peer connection");
@@ -247,7 +291,7 @@ async fn receive_from_peer(
             &mut stream,
             &mut buf,
             options.cluster_id,
-            options.max_frame_bytes,
+            MAX_HELLO_BYTES.min(options.max_frame_bytes),
         ),
     )
     .await
@@ -262,7 +306,15 @@ async fn receive_from_peer(
             "a connection from this node's own id".into(),
         ));
     }
+    let member = shared.status().members.iter().any(|m| m.id == hello.from);
     if let Ok(mut advertised) = shared.advertised.write() {
+        // Bounded: ids that are not members are kept only while there are few of them.
+        if !member && !advertised.contains_key(&hello.from) && advertised.len() >= MAX_ADVERTISED {
+            return Err(FrameError::Payload(format!(
+                "hello from node {}, which is not a member",
+                hello.from
+            )));
+        }
         advertised.insert(
             hello.from,
             Advertised {

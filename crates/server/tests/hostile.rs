@@ -1,0 +1,666 @@
+//! The hostile-input suite: every attack of the threat model (docs/SECURITY.md) replayed
+//! against a real three-node cluster. For each: no process dies, every node still answers
+//! `SET` and `GET`, no acknowledged write is lost, every node stays under 300 MiB of RSS, and
+//! the refusal is a clear error reply or log line. (Admin requests, cross-origin requests and
+//! the live view are in `hostile_http.rs`; damaged WAL files in `durability.rs`.)
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{eventually, http_get, serial, TestCluster};
+use redis::Commands;
+use skiff_node::{wire, PeerMessage};
+use skiff_raft::{Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, SnapshotMeta, Term};
+
+/// What every node must still do after an attack.
+const RSS_LIMIT_MIB: u64 = 300;
+
+/// Writes `count` keys through node 1 and returns them: acknowledged, so never to be lost.
+fn acknowledged_writes(cluster: &TestCluster, prefix: &str, count: usize) -> Vec<(String, String)> {
+    let mut connection = cluster.redis(1);
+    (0..count)
+        .map(|i| {
+            let (key, value) = (format!("{prefix}-{i}"), format!("value-{i}"));
+            let _: () = connection.set(&key, &value).expect("acknowledged write");
+            (key, value)
+        })
+        .collect()
+}
+
+/// The process's resident memory, in MiB.
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .expect("VmRSS");
+    kib / 1024
+}
+
+/// The checks after every attack: alive, small, serving, nothing acknowledged lost.
+fn cluster_survived(cluster: &mut TestCluster, kept: &[(String, String)]) {
+    for (id, node) in cluster.nodes.iter_mut() {
+        let child = node.child.as_mut().expect("running");
+        assert_eq!(
+            child.try_wait().expect("wait"),
+            None,
+            "node {id} died under attack"
+        );
+        let rss = rss_mib(child.id());
+        assert!(rss < RSS_LIMIT_MIB, "node {id} holds {rss} MiB");
+    }
+    cluster.wait_for_leader(Duration::from_secs(10));
+    for &id in cluster.nodes.keys() {
+        let mut connection = cluster.redis(id);
+        let key = format!("after-attack-{id}");
+        let _: () = connection.set(&key, "ok").expect("write after the attack");
+        let value: String = connection.get(&key).expect("read after the attack");
+        assert_eq!(value, "ok");
+        for (key, value) in kept {
+            let found: Option<String> = connection.get(key).expect("read");
+            assert_eq!(found.as_ref(), Some(value), "node {id} lost {key}");
+        }
+    }
+}
+
+/// The value of `skiff_errors_total{kind}` on a node.
+fn errors_counted(cluster: &TestCluster, id: u64, kind: &str) -> u64 {
+    let metrics = http_get(cluster.nodes[&id].http, "/metrics").expect("metrics");
+    let prefix = format!("skiff_errors_total{{kind=\"{kind}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("skiff_errors_total{{kind={kind:?}}} is not exported"))
+}
+
+fn node_log(cluster: &TestCluster, id: u64) -> String {
+    std::fs::read_to_string(cluster.nodes[&id].dir.join("node.log")).unwrap_or_default()
+}
+
+/// Reads what the server sends until it closes or goes quiet for `quiet`.
+fn read_until_quiet(stream: &mut TcpStream, quiet: Duration) -> Vec<u8> {
+    stream.set_read_timeout(Some(quiet)).expect("timeout");
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    while let Ok(n) = stream.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        received.extend_from_slice(&chunk[..n]);
+    }
+    received
+}
+
+/// Whether the server closed the connection (a read returns end of stream or a reset).
+fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).expect("timeout");
+    let deadline = Instant::now() + within;
+    let mut chunk = [0u8; 64 * 1024];
+    while Instant::now() < deadline {
+        match stream.read(&mut chunk) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+fn resp_command(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+// ---- the client port ----
+
+#[test]
+fn pipelined_commands_take_effect_in_the_order_sent_on_every_node() {
+    let _serial = serial();
+    let mut cluster = TestCluster::start(3);
+    for &id in cluster.nodes.keys() {
+        let addr = cluster.nodes[&id].client;
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        for attempt in 0..50 {
+            // A write then a read of the same key, sent together.
+            let key = format!("order-{id}-{attempt}");
+            let value = format!("v{attempt}");
+            let mut pipeline = resp_command(&[b"SET", key.as_bytes(), value.as_bytes()]);
+            pipeline.extend(resp_command(&[b"GET", key.as_bytes()]));
+            // A read then a write: the read must not see the write sent after it.
+            pipeline.extend(resp_command(&[b"GET", key.as_bytes()]));
+            pipeline.extend(resp_command(&[b"SET", key.as_bytes(), b"later"]));
+            pipeline.extend(resp_command(&[b"GET", key.as_bytes()]));
+            stream.write_all(&pipeline).expect("send");
+            let expected = format!(
+                "+OK\r\n${len}\r\n{value}\r\n${len}\r\n{value}\r\n+OK\r\n$5\r\nlater\r\n",
+                len = value.len()
+            );
+            let mut received = vec![0u8; expected.len()];
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            stream.read_exact(&mut received).expect("replies");
+            assert_eq!(
+                String::from_utf8_lossy(&received),
+                expected,
+                "node {id}, attempt {attempt}"
+            );
+        }
+        // Writes in a row keep their order too (a follower forwards them).
+        let mut pipeline = Vec::new();
+        for _ in 0..100 {
+            pipeline.extend(resp_command(&[b"INCR", format!("count-{id}").as_bytes()]));
+        }
+        pipeline.extend(resp_command(&[b"GET", format!("count-{id}").as_bytes()]));
+        stream.write_all(&pipeline).expect("send");
+        let replies =
+            String::from_utf8(read_until_quiet(&mut stream, Duration::from_secs(2))).expect("text");
+        let expected: String =
+            (1..=100).map(|n| format!(":{n}\r\n")).collect::<String>() + "$3\r\n100\r\n";
+        assert_eq!(replies, expected, "node {id}");
+    }
+
+    // The same through a client library's pipeline.
+    let mut connection = cluster.redis(2);
+    let (first, second): (String, String) = redis::pipe()
+        .set("lib-key", "one")
+        .ignore()
+        .get("lib-key")
+        .set("lib-key", "two")
+        .ignore()
+        .get("lib-key")
+        .query(&mut connection)
+        .expect("pipeline");
+    assert_eq!((first.as_str(), second.as_str()), ("one", "two"));
+    cluster_survived(&mut cluster, &[]);
+}
+
+#[test]
+fn huge_replies_unread_replies_and_unfinished_requests_are_cut_off_with_memory_bounded() {
+    let _serial = serial();
+    let mut cluster = TestCluster::start(3);
+    let kept = acknowledged_writes(&cluster, "kept", 20);
+    let leader = cluster.wait_for_leader(Duration::from_secs(5));
+    let addr = cluster.nodes[&leader].client;
+    let value = vec![b'x'; 1_000_000];
+    let mut connection = cluster.redis(leader);
+    let _: () = connection
+        .set("big", value.as_slice())
+        .expect("a 1 MB value");
+
+    // One small MGET of the big key 500 times: refused before the reply is built.
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    let mut mget: Vec<&[u8]> = vec![b"MGET"];
+    mget.extend(std::iter::repeat_n(b"big".as_slice(), 500));
+    stream.write_all(&resp_command(&mget)).expect("send");
+    let reply = read_until_quiet(&mut stream, Duration::from_secs(2));
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.starts_with("-ERR reply larger than the limit of 16777216 bytes"),
+        "{reply}"
+    );
+
+    // A client that pipelines 2,000 GETs of the big value and never reads is disconnected
+    // once its unread replies pass the output limit.
+    let before = errors_counted(&cluster, leader, "client_output_limit");
+    let mut greedy = TcpStream::connect(addr).expect("connect");
+    let get = resp_command(&[b"GET", b"big"]);
+    greedy
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    for _ in 0..2000 {
+        if greedy.write_all(&get).is_err() {
+            break;
+        }
+    }
+    eventually(Duration::from_secs(20), "the greedy client cut off", || {
+        (errors_counted(&cluster, leader, "client_output_limit") > before).then_some(())
+    });
+    assert!(node_log(&cluster, leader).contains("disconnecting a client over a memory limit"));
+    drop(greedy);
+
+    // An unfinished request of 200 bulk strings of 8 MiB each: the server stops reading it
+    // at the request limit (32 MiB) and says why.
+    let mut hoarder = TcpStream::connect(addr).expect("connect");
+    hoarder
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let chunk = vec![b'y'; 8 * 1024 * 1024];
+    let mut sent = 0usize;
+    let _ = hoarder.write_all(b"*201\r\n$3\r\nSET\r\n");
+    for _ in 0..200 {
+        if hoarder.write_all(b"$8388608\r\n").is_err()
+            || hoarder.write_all(&chunk).is_err()
+            || hoarder.write_all(b"\r\n").is_err()
+        {
+            break;
+        }
+        sent += chunk.len();
+    }
+    assert!(
+        sent < 200 * chunk.len(),
+        "the server read all {sent} bytes of the unfinished request"
+    );
+    let reply = read_until_quiet(&mut hoarder, Duration::from_secs(2));
+    assert!(
+        String::from_utf8_lossy(&reply).contains("request larger than the limit"),
+        "{:?}",
+        String::from_utf8_lossy(&reply)
+    );
+
+    // A request dripped in small pieces (many tiny arguments) while other clients are served:
+    // the parser keeps its place instead of re-reading the request on every piece.
+    let mut dripper = TcpStream::connect(addr).expect("connect");
+    dripper
+        .write_all(b"*100001\r\n$4\r\nMGET\r\n")
+        .expect("send");
+    let mut bystander = cluster.redis(leader);
+    for round in 0..200 {
+        let piece: Vec<u8> = b"$1\r\nk\r\n".repeat(500);
+        dripper.write_all(&piece).expect("drip");
+        if round % 20 == 0 {
+            let pong: String = redis::cmd("PING").query(&mut bystander).expect("ping");
+            assert_eq!(pong, "PONG");
+        }
+    }
+    dripper.write_all(b"$1\r\nk\r\n").expect("last argument");
+    let reply = read_until_quiet(&mut dripper, Duration::from_secs(5));
+    assert!(
+        reply.starts_with(b"*100000\r\n"),
+        "{:?}",
+        &reply[..reply.len().min(40)]
+    );
+
+    cluster_survived(&mut cluster, &kept);
+}
+
+#[test]
+fn an_idle_client_is_disconnected_when_a_timeout_is_set() {
+    let _serial = serial();
+    let mut cluster = TestCluster::start_with(3, &["--client-idle-timeout-secs", "1"]);
+    let mut idle = TcpStream::connect(cluster.nodes[&1].client).expect("connect");
+    idle.write_all(b"PING\r\n").expect("send");
+    assert_eq!(
+        read_until_quiet(&mut idle, Duration::from_millis(300)),
+        b"+PONG\r\n"
+    );
+    assert!(
+        closed_by_server(&mut idle, Duration::from_secs(5)),
+        "an idle client stays connected"
+    );
+    assert!(errors_counted(&cluster, 1, "idle_timeout") >= 1);
+    cluster_survived(&mut cluster, &[]);
+}
+
+// ---- the peer port ----
+
+/// A frame as a peer sends it: `length | version | cluster id | kind | payload`.
+fn frame(cluster_id: u64, kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = ((1 + 8 + 1 + payload.len()) as u32).to_be_bytes().to_vec();
+    out.push(1);
+    out.extend_from_slice(&cluster_id.to_be_bytes());
+    out.push(kind);
+    out.extend_from_slice(payload);
+    out
+}
+
+fn hello(cluster_id: u64, from: u64, client_addr: &str, http_addr: &str) -> Vec<u8> {
+    let mut payload = from.to_be_bytes().to_vec();
+    for text in [client_addr, http_addr] {
+        payload.extend_from_slice(&(text.len() as u16).to_be_bytes());
+        payload.extend_from_slice(text.as_bytes());
+    }
+    frame(cluster_id, 0, &payload)
+}
+
+fn message(cluster_id: u64, from: u64, to: u64, term: u64, body: MessageBody) -> Vec<u8> {
+    let mut payload = Vec::new();
+    let message = PeerMessage::Raft(Message {
+        from: NodeId(from),
+        to: NodeId(to),
+        term: Term(term),
+        body,
+    });
+    wire::encode(&message, &mut payload);
+    frame(cluster_id, 1, &payload)
+}
+
+/// Opens a connection to `target`'s peer port pretending to be node `from`, sends `frames`.
+fn forge(cluster: &TestCluster, target: u64, from: u64, frames: &[Vec<u8>]) {
+    let cluster_id = cluster_id(cluster, target);
+    let mut stream = TcpStream::connect(cluster.nodes[&target].peer).expect("connect");
+    let mut bytes = hello(cluster_id, from, "127.0.0.1:1", "127.0.0.1:2");
+    for frame in frames {
+        bytes.extend_from_slice(frame);
+    }
+    let _ = stream.write_all(&bytes);
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+fn cluster_id(cluster: &TestCluster, id: u64) -> u64 {
+    cluster.status(id).expect("status")["cluster_id"]
+        .as_u64()
+        .expect("cluster id")
+}
+
+fn term_and_leader(cluster: &TestCluster, id: u64) -> (u64, u64) {
+    let status = cluster.status(id).expect("status");
+    (
+        status["term"].as_u64().expect("term"),
+        status["leader"].as_u64().unwrap_or(0),
+    )
+}
+
+#[test]
+fn forged_peer_messages_are_refused_and_no_node_crashes_or_loses_its_leader() {
+    let _serial = serial();
+    let mut cluster = TestCluster::start(3);
+    let kept = acknowledged_writes(&cluster, "kept", 20);
+    let leader = cluster.wait_for_leader(Duration::from_secs(5));
+    let followers: Vec<u64> = cluster
+        .nodes
+        .keys()
+        .copied()
+        .filter(|&id| id != leader)
+        .collect();
+    let (follower, other) = (followers[0], followers[1]);
+    let (term, _) = term_and_leader(&cluster, follower);
+    let last_index = cluster.status(follower).expect("status")["last_index"]
+        .as_u64()
+        .expect("last index");
+    let id = |target: u64| cluster_id(&cluster, target);
+
+    // 1. An AppendEntries with the largest term, to every node.
+    for &target in cluster.nodes.keys() {
+        let from = if target == leader { follower } else { leader };
+        let append = message(
+            id(target),
+            from,
+            target,
+            u64::MAX,
+            MessageBody::AppendEntries {
+                prev_log_index: LogIndex(0),
+                prev_log_term: Term(0),
+                entries: Vec::new(),
+                leader_commit: LogIndex(0),
+                read_round: 0,
+            },
+        );
+        forge(&cluster, target, from, &[append]);
+    }
+    // 2. An AppendEntries whose entries skip indexes, as the leader in its own term.
+    let gap = message(
+        id(follower),
+        leader,
+        follower,
+        term,
+        MessageBody::AppendEntries {
+            prev_log_index: LogIndex(last_index),
+            prev_log_term: Term(term),
+            entries: vec![
+                Entry {
+                    term: Term(term),
+                    index: LogIndex(last_index + 5),
+                    kind: EntryKind::Normal,
+                    data: b"forged".to_vec(),
+                },
+                Entry {
+                    term: Term(term),
+                    index: LogIndex(last_index + 9),
+                    kind: EntryKind::Normal,
+                    data: b"forged".to_vec(),
+                },
+            ],
+            leader_commit: LogIndex(last_index + 9),
+            read_round: 0,
+        },
+    );
+    forge(&cluster, follower, leader, &[gap]);
+    // 3. A snapshot of garbage, complete in one chunk, as the leader in its own term.
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let snapshot = message(
+        id(follower),
+        leader,
+        follower,
+        term,
+        MessageBody::InstallSnapshot {
+            meta: SnapshotMeta {
+                index: LogIndex(last_index + 100),
+                term: Term(term),
+                voters: vec![NodeId(1), NodeId(2), NodeId(3)],
+                voters_outgoing: Vec::new(),
+                learners: Vec::new(),
+            },
+            offset: 0,
+            data: garbage,
+            done: true,
+        },
+    );
+    forge(&cluster, follower, leader, &[snapshot]);
+    // 4. Five TimeoutNow from a node that does not lead.
+    let (term_before, leader_before) = term_and_leader(&cluster, follower);
+    let timeout_now: Vec<Vec<u8>> = (0..5)
+        .map(|_| message(id(follower), other, follower, term, MessageBody::TimeoutNow))
+        .collect();
+    forge(&cluster, follower, other, &timeout_now);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        term_and_leader(&cluster, follower),
+        (term_before, leader_before),
+        "a forged TimeoutNow started an election"
+    );
+
+    // Each refusal is logged naming the peer, and counted.
+    let log = node_log(&cluster, follower);
+    assert!(log.contains("refused a message from a peer"), "{log}");
+    assert!(errors_counted(&cluster, follower, "peer_message_refused") >= 3);
+    let top_term = cluster
+        .nodes
+        .keys()
+        .map(|&id| term_and_leader(&cluster, id).0)
+        .max()
+        .expect("terms");
+    assert!(top_term < 1 << 32, "a forged term was adopted: {top_term}");
+    cluster_survived(&mut cluster, &kept);
+
+    // Nothing forged reached durable state: every node restarts and serves.
+    for id in [1, 2, 3] {
+        cluster.kill(id);
+        cluster.spawn(id);
+    }
+    cluster_survived(&mut cluster, &kept);
+}
+
+#[test]
+fn strangers_on_the_peer_port_cannot_make_a_node_hold_memory() {
+    let _serial = serial();
+    let mut cluster = TestCluster::start_with(3, &["--max-peer-connections", "16"]);
+    let kept = acknowledged_writes(&cluster, "kept", 10);
+    let target = 1;
+    let peer = cluster.nodes[&target].peer;
+    let cluster_id = cluster_id(&cluster, target);
+
+    // A first frame that claims 4 MiB: refused after its first 4 bytes, whatever follows.
+    let mut strangers = Vec::new();
+    for _ in 0..100 {
+        if let Ok(mut stream) = TcpStream::connect(peer) {
+            let mut header = (4u32 * 1024 * 1024).to_be_bytes().to_vec();
+            header.push(1);
+            header.extend_from_slice(&0x5eed_u64.to_be_bytes());
+            header.push(1);
+            let _ = stream.write_all(&header);
+            let _ = stream.write_all(&vec![0u8; 64 * 1024]);
+            strangers.push(stream);
+        }
+    }
+    for stream in &mut strangers {
+        assert!(closed_by_server(stream, Duration::from_secs(5)));
+    }
+    drop(strangers);
+    // One who knows the (public) cluster id but sends a first frame far larger than a hello.
+    let mut big_hello = TcpStream::connect(peer).expect("connect");
+    let _ = big_hello.write_all(&frame(cluster_id, 0, &vec![0u8; 1 << 20]));
+    assert!(closed_by_server(&mut big_hello, Duration::from_secs(5)));
+
+    // Connections that send nothing hold a slot for at most 5 s and beyond the limit are
+    // closed at once.
+    let silent: Vec<TcpStream> = (0..40)
+        .filter_map(|_| TcpStream::connect(peer).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(errors_counted(&cluster, target, "max_peer_connections") > 0);
+    drop(silent);
+
+    // 500 hellos with new ids and advertised addresses that are markup.
+    for from in 1000..1500u64 {
+        if let Ok(mut stream) = TcpStream::connect(peer) {
+            let _ = stream.write_all(&hello(
+                cluster_id,
+                from,
+                "<img src=x onerror=alert(1)>",
+                "127.0.0.1:80",
+            ));
+        }
+    }
+    let log = node_log(&cluster, target);
+    assert!(
+        log.contains("not HOST:PORT"),
+        "the markup hello was not refused"
+    );
+    let status = http_get(cluster.nodes[&target].http, "/status").expect("status");
+    assert!(!status.contains("onerror"), "{status}");
+    let log_has = |text: &str| {
+        eventually(Duration::from_secs(5), text, || {
+            node_log(&cluster, target).contains(text).then_some(())
+        });
+        true
+    };
+    eventually(Duration::from_secs(10), "the old slots freed", || {
+        TcpStream::connect(peer).ok().map(|_| ())
+    });
+    assert!(log_has("frame of 1048586 bytes exceeds the limit of 1024"));
+    assert!(log_has("frame of 4194304 bytes exceeds the limit of 1024"));
+    // A small frame of another cluster is refused by its cluster id.
+    let mut foreign = TcpStream::connect(peer).expect("connect");
+    let _ = foreign.write_all(&hello(0x5eed, 9, "127.0.0.1:1", "127.0.0.1:2"));
+    assert!(closed_by_server(&mut foreign, Duration::from_secs(5)));
+    assert!(log_has("peer belongs to cluster 0x5eed"));
+    cluster_survived(&mut cluster, &kept);
+}
+
+// ---- the process ----
+
+/// A single node on a 16 MiB file system that fills up: the durable log fails, and the
+/// process exits with a failure status that a supervisor restarts on. A requested stop
+/// exits 0.
+#[test]
+fn a_node_that_stops_for_any_reason_but_a_request_exits_with_failure() {
+    let _serial = serial();
+    let root = tempfile::tempdir().expect("temp dir");
+    let ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
+    let addr = |port: u16| -> SocketAddr { format!("127.0.0.1:{port}").parse().expect("addr") };
+    // The log lives outside the data directory, which is to fill up.
+    let log_of = |dir: &std::path::Path| {
+        root.path().join(format!(
+            "{}.log",
+            dir.parent()
+                .and_then(|p| p.file_name())
+                .unwrap_or_default()
+                .to_string_lossy()
+        ))
+    };
+    let start = |dir: &std::path::Path| {
+        let log = std::fs::File::create(log_of(dir)).expect("log");
+        std::process::Command::new(common::skiff_bin())
+            .args(["serve", "--id", "1", "--data-dir"])
+            .arg(dir)
+            .args(["--listen-client", &addr(ports[0]).to_string()])
+            .args(["--listen-peer", &addr(ports[1]).to_string()])
+            .args(["--listen-http", &addr(ports[2]).to_string()])
+            .args(["--initial-cluster", &format!("1={}", addr(ports[1]))])
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("skiff starts")
+    };
+    let connect = || {
+        let client = redis::Client::open(format!("redis://{}/", addr(ports[0]))).expect("url");
+        eventually(Duration::from_secs(10), "the node listening", || {
+            client
+                .get_connection_with_timeout(Duration::from_secs(1))
+                .ok()
+        })
+    };
+
+    // A requested stop: status 0.
+    let plain = root.path().join("plain").join("node");
+    let mut node = start(&plain);
+    let mut connection = connect();
+    eventually(Duration::from_secs(10), "a leader", || {
+        connection.set::<_, _, ()>("k", "v").ok()
+    });
+    common::send_signal(node.id(), libc::SIGTERM);
+    let status = node.wait().expect("wait");
+    assert!(status.success(), "SIGTERM ended with {status}");
+
+    // A full disk: a failure status.
+    let small = root.path().join("small");
+    std::fs::create_dir_all(&small).expect("dir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        panic!("this test mounts a 16 MiB tmpfs and needs root (CI runs as root)");
+    }
+    let unmount = Unmount(small.clone());
+    let mut node = start(&small.join("node"));
+    let mut connection = connect();
+    eventually(Duration::from_secs(10), "a leader", || {
+        connection.set::<_, _, ()>("k", "v").ok()
+    });
+    let value = vec![b'z'; 512 * 1024];
+    let exit = eventually(
+        Duration::from_secs(60),
+        "the node to stop on a full disk",
+        || {
+            let _: Result<(), _> = connection.set("fill", value.as_slice());
+            node.try_wait().expect("wait")
+        },
+    );
+    assert!(
+        !exit.success(),
+        "a node whose disk failed exited with {exit}"
+    );
+    let log = std::fs::read_to_string(log_of(&small.join("node"))).unwrap_or_default();
+    assert!(log.contains("the durable log failed"), "{log}");
+    drop(unmount);
+}
+
+/// Unmounts a test file system when dropped.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
