@@ -27,6 +27,8 @@ use crate::observer::{state_digest, Observed, Recorder};
 use crate::trace::{Trace, TraceEvent};
 use crate::values::{decode_value, value_command};
 
+mod disk_faults;
+
 /// How a simulated cluster is set up.
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {
@@ -160,6 +162,10 @@ pub struct Stats {
     pub torn_tails: u64,
     /// Bits flipped in durable segment files.
     pub bit_flips: u64,
+    /// Segment files overwritten by garbage.
+    pub segments_garbled: u64,
+    /// Segment files lost.
+    pub segments_lost: u64,
     /// Restarts refused by the durable log (the node stays down for good).
     pub refused_starts: u64,
     /// Client requests forwarded by a follower to the leader.
@@ -907,6 +913,11 @@ impl Cluster {
     }
 
     fn send(&mut self, message: PeerMessage) {
+        if let PeerMessage::Raft(raft) = &message {
+            if let Err(violation) = self.checkers.sent(raft) {
+                self.record_violation(violation);
+            }
+        }
         if let (Some(hold), PeerMessage::Raft(raft)) = (self.hold.as_mut(), &message) {
             if hold(raft) {
                 self.trace
@@ -1402,6 +1413,7 @@ impl Cluster {
             }
             None => return,
         };
+        self.check_restart_after_damage(node);
         if let Some(torn) = &report.torn_tail {
             self.stats.torn_tails += 1;
             self.trace.record(
@@ -1442,30 +1454,6 @@ impl Cluster {
             self.crash(node);
             self.schedule(self.now_ms + down_ms, Event::Restart { node });
         }
-    }
-
-    /// Flips one bit at a seeded place in the durable segment files of `node`, which must be
-    /// down (media corruption); with `spare_final_batch`, never in the last write batch of
-    /// its log. Returns whether a bit was flipped.
-    pub fn flip_durable_bit(&mut self, node: NodeId, spare_final_batch: bool) -> bool {
-        let mut choices = ChaCha8Rng::seed_from_u64(self.disk_rng.gen());
-        let Some(sim_node) = self.nodes.get_mut(&node) else {
-            return false;
-        };
-        let Some((file, offset)) =
-            sim_node.flip_segment_bit(spare_final_batch, |total| choices.gen_range(0..total))
-        else {
-            return false;
-        };
-        self.stats.bit_flips += 1;
-        self.trace.record(
-            self.now_ms,
-            TraceEvent::Fault(format!(
-                "flip a bit of {node}'s {} at byte {offset}",
-                file.display()
-            )),
-        );
-        true
     }
 
     /// Pauses `node` for `ms`: it handles nothing meanwhile, then catches up.

@@ -55,6 +55,12 @@ struct Args {
     /// torn write (a known limitation; see docs/TESTING.md).
     #[arg(long)]
     final_batch_flips: bool,
+    /// No segment files overwritten by garbage.
+    #[arg(long)]
+    no_segment_garbage: bool,
+    /// No lost segment files.
+    #[arg(long)]
+    no_lost_segments: bool,
 }
 
 impl Args {
@@ -71,6 +77,8 @@ impl Args {
             pauses: !self.no_pauses,
             bit_flips: !self.no_bit_flips,
             final_batch_flips: self.final_batch_flips,
+            segment_garbage: !self.no_segment_garbage,
+            lost_segments: !self.no_lost_segments,
         };
         options
     }
@@ -93,6 +101,8 @@ impl Args {
             ("--no-pauses", self.no_pauses),
             ("--no-bit-flips", self.no_bit_flips),
             ("--final-batch-flips", self.final_batch_flips),
+            ("--no-segment-garbage", self.no_segment_garbage),
+            ("--no-lost-segments", self.no_lost_segments),
         ] {
             if on {
                 command += " ";
@@ -123,6 +133,8 @@ struct Totals {
     mid_write_crashes: u64,
     torn_tails: u64,
     bit_flips: u64,
+    segments_garbled: u64,
+    segments_lost: u64,
     refused_starts: u64,
     linearizability_checks: u64,
     failures: Vec<RunReport>,
@@ -146,6 +158,8 @@ impl Totals {
         self.mid_write_crashes += report.stats.mid_write_crashes;
         self.torn_tails += report.stats.torn_tails;
         self.bit_flips += report.stats.bit_flips;
+        self.segments_garbled += report.stats.segments_garbled;
+        self.segments_lost += report.stats.segments_lost;
         self.refused_starts += report.stats.refused_starts;
         self.linearizability_checks += report.linearizability_checks;
         if let Some(violation) = &report.violation {
@@ -161,7 +175,7 @@ impl Totals {
 
     fn summary(&self) -> String {
         format!(
-            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} refused_starts={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} reads={} linearizability_checks={}",
+            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} segments_garbled={} segments_lost={} refused_starts={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} reads={} linearizability_checks={}",
             self.seeds,
             self.violations,
             self.ticks,
@@ -173,6 +187,8 @@ impl Totals {
             self.mid_write_crashes,
             self.torn_tails,
             self.bit_flips,
+            self.segments_garbled,
+            self.segments_lost,
             self.refused_starts,
             self.snapshots,
             self.snapshot_installs,

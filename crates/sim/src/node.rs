@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rand::Rng;
 use skiff_node::{NoObserver, Node, NodeConfig, NodeError};
 use skiff_raft::{Entry, HardState, LogIndex, LogStorage};
 use skiff_wal::{record, Disk, MemDisk, RecoveryReport, Wal, WalOptions};
@@ -85,8 +86,24 @@ pub struct SimNode {
     process: Process,
     /// Incremented at each start, so events scheduled for an earlier life are ignored.
     pub incarnation: u64,
-    /// Whether a bit of this node's durable log was flipped (media corruption).
+    /// Whether this node's durable log was damaged (media corruption): a restart may refuse.
     pub corrupted: bool,
+    /// What the disk held durably before a segment was garbled or lost, if one was: a
+    /// restart must refuse, or recover exactly this (a lost segment that a compaction had
+    /// already covered changes nothing).
+    pub durable_before_damage: Option<Durable>,
+}
+
+/// Damage to a crashed node's segment files, outside what a crash can do (docs/TESTING.md,
+/// "Disk faults").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskDamage {
+    /// One bit flipped.
+    BitFlip,
+    /// A whole segment file overwritten by random bytes.
+    GarbageSegment,
+    /// A segment file lost: one before the last, or the only one.
+    LostSegment,
 }
 
 impl SimNode {
@@ -98,6 +115,7 @@ impl SimNode {
             process: Process::Up(Box::new(node)),
             incarnation: 0,
             corrupted: false,
+            durable_before_damage: None,
         })
     }
 
@@ -178,6 +196,10 @@ impl SimNode {
             }
         };
         self.incarnation += 1;
+        // The node has run, so its log must be there: a lost log must not read as a new one
+        // at term 0 with no vote (thesis §3.8), as the server's identity file ensures.
+        let mut config = config;
+        config.wal.expect_existing_log = true;
         match Node::open(disk, data_dir(self.id), config) {
             Ok((node, report)) => {
                 self.process = Process::Up(Box::new(node));
@@ -256,6 +278,49 @@ impl SimNode {
             offset -= len;
         }
         None
+    }
+
+    /// The segment files of a crashed node, oldest first, with its disk.
+    fn down_segments(&mut self) -> Option<(&mut MemDisk, Vec<PathBuf>)> {
+        let Process::Down(disk) = &mut self.process else {
+            return None;
+        };
+        let dir = data_dir(self.id);
+        let mut names = disk.list(&dir).ok()?;
+        names.retain(|name| is_segment(name));
+        names.sort();
+        let files = names.iter().map(|name| dir.join(name)).collect();
+        Some((disk, files))
+    }
+
+    /// Overwrites one segment file of a crashed node — any of them, the last included — with
+    /// random bytes of the same length. Returns the file.
+    pub fn garble_segment(&mut self, rng: &mut impl Rng) -> Option<PathBuf> {
+        let before = self.durable();
+        let (disk, files) = self.down_segments()?;
+        let file = files.get(rng.gen_range(0..files.len().max(1)))?.clone();
+        let mut garbage = vec![0; disk.len(&file).ok()?.max(1) as usize];
+        rng.fill(&mut garbage[..]);
+        // Random bytes, but never all zeros (which read as a segment never written).
+        garbage[0] |= 1;
+        disk.replace_contents(&file, &garbage).ok()?;
+        self.corrupted = true;
+        self.durable_before_damage = Some(before);
+        Some(file)
+    }
+
+    /// Loses one segment file of a crashed node: one before the last, or the only one. (A
+    /// lost last segment of several cannot be seen by the log alone and is outside the fault
+    /// model: see the WAL's `recovery` module and docs/TESTING.md.) Returns the file.
+    pub fn lose_segment(&mut self, rng: &mut impl Rng) -> Option<PathBuf> {
+        let before = self.durable();
+        let (disk, files) = self.down_segments()?;
+        let candidates = files.len().saturating_sub(1).max(1);
+        let file = files.get(rng.gen_range(0..candidates))?.clone();
+        disk.lose_file(&file).ok()?;
+        self.corrupted = true;
+        self.durable_before_damage = Some(before);
+        Some(file)
     }
 }
 

@@ -11,6 +11,7 @@ use crate::cluster::{Cluster, ClusterOptions, Stats};
 use crate::history::Operation;
 use crate::linearizability::{self, Verdict};
 use crate::network::{NetworkOptions, Partition};
+use crate::node::DiskDamage;
 use crate::values::{decode_value, encode_value};
 use crate::workload::{Workload, WorkloadOptions};
 
@@ -34,6 +35,24 @@ pub struct FaultSwitches {
     /// Let a flipped bit land in the final write batch of the log too, which recovery takes
     /// for a torn write and cuts off (off by default: see docs/TESTING.md).
     pub final_batch_flips: bool,
+    /// Overwrite a whole segment file of one crashed node with random bytes.
+    pub segment_garbage: bool,
+    /// Lose a segment file of one crashed node (one before the last, or the only one).
+    pub lost_segments: bool,
+}
+
+impl FaultSwitches {
+    /// The kinds of disk damage switched on.
+    fn disk_damage(&self) -> Vec<DiskDamage> {
+        [
+            (self.bit_flips, DiskDamage::BitFlip),
+            (self.segment_garbage, DiskDamage::GarbageSegment),
+            (self.lost_segments, DiskDamage::LostSegment),
+        ]
+        .into_iter()
+        .filter_map(|(on, damage)| on.then_some(damage))
+        .collect()
+    }
 }
 
 impl Default for FaultSwitches {
@@ -47,6 +66,8 @@ impl Default for FaultSwitches {
             pauses: true,
             bit_flips: true,
             final_batch_flips: false,
+            segment_garbage: true,
+            lost_segments: true,
         }
     }
 }
@@ -125,12 +146,13 @@ struct Plan {
     snapshot_trailing_entries: u64,
     max_snapshot_chunk_bytes: u64,
     max_segment_bytes: u64,
-    /// The one node whose durable log gets a flipped bit, the first time it is down.
-    corrupted_node: Option<NodeId>,
+    /// The one node whose durable log is damaged, the first time it is down, and how.
+    corrupted_node: Option<(NodeId, DiskDamage)>,
 }
 
 fn plan(options: &RunOptions, rng: &mut ChaCha8Rng) -> Plan {
     let faults = options.faults;
+    let damage = faults.disk_damage();
     let nodes = options
         .nodes
         .unwrap_or_else(|| [3, 3, 5, 5, 7][rng.gen_range(0..5)]);
@@ -179,11 +201,16 @@ fn plan(options: &RunOptions, rng: &mut ChaCha8Rng) -> Plan {
         // disk, not a majority of them. Not in runs with membership changes: a voter lost for
         // good in the middle of a change can leave no node able to win an election (see
         // docs/TESTING.md, "Disk faults").
+        // The kind of damage comes from the seed, not from a draw, so that the draws after
+        // it are what they were before there were several kinds.
         corrupted_node: (faults.crashes
-            && faults.bit_flips
+            && !damage.is_empty()
             && pool_size == nodes
             && rng.gen_bool(0.15))
-        .then(|| NodeId(rng.gen_range(1..=nodes as u64))),
+        .then(|| {
+            let kind = damage[(options.seed / 2 % damage.len() as u64) as usize];
+            (NodeId(rng.gen_range(1..=nodes as u64)), kind)
+        }),
     }
 }
 
@@ -199,7 +226,8 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         plan.nodes,
         plan.disk_delay_ms,
         plan.max_segment_bytes,
-        plan.corrupted_node.map_or("none".to_string(), |id| id.to_string()),
+        plan.corrupted_node
+            .map_or("none".to_string(), |(id, kind)| format!("{id}:{kind:?}")),
         plan.fault_ticks,
         plan.network.request_loss,
         plan.network.response_loss,
@@ -305,11 +333,11 @@ fn fault_phase(
     let mut corrupted = false;
     while cluster.now_ms() < fault_ms && cluster.violation().is_none() {
         cluster.run_for(rng.gen_range(1..40));
-        if let Some(victim) = plan
+        if let Some((victim, damage)) = plan
             .corrupted_node
-            .filter(|&id| !corrupted && cluster.is_down(id))
+            .filter(|&(id, _)| !corrupted && cluster.is_down(id))
         {
-            corrupted = cluster.flip_durable_bit(victim, !faults.final_batch_flips);
+            corrupted = cluster.damage_disk(victim, damage, !faults.final_batch_flips);
         }
         workload.step(cluster, rng);
         if rng.gen_bool(plan.propose_probability) {

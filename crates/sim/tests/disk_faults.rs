@@ -1,8 +1,9 @@
 //! Disk faults on the real node driver: a crash in the middle of a write leaves a torn tail
-//! that recovery cuts, and a flipped bit in a durable segment stops that node for good while
-//! the majority carries on.
+//! that recovery cuts, and a flipped bit, a segment overwritten by garbage or a lost segment
+//! stops that node for good while the majority carries on.
 
 use skiff_raft::NodeId;
+use skiff_sim::node::DiskDamage;
 use skiff_sim::{Cluster, ClusterOptions};
 
 const BUDGET_MS: u64 = 10_000;
@@ -92,4 +93,68 @@ fn a_node_that_was_never_down_is_not_corrupted() {
     c.one(1, 3, BUDGET_MS).expect("all three");
     assert!(!c.flip_durable_bit(NodeId(1), true));
     assert_eq!(c.stats().bit_flips, 0);
+}
+
+/// Damages a crashed follower's log as `damage` says, then restarts it: it refuses to start
+/// and stays down, and the other two keep committing. Returns the cluster and the victim.
+fn damaged_follower_stays_down(
+    damage: DiskDamage,
+    options: ClusterOptions,
+    values: u64,
+) -> (Cluster, NodeId) {
+    let mut c = Cluster::new(options);
+    for value in 1..=values {
+        c.one(value, 3, BUDGET_MS).expect("all three");
+    }
+    let leader = c.leader().expect("leader");
+    let victim = c
+        .ids()
+        .iter()
+        .copied()
+        .find(|&id| id != leader)
+        .expect("a follower");
+    c.crash(victim);
+    assert!(c.damage_disk(victim, damage, true), "{damage:?} was done");
+    c.restart(victim);
+    assert!(c.is_refused(victim), "the damaged log refused to open");
+    assert_eq!(c.stats().refused_starts, 1);
+    c.restart(victim);
+    assert!(c.is_refused(victim), "it stays down");
+    for value in values + 1..=values + 10 {
+        c.one(value, 2, BUDGET_MS)
+            .expect("the other two commit without it");
+    }
+    c.assert_safe();
+    (c, victim)
+}
+
+#[test]
+fn a_segment_overwritten_by_garbage_refuses_start_and_the_majority_goes_on() {
+    // Small segments, so the garbled one may be any of several; the last one holds the
+    // follower's current term and vote, and garbage there must not be taken for a torn write.
+    for seed in 90..96 {
+        let mut options = ClusterOptions::new(3).seed(seed);
+        options.max_segment_bytes = 512;
+        let (c, _) = damaged_follower_stays_down(DiskDamage::GarbageSegment, options, 30);
+        assert_eq!(c.stats().segments_garbled, 1);
+    }
+}
+
+#[test]
+fn a_lost_segment_refuses_start_and_the_majority_goes_on() {
+    // Several segments: one before the last is lost, leaving a gap in the log.
+    let mut options = ClusterOptions::new(3).seed(97);
+    options.max_segment_bytes = 512;
+    let (c, _) = damaged_follower_stays_down(DiskDamage::LostSegment, options, 30);
+    assert_eq!(c.stats().segments_lost, 1);
+}
+
+#[test]
+fn a_voter_whose_only_segment_is_lost_refuses_instead_of_voting_again_at_term_zero() {
+    // One segment holds everything: losing it leaves an empty directory. The node has run, so
+    // it refuses (thesis §3.8) rather than start at term 0 with no vote, from where it could
+    // grant a second vote in a term it already voted in (§5.2).
+    let (c, _) =
+        damaged_follower_stays_down(DiskDamage::LostSegment, ClusterOptions::new(3).seed(98), 3);
+    assert_eq!(c.stats().segments_lost, 1);
 }

@@ -64,8 +64,8 @@
 //!   missing segment; a snapshot without any segment; a header of another cluster) refuses to
 //!   start with the file and offset, and leaves the files as they are. A lost *last* segment
 //!   cannot be seen from the log alone, and a directory whose every segment is gone reads as
-//!   a new log ([`RecoveryReport::created`]): the caller must refuse that for a node that has
-//!   run before (see [`recovery`]).
+//!   a new log ([`RecoveryReport::created`]) unless the caller says the node has run before
+//!   ([`WalOptions::expect_existing_log`]; see [`recovery`]).
 //!
 //! Next to the segments, the current snapshot is one file `snap-{index:020}.snap`: a
 //! checksummed header (cluster id, index, term, voters, data length and CRC-32C) and the

@@ -18,8 +18,9 @@
 //! boundary) leaves a log that looks like one written up to the segment before it, with that
 //! segment's older hard state. Nothing on disk records that a later segment existed (its
 //! header is the only record of its creation), so the log alone cannot tell; the same for a
-//! data directory whose every segment is gone — it reads as a new log (`created`), and it is
-//! the caller, which knows whether the node has run before, that must refuse it.
+//! data directory whose every segment is gone — it reads as a new log (`created`) unless a
+//! snapshot file shows the node has run, or the caller, which knows whether the node has run
+//! before, says so with `WalOptions::expect_existing_log`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -91,12 +92,14 @@ pub struct RecoveryProgress {
 }
 
 /// Reads every segment in `dir`, checks it, cuts a torn tail, and rebuilds the index.
-/// `snapshot`: the current snapshot file, if there is one (then a log must be there too).
+/// `snapshot`: the current snapshot file, if there is one (then a log must be there too);
+/// `expect_existing_log`: the caller knows the node has written its log before.
 pub(crate) fn recover<D: Disk>(
     disk: &mut D,
     dir: &Path,
     cluster_id: u64,
     snapshot: Option<&Path>,
+    expect_existing_log: bool,
     progress: &mut dyn FnMut(RecoveryProgress),
 ) -> Result<Recovered, WalError> {
     disk.create_dir_all(dir)?;
@@ -259,9 +262,11 @@ pub(crate) fn recover<D: Disk>(
             // Thesis §3.8: a node that has taken a snapshot has run and may have voted; with
             // no segment left, its term and vote are gone, and starting at term 0 with no
             // vote could grant a second vote in a term.
-            if let Some(snapshot) = snapshot {
+            // The same for a node its caller knows has run (`WalOptions::expect_existing_log`).
+            let evidence = snapshot.or(expect_existing_log.then_some(dir));
+            if let Some(evidence) = evidence {
                 return Err(WalError::Corrupt {
-                    file: snapshot.to_path_buf(),
+                    file: evidence.to_path_buf(),
                     offset: 0,
                     problem: Corruption::SegmentsMissing,
                 });

@@ -29,6 +29,12 @@ pub struct WalOptions {
     /// ahead of the batches written into it: a batch then leaves the file's size alone, and
     /// its sync writes only the data, not the file's inode as well. 0: grow batch by batch.
     pub preallocate_bytes: u64,
+    /// The node has written this log before (its caller knows: the server from the identity
+    /// file beside it, the simulator from its own records). Then a directory without any
+    /// segment refuses to open ([`Corruption::SegmentsMissing`]) instead of starting a new,
+    /// empty log: term 0 and no vote would let the node vote a second time in a term it
+    /// already voted in (thesis §3.8, §5.2).
+    pub expect_existing_log: bool,
 }
 
 impl WalOptions {
@@ -39,6 +45,7 @@ impl WalOptions {
             cluster_id,
             max_segment_bytes: DEFAULT_MAX_SEGMENT_BYTES,
             preallocate_bytes: DEFAULT_PREALLOCATE_BYTES,
+            expect_existing_log: false,
         }
     }
 }
@@ -127,6 +134,7 @@ impl<D: Disk> Wal<D> {
                 .current
                 .as_ref()
                 .map(|current| current.path.as_path()),
+            options.expect_existing_log,
             progress,
         )?;
         let mut wal = Wal {

@@ -221,9 +221,9 @@ fn a_lost_middle_or_first_segment_refuses() {
 /// The limit of what the log can see on its own: the last segment lost whole looks like a log
 /// that was never written past the segment before it — its header is the only record that it
 /// ever existed — so the log opens with that segment's older hard state. The same for every
-/// segment lost: it reads as a new log, and `created` is the caller's signal. The caller knows
-/// whether the node has run before (the server keeps its identity beside the log; the
-/// simulator knows its nodes) and must refuse a `created` log on a node that has.
+/// segment lost: it reads as a new log (`created`), unless the caller, which knows whether
+/// the node has run before (the server keeps its identity beside the log; the simulator knows
+/// its nodes), opens it with `expect_existing_log`.
 #[test]
 fn a_lost_last_segment_is_invisible_to_the_log_alone_and_a_lost_log_reads_as_created() {
     let (disk, segments) = log_of_segments();
@@ -241,9 +241,22 @@ fn a_lost_last_segment_is_invisible_to_the_log_alone_and_a_lost_log_reads_as_cre
     for segment in &segments {
         all_gone.lose_file(segment).unwrap();
     }
-    let (wal, report) = open(all_gone, small_segments());
+    let (wal, report) = open(all_gone.clone(), small_segments());
     assert!(report.created, "the caller is told the log is new");
     assert_eq!(wal.hard_state(), HardState::default());
+
+    // A caller that knows the node has run says so, and the log refuses instead.
+    let has_run = WalOptions {
+        expect_existing_log: true,
+        ..small_segments()
+    };
+    let (file, offset, problem) = refusal(try_open(all_gone.clone(), has_run));
+    assert_eq!((file, offset), (dir(), 0));
+    assert_eq!(problem, Corruption::SegmentsMissing);
+    assert!(
+        all_gone.list(&dir()).unwrap().is_empty(),
+        "the refusal created nothing"
+    );
 }
 
 /// A snapshot file shows the node has run: with no segment beside it, the term and vote are
@@ -345,10 +358,10 @@ fn a_new_log_starts_empty_even_after_a_crash_tore_its_first_header() {
 fn last_entry_in(disk: &MemDisk, file: &Path) -> u64 {
     records_of(disk, file)
         .into_iter()
-        .filter_map(|(_, record)| match record {
+        .rev()
+        .find_map(|(_, record)| match record {
             skiff_wal::record::Record::Entry(e) => Some(e.index.0),
             _ => None,
         })
-        .last()
         .expect("an entry in the segment")
 }

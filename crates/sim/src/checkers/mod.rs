@@ -1,7 +1,8 @@
 //! Independent checkers of Raft's safety properties (Figure 3), one property per file.
 //!
 //! The checkers see only facts the simulator observes from outside the core — roles taken,
-//! entries written to disk, entries applied, hard states persisted, crashes and restarts —
+//! messages sent, entries written to disk, entries applied, hard states persisted, crashes
+//! and restarts —
 //! and keep their own record of history to judge them. None of them reads the core's
 //! internal bookkeeping.
 
@@ -10,6 +11,7 @@ mod election_safety;
 mod leader_append_only;
 mod leader_completeness;
 mod log_matching;
+mod one_vote_per_term;
 mod state_machine_safety;
 
 pub use commit_monotonic::CommitMonotonic;
@@ -17,9 +19,10 @@ pub use election_safety::ElectionSafety;
 pub use leader_append_only::LeaderAppendOnly;
 pub use leader_completeness::LeaderCompleteness;
 pub use log_matching::LogMatching;
+pub use one_vote_per_term::OneVotePerTerm;
 pub use state_machine_safety::StateMachineSafety;
 
-use skiff_raft::{Entry, LogIndex, NodeId, Term};
+use skiff_raft::{Entry, LogIndex, Message, MessageBody, NodeId, Term};
 
 /// A broken property.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +93,7 @@ pub struct Checkers {
     leader_completeness: LeaderCompleteness,
     state_machine_safety: StateMachineSafety,
     commit_monotonic: CommitMonotonic,
+    one_vote_per_term: OneVotePerTerm,
 }
 
 impl Checkers {
@@ -109,6 +113,18 @@ impl Checkers {
         )?;
         self.leader_append_only.became_leader(node, term, log);
         Ok(())
+    }
+
+    /// A node sent `message` (whether or not the network delivers it).
+    pub fn sent(&mut self, message: &Message) -> Result<(), Violation> {
+        match message.body {
+            // §5.2: a granted RequestVote (not a PreVote) is a vote in the sender's term.
+            MessageBody::RequestVoteResponse { reject: false } => {
+                self.one_vote_per_term
+                    .granted(message.from, message.term, message.to)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// `node` stopped being leader (stepped down, or crashed).
