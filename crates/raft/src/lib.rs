@@ -72,6 +72,7 @@ pub mod types;
 pub mod validate;
 
 pub use config::{Config, ConfigError};
+pub use log::AppendError;
 pub use membership::{ConfChange, ConfChangeError, ConfChangeStep, ConfState};
 pub use message::{AppendResponse, Message, MessageBody};
 pub use raft::{
@@ -82,4 +83,3 @@ pub use raw_node::{RawNode, Ready, StartError, Status};
 pub use storage::{LogStorage, MemStorage, SnapshotMeta, StorageError};
 pub use types::{Entry, EntryKind, HardState, LogIndex, NodeId, Role, SoftState, Term};
 pub use validate::{validate, InvalidMessage, MAX_INDEX, MAX_SNAPSHOT_BYTES, MAX_TERM};
-pub use log::AppendError;

@@ -6,17 +6,20 @@
 //! - the term never decreases, and a vote cast in a term never changes (§5.2, Figure 2);
 //! - `applied <= committed <= last index` (the invariants on `RaftLog`);
 //! - the durable hard state's commit index lies within the durable log;
+//!
 //! and at the end the node restarts from its storage and durable hard state.
 //!
 //! `SKIFF_FUZZ_CASES` (or `SKIFF_FUZZ_CASES_RAW_NODE`) sets the number of cases.
 
 mod fuzz_support;
-#[allow(dead_code)]
 mod harness;
 
-use fuzz_support::{addressed, fuzz_cases, fuzz_config, message};
+use std::cell::RefCell;
+
+use fuzz_support::{addressed, fuzz_cases, fuzz_config, message, Outcomes};
 use harness::*;
 use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 use skiff_raft::{HardState, LogStorage, MemStorage, Message, NodeId, RawNode, Term};
 
 #[derive(Clone, Debug)]
@@ -114,11 +117,11 @@ impl Subject {
         );
     }
 
-    fn apply(&mut self, action: &Action) {
+    fn apply(&mut self, action: &Action, outcomes: &mut Outcomes) {
         match action {
             Action::Deliver(draw) => {
                 let m: Message = addressed(draw.clone(), NodeId(1));
-                let _ = self.node.step(m);
+                outcomes.count(&self.node.step(m));
             }
             Action::Tick(ticks) => {
                 for _ in 0..*ticks {
@@ -144,21 +147,30 @@ impl Subject {
     }
 }
 
-proptest! {
-    #![proptest_config(fuzz_config(fuzz_cases("raw_node", 256)))]
-
-    #[test]
-    fn hostile_messages_never_break_a_raw_node(
-        kind in 0u8..3,
-        actions in prop::collection::vec(action(), 1..40),
-    ) {
+#[test]
+fn hostile_messages_never_break_a_raw_node() {
+    let cases = fuzz_cases("raw_node", 256);
+    let mut runner = TestRunner::new(fuzz_config(cases));
+    let outcomes = RefCell::new(Outcomes::default());
+    let strategy = (0u8..3, prop::collection::vec(action(), 1..40));
+    let result = runner.run(&strategy, |(kind, actions)| {
         let mut subject = Subject::start(kind);
         for action in &actions {
-            subject.apply(action);
+            subject.apply(action, &mut outcomes.borrow_mut());
         }
         let durable = subject.durable;
         let restarted = subject.restart();
         prop_assert_eq!(restarted.raft().term(), durable.term);
         prop_assert_eq!(restarted.raft().vote(), durable.vote);
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
     }
+    eprintln!(
+        "{}",
+        outcomes
+            .borrow()
+            .report(&format!("fuzz_raw_node: {cases} cases; messages"))
+    );
 }

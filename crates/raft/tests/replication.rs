@@ -219,12 +219,7 @@ fn append_below_the_commit_index_is_acknowledged_at_the_commit_index() {
 #[test]
 fn follower_rejection_hints_skip_a_whole_term() {
     // The follower's log is [1, 1, 2, 2, 2]. (prev index, prev term, hint index, hint term)
-    let table = [
-        (7, 3, 5, 2),
-        (4, 3, 4, 2),
-        (5, 1, 2, 1),
-        (3, 1, 2, 1),
-    ];
+    let table = [(7, 3, 5, 2), (4, 3, 4, 2), (5, 1, 2, 1), (3, 1, 2, 1)];
     for (prev_index, prev_term, hint_index, hint_term) in table {
         let mut follower = node(config(2, 3), &[1, 1, 2, 2, 2], hard_state(3, 0, 0));
         follower

@@ -551,7 +551,6 @@ impl<S: LogStorage> Raft<S> {
 
     // ---- messages ----
 
-
     fn send(&mut self, to: NodeId, body: MessageBody) {
         self.messages.push(Message {
             from: self.id,
@@ -619,7 +618,6 @@ impl<S: LogStorage> Raft<S> {
             self.record_vote(from, !reject);
         }
     }
-
 
     fn handle_append_response(&mut self, from: NodeId, read_round: u64, response: AppendResponse) {
         if self.role != Role::Leader {

@@ -34,6 +34,58 @@ pub fn fuzz_config(cases: u32) -> ProptestConfig {
     }
 }
 
+/// How often each outcome happened, by a short label, to print after a fuzz run.
+#[derive(Debug, Default)]
+pub struct Outcomes(pub std::collections::BTreeMap<String, u64>);
+
+impl Outcomes {
+    /// Counts `Ok` as "accepted" and an error by its variants' names ("Refused/Invalid/EntryGap").
+    pub fn count<E: std::fmt::Debug>(&mut self, result: &Result<(), E>) {
+        let label = match result {
+            Ok(()) => "accepted".to_string(),
+            Err(error) => variant_path(&format!("{error:?}")),
+        };
+        *self.0.entry(label).or_default() += 1;
+    }
+
+    /// Counts something else that happened, under `label` (in parentheses, outside the total).
+    pub fn note(&mut self, label: &str) {
+        *self.0.entry(format!("({label})")).or_default() += 1;
+    }
+
+    /// The counts, one per line, with the total.
+    pub fn report(&self, what: &str) -> String {
+        let total: u64 = self
+            .0
+            .iter()
+            .filter(|(label, _)| !label.starts_with('('))
+            .map(|(_, count)| count)
+            .sum();
+        let mut out = format!("{what}: {total} in all\n");
+        for (label, count) in &self.0 {
+            out += &format!("  {count:>9}  {label}\n");
+        }
+        out
+    }
+}
+
+/// "Refused(Invalid(EntryGap { .. }))" → "Refused/Invalid/EntryGap".
+fn variant_path(debug: &str) -> String {
+    let mut path = Vec::new();
+    let mut rest = debug;
+    loop {
+        let end = rest
+            .find(|c: char| !c.is_alphanumeric() && c != '_')
+            .unwrap_or(rest.len());
+        path.push(&rest[..end]);
+        match rest[end..].strip_prefix('(') {
+            Some(inner) if inner.starts_with(|c: char| c.is_ascii_uppercase()) => rest = inner,
+            _ => break,
+        }
+    }
+    path.join("/")
+}
+
 /// A `u64` that is mostly small, sometimes at an edge.
 pub fn number(small: u64) -> impl Strategy<Value = u64> {
     prop_oneof![
@@ -225,6 +277,12 @@ pub fn addressed(draw: (NodeId, NodeId, u64, MessageBody), to: NodeId) -> Messag
         drawn_to
     } else {
         to
+    };
+    // Mostly from another member: a message from the node to itself tests one check only.
+    let from = if from == to && to.0 <= 3 {
+        NodeId(to.0 % 3 + 1)
+    } else {
+        from
     };
     Message {
         from,

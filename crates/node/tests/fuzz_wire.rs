@@ -1,0 +1,125 @@
+//! Fuzzing the wire codec on the stable toolchain. Whatever bytes arrive — random, or a real
+//! frame with bytes flipped, cut, inserted or a length forged — `wire::decode` returns a
+//! message or a `WireError` and never panics; `validate` never panics on what it returns;
+//! a frame that decodes is the exact encoding of the message it decodes to (the codec is
+//! canonical), and every generated message round-trips.
+//!
+//! `SKIFF_FUZZ_CASES` (or `SKIFF_FUZZ_CASES_WIRE`) sets the number of cases of each target.
+
+#[path = "../../raft/tests/fuzz_support/mod.rs"]
+mod fuzz_support;
+
+use fuzz_support::{addressed, fuzz_cases, fuzz_config, message, node_id};
+use proptest::prelude::*;
+use skiff_node::{wire, PeerMessage};
+
+fn peer_message() -> impl Strategy<Value = PeerMessage> {
+    let data = prop::collection::vec(any::<u8>(), 0..16).boxed();
+    prop_oneof![
+        6 => (message(data), node_id())
+            .prop_map(|(draw, to)| PeerMessage::Raft(addressed(draw, to))),
+        1 => (node_id(), node_id(), any::<u64>(), prop::collection::vec(any::<u8>(), 0..16))
+            .prop_map(|(from, to, id, request)| PeerMessage::Forward { from, to, id, request }),
+        1 => (node_id(), node_id(), any::<u64>(), prop::collection::vec(any::<u8>(), 0..16))
+            .prop_map(|(from, to, id, reply)| PeerMessage::ForwardReply { from, to, id, reply }),
+    ]
+}
+
+/// One change to a frame.
+#[derive(Clone, Debug)]
+enum Mutation {
+    Flip {
+        at: usize,
+        bit: u8,
+    },
+    Set {
+        at: usize,
+        byte: u8,
+    },
+    Cut {
+        at: usize,
+    },
+    Insert {
+        at: usize,
+        byte: u8,
+    },
+    /// Overwrite four bytes with a forged length.
+    Length {
+        at: usize,
+        len: u32,
+    },
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let at = any::<usize>();
+    prop_oneof![
+        (at, 0u8..8).prop_map(|(at, bit)| Mutation::Flip { at, bit }),
+        (at, any::<u8>()).prop_map(|(at, byte)| Mutation::Set { at, byte }),
+        at.prop_map(|at| Mutation::Cut { at }),
+        (at, any::<u8>()).prop_map(|(at, byte)| Mutation::Insert { at, byte }),
+        (
+            at,
+            prop_oneof![Just(u32::MAX), Just(0), 0u32..64, Just(1 << 31)]
+        )
+            .prop_map(|(at, len)| Mutation::Length { at, len }),
+    ]
+}
+
+fn mutate(frame: &mut Vec<u8>, mutation: &Mutation) {
+    let len = frame.len();
+    match *mutation {
+        Mutation::Flip { at, bit } if len > 0 => frame[at % len] ^= 1 << bit,
+        Mutation::Set { at, byte } if len > 0 => frame[at % len] = byte,
+        Mutation::Cut { at } => frame.truncate(at % (len + 1)),
+        Mutation::Insert { at, byte } => frame.insert(at % (len + 1), byte),
+        Mutation::Length { at, len: forged } if len >= 4 => {
+            let at = at % (len - 3);
+            frame[at..at + 4].copy_from_slice(&forged.to_be_bytes());
+        }
+        _ => {}
+    }
+}
+
+/// Decodes `bytes`; what decodes must validate without panicking and be re-encoded exactly.
+fn decode_checked(bytes: &[u8]) -> Result<(), TestCaseError> {
+    if let Ok(message) = wire::decode(bytes) {
+        if let PeerMessage::Raft(raft) = &message {
+            let _ = skiff_raft::validate(raft);
+        }
+        let mut again = Vec::new();
+        wire::encode(&message, &mut again);
+        prop_assert_eq!(&again[..], bytes, "the codec is canonical");
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(fuzz_config(fuzz_cases("wire", 4096)))]
+
+    #[test]
+    fn random_bytes_decode_or_fail_without_panicking(
+        bytes in prop::collection::vec(any::<u8>(), 0..512),
+    ) {
+        decode_checked(&bytes)?;
+    }
+
+    #[test]
+    fn every_message_round_trips(message in peer_message()) {
+        let mut frame = Vec::new();
+        wire::encode(&message, &mut frame);
+        prop_assert_eq!(wire::decode(&frame), Ok(message));
+    }
+
+    #[test]
+    fn mutated_frames_decode_or_fail_without_panicking(
+        message in peer_message(),
+        mutations in prop::collection::vec(mutation(), 1..6),
+    ) {
+        let mut frame = Vec::new();
+        wire::encode(&message, &mut frame);
+        for mutation in &mutations {
+            mutate(&mut frame, mutation);
+        }
+        decode_checked(&frame)?;
+    }
+}
