@@ -49,17 +49,25 @@ pub enum AdminAction {
         #[arg(long)]
         peer_addr: String,
     },
-    /// Make a learner that has caught up a voter.
+    /// Make a learner that has caught up a voter. Refused if the learner is unknown, has no
+    /// recorded address, or a majority of the new voters does not answer the leader.
     Promote {
         /// The learner's id.
         #[arg(long)]
         id: u64,
+        /// Promote even if a majority of the new voters does not answer the leader now.
+        #[arg(long)]
+        force: bool,
     },
-    /// Remove a member (a voter leaves through the joint configuration).
+    /// Remove a member (a voter leaves through the joint configuration). Refused if it is not
+    /// a member, or a majority of the remaining voters does not answer the leader.
     Remove {
         /// The member's id.
         #[arg(long)]
         id: u64,
+        /// Remove even if a majority of the remaining voters does not answer the leader now.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -196,10 +204,17 @@ pub fn admin(args: AdminArgs) -> anyhow::Result<()> {
             AdminAction::TransferLeader { to } => format!("/admin/transfer-leader?to={to}"),
             AdminAction::Snapshot => "/admin/snapshot".to_string(),
             AdminAction::AddLearner { id, peer_addr } => {
-                format!("/admin/add-learner?id={id}&peer_addr={peer_addr}")
+                format!(
+                    "/admin/add-learner?id={id}&peer_addr={}",
+                    query_escape(peer_addr)
+                )
             }
-            AdminAction::Promote { id } => format!("/admin/promote?id={id}"),
-            AdminAction::Remove { id } => format!("/admin/remove?id={id}"),
+            AdminAction::Promote { id, force } => {
+                format!("/admin/promote?id={id}{}", force_flag(*force))
+            }
+            AdminAction::Remove { id, force } => {
+                format!("/admin/remove?id={id}{}", force_flag(*force))
+            }
         };
         let target = match &args.action {
             AdminAction::Snapshot => first_answering(&args.addr).await?.0,
@@ -213,4 +228,39 @@ pub fn admin(args: AdminArgs) -> anyhow::Result<()> {
         println!("{}", body.trim());
         Ok(())
     })
+}
+
+fn force_flag(force: bool) -> &'static str {
+    if force {
+        "&force=1"
+    } else {
+        ""
+    }
+}
+
+/// `text` as one query-string value: every byte but unreserved ones percent-encoded, so that an
+/// address cannot add parameters or break the request line.
+fn query_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_address_stays_one_query_value() {
+        assert_eq!(query_escape("127.0.0.1:7104"), "127.0.0.1%3A7104");
+        assert_eq!(
+            query_escape("1.2.3.4:5&force=1 HTTP/1.1\r\n"),
+            "1.2.3.4%3A5%26force%3D1%20HTTP%2F1.1%0D%0A"
+        );
+    }
 }

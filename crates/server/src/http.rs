@@ -1,9 +1,12 @@
-//! HTTP on every node: the live cluster view (`GET /`, fed by `GET /events`), `GET /status`
-//! (JSON), `GET /metrics` (Prometheus text), `GET /healthz`, the operator's `POST /admin/...`
-//! requests, and `POST /kv/set` for the view's write form.
+//! HTTP on every node: the live cluster view (`GET /`, its script and style, fed by
+//! `GET /events`), `GET /status` (JSON), `GET /metrics` (Prometheus text), `GET /healthz`, the
+//! operator's `POST /admin/...` requests, and `POST /kv/set` for the view's write form.
 //!
-//! Every response allows any origin: the view served by one node subscribes to the events of
-//! every other node.
+//! Every request that changes state is a POST, and a POST whose `Origin` is not this node's own
+//! is refused ([`same_origin`]): a web page the operator visits cannot write or reconfigure the
+//! cluster. Only `/events` allows any origin: the view served by one node follows the events of
+//! every other node, and the stream is read-only. The view's buttons that act on another node
+//! post to their own node, which relays ([`relay`]).
 
 use crossbeam_channel::Sender;
 use std::sync::Arc;
@@ -11,10 +14,11 @@ use std::sync::Arc;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -23,7 +27,9 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::oneshot;
 
+use crate::driver::admin::UNSETTLED_PREFIX;
 use crate::driver::{AdminRequest, Input};
+use crate::httpc;
 use crate::shared::Shared;
 
 #[derive(Clone)]
@@ -36,7 +42,12 @@ struct AppState {
 pub async fn serve_http(listener: TcpListener, shared: Arc<Shared>, driver: Sender<Input>) {
     let app = Router::new()
         .route("/", get(view))
-        .route("/events", get(events))
+        .route("/view.js", get(view_script))
+        .route("/view.css", get(view_style))
+        .route(
+            "/events",
+            get(events).layer(axum::middleware::map_response(allow_any_origin)),
+        )
         .route("/kv/set", post(kv_set))
         .route("/admin/isolate", post(isolate))
         .route("/admin/campaign", post(campaign))
@@ -49,14 +60,16 @@ pub async fn serve_http(listener: TcpListener, shared: Arc<Shared>, driver: Send
         .route("/admin/promote", post(promote))
         .route("/admin/remove", post(remove))
         .with_state(AppState { shared, driver })
-        .layer(axum::middleware::map_response(allow_any_origin));
+        .layer(axum::middleware::from_fn(refuse_cross_origin_writes))
+        .layer(axum::middleware::map_response(no_sniffing));
     if let Err(error) = axum::serve(listener, app).await {
         tracing::error!(%error, "the HTTP server stopped");
     }
 }
 
-/// Lets the live view of one node (or `skiff local`'s page) call another's API.
-pub(crate) async fn allow_any_origin(mut response: Response) -> Response {
+/// Lets the view served by one node follow another's `/events`: a read-only stream of what
+/// `/status` shows, so any origin may read it.
+async fn allow_any_origin(mut response: Response) -> Response {
     response.headers_mut().insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
@@ -64,9 +77,87 @@ pub(crate) async fn allow_any_origin(mut response: Response) -> Response {
     response
 }
 
-/// The live cluster view: one page, shipped inside the binary.
+/// Browsers take every response for the type it declares, never a guess from its bytes.
+async fn no_sniffing(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// Refuses (403) every request but GET and HEAD that a browser sent from another origin. No GET
+/// changes state here, so a cross-site page can still only read what `/events` shows.
+async fn refuse_cross_origin_writes(request: Request, next: Next) -> Response {
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        if let Err(why) = same_origin(request.headers()) {
+            tracing::warn!(path = %request.uri().path(), %why, "refused a cross-origin request");
+            return (StatusCode::FORBIDDEN, format!("refused: {why}\n")).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Whether a request comes from a page of this very node, or from no page at all. Browsers
+/// send `Origin` with every POST (and `Sec-Fetch-Site`); curl and `skiff admin` send neither,
+/// and are let through.
+pub(crate) fn same_origin(headers: &HeaderMap) -> Result<(), String> {
+    let text = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("(not text)").to_ascii_lowercase())
+    };
+    if text(header::HeaderName::from_static("sec-fetch-site")).as_deref() == Some("cross-site") {
+        return Err("the request comes from another site".into());
+    }
+    let Some(origin) = text(header::ORIGIN) else {
+        return Ok(());
+    };
+    let host = text(header::HOST).ok_or("the request names no Host")?;
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    if authority != Some(host.as_str()) {
+        return Err(format!(
+            "the request comes from origin {origin}, not from this node ({host})"
+        ));
+    }
+    Ok(())
+}
+
+/// The live cluster view: one page, shipped inside the binary, with its script and style in
+/// files of their own so that the page's policy allows no inline script at all.
 async fn view() -> impl IntoResponse {
-    Html(include_str!("../web/index.html"))
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, VIEW_POLICY),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        include_str!("../web/index.html"),
+    )
+}
+
+/// Scripts and styles only from this node's own files; connections to any HTTP node (the view
+/// follows every member's `/events`, and `skiff local`'s control API); no frames, plugins or
+/// form targets elsewhere.
+const VIEW_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self' http: https:; img-src 'self'; base-uri 'none'; form-action 'self'; \
+     frame-ancestors 'none'; object-src 'none'";
+
+async fn view_script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../web/view.js"),
+    )
+}
+
+async fn view_style() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../web/view.css"),
+    )
 }
 
 /// Server-Sent Events: the node's status every 200 ms (`status`) and each Raft event as it
@@ -146,6 +237,8 @@ async fn kv_set(
 #[derive(Deserialize)]
 struct IsolateQuery {
     on: bool,
+    /// Another member to relay the request to (the view's buttons post to their own node).
+    node: Option<u64>,
 }
 
 /// Cuts the node off from its peers (or heals it): for demonstrations, only when the node
@@ -154,6 +247,10 @@ async fn isolate(
     State(state): State<AppState>,
     Query(query): Query<IsolateQuery>,
 ) -> (StatusCode, String) {
+    let me = state.shared.status().id;
+    if let Some(node) = query.node.filter(|&node| node != me) {
+        return relay(&state, node, &format!("/admin/isolate?on={}", query.on)).await;
+    }
     if !state.shared.fault_injection {
         return (
             StatusCode::FORBIDDEN,
@@ -177,6 +274,54 @@ async fn isolate(
     );
     state.shared.publish(status.term, "fault", text.clone());
     (StatusCode::OK, format!("node {} {text}\n", status.id))
+}
+
+/// Sends `POST path` to member `node`'s HTTP address, as a request of this node's own: the
+/// view's buttons for other nodes go through the node that served it, which is the only one
+/// that accepts the page's origin. The address is what the member advertised, so only a plain
+/// `host:port` is used.
+async fn relay(state: &AppState, node: u64, path: &str) -> (StatusCode, String) {
+    let status = state.shared.status();
+    let Some(addr) = status
+        .members
+        .iter()
+        .find(|m| m.id == node)
+        .and_then(|m| m.http_addr.clone())
+    else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("node {node} is not a member with a known HTTP address\n"),
+        );
+    };
+    if !is_host_port(&addr) {
+        return (
+            StatusCode::BAD_GATEWAY,
+            format!("node {node} advertised an HTTP address that is not host:port\n"),
+        );
+    }
+    match httpc::request(&addr, "POST", path).await {
+        Ok((code, body)) => (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
+            body,
+        ),
+        Err(error) => (
+            StatusCode::BAD_GATEWAY,
+            format!("node {node} did not answer: {error:#}\n"),
+        ),
+    }
+}
+
+/// `host:port` with nothing that could end the request line or a header.
+fn is_host_port(addr: &str) -> bool {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        && port.parse::<u16>().is_ok_and(|p| p != 0)
 }
 
 /// Starts an election on this node now, as if its election timer had fired: for
@@ -213,12 +358,23 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
 #[derive(Deserialize)]
 struct TransferQuery {
     to: u64,
+    /// Set on a request one node relays to the leader, so that it is relayed once at most.
+    relayed: Option<bool>,
 }
 
+/// Hands leadership to `to`. A node that is not the leader relays the request to the one it
+/// knows, once: the view's "Make leader" button posts to the node that served it.
 async fn transfer_leader(
     State(state): State<AppState>,
     Query(query): Query<TransferQuery>,
 ) -> impl IntoResponse {
+    let status = state.shared.status();
+    if status.role != "leader" && query.relayed != Some(true) {
+        if let Some(leader) = status.leader {
+            let path = format!("/admin/transfer-leader?to={}&relayed=true", query.to);
+            return relay(&state, leader, &path).await;
+        }
+    }
     admin(&state, AdminRequest::TransferLeader(query.to)).await
 }
 
@@ -226,16 +382,31 @@ async fn transfer_leader(
 struct MemberQuery {
     id: u64,
     peer_addr: Option<String>,
+    /// `1`/`true`: change the membership even if a majority of the new voters does not answer.
+    force: Option<String>,
+}
+
+impl MemberQuery {
+    fn force(&self) -> Result<bool, (StatusCode, String)> {
+        match self.force.as_deref() {
+            None | Some("0" | "false" | "no") => Ok(false),
+            Some("" | "1" | "true" | "yes") => Ok(true),
+            Some(other) => Err((
+                StatusCode::BAD_REQUEST,
+                format!("force={other:?}: use force=1 or force=true\n"),
+            )),
+        }
+    }
 }
 
 async fn add_learner(
     State(state): State<AppState>,
     Query(query): Query<MemberQuery>,
 ) -> impl IntoResponse {
-    let Some(peer_addr) = query.peer_addr else {
+    let Some(peer_addr) = query.peer_addr.filter(|a| !a.trim().is_empty()) else {
         return (
             StatusCode::BAD_REQUEST,
-            "peer_addr is required\n".to_string(),
+            "peer_addr is required: the address the new node gave as --listen-peer\n".to_string(),
         );
     };
     admin(
@@ -252,21 +423,58 @@ async fn promote(
     State(state): State<AppState>,
     Query(query): Query<MemberQuery>,
 ) -> impl IntoResponse {
-    admin(&state, AdminRequest::Promote(query.id)).await
+    let force = match query.force() {
+        Ok(force) => force,
+        Err(refusal) => return refusal,
+    };
+    admin(
+        &state,
+        AdminRequest::Promote {
+            id: query.id,
+            force,
+        },
+    )
+    .await
 }
 
 async fn remove(
     State(state): State<AppState>,
     Query(query): Query<MemberQuery>,
 ) -> impl IntoResponse {
-    admin(&state, AdminRequest::Remove(query.id)).await
+    let force = match query.force() {
+        Ok(force) => force,
+        Err(refusal) => return refusal,
+    };
+    admin(
+        &state,
+        AdminRequest::Remove {
+            id: query.id,
+            force,
+        },
+    )
+    .await
 }
 
 async fn snapshot(State(state): State<AppState>) -> impl IntoResponse {
     admin(&state, AdminRequest::Snapshot).await
 }
 
+/// How long a membership change may wait for the leader to hear a full heartbeat round.
+const UNSETTLED_RETRY: Duration = Duration::from_secs(2);
+
 async fn admin(state: &AppState, request: AdminRequest) -> (StatusCode, String) {
+    let deadline = tokio::time::Instant::now() + UNSETTLED_RETRY;
+    loop {
+        let answer = ask_driver(state, request.clone()).await;
+        let unsettled = answer.0 == StatusCode::CONFLICT && answer.1.starts_with(UNSETTLED_PREFIX);
+        if !unsettled || tokio::time::Instant::now() >= deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn ask_driver(state: &AppState, request: AdminRequest) -> (StatusCode, String) {
     let (reply, receiver) = oneshot::channel();
     if state
         .driver
@@ -293,4 +501,69 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.shared.metrics.render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).expect("header value"));
+        }
+        map
+    }
+
+    #[test]
+    fn a_request_without_origin_is_a_tool_and_passes() {
+        assert_eq!(same_origin(&headers(&[("host", "127.0.0.1:7201")])), Ok(()));
+    }
+
+    #[test]
+    fn a_page_of_this_node_passes() {
+        let same = headers(&[
+            ("host", "127.0.0.1:7201"),
+            ("origin", "http://127.0.0.1:7201"),
+            ("sec-fetch-site", "same-origin"),
+        ]);
+        assert_eq!(same_origin(&same), Ok(()));
+    }
+
+    #[test]
+    fn a_page_of_another_site_or_node_is_refused() {
+        for pairs in [
+            &[
+                ("host", "127.0.0.1:7201"),
+                ("origin", "http://evil.example"),
+            ][..],
+            &[
+                ("host", "127.0.0.1:7201"),
+                ("origin", "http://127.0.0.1:7202"),
+            ],
+            &[("host", "127.0.0.1:7201"), ("origin", "null")],
+            &[("origin", "http://127.0.0.1:7201")],
+            &[("host", "127.0.0.1:7201"), ("sec-fetch-site", "cross-site")],
+        ] {
+            assert!(same_origin(&headers(pairs)).is_err(), "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn only_plain_host_port_addresses_are_relayed_to() {
+        for good in ["127.0.0.1:7202", "node-2.example:80", "[::1]:7202"] {
+            assert!(is_host_port(good), "{good}");
+        }
+        for bad in [
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "a:1/x",
+            "a b:1",
+            "a\r\nX-Evil: 1:80",
+            "<img src=x onerror=alert(1)>:80",
+            ":80",
+        ] {
+            assert!(!is_host_port(bad), "{bad:?}");
+        }
+    }
 }

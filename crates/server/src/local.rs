@@ -144,7 +144,21 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", control_port))
         .await
         .with_context(|| format!("listening for the control API on port {control_port}"))?;
-    tokio::spawn(control::serve(listener, nodes.clone()));
+    // The control API kills processes: a browser may call it only from a page one of these
+    // nodes served (as 127.0.0.1 or localhost).
+    let origins: Vec<String> = nodes
+        .lock()
+        .await
+        .iter()
+        .filter_map(|n| n.http.rsplit_once(':').map(|(_, port)| port.to_string()))
+        .flat_map(|port| {
+            [
+                format!("http://127.0.0.1:{port}"),
+                format!("http://localhost:{port}"),
+            ]
+        })
+        .collect();
+    tokio::spawn(control::serve(listener, nodes.clone(), origins));
 
     {
         let nodes = nodes.lock().await;
@@ -273,8 +287,12 @@ async fn follow_events(id: u16, http: String) {
 
 /// The control API the live view calls to kill and restart nodes.
 mod control {
-    use axum::extract::{Query, State};
-    use axum::http::StatusCode;
+    use std::sync::Arc;
+
+    use axum::extract::{Query, Request, State};
+    use axum::http::{header, HeaderValue, StatusCode};
+    use axum::middleware::Next;
+    use axum::response::{IntoResponse, Response};
     use axum::routing::post;
     use axum::Router;
     use serde::Deserialize;
@@ -286,16 +304,53 @@ mod control {
         id: u16,
     }
 
-    pub async fn serve(listener: tokio::net::TcpListener, nodes: Nodes) {
+    /// Serves the API; browsers may call it only from `origins` (the nodes' own pages).
+    pub async fn serve(listener: tokio::net::TcpListener, nodes: Nodes, origins: Vec<String>) {
         let app = Router::new()
             .route("/control/kill", post(kill))
             .route("/control/restart", post(restart))
             .with_state(nodes)
-            .layer(axum::middleware::map_response(
-                crate::http::allow_any_origin,
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(origins),
+                only_from_the_nodes_pages,
             ));
         if let Err(error) = axum::serve(listener, app).await {
             eprintln!("the control API stopped: {error}");
+        }
+    }
+
+    /// Lets through requests without an `Origin` (curl) and those from a page of one of the
+    /// nodes, whose origin it echoes so that the page can read the answer; refuses (403) any
+    /// other web page.
+    async fn only_from_the_nodes_pages(
+        State(origins): State<Arc<Vec<String>>>,
+        request: Request,
+        next: Next,
+    ) -> Response {
+        let origin = request
+            .headers()
+            .get(header::ORIGIN)
+            .map(|v| v.to_str().unwrap_or_default().to_ascii_lowercase());
+        let cross_site = request
+            .headers()
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() == b"cross-site");
+        match origin {
+            None if !cross_site => next.run(request).await,
+            Some(origin) if origins.contains(&origin) => {
+                let mut response = next.run(request).await;
+                if let Ok(value) = HeaderValue::from_str(&origin) {
+                    let headers = response.headers_mut();
+                    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+                    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+                }
+                response
+            }
+            _ => (
+                StatusCode::FORBIDDEN,
+                "refused: the control API answers only the nodes' own pages\n",
+            )
+                .into_response(),
         }
     }
 

@@ -1,119 +1,18 @@
 //! The live cluster view in a real browser: headless Chromium loads the page that `skiff
-//! local` serves, sees three nodes and one leader, kills the leader with the page's own
-//! button, sees a new leader appear, and saves a screenshot.
+//! local` serves, sees three nodes and one leader, makes another node leader, cuts a node
+//! off and heals it, kills the leader with the page's own button, sees a new leader appear,
+//! and saves a screenshot.
 
+#[path = "support/browser.rs"]
+mod browser;
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use base64::Engine;
-use common::{free_base_port, free_port, serial, Local};
-use serde_json::{json, Value};
-
-/// Where Debian's `chromium` and `chromium-driver` packages install (`.ci/run` installs them).
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// A headless Chromium driven through ChromeDriver's WebDriver API.
-struct Browser {
-    driver: Child,
-    base: String,
-    session: String,
-}
-
-impl Browser {
-    fn start() -> Browser {
-        for path in [CHROMIUM, CHROMEDRIVER] {
-            assert!(
-                std::path::Path::new(path).exists(),
-                "{path} is missing: install Debian's chromium and chromium-driver (.ci/run does)"
-            );
-        }
-        let port = free_port();
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let profile = tempfile::tempdir().expect("profile dir").keep();
-        let capabilities = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    "--window-size=1280,800",
-                    format!("--user-data-dir={}", profile.display()),
-                ]
-            }
-        }}});
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let response = loop {
-            match ureq::post(&format!("{base}/session")).send_json(capabilities.clone()) {
-                Ok(response) => break response,
-                Err(error) => {
-                    assert!(Instant::now() < deadline, "no WebDriver session: {error}");
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            }
-        };
-        let body: Value = response.into_json().expect("session JSON");
-        let session = body["value"]["sessionId"]
-            .as_str()
-            .expect("a session id")
-            .to_string();
-        Browser {
-            driver,
-            base,
-            session,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}/session/{}{path}", self.base, self.session)
-    }
-
-    fn navigate(&self, url: &str) {
-        ureq::post(&self.url("/url"))
-            .send_json(json!({ "url": url }))
-            .expect("navigates");
-    }
-
-    /// Runs `script` (a function body) in the page and returns its value.
-    fn execute(&self, script: &str) -> Value {
-        ureq::post(&self.url("/execute/sync"))
-            .send_json(json!({ "script": script, "args": [] }))
-            .ok()
-            .and_then(|r| r.into_json::<Value>().ok())
-            .map(|v| v["value"].clone())
-            .unwrap_or(Value::Null)
-    }
-
-    fn screenshot(&self) -> Vec<u8> {
-        let body: Value = ureq::get(&self.url("/screenshot"))
-            .call()
-            .expect("screenshot")
-            .into_json()
-            .expect("screenshot JSON");
-        base64::engine::general_purpose::STANDARD
-            .decode(body["value"].as_str().expect("base64 PNG"))
-            .expect("valid base64")
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = ureq::delete(&self.url("")).call();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
+use browser::{wait_for, Browser};
+use common::{free_base_port, serial, Local};
+use serde_json::Value;
 
 /// The page's view: (node id, role) of every card.
 fn cards(browser: &Browser) -> Vec<(u64, String)> {
@@ -121,17 +20,6 @@ fn cards(browser: &Browser) -> Vec<(u64, String)> {
         "return [...document.querySelectorAll('.card')].map(c => [Number(c.dataset.node), c.dataset.role]);",
     );
     serde_json::from_value(value).unwrap_or_default()
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = f() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -156,6 +44,56 @@ fn the_live_view_shows_the_cluster_and_a_new_leader_after_killing_the_old_one_fr
                 .collect();
             let others_follow = cards.iter().filter(|(_, role)| role == "follower").count() == 2;
             (cards.len() == 3 && leaders.len() == 1 && others_follow).then(|| leaders[0])
+        },
+    );
+
+    // The page's "Make leader" and "Cut off" buttons on another node's card: the page posts
+    // to the node that served it, which relays (nodes accept writes only from their own page).
+    let page_node = 1;
+    let target = cards(&browser)
+        .iter()
+        .map(|(id, _)| *id)
+        .find(|&id| id != old_leader && id != page_node)
+        .expect("a follower that did not serve the page");
+    let click = |action: &str, node: u64| {
+        browser.execute(&format!(
+            "const b = document.querySelector('.card[data-node=\"{node}\"] button[data-action=\"{action}\"]'); if (!b) return false; b.click(); return true;"
+        ))
+    };
+    wait_for(
+        "the transfer button to be clicked",
+        Duration::from_secs(5),
+        || (click("transfer", target) == Value::Bool(true)).then_some(()),
+    );
+    let old_leader = wait_for("the chosen node to lead", Duration::from_secs(15), || {
+        cards(&browser)
+            .iter()
+            .any(|(id, role)| *id == target && role == "leader")
+            .then_some(target)
+    });
+    let follower = cards(&browser)
+        .iter()
+        .map(|(id, _)| *id)
+        .find(|&id| id != old_leader && id != page_node)
+        .expect("another follower");
+    wait_for(
+        "the cut-off button to be clicked",
+        Duration::from_secs(5),
+        || (click("isolate", follower) == Value::Bool(true)).then_some(()),
+    );
+    wait_for(
+        "the cut-off node to offer Heal",
+        Duration::from_secs(10),
+        || (click("heal", follower) == Value::Bool(true)).then_some(()),
+    );
+    wait_for(
+        "the healed node to offer Cut off again",
+        Duration::from_secs(10),
+        || {
+            let found = browser.execute(&format!(
+            "return !!document.querySelector('.card[data-node=\"{follower}\"] button[data-action=\"isolate\"]');"
+        ));
+            (found == Value::Bool(true)).then_some(())
         },
     );
 
