@@ -212,11 +212,16 @@ impl Connection<'_> {
         let (reader, writer) = stream.into_split();
         let (owed_tx, owed_rx) = mpsc::channel::<Owed>(MAX_PIPELINE);
         let answered = Answered::default();
+        let writer = self.write_replies(writer, owed_rx, &answered);
+        let reader = self.read_requests(reader, owed_tx, &answered);
+        tokio::pin!(writer);
         // When the reader stops, its sender drops, and the writer ends after the owed replies.
-        tokio::join!(
-            self.write_replies(writer, owed_rx, &answered),
-            self.read_requests(reader, owed_tx, &answered)
-        );
+        // When the writer stops first (the client went away, or passed a limit), the reader
+        // is dropped with it: the whole connection closes.
+        tokio::select! {
+            () = &mut writer => {}
+            () = reader => writer.await,
+        }
     }
 
     /// Disconnects a client that passed a memory limit, saying which.
