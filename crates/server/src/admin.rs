@@ -103,7 +103,8 @@ pub struct ClusterView {
     /// The peer address of every node that has one recorded (in the log or at start).
     pub addresses: BTreeMap<u64, String>,
     /// The nodes the leader heard from since its last CheckQuorum round (thesis §6.2), itself
-    /// included.
+    /// included. Without CheckQuorum the core never clears its record, and this holds every
+    /// follower that answered in the leader's term: a weaker check.
     pub reachable: BTreeSet<u64>,
     /// Whether that round is old enough for every live follower to have answered a heartbeat
     /// in it; if not, an empty-looking `reachable` says nothing.
