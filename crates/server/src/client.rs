@@ -44,10 +44,16 @@ pub struct ClientOptions {
     pub max_clients: usize,
     /// Replies one client may leave unread before it is disconnected.
     pub max_output_bytes: usize,
+    /// The largest reply a read may build (the state machine's `max_reply_bytes`).
+    pub max_reply_bytes: usize,
     /// Input and output buffers of all clients together.
     pub max_memory_bytes: usize,
     /// A client that sends nothing for this long is disconnected (`None`: never).
     pub idle_timeout: Option<Duration>,
+    /// The largest write, its arguments added up, that fits in one log entry (the core's
+    /// `max_message_bytes`); a larger one is refused here rather than forwarded to a leader
+    /// that would refuse it.
+    pub max_write_bytes: usize,
 }
 
 impl Default for ClientOptions {
@@ -58,8 +64,10 @@ impl Default for ClientOptions {
             limits: Limits::default(),
             max_clients: 10_000,
             max_output_bytes: 64 * 1024 * 1024,
+            max_reply_bytes: 16 * 1024 * 1024,
             max_memory_bytes: 512 * 1024 * 1024,
             idle_timeout: None,
+            max_write_bytes: 1024 * 1024,
         }
     }
 }
@@ -126,15 +134,19 @@ enum Effect {
     Write,
 }
 
-/// How many of a connection's driver requests the writer has received replies for.
+/// How many of a connection's driver requests the writer has received replies for, and how
+/// large they were.
 #[derive(Default)]
 struct Answered {
     count: AtomicU64,
+    /// The largest reply received so far (0: none yet).
+    largest_reply: AtomicUsize,
     changed: Notify,
 }
 
 impl Answered {
-    fn one_more(&self) {
+    fn one_more(&self, reply_bytes: usize) {
+        self.largest_reply.fetch_max(reply_bytes, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Release);
         self.changed.notify_one();
     }
@@ -144,6 +156,18 @@ impl Answered {
         while self.count.load(Ordering::Acquire) < submitted {
             self.changed.notified().await;
         }
+    }
+
+    /// How many requests may be in flight at once so that their replies, if each is as large
+    /// as the largest seen so far (before any: as large as a reply may be), fit in the output
+    /// limit. Replies are built by the driver before the writer can count them, so this
+    /// window is what bounds them.
+    fn window(&self, options: &ClientOptions) -> u64 {
+        let largest = match self.largest_reply.load(Ordering::Relaxed) {
+            0 => options.max_reply_bytes,
+            seen => seen,
+        };
+        (options.max_output_bytes / largest.max(1)).clamp(1, MAX_PIPELINE) as u64
     }
 }
 
@@ -283,7 +307,15 @@ impl Connection<'_> {
                         return;
                     }
                 };
+                let request_bytes: usize = args.iter().map(Vec::len).sum();
                 let owed = match commands::parse(args) {
+                    Ok(Request::Kv(command))
+                        if !command.is_read_only()
+                            && request_bytes > self.options.max_write_bytes =>
+                    {
+                        self.shared.metrics.error("command");
+                        Owed::Now(Reply::error(skiff_node::errors::TOO_LARGE))
+                    }
                     Ok(Request::Kv(command)) => {
                         let effect = if command.is_read_only() {
                             Effect::Read
@@ -295,6 +327,11 @@ impl Connection<'_> {
                         // the order sent.
                         if in_flight.is_some_and(|earlier| earlier != effect) {
                             answered.wait_for(submitted).await;
+                        }
+                        // No more in flight than their replies may take memory.
+                        let window = answered.window(self.options);
+                        if submitted >= window {
+                            answered.wait_for(submitted + 1 - window).await;
                         }
                         in_flight = Some(effect);
                         submitted += 1;
@@ -407,7 +444,7 @@ async fn next_owed(
             .await
             .unwrap_or_else(|_| Reply::error("ERR the node is shutting down"));
         *head = None;
-        answered.one_more();
+        answered.one_more(resp::reply_len(&reply));
         return Some(Owed::Now(reply));
     }
     head.take()

@@ -14,6 +14,7 @@ use skiff_node::{Event, Node, NodeError, Observer, Output, PeerMessage, RequestI
 use skiff_raft::{ConfChange, ConfChangeStep, NodeId, Role};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::admin;
 use crate::disk::TimedDisk;
 use crate::metrics::Metrics;
 use crate::shared::{MemberStatus, NodeStatus, Shared};
@@ -56,11 +57,21 @@ pub enum AdminRequest {
         peer_addr: String,
     },
     /// Make a caught-up learner a voter.
-    Promote(u64),
+    Promote {
+        /// The learner's id.
+        id: u64,
+        /// Skip the check that a majority of the new voters is reachable.
+        force: bool,
+    },
     /// Start an election on this node now (demonstrations only).
     Campaign,
     /// Remove a member.
-    Remove(u64),
+    Remove {
+        /// The member's id.
+        id: u64,
+        /// Skip the check that a majority of the remaining voters is reachable.
+        force: bool,
+    },
 }
 
 /// An operator request waiting for its entry to be applied.
@@ -309,20 +320,35 @@ impl Driver {
                 if matches!(message, PeerMessage::Forward { .. }) {
                     self.shared.metrics.proposals.inc();
                 }
+                let peer = message.from().0;
                 if let Err(error) = self.node.step(message) {
-                    tracing::warn!(%error, "dropped a peer message");
+                    // Refused before it reached the core's state or the disk.
+                    self.shared.metrics.error("peer_message_refused");
+                    tracing::warn!(node = self.node.id().0, peer, %error, "refused a message from a peer");
                 }
             }
             Input::Admin { request, reply } => {
                 let deadline = Instant::now() + self.options.request_timeout;
                 let change = |step| ConfChange { steps: vec![step] };
+                let mut addresses: BTreeMap<u64, String> = self
+                    .options
+                    .peer_addrs
+                    .iter()
+                    .map(|(id, addr)| (*id, addr.to_string()))
+                    .collect();
+                addresses.extend(
+                    self.node
+                        .member_addresses()
+                        .iter()
+                        .map(|(id, addr)| (id.0, addr.clone())),
+                );
+                let view = admin::ClusterView::of(self.node.raw().raft(), addresses);
+                if let Err(error) = admin::check(&view, &request) {
+                    let _ = reply.send(Err(error.to_string()));
+                    return;
+                }
                 let outcome = match request {
                     AdminRequest::AddLearner { id, peer_addr } => {
-                        if let Err(error) = peer_addr.parse::<SocketAddr>() {
-                            let _ =
-                                reply.send(Err(format!("bad peer address {peer_addr:?}: {error}")));
-                            return;
-                        }
                         let request = self.next_request_id();
                         self.admin_waiting
                             .insert(request, (AdminWait::ThenAddLearner { id, reply }, deadline));
@@ -330,7 +356,7 @@ impl Driver {
                             .propose_member_address(request, NodeId(id), peer_addr);
                         return;
                     }
-                    AdminRequest::Promote(id) => {
+                    AdminRequest::Promote { id, .. } => {
                         self.propose_admin_change(
                             change(ConfChangeStep::AddVoter(NodeId(id))),
                             reply,
@@ -338,7 +364,7 @@ impl Driver {
                         );
                         return;
                     }
-                    AdminRequest::Remove(id) => {
+                    AdminRequest::Remove { id, .. } => {
                         self.propose_admin_change(
                             change(ConfChangeStep::Remove(NodeId(id))),
                             reply,
@@ -747,12 +773,8 @@ impl Driver {
         let raft = raw.raft();
         let status = raw.status();
         let conf = raft.conf_state();
-        let advertised = self
-            .shared
-            .advertised
-            .read()
-            .map(|a| a.clone())
-            .unwrap_or_default();
+        // Only the members' entries are read: the map is not copied on every tick.
+        let advertised = self.shared.advertised.read().ok();
         let me = self.node.id().0;
         let mut members: BTreeMap<u64, MemberStatus> = BTreeMap::new();
         let kinds = [
@@ -771,8 +793,14 @@ impl Driver {
                         .get(id)
                         .cloned()
                         .or_else(|| self.options.peer_addrs.get(&id.0).map(|a| a.to_string())),
-                    client_addr: advertised.get(&id.0).map(|a| a.client_addr.clone()),
-                    http_addr: advertised.get(&id.0).map(|a| a.http_addr.clone()),
+                    client_addr: advertised
+                        .as_ref()
+                        .and_then(|a| a.get(&id.0))
+                        .map(|a| a.client_addr.clone()),
+                    http_addr: advertised
+                        .as_ref()
+                        .and_then(|a| a.get(&id.0))
+                        .map(|a| a.http_addr.clone()),
                     match_index: None,
                 });
             }

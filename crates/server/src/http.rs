@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::oneshot;
 
-use crate::driver::admin::UNSETTLED_PREFIX;
+use crate::admin::UNSETTLED_PREFIX;
 use crate::driver::{AdminRequest, Input};
 use crate::httpc;
 use crate::shared::Shared;

@@ -1,5 +1,6 @@
 //! `skiff`: a replicated, linearizable key-value store on Raft that speaks the Redis protocol.
 
+mod admin;
 mod cli;
 mod client;
 mod commands;

@@ -313,6 +313,17 @@ pub fn write_reply(out: &mut BytesMut, reply: &Reply) {
     }
 }
 
+/// About how many bytes `reply` takes in RESP2 (headers counted at their longest).
+pub fn reply_len(reply: &Reply) -> usize {
+    const HEADER: usize = 1 + 20 + 2;
+    match reply {
+        Reply::Ok | Reply::Nil | Reply::Integer(_) => HEADER,
+        Reply::Bulk(bytes) => HEADER + bytes.len() + 2,
+        Reply::Array(items) => HEADER + items.iter().map(reply_len).sum::<usize>(),
+        Reply::Error(text) => text.len() + 3,
+    }
+}
+
 /// Appends a bulk string.
 pub fn write_bulk(out: &mut BytesMut, bytes: &[u8]) {
     write_header(out, b'$', bytes.len() as i64);

@@ -174,7 +174,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(max) = args.max_reply_bytes {
         config.kv.max_reply_bytes = max;
     }
-    let client_options = client_options(&args)?;
+    let client_options = ClientOptions {
+        max_write_bytes: usize::try_from(config.raft.max_message_bytes).unwrap_or(usize::MAX),
+        max_reply_bytes: config.kv.max_reply_bytes,
+        ..client_options(&args)?
+    };
     // The driver takes snapshots itself, so it can time them.
     config.snapshot_every_entries = 0;
     let metrics = Arc::new(Metrics::new());
