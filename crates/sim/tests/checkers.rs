@@ -1,6 +1,6 @@
 //! Each checker, fed a history that breaks its property, reports it — and accepts a good one.
 
-use skiff_raft::{Entry, EntryKind, LogIndex, NodeId, Term};
+use skiff_raft::{Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, Term};
 use skiff_sim::checkers::{Checkers, LogView};
 
 /// A log given as (term, payload byte) per index from 1.
@@ -39,6 +39,47 @@ fn two_leaders_in_one_term_break_election_safety() {
         .became_leader(N2, Term(2), &log)
         .expect_err("second leader of term 2");
     assert_eq!(violation.property, "Election Safety");
+}
+
+/// A vote grant: `voter`'s RequestVoteResponse in `term` to `candidate`.
+fn grant(voter: NodeId, term: u64, candidate: NodeId) -> Message {
+    Message {
+        from: voter,
+        to: candidate,
+        term: Term(term),
+        body: MessageBody::RequestVoteResponse { reject: false },
+    }
+}
+
+#[test]
+fn two_vote_grants_in_one_term_break_one_vote_per_term() {
+    // A voter whose vote was lost (a restart on a wiped log, say) grants a second candidate
+    // in the same term: the way to two leaders in one term, caught at the grant.
+    let mut checkers = Checkers::default();
+    let n3 = NodeId(3);
+    checkers
+        .sent(&grant(N1, 4, N2))
+        .expect("first vote in term 4");
+    checkers
+        .sent(&grant(N1, 4, N2))
+        .expect("the same vote sent again");
+    checkers
+        .sent(&grant(N1, 5, n3))
+        .expect("a vote in the next term");
+    let refusal = Message {
+        body: MessageBody::RequestVoteResponse { reject: true },
+        ..grant(N1, 4, n3)
+    };
+    checkers.sent(&refusal).expect("a refusal is no vote");
+    let pre_vote = Message {
+        body: MessageBody::PreVoteResponse { reject: false },
+        ..grant(N1, 4, n3)
+    };
+    checkers.sent(&pre_vote).expect("a pre-vote is no vote");
+    let violation = checkers
+        .sent(&grant(N1, 4, n3))
+        .expect_err("a second candidate in term 4");
+    assert_eq!(violation.property, "One Vote Per Term");
 }
 
 #[test]
