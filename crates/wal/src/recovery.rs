@@ -259,10 +259,10 @@ pub(crate) fn recover<D: Disk>(
             (state.index, state.hard_state)
         }
         None => {
-            // Thesis §3.8: a node that has taken a snapshot has run and may have voted; with
-            // no segment left, its term and vote are gone, and starting at term 0 with no
-            // vote could grant a second vote in a term.
-            // The same for a node its caller knows has run (`WalOptions::expect_existing_log`).
+            // Thesis §3.8: a node that has run may have voted; with no segment left its term
+            // and vote are gone, and starting at term 0 with no vote could grant a second vote
+            // in a term. A snapshot file shows that it has run, and so may its caller
+            // (`WalOptions::expect_existing_log`).
             let evidence = snapshot.or(expect_existing_log.then_some(dir));
             if let Some(evidence) = evidence {
                 return Err(WalError::Corrupt {
