@@ -93,6 +93,9 @@ impl<'a> Charge<'a> {
     /// Records that the buffer now holds `bytes`; false if all buffers together would pass
     /// the limit (the charge is recorded all the same, and given back on drop).
     fn hold(&mut self, bytes: usize) -> bool {
+        if bytes == self.held {
+            return bytes == 0 || self.budget.used.load(Ordering::Relaxed) <= self.budget.limit;
+        }
         let used = if bytes >= self.held {
             self.budget
                 .used
@@ -414,7 +417,11 @@ impl Connection<'_> {
                         return;
                     }
                 }
-                written = writer.write(&out), if !out.is_empty() => {
+                // Write once nothing more is ready: when the next reply is still coming
+                // from the driver, wait for it (pipelined replies usually come together),
+                // unless enough is already waiting to be worth a write.
+                written = writer.write(&out), if !out.is_empty()
+                    && (head.is_none() && owed_rx.is_empty() || out.len() >= 64 * 1024 || closing || !more) => {
                     match written {
                         Ok(0) | Err(_) => return,
                         Ok(n) => out.advance(n),

@@ -25,8 +25,9 @@ use crate::transport::{
 /// Inputs the driver may have queued before new ones are refused.
 const DRIVER_QUEUE: usize = 65_536;
 
-/// The node's identity: from its data directory, or created from the flags on first start.
-fn identity(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<Identity> {
+/// The node's identity and whether it has run before: from its data directory, or made from
+/// the flags on first start (the caller stores it once the new log is on disk).
+fn identity(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<(Identity, bool)> {
     if let Some(identity) = Identity::load(data_dir)? {
         if let Some(id) = args.id.filter(|&id| id != identity.id) {
             bail!(
@@ -35,7 +36,7 @@ fn identity(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<Iden
                 data_dir.display()
             );
         }
-        return Ok(identity);
+        return Ok((identity, true));
     }
     let id = args
         .id
@@ -61,8 +62,7 @@ fn identity(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<Iden
             .map(|(id, addr)| (id.to_string(), *addr))
             .collect(),
     };
-    identity.store(data_dir)?;
-    Ok(identity)
+    Ok((identity, false))
 }
 
 /// The client port's limits: the flags over the defaults.
@@ -150,7 +150,7 @@ impl RecoveryDisplay {
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let args = args.merged()?;
     let data_dir = args.data_dir.clone().context("--data-dir is required")?;
-    let identity = identity(&args, &data_dir)?;
+    let (identity, has_run) = identity(&args, &data_dir)?;
     let members = identity.members()?;
     let id = identity.id;
     let listen_peer = args
@@ -171,6 +171,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     raft.max_inflight_appends = 32;
     raft.seed = rand::random();
     let mut config = NodeConfig::new(raft, identity.cluster_id);
+    // A node that has run has a log: finding none (a wiped or lost WAL directory) must refuse
+    // to start, not begin again at term 0 with no vote (thesis §3.8: a vote is never forgotten).
+    config.wal.expect_existing_log = has_run;
     if let Some(max) = args.max_reply_bytes {
         config.kv.max_reply_bytes = max;
     }
@@ -197,6 +200,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             wal_dir.display()
         )
     })?;
+    if !has_run {
+        // Only now that the new log is durable: a crash before this leaves a directory that
+        // starts afresh, never an identity whose log is missing.
+        identity.store(&data_dir)?;
+    }
     let term = node.wal().hard_state().term.0;
     if let Some(torn) = &report.torn_tail {
         tracing::warn!(node = id, term, file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes_dropped, "recovery cut a torn final write");

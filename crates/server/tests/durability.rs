@@ -1,6 +1,6 @@
 //! What a node does with its files: a torn final write is cut off and the node serves; damage
-//! before the tail stops it with an error naming the file and offset; snapshots are taken,
-//! and a restart resumes from one.
+//! before the tail, garbage anywhere and a wiped log stop it with an error naming the file and
+//! offset; snapshots are taken, and a restart resumes from one.
 
 mod common;
 
@@ -108,6 +108,72 @@ fn a_flipped_byte_inside_a_segment_stops_the_node_with_a_clear_error() {
         .redis(leader)
         .set("still", "serving")
         .expect("write");
+}
+
+/// Runs node `id` from its data directory until it exits, and returns its status and stderr;
+/// panics if it is still running after 10 s (it started when it should have refused).
+fn start_and_wait(cluster: &TestCluster, id: u64) -> (std::process::ExitStatus, String) {
+    let mut child = cluster
+        .spawn_command(id)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("skiff runs");
+    let exited = (0..200).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        child.try_wait().expect("wait")
+    });
+    let Some(status) = exited else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("node {id} started and served instead of refusing to start");
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    (status, stderr)
+}
+
+/// A node that voted must never come back without its vote (thesis §3.8, §5.2): a first
+/// segment replaced by random bytes, or a log directory emptied, refuses to start rather than
+/// begin again at term 0, and the other two keep serving.
+#[test]
+fn a_segment_of_garbage_or_a_wiped_log_refuses_to_start_instead_of_forgetting_the_vote() {
+    let _serial = serial();
+    let mut cluster = TestCluster::start(3);
+    write_keys(&cluster, 50);
+    let victim = 3;
+    cluster.kill(victim);
+    let segment = segments(&cluster, victim).remove(0);
+    let original = std::fs::read(&segment).expect("read segment");
+    let garbage: Vec<u8> = (0..original.len() as u64)
+        .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8)
+        .collect();
+    std::fs::write(&segment, &garbage).expect("write garbage");
+
+    let (status, stderr) = start_and_wait(&cluster, victim);
+    assert!(!status.success(), "a node with a garbage segment started");
+    let file_name = segment.file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        stderr.contains("refuses to start") && stderr.contains(&file_name),
+        "the error names the damaged file:\n{stderr}"
+    );
+    assert!(stderr.contains("offset 0"), "and the offset:\n{stderr}");
+    assert_eq!(std::fs::read(&segment).unwrap(), garbage, "left as found");
+
+    // Every segment gone (a wiped or lost log directory): the identity says the node has run.
+    for segment in segments(&cluster, victim) {
+        std::fs::remove_file(segment).expect("remove segment");
+    }
+    let (status, stderr) = start_and_wait(&cluster, victim);
+    assert!(!status.success(), "a node whose log was wiped started");
+    assert!(stderr.contains("refuses to start"), "{stderr}");
+
+    let leader = cluster.wait_for_leader_among(&[1, 2], Duration::from_secs(5));
+    let mut connection = cluster.redis(leader);
+    let _: () = connection.set("still", "serving").expect("write");
+    let kept: String = connection.get("key-49").expect("read");
+    assert_eq!(kept, "x".repeat(100));
 }
 
 /// Snapshots on real processes: the scheduled ones are written (on a thread of their own

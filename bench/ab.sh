@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Two builds of skiff side by side: each runs as a 3-node `skiff local` cluster and is driven by
+# the same redis-benchmark commands as bench/cluster.sh, the two alternating ROUNDS times so that
+# the machine's drift falls on both alike. Prints one CSV row per run (build, round, target,
+# setting, command, ops/s, p50 ms, p99 ms) and, per row kind, the median of each build.
+#
+#   bench/ab.sh OLD_SKIFF NEW_SKIFF
+#   ROUNDS=3 SETTINGS="-c 50 -P 16" bench/ab.sh old/target/release/skiff target/release/skiff
+set -euo pipefail
+[ $# -eq 2 ] || { echo "usage: $0 OLD_SKIFF NEW_SKIFF" >&2; exit 2; }
+OPS=${OPS:-200000}
+ROUNDS=${ROUNDS:-2}
+BASE=${BASE:-17001}
+IFS=';' read -r -a settings <<<"${SETTINGS:--c 50;-c 50 -P 16}"
+WORK=$(mktemp -d)
+RESULTS="$WORK/results.csv"
+pid=""
+cleanup() { [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+run() {
+  local build=$1 bin=$2 round=$3
+  "$bin" local --data-dir "$WORK/$build-$round" --client-port "$BASE" --peer-port $((BASE + 100)) \
+    --http-port $((BASE + 200)) --control-port $((BASE + 199)) >"$WORK/local.log" 2>&1 &
+  pid=$!
+  local leader=""
+  for _ in $(seq 100); do
+    leader=$(grep -o 'leader: node [0-9]*' "$WORK/local.log" | tail -1 | awk '{print $3}' || true)
+    [ -n "$leader" ] && break
+    sleep 0.1
+  done
+  [ -n "$leader" ] || { cat "$WORK/local.log"; echo "no leader" >&2; exit 1; }
+  local follower=$(( leader % 3 + 1 ))
+  for setting in "${settings[@]}"; do
+    for target in leader follower; do
+      local port=$((BASE + leader - 1))
+      [ "$target" = follower ] && port=$((BASE + follower - 1))
+      # shellcheck disable=SC2086
+      redis-benchmark -p "$port" -t set,get -d 256 -r 100000 -n "$OPS" --csv $setting 2>/dev/null |
+        python3 -c '
+import csv, sys
+for row in csv.reader(sys.stdin):
+    if row and row[0] in ("SET", "GET"):
+        print(",".join(sys.argv[1:] + [row[0], row[1], row[4], row[6]]))
+' "$build" "$round" "$target" "$setting" | tee -a "$RESULTS"
+    done
+  done
+  kill -INT "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+}
+
+echo "build,round,target,setting,command,ops_per_s,p50_ms,p99_ms"
+for round in $(seq "$ROUNDS"); do
+  run old "$1" "$round"
+  run new "$2" "$round"
+done
+echo "== medians"
+python3 - "$RESULTS" <<'EOF'
+import csv, statistics, sys
+rows = {}
+for build, _, target, setting, command, ops, p50, p99 in csv.reader(open(sys.argv[1])):
+    rows.setdefault((target, setting, command), {}).setdefault(build, []).append(float(ops))
+print("target,setting,command,old_ops_per_s,new_ops_per_s,new/old")
+for (target, setting, command), builds in sorted(rows.items()):
+    old, new = statistics.median(builds["old"]), statistics.median(builds["new"])
+    print(f"{target},{setting},{command},{old:.0f},{new:.0f},{new / old:.2f}")
+EOF
