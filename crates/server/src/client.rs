@@ -34,6 +34,11 @@ use crate::shared::{NodeStatus, Shared};
 
 /// Replies a connection may owe at once; a client pipelining more waits for the first ones.
 const MAX_PIPELINE: usize = 1024;
+/// What one buffer may hold whatever the other clients hold: a client within it is never
+/// disconnected by the shared memory limit.
+const CHARGE_ALLOWANCE: usize = 64 * 1024;
+/// How long a client may take none of the replies waiting for it before it is disconnected.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How the client port treats its connections.
 #[derive(Clone, Copy, Debug)]
@@ -46,6 +51,8 @@ pub struct ClientOptions {
     pub max_output_bytes: usize,
     /// The largest reply a read may build (the state machine's `max_reply_bytes`).
     pub max_reply_bytes: usize,
+    /// The largest value the store holds (the state machine's `max_value_bytes`).
+    pub max_value_bytes: usize,
     /// Input and output buffers of all clients together.
     pub max_memory_bytes: usize,
     /// A client that sends nothing for this long is disconnected (`None`: never).
@@ -65,6 +72,7 @@ impl Default for ClientOptions {
             max_clients: 10_000,
             max_output_bytes: 64 * 1024 * 1024,
             max_reply_bytes: 16 * 1024 * 1024,
+            max_value_bytes: 1024 * 1024,
             max_memory_bytes: 512 * 1024 * 1024,
             idle_timeout: None,
             max_write_bytes: 1024 * 1024,
@@ -90,13 +98,16 @@ impl<'a> Charge<'a> {
         Charge { budget, held: 0 }
     }
 
-    /// Records that the buffer now holds `bytes`; false if all buffers together would pass
-    /// the limit (the charge is recorded all the same, and given back on drop).
+    /// Records that the buffer now holds `bytes`; false if it grew past a small allowance
+    /// while all buffers together are over the limit. A buffer that did not grow, or holds no
+    /// more than [`CHARGE_ALLOWANCE`], is never the one refused: the clients that take the
+    /// memory are the ones cut off, not a small client that happens to come next.
     fn hold(&mut self, bytes: usize) -> bool {
         if bytes == self.held {
-            return bytes == 0 || self.budget.used.load(Ordering::Relaxed) <= self.budget.limit;
+            return true;
         }
-        let used = if bytes >= self.held {
+        let grew = bytes > self.held;
+        let used = if grew {
             self.budget
                 .used
                 .fetch_add(bytes - self.held, Ordering::Relaxed)
@@ -108,7 +119,7 @@ impl<'a> Charge<'a> {
                 - (self.held - bytes)
         };
         self.held = bytes;
-        bytes == 0 || used <= self.budget.limit
+        !grew || bytes <= CHARGE_ALLOWANCE || used <= self.budget.limit
     }
 }
 
@@ -116,6 +127,12 @@ impl Drop for Charge<'_> {
     fn drop(&mut self) {
         self.budget.used.fetch_sub(self.held, Ordering::Relaxed);
     }
+}
+
+/// A reply owed to the client, with the bytes of the connection's output it was reserved.
+struct Queued {
+    owed: Owed,
+    reserved: usize,
 }
 
 /// A reply owed to the client, in request order.
@@ -138,18 +155,19 @@ enum Effect {
 }
 
 /// How many of a connection's driver requests the writer has received replies for, and how
-/// large they were.
+/// many bytes of output the replies still owed may take at most.
 #[derive(Default)]
 struct Answered {
     count: AtomicU64,
-    /// The largest reply received so far (0: none yet).
-    largest_reply: AtomicUsize,
+    /// The worst case of every reply queued and not yet taken by the writer. Replies are
+    /// built by the driver before the writer can count them, so this reservation, made
+    /// before a request is sent, is what bounds them.
+    reserved: AtomicUsize,
     changed: Notify,
 }
 
 impl Answered {
-    fn one_more(&self, reply_bytes: usize) {
-        self.largest_reply.fetch_max(reply_bytes, Ordering::Relaxed);
+    fn one_more(&self) {
         self.count.fetch_add(1, Ordering::Release);
         self.changed.notify_one();
     }
@@ -161,16 +179,44 @@ impl Answered {
         }
     }
 
-    /// How many requests may be in flight at once so that their replies, if each is as large
-    /// as the largest seen so far (before any: as large as a reply may be), fit in the output
-    /// limit. Replies are built by the driver before the writer can count them, so this
-    /// window is what bounds them.
-    fn window(&self, options: &ClientOptions) -> u64 {
-        let largest = match self.largest_reply.load(Ordering::Relaxed) {
-            0 => options.max_reply_bytes,
-            seen => seen,
-        };
-        (options.max_output_bytes / largest.max(1)).clamp(1, MAX_PIPELINE) as u64
+    /// Reserves `bytes` of output for a reply, waiting while the replies already owed could
+    /// fill `limit` (a reply larger than the limit alone still goes, once nothing else is
+    /// owed).
+    async fn reserve(&self, bytes: usize, limit: usize) {
+        loop {
+            let reserved = self.reserved.load(Ordering::Acquire);
+            if reserved == 0 || reserved.saturating_add(bytes) <= limit {
+                self.reserved.fetch_add(bytes, Ordering::AcqRel);
+                return;
+            }
+            self.changed.notified().await;
+        }
+    }
+
+    /// The writer took a reply: its reservation is free again.
+    fn release(&self, bytes: usize) {
+        self.reserved.fetch_sub(bytes, Ordering::AcqRel);
+        self.changed.notify_one();
+    }
+}
+
+/// The most bytes of RESP the reply to `command` can take: a value for `GET`, each key's
+/// value for `MGET` (at most the reply limit), a short answer for everything else.
+fn worst_reply_bytes(command: &skiff_kv::Command, options: &ClientOptions) -> usize {
+    const SHORT: usize = 256;
+    let value = options.max_value_bytes.saturating_add(32);
+    match command {
+        skiff_kv::Command::Get { .. } => value,
+        skiff_kv::Command::MGet { keys } => keys
+            .len()
+            .saturating_mul(value)
+            .min(
+                options
+                    .max_reply_bytes
+                    .saturating_add(keys.len().saturating_mul(32)),
+            )
+            .saturating_add(SHORT),
+        _ => SHORT,
     }
 }
 
@@ -237,7 +283,7 @@ impl Connection<'_> {
     async fn serve(&self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
         let (reader, writer) = stream.into_split();
-        let (owed_tx, owed_rx) = mpsc::channel::<Owed>(MAX_PIPELINE);
+        let (owed_tx, owed_rx) = mpsc::channel::<Queued>(MAX_PIPELINE);
         let answered = Answered::default();
         let writer = self.write_replies(writer, owed_rx, &answered);
         let reader = self.read_requests(reader, owed_tx, &answered);
@@ -260,9 +306,13 @@ impl Connection<'_> {
     async fn read_requests(
         &self,
         mut reader: tokio::net::tcp::OwnedReadHalf,
-        owed_tx: mpsc::Sender<Owed>,
+        owed_tx: mpsc::Sender<Queued>,
         answered: &Answered,
     ) {
+        let closing = |reply| Queued {
+            owed: Owed::Close(reply),
+            reserved: 0,
+        };
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut parser = RequestParser::new(self.options.limits);
         let mut charge = Charge::new(self.budget);
@@ -287,11 +337,17 @@ impl Connection<'_> {
             }
             loop {
                 let parsed = parser.parse(&mut buf);
+                if buf.is_empty() && buf.capacity() > 256 * 1024 {
+                    // A large request is over: give the memory back.
+                    buf = BytesMut::with_capacity(16 * 1024);
+                }
+                // What is really held: the buffer and the arguments received, never a length
+                // a header only declared.
                 let held = buf.capacity() + parser.held_bytes();
                 if !charge.hold(held) {
                     self.over_limit("max_client_memory", held);
                     let _ = owed_tx
-                        .send(Owed::Close(Reply::error(
+                        .send(closing(Reply::error(
                             "ERR client buffers exceed the server's memory limit; closing",
                         )))
                         .await;
@@ -305,7 +361,7 @@ impl Connection<'_> {
                         self.shared.metrics.error("protocol");
                         tracing::info!(client = %self.addr, %error, "closing a client connection after a protocol error");
                         let _ = owed_tx
-                            .send(Owed::Close(Reply::error(format!("ERR {error}"))))
+                            .send(closing(Reply::error(format!("ERR {error}"))))
                             .await;
                         return;
                     }
@@ -331,14 +387,24 @@ impl Connection<'_> {
                         if in_flight.is_some_and(|earlier| earlier != effect) {
                             answered.wait_for(submitted).await;
                         }
-                        // No more in flight than their replies may take memory.
-                        let window = answered.window(self.options);
-                        if submitted >= window {
-                            answered.wait_for(submitted + 1 - window).await;
-                        }
+                        // No more in flight than their replies, at their largest, may take
+                        // of the output limit.
+                        let worst = worst_reply_bytes(&command, self.options);
+                        answered.reserve(worst, self.options.max_output_bytes).await;
                         in_flight = Some(effect);
                         submitted += 1;
-                        self.submit(command)
+                        let owed = self.submit(command);
+                        if owed_tx
+                            .send(Queued {
+                                owed,
+                                reserved: worst,
+                            })
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        continue;
                     }
                     Ok(request) => local_reply(request, self.shared),
                     Err(error) => {
@@ -346,8 +412,17 @@ impl Connection<'_> {
                         Owed::Now(Reply::Error(error.0))
                     }
                 };
+                // A reply known at once (an `ECHO` of a large argument, say) is reserved too.
+                let reserved = match &owed {
+                    Owed::Now(reply) | Owed::Close(reply) => resp::reply_len(reply),
+                    Owed::Simple(text) => text.len() + 3,
+                    Owed::Later(_) => 0,
+                };
+                answered
+                    .reserve(reserved, self.options.max_output_bytes)
+                    .await;
                 let quit = matches!(owed, Owed::Close(_));
-                if owed_tx.send(owed).await.is_err() || quit {
+                if owed_tx.send(Queued { owed, reserved }).await.is_err() || quit {
                     return;
                 }
             }
@@ -377,14 +452,16 @@ impl Connection<'_> {
     async fn write_replies(
         &self,
         mut writer: OwnedWriteHalf,
-        mut owed_rx: mpsc::Receiver<Owed>,
+        mut owed_rx: mpsc::Receiver<Queued>,
         answered: &Answered,
     ) {
         let mut out = BytesMut::with_capacity(16 * 1024);
         let mut charge = Charge::new(self.budget);
-        let mut head: Option<Owed> = None;
+        let mut head: Option<Queued> = None;
         let mut more = true;
         let mut closing = false;
+        // Since when the replies in `out` have waited for the socket to take a byte.
+        let mut stalled_since = tokio::time::Instant::now();
         loop {
             if out.is_empty() && (closing || !more) {
                 let _ = writer.shutdown().await;
@@ -399,6 +476,9 @@ impl Connection<'_> {
                         more = false;
                         continue;
                     };
+                    if out.is_empty() {
+                        stalled_since = tokio::time::Instant::now();
+                    }
                     match owed {
                         Owed::Now(reply) => resp::write_reply(&mut out, &reply),
                         Owed::Simple(text) => resp::write_simple(&mut out, text),
@@ -426,35 +506,57 @@ impl Connection<'_> {
                         Ok(0) | Err(_) => return,
                         Ok(n) => out.advance(n),
                     }
+                    stalled_since = tokio::time::Instant::now();
                     if out.is_empty() && out.capacity() > 256 * 1024 {
                         // A burst of large replies is over: give the memory back.
                         out = BytesMut::with_capacity(16 * 1024);
                         charge.hold(out.capacity());
                     }
                 }
+                // A client that takes no byte of its replies for this long is gone or stuck:
+                // its slot and buffers are freed even with no idle timeout set.
+                () = tokio::time::sleep_until(stalled_since + SEND_TIMEOUT), if !out.is_empty() => {
+                    self.shared.metrics.error("send_timeout");
+                    tracing::info!(client = %self.addr, unsent = out.len(), "closing a client that reads none of its replies");
+                    return;
+                }
             }
         }
     }
 }
 /// The next reply owed, in order: waits for the driver's reply if the next one comes from
-/// it, and counts it answered. Cancel-safe: what was taken from the queue stays in `head`.
+/// it, counts it answered, and frees its reservation. Cancel-safe: what was taken from the
+/// queue stays in `head`.
 async fn next_owed(
-    head: &mut Option<Owed>,
-    owed_rx: &mut mpsc::Receiver<Owed>,
+    head: &mut Option<Queued>,
+    owed_rx: &mut mpsc::Receiver<Queued>,
     answered: &Answered,
 ) -> Option<Owed> {
     if head.is_none() {
         *head = Some(owed_rx.recv().await?);
     }
-    if let Some(Owed::Later(receiver)) = head {
-        let reply = receiver
-            .await
-            .unwrap_or_else(|_| Reply::error("ERR the node is shutting down"));
-        *head = None;
-        answered.one_more(resp::reply_len(&reply));
-        return Some(Owed::Now(reply));
+    let later = if let Some(Queued {
+        owed: Owed::Later(receiver),
+        ..
+    }) = head
+    {
+        Some(
+            receiver
+                .await
+                .unwrap_or_else(|_| Reply::error("ERR the node is shutting down")),
+        )
+    } else {
+        None
+    };
+    let Queued { owed, reserved } = head.take()?;
+    answered.release(reserved);
+    match later {
+        Some(reply) => {
+            answered.one_more();
+            Some(Owed::Now(reply))
+        }
+        None => Some(owed),
     }
-    head.take()
 }
 
 /// The reply to a command this node answers by itself.
@@ -509,4 +611,72 @@ pub fn info(status: &NodeStatus) -> String {
         members.join(","),
         status.keys,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shared_memory_limit_refuses_the_client_that_grows_not_the_one_that_comes_next() {
+        let budget = MemoryBudget {
+            used: AtomicUsize::new(0),
+            limit: 1024 * 1024,
+        };
+        let mut hog = Charge::new(&budget);
+        assert!(hog.hold(900 * 1024));
+        // A small client is served even with the budget nearly gone, and while over it.
+        let mut small = Charge::new(&budget);
+        assert!(small.hold(CHARGE_ALLOWANCE));
+        assert!(!hog.hold(1200 * 1024), "the growing client is refused");
+        assert!(small.hold(CHARGE_ALLOWANCE), "an unchanged client is not");
+        assert!(small.hold(1024), "nor one that shrinks");
+        let mut grower = Charge::new(&budget);
+        assert!(!grower.hold(CHARGE_ALLOWANCE + 1));
+        drop(hog);
+        drop(grower);
+        assert_eq!(budget.used.load(Ordering::Relaxed), 1024);
+    }
+
+    #[test]
+    fn the_worst_reply_of_a_read_bounds_what_may_be_in_flight() {
+        let options = ClientOptions {
+            max_value_bytes: 1000,
+            max_reply_bytes: 10_000,
+            ..ClientOptions::default()
+        };
+        let get = skiff_kv::Command::Get { key: b"k".to_vec() };
+        assert_eq!(worst_reply_bytes(&get, &options), 1032);
+        let mget = |n: usize| skiff_kv::Command::MGet {
+            keys: vec![b"k".to_vec(); n],
+        };
+        assert_eq!(worst_reply_bytes(&mget(2), &options), 2 * 1032 + 256);
+        // Many keys: the reply limit caps the values, each key adds its header.
+        assert_eq!(worst_reply_bytes(&mget(100), &options), 10_000 + 3200 + 256);
+        let set = skiff_kv::Command::Set {
+            key: b"k".to_vec(),
+            value: vec![0; 5000],
+            condition: skiff_kv::SetCondition::Always,
+        };
+        assert_eq!(worst_reply_bytes(&set, &options), 256);
+    }
+
+    #[tokio::test]
+    async fn a_reservation_waits_until_earlier_replies_are_taken() {
+        let answered = Answered::default();
+        answered.reserve(600, 1000).await;
+        // A reply that alone exceeds the limit still goes when nothing else is owed...
+        let other = Answered::default();
+        other.reserve(5000, 1000).await;
+        // ...but one that would pass the limit beside others waits for them.
+        let waiting = answered.reserve(600, 1000);
+        tokio::pin!(waiting);
+        let early = tokio::time::timeout(Duration::from_millis(50), &mut waiting).await;
+        assert!(early.is_err(), "reserved past the limit");
+        answered.release(600);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("reserved once the first reply was taken");
+        assert_eq!(answered.reserved.load(Ordering::Relaxed), 600);
+    }
 }

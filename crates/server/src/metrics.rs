@@ -63,7 +63,7 @@ pub struct Metrics {
 }
 
 /// The kinds of `skiff_errors_total`.
-pub const ERROR_KINDS: [&str; 11] = [
+pub const ERROR_KINDS: [&str; 12] = [
     "protocol",
     "command",
     "busy",
@@ -72,6 +72,7 @@ pub const ERROR_KINDS: [&str; 11] = [
     "client_output_limit",
     "max_client_memory",
     "idle_timeout",
+    "send_timeout",
     "peer_connection_refused",
     "max_peer_connections",
     "peer_message_refused",

@@ -94,8 +94,11 @@ struct Partial {
     args: Vec<Vec<u8>>,
     /// The declared length of the bulk string being read, once its header was consumed.
     bulk_len: Option<usize>,
-    /// Bytes of the request consumed so far, headers included.
+    /// Bytes of the request counted against its limit so far: headers, and each bulk string
+    /// at its declared length once its header is read.
     consumed: usize,
+    /// Bytes of the arguments received so far.
+    received: usize,
 }
 
 /// Parses a client's requests as their bytes arrive, keeping its place between reads.
@@ -117,10 +120,10 @@ impl RequestParser {
         }
     }
 
-    /// Bytes of the request in progress already consumed from the buffer (and held as
-    /// arguments), for memory accounting.
+    /// Bytes of the request in progress held as its arguments so far, for memory accounting
+    /// (what arrived, not what a header declared).
     pub fn held_bytes(&self) -> usize {
-        self.partial.as_ref().map_or(0, |p| p.consumed)
+        self.partial.as_ref().map_or(0, |p| p.received)
     }
 
     /// Parses one request from the front of `buf`, consuming what it uses. `Ok(None)`: not
@@ -152,6 +155,7 @@ impl RequestParser {
                 args: Vec::with_capacity(count.min(64)),
                 bulk_len: None,
                 consumed: 0,
+                received: 0,
             });
         }
         let limits = self.limits;
@@ -197,6 +201,7 @@ impl RequestParser {
                 return Err(ProtocolError::MissingCrlf);
             }
             partial.args.push(buf.split_to(len).to_vec());
+            partial.received += len;
             buf.advance(2);
             partial.bulk_len = None;
             partial.remaining -= 1;
@@ -483,6 +488,17 @@ mod tests {
         }
         assert_eq!(parsed, Some(words(&["SET", "k", "hello"])));
         assert_eq!(parser.held_bytes(), 0);
+    }
+
+    #[test]
+    fn a_declared_length_holds_nothing_until_its_bytes_arrive() {
+        let mut parser = RequestParser::new(Limits::default());
+        let mut buf = BytesMut::from(&b"*2\r\n$3\r\nSET\r\n$8388608\r\n"[..]);
+        assert_eq!(parser.parse(&mut buf), Ok(None));
+        assert_eq!(parser.held_bytes(), 3, "only SET arrived");
+        buf.extend_from_slice(&[b'v'; 1000]);
+        assert_eq!(parser.parse(&mut buf), Ok(None));
+        assert_eq!(parser.held_bytes() + buf.len(), 1003);
     }
 
     #[test]

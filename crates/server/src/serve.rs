@@ -180,6 +180,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let client_options = ClientOptions {
         max_write_bytes: usize::try_from(config.raft.max_message_bytes).unwrap_or(usize::MAX),
         max_reply_bytes: config.kv.max_reply_bytes,
+        max_value_bytes: config.kv.max_value_bytes,
         ..client_options(&args)?
     };
     // The driver takes snapshots itself, so it can time them.

@@ -288,6 +288,23 @@ fn huge_replies_unread_replies_and_unfinished_requests_are_cut_off_with_memory_b
         String::from_utf8_lossy(&reply)
     );
 
+    // Many clients that declare 8 MiB values and send none of it hold nothing: a new client
+    // is still served.
+    let declarers: Vec<TcpStream> = (0..80)
+        .map(|_| {
+            let mut stream = TcpStream::connect(addr).expect("connect");
+            stream
+                .write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$8388608\r\n")
+                .expect("send");
+            stream
+        })
+        .collect();
+    let mut newcomer = cluster.redis(leader);
+    let _: () = newcomer
+        .set("newcomer", "served")
+        .expect("a new client is served");
+    drop(declarers);
+
     // A request dripped in small pieces (many tiny arguments) while other clients are served:
     // the parser keeps its place instead of re-reading the request on every piece.
     let mut dripper = TcpStream::connect(addr).expect("connect");
