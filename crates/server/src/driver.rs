@@ -321,10 +321,18 @@ impl Driver {
                     self.shared.metrics.proposals.inc();
                 }
                 let peer = message.from().0;
-                if let Err(error) = self.node.step(message) {
-                    // Refused before it reached the core's state or the disk.
-                    self.shared.metrics.error("peer_message_refused");
-                    tracing::warn!(node = self.node.id().0, peer, %error, "refused a message from a peer");
+                match self.node.step(message) {
+                    Ok(()) => {}
+                    // The last chunk of a snapshot came before the chunks it completes were
+                    // staged: honest reordering, resent with the next heartbeat.
+                    Err(error @ skiff_node::PeerMessageError::SnapshotNotStaged { .. }) => {
+                        tracing::debug!(node = self.node.id().0, peer, %error, "a snapshot's last chunk came early");
+                    }
+                    Err(error) => {
+                        // Refused before it reached the core's state or the disk.
+                        self.shared.metrics.error("peer_message_refused");
+                        tracing::warn!(node = self.node.id().0, peer, %error, "refused a message from a peer");
+                    }
                 }
             }
             Input::Admin { request, reply } => {

@@ -9,7 +9,7 @@
 //!
 //! What a connection may cost before it is trusted is bounded: version and cluster id are
 //! checked in a frame's first 14 bytes, before its payload is read; the first frame (the
-//! Hello) may be at most [`MAX_HELLO_BYTES`] and must come within 5 s; a frame's buffer grows
+//! Hello) may be at most [`MAX_HELLO_BYTES`] and must come within 2 s; a frame's buffer grows
 //! only with the bytes that arrive, never by its declared length; and at most
 //! `max_connections` incoming connections are open at once.
 //!
@@ -46,6 +46,9 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_PEER_CONNECTIONS: usize = 64;
 /// The largest Hello frame: an id and two socket addresses.
 pub const MAX_HELLO_BYTES: usize = 1024;
+/// How long a new connection may take to send its Hello (a peer sends it at once): a
+/// silent connection holds a connection slot no longer than this.
+const HELLO_DEADLINE: Duration = Duration::from_secs(2);
 /// Peers whose advertised addresses are kept even when they are not (yet) members.
 const MAX_ADVERTISED: usize = 64;
 
@@ -284,9 +287,10 @@ async fn receive_from_peer(
     shared: &Shared,
 ) -> Result<(), FrameError> {
     stream.set_nodelay(true)?;
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Grows with what arrives: a connection that sends nothing holds nothing.
+    let mut buf = BytesMut::new();
     let first = tokio::time::timeout(
-        Duration::from_secs(5),
+        HELLO_DEADLINE,
         read_frame(
             &mut stream,
             &mut buf,
@@ -295,7 +299,7 @@ async fn receive_from_peer(
         ),
     )
     .await
-    .map_err(|_| FrameError::Payload("no hello within 5 s".into()))?;
+    .map_err(|_| FrameError::Payload(format!("no hello within {HELLO_DEADLINE:?}")))?;
     let hello = match first? {
         None => return Ok(()),
         Some((kind::HELLO, payload)) => parse_hello(payload)?,
