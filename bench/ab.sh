@@ -45,7 +45,13 @@ for row in csv.reader(sys.stdin):
 ' "$build" "$round" "$target" "$setting" | tee -a "$RESULTS"
     done
   done
-  kill -INT "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+  # Ctrl-C stops the cluster; a build that does not stop within 10 s is killed.
+  kill -INT "$pid"
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    pkill -KILL -f "$WORK/$build-$round" || true
+  fi
+  wait "$pid" 2>/dev/null || true; pid=""
 }
 
 echo "build,round,target,setting,command,ops_per_s,p50_ms,p99_ms"

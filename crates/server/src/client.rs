@@ -460,8 +460,11 @@ impl Connection<'_> {
         let mut head: Option<Queued> = None;
         let mut more = true;
         let mut closing = false;
-        // Since when the replies in `out` have waited for the socket to take a byte.
-        let mut stalled_since = tokio::time::Instant::now();
+        // When the socket last took bytes (or `out` last became non-empty), and a timer that
+        // looks at it now and then: one timer for the connection, not one per reply.
+        let mut progress_at = tokio::time::Instant::now();
+        let send_timer = tokio::time::sleep(SEND_TIMEOUT);
+        tokio::pin!(send_timer);
         loop {
             if out.is_empty() && (closing || !more) {
                 let _ = writer.shutdown().await;
@@ -477,7 +480,7 @@ impl Connection<'_> {
                         continue;
                     };
                     if out.is_empty() {
-                        stalled_since = tokio::time::Instant::now();
+                        progress_at = tokio::time::Instant::now();
                     }
                     match owed {
                         Owed::Now(reply) => resp::write_reply(&mut out, &reply),
@@ -506,7 +509,7 @@ impl Connection<'_> {
                         Ok(0) | Err(_) => return,
                         Ok(n) => out.advance(n),
                     }
-                    stalled_since = tokio::time::Instant::now();
+                    progress_at = tokio::time::Instant::now();
                     if out.is_empty() && out.capacity() > 256 * 1024 {
                         // A burst of large replies is over: give the memory back.
                         out = BytesMut::with_capacity(16 * 1024);
@@ -515,7 +518,12 @@ impl Connection<'_> {
                 }
                 // A client that takes no byte of its replies for this long is gone or stuck:
                 // its slot and buffers are freed even with no idle timeout set.
-                () = tokio::time::sleep_until(stalled_since + SEND_TIMEOUT), if !out.is_empty() => {
+                () = &mut send_timer, if !out.is_empty() => {
+                    let deadline = progress_at + SEND_TIMEOUT;
+                    if tokio::time::Instant::now() < deadline {
+                        send_timer.as_mut().reset(deadline);
+                        continue;
+                    }
                     self.shared.metrics.error("send_timeout");
                     tracing::info!(client = %self.addr, unsent = out.len(), "closing a client that reads none of its replies");
                     return;
