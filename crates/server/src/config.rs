@@ -111,6 +111,12 @@ pub struct ServeArgs {
     /// Incoming peer connections open at once; more are closed at once [default: 64].
     #[arg(long)]
     pub max_peer_connections: Option<usize>,
+    /// Host names (comma-separated) by which operators open this node's live view, besides
+    /// its IP addresses and `localhost`: a page under any other name may not change state
+    /// (a defence against DNS rebinding).
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub http_allowed_hosts: Vec<String>,
     /// Sync each batch on a dedicated writer thread, so that the driver thread steps
     /// messages, ticks and applies while the disk works (thesis §10.2.1). Costs two thread
     /// hand-offs per batch: on 2 cores it measured slower (docs/BENCHMARKS.md), so it is off
@@ -160,6 +166,11 @@ impl ServeArgs {
                 .or(file.client_idle_timeout_secs),
             max_frame_bytes: self.max_frame_bytes.or(file.max_frame_bytes),
             max_peer_connections: self.max_peer_connections.or(file.max_peer_connections),
+            http_allowed_hosts: if self.http_allowed_hosts.is_empty() {
+                file.http_allowed_hosts
+            } else {
+                self.http_allowed_hosts
+            },
             max_clients: self.max_clients.or(file.max_clients),
             allow_fault_injection: self.allow_fault_injection || file.allow_fault_injection,
             sync_thread: self.sync_thread || file.sync_thread,

@@ -39,7 +39,16 @@ struct AppState {
 }
 
 /// Serves HTTP until the process ends.
-pub async fn serve_http(listener: TcpListener, shared: Arc<Shared>, driver: Sender<Input>) {
+pub async fn serve_http(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    driver: Sender<Input>,
+    allowed_hosts: Vec<String>,
+) {
+    let allowed_hosts: Arc<[String]> = allowed_hosts
+        .into_iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
     let app = Router::new()
         .route("/", get(view))
         .route("/view.js", get(view_script))
@@ -60,7 +69,10 @@ pub async fn serve_http(listener: TcpListener, shared: Arc<Shared>, driver: Send
         .route("/admin/promote", post(promote))
         .route("/admin/remove", post(remove))
         .with_state(AppState { shared, driver })
-        .layer(axum::middleware::from_fn(refuse_cross_origin_writes))
+        .layer(axum::middleware::from_fn_with_state(
+            allowed_hosts,
+            refuse_cross_origin_writes,
+        ))
         .layer(axum::middleware::map_response(no_sniffing));
     if let Err(error) = axum::serve(listener, app).await {
         tracing::error!(%error, "the HTTP server stopped");
@@ -88,9 +100,13 @@ async fn no_sniffing(mut response: Response) -> Response {
 
 /// Refuses (403) every request but GET and HEAD that a browser sent from another origin. No GET
 /// changes state here, so a cross-site page can still only read what `/events` shows.
-async fn refuse_cross_origin_writes(request: Request, next: Next) -> Response {
+async fn refuse_cross_origin_writes(
+    State(allowed_hosts): State<Arc<[String]>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
-        if let Err(why) = same_origin(request.headers()) {
+        if let Err(why) = same_origin(request.headers(), &allowed_hosts) {
             tracing::warn!(path = %request.uri().path(), %why, "refused a cross-origin request");
             return (StatusCode::FORBIDDEN, format!("refused: {why}\n")).into_response();
         }
@@ -100,8 +116,10 @@ async fn refuse_cross_origin_writes(request: Request, next: Next) -> Response {
 
 /// Whether a request comes from a page of this very node, or from no page at all. Browsers
 /// send `Origin` with every POST (and `Sec-Fetch-Site`); curl and `skiff admin` send neither,
-/// and are let through.
-pub(crate) fn same_origin(headers: &HeaderMap) -> Result<(), String> {
+/// and are let through. A page's host must also be one the node answers to: an IP address,
+/// `localhost`, or a name in `allowed_hosts` — otherwise a page whose name was rebound to the
+/// node's address (DNS rebinding) would pass as the node's own.
+pub(crate) fn same_origin(headers: &HeaderMap, allowed_hosts: &[String]) -> Result<(), String> {
     let text = |name: header::HeaderName| {
         headers
             .get(name)
@@ -122,7 +140,29 @@ pub(crate) fn same_origin(headers: &HeaderMap) -> Result<(), String> {
             "the request comes from origin {origin}, not from this node ({host})"
         ));
     }
+    let name = host_name(&host);
+    let is_address = name
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok();
+    if !is_address && name != "localhost" && !allowed_hosts.iter().any(|h| h == name) {
+        return Err(format!(
+            "the page's host {name} is not an address of this node; to act from a page opened by that name, start the node with --http-allowed-hosts {name}"
+        ));
+    }
     Ok(())
+}
+
+/// The name part of a `Host` header: `node-1.example` of `node-1.example:7201`, `[::1]` of
+/// `[::1]:7201`.
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map_or(host, |(name, _)| &host[..=name.len()]);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
 /// The live cluster view: one page, shipped inside the binary, with its script and style in
@@ -517,7 +557,10 @@ mod tests {
 
     #[test]
     fn a_request_without_origin_is_a_tool_and_passes() {
-        assert_eq!(same_origin(&headers(&[("host", "127.0.0.1:7201")])), Ok(()));
+        assert_eq!(
+            same_origin(&headers(&[("host", "127.0.0.1:7201")]), &[]),
+            Ok(())
+        );
     }
 
     #[test]
@@ -527,7 +570,7 @@ mod tests {
             ("origin", "http://127.0.0.1:7201"),
             ("sec-fetch-site", "same-origin"),
         ]);
-        assert_eq!(same_origin(&same), Ok(()));
+        assert_eq!(same_origin(&same, &[]), Ok(()));
     }
 
     #[test]
@@ -545,7 +588,27 @@ mod tests {
             &[("origin", "http://127.0.0.1:7201")],
             &[("host", "127.0.0.1:7201"), ("sec-fetch-site", "cross-site")],
         ] {
-            assert!(same_origin(&headers(pairs)).is_err(), "{pairs:?}");
+            assert!(same_origin(&headers(pairs), &[]).is_err(), "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn a_page_by_a_name_the_node_was_not_given_is_refused_as_dns_rebinding() {
+        let rebound = headers(&[
+            ("host", "evil.example:7201"),
+            ("origin", "http://evil.example:7201"),
+            ("sec-fetch-site", "same-origin"),
+        ]);
+        let error = same_origin(&rebound, &[]).expect_err("a rebound name");
+        assert!(
+            error.contains("--http-allowed-hosts evil.example"),
+            "{error}"
+        );
+        // A name the operator gave the node passes, as do addresses and localhost.
+        assert_eq!(same_origin(&rebound, &["evil.example".to_string()]), Ok(()));
+        for host in ["localhost:7201", "[::1]:7201", "10.0.0.1:7201"] {
+            let page = headers(&[("host", host), ("origin", &format!("http://{host}"))]);
+            assert_eq!(same_origin(&page, &[]), Ok(()), "{host}");
         }
     }
 

@@ -305,6 +305,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             http_listener,
             shared.clone(),
             driver_tx.clone(),
+            args.http_allowed_hosts.clone(),
         ));
         drop(driver_tx);
         // The listeners loop for ever; the first one to end (a panic included) ends the node.
