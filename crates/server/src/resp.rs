@@ -491,6 +491,19 @@ mod tests {
     }
 
     #[test]
+    fn a_pipeline_ending_in_garbage_yields_its_requests_then_the_error() {
+        let mut parser = RequestParser::new(Limits::default());
+        let mut buf =
+            BytesMut::from(&b"SET a 1\r\n*2\r\n$3\r\nGET\r\n$1\r\na\r\n*1\r\n$-3\r\n"[..]);
+        assert_eq!(parser.parse(&mut buf), Ok(Some(words(&["SET", "a", "1"]))));
+        assert_eq!(parser.parse(&mut buf), Ok(Some(words(&["GET", "a"]))));
+        assert_eq!(
+            parser.parse(&mut buf),
+            Err(ProtocolError::InvalidLength { what: "bulk" })
+        );
+    }
+
+    #[test]
     fn a_declared_length_holds_nothing_until_its_bytes_arrive() {
         let mut parser = RequestParser::new(Limits::default());
         let mut buf = BytesMut::from(&b"*2\r\n$3\r\nSET\r\n$8388608\r\n"[..]);

@@ -65,10 +65,14 @@ fn identity(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<(Ide
     Ok((identity, false))
 }
 
-/// The client port's limits: the flags over the defaults.
-fn client_options(args: &ServeArgs) -> anyhow::Result<ClientOptions> {
+/// The client port's limits: the flags over the defaults, and the node's own limits on what
+/// a log entry and a reply may hold.
+fn client_options(args: &ServeArgs, config: &NodeConfig) -> anyhow::Result<ClientOptions> {
     let defaults = ClientOptions::default();
     let mut options = ClientOptions {
+        max_write_bytes: usize::try_from(config.raft.max_message_bytes).unwrap_or(usize::MAX),
+        max_reply_bytes: config.kv.max_reply_bytes,
+        max_value_bytes: config.kv.max_value_bytes,
         max_clients: args.max_clients.unwrap_or(defaults.max_clients),
         max_output_bytes: args
             .client_output_limit_bytes
@@ -177,12 +181,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(max) = args.max_reply_bytes {
         config.kv.max_reply_bytes = max;
     }
-    let client_options = ClientOptions {
-        max_write_bytes: usize::try_from(config.raft.max_message_bytes).unwrap_or(usize::MAX),
-        max_reply_bytes: config.kv.max_reply_bytes,
-        max_value_bytes: config.kv.max_value_bytes,
-        ..client_options(&args)?
-    };
+    let client_options = client_options(&args, &config)?;
     // The driver takes snapshots itself, so it can time them.
     config.snapshot_every_entries = 0;
     let metrics = Arc::new(Metrics::new());

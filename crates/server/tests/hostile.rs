@@ -204,6 +204,66 @@ fn pipelined_commands_take_effect_in_the_order_sent_on_every_node() {
 }
 
 #[test]
+fn a_pipeline_of_every_kind_ending_in_garbage_is_answered_in_order_up_to_the_garbage() {
+    let _serial = serial();
+    let mut cluster = TestCluster::start(3);
+    let follower = {
+        let leader = cluster.wait_for_leader(Duration::from_secs(5));
+        if leader == 1 {
+            2
+        } else {
+            1
+        }
+    };
+    let mut stream = TcpStream::connect(cluster.nodes[&follower].client).expect("connect");
+    // 5,000 commands in one write, never read until the end: writes, reads, local commands,
+    // errors and an inline request, then a framing error.
+    let mut pipeline = Vec::new();
+    let mut expected = String::new();
+    for i in 0..1000 {
+        let value = format!("v{i}");
+        pipeline.extend(resp_command(&[b"SET", b"piped", value.as_bytes()]));
+        pipeline.extend(resp_command(&[b"GET", b"piped"]));
+        pipeline.extend(resp_command(&[b"PING"]));
+        pipeline.extend(resp_command(&[b"NOSUCH"]));
+        pipeline.extend(b"INCR piped-count\r\n");
+        expected += &format!(
+            "+OK\r\n${}\r\n{value}\r\n+PONG\r\n-ERR unknown command 'NOSUCH'\r\n:{}\r\n",
+            value.len(),
+            i + 1
+        );
+    }
+    pipeline.extend(b"*1\r\n$-3\r\n");
+    pipeline.extend(resp_command(&[b"SET", b"after-garbage", b"x"]));
+    stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    stream.write_all(&pipeline).expect("send");
+    let replies = read_until_quiet(&mut stream, Duration::from_secs(10));
+    let replies = String::from_utf8_lossy(&replies);
+    assert!(
+        replies.starts_with(&expected),
+        "replies diverge at byte {}",
+        replies
+            .bytes()
+            .zip(expected.bytes())
+            .position(|(a, b)| a != b)
+            .unwrap_or(replies.len().min(expected.len()))
+    );
+    assert_eq!(
+        &replies[expected.len()..],
+        "-ERR Protocol error: invalid bulk length\r\n",
+        "the garbage is refused and the connection closed"
+    );
+    let mut connection = cluster.redis(follower);
+    let after: Option<String> = connection.get("after-garbage").expect("read");
+    assert_eq!(after, None, "nothing after the garbage was run");
+    let last: String = connection.get("piped").expect("read");
+    assert_eq!(last, "v999");
+    cluster_survived(&mut cluster, &[]);
+}
+
+#[test]
 fn huge_replies_unread_replies_and_unfinished_requests_are_cut_off_with_memory_bounded() {
     let _serial = serial();
     let mut cluster = TestCluster::start(3);

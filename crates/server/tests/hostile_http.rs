@@ -344,3 +344,60 @@ fn a_hostile_peer_gets_its_markup_shown_in_the_live_view_as_text_and_never_run()
         .execute("const b = document.querySelector('button[data-action=\"kill\"]'); return !!b;");
     assert_eq!(kill, Value::Bool(false), "a peer's control URL is not used");
 }
+
+/// Sends raw bytes to the HTTP port and returns what came back before the node closed the
+/// connection or went quiet.
+fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).expect("connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let _ = stream.write_all(bytes);
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    String::from_utf8_lossy(&received).to_string()
+}
+
+#[test]
+fn careless_http_requests_get_client_errors_and_change_nothing() {
+    let _serial = serial();
+    let cluster = TestCluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    let http = cluster.nodes[&leader].http;
+    for path in [
+        "/admin/promote?id=abc",
+        "/admin/promote?id=18446744073709551616",
+        "/admin/remove?id=-1",
+        "/admin/transfer-leader?to=",
+        "/kv/set",
+        "/kv/set?key=k",
+    ] {
+        let (code, _, body) = request(http, "POST", path, &[]);
+        assert!((400..500).contains(&code), "{path}: {code} {body}");
+    }
+    // A request line of 1 MiB, and bytes that are not HTTP at all: refused or closed, never
+    // a crash or a hang.
+    let long = format!(
+        "GET /status?{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let answer = raw_exchange(http, long.as_bytes());
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+    let answer = raw_exchange(http, b"\x16\x03\x01\x02\x00garbage\r\n\r\n");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "{answer}"
+    );
+    assert_eq!(
+        members(&cluster, leader),
+        three_voters(),
+        "membership unchanged"
+    );
+    assert!(set_through(&cluster, leader, "after-careless-http"));
+    let status = cluster.status(leader).expect("status");
+    assert_eq!(status["role"], "leader");
+}
