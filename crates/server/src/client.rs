@@ -15,7 +15,7 @@
 //! `max_memory_bytes` (as Redis's `maxmemory-clients`): the client whose buffers would pass
 //! it is disconnected.
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::Sender;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -432,16 +432,16 @@ impl Connection<'_> {
     /// Hands a store command to the driver; its reply comes later.
     fn submit(&self, command: skiff_kv::Command) -> Owed {
         let (reply, receiver) = oneshot::channel();
-        match self.driver.try_send(Input::Client { command, reply }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(Input::Client { reply, .. })) => {
+        if let Err(refused) = self.driver.try_send(Input::Client { command, reply }) {
+            let text = if refused.is_full() {
                 self.shared.metrics.error("busy");
-                let _ = reply.send(Reply::error(skiff_node::errors::BUSY));
+                skiff_node::errors::BUSY
+            } else {
+                "ERR the node is shutting down"
+            };
+            if let Input::Client { reply, .. } = refused.into_inner() {
+                let _ = reply.send(Reply::error(text));
             }
-            Err(TrySendError::Disconnected(Input::Client { reply, .. })) => {
-                let _ = reply.send(Reply::error("ERR the node is shutting down"));
-            }
-            Err(_) => unreachable!("the input sent was a client command"),
         }
         Owed::Later(receiver)
     }
