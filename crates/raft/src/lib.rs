@@ -16,8 +16,12 @@
 //! - [`log`]: the node's log — durable entries, the unstable tail, commit and apply marks.
 //! - [`progress`]: the leader's view of each follower (probe / replicate, in-flight limit).
 //! - [`quorum`]: majority arithmetic for commit indexes and elections.
+//! - [`tracker`]: the [`ProgressTracker`] — voters, learners, each member's progress and the
+//!   votes of an election, with the quorum questions asked of them.
 //! - [`membership`]: configuration changes by joint consensus, and learners.
-//! - [`raft`]: the protocol — roles, terms, elections, replication, reads (ReadIndex, leases), leadership transfer, snapshots.
+//! - [`raft`]: the protocol — the role machine in `raft/mod.rs`, with elections, replication,
+//!   proposals, reads (ReadIndex, leases), membership changes, leadership transfer and
+//!   snapshots each in a module beside the state it keeps.
 //! - [`validate`]: checks on a message from the network (bounds on terms and indexes,
 //!   contiguous entries, snapshot metadata) before the protocol sees it.
 //! - [`raw_node`]: the driving interface — `tick`, `step`, `propose`, `ready`, `advance`.
@@ -68,6 +72,7 @@ pub mod quorum;
 pub mod raft;
 pub mod raw_node;
 pub mod storage;
+pub mod tracker;
 pub mod types;
 pub mod validate;
 
@@ -81,5 +86,6 @@ pub use raft::{
 };
 pub use raw_node::{RawNode, Ready, StartError, Status};
 pub use storage::{LogStorage, MemStorage, SnapshotMeta, StorageError};
+pub use tracker::ProgressTracker;
 pub use types::{Entry, EntryKind, HardState, LogIndex, NodeId, Role, SoftState, Term};
 pub use validate::{validate, InvalidMessage, MAX_INDEX, MAX_SNAPSHOT_BYTES, MAX_TERM};

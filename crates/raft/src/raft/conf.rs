@@ -3,8 +3,6 @@
 //! joint configuration, which the leader leaves as soon as it is in force.
 
 use crate::membership::{ConfChange, ConfChangeStep, ConfState};
-use crate::progress::Progress;
-use crate::quorum::JointConfig;
 use crate::raft::{ProposeError, Raft};
 use crate::storage::LogStorage;
 use crate::types::{EntryKind, LogIndex, Role, Term};
@@ -12,19 +10,11 @@ use crate::types::{EntryKind, LogIndex, Role, Term};
 impl<S: LogStorage> Raft<S> {
     /// The membership in force.
     pub fn conf_state(&self) -> ConfState {
-        ConfState {
-            voters: self.voters.incoming().iter().copied().collect(),
-            voters_outgoing: self.voters.outgoing().iter().copied().collect(),
-            learners: self.learners.iter().copied().collect(),
-        }
+        self.tracker.conf_state()
     }
 
     pub(crate) fn set_conf_state(&mut self, conf: &ConfState) {
-        self.voters = JointConfig::joint(
-            conf.voters.iter().copied(),
-            conf.voters_outgoing.iter().copied(),
-        );
-        self.learners = conf.learners.iter().copied().collect();
+        self.tracker.set_conf_state(conf);
     }
 
     /// Proposes a membership change. Refused while another is not applied yet, and before the
@@ -39,7 +29,7 @@ impl<S: LogStorage> Raft<S> {
                 leader_hint: self.leader,
             });
         }
-        if let Some(to) = self.lead_transferee {
+        if let Some(to) = self.lead_transferee() {
             return Err(ProposeError::TransferInProgress { to });
         }
         if self.log.term(self.log.committed()) != Some(self.term) {
@@ -58,10 +48,10 @@ impl<S: LogStorage> Raft<S> {
         for step in &change.steps {
             if let ConfChangeStep::AddVoter(learner) = *step {
                 let caught_up = self
-                    .progress
-                    .get(&learner)
+                    .tracker
+                    .get(learner)
                     .is_some_and(|p| p.match_index() >= self.log.committed());
-                if self.learners.contains(&learner) && !caught_up {
+                if self.tracker.learners().contains(&learner) && !caught_up {
                     return Err(ProposeError::LearnerNotCaughtUp { learner });
                 }
             }
@@ -82,22 +72,18 @@ impl<S: LogStorage> Raft<S> {
         if self.role != Role::Leader {
             return;
         }
-        let members = next.members();
-        let next_index = self.log.last_index().next();
-        for &member in &members {
-            let max_inflight = self.config.max_inflight_appends;
-            self.progress
-                .entry(member)
-                .or_insert_with(|| Progress::new(next_index, max_inflight));
-        }
         let me = self.id;
-        self.progress
-            .retain(|id, _| members.contains(id) || *id == me);
+        self.tracker.track_members(
+            &next.members(),
+            me,
+            self.log.last_index().next(),
+            self.config.max_inflight_appends,
+        );
         if self
-            .lead_transferee
-            .is_some_and(|to| !self.voters.contains(to))
+            .lead_transferee()
+            .is_some_and(|to| !self.tracker.is_voter(to))
         {
-            self.lead_transferee = None;
+            self.transfer = None;
         }
         if next.is_joint() {
             // §6: once C_old,new is in force, the leader moves on to C_new.
@@ -105,7 +91,7 @@ impl<S: LogStorage> Raft<S> {
                 self.append_entry(EntryKind::ConfChange, ConfChange::leave_joint().encode());
             self.pending_conf_index = index;
             self.broadcast_pending = true;
-        } else if !self.voters.contains(me) {
+        } else if !self.tracker.is_voter(me) {
             // §6: a leader that is not part of C_new steps down once C_new is committed; not
             // being a voter, it will not campaign again. First it tells every member that C_new
             // committed: commits otherwise ride on the next append, which this leader will

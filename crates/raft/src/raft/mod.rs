@@ -2,82 +2,50 @@
 //!
 //! [`Raft`] reacts to ticks, messages and proposals by changing its state and queueing
 //! messages; [`RawNode`](crate::RawNode) turns that into [`Ready`](crate::Ready) batches.
+//! This file holds the role machine — the node's state, time, and the role changes; the
+//! handlers live beside the state they use:
+//! - `election`: asking for, granting and counting votes;
+//! - `replication`: sending, accepting and committing entries;
+//! - `proposal`: what the leader appends, and what it refuses;
+//! - `reads` over `read_book` and `read_only`: ReadIndex and lease reads;
+//! - `conf`, `transfer`, `snapshot`: membership changes, leadership transfer, snapshots;
+//! - `step`: a message's way in, from the term rules to its handler;
+//! - `timers`, `outbox`, `uncommitted`: the clock, the queued messages, the proposal budget.
 
 mod conf;
+mod election;
+mod outbox;
+mod proposal;
+mod read_book;
 mod read_only;
 mod reads;
+mod replication;
 mod snapshot;
 mod step;
+mod timers;
 mod transfer;
+mod uncommitted;
 
-use std::collections::{BTreeMap, VecDeque};
-
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
 
 use crate::config::Config;
 use crate::log::RaftLog;
-use crate::message::{AppendResponse, Message, MessageBody};
-use crate::progress::{Progress, ProgressState};
-use crate::quorum::{JointConfig, VoteResult};
+use crate::message::{Message, MessageBody};
+use crate::progress::Progress;
 use crate::storage::{LogStorage, SnapshotMeta};
-use crate::types::{Entry, EntryKind, HardState, LogIndex, NodeId, Role, SoftState, Term};
-use read_only::ReadOnly;
+use crate::tracker::ProgressTracker;
+use crate::types::{EntryKind, HardState, LogIndex, NodeId, Role, SoftState, Term};
+use outbox::Outbox;
+pub use proposal::ProposeError;
+use read_book::ReadBook;
 pub use read_only::{ReadIndexError, ReadState};
+use snapshot::SnapshotInbox;
 pub use snapshot::{SnapshotChunk, SnapshotError};
 pub use step::StepError;
+use timers::Timers;
+use transfer::Transfer;
 pub use transfer::TransferError;
-
-/// Why a proposal was refused. Nothing is queued: the caller decides whether to retry.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ProposeError {
-    /// Only the leader accepts proposals.
-    #[error("not the leader (leader hint: {leader_hint:?})")]
-    NotLeader {
-        /// The leader this node knows of, if any.
-        leader_hint: Option<NodeId>,
-    },
-    /// One entry must fit in one AppendEntries message.
-    #[error("entry of {size_bytes} bytes exceeds max_message_bytes ({max_bytes})")]
-    EntryTooLarge {
-        /// The entry's size.
-        size_bytes: u64,
-        /// The configured limit.
-        max_bytes: u64,
-    },
-    /// The leader is handing leadership over and accepts nothing meanwhile.
-    #[error("leadership is being transferred to {to}")]
-    TransferInProgress {
-        /// The transfer target.
-        to: NodeId,
-    },
-    /// A membership change is proposed only once the leader's no-op of its term has committed.
-    #[error("the leader's first entry of its term has not committed yet")]
-    ConfChangeTooEarly,
-    /// One membership change at a time: the last one is not applied yet.
-    #[error("the configuration change at {pending} is not applied yet")]
-    ConfChangeInProgress {
-        /// The index of the change in flight.
-        pending: LogIndex,
-    },
-    /// A learner is promoted only once its log has caught up with the commit index.
-    #[error("learner {learner} has not caught up yet")]
-    LearnerNotCaughtUp {
-        /// The learner.
-        learner: NodeId,
-    },
-    /// The change does not apply to the configuration in force.
-    #[error(transparent)]
-    InvalidConfChange(#[from] crate::membership::ConfChangeError),
-    /// Too many bytes are proposed and not yet committed.
-    #[error("{uncommitted_bytes} uncommitted bytes already; limit is {max_bytes}")]
-    UncommittedLimit {
-        /// Bytes proposed and not yet committed.
-        uncommitted_bytes: u64,
-        /// The configured limit.
-        max_bytes: u64,
-    },
-}
+use uncommitted::UncommittedBytes;
 
 /// One Raft node's protocol state (Figure 2).
 #[derive(Debug)]
@@ -91,102 +59,47 @@ pub struct Raft<S> {
     role: Role,
     leader: Option<NodeId>,
     pub(crate) log: RaftLog<S>,
-    voters: JointConfig,
-    /// Members that receive the log but do not vote.
-    learners: std::collections::BTreeSet<NodeId>,
+    /// The membership, each member's progress (leader) and the votes received (candidate).
+    tracker: ProgressTracker,
     /// Leader only: the index of the last configuration change it proposed; another may be
     /// proposed only once this one is applied (one change at a time).
     pending_conf_index: LogIndex,
-    /// Leader only: one entry per voter, this node included.
-    progress: BTreeMap<NodeId, Progress>,
-    /// (Pre-)candidate only: the answers received in this election.
-    votes: BTreeMap<NodeId, bool>,
-    election_elapsed_ticks: u64,
-    heartbeat_elapsed_ticks: u64,
-    randomized_election_timeout_ticks: u64,
-    rng: ChaCha8Rng,
-    /// Messages that may be sent at once.
-    messages: Vec<Message>,
-    /// Messages that promise durability (vote grants, append acceptances) and may only be sent
-    /// once the hard state and entries of the same Ready are durable (thesis §3.8).
-    persisted_messages: Vec<Message>,
-    /// Leader only: (index, bytes) of this term's proposals that are not committed yet.
-    uncommitted: VecDeque<(LogIndex, u64)>,
-    uncommitted_bytes: u64,
+    timers: Timers,
+    outbox: Outbox,
+    /// Leader only: proposals not committed yet, bounded by `max_uncommitted_bytes`.
+    uncommitted: UncommittedBytes,
     /// Leader only: new entries wait for the next Ready, so that many proposals share one append.
     broadcast_pending: bool,
-    /// Ticks since this node started (the clock lease reads are measured on).
-    ticks: u64,
-    /// Leader only: reads waiting for a heartbeat round.
-    read_only: ReadOnly,
-    /// Leader only: reads that arrived before an entry of this term committed
-    /// (thesis §6.4: until then the commit index may be behind an earlier leader's).
-    /// Invariant: `reads_awaiting_commit.len() <= max_pending_reads`.
-    reads_awaiting_commit: VecDeque<(u64, Option<NodeId>)>,
-    /// Leader only: the tick each recent read round started, for lease reads.
-    round_started_at: VecDeque<(u64, u64)>,
-    /// Leader only: lease reads may be answered while `ticks` is below this.
-    lease_until_tick: u64,
-    /// Reads confirmed, for the next Ready.
-    read_states: Vec<ReadState>,
-    /// Reads refused (no leader, or the leader refused), for the next Ready.
-    failed_reads: Vec<u64>,
-    /// Leader only: the voter leadership is being handed to (thesis §3.10).
-    lead_transferee: Option<NodeId>,
-    /// Leader only: ticks since the transfer began; it is abandoned after an election timeout.
-    transfer_elapsed_ticks: u64,
+    reads: ReadBook,
+    /// Leader only: the leadership transfer in course (thesis §3.10).
+    transfer: Option<Transfer>,
     /// Candidate only: this election was started by the leader's TimeoutNow.
     campaign_is_transfer: bool,
-    /// Follower: the snapshot being received from the leader and the offset expected next.
-    incoming_snapshot: Option<(SnapshotMeta, u64)>,
-    /// Received snapshot chunks, for the next Ready to stage durably.
-    snapshot_chunks: Vec<SnapshotChunk>,
-    /// A fully received snapshot, for the next Ready to install.
-    snapshot_to_install: Option<SnapshotMeta>,
+    /// Follower: a snapshot being received, and what the next Ready must stage or install.
+    snapshot_inbox: SnapshotInbox,
 }
 
 impl<S: LogStorage> Raft<S> {
     /// A node restarting from `hard_state` over the durable log in `log`.
     pub(crate) fn new(config: Config, log: RaftLog<S>, hard_state: HardState) -> Raft<S> {
-        let rng = ChaCha8Rng::seed_from_u64(
-            config.seed ^ config.id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
-        let config_max_pending_reads = config.max_pending_reads;
         let mut raft = Raft {
             id: config.id,
-            voters: JointConfig::new(config.voters.iter().copied()),
-            learners: Default::default(),
+            tracker: ProgressTracker::new(config.voters.iter().copied()),
             pending_conf_index: LogIndex(0),
+            timers: Timers::new(config.seed, config.id),
+            reads: ReadBook::new(config.max_pending_reads),
             config,
             term: hard_state.term,
             vote: hard_state.vote,
             role: Role::Follower,
             leader: None,
             log,
-            progress: BTreeMap::new(),
-            votes: BTreeMap::new(),
-            election_elapsed_ticks: 0,
-            heartbeat_elapsed_ticks: 0,
-            randomized_election_timeout_ticks: 0,
-            rng,
-            messages: Vec::new(),
-            persisted_messages: Vec::new(),
-            uncommitted: VecDeque::new(),
-            uncommitted_bytes: 0,
+            outbox: Outbox::default(),
+            uncommitted: UncommittedBytes::default(),
             broadcast_pending: false,
-            ticks: 0,
-            read_only: ReadOnly::new(config_max_pending_reads),
-            reads_awaiting_commit: VecDeque::new(),
-            round_started_at: VecDeque::new(),
-            lease_until_tick: 0,
-            read_states: Vec::new(),
-            failed_reads: Vec::new(),
-            lead_transferee: None,
-            transfer_elapsed_ticks: 0,
+            transfer: None,
             campaign_is_transfer: false,
-            incoming_snapshot: None,
-            snapshot_chunks: Vec::new(),
-            snapshot_to_install: None,
+            snapshot_inbox: SnapshotInbox::default(),
         };
         // After a restart, the membership is the snapshot's; later changes are applied again
         // with the entries that follow it.
@@ -251,9 +164,14 @@ impl<S: LogStorage> Raft<S> {
         &self.log
     }
 
-    /// Leader only: what it knows of each voter.
+    /// The membership and what this node knows of each member.
+    pub fn tracker(&self) -> &ProgressTracker {
+        &self.tracker
+    }
+
+    /// Leader only: what it knows of each member.
     pub fn progress(&self) -> &BTreeMap<NodeId, Progress> {
-        &self.progress
+        self.tracker.progress()
     }
 
     /// The configuration.
@@ -263,51 +181,41 @@ impl<S: LogStorage> Raft<S> {
 
     /// Ticks since the election timer was last reset.
     pub fn election_elapsed_ticks(&self) -> u64 {
-        self.election_elapsed_ticks
+        self.timers.election_elapsed_ticks()
     }
 
     /// The current randomized election timeout.
     pub fn randomized_election_timeout_ticks(&self) -> u64 {
-        self.randomized_election_timeout_ticks
+        self.timers.randomized_election_timeout_ticks()
     }
 
+    // ---- what the next Ready takes ----
+
     pub(crate) fn take_messages(&mut self) -> (Vec<Message>, Vec<Message>) {
-        (
-            std::mem::take(&mut self.messages),
-            std::mem::take(&mut self.persisted_messages),
-        )
+        self.outbox.take()
     }
 
     pub(crate) fn has_pending_output(&self) -> bool {
-        !self.messages.is_empty()
-            || !self.persisted_messages.is_empty()
+        !self.outbox.is_empty()
             || self.broadcast_pending
-            || !self.read_states.is_empty()
-            || !self.failed_reads.is_empty()
-            || !self.snapshot_chunks.is_empty()
-            || self.snapshot_to_install.is_some()
-            || (self.role == Role::Leader && self.read_only.needs_round())
+            || self.reads.has_answers()
+            || self.snapshot_inbox.has_output()
+            || (self.role == Role::Leader && self.reads.needs_round())
     }
 
     pub(crate) fn take_snapshot_output(&mut self) -> (Vec<SnapshotChunk>, Option<SnapshotMeta>) {
-        (
-            std::mem::take(&mut self.snapshot_chunks),
-            self.snapshot_to_install.take(),
-        )
+        self.snapshot_inbox.take_output()
     }
 
     pub(crate) fn take_reads(&mut self) -> (Vec<ReadState>, Vec<u64>) {
-        (
-            std::mem::take(&mut self.read_states),
-            std::mem::take(&mut self.failed_reads),
-        )
+        self.reads.take_answers()
     }
 
     // ---- time ----
 
     /// One tick of logical time.
     pub fn tick(&mut self) {
-        self.ticks += 1;
+        self.timers.advance_clock();
         match self.role {
             Role::Leader => self.tick_heartbeat(),
             _ => self.tick_election(),
@@ -315,54 +223,43 @@ impl<S: LogStorage> Raft<S> {
     }
 
     fn tick_election(&mut self) {
-        self.election_elapsed_ticks += 1;
-        if self.election_elapsed_ticks >= self.randomized_election_timeout_ticks && self.is_voter()
-        {
+        // §5.2: a follower that hears from no leader for a randomized timeout campaigns.
+        if self.timers.tick_election() && self.is_voter() {
             self.campaign();
         }
     }
 
     fn tick_heartbeat(&mut self) {
-        self.heartbeat_elapsed_ticks += 1;
-        self.election_elapsed_ticks += 1;
+        self.timers.tick_leader();
         self.tick_transfer();
-        if self.election_elapsed_ticks >= self.config.election_timeout_ticks {
-            self.election_elapsed_ticks = 0;
+        if self
+            .timers
+            .take_election_timeout(self.config.election_timeout_ticks)
+        {
             // Thesis §6.2 (CheckQuorum): a leader that has not heard from a majority for an
             // election timeout steps down, so a partitioned leader stops serving.
-            if self.config.check_quorum && !self.quorum_recently_active() {
+            if self.config.check_quorum && !self.tracker.quorum_recently_active(self.id) {
                 self.become_follower(self.term, None);
                 return;
             }
         }
-        if self.heartbeat_elapsed_ticks >= self.config.heartbeat_interval_ticks {
-            self.heartbeat_elapsed_ticks = 0;
+        if self
+            .timers
+            .take_heartbeat_due(self.config.heartbeat_interval_ticks)
+        {
             self.start_read_round();
             self.broadcast_heartbeat();
         }
     }
 
-    fn quorum_recently_active(&mut self) -> bool {
-        let me = self.id;
-        let active: Vec<NodeId> = self
-            .progress
-            .iter_mut()
-            .filter_map(|(&id, progress)| (progress.take_recent_active() || id == me).then_some(id))
-            .collect();
-        self.voters.has_active_majority(|id| active.contains(&id))
-    }
-
     // ---- role changes ----
 
     fn reset_timers(&mut self) {
-        self.election_elapsed_ticks = 0;
-        self.heartbeat_elapsed_ticks = 0;
-        let timeout = self.config.election_timeout_ticks;
-        self.randomized_election_timeout_ticks = self.rng.gen_range(timeout..2 * timeout);
+        self.timers.reset(self.config.election_timeout_ticks);
     }
 
     fn is_voter(&self) -> bool {
-        self.voters.contains(self.id)
+        self.tracker.is_voter(self.id)
     }
 
     /// Starts an election now (PreVote first when enabled), as if the timer had fired.
@@ -405,15 +302,26 @@ impl<S: LogStorage> Raft<S> {
         self.leave_role();
     }
 
+    /// A message from `from`, the leader of this term, arrived: follow it and restart the
+    /// election timer. Returns false on a leader, which ignores it (Election Safety: there is
+    /// no other leader in its term).
+    pub(crate) fn follow(&mut self, from: NodeId) -> bool {
+        match self.role {
+            Role::Leader => return false,
+            Role::Candidate | Role::PreCandidate => self.become_follower(self.term, Some(from)),
+            Role::Follower => self.leader = Some(from),
+        }
+        self.timers.restart_election();
+        true
+    }
+
     fn leave_role(&mut self) {
         self.abandon_reads();
-        self.lead_transferee = None;
+        self.transfer = None;
         self.campaign_is_transfer = false;
         self.reset_timers();
-        self.votes.clear();
-        self.progress.clear();
+        self.tracker.reset();
         self.uncommitted.clear();
-        self.uncommitted_bytes = 0;
         self.broadcast_pending = false;
     }
 
@@ -422,7 +330,7 @@ impl<S: LogStorage> Raft<S> {
         self.role = Role::PreCandidate;
         self.leader = None;
         self.leave_role();
-        self.votes.insert(self.id, true);
+        self.tracker.record_vote(self.id, true);
         self.request_votes(true);
         self.check_election_result();
     }
@@ -450,22 +358,14 @@ impl<S: LogStorage> Raft<S> {
         self.role = Role::Leader;
         self.leader = Some(self.id);
         self.leave_role();
-        let next = self.log.last_index().next();
-        for member in self
-            .voters
-            .voters()
-            .into_iter()
-            .chain(self.learners.iter().copied())
-        {
-            self.progress.insert(
-                member,
-                Progress::new(next, self.config.max_inflight_appends),
-            );
-        }
+        self.tracker.start_leading(
+            self.log.last_index().next(),
+            self.config.max_inflight_appends,
+        );
         // A change of an earlier term may still be unapplied: none is proposed until it is.
         self.pending_conf_index = self.log.last_index();
         let persisted = self.log.persisted_index();
-        if let Some(mine) = self.progress.get_mut(&self.id) {
+        if let Some(mine) = self.tracker.get_mut(self.id) {
             mine.maybe_update(persisted);
         }
         // §5.4.2 / thesis §6.4: a leader commits entries of earlier terms only by committing one
@@ -474,362 +374,14 @@ impl<S: LogStorage> Raft<S> {
         self.broadcast_pending = true;
     }
 
-    fn request_votes(&mut self, pre_vote: bool) {
-        let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
-        let term = if pre_vote {
-            self.term.next()
-        } else {
-            self.term
-        };
-        let others: Vec<NodeId> = self
-            .voters
-            .voters()
-            .into_iter()
-            .filter(|&id| id != self.id)
-            .collect();
-        for to in others {
-            let body = if pre_vote {
-                MessageBody::PreVote {
-                    last_log_index,
-                    last_log_term,
-                }
-            } else {
-                MessageBody::RequestVote {
-                    last_log_index,
-                    last_log_term,
-                    leadership_transfer: self.campaign_is_transfer,
-                }
-            };
-            self.messages.push(Message {
-                from: self.id,
-                to,
-                term,
-                body,
-            });
-        }
-    }
-
-    fn record_vote(&mut self, from: NodeId, granted: bool) {
-        self.votes.entry(from).or_insert(granted);
-        self.check_election_result();
-    }
-
-    fn check_election_result(&mut self) {
-        match self.voters.vote_result(&self.votes) {
-            VoteResult::Won if self.role == Role::PreCandidate => self.become_candidate(false),
-            VoteResult::Won => self.become_leader(),
-            VoteResult::Lost => self.become_follower(self.term, None),
-            VoteResult::Pending => {}
-        }
-    }
-
-    /// Called once the hard state `persisted` is durable.
-    pub(crate) fn on_hard_state_persisted(&mut self, persisted: HardState) {
-        if self.role == Role::Candidate
-            && persisted.term == self.term
-            && persisted.vote == Some(self.id)
-        {
-            self.record_vote(self.id, true);
-        }
-    }
-
-    /// Called once storage durably holds the log up to `index` at `term`.
-    pub(crate) fn on_entries_persisted(&mut self, index: LogIndex, term: Term) {
-        self.log.stable_to(index, term);
-        if self.role != Role::Leader {
-            return;
-        }
-        let persisted = self.log.persisted_index();
-        let moved = self
-            .progress
-            .get_mut(&self.id)
-            .is_some_and(|mine| mine.maybe_update(persisted));
-        if moved {
-            self.maybe_commit();
-        }
-    }
-
     // ---- messages ----
 
     fn send(&mut self, to: NodeId, body: MessageBody) {
-        self.messages.push(Message {
+        self.outbox.send(Message {
             from: self.id,
             to,
             term: self.term,
             body,
         });
-    }
-
-    fn handle_vote_request(
-        &mut self,
-        from: NodeId,
-        term: Term,
-        last_log_index: LogIndex,
-        last_log_term: Term,
-        pre_vote: bool,
-    ) {
-        // Figure 2 (RequestVote): one vote per term — a repeat of our own vote, or a first vote
-        // in a term where no leader is known. A pre-vote for a later term promises nothing.
-        let can_vote = self.vote == Some(from)
-            || (self.vote.is_none() && self.leader.is_none())
-            || (pre_vote && term > self.term);
-        // §5.4.1: only a candidate whose log is at least as up-to-date gets the vote.
-        let grant = can_vote && self.log.is_up_to_date(last_log_index, last_log_term);
-        if !grant {
-            let body = if pre_vote {
-                MessageBody::PreVoteResponse { reject: true }
-            } else {
-                MessageBody::RequestVoteResponse { reject: true }
-            };
-            self.send(from, body);
-            return;
-        }
-        if pre_vote {
-            self.messages.push(Message {
-                from: self.id,
-                to: from,
-                term,
-                body: MessageBody::PreVoteResponse { reject: false },
-            });
-            return;
-        }
-        self.vote = Some(from);
-        self.election_elapsed_ticks = 0;
-        // Thesis §3.8: the grant leaves only after the vote is durable.
-        self.persisted_messages.push(Message {
-            from: self.id,
-            to: from,
-            term: self.term,
-            body: MessageBody::RequestVoteResponse { reject: false },
-        });
-    }
-
-    fn handle_pre_vote_response(&mut self, from: NodeId, term: Term, reject: bool) {
-        if self.role != Role::PreCandidate {
-            return;
-        }
-        // Count grants for the election this pre-candidate would start, and refusals at its term.
-        let current = if reject {
-            term == self.term
-        } else {
-            term == self.term.next()
-        };
-        if current {
-            self.record_vote(from, !reject);
-        }
-    }
-
-    fn handle_append_response(&mut self, from: NodeId, read_round: u64, response: AppendResponse) {
-        if self.role != Role::Leader {
-            return;
-        }
-        let Some(progress) = self.progress.get_mut(&from) else {
-            return;
-        };
-        progress.mark_active();
-        // Any answer in this term, acceptance or rejection, shows `from` still follows us.
-        self.read_round_answered(from, read_round);
-        let Some(progress) = self.progress.get_mut(&from) else {
-            return;
-        };
-        match response {
-            AppendResponse::Accepted { match_index } => {
-                if match_index > self.log.last_index() {
-                    return; // Not an answer to anything this leader sent.
-                }
-                let moved = progress.maybe_update(match_index);
-                if !moved {
-                    progress.heartbeat_answered();
-                } else if progress.state() == ProgressState::Probe {
-                    progress.become_replicate();
-                }
-                if moved {
-                    self.maybe_commit();
-                    self.maybe_send_timeout_now(from);
-                }
-                self.send_appends(from);
-            }
-            AppendResponse::Rejected {
-                rejected_index,
-                hint_index,
-                hint_term,
-            } => {
-                let (probe_index, _) = self.log.find_conflict_by_term(hint_index, hint_term);
-                if progress.maybe_decrease_to(rejected_index, probe_index.next()) {
-                    self.send_appends(from);
-                }
-            }
-        }
-    }
-
-    /// Moves the commit index to what a majority stores. Returns whether it moved.
-    fn maybe_commit(&mut self) -> bool {
-        let progress = &self.progress;
-        let quorum_index = self
-            .voters
-            .committed_index(|id| progress.get(&id).map(Progress::match_index));
-        // Figure 8 / §5.4.2: only entries of the current term are committed by counting replicas.
-        if quorum_index <= self.log.committed() || self.log.term(quorum_index) != Some(self.term) {
-            return false;
-        }
-        self.log.commit_to(quorum_index);
-        while self
-            .uncommitted
-            .front()
-            .is_some_and(|&(index, _)| index <= quorum_index)
-        {
-            let (_, bytes) = self.uncommitted.pop_front().expect("front checked");
-            self.uncommitted_bytes -= bytes;
-        }
-        self.release_reads_awaiting_commit();
-        true
-    }
-
-    // ---- replication ----
-
-    /// Sends `to` as many appends as its progress allows.
-    fn send_appends(&mut self, to: NodeId) {
-        let last_index = self.log.last_index();
-        loop {
-            let Some(progress) = self.progress.get(&to) else {
-                return;
-            };
-            if progress.is_paused() || progress.next_index() > last_index {
-                return;
-            }
-            if !self.send_append(to, false) {
-                return;
-            }
-        }
-    }
-
-    /// Sends one AppendEntries from `to`'s next index. Returns whether a message was sent.
-    fn send_append(&mut self, to: NodeId, allow_empty: bool) -> bool {
-        let Some(progress) = self.progress.get(&to) else {
-            return false;
-        };
-        let next = progress.next_index();
-        let prev_log_index = next.prev();
-        let in_snapshot = matches!(progress.state(), ProgressState::Snapshot { .. });
-        let Some(prev_log_term) = self.log.term(prev_log_index).filter(|_| !in_snapshot) else {
-            // The entries this follower needs are compacted: it gets the snapshot instead.
-            return self.send_snapshot(to);
-        };
-        // Thesis §10.2.1 (pipelining): a paused follower gets an empty heartbeat, so that no
-        // more than `max_inflight_appends` appends are ever unanswered.
-        let high = if progress.is_paused() {
-            next
-        } else {
-            next.plus(self.config.max_append_entries as u64)
-        };
-        let entries = self
-            .log
-            .entries(next, high, self.config.max_message_bytes)
-            .unwrap_or_else(|err| panic!("{}: entries from {next} unreadable: {err}", self.id));
-        if entries.is_empty() && !allow_empty {
-            return false;
-        }
-        let last_sent = prev_log_index.plus(entries.len() as u64);
-        // §5.3: the follower may commit only what this request lets it verify.
-        let leader_commit = self.log.committed().min(last_sent);
-        let count = entries.len();
-        let progress = self.progress.get_mut(&to).expect("progress checked above");
-        progress.sent_append(last_sent, count);
-        let read_round = self.read_only.current_round();
-        self.send(
-            to,
-            MessageBody::AppendEntries {
-                prev_log_index,
-                prev_log_term,
-                entries,
-                leader_commit,
-                read_round,
-            },
-        );
-        true
-    }
-
-    /// Leader only: every node it replicates to.
-    fn followers(&self) -> Vec<NodeId> {
-        self.progress
-            .keys()
-            .copied()
-            .filter(|&id| id != self.id)
-            .collect()
-    }
-
-    fn broadcast_heartbeat(&mut self) {
-        let peers = self.followers();
-        for to in peers {
-            if let Some(progress) = self.progress.get_mut(&to) {
-                progress.resend_snapshot_chunk();
-            }
-            self.send_append(to, true);
-        }
-    }
-
-    /// Sends pending entries to every follower (called when a Ready is built).
-    pub(crate) fn flush_broadcast(&mut self) {
-        if self.role == Role::Leader && self.read_only.needs_round() {
-            // Reads arrived since the last round: confirm leadership now rather than at the
-            // next heartbeat. Every read registered so far shares this one round.
-            self.start_read_round();
-            self.broadcast_heartbeat();
-        }
-        if !std::mem::take(&mut self.broadcast_pending) {
-            return;
-        }
-        let peers = self.followers();
-        // A new commit index alone does not trigger a message: it rides on the next append
-        // or heartbeat, which halves the messages of a lightly loaded cluster.
-        for to in peers {
-            self.send_appends(to);
-        }
-    }
-
-    // ---- proposals ----
-
-    /// Appends `data` to the leader's log. The entry goes out with the next Ready.
-    pub fn propose(&mut self, data: Vec<u8>) -> Result<(LogIndex, Term), ProposeError> {
-        if self.role != Role::Leader {
-            return Err(ProposeError::NotLeader {
-                leader_hint: self.leader,
-            });
-        }
-        if let Some(to) = self.lead_transferee {
-            // Thesis §3.10: the leader stops accepting proposals while it hands over.
-            return Err(ProposeError::TransferInProgress { to });
-        }
-        let size_bytes = crate::types::ENTRY_HEADER_BYTES + data.len() as u64;
-        if size_bytes > self.config.max_message_bytes {
-            return Err(ProposeError::EntryTooLarge {
-                size_bytes,
-                max_bytes: self.config.max_message_bytes,
-            });
-        }
-        if !self.uncommitted.is_empty()
-            && self.uncommitted_bytes + size_bytes > self.config.max_uncommitted_bytes
-        {
-            return Err(ProposeError::UncommittedLimit {
-                uncommitted_bytes: self.uncommitted_bytes,
-                max_bytes: self.config.max_uncommitted_bytes,
-            });
-        }
-        let index = self.append_entry(EntryKind::Normal, data);
-        self.uncommitted.push_back((index, size_bytes));
-        self.uncommitted_bytes += size_bytes;
-        self.broadcast_pending = true;
-        Ok((index, self.term))
-    }
-
-    fn append_entry(&mut self, kind: EntryKind, data: Vec<u8>) -> LogIndex {
-        let index = self.log.last_index().next();
-        self.log.append(&[Entry {
-            term: self.term,
-            index,
-            kind,
-            data,
-        }]);
-        index
     }
 }

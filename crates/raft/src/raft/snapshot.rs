@@ -45,6 +45,37 @@ pub enum SnapshotError {
     Storage(#[from] StorageError),
 }
 
+/// Follower: the snapshot being received, and what the next Ready must stage or install.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SnapshotInbox {
+    /// The snapshot being received from the leader and the offset expected next.
+    receiving: Option<(SnapshotMeta, u64)>,
+    /// Received chunks, for the next Ready to stage durably.
+    chunks: Vec<SnapshotChunk>,
+    /// A fully received snapshot, for the next Ready to install.
+    to_install: Option<SnapshotMeta>,
+}
+
+impl SnapshotInbox {
+    /// Whether the next Ready has chunks to stage or a snapshot to install.
+    pub(crate) fn has_output(&self) -> bool {
+        !self.chunks.is_empty() || self.to_install.is_some()
+    }
+
+    /// The chunks and the completed snapshot, for the Ready being built.
+    pub(crate) fn take_output(&mut self) -> (Vec<SnapshotChunk>, Option<SnapshotMeta>) {
+        (std::mem::take(&mut self.chunks), self.to_install.take())
+    }
+
+    /// The offset expected next of the snapshot `meta` (0 for a snapshot not being received).
+    fn expected_offset(&self, meta: &SnapshotMeta) -> u64 {
+        match &self.receiving {
+            Some((receiving, next)) if receiving == meta => *next,
+            _ => 0,
+        }
+    }
+}
+
 impl<S: LogStorage> Raft<S> {
     /// The application's state machine, having applied everything up to `index`, is `data`:
     /// keep it as the snapshot and discard the log up to `index - trailing_entries` (the
@@ -103,7 +134,7 @@ impl<S: LogStorage> Raft<S> {
         if meta.index.0 == 0 {
             return false;
         }
-        let Some(progress) = self.progress.get_mut(&to) else {
+        let Some(progress) = self.tracker.get_mut(to) else {
             return false;
         };
         let offset = match progress.state() {
@@ -126,7 +157,7 @@ impl<S: LogStorage> Raft<S> {
             Err(_) => return false, // storage trouble: the next heartbeat tries again
         };
         let done = offset + data.len() as u64 >= total;
-        let progress = self.progress.get_mut(&to).expect("checked above");
+        let progress = self.tracker.get_mut(to).expect("checked above");
         progress.sent_snapshot_chunk();
         self.send(
             to,
@@ -149,13 +180,10 @@ impl<S: LogStorage> Raft<S> {
         data: Vec<u8>,
         done: bool,
     ) {
-        match self.role {
-            Role::Leader => return, // Election Safety: no other leader can exist in this term.
-            Role::Candidate | Role::PreCandidate => self.become_follower(self.term, Some(from)),
-            Role::Follower => self.leader = Some(from),
+        if !self.follow(from) {
+            return; // Election Safety: no other leader can exist in this term.
         }
-        self.election_elapsed_ticks = 0;
-        if self.snapshot_to_install.is_some() {
+        if self.snapshot_inbox.to_install.is_some() {
             // One snapshot per batch: the next one waits until this one is installed (the
             // leader resends it with the next heartbeat).
             return;
@@ -164,53 +192,20 @@ impl<S: LogStorage> Raft<S> {
         // Never go back: a snapshot no newer than what is committed (hence what may be applied)
         // is not installed; the follower already holds all it covers.
         if index <= self.log.committed() {
-            self.send(
-                from,
-                MessageBody::InstallSnapshotResponse {
-                    index,
-                    next_offset: 0,
-                    installed: true,
-                },
-            );
+            self.answer_snapshot(from, index, 0, true);
             return;
         }
-        let expected = match &self.incoming_snapshot {
-            Some((receiving, next)) if *receiving == meta => *next,
-            _ => 0,
-        };
+        let expected = self.snapshot_inbox.expected_offset(&meta);
         if offset != expected {
             // A chunk was lost or repeated: ask for the transfer to continue where it stands.
-            self.send(
-                from,
-                MessageBody::InstallSnapshotResponse {
-                    index,
-                    next_offset: expected,
-                    installed: false,
-                },
-            );
+            self.answer_snapshot(from, index, expected, false);
             return;
         }
         let next_offset = offset.saturating_add(data.len() as u64);
-        self.snapshot_chunks.push(SnapshotChunk {
-            meta: meta.clone(),
-            offset,
-            data,
-        });
-        if done {
-            self.incoming_snapshot = None;
-            self.log.restore(meta.index, meta.term);
-            self.set_conf_state(&ConfState {
-                voters: meta.voters.clone(),
-                voters_outgoing: meta.voters_outgoing.clone(),
-                learners: meta.learners.clone(),
-            });
-            self.snapshot_to_install = Some(meta);
-        } else {
-            self.incoming_snapshot = Some((meta, next_offset));
-        }
+        self.receive_snapshot_chunk(meta, offset, data, done);
         // Thesis §3.8: the acknowledgement promises the chunk is durable.
         let term = self.term;
-        self.persisted_messages.push(crate::message::Message {
+        self.outbox.send_after_persist(crate::message::Message {
             from: self.id,
             to: from,
             term,
@@ -222,10 +217,52 @@ impl<S: LogStorage> Raft<S> {
         });
     }
 
+    /// Answers a chunk that was not taken: already covered, or not the one expected.
+    fn answer_snapshot(&mut self, to: NodeId, index: LogIndex, next_offset: u64, installed: bool) {
+        self.send(
+            to,
+            MessageBody::InstallSnapshotResponse {
+                index,
+                next_offset,
+                installed,
+            },
+        );
+    }
+
+    /// Keeps the chunk expected next for the Ready to stage; the last one completes the
+    /// snapshot, which replaces the log and the membership at once.
+    fn receive_snapshot_chunk(
+        &mut self,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Vec<u8>,
+        done: bool,
+    ) {
+        let next_offset = offset.saturating_add(data.len() as u64);
+        self.snapshot_inbox.chunks.push(SnapshotChunk {
+            meta: meta.clone(),
+            offset,
+            data,
+        });
+        if done {
+            self.snapshot_inbox.receiving = None;
+            self.log.restore(meta.index, meta.term);
+            self.set_conf_state(&ConfState {
+                voters: meta.voters.clone(),
+                voters_outgoing: meta.voters_outgoing.clone(),
+                learners: meta.learners.clone(),
+            });
+            self.snapshot_inbox.to_install = Some(meta);
+        } else {
+            self.snapshot_inbox.receiving = Some((meta, next_offset));
+        }
+    }
+
     /// Follower: the snapshot being received from the leader and the offset of the next chunk
     /// it expects. A chunk at that offset with `done` set completes it.
     pub fn incoming_snapshot(&self) -> Option<(&SnapshotMeta, u64)> {
-        self.incoming_snapshot
+        self.snapshot_inbox
+            .receiving
             .as_ref()
             .map(|(meta, next)| (meta, *next))
     }
@@ -233,7 +270,7 @@ impl<S: LogStorage> Raft<S> {
     /// Chunks received that the next Ready has not handed out yet, or a received snapshot not
     /// yet handed out for installing.
     pub fn has_pending_snapshot_output(&self) -> bool {
-        !self.snapshot_chunks.is_empty() || self.snapshot_to_install.is_some()
+        self.snapshot_inbox.has_output()
     }
 
     /// The leader learns how far a follower got with the snapshot.
@@ -255,7 +292,7 @@ impl<S: LogStorage> Raft<S> {
         {
             return;
         }
-        let Some(progress) = self.progress.get_mut(&from) else {
+        let Some(progress) = self.tracker.get_mut(from) else {
             return;
         };
         progress.mark_active();

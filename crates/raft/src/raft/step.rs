@@ -5,7 +5,7 @@ use crate::log::AppendError;
 use crate::message::{AppendResponse, Message, MessageBody};
 use crate::raft::{Raft, ReadState};
 use crate::storage::LogStorage;
-use crate::types::{Entry, LogIndex, NodeId, Role, Term};
+use crate::types::{LogIndex, NodeId, Role, Term};
 use crate::validate::{validate, InvalidMessage};
 
 /// Why a message was refused. Nothing of it reached the node's state.
@@ -150,8 +150,8 @@ impl<S: LogStorage> Raft<S> {
                 installed,
             } => self.handle_snapshot_response(m.from, index, next_offset, installed),
             MessageBody::ReadIndexResponse { ctx, index } => match index {
-                Some(index) => self.read_states.push(ReadState { ctx, index }),
-                None => self.failed_reads.push(ctx),
+                Some(index) => self.reads.confirmed(ReadState { ctx, index }),
+                None => self.reads.refused(ctx),
             },
         }
         Ok(())
@@ -159,11 +159,11 @@ impl<S: LogStorage> Raft<S> {
 
     fn in_leader_lease(&self) -> bool {
         let heard_from_leader = self.leader.is_some()
-            && self.election_elapsed_ticks < self.config.election_timeout_ticks;
+            && self.timers.election_elapsed_ticks() < self.config.election_timeout_ticks;
         // With lease reads, a node that just started may have promised a leader, before it
         // crashed, not to vote for an election timeout: it keeps that promise after restarting.
         let just_started =
-            self.config.read_lease && self.ticks < self.config.election_timeout_ticks;
+            self.config.read_lease && self.timers.now() < self.config.election_timeout_ticks;
         self.config.check_quorum && (heard_from_leader || just_started)
     }
 
@@ -196,58 +196,5 @@ impl<S: LogStorage> Raft<S> {
             _ => return,
         };
         self.send(m.from, body);
-    }
-
-    fn handle_append_entries(
-        &mut self,
-        from: NodeId,
-        prev_log_index: LogIndex,
-        prev_log_term: Term,
-        entries: &[Entry],
-        leader_commit: LogIndex,
-        read_round: u64,
-    ) -> Result<(), StepError> {
-        match self.role {
-            Role::Leader => return Ok(()), // Election Safety: no other leader in this term.
-            Role::Candidate | Role::PreCandidate => self.become_follower(self.term, Some(from)),
-            Role::Follower => self.leader = Some(from),
-        }
-        self.election_elapsed_ticks = 0;
-        let response = if prev_log_index < self.log.committed() {
-            // Everything up to our commit index matches the leader's log already.
-            AppendResponse::Accepted {
-                match_index: self.log.committed(),
-            }
-        } else if let Some(last_verified) =
-            self.log
-                .maybe_append(prev_log_index, prev_log_term, leader_commit, entries)?
-        {
-            AppendResponse::Accepted {
-                match_index: last_verified,
-            }
-        } else {
-            let probe_from = prev_log_index.min(self.log.last_index());
-            let (hint_index, hint_term) = self.log.find_conflict_by_term(probe_from, prev_log_term);
-            AppendResponse::Rejected {
-                rejected_index: prev_log_index,
-                hint_index,
-                hint_term,
-            }
-        };
-        let message = Message {
-            from: self.id,
-            to: from,
-            term: self.term,
-            body: MessageBody::AppendEntriesResponse {
-                read_round,
-                result: response.clone(),
-            },
-        };
-        match response {
-            // Thesis §3.8: an acceptance promises the entries are durable.
-            AppendResponse::Accepted { .. } => self.persisted_messages.push(message),
-            AppendResponse::Rejected { .. } => self.messages.push(message),
-        }
-        Ok(())
     }
 }

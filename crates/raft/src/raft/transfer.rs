@@ -24,6 +24,15 @@ pub enum TransferError {
     NotAVoter(NodeId),
 }
 
+/// Leader only: a transfer in course.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Transfer {
+    /// The voter leadership is being handed to.
+    to: NodeId,
+    /// Ticks since the transfer began; it is abandoned after an election timeout.
+    elapsed_ticks: u64,
+}
+
 impl<S: LogStorage> Raft<S> {
     /// Starts handing leadership to `to`.
     pub fn transfer_leadership(&mut self, to: NodeId) -> Result<(), TransferError> {
@@ -35,14 +44,16 @@ impl<S: LogStorage> Raft<S> {
         if to == self.id {
             return Err(TransferError::AlreadyLeader(to));
         }
-        if !self.voters.contains(to) {
+        if !self.tracker.is_voter(to) {
             return Err(TransferError::NotAVoter(to));
         }
-        if self.lead_transferee == Some(to) {
+        if self.lead_transferee() == Some(to) {
             return Ok(());
         }
-        self.lead_transferee = Some(to);
-        self.transfer_elapsed_ticks = 0;
+        self.transfer = Some(Transfer {
+            to,
+            elapsed_ticks: 0,
+        });
         self.maybe_send_timeout_now(to);
         self.send_appends(to);
         Ok(())
@@ -50,17 +61,17 @@ impl<S: LogStorage> Raft<S> {
 
     /// The voter leadership is being handed to, if any.
     pub fn lead_transferee(&self) -> Option<NodeId> {
-        self.lead_transferee
+        self.transfer.map(|transfer| transfer.to)
     }
 
     /// Once the target's log matches ours, it may win an election at once.
     pub(crate) fn maybe_send_timeout_now(&mut self, to: NodeId) {
-        if self.lead_transferee != Some(to) {
+        if self.lead_transferee() != Some(to) {
             return;
         }
         let caught_up = self
-            .progress
-            .get(&to)
+            .tracker
+            .get(to)
             .is_some_and(|p| p.match_index() == self.log.last_index());
         if caught_up {
             // The target will win votes that ignore this leader's lease: the lease ends now.
@@ -72,12 +83,12 @@ impl<S: LogStorage> Raft<S> {
     /// A transfer that has not completed within an election timeout is abandoned, and the
     /// leader accepts proposals again.
     pub(crate) fn tick_transfer(&mut self) {
-        if self.lead_transferee.is_none() {
+        let Some(transfer) = &mut self.transfer else {
             return;
-        }
-        self.transfer_elapsed_ticks += 1;
-        if self.transfer_elapsed_ticks >= self.config.election_timeout_ticks {
-            self.lead_transferee = None;
+        };
+        transfer.elapsed_ticks += 1;
+        if transfer.elapsed_ticks >= self.config.election_timeout_ticks {
+            self.transfer = None;
         }
     }
 
@@ -85,7 +96,7 @@ impl<S: LogStorage> Raft<S> {
     pub(crate) fn handle_timeout_now(&mut self, from: NodeId) {
         if self.role == Role::Leader
             || self.leader != Some(from)
-            || !self.voters.contains(self.id)
+            || !self.tracker.is_voter(self.id)
             || self.term >= crate::validate::MAX_TERM
         {
             return;
