@@ -153,57 +153,18 @@ pub fn validate(m: &Message) -> Result<(), InvalidMessage> {
             // up to what the message verifies.
             entries_follow(*prev_log_index, *prev_log_term, entries, m.term)
         }
-        MessageBody::AppendEntriesResponse { result, .. } => match result {
-            AppendResponse::Accepted { match_index } => index_in_range("match_index", *match_index),
-            AppendResponse::Rejected {
-                rejected_index,
-                hint_index,
-                hint_term,
-            } => {
-                index_in_range("rejected_index", *rejected_index)?;
-                index_in_range("hint_index", *hint_index)?;
-                // The hint's term is 0 where the follower no longer holds the entry.
-                if *hint_term > m.term {
-                    return Err(InvalidMessage::ImpossibleTerm {
-                        field: "hint_term",
-                        term: *hint_term,
-                        index: *hint_index,
-                        message_term: m.term,
-                    });
-                }
-                if hint_index > rejected_index {
-                    return Err(InvalidMessage::HintBeyondRejected {
-                        hint_index: *hint_index,
-                        rejected_index: *rejected_index,
-                    });
-                }
-                Ok(())
-            }
-        },
+        MessageBody::AppendEntriesResponse { result, .. } => append_response(result, m.term),
         MessageBody::InstallSnapshot {
             meta, offset, data, ..
         } => {
             snapshot_meta(meta, m.term)?;
-            let len = data.len() as u64;
-            match offset.checked_add(len) {
-                Some(end) if end <= MAX_SNAPSHOT_BYTES => Ok(()),
-                _ => Err(InvalidMessage::SnapshotTooLarge {
-                    offset: *offset,
-                    len,
-                }),
-            }
+            snapshot_extent(*offset, data.len() as u64)
         }
         MessageBody::InstallSnapshotResponse {
             index, next_offset, ..
         } => {
             index_in_range("index", *index)?;
-            if *next_offset > MAX_SNAPSHOT_BYTES {
-                return Err(InvalidMessage::SnapshotTooLarge {
-                    offset: *next_offset,
-                    len: 0,
-                });
-            }
-            Ok(())
+            snapshot_extent(*next_offset, 0)
         }
         MessageBody::ReadIndexResponse {
             index: Some(index), ..
@@ -213,6 +174,46 @@ pub fn validate(m: &Message) -> Result<(), InvalidMessage> {
         | MessageBody::TimeoutNow
         | MessageBody::ReadIndex { .. }
         | MessageBody::ReadIndexResponse { index: None, .. } => Ok(()),
+    }
+}
+
+/// An answer to AppendEntries: indexes in range, and a rejection's hint no later than what
+/// it rejects.
+fn append_response(result: &AppendResponse, message_term: Term) -> Result<(), InvalidMessage> {
+    match result {
+        AppendResponse::Accepted { match_index } => index_in_range("match_index", *match_index),
+        AppendResponse::Rejected {
+            rejected_index,
+            hint_index,
+            hint_term,
+        } => {
+            index_in_range("rejected_index", *rejected_index)?;
+            index_in_range("hint_index", *hint_index)?;
+            // The hint's term is 0 where the follower no longer holds the entry.
+            if *hint_term > message_term {
+                return Err(InvalidMessage::ImpossibleTerm {
+                    field: "hint_term",
+                    term: *hint_term,
+                    index: *hint_index,
+                    message_term,
+                });
+            }
+            if hint_index > rejected_index {
+                return Err(InvalidMessage::HintBeyondRejected {
+                    hint_index: *hint_index,
+                    rejected_index: *rejected_index,
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `len` snapshot bytes from `offset` end within the largest snapshot accepted.
+fn snapshot_extent(offset: u64, len: u64) -> Result<(), InvalidMessage> {
+    match offset.checked_add(len) {
+        Some(end) if end <= MAX_SNAPSHOT_BYTES => Ok(()),
+        _ => Err(InvalidMessage::SnapshotTooLarge { offset, len }),
     }
 }
 

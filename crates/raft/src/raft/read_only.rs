@@ -47,7 +47,7 @@ pub struct PendingRead {
     pub from: Option<NodeId>,
 }
 
-/// The leader's book of reads waiting for confirmation.
+/// The leader's heartbeat rounds, who answered which, and the reads waiting for them.
 #[derive(Clone, Debug)]
 pub struct ReadOnly {
     /// Ordered by round. Invariant: `pending.len() <= max_pending`.

@@ -49,6 +49,16 @@ impl<S: LogStorage> Raft<S> {
     /// Refuses, with a [`StepError`] naming what was wrong, a message no honest peer sends
     /// ([`validate`]), one addressed elsewhere, and a TimeoutNow not from this term's leader.
     pub fn step(&mut self, m: Message) -> Result<(), StepError> {
+        self.check_sender(&m)?;
+        if !self.observe_term(&m) {
+            return Ok(());
+        }
+        self.dispatch(m)
+    }
+
+    /// Refuses a message this node must not act on whatever its term: one addressed
+    /// elsewhere or to itself, one no honest peer sends, a TimeoutNow not from its leader.
+    fn check_sender(&self, m: &Message) -> Result<(), StepError> {
         if m.to != self.id {
             return Err(StepError::WrongRecipient {
                 to: m.to,
@@ -58,7 +68,7 @@ impl<S: LogStorage> Raft<S> {
         if m.from == self.id {
             return Err(StepError::FromSelf(m.from));
         }
-        validate(&m)?;
+        validate(m)?;
         if m.body == MessageBody::TimeoutNow {
             // Thesis §3.10: only the leader of this node's current term may tell it to campaign.
             // A forged or stale TimeoutNow neither raises the term nor starts an election.
@@ -71,6 +81,12 @@ impl<S: LogStorage> Raft<S> {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// The term rules of §5.1: a later term makes this node a follower of it, an earlier one
+    /// is answered with the current term. Returns whether the message goes on to its handler.
+    fn observe_term(&mut self, m: &Message) -> bool {
         if m.term > self.term {
             let is_vote_request = matches!(
                 m.body,
@@ -84,7 +100,7 @@ impl<S: LogStorage> Raft<S> {
             // timeout ignores vote requests, so a rejoining node cannot depose a healthy leader.
             // A candidate the leader itself asked to take over (§3.10) is answered.
             if is_vote_request && self.in_leader_lease() {
-                return Ok(());
+                return false;
             }
             match m.body {
                 // PreVote never raises anyone's term.
@@ -97,10 +113,15 @@ impl<S: LogStorage> Raft<S> {
                 _ => self.become_follower(m.term, None),
             }
         } else if m.term < self.term {
-            self.answer_stale_term(&m);
-            return Ok(());
+            self.answer_stale_term(m);
+            return false;
         }
+        true
+    }
 
+    /// Hands a message of the current term (or a PreVote exchange for the next) to the
+    /// handler of its kind.
+    fn dispatch(&mut self, m: Message) -> Result<(), StepError> {
         match m.body {
             MessageBody::PreVote {
                 last_log_index,
