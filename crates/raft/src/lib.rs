@@ -1,5 +1,10 @@
 //! Skiff's Raft consensus core: pure, deterministic, driven by the application.
 //!
+//! This crate decides; it does no I/O. It elects leaders, replicates and commits log entries,
+//! changes membership, serves linearizable reads and hands over leadership, and tells the
+//! application what to write, send and apply. Storage, network, timers and the state machine
+//! are the application's.
+//!
 //! The core has no threads, clock, sockets, files or OS randomness. Time enters only through
 //! [`RawNode::tick`]; randomness comes from a PRNG seeded by [`Config::seed`]. The
 //! application feeds it ticks, messages and proposals, and carries out the [`Ready`] batches
@@ -7,6 +12,19 @@
 //!
 //! PreVote and CheckQuorum are on by default, so a node that was cut off cannot depose a
 //! healthy leader when it comes back.
+//!
+//! # Which crate for which job
+//! | you want | take |
+//! |---|---|
+//! | only consensus, with your own storage and transport | `skiff-raft` (this crate): implement [`LogStorage`] or use [`MemStorage`], carry [`Message`]s yourself |
+//! | a durable Raft log on disk, with checksums and crash recovery | `skiff-wal`: segment files over a `Disk` trait (a real file system or a simulated one) |
+//! | a whole replicated node over a state machine and a disk | `skiff-node`: drives this core and `skiff-wal` in the order persist → send → apply → advance |
+//! | the replicated key-value state machine (commands, sessions, snapshots) | `skiff-kv` |
+//! | a server to run: TCP, the Redis protocol, HTTP status, a CLI | the `skiff` binary (`crates/server`) |
+//!
+//! The example `three_nodes` (`cargo run --release -p skiff-raft --example three_nodes`)
+//! runs three nodes in one process over [`MemStorage`] and an in-memory network: the whole
+//! driving loop in under 200 lines.
 //!
 //! # Layout
 //! - [`types`]: `Term`, `LogIndex`, `NodeId`, `Entry`, `HardState`, roles.
@@ -22,7 +40,7 @@
 //! - [`raft`]: the protocol — the role machine in `raft/mod.rs`, with elections, replication,
 //!   proposals, reads (ReadIndex, leases), membership changes, leadership transfer and
 //!   snapshots each in a module beside the state it keeps.
-//! - [`validate`]: checks on a message from the network (bounds on terms and indexes,
+//! - [`validate`](mod@validate): checks on a message from the network (bounds on terms and indexes,
 //!   contiguous entries, snapshot metadata) before the protocol sees it.
 //! - [`raw_node`]: the driving interface — `tick`, `step`, `propose`, `ready`, `advance`.
 //!

@@ -16,7 +16,7 @@ pub struct NodeId(pub u64);
 
 impl Term {
     /// The term after this one (saturating: terms from the network are bounded far below
-    /// `u64::MAX` by [`validate`](crate::validate), so it never saturates in practice).
+    /// `u64::MAX` by [`validate`](crate::validate()), so it never saturates in practice).
     pub fn next(self) -> Term {
         Term(self.0.saturating_add(1))
     }

@@ -11,7 +11,7 @@ use crate::validate::{validate, InvalidMessage};
 /// Why a message was refused. Nothing of it reached the node's state.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StepError {
-    /// The message is one no honest node sends (see [`crate::validate`]).
+    /// The message is one no honest node sends (see [`validate()`](crate::validate())).
     #[error("invalid message: {0}")]
     Invalid(#[from] InvalidMessage),
     /// The message is addressed to another node.
