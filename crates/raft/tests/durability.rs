@@ -95,7 +95,7 @@ fn restarted_node_keeps_term_and_vote() {
 
 #[test]
 fn crashed_follower_rejoins_without_reapplying() {
-    let mut cluster = Cluster::new(3);
+    let mut cluster = CoreCluster::new(3);
     let leader = cluster.tick_until_leader();
     let follower = if leader == 1 { 2 } else { 1 };
     cluster.propose(leader, b"a");
@@ -124,7 +124,7 @@ fn crashed_follower_rejoins_without_reapplying() {
 
 #[test]
 fn crashed_leader_is_replaced_and_catches_up() {
-    let mut cluster = Cluster::new(3);
+    let mut cluster = CoreCluster::new(3);
     let first = cluster.tick_until_leader();
     cluster.propose(first, b"a");
     cluster.crash(first);

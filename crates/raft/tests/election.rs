@@ -573,7 +573,7 @@ fn leader_campaign_is_a_no_op() {
 
 #[test]
 fn three_nodes_elect_exactly_one_leader() {
-    let mut cluster = Cluster::new(3);
+    let mut cluster = CoreCluster::new(3);
     let leader = cluster.tick_until_leader();
     cluster.tick_all();
     for id in 1..=3 {

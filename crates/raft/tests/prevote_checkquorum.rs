@@ -367,7 +367,7 @@ fn heartbeats_follow_the_heartbeat_interval() {
 
 #[test]
 fn rejoining_node_cannot_depose_the_leader() {
-    let mut cluster = Cluster::new(3);
+    let mut cluster = CoreCluster::new(3);
     let leader = cluster.tick_until_leader();
     let loner = if leader == 3 { 2 } else { 3 };
     cluster.isolate(loner);
@@ -397,7 +397,7 @@ fn rejoining_node_cannot_depose_the_leader() {
 
 #[test]
 fn isolated_leader_steps_down_and_the_rest_elect_a_new_one() {
-    let mut cluster = Cluster::new(3);
+    let mut cluster = CoreCluster::new(3);
     let old = cluster.tick_until_leader();
     cluster.isolate(old);
     for _tick in 0..40 {
@@ -421,7 +421,7 @@ fn isolated_leader_steps_down_and_the_rest_elect_a_new_one() {
 
 #[test]
 fn without_prevote_a_rejoining_node_disrupts_the_leader() {
-    let mut cluster = Cluster::with_config(3, |c| c.pre_vote = false);
+    let mut cluster = CoreCluster::with_config(3, |c| c.pre_vote = false);
     let leader = cluster.tick_until_leader();
     let loner = if leader == 3 { 2 } else { 3 };
     cluster.isolate(loner);

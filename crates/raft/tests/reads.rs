@@ -414,7 +414,7 @@ fn reads_waiting_for_the_noop_fail_when_the_leader_steps_down() {
 fn deposed_leader_in_a_cluster_serves_no_stale_read() {
     // The old leader is cut off; the others elect a new leader and commit a write. The old
     // leader's read never gets a ReadState, and fails once CheckQuorum deposes it.
-    let mut cluster = Cluster::new(3);
+    let mut cluster = CoreCluster::new(3);
     let old = cluster.tick_until_leader();
     cluster.propose(old, b"a");
     cluster.isolate(old);
@@ -483,7 +483,7 @@ fn follower_read_is_forwarded_and_answered() {
 #[test]
 fn follower_read_in_a_cluster_is_served_after_the_last_write() {
     // End to end: a follower's read is served at an index covering the last write.
-    let mut cluster = Cluster::new(3);
+    let mut cluster = CoreCluster::new(3);
     let leader = cluster.tick_until_leader();
     let (index, _) = cluster.propose(leader, b"x");
     let follower = if leader == 2 { 3 } else { 2 };
@@ -837,7 +837,7 @@ fn a_new_term_starts_without_a_lease() {
 fn lease_ends_when_a_leadership_transfer_begins() {
     // A transfer's vote requests are answered even by voters that heard from the leader a
     // moment ago, so the target can win inside the old leader's lease.
-    let mut cluster = Cluster::with_config(3, lease);
+    let mut cluster = CoreCluster::with_config(3, lease);
     let old = cluster.tick_until_leader();
     cluster.propose(old, b"a");
     cluster.tick_all();
@@ -908,7 +908,7 @@ fn late_timeout_now_cannot_make_a_lease_read_stale() {
     // The TimeoutNow is held up until the transfer was abandoned and the old leader's
     // followers answered it again. When it arrives, the target is elected at once and
     // commits a write; the cut-off old leader must not serve a read from a lease.
-    let mut cluster = Cluster::with_config(3, lease);
+    let mut cluster = CoreCluster::with_config(3, lease);
     let old = cluster.tick_until_leader();
     cluster.propose(old, b"a");
     let target = if old == 2 { 3 } else { 2 };
@@ -949,7 +949,7 @@ fn late_timeout_now_cannot_make_a_lease_read_stale() {
 /// The target has won: it commits `b` after `a`. The old leader, cut off and unaware, is asked
 /// for read `ctx`: it must not answer from a lease, which would miss `b`.
 fn target_writes_b_and_the_cut_off_leader_reads_nothing(
-    cluster: &mut Cluster,
+    cluster: &mut CoreCluster,
     old: u64,
     target: u64,
     ctx: u64,

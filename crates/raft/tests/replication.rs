@@ -821,7 +821,7 @@ fn an_entry_larger_than_max_apply_bytes_is_still_applied() {
 
 #[test]
 fn cluster_replicates_and_applies_in_order() {
-    let mut cluster = Cluster::new(3);
+    let mut cluster = CoreCluster::new(3);
     let leader = cluster.tick_until_leader();
     for data in [b"a", b"b", b"c"] {
         cluster.propose(leader, data);
@@ -840,7 +840,7 @@ fn cluster_replicates_and_applies_in_order() {
 
 #[test]
 fn lost_appends_are_repaired_after_the_link_heals() {
-    let mut cluster = Cluster::new(3);
+    let mut cluster = CoreCluster::new(3);
     let leader = cluster.tick_until_leader();
     let lagging = if leader == 3 { 2 } else { 3 };
     cluster.cut(leader, lagging);
@@ -864,7 +864,7 @@ fn lost_appends_are_repaired_after_the_link_heals() {
 
 #[test]
 fn new_leader_repairs_a_divergent_follower() {
-    let mut cluster = Cluster::new(3);
+    let mut cluster = CoreCluster::new(3);
     let first = cluster.tick_until_leader();
     cluster.propose(first, b"kept");
     // The old leader appends entries that nobody else receives, then loses leadership.
@@ -899,7 +899,7 @@ fn new_leader_repairs_a_divergent_follower() {
 
 #[test]
 fn dropped_appends_are_found_by_the_consistency_check_and_resent() {
-    let mut cluster = Cluster::new(3);
+    let mut cluster = CoreCluster::new(3);
     let leader = cluster.tick_until_leader();
     let target = if leader == 3 { 2 } else { 3 };
     let dropped = Rc::new(Cell::new(0));

@@ -381,7 +381,7 @@ fn voter_in_leader_lease_ignores_a_normal_vote_request() {
 
 #[test]
 fn leadership_moves_to_the_target_in_a_cluster() {
-    let mut cluster = Cluster::new(3);
+    let mut cluster = CoreCluster::new(3);
     let old = cluster.tick_until_leader();
     cluster.propose(old, b"before");
     let target = if old == 3 { 1 } else { old + 1 };

@@ -22,7 +22,7 @@ type Hook = Box<dyn FnMut(&Message) -> bool>;
 
 /// N nodes, a FIFO network that can drop messages between pairs, and crash/restart.
 #[derive(Default)]
-pub struct Cluster {
+pub struct CoreCluster {
     pub configs: BTreeMap<NodeId, Config>,
     nodes: BTreeMap<NodeId, RawNode<MemStorage>>,
     /// What survives a crash: the durable log and the last persisted hard state.
@@ -42,15 +42,15 @@ pub struct Cluster {
     intercept: Option<Hook>,
 }
 
-impl Cluster {
+impl CoreCluster {
     /// `n` fresh nodes with the default configuration.
-    pub fn new(n: u64) -> Cluster {
-        Cluster::with_config(n, |_| {})
+    pub fn new(n: u64) -> CoreCluster {
+        CoreCluster::with_config(n, |_| {})
     }
 
     /// `n` fresh nodes, each configuration adjusted by `adjust`.
-    pub fn with_config(n: u64, adjust: impl Fn(&mut Config)) -> Cluster {
-        let mut cluster = Cluster::default();
+    pub fn with_config(n: u64, adjust: impl Fn(&mut Config)) -> CoreCluster {
+        let mut cluster = CoreCluster::default();
         for id in ids(n) {
             let mut config = config(id.0, n);
             config.seed = 1000 + id.0;
