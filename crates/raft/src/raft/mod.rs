@@ -64,12 +64,15 @@ pub struct Raft<S> {
     /// Leader only: the index of the last configuration change it proposed; another may be
     /// proposed only once this one is applied (one change at a time).
     pending_conf_index: LogIndex,
+    /// The logical clock, the election and heartbeat timers, and the seeded randomness.
     timers: Timers,
+    /// Messages for the next Ready: those that may leave at once, and those after persist.
     outbox: Outbox,
     /// Leader only: proposals not committed yet, bounded by `max_uncommitted_bytes`.
     uncommitted: UncommittedBytes,
     /// Leader only: new entries wait for the next Ready, so that many proposals share one append.
     broadcast_pending: bool,
+    /// Reads in every stage: awaiting a commit or a round, the lease, answers for the Ready.
     reads: ReadBook,
     /// Leader only: the leadership transfer in course (thesis §3.10).
     transfer: Option<Transfer>,
