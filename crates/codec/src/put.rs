@@ -90,3 +90,13 @@ pub fn short_str(out: &mut Vec<u8>, text: &str) {
     u16(out, len);
     out.extend_from_slice(text.as_bytes());
 }
+
+/// Overwrites the four bytes at `at` with a little-endian `u32`: for a length or checksum
+/// known only once what follows it is written.
+///
+/// # Panics
+/// If `out` has fewer than `at + 4` bytes: the caller reserved the field itself.
+#[inline]
+pub fn u32_at(out: &mut [u8], at: usize, value: u32) {
+    out[at..at + 4].copy_from_slice(&value.to_le_bytes());
+}

@@ -146,6 +146,8 @@ fn integers_are_little_endian() {
         out,
         [2, 1, 6, 5, 4, 3, 0x0e, 0x0d, 0x0c, 0x0b, 0x0a, 9, 8, 7]
     );
+    put::u32_at(&mut out, 2, 0x1122_3344);
+    assert_eq!(&out[..6], [2, 1, 0x44, 0x33, 0x22, 0x11]);
 }
 
 #[test]
