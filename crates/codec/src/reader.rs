@@ -48,7 +48,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next `len` bytes.
-    #[inline]
+    #[inline(always)]
     pub fn take(&mut self, len: usize) -> Result<&'a [u8], CodecError> {
         if len > self.remaining() {
             return Err(self.truncated());
@@ -59,15 +59,23 @@ impl<'a> Reader<'a> {
     }
 
     /// The next `N` bytes, as an array.
-    #[inline]
+    #[inline(always)]
     pub fn array<const N: usize>(&mut self) -> Result<[u8; N], CodecError> {
-        let mut array = [0; N];
-        array.copy_from_slice(self.take(N)?);
-        Ok(array)
+        match self
+            .bytes
+            .get(self.offset..)
+            .and_then(<[u8]>::first_chunk::<N>)
+        {
+            Some(chunk) => {
+                self.offset += N;
+                Ok(*chunk)
+            }
+            None => Err(self.truncated()),
+        }
     }
 
     /// One byte.
-    #[inline]
+    #[inline(always)]
     pub fn u8(&mut self) -> Result<u8, CodecError> {
         match self.bytes.get(self.offset) {
             Some(&byte) => {
@@ -89,26 +97,26 @@ impl<'a> Reader<'a> {
     }
 
     /// A little-endian `u16`.
-    #[inline]
+    #[inline(always)]
     pub fn u16(&mut self) -> Result<u16, CodecError> {
         Ok(u16::from_le_bytes(self.array()?))
     }
 
     /// A little-endian `u32`.
-    #[inline]
+    #[inline(always)]
     pub fn u32(&mut self) -> Result<u32, CodecError> {
         Ok(u32::from_le_bytes(self.array()?))
     }
 
     /// A little-endian `u64`.
-    #[inline]
+    #[inline(always)]
     pub fn u64(&mut self) -> Result<u64, CodecError> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
     /// An unsigned varint, refusing forms longer than ten bytes, over 64 bits, or longer
     /// than the shortest, so that every value reads from exactly one encoding.
-    #[inline]
+    #[inline(always)]
     pub fn varint(&mut self) -> Result<u64, CodecError> {
         // The common case: one byte.
         if let Some(&byte) = self.bytes.get(self.offset) {
@@ -154,20 +162,20 @@ impl<'a> Reader<'a> {
     /// A varint count of items that each take at least `min_item_bytes` bytes: refused as
     /// truncated when the bytes that remain could not hold that many, so that the caller
     /// may reserve room for them without trusting the input.
-    #[inline]
+    #[inline(always)]
     pub fn count_varint(&mut self, min_item_bytes: usize) -> Result<usize, CodecError> {
         let count = self.varint()?;
         self.fits(count, min_item_bytes)
     }
 
     /// A `u32` count, checked like [`Reader::count_varint`].
-    #[inline]
+    #[inline(always)]
     pub fn count_u32(&mut self, min_item_bytes: usize) -> Result<usize, CodecError> {
         let count = self.u32()?;
         self.fits(u64::from(count), min_item_bytes)
     }
 
-    #[inline]
+    #[inline(always)]
     fn fits(&self, count: u64, min_item_bytes: usize) -> Result<usize, CodecError> {
         usize::try_from(count)
             .ok()
@@ -176,14 +184,14 @@ impl<'a> Reader<'a> {
     }
 
     /// Bytes behind a `u32` length.
-    #[inline]
+    #[inline(always)]
     pub fn bytes_u32(&mut self) -> Result<&'a [u8], CodecError> {
         let len = self.u32()?;
         self.take(len as usize)
     }
 
     /// Bytes behind a varint length.
-    #[inline]
+    #[inline(always)]
     pub fn bytes_varint(&mut self) -> Result<&'a [u8], CodecError> {
         let len = self.count_varint(1)?;
         self.take(len)
@@ -260,7 +268,9 @@ impl<'a> Reader<'a> {
         }
     }
 
-    #[inline]
+    // Out of the way of the reads that succeed.
+    #[cold]
+    #[inline(never)]
     fn truncated(&self) -> CodecError {
         CodecError::Truncated {
             offset: self.offset,

@@ -74,7 +74,7 @@ fn mutate(frame: &mut Vec<u8>, mutation: &Mutation) {
         Mutation::Insert { at, byte } => frame.insert(at % (len + 1), byte),
         Mutation::Length { at, len: forged } if len >= 4 => {
             let at = at % (len - 3);
-            frame[at..at + 4].copy_from_slice(&forged.to_be_bytes());
+            skiff_codec::put::u32_at(frame, at, forged);
         }
         _ => {}
     }
