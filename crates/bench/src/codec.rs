@@ -4,7 +4,7 @@
 //!
 //! Each case runs `rounds` times for a fixed number of operations and reports the median
 //! nanoseconds per operation, so one slow round on a shared machine does not move the result.
-//! To compare two builds, run their binaries in turn, several times (`bench/codec.sh`).
+//! To compare two builds, run their binaries in turn, several times: `bench/codec.sh OLD NEW`.
 
 use std::hint::black_box;
 use std::time::Instant;

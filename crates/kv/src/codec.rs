@@ -24,6 +24,9 @@ pub(crate) use skiff_codec::put::varint as put_u64;
 /// Appends a zigzag varint.
 pub(crate) use skiff_codec::put::varint_i64 as put_i64;
 
+/// Appends a little-endian `u32` (fixed width, for checksums).
+pub(crate) use skiff_codec::put::u32 as put_u32_le;
+
 /// Appends a length-prefixed byte string.
 #[inline]
 pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
