@@ -3,7 +3,9 @@
 //! by the format as it stood before the shared codec and kept as hex, must decode to the
 //! same value and be written again byte for byte.
 
-use skiff_kv::{Command, KvConfig, Reply, Request, SessionRequest, SetCondition, StateMachine};
+use skiff_kv::{
+    Command, KvConfig, KvError, Reply, Request, SessionRequest, SetCondition, StateMachine,
+};
 
 fn set(key: &[u8], value: &[u8], condition: SetCondition) -> Command {
     Command::Set {
@@ -133,34 +135,34 @@ fn from_hex(hex: &str) -> Vec<u8> {
         .collect()
 }
 
+/// Each value is written as its golden hex, and the hex reads back as the value.
+fn keep_their_bytes<T: std::fmt::Debug + PartialEq>(
+    values: Vec<T>,
+    golden: &[&str],
+    encode: impl Fn(&T) -> Vec<u8>,
+    decode: impl Fn(&[u8]) -> Result<T, KvError>,
+) {
+    assert_eq!(values.len(), golden.len());
+    for (value, hex) in values.into_iter().zip(golden) {
+        let bytes = from_hex(hex);
+        assert_eq!(encode(&value), bytes, "{value:?}");
+        assert_eq!(decode(&bytes), Ok(value));
+    }
+}
+
 #[test]
 fn commands_keep_their_bytes() {
-    assert_eq!(commands().len(), COMMANDS_HEX.len());
-    for (command, hex) in commands().into_iter().zip(COMMANDS_HEX) {
-        let bytes = from_hex(hex);
-        assert_eq!(command.encode(), bytes, "{command:?}");
-        assert_eq!(Command::decode(&bytes), Ok(command));
-    }
+    keep_their_bytes(commands(), COMMANDS_HEX, Command::encode, Command::decode);
 }
 
 #[test]
 fn requests_keep_their_bytes() {
-    assert_eq!(requests().len(), REQUESTS_HEX.len());
-    for (request, hex) in requests().into_iter().zip(REQUESTS_HEX) {
-        let bytes = from_hex(hex);
-        assert_eq!(request.encode(), bytes, "{request:?}");
-        assert_eq!(Request::decode(&bytes), Ok(request));
-    }
+    keep_their_bytes(requests(), REQUESTS_HEX, Request::encode, Request::decode);
 }
 
 #[test]
 fn replies_keep_their_bytes() {
-    assert_eq!(replies().len(), REPLIES_HEX.len());
-    for (reply, hex) in replies().into_iter().zip(REPLIES_HEX) {
-        let bytes = from_hex(hex);
-        assert_eq!(reply.encode(), bytes, "{reply:?}");
-        assert_eq!(Reply::decode(&bytes), Ok(reply));
-    }
+    keep_their_bytes(replies(), REPLIES_HEX, Reply::encode, Reply::decode);
 }
 
 #[test]
