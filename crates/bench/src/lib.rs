@@ -6,9 +6,13 @@
 //!   `--shape loop` drives all of it from one thread; `--shape threads` gives each node a
 //!   thread and the clients another, as openraft's benchmark spreads its nodes and clients over
 //!   two runtimes.
+//! - [`codec`]: the byte codecs on the hot path — AppendEntries on the peer wire, a client
+//!   write as a log entry carries it, WAL batches appended to the in-memory disk — timed as
+//!   the median nanoseconds per operation over several rounds (`skiff-bench codec`).
 //! - [`report`]: the one-line result both benchmarks print, for people and for scripts.
 #![deny(missing_docs)]
 
+pub mod codec;
 pub mod core;
 pub mod report;
 mod threads;

@@ -1,10 +1,12 @@
 //! `skiff-bench`: Skiff's benchmarks. `skiff-bench core --clients C --ops N` runs the Raft core
-//! benchmark (see `docs/BENCHMARKS.md`).
+//! benchmark, `skiff-bench codec` times the byte codecs on the hot path (see
+//! `docs/BENCHMARKS.md`).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use skiff_bench::codec;
 use skiff_bench::core::{self, CoreOptions, Shape};
 use skiff_bench::report::ResultLine;
 
@@ -20,6 +22,19 @@ enum Command {
     /// The Raft core alone: 3 nodes in one process, node 1 the fixed leader, closed-loop
     /// clients writing empty payloads; a write is done when applied on the leader.
     Core(CoreArgs),
+    /// The byte codecs on the hot path: AppendEntries on the wire, a client write as a log
+    /// entry, WAL batches on the in-memory disk; median nanoseconds per operation.
+    Codec(CodecArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CodecArgs {
+    /// Rounds per case; the median is reported.
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// Operations per round (entries, for the cases that carry several per operation).
+    #[arg(long, default_value_t = 200_000)]
+    ops: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -56,7 +71,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Core(args) => run_core(&args),
+        Command::Codec(args) => run_codec(&args),
     }
+}
+
+fn run_codec(args: &CodecArgs) -> ExitCode {
+    if args.rounds == 0 || args.ops == 0 {
+        eprintln!("error: --rounds and --ops must be at least 1");
+        return ExitCode::from(2);
+    }
+    for result in codec::run(args.rounds, args.ops) {
+        println!("{} median_ns={:.1}", result.name, result.median_ns);
+    }
+    ExitCode::SUCCESS
 }
 
 fn run_core(args: &CoreArgs) -> ExitCode {

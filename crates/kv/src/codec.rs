@@ -1,4 +1,5 @@
-//! The primitives every encoding in this crate is built from.
+//! The store's forms on [`skiff_codec`]: the primitives every encoding in this crate is
+//! built from, with errors that say what was being decoded.
 //!
 //! - unsigned integers are LEB128 varints: seven bits per byte, low bits first, the high bit
 //!   set on every byte but the last; at most ten bytes, and only the shortest form is accepted,
@@ -6,152 +7,144 @@
 //! - signed integers are zigzag-mapped to unsigned ones first (0, -1, 1, -2, … → 0, 1, 2, 3, …),
 //!   so small negative numbers stay short;
 //! - byte strings are a varint length followed by the bytes;
-//! - tags are single bytes.
+//! - tags are single bytes; the snapshot's checksum is a little-endian `u32`.
 //!
-//! The [`Reader`] never trusts a length: it checks it against the bytes that remain before
-//! slicing or allocating, so a forged length cannot make it panic or reserve memory that the
-//! input could not fill.
+//! The reading is [`skiff_codec::Reader`]'s, which never trusts a length: it checks it
+//! against the bytes that remain before slicing or allocating, so a forged length cannot
+//! make it panic or reserve memory that the input could not fill. [`Reader`] here only
+//! names what is being decoded ([`Encoded`]) in the [`KvError`] it gives.
+
+use skiff_codec::{put, CodecError};
 
 use crate::error::{Encoded, KvError};
 
 /// Appends a varint.
-pub(crate) fn put_u64(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
+pub(crate) use skiff_codec::put::varint as put_u64;
 
 /// Appends a zigzag varint.
-pub(crate) fn put_i64(out: &mut Vec<u8>, value: i64) {
-    put_u64(out, ((value << 1) ^ (value >> 63)) as u64);
-}
+pub(crate) use skiff_codec::put::varint_i64 as put_i64;
+
+/// Appends a little-endian `u32` (fixed width, for checksums).
+pub(crate) use skiff_codec::put::u32 as put_u32_le;
 
 /// Appends a length-prefixed byte string.
+#[inline]
 pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_u64(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
+    put::bytes_varint(out, bytes);
 }
 
-/// Reads the primitives back from a byte slice, naming what it decodes in its errors.
+/// A [`skiff_codec::Reader`] that names what it decodes in its errors.
 pub(crate) struct Reader<'a> {
-    bytes: &'a [u8],
-    offset: usize,
+    inner: skiff_codec::Reader<'a>,
     what: Encoded,
 }
 
 impl<'a> Reader<'a> {
     /// A reader at the start of `bytes`, which hold a `what`.
+    #[inline]
     pub(crate) fn new(bytes: &'a [u8], what: Encoded) -> Self {
         Reader {
-            bytes,
-            offset: 0,
+            inner: skiff_codec::Reader::new(bytes),
             what,
         }
     }
 
+    /// The store's error for the codec's `error`.
+    #[cold]
+    fn error(&self, error: CodecError) -> KvError {
+        let what = self.what;
+        match error {
+            CodecError::Truncated { offset } => KvError::Truncated { what, offset },
+            CodecError::BadVarint { offset } => KvError::BadVarint { what, offset },
+            CodecError::TrailingBytes { count } => KvError::TrailingBytes { what, count },
+            CodecError::UnknownTag { field, tag, offset } => KvError::UnknownTag {
+                what,
+                field,
+                tag,
+                offset,
+            },
+            CodecError::UnsupportedVersion { found, .. } => KvError::UnsupportedVersion {
+                what,
+                version: found as u8,
+            },
+            // The store's forms have no bounded or UTF-8 strings: these reads are not made
+            // here, and would be bytes that end before what they claim.
+            CodecError::TooLong { offset, .. } | CodecError::NotUtf8 { offset } => {
+                KvError::Truncated { what, offset }
+            }
+        }
+    }
+
+    #[inline]
+    fn check<T>(&self, read: Result<T, CodecError>) -> Result<T, KvError> {
+        read.map_err(|error| self.error(error))
+    }
+
     /// How many bytes have not been read.
+    #[inline]
     pub(crate) fn remaining(&self) -> usize {
-        self.bytes.len() - self.offset
+        self.inner.remaining()
     }
 
     /// Fails unless every byte has been read.
+    #[inline]
     pub(crate) fn finish(&self) -> Result<(), KvError> {
-        match self.remaining() {
-            0 => Ok(()),
-            count => Err(KvError::TrailingBytes {
-                what: self.what,
-                count,
-            }),
-        }
-    }
-
-    fn truncated(&self) -> KvError {
-        KvError::Truncated {
-            what: self.what,
-            offset: self.offset,
-        }
+        self.check(self.inner.finish())
     }
 
     /// An [`KvError::UnknownTag`] for `tag`, read just before the current offset.
     pub(crate) fn unknown_tag(&self, field: &'static str, tag: u8) -> KvError {
-        KvError::UnknownTag {
-            what: self.what,
-            field,
-            tag,
-            offset: self.offset.saturating_sub(1),
-        }
+        self.error(self.inner.unknown_tag(field, tag))
     }
 
     /// The next `len` bytes.
+    #[inline]
     pub(crate) fn take(&mut self, len: usize) -> Result<&'a [u8], KvError> {
-        if len > self.remaining() {
-            return Err(self.truncated());
-        }
-        let slice = &self.bytes[self.offset..self.offset + len];
-        self.offset += len;
-        Ok(slice)
+        let read = self.inner.take(len);
+        self.check(read)
     }
 
     /// One byte.
+    #[inline]
     pub(crate) fn u8(&mut self) -> Result<u8, KvError> {
-        Ok(self.take(1)?[0])
+        let read = self.inner.u8();
+        self.check(read)
     }
 
     /// A little-endian `u32` (fixed width, for checksums).
+    #[inline]
     pub(crate) fn u32_le(&mut self) -> Result<u32, KvError> {
-        let bytes = self.take(4)?;
-        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+        let read = self.inner.u32();
+        self.check(read)
     }
 
     /// A varint, refusing overlong and over-wide forms.
+    #[inline]
     pub(crate) fn u64(&mut self) -> Result<u64, KvError> {
-        let start = self.offset;
-        let bad = KvError::BadVarint {
-            what: self.what,
-            offset: start,
-        };
-        let mut value: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let byte = self.u8()?;
-            let low = u64::from(byte & 0x7f);
-            // The tenth byte holds only the 64th bit.
-            if shift == 63 && low > 1 {
-                return Err(bad);
-            }
-            value |= low << shift;
-            if byte & 0x80 == 0 {
-                // A final zero byte after others means a shorter form existed.
-                if byte == 0 && shift > 0 {
-                    return Err(bad);
-                }
-                return Ok(value);
-            }
-        }
-        Err(bad)
+        let read = self.inner.varint();
+        self.check(read)
     }
 
     /// A zigzag varint.
+    #[inline]
     pub(crate) fn i64(&mut self) -> Result<i64, KvError> {
-        let raw = self.u64()?;
-        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+        let read = self.inner.varint_i64();
+        self.check(read)
     }
 
     /// A count of items that each take at least `min_item_bytes` bytes: refused as truncated
     /// when the remaining bytes could not hold that many, so callers may reserve capacity for
     /// it without trusting the input.
+    #[inline]
     pub(crate) fn count(&mut self, min_item_bytes: usize) -> Result<usize, KvError> {
-        let count = self.u64()?;
-        let fits = usize::try_from(count)
-            .ok()
-            .filter(|&n| n.saturating_mul(min_item_bytes.max(1)) <= self.remaining());
-        fits.ok_or_else(|| self.truncated())
+        let read = self.inner.count_varint(min_item_bytes);
+        self.check(read)
     }
 
     /// A length-prefixed byte string.
+    #[inline]
     pub(crate) fn bytes(&mut self) -> Result<Vec<u8>, KvError> {
-        let len = self.count(1)?;
-        Ok(self.take(len)?.to_vec())
+        let read = self.inner.bytes_varint();
+        self.check(read).map(<[u8]>::to_vec)
     }
 }

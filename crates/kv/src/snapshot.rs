@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::codec::{put_bytes, put_u64, Reader};
+use crate::codec::{put_bytes, put_u32_le, put_u64, Reader};
 use crate::config::KvConfig;
 use crate::error::{Encoded, KvError};
 use crate::reply::{put_reply, read_reply};
@@ -72,7 +72,7 @@ impl StateMachine {
             put_reply(out, &session.last_reply);
         }
         let checksum = crc32c::crc32c(&out[start..]);
-        out.extend_from_slice(&checksum.to_le_bytes());
+        put_u32_le(out, checksum);
     }
 
     /// Rebuilds a store from [`snapshot`](Self::snapshot) bytes, to run with `config`.

@@ -1,27 +1,47 @@
 //! What a node puts in its log entries and snapshots, around the key-value store's own forms.
 //!
-//! - A normal entry holds either a client [`Request`] (whose encoding starts with its format
-//!   version, [`skiff_kv::REQUEST_FORMAT_VERSION`]) or a [`MemberAddress`] record (starting
-//!   with [`MEMBER_ADDRESS_TAG`]): the peer address of a node about to join, replicated like
-//!   any write so that every member, and every later snapshot, knows where to reach it.
-//! - A snapshot is `SKNS`, a version byte, the address book, then the key-value snapshot.
+//! - A normal entry's first byte says what it holds:
+//!   - `0x01..=0x7f`: a client [`Request`]. The byte is the store's request format version
+//!     ([`skiff_kv::REQUEST_FORMAT_VERSION`]): the store owns this range for its versions,
+//!     and checks the byte itself. A compile-time assertion below keeps its version in it.
+//!   - [`MEMBER_ADDRESS_TAG`] (`0x81`): a [`MemberAddress`] record — the id (`u64`) and the
+//!     peer address (a short string), little-endian — the address of a node about to join,
+//!     replicated like any write so that every member, and every later snapshot, knows where
+//!     to reach it.
+//!   - [`MEMBER_ADDRESS_V1_TAG`] (`0x80`): the same record as version 1 wrote it,
+//!     big-endian; still read from old logs, never written.
+//! - A snapshot is `SKNS`, a version byte ([`SNAPSHOT_VERSION`]; version 1 was big-endian
+//!   and is still read), the address book, then the key-value snapshot.
+//!
+//! Both are written and read with [`skiff_codec`].
 
 use std::collections::BTreeMap;
 
-use skiff_kv::Request;
+use skiff_codec::{put, CodecError, Reader};
+use skiff_kv::{Request, REQUEST_FORMAT_VERSION};
 use skiff_raft::NodeId;
 
-use crate::wire::{put_short_string, put_u32, put_u64, Reader, WireError};
-
 /// The first byte of a [`MemberAddress`] entry. Requests start with their format version,
-/// which is small, so the two never collide.
-pub const MEMBER_ADDRESS_TAG: u8 = 0x80;
+/// which stays in `0x01..=0x7f` (asserted at compile time), so the two never collide.
+pub const MEMBER_ADDRESS_TAG: u8 = 0x81;
+
+/// The first byte of a [`MemberAddress`] entry written big-endian, before the shared codec.
+pub const MEMBER_ADDRESS_V1_TAG: u8 = 0x80;
+
+// The store's request versions and the node's own tags share an entry's first byte.
+const _: () = assert!(
+    REQUEST_FORMAT_VERSION >= 0x01 && REQUEST_FORMAT_VERSION <= 0x7f,
+    "request format versions must stay in 0x01..=0x7f, below the node's payload tags"
+);
 
 /// The magic bytes that open a node snapshot.
 pub const SNAPSHOT_MAGIC: &[u8; 4] = b"SKNS";
 
-/// The node snapshot format version.
-pub const SNAPSHOT_VERSION: u8 = 1;
+/// The node snapshot format version written.
+pub const SNAPSHOT_VERSION: u8 = 2;
+
+/// The node snapshot versions read: 1 (big-endian) and 2.
+const SNAPSHOT_VERSIONS: &[u16] = &[1, 2];
 
 /// A peer address recorded in the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,8 +68,13 @@ pub enum PayloadError {
     #[error(transparent)]
     Request(#[from] skiff_kv::KvError),
     /// A field that does not decode.
-    #[error(transparent)]
-    Field(#[from] WireError),
+    #[error("malformed {what}: {source}")]
+    Field {
+        /// What was being read: `member address` or `node snapshot`.
+        what: &'static str,
+        /// What the codec refused.
+        source: CodecError,
+    },
     /// Something else that does not decode.
     #[error("{0}")]
     Malformed(&'static str),
@@ -57,11 +82,15 @@ pub enum PayloadError {
 
 impl MemberAddress {
     /// The entry payload.
+    ///
+    /// # Panics
+    /// If the address is over 65,535 bytes; addresses are checked to be socket addresses
+    /// before they are proposed.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(11 + self.addr.len());
-        out.push(MEMBER_ADDRESS_TAG);
-        put_u64(&mut out, self.id.0);
-        put_short_string(&mut out, &self.addr);
+        put::u8(&mut out, MEMBER_ADDRESS_TAG);
+        put::u64(&mut out, self.id.0);
+        put::short_str(&mut out, &self.addr);
         out
     }
 }
@@ -69,16 +98,20 @@ impl MemberAddress {
 impl Payload {
     /// Decodes a normal entry's data.
     pub fn decode(data: &[u8]) -> Result<Payload, PayloadError> {
-        match data.first() {
-            Some(&MEMBER_ADDRESS_TAG) => {
-                let mut r = Reader::new(&data[1..]);
-                let id = NodeId(r.u64()?);
-                let addr = r.short_string()?;
-                r.finish()?;
-                Ok(Payload::MemberAddress(MemberAddress { id, addr }))
-            }
-            _ => Ok(Payload::Request(Request::decode(data)?)),
-        }
+        let order = match data.first() {
+            Some(&MEMBER_ADDRESS_TAG) => Order::Little,
+            Some(&MEMBER_ADDRESS_V1_TAG) => Order::Big,
+            // Any other first byte is a request's format version, which the store checks.
+            _ => return Ok(Payload::Request(Request::decode(data)?)),
+        };
+        let field = |source| PayloadError::Field {
+            what: "member address",
+            source,
+        };
+        let mut r = Reader::new(&data[1..]);
+        let (id, addr) = read_address(&mut r, order).map_err(field)?;
+        r.finish().map_err(field)?;
+        Ok(Payload::MemberAddress(MemberAddress { id, addr }))
     }
 }
 
@@ -86,11 +119,11 @@ impl Payload {
 /// book), so that the store can write its snapshot right after it, without a copy.
 pub fn put_snapshot_header(addresses: &BTreeMap<NodeId, String>, out: &mut Vec<u8>) {
     out.extend_from_slice(SNAPSHOT_MAGIC);
-    out.push(SNAPSHOT_VERSION);
-    put_u32(out, addresses.len() as u32);
+    put::u8(out, SNAPSHOT_VERSION);
+    put::count_u32(out, addresses.len());
     for (id, addr) in addresses {
-        put_u64(out, id.0);
-        put_short_string(out, addr);
+        put::u64(out, id.0);
+        put::short_str(out, addr);
     }
 }
 
@@ -100,16 +133,66 @@ pub fn decode_snapshot(data: &[u8]) -> Result<(BTreeMap<NodeId, String>, &[u8]),
         return Err(PayloadError::Malformed("not a node snapshot (bad magic)"));
     };
     let mut r = Reader::new(rest);
-    if r.u8()? != SNAPSHOT_VERSION {
-        return Err(PayloadError::Malformed("unsupported node snapshot version"));
-    }
-    let count = r.u32()?;
+    read_address_book(&mut r)
+        .map(|addresses| (addresses, r.rest()))
+        .map_err(|source| PayloadError::Field {
+            what: "node snapshot",
+            source,
+        })
+}
+
+fn read_address_book(r: &mut Reader<'_>) -> Result<BTreeMap<NodeId, String>, CodecError> {
+    let order = match r.version("node snapshot", SNAPSHOT_VERSIONS)? {
+        1 => Order::Big,
+        _ => Order::Little,
+    };
+    let count = order.u32(r.u32()?);
     let mut addresses = BTreeMap::new();
+    // No room is reserved: each address read must first find its bytes.
     for _ in 0..count {
-        let id = NodeId(r.u64()?);
-        addresses.insert(id, r.short_string()?);
+        let (id, addr) = read_address(r, order)?;
+        addresses.insert(id, addr);
     }
-    Ok((addresses, r.rest()))
+    Ok(addresses)
+}
+
+/// How a payload's integers were written: version 1 of the node's forms was big-endian.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Order {
+    Little,
+    Big,
+}
+
+impl Order {
+    /// `value` as the codec read it (little-endian), put right for this order.
+    fn u64(self, value: u64) -> u64 {
+        match self {
+            Order::Little => value,
+            Order::Big => value.swap_bytes(),
+        }
+    }
+
+    fn u32(self, value: u32) -> u32 {
+        match self {
+            Order::Little => value,
+            Order::Big => value.swap_bytes(),
+        }
+    }
+}
+
+/// An id and a peer address, written in `order`.
+fn read_address(r: &mut Reader<'_>, order: Order) -> Result<(NodeId, String), CodecError> {
+    let id = NodeId(order.u64(r.u64()?));
+    let addr = match order {
+        Order::Little => r.short_str("address", u16::MAX)?,
+        Order::Big => {
+            let len = r.u16()?.swap_bytes();
+            let at = r.offset();
+            std::str::from_utf8(r.take(usize::from(len))?)
+                .map_err(|_| CodecError::NotUtf8 { offset: at })?
+        }
+    };
+    Ok((id, addr.to_string()))
 }
 
 #[cfg(test)]
@@ -150,5 +233,68 @@ mod tests {
         assert_eq!(decode_snapshot(&bytes), Ok((addresses, &b"kv-bytes"[..])));
         assert!(decode_snapshot(b"SKNX").is_err());
         assert!(decode_snapshot(&bytes[..7]).is_err());
+    }
+
+    fn from_hex(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn todays_forms_are_little_endian_behind_their_tags() {
+        let address = MemberAddress {
+            id: NodeId(4),
+            addr: "h:1".into(),
+        };
+        assert_eq!(
+            address.encode(),
+            [0x81, 4, 0, 0, 0, 0, 0, 0, 0, 3, 0, b'h', b':', b'1']
+        );
+        let mut bytes = Vec::new();
+        put_snapshot_header(&BTreeMap::from([(NodeId(4), "h:1".into())]), &mut bytes);
+        assert_eq!(
+            bytes,
+            [
+                b'S', b'K', b'N', b'S', 2, 1, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 3, 0, b'h', b':',
+                b'1'
+            ]
+        );
+    }
+
+    #[test]
+    fn version_1_addresses_and_snapshots_still_read() {
+        // Written big-endian by the node before the shared codec, kept as hex.
+        let address = from_hex("800000000000000004000d31302e302e302e343a37313031");
+        assert_eq!(
+            Payload::decode(&address),
+            Ok(Payload::MemberAddress(MemberAddress {
+                id: NodeId(4),
+                addr: "10.0.0.4:7101".into(),
+            }))
+        );
+        let mut snapshot =
+            from_hex("534b4e53010000000200000000000000040003683a3100000000000000090000");
+        snapshot.extend_from_slice(b"kv-bytes");
+        let book = BTreeMap::from([(NodeId(4), "h:1".to_string()), (NodeId(9), String::new())]);
+        assert_eq!(decode_snapshot(&snapshot), Ok((book, &b"kv-bytes"[..])));
+    }
+
+    #[test]
+    fn an_unknown_snapshot_version_names_the_versions_read() {
+        assert_eq!(
+            decode_snapshot(b"SKNS\x03"),
+            Err(PayloadError::Field {
+                what: "node snapshot",
+                source: CodecError::UnsupportedVersion {
+                    what: "node snapshot",
+                    found: 3,
+                    supported: &[1, 2],
+                },
+            })
+        );
+        // A count no bytes back is refused without reserving room for it.
+        assert!(decode_snapshot(b"SKNS\x02\xff\xff\xff\xff").is_err());
     }
 }

@@ -1,14 +1,31 @@
 //! The messages nodes exchange, in binary: Raft's own, and the forwarding of client writes
 //! from a follower to the leader.
 //!
-//! Integers are fixed-width big-endian; byte strings and lists carry a `u32` length. The
-//! decoder checks every length against the bytes that remain before allocating, so a forged
-//! length cannot make it reserve memory the input could not fill, and malformed bytes give a
-//! [`WireError`], never a panic.
+//! Every frame on a peer connection opens with a header ([`encode_frame_header`],
+//! [`parse_frame_header`]): `length: u32 | version: u8 | cluster id: u64 | kind: u8`, where
+//! `length` counts the bytes after itself. The first frame's payload is a [`Hello`]; every
+//! later one is a [`PeerMessage`].
+//!
+//! All of it is written and read with [`skiff_codec`]: integers fixed-width little-endian,
+//! byte strings and lists behind a `u32` length, addresses behind a `u16` length. The reader
+//! checks every length against the bytes that remain before allocating, so a forged length
+//! cannot make it reserve memory the input could not fill, and malformed bytes give a
+//! [`WireError`] or a [`FrameError`], never a panic.
+//!
+//! [`WIRE_VERSION`] 2 is the little-endian form; version 1 was big-endian. A node of either
+//! version refuses the other's frames at the header, by version (this one) or by a length
+//! over its limit (a version-1 node reading little-endian lengths).
 
+use skiff_codec::{put, CodecError, Reader};
 use skiff_raft::{
     AppendResponse, Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, SnapshotMeta, Term,
 };
+
+/// The version of the peer wire: frame header, Hello and messages. Version 1 was big-endian.
+pub const WIRE_VERSION: u8 = 2;
+
+/// Bytes before a frame's payload: length, version, cluster id, kind.
+pub const FRAME_HEADER_BYTES: usize = 4 + 1 + 8 + 1;
 
 /// A message between two nodes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,37 +75,169 @@ impl PeerMessage {
     }
 }
 
-/// Why bytes are not a [`PeerMessage`].
+/// Why bytes are not a [`PeerMessage`] or a [`Hello`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
-    /// The bytes end before the message does.
-    #[error("message truncated at byte {offset}")]
-    Truncated {
-        /// Where the missing bytes should have started.
-        offset: usize,
+    /// The fields do not read: cut short, a length or count over what remains, an unknown
+    /// tag, a string that is not UTF-8, or bytes after the end.
+    #[error("malformed {what}: {source}")]
+    Malformed {
+        /// What was being read: `peer message` or `hello`.
+        what: &'static str,
+        /// What the codec refused.
+        source: CodecError,
     },
-    /// A tag has no meaning.
-    #[error("unknown {field} tag {tag} at byte {offset}")]
-    UnknownTag {
-        /// Which tag.
-        field: &'static str,
-        /// The value found.
-        tag: u8,
-        /// Where.
-        offset: usize,
+}
+
+/// Why a frame header is refused. The connection it came on is closed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The frame is larger than allowed.
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Its declared length.
+        len: usize,
+        /// The limit.
+        max: usize,
     },
-    /// Bytes remain after the message.
-    #[error("{count} bytes after the end of the message")]
-    TrailingBytes {
-        /// How many.
-        count: usize,
+    /// The frame is shorter than its header.
+    #[error("frame of {0} bytes is shorter than a header")]
+    TooShort(usize),
+    /// Another version of the wire (version 1 was big-endian).
+    #[error("frame version {0}, expected {WIRE_VERSION}")]
+    Version(u8),
+    /// A node of another cluster.
+    #[error("peer belongs to cluster {found:#x}, this node to {expected:#x}")]
+    WrongCluster {
+        /// The peer's cluster id.
+        found: u64,
+        /// Ours.
+        expected: u64,
     },
-    /// A string is not UTF-8.
-    #[error("string at byte {offset} is not UTF-8")]
-    NotUtf8 {
-        /// Where the string starts.
-        offset: usize,
-    },
+}
+
+/// A frame header that passed its checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// The bytes after the length field: the rest of the header and the payload.
+    pub len: usize,
+    /// What the payload is (the transport's kinds: Hello, message).
+    pub kind: u8,
+}
+
+impl FrameHeader {
+    /// The bytes the whole frame takes, length field included.
+    pub fn frame_bytes(&self) -> usize {
+        4 + self.len
+    }
+}
+
+/// Appends a frame header for a payload of `payload_len` bytes.
+///
+/// # Panics
+/// If the frame would be over `u32::MAX` bytes; frames are bounded far below that.
+pub fn encode_frame_header(out: &mut Vec<u8>, cluster_id: u64, kind: u8, payload_len: usize) {
+    let len = payload_len
+        .checked_add(FRAME_HEADER_BYTES - 4)
+        .and_then(|len| u32::try_from(len).ok())
+        .expect("a frame of at most u32::MAX bytes");
+    put::u32(out, len);
+    put::u8(out, WIRE_VERSION);
+    put::u64(out, cluster_id);
+    put::u8(out, kind);
+}
+
+/// Overwrites the length field of the frame header at `start`, once its payload (everything
+/// up to the end of `out`) is written: a payload encoded in place needs no length first.
+///
+/// # Panics
+/// If `out` does not hold a frame header at `start`, or the frame is over `u32::MAX` bytes.
+pub fn finish_frame(out: &mut [u8], start: usize) {
+    let len = out.len() - start - 4;
+    assert!(len >= FRAME_HEADER_BYTES - 4, "a frame header at {start}");
+    put::u32_at(
+        out,
+        start,
+        u32::try_from(len).expect("a frame of at most u32::MAX bytes"),
+    );
+}
+
+/// Checks the start of a frame as it arrives: `Ok(None)` while too few bytes are there to
+/// judge, `Ok(Some)` once the whole header is there and passed.
+///
+/// Refused, each as soon as its bytes arrive: another wire version (byte 5: an old node is
+/// told apart before its big-endian length is misread), a length over `max_frame_bytes` or
+/// under a header (bytes 1-4), another cluster (bytes 6-13). So a stranger is refused
+/// within the 14 header bytes, before any payload is waited for or buffered.
+pub fn parse_frame_header(
+    bytes: &[u8],
+    cluster_id: u64,
+    max_frame_bytes: usize,
+) -> Result<Option<FrameHeader>, FrameError> {
+    let mut r = Reader::new(bytes);
+    let (Ok(len), Ok(version)) = (r.u32(), r.u8()) else {
+        return Ok(None);
+    };
+    if version != WIRE_VERSION {
+        return Err(FrameError::Version(version));
+    }
+    let len = len as usize;
+    if len > max_frame_bytes {
+        return Err(FrameError::TooLarge {
+            len,
+            max: max_frame_bytes,
+        });
+    }
+    if len < FRAME_HEADER_BYTES - 4 {
+        return Err(FrameError::TooShort(len));
+    }
+    let (Ok(found), Ok(kind)) = (r.u64(), r.u8()) else {
+        return Ok(None);
+    };
+    if found != cluster_id {
+        return Err(FrameError::WrongCluster {
+            found,
+            expected: cluster_id,
+        });
+    }
+    Ok(Some(FrameHeader { len, kind }))
+}
+
+/// The payload of a connection's first frame: who is speaking, and the addresses it serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello<'a> {
+    /// The sender's id.
+    pub from: u64,
+    /// Its client address.
+    pub client_addr: &'a str,
+    /// Its HTTP address.
+    pub http_addr: &'a str,
+}
+
+impl Hello<'_> {
+    /// Appends the Hello's payload: the id, then the two addresses as short strings.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put::u64(out, self.from);
+        put::short_str(out, self.client_addr);
+        put::short_str(out, self.http_addr);
+    }
+
+    /// Decodes a Hello payload; `bytes` must hold exactly that payload. The addresses are
+    /// only read here: what they may be is the transport's to judge.
+    pub fn decode(bytes: &[u8]) -> Result<Hello<'_>, WireError> {
+        let malformed = |source| WireError::Malformed {
+            what: "hello",
+            source,
+        };
+        let mut r = Reader::new(bytes);
+        let hello = Hello {
+            from: r.u64().map_err(malformed)?,
+            client_addr: r.short_str("client address", u16::MAX).map_err(malformed)?,
+            http_addr: r.short_str("http address", u16::MAX).map_err(malformed)?,
+        };
+        r.finish().map_err(malformed)?;
+        Ok(hello)
+    }
 }
 
 mod tag {
@@ -120,7 +269,7 @@ mod tag {
 pub fn encode(message: &PeerMessage, out: &mut Vec<u8>) {
     match message {
         PeerMessage::Raft(message) => {
-            out.push(tag::RAFT);
+            put::u8(out, tag::RAFT);
             put_raft(message, out);
         }
         PeerMessage::Forward {
@@ -129,11 +278,11 @@ pub fn encode(message: &PeerMessage, out: &mut Vec<u8>) {
             id,
             request,
         } => {
-            out.push(tag::FORWARD);
-            put_u64(out, from.0);
-            put_u64(out, to.0);
-            put_u64(out, *id);
-            put_bytes(out, request);
+            put::u8(out, tag::FORWARD);
+            put::u64(out, from.0);
+            put::u64(out, to.0);
+            put::u64(out, *id);
+            put::bytes_u32(out, request);
         }
         PeerMessage::ForwardReply {
             from,
@@ -141,11 +290,11 @@ pub fn encode(message: &PeerMessage, out: &mut Vec<u8>) {
             id,
             reply,
         } => {
-            out.push(tag::FORWARD_REPLY);
-            put_u64(out, from.0);
-            put_u64(out, to.0);
-            put_u64(out, *id);
-            put_bytes(out, reply);
+            put::u8(out, tag::FORWARD_REPLY);
+            put::u64(out, from.0);
+            put::u64(out, to.0);
+            put::u64(out, *id);
+            put::bytes_u32(out, reply);
         }
     }
 }
@@ -153,56 +302,66 @@ pub fn encode(message: &PeerMessage, out: &mut Vec<u8>) {
 /// Decodes one message written by [`encode`]; `bytes` must hold exactly that message.
 pub fn decode(bytes: &[u8]) -> Result<PeerMessage, WireError> {
     let mut r = Reader::new(bytes);
-    let message = match r.u8()? {
-        tag::RAFT => PeerMessage::Raft(read_raft(&mut r)?),
+    read_message(&mut r)
+        .and_then(|message| {
+            r.finish()?;
+            Ok(message)
+        })
+        .map_err(|source| WireError::Malformed {
+            what: "peer message",
+            source,
+        })
+}
+
+fn read_message(r: &mut Reader<'_>) -> Result<PeerMessage, CodecError> {
+    Ok(match r.u8()? {
+        tag::RAFT => PeerMessage::Raft(read_raft(r)?),
         tag::FORWARD => PeerMessage::Forward {
             from: NodeId(r.u64()?),
             to: NodeId(r.u64()?),
             id: r.u64()?,
-            request: r.bytes()?,
+            request: r.bytes_u32()?.to_vec(),
         },
         tag::FORWARD_REPLY => PeerMessage::ForwardReply {
             from: NodeId(r.u64()?),
             to: NodeId(r.u64()?),
             id: r.u64()?,
-            reply: r.bytes()?,
+            reply: r.bytes_u32()?.to_vec(),
         },
-        other => return Err(r.unknown("message", other)),
-    };
-    r.finish()?;
-    Ok(message)
+        other => return Err(r.unknown_tag("message", other)),
+    })
 }
 
 fn put_raft(message: &Message, out: &mut Vec<u8>) {
-    put_u64(out, message.from.0);
-    put_u64(out, message.to.0);
-    put_u64(out, message.term.0);
+    put::u64(out, message.from.0);
+    put::u64(out, message.to.0);
+    put::u64(out, message.term.0);
     match &message.body {
         MessageBody::PreVote {
             last_log_index,
             last_log_term,
         } => {
-            out.push(tag::PRE_VOTE);
-            put_u64(out, last_log_index.0);
-            put_u64(out, last_log_term.0);
+            put::u8(out, tag::PRE_VOTE);
+            put::u64(out, last_log_index.0);
+            put::u64(out, last_log_term.0);
         }
         MessageBody::PreVoteResponse { reject } => {
-            out.push(tag::PRE_VOTE_RESPONSE);
-            out.push(u8::from(*reject));
+            put::u8(out, tag::PRE_VOTE_RESPONSE);
+            put::bool(out, *reject);
         }
         MessageBody::RequestVote {
             last_log_index,
             last_log_term,
             leadership_transfer,
         } => {
-            out.push(tag::REQUEST_VOTE);
-            put_u64(out, last_log_index.0);
-            put_u64(out, last_log_term.0);
-            out.push(u8::from(*leadership_transfer));
+            put::u8(out, tag::REQUEST_VOTE);
+            put::u64(out, last_log_index.0);
+            put::u64(out, last_log_term.0);
+            put::bool(out, *leadership_transfer);
         }
         MessageBody::RequestVoteResponse { reject } => {
-            out.push(tag::REQUEST_VOTE_RESPONSE);
-            out.push(u8::from(*reject));
+            put::u8(out, tag::REQUEST_VOTE_RESPONSE);
+            put::bool(out, *reject);
         }
         MessageBody::AppendEntries {
             prev_log_index,
@@ -211,89 +370,92 @@ fn put_raft(message: &Message, out: &mut Vec<u8>) {
             leader_commit,
             read_round,
         } => {
-            out.push(tag::APPEND_ENTRIES);
-            put_u64(out, prev_log_index.0);
-            put_u64(out, prev_log_term.0);
-            put_u64(out, leader_commit.0);
-            put_u64(out, *read_round);
-            put_u32(out, entries.len() as u32);
+            put::u8(out, tag::APPEND_ENTRIES);
+            put::u64(out, prev_log_index.0);
+            put::u64(out, prev_log_term.0);
+            put::u64(out, leader_commit.0);
+            put::u64(out, *read_round);
+            put::count_u32(out, entries.len());
             for entry in entries {
-                put_u64(out, entry.term.0);
-                put_u64(out, entry.index.0);
-                out.push(match entry.kind {
-                    EntryKind::Normal => tag::NORMAL,
-                    EntryKind::Noop => tag::NOOP,
-                    EntryKind::ConfChange => tag::CONF_CHANGE,
-                });
-                put_bytes(out, &entry.data);
+                put::u64(out, entry.term.0);
+                put::u64(out, entry.index.0);
+                put::u8(
+                    out,
+                    match entry.kind {
+                        EntryKind::Normal => tag::NORMAL,
+                        EntryKind::Noop => tag::NOOP,
+                        EntryKind::ConfChange => tag::CONF_CHANGE,
+                    },
+                );
+                put::bytes_u32(out, &entry.data);
             }
         }
         MessageBody::AppendEntriesResponse { read_round, result } => {
-            out.push(tag::APPEND_ENTRIES_RESPONSE);
-            put_u64(out, *read_round);
+            put::u8(out, tag::APPEND_ENTRIES_RESPONSE);
+            put::u64(out, *read_round);
             match result {
                 AppendResponse::Accepted { match_index } => {
-                    out.push(tag::ACCEPTED);
-                    put_u64(out, match_index.0);
+                    put::u8(out, tag::ACCEPTED);
+                    put::u64(out, match_index.0);
                 }
                 AppendResponse::Rejected {
                     rejected_index,
                     hint_index,
                     hint_term,
                 } => {
-                    out.push(tag::REJECTED);
-                    put_u64(out, rejected_index.0);
-                    put_u64(out, hint_index.0);
-                    put_u64(out, hint_term.0);
+                    put::u8(out, tag::REJECTED);
+                    put::u64(out, rejected_index.0);
+                    put::u64(out, hint_index.0);
+                    put::u64(out, hint_term.0);
                 }
             }
         }
-        MessageBody::TimeoutNow => out.push(tag::TIMEOUT_NOW),
+        MessageBody::TimeoutNow => put::u8(out, tag::TIMEOUT_NOW),
         MessageBody::InstallSnapshot {
             meta,
             offset,
             data,
             done,
         } => {
-            out.push(tag::INSTALL_SNAPSHOT);
-            put_u64(out, meta.index.0);
-            put_u64(out, meta.term.0);
+            put::u8(out, tag::INSTALL_SNAPSHOT);
+            put::u64(out, meta.index.0);
+            put::u64(out, meta.term.0);
             put_ids(out, &meta.voters);
             put_ids(out, &meta.voters_outgoing);
             put_ids(out, &meta.learners);
-            put_u64(out, *offset);
-            put_bytes(out, data);
-            out.push(u8::from(*done));
+            put::u64(out, *offset);
+            put::bytes_u32(out, data);
+            put::bool(out, *done);
         }
         MessageBody::InstallSnapshotResponse {
             index,
             next_offset,
             installed,
         } => {
-            out.push(tag::INSTALL_SNAPSHOT_RESPONSE);
-            put_u64(out, index.0);
-            put_u64(out, *next_offset);
-            out.push(u8::from(*installed));
+            put::u8(out, tag::INSTALL_SNAPSHOT_RESPONSE);
+            put::u64(out, index.0);
+            put::u64(out, *next_offset);
+            put::bool(out, *installed);
         }
         MessageBody::ReadIndex { ctx } => {
-            out.push(tag::READ_INDEX);
-            put_u64(out, *ctx);
+            put::u8(out, tag::READ_INDEX);
+            put::u64(out, *ctx);
         }
         MessageBody::ReadIndexResponse { ctx, index } => {
-            out.push(tag::READ_INDEX_RESPONSE);
-            put_u64(out, *ctx);
+            put::u8(out, tag::READ_INDEX_RESPONSE);
+            put::u64(out, *ctx);
             match index {
-                None => out.push(0),
+                None => put::u8(out, 0),
                 Some(index) => {
-                    out.push(1);
-                    put_u64(out, index.0);
+                    put::u8(out, 1);
+                    put::u64(out, index.0);
                 }
             }
         }
     }
 }
 
-fn read_raft(r: &mut Reader<'_>) -> Result<Message, WireError> {
+fn read_raft(r: &mut Reader<'_>) -> Result<Message, CodecError> {
     let from = NodeId(r.u64()?);
     let to = NodeId(r.u64()?);
     let term = Term(r.u64()?);
@@ -302,20 +464,24 @@ fn read_raft(r: &mut Reader<'_>) -> Result<Message, WireError> {
             last_log_index: LogIndex(r.u64()?),
             last_log_term: Term(r.u64()?),
         },
-        tag::PRE_VOTE_RESPONSE => MessageBody::PreVoteResponse { reject: r.bool()? },
+        tag::PRE_VOTE_RESPONSE => MessageBody::PreVoteResponse {
+            reject: r.bool("reject")?,
+        },
         tag::REQUEST_VOTE => MessageBody::RequestVote {
             last_log_index: LogIndex(r.u64()?),
             last_log_term: Term(r.u64()?),
-            leadership_transfer: r.bool()?,
+            leadership_transfer: r.bool("leadership transfer")?,
         },
-        tag::REQUEST_VOTE_RESPONSE => MessageBody::RequestVoteResponse { reject: r.bool()? },
+        tag::REQUEST_VOTE_RESPONSE => MessageBody::RequestVoteResponse {
+            reject: r.bool("reject")?,
+        },
         tag::APPEND_ENTRIES => {
             let prev_log_index = LogIndex(r.u64()?);
             let prev_log_term = Term(r.u64()?);
             let leader_commit = LogIndex(r.u64()?);
             let read_round = r.u64()?;
             // An entry takes at least 8 + 8 + 1 + 4 bytes.
-            let count = r.count(21)?;
+            let count = r.count_u32(21)?;
             let mut entries = Vec::with_capacity(count);
             for _ in 0..count {
                 let term = Term(r.u64()?);
@@ -324,9 +490,9 @@ fn read_raft(r: &mut Reader<'_>) -> Result<Message, WireError> {
                     tag::NORMAL => EntryKind::Normal,
                     tag::NOOP => EntryKind::Noop,
                     tag::CONF_CHANGE => EntryKind::ConfChange,
-                    other => return Err(r.unknown("entry kind", other)),
+                    other => return Err(r.unknown_tag("entry kind", other)),
                 };
-                let data = r.bytes()?;
+                let data = r.bytes_u32()?.to_vec();
                 entries.push(Entry {
                     term,
                     index,
@@ -353,7 +519,7 @@ fn read_raft(r: &mut Reader<'_>) -> Result<Message, WireError> {
                     hint_index: LogIndex(r.u64()?),
                     hint_term: Term(r.u64()?),
                 },
-                other => return Err(r.unknown("append result", other)),
+                other => return Err(r.unknown_tag("append result", other)),
             };
             MessageBody::AppendEntriesResponse { read_round, result }
         }
@@ -362,18 +528,18 @@ fn read_raft(r: &mut Reader<'_>) -> Result<Message, WireError> {
             meta: SnapshotMeta {
                 index: LogIndex(r.u64()?),
                 term: Term(r.u64()?),
-                voters: r.ids()?,
-                voters_outgoing: r.ids()?,
-                learners: r.ids()?,
+                voters: read_ids(r)?,
+                voters_outgoing: read_ids(r)?,
+                learners: read_ids(r)?,
             },
             offset: r.u64()?,
-            data: r.bytes()?,
-            done: r.bool()?,
+            data: r.bytes_u32()?.to_vec(),
+            done: r.bool("done")?,
         },
         tag::INSTALL_SNAPSHOT_RESPONSE => MessageBody::InstallSnapshotResponse {
             index: LogIndex(r.u64()?),
             next_offset: r.u64()?,
-            installed: r.bool()?,
+            installed: r.bool("installed")?,
         },
         tag::READ_INDEX => MessageBody::ReadIndex { ctx: r.u64()? },
         tag::READ_INDEX_RESPONSE => MessageBody::ReadIndexResponse {
@@ -381,10 +547,10 @@ fn read_raft(r: &mut Reader<'_>) -> Result<Message, WireError> {
             index: match r.u8()? {
                 0 => None,
                 1 => Some(LogIndex(r.u64()?)),
-                other => return Err(r.unknown("read index flag", other)),
+                other => return Err(r.unknown_tag("read index flag", other)),
             },
         },
-        other => return Err(r.unknown("raft message", other)),
+        other => return Err(r.unknown_tag("raft message", other)),
     };
     Ok(Message {
         from,
@@ -394,127 +560,16 @@ fn read_raft(r: &mut Reader<'_>) -> Result<Message, WireError> {
     })
 }
 
-pub(crate) fn put_u64(out: &mut Vec<u8>, value: u64) {
-    out.extend_from_slice(&value.to_be_bytes());
-}
-
-pub(crate) fn put_u32(out: &mut Vec<u8>, value: u32) {
-    out.extend_from_slice(&value.to_be_bytes());
-}
-
-/// A string of at most 65 535 bytes (an address): a `u16` length, then the bytes.
-pub(crate) fn put_short_string(out: &mut Vec<u8>, text: &str) {
-    out.extend_from_slice(&(text.len() as u16).to_be_bytes());
-    out.extend_from_slice(text.as_bytes());
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_u32(out, bytes.len() as u32);
-    out.extend_from_slice(bytes);
-}
-
 fn put_ids(out: &mut Vec<u8>, ids: &[NodeId]) {
-    put_u32(out, ids.len() as u32);
+    put::count_u32(out, ids.len());
     for id in ids {
-        put_u64(out, id.0);
+        put::u64(out, id.0);
     }
 }
 
-/// Reads the fixed-width big-endian fields written by the `put_*` functions, checking every
-/// length against the bytes that remain.
-pub(crate) struct Reader<'a> {
-    bytes: &'a [u8],
-    offset: usize,
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> Reader<'a> {
-        Reader { bytes, offset: 0 }
-    }
-
-    /// The bytes not read yet.
-    pub(crate) fn rest(self) -> &'a [u8] {
-        &self.bytes[self.offset..]
-    }
-
-    /// Fails unless every byte was read.
-    pub(crate) fn finish(&self) -> Result<(), WireError> {
-        match self.bytes.len() - self.offset {
-            0 => Ok(()),
-            count => Err(WireError::TrailingBytes { count }),
-        }
-    }
-
-    /// A string written by [`put_short_string`].
-    pub(crate) fn short_string(&mut self) -> Result<String, WireError> {
-        let offset = self.offset;
-        let len = self.take(2)?;
-        let len = u16::from_be_bytes([len[0], len[1]]) as usize;
-        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| WireError::NotUtf8 { offset })
-    }
-
-    fn take(&mut self, len: usize) -> Result<&'a [u8], WireError> {
-        if len > self.bytes.len() - self.offset {
-            return Err(WireError::Truncated {
-                offset: self.offset,
-            });
-        }
-        let slice = &self.bytes[self.offset..self.offset + len];
-        self.offset += len;
-        Ok(slice)
-    }
-
-    pub(crate) fn u8(&mut self) -> Result<u8, WireError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn bool(&mut self) -> Result<bool, WireError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            other => Err(self.unknown("boolean", other)),
-        }
-    }
-
-    pub(crate) fn u32(&mut self) -> Result<u32, WireError> {
-        let bytes = self.take(4)?;
-        Ok(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-    }
-
-    pub(crate) fn u64(&mut self) -> Result<u64, WireError> {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(self.take(8)?);
-        Ok(u64::from_be_bytes(word))
-    }
-
-    /// A list length, checked against the bytes left for items of at least `min_item_bytes`.
-    fn count(&mut self, min_item_bytes: usize) -> Result<usize, WireError> {
-        let count = self.u32()? as usize;
-        if count.saturating_mul(min_item_bytes) > self.bytes.len() - self.offset {
-            return Err(WireError::Truncated {
-                offset: self.offset,
-            });
-        }
-        Ok(count)
-    }
-
-    fn bytes(&mut self) -> Result<Vec<u8>, WireError> {
-        let len = self.u32()? as usize;
-        Ok(self.take(len)?.to_vec())
-    }
-
-    fn ids(&mut self) -> Result<Vec<NodeId>, WireError> {
-        let count = self.count(8)?;
-        (0..count).map(|_| Ok(NodeId(self.u64()?))).collect()
-    }
-
-    fn unknown(&self, field: &'static str, tag: u8) -> WireError {
-        WireError::UnknownTag {
-            field,
-            tag,
-            offset: self.offset.saturating_sub(1),
-        }
-    }
+fn read_ids(r: &mut Reader<'_>) -> Result<Vec<NodeId>, CodecError> {
+    let count = r.count_u32(8)?;
+    (0..count).map(|_| Ok(NodeId(r.u64()?))).collect()
 }
 
 #[cfg(test)]
@@ -652,15 +707,24 @@ mod tests {
         let mut bytes = Vec::new();
         encode(&raft(MessageBody::TimeoutNow), &mut bytes);
         bytes.push(0);
-        assert_eq!(decode(&bytes), Err(WireError::TrailingBytes { count: 1 }));
-        assert!(matches!(
-            decode(&[200]),
-            Err(WireError::UnknownTag {
-                field: "message",
-                tag: 200,
-                ..
+        assert_eq!(
+            decode(&bytes),
+            Err(WireError::Malformed {
+                what: "peer message",
+                source: CodecError::TrailingBytes { count: 1 }
             })
-        ));
+        );
+        assert_eq!(
+            decode(&[200]),
+            Err(WireError::Malformed {
+                what: "peer message",
+                source: CodecError::UnknownTag {
+                    field: "message",
+                    tag: 200,
+                    offset: 0
+                }
+            })
+        );
     }
 
     #[test]
@@ -677,8 +741,125 @@ mod tests {
             &mut bytes,
         );
         let count_at = bytes.len() - 4;
-        bytes[count_at..].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(matches!(decode(&bytes), Err(WireError::Truncated { .. })));
+        put::u32_at(&mut bytes, count_at, u32::MAX);
+        assert!(matches!(
+            decode(&bytes),
+            Err(WireError::Malformed {
+                source: CodecError::Truncated { .. },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn integers_travel_little_endian() {
+        let mut bytes = Vec::new();
+        encode(&raft(MessageBody::ReadIndex { ctx: 0x0102 }), &mut bytes);
+        // Tag, from 1, to 2, term 7, body tag, ctx.
+        let mut expected = vec![tag::RAFT, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0];
+        expected.extend_from_slice(&[7, 0, 0, 0, 0, 0, 0, 0, tag::READ_INDEX]);
+        expected.extend_from_slice(&[2, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(bytes, expected);
+    }
+
+    fn frame(cluster_id: u64, kind: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame_header(&mut out, cluster_id, kind, payload.len());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn a_frame_header_is_judged_as_its_bytes_arrive() {
+        let bytes = frame(9, 1, b"payload");
+        assert_eq!(bytes.len(), FRAME_HEADER_BYTES + 7);
+        for cut in 0..FRAME_HEADER_BYTES {
+            assert_eq!(
+                parse_frame_header(&bytes[..cut], 9, 1024),
+                Ok(None),
+                "{cut}"
+            );
+        }
+        let header = parse_frame_header(&bytes, 9, 1024).unwrap().unwrap();
+        assert_eq!(header, FrameHeader { len: 17, kind: 1 });
+        assert_eq!(header.frame_bytes(), bytes.len());
+
+        // A frame whose payload was written in place, its length filled in after.
+        let mut in_place = Vec::new();
+        encode_frame_header(&mut in_place, 9, 1, 0);
+        in_place.extend_from_slice(b"payload");
+        finish_frame(&mut in_place, 0);
+        assert_eq!(in_place, bytes);
+    }
+
+    #[test]
+    fn foreign_frames_are_refused_within_the_header() {
+        let bytes = frame(9, 1, &[0; 100]);
+        assert_eq!(
+            parse_frame_header(&bytes, 10, 1024),
+            Err(FrameError::WrongCluster {
+                found: 9,
+                expected: 10
+            })
+        );
+        assert_eq!(
+            parse_frame_header(&bytes[..5], 9, 64),
+            Err(FrameError::TooLarge { len: 110, max: 64 })
+        );
+        let mut short = bytes.clone();
+        put::u32_at(&mut short, 0, 3);
+        assert_eq!(
+            parse_frame_header(&short[..5], 9, 64),
+            Err(FrameError::TooShort(3))
+        );
+        // A version-1 node's header: a big-endian length, then version 1 — refused by its
+        // version as soon as the fifth byte arrives, before its length is misread.
+        let mut old = (10u32 + 100).to_be_bytes().to_vec();
+        old.push(1);
+        old.extend_from_slice(&9u64.to_be_bytes());
+        assert_eq!(
+            parse_frame_header(&old, 9, 1024),
+            Err(FrameError::Version(1))
+        );
+        assert_eq!(
+            parse_frame_header(&old, 9, 1024).unwrap_err().to_string(),
+            "frame version 1, expected 2"
+        );
+        assert_eq!(
+            parse_frame_header(b"GET / HTTP/1.1\r\n", 9, 1 << 20),
+            Err(FrameError::Version(b'/'))
+        );
+    }
+
+    #[test]
+    fn hellos_round_trip_and_refuse_garbage() {
+        let hello = Hello {
+            from: 3,
+            client_addr: "127.0.0.1:7001",
+            http_addr: "[::1]:7201",
+        };
+        let mut bytes = Vec::new();
+        hello.encode(&mut bytes);
+        assert_eq!(Hello::decode(&bytes), Ok(hello));
+        for cut in 0..bytes.len() {
+            assert!(Hello::decode(&bytes[..cut]).is_err(), "{cut}");
+        }
+        bytes.push(0);
+        assert!(matches!(
+            Hello::decode(&bytes),
+            Err(WireError::Malformed {
+                what: "hello",
+                source: CodecError::TrailingBytes { count: 1 }
+            })
+        ));
+        let not_utf8 = [3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0xff, 0, 0];
+        assert!(matches!(
+            Hello::decode(&not_utf8),
+            Err(WireError::Malformed {
+                source: CodecError::NotUtf8 { offset: 10 },
+                ..
+            })
+        ));
     }
 
     proptest! {

@@ -2,7 +2,9 @@
 //! frame with bytes flipped, cut, inserted or a length forged — `wire::decode` returns a
 //! message or a `WireError` and never panics; `validate` never panics on what it returns;
 //! a frame that decodes is the exact encoding of the message it decodes to (the codec is
-//! canonical), and every generated message round-trips.
+//! canonical), and every generated message round-trips. The same holds for a frame header
+//! and a Hello: garbage is refused with a typed error, a whole header that passes names a
+//! length within the limit, and a Hello that decodes is the exact encoding of itself.
 //!
 //! `SKIFF_FUZZ_CASES` (or `SKIFF_FUZZ_CASES_WIRE`) sets the number of cases of each target.
 
@@ -74,7 +76,7 @@ fn mutate(frame: &mut Vec<u8>, mutation: &Mutation) {
         Mutation::Insert { at, byte } => frame.insert(at % (len + 1), byte),
         Mutation::Length { at, len: forged } if len >= 4 => {
             let at = at % (len - 3);
-            frame[at..at + 4].copy_from_slice(&forged.to_be_bytes());
+            skiff_codec::put::u32_at(frame, at, forged);
         }
         _ => {}
     }
@@ -121,5 +123,43 @@ proptest! {
             mutate(&mut frame, mutation);
         }
         decode_checked(&frame)?;
+    }
+
+    #[test]
+    fn frame_headers_and_hellos_are_judged_without_panicking(
+        bytes in prop::collection::vec(any::<u8>(), 0..64),
+        max_frame_bytes in 0usize..4096,
+    ) {
+        if let Ok(Some(header)) = wire::parse_frame_header(&bytes, 9, max_frame_bytes) {
+            prop_assert!(bytes.len() >= wire::FRAME_HEADER_BYTES);
+            prop_assert!(header.len <= max_frame_bytes);
+            prop_assert!(header.len >= wire::FRAME_HEADER_BYTES - 4);
+        }
+        if let Ok(hello) = wire::Hello::decode(&bytes) {
+            let mut again = Vec::new();
+            hello.encode(&mut again);
+            prop_assert_eq!(&again[..], &bytes[..], "the Hello's form is canonical");
+        }
+    }
+
+    #[test]
+    fn a_forged_frame_length_is_refused_unless_it_is_within_the_limit(
+        forged_len in prop_oneof![Just(u32::MAX), 0u32..64, 0u32..8192],
+        kind in any::<u8>(),
+        max_frame_bytes in 16usize..4096,
+    ) {
+        let mut header = Vec::new();
+        wire::encode_frame_header(&mut header, 9, kind, 0);
+        skiff_codec::put::u32_at(&mut header, 0, forged_len);
+        let len = forged_len as usize;
+        match wire::parse_frame_header(&header, 9, max_frame_bytes) {
+            Ok(Some(parsed)) => {
+                prop_assert_eq!(parsed, wire::FrameHeader { len, kind });
+                prop_assert!((wire::FRAME_HEADER_BYTES - 4..=max_frame_bytes).contains(&len));
+            }
+            Err(wire::FrameError::TooLarge { .. }) => prop_assert!(len > max_frame_bytes),
+            Err(wire::FrameError::TooShort(_)) => prop_assert!(len < wire::FRAME_HEADER_BYTES - 4),
+            other => prop_assert!(false, "unexpected {:?}", other),
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! TCP between nodes.
 //!
-//! Every frame is `length: u32 | version: u8 | cluster id: u64 | kind: u8 | payload`, all
-//! big-endian, where `length` counts the bytes after itself. A connection opens with a
+//! Every frame is `length: u32 | version: u8 | cluster id: u64 | kind: u8 | payload` (see
+//! [`skiff_node::wire`]), `length` counting the bytes after itself. A connection opens with a
 //! `Hello` frame naming the sender and the client and HTTP addresses it serves; every later
 //! frame carries one [`PeerMessage`]. A frame of another version or cluster, a frame over the
 //! size limit, or bytes that do not decode close the connection and are logged; the node
@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BytesMut};
 use skiff_node::{wire, PeerMessage};
 use skiff_raft::NodeId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,10 +33,6 @@ use crate::driver::Input;
 use crate::metrics::Metrics;
 use crate::shared::{Advertised, Shared};
 
-/// The frame format version.
-pub const FRAME_VERSION: u8 = 1;
-/// Bytes before a frame's payload: length, version, cluster id, kind.
-const HEADER_BYTES: usize = 4 + 1 + 8 + 1;
 /// Messages queued per peer before new ones are dropped.
 pub const PEER_QUEUE: usize = 4096;
 /// The largest frame a peer may send by default: every message fits in the core's 1 MiB
@@ -63,28 +59,9 @@ pub enum FrameError {
     /// The connection failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
-    /// The frame is larger than allowed.
-    #[error("frame of {len} bytes exceeds the limit of {max}")]
-    TooLarge {
-        /// Its declared length.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// The frame is shorter than its header.
-    #[error("frame of {0} bytes is shorter than a header")]
-    TooShort(usize),
-    /// Another frame format.
-    #[error("frame version {0}, expected {FRAME_VERSION}")]
-    Version(u8),
-    /// A node of another cluster.
-    #[error("peer belongs to cluster {found:#x}, this node to {expected:#x}")]
-    WrongCluster {
-        /// The peer's cluster id.
-        found: u64,
-        /// Ours.
-        expected: u64,
-    },
+    /// The frame header is refused: too large or short, another version or cluster.
+    #[error(transparent)]
+    Header(#[from] wire::FrameError),
     /// Not the frame expected here.
     #[error("unexpected frame kind {0}")]
     Kind(u8),
@@ -106,26 +83,20 @@ pub struct Hello {
 
 fn put_frame(out: &mut Vec<u8>, cluster_id: u64, kind: u8, payload: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
-    out.put_u32(0);
-    out.put_u8(FRAME_VERSION);
-    out.put_u64(cluster_id);
-    out.put_u8(kind);
+    wire::encode_frame_header(out, cluster_id, kind, 0);
     payload(out);
-    let len = (out.len() - start - 4) as u32;
-    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
-}
-
-fn put_str(out: &mut Vec<u8>, text: &str) {
-    out.put_u16(text.len() as u16);
-    out.put_slice(text.as_bytes());
+    wire::finish_frame(out, start);
 }
 
 /// Appends a Hello frame.
 pub fn put_hello(out: &mut Vec<u8>, cluster_id: u64, hello: &Hello) {
     put_frame(out, cluster_id, kind::HELLO, |out| {
-        out.put_u64(hello.from);
-        put_str(out, &hello.client_addr);
-        put_str(out, &hello.http_addr);
+        wire::Hello {
+            from: hello.from,
+            client_addr: &hello.client_addr,
+            http_addr: &hello.http_addr,
+        }
+        .encode(out)
     });
 }
 
@@ -144,38 +115,13 @@ async fn read_frame(
     max_frame_bytes: usize,
 ) -> Result<Option<(u8, BytesMut)>, FrameError> {
     loop {
-        if buf.len() >= 4 {
-            let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-            if len > max_frame_bytes {
-                return Err(FrameError::TooLarge {
-                    len,
-                    max: max_frame_bytes,
-                });
-            }
-            if len < HEADER_BYTES - 4 {
-                return Err(FrameError::TooShort(len));
-            }
-        }
-        if buf.len() >= HEADER_BYTES {
-            let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-            // Checked before the payload is waited for: bytes from elsewhere are refused
-            // after 14 of them.
-            let version = buf[4];
-            if version != FRAME_VERSION {
-                return Err(FrameError::Version(version));
-            }
-            let found = u64::from_be_bytes(buf[5..13].try_into().expect("8 bytes"));
-            if found != cluster_id {
-                return Err(FrameError::WrongCluster {
-                    found,
-                    expected: cluster_id,
-                });
-            }
-            if buf.len() >= 4 + len {
-                let mut frame = buf.split_to(4 + len);
-                frame.advance(HEADER_BYTES - 1);
-                let kind = frame.get_u8();
-                return Ok(Some((kind, frame)));
+        // Checked before the payload is waited for: bytes from elsewhere are refused
+        // within 14 of them.
+        if let Some(header) = wire::parse_frame_header(buf, cluster_id, max_frame_bytes)? {
+            if buf.len() >= header.frame_bytes() {
+                let mut frame = buf.split_to(header.frame_bytes());
+                frame.advance(wire::FRAME_HEADER_BYTES);
+                return Ok(Some((header.kind, frame)));
             }
         }
         if stream.read_buf(buf).await? == 0 {
@@ -188,25 +134,9 @@ async fn read_frame(
     }
 }
 
-fn parse_hello(mut payload: BytesMut) -> Result<Hello, FrameError> {
-    let bad = || FrameError::Payload("truncated hello".into());
-    if payload.len() < 8 {
-        return Err(bad());
-    }
-    let from = payload.get_u64();
-    let string = |payload: &mut BytesMut| -> Result<String, FrameError> {
-        if payload.len() < 2 {
-            return Err(bad());
-        }
-        let len = payload.get_u16() as usize;
-        if payload.len() < len {
-            return Err(bad());
-        }
-        String::from_utf8(payload.split_to(len).to_vec())
-            .map_err(|_| FrameError::Payload("address is not UTF-8".into()))
-    };
-    let client_addr = string(&mut payload)?;
-    let http_addr = string(&mut payload)?;
+fn parse_hello(payload: BytesMut) -> Result<Hello, FrameError> {
+    let hello = wire::Hello::decode(&payload).map_err(|e| FrameError::Payload(e.to_string()))?;
+    let (from, client_addr, http_addr) = (hello.from, hello.client_addr, hello.http_addr);
     if from == 0 {
         return Err(FrameError::Payload("hello from node id 0".into()));
     }
@@ -220,13 +150,10 @@ fn parse_hello(mut payload: BytesMut) -> Result<Hello, FrameError> {
             )));
         }
     }
-    if !payload.is_empty() {
-        return Err(FrameError::Payload("bytes after the hello".into()));
-    }
     Ok(Hello {
         from,
-        client_addr,
-        http_addr,
+        client_addr: client_addr.to_string(),
+        http_addr: http_addr.to_string(),
     })
 }
 
@@ -475,10 +402,10 @@ mod tests {
         put_message(&mut out, 9, &heartbeat());
         assert!(matches!(
             read_all(&out, 10, 1 << 20).await,
-            Err(FrameError::WrongCluster {
+            Err(FrameError::Header(wire::FrameError::WrongCluster {
                 found: 9,
                 expected: 10
-            })
+            }))
         ));
     }
 
@@ -488,15 +415,17 @@ mod tests {
         put_message(&mut out, 9, &heartbeat());
         assert!(matches!(
             read_all(&out, 9, 8).await,
-            Err(FrameError::TooLarge { .. })
+            Err(FrameError::Header(wire::FrameError::TooLarge { .. }))
         ));
         assert!(matches!(
             read_all(b"GET / HTTP/1.1\r\n\r\n", 9, 1 << 20).await,
-            Err(FrameError::TooLarge { .. } | FrameError::Version(_))
+            Err(FrameError::Header(
+                wire::FrameError::TooLarge { .. } | wire::FrameError::Version(_)
+            ))
         ));
         assert!(matches!(
-            read_all(&[0, 0, 0, 1, 1], 9, 1 << 20).await,
-            Err(FrameError::TooShort(1))
+            read_all(&[1, 0, 0, 0, wire::WIRE_VERSION], 9, 1 << 20).await,
+            Err(FrameError::Header(wire::FrameError::TooShort(1)))
         ));
         let mut truncated = Vec::new();
         put_message(&mut truncated, 9, &heartbeat());

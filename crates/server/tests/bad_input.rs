@@ -85,11 +85,11 @@ fn garbage_and_foreign_clusters_on_the_peer_port_are_refused_and_logged() {
     exchange(peer, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     // A well-formed hello from a node of another cluster.
     let mut hello = Vec::new();
-    hello.extend_from_slice(&(1u32 + 8 + 1 + 8 + 2 + 2).to_be_bytes());
-    hello.push(1); // frame version
-    hello.extend_from_slice(&0xdead_beefu64.to_be_bytes()); // another cluster
+    hello.extend_from_slice(&(1u32 + 8 + 1 + 8 + 2 + 2).to_le_bytes());
+    hello.push(skiff_node::wire::WIRE_VERSION);
+    hello.extend_from_slice(&0xdead_beefu64.to_le_bytes()); // another cluster
     hello.push(0); // hello
-    hello.extend_from_slice(&9u64.to_be_bytes());
+    hello.extend_from_slice(&9u64.to_le_bytes());
     hello.extend_from_slice(&[0, 0, 0, 0]);
     exchange(peer, &hello);
     // A frame from an unsupported version.

@@ -413,18 +413,18 @@ fn an_idle_client_is_disconnected_when_a_timeout_is_set() {
 
 /// A frame as a peer sends it: `length | version | cluster id | kind | payload`.
 fn frame(cluster_id: u64, kind: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = ((1 + 8 + 1 + payload.len()) as u32).to_be_bytes().to_vec();
-    out.push(1);
-    out.extend_from_slice(&cluster_id.to_be_bytes());
+    let mut out = ((1 + 8 + 1 + payload.len()) as u32).to_le_bytes().to_vec();
+    out.push(skiff_node::wire::WIRE_VERSION);
+    out.extend_from_slice(&cluster_id.to_le_bytes());
     out.push(kind);
     out.extend_from_slice(payload);
     out
 }
 
 fn hello(cluster_id: u64, from: u64, client_addr: &str, http_addr: &str) -> Vec<u8> {
-    let mut payload = from.to_be_bytes().to_vec();
+    let mut payload = from.to_le_bytes().to_vec();
     for text in [client_addr, http_addr] {
-        payload.extend_from_slice(&(text.len() as u16).to_be_bytes());
+        payload.extend_from_slice(&(text.len() as u16).to_le_bytes());
         payload.extend_from_slice(text.as_bytes());
     }
     frame(cluster_id, 0, &payload)
@@ -603,9 +603,9 @@ fn strangers_on_the_peer_port_cannot_make_a_node_hold_memory() {
     let mut strangers = Vec::new();
     for _ in 0..100 {
         if let Ok(mut stream) = TcpStream::connect(peer) {
-            let mut header = (4u32 * 1024 * 1024).to_be_bytes().to_vec();
-            header.push(1);
-            header.extend_from_slice(&0x5eed_u64.to_be_bytes());
+            let mut header = (4u32 * 1024 * 1024).to_le_bytes().to_vec();
+            header.push(skiff_node::wire::WIRE_VERSION);
+            header.extend_from_slice(&0x5eed_u64.to_le_bytes());
             header.push(1);
             let _ = stream.write_all(&header);
             let _ = stream.write_all(&vec![0u8; 64 * 1024]);

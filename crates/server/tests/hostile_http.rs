@@ -202,16 +202,16 @@ fn a_page_of_another_origin_can_neither_write_nor_reconfigure() {
 /// to its peer port, and returns the connection (kept open so that it stays the latest).
 fn forge_hello(to: SocketAddr, cluster_id: u64, from: u64, http_addr: &str) -> TcpStream {
     let mut payload = Vec::new();
-    payload.extend_from_slice(&from.to_be_bytes());
+    payload.extend_from_slice(&from.to_le_bytes());
     for text in ["127.0.0.1:1", http_addr] {
-        payload.extend_from_slice(&(text.len() as u16).to_be_bytes());
+        payload.extend_from_slice(&(text.len() as u16).to_le_bytes());
         payload.extend_from_slice(text.as_bytes());
     }
     let mut frame = Vec::new();
     let len = (1 + 8 + 1 + payload.len()) as u32;
-    frame.extend_from_slice(&len.to_be_bytes());
-    frame.push(1); // frame version
-    frame.extend_from_slice(&cluster_id.to_be_bytes());
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.push(skiff_node::wire::WIRE_VERSION);
+    frame.extend_from_slice(&cluster_id.to_le_bytes());
     frame.push(0); // Hello
     frame.extend_from_slice(&payload);
     let mut stream = TcpStream::connect(to).expect("peer port");

@@ -19,6 +19,7 @@
 //! anywhere in `type` or the payload is caught by CRC-32C, which detects every error burst of
 //! up to 32 bits. Decoding never panics: garbage yields a [`RecordError`].
 
+use skiff_codec::{put, CodecError, Reader};
 use skiff_raft::{Entry, EntryKind, HardState, LogIndex, NodeId, Term};
 
 /// Bytes before the record type: `len` and `crc`.
@@ -147,7 +148,16 @@ pub enum RecordError {
         /// The type byte, without the batch flag.
         type_byte: u8,
     },
-    /// The payload does not fit its type.
+    /// The payload's fields do not read (cut short, an unknown tag, an unsupported
+    /// version, bytes after the last field).
+    #[error("malformed {record} record: {source}")]
+    Payload {
+        /// The record type.
+        record: &'static str,
+        /// What the codec refused.
+        source: CodecError,
+    },
+    /// The payload reads but does not fit its type.
     #[error("malformed {record} record: {reason}")]
     Malformed {
         /// The record type.
@@ -169,11 +179,11 @@ pub fn encode(record: &Record, ends_batch: bool, out: &mut Vec<u8>) -> Result<us
     match record {
         Record::SegmentHeader(header) => frame(TYPE_SEGMENT_HEADER, ends_batch, out, |out| {
             out.extend_from_slice(&MAGIC);
-            out.extend_from_slice(&VERSION.to_le_bytes());
-            put_u64(out, header.cluster_id);
-            put_u64(out, header.first_index.0);
-            put_u64(out, header.log_start.index.0);
-            put_u64(out, header.log_start.term.0);
+            put::u16(out, VERSION);
+            put::u64(out, header.cluster_id);
+            put::u64(out, header.first_index.0);
+            put::u64(out, header.log_start.index.0);
+            put::u64(out, header.log_start.term.0);
             put_hard_state(out, &header.hard_state);
         }),
         Record::Entry(entry) => encode_entry(entry, ends_batch, out),
@@ -184,9 +194,9 @@ pub fn encode(record: &Record, ends_batch: bool, out: &mut Vec<u8>) -> Result<us
             start,
             keeps_later_entries,
         } => frame(TYPE_LOG_START, ends_batch, out, |out| {
-            put_u64(out, start.index.0);
-            put_u64(out, start.term.0);
-            out.push(u8::from(*keeps_later_entries));
+            put::u64(out, start.index.0);
+            put::u64(out, start.term.0);
+            put::bool(out, *keeps_later_entries);
         }),
     }
 }
@@ -197,19 +207,24 @@ pub fn encode_entry(
     ends_batch: bool,
     out: &mut Vec<u8>,
 ) -> Result<usize, RecordError> {
-    let data_len = u32::try_from(entry.data.len()).map_err(|_| RecordError::TooLarge {
-        len_bytes: entry.data.len() as u64,
-    })?;
-    frame(TYPE_ENTRY, ends_batch, out, |out| {
-        put_u64(out, entry.term.0);
-        put_u64(out, entry.index.0);
-        out.push(match entry.kind {
-            EntryKind::Normal => 0,
-            EntryKind::Noop => 1,
-            EntryKind::ConfChange => 2,
+    if entry.data.len() as u64 > u64::from(MAX_RECORD_BYTES) {
+        return Err(RecordError::TooLarge {
+            len_bytes: entry.data.len() as u64,
         });
-        out.extend_from_slice(&data_len.to_le_bytes());
-        out.extend_from_slice(&entry.data);
+    }
+    out.reserve(ENTRY_RECORD_OVERHEAD_BYTES as usize + entry.data.len());
+    frame(TYPE_ENTRY, ends_batch, out, |out| {
+        put::u64(out, entry.term.0);
+        put::u64(out, entry.index.0);
+        put::u8(
+            out,
+            match entry.kind {
+                EntryKind::Normal => 0,
+                EntryKind::Noop => 1,
+                EntryKind::ConfChange => 2,
+            },
+        );
+        put::bytes_u32(out, &entry.data);
     })
 }
 
@@ -222,7 +237,7 @@ fn frame(
 ) -> Result<usize, RecordError> {
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
-    out.push(type_byte | if ends_batch { ENDS_BATCH } else { 0 });
+    put::u8(out, type_byte | if ends_batch { ENDS_BATCH } else { 0 });
     put_payload(out);
     let body = &out[start + FRAME_HEADER_BYTES..];
     let len = match u32::try_from(body.len()) {
@@ -234,8 +249,8 @@ fn frame(
         }
     };
     let crc = crc32c::crc32c(body);
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    put::u32_at(out, start, len);
+    put::u32_at(out, start + 4, crc);
     Ok(out.len() - start)
 }
 
@@ -251,21 +266,20 @@ pub fn decode_without_data(bytes: &[u8]) -> Result<Decoded, RecordError> {
 }
 
 fn decode_record(bytes: &[u8], with_data: bool) -> Result<Decoded, RecordError> {
-    let header = bytes
-        .get(..FRAME_HEADER_BYTES)
-        .ok_or(RecordError::Truncated {
+    let mut frame = Reader::new(bytes);
+    let (Ok(len), Ok(stored)) = (frame.u32(), frame.u32()) else {
+        return Err(RecordError::Truncated {
             needed_bytes: FRAME_HEADER_BYTES as u64,
             available_bytes: bytes.len() as u64,
-        })?;
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-    let stored = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        });
+    };
     if len == 0 || len > MAX_RECORD_BYTES {
         return Err(RecordError::BadLength { len });
     }
     let frame_bytes = FRAME_HEADER_BYTES + len as usize;
-    let body = bytes
-        .get(FRAME_HEADER_BYTES..frame_bytes)
-        .ok_or(RecordError::Truncated {
+    let body = frame
+        .take(len as usize)
+        .map_err(|_| RecordError::Truncated {
             needed_bytes: frame_bytes as u64,
             available_bytes: bytes.len() as u64,
         })?;
@@ -273,45 +287,78 @@ fn decode_record(bytes: &[u8], with_data: bool) -> Result<Decoded, RecordError> 
     if computed != stored {
         return Err(RecordError::BadChecksum { stored, computed });
     }
-    let (type_byte, payload) = match body.split_first() {
-        Some((type_byte, payload)) => (*type_byte, payload),
-        None => return Err(RecordError::BadLength { len }),
-    };
+    let mut reader = Reader::new(body);
+    let type_byte = reader.u8().map_err(|_| RecordError::BadLength { len })?;
     let ends_batch = type_byte & ENDS_BATCH != 0;
     let type_byte = type_byte & !ENDS_BATCH;
-    let mut reader = Reader {
-        bytes: payload,
-        record: Record::name(type_byte),
-    };
-    let record = match type_byte {
+    let record = read_payload(&mut reader, type_byte, with_data)
+        .and_then(|record| {
+            reader.finish()?;
+            Ok(record)
+        })
+        .map_err(|error| match error {
+            PayloadError::Codec(source) => RecordError::Payload {
+                record: Record::name(type_byte),
+                source,
+            },
+            PayloadError::Malformed(reason) => RecordError::Malformed {
+                record: Record::name(type_byte),
+                reason,
+            },
+            PayloadError::UnknownType => RecordError::UnknownType { type_byte },
+        })?;
+    Ok(Decoded {
+        record,
+        ends_batch,
+        frame_bytes,
+    })
+}
+
+/// Why a payload does not read as its type, before the record type is named.
+enum PayloadError {
+    Codec(CodecError),
+    Malformed(&'static str),
+    UnknownType,
+}
+
+impl From<CodecError> for PayloadError {
+    fn from(error: CodecError) -> PayloadError {
+        PayloadError::Codec(error)
+    }
+}
+
+/// The record of `type_byte` whose payload `r` holds (after the type byte).
+fn read_payload(
+    r: &mut Reader<'_>,
+    type_byte: u8,
+    with_data: bool,
+) -> Result<Record, PayloadError> {
+    Ok(match type_byte {
         TYPE_SEGMENT_HEADER => {
-            if reader.take(MAGIC.len())? != MAGIC {
-                return Err(reader.malformed("bad magic"));
+            if r.take(MAGIC.len())? != MAGIC {
+                return Err(PayloadError::Malformed("bad magic"));
             }
-            if reader.u16()? != VERSION {
-                return Err(reader.malformed("unsupported version"));
-            }
+            r.version_u16("segment", &[VERSION])?;
             Record::SegmentHeader(SegmentHeader {
-                cluster_id: reader.u64()?,
-                first_index: LogIndex(reader.u64()?),
+                cluster_id: r.u64()?,
+                first_index: LogIndex(r.u64()?),
                 log_start: LogStart {
-                    index: LogIndex(reader.u64()?),
-                    term: Term(reader.u64()?),
+                    index: LogIndex(r.u64()?),
+                    term: Term(r.u64()?),
                 },
-                hard_state: reader.hard_state()?,
+                hard_state: read_hard_state(r)?,
             })
         }
         TYPE_ENTRY => {
-            let term = Term(reader.u64()?);
-            let index = LogIndex(reader.u64()?);
-            let kind = match reader.u8()? {
+            let term = Term(r.u64()?);
+            let index = LogIndex(r.u64()?);
+            let kind = match r.u8()? {
                 0 => EntryKind::Normal,
                 1 => EntryKind::Noop,
                 2 => EntryKind::ConfChange,
-                _ => return Err(reader.malformed("unknown entry kind")),
+                tag => return Err(r.unknown_tag("entry kind", tag).into()),
             };
-            let data_len = reader.u32()? as usize;
-            let data = reader.take(data_len)?;
+            let data = r.bytes_u32()?;
             let data = if with_data { data.to_vec() } else { Vec::new() };
             Record::Entry(Entry {
                 term,
@@ -320,23 +367,15 @@ fn decode_record(bytes: &[u8], with_data: bool) -> Result<Decoded, RecordError> 
                 data,
             })
         }
-        TYPE_HARD_STATE => Record::HardState(reader.hard_state()?),
+        TYPE_HARD_STATE => Record::HardState(read_hard_state(r)?),
         TYPE_LOG_START => Record::LogStart {
             start: LogStart {
-                index: LogIndex(reader.u64()?),
-                term: Term(reader.u64()?),
+                index: LogIndex(r.u64()?),
+                term: Term(r.u64()?),
             },
-            keeps_later_entries: reader.flag()?,
+            keeps_later_entries: r.bool("keeps later entries")?,
         },
-        _ => return Err(RecordError::UnknownType { type_byte }),
-    };
-    if !reader.bytes.is_empty() {
-        return Err(reader.malformed("trailing bytes after the payload"));
-    }
-    Ok(Decoded {
-        record,
-        ends_batch,
-        frame_bytes,
+        _ => return Err(PayloadError::UnknownType),
     })
 }
 
@@ -363,7 +402,7 @@ pub fn check_torn_prefix(bytes: &[u8], first_in_segment: bool) -> Result<(), &'s
     len_field[..known].copy_from_slice(&bytes[..known]);
     // A prefix shorter than the length field reads its missing high bytes as zeros, which
     // only makes the length smaller: a zero or impossible length is never a prefix.
-    let len = u32::from_le_bytes(len_field);
+    let len = Reader::new(&len_field).u32().unwrap_or(0);
     if len == 0 {
         return Err("non-zero bytes follow a zero record length");
     }
@@ -402,8 +441,8 @@ pub fn check_torn_prefix(bytes: &[u8], first_in_segment: bool) -> Result<(), &'s
             }
             // The data length is the last fixed field: once written, it fixes the length.
             let data_len_at = (ENTRY_FIXED_BYTES - 4) as usize;
-            if let Some(field) = payload.get(data_len_at..data_len_at + 4) {
-                let data_len = u32::from_le_bytes([field[0], field[1], field[2], field[3]]);
+            let mut fields = Reader::new(payload.get(data_len_at..).unwrap_or_default());
+            if let Ok(data_len) = fields.u32() {
                 if payload_len != ENTRY_FIXED_BYTES + u64::from(data_len) {
                     return Err("an entry record whose length disagrees with its data length");
                 }
@@ -426,90 +465,31 @@ pub fn entry_record_bytes(data_len: usize) -> u64 {
     ENTRY_RECORD_OVERHEAD_BYTES + data_len as u64
 }
 
-fn put_u64(out: &mut Vec<u8>, value: u64) {
-    out.extend_from_slice(&value.to_le_bytes());
-}
-
 fn put_hard_state(out: &mut Vec<u8>, hard_state: &HardState) {
-    put_u64(out, hard_state.term.0);
+    put::u64(out, hard_state.term.0);
     match hard_state.vote {
         Some(NodeId(vote)) => {
-            out.push(1);
-            put_u64(out, vote);
+            put::bool(out, true);
+            put::u64(out, vote);
         }
         None => {
-            out.push(0);
-            put_u64(out, 0);
+            put::bool(out, false);
+            put::u64(out, 0);
         }
     }
-    put_u64(out, hard_state.commit.0);
+    put::u64(out, hard_state.commit.0);
 }
 
-/// Reads fixed-size fields from a payload, failing instead of panicking when it runs short.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    record: &'static str,
-}
-
-impl<'a> Reader<'a> {
-    fn malformed(&self, reason: &'static str) -> RecordError {
-        RecordError::Malformed {
-            record: self.record,
-            reason,
-        }
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
-        if self.bytes.len() < n {
-            return Err(self.malformed("payload too short"));
-        }
-        let (head, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
-        let mut array = [0; N];
-        array.copy_from_slice(self.take(N)?);
-        Ok(array)
-    }
-
-    fn u8(&mut self) -> Result<u8, RecordError> {
-        Ok(self.array::<1>()?[0])
-    }
-
-    fn u16(&mut self) -> Result<u16, RecordError> {
-        Ok(u16::from_le_bytes(self.array()?))
-    }
-
-    fn u32(&mut self) -> Result<u32, RecordError> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-
-    fn u64(&mut self) -> Result<u64, RecordError> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
-
-    fn flag(&mut self) -> Result<bool, RecordError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(self.malformed("flag is neither 0 nor 1")),
-        }
-    }
-
-    fn hard_state(&mut self) -> Result<HardState, RecordError> {
-        let term = Term(self.u64()?);
-        let has_vote = self.flag()?;
-        let vote = self.u64()?;
-        let vote = match (has_vote, vote) {
-            (true, vote) => Some(NodeId(vote)),
-            (false, 0) => None,
-            (false, _) => return Err(self.malformed("a vote without its flag")),
-        };
-        let commit = LogIndex(self.u64()?);
-        Ok(HardState { term, vote, commit })
-    }
+fn read_hard_state(r: &mut Reader<'_>) -> Result<HardState, PayloadError> {
+    let term = Term(r.u64()?);
+    let has_vote = r.bool("has vote")?;
+    let vote = match (has_vote, r.u64()?) {
+        (true, vote) => Some(NodeId(vote)),
+        (false, 0) => None,
+        (false, _) => return Err(PayloadError::Malformed("a vote without its flag")),
+    };
+    let commit = LogIndex(r.u64()?);
+    Ok(HardState { term, vote, commit })
 }
 
 #[cfg(test)]
@@ -664,8 +644,9 @@ mod tests {
             // A correct length and checksum reach the payload parser with arbitrary bytes.
             let mut body = vec![type_byte];
             body.extend_from_slice(&payload);
-            let mut bytes = (body.len() as u32).to_le_bytes().to_vec();
-            bytes.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+            let mut bytes = Vec::new();
+            put::u32(&mut bytes, body.len() as u32);
+            put::u32(&mut bytes, crc32c::crc32c(&body));
             bytes.extend_from_slice(&body);
             let _ = decode(&bytes);
         }

@@ -34,6 +34,7 @@
 
 use std::path::{Path, PathBuf};
 
+use skiff_codec::{put, Reader};
 use skiff_raft::{LogIndex, NodeId, SnapshotMeta, Term};
 
 use crate::disk::{Disk, DiskError};
@@ -117,19 +118,19 @@ impl SnapshotHeader {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len() as usize);
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&self.cluster_id.to_le_bytes());
-        out.extend_from_slice(&self.meta.index.0.to_le_bytes());
-        out.extend_from_slice(&self.meta.term.0.to_le_bytes());
+        put::u16(&mut out, VERSION);
+        put::u64(&mut out, self.cluster_id);
+        put::u64(&mut out, self.meta.index.0);
+        put::u64(&mut out, self.meta.term.0);
         let members = encode_members(&self.meta);
-        out.extend_from_slice(&(members.len() as u32).to_le_bytes());
-        for member in &members {
-            out.extend_from_slice(&member.to_le_bytes());
+        put::count_u32(&mut out, members.len());
+        for &member in &members {
+            put::u64(&mut out, member);
         }
-        out.extend_from_slice(&self.data_len.to_le_bytes());
-        out.extend_from_slice(&self.data_crc.to_le_bytes());
+        put::u64(&mut out, self.data_len);
+        put::u32(&mut out, self.data_crc);
         let crc = crc32c::crc32c(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
+        put::u32(&mut out, crc);
         out
     }
 
@@ -242,29 +243,36 @@ pub(crate) fn check_file<D: Disk>(
     if file_len < FIXED_PREFIX_BYTES + FIXED_SUFFIX_BYTES {
         return Err(header_bad("the file is shorter than a header"));
     }
+    // The prefix says how long the header is; nothing in it is trusted before the checksum
+    // but the magic and a possible member count.
     let prefix = disk.read(path, 0, FIXED_PREFIX_BYTES)?;
-    if prefix[..8] != MAGIC {
+    let mut r = Reader::new(&prefix);
+    let cut = |_| header_bad("the header is shorter than its fields");
+    if r.take(MAGIC.len()).map_err(cut)? != MAGIC {
         return Err(header_bad("bad magic"));
     }
-    let voter_count = u32::from_le_bytes(le(&prefix[34..38]));
-    if voter_count > MAX_VOTERS {
+    r.take(FIXED_PREFIX_BYTES as usize - MAGIC.len() - 4)
+        .map_err(cut)?;
+    let member_count = r.u32().map_err(cut)?;
+    if member_count > MAX_VOTERS {
         return Err(header_bad("impossible voter count"));
     }
-    let header_len = FIXED_PREFIX_BYTES + 8 * u64::from(voter_count) + FIXED_SUFFIX_BYTES;
+    let header_len = FIXED_PREFIX_BYTES + 8 * u64::from(member_count) + FIXED_SUFFIX_BYTES;
     if file_len < header_len {
         return Err(header_bad("the file is shorter than its header"));
     }
     let header = disk.read(path, 0, header_len)?;
-    let body_len = header.len() - 4;
-    let stored_crc = u32::from_le_bytes(le(&header[body_len..]));
-    if crc32c::crc32c(&header[..body_len]) != stored_crc {
+    let (body, stored_crc) = header.split_at(header.len() - 4);
+    let stored_crc = Reader::new(stored_crc).u32().map_err(cut)?;
+    if crc32c::crc32c(body) != stored_crc {
         return Err(header_bad("bad header checksum"));
     }
-    let version = u16::from_le_bytes(le(&header[8..10]));
-    if version != VERSION {
+    let mut r = Reader::new(body);
+    r.take(MAGIC.len()).map_err(cut)?;
+    if r.version_u16("snapshot", &[VERSION]).is_err() {
         return Err(header_bad("unknown version"));
     }
-    let found_cluster = u64::from_le_bytes(le(&header[10..18]));
+    let found_cluster = r.u64().map_err(cut)?;
     if found_cluster != cluster_id {
         return Err(WalError::WrongCluster {
             file: path.to_path_buf(),
@@ -272,14 +280,17 @@ pub(crate) fn check_file<D: Disk>(
             found: found_cluster,
         });
     }
-    let members: Vec<u64> = header[FIXED_PREFIX_BYTES as usize..body_len - 12]
-        .chunks_exact(8)
-        .map(|member| u64::from_le_bytes(le(member)))
-        .collect();
+    let snapshot_index = LogIndex(r.u64().map_err(cut)?);
+    let term = Term(r.u64().map_err(cut)?);
+    let member_count = r.count_u32(8).map_err(cut)?;
+    let members = (0..member_count)
+        .map(|_| r.u64())
+        .collect::<Result<Vec<u64>, _>>()
+        .map_err(cut)?;
     let (voters, voters_outgoing, learners) = decode_members(&members);
     let meta = SnapshotMeta {
-        index: LogIndex(u64::from_le_bytes(le(&header[18..26]))),
-        term: Term(u64::from_le_bytes(le(&header[26..34]))),
+        index: snapshot_index,
+        term,
         voters,
         voters_outgoing,
         learners,
@@ -290,8 +301,9 @@ pub(crate) fn check_file<D: Disk>(
             in_header: meta.index,
         }));
     }
-    let data_len = u64::from_le_bytes(le(&header[body_len - 12..body_len - 4]));
-    let data_crc = u32::from_le_bytes(le(&header[body_len - 4..body_len]));
+    let data_len = r.u64().map_err(cut)?;
+    let data_crc = r.u32().map_err(cut)?;
+    r.finish().map_err(cut)?;
     if header_len.checked_add(data_len) != Some(file_len) {
         return Err(corrupt(Corruption::SnapshotLength {
             expected_bytes: header_len.saturating_add(data_len),
@@ -332,12 +344,6 @@ pub(crate) fn crc_of<D: Disk>(
         done += piece;
     }
     Ok(crc)
-}
-
-fn le<const N: usize>(bytes: &[u8]) -> [u8; N] {
-    let mut out = [0; N];
-    out.copy_from_slice(bytes);
-    out
 }
 
 #[cfg(test)]

@@ -78,7 +78,7 @@ fn proxy_connection(
     inbound.set_read_timeout(Some(Duration::from_secs(5)))?;
     inbound.read_exact(&mut hello)?;
     inbound.set_read_timeout(None)?;
-    let from_id = u64::from_be_bytes(hello[14..22].try_into().expect("8 bytes"));
+    let from_id = u64::from_le_bytes(hello[14..22].try_into().expect("8 bytes"));
     let mut outbound = TcpStream::connect(target)?;
     {
         let mut cuts = cuts.lock().expect("cuts");

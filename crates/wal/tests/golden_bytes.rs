@@ -1,0 +1,129 @@
+//! The bytes on disk do not change with the code that writes them: a small log — entries of
+//! each kind, a vote, a snapshot with a joint configuration and learners, a compaction —
+//! written by the format as it stood before the shared codec, kept here as hex, must open
+//! to the same log, and the same steps must write the same bytes today.
+
+use std::path::PathBuf;
+
+use skiff_raft::{Entry, EntryKind, LogIndex, LogStorage, NodeId, SnapshotMeta, Term};
+use skiff_wal::{Disk, MemDisk, Wal, WalOptions};
+
+mod common;
+use common::*;
+
+fn options() -> WalOptions {
+    WalOptions {
+        preallocate_bytes: 0,
+        ..WalOptions::new(CLUSTER)
+    }
+}
+
+fn meta() -> SnapshotMeta {
+    SnapshotMeta {
+        index: LogIndex(2),
+        term: Term(3),
+        voters: vec![NodeId(1), NodeId(2)],
+        voters_outgoing: vec![NodeId(3)],
+        learners: vec![NodeId(9)],
+    }
+}
+
+fn log_entries() -> Vec<Entry> {
+    let entry = |index, kind, data: &[u8]| Entry {
+        term: Term(3),
+        index: LogIndex(index),
+        kind,
+        data: data.to_vec(),
+    };
+    vec![
+        entry(1, EntryKind::Noop, b""),
+        entry(2, EntryKind::Normal, b"set k v"),
+        entry(3, EntryKind::ConfChange, &[1, 2, 0xff]),
+    ]
+}
+
+/// The steps that wrote the golden files.
+fn write_log() -> MemDisk {
+    let (mut wal, _) = Wal::open(MemDisk::new(), dir(), options()).expect("open");
+    wal.append_batch(&log_entries(), Some(hard_state(3, Some(1), 2)))
+        .expect("append");
+    wal.save_snapshot(meta(), b"snapshot data".to_vec())
+        .expect("snapshot");
+    wal.compact(LogIndex(2)).expect("compact");
+    wal.into_disk()
+}
+
+fn files(disk: &MemDisk) -> Vec<(String, Vec<u8>)> {
+    let mut names = disk.list(&dir()).expect("list");
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let bytes = disk.read_all(&dir().join(&name)).expect("read");
+            (name, bytes)
+        })
+        .collect()
+}
+
+/// The segment: its header (cluster 0x5eed, first index 1), the three entries, the hard state
+/// (term 3, vote 1, commit 2) closing the batch, then the log start record of the compaction.
+const SEGMENT_HEX: &[&str] = &[
+    "440000009c99a2f781534b49464657414c0100ed5e000000000000010000000000000000000000000000000000000000",
+    "0000000000000000000000000000000000000000000000000000000016000000b37a8695020300000000000000010000",
+    "000000000001000000001d000000bcb1413b02030000000000000002000000000000000007000000736574206b207619",
+    "000000fd07189c020300000000000000030000000000000002030000000102ff1a000000797c447e8303000000000000",
+    "000101000000000000000200000000000000120000004ba7880d840200000000000000030000000000000001",
+];
+
+/// The snapshot file: header (magic, version 1, cluster, index 2, term 3, six members with
+/// their separators, data length 13, data CRC, header CRC), then the data.
+const SNAPSHOT_HEX: &[&str] = &[
+    "534b494646534e500100ed5e000000000000020000000000000003000000000000000600000001000000000000000200",
+    "00000000000000000000000000000300000000000000000000000000000009000000000000000d00000000000000ffdc",
+    "497876bfe215736e617073686f742064617461",
+];
+
+fn from_hex(lines: &[&str]) -> Vec<u8> {
+    let hex: String = lines.concat();
+    (0..hex.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).expect("hex"))
+        .collect()
+}
+
+fn golden_files() -> Vec<(String, Vec<u8>)> {
+    vec![
+        ("seg-00000000000000000001.wal".into(), from_hex(SEGMENT_HEX)),
+        (
+            "snap-00000000000000000002.snap".into(),
+            from_hex(SNAPSHOT_HEX),
+        ),
+    ]
+}
+
+#[test]
+fn todays_writer_writes_the_golden_bytes() {
+    assert_eq!(files(&write_log()), golden_files());
+}
+
+#[test]
+fn the_golden_bytes_open_to_the_same_log() {
+    let mut disk = MemDisk::new();
+    disk.create_dir_all(&dir()).expect("dir");
+    for (name, bytes) in golden_files() {
+        let path: PathBuf = dir().join(name);
+        disk.create(&path).expect("create");
+        disk.append(&path, &bytes).expect("append");
+        disk.sync(&path).expect("sync");
+    }
+    let (wal, report) = Wal::open(disk, dir(), options()).expect("the golden log opens");
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(wal.hard_state(), hard_state(3, Some(1), 2));
+    assert_eq!(wal.snapshot_meta(), meta());
+    assert_eq!(
+        wal.snapshot_chunk(0, u64::MAX),
+        Ok(b"snapshot data".to_vec())
+    );
+    assert_eq!(wal.first_index(), LogIndex(3));
+    assert_eq!(all_entries(&wal), log_entries()[2..].to_vec());
+}
