@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use skiff_kv::{Command, Reply};
-use skiff_node::{Event, Node, NodeError, Observer, Output, PeerMessage, RequestId};
+use skiff_node::{
+    Effect, Event, Node, NodeError, Observer, PeerMessage, RequestId, SnapshotJob, SyncToken,
+};
 use skiff_raft::{ConfChange, ConfChangeStep, NodeId, Role};
 use tokio::sync::{mpsc, oneshot};
 
@@ -96,8 +98,6 @@ pub struct DriverOptions {
     pub cluster_id: u64,
     /// The initial members' peer addresses.
     pub peer_addrs: BTreeMap<u64, SocketAddr>,
-    /// Snapshot after this many entries applied past the last snapshot (0: never).
-    pub snapshot_every_entries: u64,
     /// Sync each batch on a dedicated writer thread, overlapping the fsync with stepping,
     /// ticking and applying, instead of on the driver thread.
     pub sync_thread: bool,
@@ -135,7 +135,7 @@ impl Waiting {
 /// Records each durable batch's size.
 struct BatchSizes<'a>(&'a Metrics);
 
-impl Observer for BatchSizes<'_> {
+impl Observer<skiff_kv::StateMachine> for BatchSizes<'_> {
     fn persisted(&mut self, entries: &[skiff_raft::Entry], _: Option<skiff_raft::HardState>) {
         if !entries.is_empty() {
             self.0.append_batch_entries.observe(entries.len() as f64);
@@ -161,7 +161,7 @@ pub struct Driver {
     last_term: u64,
     /// The writer thread that syncs each batch, if the driver does not sync them itself.
     syncer: Option<Syncer>,
-    /// Operators waiting for a snapshot, taken once no batch is in flight.
+    /// Operators waiting for the snapshot they asked the node for.
     snapshot_requests: Vec<oneshot::Sender<Result<String, String>>>,
     /// Writes snapshot files off this thread.
     snapshotter: Snapshotter,
@@ -390,8 +390,15 @@ impl Driver {
                         Ok("campaigning".to_string())
                     }
                     AdminRequest::Snapshot => {
-                        // Taken by `process` once no batch is in flight.
+                        // The node hands it out once no batch or snapshot is in flight.
                         self.snapshot_requests.push(reply);
+                        if let Err(error) = self.node.request_snapshot() {
+                            tracing::warn!(node = self.node.id().0, %error, "could not take a snapshot");
+                            for reply in self.snapshot_requests.drain(..) {
+                                let _ =
+                                    reply.send(Err(format!("could not take a snapshot: {error}")));
+                            }
+                        }
                         return;
                     }
                 };
@@ -437,78 +444,93 @@ impl Driver {
         }
     }
 
-    /// Runs the node's loop until it has nothing left to do, or a batch waits for its sync.
+    /// Runs the node's batches until it has nothing left to do, or a batch waits for its sync
+    /// on the writer thread (one batch at a time: the next begins once this one is durable).
     fn process(&mut self) -> Result<(), NodeError> {
-        self.dispatch();
-        if self.node.is_writing() {
-            // A batch's sync is in flight on the writer thread: one batch at a time, the next
-            // begins when this one is durable (`synced`).
-            return Ok(());
-        }
-        let metrics = self.shared.metrics.clone();
-        while self.node.begin() {
-            // Messages that may leave before the batch is durable go now, so followers write
-            // in parallel with the leader (thesis §10.2.1).
-            self.dispatch();
-            // The batch goes into the file, and the entries that were durable before it are
-            // applied: their clients are answered now, not after this batch's fsync.
-            let unsynced = self.node.write(&mut BatchSizes(&metrics))?;
-            self.dispatch();
-            if let (Some(file), Some(syncer)) = (unsynced, &self.syncer) {
-                // The writer thread syncs it while this thread goes on.
-                if let Err(file) = syncer.sync(file) {
-                    let gone = std::io::Error::other("writer thread gone");
-                    return Err(sync_failed(file, gone));
-                }
+        loop {
+            self.carry_out()?;
+            if !self.node.begin_batch() {
                 return Ok(());
             }
-            self.node.sync_written()?;
-            self.node.finish_synced(&mut BatchSizes(&metrics))?;
-            self.dispatch();
         }
-        let every = self.options.snapshot_every_entries;
-        let due = every > 0 && self.node.entries_since_snapshot() >= every;
-        if (due || !self.snapshot_requests.is_empty()) && !self.snapshotter.in_flight() {
-            self.begin_snapshot()?;
-        }
-        Ok(())
     }
 
-    /// Serializes the state machine here, and has its file written and synced on a thread
-    /// of its own: for a large store that is most of the time, and the driver goes on
-    /// ticking and heartbeating meanwhile.
-    fn begin_snapshot(&mut self) -> Result<(), NodeError> {
-        let started = Instant::now();
-        let waiting = std::mem::take(&mut self.snapshot_requests);
-        let Some((write, data)) = self.node.prepare_snapshot()? else {
-            let index = self.node.applied();
-            for reply in waiting {
-                let _ = reply.send(Ok(format!("snapshot at index {index}")));
+    /// Carries out what the node asked for, until it asks for nothing more on this thread.
+    fn carry_out(&mut self) -> Result<(), NodeError> {
+        loop {
+            let effects = self.node.take_effects();
+            if effects.is_empty() {
+                return Ok(());
             }
-            return Ok(());
-        };
+            let mut messages = Vec::new();
+            let mut replies = Vec::new();
+            let mut events = Vec::new();
+            let mut io = Vec::new();
+            for effect in effects {
+                match effect {
+                    Effect::Send(message) => messages.push(message),
+                    Effect::Reply(id, reply) => replies.push((id, reply)),
+                    Effect::Event(event) => events.push(event),
+                    other => io.push(other),
+                }
+            }
+            // Messages that may leave go first, so followers write in parallel with the
+            // leader (thesis §10.2.1).
+            self.send(messages);
+            self.note(events);
+            self.answer(replies);
+            for effect in io {
+                self.run_io(effect)?;
+            }
+        }
+    }
+
+    /// Carries out one I/O step of the node's: the batch is written here, synced on the
+    /// writer thread (or here), and a snapshot file is written on a thread of its own.
+    fn run_io(&mut self, effect: Effect) -> Result<(), NodeError> {
+        let metrics = self.shared.metrics.clone();
+        match effect {
+            // The batch goes into the file, and the entries that were durable before it are
+            // applied: their clients are answered now, not after this batch's fsync.
+            Effect::WriteBatch(token) => self.node.write_batch(token, &mut BatchSizes(&metrics)),
+            Effect::SyncBatch(token) => match &self.syncer {
+                Some(syncer) if token.file().is_some() => syncer.sync(token).map_err(|token| {
+                    let gone = std::io::Error::other("writer thread gone");
+                    sync_failed(&token, gone)
+                }),
+                _ => self.node.sync_batch(token, &mut BatchSizes(&metrics)),
+            },
+            Effect::WriteSnapshot(job) => self.write_snapshot(job),
+            Effect::Send(_) | Effect::Reply(..) | Effect::Event(_) => Ok(()),
+        }
+    }
+
+    /// Has the snapshot file written and synced on a thread of its own: for a large store
+    /// that is most of the time, and the driver goes on ticking and heartbeating meanwhile.
+    fn write_snapshot(&mut self, job: SnapshotJob) -> Result<(), NodeError> {
         let id = self.node.id().0;
-        if let Err(error) = self.snapshotter.write(id, write, data, started) {
+        self.snapshot_waiting.append(&mut self.snapshot_requests);
+        if let Err(failed) = self.snapshotter.write(id, job, Instant::now()) {
+            let (token, error) = *failed;
             tracing::warn!(node = id, %error, "could not start writing a snapshot");
-            for reply in waiting {
+            for reply in self.snapshot_waiting.drain(..) {
                 let _ = reply.send(Err(format!("could not write the snapshot: {error}")));
             }
-            return Ok(());
+            self.node.snapshot_abandoned(token)?;
         }
-        self.snapshot_waiting = waiting;
         Ok(())
     }
 
-    /// The snapshot file is written: install it, compact the log, answer the operators.
+    /// The snapshot file is written: the node installs it and compacts the log; the
+    /// operators are answered.
     fn snapshot_written(&mut self, written: Written) -> Result<(), NodeError> {
-        self.snapshotter.finished();
         let Written {
-            write,
+            token,
             result,
             started,
         } = written;
         let outcome = match result {
-            Ok(()) => match self.node.snapshot_written(write)? {
+            Ok(()) => match self.node.snapshot_written(token)? {
                 Some(index) => {
                     self.shared
                         .metrics
@@ -523,36 +545,31 @@ impl Driver {
             },
             Err(error) => {
                 // The log is untouched: the next snapshot tries again.
-                let _ = std::fs::remove_file(write.temp_path());
+                let _ = std::fs::remove_file(token.write().temp_path());
                 tracing::warn!(node = self.node.id().0, %error, "writing a snapshot failed");
+                self.node.snapshot_abandoned(token)?;
                 Err(format!("writing the snapshot failed: {error}"))
             }
         };
         for reply in self.snapshot_waiting.drain(..) {
             let _ = reply.send(outcome.clone());
         }
-        self.dispatch();
+        // The run loop carries out what the node asks next.
         Ok(())
     }
 
     /// The writer thread synced the batch in flight: finish it.
-    fn synced(&mut self, (file, result): Synced) -> Result<(), NodeError> {
+    fn synced(&mut self, (token, result): Synced) -> Result<(), NodeError> {
         // A failed fsync may have dropped the pages it was to write: the node stops, and
         // recovery finds out on restart what the disk holds.
-        result.map_err(|error| sync_failed(file, error))?;
+        result.map_err(|error| sync_failed(&token, error))?;
         let metrics = self.shared.metrics.clone();
-        self.node.finish_synced(&mut BatchSizes(&metrics))?;
-        self.dispatch();
-        Ok(())
+        self.node.batch_synced(token, &mut BatchSizes(&metrics))
     }
 
-    fn dispatch(&mut self) {
-        let Output {
-            messages,
-            replies,
-            events,
-        } = self.node.take_output();
-        let metrics = self.shared.metrics.clone();
+    /// Puts messages on their peers' queues.
+    fn send(&mut self, messages: Vec<PeerMessage>) {
+        let metrics = &self.shared.metrics;
         let isolated = self.shared.is_isolated();
         for message in messages {
             if isolated {
@@ -571,19 +588,27 @@ impl Driver {
                 metrics.peer_messages_dropped.inc();
             }
         }
-        // Events first: the status a client may ask for right after its reply already shows
-        // what the reply reports (an operator's membership change, say).
+    }
+
+    /// Logs and publishes what happened. Events go before replies: the status a client may
+    /// ask for right after its reply already shows what the reply reports (an operator's
+    /// membership change, say).
+    fn note(&mut self, events: Vec<Event>) {
         self.note_elections();
-        let mut changed = false;
+        let changed = !events.is_empty();
         let mut membership = false;
         for event in events {
-            changed = true;
             membership |= matches!(
                 event,
                 Event::ConfChangeApplied { .. }
                     | Event::MemberAddressRecorded { .. }
                     | Event::SnapshotInstalled { .. }
             );
+            if let Event::SnapshotSkipped { applied } = event {
+                for reply in self.snapshot_requests.drain(..) {
+                    let _ = reply.send(Ok(format!("snapshot at index {applied}")));
+                }
+            }
             self.log_event(&event);
         }
         if membership {
@@ -592,6 +617,11 @@ impl Driver {
         if changed {
             self.publish_status();
         }
+    }
+
+    /// Answers the clients and operators whose requests the node completed.
+    fn answer(&mut self, replies: Vec<(RequestId, Reply)>) {
+        let metrics = self.shared.metrics.clone();
         for (id, reply) in replies {
             if let Some(waiting) = self.waiting.remove(&id) {
                 waiting.answer(reply, &metrics);
@@ -731,6 +761,9 @@ impl Driver {
                         received >> 10
                     ),
                 );
+            }
+            Event::SnapshotSkipped { applied } => {
+                tracing::debug!(node = id, applied = applied.0, "nothing new to snapshot");
             }
             Event::SnapshotInstalled { index } => {
                 metrics.snapshots.with_label_values(&["installed"]).inc();
@@ -877,10 +910,10 @@ impl Driver {
 }
 
 /// The node error for a batch sync that failed.
-fn sync_failed(file: std::path::PathBuf, source: std::io::Error) -> NodeError {
+fn sync_failed(token: &SyncToken, source: std::io::Error) -> NodeError {
     NodeError::Wal(skiff_wal::WalError::from(skiff_wal::DiskError::Io {
         op: "fdatasync",
-        path: file,
+        path: token.file().map(Into::into).unwrap_or_default(),
         source,
     }))
 }

@@ -19,16 +19,18 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use skiff_kv::{Command, Reply, StateMachine};
-use skiff_node::{Event as NodeEvent, Node, NodeConfig, PeerMessage, RequestId};
+use skiff_node::{
+    Effect, Event as NodeEvent, Node, NodeConfig, PeerMessage, RequestId, SnapshotJob,
+};
 use skiff_raft::{
     AppendResponse, ConfChange, ConfState, Config, Entry, HardState, LogIndex, LogStorage, Message,
     MessageBody, NodeId, RawNode, Role, Term,
 };
-use skiff_wal::{MemDisk, SnapshotWrite, Wal, WalOptions};
+use skiff_wal::{MemDisk, Wal, WalOptions};
 
 use crate::checkers::{Checkers, LogView, Violation};
 use crate::network::{Network, NetworkOptions, Partition, Route};
-use crate::node::{CrashKind, SimNode, SIM_CLUSTER_ID};
+use crate::node::{BatchStep, CrashKind, SimNode, SIM_CLUSTER_ID};
 use crate::observer::{state_digest, Observed, Recorder};
 use crate::trace::{Trace, TraceEvent};
 use crate::values::{decode_value, value_command};
@@ -242,8 +244,9 @@ pub struct Cluster {
     /// as a process whose timer follows a monotonic clock does.
     missed_ticks: BTreeMap<NodeId, u64>,
     drive_scheduled: BTreeSet<NodeId>,
-    /// Snapshots prepared and not yet written (`snapshot_off_thread`): one per node at most.
-    pending_snapshots: BTreeMap<NodeId, (SnapshotWrite, Vec<u8>)>,
+    /// Snapshot files the nodes asked for and not yet written (`snapshot_off_thread`): one
+    /// per node at most, kept across a crash until its event comes.
+    pending_snapshots: BTreeMap<NodeId, SnapshotJob>,
     checkers: Checkers,
     violation: Option<Violation>,
     trace: Trace,
@@ -377,11 +380,7 @@ impl Cluster {
             max_segment_bytes: self.options.max_segment_bytes,
             ..WalOptions::new(SIM_CLUSTER_ID)
         };
-        config.snapshot_every_entries = if self.options.snapshot_off_thread {
-            0 // the cluster takes them (`maybe_prepare_snapshot`)
-        } else {
-            self.options.snapshot_every_entries
-        };
+        config.snapshot_every_entries = self.options.snapshot_every_entries;
         config
     }
 
@@ -540,13 +539,14 @@ impl Cluster {
         }
     }
 
-    /// First half of a driver pass: take a Ready, send what may go at once, start the write.
+    /// First step of a batch: take a Ready, send what may go at once; the write comes a
+    /// seeded disk delay later.
     fn on_drive(&mut self, node: NodeId, life: u64) {
         if !self.runs_now(node, life, Event::Drive { node, life }) {
             return;
         }
         self.drive_scheduled.remove(&node);
-        let began = self.running_mut(node).is_some_and(Node::begin);
+        let began = self.running_mut(node).is_some_and(Node::begin_batch);
         if !began {
             return;
         }
@@ -557,18 +557,21 @@ impl Cluster {
         self.schedule(self.now_ms + delay, Event::Persist { node, life });
     }
 
-    /// Second half, when the disk write reaches the file: the batch is written, and the
+    /// Second step, when the disk write reaches the file: the batch is written, and the
     /// entries durable before it are applied. Its sync completes in a later event, as on a
     /// server that syncs on a writer thread; other events may come in between.
     fn on_persist(&mut self, node: NodeId, life: u64) {
         if !self.runs_now(node, life, Event::Persist { node, life }) {
             return;
         }
+        let Some(BatchStep::Write(token)) = self.take_batch_step(node) else {
+            return;
+        };
         let mut recorder = Recorder::default();
         let Some(running) = self.running_mut(node) else {
             return;
         };
-        if let Err(error) = running.write(&mut recorder) {
+        if let Err(error) = running.write_batch(token, &mut recorder) {
             self.record_violation(Violation {
                 property: "Durable Log",
                 detail: format!("{node} could not write a batch: {error}"),
@@ -583,66 +586,71 @@ impl Cluster {
     }
 
     /// The batch's sync completed: send what needed durability, apply the rest, answer
-    /// clients, advance.
+    /// clients, advance; then write the snapshot the node asked for, in line or (with
+    /// `snapshot_off_thread`) in a later event.
     fn on_synced(&mut self, node: NodeId, life: u64) {
         if !self.runs_now(node, life, Event::Synced { node, life }) {
             return;
         }
+        let Some(BatchStep::Sync(token)) = self.take_batch_step(node) else {
+            return;
+        };
+        let in_line = !self.options.snapshot_off_thread;
         let mut recorder = Recorder::default();
         let Some(running) = self.running_mut(node) else {
             return;
         };
-        let finished = running
-            .sync_written()
-            .and_then(|()| running.finish_synced(&mut recorder));
-        if let Err(error) = finished {
-            // The simulated disk fails only when a fault asks it to; none is asked here.
-            self.record_violation(Violation {
-                property: "Durable Log",
-                detail: format!("{node} could not finish a batch: {error}"),
-            });
-            return;
-        }
+        let mut effects = Vec::new();
+        let finished = running.sync_batch(token, &mut recorder).and_then(|()| {
+            effects = running.take_effects();
+            match take_snapshot_job(&mut effects) {
+                // A node without a snapshot thread writes it before anything else.
+                Some(job) if in_line => {
+                    running.write_snapshot(job)?;
+                    effects.extend(running.take_effects());
+                    Ok(None)
+                }
+                job => Ok(job),
+            }
+        });
+        let job = match finished {
+            Ok(job) => job,
+            Err(error) => {
+                // The simulated disk fails only when a fault asks it to; none is asked here.
+                self.record_violation(Violation {
+                    property: "Durable Log",
+                    detail: format!("{node} could not finish a batch: {error}"),
+                });
+                return;
+            }
+        };
         self.observe(node, recorder.observed);
-        self.drain(node);
+        self.carry_out(node, effects);
         self.check_log_settled(node);
-        self.maybe_prepare_snapshot(node, life);
+        if let Some(job) = job {
+            self.schedule_snapshot_write(node, life, job);
+        }
         self.mark_dirty(node);
     }
 
-    /// With `snapshot_off_thread`: once `node` applied enough entries past its snapshot and
-    /// has no batch in flight, it serializes its state machine now, and the file is written
-    /// and installed in a later event.
-    fn maybe_prepare_snapshot(&mut self, node: NodeId, life: u64) {
-        let every = self.options.snapshot_every_entries;
-        if !self.options.snapshot_off_thread || every == 0 {
-            return;
-        }
+    /// With `snapshot_off_thread`: the snapshot file is written and installed in a later
+    /// event, as the server's snapshot thread does, so that messages, batches, crashes and
+    /// snapshots from the leader come in between. One is written at a time: while a file
+    /// of an earlier life is still pending, the node's new one is abandoned.
+    fn schedule_snapshot_write(&mut self, node: NodeId, life: u64, job: SnapshotJob) {
         if self.pending_snapshots.contains_key(&node) {
-            return;
-        }
-        let Some(running) = self.running_mut(node) else {
-            return;
-        };
-        if running.entries_since_snapshot() < every {
-            return;
-        }
-        match running.prepare_snapshot() {
-            Ok(Some((write, data))) => {
-                self.pending_snapshots.insert(node, (write, data));
-                let (low, high) = self.options.disk_delay_ms;
-                let delay = self.rng.gen_range(low..=high);
-                self.schedule(self.now_ms + delay, Event::SnapshotWritten { node, life });
+            if let Some(running) = self.running_mut(node) {
+                let _ = running.snapshot_abandoned(job.token);
             }
-            Ok(None) => {}
-            Err(error) => self.record_violation(Violation {
-                property: "Durable Log",
-                detail: format!("{node} could not prepare a snapshot: {error}"),
-            }),
+            return;
         }
+        self.pending_snapshots.insert(node, job);
+        let (low, high) = self.options.disk_delay_ms;
+        let delay = self.rng.gen_range(low..=high);
+        self.schedule(self.now_ms + delay, Event::SnapshotWritten { node, life });
     }
 
-    /// The snapshot file prepared earlier is written and synced: install it.
+    /// The snapshot file the node asked for is written and synced: install it.
     fn on_snapshot_written(&mut self, node: NodeId, life: u64) {
         if !self.is_current_life(node, life) {
             // The node crashed meanwhile: the write never happened.
@@ -652,16 +660,13 @@ impl Cluster {
         if !self.runs_now(node, life, Event::SnapshotWritten { node, life }) {
             return;
         }
-        let Some((write, data)) = self.pending_snapshots.remove(&node) else {
+        let Some(job) = self.pending_snapshots.remove(&node) else {
             return;
         };
         let Some(running) = self.running_mut(node) else {
             return;
         };
-        let installed = running
-            .write_snapshot_file(&write, &data)
-            .and_then(|()| running.snapshot_written(write));
-        if let Err(error) = installed {
+        if let Err(error) = running.write_snapshot(job) {
             self.record_violation(Violation {
                 property: "Durable Log",
                 detail: format!(
@@ -672,6 +677,11 @@ impl Cluster {
         }
         self.drain(node);
         self.mark_dirty(node);
+    }
+
+    /// The I/O step `node`'s batch waits for, taken to be carried out.
+    fn take_batch_step(&mut self, node: NodeId) -> Option<BatchStep> {
+        self.nodes.get_mut(&node).and_then(|n| n.batch.take())
     }
 
     /// Whether an event of `node`'s `life` runs now: not if the node crashed since, and not
@@ -758,20 +768,40 @@ impl Cluster {
         }
     }
 
-    /// Takes what `node` produced: events are noted and checked, messages go on the network,
-    /// replies go to the clients waiting for them.
+    /// Carries out what `node` asked for since the last time.
     fn drain(&mut self, node: NodeId) {
         let Some(running) = self.running_mut(node) else {
             return;
         };
-        let output = running.take_output();
-        for event in output.events {
-            self.on_node_event(node, event);
+        let effects = running.take_effects();
+        self.carry_out(node, effects);
+    }
+
+    /// Carries out `node`'s effects: events are noted and checked, then messages go on the
+    /// network, then replies go to the clients waiting for them; the batch's next I/O step
+    /// is kept for the event that runs it.
+    fn carry_out(&mut self, node: NodeId, effects: Vec<Effect>) {
+        let mut messages = Vec::new();
+        let mut replies = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::Event(event) => self.on_node_event(node, event),
+                Effect::Send(message) => messages.push(message),
+                Effect::Reply(id, reply) => replies.push((id, reply)),
+                Effect::WriteBatch(token) => self.keep_batch_step(node, BatchStep::Write(token)),
+                Effect::SyncBatch(token) => self.keep_batch_step(node, BatchStep::Sync(token)),
+                Effect::WriteSnapshot(job) => {
+                    // Only the end of a batch hands one out, and `on_synced` takes it there.
+                    if let Some(running) = self.running_mut(node) {
+                        let _ = running.snapshot_abandoned(job.token);
+                    }
+                }
+            }
         }
-        for message in output.messages {
+        for message in messages {
             self.send(message);
         }
-        for (id, reply) in output.replies {
+        for (id, reply) in replies {
             if self.waiting.get(&id) == Some(&node) {
                 self.waiting.remove(&id);
                 if self.reads.remove(&id) && !reply.is_error() {
@@ -779,6 +809,12 @@ impl Cluster {
                 }
                 self.replies.insert(id, reply);
             }
+        }
+    }
+
+    fn keep_batch_step(&mut self, node: NodeId, step: BatchStep) {
+        if let Some(sim_node) = self.nodes.get_mut(&node) {
+            sim_node.batch = Some(step);
         }
     }
 
@@ -829,7 +865,7 @@ impl Cluster {
                     "{node} applied the configuration change at {index}"
                 )),
             ),
-            NodeEvent::SnapshotChunkReceived { .. } => {}
+            NodeEvent::SnapshotChunkReceived { .. } | NodeEvent::SnapshotSkipped { .. } => {}
             NodeEvent::MemberAddressRecorded { id } => self.trace.record(
                 self.now_ms,
                 TraceEvent::Note(format!("{node} recorded the address of {id}")),
@@ -942,5 +978,16 @@ impl Cluster {
             self.now_ms + delay_ms,
             Event::Deliver(PeerMessage::Raft(message)),
         );
+    }
+}
+
+/// Takes the snapshot file a node asked for out of its effects.
+fn take_snapshot_job(effects: &mut Vec<Effect>) -> Option<SnapshotJob> {
+    let at = effects
+        .iter()
+        .position(|effect| matches!(effect, Effect::WriteSnapshot(_)))?;
+    match effects.remove(at) {
+        Effect::WriteSnapshot(job) => Some(job),
+        _ => unreachable!("found above"),
     }
 }

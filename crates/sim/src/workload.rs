@@ -10,13 +10,13 @@
 //! - a write answered with an error is of unknown outcome — it may have been applied —
 //!   unless the error guarantees it was not: the node answered at once that no leader is
 //!   known (so it forwarded nothing), or the leader saw another entry commit where the write
-//!   was (`skiff_node::errors::LEADER_CHANGED`);
+//!   was (`skiff_node::refusals::LEADER_CHANGED`);
 //! - a request no node answered in time is of unknown outcome.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use skiff_kv::{Command, Reply, SetCondition};
-use skiff_node::errors;
+use skiff_node::refusals;
 use skiff_raft::NodeId;
 
 use crate::cluster::{Cluster, Submitted};
@@ -125,7 +125,7 @@ fn outcome(op: OpKind, reply: &Reply, at_once: bool) -> Outcome {
             // entry committed at the write's index (Log Matching: its own entry is gone), or
             // the node knew no leader and so sent the write nowhere.
             let not_applied =
-                text == errors::LEADER_CHANGED || (at_once && text == errors::NO_LEADER);
+                text == refusals::LEADER_CHANGED || (at_once && text == refusals::NO_LEADER);
             if not_applied {
                 Outcome::NotApplied
             } else {
@@ -394,29 +394,29 @@ mod tests {
     fn only_errors_that_promise_nothing_was_applied_make_a_write_not_applied() {
         let error = |text: &str| Reply::error(text);
         assert_eq!(
-            outcome(OpKind::Put, &error(errors::LEADER_CHANGED), false),
+            outcome(OpKind::Put, &error(refusals::LEADER_CHANGED), false),
             Outcome::NotApplied
         );
         assert_eq!(
-            outcome(OpKind::Put, &error(errors::NO_LEADER), true),
+            outcome(OpKind::Put, &error(refusals::NO_LEADER), true),
             Outcome::NotApplied,
             "a node that knew no leader forwarded nothing"
         );
         assert_eq!(
-            outcome(OpKind::Put, &error(errors::NO_LEADER), false),
+            outcome(OpKind::Put, &error(refusals::NO_LEADER), false),
             Outcome::Unknown,
             "a forwarded write's NO_LEADER comes from afar"
         );
         for text in [
-            errors::OUTCOME_UNKNOWN,
-            errors::BUSY,
-            &errors::transferring(skiff_raft::NodeId(2)),
+            refusals::OUTCOME_UNKNOWN,
+            refusals::BUSY,
+            &refusals::transferring(skiff_raft::NodeId(2)),
             "ERR anything else",
         ] {
             assert_eq!(outcome(OpKind::Cas, &error(text), true), Outcome::Unknown);
         }
         assert_eq!(
-            outcome(OpKind::Get, &error(errors::READ_NOT_CONFIRMED), false),
+            outcome(OpKind::Get, &error(refusals::READ_NOT_CONFIRMED), false),
             Outcome::NotApplied,
             "a refused read was not served"
         );
