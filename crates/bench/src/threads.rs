@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use skiff_raft::{LogIndex, Message, Role};
 
-use crate::core::{slot, Clients, Cluster, CoreOptions, CoreRun, NodeDriver, NODES};
+use crate::core::{slot, BenchCluster, Clients, CoreOptions, CoreRun, NodeDriver, NODES};
 
 /// What a node's thread receives.
 enum ToNode {
@@ -179,7 +179,7 @@ pub(crate) fn run(options: &CoreOptions) -> CoreRun {
     assert!(options.clients > 0, "at least one client");
     let per_client = (options.ops / options.clients as u64).max(1);
     let total = per_client * options.clients as u64;
-    let mut cluster = Cluster::new(options.snapshot_every);
+    let mut cluster = BenchCluster::new(options.snapshot_every);
     cluster.elect_node_1();
     let leader_term = cluster.leader().raft().term();
 
