@@ -91,21 +91,7 @@ impl<M: StateMachine> IncomingSnapshot<M> {
             && self.staged.as_ref() == Some(&(meta.clone(), offset))
         {
             // Every chunk the core took for this snapshot is staged: read them back.
-            let wal = raw.storage();
-            let refusal = |problem: String| PeerMessageError::BadSnapshot {
-                from,
-                index: meta.index,
-                problem: SnapshotRefusal::Unreadable(problem),
-            };
-            let path = wal
-                .staging_path()
-                .ok_or_else(|| refusal("no staging file".into()))?;
-            let mut data = wal
-                .disk()
-                .read(path, 0, offset)
-                .map_err(|error| refusal(error.to_string()))?;
-            data.extend_from_slice(chunk);
-            data
+            staged_then(raw.storage(), from, meta.index, offset, chunk)?
         } else if core_expects_this {
             // Earlier chunks are still on their way to disk; the leader resends this one.
             return Err(PeerMessageError::SnapshotNotStaged {
@@ -160,4 +146,28 @@ pub(crate) fn restore<M: StateMachine>(
             source: Box::new(source),
         })?;
     Ok((state_machine, addresses))
+}
+
+/// The `offset` bytes staged on disk, then `chunk`: the whole snapshot.
+fn staged_then<D: Disk>(
+    wal: &Wal<D>,
+    from: NodeId,
+    index: LogIndex,
+    offset: u64,
+    chunk: &[u8],
+) -> Result<Vec<u8>, PeerMessageError> {
+    let refusal = |problem: String| PeerMessageError::BadSnapshot {
+        from,
+        index,
+        problem: SnapshotRefusal::Unreadable(problem),
+    };
+    let path = wal
+        .staging_path()
+        .ok_or_else(|| refusal("no staging file".into()))?;
+    let mut data = wal
+        .disk()
+        .read(path, 0, offset)
+        .map_err(|error| refusal(error.to_string()))?;
+    data.extend_from_slice(chunk);
+    Ok(data)
 }

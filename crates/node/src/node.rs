@@ -36,7 +36,49 @@ enum Origin {
     Forwarded { from: NodeId, id: u64 },
 }
 
-/// One Skiff node. See the [crate documentation](crate) for the driving loop.
+/// One Skiff node: a Raft core, its durable log and a [`StateMachine`].
+///
+/// Inputs go in with [`tick`](Node::tick), [`step`](Node::step) and
+/// [`submit`](Node::submit); everything the node asks in return comes out of
+/// [`take_effects`](Node::take_effects) as [`Effect`]s. A driver sends the messages,
+/// delivers the replies, notes the events, and carries out each I/O step where it likes,
+/// handing back the step's token when it is done; [`begin_batch`](Node::begin_batch) starts
+/// the next batch once the last one is synced. The order persist → send → apply → advance
+/// is the node's: a driver cannot get it wrong. The same loop, every I/O step in line:
+///
+/// ```
+/// use skiff_node::{Effect, NoObserver, Node, NodeConfig};
+/// use skiff_raft::{Config, NodeId, Role};
+/// use skiff_wal::MemDisk;
+///
+/// let config: NodeConfig = NodeConfig::new(Config::new(NodeId(1), [NodeId(1)]), 7);
+/// let (mut node, _): (Node<MemDisk>, _) = Node::open(MemDisk::new(), "/data", config)?;
+/// node.campaign();
+/// loop {
+///     let effects = node.take_effects();
+///     if effects.is_empty() && !node.begin_batch() {
+///         break;
+///     }
+///     for effect in effects {
+///         match effect {
+///             Effect::Send(_message) => {} // to `_message.to()`
+///             Effect::Reply(_id, _reply) => {} // to the client that sent request `_id`
+///             Effect::Event(_event) => {}
+///             Effect::WriteBatch(token) => node.write_batch(token, &mut NoObserver)?,
+///             Effect::SyncBatch(token) => node.sync_batch(token, &mut NoObserver)?,
+///             Effect::WriteSnapshot(job) => {
+///                 node.write_snapshot(job)?;
+///             }
+///         }
+///     }
+/// }
+/// assert_eq!(node.raw().raft().role(), Role::Leader);
+/// # Ok::<(), skiff_node::NodeError>(())
+/// ```
+///
+/// [`run`](Node::run) is this loop, for tests and simple embedders; the server syncs on a
+/// writer thread instead (thesis §10.2.1), and the simulator runs each step in an event of
+/// its own.
 #[derive(Debug)]
 pub struct Node<D: Disk, M: StateMachine = skiff_kv::StateMachine> {
     raw: RawNode<Wal<D>>,
@@ -143,7 +185,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         self.raw.campaign();
     }
 
-    /// Takes a client command. Its reply comes out in [`Output::replies`] under `id`:
+    /// Takes a client command. Its reply comes out as an [`Effect::Reply`] under `id`:
     /// - a write is proposed here if this node leads, or forwarded to the leader; the reply
     ///   comes once it is committed and applied;
     /// - a read is served once a leader confirmed a read index and this node's state machine
@@ -201,7 +243,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
 
     /// Handles a message from another node. A message no honest peer sends is refused at once
     /// with a [`PeerMessageError`] naming what was wrong, and nothing of it reaches the core,
-    /// the state machine or the disk: a Raft message that fails [`skiff_raft::validate`] or
+    /// the state machine or the disk: a Raft message that fails [`skiff_raft::validate()`] or
     /// that the core refuses, and the last chunk of a snapshot that does not restore as a
     /// state machine (checked before the snapshot can replace the durable one). Other
     /// mis-addressed messages are dropped.

@@ -292,119 +292,126 @@ impl Driver {
 
     fn handle(&mut self, input: Input) {
         match input {
-            Input::Client { command, reply } => {
-                let id = self.next_request_id();
-                let metrics = &self.shared.metrics;
-                let read = command.is_read_only();
-                if read {
-                    metrics.reads.requests.inc();
-                } else {
-                    metrics.writes.requests.inc();
-                    if self.node.raw().raft().role() == Role::Leader {
-                        metrics.proposals.inc();
-                    }
-                }
-                let now = Instant::now();
-                self.waiting.insert(
-                    id,
-                    Waiting {
-                        reply,
-                        started: now,
-                        deadline: now + self.options.request_timeout,
-                        read,
-                    },
-                );
-                self.node.submit(id, command);
-            }
-            Input::Peer(message) => {
-                if matches!(message, PeerMessage::Forward { .. }) {
-                    self.shared.metrics.proposals.inc();
-                }
-                let peer = message.from().0;
-                match self.node.step(message) {
-                    Ok(()) => {}
-                    // The last chunk of a snapshot came before the chunks it completes were
-                    // staged: honest reordering, resent with the next heartbeat.
-                    Err(error @ skiff_node::PeerMessageError::SnapshotNotStaged { .. }) => {
-                        tracing::debug!(node = self.node.id().0, peer, %error, "a snapshot's last chunk came early");
-                    }
-                    Err(error) => {
-                        // Refused before it reached the core's state or the disk.
-                        self.shared.metrics.error("peer_message_refused");
-                        tracing::warn!(node = self.node.id().0, peer, %error, "refused a message from a peer");
-                    }
-                }
-            }
-            Input::Admin { request, reply } => {
-                let deadline = Instant::now() + self.options.request_timeout;
-                let change = |step| ConfChange { steps: vec![step] };
-                let mut addresses: BTreeMap<u64, String> = self
-                    .options
-                    .peer_addrs
-                    .iter()
-                    .map(|(id, addr)| (*id, addr.to_string()))
-                    .collect();
-                addresses.extend(
-                    self.node
-                        .member_addresses()
-                        .iter()
-                        .map(|(id, addr)| (id.0, addr.clone())),
-                );
-                let view = admin::ClusterView::of(self.node.raw().raft(), addresses);
-                if let Err(error) = admin::check(&view, &request) {
-                    let _ = reply.send(Err(error.to_string()));
-                    return;
-                }
-                let outcome = match request {
-                    AdminRequest::AddLearner { id, peer_addr } => {
-                        let request = self.next_request_id();
-                        self.admin_waiting
-                            .insert(request, (AdminWait::ThenAddLearner { id, reply }, deadline));
-                        self.node
-                            .propose_member_address(request, NodeId(id), peer_addr);
-                        return;
-                    }
-                    AdminRequest::Promote { id, .. } => {
-                        self.propose_admin_change(
-                            change(ConfChangeStep::AddVoter(NodeId(id))),
-                            reply,
-                            deadline,
-                        );
-                        return;
-                    }
-                    AdminRequest::Remove { id, .. } => {
-                        self.propose_admin_change(
-                            change(ConfChangeStep::Remove(NodeId(id))),
-                            reply,
-                            deadline,
-                        );
-                        return;
-                    }
-                    AdminRequest::TransferLeader(to) => self
-                        .node
-                        .transfer_leadership(NodeId(to))
-                        .map(|()| format!("transferring leadership to {to}"))
-                        .map_err(|e| e.to_string()),
-                    AdminRequest::Campaign => {
-                        self.node.campaign();
-                        Ok("campaigning".to_string())
-                    }
-                    AdminRequest::Snapshot => {
-                        // The node hands it out once no batch or snapshot is in flight.
-                        self.snapshot_requests.push(reply);
-                        if let Err(error) = self.node.request_snapshot() {
-                            tracing::warn!(node = self.node.id().0, %error, "could not take a snapshot");
-                            for reply in self.snapshot_requests.drain(..) {
-                                let _ =
-                                    reply.send(Err(format!("could not take a snapshot: {error}")));
-                            }
-                        }
-                        return;
-                    }
-                };
-                let _ = reply.send(outcome);
+            Input::Client { command, reply } => self.handle_client(command, reply),
+            Input::Peer(message) => self.handle_peer(message),
+            Input::Admin { request, reply } => self.handle_admin(request, reply),
+        }
+    }
+
+    /// A client's command: counted, timed, and handed to the node.
+    fn handle_client(&mut self, command: Command, reply: oneshot::Sender<Reply>) {
+        let id = self.next_request_id();
+        let metrics = &self.shared.metrics;
+        let read = command.is_read_only();
+        if read {
+            metrics.reads.requests.inc();
+        } else {
+            metrics.writes.requests.inc();
+            if self.node.raw().raft().role() == Role::Leader {
+                metrics.proposals.inc();
             }
         }
+        let now = Instant::now();
+        self.waiting.insert(
+            id,
+            Waiting {
+                reply,
+                started: now,
+                deadline: now + self.options.request_timeout,
+                read,
+            },
+        );
+        self.node.submit(id, command);
+    }
+
+    /// A peer's message: stepped, or refused and counted.
+    fn handle_peer(&mut self, message: PeerMessage) {
+        if matches!(message, PeerMessage::Forward { .. }) {
+            self.shared.metrics.proposals.inc();
+        }
+        let peer = message.from().0;
+        match self.node.step(message) {
+            Ok(()) => {}
+            // The last chunk of a snapshot came before the chunks it completes were
+            // staged: honest reordering, resent with the next heartbeat.
+            Err(error @ skiff_node::PeerMessageError::SnapshotNotStaged { .. }) => {
+                tracing::debug!(node = self.node.id().0, peer, %error, "a snapshot's last chunk came early");
+            }
+            Err(error) => {
+                // Refused before it reached the core's state or the disk.
+                self.shared.metrics.error("peer_message_refused");
+                tracing::warn!(node = self.node.id().0, peer, %error, "refused a message from a peer");
+            }
+        }
+    }
+
+    /// An operator's request: checked, then done at once or proposed.
+    fn handle_admin(
+        &mut self,
+        request: AdminRequest,
+        reply: oneshot::Sender<Result<String, String>>,
+    ) {
+        let deadline = Instant::now() + self.options.request_timeout;
+        let change = |step| ConfChange { steps: vec![step] };
+        let mut addresses: BTreeMap<u64, String> = self
+            .options
+            .peer_addrs
+            .iter()
+            .map(|(id, addr)| (*id, addr.to_string()))
+            .collect();
+        addresses.extend(
+            self.node
+                .member_addresses()
+                .iter()
+                .map(|(id, addr)| (id.0, addr.clone())),
+        );
+        let view = admin::ClusterView::of(self.node.raw().raft(), addresses);
+        if let Err(error) = admin::check(&view, &request) {
+            let _ = reply.send(Err(error.to_string()));
+            return;
+        }
+        let voter_change = match &request {
+            AdminRequest::Promote { id, .. } => Some(ConfChangeStep::AddVoter(NodeId(*id))),
+            AdminRequest::Remove { id, .. } => Some(ConfChangeStep::Remove(NodeId(*id))),
+            _ => None,
+        };
+        if let Some(step) = voter_change {
+            self.propose_admin_change(change(step), reply, deadline);
+            return;
+        }
+        let outcome = match request {
+            AdminRequest::AddLearner { id, peer_addr } => {
+                let request = self.next_request_id();
+                self.admin_waiting
+                    .insert(request, (AdminWait::ThenAddLearner { id, reply }, deadline));
+                self.node
+                    .propose_member_address(request, NodeId(id), peer_addr);
+                return;
+            }
+            // Proposed above.
+            AdminRequest::Promote { .. } | AdminRequest::Remove { .. } => return,
+            AdminRequest::TransferLeader(to) => self
+                .node
+                .transfer_leadership(NodeId(to))
+                .map(|()| format!("transferring leadership to {to}"))
+                .map_err(|e| e.to_string()),
+            AdminRequest::Campaign => {
+                self.node.campaign();
+                Ok("campaigning".to_string())
+            }
+            AdminRequest::Snapshot => {
+                // The node hands it out once no batch or snapshot is in flight.
+                self.snapshot_requests.push(reply);
+                if let Err(error) = self.node.request_snapshot() {
+                    tracing::warn!(node = self.node.id().0, %error, "could not take a snapshot");
+                    for reply in self.snapshot_requests.drain(..) {
+                        let _ = reply.send(Err(format!("could not take a snapshot: {error}")));
+                    }
+                }
+                return;
+            }
+        };
+        let _ = reply.send(outcome);
     }
 
     fn propose_admin_change(
@@ -650,76 +657,82 @@ impl Driver {
         }
     }
 
+    /// The role or the known leader changed: counted, logged and published.
+    fn note_role_change(&mut self, soft_state: &skiff_raft::SoftState, term: skiff_raft::Term) {
+        let id = self.node.id().0;
+        let metrics = &self.shared.metrics;
+        if soft_state.role == Role::Leader {
+            metrics.elections_won.inc();
+        }
+        tracing::info!(
+            node = id,
+            term = term.0,
+            role = %soft_state.role,
+            leader = soft_state.leader.map(|l| l.0),
+            "role changed"
+        );
+        let text = match soft_state.role {
+            Role::PreCandidate => Some("pre-vote: asking whether it could win".to_string()),
+            // Every election, including a candidate's next one, is published by
+            // `note_elections` when the term changes.
+            Role::Candidate => None,
+            Role::Leader => Some("won the election: now leader".to_string()),
+            Role::Follower => Some(match soft_state.leader {
+                Some(leader) => format!("follower of node {}", leader.0),
+                None => "follower, no leader known".to_string(),
+            }),
+        };
+        if let Some(text) = text {
+            self.shared.publish(term.0, "role", text);
+        }
+        if soft_state.leader != self.last_leader {
+            if soft_state.leader.is_some() {
+                metrics.leader_changes.inc();
+            }
+            tracing::info!(
+                node = id,
+                term = term.0,
+                leader = soft_state.leader.map(|l| l.0),
+                "leader changed"
+            );
+            if let Some(leader) = soft_state.leader {
+                self.shared
+                    .publish(term.0, "leader", format!("leader is node {}", leader.0));
+            }
+            self.last_leader = soft_state.leader;
+        }
+    }
+
+    /// A configuration change was applied: logged and published.
+    fn note_membership_change(&self, index: skiff_raft::LogIndex) {
+        let id = self.node.id().0;
+        let conf = self.node.raw().raft().conf_state();
+        let term = self.node.raw().raft().term().0;
+        tracing::info!(
+            node = id,
+            term,
+            index = index.0,
+            ?conf,
+            "membership changed"
+        );
+        self.shared.publish(
+            self.node.raw().raft().term().0,
+            "membership",
+            format!(
+                "membership changed at {}: voters {:?}, learners {:?}",
+                index.0,
+                conf.voters.iter().map(|v| v.0).collect::<Vec<_>>(),
+                conf.learners.iter().map(|v| v.0).collect::<Vec<_>>()
+            ),
+        );
+    }
+
     fn log_event(&mut self, event: &Event) {
         let id = self.node.id().0;
         let metrics = &self.shared.metrics;
         match event {
-            Event::RoleChanged { soft_state, term } => {
-                if soft_state.role == Role::Leader {
-                    metrics.elections_won.inc();
-                }
-                tracing::info!(
-                    node = id,
-                    term = term.0,
-                    role = %soft_state.role,
-                    leader = soft_state.leader.map(|l| l.0),
-                    "role changed"
-                );
-                let text = match soft_state.role {
-                    Role::PreCandidate => Some("pre-vote: asking whether it could win".to_string()),
-                    // Every election, including a candidate's next one, is published by
-                    // `note_elections` when the term changes.
-                    Role::Candidate => None,
-                    Role::Leader => Some("won the election: now leader".to_string()),
-                    Role::Follower => Some(match soft_state.leader {
-                        Some(leader) => format!("follower of node {}", leader.0),
-                        None => "follower, no leader known".to_string(),
-                    }),
-                };
-                if let Some(text) = text {
-                    self.shared.publish(term.0, "role", text);
-                }
-                if soft_state.leader != self.last_leader {
-                    if soft_state.leader.is_some() {
-                        metrics.leader_changes.inc();
-                    }
-                    tracing::info!(
-                        node = id,
-                        term = term.0,
-                        leader = soft_state.leader.map(|l| l.0),
-                        "leader changed"
-                    );
-                    if let Some(leader) = soft_state.leader {
-                        self.shared.publish(
-                            term.0,
-                            "leader",
-                            format!("leader is node {}", leader.0),
-                        );
-                    }
-                    self.last_leader = soft_state.leader;
-                }
-            }
-            Event::ConfChangeApplied { index } => {
-                let conf = self.node.raw().raft().conf_state();
-                let term = self.node.raw().raft().term().0;
-                tracing::info!(
-                    node = id,
-                    term,
-                    index = index.0,
-                    ?conf,
-                    "membership changed"
-                );
-                self.shared.publish(
-                    self.node.raw().raft().term().0,
-                    "membership",
-                    format!(
-                        "membership changed at {}: voters {:?}, learners {:?}",
-                        index.0,
-                        conf.voters.iter().map(|v| v.0).collect::<Vec<_>>(),
-                        conf.learners.iter().map(|v| v.0).collect::<Vec<_>>()
-                    ),
-                );
-            }
+            Event::RoleChanged { soft_state, term } => self.note_role_change(soft_state, *term),
+            Event::ConfChangeApplied { index } => self.note_membership_change(*index),
             Event::MemberAddressRecorded { id: member } => {
                 let addr = self.node.member_addresses().get(member).cloned();
                 tracing::info!(
@@ -813,10 +826,45 @@ impl Driver {
         let raw = self.node.raw();
         let raft = raw.raft();
         let status = raw.status();
+        let me = self.node.id().0;
+        let members = self.member_statuses(&status);
+        let leader = status.soft_state.leader.map(|l| l.0);
+        self.publish_metrics(&status);
+        let mut published = self.shared.status.write().expect("status lock");
+        *published = NodeStatus {
+            id: me,
+            cluster_id: self.options.cluster_id,
+            role: status.soft_state.role.to_string(),
+            term: status.term.0,
+            vote: status.vote.map(|v| v.0),
+            leader,
+            leader_client_addr: leader
+                .and_then(|l| members.get(&l))
+                .and_then(|m| m.client_addr.clone()),
+            commit: status.commit.0,
+            applied: self.node.applied().0,
+            last_index: status.last_index.0,
+            snapshot_index: skiff_raft::LogStorage::snapshot_meta(self.node.wal())
+                .index
+                .0,
+            keys: self.node.state_machine().len() as u64,
+            pending_requests: self.node.pending_requests() as u64,
+            first_index: skiff_raft::LogStorage::first_index(self.node.wal()).0,
+            election_elapsed: raft.election_elapsed_ticks(),
+            election_timeout: raft.randomized_election_timeout_ticks(),
+            members: members.into_values().collect(),
+            local_control: None,
+            fault_injection: false,
+            isolated: false,
+        };
+    }
+
+    /// Each member's status: its kind, its addresses and, on a leader, how far it matches.
+    fn member_statuses(&self, status: &skiff_raft::Status) -> BTreeMap<u64, MemberStatus> {
+        let raft = self.node.raw().raft();
         let conf = raft.conf_state();
         // Only the members' entries are read: the map is not copied on every tick.
         let advertised = self.shared.advertised.read().ok();
-        let me = self.node.id().0;
         let mut members: BTreeMap<u64, MemberStatus> = BTreeMap::new();
         let kinds = [
             (&conf.voters, "voter"),
@@ -853,7 +901,11 @@ impl Driver {
                 }
             }
         }
-        let leader = status.soft_state.leader.map(|l| l.0);
+        members
+    }
+
+    /// The node's gauges.
+    fn publish_metrics(&self, status: &skiff_raft::Status) {
         let metrics = &self.shared.metrics;
         metrics.term.set(status.term.0 as i64);
         for role in [
@@ -879,33 +931,6 @@ impl Driver {
         metrics
             .pending_requests
             .set(self.node.pending_requests() as i64);
-        let mut published = self.shared.status.write().expect("status lock");
-        *published = NodeStatus {
-            id: me,
-            cluster_id: self.options.cluster_id,
-            role: status.soft_state.role.to_string(),
-            term: status.term.0,
-            vote: status.vote.map(|v| v.0),
-            leader,
-            leader_client_addr: leader
-                .and_then(|l| members.get(&l))
-                .and_then(|m| m.client_addr.clone()),
-            commit: status.commit.0,
-            applied: self.node.applied().0,
-            last_index: status.last_index.0,
-            snapshot_index: skiff_raft::LogStorage::snapshot_meta(self.node.wal())
-                .index
-                .0,
-            keys: self.node.state_machine().len() as u64,
-            pending_requests: self.node.pending_requests() as u64,
-            first_index: skiff_raft::LogStorage::first_index(self.node.wal()).0,
-            election_elapsed: raft.election_elapsed_ticks(),
-            election_timeout: raft.randomized_election_timeout_ticks(),
-            members: members.into_values().collect(),
-            local_control: None,
-            fault_injection: false,
-            isolated: false,
-        };
     }
 }
 

@@ -318,7 +318,6 @@ impl Workload {
             call_ns: now_ms * NS_PER_MS,
             return_ns: 0,
         };
-        let key_bytes = key.as_bytes().to_vec();
         let unknown_writes = self
             .history
             .iter()
@@ -330,7 +329,38 @@ impl Workload {
         } else {
             roll
         };
-        let command = match roll {
+        let command = self.command(roll, &key, value, &mut record, rng);
+        let in_flight = InFlight {
+            record,
+            request: op,
+            node,
+            started_ms: now_ms,
+        };
+        match cluster.submit(node, op, command) {
+            Submitted::Pending => self.clients[k].in_flight = Some(in_flight),
+            Submitted::Answered(reply) => {
+                let outcome = outcome(in_flight.record.op, &reply, true);
+                self.complete(k, in_flight, outcome, cluster, now_ms);
+            }
+            Submitted::Unreachable => {
+                // The node is down or paused: the request reached nobody.
+                self.complete(k, in_flight, Outcome::NotApplied, cluster, now_ms);
+            }
+        }
+    }
+
+    /// The command a roll of the dice asks for on `key`, written into `record` as the
+    /// checker will see it.
+    fn command(
+        &self,
+        roll: i32,
+        key: &str,
+        value: String,
+        record: &mut Operation,
+        rng: &mut ChaCha8Rng,
+    ) -> Command {
+        let key_bytes = key.as_bytes().to_vec();
+        match roll {
             0..=3 => Command::Get { key: key_bytes },
             4..=6 => {
                 record.op = OpKind::Put;
@@ -364,23 +394,6 @@ impl Workload {
                     expected: expected.map(String::into_bytes),
                     new: value.into_bytes(),
                 }
-            }
-        };
-        let in_flight = InFlight {
-            record,
-            request: op,
-            node,
-            started_ms: now_ms,
-        };
-        match cluster.submit(node, op, command) {
-            Submitted::Pending => self.clients[k].in_flight = Some(in_flight),
-            Submitted::Answered(reply) => {
-                let outcome = outcome(in_flight.record.op, &reply, true);
-                self.complete(k, in_flight, outcome, cluster, now_ms);
-            }
-            Submitted::Unreachable => {
-                // The node is down or paused: the request reached nobody.
-                self.complete(k, in_flight, Outcome::NotApplied, cluster, now_ms);
             }
         }
     }
