@@ -324,7 +324,7 @@ impl NodeDriver {
 }
 
 /// Three nodes and the messages in flight between them, driven by one loop.
-pub(crate) struct Cluster {
+pub(crate) struct BenchCluster {
     pub(crate) drivers: Vec<NodeDriver>,
     /// Messages waiting for each node.
     inboxes: Vec<Vec<Message>>,
@@ -333,9 +333,9 @@ pub(crate) struct Cluster {
     pub(crate) messages: u64,
 }
 
-impl Cluster {
-    pub(crate) fn new(snapshot_every: Option<u64>) -> Cluster {
-        Cluster {
+impl BenchCluster {
+    pub(crate) fn new(snapshot_every: Option<u64>) -> BenchCluster {
+        BenchCluster {
             drivers: (1..=NODES as u64)
                 .map(|id| NodeDriver::new(id, snapshot_every))
                 .collect(),
@@ -506,7 +506,7 @@ fn run_loop(options: &CoreOptions) -> CoreRun {
     assert!(options.clients > 0, "at least one client");
     let per_client = (options.ops / options.clients as u64).max(1);
     let total = per_client * options.clients as u64;
-    let mut cluster = Cluster::new(options.snapshot_every);
+    let mut cluster = BenchCluster::new(options.snapshot_every);
     cluster.elect_node_1();
     let leader_term = cluster.leader().raft().term();
 

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use skiff_raft::{LogIndex, Message, Role};
 
-use crate::core::{slot, Clients, Cluster, CoreOptions, CoreRun, NodeDriver, NODES};
+use crate::core::{slot, BenchCluster, Clients, CoreOptions, CoreRun, NodeDriver, NODES};
 
 /// What a node's thread receives.
 enum ToNode {
@@ -90,30 +90,8 @@ impl NodeThread {
                 };
             }
             // Everything that has arrived goes into the node before its next batch.
-            while let Some(item) = next {
-                match item {
-                    ToNode::Messages(messages) => {
-                        delivered += messages.len() as u64;
-                        for message in messages {
-                            self.driver
-                                .node
-                                .step(message)
-                                .expect("messages are addressed correctly");
-                        }
-                    }
-                    ToNode::Writes(writes) => {
-                        for write in writes {
-                            let (index, _term) = self
-                                .driver
-                                .node
-                                .propose(Vec::new())
-                                .expect("the fixed leader accepts every write");
-                            pending.push_back((index, write));
-                        }
-                    }
-                    ToNode::Stop => break 'run,
-                }
-                next = self.inbox.try_recv().ok();
+            if !self.take_arrivals(next, &mut pending, &mut delivered) {
+                break 'run;
             }
             if last_tick.elapsed() >= self.tick {
                 self.driver.node.tick();
@@ -133,30 +111,76 @@ impl NodeThread {
                     },
                 );
             }
-            for (to, outbox) in outboxes.iter_mut().enumerate() {
-                if !outbox.is_empty() {
-                    // A peer that stopped first no longer listens; nothing is lost that counts.
-                    let _ = self.peers[to].send(ToNode::Messages(std::mem::take(outbox)));
-                }
-            }
-            if let Some(answers) = &self.answers {
-                if !answered.is_empty() {
-                    let _ = answers.send(std::mem::take(&mut answered));
-                }
-                leader_fixed &= self.driver.node.raft().role() == Role::Leader;
-                let committed = self.driver.node.raft().log().committed().0;
-                self.progress
-                    .leader_committed
-                    .store(committed, Ordering::Release);
-            }
-            let applied = self.driver.node.raft().log().applied().0;
-            self.progress.applied[self.index].store(applied, Ordering::Release);
+            self.publish(&mut outboxes, &mut answered, &mut leader_fixed);
         }
         NodeOutcome {
             driver: self.driver,
             delivered,
             leader_fixed,
         }
+    }
+
+    /// Steps the messages and proposes the writes that arrived, starting with `next`.
+    /// Returns `false` once told to stop.
+    fn take_arrivals(
+        &mut self,
+        mut next: Option<ToNode>,
+        pending: &mut VecDeque<(LogIndex, Write)>,
+        delivered: &mut u64,
+    ) -> bool {
+        while let Some(item) = next {
+            match item {
+                ToNode::Messages(messages) => {
+                    *delivered += messages.len() as u64;
+                    for message in messages {
+                        self.driver
+                            .node
+                            .step(message)
+                            .expect("messages are addressed correctly");
+                    }
+                }
+                ToNode::Writes(writes) => {
+                    for write in writes {
+                        let (index, _term) = self
+                            .driver
+                            .node
+                            .propose(Vec::new())
+                            .expect("the fixed leader accepts every write");
+                        pending.push_back((index, write));
+                    }
+                }
+                ToNode::Stop => return false,
+            }
+            next = self.inbox.try_recv().ok();
+        }
+        true
+    }
+
+    /// Sends the messages of the last batches, answers the clients, and publishes progress.
+    fn publish(
+        &mut self,
+        outboxes: &mut [Vec<Message>],
+        answered: &mut Vec<Write>,
+        leader_fixed: &mut bool,
+    ) {
+        for (to, outbox) in outboxes.iter_mut().enumerate() {
+            if !outbox.is_empty() {
+                // A peer that stopped first no longer listens; nothing is lost that counts.
+                let _ = self.peers[to].send(ToNode::Messages(std::mem::take(outbox)));
+            }
+        }
+        if let Some(answers) = &self.answers {
+            if !answered.is_empty() {
+                let _ = answers.send(std::mem::take(answered));
+            }
+            *leader_fixed &= self.driver.node.raft().role() == Role::Leader;
+            let committed = self.driver.node.raft().log().committed().0;
+            self.progress
+                .leader_committed
+                .store(committed, Ordering::Release);
+        }
+        let applied = self.driver.node.raft().log().applied().0;
+        self.progress.applied[self.index].store(applied, Ordering::Release);
     }
 }
 
@@ -179,36 +203,21 @@ pub(crate) fn run(options: &CoreOptions) -> CoreRun {
     assert!(options.clients > 0, "at least one client");
     let per_client = (options.ops / options.clients as u64).max(1);
     let total = per_client * options.clients as u64;
-    let mut cluster = Cluster::new(options.snapshot_every);
+    let mut cluster = BenchCluster::new(options.snapshot_every);
     cluster.elect_node_1();
     let leader_term = cluster.leader().raft().term();
 
     let progress = Arc::new(Progress::default());
     let (senders, inboxes): (Vec<_>, Vec<_>) = (0..NODES).map(|_| channel::<ToNode>()).unzip();
     let (answers_tx, answers) = channel::<Vec<Write>>();
-    let mut answers_tx = Some(answers_tx);
-    let threads: Vec<_> = cluster
-        .drivers
-        .drain(..)
-        .zip(inboxes)
-        .enumerate()
-        .map(|(index, (driver, inbox))| {
-            let node = NodeThread {
-                index,
-                driver,
-                inbox,
-                peers: senders.clone(),
-                answers: if index == 0 { answers_tx.take() } else { None },
-                tick: options.tick,
-                poll_yields: options.poll_yields,
-                progress: progress.clone(),
-            };
-            thread::Builder::new()
-                .name(format!("node-{}", index + 1))
-                .spawn(move || node.run())
-                .expect("spawn a node thread")
-        })
-        .collect();
+    let threads = spawn_nodes(
+        &mut cluster,
+        inboxes,
+        &senders,
+        answers_tx,
+        options,
+        &progress,
+    );
 
     // This thread is the clients'.
     let mut clients = Clients::new(options.clients, per_client);
@@ -248,7 +257,20 @@ pub(crate) fn run(options: &CoreOptions) -> CoreRun {
     }
     let elapsed = start.elapsed();
 
-    // Let the followers learn the final commit index and apply everything, then stop.
+    stop_once_applied(&progress, &senders);
+    let mut leader_fixed = true;
+    for handle in threads {
+        let outcome = handle.join().expect("a node thread panicked");
+        leader_fixed &= outcome.leader_fixed;
+        cluster.messages += outcome.delivered;
+        cluster.drivers.push(outcome.driver);
+    }
+    cluster.outcome(clients, elapsed, leader_term, leader_fixed)
+}
+
+/// Lets the followers learn the final commit index and apply everything (for up to 10 s),
+/// then stops every node's thread.
+fn stop_once_applied(progress: &Progress, senders: &[Sender<ToNode>]) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let final_commit = progress.leader_committed.load(Ordering::Acquire);
     while Instant::now() < deadline
@@ -259,15 +281,41 @@ pub(crate) fn run(options: &CoreOptions) -> CoreRun {
     {
         thread::sleep(Duration::from_millis(1));
     }
-    for sender in &senders {
+    for sender in senders {
         let _ = sender.send(ToNode::Stop);
     }
-    let mut leader_fixed = true;
-    for handle in threads {
-        let outcome = handle.join().expect("a node thread panicked");
-        leader_fixed &= outcome.leader_fixed;
-        cluster.messages += outcome.delivered;
-        cluster.drivers.push(outcome.driver);
-    }
-    cluster.outcome(clients, elapsed, leader_term, leader_fixed)
+}
+
+/// Starts a thread per node, each with its inbox; node 1's answers its clients on `answers`.
+fn spawn_nodes(
+    cluster: &mut BenchCluster,
+    inboxes: Vec<Receiver<ToNode>>,
+    senders: &[Sender<ToNode>],
+    answers: Sender<Vec<Write>>,
+    options: &CoreOptions,
+    progress: &Arc<Progress>,
+) -> Vec<thread::JoinHandle<NodeOutcome>> {
+    let mut answers_tx = Some(answers);
+    cluster
+        .drivers
+        .drain(..)
+        .zip(inboxes)
+        .enumerate()
+        .map(|(index, (driver, inbox))| {
+            let node = NodeThread {
+                index,
+                driver,
+                inbox,
+                peers: senders.to_vec(),
+                answers: if index == 0 { answers_tx.take() } else { None },
+                tick: options.tick,
+                poll_yields: options.poll_yields,
+                progress: progress.clone(),
+            };
+            thread::Builder::new()
+                .name(format!("node-{}", index + 1))
+                .spawn(move || node.run())
+                .expect("spawn a node thread")
+        })
+        .collect()
 }

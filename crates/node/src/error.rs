@@ -22,7 +22,7 @@ pub enum NodeError {
         /// The snapshot's last included index.
         index: LogIndex,
         /// What was wrong with it.
-        source: skiff_kv::KvError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The snapshot on disk is not a node snapshot this build can read.
     #[error("snapshot at index {index}: {source}")]
@@ -38,6 +38,10 @@ pub enum NodeError {
     /// The configuration is invalid.
     #[error("configuration: {0}")]
     Config(String),
+    /// The driver reported the completion of a step the node is not at: a token of another
+    /// batch or snapshot, or one already used. A bug in the driver; nothing was changed.
+    #[error("driver out of step: {0}")]
+    OutOfStep(&'static str),
 }
 
 /// Why a message from a peer was refused. Nothing of it reached the node's state or disk;
@@ -79,7 +83,7 @@ pub enum SnapshotRefusal {
     Envelope(crate::payload::PayloadError),
     /// Its state machine part does not restore (magic, checksum, encoding).
     #[error("state machine snapshot: {0}")]
-    StateMachine(skiff_kv::KvError),
+    StateMachine(Box<dyn std::error::Error + Send + Sync>),
     /// Its state machine applied entries past the index the snapshot claims to cover.
     #[error("its state machine applied index {applied}, past the snapshot's index")]
     AppliedPastIndex {

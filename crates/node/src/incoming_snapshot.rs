@@ -5,24 +5,33 @@
 
 use std::collections::BTreeMap;
 
-use skiff_kv::{KvConfig, StateMachine};
 use skiff_raft::{LogIndex, NodeId, RawNode, SnapshotMeta, Term};
 use skiff_wal::{Disk, Wal};
 
 use crate::error::{NodeError, PeerMessageError, SnapshotRefusal};
 use crate::payload;
+use crate::state_machine::StateMachine;
 
 /// What the node knows of the snapshot coming in from the leader.
-#[derive(Debug, Default)]
-pub(crate) struct IncomingSnapshot {
+#[derive(Debug)]
+pub(crate) struct IncomingSnapshot<M> {
     /// The snapshot whose chunks are staged on disk, and how many bytes of it.
     staged: Option<(SnapshotMeta, u64)>,
     /// The last snapshot that verified, restored, so that installing it does not decode it
     /// again.
-    verified: Option<(SnapshotMeta, StateMachine, BTreeMap<NodeId, String>)>,
+    verified: Option<(SnapshotMeta, M, BTreeMap<NodeId, String>)>,
 }
 
-impl IncomingSnapshot {
+impl<M> Default for IncomingSnapshot<M> {
+    fn default() -> Self {
+        IncomingSnapshot {
+            staged: None,
+            verified: None,
+        }
+    }
+}
+
+impl<M: StateMachine> IncomingSnapshot<M> {
     /// A chunk was staged on disk (the WAL starts afresh at offset 0 or for another snapshot,
     /// as this does).
     pub(crate) fn chunk_staged(&mut self, meta: &SnapshotMeta, offset: u64, len: u64) {
@@ -41,7 +50,7 @@ impl IncomingSnapshot {
     pub(crate) fn take_verified(
         &mut self,
         meta: &SnapshotMeta,
-    ) -> Option<(StateMachine, BTreeMap<NodeId, String>)> {
+    ) -> Option<(M, BTreeMap<NodeId, String>)> {
         match self.verified.take() {
             Some((verified, state_machine, addresses)) if verified == *meta => {
                 Some((state_machine, addresses))
@@ -58,7 +67,7 @@ impl IncomingSnapshot {
         &mut self,
         raw: &RawNode<Wal<D>>,
         chunks_in_flight: bool,
-        kv: &KvConfig,
+        config: &M::Config,
         from: NodeId,
         term: Term,
         meta: &SnapshotMeta,
@@ -82,21 +91,7 @@ impl IncomingSnapshot {
             && self.staged.as_ref() == Some(&(meta.clone(), offset))
         {
             // Every chunk the core took for this snapshot is staged: read them back.
-            let wal = raw.storage();
-            let refusal = |problem: String| PeerMessageError::BadSnapshot {
-                from,
-                index: meta.index,
-                problem: SnapshotRefusal::Unreadable(problem),
-            };
-            let path = wal
-                .staging_path()
-                .ok_or_else(|| refusal("no staging file".into()))?;
-            let mut data = wal
-                .disk()
-                .read(path, 0, offset)
-                .map_err(|error| refusal(error.to_string()))?;
-            data.extend_from_slice(chunk);
-            data
+            staged_then(raw.storage(), from, meta.index, offset, chunk)?
         } else if core_expects_this {
             // Earlier chunks are still on their way to disk; the leader resends this one.
             return Err(PeerMessageError::SnapshotNotStaged {
@@ -109,22 +104,26 @@ impl IncomingSnapshot {
             return Ok(());
         };
         let (state_machine, addresses) =
-            restore(kv, meta.index, &data).map_err(|error| PeerMessageError::BadSnapshot {
-                from,
-                index: meta.index,
-                problem: match error {
-                    NodeError::Snapshot { source, .. } => SnapshotRefusal::StateMachine(source),
-                    NodeError::SnapshotEnvelope { source, .. } => SnapshotRefusal::Envelope(source),
-                    other => SnapshotRefusal::Unreadable(other.to_string()),
-                },
+            restore::<M>(config, meta.index, &data).map_err(|error| {
+                PeerMessageError::BadSnapshot {
+                    from,
+                    index: meta.index,
+                    problem: match error {
+                        NodeError::Snapshot { source, .. } => SnapshotRefusal::StateMachine(source),
+                        NodeError::SnapshotEnvelope { source, .. } => {
+                            SnapshotRefusal::Envelope(source)
+                        }
+                        other => SnapshotRefusal::Unreadable(other.to_string()),
+                    },
+                }
             })?;
         // The state machine cannot have applied entries the snapshot does not cover.
-        if state_machine.applied_index() > meta.index.0 {
+        if state_machine.applied_index() > meta.index {
             return Err(PeerMessageError::BadSnapshot {
                 from,
                 index: meta.index,
                 problem: SnapshotRefusal::AppliedPastIndex {
-                    applied: LogIndex(state_machine.applied_index()),
+                    applied: state_machine.applied_index(),
                 },
             });
         }
@@ -134,14 +133,41 @@ impl IncomingSnapshot {
 }
 
 /// The state machine and address book from a node snapshot.
-pub(crate) fn restore(
-    kv: &KvConfig,
+pub(crate) fn restore<M: StateMachine>(
+    config: &M::Config,
     index: LogIndex,
     data: &[u8],
-) -> Result<(StateMachine, BTreeMap<NodeId, String>), NodeError> {
-    let (addresses, kv_snapshot) = payload::decode_snapshot(data)
+) -> Result<(M, BTreeMap<NodeId, String>), NodeError> {
+    let (addresses, machine_snapshot) = payload::decode_snapshot(data)
         .map_err(|source| NodeError::SnapshotEnvelope { index, source })?;
-    let state_machine = StateMachine::restore(kv.clone(), kv_snapshot)
-        .map_err(|source| NodeError::Snapshot { index, source })?;
+    let state_machine =
+        M::restore(config, machine_snapshot).map_err(|source| NodeError::Snapshot {
+            index,
+            source: Box::new(source),
+        })?;
     Ok((state_machine, addresses))
+}
+
+/// The `offset` bytes staged on disk, then `chunk`: the whole snapshot.
+fn staged_then<D: Disk>(
+    wal: &Wal<D>,
+    from: NodeId,
+    index: LogIndex,
+    offset: u64,
+    chunk: &[u8],
+) -> Result<Vec<u8>, PeerMessageError> {
+    let refusal = |problem: String| PeerMessageError::BadSnapshot {
+        from,
+        index,
+        problem: SnapshotRefusal::Unreadable(problem),
+    };
+    let path = wal
+        .staging_path()
+        .ok_or_else(|| refusal("no staging file".into()))?;
+    let mut data = wal
+        .disk()
+        .read(path, 0, offset)
+        .map_err(|error| refusal(error.to_string()))?;
+    data.extend_from_slice(chunk);
+    Ok(data)
 }

@@ -6,27 +6,63 @@
 //! files; the simulator drives the same code with simulated time, a lossy network and a
 //! disk that loses unsynced writes.
 //!
-//! Each pass of the driver loop is split in two, so that a leader replicates while its own
-//! write is in progress (thesis §10.2.1):
+//! # Driving a node
 //!
-//! 1. [`Node::begin`] takes a Ready from the core and hands out the messages that may leave
-//!    before anything is durable;
-//! 2. [`Node::finish`] persists the batch with one fsync, then hands out the messages that
-//!    promise durability (vote grants, append acknowledgements), applies committed entries to
-//!    the state machine and answers the clients whose requests they complete, and finally
-//!    advances the core.
+//! Inputs go in with [`Node::tick`], [`Node::step`] (a peer's message) and [`Node::submit`]
+//! (a client's request). What the node asks in return comes out as [`Effect`]s, taken with
+//! [`Node::take_effects`]: messages to send, replies, events, and the I/O steps of the batch
+//! pipeline, each ended by handing its token back:
 //!
-//! Client requests enter with [`Node::submit`]; a follower forwards writes to the leader
-//! and serves reads itself through ReadIndex (thesis §6.4).
+//! 1. [`Node::begin_batch`] takes a Ready from the core, hands out the messages that may
+//!    leave before anything is durable, and asks for [`Effect::WriteBatch`];
+//! 2. [`Node::write_batch`] writes the batch without its sync, applies what was durable before
+//!    it, and asks for [`Effect::SyncBatch`];
+//! 3. once the file is synced, [`Node::batch_synced`] releases the messages that promise
+//!    durability (vote grants, append acknowledgements: thesis §3.8), applies the committed
+//!    entries, answers clients, advances the core, and — every `snapshot_every_entries`
+//!    entries, or on [`Node::request_snapshot`] — asks for [`Effect::WriteSnapshot`], ended
+//!    by [`Node::snapshot_written`].
+//!
+//! The order persist → send → apply → advance lives only here. A driver chooses where each
+//! I/O step runs: the server syncs on a writer thread so that the leader's disk write
+//! overlaps replication (thesis §10.2.1) and writes snapshot files on a thread of its own;
+//! the simulator runs each step in an event of its own, so faults fall between them;
+//! [`Node::run`] does everything in line, for tests and simple embedders.
+//!
+//! Client writes are proposed on the leader or forwarded to it; reads are served on every
+//! node through ReadIndex (thesis §6.4).
+//!
+//! # Layout
+//!
+//! - [`node`](Node): the node — inputs, applying, client requests; its batch pipeline and
+//!   its snapshots in submodules;
+//! - [`effect`](Effect): what the node asks of its driver, and the tokens of each step;
+//! - [`refusals`]: the error replies clients get when the node cannot take a request;
+//! - [`payload`]: what log entries and snapshots hold around the state machine's own bytes;
+//! - [`wire`]: the peer messages' byte codec;
+//! - `incoming_snapshot`: the check of a leader's snapshot before it may replace ours;
+//! - `error`: [`NodeError`] (the node must stop) and [`PeerMessageError`] (a message refused).
 
 #![deny(missing_docs)]
 
+mod config;
+mod effect;
 mod error;
+mod event;
 mod incoming_snapshot;
+mod kv;
 mod node;
+mod observer;
 pub mod payload;
+pub mod refusals;
+mod state_machine;
 pub mod wire;
 
+pub use config::NodeConfig;
+pub use effect::{BatchToken, Effect, SnapshotJob, SnapshotToken, SyncToken};
 pub use error::{NodeError, PeerMessageError, SnapshotRefusal};
-pub use node::{errors, Event, NoObserver, Node, NodeConfig, Observer, Output, RequestId};
+pub use event::Event;
+pub use node::{Node, RequestId};
+pub use observer::{NoObserver, Observer};
+pub use state_machine::{ClientSession, StateMachine};
 pub use wire::{PeerMessage, WireError};

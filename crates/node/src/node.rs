@@ -1,78 +1,31 @@
 //! [`Node`]: the driver that owns the core, the durable log and the state machine.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 
-use skiff_kv::{Command, KvConfig, Reply, Request, StateMachine};
 use skiff_raft::{
-    ConfChange, Config, Entry, EntryKind, HardState, InvalidMessage, LogIndex, LogStorage,
-    MessageBody, NodeId, ProposeError, RawNode, ReadIndexError, Ready, Role, SnapshotMeta,
-    SoftState, StepError, Term, TransferError,
+    ConfChange, Entry, EntryKind, InvalidMessage, LogIndex, LogStorage, MessageBody, NodeId,
+    ProposeError, RawNode, ReadIndexError, Role, SnapshotMeta, StepError, Term, TransferError,
 };
-use skiff_wal::{Disk, RecoveryReport, SnapshotWrite, Wal, WalOptions};
+use skiff_wal::{Disk, RecoveryReport, Wal};
 
+use crate::config::NodeConfig;
+use crate::effect::Effect;
 use crate::error::{NodeError, PeerMessageError};
+use crate::event::Event;
 use crate::incoming_snapshot::{restore, IncomingSnapshot};
-use crate::payload::{self, MemberAddress, Payload};
+use crate::observer::Observer;
+use crate::payload::{MemberAddress, Payload, MEMBER_ADDRESS_TAG};
+use crate::refusals;
+use crate::state_machine::{ClientSession, StateMachine};
 use crate::wire::PeerMessage;
+
+mod driving;
+mod snapshots;
+
+use driving::{Stage, Writing};
 
 /// The caller's id for one client request; the reply comes back with it.
 pub type RequestId = u64;
-
-/// Error replies the node gives. The first word is the Redis error code clients act on:
-/// `CLUSTERDOWN` when no leader can take the request, `TRYAGAIN` when a retry may succeed.
-pub mod errors {
-    /// No leader is known: the cluster has no quorum, or is electing a leader.
-    pub const NO_LEADER: &str =
-        "CLUSTERDOWN no leader is known; the cluster may have lost its quorum";
-    /// The write's entry was replaced by a new leader's: it was not applied.
-    pub const LEADER_CHANGED: &str =
-        "TRYAGAIN the leader changed before the write committed; it was not applied";
-    /// A snapshot replaced the log where the write was: it may or may not have been applied.
-    pub const OUTCOME_UNKNOWN: &str =
-        "TRYAGAIN the leader changed; the write may or may not have been applied";
-    /// Too many requests are waiting on this node.
-    pub const BUSY: &str = "TRYAGAIN too many requests in flight; retry later";
-    /// The leader changed or refused before confirming a read.
-    pub const READ_NOT_CONFIRMED: &str = "TRYAGAIN no leader confirmed the read; retry";
-    /// Leadership is being handed to node `to`.
-    pub fn transferring(to: skiff_raft::NodeId) -> String {
-        format!("TRYAGAIN leadership is being transferred to node {to}; retry")
-    }
-    /// The request does not fit in one log entry.
-    pub const TOO_LARGE: &str = "ERR request too large for one log entry";
-}
-
-/// How a node is set up.
-#[derive(Clone, Debug)]
-pub struct NodeConfig {
-    /// The Raft core's settings; `voters` is the cluster's initial membership, used until a
-    /// snapshot or a configuration change in the log says otherwise.
-    pub raft: Config,
-    /// The state machine's limits: the same on every node.
-    pub kv: KvConfig,
-    /// The durable log's settings.
-    pub wal: WalOptions,
-    /// Take a snapshot once this many entries were applied past the last one (0: never).
-    pub snapshot_every_entries: u64,
-    /// Client requests that may wait on this node at once (proposed, forwarded or reading);
-    /// more are refused with [`errors::BUSY`].
-    pub max_pending_requests: usize,
-}
-
-impl NodeConfig {
-    /// Defaults around `raft`: default state machine limits, 64 MiB segments, a snapshot
-    /// every 100,000 entries, 10,000 pending requests.
-    pub fn new(raft: Config, cluster_id: u64) -> NodeConfig {
-        NodeConfig {
-            raft,
-            kv: KvConfig::default(),
-            wal: WalOptions::new(cluster_id),
-            snapshot_every_entries: 100_000,
-            max_pending_requests: 10_000,
-        }
-    }
-}
 
 /// Where a request came from, so its reply goes back there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,86 +36,56 @@ enum Origin {
     Forwarded { from: NodeId, id: u64 },
 }
 
-/// Something that happened, for logs, metrics and status pages.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// The role or the known leader changed.
-    RoleChanged {
-        /// The new role and leader.
-        soft_state: SoftState,
-        /// The term it happened in.
-        term: Term,
-    },
-    /// A configuration change was applied.
-    ConfChangeApplied {
-        /// Its log index.
-        index: LogIndex,
-    },
-    /// A member's peer address was recorded.
-    MemberAddressRecorded {
-        /// The member.
-        id: NodeId,
-    },
-    /// The state machine was snapshotted and the log compacted.
-    SnapshotTaken {
-        /// The snapshot's last included index.
-        index: LogIndex,
-    },
-    /// A chunk of a snapshot from the leader was written: `received` bytes of it so far.
-    SnapshotChunkReceived {
-        /// The snapshot's last included index.
-        index: LogIndex,
-        /// Bytes of the snapshot received and durable so far.
-        received: u64,
-    },
-    /// A snapshot from the leader replaced the state machine.
-    SnapshotInstalled {
-        /// The snapshot's last included index.
-        index: LogIndex,
-    },
-}
-
-/// What the node produced since it was last drained with [`Node::take_output`].
-#[derive(Debug, Default)]
-pub struct Output {
-    /// Messages for other nodes, in the order they may be sent.
-    pub messages: Vec<PeerMessage>,
-    /// Replies to this node's clients.
-    pub replies: Vec<(RequestId, Reply)>,
-    /// Things that happened.
-    pub events: Vec<Event>,
-}
-
-/// Watches a node's durable and applied history (the simulator's checkers do).
-pub trait Observer {
-    /// A batch became durable. `hard_state` is the batch's hard state if it was synced (a
-    /// batch that only moves the commit index is written but not synced for itself).
-    fn persisted(&mut self, _entries: &[Entry], _hard_state: Option<HardState>) {}
-    /// A snapshot from the leader was installed.
-    fn snapshot_installed(&mut self, _meta: &SnapshotMeta) {}
-    /// A committed entry was applied; `reply` is the state machine's answer for a client
-    /// command.
-    fn applied(&mut self, _entry: &Entry, _reply: Option<&Reply>) {}
-    /// The state machine now holds the effect of every entry up to `index`: called after each
-    /// committed entry is applied and after a snapshot from the leader replaced the state
-    /// machine, so that a checker can compare replicas' states index by index.
-    fn state_reached(&mut self, _index: LogIndex, _state: &StateMachine) {}
-}
-
-/// An [`Observer`] that watches nothing.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoObserver;
-
-impl Observer for NoObserver {}
-
-/// One Skiff node. See the [crate documentation](crate) for the driving loop.
+/// One Skiff node: a Raft core, its durable log and a [`StateMachine`].
+///
+/// Inputs go in with [`tick`](Node::tick), [`step`](Node::step) and
+/// [`submit`](Node::submit); everything the node asks in return comes out of
+/// [`take_effects`](Node::take_effects) as [`Effect`]s. A driver sends the messages,
+/// delivers the replies, notes the events, and carries out each I/O step where it likes,
+/// handing back the step's token when it is done; [`begin_batch`](Node::begin_batch) starts
+/// the next batch once the last one is synced. The order persist → send → apply → advance
+/// is the node's: a driver cannot get it wrong. The same loop, every I/O step in line:
+///
+/// ```
+/// use skiff_node::{Effect, NoObserver, Node, NodeConfig};
+/// use skiff_raft::{Config, NodeId, Role};
+/// use skiff_wal::MemDisk;
+///
+/// let config: NodeConfig = NodeConfig::new(Config::new(NodeId(1), [NodeId(1)]), 7);
+/// let (mut node, _): (Node<MemDisk>, _) = Node::open(MemDisk::new(), "/data", config)?;
+/// node.campaign();
+/// loop {
+///     let effects = node.take_effects();
+///     if effects.is_empty() && !node.begin_batch() {
+///         break;
+///     }
+///     for effect in effects {
+///         match effect {
+///             Effect::Send(_message) => {} // to `_message.to()`
+///             Effect::Reply(_id, _reply) => {} // to the client that sent request `_id`
+///             Effect::Event(_event) => {}
+///             Effect::WriteBatch(token) => node.write_batch(token, &mut NoObserver)?,
+///             Effect::SyncBatch(token) => node.sync_batch(token, &mut NoObserver)?,
+///             Effect::WriteSnapshot(job) => {
+///                 node.write_snapshot(job)?;
+///             }
+///         }
+///     }
+/// }
+/// assert_eq!(node.raw().raft().role(), Role::Leader);
+/// # Ok::<(), skiff_node::NodeError>(())
+/// ```
+///
+/// [`run`](Node::run) is this loop, for tests and simple embedders; the server syncs on a
+/// writer thread instead (thesis §10.2.1), and the simulator runs each step in an event of
+/// its own.
 #[derive(Debug)]
-pub struct Node<D: Disk> {
+pub struct Node<D: Disk, M: StateMachine = skiff_kv::StateMachine> {
     raw: RawNode<Wal<D>>,
-    state_machine: StateMachine,
+    state_machine: M,
     /// Peer addresses recorded in the log (and snapshots), by member.
     addresses: BTreeMap<NodeId, String>,
-    config: NodeConfig,
+    config: NodeConfig<M::Config>,
     /// The last entry applied to the state machine (or covered by its snapshot).
     applied: LogIndex,
     /// The batch between `begin` and `finish`.
@@ -171,49 +94,54 @@ pub struct Node<D: Disk> {
     proposals: BTreeMap<LogIndex, (Term, Origin)>,
     /// Reads waiting for a leader to confirm a read index; the read's context is its
     /// request id.
-    reads: HashMap<RequestId, Command>,
+    reads: HashMap<RequestId, M::Command>,
     /// Confirmed reads waiting for the state machine to reach their index.
-    confirmed_reads: BTreeMap<LogIndex, Vec<(RequestId, Command)>>,
+    confirmed_reads: BTreeMap<LogIndex, Vec<(RequestId, M::Command)>>,
     confirmed_read_count: usize,
     /// This node's writes forwarded to a leader, waiting for its reply: the leader by request.
     forwarded: HashMap<RequestId, NodeId>,
     /// The snapshot coming in from the leader: what is staged, and what verified.
-    incoming_snapshot: IncomingSnapshot,
-    output: Output,
+    incoming_snapshot: IncomingSnapshot<M>,
+    /// The number of the last batch begun: its tokens carry it.
+    batches: u64,
+    /// The snapshot file being written by the driver, by number, if one is.
+    snapshot_in_flight: Option<u64>,
+    /// The number of the last snapshot handed out.
+    snapshots: u64,
+    /// An operator asked for a snapshot: taken once no batch or snapshot is in flight.
+    snapshot_requested: bool,
+    /// What the driver has yet to take.
+    effects: Vec<Effect<M::Reply>>,
 }
 
-impl<D: Disk> Node<D> {
+impl<D: Disk, M: StateMachine> Node<D, M> {
     /// Opens the node's durable state in `dir` on `disk` (creating it for a new node) and
     /// restores the state machine from its snapshot. The log's recovery report says what
     /// recovery found and did.
     pub fn open(
         disk: D,
         dir: impl Into<std::path::PathBuf>,
-        config: NodeConfig,
-    ) -> Result<(Node<D>, RecoveryReport), NodeError> {
-        Node::open_with_progress(disk, dir, config, &mut |_| {})
+        config: NodeConfig<M::Config>,
+    ) -> Result<(Node<D, M>, RecoveryReport), NodeError> {
+        Self::open_with_progress(disk, dir, config, &mut |_| {})
     }
 
     /// [`Node::open`], reporting the log's recovery after each segment read.
     pub fn open_with_progress(
         disk: D,
         dir: impl Into<std::path::PathBuf>,
-        mut config: NodeConfig,
+        mut config: NodeConfig<M::Config>,
         progress: &mut dyn FnMut(skiff_wal::RecoveryProgress),
-    ) -> Result<(Node<D>, RecoveryReport), NodeError> {
-        config
-            .kv
-            .validate()
-            .map_err(|e| NodeError::Config(e.to_string()))?;
+    ) -> Result<(Node<D, M>, RecoveryReport), NodeError> {
+        // An empty state machine checks the settings before anything is opened.
+        let empty = M::new(&config.state_machine).map_err(|e| NodeError::Config(e.to_string()))?;
         let (wal, report) = Wal::open_with_progress(disk, dir, config.wal, progress)?;
         let meta = wal.snapshot_meta();
         let (state_machine, addresses) = if meta.index == LogIndex(0) {
-            let state_machine = StateMachine::new(config.kv.clone())
-                .map_err(|e| NodeError::Config(e.to_string()))?;
-            (state_machine, BTreeMap::new())
+            (empty, BTreeMap::new())
         } else {
             let data = wal.snapshot_chunk(0, wal.snapshot_len())?;
-            restore(&config.kv, meta.index, &data)?
+            restore(&config.state_machine, meta.index, &data)?
         };
         // The state machine holds exactly the snapshot: every later committed entry is
         // applied again from the log.
@@ -233,7 +161,11 @@ impl<D: Disk> Node<D> {
             confirmed_read_count: 0,
             forwarded: HashMap::new(),
             incoming_snapshot: IncomingSnapshot::default(),
-            output: Output::default(),
+            batches: 0,
+            snapshot_in_flight: None,
+            snapshots: 0,
+            snapshot_requested: false,
+            effects: Vec::new(),
         };
         Ok((node, report))
     }
@@ -253,34 +185,42 @@ impl<D: Disk> Node<D> {
         self.raw.campaign();
     }
 
-    /// Takes a client command. Its reply comes out in [`Output::replies`] under `id`:
+    /// Takes a client command. Its reply comes out as an [`Effect::Reply`] under `id`:
     /// - a write is proposed here if this node leads, or forwarded to the leader; the reply
     ///   comes once it is committed and applied;
     /// - a read is served once a leader confirmed a read index and this node's state machine
     ///   reached it (ReadIndex, thesis §6.4), so it is linearizable on every node.
-    pub fn submit(&mut self, id: RequestId, command: Command) {
+    pub fn submit(&mut self, id: RequestId, command: M::Command) {
+        self.submit_in_session(id, command, None);
+    }
+
+    /// [`submit`](Node::submit) for a client with an exactly-once session (thesis §6.3): a
+    /// write carries `session` through forwarding and the log to the state machine, which
+    /// applies each `(client_id, sequence)` once and answers a retry with its first reply.
+    pub fn submit_in_session(
+        &mut self,
+        id: RequestId,
+        command: M::Command,
+        session: Option<ClientSession>,
+    ) {
         if self.pending_requests() >= self.config.max_pending_requests {
-            self.reply(Origin::Local(id), Reply::error(errors::BUSY));
+            self.reply(Origin::Local(id), M::refused(refusals::BUSY.into()));
             return;
         }
-        if command.is_read_only() {
+        if M::is_read_only(&command) {
             match self.raw.read_index(id) {
                 Ok(()) => {
                     self.reads.insert(id, command);
                 }
                 Err(ReadIndexError::NoLeader) => {
-                    self.reply(Origin::Local(id), Reply::error(errors::NO_LEADER))
+                    self.reply(Origin::Local(id), M::refused(refusals::NO_LEADER.into()))
                 }
                 Err(ReadIndexError::TooManyPending { .. }) => {
-                    self.reply(Origin::Local(id), Reply::error(errors::BUSY))
+                    self.reply(Origin::Local(id), M::refused(refusals::BUSY.into()))
                 }
             }
         } else {
-            let request = Request {
-                session: None,
-                command,
-            };
-            self.propose(Origin::Local(id), request.encode());
+            self.propose(Origin::Local(id), M::encode_command(command, session));
         }
     }
 
@@ -303,7 +243,7 @@ impl<D: Disk> Node<D> {
 
     /// Handles a message from another node. A message no honest peer sends is refused at once
     /// with a [`PeerMessageError`] naming what was wrong, and nothing of it reaches the core,
-    /// the state machine or the disk: a Raft message that fails [`skiff_raft::validate`] or
+    /// the state machine or the disk: a Raft message that fails [`skiff_raft::validate()`] or
     /// that the core refuses, and the last chunk of a snapshot that does not restore as a
     /// state machine (checked before the snapshot can replace the durable one). Other
     /// mis-addressed messages are dropped.
@@ -324,12 +264,12 @@ impl<D: Disk> Node<D> {
                 {
                     let chunks_in_flight = matches!(
                         &self.writing,
-                        Some(Writing { ready, stage: Stage::Begun }) if !ready.snapshot_chunks.is_empty()
+                        Some(Writing { ready, stage: Stage::Begun, .. }) if !ready.snapshot_chunks.is_empty()
                     );
                     self.incoming_snapshot.check_last_chunk(
                         &self.raw,
                         chunks_in_flight,
-                        &self.config.kv,
+                        &self.config.state_machine,
                         message.from,
                         message.term,
                         meta,
@@ -350,11 +290,11 @@ impl<D: Disk> Node<D> {
                 }
                 let origin = Origin::Forwarded { from, id };
                 if self.pending_requests() >= self.config.max_pending_requests {
-                    self.reply(origin, Reply::error(errors::BUSY));
-                } else if let Err(error) = Request::decode(&request) {
+                    self.reply(origin, M::refused(refusals::BUSY.into()));
+                } else if let Err(error) = M::decode_command(&request) {
                     self.reply(
                         origin,
-                        Reply::error(format!("ERR malformed request: {error}")),
+                        M::refused(format!("ERR malformed request: {error}")),
                     );
                 } else {
                     self.propose(origin, request);
@@ -363,10 +303,10 @@ impl<D: Disk> Node<D> {
             }
             PeerMessage::ForwardReply { to, id, reply, .. } => {
                 if to == self.id() && self.forwarded.remove(&id).is_some() {
-                    let reply = Reply::decode(&reply).unwrap_or_else(|error| {
-                        Reply::error(format!("ERR malformed reply from the leader: {error}"))
+                    let reply = M::decode_reply(&reply).unwrap_or_else(|error| {
+                        M::refused(format!("ERR malformed reply from the leader: {error}"))
                     });
-                    self.output.replies.push((id, reply));
+                    self.effects.push(Effect::Reply(id, reply));
                 }
                 Ok(())
             }
@@ -384,7 +324,7 @@ impl<D: Disk> Node<D> {
             Ok((index, term)) => {
                 self.proposals.insert(index, (term, Origin::Local(id)));
             }
-            Err(error) => self.reply(Origin::Local(id), propose_error_reply(&error)),
+            Err(error) => self.reply(Origin::Local(id), propose_error_reply::<M>(&error)),
         }
     }
 
@@ -392,14 +332,17 @@ impl<D: Disk> Node<D> {
     /// reply under `request` comes once it is applied. Only the leader takes it.
     pub fn propose_member_address(&mut self, request: RequestId, id: NodeId, addr: String) {
         if self.raw.raft().role() != Role::Leader {
-            self.reply(Origin::Local(request), Reply::error(errors::NO_LEADER));
+            self.reply(
+                Origin::Local(request),
+                M::refused(refusals::NO_LEADER.into()),
+            );
             return;
         }
         match self.raw.propose(MemberAddress { id, addr }.encode()) {
             Ok((index, term)) => {
                 self.proposals.insert(index, (term, Origin::Local(request)));
             }
-            Err(error) => self.reply(Origin::Local(request), propose_error_reply(&error)),
+            Err(error) => self.reply(Origin::Local(request), propose_error_reply::<M>(&error)),
         }
     }
 
@@ -407,289 +350,6 @@ impl<D: Disk> Node<D> {
     /// are known from the configuration instead).
     pub fn member_addresses(&self) -> &BTreeMap<NodeId, String> {
         &self.addresses
-    }
-
-    /// Snapshots the state machine now and compacts the log below it.
-    pub fn take_snapshot(&mut self) -> Result<LogIndex, NodeError> {
-        if let Some((index, data)) = self.snapshot_data() {
-            self.raw.take_snapshot(index, data)?;
-            self.output.events.push(Event::SnapshotTaken { index });
-        }
-        Ok(self.applied)
-    }
-
-    /// The state machine's snapshot data and the index it reflects, when there is something
-    /// new to snapshot and the node may take it now.
-    fn snapshot_data(&self) -> Option<(LogIndex, Vec<u8>)> {
-        // The snapshot is labelled with the index its data reflects: the state machine's.
-        // The core's applied index runs ahead of it while a snapshot received from the
-        // leader is still being written (the core has restored it, the state machine not).
-        let index = self.applied;
-        // A snapshot the core received and has not handed over yet will replace the state
-        // machine, and the log below it is no longer the core's to read: nothing to take.
-        let receiving = self.raw.raft().log().applied() > index;
-        // Mid-batch, entries applied by `write` are not yet applied in the core (and a
-        // configuration change among them not yet in effect).
-        if index <= self.raw.storage().snapshot_meta().index || receiving || self.is_writing() {
-            return None;
-        }
-        let mut data = Vec::new();
-        payload::put_snapshot_header(&self.addresses, &mut data);
-        self.state_machine.snapshot_into(&mut data);
-        Some((index, data))
-    }
-
-    /// The first half of [`take_snapshot`](Node::take_snapshot), for a driver that writes the
-    /// snapshot file on another thread so that it goes on ticking and serving meanwhile:
-    /// the state machine's snapshot data, and where and how to write it (see
-    /// [`Wal::prepare_snapshot_write`]). `None`: nothing new to snapshot, or a batch is in
-    /// flight. Call [`snapshot_written`](Node::snapshot_written) once the file is written
-    /// and synced.
-    pub fn prepare_snapshot(&mut self) -> Result<Option<(SnapshotWrite, Vec<u8>)>, NodeError> {
-        let Some((index, data)) = self.snapshot_data() else {
-            return Ok(None);
-        };
-        let meta = self.raw.snapshot_meta_at(index)?;
-        let write = self.raw.storage().prepare_snapshot_write(meta, &data)?;
-        Ok(Some((write, data)))
-    }
-
-    /// Writes and syncs the file [`prepare_snapshot`](Node::prepare_snapshot) prepared, on
-    /// this thread and this node's disk: what a snapshot thread does, for a driver that has
-    /// none (the simulator, in an event of its own).
-    pub fn write_snapshot_file(
-        &mut self,
-        write: &SnapshotWrite,
-        data: &[u8],
-    ) -> Result<(), NodeError> {
-        Ok(self.raw.storage_mut().write_snapshot_file(write, data)?)
-    }
-
-    /// The snapshot file prepared by [`prepare_snapshot`](Node::prepare_snapshot) is written
-    /// and synced: it becomes the current snapshot and the log behind it is discarded.
-    /// Returns the snapshot's index, or `None` if a newer snapshot (one received from the
-    /// leader) took its place meanwhile.
-    pub fn snapshot_written(
-        &mut self,
-        write: SnapshotWrite,
-    ) -> Result<Option<LogIndex>, NodeError> {
-        let index = write.meta().index;
-        if !self.raw.storage_mut().install_written_snapshot(write)? {
-            return Ok(None);
-        }
-        self.raw.snapshot_saved(index)?;
-        self.output.events.push(Event::SnapshotTaken { index });
-        Ok(Some(index))
-    }
-
-    /// Entries applied since the last snapshot: a driver that takes snapshots itself
-    /// (`snapshot_every_entries = 0`) compares this with its own threshold.
-    pub fn entries_since_snapshot(&self) -> u64 {
-        self.applied
-            .0
-            .saturating_sub(self.raw.storage().snapshot_meta().index.0)
-    }
-
-    /// Whether a batch is being written (between `begin` and `finish`).
-    pub fn is_writing(&self) -> bool {
-        self.writing.is_some()
-    }
-
-    /// Whether [`begin`](Node::begin) would start a batch.
-    pub fn has_ready(&self) -> bool {
-        self.writing.is_none() && self.raw.has_ready()
-    }
-
-    /// First half of a driver pass: takes the core's next batch and releases the messages
-    /// that may leave before it is durable. Returns whether a batch started.
-    pub fn begin(&mut self) -> bool {
-        if !self.has_ready() {
-            return false;
-        }
-        let mut ready = self.raw.ready();
-        if let Some(soft_state) = ready.soft_state.take() {
-            self.fail_forwards_to_former_leaders(soft_state.leader);
-            self.output.events.push(Event::RoleChanged {
-                soft_state,
-                term: self.raw.raft().term(),
-            });
-        }
-        for read in std::mem::take(&mut ready.read_states) {
-            if let Some(command) = self.reads.remove(&read.ctx) {
-                self.confirmed_reads
-                    .entry(read.index)
-                    .or_default()
-                    .push((read.ctx, command));
-                self.confirmed_read_count += 1;
-            }
-        }
-        for ctx in std::mem::take(&mut ready.failed_reads) {
-            if self.reads.remove(&ctx).is_some() {
-                self.reply(Origin::Local(ctx), Reply::error(errors::READ_NOT_CONFIRMED));
-            }
-        }
-        self.serve_confirmed_reads();
-        self.output.messages.extend(
-            std::mem::take(&mut ready.messages)
-                .into_iter()
-                .map(PeerMessage::Raft),
-        );
-        self.writing = Some(Writing {
-            ready,
-            stage: Stage::Begun,
-        });
-        true
-    }
-
-    /// Second half: persists the batch (one sync), releases the messages that promise
-    /// durability, applies committed entries, answers clients and advances the core.
-    ///
-    /// An error means the disk failed: the node must stop, and recovery decides on restart
-    /// what was durable.
-    pub fn finish(&mut self, observer: &mut impl Observer) -> Result<(), NodeError> {
-        self.write(observer)?;
-        self.sync_written()?;
-        self.finish_synced(observer)
-    }
-
-    /// Syncs the batch written by [`write`](Node::write) on this thread, for a driver that
-    /// separates the two steps without a writer thread (the simulator does, to let other
-    /// events happen in between).
-    pub fn sync_written(&mut self) -> Result<(), NodeError> {
-        if let Some(Writing {
-            stage: Stage::Written { unsynced: Some(_) },
-            ..
-        }) = &self.writing
-        {
-            self.raw.storage_mut().sync_batch()?;
-        }
-        Ok(())
-    }
-
-    /// The first part of [`finish`](Node::finish), for a driver that syncs on another thread
-    /// (thesis §10.2.1): writes the batch without its final sync, and applies the committed
-    /// entries that were durable here before it (and answers their clients) meanwhile.
-    /// Returns the segment file to sync; once it is synced (`fdatasync`), call
-    /// [`finish_synced`](Node::finish_synced). `None`: nothing to sync, call it at once.
-    ///
-    /// Until then, `step`, `tick` and `submit` may go on, but no new batch begins.
-    pub fn write(&mut self, observer: &mut impl Observer) -> Result<Option<PathBuf>, NodeError> {
-        if let Some(Writing {
-            stage: Stage::Written { unsynced },
-            ..
-        }) = &self.writing
-        {
-            return Ok(unsynced.clone());
-        }
-        let Some(Writing { ready, .. }) = self.writing.take() else {
-            return Ok(None);
-        };
-        // 1. Persist: snapshot chunks, a received snapshot, then entries and hard state as one
-        //    batch with one fsync (group commit).
-        let wal = self.raw.storage_mut();
-        for chunk in &ready.snapshot_chunks {
-            wal.stage_snapshot_chunk(&chunk.meta, chunk.offset, &chunk.data)?;
-            self.incoming_snapshot
-                .chunk_staged(&chunk.meta, chunk.offset, chunk.data.len() as u64);
-            self.output.events.push(Event::SnapshotChunkReceived {
-                index: chunk.meta.index,
-                received: chunk.offset + chunk.data.len() as u64,
-            });
-        }
-        if let Some(meta) = &ready.snapshot {
-            wal.install_staged_snapshot(meta)?;
-            self.incoming_snapshot.installed();
-        }
-        let unsynced = if !ready.entries.is_empty() || ready.hard_state.is_some() {
-            wal.append_batch_unsynced(&ready.entries, ready.hard_state)?
-        } else {
-            None
-        };
-        // 2. Apply what was already durable here (on a leader, every committed entry: its own
-        //    vote toward commitment counts only durable entries), while the batch syncs. A
-        //    received snapshot replaces the state machine first, so nothing goes before it;
-        //    a configuration change takes effect in the core at `advance`, so it and what
-        //    follows wait for `finish_synced`.
-        let durable = self.raw.raft().log().persisted_index();
-        let early = if ready.snapshot.is_some() {
-            0
-        } else {
-            ready
-                .committed_entries
-                .iter()
-                .take_while(|entry| entry.index <= durable && entry.kind != EntryKind::ConfChange)
-                .count()
-        };
-        for entry in &ready.committed_entries[..early] {
-            self.apply(entry, observer);
-        }
-        self.serve_confirmed_reads();
-        self.writing = Some(Writing {
-            ready,
-            stage: Stage::Written {
-                unsynced: unsynced.clone(),
-            },
-        });
-        Ok(unsynced)
-    }
-
-    /// The rest of [`finish`](Node::finish), once the batch written by
-    /// [`write`](Node::write) is synced: releases the messages that promise durability,
-    /// applies the remaining committed entries, answers clients and advances the core.
-    pub fn finish_synced(&mut self, observer: &mut impl Observer) -> Result<(), NodeError> {
-        let Some(Writing { mut ready, stage }) = self.writing.take() else {
-            return Ok(());
-        };
-        let Stage::Written { unsynced } = stage else {
-            // Not written yet: `finish` writes and syncs.
-            self.writing = Some(Writing {
-                ready,
-                stage: Stage::Begun,
-            });
-            return self.finish(observer);
-        };
-        // A batch that only moved the commit index was written but not synced for itself.
-        let durable_hard_state = unsynced.as_ref().and(ready.hard_state);
-        if let Some(file) = unsynced {
-            self.raw.storage_mut().batch_synced(&file);
-        }
-        observer.persisted(&ready.entries, durable_hard_state);
-        // 2. Send what promised durability (§3.8: votes and acknowledgements only once durable).
-        self.output.messages.extend(
-            std::mem::take(&mut ready.persisted_messages)
-                .into_iter()
-                .map(PeerMessage::Raft),
-        );
-        // 3. Apply.
-        if let Some(meta) = &ready.snapshot {
-            self.restore_snapshot(meta)?;
-            observer.snapshot_installed(meta);
-            observer.state_reached(meta.index, &self.state_machine);
-        }
-        // Those `write` applied already are behind `applied`.
-        for entry in &ready.committed_entries {
-            if entry.index > self.applied {
-                self.apply(entry, observer);
-            }
-        }
-        self.serve_confirmed_reads();
-        // 4. Advance.
-        self.raw.advance(ready);
-        self.maybe_take_snapshot()?;
-        Ok(())
-    }
-
-    /// Both halves at once, for a driver whose disk write need not overlap anything.
-    pub fn process(&mut self, observer: &mut impl Observer) -> Result<(), NodeError> {
-        while self.begin() {
-            self.finish(observer)?;
-        }
-        Ok(())
-    }
-
-    /// Everything produced since the last call.
-    pub fn take_output(&mut self) -> Output {
-        std::mem::take(&mut self.output)
     }
 
     /// Requests waiting on this node.
@@ -708,7 +368,7 @@ impl<D: Disk> Node<D> {
     }
 
     /// The key-value state machine.
-    pub fn state_machine(&self) -> &StateMachine {
+    pub fn state_machine(&self) -> &M {
         &self.state_machine
     }
 
@@ -737,14 +397,14 @@ impl<D: Disk> Node<D> {
             match (origin, raft.leader()) {
                 (Origin::Local(id), Some(leader)) if leader != self.id() => {
                     self.forwarded.insert(id, leader);
-                    self.output.messages.push(PeerMessage::Forward {
+                    self.effects.push(Effect::Send(PeerMessage::Forward {
                         from: self.id(),
                         to: leader,
                         id,
                         request,
-                    });
+                    }));
                 }
-                _ => self.reply(origin, Reply::error(errors::NO_LEADER)),
+                _ => self.reply(origin, M::refused(refusals::NO_LEADER.into())),
             }
             return;
         }
@@ -752,7 +412,7 @@ impl<D: Disk> Node<D> {
             Ok((index, term)) => {
                 self.proposals.insert(index, (term, origin));
             }
-            Err(error) => self.reply(origin, propose_error_reply(&error)),
+            Err(error) => self.reply(origin, propose_error_reply::<M>(&error)),
         }
     }
 
@@ -767,50 +427,38 @@ impl<D: Disk> Node<D> {
             .collect();
         for id in stale {
             self.forwarded.remove(&id);
-            self.output
-                .replies
-                .push((id, Reply::error(errors::OUTCOME_UNKNOWN)));
+            self.effects.push(Effect::Reply(
+                id,
+                M::refused(refusals::OUTCOME_UNKNOWN.into()),
+            ));
         }
     }
 
-    fn reply(&mut self, origin: Origin, reply: Reply) {
+    fn reply(&mut self, origin: Origin, reply: M::Reply) {
         match origin {
-            Origin::Local(id) => self.output.replies.push((id, reply)),
+            Origin::Local(id) => self.effects.push(Effect::Reply(id, reply)),
             Origin::Forwarded { from, id } => {
-                self.output.messages.push(PeerMessage::ForwardReply {
+                self.effects.push(Effect::Send(PeerMessage::ForwardReply {
                     from: self.id(),
                     to: from,
                     id,
-                    reply: reply.encode(),
-                })
+                    reply: M::encode_reply(&reply),
+                }))
             }
         }
     }
 
     /// Applies one committed entry and answers the request that proposed it, if it waits here.
-    fn apply(&mut self, entry: &Entry, observer: &mut impl Observer) {
+    fn apply(&mut self, entry: &Entry, observer: &mut impl Observer<M>) {
         debug_assert!(
             entry.index > self.applied,
             "entries are applied once, in order"
         );
         self.applied = entry.index;
         let reply = match entry.kind {
-            EntryKind::Normal => Some(match Payload::decode(&entry.data) {
-                Ok(Payload::Request(request)) => {
-                    self.state_machine
-                        .apply(entry.index.0, request.command, request.session)
-                }
-                Ok(Payload::MemberAddress(MemberAddress { id, addr })) => {
-                    self.addresses.insert(id, addr);
-                    self.output.events.push(Event::MemberAddressRecorded { id });
-                    Reply::Ok
-                }
-                Err(error) => Reply::error(format!("ERR undecodable log entry: {error}")),
-            }),
+            EntryKind::Normal => Some(self.apply_normal(entry)),
             EntryKind::ConfChange => {
-                self.output
-                    .events
-                    .push(Event::ConfChangeApplied { index: entry.index });
+                self.event(Event::ConfChangeApplied { index: entry.index });
                 None
             }
             EntryKind::Noop => None,
@@ -823,17 +471,36 @@ impl<D: Disk> Node<D> {
                 break;
             }
             let (_, (_, origin)) = self.proposals.pop_first().expect("checked non-empty");
-            self.reply(origin, Reply::error(errors::OUTCOME_UNKNOWN));
+            self.reply(origin, M::refused(refusals::OUTCOME_UNKNOWN.into()));
         }
         if let Some((term, origin)) = self.proposals.remove(&entry.index) {
             // The entry at the proposal's index is the proposal only if its term matches:
             // otherwise a new leader replaced it (Log Matching), and it was not applied.
             let reply = if term == entry.term {
-                reply.unwrap_or(Reply::Ok)
+                reply.unwrap_or_else(M::done)
             } else {
-                Reply::error(errors::LEADER_CHANGED)
+                M::refused(refusals::LEADER_CHANGED.into())
             };
             self.reply(origin, reply);
+        }
+    }
+
+    /// Applies a normal entry: a client's command, or a member's address.
+    fn apply_normal(&mut self, entry: &Entry) -> M::Reply {
+        if entry.data.first() == Some(&MEMBER_ADDRESS_TAG) {
+            return match Payload::decode(&entry.data) {
+                Ok(Payload::MemberAddress(MemberAddress { id, addr })) => {
+                    self.addresses.insert(id, addr);
+                    self.event(Event::MemberAddressRecorded { id });
+                    M::done()
+                }
+                Ok(Payload::Request(_)) => unreachable!("the tag is a member address's"),
+                Err(error) => M::refused(format!("ERR undecodable log entry: {error}")),
+            };
+        }
+        match M::decode_command(&entry.data) {
+            Ok((command, session)) => self.state_machine.apply(entry.index, command, session),
+            Err(error) => M::refused(format!("ERR undecodable log entry: {error}")),
         }
     }
 
@@ -844,7 +511,7 @@ impl<D: Disk> Node<D> {
             None => {
                 let wal = self.raw.storage();
                 let data = wal.snapshot_chunk(0, wal.snapshot_len())?;
-                restore(&self.config.kv, meta.index, &data)?
+                restore(&self.config.state_machine, meta.index, &data)?
             }
         };
         self.applied = meta.index;
@@ -856,12 +523,10 @@ impl<D: Disk> Node<D> {
             .collect();
         for index in covered {
             if let Some((_, origin)) = self.proposals.remove(&index) {
-                self.reply(origin, Reply::error(errors::OUTCOME_UNKNOWN));
+                self.reply(origin, M::refused(refusals::OUTCOME_UNKNOWN.into()));
             }
         }
-        self.output
-            .events
-            .push(Event::SnapshotInstalled { index: meta.index });
+        self.event(Event::SnapshotInstalled { index: meta.index });
         Ok(())
     }
 
@@ -874,44 +539,19 @@ impl<D: Disk> Node<D> {
             for (id, command) in entry.remove() {
                 self.confirmed_read_count -= 1;
                 let reply = self.state_machine.read(&command);
-                self.output.replies.push((id, reply));
+                self.effects.push(Effect::Reply(id, reply));
             }
         }
     }
-
-    fn maybe_take_snapshot(&mut self) -> Result<(), NodeError> {
-        let every = self.config.snapshot_every_entries;
-        if every > 0 && self.entries_since_snapshot() >= every {
-            self.take_snapshot()?;
-        }
-        Ok(())
-    }
-}
-
-/// A batch between `begin` and `finish`.
-#[derive(Debug)]
-struct Writing {
-    ready: Ready,
-    stage: Stage,
-}
-
-/// How far a batch got.
-#[derive(Debug)]
-enum Stage {
-    /// Taken by `begin`.
-    Begun,
-    /// Written by `write` (the committed entries durable before it applied), and waiting
-    /// for `unsynced` to be synced, if that is `Some`.
-    Written { unsynced: Option<PathBuf> },
 }
 
 /// The client's reply when the core refuses a proposal.
-fn propose_error_reply(error: &ProposeError) -> Reply {
-    Reply::error(match error {
-        ProposeError::NotLeader { .. } => errors::NO_LEADER.to_string(),
-        ProposeError::TransferInProgress { to } => errors::transferring(*to),
-        ProposeError::UncommittedLimit { .. } => errors::BUSY.to_string(),
-        ProposeError::EntryTooLarge { .. } => errors::TOO_LARGE.to_string(),
+fn propose_error_reply<M: StateMachine>(error: &ProposeError) -> M::Reply {
+    M::refused(match error {
+        ProposeError::NotLeader { .. } => refusals::NO_LEADER.to_string(),
+        ProposeError::TransferInProgress { to } => refusals::transferring(*to),
+        ProposeError::UncommittedLimit { .. } => refusals::BUSY.to_string(),
+        ProposeError::EntryTooLarge { .. } => refusals::TOO_LARGE.to_string(),
         other => format!("ERR {other}"),
     })
 }

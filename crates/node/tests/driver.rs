@@ -4,13 +4,37 @@
 use std::collections::BTreeMap;
 
 use skiff_kv::{Command, Reply};
-use skiff_node::{errors, Event, NoObserver, Node, NodeConfig, PeerMessage, RequestId};
+use skiff_node::{
+    refusals, ClientSession, Effect, Event, NoObserver, Node, NodeConfig, NodeError, PeerMessage,
+    RequestId, SnapshotJob,
+};
 use skiff_raft::{Config, LogIndex, LogStorage, NodeId, Role};
 use skiff_wal::{Disk, MemDisk};
 
 const DIR: &str = "/data";
 
-struct Cluster {
+/// What a node run by [`Node::run`] left for its driver, by kind.
+#[derive(Default)]
+struct Outputs {
+    messages: Vec<PeerMessage>,
+    replies: Vec<(RequestId, Reply)>,
+    events: Vec<Event>,
+}
+
+fn outputs(node: &mut Node<MemDisk>) -> Outputs {
+    let mut out = Outputs::default();
+    for effect in node.take_effects() {
+        match effect {
+            Effect::Send(message) => out.messages.push(message),
+            Effect::Reply(id, reply) => out.replies.push((id, reply)),
+            Effect::Event(event) => out.events.push(event),
+            other => panic!("run carries out its own I/O, yet {other:?} was left"),
+        }
+    }
+    out
+}
+
+struct NodeCluster {
     nodes: BTreeMap<NodeId, Node<MemDisk>>,
     /// Nodes whose messages are dropped both ways.
     isolated: Vec<NodeId>,
@@ -28,8 +52,8 @@ fn config(id: u64, snapshot_every_entries: u64) -> NodeConfig {
     config
 }
 
-impl Cluster {
-    fn new(snapshot_every_entries: u64) -> Cluster {
+impl NodeCluster {
+    fn new(snapshot_every_entries: u64) -> NodeCluster {
         let nodes = (1..=3)
             .map(|id| {
                 let (node, _) = Node::open(MemDisk::new(), DIR, config(id, snapshot_every_entries))
@@ -37,7 +61,7 @@ impl Cluster {
                 (NodeId(id), node)
             })
             .collect();
-        Cluster {
+        NodeCluster {
             nodes,
             isolated: Vec::new(),
             replies: Vec::new(),
@@ -51,8 +75,8 @@ impl Cluster {
         loop {
             let mut messages = Vec::new();
             for (&id, node) in &mut self.nodes {
-                node.process(&mut NoObserver).expect("the disk works");
-                let output = node.take_output();
+                node.run(&mut NoObserver).expect("the disk works");
+                let output = outputs(node);
                 messages.extend(output.messages);
                 self.events
                     .extend(output.events.into_iter().map(|event| (id, event)));
@@ -165,7 +189,7 @@ fn get(key: &str) -> Command {
 
 #[test]
 fn a_write_is_answered_once_committed_and_applied_everywhere() {
-    let mut cluster = Cluster::new(0);
+    let mut cluster = NodeCluster::new(0);
     cluster.elect(1);
     let write = cluster.submit(1, set("k", "v"));
     cluster.settle();
@@ -179,7 +203,7 @@ fn a_write_is_answered_once_committed_and_applied_everywhere() {
 
 #[test]
 fn a_write_is_not_answered_before_a_majority_stores_it() {
-    let mut cluster = Cluster::new(0);
+    let mut cluster = NodeCluster::new(0);
     cluster.elect(1);
     cluster.isolated = vec![NodeId(2), NodeId(3)];
     let write = cluster.submit(1, set("k", "v"));
@@ -192,7 +216,7 @@ fn a_write_is_not_answered_before_a_majority_stores_it() {
 
 #[test]
 fn a_follower_forwards_writes_and_serves_reads_through_read_index() {
-    let mut cluster = Cluster::new(0);
+    let mut cluster = NodeCluster::new(0);
     cluster.elect(1);
     let write = cluster.submit(2, set("k", "from-follower"));
     cluster.settle();
@@ -209,17 +233,23 @@ fn a_follower_forwards_writes_and_serves_reads_through_read_index() {
 
 #[test]
 fn without_a_leader_requests_fail_fast_with_clusterdown() {
-    let mut cluster = Cluster::new(0);
+    let mut cluster = NodeCluster::new(0);
     let write = cluster.submit(1, set("k", "v"));
     let read = cluster.submit(2, get("k"));
     cluster.settle();
-    assert_eq!(cluster.reply(write), Some(&Reply::error(errors::NO_LEADER)));
-    assert_eq!(cluster.reply(read), Some(&Reply::error(errors::NO_LEADER)));
+    assert_eq!(
+        cluster.reply(write),
+        Some(&Reply::error(refusals::NO_LEADER))
+    );
+    assert_eq!(
+        cluster.reply(read),
+        Some(&Reply::error(refusals::NO_LEADER))
+    );
 }
 
 #[test]
 fn a_deposed_leaders_uncommitted_write_fails_as_not_applied() {
-    let mut cluster = Cluster::new(0);
+    let mut cluster = NodeCluster::new(0);
     cluster.elect(1);
     cluster.isolated = vec![NodeId(1)];
     let lost = cluster.submit(1, set("k", "lost"));
@@ -232,7 +262,7 @@ fn a_deposed_leaders_uncommitted_write_fails_as_not_applied() {
     assert_eq!(cluster.reply(kept), Some(&Reply::Ok));
     assert_eq!(
         cluster.reply(lost),
-        Some(&Reply::error(errors::LEADER_CHANGED)),
+        Some(&Reply::error(refusals::LEADER_CHANGED)),
         "the old leader's entry was replaced, so its client learns it was not applied"
     );
     assert_eq!(
@@ -243,7 +273,7 @@ fn a_deposed_leaders_uncommitted_write_fails_as_not_applied() {
 
 #[test]
 fn requests_beyond_the_pending_limit_are_refused() {
-    let mut cluster = Cluster::new(0);
+    let mut cluster = NodeCluster::new(0);
     cluster.elect(1);
     cluster.isolated = vec![NodeId(2), NodeId(3)];
     let node = cluster.nodes.get_mut(&NodeId(1)).expect("exists");
@@ -253,13 +283,13 @@ fn requests_beyond_the_pending_limit_are_refused() {
     }
     assert_eq!(node.pending_requests(), limit);
     node.submit(42, set("k", "v"));
-    let output = node.take_output();
-    assert_eq!(output.replies, vec![(42, Reply::error(errors::BUSY))]);
+    let output = outputs(node);
+    assert_eq!(output.replies, vec![(42, Reply::error(refusals::BUSY))]);
 }
 
 #[test]
 fn a_restarted_node_recovers_its_log_and_state_from_disk() {
-    let mut cluster = Cluster::new(0);
+    let mut cluster = NodeCluster::new(0);
     cluster.elect(1);
     for i in 0..5 {
         cluster.submit(1, set(&format!("k{i}"), "v"));
@@ -285,7 +315,7 @@ fn a_restarted_node_recovers_its_log_and_state_from_disk() {
 
 #[test]
 fn snapshots_are_taken_on_schedule_and_a_restart_resumes_from_one() {
-    let mut cluster = Cluster::new(4);
+    let mut cluster = NodeCluster::new(4);
     cluster.elect(1);
     for i in 0..10 {
         cluster.submit(1, set(&format!("k{i}"), "v"));
@@ -316,40 +346,54 @@ fn snapshots_are_taken_on_schedule_and_a_restart_resumes_from_one() {
     assert_eq!(cluster.nodes[&NodeId(1)].state_machine().len(), 10);
 }
 
-/// A driver may write the snapshot file on another thread: `prepare_snapshot` freezes the data
-/// and the node goes on committing while the file is written; `snapshot_written` installs it.
+/// A driver may write the snapshot file on another thread: the node freezes the data when it
+/// hands out `Effect::WriteSnapshot` and goes on committing while the file is written;
+/// `snapshot_written` with the job's token installs it, and no second snapshot is handed out
+/// meanwhile.
 #[test]
 fn a_snapshot_written_off_the_driver_is_installed_and_a_restart_resumes_from_it() {
-    let mut cluster = Cluster::new(0);
+    let mut cluster = NodeCluster::new(0);
     cluster.elect(1);
     for i in 0..5 {
         cluster.submit(1, set(&format!("k{i}"), "v"));
     }
     cluster.settle();
     let node = cluster.nodes.get_mut(&NodeId(1)).expect("exists");
-    let (write, data) = node
-        .prepare_snapshot()
-        .expect("prepared")
-        .expect("something to snapshot");
-    let index = write.meta().index;
+    node.request_snapshot().expect("considered");
+    let mut jobs: Vec<SnapshotJob> = node
+        .take_effects()
+        .into_iter()
+        .filter_map(|effect| match effect {
+            Effect::WriteSnapshot(job) => Some(job),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(jobs.len(), 1, "one snapshot handed out");
+    let job = jobs.pop().expect("one");
+    let index = job.token.meta().index;
     assert_eq!(index, node.applied());
+    node.request_snapshot().expect("considered");
     assert!(
-        node.prepare_snapshot().expect("prepared").is_some(),
-        "not installed yet"
+        !node
+            .take_effects()
+            .iter()
+            .any(|effect| matches!(effect, Effect::WriteSnapshot(_))),
+        "one snapshot in flight at a time"
     );
 
     // Meanwhile the cluster goes on.
     cluster.submit(1, set("later", "v"));
     cluster.settle();
     let node = cluster.nodes.get_mut(&NodeId(1)).expect("exists");
+    let write = job.token.write();
     let disk = node.disk_mut();
     disk.create(write.temp_path()).expect("create");
     disk.append(write.temp_path(), &write.header_bytes())
         .expect("header");
-    disk.append(write.temp_path(), &data).expect("data");
+    disk.append(write.temp_path(), &job.data).expect("data");
     disk.sync(write.temp_path()).expect("sync");
     assert_eq!(
-        node.snapshot_written(write).expect("installed"),
+        node.snapshot_written(job.token).expect("installed"),
         Some(index)
     );
     assert_eq!(node.wal().snapshot_meta().index, index);
@@ -363,7 +407,7 @@ fn a_snapshot_written_off_the_driver_is_installed_and_a_restart_resumes_from_it(
 
 #[test]
 fn a_garbage_forwarded_request_gets_an_error_reply_and_changes_nothing() {
-    let mut cluster = Cluster::new(0);
+    let mut cluster = NodeCluster::new(0);
     cluster.elect(1);
     let leader = cluster.nodes.get_mut(&NodeId(1)).expect("exists");
     leader
@@ -374,7 +418,7 @@ fn a_garbage_forwarded_request_gets_an_error_reply_and_changes_nothing() {
             request: vec![0xff, 0x00],
         })
         .expect("accepted for handling");
-    let output = leader.take_output();
+    let output = outputs(leader);
     assert!(matches!(
         &output.messages[..],
         [PeerMessage::ForwardReply {
@@ -388,7 +432,7 @@ fn a_garbage_forwarded_request_gets_an_error_reply_and_changes_nothing() {
 
 #[test]
 fn a_write_forwarded_to_a_leader_that_is_lost_fails_at_once_as_unknown() {
-    let mut cluster = Cluster::new(0);
+    let mut cluster = NodeCluster::new(0);
     cluster.elect(1);
     cluster.isolated = vec![NodeId(1)];
     let write = cluster.submit(2, set("k", "v"));
@@ -401,14 +445,14 @@ fn a_write_forwarded_to_a_leader_that_is_lost_fails_at_once_as_unknown() {
     cluster.elect_among_connected();
     assert_eq!(
         cluster.reply(write),
-        Some(&Reply::error(errors::OUTCOME_UNKNOWN)),
+        Some(&Reply::error(refusals::OUTCOME_UNKNOWN)),
         "a new leader is known: the client need not wait for its timeout"
     );
 }
 
 #[test]
 fn a_member_address_is_replicated_and_survives_a_snapshot_and_restart() {
-    let mut cluster = Cluster::new(0);
+    let mut cluster = NodeCluster::new(0);
     cluster.elect(1);
     let leader = cluster.nodes.get_mut(&NodeId(1)).expect("exists");
     leader.propose_member_address(77, NodeId(4), "10.0.0.4:7101".into());
@@ -425,8 +469,9 @@ fn a_member_address_is_replicated_and_survives_a_snapshot_and_restart() {
         .nodes
         .get_mut(&NodeId(2))
         .expect("exists")
-        .take_snapshot()
+        .request_snapshot()
         .expect("snapshot");
+    cluster.settle();
     cluster.crash_and_restart(2);
     assert_eq!(
         cluster.nodes[&NodeId(2)]
@@ -440,19 +485,19 @@ fn a_member_address_is_replicated_and_survives_a_snapshot_and_restart() {
 
 #[test]
 fn a_follower_refuses_to_record_member_addresses() {
-    let mut cluster = Cluster::new(0);
+    let mut cluster = NodeCluster::new(0);
     cluster.elect(1);
     let follower = cluster.nodes.get_mut(&NodeId(2)).expect("exists");
     follower.propose_member_address(5, NodeId(4), "x:1".into());
     assert_eq!(
-        follower.take_output().replies,
-        vec![(5, Reply::error(errors::NO_LEADER))]
+        outputs(follower).replies,
+        vec![(5, Reply::error(refusals::NO_LEADER))]
     );
 }
 
 #[test]
 fn a_follower_far_behind_is_sent_a_snapshot_and_restores_store_and_addresses_from_it() {
-    let mut cluster = Cluster::new(4);
+    let mut cluster = NodeCluster::new(4);
     cluster.elect(1);
     cluster
         .nodes
@@ -482,5 +527,88 @@ fn a_follower_far_behind_is_sent_a_snapshot_and_restores_store_and_addresses_fro
     assert_eq!(
         node3.member_addresses().get(&NodeId(4)).map(String::as_str),
         Some("10.0.0.4:7101")
+    );
+}
+
+/// Each I/O step ends with the token its effect carried. A token of another step — here one
+/// node's sync token handed to another whose batch is not written yet — is refused with
+/// `OutOfStep`, not taken for the step in progress (which used to fall back silently to
+/// writing and syncing the batch).
+#[test]
+fn a_completion_for_another_step_is_refused() {
+    let mut cluster = NodeCluster::new(0);
+    cluster.elect(1);
+    cluster.submit(1, set("k", "v"));
+    let take_io = |node: &mut Node<MemDisk>| {
+        node.take_effects()
+            .into_iter()
+            .find(|effect| matches!(effect, Effect::WriteBatch(_) | Effect::SyncBatch(_)))
+    };
+    let leader = cluster.nodes.get_mut(&NodeId(1)).expect("exists");
+    assert!(leader.begin_batch());
+    let Some(Effect::WriteBatch(token)) = take_io(leader) else {
+        panic!("a batch to write");
+    };
+    leader.write_batch(token, &mut NoObserver).expect("written");
+    let Some(Effect::SyncBatch(foreign)) = take_io(leader) else {
+        panic!("a batch to sync");
+    };
+
+    let follower = cluster.nodes.get_mut(&NodeId(2)).expect("exists");
+    follower.tick();
+    follower.campaign();
+    assert!(follower.begin_batch());
+    let durable = follower.wal().last_index();
+    assert!(matches!(
+        follower.batch_synced(foreign, &mut NoObserver),
+        Err(NodeError::OutOfStep(_))
+    ));
+    assert!(follower.is_writing(), "its own batch is still in flight");
+    assert_eq!(follower.wal().last_index(), durable, "nothing was written");
+    let Some(Effect::WriteBatch(own)) = take_io(follower) else {
+        panic!("its own batch to write");
+    };
+    follower
+        .write_batch(own, &mut NoObserver)
+        .expect("its own token works");
+}
+
+/// A client's session travels with its write through forwarding and the log to the state
+/// machine: the same `(client, sequence)` submitted again — here first through a follower,
+/// then retried on the leader — is applied once, and the retry gets the first reply.
+/// Reference: thesis §6.3.
+#[test]
+fn a_duplicate_submission_in_a_session_is_applied_once() {
+    let mut cluster = NodeCluster::new(0);
+    cluster.elect(1);
+    let session = Some(ClientSession {
+        client_id: 7,
+        sequence: 1,
+    });
+    let incr = || Command::Incr { key: "n".into() };
+    cluster
+        .nodes
+        .get_mut(&NodeId(2))
+        .expect("exists")
+        .submit_in_session(100, incr(), session);
+    cluster.settle();
+    cluster
+        .nodes
+        .get_mut(&NodeId(1))
+        .expect("exists")
+        .submit_in_session(101, incr(), session);
+    cluster.settle();
+    assert_eq!(cluster.reply(100), Some(&Reply::Integer(1)));
+    assert_eq!(
+        cluster.reply(101),
+        Some(&Reply::Integer(1)),
+        "the first reply again"
+    );
+    let read = cluster.submit(3, get("n"));
+    cluster.settle();
+    assert_eq!(
+        cluster.reply(read),
+        Some(&Reply::Bulk(b"1".to_vec())),
+        "applied once on every replica"
     );
 }

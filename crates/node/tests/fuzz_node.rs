@@ -16,7 +16,7 @@ mod common;
 #[path = "../../raft/tests/fuzz_support/mod.rs"]
 mod fuzz_support;
 
-use common::Cluster;
+use common::NodeCluster;
 use std::cell::RefCell;
 
 use fuzz_support::{addressed, fuzz_cases, fuzz_config, message, Outcomes};
@@ -115,7 +115,7 @@ fn fill_snapshot(body: &mut MessageBody, snapshot: &SnapshotData, real: &[u8]) {
 }
 
 /// Forges `m` and counts the outcome, and whether a snapshot got installed.
-fn forge(cluster: &mut Cluster, m: Message, outcomes: &mut Outcomes) {
+fn forge(cluster: &mut NodeCluster, m: Message, outcomes: &mut Outcomes) {
     let to = m.to;
     let before = cluster.nodes[&to].wal().snapshot_meta().index;
     outcomes.count(&cluster.forge(m));
@@ -125,7 +125,7 @@ fn forge(cluster: &mut Cluster, m: Message, outcomes: &mut Outcomes) {
 }
 
 fn run(
-    cluster: &mut Cluster,
+    cluster: &mut NodeCluster,
     action: &Action,
     real: &[u8],
     writes: &mut u64,
@@ -189,7 +189,7 @@ fn hostile_messages_never_stop_a_node() {
     let outcomes = RefCell::new(Outcomes::default());
     let real = real_snapshot();
     let result = runner.run(&prop::collection::vec(action(), 1..30), |actions| {
-        let mut cluster = Cluster::new();
+        let mut cluster = NodeCluster::new();
         cluster.elect(1);
         let mut writes = 0;
         for action in &actions {

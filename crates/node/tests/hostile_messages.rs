@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::Cluster;
+use common::NodeCluster;
 use skiff_kv::Reply;
 use skiff_node::{PeerMessageError, SnapshotRefusal};
 use skiff_raft::{
@@ -15,8 +15,8 @@ use skiff_raft::{
 };
 
 /// A cluster led by node 1 that committed `a = 1` everywhere.
-fn healthy() -> Cluster {
-    let mut cluster = Cluster::new();
+fn healthy() -> NodeCluster {
+    let mut cluster = NodeCluster::new();
     cluster.elect(1);
     assert_eq!(cluster.write(1, "a", "1"), Some(Reply::Ok));
     cluster.tick(5);
@@ -24,13 +24,13 @@ fn healthy() -> Cluster {
     cluster
 }
 
-fn term_of(cluster: &Cluster, id: u64) -> Term {
+fn term_of(cluster: &NodeCluster, id: u64) -> Term {
     cluster.node(id).raw().raft().term()
 }
 
 /// After an attack on node `id`: the cluster still commits a write that node `id` applies,
 /// and node `id` restarts from its disk with the same durable term and the same data.
-fn still_works(cluster: &mut Cluster, id: u64) {
+fn still_works(cluster: &mut NodeCluster, id: u64) {
     cluster.check_invariants("after the attack");
     // An attack in a later term may depose the leader (§5.1): wait for the next one.
     cluster.tick(80);
@@ -332,12 +332,12 @@ fn a_node_poisoned_by_the_old_bug_starts_and_does_not_panic() {
         wal.append_batch(&[], Some(poisoned)).expect("writes");
         disk = wal.into_disk();
     }
-    let (mut node, _) =
+    let (mut node, _): (skiff_node::Node<_>, _) =
         skiff_node::Node::open(disk, common::DIR, common::config(3)).expect("still opens");
     for _ in 0..200 {
         node.tick();
-        node.process(&mut skiff_node::NoObserver).expect("runs");
-        let _ = node.take_output();
+        node.run(&mut skiff_node::NoObserver).expect("runs");
+        let _ = node.take_effects();
     }
     assert_eq!(node.raw().raft().term(), Term(u64::MAX));
 }

@@ -373,7 +373,7 @@ impl Connection<'_> {
                             && request_bytes > self.options.max_write_bytes =>
                     {
                         self.shared.metrics.error("command");
-                        Owed::Now(Reply::error(skiff_node::errors::TOO_LARGE))
+                        Owed::Now(Reply::error(skiff_node::refusals::TOO_LARGE))
                     }
                     Ok(Request::Kv(command)) => {
                         let effect = if command.is_read_only() {
@@ -435,7 +435,7 @@ impl Connection<'_> {
         if let Err(refused) = self.driver.try_send(Input::Client { command, reply }) {
             let text = if refused.is_full() {
                 self.shared.metrics.error("busy");
-                skiff_node::errors::BUSY
+                skiff_node::refusals::BUSY
             } else {
                 "ERR the node is shutting down"
             };

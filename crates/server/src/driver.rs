@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use skiff_kv::{Command, Reply};
-use skiff_node::{Event, Node, NodeError, Observer, Output, PeerMessage, RequestId};
+use skiff_node::{
+    Effect, Event, Node, NodeError, Observer, PeerMessage, RequestId, SnapshotJob, SyncToken,
+};
 use skiff_raft::{ConfChange, ConfChangeStep, NodeId, Role};
 use tokio::sync::{mpsc, oneshot};
 
@@ -96,8 +98,6 @@ pub struct DriverOptions {
     pub cluster_id: u64,
     /// The initial members' peer addresses.
     pub peer_addrs: BTreeMap<u64, SocketAddr>,
-    /// Snapshot after this many entries applied past the last snapshot (0: never).
-    pub snapshot_every_entries: u64,
     /// Sync each batch on a dedicated writer thread, overlapping the fsync with stepping,
     /// ticking and applying, instead of on the driver thread.
     pub sync_thread: bool,
@@ -135,7 +135,7 @@ impl Waiting {
 /// Records each durable batch's size.
 struct BatchSizes<'a>(&'a Metrics);
 
-impl Observer for BatchSizes<'_> {
+impl Observer<skiff_kv::StateMachine> for BatchSizes<'_> {
     fn persisted(&mut self, entries: &[skiff_raft::Entry], _: Option<skiff_raft::HardState>) {
         if !entries.is_empty() {
             self.0.append_batch_entries.observe(entries.len() as f64);
@@ -161,7 +161,7 @@ pub struct Driver {
     last_term: u64,
     /// The writer thread that syncs each batch, if the driver does not sync them itself.
     syncer: Option<Syncer>,
-    /// Operators waiting for a snapshot, taken once no batch is in flight.
+    /// Operators waiting for the snapshot they asked the node for.
     snapshot_requests: Vec<oneshot::Sender<Result<String, String>>>,
     /// Writes snapshot files off this thread.
     snapshotter: Snapshotter,
@@ -292,112 +292,126 @@ impl Driver {
 
     fn handle(&mut self, input: Input) {
         match input {
-            Input::Client { command, reply } => {
-                let id = self.next_request_id();
-                let metrics = &self.shared.metrics;
-                let read = command.is_read_only();
-                if read {
-                    metrics.reads.requests.inc();
-                } else {
-                    metrics.writes.requests.inc();
-                    if self.node.raw().raft().role() == Role::Leader {
-                        metrics.proposals.inc();
-                    }
-                }
-                let now = Instant::now();
-                self.waiting.insert(
-                    id,
-                    Waiting {
-                        reply,
-                        started: now,
-                        deadline: now + self.options.request_timeout,
-                        read,
-                    },
-                );
-                self.node.submit(id, command);
-            }
-            Input::Peer(message) => {
-                if matches!(message, PeerMessage::Forward { .. }) {
-                    self.shared.metrics.proposals.inc();
-                }
-                let peer = message.from().0;
-                match self.node.step(message) {
-                    Ok(()) => {}
-                    // The last chunk of a snapshot came before the chunks it completes were
-                    // staged: honest reordering, resent with the next heartbeat.
-                    Err(error @ skiff_node::PeerMessageError::SnapshotNotStaged { .. }) => {
-                        tracing::debug!(node = self.node.id().0, peer, %error, "a snapshot's last chunk came early");
-                    }
-                    Err(error) => {
-                        // Refused before it reached the core's state or the disk.
-                        self.shared.metrics.error("peer_message_refused");
-                        tracing::warn!(node = self.node.id().0, peer, %error, "refused a message from a peer");
-                    }
-                }
-            }
-            Input::Admin { request, reply } => {
-                let deadline = Instant::now() + self.options.request_timeout;
-                let change = |step| ConfChange { steps: vec![step] };
-                let mut addresses: BTreeMap<u64, String> = self
-                    .options
-                    .peer_addrs
-                    .iter()
-                    .map(|(id, addr)| (*id, addr.to_string()))
-                    .collect();
-                addresses.extend(
-                    self.node
-                        .member_addresses()
-                        .iter()
-                        .map(|(id, addr)| (id.0, addr.clone())),
-                );
-                let view = admin::ClusterView::of(self.node.raw().raft(), addresses);
-                if let Err(error) = admin::check(&view, &request) {
-                    let _ = reply.send(Err(error.to_string()));
-                    return;
-                }
-                let outcome = match request {
-                    AdminRequest::AddLearner { id, peer_addr } => {
-                        let request = self.next_request_id();
-                        self.admin_waiting
-                            .insert(request, (AdminWait::ThenAddLearner { id, reply }, deadline));
-                        self.node
-                            .propose_member_address(request, NodeId(id), peer_addr);
-                        return;
-                    }
-                    AdminRequest::Promote { id, .. } => {
-                        self.propose_admin_change(
-                            change(ConfChangeStep::AddVoter(NodeId(id))),
-                            reply,
-                            deadline,
-                        );
-                        return;
-                    }
-                    AdminRequest::Remove { id, .. } => {
-                        self.propose_admin_change(
-                            change(ConfChangeStep::Remove(NodeId(id))),
-                            reply,
-                            deadline,
-                        );
-                        return;
-                    }
-                    AdminRequest::TransferLeader(to) => self
-                        .node
-                        .transfer_leadership(NodeId(to))
-                        .map(|()| format!("transferring leadership to {to}"))
-                        .map_err(|e| e.to_string()),
-                    AdminRequest::Campaign => {
-                        self.node.campaign();
-                        Ok("campaigning".to_string())
-                    }
-                    AdminRequest::Snapshot => {
-                        // Taken by `process` once no batch is in flight.
-                        self.snapshot_requests.push(reply);
-                        return;
-                    }
-                };
-                let _ = reply.send(outcome);
+            Input::Client { command, reply } => self.handle_client(command, reply),
+            Input::Peer(message) => self.handle_peer(message),
+            Input::Admin { request, reply } => self.handle_admin(request, reply),
+        }
+    }
+
+    /// A client's command: counted, timed, and handed to the node.
+    fn handle_client(&mut self, command: Command, reply: oneshot::Sender<Reply>) {
+        let id = self.next_request_id();
+        let metrics = &self.shared.metrics;
+        let read = command.is_read_only();
+        if read {
+            metrics.reads.requests.inc();
+        } else {
+            metrics.writes.requests.inc();
+            if self.node.raw().raft().role() == Role::Leader {
+                metrics.proposals.inc();
             }
         }
+        let now = Instant::now();
+        self.waiting.insert(
+            id,
+            Waiting {
+                reply,
+                started: now,
+                deadline: now + self.options.request_timeout,
+                read,
+            },
+        );
+        self.node.submit(id, command);
+    }
+
+    /// A peer's message: stepped, or refused and counted.
+    fn handle_peer(&mut self, message: PeerMessage) {
+        if matches!(message, PeerMessage::Forward { .. }) {
+            self.shared.metrics.proposals.inc();
+        }
+        let peer = message.from().0;
+        match self.node.step(message) {
+            Ok(()) => {}
+            // The last chunk of a snapshot came before the chunks it completes were
+            // staged: honest reordering, resent with the next heartbeat.
+            Err(error @ skiff_node::PeerMessageError::SnapshotNotStaged { .. }) => {
+                tracing::debug!(node = self.node.id().0, peer, %error, "a snapshot's last chunk came early");
+            }
+            Err(error) => {
+                // Refused before it reached the core's state or the disk.
+                self.shared.metrics.error("peer_message_refused");
+                tracing::warn!(node = self.node.id().0, peer, %error, "refused a message from a peer");
+            }
+        }
+    }
+
+    /// An operator's request: checked, then done at once or proposed.
+    fn handle_admin(
+        &mut self,
+        request: AdminRequest,
+        reply: oneshot::Sender<Result<String, String>>,
+    ) {
+        let deadline = Instant::now() + self.options.request_timeout;
+        let change = |step| ConfChange { steps: vec![step] };
+        let mut addresses: BTreeMap<u64, String> = self
+            .options
+            .peer_addrs
+            .iter()
+            .map(|(id, addr)| (*id, addr.to_string()))
+            .collect();
+        addresses.extend(
+            self.node
+                .member_addresses()
+                .iter()
+                .map(|(id, addr)| (id.0, addr.clone())),
+        );
+        let view = admin::ClusterView::of(self.node.raw().raft(), addresses);
+        if let Err(error) = admin::check(&view, &request) {
+            let _ = reply.send(Err(error.to_string()));
+            return;
+        }
+        let voter_change = match &request {
+            AdminRequest::Promote { id, .. } => Some(ConfChangeStep::AddVoter(NodeId(*id))),
+            AdminRequest::Remove { id, .. } => Some(ConfChangeStep::Remove(NodeId(*id))),
+            _ => None,
+        };
+        if let Some(step) = voter_change {
+            self.propose_admin_change(change(step), reply, deadline);
+            return;
+        }
+        let outcome = match request {
+            AdminRequest::AddLearner { id, peer_addr } => {
+                let request = self.next_request_id();
+                self.admin_waiting
+                    .insert(request, (AdminWait::ThenAddLearner { id, reply }, deadline));
+                self.node
+                    .propose_member_address(request, NodeId(id), peer_addr);
+                return;
+            }
+            // Proposed above.
+            AdminRequest::Promote { .. } | AdminRequest::Remove { .. } => return,
+            AdminRequest::TransferLeader(to) => self
+                .node
+                .transfer_leadership(NodeId(to))
+                .map(|()| format!("transferring leadership to {to}"))
+                .map_err(|e| e.to_string()),
+            AdminRequest::Campaign => {
+                self.node.campaign();
+                Ok("campaigning".to_string())
+            }
+            AdminRequest::Snapshot => {
+                // The node hands it out once no batch or snapshot is in flight.
+                self.snapshot_requests.push(reply);
+                if let Err(error) = self.node.request_snapshot() {
+                    tracing::warn!(node = self.node.id().0, %error, "could not take a snapshot");
+                    for reply in self.snapshot_requests.drain(..) {
+                        let _ = reply.send(Err(format!("could not take a snapshot: {error}")));
+                    }
+                }
+                return;
+            }
+        };
+        let _ = reply.send(outcome);
     }
 
     fn propose_admin_change(
@@ -437,78 +451,93 @@ impl Driver {
         }
     }
 
-    /// Runs the node's loop until it has nothing left to do, or a batch waits for its sync.
+    /// Runs the node's batches until it has nothing left to do, or a batch waits for its sync
+    /// on the writer thread (one batch at a time: the next begins once this one is durable).
     fn process(&mut self) -> Result<(), NodeError> {
-        self.dispatch();
-        if self.node.is_writing() {
-            // A batch's sync is in flight on the writer thread: one batch at a time, the next
-            // begins when this one is durable (`synced`).
-            return Ok(());
-        }
-        let metrics = self.shared.metrics.clone();
-        while self.node.begin() {
-            // Messages that may leave before the batch is durable go now, so followers write
-            // in parallel with the leader (thesis §10.2.1).
-            self.dispatch();
-            // The batch goes into the file, and the entries that were durable before it are
-            // applied: their clients are answered now, not after this batch's fsync.
-            let unsynced = self.node.write(&mut BatchSizes(&metrics))?;
-            self.dispatch();
-            if let (Some(file), Some(syncer)) = (unsynced, &self.syncer) {
-                // The writer thread syncs it while this thread goes on.
-                if let Err(file) = syncer.sync(file) {
-                    let gone = std::io::Error::other("writer thread gone");
-                    return Err(sync_failed(file, gone));
-                }
+        loop {
+            self.carry_out()?;
+            if !self.node.begin_batch() {
                 return Ok(());
             }
-            self.node.sync_written()?;
-            self.node.finish_synced(&mut BatchSizes(&metrics))?;
-            self.dispatch();
         }
-        let every = self.options.snapshot_every_entries;
-        let due = every > 0 && self.node.entries_since_snapshot() >= every;
-        if (due || !self.snapshot_requests.is_empty()) && !self.snapshotter.in_flight() {
-            self.begin_snapshot()?;
-        }
-        Ok(())
     }
 
-    /// Serializes the state machine here, and has its file written and synced on a thread
-    /// of its own: for a large store that is most of the time, and the driver goes on
-    /// ticking and heartbeating meanwhile.
-    fn begin_snapshot(&mut self) -> Result<(), NodeError> {
-        let started = Instant::now();
-        let waiting = std::mem::take(&mut self.snapshot_requests);
-        let Some((write, data)) = self.node.prepare_snapshot()? else {
-            let index = self.node.applied();
-            for reply in waiting {
-                let _ = reply.send(Ok(format!("snapshot at index {index}")));
+    /// Carries out what the node asked for, until it asks for nothing more on this thread.
+    fn carry_out(&mut self) -> Result<(), NodeError> {
+        loop {
+            let effects = self.node.take_effects();
+            if effects.is_empty() {
+                return Ok(());
             }
-            return Ok(());
-        };
+            let mut messages = Vec::new();
+            let mut replies = Vec::new();
+            let mut events = Vec::new();
+            let mut io = Vec::new();
+            for effect in effects {
+                match effect {
+                    Effect::Send(message) => messages.push(message),
+                    Effect::Reply(id, reply) => replies.push((id, reply)),
+                    Effect::Event(event) => events.push(event),
+                    other => io.push(other),
+                }
+            }
+            // Messages that may leave go first, so followers write in parallel with the
+            // leader (thesis §10.2.1).
+            self.send(messages);
+            self.note(events);
+            self.answer(replies);
+            for effect in io {
+                self.run_io(effect)?;
+            }
+        }
+    }
+
+    /// Carries out one I/O step of the node's: the batch is written here, synced on the
+    /// writer thread (or here), and a snapshot file is written on a thread of its own.
+    fn run_io(&mut self, effect: Effect) -> Result<(), NodeError> {
+        let metrics = self.shared.metrics.clone();
+        match effect {
+            // The batch goes into the file, and the entries that were durable before it are
+            // applied: their clients are answered now, not after this batch's fsync.
+            Effect::WriteBatch(token) => self.node.write_batch(token, &mut BatchSizes(&metrics)),
+            Effect::SyncBatch(token) => match &self.syncer {
+                Some(syncer) if token.file().is_some() => syncer.sync(token).map_err(|token| {
+                    let gone = std::io::Error::other("writer thread gone");
+                    sync_failed(&token, gone)
+                }),
+                _ => self.node.sync_batch(token, &mut BatchSizes(&metrics)),
+            },
+            Effect::WriteSnapshot(job) => self.write_snapshot(job),
+            Effect::Send(_) | Effect::Reply(..) | Effect::Event(_) => Ok(()),
+        }
+    }
+
+    /// Has the snapshot file written and synced on a thread of its own: for a large store
+    /// that is most of the time, and the driver goes on ticking and heartbeating meanwhile.
+    fn write_snapshot(&mut self, job: SnapshotJob) -> Result<(), NodeError> {
         let id = self.node.id().0;
-        if let Err(error) = self.snapshotter.write(id, write, data, started) {
+        self.snapshot_waiting.append(&mut self.snapshot_requests);
+        if let Err(failed) = self.snapshotter.write(id, job, Instant::now()) {
+            let (token, error) = *failed;
             tracing::warn!(node = id, %error, "could not start writing a snapshot");
-            for reply in waiting {
+            for reply in self.snapshot_waiting.drain(..) {
                 let _ = reply.send(Err(format!("could not write the snapshot: {error}")));
             }
-            return Ok(());
+            self.node.snapshot_abandoned(token)?;
         }
-        self.snapshot_waiting = waiting;
         Ok(())
     }
 
-    /// The snapshot file is written: install it, compact the log, answer the operators.
+    /// The snapshot file is written: the node installs it and compacts the log; the
+    /// operators are answered.
     fn snapshot_written(&mut self, written: Written) -> Result<(), NodeError> {
-        self.snapshotter.finished();
         let Written {
-            write,
+            token,
             result,
             started,
         } = written;
         let outcome = match result {
-            Ok(()) => match self.node.snapshot_written(write)? {
+            Ok(()) => match self.node.snapshot_written(token)? {
                 Some(index) => {
                     self.shared
                         .metrics
@@ -523,36 +552,31 @@ impl Driver {
             },
             Err(error) => {
                 // The log is untouched: the next snapshot tries again.
-                let _ = std::fs::remove_file(write.temp_path());
+                let _ = std::fs::remove_file(token.write().temp_path());
                 tracing::warn!(node = self.node.id().0, %error, "writing a snapshot failed");
+                self.node.snapshot_abandoned(token)?;
                 Err(format!("writing the snapshot failed: {error}"))
             }
         };
         for reply in self.snapshot_waiting.drain(..) {
             let _ = reply.send(outcome.clone());
         }
-        self.dispatch();
+        // The run loop carries out what the node asks next.
         Ok(())
     }
 
     /// The writer thread synced the batch in flight: finish it.
-    fn synced(&mut self, (file, result): Synced) -> Result<(), NodeError> {
+    fn synced(&mut self, (token, result): Synced) -> Result<(), NodeError> {
         // A failed fsync may have dropped the pages it was to write: the node stops, and
         // recovery finds out on restart what the disk holds.
-        result.map_err(|error| sync_failed(file, error))?;
+        result.map_err(|error| sync_failed(&token, error))?;
         let metrics = self.shared.metrics.clone();
-        self.node.finish_synced(&mut BatchSizes(&metrics))?;
-        self.dispatch();
-        Ok(())
+        self.node.batch_synced(token, &mut BatchSizes(&metrics))
     }
 
-    fn dispatch(&mut self) {
-        let Output {
-            messages,
-            replies,
-            events,
-        } = self.node.take_output();
-        let metrics = self.shared.metrics.clone();
+    /// Puts messages on their peers' queues.
+    fn send(&mut self, messages: Vec<PeerMessage>) {
+        let metrics = &self.shared.metrics;
         let isolated = self.shared.is_isolated();
         for message in messages {
             if isolated {
@@ -571,19 +595,27 @@ impl Driver {
                 metrics.peer_messages_dropped.inc();
             }
         }
-        // Events first: the status a client may ask for right after its reply already shows
-        // what the reply reports (an operator's membership change, say).
+    }
+
+    /// Logs and publishes what happened. Events go before replies: the status a client may
+    /// ask for right after its reply already shows what the reply reports (an operator's
+    /// membership change, say).
+    fn note(&mut self, events: Vec<Event>) {
         self.note_elections();
-        let mut changed = false;
+        let changed = !events.is_empty();
         let mut membership = false;
         for event in events {
-            changed = true;
             membership |= matches!(
                 event,
                 Event::ConfChangeApplied { .. }
                     | Event::MemberAddressRecorded { .. }
                     | Event::SnapshotInstalled { .. }
             );
+            if let Event::SnapshotSkipped { applied } = event {
+                for reply in self.snapshot_requests.drain(..) {
+                    let _ = reply.send(Ok(format!("snapshot at index {applied}")));
+                }
+            }
             self.log_event(&event);
         }
         if membership {
@@ -592,6 +624,11 @@ impl Driver {
         if changed {
             self.publish_status();
         }
+    }
+
+    /// Answers the clients and operators whose requests the node completed.
+    fn answer(&mut self, replies: Vec<(RequestId, Reply)>) {
+        let metrics = self.shared.metrics.clone();
         for (id, reply) in replies {
             if let Some(waiting) = self.waiting.remove(&id) {
                 waiting.answer(reply, &metrics);
@@ -620,76 +657,82 @@ impl Driver {
         }
     }
 
+    /// The role or the known leader changed: counted, logged and published.
+    fn note_role_change(&mut self, soft_state: &skiff_raft::SoftState, term: skiff_raft::Term) {
+        let id = self.node.id().0;
+        let metrics = &self.shared.metrics;
+        if soft_state.role == Role::Leader {
+            metrics.elections_won.inc();
+        }
+        tracing::info!(
+            node = id,
+            term = term.0,
+            role = %soft_state.role,
+            leader = soft_state.leader.map(|l| l.0),
+            "role changed"
+        );
+        let text = match soft_state.role {
+            Role::PreCandidate => Some("pre-vote: asking whether it could win".to_string()),
+            // Every election, including a candidate's next one, is published by
+            // `note_elections` when the term changes.
+            Role::Candidate => None,
+            Role::Leader => Some("won the election: now leader".to_string()),
+            Role::Follower => Some(match soft_state.leader {
+                Some(leader) => format!("follower of node {}", leader.0),
+                None => "follower, no leader known".to_string(),
+            }),
+        };
+        if let Some(text) = text {
+            self.shared.publish(term.0, "role", text);
+        }
+        if soft_state.leader != self.last_leader {
+            if soft_state.leader.is_some() {
+                metrics.leader_changes.inc();
+            }
+            tracing::info!(
+                node = id,
+                term = term.0,
+                leader = soft_state.leader.map(|l| l.0),
+                "leader changed"
+            );
+            if let Some(leader) = soft_state.leader {
+                self.shared
+                    .publish(term.0, "leader", format!("leader is node {}", leader.0));
+            }
+            self.last_leader = soft_state.leader;
+        }
+    }
+
+    /// A configuration change was applied: logged and published.
+    fn note_membership_change(&self, index: skiff_raft::LogIndex) {
+        let id = self.node.id().0;
+        let conf = self.node.raw().raft().conf_state();
+        let term = self.node.raw().raft().term().0;
+        tracing::info!(
+            node = id,
+            term,
+            index = index.0,
+            ?conf,
+            "membership changed"
+        );
+        self.shared.publish(
+            self.node.raw().raft().term().0,
+            "membership",
+            format!(
+                "membership changed at {}: voters {:?}, learners {:?}",
+                index.0,
+                conf.voters.iter().map(|v| v.0).collect::<Vec<_>>(),
+                conf.learners.iter().map(|v| v.0).collect::<Vec<_>>()
+            ),
+        );
+    }
+
     fn log_event(&mut self, event: &Event) {
         let id = self.node.id().0;
         let metrics = &self.shared.metrics;
         match event {
-            Event::RoleChanged { soft_state, term } => {
-                if soft_state.role == Role::Leader {
-                    metrics.elections_won.inc();
-                }
-                tracing::info!(
-                    node = id,
-                    term = term.0,
-                    role = %soft_state.role,
-                    leader = soft_state.leader.map(|l| l.0),
-                    "role changed"
-                );
-                let text = match soft_state.role {
-                    Role::PreCandidate => Some("pre-vote: asking whether it could win".to_string()),
-                    // Every election, including a candidate's next one, is published by
-                    // `note_elections` when the term changes.
-                    Role::Candidate => None,
-                    Role::Leader => Some("won the election: now leader".to_string()),
-                    Role::Follower => Some(match soft_state.leader {
-                        Some(leader) => format!("follower of node {}", leader.0),
-                        None => "follower, no leader known".to_string(),
-                    }),
-                };
-                if let Some(text) = text {
-                    self.shared.publish(term.0, "role", text);
-                }
-                if soft_state.leader != self.last_leader {
-                    if soft_state.leader.is_some() {
-                        metrics.leader_changes.inc();
-                    }
-                    tracing::info!(
-                        node = id,
-                        term = term.0,
-                        leader = soft_state.leader.map(|l| l.0),
-                        "leader changed"
-                    );
-                    if let Some(leader) = soft_state.leader {
-                        self.shared.publish(
-                            term.0,
-                            "leader",
-                            format!("leader is node {}", leader.0),
-                        );
-                    }
-                    self.last_leader = soft_state.leader;
-                }
-            }
-            Event::ConfChangeApplied { index } => {
-                let conf = self.node.raw().raft().conf_state();
-                let term = self.node.raw().raft().term().0;
-                tracing::info!(
-                    node = id,
-                    term,
-                    index = index.0,
-                    ?conf,
-                    "membership changed"
-                );
-                self.shared.publish(
-                    self.node.raw().raft().term().0,
-                    "membership",
-                    format!(
-                        "membership changed at {}: voters {:?}, learners {:?}",
-                        index.0,
-                        conf.voters.iter().map(|v| v.0).collect::<Vec<_>>(),
-                        conf.learners.iter().map(|v| v.0).collect::<Vec<_>>()
-                    ),
-                );
-            }
+            Event::RoleChanged { soft_state, term } => self.note_role_change(soft_state, *term),
+            Event::ConfChangeApplied { index } => self.note_membership_change(*index),
             Event::MemberAddressRecorded { id: member } => {
                 let addr = self.node.member_addresses().get(member).cloned();
                 tracing::info!(
@@ -731,6 +774,9 @@ impl Driver {
                         received >> 10
                     ),
                 );
+            }
+            Event::SnapshotSkipped { applied } => {
+                tracing::debug!(node = id, applied = applied.0, "nothing new to snapshot");
             }
             Event::SnapshotInstalled { index } => {
                 metrics.snapshots.with_label_values(&["installed"]).inc();
@@ -780,10 +826,45 @@ impl Driver {
         let raw = self.node.raw();
         let raft = raw.raft();
         let status = raw.status();
+        let me = self.node.id().0;
+        let members = self.member_statuses(&status);
+        let leader = status.soft_state.leader.map(|l| l.0);
+        self.publish_metrics(&status);
+        let mut published = self.shared.status.write().expect("status lock");
+        *published = NodeStatus {
+            id: me,
+            cluster_id: self.options.cluster_id,
+            role: status.soft_state.role.to_string(),
+            term: status.term.0,
+            vote: status.vote.map(|v| v.0),
+            leader,
+            leader_client_addr: leader
+                .and_then(|l| members.get(&l))
+                .and_then(|m| m.client_addr.clone()),
+            commit: status.commit.0,
+            applied: self.node.applied().0,
+            last_index: status.last_index.0,
+            snapshot_index: skiff_raft::LogStorage::snapshot_meta(self.node.wal())
+                .index
+                .0,
+            keys: self.node.state_machine().len() as u64,
+            pending_requests: self.node.pending_requests() as u64,
+            first_index: skiff_raft::LogStorage::first_index(self.node.wal()).0,
+            election_elapsed: raft.election_elapsed_ticks(),
+            election_timeout: raft.randomized_election_timeout_ticks(),
+            members: members.into_values().collect(),
+            local_control: None,
+            fault_injection: false,
+            isolated: false,
+        };
+    }
+
+    /// Each member's status: its kind, its addresses and, on a leader, how far it matches.
+    fn member_statuses(&self, status: &skiff_raft::Status) -> BTreeMap<u64, MemberStatus> {
+        let raft = self.node.raw().raft();
         let conf = raft.conf_state();
         // Only the members' entries are read: the map is not copied on every tick.
         let advertised = self.shared.advertised.read().ok();
-        let me = self.node.id().0;
         let mut members: BTreeMap<u64, MemberStatus> = BTreeMap::new();
         let kinds = [
             (&conf.voters, "voter"),
@@ -820,7 +901,11 @@ impl Driver {
                 }
             }
         }
-        let leader = status.soft_state.leader.map(|l| l.0);
+        members
+    }
+
+    /// The node's gauges.
+    fn publish_metrics(&self, status: &skiff_raft::Status) {
         let metrics = &self.shared.metrics;
         metrics.term.set(status.term.0 as i64);
         for role in [
@@ -846,41 +931,14 @@ impl Driver {
         metrics
             .pending_requests
             .set(self.node.pending_requests() as i64);
-        let mut published = self.shared.status.write().expect("status lock");
-        *published = NodeStatus {
-            id: me,
-            cluster_id: self.options.cluster_id,
-            role: status.soft_state.role.to_string(),
-            term: status.term.0,
-            vote: status.vote.map(|v| v.0),
-            leader,
-            leader_client_addr: leader
-                .and_then(|l| members.get(&l))
-                .and_then(|m| m.client_addr.clone()),
-            commit: status.commit.0,
-            applied: self.node.applied().0,
-            last_index: status.last_index.0,
-            snapshot_index: skiff_raft::LogStorage::snapshot_meta(self.node.wal())
-                .index
-                .0,
-            keys: self.node.state_machine().len() as u64,
-            pending_requests: self.node.pending_requests() as u64,
-            first_index: skiff_raft::LogStorage::first_index(self.node.wal()).0,
-            election_elapsed: raft.election_elapsed_ticks(),
-            election_timeout: raft.randomized_election_timeout_ticks(),
-            members: members.into_values().collect(),
-            local_control: None,
-            fault_injection: false,
-            isolated: false,
-        };
     }
 }
 
 /// The node error for a batch sync that failed.
-fn sync_failed(file: std::path::PathBuf, source: std::io::Error) -> NodeError {
+fn sync_failed(token: &SyncToken, source: std::io::Error) -> NodeError {
     NodeError::Wal(skiff_wal::WalError::from(skiff_wal::DiskError::Io {
         op: "fdatasync",
-        path: file,
+        path: token.file().map(Into::into).unwrap_or_default(),
         source,
     }))
 }

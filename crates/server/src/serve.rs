@@ -71,8 +71,8 @@ fn client_options(args: &ServeArgs, config: &NodeConfig) -> anyhow::Result<Clien
     let defaults = ClientOptions::default();
     let mut options = ClientOptions {
         max_write_bytes: usize::try_from(config.raft.max_message_bytes).unwrap_or(usize::MAX),
-        max_reply_bytes: config.kv.max_reply_bytes,
-        max_value_bytes: config.kv.max_value_bytes,
+        max_reply_bytes: config.state_machine.max_reply_bytes,
+        max_value_bytes: config.state_machine.max_value_bytes,
         max_clients: args.max_clients.unwrap_or(defaults.max_clients),
         max_output_bytes: args
             .client_output_limit_bytes
@@ -174,16 +174,15 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // `max_message_bytes`).
     raft.max_inflight_appends = 32;
     raft.seed = rand::random();
-    let mut config = NodeConfig::new(raft, identity.cluster_id);
+    let mut config: NodeConfig = NodeConfig::new(raft, identity.cluster_id);
     // A node that has run has a log: finding none (a wiped or lost WAL directory) must refuse
     // to start, not begin again at term 0 with no vote (thesis §3.8: a vote is never forgotten).
     config.wal.expect_existing_log = has_run;
     if let Some(max) = args.max_reply_bytes {
-        config.kv.max_reply_bytes = max;
+        config.state_machine.max_reply_bytes = max;
     }
     let client_options = client_options(&args, &config)?;
-    // The driver takes snapshots itself, so it can time them.
-    config.snapshot_every_entries = 0;
+    config.snapshot_every_entries = args.snapshot_every.unwrap_or(100_000);
     let metrics = Arc::new(Metrics::new());
     let wal_dir = data_dir.join("wal");
     let mut recovery = RecoveryDisplay::new(id);
@@ -318,7 +317,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 request_timeout: Duration::from_millis(args.request_timeout_ms.unwrap_or(5000)),
                 cluster_id: identity.cluster_id,
                 peer_addrs: members.clone().into_iter().collect::<BTreeMap<_, _>>(),
-                snapshot_every_entries: args.snapshot_every.unwrap_or(100_000),
                 sync_thread: args.sync_thread,
             },
             driver_rx,

@@ -1,7 +1,8 @@
-//! Writing a snapshot file off the driver thread. The driver serializes the state machine
-//! (the part that needs it frozen), and a thread of its own writes the file and syncs it —
-//! for a large store most of the time — while the driver goes on ticking, heartbeating and
-//! serving. The driver then installs the file (a rename) and compacts the log.
+//! Writing a snapshot file off the driver thread. The node serializes the state machine (the
+//! part that needs it frozen) when it hands out `Effect::WriteSnapshot`, and a thread of its
+//! own writes the file and syncs it — for a large store most of the time — while the driver
+//! goes on ticking, heartbeating and serving. The node then installs the file (a rename) and
+//! compacts the log.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -10,69 +11,69 @@ use std::thread;
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use skiff_wal::SnapshotWrite;
+use skiff_node::{SnapshotJob, SnapshotToken};
 
 /// A finished write: the file, whether it was written and synced, and when it began.
 pub struct Written {
-    /// The file, to install.
-    pub write: SnapshotWrite,
+    /// The file's token, to install it.
+    pub token: SnapshotToken,
     /// The outcome of writing and syncing it.
     pub result: io::Result<()>,
     /// When the snapshot was begun (before serializing).
     pub started: Instant,
 }
 
-/// The driver's side: at most one snapshot file is written at a time.
+/// The driver's side. The node hands out one snapshot file at a time.
 pub struct Snapshotter {
     done_tx: Sender<Written>,
     /// Each write's outcome.
     pub done: Receiver<Written>,
-    in_flight: bool,
 }
 
 impl Snapshotter {
     /// A snapshotter with nothing in flight.
     pub fn new() -> Snapshotter {
         let (done_tx, done) = bounded(1);
-        Snapshotter {
-            done_tx,
-            done,
-            in_flight: false,
-        }
+        Snapshotter { done_tx, done }
     }
 
-    /// Whether a snapshot file is being written.
-    pub fn in_flight(&self) -> bool {
-        self.in_flight
-    }
-
-    /// Writes `data` to the prepared file on a new thread; the outcome arrives on `done`.
+    /// Writes the job's file on a new thread; the outcome arrives on `done`. If the thread
+    /// cannot start, the token comes back with the error.
     pub fn write(
-        &mut self,
+        &self,
         node: u64,
-        write: SnapshotWrite,
-        data: Vec<u8>,
+        job: SnapshotJob,
         started: Instant,
-    ) -> io::Result<()> {
+    ) -> Result<(), Box<(SnapshotToken, io::Error)>> {
         let done = self.done_tx.clone();
-        thread::Builder::new()
+        // The job travels through a slot the driver can take it back from if no thread starts.
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(job)));
+        let theirs = slot.clone();
+        let spawned = thread::Builder::new()
             .name(format!("skiff-snapshot-{node}"))
             .spawn(move || {
+                let Some(SnapshotJob { token, data }) =
+                    theirs.lock().ok().and_then(|mut job| job.take())
+                else {
+                    return;
+                };
+                let write = token.write();
                 let result = write_file(write.temp_path(), &write.header_bytes(), &data);
                 drop(data);
                 let _ = done.send(Written {
-                    write,
+                    token,
                     result,
                     started,
                 });
-            })?;
-        self.in_flight = true;
-        Ok(())
-    }
-
-    /// The driver took the outcome from `done`.
-    pub fn finished(&mut self) {
-        self.in_flight = false;
+            });
+        let Err(error) = spawned else {
+            return Ok(());
+        };
+        // A failed spawn dropped the closure unrun: the job is still in the slot.
+        match slot.lock().ok().and_then(|mut job| job.take()) {
+            Some(job) => Err(Box::new((job.token, error))),
+            None => Ok(()),
+        }
     }
 }
 

@@ -8,21 +8,22 @@
 
 use std::fs::OpenOptions;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+use skiff_node::SyncToken;
 
 use crate::metrics::Metrics;
 
-/// The outcome of one sync: the file, and the error if it failed.
-pub type Synced = (PathBuf, io::Result<()>);
+/// The outcome of one sync: the batch's token, and the error if it failed.
+pub type Synced = (SyncToken, io::Result<()>);
 
 /// The driver's handle on its writer thread. Dropping it stops the thread.
 pub struct Syncer {
-    requests: Sender<PathBuf>,
+    requests: Sender<SyncToken>,
     /// Each requested sync's outcome, in order.
     pub done: Receiver<Synced>,
 }
@@ -32,18 +33,18 @@ impl Syncer {
     /// `skiff_fsync_duration_seconds`.
     pub fn spawn(id: u64, metrics: Arc<Metrics>) -> io::Result<Syncer> {
         // One batch in flight: a queue of one never blocks the driver.
-        let (requests, requested) = bounded::<PathBuf>(1);
+        let (requests, requested) = bounded::<SyncToken>(1);
         let (finished, done) = bounded::<Synced>(1);
         thread::Builder::new()
             .name(format!("skiff-sync-{id}"))
             .spawn(move || {
-                for path in requested {
+                for token in requested {
                     let started = Instant::now();
-                    let result = sync_data(&path);
+                    let result = token.file().map_or(Ok(()), sync_data);
                     metrics
                         .fsync_duration
                         .observe(started.elapsed().as_secs_f64());
-                    if finished.send((path, result)).is_err() {
+                    if finished.send((token, result)).is_err() {
                         return;
                     }
                 }
@@ -51,9 +52,10 @@ impl Syncer {
         Ok(Syncer { requests, done })
     }
 
-    /// Asks the thread to sync `file`; its outcome arrives on [`Syncer::done`].
-    pub fn sync(&self, file: PathBuf) -> Result<(), PathBuf> {
-        self.requests.send(file).map_err(|error| error.0)
+    /// Asks the thread to sync the file of the batch `token` names; its outcome arrives on
+    /// [`Syncer::done`].
+    pub fn sync(&self, token: SyncToken) -> Result<(), SyncToken> {
+        self.requests.send(token).map_err(|error| error.0)
     }
 }
 

@@ -171,27 +171,13 @@ impl Register {
         if n == 0 {
             return Some(true);
         }
-        // Events in time order; at equal times calls come first (such operations overlap).
-        let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * n);
-        for (i, op) in self.ops.iter().enumerate() {
-            events.push((op.call, false, i));
-            events.push((op.ret, true, i));
-        }
-        events.sort_unstable();
-        // A doubly linked list over events: index 0 is the head sentinel.
-        let len = events.len() + 1;
-        let mut next: Vec<usize> = (1..=len).collect();
-        let mut prev: Vec<usize> = (0..len).map(|k| k.saturating_sub(1)).collect();
-        next[len - 1] = usize::MAX;
-        let mut call_at = vec![0; n];
-        let mut return_at = vec![0; n];
-        for (k, &(_, is_return, op)) in events.iter().enumerate() {
-            if is_return {
-                return_at[op] = k + 1;
-            } else {
-                call_at[op] = k + 1;
-            }
-        }
+        let EventList {
+            events,
+            mut next,
+            mut prev,
+            call_at,
+            return_at,
+        } = self.event_list();
         let unlink = |next: &mut Vec<usize>, prev: &mut Vec<usize>, k: usize| {
             let (p, q) = (prev[k], next[k]);
             next[p] = q;
@@ -254,6 +240,51 @@ impl Register {
         }
         Some(true)
     }
+
+    /// The calls and returns of every operation in time order, linked both ways.
+    fn event_list(&self) -> EventList {
+        let n = self.ops.len();
+        // Events in time order; at equal times calls come first (such operations overlap).
+        let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * n);
+        for (i, op) in self.ops.iter().enumerate() {
+            events.push((op.call, false, i));
+            events.push((op.ret, true, i));
+        }
+        events.sort_unstable();
+        // A doubly linked list over events: index 0 is the head sentinel.
+        let len = events.len() + 1;
+        let mut next: Vec<usize> = (1..=len).collect();
+        let prev: Vec<usize> = (0..len).map(|k| k.saturating_sub(1)).collect();
+        next[len - 1] = usize::MAX;
+        let mut call_at = vec![0; n];
+        let mut return_at = vec![0; n];
+        for (k, &(_, is_return, op)) in events.iter().enumerate() {
+            if is_return {
+                return_at[op] = k + 1;
+            } else {
+                call_at[op] = k + 1;
+            }
+        }
+        EventList {
+            events,
+            next,
+            prev,
+            call_at,
+            return_at,
+        }
+    }
+}
+
+/// Operations' calls and returns in time order (at equal times, calls first: such
+/// operations overlap), as a doubly linked list whose index 0 is the head sentinel.
+struct EventList {
+    /// (time, is a return, operation).
+    events: Vec<(u64, bool, usize)>,
+    next: Vec<usize>,
+    prev: Vec<usize>,
+    /// Each operation's call and return, as list positions.
+    call_at: Vec<usize>,
+    return_at: Vec<usize>,
 }
 
 #[cfg(test)]

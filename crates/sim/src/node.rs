@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use rand::Rng;
-use skiff_node::{NoObserver, Node, NodeConfig, NodeError};
+use skiff_node::{BatchToken, Effect, NoObserver, Node, NodeConfig, NodeError, SyncToken};
 use skiff_raft::{Entry, HardState, LogIndex, LogStorage};
 use skiff_wal::{record, Disk, MemDisk, RecoveryReport, Wal, WalOptions};
 
@@ -79,11 +79,22 @@ impl Durable {
     }
 }
 
+/// The I/O step the batch in flight waits for, with the token that ends it.
+#[derive(Debug)]
+pub enum BatchStep {
+    /// The batch is begun: it waits to be written.
+    Write(BatchToken),
+    /// The batch is written: it waits for its sync.
+    Sync(SyncToken),
+}
+
 /// A simulated node: its disk and its process.
 #[derive(Debug)]
 pub struct SimNode {
     id: u64,
     process: Process,
+    /// The running node's batch in flight, as its last effect asked.
+    pub batch: Option<BatchStep>,
     /// Incremented at each start, so events scheduled for an earlier life are ignored.
     pub incarnation: u64,
     /// Whether this node's durable log was damaged (media corruption): a restart may refuse.
@@ -113,6 +124,7 @@ impl SimNode {
         Ok(SimNode {
             id,
             process: Process::Up(Box::new(node)),
+            batch: None,
             incarnation: 0,
             corrupted: false,
             durable_before_damage: None,
@@ -148,7 +160,7 @@ impl SimNode {
         }
     }
 
-    /// Whether a batch is being written (between `begin` and `finish`).
+    /// Whether a batch is in flight (begun and not yet synced).
     pub fn is_writing(&self) -> bool {
         self.running().is_some_and(Node::is_writing)
     }
@@ -168,11 +180,12 @@ impl SimNode {
                 return false;
             }
         };
+        let batch = self.batch.take();
         if kind == CrashKind::MidWrite && node.is_writing() {
             node.disk_mut().set_syncs_fail(true);
             // The sync fails, so the driver stops before anything leaves or is applied; the
-            // dying process's output is discarded with it.
-            let _ = node.finish(&mut NoObserver);
+            // dying process's effects are discarded with it.
+            write_until_the_sync(&mut node, batch);
         }
         let mut disk = node.into_disk();
         disk.set_syncs_fail(false);
@@ -200,6 +213,7 @@ impl SimNode {
         // at term 0 with no vote (thesis §3.8), as the server's identity file ensures.
         let mut config = config;
         config.wal.expect_existing_log = true;
+        self.batch = None;
         match Node::open(disk, data_dir(self.id), config) {
             Ok((node, report)) => {
                 self.process = Process::Up(Box::new(node));
@@ -321,6 +335,29 @@ impl SimNode {
         self.corrupted = true;
         self.durable_before_damage = Some(before);
         Some(file)
+    }
+}
+
+/// Runs the batch in flight of a dying node up to its sync (written first if it was only
+/// begun); the sync is made to fail, so the node stops there.
+fn write_until_the_sync(node: &mut Node<MemDisk>, batch: Option<BatchStep>) {
+    let sync = match batch {
+        Some(BatchStep::Write(token)) => {
+            if node.write_batch(token, &mut NoObserver).is_err() {
+                return;
+            }
+            node.take_effects()
+                .into_iter()
+                .find_map(|effect| match effect {
+                    Effect::SyncBatch(token) => Some(token),
+                    _ => None,
+                })
+        }
+        Some(BatchStep::Sync(token)) => Some(token),
+        None => None,
+    };
+    if let Some(token) = sync {
+        let _ = node.sync_batch(token, &mut NoObserver);
     }
 }
 

@@ -40,7 +40,7 @@ pub struct Recorder {
     pub observed: Vec<Observed>,
 }
 
-impl Observer for Recorder {
+impl Observer<StateMachine> for Recorder {
     fn persisted(&mut self, entries: &[Entry], hard_state: Option<HardState>) {
         self.observed.push(Observed::Persisted {
             entries: entries.to_vec(),

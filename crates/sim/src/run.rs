@@ -221,44 +221,8 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
     // Half the seeds write snapshots off the driver, as the server does (from the seed, so
     // that the plan's other draws stay as they were).
     let snapshot_off_thread = options.seed % 2 == 1;
-    let derived = format!(
-        "nodes={} disk_ms={:?} segment_bytes={} corrupted_node={} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} read_lease={} pool={} snapshot_every={} snapshot_off_thread={} trailing={} chunk_bytes={} propose_p={:.2} fault_p={:.3}",
-        plan.nodes,
-        plan.disk_delay_ms,
-        plan.max_segment_bytes,
-        plan.corrupted_node
-            .map_or("none".to_string(), |(id, kind)| format!("{id}:{kind:?}")),
-        plan.fault_ticks,
-        plan.network.request_loss,
-        plan.network.response_loss,
-        plan.network.long_delay_probability,
-        plan.network.duplicate_probability,
-        plan.pre_vote,
-        plan.check_quorum,
-        plan.read_lease && plan.check_quorum,
-        plan.pool_size,
-        plan.snapshot_every_entries,
-        snapshot_off_thread,
-        plan.snapshot_trailing_entries,
-        plan.max_snapshot_chunk_bytes,
-        plan.propose_probability,
-        plan.fault_probability,
-    );
-    let mut cluster_options = ClusterOptions::new(plan.nodes).seed(options.seed);
-    cluster_options.network = plan.network.clone();
-    cluster_options.pre_vote = plan.pre_vote;
-    cluster_options.check_quorum = plan.check_quorum;
-    cluster_options.disk_delay_ms = plan.disk_delay_ms;
-    cluster_options.read_lease = plan.read_lease && plan.check_quorum;
-    cluster_options.pool_size = plan.pool_size.max(plan.nodes);
-    cluster_options.snapshot_every_entries = plan.snapshot_every_entries;
-    cluster_options.snapshot_off_thread = snapshot_off_thread;
-
-    cluster_options.snapshot_trailing_entries = plan.snapshot_trailing_entries;
-    cluster_options.max_snapshot_chunk_bytes = plan.max_snapshot_chunk_bytes;
-    cluster_options.max_segment_bytes = plan.max_segment_bytes;
-    cluster_options.trace_keep = options.trace_keep;
-    cluster_options.print_trace = options.print_trace;
+    let derived = describe(&plan, snapshot_off_thread);
+    let cluster_options = cluster_options(options, &plan, snapshot_off_thread);
     let fault_ms = plan.fault_ticks * cluster_options.tick_ms;
     let mut cluster = Cluster::new(cluster_options);
     cluster.note(format!("seed {} plan: {derived}", options.seed));
@@ -282,30 +246,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
             &mut workload,
         );
     }
-    let mut linearizability_checks = 0;
-    let mut failed_history = None;
-    if cluster.violation().is_none() && !workload.history().is_empty() {
-        linearizability_checks = 1;
-        match linearizability::check(workload.history()) {
-            Verdict::Linearizable => {}
-            Verdict::NotLinearizable { key, operations } => {
-                fail(
-                    &mut cluster,
-                    "Linearizability",
-                    format!("the {operations} operations on key {key} have no linearization"),
-                );
-                failed_history = Some(workload.history().to_vec());
-            }
-            Verdict::Inconclusive { key } => {
-                fail(
-                    &mut cluster,
-                    "Linearizability",
-                    format!("the search for key {key} ran out of steps"),
-                );
-                failed_history = Some(workload.history().to_vec());
-            }
-        }
-    }
+    let (linearizability_checks, failed_history) = check_linearizability(&mut cluster, &workload);
 
     RunReport {
         seed: options.seed,
@@ -318,6 +259,86 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         linearizability_checks,
         failed_history,
     }
+}
+
+/// The plan's choices, in one line for the report.
+fn describe(plan: &Plan, snapshot_off_thread: bool) -> String {
+    format!(
+        "nodes={} disk_ms={:?} segment_bytes={} corrupted_node={} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} read_lease={} pool={} snapshot_every={} snapshot_off_thread={} trailing={} chunk_bytes={} propose_p={:.2} fault_p={:.3}",
+        plan.nodes,
+        plan.disk_delay_ms,
+        plan.max_segment_bytes,
+        plan.corrupted_node
+            .map_or("none".to_string(), |(id, kind)| format!("{id}:{kind:?}")),
+        plan.fault_ticks,
+        plan.network.request_loss,
+        plan.network.response_loss,
+        plan.network.long_delay_probability,
+        plan.network.duplicate_probability,
+        plan.pre_vote,
+        plan.check_quorum,
+        plan.read_lease && plan.check_quorum,
+        plan.pool_size,
+        plan.snapshot_every_entries,
+        snapshot_off_thread,
+        plan.snapshot_trailing_entries,
+        plan.max_snapshot_chunk_bytes,
+        plan.propose_probability,
+        plan.fault_probability,
+    )
+}
+
+/// The cluster's settings from the seed's plan.
+fn cluster_options(options: &RunOptions, plan: &Plan, snapshot_off_thread: bool) -> ClusterOptions {
+    let mut cluster_options = ClusterOptions::new(plan.nodes).seed(options.seed);
+    cluster_options.network = plan.network.clone();
+    cluster_options.pre_vote = plan.pre_vote;
+    cluster_options.check_quorum = plan.check_quorum;
+    cluster_options.disk_delay_ms = plan.disk_delay_ms;
+    cluster_options.read_lease = plan.read_lease && plan.check_quorum;
+    cluster_options.pool_size = plan.pool_size.max(plan.nodes);
+    cluster_options.snapshot_every_entries = plan.snapshot_every_entries;
+    cluster_options.snapshot_off_thread = snapshot_off_thread;
+
+    cluster_options.snapshot_trailing_entries = plan.snapshot_trailing_entries;
+    cluster_options.max_snapshot_chunk_bytes = plan.max_snapshot_chunk_bytes;
+    cluster_options.max_segment_bytes = plan.max_segment_bytes;
+    cluster_options.trace_keep = options.trace_keep;
+    cluster_options.print_trace = options.print_trace;
+    cluster_options
+}
+
+/// Checks the workload's history for a linearization (one check per seed); returns the
+/// number of checks and, if it failed, the history.
+fn check_linearizability(
+    cluster: &mut Cluster,
+    workload: &Workload,
+) -> (u64, Option<Vec<Operation>>) {
+    let mut linearizability_checks = 0;
+    let mut failed_history = None;
+    if cluster.violation().is_none() && !workload.history().is_empty() {
+        linearizability_checks = 1;
+        match linearizability::check(workload.history()) {
+            Verdict::Linearizable => {}
+            Verdict::NotLinearizable { key, operations } => {
+                fail(
+                    cluster,
+                    "Linearizability",
+                    format!("the {operations} operations on key {key} have no linearization"),
+                );
+                failed_history = Some(workload.history().to_vec());
+            }
+            Verdict::Inconclusive { key } => {
+                fail(
+                    cluster,
+                    "Linearizability",
+                    format!("the search for key {key} ran out of steps"),
+                );
+                failed_history = Some(workload.history().to_vec());
+            }
+        }
+    }
+    (linearizability_checks, failed_history)
 }
 
 fn fault_phase(
@@ -520,27 +541,7 @@ fn healing_phase(
     }
     workload.finish(cluster);
     if !converged {
-        let states: Vec<String> = ids
-            .iter()
-            .map(|&id| {
-                let conf = cluster.conf(id);
-                format!(
-                    "{id}{}: {} {} commit={} applied={} last={} voters={:?} learners={:?}",
-                    if cluster.is_refused(id) {
-                        " (refused to start)"
-                    } else {
-                        ""
-                    },
-                    cluster.role(id),
-                    cluster.term(id),
-                    cluster.commit(id).0,
-                    cluster.applied(id).0,
-                    cluster.last_index(id).0,
-                    conf.voters.iter().map(|v| v.0).collect::<Vec<_>>(),
-                    conf.learners.iter().map(|v| v.0).collect::<Vec<_>>(),
-                )
-            })
-            .collect();
+        let states: Vec<String> = ids.iter().map(|&id| node_state(cluster, id)).collect();
         fail(
             cluster,
             "Liveness",
@@ -552,6 +553,26 @@ fn healing_phase(
         return;
     }
     check_kept_power_proposals(cluster);
+}
+
+/// One node's state, for a liveness failure's report.
+fn node_state(cluster: &Cluster, id: NodeId) -> String {
+    let conf = cluster.conf(id);
+    format!(
+        "{id}{}: {} {} commit={} applied={} last={} voters={:?} learners={:?}",
+        if cluster.is_refused(id) {
+            " (refused to start)"
+        } else {
+            ""
+        },
+        cluster.role(id),
+        cluster.term(id),
+        cluster.commit(id).0,
+        cluster.applied(id).0,
+        cluster.last_index(id).0,
+        conf.voters.iter().map(|v| v.0).collect::<Vec<_>>(),
+        conf.learners.iter().map(|v| v.0).collect::<Vec<_>>(),
+    )
 }
 
 fn check_kept_power_proposals(cluster: &mut Cluster) {

@@ -10,13 +10,13 @@
 //! - a write answered with an error is of unknown outcome — it may have been applied —
 //!   unless the error guarantees it was not: the node answered at once that no leader is
 //!   known (so it forwarded nothing), or the leader saw another entry commit where the write
-//!   was (`skiff_node::errors::LEADER_CHANGED`);
+//!   was (`skiff_node::refusals::LEADER_CHANGED`);
 //! - a request no node answered in time is of unknown outcome.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use skiff_kv::{Command, Reply, SetCondition};
-use skiff_node::errors;
+use skiff_node::refusals;
 use skiff_raft::NodeId;
 
 use crate::cluster::{Cluster, Submitted};
@@ -125,7 +125,7 @@ fn outcome(op: OpKind, reply: &Reply, at_once: bool) -> Outcome {
             // entry committed at the write's index (Log Matching: its own entry is gone), or
             // the node knew no leader and so sent the write nowhere.
             let not_applied =
-                text == errors::LEADER_CHANGED || (at_once && text == errors::NO_LEADER);
+                text == refusals::LEADER_CHANGED || (at_once && text == refusals::NO_LEADER);
             if not_applied {
                 Outcome::NotApplied
             } else {
@@ -318,7 +318,6 @@ impl Workload {
             call_ns: now_ms * NS_PER_MS,
             return_ns: 0,
         };
-        let key_bytes = key.as_bytes().to_vec();
         let unknown_writes = self
             .history
             .iter()
@@ -330,7 +329,38 @@ impl Workload {
         } else {
             roll
         };
-        let command = match roll {
+        let command = self.command(roll, &key, value, &mut record, rng);
+        let in_flight = InFlight {
+            record,
+            request: op,
+            node,
+            started_ms: now_ms,
+        };
+        match cluster.submit(node, op, command) {
+            Submitted::Pending => self.clients[k].in_flight = Some(in_flight),
+            Submitted::Answered(reply) => {
+                let outcome = outcome(in_flight.record.op, &reply, true);
+                self.complete(k, in_flight, outcome, cluster, now_ms);
+            }
+            Submitted::Unreachable => {
+                // The node is down or paused: the request reached nobody.
+                self.complete(k, in_flight, Outcome::NotApplied, cluster, now_ms);
+            }
+        }
+    }
+
+    /// The command a roll of the dice asks for on `key`, written into `record` as the
+    /// checker will see it.
+    fn command(
+        &self,
+        roll: i32,
+        key: &str,
+        value: String,
+        record: &mut Operation,
+        rng: &mut ChaCha8Rng,
+    ) -> Command {
+        let key_bytes = key.as_bytes().to_vec();
+        match roll {
             0..=3 => Command::Get { key: key_bytes },
             4..=6 => {
                 record.op = OpKind::Put;
@@ -365,23 +395,6 @@ impl Workload {
                     new: value.into_bytes(),
                 }
             }
-        };
-        let in_flight = InFlight {
-            record,
-            request: op,
-            node,
-            started_ms: now_ms,
-        };
-        match cluster.submit(node, op, command) {
-            Submitted::Pending => self.clients[k].in_flight = Some(in_flight),
-            Submitted::Answered(reply) => {
-                let outcome = outcome(in_flight.record.op, &reply, true);
-                self.complete(k, in_flight, outcome, cluster, now_ms);
-            }
-            Submitted::Unreachable => {
-                // The node is down or paused: the request reached nobody.
-                self.complete(k, in_flight, Outcome::NotApplied, cluster, now_ms);
-            }
         }
     }
 }
@@ -394,29 +407,29 @@ mod tests {
     fn only_errors_that_promise_nothing_was_applied_make_a_write_not_applied() {
         let error = |text: &str| Reply::error(text);
         assert_eq!(
-            outcome(OpKind::Put, &error(errors::LEADER_CHANGED), false),
+            outcome(OpKind::Put, &error(refusals::LEADER_CHANGED), false),
             Outcome::NotApplied
         );
         assert_eq!(
-            outcome(OpKind::Put, &error(errors::NO_LEADER), true),
+            outcome(OpKind::Put, &error(refusals::NO_LEADER), true),
             Outcome::NotApplied,
             "a node that knew no leader forwarded nothing"
         );
         assert_eq!(
-            outcome(OpKind::Put, &error(errors::NO_LEADER), false),
+            outcome(OpKind::Put, &error(refusals::NO_LEADER), false),
             Outcome::Unknown,
             "a forwarded write's NO_LEADER comes from afar"
         );
         for text in [
-            errors::OUTCOME_UNKNOWN,
-            errors::BUSY,
-            &errors::transferring(skiff_raft::NodeId(2)),
+            refusals::OUTCOME_UNKNOWN,
+            refusals::BUSY,
+            &refusals::transferring(skiff_raft::NodeId(2)),
             "ERR anything else",
         ] {
             assert_eq!(outcome(OpKind::Cas, &error(text), true), Outcome::Unknown);
         }
         assert_eq!(
-            outcome(OpKind::Get, &error(errors::READ_NOT_CONFIRMED), false),
+            outcome(OpKind::Get, &error(refusals::READ_NOT_CONFIRMED), false),
             Outcome::NotApplied,
             "a refused read was not served"
         );

@@ -1,7 +1,7 @@
 //! Leadership transfer (thesis §3.10) in the simulator.
 
 use skiff_kv::Reply;
-use skiff_node::errors;
+use skiff_node::refusals;
 use skiff_raft::{NodeId, Role};
 use skiff_sim::{Cluster, ClusterOptions, Refused};
 
@@ -23,7 +23,7 @@ fn leadership_transfer_hands_over_to_the_target() {
     assert!(c.transfer_leadership(target));
     assert_eq!(
         c.propose_to(old, 2, 0),
-        Err(Refused::Reply(Reply::error(errors::transferring(target)))),
+        Err(Refused::Reply(Reply::error(refusals::transferring(target)))),
         "proposals are refused during the transfer"
     );
     assert!(

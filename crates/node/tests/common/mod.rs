@@ -1,5 +1,5 @@
 //! A three-node cluster of real `Node`s over `MemDisk`, delivered by hand, with an attacker's
-//! way in: [`Cluster::forge`] hands a message to a node as if a peer had sent it, through
+//! way in: [`NodeCluster::forge`] hands a message to a node as if a peer had sent it, through
 //! the wire codec as a forged TCP frame would come.
 
 #![allow(dead_code)]
@@ -7,9 +7,32 @@
 use std::collections::BTreeMap;
 
 use skiff_kv::{Command, Reply};
-use skiff_node::{wire, NoObserver, Node, NodeConfig, PeerMessage, PeerMessageError, RequestId};
+use skiff_node::{
+    wire, Effect, Event, NoObserver, Node, NodeConfig, PeerMessage, PeerMessageError, RequestId,
+};
 use skiff_raft::{Config, HardState, LogIndex, LogStorage, Message, NodeId, Role};
 use skiff_wal::MemDisk;
+
+/// What a node run by [`Node::run`] left for its driver, by kind.
+#[derive(Default)]
+pub struct Outputs {
+    pub messages: Vec<PeerMessage>,
+    pub replies: Vec<(RequestId, Reply)>,
+    pub events: Vec<Event>,
+}
+
+pub fn outputs(node: &mut Node<MemDisk>) -> Outputs {
+    let mut out = Outputs::default();
+    for effect in node.take_effects() {
+        match effect {
+            Effect::Send(message) => out.messages.push(message),
+            Effect::Reply(id, reply) => out.replies.push((id, reply)),
+            Effect::Event(event) => out.events.push(event),
+            other => panic!("run carries out its own I/O, yet {other:?} was left"),
+        }
+    }
+    out
+}
 
 pub const DIR: &str = "/data";
 
@@ -25,7 +48,7 @@ pub fn config(id: u64) -> NodeConfig {
     config
 }
 
-pub struct Cluster {
+pub struct NodeCluster {
     pub nodes: BTreeMap<NodeId, Node<MemDisk>>,
     pub replies: Vec<(NodeId, RequestId, Reply)>,
     next_id: RequestId,
@@ -33,8 +56,8 @@ pub struct Cluster {
     pub durable: BTreeMap<NodeId, HardState>,
 }
 
-impl Cluster {
-    pub fn new() -> Cluster {
+impl NodeCluster {
+    pub fn new() -> NodeCluster {
         let nodes = (1..=3)
             .map(|id| {
                 let (node, _) =
@@ -42,7 +65,7 @@ impl Cluster {
                 (NodeId(id), node)
             })
             .collect();
-        Cluster {
+        NodeCluster {
             nodes,
             replies: Vec::new(),
             next_id: 1,
@@ -60,9 +83,9 @@ impl Cluster {
         for _round in 0..200 {
             let mut messages = Vec::new();
             for (&id, node) in &mut self.nodes {
-                node.process(&mut NoObserver)
+                node.run(&mut NoObserver)
                     .unwrap_or_else(|error| panic!("{id} stopped: {error}"));
-                let output = node.take_output();
+                let output = outputs(node);
                 messages.extend(output.messages);
                 self.replies
                     .extend(output.replies.into_iter().map(|(r, reply)| (id, r, reply)));
@@ -143,7 +166,7 @@ impl Cluster {
         let to = decoded.to();
         let node = self.nodes.get_mut(&to).expect("addressed to a member");
         let result = node.step(decoded);
-        node.process(&mut NoObserver)
+        node.run(&mut NoObserver)
             .unwrap_or_else(|error| panic!("{to} stopped after a forged message: {error}"));
         result
     }

@@ -96,7 +96,7 @@ impl Cluster {
         };
         self.stats.proposals += 1;
         self.trace.record(
-            self.now_ms,
+            self.agenda.now_ms,
             TraceEvent::Proposed {
                 node,
                 value,
@@ -104,7 +104,7 @@ impl Cluster {
                 term,
             },
         );
-        self.proposals.push(proposal.clone());
+        self.clients.proposals.push(proposal.clone());
         Ok(proposal)
     }
 
@@ -119,10 +119,10 @@ impl Cluster {
         let text = format!("{command:?}");
         let (index, term) =
             self.propose_on_leader(node, id, |running| running.submit(id, command))?;
-        self.waiting.insert(id, node);
+        self.clients.waiting.insert(id, node);
         self.stats.proposals += 1;
         self.trace.record(
-            self.now_ms,
+            self.agenda.now_ms,
             TraceEvent::Note(format!("{node} accepted {text} at {index}/{term}")),
         );
         Ok((id, index, term))
@@ -138,17 +138,17 @@ impl Cluster {
         let text = format!("{command:?}");
         let is_read = command.is_read_only();
         running.submit(id, command);
-        self.waiting.insert(id, node);
+        self.clients.waiting.insert(id, node);
         if is_read {
-            self.reads.insert(id);
+            self.clients.reads.insert(id);
         }
         self.trace.record(
-            self.now_ms,
+            self.agenda.now_ms,
             TraceEvent::Note(format!("client request {id} to {node}: {text}")),
         );
         self.drain(node);
         self.mark_dirty(node);
-        match self.replies.remove(&id) {
+        match self.clients.replies.remove(&id) {
             Some(reply) => Submitted::Answered(reply),
             None => Submitted::Pending,
         }
@@ -156,19 +156,19 @@ impl Cluster {
 
     /// The reply to request `id`, once there is one.
     pub fn take_reply(&mut self, id: RequestId) -> Option<Reply> {
-        self.replies.remove(&id)
+        self.clients.replies.remove(&id)
     }
 
     /// The reply to request `id`, if there is one, without taking it.
     pub fn peek_reply(&self, id: RequestId) -> Option<&Reply> {
-        self.replies.get(&id)
+        self.clients.replies.get(&id)
     }
 
     /// The client stops waiting for request `id` (it timed out): the node forgets it too.
     pub fn cancel(&mut self, id: RequestId) {
-        self.replies.remove(&id);
-        self.reads.remove(&id);
-        if let Some(node) = self.waiting.remove(&id) {
+        self.clients.replies.remove(&id);
+        self.clients.reads.remove(&id);
+        if let Some(node) = self.clients.waiting.remove(&id) {
             if let Some(running) = self.running_mut(node) {
                 running.cancel(id);
             }
@@ -187,7 +187,7 @@ impl Cluster {
             Submitted::Answered(reply) => {
                 // Anything but a refusal answers the read at once; keep it for the caller.
                 if ReadOutcome::of(&reply) != ReadOutcome::Refused {
-                    self.replies.insert(ctx, reply);
+                    self.clients.replies.insert(ctx, reply);
                     return Ok(());
                 }
                 Err(self
@@ -220,6 +220,6 @@ impl Cluster {
 
     /// Every proposal a leader accepted, in order.
     pub fn proposals(&self) -> &[Proposal] {
-        &self.proposals
+        &self.clients.proposals
     }
 }

@@ -29,7 +29,7 @@ impl Cluster {
         };
         self.stats.bit_flips += 1;
         self.trace.record(
-            self.now_ms,
+            self.agenda.now_ms,
             TraceEvent::Fault(format!(
                 "flip a bit of {node}'s {} at byte {offset}",
                 file.display()
@@ -68,7 +68,7 @@ impl Cluster {
             _ => self.stats.segments_lost += 1,
         }
         self.trace.record(
-            self.now_ms,
+            self.agenda.now_ms,
             TraceEvent::Fault(format!("{done} {node}'s {}", file.display())),
         );
         true

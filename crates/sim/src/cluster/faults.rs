@@ -36,20 +36,22 @@ impl Cluster {
                 0
             }
         });
-        self.checkers.crashed(node);
-        self.roles.insert(node, Role::Follower);
-        self.applied_values.remove(&node);
-        self.drive_scheduled.remove(&node);
-        self.paused_until_ms.remove(&node);
-        self.missed_ticks.remove(&node);
+        self.checks.checkers.crashed(node);
+        self.checks.roles.insert(node, Role::Follower);
+        self.checks.applied_values.remove(&node);
+        self.timing.drive_scheduled.remove(&node);
+        self.timing.paused_until_ms.remove(&node);
+        self.timing.missed_ticks.remove(&node);
         self.stats.crashes += 1;
         let how = match kind {
             CrashKind::MidWrite => " in the middle of a write",
             CrashKind::BetweenWrites if writing => " before its write",
             CrashKind::BetweenWrites => "",
         };
-        self.trace
-            .record(self.now_ms, TraceEvent::Fault(format!("crash {node}{how}")));
+        self.trace.record(
+            self.agenda.now_ms,
+            TraceEvent::Fault(format!("crash {node}{how}")),
+        );
     }
 
     /// Restarts a crashed `node` from its disk. If its durable log refuses to open, it stays
@@ -70,7 +72,7 @@ impl Cluster {
             Some(Err(error)) => {
                 self.stats.refused_starts += 1;
                 self.trace.record(
-                    self.now_ms,
+                    self.agenda.now_ms,
                     TraceEvent::Fault(format!("{node} refuses to start and stays down: {error}")),
                 );
                 if !corrupted {
@@ -89,7 +91,7 @@ impl Cluster {
         if let Some(torn) = &report.torn_tail {
             self.stats.torn_tails += 1;
             self.trace.record(
-                self.now_ms,
+                self.agenda.now_ms,
                 TraceEvent::Fault(format!(
                     "{node}'s recovery cut a torn write: {} bytes at {}:{}",
                     torn.bytes_dropped,
@@ -102,18 +104,18 @@ impl Cluster {
         let commit = running.wal().hard_state().commit;
         let snapshot = running.wal().snapshot_meta().index;
         let raw = running.raw();
-        let mut result = self.checkers.restarted(node, commit, &NodeLog(raw));
+        let mut result = self.checks.checkers.restarted(node, commit, &NodeLog(raw));
         // The state machine restarts from the snapshot on disk.
         if snapshot.0 > 0 {
             let state = state_digest(running.state_machine());
-            result = result.and(self.checkers.restored(node, snapshot, state));
+            result = result.and(self.checks.checkers.restored(node, snapshot, state));
         }
         if let Err(violation) = result {
             self.record_violation(violation);
         }
         self.restore_values(node, snapshot);
         self.trace.record(
-            self.now_ms,
+            self.agenda.now_ms,
             TraceEvent::Fault(format!("restart {node} (durable commit {commit})")),
         );
         self.start_ticking(node, life);
@@ -124,15 +126,17 @@ impl Cluster {
     pub fn bounce(&mut self, node: NodeId, down_ms: u64) {
         if self.is_up(node) {
             self.crash(node);
-            self.schedule(self.now_ms + down_ms, Event::Restart { node });
+            self.schedule(self.agenda.now_ms + down_ms, SimEvent::Restart { node });
         }
     }
 
     /// Pauses `node` for `ms`: it handles nothing meanwhile, then catches up.
     pub fn pause(&mut self, node: NodeId, ms: u64) {
-        self.paused_until_ms.insert(node, self.now_ms + ms);
+        self.timing
+            .paused_until_ms
+            .insert(node, self.agenda.now_ms + ms);
         self.trace.record(
-            self.now_ms,
+            self.agenda.now_ms,
             TraceEvent::Fault(format!("pause {node} for {ms} ms")),
         );
     }
@@ -140,19 +144,22 @@ impl Cluster {
     /// Ends a pause of `node` now.
     pub fn resume(&mut self, node: NodeId) {
         if self
+            .timing
             .paused_until_ms
             .remove(&node)
-            .is_some_and(|until| until > self.now_ms)
+            .is_some_and(|until| until > self.agenda.now_ms)
         {
-            self.trace
-                .record(self.now_ms, TraceEvent::Fault(format!("resume {node}")));
+            self.trace.record(
+                self.agenda.now_ms,
+                TraceEvent::Fault(format!("resume {node}")),
+            );
         }
     }
 
     /// Cuts the network into `partition`.
     pub fn partition(&mut self, partition: Partition) {
         self.trace.record(
-            self.now_ms,
+            self.agenda.now_ms,
             TraceEvent::Fault(format!("partition {partition:?}")),
         );
         self.network.partition(&self.ids, &partition);
@@ -165,15 +172,17 @@ impl Cluster {
 
     /// Restores every link to and from `node`.
     pub fn reconnect(&mut self, node: NodeId) {
-        self.trace
-            .record(self.now_ms, TraceEvent::Fault(format!("reconnect {node}")));
+        self.trace.record(
+            self.agenda.now_ms,
+            TraceEvent::Fault(format!("reconnect {node}")),
+        );
         self.network.reconnect(node);
     }
 
     /// Removes every partition.
     pub fn heal(&mut self) {
         self.trace.record(
-            self.now_ms,
+            self.agenda.now_ms,
             TraceEvent::Fault("heal partitions".to_string()),
         );
         self.network.heal();

@@ -137,12 +137,16 @@ impl Cluster {
 
     /// The numbered values `node` applied since it last started, in order.
     pub fn applied_values(&self, node: NodeId) -> &[u64] {
-        self.applied_values.get(&node).map_or(&[], Vec::as_slice)
+        self.checks
+            .applied_values
+            .get(&node)
+            .map_or(&[], Vec::as_slice)
     }
 
     /// How many running nodes applied `value`.
     pub fn count_applied(&self, value: u64) -> usize {
-        self.applied_values
+        self.checks
+            .applied_values
             .values()
             .filter(|values| values.contains(&value))
             .count()
@@ -150,21 +154,23 @@ impl Cluster {
 
     /// The term of the entry known committed at `index`, as far as any node has applied it.
     pub fn committed_at(&self, index: LogIndex) -> Option<Term> {
-        self.checkers
+        self.checks
+            .checkers
             .committed_at(index)
             .map(|committed| committed.term)
     }
 
     /// The content digest of the entry known committed at `index`.
     pub fn committed_digest_at(&self, index: LogIndex) -> Option<u64> {
-        self.checkers
+        self.checks
+            .checkers
             .committed_at(index)
             .map(|committed| committed.digest)
     }
 
     /// Entries known committed (applied somewhere).
     pub fn committed_count(&self) -> usize {
-        self.checkers.committed_count()
+        self.checks.checkers.committed_count()
     }
 
     /// Counters so far.
@@ -174,7 +180,7 @@ impl Cluster {
 
     /// The first broken property, if any.
     pub fn violation(&self) -> Option<&Violation> {
-        self.violation.as_ref()
+        self.checks.violation.as_ref()
     }
 
     /// The trace.
@@ -185,7 +191,7 @@ impl Cluster {
     /// Records a note in the trace.
     pub fn note(&mut self, text: impl Into<String>) {
         self.trace
-            .record(self.now_ms, TraceEvent::Note(text.into()));
+            .record(self.agenda.now_ms, TraceEvent::Note(text.into()));
     }
 
     /// The seed.
@@ -200,7 +206,7 @@ impl Cluster {
 
     /// Panics with the trace if a property broke.
     pub fn assert_safe(&self) {
-        if let Some(violation) = &self.violation {
+        if let Some(violation) = &self.checks.violation {
             panic!(
                 "seed {}: {violation}\nlast events:\n{}",
                 self.options.seed,

@@ -29,13 +29,13 @@ impl Cluster {
     /// change) until at least `expected_nodes` nodes have applied it, within `budget_ms`.
     /// Returns the index it committed at.
     pub fn one(&mut self, value: u64, expected_nodes: usize, budget_ms: u64) -> Option<LogIndex> {
-        let end = self.now_ms + budget_ms;
-        while self.now_ms < end && self.violation.is_none() {
+        let end = self.agenda.now_ms + budget_ms;
+        while self.agenda.now_ms < end && self.checks.violation.is_none() {
             let proposal = self
                 .leader()
                 .and_then(|leader| self.propose_to(leader, value, 0).ok());
             if let Some(proposal) = proposal {
-                let applied = self.run_until(2_000.min(end - self.now_ms), |c| {
+                let applied = self.run_until(2_000.min(end - self.agenda.now_ms), |c| {
                     c.count_applied(value) >= expected_nodes
                 });
                 if applied {
@@ -43,7 +43,7 @@ impl Cluster {
                 }
                 if self.count_applied(value) > 0 {
                     // Committed on too few nodes: wait for the rest rather than propose twice.
-                    let rest = end.saturating_sub(self.now_ms);
+                    let rest = end.saturating_sub(self.agenda.now_ms);
                     return self
                         .run_until(rest, |c| c.count_applied(value) >= expected_nodes)
                         .then_some(proposal.index);
@@ -71,7 +71,7 @@ impl Cluster {
         }
         self.stats.transfers += 1;
         self.trace.record(
-            self.now_ms,
+            self.agenda.now_ms,
             TraceEvent::Note(format!("{leader} hands leadership to {to}")),
         );
         self.mark_dirty(leader);
@@ -86,7 +86,7 @@ impl Cluster {
         }
         self.start_fresh(id);
         self.trace
-            .record(self.now_ms, TraceEvent::Fault(format!("start {id}")));
+            .record(self.agenda.now_ms, TraceEvent::Fault(format!("start {id}")));
         true
     }
 
@@ -110,8 +110,8 @@ impl Cluster {
 
     /// A fresh id for one of the cluster's own requests.
     pub(super) fn own_request(&mut self) -> RequestId {
-        self.next_own_request += 1;
-        self.next_own_request
+        self.clients.next_own_request += 1;
+        self.clients.next_own_request
     }
 
     /// Proposes a membership change to `node`, which must lead.
@@ -126,7 +126,7 @@ impl Cluster {
             self.propose_on_leader(node, id, |running| running.propose_conf_change(id, change))?;
         self.stats.conf_changes += 1;
         self.trace.record(
-            self.now_ms,
+            self.agenda.now_ms,
             TraceEvent::Note(format!(
                 "{node} accepted {text} at {}/{}",
                 accepted.0, accepted.1
@@ -157,15 +157,15 @@ impl Cluster {
         propose(running);
         let raft = running.raw().raft();
         let (last, term) = (raft.log().last_index(), raft.term());
-        self.waiting.insert(id, node);
+        self.clients.waiting.insert(id, node);
         self.drain(node);
         self.mark_dirty(node);
-        let answered = self.replies.remove(&id);
+        let answered = self.clients.replies.remove(&id);
         if last == before.next() {
-            self.waiting.remove(&id);
+            self.clients.waiting.remove(&id);
             return Ok((last, term));
         }
-        self.waiting.remove(&id);
+        self.clients.waiting.remove(&id);
         Err(Refused::Reply(answered.unwrap_or_else(|| {
             Reply::error("the leader neither accepted nor refused the proposal")
         })))

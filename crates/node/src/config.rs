@@ -1,0 +1,36 @@
+//! [`NodeConfig`]: how a node is set up.
+
+use skiff_kv::KvConfig;
+use skiff_raft::Config;
+use skiff_wal::WalOptions;
+
+/// How a node is set up.
+#[derive(Clone, Debug)]
+pub struct NodeConfig<C = KvConfig> {
+    /// The Raft core's settings; `voters` is the cluster's initial membership, used until a
+    /// snapshot or a configuration change in the log says otherwise.
+    pub raft: Config,
+    /// The state machine's settings: the same on every node.
+    pub state_machine: C,
+    /// The durable log's settings.
+    pub wal: WalOptions,
+    /// Take a snapshot once this many entries were applied past the last one (0: never).
+    pub snapshot_every_entries: u64,
+    /// Client requests that may wait on this node at once (proposed, forwarded or reading);
+    /// more are refused with [`refusals::BUSY`](crate::refusals::BUSY).
+    pub max_pending_requests: usize,
+}
+
+impl<C: Default> NodeConfig<C> {
+    /// Defaults around `raft`: the state machine's default settings, 64 MiB segments, a
+    /// snapshot every 100,000 entries, 10,000 pending requests.
+    pub fn new(raft: Config, cluster_id: u64) -> NodeConfig<C> {
+        NodeConfig {
+            raft,
+            state_machine: C::default(),
+            wal: WalOptions::new(cluster_id),
+            snapshot_every_entries: 100_000,
+            max_pending_requests: 10_000,
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! [`Effect`]: what a node asks its driver to do, and the tokens that say which step is done.
+//!
+//! The node decides *what* happens and in which order (persist → send → apply → advance); a
+//! driver only carries effects out with its own I/O — sockets, a writer thread, a simulated
+//! network — and reports each I/O step's completion with the token the effect carried. A
+//! token names one step of one batch (or one snapshot): a completion for another step is
+//! refused with [`NodeError::OutOfStep`](crate::NodeError::OutOfStep), never taken for the
+//! step in progress.
+
+use std::path::{Path, PathBuf};
+
+use skiff_raft::SnapshotMeta;
+use skiff_wal::SnapshotWrite;
+
+use crate::event::Event;
+use crate::node::RequestId;
+use crate::wire::PeerMessage;
+
+/// One thing the node asks its driver to do, taken with [`Node::take_effects`](crate::Node::take_effects)
+/// in the order the node produced them.
+#[derive(Debug)]
+pub enum Effect<R = skiff_kv::Reply> {
+    /// A message for another node that may leave now. Messages that promise durability
+    /// (vote grants, append acknowledgements) appear only once their batch is synced
+    /// (thesis §3.8), so every `Send` the driver sees may go at once, in order.
+    Send(PeerMessage),
+    /// The reply to a client request of this node.
+    Reply(RequestId, R),
+    /// Something happened, for logs, metrics and status.
+    Event(Event),
+    /// The core handed out a batch. Write it with [`Node::write_batch`](crate::Node::write_batch):
+    /// at once, or later to model a disk's delay. Until the batch is synced no other begins.
+    WriteBatch(BatchToken),
+    /// The batch is written into its segment file; make it durable with `fdatasync` of
+    /// [`SyncToken::file`] (on a writer thread, thesis §10.2.1) and then call
+    /// [`Node::batch_synced`](crate::Node::batch_synced), or let the node sync on its own disk
+    /// with [`Node::sync_batch`](crate::Node::sync_batch).
+    SyncBatch(SyncToken),
+    /// The state machine's snapshot, due by `snapshot_every_entries` or requested: write
+    /// [`SnapshotToken::write`]'s header and then `data` to its temporary file, sync it, and
+    /// call [`Node::snapshot_written`](crate::Node::snapshot_written) (or
+    /// [`Node::snapshot_abandoned`](crate::Node::snapshot_abandoned) if it failed); or let the
+    /// node write it on its own disk with [`Node::write_snapshot`](crate::Node::write_snapshot).
+    WriteSnapshot(SnapshotJob),
+}
+
+/// The batch handed out by [`Effect::WriteBatch`]: only it can be written.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BatchToken {
+    pub(crate) batch: u64,
+}
+
+/// The written batch of [`Effect::SyncBatch`]: only it can be reported synced.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SyncToken {
+    pub(crate) batch: u64,
+    pub(crate) file: Option<PathBuf>,
+}
+
+impl SyncToken {
+    /// The segment file to sync; `None` when the batch wrote nothing that needs a sync of its
+    /// own (it only moved the commit index, or held only snapshot chunks, synced as staged).
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+}
+
+/// The snapshot file being written for [`Effect::WriteSnapshot`].
+#[derive(Debug)]
+pub struct SnapshotToken {
+    pub(crate) snapshot: u64,
+    pub(crate) write: SnapshotWrite,
+}
+
+impl SnapshotToken {
+    /// Where and how to write the file: its temporary path and its header.
+    pub fn write(&self) -> &SnapshotWrite {
+        &self.write
+    }
+
+    /// The snapshot's metadata (last included index and term, configuration).
+    pub fn meta(&self) -> &SnapshotMeta {
+        self.write.meta()
+    }
+}
+
+/// A snapshot to write: the token to hand back, and the state machine's bytes, frozen when
+/// the node decided to snapshot so that it goes on applying meanwhile.
+#[derive(Debug)]
+pub struct SnapshotJob {
+    /// Hand it back once the file is written and synced.
+    pub token: SnapshotToken,
+    /// The bytes after the file's header.
+    pub data: Vec<u8>,
+}

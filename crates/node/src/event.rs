@@ -1,0 +1,48 @@
+//! [`Event`]: what happened in a node, for logs, metrics and status pages.
+
+use skiff_raft::{LogIndex, NodeId, SoftState, Term};
+
+/// Something that happened, for logs, metrics and status pages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The role or the known leader changed.
+    RoleChanged {
+        /// The new role and leader.
+        soft_state: SoftState,
+        /// The term it happened in.
+        term: Term,
+    },
+    /// A configuration change was applied.
+    ConfChangeApplied {
+        /// Its log index.
+        index: LogIndex,
+    },
+    /// A member's peer address was recorded.
+    MemberAddressRecorded {
+        /// The member.
+        id: NodeId,
+    },
+    /// The state machine was snapshotted and the log compacted.
+    SnapshotTaken {
+        /// The snapshot's last included index.
+        index: LogIndex,
+    },
+    /// A chunk of a snapshot from the leader was written: `received` bytes of it so far.
+    SnapshotChunkReceived {
+        /// The snapshot's last included index.
+        index: LogIndex,
+        /// Bytes of the snapshot received and durable so far.
+        received: u64,
+    },
+    /// A snapshot from the leader replaced the state machine.
+    SnapshotInstalled {
+        /// The snapshot's last included index.
+        index: LogIndex,
+    },
+    /// A requested snapshot was not taken: nothing was applied past the last snapshot, or a
+    /// snapshot from the leader is about to replace the state machine.
+    SnapshotSkipped {
+        /// The state machine's applied index.
+        applied: LogIndex,
+    },
+}

@@ -1,0 +1,88 @@
+//! `skiff-kv`'s key-value store as the node's [`StateMachine`]: its own request, reply and
+//! snapshot encodings, and its exactly-once client sessions.
+
+use skiff_kv::{Command, KvConfig, KvError, Reply, Request, SessionRequest};
+use skiff_raft::LogIndex;
+
+use crate::state_machine::{ClientSession, StateMachine};
+
+impl StateMachine for skiff_kv::StateMachine {
+    type Command = Command;
+    type Reply = Reply;
+    type Config = KvConfig;
+    type Error = KvError;
+
+    fn new(config: &KvConfig) -> Result<Self, KvError> {
+        skiff_kv::StateMachine::new(config.clone())
+    }
+
+    fn is_read_only(command: &Command) -> bool {
+        command.is_read_only()
+    }
+
+    fn encode_command(command: Command, session: Option<ClientSession>) -> Vec<u8> {
+        // The request's first byte is its format version, far below the member-address tag.
+        Request {
+            session: session.map(|s| SessionRequest {
+                client_id: s.client_id,
+                sequence: s.sequence,
+            }),
+            command,
+        }
+        .encode()
+    }
+
+    fn decode_command(bytes: &[u8]) -> Result<(Command, Option<ClientSession>), KvError> {
+        let request = Request::decode(bytes)?;
+        let session = request.session.map(|s| ClientSession {
+            client_id: s.client_id,
+            sequence: s.sequence,
+        });
+        Ok((request.command, session))
+    }
+
+    fn apply(
+        &mut self,
+        index: LogIndex,
+        command: Command,
+        session: Option<ClientSession>,
+    ) -> Reply {
+        let session = session.map(|s| SessionRequest {
+            client_id: s.client_id,
+            sequence: s.sequence,
+        });
+        skiff_kv::StateMachine::apply(self, index.0, command, session)
+    }
+
+    fn read(&self, command: &Command) -> Reply {
+        skiff_kv::StateMachine::read(self, command)
+    }
+
+    fn applied_index(&self) -> LogIndex {
+        LogIndex(skiff_kv::StateMachine::applied_index(self))
+    }
+
+    fn snapshot_into(&self, out: &mut Vec<u8>) {
+        skiff_kv::StateMachine::snapshot_into(self, out)
+    }
+
+    fn restore(config: &KvConfig, bytes: &[u8]) -> Result<Self, KvError> {
+        skiff_kv::StateMachine::restore(config.clone(), bytes)
+    }
+
+    fn encode_reply(reply: &Reply) -> Vec<u8> {
+        reply.encode()
+    }
+
+    fn decode_reply(bytes: &[u8]) -> Result<Reply, KvError> {
+        Reply::decode(bytes)
+    }
+
+    fn refused(text: String) -> Reply {
+        Reply::error(text)
+    }
+
+    fn done() -> Reply {
+        Reply::Ok
+    }
+}

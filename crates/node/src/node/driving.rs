@@ -1,0 +1,299 @@
+//! The batch pipeline: the one order in which a node persists, sends, applies and advances.
+//!
+//! A batch goes through three steps, each ended by the driver with the token of the effect
+//! that asked for it:
+//!
+//! 1. [`Node::begin_batch`] takes the core's Ready, hands out the messages that may leave
+//!    before anything is durable (so followers write in parallel with the leader, thesis
+//!    §10.2.1) and asks for [`Effect::WriteBatch`];
+//! 2. [`Node::write_batch`] writes the batch into the log without its sync, applies the
+//!    committed entries that were durable before it, and asks for [`Effect::SyncBatch`];
+//! 3. [`Node::batch_synced`] (or [`Node::sync_batch`], which syncs on the node's own disk)
+//!    releases the messages that promise durability, applies the rest, answers clients,
+//!    advances the core and, when one is due, asks for [`Effect::WriteSnapshot`].
+
+use std::path::PathBuf;
+
+use skiff_raft::{EntryKind, LogStorage, Ready};
+use skiff_wal::Disk;
+
+use super::{Event, Node, Observer, Origin};
+use crate::effect::{BatchToken, Effect, SyncToken};
+use crate::error::NodeError;
+use crate::refusals;
+use crate::state_machine::StateMachine;
+use crate::wire::PeerMessage;
+
+/// The batch between [`Node::begin_batch`] and [`Node::batch_synced`].
+#[derive(Debug)]
+pub(super) struct Writing {
+    /// Its number, which its tokens carry.
+    pub(super) batch: u64,
+    pub(super) ready: Ready,
+    pub(super) stage: Stage,
+}
+
+/// How far a batch got.
+#[derive(Debug)]
+pub(super) enum Stage {
+    /// Taken from the core; [`Effect::WriteBatch`] handed out.
+    Begun,
+    /// Written (the committed entries durable before it applied), and waiting for
+    /// `unsynced` to be synced, if that is `Some`.
+    Written { unsynced: Option<PathBuf> },
+}
+
+impl<D: Disk, M: StateMachine> Node<D, M> {
+    /// Everything the node asks of its driver since the last call, in the order produced.
+    pub fn take_effects(&mut self) -> Vec<Effect<M::Reply>> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Whether a batch is in flight (between [`begin_batch`](Node::begin_batch) and
+    /// [`batch_synced`](Node::batch_synced)).
+    pub fn is_writing(&self) -> bool {
+        self.writing.is_some()
+    }
+
+    /// Whether [`begin_batch`](Node::begin_batch) would start a batch.
+    pub fn has_ready(&self) -> bool {
+        self.writing.is_none() && self.raw.has_ready()
+    }
+
+    /// Takes the core's next batch, if there is one and none is in flight: hands out the
+    /// messages that may leave before it is durable, then [`Effect::WriteBatch`]. Returns
+    /// whether a batch began.
+    pub fn begin_batch(&mut self) -> bool {
+        if !self.has_ready() {
+            return false;
+        }
+        let mut ready = self.raw.ready();
+        if let Some(soft_state) = ready.soft_state.take() {
+            self.fail_forwards_to_former_leaders(soft_state.leader);
+            self.event(Event::RoleChanged {
+                soft_state,
+                term: self.raw.raft().term(),
+            });
+        }
+        for read in std::mem::take(&mut ready.read_states) {
+            if let Some(command) = self.reads.remove(&read.ctx) {
+                self.confirmed_reads
+                    .entry(read.index)
+                    .or_default()
+                    .push((read.ctx, command));
+                self.confirmed_read_count += 1;
+            }
+        }
+        for ctx in std::mem::take(&mut ready.failed_reads) {
+            if self.reads.remove(&ctx).is_some() {
+                self.reply(
+                    Origin::Local(ctx),
+                    M::refused(refusals::READ_NOT_CONFIRMED.into()),
+                );
+            }
+        }
+        self.serve_confirmed_reads();
+        self.send_all(std::mem::take(&mut ready.messages));
+        self.batches += 1;
+        let batch = self.batches;
+        self.writing = Some(Writing {
+            batch,
+            ready,
+            stage: Stage::Begun,
+        });
+        self.effects.push(Effect::WriteBatch(BatchToken { batch }));
+        true
+    }
+
+    /// Writes the batch `token` names into the log without its final sync, and applies the
+    /// committed entries that were durable here before it (answering their clients) while it
+    /// syncs; then asks for [`Effect::SyncBatch`]. Until the batch is synced, `step`, `tick`
+    /// and `submit` may go on, but no new batch begins.
+    ///
+    /// An error is a disk failure (the node must stop; recovery decides on restart what was
+    /// durable) or a token of another step ([`NodeError::OutOfStep`]).
+    pub fn write_batch(
+        &mut self,
+        token: BatchToken,
+        observer: &mut impl Observer<M>,
+    ) -> Result<(), NodeError> {
+        match &self.writing {
+            Some(writing)
+                if writing.batch == token.batch && matches!(writing.stage, Stage::Begun) => {}
+            _ => {
+                return Err(NodeError::OutOfStep(
+                    "no batch waits to be written under this token",
+                ))
+            }
+        }
+        let Some(Writing { batch, ready, .. }) = self.writing.take() else {
+            unreachable!("checked above");
+        };
+        // 1. Persist: snapshot chunks, a received snapshot, then entries and hard state as one
+        //    batch with one fsync (group commit).
+        let wal = self.raw.storage_mut();
+        for chunk in &ready.snapshot_chunks {
+            wal.stage_snapshot_chunk(&chunk.meta, chunk.offset, &chunk.data)?;
+            self.incoming_snapshot
+                .chunk_staged(&chunk.meta, chunk.offset, chunk.data.len() as u64);
+            self.effects
+                .push(Effect::Event(Event::SnapshotChunkReceived {
+                    index: chunk.meta.index,
+                    received: chunk.offset + chunk.data.len() as u64,
+                }));
+        }
+        if let Some(meta) = &ready.snapshot {
+            wal.install_staged_snapshot(meta)?;
+            self.incoming_snapshot.installed();
+        }
+        let unsynced = if !ready.entries.is_empty() || ready.hard_state.is_some() {
+            wal.append_batch_unsynced(&ready.entries, ready.hard_state)?
+        } else {
+            None
+        };
+        // 2. Apply what was already durable here (on a leader, every committed entry: its own
+        //    vote toward commitment counts only durable entries), while the batch syncs. A
+        //    received snapshot replaces the state machine first, so nothing goes before it;
+        //    a configuration change takes effect in the core at `advance`, so it and what
+        //    follows wait for `batch_synced`.
+        let durable = self.raw.raft().log().persisted_index();
+        let early = if ready.snapshot.is_some() {
+            0
+        } else {
+            ready
+                .committed_entries
+                .iter()
+                .take_while(|entry| entry.index <= durable && entry.kind != EntryKind::ConfChange)
+                .count()
+        };
+        for entry in &ready.committed_entries[..early] {
+            self.apply(entry, observer);
+        }
+        self.serve_confirmed_reads();
+        self.writing = Some(Writing {
+            batch,
+            ready,
+            stage: Stage::Written {
+                unsynced: unsynced.clone(),
+            },
+        });
+        self.effects.push(Effect::SyncBatch(SyncToken {
+            batch,
+            file: unsynced,
+        }));
+        Ok(())
+    }
+
+    /// Syncs the batch `token` names on the node's own disk, then
+    /// [`batch_synced`](Node::batch_synced): for a driver without a writer thread (the
+    /// simulator, tests, [`run`](Node::run)).
+    pub fn sync_batch(
+        &mut self,
+        token: SyncToken,
+        observer: &mut impl Observer<M>,
+    ) -> Result<(), NodeError> {
+        self.check_written(&token)?;
+        if token.file.is_some() {
+            self.raw.storage_mut().sync_batch()?;
+        }
+        self.batch_synced(token, observer)
+    }
+
+    /// The batch `token` names is durable (its file was synced): releases the messages that
+    /// promise durability, applies the remaining committed entries, answers clients, advances
+    /// the core, and asks for [`Effect::WriteSnapshot`] when a snapshot is due.
+    pub fn batch_synced(
+        &mut self,
+        token: SyncToken,
+        observer: &mut impl Observer<M>,
+    ) -> Result<(), NodeError> {
+        self.check_written(&token)?;
+        let Some(Writing {
+            mut ready,
+            stage: Stage::Written { unsynced },
+            ..
+        }) = self.writing.take()
+        else {
+            unreachable!("checked above");
+        };
+        // A batch that only moved the commit index was written but not synced for itself.
+        let durable_hard_state = unsynced.as_ref().and(ready.hard_state);
+        if let Some(file) = unsynced {
+            self.raw.storage_mut().batch_synced(&file);
+        }
+        observer.persisted(&ready.entries, durable_hard_state);
+        // 2. Send what promised durability (§3.8: votes and acknowledgements only once durable).
+        self.send_all(std::mem::take(&mut ready.persisted_messages));
+        // 3. Apply.
+        if let Some(meta) = &ready.snapshot {
+            self.restore_snapshot(meta)?;
+            observer.snapshot_installed(meta);
+            observer.state_reached(meta.index, &self.state_machine);
+        }
+        // Those `write_batch` applied already are behind `applied`.
+        for entry in &ready.committed_entries {
+            if entry.index > self.applied {
+                self.apply(entry, observer);
+            }
+        }
+        self.serve_confirmed_reads();
+        // 4. Advance.
+        self.raw.advance(ready);
+        self.consider_snapshot()
+    }
+
+    /// The synchronous driver, for tests and simple embedders: begins, writes and syncs
+    /// batches and writes snapshot files on this thread, until the core has nothing left.
+    /// The messages, replies and events stay for [`take_effects`](Node::take_effects).
+    pub fn run(&mut self, observer: &mut impl Observer<M>) -> Result<(), NodeError> {
+        loop {
+            let io = self.effects.iter().position(|effect| {
+                matches!(
+                    effect,
+                    Effect::WriteBatch(_) | Effect::SyncBatch(_) | Effect::WriteSnapshot(_)
+                )
+            });
+            match io.map(|at| self.effects.remove(at)) {
+                Some(Effect::WriteBatch(token)) => self.write_batch(token, observer)?,
+                Some(Effect::SyncBatch(token)) => self.sync_batch(token, observer)?,
+                Some(Effect::WriteSnapshot(job)) => {
+                    self.write_snapshot(job)?;
+                }
+                Some(_) => unreachable!("only I/O effects are picked"),
+                None => {
+                    if !self.begin_batch() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Refuses a sync token that is not the written batch's.
+    fn check_written(&self, token: &SyncToken) -> Result<(), NodeError> {
+        match &self.writing {
+            Some(Writing {
+                batch,
+                stage: Stage::Written { unsynced },
+                ..
+            }) if *batch == token.batch && *unsynced == token.file => Ok(()),
+            _ => Err(NodeError::OutOfStep(
+                "no written batch waits for a sync under this token",
+            )),
+        }
+    }
+
+    /// Hands out Raft messages to send now.
+    fn send_all(&mut self, messages: Vec<skiff_raft::Message>) {
+        self.effects.extend(
+            messages
+                .into_iter()
+                .map(|m| Effect::Send(PeerMessage::Raft(m))),
+        );
+    }
+
+    /// Hands out an event.
+    pub(super) fn event(&mut self, event: Event) {
+        self.effects.push(Effect::Event(event));
+    }
+}

@@ -1,0 +1,22 @@
+//! The error replies a node gives when it refuses or cannot finish a client's request. The
+//! first word is the Redis error code clients act on: `CLUSTERDOWN` when no leader can take
+//! the request, `TRYAGAIN` when a retry may succeed.
+
+/// No leader is known: the cluster has no quorum, or is electing a leader.
+pub const NO_LEADER: &str = "CLUSTERDOWN no leader is known; the cluster may have lost its quorum";
+/// The write's entry was replaced by a new leader's: it was not applied.
+pub const LEADER_CHANGED: &str =
+    "TRYAGAIN the leader changed before the write committed; it was not applied";
+/// A snapshot replaced the log where the write was: it may or may not have been applied.
+pub const OUTCOME_UNKNOWN: &str =
+    "TRYAGAIN the leader changed; the write may or may not have been applied";
+/// Too many requests are waiting on this node.
+pub const BUSY: &str = "TRYAGAIN too many requests in flight; retry later";
+/// The leader changed or refused before confirming a read.
+pub const READ_NOT_CONFIRMED: &str = "TRYAGAIN no leader confirmed the read; retry";
+/// Leadership is being handed to node `to`.
+pub fn transferring(to: skiff_raft::NodeId) -> String {
+    format!("TRYAGAIN leadership is being transferred to node {to}; retry")
+}
+/// The request does not fit in one log entry.
+pub const TOO_LARGE: &str = "ERR request too large for one log entry";

@@ -1,0 +1,85 @@
+//! [`StateMachine`]: what a node replicates. The node hands each committed command to it in
+//! log order, serves reads from it once their read index is applied, and snapshots and
+//! restores it; the log, the network and the batch pipeline stay the node's.
+//!
+//! `skiff-kv`'s key-value store is the first implementation (see `kv.rs`); an application
+//! brings its own to run on Skiff's driver and durable log (`examples/counter.rs`).
+
+use std::fmt::Debug;
+
+use skiff_raft::LogIndex;
+
+/// A client's place in its exactly-once session (thesis §6.3): the state machine applies
+/// each `(client_id, sequence)` once, and answers a retry with the reply it gave first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientSession {
+    /// Which client sent the request.
+    pub client_id: u64,
+    /// The client's request number: 1 for its first request, then increasing; a retry
+    /// reuses the number of the request it retries.
+    pub sequence: u64,
+}
+
+/// A replicated state machine. Every replica applies the same commands in the same order,
+/// so `apply` must be deterministic: no clock, randomness or I/O, and the same result for
+/// the same state and command on every node.
+pub trait StateMachine: Sized {
+    /// A client's command.
+    type Command: Debug;
+    /// The answer to a command.
+    type Reply: Debug;
+    /// The settings it starts and restores with; the same on every node.
+    type Config: Clone + Debug;
+    /// Why bytes do not decode (a command, a reply or a snapshot) or settings are invalid.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// An empty state machine.
+    fn new(config: &Self::Config) -> Result<Self, Self::Error>;
+
+    /// Whether `command` only reads: it is then served through ReadIndex (thesis §6.4) and
+    /// never enters the log.
+    fn is_read_only(command: &Self::Command) -> bool;
+
+    /// The bytes of a log entry holding `command` (and its client session). They must not
+    /// begin with [`MEMBER_ADDRESS_TAG`](crate::payload::MEMBER_ADDRESS_TAG), the first byte
+    /// of the node's own records.
+    fn encode_command(command: Self::Command, session: Option<ClientSession>) -> Vec<u8>;
+
+    /// The command (and client session) in a log entry's bytes.
+    fn decode_command(bytes: &[u8]) -> Result<(Self::Command, Option<ClientSession>), Self::Error>;
+
+    /// Applies a committed command at log index `index`, once, in log order. With a session,
+    /// a sequence already applied is not applied again: its first reply comes back.
+    fn apply(
+        &mut self,
+        index: LogIndex,
+        command: Self::Command,
+        session: Option<ClientSession>,
+    ) -> Self::Reply;
+
+    /// Answers a read-only command from the current state.
+    fn read(&self, command: &Self::Command) -> Self::Reply;
+
+    /// The last log index applied (or restored from a snapshot).
+    fn applied_index(&self) -> LogIndex;
+
+    /// Appends the whole state to `out`.
+    fn snapshot_into(&self, out: &mut Vec<u8>);
+
+    /// The state machine that [`snapshot_into`](StateMachine::snapshot_into) wrote.
+    fn restore(config: &Self::Config, bytes: &[u8]) -> Result<Self, Self::Error>;
+
+    /// The bytes of a reply, for a write a follower forwarded to the leader.
+    fn encode_reply(reply: &Self::Reply) -> Vec<u8>;
+
+    /// The reply in bytes from the leader.
+    fn decode_reply(bytes: &[u8]) -> Result<Self::Reply, Self::Error>;
+
+    /// The reply to a request the node refused or could not finish; `text` starts with a
+    /// code (see [`refusals`](crate::refusals)).
+    fn refused(text: String) -> Self::Reply;
+
+    /// The reply to a request the node completed that is not a command (a membership
+    /// change, a member's address).
+    fn done() -> Self::Reply;
+}

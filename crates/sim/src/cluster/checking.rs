@@ -1,0 +1,208 @@
+//! What the checkers see: durable and applied history, the node's events, and violations.
+
+use super::*;
+
+pub(super) struct NodeLog<'a>(pub(super) &'a RawNode<Wal<MemDisk>>);
+
+impl LogView for NodeLog<'_> {
+    fn first_index(&self) -> LogIndex {
+        self.0.raft().log().first_index()
+    }
+    fn last_index(&self) -> LogIndex {
+        self.0.raft().log().last_index()
+    }
+    fn entry(&self, index: LogIndex) -> Option<Entry> {
+        if index.0 == 0 {
+            return None;
+        }
+        self.0
+            .raft()
+            .log()
+            .entries(index, index.next(), u64::MAX)
+            .ok()?
+            .pop()
+    }
+}
+
+/// A node's durable log: what its disk holds, without the core's unstable tail (which may
+/// already have been rewritten while a batch was being written).
+pub(super) struct DurableLog<'a>(pub(super) &'a Wal<MemDisk>);
+
+impl LogView for DurableLog<'_> {
+    fn first_index(&self) -> LogIndex {
+        self.0.first_index()
+    }
+    fn last_index(&self) -> LogIndex {
+        self.0.last_index()
+    }
+    fn entry(&self, index: LogIndex) -> Option<Entry> {
+        if index.0 == 0 {
+            return None;
+        }
+        self.0.entries(index, index.next(), u64::MAX).ok()?.pop()
+    }
+}
+
+impl Cluster {
+    /// Feeds the checkers what `node` reported durable and applied during one `finish`.
+    pub(super) fn observe(&mut self, node: NodeId, observed: Vec<Observed>) {
+        let Some(running) = self.nodes.get(&node).and_then(SimNode::running) else {
+            return;
+        };
+        let raw = running.raw();
+        // A batch is judged against the log it was written to: the durable one.
+        let log = DurableLog(running.wal());
+        let term_now = raw.raft().term();
+        let mut result = Ok(());
+        let mut installed = None;
+        let mut applied = Vec::new();
+        for fact in &observed {
+            match fact {
+                Observed::SnapshotInstalled { meta, state } => {
+                    result = result.and(self.checks.checkers.restored(node, meta.index, *state));
+                    installed = Some(meta.index);
+                }
+                Observed::Persisted {
+                    entries,
+                    hard_state,
+                } => {
+                    if !entries.is_empty() {
+                        result =
+                            result.and(self.checks.checkers.persisted_entries(node, entries, &log));
+                    }
+                    if let Some(hard_state) = hard_state {
+                        result = result.and(
+                            self.checks
+                                .checkers
+                                .persisted_commit(node, hard_state.commit),
+                        );
+                    }
+                }
+                Observed::Applied { entry, state, .. } => {
+                    result =
+                        result.and(self.checks.checkers.applied(node, term_now, entry, *state));
+                    applied.push(entry);
+                }
+            }
+        }
+        if let Some(index) = installed {
+            self.trace.record(
+                self.agenda.now_ms,
+                TraceEvent::Note(format!("{node} installed the snapshot at {index}")),
+            );
+            self.restore_values(node, index);
+        }
+        for entry in applied {
+            if let Some(value) = decode_value(entry) {
+                self.checks.committed_values.insert(entry.index, value);
+                self.checks
+                    .applied_values
+                    .entry(node)
+                    .or_default()
+                    .push(value);
+            }
+        }
+        if let Err(violation) = result {
+            self.record_violation(violation);
+        }
+    }
+
+    /// After a driver pass: a sitting leader's log only grew.
+    pub(super) fn check_log_settled(&mut self, node: NodeId) {
+        let Some(running) = self.nodes.get(&node).and_then(SimNode::running) else {
+            return;
+        };
+        let raw = running.raw();
+        let (term, is_leader) = (raw.raft().term(), raw.raft().role() == Role::Leader);
+        if let Err(violation) =
+            self.checks
+                .checkers
+                .log_settled(node, term, is_leader, &NodeLog(raw))
+        {
+            self.record_violation(violation);
+        }
+    }
+
+    pub(super) fn on_node_event(&mut self, node: NodeId, event: NodeEvent) {
+        match event {
+            NodeEvent::RoleChanged { soft_state, term } => {
+                let previous = self.checks.roles.insert(node, soft_state.role);
+                self.trace.record(
+                    self.agenda.now_ms,
+                    TraceEvent::Role {
+                        node,
+                        term,
+                        role: soft_state.role,
+                        leader: soft_state.leader,
+                    },
+                );
+                if previous == Some(Role::Leader) && soft_state.role != Role::Leader {
+                    self.checks.checkers.left_leadership(node);
+                }
+                match soft_state.role {
+                    Role::Candidate if previous != Some(Role::Candidate) => {
+                        self.stats.elections += 1
+                    }
+                    Role::Leader if previous != Some(Role::Leader) => {
+                        self.stats.leaders_elected += 1;
+                        let Some(running) = self.nodes.get(&node).and_then(SimNode::running) else {
+                            return;
+                        };
+                        let log = NodeLog(running.raw());
+                        if let Err(violation) = self.checks.checkers.became_leader(node, term, &log)
+                        {
+                            self.record_violation(violation);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            NodeEvent::SnapshotTaken { index } => {
+                self.stats.snapshots += 1;
+                self.trace.record(
+                    self.agenda.now_ms,
+                    TraceEvent::Note(format!("{node} took a snapshot at {index}")),
+                );
+            }
+            NodeEvent::SnapshotInstalled { .. } => self.stats.snapshot_installs += 1,
+            NodeEvent::ConfChangeApplied { index } => self.trace.record(
+                self.agenda.now_ms,
+                TraceEvent::Note(format!(
+                    "{node} applied the configuration change at {index}"
+                )),
+            ),
+            NodeEvent::SnapshotChunkReceived { .. } | NodeEvent::SnapshotSkipped { .. } => {}
+            NodeEvent::MemberAddressRecorded { id } => self.trace.record(
+                self.agenda.now_ms,
+                TraceEvent::Note(format!("{node} recorded the address of {id}")),
+            ),
+        }
+    }
+
+    /// `node`'s state machine restarted from a snapshot at `index`: it holds the effect of
+    /// every numbered value applied up to `index`.
+    pub(super) fn restore_values(&mut self, node: NodeId, index: LogIndex) {
+        let values = self
+            .checks
+            .committed_values
+            .range(..=index)
+            .map(|(_, &value)| value)
+            .collect();
+        self.checks.applied_values.insert(node, values);
+    }
+
+    /// Records a violation found outside the checkers (liveness, end-of-run checks).
+    pub fn report_violation(&mut self, violation: Violation) {
+        self.record_violation(violation);
+    }
+
+    pub(super) fn record_violation(&mut self, violation: Violation) {
+        self.trace.record(
+            self.agenda.now_ms,
+            TraceEvent::Note(format!("VIOLATION {violation}")),
+        );
+        if self.checks.violation.is_none() {
+            self.checks.violation = Some(violation);
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Messages between nodes: onto the seeded network, held back by a scenario, or delivered late.
+
+use super::*;
+
+impl Cluster {
+    pub(super) fn send(&mut self, message: PeerMessage) {
+        if let PeerMessage::Raft(raft) = &message {
+            if let Err(violation) = self.checks.checkers.sent(raft) {
+                self.record_violation(violation);
+            }
+        }
+        if let (Some(hold), PeerMessage::Raft(raft)) = (self.holding.filter.as_mut(), &message) {
+            if hold(raft) {
+                self.trace.record(
+                    self.agenda.now_ms,
+                    TraceEvent::Note(format!("held back: {raft}")),
+                );
+                self.holding.held.push(raft.clone());
+                return;
+            }
+        }
+        self.stats.messages += 1;
+        let is_request = match &message {
+            PeerMessage::Raft(raft) => {
+                if matches!(
+                    raft.body,
+                    MessageBody::AppendEntriesResponse {
+                        result: AppendResponse::Rejected { .. },
+                        ..
+                    }
+                ) {
+                    self.stats.append_rejections += 1;
+                }
+                if raft.body.is_request() {
+                    self.stats.requests += 1;
+                }
+                self.stats.entry_bytes_sent += raft.entries_bytes();
+                raft.body.is_request()
+            }
+            PeerMessage::Forward { .. } => {
+                self.stats.forwards += 1;
+                true
+            }
+            PeerMessage::ForwardReply { .. } => false,
+        };
+        // Raft tolerates duplicated messages; a forwarded write carries no client session, so
+        // forwards travel as on one connection, which never delivers a message twice.
+        let may_duplicate = matches!(message, PeerMessage::Raft(_));
+        let route = self.network.route(
+            message.from(),
+            message.to(),
+            is_request,
+            may_duplicate,
+            &mut self.rng,
+        );
+        match route {
+            Route::Lost(why) => {
+                self.stats.dropped += 1;
+                self.trace
+                    .record(self.agenda.now_ms, TraceEvent::Drop(message, why));
+            }
+            Route::Deliver(delays) => {
+                for delay in delays {
+                    self.schedule(
+                        self.agenda.now_ms + delay,
+                        SimEvent::Deliver(message.clone()),
+                    );
+                }
+            }
+        }
+    }
+
+    /// From now on, Raft messages for which `filter` holds are kept back instead of sent.
+    pub fn hold_messages(&mut self, filter: impl FnMut(&Message) -> bool + 'static) {
+        self.holding.filter = Some(Box::new(filter));
+    }
+
+    /// Stops holding messages back; returns those held so far.
+    pub fn stop_holding(&mut self) -> Vec<Message> {
+        self.holding.filter = None;
+        std::mem::take(&mut self.holding.held)
+    }
+
+    /// Delivers `message` after `delay_ms`, bypassing loss and partitions (a late arrival).
+    pub fn deliver_later(&mut self, message: Message, delay_ms: u64) {
+        self.schedule(
+            self.agenda.now_ms + delay_ms,
+            SimEvent::Deliver(PeerMessage::Raft(message)),
+        );
+    }
+}
