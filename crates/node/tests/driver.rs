@@ -612,3 +612,43 @@ fn a_duplicate_submission_in_a_session_is_applied_once() {
         "applied once on every replica"
     );
 }
+
+/// A snapshot file the driver could not write is abandoned with its token: the log keeps
+/// its old snapshot, and the next request hands out a new file. A request with nothing
+/// applied past the last snapshot is answered with `SnapshotSkipped`.
+#[test]
+fn an_abandoned_snapshot_leaves_the_log_alone_and_the_next_request_tries_again() {
+    let mut cluster = NodeCluster::new(0);
+    cluster.elect(1);
+    cluster.submit(1, set("k", "v"));
+    cluster.settle();
+    let node = cluster.nodes.get_mut(&NodeId(1)).expect("exists");
+    let job = |node: &mut Node<MemDisk>| {
+        node.request_snapshot().expect("considered");
+        node.take_effects()
+            .into_iter()
+            .find_map(|effect| match effect {
+                Effect::WriteSnapshot(job) => Some(job),
+                _ => None,
+            })
+    };
+    let before = node.wal().snapshot_meta().index;
+    let first = job(node).expect("a snapshot to write");
+    node.snapshot_abandoned(first.token).expect("its own token");
+    assert_eq!(
+        node.wal().snapshot_meta().index,
+        before,
+        "nothing installed"
+    );
+
+    let second = job(node).expect("asked again, handed out again");
+    let index = second.token.meta().index;
+    assert_eq!(node.write_snapshot(second).expect("written"), Some(index));
+    assert_eq!(node.wal().snapshot_meta().index, index);
+
+    node.request_snapshot().expect("considered");
+    assert!(node.take_effects().iter().any(|effect| matches!(
+        effect,
+        Effect::Event(Event::SnapshotSkipped { applied }) if *applied == index
+    )));
+}
