@@ -27,7 +27,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::commands::{self, Request};
+use crate::commands::{self, ClientRequest};
 use crate::driver::Input;
 use crate::resp::{self, Limits, RequestParser};
 use crate::shared::{NodeStatus, Shared};
@@ -368,14 +368,14 @@ impl Connection<'_> {
                 };
                 let request_bytes: usize = args.iter().map(Vec::len).sum();
                 let owed = match commands::parse(args) {
-                    Ok(Request::Kv(command))
+                    Ok(ClientRequest::Kv(command))
                         if !command.is_read_only()
                             && request_bytes > self.options.max_write_bytes =>
                     {
                         self.shared.metrics.error("command");
                         Owed::Now(Reply::error(skiff_node::errors::TOO_LARGE))
                     }
-                    Ok(Request::Kv(command)) => {
+                    Ok(ClientRequest::Kv(command)) => {
                         let effect = if command.is_read_only() {
                             Effect::Read
                         } else {
@@ -568,16 +568,18 @@ async fn next_owed(
 }
 
 /// The reply to a command this node answers by itself.
-fn local_reply(request: Request, shared: &Shared) -> Owed {
+fn local_reply(request: ClientRequest, shared: &Shared) -> Owed {
     match request {
-        Request::Kv(_) => unreachable!("store commands go to the driver"),
-        Request::Ping(None) => Owed::Simple("PONG"),
-        Request::Ping(Some(message)) | Request::Echo(message) => Owed::Now(Reply::Bulk(message)),
-        Request::Select | Request::Ok => Owed::Now(Reply::Ok),
-        Request::Info => Owed::Now(Reply::Bulk(info(&shared.status()).into_bytes())),
-        Request::ConfigGet(parameter) => Owed::Now(Reply::Array(config_value(parameter))),
-        Request::EmptyArray => Owed::Now(Reply::Array(Vec::new())),
-        Request::Quit => Owed::Close(Reply::Ok),
+        ClientRequest::Kv(_) => unreachable!("store commands go to the driver"),
+        ClientRequest::Ping(None) => Owed::Simple("PONG"),
+        ClientRequest::Ping(Some(message)) | ClientRequest::Echo(message) => {
+            Owed::Now(Reply::Bulk(message))
+        }
+        ClientRequest::Select | ClientRequest::Ok => Owed::Now(Reply::Ok),
+        ClientRequest::Info => Owed::Now(Reply::Bulk(info(&shared.status()).into_bytes())),
+        ClientRequest::ConfigGet(parameter) => Owed::Now(Reply::Array(config_value(parameter))),
+        ClientRequest::EmptyArray => Owed::Now(Reply::Array(Vec::new())),
+        ClientRequest::Quit => Owed::Close(Reply::Ok),
     }
 }
 

@@ -58,45 +58,64 @@ pub fn local(args: LocalArgs) -> anyhow::Result<()> {
 }
 
 async fn run(args: LocalArgs) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("finding the skiff executable")?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let control_port = args.control_port.unwrap_or(args.http_port - 1);
+    let nodes = start_nodes(&args, &format!("http://127.0.0.1:{control_port}"))?;
+    print_banner(&args, &nodes);
+    let nodes: Nodes = std::sync::Arc::new(tokio::sync::Mutex::new(nodes));
+    start_control(control_port, &nodes).await?;
+    for node in nodes.lock().await.iter() {
+        tokio::spawn(follow_events(node.id, node.http.clone()));
+    }
+    announce_leaders(&nodes).await?;
+    println!("Stopping…");
+    stop_all(&nodes).await;
+    Ok(())
+}
+
+/// The flags that start node `id` (again: a node that ran before needs only its data
+/// directory).
+fn serve_flags(args: &LocalArgs, id: u16, control_url: &str, initial_cluster: &str) -> Vec<String> {
+    let dir = node_dir(&args.data_dir, id);
+    let mut flags: Vec<String> = vec![
+        "serve".into(),
+        "--data-dir".into(),
+        dir.display().to_string(),
+        "--listen-client".into(),
+        format!("127.0.0.1:{}", args.client_port + id - 1),
+        "--listen-peer".into(),
+        format!("127.0.0.1:{}", args.peer_port + id - 1),
+        "--listen-http".into(),
+        format!("127.0.0.1:{}", args.http_port + id - 1),
+        "--local-control".into(),
+        control_url.to_string(),
+        "--allow-fault-injection".into(),
+    ];
+    if !dir.join("identity.toml").exists() {
+        flags.extend([
+            "--id".into(),
+            id.to_string(),
+            "--initial-cluster".into(),
+            initial_cluster.to_string(),
+        ]);
+    }
+    flags.extend(args.serve_args.iter().cloned());
+    flags
+}
+
+/// Starts every node, each logging to `node.log` in its directory.
+fn start_nodes(args: &LocalArgs, control_url: &str) -> anyhow::Result<Vec<LocalNode>> {
+    let exe = std::env::current_exe().context("finding the skiff executable")?;
     let initial_cluster: Vec<String> = (1..=args.nodes)
         .map(|id| format!("{id}=127.0.0.1:{}", args.peer_port + id - 1))
         .collect();
     let initial_cluster = initial_cluster.join(",");
-    let control_port = args.control_port.unwrap_or(args.http_port - 1);
-    let control_url = format!("http://127.0.0.1:{control_port}");
     let mut nodes = Vec::new();
     for id in 1..=args.nodes {
         let dir = node_dir(&args.data_dir, id);
         std::fs::create_dir_all(&dir)?;
-        let client = format!("127.0.0.1:{}", args.client_port + id - 1);
-        let http = format!("127.0.0.1:{}", args.http_port + id - 1);
-        let mut flags: Vec<String> = vec![
-            "serve".into(),
-            "--data-dir".into(),
-            dir.display().to_string(),
-            "--listen-client".into(),
-            client.clone(),
-            "--listen-peer".into(),
-            format!("127.0.0.1:{}", args.peer_port + id - 1),
-            "--listen-http".into(),
-            http.clone(),
-            "--local-control".into(),
-            control_url.clone(),
-            "--allow-fault-injection".into(),
-        ];
-        // A node that ran before needs only its data directory.
-        if !dir.join("identity.toml").exists() {
-            flags.extend([
-                "--id".into(),
-                id.to_string(),
-                "--initial-cluster".into(),
-                initial_cluster.clone(),
-            ]);
-        }
-        flags.extend(args.serve_args.iter().cloned());
+        let flags = serve_flags(args, id, control_url, &initial_cluster);
         let exe = exe.clone();
         let log_path = dir.join("node.log");
         let command = std::sync::Arc::new(move || -> std::io::Result<Child> {
@@ -115,18 +134,23 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
         let child = command().with_context(|| format!("starting node {id}"))?;
         nodes.push(LocalNode {
             id,
-            client,
-            http,
+            client: format!("127.0.0.1:{}", args.client_port + id - 1),
+            http: format!("127.0.0.1:{}", args.http_port + id - 1),
             command,
             child: Some(child),
         });
     }
+    Ok(nodes)
+}
+
+/// Tells the user how to reach each node and the live view.
+fn print_banner(args: &LocalArgs, nodes: &[LocalNode]) {
     println!(
         "Skiff: {} nodes, data in {}",
         args.nodes,
         args.data_dir.display()
     );
-    for node in &nodes {
+    for node in nodes {
         println!(
             "  node {}: redis-cli -p {}   http://{}/status   log {}",
             node.id,
@@ -135,17 +159,21 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
             node_dir(&args.data_dir, node.id).join("node.log").display()
         );
     }
-    println!(
-        "  live view: http://{}/   (kill, restart, cut off and heal nodes from the page)",
-        nodes[0].http
-    );
+    if let Some(first) = nodes.first() {
+        println!(
+            "  live view: http://{}/   (kill, restart, cut off and heal nodes from the page)",
+            first.http
+        );
+    }
     println!("Waiting for a leader… (Ctrl-C stops every node)");
-    let nodes: Nodes = std::sync::Arc::new(tokio::sync::Mutex::new(nodes));
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", control_port))
+}
+
+/// Serves the control API on `port`. It kills processes: a browser may call it only from a
+/// page one of these nodes served (as 127.0.0.1 or localhost).
+async fn start_control(port: u16, nodes: &Nodes) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
-        .with_context(|| format!("listening for the control API on port {control_port}"))?;
-    // The control API kills processes: a browser may call it only from a page one of these
-    // nodes served (as 127.0.0.1 or localhost).
+        .with_context(|| format!("listening for the control API on port {port}"))?;
     let origins: Vec<String> = nodes
         .lock()
         .await
@@ -159,39 +187,22 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
         })
         .collect();
     tokio::spawn(control::serve(listener, nodes.clone(), origins));
+    Ok(())
+}
 
-    {
-        let nodes = nodes.lock().await;
-        for node in nodes.iter() {
-            tokio::spawn(follow_events(node.id, node.http.clone()));
-        }
-    }
+/// Until Ctrl-C or SIGTERM: notes nodes that exited and prints each new leader.
+async fn announce_leaders(nodes: &Nodes) -> anyhow::Result<()> {
     let mut announced_leader: Option<u64> = None;
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
     // Ctrl-C or SIGTERM stops every node: none is left running without its supervisor.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
             _ = ticker.tick() => {}
         }
-        let targets: Vec<(u16, String)> = {
-            let mut nodes = nodes.lock().await;
-            for node in nodes.iter_mut() {
-                if let Some(child) = &mut node.child {
-                    if let Ok(Some(exit)) = child.try_wait() {
-                        println!("node {} exited ({exit}); see its node.log", node.id);
-                        node.child = None;
-                    }
-                }
-            }
-            nodes
-                .iter()
-                .filter(|n| n.child.is_some())
-                .map(|n| (n.id, n.http.clone()))
-                .collect()
-        };
+        let targets = running(nodes).await;
         let statuses = poll(&targets).await;
         let leader = statuses
             .iter()
@@ -211,7 +222,28 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
             }
         }
     }
-    println!("Stopping…");
+}
+
+/// The nodes still running, by id and HTTP address; notes those that exited.
+async fn running(nodes: &Nodes) -> Vec<(u16, String)> {
+    let mut nodes = nodes.lock().await;
+    for node in nodes.iter_mut() {
+        if let Some(child) = &mut node.child {
+            if let Ok(Some(exit)) = child.try_wait() {
+                println!("node {} exited ({exit}); see its node.log", node.id);
+                node.child = None;
+            }
+        }
+    }
+    nodes
+        .iter()
+        .filter(|n| n.child.is_some())
+        .map(|n| (n.id, n.http.clone()))
+        .collect()
+}
+
+/// SIGTERM to every node, then `kill -9` to any still running after 3 s.
+async fn stop_all(nodes: &Nodes) {
     let mut nodes = nodes.lock().await;
     for node in nodes.iter_mut() {
         if let Some(child) = &mut node.child {
@@ -234,7 +266,6 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
 }
 
 async fn poll(nodes: &[(u16, String)]) -> Vec<(u16, NodeStatus)> {
