@@ -20,12 +20,24 @@ pub enum ClientRequest {
     /// `CONFIG GET parameter`: `save` and `appendonly` (which Redis tools ask for at start-up)
     /// are answered as a durable server would; others with no settings.
     ConfigGet(Vec<u8>),
-    /// `CLIENT …`, `COMMAND …`, `HELLO 2`: connection-level commands answered locally.
+    /// `CLIENT …`, `READONLY`, `READWRITE`: connection-level commands answered locally.
     Ok,
     /// `COMMAND` (and `COMMAND DOCS`): answered with an empty list.
     EmptyArray,
     /// `QUIT`: reply OK and close.
     Quit,
+    /// `AUTH [username] password`.
+    Auth {
+        /// The user; Skiff has only `default`.
+        username: Option<Vec<u8>>,
+        /// The password tried.
+        password: Vec<u8>,
+    },
+    /// `HELLO [2 [AUTH username password] [SETNAME name]]`.
+    Hello {
+        /// The username and password given with `AUTH`.
+        auth: Option<(Vec<u8>, Vec<u8>)>,
+    },
 }
 
 /// Why a request is not a command this server runs; the text is the Redis-style error.
@@ -176,8 +188,32 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Result<ClientRequest, CommandError> {
                     "NOPROTO this server speaks RESP2 only".to_string(),
                 ));
             }
-            ClientRequest::Ok
+            let mut auth = None;
+            while let Some(option) = rest.next() {
+                if option.eq_ignore_ascii_case(b"AUTH") {
+                    let (Some(username), Some(password)) = (rest.next(), rest.next()) else {
+                        return Err(syntax());
+                    };
+                    auth = Some((username, password));
+                } else if option.eq_ignore_ascii_case(b"SETNAME") {
+                    rest.next().ok_or_else(syntax)?;
+                } else {
+                    return Err(syntax());
+                }
+            }
+            ClientRequest::Hello { auth }
         }
+        "AUTH" => match argc {
+            2 => ClientRequest::Auth {
+                username: None,
+                password: next(),
+            },
+            3 => ClientRequest::Auth {
+                username: Some(next()),
+                password: next(),
+            },
+            _ => return Err(syntax()),
+        },
         "COMMAND" => ClientRequest::EmptyArray,
         "QUIT" => ClientRequest::Quit,
         _ => return Err(CommandError(format!("ERR unknown command '{typed}'"))),
@@ -232,6 +268,27 @@ mod tests {
                 }),
             ),
             ("PING", ClientRequest::Ping(None)),
+            (
+                "AUTH pw",
+                ClientRequest::Auth {
+                    username: None,
+                    password: b"pw".to_vec(),
+                },
+            ),
+            (
+                "auth default pw",
+                ClientRequest::Auth {
+                    username: Some(b"default".to_vec()),
+                    password: b"pw".to_vec(),
+                },
+            ),
+            ("HELLO 2", ClientRequest::Hello { auth: None }),
+            (
+                "HELLO 2 SETNAME x AUTH default pw",
+                ClientRequest::Hello {
+                    auth: Some((b"default".to_vec(), b"pw".to_vec())),
+                },
+            ),
             ("select 0", ClientRequest::Select),
             (
                 "CONFIG GET save",

@@ -68,7 +68,7 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
     for node in nodes.lock().await.iter() {
         tokio::spawn(follow_events(node.id, node.http.clone()));
     }
-    announce_leaders(&nodes).await?;
+    announce_leaders(&nodes, &httpc::Access::default()).await?;
     println!("Stopping…");
     stop_all(&nodes).await;
     Ok(())
@@ -191,7 +191,7 @@ async fn start_control(port: u16, nodes: &Nodes) -> anyhow::Result<()> {
 }
 
 /// Until Ctrl-C or SIGTERM: notes nodes that exited and prints each new leader.
-async fn announce_leaders(nodes: &Nodes) -> anyhow::Result<()> {
+async fn announce_leaders(nodes: &Nodes, access: &httpc::Access) -> anyhow::Result<()> {
     let mut announced_leader: Option<u64> = None;
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
     // Ctrl-C or SIGTERM stops every node: none is left running without its supervisor.
@@ -203,7 +203,7 @@ async fn announce_leaders(nodes: &Nodes) -> anyhow::Result<()> {
             _ = ticker.tick() => {}
         }
         let targets = running(nodes).await;
-        let statuses = poll(&targets).await;
+        let statuses = poll(access, &targets).await;
         let leader = statuses
             .iter()
             .find(|(_, s)| s.role == "leader")
@@ -268,10 +268,10 @@ async fn stop_all(nodes: &Nodes) {
     }
 }
 
-async fn poll(nodes: &[(u16, String)]) -> Vec<(u16, NodeStatus)> {
+async fn poll(access: &httpc::Access, nodes: &[(u16, String)]) -> Vec<(u16, NodeStatus)> {
     let mut statuses = Vec::new();
     for (id, http) in nodes {
-        if let Ok(status) = httpc::status(http).await {
+        if let Ok(status) = httpc::status(access, http).await {
             statuses.push((*id, status));
         }
     }

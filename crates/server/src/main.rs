@@ -6,6 +6,9 @@
 //! - commands of the binary: [`serve`] (one durable node, its startup in steps), [`local`] (a
 //!   cluster on this machine), [`cli`] (`skiff status` and `skiff admin`), [`httpc`] (their
 //!   small HTTP client);
+//! - security: [`tls`] (rustls on the three ports, mutual on the peer port, reloadable),
+//!   [`certs`] (`skiff certs`), [`auth`] (the client password and admin token, compared in
+//!   constant time);
 //! - settings: [`settings`] (every `skiff serve` setting defined once: flag, TOML key,
 //!   default, bounds, help), [`config`] (the node's identity, kept in its data directory);
 //! - the node's thread: [`driver`] (the one owner of the node: persist → send → apply →
@@ -19,6 +22,8 @@
 //!   [`metrics`] (Prometheus).
 
 mod admin;
+mod auth;
+mod certs;
 mod cli;
 mod client;
 mod commands;
@@ -35,6 +40,7 @@ mod settings;
 mod shared;
 mod snapshotter;
 mod syncer;
+mod tls;
 mod transport;
 
 use clap::{CommandFactory, FromArgMatches, Subcommand};
@@ -55,8 +61,10 @@ enum Commands {
     Local(local::LocalArgs),
     /// Show the cluster as a table.
     Status(cli::StatusArgs),
-    /// Operator actions: add-learner, promote, remove, transfer-leader, snapshot.
+    /// Operator actions: add-learner, promote, remove, transfer-leader, snapshot, reload-tls.
     Admin(cli::AdminArgs),
+    /// Write a CA, a certificate per node and a client certificate for TLS.
+    Certs(certs::CertsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -89,5 +97,6 @@ fn run() -> anyhow::Result<()> {
         Commands::Local(args) => local::local(args),
         Commands::Status(args) => cli::status(args),
         Commands::Admin(args) => cli::admin(args),
+        Commands::Certs(args) => certs::certs(args),
     }
 }

@@ -11,13 +11,16 @@ use skiff_raft::{Config, NodeId};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::client::ClientOptions;
+use crate::auth::Secret;
+use crate::client::{ClientAccess, ClientOptions};
 use crate::config::{cluster_id_of, parse_initial_cluster, Identity};
 use crate::disk::TimedDisk;
 use crate::driver::{ConnectPeer, Driver, DriverOptions};
+use crate::http::HttpAccess;
 use crate::metrics::Metrics;
 use crate::settings::{ServeArgs, Settings};
 use crate::shared::{Advertised, Shared};
+use crate::tls::{Tls, TlsFiles};
 use crate::transport::{self, Hello, TransportOptions, PEER_QUEUE};
 
 /// Inputs the driver may have queued before new ones are refused.
@@ -208,6 +211,96 @@ impl Listen {
     }
 }
 
+/// What guards the node's ports: TLS on all three, the client password, the admin token.
+#[derive(Clone, Default)]
+struct Security {
+    tls: Option<Arc<Tls>>,
+    password: Option<Secret>,
+    token: Option<Secret>,
+    http: HttpAccess,
+}
+
+impl Security {
+    /// Reads the files the settings name: the three TLS files go together.
+    fn of(settings: &Settings) -> anyhow::Result<Security> {
+        let tls = match (
+            &settings.tls_cert_file,
+            &settings.tls_key_file,
+            &settings.tls_ca_cert_file,
+        ) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), Some(ca)) => Some(Arc::new(Tls::load(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            })?)),
+            _ => bail!(
+                "TLS needs all three of --tls-cert-file, --tls-key-file and --tls-ca-cert-file"
+            ),
+        };
+        let password = settings
+            .requirepass_file
+            .as_deref()
+            .map(|path| Secret::read(path, "client password"))
+            .transpose()?;
+        let token_text = settings
+            .admin_token_file
+            .as_deref()
+            .map(|path| crate::auth::read_secret_text(path, "admin token"))
+            .transpose()?;
+        let token = token_text.as_deref().map(|t| Secret::new(t.as_bytes()));
+        let relay = crate::httpc::Access {
+            tls: settings
+                .tls_ca_cert_file
+                .as_deref()
+                .filter(|_| tls.is_some())
+                .map(crate::tls::client_config)
+                .transpose()?,
+            token: token_text,
+        };
+        let http = HttpAccess {
+            tls: tls.clone(),
+            token: token.clone(),
+            auth: settings.http_auth.unwrap_or_default(),
+            relay,
+        };
+        Ok(Security {
+            tls,
+            password,
+            token,
+            http,
+        })
+    }
+
+    /// Protected mode: a node that listens beyond loopback needs TLS, the client password and
+    /// the admin token, unless the operator says `--insecure` on purpose.
+    fn check_exposure(&self, listen: Listen, insecure: bool) -> anyhow::Result<()> {
+        let exposed: Vec<String> = [listen.client, listen.peer, listen.http]
+            .iter()
+            .filter(|addr| !addr.ip().is_loopback())
+            .map(ToString::to_string)
+            .collect();
+        let mut missing = Vec::new();
+        if self.tls.is_none() {
+            missing.push("--tls-cert-file/--tls-key-file/--tls-ca-cert-file");
+        }
+        if self.password.is_none() {
+            missing.push("--requirepass-file");
+        }
+        if self.token.is_none() {
+            missing.push("--admin-token-file");
+        }
+        if exposed.is_empty() || missing.is_empty() || insecure {
+            return Ok(());
+        }
+        bail!(
+            "protected mode: refusing to listen on {} without {}; pass them (`skiff certs` makes the certificates), listen on 127.0.0.1 only, or pass --insecure to run open on purpose",
+            exposed.join(", "),
+            missing.join(", ")
+        )
+    }
+}
+
 /// Runs a node until it is stopped (Ctrl-C or SIGTERM) or its disk fails.
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
@@ -217,6 +310,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("--data-dir is required")?;
     let (identity, has_run) = identity(&settings, &data_dir)?;
     let listen = Listen::of(&settings, &identity)?;
+    let security = Security::of(&settings)?;
+    security.check_exposure(listen, settings.insecure)?;
     let config = node_config(&settings, &identity, has_run)?;
     let client_options = client_options(&settings, &config)?;
     let driver_options = driver_options(&settings, &identity)?;
@@ -243,13 +338,14 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let listeners = start_listeners(
             listen,
             &settings,
+            &security,
             transport.clone(),
             client_options,
             &shared,
             driver_tx,
         )
         .await?;
-        let connect_peer = peer_connector(transport, shared.metrics.clone());
+        let connect_peer = peer_connector(transport, shared.metrics.clone(), security.tls.clone());
         let driver = Driver::new(node, driver_options, driver_rx, connect_peer, shared)?;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
@@ -265,7 +361,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             config = ?settings.config,
             "serving"
         );
-        run_until_stopped(identity.id, done_rx, listeners).await
+        run_until_stopped(identity.id, done_rx, listeners, security.tls).await
     })?;
     // Every acknowledged write is already durable: no shutdown work is needed.
     std::process::exit(0)
@@ -338,7 +434,11 @@ fn transport_options(
 }
 
 /// What the driver calls to open a connection to a peer: a sender task on this runtime.
-fn peer_connector(transport: Arc<TransportOptions>, metrics: Arc<Metrics>) -> ConnectPeer {
+fn peer_connector(
+    transport: Arc<TransportOptions>,
+    metrics: Arc<Metrics>,
+    tls: Option<Arc<Tls>>,
+) -> ConnectPeer {
     let runtime = tokio::runtime::Handle::current();
     Box::new(move |peer, addr| {
         let (tx, rx) = mpsc::channel(PEER_QUEUE);
@@ -348,6 +448,7 @@ fn peer_connector(transport: Arc<TransportOptions>, metrics: Arc<Metrics>) -> Co
             transport.clone(),
             metrics.clone(),
             rx,
+            tls.clone(),
         ));
         tx
     })
@@ -361,6 +462,7 @@ type Listeners = tokio::task::JoinSet<()>;
 async fn start_listeners(
     listen: Listen,
     settings: &Settings,
+    security: &Security,
     transport: Arc<TransportOptions>,
     client_options: ClientOptions,
     shared: &Arc<Shared>,
@@ -390,52 +492,71 @@ async fn start_listeners(
         transport,
         driver_tx.clone(),
         shared.clone(),
+        security.tls.clone(),
     ));
     listeners.spawn(crate::client::serve_clients(
         client_listener,
         driver_tx.clone(),
         shared.clone(),
         client_options,
+        ClientAccess {
+            tls: security.tls.clone(),
+            password: security.password.clone(),
+        },
     ));
     listeners.spawn(crate::http::serve_http(
         http_listener,
         shared.clone(),
         driver_tx,
         settings.http_allowed_hosts.clone(),
+        security.http.clone(),
     ));
     Ok(listeners)
 }
 
 /// Waits until the node is asked to stop (Ok) or something it needs stops (an error, so that
 /// a supervisor restarts it): the driver thread (the disk failed, or it panicked) or a
-/// listener task.
+/// listener task. SIGHUP re-reads the TLS files meanwhile.
 async fn run_until_stopped(
     id: u64,
-    driver_done: tokio::sync::oneshot::Receiver<Result<(), skiff_node::NodeError>>,
+    mut driver_done: tokio::sync::oneshot::Receiver<Result<(), skiff_node::NodeError>>,
     mut listeners: Listeners,
+    tls: Option<Arc<Tls>>,
 ) -> anyhow::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!(node = id, "stopping on Ctrl-C"),
-        _ = terminate.recv() => tracing::info!(node = id, "stopping on SIGTERM"),
-        outcome = driver_done => {
-            let error = match outcome {
-                // The disk failed: what it holds is unknown until recovery reads it again.
-                Ok(Err(error)) => anyhow::Error::new(error).context("the durable log failed"),
-                Ok(Ok(())) => anyhow::anyhow!("the driver thread stopped: its inputs closed"),
-                Err(_) => anyhow::anyhow!("the driver thread stopped unexpectedly (it panicked)"),
-            };
-            tracing::error!(node = id, error = format!("{error:#}"), "stopping");
-            return Err(error);
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                match tls.as_ref().map(|tls| tls.reload()) {
+                    None => tracing::info!(node = id, "SIGHUP: no TLS files to reload"),
+                    Some(Ok(())) => tracing::info!(node = id, "SIGHUP: reloaded the TLS certificates"),
+                    Some(Err(error)) => tracing::warn!(node = id, %error, "SIGHUP: reloading the TLS certificates failed; the old ones stay"),
+                }
+                continue;
+            }
+            _ = tokio::signal::ctrl_c() => tracing::info!(node = id, "stopping on Ctrl-C"),
+            _ = terminate.recv() => tracing::info!(node = id, "stopping on SIGTERM"),
+            outcome = &mut driver_done => {
+                let error = match outcome {
+                    // The disk failed: what it holds is unknown until recovery reads it again.
+                    Ok(Err(error)) => anyhow::Error::new(error).context("the durable log failed"),
+                    Ok(Ok(())) => anyhow::anyhow!("the driver thread stopped: its inputs closed"),
+                    Err(_) => anyhow::anyhow!("the driver thread stopped unexpectedly (it panicked)"),
+                };
+                tracing::error!(node = id, error = format!("{error:#}"), "stopping");
+                return Err(error);
+            }
+            // The listeners loop for ever; the first one to end (a panic included) ends the node.
+            ended = listeners.join_next() => {
+                let error = anyhow::anyhow!("a listener task ended unexpectedly: {ended:?}");
+                tracing::error!(node = id, %error, "stopping");
+                return Err(error);
+            }
         }
-        // The listeners loop for ever; the first one to end (a panic included) ends the node.
-        ended = listeners.join_next() => {
-            let error = anyhow::anyhow!("a listener task ended unexpectedly: {ended:?}");
-            tracing::error!(node = id, %error, "stopping");
-            return Err(error);
-        }
+        return Ok(());
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -32,6 +32,17 @@ pub const SERVER_ELECTION_TIMEOUT_TICKS: u64 = 15;
 /// the messages the core's default of one tick would send.
 pub const SERVER_HEARTBEAT_INTERVAL_TICKS: u64 = 3;
 
+/// Which HTTP requests need the admin token.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpAuth {
+    /// Requests that change state (every method but GET and HEAD).
+    #[default]
+    Admin,
+    /// Every request.
+    All,
+}
+
 /// Where a setting's value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -282,6 +293,26 @@ settings! {
         /// hand-offs per batch: on 2 cores it measured slower (docs/BENCHMARKS.md), so it is off
         /// by default.
         sync_thread: bool {default};
+        /// The node's certificate (PEM) for TLS on all three ports; with --tls-key-file and
+        /// --tls-ca-cert-file (`skiff certs` makes all three).
+        tls_cert_file: Option<PathBuf>;
+        /// The private key of --tls-cert-file (PEM).
+        tls_key_file: Option<PathBuf>;
+        /// The cluster's CA certificate (PEM): a peer's certificate must be signed by it and
+        /// name the node id the peer claims.
+        tls_ca_cert_file: Option<PathBuf>;
+        /// A file whose first line is the password clients must give with `AUTH` (Redis's
+        /// `requirepass`) before any other command.
+        requirepass_file: Option<PathBuf>;
+        /// A file whose first line is the token HTTP requests that change state must carry as
+        /// `Authorization: Bearer <token>`.
+        admin_token_file: Option<PathBuf>;
+        /// Which HTTP requests need the admin token: `admin` (those that change state) or
+        /// `all` (also the read-only pages, status and metrics) [default: admin].
+        http_auth: Option<HttpAuth>;
+        /// Listen on addresses other than loopback without TLS, a client password or an admin
+        /// token: refused unless given, so that a cluster is never open by accident.
+        insecure: bool {default};
     }
     tuned {
         /// Milliseconds per Raft tick.
