@@ -31,19 +31,36 @@ pub struct CertsArgs {
     /// certificate names all of them, and `localhost` and 127.0.0.1 besides.
     #[arg(long, value_delimiter = ',')]
     pub hosts: Vec<String>,
+    /// Sign with this existing CA certificate (with --ca-key-file) instead of making a new CA:
+    /// for rotating node certificates while peers and clients keep trusting the same CA.
+    #[arg(long, requires = "ca_key_file")]
+    pub ca_cert_file: Option<PathBuf>,
+    /// The existing CA's private key.
+    #[arg(long, requires = "ca_cert_file")]
+    pub ca_key_file: Option<PathBuf>,
 }
 
 /// Writes the CA, the node certificates and the client certificate into `args.out`.
 pub fn certs(args: CertsArgs) -> anyhow::Result<()> {
-    let written = generate(&args.out, args.nodes, &args.hosts)?;
+    let ca = match (&args.ca_cert_file, &args.ca_key_file) {
+        (Some(cert), Some(key)) => Some(existing_authority(cert, key)?),
+        _ => None,
+    };
+    let written = generate(&args.out, args.nodes, &args.hosts, ca)?;
     for path in written {
         println!("wrote {}", path.display());
     }
     Ok(())
 }
 
-/// Generates every file; returns the paths written.
-pub fn generate(out: &Path, nodes: u64, hosts: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+/// Generates every file, signed by `ca` or by a new CA written as `ca.crt` and `ca.key`;
+/// returns the paths written.
+pub fn generate(
+    out: &Path,
+    nodes: u64,
+    hosts: &[String],
+    ca: Option<(Certificate, KeyPair)>,
+) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into()];
     for host in hosts.iter().map(|h| h.trim()).filter(|h| !h.is_empty()) {
@@ -51,10 +68,16 @@ pub fn generate(out: &Path, nodes: u64, hosts: &[String]) -> anyhow::Result<Vec<
             names.push(host.to_string());
         }
     }
-    let (ca, ca_key) = authority()?;
     let mut written = Vec::new();
-    written.push(write(out, "ca.crt", &ca.pem(), false)?);
-    written.push(write(out, "ca.key", &ca_key.serialize_pem(), true)?);
+    let (ca, ca_key) = match ca {
+        Some(ca) => ca,
+        None => {
+            let (ca, ca_key) = authority()?;
+            written.push(write(out, "ca.crt", &ca.pem(), false)?);
+            written.push(write(out, "ca.key", &ca_key.serialize_pem(), true)?);
+            (ca, ca_key)
+        }
+    };
     for id in 1..=nodes {
         let mut params = CertificateParams::new(names.clone())
             .context("a host is neither a DNS name nor an IP address")?;
@@ -107,6 +130,19 @@ fn authority() -> anyhow::Result<(Certificate, KeyPair)> {
     Ok((params.self_signed(&key)?, key))
 }
 
+/// The CA in `cert` and `key`, to sign with: its certificate made again from its own name and
+/// key, so what it signs verifies against the original `ca.crt`.
+fn existing_authority(cert: &Path, key: &Path) -> anyhow::Result<(Certificate, KeyPair)> {
+    let read = |path: &Path| {
+        crate::tls::read_bounded(path, 1024 * 1024)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    };
+    let key = KeyPair::from_pem(&read(key)?).context("reading the CA key")?;
+    let params =
+        CertificateParams::from_ca_cert_pem(&read(cert)?).context("reading the CA certificate")?;
+    Ok((params.self_signed(&key)?, key))
+}
+
 /// Writes `text` to `dir/name`, refusing to overwrite; a secret is created with mode 0600.
 pub fn write(dir: &Path, name: &str, text: &str, secret: bool) -> anyhow::Result<PathBuf> {
     let path = dir.join(name);
@@ -134,7 +170,13 @@ mod tests {
     #[test]
     fn each_node_certificate_names_its_node_and_keys_are_private() {
         let dir = tempfile::tempdir().unwrap();
-        generate(dir.path(), 3, &["10.0.0.1".into(), "db.example".into()]).unwrap();
+        generate(
+            dir.path(),
+            3,
+            &["10.0.0.1".into(), "db.example".into()],
+            None,
+        )
+        .unwrap();
         for id in 1..=3u64 {
             let der =
                 CertificateDer::from_pem_file(dir.path().join(format!("node-{id}.crt"))).unwrap();
@@ -160,6 +202,18 @@ mod tests {
         })
         .unwrap();
         // A second run refuses to overwrite.
-        assert!(generate(dir.path(), 1, &[]).is_err());
+        assert!(generate(dir.path(), 1, &[], None).is_err());
+        // New node certificates from the same CA load beside the old CA file.
+        let rotated = dir.path().join("rotated");
+        let ca =
+            existing_authority(&dir.path().join("ca.crt"), &dir.path().join("ca.key")).unwrap();
+        generate(&rotated, 1, &[], Some(ca)).unwrap();
+        assert!(!rotated.join("ca.crt").exists());
+        crate::tls::Tls::load(crate::tls::TlsFiles {
+            cert: rotated.join("node-1.crt"),
+            key: rotated.join("node-1.key"),
+            ca: dir.path().join("ca.crt"),
+        })
+        .unwrap();
     }
 }

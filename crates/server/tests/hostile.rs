@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{eventually, http_get, serial, TestCluster};
+use common::{eventually, http_get, peer_frame as frame, peer_hello as hello, serial, TestCluster};
 use redis::Commands;
 use skiff_node::{wire, PeerMessage};
 use skiff_raft::{Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, SnapshotMeta, Term};
@@ -410,25 +410,6 @@ fn an_idle_client_is_disconnected_when_a_timeout_is_set() {
 }
 
 // ---- the peer port ----
-
-/// A frame as a peer sends it: `length | version | cluster id | kind | payload`.
-fn frame(cluster_id: u64, kind: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = ((1 + 8 + 1 + payload.len()) as u32).to_be_bytes().to_vec();
-    out.push(1);
-    out.extend_from_slice(&cluster_id.to_be_bytes());
-    out.push(kind);
-    out.extend_from_slice(payload);
-    out
-}
-
-fn hello(cluster_id: u64, from: u64, client_addr: &str, http_addr: &str) -> Vec<u8> {
-    let mut payload = from.to_be_bytes().to_vec();
-    for text in [client_addr, http_addr] {
-        payload.extend_from_slice(&(text.len() as u16).to_be_bytes());
-        payload.extend_from_slice(text.as_bytes());
-    }
-    frame(cluster_id, 0, &payload)
-}
 
 fn message(cluster_id: u64, from: u64, to: u64, term: u64, body: MessageBody) -> Vec<u8> {
     let mut payload = Vec::new();
