@@ -15,6 +15,7 @@ use common::{
     client_config, client_config_with, eventually, free_port, peer_hello, serial, skiff_bin,
     tls_connect, TestCluster,
 };
+use common::{free_base_port, Local};
 use redis::Commands;
 
 /// `redis-cli --tls` against node `id`, with `args` before the command.
@@ -483,4 +484,62 @@ fn protected_mode_refuses_a_public_address_without_tls_unless_insecure() {
     );
     let _ = open.kill();
     let _ = open.wait();
+}
+
+/// Runs a command line `skiff local` printed, with `extra` words after it, through `sh`.
+fn run_printed(command: &str, extra: &str) -> String {
+    let output = Command::new("sh")
+        .args(["-c", &format!("{command} {extra}")])
+        .output()
+        .expect("sh runs");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+#[test]
+fn skiff_local_tls_makes_its_secrets_and_prints_commands_that_work() {
+    use std::os::unix::fs::PermissionsExt;
+    let _serial = serial();
+    let data = tempfile::tempdir().expect("temp dir");
+    let local = Local::start_with(data.path(), free_base_port(), &["--tls"]);
+    let banner = local.lines_until("Waiting for a leader");
+    local.leader();
+    for secret in [
+        "requirepass",
+        "admin-token",
+        "certs/ca.key",
+        "certs/node-1.key",
+    ] {
+        let mode = std::fs::metadata(data.path().join(secret))
+            .expect("secret file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{secret}");
+    }
+    let printed = |prefix: &str, until: &str| {
+        let line = banner
+            .iter()
+            .find_map(|l| l.trim_start().strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in {banner:?}"));
+        line.split(until)
+            .next()
+            .expect("command")
+            .trim()
+            .to_string()
+    };
+    let redis_cli = printed("node 1: ", "   https://");
+    assert!(
+        redis_cli.starts_with("redis-cli --tls --cacert"),
+        "{redis_cli}"
+    );
+    assert_eq!(run_printed(&redis_cli, "SET from-banner yes"), "OK");
+    let redis_cli_2 = printed("node 2: ", "   https://");
+    assert_eq!(run_printed(&redis_cli_2, "GET from-banner"), "yes");
+    let status = run_printed(&printed("status: ", "\n"), "");
+    assert!(status.contains("cluster_id"), "{status}");
+    let admin = run_printed(&printed("admin: ", "\n"), "");
+    assert!(admin.contains("snapshot"), "{admin}");
+    // The secrets are not printed, only where they are.
+    let password = std::fs::read_to_string(data.path().join("requirepass")).expect("password");
+    assert!(!banner.iter().any(|l| l.contains(password.trim())));
+    local.stop();
 }

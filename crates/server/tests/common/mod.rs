@@ -629,6 +629,11 @@ pub struct Local {
 
 impl Local {
     pub fn start(data_dir: &std::path::Path, base: u16) -> Local {
+        Local::start_with(data_dir, base, &[])
+    }
+
+    /// `skiff local` with extra flags (`--tls`).
+    pub fn start_with(data_dir: &std::path::Path, base: u16, extra: &[&str]) -> Local {
         let mut child = Command::new(skiff_bin())
             .arg("local")
             .arg("--data-dir")
@@ -636,6 +641,7 @@ impl Local {
             .args(["--client-port", &base.to_string()])
             .args(["--peer-port", &(base + 100).to_string()])
             .args(["--http-port", &(base + 200).to_string()])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -651,6 +657,22 @@ impl Local {
             }
         });
         Local { child, lines }
+    }
+
+    /// The lines printed up to and including the first that starts with `prefix`.
+    pub fn lines_until(&self, prefix: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(15))
+                .unwrap_or_else(|_| panic!("skiff local prints {prefix:?}: {lines:?}"));
+            let done = line.starts_with(prefix);
+            lines.push(line);
+            if done {
+                return lines;
+            }
+        }
     }
 
     /// Waits for the "leader: node N" line and returns N.
