@@ -270,6 +270,58 @@ pub fn https_request(
     Ok((code, body.to_string()))
 }
 
+/// A client connection as the hostile suite drives it: plain TCP or TLS over TCP.
+pub trait Wire: Read + Write + Send {
+    /// The TCP socket underneath (for timeouts).
+    fn socket(&self) -> &TcpStream;
+
+    /// Reads what the server sent without first sending what a failed write left unsent
+    /// (TLS's `read` would, and fail on the socket the server stopped reading).
+    fn read_received(&mut self, buf: &mut [u8]) -> std::io::Result<usize>;
+}
+
+impl Wire for TcpStream {
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+
+    fn read_received(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.read(buf)
+    }
+}
+
+impl Wire for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    fn socket(&self) -> &TcpStream {
+        &self.sock
+    }
+
+    fn read_received(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.conn.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if self.conn.read_tls(&mut self.sock)? == 0 {
+                return Ok(0);
+            }
+            self.conn
+                .process_new_packets()
+                .map_err(std::io::Error::other)?;
+        }
+    }
+}
+
+impl Wire for Box<dyn Wire> {
+    fn socket(&self) -> &TcpStream {
+        (**self).socket()
+    }
+
+    fn read_received(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        (**self).read_received(buf)
+    }
+}
+
 /// A cluster of real processes.
 pub struct TestCluster {
     pub nodes: BTreeMap<u64, TestNode>,
@@ -482,6 +534,25 @@ impl TestCluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// A raw connection to a client port: plain, or on a secure cluster TLS with the
+    /// password already given.
+    pub fn connect_client(&self, addr: SocketAddr) -> Box<dyn Wire> {
+        let Some(secure) = &self.secure else {
+            return Box::new(TcpStream::connect(addr).expect("connect"));
+        };
+        let mut stream = tls_connect(addr, &secure.client_config).expect("connect over TLS");
+        let password = secure.password.as_bytes();
+        let mut auth = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n", password.len()).into_bytes();
+        auth.extend_from_slice(password);
+        auth.extend_from_slice(b"\r\n");
+        stream.write_all(&auth).expect("send AUTH");
+        let mut ok = [0u8; 5];
+        stream.read_exact(&mut ok).expect("AUTH answered");
+        assert_eq!(&ok, b"+OK\r\n");
+        stream.sock.set_read_timeout(None).expect("timeout");
+        Box::new(stream)
     }
 
     /// A Redis connection to node `id`, with a read timeout.
