@@ -473,6 +473,15 @@ pub(crate) mod tests {
         assert_eq!(defaults.tick_ms, DEFAULT_TICK_MS);
         let command = annotate_help(<Serve as clap::CommandFactory>::command());
         for descriptor in descriptors() {
+            if let Some((min, max)) = &descriptor.bounds {
+                let number = |text: &str| text.parse::<u128>().expect("a number");
+                let default = number(&descriptor.default);
+                assert!(
+                    number(min) <= default && default <= number(max),
+                    "{}: {default} outside {min}..={max}",
+                    descriptor.key
+                );
+            }
             let arg = command
                 .get_arguments()
                 .find(|a| a.get_id() == descriptor.key)

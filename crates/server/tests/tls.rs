@@ -155,6 +155,21 @@ fn clients_over_tls_need_the_password_and_plain_tcp_gets_nothing() {
             "{received:?}"
         );
     }
+    // A connection that never starts its handshake is closed at the handshake deadline (5 s).
+    let mut silent = TcpStream::connect(cluster.nodes[&2].client).expect("connect");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(8)))
+        .expect("timeout");
+    let started = std::time::Instant::now();
+    let mut byte = [0u8; 1];
+    let ended = silent.read(&mut byte);
+    assert!(
+        matches!(ended, Ok(0))
+            || matches!(&ended, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{ended:?} after {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() < Duration::from_secs(7));
     let log = node_log(&cluster, 1);
     let logged = log
         .lines()
