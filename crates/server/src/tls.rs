@@ -229,7 +229,7 @@ impl TlsConfigs {
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(chain.clone(), key.clone_key())?;
-        // §: the peer port trusts only certificates the cluster's CA signed.
+        // The peer port trusts only certificates the cluster's CA signed.
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .build()
             .map_err(|e| TlsError::Verifier(e.to_string()))?;
