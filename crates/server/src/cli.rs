@@ -2,8 +2,25 @@
 
 use anyhow::{bail, Context};
 
-use crate::httpc;
+use crate::httpc::{self, Access};
 use crate::shared::NodeStatus;
+
+/// How the CLI reaches nodes that use HTTPS or an admin token.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ReachArgs {
+    /// The cluster's CA certificate: talk HTTPS to the nodes and trust what it signed.
+    #[arg(long)]
+    pub tls_ca_cert_file: Option<std::path::PathBuf>,
+    /// A file whose first line is the admin token (sent as `Authorization: Bearer …`).
+    #[arg(long)]
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+impl ReachArgs {
+    fn access(&self) -> anyhow::Result<Access> {
+        Access::from_files(self.tls_ca_cert_file.as_deref(), self.token_file.as_deref())
+    }
+}
 
 /// `skiff status` settings.
 #[derive(clap::Args, Clone, Debug)]
@@ -14,6 +31,8 @@ pub struct StatusArgs {
     /// Print the raw JSON of every node instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub reach: ReachArgs,
 }
 
 /// `skiff admin` settings.
@@ -23,6 +42,8 @@ pub struct AdminArgs {
     /// go to the leader it knows, except `snapshot`, which goes to the first that answers.
     #[arg(long, default_value = DEFAULT_ADDRS)]
     pub addr: String,
+    #[command(flatten)]
+    pub reach: ReachArgs,
     /// What to do.
     #[command(subcommand)]
     pub action: AdminAction,
@@ -39,6 +60,9 @@ pub enum AdminAction {
     },
     /// Snapshot the node's state now and compact its log (on the node given by --addr).
     Snapshot,
+    /// Re-read the TLS certificate, key and CA files (on the node given by --addr, as SIGHUP
+    /// does): new connections use them, existing ones finish.
+    ReloadTls,
     /// Add a node as a learner: it receives the log but does not vote. Start it first with
     /// `skiff serve --join`.
     AddLearner {
@@ -82,10 +106,10 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 const DEFAULT_ADDRS: &str = "127.0.0.1:7201,127.0.0.1:7202,127.0.0.1:7203";
 
 /// The first of the comma-separated `addrs` that answers `/status`, with its status.
-async fn first_answering(addrs: &str) -> anyhow::Result<(String, NodeStatus)> {
+async fn first_answering(access: &Access, addrs: &str) -> anyhow::Result<(String, NodeStatus)> {
     let mut errors = Vec::new();
     for addr in addrs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-        match httpc::status(addr).await {
+        match httpc::status(access, addr).await {
             Ok(status) => return Ok((addr.to_string(), status)),
             Err(error) => errors.push(format!("{error:#}")),
         }
@@ -95,14 +119,17 @@ async fn first_answering(addrs: &str) -> anyhow::Result<(String, NodeStatus)> {
 
 /// Every member's status, starting from the first node in `addrs` that answers.
 async fn cluster_statuses(
+    access: &Access,
     addrs: &str,
 ) -> anyhow::Result<(NodeStatus, Vec<(u64, Result<NodeStatus, String>)>)> {
-    let (_, first) = first_answering(addrs).await?;
+    let (_, first) = first_answering(access, addrs).await?;
     let mut all = Vec::new();
     for member in &first.members {
         let status = match &member.http_addr {
             _ if member.id == first.id => Ok(first.clone()),
-            Some(http) => httpc::status(http).await.map_err(|e| format!("{e:#}")),
+            Some(http) => httpc::status(access, http)
+                .await
+                .map_err(|e| format!("{e:#}")),
             None => Err("address not known yet".to_string()),
         };
         all.push((member.id, status));
@@ -111,8 +138,8 @@ async fn cluster_statuses(
 }
 
 /// The HTTP address of the leader, as the node at `addr` knows it.
-async fn leader_http(addr: &str) -> anyhow::Result<String> {
-    let (first, all) = cluster_statuses(addr).await?;
+async fn leader_http(access: &Access, addr: &str) -> anyhow::Result<String> {
+    let (first, all) = cluster_statuses(access, addr).await?;
     let leader = all
         .iter()
         .filter_map(|(_, s)| s.as_ref().ok())
@@ -145,8 +172,9 @@ fn paint_role(role: &str, width: usize) -> String {
 
 /// Prints the cluster as a table.
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let access = args.reach.access()?;
     runtime()?.block_on(async {
-        let (first, all) = cluster_statuses(&args.addr).await?;
+        let (first, all) = cluster_statuses(&access, &args.addr).await?;
         if args.json {
             for (_, status) in &all {
                 if let Ok(status) = status {
@@ -199,10 +227,12 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
 
 /// Runs an operator action.
 pub fn admin(args: AdminArgs) -> anyhow::Result<()> {
+    let access = args.reach.access()?;
     runtime()?.block_on(async {
         let path = match &args.action {
             AdminAction::TransferLeader { to } => format!("/admin/transfer-leader?to={to}"),
             AdminAction::Snapshot => "/admin/snapshot".to_string(),
+            AdminAction::ReloadTls => "/admin/reload-tls".to_string(),
             AdminAction::AddLearner { id, peer_addr } => {
                 format!(
                     "/admin/add-learner?id={id}&peer_addr={}",
@@ -217,11 +247,13 @@ pub fn admin(args: AdminArgs) -> anyhow::Result<()> {
             }
         };
         let target = match &args.action {
-            AdminAction::Snapshot => first_answering(&args.addr).await?.0,
+            AdminAction::Snapshot | AdminAction::ReloadTls => {
+                first_answering(&access, &args.addr).await?.0
+            }
             // Everything else is the leader's to do.
-            _ => leader_http(&args.addr).await?,
+            _ => leader_http(&access, &args.addr).await?,
         };
-        let (code, body) = httpc::request(&target, "POST", &path).await?;
+        let (code, body) = httpc::request(&access, &target, "POST", &path).await?;
         if code != 200 {
             bail!("{target} refused: {}", body.trim());
         }

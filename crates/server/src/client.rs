@@ -22,12 +22,12 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use skiff_kv::Reply;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::commands::{self, Request};
+use crate::auth::Secret;
+use crate::commands::{self, ClientRequest};
 use crate::driver::Input;
 use crate::resp::{self, Limits, RequestParser};
 use crate::shared::{NodeStatus, Shared};
@@ -39,6 +39,20 @@ const MAX_PIPELINE: usize = 1024;
 const CHARGE_ALLOWANCE: usize = 64 * 1024;
 /// How long a client may take none of the replies waiting for it before it is disconnected.
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Redis's answer to a command before `AUTH` when a password is required.
+const NOAUTH: &str = "NOAUTH Authentication required.";
+/// Redis's answer to a wrong password (or a user other than `default`).
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+/// Who may use the client port: TLS and the password, each when configured.
+#[derive(Clone, Default)]
+pub struct ClientAccess {
+    /// Connections are TLS, with these certificates.
+    pub tls: Option<Arc<crate::tls::Tls>>,
+    /// Clients must `AUTH` with this password first.
+    pub password: Option<Secret>,
+}
 
 /// How the client port treats its connections.
 #[derive(Clone, Copy, Debug)]
@@ -226,6 +240,7 @@ pub async fn serve_clients(
     driver: Sender<Input>,
     shared: Arc<Shared>,
     options: ClientOptions,
+    access: ClientAccess,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(options.max_clients));
     let budget = Arc::new(MemoryBudget {
@@ -243,6 +258,10 @@ pub async fn serve_clients(
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             shared.metrics.error("max_clients");
+            if access.tls.is_some() {
+                // Plain text means nothing to a TLS client: it is closed.
+                continue;
+            }
             tokio::spawn(async move {
                 let _ = stream
                     .write_all(b"-ERR max number of clients reached\r\n")
@@ -253,17 +272,32 @@ pub async fn serve_clients(
         let driver = driver.clone();
         let shared = shared.clone();
         let budget = budget.clone();
+        let access = access.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            shared.metrics.client_connections.inc();
+            let _ = stream.set_nodelay(true);
             let connection = Connection {
                 driver: &driver,
                 shared: &shared,
                 options: &options,
                 budget: &budget,
                 addr,
+                password: access.password.as_ref(),
             };
-            connection.serve(stream).await;
+            shared.metrics.client_connections.inc();
+            match &access.tls {
+                None => {
+                    let (reader, writer) = stream.into_split();
+                    connection.serve(reader, writer).await;
+                }
+                Some(tls) => match tls.accept(stream, addr, "client").await {
+                    Some(stream) => {
+                        let (reader, writer) = tokio::io::split(stream);
+                        connection.serve(reader, writer).await;
+                    }
+                    None => shared.metrics.error("tls_handshake"),
+                },
+            }
             shared.metrics.client_connections.dec();
             tracing::debug!(client = %addr, "client disconnected");
         });
@@ -277,12 +311,12 @@ struct Connection<'a> {
     options: &'a ClientOptions,
     budget: &'a MemoryBudget,
     addr: std::net::SocketAddr,
+    /// The password clients must give first, if one is required.
+    password: Option<&'a Secret>,
 }
 
 impl Connection<'_> {
-    async fn serve(&self, stream: TcpStream) {
-        let _ = stream.set_nodelay(true);
-        let (reader, writer) = stream.into_split();
+    async fn serve(&self, reader: impl AsyncRead + Unpin, writer: impl AsyncWrite + Unpin) {
         let (owed_tx, owed_rx) = mpsc::channel::<Queued>(MAX_PIPELINE);
         let answered = Answered::default();
         let writer = self.write_replies(writer, owed_rx, &answered);
@@ -303,9 +337,32 @@ impl Connection<'_> {
         tracing::warn!(client = %self.addr, limit, bytes, "disconnecting a client over a memory limit");
     }
 
+    /// `AUTH` (or `HELLO … AUTH`): the password compared in constant time; a wrong one is
+    /// counted and leaves the connection as it was.
+    fn authenticate(
+        &self,
+        username: Option<Vec<u8>>,
+        password: &[u8],
+        authenticated: &mut bool,
+    ) -> Owed {
+        let Some(secret) = self.password else {
+            return Owed::Now(Reply::error(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            ));
+        };
+        let right = secret.matches(password);
+        if right && username.as_deref().is_none_or(|user| user == b"default") {
+            *authenticated = true;
+            return Owed::Now(Reply::Ok);
+        }
+        self.shared.metrics.error("auth_failed");
+        tracing::debug!(client = %self.addr, "a client gave a wrong password");
+        Owed::Now(Reply::error(WRONGPASS))
+    }
+
     async fn read_requests(
         &self,
-        mut reader: tokio::net::tcp::OwnedReadHalf,
+        mut reader: impl AsyncRead + Unpin,
         owed_tx: mpsc::Sender<Queued>,
         answered: &Answered,
     ) {
@@ -319,6 +376,7 @@ impl Connection<'_> {
         // The effect of the requests in flight, and how many driver requests were sent.
         let mut in_flight: Option<Effect> = None;
         let mut submitted = 0u64;
+        let mut authenticated = self.password.is_none();
         loop {
             let read = match self.options.idle_timeout {
                 Some(idle) => match tokio::time::timeout(idle, reader.read_buf(&mut buf)).await {
@@ -368,14 +426,26 @@ impl Connection<'_> {
                 };
                 let request_bytes: usize = args.iter().map(Vec::len).sum();
                 let owed = match commands::parse(args) {
-                    Ok(Request::Kv(command))
+                    Ok(ClientRequest::Auth { username, password }) => {
+                        self.authenticate(username, &password, &mut authenticated)
+                    }
+                    Ok(ClientRequest::Hello {
+                        auth: Some((username, password)),
+                    }) if self.password.is_some() => {
+                        self.authenticate(Some(username), &password, &mut authenticated)
+                    }
+                    // Before AUTH only QUIT is served (PING too is refused, as Redis does).
+                    parsed if !authenticated && parsed != Ok(ClientRequest::Quit) => {
+                        Owed::Now(Reply::error(NOAUTH))
+                    }
+                    Ok(ClientRequest::Kv(command))
                         if !command.is_read_only()
                             && request_bytes > self.options.max_write_bytes =>
                     {
                         self.shared.metrics.error("command");
                         Owed::Now(Reply::error(skiff_node::refusals::TOO_LARGE))
                     }
-                    Ok(Request::Kv(command)) => {
+                    Ok(ClientRequest::Kv(command)) => {
                         let effect = if command.is_read_only() {
                             Effect::Read
                         } else {
@@ -451,7 +521,7 @@ impl Connection<'_> {
     /// rather than holding replies in the driver's channels.
     async fn write_replies(
         &self,
-        mut writer: OwnedWriteHalf,
+        mut writer: impl AsyncWrite + Unpin,
         mut owed_rx: mpsc::Receiver<Queued>,
         answered: &Answered,
     ) {
@@ -508,6 +578,15 @@ impl Connection<'_> {
                     match written {
                         Ok(0) | Err(_) => return,
                         Ok(n) => out.advance(n),
+                    }
+                    // TLS may hold the last record back until it is flushed (a no-op on TCP).
+                    if out.is_empty()
+                        && !matches!(
+                            tokio::time::timeout(SEND_TIMEOUT, writer.flush()).await,
+                            Ok(Ok(()))
+                        )
+                    {
+                        return;
                     }
                     progress_at = tokio::time::Instant::now();
                     if out.is_empty() && out.capacity() > 256 * 1024 {
@@ -568,16 +647,20 @@ async fn next_owed(
 }
 
 /// The reply to a command this node answers by itself.
-fn local_reply(request: Request, shared: &Shared) -> Owed {
+fn local_reply(request: ClientRequest, shared: &Shared) -> Owed {
     match request {
-        Request::Kv(_) => unreachable!("store commands go to the driver"),
-        Request::Ping(None) => Owed::Simple("PONG"),
-        Request::Ping(Some(message)) | Request::Echo(message) => Owed::Now(Reply::Bulk(message)),
-        Request::Select | Request::Ok => Owed::Now(Reply::Ok),
-        Request::Info => Owed::Now(Reply::Bulk(info(&shared.status()).into_bytes())),
-        Request::ConfigGet(parameter) => Owed::Now(Reply::Array(config_value(parameter))),
-        Request::EmptyArray => Owed::Now(Reply::Array(Vec::new())),
-        Request::Quit => Owed::Close(Reply::Ok),
+        ClientRequest::Kv(_) => unreachable!("store commands go to the driver"),
+        ClientRequest::Ping(None) => Owed::Simple("PONG"),
+        ClientRequest::Ping(Some(message)) | ClientRequest::Echo(message) => {
+            Owed::Now(Reply::Bulk(message))
+        }
+        ClientRequest::Select | ClientRequest::Ok => Owed::Now(Reply::Ok),
+        ClientRequest::Info => Owed::Now(Reply::Bulk(info(&shared.status()).into_bytes())),
+        ClientRequest::ConfigGet(parameter) => Owed::Now(Reply::Array(config_value(parameter))),
+        ClientRequest::EmptyArray => Owed::Now(Reply::Array(Vec::new())),
+        ClientRequest::Quit => Owed::Close(Reply::Ok),
+        ClientRequest::Hello { .. } => Owed::Now(Reply::Ok),
+        ClientRequest::Auth { .. } => unreachable!("AUTH is answered by the connection"),
     }
 }
 

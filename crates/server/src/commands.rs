@@ -6,7 +6,7 @@ use skiff_kv::{Command, SetCondition};
 
 /// A parsed client request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Request {
+pub enum ClientRequest {
     /// A command for the replicated store.
     Kv(Command),
     /// `PING [message]`.
@@ -20,12 +20,24 @@ pub enum Request {
     /// `CONFIG GET parameter`: `save` and `appendonly` (which Redis tools ask for at start-up)
     /// are answered as a durable server would; others with no settings.
     ConfigGet(Vec<u8>),
-    /// `CLIENT …`, `COMMAND …`, `HELLO 2`: connection-level commands answered locally.
+    /// `CLIENT …`, `READONLY`, `READWRITE`: connection-level commands answered locally.
     Ok,
     /// `COMMAND` (and `COMMAND DOCS`): answered with an empty list.
     EmptyArray,
     /// `QUIT`: reply OK and close.
     Quit,
+    /// `AUTH [username] password`.
+    Auth {
+        /// The user; Skiff has only `default`.
+        username: Option<Vec<u8>>,
+        /// The password tried.
+        password: Vec<u8>,
+    },
+    /// `HELLO [2 [AUTH username password] [SETNAME name]]`.
+    Hello {
+        /// The username and password given with `AUTH`.
+        auth: Option<(Vec<u8>, Vec<u8>)>,
+    },
 }
 
 /// Why a request is not a command this server runs; the text is the Redis-style error.
@@ -49,7 +61,7 @@ fn integer(bytes: &[u8]) -> Result<i64, CommandError> {
 }
 
 /// Interprets a request's words. `args` is not empty.
-pub fn parse(mut args: Vec<Vec<u8>>) -> Result<Request, CommandError> {
+pub fn parse(mut args: Vec<Vec<u8>>) -> Result<ClientRequest, CommandError> {
     let typed: String = String::from_utf8_lossy(&args[0]).chars().take(64).collect();
     let name = typed.to_ascii_uppercase();
     let argc = args.len();
@@ -60,7 +72,7 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Result<Request, CommandError> {
     Ok(match name.as_str() {
         "GET" => {
             exact(2)?;
-            Request::Kv(Command::Get { key: next() })
+            ClientRequest::Kv(Command::Get { key: next() })
         }
         "SET" => {
             at_least(3)?;
@@ -78,7 +90,7 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Result<Request, CommandError> {
                     _ => return Err(syntax()),
                 };
             }
-            Request::Kv(Command::Set {
+            ClientRequest::Kv(Command::Set {
                 key,
                 value,
                 condition,
@@ -86,33 +98,33 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Result<Request, CommandError> {
         }
         "DEL" | "UNLINK" => {
             at_least(2)?;
-            Request::Kv(Command::Del {
+            ClientRequest::Kv(Command::Del {
                 keys: rest.collect(),
             })
         }
         "EXISTS" => {
             at_least(2)?;
-            Request::Kv(Command::Exists {
+            ClientRequest::Kv(Command::Exists {
                 keys: rest.collect(),
             })
         }
         "INCR" => {
             exact(2)?;
-            Request::Kv(Command::Incr { key: next() })
+            ClientRequest::Kv(Command::Incr { key: next() })
         }
         "DECR" => {
             exact(2)?;
-            Request::Kv(Command::Decr { key: next() })
+            ClientRequest::Kv(Command::Decr { key: next() })
         }
         "INCRBY" => {
             exact(3)?;
             let key = next();
             let increment = integer(&next())?;
-            Request::Kv(Command::IncrBy { key, increment })
+            ClientRequest::Kv(Command::IncrBy { key, increment })
         }
         "MGET" => {
             at_least(2)?;
-            Request::Kv(Command::MGet {
+            ClientRequest::Kv(Command::MGet {
                 keys: rest.collect(),
             })
         }
@@ -124,7 +136,7 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Result<Request, CommandError> {
             while let (Some(key), Some(value)) = (rest.next(), rest.next()) {
                 pairs.push((key, value));
             }
-            Request::Kv(Command::MSet { pairs })
+            ClientRequest::Kv(Command::MSet { pairs })
         }
         "CAS" => {
             // CAS key expected new: swap only if the current value is `expected`.
@@ -132,7 +144,7 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Result<Request, CommandError> {
             let key = next();
             let expected = next();
             let new = next();
-            Request::Kv(Command::Cas {
+            ClientRequest::Kv(Command::Cas {
                 key,
                 expected: Some(expected),
                 new,
@@ -140,26 +152,26 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Result<Request, CommandError> {
         }
         "DBSIZE" => {
             exact(1)?;
-            Request::Kv(Command::DbSize)
+            ClientRequest::Kv(Command::DbSize)
         }
         "PING" => {
             if argc > 2 {
                 return Err(arity(&name));
             }
-            Request::Ping(rest.next())
+            ClientRequest::Ping(rest.next())
         }
         "ECHO" => {
             exact(2)?;
-            Request::Echo(next())
+            ClientRequest::Echo(next())
         }
         "SELECT" => {
             exact(2)?;
             if integer(&next())? != 0 {
                 return Err(CommandError("ERR DB index is out of range".to_string()));
             }
-            Request::Select
+            ClientRequest::Select
         }
-        "INFO" => Request::Info,
+        "INFO" => ClientRequest::Info,
         "CONFIG" => {
             at_least(2)?;
             if !next().eq_ignore_ascii_case(b"GET") || argc != 3 {
@@ -167,19 +179,43 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Result<Request, CommandError> {
                     "ERR CONFIG supports only GET of one parameter on this server".to_string(),
                 ));
             }
-            Request::ConfigGet(next().to_ascii_lowercase())
+            ClientRequest::ConfigGet(next().to_ascii_lowercase())
         }
-        "CLIENT" | "READONLY" | "READWRITE" => Request::Ok,
+        "CLIENT" | "READONLY" | "READWRITE" => ClientRequest::Ok,
         "HELLO" => {
             if argc > 1 && next() != b"2" {
                 return Err(CommandError(
                     "NOPROTO this server speaks RESP2 only".to_string(),
                 ));
             }
-            Request::Ok
+            let mut auth = None;
+            while let Some(option) = rest.next() {
+                if option.eq_ignore_ascii_case(b"AUTH") {
+                    let (Some(username), Some(password)) = (rest.next(), rest.next()) else {
+                        return Err(syntax());
+                    };
+                    auth = Some((username, password));
+                } else if option.eq_ignore_ascii_case(b"SETNAME") {
+                    rest.next().ok_or_else(syntax)?;
+                } else {
+                    return Err(syntax());
+                }
+            }
+            ClientRequest::Hello { auth }
         }
-        "COMMAND" => Request::EmptyArray,
-        "QUIT" => Request::Quit,
+        "AUTH" => match argc {
+            2 => ClientRequest::Auth {
+                username: None,
+                password: next(),
+            },
+            3 => ClientRequest::Auth {
+                username: Some(next()),
+                password: next(),
+            },
+            _ => return Err(syntax()),
+        },
+        "COMMAND" => ClientRequest::EmptyArray,
+        "QUIT" => ClientRequest::Quit,
         _ => return Err(CommandError(format!("ERR unknown command '{typed}'"))),
     })
 }
@@ -194,11 +230,14 @@ mod tests {
 
     #[test]
     fn commands_map_to_their_store_operations() {
-        let table: &[(&str, Request)] = &[
-            ("get k", Request::Kv(Command::Get { key: b"k".to_vec() })),
+        let table: &[(&str, ClientRequest)] = &[
+            (
+                "get k",
+                ClientRequest::Kv(Command::Get { key: b"k".to_vec() }),
+            ),
             (
                 "SET k v NX",
-                Request::Kv(Command::Set {
+                ClientRequest::Kv(Command::Set {
                     key: b"k".to_vec(),
                     value: b"v".to_vec(),
                     condition: SetCondition::IfAbsent,
@@ -206,7 +245,7 @@ mod tests {
             ),
             (
                 "cas k old new",
-                Request::Kv(Command::Cas {
+                ClientRequest::Kv(Command::Cas {
                     key: b"k".to_vec(),
                     expected: Some(b"old".to_vec()),
                     new: b"new".to_vec(),
@@ -214,23 +253,47 @@ mod tests {
             ),
             (
                 "INCRBY n -3",
-                Request::Kv(Command::IncrBy {
+                ClientRequest::Kv(Command::IncrBy {
                     key: b"n".to_vec(),
                     increment: -3,
                 }),
             ),
             (
                 "MSET a 1 b 2",
-                Request::Kv(Command::MSet {
+                ClientRequest::Kv(Command::MSet {
                     pairs: vec![
                         (b"a".to_vec(), b"1".to_vec()),
                         (b"b".to_vec(), b"2".to_vec()),
                     ],
                 }),
             ),
-            ("PING", Request::Ping(None)),
-            ("select 0", Request::Select),
-            ("CONFIG GET save", Request::ConfigGet(b"save".to_vec())),
+            ("PING", ClientRequest::Ping(None)),
+            (
+                "AUTH pw",
+                ClientRequest::Auth {
+                    username: None,
+                    password: b"pw".to_vec(),
+                },
+            ),
+            (
+                "auth default pw",
+                ClientRequest::Auth {
+                    username: Some(b"default".to_vec()),
+                    password: b"pw".to_vec(),
+                },
+            ),
+            ("HELLO 2", ClientRequest::Hello { auth: None }),
+            (
+                "HELLO 2 SETNAME x AUTH default pw",
+                ClientRequest::Hello {
+                    auth: Some((b"default".to_vec(), b"pw".to_vec())),
+                },
+            ),
+            ("select 0", ClientRequest::Select),
+            (
+                "CONFIG GET save",
+                ClientRequest::ConfigGet(b"save".to_vec()),
+            ),
         ];
         for (text, expected) in table {
             assert_eq!(parse(words(text)).as_ref(), Ok(expected), "{text}");

@@ -7,6 +7,10 @@
 //! cluster. Only `/events` allows any origin: the view served by one node follows the events of
 //! every other node, and the stream is read-only. The view's buttons that act on another node
 //! post to their own node, which relays ([`relay`]).
+//!
+//! With `--admin-token-file`, every request that changes state (every method but GET and HEAD;
+//! with `--http-auth all`, every request) needs `Authorization: Bearer <token>` and is answered
+//! 401 without it ([`require_token`]). With TLS the port is HTTPS ([`TlsListener`]).
 
 use crossbeam_channel::Sender;
 use std::sync::Arc;
@@ -28,14 +32,33 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::oneshot;
 
 use crate::admin::UNSETTLED_PREFIX;
+use crate::auth::Secret;
 use crate::driver::{AdminRequest, Input};
 use crate::httpc;
+use crate::settings::HttpAuth;
 use crate::shared::Shared;
+use crate::tls::Tls;
 
 #[derive(Clone)]
 struct AppState {
     shared: Arc<Shared>,
     driver: Sender<Input>,
+    /// How this node reaches the other nodes' HTTP ports when it relays.
+    relay: httpc::Access,
+    tls: Option<Arc<Tls>>,
+}
+
+/// Who may use the HTTP port.
+#[derive(Clone, Default)]
+pub struct HttpAccess {
+    /// HTTPS with these certificates.
+    pub tls: Option<Arc<Tls>>,
+    /// The admin token requests must carry.
+    pub token: Option<Secret>,
+    /// Which requests need it.
+    pub auth: HttpAuth,
+    /// How to reach the other nodes' HTTP ports (relays).
+    pub relay: httpc::Access,
 }
 
 /// Serves HTTP until the process ends.
@@ -44,6 +67,7 @@ pub async fn serve_http(
     shared: Arc<Shared>,
     driver: Sender<Input>,
     allowed_hosts: Vec<String>,
+    access: HttpAccess,
 ) {
     let allowed_hosts: Arc<[String]> = allowed_hosts
         .into_iter()
@@ -68,14 +92,175 @@ pub async fn serve_http(
         .route("/admin/add-learner", post(add_learner))
         .route("/admin/promote", post(promote))
         .route("/admin/remove", post(remove))
-        .with_state(AppState { shared, driver })
+        .route("/admin/reload-tls", post(reload_tls))
+        .with_state(AppState {
+            shared: shared.clone(),
+            driver,
+            relay: access.relay.clone(),
+            tls: access.tls.clone(),
+        })
         .layer(axum::middleware::from_fn_with_state(
             allowed_hosts,
             refuse_cross_origin_writes,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(TokenGuard {
+                token: access.token.clone(),
+                auth: access.auth,
+                shared: shared.clone(),
+            }),
+            require_token,
+        ))
         .layer(axum::middleware::map_response(no_sniffing));
-    if let Err(error) = axum::serve(listener, app).await {
+    let served = match access.tls {
+        None => axum::serve(listener, app).await,
+        Some(tls) => axum::serve(TlsListener::start(listener, tls, shared), app).await,
+    };
+    if let Err(error) = served {
         tracing::error!(%error, "the HTTP server stopped");
+    }
+}
+
+/// Handshakes being completed at once on the HTTPS port; more connections wait in the
+/// kernel's backlog.
+const MAX_HANDSHAKES: usize = 256;
+
+/// The HTTPS port for axum: a task accepts TCP connections and completes each handshake in a
+/// task of its own (within [`crate::tls::HANDSHAKE_TIMEOUT`]), so a slow client holds up no
+/// other; finished connections queue for the server.
+struct TlsListener {
+    finished: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        std::net::SocketAddr,
+    )>,
+    local: std::io::Result<std::net::SocketAddr>,
+}
+
+impl TlsListener {
+    fn start(listener: TcpListener, tls: Arc<Tls>, shared: Arc<Shared>) -> TlsListener {
+        let local = listener.local_addr();
+        let (done, finished) = tokio::sync::mpsc::channel(64);
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+        tokio::spawn(async move {
+            loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let (stream, addr) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "accepting an HTTP connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (tls, shared, done) = (tls.clone(), shared.clone(), done.clone());
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    match tls.accept(stream, addr, "http").await {
+                        Some(stream) => {
+                            let _ = done.send((stream, addr)).await;
+                        }
+                        None => shared.metrics.error("tls_handshake"),
+                    }
+                });
+            }
+        });
+        TlsListener { finished, local }
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.finished.recv().await {
+            Some(accepted) => accepted,
+            // The accepting task is gone only if the runtime is stopping.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        match &self.local {
+            Ok(addr) => Ok(*addr),
+            Err(error) => Err(std::io::Error::new(error.kind(), error.to_string())),
+        }
+    }
+}
+
+/// What [`require_token`] checks against.
+struct TokenGuard {
+    token: Option<Secret>,
+    auth: HttpAuth,
+    shared: Arc<Shared>,
+}
+
+/// With an admin token set: a request that needs it (see [`HttpAccess::auth`]) and does not
+/// carry it as `Authorization: Bearer <token>` is answered 401 and counted.
+async fn require_token(
+    State(guard): State<Arc<TokenGuard>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let TokenGuard {
+        token,
+        auth,
+        shared,
+    } = &*guard;
+    let Some(token) = token else {
+        return next.run(request).await;
+    };
+    let changes_state = !matches!(*request.method(), Method::GET | Method::HEAD);
+    if (changes_state || *auth == HttpAuth::All)
+        && !token.authorizes(
+            request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .map(HeaderValue::as_bytes),
+        )
+    {
+        shared.metrics.error("http_auth_failed");
+        tracing::debug!(path = %request.uri().path(), "refused an HTTP request without the admin token");
+        let mut response = (
+            StatusCode::UNAUTHORIZED,
+            "refused: this request needs the admin token (Authorization: Bearer <token>)\n",
+        )
+            .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"skiff\""),
+        );
+        return response;
+    }
+    next.run(request).await
+}
+
+/// `POST /admin/reload-tls`: re-reads the certificate, key and CA files; new connections use
+/// them, existing ones finish on the old.
+async fn reload_tls(State(state): State<AppState>) -> (StatusCode, String) {
+    let Some(tls) = &state.tls else {
+        return (
+            StatusCode::CONFLICT,
+            "this node does not use TLS\n".to_string(),
+        );
+    };
+    match tls.reload() {
+        Ok(()) => {
+            tracing::info!("reloaded the TLS certificates on request");
+            (
+                StatusCode::OK,
+                "reloaded the TLS certificates\n".to_string(),
+            )
+        }
+        Err(error) => {
+            tracing::warn!(%error, "reloading the TLS certificates failed; the old ones stay");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reloading failed, the old certificates stay: {error}\n"),
+            )
+        }
     }
 }
 
@@ -339,7 +524,7 @@ async fn relay(state: &AppState, node: u64, path: &str) -> (StatusCode, String) 
             format!("node {node} advertised an HTTP address that is not host:port\n"),
         );
     }
-    match httpc::request(&addr, "POST", path).await {
+    match httpc::request(&state.relay, &addr, "POST", path).await {
         Ok((code, body)) => (
             StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
             body,

@@ -4,8 +4,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use tokio::process::{Child, Command};
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::ClientConfig;
 
 use crate::httpc;
 use crate::shared::{ClusterEvent, NodeStatus};
@@ -32,6 +36,12 @@ pub struct LocalArgs {
     /// [default: HTTP port of node 1 minus one].
     #[arg(long)]
     pub control_port: Option<u16>,
+    /// Secure the nodes: generate a CA and node certificates into DATA/certs, a client
+    /// password into DATA/requirepass and an admin token into DATA/admin-token (random, mode
+    /// 0600), start the nodes with TLS on every port, the password and the token, and print
+    /// the commands that connect.
+    #[arg(long)]
+    pub tls: bool,
     /// Extra flags passed to every `skiff serve` (e.g. `--tick-ms 20`).
     #[arg(long, allow_hyphen_values = true, num_args = 1..)]
     pub serve_args: Vec<String>,
@@ -58,45 +68,146 @@ pub fn local(args: LocalArgs) -> anyhow::Result<()> {
 }
 
 async fn run(args: LocalArgs) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("finding the skiff executable")?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let control_port = args.control_port.unwrap_or(args.http_port - 1);
+    let secrets = if args.tls {
+        Some(LocalSecrets::create(&args)?)
+    } else {
+        None
+    };
+    let nodes = start_nodes(
+        &args,
+        &format!("http://127.0.0.1:{control_port}"),
+        secrets.as_ref(),
+    )?;
+    print_banner(&args, &nodes, secrets.as_ref());
+    let nodes: Nodes = std::sync::Arc::new(tokio::sync::Mutex::new(nodes));
+    start_control(control_port, &nodes, secrets.is_some()).await?;
+    let access = match &secrets {
+        None => httpc::Access::default(),
+        Some(secrets) => httpc::Access {
+            tls: Some(crate::tls::client_config(&secrets.ca)?),
+            token: None,
+        },
+    };
+    for node in nodes.lock().await.iter() {
+        tokio::spawn(follow_events(
+            node.id,
+            node.http.clone(),
+            access.tls.clone(),
+        ));
+    }
+    announce_leaders(&nodes, &access).await?;
+    println!("Stopping…");
+    stop_all(&nodes).await;
+    Ok(())
+}
+
+/// What `skiff local --tls` keeps in its data directory: certificates, password, token.
+struct LocalSecrets {
+    certs: PathBuf,
+    ca: PathBuf,
+    requirepass: PathBuf,
+    admin_token: PathBuf,
+}
+
+impl LocalSecrets {
+    /// Creates what is missing (a second run reuses the files).
+    fn create(args: &LocalArgs) -> anyhow::Result<LocalSecrets> {
+        let certs = args.data_dir.join("certs");
+        if !certs.join("ca.crt").exists() {
+            crate::certs::generate(&certs, u64::from(args.nodes), &[], None)?;
+        }
+        let secrets = LocalSecrets {
+            ca: certs.join("ca.crt"),
+            certs,
+            requirepass: args.data_dir.join("requirepass"),
+            admin_token: args.data_dir.join("admin-token"),
+        };
+        for path in [&secrets.requirepass, &secrets.admin_token] {
+            if !path.exists() {
+                let secret: String = (0..32)
+                    .map(|_| format!("{:x}", rand::random::<u8>() & 0xf))
+                    .collect();
+                let (dir, name) = (&args.data_dir, path.file_name().unwrap_or_default());
+                crate::certs::write(dir, &name.to_string_lossy(), &format!("{secret}\n"), true)?;
+            }
+        }
+        Ok(secrets)
+    }
+
+    /// The `skiff serve` flags of node `id`.
+    fn serve_flags(&self, id: u16) -> Vec<String> {
+        let file = |path: PathBuf| path.display().to_string();
+        vec![
+            "--tls-cert-file".into(),
+            file(self.certs.join(format!("node-{id}.crt"))),
+            "--tls-key-file".into(),
+            file(self.certs.join(format!("node-{id}.key"))),
+            "--tls-ca-cert-file".into(),
+            file(self.ca.clone()),
+            "--requirepass-file".into(),
+            file(self.requirepass.clone()),
+            "--admin-token-file".into(),
+            file(self.admin_token.clone()),
+        ]
+    }
+}
+
+/// The flags that start node `id` (again: a node that ran before needs only its data
+/// directory).
+fn serve_flags(
+    args: &LocalArgs,
+    id: u16,
+    control_url: &str,
+    initial_cluster: &str,
+    secrets: Option<&LocalSecrets>,
+) -> Vec<String> {
+    let dir = node_dir(&args.data_dir, id);
+    let mut flags: Vec<String> = vec![
+        "serve".into(),
+        "--data-dir".into(),
+        dir.display().to_string(),
+        "--listen-client".into(),
+        format!("127.0.0.1:{}", args.client_port + id - 1),
+        "--listen-peer".into(),
+        format!("127.0.0.1:{}", args.peer_port + id - 1),
+        "--listen-http".into(),
+        format!("127.0.0.1:{}", args.http_port + id - 1),
+        "--local-control".into(),
+        control_url.to_string(),
+        "--allow-fault-injection".into(),
+    ];
+    if !dir.join("identity.toml").exists() {
+        flags.extend([
+            "--id".into(),
+            id.to_string(),
+            "--initial-cluster".into(),
+            initial_cluster.to_string(),
+        ]);
+    }
+    flags.extend(secrets.iter().flat_map(|s| s.serve_flags(id)));
+    flags.extend(args.serve_args.iter().cloned());
+    flags
+}
+
+/// Starts every node, each logging to `node.log` in its directory.
+fn start_nodes(
+    args: &LocalArgs,
+    control_url: &str,
+    secrets: Option<&LocalSecrets>,
+) -> anyhow::Result<Vec<LocalNode>> {
+    let exe = std::env::current_exe().context("finding the skiff executable")?;
     let initial_cluster: Vec<String> = (1..=args.nodes)
         .map(|id| format!("{id}=127.0.0.1:{}", args.peer_port + id - 1))
         .collect();
     let initial_cluster = initial_cluster.join(",");
-    let control_port = args.control_port.unwrap_or(args.http_port - 1);
-    let control_url = format!("http://127.0.0.1:{control_port}");
     let mut nodes = Vec::new();
     for id in 1..=args.nodes {
         let dir = node_dir(&args.data_dir, id);
         std::fs::create_dir_all(&dir)?;
-        let client = format!("127.0.0.1:{}", args.client_port + id - 1);
-        let http = format!("127.0.0.1:{}", args.http_port + id - 1);
-        let mut flags: Vec<String> = vec![
-            "serve".into(),
-            "--data-dir".into(),
-            dir.display().to_string(),
-            "--listen-client".into(),
-            client.clone(),
-            "--listen-peer".into(),
-            format!("127.0.0.1:{}", args.peer_port + id - 1),
-            "--listen-http".into(),
-            http.clone(),
-            "--local-control".into(),
-            control_url.clone(),
-            "--allow-fault-injection".into(),
-        ];
-        // A node that ran before needs only its data directory.
-        if !dir.join("identity.toml").exists() {
-            flags.extend([
-                "--id".into(),
-                id.to_string(),
-                "--initial-cluster".into(),
-                initial_cluster.clone(),
-            ]);
-        }
-        flags.extend(args.serve_args.iter().cloned());
+        let flags = serve_flags(args, id, control_url, &initial_cluster, secrets);
         let exe = exe.clone();
         let log_path = dir.join("node.log");
         let command = std::sync::Arc::new(move || -> std::io::Result<Child> {
@@ -115,37 +226,74 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
         let child = command().with_context(|| format!("starting node {id}"))?;
         nodes.push(LocalNode {
             id,
-            client,
-            http,
+            client: format!("127.0.0.1:{}", args.client_port + id - 1),
+            http: format!("127.0.0.1:{}", args.http_port + id - 1),
             command,
             child: Some(child),
         });
     }
+    Ok(nodes)
+}
+
+/// Tells the user how to reach each node and the live view: with TLS, the exact `redis-cli`
+/// and `curl` commands, reading the secrets from their files rather than printing them.
+fn print_banner(args: &LocalArgs, nodes: &[LocalNode], secrets: Option<&LocalSecrets>) {
     println!(
         "Skiff: {} nodes, data in {}",
         args.nodes,
         args.data_dir.display()
     );
-    for node in &nodes {
+    let scheme = if secrets.is_some() { "https" } else { "http" };
+    for node in nodes {
+        let port = node.client.rsplit(':').next().unwrap_or_default();
+        let redis_cli = match secrets {
+            None => format!("redis-cli -p {port}"),
+            Some(s) => format!(
+                "redis-cli --tls --cacert {} -p {port} -a \"$(cat {})\" --no-auth-warning",
+                s.ca.display(),
+                s.requirepass.display()
+            ),
+        };
         println!(
-            "  node {}: redis-cli -p {}   http://{}/status   log {}",
+            "  node {}: {redis_cli}   {scheme}://{}/status   log {}",
             node.id,
-            node.client.rsplit(':').next().unwrap_or_default(),
             node.http,
             node_dir(&args.data_dir, node.id).join("node.log").display()
         );
     }
-    println!(
-        "  live view: http://{}/   (kill, restart, cut off and heal nodes from the page)",
-        nodes[0].http
-    );
+    if let (Some(s), Some(first)) = (secrets, nodes.first()) {
+        println!(
+            "  status: curl --cacert {} https://{}/status",
+            s.ca.display(),
+            first.http
+        );
+        println!(
+            "  admin:  curl --cacert {} -H \"Authorization: Bearer $(cat {})\" -X POST https://{}/admin/snapshot",
+            s.ca.display(),
+            s.admin_token.display(),
+            first.http
+        );
+        println!(
+            "  the live view asks once for the admin token (in {}) before it changes anything",
+            s.admin_token.display()
+        );
+    }
+    if let Some(first) = nodes.first() {
+        println!(
+            "  live view: {scheme}://{}/   (kill, restart, cut off and heal nodes from the page)",
+            first.http
+        );
+    }
     println!("Waiting for a leader… (Ctrl-C stops every node)");
-    let nodes: Nodes = std::sync::Arc::new(tokio::sync::Mutex::new(nodes));
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", control_port))
+}
+
+/// Serves the control API on `port`. It kills processes: a browser may call it only from a
+/// page one of these nodes served (as 127.0.0.1 or localhost).
+async fn start_control(port: u16, nodes: &Nodes, tls: bool) -> anyhow::Result<()> {
+    let scheme = if tls { "https" } else { "http" };
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
-        .with_context(|| format!("listening for the control API on port {control_port}"))?;
-    // The control API kills processes: a browser may call it only from a page one of these
-    // nodes served (as 127.0.0.1 or localhost).
+        .with_context(|| format!("listening for the control API on port {port}"))?;
     let origins: Vec<String> = nodes
         .lock()
         .await
@@ -153,46 +301,29 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
         .filter_map(|n| n.http.rsplit_once(':').map(|(_, port)| port.to_string()))
         .flat_map(|port| {
             [
-                format!("http://127.0.0.1:{port}"),
-                format!("http://localhost:{port}"),
+                format!("{scheme}://127.0.0.1:{port}"),
+                format!("{scheme}://localhost:{port}"),
             ]
         })
         .collect();
     tokio::spawn(control::serve(listener, nodes.clone(), origins));
+    Ok(())
+}
 
-    {
-        let nodes = nodes.lock().await;
-        for node in nodes.iter() {
-            tokio::spawn(follow_events(node.id, node.http.clone()));
-        }
-    }
+/// Until Ctrl-C or SIGTERM: notes nodes that exited and prints each new leader.
+async fn announce_leaders(nodes: &Nodes, access: &httpc::Access) -> anyhow::Result<()> {
     let mut announced_leader: Option<u64> = None;
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
     // Ctrl-C or SIGTERM stops every node: none is left running without its supervisor.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
             _ = ticker.tick() => {}
         }
-        let targets: Vec<(u16, String)> = {
-            let mut nodes = nodes.lock().await;
-            for node in nodes.iter_mut() {
-                if let Some(child) = &mut node.child {
-                    if let Ok(Some(exit)) = child.try_wait() {
-                        println!("node {} exited ({exit}); see its node.log", node.id);
-                        node.child = None;
-                    }
-                }
-            }
-            nodes
-                .iter()
-                .filter(|n| n.child.is_some())
-                .map(|n| (n.id, n.http.clone()))
-                .collect()
-        };
-        let statuses = poll(&targets).await;
+        let targets = running(nodes).await;
+        let statuses = poll(access, &targets).await;
         let leader = statuses
             .iter()
             .find(|(_, s)| s.role == "leader")
@@ -211,7 +342,28 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
             }
         }
     }
-    println!("Stopping…");
+}
+
+/// The nodes still running, by id and HTTP address; notes those that exited.
+async fn running(nodes: &Nodes) -> Vec<(u16, String)> {
+    let mut nodes = nodes.lock().await;
+    for node in nodes.iter_mut() {
+        if let Some(child) = &mut node.child {
+            if let Ok(Some(exit)) = child.try_wait() {
+                println!("node {} exited ({exit}); see its node.log", node.id);
+                node.child = None;
+            }
+        }
+    }
+    nodes
+        .iter()
+        .filter(|n| n.child.is_some())
+        .map(|n| (n.id, n.http.clone()))
+        .collect()
+}
+
+/// SIGTERM to every node, then `kill -9` to any still running after 3 s.
+async fn stop_all(nodes: &Nodes) {
     let mut nodes = nodes.lock().await;
     for node in nodes.iter_mut() {
         if let Some(child) = &mut node.child {
@@ -234,13 +386,12 @@ async fn run(args: LocalArgs) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
 }
 
-async fn poll(nodes: &[(u16, String)]) -> Vec<(u16, NodeStatus)> {
+async fn poll(access: &httpc::Access, nodes: &[(u16, String)]) -> Vec<(u16, NodeStatus)> {
     let mut statuses = Vec::new();
     for (id, http) in nodes {
-        if let Ok(status) = httpc::status(http).await {
+        if let Ok(status) = httpc::status(access, http).await {
             statuses.push((*id, status));
         }
     }
@@ -248,40 +399,59 @@ async fn poll(nodes: &[(u16, String)]) -> Vec<(u16, NodeStatus)> {
 }
 
 /// Prints node `id`'s Raft events as they happen (the live view's timeline), following its
-/// `/events` stream and reconnecting when the node restarts.
-async fn follow_events(id: u16, http: String) {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+/// `/events` stream (over TLS with `tls`) and reconnecting when the node restarts.
+async fn follow_events(id: u16, http: String, tls: Option<Arc<ClientConfig>>) {
     loop {
-        if let Ok(mut stream) = tokio::net::TcpStream::connect(&http).await {
-            let request = format!(
-                "GET /events HTTP/1.1\r\nHost: {http}\r\nAccept: text/event-stream\r\n\r\n"
-            );
-            if stream.write_all(request.as_bytes()).await.is_ok() {
-                let mut lines = BufReader::new(stream).lines();
-                let mut event = String::new();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if let Some(name) = line.strip_prefix("event: ") {
-                        event = name.to_string();
-                    } else if let Some(data) = line.strip_prefix("data: ") {
-                        if event == "raft" {
-                            if let Ok(e) = serde_json::from_str::<ClusterEvent>(data) {
-                                let ms = e.at_ms % 86_400_000;
-                                println!(
-                                    "{:02}:{:02}:{:02}.{:03} node {id} · term {} · {}",
-                                    ms / 3_600_000,
-                                    ms / 60_000 % 60,
-                                    ms / 1000 % 60,
-                                    ms % 1000,
-                                    e.term,
-                                    e.text
-                                );
-                            }
-                        }
+        if let Ok(stream) = tokio::net::TcpStream::connect(&http).await {
+            match &tls {
+                None => print_events(stream, id, &http).await,
+                Some(config) => {
+                    let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+                    let connector = tokio_rustls::TlsConnector::from(config.clone());
+                    if let Ok(stream) = connector.connect(name, stream).await {
+                        print_events(stream, id, &http).await;
                     }
                 }
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Asks for `/events` on `stream` and prints each Raft event until the stream ends.
+async fn print_events(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    id: u16,
+    http: &str,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let request =
+        format!("GET /events HTTP/1.1\r\nHost: {http}\r\nAccept: text/event-stream\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() || stream.flush().await.is_err() {
+        return;
+    }
+    let mut lines = BufReader::new(stream).lines();
+    let mut event = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(name) = line.strip_prefix("event: ") {
+            event = name.to_string();
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            if event != "raft" {
+                continue;
+            }
+            if let Ok(e) = serde_json::from_str::<ClusterEvent>(data) {
+                let ms = e.at_ms % 86_400_000;
+                println!(
+                    "{:02}:{:02}:{:02}.{:03} node {id} · term {} · {}",
+                    ms / 3_600_000,
+                    ms / 60_000 % 60,
+                    ms / 1000 % 60,
+                    ms % 1000,
+                    e.term,
+                    e.text
+                );
+            }
+        }
     }
 }
 

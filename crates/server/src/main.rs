@@ -1,6 +1,29 @@
 //! `skiff`: a replicated, linearizable key-value store on Raft that speaks the Redis protocol.
+//!
+//! The shell ring: tokio, sockets, files and the command line around the deterministic node.
+//!
+//! # Layout
+//! - commands of the binary: [`serve`] (one durable node, its startup in steps), [`local`] (a
+//!   cluster on this machine), [`cli`] (`skiff status` and `skiff admin`), [`httpc`] (their
+//!   small HTTP client);
+//! - security: [`tls`] (rustls on the three ports, mutual on the peer port, reloadable),
+//!   [`certs`] (`skiff certs`), [`auth`] (the client password and admin token, compared in
+//!   constant time);
+//! - settings: [`settings`] (every `skiff serve` setting defined once: flag, TOML key,
+//!   default, bounds, help), [`config`] (the node's identity, kept in its data directory);
+//! - the node's thread: [`driver`] (the one owner of the node: persist → send → apply →
+//!   advance), [`syncer`] (fsync on a writer thread), [`snapshotter`] (snapshot files off the
+//!   driver thread), [`disk`] (the real disk, timed), [`admin`] (membership changes checked
+//!   before they are proposed);
+//! - the ports: [`client`] (Redis-protocol connections), [`resp`] (RESP2 parsing and replies),
+//!   [`commands`] (what a client request means), [`transport`] (TCP between nodes), [`http`]
+//!   (live view, status, metrics, admin);
+//! - shared by the tasks and the driver: [`shared`] (status, advertised addresses, events),
+//!   [`metrics`] (Prometheus).
 
 mod admin;
+mod auth;
+mod certs;
 mod cli;
 mod client;
 mod commands;
@@ -13,15 +36,17 @@ mod local;
 mod metrics;
 mod resp;
 mod serve;
+mod settings;
 mod shared;
 mod snapshotter;
 mod syncer;
+mod tls;
 mod transport;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Subcommand};
 
 /// Skiff: the Raft consensus algorithm as a key-value store you can run, watch and trust.
-#[derive(Parser, Debug)]
+#[derive(clap::Parser, Debug)]
 #[command(version, about)]
 struct Cli {
     #[command(subcommand)]
@@ -31,13 +56,15 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Commands {
     /// Run one node.
-    Serve(Box<config::ServeArgs>),
+    Serve(Box<settings::ServeArgs>),
     /// Run a whole cluster on this machine (nodes on 127.0.0.1:7001…, peers 7101…, HTTP 7201…).
     Local(local::LocalArgs),
     /// Show the cluster as a table.
     Status(cli::StatusArgs),
-    /// Operator actions: add-learner, promote, remove, transfer-leader, snapshot.
+    /// Operator actions: add-learner, promote, remove, transfer-leader, snapshot, reload-tls.
     Admin(cli::AdminArgs),
+    /// Write a CA, a certificate per node and a client certificate for TLS.
+    Certs(certs::CertsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,10 +87,16 @@ fn run() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    // `serve`'s help shows each setting's default and bounds from their one definition.
+    let matches = Cli::command()
+        .mut_subcommand("serve", settings::annotate_help)
+        .get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    match cli.command {
         Commands::Serve(args) => serve::serve(*args),
         Commands::Local(args) => local::local(args),
         Commands::Status(args) => cli::status(args),
         Commands::Admin(args) => cli::admin(args),
+        Commands::Certs(args) => certs::certs(args),
     }
 }

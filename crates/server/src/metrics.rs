@@ -63,7 +63,7 @@ pub struct Metrics {
 }
 
 /// The kinds of `skiff_errors_total`.
-pub const ERROR_KINDS: [&str; 12] = [
+pub const ERROR_KINDS: [&str; 15] = [
     "protocol",
     "command",
     "busy",
@@ -76,6 +76,9 @@ pub const ERROR_KINDS: [&str; 12] = [
     "peer_connection_refused",
     "max_peer_connections",
     "peer_message_refused",
+    "tls_handshake",
+    "auth_failed",
+    "http_auth_failed",
 ];
 
 fn latency_buckets() -> Vec<f64> {

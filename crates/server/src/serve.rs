@@ -11,23 +11,24 @@ use skiff_raft::{Config, NodeId};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::client::ClientOptions;
-use crate::config::{cluster_id_of, parse_initial_cluster, Identity, ServeArgs};
+use crate::auth::Secret;
+use crate::client::{ClientAccess, ClientOptions};
+use crate::config::{cluster_id_of, parse_initial_cluster, Identity};
 use crate::disk::TimedDisk;
 use crate::driver::{ConnectPeer, Driver, DriverOptions};
+use crate::http::HttpAccess;
 use crate::metrics::Metrics;
+use crate::settings::{ServeArgs, Settings};
 use crate::shared::{Advertised, Shared};
-use crate::transport::{
-    self, Hello, TransportOptions, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_PEER_CONNECTIONS,
-    PEER_QUEUE,
-};
+use crate::tls::{Tls, TlsFiles};
+use crate::transport::{self, Hello, TransportOptions, PEER_QUEUE};
 
 /// Inputs the driver may have queued before new ones are refused.
 const DRIVER_QUEUE: usize = 65_536;
 
 /// The node's identity and whether it has run before: from its data directory, or made from
 /// the flags on first start (the caller stores it once the new log is on disk).
-fn identity(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<(Identity, bool)> {
+fn identity(args: &Settings, data_dir: &std::path::Path) -> anyhow::Result<(Identity, bool)> {
     if let Some(identity) = Identity::load(data_dir)? {
         if let Some(id) = args.id.filter(|&id| id != identity.id) {
             bail!(
@@ -67,28 +68,23 @@ fn identity(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<(Ide
 
 /// The client port's limits: the flags over the defaults, and the node's own limits on what
 /// a log entry and a reply may hold.
-fn client_options(args: &ServeArgs, config: &NodeConfig) -> anyhow::Result<ClientOptions> {
+fn client_options(settings: &Settings, config: &NodeConfig) -> anyhow::Result<ClientOptions> {
     let defaults = ClientOptions::default();
     let mut options = ClientOptions {
         max_write_bytes: usize::try_from(config.raft.max_message_bytes).unwrap_or(usize::MAX),
         max_reply_bytes: config.state_machine.max_reply_bytes,
         max_value_bytes: config.state_machine.max_value_bytes,
-        max_clients: args.max_clients.unwrap_or(defaults.max_clients),
-        max_output_bytes: args
-            .client_output_limit_bytes
-            .unwrap_or(defaults.max_output_bytes),
-        max_memory_bytes: args
-            .max_client_memory_bytes
-            .unwrap_or(defaults.max_memory_bytes),
-        idle_timeout: args
-            .client_idle_timeout_secs
+        max_clients: settings.max_clients,
+        max_output_bytes: settings.client_output_limit_bytes,
+        max_memory_bytes: settings.max_client_memory_bytes,
+        idle_timeout: Some(settings.client_idle_timeout_secs)
             .filter(|&secs| secs > 0)
             .map(Duration::from_secs),
         ..defaults
     };
     let limits = &mut options.limits;
-    limits.max_bulk_bytes = args.max_bulk_bytes.unwrap_or(limits.max_bulk_bytes);
-    limits.max_request_bytes = args.max_request_bytes.unwrap_or(limits.max_request_bytes);
+    limits.max_bulk_bytes = settings.max_bulk_bytes;
+    limits.max_request_bytes = settings.max_request_bytes;
     if limits.max_bulk_bytes > limits.max_request_bytes {
         bail!(
             "--max-bulk-bytes {} exceeds --max-request-bytes {}",
@@ -96,10 +92,46 @@ fn client_options(args: &ServeArgs, config: &NodeConfig) -> anyhow::Result<Clien
             limits.max_request_bytes
         );
     }
-    if options.max_clients == 0 || options.max_output_bytes == 0 || options.max_memory_bytes == 0 {
-        bail!("--max-clients, --client-output-limit-bytes and --max-client-memory-bytes must be positive");
-    }
     Ok(options)
+}
+
+/// Unacknowledged appends per follower: enough to keep a loopback or LAN link busy, and what
+/// bounds the leader's memory for replication (each append is up to `max_message_bytes`).
+const MAX_INFLIGHT_APPENDS: usize = 32;
+
+/// The node's configuration from the settings: the core's timing and features, the state
+/// machine's reply limit, and whether a log must already exist.
+fn node_config(
+    settings: &Settings,
+    identity: &Identity,
+    has_run: bool,
+) -> anyhow::Result<NodeConfig> {
+    let members = identity.members()?;
+    let mut raft = Config::new(NodeId(identity.id), members.keys().map(|&m| NodeId(m)));
+    raft.election_timeout_ticks = settings.election_timeout_ticks;
+    raft.heartbeat_interval_ticks = settings.heartbeat_interval_ticks;
+    raft.pre_vote = settings.pre_vote;
+    raft.check_quorum = settings.check_quorum;
+    raft.max_inflight_appends = MAX_INFLIGHT_APPENDS;
+    raft.seed = rand::random();
+    let mut config: NodeConfig = NodeConfig::new(raft, identity.cluster_id);
+    // A node that has run has a log: finding none (a wiped or lost WAL directory) must refuse
+    // to start, not begin again at term 0 with no vote (thesis §3.8: a vote is never forgotten).
+    config.wal.expect_existing_log = has_run;
+    config.state_machine.max_reply_bytes = settings.max_reply_bytes;
+    config.snapshot_every_entries = settings.snapshot_every_entries;
+    Ok(config)
+}
+
+/// How the driver runs the node: its clock, its patience with clients and its peers.
+fn driver_options(settings: &Settings, identity: &Identity) -> anyhow::Result<DriverOptions> {
+    Ok(DriverOptions {
+        tick: Duration::from_millis(settings.tick_ms),
+        request_timeout: Duration::from_millis(settings.request_timeout_ms),
+        cluster_id: identity.cluster_id,
+        peer_addrs: identity.members()?.into_iter().collect::<BTreeMap<_, _>>(),
+        sync_thread: settings.sync_thread,
+    })
 }
 
 /// Shows the log's recovery as it reads segment after segment: a progress bar on a terminal,
@@ -150,48 +182,202 @@ impl RecoveryDisplay {
     }
 }
 
+/// The three addresses a node listens on.
+#[derive(Clone, Copy, Debug)]
+struct Listen {
+    client: std::net::SocketAddr,
+    peer: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+}
+
+impl Listen {
+    /// The addresses from the settings; the peer address defaults to the node's own entry in
+    /// the initial cluster.
+    fn of(settings: &Settings, identity: &Identity) -> anyhow::Result<Listen> {
+        let members = identity.members()?;
+        Ok(Listen {
+            client: settings
+                .listen_client
+                .context("--listen-client is required")?,
+            peer: settings
+                .listen_peer
+                .or_else(|| members.get(&identity.id).copied())
+                .context("--listen-peer is required")?,
+            http: settings.listen_http.context("--listen-http is required")?,
+        })
+    }
+}
+
+/// What guards the node's ports: TLS on all three, the client password, the admin token.
+#[derive(Clone, Default)]
+struct Security {
+    tls: Option<Arc<Tls>>,
+    password: Option<Secret>,
+    token: Option<Secret>,
+    http: HttpAccess,
+}
+
+impl Security {
+    /// Reads the files the settings name: the three TLS files go together.
+    fn of(settings: &Settings) -> anyhow::Result<Security> {
+        let tls = match (
+            &settings.tls_cert_file,
+            &settings.tls_key_file,
+            &settings.tls_ca_cert_file,
+        ) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), Some(ca)) => Some(Arc::new(Tls::load(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            })?)),
+            _ => bail!(
+                "TLS needs all three of --tls-cert-file, --tls-key-file and --tls-ca-cert-file"
+            ),
+        };
+        let password = settings
+            .requirepass_file
+            .as_deref()
+            .map(|path| Secret::read(path, "client password"))
+            .transpose()?;
+        let token_text = settings
+            .admin_token_file
+            .as_deref()
+            .map(|path| crate::auth::read_secret_text(path, "admin token"))
+            .transpose()?;
+        let token = token_text.as_deref().map(|t| Secret::new(t.as_bytes()));
+        let relay = crate::httpc::Access {
+            tls: settings
+                .tls_ca_cert_file
+                .as_deref()
+                .filter(|_| tls.is_some())
+                .map(crate::tls::client_config)
+                .transpose()?,
+            token: token_text,
+        };
+        let http = HttpAccess {
+            tls: tls.clone(),
+            token: token.clone(),
+            auth: settings.http_auth.unwrap_or_default(),
+            relay,
+        };
+        Ok(Security {
+            tls,
+            password,
+            token,
+            http,
+        })
+    }
+
+    /// Protected mode: a node that listens beyond loopback needs TLS, the client password and
+    /// the admin token, unless the operator says `--insecure` on purpose.
+    fn check_exposure(&self, listen: Listen, insecure: bool) -> anyhow::Result<()> {
+        let exposed: Vec<String> = [listen.client, listen.peer, listen.http]
+            .iter()
+            .filter(|addr| !addr.ip().is_loopback())
+            .map(ToString::to_string)
+            .collect();
+        let mut missing = Vec::new();
+        if self.tls.is_none() {
+            missing.push("--tls-cert-file/--tls-key-file/--tls-ca-cert-file");
+        }
+        if self.password.is_none() {
+            missing.push("--requirepass-file");
+        }
+        if self.token.is_none() {
+            missing.push("--admin-token-file");
+        }
+        if exposed.is_empty() || missing.is_empty() || insecure {
+            return Ok(());
+        }
+        bail!(
+            "protected mode: refusing to listen on {} without {}; pass them (`skiff certs` makes the certificates), listen on 127.0.0.1 only, or pass --insecure to run open on purpose",
+            exposed.join(", "),
+            missing.join(", ")
+        )
+    }
+}
+
 /// Runs a node until it is stopped (Ctrl-C or SIGTERM) or its disk fails.
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let args = args.merged()?;
-    let data_dir = args.data_dir.clone().context("--data-dir is required")?;
-    let (identity, has_run) = identity(&args, &data_dir)?;
-    let members = identity.members()?;
-    let id = identity.id;
-    let listen_peer = args
-        .listen_peer
-        .or_else(|| members.get(&id).copied())
-        .context("--listen-peer is required")?;
-    let listen_client = args.listen_client.context("--listen-client is required")?;
-    let listen_http = args.listen_http.context("--listen-http is required")?;
-
-    let mut raft = Config::new(NodeId(id), members.keys().map(|&m| NodeId(m)));
-    raft.election_timeout_ticks = args.election_ticks.unwrap_or(15);
-    raft.heartbeat_interval_ticks = args.heartbeat_ticks.unwrap_or(3);
-    raft.pre_vote = args.pre_vote.unwrap_or(true);
-    raft.check_quorum = args.check_quorum.unwrap_or(true);
-    // Unacknowledged appends per follower: enough to keep a loopback or LAN link busy, and
-    // what bounds the leader's memory for replication (each append is up to
-    // `max_message_bytes`).
-    raft.max_inflight_appends = 32;
-    raft.seed = rand::random();
-    let mut config: NodeConfig = NodeConfig::new(raft, identity.cluster_id);
-    // A node that has run has a log: finding none (a wiped or lost WAL directory) must refuse
-    // to start, not begin again at term 0 with no vote (thesis §3.8: a vote is never forgotten).
-    config.wal.expect_existing_log = has_run;
-    if let Some(max) = args.max_reply_bytes {
-        config.state_machine.max_reply_bytes = max;
-    }
-    let client_options = client_options(&args, &config)?;
-    config.snapshot_every_entries = args.snapshot_every.unwrap_or(100_000);
+    let settings = Settings::resolve(args)?;
+    let data_dir = settings
+        .data_dir
+        .clone()
+        .context("--data-dir is required")?;
+    let (identity, has_run) = identity(&settings, &data_dir)?;
+    let listen = Listen::of(&settings, &identity)?;
+    let security = Security::of(&settings)?;
+    security.check_exposure(listen, settings.insecure)?;
+    let config = node_config(&settings, &identity, has_run)?;
+    let client_options = client_options(&settings, &config)?;
+    let driver_options = driver_options(&settings, &identity)?;
     let metrics = Arc::new(Metrics::new());
+    let node = open_node(identity.id, &data_dir, config, metrics.clone())?;
+    if !has_run {
+        // Only now that the new log is durable: a crash before this leaves a directory that
+        // starts afresh, never an identity whose log is missing.
+        identity.store(&data_dir)?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let shared = Arc::new(Shared {
+            metrics,
+            fault_injection: settings.allow_fault_injection,
+            local_control: settings.local_control.clone(),
+            ..Shared::default()
+        });
+        let (driver_tx, driver_rx) = bounded(DRIVER_QUEUE);
+        let transport = transport_options(&settings, &identity, listen);
+        let listeners = start_listeners(
+            listen,
+            &settings,
+            &security,
+            transport.clone(),
+            client_options,
+            &shared,
+            driver_tx,
+        )
+        .await?;
+        let connect_peer = peer_connector(transport, shared.metrics.clone(), security.tls.clone());
+        let driver = Driver::new(node, driver_options, driver_rx, connect_peer, shared)?;
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("skiff-driver-{}", identity.id))
+            .spawn(move || {
+                let _ = done_tx.send(driver.run());
+            })?;
+        tracing::info!(
+            node = identity.id,
+            client = %listen.client,
+            peer = %listen.peer,
+            http = %listen.http,
+            config = ?settings.config,
+            "serving"
+        );
+        run_until_stopped(identity.id, done_rx, listeners, security.tls).await
+    })?;
+    // Every acknowledged write is already durable: no shutdown work is needed.
+    std::process::exit(0)
+}
+
+/// Opens the node's log in `data_dir`, showing the recovery as it goes and logging what it
+/// found and repaired.
+fn open_node(
+    id: u64,
+    data_dir: &std::path::Path,
+    config: NodeConfig,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Node<TimedDisk>> {
     let wal_dir = data_dir.join("wal");
     let mut recovery = RecoveryDisplay::new(id);
-    let opened = Node::open_with_progress(
-        TimedDisk::new(metrics.clone()),
-        &wal_dir,
-        config,
-        &mut |progress| recovery.show(progress),
-    );
+    let opened =
+        Node::open_with_progress(TimedDisk::new(metrics), &wal_dir, config, &mut |progress| {
+            recovery.show(progress)
+        });
     recovery.finish();
     let (node, report) = opened.with_context(|| {
         format!(
@@ -199,11 +385,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             wal_dir.display()
         )
     })?;
-    if !has_run {
-        // Only now that the new log is durable: a crash before this leaves a directory that
-        // starts afresh, never an identity whose log is missing.
-        identity.store(&data_dir)?;
-    }
     let term = node.wal().hard_state().term.0;
     if let Some(torn) = &report.torn_tail {
         tracing::warn!(node = id, term, file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes_dropped, "recovery cut a torn final write");
@@ -227,124 +408,134 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         last_index = skiff_raft::LogStorage::last_index(node.wal()).0,
         "recovered durable state"
     );
+    Ok(node)
+}
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let client_listener = TcpListener::bind(listen_client)
-            .await
-            .with_context(|| format!("listening for clients on {listen_client}"))?;
-        let peer_listener = TcpListener::bind(listen_peer)
-            .await
-            .with_context(|| format!("listening for peers on {listen_peer}"))?;
-        let http_listener = TcpListener::bind(listen_http)
-            .await
-            .with_context(|| format!("listening for HTTP on {listen_http}"))?;
+/// How the peer port frames, limits and introduces itself.
+fn transport_options(
+    settings: &Settings,
+    identity: &Identity,
+    listen: Listen,
+) -> Arc<TransportOptions> {
+    Arc::new(TransportOptions {
+        id: identity.id,
+        cluster_id: identity.cluster_id,
+        max_frame_bytes: settings.max_frame_bytes,
+        max_connections: settings.max_peer_connections,
+        hello: Hello {
+            from: identity.id,
+            client_addr: listen.client.to_string(),
+            http_addr: listen.http.to_string(),
+        },
+    })
+}
 
-        let shared = Arc::new(Shared {
-            metrics,
-            fault_injection: args.allow_fault_injection,
-            local_control: args.local_control.clone(),
-            ..Shared::default()
-        });
-        if let Ok(mut advertised) = shared.advertised.write() {
-            advertised.insert(
-                id,
-                Advertised {
-                    client_addr: listen_client.to_string(),
-                    http_addr: listen_http.to_string(),
-                },
-            );
-        }
-        let transport = Arc::new(TransportOptions {
-            id,
-            cluster_id: identity.cluster_id,
-            max_frame_bytes: args.max_frame_bytes.unwrap_or(DEFAULT_MAX_FRAME_BYTES),
-            max_connections: args
-                .max_peer_connections
-                .unwrap_or(DEFAULT_MAX_PEER_CONNECTIONS),
-            hello: Hello {
-                from: id,
-                client_addr: listen_client.to_string(),
-                http_addr: listen_http.to_string(),
-            },
-        });
-        let (driver_tx, driver_rx) = bounded(DRIVER_QUEUE);
-        let runtime = tokio::runtime::Handle::current();
-        let sender_options = transport.clone();
-        let sender_metrics = shared.metrics.clone();
-        let connect_peer: ConnectPeer = Box::new(move |peer, addr| {
-            let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            runtime.spawn(transport::send_to_peer(
-                peer,
-                addr,
-                sender_options.clone(),
-                sender_metrics.clone(),
-                rx,
-            ));
-            tx
-        });
-        let mut listeners = tokio::task::JoinSet::new();
-        listeners.spawn(transport::serve_peers(
-            peer_listener,
+/// What the driver calls to open a connection to a peer: a sender task on this runtime.
+fn peer_connector(
+    transport: Arc<TransportOptions>,
+    metrics: Arc<Metrics>,
+    tls: Option<Arc<Tls>>,
+) -> ConnectPeer {
+    let runtime = tokio::runtime::Handle::current();
+    Box::new(move |peer, addr| {
+        let (tx, rx) = mpsc::channel(PEER_QUEUE);
+        runtime.spawn(transport::send_to_peer(
+            peer,
+            addr,
             transport.clone(),
-            driver_tx.clone(),
-            shared.clone(),
+            metrics.clone(),
+            rx,
+            tls.clone(),
         ));
-        listeners.spawn(crate::client::serve_clients(
-            client_listener,
-            driver_tx.clone(),
-            shared.clone(),
-            client_options,
-        ));
-        listeners.spawn(crate::http::serve_http(
-            http_listener,
-            shared.clone(),
-            driver_tx.clone(),
-            args.http_allowed_hosts.clone(),
-        ));
-        drop(driver_tx);
-        // The listeners loop for ever; the first one to end (a panic included) ends the node.
-        let listeners = async move { listeners.join_next().await };
-        tokio::pin!(listeners);
+        tx
+    })
+}
 
-        let driver = Driver::new(
-            node,
-            DriverOptions {
-                tick: Duration::from_millis(args.tick_ms.unwrap_or(10)),
-                request_timeout: Duration::from_millis(args.request_timeout_ms.unwrap_or(5000)),
-                cluster_id: identity.cluster_id,
-                peer_addrs: members.clone().into_iter().collect::<BTreeMap<_, _>>(),
-                sync_thread: args.sync_thread,
+/// The listener tasks of one node.
+type Listeners = tokio::task::JoinSet<()>;
+
+/// Binds the three ports, records the node's own advertised addresses, and starts serving
+/// peers, clients and HTTP.
+async fn start_listeners(
+    listen: Listen,
+    settings: &Settings,
+    security: &Security,
+    transport: Arc<TransportOptions>,
+    client_options: ClientOptions,
+    shared: &Arc<Shared>,
+    driver_tx: crossbeam_channel::Sender<crate::driver::Input>,
+) -> anyhow::Result<Listeners> {
+    let client_listener = TcpListener::bind(listen.client)
+        .await
+        .with_context(|| format!("listening for clients on {}", listen.client))?;
+    let peer_listener = TcpListener::bind(listen.peer)
+        .await
+        .with_context(|| format!("listening for peers on {}", listen.peer))?;
+    let http_listener = TcpListener::bind(listen.http)
+        .await
+        .with_context(|| format!("listening for HTTP on {}", listen.http))?;
+    if let Ok(mut advertised) = shared.advertised.write() {
+        advertised.insert(
+            transport.id,
+            Advertised {
+                client_addr: listen.client.to_string(),
+                http_addr: listen.http.to_string(),
             },
-            driver_rx,
-            connect_peer,
-            shared,
-        )?;
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name(format!("skiff-driver-{id}"))
-            .spawn(move || {
-                let _ = done_tx.send(driver.run());
-            })?;
-        tracing::info!(
-            node = id,
-            client = %listen_client,
-            peer = %listen_peer,
-            http = %listen_http,
-            "serving"
         );
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        // Only a requested shutdown ends the process with status 0: anything else that stops
-        // the node (the disk failed, the driver thread panicked, a listener task ended) is a
-        // failure, so that a supervisor restarts it.
+    }
+    let mut listeners = Listeners::new();
+    listeners.spawn(transport::serve_peers(
+        peer_listener,
+        transport,
+        driver_tx.clone(),
+        shared.clone(),
+        security.tls.clone(),
+    ));
+    listeners.spawn(crate::client::serve_clients(
+        client_listener,
+        driver_tx.clone(),
+        shared.clone(),
+        client_options,
+        ClientAccess {
+            tls: security.tls.clone(),
+            password: security.password.clone(),
+        },
+    ));
+    listeners.spawn(crate::http::serve_http(
+        http_listener,
+        shared.clone(),
+        driver_tx,
+        settings.http_allowed_hosts.clone(),
+        security.http.clone(),
+    ));
+    Ok(listeners)
+}
+
+/// Waits until the node is asked to stop (Ok) or something it needs stops (an error, so that
+/// a supervisor restarts it): the driver thread (the disk failed, or it panicked) or a
+/// listener task. SIGHUP re-reads the TLS files meanwhile.
+async fn run_until_stopped(
+    id: u64,
+    mut driver_done: tokio::sync::oneshot::Receiver<Result<(), skiff_node::NodeError>>,
+    mut listeners: Listeners,
+    tls: Option<Arc<Tls>>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
         tokio::select! {
+            _ = hangup.recv() => {
+                match tls.as_ref().map(|tls| tls.reload()) {
+                    None => tracing::info!(node = id, "SIGHUP: no TLS files to reload"),
+                    Some(Ok(())) => tracing::info!(node = id, "SIGHUP: reloaded the TLS certificates"),
+                    Some(Err(error)) => tracing::warn!(node = id, %error, "SIGHUP: reloading the TLS certificates failed; the old ones stay"),
+                }
+                continue;
+            }
             _ = tokio::signal::ctrl_c() => tracing::info!(node = id, "stopping on Ctrl-C"),
             _ = terminate.recv() => tracing::info!(node = id, "stopping on SIGTERM"),
-            outcome = done_rx => {
+            outcome = &mut driver_done => {
                 let error = match outcome {
                     // The disk failed: what it holds is unknown until recovery reads it again.
                     Ok(Err(error)) => anyhow::Error::new(error).context("the durable log failed"),
@@ -354,14 +545,124 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 tracing::error!(node = id, error = format!("{error:#}"), "stopping");
                 return Err(error);
             }
-            ended = &mut listeners => {
+            // The listeners loop for ever; the first one to end (a panic included) ends the node.
+            ended = listeners.join_next() => {
                 let error = anyhow::anyhow!("a listener task ended unexpectedly: {ended:?}");
                 tracing::error!(node = id, %error, "stopping");
                 return Err(error);
             }
         }
-        anyhow::Ok(())
-    })?;
-    // Every acknowledged write is already durable: no shutdown work is needed.
-    std::process::exit(0)
+        return Ok(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::{self, SERVER_ELECTION_TIMEOUT_TICKS, SERVER_HEARTBEAT_INTERVAL_TICKS};
+
+    fn identity() -> Identity {
+        let members = parse_initial_cluster("1=127.0.0.1:7101,2=127.0.0.1:7102").unwrap();
+        Identity {
+            id: 1,
+            cluster_id: cluster_id_of(&members),
+            initial_cluster: members
+                .iter()
+                .map(|(id, addr)| (id.to_string(), *addr))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_flag_a_file_key_and_a_default_each_reach_the_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("skiff.toml");
+        std::fs::write(
+            &path,
+            "heartbeat_interval_ticks = 4\nsnapshot_every_entries = 77\nmax_clients = 9\n",
+        )
+        .unwrap();
+        let path = path.display().to_string();
+        let flags = settings::tests::flags(&[
+            "--config",
+            &path,
+            "--election-timeout-ticks",
+            "40",
+            "--tick-ms",
+            "20",
+            "--max-frame-bytes",
+            "3000000",
+        ]);
+        let settings = Settings::resolve(flags).unwrap();
+        let identity = identity();
+        let config = node_config(&settings, &identity, false).unwrap();
+        assert_eq!(config.snapshot_every_entries, 77);
+        // From a flag.
+        assert_eq!(config.raft.election_timeout_ticks, 40);
+        // From the file.
+        assert_eq!(config.raft.heartbeat_interval_ticks, 4);
+        // Defaults: the server's timing, not the core's.
+        assert!(config.raft.pre_vote && config.raft.check_quorum);
+        let listen = Listen {
+            client: "127.0.0.1:1".parse().unwrap(),
+            peer: "127.0.0.1:2".parse().unwrap(),
+            http: "127.0.0.1:3".parse().unwrap(),
+        };
+        let driver = driver_options(&settings, &identity).unwrap();
+        assert_eq!(driver.tick, Duration::from_millis(20));
+        assert_eq!(driver.request_timeout, Duration::from_millis(5_000));
+        let transport = transport_options(&settings, &identity, listen);
+        assert_eq!(transport.max_frame_bytes, 3_000_000);
+        assert_eq!(
+            transport.max_connections,
+            transport::DEFAULT_MAX_PEER_CONNECTIONS
+        );
+        let clients = client_options(&settings, &config).unwrap();
+        assert_eq!(clients.max_clients, 9);
+        assert_eq!(clients.idle_timeout, None);
+
+        let defaults = Settings::resolve(settings::tests::flags(&[])).unwrap();
+        let config = node_config(&defaults, &identity, false).unwrap();
+        assert_eq!(
+            config.raft.election_timeout_ticks,
+            SERVER_ELECTION_TIMEOUT_TICKS
+        );
+        assert_eq!(
+            config.raft.heartbeat_interval_ticks,
+            SERVER_HEARTBEAT_INTERVAL_TICKS
+        );
+        // The server's timing is its own choice, not the core's default.
+        let core = Config::new(NodeId(1), [NodeId(1)]);
+        assert_ne!(core.election_timeout_ticks, SERVER_ELECTION_TIMEOUT_TICKS);
+        config.raft.validate().unwrap();
+    }
+
+    #[test]
+    fn an_out_of_range_value_from_a_flag_or_the_file_never_reaches_the_node() {
+        assert!(
+            Settings::resolve(settings::tests::flags(&["--heartbeat-interval-ticks", "0"]))
+                .is_err()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("skiff.toml");
+        std::fs::write(&path, "max_clients = 0\n").unwrap();
+        let path = path.display().to_string();
+        let error = Settings::resolve(settings::tests::flags(&["--config", &path])).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("--max-clients 0 is out of bounds: it must be between 1 and 1000000"),
+            "{error}"
+        );
+        // A bulk larger than a whole request is refused where the two meet.
+        let settings = Settings::resolve(settings::tests::flags(&[
+            "--max-bulk-bytes",
+            "2048",
+            "--max-request-bytes",
+            "1024",
+        ]))
+        .unwrap();
+        let config = node_config(&settings, &identity(), false).unwrap();
+        assert!(client_options(&settings, &config).is_err());
+    }
 }

@@ -13,6 +13,11 @@
 //! only with the bytes that arrive, never by its declared length; and at most
 //! `max_connections` incoming connections are open at once.
 //!
+//! With TLS (`--tls-*-file`) the port is mutual TLS ([`crate::tls`]): a peer must present a
+//! certificate the cluster's CA signed, and the id in its Hello must be the node id its
+//! certificate names; a node dialling a peer checks that the certificate it is shown names
+//! the node it meant to reach.
+//!
 //! Each peer has one long-lived outgoing connection fed by a bounded queue. When the queue is
 //! full the message is dropped, as the network may drop it: Raft retransmits, and memory does
 //! not grow with load. A lost connection is re-established with exponential backoff.
@@ -25,13 +30,14 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use skiff_node::{wire, PeerMessage};
 use skiff_raft::NodeId;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::driver::Input;
 use crate::metrics::Metrics;
 use crate::shared::{Advertised, Shared};
+use crate::tls::Tls;
 
 /// Messages queued per peer before new ones are dropped.
 pub const PEER_QUEUE: usize = 4096;
@@ -178,6 +184,7 @@ pub async fn serve_peers(
     options: Arc<TransportOptions>,
     driver: Sender<Input>,
     shared: Arc<Shared>,
+    tls: Option<Arc<Tls>>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
     loop {
@@ -197,9 +204,24 @@ pub async fn serve_peers(
         let options = options.clone();
         let driver = driver.clone();
         let shared = shared.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(error) = receive_from_peer(stream, &options, &driver, &shared).await {
+            let _ = stream.set_nodelay(true);
+            let received = match &tls {
+                None => receive_from_peer(stream, None, &options, &driver, &shared).await,
+                Some(tls) => match tls.accept_peer(stream, addr).await {
+                    None => {
+                        shared.metrics.error("tls_handshake");
+                        return;
+                    }
+                    Some((_, Err(why))) => Err(FrameError::Payload(why)),
+                    Some((stream, Ok(named))) => {
+                        receive_from_peer(stream, Some(named), &options, &driver, &shared).await
+                    }
+                },
+            };
+            if let Err(error) = received {
                 shared.metrics.error("peer_connection_refused");
                 tracing::warn!(peer = %addr, %error, "closed a peer connection");
             }
@@ -207,13 +229,15 @@ pub async fn serve_peers(
     }
 }
 
+/// Reads a peer's Hello and then its messages into the driver. `certified` is the node id the
+/// peer's TLS certificate names (None without TLS).
 async fn receive_from_peer(
-    mut stream: TcpStream,
+    mut stream: impl AsyncRead + Unpin,
+    certified: Option<u64>,
     options: &TransportOptions,
     driver: &Sender<Input>,
     shared: &Shared,
 ) -> Result<(), FrameError> {
-    stream.set_nodelay(true)?;
     // Grows with what arrives: a connection that sends nothing holds nothing.
     let mut buf = BytesMut::new();
     let first = tokio::time::timeout(
@@ -236,6 +260,14 @@ async fn receive_from_peer(
         return Err(FrameError::Payload(
             "a connection from this node's own id".into(),
         ));
+    }
+    // A peer speaks only for the node its certificate names: a stolen or misissued node
+    // certificate cannot vote or append as another node.
+    if let Some(named) = certified.filter(|&named| named != hello.from) {
+        return Err(FrameError::Payload(format!(
+            "hello from node {} over a certificate naming node {named}",
+            hello.from
+        )));
     }
     let member = shared.status().members.iter().any(|m| m.id == hello.from);
     if let Ok(mut advertised) = shared.advertised.write() {
@@ -298,57 +330,126 @@ pub async fn send_to_peer(
     options: Arc<TransportOptions>,
     metrics: Arc<Metrics>,
     mut queue: mpsc::Receiver<PeerMessage>,
+    tls: Option<Arc<Tls>>,
 ) {
     let label = peer.0.to_string();
-    let messages_sent = metrics.peer_messages_sent.with_label_values(&[&label]);
-    let bytes_sent = metrics.peer_bytes_sent.with_label_values(&[&label]);
+    let sent = Sent {
+        messages: metrics.peer_messages_sent.with_label_values(&[&label]),
+        bytes: metrics.peer_bytes_sent.with_label_values(&[&label]),
+    };
     let mut backoff = Duration::from_millis(20);
     let mut out = Vec::with_capacity(64 * 1024);
+    // The last reason a TLS connection was refused: logged when it changes, not every retry.
+    let mut refused: Option<String> = None;
     loop {
         let stream =
             match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(_)) | Err(_) => {
-                    // Messages queued while the peer is unreachable are stale by the time it
-                    // returns: drop them rather than replay them.
-                    while queue.try_recv().is_ok() {}
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
+                Ok(Ok(stream)) => Some(stream),
+                Ok(Err(_)) | Err(_) => None,
             };
-        let _ = stream.set_nodelay(true);
-        backoff = Duration::from_millis(20);
-        let mut stream = stream;
-        out.clear();
-        put_hello(&mut out, options.cluster_id, &options.hello);
-        if stream.write_all(&out).await.is_err() {
-            continue;
-        }
-        loop {
-            let Some(message) = queue.recv().await else {
-                return;
-            };
-            out.clear();
-            put_message(&mut out, options.cluster_id, &message);
-            let mut count = 1;
-            while out.len() < 1024 * 1024 {
-                match queue.try_recv() {
-                    Ok(message) => {
-                        put_message(&mut out, options.cluster_id, &message);
-                        count += 1;
+        let stream = match (stream, &tls) {
+            (Some(stream), None) => {
+                let _ = stream.set_nodelay(true);
+                Ok(Connected::Plain(stream))
+            }
+            (Some(stream), Some(tls)) => {
+                let _ = stream.set_nodelay(true);
+                match tls.connect_peer(stream, peer.0, addr).await {
+                    Ok(stream) => Ok(Connected::Tls(Box::new(stream))),
+                    Err(why) => {
+                        if refused.as_ref() != Some(&why) {
+                            tracing::warn!(peer = %addr, %why, "refused the TLS connection to a peer");
+                            refused = Some(why);
+                        }
+                        Err(())
                     }
-                    Err(_) => break,
                 }
             }
-            if let Err(error) = stream.write_all(&out).await {
-                tracing::debug!(peer = %addr, %error, "peer connection lost; reconnecting");
-                break;
+            (None, _) => Err(()),
+        };
+        let Ok(stream) = stream else {
+            // Messages queued while the peer is unreachable are stale by the time it
+            // returns: drop them rather than replay them.
+            while queue.try_recv().is_ok() {}
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+            continue;
+        };
+        backoff = Duration::from_millis(20);
+        let ended = match stream {
+            Connected::Plain(stream) => pump(stream, &options, &mut queue, &mut out, &sent).await,
+            Connected::Tls(stream) => pump(*stream, &options, &mut queue, &mut out, &sent).await,
+        };
+        match ended {
+            Pumped::QueueClosed => return,
+            Pumped::Lost(error) => {
+                tracing::debug!(peer = %addr, %error, "peer connection lost; reconnecting")
             }
-            messages_sent.inc_by(count);
-            bytes_sent.inc_by(out.len() as u64);
         }
     }
+}
+
+/// An outgoing peer connection.
+enum Connected {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// The counters of what was sent to one peer.
+struct Sent {
+    messages: prometheus::IntCounter,
+    bytes: prometheus::IntCounter,
+}
+
+/// Why [`pump`] stopped.
+enum Pumped {
+    /// The driver dropped the queue: the peer is gone.
+    QueueClosed,
+    /// The connection failed.
+    Lost(std::io::Error),
+}
+
+/// Writes the Hello and then the queued messages to one connection until it fails.
+async fn pump(
+    mut stream: impl AsyncWrite + Unpin,
+    options: &TransportOptions,
+    queue: &mut mpsc::Receiver<PeerMessage>,
+    out: &mut Vec<u8>,
+    sent: &Sent,
+) -> Pumped {
+    out.clear();
+    put_hello(out, options.cluster_id, &options.hello);
+    if let Err(error) = write_out(&mut stream, out).await {
+        return Pumped::Lost(error);
+    }
+    loop {
+        let Some(message) = queue.recv().await else {
+            return Pumped::QueueClosed;
+        };
+        out.clear();
+        put_message(out, options.cluster_id, &message);
+        let mut count = 1;
+        while out.len() < 1024 * 1024 {
+            match queue.try_recv() {
+                Ok(message) => {
+                    put_message(out, options.cluster_id, &message);
+                    count += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = write_out(&mut stream, out).await {
+            return Pumped::Lost(error);
+        }
+        sent.messages.inc_by(count);
+        sent.bytes.inc_by(out.len() as u64);
+    }
+}
+
+/// Writes and flushes (TLS may hold the last record back until flushed; a no-op on TCP).
+async fn write_out(stream: &mut (impl AsyncWrite + Unpin), out: &[u8]) -> std::io::Result<()> {
+    stream.write_all(out).await?;
+    stream.flush().await
 }
 
 #[cfg(test)]

@@ -6,11 +6,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{eventually, http_get, serial, TestCluster};
+use common::{
+    client_config_with, eventually, http_get, peer_frame as frame, peer_hello as hello, serial,
+    tls_connect, TestCluster, Wire,
+};
 use redis::Commands;
 use skiff_node::{wire, PeerMessage};
 use skiff_raft::{Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, SnapshotMeta, Term};
@@ -72,7 +75,7 @@ fn cluster_survived(cluster: &mut TestCluster, kept: &[(String, String)]) {
 
 /// The value of `skiff_errors_total{kind}` on a node.
 fn errors_counted(cluster: &TestCluster, id: u64, kind: &str) -> u64 {
-    let metrics = http_get(cluster.nodes[&id].http, "/metrics").expect("metrics");
+    let metrics = cluster.http_get(id, "/metrics").expect("metrics");
     let prefix = format!("skiff_errors_total{{kind=\"{kind}\"}} ");
     metrics
         .lines()
@@ -86,11 +89,14 @@ fn node_log(cluster: &TestCluster, id: u64) -> String {
 }
 
 /// Reads what the server sends until it closes or goes quiet for `quiet`.
-fn read_until_quiet(stream: &mut TcpStream, quiet: Duration) -> Vec<u8> {
-    stream.set_read_timeout(Some(quiet)).expect("timeout");
+fn read_until_quiet(stream: &mut impl Wire, quiet: Duration) -> Vec<u8> {
+    stream
+        .socket()
+        .set_read_timeout(Some(quiet))
+        .expect("timeout");
     let mut received = Vec::new();
     let mut chunk = [0u8; 64 * 1024];
-    while let Ok(n) = stream.read(&mut chunk) {
+    while let Ok(n) = stream.read_received(&mut chunk) {
         if n == 0 {
             break;
         }
@@ -101,14 +107,15 @@ fn read_until_quiet(stream: &mut TcpStream, quiet: Duration) -> Vec<u8> {
 
 /// Reads until `len` bytes arrived, or nothing more came for 2 s (then the shorter answer is
 /// returned, for the assertion to show).
-fn read_at_least(stream: &mut TcpStream, len: usize) -> Vec<u8> {
+fn read_at_least(stream: &mut impl Wire, len: usize) -> Vec<u8> {
     stream
+        .socket()
         .set_read_timeout(Some(Duration::from_secs(2)))
         .expect("timeout");
     let mut received = Vec::new();
     let mut chunk = [0u8; 4096];
     while received.len() < len {
-        match stream.read(&mut chunk) {
+        match stream.read_received(&mut chunk) {
             Ok(0) | Err(_) => break,
             Ok(n) => received.extend_from_slice(&chunk[..n]),
         }
@@ -117,12 +124,15 @@ fn read_at_least(stream: &mut TcpStream, len: usize) -> Vec<u8> {
 }
 
 /// Whether the server closed the connection (a read returns end of stream or a reset).
-fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
-    stream.set_read_timeout(Some(within)).expect("timeout");
+fn closed_by_server(stream: &mut impl Wire, within: Duration) -> bool {
+    stream
+        .socket()
+        .set_read_timeout(Some(within))
+        .expect("timeout");
     let deadline = Instant::now() + within;
     let mut chunk = [0u8; 64 * 1024];
     while Instant::now() < deadline {
-        match stream.read(&mut chunk) {
+        match stream.read_received(&mut chunk) {
             Ok(0) => return true,
             Ok(_) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
@@ -145,13 +155,12 @@ fn resp_command(args: &[&[u8]]) -> Vec<u8> {
 
 // ---- the client port ----
 
-#[test]
-fn pipelined_commands_take_effect_in_the_order_sent_on_every_node() {
+fn pipelined_commands_take_effect_in_the_order_sent_on_every_node_on(secure: bool) {
     let _serial = serial();
-    let mut cluster = TestCluster::start(3);
+    let mut cluster = TestCluster::launch(3, &[], secure);
     for &id in cluster.nodes.keys() {
         let addr = cluster.nodes[&id].client;
-        let mut stream = TcpStream::connect(addr).expect("connect");
+        let mut stream = cluster.connect_client(addr);
         for attempt in 0..50 {
             // A write then a read of the same key, sent together.
             let key = format!("order-{id}-{attempt}");
@@ -203,10 +212,11 @@ fn pipelined_commands_take_effect_in_the_order_sent_on_every_node() {
     cluster_survived(&mut cluster, &[]);
 }
 
-#[test]
-fn a_pipeline_of_every_kind_ending_in_garbage_is_answered_in_order_up_to_the_garbage() {
+fn a_pipeline_of_every_kind_ending_in_garbage_is_answered_in_order_up_to_the_garbage_on(
+    secure: bool,
+) {
     let _serial = serial();
-    let mut cluster = TestCluster::start(3);
+    let mut cluster = TestCluster::launch(3, &[], secure);
     let follower = {
         let leader = cluster.wait_for_leader(Duration::from_secs(5));
         if leader == 1 {
@@ -215,7 +225,7 @@ fn a_pipeline_of_every_kind_ending_in_garbage_is_answered_in_order_up_to_the_gar
             1
         }
     };
-    let mut stream = TcpStream::connect(cluster.nodes[&follower].client).expect("connect");
+    let mut stream = cluster.connect_client(cluster.nodes[&follower].client);
     // 5,000 commands in one write, never read until the end: writes, reads, local commands,
     // errors and an inline request, then a framing error.
     let mut pipeline = Vec::new();
@@ -236,6 +246,7 @@ fn a_pipeline_of_every_kind_ending_in_garbage_is_answered_in_order_up_to_the_gar
     pipeline.extend(b"*1\r\n$-3\r\n");
     pipeline.extend(resp_command(&[b"SET", b"after-garbage", b"x"]));
     stream
+        .socket()
         .set_write_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
     stream.write_all(&pipeline).expect("send");
@@ -263,10 +274,11 @@ fn a_pipeline_of_every_kind_ending_in_garbage_is_answered_in_order_up_to_the_gar
     cluster_survived(&mut cluster, &[]);
 }
 
-#[test]
-fn huge_replies_unread_replies_and_unfinished_requests_are_cut_off_with_memory_bounded() {
+fn huge_replies_unread_replies_and_unfinished_requests_are_cut_off_with_memory_bounded_on(
+    secure: bool,
+) {
     let _serial = serial();
-    let mut cluster = TestCluster::start(3);
+    let mut cluster = TestCluster::launch(3, &[], secure);
     let kept = acknowledged_writes(&cluster, "kept", 20);
     let leader = cluster.wait_for_leader(Duration::from_secs(5));
     let addr = cluster.nodes[&leader].client;
@@ -289,7 +301,7 @@ fn huge_replies_unread_replies_and_unfinished_requests_are_cut_off_with_memory_b
     assert!(!node_log(&cluster, leader).contains("closed a peer connection"));
 
     // One small MGET of the big key 500 times: refused before the reply is built.
-    let mut stream = TcpStream::connect(addr).expect("connect");
+    let mut stream = cluster.connect_client(addr);
     let mut mget: Vec<&[u8]> = vec![b"MGET"];
     mget.extend(std::iter::repeat_n(b"big".as_slice(), 500));
     stream.write_all(&resp_command(&mget)).expect("send");
@@ -303,9 +315,10 @@ fn huge_replies_unread_replies_and_unfinished_requests_are_cut_off_with_memory_b
     // A client that pipelines 2,000 GETs of the big value and never reads is disconnected
     // once its unread replies pass the output limit.
     let before = errors_counted(&cluster, leader, "client_output_limit");
-    let mut greedy = TcpStream::connect(addr).expect("connect");
+    let mut greedy = cluster.connect_client(addr);
     let get = resp_command(&[b"GET", b"big"]);
     greedy
+        .socket()
         .set_write_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
     for _ in 0..2000 {
@@ -321,8 +334,9 @@ fn huge_replies_unread_replies_and_unfinished_requests_are_cut_off_with_memory_b
 
     // An unfinished request of 200 bulk strings of 8 MiB each: the server stops reading it
     // at the request limit (32 MiB) and says why.
-    let mut hoarder = TcpStream::connect(addr).expect("connect");
+    let mut hoarder = cluster.connect_client(addr);
     hoarder
+        .socket()
         .set_write_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
     let chunk = vec![b'y'; 8 * 1024 * 1024];
@@ -350,9 +364,9 @@ fn huge_replies_unread_replies_and_unfinished_requests_are_cut_off_with_memory_b
 
     // Many clients that declare 8 MiB values and send none of it hold nothing: a new client
     // is still served.
-    let declarers: Vec<TcpStream> = (0..80)
+    let declarers: Vec<Box<dyn Wire>> = (0..80)
         .map(|_| {
-            let mut stream = TcpStream::connect(addr).expect("connect");
+            let mut stream = cluster.connect_client(addr);
             stream
                 .write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$8388608\r\n")
                 .expect("send");
@@ -367,7 +381,7 @@ fn huge_replies_unread_replies_and_unfinished_requests_are_cut_off_with_memory_b
 
     // A request dripped in small pieces (many tiny arguments) while other clients are served:
     // the parser keeps its place instead of re-reading the request on every piece.
-    let mut dripper = TcpStream::connect(addr).expect("connect");
+    let mut dripper = cluster.connect_client(addr);
     dripper
         .write_all(b"*100001\r\n$4\r\nMGET\r\n")
         .expect("send");
@@ -391,11 +405,10 @@ fn huge_replies_unread_replies_and_unfinished_requests_are_cut_off_with_memory_b
     cluster_survived(&mut cluster, &kept);
 }
 
-#[test]
-fn an_idle_client_is_disconnected_when_a_timeout_is_set() {
+fn an_idle_client_is_disconnected_when_a_timeout_is_set_on(secure: bool) {
     let _serial = serial();
-    let mut cluster = TestCluster::start_with(3, &["--client-idle-timeout-secs", "1"]);
-    let mut idle = TcpStream::connect(cluster.nodes[&1].client).expect("connect");
+    let mut cluster = TestCluster::launch(3, &["--client-idle-timeout-secs", "1"], secure);
+    let mut idle = cluster.connect_client(cluster.nodes[&1].client);
     idle.write_all(b"PING\r\n").expect("send");
     assert_eq!(
         read_until_quiet(&mut idle, Duration::from_millis(300)),
@@ -409,26 +422,41 @@ fn an_idle_client_is_disconnected_when_a_timeout_is_set() {
     cluster_survived(&mut cluster, &[]);
 }
 
+/// Each client-port attack, and the forged peer messages, run against a cluster without
+/// security and, as `…_over_tls`, against one with TLS on every port and a client password.
+macro_rules! plain_and_tls {
+    ($($body:ident: $plain:ident, $tls:ident;)*) => {$(
+        #[test]
+        fn $plain() {
+            $body(false)
+        }
+
+        #[test]
+        fn $tls() {
+            $body(true)
+        }
+    )*};
+}
+
+plain_and_tls! {
+    pipelined_commands_take_effect_in_the_order_sent_on_every_node_on:
+        pipelined_commands_take_effect_in_the_order_sent_on_every_node,
+        pipelined_commands_take_effect_in_the_order_sent_on_every_node_over_tls;
+    a_pipeline_of_every_kind_ending_in_garbage_is_answered_in_order_up_to_the_garbage_on:
+        a_pipeline_of_every_kind_ending_in_garbage_is_answered_in_order_up_to_the_garbage,
+        a_pipeline_of_every_kind_ending_in_garbage_is_answered_in_order_up_to_the_garbage_over_tls;
+    huge_replies_unread_replies_and_unfinished_requests_are_cut_off_with_memory_bounded_on:
+        huge_replies_unread_replies_and_unfinished_requests_are_cut_off_with_memory_bounded,
+        huge_replies_unread_replies_and_unfinished_requests_are_cut_off_with_memory_bounded_over_tls;
+    an_idle_client_is_disconnected_when_a_timeout_is_set_on:
+        an_idle_client_is_disconnected_when_a_timeout_is_set,
+        an_idle_client_is_disconnected_when_a_timeout_is_set_over_tls;
+    forged_peer_messages_are_refused_and_no_node_crashes_or_loses_its_leader_on:
+        forged_peer_messages_are_refused_and_no_node_crashes_or_loses_its_leader,
+        forged_peer_messages_are_refused_and_no_node_crashes_or_loses_its_leader_over_tls;
+}
+
 // ---- the peer port ----
-
-/// A frame as a peer sends it: `length | version | cluster id | kind | payload`.
-fn frame(cluster_id: u64, kind: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = ((1 + 8 + 1 + payload.len()) as u32).to_le_bytes().to_vec();
-    out.push(skiff_node::wire::WIRE_VERSION);
-    out.extend_from_slice(&cluster_id.to_le_bytes());
-    out.push(kind);
-    out.extend_from_slice(payload);
-    out
-}
-
-fn hello(cluster_id: u64, from: u64, client_addr: &str, http_addr: &str) -> Vec<u8> {
-    let mut payload = from.to_le_bytes().to_vec();
-    for text in [client_addr, http_addr] {
-        payload.extend_from_slice(&(text.len() as u16).to_le_bytes());
-        payload.extend_from_slice(text.as_bytes());
-    }
-    frame(cluster_id, 0, &payload)
-}
 
 fn message(cluster_id: u64, from: u64, to: u64, term: u64, body: MessageBody) -> Vec<u8> {
     let mut payload = Vec::new();
@@ -445,12 +473,28 @@ fn message(cluster_id: u64, from: u64, to: u64, term: u64, body: MessageBody) ->
 /// Opens a connection to `target`'s peer port pretending to be node `from`, sends `frames`.
 fn forge(cluster: &TestCluster, target: u64, from: u64, frames: &[Vec<u8>]) {
     let cluster_id = cluster_id(cluster, target);
-    let mut stream = TcpStream::connect(cluster.nodes[&target].peer).expect("connect");
+    let peer = cluster.nodes[&target].peer;
+    // With TLS, the forger holds node `from`'s own certificate: what it may still not do is
+    // what this test checks.
+    let mut stream: Box<dyn Write> = match &cluster.secure {
+        None => Box::new(TcpStream::connect(peer).expect("connect")),
+        Some(secure) => {
+            let certs = &secure.certs;
+            let config = client_config_with(
+                &certs.join("ca.crt"),
+                Some((
+                    &certs.join(format!("node-{from}.crt")),
+                    &certs.join(format!("node-{from}.key")),
+                )),
+            );
+            Box::new(tls_connect(peer, &config).expect("connect"))
+        }
+    };
     let mut bytes = hello(cluster_id, from, "127.0.0.1:1", "127.0.0.1:2");
     for frame in frames {
         bytes.extend_from_slice(frame);
     }
-    let _ = stream.write_all(&bytes);
+    let _ = stream.write_all(&bytes).and_then(|()| stream.flush());
     std::thread::sleep(Duration::from_millis(300));
 }
 
@@ -468,10 +512,9 @@ fn term_and_leader(cluster: &TestCluster, id: u64) -> (u64, u64) {
     )
 }
 
-#[test]
-fn forged_peer_messages_are_refused_and_no_node_crashes_or_loses_its_leader() {
+fn forged_peer_messages_are_refused_and_no_node_crashes_or_loses_its_leader_on(secure: bool) {
     let _serial = serial();
-    let mut cluster = TestCluster::start(3);
+    let mut cluster = TestCluster::launch(3, &[], secure);
     let kept = acknowledged_writes(&cluster, "kept", 20);
     let leader = cluster.wait_for_leader(Duration::from_secs(5));
     let followers: Vec<u64> = cluster

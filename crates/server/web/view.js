@@ -62,7 +62,7 @@ function learnMembers(members) {
 function connect(id) {
   const entry = nodes.get(id);
   if (!isHostPort(entry.http) || entry.source) return;
-  const source = new EventSource(`http://${entry.http}/events`);
+  const source = new EventSource(`${location.protocol}//${entry.http}/events`);
   entry.source = source;
   source.addEventListener("status", (e) => {
     entry.status = JSON.parse(e.data);
@@ -73,10 +73,22 @@ function connect(id) {
   source.addEventListener("raft", (e) => addEvent(id, JSON.parse(e.data)));
 }
 
+// The admin token, asked for once when a node answers 401, and kept in this page's memory
+// only: never in storage, never in the URL.
+let adminToken = null;
+
 async function post(url) {
   const message = document.getElementById("message");
+  const send = () => fetch(url, {
+    method: "POST",
+    headers: adminToken === null ? {} : { Authorization: `Bearer ${adminToken}` },
+  });
   try {
-    const response = await fetch(url, { method: "POST" });
+    let response = await send();
+    if (response.status === 401 && new URL(url, location.href).origin === location.origin) {
+      adminToken = window.prompt("This cluster needs its admin token (skiff local --tls: DATA/admin-token):");
+      if (adminToken !== null) response = await send();
+    }
     message.textContent = (await response.text()).trim() || response.statusText;
   } catch (error) {
     message.textContent = `request failed: ${error}`;

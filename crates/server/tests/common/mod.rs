@@ -13,6 +13,7 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio_rustls::rustls;
 
 /// Process tests share two cores: run them one at a time, so that timing assumptions hold.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -130,10 +131,203 @@ impl TestNode {
     }
 }
 
+/// What a secure cluster's clients need: the files `skiff certs` wrote, the password and the
+/// admin token, and a TLS client configuration that trusts the cluster's CA.
+pub struct Secure {
+    pub certs: PathBuf,
+    pub password: String,
+    pub password_file: PathBuf,
+    pub token: String,
+    pub token_file: PathBuf,
+    pub client_config: Arc<rustls::ClientConfig>,
+}
+
+/// The password and token a secure test cluster uses.
+pub const TEST_PASSWORD: &str = "test-password-1";
+pub const TEST_TOKEN: &str = "test-admin-token-1";
+
+impl Secure {
+    /// Certificates for `n` nodes and the secret files, under `root`.
+    pub fn create(root: &Path, n: u64) -> Secure {
+        let certs = root.join("certs");
+        let output = Command::new(skiff_bin())
+            .args(["certs", "--nodes", &n.to_string(), "--hosts", "127.0.0.1"])
+            .arg("--out")
+            .arg(&certs)
+            .output()
+            .expect("skiff certs runs");
+        assert!(output.status.success(), "skiff certs: {output:?}");
+        let password_file = root.join("requirepass");
+        std::fs::write(&password_file, format!("{TEST_PASSWORD}\n")).expect("password file");
+        let token_file = root.join("admin-token");
+        std::fs::write(&token_file, format!("{TEST_TOKEN}\n")).expect("token file");
+        Secure {
+            client_config: client_config(&certs.join("ca.crt")),
+            certs,
+            password: TEST_PASSWORD.into(),
+            password_file,
+            token: TEST_TOKEN.into(),
+            token_file,
+        }
+    }
+
+    /// The `skiff serve` flags of node `id`.
+    pub fn serve_args(&self, id: u64) -> Vec<String> {
+        let path = |name: String| self.certs.join(name).display().to_string();
+        vec![
+            "--tls-cert-file".into(),
+            path(format!("node-{id}.crt")),
+            "--tls-key-file".into(),
+            path(format!("node-{id}.key")),
+            "--tls-ca-cert-file".into(),
+            path("ca.crt".into()),
+            "--requirepass-file".into(),
+            self.password_file.display().to_string(),
+            "--admin-token-file".into(),
+            self.token_file.display().to_string(),
+        ]
+    }
+}
+
+/// A rustls client configuration trusting the CA in `ca` (and, optionally, presenting a
+/// certificate).
+pub fn client_config(ca: &Path) -> Arc<rustls::ClientConfig> {
+    client_config_with(ca, None)
+}
+
+/// As [`client_config`], presenting the certificate and key in `identity`.
+pub fn client_config_with(
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("ca file") {
+        roots.add(cert.expect("ca cert")).expect("ca");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    Arc::new(match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(cert)
+                    .expect("cert file")
+                    .map(|c| c.expect("cert"))
+                    .collect(),
+                PrivateKeyDer::from_pem_file(key).expect("key"),
+            )
+            .expect("client auth"),
+    })
+}
+
+/// A TLS connection to `addr` (whose certificate must name 127.0.0.1).
+pub fn tls_connect(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let connection =
+        rustls::ClientConnection::new(config.clone(), name).map_err(std::io::Error::other)?;
+    Ok(rustls::StreamOwned::new(connection, stream))
+}
+
+/// A blocking HTTPS request; returns the status code and body.
+pub fn https_request(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = tls_connect(addr, config)?;
+    let authorization = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    stream.flush()?;
+    let mut response = Vec::new();
+    // A server that closes without close_notify ends the stream with an error after the body.
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("malformed response: {response:?}")))?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other("malformed status line"))?;
+    Ok((code, body.to_string()))
+}
+
+/// A client connection as the hostile suite drives it: plain TCP or TLS over TCP.
+pub trait Wire: Read + Write + Send {
+    /// The TCP socket underneath (for timeouts).
+    fn socket(&self) -> &TcpStream;
+
+    /// Reads what the server sent without first sending what a failed write left unsent
+    /// (TLS's `read` would, and fail on the socket the server stopped reading).
+    fn read_received(&mut self, buf: &mut [u8]) -> std::io::Result<usize>;
+}
+
+impl Wire for TcpStream {
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+
+    fn read_received(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.read(buf)
+    }
+}
+
+impl Wire for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    fn socket(&self) -> &TcpStream {
+        &self.sock
+    }
+
+    fn read_received(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.conn.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if self.conn.read_tls(&mut self.sock)? == 0 {
+                return Ok(0);
+            }
+            self.conn
+                .process_new_packets()
+                .map_err(std::io::Error::other)?;
+        }
+    }
+}
+
+impl Wire for Box<dyn Wire> {
+    fn socket(&self) -> &TcpStream {
+        (**self).socket()
+    }
+
+    fn read_received(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        (**self).read_received(buf)
+    }
+}
+
 /// A cluster of real processes.
 pub struct TestCluster {
     pub nodes: BTreeMap<u64, TestNode>,
     pub root: tempfile::TempDir,
+    /// TLS, a client password and an admin token on every node, when set.
+    pub secure: Option<Secure>,
     cuts: Arc<Mutex<Cuts>>,
     initial_cluster: String,
     extra_args: Vec<String>,
@@ -153,7 +347,18 @@ impl TestCluster {
 
     /// Starts `n` nodes with extra `skiff serve` flags.
     pub fn start_with(n: u64, extra_args: &[&str]) -> TestCluster {
+        TestCluster::launch(n, extra_args, false)
+    }
+
+    /// Starts `n` nodes with TLS on every port, a client password and an admin token.
+    pub fn start_secure(n: u64, extra_args: &[&str]) -> TestCluster {
+        TestCluster::launch(n, extra_args, true)
+    }
+
+    /// Starts `n` nodes, secure or not, and waits for a leader.
+    pub fn launch(n: u64, extra_args: &[&str], secure: bool) -> TestCluster {
         let root = tempfile::tempdir().expect("temp dir");
+        let secure = secure.then(|| Secure::create(root.path(), n));
         let cuts = Arc::new(Mutex::new(Cuts::default()));
         let mut nodes = BTreeMap::new();
         for id in 1..=n {
@@ -167,6 +372,7 @@ impl TestCluster {
         let mut cluster = TestCluster {
             nodes,
             root,
+            secure,
             cuts,
             initial_cluster,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
@@ -190,12 +396,18 @@ impl TestCluster {
 
     /// Runs `skiff admin --addr <node id's HTTP> args…` and returns its output.
     pub fn admin(&self, via: u64, args: &[&str]) -> std::process::Output {
-        Command::new(skiff_bin())
+        let mut command = Command::new(skiff_bin());
+        command
             .arg("admin")
-            .args(["--addr", &self.nodes[&via].http.to_string()])
-            .args(args)
-            .output()
-            .expect("skiff admin runs")
+            .args(["--addr", &self.nodes[&via].http.to_string()]);
+        if let Some(secure) = &self.secure {
+            command
+                .arg("--tls-ca-cert-file")
+                .arg(secure.certs.join("ca.crt"))
+                .arg("--token-file")
+                .arg(&secure.token_file);
+        }
+        command.args(args).output().expect("skiff admin runs")
     }
 
     /// Starts (or restarts) node `id` from its data directory.
@@ -224,6 +436,7 @@ impl TestCluster {
             .args(["--listen-http", &node.http.to_string()])
             .args(["--initial-cluster", &self.initial_cluster])
             .args(&self.extra_args)
+            .args(self.secure.iter().flat_map(|s| s.serve_args(id)))
             .args(self.joined.contains(&id).then_some("--join"))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -274,9 +487,24 @@ impl TestCluster {
 
     /// `GET /status` of node `id`, if it answers.
     pub fn status(&self, id: u64) -> Option<Value> {
-        http_get(self.nodes[&id].http, "/status")
+        self.http_get(id, "/status")
             .ok()
             .and_then(|body| serde_json::from_str(&body).ok())
+    }
+
+    /// `GET path` from node `id`'s HTTP port (HTTPS on a secure cluster).
+    pub fn http_get(&self, id: u64, path: &str) -> std::io::Result<String> {
+        match &self.secure {
+            None => http_get(self.nodes[&id].http, path),
+            Some(secure) => https_request(
+                self.nodes[&id].http,
+                &secure.client_config,
+                "GET",
+                path,
+                None,
+            )
+            .map(|(_, body)| body),
+        }
     }
 
     /// The leader that a majority of running nodes agree on, waiting up to `timeout`.
@@ -308,10 +536,38 @@ impl TestCluster {
         }
     }
 
+    /// A raw connection to a client port: plain, or on a secure cluster TLS with the
+    /// password already given.
+    pub fn connect_client(&self, addr: SocketAddr) -> Box<dyn Wire> {
+        let Some(secure) = &self.secure else {
+            return Box::new(TcpStream::connect(addr).expect("connect"));
+        };
+        let mut stream = tls_connect(addr, &secure.client_config).expect("connect over TLS");
+        let password = secure.password.as_bytes();
+        let mut auth = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n", password.len()).into_bytes();
+        auth.extend_from_slice(password);
+        auth.extend_from_slice(b"\r\n");
+        stream.write_all(&auth).expect("send AUTH");
+        let mut ok = [0u8; 5];
+        stream.read_exact(&mut ok).expect("AUTH answered");
+        assert_eq!(&ok, b"+OK\r\n");
+        stream.sock.set_read_timeout(None).expect("timeout");
+        Box::new(stream)
+    }
+
     /// A Redis connection to node `id`, with a read timeout.
     pub fn redis(&self, id: u64) -> redis::Connection {
-        let client =
-            redis::Client::open(format!("redis://{}/", self.nodes[&id].client)).expect("client");
+        let client = match &self.secure {
+            None => redis::Client::open(format!("redis://{}/", self.nodes[&id].client)),
+            Some(secure) => redis::Client::build_with_tls(
+                format!("rediss://:{}@{}/", secure.password, self.nodes[&id].client),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(secure.certs.join("ca.crt")).expect("ca file")),
+                },
+            ),
+        }
+        .expect("client");
         // A node that was just started may not listen yet.
         let connection = eventually(Duration::from_secs(10), "a client connection", || {
             client
@@ -355,6 +611,26 @@ impl Drop for TestCluster {
             self.kill(id);
         }
     }
+}
+
+/// A frame as a peer sends it: `length | version | cluster id | kind | payload`.
+pub fn peer_frame(cluster_id: u64, kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = ((1 + 8 + 1 + payload.len()) as u32).to_le_bytes().to_vec();
+    out.push(skiff_node::wire::WIRE_VERSION);
+    out.extend_from_slice(&cluster_id.to_le_bytes());
+    out.push(kind);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A peer's Hello frame: its id and the client and HTTP addresses it advertises.
+pub fn peer_hello(cluster_id: u64, from: u64, client_addr: &str, http_addr: &str) -> Vec<u8> {
+    let mut payload = from.to_le_bytes().to_vec();
+    for text in [client_addr, http_addr] {
+        payload.extend_from_slice(&(text.len() as u16).to_le_bytes());
+        payload.extend_from_slice(text.as_bytes());
+    }
+    peer_frame(cluster_id, 0, &payload)
 }
 
 /// Sends a signal to a process.
@@ -424,6 +700,11 @@ pub struct Local {
 
 impl Local {
     pub fn start(data_dir: &std::path::Path, base: u16) -> Local {
+        Local::start_with(data_dir, base, &[])
+    }
+
+    /// `skiff local` with extra flags (`--tls`).
+    pub fn start_with(data_dir: &std::path::Path, base: u16, extra: &[&str]) -> Local {
         let mut child = Command::new(skiff_bin())
             .arg("local")
             .arg("--data-dir")
@@ -431,6 +712,7 @@ impl Local {
             .args(["--client-port", &base.to_string()])
             .args(["--peer-port", &(base + 100).to_string()])
             .args(["--http-port", &(base + 200).to_string()])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -446,6 +728,22 @@ impl Local {
             }
         });
         Local { child, lines }
+    }
+
+    /// The lines printed up to and including the first that starts with `prefix`.
+    pub fn lines_until(&self, prefix: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(15))
+                .unwrap_or_else(|_| panic!("skiff local prints {prefix:?}: {lines:?}"));
+            let done = line.starts_with(prefix);
+            lines.push(line);
+            if done {
+                return lines;
+            }
+        }
     }
 
     /// Waits for the "leader: node N" line and returns N.
