@@ -63,9 +63,10 @@ impl<'a> Reader<'a> {
                 tag,
                 offset,
             },
+            // The store's versions are one byte, read by `version`.
             CodecError::UnsupportedVersion { found, .. } => KvError::UnsupportedVersion {
                 what,
-                version: found as u8,
+                version: u8::try_from(found).unwrap_or(u8::MAX),
             },
             // The store's forms have no bounded or UTF-8 strings: these reads are not made
             // here, and would be bytes that end before what they claim.
@@ -101,6 +102,14 @@ impl<'a> Reader<'a> {
     #[inline]
     pub(crate) fn take(&mut self, len: usize) -> Result<&'a [u8], KvError> {
         let read = self.inner.take(len);
+        self.check(read)
+    }
+
+    /// A format version byte, refused as [`KvError::UnsupportedVersion`] unless it is one of
+    /// `supported`: the check every format on skiff-codec makes.
+    #[inline]
+    pub(crate) fn version(&mut self, supported: &'static [u16]) -> Result<u8, KvError> {
+        let read = self.inner.version(format_name(self.what), supported);
         self.check(read)
     }
 
@@ -146,5 +155,15 @@ impl<'a> Reader<'a> {
     pub(crate) fn bytes(&mut self) -> Result<Vec<u8>, KvError> {
         let read = self.inner.bytes_varint();
         self.check(read).map(<[u8]>::to_vec)
+    }
+}
+
+/// What the codec's own error calls `what`.
+fn format_name(what: Encoded) -> &'static str {
+    match what {
+        Encoded::Command => "kv command",
+        Encoded::Snapshot => "kv snapshot",
+        Encoded::Request => "kv request",
+        Encoded::Reply => "kv reply",
     }
 }

@@ -31,6 +31,9 @@ use crate::error::{Encoded, KvError};
 /// The format version written by [`Command::encode`].
 pub const COMMAND_FORMAT_VERSION: u8 = 1;
 
+/// The format versions this build reads.
+const COMMAND_FORMAT_VERSIONS: &[u16] = &[COMMAND_FORMAT_VERSION as u16];
+
 /// When a `SET` takes effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum SetCondition {
@@ -240,10 +243,7 @@ impl Command {
             return Err(KvError::Empty { what });
         }
         let mut r = Reader::new(bytes, what);
-        let version = r.u8()?;
-        if version != COMMAND_FORMAT_VERSION {
-            return Err(KvError::UnsupportedVersion { what, version });
-        }
+        r.version(COMMAND_FORMAT_VERSIONS)?;
         let command = match r.u8()? {
             opcode::GET => Command::Get { key: r.bytes()? },
             opcode::SET => {

@@ -13,6 +13,9 @@ use crate::session::SessionRequest;
 /// The version of the binary form [`Request::encode`] writes.
 pub const REQUEST_FORMAT_VERSION: u8 = 1;
 
+/// The format versions this build reads.
+const REQUEST_FORMAT_VERSIONS: &[u16] = &[REQUEST_FORMAT_VERSION as u16];
+
 /// A command as a log entry carries it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Request {
@@ -48,10 +51,7 @@ impl Request {
             return Err(KvError::Empty { what });
         }
         let mut r = Reader::new(bytes, what);
-        let version = r.u8()?;
-        if version != REQUEST_FORMAT_VERSION {
-            return Err(KvError::UnsupportedVersion { what, version });
-        }
+        r.version(REQUEST_FORMAT_VERSIONS)?;
         let session = match r.u8()? {
             0 => None,
             1 => Some(SessionRequest {

@@ -32,6 +32,9 @@ pub const SNAPSHOT_MAGIC: [u8; 4] = *b"SKVS";
 /// The format version written by [`StateMachine::snapshot`].
 pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
 
+/// The format versions this build reads.
+const SNAPSHOT_FORMAT_VERSIONS: &[u16] = &[SNAPSHOT_FORMAT_VERSION as u16];
+
 const CHECKSUM_BYTES: usize = 4;
 
 impl StateMachine {
@@ -104,10 +107,7 @@ impl StateMachine {
 
         let mut r = Reader::new(body, what);
         r.take(SNAPSHOT_MAGIC.len())?;
-        let version = r.u8()?;
-        if version != SNAPSHOT_FORMAT_VERSION {
-            return Err(KvError::UnsupportedVersion { what, version });
-        }
+        r.version(SNAPSHOT_FORMAT_VERSIONS)?;
         let applied_index = r.u64()?;
 
         // Each pair takes at least two bytes (two empty strings).

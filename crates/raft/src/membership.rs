@@ -4,6 +4,8 @@
 
 use std::collections::BTreeSet;
 
+use skiff_codec::{put, CodecError, Reader};
+
 use crate::types::NodeId;
 
 /// One step of a configuration change.
@@ -27,9 +29,22 @@ pub struct ConfChange {
 /// Why a configuration change cannot be applied.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfChangeError {
-    /// The entry's bytes are not a configuration change.
-    #[error("malformed configuration change")]
-    Malformed,
+    /// The entry's bytes do not read as a configuration change: they end before its steps
+    /// do, more bytes follow them, or a step is of no known kind.
+    #[error("malformed configuration change: {0}")]
+    Malformed(#[from] CodecError),
+    /// The entry's bytes claim more steps than one change may hold.
+    #[error("a configuration change of {count} steps (at most {max})", max = ConfChange::MAX_STEPS)]
+    TooManySteps {
+        /// The step count read.
+        count: usize,
+    },
+    /// A step names node 0, the id reserved for nobody.
+    #[error("a configuration change step names node 0 at byte {offset}")]
+    NodeZero {
+        /// Where the id starts.
+        offset: usize,
+    },
     /// A change of voters while the joint configuration has not been left yet.
     #[error("the joint configuration must be left before another change")]
     StillJoint,
@@ -139,52 +154,63 @@ const STEP_ADD_LEARNER: u8 = 2;
 const STEP_REMOVE: u8 = 3;
 
 impl ConfChange {
+    /// The most steps one change may hold; a longer one does not decode.
+    pub const MAX_STEPS: usize = 16;
+
     /// The change that leaves the joint configuration.
     pub fn leave_joint() -> ConfChange {
         ConfChange::default()
     }
 
-    /// The change as entry data: a count, then one kind byte and an id per step.
+    /// The change as entry data: a count byte, then per step a kind byte and the node id as a
+    /// little-endian `u64`. A change of more than 255 steps is written with the count 255, so
+    /// that it is refused when read rather than read as a shorter count.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(1 + 9 * self.steps.len());
-        out.push(self.steps.len() as u8);
+        put::u8(&mut out, u8::try_from(self.steps.len()).unwrap_or(u8::MAX));
         for step in &self.steps {
             let (kind, id) = match *step {
                 ConfChangeStep::AddVoter(id) => (STEP_ADD_VOTER, id),
                 ConfChangeStep::AddLearner(id) => (STEP_ADD_LEARNER, id),
                 ConfChangeStep::Remove(id) => (STEP_REMOVE, id),
             };
-            out.push(kind);
-            out.extend_from_slice(&id.0.to_le_bytes());
+            put::u8(&mut out, kind);
+            put::u64(&mut out, id.0);
         }
         out
     }
 
-    /// Decodes entry data written by [`encode`](ConfChange::encode).
+    /// Decodes entry data written by [`encode`](ConfChange::encode). The bytes come from the
+    /// log, which a leader filled: any that are not exactly a change of at most
+    /// [`MAX_STEPS`](ConfChange::MAX_STEPS) steps naming real nodes give an error, never a
+    /// panic.
     pub fn decode(data: &[u8]) -> Result<ConfChange, ConfChangeError> {
-        let (&count, mut rest) = data.split_first().ok_or(ConfChangeError::Malformed)?;
-        if rest.len() != 9 * count as usize {
-            return Err(ConfChangeError::Malformed);
+        let mut r = Reader::new(data);
+        let count = usize::from(r.u8()?);
+        if count > ConfChange::MAX_STEPS {
+            return Err(ConfChangeError::TooManySteps { count });
         }
-        let mut steps = Vec::with_capacity(count as usize);
-        while let Some((&kind, tail)) = rest.split_first() {
-            let id = NodeId(u64::from_le_bytes(
-                tail[..8]
-                    .try_into()
-                    .map_err(|_| ConfChangeError::Malformed)?,
-            ));
-            rest = &tail[8..];
-            steps.push(match kind {
-                STEP_ADD_VOTER => ConfChangeStep::AddVoter(id),
-                STEP_ADD_LEARNER => ConfChangeStep::AddLearner(id),
-                STEP_REMOVE => ConfChangeStep::Remove(id),
-                _ => return Err(ConfChangeError::Malformed),
-            });
+        let mut steps = Vec::with_capacity(count);
+        for _ in 0..count {
+            steps.push(read_step(&mut r)?);
         }
-        if count as usize > 16 || steps.iter().any(|step| matches!(step, ConfChangeStep::AddVoter(id) | ConfChangeStep::AddLearner(id) | ConfChangeStep::Remove(id) if id.0 == 0)) {
-            return Err(ConfChangeError::Malformed);
-        }
+        r.finish()?;
         Ok(ConfChange { steps })
+    }
+}
+
+/// One step: its kind byte, then the node id.
+fn read_step(r: &mut Reader<'_>) -> Result<ConfChangeStep, ConfChangeError> {
+    let step: fn(NodeId) -> ConfChangeStep = match r.u8()? {
+        STEP_ADD_VOTER => ConfChangeStep::AddVoter,
+        STEP_ADD_LEARNER => ConfChangeStep::AddLearner,
+        STEP_REMOVE => ConfChangeStep::Remove,
+        kind => return Err(r.unknown_tag("configuration change step", kind).into()),
+    };
+    let offset = r.offset();
+    match r.u64()? {
+        0 => Err(ConfChangeError::NodeZero { offset }),
+        id => Ok(step(NodeId(id))),
     }
 }
 
@@ -268,14 +294,36 @@ mod tests {
             ConfChange::decode(&ConfChange::leave_joint().encode()),
             Ok(ConfChange::leave_joint())
         );
-        assert_eq!(ConfChange::decode(&[]), Err(ConfChangeError::Malformed));
+        // Each refusal says what was wrong, and where.
+        let refused = |data: &[u8]| ConfChange::decode(data).unwrap_err();
         assert_eq!(
-            ConfChange::decode(&[1, 9, 1, 0, 0, 0, 0, 0, 0, 0]),
-            Err(ConfChangeError::Malformed)
+            refused(&[]),
+            ConfChangeError::Malformed(CodecError::Truncated { offset: 0 })
         );
         assert_eq!(
-            ConfChange::decode(&[1, 1, 0, 0]),
-            Err(ConfChangeError::Malformed)
+            refused(&[1, 9, 1, 0, 0, 0, 0, 0, 0, 0]),
+            ConfChangeError::Malformed(CodecError::UnknownTag {
+                field: "configuration change step",
+                tag: 9,
+                offset: 1
+            })
+        );
+        assert_eq!(
+            refused(&[1, 1, 0, 0]),
+            ConfChangeError::Malformed(CodecError::Truncated { offset: 2 })
+        );
+        assert_eq!(
+            refused(&[1, 3, 0, 0, 0, 0, 0, 0, 0, 0]),
+            ConfChangeError::NodeZero { offset: 2 }
+        );
+        assert_eq!(
+            refused(&[0, 0]),
+            ConfChangeError::Malformed(CodecError::TrailingBytes { count: 1 })
+        );
+        assert_eq!(refused(&[17]), ConfChangeError::TooManySteps { count: 17 });
+        assert_eq!(
+            refused(&[17]).to_string(),
+            "a configuration change of 17 steps (at most 16)"
         );
     }
 }
