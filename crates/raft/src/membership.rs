@@ -19,6 +19,17 @@ pub enum ConfChangeStep {
     Remove(NodeId),
 }
 
+impl ConfChangeStep {
+    /// The node the step is about.
+    pub fn node(&self) -> NodeId {
+        match *self {
+            ConfChangeStep::AddVoter(id)
+            | ConfChangeStep::AddLearner(id)
+            | ConfChangeStep::Remove(id) => id,
+        }
+    }
+}
+
 /// A configuration change carried by a log entry. No steps means "leave the joint configuration".
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ConfChange {
@@ -99,6 +110,20 @@ impl ConfState {
     /// (§6: C_old,new); a change of learners alone takes effect directly; no steps leaves the
     /// joint configuration for C_new.
     pub fn apply(&self, change: &ConfChange) -> Result<ConfState, ConfChangeError> {
+        // A change every node can decode, or none: refused here, at the proposal, rather than
+        // committed and then skipped by every node that cannot read it.
+        if change.steps.len() > ConfChange::MAX_STEPS {
+            return Err(ConfChangeError::TooManySteps {
+                count: change.steps.len(),
+            });
+        }
+        if let Some(position) = change.steps.iter().position(|step| step.node().0 == 0) {
+            // Where the id sits in the encoded change: the count byte, then a kind byte and
+            // an 8-byte id per step.
+            return Err(ConfChangeError::NodeZero {
+                offset: 1 + position * 9 + 1,
+            });
+        }
         if change.steps.is_empty() {
             if !self.is_joint() {
                 return Err(ConfChangeError::NotJoint);

@@ -107,6 +107,55 @@ fn config_change_waits_for_leader_noop() {
 }
 
 #[test]
+fn a_change_no_node_could_decode_is_refused_when_proposed() {
+    // More steps than a change may hold, or a step naming node 0, would commit and then be
+    // skipped by every node that reads it: the leader refuses them and appends nothing.
+    let mut leader = node(no_prevote(1, 3), &[], HardState::default());
+    elect(&mut leader);
+    leader.step(msg(2, 1, 1, accepted(1))).unwrap();
+    drain(&mut leader);
+    let last = leader.raft().log().last_index();
+    let many = ConfChange {
+        steps: (10..10 + ConfChange::MAX_STEPS as u64 + 1)
+            .map(|id| ConfChangeStep::AddLearner(NodeId(id)))
+            .collect(),
+    };
+    assert_eq!(
+        leader.propose_conf_change(many),
+        Err(ProposeError::InvalidConfChange(
+            ConfChangeError::TooManySteps {
+                count: ConfChange::MAX_STEPS + 1
+            }
+        ))
+    );
+    let zero = ConfChange {
+        steps: vec![
+            ConfChangeStep::AddLearner(NodeId(4)),
+            ConfChangeStep::AddLearner(NodeId(0)),
+        ],
+    };
+    assert_eq!(
+        leader.propose_conf_change(zero.clone()),
+        Err(ProposeError::InvalidConfChange(ConfChangeError::NodeZero {
+            offset: 11
+        }))
+    );
+    // The offset is where the decoder would stop too.
+    assert_eq!(
+        ConfChange::decode(&zero.encode()),
+        Err(ConfChangeError::NodeZero { offset: 11 })
+    );
+    assert_eq!(leader.raft().log().last_index(), last);
+    // A change of the largest size is still taken.
+    let largest = ConfChange {
+        steps: (10..10 + ConfChange::MAX_STEPS as u64)
+            .map(|id| ConfChangeStep::AddLearner(NodeId(id)))
+            .collect(),
+    };
+    assert!(leader.propose_conf_change(largest).is_ok());
+}
+
+#[test]
 fn voter_change_enters_and_leaves_the_joint_configuration() {
     // Applying a change of voters puts C_old,new in force and the leader appends the entry
     // that leaves it; applying that one puts C_new in force.
