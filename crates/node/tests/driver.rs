@@ -11,28 +11,11 @@ use skiff_node::{
 use skiff_raft::{Config, LogIndex, LogStorage, NodeId, Role};
 use skiff_wal::{Disk, MemDisk};
 
+mod common;
+
+use common::outputs;
+
 const DIR: &str = "/data";
-
-/// What a node run by [`Node::run`] left for its driver, by kind.
-#[derive(Default)]
-struct Outputs {
-    messages: Vec<PeerMessage>,
-    replies: Vec<(RequestId, Reply)>,
-    events: Vec<Event>,
-}
-
-fn outputs(node: &mut Node<MemDisk>) -> Outputs {
-    let mut out = Outputs::default();
-    for effect in node.take_effects() {
-        match effect {
-            Effect::Send(message) => out.messages.push(message),
-            Effect::Reply(id, reply) => out.replies.push((id, reply)),
-            Effect::Event(event) => out.events.push(event),
-            other => panic!("run carries out its own I/O, yet {other:?} was left"),
-        }
-    }
-    out
-}
 
 struct NodeCluster {
     nodes: BTreeMap<NodeId, Node<MemDisk>>,

@@ -73,21 +73,6 @@ fn cluster_survived(cluster: &mut TestCluster, kept: &[(String, String)]) {
     }
 }
 
-/// The value of `skiff_errors_total{kind}` on a node.
-fn errors_counted(cluster: &TestCluster, id: u64, kind: &str) -> u64 {
-    let metrics = cluster.http_get(id, "/metrics").expect("metrics");
-    let prefix = format!("skiff_errors_total{{kind=\"{kind}\"}} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("skiff_errors_total{{kind={kind:?}}} is not exported"))
-}
-
-fn node_log(cluster: &TestCluster, id: u64) -> String {
-    std::fs::read_to_string(cluster.nodes[&id].dir.join("node.log")).unwrap_or_default()
-}
-
 /// Reads what the server sends until it closes or goes quiet for `quiet`.
 fn read_until_quiet(stream: &mut impl Wire, quiet: Duration) -> Vec<u8> {
     stream
@@ -298,7 +283,9 @@ fn huge_replies_unread_replies_and_unfinished_requests_are_cut_off_with_memory_b
         error.contains("request too large for one log entry"),
         "{error}"
     );
-    assert!(!node_log(&cluster, leader).contains("closed a peer connection"));
+    assert!(!cluster
+        .node_log(leader)
+        .contains("closed a peer connection"));
 
     // One small MGET of the big key 500 times: refused before the reply is built.
     let mut stream = cluster.connect_client(addr);
@@ -314,7 +301,7 @@ fn huge_replies_unread_replies_and_unfinished_requests_are_cut_off_with_memory_b
 
     // A client that pipelines 2,000 GETs of the big value and never reads is disconnected
     // once its unread replies pass the output limit.
-    let before = errors_counted(&cluster, leader, "client_output_limit");
+    let before = cluster.errors_counted(leader, "client_output_limit");
     let mut greedy = cluster.connect_client(addr);
     let get = resp_command(&[b"GET", b"big"]);
     greedy
@@ -327,9 +314,11 @@ fn huge_replies_unread_replies_and_unfinished_requests_are_cut_off_with_memory_b
         }
     }
     eventually(Duration::from_secs(20), "the greedy client cut off", || {
-        (errors_counted(&cluster, leader, "client_output_limit") > before).then_some(())
+        (cluster.errors_counted(leader, "client_output_limit") > before).then_some(())
     });
-    assert!(node_log(&cluster, leader).contains("disconnecting a client over a memory limit"));
+    assert!(cluster
+        .node_log(leader)
+        .contains("disconnecting a client over a memory limit"));
     drop(greedy);
 
     // An unfinished request of 200 bulk strings of 8 MiB each: the server stops reading it
@@ -418,7 +407,7 @@ fn an_idle_client_is_disconnected_when_a_timeout_is_set_on(secure: bool) {
         closed_by_server(&mut idle, Duration::from_secs(5)),
         "an idle client stays connected"
     );
-    assert!(errors_counted(&cluster, 1, "idle_timeout") >= 1);
+    assert!(cluster.errors_counted(1, "idle_timeout") >= 1);
     cluster_survived(&mut cluster, &[]);
 }
 
@@ -613,9 +602,9 @@ fn forged_peer_messages_are_refused_and_no_node_crashes_or_loses_its_leader_on(s
     );
 
     // Each refusal is logged naming the peer, and counted.
-    let log = node_log(&cluster, follower);
+    let log = cluster.node_log(follower);
     assert!(log.contains("refused a message from a peer"), "{log}");
-    assert!(errors_counted(&cluster, follower, "peer_message_refused") >= 3);
+    assert!(cluster.errors_counted(follower, "peer_message_refused") >= 3);
     let top_term = cluster
         .nodes
         .keys()
@@ -670,7 +659,7 @@ fn strangers_on_the_peer_port_cannot_make_a_node_hold_memory() {
         .filter_map(|_| TcpStream::connect(peer).ok())
         .collect();
     std::thread::sleep(Duration::from_millis(500));
-    assert!(errors_counted(&cluster, target, "max_peer_connections") > 0);
+    assert!(cluster.errors_counted(target, "max_peer_connections") > 0);
     drop(silent);
 
     // 500 hellos with new ids and advertised addresses that are markup.
@@ -684,7 +673,7 @@ fn strangers_on_the_peer_port_cannot_make_a_node_hold_memory() {
             ));
         }
     }
-    let log = node_log(&cluster, target);
+    let log = cluster.node_log(target);
     assert!(
         log.contains("not HOST:PORT"),
         "the markup hello was not refused"
@@ -693,7 +682,7 @@ fn strangers_on_the_peer_port_cannot_make_a_node_hold_memory() {
     assert!(!status.contains("onerror"), "{status}");
     let log_has = |text: &str| {
         eventually(Duration::from_secs(5), text, || {
-            node_log(&cluster, target).contains(text).then_some(())
+            cluster.node_log(target).contains(text).then_some(())
         });
         true
     };
@@ -711,7 +700,8 @@ fn strangers_on_the_peer_port_cannot_make_a_node_hold_memory() {
             let mut foreign = TcpStream::connect(peer).ok()?;
             let _ = foreign.write_all(&hello(0x5eed, 9, "127.0.0.1:1", "127.0.0.1:2"));
             assert!(closed_by_server(&mut foreign, Duration::from_secs(5)));
-            node_log(&cluster, target)
+            cluster
+                .node_log(target)
                 .contains("peer belongs to cluster 0x5eed")
                 .then_some(())
         },

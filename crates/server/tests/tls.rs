@@ -57,21 +57,6 @@ fn curl(
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
-/// The value of `skiff_errors_total{kind}` on node `id`.
-fn errors_counted(cluster: &TestCluster, id: u64, kind: &str) -> u64 {
-    let metrics = cluster.http_get(id, "/metrics").expect("metrics");
-    let prefix = format!("skiff_errors_total{{kind=\"{kind}\"}} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("skiff_errors_total{{kind={kind:?}}} is not exported"))
-}
-
-fn node_log(cluster: &TestCluster, id: u64) -> String {
-    std::fs::read_to_string(cluster.nodes[&id].dir.join("node.log")).unwrap_or_default()
-}
-
 #[test]
 fn clients_over_tls_need_the_password_and_plain_tcp_gets_nothing() {
     let _serial = serial();
@@ -95,7 +80,7 @@ fn clients_over_tls_need_the_password_and_plain_tcp_gets_nothing() {
         &["PING"],
     );
     assert!(wrong.contains("WRONGPASS"), "{wrong}");
-    assert!(errors_counted(&cluster, 1, "auth_failed") >= 1);
+    assert!(cluster.errors_counted(1, "auth_failed") >= 1);
     // The password, alone or as the default user's, lets every command through.
     let auth = ["--no-auth-warning", "-a", password.as_str()];
     assert_eq!(redis_cli(&cluster, 1, &auth, &["SET", "k", "v"]), "OK");
@@ -170,13 +155,13 @@ fn clients_over_tls_need_the_password_and_plain_tcp_gets_nothing() {
         started.elapsed()
     );
     assert!(started.elapsed() < Duration::from_secs(7));
-    let log = node_log(&cluster, 1);
+    let log = cluster.node_log(1);
     let logged = log
         .lines()
         .filter(|l| l.contains("TLS handshake failed") && l.contains("WARN"))
         .count();
     assert_eq!(logged, 1, "{log}");
-    assert!(errors_counted(&cluster, 1, "tls_handshake") >= 3);
+    assert!(cluster.errors_counted(1, "tls_handshake") >= 3);
 }
 
 #[test]
@@ -229,7 +214,7 @@ fn https_status_is_open_and_admin_needs_the_token() {
         Some("wrong-token-123"),
     );
     assert_eq!(code, 401);
-    assert!(errors_counted(&cluster, 1, "http_auth_failed") >= 2);
+    assert!(cluster.errors_counted(1, "http_auth_failed") >= 2);
     let (code, body) = curl(&cluster, 1, "POST", "/admin/snapshot", Some(&token));
     assert_eq!(code, 200, "{body}");
     // The CLI with --tls-ca-cert-file and --token-file (the harness passes both).
@@ -305,8 +290,8 @@ fn a_peer_without_a_certificate_or_with_another_nodes_is_refused() {
         kept_open(as_node(2), 2),
         "node 2's own certificate was refused"
     );
-    let refused_before = errors_counted(&cluster, 1, "peer_connection_refused");
-    let handshakes_before = errors_counted(&cluster, 1, "tls_handshake");
+    let refused_before = cluster.errors_counted(1, "peer_connection_refused");
+    let handshakes_before = cluster.errors_counted(1, "tls_handshake");
     // No certificate: the handshake fails.
     assert!(!kept_open(client_config(&certs.join("ca.crt")), 2));
     // Node 3's certificate claiming to be node 2: refused after the Hello.
@@ -318,11 +303,11 @@ fn a_peer_without_a_certificate_or_with_another_nodes_is_refused() {
     );
     assert!(!kept_open(client_cert, 2));
     eventually(Duration::from_secs(5), "the refusals counted", || {
-        (errors_counted(&cluster, 1, "tls_handshake") > handshakes_before
-            && errors_counted(&cluster, 1, "peer_connection_refused") >= refused_before + 2)
+        (cluster.errors_counted(1, "tls_handshake") > handshakes_before
+            && cluster.errors_counted(1, "peer_connection_refused") >= refused_before + 2)
             .then_some(())
     });
-    let log = node_log(&cluster, 1);
+    let log = cluster.node_log(1);
     assert!(
         log.contains("hello from node 2 over a certificate naming node 3"),
         "{log}"
@@ -443,7 +428,9 @@ fn a_certificate_rotated_with_sighup_under_load_fails_no_request() {
             "{addr} still presents the old certificate"
         );
     }
-    assert!(node_log(&cluster, 1).contains("SIGHUP: reloaded the TLS certificates"));
+    assert!(cluster
+        .node_log(1)
+        .contains("SIGHUP: reloaded the TLS certificates"));
     // The cluster still replicates over the peers' new certificates.
     cluster.kill(leader);
     // (20 s: the two survivors may first have to dial each other, a handshake each, on a

@@ -492,6 +492,22 @@ impl TestCluster {
             .and_then(|body| serde_json::from_str(&body).ok())
     }
 
+    /// The value of `skiff_errors_total{kind}` on node `id`.
+    pub fn errors_counted(&self, id: u64, kind: &str) -> u64 {
+        let metrics = self.http_get(id, "/metrics").expect("metrics");
+        let prefix = format!("skiff_errors_total{{kind=\"{kind}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("skiff_errors_total{{kind={kind:?}}} is not exported"))
+    }
+
+    /// What node `id` has logged so far.
+    pub fn node_log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.nodes[&id].dir.join("node.log")).unwrap_or_default()
+    }
+
     /// `GET path` from node `id`'s HTTP port (HTTPS on a secure cluster).
     pub fn http_get(&self, id: u64, path: &str) -> std::io::Result<String> {
         match &self.secure {
