@@ -1,6 +1,9 @@
 //! Skiff's one binary codec: every byte Skiff writes to disk or sends to a peer is put by
 //! [`put`]'s functions and read back by a [`Reader`].
 //!
+//! Take `skiff-codec` to read or write Skiff's binary forms;
+//! `skiff-raft`'s first page says which Skiff crate to take for which job.
+//!
 //! - **One byte order**: fixed-width integers are little-endian (the WAL's order, so its
 //!   files did not change when it moved onto this crate).
 //! - **Varints** for compact forms (the key-value store's commands and snapshots): LEB128,

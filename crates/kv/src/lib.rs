@@ -1,11 +1,14 @@
 //! Skiff's key-value state machine: the store the Raft log drives.
 //!
+//! Take `skiff-kv` for the replicated key-value state machine itself;
+//! `skiff-raft`'s first page says which Skiff crate to take for which job.
+//!
 //! Pure: no I/O, clock, threads or randomness, and every map is ordered, so replicas that
 //! apply the same entries hold the same state and write the same snapshot bytes.
 //!
 //! - [`Command`] is what a client asks (`GET`, `SET` with `NX`/`XX`, `DEL`, `EXISTS`, `INCR`,
-//!   `INCRBY`, `DECR`, `MGET`, `MSET`, Skiff's own `CAS`, `DBSIZE`), encoded by hand in a
-//!   compact, versioned binary form for log entries; [`Command::decode`] answers malformed
+//!   `INCRBY`, `DECR`, `MGET`, `MSET`, Skiff's own `CAS`, `DBSIZE`), encoded through
+//!   `skiff-codec` in a compact, versioned binary form for log entries; [`Command::decode`] answers malformed
 //!   bytes with a typed [`KvError`], never a panic.
 //! - [`StateMachine::apply`] applies a committed entry and returns the [`Reply`], which
 //!   mirrors Redis's replies. A write may carry a [`SessionRequest`] (thesis §6.3): a retried

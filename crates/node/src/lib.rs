@@ -1,5 +1,9 @@
-//! The Skiff node: one Raft core, its durable log and its key-value state machine, driven in
-//! the order Raft's safety needs.
+//! The Skiff node: one Raft core, its durable log and a state machine (`skiff-kv`'s store by
+//! default, or any [`StateMachine`]), driven in the order Raft's safety needs.
+//!
+//! Take `skiff-node` to run a whole replicated node over your own state machine and a disk
+//! (the example `counter` does, in under 200 lines);
+//! [`skiff_raft`]'s first page says which Skiff crate to take for which job.
 //!
 //! [`Node`] is deterministic: it has no threads, clock, sockets or randomness of its own, and
 //! its disk is a [`skiff_wal::Disk`]. The `skiff` server drives it with real time, TCP and

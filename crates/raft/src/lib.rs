@@ -20,6 +20,7 @@
 //! | a durable Raft log on disk, with checksums and crash recovery | `skiff-wal`: segment files over a `Disk` trait (a real file system or a simulated one) |
 //! | a whole replicated node over a state machine and a disk | `skiff-node`: drives this core and `skiff-wal` in the order persist → send → apply → advance |
 //! | the replicated key-value state machine (commands, sessions, snapshots) | `skiff-kv` |
+//! | the binary codec every Skiff format is written with | `skiff-codec` |
 //! | a server to run: TCP, the Redis protocol, HTTP status, a CLI | the `skiff` binary (`crates/server`) |
 //!
 //! The example `three_nodes` (`cargo run --release -p skiff-raft --example three_nodes`)

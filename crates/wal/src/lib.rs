@@ -1,5 +1,8 @@
 //! Skiff's durable Raft log: checksummed, append-only segment files behind a [`Disk`] trait.
 //!
+//! Take `skiff-wal` for a durable Raft log on disk with checksums and crash recovery;
+//! [`skiff_raft`]'s first page says which Skiff crate to take for which job.
+//!
 //! The WAL is deterministic: no clock, no randomness, no threads. Every file operation goes
 //! through [`Disk`], so the same code runs on the real file system ([`FsDisk`]) and on a
 //! simulated disk that loses unsynced data when it crashes ([`MemDisk`]).
