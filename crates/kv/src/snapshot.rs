@@ -85,82 +85,13 @@ impl StateMachine {
     /// [`apply`](Self::apply) would.
     pub fn restore(config: KvConfig, bytes: &[u8]) -> Result<StateMachine, KvError> {
         config.validate()?;
-        let what = Encoded::Snapshot;
-        if bytes.is_empty() {
-            return Err(KvError::Empty { what });
-        }
-        if bytes.len() < SNAPSHOT_MAGIC.len() || bytes[..SNAPSHOT_MAGIC.len()] != SNAPSHOT_MAGIC {
-            return Err(KvError::BadMagic);
-        }
-        let Some(body_len) = bytes.len().checked_sub(CHECKSUM_BYTES) else {
-            return Err(KvError::Truncated {
-                what,
-                offset: bytes.len(),
-            });
-        };
-        let (body, stored) = bytes.split_at(body_len);
-        let stored = Reader::new(stored, what).u32_le()?;
-        let computed = crc32c::crc32c(body);
-        if stored != computed {
-            return Err(KvError::ChecksumMismatch { stored, computed });
-        }
-
-        let mut r = Reader::new(body, what);
+        let body = checked_body(bytes)?;
+        let mut r = Reader::new(body, Encoded::Snapshot);
         r.take(SNAPSHOT_MAGIC.len())?;
         r.version(SNAPSHOT_FORMAT_VERSIONS)?;
         let applied_index = r.u64()?;
-
-        // Each pair takes at least two bytes (two empty strings).
-        let key_count = r.count(2)?;
-        let mut data = BTreeMap::new();
-        let mut previous: Option<Vec<u8>> = None;
-        for _ in 0..key_count {
-            let key = r.bytes()?;
-            let value = r.bytes()?;
-            if previous.as_ref().is_some_and(|p| *p >= key) {
-                return Err(KvError::InvalidSnapshot("keys are not in increasing order"));
-            }
-            previous = Some(key.clone());
-            data.insert(key, value);
-        }
-
-        // Each session takes at least four bytes (three varints and a reply tag).
-        let session_count = r.count(4)?;
-        let mut sessions = SessionTable::default();
-        let mut previous_id: Option<u64> = None;
-        for _ in 0..session_count {
-            let client_id = r.u64()?;
-            let last_sequence = r.u64()?;
-            let last_active_index = r.u64()?;
-            let last_reply = read_reply(&mut r)?;
-            if previous_id.is_some_and(|p| p >= client_id) {
-                return Err(KvError::InvalidSnapshot(
-                    "client ids are not in increasing order",
-                ));
-            }
-            previous_id = Some(client_id);
-            if last_sequence == 0 {
-                return Err(KvError::InvalidSnapshot("a session has sequence 0"));
-            }
-            if last_active_index > applied_index {
-                return Err(KvError::InvalidSnapshot(
-                    "a session is active after the applied index",
-                ));
-            }
-            if sessions.is_active_at(last_active_index) {
-                return Err(KvError::InvalidSnapshot(
-                    "two sessions are active at the same index",
-                ));
-            }
-            sessions.insert(
-                client_id,
-                Session {
-                    last_sequence,
-                    last_reply,
-                    last_active_index,
-                },
-            );
-        }
+        let data = read_data(&mut r)?;
+        let mut sessions = read_sessions(&mut r, applied_index)?;
         r.finish()?;
 
         sessions.shrink_to(config.max_sessions);
@@ -173,4 +104,89 @@ impl StateMachine {
         machine.check_invariants();
         Ok(machine)
     }
+}
+
+/// The snapshot's bytes before its checksum, once the magic and the checksum are checked.
+fn checked_body(bytes: &[u8]) -> Result<&[u8], KvError> {
+    let what = Encoded::Snapshot;
+    if bytes.is_empty() {
+        return Err(KvError::Empty { what });
+    }
+    if bytes.len() < SNAPSHOT_MAGIC.len() || bytes[..SNAPSHOT_MAGIC.len()] != SNAPSHOT_MAGIC {
+        return Err(KvError::BadMagic);
+    }
+    let Some(body_len) = bytes.len().checked_sub(CHECKSUM_BYTES) else {
+        return Err(KvError::Truncated {
+            what,
+            offset: bytes.len(),
+        });
+    };
+    let (body, stored) = bytes.split_at(body_len);
+    let stored = Reader::new(stored, what).u32_le()?;
+    let computed = crc32c::crc32c(body);
+    if stored != computed {
+        return Err(KvError::ChecksumMismatch { stored, computed });
+    }
+    Ok(body)
+}
+
+/// The keys and values, which a snapshot lists in strictly increasing key order.
+fn read_data(r: &mut Reader<'_>) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, KvError> {
+    // Each pair takes at least two bytes (two empty strings).
+    let key_count = r.count(2)?;
+    let mut data = BTreeMap::new();
+    let mut previous: Option<Vec<u8>> = None;
+    for _ in 0..key_count {
+        let key = r.bytes()?;
+        let value = r.bytes()?;
+        if previous.as_ref().is_some_and(|p| *p >= key) {
+            return Err(KvError::InvalidSnapshot("keys are not in increasing order"));
+        }
+        previous = Some(key.clone());
+        data.insert(key, value);
+    }
+    Ok(data)
+}
+
+/// The client sessions, in strictly increasing client id order, each with a sequence, none
+/// active after `applied_index` and no two active at one index.
+fn read_sessions(r: &mut Reader<'_>, applied_index: u64) -> Result<SessionTable, KvError> {
+    // Each session takes at least four bytes (three varints and a reply tag).
+    let session_count = r.count(4)?;
+    let mut sessions = SessionTable::default();
+    let mut previous_id: Option<u64> = None;
+    for _ in 0..session_count {
+        let client_id = r.u64()?;
+        let last_sequence = r.u64()?;
+        let last_active_index = r.u64()?;
+        let last_reply = read_reply(r)?;
+        if previous_id.is_some_and(|p| p >= client_id) {
+            return Err(KvError::InvalidSnapshot(
+                "client ids are not in increasing order",
+            ));
+        }
+        previous_id = Some(client_id);
+        if last_sequence == 0 {
+            return Err(KvError::InvalidSnapshot("a session has sequence 0"));
+        }
+        if last_active_index > applied_index {
+            return Err(KvError::InvalidSnapshot(
+                "a session is active after the applied index",
+            ));
+        }
+        if sessions.is_active_at(last_active_index) {
+            return Err(KvError::InvalidSnapshot(
+                "two sessions are active at the same index",
+            ));
+        }
+        sessions.insert(
+            client_id,
+            Session {
+                last_sequence,
+                last_reply,
+                last_active_index,
+            },
+        );
+    }
+    Ok(sessions)
 }

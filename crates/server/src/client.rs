@@ -360,38 +360,22 @@ impl Connection<'_> {
         Owed::Now(Reply::error(WRONGPASS))
     }
 
+    /// Reads the client's requests and queues their replies, in order, until the client
+    /// goes away, idles out, breaks the protocol, passes a limit or quits.
     async fn read_requests(
         &self,
         mut reader: impl AsyncRead + Unpin,
         owed_tx: mpsc::Sender<Queued>,
         answered: &Answered,
     ) {
-        let closing = |reply| Queued {
-            owed: Owed::Close(reply),
-            reserved: 0,
-        };
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut parser = RequestParser::new(self.options.limits);
         let mut charge = Charge::new(self.budget);
-        // The effect of the requests in flight, and how many driver requests were sent.
-        let mut in_flight: Option<Effect> = None;
-        let mut submitted = 0u64;
+        let mut order = RequestOrder::default();
         let mut authenticated = self.password.is_none();
         loop {
-            let read = match self.options.idle_timeout {
-                Some(idle) => match tokio::time::timeout(idle, reader.read_buf(&mut buf)).await {
-                    Ok(read) => read,
-                    Err(_) => {
-                        self.shared.metrics.error("idle_timeout");
-                        tracing::debug!(client = %self.addr, "closing an idle client connection");
-                        return;
-                    }
-                },
-                None => reader.read_buf(&mut buf).await,
-            };
-            match read {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
+            if !self.read_more(&mut reader, &mut buf).await {
+                return;
             }
             loop {
                 let parsed = parser.parse(&mut buf);
@@ -402,13 +386,7 @@ impl Connection<'_> {
                 // What is really held: the buffer and the arguments received, never a length
                 // a header only declared.
                 let held = buf.capacity() + parser.held_bytes();
-                if !charge.hold(held) {
-                    self.over_limit("max_client_memory", held);
-                    let _ = owed_tx
-                        .send(closing(Reply::error(
-                            "ERR client buffers exceed the server's memory limit; closing",
-                        )))
-                        .await;
+                if !self.charge_input(&mut charge, held, &owed_tx).await {
                     return;
                 }
                 let args = match parsed {
@@ -416,87 +394,163 @@ impl Connection<'_> {
                     Ok(Some(args)) if args.is_empty() => continue,
                     Ok(Some(args)) => args,
                     Err(error) => {
-                        self.shared.metrics.error("protocol");
-                        tracing::info!(client = %self.addr, %error, "closing a client connection after a protocol error");
-                        let _ = owed_tx
-                            .send(closing(Reply::error(format!("ERR {error}"))))
-                            .await;
+                        self.close_after_protocol_error(error, &owed_tx).await;
                         return;
                     }
                 };
-                let request_bytes: usize = args.iter().map(Vec::len).sum();
-                let owed = match commands::parse(args) {
-                    Ok(ClientRequest::Auth { username, password }) => {
-                        self.authenticate(username, &password, &mut authenticated)
-                    }
-                    Ok(ClientRequest::Hello {
-                        auth: Some((username, password)),
-                    }) if self.password.is_some() => {
-                        self.authenticate(Some(username), &password, &mut authenticated)
-                    }
-                    // Before AUTH only QUIT is served (PING too is refused, as Redis does).
-                    parsed if !authenticated && parsed != Ok(ClientRequest::Quit) => {
-                        Owed::Now(Reply::error(NOAUTH))
-                    }
-                    Ok(ClientRequest::Kv(command))
-                        if !command.is_read_only()
-                            && request_bytes > self.options.max_write_bytes =>
-                    {
-                        self.shared.metrics.error("command");
-                        Owed::Now(Reply::error(skiff_node::refusals::TOO_LARGE))
-                    }
-                    Ok(ClientRequest::Kv(command)) => {
-                        let effect = if command.is_read_only() {
-                            Effect::Read
-                        } else {
-                            Effect::Write
-                        };
-                        // A read after a write (or a write after a read) of this connection
-                        // waits until the earlier ones are answered: commands take effect in
-                        // the order sent.
-                        if in_flight.is_some_and(|earlier| earlier != effect) {
-                            answered.wait_for(submitted).await;
-                        }
-                        // No more in flight than their replies, at their largest, may take
-                        // of the output limit.
-                        let worst = worst_reply_bytes(&command, self.options);
-                        answered.reserve(worst, self.options.max_output_bytes).await;
-                        in_flight = Some(effect);
-                        submitted += 1;
-                        let owed = self.submit(command);
-                        if owed_tx
-                            .send(Queued {
-                                owed,
-                                reserved: worst,
-                            })
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                        continue;
-                    }
-                    Ok(request) => local_reply(request, self.shared),
-                    Err(error) => {
-                        self.shared.metrics.error("command");
-                        Owed::Now(Reply::Error(error.0))
-                    }
+                let queue = ReplyQueue {
+                    owed_tx: &owed_tx,
+                    answered,
                 };
-                // A reply known at once (an `ECHO` of a large argument, say) is reserved too.
-                let reserved = match &owed {
-                    Owed::Now(reply) | Owed::Close(reply) => resp::reply_len(reply),
-                    Owed::Simple(text) => text.len() + 3,
-                    Owed::Later(_) => 0,
-                };
-                answered
-                    .reserve(reserved, self.options.max_output_bytes)
-                    .await;
-                let quit = matches!(owed, Owed::Close(_));
-                if owed_tx.send(Queued { owed, reserved }).await.is_err() || quit {
+                if !self
+                    .answer(args, &mut order, &mut authenticated, queue)
+                    .await
+                {
                     return;
                 }
             }
         }
+    }
+
+    /// Reads more of the client's bytes into `buf`; false when the connection is over: the
+    /// client closed it, it failed, or it sent nothing for the idle timeout.
+    async fn read_more(&self, reader: &mut (impl AsyncRead + Unpin), buf: &mut BytesMut) -> bool {
+        let read = match self.options.idle_timeout {
+            Some(idle) => match tokio::time::timeout(idle, reader.read_buf(buf)).await {
+                Ok(read) => read,
+                Err(_) => {
+                    self.shared.metrics.error("idle_timeout");
+                    tracing::debug!(client = %self.addr, "closing an idle client connection");
+                    return false;
+                }
+            },
+            None => reader.read_buf(buf).await,
+        };
+        !matches!(read, Ok(0) | Err(_))
+    }
+
+    /// Charges `held` bytes of input to the shared memory budget; false, once the client is
+    /// told why and its connection is to close, if they pass the limit.
+    async fn charge_input(
+        &self,
+        charge: &mut Charge<'_>,
+        held: usize,
+        owed_tx: &mpsc::Sender<Queued>,
+    ) -> bool {
+        if charge.hold(held) {
+            return true;
+        }
+        self.over_limit("max_client_memory", held);
+        let _ = owed_tx
+            .send(closing(Reply::error(
+                "ERR client buffers exceed the server's memory limit; closing",
+            )))
+            .await;
+        false
+    }
+
+    /// Tells the client what was wrong with its bytes, before its connection closes.
+    async fn close_after_protocol_error(
+        &self,
+        error: resp::ProtocolError,
+        owed_tx: &mpsc::Sender<Queued>,
+    ) {
+        self.shared.metrics.error("protocol");
+        tracing::info!(client = %self.addr, %error, "closing a client connection after a protocol error");
+        let _ = owed_tx
+            .send(closing(Reply::error(format!("ERR {error}"))))
+            .await;
+    }
+
+    /// Answers one request: `AUTH`, a refusal, a store command handed to the driver in the
+    /// connection's order, or a reply this node knows at once. False once the connection is
+    /// to close (the writer is gone, or the client quit).
+    async fn answer(
+        &self,
+        args: Vec<Vec<u8>>,
+        order: &mut RequestOrder,
+        authenticated: &mut bool,
+        queue: ReplyQueue<'_>,
+    ) -> bool {
+        let request_bytes: usize = args.iter().map(Vec::len).sum();
+        let owed = match commands::parse(args) {
+            Ok(ClientRequest::Auth { username, password }) => {
+                self.authenticate(username, &password, authenticated)
+            }
+            Ok(ClientRequest::Hello {
+                auth: Some((username, password)),
+            }) if self.password.is_some() => {
+                self.authenticate(Some(username), &password, authenticated)
+            }
+            // Before AUTH only QUIT is served (PING too is refused, as Redis does).
+            parsed if !*authenticated && parsed != Ok(ClientRequest::Quit) => {
+                Owed::Now(Reply::error(NOAUTH))
+            }
+            Ok(ClientRequest::Kv(command))
+                if !command.is_read_only() && request_bytes > self.options.max_write_bytes =>
+            {
+                self.shared.metrics.error("command");
+                Owed::Now(Reply::error(skiff_node::refusals::TOO_LARGE))
+            }
+            Ok(ClientRequest::Kv(command)) => {
+                return self.submit_in_order(command, order, queue).await;
+            }
+            Ok(request) => local_reply(request, self.shared),
+            Err(error) => {
+                self.shared.metrics.error("command");
+                Owed::Now(Reply::Error(error.0))
+            }
+        };
+        self.queue_known(owed, queue).await
+    }
+
+    /// Hands a store command to the driver once the connection's order allows it and its
+    /// worst-case reply is reserved; false if the writer is gone.
+    async fn submit_in_order(
+        &self,
+        command: skiff_kv::Command,
+        order: &mut RequestOrder,
+        queue: ReplyQueue<'_>,
+    ) -> bool {
+        let effect = if command.is_read_only() {
+            Effect::Read
+        } else {
+            Effect::Write
+        };
+        order.wait_turn(effect, queue.answered).await;
+        // No more in flight than their replies, at their largest, may take of the output
+        // limit.
+        let worst = worst_reply_bytes(&command, self.options);
+        queue
+            .answered
+            .reserve(worst, self.options.max_output_bytes)
+            .await;
+        order.sent(effect);
+        let owed = self.submit(command);
+        queue
+            .owed_tx
+            .send(Queued {
+                owed,
+                reserved: worst,
+            })
+            .await
+            .is_ok()
+    }
+
+    /// Queues a reply known at once, its bytes reserved (an `ECHO` of a large argument, say);
+    /// false if the writer is gone or the reply closes the connection.
+    async fn queue_known(&self, owed: Owed, queue: ReplyQueue<'_>) -> bool {
+        let reserved = match &owed {
+            Owed::Now(reply) | Owed::Close(reply) => resp::reply_len(reply),
+            Owed::Simple(text) => text.len() + 3,
+            Owed::Later(_) => 0,
+        };
+        queue
+            .answered
+            .reserve(reserved, self.options.max_output_bytes)
+            .await;
+        let quit = matches!(owed, Owed::Close(_));
+        queue.owed_tx.send(Queued { owed, reserved }).await.is_ok() && !quit
     }
 
     /// Hands a store command to the driver; its reply comes later.
@@ -540,6 +594,14 @@ impl Connection<'_> {
                 let _ = writer.shutdown().await;
                 return;
             }
+            // Write once nothing more is ready: when the next reply is still coming from the
+            // driver, wait for it (pipelined replies usually come together), unless enough is
+            // already waiting to be worth a write.
+            let worth_writing = !out.is_empty()
+                && (head.is_none() && owed_rx.is_empty()
+                    || out.len() >= 64 * 1024
+                    || closing
+                    || !more);
             tokio::select! {
                 // Collect every reply that is ready before writing: pipelined replies share
                 // a write.
@@ -552,48 +614,19 @@ impl Connection<'_> {
                     if out.is_empty() {
                         progress_at = tokio::time::Instant::now();
                     }
-                    match owed {
-                        Owed::Now(reply) => resp::write_reply(&mut out, &reply),
-                        Owed::Simple(text) => resp::write_simple(&mut out, text),
-                        Owed::Later(_) => unreachable!("next_owed resolves later replies"),
-                        Owed::Close(reply) => {
-                            resp::write_reply(&mut out, &reply);
-                            closing = true;
-                        }
+                    if buffer_reply(&mut out, owed) {
+                        closing = true;
                     }
-                    if !charge.hold(out.capacity()) {
-                        self.over_limit("max_client_memory", out.len());
-                        return;
-                    }
-                    if out.len() > self.options.max_output_bytes {
-                        self.over_limit("client_output_limit", out.len());
+                    if !self.output_within_limits(&mut charge, &out) {
                         return;
                     }
                 }
-                // Write once nothing more is ready: when the next reply is still coming
-                // from the driver, wait for it (pipelined replies usually come together),
-                // unless enough is already waiting to be worth a write.
-                written = writer.write(&out), if !out.is_empty()
-                    && (head.is_none() && owed_rx.is_empty() || out.len() >= 64 * 1024 || closing || !more) => {
-                    match written {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => out.advance(n),
-                    }
-                    // TLS may hold the last record back until it is flushed (a no-op on TCP).
-                    if out.is_empty()
-                        && !matches!(
-                            tokio::time::timeout(SEND_TIMEOUT, writer.flush()).await,
-                            Ok(Ok(()))
-                        )
-                    {
+                written = writer.write(&out), if worth_writing => {
+                    if !took_bytes(&mut writer, &mut out, written).await {
                         return;
                     }
                     progress_at = tokio::time::Instant::now();
-                    if out.is_empty() && out.capacity() > 256 * 1024 {
-                        // A burst of large replies is over: give the memory back.
-                        out = BytesMut::with_capacity(16 * 1024);
-                        charge.hold(out.capacity());
-                    }
+                    release_burst(&mut out, &mut charge);
                 }
                 // A client that takes no byte of its replies for this long is gone or stuck:
                 // its slot and buffers are freed even with no idle timeout set.
@@ -610,7 +643,105 @@ impl Connection<'_> {
             }
         }
     }
+
+    /// Charges the output buffer to the shared memory budget and holds it to the client's
+    /// output limit; false, the client disconnected, if it passes either.
+    fn output_within_limits(&self, charge: &mut Charge<'_>, out: &BytesMut) -> bool {
+        if !charge.hold(out.capacity()) {
+            self.over_limit("max_client_memory", out.len());
+            return false;
+        }
+        if out.len() > self.options.max_output_bytes {
+            self.over_limit("client_output_limit", out.len());
+            return false;
+        }
+        true
+    }
 }
+
+/// The store commands a connection has in flight, for taking its commands in the order sent.
+#[derive(Default)]
+struct RequestOrder {
+    /// The effect of the driver requests in flight.
+    in_flight: Option<Effect>,
+    /// How many driver requests were sent.
+    submitted: u64,
+}
+
+impl RequestOrder {
+    /// Waits until a command of `effect` may be asked for: a read after a write (or a write
+    /// after a read) of this connection waits until the earlier ones are answered, so that
+    /// commands take effect in the order sent.
+    async fn wait_turn(&self, effect: Effect, answered: &Answered) {
+        if self.in_flight.is_some_and(|earlier| earlier != effect) {
+            answered.wait_for(self.submitted).await;
+        }
+    }
+
+    /// A command of `effect` was handed to the driver.
+    fn sent(&mut self, effect: Effect) {
+        self.in_flight = Some(effect);
+        self.submitted += 1;
+    }
+}
+
+/// Where a request's reply goes: the writer's queue, and the count and reservations of the
+/// replies owed.
+#[derive(Clone, Copy)]
+struct ReplyQueue<'a> {
+    owed_tx: &'a mpsc::Sender<Queued>,
+    answered: &'a Answered,
+}
+
+/// A reply that closes the connection once it is written.
+fn closing(reply: Reply) -> Queued {
+    Queued {
+        owed: Owed::Close(reply),
+        reserved: 0,
+    }
+}
+
+/// Appends a reply's RESP to the output; true if it is the last one (the connection closes).
+fn buffer_reply(out: &mut BytesMut, owed: Owed) -> bool {
+    match owed {
+        Owed::Now(reply) => resp::write_reply(out, &reply),
+        Owed::Simple(text) => resp::write_simple(out, text),
+        Owed::Later(_) => unreachable!("next_owed resolves later replies"),
+        Owed::Close(reply) => {
+            resp::write_reply(out, &reply);
+            return true;
+        }
+    }
+    false
+}
+
+/// Drops from `out` what the socket took; once nothing is left, flushes it (TLS may hold the
+/// last record back until it is flushed; a no-op on TCP). False if the client is gone, or
+/// does not take the flush within the send timeout.
+async fn took_bytes(
+    writer: &mut (impl AsyncWrite + Unpin),
+    out: &mut BytesMut,
+    written: std::io::Result<usize>,
+) -> bool {
+    match written {
+        Ok(0) | Err(_) => return false,
+        Ok(n) => out.advance(n),
+    }
+    !out.is_empty()
+        || matches!(
+            tokio::time::timeout(SEND_TIMEOUT, writer.flush()).await,
+            Ok(Ok(()))
+        )
+}
+
+/// Once a burst of large replies is written, gives their memory back.
+fn release_burst(out: &mut BytesMut, charge: &mut Charge<'_>) {
+    if out.is_empty() && out.capacity() > 256 * 1024 {
+        *out = BytesMut::with_capacity(16 * 1024);
+        charge.hold(out.capacity());
+    }
+}
+
 /// The next reply owed, in order: waits for the driver's reply if the next one comes from
 /// it, counts it answered, and frees its reservation. Cancel-safe: what was taken from the
 /// queue stays in `head`.

@@ -29,7 +29,7 @@ use skiff_raft::{HardState, LogIndex};
 
 use crate::disk::Disk;
 use crate::error::{Corruption, WalError};
-use crate::record::{self, Decoded, Record};
+use crate::record::{self, Decoded, Record, SegmentHeader};
 use crate::segment::{self, EntryIndex, Segment, Slot};
 
 /// What opening the log found and did.
@@ -103,12 +103,7 @@ pub(crate) fn recover<D: Disk>(
     progress: &mut dyn FnMut(RecoveryProgress),
 ) -> Result<Recovered, WalError> {
     disk.create_dir_all(dir)?;
-    let mut names: Vec<(LogIndex, String)> = disk
-        .list(dir)?
-        .into_iter()
-        .filter_map(|name| Some((segment::parse_file_name(&name)?, name)))
-        .collect();
-    names.sort();
+    let names = segment_names(disk, dir)?;
 
     let mut report = RecoveryReport::default();
     let mut replay: Option<Replay> = None;
@@ -130,120 +125,184 @@ pub(crate) fn recover<D: Disk>(
         });
         let scan = scan_segment(&file, &bytes, is_last)?;
         if scan.records.is_empty() && !is_last {
-            return Err(WalError::Corrupt {
-                file,
-                offset: 0,
-                problem: Corruption::NoSegmentHeader,
-            });
+            return Err(corrupt(&file, 0, Corruption::NoSegmentHeader));
         }
         if scan.torn || scan.records.is_empty() {
-            report.torn_tail = Some(TornTail {
-                file: file.clone(),
-                offset: scan.kept_bytes,
-                bytes_dropped: bytes.len() as u64 - scan.kept_bytes,
-                file_removed: scan.records.is_empty(),
-            });
+            report.torn_tail = Some(torn_tail(&file, bytes.len() as u64, &scan));
         }
         if scan.records.is_empty() {
             // The last segment held no complete batch, not even its header (a crash right
             // after it was created): it is removed below.
             continue;
         }
-        let corrupt = |offset: u64, problem: Corruption| WalError::Corrupt {
-            file: file.clone(),
-            offset,
-            problem,
-        };
+        let segment = kept_segment(&file, bytes.len() as u64, &scan);
         let mut records = scan.records.into_iter();
-        let header = match records.next() {
-            Some((
-                0,
-                Decoded {
-                    record: Record::SegmentHeader(header),
-                    ..
-                },
-            )) => header,
-            _ => return Err(corrupt(0, Corruption::NoSegmentHeader)),
-        };
-        if header.cluster_id != cluster_id {
-            return Err(WalError::WrongCluster {
-                file,
-                expected: cluster_id,
-                found: header.cluster_id,
-            });
-        }
-        if header.first_index != *first_index {
-            return Err(corrupt(
-                0,
-                Corruption::NameMismatch {
-                    in_name: *first_index,
-                    in_header: header.first_index,
-                },
-            ));
-        }
-        let state = match &mut replay {
-            None => {
-                if header.first_index <= header.log_start.index {
-                    return Err(corrupt(
-                        0,
-                        Corruption::HeaderDisagrees {
-                            what: "first index",
-                        },
-                    ));
-                }
-                replay.insert(Replay {
-                    index: EntryIndex::resuming(header.log_start, header.first_index.prev()),
-                    hard_state: header.hard_state,
-                    first_file: file.clone(),
-                })
-            }
-            Some(state) => {
-                let expected = state.index.last_index().next();
-                if header.first_index != expected {
-                    return Err(corrupt(
-                        0,
-                        Corruption::MissingSegment {
-                            expected,
-                            found: header.first_index,
-                        },
-                    ));
-                }
-                if header.log_start != state.index.start {
-                    return Err(corrupt(
-                        0,
-                        Corruption::HeaderDisagrees { what: "log start" },
-                    ));
-                }
-                if header.hard_state != state.hard_state {
-                    return Err(corrupt(
-                        0,
-                        Corruption::HeaderDisagrees { what: "hard state" },
-                    ));
-                }
-                state
-            }
-        };
+        let header = segment_header(&file, *first_index, cluster_id, records.next())?;
+        let state = continue_replay(&mut replay, &header, &file)?;
         for (offset, decoded) in records {
             state
                 .apply(*first_index, offset, decoded)
-                .map_err(|problem| corrupt(offset, problem))?;
+                .map_err(|problem| corrupt(&file, offset, problem))?;
         }
-        segments.insert(
-            *first_index,
-            Segment {
-                path: file,
-                len_bytes: scan.kept_bytes,
-                // A torn tail is cut below (zeros written ahead go with it).
-                allocated_bytes: if scan.torn {
-                    scan.kept_bytes
-                } else {
-                    bytes.len() as u64
-                },
-            },
-        );
+        segments.insert(*first_index, segment);
     }
 
-    let (index, hard_state) = match replay {
+    let (index, hard_state) = replayed_log(replay, dir, snapshot, expect_existing_log)?;
+
+    // Repair only once everything else checked out, so a refusal changes nothing on disk.
+    if let Some(torn) = &report.torn_tail {
+        cut_torn_tail(disk, dir, torn)?;
+    }
+    Ok(Recovered {
+        segments,
+        index,
+        hard_state,
+        report,
+    })
+}
+
+/// The segment files in `dir` with the first index in each name, in log order.
+fn segment_names<D: Disk>(disk: &D, dir: &Path) -> Result<Vec<(LogIndex, String)>, WalError> {
+    let mut names: Vec<(LogIndex, String)> = disk
+        .list(dir)?
+        .into_iter()
+        .filter_map(|name| Some((segment::parse_file_name(&name)?, name)))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// The corruption found in `file` at `offset`.
+fn corrupt(file: &Path, offset: u64, problem: Corruption) -> WalError {
+    WalError::Corrupt {
+        file: file.to_path_buf(),
+        offset,
+        problem,
+    }
+}
+
+/// The torn tail of the last segment, `file_len` bytes long, as its scan found it.
+fn torn_tail(file: &Path, file_len: u64, scan: &Scan) -> TornTail {
+    TornTail {
+        file: file.to_path_buf(),
+        offset: scan.kept_bytes,
+        bytes_dropped: file_len - scan.kept_bytes,
+        file_removed: scan.records.is_empty(),
+    }
+}
+
+/// A segment as it stays after recovery: its complete batches, and the space written ahead
+/// of the next ones unless a torn tail is cut (zeros written ahead go with it).
+fn kept_segment(file: &Path, file_len: u64, scan: &Scan) -> Segment {
+    Segment {
+        path: file.to_path_buf(),
+        len_bytes: scan.kept_bytes,
+        allocated_bytes: if scan.torn { scan.kept_bytes } else { file_len },
+    }
+}
+
+/// The header that opens a segment: the first record, of this cluster, for the first index
+/// in the file's name.
+fn segment_header(
+    file: &Path,
+    first_index: LogIndex,
+    cluster_id: u64,
+    first_record: Option<(u64, Decoded)>,
+) -> Result<SegmentHeader, WalError> {
+    let header = match first_record {
+        Some((
+            0,
+            Decoded {
+                record: Record::SegmentHeader(header),
+                ..
+            },
+        )) => header,
+        _ => return Err(corrupt(file, 0, Corruption::NoSegmentHeader)),
+    };
+    if header.cluster_id != cluster_id {
+        return Err(WalError::WrongCluster {
+            file: file.to_path_buf(),
+            expected: cluster_id,
+            found: header.cluster_id,
+        });
+    }
+    if header.first_index != first_index {
+        return Err(corrupt(
+            file,
+            0,
+            Corruption::NameMismatch {
+                in_name: first_index,
+                in_header: header.first_index,
+            },
+        ));
+    }
+    Ok(header)
+}
+
+/// The replay a segment's records continue: started from the first segment's header, or
+/// the one so far, which a later segment's header must follow on from and agree with.
+fn continue_replay<'a>(
+    replay: &'a mut Option<Replay>,
+    header: &SegmentHeader,
+    file: &Path,
+) -> Result<&'a mut Replay, WalError> {
+    match replay {
+        None => {
+            if header.first_index <= header.log_start.index {
+                return Err(corrupt(
+                    file,
+                    0,
+                    Corruption::HeaderDisagrees {
+                        what: "first index",
+                    },
+                ));
+            }
+            Ok(replay.insert(Replay {
+                index: EntryIndex::resuming(header.log_start, header.first_index.prev()),
+                hard_state: header.hard_state,
+                first_file: file.to_path_buf(),
+            }))
+        }
+        Some(state) => {
+            let expected = state.index.last_index().next();
+            if header.first_index != expected {
+                return Err(corrupt(
+                    file,
+                    0,
+                    Corruption::MissingSegment {
+                        expected,
+                        found: header.first_index,
+                    },
+                ));
+            }
+            if header.log_start != state.index.start {
+                return Err(corrupt(
+                    file,
+                    0,
+                    Corruption::HeaderDisagrees { what: "log start" },
+                ));
+            }
+            if header.hard_state != state.hard_state {
+                return Err(corrupt(
+                    file,
+                    0,
+                    Corruption::HeaderDisagrees { what: "hard state" },
+                ));
+            }
+            Ok(state)
+        }
+    }
+}
+
+/// The index and hard state the replay ended with, or a new log's when there was no
+/// segment at all — unless the node has run before, as a snapshot or the caller shows.
+fn replayed_log(
+    replay: Option<Replay>,
+    dir: &Path,
+    snapshot: Option<&Path>,
+    expect_existing_log: bool,
+) -> Result<(EntryIndex, HardState), WalError> {
+    match replay {
         Some(state) => {
             let unknown = state.index.unknown_up_to();
             if unknown > state.index.start.index {
@@ -256,7 +315,7 @@ pub(crate) fn recover<D: Disk>(
                     },
                 });
             }
-            (state.index, state.hard_state)
+            Ok((state.index, state.hard_state))
         }
         None => {
             // Thesis §3.8: a node that has run may have voted; with no segment left its term
@@ -271,26 +330,22 @@ pub(crate) fn recover<D: Disk>(
                     problem: Corruption::SegmentsMissing,
                 });
             }
-            (EntryIndex::default(), HardState::default())
-        }
-    };
-
-    // Repair only once everything else checked out, so a refusal changes nothing on disk.
-    if let Some(torn) = &report.torn_tail {
-        if torn.file_removed {
-            disk.remove(&torn.file)?;
-            disk.sync_dir(dir)?;
-        } else {
-            disk.truncate(&torn.file, torn.offset)?;
-            disk.sync(&torn.file)?;
+            Ok((EntryIndex::default(), HardState::default()))
         }
     }
-    Ok(Recovered {
-        segments,
-        index,
-        hard_state,
-        report,
-    })
+}
+
+/// Cuts a torn tail off the last segment, or removes the segment if it held no complete
+/// batch, and makes the repair durable.
+fn cut_torn_tail<D: Disk>(disk: &mut D, dir: &Path, torn: &TornTail) -> Result<(), WalError> {
+    if torn.file_removed {
+        disk.remove(&torn.file)?;
+        disk.sync_dir(dir)?;
+    } else {
+        disk.truncate(&torn.file, torn.offset)?;
+        disk.sync(&torn.file)?;
+    }
+    Ok(())
 }
 
 /// The state of the log part-way through the replay.

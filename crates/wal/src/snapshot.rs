@@ -233,44 +233,77 @@ pub(crate) fn check_file<D: Disk>(
     index: LogIndex,
     cluster_id: u64,
 ) -> Result<SnapshotFile, WalError> {
-    let corrupt = |problem: Corruption| WalError::Corrupt {
+    let file_len = disk.len(path)?;
+    let header_len = header_len(disk, path, file_len)?;
+    let header = disk.read(path, 0, header_len)?;
+    let header = decode_header(path, &header, index, cluster_id)?;
+    check_data(disk, path, file_len, header_len, &header)?;
+    Ok(SnapshotFile {
+        path: path.to_path_buf(),
+        meta: header.meta,
+        data_offset: header_len,
+        data_len: header.data_len,
+    })
+}
+
+/// A snapshot file refused for `problem`, found in its header.
+fn corrupt(path: &Path, problem: Corruption) -> WalError {
+    WalError::Corrupt {
         file: path.to_path_buf(),
         offset: 0,
         problem,
-    };
-    let file_len = disk.len(path)?;
-    let header_bad = |reason: &'static str| corrupt(Corruption::BadSnapshotHeader { reason });
-    if file_len < FIXED_PREFIX_BYTES + FIXED_SUFFIX_BYTES {
-        return Err(header_bad("the file is shorter than a header"));
     }
-    // The prefix says how long the header is; nothing in it is trusted before the checksum
-    // but the magic and a possible member count.
+}
+
+/// A snapshot file refused for a header that cannot be read, for `reason`.
+fn header_bad(path: &Path, reason: &'static str) -> WalError {
+    corrupt(path, Corruption::BadSnapshotHeader { reason })
+}
+
+/// How long the header of a `file_len`-byte snapshot file says it is. The prefix says how
+/// long the header is; nothing in it is trusted before the checksum but the magic and a
+/// possible member count.
+fn header_len<D: Disk>(disk: &D, path: &Path, file_len: u64) -> Result<u64, WalError> {
+    if file_len < FIXED_PREFIX_BYTES + FIXED_SUFFIX_BYTES {
+        return Err(header_bad(path, "the file is shorter than a header"));
+    }
     let prefix = disk.read(path, 0, FIXED_PREFIX_BYTES)?;
     let mut r = Reader::new(&prefix);
-    let cut = |_| header_bad("the header is shorter than its fields");
+    let cut = |_| header_bad(path, "the header is shorter than its fields");
     if r.take(MAGIC.len()).map_err(cut)? != MAGIC {
-        return Err(header_bad("bad magic"));
+        return Err(header_bad(path, "bad magic"));
     }
     r.take(FIXED_PREFIX_BYTES as usize - MAGIC.len() - 4)
         .map_err(cut)?;
     let member_count = r.u32().map_err(cut)?;
     if member_count > MAX_VOTERS {
-        return Err(header_bad("impossible voter count"));
+        return Err(header_bad(path, "impossible voter count"));
     }
     let header_len = FIXED_PREFIX_BYTES + 8 * u64::from(member_count) + FIXED_SUFFIX_BYTES;
     if file_len < header_len {
-        return Err(header_bad("the file is shorter than its header"));
+        return Err(header_bad(path, "the file is shorter than its header"));
     }
-    let header = disk.read(path, 0, header_len)?;
+    Ok(header_len)
+}
+
+/// The header of a snapshot file named for `index`: its checksum, then its fields, which
+/// must be of a version read here, of this cluster and for the index in the name.
+fn decode_header(
+    path: &Path,
+    header: &[u8],
+    index: LogIndex,
+    cluster_id: u64,
+) -> Result<SnapshotHeader, WalError> {
+    let cut = |_| header_bad(path, "the header is shorter than its fields");
     let (body, stored_crc) = header.split_at(header.len() - 4);
     let stored_crc = Reader::new(stored_crc).u32().map_err(cut)?;
     if crc32c::crc32c(body) != stored_crc {
-        return Err(header_bad("bad header checksum"));
+        return Err(header_bad(path, "bad header checksum"));
     }
     let mut r = Reader::new(body);
     r.take(MAGIC.len()).map_err(cut)?;
     if r.version_u16("snapshot", &[VERSION]).is_err() {
-        return Err(header_bad("unknown version"));
+        return Err(header_bad(path, "unknown version"));
     }
     let found_cluster = r.u64().map_err(cut)?;
     if found_cluster != cluster_id {
@@ -296,19 +329,45 @@ pub(crate) fn check_file<D: Disk>(
         learners,
     };
     if meta.index != index {
-        return Err(corrupt(Corruption::NameMismatch {
-            in_name: index,
-            in_header: meta.index,
-        }));
+        return Err(corrupt(
+            path,
+            Corruption::NameMismatch {
+                in_name: index,
+                in_header: meta.index,
+            },
+        ));
     }
     let data_len = r.u64().map_err(cut)?;
     let data_crc = r.u32().map_err(cut)?;
     r.finish().map_err(cut)?;
+    Ok(SnapshotHeader {
+        cluster_id: found_cluster,
+        meta,
+        data_len,
+        data_crc,
+    })
+}
+
+/// Checks that the data after a `header_len`-byte header fills the rest of the file exactly
+/// and matches the header's checksum.
+fn check_data<D: Disk>(
+    disk: &D,
+    path: &Path,
+    file_len: u64,
+    header_len: u64,
+    header: &SnapshotHeader,
+) -> Result<(), WalError> {
+    let SnapshotHeader {
+        data_len, data_crc, ..
+    } = *header;
     if header_len.checked_add(data_len) != Some(file_len) {
-        return Err(corrupt(Corruption::SnapshotLength {
-            expected_bytes: header_len.saturating_add(data_len),
-            found_bytes: file_len,
-        }));
+        return Err(corrupt(
+            path,
+            Corruption::SnapshotLength {
+                expected_bytes: header_len.saturating_add(data_len),
+                found_bytes: file_len,
+            },
+        ));
     }
     let computed = crc_of(disk, path, header_len, data_len)?;
     if computed != data_crc {
@@ -321,12 +380,7 @@ pub(crate) fn check_file<D: Disk>(
             },
         });
     }
-    Ok(SnapshotFile {
-        path: path.to_path_buf(),
-        meta,
-        data_offset: header_len,
-        data_len,
-    })
+    Ok(())
 }
 
 /// CRC-32C of `len` bytes of `file` from `offset`, read in pieces.
