@@ -80,6 +80,7 @@
 pub mod disk;
 pub mod error;
 pub mod fs_disk;
+pub mod incarnation;
 pub mod mem_disk;
 pub mod record;
 pub mod recovery;
