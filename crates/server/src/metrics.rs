@@ -63,7 +63,7 @@ pub struct Metrics {
 }
 
 /// The kinds of `skiff_errors_total`.
-pub const ERROR_KINDS: [&str; 12] = [
+pub const ERROR_KINDS: [&str; 13] = [
     "protocol",
     "command",
     "busy",
@@ -76,6 +76,8 @@ pub const ERROR_KINDS: [&str; 12] = [
     "peer_connection_refused",
     "max_peer_connections",
     "peer_message_refused",
+    // A peer whose data directory is not the one the cluster recorded (a wiped node).
+    "wrong_incarnation",
 ];
 
 fn latency_buckets() -> Vec<f64> {

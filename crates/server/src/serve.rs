@@ -178,6 +178,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // A node that has run has a log: finding none (a wiped or lost WAL directory) must refuse
     // to start, not begin again at term 0 with no vote (thesis §3.8: a vote is never forgotten).
     config.wal.expect_existing_log = has_run;
+    // The data directory's incarnation if its log is new: the cluster records it, and refuses
+    // this id's messages under any other (a wiped directory forgot its votes, thesis §3.8).
+    config.wal.new_incarnation = rand::random::<u64>().max(1);
     if let Some(max) = args.max_reply_bytes {
         config.state_machine.max_reply_bytes = max;
     }
@@ -224,6 +227,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         segments = report.segments_read.len(),
         snapshot = ?report.snapshot_file,
         created = report.created,
+        incarnation = format!("{:#x}", node.incarnation()),
         last_index = skiff_raft::LogStorage::last_index(node.wal()).0,
         "recovered durable state"
     );

@@ -97,11 +97,13 @@ pub(crate) fn settle<D: Disk>(
 pub(crate) fn read<D: Disk>(disk: &D, dir: &Path) -> Result<Option<u64>, WalError> {
     let file = dir.join(INCARNATION_FILE);
     match disk.read_all(&file) {
-        Ok(bytes) => decode(&bytes).map(Some).map_err(|problem| WalError::Corrupt {
-            file,
-            offset: 0,
-            problem,
-        }),
+        Ok(bytes) => decode(&bytes)
+            .map(Some)
+            .map_err(|problem| WalError::Corrupt {
+                file,
+                offset: 0,
+                problem,
+            }),
         Err(DiskError::NotFound { .. }) => Ok(None),
         Err(error) => Err(error.into()),
     }
