@@ -881,6 +881,8 @@ impl Driver {
             local_control: None,
             fault_injection: false,
             isolated: false,
+            incarnation: self.node.incarnation(),
+            refused: self.node.is_refused(),
         };
     }
 

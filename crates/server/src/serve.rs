@@ -36,6 +36,9 @@ fn identity(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<(Ide
                 data_dir.display()
             );
         }
+        if let Some(text) = args.initial_cluster.as_deref() {
+            check_initial_cluster(text, &identity, data_dir)?;
+        }
         return Ok((identity, true));
     }
     let id = args
@@ -63,6 +66,53 @@ fn identity(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<(Ide
             .collect(),
     };
     Ok((identity, false))
+}
+
+/// First-start flags given to a directory that has run must agree with it: a different
+/// `--initial-cluster` is an error, not silently ignored.
+fn check_initial_cluster(
+    text: &str,
+    identity: &Identity,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let given = parse_initial_cluster(text)?;
+    let stored = identity.members()?;
+    if given == stored {
+        return Ok(());
+    }
+    let show = |members: &std::collections::BTreeMap<u64, std::net::SocketAddr>| {
+        members
+            .iter()
+            .map(|(id, addr)| format!("{id}={addr}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let differs: Vec<String> = given
+        .keys()
+        .chain(stored.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|id| given.get(id) != stored.get(id))
+        .map(|id| {
+            let side = |m: &std::collections::BTreeMap<u64, std::net::SocketAddr>| {
+                m.get(id)
+                    .map_or("absent".to_string(), |addr| addr.to_string())
+            };
+            format!(
+                "member {id}: {} given, {} stored",
+                side(&given),
+                side(&stored)
+            )
+        })
+        .collect();
+    bail!(
+        "--initial-cluster {} differs from the one node {} started with in {} ({}; {}): start it without --initial-cluster, or with the stored one",
+        show(&given),
+        identity.id,
+        data_dir.display(),
+        show(&stored),
+        differs.join("; ")
+    )
 }
 
 /// The client port's limits: the flags over the defaults, and the node's own limits on what
