@@ -144,3 +144,39 @@ fn a_wiped_node_is_refused_as_a_voter_then_replaced_as_a_new_member() {
             .then_some(())
     });
 }
+
+#[test]
+fn first_start_flags_that_disagree_with_the_data_directory_are_an_error() {
+    let _serial = serial();
+    let mut cluster = TestCluster::start(3);
+    cluster.wait_for_leader(Duration::from_secs(10));
+    cluster.kill(3);
+    let command = cluster.spawn_command(3);
+    let args: Vec<String> = command
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let at = args
+        .iter()
+        .position(|a| a == "--initial-cluster")
+        .expect("the flag")
+        + 1;
+    let changed = args[at].replace("1=", "9=");
+    let mut changed_command = std::process::Command::new(command.get_program());
+    changed_command
+        .args(&args[..at])
+        .arg(&changed)
+        .args(&args[at + 1..]);
+    let output = changed_command.output().expect("skiff serve runs");
+    assert!(!output.status.success(), "it must refuse to start");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--initial-cluster")
+            && stderr.contains("member 1:")
+            && stderr.contains("member 9:"),
+        "{stderr}"
+    );
+    // The stored flags still start it.
+    cluster.spawn(3);
+    cluster.wait_for_leader(Duration::from_secs(10));
+}
