@@ -59,28 +59,7 @@ fn a_wiped_node_is_refused_as_a_voter_then_replaced_as_a_new_member() {
     let leader = cluster.wait_for_leader_among(&intact, Duration::from_secs(10));
     assert_ne!(cluster.incarnation(wiped), old_incarnation);
 
-    // Both sides say what happened, and the wiped node's status shows it refused.
-    let expected = format!("node {wiped}'s data directory is not the one the cluster knows");
-    eventually(
-        Duration::from_secs(10),
-        "the refusal in a member's log",
-        || {
-            intact
-                .iter()
-                .any(|&id| log_of(&cluster, id).contains(&expected))
-                .then_some(())
-        },
-    );
-    eventually(Duration::from_secs(10), "the wiped node's own line", || {
-        log_of(&cluster, wiped)
-            .contains("this node's data directory is not the one the cluster knows")
-            .then_some(())
-    });
-    eventually(Duration::from_secs(10), "status to show it refused", || {
-        (cluster.status(wiped)?["refused"] == true).then_some(())
-    });
-    let status = cluster.admin_status(wiped);
-    assert!(status.contains("REFUSED"), "{status}");
+    refused_on_both_sides(&cluster, wiped, &intact);
 
     // The cluster keeps serving writes and reads with its two intact members.
     let mut connection = cluster.redis(leader);
@@ -94,7 +73,42 @@ fn a_wiped_node_is_refused_as_a_voter_then_replaced_as_a_new_member() {
         .find(|&&id| id != leader)
         .expect("the other one");
     cluster.kill(other);
-    let before = commit_of(&cluster, leader);
+    no_commit_through_the_wiped_node(&cluster, leader);
+    cluster.spawn(other);
+    let leader = cluster.wait_for_leader_among(&intact, Duration::from_secs(10));
+
+    replace_as_a_new_member(&cluster, leader, wiped);
+}
+
+/// The members log the refusal, the wiped node logs it from its side, and its status shows it.
+fn refused_on_both_sides(cluster: &TestCluster, wiped: u64, intact: &[u64]) {
+    // Both sides say what happened, and the wiped node's status shows it refused.
+    let expected = format!("node {wiped}'s data directory is not the one the cluster knows");
+    eventually(
+        Duration::from_secs(10),
+        "the refusal in a member's log",
+        || {
+            intact
+                .iter()
+                .any(|&id| log_of(cluster, id).contains(&expected))
+                .then_some(())
+        },
+    );
+    eventually(Duration::from_secs(10), "the wiped node's own line", || {
+        log_of(cluster, wiped)
+            .contains("this node's data directory is not the one the cluster knows")
+            .then_some(())
+    });
+    eventually(Duration::from_secs(10), "status to show it refused", || {
+        (cluster.status(wiped)?["refused"] == true).then_some(())
+    });
+    let status = cluster.admin_status(wiped);
+    assert!(status.contains("REFUSED"), "{status}");
+}
+
+/// A write to `leader`, whose only live peer is the wiped node, must not commit.
+fn no_commit_through_the_wiped_node(cluster: &TestCluster, leader: u64) {
+    let before = commit_of(cluster, leader);
     let mut connection = cluster.redis(leader);
     connection
         .set_read_timeout(Some(Duration::from_secs(3)))
@@ -112,12 +126,12 @@ fn a_wiped_node_is_refused_as_a_voter_then_replaced_as_a_new_member() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    cluster.spawn(other);
-    let leader = cluster.wait_for_leader_among(&intact, Duration::from_secs(10));
+}
 
-    // The operator removes it and adds it back as a new member: learner, then voter.
+/// The operator removes the wiped node and adds it back: learner, then voter.
+fn replace_as_a_new_member(cluster: &TestCluster, leader: u64, wiped: u64) {
     eventually(Duration::from_secs(10), "the removal", || {
-        admin_ok(&cluster, leader, &["remove", "--id", &wiped.to_string()]).then_some(())
+        admin_ok(cluster, leader, &["remove", "--id", &wiped.to_string()]).then_some(())
     });
     let peer_addr = cluster.nodes[&wiped].peer_proxy.to_string();
     eventually(Duration::from_secs(10), "adding it as a learner", || {
@@ -128,7 +142,7 @@ fn a_wiped_node_is_refused_as_a_voter_then_replaced_as_a_new_member() {
             "--peer-addr",
             &peer_addr,
         ];
-        admin_ok(&cluster, leader, &args).then_some(())
+        admin_ok(cluster, leader, &args).then_some(())
     });
     let mut learner = cluster.redis(wiped);
     let caught_up: Option<i64> = eventually(Duration::from_secs(20), "it to catch up", || {
@@ -136,11 +150,11 @@ fn a_wiped_node_is_refused_as_a_voter_then_replaced_as_a_new_member() {
     });
     assert_eq!(caught_up, Some(19));
     eventually(Duration::from_secs(10), "the promotion", || {
-        admin_ok(&cluster, leader, &["promote", "--id", &wiped.to_string()]).then_some(())
+        admin_ok(cluster, leader, &["promote", "--id", &wiped.to_string()]).then_some(())
     });
     eventually(Duration::from_secs(10), "it serves as a voter", || {
         let status = cluster.status(wiped)?;
-        (status["refused"] == false && status["applied"].as_u64()? >= commit_of(&cluster, leader))
+        (status["refused"] == false && status["applied"].as_u64()? >= commit_of(cluster, leader))
             .then_some(())
     });
 }
