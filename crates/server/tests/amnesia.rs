@@ -108,6 +108,8 @@ fn refused_on_both_sides(cluster: &TestCluster, wiped: u64, intact: &[u64]) {
 
 /// A write to `leader`, whose only live peer is the wiped node, must not commit.
 fn no_commit_through_the_wiped_node(cluster: &TestCluster, leader: u64) {
+    // The status is published a moment after each pass: let it show the last commit first.
+    std::thread::sleep(Duration::from_millis(500));
     let before = commit_of(cluster, leader);
     let mut connection = cluster.redis(leader);
     connection
