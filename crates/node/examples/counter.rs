@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use skiff_node::{ClientSession, Effect, NoObserver, Node, NodeConfig, PeerMessage, StateMachine};
+use skiff_node::{ClientSession, Effect, Envelope, NoObserver, Node, NodeConfig, StateMachine};
 use skiff_raft::{Config, LogIndex, NodeId, Role};
 use skiff_wal::MemDisk;
 
@@ -132,7 +132,7 @@ impl Cluster {
     /// Runs every node's batches in line and delivers their messages until none is left.
     fn settle(&mut self) {
         loop {
-            let mut messages: Vec<PeerMessage> = Vec::new();
+            let mut messages: Vec<Envelope> = Vec::new();
             for node in self.nodes.values_mut() {
                 node.run(&mut NoObserver).expect("the in-memory disk works");
                 for effect in node.take_effects() {

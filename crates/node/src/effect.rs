@@ -14,7 +14,7 @@ use skiff_wal::SnapshotWrite;
 
 use crate::event::Event;
 use crate::node::RequestId;
-use crate::wire::PeerMessage;
+use crate::wire::Envelope;
 
 /// One thing the node asks its driver to do, taken with [`Node::take_effects`](crate::Node::take_effects)
 /// in the order the node produced them.
@@ -23,7 +23,7 @@ pub enum Effect<R = skiff_kv::Reply> {
     /// A message for another node that may leave now. Messages that promise durability
     /// (vote grants, append acknowledgements) appear only once their batch is synced
     /// (thesis §3.8), so every `Send` the driver sees may go at once, in order.
-    Send(PeerMessage),
+    Send(Envelope),
     /// The reply to a client request of this node.
     Reply(RequestId, R),
     /// Something happened, for logs, metrics and status.

@@ -64,6 +64,27 @@ pub enum PeerMessageError {
         /// What is wrong with it.
         problem: SnapshotRefusal,
     },
+    /// The sender's data directory is not the one the cluster recorded for its id: its disk
+    /// was wiped or replaced, and it forgot its votes (thesis §3.8). Nothing it sends counts
+    /// until it is removed and added back as a new member.
+    #[error(
+        "node {id}'s data directory is not the one the cluster knows (incarnation {found:#x}, recorded {recorded:#x}): remove it (`skiff admin remove --id {id}`) and add it back as a new member",
+        id = .from.0
+    )]
+    WrongIncarnation {
+        /// The sender.
+        from: skiff_raft::NodeId,
+        /// The incarnation its message carried.
+        found: u64,
+        /// The incarnation recorded for it.
+        recorded: u64,
+    },
+    /// The message carried no incarnation (0): no honest node sends it.
+    #[error("message from {from} carries no incarnation")]
+    NoIncarnation {
+        /// The sender.
+        from: skiff_raft::NodeId,
+    },
     /// The last chunk of a snapshot arrived before the earlier ones were on disk, so the
     /// snapshot cannot be checked yet; the leader resends the chunk.
     #[error("last chunk of the snapshot at index {index} from {from} came before the earlier chunks were staged")]

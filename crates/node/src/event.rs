@@ -22,6 +22,16 @@ pub enum Event {
         /// The member.
         id: NodeId,
     },
+    /// A member's incarnation was recorded (see [`crate::Node::member_incarnations`]).
+    MemberIncarnationRecorded {
+        /// The member.
+        id: NodeId,
+        /// The incarnation of its data directory.
+        incarnation: u64,
+    },
+    /// A peer refuses this node: its data directory is not the one the cluster recorded. It
+    /// stays out of elections; an operator removes it and adds it back as a new member.
+    IncarnationRefused(crate::IncarnationNotice),
     /// The state machine was snapshotted and the log compacted.
     SnapshotTaken {
         /// The snapshot's last included index.

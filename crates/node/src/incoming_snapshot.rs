@@ -3,13 +3,11 @@
 //! restores as a state machine. Garbage never becomes the node's snapshot, so it never
 //! stops the node now or refuses to start later.
 
-use std::collections::BTreeMap;
-
 use skiff_raft::{LogIndex, NodeId, RawNode, SnapshotMeta, Term};
 use skiff_wal::{Disk, Wal};
 
 use crate::error::{NodeError, PeerMessageError, SnapshotRefusal};
-use crate::payload;
+use crate::payload::{self, MemberBook};
 use crate::state_machine::StateMachine;
 
 /// What the node knows of the snapshot coming in from the leader.
@@ -19,7 +17,7 @@ pub(crate) struct IncomingSnapshot<M> {
     staged: Option<(SnapshotMeta, u64)>,
     /// The last snapshot that verified, restored, so that installing it does not decode it
     /// again.
-    verified: Option<(SnapshotMeta, M, BTreeMap<NodeId, String>)>,
+    verified: Option<(SnapshotMeta, M, MemberBook)>,
 }
 
 impl<M> Default for IncomingSnapshot<M> {
@@ -47,10 +45,7 @@ impl<M: StateMachine> IncomingSnapshot<M> {
     }
 
     /// The state machine and address book of `meta`, if it is the snapshot verified last.
-    pub(crate) fn take_verified(
-        &mut self,
-        meta: &SnapshotMeta,
-    ) -> Option<(M, BTreeMap<NodeId, String>)> {
+    pub(crate) fn take_verified(&mut self, meta: &SnapshotMeta) -> Option<(M, MemberBook)> {
         match self.verified.take() {
             Some((verified, state_machine, addresses)) if verified == *meta => {
                 Some((state_machine, addresses))
@@ -137,15 +132,15 @@ pub(crate) fn restore<M: StateMachine>(
     config: &M::Config,
     index: LogIndex,
     data: &[u8],
-) -> Result<(M, BTreeMap<NodeId, String>), NodeError> {
-    let (addresses, machine_snapshot) = payload::decode_snapshot(data)
+) -> Result<(M, MemberBook), NodeError> {
+    let (book, machine_snapshot) = payload::decode_snapshot(data)
         .map_err(|source| NodeError::SnapshotEnvelope { index, source })?;
     let state_machine =
         M::restore(config, machine_snapshot).map_err(|source| NodeError::Snapshot {
             index,
             source: Box::new(source),
         })?;
-    Ok((state_machine, addresses))
+    Ok((state_machine, book))
 }
 
 /// The `offset` bytes staged on disk, then `chunk`: the whole snapshot.

@@ -14,15 +14,20 @@ use crate::error::{NodeError, PeerMessageError};
 use crate::event::Event;
 use crate::incoming_snapshot::{restore, IncomingSnapshot};
 use crate::observer::Observer;
-use crate::payload::{MemberAddress, Payload, MEMBER_ADDRESS_TAG};
+use crate::payload::{
+    MemberAddress, MemberBook, Payload, MEMBER_ADDRESS_TAG, MEMBER_INCARNATION_TAG,
+};
 use crate::refusals;
 use crate::state_machine::{ClientSession, StateMachine};
-use crate::wire::PeerMessage;
+use crate::wire::{Envelope, PeerMessage};
 
 mod driving;
+mod incarnations;
 mod snapshots;
 
 use driving::{Stage, Writing};
+use incarnations::AmnesiaGuard;
+pub use incarnations::IncarnationNotice;
 
 /// The caller's id for one client request; the reply comes back with it.
 pub type RequestId = u64;
@@ -83,8 +88,10 @@ enum Origin {
 pub struct Node<D: Disk, M: StateMachine = skiff_kv::StateMachine> {
     raw: RawNode<Wal<D>>,
     state_machine: M,
-    /// Peer addresses recorded in the log (and snapshots), by member.
-    addresses: BTreeMap<NodeId, String>,
+    /// Peer addresses and incarnations recorded in the log (and snapshots), by member.
+    members: MemberBook,
+    /// The amnesia guard's clock, records in flight and notices.
+    guard: AmnesiaGuard,
     config: NodeConfig<M::Config>,
     /// The last entry applied to the state machine (or covered by its snapshot).
     applied: LogIndex,
@@ -137,8 +144,8 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         let empty = M::new(&config.state_machine).map_err(|e| NodeError::Config(e.to_string()))?;
         let (wal, report) = Wal::open_with_progress(disk, dir, config.wal, progress)?;
         let meta = wal.snapshot_meta();
-        let (state_machine, addresses) = if meta.index == LogIndex(0) {
-            (empty, BTreeMap::new())
+        let (state_machine, members) = if meta.index == LogIndex(0) {
+            (empty, MemberBook::default())
         } else {
             let data = wal.snapshot_chunk(0, wal.snapshot_len())?;
             restore(&config.state_machine, meta.index, &data)?
@@ -151,7 +158,8 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         let node = Node {
             raw,
             state_machine,
-            addresses,
+            members,
+            guard: AmnesiaGuard::default(),
             config,
             applied: meta.index,
             writing: None,
@@ -177,12 +185,17 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
 
     /// One tick of logical time.
     pub fn tick(&mut self) {
-        self.raw.tick();
+        if self.guard_tick() {
+            self.raw.tick();
+        }
     }
 
     /// Starts an election now (PreVote first when enabled), as if the election timer had fired.
+    /// Not while a peer refuses this node's data directory ([`Node::is_refused`]).
     pub fn campaign(&mut self) {
-        self.raw.campaign();
+        if !self.is_refused() {
+            self.raw.campaign();
+        }
     }
 
     /// Takes a client command. Its reply comes out as an [`Effect::Reply`] under `id`:
@@ -245,14 +258,29 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     /// with a [`PeerMessageError`] naming what was wrong, and nothing of it reaches the core,
     /// the state machine or the disk: a Raft message that fails [`skiff_raft::validate()`] or
     /// that the core refuses, and the last chunk of a snapshot that does not restore as a
-    /// state machine (checked before the snapshot can replace the durable one). Other
+    /// state machine (checked before the snapshot can replace the durable one). So is every
+    /// message from a member whose data directory is not the one recorded
+    /// ([`PeerMessageError::WrongIncarnation`], see `node/incarnations.rs`). Other
     /// mis-addressed messages are dropped.
-    pub fn step(&mut self, message: PeerMessage) -> Result<(), PeerMessageError> {
-        if message.from().0 == 0 || message.to().0 == 0 {
-            let field = if message.from().0 == 0 { "from" } else { "to" };
+    pub fn step(&mut self, envelope: Envelope) -> Result<(), PeerMessageError> {
+        if envelope.from().0 == 0 || envelope.to().0 == 0 {
+            let field = if envelope.from().0 == 0 { "from" } else { "to" };
             return Err(StepError::from(InvalidMessage::ZeroNodeId { field }).into());
         }
-        match message {
+        // §3.8: a member that forgot its vote must not be counted.
+        self.check_incarnation(&envelope)?;
+        match envelope.message {
+            PeerMessage::IncarnationRefused {
+                from,
+                to,
+                incarnation,
+                recorded,
+            } => {
+                if to == self.id() {
+                    self.on_refused(from, incarnation, recorded);
+                }
+                Ok(())
+            }
             PeerMessage::Raft(message) => {
                 skiff_raft::validate(&message).map_err(StepError::from)?;
                 if let MessageBody::InstallSnapshot {
@@ -349,7 +377,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     /// Peer addresses recorded in the log, by member (members of the initial configuration
     /// are known from the configuration instead).
     pub fn member_addresses(&self) -> &BTreeMap<NodeId, String> {
-        &self.addresses
+        &self.members.addresses
     }
 
     /// Requests waiting on this node.
@@ -397,12 +425,12 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             match (origin, raft.leader()) {
                 (Origin::Local(id), Some(leader)) if leader != self.id() => {
                     self.forwarded.insert(id, leader);
-                    self.effects.push(Effect::Send(PeerMessage::Forward {
+                    self.send(PeerMessage::Forward {
                         from: self.id(),
                         to: leader,
                         id,
                         request,
-                    }));
+                    });
                 }
                 _ => self.reply(origin, M::refused(refusals::NO_LEADER.into())),
             }
@@ -434,17 +462,22 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         }
     }
 
+    /// Hands out a message, in an envelope with this node's incarnation.
+    fn send(&mut self, message: PeerMessage) {
+        let incarnation = self.incarnation();
+        self.effects
+            .push(Effect::Send(Envelope::new(incarnation, message)));
+    }
+
     fn reply(&mut self, origin: Origin, reply: M::Reply) {
         match origin {
             Origin::Local(id) => self.effects.push(Effect::Reply(id, reply)),
-            Origin::Forwarded { from, id } => {
-                self.effects.push(Effect::Send(PeerMessage::ForwardReply {
-                    from: self.id(),
-                    to: from,
-                    id,
-                    reply: M::encode_reply(&reply),
-                }))
-            }
+            Origin::Forwarded { from, id } => self.send(PeerMessage::ForwardReply {
+                from: self.id(),
+                to: from,
+                id,
+                reply: M::encode_reply(&reply),
+            }),
         }
     }
 
@@ -458,6 +491,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         let reply = match entry.kind {
             EntryKind::Normal => Some(self.apply_normal(entry)),
             EntryKind::ConfChange => {
+                self.forget_removed_incarnations(entry);
                 self.event(Event::ConfChangeApplied { index: entry.index });
                 None
             }
@@ -485,16 +519,23 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         }
     }
 
-    /// Applies a normal entry: a client's command, or a member's address.
+    /// Applies a normal entry: a client's command, or a member's address or incarnation.
     fn apply_normal(&mut self, entry: &Entry) -> M::Reply {
-        if entry.data.first() == Some(&MEMBER_ADDRESS_TAG) {
+        if matches!(
+            entry.data.first(),
+            Some(&MEMBER_ADDRESS_TAG | &MEMBER_INCARNATION_TAG)
+        ) {
             return match Payload::decode(&entry.data) {
                 Ok(Payload::MemberAddress(MemberAddress { id, addr })) => {
-                    self.addresses.insert(id, addr);
+                    self.members.addresses.insert(id, addr);
                     self.event(Event::MemberAddressRecorded { id });
                     M::done()
                 }
-                Ok(Payload::Request(_)) => unreachable!("the tag is a member address's"),
+                Ok(Payload::MemberIncarnation(record)) => {
+                    self.apply_member_incarnation(record);
+                    M::done()
+                }
+                Ok(Payload::Request(_)) => unreachable!("the tag is a member record's"),
                 Err(error) => M::refused(format!("ERR undecodable log entry: {error}")),
             };
         }
@@ -506,7 +547,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
 
     /// Replaces the state machine with the snapshot just installed.
     fn restore_snapshot(&mut self, meta: &SnapshotMeta) -> Result<(), NodeError> {
-        (self.state_machine, self.addresses) = match self.incoming_snapshot.take_verified(meta) {
+        (self.state_machine, self.members) = match self.incoming_snapshot.take_verified(meta) {
             Some(verified) => verified,
             None => {
                 let wal = self.raw.storage();

@@ -10,8 +10,12 @@
 //!     to reach it.
 //!   - [`MEMBER_ADDRESS_V1_TAG`] (`0x80`): the same record as version 1 wrote it,
 //!     big-endian; still read from old logs, never written.
-//! - A snapshot is `SKNS`, a version byte ([`SNAPSHOT_VERSION`]; version 1 was big-endian
-//!   and is still read), the address book, then the key-value snapshot.
+//!   - [`MEMBER_INCARNATION_TAG`] (`0x82`): a [`MemberIncarnation`] record — the id and the
+//!     incarnation of its data directory (two `u64`s) — the leader's record of the member it
+//!     heard from, so that a member whose disk was wiped is told apart (thesis §3.8).
+//! - A snapshot is `SKNS`, a version byte ([`SNAPSHOT_VERSION`]; version 1 was big-endian,
+//!   version 2 had no incarnations, both still read), the [`MemberBook`] (addresses, then
+//!   from version 3 incarnations), then the key-value snapshot.
 //!
 //! Both are written and read with [`skiff_codec`].
 
@@ -28,6 +32,9 @@ pub const MEMBER_ADDRESS_TAG: u8 = 0x81;
 /// The first byte of a [`MemberAddress`] entry written big-endian, before the shared codec.
 pub const MEMBER_ADDRESS_V1_TAG: u8 = 0x80;
 
+/// The first byte of a [`MemberIncarnation`] entry.
+pub const MEMBER_INCARNATION_TAG: u8 = 0x82;
+
 // The store's request versions and the node's own tags share an entry's first byte.
 const _: () = assert!(
     REQUEST_FORMAT_VERSION >= 0x01 && REQUEST_FORMAT_VERSION <= 0x7f,
@@ -38,10 +45,41 @@ const _: () = assert!(
 pub const SNAPSHOT_MAGIC: &[u8; 4] = b"SKNS";
 
 /// The node snapshot format version written.
-pub const SNAPSHOT_VERSION: u8 = 2;
+pub const SNAPSHOT_VERSION: u8 = 3;
 
-/// The node snapshot versions read: 1 (big-endian) and 2.
-const SNAPSHOT_VERSIONS: &[u16] = &[1, 2];
+/// The node snapshot versions read: 1 (big-endian), 2 (no incarnations) and 3.
+const SNAPSHOT_VERSIONS: &[u16] = &[1, 2, 3];
+
+/// What the replicated state knows of the members besides the Raft configuration: their
+/// peer addresses and the incarnations of their data directories.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberBook {
+    /// Peer addresses recorded in the log, by member.
+    pub addresses: BTreeMap<NodeId, String>,
+    /// The incarnation recorded for each member the leader heard from (thesis §3.8: a member
+    /// that lost its disk forgot its votes, and must not be counted as the one recorded).
+    pub incarnations: BTreeMap<NodeId, u64>,
+}
+
+/// A member's incarnation recorded in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberIncarnation {
+    /// The member.
+    pub id: NodeId,
+    /// The incarnation of its data directory (nonzero).
+    pub incarnation: u64,
+}
+
+impl MemberIncarnation {
+    /// The entry payload.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(17);
+        put::u8(&mut out, MEMBER_INCARNATION_TAG);
+        put::u64(&mut out, self.id.0);
+        put::u64(&mut out, self.incarnation);
+        out
+    }
+}
 
 /// A peer address recorded in the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +97,8 @@ pub enum Payload {
     Request(Request),
     /// A member's peer address.
     MemberAddress(MemberAddress),
+    /// A member's incarnation.
+    MemberIncarnation(MemberIncarnation),
 }
 
 /// Why an entry or snapshot payload is malformed.
@@ -99,6 +139,7 @@ impl Payload {
     /// Decodes a normal entry's data.
     pub fn decode(data: &[u8]) -> Result<Payload, PayloadError> {
         let order = match data.first() {
+            Some(&MEMBER_INCARNATION_TAG) => return decode_incarnation(&data[1..]),
             Some(&MEMBER_ADDRESS_TAG) => Order::Little,
             Some(&MEMBER_ADDRESS_V1_TAG) => Order::Big,
             // Any other first byte is a request's format version, which the store checks.
@@ -115,45 +156,78 @@ impl Payload {
     }
 }
 
-/// Appends what precedes the key-value snapshot in a node snapshot (magic, version, address
+/// A [`MemberIncarnation`] entry's fields (after its tag).
+fn decode_incarnation(data: &[u8]) -> Result<Payload, PayloadError> {
+    let field = |source| PayloadError::Field {
+        what: "member incarnation",
+        source,
+    };
+    let mut r = Reader::new(data);
+    let id = NodeId(r.u64().map_err(field)?);
+    let incarnation = r.u64().map_err(field)?;
+    r.finish().map_err(field)?;
+    if id.0 == 0 || incarnation == 0 {
+        return Err(PayloadError::Malformed(
+            "member incarnation with a zero id or incarnation",
+        ));
+    }
+    Ok(Payload::MemberIncarnation(MemberIncarnation {
+        id,
+        incarnation,
+    }))
+}
+
+/// Appends what precedes the key-value snapshot in a node snapshot (magic, version, member
 /// book), so that the store can write its snapshot right after it, without a copy.
-pub fn put_snapshot_header(addresses: &BTreeMap<NodeId, String>, out: &mut Vec<u8>) {
+pub fn put_snapshot_header(book: &MemberBook, out: &mut Vec<u8>) {
     out.extend_from_slice(SNAPSHOT_MAGIC);
     put::u8(out, SNAPSHOT_VERSION);
-    put::count_u32(out, addresses.len());
-    for (id, addr) in addresses {
+    put::count_u32(out, book.addresses.len());
+    for (id, addr) in &book.addresses {
         put::u64(out, id.0);
         put::short_str(out, addr);
     }
+    put::count_u32(out, book.incarnations.len());
+    for (id, incarnation) in &book.incarnations {
+        put::u64(out, id.0);
+        put::u64(out, *incarnation);
+    }
 }
 
-/// Decodes a node snapshot into the address book and the key-value snapshot.
-pub fn decode_snapshot(data: &[u8]) -> Result<(BTreeMap<NodeId, String>, &[u8]), PayloadError> {
+/// Decodes a node snapshot into the member book and the key-value snapshot.
+pub fn decode_snapshot(data: &[u8]) -> Result<(MemberBook, &[u8]), PayloadError> {
     let Some(rest) = data.strip_prefix(SNAPSHOT_MAGIC) else {
         return Err(PayloadError::Malformed("not a node snapshot (bad magic)"));
     };
     let mut r = Reader::new(rest);
-    read_address_book(&mut r)
-        .map(|addresses| (addresses, r.rest()))
+    read_member_book(&mut r)
+        .map(|book| (book, r.rest()))
         .map_err(|source| PayloadError::Field {
             what: "node snapshot",
             source,
         })
 }
 
-fn read_address_book(r: &mut Reader<'_>) -> Result<BTreeMap<NodeId, String>, CodecError> {
-    let order = match r.version("node snapshot", SNAPSHOT_VERSIONS)? {
+fn read_member_book(r: &mut Reader<'_>) -> Result<MemberBook, CodecError> {
+    let version = r.version("node snapshot", SNAPSHOT_VERSIONS)?;
+    let order = match version {
         1 => Order::Big,
         _ => Order::Little,
     };
     let count = order.u32(r.u32()?);
-    let mut addresses = BTreeMap::new();
+    let mut book = MemberBook::default();
     // No room is reserved: each address read must first find its bytes.
     for _ in 0..count {
         let (id, addr) = read_address(r, order)?;
-        addresses.insert(id, addr);
+        book.addresses.insert(id, addr);
     }
-    Ok(addresses)
+    if version >= 3 {
+        for _ in 0..r.u32()? {
+            let id = NodeId(r.u64()?);
+            book.incarnations.insert(id, r.u64()?);
+        }
+    }
+    Ok(book)
 }
 
 /// How a payload's integers were written: version 1 of the node's forms was big-endian.
@@ -226,11 +300,14 @@ mod tests {
 
     #[test]
     fn snapshots_carry_the_address_book_and_the_store() {
-        let addresses = BTreeMap::from([(NodeId(4), "h:1".to_string()), (NodeId(9), "".into())]);
+        let book = MemberBook {
+            addresses: BTreeMap::from([(NodeId(4), "h:1".to_string()), (NodeId(9), "".into())]),
+            incarnations: BTreeMap::from([(NodeId(4), 0xabcd)]),
+        };
         let mut bytes = Vec::new();
-        put_snapshot_header(&addresses, &mut bytes);
+        put_snapshot_header(&book, &mut bytes);
         bytes.extend_from_slice(b"kv-bytes");
-        assert_eq!(decode_snapshot(&bytes), Ok((addresses, &b"kv-bytes"[..])));
+        assert_eq!(decode_snapshot(&bytes), Ok((book, &b"kv-bytes"[..])));
         assert!(decode_snapshot(b"SKNX").is_err());
         assert!(decode_snapshot(&bytes[..7]).is_err());
     }
@@ -253,14 +330,36 @@ mod tests {
             [0x81, 4, 0, 0, 0, 0, 0, 0, 0, 3, 0, b'h', b':', b'1']
         );
         let mut bytes = Vec::new();
-        put_snapshot_header(&BTreeMap::from([(NodeId(4), "h:1".into())]), &mut bytes);
+        let book = MemberBook {
+            addresses: BTreeMap::from([(NodeId(4), "h:1".into())]),
+            incarnations: BTreeMap::from([(NodeId(4), 5)]),
+        };
+        put_snapshot_header(&book, &mut bytes);
         assert_eq!(
             bytes,
             [
-                b'S', b'K', b'N', b'S', 2, 1, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 3, 0, b'h', b':',
-                b'1'
+                b'S', b'K', b'N', b'S', 3, 1, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 3, 0, b'h', b':',
+                b'1', 1, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0
             ]
         );
+        let incarnation = MemberIncarnation {
+            id: NodeId(4),
+            incarnation: 5,
+        };
+        assert_eq!(
+            incarnation.encode(),
+            [0x82, 4, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(
+            Payload::decode(&incarnation.encode()),
+            Ok(Payload::MemberIncarnation(incarnation))
+        );
+        let zero = MemberIncarnation {
+            id: NodeId(4),
+            incarnation: 0,
+        };
+        assert!(Payload::decode(&zero.encode()).is_err());
+        assert!(Payload::decode(&incarnation.encode()[..16]).is_err());
     }
 
     #[test]
@@ -277,24 +376,37 @@ mod tests {
         let mut snapshot =
             from_hex("534b4e53010000000200000000000000040003683a3100000000000000090000");
         snapshot.extend_from_slice(b"kv-bytes");
-        let book = BTreeMap::from([(NodeId(4), "h:1".to_string()), (NodeId(9), String::new())]);
-        assert_eq!(decode_snapshot(&snapshot), Ok((book, &b"kv-bytes"[..])));
+        let addresses =
+            BTreeMap::from([(NodeId(4), "h:1".to_string()), (NodeId(9), String::new())]);
+        let book = MemberBook {
+            addresses: addresses.clone(),
+            incarnations: BTreeMap::new(),
+        };
+        assert_eq!(
+            decode_snapshot(&snapshot),
+            Ok((book.clone(), &b"kv-bytes"[..]))
+        );
+        // Version 2: little-endian addresses, no incarnations.
+        let mut v2 = from_hex("534b4e53020200000004000000000000000300683a3109000000000000000000");
+        v2.extend_from_slice(b"kv-bytes");
+        assert_eq!(decode_snapshot(&v2), Ok((book, &b"kv-bytes"[..])));
     }
 
     #[test]
     fn an_unknown_snapshot_version_names_the_versions_read() {
         assert_eq!(
-            decode_snapshot(b"SKNS\x03"),
+            decode_snapshot(b"SKNS\x04"),
             Err(PayloadError::Field {
                 what: "node snapshot",
                 source: CodecError::UnsupportedVersion {
                     what: "node snapshot",
-                    found: 3,
-                    supported: &[1, 2],
+                    found: 4,
+                    supported: &[1, 2, 3],
                 },
             })
         );
         // A count no bytes back is refused without reserving room for it.
         assert!(decode_snapshot(b"SKNS\x02\xff\xff\xff\xff").is_err());
+        assert!(decode_snapshot(b"SKNS\x03\x00\x00\x00\x00\xff\xff\xff\xff").is_err());
     }
 }

@@ -12,17 +12,23 @@
 //! cannot make it reserve memory the input could not fill, and malformed bytes give a
 //! [`WireError`] or a [`FrameError`], never a panic.
 //!
-//! [`WIRE_VERSION`] 2 is the little-endian form; version 1 was big-endian. A node of either
-//! version refuses the other's frames at the header, by version (this one) or by a length
-//! over its limit (a version-1 node reading little-endian lengths).
+//! A message travels in an [`Envelope`]: the sender's incarnation (`u64`, the id of its data
+//! directory) then the message, so that a node whose disk was wiped is told apart from the
+//! member the cluster recorded (thesis §3.8).
+//!
+//! [`WIRE_VERSION`] 3 adds the envelope; version 2 was the same messages without it, and
+//! version 1 was big-endian. A node of another version refuses this one's frames at the
+//! header, by version (versions 2 and 3) or by a length over its limit (a version-1 node
+//! reading little-endian lengths).
 
 use skiff_codec::{put, CodecError, Reader};
 use skiff_raft::{
     AppendResponse, Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, SnapshotMeta, Term,
 };
 
-/// The version of the peer wire: frame header, Hello and messages. Version 1 was big-endian.
-pub const WIRE_VERSION: u8 = 2;
+/// The version of the peer wire: frame header, Hello and messages. Version 1 was big-endian;
+/// version 2 had no [`Envelope`].
+pub const WIRE_VERSION: u8 = 3;
 
 /// Bytes before a frame's payload: length, version, cluster id, kind.
 pub const FRAME_HEADER_BYTES: usize = 4 + 1 + 8 + 1;
@@ -55,6 +61,19 @@ pub enum PeerMessage {
         /// The encoded [`Reply`](skiff_kv::Reply).
         reply: Vec<u8>,
     },
+    /// A notice that the sender refuses the recipient's messages: the recipient's data
+    /// directory is not the one the cluster recorded for its id (its disk was wiped or
+    /// replaced, so it forgot its votes: thesis §3.8).
+    IncarnationRefused {
+        /// The refusing node.
+        from: NodeId,
+        /// The refused node.
+        to: NodeId,
+        /// The incarnation the refused node's messages carry.
+        incarnation: u64,
+        /// The incarnation the cluster recorded for its id.
+        recorded: u64,
+    },
 }
 
 impl PeerMessage {
@@ -62,7 +81,9 @@ impl PeerMessage {
     pub fn to(&self) -> NodeId {
         match self {
             PeerMessage::Raft(message) => message.to,
-            PeerMessage::Forward { to, .. } | PeerMessage::ForwardReply { to, .. } => *to,
+            PeerMessage::Forward { to, .. }
+            | PeerMessage::ForwardReply { to, .. }
+            | PeerMessage::IncarnationRefused { to, .. } => *to,
         }
     }
 
@@ -70,9 +91,60 @@ impl PeerMessage {
     pub fn from(&self) -> NodeId {
         match self {
             PeerMessage::Raft(message) => message.from,
-            PeerMessage::Forward { from, .. } | PeerMessage::ForwardReply { from, .. } => *from,
+            PeerMessage::Forward { from, .. }
+            | PeerMessage::ForwardReply { from, .. }
+            | PeerMessage::IncarnationRefused { from, .. } => *from,
         }
     }
+}
+
+/// A message with its sender's incarnation: what one node sends another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// The incarnation of the sender's data directory (nonzero; see
+    /// [`skiff_wal::incarnation`]).
+    pub incarnation: u64,
+    /// The message.
+    pub message: PeerMessage,
+}
+
+impl Envelope {
+    /// `message`, sent by a node of `incarnation`.
+    pub fn new(incarnation: u64, message: PeerMessage) -> Envelope {
+        Envelope {
+            incarnation,
+            message,
+        }
+    }
+
+    /// The node the message is for.
+    pub fn to(&self) -> NodeId {
+        self.message.to()
+    }
+
+    /// The node that sent the message.
+    pub fn from(&self) -> NodeId {
+        self.message.from()
+    }
+}
+
+/// Appends the binary form of `envelope` to `out`: the incarnation, then the message.
+pub fn encode_envelope(envelope: &Envelope, out: &mut Vec<u8>) {
+    put::u64(out, envelope.incarnation);
+    encode(&envelope.message, out);
+}
+
+/// Decodes one envelope written by [`encode_envelope`]; `bytes` must hold exactly that.
+pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, WireError> {
+    let mut r = Reader::new(bytes);
+    let incarnation = r.u64().map_err(|source| WireError::Malformed {
+        what: "peer message",
+        source,
+    })?;
+    Ok(Envelope {
+        incarnation,
+        message: decode(r.rest())?,
+    })
 }
 
 /// Why bytes are not a [`PeerMessage`] or a [`Hello`].
@@ -103,7 +175,7 @@ pub enum FrameError {
     /// The frame is shorter than its header.
     #[error("frame of {0} bytes is shorter than a header")]
     TooShort(usize),
-    /// Another version of the wire (version 1 was big-endian).
+    /// Another version of the wire (version 1 was big-endian, version 2 had no envelope).
     #[error("frame version {0}, expected {WIRE_VERSION}")]
     Version(u8),
     /// A node of another cluster.
@@ -244,6 +316,7 @@ mod tag {
     pub const RAFT: u8 = 1;
     pub const FORWARD: u8 = 2;
     pub const FORWARD_REPLY: u8 = 3;
+    pub const INCARNATION_REFUSED: u8 = 4;
 
     pub const PRE_VOTE: u8 = 1;
     pub const PRE_VOTE_RESPONSE: u8 = 2;
@@ -296,6 +369,17 @@ pub fn encode(message: &PeerMessage, out: &mut Vec<u8>) {
             put::u64(out, *id);
             put::bytes_u32(out, reply);
         }
+        PeerMessage::IncarnationRefused {
+            from,
+            to,
+            incarnation,
+            recorded,
+        } => {
+            put::u8(out, tag::INCARNATION_REFUSED);
+            for value in [from.0, to.0, *incarnation, *recorded] {
+                put::u64(out, value);
+            }
+        }
     }
 }
 
@@ -327,6 +411,12 @@ fn read_message(r: &mut Reader<'_>) -> Result<PeerMessage, CodecError> {
             to: NodeId(r.u64()?),
             id: r.u64()?,
             reply: r.bytes_u32()?.to_vec(),
+        },
+        tag::INCARNATION_REFUSED => PeerMessage::IncarnationRefused {
+            from: NodeId(r.u64()?),
+            to: NodeId(r.u64()?),
+            incarnation: r.u64()?,
+            recorded: r.u64()?,
         },
         other => return Err(r.unknown_tag("message", other)),
     })
@@ -679,7 +769,27 @@ mod tests {
                 id: 5,
                 reply: b"reply".to_vec(),
             },
+            PeerMessage::IncarnationRefused {
+                from: NodeId(1),
+                to: NodeId(3),
+                incarnation: 0xaa,
+                recorded: 0xbb,
+            },
         ]
+    }
+
+    #[test]
+    fn envelopes_carry_the_incarnation_before_the_message() {
+        for message in every_kind_of_message() {
+            let envelope = Envelope::new(0x0102_0304_0506_0708, message);
+            let mut bytes = Vec::new();
+            encode_envelope(&envelope, &mut bytes);
+            assert_eq!(bytes[..8], 0x0102_0304_0506_0708u64.to_le_bytes());
+            assert_eq!(decode_envelope(&bytes), Ok(envelope));
+            for len in 0..bytes.len() {
+                assert!(decode_envelope(&bytes[..len]).is_err(), "cut at {len}");
+            }
+        }
     }
 
     #[test]
@@ -823,7 +933,14 @@ mod tests {
         );
         assert_eq!(
             parse_frame_header(&old, 9, 1024).unwrap_err().to_string(),
-            "frame version 1, expected 2"
+            "frame version 1, expected 3"
+        );
+        // A version-2 node (messages without an envelope) is refused by its version too.
+        let mut v2 = bytes.clone();
+        v2[4] = 2;
+        assert_eq!(
+            parse_frame_header(&v2, 9, 1024),
+            Err(FrameError::Version(2))
         );
         assert_eq!(
             parse_frame_header(b"GET / HTTP/1.1\r\n", 9, 1 << 20),

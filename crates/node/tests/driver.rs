@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use skiff_kv::{Command, Reply};
 use skiff_node::{
-    refusals, ClientSession, Effect, Event, NoObserver, Node, NodeConfig, NodeError, PeerMessage,
-    RequestId, SnapshotJob,
+    refusals, ClientSession, Effect, Envelope, Event, NoObserver, Node, NodeConfig, NodeError,
+    PeerMessage, RequestId, SnapshotJob,
 };
 use skiff_raft::{Config, LogIndex, LogStorage, NodeId, Role};
 use skiff_wal::{Disk, MemDisk};
@@ -319,9 +319,10 @@ fn snapshots_are_taken_on_schedule_and_a_restart_resumes_from_one() {
     cluster.crash_and_restart(1);
     let restarted = &cluster.nodes[&NodeId(1)];
     assert!(restarted.applied() >= snapshot_index);
-    // Entry 1 is the leader's no-op; every later entry up to the snapshot wrote one key.
+    // Entry 1 is the leader's no-op; every later entry up to the snapshot wrote one key or
+    // recorded a member's incarnation.
     assert_eq!(
-        restarted.state_machine().len() as u64,
+        restarted.state_machine().len() as u64 + restarted.member_incarnations().len() as u64,
         snapshot_index.0 - 1,
         "the state machine is the snapshot's"
     );
@@ -394,19 +395,25 @@ fn a_garbage_forwarded_request_gets_an_error_reply_and_changes_nothing() {
     cluster.elect(1);
     let leader = cluster.nodes.get_mut(&NodeId(1)).expect("exists");
     leader
-        .step(PeerMessage::Forward {
-            from: NodeId(2),
-            to: NodeId(1),
-            id: 9,
-            request: vec![0xff, 0x00],
-        })
+        .step(Envelope::new(
+            1,
+            PeerMessage::Forward {
+                from: NodeId(2),
+                to: NodeId(1),
+                id: 9,
+                request: vec![0xff, 0x00],
+            },
+        ))
         .expect("accepted for handling");
     let output = outputs(leader);
     assert!(matches!(
         &output.messages[..],
-        [PeerMessage::ForwardReply {
-            to: NodeId(2),
-            id: 9,
+        [Envelope {
+            message: PeerMessage::ForwardReply {
+                to: NodeId(2),
+                id: 9,
+                ..
+            },
             ..
         }]
     ));

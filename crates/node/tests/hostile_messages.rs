@@ -290,13 +290,10 @@ fn messages_from_or_to_node_zero_are_refused() {
     let mut cluster = healthy();
     let term = term_of(&cluster, 2).0;
     let node = cluster.nodes.get_mut(&NodeId(2)).expect("exists");
-    let refused = node.step(skiff_node::PeerMessage::Raft(append(
-        0,
-        2,
-        term,
-        (0, 0),
-        vec![],
-    )));
+    let refused = node.step(skiff_node::Envelope::new(
+        1,
+        skiff_node::PeerMessage::Raft(append(0, 2, term, (0, 0), vec![])),
+    ));
     assert!(
         matches!(
             refused,
@@ -306,12 +303,15 @@ fn messages_from_or_to_node_zero_are_refused() {
         ),
         "{refused:?}"
     );
-    let refused = node.step(skiff_node::PeerMessage::Forward {
-        from: NodeId(0),
-        to: NodeId(2),
-        id: 1,
-        request: vec![],
-    });
+    let refused = node.step(skiff_node::Envelope::new(
+        1,
+        skiff_node::PeerMessage::Forward {
+            from: NodeId(0),
+            to: NodeId(2),
+            id: 1,
+            request: vec![],
+        },
+    ));
     assert!(refused.is_err(), "{refused:?}");
     still_works(&mut cluster, 2);
 }

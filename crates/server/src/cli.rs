@@ -215,7 +215,11 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
                     s.last_index,
                     matched,
                     client,
-                    member.kind
+                    if s.refused {
+                        format!("{} REFUSED: wiped data directory", member.kind)
+                    } else {
+                        member.kind.to_string()
+                    }
                 ),
                 Some(Err(error)) => println!("{:<4} {:<14} {}", member.id, "unreachable", error),
                 None => println!("{:<4} {:<14}", member.id, "unknown"),

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use skiff_kv::{Command, Reply};
 use skiff_node::{
-    Effect, Event, Node, NodeError, Observer, PeerMessage, RequestId, SnapshotJob, SyncToken,
+    Effect, Envelope, Event, Node, NodeError, Observer, PeerMessage, RequestId, SnapshotJob,
+    SyncToken,
 };
 use skiff_raft::{ConfChange, ConfChangeStep, NodeId, Role};
 use tokio::sync::{mpsc, oneshot};
@@ -34,7 +35,7 @@ pub enum Input {
         reply: oneshot::Sender<Reply>,
     },
     /// A message from another node.
-    Peer(PeerMessage),
+    Peer(Envelope),
     /// An operator's request.
     Admin {
         /// What to do.
@@ -104,7 +105,7 @@ pub struct DriverOptions {
 }
 
 /// Starts a sender task for a peer at an address; the driver keeps the returned queue.
-pub type ConnectPeer = Box<dyn Fn(NodeId, SocketAddr) -> mpsc::Sender<PeerMessage> + Send>;
+pub type ConnectPeer = Box<dyn Fn(NodeId, SocketAddr) -> mpsc::Sender<Envelope> + Send>;
 
 /// A request waiting for its reply.
 struct Waiting {
@@ -149,7 +150,7 @@ pub struct Driver {
     options: DriverOptions,
     inputs: Receiver<Input>,
     /// A queue per peer, with the address its sender task connects to.
-    peers: HashMap<NodeId, (SocketAddr, mpsc::Sender<PeerMessage>)>,
+    peers: HashMap<NodeId, (SocketAddr, mpsc::Sender<Envelope>)>,
     connect_peer: ConnectPeer,
     shared: Arc<Shared>,
     /// Client requests waiting for their reply, by id (ids grow with arrival).
@@ -167,6 +168,8 @@ pub struct Driver {
     snapshotter: Snapshotter,
     /// Operators waiting for the snapshot being written.
     snapshot_waiting: Vec<oneshot::Sender<Result<String, String>>>,
+    /// Peers refused for their incarnation, logged once each.
+    refused_peers: std::collections::BTreeSet<u64>,
 }
 
 impl Driver {
@@ -199,6 +202,7 @@ impl Driver {
             snapshot_requests: Vec::new(),
             snapshotter: Snapshotter::new(),
             snapshot_waiting: Vec::new(),
+            refused_peers: Default::default(),
         };
         driver.refresh_peers();
         Ok(driver)
@@ -325,8 +329,8 @@ impl Driver {
     }
 
     /// A peer's message: stepped, or refused and counted.
-    fn handle_peer(&mut self, message: PeerMessage) {
-        if matches!(message, PeerMessage::Forward { .. }) {
+    fn handle_peer(&mut self, message: Envelope) {
+        if matches!(message.message, PeerMessage::Forward { .. }) {
             self.shared.metrics.proposals.inc();
         }
         let peer = message.from().0;
@@ -336,6 +340,13 @@ impl Driver {
             // staged: honest reordering, resent with the next heartbeat.
             Err(error @ skiff_node::PeerMessageError::SnapshotNotStaged { .. }) => {
                 tracing::debug!(node = self.node.id().0, peer, %error, "a snapshot's last chunk came early");
+            }
+            // §3.8: a wiped peer forgot its votes; every message of it is refused, logged once.
+            Err(error @ skiff_node::PeerMessageError::WrongIncarnation { .. }) => {
+                self.shared.metrics.error("wrong_incarnation");
+                if self.refused_peers.insert(peer) {
+                    tracing::error!(node = self.node.id().0, peer, "{error}");
+                }
             }
             Err(error) => {
                 // Refused before it reached the core's state or the disk.
@@ -575,7 +586,7 @@ impl Driver {
     }
 
     /// Puts messages on their peers' queues.
-    fn send(&mut self, messages: Vec<PeerMessage>) {
+    fn send(&mut self, messages: Vec<Envelope>) {
         let metrics = &self.shared.metrics;
         let isolated = self.shared.is_isolated();
         for message in messages {
@@ -583,7 +594,7 @@ impl Driver {
                 metrics.peer_messages_dropped.inc();
                 continue;
             }
-            if matches!(message, PeerMessage::Forward { .. }) {
+            if matches!(message.message, PeerMessage::Forward { .. }) {
                 metrics.forwarded_requests.inc();
             }
             let delivered = self
@@ -733,6 +744,20 @@ impl Driver {
         match event {
             Event::RoleChanged { soft_state, term } => self.note_role_change(soft_state, *term),
             Event::ConfChangeApplied { index } => self.note_membership_change(*index),
+            Event::MemberIncarnationRecorded {
+                id: member,
+                incarnation,
+            } => {
+                self.refused_peers.remove(&member.0);
+                tracing::info!(node = id, member = member.0, incarnation = format!("{incarnation:#x}"), "member incarnation recorded");
+            }
+            Event::IncarnationRefused(notice) => tracing::error!(
+                node = id,
+                by = notice.by.0,
+                "this node's data directory is not the one the cluster knows (incarnation {:#x}, recorded {:#x}): it stays out of elections; remove it (`skiff admin remove --id {id}`) and add it back as a new member",
+                notice.incarnation,
+                notice.recorded
+            ),
             Event::MemberAddressRecorded { id: member } => {
                 let addr = self.node.member_addresses().get(member).cloned();
                 tracing::info!(
@@ -856,6 +881,8 @@ impl Driver {
             local_control: None,
             fault_injection: false,
             isolated: false,
+            incarnation: self.node.incarnation(),
+            refused: self.node.is_refused(),
         };
     }
 

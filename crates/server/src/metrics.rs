@@ -63,7 +63,7 @@ pub struct Metrics {
 }
 
 /// The kinds of `skiff_errors_total`.
-pub const ERROR_KINDS: [&str; 15] = [
+pub const ERROR_KINDS: [&str; 16] = [
     "protocol",
     "command",
     "busy",
@@ -79,6 +79,8 @@ pub const ERROR_KINDS: [&str; 15] = [
     "tls_handshake",
     "auth_failed",
     "http_auth_failed",
+    // A peer whose data directory is not the one the cluster recorded (a wiped node).
+    "wrong_incarnation",
 ];
 
 fn latency_buckets() -> Vec<f64> {

@@ -37,6 +37,9 @@ fn identity(args: &Settings, data_dir: &std::path::Path) -> anyhow::Result<(Iden
                 data_dir.display()
             );
         }
+        if let Some(text) = args.initial_cluster.as_deref() {
+            check_initial_cluster(text, &identity, data_dir)?;
+        }
         return Ok((identity, true));
     }
     let id = args
@@ -64,6 +67,53 @@ fn identity(args: &Settings, data_dir: &std::path::Path) -> anyhow::Result<(Iden
             .collect(),
     };
     Ok((identity, false))
+}
+
+/// First-start flags given to a directory that has run must agree with it: a different
+/// `--initial-cluster` is an error, not silently ignored.
+fn check_initial_cluster(
+    text: &str,
+    identity: &Identity,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let given = parse_initial_cluster(text)?;
+    let stored = identity.members()?;
+    if given == stored {
+        return Ok(());
+    }
+    let show = |members: &std::collections::BTreeMap<u64, std::net::SocketAddr>| {
+        members
+            .iter()
+            .map(|(id, addr)| format!("{id}={addr}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let differs: Vec<String> = given
+        .keys()
+        .chain(stored.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|id| given.get(id) != stored.get(id))
+        .map(|id| {
+            let side = |m: &std::collections::BTreeMap<u64, std::net::SocketAddr>| {
+                m.get(id)
+                    .map_or("absent".to_string(), |addr| addr.to_string())
+            };
+            format!(
+                "member {id}: {} given, {} stored",
+                side(&given),
+                side(&stored)
+            )
+        })
+        .collect();
+    bail!(
+        "--initial-cluster {} differs from the one node {} started with in {} ({}; {}): start it without --initial-cluster, or with the stored one",
+        show(&given),
+        identity.id,
+        data_dir.display(),
+        show(&stored),
+        differs.join("; ")
+    )
 }
 
 /// The client port's limits: the flags over the defaults, and the node's own limits on what
@@ -118,6 +168,9 @@ fn node_config(
     // A node that has run has a log: finding none (a wiped or lost WAL directory) must refuse
     // to start, not begin again at term 0 with no vote (thesis §3.8: a vote is never forgotten).
     config.wal.expect_existing_log = has_run;
+    // The data directory's incarnation if its log is new: the cluster records it, and refuses
+    // this id's messages under any other (a wiped directory forgot its votes, thesis §3.8).
+    config.wal.new_incarnation = rand::random::<u64>().max(1);
     config.state_machine.max_reply_bytes = settings.max_reply_bytes;
     config.snapshot_every_entries = settings.snapshot_every_entries;
     Ok(config)
@@ -405,6 +458,7 @@ fn open_node(
         segments = report.segments_read.len(),
         snapshot = ?report.snapshot_file,
         created = report.created,
+        incarnation = format!("{:#x}", node.incarnation()),
         last_index = skiff_raft::LogStorage::last_index(node.wal()).0,
         "recovered durable state"
     );

@@ -69,6 +69,13 @@ pub struct NodeStatus {
     pub fault_injection: bool,
     /// Whether the node is cut off from its peers by `POST /admin/isolate`.
     pub isolated: bool,
+    /// The incarnation of the node's data directory.
+    #[serde(default)]
+    pub incarnation: u64,
+    /// Whether a peer refuses this node lately: its data directory is not the one the
+    /// cluster recorded (it was wiped or replaced), so it stays out of elections.
+    #[serde(default)]
+    pub refused: bool,
 }
 
 /// Something that happened, as the live view and `skiff local` show it.

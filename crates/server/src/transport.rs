@@ -3,9 +3,9 @@
 //! Every frame is `length: u32 | version: u8 | cluster id: u64 | kind: u8 | payload` (see
 //! [`skiff_node::wire`]), `length` counting the bytes after itself. A connection opens with a
 //! `Hello` frame naming the sender and the client and HTTP addresses it serves; every later
-//! frame carries one [`PeerMessage`]. A frame of another version or cluster, a frame over the
-//! size limit, or bytes that do not decode close the connection and are logged; the node
-//! keeps serving.
+//! frame carries one [`Envelope`] (the sender's incarnation and a `PeerMessage`). A frame of
+//! another version or cluster, a frame over the size limit, or bytes that do not decode close
+//! the connection and are logged; the node keeps serving.
 //!
 //! What a connection may cost before it is trusted is bounded: version and cluster id are
 //! checked in a frame's first 14 bytes, before its payload is read; the first frame (the
@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use skiff_node::{wire, PeerMessage};
+use skiff_node::{wire, Envelope};
 use skiff_raft::NodeId;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -107,9 +107,9 @@ pub fn put_hello(out: &mut Vec<u8>, cluster_id: u64, hello: &Hello) {
 }
 
 /// Appends a message frame, encoding the message straight into the outgoing buffer.
-pub fn put_message(out: &mut Vec<u8>, cluster_id: u64, message: &PeerMessage) {
+pub fn put_message(out: &mut Vec<u8>, cluster_id: u64, message: &Envelope) {
     put_frame(out, cluster_id, kind::MESSAGE, |out| {
-        wire::encode(message, out)
+        wire::encode_envelope(message, out)
     });
 }
 
@@ -300,7 +300,8 @@ async fn receive_from_peer(
         if kind != kind::MESSAGE {
             return Err(FrameError::Kind(kind));
         }
-        let message = wire::decode(&payload).map_err(|e| FrameError::Payload(e.to_string()))?;
+        let message =
+            wire::decode_envelope(&payload).map_err(|e| FrameError::Payload(e.to_string()))?;
         if message.from() != NodeId(hello.from) || message.to() != NodeId(options.id) {
             return Err(FrameError::Payload(format!(
                 "message from {} to {} on the connection of node {}",
@@ -329,7 +330,7 @@ pub async fn send_to_peer(
     addr: SocketAddr,
     options: Arc<TransportOptions>,
     metrics: Arc<Metrics>,
-    mut queue: mpsc::Receiver<PeerMessage>,
+    mut queue: mpsc::Receiver<Envelope>,
     tls: Option<Arc<Tls>>,
 ) {
     let label = peer.0.to_string();
@@ -413,7 +414,7 @@ enum Pumped {
 async fn pump(
     mut stream: impl AsyncWrite + Unpin,
     options: &TransportOptions,
-    queue: &mut mpsc::Receiver<PeerMessage>,
+    queue: &mut mpsc::Receiver<Envelope>,
     out: &mut Vec<u8>,
     sent: &Sent,
 ) -> Pumped {
@@ -457,13 +458,16 @@ mod tests {
     use super::*;
     use skiff_raft::{Message, MessageBody, Term};
 
-    fn heartbeat() -> PeerMessage {
-        PeerMessage::Raft(Message {
-            from: NodeId(1),
-            to: NodeId(2),
-            term: Term(3),
-            body: MessageBody::TimeoutNow,
-        })
+    fn heartbeat() -> Envelope {
+        Envelope::new(
+            7,
+            skiff_node::PeerMessage::Raft(Message {
+                from: NodeId(1),
+                to: NodeId(2),
+                term: Term(3),
+                body: MessageBody::TimeoutNow,
+            }),
+        )
     }
 
     async fn read_all(
@@ -494,7 +498,7 @@ mod tests {
         assert_eq!(frames.len(), 2);
         assert_eq!(parse_hello(frames[0].1.clone()).unwrap(), hello);
         assert_eq!(frames[1].0, kind::MESSAGE);
-        assert_eq!(wire::decode(&frames[1].1).unwrap(), heartbeat());
+        assert_eq!(wire::decode_envelope(&frames[1].1).unwrap(), heartbeat());
     }
 
     #[tokio::test]

@@ -455,7 +455,8 @@ fn message(cluster_id: u64, from: u64, to: u64, term: u64, body: MessageBody) ->
         term: Term(term),
         body,
     });
-    wire::encode(&message, &mut payload);
+    // The sender's incarnation is filled in by `forge`, which knows whom it impersonates.
+    wire::encode_envelope(&skiff_node::Envelope::new(u64::MAX, message), &mut payload);
     frame(cluster_id, 1, &payload)
 }
 
@@ -480,8 +481,13 @@ fn forge(cluster: &TestCluster, target: u64, from: u64, frames: &[Vec<u8>]) {
         }
     };
     let mut bytes = hello(cluster_id, from, "127.0.0.1:1", "127.0.0.1:2");
+    // The impersonated node's incarnation, so that the forgery gets past the amnesia guard
+    // and reaches the checks under test.
+    let incarnation = cluster.incarnation(from).to_le_bytes();
     for frame in frames {
-        bytes.extend_from_slice(frame);
+        let mut frame = frame.clone();
+        frame[14..22].copy_from_slice(&incarnation);
+        bytes.extend_from_slice(&frame);
     }
     let _ = stream.write_all(&bytes).and_then(|()| stream.flush());
     std::thread::sleep(Duration::from_millis(300));

@@ -34,7 +34,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use skiff_kv::{Command, Reply, StateMachine};
 use skiff_node::{
-    Effect, Event as NodeEvent, Node, NodeConfig, PeerMessage, RequestId, SnapshotJob,
+    Effect, Envelope, Event as NodeEvent, Node, NodeConfig, PeerMessage, RequestId, SnapshotJob,
 };
 use skiff_raft::{
     AppendResponse, ConfChange, ConfState, Config, Entry, HardState, LogIndex, LogStorage, Message,
@@ -212,6 +212,8 @@ impl Cluster {
         let mut config = NodeConfig::new(raft, SIM_CLUSTER_ID);
         config.wal = WalOptions {
             max_segment_bytes: self.options.max_segment_bytes,
+            // Used only when the log is new: a first start, or a disk replaced by an empty one.
+            new_incarnation: incarnation_for(self.options.seed, id, life),
             ..WalOptions::new(SIM_CLUSTER_ID)
         };
         config.snapshot_every_entries = self.options.snapshot_every_entries;
@@ -225,4 +227,13 @@ impl Cluster {
     pub(super) fn running(&self, node: NodeId) -> Option<&Node<MemDisk>> {
         self.nodes.get(&node).and_then(SimNode::running)
     }
+}
+
+/// The incarnation a node's data directory gets if its log is new in life `life`: drawn from
+/// the seed (a SplitMix64 step), nonzero, and different for each life.
+fn incarnation_for(seed: u64, id: NodeId, life: u64) -> u64 {
+    let mut z = seed ^ id.0.rotate_left(40) ^ life.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)).max(1)
 }

@@ -61,6 +61,9 @@ struct Args {
     /// No lost segment files.
     #[arg(long)]
     no_lost_segments: bool,
+    /// No disks replaced by empty ones (wiped nodes restarted under the same id).
+    #[arg(long)]
+    no_wipes: bool,
 }
 
 impl Args {
@@ -79,6 +82,7 @@ impl Args {
             final_batch_flips: self.final_batch_flips,
             segment_garbage: !self.no_segment_garbage,
             lost_segments: !self.no_lost_segments,
+            wipes: !self.no_wipes,
         };
         options
     }
@@ -103,6 +107,7 @@ impl Args {
             ("--final-batch-flips", self.final_batch_flips),
             ("--no-segment-garbage", self.no_segment_garbage),
             ("--no-lost-segments", self.no_lost_segments),
+            ("--no-wipes", self.no_wipes),
         ] {
             if on {
                 command += " ";
@@ -136,6 +141,8 @@ struct Totals {
     segments_garbled: u64,
     segments_lost: u64,
     refused_starts: u64,
+    wipes: u64,
+    incarnation_refusals: u64,
     linearizability_checks: u64,
     failures: Vec<RunReport>,
 }
@@ -161,6 +168,8 @@ impl Totals {
         self.segments_garbled += report.stats.segments_garbled;
         self.segments_lost += report.stats.segments_lost;
         self.refused_starts += report.stats.refused_starts;
+        self.wipes += report.stats.wipes;
+        self.incarnation_refusals += report.stats.incarnation_refusals;
         self.linearizability_checks += report.linearizability_checks;
         if let Some(violation) = &report.violation {
             self.violations += 1;
@@ -175,7 +184,7 @@ impl Totals {
 
     fn summary(&self) -> String {
         format!(
-            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} segments_garbled={} segments_lost={} refused_starts={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} reads={} linearizability_checks={}",
+            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} segments_garbled={} segments_lost={} refused_starts={} wipes={} incarnation_refusals={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} reads={} linearizability_checks={}",
             self.seeds,
             self.violations,
             self.ticks,
@@ -190,6 +199,8 @@ impl Totals {
             self.segments_garbled,
             self.segments_lost,
             self.refused_starts,
+            self.wipes,
+            self.incarnation_refusals,
             self.snapshots,
             self.snapshot_installs,
             self.conf_changes,

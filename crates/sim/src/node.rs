@@ -96,13 +96,18 @@ pub struct SimNode {
     /// The running node's batch in flight, as its last effect asked.
     pub batch: Option<BatchStep>,
     /// Incremented at each start, so events scheduled for an earlier life are ignored.
-    pub incarnation: u64,
+    pub life: u64,
     /// Whether this node's durable log was damaged (media corruption): a restart may refuse.
     pub corrupted: bool,
     /// What the disk held durably before a segment was garbled or lost, if one was: a
     /// restart must refuse, or recover exactly this (a lost segment that a compaction had
     /// already covered changes nothing).
     pub durable_before_damage: Option<Durable>,
+    /// The disk was replaced by an empty one while the node was down: its next start is a
+    /// first start (a new log and a new incarnation).
+    wiped: bool,
+    /// The incarnation of the node's data directory when it last ran.
+    pub dir_incarnation: u64,
 }
 
 /// Damage to a crashed node's segment files, outside what a crash can do (docs/TESTING.md,
@@ -122,10 +127,12 @@ impl SimNode {
     pub fn start(id: u64, config: NodeConfig) -> Result<SimNode, NodeError> {
         let (node, _report) = Node::open(MemDisk::new(), data_dir(id), config)?;
         Ok(SimNode {
+            wiped: false,
+            dir_incarnation: node.incarnation(),
             id,
             process: Process::Up(Box::new(node)),
             batch: None,
-            incarnation: 0,
+            life: 0,
             corrupted: false,
             durable_before_damage: None,
         })
@@ -208,14 +215,15 @@ impl SimNode {
                 return None;
             }
         };
-        self.incarnation += 1;
+        self.life += 1;
         // The node has run, so its log must be there: a lost log must not read as a new one
         // at term 0 with no vote (thesis §3.8), as the server's identity file ensures.
         let mut config = config;
-        config.wal.expect_existing_log = true;
+        config.wal.expect_existing_log = !std::mem::take(&mut self.wiped);
         self.batch = None;
         match Node::open(disk, data_dir(self.id), config) {
             Ok((node, report)) => {
+                self.dir_incarnation = node.incarnation();
                 self.process = Process::Up(Box::new(node));
                 Some(Ok(report))
             }
@@ -227,6 +235,20 @@ impl SimNode {
                 Some(Err(error))
             }
         }
+    }
+
+    /// Replaces the disk of a crashed node by an empty one, as an operator who deleted its data
+    /// directory (or replaced the machine) and started it again with its first-start settings
+    /// would. Returns whether the node was down.
+    pub fn wipe(&mut self) -> bool {
+        let Process::Down(disk) = &mut self.process else {
+            return false;
+        };
+        *disk = MemDisk::new();
+        self.wiped = true;
+        self.corrupted = false;
+        self.durable_before_damage = None;
+        true
     }
 
     /// Whether the node is down and may be restarted.

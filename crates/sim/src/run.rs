@@ -39,6 +39,9 @@ pub struct FaultSwitches {
     pub segment_garbage: bool,
     /// Lose a segment file of one crashed node (one before the last, or the only one).
     pub lost_segments: bool,
+    /// Replace the disk of one crashed node by an empty one and restart it under the same id
+    /// (a wipe), once the cluster has recorded its incarnation everywhere.
+    pub wipes: bool,
 }
 
 impl FaultSwitches {
@@ -68,6 +71,7 @@ impl Default for FaultSwitches {
             final_batch_flips: false,
             segment_garbage: true,
             lost_segments: true,
+            wipes: true,
         }
     }
 }
@@ -148,6 +152,8 @@ struct Plan {
     max_segment_bytes: u64,
     /// The one node whose durable log is damaged, the first time it is down, and how.
     corrupted_node: Option<(NodeId, DiskDamage)>,
+    /// The one node whose disk is replaced by an empty one, once it is down and recorded.
+    wiped_node: Option<NodeId>,
 }
 
 fn plan(options: &RunOptions, rng: &mut ChaCha8Rng) -> Plan {
@@ -211,6 +217,26 @@ fn plan(options: &RunOptions, rng: &mut ChaCha8Rng) -> Plan {
             let kind = damage[(options.seed / 2 % damage.len() as u64) as usize];
             (NodeId(rng.gen_range(1..=nodes as u64)), kind)
         }),
+        wiped_node: None,
+    }
+    .with_wiped_node(options, faults)
+}
+
+impl Plan {
+    /// One seed in five wipes a node's disk: a minority, in a run without other disk damage
+    /// or membership changes (as for `corrupted_node`). Chosen from the seed, not drawn, so
+    /// the plan's other draws stay what they were.
+    fn with_wiped_node(mut self, options: &RunOptions, faults: FaultSwitches) -> Plan {
+        if faults.wipes
+            && faults.crashes
+            && self.corrupted_node.is_none()
+            && self.pool_size == self.nodes
+            && options.seed % 5 == 2
+        {
+            let id = 1 + (options.seed / 5) % self.nodes as u64;
+            self.wiped_node = Some(NodeId(id));
+        }
+        self
     }
 }
 
@@ -264,12 +290,13 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
 /// The plan's choices, in one line for the report.
 fn describe(plan: &Plan, snapshot_off_thread: bool) -> String {
     format!(
-        "nodes={} disk_ms={:?} segment_bytes={} corrupted_node={} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} read_lease={} pool={} snapshot_every={} snapshot_off_thread={} trailing={} chunk_bytes={} propose_p={:.2} fault_p={:.3}",
+        "nodes={} disk_ms={:?} segment_bytes={} corrupted_node={} wiped_node={} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} read_lease={} pool={} snapshot_every={} snapshot_off_thread={} trailing={} chunk_bytes={} propose_p={:.2} fault_p={:.3}",
         plan.nodes,
         plan.disk_delay_ms,
         plan.max_segment_bytes,
         plan.corrupted_node
             .map_or("none".to_string(), |(id, kind)| format!("{id}:{kind:?}")),
+        plan.wiped_node.map_or("none".to_string(), |id| id.to_string()),
         plan.fault_ticks,
         plan.network.request_loss,
         plan.network.response_loss,
@@ -359,6 +386,13 @@ fn fault_phase(
             .filter(|&(id, _)| !corrupted && cluster.is_down(id))
         {
             corrupted = cluster.damage_disk(victim, damage, !faults.final_batch_flips);
+        }
+        if let Some(victim) = plan.wiped_node.filter(|&id| {
+            cluster.stats().wipes == 0
+                && cluster.is_down(id)
+                && cluster.incarnation_known_everywhere(id)
+        }) {
+            cluster.wipe(victim);
         }
         workload.step(cluster, rng);
         if rng.gen_bool(plan.propose_probability) {
@@ -527,7 +561,7 @@ fn healing_phase(
             c.conf(leader)
                 .members()
                 .iter()
-                .filter(|&&id| !c.is_refused(id))
+                .filter(|&&id| !c.is_refused(id) && !c.is_amnesiac(id))
                 .all(|&id| c.is_up(id) && c.commit(id) == last && c.applied(id) == last)
         });
     if cluster.violation().is_some() {

@@ -4,16 +4,16 @@
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 
-use skiff_node::PeerMessage;
+use skiff_node::{Envelope, PeerMessage};
 use skiff_raft::{AppendResponse, MessageBody, NodeId, Role, Term};
 
 /// One thing that happened in the simulation.
 #[derive(Clone, Debug)]
 pub enum TraceEvent {
     /// A message was delivered.
-    Deliver(PeerMessage),
+    Deliver(Envelope),
     /// A message was lost (by the loss rate, a partition, or a receiver that is down).
-    Drop(PeerMessage, &'static str),
+    Drop(Envelope, &'static str),
     /// A node changed role or learned of a leader.
     Role {
         /// The node.
@@ -136,7 +136,8 @@ fn event_key(event: &TraceEvent) -> Vec<u8> {
             } else {
                 2
             });
-            match m {
+            key.extend_from_slice(&m.incarnation.to_le_bytes());
+            match &m.message {
                 PeerMessage::Raft(m) => {
                     for v in [m.from.0, m.to.0, m.term.0] {
                         key.extend_from_slice(&v.to_le_bytes());
@@ -155,11 +156,22 @@ fn event_key(event: &TraceEvent) -> Vec<u8> {
                     id,
                     reply: bytes,
                 } => {
-                    key.push(u8::from(matches!(m, PeerMessage::Forward { .. })));
+                    key.push(u8::from(matches!(m.message, PeerMessage::Forward { .. })));
                     for v in [from.0, to.0, *id] {
                         key.extend_from_slice(&v.to_le_bytes());
                     }
                     key.extend_from_slice(bytes);
+                }
+                PeerMessage::IncarnationRefused {
+                    from,
+                    to,
+                    incarnation,
+                    recorded,
+                } => {
+                    key.push(3);
+                    for v in [from.0, to.0, *incarnation, *recorded] {
+                        key.extend_from_slice(&v.to_le_bytes());
+                    }
                 }
             }
         }
@@ -273,8 +285,8 @@ fn body_key(body: &MessageBody, key: &mut Vec<u8>) {
 fn format_line(at_ms: u64, event: &TraceEvent) -> String {
     let time = format!("{:>6}.{:03}s", at_ms / 1000, at_ms % 1000);
     match event {
-        TraceEvent::Deliver(m) => format!("{time}  deliver  {}", show(m)),
-        TraceEvent::Drop(m, why) => format!("{time}  drop     {} ({why})", show(m)),
+        TraceEvent::Deliver(m) => format!("{time}  deliver  {}", show(&m.message)),
+        TraceEvent::Drop(m, why) => format!("{time}  drop     {} ({why})", show(&m.message)),
         TraceEvent::Role {
             node,
             term,
@@ -326,6 +338,14 @@ fn show(message: &PeerMessage) -> String {
             let reply = skiff_kv::Reply::decode(reply)
                 .map_or_else(|e| format!("undecodable: {e}"), |r| format!("{r:?}"));
             format!("{from} -> {to} reply to forwarded request {id}: {reply}")
+        }
+        PeerMessage::IncarnationRefused {
+            from,
+            to,
+            incarnation,
+            recorded,
+        } => {
+            format!("{from} -> {to} refuses incarnation {incarnation:#x} (recorded {recorded:#x})")
         }
     }
 }

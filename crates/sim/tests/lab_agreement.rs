@@ -18,9 +18,11 @@ fn followers(c: &Cluster, leader: NodeId) -> Vec<NodeId> {
 #[test]
 fn basic_agree() {
     // Commands commit one after another at consecutive indexes, right after the leader's
-    // no-op; nothing commits before it is proposed.
+    // no-op and its records of the members' incarnations (made at their first answers);
+    // nothing commits before it is proposed.
     let mut c = cluster(3, 11);
     let leader = c.await_leader(5_000).expect("leader");
+    c.run_for(500);
     let noop = c.last_index(leader);
     for (k, value) in (101..=103).enumerate() {
         assert_eq!(

@@ -159,6 +159,13 @@ pub enum Corruption {
         "a snapshot is here but no log segment: the segments holding the term and vote are missing"
     )]
     SegmentsMissing,
+    /// The incarnation file is damaged: it is not whole, its checksum fails, or its version
+    /// is unknown. The directory's identity cannot be trusted, so the log does not open.
+    #[error("damaged incarnation file: {reason}")]
+    BadIncarnation {
+        /// What is wrong.
+        reason: String,
+    },
     /// Entries that no remaining segment holds and no compaction covers.
     #[error("entries {from}..={to} are in no segment: a segment is missing")]
     LostEntries {

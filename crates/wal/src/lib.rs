@@ -21,7 +21,8 @@
 //!
 //! let (mut wal, _report) = Wal::open(MemDisk::new(), "/wal", WalOptions::new(1)).unwrap();
 //! wal.append_batch(&[entry(1), entry(2)], Some(hard_state)).unwrap(); // one sync
-//! assert_eq!(wal.disk().sync_count(), 2); // the new log's header, then the batch
+//! // The new log's incarnation file, its first header, then the batch.
+//! assert_eq!(wal.disk().sync_count(), 3);
 //!
 //! // A crash loses only what was not synced; the log comes back as it was.
 //! let mut disk = wal.into_disk();
@@ -69,6 +70,10 @@
 //!   cannot be seen from the log alone, and a directory whose every segment is gone reads as
 //!   a new log ([`RecoveryReport::created`]) unless the caller says the node has run before
 //!   ([`WalOptions::expect_existing_log`]; see [`recovery`]).
+//! - **Incarnation** ([`incarnation`]): a new log first writes the file `incarnation`, a
+//!   random nonzero id the caller chose ([`WalOptions::new_incarnation`]), checksummed; an
+//!   existing log reads it back ([`Wal::incarnation`]). A wiped disk, or a directory whose
+//!   segments are gone, comes back with a new one, so the cluster can tell it forgot its votes.
 //!
 //! Next to the segments, the current snapshot is one file `snap-{index:020}.snap`: a
 //! checksummed header (cluster id, index, term, voters, data length and CRC-32C) and the
@@ -83,6 +88,7 @@
 pub mod disk;
 pub mod error;
 pub mod fs_disk;
+pub mod incarnation;
 pub mod mem_disk;
 pub mod record;
 pub mod recovery;

@@ -52,6 +52,9 @@ pub struct RecoveryReport {
     /// installation of a received snapshot): it was compacted to the snapshot, dropping the
     /// entries the snapshot replaces (Raft §7).
     pub finished_snapshot_install: bool,
+    /// A new incarnation was written: the log is new, or it was written before directories
+    /// had incarnations ([`crate::incarnation`]).
+    pub incarnation_created: bool,
 }
 
 /// An incomplete write batch at the end of the last segment, left by a crash.

@@ -8,6 +8,7 @@ use skiff_raft::{Entry, HardState, LogIndex, LogStorage, SnapshotMeta, StorageEr
 
 use crate::disk::{Disk, DiskError};
 use crate::error::{Corruption, WalError};
+use crate::incarnation;
 use crate::record::{self, LogStart, Record, SegmentHeader};
 use crate::recovery::{self, Recovered, RecoveryProgress, RecoveryReport};
 use crate::segment::{self, EntryIndex, Segment, Slot};
@@ -35,6 +36,10 @@ pub struct WalOptions {
     /// empty log: term 0 and no vote would let the node vote a second time in a term it
     /// already voted in (thesis §3.8, §5.2).
     pub expect_existing_log: bool,
+    /// The incarnation given to the directory if its log is new (nonzero; 0 is taken as 1):
+    /// the caller's randomness (the server's OS randomness, the simulator's seeded
+    /// generator), used only then. An existing log keeps the incarnation on its disk.
+    pub new_incarnation: u64,
 }
 
 impl WalOptions {
@@ -46,6 +51,7 @@ impl WalOptions {
             max_segment_bytes: DEFAULT_MAX_SEGMENT_BYTES,
             preallocate_bytes: DEFAULT_PREALLOCATE_BYTES,
             expect_existing_log: false,
+            new_incarnation: 1,
         }
     }
 }
@@ -88,6 +94,8 @@ pub struct Wal<D: Disk> {
     snapshot: Option<SnapshotFile>,
     /// An incoming snapshot being received chunk by chunk.
     staging: Option<Staging>,
+    /// The directory's incarnation (see [`crate::incarnation`]); nonzero.
+    incarnation: u64,
 }
 
 impl<D: Disk> Wal<D> {
@@ -148,7 +156,14 @@ impl<D: Disk> Wal<D> {
             unsynced: None,
             snapshot: scanned.current,
             staging: None,
+            incarnation: 0,
         };
+        (wal.incarnation, report.incarnation_created) = incarnation::settle(
+            &mut wal.disk,
+            &wal.dir,
+            wal.segments.is_empty(),
+            options.new_incarnation,
+        )?;
         if wal.segments.is_empty() {
             // Write the first header now, so that the cluster id is on disk from the start.
             wal.write(&[])?;
@@ -295,6 +310,11 @@ impl<D: Disk> Wal<D> {
         if self.unsynced.as_deref() == Some(file) {
             self.unsynced = None;
         }
+    }
+
+    /// The directory's incarnation: a random nonzero id given when the log was created.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     /// The hard state last written ([`HardState::default`] for a new log); durable once its

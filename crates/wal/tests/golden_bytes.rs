@@ -83,6 +83,9 @@ const SNAPSHOT_HEX: &[&str] = &[
     "497876bfe215736e617073686f742064617461",
 ];
 
+/// The incarnation file: magic `SKIN`, version 1, incarnation 1 (the options' default), CRC.
+const INCARNATION_HEX: &[&str] = &["534b494e010100000000000000fe5e2a65"];
+
 fn from_hex(lines: &[&str]) -> Vec<u8> {
     let hex: String = lines.concat();
     (0..hex.len())
@@ -93,6 +96,7 @@ fn from_hex(lines: &[&str]) -> Vec<u8> {
 
 fn golden_files() -> Vec<(String, Vec<u8>)> {
     vec![
+        ("incarnation".into(), from_hex(INCARNATION_HEX)),
         ("seg-00000000000000000001.wal".into(), from_hex(SEGMENT_HEX)),
         (
             "snap-00000000000000000002.snap".into(),

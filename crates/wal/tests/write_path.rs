@@ -89,7 +89,11 @@ fn segments_roll_over_and_are_deleted_after_compaction() {
         "{kept_firsts:?}"
     );
     let on_disk = wal.disk().list(&dir()).unwrap();
-    assert_eq!(on_disk.len(), kept.len());
+    assert_eq!(
+        on_disk.len(),
+        kept.len() + 1,
+        "the segments and the incarnation file"
+    );
     for (path, first) in segments.iter().zip(&firsts) {
         let name = path.file_name().unwrap().to_str().unwrap().to_owned();
         assert_eq!(on_disk.contains(&name), *first >= kept_firsts[0], "{name}");

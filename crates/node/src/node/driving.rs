@@ -285,11 +285,9 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
 
     /// Hands out Raft messages to send now.
     fn send_all(&mut self, messages: Vec<skiff_raft::Message>) {
-        self.effects.extend(
-            messages
-                .into_iter()
-                .map(|m| Effect::Send(PeerMessage::Raft(m))),
-        );
+        for message in messages {
+            self.send(PeerMessage::Raft(message));
+        }
     }
 
     /// Hands out an event.

@@ -149,7 +149,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             return None;
         }
         let mut data = Vec::new();
-        payload::put_snapshot_header(&self.addresses, &mut data);
+        payload::put_snapshot_header(&self.members, &mut data);
         self.state_machine.snapshot_into(&mut data);
         Some((index, data))
     }

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use skiff_kv::{Command, Reply};
 use skiff_node::{
-    wire, Effect, Event, NoObserver, Node, NodeConfig, PeerMessage, PeerMessageError, RequestId,
+    wire, Effect, Envelope, Event, NoObserver, Node, NodeConfig, PeerMessage, PeerMessageError,
+    RequestId,
 };
 use skiff_raft::{Config, HardState, LogIndex, LogStorage, Message, NodeId, Role};
 use skiff_wal::MemDisk;
@@ -16,7 +17,7 @@ use skiff_wal::MemDisk;
 /// What a node run by [`Node::run`] left for its driver, by kind.
 #[derive(Default)]
 pub struct Outputs {
-    pub messages: Vec<PeerMessage>,
+    pub messages: Vec<Envelope>,
     pub replies: Vec<(RequestId, Reply)>,
     pub events: Vec<Event>,
 }
@@ -161,8 +162,15 @@ impl NodeCluster {
     /// node then runs its batches. Returns what `step` said.
     pub fn forge(&mut self, message: Message) -> Result<(), PeerMessageError> {
         let mut frame = Vec::new();
-        wire::encode(&PeerMessage::Raft(message), &mut frame);
-        let decoded = wire::decode(&frame).expect("the codec round-trips");
+        let incarnation = self
+            .nodes
+            .get(&message.from)
+            .map_or(1, |sender| sender.incarnation());
+        wire::encode_envelope(
+            &Envelope::new(incarnation, PeerMessage::Raft(message)),
+            &mut frame,
+        );
+        let decoded = wire::decode_envelope(&frame).expect("the codec round-trips");
         let to = decoded.to();
         let node = self.nodes.get_mut(&to).expect("addressed to a member");
         let result = node.step(decoded);

@@ -394,6 +394,23 @@ impl TestCluster {
         self.spawn(id);
     }
 
+    /// The incarnation of node `id`'s data directory, as its incarnation file holds it.
+    pub fn incarnation(&self, id: u64) -> u64 {
+        let file = self.nodes[&id].dir.join("wal").join("incarnation");
+        let bytes = std::fs::read(&file).expect("the incarnation file");
+        skiff_wal::incarnation::decode(&bytes).expect("a whole incarnation file")
+    }
+
+    /// `skiff status --addr <node id's HTTP>`, its standard output.
+    pub fn admin_status(&self, via: u64) -> String {
+        let output = Command::new(skiff_bin())
+            .arg("status")
+            .args(["--addr", &self.nodes[&via].http.to_string()])
+            .output()
+            .expect("skiff status runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// Runs `skiff admin --addr <node id's HTTP> args…` and returns its output.
     pub fn admin(&self, via: u64, args: &[&str]) -> std::process::Output {
         let mut command = Command::new(skiff_bin());

@@ -51,6 +51,13 @@ impl CommitMonotonic {
         self.applied_before_crash.insert(node, applied.max(before));
     }
 
+    /// `node`'s disk was replaced by an empty one: nothing of its old disk is expected back.
+    pub fn wiped(&mut self, node: NodeId) {
+        self.durable_commit.remove(&node);
+        self.applied.remove(&node);
+        self.applied_before_crash.remove(&node);
+    }
+
     /// `node` restarted with durable `commit` over `log`; `committed` is what was applied anywhere.
     pub fn restarted(
         &mut self,

@@ -185,6 +185,13 @@ impl Checkers {
         self.state_machine_safety.crashed(node);
     }
 
+    /// `node` is down and its disk was replaced by an empty one (a wipe): it restarts as a new
+    /// voter under the same id, so what it promised before binds it no more.
+    pub fn wiped(&mut self, node: NodeId) {
+        self.one_vote_per_term.wiped(node);
+        self.commit_monotonic.wiped(node);
+    }
+
     /// `node` restarted with `commit` from its durable hard state and `log` from its disk.
     pub fn restarted(
         &mut self,

@@ -35,6 +35,13 @@ impl OneVotePerTerm {
             _ => Ok(()),
         }
     }
+
+    /// `voter`'s disk was replaced by an empty one: it is a new voter under the same id, with
+    /// no vote to keep. Its old votes no longer bind it; the cluster refuses to count the new
+    /// node's (the amnesia guard), which Election Safety checks.
+    pub fn wiped(&mut self, voter: NodeId) {
+        self.vote_of.retain(|(id, _), _| *id != voter);
+    }
 }
 
 #[cfg(test)]

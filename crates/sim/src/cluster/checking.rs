@@ -176,6 +176,19 @@ impl Cluster {
                 self.agenda.now_ms,
                 TraceEvent::Note(format!("{node} recorded the address of {id}")),
             ),
+            NodeEvent::MemberIncarnationRecorded { id, incarnation } => self.trace.record(
+                self.agenda.now_ms,
+                TraceEvent::Note(format!(
+                    "{node} recorded incarnation {incarnation:#x} of {id}"
+                )),
+            ),
+            NodeEvent::IncarnationRefused(notice) => self.trace.record(
+                self.agenda.now_ms,
+                TraceEvent::Note(format!(
+                    "{node} learned from {} that its data directory is not the recorded one",
+                    notice.by
+                )),
+            ),
         }
     }
 

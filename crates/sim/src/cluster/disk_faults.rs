@@ -96,3 +96,58 @@ impl Cluster {
         }
     }
 }
+
+impl Cluster {
+    /// Replaces the disk of `node`, which must be down, by an empty one and restarts it under
+    /// the same id with a new incarnation from the seed (an operator's wipe). The amnesia
+    /// guard must keep it from counting as the member it was (thesis §3.8). Returns whether
+    /// the node was wiped.
+    pub fn wipe(&mut self, node: NodeId) -> bool {
+        let Some(sim_node) = self.nodes.get_mut(&node) else {
+            return false;
+        };
+        let before = sim_node.dir_incarnation;
+        if !sim_node.wipe() {
+            return false;
+        }
+        self.checks.checkers.wiped(node);
+        self.stats.wipes += 1;
+        self.trace.record(
+            self.agenda.now_ms,
+            TraceEvent::Fault(format!(
+                "wipe {node}'s disk (incarnation {before:#x}) and start it again empty"
+            )),
+        );
+        self.restart(node);
+        true
+    }
+
+    /// Whether the cluster has recorded `node`'s current incarnation on every other node,
+    /// all running: the guard's contract holds for it from then on (a member that never
+    /// applied the record may still take it for new).
+    pub fn incarnation_known_everywhere(&self, node: NodeId) -> bool {
+        let Some(sim_node) = self.nodes.get(&node) else {
+            return false;
+        };
+        let incarnation = sim_node.dir_incarnation;
+        self.ids.iter().filter(|&&id| id != node).all(|&id| {
+            self.running(id)
+                .is_some_and(|n| n.member_incarnations().get(&node) == Some(&incarnation))
+        })
+    }
+
+    /// Whether `node` runs with a data directory other than the one the leader recorded for
+    /// it: a wiped node the cluster refuses, which an operator would remove and add back.
+    pub fn is_amnesiac(&self, node: NodeId) -> bool {
+        let Some(leader) = self.leader() else {
+            return false;
+        };
+        match (self.running(node), self.running(leader)) {
+            (Some(running), Some(leader)) => leader
+                .member_incarnations()
+                .get(&node)
+                .is_some_and(|&recorded| recorded != running.incarnation()),
+            _ => false,
+        }
+    }
+}

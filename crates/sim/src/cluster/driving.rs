@@ -10,7 +10,7 @@ impl Cluster {
             return;
         };
         if !sim_node.is_writing() && self.timing.drive_scheduled.insert(node) {
-            let life = sim_node.incarnation;
+            let life = sim_node.life;
             self.schedule(self.agenda.now_ms, SimEvent::Drive { node, life });
         }
     }

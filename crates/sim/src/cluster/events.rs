@@ -9,7 +9,7 @@ pub(super) enum SimEvent {
     /// One tick of the node's clock.
     Tick { node: NodeId, life: u64 },
     /// A message reaches its node.
-    Deliver(PeerMessage),
+    Deliver(Envelope),
     /// The node takes its next batch (`Node::begin_batch`) and sends what may leave now.
     Drive { node: NodeId, life: u64 },
     /// A seeded disk delay later, the batch is written (`Node::write_batch`).
@@ -123,7 +123,7 @@ impl Cluster {
     pub(super) fn is_current_life(&self, node: NodeId, life: u64) -> bool {
         self.nodes
             .get(&node)
-            .is_some_and(|n| n.is_up() && n.incarnation == life)
+            .is_some_and(|n| n.is_up() && n.life == life)
     }
 
     pub(super) fn on_tick(&mut self, node: NodeId, life: u64) {
@@ -160,7 +160,7 @@ impl Cluster {
         }
     }
 
-    pub(super) fn on_deliver(&mut self, message: PeerMessage) {
+    pub(super) fn on_deliver(&mut self, message: Envelope) {
         let to = message.to();
         if let Some(until) = self.paused_until(to) {
             self.schedule(until, SimEvent::Deliver(message));
@@ -179,6 +179,9 @@ impl Cluster {
         self.trace
             .record(self.agenda.now_ms, TraceEvent::Deliver(message));
         if let Err(err) = result {
+            if matches!(err, skiff_node::PeerMessageError::WrongIncarnation { .. }) {
+                self.stats.incarnation_refusals += 1;
+            }
             self.trace.record(
                 self.agenda.now_ms,
                 TraceEvent::Note(format!("{to} refused a message: {err}")),

@@ -63,7 +63,7 @@ impl Cluster {
         if !sim_node.is_down() {
             return;
         }
-        let life = sim_node.incarnation + 1;
+        let life = sim_node.life + 1;
         let config = self.config_for(node, life);
         let sim_node = self.nodes.get_mut(&node).expect("checked above");
         let corrupted = sim_node.corrupted;

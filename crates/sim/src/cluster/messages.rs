@@ -3,13 +3,14 @@
 use super::*;
 
 impl Cluster {
-    pub(super) fn send(&mut self, message: PeerMessage) {
-        if let PeerMessage::Raft(raft) = &message {
+    pub(super) fn send(&mut self, envelope: Envelope) {
+        let message = &envelope.message;
+        if let PeerMessage::Raft(raft) = message {
             if let Err(violation) = self.checks.checkers.sent(raft) {
                 self.record_violation(violation);
             }
         }
-        if let (Some(hold), PeerMessage::Raft(raft)) = (self.holding.filter.as_mut(), &message) {
+        if let (Some(hold), PeerMessage::Raft(raft)) = (self.holding.filter.as_mut(), message) {
             if hold(raft) {
                 self.trace.record(
                     self.agenda.now_ms,
@@ -20,7 +21,7 @@ impl Cluster {
             }
         }
         self.stats.messages += 1;
-        let is_request = match &message {
+        let is_request = match message {
             PeerMessage::Raft(raft) => {
                 if matches!(
                     raft.body,
@@ -42,6 +43,10 @@ impl Cluster {
                 true
             }
             PeerMessage::ForwardReply { .. } => false,
+            PeerMessage::IncarnationRefused { .. } => {
+                self.stats.incarnation_notices += 1;
+                false
+            }
         };
         // Raft tolerates duplicated messages; a forwarded write carries no client session, so
         // forwards travel as on one connection, which never delivers a message twice.
@@ -57,13 +62,13 @@ impl Cluster {
             Route::Lost(why) => {
                 self.stats.dropped += 1;
                 self.trace
-                    .record(self.agenda.now_ms, TraceEvent::Drop(message, why));
+                    .record(self.agenda.now_ms, TraceEvent::Drop(envelope, why));
             }
             Route::Deliver(delays) => {
                 for delay in delays {
                     self.schedule(
                         self.agenda.now_ms + delay,
-                        SimEvent::Deliver(message.clone()),
+                        SimEvent::Deliver(envelope.clone()),
                     );
                 }
             }
@@ -83,9 +88,13 @@ impl Cluster {
 
     /// Delivers `message` after `delay_ms`, bypassing loss and partitions (a late arrival).
     pub fn deliver_later(&mut self, message: Message, delay_ms: u64) {
+        // Sent by the node's current data directory.
+        let incarnation = self
+            .running(message.from)
+            .map_or(1, |sender| sender.incarnation());
         self.schedule(
             self.agenda.now_ms + delay_ms,
-            SimEvent::Deliver(PeerMessage::Raft(message)),
+            SimEvent::Deliver(Envelope::new(incarnation, PeerMessage::Raft(message))),
         );
     }
 }

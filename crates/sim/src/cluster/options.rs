@@ -143,4 +143,10 @@ pub struct Stats {
     pub refused_starts: u64,
     /// Client requests forwarded by a follower to the leader.
     pub forwards: u64,
+    /// Disks replaced by empty ones, the node restarted under the same id (a wipe).
+    pub wipes: u64,
+    /// Notices sent to a node whose data directory is not the one recorded.
+    pub incarnation_notices: u64,
+    /// Messages refused because their sender's incarnation is not the one recorded.
+    pub incarnation_refusals: u64,
 }
