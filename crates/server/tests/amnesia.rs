@@ -11,21 +11,6 @@ use std::time::{Duration, Instant};
 use common::{eventually, serial, TestCluster};
 use redis::Commands;
 
-fn log_of(cluster: &TestCluster, id: u64) -> String {
-    std::fs::read_to_string(cluster.nodes[&id].dir.join("node.log")).unwrap_or_default()
-}
-
-fn admin_ok(cluster: &TestCluster, via: u64, args: &[&str]) -> bool {
-    let output = cluster.admin(via, args);
-    if !output.status.success() {
-        eprintln!(
-            "skiff admin {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    output.status.success()
-}
-
 fn commit_of(cluster: &TestCluster, id: u64) -> u64 {
     cluster.status(id).expect("status")["commit"]
         .as_u64()
@@ -90,12 +75,13 @@ fn refused_on_both_sides(cluster: &TestCluster, wiped: u64, intact: &[u64]) {
         || {
             intact
                 .iter()
-                .any(|&id| log_of(cluster, id).contains(&expected))
+                .any(|&id| cluster.node_log(id).contains(&expected))
                 .then_some(())
         },
     );
     eventually(Duration::from_secs(10), "the wiped node's own line", || {
-        log_of(cluster, wiped)
+        cluster
+            .node_log(wiped)
             .contains("this node's data directory is not the one the cluster knows")
             .then_some(())
     });
@@ -133,7 +119,9 @@ fn no_commit_through_the_wiped_node(cluster: &TestCluster, leader: u64) {
 /// The operator removes the wiped node and adds it back: learner, then voter.
 fn replace_as_a_new_member(cluster: &TestCluster, leader: u64, wiped: u64) {
     eventually(Duration::from_secs(10), "the removal", || {
-        admin_ok(cluster, leader, &["remove", "--id", &wiped.to_string()]).then_some(())
+        cluster
+            .admin_ok(leader, &["remove", "--id", &wiped.to_string()])
+            .then_some(())
     });
     let peer_addr = cluster.nodes[&wiped].peer_proxy.to_string();
     eventually(Duration::from_secs(10), "adding it as a learner", || {
@@ -144,7 +132,7 @@ fn replace_as_a_new_member(cluster: &TestCluster, leader: u64, wiped: u64) {
             "--peer-addr",
             &peer_addr,
         ];
-        admin_ok(cluster, leader, &args).then_some(())
+        cluster.admin_ok(leader, &args).then_some(())
     });
     let mut learner = cluster.redis(wiped);
     let caught_up: Option<i64> = eventually(Duration::from_secs(20), "it to catch up", || {
@@ -152,7 +140,9 @@ fn replace_as_a_new_member(cluster: &TestCluster, leader: u64, wiped: u64) {
     });
     assert_eq!(caught_up, Some(19));
     eventually(Duration::from_secs(10), "the promotion", || {
-        admin_ok(cluster, leader, &["promote", "--id", &wiped.to_string()]).then_some(())
+        cluster
+            .admin_ok(leader, &["promote", "--id", &wiped.to_string()])
+            .then_some(())
     });
     eventually(Duration::from_secs(10), "it serves as a voter", || {
         let status = cluster.status(wiped)?;

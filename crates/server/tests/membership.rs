@@ -18,17 +18,6 @@ fn member_kind(cluster: &TestCluster, via: u64, id: u64) -> Option<String> {
         .and_then(|m| m["kind"].as_str().map(str::to_string))
 }
 
-fn admin_ok(cluster: &TestCluster, via: u64, args: &[&str]) -> bool {
-    let output = cluster.admin(via, args);
-    if !output.status.success() {
-        eprintln!(
-            "skiff admin {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    output.status.success()
-}
-
 #[test]
 fn a_joining_node_is_added_promoted_and_an_original_member_removed() {
     let _serial = serial();
@@ -41,11 +30,7 @@ fn a_joining_node_is_added_promoted_and_an_original_member_removed() {
 
     cluster.start_joining(4);
     let peer_addr = cluster.nodes[&4].peer_proxy.to_string();
-    assert!(admin_ok(
-        &cluster,
-        2,
-        &["add-learner", "--id", "4", "--peer-addr", &peer_addr]
-    ));
+    assert!(cluster.admin_ok(2, &["add-learner", "--id", "4", "--peer-addr", &peer_addr]));
     // Every node shows the learner once the change reaches it (a follower one heartbeat later).
     eventually(Duration::from_secs(5), "node 4 listed as a learner", || {
         (member_kind(&cluster, leader, 4).as_deref() == Some("learner")).then_some(())
@@ -58,7 +43,7 @@ fn a_joining_node_is_added_promoted_and_an_original_member_removed() {
     assert_eq!(early, Some(19));
 
     eventually(Duration::from_secs(10), "the promotion", || {
-        admin_ok(&cluster, 3, &["promote", "--id", "4"]).then_some(())
+        cluster.admin_ok(3, &["promote", "--id", "4"]).then_some(())
     });
     eventually(Duration::from_secs(5), "node 4 to be a voter", || {
         (member_kind(&cluster, 4, 4).as_deref() == Some("voter")).then_some(())
@@ -66,7 +51,7 @@ fn a_joining_node_is_added_promoted_and_an_original_member_removed() {
 
     // Remove node 1 (perhaps the leader: it then steps down) and stop it.
     eventually(Duration::from_secs(10), "the removal", || {
-        admin_ok(&cluster, 4, &["remove", "--id", "1"]).then_some(())
+        cluster.admin_ok(4, &["remove", "--id", "1"]).then_some(())
     });
     eventually(
         Duration::from_secs(10),

@@ -520,6 +520,18 @@ impl TestCluster {
             .unwrap_or_else(|| panic!("skiff_errors_total{{kind={kind:?}}} is not exported"))
     }
 
+    /// Runs `skiff admin ARGS` against node `via`; whether it succeeded (its error is printed).
+    pub fn admin_ok(&self, via: u64, args: &[&str]) -> bool {
+        let output = self.admin(via, args);
+        if !output.status.success() {
+            eprintln!(
+                "skiff admin {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        output.status.success()
+    }
+
     /// What node `id` has logged so far.
     pub fn node_log(&self, id: u64) -> String {
         std::fs::read_to_string(self.nodes[&id].dir.join("node.log")).unwrap_or_default()
