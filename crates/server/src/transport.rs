@@ -240,11 +240,27 @@ async fn receive_from_peer(
 ) -> Result<(), FrameError> {
     // Grows with what arrives: a connection that sends nothing holds nothing.
     let mut buf = BytesMut::new();
+    let Some(from) = accept_hello(&mut stream, &mut buf, certified, options, shared).await? else {
+        return Ok(());
+    };
+    relay_messages(&mut stream, &mut buf, from, options, driver, shared).await
+}
+
+/// Reads the connection's first frame, which must be a Hello within [`HELLO_DEADLINE`] from a
+/// node other than this one, and the one its certificate names (with TLS); records the
+/// addresses it advertises. The peer's id, or `None` if the connection closed first.
+async fn accept_hello(
+    stream: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+    certified: Option<u64>,
+    options: &TransportOptions,
+    shared: &Shared,
+) -> Result<Option<u64>, FrameError> {
     let first = tokio::time::timeout(
         HELLO_DEADLINE,
         read_frame(
-            &mut stream,
-            &mut buf,
+            stream,
+            buf,
             options.cluster_id,
             MAX_HELLO_BYTES.min(options.max_frame_bytes),
         ),
@@ -252,7 +268,7 @@ async fn receive_from_peer(
     .await
     .map_err(|_| FrameError::Payload(format!("no hello within {HELLO_DEADLINE:?}")))?;
     let hello = match first? {
-        None => return Ok(()),
+        None => return Ok(None),
         Some((kind::HELLO, payload)) => parse_hello(payload)?,
         Some((other, _)) => return Err(FrameError::Kind(other)),
     };
@@ -286,14 +302,22 @@ async fn receive_from_peer(
             },
         );
     }
+    Ok(Some(hello.from))
+}
+
+/// Hands each message of node `from` to the driver until the connection closes; a frame of
+/// another kind, bytes that do not decode, or a message not from `from` to this node end it.
+async fn relay_messages(
+    stream: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+    from: u64,
+    options: &TransportOptions,
+    driver: &Sender<Input>,
+    shared: &Shared,
+) -> Result<(), FrameError> {
     loop {
-        let Some((kind, payload)) = read_frame(
-            &mut stream,
-            &mut buf,
-            options.cluster_id,
-            options.max_frame_bytes,
-        )
-        .await?
+        let Some((kind, payload)) =
+            read_frame(stream, buf, options.cluster_id, options.max_frame_bytes).await?
         else {
             return Ok(());
         };
@@ -302,12 +326,11 @@ async fn receive_from_peer(
         }
         let message =
             wire::decode_envelope(&payload).map_err(|e| FrameError::Payload(e.to_string()))?;
-        if message.from() != NodeId(hello.from) || message.to() != NodeId(options.id) {
+        if message.from() != NodeId(from) || message.to() != NodeId(options.id) {
             return Err(FrameError::Payload(format!(
-                "message from {} to {} on the connection of node {}",
+                "message from {} to {} on the connection of node {from}",
                 message.from(),
                 message.to(),
-                hello.from
             )));
         }
         if shared.is_isolated() {
