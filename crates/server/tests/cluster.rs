@@ -51,6 +51,12 @@ fn writes_and_reads_go_through_every_node() {
         info.contains("# Raft") && info.contains("node_id:2"),
         "{info}"
     );
+    // Each node's log goes to a file, not a terminal: plain text, no colour codes.
+    for id in 1..=3 {
+        let log = cluster.node_log(id);
+        assert!(log.contains("INFO"), "node {id} logged: {log}");
+        assert!(!log.contains('\x1b'), "node {id}'s log holds colour codes");
+    }
 }
 
 #[test]
