@@ -198,3 +198,33 @@ fn cluster_deliver_later(message: Envelope) {
 fn take_later() -> Vec<Envelope> {
     LATER.with(|later| std::mem::take(&mut *later.borrow_mut()))
 }
+
+#[test]
+fn a_refusal_notice_from_a_stranger_keeps_no_node_out_of_elections() {
+    // A peer that is not a member (or bytes forged as one) names node 2's own incarnation,
+    // which every member sees on its messages: the notice is ignored, node 2 stays eligible.
+    let mut cluster = recorded_cluster();
+    let incarnation = cluster.node(2).incarnation();
+    let notice = |from: u64| {
+        Envelope::new(
+            0x5eed_0009,
+            PeerMessage::IncarnationRefused {
+                from: NodeId(from),
+                to: NodeId(2),
+                incarnation,
+                recorded: 7,
+            },
+        )
+    };
+    let node2 = cluster.nodes.get_mut(&NodeId(2)).expect("exists");
+    let _ = node2.step(notice(9));
+    assert!(!cluster.node(2).is_refused(), "a stranger's notice counts");
+    // The same notice from a member, under its recorded incarnation, does count.
+    let member = Envelope {
+        incarnation: cluster.node(1).incarnation(),
+        ..notice(1)
+    };
+    let node2 = cluster.nodes.get_mut(&NodeId(2)).expect("exists");
+    node2.step(member).expect("a member's notice is taken");
+    assert!(cluster.node(2).is_refused());
+}

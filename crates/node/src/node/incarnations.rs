@@ -122,6 +122,9 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         if incarnation != self.incarnation() {
             return; // About an earlier incarnation of this id: not this directory.
         }
+        if !self.is_member(by) {
+            return; // Only a member's refusal may keep this node out of elections.
+        }
         let timeout = self.config.raft.election_timeout_ticks;
         if !self.is_refused() {
             self.event(Event::IncarnationRefused(IncarnationNotice {
@@ -165,13 +168,10 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     fn record_incarnation(&mut self, from: NodeId, incarnation: u64) {
         let raft = self.raw.raft();
         let term = raft.term();
-        let conf = raft.conf_state();
-        let is_member = conf.voters.contains(&from)
-            || conf.voters_outgoing.contains(&from)
-            || conf.learners.contains(&from);
+        // The cheap checks first: this runs on every tick of a node without its own record.
         if raft.role() != Role::Leader
-            || !is_member
             || self.guard.recording.get(&from) == Some(&term)
+            || !self.is_member(from)
         {
             return;
         }
@@ -182,6 +182,14 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         if self.raw.propose(record.encode()).is_ok() {
             self.guard.recording.insert(from, term);
         }
+    }
+
+    /// Whether `id` is a voter (incoming or outgoing) or a learner of the configuration in force.
+    fn is_member(&self, id: NodeId) -> bool {
+        let conf = self.raw.raft().conf_state();
+        conf.voters.contains(&id)
+            || conf.voters_outgoing.contains(&id)
+            || conf.learners.contains(&id)
     }
 
     /// Tells `to` that its messages are refused, at most once per election timeout.
