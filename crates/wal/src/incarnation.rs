@@ -96,6 +96,21 @@ pub(crate) fn settle<D: Disk>(
 /// Reads the directory's incarnation: `None` if there is no file.
 pub(crate) fn read<D: Disk>(disk: &D, dir: &Path) -> Result<Option<u64>, WalError> {
     let file = dir.join(INCARNATION_FILE);
+    // Sized before it is read: a damaged directory may hold anything under this name.
+    match disk.len(&file) {
+        Ok(len) if len != FILE_BYTES as u64 => {
+            return Err(WalError::Corrupt {
+                file,
+                offset: 0,
+                problem: Corruption::BadIncarnation {
+                    reason: format!("{len} bytes, expected {FILE_BYTES}"),
+                },
+            });
+        }
+        Ok(_) => {}
+        Err(DiskError::NotFound { .. }) => return Ok(None),
+        Err(error) => return Err(error.into()),
+    }
     match disk.read_all(&file) {
         Ok(bytes) => decode(&bytes)
             .map(Some)

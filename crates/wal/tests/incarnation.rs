@@ -86,3 +86,27 @@ fn a_damaged_incarnation_file_refuses_to_open_and_is_left_alone() {
     }
     assert_eq!(disk.read_all(&file).unwrap(), before);
 }
+
+#[test]
+fn an_incarnation_file_of_the_wrong_size_is_refused_naming_its_size_and_left_alone() {
+    // A damaged directory may hold a huge file under the name: it is refused, naming its
+    // size (which `incarnation::read` checks before reading it), and left as it was.
+    let (wal, _) = open(MemDisk::new(), with_incarnation(41));
+    let mut disk = wal.into_disk();
+    let file = dir().join(INCARNATION_FILE);
+    disk.remove(&file).unwrap();
+    disk.create(&file).unwrap();
+    disk.append(&file, &vec![0xAB; 4 << 20]).unwrap();
+    match try_open(disk.clone(), with_incarnation(42)) {
+        Err(WalError::Corrupt {
+            file: named,
+            problem: Corruption::BadIncarnation { reason },
+            ..
+        }) => {
+            assert_eq!(named, file);
+            assert!(reason.contains(&format!("{} bytes", 4 << 20)), "{reason}");
+        }
+        other => panic!("an oversized incarnation file must be refused, got {other:?}"),
+    }
+    assert_eq!(disk.len(&file).unwrap(), 4 << 20);
+}
