@@ -482,8 +482,9 @@ impl Connection<'_> {
             }) if self.password.is_some() => {
                 self.authenticate(Some(username), &password, authenticated)
             }
-            // Before AUTH only QUIT is served (PING too is refused, as Redis does).
-            parsed if !*authenticated && parsed != Ok(ClientRequest::Quit) => {
+            // Before AUTH only QUIT is served (PING too is refused, as Redis does); a request
+            // that does not parse gets its own error, as Redis checks name and arity first.
+            Ok(ref request) if !*authenticated && *request != ClientRequest::Quit => {
                 Owed::Now(Reply::error(NOAUTH))
             }
             Ok(ClientRequest::Kv(command))

@@ -93,6 +93,48 @@ fn clients_over_tls_need_the_password_and_plain_tcp_gets_nothing() {
     ];
     assert_eq!(redis_cli(&cluster, 2, &as_user, &["GET", "k"]), "v");
 
+    // A careless client pipelines before, during and after authenticating, in one write,
+    // with a 64 KiB wrong password and an AUTH without arguments among them: each is answered
+    // in the order sent (the bare AUTH with its syntax error, as Redis does), and only the
+    // commands after the right password take effect.
+    let certs = cluster.secure.as_ref().expect("secure").certs.clone();
+    let mut stream = tls_connect(
+        cluster.nodes[&1].client,
+        &client_config(&certs.join("ca.crt")),
+    )
+    .expect("tls");
+    let huge = "x".repeat(64 * 1024);
+    let pipeline = format!(
+        "SET early 1\r\nAUTH\r\n*2\r\n$4\r\nAUTH\r\n${}\r\n{huge}\r\nAUTH {password}\r\nSET late 2\r\nGET early\r\nGET late\r\n",
+        huge.len()
+    );
+    stream
+        .write_all(pipeline.as_bytes())
+        .expect("pipeline sent");
+    let mut replies = String::new();
+    let expected = [
+        "-NOAUTH",
+        "-ERR",
+        "-WRONGPASS",
+        "+OK",
+        "+OK",
+        "$-1",
+        "$1\r\n2",
+    ];
+    let mut buf = [0u8; 4096];
+    while replies.matches("\r\n").count() < expected.len() + 1 {
+        let n = stream.read(&mut buf).expect("replies arrive");
+        assert!(n > 0, "closed after {replies:?}");
+        replies.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let mut rest = replies.as_str();
+    for want in expected {
+        let at = rest
+            .find(want)
+            .unwrap_or_else(|| panic!("{want} not in order in {replies:?}"));
+        rest = &rest[at + want.len()..];
+    }
+
     // A Redis client library over TLS (the redis crate with rustls).
     let mut connection = cluster.redis(3);
     let _: () = connection.set("library", "yes").expect("set over TLS");
