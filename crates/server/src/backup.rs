@@ -329,7 +329,7 @@ pub async fn fetch(access: &Access, addr: &str, out: &Path) -> anyhow::Result<()
         tokio::time::timeout(PREPARE_TIMEOUT, httpc::open(access, addr, "GET", PATH))
             .await
             .with_context(|| format!("no answer from {addr}"))??;
-    let (code, head, mut early) = tokio::time::timeout(PREPARE_TIMEOUT, read_head(&mut connection))
+    let (code, head, early) = tokio::time::timeout(PREPARE_TIMEOUT, read_head(&mut connection))
         .await
         .with_context(|| format!("no answer from {addr} within {PREPARE_TIMEOUT:?}"))??;
     if code != 200 {
@@ -343,7 +343,7 @@ pub async fn fetch(access: &Access, addr: &str, out: &Path) -> anyhow::Result<()
     }
     let total: u64 = content_length(&head)
         .with_context(|| format!("{addr} sent a backup without a Content-Length"))?;
-    let result = write_temp(&mut connection, &mut early, total, &temp).await;
+    let result = write_temp(&mut connection, &early, total, &temp).await;
     let verified = result.and_then(|()| {
         let file = File::open(&temp).with_context(|| format!("reading {}", temp.display()))?;
         format::verify(std::io::BufReader::new(file), total)
@@ -372,7 +372,7 @@ pub async fn fetch(access: &Access, addr: &str, out: &Path) -> anyhow::Result<()
 /// Copies exactly `total` bytes of body (`early` first) into a new `temp`, and syncs it.
 async fn write_temp(
     connection: &mut (impl AsyncRead + Unpin),
-    early: &mut Vec<u8>,
+    early: &[u8],
     total: u64,
     temp: &Path,
 ) -> anyhow::Result<()> {
