@@ -466,4 +466,59 @@ mod tests {
         let mut endless: &[u8] = &[b'x'; 2 * MAX_HEAD_BYTES];
         assert!(runtime.block_on(read_head(&mut endless)).is_err());
     }
+
+    /// Serves `response` once on a loopback port, then runs `skiff admin backup` against it.
+    fn fetch_from(response: Vec<u8>, out: &Path) -> anyhow::Result<()> {
+        let runtime = crate::cli::runtime().unwrap();
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            let server = tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = [0; 1024];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(&response).await;
+            });
+            let fetched = fetch(&Access::default(), &addr, out).await;
+            let _ = server.await;
+            fetched
+        })
+    }
+
+    #[test]
+    fn a_node_that_sends_nonsense_or_stops_early_leaves_no_backup_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.backup");
+        let temp = dir.path().join("out.backup.tmp");
+        let mut garbage = b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n".to_vec();
+        garbage.extend_from_slice(&[0xAB; 64]);
+        let mut short = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
+        short.extend_from_slice(b"SKIFFBAK");
+        let cases: [(Vec<u8>, &str); 4] = [
+            (garbage, "does not check"),
+            (short, "stopped sending after 8 of 100000 bytes"),
+            (
+                b"HTTP/1.1 200 OK\r\n\r\n".to_vec(),
+                "without a Content-Length",
+            ),
+            (
+                b"HTTP/1.1 409 Conflict\r\n\r\na backup is already being taken\n".to_vec(),
+                "refused: a backup is already being taken",
+            ),
+        ];
+        for (response, says) in cases {
+            let error = format!("{:#}", fetch_from(response, &out).unwrap_err());
+            assert!(error.contains(says), "{error}");
+            assert!(!out.exists() && !temp.exists(), "{error}");
+        }
+        // A good file is written whole.
+        let file = format::encode(1, SnapshotMeta::default(), b"data");
+        let mut good =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", file.len()).into_bytes();
+        good.extend_from_slice(&file);
+        fetch_from(good, &out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), file);
+        assert!(!temp.exists());
+    }
 }
