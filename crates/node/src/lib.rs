@@ -42,6 +42,8 @@
 //!   its snapshots in submodules;
 //! - [`effect`](Effect): what the node asks of its driver, and the tokens of each step;
 //! - [`refusals`]: the error replies clients get when the node cannot take a request;
+//! - [`backup`]: the backup file (`skiff admin backup`, `skiff restore`): a node snapshot
+//!   with its index, term and configuration, checksummed whole;
 //! - [`payload`]: what log entries and snapshots hold around the state machine's own bytes;
 //! - [`wire`]: the peer messages' byte codec;
 //! - `incoming_snapshot`: the check of a leader's snapshot before it may replace ours;
@@ -49,6 +51,7 @@
 
 #![deny(missing_docs)]
 
+pub mod backup;
 mod config;
 mod effect;
 mod error;

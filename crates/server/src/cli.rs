@@ -83,6 +83,14 @@ pub enum AdminAction {
         #[arg(long)]
         force: bool,
     },
+    /// Write a backup of the whole store, taken on the node given by --addr (a follower will
+    /// do) at a point after every write acknowledged before it began: to FILE.tmp, synced and
+    /// checked, then renamed to FILE. `skiff restore` starts a new cluster from it.
+    Backup {
+        /// The file to write.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Remove a member (a voter leaves through the joint configuration). Refused if it is not
     /// a member, or a majority of the remaining voters does not answer the leader.
     Remove {
@@ -233,6 +241,10 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
 pub fn admin(args: AdminArgs) -> anyhow::Result<()> {
     let access = args.reach.access()?;
     runtime()?.block_on(async {
+        if let AdminAction::Backup { out } = &args.action {
+            let target = first_answering(&access, &args.addr).await?.0;
+            return crate::backup::fetch(&access, &target, out).await;
+        }
         let path = match &args.action {
             AdminAction::TransferLeader { to } => format!("/admin/transfer-leader?to={to}"),
             AdminAction::Snapshot => "/admin/snapshot".to_string(),
@@ -249,6 +261,7 @@ pub fn admin(args: AdminArgs) -> anyhow::Result<()> {
             AdminAction::Remove { id, force } => {
                 format!("/admin/remove?id={id}{}", force_flag(*force))
             }
+            AdminAction::Backup { .. } => unreachable!("fetched above"),
         };
         let target = match &args.action {
             AdminAction::Snapshot | AdminAction::ReloadTls => {

@@ -43,6 +43,9 @@ pub enum Input {
         /// The outcome, as text.
         reply: oneshot::Sender<Result<String, String>>,
     },
+    /// A backup, once the node has answered its linearizable read: the snapshot file that
+    /// covers the applied index, opened.
+    Backup(crate::backup::SourceReply),
 }
 
 /// Operator requests.
@@ -170,6 +173,8 @@ pub struct Driver {
     snapshot_waiting: Vec<oneshot::Sender<Result<String, String>>>,
     /// Peers refused for their incarnation, logged once each.
     refused_peers: std::collections::BTreeSet<u64>,
+    /// Backups waiting for a snapshot that covers them.
+    backups: crate::backup::Pending,
 }
 
 impl Driver {
@@ -203,6 +208,7 @@ impl Driver {
             snapshotter: Snapshotter::new(),
             snapshot_waiting: Vec::new(),
             refused_peers: Default::default(),
+            backups: Default::default(),
         };
         driver.refresh_peers();
         Ok(driver)
@@ -299,6 +305,14 @@ impl Driver {
             Input::Client { command, reply } => self.handle_client(command, reply),
             Input::Peer(message) => self.handle_peer(message),
             Input::Admin { request, reply } => self.handle_admin(request, reply),
+            Input::Backup(reply) => {
+                // Everything applied now is in the snapshot the backup gets.
+                self.backups.push(self.node.applied(), reply);
+                if let Err(error) = self.node.request_snapshot() {
+                    self.backups
+                        .fail(&format!("could not take a snapshot: {error}"));
+                }
+            }
         }
     }
 
@@ -534,6 +548,8 @@ impl Driver {
             for reply in self.snapshot_waiting.drain(..) {
                 let _ = reply.send(Err(format!("could not write the snapshot: {error}")));
             }
+            self.backups
+                .fail(&format!("could not write the snapshot: {error}"));
             self.node.snapshot_abandoned(token)?;
         }
         Ok(())
@@ -572,6 +588,8 @@ impl Driver {
         for reply in self.snapshot_waiting.drain(..) {
             let _ = reply.send(outcome.clone());
         }
+        let (wal, cluster_id) = (self.node.wal(), self.options.cluster_id);
+        self.backups.settle(wal, cluster_id, outcome.is_err());
         // The run loop carries out what the node asks next.
         Ok(())
     }
@@ -626,6 +644,8 @@ impl Driver {
                 for reply in self.snapshot_requests.drain(..) {
                     let _ = reply.send(Ok(format!("snapshot at index {applied}")));
                 }
+                let (wal, cluster_id) = (self.node.wal(), self.options.cluster_id);
+                self.backups.settle(wal, cluster_id, true);
             }
             self.log_event(&event);
         }

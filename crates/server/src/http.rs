@@ -9,7 +9,7 @@
 //! post to their own node, which relays ([`relay`]).
 //!
 //! With `--admin-token-file`, every request that changes state (every method but GET and HEAD;
-//! with `--http-auth all`, every request) needs `Authorization: Bearer <token>` and is answered
+//! with `--http-auth all`, every request), and `GET /admin/backup`, needs `Authorization: Bearer <token>` and is answered
 //! 401 without it ([`require_token`]). With TLS the port is HTTPS ([`TlsListener`]).
 
 use crossbeam_channel::Sender;
@@ -93,6 +93,7 @@ pub async fn serve_http(
         .route("/admin/promote", post(promote))
         .route("/admin/remove", post(remove))
         .route("/admin/reload-tls", post(reload_tls))
+        .route(crate::backup::PATH, get(backup))
         .with_state(AppState {
             shared: shared.clone(),
             driver,
@@ -213,7 +214,9 @@ async fn require_token(
         return next.run(request).await;
     };
     let changes_state = !matches!(*request.method(), Method::GET | Method::HEAD);
-    if (changes_state || *auth == HttpAuth::All)
+    // A backup changes nothing but holds every key and value.
+    let sensitive = request.uri().path() == crate::backup::PATH;
+    if (changes_state || sensitive || *auth == HttpAuth::All)
         && !token.authorizes(
             request
                 .headers()
@@ -678,6 +681,12 @@ async fn remove(
         },
     )
     .await
+}
+
+/// `GET /admin/backup`: the store as a backup file, at a point after every write acknowledged
+/// before the request.
+async fn backup(State(state): State<AppState>) -> Response {
+    crate::backup::serve(&state.driver).await
 }
 
 async fn snapshot(State(state): State<AppState>) -> impl IntoResponse {

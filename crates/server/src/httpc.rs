@@ -34,6 +34,50 @@ impl Access {
     }
 }
 
+/// A connection to a node's HTTP port, plain or TLS.
+pub trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
+
+/// Connects to `addr` (with TLS when `access` says so) and sends `method path`; the response
+/// is the caller's to read.
+pub async fn open(
+    access: &Access,
+    addr: &str,
+    method: &str,
+    path: &str,
+) -> anyhow::Result<Box<dyn Connection>> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    let authorization = access
+        .token
+        .as_ref()
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{authorization}Connection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    let mut connection: Box<dyn Connection> = match &access.tls {
+        None => Box::new(stream),
+        Some(config) => {
+            let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let name = ServerName::try_from(host.to_string())
+                .with_context(|| format!("{host} is not a host name for TLS"))?;
+            Box::new(
+                tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, stream)
+                    .await
+                    .with_context(|| format!("TLS with {addr}"))?,
+            )
+        }
+    };
+    connection.write_all(head.as_bytes()).await?;
+    connection.flush().await?;
+    Ok(connection)
+}
+
 /// Sends `method path` to `addr` and returns the status code and body.
 pub async fn request(
     access: &Access,
@@ -42,31 +86,14 @@ pub async fn request(
     path: &str,
 ) -> anyhow::Result<(u16, String)> {
     let exchange = async {
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
-        let authorization = access
-            .token
-            .as_ref()
-            .map(|token| format!("Authorization: Bearer {token}\r\n"))
-            .unwrap_or_default();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{authorization}Connection: close\r\nContent-Length: 0\r\n\r\n"
-        );
-        match &access.tls {
-            None => exchange(stream, &head).await,
-            Some(config) => {
-                let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                let name = ServerName::try_from(host.to_string())
-                    .with_context(|| format!("{host} is not a host name for TLS"))?;
-                let stream = tokio_rustls::TlsConnector::from(config.clone())
-                    .connect(name, stream)
-                    .await
-                    .with_context(|| format!("TLS with {addr}"))?;
-                exchange(stream, &head).await
-            }
-        }
+        let connection = open(access, addr, method, path).await?;
+        // The whole response, at most 16 MiB.
+        let mut response = Vec::new();
+        connection
+            .take(16 * 1024 * 1024)
+            .read_to_end(&mut response)
+            .await?;
+        anyhow::Ok(response)
     };
     let response = tokio::time::timeout(Duration::from_secs(5), exchange)
         .await
@@ -89,21 +116,6 @@ pub async fn request(
         body.to_string()
     };
     Ok((code, body))
-}
-
-/// Writes the request head and reads the whole response (at most 16 MiB).
-async fn exchange(
-    mut stream: impl AsyncRead + AsyncWrite + Unpin,
-    head: &str,
-) -> anyhow::Result<Vec<u8>> {
-    stream.write_all(head.as_bytes()).await?;
-    stream.flush().await?;
-    let mut response = Vec::new();
-    stream
-        .take(16 * 1024 * 1024)
-        .read_to_end(&mut response)
-        .await?;
-    Ok(response)
 }
 
 /// Joins the chunks of a chunked body.

@@ -5,7 +5,8 @@
 //! # Layout
 //! - commands of the binary: [`serve`] (one durable node, its startup in steps), [`local`] (a
 //!   cluster on this machine), [`cli`] (`skiff status` and `skiff admin`), [`httpc`] (their
-//!   small HTTP client);
+//!   small HTTP client), [`backup`] (`skiff admin backup`: the endpoint and the download),
+//!   [`restore`] (`skiff restore`: a new cluster's data directory from a backup);
 //! - security: [`tls`] (rustls on the three ports, mutual on the peer port, reloadable),
 //!   [`certs`] (`skiff certs`), [`auth`] (the client password and admin token, compared in
 //!   constant time);
@@ -23,6 +24,7 @@
 
 mod admin;
 mod auth;
+mod backup;
 mod certs;
 mod cli;
 mod client;
@@ -35,6 +37,7 @@ mod httpc;
 mod local;
 mod metrics;
 mod resp;
+mod restore;
 mod serve;
 mod settings;
 mod shared;
@@ -61,8 +64,12 @@ enum Commands {
     Local(local::LocalArgs),
     /// Show the cluster as a table.
     Status(cli::StatusArgs),
-    /// Operator actions: add-learner, promote, remove, transfer-leader, snapshot, reload-tls.
+    /// Operator actions: add-learner, promote, remove, transfer-leader, snapshot, backup,
+    /// reload-tls.
     Admin(cli::AdminArgs),
+    /// Write a data directory for one node of a new cluster from a backup file (run it once
+    /// per node, every node from the same file), then start each with `skiff serve`.
+    Restore(restore::RestoreArgs),
     /// Write a CA, a certificate per node and a client certificate for TLS.
     Certs(certs::CertsArgs),
 }
@@ -99,6 +106,7 @@ fn run() -> anyhow::Result<()> {
         Commands::Local(args) => local::local(args),
         Commands::Status(args) => cli::status(args),
         Commands::Admin(args) => cli::admin(args),
+        Commands::Restore(args) => restore::restore(args),
         Commands::Certs(args) => certs::certs(args),
     }
 }

@@ -1,0 +1,524 @@
+//! `skiff admin backup`: a consistent snapshot of the store, streamed from any node as one
+//! backup file ([`skiff_node::backup`]), and written by the CLI only once it checks whole.
+//!
+//! Which point in time: the node first answers a linearizable read (ReadIndex, thesis §6.4)
+//! through its driver. Once that read is answered, the node has applied every entry committed
+//! before the backup began — so every write acknowledged before then. The driver then forces
+//! a snapshot at its applied index (or finds the current snapshot already there) and opens
+//! that file ([`Pending`]). A snapshot file is never changed once it has its name, and an open
+//! file outlives its removal, so it is streamed as it is while the node goes on serving; the
+//! store is not held in memory a second time.
+//!
+//! The endpoint is `GET /admin/backup`: it changes nothing, but it exposes every key and
+//! value, so it needs the admin token whenever one is configured (see `http.rs`). One backup
+//! runs at a time on a node; a second is answered 409.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use axum::body::Body;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use crossbeam_channel::Sender;
+use skiff_kv::{Command, Reply};
+use skiff_node::backup::{self as format, BackupHeader, Checksum};
+use skiff_raft::{LogIndex, LogStorage, SnapshotMeta};
+use skiff_wal::{Disk, Wal};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::driver::Input;
+use crate::httpc::{self, Access};
+
+/// The HTTP path of the backup endpoint.
+pub const PATH: &str = "/admin/backup";
+
+/// How long the read and the snapshot may take before the request gives up.
+const PREPARE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The piece size in which the snapshot is read and sent.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Pieces read ahead of the connection.
+const CHUNKS_AHEAD: usize = 4;
+
+/// How long the CLI waits for the next bytes of the body.
+const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest response head the CLI reads.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// The snapshot file the driver opened for a backup, with what it pictures.
+#[derive(Debug)]
+pub struct Source {
+    /// The current snapshot file (`header | data`), open.
+    file: File,
+    /// Its index, term and configuration.
+    meta: SnapshotMeta,
+    /// The length of its data.
+    data_len: u64,
+    /// The cluster the node belongs to.
+    cluster_id: u64,
+}
+
+/// Where the driver answers a backup request.
+pub type SourceReply = oneshot::Sender<Result<Source, String>>;
+
+/// Backups waiting in the driver for a snapshot that covers the index each must include.
+#[derive(Debug, Default)]
+pub struct Pending {
+    waiting: Vec<(LogIndex, SourceReply)>,
+}
+
+impl Pending {
+    /// A backup that must include every entry up to `covers` (the applied index after its
+    /// linearizable read).
+    pub fn push(&mut self, covers: LogIndex, reply: SourceReply) {
+        self.waiting.retain(|(_, reply)| !reply.is_closed());
+        self.waiting.push((covers, reply));
+    }
+
+    /// Answers every waiting backup with `why`.
+    pub fn fail(&mut self, why: &str) {
+        for (_, reply) in self.waiting.drain(..) {
+            let _ = reply.send(Err(why.to_string()));
+        }
+    }
+
+    /// The current snapshot changed or was found current: each backup it covers gets the
+    /// file. With `last`, no other snapshot is coming, and the rest are refused.
+    pub fn settle<D: Disk>(&mut self, wal: &Wal<D>, cluster_id: u64, last: bool) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let meta = wal.snapshot_meta();
+        let (covered, rest): (Vec<_>, Vec<_>) = self
+            .waiting
+            .drain(..)
+            .partition(|(covers, _)| *covers <= meta.index);
+        self.waiting = rest;
+        for (_, reply) in covered {
+            let opened = wal
+                .snapshot_path()
+                .ok_or_else(|| "the node has no snapshot file".to_string())
+                .and_then(|path| File::open(path).map_err(|e| format!("{}: {e}", path.display())));
+            let _ = reply.send(opened.map(|file| Source {
+                file,
+                meta: meta.clone(),
+                data_len: wal.snapshot_len(),
+                cluster_id,
+            }));
+        }
+        if last {
+            self.fail("the node is installing a snapshot from the leader; retry in a moment");
+        }
+    }
+}
+
+/// Whether a backup is being sent from this node.
+static SENDING: AtomicBool = AtomicBool::new(false);
+
+/// The one backup being sent; released when dropped.
+struct Slot;
+
+impl Slot {
+    fn take() -> Option<Slot> {
+        SENDING
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        SENDING.store(false, Ordering::Release);
+    }
+}
+
+/// `GET /admin/backup`: a linearizable read, then the snapshot that covers it, streamed as a
+/// backup file.
+pub async fn serve(driver: &Sender<Input>) -> Response {
+    let Some(slot) = Slot::take() else {
+        return refusal(
+            StatusCode::CONFLICT,
+            "a backup is already being taken from this node; retry when it ends",
+        );
+    };
+    match prepare(driver).await {
+        Ok(source) => stream(source, slot).await,
+        Err((code, why)) => refusal(code, &why),
+    }
+}
+
+fn refusal(code: StatusCode, why: &str) -> Response {
+    (code, format!("{why}\n")).into_response()
+}
+
+/// The read that fixes the backup's point, then the snapshot file that covers it.
+async fn prepare(driver: &Sender<Input>) -> Result<Source, (StatusCode, String)> {
+    let busy = || {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node is too busy; retry".to_string(),
+        )
+    };
+    let unavailable = |why: String| (StatusCode::SERVICE_UNAVAILABLE, why);
+    // §6.4: answered only once the node has applied what the leader had committed when the
+    // read began, so the snapshot taken after it holds every write acknowledged before.
+    let (reply, read) = oneshot::channel();
+    let command = Command::DbSize;
+    driver
+        .try_send(Input::Client { command, reply })
+        .map_err(|_| busy())?;
+    match tokio::time::timeout(PREPARE_TIMEOUT, read).await {
+        Ok(Ok(Reply::Error(error))) => {
+            return Err(unavailable(format!(
+                "cannot fix a consistent point for the backup: {error}"
+            )))
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(_)) => return Err(unavailable("the node is shutting down".into())),
+        Err(_) => {
+            return Err(unavailable(
+                "the read that fixes the backup's point timed out".into(),
+            ))
+        }
+    }
+    let (reply, source) = oneshot::channel();
+    driver.try_send(Input::Backup(reply)).map_err(|_| busy())?;
+    match tokio::time::timeout(PREPARE_TIMEOUT, source).await {
+        Ok(Ok(Ok(source))) => Ok(source),
+        Ok(Ok(Err(why))) => Err(unavailable(format!("no snapshot for the backup: {why}"))),
+        Ok(Err(_)) => Err(unavailable("the node is shutting down".into())),
+        Err(_) => Err(unavailable("taking the snapshot timed out".into())),
+    }
+}
+
+/// What the reading thread sends the connection.
+type Piece = Result<Bytes, std::io::Error>;
+
+/// Sends the backup file: the header, the snapshot's data read on a thread of its own, and
+/// the checksum over both.
+async fn stream(source: Source, slot: Slot) -> Response {
+    let header = BackupHeader {
+        cluster_id: source.cluster_id,
+        meta: source.meta.clone(),
+        data_len: source.data_len,
+    };
+    let head = header.encode();
+    let Ok(total) = header.file_len(head.len() as u64) else {
+        return refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the snapshot is too large",
+        );
+    };
+    let (index, term) = (source.meta.index.0, source.meta.term.0);
+    let (pieces, received) = mpsc::channel::<Piece>(CHUNKS_AHEAD);
+    let spawned = std::thread::Builder::new()
+        .name("skiff-backup".into())
+        .spawn(move || {
+            let _slot = slot;
+            if let Err(error) = send_file(source, head, &pieces) {
+                tracing::warn!(%error, index, "a backup stopped before its end");
+                let _ = pieces.blocking_send(Err(error));
+            }
+        });
+    if let Err(error) = spawned {
+        return refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("cannot start reading the snapshot: {error}"),
+        );
+    }
+    tracing::info!(index, term, bytes = total, "sending a backup");
+    let body = futures_util::stream::unfold(received, |mut received| async move {
+        received.recv().await.map(|piece| (piece, received))
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, total.to_string()),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// Reads the snapshot file piece by piece onto `pieces`, checking its data against the
+/// checksum its own header holds; a mismatch ends the body early, so the client refuses it.
+fn send_file(
+    mut source: Source,
+    head: Vec<u8>,
+    pieces: &mpsc::Sender<Piece>,
+) -> std::io::Result<()> {
+    let gone = || std::io::Error::other("the client went away");
+    let file_len = source.file.metadata()?.len();
+    let data_offset = file_len
+        .checked_sub(source.data_len)
+        .ok_or_else(|| std::io::Error::other("the snapshot file is shorter than its data"))?;
+    let expected_crc = snapshot_data_crc(&mut source.file, data_offset)?;
+    let mut crc = Checksum::default();
+    crc.update(&head);
+    pieces
+        .blocking_send(Ok(Bytes::from(head)))
+        .map_err(|_| gone())?;
+    let mut data_crc = Checksum::default();
+    let mut left = source.data_len;
+    while left > 0 {
+        let mut piece = vec![0; left.min(CHUNK_BYTES as u64) as usize];
+        source.file.read_exact(&mut piece)?;
+        left -= piece.len() as u64;
+        crc.update(&piece);
+        data_crc.update(&piece);
+        pieces
+            .blocking_send(Ok(Bytes::from(piece)))
+            .map_err(|_| gone())?;
+    }
+    if data_crc.value() != expected_crc {
+        return Err(std::io::Error::other(
+            "the snapshot file's data does not match its checksum",
+        ));
+    }
+    let trailer = crc.value().to_le_bytes().to_vec();
+    pieces
+        .blocking_send(Ok(Bytes::from(trailer)))
+        .map_err(|_| gone())
+}
+
+/// The data checksum in a snapshot file's header, whose header ends at `data_offset` with
+/// `data length: u64 | data crc: u32 | header crc: u32` (see [`skiff_wal::snapshot`]); the
+/// header's own checksum is checked first. Leaves the file at the data.
+fn snapshot_data_crc(file: &mut File, data_offset: u64) -> std::io::Result<u32> {
+    let bad = || std::io::Error::other("the snapshot file's header is damaged");
+    let len = usize::try_from(data_offset)
+        .ok()
+        .filter(|&len| (16..=1 << 20).contains(&len))
+        .ok_or_else(bad)?;
+    let mut header = vec![0; len];
+    file.seek(SeekFrom::Start(0))?;
+    file.read_exact(&mut header)?;
+    let (body, stored) = header.split_at(len - 4);
+    if crc32_le(stored) != Some(crc32c_of(body)) {
+        return Err(bad());
+    }
+    crc32_le(&body[body.len() - 4..]).ok_or_else(bad)
+}
+
+fn crc32c_of(bytes: &[u8]) -> u32 {
+    let mut crc = Checksum::default();
+    crc.update(bytes);
+    crc.value()
+}
+
+fn crc32_le(bytes: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.try_into().ok()?))
+}
+
+/// `skiff admin backup --out FILE`: fetches the backup from the node at `addr` into
+/// `FILE.tmp`, syncs it, checks it whole, and only then names it `FILE`.
+pub async fn fetch(access: &Access, addr: &str, out: &Path) -> anyhow::Result<()> {
+    let mut temp_name = out.as_os_str().to_owned();
+    temp_name.push(".tmp");
+    let temp = std::path::PathBuf::from(temp_name);
+    let mut connection =
+        tokio::time::timeout(PREPARE_TIMEOUT, httpc::open(access, addr, "GET", PATH))
+            .await
+            .with_context(|| format!("no answer from {addr}"))??;
+    let (code, head, early) = tokio::time::timeout(PREPARE_TIMEOUT, read_head(&mut connection))
+        .await
+        .with_context(|| format!("no answer from {addr} within {PREPARE_TIMEOUT:?}"))??;
+    if code != 200 {
+        let mut body = early;
+        let _ = tokio::time::timeout(
+            READ_IDLE_TIMEOUT,
+            (&mut connection).take(64 * 1024).read_to_end(&mut body),
+        )
+        .await;
+        bail!("{addr} refused: {}", String::from_utf8_lossy(&body).trim());
+    }
+    let total: u64 = content_length(&head)
+        .with_context(|| format!("{addr} sent a backup without a Content-Length"))?;
+    let result = write_temp(&mut connection, &early, total, &temp).await;
+    let verified = result.and_then(|()| {
+        let file = File::open(&temp).with_context(|| format!("reading {}", temp.display()))?;
+        format::verify(std::io::BufReader::new(file), total)
+            .with_context(|| format!("the backup received from {addr} does not check"))
+    });
+    let header = match verified {
+        Ok(header) => header,
+        Err(error) => {
+            let _ = std::fs::remove_file(&temp);
+            return Err(error);
+        }
+    };
+    std::fs::rename(&temp, out).with_context(|| format!("naming {}", out.display()))?;
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty());
+    File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
+    println!(
+        "backup written to {}: index {}, term {}, {} bytes",
+        out.display(),
+        header.meta.index.0,
+        header.meta.term.0,
+        total
+    );
+    Ok(())
+}
+
+/// Copies exactly `total` bytes of body (`early` first) into a new `temp`, and syncs it.
+async fn write_temp(
+    connection: &mut (impl AsyncRead + Unpin),
+    early: &[u8],
+    total: u64,
+    temp: &Path,
+) -> anyhow::Result<()> {
+    let mut file = File::create(temp).with_context(|| format!("creating {}", temp.display()))?;
+    let mut written = 0u64;
+    if early.len() as u64 > total {
+        bail!("the node sent more than its Content-Length");
+    }
+    file.write_all(early)?;
+    written += early.len() as u64;
+    let mut piece = vec![0; CHUNK_BYTES];
+    while written < total {
+        let want = (total - written).min(CHUNK_BYTES as u64) as usize;
+        let read = tokio::time::timeout(READ_IDLE_TIMEOUT, connection.read(&mut piece[..want]))
+            .await
+            .context("the node stopped sending")??;
+        if read == 0 {
+            bail!("the node stopped sending after {written} of {total} bytes");
+        }
+        file.write_all(&piece[..read])?;
+        written += read as u64;
+    }
+    file.sync_all()
+        .with_context(|| format!("syncing {}", temp.display()))
+}
+
+/// Reads a response head: the status code, the head's text, and body bytes read past it.
+async fn read_head(
+    connection: &mut (impl AsyncRead + Unpin),
+) -> anyhow::Result<(u16, String, Vec<u8>)> {
+    let mut bytes = Vec::new();
+    let mut piece = [0; 4096];
+    loop {
+        if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+            let body = bytes[end + 4..].to_vec();
+            let code = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|code| code.parse().ok())
+                .context("malformed HTTP status line")?;
+            return Ok((code, head, body));
+        }
+        if bytes.len() > MAX_HEAD_BYTES {
+            bail!("the response head is over {MAX_HEAD_BYTES} bytes");
+        }
+        let read = connection.read(&mut piece).await?;
+        if read == 0 {
+            bail!("the connection closed before a response");
+        }
+        bytes.extend_from_slice(&piece[..read]);
+    }
+}
+
+fn content_length(head: &str) -> Option<u64> {
+    head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_one_backup_holds_the_slot_at_a_time() {
+        let first = Slot::take().expect("a free slot");
+        assert!(Slot::take().is_none());
+        drop(first);
+        assert!(Slot::take().is_some());
+    }
+
+    #[test]
+    fn a_response_head_gives_its_code_length_and_early_body() {
+        let runtime = crate::cli::runtime().unwrap();
+        let mut bytes: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\nSKIFF";
+        let (code, head, early) = runtime.block_on(read_head(&mut bytes)).unwrap();
+        assert_eq!((code, early.as_slice()), (200, &b"SKIFF"[..]));
+        assert_eq!(content_length(&head), Some(12));
+        for bad in [&b""[..], b"HTTP/1.1 200", b"garbage\r\n\r\n"] {
+            let mut bytes = bad;
+            assert!(runtime.block_on(read_head(&mut bytes)).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            content_length("HTTP/1.1 200 OK\r\ncontent-length: lots"),
+            None
+        );
+        let mut endless: &[u8] = &[b'x'; 2 * MAX_HEAD_BYTES];
+        assert!(runtime.block_on(read_head(&mut endless)).is_err());
+    }
+
+    /// Serves `response` once on a loopback port, then runs `skiff admin backup` against it.
+    fn fetch_from(response: Vec<u8>, out: &Path) -> anyhow::Result<()> {
+        let runtime = crate::cli::runtime().unwrap();
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            let server = tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = [0; 1024];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(&response).await;
+            });
+            let fetched = fetch(&Access::default(), &addr, out).await;
+            let _ = server.await;
+            fetched
+        })
+    }
+
+    #[test]
+    fn a_node_that_sends_nonsense_or_stops_early_leaves_no_backup_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.backup");
+        let temp = dir.path().join("out.backup.tmp");
+        let mut garbage = b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n".to_vec();
+        garbage.extend_from_slice(&[0xAB; 64]);
+        let mut short = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
+        short.extend_from_slice(b"SKIFFBAK");
+        let cases: [(Vec<u8>, &str); 4] = [
+            (garbage, "does not check"),
+            (short, "stopped sending after 8 of 100000 bytes"),
+            (
+                b"HTTP/1.1 200 OK\r\n\r\n".to_vec(),
+                "without a Content-Length",
+            ),
+            (
+                b"HTTP/1.1 409 Conflict\r\n\r\na backup is already being taken\n".to_vec(),
+                "refused: a backup is already being taken",
+            ),
+        ];
+        for (response, says) in cases {
+            let error = format!("{:#}", fetch_from(response, &out).unwrap_err());
+            assert!(error.contains(says), "{error}");
+            assert!(!out.exists() && !temp.exists(), "{error}");
+        }
+        // A good file is written whole.
+        let file = format::encode(1, SnapshotMeta::default(), b"data");
+        let mut good =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", file.len()).into_bytes();
+        good.extend_from_slice(&file);
+        fetch_from(good, &out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), file);
+        assert!(!temp.exists());
+    }
+}
