@@ -18,6 +18,7 @@ pub const RSS_LIMIT_MIB: u64 = 300;
 
 /// Each attack as a test against a cluster without security and, as `…_over_tls`, against one
 /// with TLS on every port (mutual on the peer port), a client password and an admin token.
+#[allow(unused_macros)]
 macro_rules! plain_and_tls {
     ($($body:ident: $plain:ident, $tls:ident;)*) => {$(
         #[test]
