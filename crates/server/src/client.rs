@@ -26,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::auth::Secret;
+use crate::auth::{self, AuthOutcome, Secret};
 use crate::commands::{self, ClientRequest};
 use crate::driver::Input;
 use crate::resp::{self, Limits, RequestParser};
@@ -337,7 +337,7 @@ impl Connection<'_> {
         tracing::warn!(client = %self.addr, limit, bytes, "disconnecting a client over a memory limit");
     }
 
-    /// `AUTH` (or `HELLO … AUTH`): the password compared in constant time; a wrong one is
+    /// `AUTH` (or `HELLO … AUTH`), decided as Redis does ([`auth::check`]); a refusal is
     /// counted and leaves the connection as it was.
     fn authenticate(
         &self,
@@ -345,19 +345,20 @@ impl Connection<'_> {
         password: &[u8],
         authenticated: &mut bool,
     ) -> Owed {
-        let Some(secret) = self.password else {
-            return Owed::Now(Reply::error(
+        match auth::check(self.password, username.as_deref(), password) {
+            AuthOutcome::Accepted => {
+                *authenticated = true;
+                Owed::Now(Reply::Ok)
+            }
+            AuthOutcome::NoPasswordConfigured => Owed::Now(Reply::error(
                 "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-            ));
-        };
-        let right = secret.matches(password);
-        if right && username.as_deref().is_none_or(|user| user == b"default") {
-            *authenticated = true;
-            return Owed::Now(Reply::Ok);
+            )),
+            AuthOutcome::Refused => {
+                self.shared.metrics.error("auth_failed");
+                tracing::debug!(client = %self.addr, "a client gave a wrong user or password");
+                Owed::Now(Reply::error(WRONGPASS))
+            }
         }
-        self.shared.metrics.error("auth_failed");
-        tracing::debug!(client = %self.addr, "a client gave a wrong password");
-        Owed::Now(Reply::error(WRONGPASS))
     }
 
     /// Reads the client's requests and queues their replies, in order, until the client
@@ -479,9 +480,7 @@ impl Connection<'_> {
             }
             Ok(ClientRequest::Hello {
                 auth: Some((username, password)),
-            }) if self.password.is_some() => {
-                self.authenticate(Some(username), &password, authenticated)
-            }
+            }) => self.authenticate(Some(username), &password, authenticated),
             // Before AUTH only QUIT is served (PING too is refused, as Redis does); a request
             // that does not parse gets its own error, as Redis checks name and arity first.
             Ok(ref request) if !*authenticated && *request != ClientRequest::Quit => {

@@ -207,6 +207,48 @@ fn clients_over_tls_need_the_password_and_plain_tcp_gets_nothing() {
 }
 
 #[test]
+fn without_a_password_auth_is_answered_as_redis_server_answers_it() {
+    let _serial = serial();
+    let cluster = TestCluster::start(1);
+    let addr = cluster.nodes[&1].client;
+    // redis-server 7 without requirepass: its `default` user takes any password, a bare
+    // password is an error that says none is set, and another user is refused.
+    let exchanges: [(&str, &str); 6] = [
+        (
+            "AUTH x",
+            "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        ),
+        ("AUTH default x", "+OK"),
+        ("HELLO 2 AUTH default x", "+OK"),
+        (
+            "AUTH someone x",
+            "-WRONGPASS invalid username-password pair or user is disabled.",
+        ),
+        (
+            "HELLO 2 AUTH someone x",
+            "-WRONGPASS invalid username-password pair or user is disabled.",
+        ),
+        ("SET after-auth 1", "+OK"),
+    ];
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let pipeline: String = exchanges.iter().map(|(c, _)| format!("{c}\r\n")).collect();
+    stream.write_all(pipeline.as_bytes()).expect("sent");
+    let expected: String = exchanges.iter().map(|(_, r)| format!("{r}\r\n")).collect();
+    let mut received = vec![0u8; expected.len()];
+    stream.read_exact(&mut received).expect("every reply");
+    assert_eq!(String::from_utf8_lossy(&received), expected);
+    assert_eq!(cluster.errors_counted(1, "auth_failed"), 2);
+    // A client library set up with a password connects to a node that requires none.
+    let client = redis::Client::open(format!("redis://default:anything@{addr}/")).expect("url");
+    let mut connection = client.get_connection().expect("connects with AUTH default");
+    let value: String = connection.get("after-auth").expect("get");
+    assert_eq!(value, "1");
+}
+
+#[test]
 fn redis_benchmark_runs_over_tls() {
     let _serial = serial();
     let cluster = TestCluster::start_secure(3, &[]);
