@@ -344,11 +344,12 @@ impl Connection<'_> {
         username: Option<Vec<u8>>,
         password: &[u8],
         authenticated: &mut bool,
+        accepted: Reply,
     ) -> Owed {
         match auth::check(self.password, username.as_deref(), password) {
             AuthOutcome::Accepted => {
                 *authenticated = true;
-                Owed::Now(Reply::Ok)
+                Owed::Now(accepted)
             }
             AuthOutcome::NoPasswordConfigured => Owed::Now(Reply::error(
                 "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
@@ -476,11 +477,11 @@ impl Connection<'_> {
         let request_bytes: usize = args.iter().map(Vec::len).sum();
         let owed = match commands::parse(args) {
             Ok(ClientRequest::Auth { username, password }) => {
-                self.authenticate(username, &password, authenticated)
+                self.authenticate(username, &password, authenticated, Reply::Ok)
             }
             Ok(ClientRequest::Hello {
                 auth: Some((username, password)),
-            }) => self.authenticate(Some(username), &password, authenticated),
+            }) => self.authenticate(Some(username), &password, authenticated, hello_reply()),
             // Before AUTH only QUIT is served (PING too is refused, as Redis does); a request
             // that does not parse gets its own error, as Redis checks name and arity first.
             Ok(ref request) if !*authenticated && *request != ClientRequest::Quit => {
@@ -790,9 +791,30 @@ fn local_reply(request: ClientRequest, shared: &Shared) -> Owed {
         ClientRequest::ConfigGet(parameter) => Owed::Now(Reply::Array(config_value(parameter))),
         ClientRequest::EmptyArray => Owed::Now(Reply::Array(Vec::new())),
         ClientRequest::Quit => Owed::Close(Reply::Ok),
-        ClientRequest::Hello { .. } => Owed::Now(Reply::Ok),
+        ClientRequest::Hello { .. } => Owed::Now(hello_reply()),
         ClientRequest::Auth { .. } => unreachable!("AUTH is answered by the connection"),
     }
+}
+
+/// `HELLO 2`'s reply: Redis's fields, in Redis's order, as a flat array (RESP2), but for the
+/// client id, which Skiff does not keep. Every node takes writes (a follower forwards them),
+/// so each is a `master` to its clients.
+fn hello_reply() -> Reply {
+    let text = |t: &str| Reply::Bulk(t.as_bytes().to_vec());
+    Reply::Array(vec![
+        text("server"),
+        text("skiff"),
+        text("version"),
+        text(env!("CARGO_PKG_VERSION")),
+        text("proto"),
+        Reply::Integer(2),
+        text("mode"),
+        text("standalone"),
+        text("role"),
+        text("master"),
+        text("modules"),
+        Reply::Array(Vec::new()),
+    ])
 }
 
 /// `CONFIG GET`: every write is fsynced before it is acknowledged, which is what Redis calls

@@ -212,14 +212,20 @@ fn without_a_password_auth_is_answered_as_redis_server_answers_it() {
     let cluster = TestCluster::start(1);
     let addr = cluster.nodes[&1].client;
     // redis-server 7 without requirepass: its `default` user takes any password, a bare
-    // password is an error that says none is set, and another user is refused.
+    // password is an error that says none is set, and another user is refused. HELLO is
+    // answered with Redis's fields (but the client id).
+    let hello = format!(
+        "*12\r\n$6\r\nserver\r\n$5\r\nskiff\r\n$7\r\nversion\r\n${}\r\n{}\r\n$5\r\nproto\r\n:2\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0",
+        env!("CARGO_PKG_VERSION").len(),
+        env!("CARGO_PKG_VERSION")
+    );
     let exchanges: [(&str, &str); 6] = [
         (
             "AUTH x",
             "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
         ),
         ("AUTH default x", "+OK"),
-        ("HELLO 2 AUTH default x", "+OK"),
+        ("HELLO 2 AUTH default x", &hello),
         (
             "AUTH someone x",
             "-WRONGPASS invalid username-password pair or user is disabled.",
