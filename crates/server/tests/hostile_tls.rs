@@ -61,14 +61,15 @@ fn client_hellos_of_garbage_get_no_reply_that_means_anything_on_any_port() {
             let mut stream = TcpStream::connect(addr).expect("connect");
             let started = Instant::now();
             let _ = stream.write_all(bytes);
-            let received = read_plain(&mut stream, Duration::from_secs(8));
-            // At most a TLS alert (a 7-byte record), never a reply of the protocol behind it.
+            let received = read_plain(&mut stream, Duration::from_secs(12));
+            // At most a TLS alert (a 7-byte record), never a reply of the protocol behind it,
+            // and never held much past the handshake deadline (5 s).
             assert!(
                 received.len() <= 7 && received.first().is_none_or(|&b| b == 0x15),
                 "{port}, {what}: {received:?}"
             );
             assert!(
-                started.elapsed() < Duration::from_secs(7),
+                started.elapsed() < Duration::from_secs(10),
                 "{port}, {what}: held for {:?}",
                 started.elapsed()
             );
