@@ -3,11 +3,14 @@
 # one redis-server with `appendonly yes` + `appendfsync always` and one without persistence,
 # all driven by the same redis-benchmark commands, and beside a 3-member etcd cluster (Debian's
 # etcd-server, every commit fsynced) driven over its gRPC API by bench/peers/etcd-bench with the
-# same values and keys, in one run, on this machine.
+# same values and keys, in one run, on this machine. Skiff runs again with `skiff local --tls`
+# (TLS on every port, mutual TLS between the nodes, the client password) for SET and GET at
+# -c 50 on the leader, and the report gives TLS's throughput as a share of plaintext's.
 #
 #   bench/cluster.sh            # the full table
 #   OPS=20000 bench/cluster.sh  # fewer requests per measurement (quicker, noisier)
 #   ETCD=0 bench/cluster.sh     # without etcd
+#   TLS=0 bench/cluster.sh      # without the TLS rows
 #
 # Installs what it needs from Debian's packages (redis-tools, redis-server, etcd-server,
 # protobuf-compiler for the etcd client's build) when missing, and builds etcd-bench (its own
@@ -22,6 +25,7 @@ ONE_CLIENT_OPS=${ONE_CLIENT_OPS:-20000}   # -c 1 waits one fsync per request: fe
 BASE=${BASE:-17001}                      # skiff local ports: clients BASE.., peers +100, HTTP +200
 REDIS_PORT=${REDIS_PORT:-16379}
 ETCD=${ETCD:-1}                          # 0: leave etcd out
+TLS=${TLS:-1}                            # 0: leave out Skiff over TLS
 ETCD_PORT=${ETCD_PORT:-18379}            # etcd member i: clients ETCD_PORT+i-1, peers +100
 ETCD_CLIENTS=${ETCD_CLIENTS:-64}
 ETCD_OPS=${ETCD_OPS:-50000}              # requests per etcd measurement at ETCD_CLIENTS
@@ -80,18 +84,29 @@ for row in csv.reader(sys.stdin):
 
 settings=("-c 1" "-c 50" "-c 50 -P 16")
 
+# start_skiff DIR [FLAGS…]: `skiff local` with its data in DIR; sets `leader` and `follower`.
+start_skiff() {
+  local dir=$1; shift
+  $SKIFF local --data-dir "$dir" --client-port "$BASE" --peer-port $((BASE + 100)) \
+    --http-port $((BASE + 200)) --control-port $((BASE + 199)) "$@" >"$dir.log" 2>&1 &
+  pids+=($!)
+  leader=""
+  for _ in $(seq 100); do
+    leader=$(grep -o 'leader: node [0-9]*' "$dir.log" | tail -1 | awk '{print $3}' || true)
+    [ -n "$leader" ] && break
+    sleep 0.1
+  done
+  [ -n "$leader" ] || { cat "$dir.log"; echo "no leader" >&2; exit 1; }
+  follower=$(( leader % 3 + 1 ))
+}
+
+# stop_skiff: Ctrl-C to `skiff local`, which stops its nodes.
+stop_skiff() {
+  kill -INT "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
+}
+
 echo "== skiff: 3 nodes (skiff local), every batch fsynced" >&2
-$SKIFF local --data-dir "$WORK/skiff" --client-port "$BASE" --peer-port $((BASE + 100)) \
-  --http-port $((BASE + 200)) --control-port $((BASE + 199)) >"$WORK/local.log" 2>&1 &
-pids+=($!)
-leader=""
-for _ in $(seq 100); do
-  leader=$(grep -o 'leader: node [0-9]*' "$WORK/local.log" | tail -1 | awk '{print $3}' || true)
-  [ -n "$leader" ] && break
-  sleep 0.1
-done
-[ -n "$leader" ] || { cat "$WORK/local.log"; echo "no leader" >&2; exit 1; }
-follower=$(( leader % 3 + 1 ))
+start_skiff "$WORK/skiff"
 for setting in "${settings[@]}"; do
   # shellcheck disable=SC2086
   measure skiff "leader $setting" $((BASE + leader - 1)) $setting
@@ -100,8 +115,16 @@ for setting in "${settings[@]}"; do
 done
 rss=$(for pid in $(pgrep -f "skiff serve --data-dir $WORK/skiff" || true); do
   awk '/VmHWM/ {print $2}' "/proc/$pid/status"; done | sort -n | tail -1)
-leader_changes=$(grep -c '^leader: node' "$WORK/local.log" || true)
-kill -INT "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
+leader_changes=$(grep -c '^leader: node' "$WORK/skiff.log" || true)
+stop_skiff
+
+if [ "$TLS" = 1 ]; then
+  echo "== skiff: 3 nodes (skiff local --tls), TLS on every port and the client password" >&2
+  start_skiff "$WORK/skiff-tls" --tls
+  measure skiff-tls "leader -c 50" $((BASE + leader - 1)) -c 50 \
+    --tls --cacert "$WORK/skiff-tls/certs/ca.crt" -a "$(cat "$WORK/skiff-tls/requirepass")"
+  stop_skiff
+fi
 
 for mode in always none; do
   echo "== redis-server, persistence: $mode" >&2
@@ -177,6 +200,12 @@ for (system, setting, test), (rps, p50, p99) in table.items():
     ratio = f"{skiff[0] / rps:6.2f}x" if skiff and rps else ""
     print(f"{system:<14} {setting:<22} {test:<4} {rps:>10.0f} {p50:>8.3f} {p99:>8.3f}  {ratio}")
 print()
+for test in ("SET", "GET"):
+    plain = table.get(("skiff", "leader -c 50", test))
+    tls = table.get(("skiff-tls", "leader -c 50", test))
+    if plain and tls and plain[0]:
+        print(f"skiff over TLS, leader -c 50, {test}: {tls[0]:.0f} ops/s, "
+              f"{100 * tls[0] / plain[0]:.0f}% of plaintext's {plain[0]:.0f} (target: at least 70%)")
 if rss_kib:
     print(f"skiff: peak RSS of the largest node {int(rss_kib) / 1024:.1f} MiB")
 print(f"skiff: leader announcements during the run: {leader_lines} (1 = no leader change)")

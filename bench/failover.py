@@ -6,7 +6,11 @@
    restarted and caught up before the next round.
 2. A loaded run without faults (default 60 s): the number of leader changes (must be 0).
 
-    python3 bench/failover.py [--rounds 10] [--quiet-seconds 60]
+With --tls the cluster is `skiff local --tls` (TLS on every port, mutual TLS between the
+nodes, the client password): the writer and redis-benchmark connect over TLS and authenticate,
+and the status calls go over HTTPS, trusting the CA `skiff local` wrote.
+
+    python3 bench/failover.py [--rounds 10] [--quiet-seconds 60] [--tls]
 
 Needs only the Python standard library and a built `target/release/skiff`.
 """
@@ -25,14 +29,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import skiff_local  # noqa: E402
 
 BASE = int(os.environ.get("BASE", "18001"))
+# The cluster's CA and password with --tls (a skiff_local.Tls), None without.
+TLS = None
 
 
 def status(node):
-    return skiff_local.status(BASE, node)
+    return skiff_local.status(BASE, node, TLS)
 
 
 def leader_of(nodes):
-    return skiff_local.leader_of(BASE, nodes)
+    return skiff_local.leader_of(BASE, nodes, TLS)
 
 
 def resp(*args):
@@ -41,6 +47,24 @@ def resp(*args):
         a = a if isinstance(a, bytes) else str(a).encode()
         out += b"$%d\r\n%s\r\n" % (len(a), a)
     return out
+
+
+def connect(node):
+    """A client connection to node `node`: plain TCP, or with --tls a TLS connection that has
+    given the password."""
+    s = socket.create_connection(("127.0.0.1", BASE + node - 1), timeout=1)
+    if TLS is None:
+        return s
+    try:
+        s = TLS.context.wrap_socket(s, server_hostname="127.0.0.1")
+        s.sendall(resp("AUTH", TLS.password))
+        reply = s.recv(64)
+        if not reply.startswith(b"+OK"):
+            raise OSError(f"AUTH answered {reply!r}")
+        return s
+    except BaseException:
+        s.close()
+        raise
 
 
 class Writer(threading.Thread):
@@ -61,7 +85,7 @@ class Writer(threading.Thread):
                 if self.stop:
                     return
                 try:
-                    with socket.create_connection(("127.0.0.1", BASE + node - 1), timeout=1) as s:
+                    with connect(node) as s:
                         s.settimeout(6)
                         while not self.stop:
                             n += 1
@@ -95,14 +119,20 @@ def main():
     parser.add_argument("--quiet-seconds", type=int, default=60)
     parser.add_argument("--serve-args", default="",
                         help="extra `skiff serve` flags, e.g. \"--election-ticks 15\"")
+    parser.add_argument("--tls", action="store_true",
+                        help="run the cluster with `skiff local --tls` and talk TLS to it")
     args = parser.parse_args()
+    global TLS
     work = tempfile.mkdtemp()
-    local = skiff_local.start(BASE, work, args.serve_args.split(), stdout=subprocess.PIPE)
+    local = skiff_local.start(BASE, work, args.serve_args.split(), stdout=subprocess.PIPE,
+                              tls=args.tls)
     lines = []
     threading.Thread(target=lambda: [lines.append(l) for l in local.stdout], daemon=True).start()
     try:
         nodes = [1, 2, 3]
-        if skiff_local.wait_for_leader(BASE, nodes, 15) is None:
+        if args.tls:
+            TLS = skiff_local.Tls.when_written(work)
+        if skiff_local.wait_for_leader(BASE, nodes, 15, TLS) is None:
             sys.exit("no leader")
         writer = Writer(nodes)
         writer.start()
@@ -140,7 +170,8 @@ def main():
         acks_before = len(writer.acks)
         bench = subprocess.Popen(
             ["redis-benchmark", "-p", str(BASE + leader_before - 1), "-t", "set", "-d", "256",
-             "-r", "100000", "-c", "50", "-n", "100000000", "-q"],
+             "-r", "100000", "-c", "50", "-n", "100000000", "-q",
+             *(TLS.redis_benchmark_flags() if TLS else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(args.quiet_seconds)
         bench.terminate()
@@ -149,9 +180,10 @@ def main():
         leader_after, _ = leader_of(nodes)
         writer.stop = True
         changes = sum(1 for n in nodes if after[n] != before[n])
-        print(f"failover over {args.rounds} leader kills: median {statistics.median(failovers):.0f} ms, "
+        mode = "over TLS (skiff local --tls), " if TLS else ""
+        print(f"failover {mode}over {args.rounds} leader kills: median {statistics.median(failovers):.0f} ms, "
               f"max {max(failovers):.0f} ms (all: {', '.join(f'{f:.0f}' for f in failovers)})")
-        print(f"{args.quiet_seconds} s under load without faults: leader node {leader_before} -> "
+        print(f"{mode}{args.quiet_seconds} s under load without faults: leader node {leader_before} -> "
               f"{leader_after}, nodes whose term changed: {changes}, "
               f"writes acknowledged by the side writer: {len(writer.acks) - acks_before}")
     finally:

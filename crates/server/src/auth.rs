@@ -37,6 +37,31 @@ pub fn read_secret_text(path: &Path, what: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(line).into_owned())
 }
 
+/// What an `AUTH` (or `HELLO … AUTH`) attempt comes to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// The client is authenticated (`+OK`).
+    Accepted,
+    /// Another user than `default`, or a wrong password (`-WRONGPASS`, counted).
+    Refused,
+    /// `AUTH <password>` on a node that requires none: Redis's error saying so, which tells
+    /// an operator the password they rely on is not set.
+    NoPasswordConfigured,
+}
+
+/// Decides an attempt as Redis does for its only user, `default`: with a password required,
+/// the attempt must be it; without one (Redis's `nopass` default user) any password is taken
+/// for `default`, but a bare `AUTH <password>` is an error.
+pub fn check(required: Option<&Secret>, username: Option<&[u8]>, attempt: &[u8]) -> AuthOutcome {
+    let user_known = username.is_none_or(|user| user == b"default");
+    match required {
+        None if username.is_none() => AuthOutcome::NoPasswordConfigured,
+        None if user_known => AuthOutcome::Accepted,
+        Some(secret) if secret.matches(attempt) && user_known => AuthOutcome::Accepted,
+        _ => AuthOutcome::Refused,
+    }
+}
+
 /// A password or token, as its digest.
 #[derive(Clone)]
 pub struct Secret {
@@ -108,6 +133,28 @@ mod tests {
             assert!(!secret.authorizes(Some(header)), "{header:?}");
         }
         assert!(!secret.authorizes(None));
+    }
+
+    #[test]
+    fn auth_is_decided_as_redis_decides_it_for_the_default_user() {
+        use AuthOutcome::*;
+        let secret = Secret::new(b"correct horse");
+        let required = Some(&secret);
+        // With a password: it, alone or as the default user's; nothing else.
+        assert_eq!(check(required, None, b"correct horse"), Accepted);
+        assert_eq!(
+            check(required, Some(b"default"), b"correct horse"),
+            Accepted
+        );
+        assert_eq!(check(required, None, b"wrong"), Refused);
+        assert_eq!(check(required, Some(b"default"), b"wrong"), Refused);
+        assert_eq!(check(required, Some(b"admin"), b"correct horse"), Refused);
+        // Without one (redis-server without requirepass): `AUTH x` is an error, `AUTH
+        // default x` and `HELLO 2 AUTH default x` are taken, another user is refused.
+        assert_eq!(check(None, None, b"x"), NoPasswordConfigured);
+        assert_eq!(check(None, Some(b"default"), b"x"), Accepted);
+        assert_eq!(check(None, Some(b"default"), b""), Accepted);
+        assert_eq!(check(None, Some(b"someone"), b"x"), Refused);
     }
 
     #[test]

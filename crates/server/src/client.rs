@@ -26,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::auth::Secret;
+use crate::auth::{self, AuthOutcome, Secret};
 use crate::commands::{self, ClientRequest};
 use crate::driver::Input;
 use crate::resp::{self, Limits, RequestParser};
@@ -337,27 +337,29 @@ impl Connection<'_> {
         tracing::warn!(client = %self.addr, limit, bytes, "disconnecting a client over a memory limit");
     }
 
-    /// `AUTH` (or `HELLO … AUTH`): the password compared in constant time; a wrong one is
+    /// `AUTH` (or `HELLO … AUTH`), decided as Redis does ([`auth::check`]); a refusal is
     /// counted and leaves the connection as it was.
     fn authenticate(
         &self,
         username: Option<Vec<u8>>,
         password: &[u8],
         authenticated: &mut bool,
+        accepted: Reply,
     ) -> Owed {
-        let Some(secret) = self.password else {
-            return Owed::Now(Reply::error(
+        match auth::check(self.password, username.as_deref(), password) {
+            AuthOutcome::Accepted => {
+                *authenticated = true;
+                Owed::Now(accepted)
+            }
+            AuthOutcome::NoPasswordConfigured => Owed::Now(Reply::error(
                 "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-            ));
-        };
-        let right = secret.matches(password);
-        if right && username.as_deref().is_none_or(|user| user == b"default") {
-            *authenticated = true;
-            return Owed::Now(Reply::Ok);
+            )),
+            AuthOutcome::Refused => {
+                self.shared.metrics.error("auth_failed");
+                tracing::debug!(client = %self.addr, "a client gave a wrong user or password");
+                Owed::Now(Reply::error(WRONGPASS))
+            }
         }
-        self.shared.metrics.error("auth_failed");
-        tracing::debug!(client = %self.addr, "a client gave a wrong password");
-        Owed::Now(Reply::error(WRONGPASS))
     }
 
     /// Reads the client's requests and queues their replies, in order, until the client
@@ -475,13 +477,11 @@ impl Connection<'_> {
         let request_bytes: usize = args.iter().map(Vec::len).sum();
         let owed = match commands::parse(args) {
             Ok(ClientRequest::Auth { username, password }) => {
-                self.authenticate(username, &password, authenticated)
+                self.authenticate(username, &password, authenticated, Reply::Ok)
             }
             Ok(ClientRequest::Hello {
                 auth: Some((username, password)),
-            }) if self.password.is_some() => {
-                self.authenticate(Some(username), &password, authenticated)
-            }
+            }) => self.authenticate(Some(username), &password, authenticated, hello_reply()),
             // Before AUTH only QUIT is served (PING too is refused, as Redis does); a request
             // that does not parse gets its own error, as Redis checks name and arity first.
             Ok(ref request) if !*authenticated && *request != ClientRequest::Quit => {
@@ -791,9 +791,30 @@ fn local_reply(request: ClientRequest, shared: &Shared) -> Owed {
         ClientRequest::ConfigGet(parameter) => Owed::Now(Reply::Array(config_value(parameter))),
         ClientRequest::EmptyArray => Owed::Now(Reply::Array(Vec::new())),
         ClientRequest::Quit => Owed::Close(Reply::Ok),
-        ClientRequest::Hello { .. } => Owed::Now(Reply::Ok),
+        ClientRequest::Hello { .. } => Owed::Now(hello_reply()),
         ClientRequest::Auth { .. } => unreachable!("AUTH is answered by the connection"),
     }
+}
+
+/// `HELLO 2`'s reply: Redis's fields, in Redis's order, as a flat array (RESP2), but for the
+/// client id, which Skiff does not keep. Every node takes writes (a follower forwards them),
+/// so each is a `master` to its clients.
+fn hello_reply() -> Reply {
+    let text = |t: &str| Reply::Bulk(t.as_bytes().to_vec());
+    Reply::Array(vec![
+        text("server"),
+        text("skiff"),
+        text("version"),
+        text(env!("CARGO_PKG_VERSION")),
+        text("proto"),
+        Reply::Integer(2),
+        text("mode"),
+        text("standalone"),
+        text("role"),
+        text("master"),
+        text("modules"),
+        Reply::Array(Vec::new()),
+    ])
 }
 
 /// `CONFIG GET`: every write is fsynced before it is acknowledged, which is what Redis calls

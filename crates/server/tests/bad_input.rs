@@ -1,13 +1,17 @@
 //! Bad input from clients and from the peer port: each gets a clear error or is refused and
 //! logged; the node keeps serving and loses nothing.
 
+#[macro_use]
+#[path = "support/attack.rs"]
+mod attack;
 mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{http_get, serial, TestCluster};
+use attack::peer_exchange;
+use common::{serial, TestCluster};
 use redis::Commands;
 
 /// Sends raw bytes to an address and returns everything read until the peer closes or
@@ -74,43 +78,43 @@ fn malformed_requests_get_protocol_errors_and_other_clients_are_unaffected() {
     still_serves(&cluster, leader);
 }
 
-#[test]
-fn garbage_and_foreign_clusters_on_the_peer_port_are_refused_and_logged() {
+/// Over TLS the bytes come through mutual TLS with node 2's own certificate.
+fn garbage_and_foreign_clusters_on_the_peer_port_are_refused_and_logged_on(secure: bool) {
     let _serial = serial();
-    let cluster = TestCluster::start(3);
+    let cluster = TestCluster::launch(3, &[], secure);
     let target = 1;
-    let peer = cluster.nodes[&target].peer;
 
     // Garbage: an HTTP request where a frame should be.
-    exchange(peer, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    peer_exchange(&cluster, target, 2, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     // A well-formed hello from a node of another cluster.
     let mut hello = Vec::new();
     hello.extend_from_slice(&(1u32 + 8 + 1 + 8 + 2 + 2).to_le_bytes());
     hello.push(skiff_node::wire::WIRE_VERSION);
     hello.extend_from_slice(&0xdead_beefu64.to_le_bytes()); // another cluster
     hello.push(0); // hello
-    hello.extend_from_slice(&9u64.to_le_bytes());
+    hello.extend_from_slice(&2u64.to_le_bytes());
     hello.extend_from_slice(&[0, 0, 0, 0]);
-    exchange(peer, &hello);
+    peer_exchange(&cluster, target, 2, &hello);
     // A frame from an unsupported version.
     let mut future = hello.clone();
     future[4] = 99;
-    exchange(peer, &future);
+    peer_exchange(&cluster, target, 2, &future);
 
     let log = common::eventually(Duration::from_secs(5), "the refusals in the log", || {
-        let log = std::fs::read_to_string(cluster.nodes[&target].dir.join("node.log")).ok()?;
+        let log = cluster.node_log(target);
         (log.contains("cluster 0xdeadbeef") && log.contains("frame version 99")).then_some(log)
     });
     assert!(log.contains("closed a peer connection"), "{log}");
-    let metrics = http_get(cluster.nodes[&target].http, "/metrics").expect("metrics");
-    let refused: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("skiff_errors_total{kind=\"peer_connection_refused\"} "))
-        .and_then(|v| v.parse().ok())
-        .expect("the counter is exported");
+    let refused = cluster.errors_counted(target, "peer_connection_refused");
     assert!(refused >= 3, "{refused} refusals counted");
     cluster.wait_for_leader(Duration::from_secs(5));
     still_serves(&cluster, target);
+}
+
+plain_and_tls! {
+    garbage_and_foreign_clusters_on_the_peer_port_are_refused_and_logged_on:
+        garbage_and_foreign_clusters_on_the_peer_port_are_refused_and_logged,
+        garbage_and_foreign_clusters_on_the_peer_port_are_refused_and_logged_over_tls;
 }
 
 #[test]

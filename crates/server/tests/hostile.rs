@@ -4,129 +4,23 @@
 //! MiB at its peak (`VmHWM`), and the refusal is a clear error reply or log line. (Admin requests, cross-origin requests and
 //! the live view are in `hostile_http.rs`; damaged WAL files in `durability.rs`.)
 
+#[macro_use]
+#[path = "support/attack.rs"]
+mod attack;
 mod common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{
-    client_config_with, eventually, http_get, peer_frame as frame, peer_hello as hello, serial,
-    tls_connect, TestCluster, Wire,
+use attack::{
+    acknowledged_writes, closed_by_server, cluster_survived, connect_peer, read_at_least,
+    read_until_quiet,
 };
+use common::{eventually, peer_frame as frame, peer_hello as hello, serial, TestCluster, Wire};
 use redis::Commands;
 use skiff_node::{wire, PeerMessage};
 use skiff_raft::{Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, SnapshotMeta, Term};
-
-/// What every node must still do after an attack.
-const RSS_LIMIT_MIB: u64 = 300;
-
-/// Writes `count` keys through node 1 and returns them: acknowledged, so never to be lost.
-fn acknowledged_writes(cluster: &TestCluster, prefix: &str, count: usize) -> Vec<(String, String)> {
-    let mut connection = cluster.redis(1);
-    (0..count)
-        .map(|i| {
-            let (key, value) = (format!("{prefix}-{i}"), format!("value-{i}"));
-            let _: () = connection.set(&key, &value).expect("acknowledged write");
-            (key, value)
-        })
-        .collect()
-}
-
-/// The most resident memory the process has held at any moment of its life (`VmHWM`), in MiB:
-/// what an attack cost at its peak, not what is left after it.
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .expect("VmHWM");
-    kib / 1024
-}
-
-/// The checks after every attack: alive, small, serving, nothing acknowledged lost.
-fn cluster_survived(cluster: &mut TestCluster, kept: &[(String, String)]) {
-    for (id, node) in cluster.nodes.iter_mut() {
-        let child = node.child.as_mut().expect("running");
-        assert_eq!(
-            child.try_wait().expect("wait"),
-            None,
-            "node {id} died under attack"
-        );
-        let rss = peak_rss_mib(child.id());
-        eprintln!("node {id}: at most {rss} MiB resident");
-        assert!(rss < RSS_LIMIT_MIB, "node {id} held {rss} MiB");
-    }
-    cluster.wait_for_leader(Duration::from_secs(10));
-    for &id in cluster.nodes.keys() {
-        let mut connection = cluster.redis(id);
-        let key = format!("after-attack-{id}");
-        let _: () = connection.set(&key, "ok").expect("write after the attack");
-        let value: String = connection.get(&key).expect("read after the attack");
-        assert_eq!(value, "ok");
-        for (key, value) in kept {
-            let found: Option<String> = connection.get(key).expect("read");
-            assert_eq!(found.as_ref(), Some(value), "node {id} lost {key}");
-        }
-    }
-}
-
-/// Reads what the server sends until it closes or goes quiet for `quiet`.
-fn read_until_quiet(stream: &mut impl Wire, quiet: Duration) -> Vec<u8> {
-    stream
-        .socket()
-        .set_read_timeout(Some(quiet))
-        .expect("timeout");
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 64 * 1024];
-    while let Ok(n) = stream.read_received(&mut chunk) {
-        if n == 0 {
-            break;
-        }
-        received.extend_from_slice(&chunk[..n]);
-    }
-    received
-}
-
-/// Reads until `len` bytes arrived, or nothing more came for 2 s (then the shorter answer is
-/// returned, for the assertion to show).
-fn read_at_least(stream: &mut impl Wire, len: usize) -> Vec<u8> {
-    stream
-        .socket()
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .expect("timeout");
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while received.len() < len {
-        match stream.read_received(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => received.extend_from_slice(&chunk[..n]),
-        }
-    }
-    received
-}
-
-/// Whether the server closed the connection (a read returns end of stream or a reset).
-fn closed_by_server(stream: &mut impl Wire, within: Duration) -> bool {
-    stream
-        .socket()
-        .set_read_timeout(Some(within))
-        .expect("timeout");
-    let deadline = Instant::now() + within;
-    let mut chunk = [0u8; 64 * 1024];
-    while Instant::now() < deadline {
-        match stream.read_received(&mut chunk) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
-            Err(_) => return true,
-        }
-    }
-    false
-}
 
 fn resp_command(args: &[&[u8]]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
@@ -411,22 +305,6 @@ fn an_idle_client_is_disconnected_when_a_timeout_is_set_on(secure: bool) {
     cluster_survived(&mut cluster, &[]);
 }
 
-/// Each client-port attack, and the forged peer messages, run against a cluster without
-/// security and, as `…_over_tls`, against one with TLS on every port and a client password.
-macro_rules! plain_and_tls {
-    ($($body:ident: $plain:ident, $tls:ident;)*) => {$(
-        #[test]
-        fn $plain() {
-            $body(false)
-        }
-
-        #[test]
-        fn $tls() {
-            $body(true)
-        }
-    )*};
-}
-
 plain_and_tls! {
     pipelined_commands_take_effect_in_the_order_sent_on_every_node_on:
         pipelined_commands_take_effect_in_the_order_sent_on_every_node,
@@ -463,23 +341,9 @@ fn message(cluster_id: u64, from: u64, to: u64, term: u64, body: MessageBody) ->
 /// Opens a connection to `target`'s peer port pretending to be node `from`, sends `frames`.
 fn forge(cluster: &TestCluster, target: u64, from: u64, frames: &[Vec<u8>]) {
     let cluster_id = cluster_id(cluster, target);
-    let peer = cluster.nodes[&target].peer;
     // With TLS, the forger holds node `from`'s own certificate: what it may still not do is
     // what this test checks.
-    let mut stream: Box<dyn Write> = match &cluster.secure {
-        None => Box::new(TcpStream::connect(peer).expect("connect")),
-        Some(secure) => {
-            let certs = &secure.certs;
-            let config = client_config_with(
-                &certs.join("ca.crt"),
-                Some((
-                    &certs.join(format!("node-{from}.crt")),
-                    &certs.join(format!("node-{from}.key")),
-                )),
-            );
-            Box::new(tls_connect(peer, &config).expect("connect"))
-        }
-    };
+    let mut stream = connect_peer(cluster, target, from).expect("a peer connection");
     let mut bytes = hello(cluster_id, from, "127.0.0.1:1", "127.0.0.1:2");
     // The impersonated node's incarnation, so that the forgery gets past the amnesia guard
     // and reaches the checks under test.
@@ -628,19 +492,21 @@ fn forged_peer_messages_are_refused_and_no_node_crashes_or_loses_its_leader_on(s
     cluster_survived(&mut cluster, &kept);
 }
 
-#[test]
-fn strangers_on_the_peer_port_cannot_make_a_node_hold_memory() {
+/// Over TLS the stranger holds node 2's own certificate, signed by the cluster's CA: a
+/// certificate buys a handshake, nothing more.
+fn strangers_on_the_peer_port_cannot_make_a_node_hold_memory_on(secure: bool) {
     let _serial = serial();
-    let mut cluster = TestCluster::start_with(3, &["--max-peer-connections", "16"]);
+    let mut cluster = TestCluster::launch(3, &["--max-peer-connections", "16"], secure);
     let kept = acknowledged_writes(&cluster, "kept", 10);
     let target = 1;
     let peer = cluster.nodes[&target].peer;
     let cluster_id = cluster_id(&cluster, target);
+    let stranger = || connect_peer(&cluster, target, 2);
 
     // A first frame that claims 4 MiB: refused after its first 4 bytes, whatever follows.
     let mut strangers = Vec::new();
     for _ in 0..100 {
-        if let Ok(mut stream) = TcpStream::connect(peer) {
+        if let Some(mut stream) = stranger() {
             let mut header = (4u32 * 1024 * 1024).to_le_bytes().to_vec();
             header.push(skiff_node::wire::WIRE_VERSION);
             header.extend_from_slice(&0x5eed_u64.to_le_bytes());
@@ -655,22 +521,44 @@ fn strangers_on_the_peer_port_cannot_make_a_node_hold_memory() {
     }
     drop(strangers);
     // One who knows the (public) cluster id but sends a first frame far larger than a hello.
-    let mut big_hello = TcpStream::connect(peer).expect("connect");
+    let mut big_hello = stranger().expect("connect");
     let _ = big_hello.write_all(&frame(cluster_id, 0, &vec![0u8; 1 << 20]));
     assert!(closed_by_server(&mut big_hello, Duration::from_secs(5)));
 
+    // A Hello dribbled a byte every 400 ms: closed at the Hello's deadline (2 s), not when
+    // the last byte would have come (8 s).
+    let mut slow = stranger().expect("connect");
+    let started = Instant::now();
+    for byte in hello(cluster_id, 2, "127.0.0.1:1", "127.0.0.1:2")
+        .iter()
+        .take(20)
+    {
+        if slow
+            .write_all(&[*byte])
+            .and_then(|()| slow.flush())
+            .is_err()
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert!(closed_by_server(&mut slow, Duration::from_secs(5)));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+
     // Connections that send nothing hold a slot for at most 2 s and beyond the limit are
     // closed at once.
-    let silent: Vec<TcpStream> = (0..40)
-        .filter_map(|_| TcpStream::connect(peer).ok())
-        .collect();
+    let silent: Vec<_> = (0..40).filter_map(|_| stranger()).collect();
     std::thread::sleep(Duration::from_millis(500));
     assert!(cluster.errors_counted(target, "max_peer_connections") > 0);
     drop(silent);
 
     // 500 hellos with new ids and advertised addresses that are markup.
     for from in 1000..1500u64 {
-        if let Ok(mut stream) = TcpStream::connect(peer) {
+        if let Some(mut stream) = stranger() {
             let _ = stream.write_all(&hello(
                 cluster_id,
                 from,
@@ -684,7 +572,7 @@ fn strangers_on_the_peer_port_cannot_make_a_node_hold_memory() {
         log.contains("not HOST:PORT"),
         "the markup hello was not refused"
     );
-    let status = http_get(cluster.nodes[&target].http, "/status").expect("status");
+    let status = cluster.http_get(target, "/status").expect("status");
     assert!(!status.contains("onerror"), "{status}");
     let log_has = |text: &str| {
         eventually(Duration::from_secs(5), text, || {
@@ -697,13 +585,14 @@ fn strangers_on_the_peer_port_cannot_make_a_node_hold_memory() {
     });
     assert!(log_has("frame of 1048586 bytes exceeds the limit of 1024"));
     assert!(log_has("frame of 4194304 bytes exceeds the limit of 1024"));
+    assert!(log_has("no hello within 2s"));
     // A small frame of another cluster is refused by its cluster id (tried again while the
     // connection limit, still full of the connections above, closes it before reading).
     eventually(
         Duration::from_secs(10),
         "a foreign hello refused by its cluster",
         || {
-            let mut foreign = TcpStream::connect(peer).ok()?;
+            let mut foreign = stranger()?;
             let _ = foreign.write_all(&hello(0x5eed, 9, "127.0.0.1:1", "127.0.0.1:2"));
             assert!(closed_by_server(&mut foreign, Duration::from_secs(5)));
             cluster
@@ -713,6 +602,12 @@ fn strangers_on_the_peer_port_cannot_make_a_node_hold_memory() {
         },
     );
     cluster_survived(&mut cluster, &kept);
+}
+
+plain_and_tls! {
+    strangers_on_the_peer_port_cannot_make_a_node_hold_memory_on:
+        strangers_on_the_peer_port_cannot_make_a_node_hold_memory,
+        strangers_on_the_peer_port_cannot_make_a_node_hold_memory_over_tls;
 }
 
 // ---- the process ----

@@ -2,8 +2,12 @@
 //! that does not exist or that would leave the cluster without a reachable majority are
 //! refused and change nothing; a web page of another origin can neither write nor reconfigure;
 //! and a hostile peer whose status and events are full of markup gets it shown in the live
-//! view as text, never run.
+//! view as text, never run. Every test but the live view's runs twice: over plain HTTP, and
+//! as `…_over_tls` over HTTPS with the admin token (the token does not make a bad request good).
 
+#[macro_use]
+#[path = "support/attack.rs"]
+mod attack;
 #[path = "support/browser.rs"]
 mod browser;
 mod common;
@@ -12,25 +16,49 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use attack::read_until_quiet;
 use browser::{wait_for, Browser};
-use common::{eventually, serial, TestCluster};
+use common::{eventually, serial, tls_connect, TestCluster, Wire};
 use redis::Commands;
 use serde_json::Value;
 
-/// A raw HTTP/1.1 request: (status code, lower-cased head, body).
-fn request(addr: SocketAddr, method: &str, path: &str, headers: &[&str]) -> (u16, String, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).expect("connects");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+/// A connection to node `via`'s HTTP port: plain, or HTTPS on a secure cluster.
+fn connect_http(cluster: &TestCluster, via: u64) -> Box<dyn Wire> {
+    let addr = cluster.nodes[&via].http;
+    match &cluster.secure {
+        None => {
+            Box::new(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).expect("connects"))
+        }
+        Some(secure) => Box::new(tls_connect(addr, &secure.client_config).expect("connects")),
+    }
+}
+
+/// A raw HTTP/1.1 request to node `via`: (status code, lower-cased head, body). On a secure
+/// cluster it goes over HTTPS with the admin token, as an operator's careless request would:
+/// what is checked is what the token does not make right.
+fn request(
+    cluster: &TestCluster,
+    via: u64,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+) -> (u16, String, String) {
+    let addr = cluster.nodes[&via].http;
+    let mut stream = connect_http(cluster, via);
+    let token = cluster
+        .secure
+        .as_ref()
+        .map(|s| format!("Authorization: Bearer {}\r\n", s.token))
+        .unwrap_or_default();
     let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n{extra}\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n{token}{extra}\r\n"
     )
+    .and_then(|()| stream.flush())
     .expect("request sent");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
+    let response = String::from_utf8(read_until_quiet(&mut stream, Duration::from_secs(10)))
+        .expect("a text response");
     let (head, body) = response.split_once("\r\n\r\n").expect("a head");
     let code = head
         .split_whitespace()
@@ -41,7 +69,7 @@ fn request(addr: SocketAddr, method: &str, path: &str, headers: &[&str]) -> (u16
 }
 
 fn post(cluster: &TestCluster, via: u64, path: &str, headers: &[&str]) -> (u16, String, String) {
-    request(cluster.nodes[&via].http, "POST", path, headers)
+    request(cluster, via, "POST", path, headers)
 }
 
 /// (id, kind) of every member, as node `via` reports them.
@@ -69,10 +97,11 @@ fn set_through(cluster: &TestCluster, id: u64, key: &str) -> bool {
     connection.set::<_, _, ()>(key, "v").is_ok()
 }
 
-#[test]
-fn promoting_a_node_that_does_not_exist_is_refused_and_the_cluster_still_tolerates_a_failure() {
+fn promoting_a_node_that_does_not_exist_is_refused_and_the_cluster_still_tolerates_a_failure_on(
+    secure: bool,
+) {
     let _serial = serial();
-    let mut cluster = TestCluster::start(3);
+    let mut cluster = TestCluster::launch(3, &[], secure);
     let leader = cluster.wait_for_leader(Duration::from_secs(10));
 
     let (code, head, body) = post(&cluster, leader, "/admin/promote?id=99", &[]);
@@ -108,10 +137,11 @@ fn promoting_a_node_that_does_not_exist_is_refused_and_the_cluster_still_tolerat
     assert!(set_through(&cluster, leader, "after-one-failure"));
 }
 
-#[test]
-fn a_removal_that_would_leave_no_reachable_majority_is_refused_and_removing_the_dead_node_is_not() {
+fn a_removal_that_would_leave_no_reachable_majority_is_refused_and_removing_the_dead_node_is_not_on(
+    secure: bool,
+) {
     let _serial = serial();
-    let mut cluster = TestCluster::start(3);
+    let mut cluster = TestCluster::launch(3, &[], secure);
     let leader = cluster.wait_for_leader(Duration::from_secs(10));
     let followers: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
     let (dead, alive) = (followers[0], followers[1]);
@@ -144,10 +174,9 @@ fn a_removal_that_would_leave_no_reachable_majority_is_refused_and_removing_the_
     assert!(set_through(&cluster, leader, "after-repair"));
 }
 
-#[test]
-fn a_page_of_another_origin_can_neither_write_nor_reconfigure() {
+fn a_page_of_another_origin_can_neither_write_nor_reconfigure_on(secure: bool) {
     let _serial = serial();
-    let cluster = TestCluster::start(3);
+    let cluster = TestCluster::launch(3, &[], secure);
     let leader = cluster.wait_for_leader(Duration::from_secs(10));
     let follower = (1..=3).find(|&id| id != leader).expect("a follower");
     let evil = "Origin: http://evil.example";
@@ -180,7 +209,8 @@ fn a_page_of_another_origin_can_neither_write_nor_reconfigure() {
     assert_eq!(members(&cluster, leader), three_voters());
 
     // The node's own page, and tools that send no Origin, still may.
-    let own = format!("Origin: http://{}", cluster.nodes[&leader].http);
+    let scheme = if secure { "https" } else { "http" };
+    let own = format!("Origin: {scheme}://{}", cluster.nodes[&leader].http);
     let (code, head, body) = post(&cluster, leader, "/kv/set?key=mine&value=1", &[&own]);
     assert_eq!(code, 200, "{body}");
     assert!(!head.contains("access-control-allow-origin"), "{head}");
@@ -191,7 +221,7 @@ fn a_page_of_another_origin_can_neither_write_nor_reconfigure() {
     assert!(!head.contains("access-control-allow-origin"), "{head}");
 
     // The page allows no inline script and no sniffing.
-    let (code, head, body) = request(cluster.nodes[&leader].http, "GET", "/", &[]);
+    let (code, head, body) = request(&cluster, leader, "GET", "/", &[]);
     assert_eq!(code, 200);
     assert!(head.contains("content-security-policy: default-src 'none'; script-src 'self';"));
     assert!(head.contains("x-content-type-options: nosniff"), "{head}");
@@ -298,7 +328,7 @@ fn a_hostile_peer_gets_its_markup_shown_in_the_live_view_as_text_and_never_run()
         || (advertised_http(&cluster, 1, 3)? == hostile.as_str()).then_some(()),
     );
 
-    let script = request(cluster.nodes[&1].http, "GET", "/view.js", &[]).2;
+    let script = request(&cluster, 1, "GET", "/view.js", &[]).2;
     for sink in [
         "innerHTML",
         "outerHTML",
@@ -345,25 +375,18 @@ fn a_hostile_peer_gets_its_markup_shown_in_the_live_view_as_text_and_never_run()
     assert_eq!(kill, Value::Bool(false), "a peer's control URL is not used");
 }
 
-/// Sends raw bytes to the HTTP port and returns what came back before the node closed the
-/// connection or went quiet.
-fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).expect("connects");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let _ = stream.write_all(bytes);
-    let mut received = Vec::new();
-    let _ = stream.read_to_end(&mut received);
-    String::from_utf8_lossy(&received).to_string()
+/// Sends raw bytes to node `via`'s HTTP port (over TLS on a secure cluster) and returns what
+/// came back before the node closed the connection or went quiet.
+fn raw_exchange(cluster: &TestCluster, via: u64, bytes: &[u8]) -> String {
+    let mut stream = connect_http(cluster, via);
+    let _ = stream.write_all(bytes).and_then(|()| stream.flush());
+    String::from_utf8_lossy(&read_until_quiet(&mut stream, Duration::from_secs(5))).to_string()
 }
 
-#[test]
-fn careless_http_requests_get_client_errors_and_change_nothing() {
+fn careless_http_requests_get_client_errors_and_change_nothing_on(secure: bool) {
     let _serial = serial();
-    let cluster = TestCluster::start(3);
+    let cluster = TestCluster::launch(3, &[], secure);
     let leader = cluster.wait_for_leader(Duration::from_secs(10));
-    let http = cluster.nodes[&leader].http;
     for path in [
         "/admin/promote?id=abc",
         "/admin/promote?id=18446744073709551616",
@@ -372,7 +395,7 @@ fn careless_http_requests_get_client_errors_and_change_nothing() {
         "/kv/set",
         "/kv/set?key=k",
     ] {
-        let (code, _, body) = request(http, "POST", path, &[]);
+        let (code, _, body) = post(&cluster, leader, path, &[]);
         assert!((400..500).contains(&code), "{path}: {code} {body}");
     }
     // A request line of 1 MiB, and bytes that are not HTTP at all: refused or closed, never
@@ -381,13 +404,13 @@ fn careless_http_requests_get_client_errors_and_change_nothing() {
         "GET /status?{} HTTP/1.1\r\nHost: x\r\n\r\n",
         "a".repeat(1 << 20)
     );
-    let answer = raw_exchange(http, long.as_bytes());
+    let answer = raw_exchange(&cluster, leader, long.as_bytes());
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
         "{}",
         &answer[..answer.len().min(200)]
     );
-    let answer = raw_exchange(http, b"\x16\x03\x01\x02\x00garbage\r\n\r\n");
+    let answer = raw_exchange(&cluster, leader, b"\x16\x03\x01\x02\x00garbage\r\n\r\n");
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
         "{answer}"
@@ -400,4 +423,19 @@ fn careless_http_requests_get_client_errors_and_change_nothing() {
     assert!(set_through(&cluster, leader, "after-careless-http"));
     let status = cluster.status(leader).expect("status");
     assert_eq!(status["role"], "leader");
+}
+
+plain_and_tls! {
+    promoting_a_node_that_does_not_exist_is_refused_and_the_cluster_still_tolerates_a_failure_on:
+        promoting_a_node_that_does_not_exist_is_refused_and_the_cluster_still_tolerates_a_failure,
+        promoting_a_node_that_does_not_exist_is_refused_and_the_cluster_still_tolerates_a_failure_over_tls;
+    a_removal_that_would_leave_no_reachable_majority_is_refused_and_removing_the_dead_node_is_not_on:
+        a_removal_that_would_leave_no_reachable_majority_is_refused_and_removing_the_dead_node_is_not,
+        a_removal_that_would_leave_no_reachable_majority_is_refused_and_removing_the_dead_node_is_not_over_tls;
+    a_page_of_another_origin_can_neither_write_nor_reconfigure_on:
+        a_page_of_another_origin_can_neither_write_nor_reconfigure,
+        a_page_of_another_origin_can_neither_write_nor_reconfigure_over_tls;
+    careless_http_requests_get_client_errors_and_change_nothing_on:
+        careless_http_requests_get_client_errors_and_change_nothing,
+        careless_http_requests_get_client_errors_and_change_nothing_over_tls;
 }
