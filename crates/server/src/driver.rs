@@ -104,6 +104,10 @@ pub struct DriverOptions {
     pub sync_thread: bool,
 }
 
+/// How often the driver checks its peers' addresses besides membership changes: a node that
+/// is not a member gives its address only in its Hello, which may change.
+const PEER_REFRESH: Duration = Duration::from_secs(1);
+
 /// Starts a sender task for a peer at an address; the driver keeps the returned queue.
 pub type ConnectPeer = Box<dyn Fn(NodeId, SocketAddr) -> mpsc::Sender<Envelope> + Send>;
 
@@ -170,6 +174,8 @@ pub struct Driver {
     snapshot_waiting: Vec<oneshot::Sender<Result<String, String>>>,
     /// Peers refused for their incarnation, logged once each.
     refused_peers: std::collections::BTreeSet<u64>,
+    /// When the peers' addresses were last checked.
+    peers_refreshed: Instant,
 }
 
 impl Driver {
@@ -203,12 +209,15 @@ impl Driver {
             snapshotter: Snapshotter::new(),
             snapshot_waiting: Vec::new(),
             refused_peers: Default::default(),
+            peers_refreshed: Instant::now(),
         };
         driver.refresh_peers();
         Ok(driver)
     }
 
-    /// Opens a queue to every member with a known address and closes those of former members.
+    /// Opens a queue to every member with a known address, moves a queue whose peer's address
+    /// changed (a node re-added elsewhere) to the new one, and closes the queues of nodes that
+    /// are neither members nor still reachable at the address they were opened to.
     fn refresh_peers(&mut self) {
         let conf = self.node.raw().raft().conf_state();
         let me = self.node.id();
@@ -220,22 +229,44 @@ impl Driver {
             .copied()
             .filter(|&id| id != me)
             .collect();
-        self.peers.retain(|id, _| members.contains(id));
+        let stale: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(id, (addr, _))| !members.contains(id) && self.peer_addr(**id) != Some(*addr))
+            .map(|(id, _)| *id)
+            .collect();
+        self.peers.retain(|id, _| !stale.contains(id));
         for id in members {
-            let recorded = self
-                .node
-                .member_addresses()
-                .get(&id)
-                .and_then(|addr| addr.parse::<SocketAddr>().ok());
-            let Some(addr) = recorded.or_else(|| self.options.peer_addrs.get(&id.0).copied())
-            else {
+            let Some(addr) = self.peer_addr(id) else {
                 tracing::warn!(node = me.0, peer = id.0, "no address known for a member");
                 continue;
             };
-            if self.peers.get(&id).map(|(known, _)| *known) != Some(addr) {
-                let queue = (self.connect_peer)(id, addr);
-                self.peers.insert(id, (addr, queue));
-            }
+            self.connect(id, addr);
+        }
+        self.peers_refreshed = Instant::now();
+    }
+
+    /// Where to reach a peer: the address the log (or a snapshot) records for it, else its
+    /// entry in the initial cluster, else the address it gave in its Hello. A Hello, which
+    /// anyone who reaches the peer port may send, never redirects a node the log knows; it
+    /// lets a node answer a leader that joined after it.
+    fn peer_addr(&self, id: NodeId) -> Option<SocketAddr> {
+        let recorded = self
+            .node
+            .member_addresses()
+            .get(&id)
+            .and_then(|addr| addr.parse::<SocketAddr>().ok());
+        recorded
+            .or_else(|| self.options.peer_addrs.get(&id.0).copied())
+            .or_else(|| self.shared.advertised.read().ok()?.get(&id.0)?.peer_addr)
+    }
+
+    /// Opens a queue to `id` at `addr`, unless one to that address is open: a queue to another
+    /// address is closed (its sender task ends) and replaced.
+    fn connect(&mut self, id: NodeId, addr: SocketAddr) {
+        if self.peers.get(&id).map(|(known, _)| *known) != Some(addr) {
+            let queue = (self.connect_peer)(id, addr);
+            self.peers.insert(id, (addr, queue));
         }
     }
 
@@ -289,6 +320,10 @@ impl Driver {
                 }
                 self.expire_requests(now);
                 self.publish_status();
+                if now.duration_since(self.peers_refreshed) >= PEER_REFRESH {
+                    // A Hello may have given a new address for a node the log does not know.
+                    self.refresh_peers();
+                }
             }
             self.process()?;
         }
@@ -585,9 +620,11 @@ impl Driver {
         self.node.batch_synced(token, &mut BatchSizes(&metrics))
     }
 
-    /// Puts messages on their peers' queues.
+    /// Puts messages on their peers' queues. A message to a node with no queue (one that is
+    /// not a member in this node's view, such as a leader that joined after it) opens one if
+    /// an address is known for it, so that a node can answer whoever sends to it.
     fn send(&mut self, messages: Vec<Envelope>) {
-        let metrics = &self.shared.metrics;
+        let metrics = self.shared.metrics.clone();
         let isolated = self.shared.is_isolated();
         for message in messages {
             if isolated {
@@ -596,6 +633,12 @@ impl Driver {
             }
             if matches!(message.message, PeerMessage::Forward { .. }) {
                 metrics.forwarded_requests.inc();
+            }
+            let to = message.to();
+            if !self.peers.contains_key(&to) {
+                if let Some(addr) = self.peer_addr(to) {
+                    self.connect(to, addr);
+                }
             }
             let delivered = self
                 .peers

@@ -3,7 +3,8 @@
 //! The shell ring: tokio, sockets, files and the command line around the deterministic node.
 //!
 //! # Layout
-//! - commands of the binary: [`serve`] (one durable node, its startup in steps), [`local`] (a
+//! - commands of the binary: [`serve`] (one durable node, its startup in steps; [`join`]
+//!   for a node joining through a member), [`local`] (a
 //!   cluster on this machine), [`cli`] (`skiff status` and `skiff admin`), [`httpc`] (their
 //!   small HTTP client);
 //! - security: [`tls`] (rustls on the three ports, mutual on the peer port, reloadable),
@@ -32,6 +33,7 @@ mod disk;
 mod driver;
 mod http;
 mod httpc;
+mod join;
 mod local;
 mod metrics;
 mod resp;
