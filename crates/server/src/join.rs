@@ -338,14 +338,20 @@ mod tests {
         );
     }
 
+    /// A change that makes an answer unacceptable.
+    type Spoil = fn(&mut ClusterAnswer);
+
     #[test]
     fn a_hostile_or_mistaken_answer_is_refused_naming_why() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut ClusterAnswer)>)> = vec![
-            ("cluster id", Box::new(|a| a.cluster_id ^= 1)),
-            ("founding members", Box::new(|a| a.initial_cluster.clear())),
+        let cases: Vec<(&str, Spoil)> = vec![
+            ("cluster id", (|a: &mut ClusterAnswer| a.cluster_id ^= 1)),
             (
                 "founding members",
-                Box::new(|a| {
+                (|a: &mut ClusterAnswer| a.initial_cluster.clear()),
+            ),
+            (
+                "founding members",
+                (|a: &mut ClusterAnswer| {
                     a.initial_cluster = (1..=100)
                         .map(|id| (id, "10.0.0.1:1".parse().unwrap()))
                         .collect()
@@ -353,30 +359,30 @@ mod tests {
             ),
             (
                 "members, over",
-                Box::new(|a| {
+                (|a: &mut ClusterAnswer| {
                     let one = a.members[0].clone();
                     a.members = vec![one; 1000]
                 }),
             ),
             (
                 "no node can be reached",
-                Box::new(|a| a.members[0].peer_addr = Some("0.0.0.0:7101".into())),
+                (|a: &mut ClusterAnswer| a.members[0].peer_addr = Some("0.0.0.0:7101".into())),
             ),
             (
                 "no node can be reached",
-                Box::new(|a| a.members[0].peer_addr = Some("<b>x</b>".into())),
+                (|a: &mut ClusterAnswer| a.members[0].peer_addr = Some("<b>x</b>".into())),
             ),
             (
                 "no node can be reached",
-                Box::new(|a| a.members[0].peer_addr = Some("10.0.0.2:0".into())),
+                (|a: &mut ClusterAnswer| a.members[0].peer_addr = Some("10.0.0.2:0".into())),
             ),
             (
                 "no node can be reached",
-                Box::new(|a| a.members[0].peer_addr = Some("1".repeat(10_000))),
+                (|a: &mut ClusterAnswer| a.members[0].peer_addr = Some("1".repeat(10_000))),
             ),
             (
                 "id 0",
-                Box::new(|a| {
+                (|a: &mut ClusterAnswer| {
                     a.members[0].id = 0;
                 }),
             ),
