@@ -27,12 +27,22 @@ use crate::transport::{self, Hello, TransportOptions, PEER_QUEUE};
 /// Inputs the driver may have queued before new ones are refused.
 const DRIVER_QUEUE: usize = 65_536;
 
-/// How a node starts: its identity, whether it has run before, and, on a joining node's first
-/// start, the member it joined through (`None` for the old `--join` with `--initial-cluster`).
+/// How a node starts: its identity, whether it has run before, and whether this is a joining
+/// node's first start.
 struct Start {
     identity: Identity,
     has_run: bool,
-    joining: Option<Option<String>>,
+    joining: Joining,
+}
+
+/// Whether a node starts to join a running cluster.
+enum Joining {
+    /// It founds the cluster, or restarts.
+    No,
+    /// First start with `--join` and the original `--initial-cluster`.
+    WithInitialCluster,
+    /// First start through the member at this HTTP address (`--join ADDR`).
+    Through(String),
 }
 
 /// The node's identity and whether it has run before: from its data directory, or made from
@@ -59,7 +69,7 @@ fn identity(args: &Settings, data_dir: &std::path::Path) -> anyhow::Result<Start
         return Ok(Start {
             identity,
             has_run: true,
-            joining: None,
+            joining: Joining::No,
         });
     }
     let id = args
@@ -73,7 +83,7 @@ fn identity(args: &Settings, data_dir: &std::path::Path) -> anyhow::Result<Start
         return Ok(Start {
             identity,
             has_run: false,
-            joining: Some(Some(through)),
+            joining: Joining::Through(through),
         });
     }
     let joining = args.join.is_some();
@@ -102,7 +112,11 @@ fn identity(args: &Settings, data_dir: &std::path::Path) -> anyhow::Result<Start
     Ok(Start {
         identity,
         has_run: false,
-        joining: joining.then_some(None),
+        joining: if joining {
+            Joining::WithInitialCluster
+        } else {
+            Joining::No
+        },
     })
 }
 
@@ -483,8 +497,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             config = ?settings.config,
             "serving"
         );
-        if let Some(through) = joining {
-            log_next_step(identity.id, through.as_deref(), listen);
+        match joining {
+            Joining::No => {}
+            Joining::WithInitialCluster => log_next_step(identity.id, None, listen),
+            Joining::Through(through) => log_next_step(identity.id, Some(&through), listen),
         }
         run_until_stopped(identity.id, done_rx, listeners, security.tls).await
     })?;

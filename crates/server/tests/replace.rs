@@ -287,4 +287,49 @@ fn every_founding_node_is_replaced_and_the_cluster_grows_under_a_later_leader() 
             }
         }
     }
+
+    // A restart needs no --join; one that names a member of another cluster is refused, and
+    // one that names a member of its own starts.
+    cluster.kill(7);
+    let other = answer_once(
+        r#"{"cluster_id":12345,"initial_cluster":{"1":"127.0.0.1:9"},"members":[],"leader":null}"#,
+    );
+    let node = &cluster.nodes[&7];
+    let refused = std::process::Command::new(common::skiff_bin())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&node.dir)
+        .args(["--join", &other.to_string()])
+        .args(["--listen-client", &node.client.to_string()])
+        .args(["--listen-peer", &node.peer.to_string()])
+        .args(["--listen-http", &node.http.to_string()])
+        .output()
+        .expect("skiff runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("is a member of cluster 0x3039"), "{stderr}");
+    cluster.spawn(7);
+    let commit = status_u64(&cluster, 4, "commit").expect("commit");
+    eventually(Duration::from_secs(20), "node 7 back and caught up", || {
+        (status_u64(&cluster, 7, "applied")? >= commit).then_some(())
+    });
+}
+
+/// An HTTP server on loopback that answers one request with `body` (as JSON).
+fn answer_once(body: &'static str) -> SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
 }
