@@ -15,11 +15,12 @@ use skiff_node::{
     SyncToken,
 };
 use skiff_raft::{ConfChange, ConfChangeStep, NodeId, Role};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::admin;
 use crate::disk::TimedDisk;
 use crate::metrics::Metrics;
+use crate::peers::Peers;
 use crate::shared::{MemberStatus, NodeStatus, Shared};
 use crate::snapshotter::{Snapshotter, Written};
 use crate::syncer::{Synced, Syncer};
@@ -104,12 +105,7 @@ pub struct DriverOptions {
     pub sync_thread: bool,
 }
 
-/// How often the driver checks its peers' addresses besides membership changes: a node that
-/// is not a member gives its address only in its Hello, which may change.
-const PEER_REFRESH: Duration = Duration::from_secs(1);
-
-/// Starts a sender task for a peer at an address; the driver keeps the returned queue.
-pub type ConnectPeer = Box<dyn Fn(NodeId, SocketAddr) -> mpsc::Sender<Envelope> + Send>;
+pub use crate::peers::ConnectPeer;
 
 /// A request waiting for its reply.
 struct Waiting {
@@ -153,9 +149,8 @@ pub struct Driver {
     node: Node<TimedDisk>,
     options: DriverOptions,
     inputs: Receiver<Input>,
-    /// A queue per peer, with the address its sender task connects to.
-    peers: HashMap<NodeId, (SocketAddr, mpsc::Sender<Envelope>)>,
-    connect_peer: ConnectPeer,
+    /// A queue per peer.
+    peers: Peers,
     shared: Arc<Shared>,
     /// Client requests waiting for their reply, by id (ids grow with arrival).
     waiting: BTreeMap<RequestId, Waiting>,
@@ -174,8 +169,6 @@ pub struct Driver {
     snapshot_waiting: Vec<oneshot::Sender<Result<String, String>>>,
     /// Peers refused for their incarnation, logged once each.
     refused_peers: std::collections::BTreeSet<u64>,
-    /// When the peers' addresses were last checked.
-    peers_refreshed: Instant,
 }
 
 impl Driver {
@@ -192,12 +185,12 @@ impl Driver {
         } else {
             None
         };
+        let peer_addrs = options.peer_addrs.clone();
         let mut driver = Driver {
             node,
             options,
             inputs,
-            peers: HashMap::new(),
-            connect_peer,
+            peers: Peers::new(connect_peer, peer_addrs, shared.clone()),
             shared,
             waiting: BTreeMap::new(),
             admin_waiting: HashMap::new(),
@@ -209,65 +202,23 @@ impl Driver {
             snapshotter: Snapshotter::new(),
             snapshot_waiting: Vec::new(),
             refused_peers: Default::default(),
-            peers_refreshed: Instant::now(),
         };
         driver.refresh_peers();
         Ok(driver)
     }
 
-    /// Opens a queue to every member with a known address, moves a queue whose peer's address
-    /// changed (a node re-added elsewhere) to the new one, and closes the queues of nodes that
-    /// are neither members nor still reachable at the address they were opened to.
+    /// Connects to every member, as [`Peers::refresh`] does.
     fn refresh_peers(&mut self) {
         let conf = self.node.raw().raft().conf_state();
-        let me = self.node.id();
         let members: Vec<NodeId> = conf
             .voters
             .iter()
             .chain(&conf.voters_outgoing)
             .chain(&conf.learners)
             .copied()
-            .filter(|&id| id != me)
             .collect();
-        let stale: Vec<NodeId> = self
-            .peers
-            .iter()
-            .filter(|(id, (addr, _))| !members.contains(id) && self.peer_addr(**id) != Some(*addr))
-            .map(|(id, _)| *id)
-            .collect();
-        self.peers.retain(|id, _| !stale.contains(id));
-        for id in members {
-            let Some(addr) = self.peer_addr(id) else {
-                tracing::warn!(node = me.0, peer = id.0, "no address known for a member");
-                continue;
-            };
-            self.connect(id, addr);
-        }
-        self.peers_refreshed = Instant::now();
-    }
-
-    /// Where to reach a peer: the address the log (or a snapshot) records for it, else its
-    /// entry in the initial cluster, else the address it gave in its Hello. A Hello, which
-    /// anyone who reaches the peer port may send, never redirects a node the log knows; it
-    /// lets a node answer a leader that joined after it.
-    fn peer_addr(&self, id: NodeId) -> Option<SocketAddr> {
-        let recorded = self
-            .node
-            .member_addresses()
-            .get(&id)
-            .and_then(|addr| addr.parse::<SocketAddr>().ok());
-        recorded
-            .or_else(|| self.options.peer_addrs.get(&id.0).copied())
-            .or_else(|| self.shared.advertised.read().ok()?.get(&id.0)?.peer_addr)
-    }
-
-    /// Opens a queue to `id` at `addr`, unless one to that address is open: a queue to another
-    /// address is closed (its sender task ends) and replaced.
-    fn connect(&mut self, id: NodeId, addr: SocketAddr) {
-        if self.peers.get(&id).map(|(known, _)| *known) != Some(addr) {
-            let queue = (self.connect_peer)(id, addr);
-            self.peers.insert(id, (addr, queue));
-        }
+        self.peers
+            .refresh(self.node.id(), &members, self.node.member_addresses());
     }
 
     fn next_request_id(&mut self) -> RequestId {
@@ -320,7 +271,7 @@ impl Driver {
                 }
                 self.expire_requests(now);
                 self.publish_status();
-                if now.duration_since(self.peers_refreshed) >= PEER_REFRESH {
+                if self.peers.refresh_due(now) {
                     // A Hello may have given a new address for a node the log does not know.
                     self.refresh_peers();
                 }
@@ -620,9 +571,8 @@ impl Driver {
         self.node.batch_synced(token, &mut BatchSizes(&metrics))
     }
 
-    /// Puts messages on their peers' queues. A message to a node with no queue (one that is
-    /// not a member in this node's view, such as a leader that joined after it) opens one if
-    /// an address is known for it, so that a node can answer whoever sends to it.
+    /// Puts messages on their peers' queues ([`Peers::queue`] opens one to a node that sent to
+    /// this one without being a member in its view).
     fn send(&mut self, messages: Vec<Envelope>) {
         let metrics = self.shared.metrics.clone();
         let isolated = self.shared.is_isolated();
@@ -634,16 +584,10 @@ impl Driver {
             if matches!(message.message, PeerMessage::Forward { .. }) {
                 metrics.forwarded_requests.inc();
             }
-            let to = message.to();
-            if !self.peers.contains_key(&to) {
-                if let Some(addr) = self.peer_addr(to) {
-                    self.connect(to, addr);
-                }
-            }
             let delivered = self
                 .peers
-                .get(&message.to())
-                .is_some_and(|(_, peer)| peer.try_send(message).is_ok());
+                .queue(message.to(), self.node.member_addresses())
+                .is_some_and(|peer| peer.try_send(message).is_ok());
             // A full queue drops the message: Raft retransmits, and memory stays bounded.
             if !delivered {
                 metrics.peer_messages_dropped.inc();

@@ -14,7 +14,8 @@
 //!   default, bounds, help), [`config`] (the node's identity, kept in its data directory);
 //! - the node's thread: [`driver`] (the one owner of the node: persist → send → apply →
 //!   advance), [`syncer`] (fsync on a writer thread), [`snapshotter`] (snapshot files off the
-//!   driver thread), [`disk`] (the real disk, timed), [`admin`] (membership changes checked
+//!   driver thread), [`peers`] (the driver's peer queues and their addresses), [`disk`] (the
+//!   real disk, timed), [`admin`] (membership changes checked
 //!   before they are proposed);
 //! - the ports: [`client`] (Redis-protocol connections), [`resp`] (RESP2 parsing and replies),
 //!   [`commands`] (what a client request means), [`transport`] (TCP between nodes), [`http`]
@@ -36,6 +37,7 @@ mod httpc;
 mod join;
 mod local;
 mod metrics;
+mod peers;
 mod resp;
 mod serve;
 mod settings;

@@ -93,18 +93,23 @@ impl Writer {
     }
 }
 
-/// The leader that a majority of `ids` (the running members) agree on.
+/// The leader that a majority of `ids` (the running members) agree on, waiting for one.
 fn leader_among(cluster: &TestCluster, ids: &[u64]) -> u64 {
     eventually(Duration::from_secs(15), "a leader", || {
-        let statuses: Vec<_> = ids.iter().filter_map(|&id| cluster.status(id)).collect();
-        let leader = statuses.iter().find(|s| s["role"] == "leader")?;
-        let (id, term) = (leader["id"].as_u64()?, leader["term"].as_u64());
-        let agreeing = statuses
-            .iter()
-            .filter(|s| s["leader"].as_u64() == Some(id) && s["term"].as_u64() == term)
-            .count();
-        (agreeing * 2 > ids.len()).then_some(id)
+        current_leader(cluster, ids)
     })
+}
+
+/// The leader that a majority of `ids` agree on now, if any.
+fn current_leader(cluster: &TestCluster, ids: &[u64]) -> Option<u64> {
+    let statuses: Vec<_> = ids.iter().filter_map(|&id| cluster.status(id)).collect();
+    let leader = statuses.iter().find(|s| s["role"] == "leader")?;
+    let (id, term) = (leader["id"].as_u64()?, leader["term"].as_u64());
+    let agreeing = statuses
+        .iter()
+        .filter(|s| s["leader"].as_u64() == Some(id) && s["term"].as_u64() == term)
+        .count();
+    (agreeing * 2 > ids.len()).then_some(id)
 }
 
 /// Writes before the first snapshot, more than the log keeps after one.
@@ -219,10 +224,15 @@ fn every_founding_node_is_replaced_and_the_cluster_grows_under_a_later_leader() 
 
     // A node that joined later leads from now on: node 5 joins through it (the case where a
     // joiner's replies to a leader it had no address for were dropped).
-    eventually(Duration::from_secs(15), "node 4 to lead", || {
-        (cluster.admin_ok(2, &["transfer-leader", "--to", "4"])
-            && leader_among(&cluster, &[2, 3, 4]) == 4)
-            .then_some(())
+    // A transfer may give up (the target must catch up within an election timeout): give
+    // each one a second before asking again.
+    eventually(Duration::from_secs(30), "node 4 to lead", || {
+        if current_leader(&cluster, &[2, 3, 4]) == Some(4) {
+            return Some(());
+        }
+        cluster.admin_ok(2, &["transfer-leader", "--to", "4"]);
+        std::thread::sleep(Duration::from_secs(1));
+        None
     });
     let dropped_5 = join_and_promote(&mut cluster, &writer, 5, 4);
     remove_and_stop(&mut cluster, &writer, 2, 4, &[3, 4, 5]);
