@@ -16,10 +16,11 @@
 //! directory) then the message, so that a node whose disk was wiped is told apart from the
 //! member the cluster recorded (thesis §3.8).
 //!
-//! [`WIRE_VERSION`] 3 adds the envelope; version 2 was the same messages without it, and
-//! version 1 was big-endian. A node of another version refuses this one's frames at the
-//! header, by version (versions 2 and 3) or by a length over its limit (a version-1 node
-//! reading little-endian lengths).
+//! [`WIRE_VERSION`] 4 adds the sender's peer address to the [`Hello`], so that a node can
+//! answer a sender it has no address for (a leader that joined after it). Version 3 added
+//! the envelope; version 2 was the same messages without it, and version 1 was big-endian. A
+//! node of another version refuses this one's frames at the header, by version (versions 2
+//! to 4) or by a length over its limit (a version-1 node reading little-endian lengths).
 
 use skiff_codec::{put, CodecError, Reader};
 use skiff_raft::{
@@ -27,8 +28,8 @@ use skiff_raft::{
 };
 
 /// The version of the peer wire: frame header, Hello and messages. Version 1 was big-endian;
-/// version 2 had no [`Envelope`].
-pub const WIRE_VERSION: u8 = 3;
+/// version 2 had no [`Envelope`]; version 3 had no peer address in the [`Hello`].
+pub const WIRE_VERSION: u8 = 4;
 
 /// Bytes before a frame's payload: length, version, cluster id, kind.
 pub const FRAME_HEADER_BYTES: usize = 4 + 1 + 8 + 1;
@@ -175,7 +176,8 @@ pub enum FrameError {
     /// The frame is shorter than its header.
     #[error("frame of {0} bytes is shorter than a header")]
     TooShort(usize),
-    /// Another version of the wire (version 1 was big-endian, version 2 had no envelope).
+    /// Another version of the wire (version 1 was big-endian, version 2 had no envelope,
+    /// version 3 no peer address in the Hello).
     #[error("frame version {0}, expected {WIRE_VERSION}")]
     Version(u8),
     /// A node of another cluster.
@@ -284,14 +286,18 @@ pub struct Hello<'a> {
     pub client_addr: &'a str,
     /// Its HTTP address.
     pub http_addr: &'a str,
+    /// The address its peer port is reached at, or empty if it does not know one (it listens
+    /// on an unspecified address and was given none to advertise).
+    pub peer_addr: &'a str,
 }
 
 impl Hello<'_> {
-    /// Appends the Hello's payload: the id, then the two addresses as short strings.
+    /// Appends the Hello's payload: the id, then the three addresses as short strings.
     pub fn encode(&self, out: &mut Vec<u8>) {
         put::u64(out, self.from);
         put::short_str(out, self.client_addr);
         put::short_str(out, self.http_addr);
+        put::short_str(out, self.peer_addr);
     }
 
     /// Decodes a Hello payload; `bytes` must hold exactly that payload. The addresses are
@@ -306,6 +312,7 @@ impl Hello<'_> {
             from: r.u64().map_err(malformed)?,
             client_addr: r.short_str("client address", u16::MAX).map_err(malformed)?,
             http_addr: r.short_str("http address", u16::MAX).map_err(malformed)?,
+            peer_addr: r.short_str("peer address", u16::MAX).map_err(malformed)?,
         };
         r.finish().map_err(malformed)?;
         Ok(hello)
@@ -933,7 +940,7 @@ mod tests {
         );
         assert_eq!(
             parse_frame_header(&old, 9, 1024).unwrap_err().to_string(),
-            "frame version 1, expected 3"
+            "frame version 1, expected 4"
         );
         // A version-2 node (messages without an envelope) is refused by its version too.
         let mut v2 = bytes.clone();
@@ -941,6 +948,13 @@ mod tests {
         assert_eq!(
             parse_frame_header(&v2, 9, 1024),
             Err(FrameError::Version(2))
+        );
+        // A version-3 node (a Hello without the peer address) is refused by its version too.
+        let mut v3 = bytes.clone();
+        v3[4] = 3;
+        assert_eq!(
+            parse_frame_header(&v3, 9, 1024),
+            Err(FrameError::Version(3))
         );
         assert_eq!(
             parse_frame_header(b"GET / HTTP/1.1\r\n", 9, 1 << 20),
@@ -954,6 +968,7 @@ mod tests {
             from: 3,
             client_addr: "127.0.0.1:7001",
             http_addr: "[::1]:7201",
+            peer_addr: "10.0.0.3:7101",
         };
         let mut bytes = Vec::new();
         hello.encode(&mut bytes);
@@ -969,7 +984,7 @@ mod tests {
                 source: CodecError::TrailingBytes { count: 1 }
             })
         ));
-        let not_utf8 = [3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0xff, 0, 0];
+        let not_utf8 = [3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0xff, 0, 0, 0, 0];
         assert!(matches!(
             Hello::decode(&not_utf8),
             Err(WireError::Malformed {

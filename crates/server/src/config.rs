@@ -47,6 +47,10 @@ pub struct Identity {
     pub cluster_id: u64,
     /// The initial members' peer addresses, by id.
     pub initial_cluster: BTreeMap<String, SocketAddr>,
+    /// For a node that joined through a member (`--join ADDR`): the members' peer addresses
+    /// at that time, by id, so that it can reach them before its log records them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub members_at_join: BTreeMap<String, SocketAddr>,
 }
 
 const IDENTITY_FILE: &str = "identity.toml";
@@ -80,17 +84,29 @@ impl Identity {
 
     /// The initial members by numeric id.
     pub fn members(&self) -> anyhow::Result<BTreeMap<u64, SocketAddr>> {
-        self.initial_cluster
-            .iter()
-            .map(|(id, addr)| {
-                Ok((
-                    id.parse()
-                        .with_context(|| format!("member id {id:?} in identity file"))?,
-                    *addr,
-                ))
-            })
-            .collect()
+        by_number(&self.initial_cluster)
     }
+
+    /// Every peer address the identity knows, by numeric id: the initial members', and over
+    /// them those the members had when this node joined.
+    pub fn peer_addrs(&self) -> anyhow::Result<BTreeMap<u64, SocketAddr>> {
+        let mut addrs = self.members()?;
+        addrs.extend(by_number(&self.members_at_join)?);
+        Ok(addrs)
+    }
+}
+
+fn by_number(members: &BTreeMap<String, SocketAddr>) -> anyhow::Result<BTreeMap<u64, SocketAddr>> {
+    members
+        .iter()
+        .map(|(id, addr)| {
+            Ok((
+                id.parse()
+                    .with_context(|| format!("member id {id:?} in identity file"))?,
+                *addr,
+            ))
+        })
+        .collect()
 }
 
 /// A cluster id from the initial membership (FNV-1a over `id=addr` pairs in id order), so

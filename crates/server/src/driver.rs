@@ -15,11 +15,12 @@ use skiff_node::{
     SyncToken,
 };
 use skiff_raft::{ConfChange, ConfChangeStep, NodeId, Role};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::admin;
 use crate::disk::TimedDisk;
 use crate::metrics::Metrics;
+use crate::peers::Peers;
 use crate::shared::{MemberStatus, NodeStatus, Shared};
 use crate::snapshotter::{Snapshotter, Written};
 use crate::syncer::{Synced, Syncer};
@@ -107,8 +108,7 @@ pub struct DriverOptions {
     pub sync_thread: bool,
 }
 
-/// Starts a sender task for a peer at an address; the driver keeps the returned queue.
-pub type ConnectPeer = Box<dyn Fn(NodeId, SocketAddr) -> mpsc::Sender<Envelope> + Send>;
+pub use crate::peers::ConnectPeer;
 
 /// A request waiting for its reply.
 struct Waiting {
@@ -152,9 +152,8 @@ pub struct Driver {
     node: Node<TimedDisk>,
     options: DriverOptions,
     inputs: Receiver<Input>,
-    /// A queue per peer, with the address its sender task connects to.
-    peers: HashMap<NodeId, (SocketAddr, mpsc::Sender<Envelope>)>,
-    connect_peer: ConnectPeer,
+    /// A queue per peer.
+    peers: Peers,
     shared: Arc<Shared>,
     /// Client requests waiting for their reply, by id (ids grow with arrival).
     waiting: BTreeMap<RequestId, Waiting>,
@@ -191,12 +190,12 @@ impl Driver {
         } else {
             None
         };
+        let peer_addrs = options.peer_addrs.clone();
         let mut driver = Driver {
             node,
             options,
             inputs,
-            peers: HashMap::new(),
-            connect_peer,
+            peers: Peers::new(connect_peer, peer_addrs, shared.clone()),
             shared,
             waiting: BTreeMap::new(),
             admin_waiting: HashMap::new(),
@@ -214,35 +213,18 @@ impl Driver {
         Ok(driver)
     }
 
-    /// Opens a queue to every member with a known address and closes those of former members.
+    /// Connects to every member, as [`Peers::refresh`] does.
     fn refresh_peers(&mut self) {
         let conf = self.node.raw().raft().conf_state();
-        let me = self.node.id();
         let members: Vec<NodeId> = conf
             .voters
             .iter()
             .chain(&conf.voters_outgoing)
             .chain(&conf.learners)
             .copied()
-            .filter(|&id| id != me)
             .collect();
-        self.peers.retain(|id, _| members.contains(id));
-        for id in members {
-            let recorded = self
-                .node
-                .member_addresses()
-                .get(&id)
-                .and_then(|addr| addr.parse::<SocketAddr>().ok());
-            let Some(addr) = recorded.or_else(|| self.options.peer_addrs.get(&id.0).copied())
-            else {
-                tracing::warn!(node = me.0, peer = id.0, "no address known for a member");
-                continue;
-            };
-            if self.peers.get(&id).map(|(known, _)| *known) != Some(addr) {
-                let queue = (self.connect_peer)(id, addr);
-                self.peers.insert(id, (addr, queue));
-            }
-        }
+        self.peers
+            .refresh(self.node.id(), &members, self.node.member_addresses());
     }
 
     fn next_request_id(&mut self) -> RequestId {
@@ -295,6 +277,10 @@ impl Driver {
                 }
                 self.expire_requests(now);
                 self.publish_status();
+                if self.peers.refresh_due(now) {
+                    // A Hello may have given a new address for a node the log does not know.
+                    self.refresh_peers();
+                }
             }
             self.process()?;
         }
@@ -603,9 +589,10 @@ impl Driver {
         self.node.batch_synced(token, &mut BatchSizes(&metrics))
     }
 
-    /// Puts messages on their peers' queues.
+    /// Puts messages on their peers' queues ([`Peers::queue`] opens one to a node that sent to
+    /// this one without being a member in its view).
     fn send(&mut self, messages: Vec<Envelope>) {
-        let metrics = &self.shared.metrics;
+        let metrics = self.shared.metrics.clone();
         let isolated = self.shared.is_isolated();
         for message in messages {
             if isolated {
@@ -617,8 +604,8 @@ impl Driver {
             }
             let delivered = self
                 .peers
-                .get(&message.to())
-                .is_some_and(|(_, peer)| peer.try_send(message).is_ok());
+                .queue(message.to(), self.node.member_addresses())
+                .is_some_and(|peer| peer.try_send(message).is_ok());
             // A full queue drops the message: Raft retransmits, and memory stays bounded.
             if !delivered {
                 metrics.peer_messages_dropped.inc();

@@ -1,6 +1,6 @@
 //! HTTP on every node: the live cluster view (`GET /`, its script and style, fed by
 //! `GET /events`), `GET /status` (JSON), `GET /metrics` (Prometheus text), `GET /healthz`, the
-//! operator's `POST /admin/...` requests, and `POST /kv/set` for the view's write form.
+//! `GET /cluster` a joining node asks ([`crate::join`]), the operator's `POST /admin/...` requests, and `POST /kv/set` for the view's write form.
 //!
 //! Every request that changes state is a POST, and a POST whose `Origin` is not this node's own
 //! is refused ([`same_origin`]): a web page the operator visits cannot write or reconfigure the
@@ -85,6 +85,7 @@ pub async fn serve_http(
         .route("/admin/isolate", post(isolate))
         .route("/admin/campaign", post(campaign))
         .route("/status", get(status))
+        .route("/cluster", get(cluster))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/admin/transfer-leader", post(transfer_leader))
@@ -566,6 +567,26 @@ async fn campaign(State(state): State<AppState>) -> (StatusCode, String) {
 
 async fn status(State(state): State<AppState>) -> impl IntoResponse {
     Json(state.shared.status())
+}
+
+/// What a node joining through this one needs (`skiff serve --join`): the cluster id, the
+/// founding membership and the members' peer addresses. Bounded by the membership.
+async fn cluster(State(state): State<AppState>) -> impl IntoResponse {
+    let status = state.shared.status();
+    Json(crate::join::ClusterAnswer {
+        cluster_id: status.cluster_id,
+        initial_cluster: state.shared.initial_cluster.clone(),
+        members: status
+            .members
+            .into_iter()
+            .map(|m| crate::join::ClusterMember {
+                id: m.id,
+                kind: m.kind,
+                peer_addr: m.peer_addr,
+            })
+            .collect(),
+        leader: status.leader,
+    })
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {

@@ -3,7 +3,8 @@
 //! The shell ring: tokio, sockets, files and the command line around the deterministic node.
 //!
 //! # Layout
-//! - commands of the binary: [`serve`] (one durable node, its startup in steps), [`local`] (a
+//! - commands of the binary: [`serve`] (one durable node, its startup in steps; [`join`]
+//!   for a node joining through a member), [`local`] (a
 //!   cluster on this machine), [`cli`] (`skiff status` and `skiff admin`), [`httpc`] (their
 //!   small HTTP client), [`backup`] (`skiff admin backup`: the endpoint and the download),
 //!   [`restore`] (`skiff restore`: a new cluster's data directory from a backup);
@@ -14,7 +15,8 @@
 //!   default, bounds, help), [`config`] (the node's identity, kept in its data directory);
 //! - the node's thread: [`driver`] (the one owner of the node: persist → send → apply →
 //!   advance), [`syncer`] (fsync on a writer thread), [`snapshotter`] (snapshot files off the
-//!   driver thread), [`disk`] (the real disk, timed), [`admin`] (membership changes checked
+//!   driver thread), [`peers`] (the driver's peer queues and their addresses), [`disk`] (the
+//!   real disk, timed), [`admin`] (membership changes checked
 //!   before they are proposed);
 //! - the ports: [`client`] (Redis-protocol connections), [`resp`] (RESP2 parsing and replies),
 //!   [`commands`] (what a client request means), [`transport`] (TCP between nodes), [`http`]
@@ -34,8 +36,10 @@ mod disk;
 mod driver;
 mod http;
 mod httpc;
+mod join;
 mod local;
 mod metrics;
+mod peers;
 mod resp;
 mod restore;
 mod serve;

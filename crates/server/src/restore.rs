@@ -60,6 +60,7 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
             .iter()
             .map(|(id, addr)| (id.to_string(), *addr))
             .collect(),
+        members_at_join: BTreeMap::new(),
     };
     let meta = SnapshotMeta {
         voters: members.keys().map(|&id| NodeId(id)).collect(),

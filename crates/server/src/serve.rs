@@ -17,6 +17,7 @@ use crate::config::{cluster_id_of, parse_initial_cluster, Identity};
 use crate::disk::TimedDisk;
 use crate::driver::{ConnectPeer, Driver, DriverOptions};
 use crate::http::HttpAccess;
+use crate::join::JoinTarget;
 use crate::metrics::Metrics;
 use crate::settings::{ServeArgs, Settings};
 use crate::shared::{Advertised, Shared};
@@ -26,9 +27,31 @@ use crate::transport::{self, Hello, TransportOptions, PEER_QUEUE};
 /// Inputs the driver may have queued before new ones are refused.
 const DRIVER_QUEUE: usize = 65_536;
 
+/// How a node starts: its identity, whether it has run before, and whether this is a joining
+/// node's first start.
+struct Start {
+    identity: Identity,
+    has_run: bool,
+    joining: Joining,
+}
+
+/// Whether a node starts to join a running cluster.
+enum Joining {
+    /// It founds the cluster, or restarts.
+    No,
+    /// First start with `--join` and the original `--initial-cluster`.
+    WithInitialCluster,
+    /// First start through the member at this HTTP address (`--join ADDR`).
+    Through(String),
+}
+
 /// The node's identity and whether it has run before: from its data directory, or made from
 /// the flags on first start (the caller stores it once the new log is on disk).
-fn identity(args: &Settings, data_dir: &std::path::Path) -> anyhow::Result<(Identity, bool)> {
+fn identity(args: &Settings, data_dir: &std::path::Path) -> anyhow::Result<Start> {
+    let joining_through = match &args.join {
+        Some(JoinTarget::Members(addrs)) => Some(addrs),
+        _ => None,
+    };
     if let Some(identity) = Identity::load(data_dir)? {
         if let Some(id) = args.id.filter(|&id| id != identity.id) {
             bail!(
@@ -40,22 +63,41 @@ fn identity(args: &Settings, data_dir: &std::path::Path) -> anyhow::Result<(Iden
         if let Some(text) = args.initial_cluster.as_deref() {
             check_initial_cluster(text, &identity, data_dir)?;
         }
-        return Ok((identity, true));
+        if let Some(addrs) = joining_through {
+            crate::join::check_stored(&join_access(args)?, addrs, &identity, data_dir)?;
+        }
+        return Ok(Start {
+            identity,
+            has_run: true,
+            joining: Joining::No,
+        });
     }
     let id = args
         .id
         .context("--id is required on a node's first start (its data directory is empty)")?;
+    if let Some(addrs) = joining_through {
+        if args.initial_cluster.is_some() {
+            bail!("--join HOST:PORT takes the membership from the cluster: drop --initial-cluster (or give --join alone with the original --initial-cluster)");
+        }
+        let (identity, through) = crate::join::first_start(&join_access(args)?, addrs, id)?;
+        return Ok(Start {
+            identity,
+            has_run: false,
+            joining: Joining::Through(through),
+        });
+    }
+    let joining = args.join.is_some();
     let text = args
         .initial_cluster
         .as_deref()
         .context("--initial-cluster is required on a node's first start")?;
     let members = parse_initial_cluster(text)?;
-    if !members.contains_key(&id) && !args.join {
+    if !members.contains_key(&id) && !joining {
         bail!(
             "node {id} is not in --initial-cluster {text}; to add it to a running cluster, start it with --join and run `skiff admin add-learner`"
         );
     }
-    if members.contains_key(&id) && args.join {
+    if members.contains_key(&id) && joining {
         bail!("node {id} is an initial member; --join is for nodes added later");
     }
     let identity = Identity {
@@ -65,8 +107,36 @@ fn identity(args: &Settings, data_dir: &std::path::Path) -> anyhow::Result<(Iden
             .iter()
             .map(|(id, addr)| (id.to_string(), *addr))
             .collect(),
+        members_at_join: BTreeMap::new(),
     };
-    Ok((identity, false))
+    Ok(Start {
+        identity,
+        has_run: false,
+        joining: if joining {
+            Joining::WithInitialCluster
+        } else {
+            Joining::No
+        },
+    })
+}
+
+/// How a joining node reaches a member's HTTP port: HTTPS trusting the cluster's CA when the
+/// node has one, and the admin token when every request needs it (`--http-auth all`).
+fn join_access(settings: &Settings) -> anyhow::Result<crate::httpc::Access> {
+    let token = match (&settings.admin_token_file, settings.http_auth) {
+        (Some(path), Some(crate::settings::HttpAuth::All)) => {
+            Some(crate::auth::read_secret_text(path, "admin token")?)
+        }
+        _ => None,
+    };
+    Ok(crate::httpc::Access {
+        tls: settings
+            .tls_ca_cert_file
+            .as_deref()
+            .map(crate::tls::client_config)
+            .transpose()?,
+        token,
+    })
 }
 
 /// First-start flags given to a directory that has run must agree with it: a different
@@ -182,7 +252,7 @@ fn driver_options(settings: &Settings, identity: &Identity) -> anyhow::Result<Dr
         tick: Duration::from_millis(settings.tick_ms),
         request_timeout: Duration::from_millis(settings.request_timeout_ms),
         cluster_id: identity.cluster_id,
-        peer_addrs: identity.members()?.into_iter().collect::<BTreeMap<_, _>>(),
+        peer_addrs: identity.peer_addrs()?,
         sync_thread: settings.sync_thread,
     })
 }
@@ -235,12 +305,14 @@ impl RecoveryDisplay {
     }
 }
 
-/// The three addresses a node listens on.
+/// The three addresses a node listens on, and the peer address it gives other nodes.
 #[derive(Clone, Copy, Debug)]
 struct Listen {
     client: std::net::SocketAddr,
     peer: std::net::SocketAddr,
     http: std::net::SocketAddr,
+    /// `--advertise-peer`, else `peer` unless it is unspecified (0.0.0.0).
+    advertise_peer: Option<std::net::SocketAddr>,
 }
 
 impl Listen {
@@ -248,15 +320,24 @@ impl Listen {
     /// the initial cluster.
     fn of(settings: &Settings, identity: &Identity) -> anyhow::Result<Listen> {
         let members = identity.members()?;
+        let peer = settings
+            .listen_peer
+            .or_else(|| members.get(&identity.id).copied())
+            .context("--listen-peer is required")?;
+        if let Some(addr) = settings.advertise_peer {
+            if addr.ip().is_unspecified() || addr.ip().is_multicast() || addr.port() == 0 {
+                bail!("--advertise-peer {addr} is not an address other nodes can reach");
+            }
+        }
         Ok(Listen {
             client: settings
                 .listen_client
                 .context("--listen-client is required")?,
-            peer: settings
-                .listen_peer
-                .or_else(|| members.get(&identity.id).copied())
-                .context("--listen-peer is required")?,
+            peer,
             http: settings.listen_http.context("--listen-http is required")?,
+            advertise_peer: settings
+                .advertise_peer
+                .or(Some(peer).filter(|p| !p.ip().is_unspecified() && p.port() != 0)),
         })
     }
 }
@@ -358,7 +439,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .data_dir
         .clone()
         .context("--data-dir is required")?;
-    let (identity, has_run) = identity(&settings, &data_dir)?;
+    let Start {
+        identity,
+        has_run,
+        joining,
+    } = identity(&settings, &data_dir)?;
     let listen = Listen::of(&settings, &identity)?;
     let security = Security::of(&settings)?;
     security.check_exposure(listen, settings.insecure)?;
@@ -379,6 +464,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let shared = Arc::new(Shared {
             metrics,
+            initial_cluster: identity.members()?,
             fault_injection: settings.allow_fault_injection,
             local_control: settings.local_control.clone(),
             ..Shared::default()
@@ -411,10 +497,27 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             config = ?settings.config,
             "serving"
         );
+        match joining {
+            Joining::No => {}
+            Joining::WithInitialCluster => log_next_step(identity.id, None, listen),
+            Joining::Through(through) => log_next_step(identity.id, Some(&through), listen),
+        }
         run_until_stopped(identity.id, done_rx, listeners, security.tls).await
     })?;
     // Every acknowledged write is already durable: no shutdown work is needed.
     std::process::exit(0)
+}
+
+/// Tells the operator of a node that joined what to run next to add it.
+fn log_next_step(id: u64, through: Option<&str>, listen: Listen) {
+    let addr = through.unwrap_or("<a member's HTTP address>");
+    let peer = listen
+        .advertise_peer
+        .map_or("<this node's peer address>".to_string(), |a| a.to_string());
+    tracing::info!(
+        node = id,
+        "this node waits to be added to the cluster: run `skiff admin --addr {addr} add-learner --id {id} --peer-addr {peer}`, then `skiff admin --addr {addr} promote --id {id}` once it has caught up"
+    );
 }
 
 /// Opens the node's log in `data_dir`, showing the recovery as it goes and logging what it
@@ -480,6 +583,7 @@ fn transport_options(
             from: identity.id,
             client_addr: listen.client.to_string(),
             http_addr: listen.http.to_string(),
+            peer_addr: listen.advertise_peer,
         },
     })
 }
@@ -534,6 +638,7 @@ async fn start_listeners(
             Advertised {
                 client_addr: listen.client.to_string(),
                 http_addr: listen.http.to_string(),
+                peer_addr: listen.advertise_peer,
             },
         );
     }
@@ -624,6 +729,7 @@ mod tests {
                 .iter()
                 .map(|(id, addr)| (id.to_string(), *addr))
                 .collect(),
+            members_at_join: BTreeMap::new(),
         }
     }
 
@@ -661,6 +767,7 @@ mod tests {
             client: "127.0.0.1:1".parse().unwrap(),
             peer: "127.0.0.1:2".parse().unwrap(),
             http: "127.0.0.1:3".parse().unwrap(),
+            advertise_peer: None,
         };
         let driver = driver_options(&settings, &identity).unwrap();
         assert_eq!(driver.tick, Duration::from_millis(20));

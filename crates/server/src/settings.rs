@@ -15,6 +15,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::client::ClientOptions;
+use crate::join::JoinTarget;
 use crate::resp::Limits;
 use crate::transport::{DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_PEER_CONNECTIONS};
 
@@ -270,15 +271,21 @@ settings! {
         listen_client: Option<SocketAddr>;
         /// Address for the other nodes.
         listen_peer: Option<SocketAddr>;
+        /// The address other nodes reach this one's peer port at, if not --listen-peer (which
+        /// may be 0.0.0.0, or behind a proxy or NAT). Given to each peer this node connects to,
+        /// so that a node with no address for it (it joined later) can answer.
+        advertise_peer: Option<SocketAddr>;
         /// Address for HTTP: /status, /metrics, /healthz.
         listen_http: Option<SocketAddr>;
         /// The cluster's initial members, `1=host:port,2=host:port,…` (their peer addresses).
         /// Needed on first start only; afterwards membership comes from the node's durable state.
         initial_cluster: Option<String>;
         /// Join a running cluster instead of founding one: the node starts with no vote and waits
-        /// for the leader (`skiff admin add-learner`). `--initial-cluster` must be the cluster's
-        /// original one, which the node does not belong to.
-        join: bool {default};
+        /// for the leader (`skiff admin add-learner`). `--join HOST:PORT[,HOST:PORT…]` names the
+        /// HTTP address of any member (the first that answers tells the cluster id and members;
+        /// no --initial-cluster then). `--join` alone needs the cluster's original
+        /// `--initial-cluster`, which the node does not belong to. Needed on first start only.
+        join: Option<JoinTarget> [num_args = 0..=1, default_missing_value = ""];
         /// Accept `POST /admin/isolate`, which cuts the node off from its peers: for
         /// demonstrations (`skiff local` turns it on) and tests, never for production.
         allow_fault_injection: bool {default};

@@ -98,6 +98,8 @@ pub struct Advertised {
     pub client_addr: String,
     /// Its HTTP address.
     pub http_addr: String,
+    /// Its peer address, if it gave one: where to answer it when the log records none.
+    pub peer_addr: Option<std::net::SocketAddr>,
 }
 
 /// State shared between the driver thread and the async tasks.
@@ -117,6 +119,9 @@ pub struct Shared {
     pub fault_injection: bool,
     /// The control API of `skiff local`, shown to the live view.
     pub local_control: Option<String>,
+    /// The founding members' peer addresses (the configuration the log starts from), for
+    /// `GET /cluster`.
+    pub initial_cluster: BTreeMap<u64, std::net::SocketAddr>,
 }
 
 impl Default for Shared {
@@ -129,6 +134,7 @@ impl Default for Shared {
             isolated: AtomicBool::new(false),
             fault_injection: false,
             local_control: None,
+            initial_cluster: BTreeMap::new(),
         }
     }
 }

@@ -3,7 +3,10 @@
 //! Every frame is `length: u32 | version: u8 | cluster id: u64 | kind: u8 | payload` (see
 //! [`skiff_node::wire`]), `length` counting the bytes after itself. A connection opens with a
 //! `Hello` frame naming the sender and the client and HTTP addresses it serves; every later
-//! frame carries one [`Envelope`] (the sender's incarnation and a `PeerMessage`). A frame of
+//! frame carries one [`Envelope`] (the sender's incarnation and a `PeerMessage`). The Hello
+//! also gives the sender's own peer address, so that a node can answer a sender it has no
+//! address for (a leader that joined the cluster after it); the driver uses it only for ids
+//! whose address the log does not record. A frame of
 //! another version or cluster, a frame over the size limit, or bytes that do not decode close
 //! the connection and are logged; the node keeps serving.
 //!
@@ -46,8 +49,11 @@ pub const PEER_QUEUE: usize = 4096;
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 /// Incoming peer connections open at once, by default.
 pub const DEFAULT_MAX_PEER_CONNECTIONS: usize = 64;
-/// The largest Hello frame: an id and two socket addresses.
+/// The largest Hello frame: an id and three socket addresses.
 pub const MAX_HELLO_BYTES: usize = 1024;
+/// The longest peer address a Hello may give: a bracketed IPv6 address with a scope and a
+/// port fits.
+const MAX_PEER_ADDR_CHARS: usize = 64;
 /// How long a new connection may take to send its Hello (a peer sends it at once): a
 /// silent connection holds a connection slot no longer than this.
 const HELLO_DEADLINE: Duration = Duration::from_secs(2);
@@ -85,6 +91,8 @@ pub struct Hello {
     pub client_addr: String,
     /// Its HTTP address.
     pub http_addr: String,
+    /// The address its peer port is reached at, if it knows one.
+    pub peer_addr: Option<SocketAddr>,
 }
 
 fn put_frame(out: &mut Vec<u8>, cluster_id: u64, kind: u8, payload: impl FnOnce(&mut Vec<u8>)) {
@@ -101,6 +109,7 @@ pub fn put_hello(out: &mut Vec<u8>, cluster_id: u64, hello: &Hello) {
             from: hello.from,
             client_addr: &hello.client_addr,
             http_addr: &hello.http_addr,
+            peer_addr: &hello.peer_addr.map(|a| a.to_string()).unwrap_or_default(),
         }
         .encode(out)
     });
@@ -143,6 +152,7 @@ async fn read_frame(
 fn parse_hello(payload: BytesMut) -> Result<Hello, FrameError> {
     let hello = wire::Hello::decode(&payload).map_err(|e| FrameError::Payload(e.to_string()))?;
     let (from, client_addr, http_addr) = (hello.from, hello.client_addr, hello.http_addr);
+    let peer_addr = parse_peer_addr(hello.peer_addr)?;
     if from == 0 {
         return Err(FrameError::Payload("hello from node id 0".into()));
     }
@@ -160,7 +170,36 @@ fn parse_hello(payload: BytesMut) -> Result<Hello, FrameError> {
         from,
         client_addr: client_addr.to_string(),
         http_addr: http_addr.to_string(),
+        peer_addr,
     })
+}
+
+/// The peer address a Hello gives: empty for none, else a socket address another node could
+/// dial (not unspecified, multicast or port 0), since the driver may send to it.
+fn parse_peer_addr(text: &str) -> Result<Option<SocketAddr>, FrameError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let shown = || text.chars().take(MAX_PEER_ADDR_CHARS).collect::<String>();
+    if text.len() > MAX_PEER_ADDR_CHARS {
+        return Err(FrameError::Payload(format!(
+            "hello gives a peer address of {} bytes, over {MAX_PEER_ADDR_CHARS}: {:?}",
+            text.len(),
+            shown()
+        )));
+    }
+    let Ok(addr) = text.parse::<SocketAddr>() else {
+        return Err(FrameError::Payload(format!(
+            "hello gives a peer address that is not HOST:PORT: {:?}",
+            shown()
+        )));
+    };
+    if addr.ip().is_unspecified() || addr.ip().is_multicast() || addr.port() == 0 {
+        return Err(FrameError::Payload(format!(
+            "hello gives a peer address no node can be reached at: {addr}"
+        )));
+    }
+    Ok(Some(addr))
 }
 
 /// Settings the transport needs.
@@ -299,6 +338,7 @@ async fn accept_hello(
             Advertised {
                 client_addr: hello.client_addr.clone(),
                 http_addr: hello.http_addr.clone(),
+                peer_addr: hello.peer_addr,
             },
         );
     }
@@ -514,6 +554,7 @@ mod tests {
             from: 1,
             client_addr: "127.0.0.1:7001".into(),
             http_addr: "127.0.0.1:7201".into(),
+            peer_addr: Some("10.0.0.1:7101".parse().unwrap()),
         };
         put_hello(&mut out, 9, &hello);
         put_message(&mut out, 9, &heartbeat());
@@ -522,6 +563,15 @@ mod tests {
         assert_eq!(parse_hello(frames[0].1.clone()).unwrap(), hello);
         assert_eq!(frames[1].0, kind::MESSAGE);
         assert_eq!(wire::decode_envelope(&frames[1].1).unwrap(), heartbeat());
+        // A node that knows no address of its own to give says so.
+        let mut out = Vec::new();
+        let unknown = Hello {
+            peer_addr: None,
+            ..hello
+        };
+        put_hello(&mut out, 9, &unknown);
+        let frames = read_all(&out, 9, 1 << 20).await.unwrap();
+        assert_eq!(parse_hello(frames[0].1.clone()).unwrap(), unknown);
     }
 
     #[tokio::test]
@@ -562,5 +612,43 @@ mod tests {
             read_all(&truncated, 9, 1 << 20).await,
             Err(FrameError::Io(_))
         ));
+    }
+
+    /// A Hello whose own peer address is `peer_addr`, as the bytes a stranger could send.
+    fn hello_giving(peer_addr: &str) -> Result<Hello, FrameError> {
+        let mut payload = Vec::new();
+        wire::Hello {
+            from: 4,
+            client_addr: "127.0.0.1:7004",
+            http_addr: "127.0.0.1:7204",
+            peer_addr,
+        }
+        .encode(&mut payload);
+        parse_hello(BytesMut::from(&payload[..]))
+    }
+
+    #[test]
+    fn a_hello_giving_a_peer_address_no_node_can_be_reached_at_is_refused() {
+        assert_eq!(
+            hello_giving("[::1]:7104").unwrap().peer_addr,
+            Some("[::1]:7104".parse().unwrap())
+        );
+        for hostile in [
+            "0.0.0.0:7104",
+            "[::]:7104",
+            "127.0.0.1:0",
+            "224.0.0.1:7104",
+            "node-4:7104",
+            "127.0.0.1",
+            "<script>alert(1)</script>",
+            &format!("127.0.0.1:7104{}", " ".repeat(100)),
+            &"9".repeat(60_000),
+        ] {
+            let refused = hello_giving(hostile);
+            assert!(
+                matches!(&refused, Err(FrameError::Payload(why)) if why.contains("peer address")),
+                "{hostile:.80}: {refused:?}"
+            );
+        }
     }
 }

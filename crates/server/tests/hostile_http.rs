@@ -233,7 +233,7 @@ fn a_page_of_another_origin_can_neither_write_nor_reconfigure_on(secure: bool) {
 fn forge_hello(to: SocketAddr, cluster_id: u64, from: u64, http_addr: &str) -> TcpStream {
     let mut payload = Vec::new();
     payload.extend_from_slice(&from.to_le_bytes());
-    for text in ["127.0.0.1:1", http_addr] {
+    for text in ["127.0.0.1:1", http_addr, ""] {
         payload.extend_from_slice(&(text.len() as u16).to_le_bytes());
         payload.extend_from_slice(text.as_bytes());
     }

@@ -333,6 +333,9 @@ pub struct TestCluster {
     extra_args: Vec<String>,
     /// Nodes added after the start, which run with `--join`.
     joined: BTreeSet<u64>,
+    /// Nodes added after the start through a member, which run with `--join <its HTTP
+    /// address>` and without `--initial-cluster`.
+    joined_through: BTreeMap<u64, SocketAddr>,
 }
 
 pub fn skiff_bin() -> &'static str {
@@ -377,6 +380,7 @@ impl TestCluster {
             initial_cluster,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             joined: BTreeSet::new(),
+            joined_through: BTreeMap::new(),
         };
         for id in 1..=n {
             cluster.spawn(id);
@@ -391,6 +395,15 @@ impl TestCluster {
         let node = TestNode::new(id, self.root.path(), &self.cuts);
         self.nodes.insert(id, node);
         self.joined.insert(id);
+        self.spawn(id);
+    }
+
+    /// Starts a new node `id` that joins the running cluster through member `via`
+    /// (`--join <via's HTTP address>`, no `--initial-cluster`).
+    pub fn start_joining_through(&mut self, id: u64, via: u64) {
+        let node = TestNode::new(id, self.root.path(), &self.cuts);
+        self.nodes.insert(id, node);
+        self.joined_through.insert(id, self.nodes[&via].http);
         self.spawn(id);
     }
 
@@ -450,11 +463,17 @@ impl TestCluster {
             .arg(&node.dir)
             .args(["--listen-client", &node.client.to_string()])
             .args(["--listen-peer", &node.peer.to_string()])
+            // Peers know each node by its proxy, which the tests' network cuts act on.
+            .args(["--advertise-peer", &node.peer_proxy.to_string()])
             .args(["--listen-http", &node.http.to_string()])
-            .args(["--initial-cluster", &self.initial_cluster])
             .args(&self.extra_args)
             .args(self.secure.iter().flat_map(|s| s.serve_args(id)))
-            .args(self.joined.contains(&id).then_some("--join"))
+            .args(self.joined.contains(&id).then_some("--join"));
+        match self.joined_through.get(&id) {
+            Some(via) => command.args(["--join", &via.to_string()]),
+            None => command.args(["--initial-cluster", &self.initial_cluster]),
+        };
+        command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -668,10 +687,11 @@ pub fn peer_frame(cluster_id: u64, kind: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A peer's Hello frame: its id and the client and HTTP addresses it advertises.
+/// A peer's Hello frame: its id and the client and HTTP addresses it advertises (and no peer
+/// address).
 pub fn peer_hello(cluster_id: u64, from: u64, client_addr: &str, http_addr: &str) -> Vec<u8> {
     let mut payload = from.to_le_bytes().to_vec();
-    for text in [client_addr, http_addr] {
+    for text in [client_addr, http_addr, ""] {
         payload.extend_from_slice(&(text.len() as u16).to_le_bytes());
         payload.extend_from_slice(text.as_bytes());
     }
