@@ -72,6 +72,10 @@ pub enum AdminAction {
         /// Its peer address (what it gave as --listen-peer).
         #[arg(long)]
         peer_addr: String,
+        /// Add it even if a majority of the voters does not answer the leader now (it could
+        /// not be promoted until they do).
+        #[arg(long)]
+        force: bool,
     },
     /// Make a learner that has caught up a voter. Refused if the learner is unknown, has no
     /// recorded address, or a majority of the new voters does not answer the leader.
@@ -84,12 +88,14 @@ pub enum AdminAction {
         force: bool,
     },
     /// Remove a member (a voter leaves through the joint configuration). Refused if it is not
-    /// a member, or a majority of the remaining voters does not answer the leader.
+    /// a member, a majority of the remaining voters does not answer the leader, or fewer than
+    /// three voters would remain.
     Remove {
         /// The member's id.
         #[arg(long)]
         id: u64,
-        /// Remove even if a majority of the remaining voters does not answer the leader now.
+        /// Remove even if a majority of the remaining voters does not answer the leader now,
+        /// or fewer than three voters remain (no failure tolerated).
         #[arg(long)]
         force: bool,
     },
@@ -237,10 +243,15 @@ pub fn admin(args: AdminArgs) -> anyhow::Result<()> {
             AdminAction::TransferLeader { to } => format!("/admin/transfer-leader?to={to}"),
             AdminAction::Snapshot => "/admin/snapshot".to_string(),
             AdminAction::ReloadTls => "/admin/reload-tls".to_string(),
-            AdminAction::AddLearner { id, peer_addr } => {
+            AdminAction::AddLearner {
+                id,
+                peer_addr,
+                force,
+            } => {
                 format!(
-                    "/admin/add-learner?id={id}&peer_addr={}",
-                    query_escape(peer_addr)
+                    "/admin/add-learner?id={id}&peer_addr={}{}",
+                    query_escape(peer_addr),
+                    force_flag(*force)
                 )
             }
             AdminAction::Promote { id, force } => {
@@ -258,13 +269,30 @@ pub fn admin(args: AdminArgs) -> anyhow::Result<()> {
             _ => leader_http(&access, &args.addr).await?,
         };
         let (code, body) = httpc::request(&access, &target, "POST", &path).await?;
-        if code != 200 {
-            bail!("{target} refused: {}", body.trim());
+        let body = body.trim();
+        if code == 409 {
+            // The node checked the request and said no: nothing changed.
+            if body.starts_with("refused") {
+                return Err(Refused(format!("{target}: {body}")).into());
+            }
+            return Err(Refused(format!("{target} refused: {body}")).into());
         }
-        println!("{}", body.trim());
+        if code != 200 {
+            bail!("{target} refused: {body}");
+        }
+        println!("{body}");
         Ok(())
     })
 }
+
+/// The exit status of `skiff admin` when the node refused the request and nothing changed, so
+/// that a script can tell it from a node it could not ask (status 1).
+pub const REFUSED_EXIT_CODE: u8 = 3;
+
+/// A request the node checked and refused (HTTP 409): nothing changed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
 
 fn force_flag(force: bool) -> &'static str {
     if force {
