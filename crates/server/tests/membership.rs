@@ -166,3 +166,74 @@ fn skiff_admin_exits_zero_when_done_three_when_refused_and_one_when_it_cannot_as
     );
     assert_eq!(voters(&cluster, leader), vec![1, 2, 3]);
 }
+
+#[test]
+fn status_asked_of_a_just_restarted_follower_shows_every_healthy_node_reachable() {
+    let _serial = serial();
+    let mut cluster = TestCluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    let _: () = cluster.redis(leader).set("before", 1).expect("write");
+    cluster.kill(follower);
+    cluster.spawn(follower);
+
+    // At once: the first answer of the restarted node.
+    let table = eventually(Duration::from_secs(10), "the node to answer", || {
+        let output = std::process::Command::new(common::skiff_bin())
+            .args([
+                "status",
+                "--addr",
+                &cluster.nodes[&follower].http.to_string(),
+            ])
+            .output()
+            .expect("skiff status runs");
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    });
+    assert!(!table.contains("unreachable"), "{table}");
+    assert!(!table.contains("no leader"), "{table}");
+    for id in 1..=3u64 {
+        let row = table
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(&id.to_string()))
+            .unwrap_or_else(|| panic!("no row for node {id}:\n{table}"));
+        let role = if id == leader { "leader" } else { "follower" };
+        assert!(row.contains(role), "node {id} is a {role}: {row}\n{table}");
+    }
+}
+
+#[test]
+fn status_without_a_leader_says_so_at_the_top_and_shows_the_asked_nodes_view() {
+    let _serial = serial();
+    let mut cluster = TestCluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    let survivor = (1..=3).find(|&id| id != leader).expect("a follower");
+    for id in (1..=3).filter(|&id| id != survivor) {
+        cluster.kill(id);
+    }
+    eventually(
+        Duration::from_secs(5),
+        "the survivor to know no leader",
+        || {
+            let status = cluster.status(survivor)?;
+            status["leader"].is_null().then_some(())
+        },
+    );
+    let table = cluster.admin_status(survivor);
+    let first = table.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!(
+            "no leader is known: the members as node {survivor}"
+        )),
+        "{table}"
+    );
+    for id in (1..=3).filter(|&id| id != survivor) {
+        let row = table
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(&id.to_string()))
+            .unwrap_or_else(|| panic!("no row for node {id}:\n{table}"));
+        assert!(row.contains("unreachable"), "{row}");
+    }
+}
