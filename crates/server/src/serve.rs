@@ -433,9 +433,10 @@ fn open_node(
             recovery.show(progress)
         });
     recovery.finish();
-    let (node, report) = opened.with_context(|| {
-        format!(
-            "node {id} refuses to start: its durable state in {} is unusable",
+    // The error's own text names every cause once; as a context, its causes would repeat.
+    let (node, report) = opened.map_err(|error| {
+        anyhow::anyhow!(
+            "node {id} refuses to start: its durable state in {} is unusable: {error}",
             wal_dir.display()
         )
     })?;
