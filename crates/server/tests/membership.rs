@@ -167,6 +167,14 @@ fn skiff_admin_exits_zero_when_done_three_when_refused_and_one_when_it_cannot_as
     assert_eq!(voters(&cluster, leader), vec![1, 2, 3]);
 }
 
+/// The line of `skiff status`'s table for node `id`.
+fn row_of(table: &str, id: u64) -> &str {
+    table
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(&id.to_string()))
+        .unwrap_or_else(|| panic!("no row for node {id}:\n{table}"))
+}
+
 #[test]
 fn status_asked_of_a_just_restarted_follower_shows_every_healthy_node_reachable() {
     let _serial = serial();
@@ -195,10 +203,7 @@ fn status_asked_of_a_just_restarted_follower_shows_every_healthy_node_reachable(
     assert!(!table.contains("unreachable"), "{table}");
     assert!(!table.contains("no leader"), "{table}");
     for id in 1..=3u64 {
-        let row = table
-            .lines()
-            .find(|line| line.split_whitespace().next() == Some(&id.to_string()))
-            .unwrap_or_else(|| panic!("no row for node {id}:\n{table}"));
+        let row = row_of(&table, id);
         let role = if id == leader { "leader" } else { "follower" };
         assert!(row.contains(role), "node {id} is a {role}: {row}\n{table}");
     }
@@ -230,10 +235,7 @@ fn status_without_a_leader_says_so_at_the_top_and_shows_the_asked_nodes_view() {
         "{table}"
     );
     for id in (1..=3).filter(|&id| id != survivor) {
-        let row = table
-            .lines()
-            .find(|line| line.split_whitespace().next() == Some(&id.to_string()))
-            .unwrap_or_else(|| panic!("no row for node {id}:\n{table}"));
+        let row = row_of(&table, id);
         assert!(row.contains("unreachable"), "{row}");
     }
 }
