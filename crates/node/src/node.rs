@@ -119,6 +119,10 @@ pub struct Node<D: Disk, M: StateMachine = skiff_kv::StateMachine> {
     snapshot_requested: bool,
     /// What the driver has yet to take.
     effects: Vec<Effect<M::Reply>>,
+    /// The candidate of a planned leadership transfer (thesis §3.10) and its election's term:
+    /// while this node knows no leader in that term, clients hear that leadership is moving
+    /// rather than that the cluster may have lost its quorum.
+    moving_to: Option<(NodeId, Term)>,
 }
 
 impl<D: Disk, M: StateMachine> Node<D, M> {
@@ -174,6 +178,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             snapshots: 0,
             snapshot_requested: false,
             effects: Vec::new(),
+            moving_to: None,
         };
         Ok((node, report))
     }
@@ -226,7 +231,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                     self.reads.insert(id, command);
                 }
                 Err(ReadIndexError::NoLeader) => {
-                    self.reply(Origin::Local(id), M::refused(refusals::NO_LEADER.into()))
+                    self.reply(Origin::Local(id), self.no_leader_refusal())
                 }
                 Err(ReadIndexError::TooManyPending { .. }) => {
                     self.reply(Origin::Local(id), M::refused(refusals::BUSY.into()))
@@ -305,7 +310,19 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                         data,
                     )?;
                 }
-                Ok(self.raw.step(message)?)
+                let transfer_election = match &message.body {
+                    MessageBody::RequestVote {
+                        leadership_transfer: true,
+                        ..
+                    } => Some((message.from, message.term)),
+                    MessageBody::TimeoutNow => Some((self.id(), message.term.next())),
+                    _ => None,
+                };
+                self.raw.step(message)?;
+                if let Some(moving) = transfer_election {
+                    self.note_transfer_election(moving);
+                }
+                Ok(())
             }
             PeerMessage::Forward {
                 from,
@@ -432,7 +449,10 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                         request,
                     });
                 }
-                _ => self.reply(origin, M::refused(refusals::NO_LEADER.into())),
+                _ => {
+                    let refusal = self.no_leader_refusal();
+                    self.reply(origin, refusal);
+                }
             }
             return;
         }
@@ -582,6 +602,28 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 let reply = self.state_machine.read(&command);
                 self.effects.push(Effect::Reply(id, reply));
             }
+        }
+    }
+}
+
+impl<D: Disk, M: StateMachine> Node<D, M> {
+    /// Remembers the candidate of a planned transfer's election if this node is now in its
+    /// term (a stale or refused vote request leaves the term, and the note, alone).
+    fn note_transfer_election(&mut self, (candidate, term): (NodeId, Term)) {
+        if self.raw.raft().term() == term {
+            self.moving_to = Some((candidate, term));
+        }
+    }
+
+    /// The refusal of a request when no leader is known: `TRYAGAIN` naming the candidate while
+    /// a planned transfer's election runs in the current term, `CLUSTERDOWN` otherwise.
+    fn no_leader_refusal(&self) -> M::Reply {
+        let raft = self.raw.raft();
+        match self.moving_to {
+            Some((candidate, term)) if term == raft.term() && raft.leader().is_none() => {
+                M::refused(refusals::transferring(candidate))
+            }
+            _ => M::refused(refusals::NO_LEADER.into()),
         }
     }
 }

@@ -14,9 +14,17 @@ pub const OUTCOME_UNKNOWN: &str =
 pub const BUSY: &str = "TRYAGAIN too many requests in flight; retry later";
 /// The leader changed or refused before confirming a read.
 pub const READ_NOT_CONFIRMED: &str = "TRYAGAIN no leader confirmed the read; retry";
-/// Leadership is being handed to node `to`.
+/// Leadership is moving to node `to` in a planned transfer (thesis §3.10): the leader refuses
+/// new writes until it is done, and the others know no leader for the moment. Nothing was
+/// applied; the cluster has not lost its quorum.
 pub fn transferring(to: skiff_raft::NodeId) -> String {
-    format!("TRYAGAIN leadership is being transferred to node {to}; retry")
+    format!("{MOVING_PREFIX}{}; retry", to.0)
+}
+/// The start of every [`transferring`] refusal.
+pub const MOVING_PREFIX: &str = "TRYAGAIN leadership is moving to node ";
+/// Whether `text` is a [`transferring`] refusal.
+pub fn is_leadership_moving(text: &str) -> bool {
+    text.starts_with(MOVING_PREFIX)
 }
 /// The request does not fit in one log entry.
 pub const TOO_LARGE: &str = "ERR request too large for one log entry";

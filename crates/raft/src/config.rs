@@ -2,6 +2,10 @@
 
 use crate::types::{LogIndex, NodeId};
 
+/// [`Config::snapshot_trailing_entries`] unless set: a follower up to this many entries behind
+/// a new snapshot still catches up from the log.
+pub const DEFAULT_SNAPSHOT_TRAILING_ENTRIES: u64 = 1024;
+
 /// Settings of one node. [`Config::new`] gives the defaults; fields may be changed before
 /// [`RawNode::new`](crate::RawNode::new), which validates them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,7 +105,7 @@ impl Config {
             max_pending_reads: 4096,
             read_lease: false,
             lease_clock_drift_ticks: 2,
-            snapshot_trailing_entries: 1024,
+            snapshot_trailing_entries: DEFAULT_SNAPSHOT_TRAILING_ENTRIES,
             max_snapshot_chunk_bytes: 1024 * 1024,
             applied: LogIndex(0),
             seed: 0,

@@ -95,7 +95,7 @@ pub mod tracker;
 pub mod types;
 pub mod validate;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, DEFAULT_SNAPSHOT_TRAILING_ENTRIES};
 pub use log::AppendError;
 pub use membership::{ConfChange, ConfChangeError, ConfChangeStep, ConfState};
 pub use message::{AppendResponse, Message, MessageBody};

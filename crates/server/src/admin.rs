@@ -1,9 +1,11 @@
 //! The operator's membership changes, checked on the leader before they are proposed: the node
 //! must exist in the role the change expects, have a usable peer address, and — unless the
 //! operator forces it — the change must leave a voter set whose majority the leader can reach
-//! now. The core refuses what breaks Raft's rules (one change at a time, a promoted learner must
-//! have caught up); these checks refuse what Raft allows but would leave the cluster unable to
-//! lose a node, or unable to commit at all.
+//! now, a removal must not leave fewer than three voters, and a learner is added only while the
+//! current voters' majority answers (else it could never be promoted). The core refuses what
+//! breaks Raft's rules (one change at a time, a promoted learner must have caught up); these
+//! checks refuse what Raft allows but would leave the cluster unable to lose a node, or unable
+//! to commit at all. Every answer names the resulting fault tolerance ([`Outcome`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -19,6 +21,75 @@ pub const MAX_NODE_ID: u64 = u32::MAX as u64;
 /// The start of [`AdminError::ReachabilityUnsettled`]'s text, by which the HTTP handler knows
 /// to ask again a moment later.
 pub const UNSETTLED_PREFIX: &str = "the leader has not heard a full heartbeat round";
+
+/// The smallest voter set that survives a failure; a removal below it needs `--force`.
+pub const MIN_SAFE_VOTERS: usize = 3;
+
+/// How many of `voters` voters may fail while a majority still answers (§5.2, §6).
+fn failures_tolerated(voters: usize) -> usize {
+    voters.saturating_sub(1) / 2
+}
+
+/// `voters` as "3 voters (1, 2, 4)".
+fn voters_in_words(voters: &[u64]) -> String {
+    let list: Vec<String> = voters.iter().map(u64::to_string).collect();
+    let noun = if voters.len() == 1 { "voter" } else { "voters" };
+    format!("{} {noun} ({})", voters.len(), list.join(", "))
+}
+
+/// How many failures `voters` voters tolerate: "no failure", "1 failure", "2 failures".
+fn failures_in_words(voters: usize) -> String {
+    match failures_tolerated(voters) {
+        0 => "no failure".to_string(),
+        1 => "1 failure".to_string(),
+        n => format!("{n} failures"),
+    }
+}
+
+/// "2 voters (1, 2), which tolerate no failure": the subject of a refusal.
+fn which_tolerate(voters: &[u64]) -> String {
+    let verb = if voters.len() == 1 {
+        "tolerates"
+    } else {
+        "tolerate"
+    };
+    format!(
+        "{}, which {verb} {}",
+        voters_in_words(voters),
+        failures_in_words(voters.len())
+    )
+}
+
+/// The configuration a membership change leaves, as its answer says it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The voters after the change.
+    pub voters: Vec<u64>,
+    /// The learners after the change.
+    pub learners: Vec<u64>,
+}
+
+impl std::fmt::Display for Outcome {
+    /// "3 voters (1, 2, 4), tolerates 1 failure; 1 learner (5)".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}, tolerates {}",
+            voters_in_words(&self.voters),
+            failures_in_words(self.voters.len())
+        )?;
+        if !self.learners.is_empty() {
+            let list: Vec<String> = self.learners.iter().map(u64::to_string).collect();
+            let noun = if self.learners.len() == 1 {
+                "learner"
+            } else {
+                "learners"
+            };
+            write!(f, "; {} {noun} ({})", self.learners.len(), list.join(", "))?;
+        }
+        Ok(())
+    }
+}
 
 /// Why an operator's request is refused before it reaches the core.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -68,11 +139,41 @@ pub enum AdminError {
     /// The voters after the change would not include a majority that answers the leader.
     #[error(
         "refused: after this change the voters would be {voters:?}, of which only {reachable:?} \
-         answered the leader recently; a majority needs {needed}. Bring the others back, or \
-         repeat with --force (force=1) to change the configuration anyway"
+         answered the leader recently; a majority needs {needed}, so the cluster could not \
+         commit and tolerates no failure now (once all answer, {}). Bring the others back, or \
+         repeat with --force (force=1) to change the configuration anyway",
+        which_tolerate(voters)
     )]
     QuorumUnreachable {
         /// The voters after the change.
+        voters: Vec<u64>,
+        /// Those of them the leader heard from recently (itself included).
+        reachable: Vec<u64>,
+        /// A majority of `voters`.
+        needed: usize,
+    },
+    /// A removal would leave fewer than [`MIN_SAFE_VOTERS`] voters.
+    #[error(
+        "refused: removing {id} leaves {}; pass --force (force=1) to do it anyway",
+        which_tolerate(voters)
+    )]
+    TooFewVoters {
+        /// The voter being removed.
+        id: u64,
+        /// The voters after the removal.
+        voters: Vec<u64>,
+    },
+    /// `add-learner` while the current voters' majority does not answer the leader: the
+    /// learner's entry could not commit, nor could its promotion.
+    #[error(
+        "refused: of the voters {voters:?} only {reachable:?} answered the leader recently; a \
+         majority needs {needed}, so a learner added now could never be promoted, and the \
+         cluster tolerates no failure now (once all answer, {}). Bring the others back, or \
+         repeat with --force (force=1) to add it anyway",
+        which_tolerate(voters)
+    )]
+    LearnerQuorumUnreachable {
+        /// The voters in force.
         voters: Vec<u64>,
         /// Those of them the leader heard from recently (itself included).
         reachable: Vec<u64>,
@@ -145,12 +246,13 @@ impl ClusterView {
     }
 }
 
-/// Checks `request` against `view`; requests that are not membership changes pass (the core
+/// Checks `request` against `view`. A membership change that passes answers with the
+/// configuration it leaves; requests that are not membership changes pass with none (the core
 /// checks a leadership transfer's target itself) once their id is in range.
-pub fn check(view: &ClusterView, request: &AdminRequest) -> Result<(), AdminError> {
+pub fn check(view: &ClusterView, request: &AdminRequest) -> Result<Option<Outcome>, AdminError> {
     let id = match request {
-        AdminRequest::TransferLeader(id) => return check_id(*id),
-        AdminRequest::Snapshot | AdminRequest::Campaign => return Ok(()),
+        AdminRequest::TransferLeader(id) => return check_id(*id).map(|()| None),
+        AdminRequest::Snapshot | AdminRequest::Campaign => return Ok(None),
         AdminRequest::AddLearner { id, .. }
         | AdminRequest::Promote { id, .. }
         | AdminRequest::Remove { id, .. } => *id,
@@ -161,10 +263,19 @@ pub fn check(view: &ClusterView, request: &AdminRequest) -> Result<(), AdminErro
             leader: view.leader,
         });
     }
-    let mut voters: BTreeSet<u64> = view.conf.voters.iter().map(|v| v.0).collect();
+    let voters_before: BTreeSet<u64> = view.conf.voters.iter().map(|v| v.0).collect();
+    let mut voters = voters_before.clone();
+    let mut learners: BTreeSet<u64> = view.conf.learners.iter().map(|v| v.0).collect();
     let force = match request {
-        AdminRequest::AddLearner { peer_addr, .. } => {
-            return check_new_learner(view, id, peer_addr)
+        AdminRequest::AddLearner {
+            peer_addr, force, ..
+        } => {
+            check_new_learner(view, id, peer_addr)?;
+            if !force {
+                check_learner_can_be_promoted(view, &voters)?;
+            }
+            learners.insert(id);
+            return Ok(Some(outcome(&voters, &learners)));
         }
         AdminRequest::Promote { force, .. } => {
             if view.is_voter(id) {
@@ -177,6 +288,7 @@ pub fn check(view: &ClusterView, request: &AdminRequest) -> Result<(), AdminErro
                 return Err(AdminError::NoAddress(id));
             }
             voters.insert(id);
+            learners.remove(&id);
             *force
         }
         AdminRequest::Remove { force, .. } => {
@@ -184,16 +296,31 @@ pub fn check(view: &ClusterView, request: &AdminRequest) -> Result<(), AdminErro
                 return Err(AdminError::NotAMember(id));
             }
             voters.remove(&id);
+            learners.remove(&id);
             *force
         }
         AdminRequest::TransferLeader(_) | AdminRequest::Snapshot | AdminRequest::Campaign => {
             unreachable!("handled above")
         }
     };
-    if force {
-        return Ok(());
+    if !force {
+        check_quorum_after(view, &voters)?;
+        // Growing from one voter passes through two; only a shrink below three is refused.
+        if voters.len() < MIN_SAFE_VOTERS && voters.len() < voters_before.len() {
+            return Err(AdminError::TooFewVoters {
+                id,
+                voters: voters.iter().copied().collect(),
+            });
+        }
     }
-    check_quorum_after(view, &voters)
+    Ok(Some(outcome(&voters, &learners)))
+}
+
+fn outcome(voters: &BTreeSet<u64>, learners: &BTreeSet<u64>) -> Outcome {
+    Outcome {
+        voters: voters.iter().copied().collect(),
+        learners: learners.iter().copied().collect(),
+    }
 }
 
 fn check_id(id: u64) -> Result<(), AdminError> {
@@ -237,6 +364,26 @@ fn check_new_learner(view: &ClusterView, id: u64, peer_addr: &str) -> Result<(),
         });
     }
     Ok(())
+}
+
+/// A learner is worth adding only if the voters in force can commit now: its own entry, and
+/// later its promotion, need a majority of them (§6).
+fn check_learner_can_be_promoted(
+    view: &ClusterView,
+    voters: &BTreeSet<u64>,
+) -> Result<(), AdminError> {
+    match check_quorum_after(view, voters) {
+        Err(AdminError::QuorumUnreachable {
+            voters,
+            reachable,
+            needed,
+        }) => Err(AdminError::LearnerQuorumUnreachable {
+            voters,
+            reachable,
+            needed,
+        }),
+        other => other,
+    }
 }
 
 /// After the change, a majority of `voters` must be reachable now (the leader counts itself
@@ -305,6 +452,15 @@ mod tests {
         AdminRequest::AddLearner {
             id,
             peer_addr: peer_addr.to_string(),
+            force: false,
+        }
+    }
+
+    /// What a passing change answers, as `skiff admin` prints it after "done: ".
+    fn passes(view: &ClusterView, request: &AdminRequest) -> String {
+        match check(view, request) {
+            Ok(Some(outcome)) => outcome.to_string(),
+            other => panic!("{request:?} did not pass: {other:?}"),
         }
     }
 
@@ -323,7 +479,10 @@ mod tests {
     #[test]
     fn promoting_a_reachable_learner_with_an_address_passes() {
         let view = leader_view(&[1, 2, 3], &[4], &[2, 3, 4]);
-        assert_eq!(check(&view, &promote(4)), Ok(()));
+        assert_eq!(
+            passes(&view, &promote(4)),
+            "4 voters (1, 2, 3, 4), tolerates 1 failure"
+        );
     }
 
     #[test]
@@ -346,7 +505,10 @@ mod tests {
             })
         );
         let forced = AdminRequest::Promote { id: 4, force: true };
-        assert_eq!(check(&view, &forced), Ok(()));
+        assert_eq!(
+            passes(&view, &forced),
+            "4 voters (1, 2, 3, 4), tolerates 1 failure"
+        );
     }
 
     #[test]
@@ -357,10 +519,84 @@ mod tests {
     }
 
     #[test]
-    fn removing_a_live_voter_that_leaves_a_reachable_majority_passes() {
-        // {1,2,3} minus 3 leaves {1,2}: both answer.
+    fn removing_a_live_voter_that_leaves_three_reachable_voters_passes() {
+        // {1,2,3,4} minus 4 leaves {1,2,3}: all answer.
+        let view = leader_view(&[1, 2, 3, 4], &[], &[2, 3, 4]);
+        assert_eq!(
+            passes(&view, &remove(4)),
+            "3 voters (1, 2, 3), tolerates 1 failure"
+        );
+    }
+
+    #[test]
+    fn removing_down_to_two_voters_is_refused_unless_forced() {
+        // {1,2,3} minus 3 leaves {1,2}: both answer, but neither may fail.
         let view = leader_view(&[1, 2, 3], &[], &[2, 3]);
-        assert_eq!(check(&view, &remove(3)), Ok(()));
+        let refused = check(&view, &remove(3));
+        assert_eq!(
+            refused,
+            Err(AdminError::TooFewVoters {
+                id: 3,
+                voters: vec![1, 2]
+            })
+        );
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            "refused: removing 3 leaves 2 voters (1, 2), which tolerate no failure; \
+             pass --force (force=1) to do it anyway"
+        );
+        let forced = AdminRequest::Remove { id: 3, force: true };
+        assert_eq!(
+            passes(&view, &forced),
+            "2 voters (1, 2), tolerates no failure"
+        );
+    }
+
+    #[test]
+    fn removing_down_to_one_voter_is_refused_unless_forced() {
+        let view = leader_view(&[1, 2], &[], &[2]);
+        let refused = check(&view, &remove(2)).unwrap_err().to_string();
+        assert!(
+            refused.contains("leaves 1 voter (1), which tolerates no failure"),
+            "{refused}"
+        );
+        let forced = AdminRequest::Remove { id: 2, force: true };
+        assert_eq!(passes(&view, &forced), "1 voter (1), tolerates no failure");
+    }
+
+    #[test]
+    fn growing_from_one_voter_through_two_passes() {
+        // The only way from one voter to three is through two: a promotion never shrinks.
+        let view = leader_view(&[1], &[2, 3], &[2, 3]);
+        assert_eq!(
+            passes(&view, &promote(2)),
+            "2 voters (1, 2), tolerates no failure; 1 learner (3)"
+        );
+        let view = leader_view(&[1, 2], &[3], &[2, 3]);
+        assert_eq!(
+            passes(&view, &promote(3)),
+            "3 voters (1, 2, 3), tolerates 1 failure"
+        );
+    }
+
+    #[test]
+    fn fault_tolerance_is_said_in_words_for_each_size() {
+        for (voters, words) in [
+            (&[1][..], "1 voter (1), tolerates no failure"),
+            (&[1, 2], "2 voters (1, 2), tolerates no failure"),
+            (&[1, 2, 3], "3 voters (1, 2, 3), tolerates 1 failure"),
+            (&[1, 2, 3, 4], "4 voters (1, 2, 3, 4), tolerates 1 failure"),
+            (
+                &[1, 2, 3, 4, 5],
+                "5 voters (1, 2, 3, 4, 5), tolerates 2 failures",
+            ),
+        ] {
+            let outcome = Outcome {
+                voters: voters.to_vec(),
+                learners: Vec::new(),
+            };
+            assert_eq!(outcome.to_string(), words);
+        }
     }
 
     #[test]
@@ -375,33 +611,71 @@ mod tests {
                 needed: 2,
             })
         );
+        let text = check(&view, &remove(2)).unwrap_err().to_string();
+        assert!(
+            text.contains("once all answer, 2 voters (1, 3), which tolerate no failure"),
+            "{text}"
+        );
         let forced = AdminRequest::Remove { id: 2, force: true };
-        assert_eq!(check(&view, &forced), Ok(()));
+        assert_eq!(
+            passes(&view, &forced),
+            "2 voters (1, 3), tolerates no failure"
+        );
     }
 
     #[test]
-    fn removing_the_down_voter_passes() {
-        // 3 is down; removing it leaves {1,2}, both answering: the usual repair.
+    fn removing_the_down_voter_of_five_passes() {
+        // 5 is down; removing it leaves {1,2,3,4}, all answering: the usual repair.
+        let view = leader_view(&[1, 2, 3, 4, 5], &[], &[2, 3, 4]);
+        assert_eq!(
+            passes(&view, &remove(5)),
+            "4 voters (1, 2, 3, 4), tolerates 1 failure"
+        );
+    }
+
+    #[test]
+    fn removing_the_down_voter_of_three_needs_force() {
+        // 3 is down; removing it leaves {1,2}, both answering, which may lose neither.
         let view = leader_view(&[1, 2, 3], &[], &[2]);
-        assert_eq!(check(&view, &remove(3)), Ok(()));
+        assert!(matches!(
+            check(&view, &remove(3)),
+            Err(AdminError::TooFewVoters { id: 3, .. })
+        ));
+        let forced = AdminRequest::Remove { id: 3, force: true };
+        assert_eq!(
+            passes(&view, &forced),
+            "2 voters (1, 2), tolerates no failure"
+        );
     }
 
     #[test]
     fn removing_the_leader_counts_only_the_remaining_voters() {
-        // Without 1, {2,3} needs both; only 2 answers.
-        let view = leader_view(&[1, 2, 3], &[], &[2]);
+        // Without 1, {2,3,4} needs two of them; only 2 answers.
+        let view = leader_view(&[1, 2, 3, 4], &[], &[2]);
         assert!(matches!(
             check(&view, &remove(1)),
             Err(AdminError::QuorumUnreachable { needed: 2, .. })
         ));
-        let view = leader_view(&[1, 2, 3], &[], &[2, 3]);
-        assert_eq!(check(&view, &remove(1)), Ok(()));
+        let view = leader_view(&[1, 2, 3, 4], &[], &[2, 3]);
+        assert_eq!(
+            passes(&view, &remove(1)),
+            "3 voters (2, 3, 4), tolerates 1 failure"
+        );
     }
 
     #[test]
-    fn removing_a_learner_never_changes_the_quorum() {
+    fn removing_a_learner_never_changes_the_quorum_or_the_voter_count() {
         let view = leader_view(&[1, 2, 3], &[4], &[2, 3]);
-        assert_eq!(check(&view, &remove(4)), Ok(()));
+        assert_eq!(
+            passes(&view, &remove(4)),
+            "3 voters (1, 2, 3), tolerates 1 failure"
+        );
+        // Two voters stay two: the removal of a learner takes nothing from them.
+        let view = leader_view(&[1, 2], &[4], &[2]);
+        assert_eq!(
+            passes(&view, &remove(4)),
+            "2 voters (1, 2), tolerates no failure"
+        );
     }
 
     #[test]
@@ -414,7 +688,12 @@ mod tests {
         assert!(text.starts_with(UNSETTLED_PREFIX), "{text}");
         // A check that passes needs no settled view.
         view.reachable.extend([2, 3]);
-        assert_eq!(check(&view, &remove(2)), Ok(()));
+        let forced = AdminRequest::Remove { id: 2, force: true };
+        assert!(matches!(check(&view, &forced), Ok(Some(_))));
+        assert!(matches!(
+            check(&view, &remove(2)),
+            Err(AdminError::TooFewVoters { .. })
+        ));
     }
 
     #[test]
@@ -449,7 +728,10 @@ mod tests {
     #[test]
     fn adding_a_learner_needs_a_new_id_and_a_reachable_looking_address() {
         let view = leader_view(&[1, 2, 3], &[4], &[2, 3]);
-        assert_eq!(check(&view, &add(5, "127.0.0.1:7105")), Ok(()));
+        assert_eq!(
+            passes(&view, &add(5, "127.0.0.1:7105")),
+            "3 voters (1, 2, 3), tolerates 1 failure; 2 learners (4, 5)"
+        );
         assert_eq!(
             check(&view, &add(2, "127.0.0.1:7199")),
             Err(AdminError::AlreadyMember {
@@ -498,7 +780,51 @@ mod tests {
             AdminRequest::Campaign,
             AdminRequest::TransferLeader(2),
         ] {
-            assert_eq!(check(&view, &request), Ok(()));
+            assert_eq!(check(&view, &request), Ok(None));
         }
+    }
+
+    #[test]
+    fn adding_a_learner_while_the_voters_lack_a_reachable_majority_is_refused_unless_forced() {
+        // 2 and 3 are down: the learner's entry could not commit, nor could its promotion.
+        let view = leader_view(&[1, 2, 3], &[], &[]);
+        let refused = check(&view, &add(4, "127.0.0.1:7104"));
+        assert_eq!(
+            refused,
+            Err(AdminError::LearnerQuorumUnreachable {
+                voters: vec![1, 2, 3],
+                reachable: vec![1],
+                needed: 2,
+            })
+        );
+        let text = refused.unwrap_err().to_string();
+        assert!(text.contains("could never be promoted"), "{text}");
+        assert!(text.contains("tolerates no failure now"), "{text}");
+        assert!(text.contains("--force"), "{text}");
+        let forced = AdminRequest::AddLearner {
+            id: 4,
+            peer_addr: "127.0.0.1:7104".into(),
+            force: true,
+        };
+        assert_eq!(
+            passes(&view, &forced),
+            "3 voters (1, 2, 3), tolerates 1 failure; 1 learner (4)"
+        );
+        // One voter down leaves a majority: the learner may come.
+        let view = leader_view(&[1, 2, 3], &[], &[2]);
+        assert!(matches!(
+            check(&view, &add(4, "127.0.0.1:7104")),
+            Ok(Some(_))
+        ));
+    }
+
+    #[test]
+    fn an_unsettled_view_asks_to_retry_an_add_learner_rather_than_refuse_it() {
+        let mut view = leader_view(&[1, 2, 3], &[], &[]);
+        view.reachability_settled = false;
+        assert_eq!(
+            check(&view, &add(4, "127.0.0.1:7104")),
+            Err(AdminError::ReachabilityUnsettled)
+        );
     }
 }

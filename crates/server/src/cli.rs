@@ -72,6 +72,10 @@ pub enum AdminAction {
         /// Its peer address (what it gave as --listen-peer).
         #[arg(long)]
         peer_addr: String,
+        /// Add it even if a majority of the voters does not answer the leader now (it could
+        /// not be promoted until they do).
+        #[arg(long)]
+        force: bool,
     },
     /// Make a learner that has caught up a voter. Refused if the learner is unknown, has no
     /// recorded address, or a majority of the new voters does not answer the leader.
@@ -92,12 +96,14 @@ pub enum AdminAction {
         out: std::path::PathBuf,
     },
     /// Remove a member (a voter leaves through the joint configuration). Refused if it is not
-    /// a member, or a majority of the remaining voters does not answer the leader.
+    /// a member, a majority of the remaining voters does not answer the leader, or fewer than
+    /// three voters would remain.
     Remove {
         /// The member's id.
         #[arg(long)]
         id: u64,
-        /// Remove even if a majority of the remaining voters does not answer the leader now.
+        /// Remove even if a majority of the remaining voters does not answer the leader now,
+        /// or fewer than three voters remain (no failure tolerated).
         #[arg(long)]
         force: bool,
     },
@@ -125,16 +131,80 @@ async fn first_answering(access: &Access, addrs: &str) -> anyhow::Result<(String
     bail!("no node answered: {}", errors.join("; "))
 }
 
-/// Every member's status, starting from the first node in `addrs` that answers.
-async fn cluster_statuses(
+/// How long `skiff status` and `skiff admin` wait for a leader to be found: a node that has
+/// just started names one within a heartbeat of the leader reaching it.
+const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The cluster as the CLI shows it: the member list (the leader's when one is found), and each
+/// member's status as that member itself answers.
+struct ClusterStatuses {
+    /// The status whose member list is shown: the leader's, or the asked node's without one.
+    view: NodeStatus,
+    /// The leader's HTTP address, if one was found.
+    leader_http: Option<String>,
+    /// The asked node's id and address.
+    asked: (u64, String),
+    /// Every member's own status, or why it could not be had.
+    all: Vec<(u64, Result<NodeStatus, String>)>,
+}
+
+/// The leader, found through the node at `addr` (status `asked`): itself, else the member it
+/// names as leader, else any member it knows the HTTP address of that says it leads.
+async fn find_leader(
     access: &Access,
-    addrs: &str,
-) -> anyhow::Result<(NodeStatus, Vec<(u64, Result<NodeStatus, String>)>)> {
-    let (_, first) = first_answering(access, addrs).await?;
+    addr: &str,
+    asked: &NodeStatus,
+) -> Option<(String, NodeStatus)> {
+    if asked.role == "leader" {
+        return Some((addr.to_string(), asked.clone()));
+    }
+    let mut candidates: Vec<&String> = Vec::new();
+    let named = asked.members.iter().find(|m| Some(m.id) == asked.leader);
+    candidates.extend(named.and_then(|m| m.http_addr.as_ref()));
+    candidates.extend(
+        asked
+            .members
+            .iter()
+            .filter(|m| m.id != asked.id && Some(m.id) != asked.leader)
+            .filter_map(|m| m.http_addr.as_ref()),
+    );
+    for http in candidates {
+        if let Ok(status) = httpc::status(access, http).await {
+            if status.role == "leader" {
+                return Some((http.clone(), status));
+            }
+        }
+    }
+    None
+}
+
+/// Every member's status: the member list and progress come from the leader (a node that has
+/// just restarted may not know every member's address yet), found through the first node in
+/// `addrs` that answers; each member is asked itself. Without a leader, the asked node's view.
+async fn cluster_statuses(access: &Access, addrs: &str) -> anyhow::Result<ClusterStatuses> {
+    let (asked_addr, mut asked) = first_answering(access, addrs).await?;
+    let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+    let leader = loop {
+        if let Some(found) = find_leader(access, &asked_addr, &asked).await {
+            break Some(found);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if let Ok(status) = httpc::status(access, &asked_addr).await {
+            asked = status;
+        }
+    };
+    let (leader_http, view) = match leader {
+        Some((http, status)) => (Some(http), status),
+        None => (None, asked.clone()),
+    };
     let mut all = Vec::new();
-    for member in &first.members {
+    for member in &view.members {
         let status = match &member.http_addr {
-            _ if member.id == first.id => Ok(first.clone()),
+            _ if member.id == view.id => Ok(view.clone()),
+            _ if member.id == asked.id => Ok(asked.clone()),
             Some(http) => httpc::status(access, http)
                 .await
                 .map_err(|e| format!("{e:#}")),
@@ -142,23 +212,20 @@ async fn cluster_statuses(
         };
         all.push((member.id, status));
     }
-    Ok((first, all))
+    Ok(ClusterStatuses {
+        view,
+        leader_http,
+        asked: (asked.id, asked_addr),
+        all,
+    })
 }
 
-/// The HTTP address of the leader, as the node at `addr` knows it.
+/// The HTTP address of the leader, found through the nodes at `addr`.
 async fn leader_http(access: &Access, addr: &str) -> anyhow::Result<String> {
-    let (first, all) = cluster_statuses(access, addr).await?;
-    let leader = all
-        .iter()
-        .filter_map(|(_, s)| s.as_ref().ok())
-        .find(|s| s.role == "leader")
-        .context("no leader is known; try again once one is elected")?;
-    first
-        .members
-        .iter()
-        .find(|m| m.id == leader.id)
-        .and_then(|m| m.http_addr.clone())
-        .context("the leader's HTTP address is not known yet")
+    cluster_statuses(access, addr)
+        .await?
+        .leader_http
+        .context("no leader is known; try again once one is elected")
 }
 
 /// The role, padded to `width` and, on a terminal, coloured as in the live view.
@@ -182,7 +249,12 @@ fn paint_role(role: &str, width: usize) -> String {
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     let access = args.reach.access()?;
     runtime()?.block_on(async {
-        let (first, all) = cluster_statuses(&access, &args.addr).await?;
+        let ClusterStatuses {
+            view: first,
+            leader_http,
+            asked,
+            all,
+        } = cluster_statuses(&access, &args.addr).await?;
         if args.json {
             for (_, status) in &all {
                 if let Ok(status) = status {
@@ -196,6 +268,12 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             .filter_map(|(_, s)| s.as_ref().ok())
             .find(|s| s.role == "leader")
             .cloned();
+        if leader_http.is_none() {
+            println!(
+                "no leader is known: the members as node {} ({}) sees them",
+                asked.0, asked.1
+            );
+        }
         println!("cluster {:#x}", first.cluster_id);
         println!(
             "ID   ROLE           TERM   LEADER     COMMIT   APPLIED      LAST     MATCH  CLIENT                KIND"
@@ -249,10 +327,15 @@ pub fn admin(args: AdminArgs) -> anyhow::Result<()> {
             AdminAction::TransferLeader { to } => format!("/admin/transfer-leader?to={to}"),
             AdminAction::Snapshot => "/admin/snapshot".to_string(),
             AdminAction::ReloadTls => "/admin/reload-tls".to_string(),
-            AdminAction::AddLearner { id, peer_addr } => {
+            AdminAction::AddLearner {
+                id,
+                peer_addr,
+                force,
+            } => {
                 format!(
-                    "/admin/add-learner?id={id}&peer_addr={}",
-                    query_escape(peer_addr)
+                    "/admin/add-learner?id={id}&peer_addr={}{}",
+                    query_escape(peer_addr),
+                    force_flag(*force)
                 )
             }
             AdminAction::Promote { id, force } => {
@@ -271,13 +354,30 @@ pub fn admin(args: AdminArgs) -> anyhow::Result<()> {
             _ => leader_http(&access, &args.addr).await?,
         };
         let (code, body) = httpc::request(&access, &target, "POST", &path).await?;
-        if code != 200 {
-            bail!("{target} refused: {}", body.trim());
+        let body = body.trim();
+        if code == 409 {
+            // The node checked the request and said no: nothing changed.
+            if body.starts_with("refused") {
+                return Err(Refused(format!("{target}: {body}")).into());
+            }
+            return Err(Refused(format!("{target} refused: {body}")).into());
         }
-        println!("{}", body.trim());
+        if code != 200 {
+            bail!("{target} refused: {body}");
+        }
+        println!("{body}");
         Ok(())
     })
 }
+
+/// The exit status of `skiff admin` when the node refused the request and nothing changed, so
+/// that a script can tell it from a node it could not ask (status 1).
+pub const REFUSED_EXIT_CODE: u8 = 3;
+
+/// A request the node checked and refused (HTTP 409): nothing changed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
 
 fn force_flag(force: bool) -> &'static str {
     if force {

@@ -62,6 +62,8 @@ pub enum AdminRequest {
         id: u64,
         /// Its peer address.
         peer_addr: String,
+        /// Skip the check that a majority of the voters in force is reachable.
+        force: bool,
     },
     /// Make a caught-up learner a voter.
     Promote {
@@ -83,12 +85,13 @@ pub enum AdminRequest {
 
 /// An operator request waiting for its entry to be applied.
 enum AdminWait {
-    /// Answer when this entry is applied.
-    Done(oneshot::Sender<Result<String, String>>),
+    /// Answer when this entry is applied, with the configuration it leaves in words.
+    Done(oneshot::Sender<Result<String, String>>, String),
     /// The address is recorded: now add the node as a learner.
     ThenAddLearner {
         id: u64,
         reply: oneshot::Sender<Result<String, String>>,
+        outcome: String,
     },
 }
 
@@ -377,24 +380,27 @@ impl Driver {
                 .map(|(id, addr)| (id.0, addr.clone())),
         );
         let view = admin::ClusterView::of(self.node.raw().raft(), addresses);
-        if let Err(error) = admin::check(&view, &request) {
-            let _ = reply.send(Err(error.to_string()));
-            return;
-        }
+        let outcome = match admin::check(&view, &request) {
+            Ok(outcome) => outcome.map(|o| o.to_string()).unwrap_or_default(),
+            Err(error) => {
+                let _ = reply.send(Err(error.to_string()));
+                return;
+            }
+        };
         let voter_change = match &request {
             AdminRequest::Promote { id, .. } => Some(ConfChangeStep::AddVoter(NodeId(*id))),
             AdminRequest::Remove { id, .. } => Some(ConfChangeStep::Remove(NodeId(*id))),
             _ => None,
         };
         if let Some(step) = voter_change {
-            self.propose_admin_change(change(step), reply, deadline);
+            self.propose_admin_change(change(step), reply, outcome, deadline);
             return;
         }
-        let outcome = match request {
-            AdminRequest::AddLearner { id, peer_addr } => {
+        let answer = match request {
+            AdminRequest::AddLearner { id, peer_addr, .. } => {
                 let request = self.next_request_id();
-                self.admin_waiting
-                    .insert(request, (AdminWait::ThenAddLearner { id, reply }, deadline));
+                let wait = AdminWait::ThenAddLearner { id, reply, outcome };
+                self.admin_waiting.insert(request, (wait, deadline));
                 self.node
                     .propose_member_address(request, NodeId(id), peer_addr);
                 return;
@@ -422,18 +428,19 @@ impl Driver {
                 return;
             }
         };
-        let _ = reply.send(outcome);
+        let _ = reply.send(answer);
     }
 
     fn propose_admin_change(
         &mut self,
         change: ConfChange,
         reply: oneshot::Sender<Result<String, String>>,
+        outcome: String,
         deadline: Instant,
     ) {
         let request = self.next_request_id();
         self.admin_waiting
-            .insert(request, (AdminWait::Done(reply), deadline));
+            .insert(request, (AdminWait::Done(reply, outcome), deadline));
         self.node.propose_conf_change(request, change);
     }
 
@@ -444,13 +451,13 @@ impl Driver {
             _ => Ok(()),
         };
         match (wait, outcome) {
-            (AdminWait::Done(sender), outcome) => {
-                let _ = sender.send(outcome.map(|()| "done".to_string()));
+            (AdminWait::Done(sender, summary), outcome) => {
+                let _ = sender.send(outcome.map(|()| format!("done: {summary}")));
             }
-            (AdminWait::ThenAddLearner { id, reply }, Ok(())) => {
+            (AdminWait::ThenAddLearner { id, reply, outcome }, Ok(())) => {
                 let request = self.next_request_id();
                 self.admin_waiting
-                    .insert(request, (AdminWait::Done(reply), deadline));
+                    .insert(request, (AdminWait::Done(reply, outcome), deadline));
                 let change = ConfChange {
                     steps: vec![ConfChangeStep::AddLearner(NodeId(id))],
                 };
@@ -832,7 +839,7 @@ impl Driver {
             .collect();
         for id in expired {
             self.node.cancel(id);
-            if let Some((AdminWait::Done(reply) | AdminWait::ThenAddLearner { reply, .. }, _)) =
+            if let Some((AdminWait::Done(reply, _) | AdminWait::ThenAddLearner { reply, .. }, _)) =
                 self.admin_waiting.remove(&id)
             {
                 let _ = reply.send(Err("no answer within the request timeout".to_string()));

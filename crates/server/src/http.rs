@@ -631,7 +631,8 @@ async fn transfer_leader(
 struct MemberQuery {
     id: u64,
     peer_addr: Option<String>,
-    /// `1`/`true`: change the membership even if a majority of the new voters does not answer.
+    /// `1`/`true`: change the membership even if a majority of the new voters does not answer,
+    /// or (for a removal) fewer than three voters remain.
     force: Option<String>,
 }
 
@@ -652,6 +653,10 @@ async fn add_learner(
     State(state): State<AppState>,
     Query(query): Query<MemberQuery>,
 ) -> impl IntoResponse {
+    let force = match query.force() {
+        Ok(force) => force,
+        Err(refusal) => return refusal,
+    };
     let Some(peer_addr) = query.peer_addr.filter(|a| !a.trim().is_empty()) else {
         return (
             StatusCode::BAD_REQUEST,
@@ -663,6 +668,7 @@ async fn add_learner(
         AdminRequest::AddLearner {
             id: query.id,
             peer_addr,
+            force,
         },
     )
     .await

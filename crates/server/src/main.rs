@@ -85,6 +85,9 @@ fn main() -> std::process::ExitCode {
             // The chain of causes, one line, without a backtrace: these are the user's errors
             // (a missing flag, an unreachable node, damaged data), not the program's.
             eprintln!("Error: {error:#}");
+            if error.downcast_ref::<cli::Refused>().is_some() {
+                return std::process::ExitCode::from(cli::REFUSED_EXIT_CODE);
+            }
             std::process::ExitCode::FAILURE
         }
     }

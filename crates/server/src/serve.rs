@@ -233,6 +233,7 @@ fn node_config(
     raft.pre_vote = settings.pre_vote;
     raft.check_quorum = settings.check_quorum;
     raft.max_inflight_appends = MAX_INFLIGHT_APPENDS;
+    raft.snapshot_trailing_entries = settings.snapshot_keep_entries;
     raft.seed = rand::random();
     let mut config: NodeConfig = NodeConfig::new(raft, identity.cluster_id);
     // A node that has run has a log: finding none (a wiped or lost WAL directory) must refuse
@@ -535,9 +536,10 @@ fn open_node(
             recovery.show(progress)
         });
     recovery.finish();
-    let (node, report) = opened.with_context(|| {
-        format!(
-            "node {id} refuses to start: its durable state in {} is unusable",
+    // The error's own text names every cause once; as a context, its causes would repeat.
+    let (node, report) = opened.map_err(|error| {
+        anyhow::anyhow!(
+            "node {id} refuses to start: its durable state in {} is unusable: {error}",
             wal_dir.display()
         )
     })?;
@@ -763,6 +765,17 @@ mod tests {
         assert_eq!(config.raft.heartbeat_interval_ticks, 4);
         // Defaults: the server's timing, not the core's.
         assert!(config.raft.pre_vote && config.raft.check_quorum);
+        assert_eq!(
+            config.raft.snapshot_trailing_entries,
+            skiff_raft::DEFAULT_SNAPSHOT_TRAILING_ENTRIES
+        );
+        let keep_none =
+            Settings::resolve(settings::tests::flags(&["--snapshot-keep-entries", "0"])).unwrap();
+        let keeping_none = node_config(&keep_none, &identity, false).unwrap();
+        assert_eq!(keeping_none.raft.snapshot_trailing_entries, 0);
+        let too_many = settings::tests::flags(&["--snapshot-keep-entries", "100000001"]);
+        let refused = Settings::resolve(too_many).unwrap_err().to_string();
+        assert!(refused.contains("--snapshot-keep-entries"), "{refused}");
         let listen = Listen {
             client: "127.0.0.1:1".parse().unwrap(),
             peer: "127.0.0.1:2".parse().unwrap(),

@@ -342,6 +342,11 @@ settings! {
         /// Snapshot after this many applied entries past the last snapshot (0: never).
         snapshot_every_entries: u64 = 100_000, in 0, u64::MAX,
             was "snapshot-every" "snapshot_every";
+        /// Log entries kept behind a snapshot, so that a follower this far behind catches up
+        /// from the log rather than by receiving the whole snapshot; the segments holding only
+        /// older entries are deleted when the snapshot is taken (0: delete all it covers).
+        snapshot_keep_entries: u64 = skiff_raft::DEFAULT_SNAPSHOT_TRAILING_ENTRIES,
+            in 0, 100_000_000;
         /// The longest bulk string the protocol reader takes, in bytes; a longer one is a protocol
         /// error that closes the connection. The store itself takes keys of at most 16 KiB and
         /// values of at most 1 MiB, and answers larger ones with an error.

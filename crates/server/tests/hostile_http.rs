@@ -164,8 +164,12 @@ fn a_removal_that_would_leave_no_reachable_majority_is_refused_and_removing_the_
     assert_eq!(members(&cluster, leader), three_voters());
     assert!(set_through(&cluster, leader, "still-writable"));
 
-    // The repair an operator wants: the dead node goes, the two live ones remain.
+    // The repair an operator wants: the dead node goes, the two live ones remain. Two voters
+    // tolerate no failure, so it takes --force.
     let cli = cluster.admin(alive, &["remove", "--id", &dead.to_string()]);
+    let stderr = String::from_utf8_lossy(&cli.stderr);
+    assert!(stderr.contains("which tolerate no failure"), "{stderr}");
+    let cli = cluster.admin(alive, &["remove", "--id", &dead.to_string(), "--force"]);
     let stderr = String::from_utf8_lossy(&cli.stderr);
     assert!(cli.status.success(), "{stderr}");
     eventually(Duration::from_secs(5), "the dead node to leave", || {

@@ -123,9 +123,10 @@ fn outcome(op: OpKind, reply: &Reply, at_once: bool) -> Outcome {
         (_, Reply::Error(text)) => {
             // Only these errors promise the write was not applied: the leader found another
             // entry committed at the write's index (Log Matching: its own entry is gone), or
-            // the node knew no leader and so sent the write nowhere.
-            let not_applied =
-                text == refusals::LEADER_CHANGED || (at_once && text == refusals::NO_LEADER);
+            // the node knew no leader, or was handing leadership over (§3.10), and so
+            // proposed and sent the write nowhere.
+            let refused_here = text == refusals::NO_LEADER || refusals::is_leadership_moving(text);
+            let not_applied = text == refusals::LEADER_CHANGED || (at_once && refused_here);
             if not_applied {
                 Outcome::NotApplied
             } else {
@@ -420,10 +421,19 @@ mod tests {
             Outcome::Unknown,
             "a forwarded write's NO_LEADER comes from afar"
         );
+        let moving = refusals::transferring(skiff_raft::NodeId(2));
+        assert_eq!(
+            outcome(OpKind::Cas, &error(&moving), true),
+            Outcome::NotApplied,
+            "a node handing leadership over proposed nothing"
+        );
+        assert_eq!(
+            outcome(OpKind::Cas, &error(&moving), false),
+            Outcome::Unknown
+        );
         for text in [
             refusals::OUTCOME_UNKNOWN,
             refusals::BUSY,
-            &refusals::transferring(skiff_raft::NodeId(2)),
             "ERR anything else",
         ] {
             assert_eq!(outcome(OpKind::Cas, &error(text), true), Outcome::Unknown);

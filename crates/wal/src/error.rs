@@ -25,6 +25,24 @@ pub enum WalError {
         /// What is wrong.
         problem: Corruption,
     },
+    /// A segment or snapshot file whose checksum holds but whose format version this build
+    /// does not read: a newer build wrote it. Not damage, so nothing is truncated or dropped.
+    #[error(
+        "{}: written in {what} format version {found}, which this build does not read (it \
+         reads {supported:?}): start this data directory with the build that wrote it, or a \
+         newer one",
+        .file.display()
+    )]
+    UnsupportedVersion {
+        /// The segment or snapshot file.
+        file: PathBuf,
+        /// Which format.
+        what: &'static str,
+        /// The version the file declares.
+        found: u16,
+        /// The versions this build reads.
+        supported: &'static [u16],
+    },
     /// A segment or snapshot belongs to another cluster: the directory was mixed up.
     #[error("{}: belongs to cluster {found}, not to cluster {expected}", .file.display())]
     WrongCluster {

@@ -25,6 +25,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use skiff_codec::CodecError;
 use skiff_raft::{HardState, LogIndex};
 
 use crate::disk::Disk;
@@ -435,6 +436,23 @@ fn scan_segment(file: &Path, bytes: &[u8], is_last: bool) -> Result<Scan, WalErr
             Err(_) if pending.is_empty() && bytes[position..].iter().all(|&b| b == 0) => {
                 // Nothing was written past the last batch but the zeros written ahead.
                 break;
+            }
+            // Its checksum held: a newer build's record, not a torn or damaged one.
+            Err(record::RecordError::Payload {
+                source:
+                    CodecError::UnsupportedVersion {
+                        what,
+                        found,
+                        supported,
+                    },
+                ..
+            }) => {
+                return Err(WalError::UnsupportedVersion {
+                    file: file.to_path_buf(),
+                    what,
+                    found,
+                    supported,
+                })
             }
             Ok(decoded) => {
                 let ends_batch = decoded.ends_batch;

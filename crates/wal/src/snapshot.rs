@@ -302,8 +302,15 @@ fn decode_header(
     }
     let mut r = Reader::new(body);
     r.take(MAGIC.len()).map_err(cut)?;
-    if r.version_u16("snapshot", &[VERSION]).is_err() {
-        return Err(header_bad(path, "unknown version"));
+    // The header's checksum held: another version is a newer build's file, not damage.
+    let found = r.u16().map_err(cut)?;
+    if found != VERSION {
+        return Err(WalError::UnsupportedVersion {
+            file: path.to_path_buf(),
+            what: "snapshot file",
+            found,
+            supported: &[VERSION],
+        });
     }
     let found_cluster = r.u64().map_err(cut)?;
     if found_cluster != cluster_id {

@@ -354,3 +354,48 @@ fn older_snapshots_are_refused() {
     ));
     assert_eq!(snapshot_data(&wal), b"five");
 }
+
+/// A snapshot file of a newer format — its version bumped, its header checksum made right —
+/// is refused as such, naming the file and the versions read, not as damage; the file stays.
+#[test]
+fn a_snapshot_file_of_a_newer_format_is_refused_by_its_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs_dir = tmp.path().join("wal");
+    let (mut wal, _) = Wal::open(FsDisk::new(), &fs_dir, WalOptions::new(CLUSTER)).unwrap();
+    wal.append(&entries(1..=10, 2)).unwrap();
+    wal.save_snapshot(meta(7, 2), b"state at 7".to_vec())
+        .unwrap();
+    drop(wal);
+
+    let path = fs_dir.join(file_name(LogIndex(7)));
+    let mut bytes = std::fs::read(&path).unwrap();
+    // magic 8 | version 2 | cluster 8 | index 8 | term 8 | member count 4, members, then
+    // data length 8 | data crc 4 | header crc 4.
+    let count = u32::from_le_bytes(bytes[34..38].try_into().unwrap()) as usize;
+    let header_len = 38 + 8 * count + 16;
+    assert_eq!(bytes[8..10], [1, 0], "version 1");
+    bytes[8] = 2;
+    let crc = crc32c::crc32c(&bytes[..header_len - 4]);
+    bytes[header_len - 4..header_len].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+
+    let error = Wal::open(FsDisk::new(), &fs_dir, WalOptions::new(CLUSTER)).unwrap_err();
+    match &error {
+        WalError::UnsupportedVersion {
+            file,
+            what: "snapshot file",
+            found: 2,
+            supported: &[1],
+        } => assert_eq!(file, &path),
+        other => panic!("expected the version refused, got {other:?}"),
+    }
+    assert!(
+        error.to_string().contains("which this build does not read"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the file is left alone"
+    );
+}
