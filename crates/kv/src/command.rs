@@ -196,7 +196,7 @@ pub enum Command {
     ExpireTime {
         /// The key.
         key: Vec<u8>,
-        /// Seconds (rounded down) or milliseconds.
+        /// Seconds (rounded to the nearest) or milliseconds.
         unit: TimeUnit,
     },
     /// `REVISION key` (Skiff's own): the log index of the key's last write, or nil. A lock

@@ -160,7 +160,8 @@ impl StateMachine {
         Reply::Integer(i64::try_from(left).unwrap_or(i64::MAX))
     }
 
-    /// `EXPIRETIME`/`PEXPIRETIME`: the deadline as Unix time (seconds rounded down); -1
+    /// `EXPIRETIME`/`PEXPIRETIME`: the deadline as Unix time (seconds rounded to the
+    /// nearest, as Redis does); -1
     /// without a deadline, -2 for a missing key.
     pub(crate) fn expire_time_reply(&self, key: &[u8], unit: TimeUnit) -> Reply {
         let Some(stored) = self.data.get(key) else {
@@ -171,7 +172,7 @@ impl StateMachine {
         };
         let at = match unit {
             TimeUnit::Milliseconds => deadline,
-            TimeUnit::Seconds => deadline / 1000,
+            TimeUnit::Seconds => deadline.saturating_add(500) / 1000,
         };
         Reply::Integer(i64::try_from(at).unwrap_or(i64::MAX))
     }
