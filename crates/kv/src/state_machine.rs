@@ -296,20 +296,11 @@ impl StateMachine {
                 key,
                 value,
                 condition,
-            } => {
-                if let Some(refusal) = self.check_size(&key, &value) {
-                    return refusal;
-                }
-                let stored = Stored {
-                    value,
-                    deadline_ms: None,
-                    revision: self.applied_index,
-                };
-                match self.data.write(key, stored, condition) {
-                    Some(_) => Reply::Ok,
-                    None => Reply::Nil,
-                }
-            }
+            } => match self.write_without_deadline(key, value, condition) {
+                Ok(true) => Reply::Ok,
+                Ok(false) => Reply::Nil,
+                Err(refusal) => refusal,
+            },
             Command::Del { keys } => {
                 if keys.is_empty() {
                     return Reply::error(errors::wrong_arity(name));
@@ -367,17 +358,9 @@ impl StateMachine {
                 options,
             } => self.set_with(key, value, options),
             Command::SetNx { key, value } => {
-                if let Some(refusal) = self.check_size(&key, &value) {
-                    return refusal;
-                }
-                let stored = Stored {
-                    value,
-                    deadline_ms: None,
-                    revision: self.applied_index,
-                };
-                match self.data.write(key, stored, SetCondition::IfAbsent) {
-                    Some(_) => Reply::Integer(1),
-                    None => Reply::Integer(0),
+                match self.write_without_deadline(key, value, SetCondition::IfAbsent) {
+                    Ok(written) => Reply::Integer(i64::from(written)),
+                    Err(refusal) => refusal,
                 }
             }
             Command::GetEx { key, expiry } => self.get_ex(&key, expiry),
@@ -401,6 +384,25 @@ impl StateMachine {
                 unreachable!("read-only commands are answered by query")
             }
         }
+    }
+
+    /// Stores `value` at `key`, without a deadline, if `condition` holds (one walk down the
+    /// tree): whether it did, or the refusal of a key or value beyond the limits.
+    fn write_without_deadline(
+        &mut self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        condition: SetCondition,
+    ) -> Result<bool, Reply> {
+        if let Some(refusal) = self.check_size(&key, &value) {
+            return Err(refusal);
+        }
+        let stored = Stored {
+            value,
+            deadline_ms: None,
+            revision: self.applied_index,
+        };
+        Ok(self.data.write(key, stored, condition).is_some())
     }
 
     /// The error reply for a key or value beyond the configured limits.
