@@ -1,6 +1,6 @@
 //! [`Command`]: what a client asks of the store, and its binary form in a log entry.
 //!
-//! # Encoding (version 1)
+//! # Encoding (version 2)
 //! ```text
 //! version(1) | opcode | fields…
 //! ```
@@ -20,19 +20,40 @@
 //! | 9 | `MSET` | count, (key, value) pairs |
 //! | 10 | `CAS` | key, expected (0 absent, or 1 then a byte string), new value |
 //! | 11 | `DBSIZE` | — |
+//! | 12 | `SET` with options | key, value, condition, expiry, get (0 or 1) |
+//! | 13 | `SETNX` | key, value |
+//! | 14 | `GETEX` | key, expiry |
+//! | 15 | `GETDEL` | key |
+//! | 16 | `EXPIRE` and kin | key, deadline, expire condition (0-5) |
+//! | 17 | `PERSIST` | key |
+//! | 18 | `TTL`/`PTTL` | key, unit (0 s, 1 ms) |
+//! | 19 | `EXPIRETIME`/`PEXPIRETIME` | key, unit |
+//! | 20 | `REVISION` | key |
 //!
-//! Every command has exactly one encoding: [`Command::decode`] refuses overlong varints,
-//! unknown tags and trailing bytes, so `decode(b)` succeeding implies `encode() == b`.
+//! An expiry is a tag (0 clear, 1 keep, 2 a deadline follows); a deadline a tag (0 relative,
+//! 1 absolute) and milliseconds (zigzag). Version 1 had opcodes 1 to 11 only, encoded as
+//! here; it is still read.
+//!
+//! Every command has exactly one encoding in the current version: [`Command::decode`]
+//! refuses overlong varints, unknown tags and trailing bytes, so `decode(b)` succeeding on
+//! bytes of version 2 implies `encode() == b`.
 //! The version byte comes first so that a later build can read entries written by this one.
 
 use crate::codec::{put_bytes, put_i64, put_u64, Reader};
 use crate::error::{Encoded, KvError};
+use crate::expiry::{
+    put_deadline, put_expire_condition, put_expiry, put_unit, read_deadline, read_expire_condition,
+    read_expiry, read_unit, Deadline, ExpireCondition, Expiry, SetOptions, TimeUnit,
+};
 
 /// The format version written by [`Command::encode`].
-pub const COMMAND_FORMAT_VERSION: u8 = 1;
+pub const COMMAND_FORMAT_VERSION: u8 = 2;
 
-/// The format versions this build reads.
-const COMMAND_FORMAT_VERSIONS: &[u16] = &[COMMAND_FORMAT_VERSION as u16];
+/// The format versions this build reads: 1 (opcodes up to `DBSIZE`) and 2.
+const COMMAND_FORMAT_VERSIONS: &[u16] = &[1, COMMAND_FORMAT_VERSION as u16];
+
+/// The last opcode of format version 1.
+const LAST_VERSION_1_OPCODE: u8 = opcode::DBSIZE;
 
 /// When a `SET` takes effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -117,6 +138,74 @@ pub enum Command {
     },
     /// `DBSIZE`: the number of keys.
     DbSize,
+    /// `SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT|KEEPTTL]` (also `SETEX`, `PSETEX`,
+    /// `GETSET`): `OK`, nil when the condition does not hold, or with `GET` the old value.
+    SetWith {
+        /// The key.
+        key: Vec<u8>,
+        /// The new value.
+        value: Vec<u8>,
+        /// The condition, time to live and `GET`.
+        options: SetOptions,
+    },
+    /// `SETNX key value`: 1 when the key was absent and is now set, else 0.
+    SetNx {
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// `GETEX key [EX|PX|EXAT|PXAT|PERSIST]`: the value, and the time to live changed
+    /// ([`Expiry::Keep`]: unchanged, [`Expiry::Clear`]: `PERSIST`).
+    GetEx {
+        /// The key.
+        key: Vec<u8>,
+        /// What happens to its time to live.
+        expiry: Expiry,
+    },
+    /// `GETDEL key`: the value (or nil), and the key deleted.
+    GetDel {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT` with `NX|XX|GT|LT`: 1 when the deadline
+    /// was set (a deadline already passed deletes the key), 0 when the key is missing or
+    /// the condition does not hold.
+    Expire {
+        /// The key.
+        key: Vec<u8>,
+        /// The new deadline.
+        deadline: Deadline,
+        /// When it applies.
+        condition: ExpireCondition,
+    },
+    /// `PERSIST key`: 1 when a deadline was removed, else 0.
+    Persist {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// `TTL key` / `PTTL key`: the time left at the log time of the applied index; -1 for a
+    /// key without deadline, -2 for a missing key.
+    Ttl {
+        /// The key.
+        key: Vec<u8>,
+        /// Seconds (rounded) or milliseconds.
+        unit: TimeUnit,
+    },
+    /// `EXPIRETIME key` / `PEXPIRETIME key`: the deadline as Unix time; -1, -2 as for `TTL`.
+    ExpireTime {
+        /// The key.
+        key: Vec<u8>,
+        /// Seconds (rounded to the nearest) or milliseconds.
+        unit: TimeUnit,
+    },
+    /// `REVISION key` (Skiff's own): the log index of the key's last write, or nil. A lock
+    /// taken with `SET … NX` has a revision larger than every earlier holder's: a fencing
+    /// token.
+    Revision {
+        /// The key.
+        key: Vec<u8>,
+    },
 }
 
 mod opcode {
@@ -131,6 +220,15 @@ mod opcode {
     pub const MSET: u8 = 9;
     pub const CAS: u8 = 10;
     pub const DBSIZE: u8 = 11;
+    pub const SET_WITH: u8 = 12;
+    pub const SETNX: u8 = 13;
+    pub const GETEX: u8 = 14;
+    pub const GETDEL: u8 = 15;
+    pub const EXPIRE: u8 = 16;
+    pub const PERSIST: u8 = 17;
+    pub const TTL: u8 = 18;
+    pub const EXPIRETIME: u8 = 19;
+    pub const REVISION: u8 = 20;
 }
 
 impl Command {
@@ -148,16 +246,32 @@ impl Command {
             Command::MSet { .. } => "mset",
             Command::Cas { .. } => "cas",
             Command::DbSize => "dbsize",
+            Command::SetWith { .. } => "set",
+            Command::SetNx { .. } => "setnx",
+            Command::GetEx { .. } => "getex",
+            Command::GetDel { .. } => "getdel",
+            Command::Expire { .. } => "expire",
+            Command::Persist { .. } => "persist",
+            Command::Ttl { .. } => "ttl",
+            Command::ExpireTime { .. } => "expiretime",
+            Command::Revision { .. } => "revision",
         }
     }
 
-    /// Whether the command only reads (`GET`, `MGET`, `EXISTS`, `DBSIZE`): such a command
+    /// Whether the command only reads (`GET`, `MGET`, `EXISTS`, `DBSIZE`, `TTL`, `PTTL`,
+    /// `EXPIRETIME`, `PEXPIRETIME`, `REVISION`): such a command
     /// may be served by [`StateMachine::read`](crate::StateMachine::read) without going
     /// through the log.
     pub fn is_read_only(&self) -> bool {
         matches!(
             self,
-            Command::Get { .. } | Command::MGet { .. } | Command::Exists { .. } | Command::DbSize
+            Command::Get { .. }
+                | Command::MGet { .. }
+                | Command::Exists { .. }
+                | Command::DbSize
+                | Command::Ttl { .. }
+                | Command::ExpireTime { .. }
+                | Command::Revision { .. }
         )
     }
 
@@ -178,11 +292,7 @@ impl Command {
                 out.push(opcode::SET);
                 put_bytes(&mut out, key);
                 put_bytes(&mut out, value);
-                out.push(match condition {
-                    SetCondition::Always => 0,
-                    SetCondition::IfAbsent => 1,
-                    SetCondition::IfPresent => 2,
-                });
+                put_condition(&mut out, *condition);
             }
             Command::Del { keys } => {
                 out.push(opcode::DEL);
@@ -230,6 +340,60 @@ impl Command {
                 put_bytes(&mut out, new);
             }
             Command::DbSize => out.push(opcode::DBSIZE),
+            Command::SetWith {
+                key,
+                value,
+                options,
+            } => {
+                out.push(opcode::SET_WITH);
+                put_bytes(&mut out, key);
+                put_bytes(&mut out, value);
+                put_condition(&mut out, options.condition);
+                put_expiry(&mut out, options.expiry);
+                out.push(u8::from(options.get));
+            }
+            Command::SetNx { key, value } => {
+                out.push(opcode::SETNX);
+                put_bytes(&mut out, key);
+                put_bytes(&mut out, value);
+            }
+            Command::GetEx { key, expiry } => {
+                out.push(opcode::GETEX);
+                put_bytes(&mut out, key);
+                put_expiry(&mut out, *expiry);
+            }
+            Command::GetDel { key } => {
+                out.push(opcode::GETDEL);
+                put_bytes(&mut out, key);
+            }
+            Command::Expire {
+                key,
+                deadline,
+                condition,
+            } => {
+                out.push(opcode::EXPIRE);
+                put_bytes(&mut out, key);
+                put_deadline(&mut out, *deadline);
+                put_expire_condition(&mut out, *condition);
+            }
+            Command::Persist { key } => {
+                out.push(opcode::PERSIST);
+                put_bytes(&mut out, key);
+            }
+            Command::Ttl { key, unit } => {
+                out.push(opcode::TTL);
+                put_bytes(&mut out, key);
+                put_unit(&mut out, *unit);
+            }
+            Command::ExpireTime { key, unit } => {
+                out.push(opcode::EXPIRETIME);
+                put_bytes(&mut out, key);
+                put_unit(&mut out, *unit);
+            }
+            Command::Revision { key } => {
+                out.push(opcode::REVISION);
+                put_bytes(&mut out, key);
+            }
         }
         out
     }
@@ -243,18 +407,17 @@ impl Command {
             return Err(KvError::Empty { what });
         }
         let mut r = Reader::new(bytes, what);
-        r.version(COMMAND_FORMAT_VERSIONS)?;
-        let command = match r.u8()? {
+        let version = r.version(COMMAND_FORMAT_VERSIONS)?;
+        let op = r.u8()?;
+        if version == 1 && op > LAST_VERSION_1_OPCODE {
+            return Err(r.unknown_tag("opcode", op));
+        }
+        let command = match op {
             opcode::GET => Command::Get { key: r.bytes()? },
             opcode::SET => {
                 let key = r.bytes()?;
                 let value = r.bytes()?;
-                let condition = match r.u8()? {
-                    0 => SetCondition::Always,
-                    1 => SetCondition::IfAbsent,
-                    2 => SetCondition::IfPresent,
-                    tag => return Err(r.unknown_tag("set condition", tag)),
-                };
+                let condition = read_condition(&mut r)?;
                 Command::Set {
                     key,
                     value,
@@ -299,11 +462,72 @@ impl Command {
                 }
             }
             opcode::DBSIZE => Command::DbSize,
+            opcode::SET_WITH => {
+                let key = r.bytes()?;
+                let value = r.bytes()?;
+                let condition = read_condition(&mut r)?;
+                let expiry = read_expiry(&mut r)?;
+                let get = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    tag => return Err(r.unknown_tag("set get", tag)),
+                };
+                Command::SetWith {
+                    key,
+                    value,
+                    options: SetOptions {
+                        condition,
+                        expiry,
+                        get,
+                    },
+                }
+            }
+            opcode::SETNX => Command::SetNx {
+                key: r.bytes()?,
+                value: r.bytes()?,
+            },
+            opcode::GETEX => Command::GetEx {
+                key: r.bytes()?,
+                expiry: read_expiry(&mut r)?,
+            },
+            opcode::GETDEL => Command::GetDel { key: r.bytes()? },
+            opcode::EXPIRE => Command::Expire {
+                key: r.bytes()?,
+                deadline: read_deadline(&mut r)?,
+                condition: read_expire_condition(&mut r)?,
+            },
+            opcode::PERSIST => Command::Persist { key: r.bytes()? },
+            opcode::TTL => Command::Ttl {
+                key: r.bytes()?,
+                unit: read_unit(&mut r)?,
+            },
+            opcode::EXPIRETIME => Command::ExpireTime {
+                key: r.bytes()?,
+                unit: read_unit(&mut r)?,
+            },
+            opcode::REVISION => Command::Revision { key: r.bytes()? },
             tag => return Err(r.unknown_tag("opcode", tag)),
         };
         r.finish()?;
         Ok(command)
     }
+}
+
+fn put_condition(out: &mut Vec<u8>, condition: SetCondition) {
+    out.push(match condition {
+        SetCondition::Always => 0,
+        SetCondition::IfAbsent => 1,
+        SetCondition::IfPresent => 2,
+    });
+}
+
+fn read_condition(r: &mut Reader<'_>) -> Result<SetCondition, KvError> {
+    Ok(match r.u8()? {
+        0 => SetCondition::Always,
+        1 => SetCondition::IfAbsent,
+        2 => SetCondition::IfPresent,
+        tag => return Err(r.unknown_tag("set condition", tag)),
+    })
 }
 
 fn put_keys(out: &mut Vec<u8>, keys: &[Vec<u8>]) {

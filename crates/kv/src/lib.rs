@@ -6,10 +6,16 @@
 //! Pure: no I/O, clock, threads or randomness, and every map is ordered, so replicas that
 //! apply the same entries hold the same state and write the same snapshot bytes.
 //!
-//! - [`Command`] is what a client asks (`GET`, `SET` with `NX`/`XX`, `DEL`, `EXISTS`, `INCR`,
-//!   `INCRBY`, `DECR`, `MGET`, `MSET`, Skiff's own `CAS`, `DBSIZE`), encoded through
+//! - [`Command`] is what a client asks (`GET`, `SET` with `NX`/`XX`/`GET` and a time to live,
+//!   `SETNX`, `GETEX`, `GETDEL`, `DEL`, `EXISTS`, `INCR`, `INCRBY`, `DECR`, `MGET`, `MSET`,
+//!   `EXPIRE` and its kin, `PERSIST`, `TTL`, `EXPIRETIME`, Skiff's own `CAS` and `REVISION`,
+//!   `DBSIZE`), encoded through
 //!   `skiff-codec` in a compact, versioned binary form for log entries; [`Command::decode`] answers malformed
 //!   bytes with a typed [`KvError`], never a panic.
+//! - Time is log time: the leader's stamp on each entry ([`StateMachine::apply_at`]), never
+//!   decreasing along the log, so a key expires at the same index on every replica and is
+//!   removed there (and [`StateMachine::pass_time`] applies an entry that carries only the
+//!   time). Every key remembers the index of its last write, its revision.
 //! - [`StateMachine::apply`] applies a committed entry and returns the [`Reply`], which
 //!   mirrors Redis's replies. A write may carry a [`SessionRequest`] (thesis §6.3): a retried
 //!   request is answered from the session table and applied only once.
@@ -41,6 +47,12 @@
 //!
 //! # Layout
 //! - [`command`]: [`Command`], [`SetCondition`], and the log-entry encoding.
+//! - [`expiry`]: log time, and the options of the commands that give keys a time to live
+//!   ([`SetOptions`], [`Expiry`], [`Deadline`], [`ExpireCondition`]).
+//! - `keyspace`: the keys with their values, deadlines and revisions, and the deadlines in
+//!   order, so that expiry at apply finds the due keys without a scan.
+//! - `ttl`: the Redis semantics of `SET` with options, `GETEX`, `EXPIRE` and its kin,
+//!   `PERSIST`, `TTL` and `EXPIRETIME`.
 //! - [`reply`]: [`Reply`] and the error texts ([`reply::errors`]).
 //! - [`state_machine`]: [`StateMachine`]: apply, read, the Redis semantics of each command.
 //! - [`session`]: [`SessionRequest`], [`Session`], and the bounded session table (thesis
@@ -55,15 +67,19 @@ mod codec;
 pub mod command;
 pub mod config;
 pub mod error;
+pub mod expiry;
+mod keyspace;
 pub mod reply;
 pub mod request;
 pub mod session;
 pub mod snapshot;
 pub mod state_machine;
+mod ttl;
 
 pub use command::{Command, SetCondition, COMMAND_FORMAT_VERSION};
 pub use config::KvConfig;
 pub use error::{Encoded, KvError};
+pub use expiry::{Deadline, ExpireCondition, Expiry, SetOptions, TimeUnit};
 pub use reply::Reply;
 pub use request::{Request, REQUEST_FORMAT_VERSION};
 pub use session::{Session, SessionRequest};

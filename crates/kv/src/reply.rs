@@ -47,6 +47,12 @@ pub mod errors {
         )
     }
 
+    /// Redis's error for a deadline that does not fit in 64 bits of milliseconds (or, when
+    /// a command is parsed, one that is not positive).
+    pub fn invalid_expire_time(command: &str) -> String {
+        format!("ERR invalid expire time in '{command}' command")
+    }
+
     /// Redis's error for a command given too few arguments (`DEL` with no key).
     pub fn wrong_arity(command: &str) -> String {
         format!("ERR wrong number of arguments for '{command}' command")

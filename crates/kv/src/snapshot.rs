@@ -1,12 +1,16 @@
 //! The snapshot format: [`StateMachine::snapshot`] and [`StateMachine::restore`].
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //! ```text
-//! magic "SKVS" | version(1) | applied_index
-//!   | key_count   | (key, value)…                                       keys strictly increasing
+//! magic "SKVS" | version(2) | applied_index | log_time_ms
+//!   | key_count   | (key, value, revision, deadline_ms + 1 or 0)…      keys strictly increasing
 //!   | session_count | (client_id, last_sequence, last_active_index, reply)…  ids strictly increasing
 //!   | crc32c (4 bytes, little-endian, over every byte before it)
 //! ```
+//! Version 1 had no log time, revisions or deadlines (`(key, value)…` only); it is still
+//! read, each key taking the snapshot's applied index as its revision (no later write can
+//! have a smaller one) and no deadline.
+//!
 //! Integers are varints and byte strings length-prefixed, as in the command encoding;
 //! a reply is a tag (0 `Ok`, 1 `Nil`, 2 `Bulk`, 3 `Integer`, 4 `Array`, 5 `Error`) and its
 //! fields.
@@ -14,14 +18,14 @@
 //! The state is kept in ordered maps, so the same state always gives the same bytes, and a
 //! snapshot restored and taken again is byte-identical. Restoring checks the magic, then the
 //! checksum, then decodes, and refuses anything a snapshot written here could not contain
-//! (keys out of order, a session active after the applied index, two sessions active at one
-//! index, trailing bytes) with a typed [`KvError`].
-
-use std::collections::BTreeMap;
+//! (keys out of order, a revision after the applied index, a deadline at or before the log
+//! time, a session active after the applied index, two sessions active at one index,
+//! trailing bytes) with a typed [`KvError`].
 
 use crate::codec::{put_bytes, put_u32_le, put_u64, Reader};
 use crate::config::KvConfig;
 use crate::error::{Encoded, KvError};
+use crate::keyspace::{Keyspace, Stored};
 use crate::reply::{put_reply, read_reply};
 use crate::session::{Session, SessionTable};
 use crate::state_machine::StateMachine;
@@ -30,10 +34,10 @@ use crate::state_machine::StateMachine;
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"SKVS";
 
 /// The format version written by [`StateMachine::snapshot`].
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
 
-/// The format versions this build reads.
-const SNAPSHOT_FORMAT_VERSIONS: &[u16] = &[SNAPSHOT_FORMAT_VERSION as u16];
+/// The format versions this build reads: 1 (no log time, revisions or deadlines) and 2.
+const SNAPSHOT_FORMAT_VERSIONS: &[u16] = &[1, SNAPSHOT_FORMAT_VERSION as u16];
 
 const CHECKSUM_BYTES: usize = 4;
 
@@ -56,16 +60,20 @@ impl StateMachine {
         let data_bytes: usize = self
             .data
             .iter()
-            .map(|(key, value)| key.len() + value.len() + 8)
+            .map(|(key, stored)| key.len() + stored.value.len() + 24)
             .sum();
         out.reserve(data_bytes + 64 * (self.sessions.len() + 1));
         out.extend_from_slice(&SNAPSHOT_MAGIC);
         out.push(SNAPSHOT_FORMAT_VERSION);
         put_u64(out, self.applied_index);
+        put_u64(out, self.log_time_ms);
         put_u64(out, self.data.len() as u64);
-        for (key, value) in &self.data {
+        for (key, stored) in self.data.iter() {
             put_bytes(out, key);
-            put_bytes(out, value);
+            put_bytes(out, &stored.value);
+            put_u64(out, stored.revision);
+            // 0: no deadline; a deadline is after the log time, so never 0 itself.
+            put_u64(out, stored.deadline_ms.map_or(0, |d| d.saturating_add(1)));
         }
         put_u64(out, self.sessions.len() as u64);
         for (client_id, session) in self.sessions.iter() {
@@ -88,9 +96,10 @@ impl StateMachine {
         let body = checked_body(bytes)?;
         let mut r = Reader::new(body, Encoded::Snapshot);
         r.take(SNAPSHOT_MAGIC.len())?;
-        r.version(SNAPSHOT_FORMAT_VERSIONS)?;
+        let version = r.version(SNAPSHOT_FORMAT_VERSIONS)?;
         let applied_index = r.u64()?;
-        let data = read_data(&mut r)?;
+        let log_time_ms = if version == 1 { 0 } else { r.u64()? };
+        let data = read_data(&mut r, version, applied_index, log_time_ms)?;
         let mut sessions = read_sessions(&mut r, applied_index)?;
         r.finish()?;
 
@@ -100,6 +109,7 @@ impl StateMachine {
             data,
             sessions,
             applied_index,
+            log_time_ms,
         };
         machine.check_invariants();
         Ok(machine)
@@ -130,20 +140,44 @@ fn checked_body(bytes: &[u8]) -> Result<&[u8], KvError> {
     Ok(body)
 }
 
-/// The keys and values, which a snapshot lists in strictly increasing key order.
-fn read_data(r: &mut Reader<'_>) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, KvError> {
-    // Each pair takes at least two bytes (two empty strings).
-    let key_count = r.count(2)?;
-    let mut data = BTreeMap::new();
+/// The keys with their values (and from version 2 revisions and deadlines), which a
+/// snapshot lists in strictly increasing key order.
+fn read_data(
+    r: &mut Reader<'_>,
+    version: u8,
+    applied_index: u64,
+    log_time_ms: u64,
+) -> Result<Keyspace, KvError> {
+    // Each key takes at least two bytes (two empty strings), four from version 2.
+    let key_count = r.count(if version == 1 { 2 } else { 4 })?;
+    let mut data = Keyspace::default();
     let mut previous: Option<Vec<u8>> = None;
     for _ in 0..key_count {
         let key = r.bytes()?;
         let value = r.bytes()?;
+        let (revision, deadline_ms) = if version == 1 {
+            (applied_index, None)
+        } else {
+            (r.u64()?, r.u64()?.checked_sub(1))
+        };
         if previous.as_ref().is_some_and(|p| *p >= key) {
             return Err(KvError::InvalidSnapshot("keys are not in increasing order"));
         }
+        if revision > applied_index {
+            return Err(KvError::InvalidSnapshot(
+                "a key was written after the applied index",
+            ));
+        }
+        if deadline_ms.is_some_and(|d| d <= log_time_ms) {
+            return Err(KvError::InvalidSnapshot("a key is held past its deadline"));
+        }
         previous = Some(key.clone());
-        data.insert(key, value);
+        let stored = Stored {
+            value,
+            deadline_ms,
+            revision,
+        };
+        data.insert(key, stored);
     }
     Ok(data)
 }

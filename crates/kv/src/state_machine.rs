@@ -1,11 +1,9 @@
 //! [`StateMachine`]: the key-value store the Raft log drives.
 
-use std::collections::btree_map::Entry;
-use std::collections::BTreeMap;
-
 use crate::command::{Command, SetCondition};
 use crate::config::KvConfig;
 use crate::error::KvError;
+use crate::keyspace::{Keyspace, Stored};
 use crate::reply::{errors, Reply};
 use crate::session::{Admission, Session, SessionRequest, SessionTable};
 
@@ -20,13 +18,15 @@ use crate::session::{Admission, Session, SessionRequest, SessionTable};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateMachine {
     pub(crate) config: KvConfig,
-    /// The keys and their values, ordered so that iteration (and so the snapshot) is the
-    /// same everywhere.
-    pub(crate) data: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// The keys with their values, deadlines and revisions.
+    pub(crate) data: Keyspace,
     /// Invariant: at most `config.max_sessions` sessions, none active after `applied_index`.
     pub(crate) sessions: SessionTable,
     /// The index of the last entry applied (0: none).
     pub(crate) applied_index: u64,
+    /// The log time (Unix milliseconds) of the latest stamped entry applied; 0 before the
+    /// first. Invariant: never decreases, and no key's deadline is at or before it.
+    pub(crate) log_time_ms: u64,
 }
 
 impl StateMachine {
@@ -35,9 +35,10 @@ impl StateMachine {
         config.validate()?;
         Ok(StateMachine {
             config,
-            data: BTreeMap::new(),
+            data: Keyspace::default(),
             sessions: SessionTable::default(),
             applied_index: 0,
+            log_time_ms: 0,
         })
     }
 
@@ -58,17 +59,42 @@ impl StateMachine {
 
     /// Whether the store holds no key.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.data.len() == 0
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.data.get(key).map(Vec::as_slice)
+        self.data.get(key).map(|stored| stored.value.as_slice())
+    }
+
+    /// When `key` expires, in log time (Unix milliseconds); `None` for a key without a
+    /// deadline or a missing key.
+    pub fn deadline_ms(&self, key: &[u8]) -> Option<u64> {
+        self.data.get(key).and_then(|stored| stored.deadline_ms)
+    }
+
+    /// The log index of `key`'s last write (`REVISION`).
+    pub fn revision(&self, key: &[u8]) -> Option<u64> {
+        self.data.get(key).map(|stored| stored.revision)
+    }
+
+    /// The log time of the state: the stamp of the latest stamped entry applied (Unix
+    /// milliseconds; 0 before the first).
+    pub fn log_time_ms(&self) -> u64 {
+        self.log_time_ms
+    }
+
+    /// The earliest deadline of any key: once the leader's clock passes it, an entry
+    /// carrying the time removes the key.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        self.data.next_deadline_ms()
     }
 
     /// Every key and value, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.data.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+        self.data
+            .iter()
+            .map(|(k, stored)| (k.as_slice(), stored.value.as_slice()))
     }
 
     /// The session of `client_id`, if the store remembers one.
@@ -101,6 +127,9 @@ impl StateMachine {
     /// Indexes need not be consecutive (entries that are not key-value commands are not
     /// applied here), but they must increase.
     ///
+    /// The command runs at the current [`log_time_ms`](Self::log_time_ms): this is
+    /// [`apply_at`](Self::apply_at) for an entry without a stamp.
+    ///
     /// # Panics
     /// If `index` is not greater than [`applied_index`](Self::applied_index): applying an
     /// entry twice or out of order is a bug in the caller.
@@ -110,14 +139,25 @@ impl StateMachine {
         command: Command,
         session: Option<SessionRequest>,
     ) -> Reply {
-        assert!(
-            index > self.applied_index,
-            "apply of entry {index} after entry {} was applied: entries must be applied once, in order",
-            self.applied_index
-        );
-        self.applied_index = index;
-        self.sessions
-            .expire(index, self.config.session_expiry_entries);
+        self.apply_at(index, None, command, session)
+    }
+
+    /// [`apply`](Self::apply) for an entry the leader stamped with `log_time_ms`: first the
+    /// log time moves to the stamp (it never moves back) and every key whose deadline is at
+    /// or before it is removed, then the command runs at that time — a relative TTL counts
+    /// from it. Every replica applies the same stamps, so keys expire at the same index
+    /// everywhere.
+    ///
+    /// # Panics
+    /// As [`apply`](Self::apply).
+    pub fn apply_at(
+        &mut self,
+        index: u64,
+        log_time_ms: Option<u64>,
+        command: Command,
+        session: Option<SessionRequest>,
+    ) -> Reply {
+        self.begin_entry(index, log_time_ms);
         let reply = match session {
             None => self.execute(command),
             Some(request) => match self.sessions.admit(request) {
@@ -140,6 +180,38 @@ impl StateMachine {
         reply
     }
 
+    /// Applies an entry that carries only the time (the leader proposes one when a deadline
+    /// has passed and no write came): the log time moves to `log_time_ms` and the keys due
+    /// by then are removed, so their memory is reclaimed on every replica.
+    ///
+    /// # Panics
+    /// As [`apply`](Self::apply).
+    pub fn pass_time(&mut self, index: u64, log_time_ms: u64) {
+        self.begin_entry(index, Some(log_time_ms));
+        if cfg!(debug_assertions) {
+            self.check_invariants();
+        }
+    }
+
+    /// What every entry does first: the index and the log time advance, expired sessions
+    /// and keys go.
+    fn begin_entry(&mut self, index: u64, log_time_ms: Option<u64>) {
+        assert!(
+            index > self.applied_index,
+            "apply of entry {index} after entry {} was applied: entries must be applied once, in order",
+            self.applied_index
+        );
+        self.applied_index = index;
+        if let Some(stamp) = log_time_ms {
+            // Stamps never decrease along the log; `max` keeps the clock monotonic even
+            // for a log written before they were stamped.
+            self.log_time_ms = self.log_time_ms.max(stamp);
+        }
+        self.data.expire_due(self.log_time_ms);
+        self.sessions
+            .expire(index, self.config.session_expiry_entries);
+    }
+
     /// Answers a read-only command (`GET`, `MGET`, `EXISTS`, `DBSIZE`) from the current state,
     /// without applying anything. A write command is answered with
     /// [`NOT_READ_ONLY`](errors::NOT_READ_ONLY).
@@ -154,6 +226,8 @@ impl StateMachine {
     /// Panics with context if an invariant is broken.
     pub fn check_invariants(&self) {
         self.sessions.check_invariants(self.applied_index);
+        self.data
+            .check_invariants(self.log_time_ms, self.applied_index);
         assert!(
             self.sessions.len() <= self.config.max_sessions,
             "{} sessions at applied index {}, more than max_sessions = {}",
@@ -171,7 +245,7 @@ impl StateMachine {
                 if keys.is_empty() {
                     return Some(Reply::error(errors::wrong_arity(command.name())));
                 }
-                let present = keys.iter().filter(|k| self.data.contains_key(*k)).count();
+                let present = keys.iter().filter(|k| self.data.contains(k)).count();
                 Reply::Integer(count(present))
             }
             Command::MGet { keys } => {
@@ -181,7 +255,7 @@ impl StateMachine {
                 // Sized before anything is copied: a few bytes of request must not make the
                 // node build a reply of many copies of its largest value.
                 let reply_bytes = keys.iter().try_fold(0usize, |total, key| {
-                    let value = self.data.get(key.as_slice()).map_or(0, Vec::len);
+                    let value = self.data.get(key).map_or(0, |stored| stored.value.len());
                     total
                         .checked_add(value)
                         .filter(|&total| total <= self.config.max_reply_bytes)
@@ -194,13 +268,19 @@ impl StateMachine {
                 Reply::Array(keys.iter().map(|k| self.get_reply(k)).collect())
             }
             Command::DbSize => Reply::Integer(count(self.data.len())),
+            Command::Ttl { key, unit } => self.ttl_reply(key, *unit),
+            Command::ExpireTime { key, unit } => self.expire_time_reply(key, *unit),
+            Command::Revision { key } => match self.data.get(key) {
+                Some(stored) => Reply::Integer(i64::try_from(stored.revision).unwrap_or(i64::MAX)),
+                None => Reply::Nil,
+            },
             _ => return None,
         })
     }
 
-    fn get_reply(&self, key: &[u8]) -> Reply {
+    pub(crate) fn get_reply(&self, key: &[u8]) -> Reply {
         match self.data.get(key) {
-            Some(value) => Reply::Bulk(value.clone()),
+            Some(stored) => Reply::Bulk(stored.value.clone()),
             None => Reply::Nil,
         }
     }
@@ -216,25 +296,11 @@ impl StateMachine {
                 key,
                 value,
                 condition,
-            } => {
-                if let Some(refusal) = self.check_size(&key, &value) {
-                    return refusal;
-                }
-                // One walk down the tree: the entry decides and writes.
-                match (self.data.entry(key), condition) {
-                    (Entry::Vacant(vacant), SetCondition::Always | SetCondition::IfAbsent) => {
-                        vacant.insert(value);
-                    }
-                    (
-                        Entry::Occupied(mut occupied),
-                        SetCondition::Always | SetCondition::IfPresent,
-                    ) => {
-                        occupied.insert(value);
-                    }
-                    _ => return Reply::Nil,
-                }
-                Reply::Ok
-            }
+            } => match self.write_without_deadline(key, value, condition) {
+                Ok(true) => Reply::Ok,
+                Ok(false) => Reply::Nil,
+                Err(refusal) => refusal,
+            },
             Command::Del { keys } => {
                 if keys.is_empty() {
                     return Reply::error(errors::wrong_arity(name));
@@ -258,30 +324,89 @@ impl StateMachine {
                         return refusal;
                     }
                 }
-                self.data.extend(pairs);
+                for (key, value) in pairs {
+                    let stored = Stored {
+                        value,
+                        deadline_ms: None,
+                        revision: self.applied_index,
+                    };
+                    self.data.insert(key, stored);
+                }
                 Reply::Ok
             }
             Command::Cas { key, expected, new } => {
                 if let Some(refusal) = self.check_size(&key, &new) {
                     return refusal;
                 }
-                if self.data.get(&key) != expected.as_ref() {
+                let current = self.data.get(&key);
+                if current.map(|stored| &stored.value) != expected.as_ref() {
                     return Reply::Integer(0);
                 }
-                self.data.insert(key, new);
+                // Like INCR, a swap keeps the key's time to live.
+                let deadline_ms = current.and_then(|stored| stored.deadline_ms);
+                let stored = Stored {
+                    value: new,
+                    deadline_ms,
+                    revision: self.applied_index,
+                };
+                self.data.insert(key, stored);
                 Reply::Integer(1)
             }
+            Command::SetWith {
+                key,
+                value,
+                options,
+            } => self.set_with(key, value, options),
+            Command::SetNx { key, value } => {
+                match self.write_without_deadline(key, value, SetCondition::IfAbsent) {
+                    Ok(written) => Reply::Integer(i64::from(written)),
+                    Err(refusal) => refusal,
+                }
+            }
+            Command::GetEx { key, expiry } => self.get_ex(&key, expiry),
+            Command::GetDel { key } => match self.data.remove(&key) {
+                Some(stored) => Reply::Bulk(stored.value),
+                None => Reply::Nil,
+            },
+            Command::Expire {
+                key,
+                deadline,
+                condition,
+            } => self.expire(&key, deadline, condition),
+            Command::Persist { key } => self.persist(&key),
             Command::Get { .. }
             | Command::Exists { .. }
             | Command::MGet { .. }
-            | Command::DbSize => {
+            | Command::DbSize
+            | Command::Ttl { .. }
+            | Command::ExpireTime { .. }
+            | Command::Revision { .. } => {
                 unreachable!("read-only commands are answered by query")
             }
         }
     }
 
+    /// Stores `value` at `key`, without a deadline, if `condition` holds (one walk down the
+    /// tree): whether it did, or the refusal of a key or value beyond the limits.
+    fn write_without_deadline(
+        &mut self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        condition: SetCondition,
+    ) -> Result<bool, Reply> {
+        if let Some(refusal) = self.check_size(&key, &value) {
+            return Err(refusal);
+        }
+        let stored = Stored {
+            value,
+            deadline_ms: None,
+            revision: self.applied_index,
+        };
+        Ok(self.data.write(key, stored, condition).is_some())
+    }
+
     /// The error reply for a key or value beyond the configured limits.
-    fn check_size(&self, key: &[u8], value: &[u8]) -> Option<Reply> {
+    pub(crate) fn check_size(&self, key: &[u8], value: &[u8]) -> Option<Reply> {
         if key.len() > self.config.max_key_bytes {
             return Some(Reply::error(errors::KEY_TOO_LARGE));
         }
@@ -294,7 +419,7 @@ impl StateMachine {
     fn incr_by(&mut self, key: &[u8], delta: i64) -> Reply {
         let current = match self.data.get(key) {
             None => 0,
-            Some(value) => match parse_integer(value) {
+            Some(stored) => match parse_integer(&stored.value) {
                 Some(n) => n,
                 None => return Reply::error(errors::NOT_AN_INTEGER),
             },
@@ -306,7 +431,13 @@ impl StateMachine {
         if let Some(refusal) = self.check_size(key, &value) {
             return refusal;
         }
-        self.data.insert(key.to_vec(), value);
+        // INCR and its kin keep the key's time to live, as in Redis.
+        let stored = Stored {
+            value,
+            deadline_ms: self.deadline_ms(key),
+            revision: self.applied_index,
+        };
+        self.data.insert(key.to_vec(), stored);
         Reply::Integer(next)
     }
 }

@@ -1,10 +1,12 @@
 //! The bytes the store writes — commands and requests in log entries, replies between nodes,
 //! snapshots on disk — do not change with the code that writes them: each value here, encoded
 //! by the format as it stood before the shared codec and kept as hex, must decode to the
-//! same value and be written again byte for byte.
+//! same value and be written again byte for byte. Bytes of an older format version, kept as
+//! hex too, must still read as the same value.
 
 use skiff_kv::{
-    Command, Encoded, KvConfig, KvError, Reply, Request, SessionRequest, SetCondition, StateMachine,
+    Command, Deadline, Encoded, ExpireCondition, Expiry, KvConfig, KvError, Reply, Request,
+    SessionRequest, SetCondition, SetOptions, StateMachine, TimeUnit,
 };
 
 fn set(key: &[u8], value: &[u8], condition: SetCondition) -> Command {
@@ -51,6 +53,58 @@ fn commands() -> Vec<Command> {
     ]
 }
 
+/// The commands format version 2 added.
+fn commands_v2() -> Vec<Command> {
+    vec![
+        Command::SetWith {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            options: SetOptions {
+                condition: SetCondition::IfAbsent,
+                expiry: Expiry::Until(Deadline::In(1500)),
+                get: true,
+            },
+        },
+        Command::SetWith {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            options: SetOptions {
+                condition: SetCondition::Always,
+                expiry: Expiry::Keep,
+                get: false,
+            },
+        },
+        Command::SetNx {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        },
+        Command::GetEx {
+            key: b"k".to_vec(),
+            expiry: Expiry::Until(Deadline::At(-1)),
+        },
+        Command::GetEx {
+            key: b"k".to_vec(),
+            expiry: Expiry::Clear,
+        },
+        Command::GetDel { key: b"k".to_vec() },
+        Command::Expire {
+            key: b"k".to_vec(),
+            deadline: Deadline::In(-64),
+            condition: ExpireCondition::IfSomeAndEarlier,
+        },
+        Command::Persist { key: b"k".to_vec() },
+        Command::Ttl {
+            key: b"k".to_vec(),
+            unit: TimeUnit::Seconds,
+        },
+        Command::ExpireTime {
+            key: b"k".to_vec(),
+            unit: TimeUnit::Milliseconds,
+        },
+        Command::Revision { key: b"k".to_vec() },
+    ]
+}
+
 fn requests() -> Vec<Request> {
     vec![
         Request {
@@ -82,8 +136,25 @@ fn replies() -> Vec<Reply> {
     ]
 }
 
-/// A store with two keys and a client session that remembers an integer reply.
+/// A store with two keys, one with a deadline, at a log time, and a client session that
+/// remembers an integer reply.
 fn store() -> StateMachine {
+    let mut kv = store_v1();
+    let px = SetOptions {
+        expiry: Expiry::Until(Deadline::In(500)),
+        ..SetOptions::default()
+    };
+    let set_px = Command::SetWith {
+        key: b"c".to_vec(),
+        value: b"3".to_vec(),
+        options: px,
+    };
+    kv.apply_at(4, Some(1_000), set_px, None);
+    kv
+}
+
+/// The store [`SNAPSHOT_V1_HEX`] holds.
+fn store_v1() -> StateMachine {
     let mut kv = StateMachine::new(KvConfig::default()).expect("default config");
     kv.apply(1, set(b"b", b"2", SetCondition::Always), None);
     kv.apply(2, set(b"a", b"1", SetCondition::Always), None);
@@ -95,8 +166,9 @@ fn store() -> StateMachine {
     kv
 }
 
-/// [`commands`], in order: a version byte, an opcode, varint lengths and integers.
-const COMMANDS_HEX: &[&str] = &[
+/// [`commands`] as format version 1 wrote them: a version byte, an opcode, varint lengths
+/// and integers.
+const COMMANDS_V1_HEX: &[&str] = &[
     "0101016b",
     "0102036b65790576616c756501",
     "010302016100",
@@ -111,8 +183,38 @@ const COMMANDS_HEX: &[&str] = &[
     "010b",
 ];
 
+/// [`commands`] then [`commands_v2`], as version 2 writes them.
+const COMMANDS_HEX: &[&str] = &[
+    "0201016b",
+    "0202036b65790576616c756501",
+    "020302016100",
+    "0204010161",
+    "0205016e",
+    "0206016ed704",
+    "0207016e",
+    "02080201610162",
+    "0209010161820107070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707",
+    "020a016301036f6c64036e6577",
+    "020a01630000",
+    "020b",
+    "020c016b0176010200b81701",
+    "020c016b0176000100",
+    "020d016b0176",
+    "020e016b020101",
+    "020e016b00",
+    "020f016b",
+    "0210016b007f05",
+    "0211016b",
+    "0212016b00",
+    "0213016b01",
+    "0214016b",
+];
+
+/// [`requests`] with commands of version 1.
+const REQUESTS_V1_HEX: &[&str] = &["01000102016b017602", "0101ac02ffffffffffffffffff010105016e"];
+
 /// [`requests`]: version, session flag (and the session as varints), then the command.
-const REQUESTS_HEX: &[&str] = &["01000102016b017602", "0101ac02ffffffffffffffffff010105016e"];
+const REQUESTS_HEX: &[&str] = &["01000202016b017602", "0101ac02ffffffffffffffffff010205016e"];
 
 /// [`replies`]: a tag, then the fields (zigzag varints for integers).
 const REPLIES_HEX: &[&str] = &[
@@ -124,9 +226,14 @@ const REPLIES_HEX: &[&str] = &[
     "0506455252206e6f",
 ];
 
-/// [`store`]'s snapshot: magic, version, applied index, the keys in order, the session with
-/// its reply, then the CRC-32C (little-endian).
-const SNAPSHOT_HEX: &str = "534b565301030201610132016201320109010303043128e975";
+/// [`store_v1`]'s snapshot as version 1 wrote it: magic, version, applied index, the keys in
+/// order, the session with its reply, then the CRC-32C (little-endian).
+const SNAPSHOT_V1_HEX: &str = "534b565301030201610132016201320109010303043128e975";
+
+/// [`store`]'s snapshot: magic, version, applied index, log time, the keys in order with
+/// revision and deadline (plus one), the session with its reply, then the CRC-32C.
+const SNAPSHOT_HEX: &str =
+    "534b56530204e807030161013203000162013201000163013304dd0b010901030304d16b8cb9";
 
 fn from_hex(hex: &str) -> Vec<u8> {
     (0..hex.len())
@@ -152,12 +259,45 @@ fn keep_their_bytes<T: std::fmt::Debug + PartialEq>(
 
 #[test]
 fn commands_keep_their_bytes() {
-    keep_their_bytes(commands(), COMMANDS_HEX, Command::encode, Command::decode);
+    let all = commands().into_iter().chain(commands_v2()).collect();
+    keep_their_bytes(all, COMMANDS_HEX, Command::encode, Command::decode);
 }
 
 #[test]
 fn requests_keep_their_bytes() {
     keep_their_bytes(requests(), REQUESTS_HEX, Request::encode, Request::decode);
+}
+
+/// Commands, requests and snapshots of version 1 read as they did, a snapshot's keys with
+/// its applied index as their revision and no deadline.
+#[test]
+fn version_1_bytes_still_read() {
+    for (command, hex) in commands().into_iter().zip(COMMANDS_V1_HEX) {
+        assert_eq!(Command::decode(&from_hex(hex)), Ok(command));
+    }
+    for (request, hex) in requests().into_iter().zip(REQUESTS_V1_HEX) {
+        assert_eq!(Request::decode(&from_hex(hex)), Ok(request));
+    }
+    let restored =
+        StateMachine::restore(KvConfig::default(), &from_hex(SNAPSHOT_V1_HEX)).expect("restores");
+    let expected = store_v1();
+    assert_eq!(
+        restored.iter().collect::<Vec<_>>(),
+        expected.iter().collect::<Vec<_>>()
+    );
+    assert_eq!(restored.applied_index(), 3);
+    assert_eq!(restored.revision(b"a"), Some(3));
+    assert_eq!(restored.revision(b"b"), Some(3));
+    assert_eq!(restored.deadline_ms(b"a"), None);
+    assert_eq!(restored.log_time_ms(), 0);
+    assert_eq!(restored.session(9), expected.session(9));
+    // A version 1 command names only opcodes 1 to 11.
+    let mut revision = Command::Revision { key: b"k".to_vec() }.encode();
+    revision[0] = 1;
+    assert!(matches!(
+        Command::decode(&revision),
+        Err(KvError::UnknownTag { tag: 20, .. })
+    ));
 }
 
 #[test]
@@ -178,16 +318,18 @@ fn snapshots_keep_their_bytes() {
 /// follows it.
 #[test]
 fn unknown_format_versions_are_refused_alike() {
-    for version in [0u8, 2, 0x7f, 0x80, 0xff] {
+    for version in [0u8, 3, 0x7f, 0x80, 0xff] {
         let refused = |what| KvError::UnsupportedVersion { what, version };
 
         let mut command = from_hex(COMMANDS_HEX[1]);
         command[0] = version;
         assert_eq!(Command::decode(&command), Err(refused(Encoded::Command)));
 
-        let mut request = from_hex(REQUESTS_HEX[1]);
-        request[0] = version;
-        assert_eq!(Request::decode(&request), Err(refused(Encoded::Request)));
+        if version != 2 {
+            let mut request = from_hex(REQUESTS_HEX[1]);
+            request[0] = version;
+            assert_eq!(Request::decode(&request), Err(refused(Encoded::Request)));
+        }
 
         // The version follows the magic, under a checksum made again so that it passes.
         let mut snapshot = from_hex(SNAPSHOT_HEX);

@@ -1,12 +1,20 @@
 //! The state machine against a dumb twin (STYLE.md rule 8): random sequences of commands,
-//! with and without client sessions, reads, and snapshot/restore cycles, compared reply by
-//! reply and state by state with a naive model — a `HashMap` for the data and a `Vec` of
-//! sessions scanned linearly for expiry and eviction (thesis §6.3).
+//! with and without client sessions, reads, entries carrying only the time, and
+//! snapshot/restore cycles, at a log time that moves forward by random steps, compared reply
+//! by reply and state by state with a naive model — `HashMap`s for the data, deadlines and
+//! revisions, every key scanned for expiry at each entry, and a `Vec` of sessions scanned
+//! linearly for expiry and eviction (thesis §6.3).
 
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use skiff_kv::{Command, KvConfig, Reply, SessionRequest, SetCondition, StateMachine};
+use skiff_kv::{
+    Command, Deadline, ExpireCondition, Expiry, KvConfig, Reply, SessionRequest, SetCondition,
+    SetOptions, StateMachine, TimeUnit,
+};
+
+/// The log time of the first entry.
+const T0: u64 = 1_000_000;
 
 const MAX_KEY_BYTES: usize = 3;
 const MAX_VALUE_BYTES: usize = 20;
@@ -42,7 +50,73 @@ fn value() -> impl Strategy<Value = Vec<u8>> {
     .prop_map(String::into_bytes)
 }
 
+fn set_condition() -> impl Strategy<Value = SetCondition> {
+    prop_oneof![
+        Just(SetCondition::Always),
+        Just(SetCondition::IfAbsent),
+        Just(SetCondition::IfPresent)
+    ]
+}
+
+/// Relative deadlines around the log time (some already passed), absolute ones around the
+/// times a run reaches, and one that overflows — from small sets, on a grid of 100 ms like
+/// the clock's steps, so that deadlines meet each other and the log time exactly.
+fn deadline() -> impl Strategy<Value = Deadline> {
+    prop_oneof![
+        4 => prop::sample::select(vec![-100i64, -1, 0, 1, 100, 200, 300]).prop_map(Deadline::In),
+        2 => (0i64..8).prop_map(|n| Deadline::At(T0 as i64 + n * 100)),
+        1 => Just(Deadline::In(i64::MAX)),
+    ]
+}
+
+fn expiry() -> impl Strategy<Value = Expiry> {
+    prop_oneof![
+        Just(Expiry::Clear),
+        Just(Expiry::Keep),
+        deadline().prop_map(Expiry::Until),
+    ]
+}
+
+fn unit() -> impl Strategy<Value = TimeUnit> {
+    prop_oneof![Just(TimeUnit::Seconds), Just(TimeUnit::Milliseconds)]
+}
+
+/// The commands that set, change or read a key's time to live, and `REVISION`.
+fn ttl_command() -> impl Strategy<Value = Command> {
+    let expire_condition = prop_oneof![
+        Just(ExpireCondition::Always),
+        Just(ExpireCondition::IfNone),
+        Just(ExpireCondition::IfSome),
+        Just(ExpireCondition::IfLater),
+        Just(ExpireCondition::IfEarlier),
+        Just(ExpireCondition::IfSomeAndEarlier),
+    ];
+    prop_oneof![
+        3 => (key(), value(), set_condition(), expiry(), any::<bool>()).prop_map(
+            |(key, value, condition, expiry, get)| Command::SetWith {
+                key,
+                value,
+                options: SetOptions { condition, expiry, get },
+            }
+        ),
+        1 => (key(), value()).prop_map(|(key, value)| Command::SetNx { key, value }),
+        1 => (key(), expiry()).prop_map(|(key, expiry)| Command::GetEx { key, expiry }),
+        1 => key().prop_map(|key| Command::GetDel { key }),
+        4 => (key(), deadline(), expire_condition).prop_map(|(key, deadline, condition)| {
+            Command::Expire { key, deadline, condition }
+        }),
+        1 => key().prop_map(|key| Command::Persist { key }),
+        1 => (key(), unit()).prop_map(|(key, unit)| Command::Ttl { key, unit }),
+        1 => (key(), unit()).prop_map(|(key, unit)| Command::ExpireTime { key, unit }),
+        1 => key().prop_map(|key| Command::Revision { key }),
+    ]
+}
+
 fn command() -> impl Strategy<Value = Command> {
+    prop_oneof![1 => classic_command(), 1 => ttl_command()]
+}
+
+fn classic_command() -> impl Strategy<Value = Command> {
     let keys = || proptest::collection::vec(key(), 0..4);
     prop_oneof![
         key().prop_map(|key| Command::Get { key }),
@@ -81,12 +155,16 @@ enum Sequence {
 
 #[derive(Clone, Debug)]
 enum Op {
-    /// Apply `command` as the entry `gap` indexes after the last, from `client` if any.
+    /// Apply `command` as the entry `gap` indexes after the last, stamped `advance_ms` after
+    /// the last stamp, from `client` if any.
     Apply {
         command: Command,
         client: Option<(u64, Sequence)>,
         gap: u64,
+        advance_ms: u64,
     },
+    /// Apply the next entry, carrying only a log time `advance_ms` after the last stamp.
+    PassTime { advance_ms: u64 },
     /// Serve `command` through `read`.
     Read(Command),
     /// Snapshot the store and continue with the restored copy.
@@ -101,10 +179,12 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Sequence::First),
         1 => (0u64..6).prop_map(Sequence::Any),
     ];
+    let advance = || prop_oneof![3 => Just(0u64), 2 => prop::sample::select(vec![1u64, 100, 200])];
     prop_oneof![
-        10 => (command(), proptest::option::of((0u64..5, sequence)), prop_oneof![4 => Just(1u64), 1 => 1u64..8])
-            .prop_map(|(command, client, gap)| Op::Apply { command, client, gap }),
+        10 => (command(), proptest::option::of((0u64..5, sequence)), prop_oneof![4 => Just(1u64), 1 => 1u64..8], advance())
+            .prop_map(|(command, client, gap, advance_ms)| Op::Apply { command, client, gap, advance_ms }),
         3 => command().prop_map(Op::Read),
+        1 => advance().prop_map(|advance_ms| Op::PassTime { advance_ms }),
         1 => Just(Op::SnapshotRestore),
     ]
 }
@@ -120,8 +200,14 @@ struct ModelSession {
 #[derive(Default)]
 struct Model {
     data: HashMap<Vec<u8>, Vec<u8>>,
+    /// Each key's deadline, for the keys that have one.
+    deadlines: HashMap<Vec<u8>, i64>,
+    /// Each key's last write.
+    revisions: HashMap<Vec<u8>, u64>,
     sessions: Vec<ModelSession>,
     index: u64,
+    /// The last stamp applied.
+    now: u64,
 }
 
 fn err(text: &str) -> Reply {
@@ -167,8 +253,198 @@ impl Model {
             Command::MGet { keys } if keys.is_empty() => arity("mget"),
             Command::MGet { keys } => Reply::Array(keys.iter().map(get).collect()),
             Command::DbSize => Reply::Integer(self.data.len() as i64),
+            Command::Ttl { key, unit } => {
+                match (self.data.contains_key(key), self.deadlines.get(key)) {
+                    (false, _) => Reply::Integer(-2),
+                    (true, None) => Reply::Integer(-1),
+                    (true, Some(&deadline)) => {
+                        let left = deadline - self.now as i64;
+                        Reply::Integer(match unit {
+                            TimeUnit::Milliseconds => left,
+                            TimeUnit::Seconds => (left + 500) / 1000,
+                        })
+                    }
+                }
+            }
+            Command::ExpireTime { key, unit } => {
+                match (self.data.contains_key(key), self.deadlines.get(key)) {
+                    (false, _) => Reply::Integer(-2),
+                    (true, None) => Reply::Integer(-1),
+                    (true, Some(&deadline)) => Reply::Integer(match unit {
+                        TimeUnit::Milliseconds => deadline,
+                        TimeUnit::Seconds => (deadline + 500) / 1000,
+                    }),
+                }
+            }
+            Command::Revision { key } => self
+                .revisions
+                .get(key)
+                .map_or(Reply::Nil, |&r| Reply::Integer(r as i64)),
             _ => return None,
         })
+    }
+
+    /// Stores `value` at `key` with `deadline`, written at the current index.
+    fn write(&mut self, key: &[u8], value: Vec<u8>, deadline: Option<i64>) {
+        self.data.insert(key.to_vec(), value);
+        self.revisions.insert(key.to_vec(), self.index);
+        match deadline {
+            Some(deadline) => self.deadlines.insert(key.to_vec(), deadline),
+            None => self.deadlines.remove(key),
+        };
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        self.deadlines.remove(key);
+        self.revisions.remove(key);
+        self.data.remove(key)
+    }
+
+    /// A deadline at the current log time; `None` when it overflows.
+    fn resolve(&self, deadline: Deadline) -> Option<i64> {
+        match deadline {
+            Deadline::In(ms) => (self.now as i64).checked_add(ms),
+            Deadline::At(ms) => Some(ms),
+        }
+    }
+
+    /// The commands of the `ttl` module, written out naively.
+    fn execute_ttl(&mut self, command: &Command) -> Reply {
+        let now = self.now as i64;
+        let invalid = |name: &str| err(&format!("ERR invalid expire time in '{name}' command"));
+        match command {
+            Command::SetWith {
+                key,
+                value,
+                options,
+            } => {
+                let deadline = match options.expiry {
+                    Expiry::Until(d) => match self.resolve(d) {
+                        None => return invalid("set"),
+                        some => some,
+                    },
+                    _ => None,
+                };
+                if let Some(e) = Self::too_big(key, value) {
+                    return e;
+                }
+                let old = self.data.get(key).cloned();
+                let answer = if options.get {
+                    old.clone().map_or(Reply::Nil, Reply::Bulk)
+                } else {
+                    Reply::Ok
+                };
+                let holds = match options.condition {
+                    SetCondition::Always => true,
+                    SetCondition::IfAbsent => old.is_none(),
+                    SetCondition::IfPresent => old.is_some(),
+                };
+                if !holds {
+                    return if options.get { answer } else { Reply::Nil };
+                }
+                match (options.expiry, deadline) {
+                    (Expiry::Keep, _) => {
+                        let kept = self.deadlines.get(key).copied();
+                        self.write(key, value.clone(), kept);
+                    }
+                    (_, Some(d)) if d <= now => {
+                        self.remove(key);
+                    }
+                    (_, d) => self.write(key, value.clone(), d),
+                }
+                answer
+            }
+            Command::SetNx { key, value } => {
+                if let Some(e) = Self::too_big(key, value) {
+                    return e;
+                }
+                if self.data.contains_key(key) {
+                    return Reply::Integer(0);
+                }
+                self.write(key, value.clone(), None);
+                Reply::Integer(1)
+            }
+            Command::GetEx { key, expiry } => {
+                let deadline = match expiry {
+                    Expiry::Until(d) => match self.resolve(*d) {
+                        None => return invalid("getex"),
+                        some => some,
+                    },
+                    _ => None,
+                };
+                let Some(value) = self.data.get(key).cloned() else {
+                    return Reply::Nil;
+                };
+                match (expiry, deadline) {
+                    (Expiry::Keep, _) => {}
+                    (Expiry::Clear, _) => {
+                        if self.deadlines.contains_key(key) {
+                            self.write(key, value.clone(), None);
+                        }
+                    }
+                    (_, Some(d)) if d <= now => {
+                        self.remove(key);
+                    }
+                    (_, d) => self.write(key, value.clone(), d),
+                }
+                Reply::Bulk(value)
+            }
+            Command::GetDel { key } => self.remove(key).map_or(Reply::Nil, Reply::Bulk),
+            Command::Expire {
+                key,
+                deadline,
+                condition,
+            } => {
+                let Some(at) = self.resolve(*deadline) else {
+                    return invalid("expire");
+                };
+                let Some(value) = self.data.get(key).cloned() else {
+                    return Reply::Integer(0);
+                };
+                let current = self.deadlines.get(key).copied();
+                let allowed = match condition {
+                    ExpireCondition::Always => true,
+                    ExpireCondition::IfNone => current.is_none(),
+                    ExpireCondition::IfSome => current.is_some(),
+                    ExpireCondition::IfLater => current.is_some_and(|c| at > c),
+                    ExpireCondition::IfEarlier => current.is_none_or(|c| at < c),
+                    ExpireCondition::IfSomeAndEarlier => current.is_some_and(|c| at < c),
+                };
+                if !allowed {
+                    return Reply::Integer(0);
+                }
+                if at <= now {
+                    self.remove(key);
+                } else {
+                    self.write(key, value, Some(at));
+                }
+                Reply::Integer(1)
+            }
+            Command::Persist { key } => {
+                if !self.deadlines.contains_key(key) {
+                    return Reply::Integer(0);
+                }
+                let value = self.data[key].clone();
+                self.write(key, value, None);
+                Reply::Integer(1)
+            }
+            _ => unreachable!("not a TTL write"),
+        }
+    }
+
+    /// The log time moves to `stamp`; the keys due by then go.
+    fn pass_time(&mut self, stamp: u64) {
+        self.now = self.now.max(stamp);
+        let now = self.now as i64;
+        let due: Vec<Vec<u8>> = self
+            .deadlines
+            .iter()
+            .filter(|(_, &d)| d <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            self.remove(&key);
+        }
     }
 
     fn execute(&mut self, command: &Command) -> Reply {
@@ -191,7 +467,7 @@ impl Model {
                     SetCondition::IfPresent => present,
                 };
                 if go {
-                    self.data.insert(key.clone(), value.clone());
+                    self.write(key, value.clone(), None);
                     Reply::Ok
                 } else {
                     Reply::Nil
@@ -201,7 +477,7 @@ impl Model {
             Command::Del { keys } => {
                 let mut removed = 0;
                 for k in keys {
-                    if self.data.remove(k).is_some() {
+                    if self.remove(k).is_some() {
                         removed += 1;
                     }
                 }
@@ -216,7 +492,7 @@ impl Model {
                     return e;
                 }
                 for (k, v) in pairs {
-                    self.data.insert(k.clone(), v.clone());
+                    self.write(k, v.clone(), None);
                 }
                 Reply::Ok
             }
@@ -225,13 +501,14 @@ impl Model {
                     return e;
                 }
                 if self.data.get(key).cloned() == *expected {
-                    self.data.insert(key.clone(), new.clone());
+                    let kept = self.deadlines.get(key).copied();
+                    self.write(key, new.clone(), kept);
                     Reply::Integer(1)
                 } else {
                     Reply::Integer(0)
                 }
             }
-            _ => unreachable!("reads handled above"),
+            _ => self.execute_ttl(command),
         }
     }
 
@@ -249,14 +526,30 @@ impl Model {
         match current.checked_add(delta) {
             None => err("ERR increment or decrement would overflow"),
             Some(n) => {
-                self.data.insert(key.to_vec(), n.to_string().into_bytes());
+                let kept = self.deadlines.get(key).copied();
+                self.write(key, n.to_string().into_bytes(), kept);
                 Reply::Integer(n)
             }
         }
     }
 
-    fn apply(&mut self, index: u64, command: &Command, session: Option<SessionRequest>) -> Reply {
+    /// An entry carrying only the time.
+    fn apply_time(&mut self, index: u64, stamp: u64) {
         self.index = index;
+        self.pass_time(stamp);
+        self.sessions
+            .retain(|s| index - s.last_index <= SESSION_EXPIRY_ENTRIES);
+    }
+
+    fn apply(
+        &mut self,
+        index: u64,
+        stamp: u64,
+        command: &Command,
+        session: Option<SessionRequest>,
+    ) -> Reply {
+        self.index = index;
+        self.pass_time(stamp);
         self.sessions
             .retain(|s| index - s.last_index <= SESSION_EXPIRY_ENTRIES);
         let Some(request) = session else {
@@ -320,6 +613,12 @@ fn assert_same_state(machine: &StateMachine, model: &Model) -> Result<(), TestCa
         .map(|(k, v)| (k.to_vec(), v.to_vec()))
         .collect();
     prop_assert_eq!(actual, data);
+    for key in model.data.keys() {
+        let deadline = model.deadlines.get(key).map(|&d| d as u64);
+        prop_assert_eq!(machine.deadline_ms(key), deadline, "deadline of {:?}", key);
+        prop_assert_eq!(machine.revision(key), model.revisions.get(key).copied());
+    }
+    prop_assert_eq!(machine.log_time_ms(), model.now);
 
     let mut sessions: Vec<(u64, u64, Reply, u64)> = model
         .sessions
@@ -354,10 +653,18 @@ proptest! {
         let mut machine = StateMachine::new(config()).expect("config");
         let mut model = Model::default();
         let mut index = 0;
+        let mut clock = T0;
         for op in ops {
             match op {
-                Op::Apply { command, client, gap } => {
+                Op::PassTime { advance_ms } => {
+                    index += 1;
+                    clock += advance_ms;
+                    model.apply_time(index, clock);
+                    machine.pass_time(index, clock);
+                }
+                Op::Apply { command, client, gap, advance_ms } => {
                     index += gap;
+                    clock += advance_ms;
                     let session = client.map(|(client_id, sequence)| {
                         let last = model.last_sequence(client_id);
                         let sequence = match sequence {
@@ -369,8 +676,8 @@ proptest! {
                         };
                         SessionRequest { client_id, sequence }
                     });
-                    let expected = model.apply(index, &command, session);
-                    let actual = machine.apply(index, command.clone(), session);
+                    let expected = model.apply(index, clock, &command, session);
+                    let actual = machine.apply_at(index, Some(clock), command.clone(), session);
                     prop_assert_eq!(actual, expected, "{:?} with {:?} at {}", command, session, index);
                 }
                 Op::Read(command) => {

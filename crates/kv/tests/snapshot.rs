@@ -42,17 +42,20 @@ fn snapshot_round_trip_is_byte_identical() {
     assert!(restored.session(8).is_some_and(|s| s.last_reply.is_error()));
 }
 
-/// The same state reached in a different order of inserts gives the same snapshot bytes.
+/// The same state reached in a different order of inserts (in one entry, so every key has
+/// the same revision) gives the same snapshot bytes.
 #[test]
 fn snapshot_is_deterministic() {
     let mut one = Kv::new();
     let mut two = Kv::new();
-    for key in ["x", "y", "z"] {
-        one.apply(set(key, key));
-    }
-    for key in ["z", "y", "x"] {
-        two.apply(set(key, key));
-    }
+    let pairs = |keys: [&str; 3]| Command::MSet {
+        pairs: keys
+            .iter()
+            .map(|k| (k.as_bytes().to_vec(), k.as_bytes().to_vec()))
+            .collect(),
+    };
+    one.apply(pairs(["x", "y", "z"]));
+    two.apply(pairs(["z", "y", "x"]));
     assert_eq!(one.machine.snapshot(), two.machine.snapshot());
 }
 
@@ -141,12 +144,35 @@ fn checksummed_but_invalid_snapshot_is_refused() {
         Err(KvError::TrailingBytes { .. })
     ));
 
-    let mut future = header(2);
+    let mut future = header(3);
     future.extend_from_slice(&[0, 0, 0]);
     assert!(matches!(
         restore(&future),
-        Err(KvError::UnsupportedVersion { version: 2, .. })
+        Err(KvError::UnsupportedVersion { version: 3, .. })
     ));
+
+    // Version 2, applied 3, log time 10: key "a" written at index 4 > 3.
+    let mut written_ahead = header(2);
+    written_ahead.extend_from_slice(&[3, 10, 1, 1, b'a', 0, 4, 0, 0]);
+    assert_eq!(
+        restore(&written_ahead),
+        Err(KvError::InvalidSnapshot(
+            "a key was written after the applied index"
+        ))
+    );
+
+    // Version 2, applied 3, log time 10: key "a" due at 10 (stored as 11), still held.
+    let mut held_past_deadline = header(2);
+    held_past_deadline.extend_from_slice(&[3, 10, 1, 1, b'a', 0, 2, 11, 0]);
+    assert_eq!(
+        restore(&held_past_deadline),
+        Err(KvError::InvalidSnapshot("a key is held past its deadline"))
+    );
+    // The same key due at 11 is held.
+    held_past_deadline[12] = 12;
+    let restored = restore(&held_past_deadline).expect("a deadline after the log time");
+    assert_eq!(restored.deadline_ms(b"a"), Some(11));
+    assert_eq!(restored.revision(b"a"), Some(2));
 
     // applied 3, no keys, one session active at index 9 > 3.
     let mut session_ahead = header(1);

@@ -64,7 +64,13 @@ impl StateMachine for Counter {
             _ => Err(Malformed),
         }
     }
-    fn apply(&mut self, index: LogIndex, op: Op, _: Option<ClientSession>) -> Result<i64, String> {
+    fn apply(
+        &mut self,
+        index: LogIndex,
+        op: Op,
+        _: Option<ClientSession>,
+        _log_time_ms: Option<u64>,
+    ) -> Result<i64, String> {
         self.applied = index;
         if let Op::Add(n) = op {
             self.value = self.value.checked_add(n).ok_or("overflow")?;

@@ -46,12 +46,25 @@ impl StateMachine for skiff_kv::StateMachine {
         index: LogIndex,
         command: Command,
         session: Option<ClientSession>,
+        log_time_ms: Option<u64>,
     ) -> Reply {
         let session = session.map(|s| SessionRequest {
             client_id: s.client_id,
             sequence: s.sequence,
         });
-        skiff_kv::StateMachine::apply(self, index.0, command, session)
+        skiff_kv::StateMachine::apply_at(self, index.0, log_time_ms, command, session)
+    }
+
+    fn pass_time(&mut self, index: LogIndex, log_time_ms: u64) {
+        skiff_kv::StateMachine::pass_time(self, index.0, log_time_ms)
+    }
+
+    fn log_time_ms(&self) -> u64 {
+        skiff_kv::StateMachine::log_time_ms(self)
+    }
+
+    fn next_deadline_ms(&self) -> Option<u64> {
+        skiff_kv::StateMachine::next_deadline_ms(self)
     }
 
     fn read(&self, command: &Command) -> Reply {

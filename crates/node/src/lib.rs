@@ -36,10 +36,15 @@
 //! Client writes are proposed on the leader or forwarded to it; reads are served on every
 //! node through ReadIndex (thesis §6.4).
 //!
+//! The node has no clock, but a leader stamps each client request it proposes with the wall
+//! clock its driver reports ([`Node::set_wall_clock_ms`]), never earlier than the last stamp
+//! in its log: that **log time** is what the state machine decides time-dependent things by
+//! (a key's expiry), the same way on every replica.
+//!
 //! # Layout
 //!
-//! - [`node`](Node): the node — inputs, applying, client requests; its batch pipeline and
-//!   its snapshots in submodules;
+//! - [`node`](Node): the node — inputs, applying, client requests; its batch pipeline, its
+//!   snapshots, the amnesia guard and log time in submodules;
 //! - [`effect`](Effect): what the node asks of its driver, and the tokens of each step;
 //! - [`refusals`]: the error replies clients get when the node cannot take a request;
 //! - [`backup`]: the backup file (`skiff admin backup`, `skiff restore`): a node snapshot

@@ -15,7 +15,7 @@ use crate::event::Event;
 use crate::incoming_snapshot::{restore, IncomingSnapshot};
 use crate::observer::Observer;
 use crate::payload::{
-    MemberAddress, MemberBook, Payload, MEMBER_ADDRESS_TAG, MEMBER_INCARNATION_TAG,
+    MemberAddress, MemberBook, Payload, Stamped, MEMBER_ADDRESS_TAG, MEMBER_INCARNATION_TAG,
 };
 use crate::refusals;
 use crate::state_machine::{ClientSession, StateMachine};
@@ -23,11 +23,13 @@ use crate::wire::{Envelope, PeerMessage};
 
 mod driving;
 mod incarnations;
+mod log_time;
 mod snapshots;
 
 use driving::{Stage, Writing};
 use incarnations::AmnesiaGuard;
 pub use incarnations::IncarnationNotice;
+use log_time::LogClock;
 
 /// The caller's id for one client request; the reply comes back with it.
 pub type RequestId = u64;
@@ -92,6 +94,8 @@ pub struct Node<D: Disk, M: StateMachine = skiff_kv::StateMachine> {
     members: MemberBook,
     /// The amnesia guard's clock, records in flight and notices.
     guard: AmnesiaGuard,
+    /// The wall clock the driver reports, and the last stamp in the log.
+    clock: LogClock,
     config: NodeConfig<M::Config>,
     /// The last entry applied to the state machine (or covered by its snapshot).
     applied: LogIndex,
@@ -164,6 +168,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             state_machine,
             members,
             guard: AmnesiaGuard::default(),
+            clock: LogClock::default(),
             config,
             applied: meta.index,
             writing: None,
@@ -188,11 +193,14 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         self.config.raft.id
     }
 
-    /// One tick of logical time.
+    /// One tick of logical time. A leader whose state machine has a deadline that the wall
+    /// clock ([`set_wall_clock_ms`](Node::set_wall_clock_ms)) has passed proposes an entry
+    /// carrying only the time.
     pub fn tick(&mut self) {
         if self.guard_tick() {
             self.raw.tick();
         }
+        self.propose_time_if_due();
     }
 
     /// Starts an election now (PreVote first when enabled), as if the election timer had fired.
@@ -456,7 +464,8 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             }
             return;
         }
-        match self.raw.propose(request) {
+        let entry = self.stamped(&request);
+        match self.raw.propose(entry) {
             Ok((index, term)) => {
                 self.proposals.insert(index, (term, origin));
             }
@@ -539,8 +548,31 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         }
     }
 
-    /// Applies a normal entry: a client's command, or a member's address or incarnation.
+    /// Applies a normal entry: a client's command (stamped with its log time, or not if
+    /// written before stamps), the log time alone, or a member's address or incarnation.
     fn apply_normal(&mut self, entry: &Entry) -> M::Reply {
+        if let Some(stamped) = Stamped::split(&entry.data) {
+            return match stamped {
+                Ok(Stamped {
+                    log_time_ms,
+                    request: [],
+                }) => {
+                    self.state_machine.pass_time(entry.index, log_time_ms);
+                    M::done()
+                }
+                Ok(Stamped {
+                    log_time_ms,
+                    request,
+                }) => match M::decode_command(request) {
+                    Ok((command, session)) => {
+                        self.state_machine
+                            .apply(entry.index, command, session, Some(log_time_ms))
+                    }
+                    Err(error) => M::refused(format!("ERR undecodable log entry: {error}")),
+                },
+                Err(error) => M::refused(format!("ERR undecodable log entry: {error}")),
+            };
+        }
         if matches!(
             entry.data.first(),
             Some(&MEMBER_ADDRESS_TAG | &MEMBER_INCARNATION_TAG)
@@ -555,12 +587,16 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                     self.apply_member_incarnation(record);
                     M::done()
                 }
-                Ok(Payload::Request(_)) => unreachable!("the tag is a member record's"),
+                Ok(Payload::Request(_) | Payload::Stamped { .. }) => {
+                    unreachable!("the tag is a member record's")
+                }
                 Err(error) => M::refused(format!("ERR undecodable log entry: {error}")),
             };
         }
         match M::decode_command(&entry.data) {
-            Ok((command, session)) => self.state_machine.apply(entry.index, command, session),
+            Ok((command, session)) => self
+                .state_machine
+                .apply(entry.index, command, session, None),
             Err(error) => M::refused(format!("ERR undecodable log entry: {error}")),
         }
     }

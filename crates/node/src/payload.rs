@@ -13,6 +13,11 @@
 //!   - [`MEMBER_INCARNATION_TAG`] (`0x82`): a [`MemberIncarnation`] record — the id and the
 //!     incarnation of its data directory (two `u64`s) — the leader's record of the member it
 //!     heard from, so that a member whose disk was wiped is told apart (thesis §3.8).
+//!   - [`STAMP_TAG`] (`0x83`): a [`Stamped`] entry — the leader's log time (a `u64`, Unix
+//!     milliseconds, never less than an earlier stamp in the log), then a client request as
+//!     above, or nothing: an entry that carries only the time, proposed when a key's
+//!     deadline has passed and no write came. Requests written before stamps existed have no
+//!     tag and are still read.
 //! - A snapshot is `SKNS`, a version byte ([`SNAPSHOT_VERSION`]; version 1 was big-endian,
 //!   version 2 had no incarnations, both still read), the [`MemberBook`] (addresses, then
 //!   from version 3 incarnations), then the key-value snapshot.
@@ -34,6 +39,9 @@ pub const MEMBER_ADDRESS_V1_TAG: u8 = 0x80;
 
 /// The first byte of a [`MemberIncarnation`] entry.
 pub const MEMBER_INCARNATION_TAG: u8 = 0x82;
+
+/// The first byte of a [`Stamped`] entry.
+pub const STAMP_TAG: u8 = 0x83;
 
 // The store's request versions and the node's own tags share an entry's first byte.
 const _: () = assert!(
@@ -90,11 +98,57 @@ pub struct MemberAddress {
     pub addr: String,
 }
 
+/// A client request, or nothing, with the leader's log time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamped<'a> {
+    /// The leader's wall-clock time when it proposed the entry (Unix milliseconds), raised
+    /// to the last stamp in its log if its clock was behind.
+    pub log_time_ms: u64,
+    /// The request's bytes; empty for an entry that carries only the time.
+    pub request: &'a [u8],
+}
+
+impl<'a> Stamped<'a> {
+    /// The entry payload: the tag, the stamp, then the request's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9 + self.request.len());
+        put::u8(&mut out, STAMP_TAG);
+        put::u64(&mut out, self.log_time_ms);
+        out.extend_from_slice(self.request);
+        out
+    }
+
+    /// The stamp and the request of an entry that begins with [`STAMP_TAG`]; `None` for any
+    /// other entry.
+    pub fn split(data: &'a [u8]) -> Option<Result<Stamped<'a>, PayloadError>> {
+        let rest = data.strip_prefix(&[STAMP_TAG])?;
+        let mut r = Reader::new(rest);
+        Some(
+            r.u64()
+                .map(|log_time_ms| Stamped {
+                    log_time_ms,
+                    request: r.rest(),
+                })
+                .map_err(|source| PayloadError::Field {
+                    what: "stamped entry",
+                    source,
+                }),
+        )
+    }
+}
+
 /// A normal entry's payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Payload {
     /// A client command.
     Request(Request),
+    /// A client command, or none, with the leader's log time.
+    Stamped {
+        /// The stamp.
+        log_time_ms: u64,
+        /// The command; `None` for an entry that carries only the time.
+        request: Option<Request>,
+    },
     /// A member's peer address.
     MemberAddress(MemberAddress),
     /// A member's incarnation.
@@ -138,6 +192,17 @@ impl MemberAddress {
 impl Payload {
     /// Decodes a normal entry's data.
     pub fn decode(data: &[u8]) -> Result<Payload, PayloadError> {
+        if let Some(stamped) = Stamped::split(data) {
+            let stamped = stamped?;
+            let request = match stamped.request {
+                [] => None,
+                request => Some(Request::decode(request)?),
+            };
+            return Ok(Payload::Stamped {
+                log_time_ms: stamped.log_time_ms,
+                request,
+            });
+        }
         let order = match data.first() {
             Some(&MEMBER_INCARNATION_TAG) => return decode_incarnation(&data[1..]),
             Some(&MEMBER_ADDRESS_TAG) => Order::Little,
@@ -360,6 +425,56 @@ mod tests {
         };
         assert!(Payload::decode(&zero.encode()).is_err());
         assert!(Payload::decode(&incarnation.encode()[..16]).is_err());
+    }
+
+    #[test]
+    fn stamped_entries_carry_the_log_time_before_the_request() {
+        let request = Request {
+            session: None,
+            command: Command::DbSize,
+        };
+        let bytes = request.encode();
+        let stamped = Stamped {
+            log_time_ms: 0x0102,
+            request: &bytes,
+        };
+        assert_eq!(
+            stamped.encode(),
+            [0x83, 2, 1, 0, 0, 0, 0, 0, 0, 1, 0, 2, 0x0b]
+        );
+        assert_eq!(Stamped::split(&stamped.encode()), Some(Ok(stamped)));
+        assert_eq!(
+            Payload::decode(&stamped.encode()),
+            Ok(Payload::Stamped {
+                log_time_ms: 0x0102,
+                request: Some(request.clone()),
+            })
+        );
+        // Only the time.
+        let time = Stamped {
+            log_time_ms: 7,
+            request: &[],
+        };
+        assert_eq!(
+            Payload::decode(&time.encode()),
+            Ok(Payload::Stamped {
+                log_time_ms: 7,
+                request: None,
+            })
+        );
+        // A stamp cut short, or a stamped member record, is refused.
+        assert!(Payload::decode(&[0x83, 1, 2]).is_err());
+        let mut record = vec![0x83, 0, 0, 0, 0, 0, 0, 0, 0];
+        record.extend_from_slice(
+            &MemberIncarnation {
+                id: NodeId(1),
+                incarnation: 1,
+            }
+            .encode(),
+        );
+        assert!(Payload::decode(&record).is_err());
+        // An unstamped request, as written before stamps, still reads.
+        assert_eq!(Payload::decode(&bytes), Ok(Payload::Request(request)));
     }
 
     #[test]

@@ -50,12 +50,37 @@ pub trait StateMachine: Sized {
 
     /// Applies a committed command at log index `index`, once, in log order. With a session,
     /// a sequence already applied is not applied again: its first reply comes back.
+    ///
+    /// `log_time_ms` is the entry's log time: the leader's wall clock in Unix milliseconds
+    /// when it proposed it, never less than an earlier stamp in the log (`None` for an entry
+    /// written before entries were stamped). Every replica sees the same stamp, so a state
+    /// machine may decide by it (a key's time to live) and stay deterministic.
     fn apply(
         &mut self,
         index: LogIndex,
         command: Self::Command,
         session: Option<ClientSession>,
+        log_time_ms: Option<u64>,
     ) -> Self::Reply;
+
+    /// Applies an entry that carries only the log time (see
+    /// [`next_deadline_ms`](StateMachine::next_deadline_ms)). By default nothing happens.
+    fn pass_time(&mut self, index: LogIndex, log_time_ms: u64) {
+        let _ = (index, log_time_ms);
+    }
+
+    /// The log time of the last stamped entry applied (or restored from a snapshot); 0 when
+    /// the state machine does not keep time.
+    fn log_time_ms(&self) -> u64 {
+        0
+    }
+
+    /// The earliest log time at which the state machine wants to change without a command
+    /// (a key expires): once the leader's clock passes it, the leader proposes an entry that
+    /// carries only the time. `None` (the default): never.
+    fn next_deadline_ms(&self) -> Option<u64> {
+        None
+    }
 
     /// Answers a read-only command from the current state.
     fn read(&self, command: &Self::Command) -> Self::Reply;

@@ -214,13 +214,17 @@ impl Answered {
     }
 }
 
-/// The most bytes of RESP the reply to `command` can take: a value for `GET`, each key's
-/// value for `MGET` (at most the reply limit), a short answer for everything else.
+/// The most bytes of RESP the reply to `command` can take: a value for `GET` (and the
+/// commands that answer a value: `GETEX`, `GETDEL`, `SET … GET`, `GETSET`), each key's value
+/// for `MGET` (at most the reply limit), a short answer for everything else.
 fn worst_reply_bytes(command: &skiff_kv::Command, options: &ClientOptions) -> usize {
     const SHORT: usize = 256;
     let value = options.max_value_bytes.saturating_add(32);
     match command {
-        skiff_kv::Command::Get { .. } => value,
+        skiff_kv::Command::Get { .. }
+        | skiff_kv::Command::GetEx { .. }
+        | skiff_kv::Command::GetDel { .. }
+        | skiff_kv::Command::SetWith { .. } => value,
         skiff_kv::Command::MGet { keys } => keys
             .len()
             .saturating_mul(value)

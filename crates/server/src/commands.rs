@@ -2,7 +2,9 @@
 //! answers by itself (PING, INFO…).
 
 use skiff_kv::reply::errors;
-use skiff_kv::{Command, SetCondition};
+use skiff_kv::Command;
+
+mod expiry;
 
 /// A parsed client request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,23 +80,63 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Result<ClientRequest, CommandError> {
             at_least(3)?;
             let key = next();
             let value = next();
-            let mut condition = SetCondition::Always;
-            for option in rest.by_ref() {
-                condition = match (option.to_ascii_uppercase().as_slice(), condition) {
-                    (b"NX", SetCondition::Always | SetCondition::IfAbsent) => {
-                        SetCondition::IfAbsent
-                    }
-                    (b"XX", SetCondition::Always | SetCondition::IfPresent) => {
-                        SetCondition::IfPresent
-                    }
-                    _ => return Err(syntax()),
-                };
-            }
-            ClientRequest::Kv(Command::Set {
+            ClientRequest::Kv(expiry::parse_set(key, value, &mut rest)?)
+        }
+        "SETEX" | "PSETEX" => {
+            exact(4)?;
+            let key = next();
+            let time = next();
+            let value = next();
+            ClientRequest::Kv(expiry::parse_set_ex(key, &time, value, name == "PSETEX")?)
+        }
+        "SETNX" => {
+            exact(3)?;
+            ClientRequest::Kv(Command::SetNx {
+                key: next(),
+                value: next(),
+            })
+        }
+        "GETSET" => {
+            exact(3)?;
+            let key = next();
+            let value = next();
+            let options = skiff_kv::SetOptions {
+                get: true,
+                ..Default::default()
+            };
+            ClientRequest::Kv(Command::SetWith {
                 key,
                 value,
-                condition,
+                options,
             })
+        }
+        "GETEX" => {
+            at_least(2)?;
+            let key = next();
+            ClientRequest::Kv(expiry::parse_get_ex(key, &mut rest)?)
+        }
+        "GETDEL" => {
+            exact(2)?;
+            ClientRequest::Kv(Command::GetDel { key: next() })
+        }
+        "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" => {
+            at_least(3)?;
+            let key = next();
+            let time = next();
+            let lower = name.to_ascii_lowercase();
+            ClientRequest::Kv(expiry::parse_expire(&lower, key, &time, rest)?)
+        }
+        "PERSIST" => {
+            exact(2)?;
+            ClientRequest::Kv(Command::Persist { key: next() })
+        }
+        "TTL" | "PTTL" | "EXPIRETIME" | "PEXPIRETIME" => {
+            exact(2)?;
+            ClientRequest::Kv(expiry::parse_ttl(&name.to_ascii_lowercase(), next()))
+        }
+        "REVISION" => {
+            exact(2)?;
+            ClientRequest::Kv(Command::Revision { key: next() })
         }
         "DEL" | "UNLINK" => {
             at_least(2)?;
@@ -223,6 +265,7 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Result<ClientRequest, CommandError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skiff_kv::SetCondition;
 
     fn words(text: &str) -> Vec<Vec<u8>> {
         text.split(' ').map(|w| w.as_bytes().to_vec()).collect()

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Receiver;
 use skiff_kv::{Command, Reply};
@@ -271,6 +271,7 @@ impl Driver {
             }
             let now = Instant::now();
             if now >= next_tick {
+                self.node.set_wall_clock_ms(wall_clock_ms());
                 self.node.tick();
                 next_tick += tick;
                 if next_tick < now {
@@ -290,6 +291,8 @@ impl Driver {
     }
 
     fn handle(&mut self, input: Input) {
+        // Log time: a leader stamps what it proposes with the wall clock.
+        self.node.set_wall_clock_ms(wall_clock_ms());
         match input {
             Input::Client { command, reply } => self.handle_client(command, reply),
             Input::Peer(message) => self.handle_peer(message),
@@ -982,4 +985,13 @@ fn sync_failed(token: &SyncToken, source: std::io::Error) -> NodeError {
         path: token.file().map(Into::into).unwrap_or_default(),
         source,
     }))
+}
+
+/// The wall clock in Unix milliseconds, for log time (0 for a clock before 1970).
+fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }

@@ -220,13 +220,38 @@ impl Cluster {
         config
     }
 
+    /// The running node, its wall clock set to now (each input it handles may stamp).
     pub(super) fn running_mut(&mut self, node: NodeId) -> Option<&mut Node<MemDisk>> {
-        self.nodes.get_mut(&node).and_then(SimNode::running_mut)
+        let wall_clock_ms = self.wall_clock_ms(node);
+        let running = self.nodes.get_mut(&node).and_then(SimNode::running_mut)?;
+        running.set_wall_clock_ms(wall_clock_ms);
+        Some(running)
+    }
+
+    /// What node `node`'s wall clock reads now: simulated time from [`SIM_EPOCH_MS`], plus
+    /// the node's skew.
+    pub fn wall_clock_ms(&self, node: NodeId) -> u64 {
+        let skew = clock_skew_ms(self.options.seed, node, self.options.max_clock_skew_ms);
+        (SIM_EPOCH_MS + self.agenda.now_ms).saturating_add_signed(skew)
     }
 
     pub(super) fn running(&self, node: NodeId) -> Option<&Node<MemDisk>> {
         self.nodes.get(&node).and_then(SimNode::running)
     }
+}
+
+/// Where simulated wall clocks start (Unix milliseconds, 2023-11-14): far from zero, so a
+/// clock skewed back stays positive.
+pub const SIM_EPOCH_MS: u64 = 1_700_000_000_000;
+
+/// Node `id`'s clock skew, drawn from the seed (a SplitMix64 step) in `[-max, +max]`.
+fn clock_skew_ms(seed: u64, id: NodeId, max_ms: u64) -> i64 {
+    let mut z = seed ^ id.0.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ 0x5EED_C10C;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let span = max_ms.saturating_mul(2).saturating_add(1);
+    i64::try_from(z % span).unwrap_or(0) - i64::try_from(max_ms).unwrap_or(0)
 }
 
 /// The incarnation a node's data directory gets if its log is new in life `life`: drawn from

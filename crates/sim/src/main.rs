@@ -135,6 +135,7 @@ struct Totals {
     snapshot_installs: u64,
     conf_changes: u64,
     forwards: u64,
+    time_entries: u64,
     mid_write_crashes: u64,
     torn_tails: u64,
     bit_flips: u64,
@@ -162,6 +163,7 @@ impl Totals {
         self.snapshot_installs += report.stats.snapshot_installs;
         self.conf_changes += report.stats.conf_changes;
         self.forwards += report.stats.forwards;
+        self.time_entries += report.stats.time_entries_applied;
         self.mid_write_crashes += report.stats.mid_write_crashes;
         self.torn_tails += report.stats.torn_tails;
         self.bit_flips += report.stats.bit_flips;
@@ -184,7 +186,7 @@ impl Totals {
 
     fn summary(&self) -> String {
         format!(
-            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} segments_garbled={} segments_lost={} refused_starts={} wipes={} incarnation_refusals={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} reads={} linearizability_checks={}",
+            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} segments_garbled={} segments_lost={} refused_starts={} wipes={} incarnation_refusals={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} time_entries={} reads={} linearizability_checks={}",
             self.seeds,
             self.violations,
             self.ticks,
@@ -206,6 +208,7 @@ impl Totals {
             self.conf_changes,
             self.transfers,
             self.forwards,
+            self.time_entries,
             self.reads,
             self.linearizability_checks
         )

@@ -3,16 +3,15 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use skiff_raft::{ConfChange, ConfChangeStep, Entry, EntryKind, LogIndex, NodeId};
+use skiff_raft::{ConfChange, ConfChangeStep, LogIndex, NodeId};
 
-use crate::checkers::entry_digest;
 use crate::checkers::Violation;
 use crate::cluster::{Cluster, ClusterOptions, Stats};
 use crate::history::Operation;
 use crate::linearizability::{self, Verdict};
 use crate::network::{NetworkOptions, Partition};
 use crate::node::DiskDamage;
-use crate::values::{decode_value, encode_value};
+use crate::values::decode_value;
 use crate::workload::{Workload, WorkloadOptions};
 
 /// Which faults a run may inject.
@@ -637,16 +636,14 @@ fn check_kept_power_proposals(cluster: &mut Cluster) {
         .cloned()
         .collect();
     for proposal in kept {
-        // A compacted entry is judged by what was applied there: the entry the leader created.
-        let created = Entry {
-            term: proposal.term,
-            index: proposal.index,
-            kind: EntryKind::Normal,
-            data: encode_value(proposal.value, 0),
-        };
+        // A compacted entry is judged by what was applied there: the value the leader
+        // proposed, in its term (the entry itself also holds the leader's stamp).
         let committed_there = match cluster.entry(leader, proposal.index) {
             Some(entry) => decode_value(&entry) == Some(proposal.value),
-            None => cluster.committed_digest_at(proposal.index) == Some(entry_digest(&created)),
+            None => {
+                cluster.committed_value_at(proposal.index) == Some(proposal.value)
+                    && cluster.committed_term_at(proposal.index) == Some(proposal.term)
+            }
         };
         if !committed_there || cluster.commit(leader) < proposal.index {
             fail(

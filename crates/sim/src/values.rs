@@ -46,7 +46,11 @@ pub fn decode_value(entry: &Entry) -> Option<u64> {
     if entry.kind != EntryKind::Normal {
         return None;
     }
-    let request = Request::decode(&entry.data).ok()?;
+    // The leader stamps each request with its log time.
+    let request = match skiff_node::payload::Stamped::split(&entry.data) {
+        Some(stamped) => Request::decode(stamped.ok()?.request).ok()?,
+        None => Request::decode(&entry.data).ok()?,
+    };
     let text = match &request.command {
         Command::Set { key, value, .. } if key == LAST_VALUE_KEY.as_bytes() => value,
         Command::MSet { pairs } => match pairs.first() {

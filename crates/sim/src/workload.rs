@@ -12,10 +12,18 @@
 //!   known (so it forwarded nothing), or the leader saw another entry commit where the write
 //!   was (`skiff_node::refusals::LEADER_CHANGED`);
 //! - a request no node answered in time is of unknown outcome.
+//!
+//! Some `SET`s carry a TTL of an hour (`PX`), which no run reaches: the model takes them as
+//! plain writes. Besides, a fifth of the operations go to keys of their own (`t0`, `t1`…)
+//! with short TTLs — `SET … PX` with `NX`/`XX`/`GET`, `EXPIRE` with its conditions (a
+//! negative time deletes), `GETEX`, `PERSIST`, `PTTL`, `REVISION` — so that keys expire
+//! by log time under skewed clocks, crashes and snapshots. They are not in the history (the
+//! linearizability model does not know expiry); every replica's state after every index,
+//! deadlines, revisions and log time included, is compared by the state digest instead.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use skiff_kv::{Command, Reply, SetCondition};
+use skiff_kv::{Command, Deadline, ExpireCondition, Expiry, Reply, SetCondition, SetOptions};
 use skiff_node::refusals;
 use skiff_raft::NodeId;
 
@@ -49,6 +57,8 @@ impl Default for WorkloadOptions {
 #[derive(Debug)]
 struct InFlight {
     record: Operation,
+    /// Whether the operation goes in the history (not one on a TTL key).
+    recorded: bool,
     /// The request id the reply comes back under.
     request: u64,
     node: NodeId,
@@ -82,6 +92,15 @@ const NS_PER_MS: u64 = 1_000_000;
 /// take effect at any later moment, so the checker must try them in every order: the bound
 /// keeps each key's search within its budget when a cluster stays unavailable for long.
 const MAX_UNKNOWN_WRITES_PER_KEY: usize = 8;
+
+/// The share of operations on the keys with short TTLs.
+const TTL_OPERATION_PROBABILITY: f64 = 0.2;
+
+/// How many keys with short TTLs clients share.
+const TTL_KEYS: usize = 2;
+
+/// A TTL longer than any run: a `SET` with it is, to the model, a plain write.
+const LONG_TTL_MS: i64 = 3_600_000;
 
 /// What a reply says about an operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -246,6 +265,10 @@ impl Workload {
         cluster: &mut Cluster,
         now_ms: u64,
     ) {
+        if !in_flight.recorded {
+            self.clients[k].node_hint = Some(in_flight.node);
+            return;
+        }
         let mut record = in_flight.record;
         record.return_ns = now_ms * NS_PER_MS;
         match outcome {
@@ -293,7 +316,9 @@ impl Workload {
         let mut record = in_flight.record;
         record.ok = None;
         record.return_ns = now_ms * NS_PER_MS;
-        self.history.push(record);
+        if in_flight.recorded {
+            self.history.push(record);
+        }
         let client = &mut self.clients[k];
         client.id = self.next_client_id;
         client.node_hint = None;
@@ -302,7 +327,12 @@ impl Workload {
 
     fn issue(&mut self, k: usize, node: NodeId, cluster: &mut Cluster, rng: &mut ChaCha8Rng) {
         let now_ms = cluster.now_ms();
-        let key = format!("k{}", rng.gen_range(0..self.options.keys));
+        let recorded = !rng.gen_bool(TTL_OPERATION_PROBABILITY);
+        let key = if recorded {
+            format!("k{}", rng.gen_range(0..self.options.keys))
+        } else {
+            format!("t{}", rng.gen_range(0..TTL_KEYS))
+        };
         let op = self.next_op;
         self.next_op += 1;
         self.issued += 1;
@@ -330,9 +360,14 @@ impl Workload {
         } else {
             roll
         };
-        let command = self.command(roll, &key, value, &mut record, rng);
+        let command = if recorded {
+            self.command(roll, &key, value, &mut record, rng)
+        } else {
+            ttl_command(key.into_bytes(), value.into_bytes(), rng)
+        };
         let in_flight = InFlight {
             record,
+            recorded,
             request: op,
             node,
             started_ms: now_ms,
@@ -366,6 +401,17 @@ impl Workload {
             4..=6 => {
                 record.op = OpKind::Put;
                 record.value = Some(value.clone());
+                if rng.gen_bool(0.25) {
+                    let options = SetOptions {
+                        expiry: Expiry::Until(Deadline::In(LONG_TTL_MS)),
+                        ..SetOptions::default()
+                    };
+                    return Command::SetWith {
+                        key: key_bytes,
+                        value: value.into_bytes(),
+                        options,
+                    };
+                }
                 Command::Set {
                     key: key_bytes,
                     value: value.into_bytes(),
@@ -397,6 +443,50 @@ impl Workload {
                 }
             }
         }
+    }
+}
+
+/// An operation on a key with a short TTL: it expires within the run, by log time.
+fn ttl_command(key: Vec<u8>, value: Vec<u8>, rng: &mut ChaCha8Rng) -> Command {
+    let conditions = [
+        SetCondition::Always,
+        SetCondition::IfAbsent,
+        SetCondition::IfPresent,
+    ];
+    let expire_conditions = [
+        ExpireCondition::Always,
+        ExpireCondition::IfNone,
+        ExpireCondition::IfSome,
+        ExpireCondition::IfLater,
+        ExpireCondition::IfEarlier,
+        ExpireCondition::IfSomeAndEarlier,
+    ];
+    let short = |rng: &mut ChaCha8Rng| Deadline::In(rng.gen_range(20..1_500));
+    match rng.gen_range(0..10) {
+        0..=3 => Command::SetWith {
+            key,
+            value,
+            options: SetOptions {
+                condition: conditions[rng.gen_range(0..conditions.len())],
+                expiry: Expiry::Until(short(rng)),
+                get: rng.gen_bool(0.3),
+            },
+        },
+        4 | 5 => Command::Expire {
+            key,
+            deadline: Deadline::In(rng.gen_range(-100..1_500)),
+            condition: expire_conditions[rng.gen_range(0..expire_conditions.len())],
+        },
+        6 => Command::GetEx {
+            key,
+            expiry: Expiry::Until(short(rng)),
+        },
+        7 => Command::Persist { key },
+        8 => Command::Ttl {
+            key,
+            unit: skiff_kv::TimeUnit::Milliseconds,
+        },
+        _ => Command::Revision { key },
     }
 }
 

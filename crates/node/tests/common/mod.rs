@@ -55,6 +55,8 @@ pub struct NodeCluster {
     next_id: RequestId,
     /// The durable hard state of each node when last seen, to check it never goes back.
     pub durable: BTreeMap<NodeId, HardState>,
+    /// Nodes cut off: messages from or to them are dropped.
+    pub isolated: Vec<NodeId>,
 }
 
 impl NodeCluster {
@@ -71,6 +73,7 @@ impl NodeCluster {
             replies: Vec::new(),
             next_id: 1,
             durable: BTreeMap::new(),
+            isolated: Vec::new(),
         }
     }
 
@@ -95,6 +98,10 @@ impl NodeCluster {
                 return;
             }
             for message in messages {
+                if self.isolated.contains(&message.from()) || self.isolated.contains(&message.to())
+                {
+                    continue;
+                }
                 if let Some(node) = self.nodes.get_mut(&message.to()) {
                     let _ = node.step(message);
                 }
@@ -140,13 +147,18 @@ impl NodeCluster {
 
     /// Writes `key = value` through node `at` and settles; returns the reply.
     pub fn write(&mut self, at: u64, key: &str, value: &str) -> Option<Reply> {
-        let id = self.next_id;
-        self.next_id += 1;
         let command = Command::Set {
             key: key.into(),
             value: value.into(),
             condition: Default::default(),
         };
+        self.run_command(at, command)
+    }
+
+    /// Submits `command` through node `at` and settles; returns the reply.
+    pub fn run_command(&mut self, at: u64, command: Command) -> Option<Reply> {
+        let id = self.next_id;
+        self.next_id += 1;
         self.nodes
             .get_mut(&NodeId(at))
             .expect("exists")
@@ -156,6 +168,14 @@ impl NodeCluster {
             .iter()
             .find(|(_, r, _)| *r == id)
             .map(|(_, _, reply)| reply.clone())
+    }
+
+    /// Sets node `id`'s wall clock (Unix milliseconds).
+    pub fn set_clock(&mut self, id: u64, now_ms: u64) {
+        self.nodes
+            .get_mut(&NodeId(id))
+            .expect("exists")
+            .set_wall_clock_ms(now_ms);
     }
 
     /// Hands `message` to its addressee as a forged frame: encoded, decoded, stepped; the

@@ -93,6 +93,10 @@ impl Cluster {
             self.restore_values(node, index);
         }
         for entry in applied {
+            if matches!(skiff_node::payload::Stamped::split(&entry.data), Some(Ok(s)) if s.request.is_empty())
+            {
+                self.stats.time_entries_applied += 1;
+            }
             if let Some(value) = decode_value(entry) {
                 self.checks.committed_values.insert(entry.index, value);
                 self.checks

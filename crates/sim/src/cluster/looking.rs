@@ -168,6 +168,19 @@ impl Cluster {
             .map(|committed| committed.digest)
     }
 
+    /// The numbered value applied at `index`, if the entry there carried one.
+    pub fn committed_value_at(&self, index: LogIndex) -> Option<u64> {
+        self.checks.committed_values.get(&index).copied()
+    }
+
+    /// The term of the entry applied at `index`.
+    pub fn committed_term_at(&self, index: LogIndex) -> Option<Term> {
+        self.checks
+            .checkers
+            .committed_at(index)
+            .map(|committed| committed.term)
+    }
+
     /// Entries known committed (applied somewhere).
     pub fn committed_count(&self) -> usize {
         self.checks.checkers.committed_count()

@@ -53,11 +53,15 @@ pub struct ClusterOptions {
     pub trace_keep: usize,
     /// Print every event as it happens.
     pub print_trace: bool,
+    /// Each node's wall clock (which a leader stamps entries with) is simulated time plus
+    /// a skew drawn from the seed in `[-max, +max]` milliseconds.
+    pub max_clock_skew_ms: u64,
 }
 
 impl ClusterOptions {
     /// `nodes` voters on a reliable network: 10 ms ticks, 50 ms heartbeats, elections after
-    /// 300–600 ms, PreVote and CheckQuorum on, 16 KiB WAL segments.
+    /// 300–600 ms, PreVote and CheckQuorum on, 16 KiB WAL segments, wall clocks up to 500 ms
+    /// apart.
     pub fn new(nodes: usize) -> ClusterOptions {
         ClusterOptions {
             nodes,
@@ -80,6 +84,7 @@ impl ClusterOptions {
             pool_size: nodes,
             trace_keep: 200,
             print_trace: false,
+            max_clock_skew_ms: 500,
         }
     }
 
@@ -149,4 +154,7 @@ pub struct Stats {
     pub incarnation_notices: u64,
     /// Messages refused because their sender's incarnation is not the one recorded.
     pub incarnation_refusals: u64,
+    /// Entries carrying only the log time applied (on any node), each proposed by a leader
+    /// once a key's deadline had passed on its clock.
+    pub time_entries_applied: u64,
 }

@@ -1,0 +1,518 @@
+//! The words of the commands that give a key a time to live, change it or read it, parsed
+//! as Redis 7 parses them (the same errors for the same mistakes). A relative time stays
+//! relative here: the state machine counts it from the log time of its entry, so every
+//! replica computes the same deadline.
+
+use skiff_kv::reply::errors;
+use skiff_kv::{Command, Deadline, ExpireCondition, Expiry, SetCondition, SetOptions, TimeUnit};
+
+use super::{integer, syntax, CommandError};
+
+/// Which of `EX`, `PX`, `EXAT`, `PXAT` gave a time.
+#[derive(Clone, Copy)]
+enum TimeOption {
+    Ex,
+    Px,
+    ExAt,
+    PxAt,
+}
+
+impl TimeOption {
+    fn from_word(word: &[u8]) -> Option<TimeOption> {
+        Some(match word.to_ascii_uppercase().as_slice() {
+            b"EX" => TimeOption::Ex,
+            b"PX" => TimeOption::Px,
+            b"EXAT" => TimeOption::ExAt,
+            b"PXAT" => TimeOption::PxAt,
+            _ => return None,
+        })
+    }
+
+    /// The deadline `number` names, checked as Redis checks it: positive, and in seconds
+    /// small enough to be counted in milliseconds.
+    fn deadline(self, number: &[u8], command: &str) -> Result<Deadline, CommandError> {
+        let n = integer(number)?;
+        let invalid = || CommandError(errors::invalid_expire_time(command));
+        let seconds = matches!(self, TimeOption::Ex | TimeOption::ExAt);
+        if n <= 0 || (seconds && n > i64::MAX / 1000) {
+            return Err(invalid());
+        }
+        let ms = if seconds { n * 1000 } else { n };
+        Ok(match self {
+            TimeOption::Ex | TimeOption::Px => Deadline::In(ms),
+            TimeOption::ExAt | TimeOption::PxAt => Deadline::At(ms),
+        })
+    }
+}
+
+/// `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ms|KEEPTTL]`, the words after the
+/// value. A `SET` with no option other than `NX`/`XX` is the plain [`Command::Set`].
+pub(super) fn parse_set(
+    key: Vec<u8>,
+    value: Vec<u8>,
+    words: &mut impl Iterator<Item = Vec<u8>>,
+) -> Result<Command, CommandError> {
+    let mut options = SetOptions::default();
+    let mut time: Option<(TimeOption, Vec<u8>)> = None;
+    let mut keep_ttl = false;
+    while let Some(word) = words.next() {
+        match word.to_ascii_uppercase().as_slice() {
+            b"NX" if options.condition != SetCondition::IfPresent => {
+                options.condition = SetCondition::IfAbsent;
+            }
+            b"XX" if options.condition != SetCondition::IfAbsent => {
+                options.condition = SetCondition::IfPresent;
+            }
+            b"GET" => options.get = true,
+            b"KEEPTTL" if time.is_none() => keep_ttl = true,
+            _ => match TimeOption::from_word(&word) {
+                Some(option) if time.is_none() && !keep_ttl => {
+                    time = Some((option, words.next().ok_or_else(syntax)?));
+                }
+                _ => return Err(syntax()),
+            },
+        }
+    }
+    options.expiry = match time {
+        Some((option, number)) => Expiry::Until(option.deadline(&number, "set")?),
+        None if keep_ttl => Expiry::Keep,
+        None => Expiry::Clear,
+    };
+    Ok(if options.expiry == Expiry::Clear && !options.get {
+        Command::Set {
+            key,
+            value,
+            condition: options.condition,
+        }
+    } else {
+        Command::SetWith {
+            key,
+            value,
+            options,
+        }
+    })
+}
+
+/// `SETEX key seconds value` and `PSETEX key milliseconds value`.
+pub(super) fn parse_set_ex(
+    key: Vec<u8>,
+    time: &[u8],
+    value: Vec<u8>,
+    milliseconds: bool,
+) -> Result<Command, CommandError> {
+    let (option, name) = if milliseconds {
+        (TimeOption::Px, "psetex")
+    } else {
+        (TimeOption::Ex, "setex")
+    };
+    let options = SetOptions {
+        condition: SetCondition::Always,
+        expiry: Expiry::Until(option.deadline(time, name)?),
+        get: false,
+    };
+    Ok(Command::SetWith {
+        key,
+        value,
+        options,
+    })
+}
+
+/// `GETEX key [EX s|PX ms|EXAT ts|PXAT ms|PERSIST]`, the words after the key.
+pub(super) fn parse_get_ex(
+    key: Vec<u8>,
+    words: &mut impl Iterator<Item = Vec<u8>>,
+) -> Result<Command, CommandError> {
+    let mut expiry = Expiry::Keep;
+    let mut time: Option<(TimeOption, Vec<u8>)> = None;
+    while let Some(word) = words.next() {
+        let persist = word.eq_ignore_ascii_case(b"PERSIST");
+        match TimeOption::from_word(&word) {
+            _ if persist && time.is_none() => expiry = Expiry::Clear,
+            Some(option) if time.is_none() && expiry == Expiry::Keep => {
+                time = Some((option, words.next().ok_or_else(syntax)?));
+            }
+            _ => return Err(syntax()),
+        }
+    }
+    if let Some((option, number)) = time {
+        expiry = Expiry::Until(option.deadline(&number, "getex")?);
+    }
+    Ok(Command::GetEx { key, expiry })
+}
+
+/// `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT` (`name` in lower case): the time and the
+/// `NX|XX|GT|LT` flags after the key.
+pub(super) fn parse_expire(
+    name: &str,
+    key: Vec<u8>,
+    time: &[u8],
+    flags: impl Iterator<Item = Vec<u8>>,
+) -> Result<Command, CommandError> {
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for flag in flags {
+        match flag.to_ascii_uppercase().as_slice() {
+            b"NX" => nx = true,
+            b"XX" => xx = true,
+            b"GT" => gt = true,
+            b"LT" => lt = true,
+            _ => {
+                let shown = String::from_utf8_lossy(&flag)
+                    .chars()
+                    .take(64)
+                    .collect::<String>();
+                return Err(CommandError(format!("ERR Unsupported option {shown}")));
+            }
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return Err(CommandError(
+            "ERR NX and XX, GT or LT options at the same time are not compatible".into(),
+        ));
+    }
+    if gt && lt {
+        return Err(CommandError(
+            "ERR GT and LT options at the same time are not compatible".into(),
+        ));
+    }
+    let condition = match (nx, xx, gt, lt) {
+        (true, ..) => ExpireCondition::IfNone,
+        (_, _, true, _) => ExpireCondition::IfLater,
+        (_, true, _, true) => ExpireCondition::IfSomeAndEarlier,
+        (_, _, _, true) => ExpireCondition::IfEarlier,
+        (_, true, _, _) => ExpireCondition::IfSome,
+        _ => ExpireCondition::Always,
+    };
+    let n = integer(time)?;
+    let seconds = matches!(name, "expire" | "expireat");
+    if seconds && !(i64::MIN / 1000..=i64::MAX / 1000).contains(&n) {
+        return Err(CommandError(errors::invalid_expire_time(name)));
+    }
+    let ms = if seconds { n * 1000 } else { n };
+    let deadline = if name.ends_with("at") {
+        Deadline::At(ms)
+    } else {
+        Deadline::In(ms)
+    };
+    Ok(Command::Expire {
+        key,
+        deadline,
+        condition,
+    })
+}
+
+/// `TTL`, `PTTL`, `EXPIRETIME`, `PEXPIRETIME` (`name` in lower case).
+pub(super) fn parse_ttl(name: &str, key: Vec<u8>) -> Command {
+    let unit = if name.starts_with('p') {
+        TimeUnit::Milliseconds
+    } else {
+        TimeUnit::Seconds
+    };
+    if name.ends_with("ttl") {
+        Command::Ttl { key, unit }
+    } else {
+        Command::ExpireTime { key, unit }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse;
+    use super::*;
+    use crate::commands::ClientRequest;
+
+    fn command(text: &str) -> Result<Command, String> {
+        let words = text.split(' ').map(|w| w.as_bytes().to_vec()).collect();
+        match parse(words) {
+            Ok(ClientRequest::Kv(command)) => Ok(command),
+            Ok(other) => panic!("{text} is not a store command: {other:?}"),
+            Err(CommandError(error)) => Err(error),
+        }
+    }
+
+    fn set_with(condition: SetCondition, expiry: Expiry, get: bool) -> Result<Command, String> {
+        Ok(Command::SetWith {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            options: SetOptions {
+                condition,
+                expiry,
+                get,
+            },
+        })
+    }
+
+    /// Every combination Redis 7 takes, and each word once more (Redis allows a repeat).
+    #[test]
+    fn set_takes_every_combination_redis_allows() {
+        let conditions = [
+            ("", SetCondition::Always),
+            (" NX", SetCondition::IfAbsent),
+            (" xx", SetCondition::IfPresent),
+        ];
+        let expiries = [
+            ("", Expiry::Clear),
+            (" EX 5", Expiry::Until(Deadline::In(5_000))),
+            (" px 5", Expiry::Until(Deadline::In(5))),
+            (" EXAT 5", Expiry::Until(Deadline::At(5_000))),
+            (" PXAT 5", Expiry::Until(Deadline::At(5))),
+            (" KEEPTTL", Expiry::Keep),
+        ];
+        for (condition_words, condition) in conditions {
+            for (expiry_words, expiry) in expiries {
+                for (get_words, get) in [("", false), (" GET", true)] {
+                    // In both orders: the options may come in any order.
+                    for text in [
+                        format!("SET k v{condition_words}{get_words}{expiry_words}"),
+                        format!("SET k v{expiry_words}{get_words}{condition_words}"),
+                    ] {
+                        let expected = if expiry == Expiry::Clear && !get {
+                            Ok(Command::Set {
+                                key: b"k".to_vec(),
+                                value: b"v".to_vec(),
+                                condition,
+                            })
+                        } else {
+                            set_with(condition, expiry, get)
+                        };
+                        assert_eq!(command(&text), expected, "{text}");
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            command("SET k v NX NX GET GET KEEPTTL KEEPTTL"),
+            set_with(SetCondition::IfAbsent, Expiry::Keep, true)
+        );
+    }
+
+    #[test]
+    fn set_refuses_what_redis_refuses_with_its_errors() {
+        let syntax = "ERR syntax error";
+        let invalid = "ERR invalid expire time in 'set' command";
+        let table = [
+            ("SET k v NX XX", syntax),
+            ("SET k v XX NX", syntax),
+            ("SET k v EX", syntax),
+            ("SET k v EX 5 PX 5", syntax),
+            ("SET k v EX 5 EX 5", syntax),
+            ("SET k v KEEPTTL EX 5", syntax),
+            ("SET k v PXAT 5 KEEPTTL", syntax),
+            ("SET k v PERSIST", syntax),
+            ("SET k v FOO", syntax),
+            ("SET k v EX 0", invalid),
+            ("SET k v PX -1", invalid),
+            ("SET k v EXAT 0", invalid),
+            ("SET k v EX 9223372036854776", invalid),
+            (
+                "SET k v EX abc",
+                "ERR value is not an integer or out of range",
+            ),
+            (
+                "SET k v EX 1.5",
+                "ERR value is not an integer or out of range",
+            ),
+            ("SETEX k 0 v", "ERR invalid expire time in 'setex' command"),
+            (
+                "PSETEX k -5 v",
+                "ERR invalid expire time in 'psetex' command",
+            ),
+            (
+                "SETEX k abc v",
+                "ERR value is not an integer or out of range",
+            ),
+            (
+                "SETEX k 5",
+                "ERR wrong number of arguments for 'setex' command",
+            ),
+            ("GETEX k PERSIST EX 5", syntax),
+            ("GETEX k EX 5 PX 5", syntax),
+            ("GETEX k EX 5 PERSIST", syntax),
+            ("GETEX k FOO", syntax),
+            ("GETEX k EX 0", "ERR invalid expire time in 'getex' command"),
+            (
+                "GETEX k PXAT -1",
+                "ERR invalid expire time in 'getex' command",
+            ),
+        ];
+        for (text, error) in table {
+            assert_eq!(command(text), Err(error.to_string()), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_other_ttl_commands_map_to_their_store_operations() {
+        let k = || b"k".to_vec();
+        let table = [
+            (
+                "SETEX k 5 v",
+                set_with(
+                    SetCondition::Always,
+                    Expiry::Until(Deadline::In(5_000)),
+                    false,
+                ),
+            ),
+            (
+                "PSETEX k 5 v",
+                set_with(SetCondition::Always, Expiry::Until(Deadline::In(5)), false),
+            ),
+            (
+                "GETSET k v",
+                set_with(SetCondition::Always, Expiry::Clear, true),
+            ),
+            (
+                "SETNX k v",
+                Ok(Command::SetNx {
+                    key: k(),
+                    value: b"v".to_vec(),
+                }),
+            ),
+            (
+                "GETEX k",
+                Ok(Command::GetEx {
+                    key: k(),
+                    expiry: Expiry::Keep,
+                }),
+            ),
+            (
+                "GETEX k persist",
+                Ok(Command::GetEx {
+                    key: k(),
+                    expiry: Expiry::Clear,
+                }),
+            ),
+            (
+                "GETEX k EXAT 7",
+                Ok(Command::GetEx {
+                    key: k(),
+                    expiry: Expiry::Until(Deadline::At(7_000)),
+                }),
+            ),
+            ("GETDEL k", Ok(Command::GetDel { key: k() })),
+            ("PERSIST k", Ok(Command::Persist { key: k() })),
+            (
+                "TTL k",
+                Ok(Command::Ttl {
+                    key: k(),
+                    unit: TimeUnit::Seconds,
+                }),
+            ),
+            (
+                "pttl k",
+                Ok(Command::Ttl {
+                    key: k(),
+                    unit: TimeUnit::Milliseconds,
+                }),
+            ),
+            (
+                "EXPIRETIME k",
+                Ok(Command::ExpireTime {
+                    key: k(),
+                    unit: TimeUnit::Seconds,
+                }),
+            ),
+            (
+                "PEXPIRETIME k",
+                Ok(Command::ExpireTime {
+                    key: k(),
+                    unit: TimeUnit::Milliseconds,
+                }),
+            ),
+            ("REVISION k", Ok(Command::Revision { key: k() })),
+        ];
+        for (text, expected) in table {
+            assert_eq!(command(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn expire_flags_and_times_parse_as_in_redis() {
+        let expire = |deadline, condition| {
+            Ok(Command::Expire {
+                key: b"k".to_vec(),
+                deadline,
+                condition,
+            })
+        };
+        let table = [
+            (
+                "EXPIRE k 10",
+                expire(Deadline::In(10_000), ExpireCondition::Always),
+            ),
+            (
+                "EXPIRE k -1",
+                expire(Deadline::In(-1_000), ExpireCondition::Always),
+            ),
+            (
+                "PEXPIRE k 10 nx",
+                expire(Deadline::In(10), ExpireCondition::IfNone),
+            ),
+            (
+                "EXPIREAT k 10 XX",
+                expire(Deadline::At(10_000), ExpireCondition::IfSome),
+            ),
+            (
+                "PEXPIREAT k 10 GT",
+                expire(Deadline::At(10), ExpireCondition::IfLater),
+            ),
+            (
+                "EXPIRE k 10 XX GT",
+                expire(Deadline::In(10_000), ExpireCondition::IfLater),
+            ),
+            (
+                "EXPIRE k 10 LT",
+                expire(Deadline::In(10_000), ExpireCondition::IfEarlier),
+            ),
+            (
+                "EXPIRE k 10 LT XX",
+                expire(Deadline::In(10_000), ExpireCondition::IfSomeAndEarlier),
+            ),
+            (
+                "EXPIRE k 10 NX NX",
+                expire(Deadline::In(10_000), ExpireCondition::IfNone),
+            ),
+        ];
+        for (text, expected) in table {
+            assert_eq!(command(text), expected, "{text}");
+        }
+        let errors = [
+            (
+                "EXPIRE k 10 NX XX",
+                "ERR NX and XX, GT or LT options at the same time are not compatible",
+            ),
+            (
+                "EXPIRE k 10 NX GT",
+                "ERR NX and XX, GT or LT options at the same time are not compatible",
+            ),
+            (
+                "EXPIRE k 10 GT LT",
+                "ERR GT and LT options at the same time are not compatible",
+            ),
+            ("EXPIRE k 10 FOO", "ERR Unsupported option FOO"),
+            ("EXPIRE k abc FOO", "ERR Unsupported option FOO"),
+            (
+                "EXPIRE k abc",
+                "ERR value is not an integer or out of range",
+            ),
+            (
+                "EXPIRE k 9223372036854776",
+                "ERR invalid expire time in 'expire' command",
+            ),
+            (
+                "EXPIREAT k -9223372036854776",
+                "ERR invalid expire time in 'expireat' command",
+            ),
+            (
+                "EXPIRE k",
+                "ERR wrong number of arguments for 'expire' command",
+            ),
+            ("TTL", "ERR wrong number of arguments for 'ttl' command"),
+            (
+                "REVISION k k",
+                "ERR wrong number of arguments for 'revision' command",
+            ),
+        ];
+        for (text, error) in errors {
+            assert_eq!(command(text), Err(error.to_string()), "{text}");
+        }
+    }
+}

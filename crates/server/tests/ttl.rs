@@ -1,0 +1,196 @@
+//! Keys with a time to live and revisions through real `skiff serve` processes and the
+//! `redis` client: a key set with `PX` on the leader is read on a follower, then expires on
+//! every node and leaves the key count; the `EXPIRE` family answers as Redis does; a lock
+//! taken again after its holder's TTL ran out gets a larger fencing token (`REVISION`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, serial, TestCluster};
+use redis::{Connection, Value};
+
+fn query<T: redis::FromRedisValue>(connection: &mut Connection, words: &[&str]) -> T {
+    let mut command = redis::cmd(words[0]);
+    for word in &words[1..] {
+        command.arg(*word);
+    }
+    command
+        .query(connection)
+        .unwrap_or_else(|error| panic!("{words:?}: {error}"))
+}
+
+fn followers(cluster: &TestCluster, leader: u64) -> Vec<u64> {
+    cluster
+        .nodes
+        .keys()
+        .copied()
+        .filter(|&id| id != leader)
+        .collect()
+}
+
+fn keys_in_status(cluster: &TestCluster, id: u64) -> Option<u64> {
+    cluster.status(id)?.get("keys")?.as_u64()
+}
+
+#[test]
+fn a_key_set_with_px_expires_on_every_node_and_leaves_the_key_count() {
+    let _serial = serial();
+    let cluster = TestCluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    let mut on_leader = cluster.redis(leader);
+    let _: () = query(&mut on_leader, &["SET", "stays", "1"]);
+    let ok: String = query(&mut on_leader, &["SET", "brief", "v", "PX", "1500"]);
+    assert_eq!(ok, "OK");
+    for id in followers(&cluster, leader) {
+        let mut on_follower = cluster.redis(id);
+        let value: Option<String> = query(&mut on_follower, &["GET", "brief"]);
+        assert_eq!(
+            value.as_deref(),
+            Some("v"),
+            "node {id} reads it before it expires"
+        );
+        let left: i64 = query(&mut on_follower, &["PTTL", "brief"]);
+        assert!((1..=1500).contains(&left), "node {id}: PTTL {left}");
+        let size: i64 = query(&mut on_follower, &["DBSIZE"]);
+        assert_eq!(size, 2);
+    }
+    // No write comes: the leader's entry carrying the time removes the key everywhere.
+    for id in 1..=3 {
+        let mut connection = cluster.redis(id);
+        eventually(Duration::from_secs(10), "the key to expire", || {
+            let size: i64 = query(&mut connection, &["DBSIZE"]);
+            (size == 1).then_some(())
+        });
+        let value: Option<String> = query(&mut connection, &["GET", "brief"]);
+        assert_eq!(value, None, "node {id}");
+        let ttl: i64 = query(&mut connection, &["TTL", "brief"]);
+        assert_eq!(ttl, -2, "node {id}: a missing key");
+        let ttl: i64 = query(&mut connection, &["TTL", "stays"]);
+        assert_eq!(ttl, -1, "node {id}: a key without a deadline");
+        eventually(Duration::from_secs(5), "the status key count", || {
+            (keys_in_status(&cluster, id) == Some(1)).then_some(())
+        });
+    }
+}
+
+#[test]
+fn the_expire_family_answers_as_redis_does_on_leader_and_follower() {
+    let _serial = serial();
+    let cluster = TestCluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    let follower = followers(&cluster, leader)[0];
+    for id in [leader, follower] {
+        let mut c = cluster.redis(id);
+        let k = format!("k{id}");
+        let k = k.as_str();
+        let _: () = query(&mut c, &["SET", k, "v"]);
+        let answers: Vec<(Vec<&str>, i64)> = vec![
+            (vec!["TTL", k], -1),
+            (vec!["EXPIRE", k, "100", "XX"], 0),
+            (vec!["EXPIRE", k, "100", "GT"], 0),
+            (vec!["EXPIRE", k, "100", "NX"], 1),
+            (vec!["EXPIRE", k, "50", "GT"], 0),
+            (vec!["EXPIRE", k, "200", "GT"], 1),
+            (vec!["TTL", k], 200),
+            (vec!["PEXPIRE", k, "5000", "LT"], 1),
+            (vec!["PERSIST", k], 1),
+            (vec!["PERSIST", k], 0),
+            (vec!["PEXPIREAT", k, "99999999999000"], 1),
+            (vec!["EXPIRETIME", k], 99999999999),
+            (vec!["PEXPIRETIME", k], 99999999999000),
+            (vec!["EXPIRE", "missing", "10"], 0),
+            (vec!["TTL", "missing"], -2),
+            (vec!["EXPIRETIME", "missing"], -2),
+        ];
+        for (words, expected) in answers {
+            let got: i64 = query(&mut c, &words);
+            assert_eq!(got, expected, "node {id}: {words:?}");
+        }
+        // GETEX changes the deadline, GETDEL removes the key, SETEX and GETSET set one.
+        let value: String = query(&mut c, &["GETEX", k, "EX", "30"]);
+        assert_eq!(value, "v");
+        let ttl: i64 = query(&mut c, &["TTL", k]);
+        assert!((29..=30).contains(&ttl), "node {id}: TTL {ttl}");
+        let value: String = query(&mut c, &["GETSET", k, "w"]);
+        assert_eq!(value, "v");
+        let ttl: i64 = query(&mut c, &["TTL", k]);
+        assert_eq!(ttl, -1, "GETSET clears the deadline");
+        let _: () = query(&mut c, &["SETEX", k, "40", "x"]);
+        let ttl: i64 = query(&mut c, &["TTL", k]);
+        assert!((39..=40).contains(&ttl), "node {id}: TTL {ttl}");
+        let _: Value = query(&mut c, &["INCR", "n"]);
+        let value: String = query(&mut c, &["GETDEL", k]);
+        assert_eq!(value, "x");
+        let exists: i64 = query(&mut c, &["EXISTS", k]);
+        assert_eq!(exists, 0);
+        // An expire time in the past deletes the key.
+        let _: () = query(&mut c, &["SET", k, "v"]);
+        let deleted: i64 = query(&mut c, &["EXPIRE", k, "-1"]);
+        assert_eq!(deleted, 1);
+        let exists: i64 = query(&mut c, &["EXISTS", k]);
+        assert_eq!(exists, 0);
+        // Errors come back word for word.
+        let error = redis::cmd("SET")
+            .arg(k)
+            .arg("v")
+            .arg("EX")
+            .arg("0")
+            .query::<Value>(&mut c)
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("invalid expire time in 'set' command"),
+            "{error}"
+        );
+        let error = redis::cmd("EXPIRE")
+            .arg(k)
+            .arg("1")
+            .arg("NX")
+            .arg("GT")
+            .query::<Value>(&mut c)
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("NX and XX, GT or LT options at the same time are not compatible"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn a_lock_taken_again_after_its_ttl_gets_a_larger_fencing_token() {
+    let _serial = serial();
+    let cluster = TestCluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    let follower = followers(&cluster, leader)[0];
+    let mut first = cluster.redis(follower);
+    let mut second = cluster.redis(leader);
+
+    let taken: Option<String> = query(&mut first, &["SET", "lock", "holder-1", "NX", "PX", "800"]);
+    assert_eq!(taken.as_deref(), Some("OK"));
+    let token_1: i64 = query(&mut first, &["REVISION", "lock"]);
+    let refused: Option<String> =
+        query(&mut second, &["SET", "lock", "holder-2", "NX", "PX", "800"]);
+    assert_eq!(refused, None, "the lock is held");
+
+    // The first holder goes quiet; its TTL runs out and the second takes the lock.
+    let token_2 = eventually(Duration::from_secs(10), "the lock to be free", || {
+        let taken: Option<String> = query(
+            &mut second,
+            &["SET", "lock", "holder-2", "NX", "PX", "60000"],
+        );
+        taken?;
+        Some(query::<i64>(&mut second, &["REVISION", "lock"]))
+    });
+    assert!(
+        token_2 > token_1,
+        "the later holder's token {token_2} is larger than {token_1}"
+    );
+    let holder: String = query(&mut first, &["GET", "lock"]);
+    assert_eq!(holder, "holder-2");
+    let missing: Option<i64> = query(&mut first, &["REVISION", "nothing"]);
+    assert_eq!(missing, None);
+}
