@@ -85,9 +85,9 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     let store = store_range(&file, data)
         .with_context(|| format!("{} holds no usable node snapshot", args.from.display()))?;
     let data = with_new_members(file, store, &members);
-    let created = !args.data_dir.exists();
+    let created = outermost_missing(&args.data_dir);
     let keys = write_dir(&args.data_dir, &identity, meta.clone(), data).inspect_err(|_| {
-        undo(&args.data_dir, created);
+        undo(&args.data_dir, created.as_deref());
     })?;
     println!(
         "restored node {} of cluster {:#x} into {}: snapshot at index {}, term {}, {keys} keys; start it with `skiff serve --data-dir {}` and its listen flags",
@@ -116,11 +116,19 @@ fn write_dir(
     Ok(keys)
 }
 
-/// Removes what a failed restore wrote: `dir` itself if the restore created it, else its
-/// contents (it was empty before, as [`check_empty`] found).
-fn undo(dir: &Path, created: bool) {
-    let removed = if created {
-        std::fs::remove_dir_all(dir)
+/// The outermost of `dir` and its parents that does not exist yet: what writing `dir` creates.
+fn outermost_missing(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .last()
+        .map(Path::to_path_buf)
+}
+
+/// Removes what a failed restore wrote: the outermost directory it `created`, if any, else the
+/// contents of `dir` (it was empty before, as [`check_empty`] found).
+fn undo(dir: &Path, created: Option<&Path>) {
+    let removed = if let Some(created) = created {
+        std::fs::remove_dir_all(created)
     } else {
         std::fs::read_dir(dir).and_then(|entries| {
             entries.into_iter().try_for_each(|entry| {
@@ -414,6 +422,12 @@ mod tests {
         let error = format!("{:#}", restore(args(&from, &absent)).unwrap_err());
         assert!(error.contains("does not open"), "{error}");
         assert!(!absent.exists(), "the directory the restore made stays");
+        let nested = root.path().join("parent/absent");
+        assert!(restore(args(&from, &nested)).is_err());
+        assert!(
+            !root.path().join("parent").exists(),
+            "a parent it made stays"
+        );
 
         let empty = root.path().join("empty");
         std::fs::create_dir(&empty).unwrap();

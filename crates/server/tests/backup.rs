@@ -354,18 +354,25 @@ fn damaged_backups_a_used_directory_and_a_backup_without_the_token_are_refused()
     assert!(output.status.success(), "{output:?}");
 }
 
-/// A raw HTTP/1.1 request with no body; returns the status code and the body.
-fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
+/// A connection that has sent a raw HTTP/1.1 request with no body.
+fn send_request(addr: SocketAddr, method: &str, path: &str) -> std::net::TcpStream {
+    use std::io::Write;
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .expect("request");
+    stream
+}
+
+/// A raw HTTP/1.1 request with no body; returns the status code and the body.
+fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = send_request(addr, method, path);
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("response");
     let code = response
@@ -375,6 +382,16 @@ fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
         .expect("a status line");
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
     (code, body.unwrap_or_default())
+}
+
+/// `skiff admin backup` from node 1 fails, says `says`, and leaves no file.
+fn backup_refused(cluster: &TestCluster, says: &str) {
+    let out = cluster.root.path().join("refused.backup");
+    let output = cluster.admin(1, &["backup", "--out", &out.display().to_string()]);
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(says), "{stderr}");
+    assert!(!out.exists() && !cluster.root.path().join("refused.backup.tmp").exists());
 }
 
 #[test]
@@ -395,13 +412,8 @@ fn with_a_client_password_and_no_admin_token_http_never_reads_or_writes_keys() {
     assert_eq!(body.trim().lines().count(), 1, "{body}");
     let (code, body) = http_request(http, "POST", "/kv/set?key=a&value=1");
     assert_eq!(code, 403, "{body}");
-    // The CLI says why in one line, and writes nothing.
-    let out = cluster.root.path().join("refused.backup");
-    let output = cluster.admin(1, &["backup", "--out", &out.display().to_string()]);
-    assert!(!output.status.success(), "{output:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--admin-token-file"), "{stderr}");
-    assert!(!out.exists());
+    // The CLI says why, and writes nothing.
+    backup_refused(&cluster, "--admin-token-file");
     // What holds no key is still served; and nothing was written.
     let (code, _) = http_request(http, "GET", "/status");
     assert_eq!(code, 200);
@@ -417,7 +429,7 @@ fn with_a_client_password_and_no_admin_token_http_never_reads_or_writes_keys() {
 
 #[test]
 fn a_second_backup_while_one_is_sent_is_refused_and_the_first_completes() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let _serial = serial();
     let cluster = TestCluster::start(1);
     // A store far larger than the loopback socket buffers, so a client that pauses holds up
@@ -429,15 +441,7 @@ fn a_second_backup_while_one_is_sent_is_refused_and_the_first_completes() {
     }
 
     let http = cluster.nodes[&1].http;
-    let mut first = std::net::TcpStream::connect(http).expect("connect");
-    first
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    write!(
-        first,
-        "GET /admin/backup HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
+    let mut first = send_request(http, "GET", "/admin/backup");
     // Read the head, and then nothing for a while.
     let mut received = Vec::new();
     let mut piece = [0; 4096];
@@ -458,12 +462,7 @@ fn a_second_backup_while_one_is_sent_is_refused_and_the_first_completes() {
         .expect("a Content-Length");
     assert!(total > 38 << 20, "{total}");
 
-    let second = cluster.root.path().join("second.backup");
-    let output = cluster.admin(1, &["backup", "--out", &second.display().to_string()]);
-    assert!(!output.status.success(), "{output:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("already being taken"), "{stderr}");
-    assert!(!second.exists());
+    backup_refused(&cluster, "already being taken");
 
     // The first goes on, whole and checked.
     first
@@ -475,5 +474,6 @@ fn a_second_backup_while_one_is_sent_is_refused_and_the_first_completes() {
     assert!(data.len() > 38 << 20);
     assert!(header.meta.index.0 >= 200);
     // And the node takes the next backup.
-    assert!(cluster.admin_ok(1, &["backup", "--out", &second.display().to_string()]));
+    let next = cluster.root.path().join("next.backup");
+    assert!(cluster.admin_ok(1, &["backup", "--out", &next.display().to_string()]));
 }
