@@ -253,11 +253,16 @@ pub fn verify(mut file: impl Read, file_len: u64) -> Result<BackupHeader, Backup
     // The header's lengths add up to the file's: the trailer follows at least the header.
     let covered_len = file_len - TRAILER_BYTES;
     if head_len as u64 > covered_len {
-        // The head read part of the trailer (a file with little or no data).
+        // The head read part of the trailer (a file with little or no data); the rest of the
+        // trailer, if any, is still in the file.
         let covered = covered_len as usize;
         let mut crc = Checksum::default();
         crc.update(&head[..covered]);
-        return check_file_crc(crc.value(), &head[covered..]).map(|()| header);
+        let mut trailer = head[covered..].to_vec();
+        let missing = TRAILER_BYTES as usize - trailer.len();
+        trailer.resize(TRAILER_BYTES as usize, 0);
+        file.read_exact(&mut trailer[TRAILER_BYTES as usize - missing..])?;
+        return check_file_crc(crc.value(), &trailer).map(|()| header);
     }
     let mut crc = Checksum::default();
     crc.update(&head);
@@ -348,6 +353,28 @@ mod tests {
         let empty = encode(9, meta(), b"");
         assert_eq!(decode(&empty).unwrap().1, b"");
         assert!(verify_bytes(&empty).is_ok());
+    }
+
+    #[test]
+    fn a_file_whose_trailer_straddles_the_longest_header_is_verified() {
+        // The head read is at most MAX_HEADER_BYTES: files of MAX_HEADER_BYTES + 1 to + 3 bytes
+        // hold the first bytes of their trailer in it, and the rest after it.
+        let header_len = encode(9, meta(), b"").len() as u64 - TRAILER_BYTES;
+        for file_len in MAX_HEADER_BYTES - 8..=MAX_HEADER_BYTES + 8 {
+            let data_len = file_len - header_len - TRAILER_BYTES;
+            let data: Vec<u8> = (0..data_len).map(|i| (i * 7) as u8).collect();
+            let file = encode(9, meta(), &data);
+            assert_eq!(file.len() as u64, file_len);
+            let header = verify_bytes(&file)
+                .unwrap_or_else(|error| panic!("a good file of {file_len} bytes: {error}"));
+            assert_eq!(header.data_len, data_len);
+            let mut flipped = file.clone();
+            *flipped.last_mut().unwrap() ^= 1;
+            assert!(
+                matches!(verify_bytes(&flipped), Err(BackupError::Checksum { .. })),
+                "{file_len}"
+            );
+        }
     }
 
     #[test]

@@ -10,8 +10,14 @@
 //! store is not held in memory a second time.
 //!
 //! The endpoint is `GET /admin/backup`: it changes nothing, but it exposes every key and
-//! value, so it needs the admin token whenever one is configured (see `http.rs`). One backup
-//! runs at a time on a node; a second is answered 409.
+//! value, so it needs the admin token whenever one is configured, and is refused when clients
+//! need a password but no token is configured (see `http.rs`). One backup runs at a time on a
+//! node; a second is answered 409. A client that takes nothing for [`SEND_TIMEOUT`] is
+//! abandoned, freeing the node for the next backup.
+//!
+//! The CLI trusts nothing the node sends: the body must begin with a backup header whose length
+//! is the Content-Length, nothing past it is read, and the whole body has a deadline (a slowest
+//! rate, [`MIN_BYTES_PER_SEC`]) as well as a wait for each piece.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -38,8 +44,12 @@ use crate::httpc::{self, Access};
 /// The HTTP path of the backup endpoint.
 pub const PATH: &str = "/admin/backup";
 
-/// How long the read and the snapshot may take before the request gives up.
+/// How long the read and the snapshot may each take before the request gives up.
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long one piece may wait for the connection to take it: a client that stops reading is
+/// abandoned, and the one backup slot freed.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The piece size in which the snapshot is read and sent.
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -49,6 +59,14 @@ const CHUNKS_AHEAD: usize = 4;
 
 /// How long the CLI waits for the next bytes of the body.
 const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the CLI waits for the response head: longer than the node's worst case, the read
+/// and then the snapshot each taking their whole [`PREPARE_TIMEOUT`].
+const HEAD_TIMEOUT: Duration = Duration::from_secs(2 * PREPARE_TIMEOUT.as_secs() + 30);
+
+/// The slowest body the CLI waits for: it gives up on the whole download after
+/// [`READ_IDLE_TIMEOUT`] plus the time the body takes at this rate.
+const MIN_BYTES_PER_SEC: u64 = 64 * 1024;
 
 /// The longest response head the CLI reads.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -151,7 +169,7 @@ pub async fn serve(driver: &Sender<Input>) -> Response {
         );
     };
     match prepare(driver).await {
-        Ok(source) => stream(source, slot).await,
+        Ok(source) => stream(source, slot, SEND_TIMEOUT).await,
         Err((code, why)) => refusal(code, &why),
     }
 }
@@ -204,8 +222,9 @@ async fn prepare(driver: &Sender<Input>) -> Result<Source, (StatusCode, String)>
 type Piece = Result<Bytes, std::io::Error>;
 
 /// Sends the backup file: the header, the snapshot's data read on a thread of its own, and
-/// the checksum over both.
-async fn stream(source: Source, slot: Slot) -> Response {
+/// the checksum over both. A piece the connection has not taken within `send_timeout` ends
+/// the backup, and frees the slot.
+async fn stream(source: Source, slot: Slot, send_timeout: Duration) -> Response {
     let header = BackupHeader {
         cluster_id: source.cluster_id,
         meta: source.meta.clone(),
@@ -220,13 +239,19 @@ async fn stream(source: Source, slot: Slot) -> Response {
     };
     let (index, term) = (source.meta.index.0, source.meta.term.0);
     let (pieces, received) = mpsc::channel::<Piece>(CHUNKS_AHEAD);
+    let outlet = Outlet {
+        pieces,
+        runtime: tokio::runtime::Handle::current(),
+        send_timeout,
+    };
     let spawned = std::thread::Builder::new()
         .name("skiff-backup".into())
         .spawn(move || {
             let _slot = slot;
-            if let Err(error) = send_file(source, head, &pieces) {
+            if let Err(error) = send_file(source, head, &outlet) {
                 tracing::warn!(%error, index, "a backup stopped before its end");
-                let _ = pieces.blocking_send(Err(error));
+                // Ends the body early if the connection still reads; never waits for it.
+                let _ = outlet.pieces.try_send(Err(error));
             }
         });
     if let Err(error) = spawned {
@@ -249,14 +274,35 @@ async fn stream(source: Source, slot: Slot) -> Response {
         .into_response()
 }
 
-/// Reads the snapshot file piece by piece onto `pieces`, checking its data against the
+/// Where the reading thread hands pieces to the connection.
+struct Outlet {
+    pieces: mpsc::Sender<Piece>,
+    runtime: tokio::runtime::Handle,
+    send_timeout: Duration,
+}
+
+impl Outlet {
+    /// Hands `piece` over, waiting at most `send_timeout` for room.
+    fn send(&self, piece: Vec<u8>) -> std::io::Result<()> {
+        // The timer is made inside the runtime: this thread is not one of its own.
+        let sent = self.runtime.block_on(async {
+            let send = self.pieces.send(Ok(Bytes::from(piece)));
+            tokio::time::timeout(self.send_timeout, send).await
+        });
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(std::io::Error::other("the client went away")),
+            Err(_) => Err(std::io::Error::other(format!(
+                "the client took nothing for {:?}; abandoned",
+                self.send_timeout
+            ))),
+        }
+    }
+}
+
+/// Reads the snapshot file piece by piece onto `outlet`, checking its data against the
 /// checksum its own header holds; a mismatch ends the body early, so the client refuses it.
-fn send_file(
-    mut source: Source,
-    head: Vec<u8>,
-    pieces: &mpsc::Sender<Piece>,
-) -> std::io::Result<()> {
-    let gone = || std::io::Error::other("the client went away");
+fn send_file(mut source: Source, head: Vec<u8>, outlet: &Outlet) -> std::io::Result<()> {
     let file_len = source.file.metadata()?.len();
     let data_offset = file_len
         .checked_sub(source.data_len)
@@ -264,9 +310,7 @@ fn send_file(
     let expected_crc = snapshot_data_crc(&mut source.file, data_offset)?;
     let mut crc = Checksum::default();
     crc.update(&head);
-    pieces
-        .blocking_send(Ok(Bytes::from(head)))
-        .map_err(|_| gone())?;
+    outlet.send(head)?;
     let mut data_crc = Checksum::default();
     let mut left = source.data_len;
     while left > 0 {
@@ -275,19 +319,14 @@ fn send_file(
         left -= piece.len() as u64;
         crc.update(&piece);
         data_crc.update(&piece);
-        pieces
-            .blocking_send(Ok(Bytes::from(piece)))
-            .map_err(|_| gone())?;
+        outlet.send(piece)?;
     }
     if data_crc.value() != expected_crc {
         return Err(std::io::Error::other(
             "the snapshot file's data does not match its checksum",
         ));
     }
-    let trailer = crc.value().to_le_bytes().to_vec();
-    pieces
-        .blocking_send(Ok(Bytes::from(trailer)))
-        .map_err(|_| gone())
+    outlet.send(crc.value().to_le_bytes().to_vec())
 }
 
 /// The data checksum in a snapshot file's header, whose header ends at `data_offset` with
@@ -319,23 +358,56 @@ fn crc32_le(bytes: &[u8]) -> Option<u32> {
     Some(u32::from_le_bytes(bytes.try_into().ok()?))
 }
 
+/// How long `skiff admin backup` waits, at each step.
+#[derive(Clone, Copy, Debug)]
+struct Patience {
+    /// For the response head.
+    head: Duration,
+    /// For the next bytes of the body.
+    idle: Duration,
+    /// The slowest body, in bytes a second, waited for.
+    min_bytes_per_sec: u64,
+}
+
+impl Patience {
+    const CLI: Patience = Patience {
+        head: HEAD_TIMEOUT,
+        idle: READ_IDLE_TIMEOUT,
+        min_bytes_per_sec: MIN_BYTES_PER_SEC,
+    };
+
+    /// The whole body's deadline: one idle wait, plus `total` bytes at the slowest rate.
+    fn body(&self, total: u64) -> Duration {
+        self.idle + Duration::from_secs(total / self.min_bytes_per_sec.max(1))
+    }
+}
+
 /// `skiff admin backup --out FILE`: fetches the backup from the node at `addr` into
 /// `FILE.tmp`, syncs it, checks it whole, and only then names it `FILE`.
 pub async fn fetch(access: &Access, addr: &str, out: &Path) -> anyhow::Result<()> {
+    fetch_within(access, addr, out, Patience::CLI).await
+}
+
+async fn fetch_within(
+    access: &Access,
+    addr: &str,
+    out: &Path,
+    patience: Patience,
+) -> anyhow::Result<()> {
     let mut temp_name = out.as_os_str().to_owned();
     temp_name.push(".tmp");
     let temp = std::path::PathBuf::from(temp_name);
     let mut connection =
-        tokio::time::timeout(PREPARE_TIMEOUT, httpc::open(access, addr, "GET", PATH))
+        tokio::time::timeout(patience.idle, httpc::open(access, addr, "GET", PATH))
             .await
             .with_context(|| format!("no answer from {addr}"))??;
-    let (code, head, early) = tokio::time::timeout(PREPARE_TIMEOUT, read_head(&mut connection))
+    let (code, head, early) = tokio::time::timeout(patience.head, read_head(&mut connection))
         .await
-        .with_context(|| format!("no answer from {addr} within {PREPARE_TIMEOUT:?}"))??;
+        .with_context(|| format!("no answer from {addr} within {:?}", patience.head))??;
     if code != 200 {
         let mut body = early;
         let _ = tokio::time::timeout(
-            READ_IDLE_TIMEOUT,
+            patience.idle,
             (&mut connection).take(64 * 1024).read_to_end(&mut body),
         )
         .await;
@@ -343,8 +415,18 @@ pub async fn fetch(access: &Access, addr: &str, out: &Path) -> anyhow::Result<()
     }
     let total: u64 = content_length(&head)
         .with_context(|| format!("{addr} sent a backup without a Content-Length"))?;
-    let result = write_temp(&mut connection, &early, total, &temp).await;
-    let verified = result.and_then(|()| {
+    let received = tokio::time::timeout(patience.body(total), async {
+        let first = read_header(&mut connection, early, total, patience.idle).await?;
+        write_temp(&mut connection, &first, total, &temp, patience.idle).await
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(anyhow::anyhow!(
+            "{addr} sent its {total} bytes too slowly (under {} bytes a second)",
+            patience.min_bytes_per_sec
+        ))
+    });
+    let verified = received.and_then(|()| {
         let file = File::open(&temp).with_context(|| format!("reading {}", temp.display()))?;
         format::verify(std::io::BufReader::new(file), total)
             .with_context(|| format!("the backup received from {addr} does not check"))
@@ -369,24 +451,58 @@ pub async fn fetch(access: &Access, addr: &str, out: &Path) -> anyhow::Result<()
     Ok(())
 }
 
-/// Copies exactly `total` bytes of body (`early` first) into a new `temp`, and syncs it.
-async fn write_temp(
+/// Reads the body's first bytes (`early` and more), up to the longest header or the whole
+/// body, and checks that the backup header they begin with gives the body's length `total`:
+/// nothing more than the node declared in both is read or written.
+async fn read_header(
     connection: &mut (impl AsyncRead + Unpin),
-    early: &[u8],
+    mut first: Vec<u8>,
     total: u64,
-    temp: &Path,
-) -> anyhow::Result<()> {
-    let mut file = File::create(temp).with_context(|| format!("creating {}", temp.display()))?;
-    let mut written = 0u64;
-    if early.len() as u64 > total {
+    idle: Duration,
+) -> anyhow::Result<Vec<u8>> {
+    let want = total.min(format::MAX_HEADER_BYTES) as usize;
+    if first.len() as u64 > total {
         bail!("the node sent more than its Content-Length");
     }
-    file.write_all(early)?;
-    written += early.len() as u64;
+    while first.len() < want {
+        let mut piece = vec![0; want - first.len()];
+        let read = tokio::time::timeout(idle, connection.read(&mut piece))
+            .await
+            .context("the node stopped sending")??;
+        if read == 0 {
+            bail!(
+                "the node stopped sending after {} of {total} bytes",
+                first.len()
+            );
+        }
+        first.extend_from_slice(&piece[..read]);
+    }
+    let (header, header_len) =
+        BackupHeader::decode(&first).context("the node sent no backup header")?;
+    let declared = header.file_len(header_len as u64)?;
+    if declared != total {
+        bail!(
+            "the backup header gives a file of {declared} bytes, but the Content-Length is {total}"
+        );
+    }
+    Ok(first)
+}
+
+/// Copies exactly `total` bytes of body (`first` first) into a new `temp`, and syncs it.
+async fn write_temp(
+    connection: &mut (impl AsyncRead + Unpin),
+    first: &[u8],
+    total: u64,
+    temp: &Path,
+    idle: Duration,
+) -> anyhow::Result<()> {
+    let mut file = File::create(temp).with_context(|| format!("creating {}", temp.display()))?;
+    file.write_all(first)?;
+    let mut written = first.len() as u64;
     let mut piece = vec![0; CHUNK_BYTES];
     while written < total {
         let want = (total - written).min(CHUNK_BYTES as u64) as usize;
-        let read = tokio::time::timeout(READ_IDLE_TIMEOUT, connection.read(&mut piece[..want]))
+        let read = tokio::time::timeout(idle, connection.read(&mut piece[..want]))
             .await
             .context("the node stopped sending")??;
         if read == 0 {
@@ -440,8 +556,12 @@ fn content_length(head: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// The slot is one per process: the tests that take it take turns.
+    static SLOT_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn only_one_backup_holds_the_slot_at_a_time() {
+        let _turn = SLOT_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         let first = Slot::take().expect("a free slot");
         assert!(Slot::take().is_none());
         drop(first);
@@ -467,23 +587,160 @@ mod tests {
         assert!(runtime.block_on(read_head(&mut endless)).is_err());
     }
 
-    /// Serves `response` once on a loopback port, then runs `skiff admin backup` against it.
-    fn fetch_from(response: Vec<u8>, out: &Path) -> anyhow::Result<()> {
+    /// Runs `serve` on the first connection to a loopback port (after reading the request),
+    /// and `skiff admin backup` against it with `patience`.
+    fn fetch_served<F, Fut>(serve: F, out: &Path, patience: Patience) -> anyhow::Result<()>
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
         let runtime = crate::cli::runtime().unwrap();
         runtime.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap().to_string();
             let server = tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt;
                 let (mut socket, _) = listener.accept().await.unwrap();
                 let mut request = [0; 1024];
                 let _ = socket.read(&mut request).await;
-                let _ = socket.write_all(&response).await;
+                serve(socket).await;
             });
-            let fetched = fetch(&Access::default(), &addr, out).await;
-            let _ = server.await;
+            let fetched = fetch_within(&Access::default(), &addr, out, patience).await;
+            server.abort();
             fetched
         })
+    }
+
+    /// Serves `response` once, then runs `skiff admin backup` against it.
+    fn fetch_from(response: Vec<u8>, out: &Path) -> anyhow::Result<()> {
+        fetch_served(
+            |mut socket| async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = socket.write_all(&response).await;
+            },
+            out,
+            Patience::CLI,
+        )
+    }
+
+    /// A response head declaring `content_length`, then `body`.
+    fn response(content_length: usize, body: &[u8]) -> Vec<u8> {
+        let mut bytes =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {content_length}\r\n\r\n").into_bytes();
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    #[test]
+    fn the_cli_waits_longer_than_the_node_may_take_to_answer() {
+        // The node's read and snapshot may each take PREPARE_TIMEOUT before the head is sent.
+        assert!(Patience::CLI.head > 2 * PREPARE_TIMEOUT);
+    }
+
+    #[test]
+    fn a_body_longer_than_its_header_says_or_trickled_is_refused_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.backup");
+        let temp = dir.path().join("out.backup.tmp");
+        let file = format::encode(1, SnapshotMeta::default(), &[7; 100]);
+        let mut padded = file.clone();
+        padded.extend_from_slice(&[0; 1000]);
+        let cases: [(Vec<u8>, &str); 2] = [
+            // A Content-Length beyond what the backup's header gives is never read.
+            (
+                response(padded.len(), &padded),
+                "the Content-Length is 1162",
+            ),
+            // More bytes than the Content-Length.
+            (
+                response(file.len(), &padded),
+                "more than its Content-Length",
+            ),
+        ];
+        for (response, says) in cases {
+            let error = format!("{:#}", fetch_from(response, &out).unwrap_err());
+            assert!(error.contains(says), "{error}");
+            assert!(!out.exists() && !temp.exists(), "{error}");
+        }
+
+        // A byte every 20 ms never trips the idle wait, but the whole body has a deadline.
+        let patience = Patience {
+            head: Duration::from_secs(5),
+            idle: Duration::from_millis(500),
+            min_bytes_per_sec: 1 << 20,
+        };
+        let trickled = file.clone();
+        let started = std::time::Instant::now();
+        let error = fetch_served(
+            move |mut socket| async move {
+                use tokio::io::AsyncWriteExt;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                    trickled.len()
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                for byte in trickled {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    if socket.write_all(&[byte]).await.is_err() {
+                        return;
+                    }
+                }
+            },
+            &out,
+            patience,
+        )
+        .unwrap_err();
+        let error = format!("{error:#}");
+        assert!(error.contains("too slowly"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{error}");
+        assert!(!out.exists() && !temp.exists(), "{error}");
+    }
+
+    #[test]
+    fn a_backup_whose_client_stops_reading_is_abandoned_and_frees_the_slot() {
+        let _turn = SLOT_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        // A node snapshot file of a dozen pieces, as the log writes it.
+        let options = skiff_wal::WalOptions::new(1);
+        let (mut wal, _) =
+            skiff_wal::Wal::open(skiff_wal::FsDisk::new(), dir.path(), options).unwrap();
+        let meta = SnapshotMeta {
+            index: LogIndex(5),
+            ..SnapshotMeta::default()
+        };
+        let data: Vec<u8> = (0..12 * CHUNK_BYTES).map(|i| i as u8).collect();
+        wal.save_snapshot(meta.clone(), data).unwrap();
+        let source = Source {
+            file: File::open(wal.snapshot_path().unwrap()).unwrap(),
+            meta,
+            data_len: wal.snapshot_len(),
+            cluster_id: 1,
+        };
+        let runtime = crate::cli::runtime().unwrap();
+        runtime.block_on(async {
+            let slot = Slot::take().expect("a free slot");
+            let response = stream(source, slot, Duration::from_millis(200)).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            // The client reads nothing more: the pieces ahead fill, and the next one waits.
+            assert!(Slot::take().is_none(), "the slot is held while sending");
+            let freed = async {
+                loop {
+                    if let Some(slot) = Slot::take() {
+                        return slot;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            let slot = tokio::time::timeout(Duration::from_secs(5), freed)
+                .await
+                .expect("the slot is freed once the send times out");
+            drop(slot);
+            // What the client reads later ends early: it is never taken for a whole backup.
+            // (HTTP then sees fewer bytes than the Content-Length.)
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX).await;
+            if let Ok(body) = body {
+                assert!(body.len() < 12 * CHUNK_BYTES, "{} bytes", body.len());
+            }
+        });
     }
 
     #[test]
@@ -496,7 +753,7 @@ mod tests {
         let mut short = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
         short.extend_from_slice(b"SKIFFBAK");
         let cases: [(Vec<u8>, &str); 4] = [
-            (garbage, "does not check"),
+            (garbage, "no backup header"),
             (short, "stopped sending after 8 of 100000 bytes"),
             (
                 b"HTTP/1.1 200 OK\r\n\r\n".to_vec(),

@@ -10,7 +10,9 @@
 //!
 //! With `--admin-token-file`, every request that changes state (every method but GET and HEAD;
 //! with `--http-auth all`, every request), and `GET /admin/backup`, needs `Authorization: Bearer <token>` and is answered
-//! 401 without it ([`require_token`]). With TLS the port is HTTPS ([`TlsListener`]).
+//! 401 without it ([`require_token`]). With `--requirepass-file` and no admin token, the requests
+//! that read or write keys (`/kv/set`, `/admin/backup`) are refused (403), as they would go
+//! around the client password. With TLS the port is HTTPS ([`TlsListener`]).
 
 use crossbeam_channel::Sender;
 use std::sync::Arc;
@@ -57,6 +59,9 @@ pub struct HttpAccess {
     pub token: Option<Secret>,
     /// Which requests need it.
     pub auth: HttpAuth,
+    /// Whether clients need a password (`--requirepass-file`): then the requests that read or
+    /// write keys are refused unless an admin token guards them ([`KEY_PATHS`]).
+    pub client_password: bool,
     /// How to reach the other nodes' HTTP ports (relays).
     pub relay: httpc::Access,
 }
@@ -109,6 +114,7 @@ pub async fn serve_http(
             Arc::new(TokenGuard {
                 token: access.token.clone(),
                 auth: access.auth,
+                client_password: access.client_password,
                 shared: shared.clone(),
             }),
             require_token,
@@ -196,8 +202,13 @@ impl axum::serve::Listener for TlsListener {
 struct TokenGuard {
     token: Option<Secret>,
     auth: HttpAuth,
+    client_password: bool,
     shared: Arc<Shared>,
 }
+
+/// The requests that read or write keys: with a client password they would go around it, so
+/// they need the admin token, and are refused (403) when none is configured.
+const KEY_PATHS: [&str; 2] = ["/kv/set", crate::backup::PATH];
 
 /// With an admin token set: a request that needs it (see [`HttpAccess::auth`]) and does not
 /// carry it as `Authorization: Bearer <token>` is answered 401 and counted.
@@ -209,14 +220,24 @@ async fn require_token(
     let TokenGuard {
         token,
         auth,
+        client_password,
         shared,
     } = &*guard;
+    let touches_keys = KEY_PATHS.contains(&request.uri().path());
     let Some(token) = token else {
+        if *client_password && touches_keys {
+            shared.metrics.error("http_auth_failed");
+            return (
+                StatusCode::FORBIDDEN,
+                "refused: clients need a password on this node, so this request needs the admin token; configure --admin-token-file\n",
+            )
+                .into_response();
+        }
         return next.run(request).await;
     };
     let changes_state = !matches!(*request.method(), Method::GET | Method::HEAD);
     // A backup changes nothing but holds every key and value.
-    let sensitive = request.uri().path() == crate::backup::PATH;
+    let sensitive = touches_keys;
     if (changes_state || sensitive || *auth == HttpAuth::All)
         && !token.authorizes(
             request

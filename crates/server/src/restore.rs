@@ -9,6 +9,11 @@
 //! incarnations do not carry over, and the new cluster records its members' incarnations at
 //! first contact, as any cluster does. Every node of the new cluster is restored from the
 //! same file, so they all begin with the same log prefix and state.
+//!
+//! Because no incarnation carries over, a restore whose `--initial-cluster` gives the id of the
+//! cluster the backup was taken from is refused: a surviving old node would be taken into the
+//! restored cluster at first contact. A restore that fails once it has begun writing removes
+//! what it wrote, so the directory can take the next attempt.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -39,7 +44,8 @@ pub struct RestoreArgs {
     pub initial_cluster: String,
 }
 
-/// Checks the backup and writes the new data directory.
+/// Checks the backup and writes the new data directory; on failure, leaves the directory as
+/// it was.
 pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     let members = parse_initial_cluster(&args.initial_cluster)?;
     ensure!(
@@ -52,10 +58,19 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading the backup {}", args.from.display()))?;
     let (header, data) = backup::decode(&file)
         .with_context(|| format!("{} is not a usable backup", args.from.display()))?;
+    let cluster_id = cluster_id_of(&members);
+    // The restored member book records no incarnations, so a node of the old cluster would
+    // be taken for a new member at first contact: the new cluster must not share its id.
+    ensure!(
+        cluster_id != header.cluster_id,
+        "--initial-cluster {} gives the id of the cluster the backup was taken from ({:#x}), whose surviving nodes could then join the restored one: give the new cluster a membership of its own (another address or port for at least one member)",
+        args.initial_cluster,
+        header.cluster_id
+    );
     check_empty(&args.data_dir)?;
     let identity = Identity {
         id: args.id,
-        cluster_id: cluster_id_of(&members),
+        cluster_id,
         initial_cluster: members
             .iter()
             .map(|(id, addr)| (id.to_string(), *addr))
@@ -68,13 +83,13 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         learners: Vec::new(),
         ..header.meta
     };
-    let data = with_new_members(data, &members)
+    let store = store_range(&file, data)
         .with_context(|| format!("{} holds no usable node snapshot", args.from.display()))?;
-    let wal_dir = args.data_dir.join("wal");
-    seed_log(&wal_dir, identity.cluster_id, meta.clone(), data)?;
-    let keys = check_opens(&identity, &wal_dir)?;
-    // Last, as on a first start: a directory without it is not a node's yet.
-    identity.store(&args.data_dir)?;
+    let data = with_new_members(file, store, &members);
+    let created = outermost_missing(&args.data_dir);
+    let keys = write_dir(&args.data_dir, &identity, meta.clone(), data).inspect_err(|_| {
+        undo(&args.data_dir, created.as_deref());
+    })?;
     println!(
         "restored node {} of cluster {:#x} into {}: snapshot at index {}, term {}, {keys} keys; start it with `skiff serve --data-dir {}` and its listen flags",
         args.id,
@@ -85,6 +100,54 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         args.data_dir.display(),
     );
     Ok(())
+}
+
+/// Writes the log and the identity into `dir` and opens it once; returns the number of keys.
+fn write_dir(
+    dir: &Path,
+    identity: &Identity,
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+) -> anyhow::Result<usize> {
+    let wal_dir = dir.join("wal");
+    seed_log(&wal_dir, identity.cluster_id, meta, data)?;
+    let keys = check_opens(identity, &wal_dir)?;
+    // Last, as on a first start: a directory without it is not a node's yet.
+    identity.store(dir)?;
+    Ok(keys)
+}
+
+/// The outermost of `dir` and its parents that does not exist yet: what writing `dir` creates.
+fn outermost_missing(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .last()
+        .map(Path::to_path_buf)
+}
+
+/// Removes what a failed restore wrote: the outermost directory it `created`, if any, else the
+/// contents of `dir` (it was empty before, as [`check_empty`] found).
+fn undo(dir: &Path, created: Option<&Path>) {
+    let removed = if let Some(created) = created {
+        std::fs::remove_dir_all(created)
+    } else {
+        std::fs::read_dir(dir).and_then(|entries| {
+            entries.into_iter().try_for_each(|entry| {
+                let path = entry?.path();
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                }
+            })
+        })
+    };
+    if let Err(error) = removed {
+        eprintln!(
+            "could not remove what the failed restore wrote in {}: {error}",
+            dir.display()
+        );
+    }
 }
 
 /// Refuses a data directory that holds anything: a restore never mixes with a node's data.
@@ -104,10 +167,22 @@ fn check_empty(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// The node snapshot `data` with its member book replaced by the new cluster's addresses and
-/// no incarnations (each is recorded when the new leader first hears from the member).
-fn with_new_members(data: &[u8], members: &BTreeMap<u64, SocketAddr>) -> anyhow::Result<Vec<u8>> {
+/// Where the store's bytes lie in `file`, given `data`, the node snapshot within it.
+fn store_range(file: &[u8], data: &[u8]) -> anyhow::Result<std::ops::Range<usize>> {
     let (_, store) = payload::decode_snapshot(data)?;
+    // `store` is the tail of `data`, itself a slice of `file`.
+    let end = data.as_ptr() as usize - file.as_ptr() as usize + data.len();
+    Ok(end - store.len()..end)
+}
+
+/// The node snapshot whose store lies at `store` in `file`, with its member book replaced by
+/// the new cluster's addresses and no incarnations (each is recorded when the new leader first
+/// hears from the member). Built in `file`'s own buffer: the store is not copied a second time.
+fn with_new_members(
+    mut file: Vec<u8>,
+    store: std::ops::Range<usize>,
+    members: &BTreeMap<u64, SocketAddr>,
+) -> Vec<u8> {
     let book = payload::MemberBook {
         addresses: members
             .iter()
@@ -115,10 +190,11 @@ fn with_new_members(data: &[u8], members: &BTreeMap<u64, SocketAddr>) -> anyhow:
             .collect(),
         incarnations: BTreeMap::new(),
     };
-    let mut out = Vec::with_capacity(data.len());
-    payload::put_snapshot_header(&book, &mut out);
-    out.extend_from_slice(store);
-    Ok(out)
+    let mut header = Vec::new();
+    payload::put_snapshot_header(&book, &mut header);
+    file.truncate(store.end);
+    file.splice(..store.start, header);
+    file
 }
 
 /// A new log in `wal_dir` holding only the snapshot, and a hard state of its term.
@@ -198,6 +274,17 @@ mod tests {
             learners: vec![NodeId(10)],
         };
         backup::encode(0xdead, meta, &data)
+    }
+
+    /// `backup_file()` re-encoded with another source cluster id and node snapshot.
+    fn backup_of(cluster_id: u64, data: Option<Vec<u8>>) -> Vec<u8> {
+        let good = backup_file();
+        let (header, good_data) = backup::decode(&good).unwrap();
+        backup::encode(
+            cluster_id,
+            header.meta,
+            &data.unwrap_or_else(|| good_data.to_vec()),
+        )
     }
 
     fn args(from: &Path, dir: &Path) -> RestoreArgs {
@@ -296,5 +383,61 @@ mod tests {
         let mut outsider = args(&from, &root.path().join("outsider"));
         outsider.id = 4;
         assert!(restore(outsider).is_err());
+    }
+
+    #[test]
+    fn a_restore_onto_the_membership_the_backup_was_taken_from_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("node2");
+        let same = args(&root.path().join("backup"), &dir);
+        let old_id = cluster_id_of(&parse_initial_cluster(&same.initial_cluster).unwrap());
+        std::fs::write(&same.from, backup_of(old_id, None)).unwrap();
+        let error = format!("{:#}", restore(same.clone()).unwrap_err());
+        assert!(
+            error.contains("gives the id of the cluster the backup was taken from"),
+            "{error}"
+        );
+        assert!(!dir.exists());
+        // One member on another port is another cluster.
+        let moved = RestoreArgs {
+            initial_cluster: "1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7203".into(),
+            ..same
+        };
+        restore(moved).unwrap();
+        let identity = Identity::load(&dir).unwrap().expect("an identity");
+        assert_ne!(identity.cluster_id, old_id);
+    }
+
+    #[test]
+    fn a_restore_that_fails_after_writing_leaves_the_directory_as_it_was() {
+        let root = tempfile::tempdir().unwrap();
+        let from = root.path().join("backup");
+        // A member book the restore replaces, then a store that does not decode: the log is
+        // written before the opening check finds it.
+        let mut data = Vec::new();
+        payload::put_snapshot_header(&payload::MemberBook::default(), &mut data);
+        data.extend_from_slice(b"not a store");
+        std::fs::write(&from, backup_of(0xdead, Some(data))).unwrap();
+
+        let absent = root.path().join("absent");
+        let error = format!("{:#}", restore(args(&from, &absent)).unwrap_err());
+        assert!(error.contains("does not open"), "{error}");
+        assert!(!absent.exists(), "the directory the restore made stays");
+        let nested = root.path().join("parent/absent");
+        assert!(restore(args(&from, &nested)).is_err());
+        assert!(
+            !root.path().join("parent").exists(),
+            "a parent it made stays"
+        );
+
+        let empty = root.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert!(restore(args(&from, &empty)).is_err());
+        assert!(empty.is_dir(), "a directory the operator made was removed");
+        assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+        // Either directory takes a good restore afterwards.
+        std::fs::write(&from, backup_file()).unwrap();
+        restore(args(&from, &absent)).unwrap();
+        restore(args(&from, &empty)).unwrap();
     }
 }

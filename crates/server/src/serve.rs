@@ -394,6 +394,7 @@ impl Security {
             tls: tls.clone(),
             token: token.clone(),
             auth: settings.http_auth.unwrap_or_default(),
+            client_password: password.is_some(),
             relay,
         };
         Ok(Security {

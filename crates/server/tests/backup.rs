@@ -1,7 +1,9 @@
 //! Backup and restore, end to end: `skiff admin backup` taken from a follower while a client
 //! writes, the old cluster gone, `skiff restore` into three new data directories with new
 //! addresses, and the new cluster serving every write acknowledged before the backup began.
-//! Then what is refused: damaged backups, a used directory, a backup without the admin token.
+//! Then what is refused: damaged backups, a used directory, a restore onto the old cluster's
+//! own membership, a backup without the admin token, key requests over HTTP on a node whose
+//! clients need a password but that has no admin token, and a second backup while one runs.
 
 mod common;
 
@@ -337,7 +339,141 @@ fn damaged_backups_a_used_directory_and_a_backup_without_the_token_are_refused()
     refused(&restore(&backup, &used, 1, new_cluster), "is not empty");
     assert_eq!(std::fs::read(used.join("keep-me")).unwrap(), b"data");
 
+    // Onto the membership it was taken from, the restored cluster would have the old one's
+    // id, and a surviving old node would be let in.
+    let same = format!("1={}", cluster.nodes[&1].peer_proxy);
+    let target = dir("restore-same");
+    refused(
+        &restore(&backup, &target, 1, &same),
+        "gives the id of the cluster the backup was taken from",
+    );
+    assert!(!target.exists());
+
     // The good file restores.
     let output = restore(&backup, &dir("fresh"), 1, new_cluster);
     assert!(output.status.success(), "{output:?}");
+}
+
+/// A connection that has sent a raw HTTP/1.1 request with no body.
+fn send_request(addr: SocketAddr, method: &str, path: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    stream
+}
+
+/// A raw HTTP/1.1 request with no body; returns the status code and the body.
+fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = send_request(addr, method, path);
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
+    (code, body.unwrap_or_default())
+}
+
+/// `skiff admin backup` from node 1 fails, says `says`, and leaves no file.
+fn backup_refused(cluster: &TestCluster, says: &str) {
+    let out = cluster.root.path().join("refused.backup");
+    let output = cluster.admin(1, &["backup", "--out", &out.display().to_string()]);
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(says), "{stderr}");
+    assert!(!out.exists() && !cluster.root.path().join("refused.backup.tmp").exists());
+}
+
+#[test]
+fn with_a_client_password_and_no_admin_token_http_never_reads_or_writes_keys() {
+    let _serial = serial();
+    let secrets = tempfile::tempdir().expect("temp dir");
+    let password = secrets.path().join("requirepass");
+    std::fs::write(&password, "client-password-1\n").expect("password file");
+    let password = password.display().to_string();
+    // Loopback only, so protected mode lets the node run without the admin token.
+    let cluster = TestCluster::start_with(1, &["--requirepass-file", &password]);
+    let http = cluster.nodes[&1].http;
+
+    // Both would go around the client password.
+    let (code, body) = http_request(http, "GET", "/admin/backup");
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("configure --admin-token-file"), "{body}");
+    assert_eq!(body.trim().lines().count(), 1, "{body}");
+    let (code, body) = http_request(http, "POST", "/kv/set?key=a&value=1");
+    assert_eq!(code, 403, "{body}");
+    // The CLI says why, and writes nothing.
+    backup_refused(&cluster, "--admin-token-file");
+    // What holds no key is still served; and nothing was written.
+    let (code, _) = http_request(http, "GET", "/status");
+    assert_eq!(code, 200);
+    let client = redis::Client::open(format!(
+        "redis://:client-password-1@{}/",
+        cluster.nodes[&1].client
+    ))
+    .expect("client");
+    let mut connection = client.get_connection().expect("a connection");
+    let value: Option<String> = connection.get("a").expect("GET");
+    assert_eq!(value, None);
+}
+
+#[test]
+fn a_second_backup_while_one_is_sent_is_refused_and_the_first_completes() {
+    use std::io::Read;
+    let _serial = serial();
+    let cluster = TestCluster::start(1);
+    // A store far larger than the loopback socket buffers, so a client that pauses holds up
+    // the node's sending.
+    let mut connection = cluster.redis(1);
+    let value = vec![b'v'; 200 << 10];
+    for i in 0..200 {
+        let _: () = connection.set(format!("big-{i}"), &value).expect("write");
+    }
+
+    let http = cluster.nodes[&1].http;
+    let mut first = send_request(http, "GET", "/admin/backup");
+    // Read the head, and then nothing for a while.
+    let mut received = Vec::new();
+    let mut piece = [0; 4096];
+    let head_end = loop {
+        let read = first.read(&mut piece).expect("the head");
+        assert!(read > 0, "the connection closed before the head");
+        received.extend_from_slice(&piece[..read]);
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&received[..head_end]).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let total: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|len| len.trim().parse().ok())
+        .expect("a Content-Length");
+    assert!(total > 38 << 20, "{total}");
+
+    backup_refused(&cluster, "already being taken");
+
+    // The first goes on, whole and checked.
+    first
+        .read_to_end(&mut received)
+        .expect("the rest of the body");
+    let body = &received[head_end..];
+    assert_eq!(body.len(), total);
+    let (header, data) = skiff_node::backup::decode(body).expect("a whole backup");
+    assert!(data.len() > 38 << 20);
+    assert!(header.meta.index.0 >= 200);
+    // And the node takes the next backup.
+    let next = cluster.root.path().join("next.backup");
+    assert!(cluster.admin_ok(1, &["backup", "--out", &next.display().to_string()]));
 }
