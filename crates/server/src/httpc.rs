@@ -78,19 +78,37 @@ pub async fn open(
     Ok(connection)
 }
 
-/// Sends `method path` to `addr` and returns the status code and body.
+/// The most a response's status line and headers may take.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// The largest body [`request`] reads.
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Sends `method path` to `addr` and returns the status code and body (at most 16 MiB).
 pub async fn request(
     access: &Access,
     addr: &str,
     method: &str,
     path: &str,
 ) -> anyhow::Result<(u16, String)> {
+    request_bounded(access, addr, method, path, MAX_BODY_BYTES).await
+}
+
+/// As [`request`], reading no more than a head and `max_body_bytes` of body from the
+/// connection: a longer answer is an error, and so is a chunked body that does not parse.
+pub async fn request_bounded(
+    access: &Access,
+    addr: &str,
+    method: &str,
+    path: &str,
+    max_body_bytes: usize,
+) -> anyhow::Result<(u16, String)> {
+    let max_response_bytes = max_body_bytes.saturating_add(MAX_HEAD_BYTES);
     let exchange = async {
         let connection = open(access, addr, method, path).await?;
-        // The whole response, at most 16 MiB.
+        // One byte past the limit tells an answer at the limit from one over it.
         let mut response = Vec::new();
         connection
-            .take(16 * 1024 * 1024)
+            .take(u64::try_from(max_response_bytes)?.saturating_add(1))
             .read_to_end(&mut response)
             .await?;
         anyhow::Ok(response)
@@ -98,10 +116,14 @@ pub async fn request(
     let response = tokio::time::timeout(Duration::from_secs(5), exchange)
         .await
         .with_context(|| format!("no answer from {addr} within 5 s"))??;
-    let text = String::from_utf8_lossy(&response);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+    if response.len() > max_response_bytes {
+        bail!("an answer from {addr} of over {max_response_bytes} bytes");
+    }
+    let Some(head_end) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
         bail!("malformed HTTP response from {addr}");
     };
+    let head = String::from_utf8_lossy(&response[..head_end]);
+    let body = &response[head_end + 4..];
     let code = head
         .split_whitespace()
         .nth(1)
@@ -111,27 +133,44 @@ pub async fn request(
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
     {
-        dechunk(body)
+        dechunk(body).with_context(|| format!("malformed chunked body from {addr}"))?
     } else {
-        body.to_string()
+        body.to_vec()
     };
-    Ok((code, body))
+    if body.len() > max_body_bytes {
+        bail!(
+            "a body of {} bytes from {addr}, over {max_body_bytes}",
+            body.len()
+        );
+    }
+    Ok((code, String::from_utf8_lossy(&body).into_owned()))
 }
 
-/// Joins the chunks of a chunked body.
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
+/// Joins the chunks of a chunked body (RFC 9112 §7.1), up to its last (empty) chunk; chunk
+/// extensions and trailers are ignored. Sizes are checked against the bytes there are.
+fn dechunk(mut body: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") else {
+            bail!("the body ends before its last chunk");
         };
-        if size == 0 || rest.len() < size {
-            break;
+        let line = std::str::from_utf8(&body[..line_end]).context("a chunk size not in ASCII")?;
+        let digits = line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(digits, 16)
+            .with_context(|| format!("a chunk size of {digits:.32} is not a hex size"))?;
+        let rest = &body[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
         }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
+        let Some(chunk) = rest.get(..size) else {
+            bail!("a chunk of {size} bytes where {} remain", rest.len());
+        };
+        out.extend_from_slice(chunk);
+        let Some(next) = rest[size..].strip_prefix(b"\r\n") else {
+            bail!("a chunk of {size} bytes not followed by CRLF");
+        };
+        body = next;
     }
-    out
 }
 
 /// `GET /status` from the node whose HTTP address is `addr`.

@@ -286,15 +286,10 @@ async fn ask_one(access: &Access, addr: &str, id: u64) -> anyhow::Result<Cluster
 
 /// `GET /cluster` from `addr`, bounded and parsed (not yet checked).
 async fn fetch(access: &Access, addr: &str) -> anyhow::Result<ClusterAnswer> {
-    let (code, body) = httpc::request(access, addr, "GET", "/cluster").await?;
+    let (code, body) =
+        httpc::request_bounded(access, addr, "GET", "/cluster", MAX_CLUSTER_ANSWER_BYTES).await?;
     if code != 200 {
         bail!("HTTP {code}: {:.200}", body.trim());
-    }
-    if body.len() > MAX_CLUSTER_ANSWER_BYTES {
-        bail!(
-            "an answer of {} bytes, over {MAX_CLUSTER_ANSWER_BYTES}",
-            body.len()
-        );
     }
     serde_json::from_str(&body).context("parsing /cluster")
 }
@@ -397,6 +392,107 @@ mod tests {
         assert!(error.contains("founding member"), "{error}");
         let error = answer().check(4, "m").unwrap_err().to_string();
         assert!(error.contains("already a voter"), "{error}");
+    }
+
+    /// A member that reads one request and answers `head`, then `repeated` `times` over.
+    async fn hostile_member(head: Vec<u8>, repeated: &'static [u8], times: usize) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            while !request.ends_with(b"\r\n\r\n") {
+                let mut byte = [0];
+                if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                request.push(byte[0]);
+            }
+            if stream.write_all(&head).await.is_err() {
+                return;
+            }
+            // Until the reader hangs up, when the answer is endless.
+            for _ in 0..times {
+                if stream.write_all(repeated).await.is_err() {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
+    const CHUNKED: &str = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+    #[tokio::test]
+    async fn a_cluster_answer_chunked_inside_a_character_is_joined_bytewise() {
+        let mut sound = answer();
+        sound.members[0].kind = "vötér".into();
+        let json = serde_json::to_vec(&sound).unwrap();
+        // One byte a chunk: every multi-byte character is split between two chunks.
+        let mut bytes = Vec::from(CHUNKED);
+        for byte in json {
+            bytes.extend_from_slice(b"1\r\n");
+            bytes.push(byte);
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes.extend_from_slice(b"0\r\n\r\n");
+        let addr = hostile_member(bytes, b"", 0).await;
+        let fetched = fetch(&Access::default(), &addr).await.unwrap();
+        assert_eq!(fetched.members[0].kind, "vötér");
+    }
+
+    #[tokio::test]
+    async fn a_hostile_cluster_answer_is_a_clear_error_read_no_further_than_the_limit() {
+        let over = MAX_CLUSTER_ANSWER_BYTES + 1;
+        let cases: Vec<(&str, String, &'static [u8], usize)> = vec![
+            // A chunk that ends inside a character.
+            (
+                "not followed by CRLF",
+                format!("{CHUNKED}1\r\né\r\n0\r\n\r\n"),
+                b"",
+                0,
+            ),
+            (
+                "remain",
+                format!("{CHUNKED}{:x}\r\n{{}}\r\n0\r\n\r\n", u64::MAX),
+                b"",
+                0,
+            ),
+            (
+                "not a hex size",
+                format!("{CHUNKED}1{:x}\r\n{{}}\r\n", u64::MAX),
+                b"",
+                0,
+            ),
+            ("not a hex size", format!("{CHUNKED}-1\r\n{{}}\r\n"), b"", 0),
+            (
+                "before its last chunk",
+                format!("{CHUNKED}2\r\n{{}}\r\n"),
+                b"",
+                0,
+            ),
+            // Endless chunks, and a body of 10 MiB: reading stops at the limit.
+            ("of over", CHUNKED.into(), b"1\r\n \r\n", usize::MAX),
+            (
+                "of over",
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 10 << 20),
+                &[b' '; 1024],
+                10 << 10,
+            ),
+            (
+                "bytes from",
+                format!("HTTP/1.1 200 OK\r\n\r\n{}", " ".repeat(over)),
+                b"",
+                0,
+            ),
+        ];
+        for (why, head, repeated, times) in cases {
+            let addr = hostile_member(head.clone().into_bytes(), repeated, times).await;
+            let error = fetch(&Access::default(), &addr).await.unwrap_err();
+            let error = format!("{error:#}");
+            assert!(error.contains(why), "{head:.80}: {error}");
+        }
     }
 
     #[test]

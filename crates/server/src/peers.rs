@@ -5,6 +5,10 @@
 //! gave in its Hello. A Hello, which anyone who reaches the peer port may send, never redirects
 //! a node the log or the identity knows; it lets a node answer a sender it has no address for,
 //! such as a leader that joined the cluster after it.
+//!
+//! A node that is not a member is dialled only while it is answered because it speaks: its
+//! queue is kept while its address comes from its Hello alone and it was heard from within
+//! [`NON_MEMBER_QUIET`]. A removed member, founding or joined, is no longer dialled.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -20,6 +24,10 @@ use crate::shared::Shared;
 /// How often the addresses are checked besides membership changes: a node that is not a
 /// member gives its address only in its Hello, which may change.
 pub const PEER_REFRESH: Duration = Duration::from_secs(1);
+
+/// How long a node that is not a member, known only by its Hello, keeps its queue after it
+/// was last heard from.
+pub const NON_MEMBER_QUIET: Duration = Duration::from_secs(5);
 
 /// Starts a sender task for a peer at an address; the driver keeps the returned queue.
 pub type ConnectPeer = Box<dyn Fn(NodeId, SocketAddr) -> mpsc::Sender<Envelope> + Send>;
@@ -61,15 +69,38 @@ impl Peers {
             .or_else(|| self.shared.advertised.read().ok()?.get(&id.0)?.peer_addr)
     }
 
+    /// The address `id`'s Hello gave, if that is the only address known for it and it was
+    /// heard from within [`NON_MEMBER_QUIET`] of `now`: a node this one must answer.
+    fn speaking_stranger(
+        &self,
+        recorded: &BTreeMap<NodeId, String>,
+        id: NodeId,
+        now: Instant,
+    ) -> Option<SocketAddr> {
+        let logged = recorded
+            .get(&id)
+            .is_some_and(|addr| addr.parse::<SocketAddr>().is_ok());
+        if logged || self.known.contains_key(&id.0) {
+            return None;
+        }
+        let advertised = self.shared.advertised.read().ok()?;
+        let entry = advertised.get(&id.0)?;
+        let heard = entry.heard?;
+        (now.saturating_duration_since(heard) < NON_MEMBER_QUIET)
+            .then_some(entry.peer_addr)
+            .flatten()
+    }
+
     /// Opens a queue to every member with a known address, moves a queue whose peer's address
     /// changed (a node re-added elsewhere) to the new one, and closes the queues of nodes that
-    /// are neither members nor still reached at the address they were opened to.
+    /// are not members, unless one speaks to this node from the address its Hello gave.
     pub fn refresh(&mut self, me: NodeId, members: &[NodeId], recorded: &BTreeMap<NodeId, String>) {
+        let now = Instant::now();
         let stale: Vec<NodeId> = self
             .queues
             .iter()
             .filter(|(id, (addr, _))| {
-                !members.contains(id) && self.address(recorded, **id) != Some(*addr)
+                !members.contains(id) && self.speaking_stranger(recorded, **id, now) != Some(*addr)
             })
             .map(|(id, _)| *id)
             .collect();
@@ -81,7 +112,7 @@ impl Peers {
             };
             self.connect_to(id, addr);
         }
-        self.refreshed = Instant::now();
+        self.refreshed = now;
     }
 
     /// Whether [`PEER_REFRESH`] has passed since the last refresh.
@@ -146,6 +177,7 @@ mod tests {
             id,
             Advertised {
                 peer_addr: Some(addr(peer_addr)),
+                heard: Some(Instant::now()),
                 ..Advertised::default()
             },
         );
@@ -208,5 +240,37 @@ mod tests {
             opened.lock().unwrap()[3..],
             [(5, addr("10.0.0.55:7101")), (5, addr("10.0.0.50:7101"))]
         );
+    }
+
+    #[test]
+    fn a_removed_founding_member_is_no_longer_dialled() {
+        let (mut peers, opened, _) = peers();
+        let me = NodeId(9);
+        peers.refresh(me, &[NodeId(1), me], &BTreeMap::new());
+        assert!(peers.queues.contains_key(&NodeId(1)));
+        // Node 1, a founding member, is removed: the identity still gives its address, but
+        // its queue is closed and stays closed.
+        peers.refresh(me, &[me], &BTreeMap::new());
+        peers.refresh(me, &[me], &BTreeMap::new());
+        assert!(!peers.queues.contains_key(&NodeId(1)));
+        assert_eq!(opened.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_stranger_known_by_its_hello_keeps_its_queue_only_while_it_speaks() {
+        let (mut peers, opened, shared) = peers();
+        let me = NodeId(9);
+        let none = BTreeMap::new();
+        hello(&shared, 5, "10.0.0.5:7101");
+        assert!(peers.queue(NodeId(5), &none).is_some());
+        peers.refresh(me, &[me], &none);
+        assert!(peers.queues.contains_key(&NodeId(5)), "heard just now");
+        // Quiet for longer than NON_MEMBER_QUIET: closed.
+        if let Some(entry) = shared.advertised.write().unwrap().get_mut(&5) {
+            entry.heard = Instant::now().checked_sub(NON_MEMBER_QUIET * 2);
+        }
+        peers.refresh(me, &[me], &none);
+        assert!(!peers.queues.contains_key(&NodeId(5)));
+        assert_eq!(opened.lock().unwrap().len(), 1);
     }
 }

@@ -642,6 +642,7 @@ async fn start_listeners(
                 client_addr: listen.client.to_string(),
                 http_addr: listen.http.to_string(),
                 peer_addr: listen.advertise_peer,
+                heard: None,
             },
         );
     }

@@ -100,6 +100,9 @@ pub struct Advertised {
     pub http_addr: String,
     /// Its peer address, if it gave one: where to answer it when the log records none.
     pub peer_addr: Option<std::net::SocketAddr>,
+    /// When it was last heard from: its Hello, then (at most once a second) a message on
+    /// the connection it opened. `None` for this node's own entry.
+    pub heard: Option<std::time::Instant>,
 }
 
 /// State shared between the driver thread and the async tasks.

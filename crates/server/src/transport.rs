@@ -28,7 +28,7 @@
 use crossbeam_channel::{Sender, TrySendError};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use skiff_node::{wire, Envelope};
@@ -59,6 +59,8 @@ const MAX_PEER_ADDR_CHARS: usize = 64;
 const HELLO_DEADLINE: Duration = Duration::from_secs(2);
 /// Peers whose advertised addresses are kept even when they are not (yet) members.
 const MAX_ADVERTISED: usize = 64;
+/// How often a connection's messages mark its peer as heard from in the advertised map.
+const HEARD_EVERY: Duration = Duration::from_secs(1);
 
 mod kind {
     pub const HELLO: u8 = 0;
@@ -324,25 +326,67 @@ async fn accept_hello(
             hello.from
         )));
     }
-    let member = shared.status().members.iter().any(|m| m.id == hello.from);
-    if let Ok(mut advertised) = shared.advertised.write() {
-        // Bounded: ids that are not members are kept only while there are few of them.
-        if !member && !advertised.contains_key(&hello.from) && advertised.len() >= MAX_ADVERTISED {
-            return Err(FrameError::Payload(format!(
-                "hello from node {}, which is not a member",
-                hello.from
-            )));
-        }
-        advertised.insert(
-            hello.from,
-            Advertised {
-                client_addr: hello.client_addr.clone(),
-                http_addr: hello.http_addr.clone(),
-                peer_addr: hello.peer_addr,
-            },
-        );
-    }
+    record_hello(shared, options.id, &hello, Instant::now())?;
     Ok(Some(hello.from))
+}
+
+/// Records the addresses a Hello advertises. The map is bounded: when it is full, a Hello
+/// from a node that is neither a member nor in it takes the place of the non-member heard
+/// from least recently (so strangers cannot fill it for good and shut out a leader that joined
+/// after this node); members and this node's own entry are never evicted.
+fn record_hello(shared: &Shared, me: u64, hello: &Hello, now: Instant) -> Result<(), FrameError> {
+    let members: Vec<u64> = shared.status().members.iter().map(|m| m.id).collect();
+    let Ok(mut advertised) = shared.advertised.write() else {
+        return Ok(());
+    };
+    if !advertised.contains_key(&hello.from) && advertised.len() >= MAX_ADVERTISED {
+        let evictable = advertised
+            .iter()
+            .filter(|(id, _)| **id != me && !members.contains(id))
+            .min_by_key(|(_, entry)| entry.heard)
+            .map(|(id, _)| *id);
+        match evictable {
+            Some(id) => {
+                advertised.remove(&id);
+            }
+            // Every place is a member's: another member is recorded too (members are few).
+            None if members.contains(&hello.from) => {}
+            None => {
+                return Err(FrameError::Payload(format!(
+                    "hello from node {}, which is not a member, with every place held by members",
+                    hello.from
+                )))
+            }
+        }
+    }
+    advertised.insert(
+        hello.from,
+        Advertised {
+            client_addr: hello.client_addr.clone(),
+            http_addr: hello.http_addr.clone(),
+            peer_addr: hello.peer_addr,
+            heard: Some(now),
+        },
+    );
+    Ok(())
+}
+
+/// Marks node `from` as heard from now, if [`HEARD_EVERY`] has passed since `last`.
+fn touch_heard(shared: &Shared, from: u64, last: &mut Instant) {
+    let now = Instant::now();
+    if now.duration_since(*last) < HEARD_EVERY {
+        return;
+    }
+    *last = now;
+    if let Some(entry) = shared
+        .advertised
+        .write()
+        .ok()
+        .as_mut()
+        .and_then(|advertised| advertised.get_mut(&from))
+    {
+        entry.heard = Some(now);
+    }
 }
 
 /// Hands each message of node `from` to the driver until the connection closes; a frame of
@@ -355,6 +399,7 @@ async fn relay_messages(
     driver: &Sender<Input>,
     shared: &Shared,
 ) -> Result<(), FrameError> {
+    let mut heard = Instant::now();
     loop {
         let Some((kind, payload)) =
             read_frame(stream, buf, options.cluster_id, options.max_frame_bytes).await?
@@ -373,6 +418,7 @@ async fn relay_messages(
                 message.to(),
             )));
         }
+        touch_heard(shared, from, &mut heard);
         if shared.is_isolated() {
             shared.metrics.peer_messages_dropped.inc();
             continue;
@@ -650,5 +696,67 @@ mod tests {
                 "{hostile:.80}: {refused:?}"
             );
         }
+    }
+
+    fn hello_from(from: u64) -> Hello {
+        Hello {
+            from,
+            client_addr: String::new(),
+            http_addr: String::new(),
+            peer_addr: Some(SocketAddr::from(([10, 0, 0, 1], 7000 + from as u16))),
+        }
+    }
+
+    #[test]
+    fn strangers_filling_the_advertised_map_give_way_to_a_new_leader() {
+        let shared = Shared::default();
+        let me = 9;
+        if let Ok(mut status) = shared.status.write() {
+            status.members = [1, 2, me]
+                .map(|id| crate::shared::MemberStatus {
+                    id,
+                    kind: "voter".into(),
+                    ..Default::default()
+                })
+                .into();
+        }
+        shared
+            .advertised
+            .write()
+            .unwrap()
+            .insert(me, Advertised::default());
+        let start = Instant::now();
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
+        record_hello(&shared, me, &hello_from(1), at(0)).unwrap();
+        // Strangers fill every other place, then one of them speaks again.
+        for id in 100..100 + MAX_ADVERTISED as u64 - 2 {
+            record_hello(&shared, me, &hello_from(id), at(id)).unwrap();
+        }
+        record_hello(&shared, me, &hello_from(100), at(1000)).unwrap();
+        // A leader that joined after this node: it is recorded, in place of the stranger
+        // heard from least recently (101), and the map stays bounded.
+        record_hello(&shared, me, &hello_from(500), at(1001)).unwrap();
+        let advertised = shared.advertised.read().unwrap();
+        assert!(advertised[&500].peer_addr.is_some());
+        assert!(!advertised.contains_key(&101));
+        assert_eq!(advertised.len(), MAX_ADVERTISED);
+        // Members and this node's own entry are never evicted.
+        assert!(advertised.contains_key(&1) && advertised.contains_key(&me));
+        assert!(advertised.contains_key(&100));
+        drop(advertised);
+        // A stranger too many once every place is a member's is refused.
+        let full: Vec<u64> = (1..=MAX_ADVERTISED as u64).collect();
+        let shared_full = Shared::default();
+        shared_full.status.write().unwrap().members = full
+            .iter()
+            .map(|&id| crate::shared::MemberStatus {
+                id,
+                ..Default::default()
+            })
+            .collect();
+        for &id in &full {
+            record_hello(&shared_full, me, &hello_from(id), at(id)).unwrap();
+        }
+        assert!(record_hello(&shared_full, me, &hello_from(600), at(2000)).is_err());
     }
 }

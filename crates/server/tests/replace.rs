@@ -325,6 +325,67 @@ fn every_founding_node_is_replaced_and_the_cluster_grows_under_a_later_leader() 
     });
 }
 
+#[test]
+fn a_removed_node_added_back_at_another_peer_address_is_reached_there() {
+    let _serial = serial();
+    let mut cluster = TestCluster::start(3);
+    write_through(&cluster, 1, "before", "1");
+    eventually(Duration::from_secs(20), "the removal", || {
+        cluster.admin_ok(1, &["remove", "--id", "3"]).then_some(())
+    });
+    eventually(Duration::from_secs(10), "node 3 to leave", || {
+        member_kind(&cluster, 1, 3).is_none().then_some(())
+    });
+    cluster.kill(3);
+    write_through(&cluster, 1, "away", "2");
+
+    // Node 3 comes back with its data directory on another peer port, which the log records
+    // before it is a learner again: the members must dial it there, not where it was.
+    let moved: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .expect("an address");
+    let node = cluster.nodes.get_mut(&3).expect("node 3");
+    (node.peer, node.peer_proxy) = (moved, moved);
+    let moved = moved.to_string();
+    eventually(Duration::from_secs(20), "node 3 added back", || {
+        cluster
+            .admin_ok(1, &["add-learner", "--id", "3", "--peer-addr", &moved])
+            .then_some(())
+    });
+    cluster.spawn(3);
+    let leader = leader_among(&cluster, &[1, 2]);
+    let commit = status_u64(&cluster, leader, "commit").expect("the leader's commit");
+    eventually(Duration::from_secs(20), "node 3 to catch up", || {
+        (status_u64(&cluster, 3, "applied")? >= commit).then_some(())
+    });
+    eventually(Duration::from_secs(20), "the promotion", || {
+        cluster.admin_ok(1, &["promote", "--id", "3"]).then_some(())
+    });
+    let recorded = cluster.status(1).expect("node 1's status")["members"]
+        .as_array()
+        .and_then(|members| members.iter().find(|m| m["id"] == 3).cloned())
+        .expect("node 3 a member");
+    assert_eq!(recorded["peer_addr"], moved.as_str());
+    eventually(
+        Duration::from_secs(10),
+        "the write made while away, on node 3",
+        || {
+            let away: Option<String> = cluster.redis(3).get("away").ok()?;
+            (away.as_deref() == Some("2")).then_some(())
+        },
+    );
+}
+
+/// Sets `key` through node `via`, again while the write is refused (node 3 may have led when
+/// it was removed).
+fn write_through(cluster: &TestCluster, via: u64, key: &str, value: &str) {
+    eventually(
+        Duration::from_secs(20),
+        &format!("the write of {key}"),
+        || cluster.redis(via).set::<_, _, ()>(key, value).ok(),
+    );
+}
+
 /// An HTTP server on loopback that answers one request with `body` (as JSON).
 fn answer_once(body: &'static str) -> SocketAddr {
     use std::io::{Read, Write};
