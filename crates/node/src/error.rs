@@ -68,7 +68,7 @@ pub enum PeerMessageError {
     /// was wiped or replaced, and it forgot its votes (thesis §3.8). Nothing it sends counts
     /// until it is removed and added back as a new member.
     #[error(
-        "node {id}'s data directory is not the one the cluster knows (incarnation {found:#x}, recorded {recorded:#x}): remove it (`skiff admin remove --id {id}`) and add it back as a new member",
+        "node {id}'s data directory is not the one the cluster knows (incarnation {found:#x}, recorded {recorded:#x}): remove it (`skiff admin remove --id {id}`, adding `--force` if fewer than three voters would remain) and add it back as a new member",
         id = .from.0
     )]
     WrongIncarnation {

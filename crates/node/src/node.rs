@@ -126,7 +126,17 @@ pub struct Node<D: Disk, M: StateMachine = skiff_kv::StateMachine> {
     /// The candidate of a planned leadership transfer (thesis §3.10) and its election's term:
     /// while this node knows no leader in that term, clients hear that leadership is moving
     /// rather than that the cluster may have lost its quorum.
-    moving_to: Option<(NodeId, Term)>,
+    moving_to: Option<TransferNote>,
+}
+
+/// A planned transfer's election this node heard of, kept for one election timeout.
+#[derive(Clone, Copy, Debug)]
+struct TransferNote {
+    candidate: NodeId,
+    term: Term,
+    /// Ticks until the note is dropped: a transfer not done within an election timeout is
+    /// abandoned (thesis §3.10), so silence after that may be a lost quorum.
+    ticks_left: u64,
 }
 
 impl<D: Disk, M: StateMachine> Node<D, M> {
@@ -200,6 +210,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         if self.guard_tick() {
             self.raw.tick();
         }
+        self.age_transfer_note();
         self.propose_time_if_due();
     }
 
@@ -644,10 +655,26 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
 
 impl<D: Disk, M: StateMachine> Node<D, M> {
     /// Remembers the candidate of a planned transfer's election if this node is now in its
-    /// term (a stale or refused vote request leaves the term, and the note, alone).
+    /// term (a stale or refused vote request leaves the term, and the note, alone), for the
+    /// longest randomized election timeout.
     fn note_transfer_election(&mut self, (candidate, term): (NodeId, Term)) {
         if self.raw.raft().term() == term {
-            self.moving_to = Some((candidate, term));
+            self.moving_to = Some(TransferNote {
+                candidate,
+                term,
+                ticks_left: 2 * self.config.raft.election_timeout_ticks,
+            });
+        }
+    }
+
+    /// One tick of the transfer note's life: after an election timeout the transfer is
+    /// abandoned (thesis §3.10), so a node that still knows no leader says so plainly.
+    fn age_transfer_note(&mut self) {
+        if let Some(note) = &mut self.moving_to {
+            note.ticks_left = note.ticks_left.saturating_sub(1);
+            if note.ticks_left == 0 {
+                self.moving_to = None;
+            }
         }
     }
 
@@ -656,7 +683,9 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     fn no_leader_refusal(&self) -> M::Reply {
         let raft = self.raw.raft();
         match self.moving_to {
-            Some((candidate, term)) if term == raft.term() && raft.leader().is_none() => {
+            Some(TransferNote {
+                candidate, term, ..
+            }) if term == raft.term() && raft.leader().is_none() => {
                 M::refused(refusals::transferring(candidate))
             }
             _ => M::refused(refusals::NO_LEADER.into()),

@@ -75,7 +75,8 @@ fn every_message_of_a_wiped_member_is_refused_and_it_is_told() {
     let line = refused_line(&cluster);
     assert!(
         line.contains("node 3's data directory is not the one the cluster knows")
-            && line.contains("skiff admin remove --id 3"),
+            && line.contains("skiff admin remove --id 3")
+            && line.contains("adding `--force` if fewer than three voters would remain"),
         "{line}"
     );
     // The leader's notice reaches node 3, which then stays out of elections.

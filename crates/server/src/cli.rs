@@ -148,34 +148,58 @@ struct ClusterStatuses {
     all: Vec<(u64, Result<NodeStatus, String>)>,
 }
 
-/// The leader, found through the node at `addr` (status `asked`): itself, else the member it
-/// names as leader, else any member it knows the HTTP address of that says it leads.
+/// How long `skiff status` waits for the members' own statuses once the member list is known:
+/// a member that drops packets shows as unreachable after this, whatever the others do.
+const MEMBERS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `/status` from every address in `addrs` at once, each given until `deadline`.
+async fn probe_all(
+    access: &Access,
+    addrs: &[String],
+    deadline: tokio::time::Instant,
+) -> Vec<Result<NodeStatus, String>> {
+    futures_util::future::join_all(addrs.iter().map(|addr| async move {
+        match tokio::time::timeout_at(deadline, httpc::status(access, addr)).await {
+            Ok(answer) => answer.map_err(|e| format!("{e:#}")),
+            Err(_) => Err(format!("no answer from {addr} in time")),
+        }
+    }))
+    .await
+}
+
+/// The leader of the highest term among `statuses`: a deposed leader that has not heard of
+/// the newer term yet still says it leads (§5.1: terms tell stale leaders apart).
+fn newest_leader<'a>(
+    statuses: impl IntoIterator<Item = (&'a str, &'a NodeStatus)>,
+) -> Option<(String, NodeStatus)> {
+    statuses
+        .into_iter()
+        .filter(|(_, status)| status.role == "leader")
+        .max_by_key(|(_, status)| status.term)
+        .map(|(addr, status)| (addr.to_string(), status.clone()))
+}
+
+/// The leader, found through the node at `addr` (status `asked`): of the asked node and every
+/// member it knows the HTTP address of, all asked at once until `deadline`, the one that says
+/// it leads in the highest term.
 async fn find_leader(
     access: &Access,
     addr: &str,
     asked: &NodeStatus,
+    deadline: tokio::time::Instant,
 ) -> Option<(String, NodeStatus)> {
-    if asked.role == "leader" {
-        return Some((addr.to_string(), asked.clone()));
-    }
-    let mut candidates: Vec<&String> = Vec::new();
-    let named = asked.members.iter().find(|m| Some(m.id) == asked.leader);
-    candidates.extend(named.and_then(|m| m.http_addr.as_ref()));
-    candidates.extend(
-        asked
-            .members
-            .iter()
-            .filter(|m| m.id != asked.id && Some(m.id) != asked.leader)
-            .filter_map(|m| m.http_addr.as_ref()),
-    );
-    for http in candidates {
-        if let Ok(status) = httpc::status(access, http).await {
-            if status.role == "leader" {
-                return Some((http.clone(), status));
-            }
-        }
-    }
-    None
+    let others: Vec<String> = asked
+        .members
+        .iter()
+        .filter(|m| m.id != asked.id)
+        .filter_map(|m| m.http_addr.clone())
+        .collect();
+    let answers = probe_all(access, &others, deadline).await;
+    let answered = others
+        .iter()
+        .zip(&answers)
+        .filter_map(|(http, answer)| Some((http.as_str(), answer.as_ref().ok()?)));
+    newest_leader(std::iter::once((addr, asked)).chain(answered))
 }
 
 /// Every member's status: the member list and progress come from the leader (a node that has
@@ -185,7 +209,7 @@ async fn cluster_statuses(access: &Access, addrs: &str) -> anyhow::Result<Cluste
     let (asked_addr, mut asked) = first_answering(access, addrs).await?;
     let deadline = tokio::time::Instant::now() + LEADER_WAIT;
     let leader = loop {
-        if let Some(found) = find_leader(access, &asked_addr, &asked).await {
+        if let Some(found) = find_leader(access, &asked_addr, &asked, deadline).await {
             break Some(found);
         }
         if tokio::time::Instant::now() >= deadline {
@@ -200,18 +224,33 @@ async fn cluster_statuses(access: &Access, addrs: &str) -> anyhow::Result<Cluste
         Some((http, status)) => (Some(http), status),
         None => (None, asked.clone()),
     };
-    let mut all = Vec::new();
-    for member in &view.members {
-        let status = match &member.http_addr {
-            _ if member.id == view.id => Ok(view.clone()),
-            _ if member.id == asked.id => Ok(asked.clone()),
-            Some(http) => httpc::status(access, http)
-                .await
-                .map_err(|e| format!("{e:#}")),
-            None => Err("address not known yet".to_string()),
-        };
-        all.push((member.id, status));
-    }
+    // Every other member is asked at once, so members that drop packets cost one wait.
+    let to_ask: Vec<(u64, String)> = view
+        .members
+        .iter()
+        .filter(|m| m.id != view.id && m.id != asked.id)
+        .filter_map(|m| Some((m.id, m.http_addr.clone()?)))
+        .collect();
+    let addrs: Vec<String> = to_ask.iter().map(|(_, http)| http.clone()).collect();
+    let answers = probe_all(access, &addrs, tokio::time::Instant::now() + MEMBERS_WAIT).await;
+    let mut answers: std::collections::HashMap<u64, Result<NodeStatus, String>> =
+        to_ask.iter().map(|(id, _)| *id).zip(answers).collect();
+    let all = view
+        .members
+        .iter()
+        .map(|member| {
+            let status = if member.id == view.id {
+                Ok(view.clone())
+            } else if member.id == asked.id {
+                Ok(asked.clone())
+            } else {
+                answers
+                    .remove(&member.id)
+                    .unwrap_or_else(|| Err("address not known yet".to_string()))
+            };
+            (member.id, status)
+        })
+        .collect();
     Ok(ClusterStatuses {
         view,
         leader_http,
@@ -263,11 +302,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        let leader_view = all
-            .iter()
-            .filter_map(|(_, s)| s.as_ref().ok())
-            .find(|s| s.role == "leader")
-            .cloned();
+        let leader_view = leader_http.as_ref().map(|_| first.clone());
         if leader_http.is_none() {
             println!(
                 "no leader is known: the members as node {} ({}) sees them",
@@ -403,6 +438,31 @@ fn query_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn status(id: u64, role: &str, term: u64) -> NodeStatus {
+        NodeStatus {
+            id,
+            role: role.into(),
+            term,
+            ..NodeStatus::default()
+        }
+    }
+
+    #[test]
+    fn the_leader_of_the_highest_term_is_trusted_over_a_deposed_one() {
+        let deposed = status(1, "leader", 4);
+        let follower = status(2, "follower", 7);
+        let current = status(3, "leader", 7);
+        let statuses = [("n1", &deposed), ("n2", &follower), ("n3", &current)];
+        assert_eq!(
+            newest_leader(statuses),
+            Some(("n3".to_string(), current.clone()))
+        );
+        // Whatever the order the answers come in.
+        let reversed = [("n3", &current), ("n2", &follower), ("n1", &deposed)];
+        assert_eq!(newest_leader(reversed), Some(("n3".to_string(), current)));
+        assert_eq!(newest_leader([("n2", &follower)]), None);
+    }
 
     #[test]
     fn a_peer_address_stays_one_query_value() {

@@ -771,7 +771,7 @@ impl Driver {
             Event::IncarnationRefused(notice) => tracing::error!(
                 node = id,
                 by = notice.by.0,
-                "this node's data directory is not the one the cluster knows (incarnation {:#x}, recorded {:#x}): it stays out of elections; remove it (`skiff admin remove --id {id}`) and add it back as a new member",
+                "this node's data directory is not the one the cluster knows (incarnation {:#x}, recorded {:#x}): it stays out of elections; remove it (`skiff admin remove --id {id}`, adding `--force` if fewer than three voters would remain) and add it back as a new member",
                 notice.incarnation,
                 notice.recorded
             ),

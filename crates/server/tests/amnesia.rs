@@ -82,7 +82,11 @@ fn refused_on_both_sides(cluster: &TestCluster, wiped: u64, intact: &[u64]) {
     eventually(Duration::from_secs(10), "the wiped node's own line", || {
         cluster
             .node_log(wiped)
-            .contains("this node's data directory is not the one the cluster knows")
+            .lines()
+            .any(|line| {
+                line.contains("this node's data directory is not the one the cluster knows")
+                    && line.contains("adding `--force` if fewer than three voters would remain")
+            })
             .then_some(())
     });
     eventually(Duration::from_secs(10), "status to show it refused", || {

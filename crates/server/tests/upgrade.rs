@@ -1,8 +1,9 @@
 //! Upgrades: the current `skiff serve` starts on a data directory written by the previous
-//! release format (commit e29b295: node snapshot v2 without incarnations, no `wal/incarnation`
-//! file; see `fixtures/upgrade-e29b295/README.md`), serves every key it held, takes writes,
-//! restarts, and has given the directory an incarnation; a directory claiming a format newer
-//! than this build reads is refused with one clear line and left as it was.
+//! release format (commit e29b295: node snapshot v1, big-endian and without incarnations, kv
+//! snapshot v1, log entries without a log-time stamp, no `wal/incarnation` file; see
+//! `fixtures/upgrade-e29b295/README.md`), starts from its snapshot, serves every key it held,
+//! takes writes, restarts, and has given the directory an incarnation; a directory claiming a
+//! format newer than this build reads is refused with one clear line and left as it was.
 
 mod common;
 
@@ -19,6 +20,10 @@ const FIXTURE: &str = concat!(
     "/tests/fixtures/upgrade-e29b295/data"
 );
 const SEGMENT: &str = "wal/seg-00000000000000000001.wal";
+const SNAPSHOT: &str = "wal/snap-00000000000000000033.snap";
+/// The index of the fixture's snapshot (its segment still holds every entry up to 45 as well,
+/// so only `/status` tells whether the snapshot was read).
+const SNAPSHOT_INDEX: u64 = 33;
 /// The segment's size as the earlier build left it (its records, then preallocated zeros).
 const SEGMENT_BYTES: u64 = 1024 * 1024;
 
@@ -26,11 +31,7 @@ const SEGMENT_BYTES: u64 = 1024 * 1024;
 fn copy_fixture(dir: &Path) -> PathBuf {
     let data = dir.join("data");
     std::fs::create_dir_all(data.join("wal")).expect("data dir");
-    for file in [
-        "identity.toml",
-        SEGMENT,
-        "wal/snap-00000000000000000033.snap",
-    ] {
+    for file in ["identity.toml", SEGMENT, SNAPSHOT] {
         std::fs::copy(Path::new(FIXTURE).join(file), data.join(file)).expect("copy");
     }
     let segment = std::fs::OpenOptions::new()
@@ -131,14 +132,39 @@ fn assert_fixture_data(connection: &mut redis::Connection) {
     assert_eq!(keys, 39);
 }
 
+/// The node-snapshot version byte of the snapshot file at `path`: the first byte after `SKNS`,
+/// which starts the data after the WAL's header (`magic: 8 | version: u16 | cluster id: u64 |
+/// index: u64 | term: u64 | member count: u32 | members: u64 × count | data length: u64 |
+/// data crc: u32 | header crc: u32`).
+fn node_snapshot_version(path: &Path) -> u8 {
+    let bytes = std::fs::read(path).expect("snapshot file");
+    assert_eq!(&bytes[..8], b"SKIFFSNP");
+    let count_at = 8 + 2 + 8 + 8 + 8;
+    let count = u32::from_le_bytes(bytes[count_at..count_at + 4].try_into().unwrap()) as usize;
+    let data_at = count_at + 4 + 8 * count + 8 + 4 + 4;
+    assert_eq!(&bytes[data_at..data_at + 4], b"SKNS", "a node snapshot");
+    bytes[data_at + 4]
+}
+
 #[test]
 fn a_node_starts_on_data_of_the_previous_format_serves_it_and_takes_writes() {
     let _serial = serial();
     let dir = tempfile::tempdir().expect("temp dir");
     let data = copy_fixture(dir.path());
     assert!(!data.join("wal/incarnation").exists());
+    assert_eq!(
+        node_snapshot_version(&data.join(SNAPSHOT)),
+        1,
+        "the fixture's snapshot is of the oldest node-snapshot format this build reads"
+    );
 
     let node = Node::start(&data);
+    let body = http_get(node.http, "/status").expect("status");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        status["snapshot_index"], SNAPSHOT_INDEX,
+        "the node started from the old snapshot, not from the log alone: {body}"
+    );
     let mut connection = node.redis();
     assert_fixture_data(&mut connection);
     let _: () = connection.set("upgraded", "yes").expect("a new write");
