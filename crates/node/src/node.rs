@@ -511,14 +511,19 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     }
 
     /// Applies one committed entry and answers the request that proposed it, if it waits here.
-    fn apply(&mut self, entry: &Entry, observer: &mut impl Observer<M>) {
+    /// An entry this build cannot decode is not applied, and stops the node
+    /// ([`NodeError::UndecodableEntry`]).
+    pub(super) fn apply(
+        &mut self,
+        entry: &Entry,
+        observer: &mut impl Observer<M>,
+    ) -> Result<(), NodeError> {
         debug_assert!(
             entry.index > self.applied,
             "entries are applied once, in order"
         );
-        self.applied = entry.index;
         let reply = match entry.kind {
-            EntryKind::Normal => Some(self.apply_normal(entry)),
+            EntryKind::Normal => Some(self.apply_normal(entry)?),
             EntryKind::ConfChange => {
                 self.forget_removed_incarnations(entry);
                 self.event(Event::ConfChangeApplied { index: entry.index });
@@ -526,6 +531,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             }
             EntryKind::Noop => None,
         };
+        self.applied = entry.index;
         observer.applied(entry, reply.as_ref());
         observer.state_reached(entry.index, &self.state_machine);
         // Requests proposed at earlier indexes can no longer be answered by their own entry.
@@ -546,11 +552,16 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             };
             self.reply(origin, reply);
         }
+        Ok(())
     }
 
     /// Applies a normal entry: a client's command (stamped with its log time, or not if
     /// written before stamps), the log time alone, or a member's address or incarnation.
-    fn apply_normal(&mut self, entry: &Entry) -> M::Reply {
+    fn apply_normal(&mut self, entry: &Entry) -> Result<M::Reply, NodeError> {
+        let undecodable = |reason: String| NodeError::UndecodableEntry {
+            index: entry.index,
+            reason,
+        };
         if let Some(stamped) = Stamped::split(&entry.data) {
             return match stamped {
                 Ok(Stamped {
@@ -558,19 +569,21 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                     request: [],
                 }) => {
                     self.state_machine.pass_time(entry.index, log_time_ms);
-                    M::done()
+                    Ok(M::done())
                 }
                 Ok(Stamped {
                     log_time_ms,
                     request,
                 }) => match M::decode_command(request) {
-                    Ok((command, session)) => {
-                        self.state_machine
-                            .apply(entry.index, command, session, Some(log_time_ms))
-                    }
-                    Err(error) => M::refused(format!("ERR undecodable log entry: {error}")),
+                    Ok((command, session)) => Ok(self.state_machine.apply(
+                        entry.index,
+                        command,
+                        session,
+                        Some(log_time_ms),
+                    )),
+                    Err(error) => Err(undecodable(error.to_string())),
                 },
-                Err(error) => M::refused(format!("ERR undecodable log entry: {error}")),
+                Err(error) => Err(undecodable(error.to_string())),
             };
         }
         if matches!(
@@ -581,23 +594,25 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 Ok(Payload::MemberAddress(MemberAddress { id, addr })) => {
                     self.members.addresses.insert(id, addr);
                     self.event(Event::MemberAddressRecorded { id });
-                    M::done()
+                    Ok(M::done())
                 }
                 Ok(Payload::MemberIncarnation(record)) => {
                     self.apply_member_incarnation(record);
-                    M::done()
+                    Ok(M::done())
                 }
                 Ok(Payload::Request(_) | Payload::Stamped { .. }) => {
                     unreachable!("the tag is a member record's")
                 }
-                Err(error) => M::refused(format!("ERR undecodable log entry: {error}")),
+                Err(error) => Err(undecodable(error.to_string())),
             };
         }
         match M::decode_command(&entry.data) {
-            Ok((command, session)) => self
-                .state_machine
-                .apply(entry.index, command, session, None),
-            Err(error) => M::refused(format!("ERR undecodable log entry: {error}")),
+            Ok((command, session)) => {
+                Ok(self
+                    .state_machine
+                    .apply(entry.index, command, session, None))
+            }
+            Err(error) => Err(undecodable(error.to_string())),
         }
     }
 
