@@ -408,6 +408,40 @@ fn ttl_and_expiretime_round_like_redis() {
     );
 }
 
+/// On an idle cluster no entry moves log time, so `TTL`/`PTTL` count down from the serving
+/// node's wall clock when it is later; a clock behind log time never lengthens them, and
+/// while the key still exists at log time they answer at least 1 ms, never 0 or -2.
+#[test]
+fn ttl_counts_down_from_the_wall_clock_between_entries() {
+    let mut store = Store::new();
+    store.at(T0, set("v", SetCondition::Always, px(100_000), false));
+    let ttl = |unit| Command::Ttl { key: k(), unit };
+    let kv = &store.kv;
+    assert_eq!(
+        kv.read_at(&ttl(TimeUnit::Seconds), T0 + 40_000),
+        Reply::Integer(60)
+    );
+    assert_eq!(kv.read_at(&pttl(), T0 + 40_000), Reply::Integer(60_000));
+    assert_eq!(
+        kv.read_at(&pttl(), T0 - 5_000),
+        Reply::Integer(100_000),
+        "a slow clock"
+    );
+    assert_eq!(
+        kv.read_at(&pttl(), T0 + 100_000),
+        Reply::Integer(1),
+        "due, not yet removed"
+    );
+    assert_eq!(kv.read_at(&pttl(), u64::MAX), Reply::Integer(1));
+    assert_eq!(
+        kv.read_at(&Command::Get { key: k() }, T0 + 200_000),
+        bulk("v"),
+        "existence is judged by log time"
+    );
+    assert_eq!(kv.read(&pttl()), Reply::Integer(100_000), "log time alone");
+    assert_eq!(kv.log_time_ms(), T0, "a read changes nothing");
+}
+
 /// A lock taken with `SET … NX PX`: every holder's revision is larger than the one before,
 /// whether the lock expired or was released.
 #[test]

@@ -650,7 +650,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             }
             for (id, command) in entry.remove() {
                 self.confirmed_read_count -= 1;
-                let reply = self.state_machine.read(&command);
+                let reply = self.state_machine.read_at(&command, self.wall_clock_ms());
                 self.effects.push(Effect::Reply(id, reply));
             }
         }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{outputs, NodeCluster};
-use skiff_kv::{Command, Deadline, Expiry, Reply, SetCondition, SetOptions};
+use skiff_kv::{Command, Deadline, Expiry, Reply, SetCondition, SetOptions, TimeUnit};
 use skiff_node::payload::Stamped;
 use skiff_node::{NoObserver, Node};
 use skiff_raft::{LogIndex, NodeId};
@@ -305,6 +305,24 @@ fn a_new_leader_stamps_after_the_unapplied_entries_of_its_log() {
         "`c` is stamped with `b`'s stamp, not the state machine's log time nor node {id}'s clock"
     );
     assert_stamps_never_decrease(&cluster, id);
+}
+
+/// `TTL` served by a node counts down from its wall clock while nothing is written: log time
+/// stays where the last entry left it, yet the answer moves on.
+#[test]
+fn ttl_counts_down_on_an_idle_cluster() {
+    let mut cluster = NodeCluster::new();
+    cluster.set_clock(1, T0);
+    cluster.elect(1);
+    cluster.run_command(1, set_px("k", "v", 100_000));
+    cluster.set_clock(1, T0 + 40_000);
+    cluster.tick(1);
+    let ttl = Command::Ttl {
+        key: "k".into(),
+        unit: TimeUnit::Seconds,
+    };
+    assert_eq!(cluster.run_command(1, ttl), Some(Reply::Integer(60)));
+    assert_eq!(node(&cluster, 1).state_machine().log_time_ms(), T0);
 }
 
 /// A leader with no deadline to watch proposes nothing however long it idles, and a key
