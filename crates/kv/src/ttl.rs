@@ -71,9 +71,17 @@ impl StateMachine {
         answer
     }
 
-    /// `GETEX`: the value, and the deadline set, removed (`PERSIST`) or left alone.
+    /// `GETEX`: the value, and the deadline set, removed (`PERSIST`) or left alone. As in
+    /// Redis, a missing key answers nil before the time is judged; a time that is not
+    /// positive or does not fit in 64 bits is an invalid expire time.
     pub(crate) fn get_ex(&mut self, key: &[u8], expiry: Expiry) -> Reply {
+        if self.data.get(key).is_none() {
+            return Reply::Nil;
+        }
         let deadline = match expiry {
+            Expiry::Until(Deadline::In(ms) | Deadline::At(ms)) if ms <= 0 => {
+                return Reply::error(errors::invalid_expire_time("getex"))
+            }
             Expiry::Until(deadline) => match self.resolve(deadline) {
                 Some(resolved) => Some(resolved),
                 None => return Reply::error(errors::invalid_expire_time("getex")),

@@ -243,6 +243,37 @@ fn a_deadline_beyond_64_bits_is_an_invalid_expire_time() {
     assert_eq!(store.kv.deadline_ms(b"k"), None);
 }
 
+/// `GETEX` judges its time only once it has found the key, as Redis does: a missing key
+/// answers nil whatever the time; on a present key a time that is not positive or does not
+/// fit in 64 bits is an invalid expire time and changes nothing.
+#[test]
+fn getex_on_a_missing_key_answers_nil_whatever_the_time() {
+    let mut store = Store::new();
+    let getex = |key: &[u8], deadline| Command::GetEx {
+        key: key.to_vec(),
+        expiry: Expiry::Until(deadline),
+    };
+    let invalid = Reply::error("ERR invalid expire time in 'getex' command");
+    for deadline in [Deadline::In(0), Deadline::In(i64::MAX), Deadline::At(-1)] {
+        assert_eq!(
+            store.at(T0, getex(b"none", deadline)),
+            Reply::Nil,
+            "{deadline:?}"
+        );
+    }
+    store.at(T0, plain_set("v"));
+    for deadline in [
+        Deadline::In(0),
+        Deadline::In(-5),
+        Deadline::At(0),
+        Deadline::In(i64::MAX),
+    ] {
+        assert_eq!(store.at(T0, getex(b"k", deadline)), invalid, "{deadline:?}");
+    }
+    assert_eq!(store.kv.get(b"k"), Some(&b"v"[..]), "nothing changed");
+    assert_eq!(store.kv.deadline_ms(b"k"), None);
+}
+
 #[test]
 fn expire_conditions_follow_redis() {
     use ExpireCondition::*;
