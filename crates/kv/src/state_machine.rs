@@ -219,7 +219,15 @@ impl StateMachine {
     /// The caller decides whether the answer is linearizable: serve it only once the store has
     /// applied the read index the Raft core confirmed (thesis §6.4).
     pub fn read(&self, command: &Command) -> Reply {
-        self.query(command)
+        self.read_at(command, 0)
+    }
+
+    /// [`read`](StateMachine::read) on a node whose wall clock reads `wall_clock_ms` (Unix
+    /// milliseconds): `TTL` and `PTTL` count down from the later of the log time and that
+    /// clock, so they move on an idle cluster too. Whether a key exists stays judged by log
+    /// time, and nothing changes: every replica keeps the same state.
+    pub fn read_at(&self, command: &Command, wall_clock_ms: u64) -> Reply {
+        self.query(command, wall_clock_ms)
             .unwrap_or_else(|| Reply::error(errors::NOT_READ_ONLY))
     }
 
@@ -238,7 +246,8 @@ impl StateMachine {
     }
 
     /// The reply to a read-only command; `None` for a write.
-    fn query(&self, command: &Command) -> Option<Reply> {
+    /// `wall_clock_ms` is the serving node's clock (0 when applying: log time alone).
+    fn query(&self, command: &Command, wall_clock_ms: u64) -> Option<Reply> {
         Some(match command {
             Command::Get { key } => self.get_reply(key),
             Command::Exists { keys } => {
@@ -268,7 +277,7 @@ impl StateMachine {
                 Reply::Array(keys.iter().map(|k| self.get_reply(k)).collect())
             }
             Command::DbSize => Reply::Integer(count(self.data.len())),
-            Command::Ttl { key, unit } => self.ttl_reply(key, *unit),
+            Command::Ttl { key, unit } => self.ttl_reply(key, *unit, wall_clock_ms),
             Command::ExpireTime { key, unit } => self.expire_time_reply(key, *unit),
             Command::Revision { key } => match self.data.get(key) {
                 Some(stored) => Reply::Integer(i64::try_from(stored.revision).unwrap_or(i64::MAX)),
@@ -287,7 +296,7 @@ impl StateMachine {
 
     /// Runs `command` against the data (sessions already handled).
     fn execute(&mut self, command: Command) -> Reply {
-        if let Some(reply) = self.query(&command) {
+        if let Some(reply) = self.query(&command, 0) {
             return reply;
         }
         let name = command.name();

@@ -71,9 +71,17 @@ impl StateMachine {
         answer
     }
 
-    /// `GETEX`: the value, and the deadline set, removed (`PERSIST`) or left alone.
+    /// `GETEX`: the value, and the deadline set, removed (`PERSIST`) or left alone. As in
+    /// Redis, a missing key answers nil before the time is judged; a time that is not
+    /// positive or does not fit in 64 bits is an invalid expire time.
     pub(crate) fn get_ex(&mut self, key: &[u8], expiry: Expiry) -> Reply {
+        if self.data.get(key).is_none() {
+            return Reply::Nil;
+        }
         let deadline = match expiry {
+            Expiry::Until(Deadline::In(ms) | Deadline::At(ms)) if ms <= 0 => {
+                return Reply::error(errors::invalid_expire_time("getex"))
+            }
             Expiry::Until(deadline) => match self.resolve(deadline) {
                 Some(resolved) => Some(resolved),
                 None => return Reply::error(errors::invalid_expire_time("getex")),
@@ -143,16 +151,19 @@ impl StateMachine {
         Reply::Integer(1)
     }
 
-    /// `TTL`/`PTTL`: what is left at the log time of the applied index (seconds rounded to
-    /// the nearest, as Redis does); -1 without a deadline, -2 for a missing key.
-    pub(crate) fn ttl_reply(&self, key: &[u8], unit: TimeUnit) -> Reply {
+    /// `TTL`/`PTTL`: what is left at the later of the log time of the applied index and the
+    /// serving node's wall clock (`wall_clock_ms`), so that it counts down on an idle cluster
+    /// too; at least 1 ms while the key exists at log time (seconds rounded to the nearest,
+    /// as Redis does); -1 without a deadline, -2 for a missing key.
+    pub(crate) fn ttl_reply(&self, key: &[u8], unit: TimeUnit, wall_clock_ms: u64) -> Reply {
         let Some(stored) = self.data.get(key) else {
             return Reply::Integer(-2);
         };
         let Some(deadline) = stored.deadline_ms else {
             return Reply::Integer(-1);
         };
-        let left_ms = deadline.saturating_sub(self.log_time_ms);
+        let now_ms = self.log_time_ms.max(wall_clock_ms);
+        let left_ms = deadline.saturating_sub(now_ms).max(1);
         let left = match unit {
             TimeUnit::Milliseconds => left_ms,
             TimeUnit::Seconds => left_ms.saturating_add(500) / 1000,

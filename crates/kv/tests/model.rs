@@ -365,15 +365,20 @@ impl Model {
                 Reply::Integer(1)
             }
             Command::GetEx { key, expiry } => {
+                // Redis: a missing key answers nil before the time is judged; a time that is
+                // not positive is invalid.
+                let Some(value) = self.data.get(key).cloned() else {
+                    return Reply::Nil;
+                };
                 let deadline = match expiry {
+                    Expiry::Until(Deadline::In(ms) | Deadline::At(ms)) if *ms <= 0 => {
+                        return invalid("getex")
+                    }
                     Expiry::Until(d) => match self.resolve(*d) {
                         None => return invalid("getex"),
                         some => some,
                     },
                     _ => None,
-                };
-                let Some(value) = self.data.get(key).cloned() else {
-                    return Reply::Nil;
                 };
                 match (expiry, deadline) {
                     (Expiry::Keep, _) => {}

@@ -243,6 +243,37 @@ fn a_deadline_beyond_64_bits_is_an_invalid_expire_time() {
     assert_eq!(store.kv.deadline_ms(b"k"), None);
 }
 
+/// `GETEX` judges its time only once it has found the key, as Redis does: a missing key
+/// answers nil whatever the time; on a present key a time that is not positive or does not
+/// fit in 64 bits is an invalid expire time and changes nothing.
+#[test]
+fn getex_on_a_missing_key_answers_nil_whatever_the_time() {
+    let mut store = Store::new();
+    let getex = |key: &[u8], deadline| Command::GetEx {
+        key: key.to_vec(),
+        expiry: Expiry::Until(deadline),
+    };
+    let invalid = Reply::error("ERR invalid expire time in 'getex' command");
+    for deadline in [Deadline::In(0), Deadline::In(i64::MAX), Deadline::At(-1)] {
+        assert_eq!(
+            store.at(T0, getex(b"none", deadline)),
+            Reply::Nil,
+            "{deadline:?}"
+        );
+    }
+    store.at(T0, plain_set("v"));
+    for deadline in [
+        Deadline::In(0),
+        Deadline::In(-5),
+        Deadline::At(0),
+        Deadline::In(i64::MAX),
+    ] {
+        assert_eq!(store.at(T0, getex(b"k", deadline)), invalid, "{deadline:?}");
+    }
+    assert_eq!(store.kv.get(b"k"), Some(&b"v"[..]), "nothing changed");
+    assert_eq!(store.kv.deadline_ms(b"k"), None);
+}
+
 #[test]
 fn expire_conditions_follow_redis() {
     use ExpireCondition::*;
@@ -406,6 +437,40 @@ fn ttl_and_expiretime_round_like_redis() {
         }),
         Reply::Integer(-2)
     );
+}
+
+/// On an idle cluster no entry moves log time, so `TTL`/`PTTL` count down from the serving
+/// node's wall clock when it is later; a clock behind log time never lengthens them, and
+/// while the key still exists at log time they answer at least 1 ms, never 0 or -2.
+#[test]
+fn ttl_counts_down_from_the_wall_clock_between_entries() {
+    let mut store = Store::new();
+    store.at(T0, set("v", SetCondition::Always, px(100_000), false));
+    let ttl = |unit| Command::Ttl { key: k(), unit };
+    let kv = &store.kv;
+    assert_eq!(
+        kv.read_at(&ttl(TimeUnit::Seconds), T0 + 40_000),
+        Reply::Integer(60)
+    );
+    assert_eq!(kv.read_at(&pttl(), T0 + 40_000), Reply::Integer(60_000));
+    assert_eq!(
+        kv.read_at(&pttl(), T0 - 5_000),
+        Reply::Integer(100_000),
+        "a slow clock"
+    );
+    assert_eq!(
+        kv.read_at(&pttl(), T0 + 100_000),
+        Reply::Integer(1),
+        "due, not yet removed"
+    );
+    assert_eq!(kv.read_at(&pttl(), u64::MAX), Reply::Integer(1));
+    assert_eq!(
+        kv.read_at(&Command::Get { key: k() }, T0 + 200_000),
+        bulk("v"),
+        "existence is judged by log time"
+    );
+    assert_eq!(kv.read(&pttl()), Reply::Integer(100_000), "log time alone");
+    assert_eq!(kv.log_time_ms(), T0, "a read changes nothing");
 }
 
 /// A lock taken with `SET … NX PX`: every holder's revision is larger than the one before,

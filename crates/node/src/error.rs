@@ -38,6 +38,17 @@ pub enum NodeError {
     /// The configuration is invalid.
     #[error("configuration: {0}")]
     Config(String),
+    /// A committed entry this build cannot decode: written by a newer build (a payload tag or
+    /// command version it does not know) or damaged. Skipping it would make this node's
+    /// state diverge from the others' (§5.3: every replica applies the same commands in the
+    /// same order), so the node stops applying before it; nothing after it is applied.
+    #[error("committed log entry at index {index} cannot be applied: {reason}; it was written by a newer build: upgrade this node (or, if every node runs this build, the log is damaged)")]
+    UndecodableEntry {
+        /// The entry's index.
+        index: LogIndex,
+        /// Why it does not decode.
+        reason: String,
+    },
     /// The driver reported the completion of a step the node is not at: a token of another
     /// batch or snapshot, or one already used. A bug in the driver; nothing was changed.
     #[error("driver out of step: {0}")]

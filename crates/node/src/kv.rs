@@ -71,6 +71,10 @@ impl StateMachine for skiff_kv::StateMachine {
         skiff_kv::StateMachine::read(self, command)
     }
 
+    fn read_at(&self, command: &Command, wall_clock_ms: u64) -> Reply {
+        skiff_kv::StateMachine::read_at(self, command, wall_clock_ms)
+    }
+
     fn applied_index(&self) -> LogIndex {
         LogIndex(skiff_kv::StateMachine::applied_index(self))
     }

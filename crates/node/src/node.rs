@@ -522,14 +522,19 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     }
 
     /// Applies one committed entry and answers the request that proposed it, if it waits here.
-    fn apply(&mut self, entry: &Entry, observer: &mut impl Observer<M>) {
+    /// An entry this build cannot decode is not applied, and stops the node
+    /// ([`NodeError::UndecodableEntry`]).
+    pub(super) fn apply(
+        &mut self,
+        entry: &Entry,
+        observer: &mut impl Observer<M>,
+    ) -> Result<(), NodeError> {
         debug_assert!(
             entry.index > self.applied,
             "entries are applied once, in order"
         );
-        self.applied = entry.index;
         let reply = match entry.kind {
-            EntryKind::Normal => Some(self.apply_normal(entry)),
+            EntryKind::Normal => Some(self.apply_normal(entry)?),
             EntryKind::ConfChange => {
                 self.forget_removed_incarnations(entry);
                 self.event(Event::ConfChangeApplied { index: entry.index });
@@ -537,6 +542,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             }
             EntryKind::Noop => None,
         };
+        self.applied = entry.index;
         observer.applied(entry, reply.as_ref());
         observer.state_reached(entry.index, &self.state_machine);
         // Requests proposed at earlier indexes can no longer be answered by their own entry.
@@ -557,11 +563,16 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             };
             self.reply(origin, reply);
         }
+        Ok(())
     }
 
     /// Applies a normal entry: a client's command (stamped with its log time, or not if
     /// written before stamps), the log time alone, or a member's address or incarnation.
-    fn apply_normal(&mut self, entry: &Entry) -> M::Reply {
+    fn apply_normal(&mut self, entry: &Entry) -> Result<M::Reply, NodeError> {
+        let undecodable = |reason: String| NodeError::UndecodableEntry {
+            index: entry.index,
+            reason,
+        };
         if let Some(stamped) = Stamped::split(&entry.data) {
             return match stamped {
                 Ok(Stamped {
@@ -569,19 +580,21 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                     request: [],
                 }) => {
                     self.state_machine.pass_time(entry.index, log_time_ms);
-                    M::done()
+                    Ok(M::done())
                 }
                 Ok(Stamped {
                     log_time_ms,
                     request,
                 }) => match M::decode_command(request) {
-                    Ok((command, session)) => {
-                        self.state_machine
-                            .apply(entry.index, command, session, Some(log_time_ms))
-                    }
-                    Err(error) => M::refused(format!("ERR undecodable log entry: {error}")),
+                    Ok((command, session)) => Ok(self.state_machine.apply(
+                        entry.index,
+                        command,
+                        session,
+                        Some(log_time_ms),
+                    )),
+                    Err(error) => Err(undecodable(error.to_string())),
                 },
-                Err(error) => M::refused(format!("ERR undecodable log entry: {error}")),
+                Err(error) => Err(undecodable(error.to_string())),
             };
         }
         if matches!(
@@ -592,23 +605,25 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 Ok(Payload::MemberAddress(MemberAddress { id, addr })) => {
                     self.members.addresses.insert(id, addr);
                     self.event(Event::MemberAddressRecorded { id });
-                    M::done()
+                    Ok(M::done())
                 }
                 Ok(Payload::MemberIncarnation(record)) => {
                     self.apply_member_incarnation(record);
-                    M::done()
+                    Ok(M::done())
                 }
                 Ok(Payload::Request(_) | Payload::Stamped { .. }) => {
                     unreachable!("the tag is a member record's")
                 }
-                Err(error) => M::refused(format!("ERR undecodable log entry: {error}")),
+                Err(error) => Err(undecodable(error.to_string())),
             };
         }
         match M::decode_command(&entry.data) {
-            Ok((command, session)) => self
-                .state_machine
-                .apply(entry.index, command, session, None),
-            Err(error) => M::refused(format!("ERR undecodable log entry: {error}")),
+            Ok((command, session)) => {
+                Ok(self
+                    .state_machine
+                    .apply(entry.index, command, session, None))
+            }
+            Err(error) => Err(undecodable(error.to_string())),
         }
     }
 
@@ -646,7 +661,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             }
             for (id, command) in entry.remove() {
                 self.confirmed_read_count -= 1;
-                let reply = self.state_machine.read(&command);
+                let reply = self.state_machine.read_at(&command, self.wall_clock_ms());
                 self.effects.push(Effect::Reply(id, reply));
             }
         }

@@ -85,6 +85,14 @@ pub trait StateMachine: Sized {
     /// Answers a read-only command from the current state.
     fn read(&self, command: &Self::Command) -> Self::Reply;
 
+    /// [`read`](StateMachine::read) on a node whose wall clock reads `wall_clock_ms` (Unix
+    /// milliseconds), for answers that count time down between entries (a key's TTL). It
+    /// must change nothing. By default the clock is not used.
+    fn read_at(&self, command: &Self::Command, wall_clock_ms: u64) -> Self::Reply {
+        let _ = wall_clock_ms;
+        self.read(command)
+    }
+
     /// The last log index applied (or restored from a snapshot).
     fn applied_index(&self) -> LogIndex;
 

@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::NodeCluster;
-use skiff_kv::{Command, Deadline, Expiry, Reply, SetCondition, SetOptions};
+use common::{outputs, NodeCluster};
+use skiff_kv::{Command, Deadline, Expiry, Reply, SetCondition, SetOptions, TimeUnit};
 use skiff_node::payload::Stamped;
-use skiff_node::Node;
+use skiff_node::{NoObserver, Node};
 use skiff_raft::{LogIndex, NodeId};
 use skiff_wal::MemDisk;
 
@@ -50,6 +50,35 @@ fn time_entries(cluster: &NodeCluster, id: u64) -> Vec<LogIndex> {
         .filter(|entry| matches!(Stamped::split(&entry.data), Some(Ok(s)) if s.request.is_empty()))
         .map(|entry| entry.index)
         .collect()
+}
+
+/// The stamps of node `id`'s log, in log order, as the entries hold them (not as the state
+/// machine clamps them when it applies).
+fn stamps(cluster: &NodeCluster, id: u64) -> Vec<(LogIndex, u64)> {
+    let log = node(cluster, id).raw().raft().log();
+    let entries = log
+        .entries(log.first_index(), log.last_index().next(), u64::MAX)
+        .expect("the log reads");
+    entries
+        .iter()
+        .filter_map(|entry| match Stamped::split(&entry.data) {
+            Some(Ok(stamped)) => Some((entry.index, stamped.log_time_ms)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Asserts that the stamps along node `id`'s log never decrease.
+fn assert_stamps_never_decrease(cluster: &NodeCluster, id: u64) {
+    let stamps = stamps(cluster, id);
+    for pair in stamps.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].1,
+            "node {id}: the stamp at {} is earlier than the one at {}: {stamps:?}",
+            pair[1].0,
+            pair[0].0
+        );
+    }
 }
 
 /// A relative TTL becomes the same absolute deadline on every replica — counted from the
@@ -170,6 +199,13 @@ fn a_leader_with_a_slow_clock_never_stamps_earlier_than_its_log() {
             Some(&b"1"[..]),
             "node {id}: a is not expired early"
         );
+        let raw = stamps(&cluster, id);
+        assert_eq!(
+            raw.last().map(|&(_, stamp)| stamp),
+            Some(T0 + 10_000),
+            "node {id}: the new leader's entry holds the floor, not its clock"
+        );
+        assert_stamps_never_decrease(&cluster, id);
     }
 
     // Its clock catches up: time moves on from there, and `a` and `b` expire together.
@@ -180,6 +216,113 @@ fn a_leader_with_a_slow_clock_never_stamps_earlier_than_its_log() {
         assert_eq!(kv.log_time_ms(), T0 + 11_000);
         assert!(kv.is_empty(), "node {id}");
     }
+}
+
+/// A new leader whose log holds stamped entries it has not applied yet (their commit is not
+/// known to it) and whose clock is behind them stamps its first entry no earlier than the
+/// last of them: the floor is the last stamp in the log, not the state machine's log time.
+/// Reference: §5.4.1, §5.4.2 (a new leader commits earlier terms' entries only through one
+/// of its own, so they are unapplied when it first proposes).
+#[test]
+fn a_new_leader_stamps_after_the_unapplied_entries_of_its_log() {
+    let mut cluster = NodeCluster::new();
+    cluster.set_clock(1, T0 + 10_000);
+    cluster.set_clock(2, T0);
+    cluster.set_clock(3, T0);
+    cluster.elect(1);
+    cluster.write(1, "a", "1");
+    cluster.tick(1);
+    assert_eq!(node(&cluster, 2).state_machine().log_time_ms(), T0 + 10_000);
+
+    // Node 1, its clock now 20 s ahead, replicates `b` to 2 and 3 but never hears back:
+    // they hold it without knowing it is committed.
+    cluster.set_clock(1, T0 + 20_000);
+    cluster
+        .nodes
+        .get_mut(&NodeId(1))
+        .expect("exists")
+        .submit(900, set_px("b", "2", 1_000));
+    let leader = cluster.nodes.get_mut(&NodeId(1)).expect("exists");
+    leader.run(&mut NoObserver).expect("node 1 runs");
+    for message in outputs(leader).messages {
+        let to = cluster.nodes.get_mut(&message.to()).expect("a member");
+        let _ = to.step(message);
+        to.run(&mut NoObserver).expect("a follower runs");
+        outputs(to);
+    }
+    cluster.isolated = vec![NodeId(1)];
+    let b_index = node(&cluster, 2).raw().raft().log().last_index();
+    assert_eq!(stamps(&cluster, 2).last(), Some(&(b_index, T0 + 20_000)));
+
+    // Nodes 2 and 3 time out; the moment one leads, before its own first entry commits, a
+    // request comes to it and the other is cut off too.
+    let mut new_leader = None;
+    'election: for _ in 0..100 {
+        for id in [2, 3] {
+            cluster.nodes.get_mut(&NodeId(id)).expect("exists").tick();
+        }
+        for _round in 0..20 {
+            let mut messages = Vec::new();
+            for id in [2, 3] {
+                let n = cluster.nodes.get_mut(&NodeId(id)).expect("exists");
+                n.run(&mut NoObserver).expect("runs");
+                messages.extend(outputs(n).messages);
+            }
+            for message in messages {
+                if message.to() == NodeId(1) || message.from() == NodeId(1) {
+                    continue;
+                }
+                let to = message.to();
+                let _ = cluster.nodes.get_mut(&to).expect("a member").step(message);
+                new_leader = [NodeId(2), NodeId(3)]
+                    .into_iter()
+                    .find(|id| cluster.nodes[id].raw().raft().role() == skiff_raft::Role::Leader);
+                if new_leader.is_some() {
+                    break 'election;
+                }
+            }
+        }
+    }
+    let new_leader = new_leader.expect("node 2 or 3 leads");
+    let other = if new_leader == NodeId(2) { 3 } else { 2 };
+    cluster.isolated = vec![NodeId(1), NodeId(other)];
+    cluster
+        .nodes
+        .get_mut(&new_leader)
+        .expect("exists")
+        .submit(901, set_px("c", "3", 1_000));
+    cluster.settle();
+    let id = new_leader.0;
+    let leader = node(&cluster, id);
+    assert!(
+        leader.applied() < b_index,
+        "node {id} has not applied `b` yet"
+    );
+    assert_eq!(leader.state_machine().log_time_ms(), T0 + 10_000);
+    assert_eq!(
+        stamps(&cluster, id).last().map(|&(_, stamp)| stamp),
+        Some(T0 + 20_000),
+        "`c` is stamped with `b`'s stamp, not the state machine's log time nor node {id}'s clock"
+    );
+    assert_stamps_never_decrease(&cluster, id);
+}
+
+/// `TTL` served by a node counts down from its wall clock while nothing is written: log time
+/// stays where the last entry left it, yet the answer moves on.
+#[test]
+fn ttl_counts_down_on_an_idle_cluster() {
+    let mut cluster = NodeCluster::new();
+    cluster.set_clock(1, T0);
+    cluster.elect(1);
+    cluster.run_command(1, set_px("k", "v", 100_000));
+    cluster.set_clock(1, T0 + 40_000);
+    cluster.tick(1);
+    let ttl = Command::Ttl {
+        key: "k".into(),
+        unit: TimeUnit::Seconds,
+    };
+    assert_eq!(cluster.run_command(1, ttl), Some(Reply::Integer(60)));
+    assert_eq!(node(&cluster, 1).state_machine().log_time_ms(), T0);
 }
 
 /// A leader with no deadline to watch proposes nothing however long it idles, and a key

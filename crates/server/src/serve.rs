@@ -700,6 +700,10 @@ async fn run_until_stopped(
             _ = terminate.recv() => tracing::info!(node = id, "stopping on SIGTERM"),
             outcome = &mut driver_done => {
                 let error = match outcome {
+                    // A committed entry of a newer build: restarting this build does not help.
+                    Ok(Err(error @ skiff_node::NodeError::UndecodableEntry { .. })) => {
+                        anyhow::Error::new(error).context("this build cannot apply the log")
+                    }
                     // The disk failed: what it holds is unknown until recovery reads it again.
                     Ok(Err(error)) => anyhow::Error::new(error).context("the durable log failed"),
                     Ok(Ok(())) => anyhow::anyhow!("the driver thread stopped: its inputs closed"),

@@ -157,6 +157,36 @@ fn the_expire_family_answers_as_redis_does_on_leader_and_follower() {
                 .contains("NX and XX, GT or LT options at the same time are not compatible"),
             "{error}"
         );
+        // As in Redis 7: a time option given again takes the last time; GETEX on a missing
+        // key answers nil whatever the time, and judges it only on a present key.
+        let _: () = query(&mut c, &["SET", k, "v", "EX", "0", "EX", "100"]);
+        let ttl: i64 = query(&mut c, &["TTL", k]);
+        assert!((99..=100).contains(&ttl), "{ttl}");
+        let value: String = query(&mut c, &["GETEX", k, "EX", "10", "EX", "20"]);
+        assert_eq!(value, "v");
+        let ttl: i64 = query(&mut c, &["TTL", k]);
+        assert!((19..=20).contains(&ttl), "{ttl}");
+        for time in [&["EX", "0"][..], &["PX", "9223372036854775807"]] {
+            let missing: Option<String> =
+                query(&mut c, &[&["GETEX", "no-such-key"][..], time].concat());
+            assert_eq!(missing, None, "{time:?}");
+            let error = redis::cmd("GETEX")
+                .arg(k)
+                .arg(time)
+                .query::<Value>(&mut c)
+                .unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains("invalid expire time in 'getex' command"),
+                "{error}"
+            );
+        }
+        let ttl: i64 = query(&mut c, &["TTL", k]);
+        assert!(
+            (19..=20).contains(&ttl),
+            "the refused GETEX changed nothing: {ttl}"
+        );
     }
 }
 

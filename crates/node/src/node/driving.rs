@@ -167,7 +167,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 .count()
         };
         for entry in &ready.committed_entries[..early] {
-            self.apply(entry, observer);
+            self.apply(entry, observer)?;
         }
         self.serve_confirmed_reads();
         self.writing = Some(Writing {
@@ -233,7 +233,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         // Those `write_batch` applied already are behind `applied`.
         for entry in &ready.committed_entries {
             if entry.index > self.applied {
-                self.apply(entry, observer);
+                self.apply(entry, observer)?;
             }
         }
         self.serve_confirmed_reads();

@@ -39,6 +39,12 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         self.clock.wall_clock_ms = now_ms;
     }
 
+    /// What the driver last said the wall clock reads (Unix milliseconds); reads count a
+    /// key's time to live down from it.
+    pub(super) fn wall_clock_ms(&self) -> u64 {
+        self.clock.wall_clock_ms
+    }
+
     /// The stamp for an entry this leader proposes now: its wall clock, or the last stamp in
     /// its log if that is later, so that stamps never decrease along the log.
     pub(super) fn next_stamp(&mut self) -> u64 {

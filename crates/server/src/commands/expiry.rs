@@ -9,7 +9,7 @@ use skiff_kv::{Command, Deadline, ExpireCondition, Expiry, SetCondition, SetOpti
 use super::{integer, syntax, CommandError};
 
 /// Which of `EX`, `PX`, `EXAT`, `PXAT` gave a time.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum TimeOption {
     Ex,
     Px,
@@ -31,17 +31,29 @@ impl TimeOption {
     /// The deadline `number` names, checked as Redis checks it: positive, and in seconds
     /// small enough to be counted in milliseconds.
     fn deadline(self, number: &[u8], command: &str) -> Result<Deadline, CommandError> {
+        self.deadline_unchecked(number)?
+            .ok_or_else(|| CommandError(errors::invalid_expire_time(command)))
+    }
+
+    /// The deadline `number` names; `None` when it is not positive or, in seconds, too large
+    /// to be counted in milliseconds (Redis's "invalid expire time").
+    fn deadline_unchecked(self, number: &[u8]) -> Result<Option<Deadline>, CommandError> {
         let n = integer(number)?;
-        let invalid = || CommandError(errors::invalid_expire_time(command));
         let seconds = matches!(self, TimeOption::Ex | TimeOption::ExAt);
         if n <= 0 || (seconds && n > i64::MAX / 1000) {
-            return Err(invalid());
+            return Ok(None);
         }
         let ms = if seconds { n * 1000 } else { n };
-        Ok(match self {
+        Ok(Some(match self {
             TimeOption::Ex | TimeOption::Px => Deadline::In(ms),
             TimeOption::ExAt | TimeOption::PxAt => Deadline::At(ms),
-        })
+        }))
+    }
+
+    /// Whether this option may follow a time already given as `given`: Redis takes the same
+    /// option again (the last time wins), never another one.
+    fn may_follow(self, given: Option<TimeOption>) -> bool {
+        given.is_none_or(|given| given == self)
     }
 }
 
@@ -66,7 +78,7 @@ pub(super) fn parse_set(
             b"GET" => options.get = true,
             b"KEEPTTL" if time.is_none() => keep_ttl = true,
             _ => match TimeOption::from_word(&word) {
-                Some(option) if time.is_none() && !keep_ttl => {
+                Some(option) if option.may_follow(time.as_ref().map(|t| t.0)) && !keep_ttl => {
                     time = Some((option, words.next().ok_or_else(syntax)?));
                 }
                 _ => return Err(syntax()),
@@ -128,14 +140,20 @@ pub(super) fn parse_get_ex(
         let persist = word.eq_ignore_ascii_case(b"PERSIST");
         match TimeOption::from_word(&word) {
             _ if persist && time.is_none() => expiry = Expiry::Clear,
-            Some(option) if time.is_none() && expiry == Expiry::Keep => {
+            Some(option)
+                if option.may_follow(time.as_ref().map(|t| t.0)) && expiry == Expiry::Keep =>
+            {
                 time = Some((option, words.next().ok_or_else(syntax)?));
             }
             _ => return Err(syntax()),
         }
     }
+    // Redis judges the time only once it has found the key (a missing key answers nil
+    // whatever the time): the store refuses a time that is not positive (`In(0)` here) or
+    // does not fit in 64 bits.
     if let Some((option, number)) = time {
-        expiry = Expiry::Until(option.deadline(&number, "getex")?);
+        let deadline = option.deadline_unchecked(&number)?;
+        expiry = Expiry::Until(deadline.unwrap_or(Deadline::In(0)));
     }
     Ok(Command::GetEx { key, expiry })
 }
@@ -285,6 +303,50 @@ mod tests {
         );
     }
 
+    /// Redis takes a time option given again (the last one wins, and only it is judged), as
+    /// long as it is the same option; `GETEX`'s time is judged by the store once the key is
+    /// found, so a bad one reaches it as a time that is not positive.
+    #[test]
+    fn a_time_option_repeated_takes_the_last_time_as_in_redis() {
+        let until = |deadline| Expiry::Until(deadline);
+        let getex = |expiry| -> Result<Command, String> {
+            Ok(Command::GetEx {
+                key: b"k".to_vec(),
+                expiry,
+            })
+        };
+        let table = [
+            (
+                "SET k v EX 10 EX 10",
+                set_with(SetCondition::Always, until(Deadline::In(10_000)), false),
+            ),
+            (
+                "SET k v EX 10 EX 20",
+                set_with(SetCondition::Always, until(Deadline::In(20_000)), false),
+            ),
+            (
+                "SET k v EX 0 EX 10",
+                set_with(SetCondition::Always, until(Deadline::In(10_000)), false),
+            ),
+            (
+                "SET k v PXAT 5 NX PXAT 7",
+                set_with(SetCondition::IfAbsent, until(Deadline::At(7)), false),
+            ),
+            ("GETEX k EX 10 EX 20", getex(until(Deadline::In(20_000)))),
+            ("GETEX k PERSIST PERSIST", getex(Expiry::Clear)),
+            ("GETEX k EX 0", getex(until(Deadline::In(0)))),
+            ("GETEX k PXAT -1", getex(until(Deadline::In(0)))),
+            ("GETEX k EX 9223372036854776", getex(until(Deadline::In(0)))),
+            (
+                "GETEX k PX 9223372036854775807",
+                getex(until(Deadline::In(i64::MAX))),
+            ),
+        ];
+        for (text, expected) in table {
+            assert_eq!(command(text), expected, "{text}");
+        }
+    }
+
     #[test]
     fn set_refuses_what_redis_refuses_with_its_errors() {
         let syntax = "ERR syntax error";
@@ -294,7 +356,9 @@ mod tests {
             ("SET k v XX NX", syntax),
             ("SET k v EX", syntax),
             ("SET k v EX 5 PX 5", syntax),
-            ("SET k v EX 5 EX 5", syntax),
+            ("SET k v EX 5 EXAT 5", syntax),
+            ("SET k v EX 5 EX", syntax),
+            ("SET k v EX 5 EX 0", invalid),
             ("SET k v KEEPTTL EX 5", syntax),
             ("SET k v PXAT 5 KEEPTTL", syntax),
             ("SET k v PERSIST", syntax),
@@ -328,10 +392,11 @@ mod tests {
             ("GETEX k EX 5 PX 5", syntax),
             ("GETEX k EX 5 PERSIST", syntax),
             ("GETEX k FOO", syntax),
-            ("GETEX k EX 0", "ERR invalid expire time in 'getex' command"),
+            ("GETEX k PX 5 PX", syntax),
+            ("GETEX k PERSIST PX 5 PERSIST", syntax),
             (
-                "GETEX k PXAT -1",
-                "ERR invalid expire time in 'getex' command",
+                "GETEX k EX abc",
+                "ERR value is not an integer or out of range",
             ),
         ];
         for (text, error) in table {
