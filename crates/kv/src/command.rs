@@ -67,6 +67,17 @@ pub enum SetCondition {
     IfPresent,
 }
 
+impl SetCondition {
+    /// Whether a `SET` with this condition takes effect on a key that `exists` or not.
+    pub fn holds(self, exists: bool) -> bool {
+        match self {
+            SetCondition::Always => true,
+            SetCondition::IfAbsent => !exists,
+            SetCondition::IfPresent => exists,
+        }
+    }
+}
+
 /// One key-value command. Keys and values are arbitrary byte strings.
 ///
 /// A command holding no keys where Redis requires at least one (`DEL`, `EXISTS`, `MGET`,

@@ -73,12 +73,8 @@ impl Keyspace {
         stored: Stored,
         condition: SetCondition,
     ) -> Option<Option<Stored>> {
-        let exists = match condition {
-            SetCondition::Always => return Some(self.insert(key, stored)),
-            SetCondition::IfAbsent => false,
-            SetCondition::IfPresent => true,
-        };
-        if self.keys.contains_key(&key) != exists {
+        // A plain SET needs no lookup before its insert.
+        if condition != SetCondition::Always && !condition.holds(self.keys.contains_key(&key)) {
             return None;
         }
         Some(self.insert(key, stored))

@@ -1,7 +1,6 @@
 //! The commands that set, change, read or drop a key's time to live, with Redis's
 //! semantics, judged at log time (see [`expiry`](crate::expiry)).
 
-use crate::command::SetCondition;
 use crate::expiry::{Deadline, ExpireCondition, Expiry, SetOptions, TimeUnit};
 use crate::keyspace::Stored;
 use crate::reply::{errors, Reply};
@@ -44,12 +43,7 @@ impl StateMachine {
         } else {
             Reply::Ok
         };
-        let holds = match options.condition {
-            SetCondition::Always => true,
-            SetCondition::IfAbsent => old.is_none(),
-            SetCondition::IfPresent => old.is_some(),
-        };
-        if !holds {
+        if !options.condition.holds(old.is_some()) {
             return if options.get { answer } else { Reply::Nil };
         }
         let deadline_ms = match (options.expiry, deadline) {

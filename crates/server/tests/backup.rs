@@ -109,15 +109,7 @@ impl Restored {
 
     fn redis(&self, i: usize) -> redis::Connection {
         let client = redis::Client::open(format!("redis://{}/", self.clients[i])).expect("client");
-        let connection = eventually(Duration::from_secs(10), "a client connection", || {
-            client
-                .get_connection_with_timeout(Duration::from_secs(1))
-                .ok()
-        });
-        connection
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        connection
+        common::connect_redis(&client)
     }
 }
 

@@ -9,15 +9,6 @@ use std::time::Duration;
 use common::{eventually, serial, TestCluster};
 use redis::Commands;
 
-fn member_kind(cluster: &TestCluster, via: u64, id: u64) -> Option<String> {
-    let status = cluster.status(via)?;
-    status["members"]
-        .as_array()?
-        .iter()
-        .find(|m| m["id"].as_u64() == Some(id))
-        .and_then(|m| m["kind"].as_str().map(str::to_string))
-}
-
 #[test]
 fn a_joining_node_is_added_promoted_and_an_original_member_removed() {
     let _serial = serial();
@@ -33,7 +24,7 @@ fn a_joining_node_is_added_promoted_and_an_original_member_removed() {
     assert!(cluster.admin_ok(2, &["add-learner", "--id", "4", "--peer-addr", &peer_addr]));
     // Every node shows the learner once the change reaches it (a follower one heartbeat later).
     eventually(Duration::from_secs(5), "node 4 listed as a learner", || {
-        (member_kind(&cluster, leader, 4).as_deref() == Some("learner")).then_some(())
+        (cluster.member_kind(leader, 4).as_deref() == Some("learner")).then_some(())
     });
     // The learner receives the log and serves linearizable reads of data older than it.
     let mut learner = cluster.redis(4);
@@ -46,7 +37,7 @@ fn a_joining_node_is_added_promoted_and_an_original_member_removed() {
         cluster.admin_ok(3, &["promote", "--id", "4"]).then_some(())
     });
     eventually(Duration::from_secs(5), "node 4 to be a voter", || {
-        (member_kind(&cluster, 4, 4).as_deref() == Some("voter")).then_some(())
+        (cluster.member_kind(4, 4).as_deref() == Some("voter")).then_some(())
     });
 
     // Remove node 1 (perhaps the leader: it then steps down) and stop it.
@@ -56,7 +47,7 @@ fn a_joining_node_is_added_promoted_and_an_original_member_removed() {
     eventually(
         Duration::from_secs(10),
         "node 1 to leave the configuration",
-        || (member_kind(&cluster, 4, 1).is_none()).then_some(()),
+        || (cluster.member_kind(4, 1).is_none()).then_some(()),
     );
     cluster.kill(1);
     let leader = cluster.wait_for_leader_among(&[2, 3, 4], Duration::from_secs(10));

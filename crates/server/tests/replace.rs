@@ -119,15 +119,6 @@ fn status_u64(cluster: &TestCluster, id: u64, field: &str) -> Option<u64> {
     cluster.status(id)?[field].as_u64()
 }
 
-fn member_kind(cluster: &TestCluster, via: u64, id: u64) -> Option<String> {
-    let status = cluster.status(via)?;
-    status["members"]
-        .as_array()?
-        .iter()
-        .find(|m| m["id"].as_u64() == Some(id))
-        .and_then(|m| m["kind"].as_str().map(str::to_string))
-}
-
 fn peer_messages_dropped(cluster: &TestCluster, id: u64) -> u64 {
     let metrics = cluster.http_get(id, "/metrics").expect("metrics");
     metrics
@@ -169,7 +160,7 @@ fn join_and_promote(cluster: &mut TestCluster, writer: &Writer, new: u64, via: u
             .then_some(())
     });
     eventually(Duration::from_secs(10), "the joiner to be a voter", || {
-        (member_kind(cluster, new, new).as_deref() == Some("voter")).then_some(())
+        (cluster.member_kind(new, new).as_deref() == Some("voter")).then_some(())
     });
     peer_messages_dropped(cluster, new)
 }
@@ -184,7 +175,7 @@ fn remove_and_stop(cluster: &mut TestCluster, writer: &Writer, old: u64, via: u6
             .then_some(())
     });
     eventually(Duration::from_secs(10), "the removed node to leave", || {
-        (member_kind(cluster, via, old).is_none()).then_some(())
+        (cluster.member_kind(via, old).is_none()).then_some(())
     });
     cluster.kill(old);
     leader_among(cluster, rest);
@@ -337,7 +328,7 @@ fn a_removed_node_added_back_at_another_peer_address_is_reached_there() {
             .then_some(())
     });
     eventually(Duration::from_secs(10), "node 3 to leave", || {
-        member_kind(&cluster, 1, 3).is_none().then_some(())
+        cluster.member_kind(1, 3).is_none().then_some(())
     });
     cluster.kill(3);
     write_through(&cluster, 1, "away", "2");

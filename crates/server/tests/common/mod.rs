@@ -632,16 +632,18 @@ impl TestCluster {
             ),
         }
         .expect("client");
-        // A node that was just started may not listen yet.
-        let connection = eventually(Duration::from_secs(10), "a client connection", || {
-            client
-                .get_connection_with_timeout(Duration::from_secs(1))
-                .ok()
-        });
-        connection
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        connection
+        connect_redis(&client)
+    }
+
+    /// The kind (`voter`, `learner`) node `via` reports for member `id`, if it answers and
+    /// knows it.
+    pub fn member_kind(&self, via: u64, id: u64) -> Option<String> {
+        let status = self.status(via)?;
+        status["members"]
+            .as_array()?
+            .iter()
+            .find(|m| m["id"].as_u64() == Some(id))
+            .and_then(|m| m["kind"].as_str().map(str::to_string))
     }
 
     /// Prints the tail of every node's log (for failures).
@@ -836,4 +838,18 @@ impl Local {
             "skiff local exits cleanly on Ctrl-C: {status}"
         );
     }
+}
+
+/// A Redis connection through `client`, with a read timeout; a node that was just started may
+/// not listen yet, so connecting is retried for ten seconds.
+pub fn connect_redis(client: &redis::Client) -> redis::Connection {
+    let connection = eventually(Duration::from_secs(10), "a client connection", || {
+        client
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .ok()
+    });
+    connection
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    connection
 }
