@@ -59,6 +59,7 @@
 //!   §6.3): retries, stale requests, expiry and eviction as functions of the log.
 //! - [`snapshot`]: the snapshot format, its checksum and the checks on restore.
 //! - [`config`]: [`KvConfig`], the limits.
+//! - `events`: the keyspace events each write reports, for notifications.
 //! - [`error`]: [`KvError`], for bytes that do not decode and configurations out of range.
 //! - `codec`: the varint and byte-string primitives every format here is built from.
 #![deny(missing_docs)]
@@ -67,6 +68,7 @@ mod codec;
 pub mod command;
 pub mod config;
 pub mod error;
+mod events;
 pub mod expiry;
 mod keyspace;
 pub mod reply;
