@@ -1,7 +1,7 @@
 //! Skiff through redis-py, the Python client most Redis users start with: one scenario script
 //! per command group (`tests/py/<group>.py`), run against the leader and against a follower of
-//! a three-node cluster, and every script also against redis-server 7 to prove the script
-//! itself right.
+//! a three-node cluster (a scenario's second client on the other of the two), and every script
+//! also against redis-server 7 to prove the script itself right.
 //!
 //! redis-py comes from PyPI at the version pinned in `tests/py/requirements.txt`; `.ci/run`
 //! installs it under `target/pyenv`. `SKIFF_PYTHON` names another interpreter.
@@ -81,10 +81,12 @@ fn require_redis_py(python: &Path) {
     }
 }
 
-fn run_script(python: &Path, group: &str, addr: &str) -> Output {
+/// Runs `<group>.py` against `addr`, its second client on `other` if given.
+fn run_script(python: &Path, group: &str, addr: &str, other: Option<&str>) -> Output {
     Command::new(python)
         .arg(scripts_dir().join(format!("{group}.py")))
         .args(["--addr", addr])
+        .args(other.iter().flat_map(|other| ["--other", other]))
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("{} runs: {e}", python.display()))
@@ -117,9 +119,10 @@ fn every_ready_scenario_passes_through_the_leader_and_a_follower() {
         .find(|&&id| id != leader)
         .expect("a follower");
     for group in READY {
-        for (role, id) in [("leader", leader), ("follower", follower)] {
+        for (role, id, other) in [("leader", leader, follower), ("follower", follower, leader)] {
             let addr = cluster.nodes[&id].client.to_string();
-            let output = run_script(&python, group, &addr);
+            let other = cluster.nodes[&other].client.to_string();
+            let output = run_script(&python, group, &addr, Some(&other));
             if !output.status.success() {
                 cluster.dump_logs();
             }
@@ -170,7 +173,7 @@ fn every_scenario_passes_against_redis_server_itself() {
     let server = start_redis_server();
     let groups = READY.iter().chain(WAITING.iter().map(|(group, _)| group));
     for group in groups {
-        let output = run_script(&python, group, &server.addr);
+        let output = run_script(&python, group, &server.addr, None);
         assert_passed(&output, group, &format!("redis-server ({})", server.addr));
     }
 }

@@ -15,7 +15,8 @@ expect(r.config_set("notify-keyspace-events", "KEA"), True, "CONFIG SET notify-k
 expect(r.config_get("notify-keyspace-events")["notify-keyspace-events"] in ("AKE", "KEA"), True,
        "CONFIG GET shows the flags")
 
-listener = connect().pubsub(ignore_subscribe_messages=False)
+# The subscriber listens on the other node: every node publishes what it applies.
+listener = connect(other=True).pubsub(ignore_subscribe_messages=False)
 listener.psubscribe(f"__keyspace@0__:{p}*")
 listener.subscribe("__keyevent@0__:del")
 

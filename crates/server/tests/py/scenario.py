@@ -2,7 +2,8 @@
 one, a key prefix of its own (leader and follower runs share one cluster), and an assertion
 helper that names what was expected.
 
-Run a scenario as `python3 <group>.py --addr HOST:PORT`; it exits 0 when every step held and
+Run a scenario as `python3 <group>.py --addr HOST:PORT [--other HOST:PORT]`, where the
+other node (if given) serves the scenario's second client; it exits 0 when every step held and
 prints the failed step otherwise. Each scenario passes against redis-server 7 too."""
 
 import argparse
@@ -18,12 +19,27 @@ except ImportError:
     )
 
 
-def connect(**options):
-    """A redis.Redis client for --addr, answers decoded as text."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--addr", required=True, help="HOST:PORT of a node")
-    args = parser.parse_args()
-    host, port = args.addr.rsplit(":", 1)
+_ARGS = None
+
+
+def _args():
+    global _ARGS
+    if _ARGS is None:
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--addr", required=True, help="HOST:PORT of the node under test")
+        parser.add_argument(
+            "--other",
+            help="HOST:PORT of another node, for a second client (default: --addr)",
+        )
+        _ARGS = parser.parse_args()
+    return _ARGS
+
+
+def connect(other=False, **options):
+    """A redis.Redis client for --addr (or --other), answers decoded as text."""
+    args = _args()
+    addr = (args.other or args.addr) if other else args.addr
+    host, port = addr.rsplit(":", 1)
     options.setdefault("decode_responses", True)
     options.setdefault("socket_timeout", 10)
     return redis.Redis(host=host, port=int(port), **options)

@@ -1,15 +1,16 @@
 """Transactions as redis-py writes them: `r.pipeline()` (MULTI/EXEC) applies its commands
 together and answers them in order; a command refused while queuing aborts the whole EXEC
 (EXECABORT) and nothing applies; a run-time error is answered in its place while the others
-apply; WATCH makes EXEC answer nil when another client changed the key, and `r.transaction`
-retries until it goes through (the compare-and-renew of a lock); DISCARD and UNWATCH."""
+apply; WATCH makes EXEC answer nil when another client changed the key (through another node
+when --other names one), and `r.transaction` retries until it goes through (the
+compare-and-renew of a lock); DISCARD and UNWATCH."""
 
 import redis
 
 from scenario import connect, expect, prefix
 
 r = connect()
-other = connect()
+other = connect(other=True)  # another node: WATCH sees changes made anywhere
 p = prefix()
 
 # MULTI ... EXEC: every answer in order.
