@@ -25,12 +25,7 @@ const GROUPS: &[(&str, Group)] = &[
 fn every_group_answers_through_the_leader_and_a_follower() {
     let _serial = serial();
     let cluster = TestCluster::start(3);
-    let leader = cluster.wait_for_leader(Duration::from_secs(10));
-    let follower = *cluster
-        .nodes
-        .keys()
-        .find(|&&id| id != leader)
-        .expect("a follower");
+    let (leader, follower) = cluster.leader_and_follower();
     for (role, id) in [("leader", leader), ("follower", follower)] {
         let mut connection = cluster.redis(id);
         for (name, group) in GROUPS {

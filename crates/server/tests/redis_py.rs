@@ -112,12 +112,7 @@ fn every_ready_scenario_passes_through_the_leader_and_a_follower() {
         eprintln!("redis-py: {group}.py waits for {waits_for}; run against redis-server only");
     }
     let cluster = TestCluster::start(3);
-    let leader = cluster.wait_for_leader(Duration::from_secs(10));
-    let follower = *cluster
-        .nodes
-        .keys()
-        .find(|&&id| id != leader)
-        .expect("a follower");
+    let (leader, follower) = cluster.leader_and_follower();
     for group in READY {
         for (role, id, other) in [("leader", leader, follower), ("follower", follower, leader)] {
             let addr = cluster.nodes[&id].client.to_string();
