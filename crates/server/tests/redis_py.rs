@@ -87,6 +87,7 @@ fn run_script(python: &Path, group: &str, addr: &str, other: Option<&str>) -> Ou
         .arg(scripts_dir().join(format!("{group}.py")))
         .args(["--addr", addr])
         .args(other.iter().flat_map(|other| ["--other", other]))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("{} runs: {e}", python.display()))
