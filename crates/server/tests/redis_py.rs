@@ -127,10 +127,12 @@ fn every_ready_scenario_passes_through_the_leader_and_a_follower() {
     }
 }
 
-/// A redis-server on a loopback port, with no persistence; killed when dropped.
+/// A redis-server on a loopback port, with no persistence and its own directory; killed when
+/// dropped.
 struct RedisServer {
     child: Child,
     addr: String,
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for RedisServer {
@@ -142,9 +144,12 @@ impl Drop for RedisServer {
 
 fn start_redis_server() -> RedisServer {
     let port = free_port();
+    let dir = tempfile::tempdir().expect("a directory for redis-server");
     let child = Command::new("redis-server")
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
         .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -158,7 +163,11 @@ fn start_redis_server() -> RedisServer {
     eventually(Duration::from_secs(10), "redis-server to listen", || {
         TcpStream::connect(&addr).ok()
     });
-    RedisServer { child, addr }
+    RedisServer {
+        child,
+        addr,
+        _dir: dir,
+    }
 }
 
 #[test]
