@@ -1,7 +1,7 @@
 //! Skiff through redis-py, the Python client most Redis users start with: one scenario script
-//! per command group (`tests/py/<group>.py`), run against the leader and against a follower of
-//! a three-node cluster (a scenario's second client on the other of the two), and every script
-//! also against redis-server 7 to prove the script itself right.
+//! per command group (`tests/py/<group>.py`), run against the leader and against each follower
+//! of a three-node cluster (a scenario's second client on another node), and every script also
+//! against redis-server 7 to prove the script itself right.
 //!
 //! redis-py comes from PyPI at the version pinned in `tests/py/requirements.txt`; `.ci/run`
 //! installs it under `target/pyenv`. `SKIFF_PYTHON` names another interpreter.
@@ -105,7 +105,7 @@ fn assert_passed(output: &Output, group: &str, against: &str) {
 }
 
 #[test]
-fn every_ready_scenario_passes_through_the_leader_and_a_follower() {
+fn every_ready_scenario_passes_through_the_leader_and_each_follower() {
     let _serial = serial();
     let python = python();
     require_redis_py(&python);
@@ -113,11 +113,13 @@ fn every_ready_scenario_passes_through_the_leader_and_a_follower() {
         eprintln!("redis-py: {group}.py waits for {waits_for}; run against redis-server only");
     }
     let cluster = TestCluster::start(3);
-    let (leader, follower) = cluster.leader_and_follower();
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
     for group in READY {
-        for (role, id, other) in [("leader", leader, follower), ("follower", follower, leader)] {
+        for (i, &id) in ids.iter().enumerate() {
+            let role = if id == leader { "leader" } else { "follower" };
             let addr = cluster.nodes[&id].client.to_string();
-            let other = cluster.nodes[&other].client.to_string();
+            let other = cluster.nodes[&ids[(i + 1) % ids.len()]].client.to_string();
             let output = run_script(&python, group, &addr, Some(&other));
             if !output.status.success() {
                 cluster.dump_logs();

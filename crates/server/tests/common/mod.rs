@@ -646,17 +646,6 @@ impl TestCluster {
             .and_then(|m| m["kind"].as_str().map(str::to_string))
     }
 
-    /// The leader, once a majority agrees on one, and one of its followers.
-    pub fn leader_and_follower(&self) -> (u64, u64) {
-        let leader = self.wait_for_leader(Duration::from_secs(10));
-        let follower = *self
-            .nodes
-            .keys()
-            .find(|&&id| id != leader)
-            .expect("a follower");
-        (leader, follower)
-    }
-
     /// Prints the tail of every node's log (for failures).
     pub fn dump_logs(&self) {
         for node in self.nodes.values() {
