@@ -21,6 +21,8 @@ pub enum Reply {
     Error(String),
     /// The nil array (`*-1`): an `EXEC` aborted because a watched key changed.
     NilArray,
+    /// A simple string other than `OK` (`+PONG`, `+QUEUED`, a `COMMAND` flag).
+    Simple(String),
 }
 
 /// Error replies the state machine gives, word for word as Redis gives them where Redis has
@@ -98,6 +100,7 @@ mod tag {
     pub const ARRAY: u8 = 4;
     pub const ERROR: u8 = 5;
     pub const NIL_ARRAY: u8 = 6;
+    pub const SIMPLE: u8 = 7;
 }
 
 /// How deeply arrays may nest in a decoded reply. The state machine never makes nested
@@ -129,6 +132,10 @@ pub(crate) fn put_reply(out: &mut Vec<u8>, reply: &Reply) {
             put_bytes(out, text.as_bytes());
         }
         Reply::NilArray => out.push(tag::NIL_ARRAY),
+        Reply::Simple(text) => {
+            out.push(tag::SIMPLE);
+            put_bytes(out, text.as_bytes());
+        }
     }
 }
 
@@ -160,6 +167,10 @@ fn read_reply_at(r: &mut Reader<'_>, depth: usize) -> Result<Reply, KvError> {
                 .map_err(|_| KvError::InvalidSnapshot("error reply is not UTF-8"))?,
         ),
         tag::NIL_ARRAY => Reply::NilArray,
+        tag::SIMPLE => Reply::Simple(
+            String::from_utf8(r.bytes()?)
+                .map_err(|_| KvError::InvalidSnapshot("simple string reply is not UTF-8"))?,
+        ),
         other => return Err(r.unknown_tag("reply", other)),
     })
 }

@@ -135,7 +135,7 @@ impl StateMachine {
 fn payload_bytes(reply: &Reply) -> usize {
     match reply {
         Reply::Bulk(bytes) => bytes.len(),
-        Reply::Error(text) => text.len(),
+        Reply::Error(text) | Reply::Simple(text) => text.len(),
         Reply::Array(items) => items.iter().map(payload_bytes).sum(),
         Reply::Ok | Reply::Nil | Reply::Integer(_) | Reply::NilArray => 0,
     }

@@ -155,6 +155,7 @@ fn replies() -> Vec<Reply> {
         ]),
         Reply::Error("ERR no".into()),
         Reply::NilArray,
+        Reply::Simple("PONG".into()),
     ]
 }
 
@@ -275,6 +276,7 @@ const REPLIES_HEX: &[&str] = &[
     "0403020178010301",
     "0506455252206e6f",
     "06",
+    "0704504f4e47",
 ];
 
 /// [`store_v1`]'s snapshot as version 1 wrote it: magic, version, applied index, the keys in
