@@ -355,3 +355,37 @@ fn client_command_hello_and_reset_answer_as_client_libraries_expect() {
         None
     );
 }
+
+/// Nonsense for the new commands, pipelined in one write: each gets its error in order, the
+/// connection stays usable, and nothing is watched, queued or named by what was refused.
+#[test]
+fn nonsense_transaction_and_connection_commands_are_refused_in_order() {
+    let _serial = serial();
+    let cluster = TestCluster::start(1);
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let addr = cluster.nodes[&1].client;
+    let mut too_many_watched = String::from("WATCH");
+    for n in 0..1025 {
+        too_many_watched.push_str(&format!(" w{n}"));
+    }
+    let long_name = "n".repeat(300);
+    let requests = format!(
+        "{too_many_watched}\r\nCLIENT SETNAME {long_name}\r\n\
+         *3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$4\r\na\r\nb\r\n\
+         CLIENT LIST ID 0\r\nCLIENT LIST ID 99999999999999999999\r\nCLIENT KILL x\r\n\
+         COMMAND INFO \"\\xff\\x00\"\r\nHELLO 99999999999999999999\r\nHELLO -1\r\n\
+         HELLO 2 SETNAME\r\nEXEC x\r\nCLIENT GETNAME\r\nWATCH k\r\nSET k changed\r\n\
+         MULTI\r\nGET k\r\nEXEC\r\nPING\r\n"
+    );
+    let expected = "-ERR at most 1024 keys and 1048576 bytes of keys may be watched\r\n\
+                    -ERR client names and library details are limited to 256 bytes\r\n\
+                    -ERR Client names cannot contain spaces, newlines or special characters.\r\n\
+                    -ERR Invalid client ID\r\n-ERR Invalid client ID\r\n\
+                    -ERR unknown subcommand 'KILL'. Try CLIENT HELP.\r\n*1\r\n$-1\r\n\
+                    -ERR Protocol version is not an integer or out of range\r\n\
+                    -NOPROTO unsupported protocol version\r\n\
+                    -ERR Syntax error in HELLO option 'SETNAME'\r\n\
+                    -ERR wrong number of arguments for 'exec' command\r\n$-1\r\n+OK\r\n+OK\r\n\
+                    +OK\r\n+QUEUED\r\n*-1\r\n+PONG\r\n";
+    exchange(addr, &requests, expected);
+}
