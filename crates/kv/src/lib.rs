@@ -9,7 +9,7 @@
 //! - [`Command`] is what a client asks (`GET`, `SET` with `NX`/`XX`/`GET` and a time to live,
 //!   `SETNX`, `GETEX`, `GETDEL`, `DEL`, `EXISTS`, `INCR`, `INCRBY`, `DECR`, `MGET`, `MSET`,
 //!   `EXPIRE` and its kin, `PERSIST`, `TTL`, `EXPIRETIME`, Skiff's own `CAS` and `REVISION`,
-//!   `DBSIZE`), encoded through
+//!   `DBSIZE`, and `EXEC`: a whole `MULTI` transaction with the keys it watched), encoded through
 //!   `skiff-codec` in a compact, versioned binary form for log entries; [`Command::decode`] answers malformed
 //!   bytes with a typed [`KvError`], never a panic.
 //! - Time is log time: the leader's stamp on each entry ([`StateMachine::apply_at`]), never
