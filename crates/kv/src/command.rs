@@ -29,10 +29,11 @@
 //! | 18 | `TTL`/`PTTL` | key, unit (0 s, 1 ms) |
 //! | 19 | `EXPIRETIME`/`PEXPIRETIME` | key, unit |
 //! | 20 | `REVISION` | key |
+//! | 60 | `EXEC` | watched keys and queued commands (see [`transaction`](crate::transaction)) |
 //!
 //! An expiry is a tag (0 clear, 1 keep, 2 a deadline follows); a deadline a tag (0 relative,
-//! 1 absolute) and milliseconds (zigzag). Version 1 had opcodes 1 to 11 only, encoded as
-//! here; it is still read.
+//! 1 absolute) and milliseconds (zigzag). Version 1 had opcodes 1 to 11 only, version 2
+//! opcodes 1 to 20, encoded as here; both are still read.
 //!
 //! Every command has exactly one encoding in the current version: [`Command::decode`]
 //! refuses overlong varints, unknown tags and trailing bytes, so `decode(b)` succeeding on
@@ -45,15 +46,20 @@ use crate::expiry::{
     put_deadline, put_expire_condition, put_expiry, put_unit, read_deadline, read_expire_condition,
     read_expiry, read_unit, Deadline, ExpireCondition, Expiry, SetOptions, TimeUnit,
 };
+use crate::transaction::{Transaction, EXEC_OPCODE};
 
 /// The format version written by [`Command::encode`].
-pub const COMMAND_FORMAT_VERSION: u8 = 2;
+pub const COMMAND_FORMAT_VERSION: u8 = 3;
 
-/// The format versions this build reads: 1 (opcodes up to `DBSIZE`) and 2.
-const COMMAND_FORMAT_VERSIONS: &[u16] = &[1, COMMAND_FORMAT_VERSION as u16];
+/// The format versions this build reads: 1 (opcodes up to `DBSIZE`), 2 (up to `REVISION`)
+/// and 3.
+const COMMAND_FORMAT_VERSIONS: &[u16] = &[1, 2, COMMAND_FORMAT_VERSION as u16];
 
 /// The last opcode of format version 1.
 const LAST_VERSION_1_OPCODE: u8 = opcode::DBSIZE;
+
+/// The last opcode of format version 2.
+const LAST_VERSION_2_OPCODE: u8 = opcode::REVISION;
 
 /// When a `SET` takes effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -217,6 +223,10 @@ pub enum Command {
         /// The key.
         key: Vec<u8>,
     },
+    /// `MULTI … EXEC`: the queued commands run in order in one entry, or none of them when a
+    /// watched key changed since it was watched (see [`Transaction`]): the array of their
+    /// replies, or the nil array.
+    Exec(Transaction),
 }
 
 mod opcode {
@@ -266,6 +276,7 @@ impl Command {
             Command::Ttl { .. } => "ttl",
             Command::ExpireTime { .. } => "expiretime",
             Command::Revision { .. } => "revision",
+            Command::Exec(_) => "exec",
         }
     }
 
@@ -405,6 +416,10 @@ impl Command {
                 out.push(opcode::REVISION);
                 put_bytes(&mut out, key);
             }
+            Command::Exec(transaction) => {
+                out.push(EXEC_OPCODE);
+                transaction.put(&mut out);
+            }
         }
         out
     }
@@ -420,7 +435,9 @@ impl Command {
         let mut r = Reader::new(bytes, what);
         let version = r.version(COMMAND_FORMAT_VERSIONS)?;
         let op = r.u8()?;
-        if version == 1 && op > LAST_VERSION_1_OPCODE {
+        if (version == 1 && op > LAST_VERSION_1_OPCODE)
+            || (version == 2 && op > LAST_VERSION_2_OPCODE)
+        {
             return Err(r.unknown_tag("opcode", op));
         }
         let command = match op {
@@ -517,6 +534,7 @@ impl Command {
                 unit: read_unit(&mut r)?,
             },
             opcode::REVISION => Command::Revision { key: r.bytes()? },
+            EXEC_OPCODE => Command::Exec(Transaction::read(&mut r, version)?),
             tag => return Err(r.unknown_tag("opcode", tag)),
         };
         r.finish()?;

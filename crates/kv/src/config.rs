@@ -20,7 +20,8 @@ pub struct KvConfig {
     pub session_expiry_entries: u64,
     /// The largest reply a read may build (the values of an `MGET` added up); a larger one is
     /// refused with an error reply before any value is copied. Reads are served by one node,
-    /// so this limit may differ between replicas.
+    /// so this limit may differ between replicas; but it also holds the values a transaction
+    /// (`EXEC`) reads, whose replies are replicated results, so replicas should agree on it.
     pub max_reply_bytes: usize,
 }
 

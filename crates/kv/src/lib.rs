@@ -9,7 +9,7 @@
 //! - [`Command`] is what a client asks (`GET`, `SET` with `NX`/`XX`/`GET` and a time to live,
 //!   `SETNX`, `GETEX`, `GETDEL`, `DEL`, `EXISTS`, `INCR`, `INCRBY`, `DECR`, `MGET`, `MSET`,
 //!   `EXPIRE` and its kin, `PERSIST`, `TTL`, `EXPIRETIME`, Skiff's own `CAS` and `REVISION`,
-//!   `DBSIZE`), encoded through
+//!   `DBSIZE`, and `EXEC`: a whole `MULTI` transaction with the keys it watched), encoded through
 //!   `skiff-codec` in a compact, versioned binary form for log entries; [`Command::decode`] answers malformed
 //!   bytes with a typed [`KvError`], never a panic.
 //! - Time is log time: the leader's stamp on each entry ([`StateMachine::apply_at`]), never
@@ -53,6 +53,7 @@
 //!   order, so that expiry at apply finds the due keys without a scan.
 //! - `ttl`: the Redis semantics of `SET` with options, `GETEX`, `EXPIRE` and its kin,
 //!   `PERSIST`, `TTL` and `EXPIRETIME`.
+//! - [`transaction`]: [`Transaction`], `MULTI … EXEC` as one entry, and `WATCH`'s check.
 //! - [`reply`]: [`Reply`] and the error texts ([`reply::errors`]).
 //! - [`state_machine`]: [`StateMachine`]: apply, read, the Redis semantics of each command.
 //! - [`session`]: [`SessionRequest`], [`Session`], and the bounded session table (thesis
@@ -76,6 +77,7 @@ pub mod request;
 pub mod session;
 pub mod snapshot;
 pub mod state_machine;
+pub mod transaction;
 mod ttl;
 
 pub use command::{Command, SetCondition, COMMAND_FORMAT_VERSION};
@@ -87,3 +89,4 @@ pub use request::{Request, REQUEST_FORMAT_VERSION};
 pub use session::{Session, SessionRequest};
 pub use snapshot::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};
 pub use state_machine::StateMachine;
+pub use transaction::{Transaction, Watched};

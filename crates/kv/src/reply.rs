@@ -19,6 +19,10 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// An error, starting with its Redis error code (`"ERR …"`).
     Error(String),
+    /// The nil array (`*-1`): an `EXEC` aborted because a watched key changed.
+    NilArray,
+    /// A simple string other than `OK` (`+PONG`, `+QUEUED`, a `COMMAND` flag).
+    Simple(String),
 }
 
 /// Error replies the state machine gives, word for word as Redis gives them where Redis has
@@ -39,6 +43,8 @@ pub mod errors {
     pub const KEY_TOO_LARGE: &str = "ERR key is too large";
     /// A value longer than [`KvConfig::max_value_bytes`](crate::KvConfig::max_value_bytes).
     pub const VALUE_TOO_LARGE: &str = "ERR value is too large";
+    /// A transaction queued inside a transaction (never decoded; only built in process).
+    pub const NESTED_EXEC: &str = "ERR EXEC inside a transaction is not allowed";
 
     /// A read whose reply would exceed `max_reply_bytes`.
     pub fn reply_too_large(max_reply_bytes: usize) -> String {
@@ -93,6 +99,8 @@ mod tag {
     pub const INTEGER: u8 = 3;
     pub const ARRAY: u8 = 4;
     pub const ERROR: u8 = 5;
+    pub const NIL_ARRAY: u8 = 6;
+    pub const SIMPLE: u8 = 7;
 }
 
 /// How deeply arrays may nest in a decoded reply. The state machine never makes nested
@@ -121,6 +129,11 @@ pub(crate) fn put_reply(out: &mut Vec<u8>, reply: &Reply) {
         }
         Reply::Error(text) => {
             out.push(tag::ERROR);
+            put_bytes(out, text.as_bytes());
+        }
+        Reply::NilArray => out.push(tag::NIL_ARRAY),
+        Reply::Simple(text) => {
+            out.push(tag::SIMPLE);
             put_bytes(out, text.as_bytes());
         }
     }
@@ -152,6 +165,11 @@ fn read_reply_at(r: &mut Reader<'_>, depth: usize) -> Result<Reply, KvError> {
         tag::ERROR => Reply::Error(
             String::from_utf8(r.bytes()?)
                 .map_err(|_| KvError::InvalidSnapshot("error reply is not UTF-8"))?,
+        ),
+        tag::NIL_ARRAY => Reply::NilArray,
+        tag::SIMPLE => Reply::Simple(
+            String::from_utf8(r.bytes()?)
+                .map_err(|_| KvError::InvalidSnapshot("simple string reply is not UTF-8"))?,
         ),
         other => return Err(r.unknown_tag("reply", other)),
     })

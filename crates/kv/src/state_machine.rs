@@ -295,7 +295,7 @@ impl StateMachine {
     }
 
     /// Runs `command` against the data (sessions already handled).
-    fn execute(&mut self, command: Command) -> Reply {
+    pub(crate) fn execute(&mut self, command: Command) -> Reply {
         if let Some(reply) = self.query(&command, 0) {
             return reply;
         }
@@ -383,6 +383,7 @@ impl StateMachine {
                 condition,
             } => self.expire(&key, deadline, condition),
             Command::Persist { key } => self.persist(&key),
+            Command::Exec(transaction) => self.exec(transaction),
             Command::Get { .. }
             | Command::Exists { .. }
             | Command::MGet { .. }

@@ -6,7 +6,7 @@
 
 use skiff_kv::{
     Command, Deadline, Encoded, ExpireCondition, Expiry, KvConfig, KvError, Reply, Request,
-    SessionRequest, SetCondition, SetOptions, StateMachine, TimeUnit,
+    SessionRequest, SetCondition, SetOptions, StateMachine, TimeUnit, Transaction, Watched,
 };
 
 fn set(key: &[u8], value: &[u8], condition: SetCondition) -> Command {
@@ -105,6 +105,27 @@ fn commands_v2() -> Vec<Command> {
     ]
 }
 
+/// The commands format version 3 added: a transaction with a key watched at revision 300
+/// and one watched while absent, queuing a `SET` and an `INCR`.
+fn commands_v3() -> Vec<Command> {
+    vec![Command::Exec(Transaction {
+        watched: vec![
+            Watched {
+                key: b"k".to_vec(),
+                revision: Some(300),
+            },
+            Watched {
+                key: b"n".to_vec(),
+                revision: None,
+            },
+        ],
+        commands: vec![
+            set(b"k", b"v", SetCondition::Always),
+            Command::Incr { key: b"n".to_vec() },
+        ],
+    })]
+}
+
 fn requests() -> Vec<Request> {
     vec![
         Request {
@@ -133,6 +154,8 @@ fn replies() -> Vec<Reply> {
             Reply::Integer(-1),
         ]),
         Reply::Error("ERR no".into()),
+        Reply::NilArray,
+        Reply::Simple("PONG".into()),
     ]
 }
 
@@ -183,8 +206,8 @@ const COMMANDS_V1_HEX: &[&str] = &[
     "010b",
 ];
 
-/// [`commands`] then [`commands_v2`], as version 2 writes them.
-const COMMANDS_HEX: &[&str] = &[
+/// [`commands`] then [`commands_v2`], as version 2 wrote them.
+const COMMANDS_V2_HEX: &[&str] = &[
     "0201016b",
     "0202036b65790576616c756501",
     "020302016100",
@@ -210,11 +233,39 @@ const COMMANDS_HEX: &[&str] = &[
     "0214016b",
 ];
 
+/// [`commands`], [`commands_v2`] then [`commands_v3`], as version 3 writes them.
+const COMMANDS_HEX: &[&str] = &[
+    "0301016b",
+    "0302036b65790576616c756501",
+    "030302016100",
+    "0304010161",
+    "0305016e",
+    "0306016ed704",
+    "0307016e",
+    "03080201610162",
+    "0309010161820107070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707",
+    "030a016301036f6c64036e6577",
+    "030a01630000",
+    "030b",
+    "030c016b0176010200b81701",
+    "030c016b0176000100",
+    "030d016b0176",
+    "030e016b020101",
+    "030e016b00",
+    "030f016b",
+    "0310016b007f05",
+    "0311016b",
+    "0312016b00",
+    "0313016b01",
+    "0314016b",
+    "033c02016b01ac02016e0002070302016b017600040305016e",
+];
+
 /// [`requests`] with commands of version 1.
 const REQUESTS_V1_HEX: &[&str] = &["01000102016b017602", "0101ac02ffffffffffffffffff010105016e"];
 
 /// [`requests`]: version, session flag (and the session as varints), then the command.
-const REQUESTS_HEX: &[&str] = &["01000202016b017602", "0101ac02ffffffffffffffffff010205016e"];
+const REQUESTS_HEX: &[&str] = &["01000302016b017602", "0101ac02ffffffffffffffffff010305016e"];
 
 /// [`replies`]: a tag, then the fields (zigzag varints for integers).
 const REPLIES_HEX: &[&str] = &[
@@ -224,6 +275,8 @@ const REPLIES_HEX: &[&str] = &[
     "03ffffffffffffffffff01",
     "0403020178010301",
     "0506455252206e6f",
+    "06",
+    "0704504f4e47",
 ];
 
 /// [`store_v1`]'s snapshot as version 1 wrote it: magic, version, applied index, the keys in
@@ -259,8 +312,27 @@ fn keep_their_bytes<T: std::fmt::Debug + PartialEq>(
 
 #[test]
 fn commands_keep_their_bytes() {
-    let all = commands().into_iter().chain(commands_v2()).collect();
+    let all = commands()
+        .into_iter()
+        .chain(commands_v2())
+        .chain(commands_v3())
+        .collect();
     keep_their_bytes(all, COMMANDS_HEX, Command::encode, Command::decode);
+}
+
+/// Commands of version 2 read as they did; a version 2 command names only opcodes 1 to 20.
+#[test]
+fn version_2_bytes_still_read() {
+    let all = commands().into_iter().chain(commands_v2());
+    for (command, hex) in all.zip(COMMANDS_V2_HEX) {
+        assert_eq!(Command::decode(&from_hex(hex)), Ok(command));
+    }
+    let mut exec = commands_v3()[0].encode();
+    exec[0] = 2;
+    assert!(matches!(
+        Command::decode(&exec),
+        Err(KvError::UnknownTag { tag: 60, .. })
+    ));
 }
 
 #[test]
@@ -318,7 +390,7 @@ fn snapshots_keep_their_bytes() {
 /// follows it.
 #[test]
 fn unknown_format_versions_are_refused_alike() {
-    for version in [0u8, 3, 0x7f, 0x80, 0xff] {
+    for version in [0u8, 4, 0x7f, 0x80, 0xff] {
         let refused = |what| KvError::UnsupportedVersion { what, version };
 
         let mut command = from_hex(COMMANDS_HEX[1]);

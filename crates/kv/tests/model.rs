@@ -3,14 +3,15 @@
 //! snapshot/restore cycles, at a log time that moves forward by random steps, compared reply
 //! by reply and state by state with a naive model — `HashMap`s for the data, deadlines and
 //! revisions, every key scanned for expiry at each entry, and a `Vec` of sessions scanned
-//! linearly for expiry and eviction (thesis §6.3).
+//! linearly for expiry and eviction (thesis §6.3). Transactions (`EXEC`) watch keys at the
+//! model's current revision or a stale one, and queue any other command.
 
 use std::collections::HashMap;
 
 use proptest::prelude::*;
 use skiff_kv::{
     Command, Deadline, ExpireCondition, Expiry, KvConfig, Reply, SessionRequest, SetCondition,
-    SetOptions, StateMachine, TimeUnit,
+    SetOptions, StateMachine, TimeUnit, Transaction, Watched,
 };
 
 /// The log time of the first entry.
@@ -163,6 +164,13 @@ enum Op {
         gap: u64,
         advance_ms: u64,
     },
+    /// Apply `commands` as one `EXEC` entry, `advance_ms` after the last stamp, watching each
+    /// key at its revision now (or, when `stale`, at one it never had).
+    Exec {
+        watched: Vec<(Vec<u8>, bool)>,
+        commands: Vec<Command>,
+        advance_ms: u64,
+    },
     /// Apply the next entry, carrying only a log time `advance_ms` after the last stamp.
     PassTime { advance_ms: u64 },
     /// Serve `command` through `read`.
@@ -184,6 +192,12 @@ fn op() -> impl Strategy<Value = Op> {
         10 => (command(), proptest::option::of((0u64..5, sequence)), prop_oneof![4 => Just(1u64), 1 => 1u64..8], advance())
             .prop_map(|(command, client, gap, advance_ms)| Op::Apply { command, client, gap, advance_ms }),
         3 => command().prop_map(Op::Read),
+        2 => (
+            proptest::collection::vec((key(), prop_oneof![3 => Just(false), 1 => Just(true)]), 0..3),
+            proptest::collection::vec(command(), 0..4),
+            advance(),
+        )
+            .prop_map(|(watched, commands, advance_ms)| Op::Exec { watched, commands, advance_ms }),
         1 => advance().prop_map(|advance_ms| Op::PassTime { advance_ms }),
         1 => Just(Op::SnapshotRestore),
     ]
@@ -598,6 +612,24 @@ impl Model {
         }
     }
 
+    /// The revision `WATCH key` would record now.
+    fn watch(&self, key: &[u8]) -> Option<u64> {
+        self.revisions.get(key).copied()
+    }
+
+    /// `EXEC` at `index`: nothing runs when a watched key's revision moved, else every
+    /// command in order.
+    fn exec(&mut self, index: u64, stamp: u64, watched: &[Watched], commands: &[Command]) -> Reply {
+        self.index = index;
+        self.pass_time(stamp);
+        self.sessions
+            .retain(|s| index - s.last_index <= SESSION_EXPIRY_ENTRIES);
+        if watched.iter().any(|w| self.watch(&w.key) != w.revision) {
+            return Reply::NilArray;
+        }
+        Reply::Array(commands.iter().map(|c| self.execute(c)).collect())
+    }
+
     fn last_sequence(&self, client: u64) -> u64 {
         self.sessions
             .iter()
@@ -684,6 +716,22 @@ proptest! {
                     let expected = model.apply(index, clock, &command, session);
                     let actual = machine.apply_at(index, Some(clock), command.clone(), session);
                     prop_assert_eq!(actual, expected, "{:?} with {:?} at {}", command, session, index);
+                }
+                Op::Exec { watched, commands, advance_ms } => {
+                    index += 1;
+                    clock += advance_ms;
+                    let watched: Vec<Watched> = watched
+                        .into_iter()
+                        .map(|(key, stale)| {
+                            // Revision 0 is no write's: a stale WATCH.
+                            let revision = if stale { Some(0) } else { model.watch(&key) };
+                            Watched { key, revision }
+                        })
+                        .collect();
+                    let expected = model.exec(index, clock, &watched, &commands);
+                    let transaction = Command::Exec(Transaction { watched, commands });
+                    let actual = machine.apply_at(index, Some(clock), transaction.clone(), None);
+                    prop_assert_eq!(actual, expected, "{:?} at {}", transaction, index);
                 }
                 Op::Read(command) => {
                     let expected = model

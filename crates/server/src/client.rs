@@ -32,6 +32,10 @@ use crate::driver::Input;
 use crate::resp::{self, Limits, RequestParser};
 use crate::shared::{NodeStatus, Shared};
 
+mod connection;
+mod registry;
+mod transaction;
+
 /// Replies a connection may owe at once; a client pipelining more waits for the first ones.
 const MAX_PIPELINE: usize = 1024;
 /// What one buffer may hold whatever the other clients hold: a client within it is never
@@ -216,7 +220,8 @@ impl Answered {
 
 /// The most bytes of RESP the reply to `command` can take: a value for `GET` (and the
 /// commands that answer a value: `GETEX`, `GETDEL`, `SET … GET`, `GETSET`), each key's value
-/// for `MGET` (at most the reply limit), a short answer for everything else.
+/// for `MGET` (at most the reply limit), its commands' for `EXEC`, a short answer for
+/// everything else.
 fn worst_reply_bytes(command: &skiff_kv::Command, options: &ClientOptions) -> usize {
     const SHORT: usize = 256;
     let value = options.max_value_bytes.saturating_add(32);
@@ -225,6 +230,9 @@ fn worst_reply_bytes(command: &skiff_kv::Command, options: &ClientOptions) -> us
         | skiff_kv::Command::GetEx { .. }
         | skiff_kv::Command::GetDel { .. }
         | skiff_kv::Command::SetWith { .. } => value,
+        skiff_kv::Command::Exec(transaction) => {
+            transaction::worst_reply_bytes(transaction, options, SHORT)
+        }
         skiff_kv::Command::MGet { keys } => keys
             .len()
             .saturating_mul(value)
@@ -251,6 +259,7 @@ pub async fn serve_clients(
         used: AtomicUsize::new(0),
         limit: options.max_memory_bytes,
     });
+    let registry = Arc::new(registry::Registry::default());
     loop {
         let (mut stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -277,10 +286,12 @@ pub async fn serve_clients(
         let shared = shared.clone();
         let budget = budget.clone();
         let access = access.clone();
+        let client = registry.register(addr, stream.local_addr().ok());
         tokio::spawn(async move {
             let _slot = slot;
             let _ = stream.set_nodelay(true);
             let connection = Connection {
+                client: &client,
                 driver: &driver,
                 shared: &shared,
                 options: &options,
@@ -317,6 +328,8 @@ struct Connection<'a> {
     addr: std::net::SocketAddr,
     /// The password clients must give first, if one is required.
     password: Option<&'a Secret>,
+    /// This connection's entry among the node's clients.
+    client: &'a registry::Registered,
 }
 
 impl Connection<'_> {
@@ -379,6 +392,7 @@ impl Connection<'_> {
         let mut charge = Charge::new(self.budget);
         let mut order = RequestOrder::default();
         let mut authenticated = self.password.is_none();
+        let mut transaction = transaction::TransactionState::default();
         loop {
             if !self.read_more(&mut reader, &mut buf).await {
                 return;
@@ -408,10 +422,8 @@ impl Connection<'_> {
                     owed_tx: &owed_tx,
                     answered,
                 };
-                if !self
-                    .answer(args, &mut order, &mut authenticated, queue)
-                    .await
-                {
+                let state = (&mut order, &mut authenticated, &mut transaction);
+                if !self.answer(args, state, queue).await {
                     return;
                 }
             }
@@ -474,18 +486,27 @@ impl Connection<'_> {
     async fn answer(
         &self,
         args: Vec<Vec<u8>>,
-        order: &mut RequestOrder,
-        authenticated: &mut bool,
+        (order, authenticated, transaction): ConnectionState<'_>,
         queue: ReplyQueue<'_>,
     ) -> bool {
         let request_bytes: usize = args.iter().map(Vec::len).sum();
-        let owed = match commands::parse(args) {
+        let parsed = commands::parse(args);
+        let step = self.transaction_step(
+            parsed,
+            request_bytes,
+            transaction,
+            authenticated,
+            order,
+            queue,
+        );
+        let parsed = match step.await {
+            transaction::Step::Answered(open) => return open,
+            transaction::Step::Pass(parsed) => parsed,
+        };
+        let owed = match parsed {
             Ok(ClientRequest::Auth { username, password }) => {
                 self.authenticate(username, &password, authenticated, Reply::Ok)
             }
-            Ok(ClientRequest::Hello {
-                auth: Some((username, password)),
-            }) => self.authenticate(Some(username), &password, authenticated, hello_reply()),
             // Before AUTH only QUIT is served (PING too is refused, as Redis does); a request
             // that does not parse gets its own error, as Redis checks name and arity first.
             Ok(ref request) if !*authenticated && *request != ClientRequest::Quit => {
@@ -498,7 +519,7 @@ impl Connection<'_> {
                 Owed::Now(Reply::error(skiff_node::refusals::TOO_LARGE))
             }
             Ok(ClientRequest::Kv(command)) => {
-                return self.submit_in_order(command, order, queue).await;
+                return self.submit_in_order(command, order, queue, None).await;
             }
             Ok(request) => local_reply(request, self.shared),
             Err(error) => {
@@ -516,6 +537,7 @@ impl Connection<'_> {
         command: skiff_kv::Command,
         order: &mut RequestOrder,
         queue: ReplyQueue<'_>,
+        splice: Option<transaction::Splice>,
     ) -> bool {
         let effect = if command.is_read_only() {
             Effect::Read
@@ -525,13 +547,17 @@ impl Connection<'_> {
         order.wait_turn(effect, queue.answered).await;
         // No more in flight than their replies, at their largest, may take of the output
         // limit.
-        let worst = worst_reply_bytes(&command, self.options);
+        let worst = worst_reply_bytes(&command, self.options)
+            .saturating_add(splice.as_ref().map_or(0, transaction::Splice::bytes));
         queue
             .answered
             .reserve(worst, self.options.max_output_bytes)
             .await;
         order.sent(effect);
-        let owed = self.submit(command);
+        let mut owed = self.submit(command);
+        if let Some(splice) = splice {
+            owed = splice.around(owed);
+        }
         queue
             .owed_tx
             .send(Queued {
@@ -664,6 +690,13 @@ impl Connection<'_> {
     }
 }
 
+/// A connection's order, whether it authenticated, and its transaction.
+type ConnectionState<'a> = (
+    &'a mut RequestOrder,
+    &'a mut bool,
+    &'a mut transaction::TransactionState,
+);
+
 /// The store commands a connection has in flight, for taking its commands in the order sent.
 #[derive(Default)]
 struct RequestOrder {
@@ -786,6 +819,16 @@ async fn next_owed(
 fn local_reply(request: ClientRequest, shared: &Shared) -> Owed {
     match request {
         ClientRequest::Kv(_) => unreachable!("store commands go to the driver"),
+        ClientRequest::Auth { .. }
+        | ClientRequest::Hello(_)
+        | ClientRequest::Multi
+        | ClientRequest::Exec
+        | ClientRequest::Discard
+        | ClientRequest::Watch(_)
+        | ClientRequest::Unwatch
+        | ClientRequest::Reset
+        | ClientRequest::Client(_)
+        | ClientRequest::Command(_) => unreachable!("answered by the connection"),
         ClientRequest::Ping(None) => Owed::Simple("PONG"),
         ClientRequest::Ping(Some(message)) | ClientRequest::Echo(message) => {
             Owed::Now(Reply::Bulk(message))
@@ -793,32 +836,8 @@ fn local_reply(request: ClientRequest, shared: &Shared) -> Owed {
         ClientRequest::Select | ClientRequest::Ok => Owed::Now(Reply::Ok),
         ClientRequest::Info => Owed::Now(Reply::Bulk(info(&shared.status()).into_bytes())),
         ClientRequest::ConfigGet(parameter) => Owed::Now(Reply::Array(config_value(parameter))),
-        ClientRequest::EmptyArray => Owed::Now(Reply::Array(Vec::new())),
         ClientRequest::Quit => Owed::Close(Reply::Ok),
-        ClientRequest::Hello { .. } => Owed::Now(hello_reply()),
-        ClientRequest::Auth { .. } => unreachable!("AUTH is answered by the connection"),
     }
-}
-
-/// `HELLO 2`'s reply: Redis's fields, in Redis's order, as a flat array (RESP2), but for the
-/// client id, which Skiff does not keep. Every node takes writes (a follower forwards them),
-/// so each is a `master` to its clients.
-fn hello_reply() -> Reply {
-    let text = |t: &str| Reply::Bulk(t.as_bytes().to_vec());
-    Reply::Array(vec![
-        text("server"),
-        text("skiff"),
-        text("version"),
-        text(env!("CARGO_PKG_VERSION")),
-        text("proto"),
-        Reply::Integer(2),
-        text("mode"),
-        text("standalone"),
-        text("role"),
-        text("master"),
-        text("modules"),
-        Reply::Array(Vec::new()),
-    ])
 }
 
 /// `CONFIG GET`: every write is fsynced before it is acknowledged, which is what Redis calls

@@ -4,7 +4,11 @@
 use skiff_kv::reply::errors;
 use skiff_kv::Command;
 
+mod connection;
 mod expiry;
+pub mod table;
+
+pub use connection::{ClientCommand, CommandQuery, HelloRequest};
 
 /// A parsed client request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,10 +26,8 @@ pub enum ClientRequest {
     /// `CONFIG GET parameter`: `save` and `appendonly` (which Redis tools ask for at start-up)
     /// are answered as a durable server would; others with no settings.
     ConfigGet(Vec<u8>),
-    /// `CLIENT …`, `READONLY`, `READWRITE`: connection-level commands answered locally.
+    /// `READONLY`, `READWRITE`: connection-level commands answered locally.
     Ok,
-    /// `COMMAND` (and `COMMAND DOCS`): answered with an empty list.
-    EmptyArray,
     /// `QUIT`: reply OK and close.
     Quit,
     /// `AUTH [username] password`.
@@ -36,10 +38,23 @@ pub enum ClientRequest {
         password: Vec<u8>,
     },
     /// `HELLO [2 [AUTH username password] [SETNAME name]]`.
-    Hello {
-        /// The username and password given with `AUTH`.
-        auth: Option<(Vec<u8>, Vec<u8>)>,
-    },
+    Hello(HelloRequest),
+    /// `MULTI`: start queueing a transaction.
+    Multi,
+    /// `EXEC`: run the queued transaction.
+    Exec,
+    /// `DISCARD`: drop the queued transaction.
+    Discard,
+    /// `WATCH key…`: abort the next `EXEC` if one of the keys changes first.
+    Watch(Vec<Vec<u8>>),
+    /// `UNWATCH`.
+    Unwatch,
+    /// `RESET`: the connection as it was when it opened.
+    Reset,
+    /// `CLIENT …`.
+    Client(ClientCommand),
+    /// `COMMAND …`.
+    Command(CommandQuery),
 }
 
 /// Why a request is not a command this server runs; the text is the Redis-style error.
@@ -68,6 +83,10 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Result<ClientRequest, CommandError> {
     let name = typed.to_ascii_uppercase();
     let argc = args.len();
     let mut rest = args.drain(1..);
+    // The table `COMMAND` describes is the one arity is checked against.
+    if let Some(spec) = table::lookup(&name) {
+        spec.check_arity(argc)?;
+    }
     let mut next = || rest.next().expect("arity checked");
     let exact = |n: usize| if argc == n { Ok(()) } else { Err(arity(&name)) };
     let at_least = |n: usize| if argc >= n { Ok(()) } else { Err(arity(&name)) };
@@ -223,28 +242,15 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Result<ClientRequest, CommandError> {
             }
             ClientRequest::ConfigGet(next().to_ascii_lowercase())
         }
-        "CLIENT" | "READONLY" | "READWRITE" => ClientRequest::Ok,
-        "HELLO" => {
-            if argc > 1 && next() != b"2" {
-                return Err(CommandError(
-                    "NOPROTO this server speaks RESP2 only".to_string(),
-                ));
-            }
-            let mut auth = None;
-            while let Some(option) = rest.next() {
-                if option.eq_ignore_ascii_case(b"AUTH") {
-                    let (Some(username), Some(password)) = (rest.next(), rest.next()) else {
-                        return Err(syntax());
-                    };
-                    auth = Some((username, password));
-                } else if option.eq_ignore_ascii_case(b"SETNAME") {
-                    rest.next().ok_or_else(syntax)?;
-                } else {
-                    return Err(syntax());
-                }
-            }
-            ClientRequest::Hello { auth }
-        }
+        "READONLY" | "READWRITE" => ClientRequest::Ok,
+        "CLIENT" => ClientRequest::Client(connection::parse_client(rest)?),
+        "HELLO" => ClientRequest::Hello(connection::parse_hello(rest)?),
+        "MULTI" => ClientRequest::Multi,
+        "EXEC" => ClientRequest::Exec,
+        "DISCARD" => ClientRequest::Discard,
+        "WATCH" => ClientRequest::Watch(rest.collect()),
+        "UNWATCH" => ClientRequest::Unwatch,
+        "RESET" => ClientRequest::Reset,
         "AUTH" => match argc {
             2 => ClientRequest::Auth {
                 username: None,
@@ -256,7 +262,7 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Result<ClientRequest, CommandError> {
             },
             _ => return Err(syntax()),
         },
-        "COMMAND" => ClientRequest::EmptyArray,
+        "COMMAND" => ClientRequest::Command(connection::parse_command(rest)?),
         "QUIT" => ClientRequest::Quit,
         _ => return Err(CommandError(format!("ERR unknown command '{typed}'"))),
     })
@@ -325,12 +331,46 @@ mod tests {
                     password: b"pw".to_vec(),
                 },
             ),
-            ("HELLO 2", ClientRequest::Hello { auth: None }),
+            (
+                "HELLO 2",
+                ClientRequest::Hello(HelloRequest {
+                    auth: None,
+                    setname: None,
+                }),
+            ),
             (
                 "HELLO 2 SETNAME x AUTH default pw",
-                ClientRequest::Hello {
+                ClientRequest::Hello(HelloRequest {
                     auth: Some((b"default".to_vec(), b"pw".to_vec())),
-                },
+                    setname: Some(b"x".to_vec()),
+                }),
+            ),
+            ("multi", ClientRequest::Multi),
+            (
+                "WATCH a b",
+                ClientRequest::Watch(vec![b"a".to_vec(), b"b".to_vec()]),
+            ),
+            (
+                "client setname conn-1",
+                ClientRequest::Client(ClientCommand::SetName(b"conn-1".to_vec())),
+            ),
+            (
+                "CLIENT LIST ID 3 4",
+                ClientRequest::Client(ClientCommand::List {
+                    ids: Some(vec![3, 4]),
+                }),
+            ),
+            (
+                "CLIENT SETINFO LIB-NAME redis-py",
+                ClientRequest::Client(ClientCommand::SetInfo {
+                    lib_name: true,
+                    value: b"redis-py".to_vec(),
+                }),
+            ),
+            ("COMMAND", ClientRequest::Command(CommandQuery::All)),
+            (
+                "command info get",
+                ClientRequest::Command(CommandQuery::Info(vec![b"get".to_vec()])),
             ),
             ("select 0", ClientRequest::Select),
             (
@@ -356,6 +396,46 @@ mod tests {
             ("INCRBY n x", "ERR value is not an integer or out of range"),
             ("SELECT 3", "ERR DB index is out of range"),
             ("FLUSHALL", "ERR unknown command 'FLUSHALL'"),
+            (
+                "MULTI x",
+                "ERR wrong number of arguments for 'multi' command",
+            ),
+            ("WATCH", "ERR wrong number of arguments for 'watch' command"),
+            (
+                "CLIENT",
+                "ERR wrong number of arguments for 'client' command",
+            ),
+            (
+                "CLIENT ID x",
+                "ERR wrong number of arguments for 'client|id' command",
+            ),
+            (
+                "CLIENT SETNAME",
+                "ERR wrong number of arguments for 'client|setname' command",
+            ),
+            (
+                "CLIENT FOO",
+                "ERR unknown subcommand 'FOO'. Try CLIENT HELP.",
+            ),
+            ("CLIENT LIST TYPE foo", "ERR Unknown client type 'foo'"),
+            ("CLIENT LIST ID abc", "ERR Invalid client ID"),
+            ("CLIENT LIST foo", "ERR syntax error"),
+            ("CLIENT SETINFO foo bar", "ERR Unrecognized option 'foo'"),
+            (
+                "COMMAND COUNT x",
+                "ERR wrong number of arguments for 'command|count' command",
+            ),
+            (
+                "COMMAND FOO",
+                "ERR unknown subcommand 'FOO'. Try COMMAND HELP.",
+            ),
+            ("HELLO 3", "NOPROTO unsupported protocol version"),
+            (
+                "HELLO x",
+                "ERR Protocol version is not an integer or out of range",
+            ),
+            ("HELLO 2 FOO", "ERR Syntax error in HELLO option 'FOO'"),
+            ("HELLO 2 AUTH", "ERR Syntax error in HELLO option 'AUTH'"),
         ];
         for (text, error) in table {
             assert_eq!(
@@ -363,6 +443,46 @@ mod tests {
                 Err(CommandError(error.to_string())),
                 "{text}"
             );
+        }
+        // Names with spaces or line breaks, as Redis refuses them.
+        let name_error = "ERR Client names cannot contain spaces, newlines or special characters.";
+        for name in [&b"a b"[..], b"a\nb", b"\x01"] {
+            let args = vec![b"CLIENT".to_vec(), b"SETNAME".to_vec(), name.to_vec()];
+            assert_eq!(parse(args), Err(CommandError(name_error.to_string())));
+        }
+    }
+
+    /// Every command `COMMAND` describes is one the parser runs, and the parser refuses it
+    /// with one word fewer than its arity asks, as the table says.
+    #[test]
+    fn the_command_table_and_the_parser_agree() {
+        for spec in table::COMMANDS {
+            let needed = usize::try_from(spec.arity.unsigned_abs()).expect("small");
+            let mut args = vec![spec.name.as_bytes().to_vec()];
+            args.extend((1..needed).map(|i| format!("{i}").into_bytes()));
+            if let Err(CommandError(text)) = parse(args.clone()) {
+                assert!(!text.contains("unknown command"), "{}: {text}", spec.name);
+                assert!(!text.contains("wrong number"), "{}: {text}", spec.name);
+            }
+            if needed > 1 {
+                args.pop();
+                assert_eq!(
+                    parse(args),
+                    Err(arity(spec.name)),
+                    "{} with too few words",
+                    spec.name
+                );
+            }
+            if spec.arity > 0 {
+                let mut args = vec![spec.name.as_bytes().to_vec()];
+                args.extend((0..needed).map(|i| format!("{i}").into_bytes()));
+                assert_eq!(
+                    parse(args),
+                    Err(arity(spec.name)),
+                    "{} with one more",
+                    spec.name
+                );
+            }
         }
     }
 }

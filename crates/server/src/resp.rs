@@ -315,6 +315,8 @@ pub fn write_reply(out: &mut BytesMut, reply: &Reply) {
             }
         }
         Reply::Error(text) => write_error(out, text),
+        Reply::NilArray => out.extend_from_slice(b"*-1\r\n"),
+        Reply::Simple(text) => write_line(out, b'+', text),
     }
 }
 
@@ -322,7 +324,8 @@ pub fn write_reply(out: &mut BytesMut, reply: &Reply) {
 pub fn reply_len(reply: &Reply) -> usize {
     const HEADER: usize = 1 + 20 + 2;
     match reply {
-        Reply::Ok | Reply::Nil | Reply::Integer(_) => HEADER,
+        Reply::Ok | Reply::Nil | Reply::Integer(_) | Reply::NilArray => HEADER,
+        Reply::Simple(text) => text.len() + 3,
         Reply::Bulk(bytes) => HEADER + bytes.len() + 2,
         Reply::Array(items) => HEADER + items.iter().map(reply_len).sum::<usize>(),
         Reply::Error(text) => text.len() + 3,
@@ -345,7 +348,12 @@ pub fn write_simple(out: &mut BytesMut, text: &str) {
 
 /// Appends an error; line breaks in `text` become spaces so the reply stays one line.
 pub fn write_error(out: &mut BytesMut, text: &str) {
-    out.extend_from_slice(b"-");
+    write_line(out, b'-', text);
+}
+
+/// Appends `kind` and `text` as one line: line breaks in `text` become spaces.
+fn write_line(out: &mut BytesMut, kind: u8, text: &str) {
+    out.extend_from_slice(&[kind]);
     out.extend(
         text.bytes()
             .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),

@@ -213,9 +213,25 @@ fn without_a_password_auth_is_answered_as_redis_server_answers_it() {
     let addr = cluster.nodes[&1].client;
     // redis-server 7 without requirepass: its `default` user takes any password, a bare
     // password is an error that says none is set, and another user is refused. HELLO is
-    // answered with Redis's fields (but the client id).
+    // answered with Redis's fields, the connection's id among them.
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    stream.write_all(b"CLIENT ID\r\n").expect("sent");
+    let mut id_line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !id_line.ends_with(b"\r\n") {
+        stream.read_exact(&mut byte).expect("CLIENT ID's reply");
+        id_line.push(byte[0]);
+    }
+    let id = String::from_utf8_lossy(&id_line[1..id_line.len() - 2]).to_string();
+    assert!(
+        id_line.starts_with(b":") && id.parse::<u64>().is_ok(),
+        "{id_line:?}"
+    );
     let hello = format!(
-        "*12\r\n$6\r\nserver\r\n$5\r\nskiff\r\n$7\r\nversion\r\n${}\r\n{}\r\n$5\r\nproto\r\n:2\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0",
+        "*14\r\n$6\r\nserver\r\n$5\r\nskiff\r\n$7\r\nversion\r\n${}\r\n{}\r\n$5\r\nproto\r\n:2\r\n$2\r\nid\r\n:{id}\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0",
         env!("CARGO_PKG_VERSION").len(),
         env!("CARGO_PKG_VERSION")
     );
@@ -236,10 +252,6 @@ fn without_a_password_auth_is_answered_as_redis_server_answers_it() {
         ),
         ("SET after-auth 1", "+OK"),
     ];
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
     let pipeline: String = exchanges.iter().map(|(c, _)| format!("{c}\r\n")).collect();
     stream.write_all(pipeline.as_bytes()).expect("sent");
     let expected: String = exchanges.iter().map(|(_, r)| format!("{r}\r\n")).collect();
