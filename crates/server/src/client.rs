@@ -32,6 +32,8 @@ use crate::driver::Input;
 use crate::resp::{self, Limits, RequestParser};
 use crate::shared::{NodeStatus, Shared};
 
+mod subscriber;
+
 /// Replies a connection may owe at once; a client pipelining more waits for the first ones.
 const MAX_PIPELINE: usize = 1024;
 /// What one buffer may hold whatever the other clients hold: a client within it is never
@@ -159,6 +161,11 @@ enum Owed {
     Later(oneshot::Receiver<Reply>),
     /// Reply, then close the connection.
     Close(Reply),
+    /// From here on, write what this mailbox holds too: the connection subscribed.
+    Subscribed(Arc<crate::pubsub::Mailbox>),
+    /// Write what the mailbox still holds, then no more from it: the connection left
+    /// subscribed mode.
+    Unsubscribed,
 }
 
 /// What a command does to the store, for ordering a connection's commands.
@@ -379,6 +386,7 @@ impl Connection<'_> {
         let mut charge = Charge::new(self.budget);
         let mut order = RequestOrder::default();
         let mut authenticated = self.password.is_none();
+        let mut subscription = subscriber::Subscription::default();
         loop {
             if !self.read_more(&mut reader, &mut buf).await {
                 return;
@@ -408,10 +416,8 @@ impl Connection<'_> {
                     owed_tx: &owed_tx,
                     answered,
                 };
-                if !self
-                    .answer(args, &mut order, &mut authenticated, queue)
-                    .await
-                {
+                let state = (&mut order, &mut authenticated, &mut subscription);
+                if !self.answer(args, state, queue).await {
                     return;
                 }
             }
@@ -474,11 +480,17 @@ impl Connection<'_> {
     async fn answer(
         &self,
         args: Vec<Vec<u8>>,
-        order: &mut RequestOrder,
-        authenticated: &mut bool,
+        (order, authenticated, subscription): RequestState<'_>,
         queue: ReplyQueue<'_>,
     ) -> bool {
         let request_bytes: usize = args.iter().map(Vec::len).sum();
+        if subscription.is_active() {
+            let name = subscriber::context_name(&args);
+            let parsed = commands::parse(args);
+            return self
+                .answer_subscribed(parsed, name, subscription, queue)
+                .await;
+        }
         let owed = match commands::parse(args) {
             Ok(ClientRequest::Auth { username, password }) => {
                 self.authenticate(username, &password, authenticated, Reply::Ok)
@@ -499,6 +511,9 @@ impl Connection<'_> {
             }
             Ok(ClientRequest::Kv(command)) => {
                 return self.submit_in_order(command, order, queue).await;
+            }
+            Ok(ClientRequest::PubSub(request)) => {
+                return self.enter_pubsub(request, subscription, queue).await;
             }
             Ok(request) => local_reply(request, self.shared),
             Err(error) => {
@@ -548,7 +563,7 @@ impl Connection<'_> {
         let reserved = match &owed {
             Owed::Now(reply) | Owed::Close(reply) => resp::reply_len(reply),
             Owed::Simple(text) => text.len() + 3,
-            Owed::Later(_) => 0,
+            Owed::Later(_) | Owed::Subscribed(_) | Owed::Unsubscribed => 0,
         };
         queue
             .answered
@@ -589,12 +604,19 @@ impl Connection<'_> {
         let mut head: Option<Queued> = None;
         let mut more = true;
         let mut closing = false;
+        let mut inbox = subscriber::Inbox::default();
         // When the socket last took bytes (or `out` last became non-empty), and a timer that
         // looks at it now and then: one timer for the connection, not one per reply.
         let mut progress_at = tokio::time::Instant::now();
         let send_timer = tokio::time::sleep(SEND_TIMEOUT);
         tokio::pin!(send_timer);
         loop {
+            if inbox.fill(&mut out).is_err() {
+                return self.subscriber_fell_behind();
+            }
+            if !self.output_within_limits(&mut charge, &out) {
+                return;
+            }
             if out.is_empty() && (closing || !more) {
                 let _ = writer.shutdown().await;
                 return;
@@ -616,6 +638,12 @@ impl Connection<'_> {
                         more = false;
                         continue;
                     };
+                    let Ok(owed) = inbox.receive(owed, &mut out) else {
+                        return self.subscriber_fell_behind();
+                    };
+                    let Some(owed) = owed else {
+                        continue;
+                    };
                     if out.is_empty() {
                         progress_at = tokio::time::Instant::now();
                     }
@@ -633,6 +661,7 @@ impl Connection<'_> {
                     progress_at = tokio::time::Instant::now();
                     release_burst(&mut out, &mut charge);
                 }
+                () = inbox.wait(out.len()) => {}
                 // A client that takes no byte of its replies for this long is gone or stuck:
                 // its slot and buffers are freed even with no idle timeout set.
                 () = &mut send_timer, if !out.is_empty() => {
@@ -690,6 +719,14 @@ impl RequestOrder {
     }
 }
 
+/// A connection's reader state: the order of its store commands, whether it authenticated,
+/// its subscriptions.
+type RequestState<'a> = (
+    &'a mut RequestOrder,
+    &'a mut bool,
+    &'a mut subscriber::Subscription,
+);
+
 /// Where a request's reply goes: the writer's queue, and the count and reservations of the
 /// replies owed.
 #[derive(Clone, Copy)]
@@ -712,6 +749,7 @@ fn buffer_reply(out: &mut BytesMut, owed: Owed) -> bool {
         Owed::Now(reply) => resp::write_reply(out, &reply),
         Owed::Simple(text) => resp::write_simple(out, text),
         Owed::Later(_) => unreachable!("next_owed resolves later replies"),
+        Owed::Subscribed(_) | Owed::Unsubscribed => unreachable!("the inbox takes its markers"),
         Owed::Close(reply) => {
             resp::write_reply(out, &reply);
             return true;
@@ -792,7 +830,10 @@ fn local_reply(request: ClientRequest, shared: &Shared) -> Owed {
         }
         ClientRequest::Select | ClientRequest::Ok => Owed::Now(Reply::Ok),
         ClientRequest::Info => Owed::Now(Reply::Bulk(info(&shared.status()).into_bytes())),
-        ClientRequest::ConfigGet(parameter) => Owed::Now(Reply::Array(config_value(parameter))),
+        ClientRequest::Config(request) => {
+            Owed::Now(crate::runtime_config::answer(request, &shared.pubsub))
+        }
+        ClientRequest::PubSub(_) => unreachable!("pub/sub requests are answered by the connection"),
         ClientRequest::EmptyArray => Owed::Now(Reply::Array(Vec::new())),
         ClientRequest::Quit => Owed::Close(Reply::Ok),
         ClientRequest::Hello { .. } => Owed::Now(hello_reply()),
@@ -819,18 +860,6 @@ fn hello_reply() -> Reply {
         text("modules"),
         Reply::Array(Vec::new()),
     ])
-}
-
-/// `CONFIG GET`: every write is fsynced before it is acknowledged, which is what Redis calls
-/// `appendonly yes` with `appendfsync always`; there are no RDB save points.
-fn config_value(parameter: Vec<u8>) -> Vec<Reply> {
-    let value: &[u8] = match parameter.as_slice() {
-        b"save" => b"",
-        b"appendonly" => b"yes",
-        b"appendfsync" => b"always",
-        _ => return Vec::new(),
-    };
-    vec![Reply::Bulk(parameter), Reply::Bulk(value.to_vec())]
 }
 
 /// The INFO text: a `# Server` section and a `# Raft` section.

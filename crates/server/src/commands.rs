@@ -4,7 +4,12 @@
 use skiff_kv::reply::errors;
 use skiff_kv::Command;
 
+mod config;
 mod expiry;
+mod pubsub;
+
+pub use config::ConfigRequest;
+pub use pubsub::PubSubRequest;
 
 /// A parsed client request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,9 +24,10 @@ pub enum ClientRequest {
     Select,
     /// `INFO [section]`.
     Info,
-    /// `CONFIG GET parameter`: `save` and `appendonly` (which Redis tools ask for at start-up)
-    /// are answered as a durable server would; others with no settings.
-    ConfigGet(Vec<u8>),
+    /// `CONFIG GET|SET|RESETSTAT|REWRITE` (see `runtime_config`).
+    Config(ConfigRequest),
+    /// `SUBSCRIBE` and its kin.
+    PubSub(PubSubRequest),
     /// `CLIENT …`, `READONLY`, `READWRITE`: connection-level commands answered locally.
     Ok,
     /// `COMMAND` (and `COMMAND DOCS`): answered with an empty list.
@@ -214,14 +220,9 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Result<ClientRequest, CommandError> {
             ClientRequest::Select
         }
         "INFO" => ClientRequest::Info,
-        "CONFIG" => {
-            at_least(2)?;
-            if !next().eq_ignore_ascii_case(b"GET") || argc != 3 {
-                return Err(CommandError(
-                    "ERR CONFIG supports only GET of one parameter on this server".to_string(),
-                ));
-            }
-            ClientRequest::ConfigGet(next().to_ascii_lowercase())
+        "CONFIG" => return config::parse(rest),
+        "SUBSCRIBE" | "PSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "PUBLISH" => {
+            return pubsub::parse(&name, rest).expect("a pub/sub command")
         }
         "CLIENT" | "READONLY" | "READWRITE" => ClientRequest::Ok,
         "HELLO" => {
@@ -335,7 +336,7 @@ mod tests {
             ("select 0", ClientRequest::Select),
             (
                 "CONFIG GET save",
-                ClientRequest::ConfigGet(b"save".to_vec()),
+                ClientRequest::Config(ConfigRequest::Get(vec![b"save".to_vec()])),
             ),
         ];
         for (text, expected) in table {
