@@ -661,7 +661,7 @@ impl Connection<'_> {
                     progress_at = tokio::time::Instant::now();
                     release_burst(&mut out, &mut charge);
                 }
-                () = inbox.wait(out.len()) => {}
+                () = inbox.wait() => {}
                 // A client that takes no byte of its replies for this long is gone or stuck:
                 // its slot and buffers are freed even with no idle timeout set.
                 () = &mut send_timer, if !out.is_empty() => {

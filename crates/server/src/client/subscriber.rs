@@ -154,22 +154,22 @@ impl Inbox {
         Ok(None)
     }
 
-    /// Moves waiting frames to `out` while it is short.
+    /// Moves waiting frames to `out` while it is short; `Overflowed` as soon as the mailbox
+    /// is, however long `out` is (the socket may take nothing more).
     pub(super) fn fill(&self, out: &mut BytesMut) -> Result<(), Overflowed> {
-        if let Some(mailbox) = &self.0 {
-            if out.len() < TAKE_BYTES {
-                mailbox.take_into(out, TAKE_BYTES)?;
-            }
+        match &self.0 {
+            Some(mailbox) if out.len() < TAKE_BYTES => mailbox.take_into(out, TAKE_BYTES).map(drop),
+            Some(mailbox) if mailbox.overflowed() => Err(Overflowed),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
-    /// Waits until the mailbox may hold more for a short `out`; never, when there is no
-    /// mailbox or `out` is long (the socket must take it first).
-    pub(super) async fn wait(&self, out_len: usize) {
+    /// Waits until something was pushed to the mailbox (or it overflowed); never, when
+    /// there is none.
+    pub(super) async fn wait(&self) {
         match &self.0 {
-            Some(mailbox) if out_len < TAKE_BYTES => mailbox.wait().await,
-            _ => std::future::pending().await,
+            Some(mailbox) => mailbox.wait().await,
+            None => std::future::pending().await,
         }
     }
 }

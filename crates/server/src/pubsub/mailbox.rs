@@ -79,6 +79,14 @@ impl Mailbox {
         Ok(moved)
     }
 
+    /// Whether a frame did not fit: the connection is to close.
+    pub fn overflowed(&self) -> bool {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .overflowed
+    }
+
     /// Whether nothing waits (and the mailbox did not overflow).
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
