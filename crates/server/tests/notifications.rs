@@ -201,7 +201,7 @@ fn a_subscriber_that_reads_nothing_is_disconnected_and_writers_go_on() {
     let mut writer = cluster.redis(1);
     let mut writes = 0;
     let mut key_batch = 0;
-    let disconnected = eventually(
+    eventually(
         Duration::from_secs(120),
         "the stalled subscriber's disconnection",
         || {
@@ -218,7 +218,6 @@ fn a_subscriber_that_reads_nothing_is_disconnected_and_writers_go_on() {
             (errors(&cluster, 1, "pubsub_slow_subscriber") >= 1).then_some(())
         },
     );
-    let () = disconnected;
     assert!(writes > 0);
     let _: i64 = query(&mut writer, &["DEL", "after"]);
     let _: () = query(&mut writer, &["SET", "after", "1"]);
@@ -262,7 +261,7 @@ fn hostile_subscriptions_and_settings_get_errors_and_the_connection_stays_usable
             String::from_utf8_lossy(&got),
             String::from_utf8_lossy(expected),
             "{:?}",
-            String::from_utf8_lossy(&words[0])
+            String::from_utf8_lossy(words[0])
         );
     };
     let huge = vec![b'*'; 1024 * 1024];
