@@ -388,7 +388,12 @@ impl Connection<'_> {
         let mut authenticated = self.password.is_none();
         let mut subscription = subscriber::Subscription::default();
         loop {
-            if !self.read_more(&mut reader, &mut buf).await {
+            // As in Redis, the idle timeout does not apply to a subscriber.
+            let idle_timeout = self
+                .options
+                .idle_timeout
+                .filter(|_| !subscription.is_active());
+            if !self.read_more(&mut reader, &mut buf, idle_timeout).await {
                 return;
             }
             loop {
@@ -426,8 +431,13 @@ impl Connection<'_> {
 
     /// Reads more of the client's bytes into `buf`; false when the connection is over: the
     /// client closed it, it failed, or it sent nothing for the idle timeout.
-    async fn read_more(&self, reader: &mut (impl AsyncRead + Unpin), buf: &mut BytesMut) -> bool {
-        let read = match self.options.idle_timeout {
+    async fn read_more(
+        &self,
+        reader: &mut (impl AsyncRead + Unpin),
+        buf: &mut BytesMut,
+        idle_timeout: Option<Duration>,
+    ) -> bool {
+        let read = match idle_timeout {
             Some(idle) => match tokio::time::timeout(idle, reader.read_buf(buf)).await {
                 Ok(read) => read,
                 Err(_) => {

@@ -314,3 +314,31 @@ fn hostile_subscriptions_and_settings_get_errors_and_the_connection_stays_usable
     );
     exchange(&[b"SET", b"k", b"v"], b"+OK\r\n");
 }
+
+#[test]
+fn the_idle_timeout_does_not_close_a_subscriber_as_in_redis() {
+    let _serial = serial();
+    let cluster = TestCluster::start_with(
+        1,
+        &[
+            "--notify-keyspace-events",
+            "Kg",
+            "--client-idle-timeout-secs",
+            "1",
+        ],
+    );
+    let mut subscriber = cluster.redis(1);
+    let mut pubsub = subscriber.as_pubsub();
+    pubsub.subscribe("__keyspace@0__:k").unwrap();
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2_500));
+    let mut writer = cluster.redis(1);
+    let _: () = query(&mut writer, &["SET", "k", "1"]);
+    let _: i64 = query(&mut writer, &["DEL", "k"]);
+    assert_eq!(
+        next_messages(&mut pubsub, 1),
+        pairs(&[("__keyspace@0__:k", "del")])
+    );
+}

@@ -9,7 +9,7 @@ impl Driver {
     /// what comes next (a snapshot installed since brings a state machine that records
     /// nothing: it is turned on again here).
     pub(super) fn publish_keyspace_events(&mut self) {
-        let hub = self.shared.pubsub.clone();
+        let hub = &self.shared.pubsub;
         let state_machine = self.node.state_machine_mut();
         if state_machine.records_events() {
             hub.publish(state_machine.take_events());

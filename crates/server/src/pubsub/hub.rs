@@ -67,6 +67,8 @@ pub struct Hub {
     /// The publisher thread's queue, once started.
     publisher: OnceLock<crossbeam_channel::Sender<KeyspaceEvents>>,
     metrics: OnceLock<Arc<Metrics>>,
+    /// How many times events were dropped, for logging the first and then every 1,000th.
+    drops: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -228,10 +230,9 @@ impl Hub {
     }
 
     fn count_dropped(&self, events: u64) {
-        tracing::warn!(
-            events,
-            "keyspace notifications dropped: the publisher fell behind"
-        );
+        if self.drops.fetch_add(1, Ordering::Relaxed) % 1_000 == 0 {
+            tracing::warn!(events, "keyspace notifications dropped: this node records at most 65,536 per batch, and its publisher holds at most 1,024 batches");
+        }
         if let Some(metrics) = self.metrics.get() {
             metrics
                 .errors
@@ -245,12 +246,14 @@ impl Hub {
         const KEYSPACE: &[u8] = b"__keyspace@0__:";
         const KEYEVENT: &[u8] = b"__keyevent@0__:";
         let flags = self.flags();
-        let registry = self.registry();
         let mut channel = Vec::new();
         for event in &batch.events {
             if !flags.covers(event.event) {
                 continue;
             }
+            // Taken per event, so that a connection subscribing meanwhile waits for one
+            // event at most.
+            let registry = self.registry();
             if flags.keyspace() {
                 channel.clear();
                 channel.extend_from_slice(KEYSPACE);
