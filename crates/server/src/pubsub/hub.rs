@@ -67,6 +67,8 @@ pub struct Hub {
     /// The publisher thread's queue, once started.
     publisher: OnceLock<crossbeam_channel::Sender<KeyspaceEvents>>,
     metrics: OnceLock<Arc<Metrics>>,
+    /// What all subscribers' mailboxes hold.
+    mailboxes: Arc<super::mailbox::MailboxBudget>,
     /// How many times events were dropped, for logging the first and then every 1,000th.
     drops: AtomicUsize,
 }
@@ -279,7 +281,7 @@ impl Hub {
         Subscriber {
             hub: self.clone(),
             id,
-            mailbox: Arc::default(),
+            mailbox: Arc::new(Mailbox::new(self.mailboxes.clone())),
         }
     }
 }
