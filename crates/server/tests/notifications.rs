@@ -16,9 +16,7 @@ use redis::Connection;
 
 fn query<T: redis::FromRedisValue>(connection: &mut Connection, words: &[&str]) -> T {
     let mut command = redis::cmd(words[0]);
-    for word in &words[1..] {
-        command.arg(*word);
-    }
+    command.arg(&words[1..]);
     command
         .query(connection)
         .unwrap_or_else(|error| panic!("{words:?}: {error}"))
@@ -72,14 +70,11 @@ fn raw_exchange(stream: &mut TcpStream, request: &[u8], expected: usize) -> Vec<
     got
 }
 
+/// A request in RESP, as the `redis` crate packs it.
 fn resp_array(words: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", words.len()).into_bytes();
-    for word in words {
-        out.extend_from_slice(format!("${}\r\n", word.len()).as_bytes());
-        out.extend_from_slice(word);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
+    let mut command = redis::cmd(std::str::from_utf8(words[0]).expect("a command name"));
+    command.arg(&words[1..]);
+    command.get_packed_command()
 }
 
 #[test]
