@@ -421,8 +421,16 @@ impl Connection<'_> {
                     owed_tx: &owed_tx,
                     answered,
                 };
-                let state = (&mut order, &mut authenticated, &mut subscription);
-                if !self.answer(args, state, queue).await {
+                if !self
+                    .answer(
+                        args,
+                        &mut order,
+                        &mut authenticated,
+                        &mut subscription,
+                        queue,
+                    )
+                    .await
+                {
                     return;
                 }
             }
@@ -490,7 +498,9 @@ impl Connection<'_> {
     async fn answer(
         &self,
         args: Vec<Vec<u8>>,
-        (order, authenticated, subscription): RequestState<'_>,
+        order: &mut RequestOrder,
+        authenticated: &mut bool,
+        subscription: &mut subscriber::Subscription,
         queue: ReplyQueue<'_>,
     ) -> bool {
         let request_bytes: usize = args.iter().map(Vec::len).sum();
@@ -728,14 +738,6 @@ impl RequestOrder {
         self.submitted += 1;
     }
 }
-
-/// A connection's reader state: the order of its store commands, whether it authenticated,
-/// its subscriptions.
-type RequestState<'a> = (
-    &'a mut RequestOrder,
-    &'a mut bool,
-    &'a mut subscriber::Subscription,
-);
 
 /// Where a request's reply goes: the writer's queue, and the count and reservations of the
 /// replies owed.
