@@ -85,18 +85,35 @@ fn a_subscriber_on_a_follower_sees_writes_through_every_node_in_commit_order() {
     let [watched, other] = followers(&cluster, leader)[..] else {
         panic!("two followers")
     };
-    let mut config = cluster.redis(watched);
-    let ok: String = query(
-        &mut config,
-        &["CONFIG", "SET", "notify-keyspace-events", "KEA"],
-    );
-    assert_eq!(ok, "OK");
+    // The setting is each node's own: the watched follower and the leader publish.
+    for id in [watched, leader] {
+        let mut config = cluster.redis(id);
+        let ok: String = query(
+            &mut config,
+            &["CONFIG", "SET", "notify-keyspace-events", "KEA"],
+        );
+        assert_eq!(ok, "OK");
+    }
     let mut subscriber = cluster.redis(watched);
     let mut pubsub = subscriber.as_pubsub();
     pubsub.psubscribe("__keyspace@0__:*").unwrap();
     pubsub.subscribe("__keyevent@0__:expired").unwrap();
     pubsub
         .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut on_leader_subscriber = cluster.redis(leader);
+    let mut leader_pubsub = on_leader_subscriber.as_pubsub();
+    leader_pubsub.psubscribe("__keyspace@0__:*").unwrap();
+    leader_pubsub.subscribe("__keyevent@0__:expired").unwrap();
+    leader_pubsub
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // The other follower's setting stays off: its subscriber hears nothing.
+    let mut on_silent = cluster.redis(other);
+    let mut silent_pubsub = on_silent.as_pubsub();
+    silent_pubsub.psubscribe("*").unwrap();
+    silent_pubsub
+        .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
 
     // Each write is answered before the next is sent: their commit order is this order.
@@ -125,6 +142,15 @@ fn a_subscriber_on_a_follower_sees_writes_through_every_node_in_commit_order() {
         .map(|(c, p)| (c.clone(), p.to_string()))
         .collect();
     assert_eq!(next_messages(&mut pubsub, expected.len()), expected);
+    assert_eq!(
+        next_messages(&mut leader_pubsub, expected.len()),
+        expected,
+        "the leader publishes the same changes in the same order"
+    );
+    assert!(
+        silent_pubsub.get_message().is_err(),
+        "nothing on a node whose setting is off"
+    );
 }
 
 #[test]
