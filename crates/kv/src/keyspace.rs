@@ -110,8 +110,9 @@ impl Keyspace {
         true
     }
 
-    /// Removes every key whose deadline is at or before `now_ms`; how many went.
-    pub(crate) fn expire_due(&mut self, now_ms: u64) -> usize {
+    /// Removes every key whose deadline is at or before `now_ms`, each passed to
+    /// `on_expired` as it goes; how many went.
+    pub(crate) fn expire_due(&mut self, now_ms: u64, mut on_expired: impl FnMut(&[u8])) -> usize {
         let mut expired = 0;
         while let Some((deadline, _)) = self.deadlines.first() {
             if *deadline > now_ms {
@@ -119,6 +120,7 @@ impl Keyspace {
             }
             let (_, key) = self.deadlines.pop_first().expect("checked non-empty");
             self.keys.remove(&key);
+            on_expired(&key);
             expired += 1;
         }
         expired

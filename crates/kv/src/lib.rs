@@ -60,7 +60,9 @@
 //!   §6.3): retries, stale requests, expiry and eviction as functions of the log.
 //! - [`snapshot`]: the snapshot format, its checksum and the checks on restore.
 //! - [`config`]: [`KvConfig`], the limits.
-//! - `events`: the keyspace events each write reports, for notifications.
+//! - `events`: the keyspace events each write reports, for notifications: recorded only
+//!   while the node's owner listens ([`StateMachine::record_events`]), bounded, and taken
+//!   in log order with [`StateMachine::take_events`] ([`KeyspaceEvents`]).
 //! - [`error`]: [`KvError`], for bytes that do not decode and configurations out of range.
 //! - `codec`: the varint and byte-string primitives every format here is built from.
 #![deny(missing_docs)]
@@ -83,6 +85,7 @@ mod ttl;
 pub use command::{Command, SetCondition, COMMAND_FORMAT_VERSION};
 pub use config::KvConfig;
 pub use error::{Encoded, KvError};
+pub use events::{KeyspaceEvent, KeyspaceEvents, MAX_PENDING_EVENTS, MAX_PENDING_EVENT_BYTES};
 pub use expiry::{Deadline, ExpireCondition, Expiry, SetOptions, TimeUnit};
 pub use reply::Reply;
 pub use request::{Request, REQUEST_FORMAT_VERSION};

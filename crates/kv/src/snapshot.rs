@@ -110,6 +110,7 @@ impl StateMachine {
             sessions,
             applied_index,
             log_time_ms,
+            events: Default::default(),
         };
         machine.check_invariants();
         Ok(machine)

@@ -3,6 +3,7 @@
 use crate::command::{Command, SetCondition};
 use crate::config::KvConfig;
 use crate::error::KvError;
+use crate::events::EventRecorder;
 use crate::keyspace::{Keyspace, Stored};
 use crate::reply::{errors, Reply};
 use crate::session::{Admission, Session, SessionRequest, SessionTable};
@@ -27,6 +28,8 @@ pub struct StateMachine {
     /// The log time (Unix milliseconds) of the latest stamped entry applied; 0 before the
     /// first. Invariant: never decreases, and no key's deadline is at or before it.
     pub(crate) log_time_ms: u64,
+    /// Keyspace events for notifications: a side channel, not state (see `events`).
+    pub(crate) events: EventRecorder,
 }
 
 impl StateMachine {
@@ -39,6 +42,7 @@ impl StateMachine {
             sessions: SessionTable::default(),
             applied_index: 0,
             log_time_ms: 0,
+            events: EventRecorder::default(),
         })
     }
 
@@ -207,7 +211,9 @@ impl StateMachine {
             // for a log written before they were stamped.
             self.log_time_ms = self.log_time_ms.max(stamp);
         }
-        self.data.expire_due(self.log_time_ms);
+        let events = &mut self.events;
+        self.data
+            .expire_due(self.log_time_ms, |key| events.record("expired", key));
         self.sessions
             .expire(index, self.config.session_expiry_entries);
     }
@@ -314,10 +320,13 @@ impl StateMachine {
                 if keys.is_empty() {
                     return Reply::error(errors::wrong_arity(name));
                 }
-                let removed = keys
-                    .iter()
-                    .filter(|k| self.data.remove(k.as_slice()).is_some())
-                    .count();
+                let mut removed = 0;
+                for key in &keys {
+                    if self.data.remove(key).is_some() {
+                        self.notify("del", key);
+                        removed += 1;
+                    }
+                }
                 Reply::Integer(count(removed))
             }
             Command::Incr { key } => self.incr_by(&key, 1),
@@ -334,6 +343,7 @@ impl StateMachine {
                     }
                 }
                 for (key, value) in pairs {
+                    self.notify("set", &key);
                     let stored = Stored {
                         value,
                         deadline_ms: None,
@@ -374,7 +384,10 @@ impl StateMachine {
             }
             Command::GetEx { key, expiry } => self.get_ex(&key, expiry),
             Command::GetDel { key } => match self.data.remove(&key) {
-                Some(stored) => Reply::Bulk(stored.value),
+                Some(stored) => {
+                    self.notify("del", &key);
+                    Reply::Bulk(stored.value)
+                }
                 None => Reply::Nil,
             },
             Command::Expire {
@@ -412,7 +425,12 @@ impl StateMachine {
             deadline_ms: None,
             revision: self.applied_index,
         };
-        Ok(self.data.write(key, stored, condition).is_some())
+        let key_for_event = self.events_wanted().then(|| key.clone());
+        let written = self.data.write(key, stored, condition).is_some();
+        if let (true, Some(key)) = (written, key_for_event) {
+            self.notify("set", &key);
+        }
+        Ok(written)
     }
 
     /// The error reply for a key or value beyond the configured limits.
@@ -448,6 +466,7 @@ impl StateMachine {
             revision: self.applied_index,
         };
         self.data.insert(key.to_vec(), stored);
+        self.notify("incrby", key);
         Reply::Integer(next)
     }
 }

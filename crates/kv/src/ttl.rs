@@ -51,11 +51,17 @@ impl StateMachine {
             (_, Some(Resolved::Future(at))) => Some(at),
             (_, Some(Resolved::Passed)) => {
                 // Set and at once expired: the key is gone (Redis deletes it the same way).
-                self.data.remove(&key);
+                if self.data.remove(&key).is_some() {
+                    self.notify("del", &key);
+                }
                 return answer;
             }
             (_, None) => None,
         };
+        self.notify("set", &key);
+        if matches!(options.expiry, Expiry::Until(_)) {
+            self.notify("expire", &key);
+        }
         let stored = Stored {
             value,
             deadline_ms,
@@ -92,13 +98,16 @@ impl StateMachine {
             (Expiry::Clear, _) => {
                 if had_deadline {
                     self.data.set_deadline(key, None, self.applied_index);
+                    self.notify("persist", key);
                 }
             }
             (_, Some(Resolved::Passed)) => {
                 self.data.remove(key);
+                self.notify("del", key);
             }
             (_, Some(Resolved::Future(at))) => {
                 self.data.set_deadline(key, Some(at), self.applied_index);
+                self.notify("expire", key);
             }
             (Expiry::Until(_), None) => unreachable!("a deadline was resolved above"),
         }
@@ -128,9 +137,11 @@ impl StateMachine {
         match self.resolve(deadline) {
             Some(Resolved::Future(at)) => {
                 self.data.set_deadline(key, Some(at), self.applied_index);
+                self.notify("expire", key);
             }
             Some(Resolved::Passed) | None => {
                 self.data.remove(key);
+                self.notify("del", key);
             }
         }
         Reply::Integer(1)
@@ -142,6 +153,7 @@ impl StateMachine {
             return Reply::Integer(0);
         }
         self.data.set_deadline(key, None, self.applied_index);
+        self.notify("persist", key);
         Reply::Integer(1)
     }
 

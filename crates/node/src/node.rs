@@ -436,6 +436,13 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         &self.state_machine
     }
 
+    /// The state machine, for side channels that are not replicated state (taking the
+    /// keyspace events it recorded, turning their recording on). Changing what it applies
+    /// through this breaks replication.
+    pub fn state_machine_mut(&mut self) -> &mut M {
+        &mut self.state_machine
+    }
+
     /// The last index applied to the state machine.
     pub fn applied(&self) -> LogIndex {
         self.applied

@@ -34,6 +34,7 @@ use crate::shared::{NodeStatus, Shared};
 
 mod connection;
 mod registry;
+mod subscriber;
 mod transaction;
 
 /// Replies a connection may owe at once; a client pipelining more waits for the first ones.
@@ -163,6 +164,11 @@ enum Owed {
     Later(oneshot::Receiver<Reply>),
     /// Reply, then close the connection.
     Close(Reply),
+    /// From here on, write what this mailbox holds too: the connection subscribed.
+    Subscribed(Arc<crate::pubsub::Mailbox>),
+    /// Write what the mailbox still holds, then no more from it: the connection left
+    /// subscribed mode.
+    Unsubscribed,
 }
 
 /// What a command does to the store, for ordering a connection's commands.
@@ -393,8 +399,14 @@ impl Connection<'_> {
         let mut order = RequestOrder::default();
         let mut authenticated = self.password.is_none();
         let mut transaction = transaction::TransactionState::default();
+        let mut subscription = subscriber::Subscription::default();
         loop {
-            if !self.read_more(&mut reader, &mut buf).await {
+            // As in Redis, the idle timeout does not apply to a subscriber.
+            let idle_timeout = self
+                .options
+                .idle_timeout
+                .filter(|_| !subscription.is_active());
+            if !self.read_more(&mut reader, &mut buf, idle_timeout).await {
                 return;
             }
             loop {
@@ -422,7 +434,12 @@ impl Connection<'_> {
                     owed_tx: &owed_tx,
                     answered,
                 };
-                let state = (&mut order, &mut authenticated, &mut transaction);
+                let state = (
+                    &mut order,
+                    &mut authenticated,
+                    &mut transaction,
+                    &mut subscription,
+                );
                 if !self.answer(args, state, queue).await {
                     return;
                 }
@@ -432,8 +449,13 @@ impl Connection<'_> {
 
     /// Reads more of the client's bytes into `buf`; false when the connection is over: the
     /// client closed it, it failed, or it sent nothing for the idle timeout.
-    async fn read_more(&self, reader: &mut (impl AsyncRead + Unpin), buf: &mut BytesMut) -> bool {
-        let read = match self.options.idle_timeout {
+    async fn read_more(
+        &self,
+        reader: &mut (impl AsyncRead + Unpin),
+        buf: &mut BytesMut,
+        idle_timeout: Option<Duration>,
+    ) -> bool {
+        let read = match idle_timeout {
             Some(idle) => match tokio::time::timeout(idle, reader.read_buf(buf)).await {
                 Ok(read) => read,
                 Err(_) => {
@@ -486,10 +508,17 @@ impl Connection<'_> {
     async fn answer(
         &self,
         args: Vec<Vec<u8>>,
-        (order, authenticated, transaction): ConnectionState<'_>,
+        (order, authenticated, transaction, subscription): ConnectionState<'_>,
         queue: ReplyQueue<'_>,
     ) -> bool {
         let request_bytes: usize = args.iter().map(Vec::len).sum();
+        if subscription.is_active() {
+            let name = subscriber::context_name(&args);
+            let parsed = commands::parse(args);
+            return self
+                .answer_subscribed(parsed, name, subscription, queue)
+                .await;
+        }
         let parsed = commands::parse(args);
         let step = self.transaction_step(
             parsed,
@@ -520,6 +549,9 @@ impl Connection<'_> {
             }
             Ok(ClientRequest::Kv(command)) => {
                 return self.submit_in_order(command, order, queue, None).await;
+            }
+            Ok(ClientRequest::PubSub(request)) => {
+                return self.enter_pubsub(request, subscription, queue).await;
             }
             Ok(request) => local_reply(request, self.shared),
             Err(error) => {
@@ -574,7 +606,7 @@ impl Connection<'_> {
         let reserved = match &owed {
             Owed::Now(reply) | Owed::Close(reply) => resp::reply_len(reply),
             Owed::Simple(text) => text.len() + 3,
-            Owed::Later(_) => 0,
+            Owed::Later(_) | Owed::Subscribed(_) | Owed::Unsubscribed => 0,
         };
         queue
             .answered
@@ -615,12 +647,19 @@ impl Connection<'_> {
         let mut head: Option<Queued> = None;
         let mut more = true;
         let mut closing = false;
+        let mut inbox = subscriber::Inbox::default();
         // When the socket last took bytes (or `out` last became non-empty), and a timer that
         // looks at it now and then: one timer for the connection, not one per reply.
         let mut progress_at = tokio::time::Instant::now();
         let send_timer = tokio::time::sleep(SEND_TIMEOUT);
         tokio::pin!(send_timer);
         loop {
+            if inbox.fill(&mut out).is_err() {
+                return self.subscriber_fell_behind();
+            }
+            if !self.output_within_limits(&mut charge, &out) {
+                return;
+            }
             if out.is_empty() && (closing || !more) {
                 let _ = writer.shutdown().await;
                 return;
@@ -642,6 +681,12 @@ impl Connection<'_> {
                         more = false;
                         continue;
                     };
+                    let Ok(owed) = inbox.receive(owed, &mut out) else {
+                        return self.subscriber_fell_behind();
+                    };
+                    let Some(owed) = owed else {
+                        continue;
+                    };
                     if out.is_empty() {
                         progress_at = tokio::time::Instant::now();
                     }
@@ -659,6 +704,7 @@ impl Connection<'_> {
                     progress_at = tokio::time::Instant::now();
                     release_burst(&mut out, &mut charge);
                 }
+                () = inbox.wait() => {}
                 // A client that takes no byte of its replies for this long is gone or stuck:
                 // its slot and buffers are freed even with no idle timeout set.
                 () = &mut send_timer, if !out.is_empty() => {
@@ -690,11 +736,12 @@ impl Connection<'_> {
     }
 }
 
-/// A connection's order, whether it authenticated, and its transaction.
+/// A connection's order, whether it authenticated, its transaction and its subscriptions.
 type ConnectionState<'a> = (
     &'a mut RequestOrder,
     &'a mut bool,
     &'a mut transaction::TransactionState,
+    &'a mut subscriber::Subscription,
 );
 
 /// The store commands a connection has in flight, for taking its commands in the order sent.
@@ -745,6 +792,7 @@ fn buffer_reply(out: &mut BytesMut, owed: Owed) -> bool {
         Owed::Now(reply) => resp::write_reply(out, &reply),
         Owed::Simple(text) => resp::write_simple(out, text),
         Owed::Later(_) => unreachable!("next_owed resolves later replies"),
+        Owed::Subscribed(_) | Owed::Unsubscribed => unreachable!("the inbox takes its markers"),
         Owed::Close(reply) => {
             resp::write_reply(out, &reply);
             return true;
@@ -835,21 +883,12 @@ fn local_reply(request: ClientRequest, shared: &Shared) -> Owed {
         }
         ClientRequest::Select | ClientRequest::Ok => Owed::Now(Reply::Ok),
         ClientRequest::Info => Owed::Now(Reply::Bulk(info(&shared.status()).into_bytes())),
-        ClientRequest::ConfigGet(parameter) => Owed::Now(Reply::Array(config_value(parameter))),
+        ClientRequest::Config(request) => {
+            Owed::Now(crate::runtime_config::answer(request, &shared.pubsub))
+        }
+        ClientRequest::PubSub(_) => unreachable!("pub/sub requests are answered by the connection"),
         ClientRequest::Quit => Owed::Close(Reply::Ok),
     }
-}
-
-/// `CONFIG GET`: every write is fsynced before it is acknowledged, which is what Redis calls
-/// `appendonly yes` with `appendfsync always`; there are no RDB save points.
-fn config_value(parameter: Vec<u8>) -> Vec<Reply> {
-    let value: &[u8] = match parameter.as_slice() {
-        b"save" => b"",
-        b"appendonly" => b"yes",
-        b"appendfsync" => b"always",
-        _ => return Vec::new(),
-    };
-    vec![Reply::Bulk(parameter), Reply::Bulk(value.to_vec())]
 }
 
 /// The INFO text: a `# Server` section and a `# Raft` section.

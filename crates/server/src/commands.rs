@@ -4,11 +4,15 @@
 use skiff_kv::reply::errors;
 use skiff_kv::Command;
 
+mod config;
 mod connection;
 mod expiry;
+mod pubsub;
 pub mod table;
 
+pub use config::ConfigRequest;
 pub use connection::{ClientCommand, CommandQuery, HelloRequest};
+pub use pubsub::PubSubRequest;
 
 /// A parsed client request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,9 +27,10 @@ pub enum ClientRequest {
     Select,
     /// `INFO [section]`.
     Info,
-    /// `CONFIG GET parameter`: `save` and `appendonly` (which Redis tools ask for at start-up)
-    /// are answered as a durable server would; others with no settings.
-    ConfigGet(Vec<u8>),
+    /// `CONFIG GET|SET|RESETSTAT|REWRITE` (see `runtime_config`).
+    Config(ConfigRequest),
+    /// `SUBSCRIBE` and its kin.
+    PubSub(PubSubRequest),
     /// `READONLY`, `READWRITE`: connection-level commands answered locally.
     Ok,
     /// `QUIT`: reply OK and close.
@@ -233,14 +238,9 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Result<ClientRequest, CommandError> {
             ClientRequest::Select
         }
         "INFO" => ClientRequest::Info,
-        "CONFIG" => {
-            at_least(2)?;
-            if !next().eq_ignore_ascii_case(b"GET") || argc != 3 {
-                return Err(CommandError(
-                    "ERR CONFIG supports only GET of one parameter on this server".to_string(),
-                ));
-            }
-            ClientRequest::ConfigGet(next().to_ascii_lowercase())
+        "CONFIG" => return config::parse(rest),
+        "SUBSCRIBE" | "PSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "PUBLISH" => {
+            return pubsub::parse(&name, rest).expect("a pub/sub command")
         }
         "READONLY" | "READWRITE" => ClientRequest::Ok,
         "CLIENT" => ClientRequest::Client(connection::parse_client(rest)?),
@@ -375,7 +375,7 @@ mod tests {
             ("select 0", ClientRequest::Select),
             (
                 "CONFIG GET save",
-                ClientRequest::ConfigGet(b"save".to_vec()),
+                ClientRequest::Config(ConfigRequest::Get(vec![b"save".to_vec()])),
             ),
         ];
         for (text, expected) in table {

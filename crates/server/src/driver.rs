@@ -25,6 +25,7 @@ use crate::shared::{MemberStatus, NodeStatus, Shared};
 use crate::snapshotter::{Snapshotter, Written};
 use crate::syncer::{Synced, Syncer};
 
+mod keyspace;
 mod notes;
 mod status;
 
@@ -489,6 +490,8 @@ impl Driver {
     /// Carries out what the node asked for, until it asks for nothing more on this thread.
     fn carry_out(&mut self) -> Result<(), NodeError> {
         loop {
+            // What the last round applied is published before its clients are answered.
+            self.publish_keyspace_events();
             let effects = self.node.take_effects();
             if effects.is_empty() {
                 return Ok(());

@@ -452,6 +452,15 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = node_config(&settings, &identity, has_run)?;
     let client_options = client_options(&settings, &config)?;
     let driver_options = driver_options(&settings, &identity)?;
+    let notify_flags = match &settings.notify_keyspace_events {
+        None => crate::pubsub::NotifyFlags::default(),
+        Some(text) => crate::pubsub::NotifyFlags::parse(text.as_bytes()).with_context(|| {
+            format!(
+                "--notify-keyspace-events {text:?}: {}",
+                crate::pubsub::INVALID_FLAGS
+            )
+        })?,
+    };
     let metrics = Arc::new(Metrics::new());
     let node = open_node(identity.id, &data_dir, config, metrics.clone())?;
     if !has_run {
@@ -471,6 +480,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             local_control: settings.local_control.clone(),
             ..Shared::default()
         });
+        shared.pubsub.set_flags(notify_flags);
+        shared.pubsub.start(identity.id, shared.metrics.clone())?;
         let (driver_tx, driver_rx) = bounded(DRIVER_QUEUE);
         let transport = transport_options(&settings, &identity, listen);
         let listeners = start_listeners(

@@ -317,6 +317,10 @@ settings! {
         /// Which HTTP requests need the admin token: `admin` (those that change state) or
         /// `all` (also the read-only pages, status and metrics) [default: admin].
         http_auth: Option<HttpAuth>;
+        /// Which keyspace notifications the node publishes at start, in Redis's letters
+        /// (`notify-keyspace-events`, e.g. `KEA`; empty: none, the default); `CONFIG SET`
+        /// changes it at run time.
+        notify_keyspace_events: Option<String>;
         /// Listen on addresses other than loopback without TLS, a client password or an admin
         /// token: refused unless given, so that a cluster is never open by accident.
         insecure: bool {default};

@@ -125,6 +125,8 @@ pub struct Shared {
     /// The founding members' peer addresses (the configuration the log starts from), for
     /// `GET /cluster`.
     pub initial_cluster: BTreeMap<u64, std::net::SocketAddr>,
+    /// This node's subscribers and its `notify-keyspace-events` setting.
+    pub pubsub: Arc<crate::pubsub::Hub>,
 }
 
 impl Default for Shared {
@@ -138,6 +140,7 @@ impl Default for Shared {
             fault_injection: false,
             local_control: None,
             initial_cluster: BTreeMap::new(),
+            pubsub: Arc::default(),
         }
     }
 }

@@ -240,7 +240,9 @@ impl Connection<'_> {
             | ClientRequest::Ok) => Queued::Local(match local_reply(request, self.shared) {
                 Owed::Now(reply) => reply,
                 Owed::Simple(text) => Reply::Simple(text.to_string()),
-                Owed::Later(_) | Owed::Close(_) => return None,
+                Owed::Later(_) | Owed::Close(_) | Owed::Subscribed(_) | Owed::Unsubscribed => {
+                    return None
+                }
             }),
             _ => return None,
         })

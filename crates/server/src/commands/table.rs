@@ -72,6 +72,10 @@ pub fn lookup(name: &str) -> Option<&'static CommandSpec> {
         .find(|spec| spec.name.eq_ignore_ascii_case(name))
 }
 
+/// Redis's flags and categories of the subscription commands.
+const PUBSUB: &[&str] = &["pubsub", "noscript", "loading", "stale"];
+const PUBSUB_SLOW: &[&str] = &["@pubsub", "@slow"];
+
 const fn spec(
     name: &'static str,
     arity: i64,
@@ -178,6 +182,10 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
     spec("config", -2, &[], NO_KEYS, &["@slow"]),
     spec("client", -2, &[], NO_KEYS, &["@slow"]),
+    spec("subscribe", -2, PUBSUB, NO_KEYS, PUBSUB_SLOW),
+    spec("psubscribe", -2, PUBSUB, NO_KEYS, PUBSUB_SLOW),
+    spec("unsubscribe", -1, PUBSUB, NO_KEYS, PUBSUB_SLOW),
+    spec("punsubscribe", -1, PUBSUB, NO_KEYS, PUBSUB_SLOW),
     spec(
         "command",
         -1,
