@@ -146,26 +146,7 @@ impl KeyspaceModel {
             command: describe(command),
         };
         let Some(key) = single_key(command) else {
-            return Ok(match command {
-                Command::Del { keys } if keys.iter().any(|k| self.models(k)) => {
-                    let mut removed = 0;
-                    for key in keys {
-                        removed += i64::from(self.keys.remove(key.as_slice()).is_some());
-                    }
-                    keys.iter()
-                        .all(|k| self.models(k))
-                        .then_some(Reply::Integer(removed))
-                }
-                Command::MSet { pairs } => {
-                    for (key, value) in pairs {
-                        if self.models(key) {
-                            self.store(key, value.clone(), None, index);
-                        }
-                    }
-                    None
-                }
-                _ => None,
-            });
+            return Ok(self.execute_on_many(index, command));
         };
         if !self.models(key) {
             return Ok(None);
@@ -190,28 +171,7 @@ impl KeyspaceModel {
                 Some(Reply::Integer(i64::from(old.is_none())))
             }
             Command::SetWith { value, options, .. } => {
-                let answer = if options.get {
-                    old.as_ref()
-                        .map_or(Reply::Nil, |s| Reply::Bulk(s.value.clone()))
-                } else {
-                    Reply::Ok
-                };
-                if !holds(options.condition, old.is_some()) {
-                    return Ok(Some(if options.get { answer } else { Reply::Nil }));
-                }
-                let deadline_ms = match options.expiry {
-                    Expiry::Keep => old.and_then(|s| s.deadline_ms),
-                    Expiry::Clear => None,
-                    Expiry::Until(deadline) => match self.resolve(deadline) {
-                        (_, true) => {
-                            self.keys.remove(key);
-                            return Ok(Some(answer));
-                        }
-                        (at, false) => u64::try_from(at).ok(),
-                    },
-                };
-                self.store(key, value.clone(), deadline_ms, index);
-                Some(answer)
+                Some(self.set_with(index, key, value, *options, old))
             }
             Command::Cas { expected, new, .. } => {
                 let swapped = old.as_ref().map(|s| &s.value) == expected.as_ref();
@@ -226,51 +186,15 @@ impl KeyspaceModel {
                     .remove(key)
                     .map_or(Reply::Nil, |s| Reply::Bulk(s.value)),
             ),
-            Command::GetEx { expiry, .. } => {
-                let Some(old) = old else {
-                    return Ok(Some(Reply::Nil));
-                };
-                match expiry {
-                    Expiry::Until(Deadline::In(ms) | Deadline::At(ms)) if *ms <= 0 => None,
-                    Expiry::Keep => Some(Reply::Bulk(old.value)),
-                    Expiry::Clear => {
-                        if old.deadline_ms.is_some() {
-                            self.store(key, old.value.clone(), None, index);
-                        }
-                        Some(Reply::Bulk(old.value))
-                    }
-                    Expiry::Until(deadline) => {
-                        match self.resolve(*deadline) {
-                            (_, true) => {
-                                self.keys.remove(key);
-                            }
-                            (at, false) => {
-                                self.store(key, old.value.clone(), u64::try_from(at).ok(), index)
-                            }
-                        }
-                        Some(Reply::Bulk(old.value))
-                    }
-                }
-            }
+            Command::GetEx { expiry, .. } => match old {
+                None => Some(Reply::Nil),
+                Some(old) => self.get_ex(index, key, *expiry, old),
+            },
             Command::Expire {
                 deadline,
                 condition,
                 ..
-            } => {
-                let (at, passed) = self.resolve(*deadline);
-                let Some(old) = old else {
-                    return Ok(Some(Reply::Integer(0)));
-                };
-                if !expire_allows(*condition, old.deadline_ms, at) {
-                    return Ok(Some(Reply::Integer(0)));
-                }
-                if passed {
-                    self.keys.remove(key);
-                } else {
-                    self.store(key, old.value, u64::try_from(at).ok(), index);
-                }
-                Some(Reply::Integer(1))
-            }
+            } => Some(self.expire(index, key, *deadline, *condition, old)),
             Command::Persist { .. } => match old {
                 Some(old) if old.deadline_ms.is_some() => {
                     self.store(key, old.value, None, index);
@@ -281,6 +205,110 @@ impl KeyspaceModel {
             _ => return Err(unmodelled()),
         };
         Ok(reply)
+    }
+
+    /// A command on several keys: `DEL` (answered when every key is modelled), `MSET`.
+    fn execute_on_many(&mut self, index: u64, command: &Command) -> Option<Reply> {
+        match command {
+            Command::Del { keys } if keys.iter().any(|k| self.models(k)) => {
+                let mut removed = 0;
+                for key in keys {
+                    removed += i64::from(self.keys.remove(key.as_slice()).is_some());
+                }
+                keys.iter()
+                    .all(|k| self.models(k))
+                    .then_some(Reply::Integer(removed))
+            }
+            Command::MSet { pairs } => {
+                for (key, value) in pairs {
+                    if self.models(key) {
+                        self.store(key, value.clone(), None, index);
+                    }
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// `SET` with options: the condition decides; `GET` answers the old value; the key takes
+    /// the new deadline (gone at once if it has passed), keeps its own, or loses it.
+    fn set_with(
+        &mut self,
+        index: u64,
+        key: &[u8],
+        value: &[u8],
+        options: skiff_kv::SetOptions,
+        old: Option<KeyState>,
+    ) -> Reply {
+        let answer = if options.get {
+            old.as_ref()
+                .map_or(Reply::Nil, |s| Reply::Bulk(s.value.clone()))
+        } else {
+            Reply::Ok
+        };
+        if !holds(options.condition, old.is_some()) {
+            return if options.get { answer } else { Reply::Nil };
+        }
+        let deadline_ms = match options.expiry {
+            Expiry::Keep => old.and_then(|s| s.deadline_ms),
+            Expiry::Clear => None,
+            Expiry::Until(deadline) => match self.resolve(deadline) {
+                (_, true) => {
+                    self.keys.remove(key);
+                    return answer;
+                }
+                (at, false) => u64::try_from(at).ok(),
+            },
+        };
+        self.store(key, value.to_vec(), deadline_ms, index);
+        answer
+    }
+
+    /// `GETEX` on a key that exists: its value; the deadline set, removed or kept. A time
+    /// that is not positive is refused (the model cannot tell the error's text: `None`).
+    fn get_ex(&mut self, index: u64, key: &[u8], expiry: Expiry, old: KeyState) -> Option<Reply> {
+        match expiry {
+            Expiry::Until(Deadline::In(ms) | Deadline::At(ms)) if ms <= 0 => return None,
+            Expiry::Keep => {}
+            Expiry::Clear => {
+                if old.deadline_ms.is_some() {
+                    self.store(key, old.value.clone(), None, index);
+                }
+            }
+            Expiry::Until(deadline) => match self.resolve(deadline) {
+                (_, true) => {
+                    self.keys.remove(key);
+                }
+                (at, false) => self.store(key, old.value.clone(), u64::try_from(at).ok(), index),
+            },
+        }
+        Some(Reply::Bulk(old.value))
+    }
+
+    /// `PEXPIRE` and its kin: 0 for a missing key or a condition that does not hold; else 1,
+    /// the key taking the deadline, or gone if it has passed.
+    fn expire(
+        &mut self,
+        index: u64,
+        key: &[u8],
+        deadline: Deadline,
+        condition: ExpireCondition,
+        old: Option<KeyState>,
+    ) -> Reply {
+        let (at, passed) = self.resolve(deadline);
+        let Some(old) = old else {
+            return Reply::Integer(0);
+        };
+        if !expire_allows(condition, old.deadline_ms, at) {
+            return Reply::Integer(0);
+        }
+        if passed {
+            self.keys.remove(key);
+        } else {
+            self.store(key, old.value, u64::try_from(at).ok(), index);
+        }
+        Reply::Integer(1)
     }
 
     /// The answer to a read of `key` now, for `GET` and `REVISION` (`TTL`/`PTTL` answers a
