@@ -15,12 +15,12 @@
 //!
 //! Some `SET`s carry a TTL of an hour (`PX`), which no run reaches: the model takes them as
 //! plain writes. Besides, a fifth of the operations are timed (`timed.rs`): on keys of
-//! their own (`t0`, `t1`) with short TTLs — `SET … PX` with `NX`/`XX`/`GET`, `EXPIRE` with
-//! its conditions (a negative time deletes), `GETEX`, `PERSIST`, `GET`, `PTTL`, `TTL`,
-//! `REVISION` — so that keys expire by log time under skewed clocks, crashes and snapshots;
-//! and on a lock taken with `SET lock token NX PX`, its holder fencing with `REVISION lock`
-//! then `GET lock`. They go in a history of their own, checked against the committed log
-//! by [`crate::timed_check`].
+//! their own (`t0`, `t1`) with short TTLs — `SET … PX` with `NX`/`XX`/`GET`, `PEXPIRE` with
+//! its conditions (a negative time deletes; a quarter are `PEXPIREAT` by the client's
+//! clock), `GETEX`, `PERSIST`, `GET`, `PTTL`, `TTL`, `REVISION` — so that keys expire by log
+//! time under skewed clocks, crashes and snapshots; and on a lock taken with
+//! `SET lock token NX PX`, its holder fencing with `REVISION lock` then `GET lock`. They go
+//! in a history of their own, checked against the committed log by [`crate::timed_check`].
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -379,7 +379,9 @@ impl Workload {
         } else {
             roll
         };
-        let timed = (!recorded).then(|| timed_command(&self.clients[k].lock, value.clone(), rng));
+        let clock_ms = crate::cluster::SIM_EPOCH_MS + now_ms;
+        let timed =
+            (!recorded).then(|| timed_command(&self.clients[k].lock, value.clone(), clock_ms, rng));
         let command = match &timed {
             None => self.command(roll, &key, value, &mut record, rng),
             Some(command) => command.clone(),

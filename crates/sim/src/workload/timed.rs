@@ -46,8 +46,14 @@ pub(super) enum LockStep {
     },
 }
 
-/// The next timed command of a client at `lock`; `value` is unique to the operation.
-pub(super) fn timed_command(lock: &LockStep, value: String, rng: &mut ChaCha8Rng) -> Command {
+/// The next timed command of a client at `lock`; `value` is unique to the operation and
+/// `clock_ms` the client's own clock (Unix milliseconds), for absolute deadlines.
+pub(super) fn timed_command(
+    lock: &LockStep,
+    value: String,
+    clock_ms: u64,
+    rng: &mut ChaCha8Rng,
+) -> Command {
     let key = LOCK_KEY.to_vec();
     match lock {
         LockStep::Acquired { .. } => return Command::Revision { key },
@@ -66,11 +72,11 @@ pub(super) fn timed_command(lock: &LockStep, value: String, rng: &mut ChaCha8Rng
         };
     }
     let key = format!("t{}", rng.gen_range(0..TTL_KEYS)).into_bytes();
-    ttl_command(key, value.into_bytes(), rng)
+    ttl_command(key, value.into_bytes(), clock_ms, rng)
 }
 
 /// An operation on a key with a short TTL: it expires within the run, by log time.
-fn ttl_command(key: Vec<u8>, value: Vec<u8>, rng: &mut ChaCha8Rng) -> Command {
+fn ttl_command(key: Vec<u8>, value: Vec<u8>, clock_ms: u64, rng: &mut ChaCha8Rng) -> Command {
     let conditions = [
         SetCondition::Always,
         SetCondition::IfAbsent,
@@ -97,7 +103,13 @@ fn ttl_command(key: Vec<u8>, value: Vec<u8>, rng: &mut ChaCha8Rng) -> Command {
         },
         4 | 5 => Command::Expire {
             key,
-            deadline: Deadline::In(rng.gen_range(-100..1_500)),
+            // PEXPIREAT by the client's clock, which the leaders' stamps need not agree with.
+            deadline: if rng.gen_bool(0.25) {
+                let clock_ms = i64::try_from(clock_ms).unwrap_or(i64::MAX);
+                Deadline::At(clock_ms.saturating_add(rng.gen_range(-100..1_500)))
+            } else {
+                Deadline::In(rng.gen_range(-100..1_500))
+            },
             condition: expire_conditions[rng.gen_range(0..expire_conditions.len())],
         },
         6 => Command::GetEx {
