@@ -311,13 +311,25 @@ impl KeyspaceModel {
         Reply::Integer(1)
     }
 
-    /// The answer to a read of `key` now, for `GET` and `REVISION` (`TTL`/`PTTL` answers a
-    /// range: see [`ttl_allows`]).
+    /// The answer to a read of `key` applied in the log (inside a transaction): `TTL`/`PTTL`
+    /// count from log time alone there, as no node's clock is involved.
     fn read(&self, key: &[u8], command: &Command) -> Reply {
         let state = self.keys.get(key);
         match command {
             Command::Revision { .. } => state.map_or(Reply::Nil, |s| {
                 Reply::Integer(i64::try_from(s.revision).unwrap_or(i64::MAX))
+            }),
+            Command::Ttl { unit, .. } => Reply::Integer(match state.map(|s| s.deadline_ms) {
+                None => -2,
+                Some(None) => -1,
+                Some(Some(deadline)) => {
+                    let left_ms = deadline.saturating_sub(self.log_time_ms).max(1);
+                    let left = match unit {
+                        TimeUnit::Milliseconds => left_ms,
+                        TimeUnit::Seconds => left_ms.saturating_add(500) / 1000,
+                    };
+                    i64::try_from(left).unwrap_or(i64::MAX)
+                }
             }),
             _ => state.map_or(Reply::Nil, |s| Reply::Bulk(s.value.clone())),
         }
@@ -488,5 +500,77 @@ fn condition_text(condition: SetCondition) -> &'static str {
         SetCondition::Always => "",
         SetCondition::IfAbsent => " NX",
         SetCondition::IfPresent => " XX",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_raft::Term;
+
+    fn entry(stamp_ms: u64, commands: Vec<Command>) -> LedgerEntry {
+        LedgerEntry {
+            term: Term(1),
+            log_time_ms: Some(stamp_ms),
+            commands,
+            session: None,
+        }
+    }
+
+    #[test]
+    fn commands_of_one_entry_apply_at_one_log_time_in_order() {
+        let key = b"t".to_vec();
+        let mut model = KeyspaceModel::new([key.clone()]);
+        let set = Command::SetWith {
+            key: key.clone(),
+            value: b"a".to_vec(),
+            options: skiff_kv::SetOptions {
+                expiry: Expiry::Until(Deadline::In(100)),
+                ..Default::default()
+            },
+        };
+        let ttl = Command::Ttl {
+            key: key.clone(),
+            unit: TimeUnit::Milliseconds,
+        };
+        let revision = Command::Revision { key: key.clone() };
+        assert_eq!(
+            model.apply(1, &entry(1000, vec![set])).unwrap(),
+            vec![Some(Reply::Ok)]
+        );
+        // A group at 1040: the TTL counts from that entry's log time, the revision is 1's.
+        assert_eq!(
+            model
+                .apply(2, &entry(1040, vec![ttl.clone(), revision.clone()]))
+                .unwrap(),
+            vec![Some(Reply::Integer(60)), Some(Reply::Integer(1))]
+        );
+        // At 1100 the key is gone before the entry's commands run.
+        assert_eq!(
+            model.apply(3, &entry(1100, vec![ttl, revision])).unwrap(),
+            vec![Some(Reply::Integer(-2)), Some(Reply::Nil)]
+        );
+    }
+
+    #[test]
+    fn a_repeated_session_sequence_is_not_applied_again() {
+        let key = b"t".to_vec();
+        let mut model = KeyspaceModel::new([key.clone()]);
+        let set = Command::Set {
+            key,
+            value: b"a".to_vec(),
+            condition: SetCondition::Always,
+        };
+        let mut first = entry(1000, vec![set.clone()]);
+        first.session = Some((7, 1));
+        model.apply(1, &first).unwrap();
+        let mut again = entry(1000, vec![set]);
+        again.session = Some((7, 1));
+        assert_eq!(model.apply(2, &again).unwrap(), vec![None]);
+        assert_eq!(
+            model.key(b"t").map(|s| s.revision),
+            Some(1),
+            "not rewritten at 2"
+        );
     }
 }

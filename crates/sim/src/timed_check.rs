@@ -33,7 +33,7 @@ use skiff_node::RequestId;
 use skiff_raft::NodeId;
 
 use crate::keyspace_model::{describe, read_allows, single_key, KeyState, KeyspaceModel};
-use crate::ledger::Ledger;
+use crate::ledger::{commands_of, Ledger};
 
 /// How a timed operation ended, as its client saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,13 +185,19 @@ impl Replay {
             .map_or(0, |(_, t)| *t)
     }
 
-    fn reply_at(&self, index: u64, command: &Command) -> Option<&Reply> {
-        self.replies
-            .get(&index)?
-            .iter()
-            .find(|(c, _)| c == command)?
-            .1
-            .as_ref()
+    /// The model's answer to `command` applied at `index`: its own reply, or for a group
+    /// (a transaction) the array of its commands' replies; `None` when the model cannot tell.
+    fn reply_at(&self, index: u64, command: &Command) -> Option<Reply> {
+        let replies = self.replies.get(&index)?;
+        let group = commands_of(command.clone());
+        if let [single] = group.as_slice() {
+            return replies.iter().find(|(c, _)| c == single)?.1.clone();
+        }
+        if !replies.iter().map(|(c, _)| c).eq(group.iter()) {
+            return None;
+        }
+        let answers: Option<Vec<Reply>> = replies.iter().map(|(_, r)| r.clone()).collect();
+        answers.map(Reply::Array)
     }
 }
 
@@ -241,7 +247,7 @@ fn place_writes(
             }
             (TimedOutcome::Replied(reply), Some(index)) => {
                 let expected = replay.reply_at(index, &op.command);
-                if expected.is_some_and(|expected| expected != reply) {
+                if expected.as_ref().is_some_and(|expected| expected != reply) {
                     return Err(fail(
                         "Linearizability (log time)",
                         format!(
@@ -249,7 +255,7 @@ fn place_writes(
                             show(op),
                             replay.log_time_at(index),
                             show_reply(reply),
-                            expected.map_or("nothing".to_string(), show_reply)
+                            expected.as_ref().map_or("nothing".to_string(), show_reply)
                         ),
                     ));
                 }
