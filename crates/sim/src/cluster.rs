@@ -23,7 +23,8 @@
 //! (settings and counters), `events.rs` (the event loop, ticks, deliveries, pauses),
 //! `driving.rs` (carrying out a node's effects), `messages.rs` (the network),
 //! `checking.rs` (what the checkers see), `scenario.rs` (waiting for leaders and conditions),
-//! `clients.rs` (proposals and key-value requests), `faults.rs` (crashes, restarts, pauses,
+//! `clients.rs` (proposals and key-value requests), `omniscience.rs` (the ledger of
+//! committed entries, proposals and answers that the timed check reads), `faults.rs` (crashes, restarts, pauses,
 //! partitions), `disk_faults.rs` (media damage) and `looking.rs` (accessors, the checkers'
 //! verdict, the trace).
 
@@ -43,6 +44,7 @@ use skiff_raft::{
 use skiff_wal::{MemDisk, Wal, WalOptions};
 
 use crate::checkers::{Checkers, LogView, Violation};
+use crate::ledger::Ledger;
 use crate::network::{Network, NetworkOptions, Partition, Route};
 use crate::node::{BatchStep, CrashKind, SimNode, SIM_CLUSTER_ID};
 use crate::observer::{state_digest, Observed, Recorder};
@@ -57,6 +59,7 @@ mod events;
 mod faults;
 mod looking;
 mod messages;
+mod omniscience;
 mod options;
 mod scenario;
 
@@ -64,6 +67,7 @@ use checking::NodeLog;
 use events::{Scheduled, SimEvent};
 
 pub use clients::{Proposal, ReadOutcome, Refused, Submitted};
+pub use omniscience::InjectedBug;
 pub use options::{ClusterOptions, Stats};
 
 /// Request ids the cluster gives its own proposals (scenario values and commands), far above
@@ -127,6 +131,10 @@ struct Checks {
     applied_values: BTreeMap<NodeId, Vec<u64>>,
     /// Every numbered value applied anywhere, by index: what a snapshot at an index contains.
     committed_values: BTreeMap<LogIndex, u64>,
+    /// The committed log with its stamps, proposals and answers, for the timed check.
+    ledger: Ledger,
+    /// Reads in flight, kept only while a bug is injected (it rewrites their answers).
+    injected_reads: BTreeMap<RequestId, Command>,
 }
 
 /// Requests waiting on nodes, and what came back.

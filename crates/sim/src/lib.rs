@@ -16,21 +16,29 @@
 //! - [`values`]: the lab scenarios' numbered values, carried as real key-value writes.
 //! - [`history`]: client histories in the JSON-lines format shared by every linearizability check.
 //! - [`linearizability`]: the Wing–Gong/Lowe checker for key-value histories.
+//! - [`ledger`]: what the simulator knows beyond the clients — the committed log with its
+//!   stamps, where each write was proposed, what each answering node had applied.
+//! - [`keyspace_model`]: keys with deadlines and revisions, replayed along the log at log time.
+//! - [`timed_check`]: TTL, revision and fencing-token operations placed on the log and checked
+//!   against the model.
 #![deny(missing_docs)]
 
 pub mod checkers;
 pub mod cluster;
 pub mod history;
+pub mod keyspace_model;
+pub mod ledger;
 pub mod linearizability;
 pub mod network;
 pub mod node;
 pub mod observer;
 pub mod run;
+pub mod timed_check;
 pub mod trace;
 pub mod values;
 pub mod workload;
 
 pub use checkers::Violation;
-pub use cluster::{Cluster, ClusterOptions, Proposal, Refused, Stats, Submitted};
+pub use cluster::{Cluster, ClusterOptions, InjectedBug, Proposal, Refused, Stats, Submitted};
 pub use network::{NetworkOptions, Partition};
 pub use run::{run_seed, FaultSwitches, RunOptions, RunReport};

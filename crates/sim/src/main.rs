@@ -145,6 +145,10 @@ struct Totals {
     wipes: u64,
     incarnation_refusals: u64,
     linearizability_checks: u64,
+    timed_writes: u64,
+    timed_reads: u64,
+    expired_reads: u64,
+    fencing_tokens: u64,
     failures: Vec<RunReport>,
 }
 
@@ -173,6 +177,10 @@ impl Totals {
         self.wipes += report.stats.wipes;
         self.incarnation_refusals += report.stats.incarnation_refusals;
         self.linearizability_checks += report.linearizability_checks;
+        self.timed_writes += report.timed.writes;
+        self.timed_reads += report.timed.reads;
+        self.expired_reads += report.timed.expired_reads;
+        self.fencing_tokens += report.timed.fences;
         if let Some(violation) = &report.violation {
             self.violations += 1;
             if violation.property == "Liveness" {
@@ -186,7 +194,7 @@ impl Totals {
 
     fn summary(&self) -> String {
         format!(
-            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} segments_garbled={} segments_lost={} refused_starts={} wipes={} incarnation_refusals={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} time_entries={} reads={} linearizability_checks={}",
+            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} segments_garbled={} segments_lost={} refused_starts={} wipes={} incarnation_refusals={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} time_entries={} reads={} linearizability_checks={} timed_writes={} timed_reads={} expired_reads={} fencing_tokens={}",
             self.seeds,
             self.violations,
             self.ticks,
@@ -210,7 +218,11 @@ impl Totals {
             self.forwards,
             self.time_entries,
             self.reads,
-            self.linearizability_checks
+            self.linearizability_checks,
+            self.timed_writes,
+            self.timed_reads,
+            self.expired_reads,
+            self.fencing_tokens
         )
     }
 }
@@ -258,6 +270,7 @@ fn run_guarded(args: &Args, seed: u64) -> RunReport {
                 trace_hash: 0,
                 linearizability_checks: 0,
                 failed_history: None,
+                timed: Default::default(),
             }
         }
     }

@@ -6,11 +6,12 @@ use rand_chacha::ChaCha8Rng;
 use skiff_raft::{ConfChange, ConfChangeStep, LogIndex, NodeId};
 
 use crate::checkers::Violation;
-use crate::cluster::{Cluster, ClusterOptions, Stats};
+use crate::cluster::{Cluster, ClusterOptions, InjectedBug, Stats};
 use crate::history::Operation;
 use crate::linearizability::{self, Verdict};
 use crate::network::{NetworkOptions, Partition};
 use crate::node::DiskDamage;
+use crate::timed_check::{self, TimedSummary};
 use crate::values::decode_value;
 use crate::workload::{Workload, WorkloadOptions};
 
@@ -92,6 +93,8 @@ pub struct RunOptions {
     pub trace_keep: usize,
     /// Print every event.
     pub print_trace: bool,
+    /// A deliberate bug, for tests that show the checkers catch it.
+    pub injected_bug: Option<InjectedBug>,
 }
 
 impl RunOptions {
@@ -105,6 +108,7 @@ impl RunOptions {
             faults: FaultSwitches::default(),
             trace_keep: 200,
             print_trace: false,
+            injected_bug: None,
         }
     }
 }
@@ -130,6 +134,8 @@ pub struct RunReport {
     pub linearizability_checks: u64,
     /// The client history, kept only when it failed the linearizability check.
     pub failed_history: Option<Vec<Operation>>,
+    /// What the timed check (TTLs at log time, revisions, fencing tokens) covered.
+    pub timed: TimedSummary,
 }
 
 /// Everything a seed decides before the run starts.
@@ -271,6 +277,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
             &mut workload,
         );
     }
+    let timed = check_timed(&mut cluster, &workload);
     let (linearizability_checks, failed_history) = check_linearizability(&mut cluster, &workload);
 
     RunReport {
@@ -283,6 +290,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         trace_hash: cluster.trace().hash(),
         linearizability_checks,
         failed_history,
+        timed,
     }
 }
 
@@ -331,6 +339,7 @@ fn cluster_options(options: &RunOptions, plan: &Plan, snapshot_off_thread: bool)
     cluster_options.max_segment_bytes = plan.max_segment_bytes;
     cluster_options.trace_keep = options.trace_keep;
     cluster_options.print_trace = options.print_trace;
+    cluster_options.injected_bug = options.injected_bug;
     cluster_options
 }
 
@@ -365,6 +374,21 @@ fn check_linearizability(
         }
     }
     (linearizability_checks, failed_history)
+}
+
+/// Checks the timed operations against the committed log the simulator saw (one check per
+/// seed, before the plain one).
+fn check_timed(cluster: &mut Cluster, workload: &Workload) -> TimedSummary {
+    if cluster.violation().is_some() {
+        return TimedSummary::default();
+    }
+    match timed_check::check(workload.timed_history(), cluster.ledger()) {
+        Ok(summary) => summary,
+        Err(failure) => {
+            fail(cluster, failure.property, failure.detail);
+            TimedSummary::default()
+        }
+    }
 }
 
 fn fault_phase(

@@ -14,21 +14,27 @@
 //! - a request no node answered in time is of unknown outcome.
 //!
 //! Some `SET`s carry a TTL of an hour (`PX`), which no run reaches: the model takes them as
-//! plain writes. Besides, a fifth of the operations go to keys of their own (`t0`, `t1`…)
-//! with short TTLs — `SET … PX` with `NX`/`XX`/`GET`, `EXPIRE` with its conditions (a
-//! negative time deletes), `GETEX`, `PERSIST`, `PTTL`, `REVISION` — so that keys expire
-//! by log time under skewed clocks, crashes and snapshots. They are not in the history (the
-//! linearizability model does not know expiry); every replica's state after every index,
-//! deadlines, revisions and log time included, is compared by the state digest instead.
+//! plain writes. Besides, a fifth of the operations are timed (`timed.rs`): on keys of
+//! their own (`t0`, `t1`) with short TTLs — `SET … PX` with `NX`/`XX`/`GET`, `PEXPIRE` with
+//! its conditions (a negative time deletes; a quarter are `PEXPIREAT` by the client's
+//! clock), `GETEX`, `PERSIST`, `GET`, `PTTL`, `TTL`, `REVISION` — so that keys expire by log
+//! time under skewed clocks, crashes and snapshots; and on a lock taken with
+//! `SET lock token NX PX`, its holder fencing with `REVISION lock` then `GET lock`. They go
+//! in a history of their own, checked against the committed log by [`crate::timed_check`].
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use skiff_kv::{Command, Deadline, ExpireCondition, Expiry, Reply, SetCondition, SetOptions};
+use skiff_kv::{Command, Deadline, Expiry, Reply, SetCondition, SetOptions};
 use skiff_node::refusals;
 use skiff_raft::NodeId;
 
 use crate::cluster::{Cluster, Submitted};
 use crate::history::{OpKind, Operation};
+use crate::timed_check::{TimedHistory, TimedOutcome};
+
+mod timed;
+
+use timed::{timed_command, LockStep};
 
 /// How clients behave.
 #[derive(Clone, Debug)]
@@ -57,8 +63,8 @@ impl Default for WorkloadOptions {
 #[derive(Debug)]
 struct InFlight {
     record: Operation,
-    /// Whether the operation goes in the history (not one on a TTL key).
-    recorded: bool,
+    /// For a timed operation, its command: it goes in the timed history.
+    timed: Option<Command>,
     /// The request id the reply comes back under.
     request: u64,
     node: NodeId,
@@ -72,6 +78,8 @@ struct Client {
     node_hint: Option<NodeId>,
     in_flight: Option<InFlight>,
     idle_until_ms: u64,
+    /// Where the client is in the lock recipe.
+    lock: LockStep,
 }
 
 /// The clients and the history they recorded.
@@ -80,6 +88,8 @@ pub struct Workload {
     options: WorkloadOptions,
     clients: Vec<Client>,
     history: Vec<Operation>,
+    /// The timed operations and fencing tokens.
+    timed: TimedHistory,
     next_client_id: u64,
     next_op: u64,
     issued: usize,
@@ -95,9 +105,6 @@ const MAX_UNKNOWN_WRITES_PER_KEY: usize = 8;
 
 /// The share of operations on the keys with short TTLs.
 const TTL_OPERATION_PROBABILITY: f64 = 0.2;
-
-/// How many keys with short TTLs clients share.
-const TTL_KEYS: usize = 2;
 
 /// A TTL longer than any run: a `SET` with it is, to the model, a plain write.
 const LONG_TTL_MS: i64 = 3_600_000;
@@ -140,13 +147,7 @@ fn outcome(op: OpKind, reply: &Reply, at_once: bool) -> Outcome {
         // A read that was refused was not served: it tells nothing.
         (OpKind::Get, _) => Outcome::NotApplied,
         (_, Reply::Error(text)) => {
-            // Only these errors promise the write was not applied: the leader found another
-            // entry committed at the write's index (Log Matching: its own entry is gone), or
-            // the node knew no leader, or was handing leadership over (§3.10), and so
-            // proposed and sent the write nowhere.
-            let refused_here = text == refusals::NO_LEADER || refusals::is_leadership_moving(text);
-            let not_applied = text == refusals::LEADER_CHANGED || (at_once && refused_here);
-            if not_applied {
+            if promises_not_applied(text, at_once) {
                 Outcome::NotApplied
             } else {
                 Outcome::Unknown
@@ -169,6 +170,15 @@ fn outcome(op: OpKind, reply: &Reply, at_once: bool) -> Outcome {
     }
 }
 
+/// Whether a write's error `text` promises it was not applied. Only these do: the leader
+/// found another entry committed at the write's index (Log Matching: its own entry is gone),
+/// or the node knew no leader, or was handing leadership over (§3.10), and so proposed and
+/// sent the write nowhere (`at_once`: the node it was handed to answered at once).
+fn promises_not_applied(text: &str, at_once: bool) -> bool {
+    let refused_here = text == refusals::NO_LEADER || refusals::is_leadership_moving(text);
+    text == refusals::LEADER_CHANGED || (at_once && refused_here)
+}
+
 impl Workload {
     /// Clients as `options` say.
     pub fn new(options: WorkloadOptions) -> Workload {
@@ -178,6 +188,7 @@ impl Workload {
                 node_hint: None,
                 in_flight: None,
                 idle_until_ms: 0,
+                lock: LockStep::Free,
             })
             .collect();
         Workload {
@@ -185,6 +196,7 @@ impl Workload {
             options,
             clients,
             history: Vec::new(),
+            timed: TimedHistory::default(),
             next_op: 1,
             issued: 0,
             stopped: false,
@@ -194,6 +206,11 @@ impl Workload {
     /// Every completed (or abandoned) operation so far.
     pub fn history(&self) -> &[Operation] {
         &self.history
+    }
+
+    /// The timed operations and the fencing tokens lock holders took.
+    pub fn timed_history(&self) -> &TimedHistory {
+        &self.timed
     }
 
     /// How many operations completed with a known outcome.
@@ -245,6 +262,10 @@ impl Workload {
         match cluster.take_reply(in_flight.request) {
             Some(reply) => {
                 let in_flight = self.clients[k].in_flight.take().expect("checked above");
+                if in_flight.timed.is_some() {
+                    self.complete_timed(k, in_flight, Some(&reply), false, cluster, now_ms);
+                    return;
+                }
                 let outcome = outcome(in_flight.record.op, &reply, false);
                 self.complete(k, in_flight, outcome, cluster, now_ms);
             }
@@ -265,10 +286,6 @@ impl Workload {
         cluster: &mut Cluster,
         now_ms: u64,
     ) {
-        if !in_flight.recorded {
-            self.clients[k].node_hint = Some(in_flight.node);
-            return;
-        }
         let mut record = in_flight.record;
         record.return_ns = now_ms * NS_PER_MS;
         match outcome {
@@ -313,13 +330,17 @@ impl Workload {
     /// The client stops waiting: the outcome is unknown, and it continues as a new client.
     fn abandon(&mut self, k: usize, in_flight: InFlight, cluster: &mut Cluster, now_ms: u64) {
         cluster.cancel(in_flight.request);
-        let mut record = in_flight.record;
+        let mut record = in_flight.record.clone();
         record.ok = None;
         record.return_ns = now_ms * NS_PER_MS;
-        if in_flight.recorded {
-            self.history.push(record);
+        match in_flight.timed.clone() {
+            Some(command) => {
+                self.record_timed(k, &in_flight, command, TimedOutcome::Unknown, now_ms);
+            }
+            None => self.history.push(record),
         }
         let client = &mut self.clients[k];
+        client.lock = LockStep::Free;
         client.id = self.next_client_id;
         client.node_hint = None;
         self.next_client_id += 1;
@@ -327,12 +348,10 @@ impl Workload {
 
     fn issue(&mut self, k: usize, node: NodeId, cluster: &mut Cluster, rng: &mut ChaCha8Rng) {
         let now_ms = cluster.now_ms();
-        let recorded = !rng.gen_bool(TTL_OPERATION_PROBABILITY);
-        let key = if recorded {
-            format!("k{}", rng.gen_range(0..self.options.keys))
-        } else {
-            format!("t{}", rng.gen_range(0..TTL_KEYS))
-        };
+        // A lock holder takes the recipe's next step; other clients draw.
+        let recorded =
+            self.clients[k].lock == LockStep::Free && !rng.gen_bool(TTL_OPERATION_PROBABILITY);
+        let key = format!("k{}", rng.gen_range(0..self.options.keys));
         let op = self.next_op;
         self.next_op += 1;
         self.issued += 1;
@@ -360,23 +379,31 @@ impl Workload {
         } else {
             roll
         };
-        let command = if recorded {
-            self.command(roll, &key, value, &mut record, rng)
-        } else {
-            ttl_command(key.into_bytes(), value.into_bytes(), rng)
+        let clock_ms = crate::cluster::SIM_EPOCH_MS + now_ms;
+        let timed =
+            (!recorded).then(|| timed_command(&self.clients[k].lock, value.clone(), clock_ms, rng));
+        let command = match &timed {
+            None => self.command(roll, &key, value, &mut record, rng),
+            Some(command) => command.clone(),
         };
         let in_flight = InFlight {
             record,
-            recorded,
+            timed,
             request: op,
             node,
             started_ms: now_ms,
         };
         match cluster.submit(node, op, command) {
             Submitted::Pending => self.clients[k].in_flight = Some(in_flight),
+            Submitted::Answered(reply) if in_flight.timed.is_some() => {
+                self.complete_timed(k, in_flight, Some(&reply), true, cluster, now_ms);
+            }
             Submitted::Answered(reply) => {
                 let outcome = outcome(in_flight.record.op, &reply, true);
                 self.complete(k, in_flight, outcome, cluster, now_ms);
+            }
+            Submitted::Unreachable if in_flight.timed.is_some() => {
+                self.complete_timed(k, in_flight, None, true, cluster, now_ms);
             }
             Submitted::Unreachable => {
                 // The node is down or paused: the request reached nobody.
@@ -443,50 +470,6 @@ impl Workload {
                 }
             }
         }
-    }
-}
-
-/// An operation on a key with a short TTL: it expires within the run, by log time.
-fn ttl_command(key: Vec<u8>, value: Vec<u8>, rng: &mut ChaCha8Rng) -> Command {
-    let conditions = [
-        SetCondition::Always,
-        SetCondition::IfAbsent,
-        SetCondition::IfPresent,
-    ];
-    let expire_conditions = [
-        ExpireCondition::Always,
-        ExpireCondition::IfNone,
-        ExpireCondition::IfSome,
-        ExpireCondition::IfLater,
-        ExpireCondition::IfEarlier,
-        ExpireCondition::IfSomeAndEarlier,
-    ];
-    let short = |rng: &mut ChaCha8Rng| Deadline::In(rng.gen_range(20..1_500));
-    match rng.gen_range(0..10) {
-        0..=3 => Command::SetWith {
-            key,
-            value,
-            options: SetOptions {
-                condition: conditions[rng.gen_range(0..conditions.len())],
-                expiry: Expiry::Until(short(rng)),
-                get: rng.gen_bool(0.3),
-            },
-        },
-        4 | 5 => Command::Expire {
-            key,
-            deadline: Deadline::In(rng.gen_range(-100..1_500)),
-            condition: expire_conditions[rng.gen_range(0..expire_conditions.len())],
-        },
-        6 => Command::GetEx {
-            key,
-            expiry: Expiry::Until(short(rng)),
-        },
-        7 => Command::Persist { key },
-        8 => Command::Ttl {
-            key,
-            unit: skiff_kv::TimeUnit::Milliseconds,
-        },
-        _ => Command::Revision { key },
     }
 }
 

@@ -132,12 +132,17 @@ impl Cluster {
     /// caller keeps unique. A follower forwards a write to its leader; reads are served by
     /// `node` through ReadIndex.
     pub fn submit(&mut self, node: NodeId, id: RequestId, command: Command) -> Submitted {
+        if let Some(submitted) = self.injected_submit(node, id, &command) {
+            return submitted;
+        }
         let Some(running) = self.client_node(node) else {
             return Submitted::Unreachable;
         };
         let text = format!("{command:?}");
         let is_read = command.is_read_only();
+        let before = running.raw().raft().log().last_index();
         running.submit(id, command);
+        self.note_proposals(node, id, before);
         self.clients.waiting.insert(id, node);
         if is_read {
             self.clients.reads.insert(id);

@@ -205,7 +205,10 @@ impl Cluster {
         for message in messages {
             self.send(message);
         }
+        let applied = self.applied(node).0;
         for (id, reply) in replies {
+            self.checks.ledger.answered(id, applied);
+            let reply = self.injected_reply(node, id, reply);
             if self.clients.waiting.get(&id) == Some(&node) {
                 self.clients.waiting.remove(&id);
                 if self.clients.reads.remove(&id) && !reply.is_error() {

@@ -175,7 +175,15 @@ impl Cluster {
             self.stats.dropped += 1;
             return;
         };
+        let before = running.raw().raft().log().last_index();
+        let forwarded = match &message.message {
+            PeerMessage::Forward { id, .. } => Some(*id),
+            _ => None,
+        };
         let result = running.step(message.clone());
+        if let Some(request) = forwarded {
+            self.note_proposals(to, request, before);
+        }
         self.trace
             .record(self.agenda.now_ms, TraceEvent::Deliver(message));
         if let Err(err) = result {

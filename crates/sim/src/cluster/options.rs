@@ -56,6 +56,8 @@ pub struct ClusterOptions {
     /// Each node's wall clock (which a leader stamps entries with) is simulated time plus
     /// a skew drawn from the seed in `[-max, +max]` milliseconds.
     pub max_clock_skew_ms: u64,
+    /// A deliberate bug, for tests that show the checkers catch it (`None` in every real run).
+    pub injected_bug: Option<InjectedBug>,
 }
 
 impl ClusterOptions {
@@ -85,6 +87,7 @@ impl ClusterOptions {
             trace_keep: 200,
             print_trace: false,
             max_clock_skew_ms: 500,
+            injected_bug: None,
         }
     }
 

@@ -1,0 +1,509 @@
+//! The timed check (TTLs at log time, revisions, fencing tokens) on hand-made histories, one
+//! scenario per property, and against a brute-force twin on small random ones.
+
+use proptest::prelude::*;
+use skiff_kv::{Command, Deadline, ExpireCondition, Expiry, Reply, SetCondition, SetOptions};
+use skiff_raft::{NodeId, Term};
+use skiff_sim::ledger::{Ledger, LedgerEntry};
+use skiff_sim::timed_check::{check, Fence, TimedHistory, TimedOp, TimedOutcome};
+
+const KEY: &[u8] = b"t";
+
+fn set_px(value: &str, ms: i64) -> Command {
+    Command::SetWith {
+        key: KEY.to_vec(),
+        value: value.as_bytes().to_vec(),
+        options: SetOptions {
+            condition: SetCondition::Always,
+            expiry: Expiry::Until(Deadline::In(ms)),
+            get: false,
+        },
+    }
+}
+
+fn pexpire(ms: i64) -> Command {
+    Command::Expire {
+        key: KEY.to_vec(),
+        deadline: Deadline::In(ms),
+        condition: ExpireCondition::Always,
+    }
+}
+
+fn persist() -> Command {
+    Command::Persist { key: KEY.to_vec() }
+}
+
+fn get() -> Command {
+    Command::Get { key: KEY.to_vec() }
+}
+
+fn pttl() -> Command {
+    Command::Ttl {
+        key: KEY.to_vec(),
+        unit: skiff_kv::TimeUnit::Milliseconds,
+    }
+}
+
+fn revision() -> Command {
+    Command::Revision { key: KEY.to_vec() }
+}
+
+/// A ledger of stamped entries, one per `(stamp, command)`, from index 1, all in term 1;
+/// entry `i` is the proposal of request `i`.
+fn ledger(entries: &[(u64, Option<Command>)]) -> Ledger {
+    let mut ledger = Ledger::default();
+    for (k, (stamp, command)) in entries.iter().enumerate() {
+        let index = k as u64 + 1;
+        ledger.insert(
+            index,
+            LedgerEntry {
+                term: Term(1),
+                log_time_ms: Some(*stamp),
+                commands: command.iter().cloned().collect(),
+                session: None,
+            },
+        );
+        ledger.proposed(index, index, Term(1));
+    }
+    ledger
+}
+
+fn op(request: u64, command: Command, call_ms: u64, return_ms: u64, reply: Reply) -> TimedOp {
+    TimedOp {
+        client: request,
+        request,
+        node: NodeId(1),
+        command,
+        call_ms,
+        return_ms,
+        outcome: TimedOutcome::Replied(reply),
+    }
+}
+
+fn bulk(text: &str) -> Reply {
+    Reply::Bulk(text.as_bytes().to_vec())
+}
+
+/// `SET t a PX 100` at log time 1000 (index 1), then a time entry at 1100 (index 2): the key
+/// lives in log time [1000, 1100).
+fn expiring_key() -> Ledger {
+    ledger(&[(1000, Some(set_px("a", 100))), (1100, None)])
+}
+
+#[test]
+fn a_key_read_before_and_after_its_deadline_passes() {
+    let mut ledger = expiring_key();
+    ledger.answered(10, 1);
+    ledger.answered(11, 2);
+    let history = TimedHistory {
+        ops: vec![
+            op(1, set_px("a", 100), 0, 10, Reply::Ok),
+            op(10, get(), 11, 20, bulk("a")),
+            op(11, get(), 21, 30, Reply::Nil),
+        ],
+        fences: Vec::new(),
+    };
+    let summary = check(&history, &ledger).expect("linearizable");
+    assert_eq!(
+        (summary.writes, summary.reads, summary.expired_reads),
+        (1, 2, 1)
+    );
+}
+
+#[test]
+fn a_key_reported_expired_before_its_deadline_in_log_time_is_caught() {
+    // The read was answered by a node that had applied only index 1 (log time 1000 < 1100).
+    let mut ledger = expiring_key();
+    ledger.answered(10, 1);
+    let history = TimedHistory {
+        ops: vec![
+            op(1, set_px("a", 100), 0, 10, Reply::Ok),
+            op(10, get(), 11, 20, Reply::Nil),
+        ],
+        fences: Vec::new(),
+    };
+    let failure = check(&history, &ledger).expect_err("expired early");
+    assert_eq!(
+        failure.property,
+        "No key expires before its deadline in log time"
+    );
+    assert!(failure.detail.contains("GET t"), "{}", failure.detail);
+}
+
+#[test]
+fn a_key_that_comes_back_after_a_read_saw_it_expired_is_caught() {
+    let mut ledger = expiring_key();
+    ledger.answered(10, 2);
+    ledger.answered(11, 2);
+    let history = TimedHistory {
+        ops: vec![
+            op(1, set_px("a", 100), 0, 10, Reply::Ok),
+            op(10, get(), 11, 20, Reply::Nil),
+            op(11, get(), 21, 30, bulk("a")),
+        ],
+        fences: Vec::new(),
+    };
+    let failure = check(&history, &ledger).expect_err("the key came back");
+    assert_eq!(failure.property, "No expired key comes back");
+}
+
+#[test]
+fn pttl_may_not_report_more_time_than_log_time_leaves() {
+    let mut ledger = expiring_key();
+    ledger.answered(10, 1);
+    let within = TimedHistory {
+        ops: vec![
+            op(1, set_px("a", 100), 0, 10, Reply::Ok),
+            op(10, pttl(), 11, 20, Reply::Integer(60)),
+        ],
+        fences: Vec::new(),
+    };
+    check(&within, &ledger).expect("60 ms of 100 left: a node clock ahead of log time");
+    let mut beyond = within.clone();
+    beyond.ops[1].outcome = TimedOutcome::Replied(Reply::Integer(101));
+    check(&beyond, &ledger).expect_err("more than the 100 ms log time leaves");
+}
+
+#[test]
+fn revision_reads_return_the_index_of_the_latest_write() {
+    // SET at 1, PERSIST at 2 (a write: revision 2), then a read.
+    let mut ledger = ledger(&[(1000, Some(set_px("a", 500))), (1010, Some(persist()))]);
+    ledger.answered(10, 2);
+    let history = |answer: i64| TimedHistory {
+        ops: vec![
+            op(1, set_px("a", 500), 0, 10, Reply::Ok),
+            op(2, persist(), 11, 20, Reply::Integer(1)),
+            op(10, revision(), 21, 30, Reply::Integer(answer)),
+        ],
+        fences: Vec::new(),
+    };
+    check(&history(2), &ledger).expect("revision of the last write");
+    let failure = check(&history(1), &ledger).expect_err("a revision behind the PERSIST");
+    assert_eq!(failure.property, "Linearizability (log time)");
+}
+
+#[test]
+fn a_write_reply_the_model_would_not_give_is_caught() {
+    // PEXPIRE on a key that expired at index 2 must answer 0.
+    let ledger = ledger(&[
+        (1000, Some(set_px("a", 100))),
+        (1100, None),
+        (1150, Some(pexpire(500))),
+    ]);
+    let history = TimedHistory {
+        ops: vec![
+            op(1, set_px("a", 100), 0, 10, Reply::Ok),
+            op(3, pexpire(500), 20, 30, Reply::Integer(1)),
+        ],
+        fences: Vec::new(),
+    };
+    let failure = check(&history, &ledger).expect_err("the key had expired");
+    assert!(
+        failure.detail.contains("the model answers (integer) 0"),
+        "{}",
+        failure.detail
+    );
+}
+
+#[test]
+fn log_time_going_back_is_caught() {
+    let ledger = ledger(&[(1000, Some(set_px("a", 100))), (900, None)]);
+    let history = TimedHistory {
+        ops: vec![op(1, set_px("a", 100), 0, 10, Reply::Ok)],
+        fences: Vec::new(),
+    };
+    let failure = check(&history, &ledger).expect_err("a stamp went back");
+    assert!(failure.property.starts_with("Log time"));
+}
+
+#[test]
+fn a_refused_write_that_was_applied_is_caught() {
+    let ledger = expiring_key();
+    let mut refused = op(1, set_px("a", 100), 0, 10, Reply::Ok);
+    refused.outcome = TimedOutcome::NotApplied;
+    let history = TimedHistory {
+        ops: vec![refused],
+        fences: Vec::new(),
+    };
+    let failure = check(&history, &ledger).expect_err("it committed at 1");
+    assert_eq!(failure.property, "Refused writes are not applied");
+}
+
+#[test]
+fn fencing_tokens_of_successive_acquisitions_must_increase() {
+    let lock = |value: &str| Command::SetWith {
+        key: KEY.to_vec(),
+        value: value.as_bytes().to_vec(),
+        options: SetOptions {
+            condition: SetCondition::IfAbsent,
+            expiry: Expiry::Until(Deadline::In(100)),
+            get: false,
+        },
+    };
+    let ledger = ledger(&[
+        (1000, Some(lock("a"))),
+        (1100, None),
+        (1150, Some(lock("b"))),
+    ]);
+    let history = |tokens: [i64; 2]| TimedHistory {
+        ops: vec![
+            op(1, lock("a"), 0, 10, Reply::Ok),
+            op(3, lock("b"), 20, 30, Reply::Ok),
+        ],
+        fences: vec![
+            Fence {
+                acquire: 1,
+                token: "a".into(),
+                revision: tokens[0],
+            },
+            Fence {
+                acquire: 3,
+                token: "b".into(),
+                revision: tokens[1],
+            },
+        ],
+    };
+    assert_eq!(
+        check(&history([1, 3]), &ledger).expect("increasing").fences,
+        2
+    );
+    let failure = check(&history([3, 3]), &ledger).expect_err("two holders, one token");
+    assert_eq!(failure.property, "Fencing tokens increase");
+}
+
+// The twin: a naive model and a brute-force placement of every read at every index.
+
+/// The key's naive state: value, deadline, revision.
+type Naive = Option<(String, Option<u64>, u64)>;
+
+/// Replays entries 1..=upto naively; returns the state and log time after, and the reply
+/// of the command at `upto`.
+fn naive(entries: &[(u64, Option<Command>)], upto: usize) -> (Naive, u64, Option<Reply>) {
+    let (mut state, mut now, mut reply): (Naive, u64, Option<Reply>) = (None, 0, None);
+    for (k, (stamp, command)) in entries.iter().take(upto).enumerate() {
+        let index = k as u64 + 1;
+        now = *stamp;
+        if matches!(state, Some((_, Some(deadline), _)) if deadline <= now) {
+            state = None;
+        }
+        reply = match command {
+            None => None,
+            Some(Command::SetWith { value, options, .. }) => {
+                let Expiry::Until(Deadline::In(ms)) = options.expiry else {
+                    unreachable!("the twin sets PX only")
+                };
+                let value = String::from_utf8(value.clone()).unwrap();
+                state = Some((value, Some(now + ms as u64), index));
+                Some(Reply::Ok)
+            }
+            Some(Command::Expire {
+                deadline: Deadline::In(ms),
+                ..
+            }) => match state.take() {
+                None => Some(Reply::Integer(0)),
+                Some((value, _, _)) => {
+                    let at = now as i64 + ms;
+                    if at > now as i64 {
+                        state = Some((value, Some(at as u64), index));
+                    }
+                    Some(Reply::Integer(1))
+                }
+            },
+            Some(Command::Persist { .. }) => match state.take() {
+                Some((value, Some(_), _)) => {
+                    state = Some((value, None, index));
+                    Some(Reply::Integer(1))
+                }
+                other => {
+                    state = other;
+                    Some(Reply::Integer(0))
+                }
+            },
+            Some(other) => unreachable!("the twin does not write {other:?}"),
+        };
+    }
+    (state, now, reply)
+}
+
+fn naive_read_allows(command: &Command, state: &Naive, now: u64, reply: &Reply) -> bool {
+    match command {
+        Command::Get { .. } => *reply == state.as_ref().map_or(Reply::Nil, |(v, _, _)| bulk(v)),
+        Command::Revision { .. } => {
+            *reply
+                == state
+                    .as_ref()
+                    .map_or(Reply::Nil, |(_, _, r)| Reply::Integer(*r as i64))
+        }
+        _ => match (state, reply) {
+            (None, Reply::Integer(n)) => *n == -2,
+            (Some((_, None, _)), Reply::Integer(n)) => *n == -1,
+            (Some((_, Some(d), _)), Reply::Integer(n)) => *n >= 1 && *n <= (*d - now) as i64,
+            _ => false,
+        },
+    }
+}
+
+/// Every placement of the reads on indices 0..=n that real time and the answering nodes
+/// allow, tried one by one.
+fn brute_force(
+    entries: &[(u64, Option<Command>)],
+    writes: &[TimedOp],
+    reads: &[(TimedOp, u64)],
+) -> bool {
+    let n = entries.len();
+    if entries.windows(2).any(|w| w[1].0 < w[0].0) {
+        return false;
+    }
+    let write_at = |w: &TimedOp| w.request as usize;
+    for w in writes {
+        if let TimedOutcome::Replied(reply) = &w.outcome {
+            if naive(entries, write_at(w)).2.as_ref() != Some(reply) {
+                return false;
+            }
+        }
+    }
+    for a in writes {
+        for b in writes {
+            if a.return_ms < b.call_ms && write_at(a) >= write_at(b) {
+                return false;
+            }
+        }
+    }
+    let mut points = vec![0usize; reads.len()];
+    loop {
+        let fits = reads.iter().enumerate().all(|(r, (read, answered))| {
+            let p = points[r];
+            let TimedOutcome::Replied(reply) = &read.outcome else {
+                return true;
+            };
+            let (state, now, _) = naive(entries, p);
+            p as u64 <= *answered
+                && naive_read_allows(&read.command, &state, now, reply)
+                && writes.iter().all(|w| {
+                    (w.return_ms >= read.call_ms || write_at(w) <= p)
+                        && (read.return_ms >= w.call_ms || p < write_at(w))
+                })
+                && reads
+                    .iter()
+                    .enumerate()
+                    .all(|(o, (other, _))| other.return_ms >= read.call_ms || points[o] <= p)
+        });
+        if fits {
+            return true;
+        }
+        // The next placement, as a number in base n + 1.
+        let mut digit = 0;
+        loop {
+            if digit == points.len() {
+                return false;
+            }
+            points[digit] += 1;
+            if points[digit] <= n {
+                break;
+            }
+            points[digit] = 0;
+            digit += 1;
+        }
+    }
+}
+
+/// Entries of the ledger, writes, and reads with the index their node had applied.
+type Case = (
+    Vec<(u64, Option<Command>)>,
+    Vec<TimedOp>,
+    Vec<(TimedOp, u64)>,
+);
+
+/// A small random history: up to five entries (writes or time entries), their writes'
+/// replies mostly right, and up to three reads mostly answered from some index.
+fn arbitrary_case() -> impl Strategy<Value = Case> {
+    let entry = (0u64..200, 0u8..5, 20i64..300);
+    let right = || prop::bool::weighted(0.9);
+    let read = (
+        0u8..3,
+        0u64..6,
+        0u64..6,
+        0u64..120,
+        0u64..60,
+        right(),
+        -3i64..300,
+    );
+    (
+        prop::collection::vec(entry, 1..=5),
+        prop::collection::vec(read, 0..=3),
+        prop::collection::vec((0u64..120, 0u64..60, right()), 5),
+    )
+        .prop_map(|(raw_entries, raw_reads, write_times)| {
+            let mut stamp = 1000;
+            let mut entries = Vec::new();
+            for (k, (step, kind, ms)) in raw_entries.into_iter().enumerate() {
+                stamp += step;
+                let command = match kind {
+                    0 | 1 => Some(set_px(&format!("v{k}"), ms)),
+                    2 => Some(pexpire(ms - 60)),
+                    3 => Some(persist()),
+                    _ => None,
+                };
+                entries.push((stamp, command));
+            }
+            let mut writes = Vec::new();
+            for (k, (_, command)) in entries.iter().enumerate() {
+                let Some(command) = command else { continue };
+                let (call, length, right) = write_times[k];
+                let truth = naive(&entries, k + 1).2.expect("a write answers");
+                let reply = if right { truth } else { Reply::Integer(7) };
+                writes.push(op(
+                    k as u64 + 1,
+                    command.clone(),
+                    call,
+                    call + length,
+                    reply,
+                ));
+            }
+            let reads = raw_reads
+                .into_iter()
+                .enumerate()
+                .map(|(r, (kind, from, answered, call, length, right, noise))| {
+                    let command = [get(), pttl(), revision()][kind as usize].clone();
+                    let from = (from as usize).min(entries.len());
+                    let (state, now, _) = naive(&entries, from);
+                    let reply = match (&command, right) {
+                        (_, false) => Reply::Integer(noise),
+                        (Command::Get { .. }, true) => {
+                            state.as_ref().map_or(Reply::Nil, |(v, _, _)| bulk(v))
+                        }
+                        (Command::Revision { .. }, true) => state
+                            .as_ref()
+                            .map_or(Reply::Nil, |(_, _, r)| Reply::Integer(*r as i64)),
+                        (_, true) => Reply::Integer(match &state {
+                            None => -2,
+                            Some((_, None, _)) => -1,
+                            Some((_, Some(d), _)) => (*d - now) as i64,
+                        }),
+                    };
+                    let read = op(100 + r as u64, command, call, call + length, reply);
+                    (read, answered.min(entries.len() as u64))
+                })
+                .collect();
+            (entries, writes, reads)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn timed_check_agrees_with_brute_force((entries, writes, reads) in arbitrary_case()) {
+        let mut ledger = ledger(&entries);
+        for (read, answered) in &reads {
+            ledger.answered(read.request, *answered);
+        }
+        let history = TimedHistory {
+            ops: writes.iter().cloned().chain(reads.iter().map(|(r, _)| r.clone())).collect(),
+            fences: Vec::new(),
+        };
+        let expected = brute_force(&entries, &writes, &reads);
+        let verdict = check(&history, &ledger);
+        prop_assert_eq!(verdict.is_ok(), expected, "entries {:?}\nwrites {:?}\nreads {:?}\n{:?}", entries, writes, reads, verdict);
+    }
+}
