@@ -60,6 +60,12 @@
 //! - [`snapshot`]: the snapshot format, its checksum and the checks on restore.
 //! - [`config`]: [`KvConfig`], the limits.
 //! - `events`: the keyspace events each write reports, for notifications.
+//! - `value`: what a key holds (a string or a hash) and the `WRONGTYPE` rule.
+//! - `strings`: `TYPE`, `RENAME`, `STRLEN`, `APPEND`, `GETRANGE`, `SETRANGE`,
+//!   `INCRBYFLOAT`, `MSETNX`, `RANDOMKEY`; `float`: how `INCRBYFLOAT` reads and prints.
+//! - `hashes`: the hash commands.
+//! - `scan`: `KEYS`, `SCAN`, `HSCAN` and their cursor; `glob`: Redis's patterns.
+//! - `dispatch`: which of those modules runs each command of that group.
 //! - [`error`]: [`KvError`], for bytes that do not decode and configurations out of range.
 //! - `codec`: the varint and byte-string primitives every format here is built from.
 #![deny(missing_docs)]
@@ -67,16 +73,23 @@
 mod codec;
 pub mod command;
 pub mod config;
+mod dispatch;
 pub mod error;
 mod events;
 pub mod expiry;
+mod float;
+mod glob;
+mod hashes;
 mod keyspace;
 pub mod reply;
 pub mod request;
+mod scan;
 pub mod session;
 pub mod snapshot;
 pub mod state_machine;
+mod strings;
 mod ttl;
+mod value;
 
 pub use command::{Command, SetCondition, COMMAND_FORMAT_VERSION};
 pub use config::KvConfig;

@@ -19,6 +19,8 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// An error, starting with its Redis error code (`"ERR …"`).
     Error(String),
+    /// A simple string other than `OK` (`+hash`, as `TYPE` answers).
+    Status(String),
 }
 
 /// Error replies the state machine gives, word for word as Redis gives them where Redis has
@@ -39,6 +41,31 @@ pub mod errors {
     pub const KEY_TOO_LARGE: &str = "ERR key is too large";
     /// A value longer than [`KvConfig::max_value_bytes`](crate::KvConfig::max_value_bytes).
     pub const VALUE_TOO_LARGE: &str = "ERR value is too large";
+    /// A command for one type of value run against a key holding another.
+    pub const WRONG_TYPE: &str =
+        "WRONGTYPE Operation against a key holding the wrong kind of value";
+    /// A hash write that would take a hash past
+    /// [`KvConfig::max_hash_fields`](crate::KvConfig::max_hash_fields).
+    pub const HASH_TOO_LARGE: &str = "ERR hash would have too many fields";
+
+    /// `RENAME` of a missing key.
+    pub const NO_SUCH_KEY: &str = "ERR no such key";
+    /// `INCRBYFLOAT` on a value or with an increment that is not a float.
+    pub const NOT_A_FLOAT: &str = "ERR value is not a valid float";
+    /// `INCRBYFLOAT`/`HINCRBYFLOAT` whose sum is not finite.
+    pub const NOT_FINITE: &str = "ERR increment would produce NaN or Infinity";
+    /// `HINCRBYFLOAT` with an increment that is infinite.
+    pub const NAN_OR_INFINITY: &str = "ERR value is NaN or Infinity";
+    /// `HINCRBY` on a field whose value is not a decimal 64-bit integer.
+    pub const HASH_NOT_AN_INTEGER: &str = "ERR hash value is not an integer";
+    /// `HINCRBYFLOAT` on a field whose value is not a float.
+    pub const HASH_NOT_A_FLOAT: &str = "ERR hash value is not a float";
+    /// `SETRANGE` with a negative offset.
+    pub const OFFSET_OUT_OF_RANGE: &str = "ERR offset is out of range";
+    /// `SCAN`/`HSCAN` with a cursor that is not an unsigned 64-bit integer.
+    pub const INVALID_CURSOR: &str = "ERR invalid cursor";
+    /// A command whose options do not parse (`SCAN 0 COUNT 0`).
+    pub const SYNTAX: &str = "ERR syntax error";
 
     /// A read whose reply would exceed `max_reply_bytes`.
     pub fn reply_too_large(max_reply_bytes: usize) -> String {
@@ -93,6 +120,7 @@ mod tag {
     pub const INTEGER: u8 = 3;
     pub const ARRAY: u8 = 4;
     pub const ERROR: u8 = 5;
+    pub const STATUS: u8 = 6;
 }
 
 /// How deeply arrays may nest in a decoded reply. The state machine never makes nested
@@ -121,6 +149,10 @@ pub(crate) fn put_reply(out: &mut Vec<u8>, reply: &Reply) {
         }
         Reply::Error(text) => {
             out.push(tag::ERROR);
+            put_bytes(out, text.as_bytes());
+        }
+        Reply::Status(text) => {
+            out.push(tag::STATUS);
             put_bytes(out, text.as_bytes());
         }
     }
@@ -152,6 +184,10 @@ fn read_reply_at(r: &mut Reader<'_>, depth: usize) -> Result<Reply, KvError> {
         tag::ERROR => Reply::Error(
             String::from_utf8(r.bytes()?)
                 .map_err(|_| KvError::InvalidSnapshot("error reply is not UTF-8"))?,
+        ),
+        tag::STATUS => Reply::Status(
+            String::from_utf8(r.bytes()?)
+                .map_err(|_| KvError::InvalidSnapshot("status reply is not UTF-8"))?,
         ),
         other => return Err(r.unknown_tag("reply", other)),
     })

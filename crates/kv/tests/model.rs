@@ -20,6 +20,7 @@ const MAX_KEY_BYTES: usize = 3;
 const MAX_VALUE_BYTES: usize = 20;
 const MAX_SESSIONS: usize = 3;
 const SESSION_EXPIRY_ENTRIES: u64 = 12;
+const MAX_HASH_FIELDS: usize = 3;
 
 fn config() -> KvConfig {
     KvConfig {
@@ -28,6 +29,7 @@ fn config() -> KvConfig {
         max_sessions: MAX_SESSIONS,
         session_expiry_entries: SESSION_EXPIRY_ENTRIES,
         max_reply_bytes: usize::MAX,
+        max_hash_fields: MAX_HASH_FIELDS,
     }
 }
 

@@ -315,6 +315,7 @@ pub fn write_reply(out: &mut BytesMut, reply: &Reply) {
             }
         }
         Reply::Error(text) => write_error(out, text),
+        Reply::Status(text) => write_simple(out, text),
     }
 }
 
@@ -325,7 +326,7 @@ pub fn reply_len(reply: &Reply) -> usize {
         Reply::Ok | Reply::Nil | Reply::Integer(_) => HEADER,
         Reply::Bulk(bytes) => HEADER + bytes.len() + 2,
         Reply::Array(items) => HEADER + items.iter().map(reply_len).sum::<usize>(),
-        Reply::Error(text) => text.len() + 3,
+        Reply::Error(text) | Reply::Status(text) => text.len() + 3,
     }
 }
 
