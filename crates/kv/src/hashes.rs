@@ -9,6 +9,10 @@ use crate::reply::{errors, Reply};
 use crate::state_machine::{count, parse_integer, StateMachine};
 use crate::value::{Hash, Value};
 
+/// What a listing counts for each item besides its bytes (a RESP bulk string's `$`, length
+/// and line ends), so that many empty items are bounded too.
+pub(crate) const ITEM_HEADER_BYTES: usize = 16;
+
 impl StateMachine {
     /// The hash at `key` (`None` when missing), or `WRONGTYPE`.
     fn hash_at(&self, key: &[u8]) -> Result<Option<&Hash>, Reply> {
@@ -154,8 +158,10 @@ impl StateMachine {
             Ok(None) => return Reply::Array(Vec::new()),
             Err(wrong_type) => return wrong_type,
         };
-        let sizes = hash.iter().map(|(field, value)| {
-            (if fields { field.len() } else { 0 }) + (if values { value.len() } else { 0 })
+        let sizes = hash.iter().flat_map(|(field, value)| {
+            let field = fields.then_some(field.len());
+            let value = values.then_some(value.len());
+            field.into_iter().chain(value)
         });
         if let Some(refusal) = self.check_reply_bytes(sizes) {
             return refusal;
@@ -172,12 +178,12 @@ impl StateMachine {
         Reply::Array(items)
     }
 
-    /// The refusal of a reply whose bulk strings add up to more than `max_reply_bytes`,
-    /// judged before anything is copied.
+    /// The refusal of a reply whose items — each its bytes and [`ITEM_HEADER_BYTES`] —
+    /// add up to more than `max_reply_bytes`, judged before anything is copied.
     pub(crate) fn check_reply_bytes(&self, sizes: impl Iterator<Item = usize>) -> Option<Reply> {
         let mut total = 0usize;
         for size in sizes {
-            total = total.saturating_add(size);
+            total = total.saturating_add(size).saturating_add(ITEM_HEADER_BYTES);
             if total > self.config.max_reply_bytes {
                 return Some(Reply::error(errors::reply_too_large(
                     self.config.max_reply_bytes,

@@ -145,7 +145,7 @@ impl StateMachine {
             .collect();
         let sizes = fields
             .iter()
-            .map(|(field, value)| field.len() + value.len());
+            .flat_map(|(field, value)| [field.len(), value.len()]);
         if let Some(refusal) = self.check_reply_bytes(sizes) {
             return refusal;
         }

@@ -408,17 +408,18 @@ fn hash_commands_answer_as_redis() {
     kv.machine.check_invariants();
 }
 
-/// HGETALL, KEYS and HMGET are refused before anything is copied when their reply would
-/// pass max_reply_bytes.
+/// HGETALL and KEYS are refused before anything is copied when their reply would pass
+/// max_reply_bytes.
 #[test]
 fn listings_are_bounded_by_max_reply_bytes() {
+    // Each item counts its bytes and 16 for its header.
     let mut kv = Kv::with_config(KvConfig {
         max_value_bytes: 8,
-        max_reply_bytes: 8,
+        max_reply_bytes: 30,
         ..KvConfig::default()
     });
     kv.apply(hset("h", &[("f", "12345678")]));
-    let too_large = Reply::error(errors::reply_too_large(8));
+    let too_large = Reply::error(errors::reply_too_large(30));
     assert_eq!(kv.read(Command::HGetAll { key: b("h") }), too_large);
     assert_eq!(
         kv.read(Command::HVals { key: b("h") }),

@@ -5,6 +5,7 @@ use skiff_kv::reply::errors;
 use skiff_kv::Command;
 
 mod expiry;
+mod keyspace;
 
 /// A parsed client request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -256,6 +257,7 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Result<ClientRequest, CommandError> {
             },
             _ => return Err(syntax()),
         },
+        name if keyspace::handles(name) => ClientRequest::Kv(keyspace::parse(name, argc, rest)?),
         "COMMAND" => ClientRequest::EmptyArray,
         "QUIT" => ClientRequest::Quit,
         _ => return Err(CommandError(format!("ERR unknown command '{typed}'"))),
@@ -355,7 +357,7 @@ mod tests {
             ),
             ("INCRBY n x", "ERR value is not an integer or out of range"),
             ("SELECT 3", "ERR DB index is out of range"),
-            ("FLUSHALL", "ERR unknown command 'FLUSHALL'"),
+            ("FLUSHALL x", "ERR syntax error"),
         ];
         for (text, error) in table {
             assert_eq!(
