@@ -9,7 +9,8 @@
 //! - [`Command`] is what a client asks (`GET`, `SET` with `NX`/`XX`/`GET` and a time to live,
 //!   `SETNX`, `GETEX`, `GETDEL`, `DEL`, `EXISTS`, `INCR`, `INCRBY`, `DECR`, `MGET`, `MSET`,
 //!   `EXPIRE` and its kin, `PERSIST`, `TTL`, `EXPIRETIME`, Skiff's own `CAS` and `REVISION`,
-//!   `DBSIZE`), encoded through
+//!   `DBSIZE`, `TYPE`, `RENAME`, `APPEND`, `GETRANGE`, `SETRANGE`, `INCRBYFLOAT`, `KEYS`,
+//!   `SCAN`, the hash commands `HSET` … `HSCAN`), encoded through
 //!   `skiff-codec` in a compact, versioned binary form for log entries; [`Command::decode`] answers malformed
 //!   bytes with a typed [`KvError`], never a panic.
 //! - Time is log time: the leader's stamp on each entry ([`StateMachine::apply_at`]), never
@@ -19,8 +20,10 @@
 //! - [`StateMachine::apply`] applies a committed entry and returns the [`Reply`], which
 //!   mirrors Redis's replies. A write may carry a [`SessionRequest`] (thesis §6.3): a retried
 //!   request is answered from the session table and applied only once.
-//! - [`StateMachine::read`] answers `GET`, `MGET`, `EXISTS` and `DBSIZE` without the log, for
-//!   reads confirmed by ReadIndex.
+//! - A key holds a string or a hash; a command for the other type answers `WRONGTYPE`.
+//! - [`StateMachine::read`] answers the read-only commands ([`Command::is_read_only`]:
+//!   `GET`, `MGET`, `EXISTS`, `SCAN`, `HGET`…) without the log, for reads confirmed by
+//!   ReadIndex.
 //! - [`StateMachine::snapshot`] and [`StateMachine::restore`] save and rebuild the whole
 //!   state — data, sessions, applied index — in a checksummed, deterministic format.
 //!
