@@ -3,7 +3,7 @@
 //! `max_value_bytes`, a hash's fields by `max_hash_fields`; a write beyond a limit changes
 //! nothing. A hash whose last field goes is deleted.
 
-use crate::float::{format_float, parse_float};
+use crate::float::{format_float, parse_float, LongDouble};
 use crate::keyspace::Stored;
 use crate::reply::{errors, Reply};
 use crate::state_machine::{count, parse_integer, StateMachine};
@@ -292,17 +292,17 @@ impl StateMachine {
             Err(wrong_type) => return wrong_type,
         };
         let current = match hash.and_then(|hash| hash.get(&field)) {
-            None => 0.0,
+            None => LongDouble::ZERO,
             Some(value) => match parse_float(value) {
                 Some(n) => n,
                 None => return Reply::error(errors::HASH_NOT_A_FLOAT),
             },
         };
-        let sum = current + increment;
+        let sum = current.add(&increment);
         if !sum.is_finite() {
             return Reply::error(errors::NOT_FINITE);
         }
-        let text = format_float(sum);
+        let text = format_float(&sum);
         if let Some(refusal) = self.check_hash_write(&key, hash, [(&field, &text)].into_iter()) {
             return refusal;
         }

@@ -2,7 +2,7 @@
 //! `STRLEN`, `APPEND`, `GETRANGE`, `SETRANGE`, `INCRBYFLOAT`, `MSET`/`MSETNX`, `RANDOMKEY`, with
 //! Redis 7's replies (`FLUSHALL` is one line in [`dispatch`](crate::dispatch)).
 
-use crate::float::{format_float, parse_float};
+use crate::float::{format_float, parse_float, LongDouble};
 use crate::keyspace::Stored;
 use crate::reply::{errors, Reply};
 use crate::state_machine::{count, StateMachine};
@@ -140,18 +140,18 @@ impl StateMachine {
     /// `INCRBYFLOAT`: the sum as text (see [`float`](crate::float)); the deadline stays.
     pub(crate) fn incr_by_float(&mut self, key: &[u8], increment: &[u8]) -> Reply {
         let current = match self.string_at(key) {
-            Ok(None) => Some(0.0),
+            Ok(None) => Some(LongDouble::ZERO),
             Ok(Some(value)) => parse_float(value),
             Err(wrong_type) => return wrong_type,
         };
         let (Some(current), Some(increment)) = (current, parse_float(increment)) else {
             return Reply::error(errors::NOT_A_FLOAT);
         };
-        let sum = current + increment;
+        let sum = current.add(&increment);
         if !sum.is_finite() {
             return Reply::error(errors::NOT_FINITE);
         }
-        let text = format_float(sum);
+        let text = format_float(&sum);
         if let Some(refusal) = self.check_size(key, &text) {
             return refusal;
         }

@@ -205,7 +205,8 @@ fn string_commands_answer_as_redis() {
     };
     kv.apply(set("f", "10.50"));
     assert_eq!(kv.apply(incr("f", "0.1")), bulk("10.6"));
-    assert_eq!(kv.apply(incr("f", "-5.0e3")), bulk("-4989.4"));
+    assert_eq!(kv.apply(incr("f", "-0.6")), bulk("10"));
+    assert_eq!(kv.apply(incr("f", "-5.0e3")), bulk("-4990"));
     assert_eq!(kv.apply(incr("z", "0.1")), bulk("0.1"));
     assert_eq!(kv.apply(incr("z", "0.2")), bulk("0.3"));
     assert_eq!(kv.apply(incr("z", "x")), Reply::error(errors::NOT_A_FLOAT));

@@ -306,10 +306,17 @@ fn nonsense_keyspace_arguments_pipelined_are_refused_in_order() {
             &["INCRBYFLOAT", "f", "nan"],
             "-ERR value is not a valid float",
         ),
-        (&["INCRBYFLOAT", "f", "1e308"], "$100000000000000000000"),
         (
             &["INCRBYFLOAT", "f", "1e308"],
+            "$999999999999999999966858796558",
+        ),
+        (
+            &["INCRBYFLOAT", "f", "inf"],
             "-ERR increment would produce NaN or Infinity",
+        ),
+        (
+            &["INCRBYFLOAT", "f", "1e5000"],
+            "-ERR value is not a valid float",
         ),
         (
             &["HINCRBY", "h", "f", "x"],
