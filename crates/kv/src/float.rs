@@ -174,11 +174,15 @@ pub(crate) fn parse_float(bytes: &[u8]) -> Option<LongDouble> {
                 return None;
             }
             // Past the limit the exact exponent does not matter: clamp it.
-            let magnitude = std::str::from_utf8(&digits[..digits.len().min(8)])
-                .ok()?
-                .parse::<i64>()
-                .ok()?
-                .min(DECIMAL_EXPONENT_LIMIT * 2);
+            let significant = &digits[digits.iter().take_while(|&&d| d == b'0').count()..];
+            let magnitude = if significant.len() > 8 {
+                DECIMAL_EXPONENT_LIMIT * 2
+            } else {
+                significant
+                    .iter()
+                    .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'))
+                    .min(DECIMAL_EXPONENT_LIMIT * 2)
+            };
             if text.first() == Some(&b'-') {
                 -magnitude
             } else {
@@ -323,6 +327,8 @@ mod tests {
         ] {
             assert_eq!(parse_float(bad.as_bytes()), None, "{bad}");
         }
+        assert_eq!(parse_float(b"1e0000000001"), parse_float(b"10"));
+        assert_eq!(parse_float(b"1e999999999999"), None);
         let infinite = parse_float(b"inf").unwrap();
         assert!(!infinite.add(&parse_float(b"1").unwrap()).is_finite());
     }
