@@ -24,11 +24,11 @@ fn field() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![Just("f"), Just("g"), Just("h"), Just("long")].prop_map(|f| f.as_bytes().to_vec())
 }
 
-/// Increments in whole quarters (so the model counts quarters exactly), a non-number and
-/// infinity.
+/// Whole increments, a non-number and infinity. No value the strategies make holds a
+/// point, so APPEND and SETRANGE cannot turn a sum into a decimal the model cannot count in
+/// quarters exactly; fractions are checked against redis-server in `float`'s unit tests.
 fn float_text() -> impl Strategy<Value = Vec<u8>> {
-    prop::sample::select(vec!["0.5", "-1.25", "3", "-0.25", "x", "inf"])
-        .prop_map(|t| t.as_bytes().to_vec())
+    prop::sample::select(vec!["3", "-1", "0", "-7", "x", "inf"]).prop_map(|t| t.as_bytes().to_vec())
 }
 
 fn pattern() -> impl Strategy<Value = Vec<u8>> {
