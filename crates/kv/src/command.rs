@@ -1,6 +1,6 @@
 //! [`Command`]: what a client asks of the store, and its binary form in a log entry.
 //!
-//! # Encoding (version 2)
+//! # Encoding (version 3)
 //! ```text
 //! version(1) | opcode | fields…
 //! ```
@@ -29,6 +29,7 @@
 //! | 18 | `TTL`/`PTTL` | key, unit (0 s, 1 ms) |
 //! | 19 | `EXPIRETIME`/`PEXPIRETIME` | key, unit |
 //! | 20 | `REVISION` | key |
+//! | 21–59 | the string, keyspace and hash commands | see [`keyspace`] |
 //! | 60 | `EXEC` | watched keys and queued commands (see [`transaction`](crate::transaction)) |
 //!
 //! An expiry is a tag (0 clear, 1 keep, 2 a deadline follows); a deadline a tag (0 relative,
@@ -39,6 +40,8 @@
 //! refuses overlong varints, unknown tags and trailing bytes, so `decode(b)` succeeding on
 //! bytes of version 2 implies `encode() == b`.
 //! The version byte comes first so that a later build can read entries written by this one.
+
+mod keyspace;
 
 use crate::codec::{put_bytes, put_i64, put_u64, Reader};
 use crate::error::{Encoded, KvError};
@@ -227,6 +230,201 @@ pub enum Command {
     /// watched key changed since it was watched (see [`Transaction`]): the array of their
     /// replies, or the nil array.
     Exec(Transaction),
+    /// `TYPE key`: `string`, `hash`, or `none` for a missing key.
+    Type {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// `RENAME key newkey`: `OK`; the value, deadline and type move, the revision becomes
+    /// the index of the rename. `ERR no such key` when `key` is missing.
+    Rename {
+        /// The key renamed.
+        key: Vec<u8>,
+        /// Its new name (anything there is overwritten).
+        new_key: Vec<u8>,
+    },
+    /// `RENAMENX key newkey`: as `RENAME` when `newkey` does not exist (1), else 0.
+    RenameNx {
+        /// The key renamed.
+        key: Vec<u8>,
+        /// Its new name.
+        new_key: Vec<u8>,
+    },
+    /// `STRLEN key`: the length of the string (0 for a missing key).
+    StrLen {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// `APPEND key value`: the length after appending (a missing key starts empty).
+    Append {
+        /// The key.
+        key: Vec<u8>,
+        /// What to append.
+        value: Vec<u8>,
+    },
+    /// `GETRANGE key start end` (and `SUBSTR`): the bytes between two inclusive offsets,
+    /// negative ones counting from the end.
+    GetRange {
+        /// The key.
+        key: Vec<u8>,
+        /// The first offset.
+        start: i64,
+        /// The last offset (inclusive).
+        end: i64,
+    },
+    /// `SETRANGE key offset value`: overwrite from `offset` (zero-padded), answer the length.
+    SetRange {
+        /// The key.
+        key: Vec<u8>,
+        /// Where the value starts (the parser refuses a negative one).
+        offset: u64,
+        /// The bytes to write.
+        value: Vec<u8>,
+    },
+    /// `INCRBYFLOAT key increment`: the new value, formatted as Redis formats it.
+    IncrByFloat {
+        /// The key.
+        key: Vec<u8>,
+        /// The increment as the client wrote it (a decimal float).
+        increment: Vec<u8>,
+    },
+    /// `MSETNX key value …`: set every pair if none of the keys exists (1), else nothing (0).
+    MSetNx {
+        /// The pairs.
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// `FLUSHDB` / `FLUSHALL`: remove every key.
+    FlushAll,
+    /// `RANDOMKEY`: a live key, nil when there is none. Reads are pure, so the caller
+    /// passes the randomness: the answer is the first key at or after `seed` (big-endian
+    /// bytes) in key order, else the first key.
+    RandomKey {
+        /// Where in key order to look.
+        seed: u64,
+    },
+    /// `KEYS pattern`: every key matching a Redis glob, in key order.
+    Keys {
+        /// The glob.
+        pattern: Vec<u8>,
+    },
+    /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`: `[next cursor, keys]`.
+    Scan {
+        /// Where the iteration is (0 to start).
+        cursor: u64,
+        /// Only keys matching this glob are returned.
+        pattern: Option<Vec<u8>>,
+        /// About how many keys to visit (at least 1).
+        count: u64,
+        /// Only keys of this type (`string`, `hash`, …) are returned.
+        value_type: Option<Vec<u8>>,
+    },
+    /// `HSET key field value …`: how many fields were added (not updated).
+    HSet {
+        /// The key.
+        key: Vec<u8>,
+        /// The fields and their values, applied in order.
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// `HSETNX key field value`: 1 when the field was absent and is now set, else 0.
+    HSetNx {
+        /// The key.
+        key: Vec<u8>,
+        /// The field.
+        field: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// `HMSET key field value …`: as `HSET`, answering `OK`.
+    HMSet {
+        /// The key.
+        key: Vec<u8>,
+        /// The fields and their values.
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// `HGET key field`: the value, or nil.
+    HGet {
+        /// The key.
+        key: Vec<u8>,
+        /// The field.
+        field: Vec<u8>,
+    },
+    /// `HMGET key field…`: each field's value or nil.
+    HMGet {
+        /// The key.
+        key: Vec<u8>,
+        /// The fields.
+        fields: Vec<Vec<u8>>,
+    },
+    /// `HDEL key field…`: how many fields were removed; the hash goes with its last field.
+    HDel {
+        /// The key.
+        key: Vec<u8>,
+        /// The fields.
+        fields: Vec<Vec<u8>>,
+    },
+    /// `HGETALL key`: fields and values, alternating, in field order.
+    HGetAll {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// `HKEYS key`: the fields, in order.
+    HKeys {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// `HVALS key`: the values, in field order.
+    HVals {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// `HLEN key`: the number of fields.
+    HLen {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// `HEXISTS key field`: 1 or 0.
+    HExists {
+        /// The key.
+        key: Vec<u8>,
+        /// The field.
+        field: Vec<u8>,
+    },
+    /// `HSTRLEN key field`: the length of the field's value (0 when missing).
+    HStrLen {
+        /// The key.
+        key: Vec<u8>,
+        /// The field.
+        field: Vec<u8>,
+    },
+    /// `HINCRBY key field increment`: the new integer.
+    HIncrBy {
+        /// The key.
+        key: Vec<u8>,
+        /// The field.
+        field: Vec<u8>,
+        /// What to add.
+        increment: i64,
+    },
+    /// `HINCRBYFLOAT key field increment`: the new value, formatted as `INCRBYFLOAT` does.
+    HIncrByFloat {
+        /// The key.
+        key: Vec<u8>,
+        /// The field.
+        field: Vec<u8>,
+        /// The increment as the client wrote it.
+        increment: Vec<u8>,
+    },
+    /// `HSCAN key cursor [MATCH pattern] [COUNT count]`: `[next cursor, [field, value…]]`.
+    HScan {
+        /// The key.
+        key: Vec<u8>,
+        /// Where the iteration is (0 to start).
+        cursor: u64,
+        /// Only fields matching this glob are returned.
+        pattern: Option<Vec<u8>>,
+        /// About how many fields to visit (at least 1).
+        count: u64,
+    },
 }
 
 mod opcode {
@@ -277,6 +475,7 @@ impl Command {
             Command::ExpireTime { .. } => "expiretime",
             Command::Revision { .. } => "revision",
             Command::Exec(_) => "exec",
+            other => keyspace::name(other),
         }
     }
 
@@ -294,7 +493,7 @@ impl Command {
                 | Command::Ttl { .. }
                 | Command::ExpireTime { .. }
                 | Command::Revision { .. }
-        )
+        ) || keyspace::is_read_only(self)
     }
 
     /// The binary form for a log entry (see the [module documentation](self)).
@@ -420,6 +619,7 @@ impl Command {
                 out.push(EXEC_OPCODE);
                 transaction.put(&mut out);
             }
+            other => keyspace::encode(other, &mut out),
         }
         out
     }
@@ -535,6 +735,7 @@ impl Command {
             },
             opcode::REVISION => Command::Revision { key: r.bytes()? },
             EXEC_OPCODE => Command::Exec(Transaction::read(&mut r, version)?),
+            op if keyspace::OPCODES.contains(&op) => keyspace::decode(op, &mut r)?,
             tag => return Err(r.unknown_tag("opcode", tag)),
         };
         r.finish()?;
@@ -559,14 +760,14 @@ fn read_condition(r: &mut Reader<'_>) -> Result<SetCondition, KvError> {
     })
 }
 
-fn put_keys(out: &mut Vec<u8>, keys: &[Vec<u8>]) {
+pub(crate) fn put_keys(out: &mut Vec<u8>, keys: &[Vec<u8>]) {
     put_u64(out, keys.len() as u64);
     for key in keys {
         put_bytes(out, key);
     }
 }
 
-fn read_keys(r: &mut Reader<'_>) -> Result<Vec<Vec<u8>>, KvError> {
+pub(crate) fn read_keys(r: &mut Reader<'_>) -> Result<Vec<Vec<u8>>, KvError> {
     // Each key takes at least one byte (its length).
     let count = r.count(1)?;
     let mut keys = Vec::with_capacity(count);

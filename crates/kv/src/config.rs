@@ -23,11 +23,15 @@ pub struct KvConfig {
     /// so this limit may differ between replicas; but it also holds the values a transaction
     /// (`EXEC`) reads, whose replies are replicated results, so replicas should agree on it.
     pub max_reply_bytes: usize,
+    /// How many fields a hash may hold; a write that would add more is refused with an
+    /// error reply and changes nothing. (Each field's value is bounded by `max_value_bytes`,
+    /// each field name by `max_key_bytes`.)
+    pub max_hash_fields: usize,
 }
 
 impl Default for KvConfig {
     /// 16 KiB keys, 1 MiB values, 10,000 sessions, expiring after 1,000,000 entries, 16 MiB
-    /// replies.
+    /// replies, 100,000 fields a hash.
     fn default() -> Self {
         KvConfig {
             max_key_bytes: 16 * 1024,
@@ -35,6 +39,7 @@ impl Default for KvConfig {
             max_sessions: 10_000,
             session_expiry_entries: 1_000_000,
             max_reply_bytes: 16 * 1024 * 1024,
+            max_hash_fields: 100_000,
         }
     }
 }
@@ -52,6 +57,9 @@ impl KvConfig {
             return Err(KvError::InvalidConfig(
                 "max_reply_bytes must be at least max_value_bytes",
             ));
+        }
+        if self.max_hash_fields == 0 {
+            return Err(KvError::InvalidConfig("max_hash_fields must be positive"));
         }
         if self.max_sessions == 0 {
             return Err(KvError::InvalidConfig("max_sessions must be positive"));

@@ -83,12 +83,6 @@ impl StateMachine {
         self.events.record(event, key);
     }
 
-    /// Whether an event reported now would be kept (lets a caller skip building a key it
-    /// would report).
-    pub(crate) fn events_wanted(&self) -> bool {
-        self.events.listening
-    }
-
     /// Turns the recording of keyspace events on or off. Off (the default, and after
     /// [`restore`](StateMachine::restore)), [`notify`](StateMachine::notify) costs one flag
     /// test; turning it off drops what was held.

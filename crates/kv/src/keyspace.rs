@@ -1,16 +1,19 @@
-//! [`Keyspace`]: the keys, each with its value, deadline and revision, and the deadlines
-//! ordered so that expiry finds the due keys without a scan.
+//! [`Keyspace`]: the keys, each with its value, deadline and revision, the deadlines
+//! ordered so that expiry finds the due keys without a scan, and the keys ordered by their
+//! [`scan_hash`] so that a `SCAN` cursor is a position that concurrent writes do not move.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::command::SetCondition;
+use crate::scan::scan_hash;
+use crate::value::Value;
 
 /// One key's state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Stored {
-    /// The value.
-    pub(crate) value: Vec<u8>,
+    /// The value: a string or a hash.
+    pub(crate) value: Value,
     /// When the key expires, in log time (Unix milliseconds); `None`: never.
     pub(crate) deadline_ms: Option<u64>,
     /// The log index of the key's last write (value or deadline): its fencing token.
@@ -23,6 +26,8 @@ pub(crate) struct Keyspace {
     keys: BTreeMap<Vec<u8>, Stored>,
     /// Invariant: exactly the `(deadline, key)` of every key that has a deadline.
     deadlines: BTreeSet<(u64, Vec<u8>)>,
+    /// Invariant: exactly the `(scan_hash(key), key)` of every key.
+    by_hash: BTreeSet<(u64, Vec<u8>)>,
 }
 
 impl Keyspace {
@@ -51,6 +56,8 @@ impl Keyspace {
         // One walk down the tree for the common case of a key without a deadline.
         match self.keys.entry(key) {
             Entry::Vacant(vacant) => {
+                self.by_hash
+                    .insert((scan_hash(vacant.key()), vacant.key().clone()));
                 vacant.insert(stored);
                 None
             }
@@ -86,6 +93,7 @@ impl Keyspace {
         if let Some(deadline) = old.deadline_ms {
             self.deadlines.remove(&(deadline, key.to_vec()));
         }
+        self.by_hash.remove(&(scan_hash(key), key.to_vec()));
         Some(old)
     }
 
@@ -120,10 +128,36 @@ impl Keyspace {
             }
             let (_, key) = self.deadlines.pop_first().expect("checked non-empty");
             self.keys.remove(&key);
+            self.by_hash.remove(&(scan_hash(&key), key.clone()));
             on_expired(&key);
             expired += 1;
         }
         expired
+    }
+
+    /// Mutable access to a key's state. The caller must not change its deadline (use
+    /// [`set_deadline`](Self::set_deadline)), so the deadline index stays right.
+    pub(crate) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Stored> {
+        self.keys.get_mut(key)
+    }
+
+    /// The keys from `start` on, in key order.
+    pub(crate) fn range_from(&self, start: &[u8]) -> impl Iterator<Item = (&Vec<u8>, &Stored)> {
+        use std::ops::Bound;
+        self.keys
+            .range::<[u8], _>((Bound::Included(start), Bound::Unbounded))
+    }
+
+    /// Removes every key.
+    pub(crate) fn clear(&mut self) {
+        self.keys.clear();
+        self.deadlines.clear();
+        self.by_hash.clear();
+    }
+
+    /// The keys whose scan hash is `from` or more, in `(hash, key)` order.
+    pub(crate) fn by_hash_from(&self, from: u64) -> impl Iterator<Item = &(u64, Vec<u8>)> {
+        self.by_hash.range((from, Vec::new())..)
     }
 
     /// The earliest deadline of any key.
@@ -144,6 +178,19 @@ impl Keyspace {
             self.deadlines.len(),
             "deadline index out of step with the keys at applied index {applied_index}"
         );
+        assert_eq!(
+            self.by_hash.len(),
+            self.keys.len(),
+            "scan index out of step with the keys at applied index {applied_index}"
+        );
+        for (key, stored) in &self.keys {
+            if let Value::Hash(hash) = &stored.value {
+                assert!(
+                    !hash.is_empty(),
+                    "empty hash {key:?} held at applied index {applied_index}"
+                );
+            }
+        }
         for (deadline, key) in &self.deadlines {
             let stored = self.keys.get(key);
             assert_eq!(

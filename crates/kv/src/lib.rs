@@ -9,7 +9,9 @@
 //! - [`Command`] is what a client asks (`GET`, `SET` with `NX`/`XX`/`GET` and a time to live,
 //!   `SETNX`, `GETEX`, `GETDEL`, `DEL`, `EXISTS`, `INCR`, `INCRBY`, `DECR`, `MGET`, `MSET`,
 //!   `EXPIRE` and its kin, `PERSIST`, `TTL`, `EXPIRETIME`, Skiff's own `CAS` and `REVISION`,
-//!   `DBSIZE`, and `EXEC`: a whole `MULTI` transaction with the keys it watched), encoded through
+//!   `DBSIZE`, `TYPE`, `RENAME`, `APPEND`, `GETRANGE`, `SETRANGE`, `INCRBYFLOAT`, `KEYS`,
+//!   `SCAN`, the hash commands `HSET` … `HSCAN`, and `EXEC`: a whole `MULTI` transaction with
+//!   the keys it watched), encoded through
 //!   `skiff-codec` in a compact, versioned binary form for log entries; [`Command::decode`] answers malformed
 //!   bytes with a typed [`KvError`], never a panic.
 //! - Time is log time: the leader's stamp on each entry ([`StateMachine::apply_at`]), never
@@ -19,8 +21,10 @@
 //! - [`StateMachine::apply`] applies a committed entry and returns the [`Reply`], which
 //!   mirrors Redis's replies. A write may carry a [`SessionRequest`] (thesis §6.3): a retried
 //!   request is answered from the session table and applied only once.
-//! - [`StateMachine::read`] answers `GET`, `MGET`, `EXISTS` and `DBSIZE` without the log, for
-//!   reads confirmed by ReadIndex.
+//! - A key holds a string or a hash; a command for the other type answers `WRONGTYPE`.
+//! - [`StateMachine::read`] answers the read-only commands ([`Command::is_read_only`]:
+//!   `GET`, `MGET`, `EXISTS`, `SCAN`, `HGET`…) without the log, for reads confirmed by
+//!   ReadIndex.
 //! - [`StateMachine::snapshot`] and [`StateMachine::restore`] save and rebuild the whole
 //!   state — data, sessions, applied index — in a checksummed, deterministic format.
 //!
@@ -63,6 +67,12 @@
 //! - `events`: the keyspace events each write reports, for notifications: recorded only
 //!   while the node's owner listens ([`StateMachine::record_events`]), bounded, and taken
 //!   in log order with [`StateMachine::take_events`] ([`KeyspaceEvents`]).
+//! - `value`: what a key holds (a string or a hash) and the `WRONGTYPE` rule.
+//! - `strings`: `TYPE`, `RENAME`, `STRLEN`, `APPEND`, `GETRANGE`, `SETRANGE`,
+//!   `INCRBYFLOAT`, `MSETNX`, `RANDOMKEY`; `float`: how `INCRBYFLOAT` reads and prints.
+//! - `hashes`: the hash commands.
+//! - `scan`: `KEYS`, `SCAN`, `HSCAN` and their cursor; `glob`: Redis's patterns.
+//! - `dispatch`: which of those modules runs each command of that group.
 //! - [`error`]: [`KvError`], for bytes that do not decode and configurations out of range.
 //! - `codec`: the varint and byte-string primitives every format here is built from.
 #![deny(missing_docs)]
@@ -70,17 +80,24 @@
 mod codec;
 pub mod command;
 pub mod config;
+mod dispatch;
 pub mod error;
 mod events;
 pub mod expiry;
+mod float;
+mod glob;
+mod hashes;
 mod keyspace;
 pub mod reply;
 pub mod request;
+mod scan;
 pub mod session;
 pub mod snapshot;
 pub mod state_machine;
+mod strings;
 pub mod transaction;
 mod ttl;
+mod value;
 
 pub use command::{Command, SetCondition, COMMAND_FORMAT_VERSION};
 pub use config::KvConfig;

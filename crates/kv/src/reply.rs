@@ -45,6 +45,31 @@ pub mod errors {
     pub const VALUE_TOO_LARGE: &str = "ERR value is too large";
     /// A transaction queued inside a transaction (never decoded; only built in process).
     pub const NESTED_EXEC: &str = "ERR EXEC inside a transaction is not allowed";
+    /// A command for one type of value run against a key holding another.
+    pub const WRONG_TYPE: &str =
+        "WRONGTYPE Operation against a key holding the wrong kind of value";
+    /// A hash write that would take a hash past
+    /// [`KvConfig::max_hash_fields`](crate::KvConfig::max_hash_fields).
+    pub const HASH_TOO_LARGE: &str = "ERR hash would have too many fields";
+
+    /// `RENAME` of a missing key.
+    pub const NO_SUCH_KEY: &str = "ERR no such key";
+    /// `INCRBYFLOAT` on a value or with an increment that is not a float.
+    pub const NOT_A_FLOAT: &str = "ERR value is not a valid float";
+    /// `INCRBYFLOAT`/`HINCRBYFLOAT` whose sum is not finite.
+    pub const NOT_FINITE: &str = "ERR increment would produce NaN or Infinity";
+    /// `HINCRBYFLOAT` with an increment that is infinite.
+    pub const NAN_OR_INFINITY: &str = "ERR value is NaN or Infinity";
+    /// `HINCRBY` on a field whose value is not a decimal 64-bit integer.
+    pub const HASH_NOT_AN_INTEGER: &str = "ERR hash value is not an integer";
+    /// `HINCRBYFLOAT` on a field whose value is not a float.
+    pub const HASH_NOT_A_FLOAT: &str = "ERR hash value is not a float";
+    /// `SETRANGE` with a negative offset.
+    pub const OFFSET_OUT_OF_RANGE: &str = "ERR offset is out of range";
+    /// `SCAN`/`HSCAN` with a cursor that is not an unsigned 64-bit integer.
+    pub const INVALID_CURSOR: &str = "ERR invalid cursor";
+    /// A command whose options do not parse (`SCAN 0 COUNT 0`).
+    pub const SYNTAX: &str = "ERR syntax error";
 
     /// A read whose reply would exceed `max_reply_bytes`.
     pub fn reply_too_large(max_reply_bytes: usize) -> String {

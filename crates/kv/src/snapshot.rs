@@ -1,18 +1,21 @@
 //! The snapshot format: [`StateMachine::snapshot`] and [`StateMachine::restore`].
 //!
-//! # Format (version 2)
+//! # Format (version 3)
 //! ```text
-//! magic "SKVS" | version(2) | applied_index | log_time_ms
+//! magic "SKVS" | version(3) | applied_index | log_time_ms
 //!   | key_count   | (key, value, revision, deadline_ms + 1 or 0)…      keys strictly increasing
 //!   | session_count | (client_id, last_sequence, last_active_index, reply)…  ids strictly increasing
 //!   | crc32c (4 bytes, little-endian, over every byte before it)
 //! ```
-//! Version 1 had no log time, revisions or deadlines (`(key, value)…` only); it is still
-//! read, each key taking the snapshot's applied index as its revision (no later write can
+//! where a value is a type tag and its contents: 0 a string (a byte string), 1 a hash (a
+//! field count, at least 1, then `(field, value)…`, fields strictly increasing).
+//! Version 2 had only strings, written as a byte string without the tag; version 1 had
+//! also no log time, revisions or deadlines (`(key, value)…` only). Both are still read, a
+//! version 1 key taking the snapshot's applied index as its revision (no later write can
 //! have a smaller one) and no deadline.
 //!
 //! Integers are varints and byte strings length-prefixed, as in the command encoding;
-//! a reply is a tag (0 `Ok`, 1 `Nil`, 2 `Bulk`, 3 `Integer`, 4 `Array`, 5 `Error`) and its
+//! a reply is a tag (0 `Ok`, 1 `Nil`, 2 `Bulk`, 3 `Integer`, 4 `Array`, 5 `Error`, 6 `Status`) and its
 //! fields.
 //!
 //! The state is kept in ordered maps, so the same state always gives the same bytes, and a
@@ -29,15 +32,23 @@ use crate::keyspace::{Keyspace, Stored};
 use crate::reply::{put_reply, read_reply};
 use crate::session::{Session, SessionTable};
 use crate::state_machine::StateMachine;
+use crate::value::{Hash, Value};
+
+/// The type tags of a value (version 3).
+mod value_tag {
+    pub const STRING: u8 = 0;
+    pub const HASH: u8 = 1;
+}
 
 /// The first four bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"SKVS";
 
 /// The format version written by [`StateMachine::snapshot`].
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
 
-/// The format versions this build reads: 1 (no log time, revisions or deadlines) and 2.
-const SNAPSHOT_FORMAT_VERSIONS: &[u16] = &[1, SNAPSHOT_FORMAT_VERSION as u16];
+/// The format versions this build reads: 1 (no log time, revisions or deadlines), 2
+/// (strings only) and 3.
+const SNAPSHOT_FORMAT_VERSIONS: &[u16] = &[1, 2, SNAPSHOT_FORMAT_VERSION as u16];
 
 const CHECKSUM_BYTES: usize = 4;
 
@@ -60,7 +71,7 @@ impl StateMachine {
         let data_bytes: usize = self
             .data
             .iter()
-            .map(|(key, stored)| key.len() + stored.value.len() + 24)
+            .map(|(key, stored)| key.len() + stored.value.payload_bytes() + 24)
             .sum();
         out.reserve(data_bytes + 64 * (self.sessions.len() + 1));
         out.extend_from_slice(&SNAPSHOT_MAGIC);
@@ -70,7 +81,7 @@ impl StateMachine {
         put_u64(out, self.data.len() as u64);
         for (key, stored) in self.data.iter() {
             put_bytes(out, key);
-            put_bytes(out, &stored.value);
+            put_value(out, &stored.value);
             put_u64(out, stored.revision);
             // 0: no deadline; a deadline is after the log time, so never 0 itself.
             put_u64(out, stored.deadline_ms.map_or(0, |d| d.saturating_add(1)));
@@ -149,13 +160,22 @@ fn read_data(
     applied_index: u64,
     log_time_ms: u64,
 ) -> Result<Keyspace, KvError> {
-    // Each key takes at least two bytes (two empty strings), four from version 2.
-    let key_count = r.count(if version == 1 { 2 } else { 4 })?;
+    // Each key takes at least two bytes (two empty strings), four from version 2, five
+    // from version 3 (the type tag).
+    let key_count = r.count(match version {
+        1 => 2,
+        2 => 4,
+        _ => 5,
+    })?;
     let mut data = Keyspace::default();
     let mut previous: Option<Vec<u8>> = None;
     for _ in 0..key_count {
         let key = r.bytes()?;
-        let value = r.bytes()?;
+        let value = if version < 3 {
+            Value::String(r.bytes()?)
+        } else {
+            read_value(r)?
+        };
         let (revision, deadline_ms) = if version == 1 {
             (applied_index, None)
         } else {
@@ -181,6 +201,55 @@ fn read_data(
         data.insert(key, stored);
     }
     Ok(data)
+}
+
+/// Appends a value: its type tag and contents.
+fn put_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::String(bytes) => {
+            out.push(value_tag::STRING);
+            put_bytes(out, bytes);
+        }
+        Value::Hash(hash) => {
+            out.push(value_tag::HASH);
+            put_u64(out, hash.len() as u64);
+            for (field, value) in hash {
+                put_bytes(out, field);
+                put_bytes(out, value);
+            }
+        }
+    }
+}
+
+/// Reads a value written by [`put_value`]: a known tag, and a hash's fields non-empty and
+/// strictly increasing.
+fn read_value(r: &mut Reader<'_>) -> Result<Value, KvError> {
+    Ok(match r.u8()? {
+        value_tag::STRING => Value::String(r.bytes()?),
+        value_tag::HASH => {
+            // Each field takes at least two bytes (two empty strings).
+            let field_count = r.count(2)?;
+            if field_count == 0 {
+                return Err(KvError::InvalidSnapshot("a hash has no field"));
+            }
+            let mut hash = Hash::new();
+            for _ in 0..field_count {
+                let field = r.bytes()?;
+                let value = r.bytes()?;
+                if hash
+                    .last_key_value()
+                    .is_some_and(|(last, _)| *last >= field)
+                {
+                    return Err(KvError::InvalidSnapshot(
+                        "hash fields are not in increasing order",
+                    ));
+                }
+                hash.insert(field, value);
+            }
+            Value::Hash(hash)
+        }
+        tag => return Err(r.unknown_tag("value type", tag)),
+    })
 }
 
 /// The client sessions, in strictly increasing client id order, each with a sequence, none

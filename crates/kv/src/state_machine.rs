@@ -7,6 +7,7 @@ use crate::events::EventRecorder;
 use crate::keyspace::{Keyspace, Stored};
 use crate::reply::{errors, Reply};
 use crate::session::{Admission, Session, SessionRequest, SessionTable};
+use crate::value::Value;
 
 /// The replicated key-value store: byte-string keys and values, Redis-style commands, and
 /// the client session table that makes retried writes apply once.
@@ -66,9 +67,21 @@ impl StateMachine {
         self.data.len() == 0
     }
 
-    /// The value of `key`.
+    /// The string value of `key`; `None` for a missing key or one holding a hash.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.data.get(key).map(|stored| stored.value.as_slice())
+        match &self.data.get(key)?.value {
+            Value::String(bytes) => Some(bytes),
+            Value::Hash(_) => None,
+        }
+    }
+
+    /// The value of `field` in the hash at `key`; `None` for a missing key or field, or a
+    /// key holding a string.
+    pub fn hash_get(&self, key: &[u8], field: &[u8]) -> Option<&[u8]> {
+        match &self.data.get(key)?.value {
+            Value::Hash(hash) => hash.get(field).map(Vec::as_slice),
+            Value::String(_) => None,
+        }
     }
 
     /// When `key` expires, in log time (Unix milliseconds); `None` for a key without a
@@ -94,11 +107,14 @@ impl StateMachine {
         self.data.next_deadline_ms()
     }
 
-    /// Every key and value, in key order.
+    /// Every key holding a string, with its value, in key order (hashes are left out).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.data
             .iter()
-            .map(|(k, stored)| (k.as_slice(), stored.value.as_slice()))
+            .filter_map(|(k, stored)| match &stored.value {
+                Value::String(bytes) => Some((k.as_slice(), bytes.as_slice())),
+                Value::Hash(_) => None,
+            })
     }
 
     /// The session of `client_id`, if the store remembers one.
@@ -270,7 +286,7 @@ impl StateMachine {
                 // Sized before anything is copied: a few bytes of request must not make the
                 // node build a reply of many copies of its largest value.
                 let reply_bytes = keys.iter().try_fold(0usize, |total, key| {
-                    let value = self.data.get(key).map_or(0, |stored| stored.value.len());
+                    let value = self.get(key).map_or(0, <[u8]>::len);
                     total
                         .checked_add(value)
                         .filter(|&total| total <= self.config.max_reply_bytes)
@@ -280,7 +296,10 @@ impl StateMachine {
                         self.config.max_reply_bytes,
                     )));
                 }
-                Reply::Array(keys.iter().map(|k| self.get_reply(k)).collect())
+                // A key of another type is nil here, as in Redis.
+                let value =
+                    |k: &Vec<u8>| self.get(k).map_or(Reply::Nil, |v| Reply::Bulk(v.to_vec()));
+                Reply::Array(keys.iter().map(value).collect())
             }
             Command::DbSize => Reply::Integer(count(self.data.len())),
             Command::Ttl { key, unit } => self.ttl_reply(key, *unit, wall_clock_ms),
@@ -289,13 +308,15 @@ impl StateMachine {
                 Some(stored) => Reply::Integer(i64::try_from(stored.revision).unwrap_or(i64::MAX)),
                 None => Reply::Nil,
             },
-            _ => return None,
+            _ => return self.query_keyspace(command),
         })
     }
 
+    /// `GET`: the string, nil, or `WRONGTYPE` for a hash.
     pub(crate) fn get_reply(&self, key: &[u8]) -> Reply {
-        match self.data.get(key) {
-            Some(stored) => Reply::Bulk(stored.value.clone()),
+        match self.data.get(key).map(|stored| stored.value.as_string()) {
+            Some(Ok(bytes)) => Reply::Bulk(bytes.clone()),
+            Some(Err(wrong_type)) => wrong_type,
             None => Reply::Nil,
         }
     }
@@ -311,8 +332,11 @@ impl StateMachine {
                 key,
                 value,
                 condition,
-            } => match self.write_without_deadline(key, value, condition) {
-                Ok(true) => Reply::Ok,
+            } => match self.write_without_deadline(&key, value, condition) {
+                Ok(true) => {
+                    self.notify("set", &key);
+                    Reply::Ok
+                }
                 Ok(false) => Reply::Nil,
                 Err(refusal) => refusal,
             },
@@ -323,8 +347,8 @@ impl StateMachine {
                 let mut removed = 0;
                 for key in &keys {
                     if self.data.remove(key).is_some() {
-                        self.notify("del", key);
                         removed += 1;
+                        self.notify("del", key);
                     }
                 }
                 Reply::Integer(count(removed))
@@ -332,42 +356,27 @@ impl StateMachine {
             Command::Incr { key } => self.incr_by(&key, 1),
             Command::IncrBy { key, increment } => self.incr_by(&key, increment),
             Command::Decr { key } => self.incr_by(&key, -1),
-            Command::MSet { pairs } => {
-                if pairs.is_empty() {
-                    return Reply::error(errors::wrong_arity(name));
-                }
-                // All or nothing: check every pair before changing anything.
-                for (key, value) in &pairs {
-                    if let Some(refusal) = self.check_size(key, value) {
-                        return refusal;
-                    }
-                }
-                for (key, value) in pairs {
-                    self.notify("set", &key);
-                    let stored = Stored {
-                        value,
-                        deadline_ms: None,
-                        revision: self.applied_index,
-                    };
-                    self.data.insert(key, stored);
-                }
-                Reply::Ok
-            }
+            Command::MSet { pairs } => self.mset(pairs, false),
             Command::Cas { key, expected, new } => {
                 if let Some(refusal) = self.check_size(&key, &new) {
                     return refusal;
                 }
                 let current = self.data.get(&key);
-                if current.map(|stored| &stored.value) != expected.as_ref() {
+                let value = match current.map(|stored| stored.value.as_string()).transpose() {
+                    Ok(value) => value,
+                    Err(wrong_type) => return wrong_type,
+                };
+                if value != expected.as_ref() {
                     return Reply::Integer(0);
                 }
                 // Like INCR, a swap keeps the key's time to live.
                 let deadline_ms = current.and_then(|stored| stored.deadline_ms);
                 let stored = Stored {
-                    value: new,
+                    value: Value::String(new),
                     deadline_ms,
                     revision: self.applied_index,
                 };
+                self.notify("set", &key);
                 self.data.insert(key, stored);
                 Reply::Integer(1)
             }
@@ -377,19 +386,25 @@ impl StateMachine {
                 options,
             } => self.set_with(key, value, options),
             Command::SetNx { key, value } => {
-                match self.write_without_deadline(key, value, SetCondition::IfAbsent) {
-                    Ok(written) => Reply::Integer(i64::from(written)),
+                match self.write_without_deadline(&key, value, SetCondition::IfAbsent) {
+                    Ok(written) => {
+                        if written {
+                            self.notify("set", &key);
+                        }
+                        Reply::Integer(i64::from(written))
+                    }
                     Err(refusal) => refusal,
                 }
             }
             Command::GetEx { key, expiry } => self.get_ex(&key, expiry),
-            Command::GetDel { key } => match self.data.remove(&key) {
-                Some(stored) => {
+            Command::GetDel { key } => {
+                let reply = self.get_reply(&key);
+                if let Reply::Bulk(_) = reply {
+                    self.data.remove(&key);
                     self.notify("del", &key);
-                    Reply::Bulk(stored.value)
                 }
-                None => Reply::Nil,
-            },
+                reply
+            }
             Command::Expire {
                 key,
                 deadline,
@@ -406,6 +421,7 @@ impl StateMachine {
             | Command::Revision { .. } => {
                 unreachable!("read-only commands are answered by query")
             }
+            other => self.execute_keyspace(other),
         }
     }
 
@@ -413,24 +429,19 @@ impl StateMachine {
     /// tree): whether it did, or the refusal of a key or value beyond the limits.
     fn write_without_deadline(
         &mut self,
-        key: Vec<u8>,
+        key: &[u8],
         value: Vec<u8>,
         condition: SetCondition,
     ) -> Result<bool, Reply> {
-        if let Some(refusal) = self.check_size(&key, &value) {
+        if let Some(refusal) = self.check_size(key, &value) {
             return Err(refusal);
         }
         let stored = Stored {
-            value,
+            value: Value::String(value),
             deadline_ms: None,
             revision: self.applied_index,
         };
-        let key_for_event = self.events_wanted().then(|| key.clone());
-        let written = self.data.write(key, stored, condition).is_some();
-        if let (true, Some(key)) = (written, key_for_event) {
-            self.notify("set", &key);
-        }
-        Ok(written)
+        Ok(self.data.write(key.to_vec(), stored, condition).is_some())
     }
 
     /// The error reply for a key or value beyond the configured limits.
@@ -445,9 +456,10 @@ impl StateMachine {
     }
 
     fn incr_by(&mut self, key: &[u8], delta: i64) -> Reply {
-        let current = match self.data.get(key) {
+        let current = match self.data.get(key).map(|stored| stored.value.as_string()) {
             None => 0,
-            Some(stored) => match parse_integer(&stored.value) {
+            Some(Err(wrong_type)) => return wrong_type,
+            Some(Ok(value)) => match parse_integer(value) {
                 Some(n) => n,
                 None => return Reply::error(errors::NOT_AN_INTEGER),
             },
@@ -461,7 +473,7 @@ impl StateMachine {
         }
         // INCR and its kin keep the key's time to live, as in Redis.
         let stored = Stored {
-            value,
+            value: Value::String(value),
             deadline_ms: self.deadline_ms(key),
             revision: self.applied_index,
         };
@@ -472,7 +484,7 @@ impl StateMachine {
 }
 
 /// A count as a reply integer (counts of keys in memory always fit).
-fn count(n: usize) -> i64 {
+pub(crate) fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 

@@ -5,6 +5,7 @@ use crate::expiry::{Deadline, ExpireCondition, Expiry, SetOptions, TimeUnit};
 use crate::keyspace::Stored;
 use crate::reply::{errors, Reply};
 use crate::state_machine::StateMachine;
+use crate::value::Value;
 
 /// What a deadline means at the log time of the entry being applied.
 enum Resolved {
@@ -39,7 +40,11 @@ impl StateMachine {
         }
         let old = self.data.get(&key);
         let answer = if options.get {
-            self.get_reply(&key)
+            // SET … GET on a key of another type is refused and changes nothing.
+            match self.get_reply(&key) {
+                Reply::Error(wrong_type) => return Reply::Error(wrong_type),
+                old_value => old_value,
+            }
         } else {
             Reply::Ok
         };
@@ -63,11 +68,16 @@ impl StateMachine {
             self.notify("expire", &key);
         }
         let stored = Stored {
-            value,
+            value: Value::String(value),
             deadline_ms,
             revision: self.applied_index,
         };
-        self.data.insert(key, stored);
+        let new_deadline = matches!(options.expiry, Expiry::Until(_));
+        self.data.insert(key.clone(), stored);
+        self.notify("set", &key);
+        if new_deadline {
+            self.notify("expire", &key);
+        }
         answer
     }
 
@@ -75,8 +85,9 @@ impl StateMachine {
     /// Redis, a missing key answers nil before the time is judged; a time that is not
     /// positive or does not fit in 64 bits is an invalid expire time.
     pub(crate) fn get_ex(&mut self, key: &[u8], expiry: Expiry) -> Reply {
-        if self.data.get(key).is_none() {
-            return Reply::Nil;
+        match self.get_reply(key) {
+            Reply::Bulk(_) => {}
+            nil_or_wrong_type => return nil_or_wrong_type,
         }
         let deadline = match expiry {
             Expiry::Until(Deadline::In(ms) | Deadline::At(ms)) if ms <= 0 => {
@@ -88,11 +99,8 @@ impl StateMachine {
             },
             Expiry::Clear | Expiry::Keep => None,
         };
-        let Some(stored) = self.data.get(key) else {
-            return Reply::Nil;
-        };
-        let reply = Reply::Bulk(stored.value.clone());
-        let had_deadline = stored.deadline_ms.is_some();
+        let reply = self.get_reply(key);
+        let had_deadline = self.deadline_ms(key).is_some();
         match (expiry, deadline) {
             (Expiry::Keep, _) => {}
             (Expiry::Clear, _) => {

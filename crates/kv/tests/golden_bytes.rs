@@ -105,9 +105,9 @@ fn commands_v2() -> Vec<Command> {
     ]
 }
 
-/// The commands format version 3 added: a transaction with a key watched at revision 300
+/// The transaction format version 3 added (opcode 60): a transaction with a key watched at revision 300
 /// and one watched while absent, queuing a `SET` and an `INCR`.
-fn commands_v3() -> Vec<Command> {
+fn commands_v3_exec() -> Vec<Command> {
     vec![Command::Exec(Transaction {
         watched: vec![
             Watched {
@@ -124,6 +124,119 @@ fn commands_v3() -> Vec<Command> {
             Command::Incr { key: b"n".to_vec() },
         ],
     })]
+}
+
+/// The commands format version 3 added (opcodes 21 to 48).
+fn commands_v3() -> Vec<Command> {
+    let k = || b"k".to_vec();
+    let f = || b"f".to_vec();
+    let pairs = || {
+        vec![
+            (b"f".to_vec(), b"v".to_vec()),
+            (b"g".to_vec(), b"".to_vec()),
+        ]
+    };
+    vec![
+        Command::Type { key: k() },
+        Command::Rename {
+            key: k(),
+            new_key: b"n".to_vec(),
+        },
+        Command::RenameNx {
+            key: k(),
+            new_key: b"n".to_vec(),
+        },
+        Command::StrLen { key: k() },
+        Command::Append {
+            key: k(),
+            value: b"v".to_vec(),
+        },
+        Command::GetRange {
+            key: k(),
+            start: -1,
+            end: i64::MAX,
+        },
+        Command::SetRange {
+            key: k(),
+            offset: 300,
+            value: b"v".to_vec(),
+        },
+        Command::IncrByFloat {
+            key: k(),
+            increment: b"0.5".to_vec(),
+        },
+        Command::MSetNx { pairs: pairs() },
+        Command::FlushAll,
+        Command::RandomKey { seed: u64::MAX },
+        Command::Keys {
+            pattern: b"*".to_vec(),
+        },
+        Command::Scan {
+            cursor: 0,
+            pattern: None,
+            count: 10,
+            value_type: None,
+        },
+        Command::Scan {
+            cursor: 1 << 63,
+            pattern: Some(b"a*".to_vec()),
+            count: 1,
+            value_type: Some(b"hash".to_vec()),
+        },
+        Command::HSet {
+            key: k(),
+            pairs: pairs(),
+        },
+        Command::HSetNx {
+            key: k(),
+            field: f(),
+            value: b"v".to_vec(),
+        },
+        Command::HMSet {
+            key: k(),
+            pairs: pairs(),
+        },
+        Command::HGet {
+            key: k(),
+            field: f(),
+        },
+        Command::HMGet {
+            key: k(),
+            fields: vec![f(), b"g".to_vec()],
+        },
+        Command::HDel {
+            key: k(),
+            fields: vec![f()],
+        },
+        Command::HGetAll { key: k() },
+        Command::HKeys { key: k() },
+        Command::HVals { key: k() },
+        Command::HLen { key: k() },
+        Command::HExists {
+            key: k(),
+            field: f(),
+        },
+        Command::HStrLen {
+            key: k(),
+            field: f(),
+        },
+        Command::HIncrBy {
+            key: k(),
+            field: f(),
+            increment: -2,
+        },
+        Command::HIncrByFloat {
+            key: k(),
+            field: f(),
+            increment: b"1e3".to_vec(),
+        },
+        Command::HScan {
+            key: k(),
+            cursor: 7,
+            pattern: Some(b"?".to_vec()),
+            count: 2,
+        },
+    ]
 }
 
 fn requests() -> Vec<Request> {
@@ -159,9 +272,23 @@ fn replies() -> Vec<Reply> {
     ]
 }
 
-/// A store with two keys, one with a deadline, at a log time, and a client session that
-/// remembers an integer reply.
+/// [`store_v2`] and a hash of two fields, one of them empty.
 fn store() -> StateMachine {
+    let mut kv = store_v2();
+    let hset = Command::HSet {
+        key: b"h".to_vec(),
+        pairs: vec![
+            (b"g".to_vec(), b"".to_vec()),
+            (b"f".to_vec(), b"v".to_vec()),
+        ],
+    };
+    kv.apply_at(5, Some(1_001), hset, None);
+    kv
+}
+
+/// A store with three keys, one with a deadline, at a log time, and a client session that
+/// remembers an integer reply.
+fn store_v2() -> StateMachine {
     let mut kv = store_v1();
     let px = SetOptions {
         expiry: Expiry::Until(Deadline::In(500)),
@@ -259,10 +386,42 @@ const COMMANDS_HEX: &[&str] = &[
     "0313016b01",
     "0314016b",
     "033c02016b01ac02016e0002070302016b017600040305016e",
+    "0315016b",
+    "0316016b016e",
+    "0317016b016e",
+    "0318016b",
+    "0319016b0176",
+    "031a016b01feffffffffffffffff01",
+    "031b016bac020176",
+    "031c016b03302e35",
+    "031d0201660176016700",
+    "031e",
+    "031fffffffffffffffffff01",
+    "0320012a",
+    "032100000a00",
+    "0321808080808080808080010102612a01010468617368",
+    "0322016b0201660176016700",
+    "0323016b01660176",
+    "0324016b0201660176016700",
+    "0325016b0166",
+    "0326016b0201660167",
+    "0327016b010166",
+    "0328016b",
+    "0329016b",
+    "032a016b",
+    "032b016b",
+    "032c016b0166",
+    "032d016b0166",
+    "032e016b016603",
+    "032f016b016603316533",
+    "0330016b0701013f02",
 ];
 
 /// [`requests`] with commands of version 1.
 const REQUESTS_V1_HEX: &[&str] = &["01000102016b017602", "0101ac02ffffffffffffffffff010105016e"];
+
+/// [`requests`] with commands of version 2.
+const REQUESTS_V2_HEX: &[&str] = &["01000202016b017602", "0101ac02ffffffffffffffffff010205016e"];
 
 /// [`requests`]: version, session flag (and the session as varints), then the command.
 const REQUESTS_HEX: &[&str] = &["01000302016b017602", "0101ac02ffffffffffffffffff010305016e"];
@@ -283,10 +442,16 @@ const REPLIES_HEX: &[&str] = &[
 /// order, the session with its reply, then the CRC-32C (little-endian).
 const SNAPSHOT_V1_HEX: &str = "534b565301030201610132016201320109010303043128e975";
 
-/// [`store`]'s snapshot: magic, version, applied index, log time, the keys in order with
-/// revision and deadline (plus one), the session with its reply, then the CRC-32C.
-const SNAPSHOT_HEX: &str =
+/// [`store_v2`]'s snapshot as version 2 wrote it: magic, version, applied index, log time,
+/// the keys in order with value, revision and deadline (plus one), the session with its
+/// reply, then the CRC-32C.
+const SNAPSHOT_V2_HEX: &str =
     "534b56530204e807030161013203000162013201000163013304dd0b010901030304d16b8cb9";
+
+/// [`store`]'s snapshot: as version 2, each value a type tag (0 string, 1 hash) then a
+/// byte string or the hash's field count and fields in order.
+const SNAPSHOT_HEX: &str =
+    "534b56530305e907040161000132030001620001320100016300013304dd0b016801020166017601670005000109010303049cd1f672";
 
 fn from_hex(hex: &str) -> Vec<u8> {
     (0..hex.len())
@@ -315,19 +480,33 @@ fn commands_keep_their_bytes() {
     let all = commands()
         .into_iter()
         .chain(commands_v2())
+        .chain(commands_v3_exec())
         .chain(commands_v3())
         .collect();
     keep_their_bytes(all, COMMANDS_HEX, Command::encode, Command::decode);
 }
 
-/// Commands of version 2 read as they did; a version 2 command names only opcodes 1 to 20.
+/// Commands, requests and snapshots of version 2 read as they did; a version 2 command
+/// names only opcodes 1 to 20.
 #[test]
 fn version_2_bytes_still_read() {
-    let all = commands().into_iter().chain(commands_v2());
-    for (command, hex) in all.zip(COMMANDS_V2_HEX) {
+    let v2 = commands().into_iter().chain(commands_v2());
+    for (command, hex) in v2.zip(COMMANDS_V2_HEX) {
         assert_eq!(Command::decode(&from_hex(hex)), Ok(command));
     }
-    let mut exec = commands_v3()[0].encode();
+    for (request, hex) in requests().into_iter().zip(REQUESTS_V2_HEX) {
+        assert_eq!(Request::decode(&from_hex(hex)), Ok(request));
+    }
+    let restored =
+        StateMachine::restore(KvConfig::default(), &from_hex(SNAPSHOT_V2_HEX)).expect("restores");
+    assert_eq!(restored, store_v2());
+    let mut type_command = Command::Type { key: b"k".to_vec() }.encode();
+    type_command[0] = 2;
+    assert!(matches!(
+        Command::decode(&type_command),
+        Err(KvError::UnknownTag { tag: 21, .. })
+    ));
+    let mut exec = commands_v3_exec()[0].encode();
     exec[0] = 2;
     assert!(matches!(
         Command::decode(&exec),

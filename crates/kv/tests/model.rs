@@ -6,7 +6,10 @@
 //! linearly for expiry and eviction (thesis §6.3). Transactions (`EXEC`) watch keys at the
 //! model's current revision or a stale one, and queue any other command.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+#[path = "twin/mod.rs"]
+mod twin;
 
 use proptest::prelude::*;
 use skiff_kv::{
@@ -21,6 +24,7 @@ const MAX_KEY_BYTES: usize = 3;
 const MAX_VALUE_BYTES: usize = 20;
 const MAX_SESSIONS: usize = 3;
 const SESSION_EXPIRY_ENTRIES: u64 = 12;
+const MAX_HASH_FIELDS: usize = 3;
 
 fn config() -> KvConfig {
     KvConfig {
@@ -29,6 +33,7 @@ fn config() -> KvConfig {
         max_sessions: MAX_SESSIONS,
         session_expiry_entries: SESSION_EXPIRY_ENTRIES,
         max_reply_bytes: usize::MAX,
+        max_hash_fields: MAX_HASH_FIELDS,
     }
 }
 
@@ -114,7 +119,12 @@ fn ttl_command() -> impl Strategy<Value = Command> {
 }
 
 fn command() -> impl Strategy<Value = Command> {
-    prop_oneof![1 => classic_command(), 1 => ttl_command()]
+    prop_oneof![
+        2 => classic_command(),
+        2 => ttl_command(),
+        2 => twin::string_command(),
+        2 => twin::hash_command(),
+    ]
 }
 
 fn classic_command() -> impl Strategy<Value = Command> {
@@ -211,9 +221,16 @@ struct ModelSession {
     last_index: u64,
 }
 
+/// What a key holds in the model.
+#[derive(Clone, Debug, PartialEq)]
+enum MValue {
+    Str(Vec<u8>),
+    Hash(BTreeMap<Vec<u8>, Vec<u8>>),
+}
+
 #[derive(Default)]
 struct Model {
-    data: HashMap<Vec<u8>, Vec<u8>>,
+    data: HashMap<Vec<u8>, MValue>,
     /// Each key's deadline, for the keys that have one.
     deadlines: HashMap<Vec<u8>, i64>,
     /// Each key's last write.
@@ -253,13 +270,15 @@ impl Model {
     }
 
     fn read(&self, command: &Command) -> Option<Reply> {
-        let get = |k: &Vec<u8>| {
-            self.data
-                .get(k)
-                .map_or(Reply::Nil, |v| Reply::Bulk(v.clone()))
+        let get = |k: &Vec<u8>| match self.data.get(k) {
+            Some(MValue::Str(v)) => Reply::Bulk(v.clone()),
+            _ => Reply::Nil,
         };
         Some(match command {
-            Command::Get { key } => get(key),
+            Command::Get { key } => match self.data.get(key) {
+                Some(MValue::Hash(_)) => twin::wrong_type(),
+                _ => get(key),
+            },
             Command::Exists { keys } if keys.is_empty() => arity("exists"),
             Command::Exists { keys } => {
                 Reply::Integer(keys.iter().filter(|k| self.data.contains_key(*k)).count() as i64)
@@ -294,12 +313,17 @@ impl Model {
                 .revisions
                 .get(key)
                 .map_or(Reply::Nil, |&r| Reply::Integer(r as i64)),
-            _ => return None,
+            _ => return self.read_keyspace(command),
         })
     }
 
-    /// Stores `value` at `key` with `deadline`, written at the current index.
+    /// Stores the string `value` at `key` with `deadline`, written at the current index.
     fn write(&mut self, key: &[u8], value: Vec<u8>, deadline: Option<i64>) {
+        self.write_value(key, MValue::Str(value), deadline);
+    }
+
+    /// Stores `value` at `key` with `deadline`, written at the current index.
+    fn write_value(&mut self, key: &[u8], value: MValue, deadline: Option<i64>) {
         self.data.insert(key.to_vec(), value);
         self.revisions.insert(key.to_vec(), self.index);
         match deadline {
@@ -308,7 +332,7 @@ impl Model {
         };
     }
 
-    fn remove(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+    fn remove(&mut self, key: &[u8]) -> Option<MValue> {
         self.deadlines.remove(key);
         self.revisions.remove(key);
         self.data.remove(key)
@@ -342,7 +366,12 @@ impl Model {
                 if let Some(e) = Self::too_big(key, value) {
                     return e;
                 }
-                let old = self.data.get(key).cloned();
+                let exists = self.data.contains_key(key);
+                let old = match self.data.get(key) {
+                    Some(MValue::Hash(_)) if options.get => return twin::wrong_type(),
+                    Some(MValue::Str(v)) => Some(v.clone()),
+                    _ => None,
+                };
                 let answer = if options.get {
                     old.clone().map_or(Reply::Nil, Reply::Bulk)
                 } else {
@@ -350,8 +379,8 @@ impl Model {
                 };
                 let holds = match options.condition {
                     SetCondition::Always => true,
-                    SetCondition::IfAbsent => old.is_none(),
-                    SetCondition::IfPresent => old.is_some(),
+                    SetCondition::IfAbsent => !exists,
+                    SetCondition::IfPresent => exists,
                 };
                 if !holds {
                     return if options.get { answer } else { Reply::Nil };
@@ -381,8 +410,10 @@ impl Model {
             Command::GetEx { key, expiry } => {
                 // Redis: a missing key answers nil before the time is judged; a time that is
                 // not positive is invalid.
-                let Some(value) = self.data.get(key).cloned() else {
-                    return Reply::Nil;
+                let value = match self.data.get(key) {
+                    None => return Reply::Nil,
+                    Some(MValue::Hash(_)) => return twin::wrong_type(),
+                    Some(MValue::Str(v)) => v.clone(),
                 };
                 let deadline = match expiry {
                     Expiry::Until(Deadline::In(ms) | Deadline::At(ms)) if *ms <= 0 => {
@@ -408,7 +439,15 @@ impl Model {
                 }
                 Reply::Bulk(value)
             }
-            Command::GetDel { key } => self.remove(key).map_or(Reply::Nil, Reply::Bulk),
+            Command::GetDel { key } => match self.data.get(key) {
+                Some(MValue::Hash(_)) => twin::wrong_type(),
+                Some(MValue::Str(v)) => {
+                    let v = v.clone();
+                    self.remove(key);
+                    Reply::Bulk(v)
+                }
+                None => Reply::Nil,
+            },
             Command::Expire {
                 key,
                 deadline,
@@ -435,7 +474,7 @@ impl Model {
                 if at <= now {
                     self.remove(key);
                 } else {
-                    self.write(key, value, Some(at));
+                    self.write_value(key, value, Some(at));
                 }
                 Reply::Integer(1)
             }
@@ -444,7 +483,7 @@ impl Model {
                     return Reply::Integer(0);
                 }
                 let value = self.data[key].clone();
-                self.write(key, value, None);
+                self.write_value(key, value, None);
                 Reply::Integer(1)
             }
             _ => unreachable!("not a TTL write"),
@@ -519,7 +558,12 @@ impl Model {
                 if let Some(e) = Self::too_big(key, new) {
                     return e;
                 }
-                if self.data.get(key).cloned() == *expected {
+                let current = match self.data.get(key) {
+                    Some(MValue::Hash(_)) => return twin::wrong_type(),
+                    Some(MValue::Str(v)) => Some(v.clone()),
+                    None => None,
+                };
+                if current == *expected {
                     let kept = self.deadlines.get(key).copied();
                     self.write(key, new.clone(), kept);
                     Reply::Integer(1)
@@ -527,7 +571,13 @@ impl Model {
                     Reply::Integer(0)
                 }
             }
-            _ => self.execute_ttl(command),
+            Command::SetWith { .. }
+            | Command::SetNx { .. }
+            | Command::GetEx { .. }
+            | Command::GetDel { .. }
+            | Command::Expire { .. }
+            | Command::Persist { .. } => self.execute_ttl(command),
+            _ => self.execute_keyspace(command),
         }
     }
 
@@ -537,7 +587,8 @@ impl Model {
         }
         let current = match self.data.get(key) {
             None => 0,
-            Some(v) => match as_integer(v) {
+            Some(MValue::Hash(_)) => return twin::wrong_type(),
+            Some(MValue::Str(v)) => match as_integer(v) {
                 Some(n) => n,
                 None => return err("ERR value is not an integer or out of range"),
             },
@@ -642,8 +693,22 @@ fn assert_same_state(machine: &StateMachine, model: &Model) -> Result<(), TestCa
     let mut data: Vec<(Vec<u8>, Vec<u8>)> = model
         .data
         .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .filter_map(|(k, v)| match v {
+            MValue::Str(v) => Some((k.clone(), v.clone())),
+            MValue::Hash(_) => None,
+        })
         .collect();
+    for (key, value) in &model.data {
+        if let MValue::Hash(hash) = value {
+            let all = hash
+                .iter()
+                .flat_map(|(f, v)| [Reply::Bulk(f.clone()), Reply::Bulk(v.clone())]);
+            prop_assert_eq!(
+                machine.read(&Command::HGetAll { key: key.clone() }),
+                Reply::Array(all.collect())
+            );
+        }
+    }
     data.sort();
     let actual: Vec<(Vec<u8>, Vec<u8>)> = machine
         .iter()

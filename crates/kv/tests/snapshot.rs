@@ -144,12 +144,45 @@ fn checksummed_but_invalid_snapshot_is_refused() {
         Err(KvError::TrailingBytes { .. })
     ));
 
-    let mut future = header(3);
+    let mut future = header(4);
     future.extend_from_slice(&[0, 0, 0]);
     assert!(matches!(
         restore(&future),
-        Err(KvError::UnsupportedVersion { version: 3, .. })
+        Err(KvError::UnsupportedVersion { version: 4, .. })
     ));
+
+    // Version 3, applied 3, log time 10, key "h": a value type that does not exist, a hash
+    // with no field, a hash whose fields are out of order.
+    let hash_snapshot = |value: &[u8]| {
+        let mut body = header(3);
+        body.extend_from_slice(&[3, 10, 1, 1, b'h']);
+        body.extend_from_slice(value);
+        body.extend_from_slice(&[2, 0, 0]);
+        body
+    };
+    assert!(matches!(
+        restore(&hash_snapshot(&[7, 0])),
+        Err(KvError::UnknownTag {
+            field: "value type",
+            tag: 7,
+            ..
+        })
+    ));
+    assert_eq!(
+        restore(&hash_snapshot(&[1, 0])),
+        Err(KvError::InvalidSnapshot("a hash has no field"))
+    );
+    assert_eq!(
+        restore(&hash_snapshot(&[1, 2, 1, b'g', 0, 1, b'f', 0])),
+        Err(KvError::InvalidSnapshot(
+            "hash fields are not in increasing order"
+        ))
+    );
+    let restored =
+        restore(&hash_snapshot(&[1, 2, 1, b'f', 1, b'1', 1, b'g', 0])).expect("a well-formed hash");
+    assert_eq!(restored.hash_get(b"h", b"f"), Some(&b"1"[..]));
+    assert_eq!(restored.hash_get(b"h", b"g"), Some(&b""[..]));
+    assert_eq!(restored.get(b"h"), None);
 
     // Version 2, applied 3, log time 10: key "a" written at index 4 > 3.
     let mut written_ahead = header(2);

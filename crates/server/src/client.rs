@@ -236,7 +236,19 @@ fn worst_reply_bytes(command: &skiff_kv::Command, options: &ClientOptions) -> us
         skiff_kv::Command::Get { .. }
         | skiff_kv::Command::GetEx { .. }
         | skiff_kv::Command::GetDel { .. }
-        | skiff_kv::Command::SetWith { .. } => value,
+        | skiff_kv::Command::SetWith { .. }
+        | skiff_kv::Command::GetRange { .. }
+        | skiff_kv::Command::IncrByFloat { .. }
+        | skiff_kv::Command::HGet { .. }
+        | skiff_kv::Command::HIncrByFloat { .. } => value,
+        // Listings the state machine bounds by max_reply_bytes, headers included.
+        skiff_kv::Command::HMGet { .. }
+        | skiff_kv::Command::HGetAll { .. }
+        | skiff_kv::Command::HKeys { .. }
+        | skiff_kv::Command::HVals { .. }
+        | skiff_kv::Command::Keys { .. }
+        | skiff_kv::Command::Scan { .. }
+        | skiff_kv::Command::HScan { .. } => options.max_reply_bytes.saturating_add(SHORT),
         skiff_kv::Command::Exec(transaction) => {
             transaction::worst_reply_bytes(transaction, options, SHORT)
         }

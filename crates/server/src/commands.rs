@@ -7,6 +7,7 @@ use skiff_kv::Command;
 mod config;
 mod connection;
 mod expiry;
+mod keyspace;
 mod pubsub;
 pub mod table;
 
@@ -262,6 +263,7 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Result<ClientRequest, CommandError> {
             },
             _ => return Err(syntax()),
         },
+        name if keyspace::handles(name) => ClientRequest::Kv(keyspace::parse(name, argc, rest)?),
         "COMMAND" => ClientRequest::Command(connection::parse_command(rest)?),
         "QUIT" => ClientRequest::Quit,
         _ => return Err(CommandError(format!("ERR unknown command '{typed}'"))),
@@ -395,7 +397,7 @@ mod tests {
             ),
             ("INCRBY n x", "ERR value is not an integer or out of range"),
             ("SELECT 3", "ERR DB index is out of range"),
-            ("FLUSHALL", "ERR unknown command 'FLUSHALL'"),
+            ("FLUSHALL x", "ERR syntax error"),
             (
                 "MULTI x",
                 "ERR wrong number of arguments for 'multi' command",

@@ -1,0 +1,159 @@
+//! `KEYS`, `SCAN` and `HSCAN`: walking the keyspace, or a hash's fields, a page at a time.
+//!
+//! # The cursor
+//! Keys (and a hash's fields) are visited in the order of [`scan_hash`], a fixed 64-bit
+//! hash (FNV-1a, the same on every machine and in every version, never 0), ties broken by
+//! the bytes. A cursor is a hash: the next page starts at the first key whose hash is at
+//! or after it, and a page never ends inside a run of equal hashes, so every key whose hash
+//! is below the cursor has been visited. Hence Redis's promise: a full iteration returns
+//! every key present from its start to its end at least once (a key written meanwhile may
+//! or may not appear, and never twice unless it is deleted and written again), whatever
+//! writes happen between pages and whichever node serves each page — every replica orders
+//! the same keys the same way. Cursor 0 starts an iteration, and a returned 0 ends it.
+//!
+//! `COUNT` is how many keys a page visits (more when a run of equal hashes must finish);
+//! `MATCH` and `TYPE` filter the visited keys, so a page may be empty before the end, as in
+//! Redis. A hash's fields are paged the same way (sorted for each page: a hash holds at
+//! most `max_hash_fields`).
+
+use std::hash::Hasher;
+
+use crate::glob::Glob;
+use crate::reply::{errors, Reply};
+use crate::state_machine::StateMachine;
+use crate::value::Value;
+
+/// A field of a hash and its value.
+type FieldValue<'a> = (&'a Vec<u8>, &'a Vec<u8>);
+
+/// The position of a key (or field) in a scan: FNV-1a of its bytes, 0 mapped to 1 so that
+/// cursor 0 can only mean "start" or "done".
+pub(crate) fn scan_hash(bytes: &[u8]) -> u64 {
+    let mut hasher = fnv::FnvHasher::default();
+    hasher.write(bytes);
+    hasher.finish().max(1)
+}
+
+/// One page: the items visited from `cursor` on (given in `(hash, item)` order), at least
+/// `count` unless the end comes first, finishing the last run of equal hashes; and the
+/// cursor of the next page (0 at the end).
+fn page<'a, T>(items: impl Iterator<Item = (u64, T)> + 'a, count: u64) -> (Vec<T>, u64) {
+    let mut visited = Vec::new();
+    let mut last_hash = None;
+    for (hash, item) in items {
+        if visited.len() as u64 >= count && last_hash != Some(hash) {
+            return (visited, hash);
+        }
+        last_hash = Some(hash);
+        visited.push(item);
+    }
+    (visited, 0)
+}
+
+/// `[cursor, items]`, the shape of a `SCAN` reply.
+fn scan_reply(cursor: u64, items: Vec<Reply>) -> Reply {
+    Reply::Array(vec![
+        Reply::Bulk(cursor.to_string().into_bytes()),
+        Reply::Array(items),
+    ])
+}
+
+impl StateMachine {
+    /// `KEYS`: every key matching `pattern`, in key order, within `max_reply_bytes`.
+    pub(crate) fn keys(&self, pattern: &[u8]) -> Reply {
+        let glob = Glob::new(pattern);
+        let all = glob.matches_everything();
+        let matching = || {
+            self.data
+                .iter()
+                .map(|(key, _)| key)
+                .filter(|key| all || glob.matches(key))
+        };
+        if let Some(refusal) = self.check_reply_bytes(matching().map(Vec::len)) {
+            return refusal;
+        }
+        Reply::Array(matching().map(|key| Reply::Bulk(key.clone())).collect())
+    }
+
+    /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]` (see the
+    /// [module documentation](self)). A type Skiff does not have matches no key, as in
+    /// Redis 7.0.
+    pub(crate) fn scan(
+        &self,
+        cursor: u64,
+        pattern: Option<&[u8]>,
+        count: u64,
+        value_type: Option<&[u8]>,
+    ) -> Reply {
+        if count == 0 {
+            return Reply::error(errors::SYNTAX);
+        }
+        let glob = pattern
+            .map(Glob::new)
+            .filter(|glob| !glob.matches_everything());
+        let visited = self
+            .data
+            .by_hash_from(cursor)
+            .map(|(hash, key)| (*hash, key));
+        let (keys, next) = page(visited, count);
+        let wanted = |key: &Vec<u8>| {
+            let type_matches = value_type.is_none_or(|name| {
+                self.data.get(key).is_some_and(|stored| {
+                    name.eq_ignore_ascii_case(stored.value.value_type().name().as_bytes())
+                })
+            });
+            type_matches && glob.as_ref().is_none_or(|glob| glob.matches(key))
+        };
+        let keys: Vec<&Vec<u8>> = keys.into_iter().filter(|key| wanted(key)).collect();
+        if let Some(refusal) = self.check_reply_bytes(keys.iter().map(|key| key.len())) {
+            return refusal;
+        }
+        let items = keys.into_iter().map(|key| Reply::Bulk(key.clone()));
+        scan_reply(next, items.collect())
+    }
+
+    /// `HSCAN key cursor [MATCH pattern] [COUNT count]`: `[cursor, [field, value, …]]`, the
+    /// fields paged as keys are (see the [module documentation](self)).
+    pub(crate) fn hscan(
+        &self,
+        key: &[u8],
+        cursor: u64,
+        pattern: Option<&[u8]>,
+        count: u64,
+    ) -> Reply {
+        if count == 0 {
+            return Reply::error(errors::SYNTAX);
+        }
+        let hash = match self.data.get(key).map(|stored| &stored.value) {
+            None => return scan_reply(0, Vec::new()),
+            Some(Value::Hash(hash)) => hash,
+            Some(other) => return other.as_hash().err().unwrap_or(Reply::Nil),
+        };
+        let mut ordered: Vec<(u64, FieldValue<'_>)> = hash
+            .iter()
+            .map(|(field, value)| (scan_hash(field), (field, value)))
+            .filter(|(hash, _)| *hash >= cursor)
+            .collect();
+        ordered.sort_unstable_by(|a, b| (a.0, a.1 .0).cmp(&(b.0, b.1 .0)));
+        let (fields, next) = page(ordered.into_iter(), count);
+        let glob = pattern
+            .map(Glob::new)
+            .filter(|glob| !glob.matches_everything());
+        let fields: Vec<FieldValue<'_>> = fields
+            .into_iter()
+            .filter(|(field, _)| glob.as_ref().is_none_or(|glob| glob.matches(field)))
+            .collect();
+        let sizes = fields
+            .iter()
+            .flat_map(|(field, value)| [field.len(), value.len()]);
+        if let Some(refusal) = self.check_reply_bytes(sizes) {
+            return refusal;
+        }
+        let mut items = Vec::with_capacity(fields.len() * 2);
+        for (field, value) in fields {
+            items.push(Reply::Bulk(field.clone()));
+            items.push(Reply::Bulk(value.clone()));
+        }
+        scan_reply(next, items)
+    }
+}
