@@ -63,10 +63,6 @@ impl StateMachine {
             }
             (_, None) => None,
         };
-        self.notify("set", &key);
-        if matches!(options.expiry, Expiry::Until(_)) {
-            self.notify("expire", &key);
-        }
         let stored = Stored {
             value: Value::String(value),
             deadline_ms,

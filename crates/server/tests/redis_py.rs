@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use common::{eventually, free_port, serial, TestCluster};
 
-/// Scenarios whose commands Skiff answers: run against the cluster.
+/// The scenarios, one per command group: each runs against the cluster and against
+/// redis-server.
 const READY: &[&str] = &[
     "strings",
     "ttl",
@@ -23,19 +24,10 @@ const READY: &[&str] = &[
     "errors",
     "transactions",
     "connection",
-];
-
-/// Scenarios written from Redis 7's documented behaviour for commands that are not in Skiff
-/// yet, with what each waits for. They run against redis-server only; move a group to
-/// [`READY`] when its commands land.
-const WAITING: &[(&str, &str)] = &[
-    (
-        "keyspace",
-        "TYPE, RENAME, STRLEN, APPEND, DECRBY, FLUSHDB… and WRONGTYPE",
-    ),
-    ("hashes", "HSET … HSCAN"),
-    ("scan", "SCAN and KEYS with MATCH, COUNT and TYPE"),
-    ("pubsub", "HSET (its hash events)"),
+    "keyspace",
+    "hashes",
+    "scan",
+    "pubsub",
 ];
 
 fn scripts_dir() -> PathBuf {
@@ -108,9 +100,6 @@ fn every_ready_scenario_passes_through_the_leader_and_each_follower() {
     let _serial = serial();
     let python = python();
     require_redis_py(&python);
-    for (group, waits_for) in WAITING {
-        eprintln!("redis-py: {group}.py waits for {waits_for}; run against redis-server only");
-    }
     let cluster = TestCluster::start(3);
     let leader = cluster.wait_for_leader(Duration::from_secs(10));
     let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
@@ -177,8 +166,7 @@ fn every_scenario_passes_against_redis_server_itself() {
     let python = python();
     require_redis_py(&python);
     let server = start_redis_server();
-    let groups = READY.iter().chain(WAITING.iter().map(|(group, _)| group));
-    for group in groups {
+    for group in READY {
         let output = run_script(&python, group, &server.addr, None);
         assert_passed(&output, group, &format!("redis-server ({})", server.addr));
     }

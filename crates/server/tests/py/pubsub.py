@@ -15,8 +15,11 @@ expect(r.config_set("notify-keyspace-events", "KEA"), True, "CONFIG SET notify-k
 expect(r.config_get("notify-keyspace-events")["notify-keyspace-events"] in ("AKE", "KEA"), True,
        "CONFIG GET shows the flags")
 
-# The subscriber listens on the other node: every node publishes what it applies.
-listener = connect(other=True).pubsub(ignore_subscribe_messages=False)
+# The subscriber listens on the other node: every node publishes what it applies. As in Redis
+# Cluster, CONFIG SET changes the node it is sent to, so the listener's node is told as well.
+other = connect(other=True)
+expect(other.config_set("notify-keyspace-events", "KEA"), True, "CONFIG SET on the listener's node")
+listener = other.pubsub(ignore_subscribe_messages=False)
 listener.psubscribe(f"__keyspace@0__:{p}*")
 listener.subscribe("__keyevent@0__:del")
 
@@ -82,6 +85,7 @@ expect(counts, [0, 1], "UNSUBSCRIBE and PUNSUBSCRIBE count what is left")
 listener.psubscribe(f"__keyspace@0__:{p}*")
 expect(next_message()["type"], "psubscribe", "subscribed again")
 expect(r.config_set("notify-keyspace-events", ""), True, "notifications off")
+expect(other.config_set("notify-keyspace-events", ""), True, "notifications off there too")
 r.set(p + "quiet", "1")
 expect(listener.get_message(timeout=0.5), None, "no event once notifications are off")
 listener.close()
