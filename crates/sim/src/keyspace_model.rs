@@ -337,13 +337,15 @@ impl KeyspaceModel {
 }
 
 /// Whether `reply` is a possible answer to read `command` when the key is `state` at log
-/// time `log_time_ms`. `TTL`/`PTTL` count down by the serving node's clock, which is never
-/// allowed to make the key look further from its deadline than log time does: between 1 ms
-/// and what is left at log time.
+/// time `log_time_ms`. `TTL`/`PTTL` count down from the later of log time and the serving
+/// node's clock (docs/COORDINATION.md), at least 1 ms while the key exists. With `clock_ms`,
+/// what that clock read when the read was sent and when its answer came back, the answer is
+/// pinned between the two; without it, anything from 1 ms up to what log time leaves.
 pub fn read_allows(
     command: &Command,
     state: Option<&KeyState>,
     log_time_ms: u64,
+    clock_ms: Option<(u64, u64)>,
     reply: &Reply,
 ) -> bool {
     match command {
@@ -354,12 +356,18 @@ pub fn read_allows(
                     Reply::Integer(i64::try_from(s.revision).unwrap_or(i64::MAX))
                 })
         }
-        Command::Ttl { unit, .. } => ttl_allows(*unit, state, log_time_ms, reply),
+        Command::Ttl { unit, .. } => ttl_allows(*unit, state, log_time_ms, clock_ms, reply),
         _ => false,
     }
 }
 
-fn ttl_allows(unit: TimeUnit, state: Option<&KeyState>, log_time_ms: u64, reply: &Reply) -> bool {
+fn ttl_allows(
+    unit: TimeUnit,
+    state: Option<&KeyState>,
+    log_time_ms: u64,
+    clock_ms: Option<(u64, u64)>,
+    reply: &Reply,
+) -> bool {
     let Reply::Integer(answer) = *reply else {
         return false;
     };
@@ -367,11 +375,23 @@ fn ttl_allows(unit: TimeUnit, state: Option<&KeyState>, log_time_ms: u64, reply:
         None => answer == -2,
         Some(None) => answer == -1,
         Some(Some(deadline)) => {
-            let left_ms = i64::try_from(deadline.saturating_sub(log_time_ms)).unwrap_or(i64::MAX);
-            match unit {
-                TimeUnit::Milliseconds => (1..=left_ms).contains(&answer),
-                TimeUnit::Seconds => (0..=left_ms.saturating_add(500) / 1000).contains(&answer),
-            }
+            let left_at = |now_ms: u64| deadline.saturating_sub(now_ms).max(1);
+            // The node's clock moved from `sent` to `back` while the read was in flight.
+            let (most, least) = match clock_ms {
+                Some((sent, back)) => (
+                    left_at(log_time_ms.max(sent)),
+                    left_at(log_time_ms.max(back)),
+                ),
+                None => (left_at(log_time_ms), 1),
+            };
+            let (low, high) = match unit {
+                TimeUnit::Milliseconds => (least, most),
+                TimeUnit::Seconds => (
+                    least.saturating_add(500) / 1000,
+                    most.saturating_add(500) / 1000,
+                ),
+            };
+            u64::try_from(answer).is_ok_and(|answer| (low..=high).contains(&answer))
         }
     }
 }

@@ -32,6 +32,7 @@ use skiff_kv::{Command, Reply};
 use skiff_node::RequestId;
 use skiff_raft::NodeId;
 
+use crate::clock_check;
 use crate::keyspace_model::{describe, read_allows, single_key, KeyState, KeyspaceModel};
 use crate::ledger::{commands_of, Ledger};
 
@@ -121,6 +122,8 @@ pub struct TimedSummary {
     pub expired_reads: u64,
     /// Fencing tokens checked.
     pub fences: u64,
+    /// Stamps checked against the clock of the leader that appended them.
+    pub stamps: u64,
 }
 
 /// A broken property, with a readable trace.
@@ -204,11 +207,21 @@ impl Replay {
 /// Checks `history` against what `ledger` saw.
 pub fn check(history: &TimedHistory, ledger: &Ledger) -> Result<TimedSummary, TimedFailure> {
     let keys: BTreeSet<Vec<u8>> = history.ops.iter().map(|op| op.key().to_vec()).collect();
+    let mut summary = TimedSummary {
+        stamps: clock_check::check_stamps(ledger)?,
+        ..TimedSummary::default()
+    };
     let replay = Replay::run(&keys, ledger)?;
-    let mut summary = TimedSummary::default();
     let points = place_writes(history, ledger, &replay, &mut summary)?;
     place_reads(history, ledger, &replay, points, &mut summary)?;
     check_fences(history, ledger, &mut summary)?;
+    let last = replay.last_index;
+    clock_check::check_idle_expiry(
+        ledger,
+        keys.iter()
+            .filter_map(|key| Some((key.as_slice(), replay.state_at(key, last)?))),
+        replay.log_time_at(last),
+    )?;
     Ok(summary)
 }
 
@@ -308,13 +321,15 @@ fn place_reads(
         let TimedOutcome::Replied(reply) = &op.outcome else {
             continue;
         };
-        // Everything that completed before the read began is at or before its point…
+        // Everything that completed before the read began is at or before its point, and so
+        // is every entry committed before it began (§6.4: ReadIndex reads at least there)…
         let lo = points
             .iter()
             .filter(|(&j, _)| history.ops[j].precedes(op))
             .map(|(_, &at)| at)
             .max()
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .max(ledger.committed_before(op.call_ms));
         // …and every write that began after it completed is after it; the node answered
         // from what it had applied.
         let after = points
@@ -329,11 +344,16 @@ fn place_reads(
         let served = ledger.answered_at(op.request).unwrap_or(replay.last_index);
         let hi = served.min(after);
         let key = op.key();
+        // The serving node's clock while the read was in flight (TTL counts down by it).
+        let clock_ms = ledger
+            .clock_ms(op.node, op.call_ms)
+            .zip(ledger.clock_ms(op.node, op.return_ms));
         let allows = |j: u64| {
             read_allows(
                 &op.command,
                 replay.state_at(key, j),
                 replay.log_time_at(j),
+                clock_ms,
                 reply,
             )
         };
@@ -346,10 +366,14 @@ fn place_reads(
             return Err(TimedFailure {
                 property: read_property(op, replay, lo, hi),
                 detail: format!(
-                    "{} answered {}, but no index in [{lo}, {hi}] (after what completed before it began, up to what {} had applied) gives that answer\n{}",
+                    "{} answered {}, but no index in [{lo}, {hi}] (after what completed or committed before it began, up to what {} had applied) gives that answer{}\n{}",
                     show(op),
                     show_reply(reply),
                     op.node,
+                    clock_ms.map_or(String::new(), |(sent, back)| format!(
+                        " ({}'s clock read {sent}..{back} ms)",
+                        op.node
+                    )),
                     key_trace(history, key, &points, replay)
                 ),
             });
@@ -373,6 +397,9 @@ fn read_property(op: &TimedOp, replay: &Replay, lo: u64, hi: u64) -> &'static st
     let TimedOutcome::Replied(reply) = &op.outcome else {
         return "Linearizability (log time)";
     };
+    if matches!(op.command, Command::Ttl { .. }) && matches!(reply, Reply::Integer(n) if *n >= 0) {
+        return "TTL counts down from log time and the serving node's clock";
+    }
     let absent = matches!(reply, Reply::Nil | Reply::Integer(-2));
     let present_throughout =
         (lo..=hi.min(replay.last_index)).all(|j| replay.state_at(key, j).is_some());

@@ -93,7 +93,7 @@ impl Cluster {
             self.restore_values(node, index);
         }
         for entry in applied {
-            self.checks.ledger.applied(entry);
+            self.checks.ledger.applied(entry, self.agenda.now_ms);
             if matches!(skiff_node::payload::Stamped::split(&entry.data), Some(Ok(s)) if s.request.is_empty())
             {
                 self.stats.time_entries_applied += 1;

@@ -6,6 +6,7 @@ impl Cluster {
     /// The core has work: take its next Ready now, unless a batch is still being written
     /// (then the end of that write looks again).
     pub(super) fn mark_dirty(&mut self, node: NodeId) {
+        self.note_appends(node);
         let Some(sim_node) = self.nodes.get(&node) else {
             return;
         };
