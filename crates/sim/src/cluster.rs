@@ -137,6 +137,9 @@ struct Checks {
     injected_reads: BTreeMap<RequestId, Command>,
     /// Per leader, the term and the last index of its log already noted in the ledger.
     appends_seen: BTreeMap<NodeId, (Term, u64)>,
+    /// Per node, the last index the simulator saw it apply or install in its current life
+    /// (from the snapshot on its disk at a restart): what a read it answers was served at.
+    applied_seen: BTreeMap<NodeId, u64>,
 }
 
 /// Requests waiting on nodes, and what came back.

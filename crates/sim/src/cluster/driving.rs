@@ -206,7 +206,7 @@ impl Cluster {
         for message in messages {
             self.send(message);
         }
-        let applied = self.applied(node).0;
+        let applied = self.applied_seen(node);
         for (id, reply) in replies {
             self.checks.ledger.answered(id, applied);
             let reply = self.injected_reply(node, id, reply);

@@ -88,6 +88,23 @@ impl Cluster {
         }
     }
 
+    /// The last index the simulator saw `node` apply in its current life — not the node's
+    /// own count, which must agree (a node that over-reports what it applied would widen a
+    /// read's window to indices it never reached).
+    pub(super) fn applied_seen(&mut self, node: NodeId) -> u64 {
+        let seen = self.checks.applied_seen.get(&node).copied().unwrap_or(0);
+        let own = self.applied(node).0;
+        if own != seen {
+            self.record_violation(Violation {
+                property: "Applied index",
+                detail: format!(
+                    "{node} says it applied up to {own}; the simulator saw it apply up to {seen}"
+                ),
+            });
+        }
+        seen
+    }
+
     /// The wall clock `node` is told it reads: its own, unless a bug is injected.
     pub(super) fn clock_told_ms(&self, node: NodeId) -> u64 {
         let clock_ms = self.wall_clock_ms(node);
@@ -154,7 +171,8 @@ impl Cluster {
                 let wall_clock_ms = self.wall_clock_ms(node);
                 let running = self.client_node(node)?;
                 let reply = running.state_machine().read_at(command, wall_clock_ms);
-                let applied = running.applied().0;
+                let _ = running;
+                let applied = self.applied_seen(node);
                 self.checks.ledger.answered(id, applied);
                 Some(Submitted::Answered(reply))
             }
