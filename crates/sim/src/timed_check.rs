@@ -445,12 +445,16 @@ fn check_fences(
             });
         }
     }
+    // The token is the lock key's revision: the index of the acquiring entry itself, read
+    // from the ledger, not from the model (the holder wrote nothing to the lock between its
+    // `SET NX` and the `GET` that confirmed it). A token older or newer than that would let
+    // the protected resource admit the wrong holder.
     for (at, fence) in &held {
-        if fence.revision < i64::try_from(*at).unwrap_or(i64::MAX) {
+        if i64::try_from(*at).ok() != Some(fence.revision) {
             return Err(TimedFailure {
                 property: "Fencing tokens increase",
                 detail: format!(
-                    "{} acquired the lock at {at} but was handed fencing token {}, older than its own acquisition",
+                    "{} acquired the lock at {at} but was handed fencing token {}, not its acquisition's index",
                     fence.token, fence.revision
                 ),
             });

@@ -269,6 +269,13 @@ fn fencing_tokens_of_successive_acquisitions_must_increase() {
     );
     let failure = check(&history([3, 3]), &ledger).expect_err("two holders, one token");
     assert_eq!(failure.property, "Fencing tokens increase");
+    // Increasing, but b's token is not the index of b's acquisition (3).
+    let failure = check(&history([1, 4]), &ledger).expect_err("a token of no acquisition");
+    assert!(
+        failure.detail.contains("not its acquisition's index"),
+        "{}",
+        failure.detail
+    );
 }
 
 // The twin: a naive model and a brute-force placement of every read at every index.
