@@ -54,6 +54,8 @@ pub struct KeyspaceModel {
     log_time_ms: u64,
     /// The last sequence applied per client session (§6.3: a request is applied once).
     sessions: BTreeMap<u64, u64>,
+    /// Whether the last entry applied was a transaction whose watched key had changed.
+    aborted: bool,
 }
 
 impl KeyspaceModel {
@@ -108,11 +110,45 @@ impl KeyspaceModel {
             }
             *last = sequence;
         }
+        // WATCH: a transaction runs only if every watched key kept its revision.
+        self.aborted = !self.watch_holds(index, entry)?;
+        if self.aborted {
+            return Ok(Vec::new());
+        }
         entry
             .commands
             .iter()
             .map(|command| self.execute(index, command))
             .collect()
+    }
+
+    /// Whether the last entry applied was a transaction that aborted (`EXEC` answers nil).
+    pub fn aborted(&self) -> bool {
+        self.aborted
+    }
+
+    /// Whether every key `entry` watched still has the revision it had when watched (a key
+    /// missing then must be missing now). A watched key the model does not follow, in a
+    /// transaction that touches one it does, cannot be judged.
+    fn watch_holds(&self, index: u64, entry: &LedgerEntry) -> Result<bool, ModelError> {
+        let touches_modelled = entry
+            .commands
+            .iter()
+            .any(|c| command_keys(c).iter().any(|k| self.models(k)));
+        let mut holds = true;
+        for watched in &entry.watched {
+            if !self.models(&watched.key) {
+                if touches_modelled {
+                    return Err(ModelError::Unmodelled {
+                        index,
+                        command: format!("WATCH {}", String::from_utf8_lossy(&watched.key)),
+                    });
+                }
+                continue;
+            }
+            holds &= self.keys.get(&watched.key).map(|s| s.revision) == watched.revision;
+        }
+        Ok(holds)
     }
 
     fn models(&self, key: &[u8]) -> bool {
@@ -419,6 +455,15 @@ fn expire_allows(condition: ExpireCondition, current: Option<u64>, new: i64) -> 
     }
 }
 
+/// Every key a command names, as far as the model knows (one key, `DEL`'s and `MSET`'s).
+fn command_keys(command: &Command) -> Vec<&[u8]> {
+    match command {
+        Command::Del { keys } => keys.iter().map(Vec::as_slice).collect(),
+        Command::MSet { pairs } => pairs.iter().map(|(k, _)| k.as_slice()).collect(),
+        other => single_key(other).into_iter().collect(),
+    }
+}
+
 /// The one key a command is about, if it has exactly one.
 pub fn single_key(command: &Command) -> Option<&[u8]> {
     match command {
@@ -530,6 +575,7 @@ mod tests {
 
     fn entry(stamp_ms: u64, commands: Vec<Command>) -> LedgerEntry {
         LedgerEntry {
+            watched: Vec::new(),
             term: Term(1),
             log_time_ms: Some(stamp_ms),
             commands,

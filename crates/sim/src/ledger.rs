@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use skiff_kv::transaction::Watched;
 use skiff_kv::Command;
 use skiff_node::payload::Payload;
 use skiff_node::RequestId;
@@ -28,6 +29,9 @@ pub struct LedgerEntry {
     /// The client session it was written under (`client_id`, `sequence`), if any: a
     /// request seen before in the same session is answered, not applied again (§6.3).
     pub session: Option<(u64, u64)>,
+    /// For a transaction (`MULTI … EXEC`), the keys watched with their revisions then: the
+    /// commands apply only if every one is unchanged.
+    pub watched: Vec<Watched>,
 }
 
 impl LedgerEntry {
@@ -39,6 +43,7 @@ impl LedgerEntry {
             log_time_ms: None,
             commands: Vec::new(),
             session: None,
+            watched: Vec::new(),
         };
         if entry.kind != EntryKind::Normal || entry.data.is_empty() {
             return Some(ledger_entry);
@@ -58,16 +63,22 @@ impl LedgerEntry {
             ledger_entry.session = request
                 .session
                 .map(|session| (session.client_id, session.sequence));
+            if let Command::Exec(transaction) = &request.command {
+                ledger_entry.watched = transaction.watched.clone();
+            }
             ledger_entry.commands = commands_of(request.command);
         }
         Some(ledger_entry)
     }
 }
 
-/// The commands one entry applies at one point of the log. A transaction's entry, once the
-/// store has one, lists its queued commands here.
+/// The commands one entry applies at one point of the log: a transaction's (`MULTI … EXEC`)
+/// queued commands, in order, or the one command.
 pub fn commands_of(command: Command) -> Vec<Command> {
-    vec![command]
+    match command {
+        Command::Exec(transaction) => transaction.commands,
+        command => vec![command],
+    }
 }
 
 /// The omniscient record.

@@ -141,6 +141,8 @@ struct Replay {
     states: BTreeMap<Vec<u8>, BTreeMap<u64, Option<KeyState>>>,
     log_times: BTreeMap<u64, u64>,
     replies: BTreeMap<u64, Vec<(Command, Option<Reply>)>>,
+    /// Transactions whose watched key had changed: their `EXEC` answers nil.
+    aborted: BTreeSet<u64>,
     last_index: u64,
 }
 
@@ -151,6 +153,7 @@ impl Replay {
             states: keys.iter().map(|k| (k.clone(), BTreeMap::new())).collect(),
             log_times: BTreeMap::new(),
             replies: BTreeMap::new(),
+            aborted: BTreeSet::new(),
             last_index: 0,
         };
         for (&index, entry) in ledger.entries() {
@@ -159,6 +162,9 @@ impl Replay {
                 detail: error.to_string(),
             })?;
             replay.log_times.insert(index, model.log_time_ms());
+            if model.aborted() {
+                replay.aborted.insert(index);
+            }
             for (key, states) in &mut replay.states {
                 let now = model.key(key).cloned();
                 if states.last_key_value().map(|(_, s)| s) != Some(&now) {
@@ -191,9 +197,12 @@ impl Replay {
     /// The model's answer to `command` applied at `index`: its own reply, or for a group
     /// (a transaction) the array of its commands' replies; `None` when the model cannot tell.
     fn reply_at(&self, index: u64, command: &Command) -> Option<Reply> {
+        if matches!(command, Command::Exec(_)) && self.aborted.contains(&index) {
+            return Some(Reply::NilArray);
+        }
         let replies = self.replies.get(&index)?;
         let group = commands_of(command.clone());
-        if let [single] = group.as_slice() {
+        if let ([single], false) = (group.as_slice(), matches!(command, Command::Exec(_))) {
             return replies.iter().find(|(c, _)| c == single)?.1.clone();
         }
         if !replies.iter().map(|(c, _)| c).eq(group.iter()) {

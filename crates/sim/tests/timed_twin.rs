@@ -57,6 +57,7 @@ fn ledger(entries: &[(u64, Option<Command>)]) -> Ledger {
         ledger.insert(
             index,
             LedgerEntry {
+                watched: Vec::new(),
                 term: Term(1),
                 log_time_ms: Some(*stamp),
                 commands: command.iter().cloned().collect(),
@@ -614,4 +615,59 @@ fn a_key_due_long_ago_must_be_gone_once_the_cluster_healed() {
     ledger.close(3000);
     let failure = check(&history, &ledger).expect_err("no time entry");
     assert_eq!(failure.property, "Idle keys expire");
+}
+
+#[test]
+fn a_watched_transaction_applies_only_if_the_key_kept_its_revision() {
+    // SET t a at 1 (revision 1), then EXEC of `SET t b` watching t at revision 1: applied
+    // at 2 if nothing wrote t in between; aborted (nil) if a PERSIST at 2 moved it first.
+    use skiff_kv::transaction::{Transaction, Watched};
+    let set_b = Command::Set {
+        key: KEY.to_vec(),
+        value: b"b".to_vec(),
+        condition: SetCondition::Always,
+    };
+    let exec = Command::Exec(Transaction {
+        watched: vec![Watched {
+            key: KEY.to_vec(),
+            revision: Some(1),
+        }],
+        commands: vec![set_b.clone()],
+    });
+    let ledger_with = |between: Option<Command>| {
+        let mut commands: Vec<(u64, Option<Command>)> = vec![(1000, Some(set_px("a", 500)))];
+        commands.extend(between.map(|c| (1010, Some(c))));
+        let mut ledger = ledger(&commands);
+        let index = commands.len() as u64 + 1;
+        ledger.insert(
+            index,
+            LedgerEntry {
+                term: Term(1),
+                log_time_ms: Some(1020),
+                commands: vec![set_b.clone()],
+                session: None,
+                watched: vec![Watched {
+                    key: KEY.to_vec(),
+                    revision: Some(1),
+                }],
+            },
+        );
+        ledger.proposed(9, index, Term(1));
+        ledger
+    };
+    let history = |reply: Reply| TimedHistory {
+        ops: vec![
+            op(1, set_px("a", 500), 0, 10, Reply::Ok),
+            op(9, exec.clone(), 20, 30, reply),
+        ],
+        fences: Vec::new(),
+    };
+    let applied = ledger_with(None);
+    check(&history(Reply::Array(vec![Reply::Ok])), &applied).expect("nothing moved t");
+    check(&history(Reply::NilArray), &applied).expect_err("EXEC must have run");
+    let moved = ledger_with(Some(persist()));
+    check(&history(Reply::NilArray), &moved).expect("t moved: aborted");
+    let failure =
+        check(&history(Reply::Array(vec![Reply::Ok])), &moved).expect_err("ran after a change");
+    assert_eq!(failure.property, "Linearizability (log time)");
 }
