@@ -71,8 +71,13 @@ impl TimedOp {
         self.command.is_read_only()
     }
 
+    /// The key it is about (a transaction's: its first command's).
     fn key(&self) -> &[u8] {
-        single_key(&self.command).unwrap_or_default()
+        match &self.command {
+            Command::Exec(transaction) => transaction.commands.first().and_then(single_key),
+            command => single_key(command),
+        }
+        .unwrap_or_default()
     }
 
     fn known(&self) -> bool {
@@ -124,6 +129,12 @@ pub struct TimedSummary {
     pub fences: u64,
     /// Stamps checked against the clock of the leader that appended them.
     pub stamps: u64,
+    /// Transactions (`MULTI … EXEC`) placed with their reply checked.
+    pub transactions: u64,
+    /// Of those, the ones that aborted because a watched key had changed.
+    pub aborted_transactions: u64,
+    /// Write replies the model could not tell (a session's repeat): not checked.
+    pub unchecked_replies: u64,
 }
 
 /// A broken property, with a readable trace.
@@ -269,6 +280,11 @@ fn place_writes(
             }
             (TimedOutcome::Replied(reply), Some(index)) => {
                 let expected = replay.reply_at(index, &op.command);
+                summary.unchecked_replies += u64::from(expected.is_none());
+                if matches!(op.command, Command::Exec(_)) && expected.is_some() {
+                    summary.transactions += 1;
+                    summary.aborted_transactions += u64::from(expected == Some(Reply::NilArray));
+                }
                 if expected.as_ref().is_some_and(|expected| expected != reply) {
                     return Err(fail(
                         "Linearizability (log time)",
