@@ -5,7 +5,8 @@
 //! and each node's wall clock with the clock its leader read when it appended each stamped
 //! entry. The timed checker ([`crate::timed_check`]) places every operation on the log with
 //! it. The entries are what the nodes' logs hold; the applied index an answer left at is the
-//! node's own count (see docs/TESTING.md on why that is sound here).
+//! one the simulator saw the node reach (its applications, installs and the snapshot on its
+//! disk at a restart), checked against the node's own count at every answer.
 
 use std::collections::BTreeMap;
 
