@@ -135,6 +135,11 @@ struct Checks {
     ledger: Ledger,
     /// Reads in flight, kept only while a bug is injected (it rewrites their answers).
     injected_reads: BTreeMap<RequestId, Command>,
+    /// Per leader, the term and the last index of its log already noted in the ledger.
+    appends_seen: BTreeMap<NodeId, (Term, u64)>,
+    /// Per node, the last index the simulator saw it apply or install in its current life
+    /// (from the snapshot on its disk at a restart): what a read it answers was served at.
+    applied_seen: BTreeMap<NodeId, u64>,
 }
 
 /// Requests waiting on nodes, and what came back.
@@ -201,6 +206,8 @@ impl Cluster {
             .expect("the simulator's configuration is valid");
         self.nodes.insert(id, node);
         self.checks.roles.insert(id, Role::Follower);
+        let skew_ms = clock_skew_ms(self.options.seed, id, self.options.max_clock_skew_ms);
+        self.checks.ledger.set_clock(id, SIM_EPOCH_MS, skew_ms);
         self.ids.push(id);
         self.start_ticking(id, 0);
     }
@@ -230,7 +237,7 @@ impl Cluster {
 
     /// The running node, its wall clock set to now (each input it handles may stamp).
     pub(super) fn running_mut(&mut self, node: NodeId) -> Option<&mut Node<MemDisk>> {
-        let wall_clock_ms = self.wall_clock_ms(node);
+        let wall_clock_ms = self.clock_told_ms(node);
         let running = self.nodes.get_mut(&node).and_then(SimNode::running_mut)?;
         running.set_wall_clock_ms(wall_clock_ms);
         Some(running)

@@ -54,6 +54,8 @@ pub struct KeyspaceModel {
     log_time_ms: u64,
     /// The last sequence applied per client session (§6.3: a request is applied once).
     sessions: BTreeMap<u64, u64>,
+    /// Whether the last entry applied was a transaction whose watched key had changed.
+    aborted: bool,
 }
 
 impl KeyspaceModel {
@@ -108,11 +110,45 @@ impl KeyspaceModel {
             }
             *last = sequence;
         }
+        // WATCH: a transaction runs only if every watched key kept its revision.
+        self.aborted = !self.watch_holds(index, entry)?;
+        if self.aborted {
+            return Ok(Vec::new());
+        }
         entry
             .commands
             .iter()
             .map(|command| self.execute(index, command))
             .collect()
+    }
+
+    /// Whether the last entry applied was a transaction that aborted (`EXEC` answers nil).
+    pub fn aborted(&self) -> bool {
+        self.aborted
+    }
+
+    /// Whether every key `entry` watched still has the revision it had when watched (a key
+    /// missing then must be missing now). A watched key the model does not follow, in a
+    /// transaction that touches one it does, cannot be judged.
+    fn watch_holds(&self, index: u64, entry: &LedgerEntry) -> Result<bool, ModelError> {
+        let touches_modelled = entry
+            .commands
+            .iter()
+            .any(|c| command_keys(c).iter().any(|k| self.models(k)));
+        let mut holds = true;
+        for watched in &entry.watched {
+            if !self.models(&watched.key) {
+                if touches_modelled {
+                    return Err(ModelError::Unmodelled {
+                        index,
+                        command: format!("WATCH {}", String::from_utf8_lossy(&watched.key)),
+                    });
+                }
+                continue;
+            }
+            holds &= self.keys.get(&watched.key).map(|s| s.revision) == watched.revision;
+        }
+        Ok(holds)
     }
 
     fn models(&self, key: &[u8]) -> bool {
@@ -337,13 +373,15 @@ impl KeyspaceModel {
 }
 
 /// Whether `reply` is a possible answer to read `command` when the key is `state` at log
-/// time `log_time_ms`. `TTL`/`PTTL` count down by the serving node's clock, which is never
-/// allowed to make the key look further from its deadline than log time does: between 1 ms
-/// and what is left at log time.
+/// time `log_time_ms`. `TTL`/`PTTL` count down from the later of log time and the serving
+/// node's clock (docs/COORDINATION.md), at least 1 ms while the key exists. With `clock_ms`,
+/// what that clock read when the read was sent and when its answer came back, the answer is
+/// pinned between the two; without it, anything from 1 ms up to what log time leaves.
 pub fn read_allows(
     command: &Command,
     state: Option<&KeyState>,
     log_time_ms: u64,
+    clock_ms: Option<(u64, u64)>,
     reply: &Reply,
 ) -> bool {
     match command {
@@ -354,12 +392,18 @@ pub fn read_allows(
                     Reply::Integer(i64::try_from(s.revision).unwrap_or(i64::MAX))
                 })
         }
-        Command::Ttl { unit, .. } => ttl_allows(*unit, state, log_time_ms, reply),
+        Command::Ttl { unit, .. } => ttl_allows(*unit, state, log_time_ms, clock_ms, reply),
         _ => false,
     }
 }
 
-fn ttl_allows(unit: TimeUnit, state: Option<&KeyState>, log_time_ms: u64, reply: &Reply) -> bool {
+fn ttl_allows(
+    unit: TimeUnit,
+    state: Option<&KeyState>,
+    log_time_ms: u64,
+    clock_ms: Option<(u64, u64)>,
+    reply: &Reply,
+) -> bool {
     let Reply::Integer(answer) = *reply else {
         return false;
     };
@@ -367,11 +411,23 @@ fn ttl_allows(unit: TimeUnit, state: Option<&KeyState>, log_time_ms: u64, reply:
         None => answer == -2,
         Some(None) => answer == -1,
         Some(Some(deadline)) => {
-            let left_ms = i64::try_from(deadline.saturating_sub(log_time_ms)).unwrap_or(i64::MAX);
-            match unit {
-                TimeUnit::Milliseconds => (1..=left_ms).contains(&answer),
-                TimeUnit::Seconds => (0..=left_ms.saturating_add(500) / 1000).contains(&answer),
-            }
+            let left_at = |now_ms: u64| deadline.saturating_sub(now_ms).max(1);
+            // The node's clock moved from `sent` to `back` while the read was in flight.
+            let (most, least) = match clock_ms {
+                Some((sent, back)) => (
+                    left_at(log_time_ms.max(sent)),
+                    left_at(log_time_ms.max(back)),
+                ),
+                None => (left_at(log_time_ms), 1),
+            };
+            let (low, high) = match unit {
+                TimeUnit::Milliseconds => (least, most),
+                TimeUnit::Seconds => (
+                    least.saturating_add(500) / 1000,
+                    most.saturating_add(500) / 1000,
+                ),
+            };
+            u64::try_from(answer).is_ok_and(|answer| (low..=high).contains(&answer))
         }
     }
 }
@@ -396,6 +452,15 @@ fn expire_allows(condition: ExpireCondition, current: Option<u64>, new: i64) -> 
         ExpireCondition::IfLater => current.is_some_and(|c| new > c),
         ExpireCondition::IfEarlier => current.is_none_or(|c| new < c),
         ExpireCondition::IfSomeAndEarlier => current.is_some_and(|c| new < c),
+    }
+}
+
+/// Every key a command names, as far as the model knows (one key, `DEL`'s and `MSET`'s).
+fn command_keys(command: &Command) -> Vec<&[u8]> {
+    match command {
+        Command::Del { keys } => keys.iter().map(Vec::as_slice).collect(),
+        Command::MSet { pairs } => pairs.iter().map(|(k, _)| k.as_slice()).collect(),
+        other => single_key(other).into_iter().collect(),
     }
 }
 
@@ -510,6 +575,7 @@ mod tests {
 
     fn entry(stamp_ms: u64, commands: Vec<Command>) -> LedgerEntry {
         LedgerEntry {
+            watched: Vec::new(),
             term: Term(1),
             log_time_ms: Some(stamp_ms),
             commands,

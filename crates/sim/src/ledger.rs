@@ -1,15 +1,20 @@
 //! What the simulator, omniscient, knows of the key-value history besides the clients'
 //! replies: the committed log as it was applied (each entry's term, log-time stamp and
 //! commands), where each client write was proposed, and the applied index each read was
-//! served at (at most). The timed checker ([`crate::timed_check`]) places every operation on
-//! the log with it; nothing here is taken from the node's own account of what it did.
+//! served at (at most), when each entry was first seen applied (so it was committed by then),
+//! and each node's wall clock with the clock its leader read when it appended each stamped
+//! entry. The timed checker ([`crate::timed_check`]) places every operation on the log with
+//! it. The entries are what the nodes' logs hold; the applied index an answer left at is the
+//! one the simulator saw the node reach (its applications, installs and the snapshot on its
+//! disk at a restart), checked against the node's own count at every answer.
 
 use std::collections::BTreeMap;
 
+use skiff_kv::transaction::Watched;
 use skiff_kv::Command;
 use skiff_node::payload::Payload;
 use skiff_node::RequestId;
-use skiff_raft::{Entry, EntryKind, Term};
+use skiff_raft::{Entry, EntryKind, NodeId, Term};
 
 /// A committed entry, as first applied on any node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +30,9 @@ pub struct LedgerEntry {
     /// The client session it was written under (`client_id`, `sequence`), if any: a
     /// request seen before in the same session is answered, not applied again (§6.3).
     pub session: Option<(u64, u64)>,
+    /// For a transaction (`MULTI … EXEC`), the keys watched with their revisions then: the
+    /// commands apply only if every one is unchanged.
+    pub watched: Vec<Watched>,
 }
 
 impl LedgerEntry {
@@ -36,6 +44,7 @@ impl LedgerEntry {
             log_time_ms: None,
             commands: Vec::new(),
             session: None,
+            watched: Vec::new(),
         };
         if entry.kind != EntryKind::Normal || entry.data.is_empty() {
             return Some(ledger_entry);
@@ -55,16 +64,22 @@ impl LedgerEntry {
             ledger_entry.session = request
                 .session
                 .map(|session| (session.client_id, session.sequence));
+            if let Command::Exec(transaction) = &request.command {
+                ledger_entry.watched = transaction.watched.clone();
+            }
             ledger_entry.commands = commands_of(request.command);
         }
         Some(ledger_entry)
     }
 }
 
-/// The commands one entry applies at one point of the log. A transaction's entry, once the
-/// store has one, lists its queued commands here.
+/// The commands one entry applies at one point of the log: a transaction's (`MULTI … EXEC`)
+/// queued commands, in order, or the one command.
 pub fn commands_of(command: Command) -> Vec<Command> {
-    vec![command]
+    match command {
+        Command::Exec(transaction) => transaction.commands,
+        command => vec![command],
+    }
 }
 
 /// The omniscient record.
@@ -77,17 +92,95 @@ pub struct Ledger {
     /// For each answered request, the answering node's applied index when the answer left:
     /// a read was served at or before it.
     answered_at: BTreeMap<RequestId, u64>,
+    /// The highest index first seen applied at or before each simulated time (ms): every
+    /// entry up to it was committed by then.
+    committed_by_ms: BTreeMap<u64, u64>,
+    /// For each stamped `(index, term)`, the wall clock (Unix ms) of the term's leader when it
+    /// appended the entry, as the simulator keeps it (not as the node was told it).
+    appended: BTreeMap<(u64, Term), u64>,
+    /// Each node's clock: simulated time plus `epoch_ms` plus its skew.
+    clocks: BTreeMap<NodeId, i64>,
+    epoch_ms: u64,
+    /// The simulated time the history was closed at, when the run converged.
+    closed_at_ms: Option<u64>,
 }
 
 impl Ledger {
-    /// Records committed entry `entry`, unless an earlier application recorded it.
-    pub fn applied(&mut self, entry: &Entry) {
+    /// Records committed entry `entry`, first applied at simulated time `now_ms`, unless an
+    /// earlier application recorded it.
+    pub fn applied(&mut self, entry: &Entry, now_ms: u64) {
         if self.entries.contains_key(&entry.index.0) {
             return;
         }
         if let Some(ledger_entry) = LedgerEntry::of(entry) {
             self.entries.insert(entry.index.0, ledger_entry);
         }
+        self.committed_by(entry.index.0, now_ms);
+    }
+
+    /// Records that entry `index` had been committed by simulated time `now_ms`.
+    pub fn committed_by(&mut self, index: u64, now_ms: u64) {
+        let known = self.committed_before(now_ms.saturating_add(1));
+        if index > known {
+            self.committed_by_ms.insert(now_ms, index);
+        }
+    }
+
+    /// The highest index known committed strictly before simulated time `ms` (0: none).
+    pub fn committed_before(&self, ms: u64) -> u64 {
+        self.committed_by_ms
+            .range(..ms)
+            .map(|(_, &index)| index)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Records that the leader of `term`, whose clock read `leader_clock_ms`, appended
+    /// stamped entry `index` (the first sighting counts).
+    pub fn appended(&mut self, index: u64, term: Term, leader_clock_ms: u64) {
+        self.appended
+            .entry((index, term))
+            .or_insert(leader_clock_ms);
+    }
+
+    /// The clock of the leader that appended `(index, term)`, if the simulator saw it.
+    pub fn appended_clock_ms(&self, index: u64, term: Term) -> Option<u64> {
+        self.appended.get(&(index, term)).copied()
+    }
+
+    /// Sets `node`'s clock: it reads `epoch_ms + simulated time + skew_ms`.
+    pub fn set_clock(&mut self, node: NodeId, epoch_ms: u64, skew_ms: i64) {
+        self.epoch_ms = epoch_ms;
+        self.clocks.insert(node, skew_ms);
+    }
+
+    /// What `node`'s clock read at simulated time `sim_ms`; `None` for a node of unknown clock.
+    pub fn clock_ms(&self, node: NodeId, sim_ms: u64) -> Option<u64> {
+        let skew = *self.clocks.get(&node)?;
+        Some(
+            self.epoch_ms
+                .saturating_add(sim_ms)
+                .saturating_add_signed(skew),
+        )
+    }
+
+    /// The slowest clock at simulated time `sim_ms` (`None`: no clock known).
+    pub fn slowest_clock_ms(&self, sim_ms: u64) -> Option<u64> {
+        self.clocks
+            .keys()
+            .filter_map(|&node| self.clock_ms(node, sim_ms))
+            .min()
+    }
+
+    /// Closes the history at simulated time `now_ms` after the cluster converged: from then
+    /// on the check may ask that idle keys have expired.
+    pub fn close(&mut self, now_ms: u64) {
+        self.closed_at_ms = Some(now_ms);
+    }
+
+    /// When the converged history was closed.
+    pub fn closed_at_ms(&self) -> Option<u64> {
+        self.closed_at_ms
     }
 
     /// Records that `request` was proposed at `index` in `term`.

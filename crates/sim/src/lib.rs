@@ -19,11 +19,14 @@
 //! - [`ledger`]: what the simulator knows beyond the clients — the committed log with its
 //!   stamps, where each write was proposed, what each answering node had applied.
 //! - [`keyspace_model`]: keys with deadlines and revisions, replayed along the log at log time.
+//! - [`clock_check`]: the log-time stamps against the appending leaders' real clocks, and
+//!   idle keys expiring once the cluster healed.
 //! - [`timed_check`]: TTL, revision and fencing-token operations placed on the log and checked
 //!   against the model.
 #![deny(missing_docs)]
 
 pub mod checkers;
+pub mod clock_check;
 pub mod cluster;
 pub mod history;
 pub mod keyspace_model;

@@ -149,6 +149,10 @@ struct Totals {
     timed_reads: u64,
     expired_reads: u64,
     fencing_tokens: u64,
+    stamps_checked: u64,
+    transactions: u64,
+    aborted_transactions: u64,
+    unchecked_replies: u64,
     failures: Vec<RunReport>,
 }
 
@@ -181,6 +185,10 @@ impl Totals {
         self.timed_reads += report.timed.reads;
         self.expired_reads += report.timed.expired_reads;
         self.fencing_tokens += report.timed.fences;
+        self.stamps_checked += report.timed.stamps;
+        self.transactions += report.timed.transactions;
+        self.aborted_transactions += report.timed.aborted_transactions;
+        self.unchecked_replies += report.timed.unchecked_replies;
         if let Some(violation) = &report.violation {
             self.violations += 1;
             if violation.property == "Liveness" {
@@ -194,7 +202,7 @@ impl Totals {
 
     fn summary(&self) -> String {
         format!(
-            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} segments_garbled={} segments_lost={} refused_starts={} wipes={} incarnation_refusals={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} time_entries={} reads={} linearizability_checks={} timed_writes={} timed_reads={} expired_reads={} fencing_tokens={}",
+            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} segments_garbled={} segments_lost={} refused_starts={} wipes={} incarnation_refusals={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} time_entries={} reads={} linearizability_checks={} timed_writes={} timed_reads={} expired_reads={} fencing_tokens={} stamps_checked={} transactions={} aborted_transactions={} unchecked_replies={}",
             self.seeds,
             self.violations,
             self.ticks,
@@ -222,7 +230,11 @@ impl Totals {
             self.timed_writes,
             self.timed_reads,
             self.expired_reads,
-            self.fencing_tokens
+            self.fencing_tokens,
+            self.stamps_checked,
+            self.transactions,
+            self.aborted_transactions,
+            self.unchecked_replies
         )
     }
 }

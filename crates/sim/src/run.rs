@@ -610,6 +610,7 @@ fn healing_phase(
         return;
     }
     check_kept_power_proposals(cluster);
+    cluster.close_ledger();
 }
 
 /// One node's state, for a liveness failure's report.

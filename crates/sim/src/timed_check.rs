@@ -32,6 +32,7 @@ use skiff_kv::{Command, Reply};
 use skiff_node::RequestId;
 use skiff_raft::NodeId;
 
+use crate::clock_check;
 use crate::keyspace_model::{describe, read_allows, single_key, KeyState, KeyspaceModel};
 use crate::ledger::{commands_of, Ledger};
 
@@ -70,8 +71,13 @@ impl TimedOp {
         self.command.is_read_only()
     }
 
+    /// The key it is about (a transaction's: its first command's).
     fn key(&self) -> &[u8] {
-        single_key(&self.command).unwrap_or_default()
+        match &self.command {
+            Command::Exec(transaction) => transaction.commands.first().and_then(single_key),
+            command => single_key(command),
+        }
+        .unwrap_or_default()
     }
 
     fn known(&self) -> bool {
@@ -121,6 +127,14 @@ pub struct TimedSummary {
     pub expired_reads: u64,
     /// Fencing tokens checked.
     pub fences: u64,
+    /// Stamps checked against the clock of the leader that appended them.
+    pub stamps: u64,
+    /// Transactions (`MULTI … EXEC`) placed with their reply checked.
+    pub transactions: u64,
+    /// Of those, the ones that aborted because a watched key had changed.
+    pub aborted_transactions: u64,
+    /// Write replies the model could not tell (a session's repeat): not checked.
+    pub unchecked_replies: u64,
 }
 
 /// A broken property, with a readable trace.
@@ -138,6 +152,8 @@ struct Replay {
     states: BTreeMap<Vec<u8>, BTreeMap<u64, Option<KeyState>>>,
     log_times: BTreeMap<u64, u64>,
     replies: BTreeMap<u64, Vec<(Command, Option<Reply>)>>,
+    /// Transactions whose watched key had changed: their `EXEC` answers nil.
+    aborted: BTreeSet<u64>,
     last_index: u64,
 }
 
@@ -148,6 +164,7 @@ impl Replay {
             states: keys.iter().map(|k| (k.clone(), BTreeMap::new())).collect(),
             log_times: BTreeMap::new(),
             replies: BTreeMap::new(),
+            aborted: BTreeSet::new(),
             last_index: 0,
         };
         for (&index, entry) in ledger.entries() {
@@ -156,6 +173,9 @@ impl Replay {
                 detail: error.to_string(),
             })?;
             replay.log_times.insert(index, model.log_time_ms());
+            if model.aborted() {
+                replay.aborted.insert(index);
+            }
             for (key, states) in &mut replay.states {
                 let now = model.key(key).cloned();
                 if states.last_key_value().map(|(_, s)| s) != Some(&now) {
@@ -188,9 +208,12 @@ impl Replay {
     /// The model's answer to `command` applied at `index`: its own reply, or for a group
     /// (a transaction) the array of its commands' replies; `None` when the model cannot tell.
     fn reply_at(&self, index: u64, command: &Command) -> Option<Reply> {
+        if matches!(command, Command::Exec(_)) && self.aborted.contains(&index) {
+            return Some(Reply::NilArray);
+        }
         let replies = self.replies.get(&index)?;
         let group = commands_of(command.clone());
-        if let [single] = group.as_slice() {
+        if let ([single], false) = (group.as_slice(), matches!(command, Command::Exec(_))) {
             return replies.iter().find(|(c, _)| c == single)?.1.clone();
         }
         if !replies.iter().map(|(c, _)| c).eq(group.iter()) {
@@ -204,11 +227,21 @@ impl Replay {
 /// Checks `history` against what `ledger` saw.
 pub fn check(history: &TimedHistory, ledger: &Ledger) -> Result<TimedSummary, TimedFailure> {
     let keys: BTreeSet<Vec<u8>> = history.ops.iter().map(|op| op.key().to_vec()).collect();
+    let mut summary = TimedSummary {
+        stamps: clock_check::check_stamps(ledger)?,
+        ..TimedSummary::default()
+    };
     let replay = Replay::run(&keys, ledger)?;
-    let mut summary = TimedSummary::default();
     let points = place_writes(history, ledger, &replay, &mut summary)?;
     place_reads(history, ledger, &replay, points, &mut summary)?;
     check_fences(history, ledger, &mut summary)?;
+    let last = replay.last_index;
+    clock_check::check_idle_expiry(
+        ledger,
+        keys.iter()
+            .filter_map(|key| Some((key.as_slice(), replay.state_at(key, last)?))),
+        replay.log_time_at(last),
+    )?;
     Ok(summary)
 }
 
@@ -247,6 +280,11 @@ fn place_writes(
             }
             (TimedOutcome::Replied(reply), Some(index)) => {
                 let expected = replay.reply_at(index, &op.command);
+                summary.unchecked_replies += u64::from(expected.is_none());
+                if matches!(op.command, Command::Exec(_)) && expected.is_some() {
+                    summary.transactions += 1;
+                    summary.aborted_transactions += u64::from(expected == Some(Reply::NilArray));
+                }
                 if expected.as_ref().is_some_and(|expected| expected != reply) {
                     return Err(fail(
                         "Linearizability (log time)",
@@ -308,13 +346,15 @@ fn place_reads(
         let TimedOutcome::Replied(reply) = &op.outcome else {
             continue;
         };
-        // Everything that completed before the read began is at or before its point…
+        // Everything that completed before the read began is at or before its point, and so
+        // is every entry committed before it began (§6.4: ReadIndex reads at least there)…
         let lo = points
             .iter()
             .filter(|(&j, _)| history.ops[j].precedes(op))
             .map(|(_, &at)| at)
             .max()
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .max(ledger.committed_before(op.call_ms));
         // …and every write that began after it completed is after it; the node answered
         // from what it had applied.
         let after = points
@@ -329,11 +369,16 @@ fn place_reads(
         let served = ledger.answered_at(op.request).unwrap_or(replay.last_index);
         let hi = served.min(after);
         let key = op.key();
+        // The serving node's clock while the read was in flight (TTL counts down by it).
+        let clock_ms = ledger
+            .clock_ms(op.node, op.call_ms)
+            .zip(ledger.clock_ms(op.node, op.return_ms));
         let allows = |j: u64| {
             read_allows(
                 &op.command,
                 replay.state_at(key, j),
                 replay.log_time_at(j),
+                clock_ms,
                 reply,
             )
         };
@@ -346,10 +391,14 @@ fn place_reads(
             return Err(TimedFailure {
                 property: read_property(op, replay, lo, hi),
                 detail: format!(
-                    "{} answered {}, but no index in [{lo}, {hi}] (after what completed before it began, up to what {} had applied) gives that answer\n{}",
+                    "{} answered {}, but no index in [{lo}, {hi}] (after what completed or committed before it began, up to what {} had applied) gives that answer{}\n{}",
                     show(op),
                     show_reply(reply),
                     op.node,
+                    clock_ms.map_or(String::new(), |(sent, back)| format!(
+                        " ({}'s clock read {sent}..{back} ms)",
+                        op.node
+                    )),
                     key_trace(history, key, &points, replay)
                 ),
             });
@@ -373,6 +422,9 @@ fn read_property(op: &TimedOp, replay: &Replay, lo: u64, hi: u64) -> &'static st
     let TimedOutcome::Replied(reply) = &op.outcome else {
         return "Linearizability (log time)";
     };
+    if matches!(op.command, Command::Ttl { .. }) && matches!(reply, Reply::Integer(n) if *n >= 0) {
+        return "TTL counts down from log time and the serving node's clock";
+    }
     let absent = matches!(reply, Reply::Nil | Reply::Integer(-2));
     let present_throughout =
         (lo..=hi.min(replay.last_index)).all(|j| replay.state_at(key, j).is_some());
@@ -418,12 +470,16 @@ fn check_fences(
             });
         }
     }
+    // The token is the lock key's revision: the index of the acquiring entry itself, read
+    // from the ledger, not from the model (the holder wrote nothing to the lock between its
+    // `SET NX` and the `GET` that confirmed it). A token older or newer than that would let
+    // the protected resource admit the wrong holder.
     for (at, fence) in &held {
-        if fence.revision < i64::try_from(*at).unwrap_or(i64::MAX) {
+        if i64::try_from(*at).ok() != Some(fence.revision) {
             return Err(TimedFailure {
                 property: "Fencing tokens increase",
                 detail: format!(
-                    "{} acquired the lock at {at} but was handed fencing token {}, older than its own acquisition",
+                    "{} acquired the lock at {at} but was handed fencing token {}, not its acquisition's index",
                     fence.token, fence.revision
                 ),
             });

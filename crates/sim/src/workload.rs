@@ -90,6 +90,9 @@ pub struct Workload {
     history: Vec<Operation>,
     /// The timed operations and fencing tokens.
     timed: TimedHistory,
+    /// The last `REVISION` answer for each timed key (`None`: missing), which a
+    /// WATCH-guarded transaction watches.
+    revisions_seen: std::collections::BTreeMap<Vec<u8>, Option<u64>>,
     next_client_id: u64,
     next_op: u64,
     issued: usize,
@@ -197,6 +200,7 @@ impl Workload {
             clients,
             history: Vec::new(),
             timed: TimedHistory::default(),
+            revisions_seen: std::collections::BTreeMap::new(),
             next_op: 1,
             issued: 0,
             stopped: false,
@@ -380,8 +384,10 @@ impl Workload {
             roll
         };
         let clock_ms = crate::cluster::SIM_EPOCH_MS + now_ms;
-        let timed =
-            (!recorded).then(|| timed_command(&self.clients[k].lock, value.clone(), clock_ms, rng));
+        let timed = (!recorded).then(|| {
+            let lock = &self.clients[k].lock;
+            timed_command(lock, &self.revisions_seen, value.clone(), clock_ms, rng)
+        });
         let command = match &timed {
             None => self.command(roll, &key, value, &mut record, rng),
             Some(command) => command.clone(),

@@ -57,6 +57,7 @@ fn ledger(entries: &[(u64, Option<Command>)]) -> Ledger {
         ledger.insert(
             index,
             LedgerEntry {
+                watched: Vec::new(),
                 term: Term(1),
                 log_time_ms: Some(*stamp),
                 commands: command.iter().cloned().collect(),
@@ -269,6 +270,13 @@ fn fencing_tokens_of_successive_acquisitions_must_increase() {
     );
     let failure = check(&history([3, 3]), &ledger).expect_err("two holders, one token");
     assert_eq!(failure.property, "Fencing tokens increase");
+    // Increasing, but b's token is not the index of b's acquisition (3).
+    let failure = check(&history([1, 4]), &ledger).expect_err("a token of no acquisition");
+    assert!(
+        failure.detail.contains("not its acquisition's index"),
+        "{}",
+        failure.detail
+    );
 }
 
 // The twin: a naive model and a brute-force placement of every read at every index.
@@ -506,4 +514,160 @@ proptest! {
         let verdict = check(&history, &ledger);
         prop_assert_eq!(verdict.is_ok(), expected, "entries {:?}\nwrites {:?}\nreads {:?}\n{:?}", entries, writes, reads, verdict);
     }
+}
+
+/// The hand-made ledgers' one node: its clock reads exactly the simulated time (epoch 0).
+fn with_clock(mut ledger: Ledger) -> Ledger {
+    ledger.set_clock(NodeId(1), 0, 0);
+    ledger
+}
+
+#[test]
+fn a_stamp_ahead_of_its_leaders_clock_is_caught() {
+    // Entry 2's leader read 1050 when it appended; the stamp before was 1000: it must stamp
+    // 1050, not 1100. Then the same with a stamp behind the leader's clock (frozen time).
+    let mut ahead = with_clock(expiring_key());
+    ahead.appended(1, Term(1), 1000);
+    ahead.appended(2, Term(1), 1050);
+    let history = TimedHistory::default();
+    let failure = check(&history, &ahead).expect_err("stamped ahead of the clock");
+    assert_eq!(failure.property, "Log time follows the leaders' clocks");
+    assert!(failure.detail.contains("entry 2"), "{}", failure.detail);
+    let mut frozen = with_clock(expiring_key());
+    frozen.appended(2, Term(1), 1200);
+    let failure = check(&history, &frozen).expect_err("stamped behind the clock");
+    assert!(
+        failure.detail.contains("behind the clock"),
+        "{}",
+        failure.detail
+    );
+    let mut right = with_clock(expiring_key());
+    right.appended(1, Term(1), 1000);
+    right.appended(2, Term(1), 1100);
+    assert_eq!(check(&history, &right).expect("as the rule says").stamps, 2);
+    // A leader whose clock is behind the last stamp keeps that stamp (log time waits).
+    let mut behind = with_clock(expiring_key());
+    behind.appended(2, Term(1), 900);
+    let failure = check(&history, &behind).expect_err("1100 is ahead of both 900 and 1000");
+    assert!(
+        failure.detail.contains("ahead of both"),
+        "{}",
+        failure.detail
+    );
+}
+
+#[test]
+fn pttl_is_pinned_from_below_by_the_serving_nodes_clock() {
+    // SET t a PX 100 at log time 1000 (deadline 1100); node 1's clock reads 1010..1020
+    // while the PTTL is in flight, at index 1: the answer is 80..90 ms, not 1 ms.
+    let mut ledger = with_clock(expiring_key());
+    ledger.answered(10, 1);
+    let history = |answer| TimedHistory {
+        ops: vec![
+            op(1, set_px("a", 100), 0, 10, Reply::Ok),
+            op(10, pttl(), 1010, 1020, Reply::Integer(answer)),
+        ],
+        fences: Vec::new(),
+    };
+    check(&history(85), &ledger).expect("within the clock's bounds");
+    let failure = check(&history(1), &ledger).expect_err("a TTL that shrank to 1 ms");
+    assert_eq!(
+        failure.property,
+        "TTL counts down from log time and the serving node's clock"
+    );
+    check(&history(95), &ledger).expect_err("more than the clock leaves");
+}
+
+#[test]
+fn a_read_begun_after_an_expiring_entry_committed_may_not_see_the_key() {
+    // Index 2, the time entry at 1100, was first applied at 50 ms; a GET sent at 60 ms by a
+    // follower that had applied only index 1 returns the value: stale, although no timed
+    // operation completed after index 2.
+    let mut ledger = expiring_key();
+    ledger.committed_by(2, 50);
+    ledger.answered(10, 1);
+    let history = TimedHistory {
+        ops: vec![
+            op(1, set_px("a", 100), 0, 10, Reply::Ok),
+            op(10, get(), 60, 70, bulk("a")),
+        ],
+        fences: Vec::new(),
+    };
+    let failure = check(&history, &ledger).expect_err("a stale read");
+    assert_eq!(failure.property, "No expired key comes back");
+    // Sent before index 2 committed, the same read is fine.
+    let mut early = history.clone();
+    early.ops[1].call_ms = 40;
+    check(&early, &ledger).expect("concurrent with the time entry");
+}
+
+#[test]
+fn a_key_due_long_ago_must_be_gone_once_the_cluster_healed() {
+    // SET t a PX 100 at 1000 and nothing since: by 3000 ms on every clock, a time entry
+    // should have expired it.
+    let mut ledger = with_clock(ledger(&[(1000, Some(set_px("a", 100)))]));
+    let history = TimedHistory {
+        ops: vec![op(1, set_px("a", 100), 0, 10, Reply::Ok)],
+        fences: Vec::new(),
+    };
+    ledger.close(1500);
+    check(&history, &ledger).expect("still within the slack");
+    ledger.close(3000);
+    let failure = check(&history, &ledger).expect_err("no time entry");
+    assert_eq!(failure.property, "Idle keys expire");
+}
+
+#[test]
+fn a_watched_transaction_applies_only_if_the_key_kept_its_revision() {
+    // SET t a at 1 (revision 1), then EXEC of `SET t b` watching t at revision 1: applied
+    // at 2 if nothing wrote t in between; aborted (nil) if a PERSIST at 2 moved it first.
+    use skiff_kv::transaction::{Transaction, Watched};
+    let set_b = Command::Set {
+        key: KEY.to_vec(),
+        value: b"b".to_vec(),
+        condition: SetCondition::Always,
+    };
+    let exec = Command::Exec(Transaction {
+        watched: vec![Watched {
+            key: KEY.to_vec(),
+            revision: Some(1),
+        }],
+        commands: vec![set_b.clone()],
+    });
+    let ledger_with = |between: Option<Command>| {
+        let mut commands: Vec<(u64, Option<Command>)> = vec![(1000, Some(set_px("a", 500)))];
+        commands.extend(between.map(|c| (1010, Some(c))));
+        let mut ledger = ledger(&commands);
+        let index = commands.len() as u64 + 1;
+        ledger.insert(
+            index,
+            LedgerEntry {
+                term: Term(1),
+                log_time_ms: Some(1020),
+                commands: vec![set_b.clone()],
+                session: None,
+                watched: vec![Watched {
+                    key: KEY.to_vec(),
+                    revision: Some(1),
+                }],
+            },
+        );
+        ledger.proposed(9, index, Term(1));
+        ledger
+    };
+    let history = |reply: Reply| TimedHistory {
+        ops: vec![
+            op(1, set_px("a", 500), 0, 10, Reply::Ok),
+            op(9, exec.clone(), 20, 30, reply),
+        ],
+        fences: Vec::new(),
+    };
+    let applied = ledger_with(None);
+    check(&history(Reply::Array(vec![Reply::Ok])), &applied).expect("nothing moved t");
+    check(&history(Reply::NilArray), &applied).expect_err("EXEC must have run");
+    let moved = ledger_with(Some(persist()));
+    check(&history(Reply::NilArray), &moved).expect("t moved: aborted");
+    let failure =
+        check(&history(Reply::Array(vec![Reply::Ok])), &moved).expect_err("ran after a change");
+    assert_eq!(failure.property, "Linearizability (log time)");
 }

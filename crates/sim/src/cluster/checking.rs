@@ -61,6 +61,7 @@ impl Cluster {
                 Observed::SnapshotInstalled { meta, state } => {
                     result = result.and(self.checks.checkers.restored(node, meta.index, *state));
                     installed = Some(meta.index);
+                    self.checks.applied_seen.insert(node, meta.index.0);
                 }
                 Observed::Persisted {
                     entries,
@@ -82,6 +83,7 @@ impl Cluster {
                     result =
                         result.and(self.checks.checkers.applied(node, term_now, entry, *state));
                     applied.push(entry);
+                    self.checks.applied_seen.insert(node, entry.index.0);
                 }
             }
         }
@@ -93,7 +95,7 @@ impl Cluster {
             self.restore_values(node, index);
         }
         for entry in applied {
-            self.checks.ledger.applied(entry);
+            self.checks.ledger.applied(entry, self.agenda.now_ms);
             if matches!(skiff_node::payload::Stamped::split(&entry.data), Some(Ok(s)) if s.request.is_empty())
             {
                 self.stats.time_entries_applied += 1;

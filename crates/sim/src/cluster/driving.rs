@@ -6,6 +6,7 @@ impl Cluster {
     /// The core has work: take its next Ready now, unless a batch is still being written
     /// (then the end of that write looks again).
     pub(super) fn mark_dirty(&mut self, node: NodeId) {
+        self.note_appends(node);
         let Some(sim_node) = self.nodes.get(&node) else {
             return;
         };
@@ -205,7 +206,7 @@ impl Cluster {
         for message in messages {
             self.send(message);
         }
-        let applied = self.applied(node).0;
+        let applied = self.applied_seen(node);
         for (id, reply) in replies {
             self.checks.ledger.answered(id, applied);
             let reply = self.injected_reply(node, id, reply);

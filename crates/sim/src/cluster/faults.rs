@@ -114,6 +114,7 @@ impl Cluster {
             self.record_violation(violation);
         }
         self.restore_values(node, snapshot);
+        self.checks.applied_seen.insert(node, snapshot.0);
         self.trace.record(
             self.agenda.now_ms,
             TraceEvent::Fault(format!("restart {node} (durable commit {commit})")),

@@ -10,6 +10,12 @@ impl Cluster {
         &self.checks.ledger
     }
 
+    /// Closes the history once the cluster converged and the clients heard back: the timed
+    /// check may then ask that keys due long ago are gone.
+    pub fn close_ledger(&mut self) {
+        self.checks.ledger.close(self.agenda.now_ms);
+    }
+
     /// Records the client requests `node` appended to its log for `request` after index
     /// `before` (it proposed the write as leader).
     pub(super) fn note_proposals(&mut self, node: NodeId, request: RequestId, before: LogIndex) {
@@ -41,6 +47,84 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Notes in the ledger each stamped entry `node`, leading, appended since the last look,
+    /// with the wall clock it should have read while doing so. Called after every input a
+    /// node handles, at the simulated time it handled it (the leader appends only then).
+    pub(super) fn note_appends(&mut self, node: NodeId) {
+        let clock_ms = self.wall_clock_ms(node);
+        let Some(raw) = self
+            .nodes
+            .get(&node)
+            .and_then(SimNode::running)
+            .map(Node::raw)
+        else {
+            return;
+        };
+        let raft = raw.raft();
+        if raft.role() != Role::Leader {
+            return;
+        }
+        let (term, log) = (raft.term(), raft.log());
+        let last = log.last_index().0;
+        let from = match self.checks.appends_seen.get(&node) {
+            Some(&(seen_term, seen)) if seen_term == term => seen + 1,
+            // §5.3: a new leader's own entries follow what it held when elected.
+            _ => log.committed().0.max(log.first_index().0.saturating_sub(1)) + 1,
+        };
+        self.checks.appends_seen.insert(node, (term, last));
+        if from > last {
+            return;
+        }
+        let Ok(entries) = log.entries(LogIndex(from), LogIndex(last + 1), u64::MAX) else {
+            return;
+        };
+        for entry in entries.iter().filter(|e| e.term == term) {
+            if skiff_node::payload::Stamped::split(&entry.data).is_some() {
+                self.checks
+                    .ledger
+                    .appended(entry.index.0, entry.term, clock_ms);
+            }
+        }
+    }
+
+    /// The last index the simulator saw `node` apply in its current life — not the node's
+    /// own count, which must agree (a node that over-reports what it applied would widen a
+    /// read's window to indices it never reached).
+    pub(super) fn applied_seen(&mut self, node: NodeId) -> u64 {
+        let seen = self.checks.applied_seen.get(&node).copied().unwrap_or(0);
+        let own = self.applied(node).0;
+        if own != seen {
+            self.record_violation(Violation {
+                property: "Applied index",
+                detail: format!(
+                    "{node} says it applied up to {own}; the simulator saw it apply up to {seen}"
+                ),
+            });
+        }
+        seen
+    }
+
+    /// The wall clock `node` is told it reads: its own, unless a bug is injected.
+    pub(super) fn clock_told_ms(&self, node: NodeId) -> u64 {
+        let clock_ms = self.wall_clock_ms(node);
+        // A candidate may win within the input it is handling, and stamp at once.
+        let follows = self
+            .running(node)
+            .is_some_and(|running| running.raw().raft().role() == Role::Follower);
+        match self.options.injected_bug {
+            Some(InjectedBug::StampAhead) => clock_ms.saturating_add(3_600_000),
+            Some(InjectedBug::FrozenClock) => self.wall_clock_at_start_ms(node),
+            Some(InjectedBug::FollowerClockAhead) if follows => clock_ms.saturating_add(5_000),
+            _ => clock_ms,
+        }
+    }
+
+    fn wall_clock_at_start_ms(&self, node: NodeId) -> u64 {
+        self.ledger().clock_ms(node, 0).unwrap_or(SIM_EPOCH_MS)
+    }
+}
+
 /// A deliberate bug in how nodes answer reads, for tests that show the timed check catches
 /// what it is meant to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +135,15 @@ pub enum InjectedBug {
     /// Reads judge expiry by the serving node's own skewed wall clock instead of log time
     /// (docs/COORDINATION.md): a node whose clock runs ahead reports keys expired early.
     WallClockExpiry,
+    /// Every node is told a wall clock an hour ahead: leaders stamp an hour late, so every
+    /// TTL runs out at its first stamp.
+    StampAhead,
+    /// Every node is told the wall clock it read at the start, forever: log time stands
+    /// still, keys never expire and no time entry is proposed.
+    FrozenClock,
+    /// Followers are told a clock 5 s ahead: the `TTL`/`PTTL` they answer
+    /// shrink by 5 s, beyond any skew.
+    FollowerClockAhead,
 }
 
 impl Cluster {
@@ -71,11 +164,15 @@ impl Cluster {
                 self.checks.injected_reads.insert(id, command.clone());
                 None
             }
+            InjectedBug::StampAhead
+            | InjectedBug::FrozenClock
+            | InjectedBug::FollowerClockAhead => None,
             InjectedBug::LocalReads => {
                 let wall_clock_ms = self.wall_clock_ms(node);
                 let running = self.client_node(node)?;
                 let reply = running.state_machine().read_at(command, wall_clock_ms);
-                let applied = running.applied().0;
+                let _ = running;
+                let applied = self.applied_seen(node);
                 self.checks.ledger.answered(id, applied);
                 Some(Submitted::Answered(reply))
             }

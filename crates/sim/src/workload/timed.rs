@@ -3,8 +3,11 @@
 //! `REVISION lock`, then `GET lock` — the revision is the holder's fencing token if the value
 //! is still its token), and how their replies are recorded for [`crate::timed_check`].
 
+use std::collections::BTreeMap;
+
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use skiff_kv::transaction::{Transaction, Watched};
 use skiff_kv::{
     Command, Deadline, ExpireCondition, Expiry, Reply, SetCondition, SetOptions, TimeUnit,
 };
@@ -46,10 +49,15 @@ pub(super) enum LockStep {
     },
 }
 
+/// The share of operations on a key with a short TTL that are transactions.
+const TRANSACTION_PROBABILITY: f64 = 0.1;
+
 /// The next timed command of a client at `lock`; `value` is unique to the operation and
-/// `clock_ms` the client's own clock (Unix milliseconds), for absolute deadlines.
+/// `clock_ms` the client's own clock (Unix milliseconds), for absolute deadlines;
+/// `revisions_seen` the last `REVISION` answers, which a guarded transaction watches.
 pub(super) fn timed_command(
     lock: &LockStep,
+    revisions_seen: &BTreeMap<Vec<u8>, Option<u64>>,
     value: String,
     clock_ms: u64,
     rng: &mut ChaCha8Rng,
@@ -72,7 +80,39 @@ pub(super) fn timed_command(
         };
     }
     let key = format!("t{}", rng.gen_range(0..TTL_KEYS)).into_bytes();
+    if rng.gen_bool(TRANSACTION_PROBABILITY) {
+        return transaction(key, revisions_seen, value.into_bytes(), clock_ms, rng);
+    }
     ttl_command(key, value.into_bytes(), clock_ms, rng)
+}
+
+/// `MULTI … EXEC` on one key with a short TTL, applied at one entry: a `SET … PX` then one
+/// or two more timed commands; half the time guarded by `WATCH` at the last revision any
+/// client read (a check-and-set that aborts, nil, if the key was written since).
+fn transaction(
+    key: Vec<u8>,
+    revisions_seen: &BTreeMap<Vec<u8>, Option<u64>>,
+    value: Vec<u8>,
+    clock_ms: u64,
+    rng: &mut ChaCha8Rng,
+) -> Command {
+    let mut commands = vec![Command::SetWith {
+        key: key.clone(),
+        value: value.clone(),
+        options: SetOptions {
+            condition: SetCondition::Always,
+            expiry: Expiry::Until(Deadline::In(rng.gen_range(20..1_500))),
+            get: rng.gen_bool(0.3),
+        },
+    }];
+    for _ in 0..rng.gen_range(1..=2) {
+        commands.push(ttl_command(key.clone(), value.clone(), clock_ms, rng));
+    }
+    let watched = match revisions_seen.get(&key) {
+        Some(&revision) if rng.gen_bool(0.5) => vec![Watched { key, revision }],
+        _ => Vec::new(),
+    };
+    Command::Exec(Transaction { watched, commands })
 }
 
 /// An operation on a key with a short TTL: it expires within the run, by log time.
@@ -164,6 +204,13 @@ impl Workload {
             return;
         }
         self.advance_lock(k, in_flight.request, &command, &outcome);
+        if let (Command::Revision { key }, TimedOutcome::Replied(reply)) = (&command, &outcome) {
+            let revision = match reply {
+                Reply::Integer(n) => u64::try_from(*n).ok(),
+                _ => None,
+            };
+            self.revisions_seen.insert(key.clone(), revision);
+        }
         let client = &mut self.clients[k];
         if matches!(outcome, TimedOutcome::Replied(_)) {
             client.node_hint = Some(in_flight.node);
