@@ -21,6 +21,11 @@ use crate::state_machine::StateMachine;
 /// The opcode of [`Command::Exec`].
 pub(crate) const EXEC_OPCODE: u8 = 60;
 
+/// The most items decoding reserves room for before reading them: a count is only what the
+/// entry claims, and an item in memory is many times its smallest encoding, so a larger
+/// transaction grows its vectors as its items are actually read.
+const MAX_RESERVED_ITEMS: usize = 64;
+
 /// A key watched by `WATCH`, with the revision it had then (`None`: it did not exist).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Watched {
@@ -64,7 +69,7 @@ impl Transaction {
     pub(crate) fn read(r: &mut Reader<'_>, version: u8) -> Result<Transaction, KvError> {
         // A watched key takes at least two bytes (its length and the revision tag).
         let count = r.count(2)?;
-        let mut watched = Vec::with_capacity(count);
+        let mut watched = Vec::with_capacity(count.min(MAX_RESERVED_ITEMS));
         for _ in 0..count {
             let key = r.bytes()?;
             let revision = match r.u8()? {
@@ -76,7 +81,7 @@ impl Transaction {
         }
         // A queued command takes at least three bytes (a length, a version, an opcode).
         let count = r.count(3)?;
-        let mut commands = Vec::with_capacity(count);
+        let mut commands = Vec::with_capacity(count.min(MAX_RESERVED_ITEMS));
         for _ in 0..count {
             let bytes = r.bytes()?;
             match bytes.as_slice() {
@@ -96,8 +101,11 @@ impl StateMachine {
     /// of their replies; otherwise runs nothing and answers [`Reply::NilArray`], as Redis's
     /// aborted `EXEC`. A run-time error answers for its own command only, as in Redis.
     ///
-    /// The replies' values added up are held to `max_reply_bytes`: a command whose reply
-    /// would pass it still runs, but answers the reply-too-large error instead.
+    /// The replies' values added up are held to `max_reply_bytes`, and no reply is built
+    /// past it: before a command runs, the values its reply would carry are sized from the
+    /// state (as `MGET` sizes itself), and a command whose reply would pass what is left does
+    /// not run and answers the reply-too-large error. A few bytes of entry must not make
+    /// every replica copy many times the limit at apply.
     pub(crate) fn exec(&mut self, transaction: Transaction) -> Reply {
         let unchanged = transaction
             .watched
@@ -106,28 +114,74 @@ impl StateMachine {
         if !unchanged {
             return Reply::NilArray;
         }
+        let limit = self.config.max_reply_bytes;
         let mut reply_bytes = 0usize;
         let mut replies = Vec::with_capacity(transaction.commands.len());
         for command in transaction.commands {
+            let left = limit.saturating_sub(reply_bytes);
             let reply = match command {
                 // Built in process, never decoded: an EXEC never nests.
                 Command::Exec(_) => Reply::error(errors::NESTED_EXEC),
+                command if self.value_bytes(&command, left) > left => {
+                    Reply::error(errors::reply_too_large(limit))
+                }
                 command => self.execute(command),
             };
-            let total = reply_bytes
+            // Texts (errors, statuses) are not sized beforehand; they are short, and count too.
+            match reply_bytes
                 .checked_add(payload_bytes(&reply))
-                .filter(|&total| total <= self.config.max_reply_bytes);
-            match total {
+                .filter(|&total| total <= limit)
+            {
                 Some(total) => {
                     reply_bytes = total;
                     replies.push(reply);
                 }
-                None => replies.push(Reply::error(errors::reply_too_large(
-                    self.config.max_reply_bytes,
-                ))),
+                None => replies.push(Reply::error(errors::reply_too_large(limit))),
             }
         }
         Reply::Array(replies)
+    }
+}
+
+impl StateMachine {
+    /// The bytes of stored values `command`'s reply would carry if it ran now, found without
+    /// copying any; the sum stops once it passes `limit`. Every command is named, so a new
+    /// one that answers values must say here how large its reply can be.
+    fn value_bytes(&self, command: &Command, limit: usize) -> usize {
+        let value = |key: &[u8]| self.data.get(key).map_or(0, |stored| stored.value.len());
+        match command {
+            Command::Get { key } | Command::GetEx { key, .. } | Command::GetDel { key } => {
+                value(key)
+            }
+            Command::SetWith { key, options, .. } if options.get => value(key),
+            Command::MGet { keys } => {
+                let mut total = 0usize;
+                for key in keys {
+                    total = total.saturating_add(value(key));
+                    if total > limit {
+                        break;
+                    }
+                }
+                total
+            }
+            Command::SetWith { .. }
+            | Command::Set { .. }
+            | Command::Del { .. }
+            | Command::Exists { .. }
+            | Command::Incr { .. }
+            | Command::IncrBy { .. }
+            | Command::Decr { .. }
+            | Command::MSet { .. }
+            | Command::Cas { .. }
+            | Command::DbSize
+            | Command::SetNx { .. }
+            | Command::Expire { .. }
+            | Command::Persist { .. }
+            | Command::Ttl { .. }
+            | Command::ExpireTime { .. }
+            | Command::Revision { .. }
+            | Command::Exec(_) => 0,
+        }
     }
 }
 

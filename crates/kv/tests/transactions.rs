@@ -248,6 +248,30 @@ fn the_values_a_transaction_reads_are_held_to_the_reply_limit() {
 }
 
 #[test]
+fn a_command_whose_reply_would_pass_the_limit_does_not_run() {
+    let mut store = Store::with(KvConfig {
+        max_value_bytes: 100,
+        max_reply_bytes: 150,
+        ..KvConfig::default()
+    });
+    store.apply(set("a", &"x".repeat(100)));
+    store.apply(set("b", &"y".repeat(100)));
+    let getdel = |key: &str| Command::GetDel {
+        key: key.as_bytes().to_vec(),
+    };
+    let reply = store.apply(exec(vec![], vec![getdel("a"), getdel("b"), get("missing")]));
+    let too_large =
+        Reply::error("ERR reply larger than the limit of 150 bytes; read fewer keys at once");
+    assert_eq!(
+        reply,
+        Reply::Array(vec![bulk(&"x".repeat(100)), too_large, Reply::Nil])
+    );
+    // Sized before it ran, the second GETDEL was refused whole: its key is still there.
+    assert_eq!(store.kv.get(b"a"), None);
+    assert_eq!(store.kv.get(b"b"), Some(&b"y".repeat(100)[..]));
+}
+
+#[test]
 fn a_transaction_keeps_its_bytes_through_encode_and_decode() {
     let command = exec(
         vec![

@@ -1,7 +1,8 @@
 //! Transactions and the connection commands through real `skiff serve` processes, the
 //! `redis` client and raw RESP: `WATCH` on one node and a write through another aborts the
 //! `EXEC`, on the leader and on a follower; a pipelined `MULTI … EXEC` in one write;
-//! `EXECABORT` after a command that did not queue; the queue's bounds; a check-and-set loop
+//! `EXECABORT` after a command that did not queue; the queue's bounds; the commands the node
+//! answers itself queued and answered at `EXEC`, their replies bounded; a check-and-set loop
 //! of many clients incrementing one counter with `WATCH` that ends exact; and `CLIENT`,
 //! `COMMAND`, `HELLO` and `RESET` as client libraries use them at start-up.
 
@@ -165,11 +166,13 @@ fn a_pipelined_multi_exec_in_one_write_answers_in_order_on_a_follower_and_the_le
 
 #[test]
 fn a_command_that_does_not_queue_makes_exec_answer_execabort() {
+    // SUBSCRIBE is refused inside MULTI: Redis 7.0 queues it but then writes one reply per
+    // channel inside EXEC's array, which no client can read.
     let _serial = serial();
     let cluster = TestCluster::start(1);
     cluster.wait_for_leader(Duration::from_secs(10));
     let requests =
-        "MULTI\r\nMULTI\r\nSET a 1\r\nGET\r\nNOSUCH x\r\nWATCH a\r\nAUTH x\r\nEXEC\r\nGET a\r\n\
+        "MULTI\r\nMULTI\r\nSET a 1\r\nGET\r\nNOSUCH x\r\nWATCH a\r\nSUBSCRIBE ch\r\nEXEC\r\nGET a\r\n\
                     MULTI\r\nSET a 1\r\nDISCARD\r\nGET a\r\nMULTI\r\nEXEC\r\n";
     let expected = "+OK\r\n-ERR MULTI calls can not be nested\r\n+QUEUED\r\n\
                     -ERR wrong number of arguments for 'get' command\r\n\
@@ -212,6 +215,93 @@ fn a_queue_past_its_bounds_is_discarded_and_exec_answers_execabort() {
     assert!(refusal(&mut connection, &["EXEC"]).starts_with("EXECABORT"));
     let stored: Option<String> = connection.get("big-1").expect("get");
     assert_eq!(stored, None);
+}
+
+/// As in Redis 7.0, `CLIENT SETNAME`, `AUTH`, `CONFIG GET` and `HELLO` queue inside `MULTI`
+/// and run at `EXEC`, in order with the store commands, without spoiling the transaction.
+#[test]
+fn commands_the_node_answers_itself_queue_and_run_at_exec() {
+    let _serial = serial();
+    let cluster = TestCluster::start(1);
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let requests = "MULTI\r\nCLIENT SETNAME queued\r\nCLIENT GETNAME\r\nAUTH x\r\n\
+                    CONFIG GET databases\r\nSET k v\r\nGET k\r\nEXEC\r\nCLIENT GETNAME\r\n";
+    let expected = "+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n\
+                    *6\r\n+OK\r\n$6\r\nqueued\r\n\
+                    -ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n\
+                    *2\r\n$9\r\ndatabases\r\n$1\r\n1\r\n+OK\r\n$1\r\nv\r\n\
+                    $6\r\nqueued\r\n";
+    exchange(cluster.nodes[&1].client, requests, expected);
+
+    // What they answer describes the moment of EXEC, not of queueing: a name another
+    // connection takes in between is in the CLIENT LIST the transaction answers.
+    let mut first = cluster.redis(1);
+    let mut second = cluster.redis(1);
+    let id_2: i64 = query(&mut second, &["CLIENT", "ID"]);
+    let _: String = query(&mut first, &["MULTI"]);
+    let _: String = query(&mut first, &["CLIENT", "LIST", "ID", &id_2.to_string()]);
+    let _: String = query(&mut first, &["HELLO", "2", "SETNAME", "hello-in-multi"]);
+    let _: String = query(&mut second, &["CLIENT", "SETNAME", "named-meanwhile"]);
+    let replies: Vec<Value> = query(&mut first, &["EXEC"]);
+    let Value::BulkString(list) = &replies[0] else {
+        panic!("CLIENT LIST's line: {replies:?}")
+    };
+    let list = String::from_utf8_lossy(list);
+    assert!(list.contains("name=named-meanwhile"), "{list}");
+    let Value::Array(hello) = &replies[1] else {
+        panic!("HELLO's fields: {replies:?}")
+    };
+    assert_eq!(hello[0], Value::BulkString(b"server".to_vec()));
+    assert_eq!(
+        query::<String>(&mut first, &["CLIENT", "GETNAME"]),
+        "hello-in-multi"
+    );
+}
+
+/// The replies of the commands the node answers at `EXEC` are held to the reply limit: a
+/// queue of a thousand `COMMAND`s (a few bytes each, the whole table each in reply) gets the
+/// limit's error for the replies past it, and the store command after them still runs.
+#[test]
+fn replies_answered_at_exec_are_held_to_the_reply_limit() {
+    const LIMIT: usize = 1024 * 1024;
+    let _serial = serial();
+    let cluster = TestCluster::start_with(1, &["--max-reply-bytes", &LIMIT.to_string()]);
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let mut connection = cluster.redis(1);
+    let table: Vec<Value> = query(&mut connection, &["COMMAND"]);
+    // Sent and read raw: the client library would turn the array into its first error.
+    let mut requests = redis::cmd("MULTI").get_packed_command();
+    for _ in 0..1000 {
+        requests.extend(redis::cmd("COMMAND").get_packed_command());
+    }
+    requests.extend(redis::cmd("SET").arg("after").arg("1").get_packed_command());
+    requests.extend(redis::cmd("EXEC").get_packed_command());
+    connection.send_packed_command(&requests).expect("sent");
+    for _ in 0..1002 {
+        let queued = connection.recv_response().expect("queued");
+        assert!(
+            matches!(queued, Value::Okay | Value::SimpleString(_)),
+            "{queued:?}"
+        );
+    }
+    let Value::Array(replies) = connection.recv_response().expect("EXEC answered") else {
+        panic!("an array")
+    };
+    assert_eq!(replies.len(), 1001);
+    assert_eq!(replies[0], Value::Array(table.clone()));
+    let answered = replies[..1000]
+        .iter()
+        .filter(|reply| **reply == Value::Array(table.clone()))
+        .count();
+    let refused = replies[..1000]
+        .iter()
+        .filter(|reply| matches!(reply, Value::ServerError(e) if e.details().is_some_and(|d| d.starts_with("reply larger than the limit of 1048576 bytes"))))
+        .count();
+    assert!(answered < 1000, "every COMMAND answered in full");
+    assert_eq!(answered + refused, 1000, "{:?}", &replies[answered]);
+    assert_eq!(replies[1000], Value::Okay);
+    let after: String = query(&mut connection, &["GET", "after"]);
+    assert_eq!(after, "1");
 }
 
 #[test]

@@ -1,12 +1,52 @@
 //! The connection commands client libraries send at start-up: `CLIENT`, `COMMAND` and
-//! `HELLO 2`, answered by the node the client is connected to.
+//! `HELLO 2`, answered by the node the client is connected to; and the answer, at `EXEC`, to
+//! each command of a transaction the node answers itself.
 
 use skiff_kv::Reply;
 
-use super::{Connection, Owed};
-use crate::commands::{table, ClientCommand, CommandQuery, HelloRequest};
+use super::{local_reply, Connection, Owed};
+use crate::commands::{table, ClientCommand, ClientRequest, CommandQuery, HelloRequest};
 
 impl Connection<'_> {
+    /// The reply to a request this node answers itself, queued in a transaction and run at
+    /// `EXEC` (an authenticated connection's: only one gets to `MULTI`).
+    pub(super) fn answer_queued(&self, request: ClientRequest, authenticated: &mut bool) -> Reply {
+        let owed = match request {
+            ClientRequest::Auth { username, password } => {
+                self.authenticate(username, &password, authenticated, Reply::Ok)
+            }
+            ClientRequest::Hello(hello) => self.hello(hello, authenticated),
+            ClientRequest::Client(command) => Owed::Now(self.client_reply(command)),
+            ClientRequest::Command(query) => Owed::Now(command_reply(query)),
+            // The watched keys were checked by this EXEC already; nothing is left to forget.
+            ClientRequest::Unwatch => Owed::Now(Reply::Ok),
+            request @ (ClientRequest::Ping(_)
+            | ClientRequest::Echo(_)
+            | ClientRequest::Select
+            | ClientRequest::Info
+            | ClientRequest::Config(_)
+            | ClientRequest::Ok) => local_reply(request, self.shared),
+            // The transaction step answers these before they could be queued.
+            ClientRequest::Kv(_)
+            | ClientRequest::PubSub(_)
+            | ClientRequest::Quit
+            | ClientRequest::Multi
+            | ClientRequest::Exec
+            | ClientRequest::Discard
+            | ClientRequest::Watch(_)
+            | ClientRequest::Reset => {
+                Owed::Now(Reply::error("ERR Command not allowed inside a transaction"))
+            }
+        };
+        match owed {
+            Owed::Now(reply) | Owed::Close(reply) => reply,
+            Owed::Simple(text) => Reply::Simple(text.to_string()),
+            Owed::Later(_) | Owed::Subscribed(_) | Owed::Unsubscribed => {
+                Reply::error("ERR Command not allowed inside a transaction")
+            }
+        }
+    }
+
     /// `CLIENT …`.
     pub(super) fn client_reply(&self, command: ClientCommand) -> Reply {
         match command {

@@ -7,7 +7,10 @@
 //! `EXEC` sends the queued store commands, with the keys watched and the revision each had,
 //! as one [`Command::Exec`]: one log entry, applied atomically on every replica, aborted
 //! there if a watched key's revision moved. Commands this node answers itself (`PING`,
-//! `ECHO`, `INFO`…) are answered when queued and their replies put back in place.
+//! `INFO`, `CLIENT`, `AUTH`, `HELLO`, `CONFIG`…) are queued as requests and answered at
+//! `EXEC`, as Redis does, their replies put back in place; those replies together are held
+//! to `max_reply_bytes` (past it a slot answers the reply-too-large error). `SUBSCRIBE` and
+//! its kin may not be queued: their replies do not fit an `EXEC`'s array.
 //!
 //! `WATCH` reads each key's revision through a linearizable read (`REVISION`, ReadIndex,
 //! thesis §6.4) and answers `+OK` once they are known, so a change committed through any node
@@ -18,12 +21,13 @@
 //! transaction is discarded with an error and `EXEC` answers `EXECABORT`. At most
 //! [`MAX_WATCHED_KEYS`] keys are watched.
 
+use skiff_kv::reply::errors::reply_too_large;
 use skiff_kv::{Command, Reply, Transaction, Watched};
 use tokio::sync::oneshot;
 
 use super::connection::command_reply;
-use super::{local_reply, Connection, Effect, Owed, ReplyQueue, RequestOrder};
-use crate::commands::{ClientCommand, ClientRequest, CommandError};
+use super::{Connection, Effect, Owed, ReplyQueue, RequestOrder};
+use crate::commands::{ClientRequest, CommandError};
 
 /// The most commands a transaction may queue.
 pub const MAX_QUEUED_COMMANDS: usize = 10_000;
@@ -49,7 +53,7 @@ pub(super) struct TransactionState {
 /// The commands queued since `MULTI`.
 #[derive(Default)]
 struct Queue {
-    /// Each queued command: a store command, or the reply of one answered here.
+    /// Each queued command, in order.
     items: Vec<Queued>,
     /// The words of the queued commands, added up.
     bytes: usize,
@@ -59,9 +63,10 @@ struct Queue {
     overflowed: bool,
 }
 
+/// A queued request: a store command for the entry, or one this node answers at `EXEC`.
 enum Queued {
     Store(Command),
-    Local(Reply),
+    Local(ClientRequest),
 }
 
 impl TransactionState {
@@ -111,7 +116,7 @@ impl Connection<'_> {
             parsed if !*authenticated => return Step::Pass(parsed),
             parsed if state.queue.is_some() => {
                 match self
-                    .in_multi(parsed, request_bytes, state, order, queue)
+                    .in_multi(parsed, request_bytes, state, authenticated, order, queue)
                     .await
                 {
                     Some(done) => return Step::Answered(done),
@@ -145,6 +150,7 @@ impl Connection<'_> {
         parsed: Result<ClientRequest, CommandError>,
         request_bytes: usize,
         state: &mut TransactionState,
+        authenticated: &mut bool,
         order: &mut RequestOrder,
         queue: ReplyQueue<'_>,
     ) -> Option<bool> {
@@ -153,7 +159,10 @@ impl Connection<'_> {
                 let pending = state.queue.take().expect("in MULTI");
                 let watched = std::mem::take(&mut state.watched);
                 state.unwatch();
-                return Some(self.exec(pending, watched, order, queue).await);
+                return Some(
+                    self.exec(pending, watched, authenticated, order, queue)
+                        .await,
+                );
             }
             Ok(ClientRequest::Discard) => {
                 state.end();
@@ -192,7 +201,7 @@ impl Connection<'_> {
             }
             Ok(_) if pending.overflowed => Owed::Now(Reply::error(overflow_error(self))),
             Ok(request) => {
-                let Some(item) = self.queueable(request) else {
+                let Some(item) = queueable(request) else {
                     pending.failed = true;
                     return Owed::Now(Reply::error(NOT_IN_MULTI));
                 };
@@ -219,41 +228,13 @@ impl Connection<'_> {
         }
     }
 
-    /// What a request becomes in the queue: a store command, the reply of a command answered
-    /// here (it reads nothing the transaction could change), or `None` for one that may not
-    /// be queued here (`AUTH`, `HELLO`, `CLIENT SETNAME`…: they change the connection).
-    fn queueable(&self, request: ClientRequest) -> Option<Queued> {
-        Some(match request {
-            ClientRequest::Kv(command) => Queued::Store(command),
-            ClientRequest::Unwatch => Queued::Local(Reply::Ok),
-            ClientRequest::Command(query) => Queued::Local(command_reply(query)),
-            ClientRequest::Client(
-                command @ (ClientCommand::Id
-                | ClientCommand::GetName
-                | ClientCommand::Info
-                | ClientCommand::List { .. }),
-            ) => Queued::Local(self.client_reply(command)),
-            request @ (ClientRequest::Ping(_)
-            | ClientRequest::Echo(_)
-            | ClientRequest::Select
-            | ClientRequest::Info
-            | ClientRequest::Ok) => Queued::Local(match local_reply(request, self.shared) {
-                Owed::Now(reply) => reply,
-                Owed::Simple(text) => Reply::Simple(text.to_string()),
-                Owed::Later(_) | Owed::Close(_) | Owed::Subscribed(_) | Owed::Unsubscribed => {
-                    return None
-                }
-            }),
-            _ => return None,
-        })
-    }
-
     /// `EXEC`: the queued store commands and the watched keys as one entry, the replies of
-    /// commands answered here put back in place.
+    /// commands answered here, now, put back in place.
     async fn exec(
         &self,
         pending: Queue,
         watched: Vec<Watched>,
+        authenticated: &mut bool,
         order: &mut RequestOrder,
         queue: ReplyQueue<'_>,
     ) -> bool {
@@ -270,7 +251,15 @@ impl Connection<'_> {
                     commands.push(command);
                     splice.slots.push(None);
                 }
-                Queued::Local(reply) => {
+                Queued::Local(request) => {
+                    let reply = self.answer_queued(request, authenticated);
+                    let bytes = splice.bytes.saturating_add(crate::resp::reply_len(&reply));
+                    // Each reply too many is dropped as soon as it is measured.
+                    let reply = if bytes > self.options.max_reply_bytes {
+                        Reply::error(reply_too_large(self.options.max_reply_bytes))
+                    } else {
+                        reply
+                    };
                     splice.bytes = splice.bytes.saturating_add(crate::resp::reply_len(&reply));
                     splice.slots.push(Some(reply));
                 }
@@ -379,6 +368,18 @@ pub(super) fn worst_reply_bytes(
         .iter()
         .fold(short, |sum, command| sum.saturating_add(each(command)))
         .min(options.max_reply_bytes.saturating_add(framing))
+}
+
+/// What a request becomes in the queue: a store command, a request this node answers at
+/// `EXEC`, or `None` for one that may not be queued. `SUBSCRIBE` and its kin are refused (and
+/// spoil the transaction, as Redis's commands not allowed in one do): Redis 7.0 queues them,
+/// but then writes one reply per channel inside `EXEC`'s array, which no client can read.
+fn queueable(request: ClientRequest) -> Option<Queued> {
+    match request {
+        ClientRequest::Kv(command) => Some(Queued::Store(command)),
+        ClientRequest::PubSub(_) => None,
+        request => Some(Queued::Local(request)),
+    }
 }
 
 /// The error of a transaction past its bounds.
