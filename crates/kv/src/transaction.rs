@@ -148,7 +148,39 @@ impl StateMachine {
     /// copying any; the sum stops once it passes `limit`. Every command is named, so a new
     /// one that answers values must say here how large its reply can be.
     fn value_bytes(&self, command: &Command, limit: usize) -> usize {
-        let value = |key: &[u8]| self.data.get(key).map_or(0, |stored| stored.value.len());
+        // A string's length; another type answers a short WRONGTYPE.
+        let value = |key: &[u8]| {
+            self.data
+                .get(key)
+                .and_then(|stored| stored.value.as_string().ok())
+                .map_or(0, Vec::len)
+        };
+        let hash = |key: &[u8]| {
+            self.data
+                .get(key)
+                .and_then(|stored| stored.value.as_hash().ok())
+        };
+        let field = |key: &[u8], field: &[u8]| {
+            hash(key)
+                .and_then(|fields| fields.get(field))
+                .map_or(0, Vec::len)
+        };
+        let sum = |lengths: &mut dyn Iterator<Item = usize>| {
+            let mut total = 0usize;
+            for length in lengths {
+                total = total.saturating_add(length);
+                if total > limit {
+                    break;
+                }
+            }
+            total
+        };
+        // A page of a scan holds about `count` names, each at most a key's length.
+        let page = |count: u64| {
+            usize::try_from(count)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(self.config.max_key_bytes)
+        };
         match command {
             Command::Get { key } | Command::GetEx { key, .. } | Command::GetDel { key } => {
                 value(key)
@@ -164,6 +196,22 @@ impl StateMachine {
                 }
                 total
             }
+            Command::GetRange { key, .. } => value(key),
+            Command::HGet { key, field: name } => field(key, name),
+            Command::HMGet { key, fields } => sum(&mut fields.iter().map(|name| field(key, name))),
+            Command::HGetAll { key } => hash(key).map_or(0, |fields| {
+                sum(&mut fields
+                    .iter()
+                    .map(|(name, value)| name.len().saturating_add(value.len())))
+            }),
+            Command::HKeys { key } => {
+                hash(key).map_or(0, |fields| sum(&mut fields.keys().map(Vec::len)))
+            }
+            Command::HVals { key } => {
+                hash(key).map_or(0, |fields| sum(&mut fields.values().map(Vec::len)))
+            }
+            Command::Keys { .. } => sum(&mut self.data.iter().map(|(key, _)| key.len())),
+            Command::Scan { count, .. } | Command::HScan { count, .. } => page(*count),
             Command::SetWith { .. }
             | Command::Set { .. }
             | Command::Del { .. }
@@ -180,7 +228,26 @@ impl StateMachine {
             | Command::Ttl { .. }
             | Command::ExpireTime { .. }
             | Command::Revision { .. }
-            | Command::Exec(_) => 0,
+            | Command::Exec(_)
+            | Command::Type { .. }
+            | Command::Rename { .. }
+            | Command::RenameNx { .. }
+            | Command::StrLen { .. }
+            | Command::Append { .. }
+            | Command::SetRange { .. }
+            | Command::IncrByFloat { .. }
+            | Command::MSetNx { .. }
+            | Command::FlushAll
+            | Command::RandomKey { .. }
+            | Command::HSet { .. }
+            | Command::HSetNx { .. }
+            | Command::HMSet { .. }
+            | Command::HDel { .. }
+            | Command::HLen { .. }
+            | Command::HExists { .. }
+            | Command::HStrLen { .. }
+            | Command::HIncrBy { .. }
+            | Command::HIncrByFloat { .. } => 0,
         }
     }
 }
