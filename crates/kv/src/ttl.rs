@@ -79,6 +79,7 @@ impl StateMachine {
             return Reply::Nil;
         }
         let deadline = match expiry {
+            Expiry::Until(Deadline::NOT_AN_INTEGER) => return Reply::error(errors::NOT_AN_INTEGER),
             Expiry::Until(Deadline::In(ms) | Deadline::At(ms)) if ms <= 0 => {
                 return Reply::error(errors::invalid_expire_time("getex"))
             }
