@@ -30,6 +30,12 @@ fn followers(cluster: &TestCluster, leader: u64) -> Vec<u64> {
         .collect()
 }
 
+/// The leader's id and a follower's, once there is a leader.
+fn leader_and_a_follower(cluster: &TestCluster) -> [u64; 2] {
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    [leader, followers(cluster, leader)[0]]
+}
+
 fn keys_in_status(cluster: &TestCluster, id: u64) -> Option<u64> {
     cluster.status(id)?.get("keys")?.as_u64()
 }
@@ -79,9 +85,7 @@ fn a_key_set_with_px_expires_on_every_node_and_leaves_the_key_count() {
 fn the_expire_family_answers_as_redis_does_on_leader_and_follower() {
     let _serial = serial();
     let cluster = TestCluster::start(3);
-    let leader = cluster.wait_for_leader(Duration::from_secs(10));
-    let follower = followers(&cluster, leader)[0];
-    for id in [leader, follower] {
+    for id in leader_and_a_follower(&cluster) {
         let mut c = cluster.redis(id);
         let k = format!("k{id}");
         let k = k.as_str();
@@ -210,12 +214,10 @@ fn error_of(connection: &mut Connection, words: &[&str]) -> String {
 fn overflowing_times_are_refused_naming_the_command_sent_as_redis_does() {
     let _serial = serial();
     let cluster = TestCluster::start(3);
-    let leader = cluster.wait_for_leader(Duration::from_secs(10));
-    let follower = followers(&cluster, leader)[0];
     let max = "9223372036854775807";
     // In seconds: fits in milliseconds, overflows once the clock is added.
     let secs = "9223372036854775";
-    for id in [leader, follower] {
+    for id in leader_and_a_follower(&cluster) {
         let mut c = cluster.redis(id);
         let k = format!("over{id}");
         let k = k.as_str();
