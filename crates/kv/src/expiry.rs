@@ -20,6 +20,12 @@ pub enum Deadline {
 }
 
 impl Deadline {
+    /// What `GETEX` carries when its time is not an integer: Redis judges the time only once
+    /// it has found the key, so a missing key answers nil and a present one
+    /// `ERR value is not an integer or out of range`. No time a client gives maps to it (a
+    /// time that is not positive is carried as `In(0)`).
+    pub const NOT_AN_INTEGER: Deadline = Deadline::At(i64::MIN);
+
     /// The absolute deadline at log time `now_ms`; `None` when it does not fit in 64 bits
     /// (Redis's "invalid expire time").
     pub fn resolve(self, now_ms: u64) -> Option<i64> {

@@ -86,6 +86,7 @@ impl StateMachine {
             nil_or_wrong_type => return nil_or_wrong_type,
         }
         let deadline = match expiry {
+            Expiry::Until(Deadline::NOT_AN_INTEGER) => return Reply::error(errors::NOT_AN_INTEGER),
             Expiry::Until(Deadline::In(ms) | Deadline::At(ms)) if ms <= 0 => {
                 return Reply::error(errors::invalid_expire_time("getex"))
             }

@@ -105,6 +105,15 @@ pub enum PeerMessageError {
         /// The snapshot's last included index.
         index: LogIndex,
     },
+    /// An AppendEntries carried a normal entry with no bytes, which no build writes; the
+    /// whole message is refused, so nothing of it reaches the log.
+    #[error("entry {index} from {from} is a normal entry with no data, which no leader writes")]
+    EmptyEntry {
+        /// The sender.
+        from: skiff_raft::NodeId,
+        /// The entry's index.
+        index: LogIndex,
+    },
 }
 
 /// What is wrong with a snapshot received from a peer.

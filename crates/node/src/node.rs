@@ -307,6 +307,20 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             }
             PeerMessage::Raft(message) => {
                 skiff_raft::validate(&message).map_err(StepError::from)?;
+                // Every normal entry a build writes opens with its payload's tag or version
+                // (the leader's no-op is `EntryKind::Noop`): an empty one is forged, and
+                // committed it would stop the apply (§5.3 forbids skipping it).
+                if let MessageBody::AppendEntries { entries, .. } = &message.body {
+                    if let Some(empty) = entries
+                        .iter()
+                        .find(|e| e.kind == EntryKind::Normal && e.data.is_empty())
+                    {
+                        return Err(PeerMessageError::EmptyEntry {
+                            from: message.from,
+                            index: empty.index,
+                        });
+                    }
+                }
                 if let MessageBody::InstallSnapshot {
                     meta,
                     offset,

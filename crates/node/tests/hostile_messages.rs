@@ -364,3 +364,38 @@ fn a_real_snapshot_in_many_chunks_is_checked_and_installed() {
     assert_eq!(cluster.value(3, "k19"), Some(b"v".to_vec()));
     still_works(&mut cluster, 3);
 }
+
+#[test]
+fn an_empty_normal_entry_from_the_leader_is_refused_and_the_log_is_unchanged() {
+    let mut cluster = healthy();
+    let term = term_of(&cluster, 2).0;
+    let last = cluster.node(2).raw().raft().log().last_index().0;
+    let mut attack = append(
+        1,
+        2,
+        term,
+        (last, term),
+        vec![
+            entry(last + 1, term),
+            Entry {
+                data: Vec::new(),
+                ..entry(last + 2, term)
+            },
+        ],
+    );
+    if let MessageBody::AppendEntries { leader_commit, .. } = &mut attack.body {
+        *leader_commit = LogIndex(last + 2);
+    }
+    let refused = cluster.forge(attack);
+    assert!(
+        matches!(
+            refused,
+            Err(PeerMessageError::EmptyEntry { from: NodeId(1), index }) if index == LogIndex(last + 2)
+        ),
+        "{refused:?}"
+    );
+    let log = cluster.node(2).raw().raft().log();
+    assert_eq!(log.last_index().0, last, "no entry of it is stored");
+    assert_eq!(cluster.node(2).applied().0, last);
+    still_works(&mut cluster, 2);
+}

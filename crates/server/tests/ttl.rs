@@ -1,7 +1,8 @@
 //! Keys with a time to live and revisions through real `skiff serve` processes and the
 //! `redis` client: a key set with `PX` on the leader is read on a follower, then expires on
-//! every node and leaves the key count; the `EXPIRE` family answers as Redis does; a lock
-//! taken again after its holder's TTL ran out gets a larger fencing token (`REVISION`).
+//! every node and leaves the key count; the `EXPIRE` family answers as Redis does (times that
+//! overflow are refused naming the command sent); a lock taken again after its holder's TTL
+//! ran out gets a larger fencing token (`REVISION`).
 
 mod common;
 
@@ -27,6 +28,12 @@ fn followers(cluster: &TestCluster, leader: u64) -> Vec<u64> {
         .copied()
         .filter(|&id| id != leader)
         .collect()
+}
+
+/// The leader's id and a follower's, once there is a leader.
+fn leader_and_a_follower(cluster: &TestCluster) -> [u64; 2] {
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    [leader, followers(cluster, leader)[0]]
 }
 
 fn keys_in_status(cluster: &TestCluster, id: u64) -> Option<u64> {
@@ -78,9 +85,7 @@ fn a_key_set_with_px_expires_on_every_node_and_leaves_the_key_count() {
 fn the_expire_family_answers_as_redis_does_on_leader_and_follower() {
     let _serial = serial();
     let cluster = TestCluster::start(3);
-    let leader = cluster.wait_for_leader(Duration::from_secs(10));
-    let follower = followers(&cluster, leader)[0];
-    for id in [leader, follower] {
+    for id in leader_and_a_follower(&cluster) {
         let mut c = cluster.redis(id);
         let k = format!("k{id}");
         let k = k.as_str();
@@ -187,6 +192,77 @@ fn the_expire_family_answers_as_redis_does_on_leader_and_follower() {
             (19..=20).contains(&ttl),
             "the refused GETEX changed nothing: {ttl}"
         );
+    }
+}
+
+/// The error `words` answer (panics if they succeed).
+fn error_of(connection: &mut Connection, words: &[&str]) -> String {
+    let mut command = redis::cmd(words[0]);
+    for word in &words[1..] {
+        command.arg(*word);
+    }
+    match command.query::<Value>(connection) {
+        Ok(value) => panic!("{words:?} answered {value:?}, not an error"),
+        Err(error) => error.to_string(),
+    }
+}
+
+/// Times that overflow 64 bits (added to the clock where they are relative) are refused
+/// naming the command the client sent, on a present or missing key, and change nothing;
+/// `GETEX` judges its time only once it found the key. Each answer is redis-server 7.0.15's.
+#[test]
+fn overflowing_times_are_refused_naming_the_command_sent_as_redis_does() {
+    let _serial = serial();
+    let cluster = TestCluster::start(3);
+    let max = "9223372036854775807";
+    // In seconds: fits in milliseconds, overflows once the clock is added.
+    let secs = "9223372036854775";
+    for id in leader_and_a_follower(&cluster) {
+        let mut c = cluster.redis(id);
+        let k = format!("over{id}");
+        let k = k.as_str();
+        let _: () = query(&mut c, &["SET", k, "v"]);
+        let refused: Vec<(Vec<&str>, &str)> = vec![
+            (vec!["EXPIRE", k, secs], "expire"),
+            (vec!["EXPIRE", "missing", max], "expire"),
+            (vec!["PEXPIRE", k, max], "pexpire"),
+            (vec!["PEXPIRE", "missing", "9223372036854775000"], "pexpire"),
+            (vec!["EXPIREAT", k, max], "expireat"),
+            (vec!["SET", k, "w", "EX", secs], "set"),
+            (vec!["SET", k, "w", "PX", max], "set"),
+            (vec!["SET", k, "w", "EXAT", max], "set"),
+            (vec!["SETEX", k, secs, "w"], "setex"),
+            (vec!["SETEX", k, max, "w"], "setex"),
+            (vec!["PSETEX", k, max, "w"], "psetex"),
+            (vec!["PSETEX", k, "9223372036854775000", "w"], "psetex"),
+            (vec!["GETEX", k, "EX", max], "getex"),
+            (vec!["GETEX", k, "PX", max], "getex"),
+            (vec!["GETEX", k, "EXAT", max], "getex"),
+        ];
+        for (words, name) in refused {
+            let error = error_of(&mut c, &words);
+            assert!(
+                error.contains(&format!("invalid expire time in '{name}' command")),
+                "node {id}: {words:?} answered {error}"
+            );
+        }
+        let value: Option<String> = query(&mut c, &["GET", k]);
+        assert_eq!(value.as_deref(), Some("v"), "node {id}: nothing changed");
+        let ttl: i64 = query(&mut c, &["TTL", k]);
+        assert_eq!(ttl, -1, "node {id}: no deadline was set");
+        // A time that is not an integer: nil for a missing key, an error for a present one.
+        let missing: Option<String> = query(&mut c, &["GETEX", "missing", "EX", "abc"]);
+        assert_eq!(missing, None, "node {id}");
+        let error = error_of(&mut c, &["GETEX", k, "EX", "abc"]);
+        assert!(
+            error.contains("value is not an integer or out of range"),
+            "node {id}: {error}"
+        );
+        // Absolute times are not added to the clock: the largest is taken.
+        let set: i64 = query(&mut c, &["PEXPIREAT", k, max]);
+        assert_eq!(set, 1, "node {id}");
+        let at: i64 = query(&mut c, &["PEXPIRETIME", k]);
+        assert_eq!(at, i64::MAX, "node {id}");
     }
 }
 

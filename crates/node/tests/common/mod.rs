@@ -1,6 +1,8 @@
 //! A three-node cluster of real `Node`s over `MemDisk`, delivered by hand, with an attacker's
 //! way in: [`NodeCluster::forge`] hands a message to a node as if a peer had sent it, through
-//! the wire codec as a forged TCP frame would come.
+//! the wire codec as a forged TCP frame would come. A node stopped by a committed entry it
+//! cannot apply panics the test, unless the test allows such stops
+//! ([`NodeCluster::allow_undecodable_stops`]): then it is recorded and no longer driven.
 
 #![allow(dead_code)]
 
@@ -8,8 +10,8 @@ use std::collections::BTreeMap;
 
 use skiff_kv::{Command, Reply};
 use skiff_node::{
-    wire, Effect, Envelope, Event, NoObserver, Node, NodeConfig, PeerMessage, PeerMessageError,
-    RequestId,
+    wire, Effect, Envelope, Event, NoObserver, Node, NodeConfig, NodeError, PeerMessage,
+    PeerMessageError, RequestId,
 };
 use skiff_raft::{Config, HardState, LogIndex, LogStorage, Message, NodeId, Role};
 use skiff_wal::MemDisk;
@@ -57,6 +59,11 @@ pub struct NodeCluster {
     pub durable: BTreeMap<NodeId, HardState>,
     /// Nodes cut off: messages from or to them are dropped.
     pub isolated: Vec<NodeId>,
+    /// Whether a node may stop on a committed entry it cannot apply
+    /// ([`NodeError::UndecodableEntry`]) without failing the test.
+    pub allow_undecodable_stops: bool,
+    /// The nodes so stopped, with the error: no longer run, ticked or sent to.
+    pub stopped: BTreeMap<NodeId, NodeError>,
 }
 
 impl NodeCluster {
@@ -74,6 +81,19 @@ impl NodeCluster {
             next_id: 1,
             durable: BTreeMap::new(),
             isolated: Vec::new(),
+            allow_undecodable_stops: false,
+            stopped: BTreeMap::new(),
+        }
+    }
+
+    /// Records that node `id`'s run ended with `error` if the test allows that kind of stop;
+    /// panics otherwise.
+    fn stopped_with(&mut self, id: NodeId, error: NodeError, context: &str) {
+        match error {
+            NodeError::UndecodableEntry { .. } if self.allow_undecodable_stops => {
+                self.stopped.insert(id, error);
+            }
+            error => panic!("{id} stopped{context}: {error}"),
         }
     }
 
@@ -86,9 +106,18 @@ impl NodeCluster {
     pub fn settle(&mut self) {
         for _round in 0..200 {
             let mut messages = Vec::new();
-            for (&id, node) in &mut self.nodes {
-                node.run(&mut NoObserver)
-                    .unwrap_or_else(|error| panic!("{id} stopped: {error}"));
+            let running: Vec<NodeId> = self
+                .nodes
+                .keys()
+                .filter(|id| !self.stopped.contains_key(id))
+                .copied()
+                .collect();
+            for id in running {
+                let node = self.nodes.get_mut(&id).expect("exists");
+                if let Err(error) = node.run(&mut NoObserver) {
+                    self.stopped_with(id, error, "");
+                    continue;
+                }
                 let output = outputs(node);
                 messages.extend(output.messages);
                 self.replies
@@ -98,7 +127,9 @@ impl NodeCluster {
                 return;
             }
             for message in messages {
-                if self.isolated.contains(&message.from()) || self.isolated.contains(&message.to())
+                if self.isolated.contains(&message.from())
+                    || self.isolated.contains(&message.to())
+                    || self.stopped.contains_key(&message.to())
                 {
                     continue;
                 }
@@ -111,8 +142,10 @@ impl NodeCluster {
 
     pub fn tick(&mut self, ticks: usize) {
         for _ in 0..ticks {
-            for node in self.nodes.values_mut() {
-                node.tick();
+            for (id, node) in &mut self.nodes {
+                if !self.stopped.contains_key(id) {
+                    node.tick();
+                }
             }
             self.settle();
         }
@@ -179,8 +212,12 @@ impl NodeCluster {
     }
 
     /// Hands `message` to its addressee as a forged frame: encoded, decoded, stepped; the
-    /// node then runs its batches. Returns what `step` said.
+    /// node then runs its batches. Returns what `step` said. A stopped node is not there to
+    /// receive it: nothing happens.
     pub fn forge(&mut self, message: Message) -> Result<(), PeerMessageError> {
+        if self.stopped.contains_key(&message.to) {
+            return Ok(());
+        }
         let mut frame = Vec::new();
         let incarnation = self
             .nodes
@@ -194,8 +231,9 @@ impl NodeCluster {
         let to = decoded.to();
         let node = self.nodes.get_mut(&to).expect("addressed to a member");
         let result = node.step(decoded);
-        node.run(&mut NoObserver)
-            .unwrap_or_else(|error| panic!("{to} stopped after a forged message: {error}"));
+        if let Err(error) = node.run(&mut NoObserver) {
+            self.stopped_with(to, error, " after a forged message");
+        }
         result
     }
 

@@ -1,7 +1,12 @@
 //! The words of the commands that give a key a time to live, change it or read it, parsed
 //! as Redis 7 parses them (the same errors for the same mistakes). A relative time stays
 //! relative here: the state machine counts it from the log time of its entry, so every
-//! replica computes the same deadline.
+//! replica computes the same deadline. A relative time that would overflow 64 bits once
+//! added to the wall clock is refused here, as Redis refuses it when the command is called,
+//! with the name of the command the client sent; the store checks it again at the entry's
+//! log time (with its own text) for the rare case that log time is ahead of this clock.
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use skiff_kv::reply::errors;
 use skiff_kv::{Command, Deadline, ExpireCondition, Expiry, SetCondition, SetOptions, TimeUnit};
@@ -28,11 +33,14 @@ impl TimeOption {
         })
     }
 
-    /// The deadline `number` names, checked as Redis checks it: positive, and in seconds
-    /// small enough to be counted in milliseconds.
+    /// The deadline `number` names, checked as Redis checks it: positive, in seconds small
+    /// enough to be counted in milliseconds, and, relative, not overflowing from now.
     fn deadline(self, number: &[u8], command: &str) -> Result<Deadline, CommandError> {
-        self.deadline_unchecked(number)?
-            .ok_or_else(|| CommandError(errors::invalid_expire_time(command)))
+        match self.deadline_unchecked(number)? {
+            Some(Deadline::In(ms)) if overflows_from_now(ms) => None,
+            deadline => deadline,
+        }
+        .ok_or_else(|| CommandError(errors::invalid_expire_time(command)))
     }
 
     /// The deadline `number` names; `None` when it is not positive or, in seconds, too large
@@ -55,6 +63,17 @@ impl TimeOption {
     fn may_follow(self, given: Option<TimeOption>) -> bool {
         given.is_none_or(|given| given == self)
     }
+}
+
+/// Whether `ms` milliseconds from the wall clock is past the largest 64-bit time, as Redis
+/// checks a relative time when the command is called.
+fn overflows_from_now(ms: i64) -> bool {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        });
+    ms > i64::MAX - now_ms
 }
 
 /// `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ms|KEEPTTL]`, the words after the
@@ -149,11 +168,14 @@ pub(super) fn parse_get_ex(
         }
     }
     // Redis judges the time only once it has found the key (a missing key answers nil
-    // whatever the time): the store refuses a time that is not positive (`In(0)` here) or
-    // does not fit in 64 bits.
+    // whatever the time): the store refuses a time that is not an integer
+    // (`Deadline::NOT_AN_INTEGER`), not positive (`In(0)` here) or not fitting in 64 bits.
     if let Some((option, number)) = time {
-        let deadline = option.deadline_unchecked(&number)?;
-        expiry = Expiry::Until(deadline.unwrap_or(Deadline::In(0)));
+        let deadline = match option.deadline_unchecked(&number) {
+            Ok(deadline) => deadline.unwrap_or(Deadline::In(0)),
+            Err(_) => Deadline::NOT_AN_INTEGER,
+        };
+        expiry = Expiry::Until(deadline);
     }
     Ok(Command::GetEx { key, expiry })
 }
@@ -208,6 +230,8 @@ pub(super) fn parse_expire(
     let ms = if seconds { n * 1000 } else { n };
     let deadline = if name.ends_with("at") {
         Deadline::At(ms)
+    } else if overflows_from_now(ms) {
+        return Err(CommandError(errors::invalid_expire_time(name)));
     } else {
         Deadline::In(ms)
     };
@@ -305,7 +329,8 @@ mod tests {
 
     /// Redis takes a time option given again (the last one wins, and only it is judged), as
     /// long as it is the same option; `GETEX`'s time is judged by the store once the key is
-    /// found, so a bad one reaches it as a time that is not positive.
+    /// found, so a bad one reaches it as a time that is not positive, or as
+    /// `Deadline::NOT_AN_INTEGER`.
     #[test]
     fn a_time_option_repeated_takes_the_last_time_as_in_redis() {
         let until = |deadline| Expiry::Until(deadline);
@@ -337,6 +362,8 @@ mod tests {
             ("GETEX k EX 0", getex(until(Deadline::In(0)))),
             ("GETEX k PXAT -1", getex(until(Deadline::In(0)))),
             ("GETEX k EX 9223372036854776", getex(until(Deadline::In(0)))),
+            ("GETEX k EX abc", getex(until(Deadline::NOT_AN_INTEGER))),
+            ("GETEX k PXAT 1.5", getex(until(Deadline::NOT_AN_INTEGER))),
             (
                 "GETEX k PX 9223372036854775807",
                 getex(until(Deadline::In(i64::MAX))),
@@ -394,10 +421,7 @@ mod tests {
             ("GETEX k FOO", syntax),
             ("GETEX k PX 5 PX", syntax),
             ("GETEX k PERSIST PX 5 PERSIST", syntax),
-            (
-                "GETEX k EX abc",
-                "ERR value is not an integer or out of range",
-            ),
+            ("GETEX k EX abc FOO", syntax),
         ];
         for (text, error) in table {
             assert_eq!(command(text), Err(error.to_string()), "{text}");
@@ -535,6 +559,15 @@ mod tests {
                 "EXPIRE k 10 NX NX",
                 expire(Deadline::In(10_000), ExpireCondition::IfNone),
             ),
+            // Absolute times are not added to the clock, and a negative one cannot overflow.
+            (
+                "PEXPIREAT k 9223372036854775807",
+                expire(Deadline::At(i64::MAX), ExpireCondition::Always),
+            ),
+            (
+                "PEXPIRE k -9223372036854775808",
+                expire(Deadline::In(i64::MIN), ExpireCondition::Always),
+            ),
         ];
         for (text, expected) in table {
             assert_eq!(command(text), expected, "{text}");
@@ -566,6 +599,47 @@ mod tests {
                 "EXPIREAT k -9223372036854776",
                 "ERR invalid expire time in 'expireat' command",
             ),
+            (
+                "EXPIREAT k 9223372036854775807",
+                "ERR invalid expire time in 'expireat' command",
+            ),
+        ];
+        for (text, error) in errors {
+            assert_eq!(command(text), Err(error.to_string()), "{text}");
+        }
+    }
+
+    /// A relative time that overflows once added to the clock is refused when the command is
+    /// parsed, naming the command the client sent, as redis-server 7.0.15 answers.
+    #[test]
+    fn a_relative_time_overflowing_from_now_names_the_command_sent() {
+        let max = i64::MAX;
+        // In seconds, small enough to count in milliseconds, too large to add to the clock.
+        let secs = i64::MAX / 1000;
+        let errors = [
+            (format!("EXPIRE k {secs}"), "expire"),
+            (format!("PEXPIRE k {max}"), "pexpire"),
+            (format!("PEXPIRE k {} NX", max - 1_000), "pexpire"),
+            (format!("SET k v EX {secs}"), "set"),
+            (format!("SET k v PX {max}"), "set"),
+            (format!("SET k v NX GET PX {max}"), "set"),
+            (format!("SETEX k {secs} v"), "setex"),
+            (format!("PSETEX k {max} v"), "psetex"),
+        ];
+        for (text, name) in errors {
+            assert_eq!(
+                command(&text),
+                Err(format!("ERR invalid expire time in '{name}' command")),
+                "{text}"
+            );
+        }
+        // Absolute times are not added to the clock.
+        assert!(command(&format!("SET k v PXAT {max}")).is_ok());
+    }
+
+    #[test]
+    fn the_ttl_commands_refuse_a_wrong_number_of_words() {
+        let errors = [
             (
                 "EXPIRE k",
                 "ERR wrong number of arguments for 'expire' command",
