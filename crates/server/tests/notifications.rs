@@ -452,3 +452,39 @@ fn hostile_patterns_matched_against_long_keys_never_stop_the_node_from_answering
     );
     drop(hostile);
 }
+
+#[test]
+#[ignore = "needs the RESET dispatch in client.rs's `answer` (calls `leave_subscribed`), merged with the split of client.rs"]
+fn reset_on_a_subscribed_connection_leaves_subscribed_mode_as_in_redis() {
+    let _serial = serial();
+    let cluster = TestCluster::start_with(1, &["--notify-keyspace-events", "KEA"]);
+    let mut stream = TcpStream::connect(cluster.nodes[&1].client).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut exchange = |words: &[&[u8]], expected: &[u8]| {
+        let got = raw_exchange(&mut stream, &resp_array(words), expected.len());
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(expected)
+        );
+    };
+    // redis-server 7.0.15 answers these bytes.
+    exchange(
+        &[b"SUBSCRIBE", b"a", b"a", b"b"],
+        b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n",
+    );
+    exchange(
+        &[b"GET", b"x"],
+        b"-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n",
+    );
+    exchange(&[b"RESET"], b"+RESET\r\n");
+    // Out of subscribed mode: PING answers as on any connection, and writes are served.
+    exchange(&[b"PING"], b"+PONG\r\n");
+    exchange(&[b"SET", b"__keyspace@0__:a", b"v"], b"+OK\r\n");
+    // And nothing is left subscribed.
+    exchange(
+        &[b"UNSUBSCRIBE"],
+        b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n",
+    );
+}
