@@ -109,7 +109,7 @@ impl StateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Command, Deadline, ExpireCondition, KvConfig, SetCondition};
+    use crate::{Command, Deadline, ExpireCondition, Expiry, KvConfig, SetCondition, SetOptions};
 
     fn set(key: &str) -> Command {
         Command::Set {
@@ -176,6 +176,42 @@ mod tests {
                 ("expired", text("a")),
             ]
         );
+    }
+
+    #[test]
+    fn a_set_with_a_deadline_already_past_reports_set_expire_expired_as_redis_7_0() {
+        let mut kv = StateMachine::new(KvConfig::default()).unwrap();
+        kv.apply_at(1, Some(5_000), set("old"), None);
+        kv.record_events(true);
+        for (index, key) in [(2, "old"), (3, "fresh")] {
+            let past = Command::SetWith {
+                key: key.as_bytes().to_vec(),
+                value: b"v".to_vec(),
+                options: SetOptions {
+                    condition: SetCondition::Always,
+                    expiry: Expiry::Until(Deadline::At(1_000)),
+                    get: false,
+                },
+            };
+            kv.apply_at(index, Some(5_000), past, None);
+        }
+        let text = |s: &str| s.to_string();
+        assert_eq!(
+            names(&kv.take_events()),
+            vec![
+                ("set", text("old")),
+                ("expire", text("old")),
+                ("expired", text("old")),
+                ("set", text("fresh")),
+                ("expire", text("fresh")),
+                ("expired", text("fresh")),
+            ],
+            "never `del`, whether the key was there or not"
+        );
+        let get = Command::Get {
+            key: b"old".to_vec(),
+        };
+        assert_eq!(kv.apply_at(4, Some(5_000), get, None), crate::Reply::Nil);
     }
 
     #[test]

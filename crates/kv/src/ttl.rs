@@ -55,9 +55,11 @@ impl StateMachine {
             (Expiry::Keep, _) => old.and_then(|old| old.deadline_ms),
             (_, Some(Resolved::Future(at))) => Some(at),
             (_, Some(Resolved::Passed)) => {
-                // Set and at once expired: the key is gone (Redis deletes it the same way).
-                if self.data.remove(&key).is_some() {
-                    self.notify("del", &key);
+                // Set and at once expired: the key is gone, and its subscribers hear what
+                // Redis 7.0 publishes for it: `set`, `expire`, then `expired`.
+                self.data.remove(&key);
+                for event in ["set", "expire", "expired"] {
+                    self.notify(event, &key);
                 }
                 return answer;
             }

@@ -123,6 +123,23 @@ impl Connection<'_> {
         true
     }
 
+    /// `RESET` on a subscribed connection: it leaves every channel and pattern at once,
+    /// without a reply for each (as Redis does), and subscribed mode with them; what the
+    /// mailbox still holds is written before the replies that follow. The rest of `RESET`
+    /// is the connection's as anywhere. False if the writer is gone.
+    // Called from `answer` once the connection's dispatch sends `RESET` here.
+    #[allow(dead_code)]
+    pub(super) async fn leave_subscribed(
+        &self,
+        subscription: &mut Subscription,
+        queue: ReplyQueue<'_>,
+    ) -> bool {
+        if subscription.0.take().is_none() {
+            return true;
+        }
+        self.queue_known(Owed::Unsubscribed, queue).await
+    }
+
     /// Logs and counts a subscriber disconnected for falling behind.
     pub(super) fn subscriber_fell_behind(&self) {
         self.shared.metrics.error("pubsub_slow_subscriber");

@@ -8,23 +8,31 @@
 
 /// Whether `text` matches `pattern` as Redis's `stringmatchlen` decides.
 pub fn matches(pattern: &[u8], text: &[u8]) -> bool {
+    let mut unbounded = usize::MAX;
+    matches_within(pattern, text, &mut unbounded) == Some(true)
+}
+
+/// Whether `text` matches `pattern`, taking at most `steps` steps (one per pattern element
+/// tried) from the budget; `None` when the budget ran out first.
+pub fn matches_within(pattern: &[u8], text: &[u8], steps: &mut usize) -> Option<bool> {
     let (mut p, mut t) = (0, 0);
     // Where to resume after the last `*`: the pattern after it, and the text it has taken.
     let mut resume: Option<(usize, usize)> = None;
     loop {
+        *steps = steps.checked_sub(1)?;
         if p < pattern.len() && pattern[p] == b'*' {
             while p < pattern.len() && pattern[p] == b'*' {
                 p += 1;
             }
             if p == pattern.len() {
-                return true;
+                return Some(true);
             }
             resume = Some((p, t));
             continue;
         }
         if t == text.len() {
             // Only stars may be left, and they were taken above.
-            return p == pattern.len();
+            return Some(p == pattern.len());
         }
         let step = (p < pattern.len()).then(|| one(pattern, p, text[t]));
         match step {
@@ -39,10 +47,36 @@ pub fn matches(pattern: &[u8], text: &[u8]) -> bool {
                     p = star_p;
                     t = star_t + 1;
                 }
-                None => return false,
+                None => return Some(false),
             },
         }
     }
+}
+
+/// How costly `pattern` can be against a long text: the longest run of elements after a
+/// `*` (the matcher may go over that run again for each byte of the text), plus one. A
+/// pattern without `*` costs at most its length, whatever the text: 1.
+pub fn cost_rank(pattern: &[u8]) -> usize {
+    let (mut longest, mut run, mut after_star) = (0usize, 0usize, false);
+    let mut p = 0;
+    while p < pattern.len() {
+        if pattern[p] == b'*' {
+            after_star = true;
+            run = 0;
+            p += 1;
+            continue;
+        }
+        p = match pattern[p] {
+            b'[' => class(pattern, p + 1, 0).1,
+            b'\\' if p + 1 < pattern.len() => p + 2,
+            _ => p + 1,
+        };
+        if after_star {
+            run += 1;
+            longest = longest.max(run);
+        }
+    }
+    longest + 1
 }
 
 /// Whether the pattern element at `p` (not a `*`) matches `byte`, and where the next one
@@ -116,6 +150,28 @@ mod tests {
         no("a*b*c", "aXbYbZ");
         yes("[abc", "b");
         yes("ab\\", "ab\\");
+    }
+
+    #[test]
+    fn a_step_budget_stops_a_costly_match_and_the_rank_orders_patterns_by_that_cost() {
+        let hostile = format!("*{}b", "a".repeat(1_000));
+        let text = "a".repeat(16 * 1024);
+        let mut budget = 1_000_000;
+        assert_eq!(
+            matches_within(hostile.as_bytes(), text.as_bytes(), &mut budget),
+            None
+        );
+        assert_eq!(budget, 0, "it stopped at the budget");
+        let mut budget = 1_000_000;
+        assert_eq!(
+            matches_within(b"__keyspace@0__:a*", b"__keyspace@0__:abc", &mut budget),
+            Some(true)
+        );
+        assert!(budget > 1_000_000 - 64, "a cheap pattern takes few steps");
+        assert_eq!(cost_rank(b"plain[abc]name"), 1);
+        assert_eq!(cost_rank(b"__keyspace@0__:*"), 1);
+        assert_eq!(cost_rank(b"*ab[cd]e*f"), 5);
+        assert_eq!(cost_rank(hostile.as_bytes()), 1_002);
     }
 
     #[test]

@@ -1,19 +1,27 @@
 //! [`Hub`]: this node's subscribers, by channel and pattern, and the publishing of the
 //! keyspace events the driver applied to them.
 //!
-//! The driver thread hands each apply batch's events to the hub without waiting (a bounded
-//! queue; a full one drops the batch, counted); a publisher thread of its own matches them
-//! against the subscriptions and puts the messages in the subscribers' mailboxes, in log
-//! order. A subscriber's registration and its `subscribe` reply happen under one lock, so
-//! no message on a channel reaches a connection before its reply to subscribing to it, and
-//! none after its reply to leaving it.
+//! The driver thread hands each apply batch's events to the hub without waiting (a queue
+//! bounded in bytes; past it a batch is dropped, counted); a publisher thread of its own
+//! matches them against the subscriptions and puts the messages in the subscribers'
+//! mailboxes, in log order. A subscriber's registration and its `subscribe` reply happen
+//! under the registry's lock, and so does the delivery of a message, so no message on a
+//! channel reaches a connection before its reply to subscribing to it, and none after its
+//! reply to leaving it.
+//!
+//! The lock is only ever held for bookkeeping, never for matching: the publisher matches a
+//! channel against a copy of the distinct patterns taken outside it (shared, refreshed when
+//! a pattern comes or goes), cheapest first and within a step budget per event, then takes
+//! the lock to hand the message to whoever subscribes to the matching patterns then. Tokio
+//! tasks that subscribe or close wait for that short hand-over at most.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::mem::size_of;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use bytes::{Bytes, BytesMut};
-use skiff_kv::{KeyspaceEvents, Reply};
+use skiff_kv::{KeyspaceEvent, KeyspaceEvents, Reply};
 
 use super::flags::NotifyFlags;
 use super::glob;
@@ -27,10 +35,29 @@ pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 10_000;
 pub const MAX_PATTERNS_PER_CONNECTION: usize = 256;
 /// The longest pattern.
 pub const MAX_PATTERN_BYTES: usize = 1024;
-/// The longest channel name (a key of the store's longest, with its prefix, fits).
-pub const MAX_CHANNEL_BYTES: usize = 64 * 1024;
+/// The bytes of channel and pattern names one connection may subscribe to.
+pub const MAX_NAME_BYTES_PER_CONNECTION: usize = 1024 * 1024;
+/// The bytes of channel and pattern names all this node's connections may subscribe to.
+pub const MAX_NAME_BYTES_PER_NODE: usize = 64 * 1024 * 1024;
+/// The most distinct patterns this node matches each event against.
+pub const MAX_PATTERNS_PER_NODE: usize = 16_384;
+/// The matcher steps one event may take across all patterns; the patterns left when it
+/// runs out (the costliest, tried last) miss that event, counted as dropped.
+pub const MAX_MATCH_STEPS_PER_EVENT: usize = 1 << 22;
 /// Apply batches waiting for the publisher thread; one more is dropped.
 const MAX_QUEUED_BATCHES: usize = 1024;
+/// The bytes of events waiting for the publisher thread; a batch that would pass it is
+/// dropped.
+pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
+
+/// The longest channel name that can carry a message: a key of the store's longest on its
+/// keyspace channel (keyevent channels are shorter). Longer ones are refused.
+pub fn max_channel_bytes() -> usize {
+    KEYSPACE.len() + skiff_kv::KvConfig::default().max_key_bytes
+}
+
+const KEYSPACE: &[u8] = b"__keyspace@0__:";
+const KEYEVENT: &[u8] = b"__keyevent@0__:";
 
 /// Channels or patterns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,21 +98,38 @@ pub struct Hub {
     mailboxes: Arc<super::mailbox::MailboxBudget>,
     /// How many times events were dropped, for logging the first and then every 1,000th.
     drops: AtomicUsize,
+    /// The bytes of the batches in the publisher's queue.
+    /// Invariant: at most `MAX_QUEUED_BYTES`.
+    queued_bytes: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
 struct Registry {
     next_id: u64,
     channels: HashMap<Vec<u8>, BTreeMap<u64, Arc<Mailbox>>>,
-    patterns: BTreeMap<Vec<u8>, BTreeMap<u64, Arc<Mailbox>>>,
+    patterns: BTreeMap<Arc<[u8]>, BTreeMap<u64, Arc<Mailbox>>>,
     /// What each connection subscribed to.
     members: HashMap<u64, Member>,
+    /// The bytes of every member's names.
+    /// Invariant: the sum of `members[..].bytes`, at most `MAX_NAME_BYTES_PER_NODE`.
+    name_bytes: usize,
+    /// The distinct patterns, cheapest first, as last copied for the publisher; `None` once
+    /// one came or went since.
+    pattern_list: Option<PatternList>,
+    /// How many times a distinct pattern came or went.
+    pattern_changes: u64,
 }
+
+/// The distinct patterns in the order the publisher tries them: cheapest first.
+type PatternList = Arc<[Arc<[u8]>]>;
 
 #[derive(Debug, Default)]
 struct Member {
     channels: BTreeSet<Vec<u8>>,
     patterns: BTreeSet<Vec<u8>>,
+    /// The bytes of `channels` and `patterns`.
+    /// Invariant: at most `MAX_NAME_BYTES_PER_CONNECTION`.
+    bytes: usize,
 }
 
 impl Member {
@@ -112,7 +156,13 @@ impl Registry {
     fn add(&mut self, kind: Kind, name: Vec<u8>, id: u64, mailbox: &Arc<Mailbox>) {
         let subscribers = match kind {
             Kind::Channel => self.channels.entry(name).or_default(),
-            Kind::Pattern => self.patterns.entry(name).or_default(),
+            Kind::Pattern => {
+                if !self.patterns.contains_key(name.as_slice()) {
+                    self.pattern_list = None;
+                    self.pattern_changes += 1;
+                }
+                self.patterns.entry(Arc::from(name)).or_default()
+            }
         };
         subscribers.insert(id, mailbox.clone());
     }
@@ -124,23 +174,35 @@ impl Registry {
         subscribers.remove(&id);
         if subscribers.is_empty() {
             match kind {
-                Kind::Channel => self.channels.remove(name),
-                Kind::Pattern => self.patterns.remove(name),
+                Kind::Channel => {
+                    self.channels.remove(name);
+                }
+                Kind::Pattern => {
+                    self.patterns.remove(name);
+                    self.pattern_list = None;
+                    self.pattern_changes += 1;
+                }
             };
         }
     }
 
-    /// Queues `message` on `channel` for its subscribers, then for the patterns it
-    /// matches (Redis's order).
-    fn deliver(&self, channel: &[u8], message: &[u8]) {
+    /// Leaves one of `id`'s names, keeping the byte counts.
+    fn forget(&mut self, kind: Kind, name: &[u8], id: u64) {
+        self.name_bytes = self.name_bytes.saturating_sub(name.len());
+        self.remove(kind, name, id);
+    }
+
+    /// Queues `message` on `channel` for its subscribers, then for those of the patterns
+    /// found to match it (Redis's order), as they subscribe now.
+    fn deliver(&self, channel: &[u8], message: &[u8], matched: &[Arc<[u8]>]) {
         if let Some(subscribers) = self.channels.get(channel) {
             let frame = frame(&[b"message", channel, message]);
             for mailbox in subscribers.values() {
                 mailbox.push(frame.clone());
             }
         }
-        for (pattern, subscribers) in &self.patterns {
-            if glob::matches(pattern, channel) {
+        for pattern in matched {
+            if let Some(subscribers) = self.patterns.get(&**pattern) {
                 let frame = frame(&[b"pmessage", pattern, channel, message]);
                 for mailbox in subscribers.values() {
                     mailbox.push(frame.clone());
@@ -148,6 +210,27 @@ impl Registry {
             }
         }
     }
+}
+
+/// The patterns of `list` that `channel` matches, trying them in order until `steps` runs
+/// out; the second value is whether some were left untried.
+fn matching(list: &[Arc<[u8]>], channel: &[u8], steps: &mut usize) -> (Vec<Arc<[u8]>>, bool) {
+    let mut matched = Vec::new();
+    for pattern in list {
+        match glob::matches_within(pattern, channel, steps) {
+            Some(true) => matched.push(pattern.clone()),
+            Some(false) => {}
+            None => return (matched, true),
+        }
+    }
+    (matched, false)
+}
+
+/// What a batch holds in memory, for the queue's bound.
+fn batch_bytes(batch: &KeyspaceEvents) -> usize {
+    let keys: usize = batch.events.iter().map(|e| e.key.capacity()).sum();
+    keys.saturating_add(batch.events.capacity() * size_of::<KeyspaceEvent>())
+        .saturating_add(size_of::<KeyspaceEvents>())
 }
 
 /// A RESP2 array of bulk strings.
@@ -198,6 +281,8 @@ impl Hub {
                         return;
                     };
                     hub.publish_now(&batch);
+                    hub.queued_bytes
+                        .fetch_sub(batch_bytes(&batch), Ordering::Relaxed);
                 }
             })?;
         let _ = self.metrics.set(metrics);
@@ -226,14 +311,17 @@ impl Hub {
         let Some(publisher) = self.publisher.get() else {
             return;
         };
-        if publisher.try_send(events).is_err() {
+        let bytes = batch_bytes(&events);
+        let queued = self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if queued.saturating_add(bytes) > MAX_QUEUED_BYTES || publisher.try_send(events).is_err() {
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
             self.count_dropped(count);
         }
     }
 
     fn count_dropped(&self, events: u64) {
         if self.drops.fetch_add(1, Ordering::Relaxed) % 1_000 == 0 {
-            tracing::warn!(events, "keyspace notifications dropped: this node records at most 65,536 per batch, and its publisher holds at most 1,024 batches");
+            tracing::warn!(events, "keyspace notifications dropped: this node records at most 65,536 per batch, its publisher holds at most 64 MiB of them, and an event's matching against patterns stops at its step budget");
         }
         if let Some(metrics) = self.metrics.get() {
             metrics
@@ -245,30 +333,59 @@ impl Hub {
 
     /// Publishes each event on the channels the setting asks for, in order.
     pub(crate) fn publish_now(&self, batch: &KeyspaceEvents) {
-        const KEYSPACE: &[u8] = b"__keyspace@0__:";
-        const KEYEVENT: &[u8] = b"__keyevent@0__:";
         let flags = self.flags();
         let mut channel = Vec::new();
+        let mut cut_short = 0u64;
         for event in &batch.events {
             if !flags.covers(event.event) {
                 continue;
             }
-            // Taken per event, so that a connection subscribing meanwhile waits for one
-            // event at most.
-            let registry = self.registry();
+            let patterns = self.pattern_list();
+            let mut steps = MAX_MATCH_STEPS_PER_EVENT;
             if flags.keyspace() {
                 channel.clear();
                 channel.extend_from_slice(KEYSPACE);
                 channel.extend_from_slice(&event.key);
-                registry.deliver(&channel, event.event.as_bytes());
+                let (matched, short) = matching(&patterns, &channel, &mut steps);
+                cut_short += u64::from(short);
+                // The lock is taken for the hand-over only, per channel: a connection
+                // subscribing meanwhile waits for that at most.
+                self.registry()
+                    .deliver(&channel, event.event.as_bytes(), &matched);
             }
             if flags.keyevent() {
                 channel.clear();
                 channel.extend_from_slice(KEYEVENT);
                 channel.extend_from_slice(event.event.as_bytes());
-                registry.deliver(&channel, &event.key);
+                let (matched, short) = matching(&patterns, &channel, &mut steps);
+                cut_short += u64::from(short);
+                self.registry().deliver(&channel, &event.key, &matched);
             }
         }
+        if cut_short > 0 {
+            self.count_dropped(cut_short);
+        }
+    }
+
+    /// The distinct patterns, cheapest first: the copy made since the last change, or a
+    /// new one (sorted outside the lock).
+    fn pattern_list(&self) -> PatternList {
+        let (mut names, changes): (Vec<Arc<[u8]>>, u64) = {
+            let registry = self.registry();
+            if let Some(list) = &registry.pattern_list {
+                return list.clone();
+            }
+            let names = registry.patterns.keys().cloned().collect();
+            (names, registry.pattern_changes)
+        };
+        names.sort_by_cached_key(|p| (glob::cost_rank(p), p.len()));
+        let list: PatternList = names.into();
+        let mut registry = self.registry();
+        // Kept unless a pattern came or went while it was sorted.
+        if registry.pattern_changes == changes {
+            registry.pattern_list = Some(list.clone());
+        }
+        list
     }
 
     /// A new connection's place among the subscribers (subscribed to nothing yet).
@@ -319,10 +436,10 @@ impl Subscriber {
     }
 
     /// Subscribes to `names`, queuing a reply for each; all or none, refused with an error
-    /// text when a name is too long or the connection would pass its limits.
+    /// text when a name is too long or the connection or the node would pass its limits.
     pub fn subscribe(&self, kind: Kind, names: Vec<Vec<u8>>) -> Result<(), String> {
         let max_bytes = match kind {
-            Kind::Channel => MAX_CHANNEL_BYTES,
+            Kind::Channel => max_channel_bytes(),
             Kind::Pattern => MAX_PATTERN_BYTES,
         };
         if names.iter().any(|name| name.len() > max_bytes) {
@@ -351,12 +468,37 @@ impl Subscriber {
                 "ERR too many patterns: a connection may hold at most {MAX_PATTERNS_PER_CONNECTION}"
             ));
         }
+        let new_bytes: usize = new.iter().map(|name| name.len()).sum();
+        if member.bytes + new_bytes > MAX_NAME_BYTES_PER_CONNECTION {
+            return Err(format!(
+                "ERR too many subscriptions: a connection may hold at most {MAX_NAME_BYTES_PER_CONNECTION} bytes of channel and pattern names"
+            ));
+        }
+        if registry.name_bytes + new_bytes > MAX_NAME_BYTES_PER_NODE {
+            return Err(format!(
+                "ERR too many subscriptions on this node: its connections may hold at most {MAX_NAME_BYTES_PER_NODE} bytes of channel and pattern names"
+            ));
+        }
+        if kind == Kind::Pattern {
+            let unknown = new
+                .iter()
+                .filter(|p| !registry.patterns.contains_key(p.as_slice()));
+            if registry.patterns.len() + unknown.count() > MAX_PATTERNS_PER_NODE {
+                return Err(format!(
+                    "ERR too many patterns on this node: its connections may hold at most {MAX_PATTERNS_PER_NODE} distinct ones"
+                ));
+            }
+        }
         for name in names {
             let member = registry.members.entry(self.id).or_default();
             let added = member.names(kind).insert(name.clone());
+            if added {
+                member.bytes += name.len();
+            }
             let count = member.count();
             let frame = confirmation(kind.subscribe_word(), Some(&name), count);
             if added {
+                registry.name_bytes += name.len();
                 registry.add(kind, name, self.id, &self.mailbox);
             }
             self.mailbox.push(frame);
@@ -386,9 +528,12 @@ impl Subscriber {
         for name in names {
             let member = registry.members.entry(self.id).or_default();
             let removed = member.names(kind).remove(&name);
+            if removed {
+                member.bytes -= name.len();
+            }
             let count = member.count();
             if removed {
-                registry.remove(kind, &name, self.id);
+                registry.forget(kind, &name, self.id);
             }
             self.mailbox.push(confirmation(word, Some(&name), count));
         }
@@ -413,10 +558,10 @@ impl Drop for Subscriber {
             self.hub.listeners.fetch_sub(1, Ordering::Relaxed);
         }
         for name in member.channels {
-            registry.remove(Kind::Channel, &name, self.id);
+            registry.forget(Kind::Channel, &name, self.id);
         }
         for name in member.patterns {
-            registry.remove(Kind::Pattern, &name, self.id);
+            registry.forget(Kind::Pattern, &name, self.id);
         }
     }
 }
@@ -538,5 +683,103 @@ mod tests {
         let registry = hub.registry();
         assert!(registry.channels.is_empty() && registry.patterns.is_empty());
         assert!(registry.members.is_empty());
+    }
+
+    #[test]
+    fn hostile_patterns_are_tried_last_within_the_budget_and_a_cheap_one_still_hears() {
+        let hub = Arc::new(Hub::default());
+        hub.set_flags(NotifyFlags::parse(b"KA").unwrap());
+        let hostile = hub.subscriber();
+        let patterns: Vec<Vec<u8>> = (0..MAX_PATTERNS_PER_CONNECTION)
+            .map(|i| format!("*{}b", "a".repeat(700 + i)).into_bytes())
+            .collect();
+        hostile.subscribe(Kind::Pattern, patterns).unwrap();
+        let watcher = hub.subscriber();
+        watcher
+            .subscribe(Kind::Pattern, names(&["__keyspace@0__:a*"]))
+            .unwrap();
+        drain(&watcher);
+        let key = "a".repeat(16 * 1024);
+        // Unbounded, this is 256 patterns x ~16,000 tries x ~1,000 steps: minutes.
+        hub.publish_now(&events(&[("set", &key), ("del", &key)]));
+        let heard = String::from_utf8(drain(&watcher)).unwrap();
+        assert_eq!(heard.matches("pmessage").count(), 2, "both events heard");
+        assert!(heard.ends_with("$3\r\ndel\r\n"), "in order");
+        assert_eq!(hub.drops.load(Ordering::Relaxed), 1, "the cut counted");
+    }
+
+    #[test]
+    fn a_pattern_left_after_the_publisher_copied_the_list_gets_nothing_more() {
+        let hub = Arc::new(Hub::default());
+        hub.set_flags(NotifyFlags::parse(b"KA").unwrap());
+        let subscriber = hub.subscriber();
+        subscriber.subscribe(Kind::Pattern, names(&["*"])).unwrap();
+        subscriber.subscribe(Kind::Channel, names(&["c"])).unwrap();
+        let copied = hub.pattern_list();
+        assert_eq!(copied.len(), 1);
+        assert!(
+            Arc::ptr_eq(&copied, &hub.pattern_list()),
+            "reused while unchanged"
+        );
+        subscriber.unsubscribe(Kind::Pattern, Vec::new());
+        drain(&subscriber);
+        hub.registry().deliver(b"k", b"set", &copied);
+        assert!(
+            drain(&subscriber).is_empty(),
+            "no message after punsubscribe"
+        );
+        assert!(hub.pattern_list().is_empty(), "a new copy after a change");
+    }
+
+    #[test]
+    fn names_are_bounded_in_bytes_per_connection_and_channels_by_the_longest_key() {
+        let hub = Arc::new(Hub::default());
+        let subscriber = hub.subscriber();
+        let too_long = vec![b'c'; max_channel_bytes() + 1];
+        assert_eq!(
+            subscriber.subscribe(Kind::Channel, vec![too_long]),
+            Err(format!(
+                "ERR channel longer than {} bytes",
+                max_channel_bytes()
+            ))
+        );
+        let longest = |i: usize| {
+            let mut name = format!("{i}-").into_bytes();
+            name.resize(max_channel_bytes(), b'c');
+            name
+        };
+        let fit = MAX_NAME_BYTES_PER_CONNECTION / max_channel_bytes();
+        subscriber
+            .subscribe(Kind::Channel, (0..fit).map(longest).collect())
+            .unwrap();
+        let refused = subscriber.subscribe(Kind::Channel, vec![longest(fit)]);
+        assert!(refused
+            .unwrap_err()
+            .contains("bytes of channel and pattern names"));
+        assert_eq!(subscriber.count(), fit);
+        assert_eq!(hub.registry().name_bytes, fit * max_channel_bytes());
+        subscriber.unsubscribe(Kind::Channel, vec![longest(0)]);
+        subscriber
+            .subscribe(Kind::Channel, vec![longest(fit)])
+            .expect("room again after leaving one");
+        drop(subscriber);
+        assert_eq!(hub.registry().name_bytes, 0);
+    }
+
+    #[test]
+    fn the_publishers_queue_is_bounded_in_bytes_and_drops_past_it() {
+        let hub = Arc::new(Hub::default());
+        let (sender, receiver) = crossbeam_channel::bounded(MAX_QUEUED_BATCHES);
+        hub.publisher.set(sender).unwrap();
+        let big_key = "k".repeat(skiff_kv::MAX_PENDING_EVENT_BYTES / 16);
+        let batch = || events(&[("set", big_key.as_str()); 16]);
+        let per_batch = batch_bytes(&batch());
+        let fit = MAX_QUEUED_BYTES / per_batch;
+        for _ in 0..fit + 3 {
+            hub.publish(batch());
+        }
+        assert_eq!(receiver.len(), fit, "only what fits in the bound waits");
+        assert_eq!(hub.queued_bytes.load(Ordering::Relaxed), fit * per_batch);
+        assert_eq!(hub.drops.load(Ordering::Relaxed), 3);
     }
 }
