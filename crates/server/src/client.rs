@@ -525,14 +525,20 @@ impl Connection<'_> {
         queue: ReplyQueue<'_>,
     ) -> bool {
         let request_bytes: usize = args.iter().map(Vec::len).sum();
-        if subscription.is_active() {
-            let name = subscriber::context_name(&args);
-            let parsed = commands::parse(args);
-            return self
-                .answer_subscribed(parsed, name, subscription, queue)
-                .await;
-        }
+        let name = subscription
+            .is_active()
+            .then(|| subscriber::context_name(&args));
         let parsed = commands::parse(args);
+        if let Some(name) = name {
+            if !matches!(parsed, Ok(ClientRequest::Reset)) {
+                return self
+                    .answer_subscribed(parsed, name, subscription, queue)
+                    .await;
+            }
+            if !self.leave_subscribed(subscription, queue).await {
+                return false;
+            }
+        }
         let step = self.transaction_step(
             parsed,
             request_bytes,

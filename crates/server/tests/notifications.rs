@@ -454,7 +454,6 @@ fn hostile_patterns_matched_against_long_keys_never_stop_the_node_from_answering
 }
 
 #[test]
-#[ignore = "needs the RESET dispatch in client.rs's `answer` (calls `leave_subscribed`), merged with the split of client.rs"]
 fn reset_on_a_subscribed_connection_leaves_subscribed_mode_as_in_redis() {
     let _serial = serial();
     let cluster = TestCluster::start_with(1, &["--notify-keyspace-events", "KEA"]);

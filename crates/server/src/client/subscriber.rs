@@ -127,8 +127,6 @@ impl Connection<'_> {
     /// without a reply for each (as Redis does), and subscribed mode with them; what the
     /// mailbox still holds is written before the replies that follow. The rest of `RESET`
     /// is the connection's as anywhere. False if the writer is gone.
-    // Called from `answer` once the connection's dispatch sends `RESET` here.
-    #[allow(dead_code)]
     pub(super) async fn leave_subscribed(
         &self,
         subscription: &mut Subscription,
