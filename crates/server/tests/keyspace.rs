@@ -6,10 +6,9 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
-use common::{serial, TestCluster};
+use common::{run_pipelined_script, serial, TestCluster};
 use redis::{Connection, RedisResult};
 
 fn query<T: redis::FromRedisValue>(connection: &mut Connection, words: &[&str]) -> T {
@@ -234,26 +233,6 @@ fn a_scan_served_by_every_node_in_turn_returns_every_key() {
     assert_eq!(fields["b"], "2");
 }
 
-/// One reply read as text: `+…`, `-…`, `:…`, `$value`, or for an array `*n` (its items
-/// read and dropped).
-fn read_reply(reader: &mut impl BufRead) -> String {
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("a reply");
-    let line = line.trim_end().to_string();
-    if let Some(len) = line.strip_prefix('$').filter(|len| *len != "-1") {
-        let len: usize = len.parse().expect("bulk length");
-        let mut bulk = vec![0u8; len + 2];
-        reader.read_exact(&mut bulk).expect("bulk bytes");
-        return format!("${}", String::from_utf8_lossy(&bulk[..len]));
-    }
-    if let Some(count) = line.strip_prefix('*').filter(|count| *count != "-1") {
-        for _ in 0..count.parse::<usize>().expect("array length") {
-            read_reply(reader);
-        }
-    }
-    line
-}
-
 /// Nonsense sent all at once to a follower — huge offsets, negative and zero counts, a
 /// MATCH of 10 KB of `*`, non-numbers, a float that overflows — each answered with Redis's
 /// error in order, and the node serves on.
@@ -348,28 +327,7 @@ fn nonsense_keyspace_arguments_pipelined_are_refused_in_order() {
         (&["HGET", "h", "f"], "$1"),
         (&["GET", "k"], "$v"),
     ];
-    let mut batch = Vec::new();
-    for (words, _) in script {
-        batch.extend_from_slice(format!("*{}\r\n", words.len()).as_bytes());
-        for word in *words {
-            batch.extend_from_slice(format!("${}\r\n{word}\r\n", word.len()).as_bytes());
-        }
-    }
-    let mut stream =
-        std::net::TcpStream::connect(cluster.nodes[&follower].client).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream.write_all(&batch).expect("one write");
-    let mut reader = BufReader::new(stream);
-    for (words, expected) in script {
-        let reply = read_reply(&mut reader);
-        let shown: Vec<&str> = words.iter().map(|w| &w[..w.len().min(20)]).collect();
-        assert!(
-            reply.starts_with(expected),
-            "{shown:?}: expected {expected:?}, got {reply:?}"
-        );
-    }
+    run_pipelined_script(cluster.nodes[&follower].client, script);
     let mut connection = cluster.redis(leader);
     assert_eq!(query::<i64>(&mut connection, &["DBSIZE"]), 3);
 }

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, serial, TestCluster};
+use common::{eventually, run_pipelined_script, serial, TestCluster};
 use redis::{Connection, Value};
 
 fn query<T: redis::FromRedisValue>(connection: &mut Connection, words: &[&str]) -> T {
@@ -301,28 +301,9 @@ fn a_lock_taken_again_after_its_ttl_gets_a_larger_fencing_token() {
     assert_eq!(missing, None);
 }
 
-/// Reads one RESP2 reply of the simple kinds these commands answer with, as one line
-/// (`+OK`, `-ERR …`, `:5`, or a bulk string's bytes after `$`; `$-1` for nil).
-fn read_reply(reader: &mut impl std::io::BufRead) -> String {
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("a reply");
-    let line = line.trim_end().to_string();
-    match line.strip_prefix('$') {
-        Some(len) if len != "-1" => {
-            let len: usize = len.parse().expect("bulk length");
-            let mut bulk = vec![0u8; len + 2];
-            reader.read_exact(&mut bulk).expect("bulk bytes");
-            format!("${}", String::from_utf8_lossy(&bulk[..len]))
-        }
-        _ => line,
-    }
-}
-
 #[test]
 fn nonsense_expiry_arguments_pipelined_in_one_write_are_refused_in_order_and_nothing_else_changes()
 {
-    use std::io::{BufReader, Write};
-
     let _serial = serial();
     let cluster = TestCluster::start(3);
     let leader = cluster.wait_for_leader(Duration::from_secs(10));
@@ -367,27 +348,7 @@ fn nonsense_expiry_arguments_pipelined_in_one_write_are_refused_in_order_and_not
         ),
         (&["GET", "k"], "$v"),
     ];
-    let mut batch = Vec::new();
-    for (words, _) in script {
-        batch.extend_from_slice(format!("*{}\r\n", words.len()).as_bytes());
-        for word in *words {
-            batch.extend_from_slice(format!("${}\r\n{word}\r\n", word.len()).as_bytes());
-        }
-    }
-    let mut stream =
-        std::net::TcpStream::connect(cluster.nodes[&follower].client).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream.write_all(&batch).expect("one write");
-    let mut reader = BufReader::new(stream);
-    for (words, expected) in script {
-        let reply = read_reply(&mut reader);
-        assert!(
-            reply.starts_with(expected),
-            "{words:?}: expected {expected:?}, got {reply:?}"
-        );
-    }
+    run_pipelined_script(cluster.nodes[&follower].client, script);
     // The node still serves, and the key holds the one value written, with no TTL.
     let mut connection = cluster.redis(leader);
     assert_eq!(query::<String>(&mut connection, &["GET", "k"]), "v");

@@ -853,3 +853,49 @@ pub fn connect_redis(client: &redis::Client) -> redis::Connection {
         .expect("timeout");
     connection
 }
+
+/// Sends every request of `script` to `addr` in one write, then reads the replies in order and
+/// checks that each starts with its expected text (`+OK`, `-ERR …`, `:5`, `$value`, `*2`).
+pub fn run_pipelined_script(addr: SocketAddr, script: &[(&[&str], &str)]) {
+    let mut batch = Vec::new();
+    for (words, _) in script {
+        batch.extend_from_slice(format!("*{}\r\n", words.len()).as_bytes());
+        for word in *words {
+            batch.extend_from_slice(format!("${}\r\n{word}\r\n", word.len()).as_bytes());
+        }
+    }
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(&batch).expect("one write");
+    let mut reader = BufReader::new(stream);
+    for (words, expected) in script {
+        let reply = read_reply_text(&mut reader);
+        let shown: Vec<&str> = words.iter().map(|w| &w[..w.len().min(20)]).collect();
+        assert!(
+            reply.starts_with(expected),
+            "{shown:?}: expected {expected:?}, got {reply:?}"
+        );
+    }
+}
+
+/// One RESP2 reply read as text: `+…`, `-…`, `:…`, `$value` (`$-1` for nil), or for an array
+/// `*n` (its items read and dropped).
+pub fn read_reply_text(reader: &mut impl BufRead) -> String {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("a reply");
+    let line = line.trim_end().to_string();
+    if let Some(len) = line.strip_prefix('$').filter(|len| *len != "-1") {
+        let len: usize = len.parse().expect("bulk length");
+        let mut bulk = vec![0u8; len + 2];
+        reader.read_exact(&mut bulk).expect("bulk bytes");
+        return format!("${}", String::from_utf8_lossy(&bulk[..len]));
+    }
+    if let Some(count) = line.strip_prefix('*').filter(|count| *count != "-1") {
+        for _ in 0..count.parse::<usize>().expect("array length") {
+            read_reply_text(reader);
+        }
+    }
+    line
+}
