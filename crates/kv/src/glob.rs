@@ -92,15 +92,24 @@ impl Glob {
 
     /// Whether `text` matches the whole pattern.
     pub(crate) fn matches(&self, text: &[u8]) -> bool {
+        self.matches_within(text, &mut u64::MAX).unwrap_or(false)
+    }
+
+    /// [`matches`](Self::matches), taking at most `steps_left` steps of the matcher (one per
+    /// token tried against a byte), the count the same on every replica; `None` once they
+    /// run out, so that a costly pattern over a large keyspace answers an error instead of
+    /// stalling the node.
+    pub(crate) fn matches_within(&self, text: &[u8], steps_left: &mut u64) -> Option<bool> {
         if text.is_empty() {
             // Redis's matcher compares nothing against an empty string.
-            return self.tokens.is_empty() || self.only_star;
+            return Some(self.tokens.is_empty() || self.only_star);
         }
         let tokens = &self.tokens;
         let (mut t, mut s) = (0, 0);
         // The last `*` seen and the text position it is currently stretched to.
         let mut star: Option<(usize, usize)> = None;
         while s < text.len() {
+            *steps_left = steps_left.checked_sub(1)?;
             match tokens.get(t) {
                 Some(Token::Star) => {
                     star = Some((t, s));
@@ -116,11 +125,11 @@ impl Glob {
                         t = star_t + 1;
                         s = star_s + 1;
                     }
-                    None => return false,
+                    None => return Some(false),
                 },
             }
         }
-        tokens[t..].iter().all(|token| *token == Token::Star)
+        Some(tokens[t..].iter().all(|token| *token == Token::Star))
     }
 }
 
@@ -198,6 +207,23 @@ mod tests {
                 "{pattern} on {text}"
             );
         }
+    }
+
+    #[test]
+    fn a_costly_pattern_runs_out_of_steps_instead_of_running_long() {
+        // `*aaa…ab` against a run of `a`s tries the whole run of `a`s at every position.
+        let mut pattern = vec![b'*'];
+        pattern.extend_from_slice(&[b'a'; 8_000]);
+        pattern.push(b'b');
+        let glob = Glob::new(&pattern);
+        let text = vec![b'a'; 16 * 1024];
+        let mut steps = 1_000_000;
+        assert_eq!(glob.matches_within(&text, &mut steps), None);
+        assert_eq!(steps, 0);
+        let mut plenty = u64::MAX;
+        let simple = Glob::new(b"*ab");
+        assert_eq!(simple.matches_within(b"aab", &mut plenty), Some(true));
+        assert!(plenty < u64::MAX, "steps are counted");
     }
 
     #[test]

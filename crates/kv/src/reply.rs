@@ -68,6 +68,10 @@ pub mod errors {
     pub const OFFSET_OUT_OF_RANGE: &str = "ERR offset is out of range";
     /// `SCAN`/`HSCAN` with a cursor that is not an unsigned 64-bit integer.
     pub const INVALID_CURSOR: &str = "ERR invalid cursor";
+    /// `KEYS`, `SCAN … MATCH` or `HSCAN … MATCH` whose pattern would take the matcher past
+    /// its bound for one command (Skiff's own: Redis matches for as long as it takes).
+    pub const PATTERN_TOO_COSTLY: &str =
+        "ERR pattern too costly to match against this keyspace; use fewer '*' or a shorter pattern";
     /// A command whose options do not parse (`SCAN 0 COUNT 0`).
     pub const SYNTAX: &str = "ERR syntax error";
 

@@ -23,6 +23,35 @@ use crate::reply::{errors, Reply};
 use crate::state_machine::StateMachine;
 use crate::value::Value;
 
+/// How many steps of the matcher (see [`Glob::matches_within`]) one `KEYS`, `SCAN` or `HSCAN`
+/// may take: about a tenth of a second of matching, far more than any pattern a person writes
+/// needs on a large keyspace, and a bound on what a hostile one costs the node (inside a
+/// `MULTI`, every replica).
+const MATCH_STEPS_PER_COMMAND: u64 = 1 << 26;
+
+/// Keeps the items whose name matches `glob` (all of them without one), or refuses the
+/// command once matching has taken [`MATCH_STEPS_PER_COMMAND`] steps.
+fn matching<T>(
+    items: impl Iterator<Item = T>,
+    glob: Option<&Glob>,
+    name: impl Fn(&T) -> &[u8],
+) -> Result<Vec<T>, Reply> {
+    let mut steps_left = MATCH_STEPS_PER_COMMAND;
+    let mut kept = Vec::new();
+    for item in items {
+        let keep = match glob {
+            None => true,
+            Some(glob) => glob
+                .matches_within(name(&item), &mut steps_left)
+                .ok_or_else(|| Reply::error(errors::PATTERN_TOO_COSTLY))?,
+        };
+        if keep {
+            kept.push(item);
+        }
+    }
+    Ok(kept)
+}
+
 /// A field of a hash and its value.
 type FieldValue<'a> = (&'a Vec<u8>, &'a Vec<u8>);
 
@@ -61,18 +90,21 @@ fn scan_reply(cursor: u64, items: Vec<Reply>) -> Reply {
 impl StateMachine {
     /// `KEYS`: every key matching `pattern`, in key order, within `max_reply_bytes`.
     pub(crate) fn keys(&self, pattern: &[u8]) -> Reply {
-        let glob = Glob::new(pattern);
-        let all = glob.matches_everything();
-        let matching = || {
-            self.data
-                .iter()
-                .map(|(key, _)| key)
-                .filter(|key| all || glob.matches(key))
+        let glob = Some(Glob::new(pattern)).filter(|glob| !glob.matches_everything());
+        let keys = match matching(self.data.iter().map(|(key, _)| key), glob.as_ref(), |key| {
+            key.as_slice()
+        }) {
+            Ok(keys) => keys,
+            Err(refusal) => return refusal,
         };
-        if let Some(refusal) = self.check_reply_bytes(matching().map(Vec::len)) {
+        if let Some(refusal) = self.check_reply_bytes(keys.iter().map(|key| key.len())) {
             return refusal;
         }
-        Reply::Array(matching().map(|key| Reply::Bulk(key.clone())).collect())
+        Reply::Array(
+            keys.into_iter()
+                .map(|key| Reply::Bulk(key.clone()))
+                .collect(),
+        )
     }
 
     /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]` (see the
@@ -96,15 +128,21 @@ impl StateMachine {
             .by_hash_from(cursor)
             .map(|(hash, key)| (*hash, key));
         let (keys, next) = page(visited, count);
-        let wanted = |key: &Vec<u8>| {
-            let type_matches = value_type.is_none_or(|name| {
+        let type_matches = |key: &&Vec<u8>| {
+            value_type.is_none_or(|name| {
                 self.data.get(key).is_some_and(|stored| {
                     name.eq_ignore_ascii_case(stored.value.value_type().name().as_bytes())
                 })
-            });
-            type_matches && glob.as_ref().is_none_or(|glob| glob.matches(key))
+            })
         };
-        let keys: Vec<&Vec<u8>> = keys.into_iter().filter(|key| wanted(key)).collect();
+        let keys = match matching(
+            keys.into_iter().filter(type_matches),
+            glob.as_ref(),
+            |key| key.as_slice(),
+        ) {
+            Ok(keys) => keys,
+            Err(refusal) => return refusal,
+        };
         if let Some(refusal) = self.check_reply_bytes(keys.iter().map(|key| key.len())) {
             return refusal;
         }
@@ -139,10 +177,12 @@ impl StateMachine {
         let glob = pattern
             .map(Glob::new)
             .filter(|glob| !glob.matches_everything());
-        let fields: Vec<FieldValue<'_>> = fields
-            .into_iter()
-            .filter(|(field, _)| glob.as_ref().is_none_or(|glob| glob.matches(field)))
-            .collect();
+        let fields = match matching(fields.into_iter(), glob.as_ref(), |(field, _)| {
+            field.as_slice()
+        }) {
+            Ok(fields) => fields,
+            Err(refusal) => return refusal,
+        };
         let sizes = fields
             .iter()
             .flat_map(|(field, value)| [field.len(), value.len()]);

@@ -584,3 +584,45 @@ fn scan_filters_and_hscan_pages_fields() {
         Reply::Array(vec![bulk("0"), Reply::Array(Vec::new())])
     );
 }
+
+/// A pattern whose star is retried at every byte of long keys (`*aaa…ab` against keys made
+/// of `a`) makes `KEYS`, `SCAN … MATCH` and `HSCAN … MATCH` answer an error once matching
+/// passes its bound, instead of holding the node (and, inside a `MULTI`, every replica) for
+/// as long as it takes; a plain pattern over the same keys still answers.
+#[test]
+fn a_pattern_too_costly_to_match_is_refused_and_plain_ones_still_answer() {
+    let mut kv = Kv::new();
+    let long = "a".repeat(16 * 1024 - 8);
+    for i in 0..8 {
+        kv.apply(set(&format!("{long}{i}"), "v"));
+    }
+    let fields: Vec<String> = (0..8).map(|i| format!("{long}{i}")).collect();
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|f| (f.as_str(), "v")).collect();
+    kv.apply(hset("h", &pairs));
+    let costly = format!("*{}b", "a".repeat(8_000));
+    let too_costly = Reply::error(errors::PATTERN_TOO_COSTLY);
+    assert_eq!(
+        kv.read(Command::Keys {
+            pattern: b(&costly)
+        }),
+        too_costly
+    );
+    let scan = Command::Scan {
+        cursor: 0,
+        pattern: Some(b(&costly)),
+        count: 100,
+        value_type: None,
+    };
+    assert_eq!(kv.read(scan), too_costly);
+    let hscan = Command::HScan {
+        key: b("h"),
+        cursor: 0,
+        pattern: Some(b(&costly)),
+        count: 100,
+    };
+    assert_eq!(kv.read(hscan), too_costly);
+    match kv.read(Command::Keys { pattern: b("*7") }) {
+        Reply::Array(found) => assert_eq!(found, vec![Reply::Bulk(b(&format!("{long}7")))]),
+        other => panic!("KEYS *7 answered {other:?}"),
+    }
+}
