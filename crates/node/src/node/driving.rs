@@ -31,6 +31,10 @@ pub(super) struct Writing {
     pub(super) batch: u64,
     pub(super) ready: Ready,
     pub(super) stage: Stage,
+    /// The last entry durable in storage when the batch began. The core's
+    /// `persisted_index` may move past it before the write (a snapshot restored from the
+    /// leader meanwhile sets it to the snapshot's index, which storage does not hold yet).
+    pub(super) durable: skiff_raft::LogIndex,
 }
 
 /// How far a batch got.
@@ -96,10 +100,12 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         self.send_all(std::mem::take(&mut ready.messages));
         self.batches += 1;
         let batch = self.batches;
+        let durable = self.raw.raft().log().persisted_index();
         self.writing = Some(Writing {
             batch,
             ready,
             stage: Stage::Begun,
+            durable,
         });
         self.effects.push(Effect::WriteBatch(BatchToken { batch }));
         true
@@ -126,7 +132,13 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 ))
             }
         }
-        let Some(Writing { batch, ready, .. }) = self.writing.take() else {
+        let Some(Writing {
+            batch,
+            ready,
+            durable: durable_at_begin,
+            ..
+        }) = self.writing.take()
+        else {
             unreachable!("checked above");
         };
         // 1. Persist: snapshot chunks, a received snapshot, then entries and hard state as one
@@ -156,7 +168,12 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         //    received snapshot replaces the state machine first, so nothing goes before it;
         //    a configuration change takes effect in the core at `advance`, so it and what
         //    follows wait for `batch_synced`.
-        let durable = self.raw.raft().log().persisted_index();
+        let durable = self
+            .raw
+            .raft()
+            .log()
+            .persisted_index()
+            .min(durable_at_begin);
         let early = if ready.snapshot.is_some() {
             0
         } else {
@@ -176,6 +193,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             stage: Stage::Written {
                 unsynced: unsynced.clone(),
             },
+            durable: durable_at_begin,
         });
         self.effects.push(Effect::SyncBatch(SyncToken {
             batch,
