@@ -8,31 +8,8 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use common::{run_pipelined_script, serial, TestCluster};
+use common::{command, query, run_pipelined_script, serial, TestCluster};
 use redis::{Connection, RedisResult};
-
-fn query<T: redis::FromRedisValue>(connection: &mut Connection, words: &[&str]) -> T {
-    command(words)
-        .query(connection)
-        .unwrap_or_else(|error| panic!("{words:?}: {error}"))
-}
-
-fn command(words: &[&str]) -> redis::Cmd {
-    let mut command = redis::cmd(words[0]);
-    for word in &words[1..] {
-        command.arg(*word);
-    }
-    command
-}
-
-fn followers(cluster: &TestCluster, leader: u64) -> Vec<u64> {
-    cluster
-        .nodes
-        .keys()
-        .copied()
-        .filter(|&id| id != leader)
-        .collect()
-}
 
 /// The string and keyspace commands written in one pipeline through a follower, then read
 /// on every node: the same answers everywhere, as Redis gives them.
@@ -41,7 +18,7 @@ fn string_and_key_commands_agree_on_every_node() {
     let _serial = serial();
     let cluster = TestCluster::start(3);
     let leader = cluster.wait_for_leader(Duration::from_secs(10));
-    let follower = followers(&cluster, leader)[0];
+    let follower = cluster.followers(leader)[0];
     let mut writer = cluster.redis(follower);
     let mut pipe = redis::pipe();
     for words in [
@@ -119,7 +96,7 @@ fn hashes_agree_on_every_node_and_refuse_string_commands() {
     let _serial = serial();
     let cluster = TestCluster::start(3);
     let leader = cluster.wait_for_leader(Duration::from_secs(10));
-    let follower = followers(&cluster, leader)[0];
+    let follower = cluster.followers(leader)[0];
     let mut writer = cluster.redis(follower);
     let (added, not_set, counted, floated, ok): (i64, i64, i64, String, String) = redis::pipe()
         .add_command(command(&["HSET", "h", "f1", "v1", "f2", "v2"]))
@@ -241,7 +218,7 @@ fn nonsense_keyspace_arguments_pipelined_are_refused_in_order() {
     let _serial = serial();
     let cluster = TestCluster::start(3);
     let leader = cluster.wait_for_leader(Duration::from_secs(10));
-    let follower = followers(&cluster, leader)[0];
+    let follower = cluster.followers(leader)[0];
     let stars = "*".repeat(10 * 1024);
     let script: &[(&[&str], &str)] = &[
         (&["SET", "k", "v"], "+OK"),

@@ -11,21 +11,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{eventually, serial, TestCluster};
-use redis::Connection;
-
-fn query<T: redis::FromRedisValue>(connection: &mut Connection, words: &[&str]) -> T {
-    let mut command = redis::cmd(words[0]);
-    command.arg(&words[1..]);
-    command
-        .query(connection)
-        .unwrap_or_else(|error| panic!("{words:?}: {error}"))
-}
-
-fn followers(cluster: &TestCluster, leader: u64) -> Vec<u64> {
-    let others = cluster.nodes.keys().copied().filter(|&id| id != leader);
-    others.collect()
-}
+use common::{eventually, query, serial, TestCluster};
 
 /// The next `n` messages as (channel, payload); panics if they do not come in time.
 fn next_messages(pubsub: &mut redis::PubSub<'_>, n: usize) -> Vec<(String, String)> {
@@ -82,7 +68,7 @@ fn a_subscriber_on_a_follower_sees_writes_through_every_node_in_commit_order() {
     let _serial = serial();
     let cluster = TestCluster::start(3);
     let leader = cluster.wait_for_leader(Duration::from_secs(10));
-    let [watched, other] = followers(&cluster, leader)[..] else {
+    let [watched, other] = cluster.followers(leader)[..] else {
         panic!("two followers")
     };
     // The setting is each node's own: the watched follower and the leader publish.

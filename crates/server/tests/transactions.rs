@@ -12,21 +12,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{serial, TestCluster};
+use common::{command, query, serial, TestCluster};
 use redis::{Commands, Connection, Value};
-
-/// The command made of `words`.
-fn command(words: &[&str]) -> redis::Cmd {
-    let mut command = redis::cmd(words[0]);
-    command.arg(&words[1..]);
-    command
-}
-
-fn query<T: redis::FromRedisValue>(connection: &mut Connection, words: &[&str]) -> T {
-    command(words)
-        .query(connection)
-        .unwrap_or_else(|error| panic!("{words:?}: {error}"))
-}
 
 /// The error text a command gets (code and message, as the client shows them).
 fn refusal(connection: &mut Connection, words: &[&str]) -> String {

@@ -8,32 +8,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, run_pipelined_script, serial, TestCluster};
+use common::{eventually, query, run_pipelined_script, serial, TestCluster};
 use redis::{Connection, Value};
-
-fn query<T: redis::FromRedisValue>(connection: &mut Connection, words: &[&str]) -> T {
-    let mut command = redis::cmd(words[0]);
-    for word in &words[1..] {
-        command.arg(*word);
-    }
-    command
-        .query(connection)
-        .unwrap_or_else(|error| panic!("{words:?}: {error}"))
-}
-
-fn followers(cluster: &TestCluster, leader: u64) -> Vec<u64> {
-    cluster
-        .nodes
-        .keys()
-        .copied()
-        .filter(|&id| id != leader)
-        .collect()
-}
 
 /// The leader's id and a follower's, once there is a leader.
 fn leader_and_a_follower(cluster: &TestCluster) -> [u64; 2] {
     let leader = cluster.wait_for_leader(Duration::from_secs(10));
-    [leader, followers(cluster, leader)[0]]
+    [leader, cluster.followers(leader)[0]]
 }
 
 fn keys_in_status(cluster: &TestCluster, id: u64) -> Option<u64> {
@@ -49,7 +30,7 @@ fn a_key_set_with_px_expires_on_every_node_and_leaves_the_key_count() {
     let _: () = query(&mut on_leader, &["SET", "stays", "1"]);
     let ok: String = query(&mut on_leader, &["SET", "brief", "v", "PX", "1500"]);
     assert_eq!(ok, "OK");
-    for id in followers(&cluster, leader) {
+    for id in cluster.followers(leader) {
         let mut on_follower = cluster.redis(id);
         let value: Option<String> = query(&mut on_follower, &["GET", "brief"]);
         assert_eq!(
@@ -271,7 +252,7 @@ fn a_lock_taken_again_after_its_ttl_gets_a_larger_fencing_token() {
     let _serial = serial();
     let cluster = TestCluster::start(3);
     let leader = cluster.wait_for_leader(Duration::from_secs(10));
-    let follower = followers(&cluster, leader)[0];
+    let follower = cluster.followers(leader)[0];
     let mut first = cluster.redis(follower);
     let mut second = cluster.redis(leader);
 
@@ -307,7 +288,7 @@ fn nonsense_expiry_arguments_pipelined_in_one_write_are_refused_in_order_and_not
     let _serial = serial();
     let cluster = TestCluster::start(3);
     let leader = cluster.wait_for_leader(Duration::from_secs(10));
-    let follower = followers(&cluster, leader)[0];
+    let follower = cluster.followers(leader)[0];
     // Each request with the reply it must get, all sent at once to a follower (which forwards
     // its writes): a careless or hostile client's times, overflows and option mixes.
     let script: &[(&[&str], &str)] = &[

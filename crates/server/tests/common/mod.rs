@@ -571,6 +571,15 @@ impl TestCluster {
         }
     }
 
+    /// Every node but `leader`, in id order.
+    pub fn followers(&self, leader: u64) -> Vec<u64> {
+        self.nodes
+            .keys()
+            .copied()
+            .filter(|&id| id != leader)
+            .collect()
+    }
+
     /// The leader that a majority of running nodes agree on, waiting up to `timeout`.
     pub fn wait_for_leader(&self, timeout: Duration) -> u64 {
         self.wait_for_leader_among(&self.nodes.keys().copied().collect::<Vec<_>>(), timeout)
@@ -898,4 +907,19 @@ pub fn read_reply_text(reader: &mut impl BufRead) -> String {
         }
     }
     line
+}
+
+/// The command made of `words` (the first is its name).
+pub fn command(words: &[&str]) -> redis::Cmd {
+    let mut command = redis::cmd(words[0]);
+    command.arg(&words[1..]);
+    command
+}
+
+/// Runs the command made of `words` and converts its reply, panicking with the words on an
+/// error reply.
+pub fn query<T: redis::FromRedisValue>(connection: &mut redis::Connection, words: &[&str]) -> T {
+    command(words)
+        .query(connection)
+        .unwrap_or_else(|error| panic!("{words:?}: {error}"))
 }
