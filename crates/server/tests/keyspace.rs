@@ -308,3 +308,31 @@ fn nonsense_keyspace_arguments_pipelined_are_refused_in_order() {
     let mut connection = cluster.redis(leader);
     assert_eq!(query::<i64>(&mut connection, &["DBSIZE"]), 3);
 }
+
+/// A hostile pattern — a long run after a `*` against keys that are long runs of the same
+/// byte — pipelined to a follower between ordinary commands: `KEYS` and `SCAN … MATCH` are
+/// refused in order with Skiff's error once matching passes its bound, the commands around
+/// them are answered, and the node goes on serving.
+#[test]
+fn a_pattern_too_costly_to_match_pipelined_to_a_follower_is_refused_in_order() {
+    let _serial = serial();
+    let cluster = TestCluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    let follower = cluster.followers(leader)[0];
+    let long = "a".repeat(16 * 1024 - 8);
+    let keys: Vec<String> = (0..8).map(|i| format!("{long}{i}")).collect();
+    let sets: Vec<[&str; 3]> = keys.iter().map(|key| ["SET", key.as_str(), "v"]).collect();
+    let costly = format!("*{}b", "a".repeat(8_000));
+    let keys_costly = ["KEYS", costly.as_str()];
+    let scan_costly = ["SCAN", "0", "MATCH", costly.as_str(), "COUNT", "100"];
+    let get_last = ["GET", keys[7].as_str()];
+    let mut script: Vec<(&[&str], &str)> = sets.iter().map(|set| (&set[..], "+OK")).collect();
+    script.push((&keys_costly, "-ERR pattern too costly"));
+    script.push((&get_last, "$v"));
+    script.push((&scan_costly, "-ERR pattern too costly"));
+    script.push((&["KEYS", "*7"], "*1"));
+    script.push((&["DBSIZE"], ":8"));
+    run_pipelined_script(cluster.nodes[&follower].client, &script);
+    let mut connection = cluster.redis(leader);
+    assert_eq!(query::<i64>(&mut connection, &["DBSIZE"]), 8);
+}
