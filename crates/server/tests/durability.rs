@@ -55,6 +55,9 @@ fn a_torn_final_write_is_cut_off_and_the_node_serves_again() {
     if bytes.len() < end + half.len() {
         bytes.resize(end + half.len(), 0);
     }
+    // The kill may itself have torn a batch (a write cut short between pages): the torn write
+    // forged here replaces whatever follows the last whole record.
+    bytes[end..].fill(0);
     bytes[end..end + half.len()].copy_from_slice(&half);
     std::fs::write(&last, &bytes).expect("write segment");
     cluster.spawn(victim);

@@ -644,6 +644,20 @@ impl TestCluster {
         connect_redis(&client)
     }
 
+    /// Prints the end of each node's `node.log`, so that a failed test shows what the nodes
+    /// said.
+    fn print_log_tails(&self) {
+        for (id, node) in &self.nodes {
+            let log = std::fs::read_to_string(node.dir.join("node.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!("--- node {id}: the last {} lines of node.log", tail.len());
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+    }
+
     /// The kind (`voter`, `learner`) node `via` reports for member `id`, if it answers and
     /// knows it.
     pub fn member_kind(&self, via: u64, id: u64) -> Option<String> {
@@ -675,6 +689,9 @@ impl TestCluster {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_log_tails();
+        }
         let ids: Vec<u64> = self.nodes.keys().copied().collect();
         for id in ids {
             if let Some(child) = self.nodes.get_mut(&id).and_then(|n| n.child.as_mut()) {
