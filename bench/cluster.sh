@@ -3,41 +3,57 @@
 # one redis-server with `appendonly yes` + `appendfsync always` and one without persistence,
 # all driven by the same redis-benchmark commands, and beside a 3-member etcd cluster (Debian's
 # etcd-server, every commit fsynced) driven over its gRPC API by bench/peers/etcd-bench with the
-# same values and keys, in one run, on this machine. Skiff runs again with `skiff local --tls`
-# (TLS on every port, mutual TLS between the nodes, the client password) for SET and GET at
-# -c 50 on the leader, and the report gives TLS's throughput as a share of plaintext's.
+# same values and keys, in one run, on this machine. Beside the 256-byte rows: 1 KiB and 16 KiB
+# values (Skiff, redis with fsync, etcd), five nodes (Skiff, and a 5-member etcd), and Skiff
+# again with `skiff local --tls` (TLS on every port, mutual TLS between the nodes, the client
+# password) for SET and GET at -c 1 and -c 50 on the leader, each as a share of plaintext's.
+#
+# Every row also gives the CPU the servers used per acknowledged request: utime + stime of every
+# server process (all replicas; never the load generator), read from /proc/PID/stat before and
+# after the row, divided by the requests answered; and that as a share of etcd's at the same
+# load (same replica count, value size and operation; -c 1 against 1 client, -c 50 against
+# ETCD_CLIENTS clients on one connection). See docs/BENCHMARKS.md, "Cluster".
 #
 #   bench/cluster.sh            # the full table
 #   OPS=20000 bench/cluster.sh  # fewer requests per measurement (quicker, noisier)
 #   ETCD=0 bench/cluster.sh     # without etcd
 #   TLS=0 bench/cluster.sh      # without the TLS rows
+#   FIVE=0 bench/cluster.sh     # without the five-node rows
+#   SIZES= bench/cluster.sh     # without the 1 KiB and 16 KiB rows
+#   SKIFF_BIN=path/to/skiff ETCD_BENCH_BIN=path/to/etcd-bench bench/cluster.sh  # no builds
 #
 # Installs what it needs from Debian's packages (redis-tools, redis-server, etcd-server,
-# protobuf-compiler for the etcd client's build) when missing, and builds etcd-bench (its own
-# workspace, crates from crates.io) into ETCD_BENCH_TARGET_DIR (default:
-# bench/peers/etcd-bench/target).
-# Prints one table: ops/s, p50 and p99 (ms) per system and setting, and Skiff's ratio to each.
+# protobuf-compiler for the etcd client's build) when missing, builds skiff (unless SKIFF_BIN
+# names a binary) and etcd-bench (its own workspace, crates from crates.io) into
+# ETCD_BENCH_TARGET_DIR (default: bench/peers/etcd-bench/target; unless ETCD_BENCH_BIN names a
+# binary). Prints one table: ops/s, p50 and p99 (ms), CPU µs per request, per system and setting,
+# Skiff's throughput ratio to each row and each row's CPU ratio to etcd; then the target lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OPS=${OPS:-200000}
 ONE_CLIENT_OPS=${ONE_CLIENT_OPS:-20000}   # -c 1 waits one fsync per request: fewer requests
+SIZES=${SIZES-1024 16384}                # value sizes (bytes) measured beside 256
+KEYS=${KEYS:-100000}                     # keys drawn uniformly from 0..KEYS (redis-benchmark -r)
 BASE=${BASE:-17001}                      # skiff local ports: clients BASE.., peers +100, HTTP +200
 REDIS_PORT=${REDIS_PORT:-16379}
 ETCD=${ETCD:-1}                          # 0: leave etcd out
 TLS=${TLS:-1}                            # 0: leave out Skiff over TLS
+FIVE=${FIVE:-1}                          # 0: leave out five Skiff nodes and five etcd members
+IDLE_SECONDS=${IDLE_SECONDS:-2}          # each cluster's CPU at rest is read over this long
 ETCD_PORT=${ETCD_PORT:-18379}            # etcd member i: clients ETCD_PORT+i-1, peers +100
 ETCD_CLIENTS=${ETCD_CLIENTS:-64}
 ETCD_OPS=${ETCD_OPS:-50000}              # requests per etcd measurement at ETCD_CLIENTS
 ETCD_ONE_CLIENT_OPS=${ETCD_ONE_CLIENT_OPS:-5000}
 ETCD_BENCH_TARGET_DIR=${ETCD_BENCH_TARGET_DIR:-bench/peers/etcd-bench/target}
+CLK_TCK=$(getconf CLK_TCK)
 
 need=()
 command -v redis-benchmark >/dev/null || need+=(redis-tools)
 command -v redis-server >/dev/null || need+=(redis-server)
 if [ "$ETCD" = 1 ]; then
   command -v etcd >/dev/null || need+=(etcd-server)
-  command -v protoc >/dev/null || need+=(protobuf-compiler)
+  [ -n "${ETCD_BENCH_BIN:-}" ] || command -v protoc >/dev/null || need+=(protobuf-compiler)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" != 0 ] && SUDO=sudo
@@ -45,16 +61,28 @@ if [ ${#need[@]} -gt 0 ]; then
     { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null; }
 fi
 
-cargo build --release -p skiff >/dev/null 2>&1 || cargo build --release -p skiff
-SKIFF=${CARGO_TARGET_DIR:-target}/release/skiff
+if [ -n "${SKIFF_BIN:-}" ]; then
+  SKIFF=$SKIFF_BIN
+else
+  cargo build --release -p skiff >/dev/null 2>&1 || cargo build --release -p skiff
+  SKIFF=${CARGO_TARGET_DIR:-target}/release/skiff
+fi
 if [ "$ETCD" = 1 ]; then
-  cargo build --release --quiet --manifest-path bench/peers/etcd-bench/Cargo.toml \
-    --target-dir "$ETCD_BENCH_TARGET_DIR"
-  ETCD_BENCH=$ETCD_BENCH_TARGET_DIR/release/etcd-bench
+  if [ -n "${ETCD_BENCH_BIN:-}" ]; then
+    ETCD_BENCH=$ETCD_BENCH_BIN
+  else
+    cargo build --release --quiet --manifest-path bench/peers/etcd-bench/Cargo.toml \
+      --target-dir "$ETCD_BENCH_TARGET_DIR"
+    ETCD_BENCH=$ETCD_BENCH_TARGET_DIR/release/etcd-bench
+  fi
 fi
 WORK=$(mktemp -d)
-RESULTS="$WORK/results.csv"
+RESULTS="$WORK/results.csv"   # one row per measurement (see bench/cluster_report.py)
+EXTRA="$WORK/extra.csv"       # idle CPU, the supervisor's CPU, leader announcements
+: >"$RESULTS"; : >"$EXTRA"
 pids=()
+etcd_pids=()
+servers=()                    # the server processes whose CPU the rows count
 cleanup() {
   # etcd members get SIGKILL: their data is thrown away, and a leader stopped with SIGTERM
   # waits for a leadership transfer that the others, stopped too, cannot take.
@@ -63,32 +91,90 @@ cleanup() {
   wait 2>/dev/null || true
   rm -rf "$WORK"
 }
-etcd_pids=()
 trap cleanup EXIT
 
-# One measurement: system, setting, port, extra redis-benchmark flags.
-measure() {
-  local system=$1 setting=$2 port=$3; shift 3
-  local ops=$OPS
-  [[ " $* " == *" -c 1 "* ]] && ops=$ONE_CLIENT_OPS
-  redis-benchmark -p "$port" -t set,get -d 256 -r 100000 -n "$ops" --csv "$@" 2>/dev/null |
-    python3 -c '
-import csv, sys
-system, setting = sys.argv[1], sys.argv[2]
-for row in csv.reader(sys.stdin):
-    if row and row[0] in ("SET", "GET"):
-        # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
-        print(f"{system},{setting},{row[0]},{row[1]},{row[4]},{row[6]}")
-' "$system" "$setting" >>"$RESULTS"
+# cpu_ticks PID…: utime + stime of these processes, all their threads, in clock ticks (CLK_TCK).
+cpu_ticks() {
+  local pid stat total=0 fields
+  for pid in "$@"; do
+    stat=$(<"/proc/$pid/stat")
+    # "pid (comm) state ppid …": comm may hold spaces, so split after its closing parenthesis;
+    # then utime and stime (fields 14 and 15 of proc(5)) are the 12th and 13th.
+    read -r -a fields <<<"${stat##*) }"
+    total=$((total + fields[11] + fields[12]))
+  done
+  echo "$total"
 }
 
-settings=("-c 1" "-c 50" "-c 50 -P 16")
+# expect_server PID WORD: fail unless PID's command line holds WORD (the rows must count the
+# real servers, not a shell or a supervisor that stands in front of them).
+expect_server() {
+  local cmdline
+  cmdline=$(tr '\0' ' ' <"/proc/$1/cmdline")
+  [[ " $cmdline " == *" $2 "* ]] ||
+    { echo "process $1 is not a $2 ($cmdline)" >&2; exit 1; }
+}
 
-# start_skiff DIR [FLAGS…]: `skiff local` with its data in DIR; sets `leader` and `follower`.
+# idle SYSTEM NODES: the CPU the servers use over IDLE_SECONDS with no client (ticks, timers,
+# heartbeats): a floor under every row's CPU.
+idle() {
+  local before after
+  before=$(cpu_ticks "${servers[@]}")
+  sleep "$IDLE_SECONDS"
+  after=$(cpu_ticks "${servers[@]}")
+  echo "idle,$1,$2,$((after - before)),$IDLE_SECONDS" >>"$EXTRA"
+}
+
+# scaled OPS BYTES: the requests for a row with BYTES-byte values: all of OPS up to 256 bytes,
+# a quarter up to 4 KiB, an eighth above, so that each row takes seconds and the stores stay a
+# few hundred MiB.
+scaled() {
+  if [ "$2" -le 256 ]; then echo "$1"
+  elif [ "$2" -le 4096 ]; then echo $(($1 / 4))
+  else echo $(($1 / 8)); fi
+}
+
+# measure SYSTEM NODES ROLE PORT CLIENTS PIPELINE BYTES [FLAGS…]: redis-benchmark's SETs, then
+# its GETs, against PORT, each with the CPU `servers` used meanwhile; a CSV row each.
+measure() {
+  local system=$1 nodes=$2 role=$3 port=$4 clients=$5 pipeline=$6 bytes=$7; shift 7
+  local ops=$OPS test before after out flags=(-c "$clients")
+  [ "$clients" = 1 ] && ops=$ONE_CLIENT_OPS
+  ops=$(scaled "$ops" "$bytes")
+  [ "$pipeline" = 1 ] || flags+=(-P "$pipeline")
+  for test in set get; do
+    before=$(cpu_ticks "${servers[@]}")
+    # -e prints error replies: redis-benchmark counts them as answered, the report must not.
+    out=$(redis-benchmark -p "$port" -t "$test" -d "$bytes" -r "$KEYS" -n "$ops" "${flags[@]}" \
+      -e --csv "$@" 2>/dev/null)
+    after=$(cpu_ticks "${servers[@]}")
+    python3 -c '
+import csv, sys
+fields, out = sys.argv[1:-1], sys.argv[-1]
+result, error = None, ""
+for row in csv.reader(out.splitlines()):
+    if row and row[0] in ("SET", "GET"):
+        # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+        result = row
+    elif row and row[0].startswith("Error from server") and not error:
+        error = ",".join(row)
+if result is None:
+    sys.exit("redis-benchmark gave no result:\n" + out)
+system, nodes, role, clients, pipeline, size, ops, ticks = fields
+csv.writer(sys.stdout).writerow([system, nodes, role, clients, clients, pipeline, size, result[0],
+                                 ops, result[1], result[4], result[6], ticks, error])
+' "$system" "$nodes" "$role" "$clients" "$pipeline" "$bytes" "$ops" "$((after - before))" \
+      "$out" >>"$RESULTS"
+  done
+}
+
+# start_skiff NODES DIR [FLAGS…]: `skiff local` with NODES nodes and its data in DIR; sets
+# `leader`, `follower` and `servers` (its `skiff serve` children: the replicas).
 start_skiff() {
-  local dir=$1; shift
-  $SKIFF local --data-dir "$dir" --client-port "$BASE" --peer-port $((BASE + 100)) \
-    --http-port $((BASE + 200)) --control-port $((BASE + 199)) "$@" >"$dir.log" 2>&1 &
+  local nodes=$1 dir=$2 pid; shift 2
+  $SKIFF local --nodes "$nodes" --data-dir "$dir" --client-port "$BASE" \
+    --peer-port $((BASE + 100)) --http-port $((BASE + 200)) --control-port $((BASE + 199)) \
+    "$@" >"$dir.log" 2>&1 &
   pids+=($!)
   leader=""
   for _ in $(seq 100); do
@@ -97,33 +183,62 @@ start_skiff() {
     sleep 0.1
   done
   [ -n "$leader" ] || { cat "$dir.log"; echo "no leader" >&2; exit 1; }
-  follower=$(( leader % 3 + 1 ))
+  follower=$((leader % nodes + 1))
+  expect_server "${pids[0]}" local
+  mapfile -t servers < <(pgrep -P "${pids[0]}")
+  [ "${#servers[@]}" = "$nodes" ] ||
+    { echo "skiff local runs ${#servers[@]} processes, not $nodes" >&2; exit 1; }
+  for pid in "${servers[@]}"; do expect_server "$pid" serve; done
+  supervisor_before=$(cpu_ticks "${pids[0]}")
 }
 
-# stop_skiff: Ctrl-C to `skiff local`, which stops its nodes.
+# stop_skiff SYSTEM NODES DIR: note what the supervisor used and the leader announcements, then
+# Ctrl-C to `skiff local`, which stops its nodes.
 stop_skiff() {
-  kill -INT "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
+  local system=$1 nodes=$2 dir=$3
+  echo "supervisor,$system,$nodes,$(($(cpu_ticks "${pids[0]}") - supervisor_before)),0" >>"$EXTRA"
+  echo "leaders,$system,$nodes,$(grep -c '^leader: node' "$dir.log" || true),0" >>"$EXTRA"
+  kill -INT "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=(); servers=()
 }
+
+settings=("1 1" "50 1" "50 16")   # clients and pipeline: -c 1, -c 50, -c 50 -P 16
 
 echo "== skiff: 3 nodes (skiff local), every batch fsynced" >&2
-start_skiff "$WORK/skiff"
+start_skiff 3 "$WORK/skiff"
+idle skiff 3
 for setting in "${settings[@]}"; do
-  # shellcheck disable=SC2086
-  measure skiff "leader $setting" $((BASE + leader - 1)) $setting
-  # shellcheck disable=SC2086
-  measure skiff "follower $setting" $((BASE + follower - 1)) $setting
+  read -r clients pipeline <<<"$setting"
+  measure skiff 3 leader $((BASE + leader - 1)) "$clients" "$pipeline" 256
+  measure skiff 3 follower $((BASE + follower - 1)) "$clients" "$pipeline" 256
 done
-rss=$(for pid in $(pgrep -f "skiff serve --data-dir $WORK/skiff" || true); do
-  awk '/VmHWM/ {print $2}' "/proc/$pid/status"; done | sort -n | tail -1)
-leader_changes=$(grep -c '^leader: node' "$WORK/skiff.log" || true)
-stop_skiff
+# The peak before the larger values: the RSS target is judged under the 256-byte rows.
+rss=$(for pid in "${servers[@]}"; do awk '/VmHWM/ {print $2}' "/proc/$pid/status"; done |
+  sort -n | tail -1)
+for bytes in $SIZES; do
+  measure skiff 3 leader $((BASE + leader - 1)) 1 1 "$bytes"
+  measure skiff 3 leader $((BASE + leader - 1)) 50 1 "$bytes"
+done
+stop_skiff skiff 3 "$WORK/skiff"
+
+if [ "$FIVE" = 1 ]; then
+  echo "== skiff: 5 nodes (skiff local --nodes 5), every batch fsynced" >&2
+  start_skiff 5 "$WORK/skiff-5"
+  idle skiff 5
+  for setting in "${settings[@]}"; do
+    read -r clients pipeline <<<"$setting"
+    measure skiff 5 leader $((BASE + leader - 1)) "$clients" "$pipeline" 256
+  done
+  stop_skiff skiff 5 "$WORK/skiff-5"
+fi
 
 if [ "$TLS" = 1 ]; then
   echo "== skiff: 3 nodes (skiff local --tls), TLS on every port and the client password" >&2
-  start_skiff "$WORK/skiff-tls" --tls
-  measure skiff-tls "leader -c 50" $((BASE + leader - 1)) -c 50 \
-    --tls --cacert "$WORK/skiff-tls/certs/ca.crt" -a "$(cat "$WORK/skiff-tls/requirepass")"
-  stop_skiff
+  start_skiff 3 "$WORK/skiff-tls" --tls
+  idle skiff-tls 3
+  tls_flags=(--tls --cacert "$WORK/skiff-tls/certs/ca.crt" -a "$(cat "$WORK/skiff-tls/requirepass")")
+  measure skiff-tls 3 leader $((BASE + leader - 1)) 1 1 256 "${tls_flags[@]}"
+  measure skiff-tls 3 leader $((BASE + leader - 1)) 50 1 256 "${tls_flags[@]}"
+  stop_skiff skiff-tls 3 "$WORK/skiff-tls"
 fi
 
 for mode in always none; do
@@ -134,81 +249,101 @@ for mode in always none; do
   redis-server --port "$REDIS_PORT" --dir "$dir" "${persist[@]}" --daemonize no >"$dir/log" 2>&1 &
   pids+=($!)
   for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  expect_server "${pids[0]}" redis-server
+  servers=("${pids[0]}")
   for setting in "${settings[@]}"; do
-    # shellcheck disable=SC2086
-    measure "redis-$mode" "$setting" "$REDIS_PORT" $setting
+    read -r clients pipeline <<<"$setting"
+    measure "redis-$mode" 1 "" "$REDIS_PORT" "$clients" "$pipeline" 256
   done
-  kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
+  if [ "$mode" = always ]; then
+    for bytes in $SIZES; do
+      measure "redis-$mode" 1 "" "$REDIS_PORT" 1 1 "$bytes"
+      measure "redis-$mode" 1 "" "$REDIS_PORT" 50 1 "$bytes"
+    done
+  fi
+  kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=(); servers=()
 done
+
+# start_etcd MEMBERS: an etcd cluster of MEMBERS members with a leader; sets `endpoints` and
+# `servers`.
+start_etcd() {
+  local members=$1 i initial="" client peer
+  endpoints=""
+  for i in $(seq "$members"); do initial+="e$i=http://127.0.0.1:$((ETCD_PORT + 100 + i - 1)),"; done
+  for i in $(seq "$members"); do
+    client="http://127.0.0.1:$((ETCD_PORT + i - 1))" peer="http://127.0.0.1:$((ETCD_PORT + 100 + i - 1))"
+    endpoints+="${client#http://},"
+    etcd --name "e$i" --data-dir "$WORK/etcd-$members/e$i" \
+      --listen-client-urls "$client" --advertise-client-urls "$client" \
+      --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+      --initial-cluster "${initial%,}" --initial-cluster-token "skiff-bench-$members" \
+      --initial-cluster-state new --logger zap --log-outputs "$WORK/etcd-$members-e$i.log" \
+      >/dev/null 2>&1 &
+    etcd_pids+=($!)
+  done
+  # One read once a leader is elected, before any row: its start-up is no row's CPU.
+  "$ETCD_BENCH" --endpoints "${endpoints%,}" --wait 30 --op get --ops 1 >/dev/null
+  for pid in "${etcd_pids[@]}"; do expect_server "$pid" etcd; done
+  servers=("${etcd_pids[@]}")
+}
+
+stop_etcd() {
+  for pid in "${etcd_pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait "${etcd_pids[@]}" 2>/dev/null || true; etcd_pids=(); servers=()
+}
+
+# etcd_measure MEMBERS OP CLIENTS CONNS OPS BYTES: one etcd-bench run against the leader, with
+# the CPU of every member meanwhile.
+etcd_measure() {
+  local before after out
+  before=$(cpu_ticks "${servers[@]}")
+  out=$("$ETCD_BENCH" --endpoints "${endpoints%,}" --wait 30 --op "$2" --clients "$3" --conns "$4" \
+    --ops "$5" --value-bytes "$6" --keys "$KEYS" --json)
+  after=$(cpu_ticks "${servers[@]}")
+  python3 -c '
+import csv, json, sys
+members, clients, conns, size, ticks, out = sys.argv[1:]
+r = json.loads(out)
+csv.writer(sys.stdout).writerow(["etcd", members, "leader", clients, conns, 1, size,
+                                 r["op"].upper(), r["ops"], r["ops_per_s"], r["p50_ms"],
+                                 r["p99_ms"], ticks, ""])
+' "$1" "$3" "$4" "$6" "$((after - before))" "$out" >>"$RESULTS"
+}
+
+# etcd_pair MEMBERS CLIENTS CONNS OPS BYTES: puts, then gets over the same keys (the gets read
+# some of the keys the puts wrote, as redis-benchmark's GETs do).
+etcd_pair() {
+  local ops
+  ops=$(scaled "$4" "$5")
+  etcd_measure "$1" put "$2" "$3" "$ops" "$5"
+  etcd_measure "$1" get "$2" "$3" "$ops" "$5"
+}
 
 etcd_note=""
 if [ "$ETCD" = 1 ]; then
   echo "== etcd: 3 members (etcd-server), every commit fsynced" >&2
-  initial=""
-  for i in 1 2 3; do initial+="e$i=http://127.0.0.1:$((ETCD_PORT + 100 + i - 1)),"; done
-  endpoints=""
-  for i in 1 2 3; do
-    client="http://127.0.0.1:$((ETCD_PORT + i - 1))" peer="http://127.0.0.1:$((ETCD_PORT + 100 + i - 1))"
-    endpoints+="${client#http://},"
-    etcd --name "e$i" --data-dir "$WORK/etcd/e$i" \
-      --listen-client-urls "$client" --advertise-client-urls "$client" \
-      --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
-      --initial-cluster "${initial%,}" --initial-cluster-token skiff-bench \
-      --initial-cluster-state new --logger zap --log-outputs "$WORK/etcd-e$i.log" \
-      >/dev/null 2>&1 &
-    etcd_pids+=($!)
+  start_etcd 3
+  idle etcd 3
+  etcd_pair 3 1 1 "$ETCD_ONE_CLIENT_OPS" 256
+  etcd_pair 3 "$ETCD_CLIENTS" 1 "$ETCD_OPS" 256
+  etcd_pair 3 "$ETCD_CLIENTS" "$ETCD_CLIENTS" "$ETCD_OPS" 256
+  for bytes in $SIZES; do
+    etcd_pair 3 1 1 "$ETCD_ONE_CLIENT_OPS" "$bytes"
+    etcd_pair 3 "$ETCD_CLIENTS" 1 "$ETCD_OPS" "$bytes"
   done
-  # etcd_measure SETTING OP CLIENTS CONNS OPS: one etcd-bench run against the leader.
-  etcd_measure() {
-    "$ETCD_BENCH" --endpoints "${endpoints%,}" --wait 30 --op "$2" --clients "$3" --conns "$4" \
-      --ops "$5" --value-bytes 256 --keys 100000 --json |
-      python3 -c '
-import csv, json, sys
-r = json.load(sys.stdin)
-csv.writer(sys.stdout).writerow(["etcd", sys.argv[1], r["op"].upper(), r["ops_per_s"], r["p50_ms"], r["p99_ms"]])
-' "$1" >>"$RESULTS"
-  }
-  # The puts of each setting write (some of) the keys that its gets then read.
-  etcd_measure "1 client" put 1 1 "$ETCD_ONE_CLIENT_OPS"
-  etcd_measure "1 client" get 1 1 "$ETCD_ONE_CLIENT_OPS"
-  etcd_measure "$ETCD_CLIENTS clients, 1 conn" put "$ETCD_CLIENTS" 1 "$ETCD_OPS"
-  etcd_measure "$ETCD_CLIENTS clients, 1 conn" get "$ETCD_CLIENTS" 1 "$ETCD_OPS"
-  etcd_measure "$ETCD_CLIENTS clients, $ETCD_CLIENTS conns" put "$ETCD_CLIENTS" "$ETCD_CLIENTS" "$ETCD_OPS"
-  etcd_measure "$ETCD_CLIENTS clients, $ETCD_CLIENTS conns" get "$ETCD_CLIENTS" "$ETCD_CLIENTS" "$ETCD_OPS"
-  for pid in "${etcd_pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  wait "${etcd_pids[@]}" 2>/dev/null || true; etcd_pids=()
+  stop_etcd
+  if [ "$FIVE" = 1 ]; then
+    echo "== etcd: 5 members (etcd-server), every commit fsynced" >&2
+    start_etcd 5
+    idle etcd 5
+    etcd_pair 5 1 1 "$ETCD_ONE_CLIENT_OPS" 256
+    etcd_pair 5 "$ETCD_CLIENTS" 1 "$ETCD_OPS" 256
+    stop_etcd
+  fi
   client_version=$(awk '/^name = "etcd-client"$/ { getline; gsub(/version = |"/, ""); print }' \
     bench/peers/etcd-bench/Cargo.lock)
   etcd_note="etcd $(etcd --version | awk '/^etcd Version/ {print $3}') (Debian etcd-server), driven by bench/peers/etcd-bench: the Rust gRPC client etcd-client $client_version, closed-loop clients on the leader sharing the stated number of HTTP/2 connections; PUT is compared with Skiff's SET, 1 client with -c 1, $ETCD_CLIENTS clients with -c 50"
 fi
 
-python3 - "$RESULTS" "$rss" "$leader_changes" "$etcd_note" <<'PY'
-import csv, sys
-rows = list(csv.reader(open(sys.argv[1])))
-rss_kib, leader_lines, etcd_note = sys.argv[2], sys.argv[3], sys.argv[4]
-table = {}
-for system, setting, test, rps, p50, p99 in rows:
-    table[(system, setting, test)] = (float(rps), float(p50), float(p99))
-print(f"{'system':<14} {'setting':<22} {'test':<4} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8}  ratio skiff-leader / this")
-for (system, setting, test), (rps, p50, p99) in table.items():
-    base_setting = setting.replace("leader ", "").replace("follower ", "")
-    skiff_test = test
-    if system == "etcd":
-        base_setting = "-c 1" if setting == "1 client" else "-c 50"
-        skiff_test = "SET" if test == "PUT" else test
-    skiff = table.get(("skiff", f"leader {base_setting}", skiff_test))
-    ratio = f"{skiff[0] / rps:6.2f}x" if skiff and rps else ""
-    print(f"{system:<14} {setting:<22} {test:<4} {rps:>10.0f} {p50:>8.3f} {p99:>8.3f}  {ratio}")
-print()
-for test in ("SET", "GET"):
-    plain = table.get(("skiff", "leader -c 50", test))
-    tls = table.get(("skiff-tls", "leader -c 50", test))
-    if plain and tls and plain[0]:
-        print(f"skiff over TLS, leader -c 50, {test}: {tls[0]:.0f} ops/s, "
-              f"{100 * tls[0] / plain[0]:.0f}% of plaintext's {plain[0]:.0f} (target: at least 70%)")
-if rss_kib:
-    print(f"skiff: peak RSS of the largest node {int(rss_kib) / 1024:.1f} MiB")
-print(f"skiff: leader announcements during the run: {leader_lines} (1 = no leader change)")
-if etcd_note:
-    print(etcd_note)
-PY
+python3 bench/cluster_report.py "$RESULTS" "$EXTRA" "$CLK_TCK" "$ETCD_CLIENTS" "$rss" "$etcd_note"
+echo "bench/cluster.sh took $SECONDS s"
