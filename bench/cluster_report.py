@@ -6,7 +6,7 @@ Skiff's throughput over the row's; then the lines the targets are read from.
 
 RESULTS: one CSV row per measurement: system, nodes, role, clients, conns, pipeline, value
 bytes, test, requests answered, ops/s, p50 ms, p99 ms, CPU ticks of every server process over
-the measurement, and the first error reply (empty when none).
+the measurement.
 EXTRA: CSV rows `idle,SYSTEM,NODES,TICKS,SECONDS`, `supervisor,SYSTEM,NODES,TICKS,0` and
 `leaders,SYSTEM,NODES,ANNOUNCEMENTS,0`.
 """
@@ -16,7 +16,7 @@ from collections import namedtuple
 
 Row = namedtuple(
     "Row",
-    "system nodes role clients conns pipeline size test ops rps p50 p99 ticks error",
+    "system nodes role clients conns pipeline size test ops rps p50 p99 ticks",
 )
 
 DEFAULT_SIZE = 256
@@ -26,13 +26,13 @@ def load(path):
     rows = []
     with open(path) as f:
         for r in csv.reader(f):
-            system, role, test, error = r[0], r[2], r[7], r[13]
+            system, role, test = r[0], r[2], r[7]
             nodes, clients, conns, pipeline, size, ops, ticks = (
                 int(r[i]) for i in (1, 3, 4, 5, 6, 8, 12)
             )
             rps, p50, p99 = (float(r[i]) for i in (9, 10, 11))
             rows.append(Row(system, nodes, role, clients, conns, pipeline, size, test, ops,
-                            rps, p50, p99, ticks, error))
+                            rps, p50, p99, ticks))
     return rows
 
 
@@ -178,10 +178,6 @@ def print_extra(report, extra, rss_kib, etcd_note):
             print(f"{names.get(s, s)} {n} nodes: the `skiff local` supervisor itself used "
                   f"{ticks * 1000 / report.clk_tck:.0f} ms of CPU{per_op}; not a replica, "
                   f"not counted")
-    for r in report.rows:
-        if r.error:
-            print(f"warning: {system_label(r)} {setting_label(r)} {r.test}: error replies "
-                  f"(first: {r.error}); its ops/s and CPU count them as answered")
     if rss_kib:
         print(f"skiff: peak RSS of the largest node (3 nodes, after the 256-byte rows) "
               f"{int(rss_kib) / 1024:.1f} MiB")
