@@ -204,6 +204,24 @@ stop_skiff() {
 
 settings=("1 1" "50 1" "50 16")   # clients and pipeline: -c 1, -c 50, -c 50 -P 16
 
+# at_settings SYSTEM NODES ROLE PORT: the 256-byte rows at each of `settings`.
+at_settings() {
+  local setting clients pipeline
+  for setting in "${settings[@]}"; do
+    read -r clients pipeline <<<"$setting"
+    measure "$@" "$clients" "$pipeline" 256
+  done
+}
+
+# at_sizes SYSTEM NODES ROLE PORT: the rows at -c 1 and -c 50 with each of SIZES.
+at_sizes() {
+  local bytes
+  for bytes in $SIZES; do
+    measure "$@" 1 1 "$bytes"
+    measure "$@" 50 1 "$bytes"
+  done
+}
+
 echo "== skiff: 3 nodes (skiff local), every batch fsynced" >&2
 start_skiff 3 "$WORK/skiff"
 idle skiff 3
@@ -215,20 +233,14 @@ done
 # The peak before the larger values: the RSS target is judged under the 256-byte rows.
 rss=$(for pid in "${servers[@]}"; do awk '/VmHWM/ {print $2}' "/proc/$pid/status"; done |
   sort -n | tail -1)
-for bytes in $SIZES; do
-  measure skiff 3 leader $((BASE + leader - 1)) 1 1 "$bytes"
-  measure skiff 3 leader $((BASE + leader - 1)) 50 1 "$bytes"
-done
+at_sizes skiff 3 leader $((BASE + leader - 1))
 stop_skiff skiff 3 "$WORK/skiff"
 
 if [ "$FIVE" = 1 ]; then
   echo "== skiff: 5 nodes (skiff local --nodes 5), every batch fsynced" >&2
   start_skiff 5 "$WORK/skiff-5"
   idle skiff 5
-  for setting in "${settings[@]}"; do
-    read -r clients pipeline <<<"$setting"
-    measure skiff 5 leader $((BASE + leader - 1)) "$clients" "$pipeline" 256
-  done
+  at_settings skiff 5 leader $((BASE + leader - 1))
   stop_skiff skiff 5 "$WORK/skiff-5"
 fi
 
@@ -252,16 +264,8 @@ for mode in always none; do
   for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
   expect_server "${pids[0]}" redis-server
   servers=("${pids[0]}")
-  for setting in "${settings[@]}"; do
-    read -r clients pipeline <<<"$setting"
-    measure "redis-$mode" 1 "" "$REDIS_PORT" "$clients" "$pipeline" 256
-  done
-  if [ "$mode" = always ]; then
-    for bytes in $SIZES; do
-      measure "redis-$mode" 1 "" "$REDIS_PORT" 1 1 "$bytes"
-      measure "redis-$mode" 1 "" "$REDIS_PORT" 50 1 "$bytes"
-    done
-  fi
+  at_settings "redis-$mode" 1 "" "$REDIS_PORT"
+  if [ "$mode" = always ]; then at_sizes "redis-$mode" 1 "" "$REDIS_PORT"; fi
   kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=(); servers=()
 done
 
