@@ -21,7 +21,7 @@ use std::hash::Hasher;
 use crate::glob::Glob;
 use crate::reply::{errors, Reply};
 use crate::state_machine::StateMachine;
-use crate::value::Value;
+use crate::value::{FieldValue, Value};
 
 /// How many steps of the matcher (see [`Glob::matches_within`]) one `KEYS`, `SCAN` or `HSCAN`
 /// may take: about a tenth of a second of matching, far more than any pattern a person writes
@@ -52,8 +52,9 @@ fn matching<T>(
     Ok(kept)
 }
 
-/// A field of a hash and its value.
-type FieldValue<'a> = (&'a Vec<u8>, &'a Vec<u8>);
+/// The `pattern` of an `HSCAN` with `count` 0 whose `COUNT` was not an integer (see
+/// [`StateMachine::hscan`]).
+pub const HSCAN_COUNT_NOT_AN_INTEGER: &[u8] = b"COUNT";
 
 /// The position of a key (or field) in a scan: FNV-1a of its bytes, 0 mapped to 1 so that
 /// cursor 0 can only mean "start" or "done".
@@ -152,6 +153,11 @@ impl StateMachine {
 
     /// `HSCAN key cursor [MATCH pattern] [COUNT count]`: `[cursor, [field, value, …]]`, the
     /// fields paged as keys are (see the [module documentation](self)).
+    ///
+    /// The key is judged before the options, as in Redis 7.0: a missing key is an empty
+    /// scan and another type `WRONGTYPE` whatever the options, so options the parser
+    /// refused come here as `count` 0, with `pattern` `None` for a syntax error and
+    /// `Some(_)` for a `COUNT` that is not an integer ([`HSCAN_COUNT_NOT_AN_INTEGER`]).
     pub(crate) fn hscan(
         &self,
         key: &[u8],
@@ -159,21 +165,31 @@ impl StateMachine {
         pattern: Option<&[u8]>,
         count: u64,
     ) -> Reply {
-        if count == 0 {
-            return Reply::error(errors::SYNTAX);
-        }
         let hash = match self.data.get(key).map(|stored| &stored.value) {
             None => return scan_reply(0, Vec::new()),
             Some(Value::Hash(hash)) => hash,
             Some(other) => return other.as_hash().err().unwrap_or(Reply::Nil),
         };
-        let mut ordered: Vec<(u64, FieldValue<'_>)> = hash
-            .iter()
-            .map(|(field, value)| (scan_hash(field), (field, value)))
-            .filter(|(hash, _)| *hash >= cursor)
-            .collect();
-        ordered.sort_unstable_by(|a, b| (a.0, a.1 .0).cmp(&(b.0, b.1 .0)));
-        let (fields, next) = page(ordered.into_iter(), count);
+        if count == 0 {
+            return Reply::error(match pattern {
+                None => errors::SYNTAX,
+                Some(_) => errors::NOT_AN_INTEGER,
+            });
+        }
+        let (fields, next) = match hash.by_hash_from(cursor) {
+            // A large hash keeps its scan order: the page walks about `count` fields.
+            Some(ordered) => page(ordered, count),
+            // A small one is sorted for each page.
+            None => {
+                let mut ordered: Vec<(u64, FieldValue<'_>)> = hash
+                    .iter()
+                    .map(|(field, value)| (scan_hash(field), (field, value)))
+                    .filter(|(hash, _)| *hash >= cursor)
+                    .collect();
+                ordered.sort_unstable_by(|a, b| (a.0, a.1 .0).cmp(&(b.0, b.1 .0)));
+                page(ordered.into_iter(), count)
+            }
+        };
         let glob = pattern
             .map(Glob::new)
             .filter(|glob| !glob.matches_everything());

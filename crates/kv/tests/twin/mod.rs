@@ -281,11 +281,13 @@ impl Model {
                 })
             }
             Command::RandomKey { seed } => {
-                let mut keys: Vec<&Vec<u8>> = self.data.keys().collect();
+                // The key at position seed mod len of the scan order.
+                let mut keys: Vec<(u64, &Vec<u8>)> =
+                    self.data.keys().map(|k| (fnv(k), k)).collect();
                 keys.sort();
-                let probe = seed.to_be_bytes().to_vec();
-                let found = keys.iter().find(|k| ***k >= probe).or(keys.first());
-                found.map_or(Reply::Nil, |k| Reply::Bulk((*k).clone()))
+                let len = keys.len() as u64;
+                let found = (len > 0).then(|| keys[(seed % len) as usize].1);
+                found.map_or(Reply::Nil, |k| Reply::Bulk(k.clone()))
             }
             Command::Keys { pattern } => {
                 let mut keys: Vec<Vec<u8>> = self
@@ -297,7 +299,7 @@ impl Model {
                 keys.sort();
                 Reply::Array(keys.into_iter().map(Reply::Bulk).collect())
             }
-            Command::Scan { count: 0, .. } | Command::HScan { count: 0, .. } => err(errors::SYNTAX),
+            Command::Scan { count: 0, .. } => err(errors::SYNTAX),
             Command::Scan {
                 cursor,
                 pattern,
@@ -329,6 +331,11 @@ impl Model {
             } => match self.hash(key) {
                 Err(e) => e,
                 Ok(None) => scan_reply(0, Vec::new()),
+                // Options the parser refused, judged after the key as Redis does.
+                Ok(Some(_)) if *count == 0 => match pattern {
+                    None => err(errors::SYNTAX),
+                    Some(_) => err(errors::NOT_AN_INTEGER),
+                },
                 Ok(Some(hash)) => {
                     let items = hash.into_iter().map(|(f, v)| (fnv(&f), (f, v))).collect();
                     let (fields, next) = page(items, *cursor, *count);
