@@ -85,7 +85,7 @@ pub mod error;
 mod events;
 pub mod expiry;
 mod float;
-mod glob;
+pub mod glob;
 mod hashes;
 mod keyspace;
 pub mod reply;
