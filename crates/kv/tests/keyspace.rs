@@ -723,6 +723,83 @@ fn a_full_hscan_of_a_large_hash_returns_every_field_present_throughout() {
     leader.machine.check_invariants();
 }
 
+/// FNV-1a 64 of `bytes`, the scan order before SipHash.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |hash: u64, &byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+}
+
+/// Two keys with one FNV-1a hash (found by a cycle search over 8-byte texts; any common
+/// suffix keeps them equal, and chaining such pairs gives as many equal keys as wanted)
+/// once made a run the 64-bit cursor could not split: with a reply limit below the two
+/// keys together, every SCAN page from the run's cursor was refused, and no iteration
+/// could finish. The scan order no longer collides on them: SCAN and HSCAN with COUNT 1
+/// return one key (field) a page and finish.
+#[test]
+fn keys_with_one_fnv_hash_do_not_stall_a_scan() {
+    let suffix = [b'x'; 40];
+    let colliding: Vec<Vec<u8>> = [0x513f_ccd2_145d_1199u64, 0xd4f8_e5b5_01e1_e019]
+        .iter()
+        .map(|prefix| [&prefix.to_le_bytes()[..], &suffix].concat())
+        .collect();
+    assert_eq!(fnv1a(&colliding[0]), fnv1a(&colliding[1]));
+    assert_ne!(colliding[0], colliding[1]);
+    // Each key (or field and its empty value) with reply headers fits the limit; the two
+    // together do not.
+    let config = KvConfig {
+        max_value_bytes: 64,
+        max_reply_bytes: 96,
+        ..KvConfig::default()
+    };
+    let mut kv = Kv::with_config(config);
+    for key in &colliding {
+        kv.apply(Command::Set {
+            key: key.clone(),
+            value: b("v"),
+            condition: skiff_kv::SetCondition::Always,
+        });
+    }
+    kv.apply(Command::HSet {
+        key: b("h"),
+        pairs: colliding
+            .iter()
+            .map(|field| (field.clone(), b("")))
+            .collect(),
+    });
+    for scan_hash_of in ["keys", "fields"] {
+        let mut seen = BTreeSet::new();
+        let mut cursor = 0;
+        for _ in 0..10 {
+            let command = if scan_hash_of == "keys" {
+                Command::Scan {
+                    cursor,
+                    pattern: None,
+                    count: 1,
+                    value_type: Some(b("string")),
+                }
+            } else {
+                Command::HScan {
+                    key: b("h"),
+                    cursor,
+                    pattern: None,
+                    count: 1,
+                }
+            };
+            let (next, items) = scan_page(kv.read(command));
+            seen.extend(items.into_iter().filter(|item| !item.is_empty()));
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        assert_eq!(cursor, 0, "the scan of {scan_hash_of} finished");
+        assert_eq!(seen, colliding.iter().cloned().collect(), "{scan_hash_of}");
+    }
+}
+
 /// A pattern whose star is retried at every byte of long keys (`*aaa…ab` against keys made
 /// of `a`) makes `KEYS`, `SCAN … MATCH` and `HSCAN … MATCH` answer an error once matching
 /// passes its bound, instead of holding the node (and, inside a `MULTI`, every replica) for

@@ -109,14 +109,11 @@ pub fn hash_command() -> impl Strategy<Value = Command> {
     ]
 }
 
-/// FNV-1a, 0 taken as 1.
-fn fnv(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &byte in bytes {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash.max(1)
+/// The scan order: SipHash-2-4 under the key `skiff scan order`, 0 taken as 1.
+fn scan_order(bytes: &[u8]) -> u64 {
+    siphasher::sip::SipHasher24::new_with_key(b"skiff scan order")
+        .hash(bytes)
+        .max(1)
 }
 
 /// Redis's glob, for the simple patterns the strategy makes.
@@ -283,7 +280,7 @@ impl Model {
             Command::RandomKey { seed } => {
                 // The key at position seed mod len of the scan order.
                 let mut keys: Vec<(u64, &Vec<u8>)> =
-                    self.data.keys().map(|k| (fnv(k), k)).collect();
+                    self.data.keys().map(|k| (scan_order(k), k)).collect();
                 keys.sort();
                 let len = keys.len() as u64;
                 let found = (len > 0).then(|| keys[(seed % len) as usize].1);
@@ -306,7 +303,11 @@ impl Model {
                 count,
                 value_type,
             } => {
-                let items = self.data.keys().map(|k| (fnv(k), k.clone())).collect();
+                let items = self
+                    .data
+                    .keys()
+                    .map(|k| (scan_order(k), k.clone()))
+                    .collect();
                 let (keys, next) = page(items, *cursor, *count);
                 let keys = keys
                     .into_iter()
@@ -337,7 +338,10 @@ impl Model {
                     Some(_) => err(errors::NOT_AN_INTEGER),
                 },
                 Ok(Some(hash)) => {
-                    let items = hash.into_iter().map(|(f, v)| (fnv(&f), (f, v))).collect();
+                    let items = hash
+                        .into_iter()
+                        .map(|(f, v)| (scan_order(&f), (f, v)))
+                        .collect();
                     let (fields, next) = page(items, *cursor, *count);
                     let items = fields
                         .into_iter()
