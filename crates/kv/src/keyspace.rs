@@ -44,7 +44,25 @@ pub(crate) struct Keyspace {
     /// Invariant: `slice_len[s]` is how many entries of `by_hash` are in slice `s`
     /// ([`slice_of`]), and there are [`HASH_SLICES`] of them.
     slice_len: Vec<usize>,
+    created: CreatedKey,
 }
+
+/// The key the last insert created, kept only while keyspace events are recorded, so that
+/// the write's own event can be preceded by Redis's `new`. A side channel like the event
+/// recorder: not state, so two keyspaces are equal whatever it holds.
+#[derive(Clone, Debug, Default)]
+struct CreatedKey {
+    tracking: bool,
+    last: Option<Vec<u8>>,
+}
+
+impl PartialEq for CreatedKey {
+    fn eq(&self, _: &CreatedKey) -> bool {
+        true
+    }
+}
+
+impl Eq for CreatedKey {}
 
 impl Default for Keyspace {
     fn default() -> Keyspace {
@@ -53,6 +71,7 @@ impl Default for Keyspace {
             deadlines: BTreeSet::new(),
             by_hash: BTreeSet::new(),
             slice_len: vec![0; HASH_SLICES],
+            created: CreatedKey::default(),
         }
     }
 }
@@ -86,6 +105,9 @@ impl Keyspace {
                 let hash = scan_hash(vacant.key());
                 self.slice_len[slice_of(hash)] += 1;
                 self.by_hash.insert((hash, vacant.key().clone()));
+                if self.created.tracking {
+                    self.created.last = Some(vacant.key().clone());
+                }
                 vacant.insert(stored);
                 None
             }
@@ -179,7 +201,28 @@ impl Keyspace {
 
     /// Removes every key.
     pub(crate) fn clear(&mut self) {
+        let tracking = self.created.tracking;
         *self = Keyspace::default();
+        self.created.tracking = tracking;
+    }
+
+    /// Starts or stops remembering the key each insert creates (for [`take_created`]).
+    ///
+    /// [`take_created`]: Self::take_created
+    pub(crate) fn track_created(&mut self, tracking: bool) {
+        self.created = CreatedKey {
+            tracking,
+            last: None,
+        };
+    }
+
+    /// Whether the last key an insert created, since the last call, is `key`; forgets it
+    /// either way.
+    pub(crate) fn take_created(&mut self, key: &[u8]) -> bool {
+        self.created
+            .last
+            .take()
+            .is_some_and(|created| created == key)
     }
 
     /// The key at position `position` of the scan order (0 is the first), `None` past the

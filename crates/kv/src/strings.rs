@@ -87,6 +87,10 @@ impl StateMachine {
             ..old
         };
         self.data.insert(new_key.clone(), moved);
+        // Redis deletes the destination and adds it again: `new` even when it was there,
+        // before `rename_from`.
+        self.data.take_created(&new_key);
+        self.notify("new", &new_key);
         self.notify("rename_from", key);
         self.notify("rename_to", &new_key);
         done
@@ -181,8 +185,13 @@ impl StateMachine {
                 deadline_ms: None,
                 revision: self.applied_index,
             };
-            self.notify("set", &key);
-            self.data.insert(key, stored);
+            if self.records_events() {
+                // Inserted first, so that a key created reports `new` before `set`.
+                self.data.insert(key.clone(), stored);
+                self.notify("set", &key);
+            } else {
+                self.data.insert(key, stored);
+            }
         }
         if nx {
             Reply::Integer(1)
