@@ -155,18 +155,11 @@ pub(crate) fn parse_float(bytes: &[u8]) -> Option<LongDouble> {
     if let Some(hex) = rest.strip_prefix(b"0x").or(rest.strip_prefix(b"0X")) {
         return parse_hex_float(negative, hex);
     }
-    let (mantissa, exponent_text) = match rest.iter().position(|&c| c == b'e' || c == b'E') {
-        Some(at) => (&rest[..at], Some(&rest[at + 1..])),
-        None => (rest, None),
-    };
-    let (whole, fraction) = match mantissa.iter().position(|&c| c == b'.') {
-        Some(at) => (&mantissa[..at], &mantissa[at + 1..]),
-        None => (mantissa, &[][..]),
-    };
-    let all_digits = |text: &[u8]| text.iter().all(u8::is_ascii_digit);
-    if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction) {
-        return None;
-    }
+    let NumberParts {
+        whole,
+        fraction,
+        exponent: exponent_text,
+    } = number_parts(rest, b'e', u8::is_ascii_digit)?;
     let mut exponent10: i64 = match exponent_text {
         None => 0,
         Some(text) => clamped_exponent(text, DECIMAL_EXPONENT_LIMIT)?,
@@ -205,6 +198,39 @@ pub(crate) fn parse_float(bytes: &[u8]) -> Option<LongDouble> {
     }
 }
 
+/// A number's text, cut in parts.
+struct NumberParts<'a> {
+    /// The digits before the point.
+    whole: &'a [u8],
+    /// The digits after it.
+    fraction: &'a [u8],
+    /// The text after the exponent's letter, if there is one.
+    exponent: Option<&'a [u8]>,
+}
+
+/// The parts of a number's text: the digits before and after an optional point (at least
+/// one in all, each one `is_digit`), and the text after the first `marker` (either case),
+/// its exponent, if there is one; `None` if the text is not of that form.
+fn number_parts(text: &[u8], marker: u8, is_digit: fn(&u8) -> bool) -> Option<NumberParts<'_>> {
+    let (mantissa, exponent) = match text.iter().position(|c| c.eq_ignore_ascii_case(&marker)) {
+        Some(at) => (&text[..at], Some(&text[at + 1..])),
+        None => (text, None),
+    };
+    let (whole, fraction) = match mantissa.iter().position(|&c| c == b'.') {
+        Some(at) => (&mantissa[..at], &mantissa[at + 1..]),
+        None => (mantissa, &[][..]),
+    };
+    let all_digits = |part: &[u8]| part.iter().all(is_digit);
+    if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction) {
+        return None;
+    }
+    Some(NumberParts {
+        whole,
+        fraction,
+        exponent,
+    })
+}
+
 /// The decimal exponent `digits` (after an optional sign) names, clamped to twice
 /// `limit` either way: past the limit the exact exponent does not matter.
 fn clamped_exponent(text: &[u8], limit: i64) -> Option<i64> {
@@ -234,18 +260,11 @@ fn clamped_exponent(text: &[u8], limit: i64) -> Option<i64> {
 /// A hexadecimal float after its `0x` (`strtold`'s form): hexadecimal digits with an
 /// optional point (at least one digit), then an optional `p` exponent of two.
 fn parse_hex_float(negative: bool, text: &[u8]) -> Option<LongDouble> {
-    let (mantissa, exponent_text) = match text.iter().position(|&c| c == b'p' || c == b'P') {
-        Some(at) => (&text[..at], Some(&text[at + 1..])),
-        None => (text, None),
-    };
-    let (whole, fraction) = match mantissa.iter().position(|&c| c == b'.') {
-        Some(at) => (&mantissa[..at], &mantissa[at + 1..]),
-        None => (mantissa, &[][..]),
-    };
-    let all_hex = |text: &[u8]| text.iter().all(u8::is_ascii_hexdigit);
-    if (whole.is_empty() && fraction.is_empty()) || !all_hex(whole) || !all_hex(fraction) {
-        return None;
-    }
+    let NumberParts {
+        whole,
+        fraction,
+        exponent: exponent_text,
+    } = number_parts(text, b'p', u8::is_ascii_hexdigit)?;
     // Beyond this a nonzero value is out of range whatever its digits (at most 5 KiB).
     let limit = MAX_EXPONENT + 4 * MAX_FLOAT_CHARS as i64;
     let exponent2 = match exponent_text {
