@@ -1,8 +1,8 @@
 //! Keyspace events: what each applied entry did to which key, named as Redis names them
 //! in its keyspace notifications (`set`, `del`, `expire`, `expired`, `incrby`, `hset`…).
 //!
-//! Every write command reports through [`StateMachine::notify`] as it changes a key, and
-//! expiry at apply reports `expired`; whoever publishes notifications collects the events
+//! Every write command reports through [`StateMachine::notify`] as it changes a key (a key
+//! the write created also reports `new`, first), and expiry at apply reports `expired`; whoever publishes notifications collects the events
 //! with [`StateMachine::take_events`].
 //!
 //! The recorder is a side channel, not state: it is off until the node's owner turns it on
@@ -78,9 +78,22 @@ impl EventRecorder {
 }
 
 impl StateMachine {
-    /// Reports that the event `event` happened to `key` in the entry being applied.
+    /// Reports that the event `event` happened to `key` in the entry being applied,
+    /// preceded by `new` when the write just created the key (Redis 7.0 publishes `new`
+    /// wherever a key is added, before the command's own event).
     pub(crate) fn notify(&mut self, event: &'static str, key: &[u8]) {
+        if !self.events.listening {
+            return;
+        }
+        self.notify_new(key);
         self.events.record(event, key);
+    }
+
+    /// Reports `new` if the last write created `key`.
+    fn notify_new(&mut self, key: &[u8]) {
+        if self.events.listening && self.data.take_created(key) {
+            self.events.record("new", key);
+        }
     }
 
     /// Turns the recording of keyspace events on or off. Off (the default, and after
@@ -88,6 +101,7 @@ impl StateMachine {
     /// test; turning it off drops what was held.
     pub fn record_events(&mut self, listening: bool) {
         self.events.listening = listening;
+        self.data.track_created(listening);
         if !listening {
             self.take_events();
         }
@@ -135,7 +149,13 @@ mod tests {
         assert_eq!(kv.take_events(), KeyspaceEvents::default());
         kv.record_events(true);
         kv.apply(2, set("b"), None);
-        assert_eq!(names(&kv.take_events()), vec![("set", "b".to_string())]);
+        kv.apply(3, set("b"), None);
+        let b = || "b".to_string();
+        assert_eq!(
+            names(&kv.take_events()),
+            vec![("new", b()), ("set", b()), ("set", b())],
+            "`new` when the write created the key, not when it overwrote it"
+        );
         assert_eq!(
             kv.take_events(),
             KeyspaceEvents::default(),
@@ -169,7 +189,9 @@ mod tests {
         assert_eq!(
             names(&kv.take_events()),
             vec![
+                ("new", text("a")),
                 ("set", text("a")),
+                ("new", text("n")),
                 ("incrby", text("n")),
                 ("expire", text("a")),
                 ("del", text("n")),
@@ -179,7 +201,7 @@ mod tests {
     }
 
     #[test]
-    fn a_set_with_a_deadline_already_past_reports_set_expire_expired_as_redis_7_0() {
+    fn a_set_with_a_deadline_already_past_reports_new_set_expire_expired_as_redis_7_0() {
         let mut kv = StateMachine::new(KvConfig::default()).unwrap();
         kv.apply_at(1, Some(5_000), set("old"), None);
         kv.record_events(true);
@@ -202,11 +224,12 @@ mod tests {
                 ("set", text("old")),
                 ("expire", text("old")),
                 ("expired", text("old")),
+                ("new", text("fresh")),
                 ("set", text("fresh")),
                 ("expire", text("fresh")),
                 ("expired", text("fresh")),
             ],
-            "never `del`, whether the key was there or not"
+            "never `del`, whether the key was there or not; `new` if it was not"
         );
         let get = Command::Get {
             key: b"old".to_vec(),

@@ -6,7 +6,8 @@
 //!   exponent, or `inf`/`infinity`; rounded to the nearest value with a 64-bit significand
 //!   (ties to even). No spaces, nothing after the number, not NaN, and no finite text that
 //!   overflows or that is not zero yet rounds to zero (Redis refuses those as `ERANGE`).
-//!   Hexadecimal floats, which `strtold` also reads, are refused.
+//!   Hexadecimal floats as `strtold` reads them too: `0x` or `0X`, hexadecimal digits with
+//!   an optional point, an optional binary exponent (`p` or `P`, a sign, decimal digits).
 //! - Adding: the exact sum rounded to a 64-bit significand (ties to even); past the
 //!   format's range it is infinite (the caller refuses it).
 //! - Printing (`%.17Lf`, then trailing zeros and the point removed, `-0` as `0`): the exact
@@ -151,44 +152,17 @@ pub(crate) fn parse_float(bytes: &[u8]) -> Option<LongDouble> {
     if rest.eq_ignore_ascii_case(b"inf") || rest.eq_ignore_ascii_case(b"infinity") {
         return Some(LongDouble::Infinite { negative });
     }
-    let (mantissa, exponent_text) = match rest.iter().position(|&c| c == b'e' || c == b'E') {
-        Some(at) => (&rest[..at], Some(&rest[at + 1..])),
-        None => (rest, None),
-    };
-    let (whole, fraction) = match mantissa.iter().position(|&c| c == b'.') {
-        Some(at) => (&mantissa[..at], &mantissa[at + 1..]),
-        None => (mantissa, &[][..]),
-    };
-    let all_digits = |text: &[u8]| text.iter().all(u8::is_ascii_digit);
-    if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction) {
-        return None;
+    if let Some(hex) = rest.strip_prefix(b"0x").or(rest.strip_prefix(b"0X")) {
+        return parse_hex_float(negative, hex);
     }
+    let NumberParts {
+        whole,
+        fraction,
+        exponent: exponent_text,
+    } = number_parts(rest, b'e', u8::is_ascii_digit)?;
     let mut exponent10: i64 = match exponent_text {
         None => 0,
-        Some(text) => {
-            let digits = text
-                .strip_prefix(b"-")
-                .or(text.strip_prefix(b"+"))
-                .unwrap_or(text);
-            if digits.is_empty() || !all_digits(digits) {
-                return None;
-            }
-            // Past the limit the exact exponent does not matter: clamp it.
-            let significant = &digits[digits.iter().take_while(|&&d| d == b'0').count()..];
-            let magnitude = if significant.len() > 8 {
-                DECIMAL_EXPONENT_LIMIT * 2
-            } else {
-                significant
-                    .iter()
-                    .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'))
-                    .min(DECIMAL_EXPONENT_LIMIT * 2)
-            };
-            if text.first() == Some(&b'-') {
-                -magnitude
-            } else {
-                magnitude
-            }
-        }
+        Some(text) => clamped_exponent(text, DECIMAL_EXPONENT_LIMIT)?,
     };
     let digits: Vec<u8> = whole.iter().chain(fraction).map(|d| d - b'0').collect();
     let integer = BigUint::from_radix_be(&digits, 10).unwrap_or_default();
@@ -220,6 +194,97 @@ pub(crate) fn parse_float(bytes: &[u8]) -> Option<LongDouble> {
     match value {
         LongDouble::Infinite { .. } => None,
         LongDouble::Finite { significand: 0, .. } => None,
+        finite => Some(finite),
+    }
+}
+
+/// A number's text, cut in parts.
+struct NumberParts<'a> {
+    /// The digits before the point.
+    whole: &'a [u8],
+    /// The digits after it.
+    fraction: &'a [u8],
+    /// The text after the exponent's letter, if there is one.
+    exponent: Option<&'a [u8]>,
+}
+
+/// The parts of a number's text: the digits before and after an optional point (at least
+/// one in all, each one `is_digit`), and the text after the first `marker` (either case),
+/// its exponent, if there is one; `None` if the text is not of that form.
+fn number_parts(text: &[u8], marker: u8, is_digit: fn(&u8) -> bool) -> Option<NumberParts<'_>> {
+    let (mantissa, exponent) = match text.iter().position(|c| c.eq_ignore_ascii_case(&marker)) {
+        Some(at) => (&text[..at], Some(&text[at + 1..])),
+        None => (text, None),
+    };
+    let (whole, fraction) = match mantissa.iter().position(|&c| c == b'.') {
+        Some(at) => (&mantissa[..at], &mantissa[at + 1..]),
+        None => (mantissa, &[][..]),
+    };
+    let all_digits = |part: &[u8]| part.iter().all(is_digit);
+    if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction) {
+        return None;
+    }
+    Some(NumberParts {
+        whole,
+        fraction,
+        exponent,
+    })
+}
+
+/// The decimal exponent `digits` (after an optional sign) names, clamped to twice
+/// `limit` either way: past the limit the exact exponent does not matter.
+fn clamped_exponent(text: &[u8], limit: i64) -> Option<i64> {
+    let digits = text
+        .strip_prefix(b"-")
+        .or(text.strip_prefix(b"+"))
+        .unwrap_or(text);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let significant = &digits[digits.iter().take_while(|&&d| d == b'0').count()..];
+    let magnitude = if significant.len() > 8 {
+        limit * 2
+    } else {
+        significant
+            .iter()
+            .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'))
+            .min(limit * 2)
+    };
+    Some(if text.first() == Some(&b'-') {
+        -magnitude
+    } else {
+        magnitude
+    })
+}
+
+/// A hexadecimal float after its `0x` (`strtold`'s form): hexadecimal digits with an
+/// optional point (at least one digit), then an optional `p` exponent of two.
+fn parse_hex_float(negative: bool, text: &[u8]) -> Option<LongDouble> {
+    let NumberParts {
+        whole,
+        fraction,
+        exponent: exponent_text,
+    } = number_parts(text, b'p', u8::is_ascii_hexdigit)?;
+    // Beyond this a nonzero value is out of range whatever its digits (at most 5 KiB).
+    let limit = MAX_EXPONENT + 4 * MAX_FLOAT_CHARS as i64;
+    let exponent2 = match exponent_text {
+        None => 0,
+        Some(text) => clamped_exponent(text, limit)?,
+    };
+    let digits: Vec<u8> = whole
+        .iter()
+        .chain(fraction)
+        .map(|&d| (d as char).to_digit(16).expect("checked hexadecimal") as u8)
+        .collect();
+    let integer = BigUint::from_radix_be(&digits, 16).unwrap_or_default();
+    if integer == BigUint::ZERO {
+        return Some(LongDouble::ZERO);
+    }
+    // Each digit after the point is four bits below it.
+    let exponent = exponent2 - 4 * fraction.len() as i64;
+    match LongDouble::round(negative, integer, exponent, false) {
+        // strtold's ERANGE, as for decimal text.
+        LongDouble::Infinite { .. } | LongDouble::Finite { significand: 0, .. } => None,
         finite => Some(finite),
     }
 }
@@ -307,6 +372,56 @@ mod tests {
         );
     }
 
+    /// Hexadecimal floats, as redis-server 7.0.15 reads them: each pair is `SET k 0`, then
+    /// `INCRBYFLOAT k text` and Redis's answer (`None`: `ERR value is not a valid float`).
+    #[test]
+    fn hexadecimal_floats_read_as_strtold_reads_them() {
+        let table: &[(&str, Option<&str>)] = &[
+            ("0x10", Some("16")),
+            ("-0x10", Some("-16")),
+            ("+0x1", Some("1")),
+            ("0X1P-2", Some("0.25")),
+            ("0x.8", Some("0.5")),
+            ("0x1.8p1", Some("3")),
+            ("0x1p+3", Some("8")),
+            ("0xAbC.dEf", Some("2748.870849609375")),
+            ("0x1e1", Some("481")),
+            ("0x1.p0", Some("1")),
+            ("0x0p0", Some("0")),
+            ("-0x0", Some("0")),
+            ("0x00001p0", Some("1")),
+            ("0x1p00000000000000000000004", Some("16")),
+            ("0x0p99999999999999999999", Some("0")),
+            ("0x1.00000000000000008p0", Some("1")),
+            ("0x.0000000000000000000000001p100", Some("1")),
+            ("0x", None),
+            ("0x1p", None),
+            ("0xp1", None),
+            ("0x.p1", None),
+            ("0x1q", None),
+            ("0x-1", None),
+            ("0x10 ", None),
+            ("0x1p16384", None),
+            ("0x1p-16500", None),
+            ("0x1p99999999999999999999", None),
+            ("0x1p-99999999999999999999", None),
+        ];
+        for (text, redis) in table {
+            let parsed = parse_float(text.as_bytes());
+            let printed = parsed.map(|value| String::from_utf8(format_float(&value)).unwrap());
+            assert_eq!(printed.as_deref(), *redis, "{text}");
+        }
+        assert_eq!(sum("10.6", "0x10"), "26.6");
+        assert_eq!(
+            parse_float(b"0x1p16383"),
+            Some(LongDouble::Finite {
+                negative: false,
+                significand: 1 << 63,
+                exponent: 16383 - 63,
+            })
+        );
+    }
+
     #[test]
     fn only_plain_numbers_parse() {
         for good in [
@@ -323,7 +438,7 @@ mod tests {
             assert!(parse_float(good.as_bytes()).is_some(), "{good}");
         }
         for bad in [
-            "", " 1", "1 ", "nan", "1e", "x", "1,5", ".", "0x10", "1e5000", "1e-5000", "--1",
+            "", " 1", "1 ", "nan", "1e", "x", "1,5", ".", "1e5000", "1e-5000", "--1",
         ] {
             assert_eq!(parse_float(bad.as_bytes()), None, "{bad}");
         }

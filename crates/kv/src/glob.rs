@@ -1,11 +1,14 @@
-//! [`Glob`]: Redis's glob patterns for `KEYS`, `SCAN … MATCH` and `HSCAN … MATCH`.
+//! [`Glob`]: Redis's glob patterns, the one matcher of the project: `KEYS`, `SCAN … MATCH`
+//! and `HSCAN … MATCH` here, `PSUBSCRIBE` and `CONFIG GET` in the server.
 //!
 //! `*` matches any run of bytes, `?` one byte, `[abc]` one of a set, `[^abc]` one byte
 //! outside it, `[a-z]` a range (either way round), `\x` the byte `x` itself (in a set
 //! too). As in Redis, a set with no closing `]` runs to the end of the pattern, `[]`
 //! matches nothing, and the empty key is matched only by the empty pattern and by `*`
-//! alone (which Redis takes as "every key" without matching). Hand-written because glob crates follow file-path rules (`/`, `**`,
-//! `{a,b}`) that Redis does not have.
+//! alone (which Redis takes as "every key" without matching). A range compares bytes as
+//! Redis does on x86, as signed `char`s: bytes from 128 on come before 0, so `[a-\xff]`
+//! is `[\xff-a]`, the bytes 0xff and 0 to `a`. Hand-written because glob crates follow
+//! file-path rules (`/`, `**`, `{a,b}`) that Redis does not have.
 //!
 //! A pattern is read once into tokens; matching walks the key once per `*` retried, with
 //! only the last `*` remembered, so the work is bounded by the pattern's tokens times the
@@ -20,10 +23,11 @@ enum Token {
     Any,
     /// A byte, escaped or not.
     Byte(u8),
-    /// `[…]`: inclusive ranges (a single byte is a range of one), maybe negated.
+    /// `[…]`: inclusive ranges of bytes read as signed (a single byte is a range of one),
+    /// maybe negated.
     Set {
         negated: bool,
-        ranges: Vec<(u8, u8)>,
+        ranges: Vec<(i8, i8)>,
     },
 }
 
@@ -33,15 +37,21 @@ impl Token {
             Token::Star | Token::Any => true,
             Token::Byte(b) => *b == byte,
             Token::Set { negated, ranges } => {
+                let byte = signed(byte);
                 ranges.iter().any(|&(lo, hi)| lo <= byte && byte <= hi) != *negated
             }
         }
     }
 }
 
+/// A byte as Redis's matcher compares it in a range: a signed `char` on x86.
+fn signed(byte: u8) -> i8 {
+    i8::from_ne_bytes([byte])
+}
+
 /// A compiled Redis glob.
 #[derive(Clone, Debug)]
-pub(crate) struct Glob {
+pub struct Glob {
     tokens: Vec<Token>,
     /// The pattern is `*` alone.
     only_star: bool,
@@ -49,7 +59,7 @@ pub(crate) struct Glob {
 
 impl Glob {
     /// Reads `pattern` (every byte string is a pattern; none is refused).
-    pub(crate) fn new(pattern: &[u8]) -> Glob {
+    pub fn new(pattern: &[u8]) -> Glob {
         let mut tokens = Vec::new();
         let mut i = 0;
         while i < pattern.len() {
@@ -86,8 +96,25 @@ impl Glob {
     }
 
     /// Whether the pattern is `*` alone, which matches every key.
-    pub(crate) fn matches_everything(&self) -> bool {
+    pub fn matches_everything(&self) -> bool {
         self.only_star
+    }
+
+    /// How costly the pattern can be against a long text: the longest run of tokens after a
+    /// `*` (the matcher may go over that run again for each byte of the text), plus one. A
+    /// pattern without `*` costs at most its length, whatever the text: 1.
+    pub fn cost_rank(&self) -> usize {
+        let (mut longest, mut run, mut after_star) = (0usize, 0usize, false);
+        for token in &self.tokens {
+            if *token == Token::Star {
+                after_star = true;
+                run = 0;
+            } else if after_star {
+                run += 1;
+                longest = longest.max(run);
+            }
+        }
+        longest + 1
     }
 
     /// Whether `text` matches the whole pattern, however many steps it takes.
@@ -101,7 +128,7 @@ impl Glob {
     /// token tried against a byte), the count the same on every replica; `None` once they
     /// run out, so that a costly pattern over a large keyspace answers an error instead of
     /// stalling the node.
-    pub(crate) fn matches_within(&self, text: &[u8], steps_left: &mut u64) -> Option<bool> {
+    pub fn matches_within(&self, text: &[u8], steps_left: &mut u64) -> Option<bool> {
         if text.is_empty() {
             // Redis's matcher compares nothing against an empty string.
             return Some(self.tokens.is_empty() || self.only_star);
@@ -147,7 +174,7 @@ fn read_set(pattern: &[u8], mut i: usize) -> (Token, usize) {
         match rest {
             [] => break,
             [b'\\', escaped, ..] => {
-                ranges.push((*escaped, *escaped));
+                ranges.push((signed(*escaped), signed(*escaped)));
                 i += 2;
             }
             [b']', ..] => {
@@ -155,11 +182,12 @@ fn read_set(pattern: &[u8], mut i: usize) -> (Token, usize) {
                 break;
             }
             [lo, b'-', hi, ..] => {
-                ranges.push(((*lo).min(*hi), (*lo).max(*hi)));
+                let (lo, hi) = (signed(*lo), signed(*hi));
+                ranges.push((lo.min(hi), lo.max(hi)));
                 i += 3;
             }
             [byte, ..] => {
-                ranges.push((*byte, *byte));
+                ranges.push((signed(*byte), signed(*byte)));
                 i += 1;
             }
         }
@@ -226,6 +254,111 @@ mod tests {
         let simple = Glob::new(b"*ab");
         assert_eq!(simple.matches_within(b"aab", &mut plenty), Some(true));
         assert!(plenty < u64::MAX, "steps are counted");
+    }
+
+    /// Ranges compare bytes as signed, as redis-server 7.0.15 on x86 does: each line is a
+    /// `KEYS pattern` over the keys `0`, `a`, `z`, 0x7f, 0x80, 0xc0, 0xff and Redis's answer.
+    #[test]
+    fn ranges_compare_bytes_as_signed_as_in_redis() {
+        let keys: [&[u8]; 7] = [b"0", b"a", b"z", b"\x7f", b"\x80", b"\xc0", b"\xff"];
+        let table: &[(&[u8], &[&[u8]])] = &[
+            (b"[a-\xff]", &[b"0", b"a", b"\xff"]),
+            (b"[\x80-\xff]", &[b"\x80", b"\xc0", b"\xff"]),
+            (b"[\x00-\x80]", &[b"\x80", b"\xc0", b"\xff"]),
+            (b"[^a-\xff]", &[b"z", b"\x7f", b"\x80", b"\xc0"]),
+            (b"[\xc0-a]", &[b"0", b"a", b"\xc0", b"\xff"]),
+        ];
+        for (pattern, redis) in table {
+            let glob = Glob::new(pattern);
+            let matched: Vec<&[u8]> = keys.into_iter().filter(|k| glob.matches(k)).collect();
+            let mut expected = redis.to_vec();
+            expected.sort_by_key(|k| keys.iter().position(|key| key == k));
+            assert_eq!(matched, expected, "{pattern:?}");
+        }
+    }
+
+    #[test]
+    fn the_cost_rank_is_the_longest_run_after_a_star() {
+        let rank = |pattern: &[u8]| Glob::new(pattern).cost_rank();
+        assert_eq!(rank(b"plain[abc]name"), 1);
+        assert_eq!(rank(b"__keyspace@0__:*"), 1);
+        assert_eq!(rank(b"*ab[cd]e*f"), 5);
+        assert_eq!(rank(format!("*{}b", "a".repeat(1_000)).as_bytes()), 1_002);
+    }
+
+    /// Redis's `stringmatchlen` read plainly and recursively: the dumb twin. Whether the
+    /// pattern element at the start of `pattern` takes `byte`, and its length.
+    fn twin_one(pattern: &[u8], byte: u8) -> (bool, usize) {
+        match pattern[0] {
+            b'?' => (true, 1),
+            b'\\' if pattern.len() >= 2 => (pattern[1] == byte, 2),
+            b'[' => {
+                let negated = pattern.get(1) == Some(&b'^');
+                let mut i = if negated { 2 } else { 1 };
+                let mut matched = false;
+                while i < pattern.len() {
+                    let left = pattern.len() - i;
+                    if pattern[i] == b'\\' && left >= 2 {
+                        matched |= pattern[i + 1] == byte;
+                        i += 2;
+                    } else if pattern[i] == b']' {
+                        return (matched != negated, i + 1);
+                    } else if left >= 3 && pattern[i + 1] == b'-' {
+                        let (a, b) = (pattern[i] as i8, pattern[i + 2] as i8);
+                        matched |= (a.min(b)..=a.max(b)).contains(&(byte as i8));
+                        i += 3;
+                    } else {
+                        matched |= pattern[i] == byte;
+                        i += 1;
+                    }
+                }
+                (matched != negated, i)
+            }
+            literal => (literal == byte, 1),
+        }
+    }
+
+    fn twin(pattern: &[u8], text: &[u8]) -> bool {
+        match pattern.first() {
+            None => text.is_empty(),
+            Some(b'*') => (0..=text.len()).any(|skip| twin(&pattern[1..], &text[skip..])),
+            Some(_) => match text.split_first() {
+                None => false,
+                Some((&byte, rest)) => {
+                    let (ok, next) = twin_one(pattern, byte);
+                    ok && twin(&pattern[next..], rest)
+                }
+            },
+        }
+    }
+
+    #[test]
+    fn the_matcher_agrees_with_its_recursive_twin_on_random_inputs() {
+        let alphabet = b"ab*?[]^-\\\x80\xff";
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let pattern: Vec<u8> = (0..next(8))
+                .map(|_| alphabet[next(alphabet.len())])
+                .collect();
+            let text: Vec<u8> = (1..=next(7))
+                .map(|_| [b'a', b'b', b'*', b'\x80', b'\xff'][next(5)])
+                .collect();
+            // The empty key is Redis's special case (see the module documentation).
+            if text.is_empty() {
+                continue;
+            }
+            assert_eq!(
+                Glob::new(&pattern).matches(&text),
+                twin(&pattern, &text),
+                "pattern {pattern:?} text {text:?}"
+            );
+        }
     }
 
     #[test]

@@ -40,7 +40,7 @@ impl StateMachine {
         }
         let mut new_fields: Vec<&Vec<u8>> = pairs
             .map(|(field, _)| field)
-            .filter(|field| hash.is_none_or(|hash| !hash.contains_key(*field)))
+            .filter(|field| hash.is_none_or(|hash| !hash.contains_key(field)))
             .collect();
         new_fields.sort_unstable();
         new_fields.dedup();
@@ -237,7 +237,7 @@ impl StateMachine {
         let (removed, emptied) = self.edit_hash(key, |hash| {
             let removed = fields
                 .iter()
-                .filter(|field| hash.remove(*field).is_some())
+                .filter(|field| hash.remove(field).is_some())
                 .count();
             (removed, hash.is_empty())
         });

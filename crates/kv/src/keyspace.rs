@@ -1,6 +1,8 @@
 //! [`Keyspace`]: the keys, each with its value, deadline and revision, the deadlines
 //! ordered so that expiry finds the due keys without a scan, and the keys ordered by their
-//! [`scan_hash`] so that a `SCAN` cursor is a position that concurrent writes do not move.
+//! [`scan_hash`] so that a `SCAN` cursor is a position that concurrent writes do not move,
+//! with a count of keys per slice of that order so that `RANDOMKEY` can pick the k-th key
+//! without walking them all.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,14 +22,58 @@ pub(crate) struct Stored {
     pub(crate) revision: u64,
 }
 
+/// How many slices of the scan order [`Keyspace`] counts keys in: the top bits of a key's
+/// scan hash name its slice.
+const HASH_SLICES: usize = 1 << HASH_SLICE_BITS;
+const HASH_SLICE_BITS: u32 = 12;
+
+/// The slice of the scan order that holds keys of scan hash `hash`.
+fn slice_of(hash: u64) -> usize {
+    // The top 12 bits of a u64: below HASH_SLICES.
+    (hash >> (64 - HASH_SLICE_BITS)) as usize
+}
+
 /// The keys, ordered so that iteration (and so the snapshot) is the same everywhere.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Keyspace {
     keys: BTreeMap<Vec<u8>, Stored>,
     /// Invariant: exactly the `(deadline, key)` of every key that has a deadline.
     deadlines: BTreeSet<(u64, Vec<u8>)>,
     /// Invariant: exactly the `(scan_hash(key), key)` of every key.
     by_hash: BTreeSet<(u64, Vec<u8>)>,
+    /// Invariant: `slice_len[s]` is how many entries of `by_hash` are in slice `s`
+    /// ([`slice_of`]), and there are [`HASH_SLICES`] of them.
+    slice_len: Vec<usize>,
+    created: CreatedKey,
+}
+
+/// The key the last insert created, kept only while keyspace events are recorded, so that
+/// the write's own event can be preceded by Redis's `new`. A side channel like the event
+/// recorder: not state, so two keyspaces are equal whatever it holds.
+#[derive(Clone, Debug, Default)]
+struct CreatedKey {
+    tracking: bool,
+    last: Option<Vec<u8>>,
+}
+
+impl PartialEq for CreatedKey {
+    fn eq(&self, _: &CreatedKey) -> bool {
+        true
+    }
+}
+
+impl Eq for CreatedKey {}
+
+impl Default for Keyspace {
+    fn default() -> Keyspace {
+        Keyspace {
+            keys: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            by_hash: BTreeSet::new(),
+            slice_len: vec![0; HASH_SLICES],
+            created: CreatedKey::default(),
+        }
+    }
 }
 
 impl Keyspace {
@@ -56,8 +102,12 @@ impl Keyspace {
         // One walk down the tree for the common case of a key without a deadline.
         match self.keys.entry(key) {
             Entry::Vacant(vacant) => {
-                self.by_hash
-                    .insert((scan_hash(vacant.key()), vacant.key().clone()));
+                let hash = scan_hash(vacant.key());
+                self.slice_len[slice_of(hash)] += 1;
+                self.by_hash.insert((hash, vacant.key().clone()));
+                if self.created.tracking {
+                    self.created.last = Some(vacant.key().clone());
+                }
                 vacant.insert(stored);
                 None
             }
@@ -93,7 +143,7 @@ impl Keyspace {
         if let Some(deadline) = old.deadline_ms {
             self.deadlines.remove(&(deadline, key.to_vec()));
         }
-        self.by_hash.remove(&(scan_hash(key), key.to_vec()));
+        self.forget_hash(key);
         Some(old)
     }
 
@@ -128,7 +178,7 @@ impl Keyspace {
             }
             let (_, key) = self.deadlines.pop_first().expect("checked non-empty");
             self.keys.remove(&key);
-            self.by_hash.remove(&(scan_hash(&key), key.clone()));
+            self.forget_hash(&key);
             on_expired(&key);
             expired += 1;
         }
@@ -141,18 +191,54 @@ impl Keyspace {
         self.keys.get_mut(key)
     }
 
-    /// The keys from `start` on, in key order.
-    pub(crate) fn range_from(&self, start: &[u8]) -> impl Iterator<Item = (&Vec<u8>, &Stored)> {
-        use std::ops::Bound;
-        self.keys
-            .range::<[u8], _>((Bound::Included(start), Bound::Unbounded))
+    /// Removes a key gone from `keys` from the scan order.
+    fn forget_hash(&mut self, key: &[u8]) {
+        let hash = scan_hash(key);
+        if self.by_hash.remove(&(hash, key.to_vec())) {
+            self.slice_len[slice_of(hash)] -= 1;
+        }
     }
 
     /// Removes every key.
     pub(crate) fn clear(&mut self) {
-        self.keys.clear();
-        self.deadlines.clear();
-        self.by_hash.clear();
+        let tracking = self.created.tracking;
+        *self = Keyspace::default();
+        self.created.tracking = tracking;
+    }
+
+    /// Starts or stops remembering the key each insert creates (for [`take_created`]).
+    ///
+    /// [`take_created`]: Self::take_created
+    pub(crate) fn track_created(&mut self, tracking: bool) {
+        self.created = CreatedKey {
+            tracking,
+            last: None,
+        };
+    }
+
+    /// Whether the last key an insert created, since the last call, is `key`; forgets it
+    /// either way.
+    pub(crate) fn take_created(&mut self, key: &[u8]) -> bool {
+        self.created
+            .last
+            .take()
+            .is_some_and(|created| created == key)
+    }
+
+    /// The key at position `position` of the scan order (0 is the first), `None` past the
+    /// last: found by adding up the slices' counts, then walking one slice.
+    pub(crate) fn nth_by_hash(&self, position: usize) -> Option<&[u8]> {
+        let mut before = 0usize;
+        for (slice, &len) in self.slice_len.iter().enumerate() {
+            if position < before + len {
+                // slice < HASH_SLICES = 2^12, so the shift stays within a u64.
+                let from = (slice as u64) << (64 - HASH_SLICE_BITS);
+                let (_, key) = self.by_hash_from(from).nth(position - before)?;
+                return Some(key);
+            }
+            before += len;
+        }
+        None
     }
 
     /// The keys whose scan hash is `from` or more, in `(hash, key)` order.
@@ -183,12 +269,21 @@ impl Keyspace {
             self.keys.len(),
             "scan index out of step with the keys at applied index {applied_index}"
         );
+        let mut slice_len = vec![0; HASH_SLICES];
+        for (hash, _) in &self.by_hash {
+            slice_len[slice_of(*hash)] += 1;
+        }
+        assert!(
+            slice_len == self.slice_len,
+            "scan slice counts out of step with the keys at applied index {applied_index}"
+        );
         for (key, stored) in &self.keys {
             if let Value::Hash(hash) = &stored.value {
                 assert!(
                     !hash.is_empty(),
                     "empty hash {key:?} held at applied index {applied_index}"
                 );
+                hash.check_invariants();
             }
         }
         for (deadline, key) in &self.deadlines {

@@ -85,7 +85,7 @@ pub mod error;
 mod events;
 pub mod expiry;
 mod float;
-mod glob;
+pub mod glob;
 mod hashes;
 mod keyspace;
 pub mod reply;
@@ -106,6 +106,7 @@ pub use events::{KeyspaceEvent, KeyspaceEvents, MAX_PENDING_EVENTS, MAX_PENDING_
 pub use expiry::{Deadline, ExpireCondition, Expiry, SetOptions, TimeUnit};
 pub use reply::Reply;
 pub use request::{Request, REQUEST_FORMAT_VERSION};
+pub use scan::HSCAN_COUNT_NOT_AN_INTEGER;
 pub use session::{Session, SessionRequest};
 pub use snapshot::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};
 pub use state_machine::StateMachine;

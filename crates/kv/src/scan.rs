@@ -2,8 +2,8 @@
 //!
 //! # The cursor
 //! Keys (and a hash's fields) are visited in the order of [`scan_hash`], a fixed 64-bit
-//! hash (FNV-1a, the same on every machine and in every version, never 0), ties broken by
-//! the bytes. A cursor is a hash: the next page starts at the first key whose hash is at
+//! hash (SipHash-2-4 under a fixed key, the same on every machine and in every version,
+//! never 0), ties broken by the bytes. A cursor is a hash: the next page starts at the first key whose hash is at
 //! or after it, and a page never ends inside a run of equal hashes, so every key whose hash
 //! is below the cursor has been visited. Hence Redis's promise: a full iteration returns
 //! every key present from its start to its end at least once (a key written meanwhile may
@@ -16,12 +16,12 @@
 //! Redis. A hash's fields are paged the same way (sorted for each page: a hash holds at
 //! most `max_hash_fields`).
 
-use std::hash::Hasher;
+use siphasher::sip::SipHasher24;
 
 use crate::glob::Glob;
 use crate::reply::{errors, Reply};
 use crate::state_machine::StateMachine;
-use crate::value::Value;
+use crate::value::{FieldValue, Value};
 
 /// How many steps of the matcher (see [`Glob::matches_within`]) one `KEYS`, `SCAN` or `HSCAN`
 /// may take: about a tenth of a second of matching, far more than any pattern a person writes
@@ -52,15 +52,24 @@ fn matching<T>(
     Ok(kept)
 }
 
-/// A field of a hash and its value.
-type FieldValue<'a> = (&'a Vec<u8>, &'a Vec<u8>);
+/// The `pattern` of an `HSCAN` with `count` 0 whose `COUNT` was not an integer (see
+/// [`StateMachine::hscan`]).
+pub const HSCAN_COUNT_NOT_AN_INTEGER: &[u8] = b"COUNT";
 
-/// The position of a key (or field) in a scan: FNV-1a of its bytes, 0 mapped to 1 so that
-/// cursor 0 can only mean "start" or "done".
+/// The key of [`scan_hash`]: fixed, so every replica and every version orders keys alike.
+const SCAN_HASH_KEY: &[u8; 16] = b"skiff scan order";
+
+/// The position of a key (or field) in a scan: SipHash-2-4 of its bytes under a fixed key,
+/// 0 mapped to 1 so that cursor 0 can only mean "start" or "done".
+///
+/// A run of keys with one position cannot be split by a 64-bit cursor, so a run whose
+/// keys fill more than `max_reply_bytes` (at least a thousand keys of 16 KiB with the
+/// defaults) would answer every page from its cursor with an error. SipHash keeps a
+/// 256-bit state, so finding many texts with one 64-bit output costs close to the generic
+/// bound — about 2^64 work for a thousand — where FNV-1a's 64-bit state let one found
+/// collision be chained into as many as wanted.
 pub(crate) fn scan_hash(bytes: &[u8]) -> u64 {
-    let mut hasher = fnv::FnvHasher::default();
-    hasher.write(bytes);
-    hasher.finish().max(1)
+    SipHasher24::new_with_key(SCAN_HASH_KEY).hash(bytes).max(1)
 }
 
 /// One page: the items visited from `cursor` on (given in `(hash, item)` order), at least
@@ -152,6 +161,11 @@ impl StateMachine {
 
     /// `HSCAN key cursor [MATCH pattern] [COUNT count]`: `[cursor, [field, value, …]]`, the
     /// fields paged as keys are (see the [module documentation](self)).
+    ///
+    /// The key is judged before the options, as in Redis 7.0: a missing key is an empty
+    /// scan and another type `WRONGTYPE` whatever the options, so options the parser
+    /// refused come here as `count` 0, with `pattern` `None` for a syntax error and
+    /// `Some(_)` for a `COUNT` that is not an integer ([`HSCAN_COUNT_NOT_AN_INTEGER`]).
     pub(crate) fn hscan(
         &self,
         key: &[u8],
@@ -159,21 +173,31 @@ impl StateMachine {
         pattern: Option<&[u8]>,
         count: u64,
     ) -> Reply {
-        if count == 0 {
-            return Reply::error(errors::SYNTAX);
-        }
         let hash = match self.data.get(key).map(|stored| &stored.value) {
             None => return scan_reply(0, Vec::new()),
             Some(Value::Hash(hash)) => hash,
             Some(other) => return other.as_hash().err().unwrap_or(Reply::Nil),
         };
-        let mut ordered: Vec<(u64, FieldValue<'_>)> = hash
-            .iter()
-            .map(|(field, value)| (scan_hash(field), (field, value)))
-            .filter(|(hash, _)| *hash >= cursor)
-            .collect();
-        ordered.sort_unstable_by(|a, b| (a.0, a.1 .0).cmp(&(b.0, b.1 .0)));
-        let (fields, next) = page(ordered.into_iter(), count);
+        if count == 0 {
+            return Reply::error(match pattern {
+                None => errors::SYNTAX,
+                Some(_) => errors::NOT_AN_INTEGER,
+            });
+        }
+        let (fields, next) = match hash.by_hash_from(cursor) {
+            // A large hash keeps its scan order: the page walks about `count` fields.
+            Some(ordered) => page(ordered, count),
+            // A small one is sorted for each page.
+            None => {
+                let mut ordered: Vec<(u64, FieldValue<'_>)> = hash
+                    .iter()
+                    .map(|(field, value)| (scan_hash(field), (field, value)))
+                    .filter(|(hash, _)| *hash >= cursor)
+                    .collect();
+                ordered.sort_unstable_by(|a, b| (a.0, a.1 .0).cmp(&(b.0, b.1 .0)));
+                page(ordered.into_iter(), count)
+            }
+        };
         let glob = pattern
             .map(Glob::new)
             .filter(|glob| !glob.matches_everything());
@@ -195,5 +219,30 @@ impl StateMachine {
             items.push(Reply::Bulk(value.clone()));
         }
         scan_reply(next, items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scan order is part of what replicas agree on (a cursor from one node is read by
+    /// another) and of what clients hold between pages: pinned here. The first line is
+    /// SipHash-2-4's reference vector (key 00..0f, message 00..0e), so the hasher is the
+    /// published function.
+    #[test]
+    fn the_scan_order_is_siphash_2_4_under_a_fixed_key() {
+        let key: Vec<u8> = (0..16).collect();
+        let message: Vec<u8> = (0..15).collect();
+        let reference = SipHasher24::new_with_key(&key.try_into().expect("16 bytes"));
+        assert_eq!(reference.hash(&message), 0xa129_ca61_49be_45e5);
+        let pinned: &[(&[u8], u64)] = &[
+            (b"", 0xbb4e_2c14_618d_9e0f),
+            (b"user:1", 0xe7d6_9eb8_e4e9_8868),
+            (b"hash", 0x373b_ffc4_c30d_6e40),
+        ];
+        for (text, expected) in pinned {
+            assert_eq!(scan_hash(text), *expected, "{text:?}");
+        }
     }
 }

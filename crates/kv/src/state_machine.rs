@@ -332,11 +332,8 @@ impl StateMachine {
                 key,
                 value,
                 condition,
-            } => match self.write_without_deadline(&key, value, condition) {
-                Ok(true) => {
-                    self.notify("set", &key);
-                    Reply::Ok
-                }
+            } => match self.write_without_deadline(key, value, condition) {
+                Ok(true) => Reply::Ok,
                 Ok(false) => Reply::Nil,
                 Err(refusal) => refusal,
             },
@@ -386,13 +383,8 @@ impl StateMachine {
                 options,
             } => self.set_with(key, value, options),
             Command::SetNx { key, value } => {
-                match self.write_without_deadline(&key, value, SetCondition::IfAbsent) {
-                    Ok(written) => {
-                        if written {
-                            self.notify("set", &key);
-                        }
-                        Reply::Integer(i64::from(written))
-                    }
+                match self.write_without_deadline(key, value, SetCondition::IfAbsent) {
+                    Ok(written) => Reply::Integer(i64::from(written)),
                     Err(refusal) => refusal,
                 }
             }
@@ -426,14 +418,15 @@ impl StateMachine {
     }
 
     /// Stores `value` at `key`, without a deadline, if `condition` holds (one walk down the
-    /// tree): whether it did, or the refusal of a key or value beyond the limits.
+    /// tree), reporting `set`: whether it did, or the refusal of a key or value beyond the
+    /// limits. The key is copied only when someone listens for its event.
     fn write_without_deadline(
         &mut self,
-        key: &[u8],
+        key: Vec<u8>,
         value: Vec<u8>,
         condition: SetCondition,
     ) -> Result<bool, Reply> {
-        if let Some(refusal) = self.check_size(key, &value) {
+        if let Some(refusal) = self.check_size(&key, &value) {
             return Err(refusal);
         }
         let stored = Stored {
@@ -441,7 +434,14 @@ impl StateMachine {
             deadline_ms: None,
             revision: self.applied_index,
         };
-        Ok(self.data.write(key.to_vec(), stored, condition).is_some())
+        if !self.records_events() {
+            return Ok(self.data.write(key, stored, condition).is_some());
+        }
+        let written = self.data.write(key.clone(), stored, condition).is_some();
+        if written {
+            self.notify("set", &key);
+        }
+        Ok(written)
     }
 
     /// The error reply for a key or value beyond the configured limits.

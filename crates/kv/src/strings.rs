@@ -87,6 +87,10 @@ impl StateMachine {
             ..old
         };
         self.data.insert(new_key.clone(), moved);
+        // Redis deletes the destination and adds it again: `new` even when it was there,
+        // before `rename_from`.
+        self.data.take_created(&new_key);
+        self.notify("new", &new_key);
         self.notify("rename_from", key);
         self.notify("rename_to", &new_key);
         done
@@ -181,8 +185,13 @@ impl StateMachine {
                 deadline_ms: None,
                 revision: self.applied_index,
             };
-            self.notify("set", &key);
-            self.data.insert(key, stored);
+            if self.records_events() {
+                // Inserted first, so that a key created reports `new` before `set`.
+                self.data.insert(key.clone(), stored);
+                self.notify("set", &key);
+            } else {
+                self.data.insert(key, stored);
+            }
         }
         if nx {
             Reply::Integer(1)
@@ -191,18 +200,18 @@ impl StateMachine {
         }
     }
 
-    /// `RANDOMKEY`: the first key at or after `seed`'s big-endian bytes in key order, else
-    /// the first key; nil when the store is empty. The caller draws the seed, so the read
-    /// stays a pure function of the state.
+    /// `RANDOMKEY`: the key at position `seed mod len` of the scan order, so each key is as
+    /// likely as any other for a uniform seed; nil when the store is empty. The caller draws
+    /// the seed, so the read stays a pure function of the state (and of the log, inside a
+    /// `MULTI`).
     pub(crate) fn random_key(&self, seed: u64) -> Reply {
-        let probe = seed.to_be_bytes();
-        let found = self
-            .data
-            .range_from(&probe)
-            .next()
-            .or_else(|| self.data.iter().next());
-        match found {
-            Some((key, _)) => Reply::Bulk(key.clone()),
+        let len = self.data.len() as u64;
+        if len == 0 {
+            return Reply::Nil;
+        }
+        // seed % len < len, a usize.
+        match self.data.nth_by_hash((seed % len) as usize) {
+            Some(key) => Reply::Bulk(key.to_vec()),
             None => Reply::Nil,
         }
     }

@@ -56,8 +56,11 @@ impl StateMachine {
             (_, Some(Resolved::Future(at))) => Some(at),
             (_, Some(Resolved::Passed)) => {
                 // Set and at once expired: the key is gone, and its subscribers hear what
-                // Redis 7.0 publishes for it: `set`, `expire`, then `expired`.
-                self.data.remove(&key);
+                // Redis 7.0 publishes for it: `new` (if it was missing), `set`, `expire`,
+                // then `expired`.
+                if self.data.remove(&key).is_none() {
+                    self.notify("new", &key);
+                }
                 for event in ["set", "expire", "expired"] {
                     self.notify(event, &key);
                 }

@@ -1,6 +1,8 @@
 //! What a hostile `EXEC` entry makes a replica allocate: at apply, no more than the reply
 //! limit however many oversized reads it queues; at decode, no reservation for items the
-//! entry only claims to hold. Memory is counted by this test binary's allocator, per thread.
+//! entry only claims to hold. And what a plain `SET` allocates: no copy of its key when no
+//! one listens for keyspace events. Memory is counted by this test binary's allocator, per
+//! thread.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -122,4 +124,29 @@ fn decoding_reserves_nothing_for_items_an_entry_only_claims() {
         "decoding {} bytes allocated {allocated}",
         entry.len()
     );
+}
+
+/// A SET over a key already there moves its key and value into the store: with no one
+/// listening for keyspace events, nothing as large as the key is allocated (the key was
+/// once copied only to name it in an event nobody recorded). With a listener, the copy
+/// names the event.
+#[test]
+fn a_set_copies_its_key_only_for_a_listener() {
+    let mut kv = StateMachine::new(KvConfig::default()).unwrap();
+    let key = vec![b'k'; 16 * 1024];
+    let set = |value: &[u8]| Command::Set {
+        key: key.clone(),
+        value: value.to_vec(),
+        condition: SetCondition::Always,
+    };
+    kv.apply(1, set(b"a"), None);
+    let command = set(b"b");
+    let (deaf_bytes, reply) = allocated_by(|| kv.apply(2, command, None));
+    assert_eq!(reply, Reply::Ok);
+    assert!(deaf_bytes < key.len(), "{deaf_bytes} bytes allocated");
+    kv.record_events(true);
+    let command = set(b"c");
+    let (listening_bytes, _) = allocated_by(|| kv.apply(3, command, None));
+    assert!(listening_bytes >= key.len(), "the event names the key");
+    assert_eq!(kv.take_events().events.len(), 1);
 }

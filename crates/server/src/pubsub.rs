@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - `flags`: [`NotifyFlags`], the `notify-keyspace-events` setting in Redis's letters.
-//! - `glob`: Redis's glob patterns (`PSUBSCRIBE`, `CONFIG GET`).
+//! - `glob`: Redis's glob patterns (`PSUBSCRIBE`, `CONFIG GET`), the store's matcher.
 //! - `mailbox`: [`Mailbox`], one subscriber's bounded queue of frames.
 //! - `hub`: [`Hub`], the subscribers by channel and pattern, the publisher thread, and
 //!   [`Subscriber`], one connection's subscriptions.

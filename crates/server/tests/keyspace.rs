@@ -254,6 +254,13 @@ fn nonsense_keyspace_arguments_pipelined_are_refused_in_order() {
         (&["KEYS", &stars], "*2"),
         (&["HSCAN", "h", "0", "COUNT", "0"], "-ERR syntax error"),
         (&["HSCAN", "k", "0"], "-WRONGTYPE"),
+        // The key is judged before the options, as Redis 7.0 does.
+        (&["HSCAN", "missing", "0", "foo", "bar"], "*2"),
+        (&["HSCAN", "k", "0", "COUNT", "x"], "-WRONGTYPE"),
+        (
+            &["HSCAN", "h", "0", "COUNT", "x"],
+            "-ERR value is not an integer or out of range",
+        ),
         (
             &["INCRBYFLOAT", "k", "1"],
             "-ERR value is not a valid float",

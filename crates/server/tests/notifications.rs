@@ -186,6 +186,46 @@ fn the_flags_choose_the_channels_and_classes_and_an_empty_setting_turns_them_off
     );
 }
 
+/// The `n` flag: a subscriber hears `new` for each write that creates a key — SET, HSET,
+/// RENAME's destination, a transaction's INCR — and nothing for writes to keys already
+/// there; without `n`, no `new` comes.
+#[test]
+fn new_keys_are_announced_under_the_n_flag_as_in_redis() {
+    let _serial = serial();
+    let cluster = TestCluster::start_with(1, &["--notify-keyspace-events", "En"]);
+    let mut connection = cluster.redis(1);
+    let mut subscriber = cluster.redis(1);
+    let mut pubsub = subscriber.as_pubsub();
+    pubsub.psubscribe("__keyevent@0__:*").unwrap();
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _: () = query(&mut connection, &["SET", "x", "1"]);
+    let _: () = query(&mut connection, &["SET", "x", "2"]);
+    let _: i64 = query(&mut connection, &["HSET", "h", "f", "1"]);
+    let _: i64 = query(&mut connection, &["HSET", "h", "g", "1"]);
+    let _: () = query(&mut connection, &["RENAME", "x", "z"]);
+    let _: () = query(&mut connection, &["MULTI"]);
+    let _: String = query(&mut connection, &["INCR", "n"]);
+    let _: String = query(&mut connection, &["INCR", "n"]);
+    let _: Vec<i64> = query(&mut connection, &["EXEC"]);
+    let new = "__keyevent@0__:new";
+    assert_eq!(
+        next_messages(&mut pubsub, 4),
+        pairs(&[(new, "x"), (new, "h"), (new, "z"), (new, "n")])
+    );
+    let _: () = query(
+        &mut connection,
+        &["CONFIG", "SET", "notify-keyspace-events", "E$"],
+    );
+    let _: () = query(&mut connection, &["SET", "fresh", "1"]);
+    assert_eq!(
+        next_messages(&mut pubsub, 1),
+        pairs(&[("__keyevent@0__:set", "fresh")]),
+        "without n, a new key is announced by its own event only"
+    );
+}
+
 #[test]
 fn a_subscriber_that_reads_nothing_is_disconnected_and_writers_go_on() {
     let _serial = serial();

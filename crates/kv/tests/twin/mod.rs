@@ -109,14 +109,11 @@ pub fn hash_command() -> impl Strategy<Value = Command> {
     ]
 }
 
-/// FNV-1a, 0 taken as 1.
-fn fnv(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &byte in bytes {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash.max(1)
+/// The scan order: SipHash-2-4 under the key `skiff scan order`, 0 taken as 1.
+fn scan_order(bytes: &[u8]) -> u64 {
+    siphasher::sip::SipHasher24::new_with_key(b"skiff scan order")
+        .hash(bytes)
+        .max(1)
 }
 
 /// Redis's glob, for the simple patterns the strategy makes.
@@ -281,11 +278,13 @@ impl Model {
                 })
             }
             Command::RandomKey { seed } => {
-                let mut keys: Vec<&Vec<u8>> = self.data.keys().collect();
+                // The key at position seed mod len of the scan order.
+                let mut keys: Vec<(u64, &Vec<u8>)> =
+                    self.data.keys().map(|k| (scan_order(k), k)).collect();
                 keys.sort();
-                let probe = seed.to_be_bytes().to_vec();
-                let found = keys.iter().find(|k| ***k >= probe).or(keys.first());
-                found.map_or(Reply::Nil, |k| Reply::Bulk((*k).clone()))
+                let len = keys.len() as u64;
+                let found = (len > 0).then(|| keys[(seed % len) as usize].1);
+                found.map_or(Reply::Nil, |k| Reply::Bulk(k.clone()))
             }
             Command::Keys { pattern } => {
                 let mut keys: Vec<Vec<u8>> = self
@@ -297,14 +296,18 @@ impl Model {
                 keys.sort();
                 Reply::Array(keys.into_iter().map(Reply::Bulk).collect())
             }
-            Command::Scan { count: 0, .. } | Command::HScan { count: 0, .. } => err(errors::SYNTAX),
+            Command::Scan { count: 0, .. } => err(errors::SYNTAX),
             Command::Scan {
                 cursor,
                 pattern,
                 count,
                 value_type,
             } => {
-                let items = self.data.keys().map(|k| (fnv(k), k.clone())).collect();
+                let items = self
+                    .data
+                    .keys()
+                    .map(|k| (scan_order(k), k.clone()))
+                    .collect();
                 let (keys, next) = page(items, *cursor, *count);
                 let keys = keys
                     .into_iter()
@@ -329,8 +332,16 @@ impl Model {
             } => match self.hash(key) {
                 Err(e) => e,
                 Ok(None) => scan_reply(0, Vec::new()),
+                // Options the parser refused, judged after the key as Redis does.
+                Ok(Some(_)) if *count == 0 => match pattern {
+                    None => err(errors::SYNTAX),
+                    Some(_) => err(errors::NOT_AN_INTEGER),
+                },
                 Ok(Some(hash)) => {
-                    let items = hash.into_iter().map(|(f, v)| (fnv(&f), (f, v))).collect();
+                    let items = hash
+                        .into_iter()
+                        .map(|(f, v)| (scan_order(&f), (f, v)))
+                        .collect();
                     let (fields, next) = page(items, *cursor, *count);
                     let items = fields
                         .into_iter()

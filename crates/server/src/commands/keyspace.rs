@@ -167,12 +167,20 @@ pub(super) fn parse(
             at_least(3)?;
             let key = next();
             let cursor = cursor(&next())?;
-            let options = ScanOptions::parse(words, false)?;
+            // Redis judges the key before the options: refused options go to the store as
+            // COUNT 0, which answers for a missing or wrong-typed key first.
+            let (pattern, count) = match ScanOptions::parse(words, false) {
+                Ok(options) => (options.pattern, options.count),
+                Err(CommandError(text)) if text == errors::NOT_AN_INTEGER => {
+                    (Some(skiff_kv::HSCAN_COUNT_NOT_AN_INTEGER.to_vec()), 0)
+                }
+                Err(_) => (None, 0),
+            };
             Command::HScan {
                 key,
                 cursor,
-                pattern: options.pattern,
-                count: options.count,
+                pattern,
+                count,
             }
         }
         "HSET" | "HMSET" => {
@@ -379,6 +387,27 @@ mod tests {
         for (text, expected) in table {
             assert_eq!(command(text), Ok(expected), "{text}");
         }
+        // HSCAN's refused options reach the store, which judges the key first, as Redis.
+        let refused = |pattern: Option<&[u8]>| Command::HScan {
+            key: b("h"),
+            cursor: 0,
+            pattern: pattern.map(<[u8]>::to_vec),
+            count: 0,
+        };
+        for text in [
+            "hscan h 0 type string",
+            "hscan h 0 foo bar",
+            "hscan h 0 match",
+            "hscan h 0 count 0",
+        ] {
+            assert_eq!(command(text), Ok(refused(None)), "{text}");
+        }
+        let not_an_integer = Some(skiff_kv::HSCAN_COUNT_NOT_AN_INTEGER);
+        assert_eq!(command("hscan h 0 count x"), Ok(refused(not_an_integer)));
+        assert_eq!(
+            command("hscan h x count x"),
+            Err(skiff_kv::reply::errors::INVALID_CURSOR.to_string())
+        );
     }
 
     /// Each answer was checked against redis-server 7.0.
@@ -420,7 +449,6 @@ mod tests {
             ),
             ("scan 0 match", "ERR syntax error"),
             ("scan 0 foo bar", "ERR syntax error"),
-            ("hscan h 0 type string", "ERR syntax error"),
             (
                 "hset h a",
                 "ERR wrong number of arguments for 'hset' command",

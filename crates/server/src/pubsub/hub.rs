@@ -24,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 use skiff_kv::{KeyspaceEvent, KeyspaceEvents, Reply};
 
 use super::flags::NotifyFlags;
-use super::glob;
+use super::glob::Glob;
 use super::mailbox::Mailbox;
 use crate::metrics::Metrics;
 use crate::resp;
@@ -43,7 +43,7 @@ pub const MAX_NAME_BYTES_PER_NODE: usize = 64 * 1024 * 1024;
 pub const MAX_PATTERNS_PER_NODE: usize = 16_384;
 /// The matcher steps one event may take across all patterns; the patterns left when it
 /// runs out (the costliest, tried last) miss that event, counted as dropped.
-pub const MAX_MATCH_STEPS_PER_EVENT: usize = 1 << 22;
+pub const MAX_MATCH_STEPS_PER_EVENT: u64 = 1 << 22;
 /// Apply batches waiting for the publisher thread; one more is dropped.
 const MAX_QUEUED_BATCHES: usize = 1024;
 /// The bytes of events waiting for the publisher thread; a batch that would pass it is
@@ -121,7 +121,7 @@ struct Registry {
 }
 
 /// The distinct patterns in the order the publisher tries them: cheapest first.
-type PatternList = Arc<[Arc<[u8]>]>;
+type PatternList = Arc<[(Arc<[u8]>, Glob)]>;
 
 #[derive(Debug, Default)]
 struct Member {
@@ -214,10 +214,10 @@ impl Registry {
 
 /// The patterns of `list` that `channel` matches, trying them in order until `steps` runs
 /// out; the second value is whether some were left untried.
-fn matching(list: &[Arc<[u8]>], channel: &[u8], steps: &mut usize) -> (Vec<Arc<[u8]>>, bool) {
+fn matching(list: &[(Arc<[u8]>, Glob)], channel: &[u8], steps: &mut u64) -> (Vec<Arc<[u8]>>, bool) {
     let mut matched = Vec::new();
-    for pattern in list {
-        match glob::matches_within(pattern, channel, steps) {
+    for (pattern, glob) in list {
+        match glob.matches_within(channel, steps) {
             Some(true) => matched.push(pattern.clone()),
             Some(false) => {}
             None => return (matched, true),
@@ -368,9 +368,9 @@ impl Hub {
     }
 
     /// The distinct patterns, cheapest first: the copy made since the last change, or a
-    /// new one (sorted outside the lock).
+    /// new one (compiled and sorted outside the lock).
     fn pattern_list(&self) -> PatternList {
-        let (mut names, changes): (Vec<Arc<[u8]>>, u64) = {
+        let (names, changes): (Vec<Arc<[u8]>>, u64) = {
             let registry = self.registry();
             if let Some(list) = &registry.pattern_list {
                 return list.clone();
@@ -378,8 +378,15 @@ impl Hub {
             let names = registry.patterns.keys().cloned().collect();
             (names, registry.pattern_changes)
         };
-        names.sort_by_cached_key(|p| (glob::cost_rank(p), p.len()));
-        let list: PatternList = names.into();
+        let mut compiled: Vec<(Arc<[u8]>, Glob)> = names
+            .into_iter()
+            .map(|name| {
+                let glob = Glob::new(&name);
+                (name, glob)
+            })
+            .collect();
+        compiled.sort_by_cached_key(|(name, glob)| (glob.cost_rank(), name.len()));
+        let list: PatternList = compiled.into();
         let mut registry = self.registry();
         // Kept unless a pattern came or went while it was sorted.
         if registry.pattern_changes == changes {
@@ -723,7 +730,8 @@ mod tests {
         );
         subscriber.unsubscribe(Kind::Pattern, Vec::new());
         drain(&subscriber);
-        hub.registry().deliver(b"k", b"set", &copied);
+        let copied_names: Vec<Arc<[u8]>> = copied.iter().map(|(name, _)| name.clone()).collect();
+        hub.registry().deliver(b"k", b"set", &copied_names);
         assert!(
             drain(&subscriber).is_empty(),
             "no message after punsubscribe"
