@@ -2,16 +2,23 @@
 //!
 //! A client retries a request whose answer it did not get, and the first attempt may have
 //! been committed and applied all the same. So each write carries a [`SessionRequest`]: the
-//! client's id and a sequence number that grows by at least one with each new request. The
-//! session table remembers, per client, the last sequence applied and its reply:
+//! client's id, a sequence number that grows with each new request, and the lowest sequence
+//! the client still waits for (every request below it has had its answer). A client that
+//! pipelines has several requests in flight, which may reach the log in another order than
+//! sent (one is re-submitted after a leader change while a later one committed), so the
+//! session table remembers, per client, the replies of a bounded window of sequences:
 //!
-//! - the same sequence again is a retry: the remembered reply is returned and nothing is
-//!   applied a second time;
-//! - an older sequence is refused ([`STALE_REQUEST`]): its reply is no longer known;
-//! - a newer sequence is applied and becomes the remembered one;
-//! - a client the table does not know starts a session with sequence 1; any other sequence
-//!   is refused ([`SESSION_EXPIRED`]), because the table may have forgotten (expired or
-//!   evicted) that client's session, and applying the request could apply it twice.
+//! - a sequence whose reply is remembered is a retry: the reply is returned again and nothing
+//!   is applied a second time;
+//! - a sequence below the window is refused ([`STALE_REQUEST`]): the client said it had the
+//!   answer, or the window dropped it;
+//! - any other sequence is applied and its reply remembered. Then the window's floor rises
+//!   to the lowest sequence the client waits for, and, past `session_window_requests`
+//!   replies, the oldest go (the floor rising past them);
+//! - a client the table does not know starts a session if it has had no answer yet (it
+//!   waits for sequence 1 still); any other request is refused ([`SESSION_EXPIRED`]),
+//!   because the table may have forgotten (expired or evicted) that client's session, and
+//!   applying the request could apply it twice.
 //!
 //! The table is bounded, and what it forgets is a function of the log alone, so every
 //! replica forgets the same sessions at the same entry: a session whose last request is more
@@ -19,10 +26,9 @@
 //! a session when `max_sessions` are open evicts the one whose last request has the lowest
 //! log index. (Every entry touches at most one session, so that index names one session.)
 //!
-//! A client's very first request is the one case this cannot protect: if its session is
-//! forgotten before a retry of sequence 1 arrives, the retry opens a new session and is
-//! applied again. Limits much longer than a client's retry period make that impossible in
-//! practice.
+//! A client's first requests are the one case this cannot protect: if its session is
+//! forgotten before it has had any answer, a retry opens a new session and may be applied
+//! again. Limits much longer than a client's retry period make that impossible in practice.
 //!
 //! [`STALE_REQUEST`]: crate::reply::errors::STALE_REQUEST
 //! [`SESSION_EXPIRED`]: crate::reply::errors::SESSION_EXPIRED
@@ -39,18 +45,61 @@ pub struct SessionRequest {
     /// The client's request number: 1 for its first request, then increasing; a retry reuses
     /// the number of the request it retries.
     pub sequence: u64,
+    /// The lowest sequence whose answer the client still waits for (at most `sequence`):
+    /// the replies of every request below it may be forgotten.
+    pub lowest_unanswered: u64,
+}
+
+impl SessionRequest {
+    /// The request of a client with nothing else in flight: it waits only for `sequence`.
+    pub fn sequential(client_id: u64, sequence: u64) -> SessionRequest {
+        SessionRequest {
+            client_id,
+            sequence,
+            lowest_unanswered: sequence,
+        }
+    }
+
+    /// [`lowest_unanswered`](Self::lowest_unanswered) as the table takes it: never above the
+    /// sequence itself (a client waits at least for the request it sends).
+    fn floor(&self) -> u64 {
+        self.lowest_unanswered.min(self.sequence)
+    }
 }
 
 /// What the state machine remembers of one client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {
-    /// The highest sequence applied for this client.
-    pub last_sequence: u64,
-    /// The reply to that request, returned again if the client retries it.
-    pub last_reply: Reply,
+    /// The replies of the requests applied at or above `lowest_kept`, by sequence.
+    /// Invariant: never empty, every sequence at least `lowest_kept`, at most
+    /// `session_window_requests` of them.
+    pub replies: BTreeMap<u64, Reply>,
+    /// The window's floor: a request below it is stale.
+    pub lowest_kept: u64,
     /// The log index of the client's last request (applied or retried): the session's
     /// place in the eviction order and the start of its expiry.
     pub last_active_index: u64,
+}
+
+impl Session {
+    /// The highest sequence applied for this client.
+    pub fn last_sequence(&self) -> u64 {
+        self.replies
+            .last_key_value()
+            .map_or(self.lowest_kept, |(&sequence, _)| sequence)
+    }
+
+    /// Raises the floor to `floor` and keeps at most `window` replies, dropping the oldest.
+    fn slide(&mut self, floor: u64, window: usize) {
+        if floor > self.lowest_kept {
+            self.lowest_kept = floor;
+            self.replies = self.replies.split_off(&floor);
+        }
+        while self.replies.len() > window.max(1) {
+            let (dropped, _) = self.replies.pop_first().expect("longer than the window");
+            self.lowest_kept = dropped + 1;
+        }
+    }
 }
 
 /// What to do with a request that carries a session.
@@ -111,6 +160,13 @@ impl SessionTable {
         }
     }
 
+    /// Keeps at most `window` replies in every session, dropping the oldest.
+    pub(crate) fn shrink_windows(&mut self, window: usize) {
+        for session in self.sessions.values_mut() {
+            session.slide(session.lowest_kept, window);
+        }
+    }
+
     fn remove(&mut self, last_active: u64, client_id: u64) {
         self.by_activity.remove(&last_active);
         let removed = self.sessions.remove(&client_id);
@@ -123,20 +179,33 @@ impl SessionTable {
     /// Decides what to do with `request` (§6.3), changing nothing.
     pub(crate) fn admit(&self, request: SessionRequest) -> Admission {
         match self.sessions.get(&request.client_id) {
-            Some(session) if request.sequence == session.last_sequence => {
-                Admission::Replay(session.last_reply.clone())
-            }
-            Some(session) if request.sequence < session.last_sequence => {
+            // §6.3: a request below the window was answered before; its reply is gone.
+            Some(session) if request.sequence < session.lowest_kept => {
                 Admission::Refuse(Reply::error(errors::STALE_REQUEST))
             }
-            Some(_) => Admission::Apply,
-            None if request.sequence == 1 => Admission::Apply,
+            // §6.3: a retry of an applied request gets its first reply, applies nothing.
+            Some(session) => match session.replies.get(&request.sequence) {
+                Some(reply) => Admission::Replay(reply.clone()),
+                None => Admission::Apply,
+            },
+            // §6.3: an unknown client may be one whose session was forgotten; only one that
+            // has had no answer yet starts afresh (sequences start at 1).
+            None if request.sequence > 0 && request.floor() <= 1 => Admission::Apply,
             None => Admission::Refuse(Reply::error(errors::SESSION_EXPIRED)),
         }
     }
 
-    /// Moves `client_id`'s session to `index` in the eviction order (a retry is activity).
-    pub(crate) fn touch(&mut self, client_id: u64, index: u64) {
+    /// A retry of `request` answered at `index`: the session moves there in the eviction
+    /// order (a retry is activity) and its window slides to what the client still waits for.
+    pub(crate) fn replayed(&mut self, request: SessionRequest, index: u64, window: usize) {
+        if let Some(session) = self.sessions.get_mut(&request.client_id) {
+            session.slide(request.floor(), window);
+        }
+        self.touch(request.client_id, index);
+    }
+
+    /// Moves `client_id`'s session to `index` in the eviction order.
+    fn touch(&mut self, client_id: u64, index: u64) {
         if let Some(session) = self.sessions.get_mut(&client_id) {
             self.by_activity.remove(&session.last_active_index);
             session.last_active_index = index;
@@ -144,26 +213,31 @@ impl SessionTable {
         }
     }
 
-    /// Remembers the reply to `request`, applied at `index`; opening a session when
-    /// `max_sessions` are open first evicts the least recently used one.
+    /// Remembers the reply to `request`, applied at `index`, and slides the window (at most
+    /// `window` replies); opening a session when `max_sessions` are open first evicts the
+    /// least recently used one.
     pub(crate) fn record(
         &mut self,
         request: SessionRequest,
         index: u64,
         reply: Reply,
-        max_sessions: usize,
+        limits: (usize, usize),
     ) {
-        if !self.sessions.contains_key(&request.client_id) {
-            self.shrink_to(max_sessions.saturating_sub(1));
+        let (max_sessions, window) = limits;
+        if let Some(session) = self.sessions.get_mut(&request.client_id) {
+            session.replies.insert(request.sequence, reply);
+            session.slide(request.floor(), window);
+            self.touch(request.client_id, index);
+            return;
         }
-        self.insert(
-            request.client_id,
-            Session {
-                last_sequence: request.sequence,
-                last_reply: reply,
-                last_active_index: index,
-            },
-        );
+        self.shrink_to(max_sessions.saturating_sub(1));
+        let mut session = Session {
+            replies: BTreeMap::from([(request.sequence, reply)]),
+            lowest_kept: 1,
+            last_active_index: index,
+        };
+        session.slide(request.floor(), window);
+        self.insert(request.client_id, session);
     }
 
     /// Adds or replaces a session as it is (also used by snapshot restore).
@@ -203,6 +277,15 @@ impl SessionTable {
             assert!(
                 index <= applied_index,
                 "client {client_id} active at {index}, after the applied index {applied_index}"
+            );
+        }
+        for (client_id, session) in &self.sessions {
+            assert!(
+                session
+                    .replies
+                    .first_key_value()
+                    .is_some_and(|(&lowest, _)| lowest >= session.lowest_kept),
+                "client {client_id}'s window is empty or reaches below its floor: {session:?}"
             );
         }
     }

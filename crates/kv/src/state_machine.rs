@@ -117,12 +117,12 @@ impl StateMachine {
     ///
     /// Before anything else, sessions idle for more than
     /// [`session_expiry_entries`](KvConfig::session_expiry_entries) are forgotten. Then, with
-    /// a session (thesis §6.3): a retry of the client's last request returns the remembered
-    /// reply and applies nothing; an older request is refused with
-    /// [`STALE_REQUEST`](errors::STALE_REQUEST); an unknown client's request other than its
-    /// first is refused with [`SESSION_EXPIRED`](errors::SESSION_EXPIRED); otherwise the
-    /// command is applied and its reply remembered — error replies too, so a retry gets the
-    /// same answer.
+    /// a session (thesis §6.3): a retry of a request whose reply is in the client's window
+    /// returns the remembered reply and applies nothing; a request below the window is
+    /// refused with [`STALE_REQUEST`](errors::STALE_REQUEST); an unknown client's request is
+    /// refused with [`SESSION_EXPIRED`](errors::SESSION_EXPIRED) unless the client has had no
+    /// answer yet; otherwise the command is applied and its reply remembered — error replies
+    /// too, so a retry gets the same answer (see [`session`](crate::session)).
     ///
     /// Indexes need not be consecutive (entries that are not key-value commands are not
     /// applied here), but they must increase.
@@ -162,14 +162,18 @@ impl StateMachine {
             None => self.execute(command),
             Some(request) => match self.sessions.admit(request) {
                 Admission::Replay(reply) => {
-                    self.sessions.touch(request.client_id, index);
+                    let window = self.config.session_window_requests;
+                    self.sessions.replayed(request, index, window);
                     reply
                 }
                 Admission::Refuse(reply) => reply,
                 Admission::Apply => {
                     let reply = self.execute(command);
-                    self.sessions
-                        .record(request, index, reply.clone(), self.config.max_sessions);
+                    let limits = (
+                        self.config.max_sessions,
+                        self.config.session_window_requests,
+                    );
+                    self.sessions.record(request, index, reply.clone(), limits);
                     reply
                 }
             },

@@ -71,7 +71,7 @@ fn stale_sequence_is_refused() {
     );
     assert_eq!(errors::STALE_REQUEST, "ERR stale request");
     assert_eq!(kv.read(get("n")), bulk("2"));
-    assert_eq!(kv.machine.session(1).map(|s| s.last_sequence), Some(5));
+    assert_eq!(kv.machine.session(1).map(|s| s.last_sequence()), Some(5));
 }
 
 /// Sessions of different clients are independent: the same sequence from two clients is
@@ -230,8 +230,105 @@ fn restore_with_fewer_sessions_evicts_least_recently_used() {
 }
 
 fn req(client_id: u64, sequence: u64) -> SessionRequest {
+    SessionRequest::sequential(client_id, sequence)
+}
+
+fn pipelined(client_id: u64, sequence: u64, lowest_unanswered: u64) -> SessionRequest {
     SessionRequest {
         client_id,
         sequence,
+        lowest_unanswered,
     }
+}
+
+/// A pipelining client has requests 1 to 4 in flight; they reach the log out of order (2
+/// was re-submitted after a leader change while 3 and 4 committed), each is applied once,
+/// and every retry inside the window gets its own first reply. Reference: thesis §6.3.
+#[test]
+fn pipelined_requests_out_of_order_apply_once_each() {
+    let mut kv = Kv::new();
+    let at = |kv: &mut Kv, sequence, lowest| {
+        kv.apply_with(incr("n"), Some(pipelined(5, sequence, lowest)))
+    };
+    assert_eq!(at(&mut kv, 1, 1), Reply::Integer(1));
+    assert_eq!(at(&mut kv, 3, 1), Reply::Integer(2));
+    assert_eq!(at(&mut kv, 4, 1), Reply::Integer(3));
+    // The client has heard 1's answer: it waits for 2 and above.
+    assert_eq!(at(&mut kv, 2, 2), Reply::Integer(4));
+    // Retries of 2, 3 and 4 — each applied already — get their first replies.
+    assert_eq!(at(&mut kv, 3, 2), Reply::Integer(2));
+    assert_eq!(at(&mut kv, 2, 2), Reply::Integer(4));
+    assert_eq!(at(&mut kv, 4, 2), Reply::Integer(3));
+    // 1's reply was dropped when the client said it had it: a retry of 1 is stale.
+    assert_eq!(at(&mut kv, 1, 1), Reply::error(errors::STALE_REQUEST));
+    assert_eq!(kv.read(get("n")), bulk("4"));
+    let session = kv.machine.session(5).expect("session");
+    assert_eq!(session.lowest_kept, 2);
+    assert_eq!(
+        session.replies.keys().copied().collect::<Vec<_>>(),
+        [2, 3, 4]
+    );
+}
+
+/// The window keeps at most session_window_requests replies: past it the oldest is
+/// forgotten and its retry refused as stale rather than applied again, even though the
+/// client still waits for it. Reference: thesis §6.3.
+#[test]
+fn window_is_bounded_and_forgets_oldest() {
+    let mut kv = Kv::with_config(KvConfig {
+        session_window_requests: 2,
+        ..KvConfig::default()
+    });
+    for sequence in 1..=3 {
+        kv.apply_with(incr("n"), Some(pipelined(5, sequence, 1)));
+    }
+    let session = kv.machine.session(5).expect("session");
+    assert_eq!(session.replies.keys().copied().collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(
+        kv.apply_with(incr("n"), Some(pipelined(5, 1, 1))),
+        Reply::error(errors::STALE_REQUEST)
+    );
+    assert_eq!(
+        kv.apply_with(incr("n"), Some(pipelined(5, 2, 1))),
+        Reply::Integer(2)
+    );
+    assert_eq!(kv.read(get("n")), bulk("3"));
+}
+
+/// An unknown client may start with any sequence while it has had no answer (a pipelined
+/// 2 can commit before 1); once it has had one, an unknown session means a forgotten one,
+/// and the request is refused. Reference: thesis §6.3.
+#[test]
+fn unknown_client_with_answers_is_refused() {
+    let mut kv = Kv::new();
+    assert_eq!(
+        kv.apply_with(incr("n"), Some(pipelined(8, 2, 1))),
+        Reply::Integer(1)
+    );
+    assert_eq!(
+        kv.apply_with(incr("n"), Some(pipelined(8, 1, 1))),
+        Reply::Integer(2)
+    );
+    assert_eq!(
+        kv.apply_with(incr("n"), Some(pipelined(9, 4, 3))),
+        Reply::error(errors::SESSION_EXPIRED)
+    );
+    assert_eq!(kv.read(get("n")), bulk("2"));
+}
+
+/// A lowest unanswered sequence above the request's own is taken as the request's own: a
+/// forged field cannot make the request drop its own reply.
+#[test]
+fn lowest_unanswered_above_sequence_is_clamped() {
+    let mut kv = Kv::new();
+    kv.apply_session(4, 1, incr("n"));
+    assert_eq!(
+        kv.apply_with(incr("n"), Some(pipelined(4, 2, 99))),
+        Reply::Integer(2)
+    );
+    assert_eq!(
+        kv.apply_with(incr("n"), Some(pipelined(4, 2, 2))),
+        Reply::Integer(2)
+    );
+    assert_eq!(kv.machine.session(4).map(|s| s.lowest_kept), Some(2));
 }

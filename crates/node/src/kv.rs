@@ -23,10 +23,7 @@ impl StateMachine for skiff_kv::StateMachine {
     fn encode_command(command: Command, session: Option<ClientSession>) -> Vec<u8> {
         // The request's first byte is its format version, far below the member-address tag.
         Request {
-            session: session.map(|s| SessionRequest {
-                client_id: s.client_id,
-                sequence: s.sequence,
-            }),
+            session: session.map(to_request),
             command,
         }
         .encode()
@@ -37,6 +34,7 @@ impl StateMachine for skiff_kv::StateMachine {
         let session = request.session.map(|s| ClientSession {
             client_id: s.client_id,
             sequence: s.sequence,
+            lowest_unanswered: s.lowest_unanswered,
         });
         Ok((request.command, session))
     }
@@ -48,10 +46,7 @@ impl StateMachine for skiff_kv::StateMachine {
         session: Option<ClientSession>,
         log_time_ms: Option<u64>,
     ) -> Reply {
-        let session = session.map(|s| SessionRequest {
-            client_id: s.client_id,
-            sequence: s.sequence,
-        });
+        let session = session.map(to_request);
         skiff_kv::StateMachine::apply_at(self, index.0, log_time_ms, command, session)
     }
 
@@ -101,5 +96,14 @@ impl StateMachine for skiff_kv::StateMachine {
 
     fn done() -> Reply {
         Reply::Ok
+    }
+}
+
+/// The kv store's form of a client session.
+fn to_request(session: ClientSession) -> SessionRequest {
+    SessionRequest {
+        client_id: session.client_id,
+        sequence: session.sequence,
+        lowest_unanswered: session.lowest_unanswered,
     }
 }

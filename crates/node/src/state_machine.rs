@@ -18,6 +18,10 @@ pub struct ClientSession {
     /// The client's request number: 1 for its first request, then increasing; a retry
     /// reuses the number of the request it retries.
     pub sequence: u64,
+    /// The lowest sequence whose answer the client still waits for (at most `sequence`): a
+    /// client with several requests in flight (pipelining) lets the state machine forget
+    /// the replies below it.
+    pub lowest_unanswered: u64,
 }
 
 /// A replicated state machine. Every replica applies the same commands in the same order,

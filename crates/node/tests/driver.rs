@@ -574,6 +574,7 @@ fn a_duplicate_submission_in_a_session_is_applied_once() {
     let session = Some(ClientSession {
         client_id: 7,
         sequence: 1,
+        lowest_unanswered: 1,
     });
     let incr = || Command::Incr { key: "n".into() };
     cluster
