@@ -24,12 +24,14 @@ use crate::wire::{Envelope, PeerMessage};
 mod driving;
 mod incarnations;
 mod log_time;
+mod resubmit;
 mod snapshots;
 
 use driving::{Stage, Writing};
 use incarnations::AmnesiaGuard;
 pub use incarnations::IncarnationNotice;
 use log_time::LogClock;
+use resubmit::{Again, SessionWrites};
 
 /// The caller's id for one client request; the reply comes back with it.
 pub type RequestId = u64;
@@ -111,6 +113,9 @@ pub struct Node<D: Disk, M: StateMachine = skiff_kv::StateMachine> {
     confirmed_read_count: usize,
     /// This node's writes forwarded to a leader, waiting for its reply: the leader by request.
     forwarded: HashMap<RequestId, NodeId>,
+    /// This node's clients' writes in a session, sent again when a leader change loses
+    /// their outcome.
+    session_writes: SessionWrites,
     /// The snapshot coming in from the leader: what is staged, and what verified.
     incoming_snapshot: IncomingSnapshot<M>,
     /// The number of the last batch begun: its tokens carry it.
@@ -187,6 +192,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             confirmed_reads: BTreeMap::new(),
             confirmed_read_count: 0,
             forwarded: HashMap::new(),
+            session_writes: SessionWrites::new::<M>(),
             incoming_snapshot: IncomingSnapshot::default(),
             batches: 0,
             snapshot_in_flight: None,
@@ -212,6 +218,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         }
         self.age_transfer_note();
         self.propose_time_if_due();
+        self.resubmit_parked();
     }
 
     /// Starts an election now (PreVote first when enabled), as if the election timer had fired.
@@ -234,6 +241,9 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     /// [`submit`](Node::submit) for a client with an exactly-once session (thesis §6.3): a
     /// write carries `session` through forwarding and the log to the state machine, which
     /// applies each `(client_id, sequence)` once and answers a retry with its first reply.
+    /// So when a leader change loses the write's outcome, the node sends it again to the
+    /// current leader until it is applied or [`cancel`](Node::cancel)led (see
+    /// `node/resubmit.rs`): its reply is never "may or may not have been applied".
     pub fn submit_in_session(
         &mut self,
         id: RequestId,
@@ -257,13 +267,18 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 }
             }
         } else {
-            self.propose(Origin::Local(id), M::encode_command(command, session));
+            let request = M::encode_command(command, session);
+            if session.is_some() {
+                self.session_writes.insert(id, request.clone());
+            }
+            self.propose(Origin::Local(id), request);
         }
     }
 
     /// Forgets a request whose caller stopped waiting (it timed out or disconnected). A write
     /// already proposed may still be applied.
     pub fn cancel(&mut self, id: RequestId) {
+        self.session_writes.remove(id);
         self.reads.remove(&id);
         self.forwarded.remove(&id);
         self.proposals
@@ -365,12 +380,26 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 }
                 Ok(())
             }
-            PeerMessage::ForwardReply { to, id, reply, .. } => {
-                if to == self.id() && self.forwarded.remove(&id).is_some() {
-                    let reply = M::decode_reply(&reply).unwrap_or_else(|error| {
-                        M::refused(format!("ERR malformed reply from the leader: {error}"))
-                    });
-                    self.effects.push(Effect::Reply(id, reply));
+            PeerMessage::ForwardReply {
+                from,
+                to,
+                id,
+                reply,
+            } => {
+                // Only the leader the write was last sent to answers it.
+                if to != self.id() || self.forwarded.get(&id) != Some(&from) {
+                    return Ok(());
+                }
+                self.forwarded.remove(&id);
+                match self.session_writes.again(id, &reply) {
+                    Some(Again::Now) => self.resubmit(id),
+                    Some(Again::NextTick) => self.session_writes.park(id),
+                    None => {
+                        let reply = M::decode_reply(&reply).unwrap_or_else(|error| {
+                            M::refused(format!("ERR malformed reply from the leader: {error}"))
+                        });
+                        self.reply(Origin::Local(id), reply);
+                    }
                 }
                 Ok(())
             }
@@ -418,7 +447,11 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
 
     /// Requests waiting on this node.
     pub fn pending_requests(&self) -> usize {
-        self.proposals.len() + self.reads.len() + self.confirmed_read_count + self.forwarded.len()
+        self.proposals.len()
+            + self.reads.len()
+            + self.confirmed_read_count
+            + self.forwarded.len()
+            + self.session_writes.parked_len()
     }
 
     /// The Raft core, for status.
@@ -485,7 +518,8 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     }
 
     /// Writes forwarded to a node that no longer leads get no reply from it: answer them now,
-    /// so their clients retry at once rather than wait for their timeout.
+    /// so their clients retry at once rather than wait for their timeout; a session write is
+    /// sent again to the new leader instead (or parked until one is known).
     fn fail_forwards_to_former_leaders(&mut self, leader: Option<NodeId>) {
         let stale: Vec<RequestId> = self
             .forwarded
@@ -495,11 +529,9 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             .collect();
         for id in stale {
             self.forwarded.remove(&id);
-            self.effects.push(Effect::Reply(
-                id,
-                M::refused(refusals::OUTCOME_UNKNOWN.into()),
-            ));
+            self.lost_outcome(Origin::Local(id), refusals::OUTCOME_UNKNOWN);
         }
+        self.resubmit_parked();
     }
 
     /// Hands out a message, in an envelope with this node's incarnation.
@@ -511,7 +543,10 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
 
     fn reply(&mut self, origin: Origin, reply: M::Reply) {
         match origin {
-            Origin::Local(id) => self.effects.push(Effect::Reply(id, reply)),
+            Origin::Local(id) => {
+                self.session_writes.remove(id);
+                self.effects.push(Effect::Reply(id, reply));
+            }
             Origin::Forwarded { from, id } => self.send(PeerMessage::ForwardReply {
                 from: self.id(),
                 to: from,
@@ -551,17 +586,17 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 break;
             }
             let (_, (_, origin)) = self.proposals.pop_first().expect("checked non-empty");
-            self.reply(origin, M::refused(refusals::OUTCOME_UNKNOWN.into()));
+            self.lost_outcome(origin, refusals::OUTCOME_UNKNOWN);
         }
         if let Some((term, origin)) = self.proposals.remove(&entry.index) {
-            // The entry at the proposal's index is the proposal only if its term matches:
-            // otherwise a new leader replaced it (Log Matching), and it was not applied.
-            let reply = if term == entry.term {
-                reply.unwrap_or_else(M::done)
+            // §5.3: the entry at the proposal's index is the proposal only if its term
+            // matches: otherwise a new leader replaced it (Log Matching), and it was not
+            // applied.
+            if term == entry.term {
+                self.reply(origin, reply.unwrap_or_else(M::done));
             } else {
-                M::refused(refusals::LEADER_CHANGED.into())
-            };
-            self.reply(origin, reply);
+                self.lost_outcome(origin, refusals::LEADER_CHANGED);
+            }
         }
         Ok(())
     }
@@ -646,7 +681,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             .collect();
         for index in covered {
             if let Some((_, origin)) = self.proposals.remove(&index) {
-                self.reply(origin, M::refused(refusals::OUTCOME_UNKNOWN.into()));
+                self.lost_outcome(origin, refusals::OUTCOME_UNKNOWN);
             }
         }
         self.event(Event::SnapshotInstalled { index: meta.index });

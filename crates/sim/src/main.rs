@@ -145,6 +145,8 @@ struct Totals {
     wipes: u64,
     incarnation_refusals: u64,
     linearizability_checks: u64,
+    resubmissions: u64,
+    outcome_unknown: u64,
     failures: Vec<RunReport>,
 }
 
@@ -173,6 +175,8 @@ impl Totals {
         self.wipes += report.stats.wipes;
         self.incarnation_refusals += report.stats.incarnation_refusals;
         self.linearizability_checks += report.linearizability_checks;
+        self.resubmissions += report.stats.resubmissions;
+        self.outcome_unknown += report.outcome_unknown;
         if let Some(violation) = &report.violation {
             self.violations += 1;
             if violation.property == "Liveness" {
@@ -186,7 +190,7 @@ impl Totals {
 
     fn summary(&self) -> String {
         format!(
-            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} segments_garbled={} segments_lost={} refused_starts={} wipes={} incarnation_refusals={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} time_entries={} reads={} linearizability_checks={}",
+            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} segments_garbled={} segments_lost={} refused_starts={} wipes={} incarnation_refusals={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} time_entries={} reads={} linearizability_checks={} resubmissions={} outcome_unknown={}",
             self.seeds,
             self.violations,
             self.ticks,
@@ -210,7 +214,9 @@ impl Totals {
             self.forwards,
             self.time_entries,
             self.reads,
-            self.linearizability_checks
+            self.linearizability_checks,
+            self.resubmissions,
+            self.outcome_unknown
         )
     }
 }
@@ -258,6 +264,7 @@ fn run_guarded(args: &Args, seed: u64) -> RunReport {
                 trace_hash: 0,
                 linearizability_checks: 0,
                 failed_history: None,
+                outcome_unknown: 0,
             }
         }
     }

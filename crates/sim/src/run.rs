@@ -130,6 +130,9 @@ pub struct RunReport {
     pub linearizability_checks: u64,
     /// The client history, kept only when it failed the linearizability check.
     pub failed_history: Option<Vec<Operation>>,
+    /// Writes the clients were answered "may or may not have been applied" after a leader
+    /// change ([`OUTCOME_UNKNOWN`](skiff_node::refusals::OUTCOME_UNKNOWN)).
+    pub outcome_unknown: u64,
 }
 
 /// Everything a seed decides before the run starts.
@@ -283,6 +286,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         trace_hash: cluster.trace().hash(),
         linearizability_checks,
         failed_history,
+        outcome_unknown: workload.outcome_unknown_replies(),
     }
 }
 

@@ -84,6 +84,8 @@ pub struct Workload {
     next_op: u64,
     issued: usize,
     stopped: bool,
+    /// Replies that said a write may or may not have been applied after a leader change.
+    outcome_unknown_replies: u64,
 }
 
 const NS_PER_MS: u64 = 1_000_000;
@@ -188,12 +190,19 @@ impl Workload {
             next_op: 1,
             issued: 0,
             stopped: false,
+            outcome_unknown_replies: 0,
         }
     }
 
     /// Every completed (or abandoned) operation so far.
     pub fn history(&self) -> &[Operation] {
         &self.history
+    }
+
+    /// How many replies said a write may or may not have been applied after a leader change
+    /// ([`OUTCOME_UNKNOWN`](refusals::OUTCOME_UNKNOWN)).
+    pub fn outcome_unknown_replies(&self) -> u64 {
+        self.outcome_unknown_replies
     }
 
     /// How many operations completed with a known outcome.
@@ -244,6 +253,9 @@ impl Workload {
         };
         match cluster.take_reply(in_flight.request) {
             Some(reply) => {
+                if reply == Reply::error(refusals::OUTCOME_UNKNOWN) {
+                    self.outcome_unknown_replies += 1;
+                }
                 let in_flight = self.clients[k].in_flight.take().expect("checked above");
                 let outcome = outcome(in_flight.record.op, &reply, false);
                 self.complete(k, in_flight, outcome, cluster, now_ms);

@@ -176,6 +176,7 @@ impl Cluster {
                 )),
             ),
             NodeEvent::SnapshotChunkReceived { .. } | NodeEvent::SnapshotSkipped { .. } => {}
+            NodeEvent::WriteResubmitted { .. } => self.stats.resubmissions += 1,
             NodeEvent::MemberAddressRecorded { id } => self.trace.record(
                 self.agenda.now_ms,
                 TraceEvent::Note(format!("{node} recorded the address of {id}")),
