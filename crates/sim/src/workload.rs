@@ -13,6 +13,11 @@
 //!   was (`skiff_node::refusals::LEADER_CHANGED`);
 //! - a request no node answered in time is of unknown outcome.
 //!
+//! Each client writes in an exactly-once session (thesis §6.3): its id is the session's,
+//! and its writes are numbered 1, 2, 3…, so a write whose outcome a leader change lost is
+//! sent again by the node instead of answered "may or may not have been applied". A client
+//! that gives up on an operation continues as a new client, in a new session.
+//!
 //! Some `SET`s carry a TTL of an hour (`PX`), which no run reaches: the model takes them as
 //! plain writes. Besides, a fifth of the operations go to keys of their own (`t0`, `t1`…)
 //! with short TTLs — `SET … PX` with `NX`/`XX`/`GET`, `EXPIRE` with its conditions (a
@@ -24,7 +29,7 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use skiff_kv::{Command, Deadline, ExpireCondition, Expiry, Reply, SetCondition, SetOptions};
-use skiff_node::refusals;
+use skiff_node::{refusals, ClientSession};
 use skiff_raft::NodeId;
 
 use crate::cluster::{Cluster, Submitted};
@@ -67,7 +72,10 @@ struct InFlight {
 
 #[derive(Debug)]
 struct Client {
+    /// The client's id, and its session's.
     id: u64,
+    /// The sequence of the session's last write.
+    sequence: u64,
     /// The node that answered last: the client goes back to it.
     node_hint: Option<NodeId>,
     in_flight: Option<InFlight>,
@@ -177,6 +185,7 @@ impl Workload {
         let clients = (0..options.clients as u64)
             .map(|id| Client {
                 id,
+                sequence: 0,
                 node_hint: None,
                 in_flight: None,
                 idle_until_ms: 0,
@@ -333,6 +342,7 @@ impl Workload {
         }
         let client = &mut self.clients[k];
         client.id = self.next_client_id;
+        client.sequence = 0;
         client.node_hint = None;
         self.next_client_id += 1;
     }
@@ -384,7 +394,17 @@ impl Workload {
             node,
             started_ms: now_ms,
         };
-        match cluster.submit(node, op, command) {
+        let session = (!command.is_read_only()).then(|| {
+            let client = &mut self.clients[k];
+            client.sequence += 1;
+            // A sequential client waits for nothing but this write.
+            ClientSession {
+                client_id: client.id,
+                sequence: client.sequence,
+                lowest_unanswered: client.sequence,
+            }
+        });
+        match cluster.submit_in_session(node, op, command, session) {
             Submitted::Pending => self.clients[k].in_flight = Some(in_flight),
             Submitted::Answered(reply) => {
                 let outcome = outcome(in_flight.record.op, &reply, true);

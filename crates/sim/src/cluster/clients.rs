@@ -2,6 +2,7 @@
 //! replies they get.
 
 use super::*;
+use skiff_node::ClientSession;
 
 /// A proposal a leader accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,12 +133,24 @@ impl Cluster {
     /// caller keeps unique. A follower forwards a write to its leader; reads are served by
     /// `node` through ReadIndex.
     pub fn submit(&mut self, node: NodeId, id: RequestId, command: Command) -> Submitted {
+        self.submit_in_session(node, id, command, None)
+    }
+
+    /// [`submit`](Cluster::submit) for a client with an exactly-once session (thesis §6.3):
+    /// a write whose outcome a leader change lost is sent again by the node.
+    pub fn submit_in_session(
+        &mut self,
+        node: NodeId,
+        id: RequestId,
+        command: Command,
+        session: Option<ClientSession>,
+    ) -> Submitted {
         let Some(running) = self.client_node(node) else {
             return Submitted::Unreachable;
         };
         let text = format!("{command:?}");
         let is_read = command.is_read_only();
-        running.submit(id, command);
+        running.submit_in_session(id, command, session);
         self.clients.waiting.insert(id, node);
         if is_read {
             self.clients.reads.insert(id);
