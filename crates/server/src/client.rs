@@ -32,6 +32,8 @@ use crate::driver::Input;
 use crate::resp::{self, Limits, RequestParser};
 use crate::shared::{NodeStatus, Shared};
 
+mod session;
+
 /// Replies a connection may owe at once; a client pipelining more waits for the first ones.
 const MAX_PIPELINE: usize = 1024;
 /// What one buffer may hold whatever the other clients hold: a client within it is never
@@ -530,8 +532,13 @@ impl Connection<'_> {
             .answered
             .reserve(worst, self.options.max_output_bytes)
             .await;
+        let answered = queue.answered.count.load(Ordering::Acquire);
+        let session = (effect == Effect::Write).then(|| {
+            let now = std::time::Instant::now();
+            order.session.next(order.submitted, answered, now)
+        });
         order.sent(effect);
-        let owed = self.submit(command);
+        let owed = self.submit(command, session);
         queue
             .owed_tx
             .send(Queued {
@@ -559,9 +566,18 @@ impl Connection<'_> {
     }
 
     /// Hands a store command to the driver; its reply comes later.
-    fn submit(&self, command: skiff_kv::Command) -> Owed {
+    fn submit(
+        &self,
+        command: skiff_kv::Command,
+        session: Option<skiff_node::ClientSession>,
+    ) -> Owed {
         let (reply, receiver) = oneshot::channel();
-        if let Err(refused) = self.driver.try_send(Input::Client { command, reply }) {
+        let input = Input::Client {
+            command,
+            reply,
+            session,
+        };
+        if let Err(refused) = self.driver.try_send(input) {
             let text = if refused.is_full() {
                 self.shared.metrics.error("busy");
                 skiff_node::refusals::BUSY
@@ -671,6 +687,8 @@ struct RequestOrder {
     in_flight: Option<Effect>,
     /// How many driver requests were sent.
     submitted: u64,
+    /// The connection's exactly-once session, which its writes carry.
+    session: session::WriteSession,
 }
 
 impl RequestOrder {
@@ -776,7 +794,10 @@ async fn next_owed(
     match later {
         Some(reply) => {
             answered.one_more();
-            Some(Owed::Now(reply))
+            match session::explain(reply) {
+                (reply, false) => Some(Owed::Now(reply)),
+                (reply, true) => Some(Owed::Close(reply)),
+            }
         }
         None => Some(owed),
     }
