@@ -29,13 +29,14 @@ pub struct KvConfig {
 }
 
 impl Default for KvConfig {
-    /// 16 KiB keys, 1 MiB values, 10,000 sessions, expiring after 1,000,000 entries, each
+    /// 16 KiB keys, 1 MiB values, 100,000 sessions (every connection of a
+    /// large cluster writing at once is a session), expiring after 1,000,000 entries, each
     /// remembering up to 1,024 replies (a connection's pipeline), 16 MiB replies.
     fn default() -> Self {
         KvConfig {
             max_key_bytes: 16 * 1024,
             max_value_bytes: 1024 * 1024,
-            max_sessions: 10_000,
+            max_sessions: 100_000,
             session_expiry_entries: 1_000_000,
             session_window_requests: 1024,
             max_reply_bytes: 16 * 1024 * 1024,

@@ -521,12 +521,15 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     /// so their clients retry at once rather than wait for their timeout; a session write is
     /// sent again to the new leader instead (or parked until one is known).
     fn fail_forwards_to_former_leaders(&mut self, leader: Option<NodeId>) {
-        let stale: Vec<RequestId> = self
+        let mut stale: Vec<RequestId> = self
             .forwarded
             .iter()
             .filter(|(_, &to)| Some(to) != leader)
             .map(|(&id, _)| id)
             .collect();
+        // In the order the clients sent them (ids grow with arrival), not the map's: session
+        // writes are sent again in this order, and a node's output must be deterministic.
+        stale.sort_unstable();
         for id in stale {
             self.forwarded.remove(&id);
             self.lost_outcome(Origin::Local(id), refusals::OUTCOME_UNKNOWN);

@@ -28,7 +28,7 @@ use crate::RequestId;
 #[derive(Debug, Default)]
 pub(super) struct SessionWrites {
     /// Each write's request bytes (unstamped), kept to send again.
-    requests: std::collections::HashMap<RequestId, Vec<u8>>,
+    requests: std::collections::BTreeMap<RequestId, Vec<u8>>,
     /// Writes waiting for a leader to be sent to, in the order they came.
     parked: Vec<RequestId>,
     /// The encoded refusals a leader answers a forwarded write with when its outcome was
