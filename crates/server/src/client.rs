@@ -180,6 +180,8 @@ struct Answered {
     /// before a request is sent, is what bounds them.
     reserved: AtomicUsize,
     changed: Notify,
+    /// The cluster forgot the connection's session: its next write starts a new one.
+    session_lost: std::sync::atomic::AtomicBool,
 }
 
 impl Answered {
@@ -534,8 +536,9 @@ impl Connection<'_> {
             .await;
         let answered = queue.answered.count.load(Ordering::Acquire);
         let session = (effect == Effect::Write).then(|| {
+            let lost = queue.answered.session_lost.swap(false, Ordering::AcqRel);
             let now = std::time::Instant::now();
-            order.session.next(order.submitted, answered, now)
+            order.session.next(order.submitted, answered, lost, now)
         });
         order.sent(effect);
         let owed = self.submit(command, session);
@@ -794,10 +797,11 @@ async fn next_owed(
     match later {
         Some(reply) => {
             answered.one_more();
-            match session::explain(reply) {
-                (reply, false) => Some(Owed::Now(reply)),
-                (reply, true) => Some(Owed::Close(reply)),
+            let (reply, lost) = session::explain(reply);
+            if lost {
+                answered.session_lost.store(true, Ordering::Release);
             }
+            Some(Owed::Now(reply))
         }
         None => Some(owed),
     }

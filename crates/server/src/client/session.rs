@@ -10,10 +10,12 @@
 //! A connection that has no write in flight and sent none for [`QUIET_RENEW`] starts a new
 //! session at its next write: nothing of the old one can be retried any more, and a session
 //! the state machine forgot meanwhile (idle past its expiry, or evicted) is not a refusal
-//! the client meets. A session forgotten while writes are in flight — which takes more
-//! clients than the table's `max_sessions`, or a write in flight across its expiry — is
-//! refused rather than applied twice, and the client hears [`SESSION_LOST`], then the
-//! connection closes (a new one starts a new session).
+//! the client meets. A write the state machine refuses because it does not know the session
+//! — forgotten while writes were in flight, which takes more clients than the table's
+//! `max_sessions` or a write in flight across its expiry, or never known because every
+//! earlier write was refused before it reached the log — is not applied, rather than
+//! applied twice: the client hears [`SESSION_LOST`], and the connection's next write starts
+//! a new session.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -27,7 +29,7 @@ use skiff_node::ClientSession;
 pub(super) const QUIET_RENEW: Duration = Duration::from_secs(1);
 
 /// What a client hears when the cluster forgot its session with writes in flight.
-pub(super) const SESSION_LOST: &str = "ERR this connection's session was forgotten by the cluster (too many clients, or a write in flight too long); the write was not applied; reconnect and retry";
+pub(super) const SESSION_LOST: &str = "ERR the cluster does not know this connection's session (forgotten, or never reached by an earlier write); the write was not applied; retry it";
 
 /// The session of one connection.
 #[derive(Debug)]
@@ -56,8 +58,15 @@ impl Default for WriteSession {
 
 impl WriteSession {
     /// The session of the write sent as driver request `request` (counted from 0), when
-    /// `answered` driver requests of the connection have been answered.
-    pub(super) fn next(&mut self, request: u64, answered: u64, now: Instant) -> ClientSession {
+    /// `answered` driver requests of the connection have been answered; `lost` when the
+    /// cluster refused a write for not knowing the session.
+    pub(super) fn next(
+        &mut self,
+        request: u64,
+        answered: u64,
+        lost: bool,
+        now: Instant,
+    ) -> ClientSession {
         while self
             .in_flight
             .front()
@@ -68,7 +77,7 @@ impl WriteSession {
         let quiet = self
             .last_sent
             .is_some_and(|at| now.saturating_duration_since(at) >= QUIET_RENEW);
-        if self.in_flight.is_empty() && quiet {
+        if lost || self.in_flight.is_empty() && quiet {
             *self = WriteSession::default();
         }
         self.last_sequence += 1;
@@ -83,8 +92,8 @@ impl WriteSession {
     }
 }
 
-/// The client's reply for what the driver answered: a forgotten session in plain words, and
-/// whether the connection closes after it.
+/// The client's reply for what the driver answered: a session the cluster does not know in
+/// plain words, and whether that was the answer.
 pub(super) fn explain(reply: Reply) -> (Reply, bool) {
     match &reply {
         Reply::Error(text) if text == errors::SESSION_EXPIRED => (Reply::error(SESSION_LOST), true),
@@ -102,14 +111,14 @@ mod tests {
     fn pipelined_writes_carry_the_lowest_unanswered_sequence() {
         let mut session = WriteSession::default();
         let now = Instant::now();
-        let first = session.next(0, 0, now);
+        let first = session.next(0, 0, false, now);
         assert_eq!((first.sequence, first.lowest_unanswered), (1, 1));
         // A read went as request 1; writes as 2 and 3, nothing answered yet.
-        assert_eq!(session.next(2, 0, now).lowest_unanswered, 1);
-        let third = session.next(3, 0, now);
+        assert_eq!(session.next(2, 0, false, now).lowest_unanswered, 1);
+        let third = session.next(3, 0, false, now);
         assert_eq!((third.sequence, third.lowest_unanswered), (3, 1));
         // Requests 0 to 2 answered: write 3 (request 3) is the lowest still waited for.
-        let fourth = session.next(4, 3, now);
+        let fourth = session.next(4, 3, false, now);
         assert_eq!((fourth.sequence, fourth.lowest_unanswered), (4, 3));
         assert_eq!(fourth.client_id, first.client_id);
     }
@@ -120,20 +129,29 @@ mod tests {
     fn a_quiet_connection_starts_a_new_session() {
         let mut session = WriteSession::default();
         let start = Instant::now();
-        let first = session.next(0, 0, start);
+        let first = session.next(0, 0, false, start);
         let later = start + QUIET_RENEW * 2;
-        let waiting = session.next(1, 0, later);
+        let waiting = session.next(1, 0, false, later);
         assert_eq!(waiting.client_id, first.client_id, "write 1 is in flight");
-        let renewed = session.next(2, 2, later + QUIET_RENEW);
+        let renewed = session.next(2, 2, false, later + QUIET_RENEW);
         assert_ne!(renewed.client_id, first.client_id);
         assert_eq!((renewed.sequence, renewed.lowest_unanswered), (1, 1));
     }
 
+    /// A write refused for an unknown session is explained, and the next write, even with
+    /// others in flight, starts a new session at 1.
     #[test]
-    fn a_forgotten_session_is_explained_and_closes_the_connection() {
-        let (reply, close) = explain(Reply::error(errors::SESSION_EXPIRED));
+    fn a_session_the_cluster_does_not_know_is_explained_and_replaced() {
+        let (reply, lost) = explain(Reply::error(errors::SESSION_EXPIRED));
         assert_eq!(reply, Reply::error(SESSION_LOST));
-        assert!(close);
+        assert!(lost);
         assert_eq!(explain(Reply::Integer(3)), (Reply::Integer(3), false));
+        let mut session = WriteSession::default();
+        let now = Instant::now();
+        let first = session.next(0, 0, false, now);
+        session.next(1, 0, false, now);
+        let renewed = session.next(2, 1, true, now);
+        assert_ne!(renewed.client_id, first.client_id);
+        assert_eq!((renewed.sequence, renewed.lowest_unanswered), (1, 1));
     }
 }
