@@ -107,7 +107,7 @@ impl Session {
 pub(crate) enum Admission {
     /// Apply it, then [`SessionTable::record`] its reply.
     Apply,
-    /// A retry of the last request: answer this, apply nothing.
+    /// A retry of a request whose reply is in the window: answer this, apply nothing.
     Replay(Reply),
     /// Refuse it with this error reply; apply nothing.
     Refuse(Reply),
