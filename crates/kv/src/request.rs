@@ -1,7 +1,8 @@
 //! [`Request`]: what a client write puts in a log entry — the command and, when the client
 //! has one, its session (thesis §6.3).
 //!
-//! Binary form (version 2): a format version byte, a session flag (0 none, 1 present)
+//! Binary form (version 2): a format version byte, a session flag (0 none, 1 present, 2
+//! present and re-submitted)
 //! followed by the client id, the sequence and how far below the sequence the lowest
 //! unanswered one is (`sequence - lowest_unanswered`) as varints, then the command in its own
 //! binary form ([`Command::encode`]). Version 1 had no third varint; it is still read, as a
@@ -36,7 +37,7 @@ impl Request {
         match self.session {
             None => out.push(0),
             Some(session) => {
-                out.push(1);
+                out.push(if session.resubmitted { 2 } else { 1 });
                 put_u64(&mut out, session.client_id);
                 put_u64(&mut out, session.sequence);
                 put_u64(
@@ -60,7 +61,7 @@ impl Request {
         let version = r.version(REQUEST_FORMAT_VERSIONS)?;
         let session = match r.u8()? {
             0 => None,
-            1 => {
+            flag @ (1 | 2) if version > 1 || flag == 1 => {
                 let client_id = r.u64()?;
                 let sequence = r.u64()?;
                 let below = if version == 1 { 0 } else { r.u64()? };
@@ -73,6 +74,7 @@ impl Request {
                     client_id,
                     sequence,
                     lowest_unanswered,
+                    resubmitted: flag == 2,
                 })
             }
             tag => return Err(r.unknown_tag("session flag", tag)),
@@ -105,6 +107,7 @@ mod tests {
                 client_id: 3,
                 sequence: u64::MAX,
                 lowest_unanswered: 2,
+                resubmitted: true,
             }),
         ] {
             let request = Request {

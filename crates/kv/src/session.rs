@@ -10,15 +10,20 @@
 //!
 //! - a sequence whose reply is remembered is a retry: the reply is returned again and nothing
 //!   is applied a second time;
-//! - a sequence below the window is refused ([`STALE_REQUEST`]): the client said it had the
-//!   answer, or the window dropped it;
-//! - any other sequence is applied and its reply remembered. Then the window's floor rises
-//!   to the lowest sequence the client waits for, and, past `session_window_requests`
-//!   replies, the oldest go (the floor rising past them);
-//! - a client the table does not know starts a session if it has had no answer yet (it
-//!   waits for sequence 1 still); any other request is refused ([`SESSION_EXPIRED`]),
-//!   because the table may have forgotten (expired or evicted) that client's session, and
-//!   applying the request could apply it twice.
+//! - a sequence at or below the highest applied one whose reply is not remembered is
+//!   refused ([`STALE_REQUEST`]): the window dropped it, or the client gave up on it and a
+//!   later one was applied; it is never applied now;
+//! - a session applies its sequences in order: the next one is applied when every sequence
+//!   below it is applied or below its floor (the client no longer waits for it); one that
+//!   arrives ahead of a gap is refused ([`OUT_OF_ORDER`], not applied) and its node sends it
+//!   again once the earlier ones are resolved. An applied request's reply is remembered, the
+//!   window's floor rises to the lowest sequence the client waits for, and, past
+//!   `session_window_requests` replies, the oldest go;
+//! - a client the table does not know starts a session with a request sent for the first
+//!   time (nothing below it awaited); a request its node sent again
+//!   ([`SessionRequest::resubmitted`]) is refused ([`SESSION_EXPIRED`]), because the table
+//!   may have forgotten that client's session after applying an earlier copy, so its outcome
+//!   is unknown.
 //!
 //! The table is bounded, and what it forgets is a function of the log alone, so every
 //! replica forgets the same sessions at the same entry: a session whose last request is more
@@ -26,10 +31,7 @@
 //! a session when `max_sessions` are open evicts the one whose last request has the lowest
 //! log index. (Every entry touches at most one session, so that index names one session.)
 //!
-//! A client's first requests are the one case this cannot protect: if its session is
-//! forgotten before it has had any answer, a retry opens a new session and may be applied
-//! again. Limits much longer than a client's retry period make that impossible in practice.
-//!
+//! [`OUT_OF_ORDER`]: crate::reply::errors::OUT_OF_ORDER
 //! [`STALE_REQUEST`]: crate::reply::errors::STALE_REQUEST
 //! [`SESSION_EXPIRED`]: crate::reply::errors::SESSION_EXPIRED
 
@@ -48,6 +50,10 @@ pub struct SessionRequest {
     /// The lowest sequence whose answer the client still waits for (at most `sequence`):
     /// the replies of every request below it may be forgotten.
     pub lowest_unanswered: u64,
+    /// An earlier copy of this request may already be in the log (the node sends it again
+    /// after a leader change lost its outcome): a client the table does not know is then
+    /// one whose session was forgotten, and the request is not applied as a first one.
+    pub resubmitted: bool,
 }
 
 impl SessionRequest {
@@ -57,6 +63,7 @@ impl SessionRequest {
             client_id,
             sequence,
             lowest_unanswered: sequence,
+            resubmitted: false,
         }
     }
 
@@ -176,22 +183,39 @@ impl SessionTable {
         );
     }
 
-    /// Decides what to do with `request` (§6.3), changing nothing.
+    /// Decides what to do with `request` (§6.3), changing nothing. A session applies its
+    /// requests in sequence order: `s` only once every sequence below it is applied or below
+    /// the request's floor (the client stopped waiting for it).
     pub(crate) fn admit(&self, request: SessionRequest) -> Admission {
+        // §6.3: sequences start at 1; 0 is no client's request.
+        if request.sequence == 0 {
+            return Admission::Refuse(Reply::error(errors::STALE_REQUEST));
+        }
+        let in_order = |highest_applied: u64| {
+            request.sequence == highest_applied + 1 || request.floor() == request.sequence
+        };
         match self.sessions.get(&request.client_id) {
-            // §6.3: a request below the window was answered before; its reply is gone.
-            Some(session) if request.sequence < session.lowest_kept => {
-                Admission::Refuse(Reply::error(errors::STALE_REQUEST))
+            Some(session) => {
+                // §6.3: a retry of an applied request gets its first reply, applies nothing.
+                if let Some(reply) = session.replies.get(&request.sequence) {
+                    Admission::Replay(reply.clone())
+                } else if request.sequence <= session.last_sequence() {
+                    // Below the window: applied before, or given up on by the client and
+                    // passed over; either way it is never applied now.
+                    Admission::Refuse(Reply::error(errors::STALE_REQUEST))
+                } else if in_order(session.last_sequence()) {
+                    Admission::Apply
+                } else {
+                    Admission::Refuse(Reply::error(errors::OUT_OF_ORDER))
+                }
             }
-            // §6.3: a retry of an applied request gets its first reply, applies nothing.
-            Some(session) => match session.replies.get(&request.sequence) {
-                Some(reply) => Admission::Replay(reply.clone()),
-                None => Admission::Apply,
-            },
-            // §6.3: an unknown client may be one whose session was forgotten; only one that
-            // has had no answer yet starts afresh (sequences start at 1).
-            None if request.sequence > 0 && request.floor() <= 1 => Admission::Apply,
-            None => Admission::Refuse(Reply::error(errors::SESSION_EXPIRED)),
+            // §6.3: an unknown client whose request may be in the log already is one whose
+            // session was forgotten: applying it could apply it twice.
+            None if request.resubmitted => Admission::Refuse(Reply::error(errors::SESSION_EXPIRED)),
+            // A first copy: nothing of the client is remembered, so it starts a session when
+            // it waits for nothing below it.
+            None if in_order(0) => Admission::Apply,
+            None => Admission::Refuse(Reply::error(errors::OUT_OF_ORDER)),
         }
     }
 

@@ -119,10 +119,11 @@ impl StateMachine {
     /// [`session_expiry_entries`](KvConfig::session_expiry_entries) are forgotten. Then, with
     /// a session (thesis §6.3): a retry of a request whose reply is in the client's window
     /// returns the remembered reply and applies nothing; a request below the window is
-    /// refused with [`STALE_REQUEST`](errors::STALE_REQUEST); an unknown client's request is
-    /// refused with [`SESSION_EXPIRED`](errors::SESSION_EXPIRED) unless the client has had no
-    /// answer yet; otherwise the command is applied and its reply remembered — error replies
-    /// too, so a retry gets the same answer (see [`session`](crate::session)).
+    /// refused with [`STALE_REQUEST`](errors::STALE_REQUEST); one ahead of an earlier request
+    /// not yet applied with [`OUT_OF_ORDER`](errors::OUT_OF_ORDER); a re-submitted request of
+    /// an unknown client with [`SESSION_EXPIRED`](errors::SESSION_EXPIRED); otherwise the
+    /// command is applied and its reply remembered — error replies too, so a retry gets the
+    /// same answer (see [`session`](crate::session)).
     ///
     /// Indexes need not be consecutive (entries that are not key-value commands are not
     /// applied here), but they must increase.

@@ -159,10 +159,10 @@ enum Sequence {
 enum Op {
     /// Apply `command` as the entry `gap` indexes after the last, stamped `advance_ms` after
     /// the last stamp, from `client` if any (its id, sequence, and how far below the
-    /// sequence the lowest unanswered one is).
+    /// sequence the lowest unanswered one is, whether its node sent it again).
     Apply {
         command: Command,
-        client: Option<(u64, Sequence, u64)>,
+        client: Option<(u64, Sequence, u64, bool)>,
         gap: u64,
         advance_ms: u64,
     },
@@ -184,13 +184,20 @@ fn op() -> impl Strategy<Value = Op> {
     ];
     let advance = || prop_oneof![3 => Just(0u64), 2 => prop::sample::select(vec![1u64, 100, 200])];
     prop_oneof![
-        10 => (command(), proptest::option::of((0u64..5, sequence, prop_oneof![3 => Just(0u64), 1 => 0u64..5])), prop_oneof![4 => Just(1u64), 1 => 1u64..8], advance())
+        10 => (command(), proptest::option::of((0u64..5, sequence, prop_oneof![3 => Just(0u64), 1 => 0u64..5], proptest::bool::weighted(0.2))), prop_oneof![4 => Just(1u64), 1 => 1u64..8], advance())
             .prop_map(|(command, client, gap, advance_ms)| Op::Apply { command, client, gap, advance_ms }),
         3 => command().prop_map(Op::Read),
         1 => advance().prop_map(|advance_ms| Op::PassTime { advance_ms }),
         1 => Just(Op::SnapshotRestore),
     ]
 }
+
+const STALE: &str =
+    "ERR stale request: its reply is no longer kept; it may or may not have been applied";
+const OUT_OF_ORDER: &str =
+    "TRYAGAIN an earlier write of the session is not applied yet; it was not applied";
+const EXPIRED: &str =
+    "ERR unknown or expired client session; the write may or may not have been applied";
 
 #[derive(Clone, Debug)]
 struct ModelSession {
@@ -595,14 +602,19 @@ impl Model {
             .iter()
             .position(|s| s.client == request.client_id);
         let lowest = request.lowest_unanswered.min(request.sequence);
+        if request.sequence == 0 {
+            return err(STALE);
+        }
+        // In order: every sequence below it applied, or below the floor.
+        let in_order = |last: u64| request.sequence == last + 1 || lowest == request.sequence;
         match position {
-            Some(p) if request.sequence < self.sessions[p].floor => err("ERR stale request"),
             Some(p) => {
                 let known = self.sessions[p]
                     .replies
                     .iter()
                     .find(|(s, _)| *s == request.sequence)
                     .map(|(_, r)| r.clone());
+                let last = self.last_sequence(request.client_id);
                 let reply = match known {
                     Some(reply) => {
                         let s = &mut self.sessions[p];
@@ -610,6 +622,8 @@ impl Model {
                         s.forget_below_floor();
                         reply
                     }
+                    None if request.sequence <= last => return err(STALE),
+                    None if !in_order(last) => return err(OUT_OF_ORDER),
                     None => {
                         let reply = self.execute(command);
                         self.sessions[p].remember(request.sequence, reply.clone(), lowest);
@@ -619,7 +633,8 @@ impl Model {
                 self.sessions[p].last_index = index;
                 reply
             }
-            None if request.sequence > 0 && lowest <= 1 => {
+            None if request.resubmitted => err(EXPIRED),
+            None if in_order(0) => {
                 let reply = self.execute(command);
                 if self.sessions.len() == MAX_SESSIONS {
                     let oldest = (0..self.sessions.len())
@@ -637,7 +652,7 @@ impl Model {
                 self.sessions.push(session);
                 reply
             }
-            None => err("ERR unknown or expired client session"),
+            None => err(OUT_OF_ORDER),
         }
     }
 
@@ -715,7 +730,7 @@ proptest! {
                 Op::Apply { command, client, gap, advance_ms } => {
                     index += gap;
                     clock += advance_ms;
-                    let session = client.map(|(client_id, sequence, lag)| {
+                    let session = client.map(|(client_id, sequence, lag, resubmitted)| {
                         let last = model.last_sequence(client_id);
                         let sequence = match sequence {
                             Sequence::Next => last + 1,
@@ -724,7 +739,7 @@ proptest! {
                             Sequence::First => 1,
                             Sequence::Any(n) => n,
                         };
-                        SessionRequest { client_id, sequence, lowest_unanswered: sequence.saturating_sub(lag) }
+                        SessionRequest { client_id, sequence, lowest_unanswered: sequence.saturating_sub(lag), resubmitted }
                     });
                     let expected = model.apply(index, clock, &command, session);
                     let actual = machine.apply_at(index, Some(clock), command.clone(), session);

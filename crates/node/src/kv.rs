@@ -35,6 +35,7 @@ impl StateMachine for skiff_kv::StateMachine {
             client_id: s.client_id,
             sequence: s.sequence,
             lowest_unanswered: s.lowest_unanswered,
+            resubmitted: s.resubmitted,
         });
         Ok((request.command, session))
     }
@@ -94,6 +95,13 @@ impl StateMachine for skiff_kv::StateMachine {
         Reply::error(text)
     }
 
+    fn refusal_text(reply: &Reply) -> Option<&str> {
+        match reply {
+            Reply::Error(text) => Some(text),
+            _ => None,
+        }
+    }
+
     fn done() -> Reply {
         Reply::Ok
     }
@@ -105,5 +113,18 @@ fn to_request(session: ClientSession) -> SessionRequest {
         client_id: session.client_id,
         sequence: session.sequence,
         lowest_unanswered: session.lowest_unanswered,
+        resubmitted: session.resubmitted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The node recognises the store's out-of-order refusal by its text.
+    #[test]
+    fn out_of_order_refusal_is_the_nodes() {
+        assert_eq!(
+            skiff_kv::reply::errors::OUT_OF_ORDER,
+            crate::refusals::OUT_OF_ORDER
+        );
     }
 }

@@ -31,7 +31,7 @@ use driving::{Stage, Writing};
 use incarnations::AmnesiaGuard;
 pub use incarnations::IncarnationNotice;
 use log_time::LogClock;
-use resubmit::{Again, SessionWrites};
+use resubmit::SessionWrites;
 
 /// The caller's id for one client request; the reply comes back with it.
 pub type RequestId = u64;
@@ -192,7 +192,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             confirmed_reads: BTreeMap::new(),
             confirmed_read_count: 0,
             forwarded: HashMap::new(),
-            session_writes: SessionWrites::new::<M>(),
+            session_writes: SessionWrites::default(),
             incoming_snapshot: IncomingSnapshot::default(),
             batches: 0,
             snapshot_in_flight: None,
@@ -268,8 +268,8 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             }
         } else {
             let request = M::encode_command(command, session);
-            if session.is_some() {
-                self.session_writes.insert(id, request.clone());
+            if let Some(session) = session {
+                self.session_writes.insert(id, request.clone(), session);
             }
             self.propose(Origin::Local(id), request);
         }
@@ -278,7 +278,11 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     /// Forgets a request whose caller stopped waiting (it timed out or disconnected). A write
     /// already proposed may still be applied.
     pub fn cancel(&mut self, id: RequestId) {
-        self.session_writes.remove(id);
+        if self.session_writes.contains(id) {
+            self.session_writes.remove(id);
+            // Its client stopped waiting: its later writes need not wait for it.
+            self.release_held();
+        }
         self.reads.remove(&id);
         self.forwarded.remove(&id);
         self.proposals
@@ -391,16 +395,11 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                     return Ok(());
                 }
                 self.forwarded.remove(&id);
-                match self.session_writes.again(id, &reply) {
-                    Some(Again::Now) => self.resubmit(id),
-                    Some(Again::NextTick) => self.session_writes.park(id),
-                    None => {
-                        let reply = M::decode_reply(&reply).unwrap_or_else(|error| {
-                            M::refused(format!("ERR malformed reply from the leader: {error}"))
-                        });
-                        self.reply(Origin::Local(id), reply);
-                    }
-                }
+                let reply = M::decode_reply(&reply).unwrap_or_else(|error| {
+                    M::refused(format!("ERR malformed reply from the leader: {error}"))
+                });
+                // A session write may go again instead (see `node/resubmit.rs`).
+                self.reply(Origin::Local(id), reply);
                 Ok(())
             }
         }
@@ -451,7 +450,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             + self.reads.len()
             + self.confirmed_read_count
             + self.forwarded.len()
-            + self.session_writes.parked_len()
+            + self.session_writes.waiting_len()
     }
 
     /// The Raft core, for status.
@@ -546,10 +545,14 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
 
     fn reply(&mut self, origin: Origin, reply: M::Reply) {
         match origin {
-            Origin::Local(id) => {
-                self.session_writes.remove(id);
-                self.effects.push(Effect::Reply(id, reply));
+            Origin::Local(id) if self.session_writes.contains(id) => {
+                if let Some(reply) = self.session_reply(id, reply) {
+                    self.session_writes.remove(id);
+                    self.effects.push(Effect::Reply(id, reply));
+                    self.release_held();
+                }
             }
+            Origin::Local(id) => self.effects.push(Effect::Reply(id, reply)),
             Origin::Forwarded { from, id } => self.send(PeerMessage::ForwardReply {
                 from: self.id(),
                 to: from,

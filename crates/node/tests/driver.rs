@@ -149,6 +149,7 @@ impl NodeCluster {
             client_id: 7,
             sequence,
             lowest_unanswered: 1,
+            resubmitted: false,
         };
         self.nodes
             .get_mut(&NodeId(at))
@@ -606,6 +607,7 @@ fn a_duplicate_submission_in_a_session_is_applied_once() {
         client_id: 7,
         sequence: 1,
         lowest_unanswered: 1,
+        resubmitted: false,
     });
     let incr = || Command::Incr { key: "n".into() };
     cluster
@@ -686,8 +688,12 @@ fn incr(key: &str) -> Command {
 fn a_deposed_leaders_session_write_is_sent_again_and_applied_once() {
     let mut cluster = NodeCluster::new(0);
     cluster.elect(1);
+    // The session's first write is applied, so the cluster knows the session.
+    let first = cluster.submit_in_session(1, incr("first"), 1);
+    cluster.settle();
+    assert_eq!(cluster.reply(first), Some(&Reply::Integer(1)));
     cluster.isolated = vec![NodeId(1)];
-    let write = cluster.submit_in_session(1, incr("n"), 1);
+    let write = cluster.submit_in_session(1, incr("n"), 2);
     cluster.settle();
     let new_leader = cluster.elect_among_connected();
     let other = cluster.submit(new_leader.0, incr("n"));
@@ -714,7 +720,10 @@ fn a_deposed_leaders_session_write_is_sent_again_and_applied_once() {
 fn a_session_write_forwarded_to_a_lost_leader_is_sent_to_the_new_one() {
     let mut cluster = NodeCluster::new(0);
     cluster.elect(1);
-    let write = cluster.submit_in_session(2, incr("n"), 1);
+    let first = cluster.submit_in_session(2, incr("first"), 1);
+    cluster.settle();
+    assert_eq!(cluster.reply(first), Some(&Reply::Integer(1)));
+    let write = cluster.submit_in_session(2, incr("n"), 2);
     // The follower's forward reaches the leader, which appends the write; then the leader
     // is cut off before it can replicate it.
     let follower = cluster.nodes.get_mut(&NodeId(2)).expect("exists");

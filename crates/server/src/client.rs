@@ -537,8 +537,7 @@ impl Connection<'_> {
         let answered = queue.answered.count.load(Ordering::Acquire);
         let session = (effect == Effect::Write).then(|| {
             let lost = queue.answered.session_lost.swap(false, Ordering::AcqRel);
-            let now = std::time::Instant::now();
-            order.session.next(order.submitted, answered, lost, now)
+            order.session.next(order.submitted, answered, lost)
         });
         order.sent(effect);
         let owed = self.submit(command, session);

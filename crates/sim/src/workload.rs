@@ -402,6 +402,7 @@ impl Workload {
                 client_id: client.id,
                 sequence: client.sequence,
                 lowest_unanswered: client.sequence,
+                resubmitted: false,
             }
         });
         match cluster.submit_in_session(node, op, command, session) {

@@ -11,7 +11,20 @@
 //! leader the write is parked and tried at each tick until one is known. A leader change
 //! alone never answers a session write; only the driver's timeout says "may or may not".
 //!
+//! Once a write may be in the log (an attempt's outcome was lost), a refusal that means "not
+//! proposed" (BUSY, a transfer, no leader) says nothing of the earlier copy, so it is never
+//! the write's answer: the write is sent again at the next tick until it commits or the
+//! client stops waiting. Every later copy carries the re-submitted flag, so a state machine
+//! that forgot the session does not apply it as a first request. A write the state machine
+//! refused as out of order (an earlier write of its session not yet applied) waits until
+//! every earlier write of its client here is answered or cancelled, then goes again waiting
+//! for nothing below it. Replies to an old attempt need no tag of their own: an applied
+//! copy's reply is the same for every copy, and a "not proposed" one only sends the write
+//! again.
+//!
 //! Writes without a session keep their answers: they may not be proposed twice.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use skiff_raft::Role;
 use skiff_wal::Disk;
@@ -19,56 +32,64 @@ use skiff_wal::Disk;
 use super::{Node, Origin};
 use crate::event::Event;
 use crate::refusals;
-use crate::state_machine::StateMachine;
+use crate::state_machine::{ClientSession, StateMachine};
 use crate::wire::PeerMessage;
 use crate::RequestId;
 
-/// The session writes of this node's clients that wait for their outcome, bounded by the
-/// pending requests: each is also proposed, forwarded or parked.
-#[derive(Debug, Default)]
-pub(super) struct SessionWrites {
-    /// Each write's request bytes (unstamped), kept to send again.
-    requests: std::collections::BTreeMap<RequestId, Vec<u8>>,
-    /// Writes waiting for a leader to be sent to, in the order they came.
-    parked: Vec<RequestId>,
-    /// The encoded refusals a leader answers a forwarded write with when its outcome was
-    /// lost to a leader change: the write is sent again rather than answered.
-    lost_outcome_replies: Vec<Vec<u8>>,
-    /// The encoded refusal of a node that no longer leads when the write reached it: it was
-    /// not proposed, and is sent again at the next tick, to the leader known then.
-    not_leader_reply: Vec<u8>,
+/// One session write waiting for its outcome.
+#[derive(Debug)]
+struct SessionWrite {
+    /// The request bytes (unstamped) of its last attempt.
+    request: Vec<u8>,
+    /// Its place in its client's session.
+    session: ClientSession,
+    /// How many times it was proposed or forwarded.
+    attempts: u32,
+    /// An attempt's outcome was lost: a copy may be in the log.
+    maybe_in_log: bool,
 }
 
-/// When to send a forwarded session write again, by the leader's answer.
-pub(super) enum Again {
-    /// Its outcome was lost to a leader change: now.
+/// The session writes of this node's clients that wait for their outcome, bounded by the
+/// pending requests: each is also proposed, forwarded, parked or held.
+#[derive(Debug, Default)]
+pub(super) struct SessionWrites {
+    /// Each write, by request id (ids grow with arrival, so this is the clients' order).
+    requests: BTreeMap<RequestId, SessionWrite>,
+    /// Writes waiting for a leader to be sent to, in the order they came.
+    parked: Vec<RequestId>,
+    /// Writes refused as out of order, waiting for their client's earlier writes here.
+    held: BTreeSet<RequestId>,
+}
+
+/// What a reply to a session write's attempt means for the write.
+enum Verdict {
+    /// It is the write's answer.
+    Answer,
+    /// Its outcome was lost to a leader change: send it again now.
     Now,
-    /// It reached a node that no longer leads: at the next tick.
+    /// Not proposed, and a copy may be in the log: send it again at the next tick.
     NextTick,
+    /// Refused as out of order: send it again once its client's earlier writes resolve.
+    AfterEarlier,
 }
 
 impl SessionWrites {
-    /// An empty set for a state machine of type `M`.
-    pub(super) fn new<M: StateMachine>() -> SessionWrites {
-        SessionWrites {
-            lost_outcome_replies: [refusals::LEADER_CHANGED, refusals::OUTCOME_UNKNOWN]
-                .iter()
-                .map(|text| M::encode_reply(&M::refused(text.to_string())))
-                .collect(),
-            not_leader_reply: M::encode_reply(&M::refused(refusals::NO_LEADER.into())),
-            ..SessionWrites::default()
-        }
-    }
-
-    /// Remembers a session write's request bytes under `id`.
-    pub(super) fn insert(&mut self, id: RequestId, request: Vec<u8>) {
-        self.requests.insert(id, request);
+    /// Remembers session write `id`: its request bytes, in `session`.
+    pub(super) fn insert(&mut self, id: RequestId, request: Vec<u8>, session: ClientSession) {
+        let write = SessionWrite {
+            request,
+            session,
+            attempts: 1,
+            maybe_in_log: false,
+        };
+        self.requests.insert(id, write);
     }
 
     /// Forgets `id` (it was answered, or its client stopped waiting).
     pub(super) fn remove(&mut self, id: RequestId) {
         if self.requests.remove(&id).is_some() {
             self.parked.retain(|&parked| parked != id);
+            self.held.remove(&id);
         }
     }
 
@@ -77,53 +98,116 @@ impl SessionWrites {
         self.requests.contains_key(&id)
     }
 
-    /// How many wait for a leader.
-    pub(super) fn parked_len(&self) -> usize {
-        self.parked.len()
+    /// How many wait here for a leader or for earlier writes (neither proposed nor
+    /// forwarded).
+    pub(super) fn waiting_len(&self) -> usize {
+        self.parked.len() + self.held.len()
     }
 
-    /// Whether the leader's encoded `reply` to forwarded session write `id` asks for the
-    /// write to be sent again, and when.
-    pub(super) fn again(&self, id: RequestId, reply: &[u8]) -> Option<Again> {
-        if !self.contains(id) {
-            None
-        } else if self.lost_outcome_replies.iter().any(|lost| lost == reply) {
-            Some(Again::Now)
-        } else if reply == self.not_leader_reply {
-            Some(Again::NextTick)
+    /// What `reply` to an attempt of write `id` means (`id` waits here).
+    fn verdict<M: StateMachine>(&mut self, id: RequestId, reply: &M::Reply) -> Verdict {
+        let Some(write) = self.requests.get_mut(&id) else {
+            return Verdict::Answer;
+        };
+        let Some(text) = M::refusal_text(reply) else {
+            return Verdict::Answer;
+        };
+        if text == refusals::LEADER_CHANGED || text == refusals::OUTCOME_UNKNOWN {
+            write.maybe_in_log = true;
+            Verdict::Now
+        } else if text == refusals::OUT_OF_ORDER {
+            Verdict::AfterEarlier
+        } else if text == refusals::NO_LEADER
+            || text == refusals::BUSY
+            || refusals::is_leadership_moving(text)
+        {
+            // §6.3: "not proposed" is true of this attempt only; an earlier copy may commit.
+            if write.attempts > 1 || write.maybe_in_log {
+                Verdict::NextTick
+            } else {
+                Verdict::Answer
+            }
         } else {
-            None
+            Verdict::Answer
         }
     }
 
-    /// Parks `id` until the next tick.
-    pub(super) fn park(&mut self, id: RequestId) {
-        self.parked.push(id);
+    /// The held writes whose client has no earlier write waiting here, in order.
+    fn releasable(&self) -> Vec<RequestId> {
+        self.held
+            .iter()
+            .copied()
+            .filter(|id| {
+                let session = self.requests[id].session;
+                !self.requests.values().any(|other| {
+                    other.session.client_id == session.client_id
+                        && other.session.sequence < session.sequence
+                })
+            })
+            .collect()
     }
 }
 
 impl<D: Disk, M: StateMachine> Node<D, M> {
     /// Answers `origin` with a refusal that says the write's outcome was lost to a leader
-    /// change (`text`), or, for a session write of this node's client, sends it again.
+    /// change (`text`); a session write of this node's client is sent again instead.
     pub(super) fn lost_outcome(&mut self, origin: Origin, text: &'static str) {
-        match origin {
-            Origin::Local(id) if self.session_writes.contains(id) => self.resubmit(id),
-            _ => self.reply(origin, M::refused(text.into())),
+        self.reply(origin, M::refused(text.into()));
+    }
+
+    /// Takes `reply` to an attempt of this node's session write `id`: `None` when the write
+    /// goes again instead, else the reply for its client.
+    pub(super) fn session_reply(&mut self, id: RequestId, reply: M::Reply) -> Option<M::Reply> {
+        match self.session_writes.verdict::<M>(id, &reply) {
+            Verdict::Answer => return Some(reply),
+            Verdict::Now => self.resubmit(id),
+            Verdict::NextTick => self.session_writes.parked.push(id),
+            Verdict::AfterEarlier => {
+                self.session_writes.held.insert(id);
+                self.release_held();
+            }
+        }
+        None
+    }
+
+    /// Sends again the held writes whose client's earlier writes here are all resolved,
+    /// waiting for nothing below them (the client has every earlier answer, or gave up).
+    pub(super) fn release_held(&mut self) {
+        for id in self.session_writes.releasable() {
+            self.session_writes.held.remove(&id);
+            let Some(write) = self.session_writes.requests.get_mut(&id) else {
+                continue;
+            };
+            write.session.lowest_unanswered = write.session.sequence;
+            self.resubmit(id);
         }
     }
 
     /// Sends session write `id` again: proposed here if this node leads, forwarded to the
-    /// leader it knows, or parked until one is known.
+    /// leader it knows, or parked until one is known. The copy says it may be a second one
+    /// when an earlier attempt's outcome was lost.
     pub(super) fn resubmit(&mut self, id: RequestId) {
-        let Some(request) = self.session_writes.requests.get(&id).cloned() else {
+        let Some(write) = self.session_writes.requests.get_mut(&id) else {
             return;
         };
+        let session = ClientSession {
+            resubmitted: write.maybe_in_log,
+            ..write.session
+        };
+        if session != write.session {
+            write.session = session;
+            if let Ok((command, _)) = M::decode_command(&write.request) {
+                write.request = M::encode_command(command, Some(session));
+            }
+        }
+        let request = write.request.clone();
         let raft = self.raw.raft();
         match (raft.role(), raft.leader()) {
             (Role::Leader, _) => {
                 let entry = self.stamped(&request);
                 match self.raw.propose(entry) {
                     Ok((index, term)) => {
+                        self.count_attempt(id);
                         self.proposals.insert(index, (term, Origin::Local(id)));
                         self.event(Event::WriteResubmitted { id });
                     }
@@ -132,6 +216,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 }
             }
             (_, Some(leader)) if leader != self.id() => {
+                self.count_attempt(id);
                 self.forwarded.insert(id, leader);
                 self.event(Event::WriteResubmitted { id });
                 self.send(PeerMessage::Forward {
@@ -142,6 +227,12 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 });
             }
             _ => self.session_writes.parked.push(id),
+        }
+    }
+
+    fn count_attempt(&mut self, id: RequestId) {
+        if let Some(write) = self.session_writes.requests.get_mut(&id) {
+            write.attempts = write.attempts.saturating_add(1);
         }
     }
 

@@ -7,29 +7,23 @@
 //! reply the connection still waits for: replies come back in request order, so a write is
 //! answered once as many driver requests as came up to it are answered.
 //!
-//! A connection that has no write in flight and sent none for [`QUIET_RENEW`] starts a new
-//! session at its next write: nothing of the old one can be retried any more, and a session
-//! the state machine forgot meanwhile (idle past its expiry, or evicted) is not a refusal
-//! the client meets. A write the state machine refuses because it does not know the session
-//! — forgotten while writes were in flight, which takes more clients than the table's
-//! `max_sessions` or a write in flight across its expiry, or never known because every
-//! earlier write was refused before it reached the log — is not applied, rather than
-//! applied twice: the client hears [`SESSION_LOST`], and the connection's next write starts
-//! a new session.
+//! A connection keeps its session however long it is idle: a write sent with nothing
+//! before it awaited starts the session afresh if the state machine forgot it meanwhile
+//! (idle past its expiry, or evicted), so that is not a refusal the client meets. Only a
+//! write its node had to send again, whose session the state machine forgot in the
+//! meantime, is refused, because an earlier copy may have been applied before the session
+//! was forgotten: the client hears [`SESSION_LOST`] (the outcome is unknown), and the
+//! connection's next write starts a new session.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
 
 use skiff_kv::reply::errors;
 use skiff_kv::Reply;
 use skiff_node::ClientSession;
 
-/// How long a connection with nothing in flight waits before its next write starts a new
-/// session.
-pub(super) const QUIET_RENEW: Duration = Duration::from_secs(1);
-
-/// What a client hears when the cluster forgot its session with writes in flight.
-pub(super) const SESSION_LOST: &str = "ERR the cluster does not know this connection's session (forgotten, or never reached by an earlier write); the write was not applied; retry it";
+/// What a client hears when the cluster forgot its session while its node sent a write
+/// again: an earlier copy may have been applied.
+pub(super) const SESSION_LOST: &str = "ERR the cluster forgot this connection's session while the write was sent again after a leader change; the write may or may not have been applied";
 
 /// The session of one connection.
 #[derive(Debug)]
@@ -41,8 +35,6 @@ pub(super) struct WriteSession {
     /// each (counted from 0 on the connection) and its sequence, oldest first. At most the
     /// connection's requests in flight, plus the one being sent.
     in_flight: VecDeque<(u64, u64)>,
-    /// When the last write was sent.
-    last_sent: Option<Instant>,
 }
 
 impl Default for WriteSession {
@@ -51,7 +43,6 @@ impl Default for WriteSession {
             client_id: rand::random(),
             last_sequence: 0,
             in_flight: VecDeque::new(),
-            last_sent: None,
         }
     }
 }
@@ -60,13 +51,7 @@ impl WriteSession {
     /// The session of the write sent as driver request `request` (counted from 0), when
     /// `answered` driver requests of the connection have been answered; `lost` when the
     /// cluster refused a write for not knowing the session.
-    pub(super) fn next(
-        &mut self,
-        request: u64,
-        answered: u64,
-        lost: bool,
-        now: Instant,
-    ) -> ClientSession {
+    pub(super) fn next(&mut self, request: u64, answered: u64, lost: bool) -> ClientSession {
         while self
             .in_flight
             .front()
@@ -74,20 +59,17 @@ impl WriteSession {
         {
             self.in_flight.pop_front();
         }
-        let quiet = self
-            .last_sent
-            .is_some_and(|at| now.saturating_duration_since(at) >= QUIET_RENEW);
-        if lost || self.in_flight.is_empty() && quiet {
+        if lost {
             *self = WriteSession::default();
         }
         self.last_sequence += 1;
-        self.last_sent = Some(now);
         self.in_flight.push_back((request, self.last_sequence));
         let lowest_unanswered = self.in_flight.front().map_or(self.last_sequence, |w| w.1);
         ClientSession {
             client_id: self.client_id,
             sequence: self.last_sequence,
             lowest_unanswered,
+            resubmitted: false,
         }
     }
 }
@@ -110,32 +92,27 @@ mod tests {
     #[test]
     fn pipelined_writes_carry_the_lowest_unanswered_sequence() {
         let mut session = WriteSession::default();
-        let now = Instant::now();
-        let first = session.next(0, 0, false, now);
+        let first = session.next(0, 0, false);
         assert_eq!((first.sequence, first.lowest_unanswered), (1, 1));
         // A read went as request 1; writes as 2 and 3, nothing answered yet.
-        assert_eq!(session.next(2, 0, false, now).lowest_unanswered, 1);
-        let third = session.next(3, 0, false, now);
+        assert_eq!(session.next(2, 0, false).lowest_unanswered, 1);
+        let third = session.next(3, 0, false);
         assert_eq!((third.sequence, third.lowest_unanswered), (3, 1));
         // Requests 0 to 2 answered: write 3 (request 3) is the lowest still waited for.
-        let fourth = session.next(4, 3, false, now);
+        let fourth = session.next(4, 3, false);
         assert_eq!((fourth.sequence, fourth.lowest_unanswered), (4, 3));
         assert_eq!(fourth.client_id, first.client_id);
     }
 
-    /// A connection quiet for QUIET_RENEW with nothing in flight starts a new session at 1;
-    /// one with a write still in flight keeps its session however long it waits.
+    /// A connection with nothing in flight keeps its session: its next write waits for
+    /// nothing below it, so it starts the session afresh if the cluster forgot it.
     #[test]
-    fn a_quiet_connection_starts_a_new_session() {
+    fn an_idle_connection_keeps_its_session() {
         let mut session = WriteSession::default();
-        let start = Instant::now();
-        let first = session.next(0, 0, false, start);
-        let later = start + QUIET_RENEW * 2;
-        let waiting = session.next(1, 0, false, later);
-        assert_eq!(waiting.client_id, first.client_id, "write 1 is in flight");
-        let renewed = session.next(2, 2, false, later + QUIET_RENEW);
-        assert_ne!(renewed.client_id, first.client_id);
-        assert_eq!((renewed.sequence, renewed.lowest_unanswered), (1, 1));
+        let first = session.next(0, 0, false);
+        let next = session.next(1, 1, false);
+        assert_eq!(next.client_id, first.client_id);
+        assert_eq!((next.sequence, next.lowest_unanswered), (2, 2));
     }
 
     /// A write refused for an unknown session is explained, and the next write, even with
@@ -147,10 +124,9 @@ mod tests {
         assert!(lost);
         assert_eq!(explain(Reply::Integer(3)), (Reply::Integer(3), false));
         let mut session = WriteSession::default();
-        let now = Instant::now();
-        let first = session.next(0, 0, false, now);
-        session.next(1, 0, false, now);
-        let renewed = session.next(2, 1, true, now);
+        let first = session.next(0, 0, false);
+        session.next(1, 0, false);
+        let renewed = session.next(2, 1, true);
         assert_ne!(renewed.client_id, first.client_id);
         assert_eq!((renewed.sequence, renewed.lowest_unanswered), (1, 1));
     }
