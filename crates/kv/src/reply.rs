@@ -37,6 +37,12 @@ pub mod errors {
     /// (a client never sees it).
     pub const OUT_OF_ORDER: &str =
         "TRYAGAIN an earlier write of the session is not applied yet; it was not applied";
+    /// The remembered reply of a session request applied when its reply was too large for
+    /// the session's reply budget ([`KvConfig::session_reply_bytes`]): a retry gets this.
+    ///
+    /// [`KvConfig::session_reply_bytes`]: crate::KvConfig::session_reply_bytes
+    pub const REPLY_NOT_KEPT: &str =
+        "ERR the write was applied, but its reply was too large to keep for a retry";
     /// A re-sent client session request for a client the state machine does not know
     /// (expired or evicted): an earlier copy may have been applied before the session was
     /// forgotten.

@@ -219,6 +219,30 @@ impl SessionTable {
         }
     }
 
+    /// What to remember of `reply` to `request`: the reply itself, or, if it would take the
+    /// session's remembered replies the client still waits for past `budget_bytes`,
+    /// [`REPLY_NOT_KEPT`](errors::REPLY_NOT_KEPT). A function of the log alone, as the
+    /// table must be.
+    pub(crate) fn to_remember(
+        &self,
+        request: SessionRequest,
+        reply: &Reply,
+        budget_bytes: usize,
+    ) -> Reply {
+        let kept: usize = self.sessions.get(&request.client_id).map_or(0, |session| {
+            session
+                .replies
+                .range(request.floor()..)
+                .map(|(_, kept)| reply_bytes(kept))
+                .sum()
+        });
+        if kept.saturating_add(reply_bytes(reply)) <= budget_bytes {
+            reply.clone()
+        } else {
+            Reply::error(errors::REPLY_NOT_KEPT)
+        }
+    }
+
     /// A retry of `request` answered at `index`: the session moves there in the eviction
     /// order (a retry is activity) and its window slides to what the client still waits for.
     pub(crate) fn replayed(&mut self, request: SessionRequest, index: u64, window: usize) {
@@ -312,5 +336,19 @@ impl SessionTable {
                 "client {client_id}'s window is empty or reaches below its floor: {session:?}"
             );
         }
+    }
+}
+
+/// The bytes a remembered reply is counted as: its strings and a word per element.
+fn reply_bytes(reply: &Reply) -> usize {
+    const WORD: usize = 8;
+    match reply {
+        Reply::Ok | Reply::Nil | Reply::Integer(_) => WORD,
+        Reply::Bulk(bytes) => WORD.saturating_add(bytes.len()),
+        Reply::Error(text) => WORD.saturating_add(text.len()),
+        Reply::Array(items) => items
+            .iter()
+            .map(reply_bytes)
+            .fold(WORD, usize::saturating_add),
     }
 }

@@ -174,7 +174,9 @@ impl StateMachine {
                         self.config.max_sessions,
                         self.config.session_window_requests,
                     );
-                    self.sessions.record(request, index, reply.clone(), limits);
+                    let budget = self.config.session_reply_bytes;
+                    let kept = self.sessions.to_remember(request, &reply, budget);
+                    self.sessions.record(request, index, kept, limits);
                     reply
                 }
             },

@@ -29,6 +29,7 @@ fn config() -> KvConfig {
         max_sessions: MAX_SESSIONS,
         session_expiry_entries: SESSION_EXPIRY_ENTRIES,
         session_window_requests: SESSION_WINDOW_REQUESTS,
+        session_reply_bytes: usize::MAX,
         max_reply_bytes: usize::MAX,
     }
 }

@@ -368,3 +368,36 @@ fn lowest_unanswered_above_sequence_is_clamped() {
     );
     assert_eq!(kv.machine.session(4).map(|s| s.lowest_kept), Some(2));
 }
+
+/// A session remembers at most session_reply_bytes of replies: a reply past the budget is
+/// applied and answered, but remembered as "applied, reply not kept", which is what a
+/// retry of it hears; small replies are still kept. Reference: thesis §6.3.
+#[test]
+fn replies_past_the_byte_budget_are_remembered_as_not_kept() {
+    let mut kv = Kv::with_config(KvConfig {
+        session_reply_bytes: 100,
+        ..KvConfig::default()
+    });
+    let big = "x".repeat(200);
+    kv.apply(set("big", &big));
+    let getdel = Command::GetDel { key: "big".into() };
+    assert_eq!(
+        kv.apply_with(getdel.clone(), Some(pipelined(4, 1, 1))),
+        bulk(&big)
+    );
+    assert_eq!(
+        kv.apply_with(incr("n"), Some(pipelined(4, 2, 1))),
+        Reply::Integer(1)
+    );
+    // Retries: the large reply is not kept, the small one is.
+    assert_eq!(
+        kv.apply_with(getdel, Some(pipelined(4, 1, 1))),
+        Reply::error(errors::REPLY_NOT_KEPT)
+    );
+    assert_eq!(
+        kv.apply_with(incr("n"), Some(pipelined(4, 2, 1))),
+        Reply::Integer(1)
+    );
+    assert_eq!(kv.read(get("big")), Reply::Nil, "applied once");
+    assert_eq!(kv.read(get("n")), bulk("1"));
+}

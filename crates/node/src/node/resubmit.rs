@@ -250,3 +250,72 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_kv::{Command, Reply};
+
+    type Kv = skiff_kv::StateMachine;
+
+    fn write(writes: &mut SessionWrites, id: u64, client_id: u64, sequence: u64) -> RequestId {
+        let session = ClientSession {
+            client_id,
+            sequence,
+            lowest_unanswered: 1,
+            resubmitted: false,
+        };
+        let command = Command::Incr { key: "n".into() };
+        writes.insert(id, Kv::encode_command(command, Some(session)), session);
+        id
+    }
+
+    fn refusal(text: &str) -> Reply {
+        Kv::refused(text.to_string())
+    }
+
+    /// A "not proposed" refusal (BUSY, no leader, a transfer) answers a write's first
+    /// attempt; once an attempt's outcome was lost, a copy may be in the log, so the same
+    /// refusals only send it again. Reference: thesis §6.3.
+    #[test]
+    fn not_proposed_answers_only_a_write_with_no_copy_in_any_log() {
+        let mut writes = SessionWrites::default();
+        let id = write(&mut writes, 1, 7, 1);
+        let not_proposed = [
+            refusal(refusals::BUSY),
+            refusal(refusals::NO_LEADER),
+            refusal(&refusals::transferring(skiff_raft::NodeId(3))),
+        ];
+        for reply in &not_proposed {
+            assert!(matches!(writes.verdict::<Kv>(id, reply), Verdict::Answer));
+        }
+        let lost = refusal(refusals::OUTCOME_UNKNOWN);
+        assert!(matches!(writes.verdict::<Kv>(id, &lost), Verdict::Now));
+        for reply in &not_proposed {
+            assert!(matches!(writes.verdict::<Kv>(id, reply), Verdict::NextTick));
+        }
+        assert!(matches!(
+            writes.verdict::<Kv>(id, &Reply::Integer(4)),
+            Verdict::Answer
+        ));
+    }
+
+    /// A write refused as out of order waits until no earlier write of its client waits
+    /// here; other clients' writes do not hold it. Reference: thesis §6.3.
+    #[test]
+    fn an_out_of_order_write_waits_for_its_clients_earlier_writes() {
+        let mut writes = SessionWrites::default();
+        let first = write(&mut writes, 1, 7, 1);
+        let _other_client = write(&mut writes, 2, 8, 1);
+        let second = write(&mut writes, 3, 7, 2);
+        let out_of_order = refusal(refusals::OUT_OF_ORDER);
+        assert!(matches!(
+            writes.verdict::<Kv>(second, &out_of_order),
+            Verdict::AfterEarlier
+        ));
+        writes.held.insert(second);
+        assert!(writes.releasable().is_empty(), "write 1 of client 7 waits");
+        writes.remove(first);
+        assert_eq!(writes.releasable(), [second]);
+    }
+}
