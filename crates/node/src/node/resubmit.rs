@@ -190,15 +190,11 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         let Some(write) = self.session_writes.requests.get_mut(&id) else {
             return;
         };
-        let session = ClientSession {
-            resubmitted: write.maybe_in_log,
-            ..write.session
-        };
-        if session != write.session {
-            write.session = session;
-            if let Ok((command, _)) = M::decode_command(&write.request) {
-                write.request = M::encode_command(command, Some(session));
-            }
+        // The copy carries the write's session as it is now: its floor (raised once its
+        // client's earlier writes resolved) and whether a copy may be in the log.
+        write.session.resubmitted = write.maybe_in_log;
+        if let Ok((command, _)) = M::decode_command(&write.request) {
+            write.request = M::encode_command(command, Some(write.session));
         }
         let request = write.request.clone();
         let raft = self.raw.raft();
