@@ -243,7 +243,9 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     /// applies each `(client_id, sequence)` once and answers a retry with its first reply.
     /// So when a leader change loses the write's outcome, the node sends it again to the
     /// current leader until it is applied or [`cancel`](Node::cancel)led (see
-    /// `node/resubmit.rs`): its reply is never "may or may not have been applied".
+    /// `node/resubmit.rs`), in the order its client sent it relative to its client's other
+    /// writes here. Its reply says "may or may not have been applied" only when the state
+    /// machine forgot the session while the write was being sent again.
     pub fn submit_in_session(
         &mut self,
         id: RequestId,
