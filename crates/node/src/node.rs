@@ -178,7 +178,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         config.raft.applied = meta.index;
         let hard_state = wal.hard_state();
         let raw = RawNode::new(config.raft.clone(), wal, hard_state)?;
-        let node = Node {
+        let mut node = Node {
             raw,
             state_machine,
             members,
@@ -201,6 +201,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             effects: Vec::new(),
             moving_to: None,
         };
+        node.recover_recorded_incarnations()?;
         Ok((node, report))
     }
 
