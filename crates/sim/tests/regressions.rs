@@ -246,13 +246,7 @@ fn new_leader_reads_wait_for_noop() {
 /// schedule is this workload's: if the workload changes, the seed stops reaching the window.
 #[test]
 fn a_snapshot_restored_between_begin_and_write_does_not_let_the_write_apply_ahead_of_its_fsync() {
-    let report = skiff_sim::run_seed(&skiff_sim::RunOptions::new(12672));
-    assert!(
-        report.violation.is_none(),
-        "seed 12672: {:?}\n{}",
-        report.violation,
-        report.trace_tail
-    );
+    assert_seed_safe(12672);
 }
 
 /// Seed 557: n2 applied n1's incarnation record on a commit index it had not synced (a
@@ -264,10 +258,15 @@ fn a_snapshot_restored_between_begin_and_write_does_not_let_the_write_apply_ahea
 /// seed stops reaching the window (the node-level test `amnesia.rs` holds the rule itself).
 #[test]
 fn a_member_that_crashed_after_applying_a_wiped_nodes_record_does_not_count_its_vote() {
-    let report = skiff_sim::run_seed(&skiff_sim::RunOptions::new(557));
+    assert_seed_safe(557);
+}
+
+/// Runs one seed of the randomized simulation and fails with its trace's tail on a violation.
+fn assert_seed_safe(seed: u64) {
+    let report = skiff_sim::run_seed(&skiff_sim::RunOptions::new(seed));
     assert!(
         report.violation.is_none(),
-        "seed 557: {:?}\n{}",
+        "seed {seed}: {:?}\n{}",
         report.violation,
         report.trace_tail
     );
