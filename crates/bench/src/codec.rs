@@ -101,6 +101,8 @@ pub fn client_write() -> Request {
         session: Some(SessionRequest {
             client_id: 12_345,
             sequence: 678,
+            lowest_unanswered: 670,
+            resubmitted: false,
         }),
         command: Command::Set {
             key: b"user:0000001234:".to_vec(),

@@ -18,6 +18,15 @@ pub struct KvConfig {
     /// A session whose last request is more than this many log entries behind the entry
     /// being applied has expired, and is forgotten.
     pub session_expiry_entries: u64,
+    /// How many replies one session remembers at most, for a client with that many writes
+    /// in flight (pipelined); past it the oldest are forgotten, and a retry of one of them is
+    /// refused as stale.
+    pub session_window_requests: usize,
+    /// How many bytes of replies one session remembers at most: a reply that would take the
+    /// session's remembered replies past it is remembered as "applied, reply not kept"
+    /// ([`REPLY_NOT_KEPT`](crate::reply::errors::REPLY_NOT_KEPT)), so the sessions' memory
+    /// is at most about `max_sessions` times this (plus that short error per sequence).
+    pub session_reply_bytes: usize,
     /// The largest reply a read may build (the values of an `MGET` added up); a larger one is
     /// refused with an error reply before any value is copied. Reads are served by one node,
     /// so this limit may differ between replicas; but it also holds the values a transaction
@@ -30,14 +39,18 @@ pub struct KvConfig {
 }
 
 impl Default for KvConfig {
-    /// 16 KiB keys, 1 MiB values, 10,000 sessions, expiring after 1,000,000 entries, 16 MiB
+    /// 16 KiB keys, 1 MiB values, 100,000 sessions (every connection of a
+    /// large cluster writing at once is a session), expiring after 1,000,000 entries, each
+    /// remembering up to 1,024 replies (a connection's pipeline) and 64 KiB of them, 16 MiB
     /// replies, 100,000 fields a hash.
     fn default() -> Self {
         KvConfig {
             max_key_bytes: 16 * 1024,
             max_value_bytes: 1024 * 1024,
-            max_sessions: 10_000,
+            max_sessions: 100_000,
             session_expiry_entries: 1_000_000,
+            session_window_requests: 1024,
+            session_reply_bytes: 64 * 1024,
             max_reply_bytes: 16 * 1024 * 1024,
             max_hash_fields: 100_000,
         }
@@ -67,6 +80,16 @@ impl KvConfig {
         if self.session_expiry_entries == 0 {
             return Err(KvError::InvalidConfig(
                 "session_expiry_entries must be positive",
+            ));
+        }
+        if self.session_reply_bytes == 0 {
+            return Err(KvError::InvalidConfig(
+                "session_reply_bytes must be positive",
+            ));
+        }
+        if self.session_window_requests == 0 {
+            return Err(KvError::InvalidConfig(
+                "session_window_requests must be positive",
             ));
         }
         Ok(())

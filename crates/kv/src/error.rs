@@ -99,6 +99,9 @@ pub enum KvError {
     /// (keys in strictly increasing order, sessions no newer than the applied index, …).
     #[error("snapshot: invalid: {0}")]
     InvalidSnapshot(&'static str),
+    /// A request whose fields contradict each other.
+    #[error("request: invalid: {0}")]
+    InvalidRequest(&'static str),
     /// A [`KvConfig`](crate::KvConfig) setting is out of range.
     #[error("invalid configuration: {0}")]
     InvalidConfig(&'static str),

@@ -36,10 +36,10 @@
 //! let entry = set.encode(); // the bytes a log entry carries
 //! let command = Command::decode(&entry).unwrap();
 //!
-//! let session = Some(SessionRequest { client_id: 7, sequence: 1 });
+//! let session = Some(SessionRequest::sequential(7, 1));
 //! assert_eq!(kv.apply(1, command, session), Reply::Ok);
 //! let incr = Command::Incr { key: b"k".to_vec() };
-//! let session = Some(SessionRequest { client_id: 7, sequence: 2 });
+//! let session = Some(SessionRequest::sequential(7, 2));
 //! assert_eq!(kv.apply(2, incr.clone(), session), Reply::Integer(2));
 //! // The client did not hear back and retries: the remembered reply, nothing applied twice.
 //! assert_eq!(kv.apply(3, incr, session), Reply::Integer(2));

@@ -32,11 +32,26 @@ pub mod errors {
     pub const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
     /// `INCR`/`INCRBY`/`DECR` whose result would not fit in 64 bits.
     pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
-    /// A client session request whose sequence number is older than the client's last one.
-    pub const STALE_REQUEST: &str = "ERR stale request";
-    /// A client session request for a client the state machine does not know (never seen, or
-    /// expired or evicted) that is not the client's first request (sequence 1).
-    pub const SESSION_EXPIRED: &str = "ERR unknown or expired client session";
+    /// A client session request at or below the client's highest applied sequence whose
+    /// reply is no longer remembered: it is not applied now, and may have been before.
+    pub const STALE_REQUEST: &str =
+        "ERR stale request: its reply is no longer kept; it may or may not have been applied";
+    /// A client session request that arrived before an earlier request of the same client
+    /// was applied: not applied; the node sends it again once the earlier ones are resolved
+    /// (a client never sees it).
+    pub const OUT_OF_ORDER: &str =
+        "TRYAGAIN an earlier write of the session is not applied yet; it was not applied";
+    /// The remembered reply of a session request applied when its reply was too large for
+    /// the session's reply budget ([`KvConfig::session_reply_bytes`]): a retry gets this.
+    ///
+    /// [`KvConfig::session_reply_bytes`]: crate::KvConfig::session_reply_bytes
+    pub const REPLY_NOT_KEPT: &str =
+        "ERR the write was applied, but its reply was too large to keep for a retry";
+    /// A re-sent client session request for a client the state machine does not know
+    /// (expired or evicted): an earlier copy may have been applied before the session was
+    /// forgotten.
+    pub const SESSION_EXPIRED: &str =
+        "ERR unknown or expired client session; the write may or may not have been applied";
     /// A write command sent to [`StateMachine::read`](crate::StateMachine::read).
     pub const NOT_READ_ONLY: &str = "ERR write command cannot be served as a read";
     /// A key longer than [`KvConfig::max_key_bytes`](crate::KvConfig::max_key_bytes).

@@ -1,9 +1,12 @@
 //! [`Request`]: what a client write puts in a log entry — the command and, when the client
 //! has one, its session (thesis §6.3).
 //!
-//! Binary form: a format version byte, a session flag (0 none, 1 present) followed by the
-//! client id and sequence as varints, then the command in its own binary form
-//! ([`Command::encode`]).
+//! Binary form (version 2): a format version byte, a session flag (0 none, 1 present, 2
+//! present and re-submitted)
+//! followed by the client id, the sequence and how far below the sequence the lowest
+//! unanswered one is (`sequence - lowest_unanswered`) as varints, then the command in its own
+//! binary form ([`Command::encode`]). Version 1 had no third varint; it is still read, as a
+//! client with nothing else in flight (`lowest_unanswered = sequence`).
 
 use crate::codec::{put_u64, Reader};
 use crate::command::Command;
@@ -11,10 +14,10 @@ use crate::error::{Encoded, KvError};
 use crate::session::SessionRequest;
 
 /// The version of the binary form [`Request::encode`] writes.
-pub const REQUEST_FORMAT_VERSION: u8 = 1;
+pub const REQUEST_FORMAT_VERSION: u8 = 2;
 
-/// The format versions this build reads.
-const REQUEST_FORMAT_VERSIONS: &[u16] = &[REQUEST_FORMAT_VERSION as u16];
+/// The format versions this build reads: 1 (no lowest unanswered sequence) and 2.
+const REQUEST_FORMAT_VERSIONS: &[u16] = &[1, REQUEST_FORMAT_VERSION as u16];
 
 /// A command as a log entry carries it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -34,9 +37,13 @@ impl Request {
         match self.session {
             None => out.push(0),
             Some(session) => {
-                out.push(1);
+                out.push(if session.resubmitted { 2 } else { 1 });
                 put_u64(&mut out, session.client_id);
                 put_u64(&mut out, session.sequence);
+                put_u64(
+                    &mut out,
+                    session.sequence.saturating_sub(session.lowest_unanswered),
+                );
             }
         }
         out.extend_from_slice(&command);
@@ -51,13 +58,25 @@ impl Request {
             return Err(KvError::Empty { what });
         }
         let mut r = Reader::new(bytes, what);
-        r.version(REQUEST_FORMAT_VERSIONS)?;
+        let version = r.version(REQUEST_FORMAT_VERSIONS)?;
         let session = match r.u8()? {
             0 => None,
-            1 => Some(SessionRequest {
-                client_id: r.u64()?,
-                sequence: r.u64()?,
-            }),
+            flag @ (1 | 2) if version > 1 || flag == 1 => {
+                let client_id = r.u64()?;
+                let sequence = r.u64()?;
+                let below = if version == 1 { 0 } else { r.u64()? };
+                let Some(lowest_unanswered) = sequence.checked_sub(below) else {
+                    return Err(KvError::InvalidRequest(
+                        "the lowest unanswered sequence is below zero",
+                    ));
+                };
+                Some(SessionRequest {
+                    client_id,
+                    sequence,
+                    lowest_unanswered,
+                    resubmitted: flag == 2,
+                })
+            }
             tag => return Err(r.unknown_tag("session flag", tag)),
         };
         let command = Command::decode(r.take(r.remaining())?)?;
@@ -83,9 +102,12 @@ mod tests {
     fn request_with_and_without_session_round_trips() {
         for session in [
             None,
+            Some(SessionRequest::sequential(u64::MAX, 1)),
             Some(SessionRequest {
-                client_id: u64::MAX,
-                sequence: 1,
+                client_id: 3,
+                sequence: u64::MAX,
+                lowest_unanswered: 2,
+                resubmitted: true,
             }),
         ] {
             let request = Request {
@@ -94,6 +116,32 @@ mod tests {
             };
             assert_eq!(Request::decode(&request.encode()), Ok(request));
         }
+    }
+
+    /// A version 1 request (no lowest unanswered sequence) still decodes, as a client with
+    /// nothing else in flight.
+    #[test]
+    fn version_1_request_reads_as_a_sequential_client() {
+        let mut bytes = vec![1, 1, 7, 5];
+        bytes.extend_from_slice(&set("k").encode());
+        assert_eq!(
+            Request::decode(&bytes),
+            Ok(Request {
+                session: Some(SessionRequest::sequential(7, 5)),
+                command: set("k"),
+            })
+        );
+    }
+
+    /// A lowest unanswered sequence further below the sequence than zero is refused.
+    #[test]
+    fn lowest_unanswered_below_zero_is_refused() {
+        let mut bytes = vec![REQUEST_FORMAT_VERSION, 1, 7, 5, 6];
+        bytes.extend_from_slice(&set("k").encode());
+        assert!(matches!(
+            Request::decode(&bytes),
+            Err(KvError::InvalidRequest(_))
+        ));
     }
 
     #[test]

@@ -2,16 +2,28 @@
 //!
 //! A client retries a request whose answer it did not get, and the first attempt may have
 //! been committed and applied all the same. So each write carries a [`SessionRequest`]: the
-//! client's id and a sequence number that grows by at least one with each new request. The
-//! session table remembers, per client, the last sequence applied and its reply:
+//! client's id, a sequence number that grows with each new request, and the lowest sequence
+//! the client still waits for (every request below it has had its answer). A client that
+//! pipelines has several requests in flight, which may reach the log in another order than
+//! sent (one is re-submitted after a leader change while a later one committed), so the
+//! session table remembers, per client, the replies of a bounded window of sequences:
 //!
-//! - the same sequence again is a retry: the remembered reply is returned and nothing is
-//!   applied a second time;
-//! - an older sequence is refused ([`STALE_REQUEST`]): its reply is no longer known;
-//! - a newer sequence is applied and becomes the remembered one;
-//! - a client the table does not know starts a session with sequence 1; any other sequence
-//!   is refused ([`SESSION_EXPIRED`]), because the table may have forgotten (expired or
-//!   evicted) that client's session, and applying the request could apply it twice.
+//! - a sequence whose reply is remembered is a retry: the reply is returned again and nothing
+//!   is applied a second time;
+//! - a sequence at or below the highest applied one whose reply is not remembered is
+//!   refused ([`STALE_REQUEST`]): the window dropped it, or the client gave up on it and a
+//!   later one was applied; it is never applied now;
+//! - a session applies its sequences in order: the next one is applied when every sequence
+//!   below it is applied or below its floor (the client no longer waits for it); one that
+//!   arrives ahead of a gap is refused ([`OUT_OF_ORDER`], not applied) and its node sends it
+//!   again once the earlier ones are resolved. An applied request's reply is remembered, the
+//!   window's floor rises to the lowest sequence the client waits for, and, past
+//!   `session_window_requests` replies, the oldest go;
+//! - a client the table does not know starts a session with a request sent for the first
+//!   time (nothing below it awaited); a request its node sent again
+//!   ([`SessionRequest::resubmitted`]) is refused ([`SESSION_EXPIRED`]), because the table
+//!   may have forgotten that client's session after applying an earlier copy, so its outcome
+//!   is unknown.
 //!
 //! The table is bounded, and what it forgets is a function of the log alone, so every
 //! replica forgets the same sessions at the same entry: a session whose last request is more
@@ -19,11 +31,7 @@
 //! a session when `max_sessions` are open evicts the one whose last request has the lowest
 //! log index. (Every entry touches at most one session, so that index names one session.)
 //!
-//! A client's very first request is the one case this cannot protect: if its session is
-//! forgotten before a retry of sequence 1 arrives, the retry opens a new session and is
-//! applied again. Limits much longer than a client's retry period make that impossible in
-//! practice.
-//!
+//! [`OUT_OF_ORDER`]: crate::reply::errors::OUT_OF_ORDER
 //! [`STALE_REQUEST`]: crate::reply::errors::STALE_REQUEST
 //! [`SESSION_EXPIRED`]: crate::reply::errors::SESSION_EXPIRED
 
@@ -39,18 +47,66 @@ pub struct SessionRequest {
     /// The client's request number: 1 for its first request, then increasing; a retry reuses
     /// the number of the request it retries.
     pub sequence: u64,
+    /// The lowest sequence whose answer the client still waits for (at most `sequence`):
+    /// the replies of every request below it may be forgotten.
+    pub lowest_unanswered: u64,
+    /// An earlier copy of this request may already be in the log (the node sends it again
+    /// after a leader change lost its outcome): a client the table does not know is then
+    /// one whose session was forgotten, and the request is not applied as a first one.
+    pub resubmitted: bool,
+}
+
+impl SessionRequest {
+    /// The request of a client with nothing else in flight: it waits only for `sequence`.
+    pub fn sequential(client_id: u64, sequence: u64) -> SessionRequest {
+        SessionRequest {
+            client_id,
+            sequence,
+            lowest_unanswered: sequence,
+            resubmitted: false,
+        }
+    }
+
+    /// [`lowest_unanswered`](Self::lowest_unanswered) as the table takes it: never above the
+    /// sequence itself (a client waits at least for the request it sends).
+    fn floor(&self) -> u64 {
+        self.lowest_unanswered.min(self.sequence)
+    }
 }
 
 /// What the state machine remembers of one client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {
-    /// The highest sequence applied for this client.
-    pub last_sequence: u64,
-    /// The reply to that request, returned again if the client retries it.
-    pub last_reply: Reply,
+    /// The replies of the requests applied at or above `lowest_kept`, by sequence.
+    /// Invariant: never empty, every sequence at least `lowest_kept`, at most
+    /// `session_window_requests` of them.
+    pub replies: BTreeMap<u64, Reply>,
+    /// The window's floor: a request below it is stale.
+    pub lowest_kept: u64,
     /// The log index of the client's last request (applied or retried): the session's
     /// place in the eviction order and the start of its expiry.
     pub last_active_index: u64,
+}
+
+impl Session {
+    /// The highest sequence applied for this client.
+    pub fn last_sequence(&self) -> u64 {
+        self.replies
+            .last_key_value()
+            .map_or(self.lowest_kept, |(&sequence, _)| sequence)
+    }
+
+    /// Raises the floor to `floor` and keeps at most `window` replies, dropping the oldest.
+    fn slide(&mut self, floor: u64, window: usize) {
+        if floor > self.lowest_kept {
+            self.lowest_kept = floor;
+            self.replies = self.replies.split_off(&floor);
+        }
+        while self.replies.len() > window.max(1) {
+            let (dropped, _) = self.replies.pop_first().expect("longer than the window");
+            self.lowest_kept = dropped + 1;
+        }
+    }
 }
 
 /// What to do with a request that carries a session.
@@ -58,7 +114,7 @@ pub struct Session {
 pub(crate) enum Admission {
     /// Apply it, then [`SessionTable::record`] its reply.
     Apply,
-    /// A retry of the last request: answer this, apply nothing.
+    /// A retry of a request whose reply is in the window: answer this, apply nothing.
     Replay(Reply),
     /// Refuse it with this error reply; apply nothing.
     Refuse(Reply),
@@ -111,6 +167,13 @@ impl SessionTable {
         }
     }
 
+    /// Keeps at most `window` replies in every session, dropping the oldest.
+    pub(crate) fn shrink_windows(&mut self, window: usize) {
+        for session in self.sessions.values_mut() {
+            session.slide(session.lowest_kept, window);
+        }
+    }
+
     fn remove(&mut self, last_active: u64, client_id: u64) {
         self.by_activity.remove(&last_active);
         let removed = self.sessions.remove(&client_id);
@@ -120,23 +183,77 @@ impl SessionTable {
         );
     }
 
-    /// Decides what to do with `request` (§6.3), changing nothing.
+    /// Decides what to do with `request` (§6.3), changing nothing. A session applies its
+    /// requests in sequence order: `s` only once every sequence below it is applied or below
+    /// the request's floor (the client stopped waiting for it).
     pub(crate) fn admit(&self, request: SessionRequest) -> Admission {
+        // §6.3: sequences start at 1; 0 is no client's request.
+        if request.sequence == 0 {
+            return Admission::Refuse(Reply::error(errors::STALE_REQUEST));
+        }
+        let in_order = |highest_applied: u64| {
+            request.sequence == highest_applied + 1 || request.floor() == request.sequence
+        };
         match self.sessions.get(&request.client_id) {
-            Some(session) if request.sequence == session.last_sequence => {
-                Admission::Replay(session.last_reply.clone())
+            Some(session) => {
+                // §6.3: a retry of an applied request gets its first reply, applies nothing.
+                if let Some(reply) = session.replies.get(&request.sequence) {
+                    Admission::Replay(reply.clone())
+                } else if request.sequence <= session.last_sequence() {
+                    // Below the window: applied before, or given up on by the client and
+                    // passed over; either way it is never applied now.
+                    Admission::Refuse(Reply::error(errors::STALE_REQUEST))
+                } else if in_order(session.last_sequence()) {
+                    Admission::Apply
+                } else {
+                    Admission::Refuse(Reply::error(errors::OUT_OF_ORDER))
+                }
             }
-            Some(session) if request.sequence < session.last_sequence => {
-                Admission::Refuse(Reply::error(errors::STALE_REQUEST))
-            }
-            Some(_) => Admission::Apply,
-            None if request.sequence == 1 => Admission::Apply,
-            None => Admission::Refuse(Reply::error(errors::SESSION_EXPIRED)),
+            // §6.3: an unknown client whose request may be in the log already is one whose
+            // session was forgotten: applying it could apply it twice.
+            None if request.resubmitted => Admission::Refuse(Reply::error(errors::SESSION_EXPIRED)),
+            // A first copy: nothing of the client is remembered, so it starts a session when
+            // it waits for nothing below it.
+            None if in_order(0) => Admission::Apply,
+            None => Admission::Refuse(Reply::error(errors::OUT_OF_ORDER)),
         }
     }
 
-    /// Moves `client_id`'s session to `index` in the eviction order (a retry is activity).
-    pub(crate) fn touch(&mut self, client_id: u64, index: u64) {
+    /// What to remember of `reply` to `request`: the reply itself, or, if it would take the
+    /// session's remembered replies the client still waits for past `budget_bytes`,
+    /// [`REPLY_NOT_KEPT`](errors::REPLY_NOT_KEPT). A function of the log alone, as the
+    /// table must be.
+    pub(crate) fn to_remember(
+        &self,
+        request: SessionRequest,
+        reply: &Reply,
+        budget_bytes: usize,
+    ) -> Reply {
+        let kept: usize = self.sessions.get(&request.client_id).map_or(0, |session| {
+            session
+                .replies
+                .range(request.floor()..)
+                .map(|(_, kept)| reply_bytes(kept))
+                .sum()
+        });
+        if kept.saturating_add(reply_bytes(reply)) <= budget_bytes {
+            reply.clone()
+        } else {
+            Reply::error(errors::REPLY_NOT_KEPT)
+        }
+    }
+
+    /// A retry of `request` answered at `index`: the session moves there in the eviction
+    /// order (a retry is activity) and its window slides to what the client still waits for.
+    pub(crate) fn replayed(&mut self, request: SessionRequest, index: u64, window: usize) {
+        if let Some(session) = self.sessions.get_mut(&request.client_id) {
+            session.slide(request.floor(), window);
+        }
+        self.touch(request.client_id, index);
+    }
+
+    /// Moves `client_id`'s session to `index` in the eviction order.
+    fn touch(&mut self, client_id: u64, index: u64) {
         if let Some(session) = self.sessions.get_mut(&client_id) {
             self.by_activity.remove(&session.last_active_index);
             session.last_active_index = index;
@@ -144,26 +261,31 @@ impl SessionTable {
         }
     }
 
-    /// Remembers the reply to `request`, applied at `index`; opening a session when
-    /// `max_sessions` are open first evicts the least recently used one.
+    /// Remembers the reply to `request`, applied at `index`, and slides the window (at most
+    /// `window` replies); opening a session when `max_sessions` are open first evicts the
+    /// least recently used one.
     pub(crate) fn record(
         &mut self,
         request: SessionRequest,
         index: u64,
         reply: Reply,
-        max_sessions: usize,
+        limits: (usize, usize),
     ) {
-        if !self.sessions.contains_key(&request.client_id) {
-            self.shrink_to(max_sessions.saturating_sub(1));
+        let (max_sessions, window) = limits;
+        if let Some(session) = self.sessions.get_mut(&request.client_id) {
+            session.replies.insert(request.sequence, reply);
+            session.slide(request.floor(), window);
+            self.touch(request.client_id, index);
+            return;
         }
-        self.insert(
-            request.client_id,
-            Session {
-                last_sequence: request.sequence,
-                last_reply: reply,
-                last_active_index: index,
-            },
-        );
+        self.shrink_to(max_sessions.saturating_sub(1));
+        let mut session = Session {
+            replies: BTreeMap::from([(request.sequence, reply)]),
+            lowest_kept: 1,
+            last_active_index: index,
+        };
+        session.slide(request.floor(), window);
+        self.insert(request.client_id, session);
     }
 
     /// Adds or replaces a session as it is (also used by snapshot restore).
@@ -205,5 +327,28 @@ impl SessionTable {
                 "client {client_id} active at {index}, after the applied index {applied_index}"
             );
         }
+        for (client_id, session) in &self.sessions {
+            assert!(
+                session
+                    .replies
+                    .first_key_value()
+                    .is_some_and(|(&lowest, _)| lowest >= session.lowest_kept),
+                "client {client_id}'s window is empty or reaches below its floor: {session:?}"
+            );
+        }
+    }
+}
+
+/// The bytes a remembered reply is counted as: its strings and a word per element.
+fn reply_bytes(reply: &Reply) -> usize {
+    const WORD: usize = 8;
+    match reply {
+        Reply::Ok | Reply::Nil | Reply::NilArray | Reply::Integer(_) => WORD,
+        Reply::Bulk(bytes) => WORD.saturating_add(bytes.len()),
+        Reply::Error(text) | Reply::Simple(text) => WORD.saturating_add(text.len()),
+        Reply::Array(items) => items
+            .iter()
+            .map(reply_bytes)
+            .fold(WORD, usize::saturating_add),
     }
 }

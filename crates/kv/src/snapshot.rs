@@ -1,18 +1,24 @@
 //! The snapshot format: [`StateMachine::snapshot`] and [`StateMachine::restore`].
 //!
-//! # Format (version 3)
+//! # Format (version 4)
 //! ```text
-//! magic "SKVS" | version(3) | applied_index | log_time_ms
+//! magic "SKVS" | version(4) | applied_index | log_time_ms
 //!   | key_count   | (key, value, revision, deadline_ms + 1 or 0)…      keys strictly increasing
-//!   | session_count | (client_id, last_sequence, last_active_index, reply)…  ids strictly increasing
+//!   | session_count | (client_id, lowest_kept, last_active_index,     ids strictly increasing
+//!                      reply_count, (sequence, reply)…)…              sequences strictly increasing
 //!   | crc32c (4 bytes, little-endian, over every byte before it)
 //! ```
 //! where a value is a type tag and its contents: 0 a string (a byte string), 1 a hash (a
 //! field count, at least 1, then `(field, value)…`, fields strictly increasing).
-//! Version 2 had only strings, written as a byte string without the tag; version 1 had
-//! also no log time, revisions or deadlines (`(key, value)…` only). Both are still read, a
-//! version 1 key taking the snapshot's applied index as its revision (no later write can
-//! have a smaller one) and no deadline.
+//!
+//! Older versions are still read:
+//! - version 3 kept one reply per session, `(client_id, last_sequence, last_active_index,
+//!   reply)`, read as a window of that one reply whose floor is `last_sequence` (the same
+//!   answers to every later request);
+//! - version 2 also had only strings, written as a byte string without the tag;
+//! - version 1 also had no log time, revisions or deadlines (`(key, value)…` only), each
+//!   key taking the snapshot's applied index as its revision (no later write can
+//!   have a smaller one) and no deadline.
 //!
 //! Integers are varints and byte strings length-prefixed, as in the command encoding;
 //! a reply is a tag (0 `Ok`, 1 `Nil`, 2 `Bulk`, 3 `Integer`, 4 `Array`, 5 `Error`, 6 `Status`) and its
@@ -29,12 +35,12 @@ use crate::codec::{put_bytes, put_u32_le, put_u64, Reader};
 use crate::config::KvConfig;
 use crate::error::{Encoded, KvError};
 use crate::keyspace::{Keyspace, Stored};
-use crate::reply::{put_reply, read_reply};
+use crate::reply::{put_reply, read_reply, Reply};
 use crate::session::{Session, SessionTable};
 use crate::state_machine::StateMachine;
 use crate::value::{Hash, Value};
 
-/// The type tags of a value (version 3).
+/// The type tags of a value (from version 3).
 mod value_tag {
     pub const STRING: u8 = 0;
     pub const HASH: u8 = 1;
@@ -44,11 +50,11 @@ mod value_tag {
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"SKVS";
 
 /// The format version written by [`StateMachine::snapshot`].
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 4;
 
 /// The format versions this build reads: 1 (no log time, revisions or deadlines), 2
-/// (strings only) and 3.
-const SNAPSHOT_FORMAT_VERSIONS: &[u16] = &[1, 2, SNAPSHOT_FORMAT_VERSION as u16];
+/// (strings only), 3 (one reply per session) and 4.
+const SNAPSHOT_FORMAT_VERSIONS: &[u16] = &[1, 2, 3, SNAPSHOT_FORMAT_VERSION as u16];
 
 const CHECKSUM_BYTES: usize = 4;
 
@@ -89,9 +95,13 @@ impl StateMachine {
         put_u64(out, self.sessions.len() as u64);
         for (client_id, session) in self.sessions.iter() {
             put_u64(out, client_id);
-            put_u64(out, session.last_sequence);
+            put_u64(out, session.lowest_kept);
             put_u64(out, session.last_active_index);
-            put_reply(out, &session.last_reply);
+            put_u64(out, session.replies.len() as u64);
+            for (&sequence, reply) in &session.replies {
+                put_u64(out, sequence);
+                put_reply(out, reply);
+            }
         }
         let checksum = crc32c::crc32c(&out[start..]);
         put_u32_le(out, checksum);
@@ -101,7 +111,7 @@ impl StateMachine {
     ///
     /// Damaged or foreign bytes give a typed error and never a panic. If `config` allows
     /// fewer sessions than the snapshot holds, the least recently used are evicted, as
-    /// [`apply`](Self::apply) would.
+    /// [`apply`](Self::apply) would; if it allows fewer replies per session, the oldest go.
     pub fn restore(config: KvConfig, bytes: &[u8]) -> Result<StateMachine, KvError> {
         config.validate()?;
         let body = checked_body(bytes)?;
@@ -111,10 +121,11 @@ impl StateMachine {
         let applied_index = r.u64()?;
         let log_time_ms = if version == 1 { 0 } else { r.u64()? };
         let data = read_data(&mut r, version, applied_index, log_time_ms)?;
-        let mut sessions = read_sessions(&mut r, applied_index)?;
+        let mut sessions = read_sessions(&mut r, version, applied_index)?;
         r.finish()?;
 
         sessions.shrink_to(config.max_sessions);
+        sessions.shrink_windows(config.session_window_requests);
         let machine = StateMachine {
             config,
             data,
@@ -252,26 +263,50 @@ fn read_value(r: &mut Reader<'_>) -> Result<Value, KvError> {
     })
 }
 
-/// The client sessions, in strictly increasing client id order, each with a sequence, none
+/// The client sessions, in strictly increasing client id order, each with a window of
+/// replies in strictly increasing sequence order (from version 4; one reply before), none
 /// active after `applied_index` and no two active at one index.
-fn read_sessions(r: &mut Reader<'_>, applied_index: u64) -> Result<SessionTable, KvError> {
+fn read_sessions(
+    r: &mut Reader<'_>,
+    version: u8,
+    applied_index: u64,
+) -> Result<SessionTable, KvError> {
     // Each session takes at least four bytes (three varints and a reply tag).
     let session_count = r.count(4)?;
     let mut sessions = SessionTable::default();
     let mut previous_id: Option<u64> = None;
     for _ in 0..session_count {
         let client_id = r.u64()?;
-        let last_sequence = r.u64()?;
-        let last_active_index = r.u64()?;
-        let last_reply = read_reply(r)?;
+        let (lowest_kept, last_active_index, replies) = if version < 4 {
+            let last_sequence = r.u64()?;
+            let last_active_index = r.u64()?;
+            let reply = read_reply(r)?;
+            (
+                last_sequence,
+                last_active_index,
+                vec![(last_sequence, reply)],
+            )
+        } else {
+            let lowest_kept = r.u64()?;
+            let last_active_index = r.u64()?;
+            (lowest_kept, last_active_index, read_window(r)?)
+        };
         if previous_id.is_some_and(|p| p >= client_id) {
             return Err(KvError::InvalidSnapshot(
                 "client ids are not in increasing order",
             ));
         }
         previous_id = Some(client_id);
-        if last_sequence == 0 {
+        if lowest_kept == 0 {
             return Err(KvError::InvalidSnapshot("a session has sequence 0"));
+        }
+        if replies
+            .first()
+            .is_none_or(|(lowest, _)| *lowest < lowest_kept)
+        {
+            return Err(KvError::InvalidSnapshot(
+                "a session's replies are empty or below its window",
+            ));
         }
         if last_active_index > applied_index {
             return Err(KvError::InvalidSnapshot(
@@ -286,11 +321,29 @@ fn read_sessions(r: &mut Reader<'_>, applied_index: u64) -> Result<SessionTable,
         sessions.insert(
             client_id,
             Session {
-                last_sequence,
-                last_reply,
+                replies: replies.into_iter().collect(),
+                lowest_kept,
                 last_active_index,
             },
         );
     }
     Ok(sessions)
+}
+
+/// A session's remembered replies: a count, then `(sequence, reply)` in strictly increasing
+/// sequence order.
+fn read_window(r: &mut Reader<'_>) -> Result<Vec<(u64, Reply)>, KvError> {
+    // Each reply takes at least two bytes (a varint and a tag).
+    let count = r.count(2)?;
+    let mut replies: Vec<(u64, Reply)> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let sequence = r.u64()?;
+        if replies.last().is_some_and(|(p, _)| *p >= sequence) {
+            return Err(KvError::InvalidSnapshot(
+                "a session's sequences are not in increasing order",
+            ));
+        }
+        replies.push((sequence, read_reply(r)?));
+    }
+    Ok(replies)
 }

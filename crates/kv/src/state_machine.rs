@@ -137,12 +137,13 @@ impl StateMachine {
     ///
     /// Before anything else, sessions idle for more than
     /// [`session_expiry_entries`](KvConfig::session_expiry_entries) are forgotten. Then, with
-    /// a session (thesis §6.3): a retry of the client's last request returns the remembered
-    /// reply and applies nothing; an older request is refused with
-    /// [`STALE_REQUEST`](errors::STALE_REQUEST); an unknown client's request other than its
-    /// first is refused with [`SESSION_EXPIRED`](errors::SESSION_EXPIRED); otherwise the
+    /// a session (thesis §6.3): a retry of a request whose reply is in the client's window
+    /// returns the remembered reply and applies nothing; a request below the window is
+    /// refused with [`STALE_REQUEST`](errors::STALE_REQUEST); one ahead of an earlier request
+    /// not yet applied with [`OUT_OF_ORDER`](errors::OUT_OF_ORDER); a re-submitted request of
+    /// an unknown client with [`SESSION_EXPIRED`](errors::SESSION_EXPIRED); otherwise the
     /// command is applied and its reply remembered — error replies too, so a retry gets the
-    /// same answer.
+    /// same answer (see [`session`](crate::session)).
     ///
     /// Indexes need not be consecutive (entries that are not key-value commands are not
     /// applied here), but they must increase.
@@ -182,14 +183,20 @@ impl StateMachine {
             None => self.execute(command),
             Some(request) => match self.sessions.admit(request) {
                 Admission::Replay(reply) => {
-                    self.sessions.touch(request.client_id, index);
+                    let window = self.config.session_window_requests;
+                    self.sessions.replayed(request, index, window);
                     reply
                 }
                 Admission::Refuse(reply) => reply,
                 Admission::Apply => {
                     let reply = self.execute(command);
-                    self.sessions
-                        .record(request, index, reply.clone(), self.config.max_sessions);
+                    let limits = (
+                        self.config.max_sessions,
+                        self.config.session_window_requests,
+                    );
+                    let budget = self.config.session_reply_bytes;
+                    let kept = self.sessions.to_remember(request, &reply, budget);
+                    self.sessions.record(request, index, kept, limits);
                     reply
                 }
             },

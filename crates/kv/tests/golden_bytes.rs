@@ -246,10 +246,7 @@ fn requests() -> Vec<Request> {
             command: set(b"k", b"v", SetCondition::IfPresent),
         },
         Request {
-            session: Some(SessionRequest {
-                client_id: 300,
-                sequence: u64::MAX,
-            }),
+            session: Some(SessionRequest::sequential(300, u64::MAX)),
             command: Command::Incr { key: b"n".to_vec() },
         },
     ]
@@ -308,10 +305,7 @@ fn store_v1() -> StateMachine {
     let mut kv = StateMachine::new(KvConfig::default()).expect("default config");
     kv.apply(1, set(b"b", b"2", SetCondition::Always), None);
     kv.apply(2, set(b"a", b"1", SetCondition::Always), None);
-    let session = Some(SessionRequest {
-        client_id: 9,
-        sequence: 1,
-    });
+    let session = Some(SessionRequest::sequential(9, 1));
     kv.apply(3, Command::Incr { key: b"a".to_vec() }, session);
     kv
 }
@@ -420,11 +414,20 @@ const COMMANDS_HEX: &[&str] = &[
 /// [`requests`] with commands of version 1.
 const REQUESTS_V1_HEX: &[&str] = &["01000102016b017602", "0101ac02ffffffffffffffffff010105016e"];
 
-/// [`requests`] with commands of version 2.
+/// [`requests`] as request version 1 wrote them, with commands of version 2.
 const REQUESTS_V2_HEX: &[&str] = &["01000202016b017602", "0101ac02ffffffffffffffffff010205016e"];
 
-/// [`requests`]: version, session flag (and the session as varints), then the command.
-const REQUESTS_HEX: &[&str] = &["01000302016b017602", "0101ac02ffffffffffffffffff010305016e"];
+/// [`requests`] as request version 1 wrote them (no lowest unanswered sequence), with
+/// commands of version 3.
+const REQUESTS_V1_V3_COMMANDS_HEX: &[&str] =
+    &["01000302016b017602", "0101ac02ffffffffffffffffff010305016e"];
+
+/// [`requests`]: version, session flag (and the session as varints: client id, sequence,
+/// and how far below it the lowest unanswered sequence is), then the command.
+const REQUESTS_HEX: &[&str] = &[
+    "02000302016b017602",
+    "0201ac02ffffffffffffffffff01000305016e",
+];
 
 /// [`replies`]: a tag, then the fields (zigzag varints for integers).
 const REPLIES_HEX: &[&str] = &[
@@ -448,10 +451,15 @@ const SNAPSHOT_V1_HEX: &str = "534b565301030201610132016201320109010303043128e97
 const SNAPSHOT_V2_HEX: &str =
     "534b56530204e807030161013203000162013201000163013304dd0b010901030304d16b8cb9";
 
-/// [`store`]'s snapshot: as version 2, each value a type tag (0 string, 1 hash) then a
-/// byte string or the hash's field count and fields in order.
-const SNAPSHOT_HEX: &str =
+/// [`store`]'s snapshot as version 3 wrote it: as version 2, each value a type tag (0
+/// string, 1 hash) then a byte string or the hash's field count and fields in order.
+const SNAPSHOT_V3_HEX: &str =
     "534b56530305e907040161000132030001620001320100016300013304dd0b016801020166017601670005000109010303049cd1f672";
+
+/// [`store`]'s snapshot: as version 3, but each session is its window's floor, its last
+/// active index, then a count and its replies by sequence.
+const SNAPSHOT_HEX: &str =
+    "534b56530405e907040161000132030001620001320100016300013304dd0b016801020166017601670005000109010301010304efb71be4";
 
 fn from_hex(hex: &str) -> Vec<u8> {
     (0..hex.len())
@@ -564,19 +572,33 @@ fn snapshots_keep_their_bytes() {
     assert_eq!(restored, store());
 }
 
+/// Requests of version 1 with commands of version 3 and a version 3 snapshot read as the
+/// same values: the snapshot's one reply per session becomes a window of one, whose floor
+/// is that reply's sequence, and it is written again as the current version.
+#[test]
+fn version_3_bytes_still_read() {
+    for (request, hex) in requests().into_iter().zip(REQUESTS_V1_V3_COMMANDS_HEX) {
+        assert_eq!(Request::decode(&from_hex(hex)), Ok(request));
+    }
+    let restored =
+        StateMachine::restore(KvConfig::default(), &from_hex(SNAPSHOT_V3_HEX)).expect("restores");
+    assert_eq!(restored, store());
+    assert_eq!(restored.snapshot(), from_hex(SNAPSHOT_HEX));
+}
+
 /// A format version this build does not read is refused the same way in a command, a request
 /// and a snapshot: as unsupported, naming what was read and the version found, whatever
 /// follows it.
 #[test]
 fn unknown_format_versions_are_refused_alike() {
-    for version in [0u8, 4, 0x7f, 0x80, 0xff] {
+    for version in [0u8, 5, 0x7f, 0x80, 0xff] {
         let refused = |what| KvError::UnsupportedVersion { what, version };
 
         let mut command = from_hex(COMMANDS_HEX[1]);
         command[0] = version;
         assert_eq!(Command::decode(&command), Err(refused(Encoded::Command)));
 
-        if version != 2 {
+        {
             let mut request = from_hex(REQUESTS_HEX[1]);
             request[0] = version;
             assert_eq!(Request::decode(&request), Err(refused(Encoded::Request)));

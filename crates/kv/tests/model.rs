@@ -25,6 +25,7 @@ const MAX_VALUE_BYTES: usize = 20;
 const MAX_SESSIONS: usize = 3;
 const SESSION_EXPIRY_ENTRIES: u64 = 12;
 const MAX_HASH_FIELDS: usize = 3;
+const SESSION_WINDOW_REQUESTS: usize = 3;
 
 fn config() -> KvConfig {
     KvConfig {
@@ -32,6 +33,8 @@ fn config() -> KvConfig {
         max_value_bytes: MAX_VALUE_BYTES,
         max_sessions: MAX_SESSIONS,
         session_expiry_entries: SESSION_EXPIRY_ENTRIES,
+        session_window_requests: SESSION_WINDOW_REQUESTS,
+        session_reply_bytes: usize::MAX,
         max_reply_bytes: usize::MAX,
         max_hash_fields: MAX_HASH_FIELDS,
     }
@@ -167,10 +170,11 @@ enum Sequence {
 #[derive(Clone, Debug)]
 enum Op {
     /// Apply `command` as the entry `gap` indexes after the last, stamped `advance_ms` after
-    /// the last stamp, from `client` if any.
+    /// the last stamp, from `client` if any (its id, sequence, and how far below the
+    /// sequence the lowest unanswered one is, whether its node sent it again).
     Apply {
         command: Command,
-        client: Option<(u64, Sequence)>,
+        client: Option<(u64, Sequence, u64, bool)>,
         gap: u64,
         advance_ms: u64,
     },
@@ -199,7 +203,7 @@ fn op() -> impl Strategy<Value = Op> {
     ];
     let advance = || prop_oneof![3 => Just(0u64), 2 => prop::sample::select(vec![1u64, 100, 200])];
     prop_oneof![
-        10 => (command(), proptest::option::of((0u64..5, sequence)), prop_oneof![4 => Just(1u64), 1 => 1u64..8], advance())
+        10 => (command(), proptest::option::of((0u64..5, sequence, prop_oneof![3 => Just(0u64), 1 => 0u64..5], proptest::bool::weighted(0.2))), prop_oneof![4 => Just(1u64), 1 => 1u64..8], advance())
             .prop_map(|(command, client, gap, advance_ms)| Op::Apply { command, client, gap, advance_ms }),
         3 => command().prop_map(Op::Read),
         2 => (
@@ -213,12 +217,46 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+const STALE: &str =
+    "ERR stale request: its reply is no longer kept; it may or may not have been applied";
+const OUT_OF_ORDER: &str =
+    "TRYAGAIN an earlier write of the session is not applied yet; it was not applied";
+const EXPIRED: &str =
+    "ERR unknown or expired client session; the write may or may not have been applied";
+
 #[derive(Clone, Debug)]
 struct ModelSession {
     client: u64,
-    sequence: u64,
-    reply: Reply,
+    /// Requests below it are stale.
+    floor: u64,
+    /// The remembered replies, in the order applied.
+    replies: Vec<(u64, Reply)>,
     last_index: u64,
+}
+
+impl ModelSession {
+    /// Remembers `reply` to `sequence`, then forgets what is below `lowest` and the oldest
+    /// sequences past the window.
+    fn remember(&mut self, sequence: u64, reply: Reply, lowest: u64) {
+        self.replies.push((sequence, reply));
+        self.floor = self.floor.max(lowest);
+        self.forget_below_floor();
+        while self.replies.len() > SESSION_WINDOW_REQUESTS {
+            let oldest = self
+                .replies
+                .iter()
+                .map(|(s, _)| *s)
+                .min()
+                .expect("not empty");
+            self.floor = oldest + 1;
+            self.forget_below_floor();
+        }
+    }
+
+    fn forget_below_floor(&mut self) {
+        let floor = self.floor;
+        self.replies.retain(|(s, _)| *s >= floor);
+    }
 }
 
 /// What a key holds in the model.
@@ -629,21 +667,40 @@ impl Model {
             .sessions
             .iter()
             .position(|s| s.client == request.client_id);
+        let lowest = request.lowest_unanswered.min(request.sequence);
+        if request.sequence == 0 {
+            return err(STALE);
+        }
+        // In order: every sequence below it applied, or below the floor.
+        let in_order = |last: u64| request.sequence == last + 1 || lowest == request.sequence;
         match position {
-            Some(p) if request.sequence == self.sessions[p].sequence => {
-                self.sessions[p].last_index = index;
-                self.sessions[p].reply.clone()
-            }
-            Some(p) if request.sequence < self.sessions[p].sequence => err("ERR stale request"),
             Some(p) => {
-                let reply = self.execute(command);
-                let s = &mut self.sessions[p];
-                s.sequence = request.sequence;
-                s.reply = reply.clone();
-                s.last_index = index;
+                let known = self.sessions[p]
+                    .replies
+                    .iter()
+                    .find(|(s, _)| *s == request.sequence)
+                    .map(|(_, r)| r.clone());
+                let last = self.last_sequence(request.client_id);
+                let reply = match known {
+                    Some(reply) => {
+                        let s = &mut self.sessions[p];
+                        s.floor = s.floor.max(lowest);
+                        s.forget_below_floor();
+                        reply
+                    }
+                    None if request.sequence <= last => return err(STALE),
+                    None if !in_order(last) => return err(OUT_OF_ORDER),
+                    None => {
+                        let reply = self.execute(command);
+                        self.sessions[p].remember(request.sequence, reply.clone(), lowest);
+                        reply
+                    }
+                };
+                self.sessions[p].last_index = index;
                 reply
             }
-            None if request.sequence == 1 => {
+            None if request.resubmitted => err(EXPIRED),
+            None if in_order(0) => {
                 let reply = self.execute(command);
                 if self.sessions.len() == MAX_SESSIONS {
                     let oldest = (0..self.sessions.len())
@@ -651,15 +708,17 @@ impl Model {
                         .expect("full table is not empty");
                     self.sessions.remove(oldest);
                 }
-                self.sessions.push(ModelSession {
+                let mut session = ModelSession {
                     client: request.client_id,
-                    sequence: request.sequence,
-                    reply: reply.clone(),
+                    floor: 1,
+                    replies: Vec::new(),
                     last_index: index,
-                });
+                };
+                session.remember(request.sequence, reply.clone(), lowest);
+                self.sessions.push(session);
                 reply
             }
-            None => err("ERR unknown or expired client session"),
+            None => err(OUT_OF_ORDER),
         }
     }
 
@@ -685,7 +744,8 @@ impl Model {
         self.sessions
             .iter()
             .find(|s| s.client == client)
-            .map_or(0, |s| s.sequence)
+            .and_then(|s| s.replies.iter().map(|(s, _)| *s).max())
+            .unwrap_or(0)
     }
 }
 
@@ -722,21 +782,22 @@ fn assert_same_state(machine: &StateMachine, model: &Model) -> Result<(), TestCa
     }
     prop_assert_eq!(machine.log_time_ms(), model.now);
 
-    let mut sessions: Vec<(u64, u64, Reply, u64)> = model
+    type SessionView = (u64, u64, Vec<(u64, Reply)>, u64);
+    let mut sessions: Vec<SessionView> = model
         .sessions
         .iter()
-        .map(|s| (s.client, s.sequence, s.reply.clone(), s.last_index))
+        .map(|s| {
+            let mut replies = s.replies.clone();
+            replies.sort_by_key(|(sequence, _)| *sequence);
+            (s.client, s.floor, replies, s.last_index)
+        })
         .collect();
     sessions.sort_by_key(|s| s.0);
-    let actual: Vec<(u64, u64, Reply, u64)> = machine
+    let actual: Vec<SessionView> = machine
         .sessions()
         .map(|(id, s)| {
-            (
-                id,
-                s.last_sequence,
-                s.last_reply.clone(),
-                s.last_active_index,
-            )
+            let replies = s.replies.iter().map(|(q, r)| (*q, r.clone())).collect();
+            (id, s.lowest_kept, replies, s.last_active_index)
         })
         .collect();
     prop_assert_eq!(actual, sessions);
@@ -767,7 +828,7 @@ proptest! {
                 Op::Apply { command, client, gap, advance_ms } => {
                     index += gap;
                     clock += advance_ms;
-                    let session = client.map(|(client_id, sequence)| {
+                    let session = client.map(|(client_id, sequence, lag, resubmitted)| {
                         let last = model.last_sequence(client_id);
                         let sequence = match sequence {
                             Sequence::Next => last + 1,
@@ -776,7 +837,7 @@ proptest! {
                             Sequence::First => 1,
                             Sequence::Any(n) => n,
                         };
-                        SessionRequest { client_id, sequence }
+                        SessionRequest { client_id, sequence, lowest_unanswered: sequence.saturating_sub(lag), resubmitted }
                     });
                     let expected = model.apply(index, clock, &command, session);
                     let actual = machine.apply_at(index, Some(clock), command.clone(), session);

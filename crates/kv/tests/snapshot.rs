@@ -39,7 +39,9 @@ fn snapshot_round_trip_is_byte_identical() {
     assert_eq!(restored, kv.machine);
     assert_eq!(restored.snapshot(), bytes);
     assert_eq!(restored.applied_index(), 8);
-    assert!(restored.session(8).is_some_and(|s| s.last_reply.is_error()));
+    assert!(restored
+        .session(8)
+        .is_some_and(|s| s.replies.values().all(skiff_kv::Reply::is_error)));
 }
 
 /// The same state reached in a different order of inserts (in one entry, so every key has
@@ -144,11 +146,11 @@ fn checksummed_but_invalid_snapshot_is_refused() {
         Err(KvError::TrailingBytes { .. })
     ));
 
-    let mut future = header(4);
+    let mut future = header(5);
     future.extend_from_slice(&[0, 0, 0]);
     assert!(matches!(
         restore(&future),
-        Err(KvError::UnsupportedVersion { version: 4, .. })
+        Err(KvError::UnsupportedVersion { version: 5, .. })
     ));
 
     // Version 3, applied 3, log time 10, key "h": a value type that does not exist, a hash
@@ -183,6 +185,32 @@ fn checksummed_but_invalid_snapshot_is_refused() {
     assert_eq!(restored.hash_get(b"h", b"f"), Some(&b"1"[..]));
     assert_eq!(restored.hash_get(b"h", b"g"), Some(&b""[..]));
     assert_eq!(restored.get(b"h"), None);
+
+    // Version 4, applied 5, log time 0, no keys, one session (client 7, floor 2, active at
+    // 5) whose window is empty, reaches below its floor, or is out of order.
+    for (window, error) in [
+        (vec![0], "a session's replies are empty or below its window"),
+        (
+            vec![1, 1, 0],
+            "a session's replies are empty or below its window",
+        ),
+        (
+            vec![2, 3, 0, 2, 0],
+            "a session's sequences are not in increasing order",
+        ),
+    ] {
+        let mut session = header(4);
+        session.extend_from_slice(&[5, 0, 0, 1, 7, 2, 5]);
+        session.extend_from_slice(&window);
+        assert_eq!(restore(&session), Err(KvError::InvalidSnapshot(error)));
+    }
+    // The same session with the replies of sequences 2 and 3 is restored.
+    let mut session = header(4);
+    session.extend_from_slice(&[5, 0, 0, 1, 7, 2, 5, 2, 2, 0, 3, 1]);
+    let restored = restore(&session).expect("a well-formed window");
+    let kept = restored.session(7).expect("the session");
+    assert_eq!(kept.lowest_kept, 2);
+    assert_eq!(kept.last_sequence(), 3);
 
     // Version 2, applied 3, log time 10: key "a" written at index 4 > 3.
     let mut written_ahead = header(2);

@@ -113,6 +113,10 @@ impl StateMachine for Counter {
     fn refused(text: String) -> Result<i64, String> {
         Err(text)
     }
+    fn refusal_text(reply: &Result<i64, String>) -> Option<&str> {
+        reply.as_ref().err().map(String::as_str)
+    }
+
     fn done() -> Result<i64, String> {
         Ok(0)
     }

@@ -32,6 +32,14 @@ pub enum Event {
     /// A peer refuses this node: its data directory is not the one the cluster recorded. It
     /// stays out of elections; an operator removes it and adds it back as a new member.
     IncarnationRefused(crate::IncarnationNotice),
+    /// A client's write in a session was sent again to the leader, its first outcome lost
+    /// to a leader change (see `node/resubmit.rs`).
+    WriteResubmitted {
+        /// The client request.
+        id: crate::RequestId,
+        /// Where this node, leading, appended the copy (`None`: forwarded to the leader).
+        proposed_at: Option<(LogIndex, Term)>,
+    },
     /// The state machine was snapshotted and the log compacted.
     SnapshotTaken {
         /// The snapshot's last included index.

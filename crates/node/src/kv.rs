@@ -23,10 +23,7 @@ impl StateMachine for skiff_kv::StateMachine {
     fn encode_command(command: Command, session: Option<ClientSession>) -> Vec<u8> {
         // The request's first byte is its format version, far below the member-address tag.
         Request {
-            session: session.map(|s| SessionRequest {
-                client_id: s.client_id,
-                sequence: s.sequence,
-            }),
+            session: session.map(to_request),
             command,
         }
         .encode()
@@ -37,6 +34,8 @@ impl StateMachine for skiff_kv::StateMachine {
         let session = request.session.map(|s| ClientSession {
             client_id: s.client_id,
             sequence: s.sequence,
+            lowest_unanswered: s.lowest_unanswered,
+            resubmitted: s.resubmitted,
         });
         Ok((request.command, session))
     }
@@ -48,10 +47,7 @@ impl StateMachine for skiff_kv::StateMachine {
         session: Option<ClientSession>,
         log_time_ms: Option<u64>,
     ) -> Reply {
-        let session = session.map(|s| SessionRequest {
-            client_id: s.client_id,
-            sequence: s.sequence,
-        });
+        let session = session.map(to_request);
         skiff_kv::StateMachine::apply_at(self, index.0, log_time_ms, command, session)
     }
 
@@ -99,7 +95,36 @@ impl StateMachine for skiff_kv::StateMachine {
         Reply::error(text)
     }
 
+    fn refusal_text(reply: &Reply) -> Option<&str> {
+        match reply {
+            Reply::Error(text) => Some(text),
+            _ => None,
+        }
+    }
+
     fn done() -> Reply {
         Reply::Ok
+    }
+}
+
+/// The kv store's form of a client session.
+fn to_request(session: ClientSession) -> SessionRequest {
+    SessionRequest {
+        client_id: session.client_id,
+        sequence: session.sequence,
+        lowest_unanswered: session.lowest_unanswered,
+        resubmitted: session.resubmitted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The node recognises the store's out-of-order refusal by its text.
+    #[test]
+    fn out_of_order_refusal_is_the_nodes() {
+        assert_eq!(
+            skiff_kv::reply::errors::OUT_OF_ORDER,
+            crate::refusals::OUT_OF_ORDER
+        );
     }
 }

@@ -34,7 +34,9 @@
 //! [`Node::run`] does everything in line, for tests and simple embedders.
 //!
 //! Client writes are proposed on the leader or forwarded to it; reads are served on every
-//! node through ReadIndex (thesis §6.4).
+//! node through ReadIndex (thesis §6.4). A write in a client session
+//! ([`Node::submit_in_session`]) whose outcome a leader change lost is sent again, same
+//! session and sequence, until it is applied once (thesis §6.3).
 //!
 //! The node has no clock, but a leader stamps each client request it proposes with the wall
 //! clock its driver reports ([`Node::set_wall_clock_ms`]), never earlier than the last stamp
@@ -44,7 +46,8 @@
 //! # Layout
 //!
 //! - [`node`](Node): the node — inputs, applying, client requests; its batch pipeline, its
-//!   snapshots, the amnesia guard and log time in submodules;
+//!   snapshots, the amnesia guard, log time and the re-submission of session writes in
+//!   submodules;
 //! - [`effect`](Effect): what the node asks of its driver, and the tokens of each step;
 //! - [`refusals`]: the error replies clients get when the node cannot take a request;
 //! - [`backup`]: the backup file (`skiff admin backup`, `skiff restore`): a node snapshot

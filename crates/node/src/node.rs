@@ -24,12 +24,14 @@ use crate::wire::{Envelope, PeerMessage};
 mod driving;
 mod incarnations;
 mod log_time;
+mod resubmit;
 mod snapshots;
 
 use driving::{Stage, Writing};
 use incarnations::AmnesiaGuard;
 pub use incarnations::IncarnationNotice;
 use log_time::LogClock;
+use resubmit::SessionWrites;
 
 /// The caller's id for one client request; the reply comes back with it.
 pub type RequestId = u64;
@@ -111,6 +113,9 @@ pub struct Node<D: Disk, M: StateMachine = skiff_kv::StateMachine> {
     confirmed_read_count: usize,
     /// This node's writes forwarded to a leader, waiting for its reply: the leader by request.
     forwarded: HashMap<RequestId, NodeId>,
+    /// This node's clients' writes in a session, sent again when a leader change loses
+    /// their outcome.
+    session_writes: SessionWrites,
     /// The snapshot coming in from the leader: what is staged, and what verified.
     incoming_snapshot: IncomingSnapshot<M>,
     /// The number of the last batch begun: its tokens carry it.
@@ -173,7 +178,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         config.raft.applied = meta.index;
         let hard_state = wal.hard_state();
         let raw = RawNode::new(config.raft.clone(), wal, hard_state)?;
-        let node = Node {
+        let mut node = Node {
             raw,
             state_machine,
             members,
@@ -187,6 +192,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             confirmed_reads: BTreeMap::new(),
             confirmed_read_count: 0,
             forwarded: HashMap::new(),
+            session_writes: SessionWrites::default(),
             incoming_snapshot: IncomingSnapshot::default(),
             batches: 0,
             snapshot_in_flight: None,
@@ -195,6 +201,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             effects: Vec::new(),
             moving_to: None,
         };
+        node.recover_recorded_incarnations()?;
         Ok((node, report))
     }
 
@@ -212,6 +219,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         }
         self.age_transfer_note();
         self.propose_time_if_due();
+        self.resubmit_parked();
     }
 
     /// Starts an election now (PreVote first when enabled), as if the election timer had fired.
@@ -234,6 +242,11 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     /// [`submit`](Node::submit) for a client with an exactly-once session (thesis §6.3): a
     /// write carries `session` through forwarding and the log to the state machine, which
     /// applies each `(client_id, sequence)` once and answers a retry with its first reply.
+    /// So when a leader change loses the write's outcome, the node sends it again to the
+    /// current leader until it is applied or [`cancel`](Node::cancel)led (see
+    /// `node/resubmit.rs`), in the order its client sent it relative to its client's other
+    /// writes here. Its reply says "may or may not have been applied" only when the state
+    /// machine forgot the session while the write was being sent again.
     pub fn submit_in_session(
         &mut self,
         id: RequestId,
@@ -257,13 +270,22 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 }
             }
         } else {
-            self.propose(Origin::Local(id), M::encode_command(command, session));
+            let request = M::encode_command(command, session);
+            if let Some(session) = session {
+                self.session_writes.insert(id, request.clone(), session);
+            }
+            self.propose(Origin::Local(id), request);
         }
     }
 
     /// Forgets a request whose caller stopped waiting (it timed out or disconnected). A write
     /// already proposed may still be applied.
     pub fn cancel(&mut self, id: RequestId) {
+        if self.session_writes.contains(id) {
+            self.session_writes.remove(id);
+            // Its client stopped waiting: its later writes need not wait for it.
+            self.release_held();
+        }
         self.reads.remove(&id);
         self.forwarded.remove(&id);
         self.proposals
@@ -379,13 +401,22 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 }
                 Ok(())
             }
-            PeerMessage::ForwardReply { to, id, reply, .. } => {
-                if to == self.id() && self.forwarded.remove(&id).is_some() {
-                    let reply = M::decode_reply(&reply).unwrap_or_else(|error| {
-                        M::refused(format!("ERR malformed reply from the leader: {error}"))
-                    });
-                    self.effects.push(Effect::Reply(id, reply));
+            PeerMessage::ForwardReply {
+                from,
+                to,
+                id,
+                reply,
+            } => {
+                // Only the leader the write was last sent to answers it.
+                if to != self.id() || self.forwarded.get(&id) != Some(&from) {
+                    return Ok(());
                 }
+                self.forwarded.remove(&id);
+                let reply = M::decode_reply(&reply).unwrap_or_else(|error| {
+                    M::refused(format!("ERR malformed reply from the leader: {error}"))
+                });
+                // A session write may go again instead (see `node/resubmit.rs`).
+                self.reply(Origin::Local(id), reply);
                 Ok(())
             }
         }
@@ -432,7 +463,11 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
 
     /// Requests waiting on this node.
     pub fn pending_requests(&self) -> usize {
-        self.proposals.len() + self.reads.len() + self.confirmed_read_count + self.forwarded.len()
+        self.proposals.len()
+            + self.reads.len()
+            + self.confirmed_read_count
+            + self.forwarded.len()
+            + self.session_writes.waiting_len()
     }
 
     /// The Raft core, for status.
@@ -506,21 +541,23 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     }
 
     /// Writes forwarded to a node that no longer leads get no reply from it: answer them now,
-    /// so their clients retry at once rather than wait for their timeout.
+    /// so their clients retry at once rather than wait for their timeout; a session write is
+    /// sent again to the new leader instead (or parked until one is known).
     fn fail_forwards_to_former_leaders(&mut self, leader: Option<NodeId>) {
-        let stale: Vec<RequestId> = self
+        let mut stale: Vec<RequestId> = self
             .forwarded
             .iter()
             .filter(|(_, &to)| Some(to) != leader)
             .map(|(&id, _)| id)
             .collect();
+        // In the order the clients sent them (ids grow with arrival), not the map's: session
+        // writes are sent again in this order, and a node's output must be deterministic.
+        stale.sort_unstable();
         for id in stale {
             self.forwarded.remove(&id);
-            self.effects.push(Effect::Reply(
-                id,
-                M::refused(refusals::OUTCOME_UNKNOWN.into()),
-            ));
+            self.lost_outcome(Origin::Local(id), refusals::OUTCOME_UNKNOWN);
         }
+        self.resubmit_parked();
     }
 
     /// Hands out a message, in an envelope with this node's incarnation.
@@ -532,6 +569,13 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
 
     fn reply(&mut self, origin: Origin, reply: M::Reply) {
         match origin {
+            Origin::Local(id) if self.session_writes.contains(id) => {
+                if let Some(reply) = self.session_reply(id, reply) {
+                    self.session_writes.remove(id);
+                    self.effects.push(Effect::Reply(id, reply));
+                    self.release_held();
+                }
+            }
             Origin::Local(id) => self.effects.push(Effect::Reply(id, reply)),
             Origin::Forwarded { from, id } => self.send(PeerMessage::ForwardReply {
                 from: self.id(),
@@ -572,17 +616,17 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 break;
             }
             let (_, (_, origin)) = self.proposals.pop_first().expect("checked non-empty");
-            self.reply(origin, M::refused(refusals::OUTCOME_UNKNOWN.into()));
+            self.lost_outcome(origin, refusals::OUTCOME_UNKNOWN);
         }
         if let Some((term, origin)) = self.proposals.remove(&entry.index) {
-            // The entry at the proposal's index is the proposal only if its term matches:
-            // otherwise a new leader replaced it (Log Matching), and it was not applied.
-            let reply = if term == entry.term {
-                reply.unwrap_or_else(M::done)
+            // §5.3: the entry at the proposal's index is the proposal only if its term
+            // matches: otherwise a new leader replaced it (Log Matching), and it was not
+            // applied.
+            if term == entry.term {
+                self.reply(origin, reply.unwrap_or_else(M::done));
             } else {
-                M::refused(refusals::LEADER_CHANGED.into())
-            };
-            self.reply(origin, reply);
+                self.lost_outcome(origin, refusals::LEADER_CHANGED);
+            }
         }
         Ok(())
     }
@@ -667,7 +711,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             .collect();
         for index in covered {
             if let Some((_, origin)) = self.proposals.remove(&index) {
-                self.reply(origin, M::refused(refusals::OUTCOME_UNKNOWN.into()));
+                self.lost_outcome(origin, refusals::OUTCOME_UNKNOWN);
             }
         }
         self.event(Event::SnapshotInstalled { index: meta.index });

@@ -28,3 +28,9 @@ pub fn is_leadership_moving(text: &str) -> bool {
 }
 /// The request does not fit in one log entry.
 pub const TOO_LARGE: &str = "ERR request too large for one log entry";
+
+/// A session write that reached the state machine ahead of an earlier write of its session
+/// not yet applied: not applied; the node sends it again once the earlier ones resolve, and
+/// no client sees it (a state machine answers a session's out-of-order request with it).
+pub const OUT_OF_ORDER: &str =
+    "TRYAGAIN an earlier write of the session is not applied yet; it was not applied";

@@ -18,6 +18,14 @@ pub struct ClientSession {
     /// The client's request number: 1 for its first request, then increasing; a retry
     /// reuses the number of the request it retries.
     pub sequence: u64,
+    /// The lowest sequence whose answer the client still waits for (at most `sequence`): a
+    /// client with several requests in flight (pipelining) lets the state machine forget
+    /// the replies below it.
+    pub lowest_unanswered: u64,
+    /// An earlier copy of this request may already be in the log (the node sends it again
+    /// after a leader change lost its outcome): a state machine that does not know the
+    /// session must not apply it as a first request. Clients send `false`.
+    pub resubmitted: bool,
 }
 
 /// A replicated state machine. Every replica applies the same commands in the same order,
@@ -111,6 +119,11 @@ pub trait StateMachine: Sized {
     /// The reply to a request the node refused or could not finish; `text` starts with a
     /// code (see [`refusals`](crate::refusals)).
     fn refused(text: String) -> Self::Reply;
+
+    /// The text of `reply` if it is a refusal ([`refused`](StateMachine::refused) or a state
+    /// machine's error), so the node can tell a session write's "not proposed" and "out of
+    /// order" ([`refusals::OUT_OF_ORDER`](crate::refusals::OUT_OF_ORDER)) from its answer.
+    fn refusal_text(reply: &Self::Reply) -> Option<&str>;
 
     /// The reply to a request the node completed that is not a command (a membership
     /// change, a member's address).

@@ -229,3 +229,36 @@ fn a_refusal_notice_from_a_stranger_keeps_no_node_out_of_elections() {
     node2.step(member).expect("a member's notice is taken");
     assert!(cluster.node(2).is_refused());
 }
+
+/// A member that applied the records and then crashed, its disk keeping only what was
+/// synced, knows them again as soon as it starts — before its first batch — and refuses the
+/// wiped member's vote: a record takes effect only once a durable commit index covers it.
+/// Reference: §3.8 (a server must not forget what it acted on).
+#[test]
+fn a_member_that_crashed_after_applying_the_records_still_refuses_a_wiped_member() {
+    let mut cluster = recorded_cluster();
+    let recorded = cluster.node(2).member_incarnations().clone();
+    let node = cluster.nodes.remove(&NodeId(2)).expect("exists");
+    let mut disk = node.into_disk();
+    disk.crash();
+    let (node, _) = Node::open(disk, DIR, config(2)).expect("node 2 starts again");
+    assert_eq!(
+        node.member_incarnations(),
+        &recorded,
+        "node 2 forgot records it had applied"
+    );
+    cluster.nodes.insert(NodeId(2), node);
+    wipe(&mut cluster, 3);
+    let vote = vote_from(3, 2, &cluster);
+    let node2 = cluster.nodes.get_mut(&NodeId(2)).expect("exists");
+    assert!(
+        matches!(
+            node2.step(vote),
+            Err(PeerMessageError::WrongIncarnation {
+                from: NodeId(3),
+                ..
+            })
+        ),
+        "the wiped member's vote reaches node 2's core"
+    );
+}

@@ -142,6 +142,38 @@ impl NodeCluster {
         id
     }
 
+    fn submit_in_session(&mut self, at: u64, command: Command, sequence: u64) -> RequestId {
+        let id = self.next_id;
+        self.next_id += 1;
+        let session = ClientSession {
+            client_id: 7,
+            sequence,
+            lowest_unanswered: 1,
+            resubmitted: false,
+        };
+        self.nodes
+            .get_mut(&NodeId(at))
+            .expect("exists")
+            .submit_in_session(id, command, Some(session));
+        id
+    }
+
+    /// Every reply to `request`, on whichever node.
+    fn replies_to(&self, request: RequestId) -> Vec<&Reply> {
+        self.replies
+            .iter()
+            .filter(|(_, r, _)| *r == request)
+            .map(|(_, _, reply)| reply)
+            .collect()
+    }
+
+    fn resubmissions(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|(_, event)| matches!(event, Event::WriteResubmitted { .. }))
+            .count()
+    }
+
     fn reply(&self, request: RequestId) -> Option<&Reply> {
         self.replies
             .iter()
@@ -320,9 +352,15 @@ fn snapshots_are_taken_on_schedule_and_a_restart_resumes_from_one() {
     let restarted = &cluster.nodes[&NodeId(1)];
     assert!(restarted.applied() >= snapshot_index);
     // Entry 1 is the leader's no-op; every later entry up to the snapshot wrote one key or
-    // recorded a member's incarnation.
+    // recorded a member's incarnation (the snapshot's header holds those records; the node
+    // also takes in, at open, the records its durable commit covers after the snapshot).
+    let wal = restarted.wal();
+    let snapshot = wal
+        .snapshot_chunk(0, wal.snapshot_len())
+        .expect("the snapshot reads");
+    let (members, _) = skiff_node::payload::decode_snapshot(&snapshot).expect("it decodes");
     assert_eq!(
-        restarted.state_machine().len() as u64 + restarted.member_incarnations().len() as u64,
+        restarted.state_machine().len() as u64 + members.incarnations.len() as u64,
         snapshot_index.0 - 1,
         "the state machine is the snapshot's"
     );
@@ -574,6 +612,8 @@ fn a_duplicate_submission_in_a_session_is_applied_once() {
     let session = Some(ClientSession {
         client_id: 7,
         sequence: 1,
+        lowest_unanswered: 1,
+        resubmitted: false,
     });
     let incr = || Command::Incr { key: "n".into() };
     cluster
@@ -641,4 +681,106 @@ fn an_abandoned_snapshot_leaves_the_log_alone_and_the_next_request_tries_again()
         effect,
         Effect::Event(Event::SnapshotSkipped { applied }) if *applied == index
     )));
+}
+
+fn incr(key: &str) -> Command {
+    Command::Incr { key: key.into() }
+}
+
+/// A deposed leader's write in a session is not answered "not applied": the node sends it
+/// again to the new leader, where it is applied once, and the client gets its real reply.
+/// Reference: thesis §6.3.
+#[test]
+fn a_deposed_leaders_session_write_is_sent_again_and_applied_once() {
+    let mut cluster = NodeCluster::new(0);
+    cluster.elect(1);
+    // The session's first write is applied, so the cluster knows the session.
+    let first = cluster.submit_in_session(1, incr("first"), 1);
+    cluster.settle();
+    assert_eq!(cluster.reply(first), Some(&Reply::Integer(1)));
+    cluster.isolated = vec![NodeId(1)];
+    let write = cluster.submit_in_session(1, incr("n"), 2);
+    cluster.settle();
+    let new_leader = cluster.elect_among_connected();
+    let other = cluster.submit(new_leader.0, incr("n"));
+    cluster.settle();
+    cluster.isolated.clear();
+    cluster.tick(4);
+    assert_eq!(cluster.reply(other), Some(&Reply::Integer(1)));
+    assert_eq!(
+        cluster.replies_to(write),
+        [&Reply::Integer(2)],
+        "one reply, the write's own, after its entry was replaced"
+    );
+    assert!(cluster.resubmissions() >= 1);
+    for node in cluster.nodes.values() {
+        assert_eq!(node.state_machine().get(b"n"), Some(&b"2"[..]));
+    }
+}
+
+/// A session write forwarded to a leader that took it and was then cut off is sent again to
+/// the new leader once the follower learns of it: the client gets the write's reply instead
+/// of "may or may not have been applied", and when the old leader comes back its copy is
+/// replaced, never applied a second time. Reference: thesis §6.3.
+#[test]
+fn a_session_write_forwarded_to_a_lost_leader_is_sent_to_the_new_one() {
+    let mut cluster = NodeCluster::new(0);
+    cluster.elect(1);
+    let first = cluster.submit_in_session(2, incr("first"), 1);
+    cluster.settle();
+    assert_eq!(cluster.reply(first), Some(&Reply::Integer(1)));
+    let write = cluster.submit_in_session(2, incr("n"), 2);
+    // The follower's forward reaches the leader, which appends the write; then the leader
+    // is cut off before it can replicate it.
+    let follower = cluster.nodes.get_mut(&NodeId(2)).expect("exists");
+    follower.run(&mut NoObserver).expect("the disk works");
+    for message in outputs(follower).messages {
+        if matches!(message.message, PeerMessage::Forward { .. }) {
+            let to = message.to();
+            cluster
+                .nodes
+                .get_mut(&to)
+                .expect("exists")
+                .step(message)
+                .expect("taken");
+        }
+    }
+    cluster.isolated = vec![NodeId(1)];
+    cluster.settle();
+    assert_eq!(cluster.reply(write), None, "the leader is cut off");
+    cluster.elect_among_connected();
+    cluster.tick(2);
+    assert_eq!(cluster.replies_to(write), [&Reply::Integer(1)]);
+    cluster.isolated.clear();
+    cluster.tick(4);
+    assert_eq!(cluster.replies_to(write).len(), 1, "answered once");
+    for node in cluster.nodes.values() {
+        assert_eq!(node.state_machine().get(b"n"), Some(&b"1"[..]));
+    }
+}
+
+/// With no leader known, a session write whose forward was lost waits (parked) for one,
+/// counted among the pending requests; cancelling it forgets it.
+#[test]
+fn a_parked_session_write_waits_for_a_leader_until_cancelled() {
+    let mut cluster = NodeCluster::new(0);
+    cluster.elect(1);
+    cluster.isolated = vec![NodeId(1), NodeId(3)];
+    let write = cluster.submit_in_session(2, incr("n"), 1);
+    cluster.settle();
+    // Node 2 times out and campaigns, forgetting the leader; no one answers.
+    for _ in 0..40 {
+        cluster.nodes.get_mut(&NodeId(2)).expect("exists").tick();
+        cluster.settle();
+    }
+    let follower = &cluster.nodes[&NodeId(2)];
+    assert_eq!(follower.raw().raft().leader(), None);
+    assert_eq!(cluster.reply(write), None, "parked, not answered");
+    assert_eq!(follower.pending_requests(), 1);
+    cluster
+        .nodes
+        .get_mut(&NodeId(2))
+        .expect("exists")
+        .cancel(write);
+    assert_eq!(cluster.nodes[&NodeId(2)].pending_requests(), 0);
 }

@@ -192,7 +192,11 @@ async fn prepare(driver: &Sender<Input>) -> Result<Source, (StatusCode, String)>
     let (reply, read) = oneshot::channel();
     let command = Command::DbSize;
     driver
-        .try_send(Input::Client { command, reply })
+        .try_send(Input::Client {
+            command,
+            reply,
+            session: None,
+        })
         .map_err(|_| busy())?;
     match tokio::time::timeout(PREPARE_TIMEOUT, read).await {
         Ok(Ok(Reply::Error(error))) => {

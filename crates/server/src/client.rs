@@ -34,6 +34,7 @@ use crate::shared::{NodeStatus, Shared};
 
 mod connection;
 mod registry;
+mod session;
 mod subscriber;
 mod transaction;
 mod writer;
@@ -189,6 +190,8 @@ struct Answered {
     /// before a request is sent, is what bounds them.
     reserved: AtomicUsize,
     changed: Notify,
+    /// The cluster forgot the connection's session: its next write starts a new one.
+    session_lost: std::sync::atomic::AtomicBool,
 }
 
 impl Answered {
@@ -604,8 +607,13 @@ impl Connection<'_> {
             .answered
             .reserve(worst, self.options.max_output_bytes)
             .await;
+        let answered = queue.answered.count.load(Ordering::Acquire);
+        let session = (effect == Effect::Write).then(|| {
+            let lost = queue.answered.session_lost.swap(false, Ordering::AcqRel);
+            order.session.next(order.submitted, answered, lost)
+        });
         order.sent(effect);
-        let mut owed = self.submit(command);
+        let mut owed = self.submit(command, session);
         if let Some(splice) = splice {
             owed = splice.around(owed);
         }
@@ -636,9 +644,18 @@ impl Connection<'_> {
     }
 
     /// Hands a store command to the driver; its reply comes later.
-    fn submit(&self, command: skiff_kv::Command) -> Owed {
+    fn submit(
+        &self,
+        command: skiff_kv::Command,
+        session: Option<skiff_node::ClientSession>,
+    ) -> Owed {
         let (reply, receiver) = oneshot::channel();
-        if let Err(refused) = self.driver.try_send(Input::Client { command, reply }) {
+        let input = Input::Client {
+            command,
+            reply,
+            session,
+        };
+        if let Err(refused) = self.driver.try_send(input) {
             let text = if refused.is_full() {
                 self.shared.metrics.error("busy");
                 skiff_node::refusals::BUSY
@@ -668,6 +685,8 @@ struct RequestOrder {
     in_flight: Option<Effect>,
     /// How many driver requests were sent.
     submitted: u64,
+    /// The connection's exactly-once session, which its writes carry.
+    session: session::WriteSession,
 }
 
 impl RequestOrder {

@@ -38,6 +38,9 @@ pub enum Input {
         command: Command,
         /// Where the reply goes.
         reply: oneshot::Sender<Reply>,
+        /// The client's exactly-once session, for a write from a client connection: the
+        /// node sends it again if a leader change loses its outcome (thesis §6.3).
+        session: Option<skiff_node::ClientSession>,
     },
     /// A message from another node.
     Peer(Envelope),
@@ -298,7 +301,11 @@ impl Driver {
         // Log time: a leader stamps what it proposes with the wall clock.
         self.node.set_wall_clock_ms(wall_clock_ms());
         match input {
-            Input::Client { command, reply } => self.handle_client(command, reply),
+            Input::Client {
+                command,
+                reply,
+                session,
+            } => self.handle_client(command, reply, session),
             Input::Peer(message) => self.handle_peer(message),
             Input::Admin { request, reply } => self.handle_admin(request, reply),
             Input::Backup(reply) => {
@@ -313,7 +320,12 @@ impl Driver {
     }
 
     /// A client's command: counted, timed, and handed to the node.
-    fn handle_client(&mut self, command: Command, reply: oneshot::Sender<Reply>) {
+    fn handle_client(
+        &mut self,
+        command: Command,
+        reply: oneshot::Sender<Reply>,
+        session: Option<skiff_node::ClientSession>,
+    ) {
         let id = self.next_request_id();
         let metrics = &self.shared.metrics;
         let read = command.is_read_only();
@@ -335,7 +347,7 @@ impl Driver {
                 read,
             },
         );
-        self.node.submit(id, command);
+        self.node.submit_in_session(id, command, session);
     }
 
     /// A peer's message: stepped, or refused and counted.

@@ -466,7 +466,11 @@ async fn kv_set(
     };
     if state
         .driver
-        .try_send(Input::Client { command, reply })
+        .try_send(Input::Client {
+            command,
+            reply,
+            session: None,
+        })
         .is_err()
     {
         return (

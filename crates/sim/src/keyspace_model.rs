@@ -102,6 +102,9 @@ impl KeyspaceModel {
         let now = self.log_time_ms;
         self.keys
             .retain(|_, state| state.deadline_ms.is_none_or(|deadline| deadline > now));
+        if entry.session_refused {
+            return Ok(vec![None; entry.commands.len()]);
+        }
         if let Some((client, sequence)) = entry.session {
             // §6.3: a sequence number seen before is answered from the session, not applied.
             let last = self.sessions.entry(client).or_insert(0);
@@ -580,6 +583,7 @@ mod tests {
             log_time_ms: Some(stamp_ms),
             commands,
             session: None,
+            session_refused: false,
         }
     }
 

@@ -10,8 +10,9 @@
 
 use std::collections::BTreeMap;
 
+use skiff_kv::reply::errors;
 use skiff_kv::transaction::Watched;
-use skiff_kv::Command;
+use skiff_kv::{Command, Reply};
 use skiff_node::payload::Payload;
 use skiff_node::RequestId;
 use skiff_raft::{Entry, EntryKind, NodeId, Term};
@@ -33,6 +34,12 @@ pub struct LedgerEntry {
     /// For a transaction (`MULTI … EXEC`), the keys watched with their revisions then: the
     /// commands apply only if every one is unchanged.
     pub watched: Vec<Watched>,
+    /// The state machine refused the request for its session (an earlier write of the session
+    /// not applied yet, a sequence it passed over, a session it forgot): nothing of it was
+    /// applied. Refusing never breaks safety (the node sends it again, or its client hears
+    /// the outcome is unknown); what the check judges is that nothing applies twice or out of
+    /// order.
+    pub session_refused: bool,
 }
 
 impl LedgerEntry {
@@ -45,6 +52,7 @@ impl LedgerEntry {
             commands: Vec::new(),
             session: None,
             watched: Vec::new(),
+            session_refused: false,
         };
         if entry.kind != EntryKind::Normal || entry.data.is_empty() {
             return Some(ledger_entry);
@@ -82,6 +90,17 @@ pub fn commands_of(command: Command) -> Vec<Command> {
     }
 }
 
+/// Whether `text` is the state machine's refusal of a request for its session: nothing of
+/// the request was applied.
+fn is_session_refusal(text: &str) -> bool {
+    [
+        errors::OUT_OF_ORDER,
+        errors::STALE_REQUEST,
+        errors::SESSION_EXPIRED,
+    ]
+    .contains(&text)
+}
+
 /// The omniscient record.
 #[derive(Clone, Debug, Default)]
 pub struct Ledger {
@@ -106,13 +125,15 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Records committed entry `entry`, first applied at simulated time `now_ms`, unless an
-    /// earlier application recorded it.
-    pub fn applied(&mut self, entry: &Entry, now_ms: u64) {
+    /// Records committed entry `entry`, first applied at simulated time `now_ms` with the
+    /// state machine's `reply`, unless an earlier application recorded it.
+    pub fn applied(&mut self, entry: &Entry, reply: Option<&Reply>, now_ms: u64) {
         if self.entries.contains_key(&entry.index.0) {
             return;
         }
-        if let Some(ledger_entry) = LedgerEntry::of(entry) {
+        if let Some(mut ledger_entry) = LedgerEntry::of(entry) {
+            ledger_entry.session_refused = ledger_entry.session.is_some()
+                && matches!(reply, Some(Reply::Error(text)) if is_session_refusal(text));
             self.entries.insert(entry.index.0, ledger_entry);
         }
         self.committed_by(entry.index.0, now_ms);
@@ -202,12 +223,16 @@ impl Ledger {
     }
 
     /// The first committed index where `request` took effect: the lowest of its proposals
-    /// whose `(index, term)` is a committed entry.
+    /// whose `(index, term)` is a committed entry its session did not refuse.
     pub fn committed_at(&self, request: RequestId) -> Option<u64> {
         self.proposals
             .get(&request)?
             .iter()
-            .filter(|(index, term)| self.entries.get(index).is_some_and(|e| e.term == *term))
+            .filter(|(index, term)| {
+                self.entries
+                    .get(index)
+                    .is_some_and(|e| e.term == *term && !e.session_refused)
+            })
             .map(|(index, _)| *index)
             .min()
     }

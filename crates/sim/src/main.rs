@@ -153,6 +153,8 @@ struct Totals {
     transactions: u64,
     aborted_transactions: u64,
     unchecked_replies: u64,
+    resubmissions: u64,
+    outcome_unknown: u64,
     failures: Vec<RunReport>,
 }
 
@@ -189,6 +191,8 @@ impl Totals {
         self.transactions += report.timed.transactions;
         self.aborted_transactions += report.timed.aborted_transactions;
         self.unchecked_replies += report.timed.unchecked_replies;
+        self.resubmissions += report.stats.resubmissions;
+        self.outcome_unknown += report.outcome_unknown;
         if let Some(violation) = &report.violation {
             self.violations += 1;
             if violation.property == "Liveness" {
@@ -202,7 +206,7 @@ impl Totals {
 
     fn summary(&self) -> String {
         format!(
-            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} segments_garbled={} segments_lost={} refused_starts={} wipes={} incarnation_refusals={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} time_entries={} reads={} linearizability_checks={} timed_writes={} timed_reads={} expired_reads={} fencing_tokens={} stamps_checked={} transactions={} aborted_transactions={} unchecked_replies={}",
+            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} segments_garbled={} segments_lost={} refused_starts={} wipes={} incarnation_refusals={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} time_entries={} reads={} linearizability_checks={} timed_writes={} timed_reads={} expired_reads={} fencing_tokens={} stamps_checked={} transactions={} aborted_transactions={} unchecked_replies={} resubmissions={} outcome_unknown={}",
             self.seeds,
             self.violations,
             self.ticks,
@@ -234,7 +238,9 @@ impl Totals {
             self.stamps_checked,
             self.transactions,
             self.aborted_transactions,
-            self.unchecked_replies
+            self.unchecked_replies,
+            self.resubmissions,
+            self.outcome_unknown
         )
     }
 }
@@ -283,6 +289,7 @@ fn run_guarded(args: &Args, seed: u64) -> RunReport {
                 linearizability_checks: 0,
                 failed_history: None,
                 timed: Default::default(),
+                outcome_unknown: 0,
             }
         }
     }

@@ -136,6 +136,9 @@ pub struct RunReport {
     pub failed_history: Option<Vec<Operation>>,
     /// What the timed check (TTLs at log time, revisions, fencing tokens) covered.
     pub timed: TimedSummary,
+    /// Writes the clients were answered "may or may not have been applied" after a leader
+    /// change ([`OUTCOME_UNKNOWN`](skiff_node::refusals::OUTCOME_UNKNOWN)).
+    pub outcome_unknown: u64,
 }
 
 /// Everything a seed decides before the run starts.
@@ -291,6 +294,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         linearizability_checks,
         failed_history,
         timed,
+        outcome_unknown: workload.outcome_unknown_replies(),
     }
 }
 

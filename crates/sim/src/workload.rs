@@ -13,6 +13,11 @@
 //!   was (`skiff_node::refusals::LEADER_CHANGED`);
 //! - a request no node answered in time is of unknown outcome.
 //!
+//! Each client writes in an exactly-once session (thesis §6.3): its id is the session's,
+//! and its writes are numbered 1, 2, 3…, so a write whose outcome a leader change lost is
+//! sent again by the node instead of answered "may or may not have been applied". A client
+//! that gives up on an operation continues as a new client, in a new session.
+//!
 //! Some `SET`s carry a TTL of an hour (`PX`), which no run reaches: the model takes them as
 //! plain writes. Besides, a fifth of the operations are timed (`timed.rs`): on keys of
 //! their own (`t0`, `t1`) with short TTLs — `SET … PX` with `NX`/`XX`/`GET`, `PEXPIRE` with
@@ -25,7 +30,7 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use skiff_kv::{Command, Deadline, Expiry, Reply, SetCondition, SetOptions};
-use skiff_node::refusals;
+use skiff_node::{refusals, ClientSession};
 use skiff_raft::NodeId;
 
 use crate::cluster::{Cluster, Submitted};
@@ -73,7 +78,10 @@ struct InFlight {
 
 #[derive(Debug)]
 struct Client {
+    /// The client's id, and its session's.
     id: u64,
+    /// The sequence of the session's last write.
+    sequence: u64,
     /// The node that answered last: the client goes back to it.
     node_hint: Option<NodeId>,
     in_flight: Option<InFlight>,
@@ -97,6 +105,8 @@ pub struct Workload {
     next_op: u64,
     issued: usize,
     stopped: bool,
+    /// Replies that said a write may or may not have been applied after a leader change.
+    outcome_unknown_replies: u64,
 }
 
 const NS_PER_MS: u64 = 1_000_000;
@@ -188,6 +198,7 @@ impl Workload {
         let clients = (0..options.clients as u64)
             .map(|id| Client {
                 id,
+                sequence: 0,
                 node_hint: None,
                 in_flight: None,
                 idle_until_ms: 0,
@@ -204,6 +215,7 @@ impl Workload {
             next_op: 1,
             issued: 0,
             stopped: false,
+            outcome_unknown_replies: 0,
         }
     }
 
@@ -215,6 +227,12 @@ impl Workload {
     /// The timed operations and the fencing tokens lock holders took.
     pub fn timed_history(&self) -> &TimedHistory {
         &self.timed
+    }
+
+    /// How many replies said a write may or may not have been applied after a leader change
+    /// ([`OUTCOME_UNKNOWN`](refusals::OUTCOME_UNKNOWN)).
+    pub fn outcome_unknown_replies(&self) -> u64 {
+        self.outcome_unknown_replies
     }
 
     /// How many operations completed with a known outcome.
@@ -265,6 +283,9 @@ impl Workload {
         };
         match cluster.take_reply(in_flight.request) {
             Some(reply) => {
+                if reply == Reply::error(refusals::OUTCOME_UNKNOWN) {
+                    self.outcome_unknown_replies += 1;
+                }
                 let in_flight = self.clients[k].in_flight.take().expect("checked above");
                 if in_flight.timed.is_some() {
                     self.complete_timed(k, in_flight, Some(&reply), false, cluster, now_ms);
@@ -346,6 +367,7 @@ impl Workload {
         let client = &mut self.clients[k];
         client.lock = LockStep::Free;
         client.id = self.next_client_id;
+        client.sequence = 0;
         client.node_hint = None;
         self.next_client_id += 1;
     }
@@ -399,7 +421,18 @@ impl Workload {
             node,
             started_ms: now_ms,
         };
-        match cluster.submit(node, op, command) {
+        let session = (!command.is_read_only()).then(|| {
+            let client = &mut self.clients[k];
+            client.sequence += 1;
+            // A sequential client waits for nothing but this write.
+            ClientSession {
+                client_id: client.id,
+                sequence: client.sequence,
+                lowest_unanswered: client.sequence,
+                resubmitted: false,
+            }
+        });
+        match cluster.submit_in_session(node, op, command, session) {
             Submitted::Pending => self.clients[k].in_flight = Some(in_flight),
             Submitted::Answered(reply) if in_flight.timed.is_some() => {
                 self.complete_timed(k, in_flight, Some(&reply), true, cluster, now_ms);

@@ -62,6 +62,7 @@ fn ledger(entries: &[(u64, Option<Command>)]) -> Ledger {
                 log_time_ms: Some(*stamp),
                 commands: command.iter().cloned().collect(),
                 session: None,
+                session_refused: false,
             },
         );
         ledger.proposed(index, index, Term(1));
@@ -646,6 +647,7 @@ fn a_watched_transaction_applies_only_if_the_key_kept_its_revision() {
                 log_time_ms: Some(1020),
                 commands: vec![set_b.clone()],
                 session: None,
+                session_refused: false,
                 watched: vec![Watched {
                     key: KEY.to_vec(),
                     revision: Some(1),

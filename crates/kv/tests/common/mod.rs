@@ -31,10 +31,7 @@ impl Kv {
     pub fn apply_session(&mut self, client_id: u64, sequence: u64, command: Command) -> Reply {
         self.apply_with(
             command,
-            Some(SessionRequest {
-                client_id,
-                sequence,
-            }),
+            Some(SessionRequest::sequential(client_id, sequence)),
         )
     }
 

@@ -12,11 +12,12 @@
 //!    releases the messages that promise durability, applies the rest, answers clients,
 //!    advances the core and, when one is due, asks for [`Effect::WriteSnapshot`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use skiff_raft::{EntryKind, LogStorage, Ready};
 use skiff_wal::Disk;
 
+use super::incarnations::is_incarnation_record;
 use super::{Event, Node, Observer, Origin};
 use crate::effect::{BatchToken, Effect, SyncToken};
 use crate::error::NodeError;
@@ -158,15 +159,23 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             wal.install_staged_snapshot(meta)?;
             self.incoming_snapshot.installed();
         }
-        let unsynced = if !ready.entries.is_empty() || ready.hard_state.is_some() {
+        let mut unsynced = if !ready.entries.is_empty() || ready.hard_state.is_some() {
             wal.append_batch_unsynced(&ready.entries, ready.hard_state)?
         } else {
             None
         };
+        // §3.8: a node must not forget a recorded incarnation it acted on, so one takes effect
+        // only once a durable commit index covers it (a restart then takes it in again before
+        // the node steps a message). Records are rare: the commit index alone is synced for
+        // them, and for nothing else.
+        if unsynced.is_none() && ready.committed_entries.iter().any(is_incarnation_record) {
+            unsynced = wal.unsynced_path().map(Path::to_path_buf);
+        }
         // 2. Apply what was already durable here (on a leader, every committed entry: its own
         //    vote toward commitment counts only durable entries), while the batch syncs. A
         //    received snapshot replaces the state machine first, so nothing goes before it;
-        //    a configuration change takes effect in the core at `advance`, so it and what
+        //    a configuration change takes effect in the core at `advance`, and a recorded
+        //    incarnation once the commit index covering it is synced, so either and what
         //    follows wait for `batch_synced`.
         let durable = self
             .raw
@@ -180,7 +189,11 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             ready
                 .committed_entries
                 .iter()
-                .take_while(|entry| entry.index <= durable && entry.kind != EntryKind::ConfChange)
+                .take_while(|entry| {
+                    entry.index <= durable
+                        && entry.kind != EntryKind::ConfChange
+                        && !is_incarnation_record(entry)
+                })
                 .count()
         };
         for entry in &ready.committed_entries[..early] {
@@ -234,7 +247,8 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         else {
             unreachable!("checked above");
         };
-        // A batch that only moved the commit index was written but not synced for itself.
+        // A batch that only moved the commit index was written but not synced for itself
+        // (unless it commits a recorded incarnation).
         let durable_hard_state = unsynced.as_ref().and(ready.hard_state);
         if let Some(file) = unsynced {
             self.raw.storage_mut().batch_synced(&file);

@@ -15,6 +15,9 @@
 //!   ([`PeerMessageError::WrongIncarnation`]): its votes, vote requests, PreVotes and append
 //!   acknowledgements never reach the core. The refused node is told, at most once per
 //!   election timeout per peer ([`PeerMessage::IncarnationRefused`]).
+//! - A record takes effect on a node only once a durable commit index covers it, and a
+//!   restarted node recovers the records its durable commit covers before it steps a
+//!   message: a member that refused a wiped node still refuses it after its own crash.
 //! - A node told it is refused stays out of elections: it neither campaigns nor lets its
 //!   election timer run, for three election timeouts after each notice. It could not win
 //!   anyway (its requests are refused before they reach any core, so they raise no one's
@@ -22,18 +25,27 @@
 
 use std::collections::BTreeMap;
 
-use skiff_raft::{ConfChange, ConfChangeStep, Entry, NodeId, Role, Term};
+use skiff_raft::{ConfChange, ConfChangeStep, Entry, EntryKind, LogStorage, NodeId, Role, Term};
 use skiff_wal::Disk;
 
 use super::Node;
-use crate::error::PeerMessageError;
+use crate::error::{NodeError, PeerMessageError};
 use crate::event::Event;
-use crate::payload::MemberIncarnation;
+use crate::payload::{MemberIncarnation, Payload, MEMBER_INCARNATION_TAG};
 use crate::state_machine::StateMachine;
 use crate::wire::{Envelope, PeerMessage};
 
 /// How many election timeouts a notice keeps a refused node out of elections.
 const REFUSED_FOR_ELECTION_TIMEOUTS: u64 = 3;
+
+/// How many bytes of entries [`Node::recover_recorded_incarnations`] reads at a time.
+const SCAN_CHUNK_BYTES: u64 = 1 << 20;
+
+/// Whether `entry` is a [`MemberIncarnation`] record: it takes effect only once a durable
+/// commit index covers it (see `driving.rs`).
+pub(super) fn is_incarnation_record(entry: &Entry) -> bool {
+    entry.kind == EntryKind::Normal && entry.data.first() == Some(&MEMBER_INCARNATION_TAG)
+}
 
 /// What a node keeps for the guard; none of it is durable.
 #[derive(Debug, Default)]
@@ -149,6 +161,33 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             id: record.id,
             incarnation: record.incarnation,
         });
+    }
+
+    /// At open, before any message is stepped: takes in the records and removals of the
+    /// committed log after the snapshot, up to the durable commit index, so the node refuses
+    /// a wiped member at once rather than after its first batch applies them again.
+    pub(super) fn recover_recorded_incarnations(&mut self) -> Result<(), NodeError> {
+        let wal = self.raw.storage();
+        let end = wal.hard_state().commit.min(wal.last_index()).next();
+        let mut next = self.applied.next();
+        while next < end {
+            let entries = self.raw.storage().entries(next, end, SCAN_CHUNK_BYTES)?;
+            let Some(last) = entries.last() else {
+                break;
+            };
+            next = last.index.next();
+            for entry in &entries {
+                if entry.kind == EntryKind::ConfChange {
+                    self.forget_removed_incarnations(entry);
+                } else if is_incarnation_record(entry) {
+                    // An undecodable record stops the node when it is applied.
+                    if let Ok(Payload::MemberIncarnation(record)) = Payload::decode(&entry.data) {
+                        self.apply_member_incarnation(record);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Forgets the incarnations of members a configuration change removes: one added back

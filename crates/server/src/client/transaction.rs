@@ -311,7 +311,7 @@ impl Connection<'_> {
         let asked: Vec<(Vec<u8>, Option<oneshot::Receiver<Reply>>)> = new
             .into_iter()
             .map(|key| {
-                let receiver = match self.submit(Command::Revision { key: key.clone() }) {
+                let receiver = match self.submit(Command::Revision { key: key.clone() }, None) {
                     Owed::Later(receiver) => Some(receiver),
                     _ => None,
                 };

@@ -178,6 +178,10 @@ pub(super) async fn next_owed(
     match later {
         Some(reply) => {
             answered.one_more();
+            let (reply, lost) = super::session::explain(reply);
+            if lost {
+                answered.session_lost.store(true, Ordering::Release);
+            }
             Some(Owed::Now(reply))
         }
         None => Some(owed),

@@ -159,6 +159,9 @@ impl Driver {
                     ),
                 );
             }
+            Event::WriteResubmitted { id: request, .. } => {
+                tracing::debug!(node = id, request, "a session write sent again after a leader change");
+            }
             Event::SnapshotSkipped { applied } => {
                 tracing::debug!(node = id, applied = applied.0, "nothing new to snapshot");
             }

@@ -79,10 +79,14 @@ impl Cluster {
                         );
                     }
                 }
-                Observed::Applied { entry, state, .. } => {
+                Observed::Applied {
+                    entry,
+                    state,
+                    reply,
+                } => {
                     result =
                         result.and(self.checks.checkers.applied(node, term_now, entry, *state));
-                    applied.push(entry);
+                    applied.push((entry, reply.as_ref()));
                     self.checks.applied_seen.insert(node, entry.index.0);
                 }
             }
@@ -94,8 +98,8 @@ impl Cluster {
             );
             self.restore_values(node, index);
         }
-        for entry in applied {
-            self.checks.ledger.applied(entry, self.agenda.now_ms);
+        for (entry, reply) in applied {
+            self.checks.ledger.applied(entry, reply, self.agenda.now_ms);
             if matches!(skiff_node::payload::Stamped::split(&entry.data), Some(Ok(s)) if s.request.is_empty())
             {
                 self.stats.time_entries_applied += 1;
@@ -179,6 +183,12 @@ impl Cluster {
                 )),
             ),
             NodeEvent::SnapshotChunkReceived { .. } | NodeEvent::SnapshotSkipped { .. } => {}
+            NodeEvent::WriteResubmitted { id, proposed_at } => {
+                self.stats.resubmissions += 1;
+                if let Some(at) = proposed_at {
+                    self.note_resubmission(id, at);
+                }
+            }
             NodeEvent::MemberAddressRecorded { id } => self.trace.record(
                 self.agenda.now_ms,
                 TraceEvent::Note(format!("{node} recorded the address of {id}")),

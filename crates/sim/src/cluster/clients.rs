@@ -2,6 +2,7 @@
 //! replies they get.
 
 use super::*;
+use skiff_node::ClientSession;
 
 /// A proposal a leader accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,6 +133,18 @@ impl Cluster {
     /// caller keeps unique. A follower forwards a write to its leader; reads are served by
     /// `node` through ReadIndex.
     pub fn submit(&mut self, node: NodeId, id: RequestId, command: Command) -> Submitted {
+        self.submit_in_session(node, id, command, None)
+    }
+
+    /// [`submit`](Cluster::submit) for a client with an exactly-once session (thesis §6.3):
+    /// a write whose outcome a leader change lost is sent again by the node.
+    pub fn submit_in_session(
+        &mut self,
+        node: NodeId,
+        id: RequestId,
+        command: Command,
+        session: Option<ClientSession>,
+    ) -> Submitted {
         if let Some(submitted) = self.injected_submit(node, id, &command) {
             return submitted;
         }
@@ -141,8 +154,9 @@ impl Cluster {
         let text = format!("{command:?}");
         let is_read = command.is_read_only();
         let before = running.raw().raft().log().last_index();
-        running.submit(id, command);
-        self.note_proposals(node, id, before);
+        running.submit_in_session(id, command, session);
+        let session = session.map(|s| (s.client_id, s.sequence));
+        self.note_proposals(node, id, before, session);
         self.clients.waiting.insert(id, node);
         if is_read {
             self.clients.reads.insert(id);
@@ -175,7 +189,10 @@ impl Cluster {
         self.clients.reads.remove(&id);
         if let Some(node) = self.clients.waiting.remove(&id) {
             if let Some(running) = self.running_mut(node) {
+                // The node may send its client's later session writes again now.
                 running.cancel(id);
+                self.drain(node);
+                self.mark_dirty(node);
             }
         }
     }

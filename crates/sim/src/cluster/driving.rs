@@ -173,12 +173,15 @@ impl Cluster {
         self.nodes.get_mut(&node).and_then(|n| n.batch.take())
     }
 
-    /// Carries out what `node` asked for since the last time.
+    /// Carries out what `node` asked for since the last time, and notes what it appended as
+    /// leader meanwhile: a batch's start or end may append too (a new leader sends again
+    /// the session writes a leader change lost).
     pub(super) fn drain(&mut self, node: NodeId) {
         let Some(running) = self.running_mut(node) else {
             return;
         };
         let effects = running.take_effects();
+        self.note_appends(node);
         self.carry_out(node, effects);
     }
 

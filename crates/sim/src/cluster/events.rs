@@ -177,12 +177,14 @@ impl Cluster {
         };
         let before = running.raw().raft().log().last_index();
         let forwarded = match &message.message {
-            PeerMessage::Forward { id, .. } => Some(*id),
+            PeerMessage::Forward { id, request, .. } => {
+                Some((*id, omniscience::forwarded_session(request)))
+            }
             _ => None,
         };
         let result = running.step(message.clone());
-        if let Some(request) = forwarded {
-            self.note_proposals(to, request, before);
+        if let Some((request, session)) = forwarded {
+            self.note_proposals(to, request, before, session);
         }
         self.trace
             .record(self.agenda.now_ms, TraceEvent::Deliver(message));

@@ -48,8 +48,8 @@ impl Cluster {
                 false
             }
         };
-        // Raft tolerates duplicated messages; a forwarded write carries no client session, so
-        // forwards travel as on one connection, which never delivers a message twice.
+        // Raft tolerates duplicated messages; forwards travel as on one connection, which
+        // never delivers a message twice (a session write's copies are its node's to send).
         let may_duplicate = matches!(message, PeerMessage::Raft(_));
         let route = self.network.route(
             message.from(),

@@ -17,8 +17,17 @@ impl Cluster {
     }
 
     /// Records the client requests `node` appended to its log for `request` after index
-    /// `before` (it proposed the write as leader).
-    pub(super) fn note_proposals(&mut self, node: NodeId, request: RequestId, before: LogIndex) {
+    /// `before` (it proposed the write as leader): the entries of `request`'s session
+    /// (`(client_id, sequence)`, or none). A session write the node sent again on its own
+    /// may be appended in the same call; it is another request's, and is credited to that
+    /// one where the node reports it ([`Cluster::note_resubmission`]).
+    pub(super) fn note_proposals(
+        &mut self,
+        node: NodeId,
+        request: RequestId,
+        before: LogIndex,
+        session: Option<(u64, u64)>,
+    ) {
         let Some(raw) = self.raw(node) else {
             return;
         };
@@ -31,13 +40,7 @@ impl Cluster {
         };
         for entry in entries {
             if entry.kind == skiff_raft::EntryKind::Normal
-                && matches!(
-                    skiff_node::payload::Payload::decode(&entry.data),
-                    Ok(skiff_node::payload::Payload::Stamped {
-                        request: Some(_),
-                        ..
-                    } | skiff_node::payload::Payload::Request(_))
-                )
+                && request_session(&entry.data).is_some_and(|of_entry| of_entry == session)
             {
                 self.checks
                     .ledger
@@ -45,6 +48,43 @@ impl Cluster {
             }
         }
     }
+
+    /// Records that `node` proposed session write `request` again, by itself, at
+    /// `(index, term)` (its first attempt's outcome was lost to a leader change).
+    pub(super) fn note_resubmission(
+        &mut self,
+        request: RequestId,
+        (index, term): (LogIndex, Term),
+    ) {
+        self.checks.ledger.proposed(request, index.0, term);
+    }
+}
+
+/// The session of the client request an entry's payload carries: `None` for an entry with
+/// no request, `Some(None)` for a request without a session.
+fn request_session(data: &[u8]) -> Option<Option<(u64, u64)>> {
+    use skiff_node::payload::Payload;
+    let request = match Payload::decode(data).ok()? {
+        Payload::Stamped {
+            request: Some(request),
+            ..
+        }
+        | Payload::Request(request) => request,
+        _ => return None,
+    };
+    Some(
+        request
+            .session
+            .map(|session| (session.client_id, session.sequence)),
+    )
+}
+
+/// The session of a forwarded request's bytes (`None`: none, or bytes that do not decode).
+pub(super) fn forwarded_session(request: &[u8]) -> Option<(u64, u64)> {
+    skiff_kv::Request::decode(request)
+        .ok()?
+        .session
+        .map(|session| (session.client_id, session.sequence))
 }
 
 impl Cluster {

@@ -151,6 +151,8 @@ pub struct Stats {
     pub refused_starts: u64,
     /// Client requests forwarded by a follower to the leader.
     pub forwards: u64,
+    /// Session writes a node sent again after a leader change lost their outcome.
+    pub resubmissions: u64,
     /// Disks replaced by empty ones, the node restarted under the same id (a wipe).
     pub wipes: u64,
     /// Notices sent to a node whose data directory is not the one recorded.

@@ -1,0 +1,270 @@
+//! Exactly-once writes through real processes (thesis §6.3): clients run `INCR` through
+//! followers, one request at a time and pipelined, while the leader is killed with `kill -9`
+//! and restarted, and once cut off from the others. Each connection is a session, and a
+//! write whose outcome a leader change lost is sent again by the node, so:
+//!
+//! - no client ever hears "the leader changed; the write may or may not have been applied";
+//! - the shared counter ends at the acknowledged increments plus at most the ones of unknown
+//!   outcome (a request timeout, or a connection lost with its node) — never less, never more;
+//! - each client's own key, which only it increments, answers its acknowledged `INCR`s with
+//!   values that grow in the order sent, also within a pipeline (a connection's writes take
+//!   effect in the order sent), and ends at exactly the acknowledged ones when none had an
+//!   unknown outcome.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{eventually, serial, TestCluster};
+
+const CLIENTS: u64 = 4;
+/// Commands a pipelined round sends before reading any reply.
+const PIPELINE: usize = 8;
+/// Longer than the server's request timeout (5 s), so the server answers first.
+const READ_TIMEOUT: Duration = Duration::from_secs(12);
+/// The refusal a leader change gave before sessions; no client may hear it now.
+const OUTCOME_UNKNOWN: &str = "the leader changed; the write may or may not have been applied";
+
+/// What one client saw.
+#[derive(Debug, Default)]
+struct Tally {
+    /// `INCR counter` acknowledged with a value.
+    counter_acked: u64,
+    /// `INCR counter` of unknown outcome: timed out, or its connection was lost.
+    counter_unknown: u64,
+    /// The values the client's own key's acknowledged `INCR`s answered.
+    own_values: Vec<i64>,
+    own_unknown: u64,
+    /// Every error reply, as text.
+    errors: Vec<String>,
+}
+
+/// How a reply (or its absence) counts.
+enum Outcome {
+    Value(i64),
+    /// Certainly not applied: refused before it was sent anywhere.
+    NotApplied,
+    Unknown,
+}
+
+fn outcome(reply: Option<&str>, tally: &mut Tally) -> Outcome {
+    let Some(reply) = reply else {
+        return Outcome::Unknown;
+    };
+    if let Some(value) = reply.strip_prefix(':') {
+        return Outcome::Value(value.parse().expect("an integer"));
+    }
+    tally.errors.push(reply.to_string());
+    // No leader known, leadership moving, or too busy: the node answers these only to a
+    // write's first attempt, which it sent nowhere.
+    if reply.starts_with("-CLUSTERDOWN")
+        || reply.starts_with("-TRYAGAIN leadership is moving")
+        || reply.starts_with("-TRYAGAIN too many requests in flight")
+    {
+        Outcome::NotApplied
+    } else {
+        Outcome::Unknown
+    }
+}
+
+/// The RESP bytes of `INCR key`.
+fn incr(key: &str) -> Vec<u8> {
+    format!("*2\r\n$4\r\nINCR\r\n${}\r\n{key}\r\n", key.len()).into_bytes()
+}
+
+/// One reply line (`:n` or `-ERR …`), or `None` once the connection fails or times out.
+fn read_line(reader: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut line = String::new();
+    match reader.read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(line.trim_end().to_string()),
+    }
+}
+
+/// One client: rounds of `INCR counter` and `INCR own:<worker>`, one at a time or pipelined,
+/// against the nodes in turn (starting with a follower), reconnecting when its node dies.
+fn run_client(worker: u64, nodes: Vec<SocketAddr>, stop: Arc<AtomicBool>) -> Tally {
+    let own = format!("own:{worker}");
+    let mut tally = Tally::default();
+    let mut next_node = worker as usize;
+    let mut round = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let addr = nodes[next_node % nodes.len()];
+        let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+            next_node += 1;
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        stream
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .expect("timeout");
+        let mut writer = stream.try_clone().expect("clone");
+        let mut reader = BufReader::new(stream);
+        // A connection serves rounds until it fails; a new one is a new session.
+        while !stop.load(Ordering::Relaxed) {
+            round += 1;
+            let pipelined = round % 2 == 0;
+            let keys: Vec<&str> = (0..PIPELINE)
+                .map(|i| if i % 2 == 0 { "counter" } else { own.as_str() })
+                .collect();
+            let mut replies: Vec<Option<String>> = Vec::new();
+            if pipelined {
+                let bytes: Vec<u8> = keys.iter().flat_map(|k| incr(k)).collect();
+                if writer.write_all(&bytes).is_ok() {
+                    for _ in &keys {
+                        replies.push(read_line(&mut reader));
+                        if replies.last().is_some_and(Option::is_none) {
+                            break;
+                        }
+                    }
+                }
+            } else {
+                for key in &keys {
+                    let reply = match writer.write_all(&incr(key)) {
+                        Ok(()) => read_line(&mut reader),
+                        Err(_) => None,
+                    };
+                    let failed = reply.is_none();
+                    replies.push(reply);
+                    if failed {
+                        break;
+                    }
+                }
+            }
+            // Requests never sent count as not applied; a sent one without a reply is unknown.
+            let sent = if pipelined { keys.len() } else { replies.len() };
+            let broken = replies.len() < sent || replies.iter().any(Option::is_none);
+            for (i, key) in keys.iter().enumerate().take(sent) {
+                let outcome = outcome(replies.get(i).cloned().flatten().as_deref(), &mut tally);
+                match (*key == "counter", outcome) {
+                    (true, Outcome::Value(_)) => tally.counter_acked += 1,
+                    (true, Outcome::Unknown) => tally.counter_unknown += 1,
+                    (false, Outcome::Value(value)) => tally.own_values.push(value),
+                    (false, Outcome::Unknown) => tally.own_unknown += 1,
+                    (_, Outcome::NotApplied) => {}
+                }
+            }
+            if broken {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        next_node += 1;
+    }
+    tally
+}
+
+/// `GET key` on node `id` (a linearizable read, on any node) as an integer, 0 if missing.
+fn read_counter(cluster: &TestCluster, id: u64, key: &str) -> Option<i64> {
+    let mut stream = TcpStream::connect(cluster.nodes[&id].client).ok()?;
+    stream.set_read_timeout(Some(READ_TIMEOUT)).ok()?;
+    let request = format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len());
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut reader = BufReader::new(stream);
+    let header = read_line(&mut reader)?;
+    match header.strip_prefix('$')? {
+        "-1" => Some(0),
+        len => {
+            let mut bulk = vec![0u8; len.parse::<usize>().ok()? + 2];
+            reader.read_exact(&mut bulk).ok()?;
+            std::str::from_utf8(&bulk[..bulk.len() - 2])
+                .ok()?
+                .parse()
+                .ok()
+        }
+    }
+}
+
+/// INCRs through followers while leaders are killed, restarted and cut off: the counter ends
+/// at the acknowledged increments plus at most the unknown ones, no client hears "may or may
+/// not" because of a leader change, and each client's acknowledged increments took effect
+/// once each, in the order sent.
+/// Reference: thesis §6.3.
+#[test]
+fn incr_through_leader_kills_is_applied_exactly_once() {
+    let _serial = serial();
+    let mut cluster = TestCluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    // Followers first: each client starts on one, and moves on to the next node when its
+    // connection fails.
+    let mut order: Vec<u64> = cluster
+        .nodes
+        .keys()
+        .copied()
+        .filter(|&id| id != leader)
+        .collect();
+    order.push(leader);
+    let addrs: Vec<SocketAddr> = order.iter().map(|id| cluster.nodes[id].client).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|worker| {
+            let (addrs, stop) = (addrs.clone(), stop.clone());
+            std::thread::spawn(move || run_client(worker, addrs, stop))
+        })
+        .collect();
+
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(1500));
+        let leader = cluster.wait_for_leader(Duration::from_secs(20));
+        cluster.kill(leader);
+        std::thread::sleep(Duration::from_millis(1000));
+        cluster.spawn(leader);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    cluster.isolate(&[leader]);
+    std::thread::sleep(Duration::from_millis(2500));
+    cluster.heal();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    let tallies: Vec<Tally> = clients
+        .into_iter()
+        .map(|client| client.join().expect("client thread"))
+        .collect();
+
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    let acked: u64 = tallies.iter().map(|t| t.counter_acked).sum();
+    let unknown: u64 = tallies.iter().map(|t| t.counter_unknown).sum();
+    let errors: Vec<&String> = tallies.iter().flat_map(|t| &t.errors).collect();
+    assert!(acked > 50, "too few increments acknowledged: {acked}");
+    assert!(
+        !errors.iter().any(|e| e.contains(OUTCOME_UNKNOWN)),
+        "a leader change answered a session write with an unknown outcome: {errors:?}"
+    );
+    let counter = eventually(Duration::from_secs(20), "the counter", || {
+        read_counter(&cluster, leader, "counter")
+    });
+    let counter = u64::try_from(counter).expect("non-negative");
+    eprintln!(
+        "counter {counter}: {acked} acknowledged, {unknown} of unknown outcome; errors {errors:?}"
+    );
+    assert!(
+        acked <= counter && counter <= acked + unknown,
+        "counter {counter}: {acked} acknowledged, {unknown} of unknown outcome; errors {errors:?}"
+    );
+    for (worker, tally) in tallies.iter().enumerate() {
+        let key = format!("own:{worker}");
+        let own = eventually(Duration::from_secs(20), "a client's own key", || {
+            read_counter(&cluster, leader, &key)
+        });
+        // In the order sent: each acknowledged INCR took effect after the ones sent before it.
+        let values = tally.own_values.clone();
+        let in_order = values.windows(2).all(|pair| pair[0] < pair[1]);
+        assert!(
+            in_order,
+            "client {worker}'s acknowledged INCRs took effect out of the order sent: {values:?}"
+        );
+        let acked = values.len() as i64;
+        assert!(
+            values.last().is_none_or(|&top| top <= own)
+                && acked <= own
+                && own <= acked + tally.own_unknown as i64,
+            "client {worker}: own key at {own}, {acked} acknowledged, {} unknown",
+            tally.own_unknown
+        );
+    }
+}
