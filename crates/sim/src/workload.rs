@@ -189,7 +189,9 @@ fn outcome(op: OpKind, reply: &Reply, at_once: bool) -> Outcome {
 /// sent the write nowhere (`at_once`: the node it was handed to answered at once).
 fn promises_not_applied(text: &str, at_once: bool) -> bool {
     let refused_here = text == refusals::NO_LEADER || refusals::is_leadership_moving(text);
-    text == refusals::LEADER_CHANGED || (at_once && refused_here)
+    text == refusals::LEADER_CHANGED
+        || text == skiff_kv::reply::errors::TOO_MANY_SESSIONS
+        || (at_once && refused_here)
 }
 
 impl Workload {
