@@ -30,8 +30,8 @@
 //! snapshot restored and taken again is byte-identical. Restoring checks the magic, then the
 //! checksum, then decodes, and refuses anything a snapshot written here could not contain
 //! (keys out of order, a revision after the applied index, a deadline at or before the log
-//! time, a session active after the applied index, two sessions active at one index,
-//! trailing bytes) with a typed [`KvError`].
+//! time, a hash with more fields than `max_hash_fields`, a session active after the applied
+//! index, two sessions active at one index, trailing bytes) with a typed [`KvError`].
 
 use crate::codec::{put_bytes, put_u32_le, put_u64, Reader};
 use crate::config::KvConfig;
@@ -123,7 +123,7 @@ impl StateMachine {
         let version = r.version(SNAPSHOT_FORMAT_VERSIONS)?;
         let applied_index = r.u64()?;
         let log_time_ms = if version == 1 { 0 } else { r.u64()? };
-        let data = read_data(&mut r, version, applied_index, log_time_ms)?;
+        let data = read_data(&mut r, version, (applied_index, log_time_ms), &config)?;
         let mut sessions = read_sessions(&mut r, version, (applied_index, log_time_ms))?;
         r.finish()?;
 
@@ -171,8 +171,8 @@ fn checked_body(bytes: &[u8]) -> Result<&[u8], KvError> {
 fn read_data(
     r: &mut Reader<'_>,
     version: u8,
-    applied_index: u64,
-    log_time_ms: u64,
+    (applied_index, log_time_ms): (u64, u64),
+    config: &KvConfig,
 ) -> Result<Keyspace, KvError> {
     // Each key takes at least two bytes (two empty strings), four from version 2, five
     // from version 3 (the type tag).
@@ -188,7 +188,7 @@ fn read_data(
         let value = if version < 3 {
             Value::String(r.bytes()?)
         } else {
-            read_value(r)?
+            read_value(r, config.max_hash_fields)?
         };
         let (revision, deadline_ms) = if version == 1 {
             (applied_index, None)
@@ -235,9 +235,9 @@ fn put_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
-/// Reads a value written by [`put_value`]: a known tag, and a hash's fields non-empty and
-/// strictly increasing.
-fn read_value(r: &mut Reader<'_>) -> Result<Value, KvError> {
+/// Reads a value written by [`put_value`]: a known tag, and a hash's fields non-empty,
+/// strictly increasing and at most `max_hash_fields` (a write could never have made more).
+fn read_value(r: &mut Reader<'_>, max_hash_fields: usize) -> Result<Value, KvError> {
     Ok(match r.u8()? {
         value_tag::STRING => Value::String(r.bytes()?),
         value_tag::HASH => {
@@ -245,6 +245,11 @@ fn read_value(r: &mut Reader<'_>) -> Result<Value, KvError> {
             let field_count = r.count(2)?;
             if field_count == 0 {
                 return Err(KvError::InvalidSnapshot("a hash has no field"));
+            }
+            if field_count > max_hash_fields {
+                return Err(KvError::InvalidSnapshot(
+                    "a hash has more fields than max_hash_fields",
+                ));
             }
             let mut hash = Hash::new();
             for _ in 0..field_count {

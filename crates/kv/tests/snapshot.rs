@@ -180,6 +180,21 @@ fn checksummed_but_invalid_snapshot_is_refused() {
             "hash fields are not in increasing order"
         ))
     );
+    // A hash of more fields than max_hash_fields (2 here), which no write could make: its
+    // count is checked before any field is read, so a hostile count allocates nothing.
+    let two_fields = StateMachine::restore(
+        KvConfig {
+            max_hash_fields: 2,
+            ..KvConfig::default()
+        },
+        &seal(&hash_snapshot(&[1, 3, 1, b'f', 0, 1, b'g', 0, 1, b'h', 0])),
+    );
+    assert_eq!(
+        two_fields,
+        Err(KvError::InvalidSnapshot(
+            "a hash has more fields than max_hash_fields"
+        ))
+    );
     let restored =
         restore(&hash_snapshot(&[1, 2, 1, b'f', 1, b'1', 1, b'g', 0])).expect("a well-formed hash");
     assert_eq!(restored.hash_get(b"h", b"f"), Some(&b"1"[..]));
