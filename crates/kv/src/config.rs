@@ -12,12 +12,22 @@ pub struct KvConfig {
     pub max_key_bytes: usize,
     /// The longest value a write may store. Longer values are refused with an error reply.
     pub max_value_bytes: usize,
-    /// How many client sessions are remembered at most; opening one more evicts the session
-    /// least recently used (the one whose last request has the lowest log index).
+    /// How many client sessions are remembered at most. Opening one more evicts the session
+    /// least recently active (the one whose last request has the lowest log index) if it has
+    /// been idle at least [`session_evict_idle_ms`](Self::session_evict_idle_ms); otherwise
+    /// the new session's first write is refused
+    /// ([`TOO_MANY_SESSIONS`](crate::reply::errors::TOO_MANY_SESSIONS), not applied).
     pub max_sessions: usize,
-    /// A session whose last request is more than this many log entries behind the entry
-    /// being applied has expired, and is forgotten.
-    pub session_expiry_entries: u64,
+    /// A session whose last request is at least this many milliseconds of log time (the
+    /// leaders' stamps, the same on every replica) before the entry being applied has
+    /// expired, and is forgotten. Stretched by clock skew between leaders as TTLs are
+    /// (docs/COORDINATION.md); a log whose entries carry no stamps never expires a session.
+    pub session_expiry_ms: u64,
+    /// How long (log time) a session must have been idle before a new session may evict it
+    /// when the table is full; at most [`session_expiry_ms`](Self::session_expiry_ms). Keep
+    /// it well above the nodes' request timeout: a write being sent again after a leader
+    /// change then always finds its session.
+    pub session_evict_idle_ms: u64,
     /// How many replies one session remembers at most, for a client with that many writes
     /// in flight (pipelined); past it the oldest are forgotten, and a retry of one of them is
     /// refused as stale.
@@ -39,16 +49,17 @@ pub struct KvConfig {
 }
 
 impl Default for KvConfig {
-    /// 16 KiB keys, 1 MiB values, 100,000 sessions (every connection of a
-    /// large cluster writing at once is a session), expiring after 1,000,000 entries, each
-    /// remembering up to 1,024 replies (a connection's pipeline) and 64 KiB of them, 16 MiB
-    /// replies, 100,000 fields a hash.
+    /// 16 KiB keys, 1 MiB values, 100,000 sessions (every connection of a large cluster
+    /// writing at once is a session), expiring after an hour of log time idle and evictable
+    /// after five minutes idle, each remembering up to 1,024 replies (a connection's
+    /// pipeline) and 64 KiB of them, 16 MiB replies, 100,000 fields a hash.
     fn default() -> Self {
         KvConfig {
             max_key_bytes: 16 * 1024,
             max_value_bytes: 1024 * 1024,
             max_sessions: 100_000,
-            session_expiry_entries: 1_000_000,
+            session_expiry_ms: 3_600_000,
+            session_evict_idle_ms: 300_000,
             session_window_requests: 1024,
             session_reply_bytes: 64 * 1024,
             max_reply_bytes: 16 * 1024 * 1024,
@@ -58,7 +69,8 @@ impl Default for KvConfig {
 }
 
 impl KvConfig {
-    /// Checks that every limit is positive.
+    /// Checks that every limit is positive (the eviction bound may be 0: any session may then
+    /// be evicted) and that sessions become evictable no later than they expire.
     pub fn validate(&self) -> Result<(), KvError> {
         if self.max_key_bytes == 0 {
             return Err(KvError::InvalidConfig("max_key_bytes must be positive"));
@@ -77,9 +89,12 @@ impl KvConfig {
         if self.max_sessions == 0 {
             return Err(KvError::InvalidConfig("max_sessions must be positive"));
         }
-        if self.session_expiry_entries == 0 {
+        if self.session_expiry_ms == 0 {
+            return Err(KvError::InvalidConfig("session_expiry_ms must be positive"));
+        }
+        if self.session_evict_idle_ms > self.session_expiry_ms {
             return Err(KvError::InvalidConfig(
-                "session_expiry_entries must be positive",
+                "session_evict_idle_ms must be at most session_expiry_ms",
             ));
         }
         if self.session_reply_bytes == 0 {

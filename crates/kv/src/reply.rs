@@ -52,6 +52,14 @@ pub mod errors {
     /// forgotten.
     pub const SESSION_EXPIRED: &str =
         "ERR unknown or expired client session; the write may or may not have been applied";
+    /// The first write of a new client session when the session table is full and even its
+    /// least recently active session has been idle less than
+    /// [`KvConfig::session_evict_idle_ms`]: not applied, and the table is unchanged; the
+    /// client may try again later.
+    ///
+    /// [`KvConfig::session_evict_idle_ms`]: crate::KvConfig::session_evict_idle_ms
+    pub const TOO_MANY_SESSIONS: &str =
+        "TRYAGAIN too many client sessions; the write was not applied";
     /// A write command sent to [`StateMachine::read`](crate::StateMachine::read).
     pub const NOT_READ_ONLY: &str = "ERR write command cannot be served as a read";
     /// A key longer than [`KvConfig::max_key_bytes`](crate::KvConfig::max_key_bytes).

@@ -26,14 +26,24 @@
 //!   is unknown.
 //!
 //! The table is bounded, and what it forgets is a function of the log alone, so every
-//! replica forgets the same sessions at the same entry: a session whose last request is more
-//! than `session_expiry_entries` entries behind the entry being applied expires, and opening
-//! a session when `max_sessions` are open evicts the one whose last request has the lowest
-//! log index. (Every entry touches at most one session, so that index names one session.)
+//! replica forgets the same sessions at the same entry. Idleness is measured in log time
+//! (the leaders' stamps, which never decrease along the log), not in entries, so a busy
+//! cluster does not forget a quiet client sooner than an idle one:
+//!
+//! - a session whose last request is at least `session_expiry_ms` of log time before the
+//!   entry being applied expires;
+//! - opening a session when `max_sessions` are open evicts the least recently active one
+//!   (the lowest log index of a last request; every entry touches at most one session, so
+//!   that index names one session), but only if it has been idle at least
+//!   `session_evict_idle_ms`: a client with a write in flight is never evicted by others'
+//!   churn. When even the least recently active session is busier than that, the new
+//!   session's first write is refused ([`TOO_MANY_SESSIONS`], not applied) and the table
+//!   is unchanged.
 //!
 //! [`OUT_OF_ORDER`]: crate::reply::errors::OUT_OF_ORDER
 //! [`STALE_REQUEST`]: crate::reply::errors::STALE_REQUEST
 //! [`SESSION_EXPIRED`]: crate::reply::errors::SESSION_EXPIRED
+//! [`TOO_MANY_SESSIONS`]: crate::reply::errors::TOO_MANY_SESSIONS
 
 use std::collections::BTreeMap;
 
@@ -84,8 +94,11 @@ pub struct Session {
     /// The window's floor: a request below it is stale.
     pub lowest_kept: u64,
     /// The log index of the client's last request (applied or retried): the session's
-    /// place in the eviction order and the start of its expiry.
+    /// place in the eviction order.
     pub last_active_index: u64,
+    /// The log time (Unix ms) of the client's last request: where its idleness, which
+    /// decides expiry and whether it may be evicted, is counted from.
+    pub last_active_ms: u64,
 }
 
 impl Session {
@@ -120,6 +133,17 @@ pub(crate) enum Admission {
     Refuse(Reply),
 }
 
+/// The bounds of the session table, from [`KvConfig`](crate::KvConfig).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SessionLimits {
+    /// At most this many sessions.
+    pub max_sessions: usize,
+    /// Replies one session remembers at most.
+    pub window: usize,
+    /// A session idle this long (log time) may be evicted for a new one.
+    pub evict_idle_ms: u64,
+}
+
 /// The sessions of all known clients, bounded in number and age.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct SessionTable {
@@ -147,14 +171,28 @@ impl SessionTable {
         self.sessions.len()
     }
 
-    /// Forgets every session idle for more than `expiry_entries` entries before `index`.
-    pub(crate) fn expire(&mut self, index: u64, expiry_entries: u64) {
+    /// Forgets every session idle for at least `expiry_ms` of log time at `now_ms`. The
+    /// eviction order is also the order of last activity in log time (stamps never decrease
+    /// along the log), so the idlest come first.
+    pub(crate) fn expire(&mut self, now_ms: u64, expiry_ms: u64) {
         while let Some((&last_active, &client_id)) = self.by_activity.first_key_value() {
-            if index.saturating_sub(last_active) <= expiry_entries {
+            let idle_ms = now_ms.saturating_sub(self.sessions[&client_id].last_active_ms);
+            if idle_ms < expiry_ms {
                 break;
             }
             self.remove(last_active, client_id);
         }
+    }
+
+    /// Whether a new session may open at `now_ms`: there is room, or the least recently
+    /// active session has been idle long enough to be evicted for it.
+    fn has_room(&self, limits: SessionLimits, now_ms: u64) -> bool {
+        if self.sessions.len() < limits.max_sessions {
+            return true;
+        }
+        self.by_activity.first_key_value().is_some_and(|(_, id)| {
+            now_ms.saturating_sub(self.sessions[id].last_active_ms) >= limits.evict_idle_ms
+        })
     }
 
     /// Evicts the least recently used sessions until at most `max_sessions` remain.
@@ -186,7 +224,12 @@ impl SessionTable {
     /// Decides what to do with `request` (§6.3), changing nothing. A session applies its
     /// requests in sequence order: `s` only once every sequence below it is applied or below
     /// the request's floor (the client stopped waiting for it).
-    pub(crate) fn admit(&self, request: SessionRequest) -> Admission {
+    pub(crate) fn admit(
+        &self,
+        request: SessionRequest,
+        limits: SessionLimits,
+        now_ms: u64,
+    ) -> Admission {
         // §6.3: sequences start at 1; 0 is no client's request.
         if request.sequence == 0 {
             return Admission::Refuse(Reply::error(errors::STALE_REQUEST));
@@ -212,6 +255,11 @@ impl SessionTable {
             // §6.3: an unknown client whose request may be in the log already is one whose
             // session was forgotten: applying it could apply it twice.
             None if request.resubmitted => Admission::Refuse(Reply::error(errors::SESSION_EXPIRED)),
+            // §6.3: the table is bounded; a busy client's session is never evicted for a
+            // new one, so the new one waits (not applied) until a session is idle or expires.
+            None if in_order(0) && !self.has_room(limits, now_ms) => {
+                Admission::Refuse(Reply::error(errors::TOO_MANY_SESSIONS))
+            }
             // A first copy: nothing of the client is remembered, so it starts a session when
             // it waits for nothing below it.
             None if in_order(0) => Admission::Apply,
@@ -243,48 +291,56 @@ impl SessionTable {
         }
     }
 
-    /// A retry of `request` answered at `index`: the session moves there in the eviction
-    /// order (a retry is activity) and its window slides to what the client still waits for.
-    pub(crate) fn replayed(&mut self, request: SessionRequest, index: u64, window: usize) {
+    /// A retry of `request` answered at `index`, log time `now_ms`: the session moves there
+    /// in the eviction order (a retry is activity) and its window slides to what the client
+    /// still waits for.
+    pub(crate) fn replayed(
+        &mut self,
+        request: SessionRequest,
+        (index, now_ms): (u64, u64),
+        window: usize,
+    ) {
         if let Some(session) = self.sessions.get_mut(&request.client_id) {
             session.slide(request.floor(), window);
         }
-        self.touch(request.client_id, index);
+        self.touch(request.client_id, index, now_ms);
     }
 
-    /// Moves `client_id`'s session to `index` in the eviction order.
-    fn touch(&mut self, client_id: u64, index: u64) {
+    /// Moves `client_id`'s session to `index` in the eviction order, active at `now_ms`.
+    fn touch(&mut self, client_id: u64, index: u64, now_ms: u64) {
         if let Some(session) = self.sessions.get_mut(&client_id) {
             self.by_activity.remove(&session.last_active_index);
             session.last_active_index = index;
+            session.last_active_ms = now_ms;
             self.by_activity.insert(index, client_id);
         }
     }
 
-    /// Remembers the reply to `request`, applied at `index`, and slides the window (at most
-    /// `window` replies); opening a session when `max_sessions` are open first evicts the
-    /// least recently used one.
+    /// Remembers the reply to `request`, applied at `index`, log time `now_ms`, and slides
+    /// the window (at most `limits.window` replies); opening a session when `max_sessions`
+    /// are open first evicts the least recently active one, which [`admit`](Self::admit)
+    /// found idle enough.
     pub(crate) fn record(
         &mut self,
         request: SessionRequest,
-        index: u64,
+        (index, now_ms): (u64, u64),
         reply: Reply,
-        limits: (usize, usize),
+        limits: SessionLimits,
     ) {
-        let (max_sessions, window) = limits;
         if let Some(session) = self.sessions.get_mut(&request.client_id) {
             session.replies.insert(request.sequence, reply);
-            session.slide(request.floor(), window);
-            self.touch(request.client_id, index);
+            session.slide(request.floor(), limits.window);
+            self.touch(request.client_id, index, now_ms);
             return;
         }
-        self.shrink_to(max_sessions.saturating_sub(1));
+        self.shrink_to(limits.max_sessions.saturating_sub(1));
         let mut session = Session {
             replies: BTreeMap::from([(request.sequence, reply)]),
             lowest_kept: 1,
             last_active_index: index,
+            last_active_ms: now_ms,
         };
-        session.slide(request.floor(), window);
+        session.slide(request.floor(), limits.window);
         self.insert(request.client_id, session);
     }
 
@@ -302,6 +358,17 @@ impl SessionTable {
             session.last_active_index
         );
         self.sessions.insert(client_id, session);
+    }
+
+    /// Whether the sessions' last activity in log time never decreases along the eviction
+    /// order, as stamps never decrease along the log.
+    pub(crate) fn activity_in_time_order(&self) -> bool {
+        let times: Vec<u64> = self
+            .by_activity
+            .values()
+            .map(|id| self.sessions[id].last_active_ms)
+            .collect();
+        times.windows(2).all(|pair| pair[0] <= pair[1])
     }
 
     /// Whether an entry at `index` already names a session in the eviction order.
@@ -327,6 +394,10 @@ impl SessionTable {
                 "client {client_id} active at {index}, after the applied index {applied_index}"
             );
         }
+        assert!(
+            self.activity_in_time_order(),
+            "sessions' last activity goes back in log time along the log at applied index {applied_index}"
+        );
         for (client_id, session) in &self.sessions {
             assert!(
                 session

@@ -5,7 +5,8 @@
 //! magic "SKVS" | version(4) | applied_index | log_time_ms
 //!   | key_count   | (key, value, revision, deadline_ms + 1 or 0)…      keys strictly increasing
 //!   | session_count | (client_id, lowest_kept, last_active_index,     ids strictly increasing
-//!                      reply_count, (sequence, reply)…)…              sequences strictly increasing
+//!                      last_active_ms, reply_count,
+//!                      (sequence, reply)…)…                           sequences strictly increasing
 //!   | crc32c (4 bytes, little-endian, over every byte before it)
 //! ```
 //! where a value is a type tag and its contents: 0 a string (a byte string), 1 a hash (a
@@ -14,7 +15,8 @@
 //! Older versions are still read:
 //! - version 3 kept one reply per session, `(client_id, last_sequence, last_active_index,
 //!   reply)`, read as a window of that one reply whose floor is `last_sequence` (the same
-//!   answers to every later request);
+//!   answers to every later request), last active at the snapshot's log time (so no session
+//!   is evicted or expires sooner than it would have);
 //! - version 2 also had only strings, written as a byte string without the tag;
 //! - version 1 also had no log time, revisions or deadlines (`(key, value)…` only), each
 //!   key taking the snapshot's applied index as its revision (no later write can
@@ -28,8 +30,8 @@
 //! snapshot restored and taken again is byte-identical. Restoring checks the magic, then the
 //! checksum, then decodes, and refuses anything a snapshot written here could not contain
 //! (keys out of order, a revision after the applied index, a deadline at or before the log
-//! time, a session active after the applied index, two sessions active at one index,
-//! trailing bytes) with a typed [`KvError`].
+//! time, a hash with more fields than `max_hash_fields`, a session active after the applied
+//! index, two sessions active at one index, trailing bytes) with a typed [`KvError`].
 
 use crate::codec::{put_bytes, put_u32_le, put_u64, Reader};
 use crate::config::KvConfig;
@@ -97,6 +99,7 @@ impl StateMachine {
             put_u64(out, client_id);
             put_u64(out, session.lowest_kept);
             put_u64(out, session.last_active_index);
+            put_u64(out, session.last_active_ms);
             put_u64(out, session.replies.len() as u64);
             for (&sequence, reply) in &session.replies {
                 put_u64(out, sequence);
@@ -120,8 +123,8 @@ impl StateMachine {
         let version = r.version(SNAPSHOT_FORMAT_VERSIONS)?;
         let applied_index = r.u64()?;
         let log_time_ms = if version == 1 { 0 } else { r.u64()? };
-        let data = read_data(&mut r, version, applied_index, log_time_ms)?;
-        let mut sessions = read_sessions(&mut r, version, applied_index)?;
+        let data = read_data(&mut r, version, (applied_index, log_time_ms), &config)?;
+        let mut sessions = read_sessions(&mut r, version, (applied_index, log_time_ms))?;
         r.finish()?;
 
         sessions.shrink_to(config.max_sessions);
@@ -168,8 +171,8 @@ fn checked_body(bytes: &[u8]) -> Result<&[u8], KvError> {
 fn read_data(
     r: &mut Reader<'_>,
     version: u8,
-    applied_index: u64,
-    log_time_ms: u64,
+    (applied_index, log_time_ms): (u64, u64),
+    config: &KvConfig,
 ) -> Result<Keyspace, KvError> {
     // Each key takes at least two bytes (two empty strings), four from version 2, five
     // from version 3 (the type tag).
@@ -185,7 +188,7 @@ fn read_data(
         let value = if version < 3 {
             Value::String(r.bytes()?)
         } else {
-            read_value(r)?
+            read_value(r, config.max_hash_fields)?
         };
         let (revision, deadline_ms) = if version == 1 {
             (applied_index, None)
@@ -232,9 +235,9 @@ fn put_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
-/// Reads a value written by [`put_value`]: a known tag, and a hash's fields non-empty and
-/// strictly increasing.
-fn read_value(r: &mut Reader<'_>) -> Result<Value, KvError> {
+/// Reads a value written by [`put_value`]: a known tag, and a hash's fields non-empty,
+/// strictly increasing and at most `max_hash_fields` (a write could never have made more).
+fn read_value(r: &mut Reader<'_>, max_hash_fields: usize) -> Result<Value, KvError> {
     Ok(match r.u8()? {
         value_tag::STRING => Value::String(r.bytes()?),
         value_tag::HASH => {
@@ -242,6 +245,11 @@ fn read_value(r: &mut Reader<'_>) -> Result<Value, KvError> {
             let field_count = r.count(2)?;
             if field_count == 0 {
                 return Err(KvError::InvalidSnapshot("a hash has no field"));
+            }
+            if field_count > max_hash_fields {
+                return Err(KvError::InvalidSnapshot(
+                    "a hash has more fields than max_hash_fields",
+                ));
             }
             let mut hash = Hash::new();
             for _ in 0..field_count {
@@ -269,7 +277,7 @@ fn read_value(r: &mut Reader<'_>) -> Result<Value, KvError> {
 fn read_sessions(
     r: &mut Reader<'_>,
     version: u8,
-    applied_index: u64,
+    (applied_index, log_time_ms): (u64, u64),
 ) -> Result<SessionTable, KvError> {
     // Each session takes at least four bytes (three varints and a reply tag).
     let session_count = r.count(4)?;
@@ -277,19 +285,19 @@ fn read_sessions(
     let mut previous_id: Option<u64> = None;
     for _ in 0..session_count {
         let client_id = r.u64()?;
-        let (lowest_kept, last_active_index, replies) = if version < 4 {
+        let (lowest_kept, (last_active_index, last_active_ms), replies) = if version < 4 {
             let last_sequence = r.u64()?;
             let last_active_index = r.u64()?;
             let reply = read_reply(r)?;
             (
                 last_sequence,
-                last_active_index,
+                (last_active_index, log_time_ms),
                 vec![(last_sequence, reply)],
             )
         } else {
             let lowest_kept = r.u64()?;
-            let last_active_index = r.u64()?;
-            (lowest_kept, last_active_index, read_window(r)?)
+            let active = (r.u64()?, r.u64()?);
+            (lowest_kept, active, read_window(r)?)
         };
         if previous_id.is_some_and(|p| p >= client_id) {
             return Err(KvError::InvalidSnapshot(
@@ -313,6 +321,11 @@ fn read_sessions(
                 "a session is active after the applied index",
             ));
         }
+        if last_active_ms > log_time_ms {
+            return Err(KvError::InvalidSnapshot(
+                "a session is active after the log time",
+            ));
+        }
         if sessions.is_active_at(last_active_index) {
             return Err(KvError::InvalidSnapshot(
                 "two sessions are active at the same index",
@@ -324,8 +337,14 @@ fn read_sessions(
                 replies: replies.into_iter().collect(),
                 lowest_kept,
                 last_active_index,
+                last_active_ms,
             },
         );
+    }
+    if !sessions.activity_in_time_order() {
+        return Err(KvError::InvalidSnapshot(
+            "sessions active later in the log are active earlier in log time",
+        ));
     }
     Ok(sessions)
 }

@@ -6,7 +6,7 @@ use crate::error::KvError;
 use crate::events::EventRecorder;
 use crate::keyspace::{Keyspace, Stored};
 use crate::reply::{errors, Reply};
-use crate::session::{Admission, Session, SessionRequest, SessionTable};
+use crate::session::{Admission, Session, SessionLimits, SessionRequest, SessionTable};
 use crate::value::Value;
 
 /// The replicated key-value store: byte-string keys and values, Redis-style commands, and
@@ -135,13 +135,15 @@ impl StateMachine {
     /// Applies the committed entry at `index` holding `command`, sent with `session` (if
     /// any), and returns the reply for the client.
     ///
-    /// Before anything else, sessions idle for more than
-    /// [`session_expiry_entries`](KvConfig::session_expiry_entries) are forgotten. Then, with
+    /// Before anything else, sessions idle for at least
+    /// [`session_expiry_ms`](KvConfig::session_expiry_ms) of log time are forgotten. Then, with
     /// a session (thesis §6.3): a retry of a request whose reply is in the client's window
     /// returns the remembered reply and applies nothing; a request below the window is
     /// refused with [`STALE_REQUEST`](errors::STALE_REQUEST); one ahead of an earlier request
     /// not yet applied with [`OUT_OF_ORDER`](errors::OUT_OF_ORDER); a re-submitted request of
-    /// an unknown client with [`SESSION_EXPIRED`](errors::SESSION_EXPIRED); otherwise the
+    /// an unknown client with [`SESSION_EXPIRED`](errors::SESSION_EXPIRED); the first request
+    /// of a new client when the table is full of sessions not idle long enough to evict with
+    /// [`TOO_MANY_SESSIONS`](errors::TOO_MANY_SESSIONS); otherwise the
     /// command is applied and its reply remembered — error replies too, so a retry gets the
     /// same answer (see [`session`](crate::session)).
     ///
@@ -181,25 +183,24 @@ impl StateMachine {
         self.begin_entry(index, log_time_ms);
         let reply = match session {
             None => self.execute(command),
-            Some(request) => match self.sessions.admit(request) {
-                Admission::Replay(reply) => {
-                    let window = self.config.session_window_requests;
-                    self.sessions.replayed(request, index, window);
-                    reply
+            Some(request) => {
+                let limits = self.session_limits();
+                let at = (index, self.log_time_ms);
+                match self.sessions.admit(request, limits, self.log_time_ms) {
+                    Admission::Replay(reply) => {
+                        self.sessions.replayed(request, at, limits.window);
+                        reply
+                    }
+                    Admission::Refuse(reply) => reply,
+                    Admission::Apply => {
+                        let reply = self.execute(command);
+                        let budget = self.config.session_reply_bytes;
+                        let kept = self.sessions.to_remember(request, &reply, budget);
+                        self.sessions.record(request, at, kept, limits);
+                        reply
+                    }
                 }
-                Admission::Refuse(reply) => reply,
-                Admission::Apply => {
-                    let reply = self.execute(command);
-                    let limits = (
-                        self.config.max_sessions,
-                        self.config.session_window_requests,
-                    );
-                    let budget = self.config.session_reply_bytes;
-                    let kept = self.sessions.to_remember(request, &reply, budget);
-                    self.sessions.record(request, index, kept, limits);
-                    reply
-                }
-            },
+            }
         };
         if cfg!(debug_assertions) {
             self.check_invariants();
@@ -238,7 +239,16 @@ impl StateMachine {
         self.data
             .expire_due(self.log_time_ms, |key| events.record("expired", key));
         self.sessions
-            .expire(index, self.config.session_expiry_entries);
+            .expire(self.log_time_ms, self.config.session_expiry_ms);
+    }
+
+    /// The session table's bounds, as the config sets them.
+    fn session_limits(&self) -> SessionLimits {
+        SessionLimits {
+            max_sessions: self.config.max_sessions,
+            window: self.config.session_window_requests,
+            evict_idle_ms: self.config.session_evict_idle_ms,
+        }
     }
 
     /// Answers a read-only command (`GET`, `MGET`, `EXISTS`, `DBSIZE`) from the current state,

@@ -395,7 +395,12 @@ fn zero_limits_are_invalid_config() {
             ..KvConfig::default()
         },
         KvConfig {
-            session_expiry_entries: 0,
+            session_expiry_ms: 0,
+            ..KvConfig::default()
+        },
+        KvConfig {
+            session_evict_idle_ms: 2,
+            session_expiry_ms: 1,
             ..KvConfig::default()
         },
     ] {

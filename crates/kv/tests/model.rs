@@ -2,9 +2,19 @@
 //! with and without client sessions, reads, entries carrying only the time, and
 //! snapshot/restore cycles, at a log time that moves forward by random steps, compared reply
 //! by reply and state by state with a naive model — `HashMap`s for the data, deadlines and
-//! revisions, every key scanned for expiry at each entry, and a `Vec` of sessions scanned
-//! linearly for expiry and eviction (thesis §6.3). Transactions (`EXEC`) watch keys at the
-//! model's current revision or a stale one, and queue any other command.
+//! revisions, every key scanned for expiry at each entry. Transactions (`EXEC`) watch keys
+//! at the model's current revision or a stale one, and queue any other command.
+//!
+//! Client sessions (thesis §6.3) are not modelled as a policy — which sessions the table
+//! keeps, how large a window is — but checked as properties, whatever the policy: every
+//! `(client, sequence)` executes at most once (the model executes a session write only when
+//! the store did, and the data must agree after every step); a copy of an executed write
+//! is answered with its first reply or with an answer that says the outcome is unknown,
+//! never "not applied"; a write is answered "not applied" only with a session refusal and
+//! then changes nothing; a client's writes execute in sequence order, none while one it
+//! still waits for below it has not; and a first copy that waits for nothing below it is
+//! executed unless the table is full. The generator keeps the protocol's promise that a
+//! copy sent again carries the re-sent flag.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -23,7 +33,8 @@ const T0: u64 = 1_000_000;
 const MAX_KEY_BYTES: usize = 3;
 const MAX_VALUE_BYTES: usize = 20;
 const MAX_SESSIONS: usize = 3;
-const SESSION_EXPIRY_ENTRIES: u64 = 12;
+const SESSION_EXPIRY_MS: u64 = 1_000;
+const SESSION_EVICT_IDLE_MS: u64 = 300;
 const MAX_HASH_FIELDS: usize = 3;
 const SESSION_WINDOW_REQUESTS: usize = 3;
 
@@ -32,7 +43,8 @@ fn config() -> KvConfig {
         max_key_bytes: MAX_KEY_BYTES,
         max_value_bytes: MAX_VALUE_BYTES,
         max_sessions: MAX_SESSIONS,
-        session_expiry_entries: SESSION_EXPIRY_ENTRIES,
+        session_expiry_ms: SESSION_EXPIRY_MS,
+        session_evict_idle_ms: SESSION_EVICT_IDLE_MS,
         session_window_requests: SESSION_WINDOW_REQUESTS,
         session_reply_bytes: usize::MAX,
         max_reply_bytes: usize::MAX,
@@ -223,39 +235,32 @@ const OUT_OF_ORDER: &str =
     "TRYAGAIN an earlier write of the session is not applied yet; it was not applied";
 const EXPIRED: &str =
     "ERR unknown or expired client session; the write may or may not have been applied";
+const TOO_MANY_SESSIONS: &str = "TRYAGAIN too many client sessions; the write was not applied";
+const REPLY_NOT_KEPT: &str =
+    "ERR the write was applied, but its reply was too large to keep for a retry";
 
-#[derive(Clone, Debug)]
-struct ModelSession {
-    client: u64,
-    /// Requests below it are stale.
+/// What the model knows of one client: never forgotten, whatever the store forgets.
+#[derive(Clone, Debug, Default)]
+struct ClientHistory {
+    /// Every sequence sent, with its command (a copy carries the same).
+    sent: BTreeMap<u64, Command>,
+    /// Every sequence executed, with its first reply.
+    executed: BTreeMap<u64, Reply>,
+    /// The highest lowest-unanswered sequence the store took from it (with a write it ran or
+    /// answered again): the client waits for nothing below, and the store knows it.
     floor: u64,
-    /// The remembered replies, in the order applied.
-    replies: Vec<(u64, Reply)>,
-    last_index: u64,
 }
 
-impl ModelSession {
-    /// Remembers `reply` to `sequence`, then forgets what is below `lowest` and the oldest
-    /// sequences past the window.
-    fn remember(&mut self, sequence: u64, reply: Reply, lowest: u64) {
-        self.replies.push((sequence, reply));
-        self.floor = self.floor.max(lowest);
-        self.forget_below_floor();
-        while self.replies.len() > SESSION_WINDOW_REQUESTS {
-            let oldest = self
-                .replies
-                .iter()
-                .map(|(s, _)| *s)
-                .min()
-                .expect("not empty");
-            self.floor = oldest + 1;
-            self.forget_below_floor();
-        }
-    }
-
-    fn forget_below_floor(&mut self) {
-        let floor = self.floor;
-        self.replies.retain(|(s, _)| *s >= floor);
+/// The store's session refusals, which apply nothing: `true` for those that say the write
+/// was not applied (so a client may send it again as new).
+fn session_refusal(reply: &Reply) -> Option<bool> {
+    let Reply::Error(text) = reply else {
+        return None;
+    };
+    match text.as_str() {
+        OUT_OF_ORDER | TOO_MANY_SESSIONS => Some(true),
+        STALE | EXPIRED => Some(false),
+        _ => None,
     }
 }
 
@@ -273,7 +278,7 @@ struct Model {
     deadlines: HashMap<Vec<u8>, i64>,
     /// Each key's last write.
     revisions: HashMap<Vec<u8>, u64>,
-    sessions: Vec<ModelSession>,
+    clients: BTreeMap<u64, ClientHistory>,
     index: u64,
     /// The last stamp applied.
     now: u64,
@@ -645,81 +650,106 @@ impl Model {
     fn apply_time(&mut self, index: u64, stamp: u64) {
         self.index = index;
         self.pass_time(stamp);
-        self.sessions
-            .retain(|s| index - s.last_index <= SESSION_EXPIRY_ENTRIES);
     }
 
-    fn apply(
-        &mut self,
-        index: u64,
-        stamp: u64,
-        command: &Command,
-        session: Option<SessionRequest>,
-    ) -> Reply {
+    /// Applies a write without a session, as the next entry.
+    fn apply(&mut self, index: u64, stamp: u64, command: &Command) -> Reply {
         self.index = index;
         self.pass_time(stamp);
-        self.sessions
-            .retain(|s| index - s.last_index <= SESSION_EXPIRY_ENTRIES);
-        let Some(request) = session else {
-            return self.execute(command);
-        };
-        let position = self
-            .sessions
-            .iter()
-            .position(|s| s.client == request.client_id);
-        let lowest = request.lowest_unanswered.min(request.sequence);
-        if request.sequence == 0 {
-            return err(STALE);
-        }
-        // In order: every sequence below it applied, or below the floor.
-        let in_order = |last: u64| request.sequence == last + 1 || lowest == request.sequence;
-        match position {
-            Some(p) => {
-                let known = self.sessions[p]
-                    .replies
-                    .iter()
-                    .find(|(s, _)| *s == request.sequence)
-                    .map(|(_, r)| r.clone());
-                let last = self.last_sequence(request.client_id);
-                let reply = match known {
-                    Some(reply) => {
-                        let s = &mut self.sessions[p];
-                        s.floor = s.floor.max(lowest);
-                        s.forget_below_floor();
-                        reply
-                    }
-                    None if request.sequence <= last => return err(STALE),
-                    None if !in_order(last) => return err(OUT_OF_ORDER),
-                    None => {
-                        let reply = self.execute(command);
-                        self.sessions[p].remember(request.sequence, reply.clone(), lowest);
-                        reply
-                    }
-                };
-                self.sessions[p].last_index = index;
-                reply
+        self.execute(command)
+    }
+
+    /// Judges the store's `reply` to session write `request` (§6.3), applied as the next
+    /// entry, and executes it here only if the store did. `Err` names the broken property.
+    fn apply_session(
+        &mut self,
+        (index, stamp): (u64, u64),
+        command: &Command,
+        request: SessionRequest,
+        (reply, known): (&Reply, bool),
+    ) -> Result<(), String> {
+        self.index = index;
+        self.pass_time(stamp);
+        let client = self.clients.entry(request.client_id).or_default();
+        let first_copy = client
+            .sent
+            .insert(request.sequence, command.clone())
+            .is_none();
+        let floor = request.lowest_unanswered.min(request.sequence);
+        let given_up = request.sequence < client.floor;
+        if let Some(first) = client.executed.get(&request.sequence) {
+            // Executed before: never again, and never answered "not applied".
+            if reply == first {
+                client.floor = client.floor.max(floor);
             }
-            None if request.resubmitted => err(EXPIRED),
-            None if in_order(0) => {
-                let reply = self.execute(command);
-                if self.sessions.len() == MAX_SESSIONS {
-                    let oldest = (0..self.sessions.len())
-                        .min_by_key(|&i| self.sessions[i].last_index)
-                        .expect("full table is not empty");
-                    self.sessions.remove(oldest);
-                }
-                let mut session = ModelSession {
-                    client: request.client_id,
-                    floor: 1,
-                    replies: Vec::new(),
-                    last_index: index,
-                };
-                session.remember(request.sequence, reply.clone(), lowest);
-                self.sessions.push(session);
-                reply
+            // The window always holds the last write a remembered session ran.
+            let last = client.executed.last_key_value().map(|(&s, _)| s);
+            if known && last == Some(request.sequence) && reply != first {
+                return Err(format!(
+                    "a copy of its session's last write got {reply:?}, not its first reply {first:?}"
+                ));
             }
-            None => err(OUT_OF_ORDER),
+            return if reply == first
+                || *reply == err(REPLY_NOT_KEPT)
+                || session_refusal(reply) == Some(false)
+            {
+                Ok(())
+            } else {
+                Err(format!("a copy of an executed write got {reply:?}, not its first reply {first:?} or an unknown outcome"))
+            };
         }
+        if session_refusal(reply).is_some() {
+            // Refused: nothing changes (the data comparison after the step checks it). A
+            // first copy that waits for nothing below it and is above every executed one
+            // is refused only when the table is full.
+            let above = client.executed.keys().all(|&s| s < request.sequence);
+            let must_run = request.sequence > 0
+                && first_copy
+                && !request.resubmitted
+                && floor == request.sequence
+                && above;
+            if must_run && *reply != err(TOO_MANY_SESSIONS) {
+                return Err(format!(
+                    "a first copy waiting for nothing below it was refused: {reply:?}"
+                ));
+            }
+            return Ok(());
+        }
+        // Executed: in sequence order — above every executed one, and none it still waits
+        // for below it left out. A write its client gave up on (a later one said it waits for
+        // nothing below) is never executed while the store remembers the session; once the
+        // session is forgotten, a copy delayed that long cannot be told from a first write.
+        if given_up && known {
+            return Err("executed a write its client gave up on, its session remembered".into());
+        }
+        client.floor = client.floor.max(floor);
+        let floor = client.floor.max(1);
+        if let Some(&later) = client
+            .executed
+            .keys()
+            .find(|&&s| s > request.sequence)
+            .filter(|_| !given_up)
+        {
+            return Err(format!("executed after sequence {later} of its client"));
+        }
+        if let Some(missing) = (floor..request.sequence).find(|s| !client.executed.contains_key(s))
+        {
+            return Err(format!(
+                "executed while sequence {missing}, still awaited, was not"
+            ));
+        }
+        let expected = self.execute(command);
+        if expected != *reply {
+            return Err(format!(
+                "answered {reply:?}, the model executes it as {expected:?}"
+            ));
+        }
+        self.clients
+            .entry(request.client_id)
+            .or_default()
+            .executed
+            .insert(request.sequence, expected);
+        Ok(())
     }
 
     /// The revision `WATCH key` would record now.
@@ -732,20 +762,30 @@ impl Model {
     fn exec(&mut self, index: u64, stamp: u64, watched: &[Watched], commands: &[Command]) -> Reply {
         self.index = index;
         self.pass_time(stamp);
-        self.sessions
-            .retain(|s| index - s.last_index <= SESSION_EXPIRY_ENTRIES);
         if watched.iter().any(|w| self.watch(&w.key) != w.revision) {
             return Reply::NilArray;
         }
         Reply::Array(commands.iter().map(|c| self.execute(c)).collect())
     }
 
+    /// The highest sequence `client` sent.
     fn last_sequence(&self, client: u64) -> u64 {
-        self.sessions
-            .iter()
-            .find(|s| s.client == client)
-            .and_then(|s| s.replies.iter().map(|(s, _)| *s).max())
+        self.clients
+            .get(&client)
+            .and_then(|c| c.sent.last_key_value().map(|(&s, _)| s))
             .unwrap_or(0)
+    }
+
+    /// Whether the store executed a write of `client`.
+    fn executed_any(&self, client: u64) -> bool {
+        self.clients
+            .get(&client)
+            .is_some_and(|c| !c.executed.is_empty())
+    }
+
+    /// The command `client` sent as `sequence` before, if it did.
+    fn sent(&self, client: u64, sequence: u64) -> Option<&Command> {
+        self.clients.get(&client)?.sent.get(&sequence)
     }
 }
 
@@ -782,25 +822,7 @@ fn assert_same_state(machine: &StateMachine, model: &Model) -> Result<(), TestCa
     }
     prop_assert_eq!(machine.log_time_ms(), model.now);
 
-    type SessionView = (u64, u64, Vec<(u64, Reply)>, u64);
-    let mut sessions: Vec<SessionView> = model
-        .sessions
-        .iter()
-        .map(|s| {
-            let mut replies = s.replies.clone();
-            replies.sort_by_key(|(sequence, _)| *sequence);
-            (s.client, s.floor, replies, s.last_index)
-        })
-        .collect();
-    sessions.sort_by_key(|s| s.0);
-    let actual: Vec<SessionView> = machine
-        .sessions()
-        .map(|(id, s)| {
-            let replies = s.replies.iter().map(|(q, r)| (*q, r.clone())).collect();
-            (id, s.lowest_kept, replies, s.last_active_index)
-        })
-        .collect();
-    prop_assert_eq!(actual, sessions);
+    prop_assert!(machine.session_count() <= MAX_SESSIONS);
     prop_assert_eq!(machine.applied_index(), model.index);
     machine.check_invariants();
     Ok(())
@@ -828,6 +850,13 @@ proptest! {
                 Op::Apply { command, client, gap, advance_ms } => {
                     index += gap;
                     clock += advance_ms;
+                    // Whether the store still knows a client's session at this entry, once it
+                    // forgot those idle session_expiry_ms.
+                    let knows = |client: u64| {
+                        machine
+                            .session(client)
+                            .is_some_and(|s| clock - s.last_active_ms < SESSION_EXPIRY_MS)
+                    };
                     let session = client.map(|(client_id, sequence, lag, resubmitted)| {
                         let last = model.last_sequence(client_id);
                         let sequence = match sequence {
@@ -837,11 +866,37 @@ proptest! {
                             Sequence::First => 1,
                             Sequence::Any(n) => n,
                         };
+                        // A first copy comes only while its client waits (the node's request
+                        // timeout), far sooner than a session is forgotten: once the store
+                        // forgot a session that ran writes, its client starts afresh or its
+                        // node sends an earlier write again (which must never run twice).
+                        let forgotten = model.executed_any(client_id) && !knows(client_id);
+                        if forgotten && model.sent(client_id, sequence).is_none() {
+                            return SessionRequest::sequential(client_id, last + 1);
+                        }
+                        // A copy sent again says so (the node's promise the store relies on).
+                        let resubmitted = resubmitted || model.sent(client_id, sequence).is_some();
                         SessionRequest { client_id, sequence, lowest_unanswered: sequence.saturating_sub(lag), resubmitted }
                     });
-                    let expected = model.apply(index, clock, &command, session);
+                    // A copy carries the command first sent.
+                    let command = session
+                        .and_then(|r| model.sent(r.client_id, r.sequence).cloned())
+                        .unwrap_or(command);
+                    let machine_before_known = session.is_some_and(|r| knows(r.client_id));
                     let actual = machine.apply_at(index, Some(clock), command.clone(), session);
-                    prop_assert_eq!(actual, expected, "{:?} with {:?} at {}", command, session, index);
+                    match session {
+                        None => {
+                            let expected = model.apply(index, clock, &command);
+                            prop_assert_eq!(actual, expected, "{:?} at {}", command, index);
+                        }
+                        Some(request) => {
+                            let known = machine_before_known;
+                            let judged = model.apply_session((index, clock), &command, request, (&actual, known));
+                            if let Err(broken) = judged {
+                                return Err(TestCaseError::fail(format!("{command:?} with {request:?} at {index}: {broken}")));
+                            }
+                        }
+                    }
                 }
                 Op::Exec { watched, commands, advance_ms } => {
                     index += 1;

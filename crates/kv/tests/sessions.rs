@@ -122,43 +122,115 @@ fn sessionless_writes_are_not_deduplicated() {
     assert_eq!(kv.machine.session_count(), 0);
 }
 
-/// A session idle for more than session_expiry_entries entries is forgotten at the first
-/// entry applied past that point — exactly at the boundary — after which its retries are
-/// refused as expired. Reference: thesis §6.3.
+/// A session idle for session_expiry_ms of log time is forgotten at the first entry stamped
+/// that late — exactly at the boundary — however many entries came in between, after which
+/// a re-sent copy of its last write is refused as expired, never applied again.
+/// Reference: thesis §6.3.
 #[test]
-fn idle_session_expires_after_expiry_entries() {
+fn idle_session_expires_after_expiry_ms_of_log_time() {
     let config = KvConfig {
-        session_expiry_entries: 10,
+        session_expiry_ms: 1_000,
+        session_evict_idle_ms: 500,
         ..KvConfig::default()
     };
     let mut kv = Kv::with_config(config);
-    kv.machine.apply(1, incr("n"), Some(req(1, 1)));
-    kv.machine.apply(2, incr("n"), Some(req(1, 2)));
-    // Index 12 is 10 entries after 2: still alive, and the retry refreshes it.
+    let t0 = 1_700_000_000_000;
+    kv.machine.apply_at(1, Some(t0), incr("n"), Some(req(1, 1)));
+    kv.machine
+        .apply_at(2, Some(t0 + 100), incr("n"), Some(req(1, 2)));
+    // Many entries, little log time: the session stays.
+    for index in 3..60 {
+        kv.machine
+            .apply_at(index, Some(t0 + 200), incr("other"), None);
+    }
+    // 999 ms after its last request: still alive, and the retry refreshes it.
     assert_eq!(
-        kv.machine.apply(12, incr("n"), Some(req(1, 2))),
+        kv.machine
+            .apply_at(60, Some(t0 + 1_099), incr("n"), Some(resent(1, 2))),
         Reply::Integer(2)
     );
-    // Index 23 is 11 entries after 12: expired before the request is looked at.
     assert_eq!(
-        kv.machine.apply(23, Command::DbSize, None),
-        Reply::Integer(1)
+        kv.machine
+            .apply_at(61, Some(t0 + 2_098), Command::DbSize, None),
+        Reply::Integer(2)
     );
-    assert!(kv.machine.session(1).is_none());
+    assert!(kv.machine.session(1).is_some(), "999 ms idle: kept");
+    // 1000 ms after the retry: expired before the request is looked at.
     assert_eq!(
-        kv.machine.apply(24, incr("n"), Some(resent(1, 2))),
+        kv.machine
+            .apply_at(62, Some(t0 + 2_099), incr("n"), Some(resent(1, 2))),
         Reply::error(errors::SESSION_EXPIRED)
     );
+    assert!(kv.machine.session(1).is_none());
     assert_eq!(kv.read(get("n")), bulk("2"));
 }
 
-/// At most max_sessions sessions are kept; opening one more evicts the session whose last
-/// request has the lowest log index, and a retry of the evicted client is refused.
-/// Reference: thesis §6.3.
+/// When max_sessions are open and even the least recently active one was active within
+/// session_evict_idle_ms, a new client's first write is refused as "too many client
+/// sessions", applies nothing and evicts nothing — a busy client's session is never taken
+/// away by others' churn. Once the least recently active session has been idle that long,
+/// the new one evicts it, and a re-sent copy of the evicted client's write is refused, not
+/// applied twice. Reference: thesis §6.3.
+#[test]
+fn a_table_full_of_busy_sessions_refuses_a_new_one() {
+    let config = KvConfig {
+        max_sessions: 2,
+        session_expiry_ms: 10_000,
+        session_evict_idle_ms: 1_000,
+        ..KvConfig::default()
+    };
+    let mut kv = Kv::with_config(config);
+    let t0 = 1_700_000_000_000;
+    kv.machine.apply_at(1, Some(t0), incr("a"), Some(req(1, 1)));
+    kv.machine
+        .apply_at(2, Some(t0 + 500), incr("b"), Some(req(2, 1)));
+    // Client 1 was active 900 ms ago: client 3 must wait.
+    let refused = kv
+        .machine
+        .apply_at(3, Some(t0 + 900), incr("c"), Some(req(3, 1)));
+    assert_eq!(refused, Reply::error(errors::TOO_MANY_SESSIONS));
+    assert!(errors::TOO_MANY_SESSIONS.starts_with("TRYAGAIN too many client sessions"));
+    assert!(errors::TOO_MANY_SESSIONS.contains("not applied"));
+    assert_eq!(kv.read(get("c")), Reply::Nil, "not applied");
+    assert!(kv.machine.session(3).is_none());
+    // Client 1 retries (its reply was lost): the reply comes back and it is active again.
+    assert_eq!(
+        kv.machine
+            .apply_at(4, Some(t0 + 1_000), incr("a"), Some(resent(1, 1))),
+        Reply::Integer(1)
+    );
+    // Client 2 (active at t0 + 500) is now the least recently active, 900 ms idle: refused.
+    assert_eq!(
+        kv.machine
+            .apply_at(5, Some(t0 + 1_400), incr("c"), Some(req(3, 2))),
+        Reply::error(errors::TOO_MANY_SESSIONS)
+    );
+    // 1000 ms idle: client 2 is evicted for client 3.
+    assert_eq!(
+        kv.machine
+            .apply_at(6, Some(t0 + 1_500), incr("c"), Some(req(3, 2))),
+        Reply::Integer(1)
+    );
+    let clients: Vec<u64> = kv.machine.sessions().map(|(id, _)| id).collect();
+    assert_eq!(clients, vec![1, 3]);
+    assert_eq!(
+        kv.machine
+            .apply_at(7, Some(t0 + 1_600), incr("b"), Some(resent(2, 1))),
+        Reply::error(errors::SESSION_EXPIRED)
+    );
+    assert_eq!(kv.read(get("a")), bulk("1"));
+    assert_eq!(kv.read(get("b")), bulk("1"));
+    assert_eq!(kv.read(get("c")), bulk("1"));
+}
+
+/// At most max_sessions sessions are kept; with no idle bound on eviction, opening one
+/// more evicts the session whose last request has the lowest log index, and a retry of the
+/// evicted client is refused. Reference: thesis §6.3.
 #[test]
 fn session_eviction_removes_least_recently_used() {
     let config = KvConfig {
         max_sessions: 3,
+        session_evict_idle_ms: 0,
         ..KvConfig::default()
     };
     let mut kv = Kv::with_config(config);
@@ -185,7 +257,7 @@ fn session_eviction_removes_least_recently_used() {
 fn session_eviction_is_deterministic_and_bounded() {
     let config = KvConfig {
         max_sessions: 5,
-        session_expiry_entries: 40,
+        session_evict_idle_ms: 0,
         ..KvConfig::default()
     };
     let mut a = Kv::with_config(config.clone());
@@ -326,6 +398,7 @@ fn window_is_bounded_and_forgets_oldest() {
 fn forgotten_pipelined_session_never_applies_twice() {
     let mut kv = Kv::with_config(KvConfig {
         max_sessions: 1,
+        session_evict_idle_ms: 0,
         ..KvConfig::default()
     });
     for sequence in 1..=4 {

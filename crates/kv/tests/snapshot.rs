@@ -180,6 +180,21 @@ fn checksummed_but_invalid_snapshot_is_refused() {
             "hash fields are not in increasing order"
         ))
     );
+    // A hash of more fields than max_hash_fields (2 here), which no write could make: its
+    // count is checked before any field is read, so a hostile count allocates nothing.
+    let two_fields = StateMachine::restore(
+        KvConfig {
+            max_hash_fields: 2,
+            ..KvConfig::default()
+        },
+        &seal(&hash_snapshot(&[1, 3, 1, b'f', 0, 1, b'g', 0, 1, b'h', 0])),
+    );
+    assert_eq!(
+        two_fields,
+        Err(KvError::InvalidSnapshot(
+            "a hash has more fields than max_hash_fields"
+        ))
+    );
     let restored =
         restore(&hash_snapshot(&[1, 2, 1, b'f', 1, b'1', 1, b'g', 0])).expect("a well-formed hash");
     assert_eq!(restored.hash_get(b"h", b"f"), Some(&b"1"[..]));
@@ -187,7 +202,7 @@ fn checksummed_but_invalid_snapshot_is_refused() {
     assert_eq!(restored.get(b"h"), None);
 
     // Version 4, applied 5, log time 0, no keys, one session (client 7, floor 2, active at
-    // 5) whose window is empty, reaches below its floor, or is out of order.
+    // 5, log time 0) whose window is empty, reaches below its floor, or is out of order.
     for (window, error) in [
         (vec![0], "a session's replies are empty or below its window"),
         (
@@ -200,14 +215,32 @@ fn checksummed_but_invalid_snapshot_is_refused() {
         ),
     ] {
         let mut session = header(4);
-        session.extend_from_slice(&[5, 0, 0, 1, 7, 2, 5]);
+        session.extend_from_slice(&[5, 0, 0, 1, 7, 2, 5, 0]);
         session.extend_from_slice(&window);
         assert_eq!(restore(&session), Err(KvError::InvalidSnapshot(error)));
     }
     // The same session with the replies of sequences 2 and 3 is restored.
     let mut session = header(4);
-    session.extend_from_slice(&[5, 0, 0, 1, 7, 2, 5, 2, 2, 0, 3, 1]);
+    session.extend_from_slice(&[5, 0, 0, 1, 7, 2, 5, 0, 2, 2, 0, 3, 1]);
     let restored = restore(&session).expect("a well-formed window");
+    // A session active after the snapshot's log time, or two whose activity goes back in
+    // log time along the log, is refused.
+    let mut ahead = header(4);
+    ahead.extend_from_slice(&[5, 0, 0, 1, 7, 2, 5, 1, 1, 2, 0]);
+    assert_eq!(
+        restore(&ahead),
+        Err(KvError::InvalidSnapshot(
+            "a session is active after the log time"
+        ))
+    );
+    let mut back_in_time = header(4);
+    back_in_time.extend_from_slice(&[5, 9, 0, 2, 7, 2, 5, 1, 1, 2, 0, 8, 2, 4, 2, 1, 2, 0]);
+    assert_eq!(
+        restore(&back_in_time),
+        Err(KvError::InvalidSnapshot(
+            "sessions active later in the log are active earlier in log time"
+        ))
+    );
     let kept = restored.session(7).expect("the session");
     assert_eq!(kept.lowest_kept, 2);
     assert_eq!(kept.last_sequence(), 3);

@@ -243,6 +243,9 @@ fn node_config(
     // this id's messages under any other (a wiped directory forgot its votes, thesis §3.8).
     config.wal.new_incarnation = rand::random::<u64>().max(1);
     config.state_machine.max_reply_bytes = settings.max_reply_bytes;
+    config.state_machine.max_sessions = settings.max_sessions;
+    config.state_machine.session_expiry_ms = settings.session_expiry_ms;
+    config.state_machine.session_evict_idle_ms = settings.session_evict_idle_ms;
     config.snapshot_every_entries = settings.snapshot_every_entries;
     Ok(config)
 }

@@ -362,6 +362,17 @@ settings! {
         /// answered with an error. At least the largest value, 1 MiB.
         max_reply_bytes: usize = skiff_kv::KvConfig::default().max_reply_bytes,
             in skiff_kv::KvConfig::default().max_value_bytes, 4 * GIB;
+        /// Client sessions (exactly-once writes: one per connection that writes) the state
+        /// machine remembers at most; set the same on every node.
+        max_sessions: usize = skiff_kv::KvConfig::default().max_sessions, in 1, 100_000_000;
+        /// A client session idle this long in log time is forgotten; set the same on every node.
+        session_expiry_ms: u64 = skiff_kv::KvConfig::default().session_expiry_ms,
+            in 1, 31_622_400_000;
+        /// A session idle this long in log time may be evicted for a new one when
+        /// `max_sessions` are open (else the new one's first write is refused, not applied); at
+        /// most `session_expiry_ms`, well above `request_timeout_ms`; the same on every node.
+        session_evict_idle_ms: u64 = skiff_kv::KvConfig::default().session_evict_idle_ms,
+            in 0, 31_622_400_000;
         /// Client connections served at once; more are refused with an error.
         max_clients: usize = ClientOptions::default().max_clients, in 1, 1_000_000;
         /// Replies one client may leave unread (Redis's `client-output-buffer-limit`); a client

@@ -60,10 +60,12 @@ fn outcome(reply: Option<&str>, tally: &mut Tally) -> Outcome {
     }
     tally.errors.push(reply.to_string());
     // No leader known, leadership moving, or too busy: the node answers these only to a
-    // write's first attempt, which it sent nowhere.
+    // write's first attempt, which it sent nowhere. Too many sessions: the state machine
+    // applied nothing of it.
     if reply.starts_with("-CLUSTERDOWN")
         || reply.starts_with("-TRYAGAIN leadership is moving")
         || reply.starts_with("-TRYAGAIN too many requests in flight")
+        || reply.starts_with("-TRYAGAIN too many client sessions")
     {
         Outcome::NotApplied
     } else {
@@ -267,4 +269,126 @@ fn incr_through_leader_kills_is_applied_exactly_once() {
             tally.own_unknown
         );
     }
+}
+
+/// One connection, one write at a time: what `INCR key` answered (`:n` or `-…`), or `None`
+/// once the connection failed.
+struct Connection {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Connection {
+    fn open(addr: SocketAddr) -> Connection {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .expect("timeout");
+        Connection {
+            writer: stream.try_clone().expect("clone"),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    fn incr(&mut self, key: &str) -> Option<String> {
+        self.writer.write_all(&incr(key)).ok()?;
+        read_line(&mut self.reader)
+    }
+}
+
+/// The log-time bounds on sessions, small (set by flags): a connection that pauses past the
+/// idle bound keeps writing — its session forgotten, its next write starts one afresh and
+/// applies once — and a new connection's first write while every session is busy is refused
+/// with "too many client sessions; … not applied", which is true (a linearizable read finds
+/// nothing of it), while the busy connections' writes all apply exactly once; once sessions
+/// are idle past the eviction bound the new connection's write goes through.
+/// Reference: thesis §6.3.
+#[test]
+fn session_bounds_forget_idle_connections_and_refuse_new_ones_while_all_are_busy() {
+    let _serial = serial();
+    let cluster = TestCluster::start_with(
+        3,
+        &[
+            "--max-sessions",
+            "3",
+            "--session-evict-idle-ms",
+            "1500",
+            "--session-expiry-ms",
+            "3000",
+        ],
+    );
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    let follower = cluster.followers(leader)[0];
+    let addr = cluster.nodes[&follower].client;
+
+    // A connection writes, pauses past the expiry while others write (log time moves), and
+    // writes again: never refused, applied once.
+    let mut paused = Connection::open(addr);
+    assert_eq!(paused.incr("paused").as_deref(), Some(":1"));
+    let mut other = Connection::open(addr);
+    for _ in 0..40 {
+        assert!(other.incr("other").is_some_and(|r| r.starts_with(':')));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(paused.incr("paused").as_deref(), Some(":2"));
+    drop((paused, other));
+    // Both sessions go idle past the eviction bound, so three new ones take their places.
+    std::thread::sleep(Duration::from_millis(1800));
+
+    // Three busy connections fill the table; the ones above go idle past expiry meanwhile.
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy: Vec<_> = (0..3)
+        .map(|i| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let key = format!("busy:{i}");
+                let mut connection = Connection::open(addr);
+                let mut acked = 0i64;
+                while !stop.load(Ordering::Relaxed) {
+                    match connection.incr(&key) {
+                        Some(reply) if reply.starts_with(':') => {
+                            acked += 1;
+                            assert_eq!(reply, format!(":{acked}"), "{key} in order, once each");
+                        }
+                        reply => panic!("a busy connection's write got {reply:?}"),
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                (key, acked)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(4000));
+    let mut newcomer = Connection::open(addr);
+    let refused = newcomer.incr("newcomer").expect("a reply");
+    assert_eq!(
+        refused,
+        "-TRYAGAIN too many client sessions; the write was not applied"
+    );
+    assert_eq!(
+        read_counter(&cluster, leader, "newcomer"),
+        Some(0),
+        "not applied"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    let done: Vec<(String, i64)> = busy
+        .into_iter()
+        .map(|t| t.join().expect("busy connection"))
+        .collect();
+    for (key, acked) in &done {
+        assert_eq!(read_counter(&cluster, leader, key), Some(*acked), "{key}");
+    }
+    // The busy sessions go idle past the eviction bound; the next write evicts one. Log time
+    // moves only with entries: the newcomer's refused attempts carry it.
+    let applied = eventually(
+        Duration::from_secs(10),
+        "a session idle enough to evict",
+        || {
+            std::thread::sleep(Duration::from_millis(300));
+            newcomer.incr("newcomer").filter(|r| r.starts_with(':'))
+        },
+    );
+    assert_eq!(applied, ":1");
+    assert_eq!(read_counter(&cluster, leader, "newcomer"), Some(1));
 }

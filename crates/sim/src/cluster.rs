@@ -140,6 +140,8 @@ struct Checks {
     /// Per node, the last index the simulator saw it apply or install in its current life
     /// (from the snapshot on its disk at a restart): what a read it answers was served at.
     applied_seen: BTreeMap<NodeId, u64>,
+    /// Node 1's applied index and client sessions when last looked at.
+    sessions_seen: (u64, BTreeSet<u64>),
 }
 
 /// Requests waiting on nodes, and what came back.
@@ -232,6 +234,7 @@ impl Cluster {
             ..WalOptions::new(SIM_CLUSTER_ID)
         };
         config.snapshot_every_entries = self.options.snapshot_every_entries;
+        config.state_machine = self.options.kv.clone();
         config
     }
 

@@ -35,7 +35,8 @@ pub struct LedgerEntry {
     /// commands apply only if every one is unchanged.
     pub watched: Vec<Watched>,
     /// The state machine refused the request for its session (an earlier write of the session
-    /// not applied yet, a sequence it passed over, a session it forgot): nothing of it was
+    /// not applied yet, a sequence it passed over, a session it forgot, no room for a new
+    /// session): nothing of it was
     /// applied. Refusing never breaks safety (the node sends it again, or its client hears
     /// the outcome is unknown); what the check judges is that nothing applies twice or out of
     /// order.
@@ -97,6 +98,7 @@ fn is_session_refusal(text: &str) -> bool {
         errors::OUT_OF_ORDER,
         errors::STALE_REQUEST,
         errors::SESSION_EXPIRED,
+        errors::TOO_MANY_SESSIONS,
     ]
     .contains(&text)
 }

@@ -155,6 +155,9 @@ struct Totals {
     unchecked_replies: u64,
     resubmissions: u64,
     outcome_unknown: u64,
+    pipelined_acks: u64,
+    session_refusals: u64,
+    sessions_evicted: u64,
     failures: Vec<RunReport>,
 }
 
@@ -192,6 +195,9 @@ impl Totals {
         self.aborted_transactions += report.timed.aborted_transactions;
         self.unchecked_replies += report.timed.unchecked_replies;
         self.resubmissions += report.stats.resubmissions;
+        self.pipelined_acks += report.pipelined_acks;
+        self.session_refusals += report.stats.session_refusals;
+        self.sessions_evicted += report.stats.sessions_evicted;
         self.outcome_unknown += report.outcome_unknown;
         if let Some(violation) = &report.violation {
             self.violations += 1;
@@ -206,7 +212,7 @@ impl Totals {
 
     fn summary(&self) -> String {
         format!(
-            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} segments_garbled={} segments_lost={} refused_starts={} wipes={} incarnation_refusals={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} time_entries={} reads={} linearizability_checks={} timed_writes={} timed_reads={} expired_reads={} fencing_tokens={} stamps_checked={} transactions={} aborted_transactions={} unchecked_replies={} resubmissions={} outcome_unknown={}",
+            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} segments_garbled={} segments_lost={} refused_starts={} wipes={} incarnation_refusals={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} time_entries={} reads={} linearizability_checks={} timed_writes={} timed_reads={} expired_reads={} fencing_tokens={} stamps_checked={} transactions={} aborted_transactions={} unchecked_replies={} resubmissions={} outcome_unknown={} pipelined_acks={} session_refusals={} sessions_evicted={}",
             self.seeds,
             self.violations,
             self.ticks,
@@ -240,7 +246,10 @@ impl Totals {
             self.aborted_transactions,
             self.unchecked_replies,
             self.resubmissions,
-            self.outcome_unknown
+            self.outcome_unknown,
+            self.pipelined_acks,
+            self.session_refusals,
+            self.sessions_evicted
         )
     }
 }
@@ -290,6 +299,7 @@ fn run_guarded(args: &Args, seed: u64) -> RunReport {
                 failed_history: None,
                 timed: Default::default(),
                 outcome_unknown: 0,
+                pipelined_acks: 0,
             }
         }
     }

@@ -136,6 +136,8 @@ pub struct RunReport {
     pub failed_history: Option<Vec<Operation>>,
     /// What the timed check (TTLs at log time, revisions, fencing tokens) covered.
     pub timed: TimedSummary,
+    /// `APPEND`s the pipelining client had acknowledged (0 on seeds without one).
+    pub pipelined_acks: u64,
     /// Writes the clients were answered "may or may not have been applied" after a leader
     /// change ([`OUTCOME_UNKNOWN`](skiff_node::refusals::OUTCOME_UNKNOWN)).
     pub outcome_unknown: u64,
@@ -262,7 +264,12 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
     cluster.note(format!("seed {} plan: {derived}", options.seed));
 
     let mut next_value = 1;
-    let mut workload = Workload::new(WorkloadOptions::default());
+    // A third of the seeds have a pipelining client (from the seed, so that the plan's
+    // draws stay as they were).
+    let mut workload = Workload::new(WorkloadOptions {
+        pipelined_writes: if options.seed % 3 == 0 { 150 } else { 0 },
+        ..WorkloadOptions::default()
+    });
     fault_phase(
         &mut cluster,
         &plan,
@@ -281,6 +288,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         );
     }
     let timed = check_timed(&mut cluster, &workload);
+    check_pipeline(&mut cluster, &workload);
     let (linearizability_checks, failed_history) = check_linearizability(&mut cluster, &workload);
 
     RunReport {
@@ -294,6 +302,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         linearizability_checks,
         failed_history,
         timed,
+        pipelined_acks: workload.pipelined_acknowledged(),
         outcome_unknown: workload.outcome_unknown_replies(),
     }
 }
@@ -336,6 +345,17 @@ fn cluster_options(options: &RunOptions, plan: &Plan, snapshot_off_thread: bool)
     cluster_options.read_lease = plan.read_lease && plan.check_quorum;
     cluster_options.pool_size = plan.pool_size.max(plan.nodes);
     cluster_options.snapshot_every_entries = plan.snapshot_every_entries;
+    // A quarter of the seeds (from the seed) keep 3 sessions at most, evictable after 300 ms
+    // idle, and never expire them within the run: the workload's clients (4, and the
+    // pipelining one, each a new session when it gives up) meet eviction and refusal.
+    if options.seed % 4 == 3 {
+        cluster_options.kv = skiff_kv::KvConfig {
+            max_sessions: 3,
+            session_evict_idle_ms: 300,
+            session_expiry_ms: 600_000,
+            ..skiff_kv::KvConfig::default()
+        };
+    }
     cluster_options.snapshot_off_thread = snapshot_off_thread;
 
     cluster_options.snapshot_trailing_entries = plan.snapshot_trailing_entries;
@@ -685,6 +705,21 @@ fn check_kept_power_proposals(cluster: &mut Cluster) {
             );
             return;
         }
+    }
+}
+
+/// Once the cluster converged: the pipelining client's key, as the leader holds it, shows
+/// each write once, in the order sent, where its reply said (see `workload/pipeline.rs`).
+fn check_pipeline(cluster: &mut Cluster, workload: &Workload) {
+    if cluster.violation().is_some() {
+        return;
+    }
+    let Some(leader) = cluster.leader() else {
+        return;
+    };
+    let value = cluster.value(leader, crate::workload::pipeline::KEY);
+    if let Err(violation) = workload.check_pipeline(value.as_deref()) {
+        cluster.report_violation(violation);
     }
 }
 

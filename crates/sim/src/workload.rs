@@ -37,6 +37,7 @@ use crate::cluster::{Cluster, Submitted};
 use crate::history::{OpKind, Operation};
 use crate::timed_check::{TimedHistory, TimedOutcome};
 
+pub mod pipeline;
 mod timed;
 
 use timed::{timed_command, LockStep};
@@ -52,6 +53,9 @@ pub struct WorkloadOptions {
     pub max_operations: usize,
     /// A client gives up on an operation after this long: its outcome is unknown.
     pub timeout_ms: u64,
+    /// Whether a pipelining client appends to a key of its own besides
+    /// ([`pipeline`]), and how many `APPEND`s it sends at most.
+    pub pipelined_writes: usize,
 }
 
 impl Default for WorkloadOptions {
@@ -61,6 +65,7 @@ impl Default for WorkloadOptions {
             keys: 3,
             max_operations: 400,
             timeout_ms: 1_500,
+            pipelined_writes: 0,
         }
     }
 }
@@ -107,9 +112,16 @@ pub struct Workload {
     stopped: bool,
     /// Replies that said a write may or may not have been applied after a leader change.
     outcome_unknown_replies: u64,
+    /// The pipelining client, on the seeds that have one.
+    pipeline: Option<pipeline::Pipeline>,
+    /// `APPEND`s it sent.
+    pipelined_sent: usize,
 }
 
 const NS_PER_MS: u64 = 1_000_000;
+
+/// The pipelining client's first session id, far from the sequential clients' ids.
+const PIPELINE_CLIENT: u64 = 1 << 40;
 
 /// Writes of unknown outcome a key may collect; past that, clients only read it. Each one may
 /// take effect at any later moment, so the checker must try them in every order: the bound
@@ -189,12 +201,15 @@ fn outcome(op: OpKind, reply: &Reply, at_once: bool) -> Outcome {
 /// sent the write nowhere (`at_once`: the node it was handed to answered at once).
 fn promises_not_applied(text: &str, at_once: bool) -> bool {
     let refused_here = text == refusals::NO_LEADER || refusals::is_leadership_moving(text);
-    text == refusals::LEADER_CHANGED || (at_once && refused_here)
+    text == refusals::LEADER_CHANGED
+        || text == skiff_kv::reply::errors::TOO_MANY_SESSIONS
+        || (at_once && refused_here)
 }
 
 impl Workload {
     /// Clients as `options` say.
     pub fn new(options: WorkloadOptions) -> Workload {
+        let options_pipelined = options.pipelined_writes;
         let clients = (0..options.clients as u64)
             .map(|id| Client {
                 id,
@@ -216,6 +231,8 @@ impl Workload {
             issued: 0,
             stopped: false,
             outcome_unknown_replies: 0,
+            pipeline: (options_pipelined > 0).then(|| pipeline::Pipeline::new(PIPELINE_CLIENT)),
+            pipelined_sent: 0,
         }
     }
 
@@ -260,6 +277,36 @@ impl Workload {
                 .unwrap_or_else(|| ids[rng.gen_range(0..ids.len())]);
             self.issue(k, node, cluster, rng);
         }
+        self.step_pipeline(cluster, rng);
+    }
+
+    /// The pipelining client collects its replies and sends its next `APPEND`.
+    fn step_pipeline(&mut self, cluster: &mut Cluster, rng: &mut ChaCha8Rng) {
+        let Some(pipeline) = self.pipeline.as_mut() else {
+            return;
+        };
+        pipeline.collect(cluster, self.options.timeout_ms);
+        if !self.stopped
+            && self.pipelined_sent < self.options.pipelined_writes
+            && pipeline.issue(cluster, self.next_op, rng)
+        {
+            self.next_op += 1;
+            self.pipelined_sent += 1;
+        }
+    }
+
+    /// Checks the pipelining client's key, whose final value is `value`.
+    pub fn check_pipeline(&self, value: Option<&[u8]>) -> Result<(), crate::checkers::Violation> {
+        self.pipeline
+            .as_ref()
+            .map_or(Ok(()), |pipeline| pipeline.check(value))
+    }
+
+    /// How many pipelined `APPEND`s were acknowledged.
+    pub fn pipelined_acknowledged(&self) -> u64 {
+        self.pipeline
+            .as_ref()
+            .map_or(0, |pipeline| pipeline.acknowledged() as u64)
     }
 
     /// No new operations from now on; those in flight may still complete.
@@ -269,6 +316,9 @@ impl Workload {
 
     /// Gives up on every operation still in flight (their outcomes are unknown).
     pub fn finish(&mut self, cluster: &mut Cluster) {
+        if let Some(pipeline) = self.pipeline.as_mut() {
+            pipeline.finish(cluster);
+        }
         let now_ms = cluster.now_ms();
         for k in 0..self.clients.len() {
             if let Some(in_flight) = self.clients[k].in_flight.take() {

@@ -99,6 +99,9 @@ impl Cluster {
             self.restore_values(node, index);
         }
         for (entry, reply) in applied {
+            let first = !self.checks.ledger.entries().contains_key(&entry.index.0);
+            let too_many = Some(&Reply::error(skiff_kv::reply::errors::TOO_MANY_SESSIONS));
+            self.stats.session_refusals += u64::from(first && reply == too_many);
             self.checks.ledger.applied(entry, reply, self.agenda.now_ms);
             if matches!(skiff_node::payload::Stamped::split(&entry.data), Some(Ok(s)) if s.request.is_empty())
             {
@@ -116,6 +119,24 @@ impl Cluster {
         if let Err(violation) = result {
             self.record_violation(violation);
         }
+        if node == NodeId(1) {
+            self.count_forgotten_sessions(node);
+        }
+    }
+
+    /// Counts the sessions `node`'s state machine forgot since the last look, if its applied
+    /// index moved on (after a restart it starts over from what it recovered).
+    fn count_forgotten_sessions(&mut self, node: NodeId) {
+        let Some(machine) = self.running(node).map(Node::state_machine) else {
+            return;
+        };
+        let applied = machine.applied_index();
+        let now: BTreeSet<u64> = machine.sessions().map(|(id, _)| id).collect();
+        let (seen_applied, seen) = &self.checks.sessions_seen;
+        if applied > *seen_applied {
+            self.stats.sessions_evicted += seen.difference(&now).count() as u64;
+        }
+        self.checks.sessions_seen = (applied, now);
     }
 
     /// After a driver pass: a sitting leader's log only grew.

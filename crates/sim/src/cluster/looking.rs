@@ -186,6 +186,14 @@ impl Cluster {
         self.checks.checkers.committed_count()
     }
 
+    /// The string `key` holds in `node`'s state machine (`None`: missing, or the node down).
+    pub fn value(&self, node: NodeId, key: &[u8]) -> Option<Vec<u8>> {
+        self.running(node)?
+            .state_machine()
+            .get(key)
+            .map(<[u8]>::to_vec)
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> &Stats {
         &self.stats

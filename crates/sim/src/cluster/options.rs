@@ -26,6 +26,8 @@ pub struct ClusterOptions {
     /// Each node snapshots its state after applying this many entries past its last snapshot
     /// (0: never).
     pub snapshot_every_entries: u64,
+    /// The state machine's limits on every node.
+    pub kv: skiff_kv::KvConfig,
     /// Snapshots are prepared by the node (the state machine serialized) and their file
     /// written and installed in a later event, as the server's snapshot thread does, so that
     /// messages, batches, crashes and snapshots from the leader come in between; otherwise a
@@ -76,6 +78,7 @@ impl ClusterOptions {
             check_quorum: true,
             read_lease: false,
             snapshot_every_entries: 0,
+            kv: skiff_kv::KvConfig::default(),
             snapshot_off_thread: false,
             snapshot_trailing_entries: 5,
             max_snapshot_chunk_bytes: 1024 * 1024,
@@ -153,6 +156,12 @@ pub struct Stats {
     pub forwards: u64,
     /// Session writes a node sent again after a leader change lost their outcome.
     pub resubmissions: u64,
+    /// First writes of new sessions refused for a table full of busy sessions (each entry
+    /// counted once).
+    pub session_refusals: u64,
+    /// Sessions node 1's state machine forgot as its applied index moved on (evictions, on
+    /// the seeds whose sessions outlive the run).
+    pub sessions_evicted: u64,
     /// Disks replaced by empty ones, the node restarted under the same id (a wipe).
     pub wipes: u64,
     /// Notices sent to a node whose data directory is not the one recorded.
