@@ -159,6 +159,10 @@ mod tag {
 /// arrays; the bound keeps forged input from exhausting the stack.
 const MAX_REPLY_DEPTH: usize = 4;
 
+/// How many items decoding reserves room for before reading them: a count is only what the
+/// input claims, so past this the vector grows as items are actually read.
+pub(crate) const MAX_RESERVED_ITEMS: usize = 64;
+
 /// Appends a reply (for the session table in snapshots): a tag, then its fields.
 pub(crate) fn put_reply(out: &mut Vec<u8>, reply: &Reply) {
     match reply {
@@ -208,7 +212,7 @@ fn read_reply_at(r: &mut Reader<'_>, depth: usize) -> Result<Reply, KvError> {
             }
             // Each item takes at least its tag byte.
             let count = r.count(1)?;
-            let mut items = Vec::with_capacity(count);
+            let mut items = Vec::with_capacity(count.min(MAX_RESERVED_ITEMS));
             for _ in 0..count {
                 items.push(read_reply_at(r, depth + 1)?);
             }

@@ -37,7 +37,7 @@ use crate::codec::{put_bytes, put_u32_le, put_u64, Reader};
 use crate::config::KvConfig;
 use crate::error::{Encoded, KvError};
 use crate::keyspace::{Keyspace, Stored};
-use crate::reply::{put_reply, read_reply, Reply};
+use crate::reply::{put_reply, read_reply, Reply, MAX_RESERVED_ITEMS};
 use crate::session::{Session, SessionTable};
 use crate::state_machine::StateMachine;
 use crate::value::{Hash, Value};
@@ -354,7 +354,8 @@ fn read_sessions(
 fn read_window(r: &mut Reader<'_>) -> Result<Vec<(u64, Reply)>, KvError> {
     // Each reply takes at least two bytes (a varint and a tag).
     let count = r.count(2)?;
-    let mut replies: Vec<(u64, Reply)> = Vec::with_capacity(count);
+    // The count is only claimed: reserve little and grow as replies are read.
+    let mut replies: Vec<(u64, Reply)> = Vec::with_capacity(count.min(MAX_RESERVED_ITEMS));
     for _ in 0..count {
         let sequence = r.u64()?;
         if replies.last().is_some_and(|(p, _)| *p >= sequence) {

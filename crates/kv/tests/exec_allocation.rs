@@ -1,8 +1,8 @@
 //! What a hostile `EXEC` entry makes a replica allocate: at apply, no more than the reply
 //! limit however many oversized reads it queues; at decode, no reservation for items the
-//! entry only claims to hold. And what a plain `SET` allocates: no copy of its key when no
-//! one listens for keyspace events. Memory is counted by this test binary's allocator, per
-//! thread.
+//! entry only claims to hold, nor for a forged reply array or snapshot window. And what a
+//! plain `SET` allocates: no copy of its key when no one listens for keyspace events. Memory
+//! is counted by this test binary's allocator, per thread.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -149,4 +149,57 @@ fn a_set_copies_its_key_only_for_a_listener() {
     let (listening_bytes, _) = allocated_by(|| kv.apply(3, command, None));
     assert!(listening_bytes >= key.len(), "the event names the key");
     assert_eq!(kv.take_events().events.len(), 1);
+/// The unsigned LEB128 varint the codec writes.
+fn varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+#[test]
+fn a_forwarded_reply_claiming_a_huge_array_is_refused_without_reserving_it() {
+    // An array that claims 300,000 items (one byte each passes the count's sanity check),
+    // whose first item has a tag no reply has: a peer's ForwardReply can carry this.
+    let claimed = 300_000u64;
+    let mut reply = vec![4];
+    varint(&mut reply, claimed);
+    reply.resize(reply.len() + claimed as usize, 99);
+    let (allocated, decoded) = allocated_by(|| Reply::decode(&reply));
+    assert!(decoded.is_err(), "a forged reply decoded: {decoded:?}");
+    // Reserving the claimed items would take 300,000 in-memory replies, many times the input.
+    assert!(
+        allocated < reply.len(),
+        "decoding {} bytes allocated {allocated}",
+        reply.len()
+    );
+}
+
+#[test]
+fn a_snapshot_window_claiming_a_huge_count_is_refused_without_reserving_it() {
+    // Version 4, applied 5, log time 0, no keys, one session (client 7, floor 2, active at
+    // 5) whose window claims 150,000 replies (two bytes each passes the count's sanity
+    // check): sequence 2, then a reply tag that does not exist, then zeros. The checksum is
+    // valid, as a peer's forged snapshot's would be.
+    let claimed = 150_000u64;
+    let mut body = skiff_kv::SNAPSHOT_MAGIC.to_vec();
+    body.extend_from_slice(&[4, 5, 0, 0, 1, 7, 2, 5]);
+    varint(&mut body, claimed);
+    body.extend_from_slice(&[2, 99]);
+    body.resize(body.len() + 2 * claimed as usize, 0);
+    body.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+    let (allocated, restored) =
+        allocated_by(|| StateMachine::restore(KvConfig::default(), &body).map(|_| ()));
+    assert!(
+        matches!(restored, Err(skiff_kv::KvError::UnknownTag { tag: 99, .. })),
+        "a forged window was restored or refused for another reason: {restored:?}"
+    );
+    // Reserving the claimed window would take 150,000 (sequence, reply) pairs: 20 times the
+    // input.
+    assert!(
+        allocated < body.len(),
+        "restoring {} bytes allocated {allocated}",
+        body.len()
+    );
 }

@@ -249,6 +249,26 @@ fn requests() -> Vec<Request> {
             session: Some(SessionRequest::sequential(300, u64::MAX)),
             command: Command::Incr { key: b"n".to_vec() },
         },
+        // A pipelining client's write 1000 while it still waits for write 1.
+        Request {
+            session: Some(SessionRequest {
+                client_id: 5,
+                sequence: 1000,
+                lowest_unanswered: 1,
+                resubmitted: false,
+            }),
+            command: Command::Incr { key: b"n".to_vec() },
+        },
+        // The same client's write 1000 sent again by its node (flag 2), waiting for 990.
+        Request {
+            session: Some(SessionRequest {
+                client_id: 5,
+                sequence: 1000,
+                lowest_unanswered: 990,
+                resubmitted: true,
+            }),
+            command: Command::Incr { key: b"n".to_vec() },
+        },
     ]
 }
 
@@ -427,6 +447,8 @@ const REQUESTS_V1_V3_COMMANDS_HEX: &[&str] =
 const REQUESTS_HEX: &[&str] = &[
     "02000302016b017602",
     "0201ac02ffffffffffffffffff01000305016e",
+    "020105e807e7070305016e",
+    "020205e8070a0305016e",
 ];
 
 /// [`replies`]: a tag, then the fields (zigzag varints for integers).

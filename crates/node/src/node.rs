@@ -22,12 +22,14 @@ use crate::state_machine::{ClientSession, StateMachine};
 use crate::wire::{Envelope, PeerMessage};
 
 mod driving;
+mod forwards;
 mod incarnations;
 mod log_time;
 mod resubmit;
 mod snapshots;
 
 use driving::{Stage, Writing};
+use forwards::Forwards;
 use incarnations::AmnesiaGuard;
 pub use incarnations::IncarnationNotice;
 use log_time::LogClock;
@@ -111,8 +113,8 @@ pub struct Node<D: Disk, M: StateMachine = skiff_kv::StateMachine> {
     /// Confirmed reads waiting for the state machine to reach their index.
     confirmed_reads: BTreeMap<LogIndex, Vec<(RequestId, M::Command)>>,
     confirmed_read_count: usize,
-    /// This node's writes forwarded to a leader, waiting for its reply: the leader by request.
-    forwarded: HashMap<RequestId, NodeId>,
+    /// This node's writes forwarded to a leader, waiting for its reply.
+    forwards: Forwards,
     /// This node's clients' writes in a session, sent again when a leader change loses
     /// their outcome.
     session_writes: SessionWrites,
@@ -191,7 +193,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             reads: HashMap::new(),
             confirmed_reads: BTreeMap::new(),
             confirmed_read_count: 0,
-            forwarded: HashMap::new(),
+            forwards: Forwards::default(),
             session_writes: SessionWrites::default(),
             incoming_snapshot: IncomingSnapshot::default(),
             batches: 0,
@@ -220,6 +222,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         self.age_transfer_note();
         self.propose_time_if_due();
         self.resubmit_parked();
+        self.resend_overdue_forwards();
     }
 
     /// Starts an election now (PreVote first when enabled), as if the election timer had fired.
@@ -246,7 +249,8 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     /// current leader until it is applied or [`cancel`](Node::cancel)led (see
     /// `node/resubmit.rs`), in the order its client sent it relative to its client's other
     /// writes here. Its reply says "may or may not have been applied" only when the state
-    /// machine forgot the session while the write was being sent again.
+    /// machine does not know the session of a copy sent again (it may have applied an
+    /// earlier copy and forgotten the session since), or when the caller stops waiting.
     pub fn submit_in_session(
         &mut self,
         id: RequestId,
@@ -287,7 +291,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             self.release_held();
         }
         self.reads.remove(&id);
-        self.forwarded.remove(&id);
+        self.forwards.remove(id);
         self.proposals
             .retain(|_, (_, origin)| *origin != Origin::Local(id));
         let mut removed = 0;
@@ -408,10 +412,10 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 reply,
             } => {
                 // Only the leader the write was last sent to answers it.
-                if to != self.id() || self.forwarded.get(&id) != Some(&from) {
+                if to != self.id() || self.forwards.leader_of(id) != Some(from) {
                     return Ok(());
                 }
-                self.forwarded.remove(&id);
+                self.forwards.remove(id);
                 let reply = M::decode_reply(&reply).unwrap_or_else(|error| {
                     M::refused(format!("ERR malformed reply from the leader: {error}"))
                 });
@@ -466,7 +470,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         self.proposals.len()
             + self.reads.len()
             + self.confirmed_read_count
-            + self.forwarded.len()
+            + self.forwards.len()
             + self.session_writes.waiting_len()
     }
 
@@ -516,13 +520,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             // not forwarded again.
             match (origin, raft.leader()) {
                 (Origin::Local(id), Some(leader)) if leader != self.id() => {
-                    self.forwarded.insert(id, leader);
-                    self.send(PeerMessage::Forward {
-                        from: self.id(),
-                        to: leader,
-                        id,
-                        request,
-                    });
+                    self.forward(id, leader, request);
                 }
                 _ => {
                     let refusal = self.no_leader_refusal();
@@ -538,26 +536,6 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             }
             Err(error) => self.reply(origin, propose_error_reply::<M>(&error)),
         }
-    }
-
-    /// Writes forwarded to a node that no longer leads get no reply from it: answer them now,
-    /// so their clients retry at once rather than wait for their timeout; a session write is
-    /// sent again to the new leader instead (or parked until one is known).
-    fn fail_forwards_to_former_leaders(&mut self, leader: Option<NodeId>) {
-        let mut stale: Vec<RequestId> = self
-            .forwarded
-            .iter()
-            .filter(|(_, &to)| Some(to) != leader)
-            .map(|(&id, _)| id)
-            .collect();
-        // In the order the clients sent them (ids grow with arrival), not the map's: session
-        // writes are sent again in this order, and a node's output must be deterministic.
-        stale.sort_unstable();
-        for id in stale {
-            self.forwarded.remove(&id);
-            self.lost_outcome(Origin::Local(id), refusals::OUTCOME_UNKNOWN);
-        }
-        self.resubmit_parked();
     }
 
     /// Hands out a message, in an envelope with this node's incarnation.

@@ -599,6 +599,16 @@ impl Connection<'_> {
             Effect::Write
         };
         order.wait_turn(effect, queue.answered).await;
+        if effect == Effect::Write {
+            // No more writes in flight than the state machine keeps replies for, so a copy
+            // sent again after a leader change is answered from its session's window.
+            while let Some(needed) = order
+                .session
+                .must_wait_for(queue.answered.count.load(Ordering::Acquire))
+            {
+                queue.answered.wait_for(needed).await;
+            }
+        }
         // No more in flight than their replies, at their largest, may take of the output
         // limit.
         let worst = worst_reply_bytes(&command, self.options)

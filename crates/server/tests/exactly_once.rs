@@ -391,4 +391,179 @@ fn session_bounds_forget_idle_connections_and_refuse_new_ones_while_all_are_busy
     );
     assert_eq!(applied, ":1");
     assert_eq!(read_counter(&cluster, leader, "newcomer"), Some(1));
+/// The server's `MAX_PIPELINE`: the replies a connection may owe in its queue.
+const SERVER_MAX_PIPELINE: usize = 1024;
+/// `INCR deep:n` and `APPEND deep:log` pairs one deep round sends before reading a reply:
+/// more writes than the server's pipeline and the state machine's session window hold.
+const DEEP_PAIRS: usize = SERVER_MAX_PIPELINE / 2 + 200;
+
+/// The RESP bytes of `APPEND key value`.
+fn append(key: &str, value: &str) -> Vec<u8> {
+    format!(
+        "*3\r\n$6\r\nAPPEND\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
+        key.len(),
+        value.len()
+    )
+    .into_bytes()
+}
+
+/// What the deep pipeliner saw: for each token it appended, the `APPEND` reply's outcome
+/// (the log's length just after it), and the `INCR` replies' outcomes.
+#[derive(Debug, Default)]
+struct DeepTally {
+    /// `(token, length of deep:log after it)` of each acknowledged `APPEND`.
+    appended: Vec<(u64, i64)>,
+    /// Tokens whose `APPEND` was refused as certainly not applied.
+    not_appended: Vec<u64>,
+    appends_unknown: u64,
+    incr_values: Vec<i64>,
+    incrs_unknown: u64,
+    errors: Vec<String>,
+}
+
+/// One connection to `addr` sends rounds of `DEEP_PAIRS` pipelined `INCR deep:n` /
+/// `APPEND deep:log <token>,` pairs (the tokens count up across rounds), reading every reply
+/// of a round before the next, until `stop`. The bytes of a round go from another thread,
+/// so the server is never held up by replies the test has not read yet.
+fn run_deep_pipeliner(addr: SocketAddr, stop: Arc<AtomicBool>) -> DeepTally {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(READ_TIMEOUT))
+        .expect("timeout");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut tally = DeepTally::default();
+    // Where `outcome` records error texts.
+    let mut seen = Tally::default();
+    let mut token = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let tokens: Vec<u64> = (token..token + DEEP_PAIRS as u64).collect();
+        token += DEEP_PAIRS as u64;
+        let bytes: Vec<u8> = tokens
+            .iter()
+            .flat_map(|t| [incr("deep:n"), append("deep:log", &format!("{t},"))].concat())
+            .collect();
+        let mut writer = stream.try_clone().expect("clone");
+        let sender = std::thread::spawn(move || writer.write_all(&bytes));
+        for &t in &tokens {
+            let incr_reply = read_line(&mut reader);
+            let append_reply = read_line(&mut reader);
+            assert!(
+                append_reply.is_some(),
+                "the connection to a node never killed failed"
+            );
+            match outcome(incr_reply.as_deref(), &mut seen) {
+                Outcome::Value(value) => tally.incr_values.push(value),
+                Outcome::Unknown => tally.incrs_unknown += 1,
+                Outcome::NotApplied => {}
+            }
+            match outcome(append_reply.as_deref(), &mut seen) {
+                Outcome::Value(length) => tally.appended.push((t, length)),
+                Outcome::Unknown => tally.appends_unknown += 1,
+                Outcome::NotApplied => tally.not_appended.push(t),
+            }
+        }
+        sender.join().expect("sender").expect("the round sent");
+    }
+    tally.errors = seen.errors;
+    tally
+}
+
+/// A connection to a follower pipelines more writes than the server's pipeline and the
+/// session window hold, round after round, while the leader is killed and restarted (and,
+/// when the connection's own node leads, leadership is moved away instead, so the
+/// connection never breaks). Every acknowledged write was applied exactly once and in the
+/// order sent: the `INCR` values rise, the log of appended tokens rises, each acknowledged
+/// `APPEND` answered the log's length just after its token, tokens refused as not applied
+/// are absent, and no write is answered "stale" or "may or may not" unless a request timed
+/// out. Reference: thesis §6.3.
+#[test]
+fn a_pipeline_deeper_than_the_session_window_survives_leader_kills() {
+    let _serial = serial();
+    let mut cluster = TestCluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    let client_node = cluster.followers(leader)[0];
+    let stop = Arc::new(AtomicBool::new(false));
+    let pipeliner = {
+        let (addr, stop) = (cluster.nodes[&client_node].client, stop.clone());
+        std::thread::spawn(move || run_deep_pipeliner(addr, stop))
+    };
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(700));
+        let leader = cluster.wait_for_leader(Duration::from_secs(20));
+        if leader == client_node {
+            let to = cluster.followers(leader)[0].to_string();
+            cluster.admin_ok(leader, &["transfer-leader", "--to", &to]);
+            continue;
+        }
+        cluster.kill(leader);
+        std::thread::sleep(Duration::from_millis(800));
+        cluster.spawn(leader);
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::Relaxed);
+    let tally = pipeliner.join().expect("pipeliner");
+
+    let timed_out = tally.errors.iter().any(|e| e.contains("no answer within"));
+    let ambiguous: Vec<&String> = tally
+        .errors
+        .iter()
+        .filter(|e| e.contains("stale") || e.contains("may or may not"))
+        .collect();
+    assert!(
+        timed_out || ambiguous.is_empty(),
+        "a leader change alone answered pipelined writes ambiguously: {ambiguous:?}"
+    );
+    assert!(
+        tally.appended.len() > SERVER_MAX_PIPELINE,
+        "too few appends acknowledged: {}",
+        tally.appended.len()
+    );
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    let mut reads = cluster.redis(leader);
+    let log: String = common::query(&mut reads, &["GET", "deep:log"]);
+    let n: i64 = common::query(&mut reads, &["GET", "deep:n"]);
+    let tokens: Vec<u64> = log
+        .split_terminator(',')
+        .map(|t| t.parse().expect("a token"))
+        .collect();
+    // Once each and in the order sent.
+    assert!(
+        tokens.windows(2).all(|pair| pair[0] < pair[1]),
+        "tokens repeated or out of order in the log"
+    );
+    for &(token, length) in &tally.appended {
+        let prefix = usize::try_from(length).ok().and_then(|l| log.get(..l));
+        assert!(
+            prefix.is_some_and(|p| p.ends_with(&format!(",{token},")) || p == format!("{token},")),
+            "APPEND of token {token} answered length {length}, which does not end at it"
+        );
+    }
+    for token in &tally.not_appended {
+        assert!(
+            !tokens.contains(token),
+            "token {token} was refused as not applied, yet is in the log"
+        );
+    }
+    let acked_appends = tally.appended.len() as u64;
+    assert!(
+        acked_appends <= tokens.len() as u64
+            && tokens.len() as u64 <= acked_appends + tally.appends_unknown,
+        "{} tokens in the log: {acked_appends} acknowledged, {} unknown",
+        tokens.len(),
+        tally.appends_unknown
+    );
+    let values = &tally.incr_values;
+    assert!(
+        values.windows(2).all(|pair| pair[0] < pair[1]),
+        "acknowledged INCRs took effect out of the order sent"
+    );
+    let acked = values.len() as i64;
+    assert!(
+        values.last().is_none_or(|&top| top <= n)
+            && acked <= n
+            && n <= acked + tally.incrs_unknown as i64,
+        "deep:n at {n}: {acked} acknowledged, {} unknown; errors {:?}",
+        tally.incrs_unknown,
+        tally.errors
+    );
 }

@@ -73,8 +73,8 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             return false;
         }
         let mut ready = self.raw.ready();
+        self.fail_orphaned_forwards();
         if let Some(soft_state) = ready.soft_state.take() {
-            self.fail_forwards_to_former_leaders(soft_state.leader);
             self.event(Event::RoleChanged {
                 soft_state,
                 term: self.raw.raft().term(),

@@ -3,7 +3,8 @@
 //! A write that carries a client session may be proposed any number of times: the state
 //! machine applies each `(client, sequence)` once and answers every later copy with the
 //! first reply. So when a session write's outcome is lost to a leader change — it was
-//! forwarded to a node that no longer leads, its entry was replaced by a new leader's
+//! forwarded to a node that no longer leads or in an earlier term, its forward or reply
+//! was dropped (see `node/forwards.rs`), its entry was replaced by a new leader's
 //! ([`LEADER_CHANGED`](refusals::LEADER_CHANGED)), or a snapshot covered it
 //! ([`OUTCOME_UNKNOWN`](refusals::OUTCOME_UNKNOWN)) — the node that took it from the client
 //! sends the same request again to the current leader, and again, until it is applied or
@@ -33,7 +34,6 @@ use super::{Node, Origin};
 use crate::event::Event;
 use crate::refusals;
 use crate::state_machine::{ClientSession, StateMachine};
-use crate::wire::PeerMessage;
 use crate::RequestId;
 
 /// One session write waiting for its outcome.
@@ -216,17 +216,11 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             }
             (_, Some(leader)) if leader != self.id() => {
                 self.count_attempt(id);
-                self.forwarded.insert(id, leader);
                 self.event(Event::WriteResubmitted {
                     id,
                     proposed_at: None,
                 });
-                self.send(PeerMessage::Forward {
-                    from: self.id(),
-                    to: leader,
-                    id,
-                    request,
-                });
+                self.forward(id, leader, request);
             }
             _ => self.session_writes.parked.push(id),
         }

@@ -7,6 +7,13 @@
 //! reply the connection still waits for: replies come back in request order, so a write is
 //! answered once as many driver requests as came up to it are answered.
 //!
+//! The state machine remembers the replies of a session's last `session_window_requests`
+//! writes, so a copy the node sends again is answered from that window only while the
+//! write is among them: a connection never has more writes in flight than the window holds
+//! (the next one waits for the oldest to be answered, which keeps the connection's order).
+//! With more, a write applied and then pushed out of the window by the writes behind it
+//! would be answered "stale" when its node sent it again after a leader change.
+//!
 //! A connection keeps its session however long it is idle: a write sent with nothing
 //! before it awaited starts the session afresh if the state machine forgot it meanwhile
 //! (idle past its expiry, or evicted), so that is not a refusal the client meets. Only a
@@ -33,8 +40,11 @@ pub(super) struct WriteSession {
     last_sequence: u64,
     /// The writes not known to be answered: the number of the driver request that carried
     /// each (counted from 0 on the connection) and its sequence, oldest first. At most the
-    /// connection's requests in flight, plus the one being sent.
+    /// connection's requests in flight, and never more than `window`.
     in_flight: VecDeque<(u64, u64)>,
+    /// How many replies of a session the state machine keeps (its
+    /// `session_window_requests`).
+    window: usize,
 }
 
 impl Default for WriteSession {
@@ -43,15 +53,14 @@ impl Default for WriteSession {
             client_id: rand::random(),
             last_sequence: 0,
             in_flight: VecDeque::new(),
+            window: skiff_kv::KvConfig::default().session_window_requests,
         }
     }
 }
 
 impl WriteSession {
-    /// The session of the write sent as driver request `request` (counted from 0), when
-    /// `answered` driver requests of the connection have been answered; `lost` when the
-    /// cluster refused a write for not knowing the session.
-    pub(super) fn next(&mut self, request: u64, answered: u64, lost: bool) -> ClientSession {
+    /// Forgets the writes among the first `answered` driver requests.
+    fn forget_answered(&mut self, answered: u64) {
         while self
             .in_flight
             .front()
@@ -59,9 +68,35 @@ impl WriteSession {
         {
             self.in_flight.pop_front();
         }
-        if lost {
-            *self = WriteSession::default();
+    }
+
+    /// How many driver requests must be answered before another write may go, when
+    /// `answered` have been: `None` while fewer writes than the window are in flight,
+    /// otherwise up to and including the oldest write's.
+    pub(super) fn must_wait_for(&mut self, answered: u64) -> Option<u64> {
+        self.forget_answered(answered);
+        if self.in_flight.len() < self.window {
+            return None;
         }
+        self.in_flight.front().map(|&(sent_as, _)| sent_as + 1)
+    }
+
+    /// The session of the write sent as driver request `request` (counted from 0), when
+    /// `answered` driver requests of the connection have been answered; `lost` when the
+    /// cluster refused a write for not knowing the session.
+    /// The caller waited while [`WriteSession::must_wait_for`] said so.
+    pub(super) fn next(&mut self, request: u64, answered: u64, lost: bool) -> ClientSession {
+        self.forget_answered(answered);
+        if lost {
+            *self = WriteSession {
+                window: self.window,
+                ..WriteSession::default()
+            };
+        }
+        debug_assert!(
+            self.in_flight.len() < self.window,
+            "a write sent with the session window full"
+        );
         self.last_sequence += 1;
         self.in_flight.push_back((request, self.last_sequence));
         let lowest_unanswered = self.in_flight.front().map_or(self.last_sequence, |w| w.1);
@@ -113,6 +148,41 @@ mod tests {
         let next = session.next(1, 1, false);
         assert_eq!(next.client_id, first.client_id);
         assert_eq!((next.sequence, next.lowest_unanswered), (2, 2));
+    }
+
+    /// With the window full, the next write waits for the oldest write in flight to be
+    /// answered, whatever was answered before it; once it is, the write goes with the next
+    /// sequence and the window holds the newest `window` writes again.
+    #[test]
+    fn no_more_writes_are_in_flight_than_the_window_keeps() {
+        let mut session = WriteSession {
+            window: 3,
+            ..WriteSession::default()
+        };
+        // A read as request 0, then writes as requests 1, 2 and 3.
+        for request in 1..=3 {
+            assert_eq!(session.must_wait_for(0), None);
+            session.next(request, 0, false);
+        }
+        assert_eq!(session.must_wait_for(0), Some(2));
+        // The read answered: the oldest write (request 1) still is not.
+        assert_eq!(session.must_wait_for(1), Some(2));
+        assert_eq!(session.must_wait_for(2), None);
+        let fourth = session.next(4, 2, false);
+        assert_eq!((fourth.sequence, fourth.lowest_unanswered), (4, 2));
+        assert_eq!(session.must_wait_for(2), Some(3));
+    }
+
+    /// The window the connection keeps to is the state machine's, so a connection's whole
+    /// pipeline of writes can be answered from it.
+    #[test]
+    fn the_connection_keeps_to_the_state_machines_window() {
+        let session = WriteSession::default();
+        assert_eq!(
+            session.window,
+            skiff_kv::KvConfig::default().session_window_requests
+        );
+        assert!(session.window > 0);
     }
 
     /// A write refused for an unknown session is explained, and the next write, even with
