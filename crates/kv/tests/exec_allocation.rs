@@ -149,6 +149,8 @@ fn a_set_copies_its_key_only_for_a_listener() {
     let (listening_bytes, _) = allocated_by(|| kv.apply(3, command, None));
     assert!(listening_bytes >= key.len(), "the event names the key");
     assert_eq!(kv.take_events().events.len(), 1);
+}
+
 /// The unsigned LEB128 varint the codec writes.
 fn varint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {

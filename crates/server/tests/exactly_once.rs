@@ -391,6 +391,8 @@ fn session_bounds_forget_idle_connections_and_refuse_new_ones_while_all_are_busy
     );
     assert_eq!(applied, ":1");
     assert_eq!(read_counter(&cluster, leader, "newcomer"), Some(1));
+}
+
 /// The server's `MAX_PIPELINE`: the replies a connection may owe in its queue.
 const SERVER_MAX_PIPELINE: usize = 1024;
 /// `INCR deep:n` and `APPEND deep:log` pairs one deep round sends before reading a reply:
