@@ -198,9 +198,8 @@ impl StateMachine {
         let probe = seed.to_be_bytes();
         let found = self
             .data
-            .range_from(&probe)
-            .next()
-            .or_else(|| self.data.iter().next());
+            .first_from(&probe)
+            .or_else(|| self.data.first_from(&[]));
         match found {
             Some((key, _)) => Reply::Bulk(key.clone()),
             None => Reply::Nil,
