@@ -364,3 +364,113 @@ mod tests {
         assert!(!Probe(8, b"m").equivalent(&stored));
     }
 }
+
+/// Timings of the key store against the layouts it was chosen over, run by hand:
+/// `cargo test --release -p skiff-kv --lib -- --ignored --nocapture store_timings`
+/// (docs/BENCHMARKS.md, "Restart with a large log", has the numbers).
+#[cfg(test)]
+mod timings {
+    use std::collections::btree_map::Entry;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Which of `keys` keys each of `sets` SETs writes, drawn by a fixed xorshift.
+    fn workload(sets: usize, keys: u64) -> Vec<u64> {
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        (0..sets)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state % keys
+            })
+            .collect()
+    }
+
+    /// A SET as applying builds it: the key named as `redis-benchmark -r` names it, and a
+    /// fresh 1 KiB value.
+    fn set(key: u64, revision: usize) -> (Vec<u8>, Stored) {
+        let key = format!("key:{key:012}").into_bytes();
+        let value = Value::String(vec![b'x'; 1024]);
+        let revision = revision as u64;
+        (
+            key,
+            Stored {
+                value,
+                deadline_ms: None,
+                revision,
+            },
+        )
+    }
+
+    fn timed(run: impl FnOnce()) -> Duration {
+        let started = Instant::now();
+        run();
+        started.elapsed()
+    }
+
+    #[test]
+    #[ignore = "timings, run by hand"]
+    fn store_timings() {
+        let sets = workload(1_000_000, 100_000);
+        for round in 1..=3 {
+            let making = timed(|| {
+                for (i, &key) in sets.iter().enumerate() {
+                    std::hint::black_box(set(key, i));
+                }
+            });
+
+            let mut keyspace = Keyspace::default();
+            let this = timed(|| {
+                for (i, &key) in sets.iter().enumerate() {
+                    let (key, stored) = set(key, i);
+                    keyspace.insert(key, stored);
+                }
+            });
+            let mut picture = None;
+            let clone_then_writes = timed(|| {
+                picture = Some(keyspace.clone());
+                for (i, &key) in sets[..100_000].iter().enumerate() {
+                    let (key, stored) = set(key, i);
+                    keyspace.insert(key, stored);
+                }
+            });
+            drop((keyspace, picture));
+
+            // The same order in std's B-tree: not persistent, so a clone copies everything.
+            let mut std_map: BTreeMap<Ranked, Stored> = BTreeMap::new();
+            let std_ordered = timed(|| {
+                for (i, &key) in sets.iter().enumerate() {
+                    let (key, stored) = set(key, i);
+                    std_map.insert((scan_hash(&key), key), stored);
+                }
+            });
+            let std_clone = timed(|| drop(std_map.clone()));
+            drop(std_map);
+
+            // The layout before: a map in key order and a second index of every key by hash.
+            let mut by_key: BTreeMap<Vec<u8>, Stored> = BTreeMap::new();
+            let mut by_hash: BTreeSet<Ranked> = BTreeSet::new();
+            let two_indexes = timed(|| {
+                for (i, &key) in sets.iter().enumerate() {
+                    let (key, stored) = set(key, i);
+                    match by_key.entry(key) {
+                        Entry::Vacant(vacant) => {
+                            by_hash.insert((scan_hash(vacant.key()), vacant.key().clone()));
+                            vacant.insert(stored);
+                        }
+                        Entry::Occupied(mut occupied) => drop(occupied.insert(stored)),
+                    }
+                }
+            });
+            println!(
+                "round {round}: 1,000,000 SETs over 100,000 keys (making the SETs alone \
+                 {making:?}): this store {this:?}, std BTreeMap by (hash, key) {std_ordered:?}, \
+                 map by key and hash index {two_indexes:?}; clone then 100,000 SETs \
+                 {clone_then_writes:?}, a std clone alone {std_clone:?}"
+            );
+        }
+    }
+}
