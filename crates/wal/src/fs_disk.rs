@@ -149,17 +149,12 @@ impl Disk for FsDisk {
         handle
             .seek(SeekFrom::Start(offset))
             .map_err(|e| io_error("seek", file, e))?;
-        buffer.clear();
-        buffer.reserve(len);
-        // Reads into the spare capacity as it is, without zeroing it first.
-        handle
-            .take(len_bytes)
-            .read_to_end(buffer)
-            .map_err(|e| io_error("read", file, e))?;
-        if buffer.len() != len {
-            return Err(short_read(file_len_bytes));
-        }
-        Ok(())
+        // Bytes left from the last read are overwritten, not zeroed first: only growth is.
+        buffer.resize(len, 0);
+        handle.read_exact(buffer).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => short_read(file_len_bytes),
+            _ => io_error("read", file, e),
+        })
     }
 
     fn read_all(&self, file: &Path) -> Result<Vec<u8>, DiskError> {
