@@ -7,12 +7,20 @@ restart to its first linearizable read served. Repeats with snapshots on (the de
 --snapshot-every) to measure a restart from a snapshot plus its log tail.
 
     python3 bench/restart.py [--log-gib 1.0]
+    python3 bench/restart.py --compare old=PATH new=PATH [--rounds 3]
+
+With --compare, the log is filled once (by target/release/skiff), then node 1 is restarted with
+each given binary in turn, round after round, so that builds are compared on the same data and
+under the same load: each restart reports the time to the first linearizable read and the CPU
+time node 1 used until then (user plus system, from /proc; less disturbed by other work on the
+machine than the wall time), and the medians come last.
 
 Needs redis-benchmark and a built target/release/skiff.
 """
 import argparse
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -50,32 +58,39 @@ def get_once(node):
         return False
 
 
-def run(log_gib, serve_args, label, rounds=None):
+def load(work, log_gib, rounds=None):
     """Loads the cluster until node 1's log holds `log_gib` GiB (or for `rounds` rounds of
-    200 000 SETs), restarts node 1 and times it. Returns the rounds it loaded."""
+    200 000 SETs) and leaves node 1 a follower. Returns the rounds loaded, the log's size and
+    node 1's status."""
+    leader = skiff_local.wait_for_leader(BASE, (1, 2, 3), 15)
+    if leader is None:
+        sys.exit("no leader")
+    wal = os.path.join(work, "node1", "wal")
+    target = int(log_gib * (1 << 30))
+    loaded = 0
+    # 100 000 keys of 1 KiB: a store of about 100 MiB, however long the log grows.
+    while (du(wal) < target) if rounds is None else (loaded < rounds):
+        loaded += 1
+        bench = subprocess.run(["redis-benchmark", "-p", str(BASE + leader - 1), "-t", "set",
+                                "-d", "1024", "-r", "100000", "-n", "200000", "-c", "50",
+                                "-P", "16", "-q"], capture_output=True, text=True)
+        if bench.returncode != 0:
+            sys.exit(f"redis-benchmark failed: {bench.stdout[-500:]} {bench.stderr[-500:]}")
+    s1 = status(1)
+    if leader == 1:
+        # Restart a follower's worth of work: hand leadership away first.
+        skiff_local.http(BASE + 200, "/admin/transfer-leader?to=2", "POST")
+        time.sleep(1)
+    return loaded, du(wal), s1
+
+
+def run(log_gib, serve_args, label, rounds=None):
+    """Loads the cluster (see `load`), restarts node 1 and times it. Returns the rounds it
+    loaded."""
     work = tempfile.mkdtemp()
     local = skiff_local.start(BASE, work, serve_args)
     try:
-        leader = skiff_local.wait_for_leader(BASE, (1, 2, 3), 15)
-        if leader is None:
-            sys.exit("no leader")
-        wal = os.path.join(work, "node1", "wal")
-        target = int(log_gib * (1 << 30))
-        loaded = 0
-        # 100 000 keys of 1 KiB: a store of about 100 MiB, however long the log grows.
-        while (du(wal) < target) if rounds is None else (loaded < rounds):
-            loaded += 1
-            load = subprocess.run(["redis-benchmark", "-p", str(BASE + leader - 1), "-t", "set",
-                                   "-d", "1024", "-r", "100000", "-n", "200000", "-c", "50",
-                                   "-P", "16", "-q"], capture_output=True, text=True)
-            if load.returncode != 0:
-                sys.exit(f"redis-benchmark failed: {load.stdout[-500:]} {load.stderr[-500:]}")
-        size = du(wal)
-        s1 = status(1)
-        if leader == 1:
-            # Restart a follower's worth of work: hand leadership away first.
-            skiff_local.http(BASE + 200, "/admin/transfer-leader?to=2", "POST")
-            time.sleep(1)
+        loaded, size, s1 = load(work, log_gib, rounds)
         skiff_local.control(BASE, "kill", 1)
         time.sleep(0.5)
         started = time.monotonic()
@@ -94,10 +109,77 @@ def run(log_gib, serve_args, label, rounds=None):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def node1_args(work):
+    """The command line `skiff local` gives node 1, after the binary."""
+    peers = ",".join(f"{n}=127.0.0.1:{BASE + 100 + n - 1}" for n in (1, 2, 3))
+    return ["serve", "--data-dir", os.path.join(work, "node1"),
+            "--listen-client", f"127.0.0.1:{BASE}", "--listen-peer", f"127.0.0.1:{BASE + 100}",
+            "--listen-http", f"127.0.0.1:{BASE + 200}",
+            "--local-control", f"http://127.0.0.1:{BASE + 199}", "--allow-fault-injection",
+            "--id", "1", "--initial-cluster", peers, "--snapshot-every", "0"]
+
+
+def restart_with(binary, work):
+    """Starts node 1 with `binary`, waits for its first linearizable read and kills it (-9).
+    Returns the wall time and node 1's CPU time (user + system) until that read, in seconds."""
+    started = time.monotonic()
+    node = subprocess.Popen([binary, *node1_args(work)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        while not get_once(1):
+            if time.monotonic() - started > 120 or node.poll() is not None:
+                sys.exit(f"node 1 ({binary}) did not serve")
+            time.sleep(0.005)
+        wall = time.monotonic() - started
+        with open(f"/proc/{node.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    finally:
+        node.send_signal(signal.SIGKILL)
+        node.wait()
+    return wall, cpu
+
+
+def compare(log_gib, builds, rounds):
+    """Fills the log once, then restarts node 1 with each build in turn, `rounds` times."""
+    work = tempfile.mkdtemp()
+    local = skiff_local.start(BASE, work, ["--snapshot-every", "0"])
+    results = {label: [] for label, _ in builds}
+    try:
+        _, size, s1 = load(work, log_gib)
+        print(f"node 1's log: {size / (1 << 30):.2f} GiB "
+              f"(entries {s1['first_index']}..{s1['last_index']}, no snapshot)")
+        skiff_local.control(BASE, "kill", 1)
+        for round_number in range(rounds):
+            for label, binary in builds:
+                time.sleep(1)
+                wall, cpu = restart_with(binary, work)
+                results[label].append((wall, cpu))
+                print(f"round {round_number + 1} {label}: first linearizable read after "
+                      f"{wall:.2f} s, CPU {cpu:.2f} s", flush=True)
+    finally:
+        skiff_local.stop(local)
+        shutil.rmtree(work, ignore_errors=True)
+    for label, runs in results.items():
+        walls = sorted(wall for wall, _ in runs)
+        cpus = sorted(cpu for _, cpu in runs)
+        print(f"{label}: median {walls[len(walls) // 2]:.2f} s to the first read, "
+              f"median CPU {cpus[len(cpus) // 2]:.2f} s over {len(runs)} restarts")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--log-gib", type=float, default=1.0)
+    parser.add_argument("--compare", nargs="+", metavar="LABEL=BINARY",
+                        help="restart node 1 with each of these builds in turn instead")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.compare:
+        builds = [spec.split("=", 1) for spec in args.compare]
+        if any(len(build) != 2 or not os.access(build[1], os.X_OK) for build in builds):
+            sys.exit("--compare takes LABEL=BINARY, each an executable skiff")
+        compare(args.log_gib, builds, args.rounds)
+        return
     rounds = run(args.log_gib, ["--snapshot-every", "0"], "whole log, no snapshot")
     # The same writes again, with snapshots on: the log is compacted behind each snapshot.
     run(args.log_gib, [], "snapshot plus tail (default --snapshot-every 100000)", rounds)

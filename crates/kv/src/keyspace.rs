@@ -1,11 +1,27 @@
-//! [`Keyspace`]: the keys, each with its value, deadline and revision, the deadlines
-//! ordered so that expiry finds the due keys without a scan, and the keys ordered by their
-//! [`scan_hash`] so that a `SCAN` cursor is a position that concurrent writes do not move,
-//! with a count of keys per slice of that order so that `RANDOMKEY` can pick the k-th key
-//! without walking them all.
+//! [`Keyspace`]: the keys, each with its value, deadline and revision, stored once and
+//! ordered by `(scan_hash(key), key)`, with the deadlines ordered so that expiry finds the
+//! due keys without a scan, and with a count of keys per slice of the scan order so that
+//! `RANDOMKEY` can pick the k-th key without walking them all.
+//!
+//! Ordering the one map by [`scan_hash`] first does three things: a `SCAN` cursor is a
+//! position in the map's own order, which concurrent writes do not move; a lookup compares
+//! a `u64` at each step down the tree and the key's bytes only on a hash tie (keys that share
+//! a long prefix, as `key:000000012345` do, would otherwise be compared byte by byte at every
+//! step); and no second index repeats every key. What it costs: key order is not the map's
+//! order, so the few readers that need it (the snapshot, `KEYS`) sort.
+//!
+//! Both maps are persistent (`imbl`'s B+trees, whose nodes are shared between clones), so
+//! [`Keyspace::clone`] is O(1): a clone is a consistent picture of the store that another
+//! thread can serialize while writes go on here, each write copying only the few nodes on its
+//! path that the clone still shares. Values sit behind an [`Arc`] so that such a copy clones
+//! pointers, never the values of a node's other keys.
 
-use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Ordering;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use equivalent::{Comparable, Equivalent};
+use imbl::{OrdMap, OrdSet};
 
 use crate::command::SetCondition;
 use crate::scan::scan_hash;
@@ -33,16 +49,45 @@ fn slice_of(hash: u64) -> usize {
     (hash >> (64 - HASH_SLICE_BITS)) as usize
 }
 
-/// The keys, ordered so that iteration (and so the snapshot) is the same everywhere.
+/// A key as the map orders it: `(scan_hash(key), key)`. Also the shape of a deadline
+/// index entry: `(deadline_ms, key)`.
+type Ranked = (u64, Vec<u8>);
+
+/// A borrowed [`Ranked`], to look a key up without copying it.
+#[derive(Clone, Copy)]
+struct Probe<'a>(u64, &'a [u8]);
+
+impl<'a> Probe<'a> {
+    /// Where `key` sits in the map.
+    fn key(key: &'a [u8]) -> Probe<'a> {
+        Probe(scan_hash(key), key)
+    }
+}
+
+impl Equivalent<Ranked> for Probe<'_> {
+    fn equivalent(&self, ranked: &Ranked) -> bool {
+        self.0 == ranked.0 && self.1 == ranked.1.as_slice()
+    }
+}
+
+impl Comparable<Ranked> for Probe<'_> {
+    fn compare(&self, ranked: &Ranked) -> Ordering {
+        // The hash decides almost every step; the bytes only break a tie.
+        self.0
+            .cmp(&ranked.0)
+            .then_with(|| self.1.cmp(ranked.1.as_slice()))
+    }
+}
+
+/// The keys; iteration in key order (and so the snapshot) is the same everywhere.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Keyspace {
-    keys: BTreeMap<Vec<u8>, Stored>,
+    /// Invariant: each key once, under `(scan_hash(key), key)`.
+    keys: OrdMap<Ranked, Arc<Stored>>,
     /// Invariant: exactly the `(deadline, key)` of every key that has a deadline.
-    deadlines: BTreeSet<(u64, Vec<u8>)>,
-    /// Invariant: exactly the `(scan_hash(key), key)` of every key.
-    by_hash: BTreeSet<(u64, Vec<u8>)>,
-    /// Invariant: `slice_len[s]` is how many entries of `by_hash` are in slice `s`
-    /// ([`slice_of`]), and there are [`HASH_SLICES`] of them.
+    deadlines: OrdSet<Ranked>,
+    /// Invariant: `slice_len[s]` is how many keys are in slice `s` ([`slice_of`]), and there
+    /// are [`HASH_SLICES`] of them. A fixed size, so a clone stays O(1) in the number of keys.
     slice_len: Vec<usize>,
     created: CreatedKey,
 }
@@ -67,9 +112,8 @@ impl Eq for CreatedKey {}
 impl Default for Keyspace {
     fn default() -> Keyspace {
         Keyspace {
-            keys: BTreeMap::new(),
-            deadlines: BTreeSet::new(),
-            by_hash: BTreeSet::new(),
+            keys: OrdMap::new(),
+            deadlines: OrdSet::new(),
             slice_len: vec![0; HASH_SLICES],
             created: CreatedKey::default(),
         }
@@ -82,69 +126,77 @@ impl Keyspace {
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Stored> {
-        self.keys.get(key)
+        self.keys.get(&Probe::key(key)).map(Arc::as_ref)
     }
 
     pub(crate) fn contains(&self, key: &[u8]) -> bool {
-        self.keys.contains_key(key)
+        self.keys.contains_key(&Probe::key(key))
     }
 
+    /// Every key in key order: the keys are sorted on each call (O(n log n)), for the readers
+    /// whose answer or bytes are in key order. Others use [`iter_by_hash`](Self::iter_by_hash).
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&Vec<u8>, &Stored)> {
-        self.keys.iter()
+        let mut sorted: Vec<(&Vec<u8>, &Stored)> = self.iter_by_hash().collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        sorted.into_iter()
+    }
+
+    /// Every key in the map's own `(scan_hash, key)` order, without sorting.
+    pub(crate) fn iter_by_hash(&self) -> impl Iterator<Item = (&Vec<u8>, &Stored)> {
+        self.keys
+            .iter()
+            .map(|((_, key), stored)| (key, stored.as_ref()))
     }
 
     /// Stores `stored` under `key`, replacing what was there; the old state comes back.
-    pub(crate) fn insert(&mut self, key: Vec<u8>, stored: Stored) -> Option<Stored> {
-        if let Some(deadline) = stored.deadline_ms {
-            self.deadlines.insert((deadline, key.clone()));
+    pub(crate) fn insert(&mut self, key: Vec<u8>, stored: Stored) -> Option<Arc<Stored>> {
+        let probe = Probe::key(&key);
+        if let Some(new) = stored.deadline_ms {
+            self.deadlines.insert((new, key.clone()));
         }
         let new_deadline = stored.deadline_ms;
-        // One walk down the tree for the common case of a key without a deadline.
-        match self.keys.entry(key) {
-            Entry::Vacant(vacant) => {
-                let hash = scan_hash(vacant.key());
-                self.slice_len[slice_of(hash)] += 1;
-                self.by_hash.insert((hash, vacant.key().clone()));
-                if self.created.tracking {
-                    self.created.last = Some(vacant.key().clone());
-                }
-                vacant.insert(stored);
-                None
+        // One walk down the tree when the key is there (the common case of a SET); a new key
+        // takes a second, to place it.
+        let Some(slot) = self.keys.get_mut(&probe) else {
+            self.slice_len[slice_of(probe.0)] += 1;
+            if self.created.tracking {
+                self.created.last = Some(key.clone());
             }
-            Entry::Occupied(mut occupied) => {
-                let old = occupied.insert(stored);
-                if let Some(old_deadline) = old.deadline_ms.filter(|d| Some(*d) != new_deadline) {
-                    self.deadlines
-                        .remove(&(old_deadline, occupied.key().clone()));
-                }
-                Some(old)
-            }
+            self.keys.insert((probe.0, key), Arc::new(stored));
+            return None;
+        };
+        let old = std::mem::replace(slot, Arc::new(stored));
+        if let Some(old_deadline) = old.deadline_ms.filter(|d| Some(*d) != new_deadline) {
+            self.deadlines.remove(&Probe(old_deadline, &key));
         }
+        Some(old)
     }
 
-    /// Stores `stored` under `key` if `condition` holds (one walk down the tree): `None`
-    /// when it does not, else the state replaced.
+    /// Stores `stored` under `key` if `condition` holds: `None` when it does not, else the
+    /// state replaced.
     pub(crate) fn write(
         &mut self,
         key: Vec<u8>,
         stored: Stored,
         condition: SetCondition,
-    ) -> Option<Option<Stored>> {
+    ) -> Option<Option<Arc<Stored>>> {
         // A plain SET needs no lookup before its insert.
-        if condition != SetCondition::Always && !condition.holds(self.keys.contains_key(&key)) {
+        if condition != SetCondition::Always && !condition.holds(self.contains(&key)) {
             return None;
         }
         Some(self.insert(key, stored))
     }
 
-    /// Removes `key`; its state comes back.
+    /// Removes `key`; its state comes back (copied only if a clone of the store still
+    /// shares it).
     pub(crate) fn remove(&mut self, key: &[u8]) -> Option<Stored> {
-        let old = self.keys.remove(key)?;
+        let probe = Probe::key(key);
+        let old = self.keys.remove(&probe)?;
+        self.slice_len[slice_of(probe.0)] -= 1;
         if let Some(deadline) = old.deadline_ms {
-            self.deadlines.remove(&(deadline, key.to_vec()));
+            self.deadlines.remove(&Probe(deadline, key));
         }
-        self.forget_hash(key);
-        Some(old)
+        Some(Arc::unwrap_or_clone(old))
     }
 
     /// Sets the deadline of an existing key and its revision; false if the key is missing.
@@ -154,17 +206,18 @@ impl Keyspace {
         deadline_ms: Option<u64>,
         revision: u64,
     ) -> bool {
-        let Some(stored) = self.keys.get_mut(key) else {
+        let Some(stored) = self.get_mut(key) else {
             return false;
         };
-        if let Some(old) = stored.deadline_ms {
-            self.deadlines.remove(&(old, key.to_vec()));
+        let old = stored.deadline_ms;
+        stored.deadline_ms = deadline_ms;
+        stored.revision = revision;
+        if let Some(old) = old {
+            self.deadlines.remove(&Probe(old, key));
         }
         if let Some(new) = deadline_ms {
             self.deadlines.insert((new, key.to_vec()));
         }
-        stored.deadline_ms = deadline_ms;
-        stored.revision = revision;
         true
     }
 
@@ -172,31 +225,26 @@ impl Keyspace {
     /// `on_expired` as it goes; how many went.
     pub(crate) fn expire_due(&mut self, now_ms: u64, mut on_expired: impl FnMut(&[u8])) -> usize {
         let mut expired = 0;
-        while let Some((deadline, _)) = self.deadlines.first() {
+        while let Some((deadline, _)) = self.deadlines.get_min() {
             if *deadline > now_ms {
                 break;
             }
-            let (_, key) = self.deadlines.pop_first().expect("checked non-empty");
-            self.keys.remove(&key);
-            self.forget_hash(&key);
+            let (_, key) = self.deadlines.remove_min().expect("checked non-empty");
+            let probe = Probe::key(&key);
+            if self.keys.remove(&probe).is_some() {
+                self.slice_len[slice_of(probe.0)] -= 1;
+            }
             on_expired(&key);
             expired += 1;
         }
         expired
     }
 
-    /// Mutable access to a key's state. The caller must not change its deadline (use
-    /// [`set_deadline`](Self::set_deadline)), so the deadline index stays right.
+    /// Mutable access to a key's state (copied first if a clone of the store still shares
+    /// it). The caller must not change its deadline (use [`set_deadline`](Self::set_deadline)),
+    /// so the deadline index stays right.
     pub(crate) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Stored> {
-        self.keys.get_mut(key)
-    }
-
-    /// Removes a key gone from `keys` from the scan order.
-    fn forget_hash(&mut self, key: &[u8]) {
-        let hash = scan_hash(key);
-        if self.by_hash.remove(&(hash, key.to_vec())) {
-            self.slice_len[slice_of(hash)] -= 1;
-        }
+        self.keys.get_mut(&Probe::key(key)).map(Arc::make_mut)
     }
 
     /// Removes every key.
@@ -241,43 +289,30 @@ impl Keyspace {
         None
     }
 
-    /// The keys whose scan hash is `from` or more, in `(hash, key)` order.
+    /// The keys whose scan hash is `from` or more, in `(hash, key)` order: the map's own.
     pub(crate) fn by_hash_from(&self, from: u64) -> impl Iterator<Item = &(u64, Vec<u8>)> {
-        self.by_hash.range((from, Vec::new())..)
+        self.keys
+            .range((Bound::Included(Probe(from, &[])), Bound::Unbounded))
+            .map(|(ranked, _)| ranked)
     }
 
     /// The earliest deadline of any key.
     pub(crate) fn next_deadline_ms(&self) -> Option<u64> {
-        self.deadlines.first().map(|(deadline, _)| *deadline)
+        self.deadlines.get_min().map(|(deadline, _)| *deadline)
     }
 
-    /// Panics with context if the deadline index does not match the keys, or a key is
-    /// still held at or after its deadline at log time `now_ms`.
+    /// Panics with context if a key is not where its hash puts it, the deadline index does
+    /// not match the keys, or a key is still held at or after its deadline at log time
+    /// `now_ms`.
     pub(crate) fn check_invariants(&self, now_ms: u64, applied_index: u64) {
-        let with_deadline = self
-            .keys
-            .values()
-            .filter(|s| s.deadline_ms.is_some())
-            .count();
-        assert_eq!(
-            with_deadline,
-            self.deadlines.len(),
-            "deadline index out of step with the keys at applied index {applied_index}"
-        );
-        assert_eq!(
-            self.by_hash.len(),
-            self.keys.len(),
-            "scan index out of step with the keys at applied index {applied_index}"
-        );
-        let mut slice_len = vec![0; HASH_SLICES];
-        for (hash, _) in &self.by_hash {
-            slice_len[slice_of(*hash)] += 1;
-        }
-        assert!(
-            slice_len == self.slice_len,
-            "scan slice counts out of step with the keys at applied index {applied_index}"
-        );
-        for (key, stored) in &self.keys {
+        let mut with_deadline = 0;
+        for ((hash, key), stored) in &self.keys {
+            assert_eq!(
+                *hash,
+                scan_hash(key),
+                "key {key:?} stored under another key's hash at applied index {applied_index}"
+            );
+            with_deadline += usize::from(stored.deadline_ms.is_some());
             if let Value::Hash(hash) = &stored.value {
                 assert!(
                     !hash.is_empty(),
@@ -286,16 +321,236 @@ impl Keyspace {
                 hash.check_invariants();
             }
         }
+        let mut slice_len = vec![0; HASH_SLICES];
+        for (hash, _) in self.keys.keys() {
+            slice_len[slice_of(*hash)] += 1;
+        }
+        assert!(
+            slice_len == self.slice_len,
+            "scan slice counts out of step with the keys at applied index {applied_index}"
+        );
+        assert_eq!(
+            with_deadline,
+            self.deadlines.len(),
+            "deadline index out of step with the keys at applied index {applied_index}"
+        );
         for (deadline, key) in &self.deadlines {
-            let stored = self.keys.get(key);
             assert_eq!(
-                stored.and_then(|s| s.deadline_ms),
+                self.get(key).and_then(|s| s.deadline_ms),
                 Some(*deadline),
                 "deadline index names a key that does not have that deadline, at applied index {applied_index}"
             );
             assert!(
                 *deadline > now_ms,
                 "a key past its deadline {deadline} is still held at log time {now_ms}, applied index {applied_index}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn string(value: &str, deadline_ms: Option<u64>, revision: u64) -> Stored {
+        Stored {
+            value: Value::String(value.as_bytes().to_vec()),
+            deadline_ms,
+            revision,
+        }
+    }
+
+    fn keys_in_key_order(keyspace: &Keyspace) -> Vec<&[u8]> {
+        keyspace.iter().map(|(key, _)| key.as_slice()).collect()
+    }
+
+    /// A clone taken for a snapshot keeps the store as it was while the original goes on
+    /// taking writes, removals, deadlines and in-place changes, and the original sees them.
+    #[test]
+    fn a_clone_is_a_picture_that_later_writes_do_not_touch() {
+        let mut keyspace = Keyspace::default();
+        for i in 0..1_000u64 {
+            keyspace.insert(format!("key:{i:06}").into_bytes(), string("old", None, i));
+        }
+        keyspace.set_deadline(b"key:000007", Some(50), 1_000);
+        let picture = keyspace.clone();
+
+        keyspace.insert(b"key:000001".to_vec(), string("new", Some(90), 1_001));
+        keyspace.remove(b"key:000002");
+        keyspace.insert(b"key:999999".to_vec(), string("added", None, 1_002));
+        keyspace.set_deadline(b"key:000007", None, 1_003);
+        if let Some(stored) = keyspace.get_mut(b"key:000003") {
+            stored.value = Value::String(b"changed".to_vec());
+        }
+        keyspace.expire_due(100, |_| {});
+
+        assert_eq!(picture.len(), 1_000);
+        assert_eq!(picture.get(b"key:000001"), Some(&string("old", None, 1)));
+        assert_eq!(picture.get(b"key:000003"), Some(&string("old", None, 3)));
+        assert!(picture.contains(b"key:000002"));
+        assert!(!picture.contains(b"key:999999"));
+        assert_eq!(picture.next_deadline_ms(), Some(50));
+        picture.check_invariants(0, 1_000);
+
+        assert_eq!(keyspace.len(), 999, "one removed, one added, one expired");
+        assert!(!keyspace.contains(b"key:000001"), "expired at log time 100");
+        assert_eq!(
+            keyspace.get(b"key:000003").map(|s| &s.value),
+            Some(&Value::String(b"changed".to_vec()))
+        );
+        assert_eq!(keyspace.get(b"key:000007").unwrap().deadline_ms, None);
+        assert_eq!(keyspace.next_deadline_ms(), None);
+        keyspace.check_invariants(100, 1_003);
+    }
+
+    /// The map is in scan-hash order, which is not key order; `iter` answers key order all
+    /// the same (the snapshot's bytes depend on it), and `by_hash_from` the map's order from
+    /// a cursor on.
+    #[test]
+    fn key_order_and_scan_order_both_hold() {
+        let mut keyspace = Keyspace::default();
+        let names: Vec<Vec<u8>> = (0..200u32).map(|i| format!("k{i}").into_bytes()).collect();
+        for name in names.iter().rev() {
+            keyspace.insert(name.clone(), string("v", None, 1));
+        }
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(keys_in_key_order(&keyspace), sorted);
+
+        let by_hash: Vec<&(u64, Vec<u8>)> = keyspace.by_hash_from(0).collect();
+        assert_eq!(by_hash.len(), 200);
+        assert!(by_hash.windows(2).all(|pair| pair[0] < pair[1]));
+        assert!(by_hash.iter().all(|(hash, key)| *hash == scan_hash(key)));
+        let middle = by_hash[100].0;
+        assert_eq!(keyspace.by_hash_from(middle).next(), Some(by_hash[100]));
+        assert_ne!(
+            by_hash.iter().map(|(_, key)| key).collect::<Vec<_>>(),
+            sorted.iter().collect::<Vec<_>>(),
+            "the hash order is a different order"
+        );
+        for (position, ranked) in by_hash.iter().enumerate() {
+            assert_eq!(keyspace.nth_by_hash(position), Some(ranked.1.as_slice()));
+        }
+        assert_eq!(keyspace.nth_by_hash(200), None);
+    }
+
+    /// Two keys under one hash are told apart by their bytes.
+    #[test]
+    fn a_hash_tie_is_broken_by_the_key_bytes() {
+        let stored: Ranked = (7, b"m".to_vec());
+        assert_eq!(Probe(7, b"a").compare(&stored), Ordering::Less);
+        assert_eq!(Probe(7, b"z").compare(&stored), Ordering::Greater);
+        assert_eq!(Probe(6, b"z").compare(&stored), Ordering::Less);
+        assert!(Probe(7, b"m").equivalent(&stored));
+        assert!(!Probe(8, b"m").equivalent(&stored));
+    }
+}
+
+/// Timings of the key store against the layouts it was chosen over, run by hand:
+/// `cargo test --release -p skiff-kv --lib -- --ignored --nocapture store_timings`
+/// (docs/BENCHMARKS.md, "Restart with a large log", has the numbers).
+#[cfg(test)]
+mod timings {
+    use std::collections::btree_map::Entry;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Which of `keys` keys each of `sets` SETs writes, drawn by a fixed xorshift.
+    fn workload(sets: usize, keys: u64) -> Vec<u64> {
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        (0..sets)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state % keys
+            })
+            .collect()
+    }
+
+    /// A SET as applying builds it: the key named as `redis-benchmark -r` names it, and a
+    /// fresh 1 KiB value.
+    fn set(key: u64, revision: usize) -> (Vec<u8>, Stored) {
+        let key = format!("key:{key:012}").into_bytes();
+        let value = Value::String(vec![b'x'; 1024]);
+        let revision = revision as u64;
+        (
+            key,
+            Stored {
+                value,
+                deadline_ms: None,
+                revision,
+            },
+        )
+    }
+
+    fn timed(run: impl FnOnce()) -> Duration {
+        let started = Instant::now();
+        run();
+        started.elapsed()
+    }
+
+    #[test]
+    #[ignore = "timings, run by hand"]
+    fn store_timings() {
+        let sets = workload(1_000_000, 100_000);
+        for round in 1..=3 {
+            let making = timed(|| {
+                for (i, &key) in sets.iter().enumerate() {
+                    std::hint::black_box(set(key, i));
+                }
+            });
+
+            let mut keyspace = Keyspace::default();
+            let this = timed(|| {
+                for (i, &key) in sets.iter().enumerate() {
+                    let (key, stored) = set(key, i);
+                    keyspace.insert(key, stored);
+                }
+            });
+            let mut picture = None;
+            let clone_then_writes = timed(|| {
+                picture = Some(keyspace.clone());
+                for (i, &key) in sets[..100_000].iter().enumerate() {
+                    let (key, stored) = set(key, i);
+                    keyspace.insert(key, stored);
+                }
+            });
+            drop((keyspace, picture));
+
+            // The same order in std's B-tree: not persistent, so a clone copies everything.
+            let mut std_map: BTreeMap<Ranked, Stored> = BTreeMap::new();
+            let std_ordered = timed(|| {
+                for (i, &key) in sets.iter().enumerate() {
+                    let (key, stored) = set(key, i);
+                    std_map.insert((scan_hash(&key), key), stored);
+                }
+            });
+            let std_clone = timed(|| drop(std_map.clone()));
+            drop(std_map);
+
+            // The layout before: a map in key order and a second index of every key by hash.
+            let mut by_key: BTreeMap<Vec<u8>, Stored> = BTreeMap::new();
+            let mut by_hash: BTreeSet<Ranked> = BTreeSet::new();
+            let two_indexes = timed(|| {
+                for (i, &key) in sets.iter().enumerate() {
+                    let (key, stored) = set(key, i);
+                    match by_key.entry(key) {
+                        Entry::Vacant(vacant) => {
+                            by_hash.insert((scan_hash(vacant.key()), vacant.key().clone()));
+                            vacant.insert(stored);
+                        }
+                        Entry::Occupied(mut occupied) => drop(occupied.insert(stored)),
+                    }
+                }
+            });
+            println!(
+                "round {round}: 1,000,000 SETs over 100,000 keys (making the SETs alone \
+                 {making:?}): this store {this:?}, std BTreeMap by (hash, key) {std_ordered:?}, \
+                 map by key and hash index {two_indexes:?}; clone then 100,000 SETs \
+                 {clone_then_writes:?}, a std clone alone {std_clone:?}"
             );
         }
     }

@@ -78,7 +78,7 @@ impl StateMachine {
         // instead of a doubling buffer that briefly holds the store twice.
         let data_bytes: usize = self
             .data
-            .iter()
+            .iter_by_hash()
             .map(|(key, stored)| key.len() + stored.value.payload_bytes() + 24)
             .sum();
         out.reserve(data_bytes + 64 * (self.sessions.len() + 1));

@@ -210,7 +210,7 @@ impl StateMachine {
             Command::HVals { key } => {
                 hash(key).map_or(0, |fields| sum(&mut fields.values().map(Vec::len)))
             }
-            Command::Keys { .. } => sum(&mut self.data.iter().map(|(key, _)| key.len())),
+            Command::Keys { .. } => sum(&mut self.data.iter_by_hash().map(|(key, _)| key.len())),
             Command::Scan { count, .. } | Command::HScan { count, .. } => page(*count),
             Command::SetWith { .. }
             | Command::Set { .. }

@@ -57,6 +57,15 @@ impl Disk for TimedDisk {
     fn read(&self, file: &Path, offset: u64, len_bytes: u64) -> Result<Vec<u8>, DiskError> {
         self.inner.read(file, offset, len_bytes)
     }
+    fn read_into(
+        &self,
+        file: &Path,
+        offset: u64,
+        len_bytes: u64,
+        buffer: &mut Vec<u8>,
+    ) -> Result<(), DiskError> {
+        self.inner.read_into(file, offset, len_bytes, buffer)
+    }
     fn read_all(&self, file: &Path) -> Result<Vec<u8>, DiskError> {
         self.inner.read_all(file)
     }

@@ -219,6 +219,12 @@ fn client_options(settings: &Settings, config: &NodeConfig) -> anyhow::Result<Cl
 /// bounds the leader's memory for replication (each append is up to `max_message_bytes`).
 const MAX_INFLIGHT_APPENDS: usize = 32;
 
+/// Committed entries handed to the state machine in one batch. Small enough that a batch read
+/// back from the log is still in the CPU's cache when it is applied: with the core's default
+/// of 16 MiB, a restart decoded 16 MiB of entries before applying the first, and applying then
+/// fetched each one from memory again (docs/BENCHMARKS.md, "Restart with a large log").
+const MAX_APPLY_BYTES: u64 = 2 * 1024 * 1024;
+
 /// The node's configuration from the settings: the core's timing and features, the state
 /// machine's reply limit, and whether a log must already exist.
 fn node_config(
@@ -233,6 +239,7 @@ fn node_config(
     raft.pre_vote = settings.pre_vote;
     raft.check_quorum = settings.check_quorum;
     raft.max_inflight_appends = MAX_INFLIGHT_APPENDS;
+    raft.max_apply_bytes = MAX_APPLY_BYTES;
     raft.snapshot_trailing_entries = settings.snapshot_keep_entries;
     raft.seed = rand::random();
     let mut config: NodeConfig = NodeConfig::new(raft, identity.cluster_id);

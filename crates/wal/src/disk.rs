@@ -84,6 +84,17 @@ pub trait Disk {
     /// Reads exactly `len_bytes` bytes at `offset`; fails with [`DiskError::ShortRead`] if
     /// the file is shorter.
     fn read(&self, file: &Path, offset: u64, len_bytes: u64) -> Result<Vec<u8>, DiskError>;
+    /// [`read`](Disk::read) into `buffer` (replacing what it held), reusing its allocation.
+    fn read_into(
+        &self,
+        file: &Path,
+        offset: u64,
+        len_bytes: u64,
+        buffer: &mut Vec<u8>,
+    ) -> Result<(), DiskError> {
+        *buffer = self.read(file, offset, len_bytes)?;
+        Ok(())
+    }
     /// Reads the whole file.
     fn read_all(&self, file: &Path) -> Result<Vec<u8>, DiskError>;
     /// Reads the whole file into `buffer` (replacing what it held), reusing its allocation.

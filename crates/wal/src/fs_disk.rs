@@ -118,34 +118,43 @@ impl Disk for FsDisk {
     }
 
     fn read(&self, file: &Path, offset: u64, len_bytes: u64) -> Result<Vec<u8>, DiskError> {
+        let mut buffer = Vec::new();
+        self.read_into(file, offset, len_bytes, &mut buffer)?;
+        Ok(buffer)
+    }
+
+    fn read_into(
+        &self,
+        file: &Path,
+        offset: u64,
+        len_bytes: u64,
+        buffer: &mut Vec<u8>,
+    ) -> Result<(), DiskError> {
+        let short_read = |file_len_bytes| DiskError::ShortRead {
+            path: file.to_path_buf(),
+            offset,
+            len_bytes,
+            file_len_bytes,
+        };
         let mut handle = File::open(file).map_err(|e| io_error("open for read", file, e))?;
         let file_len_bytes = handle
             .metadata()
             .map_err(|e| io_error("stat", file, e))?
             .len();
         let fits = matches!(offset.checked_add(len_bytes), Some(end) if end <= file_len_bytes);
-        if !fits {
-            return Err(DiskError::ShortRead {
-                path: file.to_path_buf(),
-                offset,
-                len_bytes,
-                file_len_bytes,
-            });
-        }
-        let len = usize::try_from(len_bytes).map_err(|_| DiskError::ShortRead {
-            path: file.to_path_buf(),
-            offset,
-            len_bytes,
-            file_len_bytes,
-        })?;
+        let len = usize::try_from(len_bytes)
+            .ok()
+            .filter(|_| fits)
+            .ok_or_else(|| short_read(file_len_bytes))?;
         handle
             .seek(SeekFrom::Start(offset))
             .map_err(|e| io_error("seek", file, e))?;
-        let mut buf = vec![0; len];
-        handle
-            .read_exact(&mut buf)
-            .map_err(|e| io_error("read", file, e))?;
-        Ok(buf)
+        // Bytes left from the last read are overwritten, not zeroed first: only growth is.
+        buffer.resize(len, 0);
+        handle.read_exact(buffer).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => short_read(file_len_bytes),
+            _ => io_error("read", file, e),
+        })
     }
 
     fn read_all(&self, file: &Path) -> Result<Vec<u8>, DiskError> {

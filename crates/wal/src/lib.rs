@@ -43,6 +43,7 @@
 //!   start-up.
 //! - [`wal`]: [`Wal`] and [`WalOptions`]: group commit, rollover, suffix replacement,
 //!   compaction, and the [`LogStorage`](skiff_raft::LogStorage) implementation.
+//! - `read_back`: reading entries back through one reused buffer, checksums checked again.
 //! - [`recovery`]: replaying segments, cutting a torn tail, refusing real corruption
 //!   ([`RecoveryReport`]).
 //! - [`error`]: [`WalError`] and [`Corruption`].
@@ -90,6 +91,7 @@ pub mod error;
 pub mod fs_disk;
 pub mod incarnation;
 pub mod mem_disk;
+mod read_back;
 pub mod record;
 pub mod recovery;
 mod segment;

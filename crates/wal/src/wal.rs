@@ -9,6 +9,7 @@ use skiff_raft::{Entry, HardState, LogIndex, LogStorage, SnapshotMeta, StorageEr
 use crate::disk::{Disk, DiskError};
 use crate::error::{Corruption, WalError};
 use crate::incarnation;
+use crate::read_back::EntryReader;
 use crate::record::{self, LogStart, Record, SegmentHeader};
 use crate::recovery::{self, Recovered, RecoveryProgress, RecoveryReport};
 use crate::segment::{self, EntryIndex, Segment, Slot};
@@ -96,6 +97,8 @@ pub struct Wal<D: Disk> {
     staging: Option<Staging>,
     /// The directory's incarnation (see [`crate::incarnation`]); nonzero.
     incarnation: u64,
+    /// Reads entries back through one reused buffer.
+    reader: EntryReader,
 }
 
 impl<D: Disk> Wal<D> {
@@ -157,6 +160,7 @@ impl<D: Disk> Wal<D> {
             snapshot: scanned.current,
             staging: None,
             incarnation: 0,
+            reader: EntryReader::default(),
         };
         (wal.incarnation, report.incarnation_created) = incarnation::settle(
             &mut wal.disk,
@@ -688,60 +692,10 @@ impl<D: Disk> Wal<D> {
 
     /// Reads the entries in `[low, low + count)`, one disk read per segment touched.
     fn read_entries(&self, low: LogIndex, count: u64) -> Result<Vec<Entry>, StorageError> {
-        let end = low.plus(count);
-        let mut entries = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
-        let mut next = low;
-        while next < end {
-            let first = *self.slot(next)?;
-            let mut run_end = next.next();
-            while run_end < end && self.slot(run_end)?.segment == first.segment {
-                run_end = run_end.next();
-            }
-            let last = *self.slot(run_end.prev())?;
-            let segment = self.segments.get(&first.segment).ok_or_else(|| {
-                StorageError::Backend(format!("segment {} is not open", first.segment))
-            })?;
-            let span = last.offset + last.frame_bytes - first.offset;
-            let bytes = self
-                .disk
-                .read(&segment.path, first.offset, span)
-                .map_err(|e| StorageError::Backend(e.to_string()))?;
-            while next < run_end {
-                let slot = self.slot(next)?;
-                entries.push(decode_entry_at(&segment.path, &bytes, &first, slot, next)?);
-                next = next.next();
-            }
-        }
-        Ok(entries)
-    }
-}
-
-/// Decodes the entry record of `slot` from `bytes`, which were read starting at `first`'s
-/// offset, and checks that it is the entry the index expects.
-fn decode_entry_at(
-    path: &Path,
-    bytes: &[u8],
-    first: &Slot,
-    slot: &Slot,
-    index: LogIndex,
-) -> Result<Entry, StorageError> {
-    let corrupt = |what: String| {
-        StorageError::Backend(format!(
-            "{}: corrupt at offset {}: {what}",
-            path.display(),
-            slot.offset
-        ))
-    };
-    let at = usize::try_from(slot.offset - first.offset)
-        .map_err(|_| corrupt("offset out of range".to_owned()))?;
-    let decoded = record::decode(bytes.get(at..).unwrap_or_default())
-        .map_err(|error| corrupt(error.to_string()))?;
-    match decoded.record {
-        Record::Entry(entry) if entry.index == index && entry.term == slot.term => Ok(entry),
-        other => Err(corrupt(format!(
-            "expected entry {index} with term {}, found {other:?}",
-            slot.term
-        ))),
+        self.reader
+            .read(&self.disk, &self.segments, low, count, |index| {
+                self.slot(index).copied()
+            })
     }
 }
 

@@ -280,3 +280,35 @@ fn a_batch_synced_by_the_caller_is_not_synced_again() {
     let (wal, _) = crash_and_reopen(wal);
     assert_eq!(all_entries(&wal), entries(1..=2, 1));
 }
+
+/// Reading back through a reused buffer: on the real file system and on the simulated disk, a
+/// read into a buffer that held other bytes gives exactly the span asked for, and a span past
+/// the end of the file is a short read, whatever the buffer held before.
+#[test]
+fn a_reused_read_buffer_holds_exactly_the_span_read() {
+    fn check(disk: &mut impl Disk, dir: &std::path::Path) {
+        disk.create_dir_all(dir).unwrap();
+        let file = dir.join("data");
+        disk.create(&file).unwrap();
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+        disk.append(&file, &bytes).unwrap();
+
+        let mut buffer = vec![0xAA; 50_000];
+        disk.read_into(&file, 1_000, 3_000, &mut buffer).unwrap();
+        assert_eq!(buffer, &bytes[1_000..4_000]);
+        disk.read_into(&file, 9_990, 10, &mut buffer).unwrap();
+        assert_eq!(buffer, &bytes[9_990..]);
+        assert!(matches!(
+            disk.read_into(&file, 9_990, 11, &mut buffer),
+            Err(skiff_wal::DiskError::ShortRead { .. })
+        ));
+        assert!(matches!(
+            disk.read_into(&file, u64::MAX, 1, &mut buffer),
+            Err(skiff_wal::DiskError::ShortRead { .. })
+        ));
+        assert_eq!(disk.read(&file, 0, 10_000).unwrap(), bytes);
+    }
+    let root = tempfile::tempdir().unwrap();
+    check(&mut skiff_wal::FsDisk::new(), &root.path().join("fs"));
+    check(&mut MemDisk::new(), std::path::Path::new("/mem"));
+}
