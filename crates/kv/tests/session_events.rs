@@ -17,6 +17,7 @@ fn pipelined(sequence: u64, lowest_unanswered: u64) -> SessionRequest {
         sequence,
         lowest_unanswered,
         resubmitted: false,
+        proposed_after: 0,
     }
 }
 
@@ -42,12 +43,17 @@ fn events(kv: &mut Kv) -> Vec<(&'static str, String)> {
 fn replayed_and_refused_session_writes_record_no_keyspace_event() {
     let mut kv = Kv::new();
     kv.machine.record_events(true);
-    // Without a session, the same write twice is two writes: two events.
+    // Without a session, the same write twice is two writes: two events (and the key's
+    // creation once).
     kv.apply(set("plain", "v"));
     kv.apply(set("plain", "v"));
     assert_eq!(
         events(&mut kv),
-        [("set", "plain".into()), ("set", "plain".into())]
+        [
+            ("new", "plain".into()),
+            ("set", "plain".into()),
+            ("set", "plain".into())
+        ]
     );
 
     // Write 1 applied: its event, once.
@@ -55,7 +61,10 @@ fn replayed_and_refused_session_writes_record_no_keyspace_event() {
         kv.apply_with(incr("n"), Some(pipelined(1, 1))),
         Reply::Integer(1)
     );
-    assert_eq!(events(&mut kv), [("incrby", "n".into())]);
+    assert_eq!(
+        events(&mut kv),
+        [("new", "n".into()), ("incrby", "n".into())]
+    );
     // A copy of write 1 is answered from the window: no event.
     assert_eq!(
         kv.apply_with(incr("n"), Some(resent(1, 1))),
@@ -86,7 +95,11 @@ fn replayed_and_refused_session_writes_record_no_keyspace_event() {
     assert_eq!(kv.apply_with(exec(), Some(pipelined(2, 2))), first);
     assert_eq!(
         events(&mut kv),
-        [("set", "a".into()), ("incrby", "n".into())]
+        [
+            ("new", "a".into()),
+            ("set", "a".into()),
+            ("incrby", "n".into())
+        ]
     );
     assert_eq!(kv.apply_with(exec(), Some(resent(2, 2))), first);
     assert!(
@@ -100,7 +113,7 @@ fn replayed_and_refused_session_writes_record_no_keyspace_event() {
         kv.apply_with(set("k", "3"), Some(pipelined(3, 3))),
         Reply::Ok
     );
-    assert_eq!(events(&mut kv), [("set", "k".into())]);
+    assert_eq!(events(&mut kv), [("new", "k".into()), ("set", "k".into())]);
     let late = kv.apply_with(incr("n"), Some(resent(1, 1)));
     assert_eq!(late, Reply::error(errors::STALE_REQUEST));
     assert!(events(&mut kv).is_empty(), "a stale write recorded events");

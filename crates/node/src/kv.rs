@@ -36,6 +36,7 @@ impl StateMachine for skiff_kv::StateMachine {
             sequence: s.sequence,
             lowest_unanswered: s.lowest_unanswered,
             resubmitted: s.resubmitted,
+            proposed_after: s.proposed_after,
         });
         Ok((request.command, session))
     }
@@ -114,6 +115,7 @@ fn to_request(session: ClientSession) -> SessionRequest {
         sequence: session.sequence,
         lowest_unanswered: session.lowest_unanswered,
         resubmitted: session.resubmitted,
+        proposed_after: session.proposed_after,
     }
 }
 

@@ -260,6 +260,7 @@ mod tests {
             sequence,
             lowest_unanswered: 1,
             resubmitted: false,
+            proposed_after: 0,
         };
         let command = Command::Incr { key: "n".into() };
         writes.insert(id, Kv::encode_command(command, Some(session)), session);
