@@ -34,13 +34,13 @@ pub struct KvConfig {
     pub session_window_requests: usize,
     /// How many bytes of replies one session remembers at most: a reply that would take the
     /// session's remembered replies past it is remembered as "applied, reply not kept"
-    /// ([`REPLY_NOT_KEPT`](crate::reply::errors::REPLY_NOT_KEPT)); that marker counts as a
-    /// reply, and is stored even past the budget (one per remembered sequence).
+    /// ([`REPLY_NOT_KEPT`](crate::reply::errors::REPLY_NOT_KEPT)); that marker counts one
+    /// word (8 bytes), and is stored even past the budget (one per remembered sequence).
     pub session_reply_bytes: usize,
     /// How many bytes of replies all sessions together remember at most: past it, a new
     /// reply is remembered as "applied, reply not kept" as past
     /// [`session_reply_bytes`](Self::session_reply_bytes). Bounds the table's replies
-    /// whatever `max_sessions` is (markers count, and may exceed it by one marker per
+    /// whatever `max_sessions` is (markers count, and may exceed it by one word per
     /// remembered sequence).
     pub session_table_reply_bytes: usize,
     /// The largest reply a read may build (the values of an `MGET` added up); a larger one is

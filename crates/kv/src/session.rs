@@ -46,9 +46,10 @@
 //!
 //! Remembered replies are bounded in bytes per session (`session_reply_bytes`) and in total
 //! (`session_table_reply_bytes`): a reply that fits neither is remembered as "applied, reply
-//! not kept" ([`REPLY_NOT_KEPT`]). The marker counts against both budgets like a reply; it
-//! is stored even when they are spent (the sequence must stay known as applied), so a
-//! budget is exceeded by at most one marker per remembered sequence.
+//! not kept": the empty error, which no command answers, replayed as [`REPLY_NOT_KEPT`].
+//! The marker counts one word against both budgets; it is stored even when they are spent
+//! (the sequence must stay known as applied), so a budget is exceeded by at most one word
+//! per remembered sequence.
 //!
 //! [`OUT_OF_ORDER`]: crate::reply::errors::OUT_OF_ORDER
 //! [`STALE_REQUEST`]: crate::reply::errors::STALE_REQUEST
@@ -303,7 +304,11 @@ impl SessionTable {
             Some(session) => {
                 // §6.3: a retry of an applied request gets its first reply, applies nothing.
                 if let Some(reply) = session.replies.get(&request.sequence) {
-                    Admission::Replay(reply.clone())
+                    Admission::Replay(if *reply == not_kept() {
+                        Reply::error(errors::REPLY_NOT_KEPT)
+                    } else {
+                        reply.clone()
+                    })
                 } else if request.sequence <= session.last_sequence() {
                     // Below the window: applied before, or given up on by the client and
                     // passed over; either way it is never applied now.
@@ -334,9 +339,9 @@ impl SessionTable {
 
     /// What to remember of `reply` to `request`: the reply itself, or, if it would take the
     /// session's remembered replies the client still waits for past the session's budget,
-    /// or every session's remembered replies past the table's,
-    /// [`REPLY_NOT_KEPT`](errors::REPLY_NOT_KEPT). A function of the log alone, as the
-    /// table must be.
+    /// or every session's remembered replies past the table's, the "not kept" marker
+    /// (replayed as [`REPLY_NOT_KEPT`](errors::REPLY_NOT_KEPT)). A function of the log
+    /// alone, as the table must be.
     pub(crate) fn to_remember(
         &self,
         request: SessionRequest,
@@ -362,7 +367,7 @@ impl SessionTable {
         {
             reply.clone()
         } else {
-            Reply::error(errors::REPLY_NOT_KEPT)
+            not_kept()
         }
     }
 
@@ -495,6 +500,12 @@ impl SessionTable {
             );
         }
     }
+}
+
+/// How a reply that was not kept is remembered: the empty error, which no command answers
+/// (every error names its cause), one word where the full text would take ten.
+fn not_kept() -> Reply {
+    Reply::Error(String::new())
 }
 
 /// The bytes a remembered reply is counted as: its strings and a word per element.
