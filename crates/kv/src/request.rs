@@ -7,9 +7,10 @@
 //! unanswered one is (`sequence - lowest_unanswered`) and the commit index the request was
 //! proposed after ([`SessionRequest::proposed_after`]) as varints, then the command in its
 //! own binary form ([`Command::encode`]). Older versions are still read, as proposed after
-//! index 0 (a re-sent copy of an unknown client then starts a session only in a table that
-//! never forgot one): version 2 had no fourth varint, version 1 no third either (a client
-//! with nothing else in flight, `lowest_unanswered = sequence`).
+//! index 0 (a re-sent copy of an unknown client then never starts a session, as before, so
+//! every replica decides it alike whatever snapshot it started from): version 2 had no
+//! fourth varint, version 1 no third either (a client with nothing else in flight,
+//! `lowest_unanswered = sequence`).
 
 use crate::codec::{put_u64, Reader};
 use crate::command::Command;

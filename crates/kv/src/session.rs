@@ -23,9 +23,10 @@
 //!   time (nothing below it awaited). A request its node sent again
 //!   ([`SessionRequest::resubmitted`]) starts one too when no earlier copy can have been
 //!   applied and then forgotten: every copy sits above the commit index its node knew when
-//!   it first sent it ([`SessionRequest::proposed_after`], Leader Completeness, §5.4), and
-//!   the table forgot no session active after that index (it keeps the highest index of
-//!   a forgotten session's last request). Otherwise it is refused ([`SESSION_EXPIRED`]):
+//!   it first sent it ([`SessionRequest::proposed_after`], Leader Completeness, §5.4; 0,
+//!   from an older request, says nothing), and the table forgot no session active after
+//!   that index (it keeps the highest index of a forgotten session's last request).
+//!   Otherwise it is refused ([`SESSION_EXPIRED`]):
 //!   the table may have forgotten that client's session after applying an earlier copy,
 //!   so its outcome is unknown.
 //!
@@ -78,7 +79,8 @@ pub struct SessionRequest {
     pub resubmitted: bool,
     /// A log index committed before the request was first sent (the commit index its node
     /// knew then; copies sent again keep it): every copy of the request sits above it
-    /// (§5.4), so a table that forgot no session active after it never applied one.
+    /// (§5.4), so a table that forgot no session active after it never applied one. 0 says
+    /// nothing: such a copy never starts a session.
     pub proposed_after: u64,
 }
 
@@ -322,7 +324,11 @@ impl SessionTable {
             // §6.3, §5.4: any copy of a re-sent request sits above `proposed_after` (Leader
             // Completeness), so an unknown client's copy may have been applied only if the
             // table forgot a session active after it: applying it then could apply it twice.
-            None if request.resubmitted && self.forgotten_through > request.proposed_after => {
+            // 0 says nothing (an older request, or nothing committed yet): never a first one.
+            None if request.resubmitted
+                && (request.proposed_after == 0
+                    || self.forgotten_through > request.proposed_after) =>
+            {
                 Admission::Refuse(Reply::error(errors::SESSION_EXPIRED))
             }
             // §6.3: the table is bounded; a busy client's session is never evicted for a

@@ -564,7 +564,7 @@ fn requests_keep_their_bytes() {
 }
 
 /// Requests of version 2 read as the same requests proposed after index 0: a re-sent copy
-/// of a client the store does not know then starts a session only where none was forgotten.
+/// of a client the store does not know then never starts a session, as in version 2.
 #[test]
 fn version_2_requests_read_as_proposed_after_nothing() {
     for (mut request, hex) in requests().into_iter().zip(REQUESTS_V2_V3_COMMANDS_HEX) {

@@ -877,8 +877,8 @@ proptest! {
                         }
                         // A copy sent again says so (the node's promise the store relies on).
                         let resubmitted = resubmitted || model.sent(client_id, sequence).is_some();
-                        // A copy says no index it was first sent after: the store applies it as a
-                        // first one only if it forgot no session at all.
+                        // A copy says no index it was first sent after: the store never applies it
+                        // as a session's first request.
                         SessionRequest { client_id, sequence, lowest_unanswered: sequence.saturating_sub(lag), resubmitted, proposed_after: 0 }
                     });
                     // A copy carries the command first sent.

@@ -125,20 +125,26 @@ fn resent_after(client_id: u64, sequence: u64, proposed_after: u64) -> SessionRe
 #[test]
 fn a_never_known_clients_resent_first_write_applies_once() {
     let mut kv = Kv::new();
+    kv.apply(set("other", "x")); // index 1, committed before the client's write was sent
     assert_eq!(kv.machine.sessions_forgotten_through(), 0);
+    // A copy that says nothing of when it was first sent (an older request) never starts one.
     assert_eq!(
         kv.apply_with(incr("n"), Some(resent_after(3, 1, 0))),
+        Reply::error(errors::SESSION_EXPIRED)
+    );
+    assert_eq!(
+        kv.apply_with(incr("n"), Some(resent_after(3, 1, 1))),
         Reply::Integer(1)
     );
     assert_eq!(
-        kv.apply_with(incr("n"), Some(resent_after(3, 1, 0))),
+        kv.apply_with(incr("n"), Some(resent_after(3, 1, 1))),
         Reply::Integer(1)
     );
     assert_eq!(kv.read(get("n")), bulk("1"));
     // A burst of two, both waiting for 1, both re-sent: the second arrives first.
     let burst = |sequence| SessionRequest {
         lowest_unanswered: 1,
-        ..resent_after(4, sequence, 0)
+        ..resent_after(4, sequence, 1)
     };
     assert_eq!(
         kv.apply_with(append("log", "b"), Some(burst(2))),
