@@ -103,6 +103,7 @@ pub fn client_write() -> Request {
             sequence: 678,
             lowest_unanswered: 670,
             resubmitted: false,
+            proposed_after: 0,
         }),
         command: Command::Set {
             key: b"user:0000001234:".to_vec(),

@@ -34,9 +34,15 @@ pub struct KvConfig {
     pub session_window_requests: usize,
     /// How many bytes of replies one session remembers at most: a reply that would take the
     /// session's remembered replies past it is remembered as "applied, reply not kept"
-    /// ([`REPLY_NOT_KEPT`](crate::reply::errors::REPLY_NOT_KEPT)), so the sessions' memory
-    /// is at most about `max_sessions` times this (plus that short error per sequence).
+    /// ([`REPLY_NOT_KEPT`](crate::reply::errors::REPLY_NOT_KEPT)); that marker counts one
+    /// word (8 bytes), and is stored even past the budget (one per remembered sequence).
     pub session_reply_bytes: usize,
+    /// How many bytes of replies all sessions together remember at most: past it, a new
+    /// reply is remembered as "applied, reply not kept" as past
+    /// [`session_reply_bytes`](Self::session_reply_bytes). Bounds the table's replies
+    /// whatever `max_sessions` is (markers count, and may exceed it by one word per
+    /// remembered sequence).
+    pub session_table_reply_bytes: usize,
     /// The largest reply a read may build (the values of an `MGET` added up); a larger one is
     /// refused with an error reply before any value is copied. Reads are served by one node,
     /// so this limit may differ between replicas; but it also holds the values a transaction
@@ -52,7 +58,8 @@ impl Default for KvConfig {
     /// 16 KiB keys, 1 MiB values, 100,000 sessions (every connection of a large cluster
     /// writing at once is a session), expiring after an hour of log time idle and evictable
     /// after five minutes idle, each remembering up to 1,024 replies (a connection's
-    /// pipeline) and 64 KiB of them, 16 MiB replies, 100,000 fields a hash.
+    /// pipeline) and 64 KiB of them, 256 MiB of replies in all sessions together, 16 MiB
+    /// replies, 100,000 fields a hash.
     fn default() -> Self {
         KvConfig {
             max_key_bytes: 16 * 1024,
@@ -62,6 +69,7 @@ impl Default for KvConfig {
             session_evict_idle_ms: 300_000,
             session_window_requests: 1024,
             session_reply_bytes: 64 * 1024,
+            session_table_reply_bytes: 256 * 1024 * 1024,
             max_reply_bytes: 16 * 1024 * 1024,
             max_hash_fields: 100_000,
         }
@@ -100,6 +108,11 @@ impl KvConfig {
         if self.session_reply_bytes == 0 {
             return Err(KvError::InvalidConfig(
                 "session_reply_bytes must be positive",
+            ));
+        }
+        if self.session_table_reply_bytes == 0 {
+            return Err(KvError::InvalidConfig(
+                "session_table_reply_bytes must be positive",
             ));
         }
         if self.session_window_requests == 0 {

@@ -1,12 +1,16 @@
 //! [`Request`]: what a client write puts in a log entry — the command and, when the client
 //! has one, its session (thesis §6.3).
 //!
-//! Binary form (version 2): a format version byte, a session flag (0 none, 1 present, 2
+//! Binary form (version 3): a format version byte, a session flag (0 none, 1 present, 2
 //! present and re-submitted)
-//! followed by the client id, the sequence and how far below the sequence the lowest
-//! unanswered one is (`sequence - lowest_unanswered`) as varints, then the command in its own
-//! binary form ([`Command::encode`]). Version 1 had no third varint; it is still read, as a
-//! client with nothing else in flight (`lowest_unanswered = sequence`).
+//! followed by the client id, the sequence, how far below the sequence the lowest
+//! unanswered one is (`sequence - lowest_unanswered`) and the commit index the request was
+//! proposed after ([`SessionRequest::proposed_after`]) as varints, then the command in its
+//! own binary form ([`Command::encode`]). Older versions are still read, as proposed after
+//! index 0 (a re-sent copy of an unknown client then never starts a session, as before, so
+//! every replica decides it alike whatever snapshot it started from): version 2 had no
+//! fourth varint, version 1 no third either (a client with nothing else in flight,
+//! `lowest_unanswered = sequence`).
 
 use crate::codec::{put_u64, Reader};
 use crate::command::Command;
@@ -14,10 +18,11 @@ use crate::error::{Encoded, KvError};
 use crate::session::SessionRequest;
 
 /// The version of the binary form [`Request::encode`] writes.
-pub const REQUEST_FORMAT_VERSION: u8 = 2;
+pub const REQUEST_FORMAT_VERSION: u8 = 3;
 
-/// The format versions this build reads: 1 (no lowest unanswered sequence) and 2.
-const REQUEST_FORMAT_VERSIONS: &[u16] = &[1, REQUEST_FORMAT_VERSION as u16];
+/// The format versions this build reads: 1 (no lowest unanswered sequence), 2 (no index
+/// proposed after) and 3.
+const REQUEST_FORMAT_VERSIONS: &[u16] = &[1, 2, REQUEST_FORMAT_VERSION as u16];
 
 /// A command as a log entry carries it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -32,7 +37,7 @@ impl Request {
     /// The binary form for a log entry.
     pub fn encode(&self) -> Vec<u8> {
         let command = self.command.encode();
-        let mut out = Vec::with_capacity(command.len() + 12);
+        let mut out = Vec::with_capacity(command.len() + 16);
         out.push(REQUEST_FORMAT_VERSION);
         match self.session {
             None => out.push(0),
@@ -44,6 +49,7 @@ impl Request {
                     &mut out,
                     session.sequence.saturating_sub(session.lowest_unanswered),
                 );
+                put_u64(&mut out, session.proposed_after);
             }
         }
         out.extend_from_slice(&command);
@@ -65,6 +71,7 @@ impl Request {
                 let client_id = r.u64()?;
                 let sequence = r.u64()?;
                 let below = if version == 1 { 0 } else { r.u64()? };
+                let proposed_after = if version < 3 { 0 } else { r.u64()? };
                 let Some(lowest_unanswered) = sequence.checked_sub(below) else {
                     return Err(KvError::InvalidRequest(
                         "the lowest unanswered sequence is below zero",
@@ -75,6 +82,7 @@ impl Request {
                     sequence,
                     lowest_unanswered,
                     resubmitted: flag == 2,
+                    proposed_after,
                 })
             }
             tag => return Err(r.unknown_tag("session flag", tag)),
@@ -108,6 +116,7 @@ mod tests {
                 sequence: u64::MAX,
                 lowest_unanswered: 2,
                 resubmitted: true,
+                proposed_after: u64::MAX,
             }),
         ] {
             let request = Request {
@@ -133,10 +142,31 @@ mod tests {
         );
     }
 
+    /// A version 2 request (no index proposed after) still decodes, as proposed after 0.
+    #[test]
+    fn version_2_request_reads_as_proposed_after_nothing() {
+        let mut bytes = vec![2, 2, 7, 5, 1];
+        bytes.extend_from_slice(&set("k").encode());
+        let expected = SessionRequest {
+            client_id: 7,
+            sequence: 5,
+            lowest_unanswered: 4,
+            resubmitted: true,
+            proposed_after: 0,
+        };
+        assert_eq!(
+            Request::decode(&bytes),
+            Ok(Request {
+                session: Some(expected),
+                command: set("k"),
+            })
+        );
+    }
+
     /// A lowest unanswered sequence further below the sequence than zero is refused.
     #[test]
     fn lowest_unanswered_below_zero_is_refused() {
-        let mut bytes = vec![REQUEST_FORMAT_VERSION, 1, 7, 5, 6];
+        let mut bytes = vec![REQUEST_FORMAT_VERSION, 1, 7, 5, 6, 0];
         bytes.extend_from_slice(&set("k").encode());
         assert!(matches!(
             Request::decode(&bytes),

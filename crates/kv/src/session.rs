@@ -20,10 +20,15 @@
 //!   window's floor rises to the lowest sequence the client waits for, and, past
 //!   `session_window_requests` replies, the oldest go;
 //! - a client the table does not know starts a session with a request sent for the first
-//!   time (nothing below it awaited); a request its node sent again
-//!   ([`SessionRequest::resubmitted`]) is refused ([`SESSION_EXPIRED`]), because the table
-//!   may have forgotten that client's session after applying an earlier copy, so its outcome
-//!   is unknown.
+//!   time (nothing below it awaited). A request its node sent again
+//!   ([`SessionRequest::resubmitted`]) starts one too when no earlier copy can have been
+//!   applied and then forgotten: every copy sits above the commit index its node knew when
+//!   it first sent it ([`SessionRequest::proposed_after`], Leader Completeness, §5.4; 0,
+//!   from an older request, says nothing), and the table forgot no session active after
+//!   that index (it keeps the highest index of a forgotten session's last request).
+//!   Otherwise it is refused ([`SESSION_EXPIRED`]):
+//!   the table may have forgotten that client's session after applying an earlier copy,
+//!   so its outcome is unknown.
 //!
 //! The table is bounded, and what it forgets is a function of the log alone, so every
 //! replica forgets the same sessions at the same entry. Idleness is measured in log time
@@ -40,10 +45,18 @@
 //!   session's first write is refused ([`TOO_MANY_SESSIONS`], not applied) and the table
 //!   is unchanged.
 //!
+//! Remembered replies are bounded in bytes per session (`session_reply_bytes`) and in total
+//! (`session_table_reply_bytes`): a reply that fits neither is remembered as "applied, reply
+//! not kept": the empty error, which no command answers, replayed as [`REPLY_NOT_KEPT`].
+//! The marker counts one word against both budgets; it is stored even when they are spent
+//! (the sequence must stay known as applied), so a budget is exceeded by at most one word
+//! per remembered sequence.
+//!
 //! [`OUT_OF_ORDER`]: crate::reply::errors::OUT_OF_ORDER
 //! [`STALE_REQUEST`]: crate::reply::errors::STALE_REQUEST
 //! [`SESSION_EXPIRED`]: crate::reply::errors::SESSION_EXPIRED
 //! [`TOO_MANY_SESSIONS`]: crate::reply::errors::TOO_MANY_SESSIONS
+//! [`REPLY_NOT_KEPT`]: crate::reply::errors::REPLY_NOT_KEPT
 
 use std::collections::BTreeMap;
 
@@ -64,6 +77,11 @@ pub struct SessionRequest {
     /// after a leader change lost its outcome): a client the table does not know is then
     /// one whose session was forgotten, and the request is not applied as a first one.
     pub resubmitted: bool,
+    /// A log index committed before the request was first sent (the commit index its node
+    /// knew then; copies sent again keep it): every copy of the request sits above it
+    /// (§5.4), so a table that forgot no session active after it never applied one. 0 says
+    /// nothing: such a copy never starts a session.
+    pub proposed_after: u64,
 }
 
 impl SessionRequest {
@@ -74,6 +92,7 @@ impl SessionRequest {
             sequence,
             lowest_unanswered: sequence,
             resubmitted: false,
+            proposed_after: 0,
         }
     }
 
@@ -109,16 +128,27 @@ impl Session {
             .map_or(self.lowest_kept, |(&sequence, _)| sequence)
     }
 
-    /// Raises the floor to `floor` and keeps at most `window` replies, dropping the oldest.
-    fn slide(&mut self, floor: u64, window: usize) {
+    /// Raises the floor to `floor` and keeps at most `window` replies, dropping the oldest;
+    /// returns the bytes of the replies dropped.
+    fn slide(&mut self, floor: u64, window: usize) -> usize {
+        let mut dropped_bytes = 0usize;
         if floor > self.lowest_kept {
             self.lowest_kept = floor;
-            self.replies = self.replies.split_off(&floor);
+            let kept = self.replies.split_off(&floor);
+            dropped_bytes = self.replies.values().map(reply_bytes).sum();
+            self.replies = kept;
         }
         while self.replies.len() > window.max(1) {
-            let (dropped, _) = self.replies.pop_first().expect("longer than the window");
+            let (dropped, reply) = self.replies.pop_first().expect("longer than the window");
             self.lowest_kept = dropped + 1;
+            dropped_bytes = dropped_bytes.saturating_add(reply_bytes(&reply));
         }
+        dropped_bytes
+    }
+
+    /// The bytes its remembered replies are counted as.
+    fn reply_bytes(&self) -> usize {
+        self.replies.values().map(reply_bytes).sum()
     }
 }
 
@@ -153,6 +183,21 @@ pub(crate) struct SessionTable {
     /// Invariant: exactly one entry per session, keyed by that session's
     /// `last_active_index`.
     by_activity: BTreeMap<u64, u64>,
+    /// The highest `last_active_index` of any session the table forgot (expired, evicted or
+    /// dropped at restore), 0 if none: a session active only after it was never forgotten.
+    forgotten_through: u64,
+    /// The bytes of every session's remembered replies, markers included.
+    /// Invariant: the sum of [`reply_bytes`] over every remembered reply.
+    reply_bytes: usize,
+}
+
+/// The byte budgets of remembered replies, from [`KvConfig`](crate::KvConfig).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReplyBudgets {
+    /// Bytes one session's replies the client still waits for may take.
+    pub session_bytes: usize,
+    /// Bytes every session's replies may take together.
+    pub table_bytes: usize,
 }
 
 impl SessionTable {
@@ -169,6 +214,23 @@ impl SessionTable {
     /// How many sessions are open.
     pub(crate) fn len(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// The highest log index at which a session the table forgot was last active (0 if it
+    /// forgot none).
+    pub(crate) fn forgotten_through(&self) -> u64 {
+        self.forgotten_through
+    }
+
+    /// Raises [`forgotten_through`](Self::forgotten_through) to `index` (a restored
+    /// snapshot's, or for a snapshot that did not record it, its applied index).
+    pub(crate) fn forgot_through(&mut self, index: u64) {
+        self.forgotten_through = self.forgotten_through.max(index);
+    }
+
+    /// The bytes of every remembered reply, markers included.
+    pub(crate) fn reply_bytes(&self) -> usize {
+        self.reply_bytes
     }
 
     /// Forgets every session idle for at least `expiry_ms` of log time at `now_ms`. The
@@ -208,17 +270,20 @@ impl SessionTable {
     /// Keeps at most `window` replies in every session, dropping the oldest.
     pub(crate) fn shrink_windows(&mut self, window: usize) {
         for session in self.sessions.values_mut() {
-            session.slide(session.lowest_kept, window);
+            let dropped = session.slide(session.lowest_kept, window);
+            self.reply_bytes = self.reply_bytes.saturating_sub(dropped);
         }
     }
 
+    /// Forgets `client_id`'s session, last active at `last_active`.
     fn remove(&mut self, last_active: u64, client_id: u64) {
         self.by_activity.remove(&last_active);
         let removed = self.sessions.remove(&client_id);
-        assert!(
-            removed.is_some(),
-            "session table out of step: client {client_id} listed at index {last_active} has no session"
-        );
+        let Some(removed) = removed else {
+            panic!("session table out of step: client {client_id} listed at index {last_active} has no session");
+        };
+        self.reply_bytes = self.reply_bytes.saturating_sub(removed.reply_bytes());
+        self.forgotten_through = self.forgotten_through.max(last_active);
     }
 
     /// Decides what to do with `request` (§6.3), changing nothing. A session applies its
@@ -241,7 +306,11 @@ impl SessionTable {
             Some(session) => {
                 // §6.3: a retry of an applied request gets its first reply, applies nothing.
                 if let Some(reply) = session.replies.get(&request.sequence) {
-                    Admission::Replay(reply.clone())
+                    Admission::Replay(if *reply == not_kept() {
+                        Reply::error(errors::REPLY_NOT_KEPT)
+                    } else {
+                        reply.clone()
+                    })
                 } else if request.sequence <= session.last_sequence() {
                     // Below the window: applied before, or given up on by the client and
                     // passed over; either way it is never applied now.
@@ -252,42 +321,59 @@ impl SessionTable {
                     Admission::Refuse(Reply::error(errors::OUT_OF_ORDER))
                 }
             }
-            // §6.3: an unknown client whose request may be in the log already is one whose
-            // session was forgotten: applying it could apply it twice.
-            None if request.resubmitted => Admission::Refuse(Reply::error(errors::SESSION_EXPIRED)),
+            // §6.3, §5.4: any copy of a re-sent request sits above `proposed_after` (Leader
+            // Completeness), so an unknown client's copy may have been applied only if the
+            // table forgot a session active after it: applying it then could apply it twice.
+            // 0 says nothing (an older request, or nothing committed yet): never a first one.
+            None if request.resubmitted
+                && (request.proposed_after == 0
+                    || self.forgotten_through > request.proposed_after) =>
+            {
+                Admission::Refuse(Reply::error(errors::SESSION_EXPIRED))
+            }
             // §6.3: the table is bounded; a busy client's session is never evicted for a
             // new one, so the new one waits (not applied) until a session is idle or expires.
             None if in_order(0) && !self.has_room(limits, now_ms) => {
                 Admission::Refuse(Reply::error(errors::TOO_MANY_SESSIONS))
             }
-            // A first copy: nothing of the client is remembered, so it starts a session when
-            // it waits for nothing below it.
+            // A first copy, or one no earlier copy of was applied: nothing of the client is
+            // remembered, so it starts a session when it waits for nothing below it.
             None if in_order(0) => Admission::Apply,
             None => Admission::Refuse(Reply::error(errors::OUT_OF_ORDER)),
         }
     }
 
     /// What to remember of `reply` to `request`: the reply itself, or, if it would take the
-    /// session's remembered replies the client still waits for past `budget_bytes`,
-    /// [`REPLY_NOT_KEPT`](errors::REPLY_NOT_KEPT). A function of the log alone, as the
-    /// table must be.
+    /// session's remembered replies the client still waits for past the session's budget,
+    /// or every session's remembered replies past the table's, the "not kept" marker
+    /// (replayed as [`REPLY_NOT_KEPT`](errors::REPLY_NOT_KEPT)). A function of the log
+    /// alone, as the table must be.
     pub(crate) fn to_remember(
         &self,
         request: SessionRequest,
         reply: &Reply,
-        budget_bytes: usize,
+        budgets: ReplyBudgets,
     ) -> Reply {
-        let kept: usize = self.sessions.get(&request.client_id).map_or(0, |session| {
-            session
-                .replies
-                .range(request.floor()..)
-                .map(|(_, kept)| reply_bytes(kept))
-                .sum()
-        });
-        if kept.saturating_add(reply_bytes(reply)) <= budget_bytes {
+        let (waited_for, below_floor) =
+            self.sessions
+                .get(&request.client_id)
+                .map_or((0, 0), |session| {
+                    let waited_for: usize = session
+                        .replies
+                        .range(request.floor()..)
+                        .map(|(_, kept)| reply_bytes(kept))
+                        .sum();
+                    (waited_for, session.reply_bytes().saturating_sub(waited_for))
+                });
+        let bytes = reply_bytes(reply);
+        // The table as it will be once the session's window slides to the request's floor.
+        let table = self.reply_bytes.saturating_sub(below_floor);
+        if waited_for.saturating_add(bytes) <= budgets.session_bytes
+            && table.saturating_add(bytes) <= budgets.table_bytes
+        {
             reply.clone()
         } else {
-            Reply::error(errors::REPLY_NOT_KEPT)
+            not_kept()
         }
     }
 
@@ -301,7 +387,8 @@ impl SessionTable {
         window: usize,
     ) {
         if let Some(session) = self.sessions.get_mut(&request.client_id) {
-            session.slide(request.floor(), window);
+            let dropped = session.slide(request.floor(), window);
+            self.reply_bytes = self.reply_bytes.saturating_sub(dropped);
         }
         self.touch(request.client_id, index, now_ms);
     }
@@ -328,8 +415,12 @@ impl SessionTable {
         limits: SessionLimits,
     ) {
         if let Some(session) = self.sessions.get_mut(&request.client_id) {
-            session.replies.insert(request.sequence, reply);
-            session.slide(request.floor(), limits.window);
+            self.reply_bytes = self.reply_bytes.saturating_add(reply_bytes(&reply));
+            if let Some(replaced) = session.replies.insert(request.sequence, reply) {
+                self.reply_bytes = self.reply_bytes.saturating_sub(reply_bytes(&replaced));
+            }
+            let dropped = session.slide(request.floor(), limits.window);
+            self.reply_bytes = self.reply_bytes.saturating_sub(dropped);
             self.touch(request.client_id, index, now_ms);
             return;
         }
@@ -348,7 +439,9 @@ impl SessionTable {
     pub(crate) fn insert(&mut self, client_id: u64, session: Session) {
         if let Some(old) = self.sessions.get(&client_id) {
             self.by_activity.remove(&old.last_active_index);
+            self.reply_bytes = self.reply_bytes.saturating_sub(old.reply_bytes());
         }
+        self.reply_bytes = self.reply_bytes.saturating_add(session.reply_bytes());
         let previous = self
             .by_activity
             .insert(session.last_active_index, client_id);
@@ -398,6 +491,11 @@ impl SessionTable {
             self.activity_in_time_order(),
             "sessions' last activity goes back in log time along the log at applied index {applied_index}"
         );
+        let counted: usize = self.sessions.values().map(Session::reply_bytes).sum();
+        assert_eq!(
+            self.reply_bytes, counted,
+            "remembered reply bytes out of step at applied index {applied_index}"
+        );
         for (client_id, session) in &self.sessions {
             assert!(
                 session
@@ -408,6 +506,12 @@ impl SessionTable {
             );
         }
     }
+}
+
+/// How a reply that was not kept is remembered: the empty error, which no command answers
+/// (every error names its cause), one word where the full text would take ten.
+fn not_kept() -> Reply {
+    Reply::Error(String::new())
 }
 
 /// The bytes a remembered reply is counted as: its strings and a word per element.

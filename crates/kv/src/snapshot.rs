@@ -4,19 +4,24 @@
 //! ```text
 //! magic "SKVS" | version(4) | applied_index | log_time_ms
 //!   | key_count   | (key, value, revision, deadline_ms + 1 or 0)…      keys strictly increasing
+//!   | forgotten_through                                                 at most applied_index
 //!   | session_count | (client_id, lowest_kept, last_active_index,     ids strictly increasing
 //!                      last_active_ms, reply_count,
 //!                      (sequence, reply)…)…                           sequences strictly increasing
 //!   | crc32c (4 bytes, little-endian, over every byte before it)
 //! ```
 //! where a value is a type tag and its contents: 0 a string (a byte string), 1 a hash (a
-//! field count, at least 1, then `(field, value)…`, fields strictly increasing).
+//! field count, at least 1, then `(field, value)…`, fields strictly increasing), and
+//! `forgotten_through` the highest log index at which a session the table forgot was last
+//! active (0 if none).
 //!
 //! Older versions are still read:
 //! - version 3 kept one reply per session, `(client_id, last_sequence, last_active_index,
 //!   reply)`, read as a window of that one reply whose floor is `last_sequence` (the same
 //!   answers to every later request), last active at the snapshot's log time (so no session
-//!   is evicted or expires sooner than it would have);
+//!   is evicted or expires sooner than it would have), and did not say which sessions it had
+//!   forgotten: it reads as having forgotten one active at its applied index (so a re-sent
+//!   copy of a client it does not know is never applied as a first request);
 //! - version 2 also had only strings, written as a byte string without the tag;
 //! - version 1 also had no log time, revisions or deadlines (`(key, value)…` only), each
 //!   key taking the snapshot's applied index as its revision (no later write can
@@ -94,6 +99,7 @@ impl StateMachine {
             // 0: no deadline; a deadline is after the log time, so never 0 itself.
             put_u64(out, stored.deadline_ms.map_or(0, |d| d.saturating_add(1)));
         }
+        put_u64(out, self.sessions.forgotten_through());
         put_u64(out, self.sessions.len() as u64);
         for (client_id, session) in self.sessions.iter() {
             put_u64(out, client_id);
@@ -273,15 +279,23 @@ fn read_value(r: &mut Reader<'_>, max_hash_fields: usize) -> Result<Value, KvErr
 
 /// The client sessions, in strictly increasing client id order, each with a window of
 /// replies in strictly increasing sequence order (from version 4; one reply before), none
-/// active after `applied_index` and no two active at one index.
+/// active after `applied_index` and no two active at one index, after the index through
+/// which the table forgot sessions (from version 4).
 fn read_sessions(
     r: &mut Reader<'_>,
     version: u8,
     (applied_index, log_time_ms): (u64, u64),
 ) -> Result<SessionTable, KvError> {
+    let forgotten_through = if version < 4 { applied_index } else { r.u64()? };
+    if forgotten_through > applied_index {
+        return Err(KvError::InvalidSnapshot(
+            "a session was forgotten after the applied index",
+        ));
+    }
     // Each session takes at least four bytes (three varints and a reply tag).
     let session_count = r.count(4)?;
     let mut sessions = SessionTable::default();
+    sessions.forgot_through(forgotten_through);
     let mut previous_id: Option<u64> = None;
     for _ in 0..session_count {
         let client_id = r.u64()?;

@@ -6,7 +6,9 @@ use crate::error::KvError;
 use crate::events::EventRecorder;
 use crate::keyspace::{Keyspace, Stored};
 use crate::reply::{errors, Reply};
-use crate::session::{Admission, Session, SessionLimits, SessionRequest, SessionTable};
+use crate::session::{
+    Admission, ReplyBudgets, Session, SessionLimits, SessionRequest, SessionTable,
+};
 use crate::value::Value;
 
 /// The replicated key-value store: byte-string keys and values, Redis-style commands, and
@@ -132,6 +134,19 @@ impl StateMachine {
         self.sessions.len()
     }
 
+    /// The bytes every session's remembered replies are counted as ("applied, reply not
+    /// kept" markers included), which [`KvConfig::session_table_reply_bytes`] bounds.
+    pub fn session_reply_bytes(&self) -> usize {
+        self.sessions.reply_bytes()
+    }
+
+    /// The highest log index at which a session the store forgot was last active (0 if it
+    /// forgot none): a re-sent copy of a client it does not know, first sent after that
+    /// index was committed, is applied as a first request.
+    pub fn sessions_forgotten_through(&self) -> u64 {
+        self.sessions.forgotten_through()
+    }
+
     /// Applies the committed entry at `index` holding `command`, sent with `session` (if
     /// any), and returns the reply for the client.
     ///
@@ -194,8 +209,11 @@ impl StateMachine {
                     Admission::Refuse(reply) => reply,
                     Admission::Apply => {
                         let reply = self.execute(command);
-                        let budget = self.config.session_reply_bytes;
-                        let kept = self.sessions.to_remember(request, &reply, budget);
+                        let budgets = ReplyBudgets {
+                            session_bytes: self.config.session_reply_bytes,
+                            table_bytes: self.config.session_table_reply_bytes,
+                        };
+                        let kept = self.sessions.to_remember(request, &reply, budgets);
                         self.sessions.record(request, at, kept, limits);
                         reply
                     }

@@ -180,13 +180,13 @@ fn a_forwarded_reply_claiming_a_huge_array_is_refused_without_reserving_it() {
 
 #[test]
 fn a_snapshot_window_claiming_a_huge_count_is_refused_without_reserving_it() {
-    // Version 4, applied 5, log time 0, no keys, one session (client 7, floor 2, active at
-    // index 5 and log time 0) whose window claims 150,000 replies (two bytes each passes the count's sanity
+    // Version 4, applied 5, log time 0, no keys, no session forgotten, one session (client
+    // 7, floor 2, active at index 5 and log time 0) whose window claims 150,000 replies (two bytes each passes the count's sanity
     // check): sequence 2, then a reply tag that does not exist, then zeros. The checksum is
     // valid, as a peer's forged snapshot's would be.
     let claimed = 150_000u64;
     let mut body = skiff_kv::SNAPSHOT_MAGIC.to_vec();
-    body.extend_from_slice(&[4, 5, 0, 0, 1, 7, 2, 5, 0]);
+    body.extend_from_slice(&[4, 5, 0, 0, 0, 1, 7, 2, 5, 0]);
     varint(&mut body, claimed);
     body.extend_from_slice(&[2, 99]);
     body.resize(body.len() + 2 * claimed as usize, 0);

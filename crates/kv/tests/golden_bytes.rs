@@ -256,16 +256,19 @@ fn requests() -> Vec<Request> {
                 sequence: 1000,
                 lowest_unanswered: 1,
                 resubmitted: false,
+                proposed_after: 0,
             }),
             command: Command::Incr { key: b"n".to_vec() },
         },
-        // The same client's write 1000 sent again by its node (flag 2), waiting for 990.
+        // The same client's write 1000 sent again by its node (flag 2), waiting for 990, first
+        // sent when its node knew index 300 committed.
         Request {
             session: Some(SessionRequest {
                 client_id: 5,
                 sequence: 1000,
                 lowest_unanswered: 990,
                 resubmitted: true,
+                proposed_after: 300,
             }),
             command: Command::Incr { key: b"n".to_vec() },
         },
@@ -442,13 +445,23 @@ const REQUESTS_V2_HEX: &[&str] = &["01000202016b017602", "0101ac02ffffffffffffff
 const REQUESTS_V1_V3_COMMANDS_HEX: &[&str] =
     &["01000302016b017602", "0101ac02ffffffffffffffffff010305016e"];
 
-/// [`requests`]: version, session flag (and the session as varints: client id, sequence,
-/// and how far below it the lowest unanswered sequence is), then the command.
-const REQUESTS_HEX: &[&str] = &[
+/// [`requests`] as request version 2 wrote them (no index proposed after), with commands of
+/// version 3.
+const REQUESTS_V2_V3_COMMANDS_HEX: &[&str] = &[
     "02000302016b017602",
     "0201ac02ffffffffffffffffff01000305016e",
     "020105e807e7070305016e",
     "020205e8070a0305016e",
+];
+
+/// [`requests`]: version, session flag (and the session as varints: client id, sequence,
+/// how far below it the lowest unanswered sequence is, and the commit index it was proposed
+/// after — 300 is `ac 02`), then the command.
+const REQUESTS_HEX: &[&str] = &[
+    "03000302016b017602",
+    "0301ac02ffffffffffffffffff0100000305016e",
+    "030105e807e707000305016e",
+    "030205e8070aac020305016e",
 ];
 
 /// [`replies`]: a tag, then the fields (zigzag varints for integers).
@@ -478,10 +491,11 @@ const SNAPSHOT_V2_HEX: &str =
 const SNAPSHOT_V3_HEX: &str =
     "534b56530305e907040161000132030001620001320100016300013304dd0b016801020166017601670005000109010303049cd1f672";
 
-/// [`store`]'s snapshot: as version 3, but each session is its window's floor, its last
+/// [`store`]'s snapshot: as version 3, but the sessions open with the index through which
+/// the table forgot sessions (`00`, none), and each session is its window's floor, its last
 /// active index and log time, then a count and its replies by sequence.
 const SNAPSHOT_HEX: &str =
-    "534b56530405e907040161000132030001620001320100016300013304dd0b0168010201660176016700050001090103000101030423bf3325";
+    "534b56530405e907040161000132030001620001320100016300013304dd0b01680102016601760167000500000109010300010103049d61987e";
 
 fn from_hex(hex: &str) -> Vec<u8> {
     (0..hex.len())
@@ -547,6 +561,18 @@ fn version_2_bytes_still_read() {
 #[test]
 fn requests_keep_their_bytes() {
     keep_their_bytes(requests(), REQUESTS_HEX, Request::encode, Request::decode);
+}
+
+/// Requests of version 2 read as the same requests proposed after index 0: a re-sent copy
+/// of a client the store does not know then never starts a session, as in version 2.
+#[test]
+fn version_2_requests_read_as_proposed_after_nothing() {
+    for (mut request, hex) in requests().into_iter().zip(REQUESTS_V2_V3_COMMANDS_HEX) {
+        if let Some(session) = request.session.as_mut() {
+            session.proposed_after = 0;
+        }
+        assert_eq!(Request::decode(&from_hex(hex)), Ok(request));
+    }
 }
 
 /// Commands, requests and snapshots of version 1 read as they did, a snapshot's keys with

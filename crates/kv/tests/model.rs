@@ -47,6 +47,7 @@ fn config() -> KvConfig {
         session_evict_idle_ms: SESSION_EVICT_IDLE_MS,
         session_window_requests: SESSION_WINDOW_REQUESTS,
         session_reply_bytes: usize::MAX,
+        session_table_reply_bytes: usize::MAX,
         max_reply_bytes: usize::MAX,
         max_hash_fields: MAX_HASH_FIELDS,
     }
@@ -876,7 +877,9 @@ proptest! {
                         }
                         // A copy sent again says so (the node's promise the store relies on).
                         let resubmitted = resubmitted || model.sent(client_id, sequence).is_some();
-                        SessionRequest { client_id, sequence, lowest_unanswered: sequence.saturating_sub(lag), resubmitted }
+                        // A copy says no index it was first sent after: the store never applies it
+                        // as a session's first request.
+                        SessionRequest { client_id, sequence, lowest_unanswered: sequence.saturating_sub(lag), resubmitted, proposed_after: 0 }
                     });
                     // A copy carries the command first sent.
                     let command = session

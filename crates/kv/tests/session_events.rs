@@ -17,6 +17,7 @@ fn pipelined(sequence: u64, lowest_unanswered: u64) -> SessionRequest {
         sequence,
         lowest_unanswered,
         resubmitted: false,
+        proposed_after: 0,
     }
 }
 
@@ -42,8 +43,8 @@ fn events(kv: &mut Kv) -> Vec<(&'static str, String)> {
 fn replayed_and_refused_session_writes_record_no_keyspace_event() {
     let mut kv = Kv::new();
     kv.machine.record_events(true);
-    // Without a session, the same write twice is two writes: two events (and `new` for the
-    // first, which created the key).
+    // Without a session, the same write twice is two writes: two events (and the key's
+    // creation once).
     kv.apply(set("plain", "v"));
     kv.apply(set("plain", "v"));
     assert_eq!(

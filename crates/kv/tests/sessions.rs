@@ -85,17 +85,12 @@ fn clients_have_independent_sequences() {
     assert_eq!(kv.machine.session_count(), 2);
 }
 
-/// A client the store does not know starts a session only with a first copy of a request
-/// that waits for nothing below it: a re-submitted one may be a retry whose session was
-/// forgotten, so it is refused rather than risk applying twice; one ahead of an earlier
-/// request is refused as out of order; sequence 0 is no request. Reference: thesis §6.3.
+/// A client the store does not know starts a session only with a request that waits for
+/// nothing below it: one ahead of an earlier request is refused as out of order; sequence 0
+/// is no request. Reference: thesis §6.3.
 #[test]
-fn unknown_client_starts_only_with_a_first_copy_in_order() {
+fn unknown_client_starts_only_with_a_request_in_order() {
     let mut kv = Kv::new();
-    assert_eq!(
-        kv.apply_with(incr("n"), Some(resent(3, 1))),
-        Reply::error(errors::SESSION_EXPIRED)
-    );
     assert_eq!(
         kv.apply_with(incr("n"), Some(pipelined(3, 2, 1))),
         Reply::error(errors::OUT_OF_ORDER)
@@ -110,6 +105,118 @@ fn unknown_client_starts_only_with_a_first_copy_in_order() {
     // forgotten writes again.
     assert_eq!(kv.apply_session(3, 7, incr("n")), Reply::Integer(1));
     assert_eq!(kv.machine.session(3).map(|s| s.last_sequence()), Some(7));
+}
+
+/// A copy of `(client_id, sequence)` its node sent again, first sent when its node knew
+/// `proposed_after` committed.
+fn resent_after(client_id: u64, sequence: u64, proposed_after: u64) -> SessionRequest {
+    SessionRequest {
+        proposed_after,
+        ..resent(client_id, sequence)
+    }
+}
+
+/// A new connection's first write was lost with a crashed leader's uncommitted tail, and its
+/// node sends it again flagged as re-sent. The store never knew the client and forgot no
+/// session, so no copy can have been applied: the copy starts the session and is applied
+/// once, and a later copy of it hears its first reply. A pipelined first burst lost the same
+/// way comes back in any order: a copy ahead of the first waits (out of order, not applied).
+/// Reference: thesis §6.3, §5.4.
+#[test]
+fn a_never_known_clients_resent_first_write_applies_once() {
+    let mut kv = Kv::new();
+    kv.apply(set("other", "x")); // index 1, committed before the client's write was sent
+    assert_eq!(kv.machine.sessions_forgotten_through(), 0);
+    // A copy that says nothing of when it was first sent (an older request) never starts one.
+    assert_eq!(
+        kv.apply_with(incr("n"), Some(resent_after(3, 1, 0))),
+        Reply::error(errors::SESSION_EXPIRED)
+    );
+    assert_eq!(
+        kv.apply_with(incr("n"), Some(resent_after(3, 1, 1))),
+        Reply::Integer(1)
+    );
+    assert_eq!(
+        kv.apply_with(incr("n"), Some(resent_after(3, 1, 1))),
+        Reply::Integer(1)
+    );
+    assert_eq!(kv.read(get("n")), bulk("1"));
+    // A burst of two, both waiting for 1, both re-sent: the second arrives first.
+    let burst = |sequence| SessionRequest {
+        lowest_unanswered: 1,
+        ..resent_after(4, sequence, 1)
+    };
+    assert_eq!(
+        kv.apply_with(append("log", "b"), Some(burst(2))),
+        Reply::error(errors::OUT_OF_ORDER)
+    );
+    assert_eq!(
+        kv.apply_with(append("log", "a"), Some(burst(1))),
+        Reply::Integer(1)
+    );
+    assert_eq!(
+        kv.apply_with(append("log", "b"), Some(burst(2))),
+        Reply::Integer(2)
+    );
+    assert_eq!(kv.read(get("log")), bulk("ab"));
+}
+
+/// Once the store forgot a session last active at index i, a re-sent copy of a client it
+/// does not know is refused as expired when it was first sent before i was committed (a
+/// copy may have been applied at i and forgotten since), and applied as a first request
+/// when it was first sent after (every copy sits above i, and nothing active above i was
+/// forgotten). Restoring a snapshot keeps that index, also through its own evictions.
+/// Reference: thesis §6.3, §5.4.
+#[test]
+fn a_forgotten_sessions_resent_write_is_still_refused() {
+    let config = KvConfig {
+        max_sessions: 1,
+        session_evict_idle_ms: 0,
+        ..KvConfig::default()
+    };
+    let mut kv = Kv::with_config(config.clone());
+    kv.apply_with(incr("a"), Some(req(1, 1))); // index 1
+    kv.apply_with(incr("b"), Some(req(2, 1))); // index 2: evicts client 1
+    assert_eq!(kv.machine.sessions_forgotten_through(), 1);
+    // Client 1's next write, first sent before index 1 was committed: its session may hold
+    // it applied and forgotten.
+    assert_eq!(
+        kv.apply_with(incr("a"), Some(resent_after(1, 2, 0))),
+        Reply::error(errors::SESSION_EXPIRED)
+    );
+    assert_eq!(kv.read(get("a")), bulk("1"));
+    // Client 3's first write, first sent once index 1 was committed: applied (evicting 2).
+    assert_eq!(
+        kv.apply_with(incr("c"), Some(resent_after(3, 1, 1))),
+        Reply::Integer(1)
+    );
+    assert_eq!(kv.machine.sessions_forgotten_through(), 2);
+    // Through a snapshot and a restore that keeps fewer sessions: still refused below.
+    let snapshot = kv.machine.snapshot();
+    let mut restored = Kv {
+        machine: StateMachine::restore(config, &snapshot).expect("restore"),
+        next_index: kv.next_index,
+    };
+    assert_eq!(restored.machine.sessions_forgotten_through(), 2);
+    assert_eq!(
+        restored.apply_with(incr("b"), Some(resent_after(2, 2, 1))),
+        Reply::error(errors::SESSION_EXPIRED)
+    );
+    assert_eq!(restored.read(get("b")), bulk("1"));
+    let one_kept = KvConfig {
+        max_sessions: 1,
+        ..KvConfig::default()
+    };
+    let mut two_sessions = Kv::new();
+    two_sessions.apply_with(incr("a"), Some(req(1, 1))); // index 1
+    two_sessions.apply_with(incr("b"), Some(req(2, 1))); // index 2
+    let shrunk =
+        StateMachine::restore(one_kept, &two_sessions.machine.snapshot()).expect("restore");
+    assert_eq!(
+        shrunk.sessions_forgotten_through(),
+        1,
+        "client 1 dropped at restore"
+    );
 }
 
 /// Writes without a session are applied every time (no deduplication), and open no session.
@@ -329,6 +436,7 @@ fn pipelined(client_id: u64, sequence: u64, lowest_unanswered: u64) -> SessionRe
         sequence,
         lowest_unanswered,
         resubmitted: false,
+        proposed_after: 0,
     }
 }
 
@@ -443,8 +551,8 @@ fn lowest_unanswered_above_sequence_is_clamped() {
 }
 
 /// A session remembers at most session_reply_bytes of replies: a reply past the budget is
-/// applied and answered, but remembered as "applied, reply not kept", which is what a
-/// retry of it hears; small replies are still kept. Reference: thesis §6.3.
+/// applied and answered, but remembered as "applied, reply not kept" (one word), which is
+/// what a retry of it hears; small replies are still kept. Reference: thesis §6.3.
 #[test]
 fn replies_past_the_byte_budget_are_remembered_as_not_kept() {
     let mut kv = Kv::with_config(KvConfig {
@@ -462,6 +570,9 @@ fn replies_past_the_byte_budget_are_remembered_as_not_kept() {
         kv.apply_with(incr("n"), Some(pipelined(4, 2, 1))),
         Reply::Integer(1)
     );
+    // The reply not kept counts one word, as the integer does: the marks of a long pipeline
+    // never take a session far past its budget.
+    assert_eq!(kv.machine.session_reply_bytes(), 8 + 8);
     // Retries: the large reply is not kept, the small one is.
     assert_eq!(
         kv.apply_with(getdel, Some(pipelined(4, 1, 1))),
@@ -473,4 +584,74 @@ fn replies_past_the_byte_budget_are_remembered_as_not_kept() {
     );
     assert_eq!(kv.read(get("big")), Reply::Nil, "applied once");
     assert_eq!(kv.read(get("n")), bulk("1"));
+}
+
+fn append(key: &str, value: &str) -> Command {
+    Command::Append {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+/// All sessions together remember at most session_table_reply_bytes of replies: a reply
+/// that would take the table past it is applied and answered, but remembered as "applied,
+/// reply not kept", though its own session's budget had room; once a kept reply is no
+/// longer awaited (its client's floor rose past it), the room is free again. Every replica
+/// decides the same, from the log alone. Reference: thesis §6.3.
+#[test]
+fn replies_past_the_table_budget_are_remembered_as_not_kept() {
+    let config = KvConfig {
+        session_table_reply_bytes: 100,
+        ..KvConfig::default()
+    };
+    let mut kv = Kv::with_config(config.clone());
+    let value = "v".repeat(60);
+    for key in ["a", "b", "c"] {
+        kv.apply(set(key, &value));
+    }
+    let getdel = |key: &str| Command::GetDel { key: key.into() };
+    // Client 1's 60-byte reply fits; client 2's would take the table to about 136 bytes.
+    assert_eq!(
+        kv.apply_with(getdel("a"), Some(pipelined(1, 1, 1))),
+        bulk(&value)
+    );
+    assert_eq!(
+        kv.apply_with(getdel("b"), Some(pipelined(2, 1, 1))),
+        bulk(&value)
+    );
+    // The second reply is remembered as a one-word mark.
+    assert_eq!(kv.machine.session_reply_bytes(), (8 + 60) + 8);
+    let mut replica = StateMachine::restore(config, &kv.machine.snapshot()).expect("restore");
+    assert_eq!(
+        kv.apply_with(getdel("b"), Some(pipelined(2, 1, 1))),
+        Reply::error(errors::REPLY_NOT_KEPT)
+    );
+    assert_eq!(
+        kv.apply_with(getdel("a"), Some(pipelined(1, 1, 1))),
+        bulk(&value)
+    );
+    // Clients 1 and 2 no longer wait for write 1: its reply and the marker go, and client
+    // 3's reply fits.
+    assert_eq!(
+        kv.apply_with(incr("n"), Some(pipelined(1, 2, 2))),
+        Reply::Integer(1)
+    );
+    assert_eq!(
+        kv.apply_with(incr("n"), Some(pipelined(2, 2, 2))),
+        Reply::Integer(2)
+    );
+    assert_eq!(
+        kv.apply_with(getdel("c"), Some(pipelined(3, 1, 1))),
+        bulk(&value)
+    );
+    assert_eq!(
+        kv.apply_with(getdel("c"), Some(pipelined(3, 1, 1))),
+        bulk(&value)
+    );
+    // The replica restored before the retries decides the same for client 2.
+    assert_eq!(
+        replica.apply(kv.next_index, getdel("b"), Some(pipelined(2, 1, 1))),
+        Reply::error(errors::REPLY_NOT_KEPT)
+    );
+    assert_eq!(kv.read(get("b")), Reply::Nil, "applied once");
 }

@@ -201,8 +201,9 @@ fn checksummed_but_invalid_snapshot_is_refused() {
     assert_eq!(restored.hash_get(b"h", b"g"), Some(&b""[..]));
     assert_eq!(restored.get(b"h"), None);
 
-    // Version 4, applied 5, log time 0, no keys, one session (client 7, floor 2, active at
-    // 5, log time 0) whose window is empty, reaches below its floor, or is out of order.
+    // Version 4, applied 5, log time 0, no keys, no session forgotten, one session (client 7,
+    // floor 2, active at 5, log time 0) whose window is empty, reaches below its floor, or is
+    // out of order.
     for (window, error) in [
         (vec![0], "a session's replies are empty or below its window"),
         (
@@ -215,18 +216,18 @@ fn checksummed_but_invalid_snapshot_is_refused() {
         ),
     ] {
         let mut session = header(4);
-        session.extend_from_slice(&[5, 0, 0, 1, 7, 2, 5, 0]);
+        session.extend_from_slice(&[5, 0, 0, 0, 1, 7, 2, 5, 0]);
         session.extend_from_slice(&window);
         assert_eq!(restore(&session), Err(KvError::InvalidSnapshot(error)));
     }
     // The same session with the replies of sequences 2 and 3 is restored.
     let mut session = header(4);
-    session.extend_from_slice(&[5, 0, 0, 1, 7, 2, 5, 0, 2, 2, 0, 3, 1]);
+    session.extend_from_slice(&[5, 0, 0, 0, 1, 7, 2, 5, 0, 2, 2, 0, 3, 1]);
     let restored = restore(&session).expect("a well-formed window");
     // A session active after the snapshot's log time, or two whose activity goes back in
     // log time along the log, is refused.
     let mut ahead = header(4);
-    ahead.extend_from_slice(&[5, 0, 0, 1, 7, 2, 5, 1, 1, 2, 0]);
+    ahead.extend_from_slice(&[5, 0, 0, 0, 1, 7, 2, 5, 1, 1, 2, 0]);
     assert_eq!(
         restore(&ahead),
         Err(KvError::InvalidSnapshot(
@@ -234,7 +235,7 @@ fn checksummed_but_invalid_snapshot_is_refused() {
         ))
     );
     let mut back_in_time = header(4);
-    back_in_time.extend_from_slice(&[5, 9, 0, 2, 7, 2, 5, 1, 1, 2, 0, 8, 2, 4, 2, 1, 2, 0]);
+    back_in_time.extend_from_slice(&[5, 9, 0, 0, 2, 7, 2, 5, 1, 1, 2, 0, 8, 2, 4, 2, 1, 2, 0]);
     assert_eq!(
         restore(&back_in_time),
         Err(KvError::InvalidSnapshot(
@@ -244,6 +245,18 @@ fn checksummed_but_invalid_snapshot_is_refused() {
     let kept = restored.session(7).expect("the session");
     assert_eq!(kept.lowest_kept, 2);
     assert_eq!(kept.last_sequence(), 3);
+    // A table that says it forgot a session active after the snapshot's applied index.
+    let mut forgot_ahead = header(4);
+    forgot_ahead.extend_from_slice(&[5, 0, 0, 6, 0]);
+    assert_eq!(
+        restore(&forgot_ahead),
+        Err(KvError::InvalidSnapshot(
+            "a session was forgotten after the applied index"
+        ))
+    );
+    forgot_ahead[8] = 5;
+    let forgot = restore(&forgot_ahead).expect("forgotten through the applied index");
+    assert_eq!(forgot.sessions_forgotten_through(), 5);
 
     // Version 2, applied 3, log time 10: key "a" written at index 4 > 3.
     let mut written_ahead = header(2);

@@ -36,6 +36,7 @@ impl StateMachine for skiff_kv::StateMachine {
             sequence: s.sequence,
             lowest_unanswered: s.lowest_unanswered,
             resubmitted: s.resubmitted,
+            proposed_after: s.proposed_after,
         });
         Ok((request.command, session))
     }
@@ -114,17 +115,23 @@ fn to_request(session: ClientSession) -> SessionRequest {
         sequence: session.sequence,
         lowest_unanswered: session.lowest_unanswered,
         resubmitted: session.resubmitted,
+        proposed_after: session.proposed_after,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    /// The node recognises the store's out-of-order refusal by its text.
+    /// The node recognises the store's out-of-order and too-many-sessions refusals by
+    /// their text.
     #[test]
-    fn out_of_order_refusal_is_the_nodes() {
+    fn session_refusals_are_the_nodes() {
         assert_eq!(
             skiff_kv::reply::errors::OUT_OF_ORDER,
             crate::refusals::OUT_OF_ORDER
+        );
+        assert_eq!(
+            skiff_kv::reply::errors::TOO_MANY_SESSIONS,
+            crate::refusals::TOO_MANY_SESSIONS
         );
     }
 }

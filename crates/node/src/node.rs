@@ -248,8 +248,12 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     /// So when a leader change loses the write's outcome, the node sends it again to the
     /// current leader until it is applied or [`cancel`](Node::cancel)led (see
     /// `node/resubmit.rs`), in the order its client sent it relative to its client's other
-    /// writes here. Its reply says "may or may not have been applied" only when the state
-    /// machine does not know the session of a copy sent again (it may have applied an
+    /// writes here. The write carries the commit index known now
+    /// ([`ClientSession::proposed_after`], whatever the caller put there), so a copy sent
+    /// again to a state machine that never knew the session (the first copy was lost with a
+    /// leader's uncommitted tail) is applied as a first request. Its reply says "may or may
+    /// not have been applied" only when the state machine does not know the session of a
+    /// copy sent again and forgot a session active after that index (it may have applied an
     /// earlier copy and forgotten the session since), or when the caller stops waiting.
     pub fn submit_in_session(
         &mut self,
@@ -274,6 +278,13 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 }
             }
         } else {
+            // §5.4: any leader that appends this write holds every entry committed now, so
+            // every copy of it sits above this index; copies sent again keep it.
+            let committed = self.raw.raft().log().committed().0;
+            let session = session.map(|session| ClientSession {
+                proposed_after: committed,
+                ..session
+            });
             let request = M::encode_command(command, session);
             if let Some(session) = session {
                 self.session_writes.insert(id, request.clone(), session);

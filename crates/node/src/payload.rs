@@ -440,7 +440,7 @@ mod tests {
         };
         assert_eq!(
             stamped.encode(),
-            [0x83, 2, 1, 0, 0, 0, 0, 0, 0, 2, 0, 3, 0x0b]
+            [0x83, 2, 1, 0, 0, 0, 0, 0, 0, 3, 0, 3, 0x0b]
         );
         assert_eq!(Stamped::split(&stamped.encode()), Some(Ok(stamped)));
         assert_eq!(

@@ -34,3 +34,9 @@ pub const TOO_LARGE: &str = "ERR request too large for one log entry";
 /// no client sees it (a state machine answers a session's out-of-order request with it).
 pub const OUT_OF_ORDER: &str =
     "TRYAGAIN an earlier write of the session is not applied yet; it was not applied";
+
+/// A session write whose session the state machine does not know, refused because its
+/// session table is full of busier sessions: this copy was not applied (a state machine
+/// answers it so). True of that copy only: once the write was sent again, another copy may
+/// still start the session.
+pub const TOO_MANY_SESSIONS: &str = "TRYAGAIN too many client sessions; the write was not applied";

@@ -24,8 +24,14 @@ pub struct ClientSession {
     pub lowest_unanswered: u64,
     /// An earlier copy of this request may already be in the log (the node sends it again
     /// after a leader change lost its outcome): a state machine that does not know the
-    /// session must not apply it as a first request. Clients send `false`.
+    /// session must not apply it as a first request unless it forgot no session active after
+    /// [`proposed_after`](Self::proposed_after). Clients send `false`.
     pub resubmitted: bool,
+    /// The commit index the node knew when it first sent the request; copies sent again keep
+    /// it. Every copy sits above it (§5.4), so a state machine that forgot no session active
+    /// after it never applied one. Set by [`Node::submit_in_session`](crate::Node::submit_in_session);
+    /// clients send 0.
+    pub proposed_after: u64,
 }
 
 /// A replicated state machine. Every replica applies the same commands in the same order,

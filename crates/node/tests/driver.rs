@@ -150,6 +150,7 @@ impl NodeCluster {
             sequence,
             lowest_unanswered: 1,
             resubmitted: false,
+            proposed_after: 0,
         };
         self.nodes
             .get_mut(&NodeId(at))
@@ -614,6 +615,7 @@ fn a_duplicate_submission_in_a_session_is_applied_once() {
         sequence: 1,
         lowest_unanswered: 1,
         resubmitted: false,
+        proposed_after: 0,
     });
     let incr = || Command::Incr { key: "n".into() };
     cluster

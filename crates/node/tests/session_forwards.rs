@@ -112,6 +112,7 @@ impl Network {
             sequence,
             lowest_unanswered: sequence,
             resubmitted: false,
+            proposed_after: 0,
         };
         self.node(FOLLOWER)
             .submit_in_session(id, command, Some(session));
@@ -276,4 +277,34 @@ fn an_exec_aborted_by_watch_and_sent_again_answers_the_nil_array() {
         vec![None; 3],
         "the aborted EXEC ran nothing"
     );
+}
+
+/// A new client's first write is lost with its leader's uncommitted tail: the leader
+/// appended it, and crashed before the entry left it; node 3 wins the next term without it.
+/// The follower sends it again flagged as possibly in the log, and the new leader's state
+/// machine never knew the session. The copy was first sent after the follower knew the
+/// election's entry committed, and no session was ever forgotten, so no copy can have been
+/// applied: it starts the session, is applied once, and its client hears its value, not
+/// "may or may not have been applied". Reference: thesis §6.3, §5.4.
+#[test]
+fn a_first_write_lost_with_its_leaders_uncommitted_tail_is_applied_once() {
+    let mut network = Network::new();
+    network.elect_node_1();
+    let old_leader = NodeId(1);
+    let write = network.write(incr("n"), 1);
+    network.deliver(|m| m.from() == old_leader);
+    assert!(
+        network.nodes[&old_leader].raw().raft().log().last_index()
+            > network.nodes[&FOLLOWER].raw().raft().log().last_index(),
+        "the old leader appended the write, and nobody else has it"
+    );
+    network.restart(old_leader);
+    network.node(NodeId(3)).campaign();
+    network.deliver(|m| m.from() == old_leader || m.to() == old_leader);
+    assert_eq!(
+        network.nodes[&FOLLOWER].raw().raft().leader(),
+        Some(NodeId(3))
+    );
+    network.tick(3);
+    network.assert_answered_once(write, &Reply::Integer(1), "n", "1");
 }

@@ -480,6 +480,7 @@ impl Workload {
                 sequence: client.sequence,
                 lowest_unanswered: client.sequence,
                 resubmitted: false,
+                proposed_after: 0,
             }
         });
         match cluster.submit_in_session(node, op, command, session) {

@@ -13,7 +13,8 @@
 //! alone never answers a session write; only the driver's timeout says "may or may not".
 //!
 //! Once a write may be in the log (an attempt's outcome was lost), a refusal that means "not
-//! proposed" (BUSY, a transfer, no leader) says nothing of the earlier copy, so it is never
+//! proposed" (BUSY, a transfer, no leader) or that says only this copy was not applied (too
+//! many client sessions) says nothing of the other copies, so it is never
 //! the write's answer: the write is sent again at the next tick until it commits or the
 //! client stops waiting. Every later copy carries the re-submitted flag, so a state machine
 //! that forgot the session does not apply it as a first request. A write the state machine
@@ -120,8 +121,10 @@ impl SessionWrites {
         } else if text == refusals::NO_LEADER
             || text == refusals::BUSY
             || refusals::is_leadership_moving(text)
+            || text == refusals::TOO_MANY_SESSIONS
         {
-            // §6.3: "not proposed" is true of this attempt only; an earlier copy may commit.
+            // §6.3: "not proposed" (or "not applied", for a session the state machine had no
+            // room for) is true of this attempt only; another copy may still commit.
             if write.attempts > 1 || write.maybe_in_log {
                 Verdict::NextTick
             } else {
@@ -260,6 +263,7 @@ mod tests {
             sequence,
             lowest_unanswered: 1,
             resubmitted: false,
+            proposed_after: 0,
         };
         let command = Command::Incr { key: "n".into() };
         writes.insert(id, Kv::encode_command(command, Some(session)), session);
@@ -270,9 +274,10 @@ mod tests {
         Kv::refused(text.to_string())
     }
 
-    /// A "not proposed" refusal (BUSY, no leader, a transfer) answers a write's first
-    /// attempt; once an attempt's outcome was lost, a copy may be in the log, so the same
-    /// refusals only send it again. Reference: thesis §6.3.
+    /// A "not proposed" refusal (BUSY, no leader, a transfer) or "too many client sessions"
+    /// answers a write's first attempt; once an attempt's outcome was lost, a copy may be in
+    /// the log (and a copy sent again may still start its session), so the same refusals
+    /// only send it again. Reference: thesis §6.3.
     #[test]
     fn not_proposed_answers_only_a_write_with_no_copy_in_any_log() {
         let mut writes = SessionWrites::default();
@@ -281,6 +286,7 @@ mod tests {
             refusal(refusals::BUSY),
             refusal(refusals::NO_LEADER),
             refusal(&refusals::transferring(skiff_raft::NodeId(3))),
+            refusal(refusals::TOO_MANY_SESSIONS),
         ];
         for reply in &not_proposed {
             assert!(matches!(writes.verdict::<Kv>(id, reply), Verdict::Answer));

@@ -105,6 +105,7 @@ impl WriteSession {
             sequence: self.last_sequence,
             lowest_unanswered,
             resubmitted: false,
+            proposed_after: 0,
         }
     }
 }

@@ -125,6 +125,7 @@ impl Pipeline {
             sequence: self.sequence,
             lowest_unanswered,
             resubmitted: false,
+            proposed_after: 0,
         };
         let command = Command::Append {
             key: KEY.to_vec(),
