@@ -100,12 +100,16 @@ impl StateMachine {
     /// `KEYS`: every key matching `pattern`, in key order, within `max_reply_bytes`.
     pub(crate) fn keys(&self, pattern: &[u8]) -> Reply {
         let glob = Some(Glob::new(pattern)).filter(|glob| !glob.matches_everything());
-        let keys = match matching(self.data.iter().map(|(key, _)| key), glob.as_ref(), |key| {
-            key.as_slice()
-        }) {
+        // Matched in the store's own order, and only the matches sorted into key order.
+        let mut keys = match matching(
+            self.data.iter_by_hash().map(|(key, _)| key),
+            glob.as_ref(),
+            |key| key.as_slice(),
+        ) {
             Ok(keys) => keys,
             Err(refusal) => return refusal,
         };
+        keys.sort_unstable();
         if let Some(refusal) = self.check_reply_bytes(keys.iter().map(|key| key.len())) {
             return refusal;
         }

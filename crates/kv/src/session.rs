@@ -292,6 +292,7 @@ impl SessionTable {
     pub(crate) fn admit(
         &self,
         request: SessionRequest,
+        index: u64,
         limits: SessionLimits,
         now_ms: u64,
     ) -> Admission {
@@ -324,9 +325,12 @@ impl SessionTable {
             // §6.3, §5.4: any copy of a re-sent request sits above `proposed_after` (Leader
             // Completeness), so an unknown client's copy may have been applied only if the
             // table forgot a session active after it: applying it then could apply it twice.
-            // 0 says nothing (an older request, or nothing committed yet): never a first one.
+            // 0 says nothing (an older request, or nothing committed yet), and a copy at or
+            // below its own `proposed_after` was not sent by a node (forged or damaged):
+            // never a first one.
             None if request.resubmitted
                 && (request.proposed_after == 0
+                    || request.proposed_after >= index
                     || self.forgotten_through > request.proposed_after) =>
             {
                 Admission::Refuse(Reply::error(errors::SESSION_EXPIRED))

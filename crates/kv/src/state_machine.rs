@@ -201,7 +201,10 @@ impl StateMachine {
             Some(request) => {
                 let limits = self.session_limits();
                 let at = (index, self.log_time_ms);
-                match self.sessions.admit(request, limits, self.log_time_ms) {
+                match self
+                    .sessions
+                    .admit(request, index, limits, self.log_time_ms)
+                {
                     Admission::Replay(reply) => {
                         self.sessions.replayed(request, at, limits.window);
                         reply

@@ -15,16 +15,11 @@
 use crate::codec::{put_bytes, put_u64, Reader};
 use crate::command::Command;
 use crate::error::KvError;
-use crate::reply::{errors, Reply};
+use crate::reply::{errors, Reply, MAX_RESERVED_ITEMS};
 use crate::state_machine::StateMachine;
 
 /// The opcode of [`Command::Exec`].
 pub(crate) const EXEC_OPCODE: u8 = 60;
-
-/// The most items decoding reserves room for before reading them: a count is only what the
-/// entry claims, and an item in memory is many times its smallest encoding, so a larger
-/// transaction grows its vectors as its items are actually read.
-const MAX_RESERVED_ITEMS: usize = 64;
 
 /// A key watched by `WATCH`, with the revision it had then (`None`: it did not exist).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -116,6 +116,37 @@ fn resent_after(client_id: u64, sequence: u64, proposed_after: u64) -> SessionRe
     }
 }
 
+/// A peer forges a re-sent copy of an unknown client's write that claims to have been first
+/// sent after its own place in the log — no node can send that (every copy sits above the
+/// commit index its node knew, §5.4) — to pass for a write no earlier copy of was applied.
+/// It is refused as from a forgotten session and applies nothing; the same write with an
+/// honest claim applies once. Reference: thesis §6.3, §5.4.
+#[test]
+fn a_resent_copy_claiming_to_be_sent_after_its_own_index_is_never_a_first_write() {
+    let mut kv = Kv::new();
+    kv.apply(set("other", "x")); // index 1
+                                 // Index 2: the copy claims it was first sent once index 2 (itself) was committed.
+    assert_eq!(
+        kv.apply_with(incr("n"), Some(resent_after(8, 1, 2))),
+        Reply::error(errors::SESSION_EXPIRED)
+    );
+    // Index 3: a claim far past the log.
+    assert_eq!(
+        kv.apply_with(incr("n"), Some(resent_after(8, 1, u64::MAX))),
+        Reply::error(errors::SESSION_EXPIRED)
+    );
+    assert_eq!(
+        kv.read(get("n")),
+        Reply::Nil,
+        "a forged copy applied nothing"
+    );
+    // Index 4: sent when index 1 was committed, as a node would say.
+    assert_eq!(
+        kv.apply_with(incr("n"), Some(resent_after(8, 1, 1))),
+        Reply::Integer(1)
+    );
+}
+
 /// A new connection's first write was lost with a crashed leader's uncommitted tail, and its
 /// node sends it again flagged as re-sent. The store never knew the client and forgot no
 /// session, so no copy can have been applied: the copy starts the session and is applied
