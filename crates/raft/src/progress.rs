@@ -114,13 +114,18 @@ impl Progress {
     }
 
     /// The follower acknowledged the snapshot at `index` up to `next_offset`. Returns whether
-    /// this was news about the snapshot being sent.
+    /// this was news about the snapshot being sent: a repeated answer naming the offset whose
+    /// chunk is already out is not, so the copies of a resent or duplicated chunk do not each
+    /// start a stream of their own (§7: one chunk at a time).
     pub fn snapshot_acknowledged(&mut self, index: LogIndex, next_offset: u64) -> bool {
         match &mut self.state {
             ProgressState::Snapshot {
                 index: sending,
                 offset,
             } if *sending == index => {
+                if *offset == next_offset && self.probe_sent {
+                    return false;
+                }
                 *offset = next_offset;
                 self.probe_sent = false;
                 true

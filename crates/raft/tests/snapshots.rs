@@ -379,6 +379,44 @@ fn heartbeat_resends_the_unanswered_chunk() {
 }
 
 #[test]
+fn repeated_answers_about_the_same_chunk_send_the_next_chunk_once() {
+    let mut leader = sending_leader();
+    let m5 = meta(5, 1);
+    // The heartbeat resends the unanswered first chunk: two copies are out, and both are
+    // answered.
+    leader.tick();
+    assert_eq!(
+        to(2, drain(&mut leader)),
+        vec![msg(1, 2, 2, install(&m5, 0, b"0123", false))]
+    );
+    leader
+        .step(msg(2, 1, 2, snapshot_response(5, 4, false)))
+        .unwrap();
+    assert_eq!(
+        drain(&mut leader),
+        vec![msg(1, 2, 2, install(&m5, 4, b"4567", false))]
+    );
+    leader
+        .step(msg(2, 1, 2, snapshot_response(5, 4, false)))
+        .unwrap();
+    assert_eq!(
+        drain(&mut leader),
+        vec![],
+        "the second answer names the chunk already out: sending it again would run two \
+         streams of chunks side by side from here on"
+    );
+    // A follower that lost what it had staged asks for the start again: that is news.
+    leader
+        .step(msg(2, 1, 2, snapshot_response(5, 0, false)))
+        .unwrap();
+    assert_eq!(
+        drain(&mut leader),
+        vec![msg(1, 2, 2, install(&m5, 0, b"0123", false))]
+    );
+    // Reference: §7 / Figure 13
+}
+
+#[test]
 fn leader_with_a_newer_snapshot_restarts_the_transfer() {
     let mut leader = sending_leader();
     leader

@@ -3,7 +3,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use skiff_raft::{ConfChange, ConfChangeStep, LogIndex, NodeId};
+use skiff_raft::{ConfChange, ConfChangeStep, ConfState, LogIndex, NodeId};
 
 use crate::checkers::Violation;
 use crate::cluster::{Cluster, ClusterOptions, InjectedBug, Stats};
@@ -211,7 +211,9 @@ fn plan(options: &RunOptions, rng: &mut ChaCha8Rng) -> Plan {
         pool_size,
         snapshot_every_entries: [0, 5, 20, 60][rng.gen_range(0..4)],
         snapshot_trailing_entries: [0, 3, 10][rng.gen_range(0..3)],
-        max_snapshot_chunk_bytes: [8, 32, 1024 * 1024][rng.gen_range(0..3)],
+        // Small chunks split a snapshot into several (tens at 64 bytes; each one round trip
+        // and one sync, one at a time, §7), and the healing budget still covers two transfers.
+        max_snapshot_chunk_bytes: [64, 512, 1024 * 1024][rng.gen_range(0..3)],
         max_segment_bytes: [512, 4096, 64 * 1024][rng.gen_range(0..3)],
         // One node at most — a minority — and in few runs: a cluster survives losing one
         // disk, not a majority of them. Not in runs with membership changes: a voter lost for
@@ -283,6 +285,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         healing_phase(
             &mut cluster,
             options.heal_budget_ms,
+            plan.check_quorum,
             &mut next_value,
             &mut workload,
         );
@@ -577,6 +580,7 @@ fn random_partition(ids: &[NodeId], rng: &mut ChaCha8Rng) -> Partition {
 fn healing_phase(
     cluster: &mut Cluster,
     budget_ms: u64,
+    check_quorum: bool,
     next_value: &mut u64,
     workload: &mut Workload,
 ) {
@@ -596,21 +600,21 @@ fn healing_phase(
         cluster.propose(*next_value);
         *next_value += 1;
     }
-    let converged = elected
-        && cluster.run_until(budget_ms / 2, |c| {
-            let Some(leader) = c.leader() else {
-                return false;
-            };
-            let last = c.last_index(leader);
-            // Every member of the configuration in force; removed nodes may lag behind, and
-            // a node whose damaged log refused to open stays down (an operator would replace
-            // it): the others, a majority, must converge without it.
-            c.conf(leader)
-                .members()
-                .iter()
-                .filter(|&&id| !c.is_refused(id) && !c.is_amnesiac(id))
-                .all(|&id| c.is_up(id) && c.commit(id) == last && c.applied(id) == last)
-        });
+    let converged = elected && {
+        let deadline_ms = cluster.now_ms() + budget_ms / 2;
+        loop {
+            if !check_quorum {
+                stop_campaigning_removed_nodes(cluster);
+            }
+            let slice_ms = deadline_ms.saturating_sub(cluster.now_ms()).min(250);
+            if cluster.run_until(slice_ms, members_converged) {
+                break true;
+            }
+            if cluster.now_ms() >= deadline_ms || cluster.violation().is_some() {
+                break false;
+            }
+        }
+    };
     if cluster.violation().is_some() {
         return;
     }
@@ -635,6 +639,64 @@ fn healing_phase(
     }
     check_kept_power_proposals(cluster);
     cluster.close_ledger();
+}
+
+/// Whether every member of the configuration in force has committed and applied the leader's
+/// last entry. Removed nodes may lag behind, and a node whose damaged log refused to open
+/// stays down (an operator would replace it): the others, a majority, must converge without it.
+fn members_converged(c: &Cluster) -> bool {
+    let Some(leader) = c.leader() else {
+        return false;
+    };
+    let last = c.last_index(leader);
+    c.conf(leader)
+        .members()
+        .iter()
+        .filter(|&&id| !c.is_refused(id) && !c.is_amnesiac(id))
+        .all(|&id| c.is_up(id) && c.commit(id) == last && c.applied(id) == last)
+}
+
+/// Thesis §4.2.3: a removed server that never learnt of its removal times out and campaigns
+/// forever. Without CheckQuorum nodes that hear from a leader do not ignore it: its higher
+/// terms depose each leader in turn (PreVote helps only while its log is behind a majority of
+/// its old configuration), so such a cluster needs what docs/OPERATIONS.md asks of an
+/// operator: the removed node's process is stopped.
+fn stop_campaigning_removed_nodes(cluster: &mut Cluster) {
+    let Some(leader) = cluster.leader() else {
+        return;
+    };
+    // Only the configuration of a leader no node has left behind, with nothing after it: a
+    // change still in the leader's log may bring the node back (as a learner), and a stale
+    // leader may not know of a later member.
+    let newest_term = cluster
+        .ids()
+        .iter()
+        .filter(|&&id| cluster.is_up(id))
+        .map(|&id| cluster.term(id))
+        .max();
+    if cluster.applied(leader) < cluster.last_index(leader)
+        || newest_term != Some(cluster.term(leader))
+    {
+        return;
+    }
+    let in_force = cluster.conf(leader);
+    let campaigning: Vec<NodeId> = cluster
+        .ids()
+        .iter()
+        .copied()
+        .filter(|&id| cluster.is_up(id) && !in_force.members().contains(&id))
+        .filter(|&id| is_voter(&cluster.conf(id), id))
+        .collect();
+    for id in campaigning {
+        cluster.note(format!(
+            "stop {id}: removed, and without CheckQuorum it would disrupt"
+        ));
+        cluster.crash(id);
+    }
+}
+
+fn is_voter(conf: &ConfState, id: NodeId) -> bool {
+    conf.voters.contains(&id) || conf.voters_outgoing.contains(&id)
 }
 
 /// One node's state, for a liveness failure's report.
