@@ -1,4 +1,5 @@
-//! The snapshot format: [`StateMachine::snapshot`] and [`StateMachine::restore`].
+//! The snapshot format: [`StateMachine::snapshot`] and [`StateMachine::restore`], and
+//! [`FrozenStore`], the state a snapshot writes frozen at one index to serialize elsewhere.
 //!
 //! # Format (version 4)
 //! ```text
@@ -78,42 +79,19 @@ impl StateMachine {
     /// caller's header: the store is written once, into a buffer sized for it, and never
     /// copied whole again.
     pub fn snapshot_into(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        // Keys and values, their length prefixes, and room for the rest: one allocation
-        // instead of a doubling buffer that briefly holds the store twice.
-        let data_bytes: usize = self
-            .data
-            .iter_by_hash()
-            .map(|(key, stored)| key.len() + stored.value.payload_bytes() + 24)
-            .sum();
-        out.reserve(data_bytes + 64 * (self.sessions.len() + 1));
-        out.extend_from_slice(&SNAPSHOT_MAGIC);
-        out.push(SNAPSHOT_FORMAT_VERSION);
-        put_u64(out, self.applied_index);
-        put_u64(out, self.log_time_ms);
-        put_u64(out, self.data.len() as u64);
-        for (key, stored) in self.data.iter() {
-            put_bytes(out, key);
-            put_value(out, &stored.value);
-            put_u64(out, stored.revision);
-            // 0: no deadline; a deadline is after the log time, so never 0 itself.
-            put_u64(out, stored.deadline_ms.map_or(0, |d| d.saturating_add(1)));
+        let times = (self.applied_index, self.log_time_ms);
+        put_snapshot(out, &self.data, &self.sessions, times);
+    }
+
+    /// A frozen copy of the state a snapshot writes, taken in O(sessions) time without
+    /// copying a key: see [`FrozenStore`].
+    pub fn freeze(&self) -> FrozenStore {
+        FrozenStore {
+            data: self.data.clone(),
+            sessions: self.sessions.clone(),
+            applied_index: self.applied_index,
+            log_time_ms: self.log_time_ms,
         }
-        put_u64(out, self.sessions.forgotten_through());
-        put_u64(out, self.sessions.len() as u64);
-        for (client_id, session) in self.sessions.iter() {
-            put_u64(out, client_id);
-            put_u64(out, session.lowest_kept);
-            put_u64(out, session.last_active_index);
-            put_u64(out, session.last_active_ms);
-            put_u64(out, session.replies.len() as u64);
-            for (&sequence, reply) in &session.replies {
-                put_u64(out, sequence);
-                put_reply(out, reply);
-            }
-        }
-        let checksum = crc32c::crc32c(&out[start..]);
-        put_u32_le(out, checksum);
     }
 
     /// Rebuilds a store from [`snapshot`](Self::snapshot) bytes, to run with `config`.
@@ -146,6 +124,83 @@ impl StateMachine {
         machine.check_invariants();
         Ok(machine)
     }
+}
+
+/// The state a snapshot writes, frozen at one applied index, to serialize on another thread
+/// while the store goes on applying: [`StateMachine::freeze`] then
+/// [`FrozenStore::snapshot_into`] writes exactly the bytes [`StateMachine::snapshot_into`]
+/// wrote at the freeze.
+///
+/// Memory: the keys are in persistent maps whose nodes the copy shares with the live store,
+/// so freezing copies no key. What a write after the freeze costs is one copy of each node on
+/// its path through the map that the copy still shares (a few nodes of up to 64 entries,
+/// each entry a key and a pointer, never a value), once per node: the store grows by at most
+/// the nodes written while the copy lives, not by its size. The session table (bounded by
+/// `max_sessions` and `session_table_reply_bytes`) is copied whole.
+#[derive(Clone, Debug)]
+pub struct FrozenStore {
+    data: Keyspace,
+    sessions: SessionTable,
+    applied_index: u64,
+    log_time_ms: u64,
+}
+
+impl FrozenStore {
+    /// Appends the snapshot bytes of the frozen state to `out` (see
+    /// [`StateMachine::snapshot_into`]).
+    pub fn snapshot_into(&self, out: &mut Vec<u8>) {
+        let times = (self.applied_index, self.log_time_ms);
+        put_snapshot(out, &self.data, &self.sessions, times);
+    }
+
+    /// The applied index the state was frozen at.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+}
+
+/// Appends a version-4 snapshot of the given state to `out`.
+fn put_snapshot(
+    out: &mut Vec<u8>,
+    data: &Keyspace,
+    sessions: &SessionTable,
+    (applied_index, log_time_ms): (u64, u64),
+) {
+    let start = out.len();
+    // Keys and values, their length prefixes, and room for the rest: one allocation
+    // instead of a doubling buffer that briefly holds the store twice.
+    let data_bytes: usize = data
+        .iter_by_hash()
+        .map(|(key, stored)| key.len() + stored.value.payload_bytes() + 24)
+        .sum();
+    out.reserve(data_bytes + 64 * (sessions.len() + 1));
+    out.extend_from_slice(&SNAPSHOT_MAGIC);
+    out.push(SNAPSHOT_FORMAT_VERSION);
+    put_u64(out, applied_index);
+    put_u64(out, log_time_ms);
+    put_u64(out, data.len() as u64);
+    for (key, stored) in data.iter() {
+        put_bytes(out, key);
+        put_value(out, &stored.value);
+        put_u64(out, stored.revision);
+        // 0: no deadline; a deadline is after the log time, so never 0 itself.
+        put_u64(out, stored.deadline_ms.map_or(0, |d| d.saturating_add(1)));
+    }
+    put_u64(out, sessions.forgotten_through());
+    put_u64(out, sessions.len() as u64);
+    for (client_id, session) in sessions.iter() {
+        put_u64(out, client_id);
+        put_u64(out, session.lowest_kept);
+        put_u64(out, session.last_active_index);
+        put_u64(out, session.last_active_ms);
+        put_u64(out, session.replies.len() as u64);
+        for (&sequence, reply) in &session.replies {
+            put_u64(out, sequence);
+            put_reply(out, reply);
+        }
+    }
+    let checksum = crc32c::crc32c(&out[start..]);
+    put_u32_le(out, checksum);
 }
 
 /// The snapshot's bytes before its checksum, once the magic and the checksum are checked.

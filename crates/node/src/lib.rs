@@ -74,10 +74,10 @@ mod state_machine;
 pub mod wire;
 
 pub use config::NodeConfig;
-pub use effect::{BatchToken, Effect, SnapshotJob, SnapshotToken, SyncToken};
+pub use effect::{BatchToken, Effect, SnapshotData, SnapshotJob, SnapshotToken, SyncToken};
 pub use error::{NodeError, PeerMessageError, SnapshotRefusal};
 pub use event::Event;
 pub use node::{IncarnationNotice, Node, RequestId};
 pub use observer::{NoObserver, Observer};
-pub use state_machine::{ClientSession, StateMachine};
+pub use state_machine::{ClientSession, FrozenState, StateMachine};
 pub use wire::{Envelope, PeerMessage, WireError};

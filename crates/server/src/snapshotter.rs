@@ -1,11 +1,15 @@
-//! Writing a snapshot file off the driver thread. The node serializes the state machine (the
-//! part that needs it frozen) when it hands out `Effect::WriteSnapshot`, and a thread of its
-//! own writes the file and syncs it — for a large store most of the time — while the driver
-//! goes on ticking, heartbeating and serving. The node then installs the file (a rename) and
-//! compacts the log.
+//! Writing a snapshot file off the driver thread. The node freezes the state machine (a clone
+//! of its persistent maps, O(1) in the store's size) when it hands out
+//! `Effect::WriteSnapshot`, and a thread of its own serializes the frozen state, seals the
+//! file's header over the bytes (their length and checksum), writes the file and syncs it —
+//! for a large store all of the time a snapshot takes — while the driver goes on applying,
+//! ticking, heartbeating and serving. The node then installs the file (a rename) and compacts
+//! the log. If the thread fails or panics midway, the outcome is an error: the driver
+//! abandons the snapshot, and the log and the old snapshot stay as they were.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::thread;
 use std::time::Instant;
@@ -52,14 +56,19 @@ impl Snapshotter {
         let spawned = thread::Builder::new()
             .name(format!("skiff-snapshot-{node}"))
             .spawn(move || {
-                let Some(SnapshotJob { token, data }) =
+                let Some(SnapshotJob { mut token, data }) =
                     theirs.lock().ok().and_then(|mut job| job.take())
                 else {
                     return;
                 };
-                let write = token.write();
-                let result = write_file(write.temp_path(), &write.header_bytes(), &data);
-                drop(data);
+                // A panic while serializing or writing ends in an error, not in a node that
+                // waits for this snapshot forever; the token stays out of the closure.
+                let result = panic::catch_unwind(AssertUnwindSafe(|| {
+                    let data = data.serialize();
+                    let header = token.seal(&data);
+                    write_file(token.write().temp_path(), &header, &data)
+                }))
+                .unwrap_or_else(|_| Err(io::Error::other("the snapshot thread panicked")));
                 let _ = done.send(Written {
                     token,
                     result,
