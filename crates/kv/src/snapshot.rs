@@ -83,8 +83,8 @@ impl StateMachine {
         put_snapshot(out, &self.data, &self.sessions, times);
     }
 
-    /// A frozen copy of the state a snapshot writes, taken in O(sessions) time without
-    /// copying a key: see [`FrozenStore`].
+    /// A frozen copy of the state a snapshot writes, taken in O(1) time without copying a
+    /// key or a session: see [`FrozenStore`].
     pub fn freeze(&self) -> FrozenStore {
         FrozenStore {
             data: self.data.clone(),
@@ -131,12 +131,14 @@ impl StateMachine {
 /// [`FrozenStore::snapshot_into`] writes exactly the bytes [`StateMachine::snapshot_into`]
 /// wrote at the freeze.
 ///
-/// Memory: the keys are in persistent maps whose nodes the copy shares with the live store,
-/// so freezing copies no key. What a write after the freeze costs is one copy of each node on
-/// its path through the map that the copy still shares (a few nodes of up to 64 entries,
-/// each entry a key and a pointer, never a value), once per node: the store grows by at most
-/// the nodes written while the copy lives, not by its size. The session table (bounded by
-/// `max_sessions` and `session_table_reply_bytes`) is copied whole.
+/// Memory: the keys and the sessions are in persistent maps (`imbl` B+trees of 16 entries a
+/// node) whose nodes the copy shares with the live store, so freezing copies nothing. A
+/// write after the freeze copies each node on its path that the copy still shares — about
+/// log16(keys) nodes, each with its up to 16 keys (their bytes) and value pointers, never a
+/// value — once per node while the copy lives; a session written to is copied once (its
+/// window of replies). So the store grows by the nodes and sessions written while the copy
+/// lives, not by its size: at worst (writes spread over many keys until every node is copied)
+/// the map's nodes and keys once more, never the values.
 #[derive(Clone, Debug)]
 pub struct FrozenStore {
     data: Keyspace,
