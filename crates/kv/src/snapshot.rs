@@ -39,6 +39,9 @@
 //! time, a hash with more fields than `max_hash_fields`, a session active after the applied
 //! index, two sessions active at one index, trailing bytes) with a typed [`KvError`].
 
+use std::convert::Infallible;
+use std::io;
+
 use crate::codec::{put_bytes, put_u32_le, put_u64, Reader};
 use crate::config::KvConfig;
 use crate::error::{Encoded, KvError};
@@ -80,7 +83,7 @@ impl StateMachine {
     /// copied whole again.
     pub fn snapshot_into(&self, out: &mut Vec<u8>) {
         let times = (self.applied_index, self.log_time_ms);
-        put_snapshot(out, &self.data, &self.sessions, times);
+        put_snapshot_into(out, &self.data, &self.sessions, times);
     }
 
     /// A frozen copy of the state a snapshot writes, taken in O(1) time without copying a
@@ -152,7 +155,20 @@ impl FrozenStore {
     /// [`StateMachine::snapshot_into`]).
     pub fn snapshot_into(&self, out: &mut Vec<u8>) {
         let times = (self.applied_index, self.log_time_ms);
-        put_snapshot(out, &self.data, &self.sessions, times);
+        put_snapshot_into(out, &self.data, &self.sessions, times);
+    }
+
+    /// Writes the same bytes as [`snapshot_into`](Self::snapshot_into) to `out` a chunk at a
+    /// time, never holding them whole: for a store larger than the memory a second copy of
+    /// it would take.
+    pub fn write_snapshot(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        let times = (self.applied_index, self.log_time_ms);
+        put_snapshot(
+            &mut |chunk| out.write_all(chunk),
+            &self.data,
+            &self.sessions,
+            times,
+        )
     }
 
     /// The applied index the state was frozen at.
@@ -161,14 +177,70 @@ impl FrozenStore {
     }
 }
 
-/// Appends a version-4 snapshot of the given state to `out`.
-fn put_snapshot(
-    out: &mut Vec<u8>,
+/// How many bytes [`put_snapshot`] gathers before it hands them to its sink.
+const SINK_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Hands a version-4 snapshot of the given state to `sink` in chunks of about
+/// [`SINK_CHUNK_BYTES`], so that a caller writing it to a file never holds it whole; the
+/// first error of `sink` stops it.
+fn put_snapshot<E>(
+    sink: &mut impl FnMut(&[u8]) -> Result<(), E>,
     data: &Keyspace,
     sessions: &SessionTable,
     (applied_index, log_time_ms): (u64, u64),
+) -> Result<(), E> {
+    let mut out = Vec::with_capacity(SINK_CHUNK_BYTES + 1024);
+    let mut checksum = 0;
+    let mut flush = |out: &mut Vec<u8>, at_least: usize| -> Result<(), E> {
+        if out.len() >= at_least {
+            checksum = crc32c::crc32c_append(checksum, out);
+            sink(out)?;
+            out.clear();
+        }
+        Ok(())
+    };
+    out.extend_from_slice(&SNAPSHOT_MAGIC);
+    out.push(SNAPSHOT_FORMAT_VERSION);
+    put_u64(&mut out, applied_index);
+    put_u64(&mut out, log_time_ms);
+    put_u64(&mut out, data.len() as u64);
+    for (key, stored) in data.iter() {
+        put_bytes(&mut out, key);
+        put_value(&mut out, &stored.value);
+        put_u64(&mut out, stored.revision);
+        // 0: no deadline; a deadline is after the log time, so never 0 itself.
+        put_u64(
+            &mut out,
+            stored.deadline_ms.map_or(0, |d| d.saturating_add(1)),
+        );
+        flush(&mut out, SINK_CHUNK_BYTES)?;
+    }
+    put_u64(&mut out, sessions.forgotten_through());
+    put_u64(&mut out, sessions.len() as u64);
+    for (client_id, session) in sessions.iter() {
+        put_u64(&mut out, client_id);
+        put_u64(&mut out, session.lowest_kept);
+        put_u64(&mut out, session.last_active_index);
+        put_u64(&mut out, session.last_active_ms);
+        put_u64(&mut out, session.replies.len() as u64);
+        for (&sequence, reply) in &session.replies {
+            put_u64(&mut out, sequence);
+            put_reply(&mut out, reply);
+        }
+        flush(&mut out, SINK_CHUNK_BYTES)?;
+    }
+    flush(&mut out, 0)?;
+    put_u32_le(&mut out, checksum);
+    sink(&out)
+}
+
+/// Appends the snapshot of the given state to `out`, in one allocation sized for it.
+fn put_snapshot_into(
+    out: &mut Vec<u8>,
+    data: &Keyspace,
+    sessions: &SessionTable,
+    times: (u64, u64),
 ) {
-    let start = out.len();
     // Keys and values, their length prefixes, and room for the rest: one allocation
     // instead of a doubling buffer that briefly holds the store twice.
     let data_bytes: usize = data
@@ -176,33 +248,14 @@ fn put_snapshot(
         .map(|(key, stored)| key.len() + stored.value.payload_bytes() + 24)
         .sum();
     out.reserve(data_bytes + 64 * (sessions.len() + 1));
-    out.extend_from_slice(&SNAPSHOT_MAGIC);
-    out.push(SNAPSHOT_FORMAT_VERSION);
-    put_u64(out, applied_index);
-    put_u64(out, log_time_ms);
-    put_u64(out, data.len() as u64);
-    for (key, stored) in data.iter() {
-        put_bytes(out, key);
-        put_value(out, &stored.value);
-        put_u64(out, stored.revision);
-        // 0: no deadline; a deadline is after the log time, so never 0 itself.
-        put_u64(out, stored.deadline_ms.map_or(0, |d| d.saturating_add(1)));
+    let mut append = |chunk: &[u8]| -> Result<(), Infallible> {
+        out.extend_from_slice(chunk);
+        Ok(())
+    };
+    match put_snapshot(&mut append, data, sessions, times) {
+        Ok(()) => {}
+        Err(never) => match never {},
     }
-    put_u64(out, sessions.forgotten_through());
-    put_u64(out, sessions.len() as u64);
-    for (client_id, session) in sessions.iter() {
-        put_u64(out, client_id);
-        put_u64(out, session.lowest_kept);
-        put_u64(out, session.last_active_index);
-        put_u64(out, session.last_active_ms);
-        put_u64(out, session.replies.len() as u64);
-        for (&sequence, reply) in &session.replies {
-            put_u64(out, sequence);
-            put_reply(out, reply);
-        }
-    }
-    let checksum = crc32c::crc32c(&out[start..]);
-    put_u32_le(out, checksum);
 }
 
 /// The snapshot's bytes before its checksum, once the magic and the checksum are checked.

@@ -410,3 +410,38 @@ fn a_frozen_store_serializes_to_the_bytes_of_its_index_whatever_is_applied_after
     let restored = StateMachine::restore(KvConfig::default(), &off_thread).expect("restore");
     assert_eq!(restored, before);
 }
+
+/// Streamed a chunk at a time (to a file, never held whole), a frozen store writes the same
+/// bytes as in one buffer, for a store many chunks long; a sink that fails stops it with
+/// that error.
+#[test]
+fn a_frozen_store_streams_the_bytes_it_would_append() {
+    let mut kv = populated();
+    for i in 0..2_000 {
+        kv.apply(set(&format!("key:{i:05}"), &"v".repeat(500)));
+    }
+    kv.apply_session(5, 2, incr("n"));
+    let frozen = kv.machine.freeze();
+    let mut streamed = Vec::new();
+    frozen.write_snapshot(&mut streamed).expect("into memory");
+    assert!(streamed.len() > 1_000_000, "several chunks");
+    assert_eq!(streamed, kv.machine.snapshot());
+
+    struct Full(usize);
+    impl std::io::Write for Full {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if self.0 < bytes.len() {
+                return Err(std::io::Error::other("disk full"));
+            }
+            self.0 -= bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let error = frozen
+        .write_snapshot(&mut Full(300_000))
+        .expect_err("the sink fills up");
+    assert_eq!(error.to_string(), "disk full");
+}

@@ -86,6 +86,13 @@ impl SnapshotToken {
         self.write.seal(data)
     }
 
+    /// [`seal`](Self::seal) for a driver that streamed the data to the file: their length
+    /// and CRC-32C, taken over the bytes it wrote. The header's bytes come back, to write
+    /// over the [`header_len`](SnapshotWrite::header_len) bytes left at the file's start.
+    pub fn seal_streamed(&mut self, data_len: u64, data_crc: u32) -> Vec<u8> {
+        self.write.seal_streamed(data_len, data_crc)
+    }
+
     /// The snapshot's metadata (last included index and term, configuration).
     pub fn meta(&self) -> &SnapshotMeta {
         self.write.meta()
@@ -113,15 +120,27 @@ pub struct SnapshotData {
 }
 
 impl SnapshotData {
-    /// The data's bytes: serializes the frozen state, which may take time in the order of its
+    /// The data's bytes: serializes the frozen state, which takes time in the order of its
     /// size, so a driver does it where it writes the file. The bytes are the same wherever and
     /// whenever this runs: those of the state at the snapshot's index.
     pub fn serialize(self) -> Vec<u8> {
         let SnapshotData { mut bytes, frozen } = self;
         if let Some(frozen) = frozen {
-            frozen.snapshot_into(&mut bytes);
+            let written = frozen.write_snapshot(&mut bytes);
+            // Only a bug: writing into memory has no way to fail.
+            assert!(written.is_ok(), "serializing a snapshot into memory failed");
         }
         bytes
+    }
+
+    /// Writes the [`serialize`](Self::serialize) bytes to `out` a part at a time, never
+    /// holding the frozen state's bytes whole: for a driver that streams them to the file.
+    pub fn write_to(self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        out.write_all(&self.bytes)?;
+        match self.frozen {
+            Some(frozen) => frozen.write_snapshot(out),
+            None => Ok(()),
+        }
     }
 
     /// Whether the state is still to serialize (it was frozen, not serialized in line).

@@ -114,8 +114,8 @@ impl StateMachine for skiff_kv::StateMachine {
 }
 
 impl FrozenState for skiff_kv::FrozenStore {
-    fn snapshot_into(&self, out: &mut Vec<u8>) {
-        skiff_kv::FrozenStore::snapshot_into(self, out)
+    fn write_snapshot(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        skiff_kv::FrozenStore::write_snapshot(self, out)
     }
 }
 

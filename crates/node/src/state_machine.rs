@@ -38,9 +38,10 @@ pub struct ClientSession {
 /// A state machine's state frozen at one applied index ([`StateMachine::freeze`]), which a
 /// driver serializes on whichever thread writes the snapshot file.
 pub trait FrozenState: Send + 'static {
-    /// Appends the state's snapshot bytes to `out`, exactly as the state machine's
-    /// [`snapshot_into`](StateMachine::snapshot_into) did when it was frozen.
-    fn snapshot_into(&self, out: &mut Vec<u8>);
+    /// Writes the state's snapshot bytes to `out`, exactly those the state machine's
+    /// [`snapshot_into`](StateMachine::snapshot_into) appended when it was frozen, a part at
+    /// a time (so that a driver streams them to the file and never holds them whole).
+    fn write_snapshot(&self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
 }
 
 /// A replicated state machine. Every replica applies the same commands in the same order,
@@ -123,7 +124,7 @@ pub trait StateMachine: Sized {
     fn snapshot_into(&self, out: &mut Vec<u8>);
 
     /// A frozen copy of the state, to be serialized on another thread while this one goes on
-    /// applying: its [`FrozenState::snapshot_into`] must write exactly the bytes
+    /// applying: its [`FrozenState::write_snapshot`] must write exactly the bytes
     /// [`snapshot_into`](StateMachine::snapshot_into) writes now. It should take time
     /// independent of the state's size (a persistent map's clone). `None` (the default): the
     /// state machine cannot freeze, and the node serializes it in line.
