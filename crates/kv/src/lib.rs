@@ -64,7 +64,8 @@
 //! - [`state_machine`]: [`StateMachine`]: apply, read, the Redis semantics of each command.
 //! - [`session`]: [`SessionRequest`], [`Session`], and the bounded session table (thesis
 //!   §6.3): retries, stale requests, expiry and eviction as functions of the log.
-//! - [`snapshot`]: the snapshot format, its checksum and the checks on restore.
+//! - [`snapshot`]: the snapshot format, its checksum and the checks on restore, and the
+//!   frozen copy ([`FrozenStore`]) a snapshot is serialized from off the applying thread.
 //! - [`config`]: [`KvConfig`], the limits.
 //! - `events`: the keyspace events each write reports, for notifications: recorded only
 //!   while the node's owner listens ([`StateMachine::record_events`]), bounded, and taken
@@ -110,6 +111,6 @@ pub use reply::Reply;
 pub use request::{Request, REQUEST_FORMAT_VERSION};
 pub use scan::HSCAN_COUNT_NOT_AN_INTEGER;
 pub use session::{Session, SessionRequest};
-pub use snapshot::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};
+pub use snapshot::{FrozenStore, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};
 pub use state_machine::StateMachine;
 pub use transaction::{Transaction, Watched};

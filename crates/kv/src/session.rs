@@ -59,6 +59,9 @@
 //! [`REPLY_NOT_KEPT`]: crate::reply::errors::REPLY_NOT_KEPT
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use imbl::OrdMap;
 
 use crate::reply::{errors, Reply};
 
@@ -177,12 +180,14 @@ pub(crate) struct SessionLimits {
 /// The sessions of all known clients, bounded in number and age.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct SessionTable {
-    /// Sessions by client id.
-    sessions: BTreeMap<u64, Session>,
+    /// Sessions by client id. Persistent maps, as the keyspace's: a clone for a snapshot is
+    /// O(1), and a session changed afterwards is copied once (its window of replies), the
+    /// map nodes on its path too.
+    sessions: OrdMap<u64, Arc<Session>>,
     /// Eviction order: `last_active_index → client_id`.
     /// Invariant: exactly one entry per session, keyed by that session's
     /// `last_active_index`.
-    by_activity: BTreeMap<u64, u64>,
+    by_activity: OrdMap<u64, u64>,
     /// The highest `last_active_index` of any session the table forgot (expired, evicted or
     /// dropped at restore), 0 if none: a session active only after it was never forgotten.
     forgotten_through: u64,
@@ -203,12 +208,14 @@ pub(crate) struct ReplyBudgets {
 impl SessionTable {
     /// The session of `client_id`.
     pub(crate) fn get(&self, client_id: u64) -> Option<&Session> {
-        self.sessions.get(&client_id)
+        self.sessions.get(&client_id).map(Arc::as_ref)
     }
 
     /// Every session, by client id.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &Session)> {
-        self.sessions.iter().map(|(&id, session)| (id, session))
+        self.sessions
+            .iter()
+            .map(|(&id, session)| (id, session.as_ref()))
     }
 
     /// How many sessions are open.
@@ -237,7 +244,7 @@ impl SessionTable {
     /// eviction order is also the order of last activity in log time (stamps never decrease
     /// along the log), so the idlest come first.
     pub(crate) fn expire(&mut self, now_ms: u64, expiry_ms: u64) {
-        while let Some((&last_active, &client_id)) = self.by_activity.first_key_value() {
+        while let Some(&(last_active, client_id)) = self.by_activity.get_min() {
             let idle_ms = now_ms.saturating_sub(self.sessions[&client_id].last_active_ms);
             if idle_ms < expiry_ms {
                 break;
@@ -252,7 +259,7 @@ impl SessionTable {
         if self.sessions.len() < limits.max_sessions {
             return true;
         }
-        self.by_activity.first_key_value().is_some_and(|(_, id)| {
+        self.by_activity.get_min().is_some_and(|(_, id)| {
             now_ms.saturating_sub(self.sessions[id].last_active_ms) >= limits.evict_idle_ms
         })
     }
@@ -260,7 +267,7 @@ impl SessionTable {
     /// Evicts the least recently used sessions until at most `max_sessions` remain.
     pub(crate) fn shrink_to(&mut self, max_sessions: usize) {
         while self.sessions.len() > max_sessions {
-            let Some((&last_active, &client_id)) = self.by_activity.first_key_value() else {
+            let Some(&(last_active, client_id)) = self.by_activity.get_min() else {
                 break;
             };
             self.remove(last_active, client_id);
@@ -269,9 +276,13 @@ impl SessionTable {
 
     /// Keeps at most `window` replies in every session, dropping the oldest.
     pub(crate) fn shrink_windows(&mut self, window: usize) {
-        for session in self.sessions.values_mut() {
-            let dropped = session.slide(session.lowest_kept, window);
-            self.reply_bytes = self.reply_bytes.saturating_sub(dropped);
+        let clients: Vec<u64> = self.sessions.keys().copied().collect();
+        for client_id in clients {
+            if let Some(session) = self.sessions.get_mut(&client_id) {
+                let session = Arc::make_mut(session);
+                let dropped = session.slide(session.lowest_kept, window);
+                self.reply_bytes = self.reply_bytes.saturating_sub(dropped);
+            }
         }
     }
 
@@ -391,7 +402,7 @@ impl SessionTable {
         window: usize,
     ) {
         if let Some(session) = self.sessions.get_mut(&request.client_id) {
-            let dropped = session.slide(request.floor(), window);
+            let dropped = Arc::make_mut(session).slide(request.floor(), window);
             self.reply_bytes = self.reply_bytes.saturating_sub(dropped);
         }
         self.touch(request.client_id, index, now_ms);
@@ -400,6 +411,7 @@ impl SessionTable {
     /// Moves `client_id`'s session to `index` in the eviction order, active at `now_ms`.
     fn touch(&mut self, client_id: u64, index: u64, now_ms: u64) {
         if let Some(session) = self.sessions.get_mut(&client_id) {
+            let session = Arc::make_mut(session);
             self.by_activity.remove(&session.last_active_index);
             session.last_active_index = index;
             session.last_active_ms = now_ms;
@@ -419,6 +431,7 @@ impl SessionTable {
         limits: SessionLimits,
     ) {
         if let Some(session) = self.sessions.get_mut(&request.client_id) {
+            let session = Arc::make_mut(session);
             self.reply_bytes = self.reply_bytes.saturating_add(reply_bytes(&reply));
             if let Some(replaced) = session.replies.insert(request.sequence, reply) {
                 self.reply_bytes = self.reply_bytes.saturating_sub(reply_bytes(&replaced));
@@ -454,7 +467,7 @@ impl SessionTable {
             "two sessions active at index {}: clients {previous:?} and {client_id}",
             session.last_active_index
         );
-        self.sessions.insert(client_id, session);
+        self.sessions.insert(client_id, Arc::new(session));
     }
 
     /// Whether the sessions' last activity in log time never decreases along the eviction
@@ -495,7 +508,7 @@ impl SessionTable {
             self.activity_in_time_order(),
             "sessions' last activity goes back in log time along the log at applied index {applied_index}"
         );
-        let counted: usize = self.sessions.values().map(Session::reply_bytes).sum();
+        let counted: usize = self.sessions.values().map(|s| s.reply_bytes()).sum();
         assert_eq!(
             self.reply_bytes, counted,
             "remembered reply bytes out of step at applied index {applied_index}"

@@ -1,4 +1,5 @@
-//! The snapshot format: [`StateMachine::snapshot`] and [`StateMachine::restore`].
+//! The snapshot format: [`StateMachine::snapshot`] and [`StateMachine::restore`], and
+//! [`FrozenStore`], the state a snapshot writes frozen at one index to serialize elsewhere.
 //!
 //! # Format (version 4)
 //! ```text
@@ -37,6 +38,9 @@
 //! (keys out of order, a revision after the applied index, a deadline at or before the log
 //! time, a hash with more fields than `max_hash_fields`, a session active after the applied
 //! index, two sessions active at one index, trailing bytes) with a typed [`KvError`].
+
+use std::convert::Infallible;
+use std::io;
 
 use crate::codec::{put_bytes, put_u32_le, put_u64, Reader};
 use crate::config::KvConfig;
@@ -78,42 +82,19 @@ impl StateMachine {
     /// caller's header: the store is written once, into a buffer sized for it, and never
     /// copied whole again.
     pub fn snapshot_into(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        // Keys and values, their length prefixes, and room for the rest: one allocation
-        // instead of a doubling buffer that briefly holds the store twice.
-        let data_bytes: usize = self
-            .data
-            .iter_by_hash()
-            .map(|(key, stored)| key.len() + stored.value.payload_bytes() + 24)
-            .sum();
-        out.reserve(data_bytes + 64 * (self.sessions.len() + 1));
-        out.extend_from_slice(&SNAPSHOT_MAGIC);
-        out.push(SNAPSHOT_FORMAT_VERSION);
-        put_u64(out, self.applied_index);
-        put_u64(out, self.log_time_ms);
-        put_u64(out, self.data.len() as u64);
-        for (key, stored) in self.data.iter() {
-            put_bytes(out, key);
-            put_value(out, &stored.value);
-            put_u64(out, stored.revision);
-            // 0: no deadline; a deadline is after the log time, so never 0 itself.
-            put_u64(out, stored.deadline_ms.map_or(0, |d| d.saturating_add(1)));
+        let times = (self.applied_index, self.log_time_ms);
+        put_snapshot_into(out, &self.data, &self.sessions, times);
+    }
+
+    /// A frozen copy of the state a snapshot writes, taken in O(1) time without copying a
+    /// key or a session: see [`FrozenStore`].
+    pub fn freeze(&self) -> FrozenStore {
+        FrozenStore {
+            data: self.data.clone(),
+            sessions: self.sessions.clone(),
+            applied_index: self.applied_index,
+            log_time_ms: self.log_time_ms,
         }
-        put_u64(out, self.sessions.forgotten_through());
-        put_u64(out, self.sessions.len() as u64);
-        for (client_id, session) in self.sessions.iter() {
-            put_u64(out, client_id);
-            put_u64(out, session.lowest_kept);
-            put_u64(out, session.last_active_index);
-            put_u64(out, session.last_active_ms);
-            put_u64(out, session.replies.len() as u64);
-            for (&sequence, reply) in &session.replies {
-                put_u64(out, sequence);
-                put_reply(out, reply);
-            }
-        }
-        let checksum = crc32c::crc32c(&out[start..]);
-        put_u32_le(out, checksum);
     }
 
     /// Rebuilds a store from [`snapshot`](Self::snapshot) bytes, to run with `config`.
@@ -145,6 +126,135 @@ impl StateMachine {
         };
         machine.check_invariants();
         Ok(machine)
+    }
+}
+
+/// The state a snapshot writes, frozen at one applied index, to serialize on another thread
+/// while the store goes on applying: [`StateMachine::freeze`] then
+/// [`FrozenStore::snapshot_into`] writes exactly the bytes [`StateMachine::snapshot_into`]
+/// wrote at the freeze.
+///
+/// Memory: the keys and the sessions are in persistent maps (`imbl` B+trees of 16 entries a
+/// node) whose nodes the copy shares with the live store, so freezing copies nothing. A
+/// write after the freeze copies each node on its path that the copy still shares — about
+/// log16(keys) nodes, each with its up to 16 keys (their bytes) and value pointers, never a
+/// value — once per node while the copy lives; a session written to is copied once (its
+/// window of replies). So the store grows by the nodes and sessions written while the copy
+/// lives, not by its size: at worst (writes spread over many keys until every node is copied)
+/// the map's nodes and keys once more, never the values.
+#[derive(Clone, Debug)]
+pub struct FrozenStore {
+    data: Keyspace,
+    sessions: SessionTable,
+    applied_index: u64,
+    log_time_ms: u64,
+}
+
+impl FrozenStore {
+    /// Appends the snapshot bytes of the frozen state to `out` (see
+    /// [`StateMachine::snapshot_into`]).
+    pub fn snapshot_into(&self, out: &mut Vec<u8>) {
+        let times = (self.applied_index, self.log_time_ms);
+        put_snapshot_into(out, &self.data, &self.sessions, times);
+    }
+
+    /// Writes the same bytes as [`snapshot_into`](Self::snapshot_into) to `out` a chunk at a
+    /// time, never holding them whole: for a store larger than the memory a second copy of
+    /// it would take.
+    pub fn write_snapshot(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        let times = (self.applied_index, self.log_time_ms);
+        put_snapshot(
+            &mut |chunk| out.write_all(chunk),
+            &self.data,
+            &self.sessions,
+            times,
+        )
+    }
+
+    /// The applied index the state was frozen at.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+}
+
+/// How many bytes [`put_snapshot`] gathers before it hands them to its sink.
+const SINK_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Hands a version-4 snapshot of the given state to `sink` in chunks of about
+/// [`SINK_CHUNK_BYTES`], so that a caller writing it to a file never holds it whole; the
+/// first error of `sink` stops it.
+fn put_snapshot<E>(
+    sink: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    data: &Keyspace,
+    sessions: &SessionTable,
+    (applied_index, log_time_ms): (u64, u64),
+) -> Result<(), E> {
+    let mut out = Vec::with_capacity(SINK_CHUNK_BYTES + 1024);
+    let mut checksum = 0;
+    let mut flush = |out: &mut Vec<u8>, at_least: usize| -> Result<(), E> {
+        if out.len() >= at_least {
+            checksum = crc32c::crc32c_append(checksum, out);
+            sink(out)?;
+            out.clear();
+        }
+        Ok(())
+    };
+    out.extend_from_slice(&SNAPSHOT_MAGIC);
+    out.push(SNAPSHOT_FORMAT_VERSION);
+    put_u64(&mut out, applied_index);
+    put_u64(&mut out, log_time_ms);
+    put_u64(&mut out, data.len() as u64);
+    for (key, stored) in data.iter() {
+        put_bytes(&mut out, key);
+        put_value(&mut out, &stored.value);
+        put_u64(&mut out, stored.revision);
+        // 0: no deadline; a deadline is after the log time, so never 0 itself.
+        put_u64(
+            &mut out,
+            stored.deadline_ms.map_or(0, |d| d.saturating_add(1)),
+        );
+        flush(&mut out, SINK_CHUNK_BYTES)?;
+    }
+    put_u64(&mut out, sessions.forgotten_through());
+    put_u64(&mut out, sessions.len() as u64);
+    for (client_id, session) in sessions.iter() {
+        put_u64(&mut out, client_id);
+        put_u64(&mut out, session.lowest_kept);
+        put_u64(&mut out, session.last_active_index);
+        put_u64(&mut out, session.last_active_ms);
+        put_u64(&mut out, session.replies.len() as u64);
+        for (&sequence, reply) in &session.replies {
+            put_u64(&mut out, sequence);
+            put_reply(&mut out, reply);
+        }
+        flush(&mut out, SINK_CHUNK_BYTES)?;
+    }
+    flush(&mut out, 0)?;
+    put_u32_le(&mut out, checksum);
+    sink(&out)
+}
+
+/// Appends the snapshot of the given state to `out`, in one allocation sized for it.
+fn put_snapshot_into(
+    out: &mut Vec<u8>,
+    data: &Keyspace,
+    sessions: &SessionTable,
+    times: (u64, u64),
+) {
+    // Keys and values, their length prefixes, and room for the rest: one allocation
+    // instead of a doubling buffer that briefly holds the store twice.
+    let data_bytes: usize = data
+        .iter_by_hash()
+        .map(|(key, stored)| key.len() + stored.value.payload_bytes() + 24)
+        .sum();
+    out.reserve(data_bytes + 64 * (sessions.len() + 1));
+    let mut append = |chunk: &[u8]| -> Result<(), Infallible> {
+        out.extend_from_slice(chunk);
+        Ok(())
+    };
+    match put_snapshot(&mut append, data, sessions, times) {
+        Ok(()) => {}
+        Err(never) => match never {},
     }
 }
 

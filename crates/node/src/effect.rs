@@ -14,6 +14,7 @@ use skiff_wal::SnapshotWrite;
 
 use crate::event::Event;
 use crate::node::RequestId;
+use crate::state_machine::FrozenState;
 use crate::wire::Envelope;
 
 /// One thing the node asks its driver to do, taken with [`Node::take_effects`](crate::Node::take_effects)
@@ -36,9 +37,10 @@ pub enum Effect<R = skiff_kv::Reply> {
     /// [`Node::batch_synced`](crate::Node::batch_synced), or let the node sync on its own disk
     /// with [`Node::sync_batch`](crate::Node::sync_batch).
     SyncBatch(SyncToken),
-    /// The state machine's snapshot, due by `snapshot_every_entries` or requested: write
-    /// [`SnapshotToken::write`]'s header and then `data` to its temporary file, sync it, and
-    /// call [`Node::snapshot_written`](crate::Node::snapshot_written) (or
+    /// The state machine's snapshot, due by `snapshot_every_entries` or requested: serialize
+    /// [`SnapshotJob::data`] (off the driver thread, if it can), [seal](SnapshotToken::seal)
+    /// the header over the bytes, write the header and then the bytes to its temporary
+    /// file, sync it, and call [`Node::snapshot_written`](crate::Node::snapshot_written) (or
     /// [`Node::snapshot_abandoned`](crate::Node::snapshot_abandoned) if it failed); or let the
     /// node write it on its own disk with [`Node::write_snapshot`](crate::Node::write_snapshot).
     WriteSnapshot(SnapshotJob),
@@ -78,18 +80,80 @@ impl SnapshotToken {
         &self.write
     }
 
+    /// Records the length and checksum of `data`, the serialized snapshot, in the file's
+    /// header and returns the header's bytes, to write before `data`.
+    pub fn seal(&mut self, data: &[u8]) -> Vec<u8> {
+        self.write.seal(data)
+    }
+
+    /// [`seal`](Self::seal) for a driver that streamed the data to the file: their length
+    /// and CRC-32C, taken over the bytes it wrote. The header's bytes come back, to write
+    /// over the [`header_len`](SnapshotWrite::header_len) bytes left at the file's start.
+    pub fn seal_streamed(&mut self, data_len: u64, data_crc: u32) -> Vec<u8> {
+        self.write.seal_streamed(data_len, data_crc)
+    }
+
     /// The snapshot's metadata (last included index and term, configuration).
     pub fn meta(&self) -> &SnapshotMeta {
         self.write.meta()
     }
 }
 
-/// A snapshot to write: the token to hand back, and the state machine's bytes, frozen when
+/// A snapshot to write: the token to hand back, and the state machine's state, frozen when
 /// the node decided to snapshot so that it goes on applying meanwhile.
 #[derive(Debug)]
 pub struct SnapshotJob {
     /// Hand it back once the file is written and synced.
     pub token: SnapshotToken,
-    /// The bytes after the file's header.
-    pub data: Vec<u8>,
+    /// What goes after the file's header, once serialized.
+    pub data: SnapshotData,
+}
+
+/// A snapshot's data as the node hands it out: the node's own header (the members'
+/// addresses) and the state machine's state frozen at the snapshot's index, or, for a state
+/// machine that cannot freeze, its bytes already serialized.
+pub struct SnapshotData {
+    /// The bytes serialized so far.
+    pub(crate) bytes: Vec<u8>,
+    /// The state still to serialize after them.
+    pub(crate) frozen: Option<Box<dyn FrozenState>>,
+}
+
+impl SnapshotData {
+    /// The data's bytes: serializes the frozen state, which takes time in the order of its
+    /// size, so a driver does it where it writes the file. The bytes are the same wherever and
+    /// whenever this runs: those of the state at the snapshot's index.
+    pub fn serialize(self) -> Vec<u8> {
+        let SnapshotData { mut bytes, frozen } = self;
+        if let Some(frozen) = frozen {
+            let written = frozen.write_snapshot(&mut bytes);
+            // Only a bug: writing into memory has no way to fail.
+            assert!(written.is_ok(), "serializing a snapshot into memory failed");
+        }
+        bytes
+    }
+
+    /// Writes the [`serialize`](Self::serialize) bytes to `out` a part at a time, never
+    /// holding the frozen state's bytes whole: for a driver that streams them to the file.
+    pub fn write_to(self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        out.write_all(&self.bytes)?;
+        match self.frozen {
+            Some(frozen) => frozen.write_snapshot(out),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the state is still to serialize (it was frozen, not serialized in line).
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.is_some()
+    }
+}
+
+impl std::fmt::Debug for SnapshotData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotData")
+            .field("bytes", &self.bytes.len())
+            .field("frozen", &self.frozen.is_some())
+            .finish()
+    }
 }

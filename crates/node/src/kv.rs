@@ -1,10 +1,11 @@
 //! `skiff-kv`'s key-value store as the node's [`StateMachine`]: its own request, reply and
-//! snapshot encodings, and its exactly-once client sessions.
+//! snapshot encodings, its frozen copy for snapshots taken off the driver thread, and its
+//! exactly-once client sessions.
 
 use skiff_kv::{Command, KvConfig, KvError, Reply, Request, SessionRequest};
 use skiff_raft::LogIndex;
 
-use crate::state_machine::{ClientSession, StateMachine};
+use crate::state_machine::{ClientSession, FrozenState, StateMachine};
 
 impl StateMachine for skiff_kv::StateMachine {
     type Command = Command;
@@ -80,6 +81,10 @@ impl StateMachine for skiff_kv::StateMachine {
         skiff_kv::StateMachine::snapshot_into(self, out)
     }
 
+    fn freeze(&self) -> Option<Box<dyn FrozenState>> {
+        Some(Box::new(skiff_kv::StateMachine::freeze(self)))
+    }
+
     fn restore(config: &KvConfig, bytes: &[u8]) -> Result<Self, KvError> {
         skiff_kv::StateMachine::restore(config.clone(), bytes)
     }
@@ -105,6 +110,12 @@ impl StateMachine for skiff_kv::StateMachine {
 
     fn done() -> Reply {
         Reply::Ok
+    }
+}
+
+impl FrozenState for skiff_kv::FrozenStore {
+    fn write_snapshot(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        skiff_kv::FrozenStore::write_snapshot(self, out)
     }
 }
 

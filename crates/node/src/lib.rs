@@ -24,12 +24,14 @@
 //! 3. once the file is synced, [`Node::batch_synced`] releases the messages that promise
 //!    durability (vote grants, append acknowledgements: thesis §3.8), applies the committed
 //!    entries, answers clients, advances the core, and — every `snapshot_every_entries`
-//!    entries, or on [`Node::request_snapshot`] — asks for [`Effect::WriteSnapshot`], ended
-//!    by [`Node::snapshot_written`].
+//!    entries, or on [`Node::request_snapshot`] — freezes the state machine at its applied
+//!    index ([`StateMachine::freeze`]) and asks for [`Effect::WriteSnapshot`], ended by
+//!    [`Node::snapshot_written`].
 //!
 //! The order persist → send → apply → advance lives only here. A driver chooses where each
 //! I/O step runs: the server syncs on a writer thread so that the leader's disk write
-//! overlaps replication (thesis §10.2.1) and writes snapshot files on a thread of its own;
+//! overlaps replication (thesis §10.2.1) and serializes and writes snapshot files on a
+//! thread of its own;
 //! the simulator runs each step in an event of its own, so faults fall between them;
 //! [`Node::run`] does everything in line, for tests and simple embedders.
 //!
@@ -74,10 +76,10 @@ mod state_machine;
 pub mod wire;
 
 pub use config::NodeConfig;
-pub use effect::{BatchToken, Effect, SnapshotJob, SnapshotToken, SyncToken};
+pub use effect::{BatchToken, Effect, SnapshotData, SnapshotJob, SnapshotToken, SyncToken};
 pub use error::{NodeError, PeerMessageError, SnapshotRefusal};
 pub use event::Event;
 pub use node::{IncarnationNotice, Node, RequestId};
 pub use observer::{NoObserver, Observer};
-pub use state_machine::{ClientSession, StateMachine};
+pub use state_machine::{ClientSession, FrozenState, StateMachine};
 pub use wire::{Envelope, PeerMessage, WireError};

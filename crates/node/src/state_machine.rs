@@ -1,6 +1,7 @@
 //! [`StateMachine`]: what a node replicates. The node hands each committed command to it in
 //! log order, serves reads from it once their read index is applied, and snapshots and
-//! restores it; the log, the network and the batch pipeline stay the node's.
+//! restores it (freezing its state first, when it can, so that the snapshot is serialized off
+//! the applying thread); the log, the network and the batch pipeline stay the node's.
 //!
 //! `skiff-kv`'s key-value store is the first implementation (see `kv.rs`); an application
 //! brings its own to run on Skiff's driver and durable log (`examples/counter.rs`).
@@ -32,6 +33,15 @@ pub struct ClientSession {
     /// after it never applied one. Set by [`Node::submit_in_session`](crate::Node::submit_in_session);
     /// clients send 0.
     pub proposed_after: u64,
+}
+
+/// A state machine's state frozen at one applied index ([`StateMachine::freeze`]), which a
+/// driver serializes on whichever thread writes the snapshot file.
+pub trait FrozenState: Send + 'static {
+    /// Writes the state's snapshot bytes to `out`, exactly those the state machine's
+    /// [`snapshot_into`](StateMachine::snapshot_into) appended when it was frozen, a part at
+    /// a time (so that a driver streams them to the file and never holds them whole).
+    fn write_snapshot(&self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
 }
 
 /// A replicated state machine. Every replica applies the same commands in the same order,
@@ -112,6 +122,15 @@ pub trait StateMachine: Sized {
 
     /// Appends the whole state to `out`.
     fn snapshot_into(&self, out: &mut Vec<u8>);
+
+    /// A frozen copy of the state, to be serialized on another thread while this one goes on
+    /// applying: its [`FrozenState::write_snapshot`] must write exactly the bytes
+    /// [`snapshot_into`](StateMachine::snapshot_into) writes now. It should take time
+    /// independent of the state's size (a persistent map's clone). `None` (the default): the
+    /// state machine cannot freeze, and the node serializes it in line.
+    fn freeze(&self) -> Option<Box<dyn FrozenState>> {
+        None
+    }
 
     /// The state machine that [`snapshot_into`](StateMachine::snapshot_into) wrote.
     fn restore(config: &Self::Config, bytes: &[u8]) -> Result<Self, Self::Error>;

@@ -9,7 +9,7 @@ use skiff_node::{
     PeerMessage, RequestId, SnapshotJob,
 };
 use skiff_raft::{Config, LogIndex, LogStorage, NodeId, Role};
-use skiff_wal::{Disk, MemDisk};
+use skiff_wal::MemDisk;
 
 mod common;
 
@@ -408,15 +408,15 @@ fn a_snapshot_written_off_the_driver_is_installed_and_a_restart_resumes_from_it(
     cluster.submit(1, set("later", "v"));
     cluster.settle();
     let node = cluster.nodes.get_mut(&NodeId(1)).expect("exists");
-    let write = job.token.write();
-    let disk = node.disk_mut();
-    disk.create(write.temp_path()).expect("create");
-    disk.append(write.temp_path(), &write.header_bytes())
-        .expect("header");
-    disk.append(write.temp_path(), &job.data).expect("data");
-    disk.sync(write.temp_path()).expect("sync");
+    let SnapshotJob { mut token, data } = job;
+    assert!(
+        data.is_frozen(),
+        "the store is frozen, serialized by the driver"
+    );
+    let data = data.serialize();
+    common::write_snapshot_file(node, &mut token, &data);
     assert_eq!(
-        node.snapshot_written(job.token).expect("installed"),
+        node.snapshot_written(token).expect("installed"),
         Some(index)
     );
     assert_eq!(node.wal().snapshot_meta().index, index);
@@ -655,15 +655,7 @@ fn an_abandoned_snapshot_leaves_the_log_alone_and_the_next_request_tries_again()
     cluster.submit(1, set("k", "v"));
     cluster.settle();
     let node = cluster.nodes.get_mut(&NodeId(1)).expect("exists");
-    let job = |node: &mut Node<MemDisk>| {
-        node.request_snapshot().expect("considered");
-        node.take_effects()
-            .into_iter()
-            .find_map(|effect| match effect {
-                Effect::WriteSnapshot(job) => Some(job),
-                _ => None,
-            })
-    };
+    let job = common::requested_snapshot;
     let before = node.wal().snapshot_meta().index;
     let first = job(node).expect("a snapshot to write");
     node.snapshot_abandoned(first.token).expect("its own token");

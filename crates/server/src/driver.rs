@@ -551,8 +551,9 @@ impl Driver {
         }
     }
 
-    /// Has the snapshot file written and synced on a thread of its own: for a large store
-    /// that is most of the time, and the driver goes on ticking and heartbeating meanwhile.
+    /// Has the frozen state serialized into the snapshot file, and the file synced, on a
+    /// thread of its own: for a large store that is all of the time a snapshot takes, and the
+    /// driver goes on applying, ticking and heartbeating meanwhile.
     fn write_snapshot(&mut self, job: SnapshotJob) -> Result<(), NodeError> {
         let id = self.node.id().0;
         self.snapshot_waiting.append(&mut self.snapshot_requests);

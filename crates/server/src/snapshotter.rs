@@ -1,17 +1,22 @@
-//! Writing a snapshot file off the driver thread. The node serializes the state machine (the
-//! part that needs it frozen) when it hands out `Effect::WriteSnapshot`, and a thread of its
-//! own writes the file and syncs it — for a large store most of the time — while the driver
-//! goes on ticking, heartbeating and serving. The node then installs the file (a rename) and
-//! compacts the log.
+//! Writing a snapshot file off the driver thread. The node freezes the state machine (a clone
+//! of its persistent maps, O(1) in the store's size) when it hands out
+//! `Effect::WriteSnapshot`, and a thread of its own streams the frozen state into the file a
+//! chunk at a time (so the store's bytes are never held whole: memory stays near the store's
+//! size, not twice it), seals the file's header over the bytes written (their length and
+//! checksum), writes it at the file's start and syncs —
+//! for a large store all of the time a snapshot takes — while the driver goes on applying,
+//! ticking, heartbeating and serving. The node then installs the file (a rename) and compacts
+//! the log. If the thread fails or panics midway, the outcome is an error: the driver
+//! abandons the snapshot, and the log and the old snapshot stay as they were.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::path::Path;
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::panic::{self, AssertUnwindSafe};
 use std::thread;
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use skiff_node::{SnapshotJob, SnapshotToken};
+use skiff_node::{SnapshotData, SnapshotJob, SnapshotToken};
 
 /// A finished write: the file, whether it was written and synced, and when it began.
 pub struct Written {
@@ -52,14 +57,15 @@ impl Snapshotter {
         let spawned = thread::Builder::new()
             .name(format!("skiff-snapshot-{node}"))
             .spawn(move || {
-                let Some(SnapshotJob { token, data }) =
+                let Some(SnapshotJob { mut token, data }) =
                     theirs.lock().ok().and_then(|mut job| job.take())
                 else {
                     return;
                 };
-                let write = token.write();
-                let result = write_file(write.temp_path(), &write.header_bytes(), &data);
-                drop(data);
+                // A panic while serializing or writing ends in an error, not in a node that
+                // waits for this snapshot forever; the token stays out of the closure.
+                let result = panic::catch_unwind(AssertUnwindSafe(|| write_file(&mut token, data)))
+                    .unwrap_or_else(|_| Err(io::Error::other("the snapshot thread panicked")));
                 let _ = done.send(Written {
                     token,
                     result,
@@ -77,14 +83,162 @@ impl Snapshotter {
     }
 }
 
-/// Creates `temp` afresh with `header` then `data`, and syncs it.
-fn write_file(temp: &Path, header: &[u8], data: &[u8]) -> io::Result<()> {
-    match fs::remove_file(temp) {
+/// Creates the token's temporary file afresh, streams the data into it after room for the
+/// header (serializing the frozen state a chunk at a time, never holding it whole), seals the
+/// header over the bytes written (length and CRC-32C), writes it at the start, and syncs.
+fn write_file(token: &mut SnapshotToken, data: SnapshotData) -> io::Result<()> {
+    let temp = token.write().temp_path().to_path_buf();
+    match fs::remove_file(&temp) {
         Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
         _ => {}
     }
-    let mut file = OpenOptions::new().write(true).create_new(true).open(temp)?;
-    file.write_all(header)?;
-    file.write_all(data)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)?;
+    file.seek(SeekFrom::Start(token.write().header_len()))?;
+    let mut digest = Digest {
+        out: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
+        len: 0,
+        crc: 0,
+    };
+    data.write_to(&mut digest)?;
+    let Digest { out, len, crc } = digest;
+    let mut file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    let header = token.seal_streamed(len, crc);
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(&header)?;
     file.sync_data()
+}
+
+/// The bytes between the file and the serializer.
+const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// A writer that counts and checksums the bytes it passes on: what the header is sealed over.
+struct Digest<W> {
+    out: W,
+    len: u64,
+    crc: u32,
+}
+
+impl<W: Write> Write for Digest<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let written = self.out.write(bytes)?;
+        let passed = &bytes[..written.min(bytes.len())];
+        self.crc = crc32c::crc32c_append(self.crc, passed);
+        self.len = self.len.saturating_add(passed.len() as u64);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use skiff_kv::Command;
+    use skiff_node::{Effect, NoObserver, Node, NodeConfig};
+    use skiff_raft::{Config, LogStorage, NodeId, Role};
+    use skiff_wal::FsDisk;
+
+    use super::*;
+
+    /// A one-node cluster over `dir`, leading, with `keys` keys written (reopened if `dir`
+    /// holds one already).
+    fn node_with(dir: &Path, keys: u64) -> Node<FsDisk> {
+        let mut config = NodeConfig::new(Config::new(NodeId(1), [NodeId(1)]), 7);
+        config.snapshot_every_entries = 0;
+        let (mut node, _) = Node::open(FsDisk::new(), dir, config).expect("opens");
+        for _ in 0..100 {
+            if node.raw().raft().role() == Role::Leader {
+                break;
+            }
+            node.tick();
+            node.run(&mut NoObserver).expect("runs");
+        }
+        for i in 0..keys {
+            let (key, value) = (format!("key:{i}").into_bytes(), vec![b'v'; 300]);
+            let condition = Default::default();
+            node.submit(
+                i,
+                Command::Set {
+                    key,
+                    value,
+                    condition,
+                },
+            );
+            node.run(&mut NoObserver).expect("runs");
+        }
+        node.take_effects();
+        node
+    }
+
+    /// Asks for a snapshot, hands it to the snapshot thread and waits for the outcome.
+    fn snapshot(node: &mut Node<FsDisk>, snapshotter: &Snapshotter) -> Written {
+        node.request_snapshot().expect("considered");
+        let job = node
+            .take_effects()
+            .into_iter()
+            .find_map(|effect| match effect {
+                Effect::WriteSnapshot(job) => Some(job),
+                _ => None,
+            });
+        let job = job.expect("a snapshot handed out");
+        assert!(job.data.is_frozen());
+        let _ = snapshotter.write(1, job, Instant::now());
+        let timeout = Duration::from_secs(30);
+        snapshotter.done.recv_timeout(timeout).expect("an outcome")
+    }
+
+    /// The thread streams the frozen store into the file (many write buffers long) and
+    /// seals its header over what it wrote: installed, the node opens again from it. A write
+    /// that fails (the temporary file's name is taken by a directory) comes back as an error;
+    /// the node abandons it, keeps its old snapshot, goes on, and the next one is written.
+    #[test]
+    fn a_streamed_snapshot_installs_and_a_failed_one_is_abandoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshotter = Snapshotter::new();
+        let mut node = node_with(dir.path(), 5_000);
+        let written = snapshot(&mut node, &snapshotter);
+        written.result.expect("written and synced");
+        let first = node.snapshot_written(written.token).expect("installs");
+        assert!(first.is_some());
+        assert!(node.wal().snapshot_len() > WRITE_BUFFER_BYTES as u64);
+
+        node = node_with(dir.path(), 0);
+        assert_eq!(
+            node.state_machine().len(),
+            5_000,
+            "reopened from the snapshot"
+        );
+        node.submit(
+            9_999,
+            skiff_kv::Command::Del {
+                keys: vec![b"key:0".to_vec()],
+            },
+        );
+        node.run(&mut NoObserver).expect("runs");
+        node.take_effects();
+        let blocked = dir
+            .path()
+            .join(skiff_wal::snapshot::temp_file_name(node.applied()));
+        fs::create_dir(&blocked).unwrap();
+        let failed = snapshot(&mut node, &snapshotter);
+        assert!(failed.result.is_err());
+        node.snapshot_abandoned(failed.token).expect("its token");
+        assert_eq!(Some(node.wal().snapshot_meta().index), first);
+
+        fs::remove_dir(&blocked).unwrap();
+        let written = snapshot(&mut node, &snapshotter);
+        written.result.expect("written and synced");
+        assert_eq!(
+            node.snapshot_written(written.token).unwrap(),
+            Some(node.applied())
+        );
+        assert_eq!(node_with(dir.path(), 0).state_machine().len(), 4_999);
+    }
 }

@@ -5,6 +5,8 @@
 mod common;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, serial, TestCluster};
@@ -181,8 +183,8 @@ fn a_segment_of_garbage_or_a_wiped_log_refuses_to_start_instead_of_forgetting_th
 
 /// Snapshots on real processes: the scheduled ones are written (on a thread of their own
 /// while the node serves) and installed, an operator's `skiff admin snapshot` answers with the
-/// index it covers, and a node killed afterwards restarts from the snapshot plus the log
-/// after it, with every write.
+/// index it covers while a writer goes on, and a node killed afterwards restarts from the
+/// snapshot plus the log after it, with every acknowledged write.
 #[test]
 fn snapshots_are_taken_on_schedule_and_on_request_and_a_restart_resumes_from_one() {
     let _serial = serial();
@@ -208,6 +210,24 @@ fn snapshots_are_taken_on_schedule_and_on_request_and_a_restart_resumes_from_one
     );
 
     write_keys(&cluster, 20);
+    // A writer runs on while both snapshots are taken: the store is frozen and serialized
+    // off the driver, and every write it had acknowledged comes back after the restart.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, mut connection) = (stop.clone(), cluster.redis(leader));
+        std::thread::spawn(move || {
+            let mut acknowledged = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let written: redis::RedisResult<()> =
+                    connection.set(format!("during-{acknowledged}"), acknowledged);
+                written.expect("the writer's SET");
+                acknowledged += 1;
+            }
+            acknowledged
+        })
+    };
+    let on_leader = cluster.admin(leader, &["snapshot"]);
+    assert!(on_leader.status.success(), "{on_leader:?}");
     let output = cluster.admin(follower, &["snapshot"]);
     let reply = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(output.status.success(), "skiff admin snapshot: {reply}");
@@ -222,6 +242,9 @@ fn snapshots_are_taken_on_schedule_and_on_request_and_a_restart_resumes_from_one
         "the operator's snapshot covers the new writes"
     );
     assert_eq!(snapshot_index(&cluster), Some(taken));
+    stop.store(true, Ordering::Relaxed);
+    let acknowledged = writer.join().expect("the writer");
+    assert!(acknowledged > 0, "writes went on during the snapshots");
 
     cluster.kill(follower);
     cluster.spawn(follower);
@@ -230,6 +253,16 @@ fn snapshots_are_taken_on_schedule_and_on_request_and_a_restart_resumes_from_one
         redis::cmd("GET").arg("key-349").query(&mut connection).ok()
     });
     assert_eq!(value, Some("x".repeat(100)));
+    let keys: Vec<String> = (0..acknowledged).map(|i| format!("during-{i}")).collect();
+    let values: Vec<Option<usize>> = redis::cmd("MGET")
+        .arg(&keys)
+        .query(&mut connection)
+        .expect("MGET");
+    let expected: Vec<Option<usize>> = (0..acknowledged).map(Some).collect();
+    assert!(
+        values == expected,
+        "every acknowledged write after the restart"
+    );
     let restarted = cluster.status(follower).expect("status");
     assert!(restarted["snapshot_index"].as_u64() >= Some(taken));
 }

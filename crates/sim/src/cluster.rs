@@ -12,9 +12,11 @@
 //! - `Persist`, a seeded disk delay later: the batch is written (`Node::write_batch`) and what
 //!   was durable before it is applied;
 //! - `Synced`, a shorter delay later: the sync returns (`Node::sync_batch`); what needed
-//!   durability is sent, the rest applied, clients answered; a snapshot the node asks for is
-//!   written in line, or with `snapshot_off_thread` in a `SnapshotWritten` event;
-//! - `SnapshotWritten`: the snapshot file is written and installed (`Node::write_snapshot`);
+//!   durability is sent, the rest applied, clients answered; a snapshot the node asks for
+//!   (its state machine frozen at the applied index) is serialized and written in line, or
+//!   with `snapshot_off_thread` in a `SnapshotWritten` event;
+//! - `SnapshotWritten`: the frozen state is serialized, the snapshot file written and
+//!   installed (`Node::write_snapshot`), with every entry applied meanwhile left out of it;
 //! - `Restart`: a crashed node starts again from its disk.
 //!
 //! A crash between `Drive` and `Synced` loses the batch, or tears it (`SimNode::crash`).

@@ -79,6 +79,11 @@ pub enum WalError {
         /// The encoder's refusal.
         source: RecordError,
     },
+    /// A snapshot file written by the caller was handed back to be installed before its
+    /// header was sealed over its data (`SnapshotWrite::seal`): a driver's mistake, refused
+    /// rather than install a header that does not describe the file.
+    #[error("the snapshot file at {0} was never sealed over its data")]
+    SnapshotNotSealed(LogIndex),
     /// An earlier write or sync failed, so what is on disk is unknown; the WAL accepts no
     /// more writes. Reopening it recovers from what is durable.
     #[error("an earlier write failed ({0}); reopen the log to recover")]

@@ -377,15 +377,16 @@ impl<D: Disk> Wal<D> {
         removed
     }
 
-    /// A snapshot file for `meta` and `data`, for a caller that writes it itself, away from
-    /// the thread that owns the log: it writes [`SnapshotWrite::header_bytes`] and then
-    /// `data` to [`SnapshotWrite::temp_path`] (a new file), syncs it, and hands it back to
-    /// [`Wal::install_written_snapshot`]. Refused like `save_snapshot`: when the log failed,
-    /// or the snapshot is older than the current one.
+    /// A snapshot file for `meta`, for a caller that writes it itself, away from the thread
+    /// that owns the log: once it has the data, it [seals](SnapshotWrite::seal) the header
+    /// over them, writes the header's bytes and then the data to
+    /// [`SnapshotWrite::temp_path`] (a new file), syncs it, and hands it back to
+    /// [`Wal::install_written_snapshot`]. The data need not exist yet: a caller may serialize
+    /// them on its own thread. Refused like `save_snapshot`: when the log failed, or the
+    /// snapshot is older than the current one.
     pub fn prepare_snapshot_write(
         &self,
         meta: SnapshotMeta,
-        data: &[u8],
     ) -> Result<SnapshotWrite, StorageError> {
         self.check_usable()?;
         self.check_not_older(meta.index)?;
@@ -393,20 +394,22 @@ impl<D: Disk> Wal<D> {
             temp: self.dir.join(snapshot::temp_file_name(meta.index)),
             header: SnapshotHeader {
                 cluster_id: self.options.cluster_id,
-                data_len: data.len() as u64,
-                data_crc: crc32c::crc32c(data),
+                data_len: 0,
+                data_crc: 0,
                 meta,
             },
+            sealed: false,
         })
     }
 
-    /// Writes and syncs the file `write` names, with `data`, on this log's disk (for a caller
-    /// without a thread of its own to do it). A failure removes what was written.
+    /// Seals `write` over `data`, writes and syncs the file it names on this log's disk (for
+    /// a caller without a thread of its own to do it). A failure removes what was written.
     pub fn write_snapshot_file(
         &mut self,
-        write: &SnapshotWrite,
+        write: &mut SnapshotWrite,
         data: &[u8],
     ) -> Result<(), WalError> {
+        write.seal(data);
         self.write_snapshot_temp(&write.temp, &write.header, |disk, temp| {
             Ok(disk.append(temp, data)?)
         })
@@ -414,9 +417,14 @@ impl<D: Disk> Wal<D> {
 
     /// Makes the snapshot file written and synced by the caller the current snapshot (a
     /// rename and a directory sync). Returns `false`, and removes the file, if a newer
-    /// snapshot became current meanwhile (one received from the leader).
+    /// snapshot became current meanwhile (one received from the leader). A write never
+    /// sealed over its data is refused: its header would not describe the file.
     pub fn install_written_snapshot(&mut self, write: SnapshotWrite) -> Result<bool, WalError> {
         self.check_usable()?;
+        if !write.sealed {
+            let _ = self.remove_if_exists(&write.temp);
+            return Err(WalError::SnapshotNotSealed(write.header.meta.index));
+        }
         if self.check_not_older(write.header.meta.index).is_err() {
             let _ = self.remove_if_exists(&write.temp);
             return Ok(false);
@@ -813,8 +821,8 @@ impl<D: Disk> LogStorage for Wal<D> {
     /// Writes `snap-{index}.snap` (temp file, sync, rename, directory sync) and removes the
     /// older snapshot file. The log is not compacted: that is [`LogStorage::compact`].
     fn save_snapshot(&mut self, meta: SnapshotMeta, data: Vec<u8>) -> Result<(), StorageError> {
-        let write = self.prepare_snapshot_write(meta, &data)?;
-        self.write_snapshot_file(&write, &data)?;
+        let mut write = self.prepare_snapshot_write(meta)?;
+        self.write_snapshot_file(&mut write, &data)?;
         Ok(self.publish_written_snapshot(write.header)?)
     }
 
@@ -932,6 +940,8 @@ fn allocation(len_bytes: u64, allocated_bytes: u64, options: &WalOptions) -> u64
 pub struct SnapshotWrite {
     temp: PathBuf,
     header: SnapshotHeader,
+    /// Whether `header` holds the data's length and checksum ([`SnapshotWrite::seal`]).
+    sealed: bool,
 }
 
 impl SnapshotWrite {
@@ -940,9 +950,27 @@ impl SnapshotWrite {
         &self.temp
     }
 
-    /// The file's first bytes.
-    pub fn header_bytes(&self) -> Vec<u8> {
+    /// Records the length and checksum of `data`, the bytes that follow the header, and
+    /// returns the header's bytes, to write first. The checksum is taken over the very bytes
+    /// written, wherever they were serialized; sealing again (other data) replaces it.
+    pub fn seal(&mut self, data: &[u8]) -> Vec<u8> {
+        self.seal_streamed(data.len() as u64, crc32c::crc32c(data))
+    }
+
+    /// [`seal`](Self::seal) for a caller that streamed the data to the file after
+    /// [`header_len`](Self::header_len) bytes left for the header: the data's length and
+    /// CRC-32C, taken over the very bytes it wrote. It then writes the returned header's bytes
+    /// at the file's start, and syncs.
+    pub fn seal_streamed(&mut self, data_len: u64, data_crc: u32) -> Vec<u8> {
+        self.header.data_len = data_len;
+        self.header.data_crc = data_crc;
+        self.sealed = true;
         self.header.encode()
+    }
+
+    /// The length of the header, whatever the data: where the data start in the file.
+    pub fn header_len(&self) -> u64 {
+        self.header.encoded_len()
     }
 
     /// What the snapshot covers.

@@ -399,3 +399,43 @@ fn a_snapshot_file_of_a_newer_format_is_refused_by_its_version() {
         "the file is left alone"
     );
 }
+
+/// A snapshot file written by the caller is prepared before its data exist (they are
+/// serialized elsewhere) and sealed over the bytes written: its header then carries their
+/// length and checksum, and it restarts with them. A write handed back unsealed is refused
+/// and its file removed; the current snapshot stays.
+#[test]
+fn a_snapshot_written_by_the_caller_is_sealed_over_its_data() {
+    let (mut wal, _) = open(MemDisk::new(), small_segments());
+    wal.append(&entries(1..=10, 2)).unwrap();
+    wal.save_snapshot(meta(4, 2), b"state at 4".to_vec())
+        .unwrap();
+
+    let unsealed = wal.prepare_snapshot_write(meta(6, 2)).unwrap();
+    let temp = unsealed.temp_path().to_path_buf();
+    wal.disk_mut().create(&temp).unwrap();
+    wal.disk_mut().append(&temp, b"state at 6").unwrap();
+    assert!(matches!(
+        wal.install_written_snapshot(unsealed),
+        Err(WalError::SnapshotNotSealed(LogIndex(6)))
+    ));
+    let name = temp.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        !wal.disk().list(&dir()).unwrap().contains(&name),
+        "its file is removed"
+    );
+    assert_eq!(wal.snapshot_meta(), meta(4, 2));
+
+    let mut write = wal.prepare_snapshot_write(meta(7, 2)).unwrap();
+    let data = b"state at 7, serialized after the prepare".to_vec();
+    let header = write.seal(&data);
+    let temp = write.temp_path().to_path_buf();
+    wal.disk_mut().create(&temp).unwrap();
+    wal.disk_mut().append(&temp, &header).unwrap();
+    wal.disk_mut().append(&temp, &data).unwrap();
+    wal.disk_mut().sync(&temp).unwrap();
+    assert!(wal.install_written_snapshot(write).unwrap());
+    let (wal, _) = crash_and_reopen(wal);
+    assert_eq!(wal.snapshot_meta(), meta(7, 2));
+    assert_eq!(snapshot_data(&wal), data);
+}

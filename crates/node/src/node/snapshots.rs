@@ -1,9 +1,11 @@
 //! Snapshots the node takes of its own state machine: the policy (one setting,
 //! `snapshot_every_entries`, and operators' requests) and the file's life as an effect.
 //!
-//! The state machine is serialized when the node decides to snapshot (the part that needs it
-//! frozen); the driver writes the file — on a thread of its own in the server, in a later
-//! event in the simulator, in line in [`Node::run`] — while the node goes on applying. Once
+//! When the node decides to snapshot, it freezes the state machine's state at its applied
+//! index ([`StateMachine::freeze`]: a clone of a persistent map, O(1) in the store's size),
+//! or serializes it then if the state machine cannot freeze. The driver serializes the
+//! frozen state and writes the file — on a thread of its own in the server, in a later event
+//! in the simulator, in line in [`Node::run`] — while the node goes on applying. Once
 //! it is written and synced, it becomes the current snapshot and the log behind it is
 //! compacted (thesis §5.1: a snapshot replaces the log entries it covers).
 
@@ -11,7 +13,7 @@ use skiff_raft::{LogIndex, LogStorage};
 use skiff_wal::Disk;
 
 use super::{Event, Node};
-use crate::effect::{Effect, SnapshotJob, SnapshotToken};
+use crate::effect::{Effect, SnapshotData, SnapshotJob, SnapshotToken};
 use crate::error::NodeError;
 use crate::payload;
 use crate::state_machine::StateMachine;
@@ -62,16 +64,19 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     /// [`snapshot_written`](Node::snapshot_written): for a driver without a snapshot thread.
     pub fn write_snapshot(&mut self, job: SnapshotJob) -> Result<Option<LogIndex>, NodeError> {
         self.check_snapshot(&job.token)?;
+        let SnapshotJob { mut token, data } = job;
+        let data = data.serialize();
         let written = self
             .raw
             .storage_mut()
-            .write_snapshot_file(&job.token.write, &job.data);
+            .write_snapshot_file(&mut token.write, &data);
+        drop(data);
         if let Err(error) = written {
             // The log removed what it wrote; the next snapshot tries again.
             self.snapshot_in_flight = None;
             return Err(error.into());
         }
-        self.snapshot_written(job.token)
+        self.snapshot_written(token)
     }
 
     /// At the end of a batch, or on request: hands out a snapshot if one is due or asked for
@@ -95,7 +100,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             return Ok(());
         };
         let meta = self.raw.snapshot_meta_at(index)?;
-        let write = self.raw.storage().prepare_snapshot_write(meta, &data)?;
+        let write = self.raw.storage().prepare_snapshot_write(meta)?;
         self.snapshots += 1;
         self.snapshot_in_flight = Some(self.snapshots);
         let token = SnapshotToken {
@@ -133,9 +138,10 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             .saturating_sub(self.raw.storage().snapshot_meta().index.0)
     }
 
-    /// The state machine's snapshot data and the index it reflects, when there is something
-    /// new to snapshot and the node may take it now.
-    fn snapshot_data(&self) -> Option<(LogIndex, Vec<u8>)> {
+    /// The state machine's snapshot data — its state frozen now, or serialized now if it
+    /// cannot freeze — and the index it reflects, when there is something new to snapshot
+    /// and the node may take it now.
+    fn snapshot_data(&self) -> Option<(LogIndex, SnapshotData)> {
         // The snapshot is labelled with the index its data reflects: the state machine's.
         // The core's applied index runs ahead of it while a snapshot received from the
         // leader is still being written (the core has restored it, the state machine not).
@@ -148,9 +154,14 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         if index <= self.raw.storage().snapshot_meta().index || receiving || self.is_writing() {
             return None;
         }
-        let mut data = Vec::new();
-        payload::put_snapshot_header(&self.members, &mut data);
-        self.state_machine.snapshot_into(&mut data);
-        Some((index, data))
+        let mut bytes = Vec::new();
+        payload::put_snapshot_header(&self.members, &mut bytes);
+        // Frozen at `index`: the writes applied after this, while a driver serializes it
+        // elsewhere, never reach it.
+        let frozen = self.state_machine.freeze();
+        if frozen.is_none() {
+            self.state_machine.snapshot_into(&mut bytes);
+        }
+        Some((index, SnapshotData { bytes, frozen }))
     }
 }

@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use skiff_kv::{Command, Reply};
 use skiff_node::{
     wire, Effect, Envelope, Event, NoObserver, Node, NodeConfig, NodeError, PeerMessage,
-    PeerMessageError, RequestId,
+    PeerMessageError, RequestId, SnapshotJob, SnapshotToken,
 };
 use skiff_raft::{Config, HardState, LogIndex, LogStorage, Message, NodeId, Role};
-use skiff_wal::MemDisk;
+use skiff_wal::{Disk, MemDisk};
 
 /// What a node run by [`Node::run`] left for its driver, by kind.
 #[derive(Default)]
@@ -38,6 +38,29 @@ pub fn outputs(node: &mut Node<MemDisk>) -> Outputs {
 }
 
 pub const DIR: &str = "/data";
+
+/// Asks `node` for a snapshot and takes the job it hands out, if it hands one out.
+pub fn requested_snapshot(node: &mut Node<MemDisk>) -> Option<SnapshotJob> {
+    node.request_snapshot().expect("considered");
+    node.take_effects()
+        .into_iter()
+        .find_map(|effect| match effect {
+            Effect::WriteSnapshot(job) => Some(job),
+            _ => None,
+        })
+}
+
+/// Writes the snapshot file of `token` on `node`'s disk as a driver's own thread does: seals
+/// its header over `data`, writes both, syncs.
+pub fn write_snapshot_file(node: &mut Node<MemDisk>, token: &mut SnapshotToken, data: &[u8]) {
+    let header = token.seal(data);
+    let temp = token.write().temp_path().to_path_buf();
+    let disk = node.disk_mut();
+    disk.create(&temp).expect("create");
+    disk.append(&temp, &header).expect("header");
+    disk.append(&temp, data).expect("data");
+    disk.sync(&temp).expect("sync");
+}
 
 pub fn config(id: u64) -> NodeConfig {
     let mut raft = Config::new(NodeId(id), [NodeId(1), NodeId(2), NodeId(3)]);
@@ -68,6 +91,20 @@ pub struct NodeCluster {
 
 impl NodeCluster {
     pub fn new() -> NodeCluster {
+        NodeCluster::with_config(config)
+    }
+
+    /// A cluster whose nodes take a snapshot only when asked (`request_snapshot`); a node
+    /// opened again takes them every 8 entries as usual.
+    pub fn with_snapshots_on_request() -> NodeCluster {
+        NodeCluster::with_config(|id| {
+            let mut config = config(id);
+            config.snapshot_every_entries = 0;
+            config
+        })
+    }
+
+    fn with_config(config: impl Fn(u64) -> NodeConfig) -> NodeCluster {
         let nodes = (1..=3)
             .map(|id| {
                 let (node, _) =

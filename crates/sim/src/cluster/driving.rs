@@ -110,9 +110,10 @@ impl Cluster {
         self.mark_dirty(node);
     }
 
-    /// With `snapshot_off_thread`: the snapshot file is written and installed in a later
-    /// event, as the server's snapshot thread does, so that messages, batches, crashes and
-    /// snapshots from the leader come in between. One is written at a time: while a file
+    /// With `snapshot_off_thread`: the frozen state is serialized and the snapshot file
+    /// written and installed in a later event, as the server's snapshot thread does, so that
+    /// messages, batches (applied to the live state machine, not to the frozen copy),
+    /// crashes and snapshots from the leader come in between. One is written at a time: while a file
     /// of an earlier life is still pending, the node's new one is abandoned.
     pub(super) fn schedule_snapshot_write(&mut self, node: NodeId, life: u64, job: SnapshotJob) {
         if self.timing.pending_snapshots.contains_key(&node) {
