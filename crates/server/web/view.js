@@ -47,6 +47,7 @@ function applyLanguage() {
     element.placeholder = t(element.dataset.i18nPlaceholder);
   }
   renderTimeline();
+  renderStory();
 }
 
 document.getElementById("lang").onclick = () => {
@@ -344,6 +345,126 @@ function flightMs() {
   const tick = self && self.status ? count(self.status.tick_ms) : 10;
   return Math.max(400, Math.min(3000, tick * 4));
 }
+
+// ---- Scenarios: Raft's stories run on this cluster, narrated step by step ----------------
+
+// The story being told: {name, steps: [{key, vars, state}]}, and a token that Heal changes to
+// stop it.
+let story = null;
+let storyRun = 0;
+
+function liveStatuses() {
+  return [...nodes.entries()].filter(([, e]) => isUp(e)).map(([id, e]) => ({ ...e.status, id }));
+}
+
+function statusOf(id) {
+  const entry = nodes.get(id);
+  return entry && isUp(entry) ? entry.status : null;
+}
+
+function renderStory() {
+  const list = document.getElementById("story");
+  if (!story) { list.replaceChildren(); return; }
+  list.replaceChildren(...story.steps.map((step, i) => {
+    const li = el("li", step.state, t(step.key, step.vars));
+    li.dataset.step = String(i + 1);
+    li.dataset.state = step.state;
+    return li;
+  }));
+  list.dataset.story = story.name;
+}
+
+// Waits (polling the statuses the page already has) until `condition` holds; false if the
+// story was stopped or a minute passed.
+async function until(run, condition) {
+  const deadline = Date.now() + 60000;
+  while (Date.now() < deadline) {
+    if (run !== storyRun) return false;
+    try { if (condition()) return true; } catch (_) { /* a node not heard yet */ }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return false;
+}
+
+// Tells the steps one after the other: each is shown, its action run, and it is marked done
+// once the cluster did what it says.
+async function tell(name, vars, steps) {
+  const run = ++storyRun;
+  story = { name, steps: steps.map((s) => ({ key: s.key, vars, state: "waiting" })) };
+  for (let i = 0; i < steps.length; i++) {
+    story.steps[i].state = "current";
+    renderStory();
+    if (steps[i].act) await steps[i].act();
+    if (steps[i].until && !(await until(run, steps[i].until))) return;
+    if (run !== storyRun) return;
+    story.steps[i].state = steps[i].until ? "done" : "current";
+    renderStory();
+  }
+}
+
+function pickLeader() {
+  const leader = liveStatuses().find((s) => s.role === "leader");
+  if (!leader) document.getElementById("message").textContent = t("sc_no_leader");
+  return leader;
+}
+
+const SCENARIOS = {
+  // §5.2 and thesis §9.6: a follower cut off asks for pre-votes and never raises its term.
+  follower() {
+    const leader = pickLeader();
+    if (!leader) return;
+    const followers = liveStatuses().filter((s) => s.id !== leader.id);
+    const f = (followers.find((s) => s.id !== selfId) || followers[0] || {}).id;
+    if (!isNodeId(f)) return;
+    const vars = { f, l: leader.id, t: leader.term };
+    let quietSince = 0;
+    tell("follower", vars, [
+      { key: "sc_follower_1", act: () => post(`/admin/isolate?on=true&node=${f}`), until: () => statusOf(f).isolated },
+      { key: "sc_follower_2", until: () => statusOf(f).role === "pre-candidate" },
+      { key: "sc_follower_3", until: () => {
+        const l = statusOf(leader.id);
+        if (!l || l.role !== "leader" || l.term !== leader.term) { quietSince = 0; return false; }
+        quietSince = quietSince || Date.now();
+        return Date.now() - quietSince > 3000;
+      } },
+      { key: "sc_follower_4" },
+    ]);
+  },
+  // §5.2, thesis §6.2: the majority elects a new leader; the old one steps down.
+  leader() {
+    const leader = pickLeader();
+    if (!leader) return;
+    const vars = { l: leader.id, t: leader.term, n: "?", t2: "?" };
+    tell("leader", vars, [
+      { key: "sc_leader_1", act: () => post(`/admin/isolate?on=true&node=${leader.id}`),
+        until: () => statusOf(leader.id).isolated },
+      { key: "sc_leader_2", until: () => {
+        const next = liveStatuses().find((s) => s.id !== leader.id && s.role === "leader" && s.term > leader.term);
+        if (next) { vars.n = next.id; vars.t2 = next.term; }
+        return !!next;
+      } },
+      { key: "sc_leader_3", until: () => statusOf(leader.id).role !== "leader" },
+      { key: "sc_leader_4" },
+    ]);
+  },
+};
+
+for (const button of document.querySelectorAll("[data-scenario]")) {
+  button.onclick = () => SCENARIOS[button.dataset.scenario]();
+}
+
+// Heal: stops the story and reconnects every node cut off.
+document.getElementById("heal-all").onclick = async () => {
+  storyRun++;
+  for (const s of liveStatuses()) {
+    if (s.isolated) await post(`/admin/isolate?on=false&node=${s.id}`);
+  }
+  if (story) {
+    story.steps.forEach((step) => { if (step.state !== "done") step.state = "done"; });
+    story.steps.push({ key: "sc_healed", vars: {}, state: "done" });
+    renderStory();
+  }
+};
 
 // ---- Cards -------------------------------------------------------------------------------
 
