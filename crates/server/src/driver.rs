@@ -83,6 +83,8 @@ pub enum AdminRequest {
     },
     /// Start an election on this node now (demonstrations only).
     Campaign,
+    /// Turn PreVote on or off for this node's next elections (demonstrations only).
+    PreVote(bool),
     /// Remove a member.
     Remove {
         /// The member's id.
@@ -447,6 +449,13 @@ impl Driver {
             AdminRequest::Campaign => {
                 self.node.campaign();
                 Ok("campaigning".to_string())
+            }
+            AdminRequest::PreVote(on) => {
+                self.node.set_pre_vote(on);
+                let text = format!("PreVote {}", if on { "on" } else { "off" });
+                self.shared
+                    .publish(self.node.raw().raft().term().0, "pre-vote", text.clone());
+                Ok(text)
             }
             AdminRequest::Snapshot => {
                 // The node hands it out once no batch or snapshot is in flight.

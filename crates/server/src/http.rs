@@ -91,6 +91,7 @@ pub async fn serve_http(
         .route("/admin/isolate", post(demo::isolate))
         .route("/admin/campaign", post(demo::campaign))
         .route("/admin/tick", post(demo::tick))
+        .route("/admin/pre-vote", post(demo::pre_vote))
         .route("/status", get(status))
         .route("/cluster", get(cluster))
         .route("/metrics", get(metrics))

@@ -87,6 +87,9 @@ pub struct NodeStatus {
     /// Milliseconds per Raft tick, now.
     #[serde(default)]
     pub tick_ms: u64,
+    /// Whether this node asks for pre-votes before an election (thesis §9.6).
+    #[serde(default)]
+    pub pre_vote: bool,
 }
 
 /// Something that happened, as the live view and `skiff local` show it.

@@ -50,6 +50,17 @@ fn click(browser: &Browser, selector: &str) {
     assert_eq!(clicked, Value::Bool(true), "{selector} is on the page");
 }
 
+/// Waits until the cards show node `id` in `role`, so that a screenshot shows what the story
+/// just told.
+fn card_shows(browser: &Browser, id: u16, role: &str) {
+    wait_for("the card to catch up", Duration::from_secs(20), || {
+        let shown = browser.execute(&format!(
+            "const c = document.querySelector('.card[data-node=\"{id}\"]'); return c ? c.dataset.role : null;"
+        ));
+        (shown.as_str() == Some(role)).then_some(())
+    });
+}
+
 fn screenshot(browser: &Browser, name: &str) {
     let png = browser.screenshot();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
@@ -71,23 +82,54 @@ fn open(base: u16) -> Browser {
     browser
 }
 
+/// A cluster under `skiff local` with a leader, and the page open on node 1.
+struct Scene {
+    _data: tempfile::TempDir,
+    base: u16,
+    local: Local,
+    browser: Browser,
+    /// The leader when the page opened, and its term.
+    leader: u16,
+    term: u64,
+}
+
+impl Scene {
+    fn start() -> Scene {
+        let data = tempfile::tempdir().expect("temp dir");
+        let base = free_base_port();
+        let local = Local::start(data.path(), base);
+        local.leader();
+        let browser = open(base);
+        let before = statuses(base);
+        let (leader, _) = before
+            .iter()
+            .find(|(_, s)| s["role"] == "leader")
+            .cloned()
+            .expect("a leader");
+        let term = term_of(&before, leader).expect("the leader's term");
+        Scene {
+            _data: data,
+            base,
+            local,
+            browser,
+            leader,
+            term,
+        }
+    }
+
+    fn stop(self) {
+        drop(self.browser);
+        self.local.stop();
+    }
+}
+
 #[test]
 fn cutting_off_a_follower_with_prevote_changes_no_term() {
     let _serial = serial();
-    let data = tempfile::tempdir().expect("temp dir");
-    let base = free_base_port();
-    let local = Local::start(data.path(), base);
-    local.leader();
-    let browser = open(base);
-    let before = statuses(base);
-    let (leader, _) = before
-        .iter()
-        .find(|(_, s)| s["role"] == "leader")
-        .cloned()
-        .expect("a leader");
-    let term = term_of(&before, leader).expect("the leader's term");
+    let scene = Scene::start();
+    let (base, browser, leader, term) = (scene.base, &scene.browser, scene.leader, scene.term);
 
-    click(&browser, "button[data-scenario=\"follower\"]");
+    click(browser, "button[data-scenario=\"follower\"]");
     // Step 2 is done once the cut-off follower is a pre-candidate (thesis §9.6).
     let follower = wait_for("a cut-off pre-candidate", Duration::from_secs(30), || {
         statuses(base)
@@ -107,12 +149,13 @@ fn cutting_off_a_follower_with_prevote_changes_no_term() {
                 );
             }
         }
-        (step_state(&browser, 3).as_deref() == Some("done")).then_some(())
+        (step_state(browser, 3).as_deref() == Some("done")).then_some(())
     });
-    screenshot(&browser, "scenario-cut-off-a-follower.png");
+    card_shows(browser, follower, "pre-candidate");
+    screenshot(browser, "scenario-cut-off-a-follower.png");
 
     // Heal: the follower follows the same leader again, in the same term.
-    click(&browser, "#heal-all");
+    click(browser, "#heal-all");
     wait_for(
         "the follower back, same term",
         Duration::from_secs(30),
@@ -127,27 +170,16 @@ fn cutting_off_a_follower_with_prevote_changes_no_term() {
         },
     );
     assert_eq!(term_of(&statuses(base), leader), Some(term));
-    drop(browser);
-    local.stop();
+    scene.stop();
 }
 
 #[test]
 fn cutting_off_the_leader_elects_a_new_one_and_the_old_one_steps_down() {
     let _serial = serial();
-    let data = tempfile::tempdir().expect("temp dir");
-    let base = free_base_port();
-    let local = Local::start(data.path(), base);
-    local.leader();
-    let browser = open(base);
-    let before = statuses(base);
-    let (old, _) = before
-        .iter()
-        .find(|(_, s)| s["role"] == "leader")
-        .cloned()
-        .expect("a leader");
-    let term = term_of(&before, old).expect("term");
+    let scene = Scene::start();
+    let (base, browser, old, term) = (scene.base, &scene.browser, scene.leader, scene.term);
 
-    click(&browser, "button[data-scenario=\"leader\"]");
+    click(browser, "button[data-scenario=\"leader\"]");
     // §5.2: the majority elects a leader in a higher term.
     let (new, new_term) = wait_for(
         "a new leader in the majority",
@@ -163,17 +195,18 @@ fn cutting_off_the_leader_elects_a_new_one_and_the_old_one_steps_down() {
     wait_for(
         "the old leader to step down",
         Duration::from_secs(30),
-        || (step_state(&browser, 3).as_deref() == Some("done")).then_some(()),
+        || (step_state(browser, 3).as_deref() == Some("done")).then_some(()),
     );
     let old_status = statuses(base)
         .into_iter()
         .find(|(id, _)| *id == old)
         .expect("old");
     assert_ne!(old_status.1["role"], "leader");
-    screenshot(&browser, "scenario-cut-off-the-leader.png");
+    card_shows(browser, new, "leader");
+    screenshot(browser, "scenario-cut-off-the-leader.png");
 
     // On heal it sees the higher term and follows the new leader (§5.1).
-    click(&browser, "#heal-all");
+    click(browser, "#heal-all");
     wait_for(
         "the old leader following the new one",
         Duration::from_secs(30),
@@ -183,18 +216,14 @@ fn cutting_off_the_leader_elects_a_new_one_and_the_old_one_steps_down() {
                 .then_some(())
         },
     );
-    drop(browser);
-    local.stop();
+    scene.stop();
 }
 
 #[test]
 fn the_english_and_chinese_pages_render_every_label() {
     let _serial = serial();
-    let data = tempfile::tempdir().expect("temp dir");
-    let base = free_base_port();
-    let local = Local::start(data.path(), base);
-    local.leader();
-    let browser = open(base);
+    let scene = Scene::start();
+    let (base, browser) = (scene.base, &scene.browser);
     // Both tables have the same keys.
     let keys = browser.execute(
         "const s = window.SKIFF_STRINGS; return [Object.keys(s.en).sort(), Object.keys(s.zh).sort()];",
@@ -218,8 +247,132 @@ fn the_english_and_chinese_pages_render_every_label() {
         );
         let expected = if lang == "zh" { "领导者" } else { "leader" };
         assert_eq!(role, Value::String(expected.into()), "{lang}");
-        screenshot(&browser, &format!("live-view-{lang}.png"));
+        screenshot(browser, &format!("live-view-{lang}.png"));
     }
-    drop(browser);
-    local.stop();
+    scene.stop();
+}
+
+#[test]
+fn rejoining_without_prevote_the_higher_term_deposes_the_leader() {
+    let _serial = serial();
+    let scene = Scene::start();
+    let (base, browser, leader, term) = (scene.base, &scene.browser, scene.leader, scene.term);
+
+    click(browser, "button[data-scenario=\"rejoin\"]");
+    // Cut off without PreVote, the follower raises its term at every timeout (§5.2).
+    let follower = wait_for(
+        "a cut-off node's term running ahead",
+        Duration::from_secs(60),
+        || {
+            statuses(base)
+                .into_iter()
+                .find(|(_, s)| s["pre_vote"] == false && s["term"].as_u64() >= Some(term + 3))
+                .map(|(id, _)| id)
+        },
+    );
+    // The page reconnects it: its higher term deposes the leader (§5.1, thesis §4.2.3).
+    wait_for("the story's fourth step", Duration::from_secs(60), || {
+        (step_state(browser, 4).as_deref() == Some("done")).then_some(())
+    });
+    // The old leader went from its term straight to one at least three above: a term only the
+    // cut-off node could have reached (the other follower, with PreVote, raised none).
+    let leader_terms: Vec<u64> = serde_json::from_value(browser.execute(&format!(
+        "return [...document.querySelectorAll('#timeline li[data-node=\"{leader}\"]')].map(li => Number(/term (\\d+)/.exec(li.textContent)[1]));"
+    )))
+    .expect("the old leader's event terms");
+    let first_after = leader_terms
+        .iter()
+        .copied()
+        .filter(|&t| t > term)
+        .min()
+        .expect("the old leader has events in a higher term");
+    assert!(
+        first_after >= term + 3,
+        "the old leader's next term {first_after} came from the rejoining node: {leader_terms:?}"
+    );
+    let (new, _) = wait_for("a leader in a higher term", Duration::from_secs(60), || {
+        statuses(base)
+            .into_iter()
+            .find(|(_, s)| s["role"] == "leader" && s["term"].as_u64() > Some(term))
+    });
+    card_shows(browser, new, "leader");
+    screenshot(browser, "scenario-rejoin-without-prevote.png");
+
+    // Heal turns PreVote back on.
+    click(browser, "#heal-all");
+    wait_for("PreVote on again", Duration::from_secs(30), || {
+        statuses(base)
+            .iter()
+            .find(|(id, _)| *id == follower)
+            .is_some_and(|(_, s)| s["pre_vote"] == true)
+            .then_some(())
+    });
+    scene.stop();
+}
+
+#[test]
+fn a_split_vote_leaves_a_term_without_leader_then_a_leader_is_elected() {
+    let _serial = serial();
+    let scene = Scene::start();
+    let (base, browser, term) = (scene.base, &scene.browser, scene.term);
+
+    click(browser, "button[data-scenario=\"split\"]");
+    // Two candidates at once, reconnected, and no leader among the live nodes: a split vote.
+    let split = wait_for(
+        "two connected candidates and no leader",
+        Duration::from_secs(60),
+        || {
+            let now = statuses(base);
+            let candidates: Vec<u64> = now
+                .iter()
+                .filter(|(_, s)| s["role"] == "candidate" && s["isolated"] == false)
+                .filter_map(|(_, s)| s["term"].as_u64())
+                .collect();
+            let leaders = now.iter().filter(|(_, s)| s["role"] == "leader").count();
+            (candidates.len() == 2 && leaders == 0).then_some(candidates)
+        },
+    );
+    assert!(
+        split.iter().all(|&t| t > term),
+        "{split:?} after term {term}"
+    );
+    // Randomized timeouts break the tie: a leader in a later term (§5.2).
+    let (new, new_term) = wait_for("a leader after the split", Duration::from_secs(60), || {
+        statuses(base).into_iter().find_map(|(id, s)| {
+            (s["role"] == "leader").then(|| (id, s["term"].as_u64().unwrap_or(0)))
+        })
+    });
+    // The story killed the leader (handed over first if it was the page's node): one node
+    // answers no more.
+    let answering: Vec<u16> = statuses(base).into_iter().map(|(id, _)| id).collect();
+    let killed = (1..=3)
+        .find(|id| !answering.contains(id))
+        .expect("a killed node");
+    assert_ne!(new, killed);
+    assert!(
+        new_term > *split.iter().min().expect("a term"),
+        "{new_term}"
+    );
+    wait_for("the story's last step", Duration::from_secs(30), || {
+        (step_state(browser, 4).as_deref() == Some("done")).then_some(())
+    });
+    card_shows(browser, new, "leader");
+    card_shows(browser, killed, "down");
+    screenshot(browser, "scenario-split-vote.png");
+
+    // Heal restarts the killed node, turns PreVote on and restores the speed.
+    click(browser, "#heal-all");
+    wait_for(
+        "all three back at normal speed",
+        Duration::from_secs(60),
+        || {
+            let now = statuses(base);
+            (now.len() == 3
+                && now
+                    .iter()
+                    .all(|(_, s)| s["tick_ms"] == 10 && s["pre_vote"] == true))
+            .then_some(())
+        },
+    );
+    scene.stop();
 }

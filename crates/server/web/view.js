@@ -176,6 +176,8 @@ function connect(id) {
     learnMembers(entry.status.members);
   });
   source.addEventListener("raft", (e) => addEvent(id, JSON.parse(e.data)));
+  // A node that stopped (or restarted) is shown down at once, not after its last status ages.
+  source.onerror = () => { entry.lastSeen = 0; };
 }
 
 // The admin token, asked for once when a node answers 401, and kept in this page's memory
@@ -349,9 +351,11 @@ function flightMs() {
 // ---- Scenarios: Raft's stories run on this cluster, narrated step by step ----------------
 
 // The story being told: {name, steps: [{key, vars, state}]}, and a token that Heal changes to
-// stop it.
+// stop it. What the stories changed, for Heal to undo: nodes whose PreVote they turned off,
+// nodes they killed, the speed before they slowed the cluster down.
 let story = null;
 let storyRun = 0;
+const undo = { preVoteOff: new Set(), killed: new Set(), tickMs: null };
 
 function liveStatuses() {
   return [...nodes.entries()].filter(([, e]) => isUp(e)).map(([id, e]) => ({ ...e.status, id }));
@@ -430,6 +434,88 @@ const SCENARIOS = {
       { key: "sc_follower_4" },
     ]);
   },
+  // §5.1, thesis §4.2.3: without PreVote a node cut off raises its term again and again, and
+  // on rejoining its higher term deposes a healthy leader.
+  rejoin() {
+    const leader = pickLeader();
+    if (!leader) return;
+    const followers = liveStatuses().filter((s) => s.id !== leader.id);
+    const f = (followers.find((s) => s.id !== selfId) || followers[0] || {}).id;
+    if (!isNodeId(f)) return;
+    const vars = { f, l: leader.id, t: leader.term, t2: "?", n: "?", t3: "?" };
+    let cutAt = 0;
+    undo.preVoteOff.add(f);
+    tell("rejoin", vars, [
+      { key: "sc_rejoin_1", act: () => post(`/admin/pre-vote?on=false&node=${f}`),
+        until: () => statusOf(f).pre_vote === false },
+      { key: "sc_rejoin_2", act: () => { cutAt = Date.now(); return post(`/admin/isolate?on=true&node=${f}`); },
+        until: () => {
+          // Three terms ahead at least, and two seconds to watch them climb.
+          const s = statusOf(f);
+          vars.t2 = s.term;
+          return s.isolated && s.term >= leader.term + 3 && Date.now() - cutAt > 2000;
+        } },
+      { key: "sc_rejoin_3", act: () => post(`/admin/isolate?on=false&node=${f}`),
+        until: () => !statusOf(f).isolated },
+      { key: "sc_rejoin_4", until: () => statusOf(leader.id).term > leader.term },
+      { key: "sc_rejoin_5", until: () => {
+        const next = liveStatuses().find((s) => s.role === "leader" && s.term > leader.term);
+        if (next) { vars.n = next.id; vars.t3 = next.term; }
+        return !!next;
+      } },
+    ]);
+  },
+  // §5.2: two candidates in one term split the vote; randomized timeouts break the tie.
+  split() {
+    const first = pickLeader();
+    if (!first) return;
+    if (!control) { document.getElementById("message").textContent = t("sc_needs_local"); return; }
+    const all = liveStatuses().map((s) => s.id);
+    if (all.length < 3) return;
+    const self = statusOf(selfId);
+    const vars = { l: first.id, a: "?", b: "?", t: first.term, ta: "?", tb: "?", n: "?", t2: "?" };
+    if (undo.tickMs === null && self) undo.tickMs = self.tick_ms;
+    // The leader is killed, so it must not be the node that serves this page: leadership is
+    // handed to another node first (thesis §3.10).
+    const handOver = first.id === selfId ? all.find((id) => id !== selfId) : null;
+    const pick = () => {
+      const leader = liveStatuses().find((s) => s.role === "leader" && s.id !== selfId);
+      if (!leader) return false;
+      const [a, b] = all.filter((id) => id !== leader.id);
+      Object.assign(vars, { l: leader.id, t: leader.term, a, b });
+      return true;
+    };
+    tell("split", vars, [
+      { key: "sc_split_1", act: async () => {
+        for (const id of all) await post(`/admin/tick?ms=50&node=${id}`);
+        if (handOver) await post(`/admin/transfer-leader?to=${handOver}`);
+      }, until: () => pick() && all.every((id) => statusOf(id).tick_ms === 50) },
+      { key: "sc_split_2", act: async () => {
+        const { l, a, b } = vars;
+        undo.preVoteOff.add(a); undo.preVoteOff.add(b); undo.killed.add(l);
+        await post(`/admin/pre-vote?on=false&node=${a}`);
+        await post(`/admin/pre-vote?on=false&node=${b}`);
+        await post(`${control}/control/kill?id=${l}`);
+        await post(`/admin/isolate?on=true&node=${a}`);
+        await post(`/admin/isolate?on=true&node=${b}`);
+        await post(`/admin/campaign?node=${a}`);
+        await post(`/admin/campaign?node=${b}`);
+      }, until: () => [vars.a, vars.b].every((id) => statusOf(id).role === "candidate") },
+      { key: "sc_split_3", act: async () => {
+        await post(`/admin/isolate?on=false&node=${vars.a}`);
+        await post(`/admin/isolate?on=false&node=${vars.b}`);
+      }, until: () => {
+        const [sa, sb] = [statusOf(vars.a), statusOf(vars.b)];
+        vars.ta = sa.term; vars.tb = sb.term;
+        return !sa.isolated && !sb.isolated && sa.role === "candidate" && sb.role === "candidate";
+      } },
+      { key: "sc_split_4", until: () => {
+        const next = [vars.a, vars.b].map(statusOf).find((s) => s && s.role === "leader");
+        if (next) { vars.n = next.id; vars.t2 = next.term; }
+        return !!next;
+      } },
+    ]);
+  },
   // §5.2, thesis §6.2: the majority elects a new leader; the old one steps down.
   leader() {
     const leader = pickLeader();
@@ -453,11 +539,19 @@ for (const button of document.querySelectorAll("[data-scenario]")) {
   button.onclick = () => SCENARIOS[button.dataset.scenario]();
 }
 
-// Heal: stops the story and reconnects every node cut off.
+// Heal: stops the story, reconnects every node cut off, and undoes what the stories changed.
 document.getElementById("heal-all").onclick = async () => {
   storyRun++;
   for (const s of liveStatuses()) {
     if (s.isolated) await post(`/admin/isolate?on=false&node=${s.id}`);
+  }
+  for (const id of undo.preVoteOff) await post(`/admin/pre-vote?on=true&node=${id}`);
+  undo.preVoteOff.clear();
+  if (control) for (const id of undo.killed) await post(`${control}/control/restart?id=${id}`);
+  undo.killed.clear();
+  if (undo.tickMs !== null) {
+    for (const id of nodes.keys()) await post(`/admin/tick?ms=${undo.tickMs}&node=${id}`);
+    undo.tickMs = null;
   }
   if (story) {
     story.steps.forEach((step) => { if (step.state !== "done") step.state = "done"; });
@@ -480,6 +574,7 @@ function details(s) {
   row("snapshot", s.snapshot_index);
   row("keys", s.keys);
   row("tick", t("tick_ms", { ms: text(s.tick_ms) }));
+  row("pre_vote", t(s.pre_vote ? "on" : "off"));
   return dl;
 }
 

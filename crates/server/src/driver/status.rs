@@ -43,6 +43,7 @@ impl Driver {
             log: log_tail::log_tail(self.node.wal(), &self.recent_kinds),
             traffic: self.traffic.snapshot(),
             tick_ms: 0,
+            pre_vote: raft.config().pre_vote,
         };
     }
 

@@ -1,7 +1,8 @@
 //! The routes for demonstrations and tests, allowed only when the node runs with
 //! `--allow-fault-injection` (as under `skiff local`): cut a node off from its peers, make it
-//! campaign now, change the time per tick. A request naming another member (`node=`) is
-//! relayed to it: the view's buttons post to the node that served the page.
+//! campaign now, turn its PreVote off or on, change the time per tick. A request naming
+//! another member (`node=`) is relayed to it: the view's buttons post to the node that served
+//! the page.
 
 use std::time::Duration;
 
@@ -16,8 +17,18 @@ use crate::driver::AdminRequest;
 /// enough to follow single messages during an election.
 pub const TICK_MS_RANGE: std::ops::RangeInclusive<u64> = 5..=1000;
 
-/// Refuses a demonstration request on a node without `--allow-fault-injection`.
-fn refuse_without_fault_injection(state: &AppState) -> Option<(StatusCode, String)> {
+/// The answer to a demonstration request that is not for this node to carry out: relayed to
+/// member `node` when it names another (as `path`), refused on a node without
+/// `--allow-fault-injection`. `None`: carry it out here.
+async fn elsewhere_or_refused(
+    state: &AppState,
+    node: Option<u64>,
+    path: &str,
+) -> Option<(StatusCode, String)> {
+    let me = state.shared.status().id;
+    if let Some(node) = node.filter(|&node| node != me) {
+        return Some(relay(state, node, path).await);
+    }
     (!state.shared.fault_injection).then(|| {
         (
             StatusCode::FORBIDDEN,
@@ -39,12 +50,14 @@ pub(super) async fn isolate(
     State(state): State<AppState>,
     Query(query): Query<IsolateQuery>,
 ) -> (StatusCode, String) {
-    let me = state.shared.status().id;
-    if let Some(node) = query.node.filter(|&node| node != me) {
-        return relay(&state, node, &format!("/admin/isolate?on={}", query.on)).await;
-    }
-    if let Some(refusal) = refuse_without_fault_injection(&state) {
-        return refusal;
+    if let Some(answer) = elsewhere_or_refused(
+        &state,
+        query.node,
+        &format!("/admin/isolate?on={}", query.on),
+    )
+    .await
+    {
+        return answer;
     }
     state
         .shared
@@ -65,11 +78,20 @@ pub(super) async fn isolate(
     (StatusCode::OK, format!("node {} {text}\n", status.id))
 }
 
+#[derive(Deserialize)]
+pub(super) struct CampaignQuery {
+    /// Another member to relay the request to.
+    node: Option<u64>,
+}
+
 /// Starts an election on this node now, as if its election timer had fired: for
 /// demonstrations, only with `--allow-fault-injection`.
-pub(super) async fn campaign(State(state): State<AppState>) -> (StatusCode, String) {
-    if let Some(refusal) = refuse_without_fault_injection(&state) {
-        return refusal;
+pub(super) async fn campaign(
+    State(state): State<AppState>,
+    Query(query): Query<CampaignQuery>,
+) -> (StatusCode, String) {
+    if let Some(answer) = elsewhere_or_refused(&state, query.node, "/admin/campaign").await {
+        return answer;
     }
     admin(&state, AdminRequest::Campaign).await
 }
@@ -99,18 +121,44 @@ pub(super) async fn tick(
             ),
         );
     }
-    let me = state.shared.status().id;
-    if let Some(node) = query.node.filter(|&node| node != me) {
-        return relay(&state, node, &format!("/admin/tick?ms={}", query.ms)).await;
-    }
-    if let Some(refusal) = refuse_without_fault_injection(&state) {
-        return refusal;
+    if let Some(answer) =
+        elsewhere_or_refused(&state, query.node, &format!("/admin/tick?ms={}", query.ms)).await
+    {
+        return answer;
     }
     state.shared.set_tick(Duration::from_millis(query.ms));
+    let me = state.shared.status().id;
     let text = format!("a tick is now {} ms", query.ms);
     tracing::warn!(node = me, tick_ms = query.ms, "{text} (fault injection)");
     state
         .shared
         .publish(state.shared.status().term, "tick", text.clone());
     (StatusCode::OK, format!("node {me}: {text}\n"))
+}
+
+#[derive(Deserialize)]
+pub(super) struct PreVoteQuery {
+    on: bool,
+    /// Another member to relay the request to.
+    node: Option<u64>,
+}
+
+/// `POST /admin/pre-vote?on=false`: this node (or `node`) campaigns without asking for
+/// pre-votes first (or with, again), to show the disruption PreVote prevents: a node cut off
+/// raises its term at every timeout, and on rejoining deposes a healthy leader (thesis §4.2.3,
+/// §9.6).
+pub(super) async fn pre_vote(
+    State(state): State<AppState>,
+    Query(query): Query<PreVoteQuery>,
+) -> (StatusCode, String) {
+    if let Some(answer) = elsewhere_or_refused(
+        &state,
+        query.node,
+        &format!("/admin/pre-vote?on={}", query.on),
+    )
+    .await
+    {
+        return answer;
+    }
+    admin(&state, AdminRequest::PreVote(query.on)).await
 }
