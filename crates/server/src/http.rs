@@ -1,5 +1,6 @@
-//! HTTP on every node: the live cluster view (`GET /`, its script and style, fed by
-//! `GET /events`), `GET /status` (JSON), `GET /metrics` (Prometheus text), `GET /healthz`, the
+//! HTTP on every node: the live cluster view (`GET /`, its script, words and style, fed by
+//! `GET /events`: [`view`]), the demonstration routes (`POST /admin/isolate`, `campaign`,
+//! `pre-vote`, `tick`: [`demo`]), `GET /status` (JSON), `GET /metrics` (Prometheus text), `GET /healthz`, the
 //! `GET /cluster` a joining node asks ([`crate::join`]), the operator's `POST /admin/...` requests, and `POST /kv/set` for the view's write form.
 //!
 //! Every request that changes state is a POST, and a POST whose `Origin` is not this node's own

@@ -247,6 +247,11 @@ fn the_english_and_chinese_pages_render_every_label() {
         );
         let expected = if lang == "zh" { "领导者" } else { "leader" };
         assert_eq!(role, Value::String(expected.into()), "{lang}");
+        wait_for("arrows between the nodes", Duration::from_secs(20), || {
+            (browser.execute("return !!document.querySelector('[data-flow]');")
+                == Value::Bool(true))
+            .then_some(())
+        });
         screenshot(browser, &format!("live-view-{lang}.png"));
     }
     scene.stop();

@@ -618,11 +618,14 @@ function electionTimer(s) {
   return [el("div", "lag", t("election_timer")), el("div", "bar", fill)];
 }
 
+const MEMBER_KINDS = { "voter": "member_voter", "voter (outgoing)": "member_outgoing", "learner": "member_learner" };
+
 function followerLag(s) {
   const members = Array.isArray(s.members) ? s.members : [];
   return members.filter((m) => m.id !== s.id).map((m) => {
     const lag = m.match_index == null ? "?" : Number(s.last_index) - Number(m.match_index);
-    return el("div", "lag", t("follower_lag", { id: text(m.id), kind: text(m.kind), match: text(m.match_index), lag }));
+    const kind = MEMBER_KINDS[m.kind] ? t(MEMBER_KINDS[m.kind]) : text(m.kind);
+    return el("div", "lag", t("follower_lag", { id: text(m.id), kind, match: text(m.match_index), lag }));
   });
 }
 
