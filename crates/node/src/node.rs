@@ -485,6 +485,12 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             + self.session_writes.waiting_len()
     }
 
+    /// Turns PreVote (thesis §9.6) on or off for this node's next elections: demonstrations
+    /// of the disruption it prevents (thesis §4.2.3).
+    pub fn set_pre_vote(&mut self, on: bool) {
+        self.raw.set_pre_vote(on);
+    }
+
     /// The Raft core, for status.
     pub fn raw(&self) -> &RawNode<Wal<D>> {
         &self.raw

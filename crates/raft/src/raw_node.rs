@@ -195,6 +195,11 @@ impl<S: LogStorage> RawNode<S> {
         self.raft.campaign();
     }
 
+    /// Turns PreVote on or off for this node's next elections ([`Raft::set_pre_vote`]).
+    pub fn set_pre_vote(&mut self, on: bool) {
+        self.raft.set_pre_vote(on);
+    }
+
     /// Whether [`ready`](RawNode::ready) has anything to hand out.
     pub fn has_ready(&self) -> bool {
         self.raft.soft_state() != self.prev_soft_state

@@ -40,6 +40,26 @@ fn prevote_does_not_raise_term() {
 }
 
 #[test]
+fn prevote_switched_off_at_run_time_raises_the_term_at_once_and_on_again_does_not() {
+    let mut candidate = node(config(1, 3), &[1], hard_state(1, 0, 0));
+    candidate.set_pre_vote(false);
+    candidate.campaign();
+    assert_eq!(candidate.raft().role(), Role::Candidate);
+    assert_eq!(candidate.raft().term(), Term(2), "§5.2: a new term at once");
+    process(&mut candidate);
+
+    candidate.set_pre_vote(true);
+    candidate.campaign();
+    assert_eq!(candidate.raft().role(), Role::PreCandidate);
+    assert_eq!(
+        candidate.raft().term(),
+        Term(2),
+        "asking first raises nothing"
+    );
+    // Reference: §5.2, thesis §9.6
+}
+
+#[test]
 fn prevote_granted_for_a_later_term_despite_a_vote() {
     let mut voter = node(config(2, 3), &[1], hard_state(1, 3, 0));
     voter.step(msg(1, 2, 2, pre_vote(1, 1))).unwrap();

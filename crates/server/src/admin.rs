@@ -252,7 +252,9 @@ impl ClusterView {
 pub fn check(view: &ClusterView, request: &AdminRequest) -> Result<Option<Outcome>, AdminError> {
     let id = match request {
         AdminRequest::TransferLeader(id) => return check_id(*id).map(|()| None),
-        AdminRequest::Snapshot | AdminRequest::Campaign => return Ok(None),
+        AdminRequest::Snapshot | AdminRequest::Campaign | AdminRequest::PreVote(_) => {
+            return Ok(None)
+        }
         AdminRequest::AddLearner { id, .. }
         | AdminRequest::Promote { id, .. }
         | AdminRequest::Remove { id, .. } => *id,
@@ -299,7 +301,10 @@ pub fn check(view: &ClusterView, request: &AdminRequest) -> Result<Option<Outcom
             learners.remove(&id);
             *force
         }
-        AdminRequest::TransferLeader(_) | AdminRequest::Snapshot | AdminRequest::Campaign => {
+        AdminRequest::TransferLeader(_)
+        | AdminRequest::Snapshot
+        | AdminRequest::Campaign
+        | AdminRequest::PreVote(_) => {
             unreachable!("handled above")
         }
     };

@@ -26,8 +26,10 @@ use crate::snapshotter::{Snapshotter, Written};
 use crate::syncer::{Synced, Syncer};
 
 mod keyspace;
+pub(crate) mod log_tail;
 mod notes;
 mod status;
+pub(crate) mod traffic;
 
 /// Work for the driver thread.
 #[derive(Debug)]
@@ -81,6 +83,8 @@ pub enum AdminRequest {
     },
     /// Start an election on this node now (demonstrations only).
     Campaign,
+    /// Turn PreVote on or off for this node's next elections (demonstrations only).
+    PreVote(bool),
     /// Remove a member.
     Remove {
         /// The member's id.
@@ -146,13 +150,14 @@ impl Waiting {
     }
 }
 
-/// Records each durable batch's size.
-struct BatchSizes<'a>(&'a Metrics);
+/// Records each durable batch's size, and its entries' kinds for the live view.
+struct BatchSizes<'a>(&'a Metrics, &'a mut log_tail::RecentKinds);
 
 impl Observer<skiff_kv::StateMachine> for BatchSizes<'_> {
     fn persisted(&mut self, entries: &[skiff_raft::Entry], _: Option<skiff_raft::HardState>) {
         if !entries.is_empty() {
             self.0.append_batch_entries.observe(entries.len() as f64);
+            self.1.persisted(entries);
         }
     }
 }
@@ -184,6 +189,10 @@ pub struct Driver {
     refused_peers: std::collections::BTreeSet<u64>,
     /// Backups waiting for a snapshot that covers them.
     backups: crate::backup::Pending,
+    /// The kinds of the last durable entries, for the live view.
+    recent_kinds: log_tail::RecentKinds,
+    /// Messages sent to and received from each peer, for the live view.
+    traffic: traffic::Traffic,
 }
 
 impl Driver {
@@ -218,7 +227,10 @@ impl Driver {
             snapshot_waiting: Vec::new(),
             refused_peers: Default::default(),
             backups: Default::default(),
+            recent_kinds: Default::default(),
+            traffic: Default::default(),
         };
+        driver.shared.set_tick(driver.options.tick);
         driver.refresh_peers();
         Ok(driver)
     }
@@ -245,10 +257,12 @@ impl Driver {
 
     /// Runs until every input sender is gone, or the disk fails.
     pub fn run(mut self) -> Result<(), NodeError> {
-        let tick = self.options.tick;
-        let mut next_tick = Instant::now() + tick;
+        let mut next_tick = Instant::now() + self.shared.tick();
         self.publish_status();
         loop {
+            // The live view may slow the node down (or speed it up) while it runs.
+            let tick = self.shared.tick();
+            next_tick = next_tick.min(Instant::now() + tick);
             let wait = next_tick.saturating_duration_since(Instant::now());
             crossbeam_channel::select! {
                 recv(self.inputs) -> input => {
@@ -356,6 +370,7 @@ impl Driver {
             self.shared.metrics.proposals.inc();
         }
         let peer = message.from().0;
+        self.traffic.received(&message);
         match self.node.step(message) {
             Ok(()) => {}
             // The last chunk of a snapshot came before the chunks it completes were
@@ -434,6 +449,13 @@ impl Driver {
             AdminRequest::Campaign => {
                 self.node.campaign();
                 Ok("campaigning".to_string())
+            }
+            AdminRequest::PreVote(on) => {
+                self.node.set_pre_vote(on);
+                let text = format!("PreVote {}", if on { "on" } else { "off" });
+                self.shared
+                    .publish(self.node.raw().raft().term().0, "pre-vote", text.clone());
+                Ok(text)
             }
             AdminRequest::Snapshot => {
                 // The node hands it out once no batch or snapshot is in flight.
@@ -538,13 +560,17 @@ impl Driver {
         match effect {
             // The batch goes into the file, and the entries that were durable before it are
             // applied: their clients are answered now, not after this batch's fsync.
-            Effect::WriteBatch(token) => self.node.write_batch(token, &mut BatchSizes(&metrics)),
+            Effect::WriteBatch(token) => self
+                .node
+                .write_batch(token, &mut BatchSizes(&metrics, &mut self.recent_kinds)),
             Effect::SyncBatch(token) => match &self.syncer {
                 Some(syncer) if token.file().is_some() => syncer.sync(token).map_err(|token| {
                     let gone = std::io::Error::other("writer thread gone");
                     sync_failed(&token, gone)
                 }),
-                _ => self.node.sync_batch(token, &mut BatchSizes(&metrics)),
+                _ => self
+                    .node
+                    .sync_batch(token, &mut BatchSizes(&metrics, &mut self.recent_kinds)),
             },
             Effect::WriteSnapshot(job) => self.write_snapshot(job),
             Effect::Send(_) | Effect::Reply(..) | Effect::Event(_) => Ok(()),
@@ -615,7 +641,8 @@ impl Driver {
         // recovery finds out on restart what the disk holds.
         result.map_err(|error| sync_failed(&token, error))?;
         let metrics = self.shared.metrics.clone();
-        self.node.batch_synced(token, &mut BatchSizes(&metrics))
+        self.node
+            .batch_synced(token, &mut BatchSizes(&metrics, &mut self.recent_kinds))
     }
 
     /// Puts messages on their peers' queues ([`Peers::queue`] opens one to a node that sent to
@@ -631,10 +658,14 @@ impl Driver {
             if matches!(message.message, PeerMessage::Forward { .. }) {
                 metrics.forwarded_requests.inc();
             }
-            let delivered = self
-                .peers
-                .queue(message.to(), self.node.member_addresses())
-                .is_some_and(|peer| peer.try_send(message).is_ok());
+            let Some(peer) = self.peers.queue(message.to(), self.node.member_addresses()) else {
+                metrics.peer_messages_dropped.inc();
+                continue;
+            };
+            // Counted before it is moved into the queue; a full queue un-counts nothing, as
+            // the view shows what the node tried to send.
+            self.traffic.sent(&message);
+            let delivered = peer.try_send(message).is_ok();
             // A full queue drops the message: Raft retransmits, and memory stays bounded.
             if !delivered {
                 metrics.peer_messages_dropped.inc();

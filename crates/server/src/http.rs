@@ -1,5 +1,6 @@
-//! HTTP on every node: the live cluster view (`GET /`, its script and style, fed by
-//! `GET /events`), `GET /status` (JSON), `GET /metrics` (Prometheus text), `GET /healthz`, the
+//! HTTP on every node: the live cluster view (`GET /`, its script, words and style, fed by
+//! `GET /events`: [`view`]), the demonstration routes (`POST /admin/isolate`, `campaign`,
+//! `pre-vote`, `tick`: [`demo`]), `GET /status` (JSON), `GET /metrics` (Prometheus text), `GET /healthz`, the
 //! `GET /cluster` a joining node asks ([`crate::join`]), the operator's `POST /admin/...` requests, and `POST /kv/set` for the view's write form.
 //!
 //! Every request that changes state is a POST, and a POST whose `Origin` is not this node's own
@@ -17,20 +18,17 @@
 use crossbeam_channel::Sender;
 use std::sync::Arc;
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use skiff_kv::{Command, Reply};
 use tokio::net::TcpListener;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::oneshot;
 
 use crate::admin::UNSETTLED_PREFIX;
@@ -40,6 +38,9 @@ use crate::httpc;
 use crate::settings::HttpAuth;
 use crate::shared::Shared;
 use crate::tls::Tls;
+
+mod demo;
+mod view;
 
 #[derive(Clone)]
 struct AppState {
@@ -79,16 +80,19 @@ pub async fn serve_http(
         .map(|h| h.to_ascii_lowercase())
         .collect();
     let app = Router::new()
-        .route("/", get(view))
-        .route("/view.js", get(view_script))
-        .route("/view.css", get(view_style))
+        .route("/", get(view::page))
+        .route("/view.js", get(view::script))
+        .route("/i18n.js", get(view::strings))
+        .route("/view.css", get(view::style))
         .route(
             "/events",
-            get(events).layer(axum::middleware::map_response(allow_any_origin)),
+            get(view::events).layer(axum::middleware::map_response(allow_any_origin)),
         )
         .route("/kv/set", post(kv_set))
-        .route("/admin/isolate", post(isolate))
-        .route("/admin/campaign", post(campaign))
+        .route("/admin/isolate", post(demo::isolate))
+        .route("/admin/campaign", post(demo::campaign))
+        .route("/admin/tick", post(demo::tick))
+        .route("/admin/pre-vote", post(demo::pre_vote))
         .route("/status", get(status))
         .route("/cluster", get(cluster))
         .route("/metrics", get(metrics))
@@ -375,78 +379,6 @@ fn host_name(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
-/// The live cluster view: one page, shipped inside the binary, with its script and style in
-/// files of their own so that the page's policy allows no inline script at all.
-async fn view() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, VIEW_POLICY),
-            (header::X_FRAME_OPTIONS, "DENY"),
-            (header::REFERRER_POLICY, "no-referrer"),
-        ],
-        include_str!("../web/index.html"),
-    )
-}
-
-/// Scripts and styles only from this node's own files; connections to any HTTP node (the view
-/// follows every member's `/events`, and `skiff local`'s control API); no frames, plugins or
-/// form targets elsewhere.
-const VIEW_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     connect-src 'self' http: https:; img-src 'self'; base-uri 'none'; form-action 'self'; \
-     frame-ancestors 'none'; object-src 'none'";
-
-async fn view_script() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("../web/view.js"),
-    )
-}
-
-async fn view_style() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        include_str!("../web/view.css"),
-    )
-}
-
-/// Server-Sent Events: the node's status every 200 ms (`status`) and each Raft event as it
-/// happens (`raft`). A subscriber too slow for the bounded event channel gets `lagged`.
-async fn events(State(state): State<AppState>) -> impl IntoResponse {
-    let receiver = state.shared.events.subscribe();
-    let ticker = tokio::time::interval(Duration::from_millis(200));
-    let first = true;
-    let stream = futures_util::stream::unfold(
-        (receiver, ticker, state.shared, first),
-        |(mut receiver, mut ticker, shared, first)| async move {
-            let event = tokio::select! {
-                _ = ticker.tick() => Event::default()
-                    .event("status")
-                    .json_data(shared.status())
-                    .ok()?,
-                received = receiver.recv() => match received {
-                    Ok(json) => Event::default().event("raft").data(json),
-                    Err(RecvError::Lagged(missed)) => {
-                        Event::default().event("lagged").data(missed.to_string())
-                    }
-                    Err(RecvError::Closed) => return None,
-                },
-            };
-            // Reconnect quickly to a node that was restarted.
-            let event = if first {
-                event.retry(Duration::from_millis(500))
-            } else {
-                event
-            };
-            Some((
-                Ok::<_, Infallible>(event),
-                (receiver, ticker, shared, false),
-            ))
-        },
-    );
-    Sse::new(stream).keep_alive(KeepAlive::default())
-}
-
 #[derive(Deserialize)]
 struct SetQuery {
     key: String,
@@ -486,48 +418,6 @@ async fn kv_set(
             "the node is shutting down\n".into(),
         ),
     }
-}
-
-#[derive(Deserialize)]
-struct IsolateQuery {
-    on: bool,
-    /// Another member to relay the request to (the view's buttons post to their own node).
-    node: Option<u64>,
-}
-
-/// Cuts the node off from its peers (or heals it): for demonstrations, only when the node
-/// runs with `--allow-fault-injection`.
-async fn isolate(
-    State(state): State<AppState>,
-    Query(query): Query<IsolateQuery>,
-) -> (StatusCode, String) {
-    let me = state.shared.status().id;
-    if let Some(node) = query.node.filter(|&node| node != me) {
-        return relay(&state, node, &format!("/admin/isolate?on={}", query.on)).await;
-    }
-    if !state.shared.fault_injection {
-        return (
-            StatusCode::FORBIDDEN,
-            "fault injection is off (start the node with --allow-fault-injection)\n".into(),
-        );
-    }
-    state
-        .shared
-        .isolated
-        .store(query.on, std::sync::atomic::Ordering::Relaxed);
-    let status = state.shared.status();
-    let text = if query.on {
-        "cut off from its peers".to_string()
-    } else {
-        "reconnected to its peers".to_string()
-    };
-    tracing::warn!(
-        node = status.id,
-        isolated = query.on,
-        "{text} (fault injection)"
-    );
-    state.shared.publish(status.term, "fault", text.clone());
-    (StatusCode::OK, format!("node {} {text}\n", status.id))
 }
 
 /// Sends `POST path` to member `node`'s HTTP address, as a request of this node's own: the
@@ -576,18 +466,6 @@ fn is_host_port(addr: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
         && port.parse::<u16>().is_ok_and(|p| p != 0)
-}
-
-/// Starts an election on this node now, as if its election timer had fired: for
-/// demonstrations, only with `--allow-fault-injection`.
-async fn campaign(State(state): State<AppState>) -> (StatusCode, String) {
-    if !state.shared.fault_injection {
-        return (
-            StatusCode::FORBIDDEN,
-            "fault injection is off (start the node with --allow-fault-injection)\n".into(),
-        );
-    }
-    admin(&state, AdminRequest::Campaign).await
 }
 
 async fn status(State(state): State<AppState>) -> impl IntoResponse {

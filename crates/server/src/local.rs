@@ -42,7 +42,12 @@ pub struct LocalArgs {
     /// the commands that connect.
     #[arg(long)]
     pub tls: bool,
-    /// Extra flags passed to every `skiff serve` (e.g. `--tick-ms 20`).
+    /// Milliseconds per Raft tick on every node (`skiff serve --tick-ms`): a slower tick
+    /// slows every timeout down with it, to follow single messages in the live view (which
+    /// can also change it while the cluster runs).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub tick_ms: Option<u64>,
+    /// Extra flags passed to every `skiff serve` (e.g. `--snapshot-every-entries 100`).
     #[arg(long, allow_hyphen_values = true, num_args = 1..)]
     pub serve_args: Vec<String>,
 }
@@ -188,6 +193,9 @@ fn serve_flags(
         ]);
     }
     flags.extend(secrets.iter().flat_map(|s| s.serve_flags(id)));
+    if let Some(ms) = args.tick_ms {
+        flags.extend(["--tick-ms".into(), ms.to_string()]);
+    }
     flags.extend(args.serve_args.iter().cloned());
     flags
 }

@@ -22,7 +22,7 @@
 //!   [`commands`] (what a client request means), [`transport`] (TCP between nodes), [`http`]
 //!   (live view, status, metrics, admin);
 //! - shared by the tasks and the driver: [`shared`] (status, advertised addresses, events),
-//!   [`metrics`] (Prometheus).
+//!   [`history`] (the last events, for a live view opened later), [`metrics`] (Prometheus).
 
 mod admin;
 mod auth;
@@ -34,6 +34,7 @@ mod commands;
 mod config;
 mod disk;
 mod driver;
+mod history;
 mod http;
 mod httpc;
 mod join;

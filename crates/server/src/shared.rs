@@ -2,11 +2,13 @@
 //! the addresses other nodes advertise, and counters for `/metrics`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::history::History;
 use crate::metrics::Metrics;
 
 /// One member of the cluster as this node knows it.
@@ -76,16 +78,32 @@ pub struct NodeStatus {
     /// cluster recorded (it was wiped or replaced), so it stays out of elections.
     #[serde(default)]
     pub refused: bool,
+    /// The last entries of the log (index, term, kind), oldest first.
+    #[serde(default)]
+    pub log: Vec<crate::driver::log_tail::LogCell>,
+    /// The Raft messages sent to and received from each peer, by kind, since the start.
+    #[serde(default)]
+    pub traffic: Vec<crate::driver::traffic::PeerTraffic>,
+    /// Milliseconds per Raft tick, now.
+    #[serde(default)]
+    pub tick_ms: u64,
+    /// Whether this node asks for pre-votes before an election (thesis §9.6).
+    #[serde(default)]
+    pub pre_vote: bool,
 }
 
 /// Something that happened, as the live view and `skiff local` show it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterEvent {
+    /// Its place among the events of this node (the first is 1): a view that got the
+    /// history takes from the stream only the events after it.
+    #[serde(default)]
+    pub seq: u64,
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
     /// The term it happened in.
     pub term: u64,
-    /// `role`, `leader`, `membership`, `snapshot`, `recovery`.
+    /// `election`, `role`, `leader`, `membership`, `snapshot`, `isolation`.
     pub kind: String,
     /// What happened, in words.
     pub text: String,
@@ -115,7 +133,11 @@ pub struct Shared {
     /// The Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Events for the live view's subscribers (bounded: a slow subscriber misses events).
+    /// Sent with the history's lock held, so that a subscriber that takes the lock to copy
+    /// the history and subscribe misses no event and gets none twice.
     pub events: tokio::sync::broadcast::Sender<String>,
+    /// The last events, for views opened later.
+    pub history: Mutex<History>,
     /// Set by `POST /admin/isolate`: every peer message in or out is dropped.
     pub isolated: AtomicBool,
     /// Whether `POST /admin/isolate` is allowed.
@@ -127,6 +149,9 @@ pub struct Shared {
     pub initial_cluster: BTreeMap<u64, std::net::SocketAddr>,
     /// This node's subscribers and its `notify-keyspace-events` setting.
     pub pubsub: Arc<crate::pubsub::Hub>,
+    /// Milliseconds per Raft tick: the driver reads it before each tick, so the live view
+    /// can slow the node down to follow single messages (`POST /admin/tick`).
+    pub tick_ms: AtomicU64,
 }
 
 impl Default for Shared {
@@ -136,11 +161,13 @@ impl Default for Shared {
             advertised: RwLock::default(),
             metrics: Arc::default(),
             events: tokio::sync::broadcast::channel(256).0,
+            history: Mutex::default(),
             isolated: AtomicBool::new(false),
             fault_injection: false,
             local_control: None,
             initial_cluster: BTreeMap::new(),
             pubsub: Arc::default(),
+            tick_ms: AtomicU64::new(crate::settings::DEFAULT_TICK_MS),
         }
     }
 }
@@ -152,7 +179,19 @@ impl Shared {
         status.local_control = self.local_control.clone();
         status.fault_injection = self.fault_injection;
         status.isolated = self.is_isolated();
+        status.tick_ms = self.tick_ms.load(Ordering::Relaxed);
         status
+    }
+
+    /// The time per Raft tick, now.
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.tick_ms.load(Ordering::Relaxed).max(1))
+    }
+
+    /// Sets the time per Raft tick (whole milliseconds, at least one).
+    pub fn set_tick(&self, tick: Duration) {
+        let ms = u64::try_from(tick.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.tick_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Whether peer traffic is being dropped on purpose.
@@ -160,21 +199,35 @@ impl Shared {
         self.isolated.load(Ordering::Relaxed)
     }
 
-    /// Publishes an event to the live view's subscribers, if any.
+    /// Publishes an event to the live view's subscribers, if any, and keeps it in the
+    /// history.
     pub fn publish(&self, term: u64, kind: &str, text: String) {
         let at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0);
+        let Ok(mut history) = self.history.lock() else {
+            return;
+        };
         let event = ClusterEvent {
+            seq: history.next_seq(),
             at_ms,
             term,
             kind: kind.to_string(),
             text,
         };
         if let Ok(json) = serde_json::to_string(&event) {
+            history.push(json.clone());
             // No subscriber is not an error.
             let _ = self.events.send(json);
+        }
+    }
+
+    /// A subscription to the events, with the history up to it (as [`History::to_json`]).
+    pub fn subscribe_with_history(&self) -> (tokio::sync::broadcast::Receiver<String>, String) {
+        match self.history.lock() {
+            Ok(history) => (self.events.subscribe(), history.to_json()),
+            Err(_) => (self.events.subscribe(), History::default().to_json()),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! that does not exist or that would leave the cluster without a reachable majority are
 //! refused and change nothing; a web page of another origin can neither write nor reconfigure;
 //! and a hostile peer whose status and events are full of markup gets it shown in the live
-//! view as text, never run. Every test but the live view's runs twice: over plain HTTP, and
+//! view as text, never run; the view's speed control refuses every time per tick out of
+//! its range, and the scenarios' PreVote switch every value but true and false. Every test but the live view's runs twice: over plain HTTP, and
 //! as `…_over_tls` over HTTPS with the admin token (the token does not make a bad request good).
 
 #[macro_use]
@@ -402,6 +403,32 @@ fn careless_http_requests_get_client_errors_and_change_nothing_on(secure: bool) 
         let (code, _, body) = post(&cluster, leader, path, &[]);
         assert!((400..500).contains(&code), "{path}: {code} {body}");
     }
+    // The view's speed control and scenarios: a time per tick out of range, negative, not a
+    // number, past u64 or missing, a PreVote switch that is not true or false, a node id that
+    // is not one is a bad request (400, whether or not fault injection is on), and the node's
+    // tick and PreVote stay as they were.
+    for path in [
+        "/admin/tick?ms=0",
+        "/admin/tick?ms=4",
+        "/admin/tick?ms=1001",
+        "/admin/tick?ms=-5",
+        "/admin/tick?ms=ten",
+        "/admin/tick?ms=18446744073709551616",
+        "/admin/tick?ms=",
+        "/admin/tick",
+        "/admin/tick?ms=50&node=x",
+        "/admin/pre-vote",
+        "/admin/pre-vote?on=maybe",
+        "/admin/pre-vote?on=1",
+        "/admin/pre-vote?on=false&node=-2",
+        "/admin/campaign?node=18446744073709551616",
+    ] {
+        let (code, _, body) = post(&cluster, leader, path, &[]);
+        assert_eq!(code, 400, "{path}: {body}");
+    }
+    let status = cluster.status(leader).expect("status");
+    assert_eq!(status["tick_ms"], 10);
+    assert_eq!(status["pre_vote"], true);
     // A request line of 1 MiB, and bytes that are not HTTP at all: refused or closed, never
     // a crash or a hang.
     let long = format!(

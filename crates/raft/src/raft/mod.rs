@@ -182,6 +182,13 @@ impl<S: LogStorage> Raft<S> {
         &self.config
     }
 
+    /// Turns PreVote (thesis §9.6) on or off for this node's next elections. It changes only
+    /// how this node campaigns; how it answers others' PreVotes and RequestVotes does not
+    /// depend on it. For demonstrations of the disruption PreVote prevents (thesis §4.2.3).
+    pub fn set_pre_vote(&mut self, on: bool) {
+        self.config.pre_vote = on;
+    }
+
     /// Ticks since the election timer was last reset.
     pub fn election_elapsed_ticks(&self) -> u64 {
         self.timers.election_elapsed_ticks()

@@ -40,6 +40,10 @@ impl Driver {
             isolated: false,
             incarnation: self.node.incarnation(),
             refused: self.node.is_refused(),
+            log: log_tail::log_tail(self.node.wal(), &self.recent_kinds),
+            traffic: self.traffic.snapshot(),
+            tick_ms: 0,
+            pre_vote: raft.config().pre_vote,
         };
     }
 
