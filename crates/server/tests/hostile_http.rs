@@ -426,9 +426,28 @@ fn careless_http_requests_get_client_errors_and_change_nothing_on(secure: bool) 
         let (code, _, body) = post(&cluster, leader, path, &[]);
         assert_eq!(code, 400, "{path}: {body}");
     }
-    let status = cluster.status(leader).expect("status");
-    assert_eq!(status["tick_ms"], 10);
-    assert_eq!(status["pre_vote"], true);
+    // Well-formed, but this cluster runs without --allow-fault-injection: refused here, and
+    // never relayed to the member a request names.
+    let other = (1..=3).find(|&id| id != leader).expect("another member");
+    for path in [
+        "/admin/tick?ms=500".to_string(),
+        "/admin/pre-vote?on=false".to_string(),
+        "/admin/campaign".to_string(),
+        "/admin/isolate?on=true".to_string(),
+        format!("/admin/tick?ms=500&node={other}"),
+        format!("/admin/pre-vote?on=false&node={other}"),
+        format!("/admin/campaign?node={other}"),
+    ] {
+        let (code, _, body) = post(&cluster, leader, &path, &[]);
+        assert_eq!(code, 403, "{path}: {body}");
+    }
+    for id in [leader, other] {
+        let status = cluster.status(id).expect("status");
+        assert_eq!(status["tick_ms"], 10, "node {id}");
+        assert_eq!(status["pre_vote"], true, "node {id}");
+        assert_eq!(status["isolated"], false, "node {id}");
+    }
+    assert_eq!(cluster.wait_for_leader(Duration::from_secs(5)), leader);
     // A request line of 1 MiB, and bytes that are not HTTP at all: refused or closed, never
     // a crash or a hang.
     let long = format!(

@@ -17,24 +17,24 @@ use crate::driver::AdminRequest;
 /// enough to follow single messages during an election.
 pub const TICK_MS_RANGE: std::ops::RangeInclusive<u64> = 5..=1000;
 
-/// The answer to a demonstration request that is not for this node to carry out: relayed to
-/// member `node` when it names another (as `path`), refused on a node without
-/// `--allow-fault-injection`. `None`: carry it out here.
+/// The answer to a demonstration request that is not for this node to carry out: refused on a
+/// node without `--allow-fault-injection` (before anything is relayed, so such a node never
+/// carries its relay token to a peer for one), relayed to member `node` when it names another
+/// (as `path`). `None`: carry it out here.
 async fn elsewhere_or_refused(
     state: &AppState,
     node: Option<u64>,
     path: &str,
 ) -> Option<(StatusCode, String)> {
-    let me = state.shared.status().id;
-    if let Some(node) = node.filter(|&node| node != me) {
-        return Some(relay(state, node, path).await);
-    }
-    (!state.shared.fault_injection).then(|| {
-        (
+    if !state.shared.fault_injection {
+        return Some((
             StatusCode::FORBIDDEN,
             "fault injection is off (start the node with --allow-fault-injection)\n".into(),
-        )
-    })
+        ));
+    }
+    let me = state.shared.status().id;
+    let node = node.filter(|&node| node != me)?;
+    Some(relay(state, node, path).await)
 }
 
 #[derive(Deserialize)]
