@@ -1,6 +1,7 @@
-//! The real disk, with each fsync timed for `/metrics`, and one read handle kept open: the
-//! node reads each entry back from the tail segment to apply it, and a fresh open, stat, seek
-//! and close for every entry were four of the leader's ~34 syscalls per one-client write.
+//! The real disk, with each fsync timed for `/metrics`, and a read handle kept open on the file
+//! last written: the node reads each entry back from the tail segment to apply it, and a fresh
+//! open, stat, seek and close for every entry were four of the leader's ~34 syscalls per
+//! one-client write.
 
 use std::fs::File;
 use std::io;
@@ -17,8 +18,17 @@ use crate::metrics::Metrics;
 pub struct TimedDisk {
     inner: FsDisk,
     metrics: Arc<Metrics>,
-    /// The file last read at an offset, open for reading (reads take `&self`).
-    reader: Mutex<Option<Reader>>,
+    /// The file last written and its read handle (reads take `&self`).
+    kept: Mutex<Kept>,
+}
+
+/// The file this disk wrote last, which only this disk changes (the same file [`FsDisk`] keeps
+/// its write handle for), and a read handle on it once it is read. Other files (a snapshot the
+/// snapshot thread writes, say) are opened afresh for each read.
+#[derive(Default)]
+struct Kept {
+    written: Option<PathBuf>,
+    reader: Option<Reader>,
 }
 
 /// An open read handle and the file's length as this disk's own writes left it.
@@ -36,7 +46,7 @@ impl TimedDisk {
         TimedDisk {
             inner: FsDisk::new(),
             metrics,
-            reader: Mutex::new(None),
+            kept: Mutex::new(Kept::default()),
         }
     }
 }
@@ -51,12 +61,16 @@ impl TimedDisk {
         len_bytes: u64,
         buffer: &mut Vec<u8>,
     ) -> Result<(), DiskError> {
-        let mut kept = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        let reader = match kept.take().filter(|r| r.path == file) {
-            Some(reader) => kept.insert(reader),
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.written.as_deref() != Some(file) {
+            drop(kept);
+            return self.inner.read_into(file, offset, len_bytes, buffer);
+        }
+        let reader = match kept.reader.take().filter(|r| r.path == file) {
+            Some(reader) => kept.reader.insert(reader),
             None => {
                 let handle = File::open(file).map_err(|e| io_error("open for read", file, e))?;
-                kept.insert(Reader {
+                kept.reader.insert(Reader {
                     path: file.to_path_buf(),
                     file: handle,
                     len_bytes: 0,
@@ -93,19 +107,26 @@ impl TimedDisk {
             })
     }
 
-    /// This disk wrote `file` up to `end`: a kept handle on it knows the bytes are there.
-    fn wrote(&self, file: &Path, end: u64) {
-        let mut kept = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(reader) = kept.as_mut().filter(|r| r.path == file) {
+    /// This disk wrote `file`, up to `end` if that is known: it is the file reads keep a
+    /// handle on, and a kept handle knows the bytes are there.
+    fn wrote(&self, file: &Path, end: Option<u64>) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.written.as_deref() != Some(file) {
+            *kept = Kept {
+                written: Some(file.to_path_buf()),
+                reader: None,
+            };
+        }
+        if let (Some(reader), Some(end)) = (kept.reader.as_mut(), end) {
             reader.len_bytes = reader.len_bytes.max(end);
         }
     }
 
     /// `file` is replaced, removed or cut: the kept handle on it, if any, is closed.
     fn forget(&self, file: &Path) {
-        let mut kept = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        if kept.as_ref().is_some_and(|r| r.path == file) {
-            *kept = None;
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.written.as_deref() == Some(file) {
+            *kept = Kept::default();
         }
     }
 
@@ -134,14 +155,16 @@ impl Disk for TimedDisk {
         self.inner.create(file)
     }
     fn append(&mut self, file: &Path, bytes: &[u8]) -> Result<(), DiskError> {
-        // Where the bytes land is not known here without a stat: the next read past the
+        self.inner.append(file, bytes)?;
+        // Where the bytes landed is not known here without a stat: the next read past the
         // known length stats again.
-        self.inner.append(file, bytes)
+        self.wrote(file, None);
+        Ok(())
     }
     fn write_at(&mut self, file: &Path, offset: u64, bytes: &[u8]) -> Result<(), DiskError> {
         self.inner.write_at(file, offset, bytes)?;
         let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-        self.wrote(file, offset.saturating_add(len));
+        self.wrote(file, Some(offset.saturating_add(len)));
         Ok(())
     }
     fn read(&self, file: &Path, offset: u64, len_bytes: u64) -> Result<Vec<u8>, DiskError> {
@@ -244,6 +267,23 @@ mod tests {
             disk.read(&segment, 0, 3),
             Err(DiskError::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn a_file_this_disk_did_not_write_last_is_read_afresh_each_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (segment, snapshot) = (dir.path().join("seg"), dir.path().join("snap.tmp"));
+        let mut disk = disk();
+        std::fs::write(&snapshot, b"first snapshot").unwrap();
+        assert_eq!(disk.read(&snapshot, 0, 5).unwrap(), b"first");
+        disk.create(&segment).unwrap();
+        disk.write_at(&segment, 0, b"entry").unwrap();
+        assert_eq!(disk.read(&segment, 0, 5).unwrap(), b"entry");
+        // Replaced behind this disk's back, as the snapshot thread does with its file.
+        std::fs::remove_file(&snapshot).unwrap();
+        std::fs::write(&snapshot, b"later snapshot").unwrap();
+        assert_eq!(disk.read(&snapshot, 0, 5).unwrap(), b"later");
+        assert_eq!(disk.read(&segment, 0, 5).unwrap(), b"entry");
     }
 
     #[test]
