@@ -54,6 +54,9 @@ pub const MAX_HELLO_BYTES: usize = 1024;
 /// The longest peer address a Hello may give: a bracketed IPv6 address with a scope and a
 /// port fits.
 const MAX_PEER_ADDR_CHARS: usize = 64;
+/// The free room a peer connection's buffer has before each read, once its Hello is accepted
+/// (a silent or refused connection holds none of it).
+const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// How long a new connection may take to send its Hello (a peer sends it at once): a
 /// silent connection holds a connection slot no longer than this.
 const HELLO_DEADLINE: Duration = Duration::from_secs(2);
@@ -401,6 +404,9 @@ async fn relay_messages(
 ) -> Result<(), FrameError> {
     let mut heard = Instant::now();
     loop {
+        // Room for a few frames per read: grown 64 bytes at a time, as before the Hello,
+        // a 65-byte acknowledgement took two reads.
+        buf.reserve(READ_CHUNK_BYTES);
         let Some((kind, payload)) =
             read_frame(stream, buf, options.cluster_id, options.max_frame_bytes).await?
         else {
