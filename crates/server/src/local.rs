@@ -322,11 +322,15 @@ async fn start_control(port: u16, nodes: &Nodes, tls: bool) -> anyhow::Result<()
 async fn announce_leaders(nodes: &Nodes, access: &httpc::Access) -> anyhow::Result<()> {
     let mut announced_leader: Option<u64> = None;
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
-    // Ctrl-C or SIGTERM stops every node: none is left running without its supervisor.
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // Ctrl-C or SIGTERM stops every node: none is left running without its supervisor. Both
+    // listeners live across the loop, so a signal that comes while the nodes are being polled
+    // is kept for the next turn (a `ctrl_c()` made afresh each turn would miss it).
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = interrupt.recv() => return Ok(()),
             _ = terminate.recv() => return Ok(()),
             _ = ticker.tick() => {}
         }

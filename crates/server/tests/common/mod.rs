@@ -858,10 +858,20 @@ impl Local {
 
     pub fn stop(mut self) {
         send_signal(self.child.id(), libc::SIGINT);
-        let status = self.child.wait().expect("skiff local exits");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let exited = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("skiff local did not exit within 30 s of Ctrl-C");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         assert!(
-            status.success(),
-            "skiff local exits cleanly on Ctrl-C: {status}"
+            exited.success(),
+            "skiff local exits cleanly on Ctrl-C: {exited}"
         );
     }
 }
