@@ -417,6 +417,27 @@ fn repeated_answers_about_the_same_chunk_send_the_next_chunk_once() {
 }
 
 #[test]
+fn a_flood_of_repeated_and_stale_answers_sends_one_chunk() {
+    // A peer (or a network that duplicates) answers the first chunk a thousand times, with
+    // stale offsets of another snapshot and past the end mixed in: the leader sends the next
+    // chunk once, and nothing for the rest.
+    let mut leader = sending_leader();
+    let m5 = meta(5, 1);
+    let mut sent = Vec::new();
+    for i in 0..1_000u64 {
+        let answer = match i % 3 {
+            0 => snapshot_response(5, 4, false),
+            1 => snapshot_response(4, 4, false),
+            _ => snapshot_response(5, 1 << 40, false),
+        };
+        leader.step(msg(2, 1, 2, answer)).unwrap();
+        sent.extend(drain(&mut leader));
+    }
+    assert_eq!(sent, vec![msg(1, 2, 2, install(&m5, 4, b"4567", false))]);
+    // Reference: §7 / Figure 13
+}
+
+#[test]
 fn leader_with_a_newer_snapshot_restarts_the_transfer() {
     let mut leader = sending_leader();
     leader
