@@ -611,11 +611,17 @@ impl TestCluster {
 
     /// A raw connection to a client port: plain, or on a secure cluster TLS with the
     /// password already given.
+    /// A node that was just started or restarted may not listen yet: connecting is retried
+    /// for ten seconds, as in [`connect_redis`].
     pub fn connect_client(&self, addr: SocketAddr) -> Box<dyn Wire> {
         let Some(secure) = &self.secure else {
-            return Box::new(TcpStream::connect(addr).expect("connect"));
+            return Box::new(eventually(Duration::from_secs(10), "a connection", || {
+                TcpStream::connect(addr).ok()
+            }));
         };
-        let mut stream = tls_connect(addr, &secure.client_config).expect("connect over TLS");
+        let mut stream = eventually(Duration::from_secs(10), "a TLS connection", || {
+            tls_connect(addr, &secure.client_config).ok()
+        });
         let password = secure.password.as_bytes();
         let mut auth = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n", password.len()).into_bytes();
         auth.extend_from_slice(password);
