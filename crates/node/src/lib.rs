@@ -48,8 +48,8 @@
 //! # Layout
 //!
 //! - [`node`](Node): the node — inputs, applying, client requests; its batch pipeline, its
-//!   snapshots, the amnesia guard, log time and the re-submission of session writes in
-//!   submodules;
+//!   snapshots, the amnesia guard, log time, the re-submission of session writes and the
+//!   replay of the log at start-up ([`Replay`]) in submodules;
 //! - [`effect`](Effect): what the node asks of its driver, and the tokens of each step;
 //! - [`refusals`]: the error replies clients get when the node cannot take a request;
 //! - [`backup`]: the backup file (`skiff admin backup`, `skiff restore`): a node snapshot
@@ -79,7 +79,7 @@ pub use config::NodeConfig;
 pub use effect::{BatchToken, Effect, SnapshotData, SnapshotJob, SnapshotToken, SyncToken};
 pub use error::{NodeError, PeerMessageError, SnapshotRefusal};
 pub use event::Event;
-pub use node::{IncarnationNotice, Node, RequestId};
+pub use node::{IncarnationNotice, Node, Replay, RequestId};
 pub use observer::{NoObserver, Observer};
 pub use state_machine::{ClientSession, FrozenState, StateMachine};
 pub use wire::{Envelope, PeerMessage, WireError};

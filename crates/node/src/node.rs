@@ -25,6 +25,7 @@ mod driving;
 mod forwards;
 mod incarnations;
 mod log_time;
+mod replay;
 mod resubmit;
 mod snapshots;
 
@@ -33,6 +34,7 @@ use forwards::Forwards;
 use incarnations::AmnesiaGuard;
 pub use incarnations::IncarnationNotice;
 use log_time::LogClock;
+pub use replay::Replay;
 use resubmit::SessionWrites;
 
 /// The caller's id for one client request; the reply comes back with it.
@@ -162,6 +164,20 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     pub fn open_with_progress(
         disk: D,
         dir: impl Into<std::path::PathBuf>,
+        config: NodeConfig<M::Config>,
+        progress: &mut dyn FnMut(skiff_wal::RecoveryProgress),
+    ) -> Result<(Node<D, M>, RecoveryReport), NodeError> {
+        let (mut node, report) = Self::open_unrecovered(disk, dir, config, progress)?;
+        node.recover_recorded_incarnations()?;
+        Ok((node, report))
+    }
+
+    /// Opens the node's durable state and restores the snapshot, without taking in the
+    /// incarnations recorded in the log after it: the caller does that, or applies the
+    /// entries holding them, before the node steps a message.
+    fn open_unrecovered(
+        disk: D,
+        dir: impl Into<std::path::PathBuf>,
         mut config: NodeConfig<M::Config>,
         progress: &mut dyn FnMut(skiff_wal::RecoveryProgress),
     ) -> Result<(Node<D, M>, RecoveryReport), NodeError> {
@@ -180,7 +196,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         config.raft.applied = meta.index;
         let hard_state = wal.hard_state();
         let raw = RawNode::new(config.raft.clone(), wal, hard_state)?;
-        let mut node = Node {
+        let node = Node {
             raw,
             state_machine,
             members,
@@ -203,7 +219,6 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             effects: Vec::new(),
             moving_to: None,
         };
-        node.recover_recorded_incarnations()?;
         Ok((node, report))
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use crossbeam_channel::bounded;
-use skiff_node::{Node, NodeConfig};
+use skiff_node::{Node, NodeConfig, Replay};
 use skiff_raft::{Config, NodeId};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -19,6 +19,7 @@ use crate::driver::{ConnectPeer, Driver, DriverOptions};
 use crate::http::HttpAccess;
 use crate::join::JoinTarget;
 use crate::metrics::Metrics;
+use crate::read_ahead::{self, ThreadReadAhead};
 use crate::settings::{ServeArgs, Settings};
 use crate::shared::{Advertised, Shared};
 use crate::tls::{Tls, TlsFiles};
@@ -504,6 +505,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             driver_tx,
         )
         .await?;
+        // With the peer port open, so that the leader's connection is there when it is done.
+        let node = replay(identity.id, node)?;
         let connect_peer = peer_connector(transport, shared.metrics.clone(), security.tls.clone());
         let driver = Driver::new(node, driver_options, driver_rx, connect_peer, shared)?;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -544,27 +547,27 @@ fn log_next_step(id: u64, through: Option<&str>, listen: Listen) {
 }
 
 /// Opens the node's log in `data_dir`, showing the recovery as it goes and logging what it
-/// found and repaired.
+/// found and repaired; the committed entries are applied again next ([`replay`]).
 fn open_node(
     id: u64,
     data_dir: &std::path::Path,
     config: NodeConfig,
     metrics: Arc<Metrics>,
-) -> anyhow::Result<Node<TimedDisk>> {
+) -> anyhow::Result<Replay<TimedDisk, skiff_kv::StateMachine>> {
     let wal_dir = data_dir.join("wal");
     let mut recovery = RecoveryDisplay::new(id);
-    let opened =
-        Node::open_with_progress(TimedDisk::new(metrics), &wal_dir, config, &mut |progress| {
-            recovery.show(progress)
-        });
+    let opened = Node::open_to_replay(TimedDisk::new(metrics), &wal_dir, config, &mut |progress| {
+        recovery.show(progress)
+    });
     recovery.finish();
     // The error's own text names every cause once; as a context, its causes would repeat.
-    let (node, report) = opened.map_err(|error| {
+    let (replay, report) = opened.map_err(|error| {
         anyhow::anyhow!(
             "node {id} refuses to start: its durable state in {} is unusable: {error}",
             wal_dir.display()
         )
     })?;
+    let node = replay.node();
     let term = node.wal().hard_state().term.0;
     if let Some(torn) = &report.torn_tail {
         tracing::warn!(node = id, term, file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes_dropped, "recovery cut a torn final write");
@@ -587,7 +590,42 @@ fn open_node(
         created = report.created,
         incarnation = format!("{:#x}", node.incarnation()),
         last_index = skiff_raft::LogStorage::last_index(node.wal()).0,
+        to_apply = replay.entries_to_apply(),
         "recovered durable state"
+    );
+    Ok(replay)
+}
+
+/// Applies the committed entries of the log again ([`Replay`]), read ahead on a thread of
+/// their own, before the driver takes the node: an error (or a panic) refuses to start.
+fn replay(
+    id: u64,
+    replay: Replay<TimedDisk, skiff_kv::StateMachine>,
+) -> anyhow::Result<Node<TimedDisk>> {
+    let started = std::time::Instant::now();
+    let entries = replay.entries_to_apply();
+    let read_ahead = ThreadReadAhead::spawn(id, read_ahead::DEPTH)
+        .context("starting the thread that reads the log ahead")?;
+    let replayed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        replay.run(Box::new(read_ahead), read_ahead::DEPTH)
+    }));
+    let node = match replayed {
+        Ok(Ok(node)) => node,
+        // A committed entry of a newer build: restarting this build does not help.
+        Ok(Err(error @ skiff_node::NodeError::UndecodableEntry { .. })) => {
+            return Err(anyhow::Error::new(error).context("this build cannot apply the log"))
+        }
+        Ok(Err(error)) => {
+            return Err(anyhow::Error::new(error)
+                .context(format!("node {id} could not apply its log again")))
+        }
+        Err(_) => anyhow::bail!("node {id} could not apply its log again: the replay panicked"),
+    };
+    tracing::info!(
+        node = id,
+        entries,
+        seconds = started.elapsed().as_secs_f64(),
+        "applied the committed log again"
     );
     Ok(node)
 }

@@ -3,7 +3,8 @@
 //! Take `skiff-wal` for a durable Raft log on disk with checksums and crash recovery;
 //! [`skiff_raft`]'s first page says which Skiff crate to take for which job.
 //!
-//! The WAL is deterministic: no clock, no randomness, no threads. Every file operation goes
+//! The WAL is deterministic: no clock, no randomness, no threads (a caller may lend it one to
+//! read ahead: [`ReadAhead`]). Every file operation goes
 //! through [`Disk`], so the same code runs on the real file system ([`FsDisk`]) and on a
 //! simulated disk that loses unsynced data when it crashes ([`MemDisk`]).
 //!
@@ -41,9 +42,13 @@
 //! - `segment`: segment file names and the in-memory index of live entries.
 //! - [`snapshot`]: the snapshot file format and names, and finding the current snapshot at
 //!   start-up.
+//! - `snapshot_write`: [`SnapshotWrite`], a snapshot file the caller writes itself.
 //! - [`wal`]: [`Wal`] and [`WalOptions`]: group commit, rollover, suffix replacement,
 //!   compaction, and the [`LogStorage`](skiff_raft::LogStorage) implementation.
-//! - `read_back`: reading entries back through one reused buffer, checksums checked again.
+//! - `read_back`: reading entries back through one reused buffer, checksums checked again;
+//!   [`PlannedRead`], such a read planned now and carried out later.
+//! - [`read_ahead`]: batches of committed entries read ahead of their use by a [`ReadAhead`]
+//!   the caller lends (a thread of its own), checked against the index when taken.
 //! - [`recovery`]: replaying segments, cutting a torn tail, refusing real corruption
 //!   ([`RecoveryReport`]).
 //! - [`error`]: [`WalError`] and [`Corruption`].
@@ -91,17 +96,21 @@ pub mod error;
 pub mod fs_disk;
 pub mod incarnation;
 pub mod mem_disk;
+pub mod read_ahead;
 mod read_back;
 pub mod record;
 pub mod recovery;
 mod segment;
 pub mod snapshot;
+mod snapshot_write;
 pub mod wal;
 
 pub use disk::{Disk, DiskError};
 pub use error::{Corruption, WalError};
 pub use fs_disk::FsDisk;
 pub use mem_disk::MemDisk;
+pub use read_ahead::ReadAhead;
+pub use read_back::PlannedRead;
 pub use recovery::{RecoveryProgress, RecoveryReport, TornTail};
 pub use wal::{
     SnapshotWrite, Wal, WalOptions, DEFAULT_MAX_SEGMENT_BYTES, DEFAULT_PREALLOCATE_BYTES,

@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use skiff_raft::{Entry, LogIndex, StorageError};
 
@@ -33,31 +33,88 @@ impl EntryReader {
         count: u64,
         slot: impl Fn(LogIndex) -> Result<Slot, StorageError>,
     ) -> Result<Vec<Entry>, StorageError> {
-        let end = low.plus(count);
-        let mut entries = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+        let plan = plan_read(segments, low, count, slot)?;
         let mut buffer = self.buffer.borrow_mut();
-        let mut next = low;
-        while next < end {
-            let first = slot(next)?;
-            let mut run_end = next.next();
-            while run_end < end && slot(run_end)?.segment == first.segment {
-                run_end = run_end.next();
-            }
-            let last = slot(run_end.prev())?;
-            let segment = segments.get(&first.segment).ok_or_else(|| {
-                StorageError::Backend(format!("segment {} is not open", first.segment))
-            })?;
-            let span = last.offset + last.frame_bytes - first.offset;
-            disk.read_into(&segment.path, first.offset, span, &mut buffer)
-                .map_err(|e| StorageError::Backend(e.to_string()))?;
-            while next < run_end {
-                let at = slot(next)?;
-                entries.push(decode_entry_at(&segment.path, &buffer, &first, &at, next)?);
-                next = next.next();
-            }
-        }
+        let entries = plan.read(disk, &mut buffer);
         if buffer.capacity() > KEEP_BUFFER_BYTES {
             *buffer = Vec::new();
+        }
+        entries
+    }
+}
+
+/// Where the entries `[low, low + count)` are: one run of records per segment touched.
+pub(crate) fn plan_read(
+    segments: &BTreeMap<LogIndex, Segment>,
+    low: LogIndex,
+    count: u64,
+    slot: impl Fn(LogIndex) -> Result<Slot, StorageError>,
+) -> Result<PlannedRead, StorageError> {
+    let end = low.plus(count);
+    let mut runs = Vec::new();
+    let mut next = low;
+    while next < end {
+        let first = slot(next)?;
+        let mut slots = vec![first];
+        let mut run_end = next.next();
+        while run_end < end {
+            let at = slot(run_end)?;
+            if at.segment != first.segment {
+                break;
+            }
+            slots.push(at);
+            run_end = run_end.next();
+        }
+        let segment = segments.get(&first.segment).ok_or_else(|| {
+            StorageError::Backend(format!("segment {} is not open", first.segment))
+        })?;
+        runs.push(Run {
+            path: segment.path.clone(),
+            first_index: next,
+            slots,
+        });
+        next = run_end;
+    }
+    Ok(PlannedRead { runs })
+}
+
+/// A read of entries planned from the log's index, to be carried out later, on this thread
+/// or another (see [`ReadAhead`](crate::ReadAhead)): the same checks either way.
+#[derive(Clone, Debug)]
+pub struct PlannedRead {
+    runs: Vec<Run>,
+}
+
+/// Consecutive entries in one segment file.
+#[derive(Clone, Debug)]
+struct Run {
+    path: PathBuf,
+    first_index: LogIndex,
+    /// Where each entry's record is, in index order (all in `path`).
+    slots: Vec<Slot>,
+}
+
+impl PlannedRead {
+    /// Reads the entries from `disk` through `buffer` (one read per segment), checking each
+    /// record's checksum and that it holds the entry (index and term) the index expects.
+    pub fn read<D: Disk>(
+        &self,
+        disk: &D,
+        buffer: &mut Vec<u8>,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let mut entries = Vec::with_capacity(self.runs.iter().map(|run| run.slots.len()).sum());
+        for run in &self.runs {
+            let (Some(first), Some(last)) = (run.slots.first(), run.slots.last()) else {
+                continue;
+            };
+            let span = last.offset + last.frame_bytes - first.offset;
+            disk.read_into(&run.path, first.offset, span, buffer)
+                .map_err(|e| StorageError::Backend(e.to_string()))?;
+            let mut index = run.first_index;
+            for at in &run.slots {
+                entries.push(decode_entry_at(&run.path, buffer, first, at, index)?);
+                index = index.next();
+            }
         }
         Ok(entries)
     }

@@ -407,6 +407,37 @@ pub(crate) fn crc_of<D: Disk>(
     Ok(crc)
 }
 
+/// Appends the `len` staged bytes of `from` to `to`, in pieces, and checks that they are the
+/// bytes whose checksum was computed as they were staged.
+pub(crate) fn copy_staged<D: Disk>(
+    disk: &mut D,
+    from: &Path,
+    to: &Path,
+    len: u64,
+    expected_crc: u32,
+) -> Result<(), WalError> {
+    let mut crc = 0;
+    let mut done = 0;
+    while done < len {
+        let piece = COPY_CHUNK_BYTES.min(len - done);
+        let bytes = disk.read(from, done, piece)?;
+        crc = crc32c::crc32c_append(crc, &bytes);
+        disk.append(to, &bytes)?;
+        done += piece;
+    }
+    if crc != expected_crc {
+        return Err(WalError::Corrupt {
+            file: from.to_path_buf(),
+            offset: 0,
+            problem: Corruption::SnapshotChecksum {
+                stored: expected_crc,
+                computed: crc,
+            },
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,19 +1,21 @@
 //! [`Wal`]: the durable Raft log, as segment files over a [`Disk`].
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use skiff_raft::types::ENTRY_HEADER_BYTES;
 use skiff_raft::{Entry, HardState, LogIndex, LogStorage, SnapshotMeta, StorageError, Term};
 
 use crate::disk::{Disk, DiskError};
-use crate::error::{Corruption, WalError};
+use crate::error::WalError;
 use crate::incarnation;
-use crate::read_back::EntryReader;
+use crate::read_ahead::{self, Ahead, ReadAhead, Taken};
+use crate::read_back::{self, EntryReader};
 use crate::record::{self, LogStart, Record, SegmentHeader};
 use crate::recovery::{self, Recovered, RecoveryProgress, RecoveryReport};
 use crate::segment::{self, EntryIndex, Segment, Slot};
-use crate::snapshot::{self, SnapshotFile, SnapshotHeader, Staging, COPY_CHUNK_BYTES};
+use crate::snapshot::{self, SnapshotFile, SnapshotHeader, Staging};
+pub use crate::snapshot_write::SnapshotWrite;
 
 /// The segment size at which a new segment is started, unless configured otherwise.
 pub const DEFAULT_MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -33,9 +35,10 @@ pub struct WalOptions {
     pub preallocate_bytes: u64,
     /// The node has written this log before (its caller knows: the server from the identity
     /// file beside it, the simulator from its own records). Then a directory without any
-    /// segment refuses to open ([`Corruption::SegmentsMissing`]) instead of starting a new,
-    /// empty log: term 0 and no vote would let the node vote a second time in a term it
-    /// already voted in (thesis §3.8, §5.2).
+    /// segment refuses to open
+    /// ([`Corruption::SegmentsMissing`](crate::Corruption::SegmentsMissing)) instead of
+    /// starting a new, empty log: term 0 and no vote would let the node vote a second time
+    /// in a term it already voted in (thesis §3.8, §5.2).
     pub expect_existing_log: bool,
     /// The incarnation given to the directory if its log is new (nonzero; 0 is taken as 1):
     /// the caller's randomness (the server's OS randomness, the simulator's seeded
@@ -99,6 +102,8 @@ pub struct Wal<D: Disk> {
     incarnation: u64,
     /// Reads entries back through one reused buffer.
     reader: EntryReader,
+    /// Batches of committed entries being read ahead, and why reading ahead ended early.
+    ahead: RefCell<(Option<Ahead>, Option<String>)>,
 }
 
 impl<D: Disk> Wal<D> {
@@ -161,6 +166,7 @@ impl<D: Disk> Wal<D> {
             staging: None,
             incarnation: 0,
             reader: EntryReader::default(),
+            ahead: RefCell::default(),
         };
         (wal.incarnation, report.incarnation_created) = incarnation::settle(
             &mut wal.disk,
@@ -707,35 +713,73 @@ impl<D: Disk> Wal<D> {
     }
 }
 
-/// Appends the `len` staged bytes of `from` to `to`, in pieces, and checks that they are the
-/// bytes whose checksum was computed as they were staged.
-fn copy_staged<D: Disk>(
-    disk: &mut D,
-    from: &Path,
-    to: &Path,
-    len: u64,
-    expected_crc: u32,
-) -> Result<(), WalError> {
-    let mut crc = 0;
-    let mut done = 0;
-    while done < len {
-        let piece = COPY_CHUNK_BYTES.min(len - done);
-        let bytes = disk.read(from, done, piece)?;
-        crc = crc32c::crc32c_append(crc, &bytes);
-        disk.append(to, &bytes)?;
-        done += piece;
+impl<D: Disk> Wal<D> {
+    /// Reads the committed entries `[low, high)` ahead of the caller's asking for them, in
+    /// batches of `max_bytes` (the caller's batch size: see [`crate::read_ahead`]), through
+    /// `reader`, at most `depth` batches in flight. Ends at `high`, at the first batch asked
+    /// for out of turn, or at [`stop_read_ahead`](Wal::stop_read_ahead).
+    pub fn start_read_ahead(
+        &mut self,
+        reader: Box<dyn ReadAhead>,
+        low: LogIndex,
+        high: LogIndex,
+        max_bytes: u64,
+        depth: usize,
+    ) {
+        let mut ahead = Ahead::new(
+            reader,
+            low,
+            high.min(self.last_index().next()),
+            max_bytes,
+            depth,
+        );
+        let filled = self.fill_read_ahead(&mut ahead);
+        *self.ahead.get_mut() = match filled {
+            Ok(()) => (Some(ahead), None),
+            Err(reason) => (None, Some(reason)),
+        };
     }
-    if crc != expected_crc {
-        return Err(WalError::Corrupt {
-            file: from.to_path_buf(),
-            offset: 0,
-            problem: Corruption::SnapshotChecksum {
-                stored: expected_crc,
-                computed: crc,
+
+    /// Ends reading ahead; says why if it ended early for another reason than a batch asked
+    /// for out of turn (the reader failed or stopped: every entry was still read, by the log).
+    pub fn stop_read_ahead(&mut self) -> Result<(), String> {
+        match std::mem::take(self.ahead.get_mut()) {
+            (_, Some(reason)) => Err(reason),
+            _ => Ok(()),
+        }
+    }
+
+    fn fill_read_ahead(&self, ahead: &mut Ahead) -> Result<(), String> {
+        ahead.fill(
+            |index| self.index.slot(index).copied(),
+            |low, count| {
+                read_back::plan_read(&self.segments, low, count, |index| {
+                    self.slot(index).copied()
+                })
             },
-        });
+        )
     }
-    Ok(())
+
+    /// The batch `[low, low + count)` if it was read ahead, starting the next ones.
+    fn take_read_ahead(&self, low: LogIndex, count: u64) -> Option<Vec<Entry>> {
+        let mut state = self.ahead.borrow_mut();
+        let ahead = state.0.as_mut()?;
+        let taken = ahead.take(low, count, |index| self.index.term(index));
+        let filled = match taken {
+            Taken::Entries(_) => self.fill_read_ahead(ahead),
+            Taken::NotAhead => Ok(()),
+            Taken::Ended(ref reason) => Err(reason.clone()),
+        };
+        if let Err(reason) = filled {
+            *state = (None, Some(reason));
+        } else if matches!(taken, Taken::NotAhead) || ahead.is_done() {
+            state.0 = None;
+        }
+        match taken {
+            Taken::Entries(entries) => Some(entries),
+            _ => None,
+        }
+    }
 }
 
 /// Encodes a fixed-size record, which is always far below the record size limit.
@@ -773,16 +817,11 @@ impl<D: Disk> LogStorage for Wal<D> {
         self.check_readable(low)?;
         self.check_readable(high.prev())?;
         // Decide how many entries fit from the sizes kept in memory, then read only those.
-        let mut total_bytes = 0;
-        let mut count = 0;
-        let mut index = low;
-        while index < high {
-            total_bytes += ENTRY_HEADER_BYTES + self.slot(index)?.data_len();
-            if count > 0 && total_bytes > max_bytes {
-                break;
-            }
-            count += 1;
-            index = index.next();
+        let count = read_ahead::batch_len(low, high, max_bytes, |index| {
+            self.index.slot(index).copied()
+        });
+        if let Some(entries) = self.take_read_ahead(low, count) {
+            return Ok(entries);
         }
         self.read_entries(low, count)
     }
@@ -913,7 +952,7 @@ impl<D: Disk> LogStorage for Wal<D> {
             data_crc: staging.crc,
         };
         self.publish_snapshot(header, |disk, temp| {
-            copy_staged(disk, &staging.path, temp, staging.len, staging.crc)
+            snapshot::copy_staged(disk, &staging.path, temp, staging.len, staging.crc)
         })?;
         self.staging = None;
         // Best effort, not synced: start-up removes a staging file left behind.
@@ -933,48 +972,4 @@ fn allocation(len_bytes: u64, allocated_bytes: u64, options: &WalOptions) -> u64
     let missing = len_bytes.saturating_sub(allocated_bytes);
     let allocated = allocated_bytes + missing.div_ceil(step) * step;
     allocated.min(options.max_segment_bytes).max(len_bytes)
-}
-
-/// A snapshot file that the caller writes itself: see [`Wal::prepare_snapshot_write`].
-#[derive(Debug)]
-pub struct SnapshotWrite {
-    temp: PathBuf,
-    header: SnapshotHeader,
-    /// Whether `header` holds the data's length and checksum ([`SnapshotWrite::seal`]).
-    sealed: bool,
-}
-
-impl SnapshotWrite {
-    /// The file to create and write: the header bytes, then the data; then sync it.
-    pub fn temp_path(&self) -> &Path {
-        &self.temp
-    }
-
-    /// Records the length and checksum of `data`, the bytes that follow the header, and
-    /// returns the header's bytes, to write first. The checksum is taken over the very bytes
-    /// written, wherever they were serialized; sealing again (other data) replaces it.
-    pub fn seal(&mut self, data: &[u8]) -> Vec<u8> {
-        self.seal_streamed(data.len() as u64, crc32c::crc32c(data))
-    }
-
-    /// [`seal`](Self::seal) for a caller that streamed the data to the file after
-    /// [`header_len`](Self::header_len) bytes left for the header: the data's length and
-    /// CRC-32C, taken over the very bytes it wrote. It then writes the returned header's bytes
-    /// at the file's start, and syncs.
-    pub fn seal_streamed(&mut self, data_len: u64, data_crc: u32) -> Vec<u8> {
-        self.header.data_len = data_len;
-        self.header.data_crc = data_crc;
-        self.sealed = true;
-        self.header.encode()
-    }
-
-    /// The length of the header, whatever the data: where the data start in the file.
-    pub fn header_len(&self) -> u64 {
-        self.header.encoded_len()
-    }
-
-    /// What the snapshot covers.
-    pub fn meta(&self) -> &SnapshotMeta {
-        &self.header.meta
-    }
 }
