@@ -52,3 +52,65 @@ impl ReadAhead for ThreadReadAhead {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_raft::{EntryKind, HardState, LogIndex, LogStorage, Term};
+    use skiff_wal::{Wal, WalOptions};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// The thread's reader, counting the batches it gave.
+    #[derive(Debug)]
+    struct Counting(ThreadReadAhead, Arc<AtomicUsize>);
+
+    impl ReadAhead for Counting {
+        fn start(&mut self, read: PlannedRead) {
+            self.0.start(read);
+        }
+        fn finish(&mut self) -> Result<Vec<Entry>, String> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            self.0.finish()
+        }
+    }
+
+    #[test]
+    fn a_log_read_ahead_on_the_thread_gives_every_committed_entry_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = WalOptions {
+            max_segment_bytes: 4096,
+            ..WalOptions::new(1)
+        };
+        let entry = |index: u64| Entry {
+            term: Term(1),
+            index: LogIndex(index),
+            kind: EntryKind::Normal,
+            data: vec![index as u8; 100],
+        };
+        let written: Vec<Entry> = (1..=300).map(entry).collect();
+        let (mut wal, _) = Wal::open(FsDisk::new(), dir.path(), options).unwrap();
+        for batch in written.chunks(30) {
+            let commit = batch.last().unwrap().index;
+            let hard_state = HardState {
+                term: Term(1),
+                vote: None,
+                commit,
+            };
+            wal.append_batch(batch, Some(hard_state)).unwrap();
+        }
+        let (mut wal, _) = Wal::open(FsDisk::new(), dir.path(), options).unwrap();
+        let batches = Arc::new(AtomicUsize::new(0));
+        let reader = Counting(ThreadReadAhead::spawn(1, DEPTH).unwrap(), batches.clone());
+        wal.start_read_ahead(Box::new(reader), LogIndex(1), LogIndex(301), 1000, DEPTH);
+        let mut read = Vec::new();
+        while read.len() < written.len() {
+            let next = LogIndex(read.len() as u64 + 1);
+            read.extend(wal.entries(next, LogIndex(301), 1000).unwrap());
+        }
+        assert_eq!(read, written);
+        assert_eq!(wal.stop_read_ahead(), Ok(()));
+        // About 117 bytes an entry in batches of 1000: 8 entries each, all read on the thread.
+        assert_eq!(batches.load(Ordering::Relaxed), 300_usize.div_ceil(8));
+    }
+}
