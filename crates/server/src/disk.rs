@@ -1,4 +1,5 @@
-//! The real disk, with each fsync timed for `/metrics`.
+//! The real disk, with each fsync timed for `/metrics` and segments read ahead at recovery
+//! ([`WholeReads`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,11 +8,13 @@ use std::time::Instant;
 use skiff_wal::{Disk, DiskError, FsDisk};
 
 use crate::metrics::Metrics;
+use crate::prefetch::WholeReads;
 
 /// [`FsDisk`] whose `sync` and `sync_dir` are timed into `skiff_fsync_duration_seconds`.
 pub struct TimedDisk {
     inner: FsDisk,
     metrics: Arc<Metrics>,
+    whole_reads: WholeReads,
 }
 
 impl TimedDisk {
@@ -20,6 +23,7 @@ impl TimedDisk {
         TimedDisk {
             inner: FsDisk::new(),
             metrics,
+            whole_reads: WholeReads::default(),
         }
     }
 
@@ -68,7 +72,10 @@ impl Disk for TimedDisk {
         self.inner.read_all(file)
     }
     fn read_all_into(&self, file: &Path, buffer: &mut Vec<u8>) -> Result<(), DiskError> {
-        self.inner.read_all_into(file, buffer)
+        self.whole_reads.read_all_into(&self.inner, file, buffer)
+    }
+    fn read_all_ahead(&self, next: Option<&Path>) {
+        self.whole_reads.read_ahead(next)
     }
     fn len(&self, file: &Path) -> Result<u64, DiskError> {
         self.inner.len(file)

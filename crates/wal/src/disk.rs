@@ -102,6 +102,12 @@ pub trait Disk {
         *buffer = self.read_all(file)?;
         Ok(())
     }
+    /// A hint while reading files whole in turn (recovery reads every segment): `Some(file)`
+    /// is read whole next, once the caller is done with what it read last, and the caller
+    /// changes nothing in it meanwhile — an implementation may start reading it now (on
+    /// another thread, say); `None`: nothing more is read this way (drop what was kept for it).
+    /// The default ignores it.
+    fn read_all_ahead(&self, _next: Option<&Path>) {}
     /// The file's current length in bytes.
     fn len(&self, file: &Path) -> Result<u64, DiskError>;
     /// Makes the file's contents durable (`fdatasync`).

@@ -120,6 +120,8 @@ pub(crate) fn recover<D: Disk>(
         let file = dir.join(name);
         let is_last = position + 1 == names.len();
         disk.read_all_into(&file, &mut bytes)?;
+        let next = names.get(position + 1).map(|(_, next)| dir.join(next));
+        disk.read_all_ahead(next.as_deref());
         report.segments_read.push(file.clone());
         bytes_read += bytes.len() as u64;
         progress(RecoveryProgress {
