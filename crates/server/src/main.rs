@@ -55,6 +55,13 @@ mod transport;
 
 use clap::{CommandFactory, FromArgMatches, Subcommand};
 
+/// mimalloc instead of glibc's malloc: the store's copy-on-write while a snapshot is written
+/// allocates on the driver thread what the snapshot thread frees, which glibc's arenas pay
+/// for in consolidation and lock traffic (see docs/BENCHMARKS.md, "Snapshots without a
+/// stall").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Skiff: the Raft consensus algorithm as a key-value store you can run, watch and trust.
 #[derive(clap::Parser, Debug)]
 #[command(version, about)]
