@@ -339,7 +339,10 @@ fn read_data(
             deadline_ms,
             revision,
         };
-        data.insert(key, stored);
+        // Strictly increasing keys are distinct; the store says so again.
+        if data.insert(key, stored).is_some() {
+            return Err(KvError::InvalidSnapshot("a key appears twice"));
+        }
     }
     Ok(data)
 }

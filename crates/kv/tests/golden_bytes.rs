@@ -664,6 +664,31 @@ fn version_4_bytes_still_read_and_only_as_version_4() {
     );
 }
 
+/// A version 5 snapshot that lists one key twice, in place (the same scan hash and bytes
+/// one after the other), is refused: a key is never in a store twice.
+#[test]
+fn a_key_listed_twice_is_refused() {
+    // The golden snapshot's first key, `c` (`01 63`, a string `00 01 33`, revision `04`,
+    // deadline `dd 0b`), written once more right after it, and the count raised to five.
+    let golden = from_hex(SNAPSHOT_HEX);
+    let first_key = from_hex("016300013304dd0b");
+    let at = golden
+        .windows(first_key.len())
+        .position(|w| w == first_key.as_slice())
+        .expect("the first key");
+    assert_eq!(golden[at - 1], 4, "the key count");
+    let mut twice = golden[..at - 1].to_vec();
+    twice.push(5);
+    twice.extend_from_slice(&first_key);
+    twice.extend_from_slice(&golden[at..golden.len() - 4]);
+    let checksum = crc32c::crc32c(&twice);
+    twice.extend_from_slice(&checksum.to_le_bytes());
+    assert_eq!(
+        StateMachine::restore(KvConfig::default(), &twice),
+        Err(KvError::InvalidSnapshot("keys are not in increasing order"))
+    );
+}
+
 /// `restored`, from a snapshot older than version 4, holds `expected`'s keys, log time and
 /// sessions, except that a session's last activity in log time, which those versions did
 /// not keep, is the snapshot's log time (never sooner idle than it was).

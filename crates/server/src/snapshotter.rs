@@ -10,8 +10,8 @@
 //! abandons the snapshot, and the log and the old snapshot stay as they were.
 //!
 //! The snapshot is background work that every replica does at about the same index, so it
-//! yields to the work clients wait for: the thread runs at a lower scheduling priority (nice
-//! [`SNAPSHOT_NICE`]), so that on a busy machine the drivers, the syncers and the network
+//! yields to the work clients wait for: the thread runs at a lower scheduling priority (its
+//! nice value [`SNAPSHOT_NICE_STEP`] above the node's), so that on a busy machine the drivers, the syncers and the network
 //! tasks go first, and it starts the file's writeback every [`WRITEBACK_EVERY_BYTES`] written,
 //! so that the final sync does not put the whole store on the disk at once in front of the
 //! log's syncs.
@@ -124,21 +124,36 @@ fn write_file(token: &mut SnapshotToken, data: SnapshotData) -> io::Result<()> {
 /// The bytes between the file and the serializer.
 const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 
-/// The snapshot thread's nice value: below the node's other threads (0), so that it takes
-/// the CPU they leave, yet not the lowest (19), so that a machine busy with writes still
-/// finishes a snapshot in a few times its quiet duration rather than never.
-const SNAPSHOT_NICE: libc::c_int = 10;
+/// How much the snapshot thread's nice value is raised above the node's: its other threads
+/// take the CPU first, yet not to the lowest (19) from the default, so that a machine busy
+/// with writes still finishes a snapshot in a few times its quiet duration rather than never.
+const SNAPSHOT_NICE_STEP: libc::c_int = 10;
 
 /// How many bytes of the file are written between two starts of its writeback.
 const WRITEBACK_EVERY_BYTES: u64 = 8 * 1024 * 1024;
 
-/// Lowers the calling thread's scheduling priority to [`SNAPSHOT_NICE`] (on Linux a nice
-/// value is per thread). A refusal only leaves the thread at the node's priority.
+/// The highest nice value Linux has.
+const LOWEST_PRIORITY_NICE: libc::c_int = 19;
+
+/// Raises the calling thread's nice value by [`SNAPSHOT_NICE_STEP`] (at most to 19): on
+/// Linux a nice value is per thread. A refusal only leaves the thread at the node's priority.
+#[cfg(target_os = "linux")]
 fn lower_priority() {
-    // SAFETY: gettid has no preconditions; setpriority only reads its arguments.
+    // SAFETY: gettid has no preconditions; getpriority and setpriority only read their
+    // arguments, and errno is this thread's own.
     let refused = unsafe {
         let thread = libc::gettid() as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, thread, SNAPSHOT_NICE) != 0
+        // -1 is a valid nice value: only errno tells an error.
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, thread);
+        if now == -1 && *libc::__errno_location() != 0 {
+            true
+        } else {
+            let lowered = now
+                .saturating_add(SNAPSHOT_NICE_STEP)
+                .min(LOWEST_PRIORITY_NICE);
+            libc::setpriority(libc::PRIO_PROCESS, thread, lowered) != 0
+        }
     };
     if refused {
         tracing::debug!(
@@ -148,9 +163,14 @@ fn lower_priority() {
     }
 }
 
+/// Elsewhere a priority may be the whole process's: the thread keeps the node's.
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
+
 /// Starts the writeback of what `file` holds so far, without waiting for it: the disk then
 /// takes the snapshot in steps rather than all at the final sync. Only a hint; the final
 /// `sync_data` is what makes the file durable.
+#[cfg(target_os = "linux")]
 fn start_writeback(file: &File) {
     // SAFETY: the descriptor is open for as long as `file` is borrowed; offset 0 and length 0
     // name the whole file, and SYNC_FILE_RANGE_WRITE only starts writing dirty pages.
@@ -163,6 +183,10 @@ fn start_writeback(file: &File) {
         );
     }
 }
+
+/// Elsewhere the final sync writes the whole file.
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File) {}
 
 /// A writer that counts and checksums the bytes it passes on (what the header is sealed
 /// over) and starts the file's writeback every [`WRITEBACK_EVERY_BYTES`].
@@ -251,8 +275,10 @@ mod tests {
         snapshotter.done.recv_timeout(timeout).expect("an outcome")
     }
 
-    /// The snapshot thread yields to the node's other threads: its nice value is raised to
-    /// SNAPSHOT_NICE, and only its own (the thread that asked keeps its priority).
+    /// The snapshot thread yields to the node's other threads: its nice value is raised by
+    /// SNAPSHOT_NICE_STEP from the node's (at most to 19), and only its own (the thread that
+    /// asked keeps its priority).
+    #[cfg(target_os = "linux")]
     #[test]
     fn the_snapshot_thread_runs_at_a_lower_priority_than_the_node() {
         let nice_of_this_thread = || {
@@ -266,7 +292,8 @@ mod tests {
         })
         .join()
         .unwrap();
-        assert_eq!(lowered, SNAPSHOT_NICE.max(before));
+        let expected = (before + SNAPSHOT_NICE_STEP).min(LOWEST_PRIORITY_NICE);
+        assert_eq!(lowered, expected);
         assert_eq!(nice_of_this_thread(), before);
     }
 

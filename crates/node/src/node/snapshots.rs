@@ -42,7 +42,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         token: SnapshotToken,
     ) -> Result<Option<LogIndex>, NodeError> {
         self.check_snapshot(&token)?;
-        self.snapshot_in_flight = None;
+        self.snapshot_finished();
         let index = token.write.meta().index;
         let installed = if self
             .raw
@@ -63,8 +63,14 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     /// wrote): the log is untouched, and the next snapshot tries again.
     pub fn snapshot_abandoned(&mut self, token: SnapshotToken) -> Result<(), NodeError> {
         self.check_snapshot(&token)?;
-        self.snapshot_in_flight = None;
+        self.snapshot_finished();
         self.consider_requested_snapshot()
+    }
+
+    /// No snapshot file is in flight any more; the next scheduled one rests from here.
+    fn snapshot_finished(&mut self) {
+        self.snapshot_in_flight = None;
+        self.snapshot_finished_at = self.applied.0;
     }
 
     /// Writes and syncs the snapshot file of `job` on the node's own disk, then
@@ -80,7 +86,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         drop(data);
         if let Err(error) = written {
             // The log removed what it wrote; the next snapshot tries again.
-            self.snapshot_in_flight = None;
+            self.snapshot_finished();
             return Err(error.into());
         }
         self.snapshot_written(token)
@@ -138,11 +144,17 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     }
 
     /// Whether `snapshot_every_entries` asks for a snapshot now: once the applied index
-    /// reaches this node's next phase point at least half a period after its last snapshot.
+    /// reaches this node's next phase point at least half a period after its last snapshot,
+    /// and half a period has been applied since the last snapshot file was finished (a
+    /// snapshot slower than half a period, on a busy machine, is not followed at once by the
+    /// next).
     fn snapshot_due(&self) -> bool {
         let every = self.config.snapshot_every_entries;
         let last = self.raw.storage().snapshot_meta().index.0;
-        every > 0 && self.applied.0 >= next_snapshot_at(self.id().0, every, last)
+        let rested = self.snapshot_finished_at.saturating_add(every / 2);
+        every > 0
+            && self.applied.0 >= next_snapshot_at(self.id().0, every, last)
+            && self.applied.0 >= rested
     }
 
     /// The state machine's snapshot data — its state frozen now, or serialized now if it
@@ -214,9 +226,9 @@ mod tests {
         taken
     }
 
-    /// Three replicas applying the same entries snapshot at different indexes, each every
-    /// `every` entries once settled, never sooner than half a period after its last nor later
-    /// than one and a half — so no two pay for a snapshot at the same time.
+    /// Three replicas applying the same entries start their snapshots at different indexes,
+    /// each every `every` entries once settled, never sooner than half a period after its
+    /// last nor later than one and a half — spread over the period rather than all at once.
     #[test]
     fn replicas_take_their_snapshots_at_indexes_spread_over_the_period() {
         let every = 100;
