@@ -8,7 +8,8 @@
 //! a `u64` at each step down the tree and the key's bytes only on a hash tie (keys that share
 //! a long prefix, as `key:000000012345` do, would otherwise be compared byte by byte at every
 //! step); and no second index repeats every key. What it costs: key order is not the map's
-//! order, so the few readers that need it (the snapshot, `KEYS`) sort.
+//! order, so `KEYS`, whose answer is in key order, sorts (the snapshot is written in the
+//! map's own order).
 //!
 //! Both maps are persistent (`imbl`'s B+trees, whose nodes are shared between clones), so
 //! [`Keyspace::clone`] is O(1): a clone is a consistent picture of the store that another
@@ -79,7 +80,7 @@ impl Comparable<Ranked> for Probe<'_> {
     }
 }
 
-/// The keys; iteration in key order (and so the snapshot) is the same everywhere.
+/// The keys; iteration in either order (and so the snapshot) is the same everywhere.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Keyspace {
     /// Invariant: each key once, under `(scan_hash(key), key)`.

@@ -57,6 +57,8 @@ fn matching<T>(
 pub const HSCAN_COUNT_NOT_AN_INTEGER: &[u8] = b"COUNT";
 
 /// The key of [`scan_hash`]: fixed, so every replica and every version orders keys alike.
+/// Snapshots from format 5 list keys in this order: changing the key needs a new snapshot
+/// format version (older snapshots would be refused as out of order).
 const SCAN_HASH_KEY: &[u8; 16] = b"skiff scan order";
 
 /// The position of a key (or field) in a scan: SipHash-2-4 of its bytes under a fixed key,

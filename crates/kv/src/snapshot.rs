@@ -1,10 +1,11 @@
 //! The snapshot format: [`StateMachine::snapshot`] and [`StateMachine::restore`], and
 //! [`FrozenStore`], the state a snapshot writes frozen at one index to serialize elsewhere.
 //!
-//! # Format (version 4)
+//! # Format (version 5)
 //! ```text
-//! magic "SKVS" | version(4) | applied_index | log_time_ms
-//!   | key_count   | (key, value, revision, deadline_ms + 1 or 0)…      keys strictly increasing
+//! magic "SKVS" | version(5) | applied_index | log_time_ms
+//!   | key_count   | (key, value, revision, deadline_ms + 1 or 0)…      (scan_hash(key), key)
+//!                                                                      strictly increasing
 //!   | forgotten_through                                                 at most applied_index
 //!   | session_count | (client_id, lowest_kept, last_active_index,     ids strictly increasing
 //!                      last_active_ms, reply_count,
@@ -14,9 +15,12 @@
 //! where a value is a type tag and its contents: 0 a string (a byte string), 1 a hash (a
 //! field count, at least 1, then `(field, value)…`, fields strictly increasing), and
 //! `forgotten_through` the highest log index at which a session the table forgot was last
-//! active (0 if none).
+//! active (0 if none). The keys come in the store's own order, by [`scan_hash`] of their
+//! bytes and then the bytes (the order `SCAN` walks), so writing a snapshot never sorts the
+//! store.
 //!
 //! Older versions are still read:
+//! - version 4 listed the keys in strictly increasing byte order (each snapshot sorted them);
 //! - version 3 kept one reply per session, `(client_id, last_sequence, last_active_index,
 //!   reply)`, read as a window of that one reply whose floor is `last_sequence` (the same
 //!   answers to every later request), last active at the snapshot's log time (so no session
@@ -47,6 +51,7 @@ use crate::config::KvConfig;
 use crate::error::{Encoded, KvError};
 use crate::keyspace::{Keyspace, Stored};
 use crate::reply::{put_reply, read_reply, Reply, MAX_RESERVED_ITEMS};
+use crate::scan::scan_hash;
 use crate::session::{Session, SessionTable};
 use crate::state_machine::StateMachine;
 use crate::value::{Hash, Value};
@@ -61,11 +66,11 @@ mod value_tag {
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"SKVS";
 
 /// The format version written by [`StateMachine::snapshot`].
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 4;
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 5;
 
 /// The format versions this build reads: 1 (no log time, revisions or deadlines), 2
-/// (strings only), 3 (one reply per session) and 4.
-const SNAPSHOT_FORMAT_VERSIONS: &[u16] = &[1, 2, 3, SNAPSHOT_FORMAT_VERSION as u16];
+/// (strings only), 3 (one reply per session), 4 (keys in byte order) and 5.
+const SNAPSHOT_FORMAT_VERSIONS: &[u16] = &[1, 2, 3, 4, SNAPSHOT_FORMAT_VERSION as u16];
 
 const CHECKSUM_BYTES: usize = 4;
 
@@ -180,7 +185,7 @@ impl FrozenStore {
 /// How many bytes [`put_snapshot`] gathers before it hands them to its sink.
 const SINK_CHUNK_BYTES: usize = 256 * 1024;
 
-/// Hands a version-4 snapshot of the given state to `sink` in chunks of about
+/// Hands a version-5 snapshot of the given state to `sink` in chunks of about
 /// [`SINK_CHUNK_BYTES`], so that a caller writing it to a file never holds it whole; the
 /// first error of `sink` stops it.
 fn put_snapshot<E>(
@@ -204,7 +209,7 @@ fn put_snapshot<E>(
     put_u64(&mut out, applied_index);
     put_u64(&mut out, log_time_ms);
     put_u64(&mut out, data.len() as u64);
-    for (key, stored) in data.iter() {
+    for (key, stored) in data.iter_by_hash() {
         put_bytes(&mut out, key);
         put_value(&mut out, &stored.value);
         put_u64(&mut out, stored.revision);
@@ -283,7 +288,8 @@ fn checked_body(bytes: &[u8]) -> Result<&[u8], KvError> {
 }
 
 /// The keys with their values (and from version 2 revisions and deadlines), which a
-/// snapshot lists in strictly increasing key order.
+/// snapshot lists in strictly increasing order: of the key's bytes up to version 4, of
+/// `(scan_hash(key), key)` from version 5.
 fn read_data(
     r: &mut Reader<'_>,
     version: u8,
@@ -298,7 +304,7 @@ fn read_data(
         _ => 5,
     })?;
     let mut data = Keyspace::default();
-    let mut previous: Option<Vec<u8>> = None;
+    let mut previous: Option<(u64, Vec<u8>)> = None;
     for _ in 0..key_count {
         let key = r.bytes()?;
         let value = if version < 3 {
@@ -311,7 +317,12 @@ fn read_data(
         } else {
             (r.u64()?, r.u64()?.checked_sub(1))
         };
-        if previous.as_ref().is_some_and(|p| *p >= key) {
+        // Version 5 orders by scan hash first; older versions by the bytes alone.
+        let rank = if version < 5 { 0 } else { scan_hash(&key) };
+        if previous
+            .as_ref()
+            .is_some_and(|(p_rank, p_key)| (*p_rank, p_key.as_slice()) >= (rank, key.as_slice()))
+        {
             return Err(KvError::InvalidSnapshot("keys are not in increasing order"));
         }
         if revision > applied_index {
@@ -322,13 +333,16 @@ fn read_data(
         if deadline_ms.is_some_and(|d| d <= log_time_ms) {
             return Err(KvError::InvalidSnapshot("a key is held past its deadline"));
         }
-        previous = Some(key.clone());
+        previous = Some((rank, key.clone()));
         let stored = Stored {
             value,
             deadline_ms,
             revision,
         };
-        data.insert(key, stored);
+        // Strictly increasing keys are distinct; the store says so again.
+        if data.insert(key, stored).is_some() {
+            return Err(KvError::InvalidSnapshot("a key appears twice"));
+        }
     }
     Ok(data)
 }

@@ -491,11 +491,17 @@ const SNAPSHOT_V2_HEX: &str =
 const SNAPSHOT_V3_HEX: &str =
     "534b56530305e907040161000132030001620001320100016300013304dd0b016801020166017601670005000109010303049cd1f672";
 
-/// [`store`]'s snapshot: as version 3, but the sessions open with the index through which
-/// the table forgot sessions (`00`, none), and each session is its window's floor, its last
-/// active index and log time, then a count and its replies by sequence.
-const SNAPSHOT_HEX: &str =
+/// [`store`]'s snapshot as version 4 wrote it: as version 3, but the sessions open with the
+/// index through which the table forgot sessions (`00`, none), and each session is its
+/// window's floor, its last active index and log time, then a count and its replies by
+/// sequence.
+const SNAPSHOT_V4_HEX: &str =
     "534b56530405e907040161000132030001620001320100016300013304dd0b01680102016601760167000500000109010300010103049d61987e";
+
+/// [`store`]'s snapshot: as version 4, but the keys in the store's own order, by scan hash
+/// and then bytes (here `c`, `a`, `b`, `h`), where version 4 sorted them by their bytes.
+const SNAPSHOT_HEX: &str =
+    "534b56530505e90704016300013304dd0b01610001320300016200013201000168010201660176016700050000010901030001010304176753a1";
 
 fn from_hex(hex: &str) -> Vec<u8> {
     (0..hex.len())
@@ -633,6 +639,56 @@ fn version_3_bytes_still_read() {
     assert_restored_as(&restored, &store());
 }
 
+/// A version 4 snapshot, its keys in byte order, reads as the same store; the same bytes
+/// labelled version 5 are refused, since version 5 lists keys by scan hash (a snapshot whose
+/// keys are out of its version's order could hold a key twice).
+#[test]
+fn version_4_bytes_still_read_and_only_as_version_4() {
+    let v4 = from_hex(SNAPSHOT_V4_HEX);
+    let restored = StateMachine::restore(KvConfig::default(), &v4).expect("restores");
+    assert_eq!(restored, store());
+    assert_eq!(
+        restored.snapshot(),
+        from_hex(SNAPSHOT_HEX),
+        "written as version 5"
+    );
+
+    let mut relabelled = v4;
+    relabelled[4] = 5;
+    let body = relabelled.len() - 4;
+    let checksum = crc32c::crc32c(&relabelled[..body]);
+    relabelled[body..].copy_from_slice(&checksum.to_le_bytes());
+    assert_eq!(
+        StateMachine::restore(KvConfig::default(), &relabelled),
+        Err(KvError::InvalidSnapshot("keys are not in increasing order"))
+    );
+}
+
+/// A version 5 snapshot that lists one key twice, in place (the same scan hash and bytes
+/// one after the other), is refused: a key is never in a store twice.
+#[test]
+fn a_key_listed_twice_is_refused() {
+    // The golden snapshot's first key, `c` (`01 63`, a string `00 01 33`, revision `04`,
+    // deadline `dd 0b`), written once more right after it, and the count raised to five.
+    let golden = from_hex(SNAPSHOT_HEX);
+    let first_key = from_hex("016300013304dd0b");
+    let at = golden
+        .windows(first_key.len())
+        .position(|w| w == first_key.as_slice())
+        .expect("the first key");
+    assert_eq!(golden[at - 1], 4, "the key count");
+    let mut twice = golden[..at - 1].to_vec();
+    twice.push(5);
+    twice.extend_from_slice(&first_key);
+    twice.extend_from_slice(&golden[at..golden.len() - 4]);
+    let checksum = crc32c::crc32c(&twice);
+    twice.extend_from_slice(&checksum.to_le_bytes());
+    assert_eq!(
+        StateMachine::restore(KvConfig::default(), &twice),
+        Err(KvError::InvalidSnapshot("keys are not in increasing order"))
+    );
+}
+
 /// `restored`, from a snapshot older than version 4, holds `expected`'s keys, log time and
 /// sessions, except that a session's last activity in log time, which those versions did
 /// not keep, is the snapshot's log time (never sooner idle than it was).
@@ -677,7 +733,7 @@ fn assert_restored_as(restored: &StateMachine, expected: &StateMachine) {
 /// follows it.
 #[test]
 fn unknown_format_versions_are_refused_alike() {
-    for version in [0u8, 5, 0x7f, 0x80, 0xff] {
+    for version in [0u8, 6, 0x7f, 0x80, 0xff] {
         let refused = |what| KvError::UnsupportedVersion { what, version };
 
         let mut command = from_hex(COMMANDS_HEX[1]);

@@ -5,7 +5,8 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use skiff_kv::{
-    Command, Deadline, KvConfig, KvError, SessionRequest, StateMachine, SNAPSHOT_MAGIC,
+    Command, Deadline, KvConfig, KvError, SessionRequest, StateMachine, SNAPSHOT_FORMAT_VERSION,
+    SNAPSHOT_MAGIC,
 };
 
 fn populated() -> Kv {
@@ -148,11 +149,11 @@ fn checksummed_but_invalid_snapshot_is_refused() {
         Err(KvError::TrailingBytes { .. })
     ));
 
-    let mut future = header(5);
+    let mut future = header(6);
     future.extend_from_slice(&[0, 0, 0]);
     assert!(matches!(
         restore(&future),
-        Err(KvError::UnsupportedVersion { version: 5, .. })
+        Err(KvError::UnsupportedVersion { version: 6, .. })
     ));
 
     // Version 3, applied 3, log time 10, key "h": a value type that does not exist, a hash
@@ -340,7 +341,7 @@ fn a_snapshot_written_after_a_header_is_the_same_bytes() {
 /// A store frozen for a snapshot keeps the state of its applied index while the live store
 /// goes on: keys overwritten, deleted and added, hash fields changed, deadlines set, moved
 /// and passed, sessions advanced and opened. Serialized afterwards, the frozen copy gives
-/// exactly the bytes an in-line snapshot gave at the freeze (format 4, checksum included),
+/// exactly the bytes an in-line snapshot gave at the freeze (checksum included),
 /// and restores to the store as it was.
 #[test]
 fn a_frozen_store_serializes_to_the_bytes_of_its_index_whatever_is_applied_after() {
@@ -406,7 +407,7 @@ fn a_frozen_store_serializes_to_the_bytes_of_its_index_whatever_is_applied_after
     let mut off_thread = Vec::new();
     frozen.snapshot_into(&mut off_thread);
     assert_eq!(off_thread, inline, "the bytes of the freeze's index");
-    assert_eq!(off_thread[SNAPSHOT_MAGIC.len()], 4, "format 4");
+    assert_eq!(off_thread[SNAPSHOT_MAGIC.len()], SNAPSHOT_FORMAT_VERSION);
     let restored = StateMachine::restore(KvConfig::default(), &off_thread).expect("restore");
     assert_eq!(restored, before);
 }

@@ -14,7 +14,9 @@ pub struct NodeConfig<C = KvConfig> {
     pub state_machine: C,
     /// The durable log's settings.
     pub wal: WalOptions,
-    /// Take a snapshot once this many entries were applied past the last one (0: never).
+    /// Take a snapshot about every this many applied entries (0: never): at this node's own
+    /// phase of the period, between half and one and a half periods after the last one, and
+    /// half a period after the last one finished.
     pub snapshot_every_entries: u64,
     /// Client requests that may wait on this node at once (proposed, forwarded or reading);
     /// more are refused with [`refusals::BUSY`](crate::refusals::BUSY).

@@ -23,8 +23,9 @@
 //!    it, and asks for [`Effect::SyncBatch`];
 //! 3. once the file is synced, [`Node::batch_synced`] releases the messages that promise
 //!    durability (vote grants, append acknowledgements: thesis §3.8), applies the committed
-//!    entries, answers clients, advances the core, and — every `snapshot_every_entries`
-//!    entries, or on [`Node::request_snapshot`] — freezes the state machine at its applied
+//!    entries, answers clients, advances the core, and — about every
+//!    `snapshot_every_entries` entries, at the node's own phase, or on
+//!    [`Node::request_snapshot`] — freezes the state machine at its applied
 //!    index ([`StateMachine::freeze`]) and asks for [`Effect::WriteSnapshot`], ended by
 //!    [`Node::snapshot_written`].
 //!

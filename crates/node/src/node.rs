@@ -128,6 +128,9 @@ pub struct Node<D: Disk, M: StateMachine = skiff_kv::StateMachine> {
     snapshot_in_flight: Option<u64>,
     /// The number of the last snapshot handed out.
     snapshots: u64,
+    /// The applied index when the last snapshot file was finished (written or not): the
+    /// next scheduled one waits half a period after it, however long that one took.
+    snapshot_finished_at: u64,
     /// An operator asked for a snapshot: taken once no batch or snapshot is in flight.
     snapshot_requested: bool,
     /// What the driver has yet to take.
@@ -215,6 +218,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             batches: 0,
             snapshot_in_flight: None,
             snapshots: 0,
+            snapshot_finished_at: 0,
             snapshot_requested: false,
             effects: Vec::new(),
             moving_to: None,

@@ -79,7 +79,7 @@ fn populated() -> NodeCluster {
 /// The node hands out its store frozen at the snapshot's index; the leader then applies
 /// overwrites, deletions, hash changes, a passed deadline and more session writes before the
 /// driver serializes it. The bytes are exactly those an in-line snapshot gave at the index
-/// (the node's header, then format 4 of the store), they restore to the store as it was at
+/// (the node's header, then the store's snapshot format), they restore to the store as it was at
 /// the index, not as it is, and the file installs and serves a restart.
 #[test]
 fn a_snapshot_serialized_after_later_writes_is_the_state_at_its_index() {

@@ -343,7 +343,8 @@ settings! {
         check_quorum: bool = true;
         /// How long a client request may wait before it is answered with an error.
         request_timeout_ms: u64 = 5_000, in 1, 3_600_000;
-        /// Snapshot after this many applied entries past the last snapshot (0: never).
+        /// Snapshot about every this many applied entries (0: never), each node at its own
+        /// phase of the period: between half and one and a half periods after its last.
         snapshot_every_entries: u64 = 100_000, in 0, u64::MAX,
             was "snapshot-every" "snapshot_every";
         /// Log entries kept behind a snapshot, so that a follower this far behind catches up

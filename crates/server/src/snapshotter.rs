@@ -8,9 +8,17 @@
 //! ticking, heartbeating and serving. The node then installs the file (a rename) and compacts
 //! the log. If the thread fails or panics midway, the outcome is an error: the driver
 //! abandons the snapshot, and the log and the old snapshot stay as they were.
+//!
+//! The snapshot is background work that every replica does at about the same index, so it
+//! yields to the work clients wait for: the thread runs at a lower scheduling priority (its
+//! nice value [`SNAPSHOT_NICE_STEP`] above the node's), so that on a busy machine the drivers, the syncers and the network
+//! tasks go first, and it starts the file's writeback every [`WRITEBACK_EVERY_BYTES`] written,
+//! so that the final sync does not put the whole store on the disk at once in front of the
+//! log's syncs.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::thread;
 use std::time::Instant;
@@ -62,6 +70,7 @@ impl Snapshotter {
                 else {
                     return;
                 };
+                lower_priority();
                 // A panic while serializing or writing ends in an error, not in a node that
                 // waits for this snapshot forever; the token stays out of the closure.
                 let result = panic::catch_unwind(AssertUnwindSafe(|| write_file(&mut token, data)))
@@ -101,9 +110,10 @@ fn write_file(token: &mut SnapshotToken, data: SnapshotData) -> io::Result<()> {
         out: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
         len: 0,
         crc: 0,
+        writeback_at: WRITEBACK_EVERY_BYTES,
     };
     data.write_to(&mut digest)?;
-    let Digest { out, len, crc } = digest;
+    let Digest { out, len, crc, .. } = digest;
     let mut file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
     let header = token.seal_streamed(len, crc);
     file.seek(SeekFrom::Start(0))?;
@@ -114,19 +124,90 @@ fn write_file(token: &mut SnapshotToken, data: SnapshotData) -> io::Result<()> {
 /// The bytes between the file and the serializer.
 const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 
-/// A writer that counts and checksums the bytes it passes on: what the header is sealed over.
-struct Digest<W> {
-    out: W,
-    len: u64,
-    crc: u32,
+/// How much the snapshot thread's nice value is raised above the node's: its other threads
+/// take the CPU first, yet not to the lowest (19) from the default, so that a machine busy
+/// with writes still finishes a snapshot in a few times its quiet duration rather than never.
+const SNAPSHOT_NICE_STEP: libc::c_int = 10;
+
+/// How many bytes of the file are written between two starts of its writeback.
+const WRITEBACK_EVERY_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The highest nice value Linux has.
+const LOWEST_PRIORITY_NICE: libc::c_int = 19;
+
+/// Raises the calling thread's nice value by [`SNAPSHOT_NICE_STEP`] (at most to 19): on
+/// Linux a nice value is per thread. A refusal only leaves the thread at the node's priority.
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: gettid has no preconditions; getpriority and setpriority only read their
+    // arguments, and errno is this thread's own.
+    let refused = unsafe {
+        let thread = libc::gettid() as libc::id_t;
+        // -1 is a valid nice value: only errno tells an error.
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, thread);
+        if now == -1 && *libc::__errno_location() != 0 {
+            true
+        } else {
+            let lowered = now
+                .saturating_add(SNAPSHOT_NICE_STEP)
+                .min(LOWEST_PRIORITY_NICE);
+            libc::setpriority(libc::PRIO_PROCESS, thread, lowered) != 0
+        }
+    };
+    if refused {
+        tracing::debug!(
+            error = %io::Error::last_os_error(),
+            "the snapshot thread keeps the node's priority"
+        );
+    }
 }
 
-impl<W: Write> Write for Digest<W> {
+/// Elsewhere a priority may be the whole process's: the thread keeps the node's.
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
+
+/// Starts the writeback of what `file` holds so far, without waiting for it: the disk then
+/// takes the snapshot in steps rather than all at the final sync. Only a hint; the final
+/// `sync_data` is what makes the file durable.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File) {
+    // SAFETY: the descriptor is open for as long as `file` is borrowed; offset 0 and length 0
+    // name the whole file, and SYNC_FILE_RANGE_WRITE only starts writing dirty pages.
+    let refused =
+        unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) != 0 };
+    if refused {
+        tracing::debug!(
+            error = %io::Error::last_os_error(),
+            "the snapshot file's early writeback was refused"
+        );
+    }
+}
+
+/// Elsewhere the final sync writes the whole file.
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File) {}
+
+/// A writer that counts and checksums the bytes it passes on (what the header is sealed
+/// over) and starts the file's writeback every [`WRITEBACK_EVERY_BYTES`].
+struct Digest {
+    out: BufWriter<File>,
+    len: u64,
+    crc: u32,
+    /// The length at which to start the writeback next.
+    writeback_at: u64,
+}
+
+impl Write for Digest {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         let written = self.out.write(bytes)?;
         let passed = &bytes[..written.min(bytes.len())];
         self.crc = crc32c::crc32c_append(self.crc, passed);
         self.len = self.len.saturating_add(passed.len() as u64);
+        if self.len >= self.writeback_at {
+            self.writeback_at = self.len.saturating_add(WRITEBACK_EVERY_BYTES);
+            start_writeback(self.out.get_ref());
+        }
         Ok(written)
     }
 
@@ -192,6 +273,28 @@ mod tests {
         let _ = snapshotter.write(1, job, Instant::now());
         let timeout = Duration::from_secs(30);
         snapshotter.done.recv_timeout(timeout).expect("an outcome")
+    }
+
+    /// The snapshot thread yields to the node's other threads: its nice value is raised by
+    /// SNAPSHOT_NICE_STEP from the node's (at most to 19), and only its own (the thread that
+    /// asked keeps its priority).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_snapshot_thread_runs_at_a_lower_priority_than_the_node() {
+        let nice_of_this_thread = || {
+            // SAFETY: as in lower_priority; getpriority only reads its arguments.
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+        };
+        let before = nice_of_this_thread();
+        let lowered = thread::spawn(move || {
+            lower_priority();
+            nice_of_this_thread()
+        })
+        .join()
+        .unwrap();
+        let expected = (before + SNAPSHOT_NICE_STEP).min(LOWEST_PRIORITY_NICE);
+        assert_eq!(lowered, expected);
+        assert_eq!(nice_of_this_thread(), before);
     }
 
     /// The thread streams the frozen store into the file (many write buffers long) and

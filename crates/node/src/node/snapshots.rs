@@ -8,6 +8,13 @@
 //! in the simulator, in line in [`Node::run`] — while the node goes on applying. Once
 //! it is written and synced, it becomes the current snapshot and the log behind it is
 //! compacted (thesis §5.1: a snapshot replaces the log entries it covers).
+//!
+//! Replicas apply the same entries at about the same time, so snapshots due every N entries
+//! from index 0 would come on every replica at once, each paying for its snapshot while the
+//! others pay for theirs. Each node takes them at its own phase of the N instead
+//! ([`snapshot_phase`]): at indexes `phase + k·N`, between N/2 and 3N/2 entries after its
+//! last snapshot, wherever that was (one received from the leader, say), so replicas settle
+//! into snapshots spread over the period.
 
 use skiff_raft::{LogIndex, LogStorage};
 use skiff_wal::Disk;
@@ -35,7 +42,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         token: SnapshotToken,
     ) -> Result<Option<LogIndex>, NodeError> {
         self.check_snapshot(&token)?;
-        self.snapshot_in_flight = None;
+        self.snapshot_finished();
         let index = token.write.meta().index;
         let installed = if self
             .raw
@@ -56,8 +63,14 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     /// wrote): the log is untouched, and the next snapshot tries again.
     pub fn snapshot_abandoned(&mut self, token: SnapshotToken) -> Result<(), NodeError> {
         self.check_snapshot(&token)?;
-        self.snapshot_in_flight = None;
+        self.snapshot_finished();
         self.consider_requested_snapshot()
+    }
+
+    /// No snapshot file is in flight any more; the next scheduled one rests from here.
+    fn snapshot_finished(&mut self) {
+        self.snapshot_in_flight = None;
+        self.snapshot_finished_at = self.applied.0;
     }
 
     /// Writes and syncs the snapshot file of `job` on the node's own disk, then
@@ -73,7 +86,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         drop(data);
         if let Err(error) = written {
             // The log removed what it wrote; the next snapshot tries again.
-            self.snapshot_in_flight = None;
+            self.snapshot_finished();
             return Err(error.into());
         }
         self.snapshot_written(token)
@@ -85,8 +98,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         if self.snapshot_in_flight.is_some() || self.writing.is_some() {
             return Ok(());
         }
-        let every = self.config.snapshot_every_entries;
-        let due = every > 0 && self.entries_since_snapshot() >= every;
+        let due = self.snapshot_due();
         if !due && !self.snapshot_requested {
             return Ok(());
         }
@@ -131,11 +143,18 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         }
     }
 
-    /// Entries applied since the last snapshot.
-    fn entries_since_snapshot(&self) -> u64 {
-        self.applied
-            .0
-            .saturating_sub(self.raw.storage().snapshot_meta().index.0)
+    /// Whether `snapshot_every_entries` asks for a snapshot now: once the applied index
+    /// reaches this node's next phase point at least half a period after its last snapshot,
+    /// and half a period has been applied since the last snapshot file was finished (a
+    /// snapshot slower than half a period, on a busy machine, is not followed at once by the
+    /// next).
+    fn snapshot_due(&self) -> bool {
+        let every = self.config.snapshot_every_entries;
+        let last = self.raw.storage().snapshot_meta().index.0;
+        let rested = self.snapshot_finished_at.saturating_add(every / 2);
+        every > 0
+            && self.applied.0 >= next_snapshot_at(self.id().0, every, last)
+            && self.applied.0 >= rested
     }
 
     /// The state machine's snapshot data — its state frozen now, or serialized now if it
@@ -163,5 +182,87 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             self.state_machine.snapshot_into(&mut bytes);
         }
         Some((index, SnapshotData { bytes, frozen }))
+    }
+}
+
+/// The applied index at which node `id`, snapshotting every `every` entries (not 0), takes
+/// its next snapshot after one at `last`: the first index of its phase at least `every / 2`
+/// (and at least one) entries after `last`.
+fn next_snapshot_at(id: u64, every: u64, last: u64) -> u64 {
+    let from = last.saturating_add(every / 2).max(last.saturating_add(1));
+    let (phase, at) = (snapshot_phase(id, every), from % every);
+    let to_phase = if phase >= at {
+        phase - at
+    } else {
+        every - (at - phase)
+    };
+    from.saturating_add(to_phase)
+}
+
+/// Where in each period of `every` entries node `id` takes its snapshots: the fractional
+/// part of `id` times the golden ratio's inverse, scaled to the period. Consecutive ids land
+/// far apart (ids 1, 2, 3 at 0.62, 0.24, 0.85 of the period), whatever the cluster's size.
+fn snapshot_phase(id: u64, every: u64) -> u64 {
+    const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15; // 2^64 / φ
+    let fraction = id.wrapping_mul(GOLDEN);
+    // fraction / 2^64 · every, below every.
+    ((u128::from(fraction) * u128::from(every)) >> 64) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The indexes at which node `id` snapshots while applying entries 1 to `through`.
+    fn snapshots_of(id: u64, every: u64, through: u64) -> Vec<u64> {
+        let mut last = 0;
+        let mut taken = Vec::new();
+        for applied in 1..=through {
+            if applied >= next_snapshot_at(id, every, last) {
+                taken.push(applied);
+                last = applied;
+            }
+        }
+        taken
+    }
+
+    /// Three replicas applying the same entries start their snapshots at different indexes,
+    /// each every `every` entries once settled, never sooner than half a period after its
+    /// last nor later than one and a half — spread over the period rather than all at once.
+    #[test]
+    fn replicas_take_their_snapshots_at_indexes_spread_over_the_period() {
+        let every = 100;
+        let taken: Vec<Vec<u64>> = (1..=3).map(|id| snapshots_of(id, every, 1_000)).collect();
+        for snapshots in &taken {
+            assert!((50..150).contains(&snapshots[0]), "{snapshots:?}");
+            for pair in snapshots.windows(2) {
+                assert_eq!(pair[1] - pair[0], every, "{snapshots:?}");
+            }
+        }
+        for (i, a) in taken.iter().enumerate() {
+            for b in &taken[i + 1..] {
+                let gap = (a[0] % every).abs_diff(b[0] % every);
+                assert!(gap.min(every - gap) >= 20, "{a:?} and {b:?} too close");
+            }
+        }
+    }
+
+    /// After a snapshot at an index off its phase (one installed from the leader, say), a node
+    /// waits at least half a period and at most one and a half; one entry a snapshot and a
+    /// period as long as an index can be both work.
+    #[test]
+    fn the_next_snapshot_comes_between_half_and_one_and_a_half_periods_later() {
+        for id in 1..=7 {
+            for last in [0, 1, 37, 99, 100, 12_345] {
+                let next = next_snapshot_at(id, 100, last);
+                assert!(
+                    (last + 50..last + 150).contains(&next),
+                    "{id} {last} {next}"
+                );
+            }
+            assert_eq!(next_snapshot_at(id, 1, 41), 42);
+            assert!(next_snapshot_at(id, u64::MAX, 5) > 5);
+            assert_eq!(next_snapshot_at(id, u64::MAX, u64::MAX - 1), u64::MAX);
+        }
     }
 }
