@@ -58,26 +58,6 @@ mod transport;
 
 use clap::{CommandFactory, FromArgMatches, Subcommand};
 
-/// mimalloc instead of glibc's malloc: the store's copy-on-write while a snapshot is written
-/// allocates on the driver thread what the snapshot thread frees, which glibc's arenas pay
-/// for in consolidation and lock traffic (see docs/BENCHMARKS.md, "What a snapshot costs a
-/// busy cluster"). Built without asking for huge pages, and [`no_huge_pages`] keeps the
-/// kernel from using them anyway: a 2 MiB page for every region touched would add tens of
-/// MiB to each node's resident memory.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Turns transparent huge pages off for this process, as a host configured to use them
-/// always would otherwise do for the allocator's regions. A refusal changes only memory use.
-#[cfg(target_os = "linux")]
-fn no_huge_pages() {
-    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
-    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
-}
-
-#[cfg(not(target_os = "linux"))]
-fn no_huge_pages() {}
-
 /// Skiff: the Raft consensus algorithm as a key-value store you can run, watch and trust.
 #[derive(clap::Parser, Debug)]
 #[command(version, about)]
@@ -105,7 +85,6 @@ enum Commands {
 }
 
 fn main() -> std::process::ExitCode {
-    no_huge_pages();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
