@@ -645,31 +645,40 @@ impl Driver {
             .batch_synced(token, &mut BatchSizes(&metrics, &mut self.recent_kinds))
     }
 
-    /// Puts messages on their peers' queues ([`Peers::queue`] opens one to a node that sent to
-    /// this one without being a member in its view).
+    /// Sends messages to their peers, each peer's in one write when its link is idle
+    /// ([`crate::transport::lane`]) and through its queue otherwise ([`Peers::queue`] opens
+    /// one to a node that sent to this one without being a member in its view).
     fn send(&mut self, messages: Vec<Envelope>) {
         let metrics = self.shared.metrics.clone();
-        let isolated = self.shared.is_isolated();
+        if self.shared.is_isolated() {
+            metrics.peer_messages_dropped.inc_by(messages.len() as u64);
+            return;
+        }
+        // Each peer's messages, in the order the node sent them.
+        let mut by_peer: Vec<(NodeId, Vec<Envelope>)> = Vec::new();
         for message in messages {
-            if isolated {
-                metrics.peer_messages_dropped.inc();
-                continue;
-            }
             if matches!(message.message, PeerMessage::Forward { .. }) {
                 metrics.forwarded_requests.inc();
             }
-            let Some(peer) = self.peers.queue(message.to(), self.node.member_addresses()) else {
-                metrics.peer_messages_dropped.inc();
+            let to = message.to();
+            match by_peer.iter_mut().find(|(peer, _)| *peer == to) {
+                Some((_, batch)) => batch.push(message),
+                None => by_peer.push((to, vec![message])),
+            }
+        }
+        for (to, batch) in by_peer {
+            let Some(link) = self.peers.queue(to, self.node.member_addresses()) else {
+                metrics.peer_messages_dropped.inc_by(batch.len() as u64);
                 continue;
             };
-            // Counted before it is moved into the queue; a full queue un-counts nothing, as
-            // the view shows what the node tried to send.
-            self.traffic.sent(&message);
-            let delivered = peer.try_send(message).is_ok();
-            // A full queue drops the message: Raft retransmits, and memory stays bounded.
-            if !delivered {
-                metrics.peer_messages_dropped.inc();
+            // Counted before they are sent; a full queue un-counts nothing, as the view shows
+            // what the node tried to send.
+            for message in &batch {
+                self.traffic.sent(message);
             }
+            // A full queue drops the message: Raft retransmits, and memory stays bounded.
+            let dropped = link.send(batch);
+            metrics.peer_messages_dropped.inc_by(dropped as u64);
         }
     }
 
