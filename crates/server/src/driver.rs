@@ -18,6 +18,7 @@ use skiff_raft::{ConfChange, ConfChangeStep, NodeId, Role};
 use tokio::sync::oneshot;
 
 use crate::admin;
+use crate::client::{DirectReply, ReplyTo};
 use crate::disk::TimedDisk;
 use crate::metrics::Metrics;
 use crate::peers::Peers;
@@ -42,6 +43,16 @@ pub enum Input {
         reply: oneshot::Sender<Reply>,
         /// The client's exactly-once session, for a write from a client connection: the
         /// node sends it again if a leader change loses its outcome (thesis §6.3).
+        session: Option<skiff_node::ClientSession>,
+    },
+    /// A client connection's command, whose reply the driver may write to the connection's
+    /// socket itself ([`crate::client::DirectReply`]).
+    Connection {
+        /// The command.
+        command: Command,
+        /// Where the reply goes.
+        reply: DirectReply,
+        /// The client's exactly-once session, for a write (thesis §6.3).
         session: Option<skiff_node::ClientSession>,
     },
     /// A message from another node.
@@ -126,7 +137,7 @@ pub use crate::peers::ConnectPeer;
 
 /// A request waiting for its reply.
 struct Waiting {
-    reply: oneshot::Sender<Reply>,
+    reply: ReplyTo,
     started: Instant,
     deadline: Instant,
     read: bool,
@@ -146,7 +157,7 @@ impl Waiting {
             &kind.ok
         };
         duration.observe(self.started.elapsed().as_secs_f64());
-        let _ = self.reply.send(reply);
+        self.reply.send(reply);
     }
 }
 
@@ -319,7 +330,12 @@ impl Driver {
                 command,
                 reply,
                 session,
-            } => self.handle_client(command, reply, session),
+            } => self.handle_client(command, ReplyTo::Channel(reply), session),
+            Input::Connection {
+                command,
+                reply,
+                session,
+            } => self.handle_client(command, ReplyTo::Connection(reply), session),
             Input::Peer(message) => self.handle_peer(message),
             Input::Admin { request, reply } => self.handle_admin(request, reply),
             Input::Backup(reply) => {
@@ -337,7 +353,7 @@ impl Driver {
     fn handle_client(
         &mut self,
         command: Command,
-        reply: oneshot::Sender<Reply>,
+        reply: ReplyTo,
         session: Option<skiff_node::ClientSession>,
     ) {
         let id = self.next_request_id();
