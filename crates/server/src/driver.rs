@@ -32,6 +32,13 @@ mod notes;
 mod status;
 pub(crate) mod traffic;
 
+/// The most client requests in flight for the driver to write their replies to the sockets
+/// itself. With one client waiting, the hand-off to its connection's task is most of what the
+/// driver can save it; with many, the writes (each waking a client, which may take this
+/// thread's core) would hold up the next batch for all of them, and stay on the runtime's
+/// threads.
+const MAX_IN_FLIGHT_FOR_DIRECT_REPLIES: usize = 4;
+
 /// Work for the driver thread.
 #[derive(Debug)]
 pub enum Input {
@@ -144,8 +151,9 @@ struct Waiting {
 }
 
 impl Waiting {
-    /// Sends the reply and records how long it took.
-    fn answer(self, reply: Reply, metrics: &Metrics) {
+    /// Sends the reply and records how long it took; `direct`: the driver may write it to
+    /// the client's socket itself.
+    fn answer(self, reply: Reply, metrics: &Metrics, direct: bool) {
         let kind = if self.read {
             &metrics.reads
         } else {
@@ -157,7 +165,11 @@ impl Waiting {
             &kind.ok
         };
         duration.observe(self.started.elapsed().as_secs_f64());
-        self.reply.send(reply);
+        if direct {
+            self.reply.send(reply);
+        } else {
+            self.reply.send_to_writer(reply);
+        }
     }
 }
 
@@ -729,12 +741,15 @@ impl Driver {
         }
     }
 
-    /// Answers the clients and operators whose requests the node completed.
+    /// Answers the clients and operators whose requests the node completed: with few
+    /// requests in flight this thread may write the replies to the clients' sockets itself
+    /// ([`MAX_IN_FLIGHT_FOR_DIRECT_REPLIES`]); otherwise their connections' writers write them.
     fn answer(&mut self, replies: Vec<(RequestId, Reply)>) {
         let metrics = self.shared.metrics.clone();
+        let direct = self.waiting.len() <= MAX_IN_FLIGHT_FOR_DIRECT_REPLIES;
         for (id, reply) in replies {
             if let Some(waiting) = self.waiting.remove(&id) {
-                waiting.answer(reply, &metrics);
+                waiting.answer(reply, &metrics, direct);
             } else if let Some((wait, deadline)) = self.admin_waiting.remove(&id) {
                 self.admin_replied(wait, deadline, reply);
             }
@@ -769,7 +784,7 @@ impl Driver {
             waiting.answer(Reply::error(format!(
                 "TRYAGAIN no answer within {} ms: the cluster may have no quorum; a write may or may not have been applied",
                 self.options.request_timeout.as_millis()
-            )), &self.shared.metrics);
+            )), &self.shared.metrics, false);
         }
     }
 }

@@ -44,6 +44,18 @@ impl ReplyTo {
             ReplyTo::Connection(direct) => direct.send(reply),
         }
     }
+
+    /// Hands `reply` back for the connection's writer to write, never to the socket here.
+    pub fn send_to_writer(self, reply: Reply) {
+        match self {
+            ReplyTo::Channel(sender) => {
+                let _ = sender.send(reply);
+            }
+            ReplyTo::Connection(direct) => {
+                let _ = direct.answer.send(Answer::Reply(reply));
+            }
+        }
+    }
 }
 
 /// What the writer learns of a reply the driver was asked for.
