@@ -3,14 +3,19 @@
 # the same redis-benchmark commands as bench/cluster.sh, the two alternating ROUNDS times so that
 # the machine's drift falls on both alike. Prints one CSV row per run (build, round, target,
 # setting, command, ops/s, p50 ms, p99 ms) and, per row kind, the median of each build.
+# A redis-benchmark run that does not end within RUN_TIMEOUT seconds is stopped and reported
+# (with its last output and the cluster's log), and the runs go on.
 #
 #   bench/ab.sh OLD_SKIFF NEW_SKIFF
 #   ROUNDS=3 SETTINGS="-c 50 -P 16" bench/ab.sh old/target/release/skiff target/release/skiff
+#   OPS=20000 ROUNDS=3 SETTINGS="-c 1" TESTS=set bench/ab.sh OLD NEW
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 OLD_SKIFF NEW_SKIFF" >&2; exit 2; }
 OPS=${OPS:-200000}
 ROUNDS=${ROUNDS:-2}
 BASE=${BASE:-17001}
+TESTS=${TESTS:-set,get}
+RUN_TIMEOUT=${RUN_TIMEOUT:-300}
 IFS=';' read -r -a settings <<<"${SETTINGS:--c 50;-c 50 -P 16}"
 WORK=$(mktemp -d)
 RESULTS="$WORK/results.csv"
@@ -36,13 +41,19 @@ run() {
       local port=$((BASE + leader - 1))
       [ "$target" = follower ] && port=$((BASE + follower - 1))
       # shellcheck disable=SC2086
-      redis-benchmark -p "$port" -t set,get -d 256 -r 100000 -n "$OPS" --csv $setting 2>/dev/null |
-        python3 -c '
+      if ! timeout "$RUN_TIMEOUT" redis-benchmark -p "$port" -t "$TESTS" -d 256 -r 100000 \
+        -n "$OPS" --csv $setting >"$WORK/bench.out" 2>"$WORK/bench.err"; then
+        echo "$build round $round $target $setting: redis-benchmark did not finish within" \
+          "${RUN_TIMEOUT}s (or failed); its output and the cluster's log:" >&2
+        tail -c 2000 "$WORK/bench.out" "$WORK/bench.err" >&2
+        tail -n 20 "$WORK/local.log" >&2
+      fi
+      python3 -c '
 import csv, sys
 for row in csv.reader(sys.stdin):
     if row and row[0] in ("SET", "GET"):
         print(",".join(sys.argv[1:] + [row[0], row[1], row[4], row[6]]))
-' "$build" "$round" "$target" "$setting" | tee -a "$RESULTS"
+' "$build" "$round" "$target" "$setting" <"$WORK/bench.out" | tee -a "$RESULTS"
     done
   done
   # Ctrl-C stops the cluster; a build that does not stop within 10 s is killed.
@@ -64,9 +75,13 @@ python3 - "$RESULTS" <<'EOF'
 import csv, statistics, sys
 rows = {}
 for build, _, target, setting, command, ops, p50, p99 in csv.reader(open(sys.argv[1])):
-    rows.setdefault((target, setting, command), {}).setdefault(build, []).append(float(ops))
-print("target,setting,command,old_ops_per_s,new_ops_per_s,new/old")
+    runs = rows.setdefault((target, setting, command), {}).setdefault(build, [])
+    runs.append((float(ops), float(p50)))
+print("target,setting,command,old_ops_per_s,new_ops_per_s,new/old,old_p50_ms,new_p50_ms")
 for (target, setting, command), builds in sorted(rows.items()):
-    old, new = statistics.median(builds["old"]), statistics.median(builds["new"])
-    print(f"{target},{setting},{command},{old:.0f},{new:.0f},{new / old:.2f}")
+    if "old" not in builds or "new" not in builds:
+        continue
+    old, new = (statistics.median(r[0] for r in builds[b]) for b in ("old", "new"))
+    old_p50, new_p50 = (statistics.median(r[1] for r in builds[b]) for b in ("old", "new"))
+    print(f"{target},{setting},{command},{old:.0f},{new:.0f},{new / old:.2f},{old_p50:.3f},{new_p50:.3f}")
 EOF

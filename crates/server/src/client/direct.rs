@@ -237,6 +237,21 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_sent_to_the_writer_is_not_written_even_when_it_is_awaited() {
+        let (lane, mut client) = lane();
+        let (direct, mut pending) = lane.request();
+        lane.wait_for(pending.request);
+        ReplyTo::Connection(direct).send_to_writer(Reply::Ok);
+        assert!(matches!(
+            pending.answer.try_recv(),
+            Ok(Answer::Reply(Reply::Ok))
+        ));
+        client.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        assert!(client.read(&mut byte).is_err(), "nothing was written");
+    }
+
+    #[test]
     fn a_closing_connection_and_a_lost_session_go_through_the_writer() {
         let (lane, _client) = lane();
         let (lost, mut lost_pending) = lane.request();
