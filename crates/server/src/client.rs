@@ -1,6 +1,7 @@
 //! Redis-protocol clients: one task pair per connection. The reader parses requests and hands
 //! commands to the driver without waiting for their replies (pipelining); the writer sends
-//! the replies back in request order.
+//! the replies back in request order (or lets the driver write the one it waits for itself,
+//! [`direct`]).
 //!
 //! Commands take effect in the order the client sent them (Redis's contract, which pipelining
 //! client libraries rely on). Reads may be in flight together, and so may writes (the leader
@@ -700,12 +701,7 @@ impl Connection<'_> {
             reply,
             session,
         };
-        if let Err(refused) = self.driver.try_send(input) {
-            let text = self.refusal(refused.is_full());
-            if let Input::Client { reply, .. } = refused.into_inner() {
-                let _ = reply.send(Reply::error(text));
-            }
-        }
+        self.hand_over(input);
         Owed::Later(receiver)
     }
 
@@ -721,22 +717,28 @@ impl Connection<'_> {
             reply,
             session,
         };
-        if let Err(refused) = self.driver.try_send(input) {
-            let text = self.refusal(refused.is_full());
-            if let Input::Connection { reply, .. } = refused.into_inner() {
-                ReplyTo::Connection(reply).send(Reply::error(text));
-            }
-        }
+        self.hand_over(input);
         Owed::Direct(pending)
     }
 
-    /// The reply to a request the driver's queue refused: full (counted), or closed.
-    fn refusal(&self, full: bool) -> &'static str {
-        if full {
+    /// Hands a client's request to the driver; one its queue refuses (full, counted, or
+    /// closed) is answered at once.
+    fn hand_over(&self, input: Input) {
+        let Err(refused) = self.driver.try_send(input) else {
+            return;
+        };
+        let text = if refused.is_full() {
             self.shared.metrics.error("busy");
             skiff_node::refusals::BUSY
         } else {
             "ERR the node is shutting down"
+        };
+        match refused.into_inner() {
+            Input::Client { reply, .. } => ReplyTo::Channel(reply).send(Reply::error(text)),
+            Input::Connection { reply, .. } => {
+                ReplyTo::Connection(reply).send_to_writer(Reply::error(text))
+            }
+            Input::Peer(_) | Input::Admin { .. } | Input::Backup(_) => {}
         }
     }
 }

@@ -23,7 +23,9 @@
 //!
 //! Each peer has one long-lived outgoing connection fed by a bounded queue. When the queue is
 //! full the message is dropped, as the network may drop it: Raft retransmits, and memory does
-//! not grow with load. A lost connection is re-established with exponential backoff.
+//! not grow with load. A lost connection is re-established with exponential backoff. While the
+//! sender task is idle on a plain connection, the driver writes to the socket itself
+//! ([`lane`]), in the same order.
 
 use crossbeam_channel::{Sender, TrySendError};
 use std::net::SocketAddr;
