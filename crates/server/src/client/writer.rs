@@ -44,13 +44,14 @@ impl Connection<'_> {
                     || out.len() >= 64 * 1024
                     || closing
                     || !more);
+            // With nothing of its own to write, the writer lets the driver write the next
+            // reply itself.
+            let lane = (out.is_empty() && !inbox.is_active()).then_some(&**self.lane);
             tokio::select! {
                 // Collect every reply that is ready before writing: pipelined replies share
                 // a write.
                 biased;
-                // With nothing of its own to write, the writer lets the driver write the
-                // next reply itself.
-                next = next_owed(&mut head, &mut owed_rx, answered, (out.is_empty() && !inbox.is_active()).then_some(&**self.lane)), if more && !closing => {
+                next = next_owed(&mut head, &mut owed_rx, answered, lane), if more && !closing => {
                     let Some(owed) = next else {
                         more = false;
                         continue;
