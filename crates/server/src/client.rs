@@ -364,6 +364,8 @@ fn shared_with_driver(
     lane: &direct::ReplyLane,
 ) -> std::io::Result<tokio::net::TcpStream> {
     let std = stream.into_std()?;
+    // Kept non-blocking whatever the runtime leaves: the driver must never wait on it.
+    std.set_nonblocking(true)?;
     if let Ok(handle) = std.try_clone() {
         lane.attach(handle);
     }

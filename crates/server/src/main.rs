@@ -40,6 +40,7 @@ mod httpc;
 mod join;
 mod local;
 mod metrics;
+mod open_files;
 mod peers;
 mod pubsub;
 mod resp;

@@ -460,6 +460,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     security.check_exposure(listen, settings.insecure)?;
     let config = node_config(&settings, &identity, has_run)?;
     let client_options = client_options(&settings, &config)?;
+    crate::open_files::raise_for(settings.max_clients);
     let driver_options = driver_options(&settings, &identity)?;
     let notify_flags = match &settings.notify_keyspace_events {
         None => crate::pubsub::NotifyFlags::default(),

@@ -515,14 +515,18 @@ pub async fn send_to_peer(
 }
 
 /// Gives the driver a handle on a plain connection's socket (the same socket, another
-/// descriptor), so that it can write while the sender task is idle. `None` if the socket
-/// could not be moved out of the runtime's reactor and back, or no descriptor is left (then
-/// it is closed, and dialled again).
+/// descriptor), so that it can write while the sender task is idle; without a descriptor to
+/// spare the connection goes on without the shortcut. `None` if the socket could not be moved
+/// out of the runtime's reactor and back (then it is closed, and dialled again).
 fn shared_with_driver(stream: TcpStream, connection: u64, feed: &PeerFeed) -> Option<TcpStream> {
     let std = stream.into_std().ok()?;
-    let stream = TcpStream::from_std(std.try_clone().ok()?).ok()?;
-    feed.attach(connection, std);
-    Some(stream)
+    // Kept non-blocking whatever the runtime leaves: the driver must never wait on it.
+    std.set_nonblocking(true).ok()?;
+    match std.try_clone() {
+        Ok(handle) => feed.attach(connection, handle),
+        Err(error) => tracing::debug!(%error, "peer connection without the driver's shortcut"),
+    }
+    TcpStream::from_std(std).ok()
 }
 
 /// An outgoing peer connection.

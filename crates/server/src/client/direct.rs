@@ -25,6 +25,10 @@ use crate::resp;
 /// connection's writer, off the driver thread.
 const MAX_DIRECT_REPLY_BYTES: usize = 256 * 1024;
 
+/// The most of a connection's encode buffer kept between replies: a larger reply's memory is
+/// given back once written, so idle connections hold little.
+const KEPT_ENCODE_BYTES: usize = 16 * 1024;
+
 /// How the driver hands back one request's reply.
 #[derive(Debug)]
 pub enum ReplyTo {
@@ -181,9 +185,15 @@ impl DirectReply {
         resp::write_reply(&mut state.out, reply);
         // The socket is non-blocking (tokio's): a full send buffer answers WouldBlock, and
         // the writer writes the reply instead.
-        let written = (&*socket).write(&state.out).ok()?;
+        let written = (&*socket).write(&state.out);
+        let rest = written.ok().map(|written| state.out[written..].to_vec());
+        // Ten thousand connections must not each keep their largest reply's memory.
+        if state.out.capacity() > KEPT_ENCODE_BYTES {
+            state.out = BytesMut::new();
+        }
+        let rest = rest?;
         state.waiting_for = None;
-        Some(state.out[written..].to_vec())
+        Some(rest)
     }
 }
 

@@ -119,7 +119,15 @@ impl PeerLink {
                 // The rest goes first, through the queue: it is empty while the lane is idle.
                 state.idle = false;
                 let bytes = state.out[written..].to_vec();
-                let _ = self.queue.try_send(Outgoing::Rest { connection, bytes });
+                if self
+                    .queue
+                    .try_send(Outgoing::Rest { connection, bytes })
+                    .is_err()
+                {
+                    // Never with an empty queue; if it were, the next frame would follow a
+                    // torn one: the connection ends, and the sender task dials again.
+                    let _ = socket.shutdown(std::net::Shutdown::Both);
+                }
                 return 0;
             }
             // Would block, or the connection failed: the sender task writes them, or finds
