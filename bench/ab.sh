@@ -3,14 +3,19 @@
 # the same redis-benchmark commands as bench/cluster.sh, the two alternating ROUNDS times so that
 # the machine's drift falls on both alike. Prints one CSV row per run (build, round, target,
 # setting, command, ops/s, p50 ms, p99 ms) and, per row kind, the median of each build.
+# A redis-benchmark run that does not end within RUN_TIMEOUT seconds is stopped and reported
+# (with its last output and the cluster's log), and the runs go on.
 #
 #   bench/ab.sh OLD_SKIFF NEW_SKIFF
 #   ROUNDS=3 SETTINGS="-c 50 -P 16" bench/ab.sh old/target/release/skiff target/release/skiff
+#   OPS=20000 ROUNDS=3 SETTINGS="-c 1" TESTS=set bench/ab.sh OLD NEW
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 OLD_SKIFF NEW_SKIFF" >&2; exit 2; }
 OPS=${OPS:-200000}
 ROUNDS=${ROUNDS:-2}
 BASE=${BASE:-17001}
+TESTS=${TESTS:-set,get}
+RUN_TIMEOUT=${RUN_TIMEOUT:-300}
 IFS=';' read -r -a settings <<<"${SETTINGS:--c 50;-c 50 -P 16}"
 WORK=$(mktemp -d)
 RESULTS="$WORK/results.csv"
@@ -20,12 +25,16 @@ trap cleanup EXIT
 
 run() {
   local build=$1 bin=$2 round=$3
+  # The previous run's log goes first: the shell truncates it only once the background job
+  # starts, and a leader read from it (another cluster's) sent redis-benchmark to a node not
+  # listening yet, where it waited for ever (the hangs of earlier sessions).
+  rm -f "$WORK/local.log"
   "$bin" local --data-dir "$WORK/$build-$round" --client-port "$BASE" --peer-port $((BASE + 100)) \
     --http-port $((BASE + 200)) --control-port $((BASE + 199)) >"$WORK/local.log" 2>&1 &
   pid=$!
   local leader=""
   for _ in $(seq 100); do
-    leader=$(grep -o 'leader: node [0-9]*' "$WORK/local.log" | tail -1 | awk '{print $3}' || true)
+    leader=$(grep -so 'leader: node [0-9]*' "$WORK/local.log" | tail -1 | awk '{print $3}' || true)
     [ -n "$leader" ] && break
     sleep 0.1
   done
@@ -36,13 +45,19 @@ run() {
       local port=$((BASE + leader - 1))
       [ "$target" = follower ] && port=$((BASE + follower - 1))
       # shellcheck disable=SC2086
-      redis-benchmark -p "$port" -t set,get -d 256 -r 100000 -n "$OPS" --csv $setting 2>/dev/null |
-        python3 -c '
+      if ! timeout "$RUN_TIMEOUT" redis-benchmark -p "$port" -t "$TESTS" -d 256 -r 100000 \
+        -n "$OPS" --csv $setting >"$WORK/bench.out" 2>"$WORK/bench.err"; then
+        echo "$build round $round $target $setting: redis-benchmark did not finish within" \
+          "${RUN_TIMEOUT}s (or failed); its output and the cluster's log:" >&2
+        tail -c 2000 "$WORK/bench.out" "$WORK/bench.err" >&2
+        tail -n 20 "$WORK/local.log" >&2
+      fi
+      python3 -c '
 import csv, sys
 for row in csv.reader(sys.stdin):
     if row and row[0] in ("SET", "GET"):
         print(",".join(sys.argv[1:] + [row[0], row[1], row[4], row[6]]))
-' "$build" "$round" "$target" "$setting" | tee -a "$RESULTS"
+' "$build" "$round" "$target" "$setting" <"$WORK/bench.out" | tee -a "$RESULTS"
     done
   done
   # Ctrl-C stops the cluster; a build that does not stop within 10 s is killed.
@@ -64,9 +79,13 @@ python3 - "$RESULTS" <<'EOF'
 import csv, statistics, sys
 rows = {}
 for build, _, target, setting, command, ops, p50, p99 in csv.reader(open(sys.argv[1])):
-    rows.setdefault((target, setting, command), {}).setdefault(build, []).append(float(ops))
-print("target,setting,command,old_ops_per_s,new_ops_per_s,new/old")
+    runs = rows.setdefault((target, setting, command), {}).setdefault(build, [])
+    runs.append((float(ops), float(p50)))
+print("target,setting,command,old_ops_per_s,new_ops_per_s,new/old,old_p50_ms,new_p50_ms")
 for (target, setting, command), builds in sorted(rows.items()):
-    old, new = statistics.median(builds["old"]), statistics.median(builds["new"])
-    print(f"{target},{setting},{command},{old:.0f},{new:.0f},{new / old:.2f}")
+    if "old" not in builds or "new" not in builds:
+        continue
+    old, new = (statistics.median(r[0] for r in builds[b]) for b in ("old", "new"))
+    old_p50, new_p50 = (statistics.median(r[1] for r in builds[b]) for b in ("old", "new"))
+    print(f"{target},{setting},{command},{old:.0f},{new:.0f},{new / old:.2f},{old_p50:.3f},{new_p50:.3f}")
 EOF

@@ -1,6 +1,7 @@
 //! Redis-protocol clients: one task pair per connection. The reader parses requests and hands
 //! commands to the driver without waiting for their replies (pipelining); the writer sends
-//! the replies back in request order.
+//! the replies back in request order (or lets the driver write the one it waits for itself,
+//! [`direct`]).
 //!
 //! Commands take effect in the order the client sent them (Redis's contract, which pipelining
 //! client libraries rely on). Reads may be in flight together, and so may writes (the leader
@@ -32,7 +33,10 @@ use crate::driver::Input;
 use crate::resp::{self, Limits, RequestParser};
 use crate::shared::{NodeStatus, Shared};
 
+pub use direct::{DirectReply, ReplyTo};
+
 mod connection;
+mod direct;
 mod registry;
 mod session;
 mod subscriber;
@@ -164,6 +168,10 @@ enum Owed {
     Simple(&'static str),
     /// Coming from the driver.
     Later(oneshot::Receiver<Reply>),
+    /// Coming from the driver, which may write it to the socket itself ([`direct`]).
+    Direct(direct::Pending),
+    /// The part of a reply the driver wrote that the socket did not take.
+    Written(Vec<u8>),
     /// Reply, then close the connection.
     Close(Reply),
     /// From here on, write what this mailbox holds too: the connection subscribed.
@@ -312,7 +320,9 @@ pub async fn serve_clients(
         tokio::spawn(async move {
             let _slot = slot;
             let _ = stream.set_nodelay(true);
+            let lane = Arc::new(direct::ReplyLane::default());
             let connection = Connection {
+                lane: &lane,
                 client: &client,
                 driver: &driver,
                 shared: &shared,
@@ -323,10 +333,15 @@ pub async fn serve_clients(
             };
             shared.metrics.client_connections.inc();
             match &access.tls {
-                None => {
-                    let (reader, writer) = stream.into_split();
-                    connection.serve(reader, writer).await;
-                }
+                None => match shared_with_driver(stream, &lane) {
+                    Ok(stream) => {
+                        let (reader, writer) = stream.into_split();
+                        connection.serve(reader, writer).await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(client = %addr, %error, "could not move a client's socket")
+                    }
+                },
                 Some(tls) => match tls.accept(stream, addr, "client").await {
                     Some(stream) => {
                         let (reader, writer) = tokio::io::split(stream);
@@ -341,6 +356,22 @@ pub async fn serve_clients(
     }
 }
 
+/// Gives the driver a handle on a plain connection's socket (the same socket, another
+/// descriptor), so that it can write replies itself ([`direct`]); without a descriptor to
+/// spare, the connection is served without one.
+fn shared_with_driver(
+    stream: tokio::net::TcpStream,
+    lane: &direct::ReplyLane,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let std = stream.into_std()?;
+    // Kept non-blocking whatever the runtime leaves: the driver must never wait on it.
+    std.set_nonblocking(true)?;
+    if let Ok(handle) = std.try_clone() {
+        lane.attach(handle);
+    }
+    tokio::net::TcpStream::from_std(std)
+}
+
 /// One client connection's context.
 struct Connection<'a> {
     driver: &'a Sender<Input>,
@@ -352,6 +383,8 @@ struct Connection<'a> {
     password: Option<&'a Secret>,
     /// This connection's entry among the node's clients.
     client: &'a registry::Registered,
+    /// The driver's way to the socket.
+    lane: &'a Arc<direct::ReplyLane>,
 }
 
 impl Connection<'_> {
@@ -368,6 +401,7 @@ impl Connection<'_> {
             () = &mut writer => {}
             () = reader => writer.await,
         }
+        self.lane.close();
     }
 
     /// Disconnects a client that passed a memory limit, saying which.
@@ -623,10 +657,10 @@ impl Connection<'_> {
             order.session.next(order.submitted, answered, lost)
         });
         order.sent(effect);
-        let mut owed = self.submit(command, session);
-        if let Some(splice) = splice {
-            owed = splice.around(owed);
-        }
+        let owed = match splice {
+            Some(splice) => splice.around(self.submit(command, session)),
+            None => self.submit_direct(command, session),
+        };
         queue
             .owed_tx
             .send(Queued {
@@ -643,7 +677,11 @@ impl Connection<'_> {
         let reserved = match &owed {
             Owed::Now(reply) | Owed::Close(reply) => resp::reply_len(reply),
             Owed::Simple(text) => text.len() + 3,
-            Owed::Later(_) | Owed::Subscribed(_) | Owed::Unsubscribed => 0,
+            Owed::Later(_)
+            | Owed::Direct(_)
+            | Owed::Written(_)
+            | Owed::Subscribed(_)
+            | Owed::Unsubscribed => 0,
         };
         queue
             .answered
@@ -665,18 +703,45 @@ impl Connection<'_> {
             reply,
             session,
         };
-        if let Err(refused) = self.driver.try_send(input) {
-            let text = if refused.is_full() {
-                self.shared.metrics.error("busy");
-                skiff_node::refusals::BUSY
-            } else {
-                "ERR the node is shutting down"
-            };
-            if let Input::Client { reply, .. } = refused.into_inner() {
-                let _ = reply.send(Reply::error(text));
-            }
-        }
+        self.hand_over(input);
         Owed::Later(receiver)
+    }
+
+    /// Hands a store command to the driver, which may write its reply to the socket itself.
+    fn submit_direct(
+        &self,
+        command: skiff_kv::Command,
+        session: Option<skiff_node::ClientSession>,
+    ) -> Owed {
+        let (reply, pending) = self.lane.request();
+        let input = Input::Connection {
+            command,
+            reply,
+            session,
+        };
+        self.hand_over(input);
+        Owed::Direct(pending)
+    }
+
+    /// Hands a client's request to the driver; one its queue refuses (full, counted, or
+    /// closed) is answered at once.
+    fn hand_over(&self, input: Input) {
+        let Err(refused) = self.driver.try_send(input) else {
+            return;
+        };
+        let text = if refused.is_full() {
+            self.shared.metrics.error("busy");
+            skiff_node::refusals::BUSY
+        } else {
+            "ERR the node is shutting down"
+        };
+        match refused.into_inner() {
+            Input::Client { reply, .. } => ReplyTo::Channel(reply).send(Reply::error(text)),
+            Input::Connection { reply, .. } => {
+                ReplyTo::Connection(reply).send_to_writer(Reply::error(text))
+            }
+            Input::Peer(_) | Input::Admin { .. } | Input::Backup(_) => {}
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use skiff_raft::{ConfChange, ConfChangeStep, NodeId, Role};
 use tokio::sync::oneshot;
 
 use crate::admin;
+use crate::client::{DirectReply, ReplyTo};
 use crate::disk::TimedDisk;
 use crate::metrics::Metrics;
 use crate::peers::Peers;
@@ -31,6 +32,13 @@ mod notes;
 mod status;
 pub(crate) mod traffic;
 
+/// The most client requests in flight for the driver to write their replies to the sockets
+/// itself. With one client waiting, the hand-off to its connection's task is most of what the
+/// driver can save it; with many, the writes (each waking a client, which may take this
+/// thread's core) would hold up the next batch for all of them, and stay on the runtime's
+/// threads.
+const MAX_IN_FLIGHT_FOR_DIRECT_REPLIES: usize = 4;
+
 /// Work for the driver thread.
 #[derive(Debug)]
 pub enum Input {
@@ -42,6 +50,16 @@ pub enum Input {
         reply: oneshot::Sender<Reply>,
         /// The client's exactly-once session, for a write from a client connection: the
         /// node sends it again if a leader change loses its outcome (thesis §6.3).
+        session: Option<skiff_node::ClientSession>,
+    },
+    /// A client connection's command, whose reply the driver may write to the connection's
+    /// socket itself ([`crate::client::DirectReply`]).
+    Connection {
+        /// The command.
+        command: Command,
+        /// Where the reply goes.
+        reply: DirectReply,
+        /// The client's exactly-once session, for a write (thesis §6.3).
         session: Option<skiff_node::ClientSession>,
     },
     /// A message from another node.
@@ -126,15 +144,16 @@ pub use crate::peers::ConnectPeer;
 
 /// A request waiting for its reply.
 struct Waiting {
-    reply: oneshot::Sender<Reply>,
+    reply: ReplyTo,
     started: Instant,
     deadline: Instant,
     read: bool,
 }
 
 impl Waiting {
-    /// Sends the reply and records how long it took.
-    fn answer(self, reply: Reply, metrics: &Metrics) {
+    /// Sends the reply and records how long it took; `direct`: the driver may write it to
+    /// the client's socket itself.
+    fn answer(self, reply: Reply, metrics: &Metrics, direct: bool) {
         let kind = if self.read {
             &metrics.reads
         } else {
@@ -146,7 +165,11 @@ impl Waiting {
             &kind.ok
         };
         duration.observe(self.started.elapsed().as_secs_f64());
-        let _ = self.reply.send(reply);
+        if direct {
+            self.reply.send(reply);
+        } else {
+            self.reply.send_to_writer(reply);
+        }
     }
 }
 
@@ -319,7 +342,12 @@ impl Driver {
                 command,
                 reply,
                 session,
-            } => self.handle_client(command, reply, session),
+            } => self.handle_client(command, ReplyTo::Channel(reply), session),
+            Input::Connection {
+                command,
+                reply,
+                session,
+            } => self.handle_client(command, ReplyTo::Connection(reply), session),
             Input::Peer(message) => self.handle_peer(message),
             Input::Admin { request, reply } => self.handle_admin(request, reply),
             Input::Backup(reply) => {
@@ -337,7 +365,7 @@ impl Driver {
     fn handle_client(
         &mut self,
         command: Command,
-        reply: oneshot::Sender<Reply>,
+        reply: ReplyTo,
         session: Option<skiff_node::ClientSession>,
     ) {
         let id = self.next_request_id();
@@ -645,31 +673,40 @@ impl Driver {
             .batch_synced(token, &mut BatchSizes(&metrics, &mut self.recent_kinds))
     }
 
-    /// Puts messages on their peers' queues ([`Peers::queue`] opens one to a node that sent to
-    /// this one without being a member in its view).
+    /// Sends messages to their peers, each peer's in one write when its link is idle
+    /// ([`crate::transport::lane`]) and through its queue otherwise ([`Peers::queue`] opens
+    /// one to a node that sent to this one without being a member in its view).
     fn send(&mut self, messages: Vec<Envelope>) {
         let metrics = self.shared.metrics.clone();
-        let isolated = self.shared.is_isolated();
+        if self.shared.is_isolated() {
+            metrics.peer_messages_dropped.inc_by(messages.len() as u64);
+            return;
+        }
+        // Each peer's messages, in the order the node sent them.
+        let mut by_peer: Vec<(NodeId, Vec<Envelope>)> = Vec::new();
         for message in messages {
-            if isolated {
-                metrics.peer_messages_dropped.inc();
-                continue;
-            }
             if matches!(message.message, PeerMessage::Forward { .. }) {
                 metrics.forwarded_requests.inc();
             }
-            let Some(peer) = self.peers.queue(message.to(), self.node.member_addresses()) else {
-                metrics.peer_messages_dropped.inc();
+            let to = message.to();
+            match by_peer.iter_mut().find(|(peer, _)| *peer == to) {
+                Some((_, batch)) => batch.push(message),
+                None => by_peer.push((to, vec![message])),
+            }
+        }
+        for (to, batch) in by_peer {
+            let Some(link) = self.peers.queue(to, self.node.member_addresses()) else {
+                metrics.peer_messages_dropped.inc_by(batch.len() as u64);
                 continue;
             };
-            // Counted before it is moved into the queue; a full queue un-counts nothing, as
-            // the view shows what the node tried to send.
-            self.traffic.sent(&message);
-            let delivered = peer.try_send(message).is_ok();
-            // A full queue drops the message: Raft retransmits, and memory stays bounded.
-            if !delivered {
-                metrics.peer_messages_dropped.inc();
+            // Counted before they are sent; a full queue un-counts nothing, as the view shows
+            // what the node tried to send.
+            for message in &batch {
+                self.traffic.sent(message);
             }
+            // A full queue drops the message: Raft retransmits, and memory stays bounded.
+            let dropped = link.send(batch);
+            metrics.peer_messages_dropped.inc_by(dropped as u64);
         }
     }
 
@@ -704,12 +741,15 @@ impl Driver {
         }
     }
 
-    /// Answers the clients and operators whose requests the node completed.
+    /// Answers the clients and operators whose requests the node completed: with few
+    /// requests in flight this thread may write the replies to the clients' sockets itself
+    /// ([`MAX_IN_FLIGHT_FOR_DIRECT_REPLIES`]); otherwise their connections' writers write them.
     fn answer(&mut self, replies: Vec<(RequestId, Reply)>) {
         let metrics = self.shared.metrics.clone();
+        let direct = self.waiting.len() <= MAX_IN_FLIGHT_FOR_DIRECT_REPLIES;
         for (id, reply) in replies {
             if let Some(waiting) = self.waiting.remove(&id) {
-                waiting.answer(reply, &metrics);
+                waiting.answer(reply, &metrics, direct);
             } else if let Some((wait, deadline)) = self.admin_waiting.remove(&id) {
                 self.admin_replied(wait, deadline, reply);
             }
@@ -744,7 +784,7 @@ impl Driver {
             waiting.answer(Reply::error(format!(
                 "TRYAGAIN no answer within {} ms: the cluster may have no quorum; a write may or may not have been applied",
                 self.options.request_timeout.as_millis()
-            )), &self.shared.metrics);
+            )), &self.shared.metrics, false);
         }
     }
 }

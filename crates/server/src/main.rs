@@ -41,6 +41,7 @@ mod httpc;
 mod join;
 mod local;
 mod metrics;
+mod open_files;
 mod peers;
 mod prefetch;
 mod pubsub;

@@ -15,11 +15,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skiff_node::Envelope;
 use skiff_raft::NodeId;
-use tokio::sync::mpsc;
 
 use crate::shared::Shared;
+use crate::transport::PeerLink;
 
 /// How often the addresses are checked besides membership changes: a node that is not a
 /// member gives its address only in its Hello, which may change.
@@ -29,13 +28,13 @@ pub const PEER_REFRESH: Duration = Duration::from_secs(1);
 /// was last heard from.
 pub const NON_MEMBER_QUIET: Duration = Duration::from_secs(5);
 
-/// Starts a sender task for a peer at an address; the driver keeps the returned queue.
-pub type ConnectPeer = Box<dyn Fn(NodeId, SocketAddr) -> mpsc::Sender<Envelope> + Send>;
+/// Starts a sender task for a peer at an address; the driver keeps the returned link.
+pub type ConnectPeer = Box<dyn Fn(NodeId, SocketAddr) -> PeerLink + Send>;
 
 /// The queues, and what their addresses are chosen from.
 pub struct Peers {
-    /// A queue per peer, with the address its sender task connects to.
-    queues: HashMap<NodeId, (SocketAddr, mpsc::Sender<Envelope>)>,
+    /// A link per peer, with the address its sender task connects to.
+    queues: HashMap<NodeId, (SocketAddr, PeerLink)>,
     connect: ConnectPeer,
     /// The identity's peer addresses: the initial cluster's, and those a joining node was told.
     known: BTreeMap<u64, SocketAddr>,
@@ -123,11 +122,7 @@ impl Peers {
     /// The queue to `to`, opened now if there is none and an address is known for it (a node
     /// that is not a member in this node's view, such as a leader that joined after it):
     /// a node answers whoever sends to it.
-    pub fn queue(
-        &mut self,
-        to: NodeId,
-        recorded: &BTreeMap<NodeId, String>,
-    ) -> Option<&mpsc::Sender<Envelope>> {
+    pub fn queue(&mut self, to: NodeId, recorded: &BTreeMap<NodeId, String>) -> Option<&PeerLink> {
         if !self.queues.contains_key(&to) {
             if let Some(addr) = self.address(recorded, to) {
                 self.connect_to(to, addr);
@@ -161,7 +156,12 @@ mod tests {
         let record = opened.clone();
         let connect: ConnectPeer = Box::new(move |id, addr| {
             record.lock().unwrap().push((id.0, addr));
-            mpsc::channel(1).0
+            let metrics = crate::metrics::Metrics::new();
+            let sent = crate::transport::Sent {
+                messages: metrics.peer_messages_sent.with_label_values(&["0"]),
+                bytes: metrics.peer_bytes_sent.with_label_values(&["0"]),
+            };
+            crate::transport::peer_lane(0, 1, sent).0
         });
         let shared = Arc::new(Shared::default());
         let known = BTreeMap::from([(1, addr("10.0.0.1:7101"))]);

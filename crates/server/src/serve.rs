@@ -9,7 +9,6 @@ use crossbeam_channel::bounded;
 use skiff_node::{Node, NodeConfig, Replay};
 use skiff_raft::{Config, NodeId};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 use crate::auth::Secret;
 use crate::client::{ClientAccess, ClientOptions};
@@ -462,6 +461,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     security.check_exposure(listen, settings.insecure)?;
     let config = node_config(&settings, &identity, has_run)?;
     let client_options = client_options(&settings, &config)?;
+    crate::open_files::raise_for(settings.max_clients);
     let driver_options = driver_options(&settings, &identity)?;
     let notify_flags = match &settings.notify_keyspace_events {
         None => crate::pubsub::NotifyFlags::default(),
@@ -658,16 +658,20 @@ fn peer_connector(
 ) -> ConnectPeer {
     let runtime = tokio::runtime::Handle::current();
     Box::new(move |peer, addr| {
-        let (tx, rx) = mpsc::channel(PEER_QUEUE);
+        let label = peer.0.to_string();
+        let sent = transport::Sent {
+            messages: metrics.peer_messages_sent.with_label_values(&[&label]),
+            bytes: metrics.peer_bytes_sent.with_label_values(&[&label]),
+        };
+        let (link, feed) = transport::peer_lane(transport.cluster_id, PEER_QUEUE, sent);
         runtime.spawn(transport::send_to_peer(
             peer,
             addr,
             transport.clone(),
-            metrics.clone(),
-            rx,
+            feed,
             tls.clone(),
         ));
-        tx
+        link
     })
 }
 

@@ -23,7 +23,9 @@
 //!
 //! Each peer has one long-lived outgoing connection fed by a bounded queue. When the queue is
 //! full the message is dropped, as the network may drop it: Raft retransmits, and memory does
-//! not grow with load. A lost connection is re-established with exponential backoff.
+//! not grow with load. A lost connection is re-established with exponential backoff. While the
+//! sender task is idle on a plain connection, the driver writes to the socket itself
+//! ([`lane`]), in the same order.
 
 use crossbeam_channel::{Sender, TrySendError};
 use std::net::SocketAddr;
@@ -35,10 +37,8 @@ use skiff_node::{wire, Envelope};
 use skiff_raft::NodeId;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 
 use crate::driver::Input;
-use crate::metrics::Metrics;
 use crate::shared::{Advertised, Shared};
 use crate::tls::Tls;
 
@@ -64,6 +64,11 @@ const HELLO_DEADLINE: Duration = Duration::from_secs(2);
 const MAX_ADVERTISED: usize = 64;
 /// How often a connection's messages mark its peer as heard from in the advertised map.
 const HEARD_EVERY: Duration = Duration::from_secs(1);
+
+pub mod lane;
+
+use lane::put_outgoing;
+pub use lane::{peer_lane, PeerFeed, PeerLink, Sent};
 
 mod kind {
     pub const HELLO: u8 = 0;
@@ -439,34 +444,33 @@ async fn relay_messages(
 }
 
 /// Keeps one connection to the peer at `addr` and writes the queued messages to it,
-/// several per write when they queue up.
+/// several per write when they queue up; on plain TCP it lets the driver write to the socket
+/// itself while nothing is queued ([`lane`]).
 pub async fn send_to_peer(
     peer: NodeId,
     addr: SocketAddr,
     options: Arc<TransportOptions>,
-    metrics: Arc<Metrics>,
-    mut queue: mpsc::Receiver<Envelope>,
+    mut feed: PeerFeed,
     tls: Option<Arc<Tls>>,
 ) {
-    let label = peer.0.to_string();
-    let sent = Sent {
-        messages: metrics.peer_messages_sent.with_label_values(&[&label]),
-        bytes: metrics.peer_bytes_sent.with_label_values(&[&label]),
-    };
     let mut backoff = Duration::from_millis(20);
     let mut out = Vec::with_capacity(64 * 1024);
     // The last reason a TLS connection was refused: logged when it changes, not every retry.
     let mut refused: Option<String> = None;
+    let mut connection = 0;
     loop {
         let stream =
             match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await {
                 Ok(Ok(stream)) => Some(stream),
                 Ok(Err(_)) | Err(_) => None,
             };
+        connection += 1;
         let stream = match (stream, &tls) {
             (Some(stream), None) => {
                 let _ = stream.set_nodelay(true);
-                Ok(Connected::Plain(stream))
+                shared_with_driver(stream, connection, &feed)
+                    .map(Connected::Plain)
+                    .ok_or(())
             }
             (Some(stream), Some(tls)) => {
                 let _ = stream.set_nodelay(true);
@@ -486,16 +490,21 @@ pub async fn send_to_peer(
         let Ok(stream) = stream else {
             // Messages queued while the peer is unreachable are stale by the time it
             // returns: drop them rather than replay them.
-            while queue.try_recv().is_ok() {}
+            feed.clear();
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(1));
             continue;
         };
         backoff = Duration::from_millis(20);
         let ended = match stream {
-            Connected::Plain(stream) => pump(stream, &options, &mut queue, &mut out, &sent).await,
-            Connected::Tls(stream) => pump(*stream, &options, &mut queue, &mut out, &sent).await,
+            Connected::Plain(stream) => {
+                pump(stream, &options, &mut feed, &mut out, connection).await
+            }
+            Connected::Tls(stream) => {
+                pump(*stream, &options, &mut feed, &mut out, connection).await
+            }
         };
+        feed.detach();
         match ended {
             Pumped::QueueClosed => return,
             Pumped::Lost(error) => {
@@ -505,16 +514,25 @@ pub async fn send_to_peer(
     }
 }
 
+/// Gives the driver a handle on a plain connection's socket (the same socket, another
+/// descriptor), so that it can write while the sender task is idle; without a descriptor to
+/// spare the connection goes on without the shortcut. `None` if the socket could not be moved
+/// out of the runtime's reactor and back (then it is closed, and dialled again).
+fn shared_with_driver(stream: TcpStream, connection: u64, feed: &PeerFeed) -> Option<TcpStream> {
+    let std = stream.into_std().ok()?;
+    // Kept non-blocking whatever the runtime leaves: the driver must never wait on it.
+    std.set_nonblocking(true).ok()?;
+    match std.try_clone() {
+        Ok(handle) => feed.attach(connection, handle),
+        Err(error) => tracing::debug!(%error, "peer connection without the driver's shortcut"),
+    }
+    TcpStream::from_std(std).ok()
+}
+
 /// An outgoing peer connection.
 enum Connected {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-/// The counters of what was sent to one peer.
-struct Sent {
-    messages: prometheus::IntCounter,
-    bytes: prometheus::IntCounter,
 }
 
 /// Why [`pump`] stopped.
@@ -525,13 +543,14 @@ enum Pumped {
     Lost(std::io::Error),
 }
 
-/// Writes the Hello and then the queued messages to one connection until it fails.
+/// Writes the Hello and then the queued messages to connection number `connection` until it
+/// fails.
 async fn pump(
     mut stream: impl AsyncWrite + Unpin,
     options: &TransportOptions,
-    queue: &mut mpsc::Receiver<Envelope>,
+    feed: &mut PeerFeed,
     out: &mut Vec<u8>,
-    sent: &Sent,
+    connection: u64,
 ) -> Pumped {
     out.clear();
     put_hello(out, options.cluster_id, &options.hello);
@@ -539,26 +558,22 @@ async fn pump(
         return Pumped::Lost(error);
     }
     loop {
-        let Some(message) = queue.recv().await else {
+        let Some(item) = feed.next().await else {
             return Pumped::QueueClosed;
         };
         out.clear();
-        put_message(out, options.cluster_id, &message);
-        let mut count = 1;
+        let mut count = put_outgoing(out, options.cluster_id, connection, item);
         while out.len() < 1024 * 1024 {
-            match queue.try_recv() {
-                Ok(message) => {
-                    put_message(out, options.cluster_id, &message);
-                    count += 1;
-                }
-                Err(_) => break,
+            match feed.try_next() {
+                Some(item) => count += put_outgoing(out, options.cluster_id, connection, item),
+                None => break,
             }
         }
         if let Err(error) = write_out(&mut stream, out).await {
             return Pumped::Lost(error);
         }
-        sent.messages.inc_by(count);
-        sent.bytes.inc_by(out.len() as u64);
+        feed.sent().messages.inc_by(count);
+        feed.sent().bytes.inc_by(out.len() as u64);
     }
 }
 

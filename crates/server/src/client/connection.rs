@@ -41,9 +41,11 @@ impl Connection<'_> {
         match owed {
             Owed::Now(reply) | Owed::Close(reply) => reply,
             Owed::Simple(text) => Reply::Simple(text.to_string()),
-            Owed::Later(_) | Owed::Subscribed(_) | Owed::Unsubscribed => {
-                Reply::error("ERR Command not allowed inside a transaction")
-            }
+            Owed::Later(_)
+            | Owed::Direct(_)
+            | Owed::Written(_)
+            | Owed::Subscribed(_)
+            | Owed::Unsubscribed => Reply::error("ERR Command not allowed inside a transaction"),
         }
     }
 

@@ -110,12 +110,18 @@ impl WriteSession {
     }
 }
 
+/// Whether [`explain`] rewrites `reply`.
+pub(super) fn explain_changes(reply: &Reply) -> bool {
+    matches!(reply, Reply::Error(text) if text == errors::SESSION_EXPIRED)
+}
+
 /// The client's reply for what the driver answered: a session the cluster does not know in
 /// plain words, and whether that was the answer.
 pub(super) fn explain(reply: Reply) -> (Reply, bool) {
-    match &reply {
-        Reply::Error(text) if text == errors::SESSION_EXPIRED => (Reply::error(SESSION_LOST), true),
-        _ => (reply, false),
+    if explain_changes(&reply) {
+        (Reply::error(SESSION_LOST), true)
+    } else {
+        (reply, false)
     }
 }
 

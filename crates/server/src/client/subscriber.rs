@@ -150,6 +150,11 @@ impl Connection<'_> {
 pub(super) struct Inbox(Option<Arc<Mailbox>>);
 
 impl Inbox {
+    /// Whether the connection is in subscribed mode, as the writer knows it.
+    pub(super) fn is_active(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// Takes a marker from the reply queue (`None` comes back), or passes the reply on.
     /// Leaving subscribed mode writes what the mailbox still holds first.
     pub(super) fn receive(

@@ -1,6 +1,7 @@
 //! The writer half of a connection: replies go out in request order, collected while the
 //! socket is busy so that a client that does not read is noticed at its output limit.
 
+use super::direct::Answer;
 use super::*;
 
 impl Connection<'_> {
@@ -43,11 +44,14 @@ impl Connection<'_> {
                     || out.len() >= 64 * 1024
                     || closing
                     || !more);
+            // With nothing of its own to write, the writer lets the driver write the next
+            // reply itself.
+            let lane = (out.is_empty() && !inbox.is_active()).then_some(&**self.lane);
             tokio::select! {
                 // Collect every reply that is ready before writing: pipelined replies share
                 // a write.
                 biased;
-                next = next_owed(&mut head, &mut owed_rx, answered), if more && !closing => {
+                next = next_owed(&mut head, &mut owed_rx, answered, lane), if more && !closing => {
                     let Some(owed) = next else {
                         more = false;
                         continue;
@@ -112,7 +116,8 @@ pub(super) fn buffer_reply(out: &mut BytesMut, owed: Owed) -> bool {
     match owed {
         Owed::Now(reply) => resp::write_reply(out, &reply),
         Owed::Simple(text) => resp::write_simple(out, text),
-        Owed::Later(_) => unreachable!("next_owed resolves later replies"),
+        Owed::Written(rest) => out.extend_from_slice(&rest),
+        Owed::Later(_) | Owed::Direct(_) => unreachable!("next_owed resolves later replies"),
         Owed::Subscribed(_) | Owed::Unsubscribed => unreachable!("the inbox takes its markers"),
         Owed::Close(reply) => {
             resp::write_reply(out, &reply);
@@ -150,39 +155,56 @@ pub(super) fn release_burst(out: &mut BytesMut, charge: &mut Charge<'_>) {
 }
 
 /// The next reply owed, in order: waits for the driver's reply if the next one comes from
-/// it, counts it answered, and frees its reservation. Cancel-safe: what was taken from the
-/// queue stays in `head`.
+/// it (naming it on `lane`, when given, for the driver to write itself), counts it answered,
+/// and frees its reservation. Cancel-safe: what was taken from the queue stays in `head`.
 pub(super) async fn next_owed(
     head: &mut Option<Queued>,
     owed_rx: &mut mpsc::Receiver<Queued>,
     answered: &Answered,
+    lane: Option<&direct::ReplyLane>,
 ) -> Option<Owed> {
     if head.is_none() {
         *head = Some(owed_rx.recv().await?);
     }
-    let later = if let Some(Queued {
-        owed: Owed::Later(receiver),
-        ..
-    }) = head
-    {
-        Some(
-            receiver
+    let shutting_down = || Reply::error("ERR the node is shutting down");
+    let later = match head {
+        Some(Queued {
+            owed: Owed::Later(receiver),
+            ..
+        }) => Some(Answer::Reply(
+            receiver.await.unwrap_or_else(|_| shutting_down()),
+        )),
+        Some(Queued {
+            owed: Owed::Direct(pending),
+            ..
+        }) => {
+            if let Some(lane) = lane {
+                lane.wait_for(pending.request);
+            }
+            let answer = (&mut pending.answer)
                 .await
-                .unwrap_or_else(|_| Reply::error("ERR the node is shutting down")),
-        )
-    } else {
-        None
+                .unwrap_or_else(|_| Answer::Reply(shutting_down()));
+            if let (Some(lane), Answer::Reply(_)) = (lane, &answer) {
+                lane.stop_waiting();
+            }
+            Some(answer)
+        }
+        _ => None,
     };
     let Queued { owed, reserved } = head.take()?;
     answered.release(reserved);
     match later {
-        Some(reply) => {
+        Some(Answer::Reply(reply)) => {
             answered.one_more();
             let (reply, lost) = super::session::explain(reply);
             if lost {
                 answered.session_lost.store(true, Ordering::Release);
             }
             Some(Owed::Now(reply))
+        }
+        Some(Answer::Written(rest)) => {
+            answered.one_more();
+            Some(Owed::Written(rest))
         }
         None => Some(owed),
     }

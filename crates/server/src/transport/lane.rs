@@ -1,0 +1,359 @@
+//! The driver's way to a peer: a bounded queue that the peer's sender task writes out, and a
+//! shortcut past it. While the sender task waits on an empty queue with nothing unwritten on a
+//! plain TCP connection, the driver writes its messages to the socket itself, with a write
+//! that never blocks: an acknowledgement or an AppendEntries leaves without waking the sender
+//! task, one thread hand-off less on a write's path.
+//!
+//! Order is kept: the driver writes directly only while the queue is empty and the sender task
+//! holds nothing back, and the moment it queues anything (the part of its frames the socket did
+//! not take, or messages the socket would not take at all) the shortcut is closed until the
+//! sender task has written everything out and finds the queue empty again. Both sides decide
+//! under one lock, so a frame never overtakes one queued before it. Over TLS the session's
+//! state belongs to the sender task: every message goes through the queue.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use skiff_node::Envelope;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
+
+use super::put_message;
+
+/// What the driver hands a peer's sender task.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A message to encode and write.
+    Message(Envelope),
+    /// The rest of frames the driver began writing itself on connection number `connection`,
+    /// to be written before anything else (and dropped if that connection is gone).
+    Rest {
+        /// The sender task's number for the connection the frames began on.
+        connection: u64,
+        /// The bytes the socket did not take.
+        bytes: Vec<u8>,
+    },
+}
+
+/// The counters of what was sent to one peer.
+#[derive(Clone)]
+pub struct Sent {
+    /// Messages.
+    pub messages: prometheus::IntCounter,
+    /// Bytes.
+    pub bytes: prometheus::IntCounter,
+}
+
+/// What the driver and a peer's sender task share.
+pub struct Lane {
+    cluster_id: u64,
+    sent: Sent,
+    state: Mutex<LaneState>,
+}
+
+/// The shortcut's state, decided under the lane's lock.
+#[derive(Default)]
+struct LaneState {
+    /// The connection's number and a handle on its socket, while it is plain TCP.
+    socket: Option<(u64, std::net::TcpStream)>,
+    /// The sender task waits on an empty queue with nothing unwritten: the driver may write.
+    /// Invariant: idle implies the queue is empty.
+    idle: bool,
+    /// The driver's frames, encoded (kept to reuse its memory).
+    out: Vec<u8>,
+}
+
+/// The driver's end of a peer's lane: its queue, and the shortcut past it.
+pub struct PeerLink {
+    queue: mpsc::Sender<Outgoing>,
+    lane: Arc<Lane>,
+}
+
+/// The sender task's end: the queue it drains, and the lane it opens when it is idle.
+pub struct PeerFeed {
+    /// The queue.
+    pub queue: mpsc::Receiver<Outgoing>,
+    /// The lane shared with the driver.
+    pub lane: Arc<Lane>,
+}
+
+/// A lane of `capacity` queued items to a peer, counted in `sent`.
+pub fn peer_lane(cluster_id: u64, capacity: usize, sent: Sent) -> (PeerLink, PeerFeed) {
+    let (tx, rx) = mpsc::channel(capacity);
+    let lane = Arc::new(Lane {
+        cluster_id,
+        sent,
+        state: Mutex::new(LaneState::default()),
+    });
+    (
+        PeerLink {
+            queue: tx,
+            lane: lane.clone(),
+        },
+        PeerFeed { queue: rx, lane },
+    )
+}
+
+impl PeerLink {
+    /// Sends `messages`, all to this link's peer, in order: written to the socket at once when
+    /// the sender task is idle, queued otherwise. Returns how many were dropped because the
+    /// queue was full (Raft retransmits, as after a network drop).
+    pub fn send(&self, messages: Vec<Envelope>) -> usize {
+        let Ok(mut state) = self.lane.state.lock() else {
+            return messages.len();
+        };
+        let state = &mut *state;
+        if let (true, Some((connection, socket))) = (state.idle, &state.socket) {
+            state.out.clear();
+            for message in &messages {
+                put_message(&mut state.out, self.lane.cluster_id, message);
+            }
+            // The socket is non-blocking (tokio's): a full send buffer answers WouldBlock.
+            if let Ok(written) = (&*socket).write(&state.out) {
+                let connection = *connection;
+                self.lane.sent.messages.inc_by(messages.len() as u64);
+                self.lane.sent.bytes.inc_by(written as u64);
+                if written == state.out.len() {
+                    return 0;
+                }
+                // The rest goes first, through the queue: it is empty while the lane is idle.
+                state.idle = false;
+                let bytes = state.out[written..].to_vec();
+                if self
+                    .queue
+                    .try_send(Outgoing::Rest { connection, bytes })
+                    .is_err()
+                {
+                    // Never with an empty queue; if it were, the next frame would follow a
+                    // torn one: the connection ends, and the sender task dials again.
+                    let _ = socket.shutdown(std::net::Shutdown::Both);
+                }
+                return 0;
+            }
+            // Would block, or the connection failed: the sender task writes them, or finds
+            // out and reconnects.
+        }
+        state.idle = false;
+        messages
+            .into_iter()
+            .map(|message| self.queue.try_send(Outgoing::Message(message)).is_err())
+            .filter(|&dropped| dropped)
+            .count()
+    }
+}
+
+impl PeerFeed {
+    /// The next item to write, waiting for one if there is none: an idle wait opens the
+    /// shortcut to the driver. `None` once the driver dropped the link.
+    pub async fn next(&mut self) -> Option<Outgoing> {
+        match self.queue.try_recv() {
+            Ok(item) => return Some(item),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
+        }
+        {
+            let Ok(mut state) = self.lane.state.lock() else {
+                return self.queue.recv().await;
+            };
+            // Checked again under the lock: the driver queues only under it.
+            match self.queue.try_recv() {
+                Ok(item) => return Some(item),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => state.idle = true,
+            }
+        }
+        // The driver closes the shortcut before it queues what wakes this.
+        self.queue.recv().await
+    }
+
+    /// The next item if one is queued, without waiting.
+    pub fn try_next(&mut self) -> Option<Outgoing> {
+        self.queue.try_recv().ok()
+    }
+
+    /// A plain TCP connection, number `connection`, is open: the driver may write to `socket`
+    /// (a handle on the same socket) once the sender task is idle.
+    pub fn attach(&self, connection: u64, socket: std::net::TcpStream) {
+        if let Ok(mut state) = self.lane.state.lock() {
+            state.socket = Some((connection, socket));
+            state.idle = false;
+        }
+    }
+
+    /// The connection is gone (or is TLS): everything goes through the queue.
+    pub fn detach(&self) {
+        if let Ok(mut state) = self.lane.state.lock() {
+            state.socket = None;
+            state.idle = false;
+        }
+    }
+
+    /// The counters of what was sent.
+    pub fn sent(&self) -> &Sent {
+        &self.lane.sent
+    }
+
+    /// Drops whatever is queued (stale once the peer is reachable again).
+    pub fn clear(&mut self) {
+        while self.queue.try_recv().is_ok() {}
+    }
+}
+
+impl Drop for PeerFeed {
+    fn drop(&mut self) {
+        // The driver's handle on the socket must not keep the connection open.
+        self.detach();
+    }
+}
+
+/// Appends `item` to the frames going out on connection number `connection`; the number of
+/// messages it adds (the rest of the driver's frames was counted by the driver).
+pub fn put_outgoing(out: &mut Vec<u8>, cluster_id: u64, connection: u64, item: Outgoing) -> u64 {
+    match item {
+        Outgoing::Message(message) => {
+            put_message(out, cluster_id, &message);
+            1
+        }
+        Outgoing::Rest {
+            connection: began_on,
+            bytes,
+        } => {
+            // Frames begun on a lost connection would be torn on the new one.
+            if began_on == connection {
+                out.extend_from_slice(&bytes);
+            }
+            0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use skiff_raft::{Message, MessageBody, NodeId, Term};
+    use std::io::Read;
+    use std::time::Duration;
+
+    fn message(term: u64) -> Envelope {
+        Envelope::new(
+            7,
+            skiff_node::PeerMessage::Raft(Message {
+                from: NodeId(1),
+                to: NodeId(2),
+                term: Term(term),
+                body: MessageBody::TimeoutNow,
+            }),
+        )
+    }
+
+    fn lane(capacity: usize) -> (PeerLink, PeerFeed) {
+        let metrics = Metrics::new();
+        let sent = Sent {
+            messages: metrics.peer_messages_sent.with_label_values(&["2"]),
+            bytes: metrics.peer_bytes_sent.with_label_values(&["2"]),
+        };
+        peer_lane(9, capacity, sent)
+    }
+
+    /// A connected pair of loopback sockets, the first non-blocking as tokio leaves them.
+    fn socket_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (theirs, _) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        (ours, theirs)
+    }
+
+    fn frames(messages: &[Envelope]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for message in messages {
+            put_message(&mut out, 9, message);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn an_idle_sender_lets_the_driver_write_and_a_busy_one_gets_the_messages() {
+        let (link, mut feed) = lane(16);
+        let (ours, mut theirs) = socket_pair();
+        feed.attach(1, ours);
+        // Not idle yet (the sender task is writing its Hello): queued.
+        assert_eq!(link.send(vec![message(1)]), 0);
+        assert!(matches!(feed.next().await, Some(Outgoing::Message(m)) if m == message(1)));
+        // The sender found the queue empty and waits: the driver writes itself.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), feed.next()).await;
+        assert!(waiting.is_err(), "nothing was queued");
+        assert_eq!(link.send(vec![message(2), message(3)]), 0);
+        let expected = frames(&[message(2), message(3)]);
+        let mut got = vec![0; expected.len()];
+        theirs.read_exact(&mut got).unwrap();
+        assert_eq!(got, expected);
+        assert!(feed.try_next().is_none(), "written, not queued");
+        assert_eq!(feed.sent().messages.get(), 2);
+        // Detached (connection lost, or TLS): queued again.
+        feed.detach();
+        assert_eq!(link.send(vec![message(4)]), 0);
+        assert!(matches!(feed.try_next(), Some(Outgoing::Message(m)) if m == message(4)));
+    }
+
+    #[tokio::test]
+    async fn what_the_socket_does_not_take_goes_first_and_later_messages_queue_behind_it() {
+        let (link, mut feed) = lane(16);
+        let (ours, mut theirs) = socket_pair();
+        ours.set_nodelay(true).unwrap();
+        feed.attach(3, ours);
+        let _ = tokio::time::timeout(Duration::from_millis(10), feed.next()).await;
+        // Megabytes the peer does not read: the socket takes part, the rest is queued.
+        let big: Vec<Envelope> = (0..600_000).map(message).collect();
+        assert_eq!(link.send(big.clone()), 0);
+        assert_eq!(link.send(vec![message(1_000_000)]), 0);
+        let mut out = Vec::new();
+        let mut rest = 0;
+        while let Some(item) = feed.try_next() {
+            rest += usize::from(matches!(item, Outgoing::Rest { .. }));
+            assert!(
+                rest == 1,
+                "the rest of the frames first, then the later message"
+            );
+            put_outgoing(&mut out, 9, 3, item);
+        }
+        assert_eq!(rest, 1, "the socket took only part of {} bytes", out.len());
+        // What the peer reads is the frames in order, whole.
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            theirs
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let mut chunk = vec![0; 1 << 16];
+            while let Ok(n) = theirs.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                all.extend_from_slice(&chunk[..n]);
+            }
+            all
+        });
+        let read = reader.join().unwrap();
+        let mut all = read;
+        all.extend_from_slice(&out);
+        let mut expected = big;
+        expected.push(message(1_000_000));
+        assert_eq!(all, frames(&expected));
+        // A rest from a connection since lost is not written on the new one.
+        let mut out = Vec::new();
+        let stale = Outgoing::Rest {
+            connection: 3,
+            bytes: vec![1, 2, 3],
+        };
+        assert_eq!(put_outgoing(&mut out, 9, 4, stale), 0);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let (link, feed) = lane(2);
+        assert_eq!(link.send((0..5).map(message).collect()), 3);
+        drop(feed);
+    }
+}
