@@ -12,7 +12,8 @@
 //!   [`certs`] (`skiff certs`), [`auth`] (the client password and admin token, compared in
 //!   constant time);
 //! - settings: [`settings`] (every `skiff serve` setting defined once: flag, TOML key,
-//!   default, bounds, help), [`config`] (the node's identity, kept in its data directory);
+//!   default, bounds, help), [`config`] (the node's identity, kept in its data directory),
+//!   [`open_files`] (the limit on open descriptors, raised at start);
 //! - the node's thread: [`driver`] (the one owner of the node: persist → send → apply →
 //!   advance), [`syncer`] (fsync on a writer thread), [`snapshotter`] (snapshot files off the
 //!   driver thread), [`peers`] (the driver's peer queues and their addresses), [`disk`] (the
