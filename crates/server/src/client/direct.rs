@@ -13,6 +13,7 @@
 //! reply goes through the writer as before.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
@@ -83,6 +84,9 @@ pub struct DirectReply {
 #[derive(Debug, Default)]
 pub(super) struct ReplyLane {
     state: Mutex<LaneState>,
+    /// How many requests were handed to the driver this way: the next one's number (kept
+    /// outside the lock, which every request would otherwise take).
+    requests: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -92,8 +96,6 @@ struct LaneState {
     socket: Option<std::net::TcpStream>,
     /// The request whose reply the writer waits for with nothing else to write.
     waiting_for: Option<u64>,
-    /// How many requests were handed to the driver this way: the next one's number.
-    requests: u64,
     /// The encoded reply (kept to reuse its memory).
     out: BytesMut,
 }
@@ -114,13 +116,7 @@ impl ReplyLane {
 
     /// A request's way back, and what the writer waits on.
     pub(super) fn request(self: &Arc<Self>) -> (DirectReply, Pending) {
-        let request = match self.state.lock() {
-            Ok(mut state) => {
-                state.requests += 1;
-                state.requests
-            }
-            Err(_) => 0,
-        };
+        let request = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
         let (answer, receiver) = oneshot::channel();
         let direct = DirectReply {
             lane: self.clone(),

@@ -94,14 +94,22 @@ pub fn peer_lane(cluster_id: u64, capacity: usize, sent: Sent) -> (PeerLink, Pee
     )
 }
 
+impl Lane {
+    /// The shortcut's state. A panic while it was held leaves it consistent (each field is
+    /// set whole), so a poisoned lock is taken as it is: a peer is never cut off for good.
+    fn lock(&self) -> std::sync::MutexGuard<'_, LaneState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 impl PeerLink {
     /// Sends `messages`, all to this link's peer, in order: written to the socket at once when
     /// the sender task is idle, queued otherwise. Returns how many were dropped because the
     /// queue was full (Raft retransmits, as after a network drop).
     pub fn send(&self, messages: Vec<Envelope>) -> usize {
-        let Ok(mut state) = self.lane.state.lock() else {
-            return messages.len();
-        };
+        let mut state = self.lane.lock();
         let state = &mut *state;
         if let (true, Some((connection, socket))) = (state.idle, &state.socket) {
             state.out.clear();
@@ -152,9 +160,7 @@ impl PeerFeed {
             Err(TryRecvError::Empty) => {}
         }
         {
-            let Ok(mut state) = self.lane.state.lock() else {
-                return self.queue.recv().await;
-            };
+            let mut state = self.lane.lock();
             // Checked again under the lock: the driver queues only under it.
             match self.queue.try_recv() {
                 Ok(item) => return Some(item),
@@ -174,18 +180,16 @@ impl PeerFeed {
     /// A plain TCP connection, number `connection`, is open: the driver may write to `socket`
     /// (a handle on the same socket) once the sender task is idle.
     pub fn attach(&self, connection: u64, socket: std::net::TcpStream) {
-        if let Ok(mut state) = self.lane.state.lock() {
-            state.socket = Some((connection, socket));
-            state.idle = false;
-        }
+        let mut state = self.lane.lock();
+        state.socket = Some((connection, socket));
+        state.idle = false;
     }
 
     /// The connection is gone (or is TLS): everything goes through the queue.
     pub fn detach(&self) {
-        if let Ok(mut state) = self.lane.state.lock() {
-            state.socket = None;
-            state.idle = false;
-        }
+        let mut state = self.lane.lock();
+        state.socket = None;
+        state.idle = false;
     }
 
     /// The counters of what was sent.
