@@ -51,9 +51,11 @@ impl Disk for TimedDisk {
         self.inner.create(file)
     }
     fn append(&mut self, file: &Path, bytes: &[u8]) -> Result<(), DiskError> {
+        self.whole_reads.forget(file);
         self.inner.append(file, bytes)
     }
     fn write_at(&mut self, file: &Path, offset: u64, bytes: &[u8]) -> Result<(), DiskError> {
+        self.whole_reads.forget(file);
         self.inner.write_at(file, offset, bytes)
     }
     fn read(&self, file: &Path, offset: u64, len_bytes: u64) -> Result<Vec<u8>, DiskError> {
@@ -93,12 +95,57 @@ impl Disk for TimedDisk {
         result
     }
     fn rename(&mut self, from: &Path, to: &Path) -> Result<(), DiskError> {
+        self.whole_reads.forget(from);
+        self.whole_reads.forget(to);
         self.inner.rename(from, to)
     }
     fn remove(&mut self, file: &Path) -> Result<(), DiskError> {
+        self.whole_reads.forget(file);
         self.inner.remove(file)
     }
     fn truncate(&mut self, file: &Path, len_bytes: u64) -> Result<(), DiskError> {
+        self.whole_reads.forget(file);
         self.inner.truncate(file, len_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file read ahead and then changed through this disk — written, cut, replaced — is read
+    /// as it is after the change, never as the read ahead saw it.
+    #[test]
+    fn a_file_changed_after_it_was_read_ahead_is_read_as_it_is_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let (segment, staged) = (dir.path().join("seg"), dir.path().join("staged"));
+        let mut disk = TimedDisk::new(Arc::new(Metrics::new()));
+        let mut buffer = Vec::new();
+        disk.create(&segment).unwrap();
+        disk.write_at(&segment, 0, b"torn tail!").unwrap();
+
+        disk.read_all_ahead(Some(&segment));
+        disk.truncate(&segment, 4).unwrap();
+        disk.read_all_into(&segment, &mut buffer).unwrap();
+        assert_eq!(buffer, b"torn");
+
+        disk.read_all_ahead(Some(&segment));
+        disk.write_at(&segment, 4, b" mended").unwrap();
+        disk.read_all_into(&segment, &mut buffer).unwrap();
+        assert_eq!(buffer, b"torn mended");
+
+        disk.create(&staged).unwrap();
+        disk.write_at(&staged, 0, b"replaced").unwrap();
+        disk.read_all_ahead(Some(&segment));
+        disk.rename(&staged, &segment).unwrap();
+        disk.read_all_into(&segment, &mut buffer).unwrap();
+        assert_eq!(buffer, b"replaced");
+
+        disk.read_all_ahead(Some(&segment));
+        disk.remove(&segment).unwrap();
+        assert!(matches!(
+            disk.read_all_into(&segment, &mut buffer),
+            Err(DiskError::NotFound { .. })
+        ));
     }
 }

@@ -270,6 +270,7 @@ impl Driver {
             .collect();
         self.peers
             .refresh(self.node.id(), &members, self.node.member_addresses());
+        self.traffic.retain(&members);
     }
 
     fn next_request_id(&mut self) -> RequestId {
@@ -799,7 +800,7 @@ fn sync_failed(token: &SyncToken, source: std::io::Error) -> NodeError {
 }
 
 /// The wall clock in Unix milliseconds, for log time (0 for a clock before 1970).
-fn wall_clock_ms() -> u64 {
+pub(crate) fn wall_clock_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| {

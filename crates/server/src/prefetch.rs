@@ -46,6 +46,15 @@ impl WholeReads {
         state.pending = spawned.ok().map(|handle| (next.to_path_buf(), handle));
     }
 
+    /// `file` is about to change (written, cut, renamed or removed): a read of it under way
+    /// is let go, so that it is never handed out for the file's later bytes.
+    pub fn forget(&self, file: &Path) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.pending.as_ref().is_some_and(|(path, _)| path == file) {
+            state.pending = None;
+        }
+    }
+
     /// Reads `file` whole into `buffer`: what was read ahead if it is that file, else from
     /// `disk`. A thread that panicked is an error, not a half-read file.
     pub fn read_all_into(

@@ -202,10 +202,7 @@ impl Shared {
     /// Publishes an event to the live view's subscribers, if any, and keeps it in the
     /// history.
     pub fn publish(&self, term: u64, kind: &str, text: String) {
-        let at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
+        let at_ms = crate::driver::wall_clock_ms();
         let Ok(mut history) = self.history.lock() else {
             return;
         };

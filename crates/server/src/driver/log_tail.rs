@@ -18,8 +18,23 @@ pub struct LogCell {
     pub index: u64,
     /// The term of the leader that created it.
     pub term: u64,
-    /// `noop`, `config`, `command`, or `unknown` (written before this process started).
-    pub kind: String,
+    /// What it holds.
+    pub kind: CellKind,
+}
+
+/// What an entry holds, as the view names it (`noop`, `config`, `command`, `unknown`): a
+/// plain value, so the status the driver publishes every tick allocates nothing per cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CellKind {
+    /// A new leader's empty entry (§8).
+    Noop,
+    /// A configuration change.
+    Config,
+    /// A client's command.
+    Command,
+    /// Written before this process started, so its kind was not seen.
+    Unknown,
 }
 
 /// The kind of each of the last durable entries, by index: contiguous, at most
@@ -34,7 +49,10 @@ impl RecentKinds {
     /// Entries became durable: an entry at an index already held replaces it and every later
     /// one (a follower's log overwritten by the leader's, §5.3).
     pub fn persisted(&mut self, entries: &[skiff_raft::Entry]) {
-        for entry in entries {
+        // Consecutive indexes: earlier ones than the last LOG_TAIL_ENTRIES would only be
+        // pushed to be popped again.
+        let skipped = entries.len().saturating_sub(LOG_TAIL_ENTRIES as usize);
+        for entry in &entries[skipped..] {
             let first = self.entries.front().map(|e| e.0);
             let next = self.entries.back().map(|e| e.0.next());
             match (first, next) {
@@ -75,15 +93,15 @@ pub fn log_tail(log: &impl LogStorage, kinds: &RecentKinds) -> Vec<LogCell> {
         .filter_map(|index| {
             let term = log.term(LogIndex(index)).ok()?;
             let kind = match kinds.kind(LogIndex(index), term) {
-                Some(EntryKind::Noop) => "noop",
-                Some(EntryKind::ConfChange) => "config",
-                Some(EntryKind::Normal) => "command",
-                None => "unknown",
+                Some(EntryKind::Noop) => CellKind::Noop,
+                Some(EntryKind::ConfChange) => CellKind::Config,
+                Some(EntryKind::Normal) => CellKind::Command,
+                None => CellKind::Unknown,
             };
             Some(LogCell {
                 index,
                 term: term.0,
-                kind: kind.to_string(),
+                kind,
             })
         })
         .collect()
@@ -101,6 +119,24 @@ mod tests {
             kind,
             data: vec![7; 10],
         }
+    }
+
+    /// The view reads the kinds by these names.
+    #[test]
+    fn cells_name_their_kinds_as_the_view_reads_them() {
+        let names: Vec<String> = [
+            CellKind::Noop,
+            CellKind::Config,
+            CellKind::Command,
+            CellKind::Unknown,
+        ]
+        .iter()
+        .map(|kind| serde_json::to_string(kind).unwrap())
+        .collect();
+        assert_eq!(
+            names,
+            [r#""noop""#, r#""config""#, r#""command""#, r#""unknown""#]
+        );
     }
 
     #[test]

@@ -96,7 +96,7 @@ pub struct Traffic {
 impl Traffic {
     /// The counters of `peer`, if it is counted (or there is room for it).
     fn of(&mut self, peer: u64) -> Option<&mut (MessageCounts, MessageCounts)> {
-        if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_PEERS_COUNTED {
+        if self.peers.len() >= MAX_PEERS_COUNTED && !self.peers.contains_key(&peer) {
             return None;
         }
         Some(self.peers.entry(peer).or_default())
@@ -116,6 +116,13 @@ impl Traffic {
         }
     }
 
+    /// Keeps only the counters of `members`: ids that only a Hello claimed (any TCP client
+    /// can claim one) leave room for members added later.
+    pub fn retain(&mut self, members: &[skiff_raft::NodeId]) {
+        self.peers
+            .retain(|&peer, _| members.contains(&skiff_raft::NodeId(peer)));
+    }
+
     /// The counters, by peer.
     pub fn snapshot(&self) -> Vec<PeerTraffic> {
         self.peers
@@ -126,5 +133,46 @@ impl Traffic {
                 received,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_node::PeerMessage;
+    use skiff_raft::{Message, NodeId, Term};
+
+    fn heartbeat_from(from: u64) -> Envelope {
+        let message = Message {
+            from: NodeId(from),
+            to: NodeId(1),
+            term: Term(1),
+            body: MessageBody::AppendEntries {
+                prev_log_index: Default::default(),
+                prev_log_term: Term(0),
+                entries: Vec::new(),
+                leader_commit: Default::default(),
+                read_round: 0,
+            },
+        };
+        Envelope::new(1, PeerMessage::Raft(message))
+    }
+
+    /// Made-up ids fill the counted peers; once the membership is refreshed they go, and a
+    /// member added later is counted.
+    #[test]
+    fn ids_only_a_hello_claimed_leave_room_for_members() {
+        let mut traffic = Traffic::default();
+        for stranger in 100..100 + MAX_PEERS_COUNTED as u64 {
+            traffic.received(&heartbeat_from(stranger));
+        }
+        traffic.received(&heartbeat_from(4));
+        assert!(traffic.snapshot().iter().all(|counted| counted.peer != 4));
+        traffic.retain(&[NodeId(1), NodeId(2), NodeId(4)]);
+        assert!(traffic.snapshot().is_empty());
+        traffic.received(&heartbeat_from(4));
+        let counted = traffic.snapshot();
+        assert_eq!(counted.len(), 1);
+        assert_eq!((counted[0].peer, counted[0].received.heartbeat), (4, 1));
     }
 }

@@ -37,8 +37,9 @@ async fn elsewhere_or_refused(
     Some(relay(state, node, path).await)
 }
 
+/// A demonstration switched on or off (`?on=true|false`), here or at another member.
 #[derive(Deserialize)]
-pub(super) struct IsolateQuery {
+pub(super) struct SwitchQuery {
     on: bool,
     /// Another member to relay the request to (the view's buttons post to their own node).
     node: Option<u64>,
@@ -48,7 +49,7 @@ pub(super) struct IsolateQuery {
 /// runs with `--allow-fault-injection`.
 pub(super) async fn isolate(
     State(state): State<AppState>,
-    Query(query): Query<IsolateQuery>,
+    Query(query): Query<SwitchQuery>,
 ) -> (StatusCode, String) {
     if let Some(answer) = elsewhere_or_refused(
         &state,
@@ -127,20 +128,15 @@ pub(super) async fn tick(
         return answer;
     }
     state.shared.set_tick(Duration::from_millis(query.ms));
-    let me = state.shared.status().id;
+    let status = state.shared.status();
     let text = format!("a tick is now {} ms", query.ms);
-    tracing::warn!(node = me, tick_ms = query.ms, "{text} (fault injection)");
-    state
-        .shared
-        .publish(state.shared.status().term, "tick", text.clone());
-    (StatusCode::OK, format!("node {me}: {text}\n"))
-}
-
-#[derive(Deserialize)]
-pub(super) struct PreVoteQuery {
-    on: bool,
-    /// Another member to relay the request to.
-    node: Option<u64>,
+    tracing::warn!(
+        node = status.id,
+        tick_ms = query.ms,
+        "{text} (fault injection)"
+    );
+    state.shared.publish(status.term, "tick", text.clone());
+    (StatusCode::OK, format!("node {}: {text}\n", status.id))
 }
 
 /// `POST /admin/pre-vote?on=false`: this node (or `node`) campaigns without asking for
@@ -149,7 +145,7 @@ pub(super) struct PreVoteQuery {
 /// §9.6).
 pub(super) async fn pre_vote(
     State(state): State<AppState>,
-    Query(query): Query<PreVoteQuery>,
+    Query(query): Query<SwitchQuery>,
 ) -> (StatusCode, String) {
     if let Some(answer) = elsewhere_or_refused(
         &state,
