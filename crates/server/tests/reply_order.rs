@@ -123,3 +123,39 @@ fn a_client_that_stops_reading_gets_every_reply_whole_and_in_order_once_it_reads
     }
     sent.join().expect("sent");
 }
+
+/// A careless client that sends one write and hangs up before its reply, a hundred times over,
+/// on the leader and on a follower: the reply the driver would write itself meets a closed
+/// socket, which is no error of the node's. Every write sent before the hang-up is applied
+/// once, and the node goes on answering new connections in order.
+#[test]
+fn clients_that_hang_up_before_their_reply_lose_no_write_and_leave_the_node_serving() {
+    let _serial = serial();
+    let cluster = TestCluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    let follower = cluster.followers(leader)[0];
+    for node in [leader, follower] {
+        let counter = format!("hung-up-{node}");
+        for _ in 0..100 {
+            let mut stream = TcpStream::connect(cluster.nodes[&node].client).expect("connect");
+            stream
+                .write_all(&request(&["INCR", &counter]))
+                .expect("send");
+            drop(stream);
+        }
+        let mut connection = cluster.redis(node);
+        let applied = common::eventually(Duration::from_secs(10), "every INCR applied", || {
+            let value: Option<u64> = redis::cmd("GET")
+                .arg(&counter)
+                .query(&mut connection)
+                .expect("GET");
+            value.filter(|&count| count == 100)
+        });
+        assert_eq!(applied, 100);
+        let next: u64 = redis::cmd("INCR")
+            .arg(&counter)
+            .query(&mut connection)
+            .expect("INCR");
+        assert_eq!(next, 101, "applied once each, not again");
+    }
+}
