@@ -9,9 +9,13 @@
 //! - [`codec`]: the byte codecs on the hot path — AppendEntries on the peer wire, a client
 //!   write as a log entry carries it, WAL batches appended to the in-memory disk — timed as
 //!   the median nanoseconds per operation over several rounds (`skiff-bench codec`).
+//! - [`apply`]: the key-value state machine applying `SET`s decoded from log entries, with
+//!   sessions, optionally while a frozen snapshot is serialized on another thread
+//!   (`skiff-bench apply`).
 //! - [`report`]: the one-line result both benchmarks print, for people and for scripts.
 #![deny(missing_docs)]
 
+pub mod apply;
 pub mod codec;
 pub mod core;
 pub mod report;

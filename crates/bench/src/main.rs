@@ -1,11 +1,12 @@
 //! `skiff-bench`: Skiff's benchmarks. `skiff-bench core --clients C --ops N` runs the Raft core
 //! benchmark, `skiff-bench codec` times the byte codecs on the hot path (see
-//! `docs/BENCHMARKS.md`).
+//! `docs/BENCHMARKS.md`), `skiff-bench apply` the key-value store applying writes.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use skiff_bench::apply::{self, ApplyOptions};
 use skiff_bench::codec;
 use skiff_bench::core::{self, CoreOptions, Shape};
 use skiff_bench::report::ResultLine;
@@ -25,6 +26,32 @@ enum Command {
     /// The byte codecs on the hot path: AppendEntries on the wire, a client write as a log
     /// entry, WAL batches on the in-memory disk; median nanoseconds per operation.
     Codec(CodecArgs),
+    /// The key-value store applying SETs decoded from log entries, with client sessions, as
+    /// every replica does for every write (and a restart for the whole log); nanoseconds per
+    /// write.
+    Apply(ApplyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ApplyArgs {
+    /// Distinct keys; the store holds all of them before a round starts.
+    #[arg(long, default_value_t = 100_000)]
+    keys: u64,
+    /// Writes per round.
+    #[arg(long, default_value_t = 1_000_000)]
+    ops: u64,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 256)]
+    value_bytes: usize,
+    /// Clients (sessions) the writes come from.
+    #[arg(long, default_value_t = 50)]
+    clients: u64,
+    /// Freeze a snapshot every this many writes and serialize it on another thread (0: never).
+    #[arg(long, default_value_t = 0)]
+    freeze_every: u64,
+    /// Rounds; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -72,7 +99,42 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Core(args) => run_core(&args),
         Command::Codec(args) => run_codec(&args),
+        Command::Apply(args) => run_apply(&args),
     }
+}
+
+fn run_apply(args: &ApplyArgs) -> ExitCode {
+    if args.rounds == 0 || args.ops == 0 || args.keys == 0 || args.clients == 0 {
+        eprintln!("error: --rounds, --ops, --keys and --clients must be at least 1");
+        return ExitCode::from(2);
+    }
+    let result = apply::run(ApplyOptions {
+        keys: args.keys,
+        ops: args.ops,
+        value_bytes: args.value_bytes,
+        clients: args.clients,
+        freeze_every: args.freeze_every,
+        rounds: args.rounds,
+    });
+    let rounds: Vec<String> = result
+        .rounds_ns
+        .iter()
+        .map(|ns| format!("{ns:.0}"))
+        .collect();
+    println!(
+        "apply_set keys={} value_bytes={} clients={} freeze_every={} freezes_per_round={} median_ns={:.1} median_cpu_ns={} rounds_ns={}",
+        args.keys,
+        args.value_bytes,
+        args.clients,
+        args.freeze_every,
+        result.freezes_per_round,
+        result.median_ns,
+        result
+            .median_cpu_ns
+            .map_or("unknown".to_string(), |ns| format!("{ns:.1}")),
+        rounds.join(",")
+    );
+    ExitCode::SUCCESS
 }
 
 fn run_codec(args: &CodecArgs) -> ExitCode {

@@ -1,21 +1,23 @@
 //! [`Keyspace`]: the keys, each with its value, deadline and revision, stored once and
 //! ordered by `(scan_hash(key), key)`, with the deadlines ordered so that expiry finds the
-//! due keys without a scan, and with a count of keys per slice of the scan order so that
-//! `RANDOMKEY` can pick the k-th key without walking them all.
+//! due keys without a scan. The keys are split into slices of the scan order by the top bits
+//! of their hash, a small map each, so that a lookup indexes a slice and walks a shallow
+//! tree, and `RANDOMKEY` can pick the k-th key by adding up the slices' lengths.
 //!
-//! Ordering the one map by [`scan_hash`] first does three things: a `SCAN` cursor is a
-//! position in the map's own order, which concurrent writes do not move; a lookup compares
-//! a `u64` at each step down the tree and the key's bytes only on a hash tie (keys that share
-//! a long prefix, as `key:000000012345` do, would otherwise be compared byte by byte at every
-//! step); and no second index repeats every key. What it costs: key order is not the map's
-//! order, so `KEYS`, whose answer is in key order, sorts (the snapshot is written in the
-//! map's own order).
+//! Ordering by [`scan_hash`] first does three things: a `SCAN` cursor is a position in the
+//! store's own order, which concurrent writes do not move; a lookup compares a `u64` at each
+//! step down the tree and the key's bytes only on a hash tie (keys that share a long prefix,
+//! as `key:000000012345` do, would otherwise be compared byte by byte at every step); and no
+//! second index repeats every key. What it costs: key order is not the store's order, so
+//! `KEYS`, whose answer is in key order, sorts (the snapshot is written in the store's own
+//! order).
 //!
-//! Both maps are persistent (`imbl`'s B+trees, whose nodes are shared between clones), so
-//! [`Keyspace::clone`] is O(1): a clone is a consistent picture of the store that another
-//! thread can serialize while writes go on here, each write copying only the few nodes on its
-//! path that the clone still shares. Values sit behind an [`Arc`] so that such a copy clones
-//! pointers, never the values of a node's other keys.
+//! The maps are persistent (`imbl`'s B+trees, whose nodes are shared between clones), and the
+//! slice table sits behind an [`Arc`], so [`Keyspace::clone`] is O(1): a clone is a
+//! consistent picture of the store that another thread can serialize while writes go on here,
+//! the first write after it copying the slice table (4,096 map roots) and each write the few
+//! nodes on its path that the clone still shares. Values sit behind an [`Arc`] so that such a
+//! copy clones pointers, never the values of a node's other keys.
 
 use std::cmp::Ordering;
 use std::ops::Bound;
@@ -39,8 +41,9 @@ pub(crate) struct Stored {
     pub(crate) revision: u64,
 }
 
-/// How many slices of the scan order [`Keyspace`] counts keys in: the top bits of a key's
-/// scan hash name its slice.
+/// How many slices of the scan order [`Keyspace`] splits the keys into: the top bits of a
+/// key's scan hash name its slice. 4,096: a store of 100,000 keys has about 24 a slice, one
+/// or two tree levels instead of five.
 const HASH_SLICES: usize = 1 << HASH_SLICE_BITS;
 const HASH_SLICE_BITS: u32 = 12;
 
@@ -83,13 +86,18 @@ impl Comparable<Ranked> for Probe<'_> {
 /// The keys; iteration in either order (and so the snapshot) is the same everywhere.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Keyspace {
-    /// Invariant: each key once, under `(scan_hash(key), key)`.
-    keys: OrdMap<Ranked, Arc<Stored>>,
+    /// The keys split by the top bits of their scan hash ([`slice_of`]): slice `s` holds
+    /// exactly the keys of slice `s`, each once, under `(scan_hash(key), key)`. Read in slice
+    /// order, they are the one `(scan_hash, key)` order. Splitting takes the first levels of
+    /// one big tree off every lookup (a walk down a small tree, after an index into the
+    /// slices) and makes counting keys by slice free. The slices sit behind one [`Arc`], so
+    /// a clone stays O(1): the first write after it copies the slice table (its maps'
+    /// roots, not their keys), then each write the nodes on its path.
+    slices: Arc<Vec<OrdMap<Ranked, Arc<Stored>>>>,
+    /// Invariant: the number of keys in all slices.
+    len: usize,
     /// Invariant: exactly the `(deadline, key)` of every key that has a deadline.
     deadlines: OrdSet<Ranked>,
-    /// Invariant: `slice_len[s]` is how many keys are in slice `s` ([`slice_of`]), and there
-    /// are [`HASH_SLICES`] of them. A fixed size, so a clone stays O(1) in the number of keys.
-    slice_len: Vec<usize>,
     created: CreatedKey,
 }
 
@@ -113,9 +121,9 @@ impl Eq for CreatedKey {}
 impl Default for Keyspace {
     fn default() -> Keyspace {
         Keyspace {
-            keys: OrdMap::new(),
+            slices: Arc::new(vec![OrdMap::new(); HASH_SLICES]),
+            len: 0,
             deadlines: OrdSet::new(),
-            slice_len: vec![0; HASH_SLICES],
             created: CreatedKey::default(),
         }
     }
@@ -123,15 +131,28 @@ impl Default for Keyspace {
 
 impl Keyspace {
     pub(crate) fn len(&self) -> usize {
-        self.keys.len()
+        self.len
+    }
+
+    /// The slice that holds (or would hold) the key `probe` names.
+    fn slice(&self, probe: Probe<'_>) -> &OrdMap<Ranked, Arc<Stored>> {
+        &self.slices[slice_of(probe.0)]
+    }
+
+    /// The slice that holds (or would hold) the key `probe` names, to change it (the slice
+    /// table is copied first if a clone of the store still shares it).
+    fn slice_mut(&mut self, probe: Probe<'_>) -> &mut OrdMap<Ranked, Arc<Stored>> {
+        &mut Arc::make_mut(&mut self.slices)[slice_of(probe.0)]
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Stored> {
-        self.keys.get(&Probe::key(key)).map(Arc::as_ref)
+        let probe = Probe::key(key);
+        self.slice(probe).get(&probe).map(Arc::as_ref)
     }
 
     pub(crate) fn contains(&self, key: &[u8]) -> bool {
-        self.keys.contains_key(&Probe::key(key))
+        let probe = Probe::key(key);
+        self.slice(probe).contains_key(&probe)
     }
 
     /// Every key in key order: the keys are sorted on each call (O(n log n)), for the readers
@@ -144,43 +165,51 @@ impl Keyspace {
 
     /// Every key in the map's own `(scan_hash, key)` order, without sorting.
     pub(crate) fn iter_by_hash(&self) -> impl Iterator<Item = (&Vec<u8>, &Stored)> {
-        self.keys
+        self.slices
             .iter()
+            .flat_map(|slice| slice.iter())
             .map(|((_, key), stored)| (key, stored.as_ref()))
     }
 
-    /// Stores `stored` under `key`, replacing what was there; the old state comes back.
-    pub(crate) fn insert(&mut self, key: Vec<u8>, stored: Stored) -> Option<Arc<Stored>> {
+    /// Stores `stored` under `key`, replacing what was there; whether the key was there.
+    pub(crate) fn insert(&mut self, key: Vec<u8>, stored: Stored) -> bool {
         let probe = Probe::key(&key);
         if let Some(new) = stored.deadline_ms {
             self.deadlines.insert((new, key.clone()));
         }
         let new_deadline = stored.deadline_ms;
+        let hash = probe.0;
+        let slice = &mut Arc::make_mut(&mut self.slices)[slice_of(hash)];
         // One walk down the tree when the key is there (the common case of a SET); a new key
         // takes a second, to place it.
-        let Some(slot) = self.keys.get_mut(&probe) else {
-            self.slice_len[slice_of(probe.0)] += 1;
+        let Some(slot) = slice.get_mut(&probe) else {
             if self.created.tracking {
                 self.created.last = Some(key.clone());
             }
-            self.keys.insert((probe.0, key), Arc::new(stored));
-            return None;
+            slice.insert((hash, key), Arc::new(stored));
+            self.len += 1;
+            return false;
         };
-        let old = std::mem::replace(slot, Arc::new(stored));
-        if let Some(old_deadline) = old.deadline_ms.filter(|d| Some(*d) != new_deadline) {
+        let old_deadline = slot.deadline_ms;
+        match Arc::get_mut(slot) {
+            // Not shared with a frozen copy: the state's allocation is reused.
+            Some(state) => *state = stored,
+            None => *slot = Arc::new(stored),
+        }
+        if let Some(old_deadline) = old_deadline.filter(|d| Some(*d) != new_deadline) {
             self.deadlines.remove(&Probe(old_deadline, &key));
         }
-        Some(old)
+        true
     }
 
-    /// Stores `stored` under `key` if `condition` holds: `None` when it does not, else the
-    /// state replaced.
+    /// Stores `stored` under `key` if `condition` holds: `None` when it does not, else
+    /// whether the key was there.
     pub(crate) fn write(
         &mut self,
         key: Vec<u8>,
         stored: Stored,
         condition: SetCondition,
-    ) -> Option<Option<Arc<Stored>>> {
+    ) -> Option<bool> {
         // A plain SET needs no lookup before its insert.
         if condition != SetCondition::Always && !condition.holds(self.contains(&key)) {
             return None;
@@ -192,8 +221,8 @@ impl Keyspace {
     /// shares it).
     pub(crate) fn remove(&mut self, key: &[u8]) -> Option<Stored> {
         let probe = Probe::key(key);
-        let old = self.keys.remove(&probe)?;
-        self.slice_len[slice_of(probe.0)] -= 1;
+        let old = self.slice_mut(probe).remove(&probe)?;
+        self.len -= 1;
         if let Some(deadline) = old.deadline_ms {
             self.deadlines.remove(&Probe(deadline, key));
         }
@@ -232,8 +261,8 @@ impl Keyspace {
             }
             let (_, key) = self.deadlines.remove_min().expect("checked non-empty");
             let probe = Probe::key(&key);
-            if self.keys.remove(&probe).is_some() {
-                self.slice_len[slice_of(probe.0)] -= 1;
+            if self.slice_mut(probe).remove(&probe).is_some() {
+                self.len -= 1;
             }
             on_expired(&key);
             expired += 1;
@@ -245,7 +274,8 @@ impl Keyspace {
     /// it). The caller must not change its deadline (use [`set_deadline`](Self::set_deadline)),
     /// so the deadline index stays right.
     pub(crate) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Stored> {
-        self.keys.get_mut(&Probe::key(key)).map(Arc::make_mut)
+        let probe = Probe::key(key);
+        self.slice_mut(probe).get_mut(&probe).map(Arc::make_mut)
     }
 
     /// Removes every key.
@@ -275,25 +305,30 @@ impl Keyspace {
     }
 
     /// The key at position `position` of the scan order (0 is the first), `None` past the
-    /// last: found by adding up the slices' counts, then walking one slice.
+    /// last: found by adding up the slices' lengths, then walking one slice.
     pub(crate) fn nth_by_hash(&self, position: usize) -> Option<&[u8]> {
         let mut before = 0usize;
-        for (slice, &len) in self.slice_len.iter().enumerate() {
-            if position < before + len {
-                // slice < HASH_SLICES = 2^12, so the shift stays within a u64.
-                let from = (slice as u64) << (64 - HASH_SLICE_BITS);
-                let (_, key) = self.by_hash_from(from).nth(position - before)?;
+        for slice in self.slices.iter() {
+            if position < before + slice.len() {
+                let ((_, key), _) = slice.iter().nth(position - before)?;
                 return Some(key);
             }
-            before += len;
+            before += slice.len();
         }
         None
     }
 
     /// The keys whose scan hash is `from` or more, in `(hash, key)` order: the map's own.
     pub(crate) fn by_hash_from(&self, from: u64) -> impl Iterator<Item = &(u64, Vec<u8>)> {
-        self.keys
-            .range((Bound::Included(Probe(from, &[])), Bound::Unbounded))
+        let first = slice_of(from);
+        let start = (Bound::Included(Probe(from, &[])), Bound::Unbounded);
+        self.slices[first]
+            .range(start)
+            .chain(
+                self.slices[first + 1..]
+                    .iter()
+                    .flat_map(|slice| slice.iter()),
+            )
             .map(|(ranked, _)| ranked)
     }
 
@@ -307,28 +342,38 @@ impl Keyspace {
     /// `now_ms`.
     pub(crate) fn check_invariants(&self, now_ms: u64, applied_index: u64) {
         let mut with_deadline = 0;
-        for ((hash, key), stored) in &self.keys {
-            assert_eq!(
-                *hash,
-                scan_hash(key),
-                "key {key:?} stored under another key's hash at applied index {applied_index}"
-            );
-            with_deadline += usize::from(stored.deadline_ms.is_some());
-            if let Value::Hash(hash) = &stored.value {
-                assert!(
-                    !hash.is_empty(),
-                    "empty hash {key:?} held at applied index {applied_index}"
+        let mut len = 0;
+        for (slice, keys) in self.slices.iter().enumerate() {
+            len += keys.len();
+            for ((hash, key), stored) in keys {
+                assert_eq!(
+                    *hash,
+                    scan_hash(key),
+                    "key {key:?} stored under another key's hash at applied index {applied_index}"
                 );
-                hash.check_invariants();
+                assert_eq!(
+                    slice_of(*hash),
+                    slice,
+                    "key {key:?} in another hash's slice at applied index {applied_index}"
+                );
+                with_deadline += usize::from(stored.deadline_ms.is_some());
+                if let Value::Hash(hash) = &stored.value {
+                    assert!(
+                        !hash.is_empty(),
+                        "empty hash {key:?} held at applied index {applied_index}"
+                    );
+                    hash.check_invariants();
+                }
             }
         }
-        let mut slice_len = vec![0; HASH_SLICES];
-        for (hash, _) in self.keys.keys() {
-            slice_len[slice_of(*hash)] += 1;
-        }
-        assert!(
-            slice_len == self.slice_len,
-            "scan slice counts out of step with the keys at applied index {applied_index}"
+        assert_eq!(
+            self.slices.len(),
+            HASH_SLICES,
+            "the slice table lost its size at applied index {applied_index}"
+        );
+        assert_eq!(
+            len, self.len,
+            "key count out of step with the slices at applied index {applied_index}"
         );
         assert_eq!(
             with_deadline,
@@ -424,6 +469,18 @@ mod tests {
         assert!(by_hash.iter().all(|(hash, key)| *hash == scan_hash(key)));
         let middle = by_hash[100].0;
         assert_eq!(keyspace.by_hash_from(middle).next(), Some(by_hash[100]));
+        // From any cursor — a key's own hash, one past it, the first and last of the u64s —
+        // the keys at or after it and nothing else, across the slices.
+        let cursors = by_hash
+            .iter()
+            .flat_map(|(hash, _)| [*hash, hash.saturating_add(1)])
+            .chain([0, u64::MAX]);
+        for cursor in cursors {
+            let expected: Vec<_> = by_hash.iter().filter(|(h, _)| *h >= cursor).collect();
+            let from: Vec<_> = keyspace.by_hash_from(cursor).collect();
+            assert_eq!(from.len(), expected.len(), "from cursor {cursor}");
+            assert!(from.iter().zip(&expected).all(|(a, b)| a == *b));
+        }
         assert_ne!(
             by_hash.iter().map(|(_, key)| key).collect::<Vec<_>>(),
             sorted.iter().collect::<Vec<_>>(),
@@ -436,6 +493,27 @@ mod tests {
     }
 
     /// Two keys under one hash are told apart by their bytes.
+    /// Inserting tells whether the key was there; a store's state, shared with a clone or
+    /// not, is replaced whole, and the count of keys follows inserts and removals.
+    #[test]
+    fn insert_replaces_and_counts() {
+        let mut keyspace = Keyspace::default();
+        assert!(!keyspace.insert(b"a".to_vec(), string("1", Some(10), 1)));
+        assert!(keyspace.insert(b"a".to_vec(), string("2", None, 2)));
+        let picture = keyspace.clone();
+        assert!(keyspace.insert(b"a".to_vec(), string("3", Some(20), 3)));
+        assert_eq!(picture.get(b"a"), Some(&string("2", None, 2)));
+        assert_eq!(keyspace.get(b"a"), Some(&string("3", Some(20), 3)));
+        assert_eq!(keyspace.next_deadline_ms(), Some(20));
+        assert!(!keyspace.insert(b"b".to_vec(), string("4", None, 4)));
+        assert_eq!((keyspace.len(), picture.len()), (2, 1));
+        assert!(keyspace.remove(b"a").is_some());
+        assert_eq!(keyspace.len(), 1);
+        assert_eq!(keyspace.next_deadline_ms(), None);
+        keyspace.check_invariants(0, 4);
+        picture.check_invariants(0, 4);
+    }
+
     #[test]
     fn a_hash_tie_is_broken_by_the_key_bytes() {
         let stored: Ranked = (7, b"m".to_vec());

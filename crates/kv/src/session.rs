@@ -137,9 +137,14 @@ impl Session {
         let mut dropped_bytes = 0usize;
         if floor > self.lowest_kept {
             self.lowest_kept = floor;
-            let kept = self.replies.split_off(&floor);
-            dropped_bytes = self.replies.values().map(reply_bytes).sum();
-            self.replies = kept;
+            // One by one from the front: the usual case is a single reply (the client's
+            // previous request), and this never allocates, as splitting the map would.
+            while let Some(below) = self.replies.first_entry() {
+                if *below.key() >= floor {
+                    break;
+                }
+                dropped_bytes = dropped_bytes.saturating_add(reply_bytes(&below.remove()));
+            }
         }
         while self.replies.len() > window.max(1) {
             let (dropped, reply) = self.replies.pop_first().expect("longer than the window");
@@ -180,20 +185,49 @@ pub(crate) struct SessionLimits {
 /// The sessions of all known clients, bounded in number and age.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct SessionTable {
-    /// Sessions by client id. Persistent maps, as the keyspace's: a clone for a snapshot is
-    /// O(1), and a session changed afterwards is copied once (its window of replies), the
-    /// map nodes on its path too.
+    /// Sessions by client id. A persistent map, as the keyspace's: a picture for a snapshot
+    /// ([`freeze`](Self::freeze)) is O(1), and a session changed afterwards is copied once
+    /// (its window of replies), the map nodes on its path too.
     sessions: OrdMap<u64, Arc<Session>>,
-    /// Eviction order: `last_active_index → client_id`.
+    /// Eviction order: `last_active_index → client_id`. Every request moves one session
+    /// from near the front to the back, so this is an ordinary B-tree, cheap at both ends;
+    /// a snapshot does not need it (it is each session's `last_active_index`, read back).
     /// Invariant: exactly one entry per session, keyed by that session's
     /// `last_active_index`.
-    by_activity: OrdMap<u64, u64>,
+    by_activity: BTreeMap<u64, u64>,
     /// The highest `last_active_index` of any session the table forgot (expired, evicted or
     /// dropped at restore), 0 if none: a session active only after it was never forgotten.
     forgotten_through: u64,
     /// The bytes of every session's remembered replies, markers included.
     /// Invariant: the sum of [`reply_bytes`] over every remembered reply.
     reply_bytes: usize,
+}
+
+/// The sessions as a snapshot records them, taken in O(1) from a [`SessionTable`] and kept
+/// unchanged while the table goes on.
+#[derive(Clone, Debug)]
+pub(crate) struct FrozenSessions {
+    sessions: OrdMap<u64, Arc<Session>>,
+    forgotten_through: u64,
+}
+
+impl FrozenSessions {
+    /// Every session, by client id.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &Session)> {
+        self.sessions
+            .iter()
+            .map(|(&id, session)| (id, session.as_ref()))
+    }
+
+    /// How many sessions there are.
+    pub(crate) fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// As [`SessionTable::forgotten_through`].
+    pub(crate) fn forgotten_through(&self) -> u64 {
+        self.forgotten_through
+    }
 }
 
 /// The byte budgets of remembered replies, from [`KvConfig`](crate::KvConfig).
@@ -206,6 +240,14 @@ pub(crate) struct ReplyBudgets {
 }
 
 impl SessionTable {
+    /// The sessions as they are now, for a snapshot: O(1).
+    pub(crate) fn freeze(&self) -> FrozenSessions {
+        FrozenSessions {
+            sessions: self.sessions.clone(),
+            forgotten_through: self.forgotten_through,
+        }
+    }
+
     /// The session of `client_id`.
     pub(crate) fn get(&self, client_id: u64) -> Option<&Session> {
         self.sessions.get(&client_id).map(Arc::as_ref)
@@ -244,7 +286,7 @@ impl SessionTable {
     /// eviction order is also the order of last activity in log time (stamps never decrease
     /// along the log), so the idlest come first.
     pub(crate) fn expire(&mut self, now_ms: u64, expiry_ms: u64) {
-        while let Some(&(last_active, client_id)) = self.by_activity.get_min() {
+        while let Some((&last_active, &client_id)) = self.by_activity.first_key_value() {
             let idle_ms = now_ms.saturating_sub(self.sessions[&client_id].last_active_ms);
             if idle_ms < expiry_ms {
                 break;
@@ -259,7 +301,7 @@ impl SessionTable {
         if self.sessions.len() < limits.max_sessions {
             return true;
         }
-        self.by_activity.get_min().is_some_and(|(_, id)| {
+        self.by_activity.first_key_value().is_some_and(|(_, id)| {
             now_ms.saturating_sub(self.sessions[id].last_active_ms) >= limits.evict_idle_ms
         })
     }
@@ -267,7 +309,7 @@ impl SessionTable {
     /// Evicts the least recently used sessions until at most `max_sessions` remain.
     pub(crate) fn shrink_to(&mut self, max_sessions: usize) {
         while self.sessions.len() > max_sessions {
-            let Some(&(last_active, client_id)) = self.by_activity.get_min() else {
+            let Some((&last_active, &client_id)) = self.by_activity.first_key_value() else {
                 break;
             };
             self.remove(last_active, client_id);
@@ -412,10 +454,7 @@ impl SessionTable {
     fn touch(&mut self, client_id: u64, index: u64, now_ms: u64) {
         if let Some(session) = self.sessions.get_mut(&client_id) {
             let session = Arc::make_mut(session);
-            self.by_activity.remove(&session.last_active_index);
-            session.last_active_index = index;
-            session.last_active_ms = now_ms;
-            self.by_activity.insert(index, client_id);
+            move_to_back(&mut self.by_activity, (client_id, session), (index, now_ms));
         }
     }
 
@@ -438,7 +477,8 @@ impl SessionTable {
             }
             let dropped = session.slide(request.floor(), limits.window);
             self.reply_bytes = self.reply_bytes.saturating_sub(dropped);
-            self.touch(request.client_id, index, now_ms);
+            let client = (request.client_id, session);
+            move_to_back(&mut self.by_activity, client, (index, now_ms));
             return;
         }
         self.shrink_to(limits.max_sessions.saturating_sub(1));
@@ -523,6 +563,19 @@ impl SessionTable {
             );
         }
     }
+}
+
+/// Moves the session of a client to `index` in the eviction order `by_activity`, active at
+/// `now_ms`.
+fn move_to_back(
+    by_activity: &mut BTreeMap<u64, u64>,
+    (client_id, session): (u64, &mut Session),
+    (index, now_ms): (u64, u64),
+) {
+    by_activity.remove(&session.last_active_index);
+    session.last_active_index = index;
+    session.last_active_ms = now_ms;
+    by_activity.insert(index, client_id);
 }
 
 /// How a reply that was not kept is remembered: the empty error, which no command answers

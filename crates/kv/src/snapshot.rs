@@ -52,7 +52,7 @@ use crate::error::{Encoded, KvError};
 use crate::keyspace::{Keyspace, Stored};
 use crate::reply::{put_reply, read_reply, Reply, MAX_RESERVED_ITEMS};
 use crate::scan::scan_hash;
-use crate::session::{Session, SessionTable};
+use crate::session::{FrozenSessions, Session, SessionTable};
 use crate::state_machine::StateMachine;
 use crate::value::{Hash, Value};
 
@@ -88,7 +88,7 @@ impl StateMachine {
     /// copied whole again.
     pub fn snapshot_into(&self, out: &mut Vec<u8>) {
         let times = (self.applied_index, self.log_time_ms);
-        put_snapshot_into(out, &self.data, &self.sessions, times);
+        put_snapshot_into(out, &self.data, &self.sessions.freeze(), times);
     }
 
     /// A frozen copy of the state a snapshot writes, taken in O(1) time without copying a
@@ -96,7 +96,7 @@ impl StateMachine {
     pub fn freeze(&self) -> FrozenStore {
         FrozenStore {
             data: self.data.clone(),
-            sessions: self.sessions.clone(),
+            sessions: self.sessions.freeze(),
             applied_index: self.applied_index,
             log_time_ms: self.log_time_ms,
         }
@@ -140,17 +140,18 @@ impl StateMachine {
 /// wrote at the freeze.
 ///
 /// Memory: the keys and the sessions are in persistent maps (`imbl` B+trees of 16 entries a
-/// node) whose nodes the copy shares with the live store, so freezing copies nothing. A
-/// write after the freeze copies each node on its path that the copy still shares — about
-/// log16(keys) nodes, each with its up to 16 keys (their bytes) and value pointers, never a
-/// value — once per node while the copy lives; a session written to is copied once (its
-/// window of replies). So the store grows by the nodes and sessions written while the copy
+/// node) whose nodes the copy shares with the live store, so freezing copies nothing. The
+/// first write after the freeze copies the keyspace's table of 4,096 slice roots; a write
+/// copies each node on its path that the copy still shares — about log16(keys / 4,096)
+/// nodes, each with its up to 16 keys (their bytes) and value pointers, never a value — once
+/// per node while the copy lives; a session written to is copied once (its window of
+/// replies). The sessions' eviction order is not in the copy (a snapshot does not record it). So the store grows by the nodes and sessions written while the copy
 /// lives, not by its size: at worst (writes spread over many keys until every node is copied)
 /// the map's nodes and keys once more, never the values.
 #[derive(Clone, Debug)]
 pub struct FrozenStore {
     data: Keyspace,
-    sessions: SessionTable,
+    sessions: FrozenSessions,
     applied_index: u64,
     log_time_ms: u64,
 }
@@ -191,7 +192,7 @@ const SINK_CHUNK_BYTES: usize = 256 * 1024;
 fn put_snapshot<E>(
     sink: &mut impl FnMut(&[u8]) -> Result<(), E>,
     data: &Keyspace,
-    sessions: &SessionTable,
+    sessions: &FrozenSessions,
     (applied_index, log_time_ms): (u64, u64),
 ) -> Result<(), E> {
     let mut out = Vec::with_capacity(SINK_CHUNK_BYTES + 1024);
@@ -243,7 +244,7 @@ fn put_snapshot<E>(
 fn put_snapshot_into(
     out: &mut Vec<u8>,
     data: &Keyspace,
-    sessions: &SessionTable,
+    sessions: &FrozenSessions,
     times: (u64, u64),
 ) {
     // Keys and values, their length prefixes, and room for the rest: one allocation
@@ -340,7 +341,7 @@ fn read_data(
             revision,
         };
         // Strictly increasing keys are distinct; the store says so again.
-        if data.insert(key, stored).is_some() {
+        if data.insert(key, stored) {
             return Err(KvError::InvalidSnapshot("a key appears twice"));
         }
     }
