@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use equivalent::{Comparable, Equivalent};
 use imbl::{OrdMap, OrdSet};
+use smallvec::SmallVec;
 
 use crate::command::SetCondition;
 use crate::scan::scan_hash;
@@ -53,9 +54,19 @@ fn slice_of(hash: u64) -> usize {
     (hash >> (64 - HASH_SLICE_BITS)) as usize
 }
 
+/// A key's bytes as the maps hold them: a key of up to [`INLINE_KEY_BYTES`] bytes sits in the
+/// tree node itself, so finding it reads no other memory, and copying a node (after a freeze)
+/// allocates nothing for it.
+type KeyBytes = SmallVec<[u8; INLINE_KEY_BYTES]>;
+
+/// The longest key kept inside a tree node; longer keys are allocated on their own. 24: as
+/// much as the node spends on a key anyway (a heap key's pointer, length and capacity), and
+/// enough for most keys people name (`key:000000012345` is 16).
+const INLINE_KEY_BYTES: usize = 24;
+
 /// A key as the map orders it: `(scan_hash(key), key)`. Also the shape of a deadline
 /// index entry: `(deadline_ms, key)`.
-type Ranked = (u64, Vec<u8>);
+type Ranked = (u64, KeyBytes);
 
 /// A borrowed [`Ranked`], to look a key up without copying it.
 #[derive(Clone, Copy)]
@@ -107,7 +118,7 @@ pub(crate) struct Keyspace {
 #[derive(Clone, Debug, Default)]
 struct CreatedKey {
     tracking: bool,
-    last: Option<Vec<u8>>,
+    last: Option<KeyBytes>,
 }
 
 impl PartialEq for CreatedKey {
@@ -157,22 +168,23 @@ impl Keyspace {
 
     /// Every key in key order: the keys are sorted on each call (O(n log n)), for the readers
     /// whose answer or bytes are in key order. Others use [`iter_by_hash`](Self::iter_by_hash).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Vec<u8>, &Stored)> {
-        let mut sorted: Vec<(&Vec<u8>, &Stored)> = self.iter_by_hash().collect();
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &Stored)> {
+        let mut sorted: Vec<(&[u8], &Stored)> = self.iter_by_hash().collect();
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
         sorted.into_iter()
     }
 
     /// Every key in the map's own `(scan_hash, key)` order, without sorting.
-    pub(crate) fn iter_by_hash(&self) -> impl Iterator<Item = (&Vec<u8>, &Stored)> {
+    pub(crate) fn iter_by_hash(&self) -> impl Iterator<Item = (&[u8], &Stored)> {
         self.slices
             .iter()
             .flat_map(|slice| slice.iter())
-            .map(|((_, key), stored)| (key, stored.as_ref()))
+            .map(|((_, key), stored)| (key.as_slice(), stored.as_ref()))
     }
 
     /// Stores `stored` under `key`, replacing what was there; whether the key was there.
     pub(crate) fn insert(&mut self, key: Vec<u8>, stored: Stored) -> bool {
+        let key = KeyBytes::from_vec(key);
         let probe = Probe::key(&key);
         if let Some(new) = stored.deadline_ms {
             self.deadlines.insert((new, key.clone()));
@@ -246,7 +258,7 @@ impl Keyspace {
             self.deadlines.remove(&Probe(old, key));
         }
         if let Some(new) = deadline_ms {
-            self.deadlines.insert((new, key.to_vec()));
+            self.deadlines.insert((new, KeyBytes::from_slice(key)));
         }
         true
     }
@@ -301,7 +313,7 @@ impl Keyspace {
         self.created
             .last
             .take()
-            .is_some_and(|created| created == key)
+            .is_some_and(|created| created.as_slice() == key)
     }
 
     /// The key at position `position` of the scan order (0 is the first), `None` past the
@@ -318,8 +330,9 @@ impl Keyspace {
         None
     }
 
-    /// The keys whose scan hash is `from` or more, in `(hash, key)` order: the map's own.
-    pub(crate) fn by_hash_from(&self, from: u64) -> impl Iterator<Item = &(u64, Vec<u8>)> {
+    /// The keys whose scan hash is `from` or more, with their hashes, in `(hash, key)` order:
+    /// the map's own.
+    pub(crate) fn by_hash_from(&self, from: u64) -> impl Iterator<Item = (u64, &[u8])> {
         let first = slice_of(from);
         let start = (Bound::Included(Probe(from, &[])), Bound::Unbounded);
         self.slices[first]
@@ -329,7 +342,7 @@ impl Keyspace {
                     .iter()
                     .flat_map(|slice| slice.iter()),
             )
-            .map(|(ranked, _)| ranked)
+            .map(|((hash, key), _)| (*hash, key.as_slice()))
     }
 
     /// The earliest deadline of any key.
@@ -407,7 +420,7 @@ mod tests {
     }
 
     fn keys_in_key_order(keyspace: &Keyspace) -> Vec<&[u8]> {
-        keyspace.iter().map(|(key, _)| key.as_slice()).collect()
+        keyspace.iter().map(|(key, _)| key).collect()
     }
 
     /// A clone taken for a snapshot keeps the store as it was while the original goes on
@@ -463,7 +476,7 @@ mod tests {
         sorted.sort();
         assert_eq!(keys_in_key_order(&keyspace), sorted);
 
-        let by_hash: Vec<&(u64, Vec<u8>)> = keyspace.by_hash_from(0).collect();
+        let by_hash: Vec<(u64, &[u8])> = keyspace.by_hash_from(0).collect();
         assert_eq!(by_hash.len(), 200);
         assert!(by_hash.windows(2).all(|pair| pair[0] < pair[1]));
         assert!(by_hash.iter().all(|(hash, key)| *hash == scan_hash(key)));
@@ -487,7 +500,7 @@ mod tests {
             "the hash order is a different order"
         );
         for (position, ranked) in by_hash.iter().enumerate() {
-            assert_eq!(keyspace.nth_by_hash(position), Some(ranked.1.as_slice()));
+            assert_eq!(keyspace.nth_by_hash(position), Some(ranked.1));
         }
         assert_eq!(keyspace.nth_by_hash(200), None);
     }
@@ -516,7 +529,7 @@ mod tests {
 
     #[test]
     fn a_hash_tie_is_broken_by_the_key_bytes() {
-        let stored: Ranked = (7, b"m".to_vec());
+        let stored: Ranked = (7, KeyBytes::from_slice(b"m"));
         assert_eq!(Probe(7, b"a").compare(&stored), Ordering::Less);
         assert_eq!(Probe(7, b"z").compare(&stored), Ordering::Greater);
         assert_eq!(Probe(6, b"z").compare(&stored), Ordering::Less);
@@ -600,7 +613,7 @@ mod timings {
             drop((keyspace, picture));
 
             // The same order in std's B-tree: not persistent, so a clone copies everything.
-            let mut std_map: BTreeMap<Ranked, Stored> = BTreeMap::new();
+            let mut std_map: BTreeMap<(u64, Vec<u8>), Stored> = BTreeMap::new();
             let std_ordered = timed(|| {
                 for (i, &key) in sets.iter().enumerate() {
                     let (key, stored) = set(key, i);
@@ -612,7 +625,7 @@ mod timings {
 
             // The layout before: a map in key order and a second index of every key by hash.
             let mut by_key: BTreeMap<Vec<u8>, Stored> = BTreeMap::new();
-            let mut by_hash: BTreeSet<Ranked> = BTreeSet::new();
+            let mut by_hash: BTreeSet<(u64, Vec<u8>)> = BTreeSet::new();
             let two_indexes = timed(|| {
                 for (i, &key) in sets.iter().enumerate() {
                     let (key, stored) = set(key, i);

@@ -106,7 +106,7 @@ impl StateMachine {
         let mut keys = match matching(
             self.data.iter_by_hash().map(|(key, _)| key),
             glob.as_ref(),
-            |key| key.as_slice(),
+            |key| key,
         ) {
             Ok(keys) => keys,
             Err(refusal) => return refusal,
@@ -117,7 +117,7 @@ impl StateMachine {
         }
         Reply::Array(
             keys.into_iter()
-                .map(|key| Reply::Bulk(key.clone()))
+                .map(|key| Reply::Bulk(key.to_vec()))
                 .collect(),
         )
     }
@@ -138,12 +138,9 @@ impl StateMachine {
         let glob = pattern
             .map(Glob::new)
             .filter(|glob| !glob.matches_everything());
-        let visited = self
-            .data
-            .by_hash_from(cursor)
-            .map(|(hash, key)| (*hash, key));
+        let visited = self.data.by_hash_from(cursor);
         let (keys, next) = page(visited, count);
-        let type_matches = |key: &&Vec<u8>| {
+        let type_matches = |key: &&[u8]| {
             value_type.is_none_or(|name| {
                 self.data.get(key).is_some_and(|stored| {
                     name.eq_ignore_ascii_case(stored.value.value_type().name().as_bytes())
@@ -153,7 +150,7 @@ impl StateMachine {
         let keys = match matching(
             keys.into_iter().filter(type_matches),
             glob.as_ref(),
-            |key| key.as_slice(),
+            |key| key,
         ) {
             Ok(keys) => keys,
             Err(refusal) => return refusal,
@@ -161,7 +158,7 @@ impl StateMachine {
         if let Some(refusal) = self.check_reply_bytes(keys.iter().map(|key| key.len())) {
             return refusal;
         }
-        let items = keys.into_iter().map(|key| Reply::Bulk(key.clone()));
+        let items = keys.into_iter().map(|key| Reply::Bulk(key.to_vec()));
         scan_reply(next, items.collect())
     }
 

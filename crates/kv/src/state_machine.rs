@@ -114,7 +114,7 @@ impl StateMachine {
         self.data
             .iter()
             .filter_map(|(k, stored)| match &stored.value {
-                Value::String(bytes) => Some((k.as_slice(), bytes.as_slice())),
+                Value::String(bytes) => Some((k, bytes.as_slice())),
                 Value::Hash(_) => None,
             })
     }
