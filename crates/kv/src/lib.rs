@@ -53,10 +53,10 @@
 //! - [`command`]: [`Command`], [`SetCondition`], and the log-entry encoding.
 //! - [`expiry`]: log time, and the options of the commands that give keys a time to live
 //!   ([`SetOptions`], [`Expiry`], [`Deadline`], [`ExpireCondition`]).
-//! - `keyspace`: the keys with their values, deadlines and revisions, each key once in a
-//!   persistent map ordered by its scan hash (`SCAN`'s order; a clone is O(1)), a count of
-//!   keys per 1/4096 of that order (`RANDOMKEY`'s k-th key), and the deadlines in order, so
-//!   that expiry at apply finds the due keys without a scan.
+//! - `keyspace`: the keys with their values, deadlines and revisions, each key once, ordered
+//!   by its scan hash (`SCAN`'s order) in 16,384 persistent maps, one per slice of that order
+//!   (a clone is O(1); `RANDOMKEY` finds the k-th key by the slices' lengths), and the
+//!   deadlines in order, so that expiry at apply finds the due keys without a scan.
 //! - `ttl`: the Redis semantics of `SET` with options, `GETEX`, `EXPIRE` and its kin,
 //!   `PERSIST`, `TTL` and `EXPIRETIME`.
 //! - [`transaction`]: [`Transaction`], `MULTI … EXEC` as one entry, and `WATCH`'s check.
