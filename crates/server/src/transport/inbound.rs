@@ -121,6 +121,10 @@ impl PeerSocket {
             return Ok(Turn::Open);
         }
         let (mut frames, mut bytes) = (0, 0);
+        // A read that filled less than the scratch buffer took all the socket held: the
+        // next byte to arrive raises a new readiness event (as tokio assumes on Linux), so
+        // no further read is spent to see it fail.
+        let mut drained = false;
         loop {
             if frames >= MAX_FRAMES_PER_TURN || bytes >= MAX_READ_BYTES_PER_TURN {
                 // Come back next turn, without waiting for another readiness event.
@@ -140,11 +144,16 @@ impl PeerSocket {
                 }
                 continue;
             }
+            if drained {
+                self.pending = false;
+                return Ok(Turn::Open);
+            }
             match self.stream.read(scratch) {
                 Ok(0) if self.buf.is_empty() => return Ok(Turn::Closed),
                 Ok(0) => return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into())),
                 Ok(read) => {
                     bytes += read;
+                    drained = read < scratch.len();
                     self.buf.extend_from_slice(&scratch[..read]);
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
