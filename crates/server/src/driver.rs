@@ -68,7 +68,7 @@ pub enum Input {
     /// A message from another node.
     Peer(Envelope),
     /// A plain TCP peer connection whose Hello was accepted: the driver reads it from now on.
-    PeerSocket(crate::transport::inbound::PeerSocket),
+    PeerSocket(Box<crate::transport::inbound::PeerSocket>),
     /// An operator's request.
     Admin {
         /// What to do.
@@ -353,7 +353,7 @@ impl Driver {
                 session,
             } => self.handle_client(command, ReplyTo::Connection(reply), session),
             Input::Peer(message) => self.handle_peer(message),
-            Input::PeerSocket(socket) => self.inbox.adopt(socket),
+            Input::PeerSocket(socket) => self.inbox.adopt(*socket),
             Input::Admin { request, reply } => self.handle_admin(request, reply),
             Input::Backup(reply) => {
                 // Everything applied now is in the snapshot the backup gets.

@@ -314,7 +314,7 @@ async fn receive_plain(
     // Non-blocking, as the runtime leaves it: the driver must never wait on it.
     let socket = stream.into_std()?;
     let socket = inbound::PeerSocket::new(socket, buf, from, addr, options.clone(), slot);
-    match driver.try_send(Input::PeerSocket(socket)) {
+    match driver.try_send(Input::PeerSocket(Box::new(socket))) {
         Ok(()) => Ok(()),
         Err(TrySendError::Full(Input::PeerSocket(socket))) => {
             let (socket, mut buf, _slot) = socket.into_parts();

@@ -56,6 +56,9 @@ pub struct ToDriver {
 impl ToDriver {
     /// Queues `input` unless the queue is full (or the driver gone), as
     /// [`crossbeam_channel::Sender::try_send`].
+    // The same signature as the channel's, so that a refused input comes back to its sender
+    // whole (the queue's own `try_send` returns the same value).
+    #[allow(clippy::result_large_err)]
     pub fn try_send(&self, input: Input) -> Result<(), TrySendError<Input>> {
         self.inputs.try_send(input)?;
         self.bell.ring();
