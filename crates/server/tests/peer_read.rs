@@ -72,7 +72,7 @@ fn what_the_reader_task_refused_the_driver_refuses_and_the_node_serves_on() {
         (
             "garbage",
             b"GET / HTTP/1.1\r\n\r\n".to_vec(),
-            "exceeds the limit of 4194304".into(),
+            "frame version 47, expected".into(),
         ),
         (
             "an oversized frame",
