@@ -136,7 +136,7 @@ impl Inbox {
         self.bell.parked.store(false, Ordering::SeqCst);
         for event in self.events.iter() {
             if let Some(peer) = self.peers.get_mut(&event.token().0) {
-                peer.mark_readable();
+                peer.mark_readable(event.is_read_closed() || event.is_error());
             }
         }
     }
@@ -163,8 +163,9 @@ impl Inbox {
             tracing::warn!(peer = peer.from(), %error, "could not watch a peer connection");
             return;
         }
-        // Bytes may have come before it was registered: read it once in any case.
-        peer.mark_readable();
+        // Bytes may have come before it was registered (registering reports them too, as
+        // epoll adds a ready descriptor to its ready list): read it once in any case.
+        peer.mark_readable(false);
         self.peers.insert(token, peer);
     }
 
@@ -178,5 +179,110 @@ impl Inbox {
     pub fn put_back(&mut self, peers: BTreeMap<usize, PeerSocket>) {
         debug_assert!(self.peers.is_empty());
         self.peers = peers;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::AdminRequest;
+    use std::time::Instant;
+
+    fn input() -> Input {
+        Input::Admin {
+            request: AdminRequest::Campaign,
+            reply: tokio::sync::oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn an_input_wakes_a_parked_driver_and_one_sent_while_it_works_costs_no_wake_up() {
+        let (to_driver, mut inbox) = inbox(4).unwrap();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            to_driver.try_send(input()).unwrap();
+            to_driver
+        });
+        let started = Instant::now();
+        inbox.wait(Duration::from_secs(60), || false);
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert!(matches!(inbox.try_recv(), Ok(Some(Input::Admin { .. }))));
+        let to_driver = sender.join().unwrap();
+
+        // Sent while the driver is not parked: taken at the next wait without sleeping, and
+        // it leaves no wake-up behind, so the wait after that sleeps its full timeout.
+        to_driver.try_send(input()).unwrap();
+        let started = Instant::now();
+        inbox.wait(Duration::from_secs(60), || false);
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert!(matches!(inbox.try_recv(), Ok(Some(Input::Admin { .. }))));
+        let started = Instant::now();
+        inbox.wait(Duration::from_millis(100), || false);
+        assert!(started.elapsed() >= Duration::from_millis(90));
+        assert!(matches!(inbox.try_recv(), Ok(None)));
+
+        // What another thread reported counts as work: no sleep.
+        let started = Instant::now();
+        inbox.wait(Duration::from_secs(60), || true);
+        assert!(started.elapsed() < Duration::from_secs(30));
+
+        drop(to_driver);
+        assert!(inbox.try_recv().is_err());
+    }
+
+    /// The peer sent a message, half a frame and its end while the driver was parked: one
+    /// readiness event reports all of it, and the read that takes the bytes leaves room in
+    /// the buffer, yet the driver reads on to the end (no further event will come) and
+    /// drops the connection.
+    #[test]
+    fn a_peer_that_sends_and_closes_at_once_is_read_to_its_end() {
+        use crate::transport::inbound::tests::{connection, message, CLUSTER};
+        use crate::transport::inbound::{Turn, READ_BYTES};
+        let (_to_driver, mut inbox) = inbox(4).unwrap();
+        let (socket, mut peer) = connection();
+        inbox.adopt(socket);
+        let shared = crate::shared::Shared::default();
+        let mut scratch = vec![0; READ_BYTES];
+        let mut peers = inbox.take_peers();
+        for peer in peers.values_mut() {
+            assert!(matches!(
+                peer.read_turn(&shared, &mut scratch, |_| {}),
+                Ok(Turn::Open)
+            ));
+        }
+        inbox.put_back(peers);
+        inbox.wait(Duration::from_millis(50), || false);
+        let mut out = Vec::new();
+        crate::transport::put_message(&mut out, CLUSTER, &message(1));
+        crate::transport::put_message(&mut out, CLUSTER, &message(2));
+        out.pop();
+        std::io::Write::write_all(&mut peer, &out).unwrap();
+        drop(peer);
+        std::thread::sleep(Duration::from_millis(20));
+        let mut stepped = 0;
+        let mut ended = None;
+        for _ in 0..10 {
+            inbox.wait(Duration::from_millis(200), || false);
+            let mut peers = inbox.take_peers();
+            peers.retain(
+                |_, peer| match peer.read_turn(&shared, &mut scratch, |_| stepped += 1) {
+                    Ok(Turn::Open) => true,
+                    Ok(Turn::Closed) => false,
+                    Err(error) => {
+                        ended = Some(error);
+                        false
+                    }
+                },
+            );
+            inbox.put_back(peers);
+            if ended.is_some() {
+                break;
+            }
+        }
+        assert_eq!(stepped, 1);
+        assert!(
+            matches!(&ended, Some(crate::transport::FrameError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof),
+            "{ended:?}"
+        );
     }
 }

@@ -36,6 +36,10 @@ pub struct PeerSocket {
     /// There may be bytes to read (a readiness event came, or a turn's budget ran out before
     /// the socket was drained).
     pending: bool,
+    /// A readiness event said the peer closed its side (or the socket failed): from then on
+    /// every turn reads until the socket says end or would block, since no further event
+    /// will come.
+    read_closed: bool,
     /// Held while the connection is open: it counts against `max_peer_connections`.
     _slot: OwnedSemaphorePermit,
 }
@@ -76,6 +80,7 @@ impl PeerSocket {
             options,
             heard: Instant::now(),
             pending: true,
+            read_closed: false,
             _slot: slot,
         }
     }
@@ -101,9 +106,10 @@ impl PeerSocket {
         self.pending
     }
 
-    /// A readiness event came.
-    pub fn mark_readable(&mut self) {
+    /// A readiness event came; `closed`: it said the peer closed its side, or an error.
+    pub fn mark_readable(&mut self, closed: bool) {
         self.pending = true;
+        self.read_closed |= closed;
     }
 
     /// Reads what the socket holds, up to this turn's budget, never blocking, and hands each
@@ -123,7 +129,8 @@ impl PeerSocket {
         let (mut frames, mut bytes) = (0, 0);
         // A read that filled less than the scratch buffer took all the socket held: the
         // next byte to arrive raises a new readiness event (as tokio assumes on Linux), so
-        // no further read is spent to see it fail.
+        // no further read is spent to see it fail — unless the peer's end already came,
+        // which raises none (tokio keeps that state too).
         let mut drained = false;
         loop {
             if frames >= MAX_FRAMES_PER_TURN || bytes >= MAX_READ_BYTES_PER_TURN {
@@ -144,7 +151,7 @@ impl PeerSocket {
                 }
                 continue;
             }
-            if drained {
+            if drained && !self.read_closed {
                 self.pending = false;
                 return Ok(Turn::Open);
             }
@@ -170,5 +177,185 @@ impl PeerSocket {
     pub fn refused(&self, shared: &Shared, error: &FrameError) {
         shared.metrics.error("peer_connection_refused");
         tracing::warn!(peer = %self.addr, %error, "closed a peer connection");
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::transport::{put_hello, put_message, Hello};
+    use skiff_raft::{Message, MessageBody, NodeId, Term};
+
+    pub(crate) const CLUSTER: u64 = 9;
+
+    pub(crate) fn message(term: u64) -> Envelope {
+        Envelope::new(
+            7,
+            skiff_node::PeerMessage::Raft(Message {
+                from: NodeId(1),
+                to: NodeId(2),
+                term: Term(term),
+                body: MessageBody::TimeoutNow,
+            }),
+        )
+    }
+
+    fn term_of(envelope: &Envelope) -> u64 {
+        match &envelope.message {
+            skiff_node::PeerMessage::Raft(m) => m.term.0,
+            other => panic!("not a Raft message: {other:?}"),
+        }
+    }
+
+    /// A connection from node 1 to node 2 as the driver holds it, and the peer's end.
+    pub(crate) fn connection() -> (PeerSocket, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, addr) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let options = Arc::new(TransportOptions {
+            id: 2,
+            cluster_id: CLUSTER,
+            max_frame_bytes: 1 << 20,
+            max_connections: 1,
+            hello: Hello {
+                from: 2,
+                client_addr: String::new(),
+                http_addr: String::new(),
+                peer_addr: None,
+            },
+        });
+        let slot = Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .unwrap();
+        let socket = PeerSocket::new(ours, BytesMut::new(), 1, addr, options, slot);
+        (socket, peer)
+    }
+
+    /// Reads turns until the socket is drained and nothing is pending; the messages of each.
+    fn turns(socket: &mut PeerSocket, shared: &Shared) -> Vec<Vec<u64>> {
+        let mut scratch = vec![0; READ_BYTES];
+        let mut turns = Vec::new();
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        while Instant::now() < deadline {
+            socket.mark_readable(false);
+            let mut terms = Vec::new();
+            let turn = socket.read_turn(shared, &mut scratch, |m| terms.push(term_of(&m)));
+            assert!(matches!(turn, Ok(Turn::Open)));
+            let pending = socket.pending();
+            if !terms.is_empty() {
+                turns.push(terms);
+            } else if !pending {
+                break;
+            }
+        }
+        turns
+    }
+
+    #[test]
+    fn a_turn_takes_a_bounded_number_of_frames_in_the_order_sent() {
+        let (mut socket, mut peer) = connection();
+        let mut out = Vec::new();
+        for term in 1..=200 {
+            put_message(&mut out, CLUSTER, &message(term));
+        }
+        std::io::Write::write_all(&mut peer, &out).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let shared = Shared::default();
+        let turns = turns(&mut socket, &shared);
+        assert!(
+            turns.iter().all(|t| t.len() <= MAX_FRAMES_PER_TURN),
+            "{turns:?}"
+        );
+        let all: Vec<u64> = turns.concat();
+        assert_eq!(all, (1..=200).collect::<Vec<u64>>());
+        assert!(turns.len() >= 200 / MAX_FRAMES_PER_TURN);
+    }
+
+    #[test]
+    fn a_frame_split_across_reads_arrives_whole_and_the_end_between_frames_closes() {
+        let (mut socket, mut peer) = connection();
+        let mut out = Vec::new();
+        put_message(&mut out, CLUSTER, &message(5));
+        let shared = Shared::default();
+        let mut scratch = vec![0; READ_BYTES];
+        let mut got = Vec::new();
+        for byte in &out {
+            std::io::Write::write_all(&mut peer, &[*byte]).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            socket.mark_readable(false);
+            let turn = socket.read_turn(&shared, &mut scratch, |m| got.push(m));
+            assert!(matches!(turn, Ok(Turn::Open)));
+        }
+        assert_eq!(got, vec![message(5)]);
+        drop(peer);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        socket.mark_readable(true);
+        let turn = socket.read_turn(&shared, &mut scratch, |_| {});
+        assert!(matches!(turn, Ok(Turn::Closed)));
+    }
+
+    #[test]
+    fn what_the_reader_task_refuses_the_driver_refuses() {
+        let shared = Shared::default();
+        let mut scratch = vec![0; READ_BYTES];
+        let hello = Hello {
+            from: 1,
+            client_addr: "127.0.0.1:1".into(),
+            http_addr: "127.0.0.1:2".into(),
+            peer_addr: None,
+        };
+        // Bytes after a good message, and whether the error is the one the task gives.
+        type Case = (Vec<u8>, fn(&FrameError) -> bool);
+        let mut cases: Vec<Case> = Vec::new();
+        let mut another_cluster = Vec::new();
+        put_message(&mut another_cluster, CLUSTER + 1, &message(1));
+        cases.push((another_cluster, |e| {
+            matches!(
+                e,
+                FrameError::Header(skiff_node::wire::FrameError::WrongCluster { .. })
+            )
+        }));
+        let mut second_hello = Vec::new();
+        put_hello(&mut second_hello, CLUSTER, &hello);
+        cases.push((second_hello, |e| matches!(e, FrameError::Kind(0))));
+        let mut misaddressed = Vec::new();
+        let mut to_another = message(1);
+        if let skiff_node::PeerMessage::Raft(m) = &mut to_another.message {
+            m.to = NodeId(3);
+        }
+        put_message(&mut misaddressed, CLUSTER, &to_another);
+        cases.push((misaddressed, |e| matches!(e, FrameError::Payload(_))));
+        let mut oversized = Vec::new();
+        put_message(&mut oversized, CLUSTER, &message(1));
+        oversized[..4].copy_from_slice(&(2u32 << 20).to_le_bytes());
+        cases.push((oversized, |e| {
+            matches!(
+                e,
+                FrameError::Header(skiff_node::wire::FrameError::TooLarge { .. })
+            )
+        }));
+        let mut cut_short = Vec::new();
+        put_message(&mut cut_short, CLUSTER, &message(1));
+        cut_short.pop();
+        cases.push((cut_short, |e| matches!(e, FrameError::Io(_))));
+        for (bytes, expected) in cases {
+            let (mut socket, mut peer) = connection();
+            // A good message first: it is stepped before the bad frame ends the connection.
+            let mut out = Vec::new();
+            put_message(&mut out, CLUSTER, &message(1));
+            out.extend_from_slice(&bytes);
+            std::io::Write::write_all(&mut peer, &out).unwrap();
+            drop(peer);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            socket.mark_readable(true);
+            let mut stepped = 0;
+            let turn = socket.read_turn(&shared, &mut scratch, |_| stepped += 1);
+            assert_eq!(stepped, 1);
+            match turn {
+                Err(error) => assert!(expected(&error), "{error}"),
+                Ok(_) => panic!("accepted {bytes:?}"),
+            }
+        }
     }
 }
