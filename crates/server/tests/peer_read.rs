@@ -209,3 +209,44 @@ fn a_peer_flooding_frames_does_not_stop_the_node_answering_clients() {
     assert_eq!(cluster.wait_for_leader(Duration::from_secs(5)), leader);
     cluster_survived(&mut cluster, &kept);
 }
+
+fn post(http: std::net::SocketAddr, path: &str) -> u16 {
+    match ureq::post(&format!("http://{http}{path}"))
+        .timeout(Duration::from_secs(10))
+        .call()
+    {
+        Ok(response) => response.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(_) => 0,
+    }
+}
+
+/// The live view's "cut off" (fault injection) drops what the driver reads from its peers:
+/// the others elect a new leader in a higher term, which the cut-off node never hears of
+/// until it is healed; then it follows it.
+#[test]
+fn a_node_cut_off_by_fault_injection_hears_nothing_its_driver_reads_until_healed() {
+    let _serial = serial();
+    let mut cluster = TestCluster::launch(3, &["--allow-fault-injection"], false);
+    let kept = acknowledged_writes(&cluster, "kept", 5);
+    let old = cluster.wait_for_leader(Duration::from_secs(5));
+    let http = cluster.nodes[&old].http;
+    assert_eq!(post(http, "/admin/isolate?on=true"), 200);
+    let new = cluster.wait_for_leader_among(&cluster.followers(old), Duration::from_secs(10));
+    let new_term = term(&cluster, new);
+    std::thread::sleep(Duration::from_secs(1));
+    // The new leader's heartbeats reached the cut-off node's socket and were dropped there.
+    let status = cluster.status(old).expect("status");
+    assert!(
+        status["term"].as_u64().expect("term") < new_term,
+        "{status}"
+    );
+    assert_ne!(status["leader"].as_u64(), Some(new), "{status}");
+
+    assert_eq!(post(http, "/admin/isolate?on=false"), 200);
+    eventually(Duration::from_secs(10), "the healed node to follow", || {
+        let status = cluster.status(old)?;
+        (status["leader"].as_u64() == Some(new) && status["role"] == "follower").then_some(())
+    });
+    cluster_survived(&mut cluster, &kept);
+}
