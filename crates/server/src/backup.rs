@@ -30,7 +30,6 @@ use axum::body::Body;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use crossbeam_channel::Sender;
 use skiff_kv::{Command, Reply};
 use skiff_node::backup::{self as format, BackupHeader, Checksum};
 use skiff_raft::{LogIndex, LogStorage, SnapshotMeta};
@@ -38,7 +37,7 @@ use skiff_wal::{Disk, Wal};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::driver::Input;
+use crate::driver::{Input, ToDriver};
 use crate::httpc::{self, Access};
 
 /// The HTTP path of the backup endpoint.
@@ -161,7 +160,7 @@ impl Drop for Slot {
 
 /// `GET /admin/backup`: a linearizable read, then the snapshot that covers it, streamed as a
 /// backup file.
-pub async fn serve(driver: &Sender<Input>) -> Response {
+pub async fn serve(driver: &ToDriver) -> Response {
     let Some(slot) = Slot::take() else {
         return refusal(
             StatusCode::CONFLICT,
@@ -179,7 +178,7 @@ fn refusal(code: StatusCode, why: &str) -> Response {
 }
 
 /// The read that fixes the backup's point, then the snapshot file that covers it.
-async fn prepare(driver: &Sender<Input>) -> Result<Source, (StatusCode, String)> {
+async fn prepare(driver: &ToDriver) -> Result<Source, (StatusCode, String)> {
     let busy = || {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -16,7 +16,6 @@
 //! `max_memory_bytes` (as Redis's `maxmemory-clients`): the client whose buffers would pass
 //! it is disconnected.
 
-use crossbeam_channel::Sender;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +28,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::auth::{self, AuthOutcome, Secret};
 use crate::commands::{self, ClientRequest};
-use crate::driver::Input;
+use crate::driver::{Input, ToDriver};
 use crate::resp::{self, Limits, RequestParser};
 use crate::shared::{NodeStatus, Shared};
 
@@ -279,7 +278,7 @@ fn worst_reply_bytes(command: &skiff_kv::Command, options: &ClientOptions) -> us
 /// Accepts clients, at most `max_clients` at once; one more is told so and closed.
 pub async fn serve_clients(
     listener: TcpListener,
-    driver: Sender<Input>,
+    driver: ToDriver,
     shared: Arc<Shared>,
     options: ClientOptions,
     access: ClientAccess,
@@ -374,7 +373,7 @@ fn shared_with_driver(
 
 /// One client connection's context.
 struct Connection<'a> {
-    driver: &'a Sender<Input>,
+    driver: &'a ToDriver,
     shared: &'a Shared,
     options: &'a ClientOptions,
     budget: &'a MemoryBudget,
@@ -740,7 +739,7 @@ impl Connection<'_> {
             Input::Connection { reply, .. } => {
                 ReplyTo::Connection(reply).send_to_writer(Reply::error(text))
             }
-            Input::Peer(_) | Input::Admin { .. } | Input::Backup(_) => {}
+            Input::Peer(_) | Input::PeerSocket(_) | Input::Admin { .. } | Input::Backup(_) => {}
         }
     }
 }

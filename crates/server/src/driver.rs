@@ -1,14 +1,14 @@
 //! The driver thread: the one owner of the node. It takes client requests and peer messages
-//! from a bounded queue, ticks on time, and runs the node's persist → send → apply → advance
-//! loop; while it writes a batch, new requests queue up and go into the next batch together
-//! (group commit).
+//! from a bounded queue, reads the plain TCP peer connections handed to it, ticks on time, and
+//! runs the node's persist → send → apply → advance loop; while it writes a batch, new
+//! requests queue up and go into the next batch together (group commit). It waits for all of
+//! these at once ([`inbox`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::Receiver;
 use skiff_kv::{Command, Reply};
 use skiff_node::{
     Effect, Envelope, Event, Node, NodeError, Observer, PeerMessage, RequestId, SnapshotJob,
@@ -26,11 +26,14 @@ use crate::shared::{MemberStatus, NodeStatus, Shared};
 use crate::snapshotter::{Snapshotter, Written};
 use crate::syncer::{Synced, Syncer};
 
+mod inbox;
 mod keyspace;
 pub(crate) mod log_tail;
 mod notes;
 mod status;
 pub(crate) mod traffic;
+
+pub use inbox::{inbox, Bell, Inbox, ToDriver};
 
 /// The most client requests in flight for the driver to write their replies to the sockets
 /// itself. With one client waiting, the hand-off to its connection's task is most of what the
@@ -64,6 +67,8 @@ pub enum Input {
     },
     /// A message from another node.
     Peer(Envelope),
+    /// A plain TCP peer connection whose Hello was accepted: the driver reads it from now on.
+    PeerSocket(Box<crate::transport::inbound::PeerSocket>),
     /// An operator's request.
     Admin {
         /// What to do.
@@ -189,7 +194,10 @@ impl Observer<skiff_kv::StateMachine> for BatchSizes<'_> {
 pub struct Driver {
     node: Node<TimedDisk>,
     options: DriverOptions,
-    inputs: Receiver<Input>,
+    /// The input queue, and the peer connections this thread reads.
+    inbox: Inbox,
+    /// Where a peer connection's bytes are read into.
+    scratch: Vec<u8>,
     /// A queue per peer.
     peers: Peers,
     shared: Arc<Shared>,
@@ -223,12 +231,13 @@ impl Driver {
     pub fn new(
         node: Node<TimedDisk>,
         options: DriverOptions,
-        inputs: Receiver<Input>,
+        inbox: Inbox,
         connect_peer: ConnectPeer,
         shared: Arc<Shared>,
     ) -> std::io::Result<Driver> {
         let syncer = if options.sync_thread {
-            Some(Syncer::spawn(node.id().0, shared.metrics.clone())?)
+            let metrics = shared.metrics.clone();
+            Some(Syncer::spawn(node.id().0, metrics, inbox.bell())?)
         } else {
             None
         };
@@ -236,7 +245,9 @@ impl Driver {
         let mut driver = Driver {
             node,
             options,
-            inputs,
+            snapshotter: Snapshotter::new(inbox.bell()),
+            inbox,
+            scratch: vec![0; crate::transport::inbound::READ_BYTES],
             peers: Peers::new(connect_peer, peer_addrs, shared.clone()),
             shared,
             waiting: BTreeMap::new(),
@@ -246,7 +257,6 @@ impl Driver {
             last_term: 0,
             syncer,
             snapshot_requests: Vec::new(),
-            snapshotter: Snapshotter::new(),
             snapshot_waiting: Vec::new(),
             refused_peers: Default::default(),
             backups: Default::default(),
@@ -288,31 +298,24 @@ impl Driver {
             let tick = self.shared.tick();
             next_tick = next_tick.min(Instant::now() + tick);
             let wait = next_tick.saturating_duration_since(Instant::now());
-            crossbeam_channel::select! {
-                recv(self.inputs) -> input => {
-                    let Ok(input) = input else {
-                        return Ok(());
-                    };
-                    self.handle(input);
-                    // Take everything already queued, so it shares one batch (and one fsync).
-                    for _ in 0..16_384 {
-                        match self.inputs.try_recv() {
-                            Ok(input) => self.handle(input),
-                            Err(_) => break,
-                        }
-                    }
+            let (written, synced) = (&self.snapshotter.done, self.syncer.as_ref());
+            self.inbox.wait(wait, || {
+                !written.is_empty() || synced.is_some_and(|s| !s.done.is_empty())
+            });
+            // Take everything already queued, so it shares one batch (and one fsync).
+            for _ in 0..16_384 {
+                match self.inbox.try_recv() {
+                    Ok(Some(input)) => self.handle(input),
+                    Ok(None) => break,
+                    Err(()) => return Ok(()),
                 }
-                recv(self.snapshotter.done) -> written => {
-                    if let Ok(written) = written {
-                        self.snapshot_written(written)?;
-                    }
-                }
-                recv(self.syncer.as_ref().map_or(&crossbeam_channel::never(), |s| &s.done)) -> synced => {
-                    if let Ok(synced) = synced {
-                        self.synced(synced)?;
-                    }
-                }
-                default(wait) => {}
+            }
+            self.read_peers();
+            if let Ok(written) = self.snapshotter.done.try_recv() {
+                self.snapshot_written(written)?;
+            }
+            if let Some(Ok(synced)) = self.syncer.as_ref().map(|s| s.done.try_recv()) {
+                self.synced(synced)?;
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -350,6 +353,7 @@ impl Driver {
                 session,
             } => self.handle_client(command, ReplyTo::Connection(reply), session),
             Input::Peer(message) => self.handle_peer(message),
+            Input::PeerSocket(socket) => self.inbox.adopt(*socket),
             Input::Admin { request, reply } => self.handle_admin(request, reply),
             Input::Backup(reply) => {
                 // Everything applied now is in the snapshot the backup gets.
@@ -360,6 +364,31 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Reads the peer connections this thread took over, a bounded amount from each
+    /// ([`crate::transport::inbound`]), stepping their messages in the order sent; a
+    /// connection that closed or sent what the reader task would refuse is dropped.
+    fn read_peers(&mut self) {
+        use crate::transport::inbound::Turn;
+        let mut peers = self.inbox.take_peers();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let shared = self.shared.clone();
+        peers.retain(|_, peer| {
+            let turn = peer.read_turn(&shared, &mut scratch, |message| {
+                self.handle(Input::Peer(message))
+            });
+            match turn {
+                Ok(Turn::Open) => true,
+                Ok(Turn::Closed) => false,
+                Err(error) => {
+                    peer.refused(&shared, &error);
+                    false
+                }
+            }
+        });
+        self.scratch = scratch;
+        self.inbox.put_back(peers);
     }
 
     /// A client's command: counted, timed, and handed to the node.

@@ -15,7 +15,6 @@
 //! that read or write keys (`/kv/set`, `/admin/backup`) are refused (403), as they would go
 //! around the client password. With TLS the port is HTTPS ([`TlsListener`]).
 
-use crossbeam_channel::Sender;
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -33,7 +32,7 @@ use tokio::sync::oneshot;
 
 use crate::admin::UNSETTLED_PREFIX;
 use crate::auth::Secret;
-use crate::driver::{AdminRequest, Input};
+use crate::driver::{AdminRequest, Input, ToDriver};
 use crate::httpc;
 use crate::settings::HttpAuth;
 use crate::shared::Shared;
@@ -45,7 +44,7 @@ mod view;
 #[derive(Clone)]
 struct AppState {
     shared: Arc<Shared>,
-    driver: Sender<Input>,
+    driver: ToDriver,
     /// How this node reaches the other nodes' HTTP ports when it relays.
     relay: httpc::Access,
     tls: Option<Arc<Tls>>,
@@ -71,7 +70,7 @@ pub struct HttpAccess {
 pub async fn serve_http(
     listener: TcpListener,
     shared: Arc<Shared>,
-    driver: Sender<Input>,
+    driver: ToDriver,
     allowed_hosts: Vec<String>,
     access: HttpAccess,
 ) {

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use crossbeam_channel::bounded;
 use skiff_node::{Node, NodeConfig, Replay};
 use skiff_raft::{Config, NodeId};
 use tokio::net::TcpListener;
@@ -493,7 +492,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         });
         shared.pubsub.set_flags(notify_flags);
         shared.pubsub.start(identity.id, shared.metrics.clone())?;
-        let (driver_tx, driver_rx) = bounded(DRIVER_QUEUE);
+        let (driver_tx, driver_rx) = crate::driver::inbox(DRIVER_QUEUE)?;
         let transport = transport_options(&settings, &identity, listen);
         let listeners = start_listeners(
             listen,
@@ -687,7 +686,7 @@ async fn start_listeners(
     transport: Arc<TransportOptions>,
     client_options: ClientOptions,
     shared: &Arc<Shared>,
-    driver_tx: crossbeam_channel::Sender<crate::driver::Input>,
+    driver_tx: crate::driver::ToDriver,
 ) -> anyhow::Result<Listeners> {
     let client_listener = TcpListener::bind(listen.client)
         .await

@@ -26,6 +26,8 @@ use std::time::Instant;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use skiff_node::{SnapshotData, SnapshotJob, SnapshotToken};
 
+use crate::driver::Bell;
+
 /// A finished write: the file, whether it was written and synced, and when it began.
 pub struct Written {
     /// The file's token, to install it.
@@ -41,13 +43,19 @@ pub struct Snapshotter {
     done_tx: Sender<Written>,
     /// Each write's outcome.
     pub done: Receiver<Written>,
+    /// Wakes the driver when an outcome is there.
+    bell: std::sync::Arc<Bell>,
 }
 
 impl Snapshotter {
-    /// A snapshotter with nothing in flight.
-    pub fn new() -> Snapshotter {
+    /// A snapshotter with nothing in flight, ringing `bell` when a write is done.
+    pub fn new(bell: std::sync::Arc<Bell>) -> Snapshotter {
         let (done_tx, done) = bounded(1);
-        Snapshotter { done_tx, done }
+        Snapshotter {
+            done_tx,
+            done,
+            bell,
+        }
     }
 
     /// Writes the job's file on a new thread; the outcome arrives on `done`. If the thread
@@ -59,6 +67,7 @@ impl Snapshotter {
         started: Instant,
     ) -> Result<(), Box<(SnapshotToken, io::Error)>> {
         let done = self.done_tx.clone();
+        let bell = self.bell.clone();
         // The job travels through a slot the driver can take it back from if no thread starts.
         let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(job)));
         let theirs = slot.clone();
@@ -80,6 +89,7 @@ impl Snapshotter {
                     result,
                     started,
                 });
+                bell.ring();
             });
         let Err(error) = spawned else {
             return Ok(());
@@ -304,7 +314,8 @@ mod tests {
     #[test]
     fn a_streamed_snapshot_installs_and_a_failed_one_is_abandoned() {
         let dir = tempfile::tempdir().unwrap();
-        let snapshotter = Snapshotter::new();
+        let (_, inbox) = crate::driver::inbox(1).unwrap();
+        let snapshotter = Snapshotter::new(inbox.bell());
         let mut node = node_with(dir.path(), 5_000);
         let written = snapshot(&mut node, &snapshotter);
         written.result.expect("written and synced");

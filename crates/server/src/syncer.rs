@@ -16,6 +16,7 @@ use std::time::Instant;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use skiff_node::SyncToken;
 
+use crate::driver::Bell;
 use crate::metrics::Metrics;
 
 /// The outcome of one sync: the batch's token, and the error if it failed.
@@ -29,9 +30,9 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    /// Starts the writer thread of node `id`; each sync is timed into
-    /// `skiff_fsync_duration_seconds`.
-    pub fn spawn(id: u64, metrics: Arc<Metrics>) -> io::Result<Syncer> {
+    /// Starts the writer thread of node `id`, which rings `bell` after each sync; each sync is
+    /// timed into `skiff_fsync_duration_seconds`.
+    pub fn spawn(id: u64, metrics: Arc<Metrics>, bell: Arc<Bell>) -> io::Result<Syncer> {
         // One batch in flight: a queue of one never blocks the driver.
         let (requests, requested) = bounded::<SyncToken>(1);
         let (finished, done) = bounded::<Synced>(1);
@@ -47,6 +48,7 @@ impl Syncer {
                     if finished.send((token, result)).is_err() {
                         return;
                     }
+                    bell.ring();
                 }
             })?;
         Ok(Syncer { requests, done })

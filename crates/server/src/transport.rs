@@ -26,8 +26,13 @@
 //! not grow with load. A lost connection is re-established with exponential backoff. While the
 //! sender task is idle on a plain connection, the driver writes to the socket itself
 //! ([`lane`]), in the same order.
+//!
+//! Once a plain TCP connection's Hello is accepted, its task hands the socket to the driver
+//! thread, which reads and steps its frames itself ([`inbound`]), with the same checks: a
+//! frame arriving while the driver waits then wakes the driver and no other thread. Over TLS
+//! the task reads every frame and queues each message for the driver.
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::TrySendError;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,7 +43,7 @@ use skiff_raft::NodeId;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::driver::Input;
+use crate::driver::{Input, ToDriver};
 use crate::shared::{Advertised, Shared};
 use crate::tls::Tls;
 
@@ -65,6 +70,7 @@ const MAX_ADVERTISED: usize = 64;
 /// How often a connection's messages mark its peer as heard from in the advertised map.
 const HEARD_EVERY: Duration = Duration::from_secs(1);
 
+pub mod inbound;
 pub mod lane;
 
 use lane::put_outgoing;
@@ -132,6 +138,24 @@ pub fn put_message(out: &mut Vec<u8>, cluster_id: u64, message: &Envelope) {
     });
 }
 
+/// Takes the first frame out of `buf` if it is whole: its kind and payload. Version, cluster
+/// and length are checked as soon as the header is there, before the payload is waited for:
+/// bytes from elsewhere are refused within 14 of them.
+fn take_frame(
+    buf: &mut BytesMut,
+    cluster_id: u64,
+    max_frame_bytes: usize,
+) -> Result<Option<(u8, BytesMut)>, FrameError> {
+    if let Some(header) = wire::parse_frame_header(buf, cluster_id, max_frame_bytes)? {
+        if buf.len() >= header.frame_bytes() {
+            let mut frame = buf.split_to(header.frame_bytes());
+            frame.advance(wire::FRAME_HEADER_BYTES);
+            return Ok(Some((header.kind, frame)));
+        }
+    }
+    Ok(None)
+}
+
 /// Reads one frame: its kind and payload, after checking version and cluster.
 async fn read_frame(
     stream: &mut (impl AsyncReadExt + Unpin),
@@ -140,14 +164,8 @@ async fn read_frame(
     max_frame_bytes: usize,
 ) -> Result<Option<(u8, BytesMut)>, FrameError> {
     loop {
-        // Checked before the payload is waited for: bytes from elsewhere are refused
-        // within 14 of them.
-        if let Some(header) = wire::parse_frame_header(buf, cluster_id, max_frame_bytes)? {
-            if buf.len() >= header.frame_bytes() {
-                let mut frame = buf.split_to(header.frame_bytes());
-                frame.advance(wire::FRAME_HEADER_BYTES);
-                return Ok(Some((header.kind, frame)));
-            }
+        if let Some(frame) = take_frame(buf, cluster_id, max_frame_bytes)? {
+            return Ok(Some(frame));
         }
         if stream.read_buf(buf).await? == 0 {
             return if buf.is_empty() {
@@ -231,7 +249,7 @@ pub struct TransportOptions {
 pub async fn serve_peers(
     listener: TcpListener,
     options: Arc<TransportOptions>,
-    driver: Sender<Input>,
+    driver: ToDriver,
     shared: Arc<Shared>,
     tls: Option<Arc<Tls>>,
 ) {
@@ -255,10 +273,9 @@ pub async fn serve_peers(
         let shared = shared.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let _slot = slot;
             let _ = stream.set_nodelay(true);
             let received = match &tls {
-                None => receive_from_peer(stream, None, &options, &driver, &shared).await,
+                None => receive_plain(stream, addr, slot, &options, &driver, &shared).await,
                 Some(tls) => match tls.accept_peer(stream, addr).await {
                     None => {
                         shared.metrics.error("tls_handshake");
@@ -266,6 +283,7 @@ pub async fn serve_peers(
                     }
                     Some((_, Err(why))) => Err(FrameError::Payload(why)),
                     Some((stream, Ok(named))) => {
+                        let _slot = slot;
                         receive_from_peer(stream, Some(named), &options, &driver, &shared).await
                     }
                 },
@@ -278,13 +296,42 @@ pub async fn serve_peers(
     }
 }
 
+/// Reads a plain connection's Hello, then hands the socket (and the slot it holds) to the
+/// driver, which reads the rest itself; if the driver's queue is full, reads its messages
+/// into the driver as over TLS.
+async fn receive_plain(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    options: &Arc<TransportOptions>,
+    driver: &ToDriver,
+    shared: &Shared,
+) -> Result<(), FrameError> {
+    let mut buf = BytesMut::new();
+    let Some(from) = accept_hello(&mut stream, &mut buf, None, options, shared).await? else {
+        return Ok(());
+    };
+    // Non-blocking, as the runtime leaves it: the driver must never wait on it.
+    let socket = stream.into_std()?;
+    let socket = inbound::PeerSocket::new(socket, buf, from, addr, options.clone(), slot);
+    match driver.try_send(Input::PeerSocket(Box::new(socket))) {
+        Ok(()) => Ok(()),
+        Err(TrySendError::Full(Input::PeerSocket(socket))) => {
+            let (socket, mut buf, _slot) = socket.into_parts();
+            let mut stream = TcpStream::from_std(socket)?;
+            relay_messages(&mut stream, &mut buf, from, options, driver, shared).await
+        }
+        Err(_) => Ok(()),
+    }
+}
+
 /// Reads a peer's Hello and then its messages into the driver. `certified` is the node id the
 /// peer's TLS certificate names (None without TLS).
 async fn receive_from_peer(
     mut stream: impl AsyncRead + Unpin,
     certified: Option<u64>,
     options: &TransportOptions,
-    driver: &Sender<Input>,
+    driver: &ToDriver,
     shared: &Shared,
 ) -> Result<(), FrameError> {
     // Grows with what arrives: a connection that sends nothing holds nothing.
@@ -397,14 +444,31 @@ fn touch_heard(shared: &Shared, from: u64, last: &mut Instant) {
     }
 }
 
-/// Hands each message of node `from` to the driver until the connection closes; a frame of
-/// another kind, bytes that do not decode, or a message not from `from` to this node end it.
+/// The message a frame of node `from`'s connection carries: a frame of another kind, bytes
+/// that do not decode, or a message not from `from` to this node (`me`) are refused.
+fn check_message(kind: u8, payload: &[u8], from: u64, me: u64) -> Result<Envelope, FrameError> {
+    if kind != kind::MESSAGE {
+        return Err(FrameError::Kind(kind));
+    }
+    let message = wire::decode_envelope(payload).map_err(|e| FrameError::Payload(e.to_string()))?;
+    if message.from() != NodeId(from) || message.to() != NodeId(me) {
+        return Err(FrameError::Payload(format!(
+            "message from {} to {} on the connection of node {from}",
+            message.from(),
+            message.to(),
+        )));
+    }
+    Ok(message)
+}
+
+/// Hands each message of node `from` to the driver until the connection closes; a frame
+/// [`check_message`] refuses ends it.
 async fn relay_messages(
     stream: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
     from: u64,
     options: &TransportOptions,
-    driver: &Sender<Input>,
+    driver: &ToDriver,
     shared: &Shared,
 ) -> Result<(), FrameError> {
     let mut heard = Instant::now();
@@ -417,18 +481,7 @@ async fn relay_messages(
         else {
             return Ok(());
         };
-        if kind != kind::MESSAGE {
-            return Err(FrameError::Kind(kind));
-        }
-        let message =
-            wire::decode_envelope(&payload).map_err(|e| FrameError::Payload(e.to_string()))?;
-        if message.from() != NodeId(from) || message.to() != NodeId(options.id) {
-            return Err(FrameError::Payload(format!(
-                "message from {} to {} on the connection of node {from}",
-                message.from(),
-                message.to(),
-            )));
-        }
+        let message = check_message(kind, &payload, from, options.id)?;
         touch_heard(shared, from, &mut heard);
         if shared.is_isolated() {
             shared.metrics.peer_messages_dropped.inc();

@@ -1,0 +1,361 @@
+//! An incoming plain TCP peer connection read by the driver thread itself, once its Hello is
+//! accepted ([`crate::driver::inbox`]): the same frames, checks, drops and logs as the reader
+//! task's ([`super::relay_messages`]), read without ever blocking and a bounded amount per
+//! turn, so a peer that floods frames cannot hold up the driver's other inputs or its ticks.
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use skiff_node::Envelope;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::{check_message, take_frame, touch_heard, FrameError, TransportOptions};
+use crate::shared::Shared;
+
+/// Frames taken from one connection per turn of the driver at most.
+pub const MAX_FRAMES_PER_TURN: usize = 64;
+/// Bytes read from one connection per turn of the driver at most (a frame larger than this
+/// arrives over several turns).
+pub const MAX_READ_BYTES_PER_TURN: usize = 1024 * 1024;
+/// The bytes one read may take, in the driver's scratch buffer.
+pub const READ_BYTES: usize = 64 * 1024;
+
+/// A peer's connection, handed from its task to the driver after the Hello.
+pub struct PeerSocket {
+    stream: mio::net::TcpStream,
+    /// Bytes read and not yet taken as frames: at most one frame's worth plus one read, as a
+    /// frame is taken as soon as it is whole.
+    buf: BytesMut,
+    from: u64,
+    addr: SocketAddr,
+    options: Arc<TransportOptions>,
+    heard: Instant,
+    /// There may be bytes to read (a readiness event came, or a turn's budget ran out before
+    /// the socket was drained).
+    pending: bool,
+    /// A readiness event said the peer closed its side (or the socket failed): from then on
+    /// every turn reads until the socket says end or would block, since no further event
+    /// will come.
+    read_closed: bool,
+    /// Held while the connection is open: it counts against `max_peer_connections`.
+    _slot: OwnedSemaphorePermit,
+}
+
+impl std::fmt::Debug for PeerSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerSocket")
+            .field("from", &self.from)
+            .field("addr", &self.addr)
+            .field("buffered", &self.buf.len())
+            .finish()
+    }
+}
+
+/// What a turn's reading left of a connection.
+pub enum Turn {
+    /// Still open.
+    Open,
+    /// The peer closed it between frames.
+    Closed,
+}
+
+impl PeerSocket {
+    /// The connection of node `from` at `addr`, with the bytes read after its Hello.
+    pub fn new(
+        stream: std::net::TcpStream,
+        buf: BytesMut,
+        from: u64,
+        addr: SocketAddr,
+        options: Arc<TransportOptions>,
+        slot: OwnedSemaphorePermit,
+    ) -> PeerSocket {
+        PeerSocket {
+            stream: mio::net::TcpStream::from_std(stream),
+            buf,
+            from,
+            addr,
+            options,
+            heard: Instant::now(),
+            pending: true,
+            read_closed: false,
+            _slot: slot,
+        }
+    }
+
+    /// The socket, the bytes read and not yet taken, and the connection's slot: for the
+    /// reader task to go on with the connection when the driver cannot take it.
+    pub fn into_parts(self) -> (std::net::TcpStream, BytesMut, OwnedSemaphorePermit) {
+        (self.stream.into(), self.buf, self._slot)
+    }
+
+    /// The peer's id.
+    pub fn from(&self) -> u64 {
+        self.from
+    }
+
+    /// The socket, to watch it.
+    pub fn stream_mut(&mut self) -> &mut mio::net::TcpStream {
+        &mut self.stream
+    }
+
+    /// Bytes may be waiting.
+    pub fn pending(&self) -> bool {
+        self.pending
+    }
+
+    /// A readiness event came; `closed`: it said the peer closed its side, or an error.
+    pub fn mark_readable(&mut self, closed: bool) {
+        self.pending = true;
+        self.read_closed |= closed;
+    }
+
+    /// Reads what the socket holds, up to this turn's budget, never blocking, and hands each
+    /// message to `step` in the order sent; while this node is cut off (the live view's
+    /// fault injection) messages are dropped and counted instead. `scratch` is the driver's
+    /// read buffer. An error means the connection must be closed; the caller logs it with
+    /// [`PeerSocket::refused`].
+    pub fn read_turn(
+        &mut self,
+        shared: &Shared,
+        scratch: &mut [u8],
+        mut step: impl FnMut(Envelope),
+    ) -> Result<Turn, FrameError> {
+        if !self.pending {
+            return Ok(Turn::Open);
+        }
+        let (mut frames, mut bytes) = (0, 0);
+        // A read that filled less than the scratch buffer took all the socket held: the
+        // next byte to arrive raises a new readiness event (as tokio assumes on Linux), so
+        // no further read is spent to see it fail — unless the peer's end already came,
+        // which raises none (tokio keeps that state too).
+        let mut drained = false;
+        loop {
+            if frames >= MAX_FRAMES_PER_TURN || bytes >= MAX_READ_BYTES_PER_TURN {
+                // Come back next turn, without waiting for another readiness event.
+                return Ok(Turn::Open);
+            }
+            let options = &self.options;
+            if let Some((kind, payload)) =
+                take_frame(&mut self.buf, options.cluster_id, options.max_frame_bytes)?
+            {
+                frames += 1;
+                let message = check_message(kind, &payload, self.from, options.id)?;
+                touch_heard(shared, self.from, &mut self.heard);
+                if shared.is_isolated() {
+                    shared.metrics.peer_messages_dropped.inc();
+                } else {
+                    step(message);
+                }
+                continue;
+            }
+            if drained && !self.read_closed {
+                self.pending = false;
+                return Ok(Turn::Open);
+            }
+            match self.stream.read(scratch) {
+                Ok(0) if self.buf.is_empty() => return Ok(Turn::Closed),
+                Ok(0) => return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into())),
+                Ok(read) => {
+                    bytes += read;
+                    drained = read < scratch.len();
+                    self.buf.extend_from_slice(&scratch[..read]);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    self.pending = false;
+                    return Ok(Turn::Open);
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Logs and counts why the connection is closed, as the reader task does.
+    pub fn refused(&self, shared: &Shared, error: &FrameError) {
+        shared.metrics.error("peer_connection_refused");
+        tracing::warn!(peer = %self.addr, %error, "closed a peer connection");
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::transport::{put_hello, put_message, Hello};
+    use skiff_raft::{Message, MessageBody, NodeId, Term};
+
+    pub(crate) const CLUSTER: u64 = 9;
+
+    pub(crate) fn message(term: u64) -> Envelope {
+        Envelope::new(
+            7,
+            skiff_node::PeerMessage::Raft(Message {
+                from: NodeId(1),
+                to: NodeId(2),
+                term: Term(term),
+                body: MessageBody::TimeoutNow,
+            }),
+        )
+    }
+
+    fn term_of(envelope: &Envelope) -> u64 {
+        match &envelope.message {
+            skiff_node::PeerMessage::Raft(m) => m.term.0,
+            other => panic!("not a Raft message: {other:?}"),
+        }
+    }
+
+    /// A connection from node 1 to node 2 as the driver holds it, and the peer's end.
+    pub(crate) fn connection() -> (PeerSocket, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, addr) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let options = Arc::new(TransportOptions {
+            id: 2,
+            cluster_id: CLUSTER,
+            max_frame_bytes: 1 << 20,
+            max_connections: 1,
+            hello: Hello {
+                from: 2,
+                client_addr: String::new(),
+                http_addr: String::new(),
+                peer_addr: None,
+            },
+        });
+        let slot = Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .unwrap();
+        let socket = PeerSocket::new(ours, BytesMut::new(), 1, addr, options, slot);
+        (socket, peer)
+    }
+
+    /// Reads turns until the socket is drained and nothing is pending; the messages of each.
+    fn turns(socket: &mut PeerSocket, shared: &Shared) -> Vec<Vec<u64>> {
+        let mut scratch = vec![0; READ_BYTES];
+        let mut turns = Vec::new();
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        while Instant::now() < deadline {
+            socket.mark_readable(false);
+            let mut terms = Vec::new();
+            let turn = socket.read_turn(shared, &mut scratch, |m| terms.push(term_of(&m)));
+            assert!(matches!(turn, Ok(Turn::Open)));
+            let pending = socket.pending();
+            if !terms.is_empty() {
+                turns.push(terms);
+            } else if !pending {
+                break;
+            }
+        }
+        turns
+    }
+
+    #[test]
+    fn a_turn_takes_a_bounded_number_of_frames_in_the_order_sent() {
+        let (mut socket, mut peer) = connection();
+        let mut out = Vec::new();
+        for term in 1..=200 {
+            put_message(&mut out, CLUSTER, &message(term));
+        }
+        std::io::Write::write_all(&mut peer, &out).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let shared = Shared::default();
+        let turns = turns(&mut socket, &shared);
+        assert!(
+            turns.iter().all(|t| t.len() <= MAX_FRAMES_PER_TURN),
+            "{turns:?}"
+        );
+        let all: Vec<u64> = turns.concat();
+        assert_eq!(all, (1..=200).collect::<Vec<u64>>());
+        assert!(turns.len() >= 200 / MAX_FRAMES_PER_TURN);
+    }
+
+    #[test]
+    fn a_frame_split_across_reads_arrives_whole_and_the_end_between_frames_closes() {
+        let (mut socket, mut peer) = connection();
+        let mut out = Vec::new();
+        put_message(&mut out, CLUSTER, &message(5));
+        let shared = Shared::default();
+        let mut scratch = vec![0; READ_BYTES];
+        let mut got = Vec::new();
+        for byte in &out {
+            std::io::Write::write_all(&mut peer, &[*byte]).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            socket.mark_readable(false);
+            let turn = socket.read_turn(&shared, &mut scratch, |m| got.push(m));
+            assert!(matches!(turn, Ok(Turn::Open)));
+        }
+        assert_eq!(got, vec![message(5)]);
+        drop(peer);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        socket.mark_readable(true);
+        let turn = socket.read_turn(&shared, &mut scratch, |_| {});
+        assert!(matches!(turn, Ok(Turn::Closed)));
+    }
+
+    #[test]
+    fn what_the_reader_task_refuses_the_driver_refuses() {
+        let shared = Shared::default();
+        let mut scratch = vec![0; READ_BYTES];
+        let hello = Hello {
+            from: 1,
+            client_addr: "127.0.0.1:1".into(),
+            http_addr: "127.0.0.1:2".into(),
+            peer_addr: None,
+        };
+        // Bytes after a good message, and whether the error is the one the task gives.
+        type Case = (Vec<u8>, fn(&FrameError) -> bool);
+        let mut cases: Vec<Case> = Vec::new();
+        let mut another_cluster = Vec::new();
+        put_message(&mut another_cluster, CLUSTER + 1, &message(1));
+        cases.push((another_cluster, |e| {
+            matches!(
+                e,
+                FrameError::Header(skiff_node::wire::FrameError::WrongCluster { .. })
+            )
+        }));
+        let mut second_hello = Vec::new();
+        put_hello(&mut second_hello, CLUSTER, &hello);
+        cases.push((second_hello, |e| matches!(e, FrameError::Kind(0))));
+        let mut misaddressed = Vec::new();
+        let mut to_another = message(1);
+        if let skiff_node::PeerMessage::Raft(m) = &mut to_another.message {
+            m.to = NodeId(3);
+        }
+        put_message(&mut misaddressed, CLUSTER, &to_another);
+        cases.push((misaddressed, |e| matches!(e, FrameError::Payload(_))));
+        let mut oversized = Vec::new();
+        put_message(&mut oversized, CLUSTER, &message(1));
+        oversized[..4].copy_from_slice(&(2u32 << 20).to_le_bytes());
+        cases.push((oversized, |e| {
+            matches!(
+                e,
+                FrameError::Header(skiff_node::wire::FrameError::TooLarge { .. })
+            )
+        }));
+        let mut cut_short = Vec::new();
+        put_message(&mut cut_short, CLUSTER, &message(1));
+        cut_short.pop();
+        cases.push((cut_short, |e| matches!(e, FrameError::Io(_))));
+        for (bytes, expected) in cases {
+            let (mut socket, mut peer) = connection();
+            // A good message first: it is stepped before the bad frame ends the connection.
+            let mut out = Vec::new();
+            put_message(&mut out, CLUSTER, &message(1));
+            out.extend_from_slice(&bytes);
+            std::io::Write::write_all(&mut peer, &out).unwrap();
+            drop(peer);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            socket.mark_readable(true);
+            let mut stepped = 0;
+            let turn = socket.read_turn(&shared, &mut scratch, |_| stepped += 1);
+            assert_eq!(stepped, 1);
+            match turn {
+                Err(error) => assert!(expected(&error), "{error}"),
+                Ok(_) => panic!("accepted {bytes:?}"),
+            }
+        }
+    }
+}
