@@ -1,8 +1,8 @@
 //! [`Keyspace`]: the keys, each with its value, deadline and revision, stored once and
 //! ordered by `(scan_hash(key), key)`, with the deadlines ordered so that expiry finds the
-//! due keys without a scan. The keys are split into slices of the scan order by the top bits
-//! of their hash, a small map each, so that a lookup indexes a slice and walks a shallow
-//! tree, and `RANDOMKEY` can pick the k-th key by adding up the slices' lengths.
+//! due keys without a scan. A large store's keys are split into slices of the scan order by
+//! the top bits of their hash, a small map each, so that a lookup indexes a slice and walks a
+//! shallow tree, and `RANDOMKEY` can pick the k-th key by adding up the slices' lengths.
 //!
 //! Ordering by [`scan_hash`] first does three things: a `SCAN` cursor is a position in the
 //! store's own order, which concurrent writes do not move; a lookup compares a `u64` at each
@@ -15,13 +15,13 @@
 //! The maps are persistent (`imbl`'s B+trees, whose nodes are shared between clones), and the
 //! slice table sits behind an [`Arc`], so [`Keyspace::clone`] is O(1): a clone is a
 //! consistent picture of the store that another thread can serialize while writes go on here,
-//! the first write after it copying the slice table (16,384 map roots) and each write the few
-//! nodes on its path that the clone still shares. Values sit behind an [`Arc`] so that such a
-//! copy clones pointers, never the values of a node's other keys.
+//! the first write after it copying the slice table (16,384 map roots in a large store) and
+//! each write the few nodes on its path that the clone still shares. Values sit behind an
+//! [`Arc`] so that such a copy clones pointers, never the values of a node's other keys.
 
 use std::cmp::Ordering;
 use std::ops::Bound;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use equivalent::{Comparable, Equivalent};
 use imbl::{OrdMap, OrdSet};
@@ -51,7 +51,12 @@ pub(crate) struct Stored {
 const HASH_SLICES: usize = 1 << HASH_SLICE_BITS;
 const HASH_SLICE_BITS: u32 = 14;
 
-/// The slice of the scan order that holds keys of scan hash `hash`.
+/// A store holds its keys in one map until it holds this many, then in [`HASH_SLICES`]: a
+/// small store (most of the simulator's, a new node's) walks one map, never thousands of
+/// empty ones.
+const SPLIT_AT_KEYS: usize = HASH_SLICES;
+
+/// The slice, of [`HASH_SLICES`], that holds keys of scan hash `hash` in a split store.
 fn slice_of(hash: u64) -> usize {
     // The top 14 bits of a u64: below HASH_SLICES.
     (hash >> (64 - HASH_SLICE_BITS)) as usize
@@ -98,15 +103,19 @@ impl Comparable<Ranked> for Probe<'_> {
 }
 
 /// The keys; iteration in either order (and so the snapshot) is the same everywhere.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Equality is by content: how the keys are split is not state.
+#[derive(Clone, Debug)]
 pub(crate) struct Keyspace {
-    /// The keys split by the top bits of their scan hash ([`slice_of`]): slice `s` holds
-    /// exactly the keys of slice `s`, each once, under `(scan_hash(key), key)`. Read in slice
-    /// order, they are the one `(scan_hash, key)` order. Splitting takes the first levels of
-    /// one big tree off every lookup (a walk down a small tree, after an index into the
-    /// slices) and makes counting keys by slice free. The slices sit behind one [`Arc`], so
-    /// a clone stays O(1): the first write after it copies the slice table (its maps'
-    /// roots, not their keys), then each write the nodes on its path.
+    /// The keys, each once, under `(scan_hash(key), key)`: in one map while the store is
+    /// small, else split by the top bits of their scan hash ([`slice_of`]), slice `s` holding
+    /// exactly the keys of slice `s`. Read in slice order, they are the one
+    /// `(scan_hash, key)` order. Splitting takes the first levels of one big tree off every
+    /// lookup (a walk down a small tree, after an index into the slices) and makes counting
+    /// keys by slice free. The slices sit behind one [`Arc`], so a clone stays O(1): the first
+    /// write after it copies the slice table (its maps' roots, not their keys), then each
+    /// write the nodes on its path.
+    /// Invariant: one slice, or [`HASH_SLICES`] of them (once the store held
+    /// [`SPLIT_AT_KEYS`] keys; a store that shrinks stays split).
     slices: Arc<Vec<OrdMap<Ranked, Arc<Stored>>>>,
     /// Invariant: the number of keys in all slices.
     len: usize,
@@ -132,10 +141,20 @@ impl PartialEq for CreatedKey {
 
 impl Eq for CreatedKey {}
 
+impl PartialEq for Keyspace {
+    fn eq(&self, other: &Keyspace) -> bool {
+        self.len == other.len
+            && self.deadlines == other.deadlines
+            && self.iter_by_hash().eq(other.iter_by_hash())
+    }
+}
+
+impl Eq for Keyspace {}
+
 impl Default for Keyspace {
     fn default() -> Keyspace {
         Keyspace {
-            slices: empty_slices(),
+            slices: Arc::new(vec![OrdMap::new()]),
             len: 0,
             deadlines: OrdSet::new(),
             created: CreatedKey::default(),
@@ -143,27 +162,45 @@ impl Default for Keyspace {
     }
 }
 
-/// The slice table of an empty store, shared by every keyspace until its first write copies
-/// it: an empty store (a new node, a restore from a snapshot without keys) allocates nothing.
-fn empty_slices() -> Arc<Vec<OrdMap<Ranked, Arc<Stored>>>> {
-    static EMPTY: OnceLock<Arc<Vec<OrdMap<Ranked, Arc<Stored>>>>> = OnceLock::new();
-    Arc::clone(EMPTY.get_or_init(|| Arc::new(vec![OrdMap::new(); HASH_SLICES])))
-}
-
 impl Keyspace {
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
+    /// Which of the store's slices holds keys of scan hash `hash`.
+    fn slice_index(&self, hash: u64) -> usize {
+        if self.slices.len() == 1 {
+            0
+        } else {
+            slice_of(hash)
+        }
+    }
+
     /// The slice that holds (or would hold) the key `probe` names.
     fn slice(&self, probe: Probe<'_>) -> &OrdMap<Ranked, Arc<Stored>> {
-        &self.slices[slice_of(probe.0)]
+        &self.slices[self.slice_index(probe.0)]
     }
 
     /// The slice that holds (or would hold) the key `probe` names, to change it (the slice
     /// table is copied first if a clone of the store still shares it).
     fn slice_mut(&mut self, probe: Probe<'_>) -> &mut OrdMap<Ranked, Arc<Stored>> {
-        &mut Arc::make_mut(&mut self.slices)[slice_of(probe.0)]
+        let index = self.slice_index(probe.0);
+        &mut Arc::make_mut(&mut self.slices)[index]
+    }
+
+    /// Moves the keys of a store held in one map into [`HASH_SLICES`] slices (once, when
+    /// it reaches [`SPLIT_AT_KEYS`] keys).
+    fn split(&mut self) {
+        let mut slices = vec![OrdMap::new(); HASH_SLICES];
+        for (ranked, stored) in self
+            .slices
+            .iter()
+            .filter(|slice| !slice.is_empty())
+            .flat_map(|slice| slice.iter())
+        {
+            slices[slice_of(ranked.0)].insert(ranked.clone(), Arc::clone(stored));
+        }
+        self.slices = Arc::new(slices);
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Stored> {
@@ -188,6 +225,7 @@ impl Keyspace {
     pub(crate) fn iter_by_hash(&self) -> impl Iterator<Item = (&[u8], &Stored)> {
         self.slices
             .iter()
+            .filter(|slice| !slice.is_empty())
             .flat_map(|slice| slice.iter())
             .map(|((_, key), stored)| (key.as_slice(), stored.as_ref()))
     }
@@ -201,7 +239,8 @@ impl Keyspace {
         }
         let new_deadline = stored.deadline_ms;
         let hash = probe.0;
-        let slice = &mut Arc::make_mut(&mut self.slices)[slice_of(hash)];
+        let index = self.slice_index(hash);
+        let slice = &mut Arc::make_mut(&mut self.slices)[index];
         // One walk down the tree when the key is there (the common case of a SET); a new key
         // takes a second, to place it.
         let Some(slot) = slice.get_mut(&probe) else {
@@ -210,6 +249,9 @@ impl Keyspace {
             }
             slice.insert((hash, key), Arc::new(stored));
             self.len += 1;
+            if self.slices.len() == 1 && self.len >= SPLIT_AT_KEYS {
+                self.split();
+            }
             return false;
         };
         let old_deadline = slot.deadline_ms;
@@ -343,13 +385,14 @@ impl Keyspace {
     /// The keys whose scan hash is `from` or more, with their hashes, in `(hash, key)` order:
     /// the map's own.
     pub(crate) fn by_hash_from(&self, from: u64) -> impl Iterator<Item = (u64, &[u8])> {
-        let first = slice_of(from);
+        let first = self.slice_index(from);
         let start = (Bound::Included(Probe(from, &[])), Bound::Unbounded);
         self.slices[first]
             .range(start)
             .chain(
                 self.slices[first + 1..]
                     .iter()
+                    .filter(|slice| !slice.is_empty())
                     .flat_map(|slice| slice.iter()),
             )
             .map(|((hash, key), _)| (*hash, key.as_slice()))
@@ -375,7 +418,7 @@ impl Keyspace {
                     "key {key:?} stored under another key's hash at applied index {applied_index}"
                 );
                 assert_eq!(
-                    slice_of(*hash),
+                    self.slice_index(*hash),
                     slice,
                     "key {key:?} in another hash's slice at applied index {applied_index}"
                 );
@@ -389,10 +432,10 @@ impl Keyspace {
                 }
             }
         }
-        assert_eq!(
-            self.slices.len(),
-            HASH_SLICES,
-            "the slice table lost its size at applied index {applied_index}"
+        assert!(
+            self.slices.len() == 1 || self.slices.len() == HASH_SLICES,
+            "a table of {} slices at applied index {applied_index}",
+            self.slices.len()
         );
         assert_eq!(
             len, self.len,
@@ -535,6 +578,53 @@ mod tests {
         assert_eq!(keyspace.next_deadline_ms(), None);
         keyspace.check_invariants(0, 4);
         picture.check_invariants(0, 4);
+    }
+
+    /// A store that grows past [`SPLIT_AT_KEYS`] moves into slices with every key, its order
+    /// and its picture intact; one that shrinks again equals a store that never grew.
+    #[test]
+    fn a_store_split_into_slices_keeps_its_keys_order_and_equality() {
+        let name = |i: usize| format!("key:{i:06}").into_bytes();
+        let mut keyspace = Keyspace::default();
+        let count = SPLIT_AT_KEYS + 100;
+        for i in 0..SPLIT_AT_KEYS - 1 {
+            keyspace.insert(name(i), string("v", None, i as u64));
+        }
+        let before_split = keyspace.clone();
+        for i in SPLIT_AT_KEYS - 1..count {
+            keyspace.insert(name(i), string("v", None, i as u64));
+        }
+        assert_eq!(keyspace.slices.len(), HASH_SLICES, "split");
+        assert_eq!(
+            before_split.slices.len(),
+            1,
+            "a picture taken before is untouched"
+        );
+        assert_eq!(before_split.len(), SPLIT_AT_KEYS - 1);
+        keyspace.check_invariants(0, count as u64);
+        assert_eq!(keyspace.len(), count);
+        assert!((0..count).all(|i| keyspace.get(&name(i)) == Some(&string("v", None, i as u64))));
+        let ranks: Vec<(u64, &[u8])> = keyspace.by_hash_from(0).collect();
+        assert_eq!(ranks.len(), count);
+        assert!(ranks.windows(2).all(|pair| pair[0] < pair[1]));
+        assert_eq!(keyspace.nth_by_hash(count - 1), Some(ranks[count - 1].1));
+
+        for i in 10..count {
+            assert!(keyspace.remove(&name(i)).is_some());
+        }
+        let mut small = Keyspace::default();
+        for i in 0..10 {
+            small.insert(name(i), string("v", None, i as u64));
+        }
+        assert_eq!(
+            keyspace.slices.len(),
+            HASH_SLICES,
+            "a store that shrinks stays split"
+        );
+        assert_eq!(keyspace, small);
+        small.insert(name(3), string("other", None, 3));
+        assert_ne!(keyspace, small);
+        keyspace.check_invariants(0, count as u64);
     }
 
     #[test]
