@@ -44,7 +44,8 @@ pub struct ApplyResult {
     /// `/proc/thread-self/schedstat`; `None` where that cannot be read): unlike the wall
     /// time, it does not count the time other processes held the processor.
     pub median_cpu_ns: Option<f64>,
-    /// Snapshots frozen (and serialized) per round.
+    /// Snapshots due per round (one is skipped while the previous is still being written,
+    /// as a node does).
     pub freezes_per_round: u64,
 }
 
@@ -126,7 +127,9 @@ fn round(options: ApplyOptions) -> (f64, Option<f64>) {
     for (i, bytes) in writes.iter().enumerate() {
         index += 1;
         apply(&mut store, index, bytes);
-        if options.freeze_every > 0 && (i as u64 + 1) % options.freeze_every == 0 {
+        let due = options.freeze_every > 0 && (i as u64 + 1) % options.freeze_every == 0;
+        // A node takes no snapshot while one is being written: nor does this loop wait.
+        if due && serializer.as_ref().is_none_or(JoinHandle::is_finished) {
             if let Some(previous) = serializer.take() {
                 black_box(previous.join().expect("the serializer thread"));
             }

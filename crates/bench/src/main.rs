@@ -122,7 +122,7 @@ fn run_apply(args: &ApplyArgs) -> ExitCode {
         .map(|ns| format!("{ns:.0}"))
         .collect();
     println!(
-        "apply_set keys={} value_bytes={} clients={} freeze_every={} freezes_per_round={} median_ns={:.1} median_cpu_ns={} rounds_ns={}",
+        "apply_set keys={} value_bytes={} clients={} freeze_every={} freezes_due_per_round={} median_ns={:.1} median_cpu_ns={} rounds_ns={}",
         args.keys,
         args.value_bytes,
         args.clients,

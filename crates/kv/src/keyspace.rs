@@ -15,7 +15,7 @@
 //! The maps are persistent (`imbl`'s B+trees, whose nodes are shared between clones), and the
 //! slice table sits behind an [`Arc`], so [`Keyspace::clone`] is O(1): a clone is a
 //! consistent picture of the store that another thread can serialize while writes go on here,
-//! the first write after it copying the slice table (16,384 map roots in a large store) and
+//! the first write after it copying the slice table (up to 16,384 map roots) and
 //! each write the few nodes on its path that the clone still shares. Values sit behind an
 //! [`Arc`] so that such a copy clones pointers, never the values of a node's other keys.
 
@@ -42,24 +42,38 @@ pub(crate) struct Stored {
     pub(crate) revision: u64,
 }
 
-/// How many slices of the scan order [`Keyspace`] splits the keys into: the top bits of a
-/// key's scan hash name its slice. 16,384 (a table of 384 KiB): a store of 100,000 keys has
-/// about 6 keys a slice, one tree node, where one tree of them all is five levels deep; a
-/// store of a million keys about 61, two levels. (Measured with `skiff-bench apply`, 4,096
-/// slices left a second level of misses on a store of 100,000 keys, and 65,536 gained nothing
-/// more.)
-const HASH_SLICES: usize = 1 << HASH_SLICE_BITS;
-const HASH_SLICE_BITS: u32 = 14;
+/// The most slices of the scan order [`Keyspace`] splits the keys into: the top bits of a
+/// key's scan hash name its slice. 16,384 (a table of 384 KiB) for a store of 131,072 keys or
+/// more: a million keys are about 61 a slice, two tree levels where one tree of them all is
+/// five or six deep.
+const MAX_SLICE_BITS: u32 = 14;
 
-/// A store holds its keys in one map until it holds this many, then in [`HASH_SLICES`]: a
-/// small store (most of the simulator's, a new node's) walks one map, never thousands of
-/// empty ones.
-const SPLIT_AT_KEYS: usize = HASH_SLICES;
+/// A store is split into as many slices as leave at least this many keys in each on average
+/// (of 1, 2^12 or 2^14): an `imbl` tree node holds up to 16 keys and takes their room
+/// whether it holds them or not, so slices emptier than half a node would cost memory (about
+/// 0.8 KiB a slice) for no shallower tree. A small store (the simulator's, a new node's) is
+/// one map: it never walks thousands of empty ones.
+const KEYS_PER_SLICE: usize = 8;
 
-/// The slice, of [`HASH_SLICES`], that holds keys of scan hash `hash` in a split store.
-fn slice_of(hash: u64) -> usize {
-    // The top 14 bits of a u64: below HASH_SLICES.
-    (hash >> (64 - HASH_SLICE_BITS)) as usize
+/// How many top bits of the scan hash name a slice in a store of `len` keys: 0 (one map),
+/// 12 or [`MAX_SLICE_BITS`]. Two steps, not more: a split rebuilds the store on the driver
+/// (10 ms at 32,768 keys, 50 ms at 131,072, with 1 KiB values: `split_timings`), once each
+/// in a store's life. A function of the count alone, so every replica splits at
+/// the same write (not that it shows: the order and the bytes are the same either way).
+fn slice_bits_for(len: usize) -> u32 {
+    [MAX_SLICE_BITS, 12]
+        .into_iter()
+        .find(|bits| len >= KEYS_PER_SLICE << bits)
+        .unwrap_or(0)
+}
+
+/// The slice that holds keys of scan hash `hash` in a store split by its top `bits` bits.
+fn slice_of(hash: u64, bits: u32) -> usize {
+    match bits {
+        0 => 0,
+        // At most the top 14 bits of a u64: below the number of slices.
+        bits => (hash >> (64 - bits)) as usize,
+    }
 }
 
 /// A key's bytes as the maps hold them: a key of up to [`INLINE_KEY_BYTES`] bytes sits in the
@@ -67,9 +81,9 @@ fn slice_of(hash: u64) -> usize {
 /// allocates nothing for it.
 type KeyBytes = SmallVec<[u8; INLINE_KEY_BYTES]>;
 
-/// The longest key kept inside a tree node; longer keys are allocated on their own. 24: as
-/// much as the node spends on a key anyway (a heap key's pointer, length and capacity), and
-/// enough for most keys people name (`key:000000012345` is 16).
+/// The longest key kept inside a tree node; longer keys are allocated on their own. 24: enough
+/// for most keys people name (`key:000000012345` is 16), for 8 bytes more per key in a node
+/// than a heap key's pointer, length and capacity (32 against 24).
 const INLINE_KEY_BYTES: usize = 24;
 
 /// A key as the map orders it: `(scan_hash(key), key)`. Also the shape of a deadline
@@ -104,7 +118,7 @@ impl Comparable<Ranked> for Probe<'_> {
 
 /// The keys; iteration in either order (and so the snapshot) is the same everywhere.
 /// Equality is by content: how the keys are split is not state.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Keyspace {
     /// The keys, each once, under `(scan_hash(key), key)`: in one map while the store is
     /// small, else split by the top bits of their scan hash ([`slice_of`]), slice `s` holding
@@ -114,8 +128,8 @@ pub(crate) struct Keyspace {
     /// keys by slice free. The slices sit behind one [`Arc`], so a clone stays O(1): the first
     /// write after it copies the slice table (its maps' roots, not their keys), then each
     /// write the nodes on its path.
-    /// Invariant: one slice, or [`HASH_SLICES`] of them (once the store held
-    /// [`SPLIT_AT_KEYS`] keys; a store that shrinks stays split).
+    /// Invariant: `2^bits` slices, `bits` being [`slice_bits_for`] of the most keys the store
+    /// held since it was created or cleared (a store that shrinks stays split).
     slices: Arc<Vec<OrdMap<Ranked, Arc<Stored>>>>,
     /// Invariant: the number of keys in all slices.
     len: usize,
@@ -140,6 +154,13 @@ impl PartialEq for CreatedKey {
 }
 
 impl Eq for CreatedKey {}
+
+impl std::fmt::Debug for Keyspace {
+    /// The keys and their states in the store's order, not the slices (mostly empty ones).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter_by_hash()).finish()
+    }
+}
 
 impl PartialEq for Keyspace {
     fn eq(&self, other: &Keyspace) -> bool {
@@ -169,11 +190,12 @@ impl Keyspace {
 
     /// Which of the store's slices holds keys of scan hash `hash`.
     fn slice_index(&self, hash: u64) -> usize {
-        if self.slices.len() == 1 {
-            0
-        } else {
-            slice_of(hash)
-        }
+        slice_of(hash, self.slice_bits())
+    }
+
+    /// How many top bits of the scan hash name a slice here.
+    fn slice_bits(&self) -> u32 {
+        self.slices.len().trailing_zeros()
     }
 
     /// The slice that holds (or would hold) the key `probe` names.
@@ -188,17 +210,17 @@ impl Keyspace {
         &mut Arc::make_mut(&mut self.slices)[index]
     }
 
-    /// Moves the keys of a store held in one map into [`HASH_SLICES`] slices (once, when
-    /// it reaches [`SPLIT_AT_KEYS`] keys).
-    fn split(&mut self) {
-        let mut slices = vec![OrdMap::new(); HASH_SLICES];
+    /// Moves the keys into `2^bits` slices (when the store has grown to need more: at most
+    /// twice in its life, each O(keys)).
+    fn split(&mut self, bits: u32) {
+        let mut slices = vec![OrdMap::new(); 1 << bits];
         for (ranked, stored) in self
             .slices
             .iter()
             .filter(|slice| !slice.is_empty())
             .flat_map(|slice| slice.iter())
         {
-            slices[slice_of(ranked.0)].insert(ranked.clone(), Arc::clone(stored));
+            slices[slice_of(ranked.0, bits)].insert(ranked.clone(), Arc::clone(stored));
         }
         self.slices = Arc::new(slices);
     }
@@ -232,7 +254,12 @@ impl Keyspace {
 
     /// Stores `stored` under `key`, replacing what was there; whether the key was there.
     pub(crate) fn insert(&mut self, key: Vec<u8>, stored: Stored) -> bool {
-        let key = KeyBytes::from_vec(key);
+        // Inline by length (`from_vec` would go by the vector's capacity).
+        let key = if key.len() <= INLINE_KEY_BYTES {
+            KeyBytes::from_slice(&key)
+        } else {
+            KeyBytes::from_vec(key)
+        };
         let probe = Probe::key(&key);
         if let Some(new) = stored.deadline_ms {
             self.deadlines.insert((new, key.clone()));
@@ -249,8 +276,9 @@ impl Keyspace {
             }
             slice.insert((hash, key), Arc::new(stored));
             self.len += 1;
-            if self.slices.len() == 1 && self.len >= SPLIT_AT_KEYS {
-                self.split();
+            let bits = slice_bits_for(self.len);
+            if bits > self.slice_bits() {
+                self.split(bits);
             }
             return false;
         };
@@ -285,6 +313,10 @@ impl Keyspace {
     /// shares it).
     pub(crate) fn remove(&mut self, key: &[u8]) -> Option<Stored> {
         let probe = Probe::key(key);
+        // A missing key changes nothing: no copy of a slice table a frozen copy shares.
+        if !self.slice(probe).contains_key(&probe) {
+            return None;
+        }
         let old = self.slice_mut(probe).remove(&probe)?;
         self.len -= 1;
         if let Some(deadline) = old.deadline_ms {
@@ -433,9 +465,12 @@ impl Keyspace {
             }
         }
         assert!(
-            self.slices.len() == 1 || self.slices.len() == HASH_SLICES,
-            "a table of {} slices at applied index {applied_index}",
-            self.slices.len()
+            self.slices.len().is_power_of_two()
+                && slice_bits_for(self.len) <= self.slice_bits()
+                && self.slice_bits() <= MAX_SLICE_BITS,
+            "a table of {} slices for {} keys at applied index {applied_index}",
+            self.slices.len(),
+            self.len
         );
         assert_eq!(
             len, self.len,
@@ -558,7 +593,6 @@ mod tests {
         assert_eq!(keyspace.nth_by_hash(200), None);
     }
 
-    /// Two keys under one hash are told apart by their bytes.
     /// Inserting tells whether the key was there; a store's state, shared with a clone or
     /// not, is replaced whole, and the count of keys follows inserts and removals.
     #[test]
@@ -580,27 +614,29 @@ mod tests {
         picture.check_invariants(0, 4);
     }
 
-    /// A store that grows past [`SPLIT_AT_KEYS`] moves into slices with every key, its order
-    /// and its picture intact; one that shrinks again equals a store that never grew.
+    /// A store that grows past a split point moves into more slices with every key, its
+    /// order and its picture intact; one that shrinks again equals a store that never grew.
     #[test]
     fn a_store_split_into_slices_keeps_its_keys_order_and_equality() {
+        assert_eq!(
+            [0, 32_767, 32_768, 131_071, 131_072, usize::MAX].map(slice_bits_for),
+            [0, 0, 12, 12, 14, 14]
+        );
         let name = |i: usize| format!("key:{i:06}").into_bytes();
         let mut keyspace = Keyspace::default();
-        let count = SPLIT_AT_KEYS + 100;
-        for i in 0..SPLIT_AT_KEYS - 1 {
+        let split_at = KEYS_PER_SLICE << 12;
+        let count = split_at + 100;
+        for i in 0..split_at - 1 {
             keyspace.insert(name(i), string("v", None, i as u64));
         }
+        assert_eq!(keyspace.slices.len(), 1);
         let before_split = keyspace.clone();
-        for i in SPLIT_AT_KEYS - 1..count {
+        for i in split_at - 1..count {
             keyspace.insert(name(i), string("v", None, i as u64));
         }
-        assert_eq!(keyspace.slices.len(), HASH_SLICES, "split");
-        assert_eq!(
-            before_split.slices.len(),
-            1,
-            "a picture taken before is untouched"
-        );
-        assert_eq!(before_split.len(), SPLIT_AT_KEYS - 1);
+        assert_eq!(keyspace.slices.len(), 1 << 12, "split");
+        assert_eq!(before_split.slices.len(), 1, "a picture is untouched");
+        assert_eq!(before_split.len(), split_at - 1);
         keyspace.check_invariants(0, count as u64);
         assert_eq!(keyspace.len(), count);
         assert!((0..count).all(|i| keyspace.get(&name(i)) == Some(&string("v", None, i as u64))));
@@ -618,15 +654,17 @@ mod tests {
         }
         assert_eq!(
             keyspace.slices.len(),
-            HASH_SLICES,
+            1 << 12,
             "a store that shrinks stays split"
         );
+        assert_eq!(small.slices.len(), 1);
         assert_eq!(keyspace, small);
         small.insert(name(3), string("other", None, 3));
         assert_ne!(keyspace, small);
         keyspace.check_invariants(0, count as u64);
     }
 
+    /// Two keys under one hash are told apart by their bytes.
     #[test]
     fn a_hash_tie_is_broken_by_the_key_bytes() {
         let stored: Ranked = (7, KeyBytes::from_slice(b"m"));
@@ -682,6 +720,23 @@ mod timings {
         let started = Instant::now();
         run();
         started.elapsed()
+    }
+
+    /// The write that splits a store into more slices rebuilds it: how long that write takes.
+    #[test]
+    #[ignore = "timings, run by hand"]
+    fn split_timings() {
+        for split_at in [KEYS_PER_SLICE << 12, KEYS_PER_SLICE << MAX_SLICE_BITS] {
+            let mut keyspace = Keyspace::default();
+            for i in 0..split_at - 1 {
+                let (key, stored) = set(i as u64, i);
+                keyspace.insert(key, stored);
+            }
+            let (key, stored) = set(split_at as u64, split_at);
+            let split = timed(|| drop(keyspace.insert(key, stored)));
+            assert_eq!(keyspace.slice_bits(), slice_bits_for(split_at));
+            println!("the write that splits a store of {split_at} keys: {split:?}");
+        }
     }
 
     #[test]

@@ -141,13 +141,14 @@ impl StateMachine {
 ///
 /// Memory: the keys and the sessions are in persistent maps (`imbl` B+trees of 16 entries a
 /// node) whose nodes the copy shares with the live store, so freezing copies nothing. The
-/// first write after the freeze copies the keyspace's table of 16,384 slice roots; a write
-/// copies each node on its path that the copy still shares — about log16(keys / 16,384)
-/// nodes, each with its up to 16 keys (their bytes) and value pointers, never a value — once
-/// per node while the copy lives; a session written to is copied once (its window of
-/// replies). The sessions' eviction order is not in the copy (a snapshot does not record it). So the store grows by the nodes and sessions written while the copy
-/// lives, not by its size: at worst (writes spread over many keys until every node is copied)
-/// the map's nodes and keys once more, never the values.
+/// first write after the freeze copies the keyspace's table of slice roots (up to 16,384 in a
+/// large store); a write copies each node on its path the copy still shares — about
+/// log16(keys per slice) nodes, each with its up to 16 keys (their bytes, when longer than
+/// 24) and value pointers, never a value — once per node while the copy lives; a session written to is copied once (its window of
+/// replies). The sessions' eviction order is not in the copy (a snapshot does not record
+/// it). So the store grows by the nodes and sessions written while the copy lives, not by
+/// its size: at worst (writes spread over many keys until every node is copied) the map's
+/// nodes and keys once more, never the values.
 #[derive(Clone, Debug)]
 pub struct FrozenStore {
     data: Keyspace,

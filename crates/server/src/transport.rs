@@ -311,8 +311,10 @@ async fn receive_plain(
     let Some(from) = accept_hello(&mut stream, &mut buf, None, options, shared).await? else {
         return Ok(());
     };
-    // Non-blocking, as the runtime leaves it: the driver must never wait on it.
+    // Non-blocking (the runtime leaves it so; said again, since the driver must never wait
+    // on it).
     let socket = stream.into_std()?;
+    socket.set_nonblocking(true)?;
     let socket = inbound::PeerSocket::new(socket, buf, from, addr, options.clone(), slot);
     match driver.try_send(Input::PeerSocket(Box::new(socket))) {
         Ok(()) => Ok(()),
@@ -432,14 +434,13 @@ fn touch_heard(shared: &Shared, from: u64, last: &mut Instant) {
     if now.duration_since(*last) < HEARD_EVERY {
         return;
     }
+    // Never waits behind a reader (the driver thread calls this): if the table is busy, the
+    // next message tries again.
+    let Ok(mut advertised) = shared.advertised.try_write() else {
+        return;
+    };
     *last = now;
-    if let Some(entry) = shared
-        .advertised
-        .write()
-        .ok()
-        .as_mut()
-        .and_then(|advertised| advertised.get_mut(&from))
-    {
+    if let Some(entry) = advertised.get_mut(&from) {
         entry.heard = Some(now);
     }
 }

@@ -120,6 +120,8 @@ impl Inbox {
             // Pairs with the fence in [`Bell::ring`].
             fence(Ordering::SeqCst);
             if !self.inputs.is_empty() || reported() {
+                // Not parked after all: a sender needs not ring for what it queues now.
+                self.bell.parked.store(false, Ordering::SeqCst);
                 timeout = Duration::ZERO;
             }
         }
