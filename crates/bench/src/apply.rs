@@ -180,9 +180,6 @@ mod tests {
         assert_eq!(result.rounds_ns.len(), 3);
         assert_eq!(result.freezes_per_round, 3);
         assert!(result.median_ns > 0.0);
-        if let Some(cpu) = result.median_cpu_ns {
-            assert!(cpu > 0.0);
-        }
         // Every write decodes to a SET of one of the filled keys.
         for bytes in entries(options, false) {
             let request = Request::decode(&bytes).unwrap();
