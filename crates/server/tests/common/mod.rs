@@ -25,20 +25,28 @@ pub fn serial() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Every port [`free_port`] and [`free_base_port`] handed out in this process.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// A port below Linux's ephemeral range (32768 and up), so that no outgoing connection takes
+/// it between the check and a node binding it (a port the kernel picked for `bind(0)` is in
+/// that range, and a busy test's client connections took one: "Address already in use").
+fn low_port() -> u16 {
+    10_000 + (rand::random::<u16>() % 22_000)
+}
+
 /// A free loopback port (bound, then released), never one this process handed out before:
 /// a port just released may be offered again at once, and two nodes must not get the same.
 pub fn free_port() -> u16 {
-    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        if handed_out.insert(port) {
+    for _ in 0..10_000 {
+        let port = low_port();
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
             return port;
         }
     }
+    panic!("no free port");
 }
 
 /// Directed links the proxy refuses: `(from, to)`.
@@ -776,16 +784,19 @@ pub fn non_empty(path: &Path) -> bool {
 
 /// A base port such that `skiff local --client-port base` finds all its ports free.
 pub fn free_base_port() -> u16 {
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
     for _ in 0..100 {
-        // Below Linux's ephemeral range (32768 and up), so that no outgoing connection takes
-        // one of these ports between the check and `skiff local` binding it.
-        let base = 10_000 + (rand::random::<u16>() % 22_000);
+        let base = low_port();
         // Clients, peers and HTTP of three nodes, and the control API just below HTTP.
-        let free = (0..3)
+        let ports: Vec<u16> = (0..3)
             .flat_map(|i| [base + i, base + 100 + i, base + 200 + i])
             .chain([base + 199])
-            .all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok());
+            .collect();
+        let free = ports.iter().all(|&port| {
+            !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok()
+        });
         if free {
+            handed_out.extend(ports);
             return base;
         }
     }
