@@ -22,24 +22,12 @@ RESULTS="$WORK/results.csv"
 pid=""
 cleanup() { [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
+# shellcheck source=bench/local_cluster.sh
+. "$(dirname "$0")/local_cluster.sh"
 
 run() {
   local build=$1 bin=$2 round=$3
-  # The previous run's log goes first: the shell truncates it only once the background job
-  # starts, and a leader read from it (another cluster's) sent redis-benchmark to a node not
-  # listening yet, where it waited for ever (the hangs of earlier sessions).
-  rm -f "$WORK/local.log"
-  "$bin" local --data-dir "$WORK/$build-$round" --client-port "$BASE" --peer-port $((BASE + 100)) \
-    --http-port $((BASE + 200)) --control-port $((BASE + 199)) >"$WORK/local.log" 2>&1 &
-  pid=$!
-  local leader=""
-  for _ in $(seq 100); do
-    leader=$(grep -so 'leader: node [0-9]*' "$WORK/local.log" | tail -1 | awk '{print $3}' || true)
-    [ -n "$leader" ] && break
-    sleep 0.1
-  done
-  [ -n "$leader" ] || { cat "$WORK/local.log"; echo "no leader" >&2; exit 1; }
-  local follower=$(( leader % 3 + 1 ))
+  start_local "$bin" "$WORK/$build-$round" "$WORK/local.log"
   for setting in "${settings[@]}"; do
     for target in leader follower; do
       local port=$((BASE + leader - 1))

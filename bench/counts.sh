@@ -19,17 +19,9 @@ pid=""
 cleanup() { [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-"$BIN" local --data-dir "$WORK/data" --client-port "$BASE" --peer-port $((BASE + 100)) \
-  --http-port $((BASE + 200)) --control-port $((BASE + 199)) >"$WORK/local.log" 2>&1 &
-pid=$!
-leader=""
-for _ in $(seq 100); do
-  leader=$(grep -so 'leader: node [0-9]*' "$WORK/local.log" | tail -1 | awk '{print $3}' || true)
-  [ -n "$leader" ] && break
-  sleep 0.1
-done
-[ -n "$leader" ] || { cat "$WORK/local.log"; echo "no leader" >&2; exit 1; }
-follower=$(( leader % 3 + 1 ))
+# shellcheck source=bench/local_cluster.sh
+. "$(dirname "$0")/local_cluster.sh"
+start_local "$BIN" "$WORK/data" "$WORK/local.log"
 port=$((BASE + leader - 1))
 
 # The serve process of node $1: a child of `skiff local` whose data directory is node$1.

@@ -313,8 +313,9 @@ impl Keyspace {
     /// shares it).
     pub(crate) fn remove(&mut self, key: &[u8]) -> Option<Stored> {
         let probe = Probe::key(key);
-        // A missing key changes nothing: no copy of a slice table a frozen copy shares.
-        if !self.slice(probe).contains_key(&probe) {
+        // A missing key changes nothing: while a frozen copy shares the slice table, look
+        // before copying it (unshared, the removal's own walk finds out).
+        if Arc::strong_count(&self.slices) > 1 && !self.slice(probe).contains_key(&probe) {
             return None;
         }
         let old = self.slice_mut(probe).remove(&probe)?;

@@ -185,33 +185,33 @@ pub(crate) struct SessionLimits {
 /// The sessions of all known clients, bounded in number and age.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct SessionTable {
-    /// Sessions by client id. A persistent map, as the keyspace's: a picture for a snapshot
-    /// ([`freeze`](Self::freeze)) is O(1), and a session changed afterwards is copied once
-    /// (its window of replies), the map nodes on its path too.
-    sessions: OrdMap<u64, Arc<Session>>,
+    /// What a snapshot records: the sessions and how far the table forgot.
+    recorded: RecordedSessions,
     /// Eviction order: `last_active_index → client_id`. Every request moves one session
     /// from near the front to the back, so this is an ordinary B-tree, cheap at both ends;
     /// a snapshot does not need it (it is each session's `last_active_index`, read back).
     /// Invariant: exactly one entry per session, keyed by that session's
     /// `last_active_index`.
     by_activity: BTreeMap<u64, u64>,
-    /// The highest `last_active_index` of any session the table forgot (expired, evicted or
-    /// dropped at restore), 0 if none: a session active only after it was never forgotten.
-    forgotten_through: u64,
     /// The bytes of every session's remembered replies, markers included.
     /// Invariant: the sum of [`reply_bytes`] over every remembered reply.
     reply_bytes: usize,
 }
 
-/// The sessions as a snapshot records them, taken in O(1) from a [`SessionTable`] and kept
-/// unchanged while the table goes on.
-#[derive(Clone, Debug)]
-pub(crate) struct FrozenSessions {
+/// The part of a [`SessionTable`] a snapshot records; a copy of it
+/// ([`SessionTable::freeze`]) is O(1) and stays as it was while the table goes on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RecordedSessions {
+    /// Sessions by client id. A persistent map, as the keyspace's: a copy for a snapshot is
+    /// O(1), and a session changed afterwards is copied once (its window of replies), the
+    /// map nodes on its path too.
     sessions: OrdMap<u64, Arc<Session>>,
+    /// The highest `last_active_index` of any session the table forgot (expired, evicted or
+    /// dropped at restore), 0 if none: a session active only after it was never forgotten.
     forgotten_through: u64,
 }
 
-impl FrozenSessions {
+impl RecordedSessions {
     /// Every session, by client id.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &Session)> {
         self.sessions
@@ -224,7 +224,8 @@ impl FrozenSessions {
         self.sessions.len()
     }
 
-    /// As [`SessionTable::forgotten_through`].
+    /// The highest log index at which a session the table forgot was last active (0 if it
+    /// forgot none).
     pub(crate) fn forgotten_through(&self) -> u64 {
         self.forgotten_through
     }
@@ -241,40 +242,29 @@ pub(crate) struct ReplyBudgets {
 
 impl SessionTable {
     /// The sessions as they are now, for a snapshot: O(1).
-    pub(crate) fn freeze(&self) -> FrozenSessions {
-        FrozenSessions {
-            sessions: self.sessions.clone(),
-            forgotten_through: self.forgotten_through,
-        }
+    pub(crate) fn freeze(&self) -> RecordedSessions {
+        self.recorded.clone()
+    }
+
+    /// The sessions and how far the table forgot, as a snapshot records them.
+    pub(crate) fn recorded(&self) -> &RecordedSessions {
+        &self.recorded
     }
 
     /// The session of `client_id`.
     pub(crate) fn get(&self, client_id: u64) -> Option<&Session> {
-        self.sessions.get(&client_id).map(Arc::as_ref)
-    }
-
-    /// Every session, by client id.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &Session)> {
-        self.sessions
-            .iter()
-            .map(|(&id, session)| (id, session.as_ref()))
+        self.recorded.sessions.get(&client_id).map(Arc::as_ref)
     }
 
     /// How many sessions are open.
     pub(crate) fn len(&self) -> usize {
-        self.sessions.len()
+        self.recorded.len()
     }
 
-    /// The highest log index at which a session the table forgot was last active (0 if it
-    /// forgot none).
-    pub(crate) fn forgotten_through(&self) -> u64 {
-        self.forgotten_through
-    }
-
-    /// Raises [`forgotten_through`](Self::forgotten_through) to `index` (a restored
+    /// Raises [`forgotten_through`](RecordedSessions::forgotten_through) to `index` (a restored
     /// snapshot's, or for a snapshot that did not record it, its applied index).
     pub(crate) fn forgot_through(&mut self, index: u64) {
-        self.forgotten_through = self.forgotten_through.max(index);
+        self.recorded.forgotten_through = self.recorded.forgotten_through.max(index);
     }
 
     /// The bytes of every remembered reply, markers included.
@@ -287,7 +277,7 @@ impl SessionTable {
     /// along the log), so the idlest come first.
     pub(crate) fn expire(&mut self, now_ms: u64, expiry_ms: u64) {
         while let Some((&last_active, &client_id)) = self.by_activity.first_key_value() {
-            let idle_ms = now_ms.saturating_sub(self.sessions[&client_id].last_active_ms);
+            let idle_ms = now_ms.saturating_sub(self.recorded.sessions[&client_id].last_active_ms);
             if idle_ms < expiry_ms {
                 break;
             }
@@ -298,17 +288,17 @@ impl SessionTable {
     /// Whether a new session may open at `now_ms`: there is room, or the least recently
     /// active session has been idle long enough to be evicted for it.
     fn has_room(&self, limits: SessionLimits, now_ms: u64) -> bool {
-        if self.sessions.len() < limits.max_sessions {
+        if self.recorded.sessions.len() < limits.max_sessions {
             return true;
         }
         self.by_activity.first_key_value().is_some_and(|(_, id)| {
-            now_ms.saturating_sub(self.sessions[id].last_active_ms) >= limits.evict_idle_ms
+            now_ms.saturating_sub(self.recorded.sessions[id].last_active_ms) >= limits.evict_idle_ms
         })
     }
 
     /// Evicts the least recently used sessions until at most `max_sessions` remain.
     pub(crate) fn shrink_to(&mut self, max_sessions: usize) {
-        while self.sessions.len() > max_sessions {
+        while self.recorded.sessions.len() > max_sessions {
             let Some((&last_active, &client_id)) = self.by_activity.first_key_value() else {
                 break;
             };
@@ -318,9 +308,9 @@ impl SessionTable {
 
     /// Keeps at most `window` replies in every session, dropping the oldest.
     pub(crate) fn shrink_windows(&mut self, window: usize) {
-        let clients: Vec<u64> = self.sessions.keys().copied().collect();
+        let clients: Vec<u64> = self.recorded.sessions.keys().copied().collect();
         for client_id in clients {
-            if let Some(session) = self.sessions.get_mut(&client_id) {
+            if let Some(session) = self.recorded.sessions.get_mut(&client_id) {
                 let session = Arc::make_mut(session);
                 let dropped = session.slide(session.lowest_kept, window);
                 self.reply_bytes = self.reply_bytes.saturating_sub(dropped);
@@ -331,12 +321,12 @@ impl SessionTable {
     /// Forgets `client_id`'s session, last active at `last_active`.
     fn remove(&mut self, last_active: u64, client_id: u64) {
         self.by_activity.remove(&last_active);
-        let removed = self.sessions.remove(&client_id);
+        let removed = self.recorded.sessions.remove(&client_id);
         let Some(removed) = removed else {
             panic!("session table out of step: client {client_id} listed at index {last_active} has no session");
         };
         self.reply_bytes = self.reply_bytes.saturating_sub(removed.reply_bytes());
-        self.forgotten_through = self.forgotten_through.max(last_active);
+        self.recorded.forgotten_through = self.recorded.forgotten_through.max(last_active);
     }
 
     /// Decides what to do with `request` (§6.3), changing nothing. A session applies its
@@ -356,7 +346,7 @@ impl SessionTable {
         let in_order = |highest_applied: u64| {
             request.sequence == highest_applied + 1 || request.floor() == request.sequence
         };
-        match self.sessions.get(&request.client_id) {
+        match self.recorded.sessions.get(&request.client_id) {
             Some(session) => {
                 // §6.3: a retry of an applied request gets its first reply, applies nothing.
                 if let Some(reply) = session.replies.get(&request.sequence) {
@@ -384,7 +374,7 @@ impl SessionTable {
             None if request.resubmitted
                 && (request.proposed_after == 0
                     || request.proposed_after >= index
-                    || self.forgotten_through > request.proposed_after) =>
+                    || self.recorded.forgotten_through > request.proposed_after) =>
             {
                 Admission::Refuse(Reply::error(errors::SESSION_EXPIRED))
             }
@@ -412,7 +402,8 @@ impl SessionTable {
         budgets: ReplyBudgets,
     ) -> Reply {
         let (waited_for, below_floor) =
-            self.sessions
+            self.recorded
+                .sessions
                 .get(&request.client_id)
                 .map_or((0, 0), |session| {
                     let waited_for: usize = session
@@ -443,7 +434,7 @@ impl SessionTable {
         (index, now_ms): (u64, u64),
         window: usize,
     ) {
-        if let Some(session) = self.sessions.get_mut(&request.client_id) {
+        if let Some(session) = self.recorded.sessions.get_mut(&request.client_id) {
             let dropped = Arc::make_mut(session).slide(request.floor(), window);
             self.reply_bytes = self.reply_bytes.saturating_sub(dropped);
         }
@@ -452,7 +443,7 @@ impl SessionTable {
 
     /// Moves `client_id`'s session to `index` in the eviction order, active at `now_ms`.
     fn touch(&mut self, client_id: u64, index: u64, now_ms: u64) {
-        if let Some(session) = self.sessions.get_mut(&client_id) {
+        if let Some(session) = self.recorded.sessions.get_mut(&client_id) {
             let session = Arc::make_mut(session);
             move_to_back(&mut self.by_activity, (client_id, session), (index, now_ms));
         }
@@ -469,7 +460,7 @@ impl SessionTable {
         reply: Reply,
         limits: SessionLimits,
     ) {
-        if let Some(session) = self.sessions.get_mut(&request.client_id) {
+        if let Some(session) = self.recorded.sessions.get_mut(&request.client_id) {
             let session = Arc::make_mut(session);
             self.reply_bytes = self.reply_bytes.saturating_add(reply_bytes(&reply));
             if let Some(replaced) = session.replies.insert(request.sequence, reply) {
@@ -494,7 +485,7 @@ impl SessionTable {
 
     /// Adds or replaces a session as it is (also used by snapshot restore).
     pub(crate) fn insert(&mut self, client_id: u64, session: Session) {
-        if let Some(old) = self.sessions.get(&client_id) {
+        if let Some(old) = self.recorded.sessions.get(&client_id) {
             self.by_activity.remove(&old.last_active_index);
             self.reply_bytes = self.reply_bytes.saturating_sub(old.reply_bytes());
         }
@@ -507,7 +498,7 @@ impl SessionTable {
             "two sessions active at index {}: clients {previous:?} and {client_id}",
             session.last_active_index
         );
-        self.sessions.insert(client_id, Arc::new(session));
+        self.recorded.sessions.insert(client_id, Arc::new(session));
     }
 
     /// Whether the sessions' last activity in log time never decreases along the eviction
@@ -516,7 +507,7 @@ impl SessionTable {
         let times: Vec<u64> = self
             .by_activity
             .values()
-            .map(|id| self.sessions[id].last_active_ms)
+            .map(|id| self.recorded.sessions[id].last_active_ms)
             .collect();
         times.windows(2).all(|pair| pair[0] <= pair[1])
     }
@@ -529,12 +520,12 @@ impl SessionTable {
     /// Checks the invariant on `by_activity`; panics with context if it is broken.
     pub(crate) fn check_invariants(&self, applied_index: u64) {
         assert_eq!(
-            self.sessions.len(),
+            self.recorded.sessions.len(),
             self.by_activity.len(),
             "session table out of step at applied index {applied_index}"
         );
         for (&index, &client_id) in &self.by_activity {
-            let session = self.sessions.get(&client_id);
+            let session = self.recorded.sessions.get(&client_id);
             assert!(
                 session.is_some_and(|s| s.last_active_index == index),
                 "client {client_id} listed at index {index} disagrees with its session {session:?}"
@@ -548,12 +539,17 @@ impl SessionTable {
             self.activity_in_time_order(),
             "sessions' last activity goes back in log time along the log at applied index {applied_index}"
         );
-        let counted: usize = self.sessions.values().map(|s| s.reply_bytes()).sum();
+        let counted: usize = self
+            .recorded
+            .sessions
+            .values()
+            .map(|s| s.reply_bytes())
+            .sum();
         assert_eq!(
             self.reply_bytes, counted,
             "remembered reply bytes out of step at applied index {applied_index}"
         );
-        for (client_id, session) in &self.sessions {
+        for (client_id, session) in &self.recorded.sessions {
             assert!(
                 session
                     .replies

@@ -52,7 +52,7 @@ use crate::error::{Encoded, KvError};
 use crate::keyspace::{Keyspace, Stored};
 use crate::reply::{put_reply, read_reply, Reply, MAX_RESERVED_ITEMS};
 use crate::scan::scan_hash;
-use crate::session::{FrozenSessions, Session, SessionTable};
+use crate::session::{RecordedSessions, Session, SessionTable};
 use crate::state_machine::StateMachine;
 use crate::value::{Hash, Value};
 
@@ -152,7 +152,7 @@ impl StateMachine {
 #[derive(Clone, Debug)]
 pub struct FrozenStore {
     data: Keyspace,
-    sessions: FrozenSessions,
+    sessions: RecordedSessions,
     applied_index: u64,
     log_time_ms: u64,
 }
@@ -193,7 +193,7 @@ const SINK_CHUNK_BYTES: usize = 256 * 1024;
 fn put_snapshot<E>(
     sink: &mut impl FnMut(&[u8]) -> Result<(), E>,
     data: &Keyspace,
-    sessions: &FrozenSessions,
+    sessions: &RecordedSessions,
     (applied_index, log_time_ms): (u64, u64),
 ) -> Result<(), E> {
     let mut out = Vec::with_capacity(SINK_CHUNK_BYTES + 1024);
@@ -245,7 +245,7 @@ fn put_snapshot<E>(
 fn put_snapshot_into(
     out: &mut Vec<u8>,
     data: &Keyspace,
-    sessions: &FrozenSessions,
+    sessions: &RecordedSessions,
     times: (u64, u64),
 ) {
     // Keys and values, their length prefixes, and room for the rest: one allocation

@@ -126,7 +126,7 @@ impl StateMachine {
 
     /// Every remembered session, by client id.
     pub fn sessions(&self) -> impl Iterator<Item = (u64, &Session)> {
-        self.sessions.iter()
+        self.sessions.recorded().iter()
     }
 
     /// How many client sessions are remembered.
@@ -144,7 +144,7 @@ impl StateMachine {
     /// forgot none): a re-sent copy of a client it does not know, first sent after that
     /// index was committed, is applied as a first request.
     pub fn sessions_forgotten_through(&self) -> u64 {
-        self.sessions.forgotten_through()
+        self.sessions.recorded().forgotten_through()
     }
 
     /// Applies the committed entry at `index` holding `command`, sent with `session` (if

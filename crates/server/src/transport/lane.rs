@@ -235,21 +235,9 @@ pub fn put_outgoing(out: &mut Vec<u8>, cluster_id: u64, connection: u64, item: O
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use skiff_raft::{Message, MessageBody, NodeId, Term};
+    use crate::transport::inbound::tests::message;
     use std::io::Read;
     use std::time::Duration;
-
-    fn message(term: u64) -> Envelope {
-        Envelope::new(
-            7,
-            skiff_node::PeerMessage::Raft(Message {
-                from: NodeId(1),
-                to: NodeId(2),
-                term: Term(term),
-                body: MessageBody::TimeoutNow,
-            }),
-        )
-    }
 
     fn lane(capacity: usize) -> (PeerLink, PeerFeed) {
         let metrics = Metrics::new();
