@@ -64,6 +64,48 @@ fn snapshot_is_deterministic() {
     assert_eq!(one.machine.snapshot(), two.machine.snapshot());
 }
 
+/// A store large enough to be split by hash (past 32,768 and 131,072 keys), with keys on both
+/// sides of the length kept inside tree nodes (23 to 26 bytes, and one empty key), written in
+/// the reverse of the order a snapshot lists them: its snapshot restores to an equal store
+/// that gives the same bytes, and a snapshot truncated inside the key list or with a key's
+/// byte flipped is refused with a typed error.
+#[test]
+fn a_store_split_by_hash_round_trips_and_damage_inside_it_is_refused() {
+    let mut kv = Kv::new();
+    let keys: Vec<Vec<u8>> = (0..140_000usize)
+        .map(|i| format!("{i:0width$}", width = 23 + i % 4).into_bytes())
+        .chain([Vec::new()])
+        .collect();
+    for chunk in keys.rchunks(10_000) {
+        kv.apply(Command::MSet {
+            pairs: chunk.iter().map(|k| (k.clone(), k.clone())).collect(),
+        });
+    }
+    assert_eq!(kv.machine.len(), keys.len());
+    let bytes = kv.machine.snapshot();
+    let restored = StateMachine::restore(KvConfig::default(), &bytes).expect("restore");
+    assert_eq!(restored, kv.machine);
+    assert_eq!(restored.snapshot(), bytes);
+    assert_eq!(
+        restored.get(b"00000000000000000000012"),
+        Some(&b"00000000000000000000012"[..])
+    );
+    assert_eq!(restored.get(b""), Some(&b""[..]));
+
+    let cut = StateMachine::restore(KvConfig::default(), &bytes[..bytes.len() / 2]);
+    assert!(cut.is_err(), "a snapshot cut in half restored");
+    let mut flipped = bytes.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x01;
+    assert!(
+        matches!(
+            StateMachine::restore(KvConfig::default(), &flipped),
+            Err(KvError::ChecksumMismatch { .. })
+        ),
+        "a flipped byte was not caught by the checksum"
+    );
+}
+
 /// An empty store's snapshot restores to an empty store.
 #[test]
 fn empty_snapshot_round_trips() {

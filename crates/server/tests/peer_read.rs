@@ -250,3 +250,55 @@ fn a_node_cut_off_by_fault_injection_hears_nothing_its_driver_reads_until_healed
     });
     cluster_survived(&mut cluster, &kept);
 }
+
+/// Peers that each announce a frame just under the size limit, send half of it and then hold
+/// their connections open: the driver reads what is there without waiting for the rest, so
+/// the leader answers every write meanwhile, and each half frame waits in that connection's
+/// buffer, bounded by the frame limit, until the peer gives up and the connection is dropped.
+#[test]
+fn peers_holding_half_a_large_frame_open_do_not_stall_the_driver() {
+    let _serial = serial();
+    let mut cluster = TestCluster::launch(3, &[], false);
+    let kept = acknowledged_writes(&cluster, "kept", 10);
+    let leader = cluster.wait_for_leader(Duration::from_secs(5));
+    let follower = cluster.followers(leader)[0];
+    let id = cluster_id(&cluster, leader);
+    let term_before = term(&cluster, leader);
+
+    // Length (4 MiB - 1, within the default 4 MiB limit), version, cluster, kind, then half
+    // the payload.
+    let claimed = 4 * 1024 * 1024 - 1u32;
+    let mut half = claimed.to_le_bytes().to_vec();
+    half.push(wire::WIRE_VERSION);
+    half.extend_from_slice(&id.to_le_bytes());
+    half.push(1);
+    half.extend_from_slice(&vec![0u8; claimed as usize / 2]);
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut stream = connect_peer(&cluster, leader, follower).expect("a peer connection");
+        let mut sent = hello(id, follower, "127.0.0.1:1", "127.0.0.1:2");
+        sent.extend_from_slice(&half);
+        stream.write_all(&sent).expect("half a frame");
+        stream.flush().expect("flushed");
+        held.push(stream);
+    }
+
+    let mut connection = cluster.redis(leader);
+    let mut slowest = Duration::ZERO;
+    for i in 0..100 {
+        let started = Instant::now();
+        let _: () = connection
+            .set(format!("while-held-{i}"), i)
+            .unwrap_or_else(|e| panic!("write {i} while half frames were held: {e}"));
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a write waited {slowest:?}"
+    );
+    assert_eq!(term(&cluster, leader), term_before);
+    drop(held);
+    cluster_survived(&mut cluster, &kept);
+    let again: i64 = connection.get("while-held-99").expect("read back");
+    assert_eq!(again, 99);
+}
