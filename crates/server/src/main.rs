@@ -26,6 +26,12 @@
 //! - shared by the tasks and the driver: [`shared`] (status, advertised addresses, events),
 //!   [`history`] (the last events, for a live view opened later), [`metrics`] (Prometheus).
 
+/// jemalloc rather than glibc's allocator: values are allocated on one thread and freed on
+/// another (connection tasks, the driver, the snapshot thread), which jemalloc's per-thread
+/// caches and arenas take with less work (docs/BENCHMARKS.md, "jemalloc").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod admin;
 mod auth;
 mod backup;
