@@ -1,8 +1,13 @@
-//! The real disk, with each fsync timed for `/metrics` and segments read ahead at recovery
-//! ([`WholeReads`]).
+//! The real disk, with each fsync timed for `/metrics`, segments read ahead at recovery
+//! ([`WholeReads`]), and the space of large removed files freed on a thread of its own
+//! ([`Freer`]).
 
+use std::fs::File;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::thread;
 use std::time::Instant;
 
 use skiff_wal::{Disk, DiskError, FsDisk};
@@ -15,6 +20,7 @@ pub struct TimedDisk {
     inner: FsDisk,
     metrics: Arc<Metrics>,
     whole_reads: WholeReads,
+    freer: Freer,
 }
 
 impl TimedDisk {
@@ -24,6 +30,7 @@ impl TimedDisk {
             inner: FsDisk::new(),
             metrics,
             whole_reads: WholeReads::default(),
+            freer: Freer::default(),
         }
     }
 
@@ -101,11 +108,66 @@ impl Disk for TimedDisk {
     }
     fn remove(&mut self, file: &Path) -> Result<(), DiskError> {
         self.whole_reads.forget(file);
-        self.inner.remove(file)
+        // A large file is held open across the unlink: the name goes now, and its blocks are
+        // freed when the last handle closes, on the freer's thread.
+        let held = File::open(file)
+            .ok()
+            .filter(|handle| handle.metadata().is_ok_and(|m| m.len() >= FREE_APART_BYTES));
+        self.inner.remove(file)?;
+        if let Some(handle) = held {
+            self.freer.free(handle);
+        }
+        Ok(())
     }
     fn truncate(&mut self, file: &Path, len_bytes: u64) -> Result<(), DiskError> {
         self.whole_reads.forget(file);
         self.inner.truncate(file, len_bytes)
+    }
+}
+
+/// Removed files at least this large have their space freed off the calling thread: ext4
+/// frees a file's blocks when its last handle closes, and unlinking a 64 MiB segment took
+/// 28 ms on the driver thread (a 30 MB snapshot file 4–6 ms), a stall every client waited out.
+const FREE_APART_BYTES: u64 = 1 << 20;
+
+/// Handles of removed files waiting to be closed; when it is full, the caller closes its own.
+const FREE_QUEUE: usize = 16;
+
+/// Closes the handles of removed files on a thread of its own, started at the first.
+#[derive(Default)]
+struct Freer {
+    queue: Option<SyncSender<File>>,
+    /// Handles the thread has closed.
+    closed: Arc<AtomicU64>,
+}
+
+impl Freer {
+    /// Has `handle`, whose file's name is gone, closed on the thread; closes it here if
+    /// the thread cannot start or is behind.
+    fn free(&mut self, handle: File) {
+        if self.queue.is_none() {
+            let (queue, handles) = sync_channel::<File>(FREE_QUEUE);
+            let closed = self.closed.clone();
+            let spawned = thread::Builder::new()
+                .name("skiff-free".into())
+                .spawn(move || {
+                    for handle in handles {
+                        drop(handle);
+                        closed.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            match spawned {
+                Ok(_) => self.queue = Some(queue),
+                Err(error) => tracing::warn!(%error, "removed files are freed on the driver"),
+            }
+        }
+        let Some(queue) = &self.queue else {
+            return;
+        };
+        match queue.try_send(handle) {
+            Ok(()) => {}
+            Err(TrySendError::Full(handle) | TrySendError::Disconnected(handle)) => drop(handle),
+        }
     }
 }
 
@@ -147,5 +209,40 @@ mod tests {
             disk.read_all_into(&segment, &mut buffer),
             Err(DiskError::NotFound { .. })
         ));
+    }
+
+    /// A large file's name is gone when `remove` returns, and its handle is closed on the
+    /// freer's thread, never touching a new file made under the same name meanwhile; a small
+    /// file is removed with no thread at all.
+    #[test]
+    fn a_large_removed_file_is_freed_apart_and_its_name_is_free_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = dir.path().join("seg");
+        let mut disk = TimedDisk::new(Arc::new(Metrics::new()));
+        disk.create(&segment).unwrap();
+        disk.write_at(&segment, 0, b"small").unwrap();
+        disk.remove(&segment).unwrap();
+        assert!(!segment.exists());
+        assert!(disk.freer.queue.is_none(), "a small file needs no thread");
+
+        disk.create(&segment).unwrap();
+        let large = vec![7u8; FREE_APART_BYTES as usize];
+        disk.write_at(&segment, 0, &large).unwrap();
+        disk.remove(&segment).unwrap();
+        assert!(!segment.exists(), "the name is gone when remove returns");
+        disk.create(&segment).unwrap();
+        disk.write_at(&segment, 0, b"the new file").unwrap();
+
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        while disk.freer.closed.load(Ordering::Relaxed) < 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the freer never closed the handle"
+            );
+            thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let mut buffer = Vec::new();
+        disk.read_all_into(&segment, &mut buffer).unwrap();
+        assert_eq!(buffer, b"the new file");
     }
 }

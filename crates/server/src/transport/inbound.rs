@@ -265,9 +265,8 @@ pub(crate) mod tests {
         }
         // More than the socket buffers may hold before anything is read; the peer's end
         // comes back open.
-        let writer = std::thread::spawn(move || {
-            std::io::Write::write_all(&mut peer, &out).map(|()| peer)
-        });
+        let writer =
+            std::thread::spawn(move || std::io::Write::write_all(&mut peer, &out).map(|()| peer));
         let shared = Shared::default();
         std::thread::sleep(std::time::Duration::from_millis(50));
         let mut turns = turns(&mut socket, &shared);
