@@ -374,8 +374,9 @@ impl Driver {
         let mut peers = self.inbox.take_peers();
         let mut scratch = std::mem::take(&mut self.scratch);
         let shared = self.shared.clone();
+        let max_frames = crate::transport::inbound::frames_per_connection(peers.len());
         peers.retain(|_, peer| {
-            let turn = peer.read_turn(&shared, &mut scratch, |message| {
+            let turn = peer.read_turn(&shared, &mut scratch, max_frames, |message| {
                 self.handle(Input::Peer(message))
             });
             match turn {

@@ -155,6 +155,19 @@ fn what_the_reader_task_refused_the_driver_refuses_and_the_node_serves_on() {
 
 #[test]
 fn a_peer_flooding_frames_does_not_stop_the_node_answering_clients() {
+    flood_and_write(1);
+}
+
+/// Sixteen connections flooding at once share each turn's frames (2,048 in all, at least 64
+/// each), so the driver's turn stays short and the leader's ticks and heartbeats go on.
+#[test]
+fn sixteen_peers_flooding_frames_at_once_do_not_stop_the_node_answering_clients() {
+    flood_and_write(16);
+}
+
+/// `connections` peer connections each send frames as fast as the socket takes them, while
+/// 200 writes go to the leader.
+fn flood_and_write(connections: usize) {
     let _serial = serial();
     let mut cluster = TestCluster::launch(3, &[], false);
     let kept = acknowledged_writes(&cluster, "kept", 10);
@@ -164,25 +177,28 @@ fn a_peer_flooding_frames_does_not_stop_the_node_answering_clients() {
     let term_before = term(&cluster, leader);
     let refused_before = cluster.errors_counted(leader, "wrong_incarnation");
 
-    // As fast as the socket takes them: frames from a follower of another incarnation,
+    // As fast as the sockets take them: frames from a follower of another incarnation,
     // each read, decoded and stepped by the leader's driver (and refused there).
     let one = message(id, u64::MAX, follower, leader, term_before);
-    let burst: Vec<u8> = one.iter().copied().cycle().take(one.len() * 4096).collect();
-    let mut flood = connect_peer(&cluster, leader, follower).expect("a peer connection");
-    flood
-        .write_all(&hello(id, follower, "127.0.0.1:1", "127.0.0.1:2"))
-        .expect("hello");
+    let burst: Arc<Vec<u8>> =
+        Arc::new(one.iter().copied().cycle().take(one.len() * 4096).collect());
     let stop = Arc::new(AtomicBool::new(false));
-    let flooding = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut bursts = 0u64;
-            while !stop.load(Ordering::Relaxed) && flood.write_all(&burst).is_ok() {
-                bursts += 1;
-            }
-            bursts
+    let flooding: Vec<_> = (0..connections)
+        .map(|_| {
+            let mut flood = connect_peer(&cluster, leader, follower).expect("a peer connection");
+            flood
+                .write_all(&hello(id, follower, "127.0.0.1:1", "127.0.0.1:2"))
+                .expect("hello");
+            let (stop, burst) = (stop.clone(), burst.clone());
+            std::thread::spawn(move || {
+                let mut bursts = 0u64;
+                while !stop.load(Ordering::Relaxed) && flood.write_all(&burst).is_ok() {
+                    bursts += 1;
+                }
+                bursts
+            })
         })
-    };
+        .collect();
     std::thread::sleep(Duration::from_millis(300));
 
     // Meanwhile every write is answered, none refused for a full queue, and none waits long.
@@ -196,8 +212,13 @@ fn a_peer_flooding_frames_does_not_stop_the_node_answering_clients() {
         slowest = slowest.max(started.elapsed());
     }
     stop.store(true, Ordering::Relaxed);
-    let bursts = flooding.join().expect("the flooding thread");
-    eprintln!("{bursts} bursts of 4096 frames; slowest write {slowest:?}");
+    let bursts: u64 = flooding
+        .into_iter()
+        .map(|f| f.join().expect("a flooding thread"))
+        .sum();
+    eprintln!(
+        "{connections} connections, {bursts} bursts of 4096 frames; slowest write {slowest:?}"
+    );
     assert!(
         slowest < Duration::from_secs(2),
         "a write waited {slowest:?}"

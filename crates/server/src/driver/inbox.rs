@@ -239,7 +239,7 @@ mod tests {
     #[test]
     fn a_peer_that_sends_and_closes_at_once_is_read_to_its_end() {
         use crate::transport::inbound::tests::{connection, message, CLUSTER};
-        use crate::transport::inbound::{Turn, READ_BYTES};
+        use crate::transport::inbound::{Turn, MAX_FRAMES_PER_TURN, READ_BYTES};
         let (_to_driver, mut inbox) = inbox(4).unwrap();
         let (socket, mut peer) = connection();
         inbox.adopt(socket);
@@ -248,7 +248,7 @@ mod tests {
         let mut peers = inbox.take_peers();
         for peer in peers.values_mut() {
             assert!(matches!(
-                peer.read_turn(&shared, &mut scratch, |_| {}),
+                peer.read_turn(&shared, &mut scratch, MAX_FRAMES_PER_TURN, |_| {}),
                 Ok(Turn::Open)
             ));
         }
@@ -266,16 +266,16 @@ mod tests {
         for _ in 0..10 {
             inbox.wait(Duration::from_millis(200), || false);
             let mut peers = inbox.take_peers();
-            peers.retain(
-                |_, peer| match peer.read_turn(&shared, &mut scratch, |_| stepped += 1) {
+            peers.retain(|_, peer| {
+                match peer.read_turn(&shared, &mut scratch, MAX_FRAMES_PER_TURN, |_| stepped += 1) {
                     Ok(Turn::Open) => true,
                     Ok(Turn::Closed) => false,
                     Err(error) => {
                         ended = Some(error);
                         false
                     }
-                },
-            );
+                }
+            });
             inbox.put_back(peers);
             if ended.is_some() {
                 break;

@@ -20,6 +20,17 @@ use crate::shared::Shared;
 /// and at 64 a turn the leader wrote a batch per 60–80 of them instead of per ~400
 /// (docs/BENCHMARKS.md, "Forwarded writes in one batch").
 pub const MAX_FRAMES_PER_TURN: usize = 1024;
+/// Frames taken from all connections together per turn, shared among them, unless that
+/// leaves a connection fewer than [`MIN_FRAMES_PER_TURN`]: many connections flooding frames
+/// then cost a turn no more than they did with 64 each.
+pub const FRAMES_PER_TURN_IN_ALL: usize = 2048;
+/// Frames a connection may always take per turn, however many there are.
+pub const MIN_FRAMES_PER_TURN: usize = 64;
+
+/// How many frames each of `connections` may take this turn.
+pub fn frames_per_connection(connections: usize) -> usize {
+    (FRAMES_PER_TURN_IN_ALL / connections.max(1)).clamp(MIN_FRAMES_PER_TURN, MAX_FRAMES_PER_TURN)
+}
 /// Bytes read from one connection per turn of the driver at most (a frame larger than this
 /// arrives over several turns).
 pub const MAX_READ_BYTES_PER_TURN: usize = 1024 * 1024;
@@ -115,7 +126,8 @@ impl PeerSocket {
         self.read_closed |= closed;
     }
 
-    /// Reads what the socket holds, up to this turn's budget, never blocking, and hands each
+    /// Reads what the socket holds, up to `max_frames` frames and this turn's byte budget,
+    /// never blocking, and hands each
     /// message to `step` in the order sent; while this node is cut off (the live view's
     /// fault injection) messages are dropped and counted instead. `scratch` is the driver's
     /// read buffer. An error means the connection must be closed; the caller logs it with
@@ -124,6 +136,7 @@ impl PeerSocket {
         &mut self,
         shared: &Shared,
         scratch: &mut [u8],
+        max_frames: usize,
         mut step: impl FnMut(Envelope),
     ) -> Result<Turn, FrameError> {
         if !self.pending {
@@ -136,7 +149,7 @@ impl PeerSocket {
         // which raises none (tokio keeps that state too).
         let mut drained = false;
         loop {
-            if frames >= MAX_FRAMES_PER_TURN || bytes >= MAX_READ_BYTES_PER_TURN {
+            if frames >= max_frames || bytes >= MAX_READ_BYTES_PER_TURN {
                 // Come back next turn, without waiting for another readiness event.
                 return Ok(Turn::Open);
             }
@@ -243,7 +256,9 @@ pub(crate) mod tests {
         while Instant::now() < deadline {
             socket.mark_readable(false);
             let mut terms = Vec::new();
-            let turn = socket.read_turn(shared, &mut scratch, |m| terms.push(term_of(&m)));
+            let turn = socket.read_turn(shared, &mut scratch, MAX_FRAMES_PER_TURN, |m| {
+                terms.push(term_of(&m))
+            });
             assert!(matches!(turn, Ok(Turn::Open)));
             let pending = socket.pending();
             if !terms.is_empty() {
@@ -286,6 +301,24 @@ pub(crate) mod tests {
         assert_eq!(all, (1..=sent).collect::<Vec<u64>>());
     }
 
+    /// Two or four peers each take a large share (a follower's forwarded writes share a
+    /// batch); many connections share the turn, down to the floor each, so a turn's total
+    /// stays within what 64 frames a connection allowed.
+    #[test]
+    fn the_frames_of_a_turn_are_shared_among_the_connections() {
+        assert_eq!(frames_per_connection(0), MAX_FRAMES_PER_TURN);
+        assert_eq!(frames_per_connection(2), MAX_FRAMES_PER_TURN);
+        assert_eq!(frames_per_connection(4), 512);
+        assert_eq!(frames_per_connection(64), MIN_FRAMES_PER_TURN);
+        for connections in 1..=1000 {
+            let in_all = frames_per_connection(connections) * connections;
+            assert!(
+                in_all <= FRAMES_PER_TURN_IN_ALL.max(MIN_FRAMES_PER_TURN * connections),
+                "{connections} connections may take {in_all} frames a turn"
+            );
+        }
+    }
+
     #[test]
     fn a_frame_split_across_reads_arrives_whole_and_the_end_between_frames_closes() {
         let (mut socket, mut peer) = connection();
@@ -298,14 +331,15 @@ pub(crate) mod tests {
             std::io::Write::write_all(&mut peer, &[*byte]).unwrap();
             std::thread::sleep(std::time::Duration::from_millis(1));
             socket.mark_readable(false);
-            let turn = socket.read_turn(&shared, &mut scratch, |m| got.push(m));
+            let turn =
+                socket.read_turn(&shared, &mut scratch, MAX_FRAMES_PER_TURN, |m| got.push(m));
             assert!(matches!(turn, Ok(Turn::Open)));
         }
         assert_eq!(got, vec![message(5)]);
         drop(peer);
         std::thread::sleep(std::time::Duration::from_millis(20));
         socket.mark_readable(true);
-        let turn = socket.read_turn(&shared, &mut scratch, |_| {});
+        let turn = socket.read_turn(&shared, &mut scratch, MAX_FRAMES_PER_TURN, |_| {});
         assert!(matches!(turn, Ok(Turn::Closed)));
     }
 
@@ -364,7 +398,8 @@ pub(crate) mod tests {
             std::thread::sleep(std::time::Duration::from_millis(20));
             socket.mark_readable(true);
             let mut stepped = 0;
-            let turn = socket.read_turn(&shared, &mut scratch, |_| stepped += 1);
+            let turn =
+                socket.read_turn(&shared, &mut scratch, MAX_FRAMES_PER_TURN, |_| stepped += 1);
             assert_eq!(stepped, 1);
             match turn {
                 Err(error) => assert!(expected(&error), "{error}"),
