@@ -1,6 +1,11 @@
 //! The real disk, with each fsync timed for `/metrics`, segments read ahead at recovery
 //! ([`WholeReads`]), and the space of large removed files freed on a thread of its own
 //! ([`Freer`]).
+//!
+//! A large file's name is gone when `remove` returns but its blocks come back a moment later,
+//! once the freer has closed it: a disk filled to the last segment may see a write refused
+//! (`ENOSPC`, which stops the node) that the removal just before would otherwise have made
+//! room for.
 
 use std::fs::File;
 use std::path::Path;
@@ -15,7 +20,8 @@ use skiff_wal::{Disk, DiskError, FsDisk};
 use crate::metrics::Metrics;
 use crate::prefetch::WholeReads;
 
-/// [`FsDisk`] whose `sync` and `sync_dir` are timed into `skiff_fsync_duration_seconds`.
+/// [`FsDisk`] whose `sync` and `sync_dir` are timed into `skiff_fsync_duration_seconds`, whose
+/// whole-file reads may be read ahead, and whose large removed files are freed apart.
 pub struct TimedDisk {
     inner: FsDisk,
     metrics: Arc<Metrics>,
@@ -108,11 +114,9 @@ impl Disk for TimedDisk {
     }
     fn remove(&mut self, file: &Path) -> Result<(), DiskError> {
         self.whole_reads.forget(file);
-        // A large file is held open across the unlink: the name goes now, and its blocks are
-        // freed when the last handle closes, on the freer's thread.
-        let held = File::open(file)
-            .ok()
-            .filter(|handle| handle.metadata().is_ok_and(|m| m.len() >= FREE_APART_BYTES));
+        // A large regular file is held open across the unlink: the name goes now, and its
+        // blocks are freed when the last handle closes, on the freer's thread.
+        let held = is_large_file(file).then(|| open_to_free(file)).flatten();
         self.inner.remove(file)?;
         if let Some(handle) = held {
             self.freer.free(handle);
@@ -133,10 +137,36 @@ const FREE_APART_BYTES: u64 = 1 << 20;
 /// Handles of removed files waiting to be closed; when it is full, the caller closes its own.
 const FREE_QUEUE: usize = 16;
 
+/// Whether `file` is a regular file (not a link, a FIFO or a device) of at least
+/// [`FREE_APART_BYTES`].
+fn is_large_file(file: &Path) -> bool {
+    std::fs::symlink_metadata(file)
+        .is_ok_and(|meta| meta.file_type().is_file() && meta.len() >= FREE_APART_BYTES)
+}
+
+/// `file` opened to be held across its removal: read-only, never following a link or waiting
+/// on a FIFO put there since it was looked at, and only if it is still a regular file.
+fn open_to_free(file: &Path) -> Option<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let handle = options.open(file).ok()?;
+    handle
+        .metadata()
+        .is_ok_and(|meta| meta.file_type().is_file())
+        .then_some(handle)
+}
+
 /// Closes the handles of removed files on a thread of its own, started at the first.
 #[derive(Default)]
 struct Freer {
     queue: Option<SyncSender<File>>,
+    /// The thread could not be started: every handle is closed by the caller.
+    refused: bool,
     /// Handles the thread has closed.
     closed: Arc<AtomicU64>,
 }
@@ -145,7 +175,7 @@ impl Freer {
     /// Has `handle`, whose file's name is gone, closed on the thread; closes it here if
     /// the thread cannot start or is behind.
     fn free(&mut self, handle: File) {
-        if self.queue.is_none() {
+        if self.queue.is_none() && !self.refused {
             let (queue, handles) = sync_channel::<File>(FREE_QUEUE);
             let closed = self.closed.clone();
             let spawned = thread::Builder::new()
@@ -158,7 +188,10 @@ impl Freer {
                 });
             match spawned {
                 Ok(_) => self.queue = Some(queue),
-                Err(error) => tracing::warn!(%error, "removed files are freed on the driver"),
+                Err(error) => {
+                    self.refused = true;
+                    tracing::warn!(%error, "removed files are freed on the driver");
+                }
             }
         }
         let Some(queue) = &self.queue else {
@@ -244,5 +277,43 @@ mod tests {
         let mut buffer = Vec::new();
         disk.read_all_into(&segment, &mut buffer).unwrap();
         assert_eq!(buffer, b"the new file");
+    }
+
+    /// A FIFO, or a link to a large file, under a name the log removes is unlinked as any
+    /// small file: never opened (opening a FIFO waits for a writer), the link's target left
+    /// whole and not held.
+    #[test]
+    fn a_fifo_or_a_link_under_a_removed_name_is_unlinked_without_being_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let (fifo, link, target) = (
+            dir.path().join("seg-fifo"),
+            dir.path().join("seg-link"),
+            dir.path().join("target"),
+        );
+        let path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `path` is a NUL-terminated string that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        std::fs::write(&target, vec![1u8; 2 * FREE_APART_BYTES as usize]).unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+
+        let (done, removed) = std::sync::mpsc::channel();
+        let (fifo_, link_) = (fifo.clone(), link.clone());
+        let remover = thread::spawn(move || {
+            let mut disk = TimedDisk::new(Arc::new(Metrics::new()));
+            disk.remove(&fifo_).unwrap();
+            disk.remove(&link_).unwrap();
+            let _ = done.send(disk.freer.queue.is_none());
+        });
+        let no_thread = removed
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("removing a FIFO hung");
+        remover.join().unwrap();
+        assert!(no_thread, "nothing was held open to be freed apart");
+        assert!(std::fs::symlink_metadata(&fifo).is_err());
+        assert!(std::fs::symlink_metadata(&link).is_err());
+        assert_eq!(
+            std::fs::metadata(&target).unwrap().len(),
+            2 * FREE_APART_BYTES
+        );
     }
 }

@@ -370,23 +370,11 @@ impl Driver {
     /// ([`crate::transport::inbound`]), stepping their messages in the order sent; a
     /// connection that closed or sent what the reader task would refuse is dropped.
     fn read_peers(&mut self) {
-        use crate::transport::inbound::Turn;
         let mut peers = self.inbox.take_peers();
         let mut scratch = std::mem::take(&mut self.scratch);
         let shared = self.shared.clone();
-        let max_frames = crate::transport::inbound::frames_per_connection(peers.len());
-        peers.retain(|_, peer| {
-            let turn = peer.read_turn(&shared, &mut scratch, max_frames, |message| {
-                self.handle(Input::Peer(message))
-            });
-            match turn {
-                Ok(Turn::Open) => true,
-                Ok(Turn::Closed) => false,
-                Err(error) => {
-                    peer.refused(&shared, &error);
-                    false
-                }
-            }
+        crate::transport::inbound::read_turns(&mut peers, &shared, &mut scratch, |message| {
+            self.handle(Input::Peer(message))
         });
         self.scratch = scratch;
         self.inbox.put_back(peers);

@@ -3,6 +3,7 @@
 //! task's ([`super::relay_messages`]), read without ever blocking and a bounded amount per
 //! turn, so a peer that floods frames cannot hold up the driver's other inputs or its ticks.
 
+use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,14 +21,14 @@ use crate::shared::Shared;
 /// and at 64 a turn the leader wrote a batch per 60–80 of them instead of per ~400
 /// (docs/BENCHMARKS.md, "Forwarded writes in one batch").
 pub const MAX_FRAMES_PER_TURN: usize = 1024;
-/// Frames taken from all connections together per turn, shared among them, unless that
-/// leaves a connection fewer than [`MIN_FRAMES_PER_TURN`]: many connections flooding frames
-/// then cost a turn no more than they did with 64 each.
+/// Frames taken from all connections together per turn, shared among those with bytes
+/// waiting, unless that leaves one fewer than [`MIN_FRAMES_PER_TURN`]: a turn takes at most
+/// max(2,048, 64 × connections) frames in all, the same as 64 each once 32 or more are busy.
 pub const FRAMES_PER_TURN_IN_ALL: usize = 2048;
 /// Frames a connection may always take per turn, however many there are.
 pub const MIN_FRAMES_PER_TURN: usize = 64;
 
-/// How many frames each of `connections` may take this turn.
+/// How many frames each of `connections` busy connections may take this turn.
 pub fn frames_per_connection(connections: usize) -> usize {
     (FRAMES_PER_TURN_IN_ALL / connections.max(1)).clamp(MIN_FRAMES_PER_TURN, MAX_FRAMES_PER_TURN)
 }
@@ -66,6 +67,30 @@ impl std::fmt::Debug for PeerSocket {
             .field("buffered", &self.buf.len())
             .finish()
     }
+}
+
+/// Reads a turn of every connection of `connections` that may hold bytes, the turn's frames
+/// shared among those ([`frames_per_connection`]), handing each message to `step` in its
+/// connection's order; drops the connections that closed, and those that sent what is
+/// refused (logged and counted as the reader task does).
+pub fn read_turns<K: Ord>(
+    connections: &mut BTreeMap<K, PeerSocket>,
+    shared: &Shared,
+    scratch: &mut [u8],
+    mut step: impl FnMut(Envelope),
+) {
+    let busy = connections.values().filter(|c| c.pending()).count();
+    let max_frames = frames_per_connection(busy);
+    connections.retain(|_, connection| {
+        match connection.read_turn(shared, scratch, max_frames, &mut step) {
+            Ok(Turn::Open) => true,
+            Ok(Turn::Closed) => false,
+            Err(error) => {
+                connection.refused(shared, &error);
+                false
+            }
+        }
+    });
 }
 
 /// What a turn's reading left of a connection.
@@ -278,7 +303,7 @@ pub(crate) mod tests {
         for term in 1..=sent {
             put_message(&mut out, CLUSTER, &message(term));
         }
-        // More than the socket buffers may hold before anything is read; the peer's end
+        // Written on a thread of its own, in case the socket buffers hold less; the peer's end
         // comes back open.
         let writer =
             std::thread::spawn(move || std::io::Write::write_all(&mut peer, &out).map(|()| peer));
@@ -302,8 +327,8 @@ pub(crate) mod tests {
     }
 
     /// Two or four peers each take a large share (a follower's forwarded writes share a
-    /// batch); many connections share the turn, down to the floor each, so a turn's total
-    /// stays within what 64 frames a connection allowed.
+    /// batch); many connections share the turn, down to the floor each: a turn's total stays
+    /// within max(2,048, 64 × connections).
     #[test]
     fn the_frames_of_a_turn_are_shared_among_the_connections() {
         assert_eq!(frames_per_connection(0), MAX_FRAMES_PER_TURN);
@@ -317,6 +342,78 @@ pub(crate) mod tests {
                 "{connections} connections may take {in_all} frames a turn"
             );
         }
+    }
+
+    /// Four busy connections beside four idle ones: the busy ones share the turn's frames
+    /// (the idle ones take no share), each takes exactly its share while it has more, and
+    /// every frame arrives in its connection's order over the turns.
+    #[test]
+    fn busy_connections_share_a_turn_and_idle_ones_take_no_share() {
+        let shared = Shared::default();
+        let mut scratch = vec![0; READ_BYTES];
+        let (busy, sent) = (4u64, 1200u64);
+        let mut connections = BTreeMap::new();
+        let mut peers = Vec::new();
+        for i in 0..busy * 2 {
+            let (socket, peer) = connection();
+            connections.insert(i, socket);
+            peers.push(peer);
+        }
+        // A first turn finds every new connection empty: none is busy any more.
+        read_turns(&mut connections, &shared, &mut scratch, |_| {
+            panic!("nothing was sent yet")
+        });
+        let mut writers = Vec::new();
+        for (i, mut peer) in (0..busy).zip(peers.drain(..busy as usize)) {
+            let mut out = Vec::new();
+            for n in 1..=sent {
+                put_message(&mut out, CLUSTER, &message(i * 10_000 + n));
+            }
+            writers.push(std::thread::spawn(move || {
+                std::io::Write::write_all(&mut peer, &out).map(|()| peer)
+            }));
+        }
+        let _peers: Vec<_> = writers
+            .into_iter()
+            .map(|w| w.join().unwrap().unwrap())
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let share = frames_per_connection(busy as usize);
+        assert_eq!(share, 512);
+        let mut got: Vec<Vec<u64>> = vec![Vec::new(); busy as usize];
+        for turn in 0.. {
+            assert!(turn < 100, "the frames never all arrived");
+            for (&i, socket) in connections.iter_mut() {
+                // The poll would mark only the connections with bytes waiting.
+                if i < busy {
+                    socket.mark_readable(false);
+                }
+            }
+            let mut this_turn = vec![0usize; busy as usize];
+            read_turns(&mut connections, &shared, &mut scratch, |m| {
+                let term = term_of(&m);
+                let from = (term / 10_000) as usize;
+                this_turn[from] += 1;
+                got[from].push(term);
+            });
+            for (from, &taken) in this_turn.iter().enumerate() {
+                let left = sent as usize - (got[from].len() - taken);
+                assert_eq!(taken, share.min(left), "connection {from}, turn {turn}");
+            }
+            if got.iter().all(|g| g.len() == sent as usize) {
+                break;
+            }
+        }
+        for (from, terms) in got.iter().enumerate() {
+            let base = from as u64 * 10_000;
+            assert_eq!(*terms, (base + 1..=base + sent).collect::<Vec<u64>>());
+        }
+        assert_eq!(
+            connections.len(),
+            busy as usize * 2,
+            "no connection was dropped"
+        );
+        drop(peers);
     }
 
     #[test]
