@@ -30,6 +30,8 @@
 # Skiff's throughput ratio to each row and each row's CPU ratio to etcd; then the target lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/local_cluster.sh
+. bench/local_cluster.sh
 
 OPS=${OPS:-200000}
 ONE_CLIENT_OPS=${ONE_CLIENT_OPS:-20000}   # -c 1 waits one fsync per request: fewer requests
@@ -181,13 +183,7 @@ start_skiff() {
     --peer-port $((BASE + 100)) --http-port $((BASE + 200)) --control-port $((BASE + 199)) \
     --serve-args="--snapshot-every=$SNAPSHOT_EVERY" "$@" >"$dir.log" 2>&1 &
   pids+=($!)
-  leader=""
-  for _ in $(seq 100); do
-    leader=$(grep -o 'leader: node [0-9]*' "$dir.log" | tail -1 | awk '{print $3}' || true)
-    [ -n "$leader" ] && break
-    sleep 0.1
-  done
-  [ -n "$leader" ] || { cat "$dir.log"; echo "no leader" >&2; exit 1; }
+  await_leader "$dir.log"
   follower=$((leader % nodes + 1))
   expect_server "${pids[0]}" local
   mapfile -t servers < <(pgrep -P "${pids[0]}")

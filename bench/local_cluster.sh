@@ -1,4 +1,5 @@
-# Sourced by bench scripts: starts a 3-node `skiff local` and finds its leader.
+# Sourced by bench scripts: starts a 3-node `skiff local` and finds its leader
+# (`start_local`), or finds the leader of one started otherwise (`await_leader`).
 #
 #   start_local SKIFF DATA_DIR LOG
 #
@@ -14,6 +15,14 @@ start_local() {
   "$bin" local --data-dir "$data_dir" --client-port "$BASE" --peer-port $((BASE + 100)) \
     --http-port $((BASE + 200)) --control-port $((BASE + 199)) >"$log" 2>&1 &
   pid=$!
+  await_leader "$log"
+  follower=$(( leader % 3 + 1 ))
+}
+
+# await_leader LOG: waits up to 10 s for `skiff local`'s LOG to announce a leader and sets
+# `leader` (its node number); prints the log and exits if none does.
+await_leader() {
+  local log=$1
   leader=""
   for _ in $(seq 100); do
     leader=$(grep -so 'leader: node [0-9]*' "$log" | tail -1 | awk '{print $3}' || true)
@@ -21,5 +30,4 @@ start_local() {
     sleep 0.1
   done
   [ -n "$leader" ] || { cat "$log"; echo "no leader" >&2; exit 1; }
-  follower=$(( leader % 3 + 1 ))
 }

@@ -281,7 +281,7 @@ mod tests {
 
     /// A FIFO, or a link to a large file, under a name the log removes is unlinked as any
     /// small file: never opened (opening a FIFO waits for a writer), the link's target left
-    /// whole and not held.
+    /// whole and not held; a directory there is refused as before.
     #[test]
     fn a_fifo_or_a_link_under_a_removed_name_is_unlinked_without_being_opened() {
         let dir = tempfile::tempdir().unwrap();
@@ -302,6 +302,10 @@ mod tests {
             let mut disk = TimedDisk::new(Arc::new(Metrics::new()));
             disk.remove(&fifo_).unwrap();
             disk.remove(&link_).unwrap();
+            // A directory under the name: an error, as ever, and nothing held.
+            std::fs::create_dir(&fifo_).unwrap();
+            assert!(disk.remove(&fifo_).is_err());
+            std::fs::remove_dir(&fifo_).unwrap();
             let _ = done.send(disk.freer.queue.is_none());
         });
         let no_thread = removed

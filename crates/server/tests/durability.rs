@@ -267,3 +267,62 @@ fn snapshots_are_taken_on_schedule_and_on_request_and_a_restart_resumes_from_one
     let restarted = cluster.status(follower).expect("status");
     assert!(restarted["snapshot_index"].as_u64() >= Some(taken));
 }
+
+/// Leftovers under snapshot names at start-up: a large `.staging` file is removed (its blocks
+/// freed off the node's thread); a FIFO and a link to a large file outside the log, under
+/// `.tmp` names, are not files of the log and are left alone — the FIFO never opened (that
+/// would wait for a writer for ever), the link's target whole. The node serves every write
+/// it acknowledged before.
+#[test]
+fn leftover_snapshot_names_on_a_fifo_a_link_or_a_large_file_leave_the_node_serving() {
+    let _serial = serial();
+    let mut cluster = TestCluster::start(3);
+    write_keys(&cluster, 100);
+    let victim = 2;
+    cluster.kill(victim);
+    let wal = cluster.nodes[&victim].dir.join("wal");
+    let outside = cluster.nodes[&victim].dir.join("not-the-log");
+    std::fs::write(&outside, vec![7u8; 3 << 20]).expect("a large file outside the log");
+    let fifo = wal.join("snap-00000000000000000005.snap.tmp");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    let link = wal.join("snap-00000000000000000006.snap.tmp");
+    std::os::unix::fs::symlink(&outside, &link).expect("a link");
+    let staging = wal.join("snap-00000000000000000007.staging");
+    std::fs::write(&staging, vec![1u8; 2 << 20]).expect("a large staging file");
+
+    cluster.spawn(victim);
+    let mut connection = cluster.redis(victim);
+    let value: Option<String> = eventually(
+        Duration::from_secs(10),
+        "the node to serve after removing its leftovers",
+        || connection.get("key-99").ok(),
+    );
+    assert_eq!(value, Some("x".repeat(100)));
+    assert!(
+        std::fs::symlink_metadata(&staging).is_err(),
+        "the staging file was left behind"
+    );
+    let fifo_kind = std::fs::symlink_metadata(&fifo)
+        .expect("the FIFO")
+        .file_type();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&fifo_kind));
+    assert!(std::fs::symlink_metadata(&link)
+        .expect("the link")
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        std::fs::metadata(&outside)
+            .expect("the link's target")
+            .len(),
+        3 << 20
+    );
+    let log = std::fs::read_to_string(cluster.nodes[&victim].dir.join("node.log")).unwrap();
+    assert!(
+        log.contains("leftover snapshot file"),
+        "recovery reported the leftovers:\n{log}"
+    );
+}

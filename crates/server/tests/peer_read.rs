@@ -202,15 +202,7 @@ fn flood_and_write(connections: usize) {
     std::thread::sleep(Duration::from_millis(300));
 
     // Meanwhile every write is answered, none refused for a full queue, and none waits long.
-    let mut connection = cluster.redis(leader);
-    let mut slowest = Duration::ZERO;
-    for i in 0..200 {
-        let started = Instant::now();
-        let _: () = connection
-            .set(format!("during-flood-{i}"), i)
-            .unwrap_or_else(|e| panic!("write {i} during the flood: {e}"));
-        slowest = slowest.max(started.elapsed());
-    }
+    let slowest = slowest_of_writes(&cluster, leader, "during-flood", 200);
     stop.store(true, Ordering::Relaxed);
     let bursts: u64 = flooding
         .into_iter()
@@ -304,15 +296,7 @@ fn peers_holding_half_a_large_frame_open_do_not_stall_the_driver() {
         held.push(stream);
     }
 
-    let mut connection = cluster.redis(leader);
-    let mut slowest = Duration::ZERO;
-    for i in 0..100 {
-        let started = Instant::now();
-        let _: () = connection
-            .set(format!("while-held-{i}"), i)
-            .unwrap_or_else(|e| panic!("write {i} while half frames were held: {e}"));
-        slowest = slowest.max(started.elapsed());
-    }
+    let slowest = slowest_of_writes(&cluster, leader, "while-held", 100);
     assert!(
         slowest < Duration::from_secs(2),
         "a write waited {slowest:?}"
@@ -320,6 +304,24 @@ fn peers_holding_half_a_large_frame_open_do_not_stall_the_driver() {
     assert_eq!(term(&cluster, leader), term_before);
     drop(held);
     cluster_survived(&mut cluster, &kept);
-    let again: i64 = connection.get("while-held-99").expect("read back");
+    let again: i64 = cluster
+        .redis(leader)
+        .get("while-held-99")
+        .expect("read back");
     assert_eq!(again, 99);
+}
+
+/// Writes `prefix-0` … `prefix-{count - 1}` to `node` one after the other, each answered OK;
+/// the longest any of them took.
+fn slowest_of_writes(cluster: &TestCluster, node: u64, prefix: &str, count: u64) -> Duration {
+    let mut connection = cluster.redis(node);
+    let mut slowest = Duration::ZERO;
+    for i in 0..count {
+        let started = Instant::now();
+        let _: () = connection
+            .set(format!("{prefix}-{i}"), i)
+            .unwrap_or_else(|e| panic!("write {prefix}-{i}: {e}"));
+        slowest = slowest.max(started.elapsed());
+    }
+    slowest
 }

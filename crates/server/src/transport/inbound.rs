@@ -28,10 +28,6 @@ pub const FRAMES_PER_TURN_IN_ALL: usize = 2048;
 /// Frames a connection may always take per turn, however many there are.
 pub const MIN_FRAMES_PER_TURN: usize = 64;
 
-/// How many frames each of `connections` busy connections may take this turn.
-pub fn frames_per_connection(connections: usize) -> usize {
-    (FRAMES_PER_TURN_IN_ALL / connections.max(1)).clamp(MIN_FRAMES_PER_TURN, MAX_FRAMES_PER_TURN)
-}
 /// Bytes read from one connection per turn of the driver at most (a frame larger than this
 /// arrives over several turns).
 pub const MAX_READ_BYTES_PER_TURN: usize = 1024 * 1024;
@@ -67,6 +63,11 @@ impl std::fmt::Debug for PeerSocket {
             .field("buffered", &self.buf.len())
             .finish()
     }
+}
+
+/// How many frames each of `connections` busy connections may take this turn.
+pub fn frames_per_connection(connections: usize) -> usize {
+    (FRAMES_PER_TURN_IN_ALL / connections.max(1)).clamp(MIN_FRAMES_PER_TURN, MAX_FRAMES_PER_TURN)
 }
 
 /// Reads a turn of every connection of `connections` that may hold bytes, the turn's frames
@@ -152,9 +153,8 @@ impl PeerSocket {
     }
 
     /// Reads what the socket holds, up to `max_frames` frames and this turn's byte budget,
-    /// never blocking, and hands each
-    /// message to `step` in the order sent; while this node is cut off (the live view's
-    /// fault injection) messages are dropped and counted instead. `scratch` is the driver's
+    /// never blocking, and hands each message to `step` in the order sent; while this node is
+    /// cut off (the live view's fault injection) messages are dropped and counted instead. `scratch` is the driver's
     /// read buffer. An error means the connection must be closed; the caller logs it with
     /// [`PeerSocket::refused`].
     pub fn read_turn(
