@@ -220,8 +220,23 @@ impl Disk for FsDisk {
 
     fn read_all_into(&self, file: &Path, buffer: &mut Vec<u8>) -> Result<(), DiskError> {
         buffer.clear();
-        File::open(file)
-            .and_then(|mut opened| opened.read_to_end(buffer))
+        let mut opened = File::open(file).map_err(|e| io_error("open", file, e))?;
+        let len = opened
+            .metadata()
+            .map_err(|e| io_error("stat", file, e))?
+            .len();
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if buffer.capacity() < len {
+            // A new buffer with room to spare, not a grown one: growing would copy the old
+            // buffer's bytes (the allocator does not know they are spent), and files of a
+            // kind (segments) differ in length by a batch or so.
+            *buffer = Vec::new();
+            buffer
+                .try_reserve_exact(len.saturating_add(len / 8))
+                .map_err(|e| io_error("read", file, std::io::Error::other(e)))?;
+        }
+        opened
+            .read_to_end(buffer)
             .map_err(|e| io_error("read", file, e))?;
         Ok(())
     }
@@ -377,5 +392,24 @@ mod tests {
         disk.truncate(&segment, 4).unwrap();
         assert!(disk.read(&segment, 2, 4).is_err());
         assert_eq!(disk.read(&segment, 0, 4).unwrap(), b"0123");
+    }
+
+    #[test]
+    fn a_whole_read_fills_the_buffer_with_the_file_alone_and_keeps_its_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let (long, short) = (dir.path().join("long"), dir.path().join("short"));
+        let long_bytes: Vec<u8> = (0..3000u32).map(|k| k as u8).collect();
+        fs::write(&long, &long_bytes).unwrap();
+        fs::write(&short, b"short").unwrap();
+        let disk = disk();
+        let mut buffer = b"left over".to_vec();
+        disk.read_all_into(&long, &mut buffer).unwrap();
+        assert_eq!(buffer, long_bytes);
+        let room = buffer.capacity();
+        assert!(room >= 3000 + 3000 / 8, "room for a slightly longer file: {room}");
+        disk.read_all_into(&short, &mut buffer).unwrap();
+        assert_eq!(buffer, b"short");
+        assert_eq!(buffer.capacity(), room, "the buffer is reused");
+        assert!(disk.read_all_into(&dir.path().join("missing"), &mut buffer).is_err());
     }
 }
