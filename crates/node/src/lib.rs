@@ -51,6 +51,8 @@
 //! - [`node`](Node): the node — inputs, applying, client requests; its batch pipeline, its
 //!   snapshots, the amnesia guard, log time, the re-submission of session writes and the
 //!   replay of the log at start-up ([`Replay`]) in submodules;
+//! - [`decode_ahead`]: client commands decoded by the thread that reads the log ahead at
+//!   start-up, taken by the replay in place of decoding them itself;
 //! - [`effect`](Effect): what the node asks of its driver, and the tokens of each step;
 //! - [`refusals`]: the error replies clients get when the node cannot take a request;
 //! - [`backup`]: the backup file (`skiff admin backup`, `skiff restore`): a node snapshot
@@ -64,6 +66,7 @@
 
 pub mod backup;
 mod config;
+mod decode_ahead;
 mod effect;
 mod error;
 mod event;
@@ -77,6 +80,7 @@ mod state_machine;
 pub mod wire;
 
 pub use config::NodeConfig;
+pub use decode_ahead::{decode_ahead, DecodedAhead, DecodedCommand};
 pub use effect::{BatchToken, Effect, SnapshotData, SnapshotJob, SnapshotToken, SyncToken};
 pub use error::{NodeError, PeerMessageError, SnapshotRefusal};
 pub use event::Event;

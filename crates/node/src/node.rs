@@ -1,6 +1,7 @@
 //! [`Node`]: the driver that owns the core, the durable log and the state machine.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use skiff_raft::{
     ConfChange, Entry, EntryKind, InvalidMessage, LogIndex, LogStorage, MessageBody, NodeId,
@@ -9,14 +10,13 @@ use skiff_raft::{
 use skiff_wal::{Disk, RecoveryReport, Wal};
 
 use crate::config::NodeConfig;
+use crate::decode_ahead::{DecodedAhead, NormalData};
 use crate::effect::Effect;
 use crate::error::{NodeError, PeerMessageError};
 use crate::event::Event;
 use crate::incoming_snapshot::{restore, IncomingSnapshot};
 use crate::observer::Observer;
-use crate::payload::{
-    MemberAddress, MemberBook, Payload, Stamped, MEMBER_ADDRESS_TAG, MEMBER_INCARNATION_TAG,
-};
+use crate::payload::{MemberAddress, MemberBook, Payload};
 use crate::refusals;
 use crate::state_machine::{ClientSession, StateMachine};
 use crate::wire::{Envelope, PeerMessage};
@@ -139,6 +139,8 @@ pub struct Node<D: Disk, M: StateMachine = skiff_kv::StateMachine> {
     /// while this node knows no leader in that term, clients hear that leadership is moving
     /// rather than that the cluster may have lost its quorum.
     moving_to: Option<TransferNote>,
+    /// While the log is applied again at start-up, the commands a reader decoded ahead.
+    decoded_ahead: Option<Arc<DecodedAhead<M::Command>>>,
 }
 
 /// A planned transfer's election this node heard of, kept for one election timeout.
@@ -222,6 +224,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             snapshot_requested: false,
             effects: Vec::new(),
             moving_to: None,
+            decoded_ahead: None,
         };
         Ok((node, report))
     }
@@ -652,35 +655,32 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             index: entry.index,
             reason,
         };
-        if let Some(stamped) = Stamped::split(&entry.data) {
-            return match stamped {
-                Ok(Stamped {
-                    log_time_ms,
-                    request: [],
-                }) => {
-                    self.state_machine.pass_time(entry.index, log_time_ms);
-                    Ok(M::done())
-                }
-                Ok(Stamped {
-                    log_time_ms,
-                    request,
-                }) => match M::decode_command(request) {
-                    Ok((command, session)) => Ok(self.state_machine.apply(
-                        entry.index,
-                        command,
-                        session,
-                        Some(log_time_ms),
-                    )),
-                    Err(error) => Err(undecodable(error.to_string())),
-                },
-                Err(error) => Err(undecodable(error.to_string())),
-            };
+        let ahead = self.decoded_ahead.as_ref();
+        if let Some(decoded) = ahead.and_then(|a| a.take(entry.index, entry.term)) {
+            return Ok(self.state_machine.apply(
+                entry.index,
+                decoded.command,
+                decoded.session,
+                decoded.log_time_ms,
+            ));
         }
-        if matches!(
-            entry.data.first(),
-            Some(&MEMBER_ADDRESS_TAG | &MEMBER_INCARNATION_TAG)
-        ) {
-            return match Payload::decode(&entry.data) {
+        match NormalData::of(&entry.data) {
+            NormalData::Request {
+                request,
+                log_time_ms,
+            } => match M::decode_command(request) {
+                Ok((command, session)) => {
+                    Ok(self
+                        .state_machine
+                        .apply(entry.index, command, session, log_time_ms))
+                }
+                Err(error) => Err(undecodable(error.to_string())),
+            },
+            NormalData::Time(log_time_ms) => {
+                self.state_machine.pass_time(entry.index, log_time_ms);
+                Ok(M::done())
+            }
+            NormalData::Member => match Payload::decode(&entry.data) {
                 Ok(Payload::MemberAddress(MemberAddress { id, addr })) => {
                     self.members.addresses.insert(id, addr);
                     self.event(Event::MemberAddressRecorded { id });
@@ -694,15 +694,8 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                     unreachable!("the tag is a member record's")
                 }
                 Err(error) => Err(undecodable(error.to_string())),
-            };
-        }
-        match M::decode_command(&entry.data) {
-            Ok((command, session)) => {
-                Ok(self
-                    .state_machine
-                    .apply(entry.index, command, session, None))
-            }
-            Err(error) => Err(undecodable(error.to_string())),
+            },
+            NormalData::BadStamp(error) => Err(undecodable(error.to_string())),
         }
     }
 

@@ -1,7 +1,8 @@
 //! A restarting node applies its committed log again before it steps a message
 //! ([`Node::open_to_replay`]), its batches read ahead by a reader the caller lends: the state
 //! it reaches is the one a node opened and run the plain way reaches, and a reader that fails
-//! stops the start instead of leaving it half done.
+//! stops the start instead of leaving it half done. Client commands the reader decoded ahead
+//! stand in for their entries' own bytes, but only for the entry with their index and term.
 
 mod common;
 
@@ -10,9 +11,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::{NodeCluster, DIR};
-use skiff_kv::Reply;
-use skiff_node::{NoObserver, Node, NodeConfig, NodeError};
-use skiff_raft::{Entry, LogIndex};
+use skiff_kv::{Command, Reply, StateMachine as Kv};
+use skiff_node::{
+    decode_ahead, DecodedAhead, NoObserver, Node, NodeConfig, NodeError, StateMachine,
+};
+use skiff_raft::{Entry, EntryKind, LogIndex, Term};
 use skiff_wal::{MemDisk, PlannedRead, ReadAhead};
 
 /// Carries out each read on its own copy of the disk, when it is finished; counts them.
@@ -22,6 +25,54 @@ struct CopyReader {
     started: VecDeque<PlannedRead>,
     finished: Arc<AtomicUsize>,
     fail: bool,
+    /// Where it hands over the commands it decodes ahead, if it does, and what it decodes.
+    ahead: Option<(Arc<DecodedAhead<Command>>, Decoding)>,
+}
+
+/// What a reader decodes ahead for each client command it reads.
+#[derive(Clone, Copy, Debug)]
+enum Decoding {
+    /// The entry's own command.
+    Faithful,
+    /// Another command (`SET forged-INDEX`), claimed for the entry's index in `term + shift`.
+    Forged { term_shift: u64 },
+}
+
+impl CopyReader {
+    fn new(disk: MemDisk, finished: Arc<AtomicUsize>) -> CopyReader {
+        CopyReader {
+            disk,
+            started: VecDeque::new(),
+            finished,
+            fail: false,
+            ahead: None,
+        }
+    }
+
+    /// Decodes the client commands of `entries` as `decoding` says, and hands them over.
+    fn hand_over(entries: &[Entry], ahead: &DecodedAhead<Command>, decoding: Decoding) {
+        let decoded = entries
+            .iter()
+            .filter(|entry| decode_ahead::<Kv>(entry).is_some())
+            .filter_map(|entry| match decoding {
+                Decoding::Faithful => decode_ahead::<Kv>(entry),
+                Decoding::Forged { term_shift } => {
+                    let forged = Command::Set {
+                        key: format!("forged-{}", entry.index.0).into_bytes(),
+                        value: b"x".to_vec(),
+                        condition: Default::default(),
+                    };
+                    decode_ahead::<Kv>(&Entry {
+                        term: Term(entry.term.0 + term_shift),
+                        index: entry.index,
+                        kind: EntryKind::Normal,
+                        data: Kv::encode_command(forged, None),
+                    })
+                }
+            })
+            .collect();
+        ahead.hand_over(decoded);
+    }
 }
 
 impl ReadAhead for CopyReader {
@@ -35,8 +86,13 @@ impl ReadAhead for CopyReader {
             return Err("the reader's disk failed".to_owned());
         }
         self.finished.fetch_add(1, Ordering::Relaxed);
-        read.read(&self.disk, &mut Vec::new())
-            .map_err(|e| e.to_string())
+        let entries = read
+            .read(&self.disk, &mut Vec::new())
+            .map_err(|e| e.to_string())?;
+        if let Some((ahead, decoding)) = &self.ahead {
+            CopyReader::hand_over(&entries, ahead, *decoding);
+        }
+        Ok(entries)
     }
 }
 
@@ -77,13 +133,8 @@ fn a_replayed_node_reaches_the_state_a_plainly_opened_one_does() {
         "nothing applied before the replay"
     );
     let finished = Arc::new(AtomicUsize::new(0));
-    let reader = CopyReader {
-        disk,
-        started: VecDeque::new(),
-        finished: finished.clone(),
-        fail: false,
-    };
-    let replayed = replay.run(Box::new(reader), 2).expect("replays");
+    let reader = CopyReader::new(disk, finished.clone());
+    let replayed = replay.run(Box::new(reader), 2, None).expect("replays");
 
     assert_eq!(replayed.applied(), committed);
     assert_eq!(plain.applied(), committed);
@@ -98,12 +149,10 @@ fn a_reader_that_fails_refuses_the_start() {
     let (replay, _) =
         Node::<MemDisk>::open_to_replay(disk.clone(), DIR, config, &mut |_| {}).expect("opens");
     let reader = CopyReader {
-        disk,
-        started: VecDeque::new(),
-        finished: Arc::default(),
         fail: true,
+        ..CopyReader::new(disk, Arc::default())
     };
-    match replay.run(Box::new(reader), 2) {
+    match replay.run(Box::new(reader), 2, None) {
         Err(error @ NodeError::Storage(_)) => {
             assert!(
                 error.to_string().contains("the reader's disk failed"),
@@ -112,4 +161,62 @@ fn a_reader_that_fails_refuses_the_start() {
         }
         other => panic!("the start went on: {:?}", other.map(|node| node.applied())),
     }
+}
+
+/// Replays node 2's log with a reader that decodes ahead as `decoding` says.
+fn replay_decoding_ahead(decoding: Decoding) -> Node<MemDisk> {
+    let (disk, config, committed) = written_log();
+    let (replay, _) =
+        Node::<MemDisk>::open_to_replay(disk.clone(), DIR, config, &mut |_| {}).expect("opens");
+    let ahead = Arc::new(DecodedAhead::default());
+    let reader = CopyReader {
+        ahead: Some((ahead.clone(), decoding)),
+        ..CopyReader::new(disk, Arc::default())
+    };
+    let replayed = replay
+        .run(Box::new(reader), 2, Some(ahead))
+        .expect("replays");
+    assert_eq!(replayed.applied(), committed);
+    replayed
+}
+
+/// The state a node opened and run the plain way reaches on node 2's log.
+fn plainly_applied() -> Node<MemDisk> {
+    let (disk, config, _) = written_log();
+    let (mut plain, _) = Node::<MemDisk>::open(disk, DIR, config).expect("opens");
+    plain.run(&mut NoObserver).expect("applies");
+    plain
+}
+
+#[test]
+fn commands_decoded_ahead_reach_the_state_their_entries_do() {
+    let replayed = replay_decoding_ahead(Decoding::Faithful);
+    assert_eq!(replayed.state_machine(), plainly_applied().state_machine());
+}
+
+#[test]
+fn a_command_decoded_ahead_stands_in_for_the_entry_of_its_index_and_term() {
+    // The replay applies what was decoded ahead, not the entry's bytes: the forged keys
+    // appear, and the entries' own writes do not.
+    let replayed = replay_decoding_ahead(Decoding::Forged { term_shift: 0 });
+    let machine = replayed.state_machine();
+    let forged = (1..=replayed.applied().0)
+        .filter(|index| {
+            let key = format!("forged-{index}").into_bytes();
+            machine.read(&Command::Get { key }) == Reply::Bulk(b"x".to_vec())
+        })
+        .count();
+    assert!(forged >= 40, "each of the 40 writes replaced: {forged}");
+    let own = machine.read(&Command::Get {
+        key: b"key0".to_vec(),
+    });
+    assert_eq!(own, Reply::Nil, "the entries' own writes were replaced");
+}
+
+#[test]
+fn a_command_decoded_ahead_for_another_term_is_not_applied() {
+    // §5.3: only the same index and term is the same entry; a command claimed for the
+    // entry's index in another term is left, and the entry's own bytes are applied.
+    let replayed = replay_decoding_ahead(Decoding::Forged { term_shift: 1 });
+    assert_eq!(replayed.state_machine(), plainly_applied().state_machine());
 }

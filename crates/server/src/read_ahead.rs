@@ -2,9 +2,16 @@
 //! batch of committed entries, this thread reads and checks the next ones from the segment
 //! files (a restarting node has nothing else to do with its second core). The log plans each
 //! read and checks what comes back ([`skiff_wal::read_ahead`]); at most `depth` batches are in
-//! flight, so memory stays bounded whatever the log's size.
+//! flight, so memory stays bounded whatever the log's size. The thread also decodes the client
+//! commands of each batch, and hands them to the replay with the batch
+//! ([`skiff_node::DecodedAhead`]): copying the values out of their entries is then off the
+//! thread that applies them.
+
+use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+use skiff_kv::{Command, StateMachine};
+use skiff_node::{decode_ahead, DecodedAhead, DecodedCommand};
 use skiff_raft::{Entry, StorageError};
 use skiff_wal::{FsDisk, PlannedRead, ReadAhead};
 
@@ -16,12 +23,25 @@ pub const DEPTH: usize = 2;
 #[derive(Debug)]
 pub struct ThreadReadAhead {
     reads: Sender<PlannedRead>,
-    results: Receiver<Result<Vec<Entry>, StorageError>>,
+    results: Receiver<ReadBatch>,
+    /// Where each batch's commands are handed over when the log takes the batch.
+    decoded: Arc<DecodedAhead<Command>>,
 }
 
+/// A batch read ahead (or why not), and the client commands decoded from it.
+type ReadBatch = (
+    Result<Vec<Entry>, StorageError>,
+    Vec<DecodedCommand<Command>>,
+);
+
 impl ThreadReadAhead {
-    /// Starts the thread for node `id`, with room for `depth` reads in flight.
-    pub fn spawn(id: u64, depth: usize) -> std::io::Result<ThreadReadAhead> {
+    /// Starts the thread for node `id`, with room for `depth` reads in flight; the commands
+    /// it decodes go to `decoded` batch by batch, as the log takes each batch.
+    pub fn spawn(
+        id: u64,
+        depth: usize,
+        decoded: Arc<DecodedAhead<Command>>,
+    ) -> std::io::Result<ThreadReadAhead> {
         let (reads, planned) = bounded::<PlannedRead>(depth);
         let (done, results) = bounded(depth);
         std::thread::Builder::new()
@@ -30,12 +50,26 @@ impl ThreadReadAhead {
                 let disk = FsDisk::new();
                 let mut buffer = Vec::new();
                 for read in planned {
-                    if done.send(read.read(&disk, &mut buffer)).is_err() {
+                    let entries = read.read(&disk, &mut buffer);
+                    let commands = entries.as_ref().map_or_else(
+                        |_| Vec::new(),
+                        |entries| {
+                            entries
+                                .iter()
+                                .filter_map(decode_ahead::<StateMachine>)
+                                .collect()
+                        },
+                    );
+                    if done.send((entries, commands)).is_err() {
                         return;
                     }
                 }
             })?;
-        Ok(ThreadReadAhead { reads, results })
+        Ok(ThreadReadAhead {
+            reads,
+            results,
+            decoded,
+        })
     }
 }
 
@@ -47,7 +81,10 @@ impl ReadAhead for ThreadReadAhead {
 
     fn finish(&mut self) -> Result<Vec<Entry>, String> {
         match self.results.recv() {
-            Ok(read) => read.map_err(|e| e.to_string()),
+            Ok((read, commands)) => {
+                self.decoded.hand_over(commands);
+                read.map_err(|e| e.to_string())
+            }
             Err(_) => Err("the read-ahead thread stopped (it panicked)".to_owned()),
         }
     }
@@ -101,7 +138,11 @@ mod tests {
         }
         let (mut wal, _) = Wal::open(FsDisk::new(), dir.path(), options).unwrap();
         let batches = Arc::new(AtomicUsize::new(0));
-        let reader = Counting(ThreadReadAhead::spawn(1, DEPTH).unwrap(), batches.clone());
+        let decoded = Arc::new(DecodedAhead::default());
+        let reader = Counting(
+            ThreadReadAhead::spawn(1, DEPTH, decoded).unwrap(),
+            batches.clone(),
+        );
         wal.start_read_ahead(Box::new(reader), LogIndex(1), LogIndex(301), 1000, DEPTH);
         let mut read = Vec::new();
         while read.len() < written.len() {

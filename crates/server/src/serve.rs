@@ -603,10 +603,11 @@ fn replay(
 ) -> anyhow::Result<Node<TimedDisk>> {
     let started = std::time::Instant::now();
     let entries = replay.entries_to_apply();
-    let read_ahead = ThreadReadAhead::spawn(id, read_ahead::DEPTH)
+    let decoded = Arc::new(skiff_node::DecodedAhead::default());
+    let read_ahead = ThreadReadAhead::spawn(id, read_ahead::DEPTH, decoded.clone())
         .context("starting the thread that reads the log ahead")?;
     let replayed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-        replay.run(Box::new(read_ahead), read_ahead::DEPTH)
+        replay.run(Box::new(read_ahead), read_ahead::DEPTH, Some(decoded))
     }));
     let node = match replayed {
         Ok(Ok(node)) => node,

@@ -3,11 +3,14 @@
 //! ahead of their turn by a reader its caller lends (a thread), so that reading and checking
 //! the log overlaps with applying it.
 
+use std::sync::Arc;
+
 use skiff_raft::StorageError;
 use skiff_wal::{Disk, ReadAhead, RecoveryReport};
 
 use super::Node;
 use crate::config::NodeConfig;
+use crate::decode_ahead::DecodedAhead;
 use crate::effect::Effect;
 use crate::error::NodeError;
 use crate::observer::NoObserver;
@@ -38,12 +41,19 @@ impl<D: Disk, M: StateMachine> Replay<D, M> {
     /// ahead through `reader`, at most `depth` batches in flight. The effects other than the
     /// batches' I/O (events, a snapshot due) stay for [`Node::take_effects`]. A reader that
     /// fails or stops makes this an error, even though the log itself then read every entry.
+    ///
+    /// With `decoded_ahead`, the client commands the reader handed over there are applied in
+    /// place of decoding their entries here ([`crate::decode_ahead`]).
     pub fn run(
         mut self,
         reader: Box<dyn ReadAhead>,
         depth: usize,
+        decoded_ahead: Option<Arc<DecodedAhead<M::Command>>>,
     ) -> Result<Node<D, M>, NodeError> {
-        self.node.replay_committed(reader, depth)?;
+        self.node.decoded_ahead = decoded_ahead;
+        let replayed = self.node.replay_committed(reader, depth);
+        self.node.decoded_ahead = None;
+        replayed?;
         Ok(self.node)
     }
 }
