@@ -406,10 +406,15 @@ mod tests {
         disk.read_all_into(&long, &mut buffer).unwrap();
         assert_eq!(buffer, long_bytes);
         let room = buffer.capacity();
-        assert!(room >= 3000 + 3000 / 8, "room for a slightly longer file: {room}");
+        assert!(
+            room >= 3000 + 3000 / 8,
+            "room for a slightly longer file: {room}"
+        );
         disk.read_all_into(&short, &mut buffer).unwrap();
         assert_eq!(buffer, b"short");
         assert_eq!(buffer.capacity(), room, "the buffer is reused");
-        assert!(disk.read_all_into(&dir.path().join("missing"), &mut buffer).is_err());
+        assert!(disk
+            .read_all_into(&dir.path().join("missing"), &mut buffer)
+            .is_err());
     }
 }
