@@ -1,66 +1,22 @@
 //! Commands decoded ahead of their turn while a restarting node applies its log again: the
-//! thread that reads the next batch of committed entries also decodes the client commands in
-//! it ([`decode_ahead`]), and hands them over through a [`DecodedAhead`]; the replay takes a
-//! command from there instead of decoding the entry itself. Decoding (copying each value out
-//! of its entry) is then off the thread that applies.
+//! reader that reads the next batch of committed entries (a thread, in the server) also
+//! decodes the client commands in it ([`decode_ahead()`]), and once the log has taken the
+//! batch they are handed over through a [`DecodedAhead`]; the replay takes a command from
+//! there instead of decoding the entry itself. Decoding (copying each value out of its entry)
+//! is then off the thread that applies.
 //!
-//! A command decoded ahead only ever stands in for the one the entry would decode to: it is
-//! taken only for the entry with its index and term (the Log Matching Property, §5.3: same
-//! index and term, same entry), and anything not decoded ahead is decoded as before.
+//! A command is taken only for the entry with its index and term (the Log Matching Property,
+//! §5.3: same index and term, same entry), and anything not handed over is decoded as before.
+//! That it is the command the entry holds rests on the reader: one that decodes the batch the
+//! log took, as the server's does, gives exactly that.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use skiff_raft::{Entry, EntryKind, LogIndex, Term};
 
-use crate::payload::{Stamped, MEMBER_ADDRESS_TAG, MEMBER_INCARNATION_TAG};
+use crate::payload::NormalData;
 use crate::state_machine::{ClientSession, StateMachine};
-
-/// What a normal entry's bytes hold, before the state machine decodes anything.
-pub(crate) enum NormalData<'a> {
-    /// A client's request (the state machine's bytes), with the leader's log time if stamped.
-    Request {
-        request: &'a [u8],
-        log_time_ms: Option<u64>,
-    },
-    /// Only the leader's log time.
-    Time(u64),
-    /// One of the node's own records (a member's address or incarnation).
-    Member,
-    /// A stamp that does not decode.
-    BadStamp(crate::payload::PayloadError),
-}
-
-impl<'a> NormalData<'a> {
-    /// Tells what `data`, a normal entry's bytes, holds.
-    pub(crate) fn of(data: &'a [u8]) -> NormalData<'a> {
-        match Stamped::split(data) {
-            Some(Ok(Stamped {
-                log_time_ms,
-                request: [],
-            })) => NormalData::Time(log_time_ms),
-            Some(Ok(Stamped {
-                log_time_ms,
-                request,
-            })) => NormalData::Request {
-                request,
-                log_time_ms: Some(log_time_ms),
-            },
-            Some(Err(error)) => NormalData::BadStamp(error),
-            None if matches!(
-                data.first(),
-                Some(&MEMBER_ADDRESS_TAG | &MEMBER_INCARNATION_TAG)
-            ) =>
-            {
-                NormalData::Member
-            }
-            None => NormalData::Request {
-                request: data,
-                log_time_ms: None,
-            },
-        }
-    }
-}
 
 /// A client command decoded from the committed entry at `index` in `term`.
 #[derive(Debug)]
@@ -95,8 +51,8 @@ pub fn decode_ahead<M: StateMachine>(entry: &Entry) -> Option<DecodedCommand<M::
     })
 }
 
-/// The commands of the last batch decoded ahead, shared by the thread that decodes them and
-/// the replay that takes them.
+/// The commands of the last batch decoded ahead, shared by the reader that hands them over
+/// and the replay that takes them.
 #[derive(Debug)]
 pub struct DecodedAhead<C> {
     batch: Mutex<VecDeque<DecodedCommand<C>>>,
@@ -129,6 +85,11 @@ impl<C> DecodedAhead<C> {
             Some(next) if next.index == index && next.term == term => batch.pop_front(),
             _ => None,
         }
+    }
+
+    /// How many commands are held: those handed over and not yet taken or passed.
+    pub fn held(&self) -> usize {
+        self.lock().len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<DecodedCommand<C>>> {

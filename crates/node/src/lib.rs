@@ -51,8 +51,8 @@
 //! - [`node`](Node): the node — inputs, applying, client requests; its batch pipeline, its
 //!   snapshots, the amnesia guard, log time, the re-submission of session writes and the
 //!   replay of the log at start-up ([`Replay`]) in submodules;
-//! - [`decode_ahead`]: client commands decoded by the thread that reads the log ahead at
-//!   start-up, taken by the replay in place of decoding them itself;
+//! - `decode_ahead`: client commands decoded by the reader of the log ahead at start-up
+//!   ([`decode_ahead()`], [`DecodedAhead`]), taken by the replay in place of decoding them;
 //! - [`effect`](Effect): what the node asks of its driver, and the tokens of each step;
 //! - [`refusals`]: the error replies clients get when the node cannot take a request;
 //! - [`backup`]: the backup file (`skiff admin backup`, `skiff restore`): a node snapshot

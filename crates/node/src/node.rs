@@ -10,13 +10,13 @@ use skiff_raft::{
 use skiff_wal::{Disk, RecoveryReport, Wal};
 
 use crate::config::NodeConfig;
-use crate::decode_ahead::{DecodedAhead, NormalData};
+use crate::decode_ahead::DecodedAhead;
 use crate::effect::Effect;
 use crate::error::{NodeError, PeerMessageError};
 use crate::event::Event;
 use crate::incoming_snapshot::{restore, IncomingSnapshot};
 use crate::observer::Observer;
-use crate::payload::{MemberAddress, MemberBook, Payload};
+use crate::payload::{MemberAddress, MemberBook, NormalData, Payload};
 use crate::refusals;
 use crate::state_machine::{ClientSession, StateMachine};
 use crate::wire::{Envelope, PeerMessage};

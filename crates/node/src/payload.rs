@@ -137,6 +137,52 @@ impl<'a> Stamped<'a> {
     }
 }
 
+/// What a normal entry's bytes hold, before the state machine decodes anything.
+pub(crate) enum NormalData<'a> {
+    /// A client's request (the state machine's bytes), with the leader's log time if stamped.
+    Request {
+        request: &'a [u8],
+        log_time_ms: Option<u64>,
+    },
+    /// Only the leader's log time.
+    Time(u64),
+    /// One of the node's own records (a member's address or incarnation).
+    Member,
+    /// A stamp that does not decode.
+    BadStamp(PayloadError),
+}
+
+impl<'a> NormalData<'a> {
+    /// Tells what `data`, a normal entry's bytes, holds.
+    pub(crate) fn of(data: &'a [u8]) -> NormalData<'a> {
+        match Stamped::split(data) {
+            Some(Ok(Stamped {
+                log_time_ms,
+                request: [],
+            })) => NormalData::Time(log_time_ms),
+            Some(Ok(Stamped {
+                log_time_ms,
+                request,
+            })) => NormalData::Request {
+                request,
+                log_time_ms: Some(log_time_ms),
+            },
+            Some(Err(error)) => NormalData::BadStamp(error),
+            None if matches!(
+                data.first(),
+                Some(&MEMBER_ADDRESS_TAG | &MEMBER_INCARNATION_TAG)
+            ) =>
+            {
+                NormalData::Member
+            }
+            None => NormalData::Request {
+                request: data,
+                log_time_ms: None,
+            },
+        }
+    }
+}
+
 /// A normal entry's payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Payload {

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use common::{NodeCluster, DIR};
 use skiff_kv::{Command, Reply, StateMachine as Kv};
 use skiff_node::{
-    decode_ahead, DecodedAhead, NoObserver, Node, NodeConfig, NodeError, StateMachine,
+    decode_ahead, DecodedAhead, DecodedCommand, NoObserver, Node, NodeConfig, NodeError,
+    StateMachine,
 };
 use skiff_raft::{Entry, EntryKind, LogIndex, Term};
 use skiff_wal::{MemDisk, PlannedRead, ReadAhead};
@@ -27,6 +28,8 @@ struct CopyReader {
     fail: bool,
     /// Where it hands over the commands it decodes ahead, if it does, and what it decodes.
     ahead: Option<(Arc<DecodedAhead<Command>>, Decoding)>,
+    /// The commands of the batch last finished, handed over once the log takes it.
+    decoded: Vec<DecodedCommand<Command>>,
 }
 
 /// What a reader decodes ahead for each client command it reads.
@@ -46,12 +49,13 @@ impl CopyReader {
             finished,
             fail: false,
             ahead: None,
+            decoded: Vec::new(),
         }
     }
 
-    /// Decodes the client commands of `entries` as `decoding` says, and hands them over.
-    fn hand_over(entries: &[Entry], ahead: &DecodedAhead<Command>, decoding: Decoding) {
-        let decoded = entries
+    /// Decodes the client commands of `entries` as `decoding` says.
+    fn decode(entries: &[Entry], decoding: Decoding) -> Vec<DecodedCommand<Command>> {
+        entries
             .iter()
             .filter(|entry| decode_ahead::<Kv>(entry).is_some())
             .filter_map(|entry| match decoding {
@@ -70,8 +74,7 @@ impl CopyReader {
                     })
                 }
             })
-            .collect();
-        ahead.hand_over(decoded);
+            .collect()
     }
 }
 
@@ -89,10 +92,16 @@ impl ReadAhead for CopyReader {
         let entries = read
             .read(&self.disk, &mut Vec::new())
             .map_err(|e| e.to_string())?;
-        if let Some((ahead, decoding)) = &self.ahead {
-            CopyReader::hand_over(&entries, ahead, *decoding);
+        if let Some((_, decoding)) = &self.ahead {
+            self.decoded = CopyReader::decode(&entries, *decoding);
         }
         Ok(entries)
+    }
+
+    fn taken(&mut self) {
+        if let Some((ahead, _)) = &self.ahead {
+            ahead.hand_over(std::mem::take(&mut self.decoded));
+        }
     }
 }
 

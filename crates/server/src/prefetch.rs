@@ -1,7 +1,8 @@
 //! Files read whole ahead of their turn: while recovery checks one segment, the next one is
 //! read on a thread of its own ([`Disk::read_all_ahead`]), so the copy out of the page cache
 //! overlaps with the checksums. Two buffers at most (the one being checked and the one being
-//! read), reused from one segment to the next, and dropped when recovery says it is done.
+//! read, each a segment's size plus 1/8 room), reused from one segment to the next, and
+//! dropped when recovery says it is done.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

@@ -2,10 +2,11 @@
 //! batch of committed entries, this thread reads and checks the next ones from the segment
 //! files (a restarting node has nothing else to do with its second core). The log plans each
 //! read and checks what comes back ([`skiff_wal::read_ahead`]); at most `depth` batches are in
-//! flight, so memory stays bounded whatever the log's size. The thread also decodes the client
-//! commands of each batch, and hands them to the replay with the batch
-//! ([`skiff_node::DecodedAhead`]): copying the values out of their entries is then off the
-//! thread that applies them.
+//! flight, so memory stays bounded whatever the log's size (each batch in flight also carries
+//! its commands decoded, about as many bytes again). The thread also decodes the client
+//! commands of each batch; once the log has checked and taken the batch, they are handed to
+//! the replay ([`skiff_node::DecodedAhead`]), and those of a batch it refused never are.
+//! Copying the values out of their entries is then off the thread that applies them.
 
 use std::sync::Arc;
 
@@ -26,6 +27,8 @@ pub struct ThreadReadAhead {
     results: Receiver<ReadBatch>,
     /// Where each batch's commands are handed over when the log takes the batch.
     decoded: Arc<DecodedAhead<Command>>,
+    /// The commands of the batch last finished, until the log takes it.
+    finished: Vec<DecodedCommand<Command>>,
 }
 
 /// A batch read ahead (or why not), and the client commands decoded from it.
@@ -69,6 +72,7 @@ impl ThreadReadAhead {
             reads,
             results,
             decoded,
+            finished: Vec::new(),
         })
     }
 }
@@ -82,11 +86,18 @@ impl ReadAhead for ThreadReadAhead {
     fn finish(&mut self) -> Result<Vec<Entry>, String> {
         match self.results.recv() {
             Ok((read, commands)) => {
-                self.decoded.hand_over(commands);
+                self.finished = commands;
                 read.map_err(|e| e.to_string())
             }
-            Err(_) => Err("the read-ahead thread stopped (it panicked)".to_owned()),
+            Err(_) => {
+                self.finished.clear();
+                Err("the read-ahead thread stopped (it panicked)".to_owned())
+            }
         }
+    }
+
+    fn taken(&mut self) {
+        self.decoded.hand_over(std::mem::take(&mut self.finished));
     }
 }
 
@@ -110,6 +121,63 @@ mod tests {
             self.1.fetch_add(1, Ordering::Relaxed);
             self.0.finish()
         }
+        fn taken(&mut self) {
+            self.0.taken();
+        }
+    }
+
+    /// A log in `dir` of `entries` written 30 to a batch, each committed.
+    fn written_log(dir: &std::path::Path, options: WalOptions, entries: &[Entry]) {
+        let (mut wal, _) = Wal::open(FsDisk::new(), dir, options).unwrap();
+        for batch in entries.chunks(30) {
+            let commit = batch.last().unwrap().index;
+            let hard_state = HardState {
+                term: Term(1),
+                vote: None,
+                commit,
+            };
+            wal.append_batch(batch, Some(hard_state)).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_commands_of_a_batch_the_log_took_are_handed_over_and_no_others() {
+        use skiff_node::StateMachine as _;
+        let dir = tempfile::tempdir().unwrap();
+        let options = WalOptions::new(1);
+        let set = |index: u64| Entry {
+            term: Term(1),
+            index: LogIndex(index),
+            kind: EntryKind::Normal,
+            data: StateMachine::encode_command(
+                Command::Set {
+                    key: format!("key-{index}").into_bytes(),
+                    value: vec![b'v'; 40],
+                    condition: Default::default(),
+                },
+                None,
+            ),
+        };
+        let written: Vec<Entry> = (1..=60).map(set).collect();
+        written_log(dir.path(), options, &written);
+        let (mut wal, _) = Wal::open(FsDisk::new(), dir.path(), options).unwrap();
+        let decoded = Arc::new(DecodedAhead::default());
+        let reader = ThreadReadAhead::spawn(1, DEPTH, decoded.clone()).unwrap();
+        wal.start_read_ahead(Box::new(reader), LogIndex(1), LogIndex(61), 1000, DEPTH);
+        assert_eq!(decoded.held(), 0, "nothing before the log takes a batch");
+        let first = wal.entries(LogIndex(1), LogIndex(61), 1000).unwrap();
+        assert!(first.len() > 1 && first.len() < 60, "{}", first.len());
+        assert_eq!(
+            decoded.held(),
+            first.len(),
+            "the batch's commands, each decoded"
+        );
+        // Asked for another range than the one read ahead: the log reads it itself, and the
+        // batch read ahead in its place is not taken, so its commands are not handed over.
+        let other = wal.entries(LogIndex(2), LogIndex(61), 1000).unwrap();
+        assert_eq!(other.first().map(|e| e.index), Some(LogIndex(2)));
+        assert_eq!(decoded.held(), first.len(), "still the first batch's");
+        let _ = wal.stop_read_ahead();
     }
 
     #[test]
@@ -126,16 +194,7 @@ mod tests {
             data: vec![index as u8; 100],
         };
         let written: Vec<Entry> = (1..=300).map(entry).collect();
-        let (mut wal, _) = Wal::open(FsDisk::new(), dir.path(), options).unwrap();
-        for batch in written.chunks(30) {
-            let commit = batch.last().unwrap().index;
-            let hard_state = HardState {
-                term: Term(1),
-                vote: None,
-                commit,
-            };
-            wal.append_batch(batch, Some(hard_state)).unwrap();
-        }
+        written_log(dir.path(), options, &written);
         let (mut wal, _) = Wal::open(FsDisk::new(), dir.path(), options).unwrap();
         let batches = Arc::new(AtomicUsize::new(0));
         let decoded = Arc::new(DecodedAhead::default());

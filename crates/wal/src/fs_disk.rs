@@ -413,8 +413,9 @@ mod tests {
         disk.read_all_into(&short, &mut buffer).unwrap();
         assert_eq!(buffer, b"short");
         assert_eq!(buffer.capacity(), room, "the buffer is reused");
-        assert!(disk
-            .read_all_into(&dir.path().join("missing"), &mut buffer)
-            .is_err());
+        assert!(matches!(
+            disk.read_all_into(&dir.path().join("missing"), &mut buffer),
+            Err(DiskError::NotFound { .. })
+        ));
     }
 }

@@ -27,6 +27,10 @@ pub trait ReadAhead: Send + std::fmt::Debug {
     /// The result of the oldest read started and not yet finished, waiting for it; an `Err`
     /// with the reason if the reader can no longer give one (it stopped or failed).
     fn finish(&mut self) -> Result<Vec<Entry>, String>;
+    /// The batch the last [`finish`](ReadAhead::finish) gave was checked and taken: the log
+    /// hands exactly those entries to its caller. Not called for a batch it refused. By
+    /// default nothing happens.
+    fn taken(&mut self) {}
 }
 
 /// How far a read-ahead went, and why it ended early if it did.
@@ -123,6 +127,7 @@ impl Ahead {
                 .zip(expected)
                 .all(|(entry, index)| entry.index == index && term_at(index) == Some(entry.term));
         if matches {
+            self.reader.taken();
             Taken::Entries(entries)
         } else {
             Taken::Ended(format!(

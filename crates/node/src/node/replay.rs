@@ -43,7 +43,7 @@ impl<D: Disk, M: StateMachine> Replay<D, M> {
     /// fails or stops makes this an error, even though the log itself then read every entry.
     ///
     /// With `decoded_ahead`, the client commands the reader handed over there are applied in
-    /// place of decoding their entries here ([`crate::decode_ahead`]).
+    /// place of decoding their entries here ([`DecodedAhead`]).
     pub fn run(
         mut self,
         reader: Box<dyn ReadAhead>,
