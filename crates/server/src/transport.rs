@@ -27,10 +27,10 @@
 //! sender task is idle on a plain connection, the driver writes to the socket itself
 //! ([`lane`]), in the same order.
 //!
-//! Once a plain TCP connection's Hello is accepted, its task hands the socket to the driver
-//! thread, which reads and steps its frames itself ([`inbound`]), with the same checks: a
-//! frame arriving while the driver waits then wakes the driver and no other thread. Over TLS
-//! the task reads every frame and queues each message for the driver.
+//! Once a connection's Hello is accepted, its task hands the socket to the driver thread,
+//! which reads and steps its frames itself ([`inbound`]), with the same checks: a frame
+//! arriving while the driver waits then wakes the driver and no other thread. Over TLS the
+//! session goes with the socket, and the driver decrypts what it reads.
 
 use crossbeam_channel::TrySendError;
 use std::net::SocketAddr;
@@ -283,8 +283,7 @@ pub async fn serve_peers(
                     }
                     Some((_, Err(why))) => Err(FrameError::Payload(why)),
                     Some((stream, Ok(named))) => {
-                        let _slot = slot;
-                        receive_from_peer(stream, Some(named), &options, &driver, &shared).await
+                        receive_tls(stream, named, addr, slot, &options, &driver, &shared).await
                     }
                 },
             };
@@ -327,21 +326,35 @@ async fn receive_plain(
     }
 }
 
-/// Reads a peer's Hello and then its messages into the driver. `certified` is the node id the
-/// peer's TLS certificate names (None without TLS).
-async fn receive_from_peer(
-    mut stream: impl AsyncRead + Unpin,
-    certified: Option<u64>,
-    options: &TransportOptions,
+/// Reads a TLS connection's Hello (from the node its certificate names, `certified`), then
+/// hands the socket and its session to the driver, which reads and decrypts the rest itself.
+/// If the driver's queue is full the connection is closed, and its peer dials again.
+async fn receive_tls(
+    mut stream: tokio_rustls::server::TlsStream<TcpStream>,
+    certified: u64,
+    addr: SocketAddr,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    options: &Arc<TransportOptions>,
     driver: &ToDriver,
     shared: &Shared,
 ) -> Result<(), FrameError> {
-    // Grows with what arrives: a connection that sends nothing holds nothing.
     let mut buf = BytesMut::new();
-    let Some(from) = accept_hello(&mut stream, &mut buf, certified, options, shared).await? else {
+    let hello = accept_hello(&mut stream, &mut buf, Some(certified), options, shared).await?;
+    let Some(from) = hello else {
         return Ok(());
     };
-    relay_messages(&mut stream, &mut buf, from, options, driver, shared).await
+    // The session keeps what it decrypted past the Hello; `buf` what was read of it.
+    let (stream, session) = stream.into_inner();
+    let socket = stream.into_std()?;
+    socket.set_nonblocking(true)?;
+    let socket =
+        inbound::PeerSocket::new(socket, buf, from, addr, options.clone(), slot).over_tls(session);
+    match driver.try_send(Input::PeerSocket(Box::new(socket))) {
+        Ok(()) | Err(TrySendError::Disconnected(_)) => Ok(()),
+        Err(TrySendError::Full(_)) => Err(FrameError::Payload(
+            "the node's input queue is full; the peer dials again".into(),
+        )),
+    }
 }
 
 /// Reads the connection's first frame, which must be a Hello within [`HELLO_DEADLINE`] from a

@@ -1,7 +1,9 @@
-//! An incoming plain TCP peer connection read by the driver thread itself, once its Hello is
-//! accepted ([`crate::driver::inbox`]): the same frames, checks, drops and logs as the reader
-//! task's ([`super::relay_messages`]), read without ever blocking and a bounded amount per
-//! turn, so a peer that floods frames cannot hold up the driver's other inputs or its ticks.
+//! An incoming peer connection read by the driver thread itself, once its Hello is accepted
+//! ([`crate::driver::inbox`]): the same frames, checks, drops and logs as the reader task's
+//! ([`super::relay_messages`]), read without ever blocking and a bounded amount per turn, so a
+//! peer that floods frames cannot hold up the driver's other inputs or its ticks. On a TLS
+//! peer port the connection's session (rustls, which does no I/O of its own) comes along, and
+//! the bytes read are decrypted through it before they are taken as frames.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -12,6 +14,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use skiff_node::Envelope;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_rustls::rustls::ServerConnection;
 
 use super::{check_message, take_frame, touch_heard, FrameError, TransportOptions};
 use crate::shared::Shared;
@@ -37,6 +40,8 @@ pub const READ_BYTES: usize = 64 * 1024;
 /// A peer's connection, handed from its task to the driver after the Hello.
 pub struct PeerSocket {
     stream: mio::net::TcpStream,
+    /// The TLS session over `stream`, on a TLS peer port.
+    tls: Option<Box<ServerConnection>>,
     /// Bytes read and not yet taken as frames: at most one frame's worth plus one read, as a
     /// frame is taken as soon as it is whole.
     buf: BytesMut,
@@ -114,6 +119,7 @@ impl PeerSocket {
     ) -> PeerSocket {
         PeerSocket {
             stream: mio::net::TcpStream::from_std(stream),
+            tls: None,
             buf,
             from,
             addr,
@@ -125,8 +131,15 @@ impl PeerSocket {
         }
     }
 
+    /// The connection, its bytes decrypted through `session` (its handshake done, and any
+    /// bytes it holds not yet read).
+    pub fn over_tls(mut self, session: ServerConnection) -> PeerSocket {
+        self.tls = Some(Box::new(session));
+        self
+    }
+
     /// The socket, the bytes read and not yet taken, and the connection's slot: for the
-    /// reader task to go on with the connection when the driver cannot take it.
+    /// reader task to go on with a plain connection when the driver cannot take it.
     pub fn into_parts(self) -> (std::net::TcpStream, BytesMut, OwnedSemaphorePermit) {
         (self.stream.into(), self.buf, self._slot)
     }
@@ -196,12 +209,14 @@ impl PeerSocket {
                 self.pending = false;
                 return Ok(Turn::Open);
             }
-            match self.stream.read(scratch) {
+            match self.read_some(scratch) {
                 Ok(0) if self.buf.is_empty() => return Ok(Turn::Closed),
                 Ok(0) => return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into())),
                 Ok(read) => {
                     bytes += read;
-                    drained = read < scratch.len();
+                    // Over TLS a short read says only that the session had no more
+                    // plaintext: the socket may still hold records.
+                    drained = self.tls.is_none() && read < scratch.len();
                     self.buf.extend_from_slice(&scratch[..read]);
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
@@ -210,6 +225,33 @@ impl PeerSocket {
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Reads what the connection holds into `scratch`, never blocking: the socket's bytes,
+    /// or over TLS the plaintext of the records it holds (0: the peer's end, whether or not
+    /// it closed the session first; a frame cut short is caught by the caller).
+    fn read_some(&mut self, scratch: &mut [u8]) -> io::Result<usize> {
+        let Some(tls) = self.tls.as_mut() else {
+            return self.stream.read(scratch);
+        };
+        loop {
+            match tls.reader().read(scratch) {
+                Ok(read) => return Ok(read),
+                Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(error),
+            }
+            // No plaintext left: take records from the socket (WouldBlock ends the turn).
+            if tls.read_tls(&mut self.stream)? > 0 {
+                let processed = tls.process_new_packets();
+                // What the session has to send (an alert for a bad record, a key update) is
+                // sent if the socket takes it now, and otherwise left.
+                if tls.wants_write() {
+                    let _ = tls.write_tls(&mut self.stream);
+                }
+                processed.map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
             }
         }
     }
@@ -226,6 +268,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::transport::{put_hello, put_message, Hello};
     use skiff_raft::{Message, MessageBody, NodeId, Term};
+    use tokio_rustls::rustls;
 
     pub(crate) const CLUSTER: u64 = 9;
 
@@ -250,9 +293,20 @@ pub(crate) mod tests {
 
     /// A connection from node 1 to node 2 as the driver holds it, and the peer's end.
     pub(crate) fn connection() -> (PeerSocket, std::net::TcpStream) {
+        let (ours, addr, peer) = socket_pair();
+        (held(ours, addr), peer)
+    }
+
+    /// Node 2's end of a new loopback connection, its address, and node 1's end.
+    fn socket_pair() -> (std::net::TcpStream, SocketAddr, std::net::TcpStream) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (ours, addr) = listener.accept().unwrap();
+        (ours, addr, peer)
+    }
+
+    /// `ours` as the driver holds it: non-blocking, the peer's Hello already read.
+    fn held(ours: std::net::TcpStream, addr: SocketAddr) -> PeerSocket {
         ours.set_nonblocking(true).unwrap();
         let options = Arc::new(TransportOptions {
             id: 2,
@@ -269,8 +323,38 @@ pub(crate) mod tests {
         let slot = Arc::new(tokio::sync::Semaphore::new(1))
             .try_acquire_owned()
             .unwrap();
-        let socket = PeerSocket::new(ours, BytesMut::new(), 1, addr, options, slot);
-        (socket, peer)
+        PeerSocket::new(ours, BytesMut::new(), 1, addr, options, slot)
+    }
+
+    type TlsPeer = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+    /// A TLS connection from node 1 to node 2 as the driver holds it, with certificates made
+    /// in `dir`, its handshake done; and the peer's end, its session over its socket.
+    fn tls_connection(dir: &std::path::Path) -> (PeerSocket, TlsPeer) {
+        crate::certs::generate(dir, 2, &[], None).unwrap();
+        let configs = crate::tls::Tls::load(crate::tls::TlsFiles {
+            cert: dir.join("node-1.crt"),
+            key: dir.join("node-1.key"),
+            ca: dir.join("ca.crt"),
+        })
+        .unwrap()
+        .configs();
+        let (mut ours, addr, peer) = socket_pair();
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let client = rustls::ClientConnection::new(configs.peer_client.clone(), name).unwrap();
+        let mut peer = rustls::StreamOwned::new(client, peer);
+        let handshake = std::thread::spawn(move || {
+            while peer.conn.is_handshaking() {
+                peer.conn.complete_io(&mut peer.sock)?;
+            }
+            Ok::<_, io::Error>(peer)
+        });
+        let mut session = ServerConnection::new(configs.peer_server.clone()).unwrap();
+        while session.is_handshaking() {
+            session.complete_io(&mut ours).unwrap();
+        }
+        let peer = handshake.join().unwrap().unwrap();
+        (held(ours, addr).over_tls(session), peer)
     }
 
     /// Reads turns until the socket is drained and nothing is pending; the messages of each.
@@ -501,6 +585,83 @@ pub(crate) mod tests {
             match turn {
                 Err(error) => assert!(expected(&error), "{error}"),
                 Ok(_) => panic!("accepted {bytes:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn frames_over_tls_are_decrypted_and_taken_in_the_order_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut socket, mut peer) = tls_connection(dir.path());
+        let sent = 3000u64;
+        let mut out = Vec::new();
+        for term in 1..=sent {
+            put_message(&mut out, CLUSTER, &message(term));
+        }
+        // Many records' worth, written on a thread of its own in case the socket buffers
+        // hold less; the session stays open.
+        let writer = std::thread::spawn(move || {
+            std::io::Write::write_all(&mut peer, &out)
+                .and_then(|()| std::io::Write::flush(&mut peer))
+                .map(|()| peer)
+        });
+        let shared = Shared::default();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut turns = turns(&mut socket, &shared);
+        let _peer = writer.join().unwrap().unwrap();
+        turns.extend(self::turns(&mut socket, &shared));
+        assert!(turns.iter().all(|t| t.len() <= MAX_FRAMES_PER_TURN));
+        assert_eq!(turns.concat(), (1..=sent).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn bytes_that_are_not_tls_records_close_a_tls_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut socket, mut peer) = tls_connection(dir.path());
+        // Plain text under the session: no record decrypts.
+        std::io::Write::write_all(&mut peer.sock, b"*1\r\n$4\r\nPING\r\n").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let (shared, mut scratch) = (Shared::default(), vec![0; READ_BYTES]);
+        socket.mark_readable(false);
+        let turn = socket.read_turn(&shared, &mut scratch, MAX_FRAMES_PER_TURN, |_| {
+            panic!("nothing is a frame")
+        });
+        match turn {
+            Err(FrameError::Io(error)) => assert_eq!(error.kind(), io::ErrorKind::InvalidData),
+            Err(other) => panic!("refused for another reason: {other}"),
+            Ok(_) => panic!("the connection stayed open"),
+        }
+    }
+
+    #[test]
+    fn a_tls_peer_gone_between_frames_closes_and_one_gone_mid_frame_is_refused() {
+        for cut in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut socket, mut peer) = tls_connection(dir.path());
+            let mut out = Vec::new();
+            put_message(&mut out, CLUSTER, &message(7));
+            if cut {
+                out.truncate(out.len() - 3);
+            }
+            std::io::Write::write_all(&mut peer, &out).unwrap();
+            std::io::Write::flush(&mut peer).unwrap();
+            // Its end of the connection closed without closing the session first (a FIN,
+            // no close_notify).
+            peer.sock.shutdown(std::net::Shutdown::Write).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let (shared, mut scratch) = (Shared::default(), vec![0; READ_BYTES]);
+            let mut terms = Vec::new();
+            socket.mark_readable(true);
+            let turn = socket.read_turn(&shared, &mut scratch, MAX_FRAMES_PER_TURN, |m| {
+                terms.push(term_of(&m))
+            });
+            if cut {
+                assert!(matches!(turn, Err(FrameError::Io(_))), "cut mid-frame");
+                assert!(terms.is_empty());
+            } else {
+                let closed = matches!(turn, Ok(Turn::Closed));
+                assert!(closed, "closed between frames: {:?}", turn.err());
+                assert_eq!(terms, vec![7]);
             }
         }
     }
