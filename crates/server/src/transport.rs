@@ -24,8 +24,8 @@
 //! Each peer has one long-lived outgoing connection fed by a bounded queue. When the queue is
 //! full the message is dropped, as the network may drop it: Raft retransmits, and memory does
 //! not grow with load. A lost connection is re-established with exponential backoff. While the
-//! sender task is idle on a plain connection, the driver writes to the socket itself
-//! ([`lane`]), in the same order.
+//! sender task is idle, the driver writes to the socket itself ([`lane`]), in the same order;
+//! over TLS both seal through the one session the lane holds.
 //!
 //! Once a connection's Hello is accepted, its task hands the socket to the driver thread,
 //! which reads and steps its frames itself ([`inbound`]), with the same checks: a frame
@@ -535,14 +535,15 @@ pub async fn send_to_peer(
         let stream = match (stream, &tls) {
             (Some(stream), None) => {
                 let _ = stream.set_nodelay(true);
-                shared_with_driver(stream, connection, &feed)
-                    .map(Connected::Plain)
-                    .ok_or(())
+                shared_with_driver(stream, connection, &feed).ok_or(())
             }
             (Some(stream), Some(tls)) => {
                 let _ = stream.set_nodelay(true);
                 match tls.connect_peer(stream, peer.0, addr).await {
-                    Ok(stream) => Ok(Connected::Tls(Box::new(stream))),
+                    Ok(stream) => {
+                        let (stream, session) = stream.into_inner();
+                        sealed_with_driver(stream, connection, &feed, session).ok_or(())
+                    }
                     Err(why) => {
                         if refused.as_ref() != Some(&why) {
                             tracing::warn!(peer = %addr, %why, "refused the TLS connection to a peer");
@@ -563,14 +564,7 @@ pub async fn send_to_peer(
             continue;
         };
         backoff = Duration::from_millis(20);
-        let ended = match stream {
-            Connected::Plain(stream) => {
-                pump(stream, &options, &mut feed, &mut out, connection).await
-            }
-            Connected::Tls(stream) => {
-                pump(*stream, &options, &mut feed, &mut out, connection).await
-            }
-        };
+        let ended = pump(stream, &options, &mut feed, &mut out, connection).await;
         feed.detach();
         match ended {
             Pumped::QueueClosed => return,
@@ -596,10 +590,22 @@ fn shared_with_driver(stream: TcpStream, connection: u64, feed: &PeerFeed) -> Op
     TcpStream::from_std(std).ok()
 }
 
-/// An outgoing peer connection.
-enum Connected {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+/// [`shared_with_driver`] for a TLS connection: its session goes to the lane, through which
+/// both the driver and the sender task seal what they write ([`PeerFeed::attach_tls`]).
+fn sealed_with_driver(
+    stream: TcpStream,
+    connection: u64,
+    feed: &PeerFeed,
+    session: tokio_rustls::rustls::ClientConnection,
+) -> Option<TcpStream> {
+    let std = stream.into_std().ok()?;
+    std.set_nonblocking(true).ok()?;
+    let handle = std.try_clone();
+    if let Err(error) = &handle {
+        tracing::debug!(%error, "peer connection without the driver's shortcut");
+    }
+    feed.attach_tls(connection, handle.ok(), session);
+    TcpStream::from_std(std).ok()
 }
 
 /// Why [`pump`] stopped.
@@ -613,15 +619,16 @@ enum Pumped {
 /// Writes the Hello and then the queued messages to connection number `connection` until it
 /// fails.
 async fn pump(
-    mut stream: impl AsyncWrite + Unpin,
+    mut stream: TcpStream,
     options: &TransportOptions,
     feed: &mut PeerFeed,
     out: &mut Vec<u8>,
     connection: u64,
 ) -> Pumped {
+    let mut wire = Vec::new();
     out.clear();
     put_hello(out, options.cluster_id, &options.hello);
-    if let Err(error) = write_out(&mut stream, out).await {
+    if let Err(error) = write_frames(&mut stream, feed, out, &mut wire).await {
         return Pumped::Lost(error);
     }
     loop {
@@ -636,12 +643,31 @@ async fn pump(
                 None => break,
             }
         }
-        if let Err(error) = write_out(&mut stream, out).await {
-            return Pumped::Lost(error);
-        }
+        let written = match write_frames(&mut stream, feed, out, &mut wire).await {
+            Ok(written) => written,
+            Err(error) => return Pumped::Lost(error),
+        };
         feed.sent().messages.inc_by(count);
-        feed.sent().bytes.inc_by(out.len() as u64);
+        feed.sent().bytes.inc_by(written as u64);
     }
+}
+
+/// Writes the frames in `out`: sealed into `wire` first on a TLS connection. The bytes
+/// written.
+async fn write_frames(
+    stream: &mut TcpStream,
+    feed: &PeerFeed,
+    out: &[u8],
+    wire: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    wire.clear();
+    let bytes = if feed.seal(out, wire)? {
+        &wire[..]
+    } else {
+        out
+    };
+    write_out(stream, bytes).await?;
+    Ok(bytes.len())
 }
 
 /// Writes and flushes (TLS may hold the last record back until flushed; a no-op on TCP).

@@ -326,11 +326,20 @@ pub(crate) mod tests {
         PeerSocket::new(ours, BytesMut::new(), 1, addr, options, slot)
     }
 
-    type TlsPeer = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+    pub(crate) type TlsPeer = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
 
     /// A TLS connection from node 1 to node 2 as the driver holds it, with certificates made
     /// in `dir`, its handshake done; and the peer's end, its session over its socket.
     fn tls_connection(dir: &std::path::Path) -> (PeerSocket, TlsPeer) {
+        let (ours, addr, session, peer) = tls_sessions(dir);
+        (held(ours, addr).over_tls(session), peer)
+    }
+
+    /// Both ends of a loopback TLS connection with certificates made in `dir`, handshake
+    /// done, blocking: the server's socket, its address and session, and the client's end.
+    pub(crate) fn tls_sessions(
+        dir: &std::path::Path,
+    ) -> (std::net::TcpStream, SocketAddr, ServerConnection, TlsPeer) {
         crate::certs::generate(dir, 2, &[], None).unwrap();
         let configs = crate::tls::Tls::load(crate::tls::TlsFiles {
             cert: dir.join("node-1.crt"),
@@ -354,7 +363,7 @@ pub(crate) mod tests {
             session.complete_io(&mut ours).unwrap();
         }
         let peer = handshake.join().unwrap().unwrap();
-        (held(ours, addr).over_tls(session), peer)
+        (ours, addr, session, peer)
     }
 
     /// Reads turns until the socket is drained and nothing is pending; the messages of each.

@@ -8,8 +8,13 @@
 //! holds nothing back, and the moment it queues anything (the part of its frames the socket did
 //! not take, or messages the socket would not take at all) the shortcut is closed until the
 //! sender task has written everything out and finds the queue empty again. Both sides decide
-//! under one lock, so a frame never overtakes one queued before it. Over TLS the session's
-//! state belongs to the sender task: every message goes through the queue.
+//! under one lock, so a frame never overtakes one queued before it.
+//!
+//! Over TLS the connection's session lives in the lane too, and whoever writes — the driver
+//! directly, or the sender task — encrypts through it under the lock ([`PeerFeed::seal`]), so
+//! records go out in the order they were sealed. What the socket does not take of the
+//! driver's records stays in the session, and the sender task sends it before the records it
+//! seals next.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -17,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use skiff_node::Envelope;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
+use tokio_rustls::rustls::ClientConnection;
 
 use super::put_message;
 
@@ -26,7 +32,8 @@ pub enum Outgoing {
     /// A message to encode and write.
     Message(Envelope),
     /// The rest of frames the driver began writing itself on connection number `connection`,
-    /// to be written before anything else (and dropped if that connection is gone).
+    /// to be written before anything else (and dropped if that connection is gone). Over TLS
+    /// the rest stays in the session and `bytes` is empty: the item only wakes the task.
     Rest {
         /// The sender task's number for the connection the frames began on.
         connection: u64,
@@ -54,8 +61,10 @@ pub struct Lane {
 /// The shortcut's state, decided under the lane's lock.
 #[derive(Default)]
 struct LaneState {
-    /// The connection's number and a handle on its socket, while it is plain TCP.
+    /// The connection's number and a handle on its socket, while it has one.
     socket: Option<(u64, std::net::TcpStream)>,
+    /// The connection's TLS session, on a TLS connection: every frame is sealed through it.
+    session: Option<Box<ClientConnection>>,
     /// The sender task waits on an empty queue with nothing unwritten: the driver may write.
     /// Invariant: idle implies the queue is empty.
     idle: bool,
@@ -115,6 +124,28 @@ impl PeerLink {
             state.out.clear();
             for message in &messages {
                 put_message(&mut state.out, self.lane.cluster_id, message);
+            }
+            if let Some(session) = state.session.as_mut() {
+                // Sealed now, so sent whatever the socket takes: the rest stays in the session
+                // for the sender task, which this wakes.
+                let Ok(written) = write_sealed(session, &state.out, socket) else {
+                    // The session refused them: the connection ends, and is dialled again.
+                    let _ = socket.shutdown(std::net::Shutdown::Both);
+                    return messages.len();
+                };
+                self.lane.sent.messages.inc_by(messages.len() as u64);
+                self.lane.sent.bytes.inc_by(written as u64);
+                if session.wants_write() {
+                    state.idle = false;
+                    let rest = Outgoing::Rest {
+                        connection: *connection,
+                        bytes: Vec::new(),
+                    };
+                    if self.queue.try_send(rest).is_err() {
+                        let _ = socket.shutdown(std::net::Shutdown::Both);
+                    }
+                }
+                return 0;
             }
             // The socket is non-blocking (tokio's): a full send buffer answers WouldBlock.
             if let Ok(written) = (&*socket).write(&state.out) {
@@ -185,11 +216,44 @@ impl PeerFeed {
         state.idle = false;
     }
 
-    /// The connection is gone (or is TLS): everything goes through the queue.
+    /// A TLS connection, number `connection`, is open with `session` (its handshake done):
+    /// every frame is sealed through it, and the driver may write to `socket` (a handle on the
+    /// same socket, if one could be had) once the sender task is idle.
+    pub fn attach_tls(
+        &self,
+        connection: u64,
+        socket: Option<std::net::TcpStream>,
+        mut session: ClientConnection,
+    ) {
+        // Sealed records are taken out at once, so the session need not bound them itself.
+        session.set_buffer_limit(None);
+        let mut state = self.lane.lock();
+        state.socket = socket.map(|socket| (connection, socket));
+        state.session = Some(Box::new(session));
+        state.idle = false;
+    }
+
+    /// The connection is gone: everything goes through the queue.
     pub fn detach(&self) {
         let mut state = self.lane.lock();
         state.socket = None;
+        state.session = None;
         state.idle = false;
+    }
+
+    /// On a TLS connection, seals `plain` and appends to `wire` every record the session holds
+    /// (first those the driver sealed and the socket did not take); `false` on a plain
+    /// connection, whose frames go out as they are.
+    pub fn seal(&self, plain: &[u8], wire: &mut Vec<u8>) -> std::io::Result<bool> {
+        let mut state = self.lane.lock();
+        let Some(session) = state.session.as_mut() else {
+            return Ok(false);
+        };
+        session.writer().write_all(plain)?;
+        while session.wants_write() {
+            session.write_tls(wire)?;
+        }
+        Ok(true)
     }
 
     /// The counters of what was sent.
@@ -208,6 +272,25 @@ impl Drop for PeerFeed {
         // The driver's handle on the socket must not keep the connection open.
         self.detach();
     }
+}
+
+/// Seals `plain` through `session` and writes what the socket takes of its records without
+/// blocking; the bytes written. The rest stays in the session.
+fn write_sealed(
+    session: &mut ClientConnection,
+    plain: &[u8],
+    mut socket: &std::net::TcpStream,
+) -> std::io::Result<usize> {
+    session.writer().write_all(plain)?;
+    let mut written = 0;
+    while session.wants_write() {
+        // Would block, or the connection failed (the sender task finds out): the rest waits.
+        match session.write_tls(&mut socket) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => written += n,
+        }
+    }
+    Ok(written)
 }
 
 /// Appends `item` to the frames going out on connection number `connection`; the number of
@@ -347,5 +430,83 @@ mod tests {
         let (link, feed) = lane(2);
         assert_eq!(link.send((0..5).map(message).collect()), 3);
         drop(feed);
+    }
+
+    /// What a TLS server reads from `socket` through `session` until `want` bytes of plaintext
+    /// came, or a second passes without any.
+    fn read_plain(
+        mut socket: std::net::TcpStream,
+        mut session: tokio_rustls::rustls::ServerConnection,
+        want: usize,
+    ) -> Vec<u8> {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let mut plain = Vec::new();
+        let mut chunk = vec![0; 1 << 16];
+        while plain.len() < want {
+            match session.reader().read(&mut chunk) {
+                Ok(n) if n > 0 => {
+                    plain.extend_from_slice(&chunk[..n]);
+                    continue;
+                }
+                _ => {}
+            }
+            match session.read_tls(&mut socket) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    session.process_new_packets().unwrap();
+                }
+            }
+        }
+        plain
+    }
+
+    #[tokio::test]
+    async fn over_tls_the_driver_seals_what_it_writes_and_its_rest_goes_out_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (theirs, _, server, peer) = crate::transport::inbound::tests::tls_sessions(dir.path());
+        let (client, ours) = (peer.conn, peer.sock);
+        ours.set_nonblocking(true).unwrap();
+        let (link, mut feed) = lane(16);
+        feed.attach_tls(5, Some(ours.try_clone().unwrap()), client);
+        // The sender task's Hello-like first frames, sealed by it.
+        let mut wire = Vec::new();
+        assert!(feed.seal(&frames(&[message(1)]), &mut wire).unwrap());
+        std::io::Write::write_all(&mut &ours, &wire).unwrap();
+        let _ = tokio::time::timeout(Duration::from_millis(10), feed.next()).await;
+        // Idle: the driver seals and writes megabytes the peer does not read yet; the socket
+        // takes part, the rest stays sealed in the session, and the task is woken.
+        let big: Vec<Envelope> = (2..300_000).map(message).collect();
+        assert_eq!(link.send(big.clone()), 0);
+        assert_eq!(link.send(vec![message(1_000_000)]), 0);
+        let mut expected = vec![message(1)];
+        expected.extend(big);
+        expected.push(message(1_000_000));
+        let expected = frames(&expected);
+        let reader = std::thread::spawn({
+            let want = expected.len();
+            move || read_plain(theirs, server, want)
+        });
+        // The task: the wake-up first (nothing of its own), then the later message.
+        assert!(matches!(
+            feed.try_next(),
+            Some(Outgoing::Rest { connection: 5, ref bytes }) if bytes.is_empty()
+        ));
+        let later = match feed.try_next() {
+            Some(Outgoing::Message(m)) => frames(&[m]),
+            other => panic!("the later message is queued after the rest: {other:?}"),
+        };
+        let mut sock = ours;
+        sock.set_nonblocking(false).unwrap();
+        wire.clear();
+        assert!(feed.seal(&[], &mut wire).unwrap(), "the rest, still sealed");
+        assert!(!wire.is_empty(), "the socket did not take everything");
+        std::io::Write::write_all(&mut sock, &wire).unwrap();
+        wire.clear();
+        assert!(feed.seal(&later, &mut wire).unwrap());
+        std::io::Write::write_all(&mut sock, &wire).unwrap();
+        let plain = reader.join().unwrap();
+        assert!(plain == expected, "the frames in order, whole");
     }
 }
