@@ -1,5 +1,5 @@
 //! The driver thread: the one owner of the node. It takes client requests and peer messages
-//! from a bounded queue, reads the plain TCP peer connections handed to it, ticks on time, and
+//! from a bounded queue, reads the peer connections handed to it, ticks on time, and
 //! runs the node's persist → send → apply → advance loop; while it writes a batch, new
 //! requests queue up and go into the next batch together (group commit). It waits for all of
 //! these at once ([`inbox`]).
@@ -67,7 +67,8 @@ pub enum Input {
     },
     /// A message from another node.
     Peer(Envelope),
-    /// A plain TCP peer connection whose Hello was accepted: the driver reads it from now on.
+    /// A peer connection (plain, or TLS with its session) whose Hello was accepted: the
+    /// driver reads it from now on.
     PeerSocket(Box<crate::transport::inbound::PeerSocket>),
     /// An operator's request.
     Admin {

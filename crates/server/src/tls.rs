@@ -233,10 +233,13 @@ impl TlsConfigs {
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .build()
             .map_err(|e| TlsError::Verifier(e.to_string()))?;
-        let peer_server = ServerConfig::builder_with_provider(provider.clone())
+        let mut peer_server = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain.clone(), key.clone_key())?;
+        // A dialling peer never resumes a session, and never reads its socket: tickets it
+        // would leave unread make its side's close a reset instead of an end.
+        peer_server.send_tls13_tickets = 0;
         let peer_client = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)

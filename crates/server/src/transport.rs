@@ -297,7 +297,7 @@ pub async fn serve_peers(
 
 /// Reads a plain connection's Hello, then hands the socket (and the slot it holds) to the
 /// driver, which reads the rest itself; if the driver's queue is full, reads its messages
-/// into the driver as over TLS.
+/// and queues each for the driver.
 async fn receive_plain(
     mut stream: TcpStream,
     addr: SocketAddr,
@@ -349,13 +349,24 @@ async fn receive_tls(
     socket.set_nonblocking(true)?;
     let socket =
         inbound::PeerSocket::new(socket, buf, from, addr, options.clone(), slot).over_tls(session);
-    match driver.try_send(Input::PeerSocket(Box::new(socket))) {
-        Ok(()) | Err(TrySendError::Disconnected(_)) => Ok(()),
-        Err(TrySendError::Full(_)) => Err(FrameError::Payload(
-            "the node's input queue is full; the peer dials again".into(),
-        )),
+    let mut input = Input::PeerSocket(Box::new(socket));
+    // A full queue is overload: the hand-off is tried again for a while before the
+    // connection is given up (a new one costs a handshake).
+    for _ in 0..HAND_OFF_TRIES {
+        match driver.try_send(input) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => return Ok(()),
+            Err(TrySendError::Full(back)) => input = back,
+        }
+        tokio::time::sleep(HAND_OFF_RETRY).await;
     }
+    Err(FrameError::Payload(
+        "the node's input queue stayed full; the peer dials again".into(),
+    ))
 }
+
+/// How often, and how far apart, a TLS connection's hand-off to a full driver queue is tried.
+const HAND_OFF_TRIES: usize = 50;
+const HAND_OFF_RETRY: Duration = Duration::from_millis(20);
 
 /// Reads the connection's first frame, which must be a Hello within [`HELLO_DEADLINE`] from a
 /// node other than this one, and the one its certificate names (with TLS); records the
@@ -511,8 +522,8 @@ async fn relay_messages(
 }
 
 /// Keeps one connection to the peer at `addr` and writes the queued messages to it,
-/// several per write when they queue up; on plain TCP it lets the driver write to the socket
-/// itself while nothing is queued ([`lane`]).
+/// several per write when they queue up, and lets the driver write to the socket itself
+/// while nothing is queued ([`lane`]; over TLS both seal through the lane's session).
 pub async fn send_to_peer(
     peer: NodeId,
     addr: SocketAddr,
@@ -670,7 +681,7 @@ async fn write_frames(
     Ok(bytes.len())
 }
 
-/// Writes and flushes (TLS may hold the last record back until flushed; a no-op on TCP).
+/// Writes and flushes (a no-op on TCP).
 async fn write_out(stream: &mut (impl AsyncWrite + Unpin), out: &[u8]) -> std::io::Result<()> {
     stream.write_all(out).await?;
     stream.flush().await

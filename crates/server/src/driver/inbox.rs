@@ -1,5 +1,5 @@
 //! How the driver thread waits: for its bounded input queue, for the threads that report back
-//! to it (snapshot writer, batch syncer), and for the plain TCP peer connections it reads
+//! to it (snapshot writer, batch syncer), and for the peer connections it reads
 //! itself, all at once in one `epoll` set ([`mio::Poll`]).
 //!
 //! A frame that arrives from a peer while the driver waits wakes the driver itself, which

@@ -141,6 +141,10 @@ impl PeerSocket {
     /// The socket, the bytes read and not yet taken, and the connection's slot: for the
     /// reader task to go on with a plain connection when the driver cannot take it.
     pub fn into_parts(self) -> (std::net::TcpStream, BytesMut, OwnedSemaphorePermit) {
+        debug_assert!(
+            self.tls.is_none(),
+            "a TLS connection's session would be lost"
+        );
         (self.stream.into(), self.buf, self._slot)
     }
 
@@ -181,6 +185,9 @@ impl PeerSocket {
             return Ok(Turn::Open);
         }
         let (mut frames, mut bytes) = (0, 0);
+        // Over TLS the socket's bytes count too: tiny records could otherwise cost many reads
+        // and decryptions for each byte of plaintext.
+        let mut wire_left = MAX_READ_BYTES_PER_TURN;
         // A read that filled less than the scratch buffer took all the socket held: the
         // next byte to arrive raises a new readiness event (as tokio assumes on Linux), so
         // no further read is spent to see it fail — unless the peer's end already came,
@@ -209,10 +216,12 @@ impl PeerSocket {
                 self.pending = false;
                 return Ok(Turn::Open);
             }
-            match self.read_some(scratch) {
-                Ok(0) if self.buf.is_empty() => return Ok(Turn::Closed),
-                Ok(0) => return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into())),
-                Ok(read) => {
+            match self.read_some(scratch, &mut wire_left) {
+                // This turn's TLS bytes are spent: come back next turn.
+                Ok(None) => return Ok(Turn::Open),
+                Ok(Some(0)) if self.buf.is_empty() => return Ok(Turn::Closed),
+                Ok(Some(0)) => return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into())),
+                Ok(Some(read)) => {
                     bytes += read;
                     // Over TLS a short read says only that the session had no more
                     // plaintext: the socket may still hold records.
@@ -231,20 +240,30 @@ impl PeerSocket {
 
     /// Reads what the connection holds into `scratch`, never blocking: the socket's bytes,
     /// or over TLS the plaintext of the records it holds (0: the peer's end, whether or not
-    /// it closed the session first; a frame cut short is caught by the caller).
-    fn read_some(&mut self, scratch: &mut [u8]) -> io::Result<usize> {
+    /// it closed the session first; a frame cut short is caught by the caller). Over TLS the
+    /// bytes taken from the socket come off `wire_left`; `None` once it is spent.
+    fn read_some(
+        &mut self,
+        scratch: &mut [u8],
+        wire_left: &mut usize,
+    ) -> io::Result<Option<usize>> {
         let Some(tls) = self.tls.as_mut() else {
-            return self.stream.read(scratch);
+            return self.stream.read(scratch).map(Some);
         };
         loop {
             match tls.reader().read(scratch) {
-                Ok(read) => return Ok(read),
-                Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Ok(read) => return Ok(Some(read)),
+                Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(Some(0)),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                 Err(error) => return Err(error),
             }
+            if *wire_left == 0 {
+                return Ok(None);
+            }
             // No plaintext left: take records from the socket (WouldBlock ends the turn).
-            if tls.read_tls(&mut self.stream)? > 0 {
+            let read = tls.read_tls(&mut self.stream)?;
+            *wire_left = wire_left.saturating_sub(read);
+            if read > 0 {
                 let processed = tls.process_new_packets();
                 // What the session has to send (an alert for a bad record, a key update) is
                 // sent if the socket takes it now, and otherwise left.
@@ -615,11 +634,23 @@ pub(crate) mod tests {
                 .map(|()| peer)
         });
         let shared = Shared::default();
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        let mut turns = turns(&mut socket, &shared);
         let _peer = writer.join().unwrap().unwrap();
-        turns.extend(self::turns(&mut socket, &shared));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // One readiness event for everything: the turns go on only while the connection says
+        // bytes may be waiting, so a turn that left plaintext in the session must say so.
+        let mut scratch = vec![0; READ_BYTES];
+        let mut turns = Vec::new();
+        socket.mark_readable(false);
+        while socket.pending() {
+            let mut terms = Vec::new();
+            let turn = socket.read_turn(&shared, &mut scratch, MAX_FRAMES_PER_TURN, |m| {
+                terms.push(term_of(&m))
+            });
+            assert!(matches!(turn, Ok(Turn::Open)));
+            turns.push(terms);
+        }
         assert!(turns.iter().all(|t| t.len() <= MAX_FRAMES_PER_TURN));
+        assert!(turns.len() >= 3, "cut into turns by the budget");
         assert_eq!(turns.concat(), (1..=sent).collect::<Vec<u64>>());
     }
 
@@ -673,5 +704,46 @@ pub(crate) mod tests {
                 assert_eq!(terms, vec![7]);
             }
         }
+    }
+
+    #[test]
+    fn a_flood_of_tiny_tls_records_is_read_a_bounded_amount_per_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut socket, mut peer) = tls_connection(dir.path());
+        let sent = 3000u64;
+        let mut out = Vec::new();
+        for term in 1..=sent {
+            put_message(&mut out, CLUSTER, &message(term));
+        }
+        // One byte per record: over 20 bytes on the wire for each byte of plaintext.
+        let writer = std::thread::spawn(move || {
+            for byte in out.chunks(1) {
+                std::io::Write::write_all(&mut peer, byte)?;
+                std::io::Write::flush(&mut peer)?;
+            }
+            Ok::<_, io::Error>(peer)
+        });
+        let _peer = writer.join().unwrap().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let (shared, mut scratch) = (Shared::default(), vec![0; READ_BYTES]);
+        let mut turns = Vec::new();
+        socket.mark_readable(false);
+        while socket.pending() {
+            let mut terms = Vec::new();
+            // No frame budget: only the bytes may end a turn.
+            let turn = socket.read_turn(&shared, &mut scratch, usize::MAX, |m| {
+                terms.push(term_of(&m))
+            });
+            assert!(matches!(turn, Ok(Turn::Open)));
+            turns.push(terms);
+        }
+        // The plaintext (about 100 KiB) is far under a turn's 1 MiB, the records on the wire
+        // far over it: the socket's bytes end the turn.
+        assert!(
+            turns.len() >= 2 && turns[0].len() < sent as usize * 3 / 4,
+            "the first turn took {} of {sent} frames",
+            turns[0].len()
+        );
+        assert_eq!(turns.concat(), (1..=sent).collect::<Vec<u64>>());
     }
 }

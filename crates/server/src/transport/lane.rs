@@ -1,6 +1,6 @@
 //! The driver's way to a peer: a bounded queue that the peer's sender task writes out, and a
-//! shortcut past it. While the sender task waits on an empty queue with nothing unwritten on a
-//! plain TCP connection, the driver writes its messages to the socket itself, with a write
+//! shortcut past it. While the sender task waits on an empty queue with nothing unwritten, the
+//! driver writes its messages to the socket itself, with a write
 //! that never blocks: an acknowledgement or an AppendEntries leaves without waking the sender
 //! task, one thread hand-off less on a write's path.
 //!
@@ -105,7 +105,9 @@ pub fn peer_lane(cluster_id: u64, capacity: usize, sent: Sent) -> (PeerLink, Pee
 
 impl Lane {
     /// The shortcut's state. A panic while it was held leaves it consistent (each field is
-    /// set whole), so a poisoned lock is taken as it is: a peer is never cut off for good.
+    /// set whole; a session a panic left mid-record fails its next write, and the connection
+    /// is dialled again), so a poisoned lock is taken as it is: a peer is never cut off for
+    /// good.
     fn lock(&self) -> std::sync::MutexGuard<'_, LaneState> {
         self.state
             .lock()
@@ -125,12 +127,21 @@ impl PeerLink {
             for message in &messages {
                 put_message(&mut state.out, self.lane.cluster_id, message);
             }
-            if let Some(session) = state.session.as_mut() {
+            let sealed_directly = state.out.len() <= MAX_SEALED_DIRECTLY_BYTES;
+            if let (Some(session), true) = (state.session.as_mut(), sealed_directly) {
                 // Sealed now, so sent whatever the socket takes: the rest stays in the session
                 // for the sender task, which this wakes.
-                let Ok(written) = write_sealed(session, &state.out, socket) else {
-                    // The session refused them: the connection ends, and is dialled again.
+                let written = write_sealed(session, &state.out, socket);
+                let Ok(written) = written else {
+                    // The session refused them: the connection ends, and the sender task,
+                    // woken to find out, dials again.
                     let _ = socket.shutdown(std::net::Shutdown::Both);
+                    state.idle = false;
+                    let wake = Outgoing::Rest {
+                        connection: *connection,
+                        bytes: Vec::new(),
+                    };
+                    let _ = self.queue.try_send(wake);
                     return messages.len();
                 };
                 self.lane.sent.messages.inc_by(messages.len() as u64);
@@ -148,7 +159,12 @@ impl PeerLink {
                 return 0;
             }
             // The socket is non-blocking (tokio's): a full send buffer answers WouldBlock.
-            if let Ok(written) = (&*socket).write(&state.out) {
+            // Over TLS a large batch is left to the sender task, off the driver's thread.
+            let written = match state.session {
+                None => (&*socket).write(&state.out),
+                Some(_) => Err(std::io::ErrorKind::WouldBlock.into()),
+            };
+            if let Ok(written) = written {
                 let connection = *connection;
                 self.lane.sent.messages.inc_by(messages.len() as u64);
                 self.lane.sent.bytes.inc_by(written as u64);
@@ -245,15 +261,24 @@ impl PeerFeed {
     /// (first those the driver sealed and the socket did not take); `false` on a plain
     /// connection, whose frames go out as they are.
     pub fn seal(&self, plain: &[u8], wire: &mut Vec<u8>) -> std::io::Result<bool> {
-        let mut state = self.lane.lock();
-        let Some(session) = state.session.as_mut() else {
-            return Ok(false);
-        };
-        session.writer().write_all(plain)?;
-        while session.wants_write() {
-            session.write_tls(wire)?;
+        // A piece at a time, so that the driver never waits on the lock for long: while the
+        // sender task is not idle, nothing else seals (the driver only queues).
+        let mut pieces = plain.chunks(SEAL_PIECE_BYTES);
+        loop {
+            let mut state = self.lane.lock();
+            let Some(session) = state.session.as_mut() else {
+                return Ok(false);
+            };
+            session
+                .writer()
+                .write_all(pieces.next().unwrap_or_default())?;
+            while session.wants_write() {
+                session.write_tls(wire)?;
+            }
+            if pieces.len() == 0 {
+                return Ok(true);
+            }
         }
-        Ok(true)
     }
 
     /// The counters of what was sent.
@@ -273,6 +298,12 @@ impl Drop for PeerFeed {
         self.detach();
     }
 }
+
+/// The most the driver seals and writes itself over TLS in one go: a larger batch (a
+/// follower catching up) is sealed by the sender task.
+const MAX_SEALED_DIRECTLY_BYTES: usize = 256 * 1024;
+/// How much the sender task seals per hold of the lane's lock.
+const SEAL_PIECE_BYTES: usize = 64 * 1024;
 
 /// Seals `plain` through `session` and writes what the socket takes of its records without
 /// blocking; the bytes written. The rest stays in the session.
@@ -475,24 +506,31 @@ mod tests {
         assert!(feed.seal(&frames(&[message(1)]), &mut wire).unwrap());
         std::io::Write::write_all(&mut &ours, &wire).unwrap();
         let _ = tokio::time::timeout(Duration::from_millis(10), feed.next()).await;
-        // Idle: the driver seals and writes megabytes the peer does not read yet; the socket
-        // takes part, the rest stays sealed in the session, and the task is woken.
-        let big: Vec<Envelope> = (2..300_000).map(message).collect();
-        assert_eq!(link.send(big.clone()), 0);
-        assert_eq!(link.send(vec![message(1_000_000)]), 0);
+        // Idle: the driver seals and writes batches the peer does not read yet, each under
+        // the size it seals itself, until the socket takes only part of one: the rest stays
+        // sealed in the session, and the task is woken.
+        let per_batch = 200_000 / frames(&[message(1)]).len() as u64;
         let mut expected = vec![message(1)];
-        expected.extend(big);
+        let mut next = 2;
+        let woken = loop {
+            assert!(next < 100_000_000, "the socket never filled");
+            let batch: Vec<Envelope> = (next..next + per_batch).map(message).collect();
+            next += per_batch;
+            expected.extend(batch.iter().cloned());
+            assert_eq!(link.send(batch), 0);
+            if let Some(item) = feed.try_next() {
+                break item;
+            }
+        };
+        // The wake-up (nothing of its own), then a later message, queued behind it.
+        assert!(matches!(woken, Outgoing::Rest { connection: 5, ref bytes } if bytes.is_empty()));
+        assert_eq!(link.send(vec![message(1_000_000)]), 0);
         expected.push(message(1_000_000));
         let expected = frames(&expected);
         let reader = std::thread::spawn({
             let want = expected.len();
             move || read_plain(theirs, server, want)
         });
-        // The task: the wake-up first (nothing of its own), then the later message.
-        assert!(matches!(
-            feed.try_next(),
-            Some(Outgoing::Rest { connection: 5, ref bytes }) if bytes.is_empty()
-        ));
         let later = match feed.try_next() {
             Some(Outgoing::Message(m)) => frames(&[m]),
             other => panic!("the later message is queued after the rest: {other:?}"),
