@@ -1,7 +1,9 @@
 //! Nonsense only TLS ports meet, against a cluster with TLS on every port: handshakes of
-//! garbage, handshakes that stop halfway, plain HTTP to the HTTPS port and a peer certificate
-//! from another CA. Each is refused without a reply that means anything, frees what it held by
-//! the handshake deadline (5 s), and leaves every node serving (the checks of `hostile.rs`).
+//! garbage, handshakes that stop halfway, plain HTTP to the HTTPS port, a peer certificate
+//! from another CA, and a peer with a good certificate that sends nonsense once the driver
+//! reads its connection. Each is refused without a reply that means anything, frees what it
+//! held by the handshake deadline (5 s), and leaves every node serving (the checks of
+//! `hostile.rs`).
 
 #[macro_use]
 #[path = "support/attack.rs"]
@@ -15,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use attack::{closed_by_server, cluster_survived, read_plain};
 use common::TestCluster;
-use common::{client_config_with, eventually, peer_hello, serial, skiff_bin, tls_connect};
+use common::{
+    client_config_with, eventually, peer_frame, peer_hello, serial, skiff_bin, tls_connect,
+};
 use tokio_rustls::rustls;
 
 /// The three ports of node `id`, named.
@@ -217,5 +221,59 @@ fn a_peer_certificate_from_another_ca_is_refused_at_the_handshake() {
             .any(|l| l.contains("TLS handshake failed") && l.contains("port=\"peer\"")),
         "{log}"
     );
+    cluster_survived(&mut cluster, &[]);
+}
+
+#[test]
+fn a_certified_peer_sending_nonsense_after_its_hello_is_closed_and_the_node_serves() {
+    let _serial = serial();
+    let mut cluster = TestCluster::start_secure(3, &[]);
+    let cluster_id = cluster.status(1).expect("status")["cluster_id"]
+        .as_u64()
+        .expect("cluster id");
+    let certs = cluster.secure.as_ref().expect("secure").certs.clone();
+    // Node 2's own certificate: the handshake and the Hello pass, and the driver takes the
+    // connection over.
+    let node_2 = client_config_with(
+        &certs.join("ca.crt"),
+        Some((&certs.join("node-2.crt"), &certs.join("node-2.key"))),
+    );
+    let hello = peer_hello(cluster_id, 2, "127.0.0.1:1", "127.0.0.1:2");
+    let refused_before = cluster.errors_counted(1, "peer_connection_refused");
+    let attacks: [(&str, Vec<u8>, bool); 3] = [
+        (
+            "a frame of another cluster",
+            peer_frame(cluster_id ^ 1, 1, b"x"),
+            false,
+        ),
+        (
+            "a frame of an unknown kind",
+            peer_frame(cluster_id, 0x7f, b"x"),
+            false,
+        ),
+        (
+            "bytes that are not TLS records",
+            b"*1\r\n$4\r\nPING\r\n".to_vec(),
+            true,
+        ),
+    ];
+    for (what, bytes, under_tls) in &attacks {
+        let mut stream = tls_connect(cluster.nodes[&1].peer, &node_2).expect("connect");
+        stream
+            .write_all(&hello)
+            .and_then(|()| stream.flush())
+            .expect("the hello goes out");
+        std::thread::sleep(Duration::from_millis(100));
+        let sent = if *under_tls {
+            stream.sock.write_all(bytes)
+        } else {
+            stream.write_all(bytes).and_then(|()| stream.flush())
+        };
+        let closed = sent.is_err() || closed_by_server(&mut stream, Duration::from_secs(5));
+        assert!(closed, "{what}: the connection stayed open");
+    }
+    eventually(Duration::from_secs(5), "each refusal counted", || {
+        (cluster.errors_counted(1, "peer_connection_refused") >= refused_before + 3).then_some(())
+    });
     cluster_survived(&mut cluster, &[]);
 }
