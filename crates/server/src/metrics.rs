@@ -183,7 +183,10 @@ impl Metrics {
                 &["peer"]
             )),
             peer_bytes_sent: register!(IntCounterVec::new(
-                Opts::new("skiff_peer_bytes_sent_total", "Bytes sent to each peer."),
+                Opts::new(
+                    "skiff_peer_bytes_sent_total",
+                    "Bytes sent to each peer, as they go on the wire (TLS records over TLS).",
+                ),
                 &["peer"]
             )),
             peer_messages_dropped: register!(IntCounter::new(
