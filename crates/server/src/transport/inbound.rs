@@ -746,4 +746,36 @@ pub(crate) mod tests {
         );
         assert_eq!(turns.concat(), (1..=sent).collect::<Vec<u64>>());
     }
+
+    #[test]
+    fn frames_the_session_decrypted_before_the_hand_over_are_read_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ours, addr, mut session, mut peer) = tls_sessions(dir.path());
+        let mut out = Vec::new();
+        for term in 1..=3 {
+            put_message(&mut out, CLUSTER, &message(term));
+        }
+        std::io::Write::write_all(&mut peer, &out).unwrap();
+        std::io::Write::flush(&mut peer).unwrap();
+        // The task's read took the records off the socket and decrypted them (as reading the
+        // Hello does): the socket has nothing left, the session holds all three frames.
+        while session
+            .process_new_packets()
+            .unwrap()
+            .plaintext_bytes_to_read()
+            < out.len()
+        {
+            session.read_tls(&mut ours).unwrap();
+        }
+        let mut socket = held(ours, addr).over_tls(session);
+        let (shared, mut scratch) = (Shared::default(), vec![0; READ_BYTES]);
+        let mut terms = Vec::new();
+        // As `adopt` does: one readiness mark, though no event will come.
+        socket.mark_readable(false);
+        let turn = socket.read_turn(&shared, &mut scratch, MAX_FRAMES_PER_TURN, |m| {
+            terms.push(term_of(&m))
+        });
+        assert!(matches!(turn, Ok(Turn::Open)));
+        assert_eq!(terms, vec![1, 2, 3]);
+    }
 }
