@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use skiff_node::{wire, Envelope};
 use skiff_raft::NodeId;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::driver::{Input, ToDriver};
@@ -328,7 +328,8 @@ async fn receive_plain(
 
 /// Reads a TLS connection's Hello (from the node its certificate names, `certified`), then
 /// hands the socket and its session to the driver, which reads and decrypts the rest itself.
-/// If the driver's queue is full the connection is closed, and its peer dials again.
+/// If the driver's queue stays full for a second the connection is closed, and its peer dials
+/// again.
 async fn receive_tls(
     mut stream: tokio_rustls::server::TlsStream<TcpStream>,
     certified: u64,
@@ -546,14 +547,14 @@ pub async fn send_to_peer(
         let stream = match (stream, &tls) {
             (Some(stream), None) => {
                 let _ = stream.set_nodelay(true);
-                shared_with_driver(stream, connection, &feed).ok_or(())
+                shared_with_driver(stream, connection, &feed, None).ok_or(())
             }
             (Some(stream), Some(tls)) => {
                 let _ = stream.set_nodelay(true);
                 match tls.connect_peer(stream, peer.0, addr).await {
                     Ok(stream) => {
                         let (stream, session) = stream.into_inner();
-                        sealed_with_driver(stream, connection, &feed, session).ok_or(())
+                        shared_with_driver(stream, connection, &feed, Some(session)).ok_or(())
                     }
                     Err(why) => {
                         if refused.as_ref() != Some(&why) {
@@ -575,7 +576,8 @@ pub async fn send_to_peer(
             continue;
         };
         backoff = Duration::from_millis(20);
-        let ended = pump(stream, &options, &mut feed, &mut out, connection).await;
+        let sealed = tls.is_some();
+        let ended = pump(stream, &options, &mut feed, &mut out, connection, sealed).await;
         feed.detach();
         match ended {
             Pumped::QueueClosed => return,
@@ -586,36 +588,25 @@ pub async fn send_to_peer(
     }
 }
 
-/// Gives the driver a handle on a plain connection's socket (the same socket, another
-/// descriptor), so that it can write while the sender task is idle; without a descriptor to
-/// spare the connection goes on without the shortcut. `None` if the socket could not be moved
-/// out of the runtime's reactor and back (then it is closed, and dialled again).
-fn shared_with_driver(stream: TcpStream, connection: u64, feed: &PeerFeed) -> Option<TcpStream> {
-    let std = stream.into_std().ok()?;
-    // Kept non-blocking whatever the runtime leaves: the driver must never wait on it.
-    std.set_nonblocking(true).ok()?;
-    match std.try_clone() {
-        Ok(handle) => feed.attach(connection, handle),
-        Err(error) => tracing::debug!(%error, "peer connection without the driver's shortcut"),
-    }
-    TcpStream::from_std(std).ok()
-}
-
-/// [`shared_with_driver`] for a TLS connection: its session goes to the lane, through which
-/// both the driver and the sender task seal what they write ([`PeerFeed::attach_tls`]).
-fn sealed_with_driver(
+/// Gives the driver a handle on a connection's socket (the same socket, another descriptor),
+/// so that it can write while the sender task is idle; without a descriptor to spare the
+/// connection goes on without the shortcut. A TLS connection's `session` goes to the lane,
+/// through which both seal what they write. `None` if the socket could not be moved out of
+/// the runtime's reactor and back (then it is closed, and dialled again).
+fn shared_with_driver(
     stream: TcpStream,
     connection: u64,
     feed: &PeerFeed,
-    session: tokio_rustls::rustls::ClientConnection,
+    session: Option<tokio_rustls::rustls::ClientConnection>,
 ) -> Option<TcpStream> {
     let std = stream.into_std().ok()?;
+    // Kept non-blocking whatever the runtime leaves: the driver must never wait on it.
     std.set_nonblocking(true).ok()?;
     let handle = std.try_clone();
     if let Err(error) = &handle {
         tracing::debug!(%error, "peer connection without the driver's shortcut");
     }
-    feed.attach_tls(connection, handle.ok(), session);
+    feed.attach(connection, handle.ok(), session);
     TcpStream::from_std(std).ok()
 }
 
@@ -635,11 +626,13 @@ async fn pump(
     feed: &mut PeerFeed,
     out: &mut Vec<u8>,
     connection: u64,
+    sealed: bool,
 ) -> Pumped {
-    let mut wire = Vec::new();
+    // Over TLS, what goes on the wire: the frames sealed through the lane's session.
+    let mut wire = sealed.then(Vec::new);
     out.clear();
     put_hello(out, options.cluster_id, &options.hello);
-    if let Err(error) = write_frames(&mut stream, feed, out, &mut wire).await {
+    if let Err(error) = write_frames(&mut stream, feed, out, wire.as_mut()).await {
         return Pumped::Lost(error);
     }
     loop {
@@ -654,7 +647,7 @@ async fn pump(
                 None => break,
             }
         }
-        let written = match write_frames(&mut stream, feed, out, &mut wire).await {
+        let written = match write_frames(&mut stream, feed, out, wire.as_mut()).await {
             Ok(written) => written,
             Err(error) => return Pumped::Lost(error),
         };
@@ -663,28 +656,28 @@ async fn pump(
     }
 }
 
-/// Writes the frames in `out`: sealed into `wire` first on a TLS connection. The bytes
+/// Writes the frames in `out`, on a TLS connection sealed into `wire` first. The bytes
 /// written.
 async fn write_frames(
     stream: &mut TcpStream,
     feed: &PeerFeed,
     out: &[u8],
-    wire: &mut Vec<u8>,
+    wire: Option<&mut Vec<u8>>,
 ) -> std::io::Result<usize> {
-    wire.clear();
-    let bytes = if feed.seal(out, wire)? {
-        &wire[..]
-    } else {
-        out
+    let bytes = match wire {
+        None => out,
+        Some(wire) => {
+            wire.clear();
+            if !feed.seal(out, wire)? {
+                return Err(std::io::Error::other(
+                    "the connection's TLS session is gone",
+                ));
+            }
+            wire
+        }
     };
-    write_out(stream, bytes).await?;
+    stream.write_all(bytes).await?;
     Ok(bytes.len())
-}
-
-/// Writes and flushes (a no-op on TCP).
-async fn write_out(stream: &mut (impl AsyncWrite + Unpin), out: &[u8]) -> std::io::Result<()> {
-    stream.write_all(out).await?;
-    stream.flush().await
 }
 
 #[cfg(test)]

@@ -407,6 +407,27 @@ pub(crate) mod tests {
         turns
     }
 
+    /// Turns of at most `max_frames` each after one readiness event, for as long as the
+    /// connection says bytes may be waiting; the messages of each.
+    fn turns_while_pending(
+        socket: &mut PeerSocket,
+        shared: &Shared,
+        max_frames: usize,
+    ) -> Vec<Vec<u64>> {
+        let mut scratch = vec![0; READ_BYTES];
+        let mut turns = Vec::new();
+        socket.mark_readable(false);
+        while socket.pending() {
+            let mut terms = Vec::new();
+            let turn = socket.read_turn(shared, &mut scratch, max_frames, |m| {
+                terms.push(term_of(&m))
+            });
+            assert!(matches!(turn, Ok(Turn::Open)));
+            turns.push(terms);
+        }
+        turns
+    }
+
     #[test]
     fn a_turn_takes_a_bounded_number_of_frames_in_the_order_sent() {
         let (mut socket, mut peer) = connection();
@@ -638,17 +659,7 @@ pub(crate) mod tests {
         std::thread::sleep(std::time::Duration::from_millis(50));
         // One readiness event for everything: the turns go on only while the connection says
         // bytes may be waiting, so a turn that left plaintext in the session must say so.
-        let mut scratch = vec![0; READ_BYTES];
-        let mut turns = Vec::new();
-        socket.mark_readable(false);
-        while socket.pending() {
-            let mut terms = Vec::new();
-            let turn = socket.read_turn(&shared, &mut scratch, MAX_FRAMES_PER_TURN, |m| {
-                terms.push(term_of(&m))
-            });
-            assert!(matches!(turn, Ok(Turn::Open)));
-            turns.push(terms);
-        }
+        let turns = turns_while_pending(&mut socket, &shared, MAX_FRAMES_PER_TURN);
         assert!(turns.iter().all(|t| t.len() <= MAX_FRAMES_PER_TURN));
         assert!(turns.len() >= 3, "cut into turns by the budget");
         assert_eq!(turns.concat(), (1..=sent).collect::<Vec<u64>>());
@@ -725,18 +736,8 @@ pub(crate) mod tests {
         });
         let _peer = writer.join().unwrap().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let (shared, mut scratch) = (Shared::default(), vec![0; READ_BYTES]);
-        let mut turns = Vec::new();
-        socket.mark_readable(false);
-        while socket.pending() {
-            let mut terms = Vec::new();
-            // No frame budget: only the bytes may end a turn.
-            let turn = socket.read_turn(&shared, &mut scratch, usize::MAX, |m| {
-                terms.push(term_of(&m))
-            });
-            assert!(matches!(turn, Ok(Turn::Open)));
-            turns.push(terms);
-        }
+        // No frame budget: only the bytes may end a turn.
+        let turns = turns_while_pending(&mut socket, &Shared::default(), usize::MAX);
         // The plaintext (about 100 KiB) is far under a turn's 1 MiB, the records on the wire
         // far over it: the socket's bytes end the turn.
         assert!(

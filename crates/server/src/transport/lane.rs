@@ -127,63 +127,45 @@ impl PeerLink {
             for message in &messages {
                 put_message(&mut state.out, self.lane.cluster_id, message);
             }
-            let sealed_directly = state.out.len() <= MAX_SEALED_DIRECTLY_BYTES;
-            if let (Some(session), true) = (state.session.as_mut(), sealed_directly) {
-                // Sealed now, so sent whatever the socket takes: the rest stays in the session
-                // for the sender task, which this wakes.
-                let written = write_sealed(session, &state.out, socket);
-                let Ok(written) = written else {
-                    // The session refused them: the connection ends, and the sender task,
-                    // woken to find out, dials again.
-                    let _ = socket.shutdown(std::net::Shutdown::Both);
-                    state.idle = false;
-                    let wake = Outgoing::Rest {
-                        connection: *connection,
-                        bytes: Vec::new(),
+            let connection = *connection;
+            match state.session.as_mut() {
+                Some(session) if state.out.len() <= MAX_SEALED_DIRECTLY_BYTES => {
+                    // Sealed now, so sent whatever the socket takes: the rest stays in the
+                    // session for the sender task, which is woken to send it. A session that
+                    // refuses them ends the connection, and the woken task dials again.
+                    let (dropped, rest) = match write_sealed(session, &state.out, socket) {
+                        Ok(written) => {
+                            self.lane.sent.messages.inc_by(messages.len() as u64);
+                            self.lane.sent.bytes.inc_by(written as u64);
+                            (0, session.wants_write())
+                        }
+                        Err(_) => {
+                            let _ = socket.shutdown(std::net::Shutdown::Both);
+                            (messages.len(), true)
+                        }
                     };
-                    let _ = self.queue.try_send(wake);
-                    return messages.len();
-                };
-                self.lane.sent.messages.inc_by(messages.len() as u64);
-                self.lane.sent.bytes.inc_by(written as u64);
-                if session.wants_write() {
-                    state.idle = false;
-                    let rest = Outgoing::Rest {
-                        connection: *connection,
-                        bytes: Vec::new(),
-                    };
-                    if self.queue.try_send(rest).is_err() {
-                        let _ = socket.shutdown(std::net::Shutdown::Both);
+                    if rest {
+                        state.idle = false;
+                        self.queue_rest(connection, Vec::new(), socket);
+                    }
+                    return dropped;
+                }
+                // Over TLS a large batch is left to the sender task, off the driver's thread.
+                Some(_) => {}
+                // The socket is non-blocking (tokio's): a full send buffer answers WouldBlock.
+                None => {
+                    if let Ok(written) = (&*socket).write(&state.out) {
+                        self.lane.sent.messages.inc_by(messages.len() as u64);
+                        self.lane.sent.bytes.inc_by(written as u64);
+                        if written < state.out.len() {
+                            // The rest goes first, through the queue: it is empty while the
+                            // lane is idle.
+                            state.idle = false;
+                            self.queue_rest(connection, state.out[written..].to_vec(), socket);
+                        }
+                        return 0;
                     }
                 }
-                return 0;
-            }
-            // The socket is non-blocking (tokio's): a full send buffer answers WouldBlock.
-            // Over TLS a large batch is left to the sender task, off the driver's thread.
-            let written = match state.session {
-                None => (&*socket).write(&state.out),
-                Some(_) => Err(std::io::ErrorKind::WouldBlock.into()),
-            };
-            if let Ok(written) = written {
-                let connection = *connection;
-                self.lane.sent.messages.inc_by(messages.len() as u64);
-                self.lane.sent.bytes.inc_by(written as u64);
-                if written == state.out.len() {
-                    return 0;
-                }
-                // The rest goes first, through the queue: it is empty while the lane is idle.
-                state.idle = false;
-                let bytes = state.out[written..].to_vec();
-                if self
-                    .queue
-                    .try_send(Outgoing::Rest { connection, bytes })
-                    .is_err()
-                {
-                    // Never with an empty queue; if it were, the next frame would follow a
-                    // torn one: the connection ends, and the sender task dials again.
-                    let _ = socket.shutdown(std::net::Shutdown::Both);
-                }
-                return 0;
             }
             // Would block, or the connection failed: the sender task writes them, or finds
             // out and reconnects.
@@ -194,6 +176,22 @@ impl PeerLink {
             .map(|message| self.queue.try_send(Outgoing::Message(message)).is_err())
             .filter(|&dropped| dropped)
             .count()
+    }
+}
+
+impl PeerLink {
+    /// Queues the rest of frames the driver began on connection number `connection` (over
+    /// TLS none: the rest stays in the session, and the item only wakes the sender task).
+    fn queue_rest(&self, connection: u64, bytes: Vec<u8>, socket: &std::net::TcpStream) {
+        if self
+            .queue
+            .try_send(Outgoing::Rest { connection, bytes })
+            .is_err()
+        {
+            // Never with an empty queue; if it were, the next frame would follow a torn one:
+            // the connection ends, and the sender task dials again.
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 
@@ -224,28 +222,23 @@ impl PeerFeed {
         self.queue.try_recv().ok()
     }
 
-    /// A plain TCP connection, number `connection`, is open: the driver may write to `socket`
-    /// (a handle on the same socket) once the sender task is idle.
-    pub fn attach(&self, connection: u64, socket: std::net::TcpStream) {
-        let mut state = self.lane.lock();
-        state.socket = Some((connection, socket));
-        state.idle = false;
-    }
-
-    /// A TLS connection, number `connection`, is open with `session` (its handshake done):
-    /// every frame is sealed through it, and the driver may write to `socket` (a handle on the
-    /// same socket, if one could be had) once the sender task is idle.
-    pub fn attach_tls(
+    /// Connection number `connection` is open: the driver may write to `socket` (a handle on
+    /// the same socket, if one could be had) once the sender task is idle. On a TLS connection
+    /// every frame is sealed through `session` (its handshake done).
+    pub fn attach(
         &self,
         connection: u64,
         socket: Option<std::net::TcpStream>,
-        mut session: ClientConnection,
+        session: Option<ClientConnection>,
     ) {
-        // Sealed records are taken out at once, so the session need not bound them itself.
-        session.set_buffer_limit(None);
+        let session = session.map(|mut session| {
+            // Sealed records are taken out at once, so the session need not bound them.
+            session.set_buffer_limit(None);
+            Box::new(session)
+        });
         let mut state = self.lane.lock();
         state.socket = socket.map(|socket| (connection, socket));
-        state.session = Some(Box::new(session));
+        state.session = session;
         state.idle = false;
     }
 
@@ -383,7 +376,7 @@ mod tests {
     async fn an_idle_sender_lets_the_driver_write_and_a_busy_one_gets_the_messages() {
         let (link, mut feed) = lane(16);
         let (ours, mut theirs) = socket_pair();
-        feed.attach(1, ours);
+        feed.attach(1, Some(ours), None);
         // Not idle yet (the sender task is writing its Hello): queued.
         assert_eq!(link.send(vec![message(1)]), 0);
         assert!(matches!(feed.next().await, Some(Outgoing::Message(m)) if m == message(1)));
@@ -408,7 +401,7 @@ mod tests {
         let (link, mut feed) = lane(16);
         let (ours, mut theirs) = socket_pair();
         ours.set_nodelay(true).unwrap();
-        feed.attach(3, ours);
+        feed.attach(3, Some(ours), None);
         let _ = tokio::time::timeout(Duration::from_millis(10), feed.next()).await;
         // Megabytes the peer does not read: the socket takes part, the rest is queued.
         let big: Vec<Envelope> = (0..600_000).map(message).collect();
@@ -500,7 +493,7 @@ mod tests {
         let (client, ours) = (peer.conn, peer.sock);
         ours.set_nonblocking(true).unwrap();
         let (link, mut feed) = lane(16);
-        feed.attach_tls(5, Some(ours.try_clone().unwrap()), client);
+        feed.attach(5, Some(ours.try_clone().unwrap()), Some(client));
         // The sender task's Hello-like first frames, sealed by it.
         let mut wire = Vec::new();
         assert!(feed.seal(&frames(&[message(1)]), &mut wire).unwrap());
