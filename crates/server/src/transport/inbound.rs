@@ -779,4 +779,49 @@ pub(crate) mod tests {
         assert!(matches!(turn, Ok(Turn::Open)));
         assert_eq!(terms, vec![1, 2, 3]);
     }
+
+    #[test]
+    fn a_tls_frame_claiming_gigabytes_is_refused_after_the_good_ones_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut socket, mut peer) = tls_connection(dir.path());
+        // Pipelined in one write: two good messages, then a header claiming 4 GiB and a
+        // megabyte of what would follow it.
+        let mut out = Vec::new();
+        put_message(&mut out, CLUSTER, &message(1));
+        put_message(&mut out, CLUSTER, &message(2));
+        let mut huge = Vec::new();
+        put_message(&mut huge, CLUSTER, &message(3));
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        huge.resize(1 << 20, 0x5a);
+        out.extend_from_slice(&huge);
+        let writer = std::thread::spawn(move || {
+            std::io::Write::write_all(&mut peer, &out)
+                .and_then(|()| std::io::Write::flush(&mut peer))
+                .map(|()| peer)
+        });
+        let _peer = writer.join().unwrap().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let (shared, mut scratch) = (Shared::default(), vec![0; READ_BYTES]);
+        let mut terms = Vec::new();
+        socket.mark_readable(false);
+        let turn = socket.read_turn(&shared, &mut scratch, MAX_FRAMES_PER_TURN, |m| {
+            terms.push(term_of(&m))
+        });
+        assert_eq!(terms, vec![1, 2], "the messages before it, in order");
+        assert!(
+            matches!(
+                turn,
+                Err(FrameError::Header(
+                    skiff_node::wire::FrameError::TooLarge { .. }
+                ))
+            ),
+            "refused by its header"
+        );
+        // Refused from its first bytes: nothing near its claimed size was held.
+        assert!(
+            socket.buf.capacity() <= 2 * READ_BYTES,
+            "{}",
+            socket.buf.capacity()
+        );
+    }
 }
