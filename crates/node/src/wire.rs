@@ -22,6 +22,7 @@
 //! node of another version refuses this one's frames at the header, by version (versions 2
 //! to 4) or by a length over its limit (a version-1 node reading little-endian lengths).
 
+use bytes::Bytes;
 use skiff_codec::{put, CodecError, Reader};
 use skiff_raft::{
     AppendResponse, Entry, EntryKind, LogIndex, Message, MessageBody, NodeId, SnapshotMeta, Term,
@@ -135,8 +136,9 @@ pub fn encode_envelope(envelope: &Envelope, out: &mut Vec<u8>) {
     encode(&envelope.message, out);
 }
 
-/// Decodes one envelope written by [`encode_envelope`]; `bytes` must hold exactly that.
-pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, WireError> {
+/// Decodes one envelope written by [`encode_envelope`]; `bytes` must hold exactly that. The
+/// entries' data are shared with `bytes`, not copied.
+pub fn decode_envelope(bytes: &Bytes) -> Result<Envelope, WireError> {
     let mut r = Reader::new(bytes);
     let incarnation = r.u64().map_err(|source| WireError::Malformed {
         what: "peer message",
@@ -144,7 +146,7 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, WireError> {
     })?;
     Ok(Envelope {
         incarnation,
-        message: decode(r.rest())?,
+        message: decode(&bytes.slice_ref(r.rest()))?,
     })
 }
 
@@ -390,10 +392,11 @@ pub fn encode(message: &PeerMessage, out: &mut Vec<u8>) {
     }
 }
 
-/// Decodes one message written by [`encode`]; `bytes` must hold exactly that message.
-pub fn decode(bytes: &[u8]) -> Result<PeerMessage, WireError> {
+/// Decodes one message written by [`encode`]; `bytes` must hold exactly that message. The
+/// entries' data are shared with `bytes`, not copied.
+pub fn decode(bytes: &Bytes) -> Result<PeerMessage, WireError> {
     let mut r = Reader::new(bytes);
-    read_message(&mut r)
+    read_message(&mut r, bytes)
         .and_then(|message| {
             r.finish()?;
             Ok(message)
@@ -404,9 +407,9 @@ pub fn decode(bytes: &[u8]) -> Result<PeerMessage, WireError> {
         })
 }
 
-fn read_message(r: &mut Reader<'_>) -> Result<PeerMessage, CodecError> {
+fn read_message(r: &mut Reader<'_>, source: &Bytes) -> Result<PeerMessage, CodecError> {
     Ok(match r.u8()? {
-        tag::RAFT => PeerMessage::Raft(read_raft(r)?),
+        tag::RAFT => PeerMessage::Raft(read_raft(r, source)?),
         tag::FORWARD => PeerMessage::Forward {
             from: NodeId(r.u64()?),
             to: NodeId(r.u64()?),
@@ -552,7 +555,8 @@ fn put_raft(message: &Message, out: &mut Vec<u8>) {
     }
 }
 
-fn read_raft(r: &mut Reader<'_>) -> Result<Message, CodecError> {
+/// Reads a Raft message from `r`, which reads `source`: entries' data are slices of it.
+fn read_raft(r: &mut Reader<'_>, source: &Bytes) -> Result<Message, CodecError> {
     let from = NodeId(r.u64()?);
     let to = NodeId(r.u64()?);
     let term = Term(r.u64()?);
@@ -589,7 +593,7 @@ fn read_raft(r: &mut Reader<'_>) -> Result<Message, CodecError> {
                     tag::CONF_CHANGE => EntryKind::ConfChange,
                     other => return Err(r.unknown_tag("entry kind", other)),
                 };
-                let data = r.bytes_u32()?.to_vec();
+                let data = source.slice_ref(r.bytes_u32()?);
                 entries.push(Entry {
                     term,
                     index,

@@ -164,7 +164,7 @@ fn forged_entries(m: &Message) -> impl Iterator<Item = ForgedEntry> + '_ {
     entries
         .iter()
         .filter(|entry| entry.kind == EntryKind::Normal)
-        .map(|entry| (entry.index, entry.term, entry.data.clone()))
+        .map(|entry| (entry.index, entry.term, entry.data.to_vec()))
 }
 
 fn run(
@@ -253,7 +253,7 @@ fn check_stop(cluster: &NodeCluster, id: NodeId, forged: &BTreeSet<ForgedEntry>,
         .unwrap_or_else(|| panic!("{after}: {id} stopped at {index}, which it does not hold"));
     assert!(
         entry.kind == EntryKind::Normal
-            && forged.contains(&(entry.index, entry.term, entry.data.clone())),
+            && forged.contains(&(entry.index, entry.term, entry.data.to_vec())),
         "{after}: {id} stopped at an entry the attacker did not write: {entry:?} ({})",
         cluster.stopped[&id]
     );

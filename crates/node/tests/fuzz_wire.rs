@@ -11,6 +11,7 @@
 #[path = "../../raft/tests/fuzz_support/mod.rs"]
 mod fuzz_support;
 
+use bytes::Bytes;
 use fuzz_support::{addressed, fuzz_cases, fuzz_config, message, node_id};
 use proptest::prelude::*;
 use skiff_node::{wire, PeerMessage};
@@ -84,7 +85,7 @@ fn mutate(frame: &mut Vec<u8>, mutation: &Mutation) {
 
 /// Decodes `bytes`; what decodes must validate without panicking and be re-encoded exactly.
 fn decode_checked(bytes: &[u8]) -> Result<(), TestCaseError> {
-    if let Ok(message) = wire::decode(bytes) {
+    if let Ok(message) = wire::decode(&Bytes::copy_from_slice(bytes)) {
         if let PeerMessage::Raft(raft) = &message {
             let _ = skiff_raft::validate(raft);
         }
@@ -109,7 +110,7 @@ proptest! {
     fn every_message_round_trips(message in peer_message()) {
         let mut frame = Vec::new();
         wire::encode(&message, &mut frame);
-        prop_assert_eq!(wire::decode(&frame), Ok(message));
+        prop_assert_eq!(wire::decode(&Bytes::copy_from_slice(&frame)), Ok(message));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod common;
 
+use bytes::Bytes;
 use common::NodeCluster;
 use skiff_kv::Reply;
 use skiff_node::{PeerMessageError, SnapshotRefusal};
@@ -74,7 +75,7 @@ fn entry(index: u64, term: u64) -> Entry {
         term: Term(term),
         index: LogIndex(index),
         kind: EntryKind::Normal,
-        data: b"forged".to_vec(),
+        data: b"forged".to_vec().into(),
     }
 }
 
@@ -378,7 +379,7 @@ fn an_empty_normal_entry_from_the_leader_is_refused_and_the_log_is_unchanged() {
         vec![
             entry(last + 1, term),
             Entry {
-                data: Vec::new(),
+                data: Bytes::new(),
                 ..entry(last + 2, term)
             },
         ],

@@ -70,7 +70,7 @@ impl CopyReader {
                         term: Term(entry.term.0 + term_shift),
                         index: entry.index,
                         kind: EntryKind::Normal,
-                        data: Kv::encode_command(forged, None),
+                        data: Kv::encode_command(forged, None).into(),
                     })
                 }
             })

@@ -48,7 +48,7 @@ fn commit_on_follower(
             term,
             index: LogIndex(prev_index.0 + offset),
             kind: EntryKind::Normal,
-            data,
+            data: data.into(),
         })
         .collect();
     let last = entries.last().expect("some entries").index;

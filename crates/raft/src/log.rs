@@ -355,13 +355,14 @@ mod tests {
     use super::*;
     use crate::storage::MemStorage;
     use crate::types::EntryKind;
+    use bytes::Bytes;
 
     fn entry(index: u64, term: u64) -> Entry {
         Entry {
             term: Term(term),
             index: LogIndex(index),
             kind: EntryKind::Normal,
-            data: vec![],
+            data: Bytes::new(),
         }
     }
 

@@ -339,7 +339,7 @@ pub mod conformance {
             term: Term(term),
             index: LogIndex(index),
             kind: EntryKind::Normal,
-            data: vec![index as u8; 10],
+            data: vec![index as u8; 10].into(),
         }
     }
 

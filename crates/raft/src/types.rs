@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use bytes::Bytes;
+
 /// A Raft term (§5.1). Terms only grow; term 0 means "no term yet".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Term(pub u64);
@@ -79,8 +81,9 @@ pub struct Entry {
     pub index: LogIndex,
     /// Whether this is application data or a leader's no-op.
     pub kind: EntryKind,
-    /// The application's payload (empty for a no-op).
-    pub data: Vec<u8>,
+    /// The application's payload (empty for a no-op). Shared, not copied, as the entry is
+    /// handed from the log to each follower's message, to storage and to the state machine.
+    pub data: Bytes,
 }
 
 impl Entry {

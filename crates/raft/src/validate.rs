@@ -322,13 +322,14 @@ fn snapshot_meta(meta: &SnapshotMeta, message_term: Term) -> Result<(), InvalidM
 mod tests {
     use super::*;
     use crate::types::EntryKind;
+    use bytes::Bytes;
 
     fn entry(index: u64, term: u64) -> Entry {
         Entry {
             term: Term(term),
             index: LogIndex(index),
             kind: EntryKind::Normal,
-            data: vec![],
+            data: Bytes::new(),
         }
     }
 

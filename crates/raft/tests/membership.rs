@@ -18,7 +18,7 @@ fn conf_entry(index: u64, term: u64, steps: Vec<ConfChangeStep>) -> Entry {
         term: Term(term),
         index: LogIndex(index),
         kind: EntryKind::ConfChange,
-        data: ConfChange { steps }.encode(),
+        data: ConfChange { steps }.encode().into(),
     }
 }
 

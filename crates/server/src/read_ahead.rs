@@ -156,7 +156,8 @@ mod tests {
                     condition: Default::default(),
                 },
                 None,
-            ),
+            )
+            .into(),
         };
         let written: Vec<Entry> = (1..=60).map(set).collect();
         written_log(dir.path(), options, &written);
@@ -191,7 +192,7 @@ mod tests {
             term: Term(1),
             index: LogIndex(index),
             kind: EntryKind::Normal,
-            data: vec![index as u8; 100],
+            data: vec![index as u8; 100].into(),
         };
         let written: Vec<Entry> = (1..=300).map(entry).collect();
         written_log(dir.path(), options, &written);

@@ -37,7 +37,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use skiff_node::{wire, Envelope};
 use skiff_raft::NodeId;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -472,11 +472,12 @@ fn touch_heard(shared: &Shared, from: u64, last: &mut Instant) {
 
 /// The message a frame of node `from`'s connection carries: a frame of another kind, bytes
 /// that do not decode, or a message not from `from` to this node (`me`) are refused.
-fn check_message(kind: u8, payload: &[u8], from: u64, me: u64) -> Result<Envelope, FrameError> {
+fn check_message(kind: u8, payload: Bytes, from: u64, me: u64) -> Result<Envelope, FrameError> {
     if kind != kind::MESSAGE {
         return Err(FrameError::Kind(kind));
     }
-    let message = wire::decode_envelope(payload).map_err(|e| FrameError::Payload(e.to_string()))?;
+    let message =
+        wire::decode_envelope(&payload).map_err(|e| FrameError::Payload(e.to_string()))?;
     if message.from() != NodeId(from) || message.to() != NodeId(me) {
         return Err(FrameError::Payload(format!(
             "message from {} to {} on the connection of node {from}",
@@ -507,7 +508,7 @@ async fn relay_messages(
         else {
             return Ok(());
         };
-        let message = check_message(kind, &payload, from, options.id)?;
+        let message = check_message(kind, payload.freeze(), from, options.id)?;
         touch_heard(shared, from, &mut heard);
         if shared.is_isolated() {
             shared.metrics.peer_messages_dropped.inc();
@@ -726,7 +727,10 @@ mod tests {
         assert_eq!(frames.len(), 2);
         assert_eq!(parse_hello(frames[0].1.clone()).unwrap(), hello);
         assert_eq!(frames[1].0, kind::MESSAGE);
-        assert_eq!(wire::decode_envelope(&frames[1].1).unwrap(), heartbeat());
+        assert_eq!(
+            wire::decode_envelope(&frames[1].1.clone().freeze()).unwrap(),
+            heartbeat()
+        );
         // A node that knows no address of its own to give says so.
         let mut out = Vec::new();
         let unknown = Hello {

@@ -72,7 +72,7 @@ mod tests {
             term: Term(1),
             index: LogIndex(1),
             kind: EntryKind::Normal,
-            data,
+            data: data.into(),
         }
     }
 

@@ -21,7 +21,7 @@ fn entry(index: u64, term: u64, byte: u8) -> Entry {
         term: Term(term),
         index: LogIndex(index),
         kind: EntryKind::Normal,
-        data: vec![byte],
+        data: vec![byte].into(),
     }
 }
 

@@ -17,7 +17,7 @@
 //! use skiff_raft::{Entry, EntryKind, HardState, LogIndex, LogStorage, Term};
 //! use skiff_wal::{MemDisk, Wal, WalOptions};
 //!
-//! let entry = |index| Entry { term: Term(1), index: LogIndex(index), kind: EntryKind::Normal, data: vec![] };
+//! let entry = |index| Entry { term: Term(1), index: LogIndex(index), kind: EntryKind::Normal, data: Default::default() };
 //! let hard_state = HardState { term: Term(1), vote: None, commit: LogIndex(1) };
 //!
 //! let (mut wal, _report) = Wal::open(MemDisk::new(), "/wal", WalOptions::new(1)).unwrap();
@@ -98,6 +98,7 @@ pub mod incarnation;
 pub mod mem_disk;
 pub mod read_ahead;
 mod read_back;
+mod recent;
 pub mod record;
 pub mod recovery;
 mod segment;

@@ -364,7 +364,7 @@ fn read_payload(
                 term,
                 index,
                 kind,
-                data,
+                data: data.into(),
             })
         }
         TYPE_HARD_STATE => Record::HardState(read_hard_state(r)?),
@@ -460,6 +460,13 @@ pub fn check_torn_prefix(bytes: &[u8], first_in_segment: bool) -> Result<(), &'s
     Ok(())
 }
 
+/// Encodes a fixed-size record, which is always far below the record size limit.
+pub(crate) fn encode_small(record: &Record, out: &mut Vec<u8>) {
+    if let Err(error) = encode(record, true, out) {
+        unreachable!("a fixed-size record cannot be too large: {error}");
+    }
+}
+
 /// The frame length of an entry record carrying `data_len` bytes of data.
 pub fn entry_record_bytes(data_len: usize) -> u64 {
     ENTRY_RECORD_OVERHEAD_BYTES + data_len as u64
@@ -495,6 +502,7 @@ fn read_hard_state(r: &mut Reader<'_>) -> Result<HardState, PayloadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use proptest::prelude::*;
 
     fn arb_hard_state() -> impl Strategy<Value = HardState> {
@@ -543,7 +551,7 @@ mod tests {
                     } else {
                         EntryKind::Normal
                     },
-                    data,
+                    data: data.into(),
                 })),
             arb_hard_state().prop_map(Record::HardState),
             (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(index, term, keeps)| {
@@ -571,7 +579,7 @@ mod tests {
             // Recovery's decoding checks the same and keeps all but an entry's data.
             let mut without_data = record;
             if let Record::Entry(entry) = &mut without_data {
-                entry.data = Vec::new();
+                entry.data = Bytes::new();
             }
             prop_assert_eq!(
                 decode_without_data(&bytes).unwrap(),
@@ -663,7 +671,7 @@ mod tests {
             term: Term(3),
             index: LogIndex(9),
             kind: EntryKind::Normal,
-            data: vec![7; 13],
+            data: vec![7; 13].into(),
         };
         let mut bytes = Vec::new();
         let written = encode(&Record::Entry(entry), false, &mut bytes).unwrap();

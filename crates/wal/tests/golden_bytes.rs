@@ -33,7 +33,7 @@ fn log_entries() -> Vec<Entry> {
         term: Term(3),
         index: LogIndex(index),
         kind,
-        data: data.to_vec(),
+        data: data.to_vec().into(),
     };
     vec![
         entry(1, EntryKind::Noop, b""),

@@ -88,7 +88,7 @@ impl Model {
                 } else {
                     EntryKind::Normal
                 },
-                data: vec![(index % 251) as u8; (index * 13 % 40) as usize],
+                data: vec![(index % 251) as u8; (index * 13 % 40) as usize].into(),
             })
             .collect()
     }

@@ -111,7 +111,7 @@ fn batches_are_written_into_zeros_written_ahead() {
         "written into the zeros"
     );
     let big = skiff_raft::Entry {
-        data: vec![7; 5000],
+        data: vec![7; 5000].into(),
         ..entry(4, 1)
     };
     wal.append(std::slice::from_ref(&big)).unwrap();

@@ -40,19 +40,19 @@ fn every_kind_of_message() -> Vec<PeerMessage> {
                     term: Term(7),
                     index: LogIndex(5),
                     kind: EntryKind::Noop,
-                    data: vec![],
+                    data: Bytes::new(),
                 },
                 Entry {
                     term: Term(7),
                     index: LogIndex(6),
                     kind: EntryKind::Normal,
-                    data: b"set k v".to_vec(),
+                    data: b"set k v".to_vec().into(),
                 },
                 Entry {
                     term: Term(7),
                     index: LogIndex(7),
                     kind: EntryKind::ConfChange,
-                    data: vec![1, 2, 3],
+                    data: vec![1, 2, 3].into(),
                 },
             ],
             leader_commit: LogIndex(4),
@@ -121,9 +121,15 @@ fn envelopes_carry_the_incarnation_before_the_message() {
         let mut bytes = Vec::new();
         encode_envelope(&envelope, &mut bytes);
         assert_eq!(bytes[..8], 0x0102_0304_0506_0708u64.to_le_bytes());
-        assert_eq!(decode_envelope(&bytes), Ok(envelope));
+        assert_eq!(
+            decode_envelope(&Bytes::copy_from_slice(&bytes)),
+            Ok(envelope)
+        );
         for len in 0..bytes.len() {
-            assert!(decode_envelope(&bytes[..len]).is_err(), "cut at {len}");
+            assert!(
+                decode_envelope(&Bytes::copy_from_slice(&bytes[..len])).is_err(),
+                "cut at {len}"
+            );
         }
     }
 }
@@ -133,7 +139,7 @@ fn every_kind_of_message_round_trips() {
     for message in every_kind_of_message() {
         let mut bytes = Vec::new();
         encode(&message, &mut bytes);
-        assert_eq!(decode(&bytes), Ok(message));
+        assert_eq!(decode(&Bytes::copy_from_slice(&bytes)), Ok(message));
     }
 }
 
@@ -143,7 +149,10 @@ fn every_truncation_of_every_message_is_an_error() {
         let mut bytes = Vec::new();
         encode(&message, &mut bytes);
         for len in 0..bytes.len() {
-            assert!(decode(&bytes[..len]).is_err(), "{message:?} cut at {len}");
+            assert!(
+                decode(&Bytes::copy_from_slice(&bytes[..len])).is_err(),
+                "{message:?} cut at {len}"
+            );
         }
     }
 }
@@ -154,14 +163,14 @@ fn trailing_bytes_and_unknown_tags_are_errors() {
     encode(&raft(MessageBody::TimeoutNow), &mut bytes);
     bytes.push(0);
     assert_eq!(
-        decode(&bytes),
+        decode(&Bytes::copy_from_slice(&bytes)),
         Err(WireError::Malformed {
             what: "peer message",
             source: CodecError::TrailingBytes { count: 1 }
         })
     );
     assert_eq!(
-        decode(&[200]),
+        decode(&Bytes::copy_from_slice(&[200])),
         Err(WireError::Malformed {
             what: "peer message",
             source: CodecError::UnknownTag {
@@ -189,7 +198,7 @@ fn a_forged_entry_count_does_not_allocate() {
     let count_at = bytes.len() - 4;
     put::u32_at(&mut bytes, count_at, u32::MAX);
     assert!(matches!(
-        decode(&bytes),
+        decode(&Bytes::copy_from_slice(&bytes)),
         Err(WireError::Malformed {
             source: CodecError::Truncated { .. },
             ..
@@ -326,6 +335,6 @@ fn hellos_round_trip_and_refuse_garbage() {
 proptest! {
     #[test]
     fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-        let _ = decode(&bytes);
+        let _ = decode(&Bytes::copy_from_slice(&bytes));
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use skiff_kv::{Command, Reply};
 use skiff_node::{
     wire, Effect, Envelope, Event, NoObserver, Node, NodeConfig, NodeError, PeerMessage,
@@ -264,7 +265,8 @@ impl NodeCluster {
             &Envelope::new(incarnation, PeerMessage::Raft(message)),
             &mut frame,
         );
-        let decoded = wire::decode_envelope(&frame).expect("the codec round-trips");
+        let decoded =
+            wire::decode_envelope(&Bytes::copy_from_slice(&frame)).expect("the codec round-trips");
         let to = decoded.to();
         let node = self.nodes.get_mut(&to).expect("addressed to a member");
         let result = node.step(decoded);

@@ -90,7 +90,7 @@ impl<S: LogStorage> Raft<S> {
             term: self.term,
             index,
             kind,
-            data,
+            data: data.into(),
         }]);
         index
     }

@@ -139,7 +139,7 @@ fn entries(prev: u64, data: BoxedStrategy<Vec<u8>>) -> impl Strategy<Value = Vec
                         term: Term(term),
                         index: LogIndex(prev.saturating_add(k as u64 + 1)),
                         kind,
-                        data,
+                        data: data.into(),
                     }
                 })
                 .collect();

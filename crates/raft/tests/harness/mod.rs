@@ -77,7 +77,7 @@ impl CoreCluster {
         self.applied[&NodeId(id)]
             .iter()
             .filter(|e| e.kind == EntryKind::Normal)
-            .map(|e| e.data.clone())
+            .map(|e| e.data.to_vec())
             .collect()
     }
 

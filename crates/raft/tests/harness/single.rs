@@ -30,7 +30,7 @@ pub fn data_entry(index: u64, term: u64, data: &[u8]) -> Entry {
         term: Term(term),
         index: LogIndex(index),
         kind: EntryKind::Normal,
-        data: data.to_vec(),
+        data: data.to_vec().into(),
     }
 }
 

@@ -117,7 +117,7 @@ mod tests {
             term: Term(term),
             index: LogIndex(index),
             kind,
-            data: vec![7; 10],
+            data: vec![7; 10].into(),
         }
     }
 

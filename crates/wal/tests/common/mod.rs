@@ -17,7 +17,7 @@ pub fn entry(index: u64, term: u64) -> Entry {
         term: Term(term),
         index: LogIndex(index),
         kind: EntryKind::Normal,
-        data: format!("entry {index} of term {term}").into_bytes(),
+        data: format!("entry {index} of term {term}").into_bytes().into(),
     }
 }
 
