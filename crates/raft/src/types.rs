@@ -82,7 +82,9 @@ pub struct Entry {
     /// Whether this is application data or a leader's no-op.
     pub kind: EntryKind,
     /// The application's payload (empty for a no-op). Shared, not copied, as the entry is
-    /// handed from the log to each follower's message, to storage and to the state machine.
+    /// handed from the log to each follower's message, to storage and to the state machine;
+    /// it may be a slice of a larger buffer (the frame it arrived in), so whatever keeps it
+    /// long should copy it out.
     pub data: Bytes,
 }
 

@@ -470,14 +470,30 @@ fn touch_heard(shared: &Shared, from: u64, last: &mut Instant) {
     }
 }
 
+/// A frame's bytes, which the entries it carries will share (`wire::decode_envelope`). A large
+/// frame keeps sharing the connection's buffer: it fills most of what it holds. A small one is
+/// copied out, since an entry kept for a while (the log keeps its recent entries) would hold
+/// the whole buffer, with every frame read into it, for a few bytes of its own.
+fn frame_bytes(payload: BytesMut) -> Bytes {
+    if payload.len() >= SHARED_FRAME_BYTES {
+        payload.freeze()
+    } else {
+        Bytes::copy_from_slice(&payload)
+    }
+}
+
+/// Frames at least this large, a read's free room, share the connection's read buffer (see
+/// [`frame_bytes`]).
+const SHARED_FRAME_BYTES: usize = READ_CHUNK_BYTES;
+
 /// The message a frame of node `from`'s connection carries: a frame of another kind, bytes
 /// that do not decode, or a message not from `from` to this node (`me`) are refused.
-fn check_message(kind: u8, payload: Bytes, from: u64, me: u64) -> Result<Envelope, FrameError> {
+fn check_message(kind: u8, payload: BytesMut, from: u64, me: u64) -> Result<Envelope, FrameError> {
     if kind != kind::MESSAGE {
         return Err(FrameError::Kind(kind));
     }
-    let message =
-        wire::decode_envelope(&payload).map_err(|e| FrameError::Payload(e.to_string()))?;
+    let message = wire::decode_envelope(&frame_bytes(payload))
+        .map_err(|e| FrameError::Payload(e.to_string()))?;
     if message.from() != NodeId(from) || message.to() != NodeId(me) {
         return Err(FrameError::Payload(format!(
             "message from {} to {} on the connection of node {from}",
@@ -508,7 +524,7 @@ async fn relay_messages(
         else {
             return Ok(());
         };
-        let message = check_message(kind, payload.freeze(), from, options.id)?;
+        let message = check_message(kind, payload, from, options.id)?;
         touch_heard(shared, from, &mut heard);
         if shared.is_isolated() {
             shared.metrics.peer_messages_dropped.inc();
@@ -685,6 +701,25 @@ async fn write_frames(
 mod tests {
     use super::*;
     use skiff_raft::{Message, MessageBody, Term};
+
+    #[test]
+    fn a_small_frame_is_copied_out_of_the_connection_buffer_and_a_large_one_shares_it() {
+        let mut buf = BytesMut::from(&vec![1u8; 3 * SHARED_FRAME_BYTES][..]);
+        let small = buf.split_to(100);
+        let in_buffer = small.as_ptr();
+        assert_ne!(
+            frame_bytes(small).as_ptr(),
+            in_buffer,
+            "a small frame holds its own copy"
+        );
+        let large = buf.split_to(SHARED_FRAME_BYTES);
+        let in_buffer = large.as_ptr();
+        assert_eq!(
+            frame_bytes(large).as_ptr(),
+            in_buffer,
+            "a large frame is not copied"
+        );
+    }
 
     fn heartbeat() -> Envelope {
         Envelope::new(

@@ -7,8 +7,10 @@ use std::collections::VecDeque;
 
 use skiff_raft::{Entry, LogIndex, Term};
 
-/// At most this many bytes of entries (as [`Entry::size_bytes`] counts them) are kept.
-const RECENT_BYTES: u64 = 4 * 1024 * 1024;
+/// At most this many bytes of entries (as [`Entry::size_bytes`] counts them) are kept...
+const MAX_RECENT_BYTES: u64 = 4 * 1024 * 1024;
+/// ... and at most this many entries.
+const MAX_RECENT_ENTRIES: usize = 16 * 1024;
 
 /// Consecutive entries ending at the last one written.
 #[derive(Debug, Default)]
@@ -43,7 +45,7 @@ impl RecentEntries {
             self.bytes += entry.size_bytes();
             self.entries.push_back(entry.clone());
         }
-        while self.bytes > RECENT_BYTES {
+        while self.bytes > MAX_RECENT_BYTES || self.entries.len() > MAX_RECENT_ENTRIES {
             let Some(oldest) = self.entries.pop_front() else {
                 break;
             };
@@ -63,14 +65,13 @@ impl RecentEntries {
         let oldest = self.entries.front()?.index;
         let start = usize::try_from(low.0.checked_sub(oldest.0)?).ok()?;
         let end = start.checked_add(usize::try_from(count).ok()?)?;
-        if end > self.entries.len() {
+        if count == 0 || end > self.entries.len() {
             return None;
         }
-        let entries: Vec<Entry> = self.entries.range(start..end).cloned().collect();
-        entries
-            .iter()
+        let kept = self.entries.range(start..end);
+        kept.clone()
             .all(|entry| term_at(entry.index) == Some(entry.term))
-            .then_some(entries)
+            .then(|| kept.cloned().collect())
     }
 
     fn pop_back(&mut self) {
@@ -168,12 +169,31 @@ mod tests {
         let big = 1024 * 1024;
         let written: Vec<Entry> = (1..=6).map(|index| entry(index, 1, big)).collect();
         recent.written(&written);
-        assert!(recent.bytes <= RECENT_BYTES);
+        assert!(recent.bytes <= MAX_RECENT_BYTES);
         assert_eq!(recent.get(LogIndex(1), 1, log_of(&written)), None);
         assert_eq!(
             recent.get(LogIndex(6), 1, log_of(&written)),
             Some(written[5..].to_vec())
         );
         assert_eq!(recent.entries.len(), 3);
+        assert_eq!(
+            recent.bytes,
+            recent.entries.iter().map(Entry::size_bytes).sum::<u64>()
+        );
+    }
+
+    #[test]
+    fn only_the_newest_entries_are_kept() {
+        let mut recent = RecentEntries::default();
+        let count = MAX_RECENT_ENTRIES as u64 + 10;
+        let written: Vec<Entry> = (1..=count).map(|index| entry(index, 1, 0)).collect();
+        recent.written(&written);
+        assert_eq!(recent.entries.len(), MAX_RECENT_ENTRIES);
+        assert_eq!(recent.get(LogIndex(10), 1, log_of(&written)), None);
+        assert_eq!(
+            recent.get(LogIndex(11), 1, log_of(&written)),
+            Some(written[10..11].to_vec())
+        );
+        assert_eq!(recent.get(LogIndex(11), 0, log_of(&written)), None);
     }
 }

@@ -834,11 +834,11 @@ impl<D: Disk> LogStorage for Wal<D> {
         let count = read_ahead::batch_len(low, high, max_bytes, |index| {
             self.index.slot(index).copied()
         });
-        let term_at = |index| self.index.slot(index).map(|slot| slot.term);
-        if let Some(entries) = self.recent.get(low, count, term_at) {
+        if let Some(entries) = self.take_read_ahead(low, count) {
             return Ok(entries);
         }
-        if let Some(entries) = self.take_read_ahead(low, count) {
+        let term_at = |index| self.index.slot(index).map(|slot| slot.term);
+        if let Some(entries) = self.recent.get(low, count, term_at) {
             return Ok(entries);
         }
         self.read_entries(low, count)

@@ -115,6 +115,49 @@ fn every_kind_of_message() -> Vec<PeerMessage> {
 }
 
 #[test]
+fn entries_decoded_share_the_frame_they_came_in() {
+    let entries: Vec<Entry> = (1..=3)
+        .map(|index| Entry {
+            term: Term(7),
+            index: LogIndex(index),
+            kind: EntryKind::Normal,
+            data: vec![index as u8; 100].into(),
+        })
+        .collect();
+    let message = raft(MessageBody::AppendEntries {
+        prev_log_index: LogIndex(0),
+        prev_log_term: Term(0),
+        entries: entries.clone(),
+        leader_commit: LogIndex(0),
+        read_round: 0,
+    });
+    // The frame sits after other bytes in a larger buffer, as one read from a socket does.
+    let mut buffer = vec![0xee; 37];
+    encode_envelope(&Envelope::new(1, message.clone()), &mut buffer);
+    let buffer = Bytes::from(buffer);
+    let frame = buffer.slice(37..);
+    let decoded = decode_envelope(&frame).unwrap();
+    assert_eq!(decoded, Envelope::new(1, message));
+    let PeerMessage::Raft(Message {
+        body: MessageBody::AppendEntries { entries: got, .. },
+        ..
+    }) = decoded.message
+    else {
+        unreachable!("decoded as sent")
+    };
+    let held = frame.as_ptr_range();
+    for (entry, sent) in got.iter().zip(&entries) {
+        assert_eq!(entry.data, sent.data);
+        let data = entry.data.as_ptr_range();
+        assert!(
+            held.start <= data.start && data.end <= held.end,
+            "entry {} copied rather than shared",
+            entry.index
+        );
+    }
+}
+
+#[test]
 fn envelopes_carry_the_incarnation_before_the_message() {
     for message in every_kind_of_message() {
         let envelope = Envelope::new(0x0102_0304_0506_0708, message);

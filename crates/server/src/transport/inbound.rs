@@ -203,7 +203,7 @@ impl PeerSocket {
                 take_frame(&mut self.buf, options.cluster_id, options.max_frame_bytes)?
             {
                 frames += 1;
-                let message = check_message(kind, payload.freeze(), self.from, options.id)?;
+                let message = check_message(kind, payload, self.from, options.id)?;
                 touch_heard(shared, self.from, &mut self.heard);
                 if shared.is_isolated() {
                     shared.metrics.peer_messages_dropped.inc();
