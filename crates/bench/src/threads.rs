@@ -156,7 +156,9 @@ impl NodeThread {
         true
     }
 
-    /// Sends the messages of the last batches, answers the clients, and publishes progress.
+    /// Sends the messages of the last batches, publishes progress, and answers the clients —
+    /// in that order, so that whoever has every answer also sees the commit index that
+    /// covers them (the run's end waits for the followers to apply up to it).
     fn publish(
         &mut self,
         outboxes: &mut [Vec<Message>],
@@ -169,18 +171,18 @@ impl NodeThread {
                 let _ = self.peers[to].send(ToNode::Messages(std::mem::take(outbox)));
             }
         }
+        let applied = self.driver.node.raft().log().applied().0;
+        self.progress.applied[self.index].store(applied, Ordering::Release);
         if let Some(answers) = &self.answers {
-            if !answered.is_empty() {
-                let _ = answers.send(std::mem::take(answered));
-            }
             *leader_fixed &= self.driver.node.raft().role() == Role::Leader;
             let committed = self.driver.node.raft().log().committed().0;
             self.progress
                 .leader_committed
                 .store(committed, Ordering::Release);
+            if !answered.is_empty() {
+                let _ = answers.send(std::mem::take(answered));
+            }
         }
-        let applied = self.driver.node.raft().log().applied().0;
-        self.progress.applied[self.index].store(applied, Ordering::Release);
     }
 }
 
