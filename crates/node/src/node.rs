@@ -561,6 +561,12 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 (Origin::Local(id), Some(leader)) if leader != self.id() => {
                     self.forward(id, leader, request);
                 }
+                // A write forwarded to a node that no longer leads (a transfer or an election
+                // moved leadership while it was on its way): not proposed, and the cluster
+                // has a leader, so its client retries rather than hears the cluster is down.
+                (Origin::Forwarded { .. }, Some(leader)) if leader != self.id() => {
+                    self.reply(origin, M::refused(refusals::transferring(leader)));
+                }
                 _ => {
                     let refusal = self.no_leader_refusal();
                     self.reply(origin, refusal);

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use skiff_kv::{Command, Reply};
+use skiff_kv::{Command, Reply, StateMachine as Kv};
 use skiff_node::{
     refusals, ClientSession, Effect, Envelope, Event, NoObserver, Node, NodeConfig, NodeError,
-    PeerMessage, RequestId, SnapshotJob,
+    PeerMessage, RequestId, SnapshotJob, StateMachine as _,
 };
 use skiff_raft::{Config, LogIndex, LogStorage, NodeId, Role};
 use skiff_wal::MemDisk;
@@ -457,6 +457,42 @@ fn a_garbage_forwarded_request_gets_an_error_reply_and_changes_nothing() {
         }]
     ));
     assert_eq!(leader.pending_requests(), 0);
+}
+
+/// A write forwarded to a node that has since stopped leading, and knows who leads now
+/// (leadership moved while the write was on its way), is not proposed there and is answered
+/// `TRYAGAIN` naming the leader: the cluster is not down, and the client retries.
+#[test]
+fn a_write_forwarded_to_a_node_that_no_longer_leads_is_answered_tryagain() {
+    let mut cluster = NodeCluster::new(0);
+    cluster.elect(1);
+    let follower = cluster.nodes.get_mut(&NodeId(3)).expect("exists");
+    follower
+        .step(Envelope::new(
+            1,
+            PeerMessage::Forward {
+                from: NodeId(2),
+                to: NodeId(3),
+                id: 9,
+                request: Kv::encode_command(set("k", "v"), None),
+            },
+        ))
+        .expect("accepted for handling");
+    let output = outputs(follower);
+    let [Envelope {
+        message: PeerMessage::ForwardReply { to, id, reply, .. },
+        ..
+    }] = &output.messages[..]
+    else {
+        panic!("one reply to the forward: {:?}", output.messages)
+    };
+    assert_eq!((*to, *id), (NodeId(2), 9));
+    let expected = Kv::encode_reply(&Reply::error(refusals::transferring(NodeId(1))));
+    assert_eq!(
+        reply, &expected,
+        "TRYAGAIN naming the leader, not CLUSTERDOWN"
+    );
+    assert_eq!(follower.pending_requests(), 0, "nothing was proposed");
 }
 
 #[test]
