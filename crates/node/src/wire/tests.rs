@@ -157,6 +157,42 @@ fn entries_decoded_share_the_frame_they_came_in() {
     }
 }
 
+/// A large frame, whose entries would be shared with it, with its last entry's length
+/// claiming more than the frame holds (by one byte, by 4 GiB): refused, never sliced past
+/// the frame, whatever follows it in the buffer.
+#[test]
+fn a_large_frame_whose_entry_claims_more_than_it_holds_is_refused() {
+    let data = vec![0xab; 20_000];
+    let message = raft(MessageBody::AppendEntries {
+        prev_log_index: LogIndex(0),
+        prev_log_term: Term(0),
+        entries: vec![Entry {
+            term: Term(7),
+            index: LogIndex(1),
+            kind: EntryKind::Normal,
+            data: data.clone().into(),
+        }],
+        leader_commit: LogIndex(0),
+        read_round: 0,
+    });
+    let mut frame = Vec::new();
+    encode_envelope(&Envelope::new(1, message), &mut frame);
+    let at = frame.len() - data.len() - 4; // the entry's length, just before its data
+    assert_eq!(frame[at..at + 4], (data.len() as u32).to_le_bytes());
+    for claimed in [data.len() as u32 + 1, u32::MAX] {
+        let mut forged = frame.clone();
+        forged[at..at + 4].copy_from_slice(&claimed.to_le_bytes());
+        let frame_len = forged.len();
+        // The next frame's bytes follow in the same buffer, as they do on a connection.
+        forged.extend_from_slice(&[0xcd; 64]);
+        let buffer = Bytes::from(forged);
+        assert!(
+            decode_envelope(&buffer.slice(..frame_len)).is_err(),
+            "an entry claiming {claimed} bytes"
+        );
+    }
+}
+
 #[test]
 fn envelopes_carry_the_incarnation_before_the_message() {
     for message in every_kind_of_message() {

@@ -291,6 +291,15 @@ pub(crate) mod tests {
 
     pub(crate) const CLUSTER: u64 = 9;
 
+    /// One frame per term in `terms`, back to back, as a peer writes them.
+    fn framed_messages(terms: std::ops::RangeInclusive<u64>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for term in terms {
+            put_message(&mut out, CLUSTER, &message(term));
+        }
+        out
+    }
+
     pub(crate) fn message(term: u64) -> Envelope {
         Envelope::new(
             7,
@@ -432,10 +441,7 @@ pub(crate) mod tests {
     fn a_turn_takes_a_bounded_number_of_frames_in_the_order_sent() {
         let (mut socket, mut peer) = connection();
         let sent = (MAX_FRAMES_PER_TURN * 5 / 2) as u64;
-        let mut out = Vec::new();
-        for term in 1..=sent {
-            put_message(&mut out, CLUSTER, &message(term));
-        }
+        let out = framed_messages(1..=sent);
         // Written on a thread of its own, in case the socket buffers hold less; the peer's end
         // comes back open.
         let writer =
@@ -643,10 +649,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut socket, mut peer) = tls_connection(dir.path());
         let sent = 3000u64;
-        let mut out = Vec::new();
-        for term in 1..=sent {
-            put_message(&mut out, CLUSTER, &message(term));
-        }
+        let out = framed_messages(1..=sent);
         // Many records' worth, written on a thread of its own in case the socket buffers
         // hold less; the session stays open.
         let writer = std::thread::spawn(move || {
@@ -722,10 +725,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut socket, mut peer) = tls_connection(dir.path());
         let sent = 3000u64;
-        let mut out = Vec::new();
-        for term in 1..=sent {
-            put_message(&mut out, CLUSTER, &message(term));
-        }
+        let out = framed_messages(1..=sent);
         // One byte per record: over 20 bytes on the wire for each byte of plaintext.
         let writer = std::thread::spawn(move || {
             for byte in out.chunks(1) {
@@ -752,10 +752,7 @@ pub(crate) mod tests {
     fn frames_the_session_decrypted_before_the_hand_over_are_read_first() {
         let dir = tempfile::tempdir().unwrap();
         let (mut ours, addr, mut session, mut peer) = tls_sessions(dir.path());
-        let mut out = Vec::new();
-        for term in 1..=3 {
-            put_message(&mut out, CLUSTER, &message(term));
-        }
+        let out = framed_messages(1..=3);
         std::io::Write::write_all(&mut peer, &out).unwrap();
         std::io::Write::flush(&mut peer).unwrap();
         // The task's read took the records off the socket and decrypted them (as reading the
