@@ -158,11 +158,13 @@ struct ClientBook {
     proposals: Vec<Proposal>,
 }
 
-/// Raft messages a scenario keeps back instead of sending.
+/// Raft messages a scenario keeps back instead of sending, and client writes forwarded late.
 #[derive(Default)]
 struct Holding {
     filter: Option<MessageFilter>,
     held: Vec<Message>,
+    /// Writes forwarded to this node arrive no earlier than this time (ms).
+    late_forwards: Option<(NodeId, u64)>,
 }
 
 /// Chooses Raft messages for a scenario to hold back.

@@ -135,6 +135,7 @@ struct Totals {
     snapshot_installs: u64,
     conf_changes: u64,
     forwards: u64,
+    forwards_redirected: u64,
     time_entries: u64,
     mid_write_crashes: u64,
     torn_tails: u64,
@@ -176,6 +177,7 @@ impl Totals {
         self.snapshot_installs += report.stats.snapshot_installs;
         self.conf_changes += report.stats.conf_changes;
         self.forwards += report.stats.forwards;
+        self.forwards_redirected += report.stats.forwards_redirected;
         self.time_entries += report.stats.time_entries_applied;
         self.mid_write_crashes += report.stats.mid_write_crashes;
         self.torn_tails += report.stats.torn_tails;
@@ -212,7 +214,7 @@ impl Totals {
 
     fn summary(&self) -> String {
         format!(
-            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} segments_garbled={} segments_lost={} refused_starts={} wipes={} incarnation_refusals={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} time_entries={} reads={} linearizability_checks={} timed_writes={} timed_reads={} expired_reads={} fencing_tokens={} stamps_checked={} transactions={} aborted_transactions={} unchecked_replies={} resubmissions={} outcome_unknown={} pipelined_acks={} session_refusals={} sessions_evicted={}",
+            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} segments_garbled={} segments_lost={} refused_starts={} wipes={} incarnation_refusals={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} forwards_redirected={} time_entries={} reads={} linearizability_checks={} timed_writes={} timed_reads={} expired_reads={} fencing_tokens={} stamps_checked={} transactions={} aborted_transactions={} unchecked_replies={} resubmissions={} outcome_unknown={} pipelined_acks={} session_refusals={} sessions_evicted={}",
             self.seeds,
             self.violations,
             self.ticks,
@@ -234,6 +236,7 @@ impl Totals {
             self.conf_changes,
             self.transfers,
             self.forwards,
+            self.forwards_redirected,
             self.time_entries,
             self.reads,
             self.linearizability_checks,

@@ -488,7 +488,14 @@ fn fault_phase(
             6 | 7 if faults.partitions => cluster.heal(),
             8 if faults.pauses => cluster.pause(node, rng.gen_range(50..2000)),
             9 => {
-                cluster.transfer_leadership(node);
+                let leader = cluster.leader();
+                // Half the time, writes forwarded to the old leader meanwhile arrive only
+                // after its successor may lead: it must refuse them as not proposed.
+                if cluster.transfer_leadership(node) && rng.gen_bool(0.5) {
+                    if let Some(leader) = leader {
+                        cluster.delay_forwards_to(leader, rng.gen_range(20..300));
+                    }
+                }
             }
             10 | 11 if plan.pool_size > plan.nodes => random_conf_change(cluster, rng),
             _ => {}

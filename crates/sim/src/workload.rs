@@ -197,13 +197,16 @@ fn outcome(op: OpKind, reply: &Reply, at_once: bool) -> Outcome {
 
 /// Whether a write's error `text` promises it was not applied. Only these do: the leader
 /// found another entry committed at the write's index (Log Matching: its own entry is gone),
-/// or the node knew no leader, or was handing leadership over (§3.10), and so proposed and
-/// sent the write nowhere (`at_once`: the node it was handed to answered at once).
+/// or the node knew no leader, and so proposed and sent the write nowhere (`at_once`: the
+/// node it was handed to answered at once), or a node was handing leadership over or had
+/// handed it over (§3.10) — the one it was handed to, or the one that node forwarded it to —
+/// and so proposed nothing: a forwarded write's refusal reaches its client only while no
+/// other copy of it may be in the log (`node/resubmit.rs`).
 fn promises_not_applied(text: &str, at_once: bool) -> bool {
-    let refused_here = text == refusals::NO_LEADER || refusals::is_leadership_moving(text);
     text == refusals::LEADER_CHANGED
         || text == skiff_kv::reply::errors::TOO_MANY_SESSIONS
-        || (at_once && refused_here)
+        || refusals::is_leadership_moving(text)
+        || (at_once && text == refusals::NO_LEADER)
 }
 
 impl Workload {
@@ -592,7 +595,8 @@ mod tests {
         );
         assert_eq!(
             outcome(OpKind::Cas, &error(&moving), false),
-            Outcome::Unknown
+            Outcome::NotApplied,
+            "nor did the node it forwarded the write to, which no longer led"
         );
         for text in [
             refusals::OUTCOME_UNKNOWN,

@@ -1,9 +1,9 @@
 //! Leadership transfer (thesis §3.10) in the simulator.
 
-use skiff_kv::Reply;
-use skiff_node::refusals;
+use skiff_kv::{Command, Reply};
+use skiff_node::{refusals, ClientSession};
 use skiff_raft::{NodeId, Role};
-use skiff_sim::{Cluster, ClusterOptions, Refused};
+use skiff_sim::{Cluster, ClusterOptions, Refused, Submitted};
 
 #[test]
 fn leadership_transfer_hands_over_to_the_target() {
@@ -95,4 +95,84 @@ fn leadership_transfer_is_abandoned_after_an_election_timeout() {
     );
     c.assert_safe();
     // Reference: thesis §3.10 ("abort the transfer after an election timeout")
+}
+
+#[test]
+fn a_write_forwarded_to_a_leader_that_handed_over_is_refused_tryagain_and_never_applied() {
+    // A follower forwards a client's session write to the leader, and the forward is slow: by
+    // the time it arrives the leader has handed leadership to the third node and heard from
+    // it, while the follower, which has not heard from the new leader yet, still takes the
+    // old one for the leader. The old leader proposes nothing and answers TRYAGAIN naming its
+    // successor, which the client gets; its retry, once the follower hears from the new
+    // leader, is applied, and exactly once.
+    let mut c = Cluster::new(ClusterOptions::new(3).seed(55));
+    let old = c.await_leader(5_000).expect("leader");
+    c.one(1, 3, 5_000).expect("everyone agrees");
+    let others: Vec<NodeId> = c.ids().iter().copied().filter(|&id| id != old).collect();
+    let (follower, target) = (others[0], others[1]);
+    c.hold_messages(move |m| m.from == target && m.to == follower);
+    c.delay_forwards_to(old, 200);
+    let request = 900_001;
+    let session = ClientSession {
+        client_id: 7,
+        sequence: 1,
+        lowest_unanswered: 1,
+        resubmitted: false,
+        proposed_after: 0,
+    };
+    let append = Command::Append {
+        key: b"k".to_vec(),
+        value: b"x".to_vec(),
+    };
+    assert!(matches!(
+        c.submit_in_session(follower, request, append, Some(session)),
+        Submitted::Pending
+    ));
+    assert!(c.transfer_leadership(target));
+    assert!(
+        c.run_until(150, |c| c.role(target) == Role::Leader
+            && c.role(old) == Role::Follower),
+        "the transfer ends while the forward is on its way"
+    );
+    assert_eq!(c.stats().forwards_redirected, 0, "not arrived yet");
+    let refused =
+        format!("{old} -> {follower} reply to forwarded request {request}: Error(\"TRYAGAIN");
+    assert!(
+        c.run_until(1_000, |c| c.trace().render_recent().contains(&refused)),
+        "the old leader refuses the write as not proposed, naming its successor:\n{}",
+        c.trace().render_recent()
+    );
+    assert!(c.stats().forwards_redirected >= 1);
+    // Never proposed anywhere, so the client hears it was not applied and may send it again.
+    assert_eq!(
+        c.take_reply(request),
+        Some(Reply::error(refusals::transferring(target)))
+    );
+    c.stop_holding();
+    assert!(
+        c.run_until(1_000, |c| c.leaders().len() == 1
+            && c.commit(follower) == c.commit(target)),
+        "the follower hears from the new leader"
+    );
+    let retry = Command::Append {
+        key: b"k".to_vec(),
+        value: b"x".to_vec(),
+    };
+    let again = 900_002;
+    assert!(matches!(
+        c.submit_in_session(follower, again, retry, Some(session)),
+        Submitted::Pending
+    ));
+    assert!(c.run_until(2_000, |c| c.peek_reply(again).is_some()));
+    assert_eq!(
+        c.take_reply(again),
+        Some(Reply::Integer(1)),
+        "applied once: the refused copy never was"
+    );
+    c.run_for(500);
+    for &id in c.ids() {
+        assert_eq!(c.value(id, b"k"), Some(b"x".to_vec()), "{id}");
+    }
+    c.assert_safe();
+    // Reference: thesis §3.10, §6.3
 }

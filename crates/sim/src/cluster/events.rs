@@ -182,7 +182,16 @@ impl Cluster {
             }
             _ => None,
         };
+        // A write forwarded to a node that does not lead but knows who does: not proposed
+        // here, refused `TRYAGAIN` naming the leader.
+        let redirected = forwarded.is_some() && {
+            let raft = running.raw().raft();
+            raft.role() != Role::Leader && raft.leader().is_some_and(|leader| leader != to)
+        };
         let result = running.step(message.clone());
+        if redirected {
+            self.stats.forwards_redirected += 1;
+        }
         if let Some((request, session)) = forwarded {
             self.note_proposals(to, request, before, session);
         }

@@ -65,13 +65,39 @@ impl Cluster {
                     .record(self.agenda.now_ms, TraceEvent::Drop(envelope, why));
             }
             Route::Deliver(delays) => {
+                let late_by = self.late_by(message);
                 for delay in delays {
+                    let delay = delay + late_by;
                     self.schedule(
                         self.agenda.now_ms + delay,
                         SimEvent::Deliver(envelope.clone()),
                     );
                 }
             }
+        }
+    }
+
+    /// Until `ms` from now, client writes forwarded to `node` arrive only after that time (and
+    /// their usual delay): a leader that hands leadership over meanwhile gets them after it
+    /// has learned its successor, and must refuse them as not proposed.
+    pub fn delay_forwards_to(&mut self, node: NodeId, ms: u64) {
+        let until = self.agenda.now_ms + ms;
+        self.holding.late_forwards = Some((node, until));
+        self.trace.record(
+            self.agenda.now_ms,
+            TraceEvent::Note(format!(
+                "writes forwarded to {node} arrive after {until} ms"
+            )),
+        );
+    }
+
+    /// How much later than the network would deliver it `message` arrives.
+    fn late_by(&self, message: &PeerMessage) -> u64 {
+        match (message, self.holding.late_forwards) {
+            (PeerMessage::Forward { to, .. }, Some((node, until))) if *to == node => {
+                until.saturating_sub(self.agenda.now_ms)
+            }
+            _ => 0,
         }
     }
 

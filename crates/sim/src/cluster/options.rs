@@ -154,6 +154,9 @@ pub struct Stats {
     pub refused_starts: u64,
     /// Client requests forwarded by a follower to the leader.
     pub forwards: u64,
+    /// Forwarded requests that reached a node which no longer led (or never did) but knew
+    /// the leader: refused as not proposed, `TRYAGAIN` naming it.
+    pub forwards_redirected: u64,
     /// Session writes a node sent again after a leader change lost their outcome.
     pub resubmissions: u64,
     /// First writes of new sessions refused for a table full of busy sessions (each entry
