@@ -26,6 +26,10 @@ pub struct Config {
     pub check_quorum: bool,
     /// Unanswered appends in flight to one follower while streaming.
     pub max_inflight_appends: usize,
+    /// Bytes of entries in the unanswered appends to one follower while streaming (one
+    /// append always goes, whatever its size). With `max_inflight_appends` of up to
+    /// `max_message_bytes` each, what a leader holds for a follower that catches up.
+    pub max_inflight_bytes: u64,
     /// Entries in one AppendEntries message.
     pub max_append_entries: usize,
     /// Bytes of entries in one AppendEntries message (a larger single proposal is refused).
@@ -98,6 +102,7 @@ impl Config {
             pre_vote: true,
             check_quorum: true,
             max_inflight_appends: 256,
+            max_inflight_bytes: 8 * 1024 * 1024,
             max_append_entries: 1024,
             max_message_bytes: 1024 * 1024,
             max_uncommitted_bytes: 64 * 1024 * 1024,
@@ -141,6 +146,7 @@ impl Config {
         }
         let limits = [
             ("max_inflight_appends", self.max_inflight_appends as u64),
+            ("max_inflight_bytes", self.max_inflight_bytes),
             ("max_append_entries", self.max_append_entries as u64),
             ("max_message_bytes", self.max_message_bytes),
             ("max_uncommitted_bytes", self.max_uncommitted_bytes),

@@ -2,7 +2,8 @@
 //!
 //! A follower starts in `Probe`: one append at a time until an answer shows where the logs
 //! match. After the first acceptance it moves to `Replicate`: appends are pipelined, at most
-//! `max_inflight` unanswered at once. A rejection sends it back to `Probe`.
+//! `max_inflight` unanswered at once, holding at most `max_inflight_bytes` of entries between
+//! them. A rejection sends it back to `Probe`.
 
 use std::collections::VecDeque;
 
@@ -36,16 +37,24 @@ pub struct Progress {
     state: ProgressState,
     /// In `Probe`: an append is out and unanswered, so wait before sending another.
     probe_sent: bool,
-    /// In `Replicate`: the last index of each unanswered append, oldest first.
-    /// Invariant: `inflight.len() <= max_inflight`.
-    inflight: VecDeque<LogIndex>,
+    /// In `Replicate`: the last index and the entry bytes of each unanswered append, oldest
+    /// first. Invariant: `inflight.len() <= max_inflight`.
+    inflight: VecDeque<(LogIndex, u64)>,
     max_inflight: usize,
+    /// The entry bytes of the appends in `inflight`.
+    inflight_bytes: u64,
+    max_inflight_bytes: u64,
     /// Whether the follower answered since the last CheckQuorum round.
     recent_active: bool,
+    /// The heartbeat interval's heartbeat went out since an answer last resent anything:
+    /// the next answer that moves nothing may (see [`Progress::heartbeat_answered`]).
+    resend_granted: bool,
 }
 
 impl Progress {
-    /// A follower about which nothing is known yet: probe from `next_index`.
+    /// A follower about which nothing is known yet: probe from `next_index`; then stream at
+    /// most `max_inflight` appends at once (of any size: see
+    /// [`with_max_inflight_bytes`](Progress::with_max_inflight_bytes)).
     pub fn new(next_index: LogIndex, max_inflight: usize) -> Progress {
         Progress {
             match_index: LogIndex(0),
@@ -54,8 +63,18 @@ impl Progress {
             probe_sent: false,
             inflight: VecDeque::with_capacity(max_inflight),
             max_inflight: max_inflight.max(1),
+            inflight_bytes: 0,
+            max_inflight_bytes: u64::MAX,
             recent_active: false,
+            resend_granted: false,
         }
+    }
+
+    /// Streams appends holding at most `max_inflight_bytes` of entries at once (an append
+    /// larger than that alone still goes when nothing else is in flight).
+    pub fn with_max_inflight_bytes(mut self, max_inflight_bytes: u64) -> Progress {
+        self.max_inflight_bytes = max_inflight_bytes.max(1);
+        self
     }
 
     /// The highest index known to be stored on the follower.
@@ -78,6 +97,24 @@ impl Progress {
         self.inflight.len()
     }
 
+    /// The entry bytes of the appends out and unanswered (Replicate only).
+    pub fn inflight_bytes(&self) -> u64 {
+        self.inflight_bytes
+    }
+
+    /// Forgets every unanswered append.
+    fn clear_inflight(&mut self) {
+        self.inflight.clear();
+        self.inflight_bytes = 0;
+    }
+
+    /// Forgets the oldest unanswered append.
+    fn free_oldest(&mut self) {
+        if let Some((_, bytes)) = self.inflight.pop_front() {
+            self.inflight_bytes -= bytes;
+        }
+    }
+
     /// Whether the follower answered since the last CheckQuorum round.
     pub fn recent_active(&self) -> bool {
         self.recent_active
@@ -98,14 +135,14 @@ impl Progress {
         self.state = ProgressState::Probe;
         self.probe_sent = false;
         self.next_index = self.match_index.next();
-        self.inflight.clear();
+        self.clear_inflight();
     }
 
     /// The follower needs entries compacted into the snapshot at `index`: send it that.
     pub fn become_snapshot(&mut self, index: LogIndex) {
         self.state = ProgressState::Snapshot { index, offset: 0 };
         self.probe_sent = false;
-        self.inflight.clear();
+        self.clear_inflight();
     }
 
     /// A chunk of the snapshot was sent: wait for its answer (or the next heartbeat).
@@ -140,7 +177,8 @@ impl Progress {
         self.become_probe();
     }
 
-    /// A heartbeat is due while a snapshot is being sent: resend the unanswered chunk.
+    /// The heartbeat interval's heartbeat is due while a snapshot is being sent: resend the
+    /// unanswered chunk (once an interval, however often reads send heartbeats meanwhile).
     pub fn resend_snapshot_chunk(&mut self) {
         if matches!(self.state, ProgressState::Snapshot { .. }) {
             self.probe_sent = false;
@@ -152,25 +190,31 @@ impl Progress {
         self.state = ProgressState::Replicate;
         self.probe_sent = false;
         self.next_index = self.match_index.next();
-        self.inflight.clear();
+        self.clear_inflight();
     }
 
     /// Whether the leader must wait before sending this follower more entries.
     pub fn is_paused(&self) -> bool {
         match self.state {
             ProgressState::Probe | ProgressState::Snapshot { .. } => self.probe_sent,
-            ProgressState::Replicate => self.inflight.len() >= self.max_inflight,
+            // §10.2.1: a bounded pipeline, in appends and in bytes.
+            ProgressState::Replicate => {
+                self.inflight.len() >= self.max_inflight
+                    || self.inflight_bytes >= self.max_inflight_bytes
+            }
         }
     }
 
-    /// Records that an append ending at `last_index` with `count` entries was sent.
-    pub fn sent_append(&mut self, last_index: LogIndex, count: usize) {
+    /// Records that an append ending at `last_index` with `count` entries of `bytes` in all
+    /// was sent.
+    pub fn sent_append(&mut self, last_index: LogIndex, count: usize, bytes: u64) {
         match self.state {
             ProgressState::Probe | ProgressState::Snapshot { .. } => self.probe_sent = true,
             ProgressState::Replicate => {
                 if count > 0 {
                     self.next_index = last_index.next();
-                    self.inflight.push_back(last_index);
+                    self.inflight.push_back((last_index, bytes));
+                    self.inflight_bytes += bytes;
                 }
             }
         }
@@ -187,8 +231,12 @@ impl Progress {
         if self.next_index <= index {
             self.next_index = index.next();
         }
-        while self.inflight.front().is_some_and(|&last| last <= index) {
-            self.inflight.pop_front();
+        while self
+            .inflight
+            .front()
+            .is_some_and(|&(last, _)| last <= index)
+        {
+            self.free_oldest();
         }
         moved
     }
@@ -218,12 +266,25 @@ impl Progress {
         }
     }
 
-    /// A heartbeat answer arrived: the follower is reachable, so a lost probe may be resent,
-    /// and a full pipeline gets one slot back so that progress resumes after a lost append.
+    /// The heartbeat interval's heartbeat went out to this follower: the next answer that
+    /// moves nothing may resend (see [`Progress::heartbeat_answered`]).
+    pub fn heartbeat_sent(&mut self) {
+        self.resend_granted = true;
+    }
+
+    /// An answer that moved nothing arrived: the follower is reachable. Once per heartbeat
+    /// interval, a lost probe may then be resent, and a full pipeline gets one slot back so
+    /// that progress resumes after a lost append. Not for every such answer: a follower that
+    /// was stopped or cut off answers every heartbeat queued for it at once, and if each
+    /// freed a slot, all the leader had to send it would go out (and sit in the leader's
+    /// memory) together, past the pipeline's bound (§10.2.1).
     pub fn heartbeat_answered(&mut self) {
+        if !std::mem::take(&mut self.resend_granted) {
+            return;
+        }
         self.probe_sent = false;
-        if self.state == ProgressState::Replicate && self.inflight.len() >= self.max_inflight {
-            self.inflight.pop_front();
+        if self.state == ProgressState::Replicate && self.is_paused() {
+            self.free_oldest();
         }
     }
 }
@@ -236,7 +297,7 @@ mod tests {
     fn probe_sends_one_append_at_a_time() {
         let mut progress = Progress::new(LogIndex(5), 4);
         assert!(!progress.is_paused());
-        progress.sent_append(LogIndex(7), 3);
+        progress.sent_append(LogIndex(7), 3, 3);
         assert!(progress.is_paused(), "a probe waits for its answer");
         assert_eq!(
             progress.next_index(),
@@ -250,10 +311,10 @@ mod tests {
         let mut progress = Progress::new(LogIndex(1), 2);
         progress.maybe_update(LogIndex(0));
         progress.become_replicate();
-        progress.sent_append(LogIndex(3), 3);
+        progress.sent_append(LogIndex(3), 3, 3);
         assert!(!progress.is_paused());
         assert_eq!(progress.next_index(), LogIndex(4));
-        progress.sent_append(LogIndex(5), 2);
+        progress.sent_append(LogIndex(5), 2, 2);
         assert!(
             progress.is_paused(),
             "two appends in flight fill a limit of two"
@@ -278,7 +339,7 @@ mod tests {
     #[test]
     fn acceptance_clears_the_probe_wait() {
         let mut progress = Progress::new(LogIndex(3), 4);
-        progress.sent_append(LogIndex(3), 1);
+        progress.sent_append(LogIndex(3), 1, 1);
         assert!(progress.maybe_update(LogIndex(3)));
         assert!(!progress.is_paused());
         assert_eq!(progress.next_index(), LogIndex(4));
@@ -289,7 +350,7 @@ mod tests {
         let mut progress = Progress::new(LogIndex(1), 4);
         progress.maybe_update(LogIndex(5));
         progress.become_replicate();
-        progress.sent_append(LogIndex(9), 4);
+        progress.sent_append(LogIndex(9), 4, 4);
         assert!(
             !progress.maybe_decrease_to(LogIndex(5), LogIndex(2)),
             "rejection at or below match is stale"
@@ -304,7 +365,7 @@ mod tests {
     #[test]
     fn rejection_in_probe_follows_the_hint_but_not_below_match() {
         let mut progress = Progress::new(LogIndex(11), 4);
-        progress.sent_append(LogIndex(10), 1);
+        progress.sent_append(LogIndex(10), 1, 1);
         assert!(
             !progress.maybe_decrease_to(LogIndex(7), LogIndex(3)),
             "a rejection of an older probe is stale"
@@ -313,7 +374,7 @@ mod tests {
         assert_eq!(progress.next_index(), LogIndex(4));
         assert!(!progress.is_paused(), "a rejection answers the probe");
         progress.maybe_update(LogIndex(2));
-        progress.sent_append(LogIndex(3), 0);
+        progress.sent_append(LogIndex(3), 0, 0);
         assert!(progress.maybe_decrease_to(LogIndex(3), LogIndex(1)));
         assert_eq!(
             progress.next_index(),
@@ -330,17 +391,52 @@ mod tests {
     }
 
     #[test]
-    fn heartbeat_answer_unblocks_a_lost_probe_and_a_full_pipeline() {
+    fn heartbeat_answer_unblocks_a_lost_probe_and_a_full_pipeline_once_an_interval() {
         let mut progress = Progress::new(LogIndex(2), 1);
-        progress.sent_append(LogIndex(2), 1);
+        progress.sent_append(LogIndex(2), 1, 1);
+        progress.heartbeat_answered();
+        assert!(
+            progress.is_paused(),
+            "no heartbeat went out: an answer of before"
+        );
+        progress.heartbeat_sent();
         progress.heartbeat_answered();
         assert!(!progress.is_paused());
         progress.maybe_update(LogIndex(1));
         progress.become_replicate();
-        progress.sent_append(LogIndex(4), 3);
+        progress.sent_append(LogIndex(4), 3, 3);
         assert!(progress.is_paused());
+        progress.heartbeat_sent();
         progress.heartbeat_answered();
         assert!(!progress.is_paused());
+        progress.sent_append(LogIndex(5), 1, 1);
+        for _ in 0..100 {
+            progress.heartbeat_answered();
+        }
+        assert!(
+            progress.is_paused(),
+            "answers queued up while the follower was stopped free one slot, not one each"
+        );
+    }
+
+    #[test]
+    fn replicate_pipelines_up_to_the_byte_limit_and_a_larger_append_goes_alone() {
+        let mut progress = Progress::new(LogIndex(1), 8).with_max_inflight_bytes(100);
+        progress.maybe_update(LogIndex(0));
+        progress.become_replicate();
+        progress.sent_append(LogIndex(1), 1, 60);
+        assert!(!progress.is_paused());
+        progress.sent_append(LogIndex(2), 1, 60);
+        assert!(progress.is_paused(), "120 bytes in flight");
+        progress.maybe_update(LogIndex(1));
+        assert_eq!(progress.inflight_bytes(), 60);
+        assert!(!progress.is_paused());
+        progress.maybe_update(LogIndex(2));
+        assert_eq!(progress.inflight_bytes(), 0);
+        progress.sent_append(LogIndex(3), 1, 500);
+        assert!(progress.is_paused(), "one append over the limit, alone");
+        progress.become_probe();
+        assert_eq!(progress.inflight_bytes(), 0);
     }
 
     #[test]

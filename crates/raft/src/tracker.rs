@@ -9,6 +9,20 @@ use crate::progress::Progress;
 use crate::quorum::{JointConfig, VoteResult};
 use crate::types::{LogIndex, NodeId};
 
+/// How far a leader streams ahead of a follower's answers: appends and entry bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct InflightLimit {
+    pub(crate) appends: usize,
+    pub(crate) bytes: u64,
+}
+
+impl InflightLimit {
+    /// A follower about which nothing is known yet, probed from `next`.
+    fn progress(self, next: LogIndex) -> Progress {
+        Progress::new(next, self.appends).with_max_inflight_bytes(self.bytes)
+    }
+}
+
 /// The membership and what is known of each member.
 #[derive(Clone, Debug)]
 pub struct ProgressTracker {
@@ -98,15 +112,14 @@ impl ProgressTracker {
     }
 
     /// A new leader knows nothing of its members yet: each starts probing at `next`.
-    pub(crate) fn start_leading(&mut self, next: LogIndex, max_inflight: usize) {
+    pub(crate) fn start_leading(&mut self, next: LogIndex, limit: InflightLimit) {
         for member in self
             .voters
             .voters()
             .into_iter()
             .chain(self.learners.iter().copied())
         {
-            self.progress
-                .insert(member, Progress::new(next, max_inflight));
+            self.progress.insert(member, limit.progress(next));
         }
     }
 
@@ -117,12 +130,12 @@ impl ProgressTracker {
         members: &BTreeSet<NodeId>,
         me: NodeId,
         next: LogIndex,
-        max_inflight: usize,
+        limit: InflightLimit,
     ) {
         for &member in members {
             self.progress
                 .entry(member)
-                .or_insert_with(|| Progress::new(next, max_inflight));
+                .or_insert_with(|| limit.progress(next));
         }
         self.progress
             .retain(|id, _| members.contains(id) || *id == me);
@@ -169,6 +182,11 @@ impl ProgressTracker {
 mod tests {
     use super::*;
 
+    const LIMIT: InflightLimit = InflightLimit {
+        appends: 4,
+        bytes: u64::MAX,
+    };
+
     fn three() -> ProgressTracker {
         ProgressTracker::new([NodeId(1), NodeId(2), NodeId(3)])
     }
@@ -181,7 +199,7 @@ mod tests {
             voters_outgoing: vec![],
             learners: vec![NodeId(4)],
         });
-        tracker.start_leading(LogIndex(1), 4);
+        tracker.start_leading(LogIndex(1), LIMIT);
         tracker
             .get_mut(NodeId(1))
             .unwrap()
@@ -218,7 +236,7 @@ mod tests {
     #[test]
     fn check_quorum_counts_the_leader_and_clears_activity() {
         let mut tracker = three();
-        tracker.start_leading(LogIndex(1), 4);
+        tracker.start_leading(LogIndex(1), LIMIT);
         tracker.get_mut(NodeId(2)).unwrap().mark_active();
         assert!(tracker.quorum_recently_active(NodeId(1)));
         assert!(
@@ -230,13 +248,13 @@ mod tests {
     #[test]
     fn a_change_forgets_members_that_left_and_keeps_the_leader() {
         let mut tracker = three();
-        tracker.start_leading(LogIndex(1), 4);
+        tracker.start_leading(LogIndex(1), LIMIT);
         tracker
             .get_mut(NodeId(2))
             .unwrap()
             .maybe_update(LogIndex(3));
         let members = BTreeSet::from([NodeId(2), NodeId(3), NodeId(5)]);
-        tracker.track_members(&members, NodeId(1), LogIndex(7), 4);
+        tracker.track_members(&members, NodeId(1), LogIndex(7), LIMIT);
         assert_eq!(
             tracker.followers(NodeId(1)),
             vec![NodeId(2), NodeId(3), NodeId(5)]

@@ -96,16 +96,18 @@ fn answered_heartbeat_keeps_a_partial_pipeline() {
     let mut progress = Progress::new(LogIndex(1), 2);
     progress.maybe_update(LogIndex(0));
     progress.become_replicate();
-    progress.sent_append(LogIndex(3), 3);
+    progress.sent_append(LogIndex(3), 3, 3);
     assert_eq!(progress.state(), ProgressState::Replicate);
+    progress.heartbeat_sent();
     progress.heartbeat_answered();
     assert_eq!(
         progress.inflight_count(),
         1,
         "only a full pipeline gives up its oldest append"
     );
-    progress.sent_append(LogIndex(5), 2);
+    progress.sent_append(LogIndex(5), 2, 2);
     assert!(progress.is_paused());
+    progress.heartbeat_sent();
     progress.heartbeat_answered();
     assert_eq!(progress.inflight_count(), 1);
     assert!(!progress.is_paused());

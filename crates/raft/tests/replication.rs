@@ -8,8 +8,8 @@ use std::rc::Rc;
 
 use harness::*;
 use skiff_raft::{
-    AppendResponse, Config, Entry, HardState, LogIndex, LogStorage, MemStorage, MessageBody,
-    NodeId, ProposeError, RawNode, Role, Term,
+    AppendResponse, Config, Entry, HardState, LogIndex, LogStorage, MemStorage, Message,
+    MessageBody, NodeId, ProposeError, RawNode, Role, Term,
 };
 
 /// Node 1 of `n`, elected leader of term 1 over an empty log; its no-op (index 1) is durable
@@ -458,10 +458,12 @@ fn ack_from_outside_the_cluster_is_ignored() {
 fn heartbeat_answer_resends_a_lost_probe() {
     let mut leader = leader(3, |_| {});
     // The no-op append to node 2 was lost; its answer to a heartbeat says it holds nothing.
+    leader.tick();
+    drain(&mut leader);
     leader.step(msg(2, 1, 1, accepted(0))).unwrap();
     assert_eq!(
         drain(&mut leader),
-        vec![msg(1, 2, 1, append(0, 0, vec![noop(1, 1)], 0))]
+        vec![msg(1, 2, 1, append_in_round(0, 0, vec![noop(1, 1)], 0, 1))]
     );
     // Reference: §5.3 (the leader retries AppendEntries indefinitely)
 }
@@ -515,6 +517,34 @@ fn pipelining_respects_max_inflight_appends() {
 }
 
 #[test]
+fn pipelining_respects_max_inflight_bytes() {
+    // Entries of 124 bytes (100 of data): with 300 bytes allowed in flight, three appends go
+    // to each follower before it answers, however many appends are allowed.
+    let mut leader = streaming_leader(3, |c| {
+        c.max_inflight_appends = 100;
+        c.max_inflight_bytes = 300;
+        c.max_append_entries = 1;
+    });
+    for byte in 0..10u8 {
+        leader.propose(vec![byte; 100]).unwrap();
+    }
+    let sent = drain(&mut leader);
+    for id in [2, 3] {
+        assert_eq!(
+            sent.iter().filter(|m| m.to == NodeId(id)).count(),
+            3,
+            "to node {id}"
+        );
+    }
+    assert_eq!(leader.raft().progress()[&NodeId(2)].inflight_bytes(), 372);
+    // An answer for the first two lets two more go.
+    leader.step(msg(2, 1, 1, accepted(3))).unwrap();
+    let sent = drain(&mut leader);
+    assert_eq!(sent.iter().filter(|m| m.to == NodeId(2)).count(), 2);
+    // Reference: thesis §10.2.1 (pipelining), etcd-io/raft Config.MaxInflightBytes
+}
+
+#[test]
 fn heartbeat_answer_frees_one_slot_of_a_full_pipeline() {
     let mut leader = streaming_leader(3, |c| {
         c.max_inflight_appends = 1;
@@ -524,15 +554,71 @@ fn heartbeat_answer_frees_one_slot_of_a_full_pipeline() {
     leader.propose(b"b".to_vec()).unwrap();
     drain(&mut leader);
     assert_eq!(leader.raft().progress()[&NodeId(2)].inflight_count(), 1);
-    // The append of index 2 was lost; node 2 answers a heartbeat with what it matched.
+    // The append of index 2 was lost; a heartbeat goes out, and node 2 answers with what it
+    // matched.
+    leader.tick();
+    drain(&mut leader);
     leader.step(msg(2, 1, 1, accepted(1))).unwrap();
     let log = leader.storage().all_entries().to_vec();
     assert_eq!(
         drain(&mut leader),
-        vec![msg(1, 2, 1, append(2, 1, vec![log[2].clone()], 1))],
+        vec![msg(
+            1,
+            2,
+            1,
+            append_in_round(2, 1, vec![log[2].clone()], 1, 1)
+        )],
         "the oldest in-flight append is given up on, the next one goes out"
     );
     // Reference: etcd-io/raft tracker/progress.go (inflights freed on heartbeat response)
+}
+
+#[test]
+fn answers_queued_while_a_follower_was_stopped_free_one_slot_an_interval_not_one_each() {
+    // Node 2 stops reading with its pipeline full. When it reads again it answers every
+    // heartbeat queued for it at once, each with the index it matched before it stopped: if
+    // each answer freed a slot, the leader would send everything node 2 lags behind in one
+    // burst (and hold it all in memory) instead of a pipeline's worth.
+    let mut leader = streaming_leader(3, |c| {
+        c.max_inflight_appends = 2;
+        c.max_append_entries = 1;
+    });
+    for data in 0..10u8 {
+        leader.propose(vec![data]).unwrap();
+    }
+    drain(&mut leader);
+    assert_eq!(leader.raft().progress()[&NodeId(2)].inflight_count(), 2);
+    leader.tick();
+    drain(&mut leader);
+    let appends_to_2 = |sent: &[Message]| {
+        sent.iter()
+            .filter(|m| {
+                m.to == NodeId(2)
+                    && matches!(&m.body, MessageBody::AppendEntries { entries, .. } if !entries.is_empty())
+            })
+            .count()
+    };
+    for _ in 0..30 {
+        leader.step(msg(2, 1, 1, accepted(1))).unwrap();
+    }
+    assert_eq!(
+        appends_to_2(&drain(&mut leader)),
+        1,
+        "thirty stale answers free one slot"
+    );
+    leader.tick();
+    drain(&mut leader);
+    leader.step(msg(2, 1, 1, accepted(1))).unwrap();
+    leader.step(msg(2, 1, 1, accepted(1))).unwrap();
+    assert_eq!(
+        appends_to_2(&drain(&mut leader)),
+        1,
+        "and one more after the next heartbeat"
+    );
+    // In flight now: the appends of 4 and 5. A real answer frees the slot it answers.
+    leader.step(msg(2, 1, 1, accepted(4))).unwrap();
+    assert_eq!(appends_to_2(&drain(&mut leader)), 1);
+    // Reference: thesis §10.2.1 (pipelining bounds the appends in flight)
 }
 
 #[test]

@@ -229,6 +229,7 @@ impl Cluster {
         raft.snapshot_trailing_entries = self.options.snapshot_trailing_entries;
         raft.max_snapshot_chunk_bytes = self.options.max_snapshot_chunk_bytes;
         raft.max_append_entries = self.options.max_append_entries;
+        raft.max_inflight_bytes = self.options.max_inflight_bytes;
         raft.seed = self.options.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ (id.0 << 32) ^ life;
         let mut config = NodeConfig::new(raft, SIM_CLUSTER_ID);
         config.wal = WalOptions {

@@ -160,6 +160,9 @@ struct Plan {
     snapshot_trailing_entries: u64,
     max_snapshot_chunk_bytes: u64,
     max_segment_bytes: u64,
+    /// Entry bytes a leader streams ahead of a follower's answers (the core's
+    /// `max_inflight_bytes`): small values pause pipelines by bytes rather than by count.
+    max_inflight_bytes: u64,
     /// The one node whose durable log is damaged, the first time it is down, and how.
     corrupted_node: Option<(NodeId, DiskDamage)>,
     /// The one node whose disk is replaced by an empty one, once it is down and recorded.
@@ -215,6 +218,8 @@ fn plan(options: &RunOptions, rng: &mut ChaCha8Rng) -> Plan {
         // and one sync, one at a time, §7), and the healing budget still covers two transfers.
         max_snapshot_chunk_bytes: [64, 512, 1024 * 1024][rng.gen_range(0..3)],
         max_segment_bytes: [512, 4096, 64 * 1024][rng.gen_range(0..3)],
+        // From the seed, not drawn, so that the plan's other draws stay what they were.
+        max_inflight_bytes: [64, 1024, 8 * 1024 * 1024][(options.seed / 7 % 3) as usize],
         // One node at most — a minority — and in few runs: a cluster survives losing one
         // disk, not a majority of them. Not in runs with membership changes: a voter lost for
         // good in the middle of a change can leave no node able to win an election (see
@@ -313,10 +318,11 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
 /// The plan's choices, in one line for the report.
 fn describe(plan: &Plan, snapshot_off_thread: bool) -> String {
     format!(
-        "nodes={} disk_ms={:?} segment_bytes={} corrupted_node={} wiped_node={} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} read_lease={} pool={} snapshot_every={} snapshot_off_thread={} trailing={} chunk_bytes={} propose_p={:.2} fault_p={:.3}",
+        "nodes={} disk_ms={:?} segment_bytes={} inflight_bytes={} corrupted_node={} wiped_node={} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} read_lease={} pool={} snapshot_every={} snapshot_off_thread={} trailing={} chunk_bytes={} propose_p={:.2} fault_p={:.3}",
         plan.nodes,
         plan.disk_delay_ms,
         plan.max_segment_bytes,
+        plan.max_inflight_bytes,
         plan.corrupted_node
             .map_or("none".to_string(), |(id, kind)| format!("{id}:{kind:?}")),
         plan.wiped_node.map_or("none".to_string(), |id| id.to_string()),
@@ -364,6 +370,7 @@ fn cluster_options(options: &RunOptions, plan: &Plan, snapshot_off_thread: bool)
     cluster_options.snapshot_trailing_entries = plan.snapshot_trailing_entries;
     cluster_options.max_snapshot_chunk_bytes = plan.max_snapshot_chunk_bytes;
     cluster_options.max_segment_bytes = plan.max_segment_bytes;
+    cluster_options.max_inflight_bytes = plan.max_inflight_bytes;
     cluster_options.trace_keep = options.trace_keep;
     cluster_options.print_trace = options.print_trace;
     cluster_options.injected_bug = options.injected_bug;

@@ -77,7 +77,7 @@ impl<S: LogStorage> Raft<S> {
             &next.members(),
             me,
             self.log.last_index().next(),
-            self.config.max_inflight_appends,
+            self.inflight_limit(),
         );
         if self
             .lead_transferee()

@@ -258,7 +258,7 @@ impl<S: LogStorage> Raft<S> {
             .take_heartbeat_due(self.config.heartbeat_interval_ticks)
         {
             self.start_read_round();
-            self.broadcast_heartbeat();
+            self.broadcast_heartbeat(true);
         }
     }
 
@@ -368,10 +368,8 @@ impl<S: LogStorage> Raft<S> {
         self.role = Role::Leader;
         self.leader = Some(self.id);
         self.leave_role();
-        self.tracker.start_leading(
-            self.log.last_index().next(),
-            self.config.max_inflight_appends,
-        );
+        self.tracker
+            .start_leading(self.log.last_index().next(), self.inflight_limit());
         // A change of an earlier term may still be unapplied: none is proposed until it is.
         self.pending_conf_index = self.log.last_index();
         let persisted = self.log.persisted_index();

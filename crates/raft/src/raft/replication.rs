@@ -5,6 +5,7 @@ use crate::message::{AppendResponse, Message, MessageBody};
 use crate::progress::ProgressState;
 use crate::raft::{Raft, StepError};
 use crate::storage::LogStorage;
+use crate::tracker::InflightLimit;
 use crate::types::{Entry, LogIndex, NodeId, Role, Term};
 
 impl<S: LogStorage> Raft<S> {
@@ -39,7 +40,8 @@ impl<S: LogStorage> Raft<S> {
             return self.send_snapshot(to);
         };
         // Thesis §10.2.1 (pipelining): a paused follower gets an empty heartbeat, so that no
-        // more than `max_inflight_appends` appends are ever unanswered.
+        // more than `max_inflight_appends` appends, or `max_inflight_bytes` of entries, are
+        // ever unanswered.
         let high = if progress.is_paused() {
             next
         } else {
@@ -56,8 +58,9 @@ impl<S: LogStorage> Raft<S> {
         // §5.3: the follower may commit only what this request lets it verify.
         let leader_commit = self.log.committed().min(last_sent);
         let count = entries.len();
+        let bytes = entries.iter().map(Entry::size_bytes).sum();
         let progress = self.tracker.get_mut(to).expect("progress checked above");
-        progress.sent_append(last_sent, count);
+        progress.sent_append(last_sent, count, bytes);
         let read_round = self.reads.current_round();
         self.send(
             to,
@@ -72,16 +75,30 @@ impl<S: LogStorage> Raft<S> {
         true
     }
 
+    /// How far ahead of each follower's answers the leader streams (§10.2.1).
+    pub(crate) fn inflight_limit(&self) -> InflightLimit {
+        InflightLimit {
+            appends: self.config.max_inflight_appends,
+            bytes: self.config.max_inflight_bytes,
+        }
+    }
+
     /// Leader only: every node it replicates to.
     pub(crate) fn followers(&self) -> Vec<NodeId> {
         self.tracker.followers(self.id)
     }
 
-    pub(crate) fn broadcast_heartbeat(&mut self) {
+    /// Sends every follower an append of what its progress allows (empty if paused). `paced`:
+    /// the heartbeat interval's own heartbeat, which resends an unanswered snapshot chunk and
+    /// lets one answer resend (`Progress::heartbeat_sent`); a read round's heartbeat does
+    /// neither, so however often reads come, a stalled follower is resent to at most once an
+    /// interval.
+    pub(crate) fn broadcast_heartbeat(&mut self, paced: bool) {
         let peers = self.followers();
         for to in peers {
-            if let Some(progress) = self.tracker.get_mut(to) {
+            if let Some(progress) = self.tracker.get_mut(to).filter(|_| paced) {
                 progress.resend_snapshot_chunk();
+                progress.heartbeat_sent();
             }
             self.send_append(to, true);
         }
@@ -93,7 +110,7 @@ impl<S: LogStorage> Raft<S> {
             // Reads arrived since the last round: confirm leadership now rather than at the
             // next heartbeat. Every read registered so far shares this one round.
             self.start_read_round();
-            self.broadcast_heartbeat();
+            self.broadcast_heartbeat(false);
         }
         if !std::mem::take(&mut self.broadcast_pending) {
             return;

@@ -41,6 +41,8 @@ pub struct ClusterOptions {
     pub disk_delay_ms: (u64, u64),
     /// Entries per AppendEntries.
     pub max_append_entries: usize,
+    /// Entry bytes a leader streams ahead of a follower's answers.
+    pub max_inflight_bytes: u64,
     /// A WAL segment file that reaches this size is closed and the next batch starts a new
     /// one (small sizes exercise rollover and the removal of compacted segments).
     pub max_segment_bytes: u64,
@@ -84,6 +86,7 @@ impl ClusterOptions {
             max_snapshot_chunk_bytes: 1024 * 1024,
             disk_delay_ms: (0, 3),
             max_append_entries: 64,
+            max_inflight_bytes: 8 * 1024 * 1024,
             max_segment_bytes: 16 * 1024,
             mid_write_crash_probability: 0.5,
             pool_size: nodes,
