@@ -26,9 +26,10 @@ pub struct Config {
     pub check_quorum: bool,
     /// Unanswered appends in flight to one follower while streaming.
     pub max_inflight_appends: usize,
-    /// Bytes of entries in the unanswered appends to one follower while streaming (one
-    /// append always goes, whatever its size). With `max_inflight_appends` of up to
-    /// `max_message_bytes` each, what a leader holds for a follower that catches up.
+    /// While streaming to a follower, a new append goes only while the unanswered ones hold
+    /// fewer than this many bytes of entries (one append always goes, whatever its size), so
+    /// what a leader holds for a follower that catches up stays below this plus one
+    /// `max_message_bytes` append.
     pub max_inflight_bytes: u64,
     /// Entries in one AppendEntries message.
     pub max_append_entries: usize,

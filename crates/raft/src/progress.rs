@@ -2,8 +2,9 @@
 //!
 //! A follower starts in `Probe`: one append at a time until an answer shows where the logs
 //! match. After the first acceptance it moves to `Replicate`: appends are pipelined, at most
-//! `max_inflight` unanswered at once, holding at most `max_inflight_bytes` of entries between
-//! them. A rejection sends it back to `Probe`.
+//! `max_inflight` unanswered at once, and a new one goes only while those unanswered hold
+//! fewer than `max_inflight_bytes` of entries (so they hold less than that plus one append).
+//! A rejection sends it back to `Probe`.
 
 use std::collections::VecDeque;
 
@@ -46,8 +47,8 @@ pub struct Progress {
     max_inflight_bytes: u64,
     /// Whether the follower answered since the last CheckQuorum round.
     recent_active: bool,
-    /// The heartbeat interval's heartbeat went out since an answer last resent anything:
-    /// the next answer that moves nothing may (see [`Progress::heartbeat_answered`]).
+    /// The heartbeat interval's heartbeat went out since an answer that moved nothing last
+    /// arrived: the next such answer may resend (see [`Progress::heartbeat_answered`]).
     resend_granted: bool,
 }
 
@@ -145,7 +146,8 @@ impl Progress {
         self.clear_inflight();
     }
 
-    /// A chunk of the snapshot was sent: wait for its answer (or the next heartbeat).
+    /// A chunk of the snapshot was sent: wait for its answer (or the heartbeat interval's
+    /// next heartbeat).
     pub fn sent_snapshot_chunk(&mut self) {
         self.probe_sent = true;
     }
@@ -178,7 +180,7 @@ impl Progress {
     }
 
     /// The heartbeat interval's heartbeat is due while a snapshot is being sent: resend the
-    /// unanswered chunk (once an interval, however often reads send heartbeats meanwhile).
+    /// unanswered chunk (not for a read round's heartbeat, however often reads come).
     pub fn resend_snapshot_chunk(&mut self) {
         if matches!(self.state, ProgressState::Snapshot { .. }) {
             self.probe_sent = false;
@@ -209,7 +211,13 @@ impl Progress {
     /// was sent.
     pub fn sent_append(&mut self, last_index: LogIndex, count: usize, bytes: u64) {
         match self.state {
-            ProgressState::Probe | ProgressState::Snapshot { .. } => self.probe_sent = true,
+            // An empty heartbeat is no probe to wait for: entries proposed next go at once
+            // (else they would wait for its answer, or for the next interval's).
+            ProgressState::Probe | ProgressState::Snapshot { .. } => {
+                if count > 0 {
+                    self.probe_sent = true;
+                }
+            }
             ProgressState::Replicate => {
                 if count > 0 {
                     self.next_index = last_index.next();
@@ -272,12 +280,14 @@ impl Progress {
         self.resend_granted = true;
     }
 
-    /// An answer that moved nothing arrived: the follower is reachable. Once per heartbeat
-    /// interval, a lost probe may then be resent, and a full pipeline gets one slot back so
-    /// that progress resumes after a lost append. Not for every such answer: a follower that
-    /// was stopped or cut off answers every heartbeat queued for it at once, and if each
-    /// freed a slot, all the leader had to send it would go out (and sit in the leader's
-    /// memory) together, past the pipeline's bound (§10.2.1).
+    /// An answer that moved nothing arrived: the follower is reachable. The first such answer
+    /// after the heartbeat interval's heartbeat lets a lost probe or snapshot chunk go again,
+    /// and gives a full pipeline back its oldest slot (a safety valve: a lost append itself
+    /// shows as the rejection of the next heartbeat, whose `prev_log_index` is the last index
+    /// sent). Not every such answer: a follower that was stopped or cut off answers every
+    /// heartbeat queued for it at once, and if each freed a slot, all the leader had to send
+    /// it would go out (and sit in the leader's memory) together, past the pipeline's bound
+    /// (§10.2.1).
     pub fn heartbeat_answered(&mut self) {
         if !std::mem::take(&mut self.resend_granted) {
             return;
@@ -437,6 +447,18 @@ mod tests {
         assert!(progress.is_paused(), "one append over the limit, alone");
         progress.become_probe();
         assert_eq!(progress.inflight_bytes(), 0);
+    }
+
+    #[test]
+    fn an_empty_heartbeat_in_probe_is_no_probe_to_wait_for() {
+        let mut progress = Progress::new(LogIndex(4), 4);
+        progress.sent_append(LogIndex(3), 0, 0);
+        assert!(
+            !progress.is_paused(),
+            "entries proposed next go at once, not after the heartbeat's answer"
+        );
+        progress.sent_append(LogIndex(5), 2, 2);
+        assert!(progress.is_paused());
     }
 
     #[test]

@@ -554,8 +554,8 @@ fn heartbeat_answer_frees_one_slot_of_a_full_pipeline() {
     leader.propose(b"b".to_vec()).unwrap();
     drain(&mut leader);
     assert_eq!(leader.raft().progress()[&NodeId(2)].inflight_count(), 1);
-    // The append of index 2 was lost; a heartbeat goes out, and node 2 answers with what it
-    // matched.
+    // No answer to the append of index 2 yet; the interval's heartbeat goes out, and an
+    // answer that moves nothing comes (node 2's to an earlier heartbeat, sent before index 2).
     leader.tick();
     drain(&mut leader);
     leader.step(msg(2, 1, 1, accepted(1))).unwrap();
@@ -571,6 +571,51 @@ fn heartbeat_answer_frees_one_slot_of_a_full_pipeline() {
         "the oldest in-flight append is given up on, the next one goes out"
     );
     // Reference: etcd-io/raft tracker/progress.go (inflights freed on heartbeat response)
+}
+
+/// How many of `sent` are appends carrying entries to node `to`.
+fn appends_with_entries(sent: &[Message], to: u64) -> usize {
+    sent.iter()
+        .filter(|m| {
+            m.to == NodeId(to)
+                && matches!(&m.body, MessageBody::AppendEntries { entries, .. } if !entries.is_empty())
+        })
+        .count()
+}
+
+#[test]
+fn a_read_rounds_heartbeat_lets_no_answer_free_a_slot_but_the_intervals_does() {
+    // Reads send heartbeats as often as they come; were each a grant, a stalled follower's
+    // backlog of answers would again free a slot apiece.
+    let mut leader = streaming_leader(3, |c| {
+        c.max_inflight_appends = 1;
+        c.max_append_entries = 1;
+    });
+    leader.propose(b"a".to_vec()).unwrap();
+    leader.propose(b"b".to_vec()).unwrap();
+    drain(&mut leader);
+    assert_eq!(leader.raft().progress()[&NodeId(2)].inflight_count(), 1);
+    leader.read_index(7).unwrap();
+    let sent = drain(&mut leader);
+    assert!(
+        sent.iter().any(|m| m.to == NodeId(2)),
+        "the read round's heartbeat goes out at once: {sent:?}"
+    );
+    leader.step(msg(2, 1, 1, accepted(1))).unwrap();
+    assert_eq!(
+        appends_with_entries(&drain(&mut leader), 2),
+        0,
+        "an answer after a read round's heartbeat frees nothing"
+    );
+    leader.tick();
+    drain(&mut leader);
+    leader.step(msg(2, 1, 1, accepted(1))).unwrap();
+    assert_eq!(
+        appends_with_entries(&drain(&mut leader), 2),
+        1,
+        "after the interval's heartbeat, one slot"
+    );
+    // Reference: thesis §10.2.1 (pipelining), §6.4 (read rounds)
 }
 
 #[test]
@@ -590,14 +635,7 @@ fn answers_queued_while_a_follower_was_stopped_free_one_slot_an_interval_not_one
     assert_eq!(leader.raft().progress()[&NodeId(2)].inflight_count(), 2);
     leader.tick();
     drain(&mut leader);
-    let appends_to_2 = |sent: &[Message]| {
-        sent.iter()
-            .filter(|m| {
-                m.to == NodeId(2)
-                    && matches!(&m.body, MessageBody::AppendEntries { entries, .. } if !entries.is_empty())
-            })
-            .count()
-    };
+    let appends_to_2 = |sent: &[Message]| appends_with_entries(sent, 2);
     for _ in 0..30 {
         leader.step(msg(2, 1, 1, accepted(1))).unwrap();
     }

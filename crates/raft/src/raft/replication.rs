@@ -40,8 +40,8 @@ impl<S: LogStorage> Raft<S> {
             return self.send_snapshot(to);
         };
         // Thesis §10.2.1 (pipelining): a paused follower gets an empty heartbeat, so that no
-        // more than `max_inflight_appends` appends, or `max_inflight_bytes` of entries, are
-        // ever unanswered.
+        // more than `max_inflight_appends` appends are ever unanswered, and no new one goes
+        // while they hold `max_inflight_bytes` of entries.
         let high = if progress.is_paused() {
             next
         } else {

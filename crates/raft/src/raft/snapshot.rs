@@ -185,7 +185,7 @@ impl<S: LogStorage> Raft<S> {
         }
         if self.snapshot_inbox.to_install.is_some() {
             // One snapshot per batch: the next one waits until this one is installed (the
-            // leader resends it with the next heartbeat).
+            // leader resends it with the heartbeat interval's next heartbeat).
             return;
         }
         let index = meta.index;

@@ -158,7 +158,8 @@ pub struct Stats {
     /// Client requests forwarded by a follower to the leader.
     pub forwards: u64,
     /// Forwarded requests that reached a node which no longer led (or never did) but knew
-    /// the leader: refused as not proposed, `TRYAGAIN` naming it.
+    /// the leader: not proposed there (refused `TRYAGAIN` naming it, unless refused sooner
+    /// as busy or malformed).
     pub forwards_redirected: u64,
     /// Session writes a node sent again after a leader change lost their outcome.
     pub resubmissions: u64,
