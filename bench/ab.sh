@@ -55,6 +55,8 @@ for row in csv.reader(sys.stdin):
     pkill -KILL -f "$WORK/$build-$round" || true
   fi
   wait "$pid" 2>/dev/null || true; pid=""
+  # Each run's data goes with it: kept to the end, rounds of large values filled the disk.
+  rm -rf "${WORK:?}/$build-$round"
 }
 
 echo "build,round,target,setting,command,ops_per_s,p50_ms,p99_ms"
