@@ -217,11 +217,11 @@ fn client_options(settings: &Settings, config: &NodeConfig) -> anyhow::Result<Cl
 /// Unacknowledged appends per follower: enough to keep a loopback or LAN link busy.
 const MAX_INFLIGHT_APPENDS: usize = 32;
 
-/// Entry bytes in the unacknowledged appends to one follower: what bounds the leader's memory
-/// for a follower catching up (appends of up to `max_message_bytes` each, held as entries and
-/// as encoded frames until the socket takes them). 8 MiB keeps a link of 1 GB/s and 8 ms
-/// round trips full.
-const MAX_INFLIGHT_BYTES: u64 = 8 * 1024 * 1024;
+/// Entry bytes in the unacknowledged appends to one follower, unless `max_inflight_bytes` says
+/// otherwise: what bounds the leader's memory for a follower catching up (appends of up to
+/// `max_message_bytes` each, held as entries and as encoded frames until the socket takes
+/// them). 8 MiB keeps a link of 1 GB/s and 8 ms round trips full.
+pub(crate) const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Committed entries handed to the state machine in one batch. Small enough that a batch read
 /// back from the log is still in the CPU's cache when it is applied: with the core's default
@@ -243,7 +243,7 @@ fn node_config(
     raft.pre_vote = settings.pre_vote;
     raft.check_quorum = settings.check_quorum;
     raft.max_inflight_appends = MAX_INFLIGHT_APPENDS;
-    raft.max_inflight_bytes = MAX_INFLIGHT_BYTES;
+    raft.max_inflight_bytes = settings.max_inflight_bytes;
     raft.max_apply_bytes = MAX_APPLY_BYTES;
     raft.snapshot_trailing_entries = settings.snapshot_keep_entries;
     raft.seed = rand::random();

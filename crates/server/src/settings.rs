@@ -392,6 +392,12 @@ settings! {
         max_frame_bytes: usize = DEFAULT_MAX_FRAME_BYTES, in 2 * MIB, GIB;
         /// Incoming peer connections open at once; more are closed at once.
         max_peer_connections: usize = DEFAULT_MAX_PEER_CONNECTIONS, in 1, 65_536;
+        /// Bytes of log entries a leader sends one follower ahead of its answers: no new
+        /// append goes while the unanswered ones hold this much. It bounds what the leader
+        /// holds for a follower catching up, and over long round trips it bounds replication
+        /// to one follower to about this much per round trip.
+        max_inflight_bytes: u64 = crate::serve::DEFAULT_MAX_INFLIGHT_BYTES,
+            in MIB as u64, GIB as u64;
     }
 }
 
