@@ -13,28 +13,6 @@ use skiff_raft::{
     ReadIndexError, Role, StartError, Term,
 };
 
-/// Node 1 of `n`, just elected leader of term 1 over an empty log: its no-op (index 1) is
-/// durable and was sent to every follower, none of which has answered yet.
-fn new_leader(n: u64, adjust: impl Fn(&mut Config)) -> RawNode<MemStorage> {
-    let mut config = config(1, n);
-    adjust(&mut config);
-    let mut node = node(config, &[], HardState::default());
-    elect(&mut node);
-    node
-}
-
-/// As [`new_leader`], and every follower acknowledged the no-op: commit is 1, the followers
-/// replicate from index 2, and no read round has started yet.
-fn leader(n: u64, adjust: impl Fn(&mut Config)) -> RawNode<MemStorage> {
-    let mut node = new_leader(n, adjust);
-    for id in 2..=n {
-        node.step(msg(id, 1, 1, accepted(1))).unwrap();
-    }
-    drain(&mut node);
-    assert_eq!(node.raft().log().committed(), LogIndex(1));
-    node
-}
-
 /// The heartbeats of read round `round` from leader 1 of term `term` to nodes `2..=n`, each
 /// follower having been sent everything up to `last` (index, term), with commit `commit`.
 fn heartbeats(n: u64, term: u64, last: (u64, u64), commit: u64, round: u64) -> Vec<Message> {
@@ -86,7 +64,7 @@ fn served(ctx: u64, index: u64) -> Drained {
 fn leader_read_is_confirmed_by_a_majority_round() {
     // A leader's read is registered at its commit index and served once a majority has
     // answered a heartbeat round that began after the read arrived.
-    let mut leader = leader(3, |_| {});
+    let mut leader = streaming_leader(3, |_| {});
     leader.propose(b"x".to_vec()).unwrap();
     drain(&mut leader);
     leader.step(msg(2, 1, 1, accepted(2))).unwrap();
@@ -130,7 +108,7 @@ fn leader_read_is_confirmed_by_a_majority_round() {
 #[test]
 fn reads_share_one_round() {
     // Reads that arrive before a round begins share it; a later read waits for the next.
-    let mut leader = leader(3, |_| {});
+    let mut leader = streaming_leader(3, |_| {});
     leader.read_index(1).unwrap();
     leader.read_index(2).unwrap();
     let out = drain_reads(&mut leader);
@@ -161,7 +139,7 @@ fn reads_share_one_round() {
 fn heartbeat_rounds_confirm_reads_too() {
     // A read registered before a heartbeat round began is confirmed by that round; the
     // heartbeat's round and the round started for the read are one sequence.
-    let mut leader = leader(3, |_| {});
+    let mut leader = streaming_leader(3, |_| {});
     leader.tick();
     let out = drain_reads(&mut leader);
     assert_eq!(out.messages, heartbeats(3, 1, (1, 1), 1, 1));
@@ -183,7 +161,7 @@ fn heartbeat_rounds_confirm_reads_too() {
 #[test]
 fn any_answer_in_the_term_confirms_even_a_rejection() {
     // A rejection still shows the follower was in our term after the round began.
-    let mut leader = leader(3, |_| {});
+    let mut leader = streaming_leader(3, |_| {});
     leader.read_index(5).unwrap();
     drain(&mut leader);
     let out = answer(&mut leader, msg(3, 1, 1, rejected_in_round(1, 0, 0, 1)));
@@ -194,7 +172,7 @@ fn any_answer_in_the_term_confirms_even_a_rejection() {
 #[test]
 fn answers_for_rounds_never_started_count_as_the_current_round() {
     // An answer naming a round the leader never started vouches only for rounds started.
-    let mut leader = leader(3, |_| {});
+    let mut leader = streaming_leader(3, |_| {});
     leader.read_index(5).unwrap();
     drain(&mut leader);
     let out = answer(&mut leader, msg(2, 1, 1, accepted_in_round(1, 9)));
@@ -213,7 +191,7 @@ fn answers_for_rounds_never_started_count_as_the_current_round() {
 #[test]
 fn a_majority_is_needed_in_a_five_node_cluster() {
     // With five voters the leader needs two distinct followers in the round.
-    let mut leader = leader(5, |_| {});
+    let mut leader = streaming_leader(5, |_| {});
     leader.read_index(8).unwrap();
     let out = drain_reads(&mut leader);
     assert_eq!(out.messages, heartbeats(5, 1, (1, 1), 1, 1));
@@ -233,7 +211,7 @@ fn a_majority_is_needed_in_a_five_node_cluster() {
 #[test]
 fn without_lease_every_read_needs_a_round() {
     // A round answered a moment ago is no lease unless lease reads are configured.
-    let mut leader = leader(3, |_| {});
+    let mut leader = streaming_leader(3, |_| {});
     leader.read_index(1).unwrap();
     drain(&mut leader);
     let out = answer(&mut leader, msg(2, 1, 1, accepted_in_round(1, 1)));
@@ -340,7 +318,7 @@ fn forwarded_read_waits_for_the_noop_too() {
 #[test]
 fn deposed_leader_serves_no_stale_read() {
     // An answer from a higher term deposes the leader: its reads fail instead of being served.
-    let mut leader = leader(3, |_| {});
+    let mut leader = streaming_leader(3, |_| {});
     leader.read_index(9).unwrap();
     leader.step(msg(3, 1, 1, read_index(10))).unwrap();
     drain(&mut leader);
@@ -370,7 +348,7 @@ fn deposed_leader_serves_no_stale_read() {
 #[test]
 fn isolated_leader_serves_no_read_and_refuses_it_on_stepping_down() {
     // A leader nobody answers never confirms a read, and fails it when CheckQuorum deposes it.
-    let mut leader = leader(3, |_| {});
+    let mut leader = streaming_leader(3, |_| {});
     leader.read_index(3).unwrap();
     drain(&mut leader);
     // The followers answered the no-op in the first election timeout, so CheckQuorum
@@ -461,7 +439,7 @@ fn follower_read_is_forwarded_and_answered() {
     assert_eq!(out.messages, vec![msg(2, 1, 1, read_index(4))]);
     assert_eq!(out.read_states, vec![]);
 
-    let mut leader = leader(3, |_| {});
+    let mut leader = streaming_leader(3, |_| {});
     let out = answer(&mut leader, out.messages[0].clone());
     assert_eq!(out.messages, heartbeats(3, 1, (1, 1), 1, 1));
     let out = answer(&mut leader, msg(3, 1, 1, accepted_in_round(1, 1)));
@@ -557,7 +535,7 @@ fn stale_term_read_index_is_refused_at_the_current_term() {
 #[test]
 fn too_many_pending_reads_are_refused() {
     // The book of reads waiting for a round is bounded by max_pending_reads.
-    let mut leader = leader(3, |c| c.max_pending_reads = 2);
+    let mut leader = streaming_leader(3, |c| c.max_pending_reads = 2);
     leader.read_index(1).unwrap();
     leader.read_index(2).unwrap();
     assert_eq!(
@@ -654,7 +632,7 @@ fn lease_needs_check_quorum() {
 #[test]
 fn lease_read_is_served_without_a_round_while_the_lease_holds() {
     // Once a majority answered a round, reads are served at once until the lease runs out.
-    let mut leader = leader(3, lease);
+    let mut leader = streaming_leader(3, lease);
     leader.read_index(1).unwrap();
     let out = drain_reads(&mut leader);
     assert_eq!(out.messages, heartbeats(3, 1, (1, 1), 1, 1), "no lease yet");
@@ -689,7 +667,7 @@ fn lease_read_is_served_without_a_round_while_the_lease_holds() {
 fn lease_expires_after_election_timeout_minus_drift() {
     // Heartbeat rounds 1, 2 and 3 start at ticks 1, 2 and 3. The answer to round 2 gives a
     // lease from tick 2 for 10 - 2 = 8 ticks: reads are served at once at ticks 3..=9.
-    let mut leader = leader(3, lease);
+    let mut leader = streaming_leader(3, lease);
     for tick in 1..=3 {
         leader.tick();
         let sent = drain(&mut leader);
@@ -719,7 +697,7 @@ fn lease_expires_after_election_timeout_minus_drift() {
 fn lease_runs_from_the_start_of_the_answered_round() {
     // A later answer for round 5 (started at tick 5) extends the lease to tick 13; an answer
     // for an older round afterwards never shortens it.
-    let mut leader = leader(3, lease);
+    let mut leader = streaming_leader(3, lease);
     for _tick in 1..=6 {
         leader.tick();
         drain(&mut leader);
@@ -745,7 +723,7 @@ fn lease_runs_from_the_start_of_the_answered_round() {
 fn lease_counts_only_a_majority() {
     // Five nodes, heartbeat rounds 1..=4 at ticks 1..=4. The lease comes from the newest
     // round the leader and two followers have all answered, not from the newest answer.
-    let mut leader = leader(5, lease);
+    let mut leader = streaming_leader(5, lease);
     for _tick in 1..=4 {
         leader.tick();
         drain(&mut leader);
@@ -806,7 +784,7 @@ fn lease_reads_on_a_new_leader_wait_for_its_noop() {
 #[test]
 fn a_new_term_starts_without_a_lease() {
     // A lease belongs to one term of leadership; a re-elected leader earns a new one.
-    let mut leader = leader(3, lease);
+    let mut leader = streaming_leader(3, lease);
     leader.read_index(1).unwrap();
     drain(&mut leader);
     let out = answer(&mut leader, msg(2, 1, 1, accepted_in_round(1, 1)));
@@ -859,7 +837,7 @@ fn lease_ends_when_a_leadership_transfer_begins() {
 fn lease_stays_off_after_an_abandoned_transfer() {
     // The TimeoutNow may still be in flight when the transfer is abandoned: the lease is
     // not trusted again in this term.
-    let mut leader = leader(3, lease);
+    let mut leader = streaming_leader(3, lease);
     leader.read_index(1).unwrap();
     drain(&mut leader);
     assert_eq!(

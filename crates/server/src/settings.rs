@@ -495,6 +495,38 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn what_a_leader_sends_ahead_of_a_follower_is_bounded_whatever_the_flag_or_file_says() {
+        assert_eq!(
+            Settings::resolve(flags(&[])).unwrap().max_inflight_bytes,
+            8 * 1024 * 1024
+        );
+        // Too little to hold one full append, or more than a node should hold per follower.
+        for value in ["0", "1048575", "1073741825", "18446744073709551615"] {
+            let error = Settings::resolve(flags(&["--max-inflight-bytes", value])).unwrap_err();
+            let text = error.to_string();
+            assert!(
+                text.contains("between 1048576 and 1073741824"),
+                "{value}: {text}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for text in [
+            "max_inflight_bytes = -1\n",
+            "max_inflight_bytes = \"8MiB\"\n",
+            "max_inflight_bytes = 99999999999999999999999\n",
+        ] {
+            let path = file(&dir, text);
+            assert!(
+                Settings::resolve(flags(&["--config", &path])).is_err(),
+                "accepted {text:?}"
+            );
+        }
+        let path = file(&dir, "max_inflight_bytes = 1048576\n");
+        let settings = Settings::resolve(flags(&["--config", &path])).unwrap();
+        assert_eq!(settings.max_inflight_bytes, 1_048_576);
+    }
+
+    #[test]
     fn an_unknown_key_in_the_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = file(&dir, "idd = 3\n");

@@ -324,3 +324,25 @@ pub fn elect(node: &mut RawNode<MemStorage>) -> Vec<Message> {
     }
     panic!("node {} did not become leader", node.raft().id());
 }
+
+/// Node 1 of `n`, just elected leader of term 1 over an empty log: its no-op (index 1) is
+/// durable and was sent to every follower, none of which has answered yet (all probing).
+pub fn new_leader(n: u64, adjust: impl Fn(&mut Config)) -> RawNode<MemStorage> {
+    let mut config = config(1, n);
+    adjust(&mut config);
+    let mut node = node(config, &[], HardState::default());
+    elect(&mut node);
+    node
+}
+
+/// As [`new_leader`], and every follower acknowledged the no-op: commit is 1, the followers
+/// replicate from index 2, and no read round has started yet.
+pub fn streaming_leader(n: u64, adjust: impl Fn(&mut Config)) -> RawNode<MemStorage> {
+    let mut node = new_leader(n, adjust);
+    for id in 2..=n {
+        node.step(msg(id, 1, 1, accepted(1))).unwrap();
+    }
+    drain(&mut node);
+    assert_eq!(node.raft().log().committed(), LogIndex(1));
+    node
+}
