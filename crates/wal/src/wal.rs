@@ -113,6 +113,10 @@ pub struct Wal<D: Disk> {
     /// The last batch's records, its buffer kept for the next batch's: encoding into memory
     /// already mapped spares a fresh buffer's page faults (one over [`KEEP_ENCODED_BYTES`] goes).
     encoded: Vec<u8>,
+    /// Zeros to write ahead of the batches, kept from one growth of a segment to the next: a
+    /// fresh buffer each time would cost a page fault per page read, and its pages, freed to
+    /// the allocator mapped to the kernel's zero page, another when next written.
+    zeros: Vec<u8>,
     /// Batches of committed entries being read ahead, and why reading ahead ended early.
     ahead: RefCell<(Option<Ahead>, Option<String>)>,
 }
@@ -179,6 +183,7 @@ impl<D: Disk> Wal<D> {
             reader: EntryReader::default(),
             recent: RecentEntries::default(),
             encoded: Vec::new(),
+            zeros: Vec::new(),
             ahead: RefCell::default(),
         };
         (wal.incarnation, report.incarnation_created) = incarnation::settle(
@@ -545,8 +550,12 @@ impl<D: Disk> Wal<D> {
             if end > active.allocated_bytes {
                 // Past the zeros written ahead: write more, synced with this batch.
                 let allocated = allocation(end, active.allocated_bytes, &self.options);
-                let zeros = vec![0; (allocated - end) as usize];
-                self.disk.write_at(&active.path, end, &zeros)?;
+                let zeros_len = (allocated - end) as usize;
+                if self.zeros.len() < zeros_len {
+                    self.zeros = vec![0; zeros_len];
+                }
+                self.disk
+                    .write_at(&active.path, end, &self.zeros[..zeros_len])?;
                 active.allocated_bytes = allocated;
             }
             active.len_bytes = end;
