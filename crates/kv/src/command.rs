@@ -498,12 +498,29 @@ impl Command {
 
     /// The binary form for a log entry (see the [module documentation](self)).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16);
+        let mut out = Vec::with_capacity(self.encoded_len_hint());
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Bytes to reserve for the binary form: a SET's exactly (its value may be large, and a
+    /// buffer grown to fit it would be copied on the way), a guess for any other command.
+    pub(crate) fn encoded_len_hint(&self) -> usize {
+        match self {
+            // Version, opcode, two lengths of at most 10 bytes each, the condition.
+            Command::Set { key, value, .. } => 23 + key.len() + value.len(),
+            _ => 64,
+        }
+    }
+
+    /// Appends the binary form to `out`: a [`Request`](crate::Request) writes its command
+    /// after its own fields, into one buffer.
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
         out.push(COMMAND_FORMAT_VERSION);
         match self {
             Command::Get { key } => {
                 out.push(opcode::GET);
-                put_bytes(&mut out, key);
+                put_bytes(out, key);
             }
             Command::Set {
                 key,
@@ -511,54 +528,54 @@ impl Command {
                 condition,
             } => {
                 out.push(opcode::SET);
-                put_bytes(&mut out, key);
-                put_bytes(&mut out, value);
-                put_condition(&mut out, *condition);
+                put_bytes(out, key);
+                put_bytes(out, value);
+                put_condition(out, *condition);
             }
             Command::Del { keys } => {
                 out.push(opcode::DEL);
-                put_keys(&mut out, keys);
+                put_keys(out, keys);
             }
             Command::Exists { keys } => {
                 out.push(opcode::EXISTS);
-                put_keys(&mut out, keys);
+                put_keys(out, keys);
             }
             Command::Incr { key } => {
                 out.push(opcode::INCR);
-                put_bytes(&mut out, key);
+                put_bytes(out, key);
             }
             Command::IncrBy { key, increment } => {
                 out.push(opcode::INCRBY);
-                put_bytes(&mut out, key);
-                put_i64(&mut out, *increment);
+                put_bytes(out, key);
+                put_i64(out, *increment);
             }
             Command::Decr { key } => {
                 out.push(opcode::DECR);
-                put_bytes(&mut out, key);
+                put_bytes(out, key);
             }
             Command::MGet { keys } => {
                 out.push(opcode::MGET);
-                put_keys(&mut out, keys);
+                put_keys(out, keys);
             }
             Command::MSet { pairs } => {
                 out.push(opcode::MSET);
-                put_u64(&mut out, pairs.len() as u64);
+                put_u64(out, pairs.len() as u64);
                 for (key, value) in pairs {
-                    put_bytes(&mut out, key);
-                    put_bytes(&mut out, value);
+                    put_bytes(out, key);
+                    put_bytes(out, value);
                 }
             }
             Command::Cas { key, expected, new } => {
                 out.push(opcode::CAS);
-                put_bytes(&mut out, key);
+                put_bytes(out, key);
                 match expected {
                     None => out.push(0),
                     Some(expected) => {
                         out.push(1);
-                        put_bytes(&mut out, expected);
+                        put_bytes(out, expected);
                     }
                 }
-                put_bytes(&mut out, new);
+                put_bytes(out, new);
             }
             Command::DbSize => out.push(opcode::DBSIZE),
             Command::SetWith {
@@ -567,25 +584,25 @@ impl Command {
                 options,
             } => {
                 out.push(opcode::SET_WITH);
-                put_bytes(&mut out, key);
-                put_bytes(&mut out, value);
-                put_condition(&mut out, options.condition);
-                put_expiry(&mut out, options.expiry);
+                put_bytes(out, key);
+                put_bytes(out, value);
+                put_condition(out, options.condition);
+                put_expiry(out, options.expiry);
                 out.push(u8::from(options.get));
             }
             Command::SetNx { key, value } => {
                 out.push(opcode::SETNX);
-                put_bytes(&mut out, key);
-                put_bytes(&mut out, value);
+                put_bytes(out, key);
+                put_bytes(out, value);
             }
             Command::GetEx { key, expiry } => {
                 out.push(opcode::GETEX);
-                put_bytes(&mut out, key);
-                put_expiry(&mut out, *expiry);
+                put_bytes(out, key);
+                put_expiry(out, *expiry);
             }
             Command::GetDel { key } => {
                 out.push(opcode::GETDEL);
-                put_bytes(&mut out, key);
+                put_bytes(out, key);
             }
             Command::Expire {
                 key,
@@ -593,35 +610,34 @@ impl Command {
                 condition,
             } => {
                 out.push(opcode::EXPIRE);
-                put_bytes(&mut out, key);
-                put_deadline(&mut out, *deadline);
-                put_expire_condition(&mut out, *condition);
+                put_bytes(out, key);
+                put_deadline(out, *deadline);
+                put_expire_condition(out, *condition);
             }
             Command::Persist { key } => {
                 out.push(opcode::PERSIST);
-                put_bytes(&mut out, key);
+                put_bytes(out, key);
             }
             Command::Ttl { key, unit } => {
                 out.push(opcode::TTL);
-                put_bytes(&mut out, key);
-                put_unit(&mut out, *unit);
+                put_bytes(out, key);
+                put_unit(out, *unit);
             }
             Command::ExpireTime { key, unit } => {
                 out.push(opcode::EXPIRETIME);
-                put_bytes(&mut out, key);
-                put_unit(&mut out, *unit);
+                put_bytes(out, key);
+                put_unit(out, *unit);
             }
             Command::Revision { key } => {
                 out.push(opcode::REVISION);
-                put_bytes(&mut out, key);
+                put_bytes(out, key);
             }
             Command::Exec(transaction) => {
                 out.push(EXEC_OPCODE);
-                transaction.put(&mut out);
+                transaction.put(out);
             }
-            other => keyspace::encode(other, &mut out),
+            other => keyspace::encode(other, out),
         }
-        out
     }
 
     /// Decodes bytes written by [`Command::encode`]. Malformed bytes — empty, truncated, an

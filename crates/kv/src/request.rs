@@ -36,8 +36,9 @@ pub struct Request {
 impl Request {
     /// The binary form for a log entry.
     pub fn encode(&self) -> Vec<u8> {
-        let command = self.command.encode();
-        let mut out = Vec::with_capacity(command.len() + 16);
+        // Version, session kind, four varints of at most 10 bytes; then the command, written
+        // straight after them.
+        let mut out = Vec::with_capacity(42 + self.command.encoded_len_hint());
         out.push(REQUEST_FORMAT_VERSION);
         match self.session {
             None => out.push(0),
@@ -52,7 +53,7 @@ impl Request {
                 put_u64(&mut out, session.proposed_after);
             }
         }
-        out.extend_from_slice(&command);
+        self.command.encode_into(&mut out);
         out
     }
 
@@ -95,6 +96,7 @@ impl Request {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::SetCondition;
     use crate::Reply;
     use proptest::prelude::*;
 
@@ -125,6 +127,31 @@ mod tests {
             };
             assert_eq!(Request::decode(&request.encode()), Ok(request));
         }
+    }
+
+    /// A SET is encoded into one buffer reserved to its size: with the largest session
+    /// fields and a value of 1 MiB the buffer never grew, which would have copied the value.
+    #[test]
+    fn a_set_with_a_large_value_is_encoded_without_growing_its_buffer() {
+        let command = Command::Set {
+            key: vec![b'k'; 300],
+            value: vec![7; 1 << 20],
+            condition: SetCondition::IfAbsent,
+        };
+        let reserved = 42 + command.encoded_len_hint();
+        let request = Request {
+            session: Some(SessionRequest {
+                client_id: u64::MAX,
+                sequence: u64::MAX,
+                lowest_unanswered: 0,
+                resubmitted: true,
+                proposed_after: u64::MAX,
+            }),
+            command,
+        };
+        let bytes = request.encode();
+        assert_eq!(bytes.capacity(), reserved, "the buffer grew");
+        assert_eq!(Request::decode(&bytes), Ok(request));
     }
 
     /// A version 1 request (no lowest unanswered sequence) still decodes, as a client with
