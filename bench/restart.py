@@ -48,6 +48,31 @@ def du(path):
     return total
 
 
+def cpu_and_faults(pid):
+    """User and system CPU seconds of process `pid` so far (all its threads), and the minor
+    page faults it took: fields 14, 15 and 10 of /proc/PID/stat. Fresh pages cost this virtual
+    machine's host a fault of its own at times, so a slow restart with many faults says why."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick, int(fields[7])
+
+
+def node_pid(local, node):
+    """The pid of the `skiff serve` of `node` that `skiff local` (`local`) started."""
+    children = subprocess.run(["pgrep", "-P", str(local.pid)], capture_output=True, text=True)
+    for pid in children.stdout.split():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in args and b"--id" in args \
+                and args[args.index(b"--id") + 1:][:1] == [str(node).encode()]:
+            return int(pid)
+    return None
+
+
 def get_once(node):
     try:
         with socket.create_connection(("127.0.0.1", BASE + node - 1), timeout=1) as s:
@@ -100,9 +125,14 @@ def run(log_gib, serve_args, label, rounds=None):
                 sys.exit("node 1 did not serve within 120 s")
             time.sleep(0.01)
         elapsed = time.monotonic() - started
+        pid = node_pid(local, 1)
+        spent = ""
+        if pid is not None:
+            user, system, faults = cpu_and_faults(pid)
+            spent = f" (CPU until then: user {user:.2f} s, system {system:.2f} s; {faults} page faults)"
         print(f"{label}: node 1's data {size / (1 << 30):.2f} GiB "
               f"(log {s1['first_index']}..{s1['last_index']}, snapshot at {s1['snapshot_index']}), "
-              f"restart to first linearizable read served: {elapsed:.2f} s")
+              f"restart to first linearizable read served: {elapsed:.2f} s{spent}")
         return loaded
     finally:
         skiff_local.stop(local)
@@ -121,7 +151,8 @@ def node1_args(work):
 
 def restart_with(binary, work):
     """Starts node 1 with `binary`, waits for its first linearizable read and kills it (-9).
-    Returns the wall time and node 1's CPU time (user + system) until that read, in seconds."""
+    Returns the wall time and node 1's CPU time (user + system) until that read, in seconds,
+    and the page faults it took."""
     started = time.monotonic()
     node = subprocess.Popen([binary, *node1_args(work)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -131,9 +162,7 @@ def restart_with(binary, work):
                 sys.exit(f"node 1 ({binary}) did not serve")
             time.sleep(0.005)
         wall = time.monotonic() - started
-        with open(f"/proc/{node.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        user, system, faults = cpu_and_faults(node.pid)
     finally:
         node.send_signal(signal.SIGKILL)
         node.wait()
@@ -153,10 +182,10 @@ def compare(log_gib, builds, rounds):
         for round_number in range(rounds):
             for label, binary in builds:
                 time.sleep(1)
-                wall, cpu = restart_with(binary, work)
+                wall, cpu, faults = restart_with(binary, work)
                 results[label].append((wall, cpu))
                 print(f"round {round_number + 1} {label}: first linearizable read after "
-                      f"{wall:.2f} s, CPU {cpu:.2f} s", flush=True)
+                      f"{wall:.2f} s, CPU {cpu:.2f} s, {faults} page faults", flush=True)
     finally:
         skiff_local.stop(local)
         shutil.rmtree(work, ignore_errors=True)
