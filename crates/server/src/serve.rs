@@ -512,7 +512,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await?;
         // With the peer port open, so that the leader's connection is there when it is done.
         let node = replay(identity.id, node)?;
-        let connect_peer = peer_connector(transport, shared.metrics.clone(), security.tls.clone());
+        let connect_peer = peer_connector(transport, &shared, security.tls.clone());
         let driver = Driver::new(node, driver_options, driver_rx, connect_peer, shared)?;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
@@ -659,10 +659,11 @@ fn transport_options(
 /// What the driver calls to open a connection to a peer: a sender task on this runtime.
 fn peer_connector(
     transport: Arc<TransportOptions>,
-    metrics: Arc<Metrics>,
+    shared: &Shared,
     tls: Option<Arc<Tls>>,
 ) -> ConnectPeer {
     let runtime = tokio::runtime::Handle::current();
+    let (metrics, redials) = (shared.metrics.clone(), shared.redials.clone());
     Box::new(move |peer, addr| {
         let label = peer.0.to_string();
         let sent = transport::Sent {
@@ -676,6 +677,7 @@ fn peer_connector(
             transport.clone(),
             feed,
             tls.clone(),
+            redials.clone(),
         ));
         link
     })

@@ -152,6 +152,8 @@ pub struct Shared {
     /// Milliseconds per Raft tick: the driver reads it before each tick, so the live view
     /// can slow the node down to follow single messages (`POST /admin/tick`).
     pub tick_ms: AtomicU64,
+    /// The sender tasks to peers, woken when their peer connects to this node.
+    pub redials: Arc<crate::transport::redial::Redials>,
 }
 
 impl Default for Shared {
@@ -168,6 +170,7 @@ impl Default for Shared {
             initial_cluster: BTreeMap::new(),
             pubsub: Arc::default(),
             tick_ms: AtomicU64::new(crate::settings::DEFAULT_TICK_MS),
+            redials: Arc::default(),
         }
     }
 }

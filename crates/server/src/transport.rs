@@ -72,6 +72,7 @@ const HEARD_EVERY: Duration = Duration::from_secs(1);
 
 pub mod inbound;
 pub mod lane;
+pub mod redial;
 
 use lane::put_outgoing;
 pub use lane::{peer_lane, PeerFeed, PeerLink, Sent};
@@ -409,6 +410,8 @@ async fn accept_hello(
         )));
     }
     record_hello(shared, options.id, &hello, Instant::now())?;
+    // It is up: if this node is waiting to dial it again, it dials now.
+    shared.redials.peer_is_back(hello.from);
     Ok(Some(hello.from))
 }
 
@@ -548,6 +551,22 @@ pub async fn send_to_peer(
     options: Arc<TransportOptions>,
     mut feed: PeerFeed,
     tls: Option<Arc<Tls>>,
+    redials: Arc<redial::Redials>,
+) {
+    let back = redials.register(peer.0);
+    dial_and_pump(peer, addr, &options, &mut feed, tls, &back).await;
+    redials.unregister(peer.0, &back);
+}
+
+/// The loop of [`send_to_peer`] until the driver drops the queue; `back` wakes it from a wait
+/// between attempts when the peer connects to this node ([`redial`]).
+async fn dial_and_pump(
+    peer: NodeId,
+    addr: SocketAddr,
+    options: &TransportOptions,
+    feed: &mut PeerFeed,
+    tls: Option<Arc<Tls>>,
+    back: &tokio::sync::Notify,
 ) {
     let mut backoff = Duration::from_millis(20);
     let mut out = Vec::with_capacity(64 * 1024);
@@ -564,14 +583,14 @@ pub async fn send_to_peer(
         let stream = match (stream, &tls) {
             (Some(stream), None) => {
                 let _ = stream.set_nodelay(true);
-                shared_with_driver(stream, connection, &feed, None).ok_or(())
+                shared_with_driver(stream, connection, feed, None).ok_or(())
             }
             (Some(stream), Some(tls)) => {
                 let _ = stream.set_nodelay(true);
                 match tls.connect_peer(stream, peer.0, addr).await {
                     Ok(stream) => {
                         let (stream, session) = stream.into_inner();
-                        shared_with_driver(stream, connection, &feed, Some(session)).ok_or(())
+                        shared_with_driver(stream, connection, feed, Some(session)).ok_or(())
                     }
                     Err(why) => {
                         if refused.as_ref() != Some(&why) {
@@ -588,13 +607,18 @@ pub async fn send_to_peer(
             // Messages queued while the peer is unreachable are stale by the time it
             // returns: drop them rather than replay them.
             feed.clear();
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                // The peer is back: dial it now, and soon again if it is not listening yet.
+                () = back.notified() => backoff = Duration::from_millis(20),
+            }
             continue;
         };
         backoff = Duration::from_millis(20);
         let sealed = tls.is_some();
-        let ended = pump(stream, &options, &mut feed, &mut out, connection, sealed).await;
+        let ended = pump(stream, options, feed, &mut out, connection, sealed).await;
         feed.detach();
         match ended {
             Pumped::QueueClosed => return,

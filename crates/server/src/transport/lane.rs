@@ -339,14 +339,14 @@ pub fn put_outgoing(out: &mut Vec<u8>, cluster_id: u64, connection: u64, item: O
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::metrics::Metrics;
     use crate::transport::inbound::tests::message;
     use std::io::Read;
     use std::time::Duration;
 
-    fn lane(capacity: usize) -> (PeerLink, PeerFeed) {
+    pub(crate) fn lane(capacity: usize) -> (PeerLink, PeerFeed) {
         let metrics = Metrics::new();
         let sent = Sent {
             messages: metrics.peer_messages_sent.with_label_values(&["2"]),

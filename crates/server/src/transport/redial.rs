@@ -1,0 +1,128 @@
+//! Dialling a peer again as soon as it is back. A sender task whose peer cannot be reached
+//! waits between attempts, twice as long each time up to a second; a peer that restarts in
+//! the meantime would otherwise hear nothing from this node until the next attempt — a
+//! follower restarted from a snapshot waited out its election timeout for its leader's first
+//! heartbeat. When a peer connects to this node (its Hello accepted), the task dialling it
+//! stops waiting and dials at once.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+/// The wake-up of each sender task, by peer id. Only the sender tasks put entries here, one
+/// per peer the driver connects to, so a stranger's Hello adds nothing.
+#[derive(Debug, Default)]
+pub struct Redials {
+    waiting: Mutex<BTreeMap<u64, Arc<Notify>>>,
+}
+
+impl Redials {
+    /// The wake-up for a new sender task to `peer`; it replaces any earlier task's.
+    pub fn register(&self, peer: u64) -> Arc<Notify> {
+        let signal = Arc::new(Notify::new());
+        self.lock().insert(peer, signal.clone());
+        signal
+    }
+
+    /// A sender task to `peer` ended: its wake-up goes, unless a newer task holds the entry.
+    pub fn unregister(&self, peer: u64, signal: &Arc<Notify>) {
+        let mut waiting = self.lock();
+        if waiting
+            .get(&peer)
+            .is_some_and(|held| Arc::ptr_eq(held, signal))
+        {
+            waiting.remove(&peer);
+        }
+    }
+
+    /// `peer` connected to this node: the task dialling it, if it is waiting to try again,
+    /// tries now (if it is not waiting, its next wait ends at once, costing one early try).
+    pub fn peer_is_back(&self, peer: u64) {
+        if let Some(signal) = self.lock().get(&peer) {
+            signal.notify_one();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Notify>>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_peer_back_wakes_the_task_waiting_to_dial_it_and_no_other() {
+        let redials = Redials::default();
+        let (to_2, to_3) = (redials.register(2), redials.register(3));
+        let woken = |signal: Arc<Notify>| async move {
+            tokio::time::timeout(Duration::from_millis(200), signal.notified())
+                .await
+                .is_ok()
+        };
+        redials.peer_is_back(2);
+        redials.peer_is_back(9); // a stranger: nothing to wake, nothing kept
+        assert!(woken(to_2).await, "the task dialling node 2 waits on");
+        assert!(!woken(to_3).await, "node 3's task was woken for node 2");
+        assert_eq!(redials.lock().len(), 2);
+    }
+
+    /// A sender task whose peer has been unreachable for 3.5 s waits a second between
+    /// attempts (its last at about 3.26 s, its next at about 4.26 s). The peer comes back and
+    /// connects: the task dials it at once, not at its next attempt.
+    #[tokio::test]
+    async fn a_peer_that_comes_back_is_dialled_at_once_not_after_the_wait() {
+        use crate::transport::{send_to_peer, Hello, TransportOptions};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let options = Arc::new(TransportOptions {
+            id: 1,
+            cluster_id: 9,
+            max_frame_bytes: 1 << 20,
+            max_connections: 1,
+            hello: Hello {
+                from: 1,
+                client_addr: String::new(),
+                http_addr: String::new(),
+                peer_addr: None,
+            },
+        });
+        let redials = Arc::new(Redials::default());
+        let (_link, feed) = crate::transport::lane::tests::lane(4);
+        let task = tokio::spawn(send_to_peer(
+            skiff_raft::NodeId(2),
+            port,
+            options,
+            feed,
+            None,
+            redials.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        let listener = tokio::net::TcpListener::bind(port).await.unwrap();
+        let back = std::time::Instant::now();
+        redials.peer_is_back(2);
+        let dialled = tokio::time::timeout(Duration::from_millis(400), listener.accept()).await;
+        assert!(
+            dialled.is_ok(),
+            "not dialled within 400 ms of the peer's return ({:?})",
+            back.elapsed()
+        );
+        task.abort();
+    }
+
+    #[test]
+    fn an_ended_task_leaves_a_newer_one_to_the_same_peer_registered() {
+        let redials = Redials::default();
+        let old = redials.register(2);
+        let new = redials.register(2);
+        redials.unregister(2, &old);
+        assert!(Arc::ptr_eq(&redials.lock()[&2], &new));
+        redials.unregister(2, &new);
+        assert!(redials.lock().is_empty());
+    }
+}
