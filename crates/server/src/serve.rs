@@ -671,13 +671,16 @@ fn peer_connector(
             bytes: metrics.peer_bytes_sent.with_label_values(&[&label]),
         };
         let (link, feed) = transport::peer_lane(transport.cluster_id, PEER_QUEUE, sent);
+        // Registered here, in the order the driver connects, not when the task first runs:
+        // a newer task to the same peer must hold the wake-up.
+        let back = redials.register(peer.0);
         runtime.spawn(transport::send_to_peer(
             peer,
             addr,
             transport.clone(),
             feed,
             tls.clone(),
-            redials.clone(),
+            (redials.clone(), back),
         ));
         link
     })

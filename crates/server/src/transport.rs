@@ -551,12 +551,16 @@ pub async fn send_to_peer(
     options: Arc<TransportOptions>,
     mut feed: PeerFeed,
     tls: Option<Arc<Tls>>,
-    redials: Arc<redial::Redials>,
+    redial: (Arc<redial::Redials>, Arc<tokio::sync::Notify>),
 ) {
-    let back = redials.register(peer.0);
+    let (redials, back) = redial;
     dial_and_pump(peer, addr, &options, &mut feed, tls, &back).await;
     redials.unregister(peer.0, &back);
 }
+
+/// The least time between the starts of two attempts to connect to a peer, whatever wakes
+/// the sender task: a peer's Hellos, or connections lost as soon as they are made.
+const MIN_DIAL_GAP: Duration = Duration::from_millis(20);
 
 /// The loop of [`send_to_peer`] until the driver drops the queue; `back` wakes it from a wait
 /// between attempts when the peer connects to this node ([`redial`]).
@@ -573,7 +577,12 @@ async fn dial_and_pump(
     // The last reason a TLS connection was refused: logged when it changes, not every retry.
     let mut refused: Option<String> = None;
     let mut connection = 0;
+    let mut last_dial: Option<tokio::time::Instant> = None;
     loop {
+        if let Some(last) = last_dial {
+            tokio::time::sleep_until(last + MIN_DIAL_GAP).await;
+        }
+        last_dial = Some(tokio::time::Instant::now());
         let stream =
             match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await {
                 Ok(Ok(stream)) => Some(stream),
@@ -604,16 +613,10 @@ async fn dial_and_pump(
             (None, _) => Err(()),
         };
         let Ok(stream) = stream else {
-            // Messages queued while the peer is unreachable are stale by the time it
-            // returns: drop them rather than replay them.
-            feed.clear();
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-                // The peer is back: dial it now, and soon again if it is not listening yet.
-                () = back.notified() => backoff = Duration::from_millis(20),
+            if !wait_to_dial_again(feed, backoff, back).await {
+                return;
             }
+            backoff = (backoff * 2).min(Duration::from_secs(1));
             continue;
         };
         backoff = Duration::from_millis(20);
@@ -624,6 +627,30 @@ async fn dial_and_pump(
             Pumped::QueueClosed => return,
             Pumped::Lost(error) => {
                 tracing::debug!(peer = %addr, %error, "peer connection lost; reconnecting")
+            }
+        }
+    }
+}
+
+/// Waits `backoff` before the next attempt to reach an unreachable peer, or less if the peer
+/// connects to this node meanwhile (`back`). Messages queued while the peer is unreachable are
+/// stale by the time it returns: they are dropped rather than replayed. `false` when the driver
+/// dropped the queue (the peer left the configuration, or moved): the task is to end.
+async fn wait_to_dial_again(
+    feed: &mut PeerFeed,
+    backoff: Duration,
+    back: &tokio::sync::Notify,
+) -> bool {
+    let waited = tokio::time::sleep(backoff);
+    tokio::pin!(waited);
+    loop {
+        tokio::select! {
+            () = &mut waited => return true,
+            () = back.notified() => return true,
+            queued = feed.queue.recv() => {
+                if queued.is_none() {
+                    return false;
+                }
             }
         }
     }

@@ -278,11 +278,6 @@ impl PeerFeed {
     pub fn sent(&self) -> &Sent {
         &self.lane.sent
     }
-
-    /// Drops whatever is queued (stale once the peer is reachable again).
-    pub fn clear(&mut self) {
-        while self.queue.try_recv().is_ok() {}
-    }
 }
 
 impl Drop for PeerFeed {

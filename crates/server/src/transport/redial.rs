@@ -70,40 +70,59 @@ mod tests {
         assert_eq!(redials.lock().len(), 2);
     }
 
+    fn options(id: u64) -> Arc<crate::transport::TransportOptions> {
+        Arc::new(crate::transport::TransportOptions {
+            id,
+            cluster_id: 9,
+            max_frame_bytes: 1 << 20,
+            max_connections: 4,
+            hello: hello(id),
+        })
+    }
+
+    fn hello(from: u64) -> crate::transport::Hello {
+        crate::transport::Hello {
+            from,
+            client_addr: "127.0.0.1:7001".into(),
+            http_addr: "127.0.0.1:7201".into(),
+            peer_addr: None,
+        }
+    }
+
+    /// A loopback address nothing listens on (until a test binds it again).
+    fn unreachable() -> std::net::SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    }
+
+    /// The sender task of node 1 to node 2 at `addr`, registered in `redials`; its queue's
+    /// sending end, which the driver would hold.
+    fn sender_task(
+        addr: std::net::SocketAddr,
+        redials: &Arc<Redials>,
+    ) -> (crate::transport::PeerLink, tokio::task::JoinHandle<()>) {
+        let (link, feed) = crate::transport::lane::tests::lane(4);
+        let back = redials.register(2);
+        let task = tokio::spawn(crate::transport::send_to_peer(
+            skiff_raft::NodeId(2),
+            addr,
+            options(1),
+            feed,
+            None,
+            (redials.clone(), back),
+        ));
+        (link, task)
+    }
+
     /// A sender task whose peer has been unreachable for 3.5 s waits a second between
     /// attempts (its last at about 3.26 s, its next at about 4.26 s). The peer comes back and
     /// connects: the task dials it at once, not at its next attempt.
     #[tokio::test]
     async fn a_peer_that_comes_back_is_dialled_at_once_not_after_the_wait() {
-        use crate::transport::{send_to_peer, Hello, TransportOptions};
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let options = Arc::new(TransportOptions {
-            id: 1,
-            cluster_id: 9,
-            max_frame_bytes: 1 << 20,
-            max_connections: 1,
-            hello: Hello {
-                from: 1,
-                client_addr: String::new(),
-                http_addr: String::new(),
-                peer_addr: None,
-            },
-        });
-        let redials = Arc::new(Redials::default());
-        let (_link, feed) = crate::transport::lane::tests::lane(4);
-        let task = tokio::spawn(send_to_peer(
-            skiff_raft::NodeId(2),
-            port,
-            options,
-            feed,
-            None,
-            redials.clone(),
-        ));
+        let (addr, redials) = (unreachable(), Arc::new(Redials::default()));
+        let (_link, task) = sender_task(addr, &redials);
         tokio::time::sleep(Duration::from_millis(3500)).await;
-        let listener = tokio::net::TcpListener::bind(port).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let back = std::time::Instant::now();
         redials.peer_is_back(2);
         let dialled = tokio::time::timeout(Duration::from_millis(400), listener.accept()).await;
@@ -113,6 +132,53 @@ mod tests {
             back.elapsed()
         );
         task.abort();
+    }
+
+    /// The driver drops the queue of a peer it no longer sends to (it left, or moved) while
+    /// the peer cannot be reached: the task ends, and its wake-up goes with it.
+    #[tokio::test]
+    async fn a_task_whose_queue_is_dropped_while_its_peer_is_unreachable_ends() {
+        let (addr, redials) = (unreachable(), Arc::new(Redials::default()));
+        let (link, task) = sender_task(addr, &redials);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(link);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the task goes on dialling a peer nothing sends to")
+            .unwrap();
+        assert!(redials.lock().is_empty(), "its wake-up stayed registered");
+    }
+
+    /// A connection whose Hello names node 2, accepted by the peer listener, wakes the task
+    /// dialling node 2; a Hello naming a node no task dials wakes nothing and adds nothing.
+    #[tokio::test]
+    async fn a_hello_accepted_on_the_peer_port_wakes_the_task_dialling_its_sender() {
+        use tokio::io::AsyncWriteExt;
+        let shared = Arc::new(crate::shared::Shared::default());
+        let to_2 = shared.redials.register(2);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap();
+        let (to_driver, _inbox) = crate::driver::inbox(4).unwrap();
+        let serving = tokio::spawn(crate::transport::serve_peers(
+            listener,
+            options(1),
+            to_driver,
+            shared.clone(),
+            None,
+        ));
+        let mut connections = Vec::new();
+        for from in [7, 2] {
+            let mut out = Vec::new();
+            crate::transport::put_hello(&mut out, 9, &hello(from));
+            let mut peer = tokio::net::TcpStream::connect(port).await.unwrap();
+            peer.write_all(&out).await.unwrap();
+            connections.push(peer);
+        }
+        tokio::time::timeout(Duration::from_secs(5), to_2.notified())
+            .await
+            .expect("node 2's Hello did not wake the task dialling node 2");
+        assert_eq!(shared.redials.lock().len(), 1, "node 7's Hello was kept");
+        serving.abort();
     }
 
     #[test]
