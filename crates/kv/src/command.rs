@@ -503,12 +503,28 @@ impl Command {
         out
     }
 
-    /// Bytes to reserve for the binary form: a SET's exactly (its value may be large, and a
-    /// buffer grown to fit it would be copied on the way), a guess for any other command.
+    /// Bytes to reserve for the binary form: at least its size for the commands that carry
+    /// values (a value may be large, and a buffer grown to fit it would copy it on the way), a
+    /// guess for any other command.
     pub(crate) fn encoded_len_hint(&self) -> usize {
+        /// Each pair's bytes and their two lengths (at most 10 bytes each).
+        fn pairs_len(pairs: &[(Vec<u8>, Vec<u8>)]) -> usize {
+            pairs.iter().map(|(a, b)| 20 + a.len() + b.len()).sum()
+        }
         match self {
             // Version, opcode, two lengths of at most 10 bytes each, the condition.
             Command::Set { key, value, .. } => 23 + key.len() + value.len(),
+            // The same, and the options or offset (at most 32 bytes).
+            Command::SetWith { key, value, .. }
+            | Command::SetNx { key, value }
+            | Command::Append { key, value }
+            | Command::SetRange { key, value, .. } => 54 + key.len() + value.len(),
+            Command::HSetNx { key, field, value } => 32 + key.len() + field.len() + value.len(),
+            // Version, opcode, the key's length and the pairs' count.
+            Command::MSet { pairs } | Command::MSetNx { pairs } => 12 + pairs_len(pairs),
+            Command::HSet { key, pairs } | Command::HMSet { key, pairs } => {
+                22 + key.len() + pairs_len(pairs)
+            }
             _ => 64,
         }
     }

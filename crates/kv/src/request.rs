@@ -129,29 +129,72 @@ mod tests {
         }
     }
 
-    /// A SET is encoded into one buffer reserved to its size: with the largest session
-    /// fields and a value of 1 MiB the buffer never grew, which would have copied the value.
+    /// A command that carries values is encoded into one buffer reserved to its size: with
+    /// the largest session fields and values of 1 MiB, the buffer never grew (which would have
+    /// copied the values).
     #[test]
-    fn a_set_with_a_large_value_is_encoded_without_growing_its_buffer() {
-        let command = Command::Set {
-            key: vec![b'k'; 300],
-            value: vec![7; 1 << 20],
-            condition: SetCondition::IfAbsent,
-        };
-        let reserved = 42 + command.encoded_len_hint();
-        let request = Request {
-            session: Some(SessionRequest {
-                client_id: u64::MAX,
-                sequence: u64::MAX,
-                lowest_unanswered: 0,
-                resubmitted: true,
-                proposed_after: u64::MAX,
-            }),
-            command,
-        };
-        let bytes = request.encode();
-        assert_eq!(bytes.capacity(), reserved, "the buffer grew");
-        assert_eq!(Request::decode(&bytes), Ok(request));
+    fn commands_with_large_values_are_encoded_without_growing_their_buffer() {
+        use crate::expiry::{Deadline, Expiry, SetOptions};
+        let (key, value) = (vec![b'k'; 300], vec![7; 1 << 20]);
+        let pairs = vec![
+            (key.clone(), value.clone()),
+            (vec![b'f'; 200], value.clone()),
+        ];
+        let commands = [
+            Command::Set {
+                key: key.clone(),
+                value: value.clone(),
+                condition: SetCondition::IfAbsent,
+            },
+            Command::SetWith {
+                key: key.clone(),
+                value: value.clone(),
+                options: SetOptions {
+                    condition: SetCondition::IfPresent,
+                    expiry: Expiry::Until(Deadline::At(i64::MIN)),
+                    get: true,
+                },
+            },
+            Command::Append {
+                key: key.clone(),
+                value: value.clone(),
+            },
+            Command::SetRange {
+                key: key.clone(),
+                offset: u64::MAX,
+                value: value.clone(),
+            },
+            Command::HSetNx {
+                key: key.clone(),
+                field: key.clone(),
+                value: value.clone(),
+            },
+            Command::MSet {
+                pairs: pairs.clone(),
+            },
+            Command::HSet { key, pairs },
+        ];
+        for command in commands {
+            let reserved = 42 + command.encoded_len_hint();
+            let request = Request {
+                session: Some(SessionRequest {
+                    client_id: u64::MAX,
+                    sequence: u64::MAX,
+                    lowest_unanswered: 0,
+                    resubmitted: true,
+                    proposed_after: u64::MAX,
+                }),
+                command,
+            };
+            let bytes = request.encode();
+            assert_eq!(
+                bytes.capacity(),
+                reserved,
+                "grew: {:?}",
+                request.command.name()
+            );
+            assert_eq!(Request::decode(&bytes), Ok(request));
+        }
     }
 
     /// A version 1 request (no lowest unanswered sequence) still decodes, as a client with
