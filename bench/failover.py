@@ -105,7 +105,8 @@ class Writer(threading.Thread):
 
     def first_ack_after(self, t, exclude):
         """When the first write sent after `t`, to a node other than `exclude`, was
-        acknowledged: a write the old leader committed before it died does not count."""
+        acknowledged (`t`: when the old leader was gone, so that no write it committed
+        counts, also one a follower forwarded to it)."""
         with self.lock:
             for sent, acknowledged, node in self.acks:
                 if sent > t and node != exclude:
@@ -142,8 +143,12 @@ def main():
             leader, _ = leader_of(nodes)
             killed_at = time.monotonic()
             skiff_local.control(BASE, "kill", leader)
+            # The control call returns once the process is gone. A write sent before then may
+            # have been forwarded by a follower to the old leader and committed by it: only
+            # writes sent after it count, timed from the kill's start.
+            dead_at = time.monotonic()
             deadline = killed_at + 10
-            while (at := writer.first_ack_after(killed_at, leader)) is None:
+            while (at := writer.first_ack_after(dead_at, leader)) is None:
                 if time.monotonic() > deadline:
                     sys.exit(f"round {round_ + 1}: no write acknowledged within 10 s")
                 time.sleep(0.005)
