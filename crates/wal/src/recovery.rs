@@ -116,6 +116,9 @@ pub(crate) fn recover<D: Disk>(
     // One buffer for every segment: a fresh one each time would be zeroed by the kernel page
     // by page before the read fills it.
     let mut bytes = Vec::new();
+    // One list of decoded records for every segment, for the same reason: a segment's list
+    // runs to megabytes, and one grown afresh for each would be faulted in page by page.
+    let mut kept_records = Vec::new();
     for (position, (first_index, name)) in names.iter().enumerate() {
         let file = dir.join(name);
         let is_last = position + 1 == names.len();
@@ -129,7 +132,7 @@ pub(crate) fn recover<D: Disk>(
             segments_total: names.len(),
             bytes_read,
         });
-        let scan = scan_segment(&file, &bytes, is_last)?;
+        let scan = scan_segment(&file, &bytes, is_last, std::mem::take(&mut kept_records))?;
         if scan.records.is_empty() && !is_last {
             return Err(corrupt(&file, 0, Corruption::NoSegmentHeader));
         }
@@ -142,7 +145,8 @@ pub(crate) fn recover<D: Disk>(
             continue;
         }
         let segment = kept_segment(&file, bytes.len() as u64, &scan);
-        let mut records = scan.records.into_iter();
+        let mut all_records = scan.records;
+        let mut records = all_records.drain(..);
         let header = segment_header(&file, *first_index, cluster_id, records.next())?;
         let state = continue_replay(&mut replay, &header, &file)?;
         for (offset, decoded) in records {
@@ -150,6 +154,7 @@ pub(crate) fn recover<D: Disk>(
                 .apply(*first_index, offset, decoded)
                 .map_err(|problem| corrupt(&file, offset, problem))?;
         }
+        kept_records = all_records;
         segments.insert(*first_index, segment);
     }
 
@@ -427,9 +432,14 @@ struct Scan {
 /// write and is left out: records without their batch's end mark, then at most a prefix of one
 /// record followed by zeros, and no valid record after it ([`record::check_torn_prefix`]).
 /// Anything else — garbage that is not such a prefix, or any damage in an earlier segment — is
-/// corruption.
-fn scan_segment(file: &Path, bytes: &[u8], is_last: bool) -> Result<Scan, WalError> {
-    let mut records = Vec::new();
+/// corruption. `records` is a list to fill (emptied first), kept from the segment before.
+fn scan_segment(
+    file: &Path,
+    bytes: &[u8],
+    is_last: bool,
+    mut records: Vec<(u64, Decoded)>,
+) -> Result<Scan, WalError> {
+    records.clear();
     let mut pending: Vec<(u64, Decoded)> = Vec::new();
     let mut position = 0;
     let mut batch_end = 0;
