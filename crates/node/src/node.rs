@@ -307,7 +307,8 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 proposed_after: committed,
                 ..session
             });
-            let request = M::encode_command(command, session);
+            // Shared, not copied, with the session's record of it (a value may be large).
+            let request = bytes::Bytes::from(M::encode_command(command, session));
             if let Some(session) = session {
                 self.session_writes.insert(id, request.clone(), session);
             }
@@ -434,7 +435,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                         M::refused(format!("ERR malformed request: {error}")),
                     );
                 } else {
-                    self.propose(origin, request);
+                    self.propose(origin, request.into());
                 }
                 Ok(())
             }
@@ -552,14 +553,14 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         self.raw.into_storage().into_disk()
     }
 
-    fn propose(&mut self, origin: Origin, request: Vec<u8>) {
+    fn propose(&mut self, origin: Origin, request: bytes::Bytes) {
         let raft = self.raw.raft();
         if raft.role() != Role::Leader {
             // A follower hands its own client's write to the leader; a forwarded write is
             // not forwarded again.
             match (origin, raft.leader()) {
                 (Origin::Local(id), Some(leader)) if leader != self.id() => {
-                    self.forward(id, leader, request);
+                    self.forward(id, leader, request.to_vec());
                 }
                 // A write forwarded to a node that no longer leads (a transfer or an election
                 // moved leadership while it was on its way): not proposed, and the cluster

@@ -40,8 +40,8 @@ use crate::RequestId;
 /// One session write waiting for its outcome.
 #[derive(Debug)]
 struct SessionWrite {
-    /// The request bytes (unstamped) of its last attempt.
-    request: Vec<u8>,
+    /// The request bytes (unstamped) of its last attempt, shared with that attempt.
+    request: bytes::Bytes,
     /// Its place in its client's session.
     session: ClientSession,
     /// How many times it was proposed or forwarded.
@@ -76,7 +76,7 @@ enum Verdict {
 
 impl SessionWrites {
     /// Remembers session write `id`: its request bytes, in `session`.
-    pub(super) fn insert(&mut self, id: RequestId, request: Vec<u8>, session: ClientSession) {
+    pub(super) fn insert(&mut self, id: RequestId, request: bytes::Bytes, session: ClientSession) {
         let write = SessionWrite {
             request,
             session,
@@ -197,7 +197,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         // client's earlier writes resolved) and whether a copy may be in the log.
         write.session.resubmitted = write.maybe_in_log;
         if let Ok((command, _)) = M::decode_command(&write.request) {
-            write.request = M::encode_command(command, Some(write.session));
+            write.request = M::encode_command(command, Some(write.session)).into();
         }
         let request = write.request.clone();
         let raft = self.raw.raft();
@@ -223,7 +223,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                     id,
                     proposed_at: None,
                 });
-                self.forward(id, leader, request);
+                self.forward(id, leader, request.to_vec());
             }
             _ => self.session_writes.parked.push(id),
         }
@@ -266,7 +266,11 @@ mod tests {
             proposed_after: 0,
         };
         let command = Command::Incr { key: "n".into() };
-        writes.insert(id, Kv::encode_command(command, Some(session)), session);
+        writes.insert(
+            id,
+            Kv::encode_command(command, Some(session)).into(),
+            session,
+        );
         id
     }
 
