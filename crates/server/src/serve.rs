@@ -680,7 +680,7 @@ fn peer_connector(
             transport.clone(),
             feed,
             tls.clone(),
-            (redials.clone(), back),
+            back,
         ));
         link
     })

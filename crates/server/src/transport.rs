@@ -542,35 +542,22 @@ async fn relay_messages(
     }
 }
 
+/// The least time between the starts of two attempts to connect to a peer, whatever wakes
+/// the sender task: a peer's Hellos, or connections lost as soon as they are made.
+const MIN_DIAL_GAP: Duration = Duration::from_millis(20);
+
 /// Keeps one connection to the peer at `addr` and writes the queued messages to it,
 /// several per write when they queue up, and lets the driver write to the socket itself
-/// while nothing is queued ([`lane`]; over TLS both seal through the lane's session).
+/// while nothing is queued ([`lane`]; over TLS both seal through the lane's session). `back`
+/// ends a wait between attempts when the peer connects to this node ([`redial`]); the task
+/// ends when the driver drops the queue.
 pub async fn send_to_peer(
     peer: NodeId,
     addr: SocketAddr,
     options: Arc<TransportOptions>,
     mut feed: PeerFeed,
     tls: Option<Arc<Tls>>,
-    redial: (Arc<redial::Redials>, Arc<tokio::sync::Notify>),
-) {
-    let (redials, back) = redial;
-    dial_and_pump(peer, addr, &options, &mut feed, tls, &back).await;
-    redials.unregister(peer.0, &back);
-}
-
-/// The least time between the starts of two attempts to connect to a peer, whatever wakes
-/// the sender task: a peer's Hellos, or connections lost as soon as they are made.
-const MIN_DIAL_GAP: Duration = Duration::from_millis(20);
-
-/// The loop of [`send_to_peer`] until the driver drops the queue; `back` wakes it from a wait
-/// between attempts when the peer connects to this node ([`redial`]).
-async fn dial_and_pump(
-    peer: NodeId,
-    addr: SocketAddr,
-    options: &TransportOptions,
-    feed: &mut PeerFeed,
-    tls: Option<Arc<Tls>>,
-    back: &tokio::sync::Notify,
+    back: redial::Redial,
 ) {
     let mut backoff = Duration::from_millis(20);
     let mut out = Vec::with_capacity(64 * 1024);
@@ -592,14 +579,14 @@ async fn dial_and_pump(
         let stream = match (stream, &tls) {
             (Some(stream), None) => {
                 let _ = stream.set_nodelay(true);
-                shared_with_driver(stream, connection, feed, None).ok_or(())
+                shared_with_driver(stream, connection, &feed, None).ok_or(())
             }
             (Some(stream), Some(tls)) => {
                 let _ = stream.set_nodelay(true);
                 match tls.connect_peer(stream, peer.0, addr).await {
                     Ok(stream) => {
                         let (stream, session) = stream.into_inner();
-                        shared_with_driver(stream, connection, feed, Some(session)).ok_or(())
+                        shared_with_driver(stream, connection, &feed, Some(session)).ok_or(())
                     }
                     Err(why) => {
                         if refused.as_ref() != Some(&why) {
@@ -613,7 +600,7 @@ async fn dial_and_pump(
             (None, _) => Err(()),
         };
         let Ok(stream) = stream else {
-            if !wait_to_dial_again(feed, backoff, back).await {
+            if !wait_to_dial_again(&mut feed, backoff, &back).await {
                 return;
             }
             backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -621,7 +608,7 @@ async fn dial_and_pump(
         };
         backoff = Duration::from_millis(20);
         let sealed = tls.is_some();
-        let ended = pump(stream, options, feed, &mut out, connection, sealed).await;
+        let ended = pump(stream, &options, &mut feed, &mut out, connection, sealed).await;
         feed.detach();
         match ended {
             Pumped::QueueClosed => return,
@@ -636,17 +623,13 @@ async fn dial_and_pump(
 /// connects to this node meanwhile (`back`). Messages queued while the peer is unreachable are
 /// stale by the time it returns: they are dropped rather than replayed. `false` when the driver
 /// dropped the queue (the peer left the configuration, or moved): the task is to end.
-async fn wait_to_dial_again(
-    feed: &mut PeerFeed,
-    backoff: Duration,
-    back: &tokio::sync::Notify,
-) -> bool {
+async fn wait_to_dial_again(feed: &mut PeerFeed, backoff: Duration, back: &redial::Redial) -> bool {
     let waited = tokio::time::sleep(backoff);
     tokio::pin!(waited);
     loop {
         tokio::select! {
             () = &mut waited => return true,
-            () = back.notified() => return true,
+            () = back.peer_back() => return true,
             queued = feed.queue.recv() => {
                 if queued.is_none() {
                     return false;

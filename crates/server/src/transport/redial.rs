@@ -17,22 +17,24 @@ pub struct Redials {
     waiting: Mutex<BTreeMap<u64, Arc<Notify>>>,
 }
 
+/// A sender task's place in [`Redials`]: it replaces any earlier task's to the same peer, and
+/// goes when the task ends (dropped), unless a newer task holds the place by then.
+#[derive(Debug)]
+pub struct Redial {
+    redials: Arc<Redials>,
+    peer: u64,
+    signal: Arc<Notify>,
+}
+
 impl Redials {
-    /// The wake-up for a new sender task to `peer`; it replaces any earlier task's.
-    pub fn register(&self, peer: u64) -> Arc<Notify> {
+    /// The place of a new sender task to `peer`.
+    pub fn register(self: &Arc<Self>, peer: u64) -> Redial {
         let signal = Arc::new(Notify::new());
         self.lock().insert(peer, signal.clone());
-        signal
-    }
-
-    /// A sender task to `peer` ended: its wake-up goes, unless a newer task holds the entry.
-    pub fn unregister(&self, peer: u64, signal: &Arc<Notify>) {
-        let mut waiting = self.lock();
-        if waiting
-            .get(&peer)
-            .is_some_and(|held| Arc::ptr_eq(held, signal))
-        {
-            waiting.remove(&peer);
+        Redial {
+            redials: self.clone(),
+            peer,
+            signal,
         }
     }
 
@@ -49,6 +51,25 @@ impl Redials {
     }
 }
 
+impl Redial {
+    /// Returns when the peer has connected to this node since the last call.
+    pub async fn peer_back(&self) {
+        self.signal.notified().await;
+    }
+}
+
+impl Drop for Redial {
+    fn drop(&mut self) {
+        let mut waiting = self.redials.lock();
+        if waiting
+            .get(&self.peer)
+            .is_some_and(|held| Arc::ptr_eq(held, &self.signal))
+        {
+            waiting.remove(&self.peer);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,18 +77,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_peer_back_wakes_the_task_waiting_to_dial_it_and_no_other() {
-        let redials = Redials::default();
+        let redials = Arc::new(Redials::default());
         let (to_2, to_3) = (redials.register(2), redials.register(3));
-        let woken = |signal: Arc<Notify>| async move {
-            tokio::time::timeout(Duration::from_millis(200), signal.notified())
+        let woken = |place: Redial| async move {
+            tokio::time::timeout(Duration::from_millis(200), place.peer_back())
                 .await
                 .is_ok()
         };
         redials.peer_is_back(2);
         redials.peer_is_back(9); // a stranger: nothing to wake, nothing kept
+        assert_eq!(redials.lock().len(), 2, "node 9's Hello was kept");
         assert!(woken(to_2).await, "the task dialling node 2 waits on");
         assert!(!woken(to_3).await, "node 3's task was woken for node 2");
-        assert_eq!(redials.lock().len(), 2);
     }
 
     fn options(id: u64) -> Arc<crate::transport::TransportOptions> {
@@ -109,7 +130,7 @@ mod tests {
             options(1),
             feed,
             None,
-            (redials.clone(), back),
+            back,
         ));
         (link, task)
     }
@@ -174,7 +195,7 @@ mod tests {
             peer.write_all(&out).await.unwrap();
             connections.push(peer);
         }
-        tokio::time::timeout(Duration::from_secs(5), to_2.notified())
+        tokio::time::timeout(Duration::from_secs(5), to_2.peer_back())
             .await
             .expect("node 2's Hello did not wake the task dialling node 2");
         assert_eq!(shared.redials.lock().len(), 1, "node 7's Hello was kept");
@@ -183,12 +204,12 @@ mod tests {
 
     #[test]
     fn an_ended_task_leaves_a_newer_one_to_the_same_peer_registered() {
-        let redials = Redials::default();
+        let redials = Arc::new(Redials::default());
         let old = redials.register(2);
         let new = redials.register(2);
-        redials.unregister(2, &old);
-        assert!(Arc::ptr_eq(&redials.lock()[&2], &new));
-        redials.unregister(2, &new);
+        drop(old);
+        assert!(Arc::ptr_eq(&redials.lock()[&2], &new.signal));
+        drop(new);
         assert!(redials.lock().is_empty());
     }
 }
