@@ -202,6 +202,40 @@ mod tests {
         serving.abort();
     }
 
+    /// A hostile or broken peer accepts each connection and resets it at once, while its
+    /// Hellos arrive as fast as it can send them: the node dials it no more than once per
+    /// `MIN_DIAL_GAP` (without the gap: 477 dials in a second).
+    #[tokio::test]
+    async fn a_peer_that_drops_every_connection_and_floods_hellos_is_not_dialled_in_a_loop() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let redials = Arc::new(Redials::default());
+        let (link, task) = sender_task(addr, &redials);
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counting = accepted.clone();
+        let dropping = tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                counting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = socket.set_zero_linger();
+                drop(socket);
+            }
+        });
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(1) {
+            redials.peer_is_back(2);
+            link.send(vec![crate::transport::inbound::tests::message(1)]);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let dials = accepted.load(std::sync::atomic::Ordering::Relaxed);
+        let gap = crate::transport::MIN_DIAL_GAP.as_millis();
+        let most = (started.elapsed().as_millis() / gap) as usize + 2;
+        assert!(dials >= 2, "the peer was not dialled again ({dials})");
+        assert!(dials <= most, "{dials} dials in {:?}", started.elapsed());
+        dropping.abort();
+        task.abort();
+    }
+
     #[test]
     fn an_ended_task_leaves_a_newer_one_to_the_same_peer_registered() {
         let redials = Arc::new(Redials::default());
