@@ -1,6 +1,5 @@
-//! The real disk, with each fsync timed for `/metrics`, segments read ahead at recovery
-//! ([`WholeReads`]), and the space of large removed files freed on a thread of its own
-//! ([`Freer`]).
+//! The real disk, with each fsync timed for `/metrics`, and the space of large removed files
+//! freed on a thread of its own ([`Freer`]).
 //!
 //! A large file's name is gone when `remove` returns but its blocks come back a moment later,
 //! once the freer has closed it: a disk filled to the last segment may see a write refused
@@ -15,17 +14,15 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-use skiff_wal::{Disk, DiskError, FsDisk};
+use skiff_wal::{Disk, DiskError, FsDisk, WholeFile};
 
 use crate::metrics::Metrics;
-use crate::prefetch::WholeReads;
 
-/// [`FsDisk`] whose `sync` and `sync_dir` are timed into `skiff_fsync_duration_seconds`, whose
-/// whole-file reads may be read ahead, and whose large removed files are freed apart.
+/// [`FsDisk`] whose `sync` and `sync_dir` are timed into `skiff_fsync_duration_seconds`, and
+/// whose large removed files are freed apart.
 pub struct TimedDisk {
     inner: FsDisk,
     metrics: Arc<Metrics>,
-    whole_reads: WholeReads,
     freer: Freer,
 }
 
@@ -35,7 +32,6 @@ impl TimedDisk {
         TimedDisk {
             inner: FsDisk::new(),
             metrics,
-            whole_reads: WholeReads::default(),
             freer: Freer::default(),
         }
     }
@@ -64,11 +60,9 @@ impl Disk for TimedDisk {
         self.inner.create(file)
     }
     fn append(&mut self, file: &Path, bytes: &[u8]) -> Result<(), DiskError> {
-        self.whole_reads.forget(file);
         self.inner.append(file, bytes)
     }
     fn write_at(&mut self, file: &Path, offset: u64, bytes: &[u8]) -> Result<(), DiskError> {
-        self.whole_reads.forget(file);
         self.inner.write_at(file, offset, bytes)
     }
     fn read(&self, file: &Path, offset: u64, len_bytes: u64) -> Result<Vec<u8>, DiskError> {
@@ -86,11 +80,11 @@ impl Disk for TimedDisk {
     fn read_all(&self, file: &Path) -> Result<Vec<u8>, DiskError> {
         self.inner.read_all(file)
     }
-    fn read_all_into(&self, file: &Path, buffer: &mut Vec<u8>) -> Result<(), DiskError> {
-        self.whole_reads.read_all_into(&self.inner, file, buffer)
+    fn read_whole(&self, file: &Path) -> Result<WholeFile, DiskError> {
+        self.inner.read_whole(file)
     }
-    fn read_all_ahead(&self, next: Option<&Path>) {
-        self.whole_reads.read_ahead(next)
+    fn read_whole_ahead(&self, next: &Path) {
+        self.inner.read_whole_ahead(next)
     }
     fn len(&self, file: &Path) -> Result<u64, DiskError> {
         self.inner.len(file)
@@ -108,12 +102,9 @@ impl Disk for TimedDisk {
         result
     }
     fn rename(&mut self, from: &Path, to: &Path) -> Result<(), DiskError> {
-        self.whole_reads.forget(from);
-        self.whole_reads.forget(to);
         self.inner.rename(from, to)
     }
     fn remove(&mut self, file: &Path) -> Result<(), DiskError> {
-        self.whole_reads.forget(file);
         // A large regular file is held open across the unlink: the name goes now, and its
         // blocks are freed when the last handle closes, on the freer's thread.
         let held = is_large_file(file).then(|| open_to_free(file)).flatten();
@@ -124,7 +115,6 @@ impl Disk for TimedDisk {
         Ok(())
     }
     fn truncate(&mut self, file: &Path, len_bytes: u64) -> Result<(), DiskError> {
-        self.whole_reads.forget(file);
         self.inner.truncate(file, len_bytes)
     }
 }
@@ -208,42 +198,6 @@ impl Freer {
 mod tests {
     use super::*;
 
-    /// A file read ahead and then changed through this disk — written, cut, replaced — is read
-    /// as it is after the change, never as the read ahead saw it.
-    #[test]
-    fn a_file_changed_after_it_was_read_ahead_is_read_as_it_is_now() {
-        let dir = tempfile::tempdir().unwrap();
-        let (segment, staged) = (dir.path().join("seg"), dir.path().join("staged"));
-        let mut disk = TimedDisk::new(Arc::new(Metrics::new()));
-        let mut buffer = Vec::new();
-        disk.create(&segment).unwrap();
-        disk.write_at(&segment, 0, b"torn tail!").unwrap();
-
-        disk.read_all_ahead(Some(&segment));
-        disk.truncate(&segment, 4).unwrap();
-        disk.read_all_into(&segment, &mut buffer).unwrap();
-        assert_eq!(buffer, b"torn");
-
-        disk.read_all_ahead(Some(&segment));
-        disk.write_at(&segment, 4, b" mended").unwrap();
-        disk.read_all_into(&segment, &mut buffer).unwrap();
-        assert_eq!(buffer, b"torn mended");
-
-        disk.create(&staged).unwrap();
-        disk.write_at(&staged, 0, b"replaced").unwrap();
-        disk.read_all_ahead(Some(&segment));
-        disk.rename(&staged, &segment).unwrap();
-        disk.read_all_into(&segment, &mut buffer).unwrap();
-        assert_eq!(buffer, b"replaced");
-
-        disk.read_all_ahead(Some(&segment));
-        disk.remove(&segment).unwrap();
-        assert!(matches!(
-            disk.read_all_into(&segment, &mut buffer),
-            Err(DiskError::NotFound { .. })
-        ));
-    }
-
     /// A large file's name is gone when `remove` returns, and its handle is closed on the
     /// freer's thread, never touching a new file made under the same name meanwhile; a small
     /// file is removed with no thread at all.
@@ -274,9 +228,7 @@ mod tests {
             );
             thread::sleep(std::time::Duration::from_millis(5));
         }
-        let mut buffer = Vec::new();
-        disk.read_all_into(&segment, &mut buffer).unwrap();
-        assert_eq!(buffer, b"the new file");
+        assert_eq!(disk.read_all(&segment).unwrap(), b"the new file");
     }
 
     /// A FIFO, or a link to a large file, under a name the log removes is unlinked as any

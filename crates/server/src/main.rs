@@ -17,8 +17,7 @@
 //! - the node's thread: [`driver`] (the one owner of the node: persist → send → apply →
 //!   advance), [`syncer`] (fsync on a writer thread), [`snapshotter`] (snapshot files off the
 //!   driver thread), [`peers`] (the driver's peer queues and their addresses), [`disk`] (the
-//!   real disk, timed), [`prefetch`] (segments read ahead at recovery, on a thread),
-//!   [`read_ahead`] (the log read ahead of the replay at start-up, on a thread), [`admin`]
+//!   real disk, timed), [`read_ahead`] (the log read ahead of the replay at start-up, on a thread), [`admin`]
 //!   (membership changes checked before they are proposed);
 //! - the ports: [`client`] (Redis-protocol connections), [`resp`] (RESP2 parsing and replies),
 //!   [`commands`] (what a client request means), [`transport`] (TCP between nodes), [`http`]
@@ -50,7 +49,6 @@ mod local;
 mod metrics;
 mod open_files;
 mod peers;
-mod prefetch;
 mod pubsub;
 mod read_ahead;
 mod resp;

@@ -11,6 +11,9 @@
 
 use std::path::{Path, PathBuf};
 
+/// A whole file's bytes as [`Disk::read_whole`] gives them: read into memory, or mapped.
+pub type WholeFile = Box<dyn std::ops::Deref<Target = [u8]> + Send>;
+
 /// Why a disk operation failed. Every variant names the file (or directory) involved.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -97,17 +100,16 @@ pub trait Disk {
     }
     /// Reads the whole file.
     fn read_all(&self, file: &Path) -> Result<Vec<u8>, DiskError>;
-    /// Reads the whole file into `buffer` (replacing what it held), reusing its allocation.
-    fn read_all_into(&self, file: &Path, buffer: &mut Vec<u8>) -> Result<(), DiskError> {
-        *buffer = self.read_all(file)?;
-        Ok(())
+    /// The whole file's bytes, for reading while the caller changes nothing in the file. An
+    /// implementation may map the file rather than copy it (a 64 MiB copy into fresh memory
+    /// costs a restart more than checking the bytes does). By default it is read.
+    fn read_whole(&self, file: &Path) -> Result<WholeFile, DiskError> {
+        Ok(Box::new(self.read_all(file)?))
     }
     /// A hint while reading files whole in turn (recovery reads every segment): `Some(file)`
-    /// is read whole next, once the caller is done with what it read last, and the caller
-    /// changes nothing in it meanwhile — an implementation may start reading it now (on
-    /// another thread, say); `None`: nothing more is read this way (drop what was kept for it).
+    /// is read whole next — an implementation may start bringing it in from the disk now.
     /// The default ignores it.
-    fn read_all_ahead(&self, _next: Option<&Path>) {}
+    fn read_whole_ahead(&self, _next: &Path) {}
     /// The file's current length in bytes.
     fn len(&self, file: &Path) -> Result<u64, DiskError>;
     /// Makes the file's contents durable (`fdatasync`).

@@ -106,7 +106,7 @@ pub mod snapshot;
 mod snapshot_write;
 pub mod wal;
 
-pub use disk::{Disk, DiskError};
+pub use disk::{Disk, DiskError, WholeFile};
 pub use error::{Corruption, WalError};
 pub use fs_disk::FsDisk;
 pub use mem_disk::MemDisk;

@@ -113,18 +113,18 @@ pub(crate) fn recover<D: Disk>(
     let mut replay: Option<Replay> = None;
     let mut segments = BTreeMap::new();
     let mut bytes_read = 0;
-    // One buffer for every segment: a fresh one each time would be zeroed by the kernel page
-    // by page before the read fills it.
-    let mut bytes = Vec::new();
-    // One list of decoded records for every segment, for the same reason: a segment's list
-    // runs to megabytes, and one grown afresh for each would be faulted in page by page.
+    // One list of decoded records for every segment: a segment's list runs to megabytes, and
+    // one grown afresh for each would be faulted in (and zeroed) page by page.
     let mut kept_records = Vec::new();
     for (position, (first_index, name)) in names.iter().enumerate() {
         let file = dir.join(name);
         let is_last = position + 1 == names.len();
-        disk.read_all_into(&file, &mut bytes)?;
-        let next = names.get(position + 1).map(|(_, next)| dir.join(next));
-        disk.read_all_ahead(next.as_deref());
+        // Dropped at the end of this turn, before any repair changes the file.
+        let whole = disk.read_whole(&file)?;
+        let bytes: &[u8] = &whole;
+        if let Some((_, next)) = names.get(position + 1) {
+            disk.read_whole_ahead(&dir.join(next));
+        }
         report.segments_read.push(file.clone());
         bytes_read += bytes.len() as u64;
         progress(RecoveryProgress {
@@ -132,7 +132,7 @@ pub(crate) fn recover<D: Disk>(
             segments_total: names.len(),
             bytes_read,
         });
-        let scan = scan_segment(&file, &bytes, is_last, std::mem::take(&mut kept_records))?;
+        let scan = scan_segment(&file, bytes, is_last, std::mem::take(&mut kept_records))?;
         if scan.records.is_empty() && !is_last {
             return Err(corrupt(&file, 0, Corruption::NoSegmentHeader));
         }
@@ -440,12 +440,14 @@ fn scan_segment(
     mut records: Vec<(u64, Decoded)>,
 ) -> Result<Scan, WalError> {
     records.clear();
-    let mut pending: Vec<(u64, Decoded)> = Vec::new();
+    // `records[..complete]` are the records of complete batches; those after it await their
+    // batch's end mark.
+    let mut complete = 0;
     let mut position = 0;
     let mut batch_end = 0;
     while position < bytes.len() {
         match record::decode_without_data(&bytes[position..]) {
-            Err(_) if pending.is_empty() && bytes[position..].iter().all(|&b| b == 0) => {
+            Err(_) if records.len() == complete && bytes[position..].iter().all(|&b| b == 0) => {
                 // Nothing was written past the last batch but the zeros written ahead.
                 break;
             }
@@ -469,10 +471,10 @@ fn scan_segment(
             Ok(decoded) => {
                 let ends_batch = decoded.ends_batch;
                 let frame_bytes = decoded.frame_bytes;
-                pending.push((position as u64, decoded));
+                records.push((position as u64, decoded));
                 position += frame_bytes;
                 if ends_batch {
-                    records.append(&mut pending);
+                    complete = records.len();
                     batch_end = position;
                 }
             }
@@ -500,7 +502,6 @@ fn scan_segment(
                         problem: Corruption::Record(error),
                     });
                 }
-                pending.clear();
                 break;
             }
             Err(error) => {
@@ -512,7 +513,7 @@ fn scan_segment(
             }
         }
     }
-    if let Some((offset, _)) = pending.first() {
+    if let Some((offset, _)) = records.get(complete) {
         if !is_last {
             return Err(WalError::Corrupt {
                 file: file.to_path_buf(),
@@ -521,6 +522,8 @@ fn scan_segment(
             });
         }
     }
+    // A torn final batch's records are left out.
+    records.truncate(complete);
     Ok(Scan {
         records,
         kept_bytes: batch_end as u64,
