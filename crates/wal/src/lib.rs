@@ -3,8 +3,10 @@
 //! Take `skiff-wal` for a durable Raft log on disk with checksums and crash recovery;
 //! [`skiff_raft`]'s first page says which Skiff crate to take for which job.
 //!
-//! The WAL is deterministic: no clock, no randomness, no threads (a caller may lend it one to
-//! read ahead: [`ReadAhead`]). Every file operation goes
+//! The WAL is deterministic: no clock, no randomness, and no thread that could change what it
+//! does (a caller may lend it one to read ahead: [`ReadAhead`]; recovery checks two large
+//! segments at once, the second on a helper thread it joins before going on — a function of
+//! the bytes alone). Every file operation goes
 //! through [`Disk`], so the same code runs on the real file system ([`FsDisk`]) and on a
 //! simulated disk that loses unsynced data when it crashes ([`MemDisk`]).
 //!

@@ -1,7 +1,7 @@
 //! Reading ahead: the log plans the reads of the batches of committed entries its caller will
 //! ask for next (a restart applies the whole log again, batch after batch), and a
 //! [`ReadAhead`] the caller gave it carries them out meanwhile — on another thread, say, while
-//! the caller applies the batch before. The log stays free of threads; it only plans, and
+//! the caller applies the batch before. The log starts no thread for it; it only plans, and
 //! checks what comes back.
 //!
 //! A read ahead only ever stands in for a read the log would make itself: a batch is taken

@@ -441,3 +441,75 @@ fn recovery_reports_its_progress_after_each_segment() {
     assert!(seen.windows(2).all(|w| w[0].bytes_read < w[1].bytes_read));
     assert_eq!(seen.last().unwrap().bytes_read, total_bytes);
 }
+
+/// Segments of 4 MiB and more are scanned two at a time, every second one on a helper thread:
+/// what recovery finds must not depend on it. A log of five such segments recovers whole; a
+/// flipped bit in the second (scanned on the helper) or the third (scanned here) refuses to
+/// start naming that file and offset, and one in both names the earlier; a torn write at the
+/// end of the last segment, scanned on the helper when it is the second, is cut.
+#[test]
+fn large_segments_scanned_two_at_a_time_recover_and_refuse_as_one_at_a_time() {
+    let options = WalOptions {
+        max_segment_bytes: 5 << 20,
+        ..appending()
+    };
+    let big = |index: u64| skiff_raft::Entry {
+        data: vec![index as u8; 512 << 10].into(),
+        ..entry(index, 1)
+    };
+    let (mut wal, _) = open(MemDisk::new(), options);
+    for index in 1..=50 {
+        wal.append_batch(&[big(index)], Some(hard_state(1, Some(1), index)))
+            .unwrap();
+    }
+    let segments = wal.segment_paths();
+    assert_eq!(segments.len(), 5);
+    let disk = wal.into_disk();
+    let (wal, report) = open(disk.clone(), options);
+    assert_eq!(report.segments_read, segments);
+    assert_eq!(all_entries(&wal), (1..=50).map(big).collect::<Vec<_>>());
+    assert_eq!(wal.hard_state(), hard_state(1, Some(1), 50));
+
+    let damaged_at = |disk: &MemDisk, segment: usize| {
+        let file = &segments[segment];
+        let (offset, _) = records_of(disk, file)[2];
+        (file.clone(), offset)
+    };
+    let refusal = |disk: MemDisk| match try_open(disk, options) {
+        Err(WalError::Corrupt { file, offset, .. }) => (file, offset),
+        other => panic!("expected corruption, got {other:?}"),
+    };
+    for damaged in [vec![1], vec![2], vec![1, 2], vec![2, 3]] {
+        let mut damaged_disk = disk.clone();
+        for &segment in &damaged {
+            let (file, offset) = damaged_at(&disk, segment);
+            damaged_disk.flip_bit(&file, offset + 20).unwrap();
+        }
+        assert_eq!(
+            refusal(damaged_disk),
+            damaged_at(&disk, damaged[0]),
+            "damage in segments {damaged:?}"
+        );
+    }
+
+    // Two segments: the last is the helper's, and its torn tail is cut.
+    let (mut wal, _) = open(MemDisk::new(), options);
+    for index in 1..=19 {
+        wal.append_batch(&[big(index)], Some(hard_state(1, Some(1), index)))
+            .unwrap();
+    }
+    let last = wal.segment_paths().pop().unwrap();
+    assert_eq!(wal.segment_paths().len(), 2);
+    let durable_len = wal.disk().len(&last).unwrap();
+    assert!(durable_len >= 4 << 20, "large enough for the helper");
+    wal.disk_mut().set_syncs_fail(true);
+    assert!(wal.append_batch(&[big(20)], None).is_err());
+    let mut disk = wal.into_disk();
+    disk.set_syncs_fail(false);
+    disk.crash_tearing(|_, unsynced| unsynced / 2);
+    let (wal, report) = open(disk, options);
+    let torn = report.torn_tail.expect("a torn tail");
+    assert_eq!((torn.file, torn.offset), (last.clone(), durable_len));
+    assert_eq!(wal.disk().len(&last).unwrap(), durable_len);
+    assert_eq!(all_entries(&wal), (1..=19).map(big).collect::<Vec<_>>());
+}
