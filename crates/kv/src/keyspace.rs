@@ -28,6 +28,7 @@ use imbl::{OrdMap, OrdSet};
 use smallvec::SmallVec;
 
 use crate::command::SetCondition;
+use crate::replaced::{Replaced, ReplacedSink};
 use crate::scan::scan_hash;
 use crate::value::Value;
 
@@ -136,6 +137,8 @@ pub(crate) struct Keyspace {
     /// Invariant: exactly the `(deadline, key)` of every key that has a deadline.
     deadlines: OrdSet<Ranked>,
     created: CreatedKey,
+    /// Where replaced states go while a sink is set (a side channel, not state).
+    replaced: Replaced,
 }
 
 /// The key the last insert created, kept only while keyspace events are recorded, so that
@@ -179,6 +182,7 @@ impl Default for Keyspace {
             len: 0,
             deadlines: OrdSet::new(),
             created: CreatedKey::default(),
+            replaced: Replaced::default(),
         }
     }
 }
@@ -285,7 +289,7 @@ impl Keyspace {
         let old_deadline = slot.deadline_ms;
         match Arc::get_mut(slot) {
             // Not shared with a frozen copy: the state's allocation is reused.
-            Some(state) => *state = stored,
+            Some(state) => self.replaced.keep(std::mem::replace(state, stored)),
             None => *slot = Arc::new(stored),
         }
         if let Some(old_deadline) = old_deadline.filter(|d| Some(*d) != new_deadline) {
@@ -378,8 +382,16 @@ impl Keyspace {
     /// Removes every key.
     pub(crate) fn clear(&mut self) {
         let tracking = self.created.tracking;
+        let replaced = std::mem::take(&mut self.replaced);
         *self = Keyspace::default();
         self.created.tracking = tracking;
+        self.replaced = replaced;
+    }
+
+    /// Hands the states writes replace to `sink` in batches from now on, or with `None`
+    /// frees them here ([`crate::replaced`]).
+    pub(crate) fn set_replaced_sink(&mut self, sink: Option<ReplacedSink>) {
+        self.replaced.set_sink(sink);
     }
 
     /// Starts or stops remembering the key each insert creates (for [`take_created`]).

@@ -11,13 +11,17 @@
 use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use skiff_kv::{Command, StateMachine};
+use skiff_kv::{Command, ReplacedSink, ReplacedValues, StateMachine};
 use skiff_node::{decode_ahead, DecodedAhead, DecodedCommand};
 use skiff_raft::{Entry, StorageError};
 use skiff_wal::{FsDisk, PlannedRead, ReadAhead};
 
 /// Batches in flight: one being applied is not among them, so up to this many more are read.
 pub const DEPTH: usize = 2;
+
+/// Batches of replaced values waiting to be freed on the thread; when they are this many,
+/// the replay frees the next batch itself.
+const REPLACED_BATCHES: usize = 8;
 
 /// A [`ReadAhead`] whose reads run on a thread it started; the thread ends when this is
 /// dropped.
@@ -39,27 +43,36 @@ type ReadBatch = (
 
 impl ThreadReadAhead {
     /// Starts the thread for node `id`, with room for `depth` reads in flight; the commands
-    /// it decodes go to `decoded` batch by batch, as the log takes each batch.
+    /// it decodes go to `decoded` batch by batch, as the log takes each batch. The sink
+    /// returned takes the values the replay's writes replace to the thread, which frees one
+    /// before each command it decodes: the memory of the values it decoded goes back to its
+    /// own allocator cache, not across threads (`skiff_kv::replaced`).
     pub fn spawn(
         id: u64,
         depth: usize,
         decoded: Arc<DecodedAhead<Command>>,
-    ) -> std::io::Result<ThreadReadAhead> {
+    ) -> std::io::Result<(ThreadReadAhead, ReplacedSink)> {
         let (reads, planned) = bounded::<PlannedRead>(depth);
         let (done, results) = bounded(depth);
+        let (to_free, replaced) = bounded::<ReplacedValues>(REPLACED_BATCHES);
         std::thread::Builder::new()
             .name(format!("skiff-read-ahead-{id}"))
             .spawn(move || {
                 let disk = FsDisk::new();
                 let mut buffer = Vec::new();
+                let mut to_free = ToFree::default();
                 for read in planned {
+                    to_free.take(replaced.try_iter());
                     let entries = read.read(&disk, &mut buffer);
                     let commands = entries.as_ref().map_or_else(
                         |_| Vec::new(),
                         |entries| {
                             entries
                                 .iter()
-                                .filter_map(decode_ahead::<StateMachine>)
+                                .filter_map(|entry| {
+                                    to_free.free_one();
+                                    decode_ahead::<StateMachine>(entry)
+                                })
                                 .collect()
                         },
                     );
@@ -68,12 +81,42 @@ impl ThreadReadAhead {
                     }
                 }
             })?;
-        Ok(ThreadReadAhead {
+        let read_ahead = ThreadReadAhead {
             reads,
             results,
             decoded,
             finished: Vec::new(),
-        })
+        };
+        // A full queue, or a thread gone: the batch is freed where it was replaced.
+        let sink: ReplacedSink = Box::new(move |values| drop(to_free.try_send(values)));
+        Ok((read_ahead, sink))
+    }
+}
+
+/// Replaced values waiting on the read-ahead thread to be freed: one before each command it
+/// decodes, so that the allocator's thread cache hands the freed memory straight to the next
+/// value (freeing a whole batch at once overflowed the cache into the shared bins, which is
+/// the cost this avoids). At most [`REPLACED_BATCHES`] batches wait; more are freed at once.
+#[derive(Default)]
+struct ToFree(std::collections::VecDeque<ReplacedValues>);
+
+impl ToFree {
+    /// Takes the batches sent since the last read.
+    fn take(&mut self, batches: impl Iterator<Item = ReplacedValues>) {
+        self.0.extend(batches);
+        while self.0.len() > REPLACED_BATCHES {
+            self.0.pop_front();
+        }
+    }
+
+    /// Frees one replaced value, if any waits.
+    fn free_one(&mut self) {
+        while let Some(batch) = self.0.front_mut() {
+            if batch.free_one() {
+                return;
+            }
+            self.0.pop_front();
+        }
     }
 }
 
@@ -108,6 +151,41 @@ mod tests {
     use skiff_wal::{Wal, WalOptions};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
+
+    /// Replaced values from a store's writes: `batches` full batches.
+    fn replaced_batches(batches: usize) -> Vec<ReplacedValues> {
+        let mut machine = StateMachine::new(skiff_kv::KvConfig::default()).unwrap();
+        let (sink, out) = crossbeam_channel::unbounded();
+        machine.set_replaced_sink(Some(Box::new(move |values| sink.send(values).unwrap())));
+        let writes = batches * skiff_kv::replaced::REPLACED_BATCH;
+        for index in 0..writes + 1 {
+            let command = Command::Set {
+                key: b"one key".to_vec(),
+                value: vec![1; 16],
+                condition: skiff_kv::SetCondition::Always,
+            };
+            machine.apply_at(index as u64 + 1, None, command, None);
+        }
+        out.try_iter().collect()
+    }
+
+    /// Values wait to be freed one at a time, across batches, and no more than
+    /// `REPLACED_BATCHES` batches of them wait: the oldest beyond are freed at once.
+    #[test]
+    fn replaced_values_are_freed_one_at_a_time_and_at_most_a_few_batches_wait() {
+        let mut to_free = ToFree::default();
+        to_free.take(replaced_batches(2).into_iter());
+        let mut freed = 0;
+        while to_free.0.iter().any(|batch| !batch.is_empty()) {
+            to_free.free_one();
+            freed += 1;
+        }
+        assert_eq!(freed, 2 * skiff_kv::replaced::REPLACED_BATCH);
+        to_free.free_one(); // nothing left: nothing happens
+
+        to_free.take(replaced_batches(REPLACED_BATCHES + 3).into_iter());
+        assert_eq!(to_free.0.len(), REPLACED_BATCHES);
+    }
 
     /// The thread's reader, counting the batches it gave.
     #[derive(Debug)]
@@ -163,7 +241,7 @@ mod tests {
         written_log(dir.path(), options, &written);
         let (mut wal, _) = Wal::open(FsDisk::new(), dir.path(), options).unwrap();
         let decoded = Arc::new(DecodedAhead::default());
-        let reader = ThreadReadAhead::spawn(1, DEPTH, decoded.clone()).unwrap();
+        let (reader, _) = ThreadReadAhead::spawn(1, DEPTH, decoded.clone()).unwrap();
         wal.start_read_ahead(Box::new(reader), LogIndex(1), LogIndex(61), 1000, DEPTH);
         assert_eq!(decoded.held(), 0, "nothing before the log takes a batch");
         let first = wal.entries(LogIndex(1), LogIndex(61), 1000).unwrap();
@@ -200,7 +278,7 @@ mod tests {
         let batches = Arc::new(AtomicUsize::new(0));
         let decoded = Arc::new(DecodedAhead::default());
         let reader = Counting(
-            ThreadReadAhead::spawn(1, DEPTH, decoded).unwrap(),
+            ThreadReadAhead::spawn(1, DEPTH, decoded).unwrap().0,
             batches.clone(),
         );
         wal.start_read_ahead(Box::new(reader), LogIndex(1), LogIndex(301), 1000, DEPTH);

@@ -605,18 +605,23 @@ fn open_node(
 /// their own, before the driver takes the node: an error (or a panic) refuses to start.
 fn replay(
     id: u64,
-    replay: Replay<TimedDisk, skiff_kv::StateMachine>,
+    mut replay: Replay<TimedDisk, skiff_kv::StateMachine>,
 ) -> anyhow::Result<Node<TimedDisk>> {
     let started = std::time::Instant::now();
     let entries = replay.entries_to_apply();
     let decoded = Arc::new(skiff_node::DecodedAhead::default());
-    let read_ahead = ThreadReadAhead::spawn(id, read_ahead::DEPTH, decoded.clone())
+    let (read_ahead, replaced) = ThreadReadAhead::spawn(id, read_ahead::DEPTH, decoded.clone())
         .context("starting the thread that reads the log ahead")?;
+    // The values the replay's writes replace are freed on the thread that decoded them.
+    replay.state_machine_mut().set_replaced_sink(Some(replaced));
     let replayed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         replay.run(Box::new(read_ahead), read_ahead::DEPTH, Some(decoded))
     }));
     let node = match replayed {
-        Ok(Ok(node)) => node,
+        Ok(Ok(mut node)) => {
+            node.state_machine_mut().set_replaced_sink(None);
+            node
+        }
         // A committed entry of a newer build: restarting this build does not help.
         Ok(Err(error @ skiff_node::NodeError::UndecodableEntry { .. })) => {
             return Err(anyhow::Error::new(error).context("this build cannot apply the log"))

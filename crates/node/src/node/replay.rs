@@ -30,6 +30,12 @@ impl<D: Disk, M: StateMachine> Replay<D, M> {
         &self.node
     }
 
+    /// The state machine, for its side channels before the replay runs (where replaced
+    /// values go, say); as [`Node::state_machine_mut`], not for changing what it applies.
+    pub fn state_machine_mut(&mut self) -> &mut M {
+        self.node.state_machine_mut()
+    }
+
     /// How many committed entries the replay applies again: those its durable commit index
     /// covers after the snapshot (nothing uncommitted is applied).
     pub fn entries_to_apply(&self) -> u64 {
