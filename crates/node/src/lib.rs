@@ -5,7 +5,9 @@
 //! (the example `counter` does, in under 200 lines);
 //! [`skiff_raft`]'s first page says which Skiff crate to take for which job.
 //!
-//! [`Node`] is deterministic: it has no threads, clock, sockets or randomness of its own, and
+//! [`Node`] is deterministic: it has no clock, sockets or randomness of its own, no thread
+//! that could change what it does (the log's recovery checks two large segments at once, a
+//! function of their bytes alone), and
 //! its disk is a [`skiff_wal::Disk`]. The `skiff` server drives it with real time, TCP and
 //! files; the simulator drives the same code with simulated time, a lossy network and a
 //! disk that loses unsynced writes.

@@ -19,8 +19,9 @@ use skiff_wal::{FsDisk, PlannedRead, ReadAhead};
 /// Batches in flight: one being applied is not among them, so up to this many more are read.
 pub const DEPTH: usize = 2;
 
-/// Batches of replaced values waiting to be freed on the thread; when they are this many,
-/// the replay frees the next batch itself.
+/// Batches of replaced values queued to the thread; when they are this many, the replay
+/// frees the next batch itself. As many again may wait on the thread ([`ToFree`]): with a
+/// batch at most 1 MiB of values (`skiff_kv::replaced`), about 17 MiB are held apart at most.
 const REPLACED_BATCHES: usize = 8;
 
 /// A [`ReadAhead`] whose reads run on a thread it started; the thread ends when this is

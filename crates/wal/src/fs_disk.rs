@@ -220,7 +220,8 @@ impl Disk for FsDisk {
     }
 
     /// Maps the file rather than copying it: recovery reads every segment whole, and a copy
-    /// would fault in (and the kernel zero) a fresh 64 MiB buffer besides copying.
+    /// would fault in (and the kernel zero) a fresh 64 MiB buffer besides copying. A file
+    /// that cannot be mapped (a file system without `mmap`) is read instead.
     fn read_whole(&self, file: &Path) -> Result<WholeFile, DiskError> {
         let opened = File::open(file).map_err(|e| io_error("open", file, e))?;
         let len = opened
@@ -231,25 +232,29 @@ impl Disk for FsDisk {
             return Ok(Box::new(Vec::new()));
         }
         // SAFETY: the mapping is read only, and nothing in this process changes the file while
-        // it is held (the `Disk::read_whole` contract). Another process that cut the file
-        // meanwhile would make a read of the lost pages fault (`SIGBUS`): the data directory
-        // belongs to the node alone (SECURITY.md).
-        let mapped =
-            unsafe { memmap2::Mmap::map(&opened) }.map_err(|e| io_error("map", file, e))?;
-        // Read in order, once: the kernel may read far ahead and drop pages behind.
-        let _ = mapped.advise(memmap2::Advice::Sequential);
-        Ok(Box::new(mapped))
+        // it is held (the `Disk::read_whole` contract; recovery drops each mapping, and joins
+        // any thread holding one, before it cuts a file). The pages of a file another process
+        // cuts meanwhile, or that the disk cannot read, fault with `SIGBUS`: the data
+        // directory belongs to the node alone, and an unreadable disk stops it either way
+        // (SECURITY.md).
+        match unsafe { memmap2::Mmap::map(&opened) } {
+            Ok(mapped) => Ok(Box::new(mapped)),
+            Err(_) => Ok(Box::new(self.read_all(file)?)),
+        }
     }
 
     fn read_whole_ahead(&self, next: &Path) {
         // The next file's pages are asked of the disk now, while this one is checked; a hint,
         // so a failure changes nothing.
+        #[cfg(target_os = "linux")]
         if let Ok(opened) = File::open(next) {
             // SAFETY: a plain call on a descriptor that outlives it.
             unsafe {
                 libc::posix_fadvise(opened.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
             }
         }
+        #[cfg(not(target_os = "linux"))]
+        let _ = next;
     }
 
     fn len(&self, file: &Path) -> Result<u64, DiskError> {

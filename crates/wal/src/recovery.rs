@@ -38,6 +38,9 @@ use crate::segment::{self, EntryIndex, Segment, Slot};
 pub struct RecoveryReport {
     /// The segment files read, in order.
     pub segments_read: Vec<PathBuf>,
+    /// How many of them were checked on a helper thread, at the same time as the one before
+    /// (segments of 4 MiB and more are checked two at a time).
+    pub segments_checked_apart: usize,
     /// The torn tail cut off the last segment, if there was one.
     pub torn_tail: Option<TornTail>,
     /// No segment was found (or the only one was torn away): a new, empty log was created.
@@ -123,7 +126,10 @@ pub(crate) fn recover<D: Disk>(
         let file = dir.join(name);
         let is_last = position + 1 == names.len();
         let scanned = match ahead.take() {
-            Some(ahead) => ahead.join(),
+            Some(ahead) => {
+                report.segments_checked_apart += 1;
+                ahead.join()
+            }
             None => {
                 let whole = disk.read_whole(&file)?;
                 // A large next segment is scanned at the same time, on a helper thread.
@@ -205,8 +211,18 @@ struct Scanned {
     scan: Result<Scan, WalError>,
 }
 
-/// A segment being scanned on a helper thread.
-struct ScanAhead(std::thread::JoinHandle<Scanned>);
+/// A segment being scanned on a helper thread. Dropped unjoined (recovery refused to start
+/// at an earlier segment), it waits for the helper, which holds the segment's bytes (a
+/// mapping of the file), so that no thread outlives the recovery that started it.
+struct ScanAhead(Option<std::thread::JoinHandle<Scanned>>);
+
+impl Drop for ScanAhead {
+    fn drop(&mut self) {
+        if let Some(helper) = self.0.take() {
+            let _ = helper.join();
+        }
+    }
+}
 
 impl ScanAhead {
     /// Reads `file` and starts scanning it on a helper thread, with `records` (taken) as its
@@ -230,12 +246,13 @@ impl ScanAhead {
                 let scan = scan_segment(&file, &whole, is_last, records);
                 Scanned { whole, scan }
             });
-        spawned.ok().map(ScanAhead)
+        spawned.ok().map(|helper| ScanAhead(Some(helper)))
     }
 
     /// The scan, once the helper is done; a panic in it is this thread's.
-    fn join(self) -> Scanned {
-        self.0
+    fn join(mut self) -> Scanned {
+        let helper = self.0.take().expect("joined once");
+        helper
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }

@@ -467,6 +467,8 @@ fn large_segments_scanned_two_at_a_time_recover_and_refuse_as_one_at_a_time() {
     let disk = wal.into_disk();
     let (wal, report) = open(disk.clone(), options);
     assert_eq!(report.segments_read, segments);
+    // The second and the fourth went to the helper (the fifth is under 4 MiB).
+    assert_eq!(report.segments_checked_apart, 2);
     assert_eq!(all_entries(&wal), (1..=50).map(big).collect::<Vec<_>>());
     assert_eq!(wal.hard_state(), hard_state(1, Some(1), 50));
 
@@ -508,8 +510,72 @@ fn large_segments_scanned_two_at_a_time_recover_and_refuse_as_one_at_a_time() {
     disk.set_syncs_fail(false);
     disk.crash_tearing(|_, unsynced| unsynced / 2);
     let (wal, report) = open(disk, options);
+    assert_eq!(report.segments_checked_apart, 1);
     let torn = report.torn_tail.expect("a torn tail");
     assert_eq!((torn.file, torn.offset), (last.clone(), durable_len));
     assert_eq!(wal.disk().len(&last).unwrap(), durable_len);
+    assert_eq!(all_entries(&wal), (1..=19).map(big).collect::<Vec<_>>());
+}
+
+/// The same on real files, which recovery maps instead of reading: two segments of 4 MiB and
+/// more, the second checked on the helper. A bit flipped in either refuses to start naming
+/// it; half a record written after the second's last batch is cut as a torn tail.
+#[test]
+fn large_mapped_segments_recover_and_refuse_on_real_files() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("wal");
+    let options = WalOptions {
+        max_segment_bytes: 5 << 20,
+        ..appending()
+    };
+    let big = |index: u64| skiff_raft::Entry {
+        data: vec![index as u8; 512 << 10].into(),
+        ..entry(index, 1)
+    };
+    let (mut wal, _) = Wal::open(FsDisk::new(), &dir, options).unwrap();
+    for index in 1..=19 {
+        wal.append_batch(&[big(index)], Some(hard_state(1, Some(1), index)))
+            .unwrap();
+    }
+    let segments = wal.segment_paths();
+    drop(wal);
+    assert_eq!(segments.len(), 2);
+    assert!(std::fs::metadata(&segments[1]).unwrap().len() >= 4 << 20);
+    let (wal, report) = Wal::open(FsDisk::new(), &dir, options).unwrap();
+    assert_eq!(report.segments_checked_apart, 1);
+    assert_eq!(all_entries(&wal), (1..=19).map(big).collect::<Vec<_>>());
+    drop(wal);
+
+    let flip = |file: &std::path::Path, at: u64| {
+        let mut bytes = std::fs::read(file).unwrap();
+        bytes[at as usize] ^= 1;
+        std::fs::write(file, bytes).unwrap();
+    };
+    for segment in &segments {
+        let (offset, _) = records_of(&FsDisk::new(), segment)[2];
+        flip(segment, offset + 20);
+        match Wal::open(FsDisk::new(), &dir, options) {
+            Err(WalError::Corrupt {
+                file, offset: at, ..
+            }) => {
+                assert_eq!((&file, at), (segment, offset));
+            }
+            other => panic!("expected corruption in {segment:?}, got {other:?}"),
+        }
+        flip(segment, offset + 20);
+    }
+
+    let last = &segments[1];
+    let durable_len = std::fs::metadata(last).unwrap().len();
+    let mut half = Vec::new();
+    skiff_wal::record::encode_entry(&big(20), true, &mut half).unwrap();
+    half.truncate(half.len() / 2);
+    let mut file = std::fs::OpenOptions::new().append(true).open(last).unwrap();
+    std::io::Write::write_all(&mut file, &half).unwrap();
+    drop(file);
+    let (wal, report) = Wal::open(FsDisk::new(), &dir, options).unwrap();
+    let torn = report.torn_tail.expect("a torn tail");
+    assert_eq!((&torn.file, torn.offset), (last, durable_len));
+    assert_eq!(std::fs::metadata(last).unwrap().len(), durable_len);
     assert_eq!(all_entries(&wal), (1..=19).map(big).collect::<Vec<_>>());
 }
