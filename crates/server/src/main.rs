@@ -17,7 +17,7 @@
 //! - the node's thread: [`driver`] (the one owner of the node: persist → send → apply →
 //!   advance), [`syncer`] (fsync on a writer thread), [`snapshotter`] (snapshot files off the
 //!   driver thread), [`peers`] (the driver's peer queues and their addresses), [`disk`] (the
-//!   real disk, timed), [`read_ahead`] (the log read ahead of the replay at start-up, on a thread), [`admin`]
+//!   real disk, timed), [`dir_lock`] (one process per data directory), [`read_ahead`] (the log read ahead of the replay at start-up, on a thread), [`admin`]
 //!   (membership changes checked before they are proposed);
 //! - the ports: [`client`] (Redis-protocol connections), [`resp`] (RESP2 parsing and replies),
 //!   [`commands`] (what a client request means), [`transport`] (TCP between nodes), [`http`]
@@ -39,6 +39,7 @@ mod cli;
 mod client;
 mod commands;
 mod config;
+mod dir_lock;
 mod disk;
 mod driver;
 mod history;

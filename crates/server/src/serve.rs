@@ -478,6 +478,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })?,
     };
     let metrics = Arc::new(Metrics::new());
+    // Held until the node stops: a second process on this directory refuses to start.
+    let _lock = crate::dir_lock::lock(&data_dir)?;
     let node = open_node(identity.id, &data_dir, config, metrics.clone())?;
     if !has_run {
         // Only now that the new log is durable: a crash before this leaves a directory that

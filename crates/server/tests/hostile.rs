@@ -711,3 +711,76 @@ impl Drop for Unmount {
             .status();
     }
 }
+
+/// A second `skiff serve` on a data directory a running node holds refuses to start, saying
+/// so, and writes nothing there: the first keeps serving. Once the first is stopped, the
+/// directory starts again.
+#[test]
+fn a_second_process_on_a_data_directory_in_use_refuses_to_start() {
+    let _serial = serial();
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("node");
+    let addr = |port: u16| format!("127.0.0.1:{port}");
+    let start = |ports: &[u16]| {
+        std::process::Command::new(common::skiff_bin())
+            .args(["serve", "--id", "1", "--data-dir"])
+            .arg(&dir)
+            .args(["--listen-client", &addr(ports[0])])
+            .args(["--listen-peer", &addr(ports[1])])
+            .args(["--listen-http", &addr(ports[2])])
+            .args(["--initial-cluster", &format!("1={}", addr(ports[1]))])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("skiff starts")
+    };
+    let ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
+    let mut first = start(&ports);
+    let client = redis::Client::open(format!("redis://{}/", addr(ports[0]))).expect("url");
+    let mut connection = eventually(Duration::from_secs(10), "the node listening", || {
+        client
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .ok()
+    });
+    eventually(Duration::from_secs(10), "a leader", || {
+        connection.set::<_, _, ()>("k", "first").ok()
+    });
+    let segments = |dir: &std::path::Path| {
+        let mut names: Vec<_> = std::fs::read_dir(dir.join("wal"))
+            .expect("the log's directory")
+            .map(|entry| entry.expect("entry").file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = segments(&dir);
+
+    // The same flags, as a supervisor would give: the lock refuses it before it listens.
+    let second = start(&ports).wait_with_output().expect("the second ends");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "the second started: {stderr}");
+    assert!(
+        stderr.contains("in use by another skiff process"),
+        "says why: {stderr}"
+    );
+    assert_eq!(segments(&dir), before, "the second wrote no log");
+    let _: () = connection.set("k", "still").expect("the first serves on");
+    let value: String = connection.get("k").expect("read");
+    assert_eq!(value, "still");
+
+    common::send_signal(first.id(), libc::SIGTERM);
+    assert!(first.wait().expect("wait").success());
+    let mut again = start(&ports);
+    let client = redis::Client::open(format!("redis://{}/", addr(ports[0]))).expect("url");
+    let mut connection = eventually(Duration::from_secs(10), "the node listening again", || {
+        client
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .ok()
+    });
+    let value: String = eventually(Duration::from_secs(10), "the write read back", || {
+        connection.get("k").ok()
+    });
+    assert_eq!(value, "still");
+    common::send_signal(again.id(), libc::SIGTERM);
+    assert!(again.wait().expect("wait").success());
+}
