@@ -406,12 +406,16 @@ impl SessionTable {
                 .sessions
                 .get(&request.client_id)
                 .map_or((0, 0), |session| {
-                    let waited_for: usize = session
-                        .replies
-                        .range(request.floor()..)
-                        .map(|(_, kept)| reply_bytes(kept))
-                        .sum();
-                    (waited_for, session.reply_bytes().saturating_sub(waited_for))
+                    let bytes_of = |replies: std::collections::btree_map::Range<'_, u64, Reply>| {
+                        replies.map(|(_, kept)| reply_bytes(kept)).sum::<usize>()
+                    };
+                    // The two sides of the floor: usually a whole window above it and one
+                    // reply below, so neither sums the window twice.
+                    let floor = request.floor();
+                    (
+                        bytes_of(session.replies.range(floor..)),
+                        bytes_of(session.replies.range(..floor)),
+                    )
                 });
         let bytes = reply_bytes(reply);
         // The table as it will be once the session's window slides to the request's floor.
