@@ -735,13 +735,16 @@ fn a_second_process_on_a_data_directory_in_use_refuses_to_start() {
             .expect("skiff starts")
     };
     let ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
+    let connect = || {
+        let client = redis::Client::open(format!("redis://{}/", addr(ports[0]))).expect("url");
+        eventually(Duration::from_secs(10), "the node listening", || {
+            client
+                .get_connection_with_timeout(Duration::from_secs(1))
+                .ok()
+        })
+    };
     let mut first = start(&ports);
-    let client = redis::Client::open(format!("redis://{}/", addr(ports[0]))).expect("url");
-    let mut connection = eventually(Duration::from_secs(10), "the node listening", || {
-        client
-            .get_connection_with_timeout(Duration::from_secs(1))
-            .ok()
-    });
+    let mut connection = connect();
     eventually(Duration::from_secs(10), "a leader", || {
         connection.set::<_, _, ()>("k", "first").ok()
     });
@@ -771,12 +774,7 @@ fn a_second_process_on_a_data_directory_in_use_refuses_to_start() {
     common::send_signal(first.id(), libc::SIGTERM);
     assert!(first.wait().expect("wait").success());
     let mut again = start(&ports);
-    let client = redis::Client::open(format!("redis://{}/", addr(ports[0]))).expect("url");
-    let mut connection = eventually(Duration::from_secs(10), "the node listening again", || {
-        client
-            .get_connection_with_timeout(Duration::from_secs(1))
-            .ok()
-    });
+    let mut connection = connect();
     let value: String = eventually(Duration::from_secs(10), "the write read back", || {
         connection.get("k").ok()
     });

@@ -2,7 +2,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -248,6 +247,7 @@ impl Disk for FsDisk {
         // so a failure changes nothing.
         #[cfg(target_os = "linux")]
         if let Ok(opened) = File::open(next) {
+            use std::os::fd::AsRawFd;
             // SAFETY: a plain call on a descriptor that outlives it.
             unsafe {
                 libc::posix_fadvise(opened.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);

@@ -116,16 +116,16 @@ pub(crate) fn recover<D: Disk>(
     let mut replay: Option<Replay> = None;
     let mut segments = BTreeMap::new();
     let mut bytes_read = 0;
-    // Two lists of decoded records, reused for every segment (one for this thread, one for
-    // a helper's): a segment's list runs to megabytes, and one grown afresh for each would be
-    // faulted in (and zeroed) page by page.
-    let mut lists = [Vec::new(), Vec::new()];
+    // Lists of decoded records, reused from segment to segment (at most two: one for a
+    // helper's scan): a segment's list runs to megabytes, and one grown afresh for each would
+    // be faulted in (and zeroed) page by page.
+    let mut spare_lists = Vec::new();
     // The next segment, read and being scanned on a helper thread while this one is.
     let mut ahead: Option<ScanAhead> = None;
     for (position, (first_index, name)) in names.iter().enumerate() {
         let file = dir.join(name);
         let is_last = position + 1 == names.len();
-        let scanned = match ahead.take() {
+        let Scanned { file_len, scan } = match ahead.take() {
             Some(ahead) => {
                 report.segments_checked_apart += 1;
                 ahead.join()
@@ -136,20 +136,16 @@ pub(crate) fn recover<D: Disk>(
                 if let Some((_, next_name)) = names.get(position + 1) {
                     let next = dir.join(next_name);
                     let next_is_last = position + 2 == names.len();
-                    ahead = ScanAhead::start(disk, &next, next_is_last, &mut lists[1]);
+                    ahead = ScanAhead::start(disk, &next, next_is_last, &mut spare_lists);
                     let hint = if ahead.is_some() { 2 } else { 1 };
                     if let Some((_, after)) = names.get(position + hint) {
                         disk.read_whole_ahead(&dir.join(after));
                     }
                 }
-                let scan = scan_segment(&file, &whole, is_last, std::mem::take(&mut lists[0]));
-                Scanned { whole, scan }
+                let records = spare_lists.pop().unwrap_or_default();
+                scanned(&file, whole, is_last, records)
             }
         };
-        // The bytes are dropped at the end of this turn, before any repair changes the file.
-        let Scanned { whole, scan } = scanned;
-        let file_len = whole.len() as u64;
-        drop(whole);
         report.segments_read.push(file.clone());
         bytes_read += file_len;
         progress(RecoveryProgress {
@@ -179,9 +175,7 @@ pub(crate) fn recover<D: Disk>(
                 .apply(*first_index, offset, decoded)
                 .map_err(|problem| corrupt(&file, offset, problem))?;
         }
-        // The list goes back to whichever slot is empty, for the next segment scanned there.
-        let slot = if lists[0].capacity() == 0 { 0 } else { 1 };
-        lists[slot] = all_records;
+        spare_lists.push(all_records);
         segments.insert(*first_index, segment);
     }
 
@@ -205,10 +199,19 @@ pub(crate) fn recover<D: Disk>(
 /// finds (the simulator's small segments are all scanned here).
 const SCAN_AHEAD_MIN_BYTES: usize = 4 << 20;
 
-/// A segment read whole, and its scan.
+/// A segment's length and its scan.
 struct Scanned {
-    whole: WholeFile,
+    file_len: u64,
     scan: Result<Scan, WalError>,
+}
+
+/// Scans the segment `file`, read whole, into `records` (emptied first), and lets its bytes
+/// go: before any repair changes the file, and on the thread that scanned them.
+fn scanned(file: &Path, whole: WholeFile, is_last: bool, records: Vec<(u64, Decoded)>) -> Scanned {
+    Scanned {
+        file_len: whole.len() as u64,
+        scan: scan_segment(file, &whole, is_last, records),
+    }
 }
 
 /// A segment being scanned on a helper thread. Dropped unjoined (recovery refused to start
@@ -225,27 +228,25 @@ impl Drop for ScanAhead {
 }
 
 impl ScanAhead {
-    /// Reads `file` and starts scanning it on a helper thread, with `records` (taken) as its
-    /// list; `None` if it is too small to be worth a thread, or cannot be read or scanned
-    /// apart now: it is then read and scanned in its turn, and any error found then, after
-    /// those of the segments before it.
+    /// Reads `file` and starts scanning it on a helper thread, with a list from
+    /// `spare_lists`; `None` if it is too small to be worth a thread, or cannot be read or
+    /// scanned apart now: it is then read and scanned in its turn, and any error found then,
+    /// after those of the segments before it.
     fn start<D: Disk>(
         disk: &D,
         file: &Path,
         is_last: bool,
-        records: &mut Vec<(u64, Decoded)>,
+        spare_lists: &mut Vec<Vec<(u64, Decoded)>>,
     ) -> Option<ScanAhead> {
         if disk.len(file).ok()? < SCAN_AHEAD_MIN_BYTES as u64 {
             return None;
         }
         let whole = disk.read_whole(file).ok()?;
-        let (file, records) = (file.to_path_buf(), std::mem::take(records));
+        let file = file.to_path_buf();
+        let records = spare_lists.pop().unwrap_or_default();
         let spawned = std::thread::Builder::new()
             .name("skiff-scan-segment".to_owned())
-            .spawn(move || {
-                let scan = scan_segment(&file, &whole, is_last, records);
-                Scanned { whole, scan }
-            });
+            .spawn(move || scanned(&file, whole, is_last, records));
         spawned.ok().map(|helper| ScanAhead(Some(helper)))
     }
 

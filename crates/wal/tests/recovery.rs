@@ -442,6 +442,22 @@ fn recovery_reports_its_progress_after_each_segment() {
     assert_eq!(seen.last().unwrap().bytes_read, total_bytes);
 }
 
+/// Segments of about 5 MiB: large enough to be checked two at a time.
+fn large_segments() -> WalOptions {
+    WalOptions {
+        max_segment_bytes: 5 << 20,
+        ..appending()
+    }
+}
+
+/// An entry of 512 KiB: ten fill such a segment.
+fn big_entry(index: u64) -> skiff_raft::Entry {
+    skiff_raft::Entry {
+        data: vec![index as u8; 512 << 10].into(),
+        ..entry(index, 1)
+    }
+}
+
 /// Segments of 4 MiB and more are scanned two at a time, every second one on a helper thread:
 /// what recovery finds must not depend on it. A log of five such segments recovers whole; a
 /// flipped bit in the second (scanned on the helper) or the third (scanned here) refuses to
@@ -449,14 +465,7 @@ fn recovery_reports_its_progress_after_each_segment() {
 /// end of the last segment, scanned on the helper when it is the second, is cut.
 #[test]
 fn large_segments_scanned_two_at_a_time_recover_and_refuse_as_one_at_a_time() {
-    let options = WalOptions {
-        max_segment_bytes: 5 << 20,
-        ..appending()
-    };
-    let big = |index: u64| skiff_raft::Entry {
-        data: vec![index as u8; 512 << 10].into(),
-        ..entry(index, 1)
-    };
+    let (options, big) = (large_segments(), big_entry);
     let (mut wal, _) = open(MemDisk::new(), options);
     for index in 1..=50 {
         wal.append_batch(&[big(index)], Some(hard_state(1, Some(1), index)))
@@ -524,14 +533,7 @@ fn large_segments_scanned_two_at_a_time_recover_and_refuse_as_one_at_a_time() {
 fn large_mapped_segments_recover_and_refuse_on_real_files() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("wal");
-    let options = WalOptions {
-        max_segment_bytes: 5 << 20,
-        ..appending()
-    };
-    let big = |index: u64| skiff_raft::Entry {
-        data: vec![index as u8; 512 << 10].into(),
-        ..entry(index, 1)
-    };
+    let (options, big) = (large_segments(), big_entry);
     let (mut wal, _) = Wal::open(FsDisk::new(), &dir, options).unwrap();
     for index in 1..=19 {
         wal.append_batch(&[big(index)], Some(hard_state(1, Some(1), index)))
