@@ -7,6 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{bail, Context};
@@ -26,11 +27,13 @@ pub fn lock(data_dir: &Path) -> anyhow::Result<DirLock> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let path = data_dir.join(LOCK_FILE);
+    // Never through a link: the lock is this directory's own file.
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
     // SAFETY: a plain call on a descriptor that `file` keeps open.
@@ -71,5 +74,22 @@ mod tests {
         let again = lock(&dir).expect("free once the holder is gone");
         assert!(dir.join(LOCK_FILE).exists());
         drop(again);
+    }
+
+    /// Whatever else sits under the lock's name — a directory, a link to a file elsewhere —
+    /// is refused with an error naming it, and the link's target is left alone.
+    #[test]
+    fn a_directory_or_a_link_under_the_lock_name_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let (with_dir, with_link) = (root.path().join("a"), root.path().join("b"));
+        std::fs::create_dir_all(with_dir.join(LOCK_FILE)).unwrap();
+        std::fs::create_dir_all(&with_link).unwrap();
+        let target = root.path().join("elsewhere");
+        std::os::unix::fs::symlink(&target, with_link.join(LOCK_FILE)).unwrap();
+        for dir in [&with_dir, &with_link] {
+            let refused = lock(dir).expect_err("not a lock file");
+            assert!(format!("{refused:#}").contains(LOCK_FILE), "{refused:#}");
+        }
+        assert!(!target.exists(), "the link's target was not created");
     }
 }

@@ -581,3 +581,49 @@ fn large_mapped_segments_recover_and_refuse_on_real_files() {
     assert_eq!(std::fs::metadata(last).unwrap().len(), durable_len);
     assert_eq!(all_entries(&wal), (1..=19).map(big).collect::<Vec<_>>());
 }
+
+/// Damage the mapping must meet as the copy did, on real files: a segment cut to nothing
+/// before the last refuses to start naming it (a mapping of nothing is no mapping at all); a
+/// last segment stretched by a huge sparse hole after its batches (a file system that
+/// extended it, 256 MiB here) reads as zeros written ahead, recovers, and keeps its length,
+/// where the copy would have held the whole hole in memory.
+#[test]
+fn a_segment_cut_to_nothing_refuses_and_a_huge_sparse_tail_is_zeros_written_ahead() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("wal");
+    let (mut wal, _) = Wal::open(FsDisk::new(), &dir, small_segments()).unwrap();
+    for index in 1..=20 {
+        wal.append(&entries(index..=index, 1)).unwrap();
+    }
+    let segments = wal.segment_paths();
+    drop(wal);
+    let last = segments.last().unwrap().clone();
+    let stretched = 256 << 20;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(stretched)
+        .unwrap();
+    let (wal, report) = Wal::open(FsDisk::new(), &dir, small_segments()).unwrap();
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(all_entries(&wal), entries(1..=20, 1));
+    drop(wal);
+    assert_eq!(std::fs::metadata(&last).unwrap().len(), stretched);
+
+    let cut = &segments[segments.len() - 2];
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(cut)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    match Wal::open(FsDisk::new(), &dir, small_segments()) {
+        Err(WalError::Corrupt {
+            file,
+            offset: 0,
+            problem: Corruption::NoSegmentHeader,
+        }) => assert_eq!(&file, cut),
+        other => panic!("expected the empty segment refused, got {other:?}"),
+    }
+}
