@@ -59,11 +59,20 @@ impl Identity {
     /// The identity stored in `data_dir`, if the node has started before.
     pub fn load(data_dir: &Path) -> anyhow::Result<Option<Identity>> {
         let path = data_dir.join(IDENTITY_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(
-                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
-            )),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        // Opened as the log's files are: a pipe or a link under the name is refused, not
+        // waited on or followed.
+        let opened =
+            skiff_wal::fs_disk::open_regular(&path, std::fs::OpenOptions::new().read(true), "open");
+        let mut text = String::new();
+        match opened {
+            Ok(mut file) => {
+                std::io::Read::read_to_string(&mut file, &mut text)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Ok(Some(
+                    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
+                ))
+            }
+            Err(skiff_wal::DiskError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
     }
@@ -126,6 +135,25 @@ pub fn cluster_id_of(members: &BTreeMap<u64, SocketAddr>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_identity_name_taken_by_a_pipe_or_a_directory_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Identity::load(dir.path()).unwrap().is_none());
+        let path = dir.path().join(IDENTITY_FILE);
+        std::fs::create_dir(&path).unwrap();
+        let refused = Identity::load(dir.path()).unwrap_err();
+        assert!(format!("{refused:#}").contains("not a regular file but a directory"));
+        std::fs::remove_dir(&path).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // A blocking open would wait here for a writer that never comes.
+        let refused = Identity::load(dir.path()).unwrap_err();
+        assert!(format!("{refused:#}").contains("not a regular file but a pipe"));
+    }
 
     #[test]
     fn initial_cluster_parses_and_rejects_mistakes() {

@@ -137,18 +137,7 @@ fn is_large_file(file: &Path) -> bool {
 /// `file` opened to be held across its removal: read-only, never following a link or waiting
 /// on a FIFO put there since it was looked at, and only if it is still a regular file.
 fn open_to_free(file: &Path) -> Option<File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
-    }
-    let handle = options.open(file).ok()?;
-    handle
-        .metadata()
-        .is_ok_and(|meta| meta.file_type().is_file())
-        .then_some(handle)
+    skiff_wal::fs_disk::open_regular(file, std::fs::OpenOptions::new().read(true), "open").ok()
 }
 
 /// Closes the handles of removed files on a thread of its own, started at the first.

@@ -64,5 +64,7 @@ impl Syncer {
 /// `fdatasync` of `path`. The file is opened afresh each time (a microsecond beside the sync),
 /// so a handle can never outlive the file it was opened on.
 fn sync_data(path: &Path) -> io::Result<()> {
-    OpenOptions::new().write(true).open(path)?.sync_data()
+    skiff_wal::fs_disk::open_regular(path, OpenOptions::new().write(true), "open for sync")
+        .map_err(io::Error::other)?
+        .sync_data()
 }

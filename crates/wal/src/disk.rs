@@ -45,6 +45,16 @@ pub enum DiskError {
         /// How long the file is.
         file_len_bytes: u64,
     },
+    /// A name the log uses is taken by something other than a regular file: a directory, a
+    /// symbolic link, a pipe, a socket or a device. It is refused rather than followed or
+    /// waited on.
+    #[error("{}: not a regular file but {kind}", .path.display())]
+    NotAFile {
+        /// The path that names it.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
     /// A fault injected by a simulated disk (see [`MemDisk`](crate::MemDisk)).
     #[error("{}: injected fault in {op}", .path.display())]
     Injected {
@@ -74,7 +84,9 @@ pub enum DiskError {
 pub trait Disk {
     /// Creates `dir` and any missing parents; succeeds if it already exists.
     fn create_dir_all(&mut self, dir: &Path) -> Result<(), DiskError>;
-    /// The names (not paths) of the files directly in `dir`, sorted.
+    /// The names (not paths) of everything directly in `dir`, sorted: files, and anything
+    /// else under a name (a directory, a link, a pipe), so that a name the log uses but
+    /// something other than a file took is seen and refused, not taken for a missing file.
     fn list(&self, dir: &Path) -> Result<Vec<String>, DiskError>;
     /// Creates an empty file; fails with [`DiskError::AlreadyExists`] if there is one.
     /// The new name is durable only after [`Disk::sync_dir`].

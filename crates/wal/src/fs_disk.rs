@@ -1,8 +1,8 @@
 //! [`FsDisk`]: the [`Disk`] trait over the real file system.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::fs::{self, File, FileType, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::disk::{Disk, DiskError, WholeFile};
@@ -50,11 +50,11 @@ impl FsDisk {
             Some(appender) => appender,
             None => Appender {
                 path: file.to_path_buf(),
-                file: OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(file)
-                    .map_err(|e| io_error("open for writing", file, e))?,
+                file: open_regular(
+                    file,
+                    OpenOptions::new().read(true).write(true),
+                    "open for writing",
+                )?,
                 known_len_bytes: 0,
             },
         };
@@ -64,6 +64,54 @@ impl FsDisk {
     /// The kept handle, if it is on `file`.
     fn kept(&self, file: &Path) -> Option<&Appender> {
         self.appender.as_ref().filter(|open| open.path == file)
+    }
+}
+
+/// Opens `file` with `options` only if it is a regular file, and otherwise refuses it with
+/// [`DiskError::NotAFile`]: a symbolic link is not followed (`O_NOFOLLOW`) and a pipe is not
+/// waited on (`O_NONBLOCK`, which changes nothing for a regular file). Every file the log
+/// reads or writes is opened through here.
+pub fn open_regular(
+    file: &Path,
+    options: &mut OpenOptions,
+    op: &'static str,
+) -> Result<File, DiskError> {
+    let opened = options
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(file)
+        .map_err(|e| match fs::symlink_metadata(file) {
+            // A link (ELOOP), a directory opened to write (EISDIR), a socket or a pipe
+            // nobody reads (ENXIO): say what took the name.
+            Ok(meta) if !meta.file_type().is_file() => not_a_file(file, meta.file_type()),
+            _ => io_error(op, file, e),
+        })?;
+    let file_type = opened
+        .metadata()
+        .map_err(|e| io_error("stat", file, e))?
+        .file_type();
+    if !file_type.is_file() {
+        return Err(not_a_file(file, file_type));
+    }
+    Ok(opened)
+}
+
+fn not_a_file(file: &Path, file_type: FileType) -> DiskError {
+    let kind = if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_symlink() {
+        "a symbolic link"
+    } else if file_type.is_fifo() {
+        "a pipe"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_block_device() || file_type.is_char_device() {
+        "a device"
+    } else {
+        "something else"
+    };
+    DiskError::NotAFile {
+        path: file.to_path_buf(),
+        kind,
     }
 }
 
@@ -137,11 +185,10 @@ impl Disk for FsDisk {
         let mut names = Vec::new();
         for item in fs::read_dir(dir).map_err(|e| io_error("list", dir, e))? {
             let item = item.map_err(|e| io_error("list", dir, e))?;
-            let is_file = item
-                .file_type()
-                .map_err(|e| io_error("list", dir, e))?
-                .is_file();
-            if let (true, Some(name)) = (is_file, item.file_name().to_str()) {
+            // Whatever took a name is listed: a directory or a link under the last segment's
+            // name must refuse recovery, not read as a segment lost. A name that is not
+            // UTF-8 is none of the log's.
+            if let Some(name) = item.file_name().to_str() {
                 names.push(name.to_owned());
             }
         }
@@ -210,19 +257,23 @@ impl Disk for FsDisk {
                 buffer,
             );
         }
-        let handle = File::open(file).map_err(|e| io_error("open for read", file, e))?;
+        let handle = open_regular(file, OpenOptions::new().read(true), "open for read")?;
         read_at(&handle, file, 0, offset, len_bytes, buffer)
     }
 
     fn read_all(&self, file: &Path) -> Result<Vec<u8>, DiskError> {
-        fs::read(file).map_err(|e| io_error("read", file, e))
+        let mut bytes = Vec::new();
+        open_regular(file, OpenOptions::new().read(true), "open for read")?
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_error("read", file, e))?;
+        Ok(bytes)
     }
 
     /// Maps the file rather than copying it: recovery reads every segment whole, and a copy
     /// would fault in (and the kernel zero) a fresh 64 MiB buffer besides copying. A file
     /// that cannot be mapped (a file system without `mmap`) is read instead.
     fn read_whole(&self, file: &Path) -> Result<WholeFile, DiskError> {
-        let opened = File::open(file).map_err(|e| io_error("open", file, e))?;
+        let opened = open_regular(file, OpenOptions::new().read(true), "open")?;
         let len = opened
             .metadata()
             .map_err(|e| io_error("stat", file, e))?
@@ -246,7 +297,7 @@ impl Disk for FsDisk {
         // The next file's pages are asked of the disk now, while this one is checked; a hint,
         // so a failure changes nothing.
         #[cfg(target_os = "linux")]
-        if let Ok(opened) = File::open(next) {
+        if let Ok(opened) = open_regular(next, OpenOptions::new().read(true), "open") {
             use std::os::fd::AsRawFd;
             // SAFETY: a plain call on a descriptor that outlives it.
             unsafe {
@@ -258,17 +309,17 @@ impl Disk for FsDisk {
     }
 
     fn len(&self, file: &Path) -> Result<u64, DiskError> {
-        Ok(fs::metadata(file)
-            .map_err(|e| io_error("stat", file, e))?
-            .len())
+        let meta = fs::symlink_metadata(file).map_err(|e| io_error("stat", file, e))?;
+        if !meta.file_type().is_file() {
+            return Err(not_a_file(file, meta.file_type()));
+        }
+        Ok(meta.len())
     }
 
     fn sync(&mut self, file: &Path) -> Result<(), DiskError> {
         let synced = match self.kept(file) {
             Some(kept) => kept.file.sync_data(),
-            _ => File::open(file)
-                .map_err(|e| io_error("open for sync", file, e))?
-                .sync_data(),
+            _ => open_regular(file, OpenOptions::new().read(true), "open for sync")?.sync_data(),
         };
         synced.map_err(|e| io_error("fsync", file, e))
     }
@@ -292,10 +343,8 @@ impl Disk for FsDisk {
 
     fn truncate(&mut self, file: &Path, len_bytes: u64) -> Result<(), DiskError> {
         self.forget(file);
-        OpenOptions::new()
-            .write(true)
-            .open(file)
-            .and_then(|handle| handle.set_len(len_bytes))
+        open_regular(file, OpenOptions::new().write(true), "open to truncate")?
+            .set_len(len_bytes)
             .map_err(|e| io_error("truncate", file, e))
     }
 }
@@ -427,5 +476,70 @@ mod tests {
         ));
         // A hint about a file that is not there is ignored.
         disk.read_whole_ahead(&dir.path().join("missing"));
+    }
+
+    /// Makes a pipe at `path`.
+    fn make_pipe(path: &Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let name = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a plain call with a valid, NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    }
+
+    #[test]
+    fn a_name_taken_by_anything_but_a_file_is_listed_and_refused_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        fs::write(&target, b"a real file elsewhere").unwrap();
+        let taken = [
+            ("pipe", "a pipe"),
+            ("directory", "a directory"),
+            ("link", "a symbolic link"),
+            ("socket", "a socket"),
+        ];
+        make_pipe(&dir.path().join("pipe"));
+        fs::create_dir(dir.path().join("directory")).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("link")).unwrap();
+        let _listener = std::os::unix::net::UnixListener::bind(dir.path().join("socket")).unwrap();
+        let mut listed = disk().list(dir.path()).unwrap();
+        listed.retain(|name| name != "target");
+        assert_eq!(listed, ["directory", "link", "pipe", "socket"]);
+
+        // Each operation runs on a thread of its own: opening a pipe could wait for ever,
+        // and a test that hangs says less than one that fails.
+        let (done, outcomes) = std::sync::mpsc::channel();
+        let root = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            for (name, kind) in taken {
+                let path = root.join(name);
+                let mut disk = disk();
+                disk.read_whole_ahead(&path);
+                let results: [(&str, Result<(), DiskError>); 7] = [
+                    ("read", disk.read(&path, 0, 1).map(drop)),
+                    ("read_all", disk.read_all(&path).map(drop)),
+                    ("read_whole", disk.read_whole(&path).map(drop)),
+                    ("len", disk.len(&path).map(drop)),
+                    ("sync", disk.sync(&path)),
+                    ("append", disk.append(&path, b"x")),
+                    ("truncate", disk.truncate(&path, 0)),
+                ];
+                for (op, result) in results {
+                    done.send((name, kind, op, result)).unwrap();
+                }
+            }
+        });
+        for _ in 0..taken.len() * 7 {
+            let (name, kind, op, result) = outcomes
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .expect("an operation on a name not a file waited instead of refusing");
+            match result {
+                Err(DiskError::NotAFile { path, kind: said }) => {
+                    assert_eq!((path, said), (dir.path().join(name), kind), "{op}");
+                }
+                other => panic!("{op} on {name}: expected it refused, got {other:?}"),
+            }
+        }
+        // Nothing was written through the link.
+        assert_eq!(fs::read(&target).unwrap(), b"a real file elsewhere");
     }
 }

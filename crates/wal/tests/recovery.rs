@@ -627,3 +627,76 @@ fn a_segment_cut_to_nothing_refuses_and_a_huge_sparse_tail_is_zeros_written_ahea
         other => panic!("expected the empty segment refused, got {other:?}"),
     }
 }
+
+/// Opens the log in `dir` on a thread of its own and waits at most a minute for it: a
+/// recovery that waits on a pipe fails the test instead of hanging it.
+fn open_or_fail_in_time(dir: &std::path::Path) -> Result<(), WalError> {
+    let (done, outcome) = std::sync::mpsc::channel();
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        let opened = Wal::open(FsDisk::new(), &dir, small_segments()).map(drop);
+        let _ = done.send(opened);
+    });
+    outcome
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("recovery waited on a name that is not a file")
+}
+
+/// The last segment holds the newest term and vote. A pipe, a directory or a link under its
+/// name is refused, naming it; it is neither taken for a segment lost (the node would come
+/// back with an older vote, §5.2) nor waited on. A pipe under a snapshot's name likewise.
+#[test]
+fn a_log_name_taken_by_a_pipe_a_directory_or_a_link_refuses_to_start() {
+    use skiff_wal::DiskError;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("wal");
+    let (mut wal, _) = Wal::open(FsDisk::new(), &dir, small_segments()).unwrap();
+    for index in 1..=20 {
+        wal.append_batch(
+            &entries(index..=index, 1),
+            Some(hard_state(1, Some(2), index)),
+        )
+        .unwrap();
+    }
+    let last = wal.segment_paths().last().unwrap().clone();
+    drop(wal);
+    let saved = root.path().join("saved");
+    std::fs::rename(&last, &saved).unwrap();
+    let make_pipe = |path: &std::path::Path| {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    for kind in ["a pipe", "a directory", "a symbolic link"] {
+        match kind {
+            "a pipe" => make_pipe(&last),
+            "a directory" => std::fs::create_dir(&last).unwrap(),
+            _ => std::os::unix::fs::symlink(&saved, &last).unwrap(),
+        }
+        match open_or_fail_in_time(&dir) {
+            Err(WalError::Disk(DiskError::NotAFile { path, kind: said })) => {
+                assert_eq!((&path, said), (&last, kind));
+            }
+            other => panic!("{kind} as the last segment: expected a refusal, got {other:?}"),
+        }
+        if kind == "a directory" {
+            std::fs::remove_dir(&last).unwrap();
+        } else {
+            std::fs::remove_file(&last).unwrap();
+        }
+    }
+    std::fs::rename(&saved, &last).unwrap();
+
+    let snapshot = dir.join(skiff_wal::snapshot::file_name(LogIndex(5)));
+    make_pipe(&snapshot);
+    match open_or_fail_in_time(&dir) {
+        Err(WalError::Disk(DiskError::NotAFile { path, .. })) => assert_eq!(path, snapshot),
+        other => panic!("a pipe as the snapshot: expected a refusal, got {other:?}"),
+    }
+    std::fs::remove_file(&snapshot).unwrap();
+    let (wal, _) = Wal::open(FsDisk::new(), &dir, small_segments()).unwrap();
+    assert_eq!(all_entries(&wal), entries(1..=20, 1));
+    assert_eq!(wal.hard_state().vote, Some(skiff_raft::NodeId(2)));
+}
