@@ -144,6 +144,8 @@ pub struct DriverOptions {
     /// Sync each batch on a dedicated writer thread, overlapping the fsync with stepping,
     /// ticking and applying, instead of on the driver thread.
     pub sync_thread: bool,
+    /// The most bytes per second a snapshot file is written at (0: unpaced).
+    pub snapshot_write_bytes_per_second: u64,
 }
 
 pub use crate::peers::ConnectPeer;
@@ -243,10 +245,11 @@ impl Driver {
             None
         };
         let peer_addrs = options.peer_addrs.clone();
+        let snapshotter = Snapshotter::new(inbox.bell(), options.snapshot_write_bytes_per_second);
         let mut driver = Driver {
             node,
             options,
-            snapshotter: Snapshotter::new(inbox.bell()),
+            snapshotter,
             inbox,
             scratch: vec![0; crate::transport::inbound::READ_BYTES],
             peers: Peers::new(connect_peer, peer_addrs, shared.clone()),

@@ -270,6 +270,9 @@ fn driver_options(settings: &Settings, identity: &Identity) -> anyhow::Result<Dr
         cluster_id: identity.cluster_id,
         peer_addrs: identity.peer_addrs()?,
         sync_thread: settings.sync_thread,
+        snapshot_write_bytes_per_second: settings
+            .snapshot_write_mib_per_second
+            .saturating_mul(1 << 20),
     })
 }
 
