@@ -224,6 +224,10 @@ impl Paced {
 
 impl Write for Paced {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if bytes.is_empty() {
+            // A zero length would name the rest of the file to `sync_file_range`.
+            return Ok(0);
+        }
         let began = *self.began.get_or_insert_with(Instant::now);
         let chunk = &bytes[..bytes.len().min(CHUNK_BYTES)];
         let written = self.file.write(chunk)?;
@@ -386,6 +390,7 @@ mod tests {
         let bytes: Vec<u8> = (0..(5 * CHUNK_BYTES / 2))
             .map(|k| (k % 253) as u8)
             .collect();
+        assert_eq!(paced.write(&[]).unwrap(), 0);
         assert_eq!(paced.write(&bytes).unwrap(), CHUNK_BYTES);
         paced.write_all(&bytes[CHUNK_BYTES..]).unwrap();
         assert_eq!(paced.offset, 100 + bytes.len() as u64);
