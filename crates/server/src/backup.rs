@@ -100,6 +100,11 @@ impl Pending {
         self.waiting.push((covers, reply));
     }
 
+    /// Whether a backup is waiting for a snapshot.
+    pub fn is_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
     /// Answers every waiting backup with `why`.
     pub fn fail(&mut self, why: &str) {
         for (_, reply) in self.waiting.drain(..) {
@@ -123,7 +128,14 @@ impl Pending {
             let opened = wal
                 .snapshot_path()
                 .ok_or_else(|| "the node has no snapshot file".to_string())
-                .and_then(|path| File::open(path).map_err(|e| format!("{}: {e}", path.display())));
+                .and_then(|path| {
+                    skiff_wal::fs_disk::open_regular(
+                        path,
+                        std::fs::OpenOptions::new().read(true),
+                        "open",
+                    )
+                    .map_err(|e| e.to_string())
+                });
             let _ = reply.send(opened.map(|file| Source {
                 file,
                 meta: meta.clone(),

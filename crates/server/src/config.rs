@@ -83,7 +83,16 @@ impl Identity {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
         let temp = data_dir.join(format!("{IDENTITY_FILE}.tmp"));
-        let mut file = std::fs::File::create(&temp)?;
+        // A leftover temp name goes first; the new file is created afresh, so that nothing
+        // under the name (a link, a pipe) is followed or waited on.
+        match std::fs::remove_file(&temp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", temp.display()));
+            }
+            _ => {}
+        }
+        let mut file = std::fs::File::create_new(&temp)
+            .with_context(|| format!("creating {}", temp.display()))?;
         file.write_all(toml::to_string(self)?.as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&temp, data_dir.join(IDENTITY_FILE))?;
@@ -137,7 +146,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_identity_name_taken_by_a_pipe_or_a_directory_is_refused_not_waited_on() {
+    fn an_identity_name_taken_by_a_pipe_a_directory_or_a_link_is_refused_or_replaced() {
         let dir = tempfile::tempdir().unwrap();
         assert!(Identity::load(dir.path()).unwrap().is_none());
         let path = dir.path().join(IDENTITY_FILE);
@@ -150,9 +159,39 @@ mod tests {
             .status()
             .unwrap();
         assert!(made.success());
-        // A blocking open would wait here for a writer that never comes.
-        let refused = Identity::load(dir.path()).unwrap_err();
-        assert!(format!("{refused:#}").contains("not a regular file but a pipe"));
+        // A blocking open would wait for a writer that never comes: the load runs on a thread
+        // of its own, so that the test fails instead of hanging.
+        let (done, outcome) = std::sync::mpsc::channel();
+        let data_dir = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let loaded = Identity::load(&data_dir).map(drop);
+            let _ = done.send(loaded.map_err(|e| format!("{e:#}")));
+        });
+        let refused = outcome
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the load waited on the pipe")
+            .unwrap_err();
+        assert!(
+            refused.contains("not a regular file but a pipe"),
+            "{refused}"
+        );
+
+        // Storing over a link left under the temp name replaces the name: the link's target
+        // is not written.
+        std::fs::remove_file(&path).unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, b"not the identity").unwrap();
+        let temp = dir.path().join(format!("{IDENTITY_FILE}.tmp"));
+        std::os::unix::fs::symlink(&target, &temp).unwrap();
+        let identity = Identity {
+            id: 1,
+            cluster_id: 7,
+            initial_cluster: BTreeMap::from([("1".to_owned(), "127.0.0.1:7101".parse().unwrap())]),
+            members_at_join: BTreeMap::new(),
+        };
+        identity.store(dir.path()).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"not the identity");
+        assert_eq!(Identity::load(dir.path()).unwrap(), Some(identity));
     }
 
     #[test]

@@ -634,7 +634,10 @@ impl Driver {
     fn write_snapshot(&mut self, job: SnapshotJob) -> Result<(), NodeError> {
         let id = self.node.id().0;
         self.snapshot_waiting.append(&mut self.snapshot_requests);
-        if let Err(failed) = self.snapshotter.write(id, job, Instant::now()) {
+        // A snapshot someone waits for (an operator's, a backup's) is written at full speed:
+        // only the scheduled ones are background work.
+        let paced = self.snapshot_waiting.is_empty() && !self.backups.is_waiting();
+        if let Err(failed) = self.snapshotter.write(id, job, Instant::now(), paced) {
             let (token, error) = *failed;
             tracing::warn!(node = id, %error, "could not start writing a snapshot");
             for reply in self.snapshot_waiting.drain(..) {

@@ -202,7 +202,8 @@ impl Metrics {
                     "skiff_snapshot_duration_seconds",
                     "Seconds to take a snapshot and write it durably."
                 )
-                .buckets(latency_buckets())
+                // From 10 ms to about 11 minutes: a scheduled snapshot is written paced.
+                .buckets(prometheus::exponential_buckets(0.01, 2.0, 17).expect("valid buckets"))
             )),
             client_connections: register!(IntGauge::new(
                 "skiff_client_connections",

@@ -12,10 +12,14 @@
 //! The snapshot is background work that every replica does at about the same index, so it
 //! yields to the work clients wait for: the thread runs at a lower scheduling priority (its
 //! nice value [`SNAPSHOT_NICE_STEP`] above the node's), so that on a busy machine the drivers, the syncers and the network
-//! tasks go first, and it writes the file at a paced rate (`--snapshot-write-mib-per-second`),
-//! each [`CHUNK_BYTES`] written back before the next: a sync of the log asks the disk for
-//! everything written before it, so a snapshot put on the disk at full speed would ride on the
-//! log syncs in flight (it did: a `-c 50 -P 16` SET p99 of 16–20 ms, 12–13 ms paced).
+//! tasks go first. It serializes into the page cache at full speed (the frozen state, which
+//! keeps every value replaced meanwhile alive, goes as soon as it is done) and then puts the
+//! file on the disk at a paced rate (`--snapshot-write-mib-per-second`), each [`CHUNK_BYTES`]
+//! written back before the next: a sync of the log asks the disk for everything written
+//! before it, so a snapshot put on the disk at full speed would ride on the log syncs in
+//! flight (it did: a leader's `-c 50 -P 16` SET p99 of 15–17 ms, 11–12 ms paced;
+//! docs/BENCHMARKS.md, "Round eleven"). A snapshot an operator or a backup waits for is
+//! written unpaced. Elsewhere than Linux only the rate applies (no early writeback).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
@@ -64,17 +68,23 @@ impl Snapshotter {
         }
     }
 
-    /// Writes the job's file on a new thread; the outcome arrives on `done`. If the thread
-    /// cannot start, the token comes back with the error.
+    /// Writes the job's file on a new thread, at the configured rate if `paced` and
+    /// unpaced otherwise; the outcome arrives on `done`. If the thread cannot start, the
+    /// token comes back with the error.
     pub fn write(
         &self,
         node: u64,
         job: SnapshotJob,
         started: Instant,
+        paced: bool,
     ) -> Result<(), Box<(SnapshotToken, io::Error)>> {
         let done = self.done_tx.clone();
         let bell = self.bell.clone();
-        let rate = self.write_bytes_per_second;
+        let rate = if paced {
+            self.write_bytes_per_second
+        } else {
+            0
+        };
         // The job travels through a slot the driver can take it back from if no thread starts.
         let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(job)));
         let theirs = slot.clone();
@@ -112,8 +122,9 @@ impl Snapshotter {
 
 /// Creates the token's temporary file afresh, streams the data into it after room for the
 /// header (serializing the frozen state a chunk at a time, never holding it whole), seals the
-/// header over the bytes written (length and CRC-32C), writes it at the start, and syncs;
-/// at most `rate` bytes a second (0: unpaced).
+/// header over the bytes written (length and CRC-32C) and writes it at the start; then lets
+/// the frozen state go, puts the file on the disk at most `rate` bytes a second (0: no
+/// sleeping), and syncs.
 fn write_file(token: &mut SnapshotToken, data: SnapshotData, rate: u64) -> io::Result<()> {
     let temp = token.write().temp_path().to_path_buf();
     match fs::remove_file(&temp) {
@@ -126,21 +137,36 @@ fn write_file(token: &mut SnapshotToken, data: SnapshotData, rate: u64) -> io::R
         .open(&temp)?;
     let header_len = token.write().header_len();
     file.seek(SeekFrom::Start(header_len))?;
+    // The serializing runs at full speed into the page cache, and the frozen state goes as
+    // soon as it is done: every value the node replaced meanwhile stays alive until then, so
+    // holding it through the paced writeback would cost memory. It runs on a thread that
+    // ends with it, so that the allocator's cache of what the frozen state freed goes too.
+    let serialized = thread::scope(|scope| {
+        scope
+            .spawn(move || serialize(file, data))
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("serializing the snapshot panicked")))
+    });
+    let (mut file, len, crc) = serialized?;
+    let header = token.seal_streamed(len, crc);
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(&header)?;
+    write_back_paced(&file, header_len.saturating_add(len), rate);
+    file.sync_data()
+}
+
+/// Streams `data` into `file` from where it stands; the file, and the length and CRC-32C of
+/// what was written.
+fn serialize(file: File, data: SnapshotData) -> io::Result<(File, u64, u32)> {
     let mut digest = Digest {
-        out: BufWriter::with_capacity(CHUNK_BYTES, Paced::new(file, header_len, rate)),
+        out: BufWriter::with_capacity(CHUNK_BYTES, file),
         len: 0,
         crc: 0,
     };
     data.write_to(&mut digest)?;
     let Digest { out, len, crc } = digest;
-    let mut file = out
-        .into_inner()
-        .map_err(io::IntoInnerError::into_error)?
-        .file;
-    let header = token.seal_streamed(len, crc);
-    file.seek(SeekFrom::Start(0))?;
-    file.write_all(&header)?;
-    file.sync_data()
+    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    Ok((file, len, crc))
 }
 
 /// The bytes between the file and the serializer, and what is written back at a time.
@@ -186,64 +212,30 @@ fn lower_priority() {
 #[cfg(not(target_os = "linux"))]
 fn lower_priority() {}
 
-/// The snapshot file under its writer: each write (at most [`CHUNK_BYTES`]) is written back
-/// to the disk before the next begins, and the writer sleeps as long as it is ahead of its
-/// rate. The final `sync_data` is still what makes the file durable.
-struct Paced {
-    file: File,
-    /// Where the next write lands in the file.
-    offset: u64,
-    /// Bytes a second (0: no sleeping).
-    rate: u64,
-    /// Bytes written so far, and when the first was.
-    written: u64,
-    began: Option<Instant>,
-}
-
-impl Paced {
-    fn new(file: File, offset: u64, rate: u64) -> Paced {
-        Paced {
-            file,
-            offset,
-            rate,
-            written: 0,
-            began: None,
-        }
-    }
-
-    /// How long the writer is ahead of its rate, having written `written` bytes since
-    /// `began`.
-    fn ahead(&self, began: Instant) -> Option<Duration> {
-        if self.rate == 0 {
-            return None;
-        }
-        let due = Duration::from_secs_f64(self.written as f64 / self.rate as f64);
-        due.checked_sub(began.elapsed())
-    }
-}
-
-impl Write for Paced {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        if bytes.is_empty() {
-            // A zero length would name the rest of the file to `sync_file_range`.
-            return Ok(0);
-        }
-        let began = *self.began.get_or_insert_with(Instant::now);
-        let chunk = &bytes[..bytes.len().min(CHUNK_BYTES)];
-        let written = self.file.write(chunk)?;
-        let len = written as u64;
-        write_back(&self.file, self.offset, len);
-        self.offset = self.offset.saturating_add(len);
-        self.written = self.written.saturating_add(len);
-        if let Some(ahead) = self.ahead(began) {
+/// Writes the first `len` bytes of `file` back to the disk a [`CHUNK_BYTES`] at a time,
+/// waiting for each before the next, and sleeps while it is ahead of `rate` bytes a second
+/// (0: never). The final `sync_data` is still what makes the file durable.
+fn write_back_paced(file: &File, len: u64, rate: u64) {
+    let began = Instant::now();
+    let mut offset = 0;
+    while offset < len {
+        let chunk = (len - offset).min(CHUNK_BYTES as u64);
+        write_back(file, offset, chunk);
+        offset += chunk;
+        if let Some(ahead) = ahead_of(rate, offset, began) {
             thread::sleep(ahead);
         }
-        Ok(written)
     }
+}
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+/// How far ahead of `rate` bytes a second a writer that has written `written` bytes since
+/// `began` is (never, at rate 0).
+fn ahead_of(rate: u64, written: u64, began: Instant) -> Option<Duration> {
+    if rate == 0 {
+        return None;
     }
+    let due = Duration::from_secs_f64(written as f64 / rate as f64);
+    due.checked_sub(began.elapsed())
 }
 
 /// Writes `len` bytes of `file` at `offset` back to the disk and waits for them, so that the
@@ -277,7 +269,7 @@ fn write_back(_file: &File, _offset: u64, _len: u64) {}
 /// A writer that counts and checksums the bytes it passes on (what the header is sealed
 /// over).
 struct Digest {
-    out: BufWriter<Paced>,
+    out: BufWriter<File>,
     len: u64,
     crc: u32,
 }
@@ -350,7 +342,7 @@ mod tests {
             });
         let job = job.expect("a snapshot handed out");
         assert!(job.data.is_frozen());
-        let _ = snapshotter.write(1, job, Instant::now());
+        let _ = snapshotter.write(1, job, Instant::now(), true);
         let timeout = Duration::from_secs(30);
         snapshotter.done.recv_timeout(timeout).expect("an outcome")
     }
@@ -377,28 +369,26 @@ mod tests {
         assert_eq!(nice_of_this_thread(), before);
     }
 
-    /// The paced file takes at most a chunk a write, each written at the offset after the
-    /// last, so that what is written back is exactly what was just written; unpaced, it
-    /// never sleeps.
+    /// The paced writeback takes at least the file's length over the rate, and changes no
+    /// byte of it; at rate 0 it never sleeps.
     #[test]
-    fn a_paced_file_is_written_a_chunk_at_a_time_in_order() {
+    fn a_paced_writeback_takes_its_time_and_leaves_the_file_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("paced");
-        let mut file = File::create(&path).unwrap();
-        file.seek(SeekFrom::Start(100)).unwrap();
-        let mut paced = Paced::new(file, 100, 0);
         let bytes: Vec<u8> = (0..(5 * CHUNK_BYTES / 2))
             .map(|k| (k % 253) as u8)
             .collect();
-        assert_eq!(paced.write(&[]).unwrap(), 0);
-        assert_eq!(paced.write(&bytes).unwrap(), CHUNK_BYTES);
-        paced.write_all(&bytes[CHUNK_BYTES..]).unwrap();
-        assert_eq!(paced.offset, 100 + bytes.len() as u64);
-        assert_eq!(paced.written, bytes.len() as u64);
-        assert_eq!(paced.ahead(Instant::now()), None);
-        let on_disk = fs::read(&path).unwrap();
-        assert_eq!(&on_disk[..100], &[0; 100][..]);
-        assert_eq!(&on_disk[100..], &bytes[..]);
+        fs::write(&path, &bytes).unwrap();
+        let file = File::open(&path).unwrap();
+        let (len, rate) = (bytes.len() as u64, 8 << 20);
+        let began = Instant::now();
+        write_back_paced(&file, len, rate);
+        let due = Duration::from_secs_f64(len as f64 / rate as f64);
+        assert!(began.elapsed() >= due, "{:?} < {due:?}", began.elapsed());
+        write_back_paced(&file, len, 0);
+        assert_eq!(fs::read(&path).unwrap(), bytes);
+        assert_eq!(ahead_of(0, len, Instant::now()), None);
+        assert!(ahead_of(rate, len, Instant::now()).is_some_and(|ahead| ahead <= due));
     }
 
     /// The thread streams the frozen store into the file (many write buffers long) and

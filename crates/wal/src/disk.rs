@@ -86,7 +86,8 @@ pub trait Disk {
     fn create_dir_all(&mut self, dir: &Path) -> Result<(), DiskError>;
     /// The names (not paths) of everything directly in `dir`, sorted: files, and anything
     /// else under a name (a directory, a link, a pipe), so that a name the log uses but
-    /// something other than a file took is seen and refused, not taken for a missing file.
+    /// something other than a file took is seen, not taken for a missing file (reading it
+    /// then refuses).
     fn list(&self, dir: &Path) -> Result<Vec<String>, DiskError>;
     /// Creates an empty file; fails with [`DiskError::AlreadyExists`] if there is one.
     /// The new name is durable only after [`Disk::sync_dir`].

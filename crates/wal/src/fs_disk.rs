@@ -69,8 +69,10 @@ impl FsDisk {
 
 /// Opens `file` with `options` only if it is a regular file, and otherwise refuses it with
 /// [`DiskError::NotAFile`]: a symbolic link is not followed (`O_NOFOLLOW`) and a pipe is not
-/// waited on (`O_NONBLOCK`, which changes nothing for a regular file). Every file the log
-/// reads or writes is opened through here.
+/// waited on (`O_NONBLOCK`, which changes nothing for a regular file). `options`' custom
+/// flags are replaced with these. Every file the log reads or writes is opened through here,
+/// but for [`Disk::create`]'s (`O_CREAT | O_EXCL` neither follows a link nor opens what is
+/// there).
 pub fn open_regular(
     file: &Path,
     options: &mut OpenOptions,
@@ -338,7 +340,11 @@ impl Disk for FsDisk {
 
     fn remove(&mut self, file: &Path) -> Result<(), DiskError> {
         self.forget(file);
-        fs::remove_file(file).map_err(|e| io_error("remove", file, e))
+        // A link or a pipe goes as a name (a link's target stays); a directory is refused.
+        fs::remove_file(file).map_err(|e| match fs::symlink_metadata(file) {
+            Ok(meta) if meta.is_dir() => not_a_file(file, meta.file_type()),
+            _ => io_error("remove", file, e),
+        })
     }
 
     fn truncate(&mut self, file: &Path, len_bytes: u64) -> Result<(), DiskError> {
@@ -541,5 +547,14 @@ mod tests {
         }
         // Nothing was written through the link.
         assert_eq!(fs::read(&target).unwrap(), b"a real file elsewhere");
+        // Removing takes a link or a pipe as a name; a directory is refused.
+        let mut disk = disk();
+        disk.remove(&dir.path().join("link")).unwrap();
+        disk.remove(&dir.path().join("pipe")).unwrap();
+        assert!(target.exists());
+        match disk.remove(&dir.path().join("directory")) {
+            Err(DiskError::NotAFile { kind, .. }) => assert_eq!(kind, "a directory"),
+            other => panic!("expected the directory refused, got {other:?}"),
+        }
     }
 }

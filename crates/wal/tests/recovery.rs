@@ -644,7 +644,8 @@ fn open_or_fail_in_time(dir: &std::path::Path) -> Result<(), WalError> {
 
 /// The last segment holds the newest term and vote. A pipe, a directory or a link under its
 /// name is refused, naming it; it is neither taken for a segment lost (the node would come
-/// back with an older vote, §5.2) nor waited on. A pipe under a snapshot's name likewise.
+/// back with an older vote, §5.2) nor waited on. A pipe under the first segment's name or a
+/// snapshot's, and a directory under a leftover snapshot name, likewise.
 #[test]
 fn a_log_name_taken_by_a_pipe_a_directory_or_a_link_refuses_to_start() {
     use skiff_wal::DiskError;
@@ -658,8 +659,10 @@ fn a_log_name_taken_by_a_pipe_a_directory_or_a_link_refuses_to_start() {
         )
         .unwrap();
     }
-    let last = wal.segment_paths().last().unwrap().clone();
+    let segments = wal.segment_paths();
+    let last = segments.last().unwrap().clone();
     drop(wal);
+    assert!(segments.len() > 2);
     let saved = root.path().join("saved");
     std::fs::rename(&last, &saved).unwrap();
     let make_pipe = |path: &std::path::Path| {
@@ -688,6 +691,33 @@ fn a_log_name_taken_by_a_pipe_a_directory_or_a_link_refuses_to_start() {
         }
     }
     std::fs::rename(&saved, &last).unwrap();
+
+    // The first segment is opened to be read, not looked at first: a pipe there is refused
+    // by the open itself, which must not wait for a writer.
+    let first = segments[0].clone();
+    let first_saved = root.path().join("first");
+    std::fs::rename(&first, &first_saved).unwrap();
+    make_pipe(&first);
+    match open_or_fail_in_time(&dir) {
+        Err(WalError::Disk(DiskError::NotAFile { path, kind })) => {
+            assert_eq!((path, kind), (first.clone(), "a pipe"));
+        }
+        other => panic!("a pipe as the first segment: expected a refusal, got {other:?}"),
+    }
+    std::fs::remove_file(&first).unwrap();
+    std::fs::rename(&first_saved, &first).unwrap();
+
+    // A directory under a leftover snapshot name cannot be removed as the leftovers are:
+    // the start is refused, naming it.
+    let leftover = dir.join(skiff_wal::snapshot::temp_file_name(LogIndex(3)));
+    std::fs::create_dir(&leftover).unwrap();
+    match open_or_fail_in_time(&dir) {
+        Err(WalError::Disk(DiskError::NotAFile { path, kind })) => {
+            assert_eq!((path, kind), (leftover.clone(), "a directory"));
+        }
+        other => panic!("a directory as a leftover: expected a refusal, got {other:?}"),
+    }
+    std::fs::remove_dir(&leftover).unwrap();
 
     let snapshot = dir.join(skiff_wal::snapshot::file_name(LogIndex(5)));
     make_pipe(&snapshot);
