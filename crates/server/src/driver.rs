@@ -360,8 +360,10 @@ impl Driver {
             Input::PeerSocket(socket) => self.inbox.adopt(*socket),
             Input::Admin { request, reply } => self.handle_admin(request, reply),
             Input::Backup(reply) => {
-                // Everything applied now is in the snapshot the backup gets.
+                // Everything applied now is in the snapshot the backup gets; one in flight
+                // is now waited for, so it stops sleeping.
                 self.backups.push(self.node.applied(), reply);
+                self.snapshotter.hurry();
                 if let Err(error) = self.node.request_snapshot() {
                     self.backups
                         .fail(&format!("could not take a snapshot: {error}"));
@@ -509,8 +511,10 @@ impl Driver {
                 Ok(text)
             }
             AdminRequest::Snapshot => {
-                // The node hands it out once no batch or snapshot is in flight.
+                // The node hands it out once no batch or snapshot is in flight; one in flight
+                // is now waited for, so it stops sleeping.
                 self.snapshot_requests.push(reply);
+                self.snapshotter.hurry();
                 if let Err(error) = self.node.request_snapshot() {
                     tracing::warn!(node = self.node.id().0, %error, "could not take a snapshot");
                     for reply in self.snapshot_requests.drain(..) {

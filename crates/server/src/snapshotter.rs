@@ -17,14 +17,19 @@
 //! file on the disk at a paced rate (`--snapshot-write-mib-per-second`), each [`CHUNK_BYTES`]
 //! written back before the next: a sync of the log asks the disk for everything written
 //! before it, so a snapshot put on the disk at full speed would ride on the log syncs in
-//! flight (it did: a leader's `-c 50 -P 16` SET p99 of 15–17 ms, 11–12 ms paced;
-//! docs/BENCHMARKS.md, "Round eleven"). A snapshot an operator or a backup waits for is
-//! written unpaced. Elsewhere than Linux only the rate applies (no early writeback).
+//! flight (it did: a leader's `-c 50 -P 16` SET p99 of 16–17.5 ms, 13 ms with the writeback
+//! paced; docs/BENCHMARKS.md, "Round eleven"). While serializing, at most
+//! [`DIRTY_WINDOW_BYTES`] wait in the page cache (a large store's file is written back, without
+//! sleeping, as it goes past them). A snapshot an operator or a backup waits for is written
+//! back without sleeping, also one already in flight when they ask. Elsewhere than Linux only
+//! the rate applies (no early writeback).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -49,23 +54,31 @@ pub struct Snapshotter {
     /// Each write's outcome.
     pub done: Receiver<Written>,
     /// Wakes the driver when an outcome is there.
-    bell: std::sync::Arc<Bell>,
-    /// The most bytes per second a snapshot file is written at (0: as fast as the disk
-    /// takes them).
+    bell: Arc<Bell>,
+    /// The most bytes per second a snapshot file is written back at (0: no sleeping).
     write_bytes_per_second: u64,
+    /// Set when someone waits for the snapshot in flight: its writeback stops sleeping.
+    hurry: Arc<AtomicBool>,
 }
 
 impl Snapshotter {
     /// A snapshotter with nothing in flight, ringing `bell` when a write is done, writing
     /// files at most at `write_bytes_per_second` (0: unpaced).
-    pub fn new(bell: std::sync::Arc<Bell>, write_bytes_per_second: u64) -> Snapshotter {
+    pub fn new(bell: Arc<Bell>, write_bytes_per_second: u64) -> Snapshotter {
         let (done_tx, done) = bounded(1);
         Snapshotter {
             done_tx,
             done,
             bell,
             write_bytes_per_second,
+            hurry: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Someone (an operator, a backup) now waits for the snapshot in flight, if any: the
+    /// rest of its file is written back without sleeping.
+    pub fn hurry(&self) {
+        self.hurry.store(true, Ordering::Relaxed);
     }
 
     /// Writes the job's file on a new thread, at the configured rate if `paced` and
@@ -80,13 +93,14 @@ impl Snapshotter {
     ) -> Result<(), Box<(SnapshotToken, io::Error)>> {
         let done = self.done_tx.clone();
         let bell = self.bell.clone();
-        let rate = if paced {
-            self.write_bytes_per_second
-        } else {
-            0
+        // One snapshot is in flight at a time: the flag is this one's from now on.
+        self.hurry.store(!paced, Ordering::Relaxed);
+        let pace = Pace {
+            rate: self.write_bytes_per_second,
+            hurry: self.hurry.clone(),
         };
         // The job travels through a slot the driver can take it back from if no thread starts.
-        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(job)));
+        let slot = Arc::new(std::sync::Mutex::new(Some(job)));
         let theirs = slot.clone();
         let spawned = thread::Builder::new()
             .name(format!("skiff-snapshot-{node}"))
@@ -100,7 +114,7 @@ impl Snapshotter {
                 // A panic while serializing or writing ends in an error, not in a node that
                 // waits for this snapshot forever; the token stays out of the closure.
                 let result =
-                    panic::catch_unwind(AssertUnwindSafe(|| write_file(&mut token, data, rate)))
+                    panic::catch_unwind(AssertUnwindSafe(|| write_file(&mut token, data, &pace)))
                         .unwrap_or_else(|_| Err(io::Error::other("the snapshot thread panicked")));
                 let _ = done.send(Written {
                     token,
@@ -123,9 +137,8 @@ impl Snapshotter {
 /// Creates the token's temporary file afresh, streams the data into it after room for the
 /// header (serializing the frozen state a chunk at a time, never holding it whole), seals the
 /// header over the bytes written (length and CRC-32C) and writes it at the start; then lets
-/// the frozen state go, puts the file on the disk at most `rate` bytes a second (0: no
-/// sleeping), and syncs.
-fn write_file(token: &mut SnapshotToken, data: SnapshotData, rate: u64) -> io::Result<()> {
+/// the frozen state go, puts the rest of the file on the disk at `pace`, and syncs.
+fn write_file(token: &mut SnapshotToken, data: SnapshotData, pace: &Pace) -> io::Result<()> {
     let temp = token.write().temp_path().to_path_buf();
     match fs::remove_file(&temp) {
         Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
@@ -139,38 +152,72 @@ fn write_file(token: &mut SnapshotToken, data: SnapshotData, rate: u64) -> io::R
     file.seek(SeekFrom::Start(header_len))?;
     // The serializing runs at full speed into the page cache, and the frozen state goes as
     // soon as it is done: every value the node replaced meanwhile stays alive until then, so
-    // holding it through the paced writeback would cost memory. It runs on a thread that
-    // ends with it, so that the allocator's cache of what the frozen state freed goes too.
-    let serialized = thread::scope(|scope| {
-        scope
-            .spawn(move || serialize(file, data))
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("serializing the snapshot panicked")))
-    });
-    let (mut file, len, crc) = serialized?;
+    // holding it through the paced writeback would cost memory (docs/BENCHMARKS.md, "Round
+    // eleven").
+    let Serialized {
+        mut file,
+        len,
+        crc,
+        written_back,
+    } = serialize(file, header_len, data)?;
     let header = token.seal_streamed(len, crc);
     file.seek(SeekFrom::Start(0))?;
     file.write_all(&header)?;
-    write_back_paced(&file, header_len.saturating_add(len), rate);
+    write_back_paced(&file, written_back, header_len.saturating_add(len), pace);
     file.sync_data()
 }
 
-/// Streams `data` into `file` from where it stands; the file, and the length and CRC-32C of
-/// what was written.
-fn serialize(file: File, data: SnapshotData) -> io::Result<(File, u64, u32)> {
+/// How a snapshot file is written back once serialized.
+struct Pace {
+    /// Bytes a second (0: no sleeping).
+    rate: u64,
+    /// Set when someone waits for the snapshot: no more sleeping.
+    hurry: Arc<AtomicBool>,
+}
+
+/// A file serialized: its bytes past the header (how many, their CRC-32C), and how far from
+/// the file's start it is written back already.
+struct Serialized {
+    file: File,
+    len: u64,
+    crc: u32,
+    written_back: u64,
+}
+
+/// Streams `data` into `file` from `start`, writing back (without sleeping) whatever would
+/// leave more than [`DIRTY_WINDOW_BYTES`] of it only in the page cache.
+fn serialize(file: File, start: u64, data: SnapshotData) -> io::Result<Serialized> {
     let mut digest = Digest {
         out: BufWriter::with_capacity(CHUNK_BYTES, file),
+        start,
         len: 0,
         crc: 0,
+        written_back: 0,
     };
     data.write_to(&mut digest)?;
-    let Digest { out, len, crc } = digest;
+    let Digest {
+        out,
+        len,
+        crc,
+        written_back,
+        ..
+    } = digest;
     let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-    Ok((file, len, crc))
+    Ok(Serialized {
+        file,
+        len,
+        crc,
+        written_back,
+    })
 }
 
 /// The bytes between the file and the serializer, and what is written back at a time.
 const CHUNK_BYTES: usize = 512 * 1024;
+
+/// The most of a snapshot file left only in the page cache while it is serialized: a large
+/// store's file is written back as it goes past this, so that its dirty pages stay bounded
+/// (the kernel would otherwise flush them at full speed itself, past its dirty limits).
+const DIRTY_WINDOW_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How much the snapshot thread's nice value is raised above the node's: its other threads
 /// take the CPU first, yet not to the lowest (19) from the default, so that a machine busy
@@ -212,17 +259,20 @@ fn lower_priority() {
 #[cfg(not(target_os = "linux"))]
 fn lower_priority() {}
 
-/// Writes the first `len` bytes of `file` back to the disk a [`CHUNK_BYTES`] at a time,
-/// waiting for each before the next, and sleeps while it is ahead of `rate` bytes a second
-/// (0: never). The final `sync_data` is still what makes the file durable.
-fn write_back_paced(file: &File, len: u64, rate: u64) {
+/// Writes `file`'s bytes from `from` to `to` back to the disk a [`CHUNK_BYTES`] at a time,
+/// waiting for each before the next, and sleeps while it is ahead of the pace's rate (never
+/// at rate 0 or once hurried). The final `sync_data` is still what makes the file durable.
+fn write_back_paced(file: &File, from: u64, to: u64, pace: &Pace) {
     let began = Instant::now();
-    let mut offset = 0;
-    while offset < len {
-        let chunk = (len - offset).min(CHUNK_BYTES as u64);
+    let mut offset = from;
+    while offset < to {
+        let chunk = (to - offset).min(CHUNK_BYTES as u64);
         write_back(file, offset, chunk);
         offset += chunk;
-        if let Some(ahead) = ahead_of(rate, offset, began) {
+        if pace.hurry.load(Ordering::Relaxed) {
+            continue;
+        }
+        if let Some(ahead) = ahead_of(pace.rate, offset - from, began) {
             thread::sleep(ahead);
         }
     }
@@ -267,11 +317,15 @@ fn write_back(file: &File, offset: u64, len: u64) {
 fn write_back(_file: &File, _offset: u64, _len: u64) {}
 
 /// A writer that counts and checksums the bytes it passes on (what the header is sealed
-/// over).
+/// over), and writes the file back as it passes [`DIRTY_WINDOW_BYTES`] unwritten.
 struct Digest {
     out: BufWriter<File>,
+    /// Where in the file the bytes passed on begin (after the header).
+    start: u64,
     len: u64,
     crc: u32,
+    /// How far from the file's start it is written back.
+    written_back: u64,
 }
 
 impl Write for Digest {
@@ -280,6 +334,15 @@ impl Write for Digest {
         let passed = &bytes[..written.min(bytes.len())];
         self.crc = crc32c::crc32c_append(self.crc, passed);
         self.len = self.len.saturating_add(passed.len() as u64);
+        // What the buffer holds is not in the file yet.
+        let in_file = self
+            .start
+            .saturating_add(self.len)
+            .saturating_sub(self.out.buffer().len() as u64);
+        while in_file.saturating_sub(self.written_back) > DIRTY_WINDOW_BYTES {
+            write_back(self.out.get_ref(), self.written_back, CHUNK_BYTES as u64);
+            self.written_back += CHUNK_BYTES as u64;
+        }
         Ok(written)
     }
 
@@ -370,9 +433,9 @@ mod tests {
     }
 
     /// The paced writeback takes at least the file's length over the rate, and changes no
-    /// byte of it; at rate 0 it never sleeps.
+    /// byte of it; hurried, it no longer sleeps, however slow the rate.
     #[test]
-    fn a_paced_writeback_takes_its_time_and_leaves_the_file_as_it_was() {
+    fn a_paced_writeback_takes_its_time_unless_hurried_and_leaves_the_file_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("paced");
         let bytes: Vec<u8> = (0..(5 * CHUNK_BYTES / 2))
@@ -381,14 +444,61 @@ mod tests {
         fs::write(&path, &bytes).unwrap();
         let file = File::open(&path).unwrap();
         let (len, rate) = (bytes.len() as u64, 8 << 20);
+        let pace = |rate, hurry| Pace {
+            rate,
+            hurry: Arc::new(AtomicBool::new(hurry)),
+        };
         let began = Instant::now();
-        write_back_paced(&file, len, rate);
+        write_back_paced(&file, 0, len, &pace(rate, false));
         let due = Duration::from_secs_f64(len as f64 / rate as f64);
         assert!(began.elapsed() >= due, "{:?} < {due:?}", began.elapsed());
-        write_back_paced(&file, len, 0);
         assert_eq!(fs::read(&path).unwrap(), bytes);
         assert_eq!(ahead_of(0, len, Instant::now()), None);
         assert!(ahead_of(rate, len, Instant::now()).is_some_and(|ahead| ahead <= due));
+
+        // At one byte a second the first chunk alone would sleep six days: hurried, the
+        // whole file is written back at once (a thread and a minute's limit turn a sleep into
+        // a failure).
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            write_back_paced(&file, 0, len, &pace(1, true));
+            let _ = done.send(());
+        });
+        outcome
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a hurried writeback slept");
+    }
+
+    /// While serializing, no more than DIRTY_WINDOW_BYTES of the file wait in the page
+    /// cache: past it, the file is written back a chunk at a time, in order, from the start.
+    #[test]
+    fn serializing_writes_back_what_passes_the_dirty_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = File::create(dir.path().join("large")).unwrap();
+        file.seek(SeekFrom::Start(100)).unwrap();
+        let mut digest = Digest {
+            out: BufWriter::with_capacity(CHUNK_BYTES, file),
+            start: 100,
+            len: 0,
+            crc: 0,
+            written_back: 0,
+        };
+        let piece = vec![7u8; 1 << 20];
+        for _ in 0..(DIRTY_WINDOW_BYTES >> 20) - 1 {
+            digest.write_all(&piece).unwrap();
+        }
+        assert_eq!(
+            digest.written_back, 0,
+            "within the window, nothing written back"
+        );
+        for _ in 0..7 {
+            digest.write_all(&piece).unwrap();
+        }
+        let in_file = 100 + digest.len - digest.out.buffer().len() as u64;
+        assert!(digest.written_back > 0);
+        assert_eq!(digest.written_back % CHUNK_BYTES as u64, 0);
+        assert!(in_file - digest.written_back <= DIRTY_WINDOW_BYTES);
+        assert!(digest.written_back <= in_file);
     }
 
     /// The thread streams the frozen store into the file (many write buffers long) and
