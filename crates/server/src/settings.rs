@@ -352,13 +352,14 @@ settings! {
         /// older entries are deleted when the snapshot is taken (0: delete all it covers).
         snapshot_keep_entries: u64 = skiff_raft::DEFAULT_SNAPSHOT_TRAILING_ENTRIES,
             in 0, 100_000_000;
-        /// The most MiB per second a scheduled snapshot's file is written back to the disk at
-        /// once serialized, each 512 KiB put on the disk and waited for before the next (0: no
-        /// sleeping, still 512 KiB at a time). A sync of the log waits for everything written
-        /// before it, so a snapshot written back at full speed delays the writes clients wait
-        /// for; paced, a 100 MiB store's writeback takes at least 3 s at the default. A
-        /// snapshot an operator or a backup waits for is not paced.
-        snapshot_write_mib_per_second: u64 = 32, in 0, 1_000_000;
+        /// Pace the writeback of scheduled snapshots: once serialized, the file is put on the
+        /// disk at most this many MiB a second, 512 KiB at a time, each waited for before the
+        /// next (0, the default: not paced; the writeback is started every 8 MiB as the file is
+        /// written, and the final sync waits for the rest). A sync of the log waits for
+        /// everything written before it, so pacing keeps a snapshot off the log's syncs, at
+        /// the cost of compacting the log later (at 32, a 100 MiB store's writeback takes at
+        /// least 3 s). A snapshot an operator or a backup waits for is never paced.
+        snapshot_write_mib_per_second: u64 = 0, in 0, 1_000_000;
         /// The longest bulk string the protocol reader takes, in bytes; a longer one is a protocol
         /// error that closes the connection. The store itself takes keys of at most 16 KiB and
         /// values of at most 1 MiB, and answers larger ones with an error.

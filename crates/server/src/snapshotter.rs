@@ -12,17 +12,18 @@
 //! The snapshot is background work that every replica does at about the same index, so it
 //! yields to the work clients wait for: the thread runs at a lower scheduling priority (its
 //! nice value [`SNAPSHOT_NICE_STEP`] above the node's), so that on a busy machine the drivers, the syncers and the network
-//! tasks go first. It serializes into the page cache at full speed (the frozen state, which
-//! keeps every value replaced meanwhile alive, goes as soon as it is done) and then puts the
-//! file on the disk at a paced rate (`--snapshot-write-mib-per-second`), each [`CHUNK_BYTES`]
-//! written back before the next: a sync of the log asks the disk for everything written
-//! before it, so a snapshot put on the disk at full speed would ride on the log syncs in
-//! flight (it did: a leader's `-c 50 -P 16` SET p99 of 16–17.5 ms, 13 ms with the writeback
-//! paced; docs/BENCHMARKS.md, "Round eleven"). While serializing, at most
-//! [`DIRTY_WINDOW_BYTES`] wait in the page cache (a large store's file is written back, without
-//! sleeping, as it goes past them). A snapshot an operator or a backup waits for is written
-//! back without sleeping, also one already in flight when they ask. Elsewhere than Linux only
-//! the rate applies (no early writeback).
+//! tasks go first. Unpaced (the default), it starts the file's writeback every
+//! [`WRITEBACK_EVERY_BYTES`] as it serializes, so that the final sync does not put the whole
+//! store on the disk at once. Paced (`--snapshot-write-mib-per-second`), it serializes into the
+//! page cache at full speed (the frozen state, which keeps every value replaced meanwhile
+//! alive, goes as soon as it is done; at most [`DIRTY_WINDOW_BYTES`] wait in the page cache)
+//! and then puts the file on the disk at the rate, each [`CHUNK_BYTES`] written back before the
+//! next: a sync of the log asks the disk for everything written before it, and a snapshot put
+//! on the disk at full speed rides on the log syncs in flight. Pacing took 3–4 ms off a
+//! leader's `-c 50 -P 16` SET p99 in rows run alone, but not in a full `bench/run`, where it
+//! raised the peak RSS (docs/BENCHMARKS.md, "Round eleven"), so it is off by default. A
+//! snapshot an operator or a backup waits for is never paced, nor one already in flight when
+//! they ask. Elsewhere than Linux only the rate applies (no early writeback).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
@@ -94,9 +95,13 @@ impl Snapshotter {
         let done = self.done_tx.clone();
         let bell = self.bell.clone();
         // One snapshot is in flight at a time: the flag is this one's from now on.
-        self.hurry.store(!paced, Ordering::Relaxed);
+        self.hurry.store(false, Ordering::Relaxed);
         let pace = Pace {
-            rate: self.write_bytes_per_second,
+            rate: if paced {
+                self.write_bytes_per_second
+            } else {
+                0
+            },
             hurry: self.hurry.clone(),
         };
         // The job travels through a slot the driver can take it back from if no thread starts.
@@ -159,11 +164,13 @@ fn write_file(token: &mut SnapshotToken, data: SnapshotData, pace: &Pace) -> io:
         len,
         crc,
         written_back,
-    } = serialize(file, header_len, data)?;
+    } = serialize(file, header_len, data, pace.rate > 0)?;
     let header = token.seal_streamed(len, crc);
     file.seek(SeekFrom::Start(0))?;
     file.write_all(&header)?;
-    write_back_paced(&file, written_back, header_len.saturating_add(len), pace);
+    if pace.rate > 0 {
+        write_back_paced(&file, written_back, header_len.saturating_add(len), pace);
+    }
     file.sync_data()
 }
 
@@ -184,15 +191,18 @@ struct Serialized {
     written_back: u64,
 }
 
-/// Streams `data` into `file` from `start`, writing back (without sleeping) whatever would
-/// leave more than [`DIRTY_WINDOW_BYTES`] of it only in the page cache.
-fn serialize(file: File, start: u64, data: SnapshotData) -> io::Result<Serialized> {
+/// Streams `data` into `file` from `start`. For a paced writeback afterwards, it writes back
+/// (without sleeping) whatever would leave more than [`DIRTY_WINDOW_BYTES`] of the file only in
+/// the page cache; otherwise it starts the writeback every [`WRITEBACK_EVERY_BYTES`].
+fn serialize(file: File, start: u64, data: SnapshotData, paced: bool) -> io::Result<Serialized> {
     let mut digest = Digest {
         out: BufWriter::with_capacity(CHUNK_BYTES, file),
         start,
         len: 0,
         crc: 0,
         written_back: 0,
+        paced,
+        writeback_at: WRITEBACK_EVERY_BYTES,
     };
     data.write_to(&mut digest)?;
     let Digest {
@@ -218,6 +228,10 @@ const CHUNK_BYTES: usize = 512 * 1024;
 /// store's file is written back as it goes past this, so that its dirty pages stay bounded
 /// (the kernel would otherwise flush them at full speed itself, past its dirty limits).
 const DIRTY_WINDOW_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Unpaced, how many bytes of the file are written between two starts of its writeback (so
+/// that the final sync does not put the whole store on the disk at once).
+const WRITEBACK_EVERY_BYTES: u64 = 8 * 1024 * 1024;
 
 /// How much the snapshot thread's nice value is raised above the node's: its other threads
 /// take the CPU first, yet not to the lowest (19) from the default, so that a machine busy
@@ -316,6 +330,27 @@ fn write_back(file: &File, offset: u64, len: u64) {
 #[cfg(not(target_os = "linux"))]
 fn write_back(_file: &File, _offset: u64, _len: u64) {}
 
+/// Starts the writeback of what `file` holds so far, without waiting for it: the disk then
+/// takes the snapshot in steps rather than all at the final sync. Only a hint; the final
+/// `sync_data` is what makes the file durable.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File) {
+    // SAFETY: the descriptor is open for as long as `file` is borrowed; offset 0 and length 0
+    // name the whole file, and SYNC_FILE_RANGE_WRITE only starts writing dirty pages.
+    let refused =
+        unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) != 0 };
+    if refused {
+        tracing::debug!(
+            error = %io::Error::last_os_error(),
+            "the snapshot file's early writeback was refused"
+        );
+    }
+}
+
+/// Elsewhere the final sync writes the whole file.
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File) {}
+
 /// A writer that counts and checksums the bytes it passes on (what the header is sealed
 /// over), and writes the file back as it passes [`DIRTY_WINDOW_BYTES`] unwritten.
 struct Digest {
@@ -326,6 +361,10 @@ struct Digest {
     crc: u32,
     /// How far from the file's start it is written back.
     written_back: u64,
+    /// Whether a paced writeback follows (else the writeback is started as it goes).
+    paced: bool,
+    /// Unpaced, the length at which to start the writeback next.
+    writeback_at: u64,
 }
 
 impl Write for Digest {
@@ -334,6 +373,13 @@ impl Write for Digest {
         let passed = &bytes[..written.min(bytes.len())];
         self.crc = crc32c::crc32c_append(self.crc, passed);
         self.len = self.len.saturating_add(passed.len() as u64);
+        if !self.paced {
+            if self.len >= self.writeback_at {
+                self.writeback_at = self.len.saturating_add(WRITEBACK_EVERY_BYTES);
+                start_writeback(self.out.get_ref());
+            }
+            return Ok(written);
+        }
         // What the buffer holds is not in the file yet.
         let in_file = self
             .start
@@ -482,6 +528,8 @@ mod tests {
             len: 0,
             crc: 0,
             written_back: 0,
+            paced: true,
+            writeback_at: WRITEBACK_EVERY_BYTES,
         };
         let piece = vec![7u8; 1 << 20];
         for _ in 0..(DIRTY_WINDOW_BYTES >> 20) - 1 {
