@@ -55,6 +55,10 @@ pub struct Identity {
 
 const IDENTITY_FILE: &str = "identity.toml";
 
+/// The largest identity file read: a few hundred bytes per member, for clusters far larger
+/// than any Raft cluster runs.
+const MAX_IDENTITY_BYTES: u64 = 1 << 20;
+
 impl Identity {
     /// The identity stored in `data_dir`, if the node has started before.
     pub fn load(data_dir: &Path) -> anyhow::Result<Option<Identity>> {
@@ -63,18 +67,27 @@ impl Identity {
         // waited on or followed.
         let opened =
             skiff_wal::fs_disk::open_regular(&path, std::fs::OpenOptions::new().read(true), "open");
+        let file = match opened {
+            Ok(file) => file,
+            Err(skiff_wal::DiskError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        // Read no further than an identity can be: a damaged file is refused, not held.
         let mut text = String::new();
-        match opened {
-            Ok(mut file) => {
-                std::io::Read::read_to_string(&mut file, &mut text)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                Ok(Some(
-                    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
-                ))
-            }
-            Err(skiff_wal::DiskError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(file, MAX_IDENTITY_BYTES + 1),
+            &mut text,
+        )
+        .with_context(|| format!("reading {}", path.display()))?;
+        if text.len() as u64 > MAX_IDENTITY_BYTES {
+            bail!(
+                "{} is larger than {MAX_IDENTITY_BYTES} bytes: not a node's identity",
+                path.display()
+            );
         }
+        Ok(Some(
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
+        ))
     }
 
     /// Writes the identity durably (temp file, fsync, rename, fsync of the directory).
@@ -192,6 +205,28 @@ mod tests {
         identity.store(dir.path()).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"not the identity");
         assert_eq!(Identity::load(dir.path()).unwrap(), Some(identity));
+    }
+
+    /// A damaged identity file — larger than any identity, or not text — is refused with
+    /// an error naming it, and the oversized one is not read whole.
+    #[test]
+    fn a_huge_or_garbled_identity_file_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(IDENTITY_FILE);
+        let file = std::fs::File::create(&path).unwrap();
+        // Sparse: 1 GiB on the file system's word, nothing on the disk.
+        file.set_len(1 << 30).unwrap();
+        let refused = format!("{:#}", Identity::load(dir.path()).unwrap_err());
+        assert!(
+            refused.contains("larger than") && refused.contains(IDENTITY_FILE),
+            "{refused}"
+        );
+        std::fs::write(&path, [0xff, 0xfe, 0, 1, 2]).unwrap();
+        let refused = format!("{:#}", Identity::load(dir.path()).unwrap_err());
+        assert!(refused.contains(IDENTITY_FILE), "{refused}");
+        std::fs::write(&path, "cluster_id = \"not a number\"").unwrap();
+        let refused = format!("{:#}", Identity::load(dir.path()).unwrap_err());
+        assert!(refused.contains("parsing"), "{refused}");
     }
 
     #[test]

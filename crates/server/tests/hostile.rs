@@ -645,14 +645,7 @@ fn a_node_that_stops_for_any_reason_but_a_request_exits_with_failure() {
             .spawn()
             .expect("skiff starts")
     };
-    let connect = || {
-        let client = redis::Client::open(format!("redis://{}/", addr(ports[0]))).expect("url");
-        eventually(Duration::from_secs(10), "the node listening", || {
-            client
-                .get_connection_with_timeout(Duration::from_secs(1))
-                .ok()
-        })
-    };
+    let connect = || connect_when_listening(ports[0]);
 
     // A requested stop: status 0.
     let plain = root.path().join("plain").join("node");
@@ -735,14 +728,7 @@ fn a_second_process_on_a_data_directory_in_use_refuses_to_start() {
             .expect("skiff starts")
     };
     let ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
-    let connect = || {
-        let client = redis::Client::open(format!("redis://{}/", addr(ports[0]))).expect("url");
-        eventually(Duration::from_secs(10), "the node listening", || {
-            client
-                .get_connection_with_timeout(Duration::from_secs(1))
-                .ok()
-        })
-    };
+    let connect = || connect_when_listening(ports[0]);
     let mut first = start(&ports);
     let mut connection = connect();
     eventually(Duration::from_secs(10), "a leader", || {
@@ -781,4 +767,14 @@ fn a_second_process_on_a_data_directory_in_use_refuses_to_start() {
     assert_eq!(value, "still");
     common::send_signal(again.id(), libc::SIGTERM);
     assert!(again.wait().expect("wait").success());
+}
+
+/// A connection to the single node whose client port is `port`, once it listens.
+fn connect_when_listening(port: u16) -> redis::Connection {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("url");
+    eventually(Duration::from_secs(10), "the node listening", || {
+        client
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .ok()
+    })
 }

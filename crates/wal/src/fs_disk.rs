@@ -78,6 +78,15 @@ pub fn open_regular(
     options: &mut OpenOptions,
     op: &'static str,
 ) -> Result<File, DiskError> {
+    open_regular_with_len(file, options, op).map(|(opened, _)| opened)
+}
+
+/// [`open_regular`], with the file's length from the same `fstat`.
+fn open_regular_with_len(
+    file: &Path,
+    options: &mut OpenOptions,
+    op: &'static str,
+) -> Result<(File, u64), DiskError> {
     let opened = options
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(file)
@@ -87,14 +96,11 @@ pub fn open_regular(
             Ok(meta) if !meta.file_type().is_file() => not_a_file(file, meta.file_type()),
             _ => io_error(op, file, e),
         })?;
-    let file_type = opened
-        .metadata()
-        .map_err(|e| io_error("stat", file, e))?
-        .file_type();
-    if !file_type.is_file() {
-        return Err(not_a_file(file, file_type));
+    let meta = opened.metadata().map_err(|e| io_error("stat", file, e))?;
+    if !meta.file_type().is_file() {
+        return Err(not_a_file(file, meta.file_type()));
     }
-    Ok(opened)
+    Ok((opened, meta.len()))
 }
 
 fn not_a_file(file: &Path, file_type: FileType) -> DiskError {
@@ -259,8 +265,9 @@ impl Disk for FsDisk {
                 buffer,
             );
         }
-        let handle = open_regular(file, OpenOptions::new().read(true), "open for read")?;
-        read_at(&handle, file, 0, offset, len_bytes, buffer)
+        let (handle, len) =
+            open_regular_with_len(file, OpenOptions::new().read(true), "open for read")?;
+        read_at(&handle, file, len, offset, len_bytes, buffer)
     }
 
     fn read_all(&self, file: &Path) -> Result<Vec<u8>, DiskError> {
@@ -275,11 +282,7 @@ impl Disk for FsDisk {
     /// would fault in (and the kernel zero) a fresh 64 MiB buffer besides copying. A file
     /// that cannot be mapped (a file system without `mmap`) is read instead.
     fn read_whole(&self, file: &Path) -> Result<WholeFile, DiskError> {
-        let opened = open_regular(file, OpenOptions::new().read(true), "open")?;
-        let len = opened
-            .metadata()
-            .map_err(|e| io_error("stat", file, e))?
-            .len();
+        let (opened, len) = open_regular_with_len(file, OpenOptions::new().read(true), "open")?;
         if len == 0 {
             return Ok(Box::new(Vec::new()));
         }

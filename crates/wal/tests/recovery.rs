@@ -582,6 +582,21 @@ fn large_mapped_segments_recover_and_refuse_on_real_files() {
     assert_eq!(all_entries(&wal), (1..=19).map(big).collect::<Vec<_>>());
 }
 
+/// A log of small segments in `root/wal` on real files: twenty batches of one entry each
+/// (term 1), each with a vote for node 2; the log's directory and its segments.
+fn twenty_batches_on_real_files(
+    root: &std::path::Path,
+) -> (std::path::PathBuf, Vec<std::path::PathBuf>) {
+    let dir = root.join("wal");
+    let (mut wal, _) = Wal::open(FsDisk::new(), &dir, small_segments()).unwrap();
+    for index in 1..=20 {
+        let vote = hard_state(1, Some(2), index);
+        wal.append_batch(&entries(index..=index, 1), Some(vote))
+            .unwrap();
+    }
+    (dir, wal.segment_paths())
+}
+
 /// Damage the mapping must meet as the copy did, on real files: a segment cut to nothing
 /// before the last refuses to start naming it (a mapping of nothing is no mapping at all); a
 /// last segment stretched by a huge sparse hole after its batches (a file system that
@@ -590,13 +605,7 @@ fn large_mapped_segments_recover_and_refuse_on_real_files() {
 #[test]
 fn a_segment_cut_to_nothing_refuses_and_a_huge_sparse_tail_is_zeros_written_ahead() {
     let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("wal");
-    let (mut wal, _) = Wal::open(FsDisk::new(), &dir, small_segments()).unwrap();
-    for index in 1..=20 {
-        wal.append(&entries(index..=index, 1)).unwrap();
-    }
-    let segments = wal.segment_paths();
-    drop(wal);
+    let (dir, segments) = twenty_batches_on_real_files(root.path());
     let last = segments.last().unwrap().clone();
     let stretched = 256 << 20;
     std::fs::OpenOptions::new()
@@ -650,18 +659,8 @@ fn open_or_fail_in_time(dir: &std::path::Path) -> Result<(), WalError> {
 fn a_log_name_taken_by_a_pipe_a_directory_or_a_link_refuses_to_start() {
     use skiff_wal::DiskError;
     let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("wal");
-    let (mut wal, _) = Wal::open(FsDisk::new(), &dir, small_segments()).unwrap();
-    for index in 1..=20 {
-        wal.append_batch(
-            &entries(index..=index, 1),
-            Some(hard_state(1, Some(2), index)),
-        )
-        .unwrap();
-    }
-    let segments = wal.segment_paths();
+    let (dir, segments) = twenty_batches_on_real_files(root.path());
     let last = segments.last().unwrap().clone();
-    drop(wal);
     assert!(segments.len() > 2);
     let saved = root.path().join("saved");
     std::fs::rename(&last, &saved).unwrap();
