@@ -12,7 +12,8 @@ and the status calls go over HTTPS, trusting the CA `skiff local` wrote.
 
     python3 bench/failover.py [--rounds 10] [--quiet-seconds 60] [--tls]
 
-Needs only the Python standard library and a built `target/release/skiff`.
+Needs only the Python standard library and a built `skiff` (SKIFF_BIN, else the release build
+in CARGO_TARGET_DIR or `target`).
 """
 import argparse
 import os

@@ -9,13 +9,14 @@ restart to its first linearizable read served. Repeats with snapshots on (the de
     python3 bench/restart.py [--log-gib 1.0]
     python3 bench/restart.py --compare old=PATH new=PATH [--rounds 3]
 
-With --compare, the log is filled once (by target/release/skiff), then node 1 is restarted with
+With --compare, the log is filled once (by the skiff named below), then node 1 is restarted with
 each given binary in turn, round after round, so that builds are compared on the same data and
 under the same load: each restart reports the time to the first linearizable read and the CPU
 time node 1 used until then (user plus system, from /proc; less disturbed by other work on the
 machine than the wall time), and the medians come last.
 
-Needs redis-benchmark and a built target/release/skiff.
+Needs redis-benchmark and a built `skiff` (SKIFF_BIN, else the release build in CARGO_TARGET_DIR
+or `target`).
 """
 import argparse
 import os

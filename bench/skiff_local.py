@@ -83,8 +83,15 @@ def control(base, action, node):
 
 
 def skiff_binary():
+    """The `skiff` to run: SKIFF_BIN if set, else the release build in CARGO_TARGET_DIR (as
+    bench/cluster.sh builds it), else in the workspace's `target`; an error if it is missing."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.path.join(root, "target", "release", "skiff")
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(root, "target")
+    binary = os.environ.get("SKIFF_BIN") or os.path.join(target, "release", "skiff")
+    if not os.access(binary, os.X_OK):
+        raise SystemExit(f"no skiff binary at {binary}: build it with "
+                         "`cargo build --release -p skiff`, or name one in SKIFF_BIN")
+    return binary
 
 
 def start(base, data_dir, serve_args=(), stdout=subprocess.DEVNULL, tls=False):
