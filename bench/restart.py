@@ -167,7 +167,7 @@ def restart_with(binary, work):
     finally:
         node.send_signal(signal.SIGKILL)
         node.wait()
-    return wall, cpu
+    return wall, user + system, faults
 
 
 def compare(log_gib, builds, rounds):

@@ -41,7 +41,9 @@
 //! - [`fs_disk`]: [`FsDisk`], the real file system (`fdatasync`, directory fsync).
 //! - [`mem_disk`]: [`MemDisk`], an in-memory disk with crashes, torn writes and bit flips.
 //! - [`record`]: the record frame (`len | crc32c | type | payload`) and its four record types.
-//! - `segment`: segment file names and the in-memory index of live entries.
+//! - `segment`: segment file names and what the log knows of each file.
+//! - `entry_index`: the in-memory index of live entries (where each record is, its term), 8
+//!   bytes an entry: offsets and lengths per entry, segments and terms once a run.
 //! - [`snapshot`]: the snapshot file format and names, and finding the current snapshot at
 //!   start-up.
 //! - `snapshot_write`: [`SnapshotWrite`], a snapshot file the caller writes itself.
@@ -94,6 +96,7 @@
 #![deny(missing_docs)]
 
 pub mod disk;
+mod entry_index;
 pub mod error;
 pub mod fs_disk;
 pub mod incarnation;

@@ -15,8 +15,8 @@ use std::collections::VecDeque;
 use skiff_raft::types::ENTRY_HEADER_BYTES;
 use skiff_raft::{Entry, LogIndex, StorageError};
 
+use crate::entry_index::Slot;
 use crate::read_back::PlannedRead;
-use crate::segment::Slot;
 
 /// Carries out [`PlannedRead`]s for a [`Wal`](crate::Wal), in the order started, for example
 /// on a thread of its own (each with [`PlannedRead::read`] on its own [`Disk`](crate::Disk)).

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use skiff_raft::{Entry, LogIndex, StorageError};
 
 use crate::disk::Disk;
+use crate::entry_index::Slot;
 use crate::record::{self, Record};
-use crate::segment::{Segment, Slot};
+use crate::segment::Segment;
 
 /// A buffer larger than this after a read (one huge entry) is dropped rather than kept.
 const KEEP_BUFFER_BYTES: usize = 16 * 1024 * 1024;

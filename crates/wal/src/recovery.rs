@@ -29,9 +29,10 @@ use skiff_codec::CodecError;
 use skiff_raft::{HardState, LogIndex};
 
 use crate::disk::{Disk, WholeFile};
+use crate::entry_index::{EntryIndex, Slot};
 use crate::error::{Corruption, WalError};
 use crate::record::{self, Decoded, Record, SegmentHeader};
-use crate::segment::{self, EntryIndex, Segment, Slot};
+use crate::segment::{self, Segment};
 
 /// What opening the log found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use skiff_raft::{Entry, HardState, LogIndex, LogStorage, SnapshotMeta, StorageError, Term};
 
 use crate::disk::{Disk, DiskError};
+use crate::entry_index::{EntryIndex, Slot};
 use crate::error::WalError;
 use crate::incarnation;
 use crate::read_ahead::{Ahead, ReadAhead, Taken};
@@ -14,7 +15,7 @@ use crate::read_back::{self, EntryReader};
 use crate::recent::RecentEntries;
 use crate::record::{self, encode_small, LogStart, Record, SegmentHeader};
 use crate::recovery::{self, Recovered, RecoveryProgress, RecoveryReport};
-use crate::segment::{self, EntryIndex, Segment, Slot};
+use crate::segment::{self, Segment};
 use crate::snapshot::{self, SnapshotFile, SnapshotHeader, Staging};
 pub use crate::snapshot_write::SnapshotWrite;
 
@@ -397,8 +398,8 @@ impl<D: Disk> Wal<D> {
             .collect();
         debug_assert!(
             self.index
-                .slots()
-                .all(|slot| !covered.contains(&slot.segment)),
+                .segments_in_use()
+                .all(|segment| !covered.contains(&segment)),
             "compaction to {index} would delete a live entry"
         );
         if covered.is_empty() {
@@ -729,7 +730,7 @@ impl<D: Disk> Wal<D> {
         Ok(())
     }
 
-    fn slot(&self, index: LogIndex) -> Result<&Slot, StorageError> {
+    fn slot(&self, index: LogIndex) -> Result<Slot, StorageError> {
         self.check_readable(index)?;
         self.index.slot(index).ok_or_else(|| {
             StorageError::Backend(format!("log index {index} is missing from the index"))
@@ -740,7 +741,7 @@ impl<D: Disk> Wal<D> {
     fn read_entries(&self, low: LogIndex, count: u64) -> Result<Vec<Entry>, StorageError> {
         self.reader
             .read(&self.disk, &self.segments, low, count, |index| {
-                self.slot(index).copied()
+                self.slot(index)
             })
     }
 }
@@ -783,12 +784,8 @@ impl<D: Disk> Wal<D> {
 
     fn fill_read_ahead(&self, ahead: &mut Ahead) -> Result<(), String> {
         ahead.fill(
-            |index| self.index.slot(index).copied(),
-            |low, count| {
-                read_back::plan_read(&self.segments, low, count, |index| {
-                    self.slot(index).copied()
-                })
-            },
+            |index| self.index.slot(index),
+            |low, count| read_back::plan_read(&self.segments, low, count, |index| self.slot(index)),
         )
     }
 

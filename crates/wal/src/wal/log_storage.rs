@@ -37,9 +37,7 @@ impl<D: Disk> LogStorage for Wal<D> {
         self.check_readable(low)?;
         self.check_readable(high.prev())?;
         // Decide how many entries fit from the sizes kept in memory, then read only those.
-        let count = read_ahead::batch_len(low, high, max_bytes, |index| {
-            self.index.slot(index).copied()
-        });
+        let count = read_ahead::batch_len(low, high, max_bytes, |index| self.index.slot(index));
         if let Some(entries) = self.take_read_ahead(low, count) {
             return Ok(entries);
         }
