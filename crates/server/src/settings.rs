@@ -353,13 +353,14 @@ settings! {
         snapshot_keep_entries: u64 = skiff_raft::DEFAULT_SNAPSHOT_TRAILING_ENTRIES,
             in 0, 100_000_000;
         /// Pace the writeback of scheduled snapshots: once serialized, the file is put on the
-        /// disk at most this many MiB a second, 512 KiB at a time, each waited for before the
-        /// next (0, the default: not paced; the writeback is started every 8 MiB as the file is
-        /// written, and the final sync waits for the rest). A sync of the log waits for
-        /// everything written before it, so pacing keeps a snapshot off the log's syncs, at
-        /// the cost of compacting the log later (at 32, a 100 MiB store's writeback takes at
-        /// least 3 s). A snapshot an operator or a backup waits for is never paced.
-        snapshot_write_mib_per_second: u64 = 0, in 0, 1_000_000;
+        /// disk at most this many MiB a second (faster if that would take over 10 s), 512 KiB
+        /// at a time, each waited for before the next (0: not paced; the writeback is started
+        /// every 8 MiB as the file is written, and the final sync waits for the rest). A sync
+        /// of the log waits for everything written before it, so pacing keeps a snapshot off
+        /// the log's syncs, at the cost of compacting the log later (at 32, a 100 MiB store's
+        /// writeback takes about 3 s). A snapshot an operator or a backup waits for is never
+        /// paced.
+        snapshot_write_mib_per_second: u64 = 32, in 0, 1_000_000;
         /// The longest bulk string the protocol reader takes, in bytes; a longer one is a protocol
         /// error that closes the connection. The store itself takes keys of at most 16 KiB and
         /// values of at most 1 MiB, and answers larger ones with an error.
