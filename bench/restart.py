@@ -184,17 +184,18 @@ def compare(log_gib, builds, rounds):
             for label, binary in builds:
                 time.sleep(1)
                 wall, cpu, faults = restart_with(binary, work)
-                results[label].append((wall, cpu))
+                results[label].append((wall, cpu, faults))
                 print(f"round {round_number + 1} {label}: first linearizable read after "
                       f"{wall:.2f} s, CPU {cpu:.2f} s, {faults} page faults", flush=True)
     finally:
         skiff_local.stop(local)
         shutil.rmtree(work, ignore_errors=True)
     for label, runs in results.items():
-        walls = sorted(wall for wall, _ in runs)
-        cpus = sorted(cpu for _, cpu in runs)
-        print(f"{label}: median {walls[len(walls) // 2]:.2f} s to the first read, "
-              f"median CPU {cpus[len(cpus) // 2]:.2f} s over {len(runs)} restarts")
+        walls, cpus, faults = (sorted(column) for column in zip(*runs))
+        middle = len(runs) // 2
+        print(f"{label}: median {walls[middle]:.2f} s to the first read, "
+              f"median CPU {cpus[middle]:.2f} s, median {faults[middle]} page faults "
+              f"over {len(runs)} restarts")
 
 
 def main():

@@ -352,14 +352,14 @@ settings! {
         /// older entries are deleted when the snapshot is taken (0: delete all it covers).
         snapshot_keep_entries: u64 = skiff_raft::DEFAULT_SNAPSHOT_TRAILING_ENTRIES,
             in 0, 100_000_000;
-        /// Pace the writeback of scheduled snapshots: once serialized, the file is put on the
-        /// disk at most this many MiB a second (faster if that would take over 10 s), 512 KiB
-        /// at a time, each waited for before the next (0: not paced; the writeback is started
-        /// every 8 MiB as the file is written, and the final sync waits for the rest). A sync
-        /// of the log waits for everything written before it, so pacing keeps a snapshot off
-        /// the log's syncs, at the cost of compacting the log later (at 32, a 100 MiB store's
-        /// writeback takes about 3 s). A snapshot an operator or a backup waits for is never
-        /// paced.
+        /// Pace the writeback of scheduled snapshots: once serialized, the file's last 64 MiB
+        /// (at most) are put on the disk at most this many MiB a second, 512 KiB at a time,
+        /// each waited for before the next; what came before went back as it was serialized
+        /// (0: not paced; the writeback is started every 8 MiB as the file is written, and the
+        /// final sync waits for the rest). A sync of the log waits for everything written
+        /// before it, so pacing keeps a snapshot off the log's syncs, at the cost of compacting
+        /// the log later (at 32, up to 2 s). A snapshot an operator or a backup waits for is
+        /// never paced.
         snapshot_write_mib_per_second: u64 = 32, in 0, 1_000_000;
         /// The longest bulk string the protocol reader takes, in bytes; a longer one is a protocol
         /// error that closes the connection. The store itself takes keys of at most 16 KiB and

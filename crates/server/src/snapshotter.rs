@@ -12,16 +12,17 @@
 //! The snapshot is background work that every replica does at about the same index, so it
 //! yields to the work clients wait for: the thread runs at a lower scheduling priority (its
 //! nice value [`SNAPSHOT_NICE_STEP`] above the node's), so that on a busy machine the drivers, the syncers and the network
-//! tasks go first. Unpaced (the default), it starts the file's writeback every
+//! tasks go first. Unpaced (`--snapshot-write-mib-per-second 0`), it starts the file's writeback every
 //! [`WRITEBACK_EVERY_BYTES`] as it serializes, so that the final sync does not put the whole
-//! store on the disk at once. Paced (`--snapshot-write-mib-per-second`, 32 by default), it serializes into the
+//! store on the disk at once. Paced (32 MiB a second by default), it serializes into the
 //! page cache at full speed (the frozen state, which keeps every value replaced meanwhile
 //! alive, goes as soon as it is done; at most [`DIRTY_WINDOW_BYTES`] wait in the page cache)
 //! and then puts the file on the disk at the rate, each [`CHUNK_BYTES`] written back before the
 //! next: a sync of the log asks the disk for everything written before it, and a snapshot put
-//! on the disk at full speed rides on the log syncs in flight. A file the rate would take more
-//! than [`LONGEST_PACED_WRITEBACK_SECONDS`] to write back goes faster, so that the log is not
-//! left uncompacted for long behind a large store's snapshot. Pacing takes about 2 ms off the
+//! on the disk at full speed rides on the log syncs in flight. Only the last
+//! [`DIRTY_WINDOW_BYTES`] (or less) of a file are paced, so that a large store's snapshot does
+//! not leave the log uncompacted for long: the rest went back as it was serialized. Pacing
+//! takes about 2 ms off the
 //! `-c 50 -P 16` SET p99 on leader and follower in the cluster benchmark's sequence; it was
 //! off by default until the log's index shrank to 8 bytes an entry, because the longer
 //! stretch without compaction raised the peak RSS (docs/BENCHMARKS.md, "Round eleven" and
@@ -282,7 +283,6 @@ fn lower_priority() {}
 /// at rate 0 or once hurried). The final `sync_data` is still what makes the file durable.
 fn write_back_paced(file: &File, from: u64, to: u64, pace: &Pace) {
     let began = Instant::now();
-    let rate = paced_rate(pace.rate, to.saturating_sub(from));
     let mut offset = from;
     while offset < to {
         let chunk = (to - offset).min(CHUNK_BYTES as u64);
@@ -291,26 +291,10 @@ fn write_back_paced(file: &File, from: u64, to: u64, pace: &Pace) {
         if pace.hurry.load(Ordering::Relaxed) {
             continue;
         }
-        if let Some(ahead) = ahead_of(rate, offset - from, began) {
+        if let Some(ahead) = ahead_of(pace.rate, offset - from, began) {
             thread::sleep(ahead);
         }
     }
-}
-
-/// The longest a paced writeback is let take: the log is compacted only once the snapshot is
-/// durable, so a file too large for the configured rate to put on the disk in this time is
-/// written back faster, and the log (and its index in memory) grows for at most about this
-/// long behind a snapshot, whatever the store's size.
-const LONGEST_PACED_WRITEBACK_SECONDS: u64 = 10;
-
-/// The rate in bytes a second at which `len` bytes are written back when the configured rate
-/// is `rate` (0: unpaced): `rate`, or faster if that would take longer than
-/// [`LONGEST_PACED_WRITEBACK_SECONDS`].
-fn paced_rate(rate: u64, len: u64) -> u64 {
-    if rate == 0 {
-        return 0;
-    }
-    rate.max(len.div_ceil(LONGEST_PACED_WRITEBACK_SECONDS))
 }
 
 /// How far ahead of `rate` bytes a second a writer that has written `written` bytes since
@@ -501,26 +485,6 @@ mod tests {
 
     /// The paced writeback takes at least the file's length over the rate, and changes no
     /// byte of it; hurried, it no longer sleeps, however slow the rate.
-    #[test]
-    fn a_file_too_large_for_the_rate_is_written_back_within_the_longest_pacing() {
-        const MIB: u64 = 1 << 20;
-        // A store's file the rate puts on the disk in time keeps the rate.
-        assert_eq!(paced_rate(32 * MIB, 30 * MIB), 32 * MIB);
-        assert_eq!(paced_rate(32 * MIB, 320 * MIB), 32 * MIB);
-        // A larger one goes faster: it is written back in the longest time, not more.
-        let large = 1 << 30;
-        let rate = paced_rate(32 * MIB, large);
-        assert!(rate > 32 * MIB);
-        assert!(large.div_ceil(rate) <= LONGEST_PACED_WRITEBACK_SECONDS);
-        // Unpaced stays unpaced; no length makes the arithmetic overflow or the rate zero.
-        assert_eq!(paced_rate(0, large), 0);
-        assert_eq!(
-            paced_rate(1, u64::MAX),
-            u64::MAX.div_ceil(LONGEST_PACED_WRITEBACK_SECONDS)
-        );
-        assert_eq!(paced_rate(1, 0), 1);
-    }
-
     #[test]
     fn a_paced_writeback_takes_its_time_unless_hurried_and_leaves_the_file_as_it_was() {
         let dir = tempfile::tempdir().unwrap();

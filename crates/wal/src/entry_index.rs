@@ -81,12 +81,15 @@ pub(crate) struct EntryIndex {
     placements: VecDeque<Placement>,
     /// Invariant: as `placements`, for terms.
     terms: VecDeque<TermRun>,
+    /// The most entries held since the last compaction.
+    peak_len: usize,
 }
 
-/// A deque holding at least four times as many entries as this many is shrunk back when it
-/// holds under a quarter of its capacity, so that one long stretch without compaction (a slow
-/// snapshot) does not keep its memory for the node's life.
-const SHRINK_ABOVE_ENTRIES: usize = 16 * 1024;
+/// A deque of at least this many entries' capacity is shrunk at a compaction when the whole
+/// stretch since the one before used under a quarter of it, so that one long stretch without
+/// compaction (a slow snapshot) does not keep its memory for the node's life, and stretches
+/// of the usual length never shrink and regrow it.
+const SHRINK_ABOVE_ENTRIES: usize = 64 * 1024;
 
 impl EntryIndex {
     /// An index that starts at `start` and whose entries up to `last` are not known.
@@ -172,6 +175,7 @@ impl EntryIndex {
 
     /// Appends the entry at `last_index() + 1`.
     pub fn push(&mut self, slot: Slot) {
+        self.peak_len = self.peak_len.max(self.packed.len() + 1);
         let index = self.last_index().next();
         let frame_bytes = u32::try_from(slot.frame_bytes)
             .expect("a record's frame is at most MAX_RECORD_BYTES plus its overhead");
@@ -223,10 +227,11 @@ impl EntryIndex {
             while self.terms.get(1).is_some_and(|run| run.first <= first_live) {
                 self.terms.pop_front();
             }
-            let (len, capacity) = (self.packed.len(), self.packed.capacity());
-            if capacity > SHRINK_ABOVE_ENTRIES * 4 && len < capacity / 4 {
-                self.packed.shrink_to(len.saturating_mul(2));
+            let capacity = self.packed.capacity();
+            if capacity >= SHRINK_ABOVE_ENTRIES && self.peak_len < capacity / 4 {
+                self.packed.shrink_to(self.peak_len.saturating_mul(2));
             }
+            self.peak_len = self.packed.len();
         }
         self.start = start;
     }
@@ -234,8 +239,9 @@ impl EntryIndex {
     /// Forgets every entry (not the start or the base), and the memory they took.
     fn clear(&mut self) {
         self.packed = VecDeque::new();
-        self.placements.clear();
-        self.terms.clear();
+        self.placements = VecDeque::new();
+        self.terms = VecDeque::new();
+        self.peak_len = 0;
     }
 
     /// The segments that hold live entries, in index order.
@@ -246,6 +252,11 @@ impl EntryIndex {
 
 /// The run (of `runs`, sorted by first index, the first at or below `index`) that `index` is in.
 fn run_of<T>(runs: &VecDeque<T>, index: LogIndex, first: impl Fn(&T) -> LogIndex) -> usize {
+    // Raft asks mostly about the newest entries: the last run, at once.
+    let last = runs.len().saturating_sub(1);
+    if runs.back().is_some_and(|run| first(run) <= index) {
+        return last;
+    }
     runs.partition_point(|run| first(run) <= index)
         .saturating_sub(1)
 }
@@ -324,53 +335,105 @@ mod tests {
     /// One step of the index's life.
     #[derive(Clone, Debug)]
     enum Op {
-        /// Entries appended: their segment is the last one's or a new one, their term the
-        /// last one's or higher, their offset past the last one's (or across 4 GiB).
+        /// An entry appended: in the last one's segment or a new one, with the last one's
+        /// term or a higher one, its record past the last one's, across 4 GiB, or (a record
+        /// rewritten after a crash, say) before it.
         Push {
             new_segment: bool,
             new_term: bool,
-            far: bool,
+            offset: Offset,
             frame_bytes: u32,
         },
-        /// A suffix from this many entries before the end is replaced (§5.3).
+        /// A suffix from this many entries before the end is replaced (§5.3); past the known
+        /// entries, into the unknown prefix.
         TruncateBack(u64),
-        /// The log is compacted this many entries into its live ones.
-        Compact(u64),
+        /// The log is compacted this many entries in, keeping the later entries or not.
+        Compact(u64, bool),
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Offset {
+        Next,
+        Far,
+        Back,
     }
 
     fn op() -> impl Strategy<Value = Op> {
+        let offset =
+            prop_oneof![4 => Just(Offset::Next), 1 => Just(Offset::Far), 1 => Just(Offset::Back)];
         prop_oneof![
-            6 => (any::<bool>(), any::<bool>(), any::<bool>(), 1u32..5000).prop_map(
-                |(new_segment, new_term, far, frame_bytes)| Op::Push { new_segment, new_term, far, frame_bytes }
+            8 => (any::<bool>(), any::<bool>(), offset, 1u32..5000).prop_map(
+                |(new_segment, new_term, offset, frame_bytes)| Op::Push {
+                    new_segment,
+                    new_term,
+                    offset,
+                    frame_bytes
+                }
             ),
-            1 => (0u64..6).prop_map(Op::TruncateBack),
-            1 => (0u64..8).prop_map(Op::Compact),
+            1 => (0u64..8).prop_map(Op::TruncateBack),
+            1 => (0u64..8, prop::bool::weighted(0.8)).prop_map(|(into, keep)| Op::Compact(into, keep)),
         ]
+    }
+
+    impl EntryIndex {
+        /// Checks the invariants the fields document.
+        fn check_invariants(&self) {
+            assert!(self.base >= self.start.index);
+            let empty = self.packed.is_empty();
+            assert_eq!(self.placements.is_empty(), empty, "{self:?}");
+            assert_eq!(self.terms.is_empty(), empty, "{self:?}");
+            assert!(self.peak_len >= self.packed.len());
+            let (first_live, last) = (self.base.next(), self.last_index());
+            for firsts in [
+                self.placements.iter().map(|p| p.first).collect::<Vec<_>>(),
+                self.terms.iter().map(|run| run.first).collect(),
+            ] {
+                let Some((head, rest)) = firsts.split_first() else {
+                    continue;
+                };
+                assert!(*head <= first_live, "{self:?}");
+                // Strictly increasing, each after the first live entry (so every run covers
+                // one at least) and at most the last.
+                let mut before = first_live;
+                for &first in rest {
+                    assert!(first > before && first <= last, "{self:?}");
+                    before = first;
+                }
+            }
+        }
     }
 
     proptest! {
         /// The packed index answers every lookup as a plain list of the same slots would,
-        /// through appends, truncations and compactions in any order.
+        /// and keeps its invariants, through appends, truncations and compactions in any
+        /// order, from a log whose first entries are not known yet (as in recovery).
         #[test]
-        fn the_index_answers_as_a_list_of_its_slots_would(ops in prop::collection::vec(op(), 1..200)) {
-            let mut index = EntryIndex::resuming(LogStart::default(), LogIndex(0));
-            // The model: the start, then the live slots from `start.index + 1` on.
-            let mut start = LogStart::default();
+        fn the_index_answers_as_a_list_of_its_slots_would(
+            start_at in 0u64..5,
+            unknown in 0u64..4,
+            ops in prop::collection::vec(op(), 1..200),
+        ) {
+            let mut start = LogStart { index: LogIndex(start_at), term: Term(1) };
+            let mut index = EntryIndex::resuming(start, LogIndex(start_at + unknown));
+            // The model: the entries after `base`, and `base`.
+            let mut base = start_at + unknown;
             let mut model: Vec<Slot> = Vec::new();
-            let (mut segment, mut term, mut offset) = (1u64, 1u64, 0u64);
+            let (mut segment, mut term, mut offset) = (1u64, 1u64, 1u64 << 20);
             for op in ops {
                 match op {
-                    Op::Push { new_segment, new_term, far, frame_bytes } => {
-                        let at = start.index.0 + model.len() as u64 + 1;
+                    Op::Push { new_segment, new_term, offset: how, frame_bytes } => {
+                        let at = base + model.len() as u64 + 1;
                         if new_segment {
                             segment = at.max(segment + 1);
-                            offset = 0;
+                            offset = 1 << 20;
                         }
                         if new_term {
                             term += 1;
                         }
-                        if far {
-                            offset += u64::from(u32::MAX);
+                        match how {
+                            Offset::Next => {}
+                            Offset::Far => offset += u64::from(u32::MAX),
+                            Offset::Back => offset = offset.saturating_sub(300_000),
                         }
                         let s = slot(segment, offset, u64::from(frame_bytes), term);
                         offset += u64::from(frame_bytes);
@@ -378,72 +441,99 @@ mod tests {
                         model.push(s);
                     }
                     Op::TruncateBack(back) => {
-                        let keep = model.len().saturating_sub(back as usize);
-                        if keep < model.len() {
-                            index.truncate_from(LogIndex(start.index.0 + keep as u64 + 1));
-                            model.truncate(keep);
+                        // From an index after the start, into the unknown prefix if `back`
+                        // reaches past the known entries.
+                        let from = (base + model.len() as u64 + 1).saturating_sub(back).max(start.index.0 + 1);
+                        if from <= base {
+                            base = from - 1;
+                            model.clear();
+                        } else {
+                            model.truncate((from - base - 1) as usize);
                         }
+                        index.truncate_from(LogIndex(from));
                     }
-                    Op::Compact(into) => {
-                        let into = (into as usize).min(model.len());
-                        if into > 0 {
-                            let new_start = LogStart {
-                                index: LogIndex(start.index.0 + into as u64),
-                                term: model[into - 1].term,
-                            };
-                            index.compact(new_start, true);
-                            model.drain(..into);
-                            start = new_start;
+                    Op::Compact(into, keep) => {
+                        let to = start.index.0 + into;
+                        let last = base + model.len() as u64;
+                        let term_at = |i: u64| if i == start.index.0 {
+                            Some(start.term)
+                        } else if i > base && i <= last {
+                            Some(model[(i - base - 1) as usize].term)
+                        } else {
+                            None
+                        };
+                        // A start the log knows the term of, or a later one (from a snapshot).
+                        let new_start = LogStart {
+                            index: LogIndex(to),
+                            term: term_at(to).unwrap_or(Term(term)),
+                        };
+                        let keeps = keep && term_at(to).is_some();
+                        index.compact(new_start, keeps);
+                        if !keeps || to >= last {
+                            base = to;
+                            model.clear();
+                        } else if to > base {
+                            model.drain(..(to - base) as usize);
+                            base = to;
                         }
+                        start = new_start;
                     }
                 }
+                index.check_invariants();
                 prop_assert_eq!(index.first_index(), start.index.next());
-                prop_assert_eq!(index.last_index(), LogIndex(start.index.0 + model.len() as u64));
+                prop_assert_eq!(index.unknown_up_to(), LogIndex(base));
+                prop_assert_eq!(index.last_index(), LogIndex(base + model.len() as u64));
                 prop_assert_eq!(index.term(start.index), Some(start.term));
                 for (k, s) in model.iter().enumerate() {
-                    let at = LogIndex(start.index.0 + k as u64 + 1);
+                    let at = LogIndex(base + k as u64 + 1);
                     prop_assert_eq!(index.slot(at), Some(*s));
                     prop_assert_eq!(index.term(at), Some(s.term));
+                }
+                for unknown in (start.index.0 + 1)..=base {
+                    prop_assert_eq!(index.slot(LogIndex(unknown)), None);
+                    prop_assert_eq!(index.term(LogIndex(unknown)), None);
                 }
                 let past = index.last_index().next();
                 prop_assert_eq!(index.slot(past), None);
                 prop_assert_eq!(index.term(past), None);
-                let mut in_use: Vec<LogIndex> = model.iter().map(|s| s.segment).collect();
-                in_use.dedup();
-                let mut listed: Vec<LogIndex> = index.segments_in_use().collect();
-                listed.dedup();
-                prop_assert_eq!(listed, in_use);
             }
         }
     }
 
     #[test]
-    fn a_long_stretch_without_compaction_gives_its_memory_back_once_compacted() {
+    fn a_long_stretch_without_compaction_gives_its_memory_back_after_the_next_usual_one() {
         let mut index = EntryIndex::resuming(LogStart::default(), LogIndex(0));
-        let entries = SHRINK_ABOVE_ENTRIES * 16;
-        for k in 0..entries as u64 {
-            index.push(slot(1, k * 100, 100, 1));
-        }
-        let grown = index.packed.capacity();
-        assert!(grown >= entries);
-        let keep = 1000;
-        index.compact(
-            LogStart {
-                index: LogIndex((entries - keep) as u64),
-                term: Term(1),
-            },
-            true,
-        );
+        let mut next = 1u64;
+        let mut stretch = |index: &mut EntryIndex, entries: u64, keep: u64| {
+            for _ in 0..entries {
+                index.push(slot(1, next * 100, 100, 1));
+                next += 1;
+            }
+            let to = LogIndex(next - 1 - keep);
+            index.compact(
+                LogStart {
+                    index: to,
+                    term: Term(1),
+                },
+                true,
+            );
+            index.packed.capacity()
+        };
+        let usual = 20_000;
+        let first = stretch(&mut index, usual, 1000);
+        // The usual stretch again neither shrinks the deque nor grows it.
+        assert_eq!(stretch(&mut index, usual, 1000), first);
+        // A long one (a slow snapshot) grows it; its own compaction keeps it, since it was used.
+        let long = stretch(&mut index, SHRINK_ABOVE_ENTRIES as u64 * 16, 1000);
+        assert!(long >= SHRINK_ABOVE_ENTRIES * 16);
+        // After the next usual stretch it is given back, and it stays as small after that.
+        let after = stretch(&mut index, usual, 1000);
         assert!(
-            index.packed.capacity() < grown / 4,
-            "capacity {} of {} entries after compaction, {grown} before",
-            index.packed.capacity(),
-            index.packed.len()
+            after < long / 4,
+            "capacity {after} after, {long} during the long stretch"
         );
-        let last = LogIndex(entries as u64);
-        assert_eq!(
-            index.slot(last),
-            Some(slot(1, (entries as u64 - 1) * 100, 100, 1))
-        );
+        assert_eq!(stretch(&mut index, usual, 1000), after);
+        let last = LogIndex(next - 1);
+        assert_eq!(index.slot(last), Some(slot(1, last.0 * 100, 100, 1)));
     }
 }

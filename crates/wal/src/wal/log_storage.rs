@@ -22,7 +22,10 @@ impl<D: Disk> LogStorage for Wal<D> {
         if index == self.index.start.index {
             return Ok(self.index.start.term);
         }
-        Ok(self.slot(index)?.term)
+        self.check_readable(index)?;
+        self.index.term(index).ok_or_else(|| {
+            StorageError::Backend(format!("log index {index} is missing from the index"))
+        })
     }
 
     fn entries(
@@ -41,7 +44,7 @@ impl<D: Disk> LogStorage for Wal<D> {
         if let Some(entries) = self.take_read_ahead(low, count) {
             return Ok(entries);
         }
-        let term_at = |index| self.index.slot(index).map(|slot| slot.term);
+        let term_at = |index| self.index.term(index);
         if let Some(entries) = self.recent.get(low, count, term_at) {
             return Ok(entries);
         }
