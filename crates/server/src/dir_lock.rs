@@ -7,7 +7,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{bail, Context};
@@ -27,15 +26,18 @@ pub fn lock(data_dir: &Path) -> anyhow::Result<DirLock> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let path = data_dir.join(LOCK_FILE);
-    // Never through a link: the lock is this directory's own file.
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    // Never through a link, nor anything but a regular file (a pipe, a directory, a socket):
+    // the lock is this directory's own file.
+    let file = skiff_wal::fs_disk::open_regular(
+        &path,
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+        "open the lock file",
+    )
+    .with_context(|| format!("opening {}", path.display()))?;
     // SAFETY: a plain call on a descriptor that `file` keeps open.
     let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if locked != 0 {
@@ -79,14 +81,28 @@ mod tests {
     /// Whatever else sits under the lock's name — a directory, a link to a file elsewhere —
     /// is refused with an error naming it, and the link's target is left alone.
     #[test]
-    fn a_directory_or_a_link_under_the_lock_name_is_refused() {
+    fn a_directory_a_link_or_a_pipe_under_the_lock_name_is_refused() {
         let root = tempfile::tempdir().unwrap();
-        let (with_dir, with_link) = (root.path().join("a"), root.path().join("b"));
+        let (with_dir, with_link, with_pipe) = (
+            root.path().join("a"),
+            root.path().join("b"),
+            root.path().join("c"),
+        );
         std::fs::create_dir_all(with_dir.join(LOCK_FILE)).unwrap();
         std::fs::create_dir_all(&with_link).unwrap();
         let target = root.path().join("elsewhere");
         std::os::unix::fs::symlink(&target, with_link.join(LOCK_FILE)).unwrap();
-        for dir in [&with_dir, &with_link] {
+        std::fs::create_dir_all(&with_pipe).unwrap();
+        let fifo = std::ffi::CString::new(
+            with_pipe
+                .join(LOCK_FILE)
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates the name.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        for dir in [&with_dir, &with_link, &with_pipe] {
             let refused = lock(dir).expect_err("not a lock file");
             assert!(format!("{refused:#}").contains(LOCK_FILE), "{refused:#}");
         }
