@@ -501,6 +501,32 @@ pub(crate) mod tests {
         let settings =
             Settings::resolve(flags(&["--config", &path, "--max-frame-bytes", "4194304"])).unwrap();
         assert_eq!(settings.max_frame_bytes, 4_194_304);
+
+        // The snapshot writeback rate: past its bound, refused naming the flag and the bound;
+        // too large for a u64, negative, with a unit or empty, refused by the parser naming
+        // the flag; at its bound, taken (it cannot overflow into bytes a second).
+        let error =
+            Settings::resolve(flags(&["--snapshot-write-mib-per-second", "1000001"])).unwrap_err();
+        let text = format!("{error:#}");
+        assert!(
+            text.contains("--snapshot-write-mib-per-second 1000001 is out of bounds"),
+            "{text}"
+        );
+        for bad in ["18446744073709551616", "-1", "32MiB", ""] {
+            let flag = format!("--snapshot-write-mib-per-second={bad}");
+            let argv = ["serve", flag.as_str()];
+            let Err(error) = Serve::try_parse_from(argv) else {
+                panic!("{bad:?} was taken");
+            };
+            let error = error.to_string();
+            assert!(
+                error.contains("--snapshot-write-mib-per-second"),
+                "{bad}: {error}"
+            );
+        }
+        let fastest =
+            Settings::resolve(flags(&["--snapshot-write-mib-per-second", "1000000"])).unwrap();
+        assert_eq!(fastest.snapshot_write_mib_per_second, 1_000_000);
     }
 
     #[test]

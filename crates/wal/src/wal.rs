@@ -732,9 +732,9 @@ impl<D: Disk> Wal<D> {
 
     fn slot(&self, index: LogIndex) -> Result<Slot, StorageError> {
         self.check_readable(index)?;
-        self.index.slot(index).ok_or_else(|| {
-            StorageError::Backend(format!("log index {index} is missing from the index"))
-        })
+        self.index
+            .slot(index)
+            .ok_or_else(|| missing_from_index(index))
     }
 
     /// Reads the entries in `[low, low + count)`, one disk read per segment touched.
@@ -822,4 +822,9 @@ fn allocation(len_bytes: u64, allocated_bytes: u64, options: &WalOptions) -> u64
     let missing = len_bytes.saturating_sub(allocated_bytes);
     let allocated = allocated_bytes + missing.div_ceil(step) * step;
     allocated.min(options.max_segment_bytes).max(len_bytes)
+}
+
+/// A readable index the index does not know: the log's own bookkeeping is broken.
+fn missing_from_index(index: LogIndex) -> StorageError {
+    StorageError::Backend(format!("log index {index} is missing from the index"))
 }

@@ -23,9 +23,9 @@ impl<D: Disk> LogStorage for Wal<D> {
             return Ok(self.index.start.term);
         }
         self.check_readable(index)?;
-        self.index.term(index).ok_or_else(|| {
-            StorageError::Backend(format!("log index {index} is missing from the index"))
-        })
+        self.index
+            .term(index)
+            .ok_or_else(|| super::missing_from_index(index))
     }
 
     fn entries(
