@@ -18,6 +18,11 @@ pub struct NodeConfig<C = KvConfig> {
     /// phase of the period, between half and one and a half periods after the last one, and
     /// half a period after the last one finished.
     pub snapshot_every_entries: u64,
+    /// A scheduled snapshot also waits until the entries applied since the last snapshot
+    /// hold at least this many times that snapshot's bytes (thesis §5.1.2, the expansion
+    /// factor): a large state is not written out again for a small log, and snapshots take at
+    /// most about 1 / (factor + 1) of the bytes written. 0: the entry count alone decides.
+    pub snapshot_expansion_factor: u64,
     /// Client requests that may wait on this node at once (proposed, forwarded or reading);
     /// more are refused with [`refusals::BUSY`](crate::refusals::BUSY).
     pub max_pending_requests: usize,
@@ -25,13 +30,15 @@ pub struct NodeConfig<C = KvConfig> {
 
 impl<C: Default> NodeConfig<C> {
     /// Defaults around `raft`: the state machine's default settings, 64 MiB segments, a
-    /// snapshot every 100,000 entries, 10,000 pending requests.
+    /// snapshot every 100,000 entries once the log holds 4 times the last one's bytes, 10,000
+    /// pending requests.
     pub fn new(raft: Config, cluster_id: u64) -> NodeConfig<C> {
         NodeConfig {
             raft,
             state_machine: C::default(),
             wal: WalOptions::new(cluster_id),
             snapshot_every_entries: 100_000,
+            snapshot_expansion_factor: 4,
             max_pending_requests: 10_000,
         }
     }

@@ -36,6 +36,7 @@ pub use incarnations::IncarnationNotice;
 use log_time::LogClock;
 pub use replay::Replay;
 use resubmit::SessionWrites;
+use snapshots::LogGrowth;
 
 /// The caller's id for one client request; the reply comes back with it.
 pub type RequestId = u64;
@@ -131,6 +132,8 @@ pub struct Node<D: Disk, M: StateMachine = skiff_kv::StateMachine> {
     /// The applied index when the last snapshot file was finished (written or not): the
     /// next scheduled one waits half a period after it, however long that one took.
     snapshot_finished_at: u64,
+    /// The bytes of the entries applied since the last snapshot, for the expansion factor.
+    log_growth: LogGrowth,
     /// An operator asked for a snapshot: taken once no batch or snapshot is in flight.
     snapshot_requested: bool,
     /// What the driver has yet to take.
@@ -221,6 +224,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             snapshot_in_flight: None,
             snapshots: 0,
             snapshot_finished_at: 0,
+            log_growth: LogGrowth::default(),
             snapshot_requested: false,
             effects: Vec::new(),
             moving_to: None,
@@ -632,6 +636,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             EntryKind::Noop => None,
         };
         self.applied = entry.index;
+        self.log_growth.applied(entry);
         observer.applied(entry, reply.as_ref());
         observer.state_reached(entry.index, &self.state_machine);
         // Requests proposed at earlier indexes can no longer be answered by their own entry.
@@ -717,6 +722,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             }
         };
         self.applied = meta.index;
+        self.log_growth.snapshot_restored();
         // Writes the snapshot covers may or may not be in it.
         let covered: Vec<LogIndex> = self
             .proposals

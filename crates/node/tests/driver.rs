@@ -37,10 +37,14 @@ fn config(id: u64, snapshot_every_entries: u64) -> NodeConfig {
 
 impl NodeCluster {
     fn new(snapshot_every_entries: u64) -> NodeCluster {
+        NodeCluster::with_config(|id| config(id, snapshot_every_entries))
+    }
+
+    fn with_config(config: impl Fn(u64) -> NodeConfig) -> NodeCluster {
         let nodes = (1..=3)
             .map(|id| {
-                let (node, _) = Node::open(MemDisk::new(), DIR, config(id, snapshot_every_entries))
-                    .expect("a new node opens");
+                let (node, _) =
+                    Node::open(MemDisk::new(), DIR, config(id)).expect("a new node opens");
                 (NodeId(id), node)
             })
             .collect();
@@ -367,6 +371,63 @@ fn snapshots_are_taken_on_schedule_and_a_restart_resumes_from_one() {
     );
     cluster.tick(20);
     assert_eq!(cluster.nodes[&NodeId(1)].state_machine().len(), 10);
+}
+
+/// Thesis §5.1.2: a snapshot writes the whole state, so a scheduled one also waits until the
+/// entries applied since the last one hold the expansion factor times that snapshot's bytes.
+/// A large state under small writes is not written out again for each period of entries;
+/// once the log has outgrown it, it is. At factor 0 the entry count alone decides.
+#[test]
+fn a_large_state_is_snapshotted_again_only_once_the_log_outgrows_it_by_the_factor() {
+    let big = "v".repeat(8 * 1024);
+    for factor in [0, 4] {
+        let mut cluster = NodeCluster::with_config(|id| {
+            let mut config = config(id, 2);
+            config.snapshot_expansion_factor = factor;
+            config
+        });
+        cluster.elect(1);
+        let write = |cluster: &mut NodeCluster, key: String, value: &str| {
+            cluster.submit(1, set(&key, value));
+            cluster.settle();
+        };
+        write(&mut cluster, "big".into(), &big);
+        for i in 0..4 {
+            write(&mut cluster, format!("small{i}"), "v");
+        }
+        let snapshot =
+            |cluster: &NodeCluster| cluster.nodes[&NodeId(1)].wal().snapshot_meta().index;
+        let first = snapshot(&cluster);
+        let first_bytes = cluster.nodes[&NodeId(1)].wal().snapshot_len();
+        assert!(first > LogIndex(2), "the first snapshot comes at once");
+        assert!(first_bytes > 8 * 1024, "it holds the large value");
+        // Forty small writes: a few hundred bytes of log, many periods of two entries.
+        for i in 0..40 {
+            write(&mut cluster, format!("more{i}"), "v");
+        }
+        let after_small = snapshot(&cluster);
+        if factor == 0 {
+            assert!(after_small.0 > first.0 + 30, "{after_small} after {first}");
+        } else {
+            assert_eq!(
+                after_small, first,
+                "a small log does not replace a large snapshot"
+            );
+        }
+        // Five more large values: the log now holds over four times the snapshot.
+        for i in 0..5 {
+            write(&mut cluster, format!("big{i}"), &big);
+        }
+        write(&mut cluster, "last".into(), "v");
+        let after_large = snapshot(&cluster);
+        assert!(
+            after_large > after_small,
+            "{after_large} after {after_small}"
+        );
+        assert!(cluster
+            .events
+            .contains(&(NodeId(1), Event::SnapshotTaken { index: after_large })));
+    }
 }
 
 /// A driver may write the snapshot file on another thread: the node freezes the data when it

@@ -259,6 +259,7 @@ fn node_config(
     config.state_machine.session_expiry_ms = settings.session_expiry_ms;
     config.state_machine.session_evict_idle_ms = settings.session_evict_idle_ms;
     config.snapshot_every_entries = settings.snapshot_every_entries;
+    config.snapshot_expansion_factor = settings.snapshot_expansion_factor;
     Ok(config)
 }
 
@@ -831,7 +832,8 @@ mod tests {
         let path = dir.path().join("skiff.toml");
         std::fs::write(
             &path,
-            "heartbeat_interval_ticks = 4\nsnapshot_every_entries = 77\nmax_clients = 9\n",
+            "heartbeat_interval_ticks = 4\nsnapshot_every_entries = 77\nmax_clients = 9\n\
+             snapshot_expansion_factor = 9\n",
         )
         .unwrap();
         let path = path.display().to_string();
@@ -849,6 +851,7 @@ mod tests {
         let identity = identity();
         let config = node_config(&settings, &identity, false).unwrap();
         assert_eq!(config.snapshot_every_entries, 77);
+        assert_eq!(config.snapshot_expansion_factor, 9);
         // From a flag.
         assert_eq!(config.raft.election_timeout_ticks, 40);
         // From the file.

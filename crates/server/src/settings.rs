@@ -347,6 +347,12 @@ settings! {
         /// phase of the period: between half and one and a half periods after its last.
         snapshot_every_entries: u64 = 100_000, in 0, u64::MAX,
             was "snapshot-every" "snapshot_every";
+        /// A scheduled snapshot also waits until the entries applied since the last one hold
+        /// this many times its bytes (thesis §5.1.2, the expansion factor): a large store is
+        /// not written out again for a few small writes, snapshots take at most about
+        /// 1 / (factor + 1) of the disk's writes, and the disk holds about factor + 2 times
+        /// the store at most (0: the entry count alone decides).
+        snapshot_expansion_factor: u64 = 4, in 0, 1_000;
         /// Log entries kept behind a snapshot, so that a follower this far behind catches up
         /// from the log rather than by receiving the whole snapshot; the segments holding only
         /// older entries are deleted when the snapshot is taken (0: delete all it covers).
@@ -502,31 +508,38 @@ pub(crate) mod tests {
             Settings::resolve(flags(&["--config", &path, "--max-frame-bytes", "4194304"])).unwrap();
         assert_eq!(settings.max_frame_bytes, 4_194_304);
 
-        // The snapshot writeback rate: past its bound, refused naming the flag and the bound;
-        // too large for a u64, negative, with a unit or empty, refused by the parser naming
-        // the flag; at its bound, taken (it cannot overflow into bytes a second).
-        let error =
-            Settings::resolve(flags(&["--snapshot-write-mib-per-second", "1000001"])).unwrap_err();
-        let text = format!("{error:#}");
-        assert!(
-            text.contains("--snapshot-write-mib-per-second 1000001 is out of bounds"),
-            "{text}"
-        );
-        for bad in ["18446744073709551616", "-1", "32MiB", ""] {
-            let flag = format!("--snapshot-write-mib-per-second={bad}");
-            let argv = ["serve", flag.as_str()];
-            let Err(error) = Serve::try_parse_from(argv) else {
-                panic!("{bad:?} was taken");
-            };
-            let error = error.to_string();
+        // The snapshot writeback rate and the expansion factor: past their bounds, refused
+        // naming the flag and the bound; too large for a u64, negative, with a unit or empty,
+        // refused by the parser naming the flag; at their bounds, taken (the rate cannot
+        // overflow into bytes a second, and the factor's product with a snapshot's bytes
+        // saturates).
+        for (name, bound) in [
+            ("--snapshot-write-mib-per-second", 1_000_000u64),
+            ("--snapshot-expansion-factor", 1_000),
+        ] {
+            let past = (bound + 1).to_string();
+            let error = Settings::resolve(flags(&[name, &past])).unwrap_err();
+            let text = format!("{error:#}");
             assert!(
-                error.contains("--snapshot-write-mib-per-second"),
-                "{bad}: {error}"
+                text.contains(&format!("{name} {past} is out of bounds")),
+                "{text}"
             );
+            for bad in ["18446744073709551616", "-1", "32MiB", ""] {
+                let flag = format!("{name}={bad}");
+                let argv = ["serve", flag.as_str()];
+                let Err(error) = Serve::try_parse_from(argv) else {
+                    panic!("{name} {bad:?} was taken");
+                };
+                let error = error.to_string();
+                assert!(error.contains(name), "{bad}: {error}");
+            }
+            let at_bound = Settings::resolve(flags(&[name, &bound.to_string()])).unwrap();
+            let taken = match name {
+                "--snapshot-write-mib-per-second" => at_bound.snapshot_write_mib_per_second,
+                _ => at_bound.snapshot_expansion_factor,
+            };
+            assert_eq!(taken, bound, "{name}");
         }
-        let fastest =
-            Settings::resolve(flags(&["--snapshot-write-mib-per-second", "1000000"])).unwrap();
-        assert_eq!(fastest.snapshot_write_mib_per_second, 1_000_000);
     }
 
     #[test]

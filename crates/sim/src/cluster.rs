@@ -239,6 +239,7 @@ impl Cluster {
             ..WalOptions::new(SIM_CLUSTER_ID)
         };
         config.snapshot_every_entries = self.options.snapshot_every_entries;
+        config.snapshot_expansion_factor = self.options.snapshot_expansion_factor;
         config.state_machine = self.options.kv.clone();
         config
     }

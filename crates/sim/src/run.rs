@@ -157,6 +157,9 @@ struct Plan {
     read_lease: bool,
     pool_size: usize,
     snapshot_every_entries: u64,
+    /// From the seed, not drawn: the expansion factor (thesis §5.1.2) a node's scheduled
+    /// snapshots wait for, 0 (off), 1 or the server's default, 4.
+    snapshot_expansion_factor: u64,
     snapshot_trailing_entries: u64,
     max_snapshot_chunk_bytes: u64,
     max_segment_bytes: u64,
@@ -213,6 +216,7 @@ fn plan(options: &RunOptions, rng: &mut ChaCha8Rng) -> Plan {
         read_lease: rng.gen_bool(0.3),
         pool_size,
         snapshot_every_entries: [0, 5, 20, 60][rng.gen_range(0..4)],
+        snapshot_expansion_factor: [0, 1, 4][(options.seed / 11 % 3) as usize],
         snapshot_trailing_entries: [0, 3, 10][rng.gen_range(0..3)],
         // Small chunks split a snapshot into several (tens at 64 bytes; each one round trip
         // and one sync, one at a time, §7), and the healing budget still covers two transfers.
@@ -318,7 +322,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
 /// The plan's choices, in one line for the report.
 fn describe(plan: &Plan, snapshot_off_thread: bool) -> String {
     format!(
-        "nodes={} disk_ms={:?} segment_bytes={} inflight_bytes={} corrupted_node={} wiped_node={} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} read_lease={} pool={} snapshot_every={} snapshot_off_thread={} trailing={} chunk_bytes={} propose_p={:.2} fault_p={:.3}",
+        "nodes={} disk_ms={:?} segment_bytes={} inflight_bytes={} corrupted_node={} wiped_node={} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} read_lease={} pool={} snapshot_every={} expansion_factor={} snapshot_off_thread={} trailing={} chunk_bytes={} propose_p={:.2} fault_p={:.3}",
         plan.nodes,
         plan.disk_delay_ms,
         plan.max_segment_bytes,
@@ -336,6 +340,7 @@ fn describe(plan: &Plan, snapshot_off_thread: bool) -> String {
         plan.read_lease && plan.check_quorum,
         plan.pool_size,
         plan.snapshot_every_entries,
+        plan.snapshot_expansion_factor,
         snapshot_off_thread,
         plan.snapshot_trailing_entries,
         plan.max_snapshot_chunk_bytes,
@@ -354,6 +359,7 @@ fn cluster_options(options: &RunOptions, plan: &Plan, snapshot_off_thread: bool)
     cluster_options.read_lease = plan.read_lease && plan.check_quorum;
     cluster_options.pool_size = plan.pool_size.max(plan.nodes);
     cluster_options.snapshot_every_entries = plan.snapshot_every_entries;
+    cluster_options.snapshot_expansion_factor = plan.snapshot_expansion_factor;
     // A quarter of the seeds (from the seed) keep 3 sessions at most, evictable after 300 ms
     // idle, and never expire them within the run: the workload's clients (4, and the
     // pipelining one, each a new session when it gives up) meet eviction and refusal.

@@ -1,5 +1,6 @@
-//! Snapshots the node takes of its own state machine: the policy (one setting,
-//! `snapshot_every_entries`, and operators' requests) and the file's life as an effect.
+//! Snapshots the node takes of its own state machine: the policy (two settings,
+//! `snapshot_every_entries` and `snapshot_expansion_factor`, and operators' requests) and the
+//! file's life as an effect.
 //!
 //! When the node decides to snapshot, it freezes the state machine's state at its applied
 //! index ([`StateMachine::freeze`]: a clone of a persistent map, O(1) in the store's size),
@@ -15,8 +16,15 @@
 //! ([`snapshot_phase`]): at indexes `phase + k·N`, between N/2 and 3N/2 entries after its
 //! last snapshot, wherever that was (one received from the leader, say), so replicas settle
 //! into snapshots spread over the period.
+//!
+//! A snapshot costs the size of the whole state; the log it replaces may be much smaller (a
+//! large store under small writes). So a scheduled snapshot also waits until the entries
+//! applied since the last one hold `snapshot_expansion_factor` times that snapshot's bytes
+//! (thesis §5.1.2): with a factor F, snapshots take at most about 1 / (F + 1) of what is
+//! written to the disk, and the disk holds about F + 2 times the state at most (the old
+//! snapshot, the log, the new one).
 
-use skiff_raft::{LogIndex, LogStorage};
+use skiff_raft::{Entry, LogIndex, LogStorage};
 use skiff_wal::Disk;
 
 use super::{Event, Node};
@@ -50,6 +58,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             .install_written_snapshot(token.write)?
         {
             self.raw.snapshot_saved(index)?;
+            self.log_growth.snapshot_taken();
             self.event(Event::SnapshotTaken { index });
             Some(index)
         } else {
@@ -115,6 +124,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         let write = self.raw.storage().prepare_snapshot_write(meta)?;
         self.snapshots += 1;
         self.snapshot_in_flight = Some(self.snapshots);
+        self.log_growth.frozen();
         let token = SnapshotToken {
             snapshot: self.snapshots,
             write,
@@ -143,11 +153,11 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         }
     }
 
-    /// Whether `snapshot_every_entries` asks for a snapshot now: once the applied index
-    /// reaches this node's next phase point at least half a period after its last snapshot,
-    /// and half a period has been applied since the last snapshot file was finished (a
-    /// snapshot slower than half a period, on a busy machine, is not followed at once by the
-    /// next).
+    /// Whether the settings ask for a snapshot now: once the applied index reaches this
+    /// node's next phase point at least half a period after its last snapshot, half a period
+    /// has been applied since the last snapshot file was finished (a snapshot slower than
+    /// half a period, on a busy machine, is not followed at once by the next), and the log
+    /// applied since the last snapshot has outgrown it by the expansion factor.
     fn snapshot_due(&self) -> bool {
         let every = self.config.snapshot_every_entries;
         let last = self.raw.storage().snapshot_meta().index.0;
@@ -155,6 +165,10 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         every > 0
             && self.applied.0 >= next_snapshot_at(self.id().0, every, last)
             && self.applied.0 >= rested
+            && self.log_growth.outgrew(
+                self.raw.storage().snapshot_len(),
+                self.config.snapshot_expansion_factor,
+            )
     }
 
     /// The state machine's snapshot data — its state frozen now, or serialized now if it
@@ -182,6 +196,49 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             self.state_machine.snapshot_into(&mut bytes);
         }
         Some((index, SnapshotData { bytes, frozen }))
+    }
+}
+
+/// The bytes of the entries a node applied since its last snapshot (thesis §5.1.2: the log's
+/// size, weighed against the last snapshot's). Counted as entries are applied, at start-up
+/// too, where the log behind the snapshot is applied again; so a restart counts what its
+/// log holds.
+#[derive(Debug, Default)]
+pub(super) struct LogGrowth {
+    /// Bytes of entry data applied since the node opened (saturating).
+    applied: u64,
+    /// `applied` at the index of the current snapshot.
+    at_snapshot: u64,
+    /// `applied` when the state for the snapshot file in flight was taken.
+    at_freeze: u64,
+}
+
+impl LogGrowth {
+    /// `entry` was applied.
+    pub(super) fn applied(&mut self, entry: &Entry) {
+        self.applied = self.applied.saturating_add(entry.data.len() as u64);
+    }
+
+    /// The state was taken for a snapshot file at the applied index.
+    pub(super) fn frozen(&mut self) {
+        self.at_freeze = self.applied;
+    }
+
+    /// The file of the state last taken became the current snapshot.
+    pub(super) fn snapshot_taken(&mut self) {
+        self.at_snapshot = self.at_freeze;
+    }
+
+    /// A snapshot received from the leader replaced the state at the applied index.
+    pub(super) fn snapshot_restored(&mut self) {
+        self.at_snapshot = self.applied;
+    }
+
+    /// Whether the entries applied since the current snapshot, of `snapshot_bytes`, hold at
+    /// least `factor` times its bytes (always, at factor 0 or with no snapshot yet).
+    pub(super) fn outgrew(&self, snapshot_bytes: u64, factor: u64) -> bool {
+        let since = self.applied.saturating_sub(self.at_snapshot);
+        since >= snapshot_bytes.saturating_mul(factor)
     }
 }
 
@@ -245,6 +302,45 @@ mod tests {
                 assert!(gap.min(every - gap) >= 20, "{a:?} and {b:?} too close");
             }
         }
+    }
+
+    /// Thesis §5.1.2: the log is weighed from the state the current snapshot holds. Entries
+    /// applied while its file was written count toward the next one, a snapshot received
+    /// from the leader starts the count again, and a count past `u64` saturates.
+    #[test]
+    fn the_log_is_weighed_from_the_state_the_current_snapshot_holds() {
+        let applied = |growth: &mut LogGrowth, bytes: usize| {
+            growth.applied(&Entry {
+                term: skiff_raft::Term(1),
+                index: LogIndex(1),
+                kind: skiff_raft::EntryKind::Normal,
+                data: vec![0; bytes].into(),
+            })
+        };
+        let mut growth = LogGrowth::default();
+        assert!(growth.outgrew(0, 4), "no snapshot yet: nothing to outgrow");
+        applied(&mut growth, 1_000);
+        assert!(growth.outgrew(250, 4) && !growth.outgrew(251, 4));
+        assert!(growth.outgrew(u64::MAX, 0), "factor 0: never waits");
+        // Taken at 1,000 bytes; 300 more applied while the file was written.
+        growth.frozen();
+        applied(&mut growth, 300);
+        growth.snapshot_taken();
+        assert!(growth.outgrew(75, 4) && !growth.outgrew(76, 4));
+        applied(&mut growth, 100);
+        assert!(growth.outgrew(100, 4) && !growth.outgrew(101, 4));
+        // A snapshot from the leader holds everything applied so far.
+        growth.snapshot_restored();
+        assert!(!growth.outgrew(1, 1));
+        applied(&mut growth, 10);
+        assert!(growth.outgrew(10, 1) && !growth.outgrew(11, 1));
+        assert!(
+            !growth.outgrew(u64::MAX, 2),
+            "the product saturates, not wraps"
+        );
+        growth.applied = u64::MAX - 5;
+        applied(&mut growth, 100);
+        assert_eq!(growth.applied, u64::MAX);
     }
 
     /// After a snapshot at an index off its phase (one installed from the leader, say), a node

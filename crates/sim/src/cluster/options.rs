@@ -26,6 +26,9 @@ pub struct ClusterOptions {
     /// Each node snapshots its state after applying this many entries past its last snapshot
     /// (0: never).
     pub snapshot_every_entries: u64,
+    /// A scheduled snapshot also waits until the log applied since the last one holds this
+    /// many times its bytes (thesis §5.1.2; 0: the entry count alone decides).
+    pub snapshot_expansion_factor: u64,
     /// The state machine's limits on every node.
     pub kv: skiff_kv::KvConfig,
     /// Snapshots are prepared by the node (the state machine serialized) and their file
@@ -80,6 +83,7 @@ impl ClusterOptions {
             check_quorum: true,
             read_lease: false,
             snapshot_every_entries: 0,
+            snapshot_expansion_factor: 0,
             kv: skiff_kv::KvConfig::default(),
             snapshot_off_thread: false,
             snapshot_trailing_entries: 5,
