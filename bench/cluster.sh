@@ -37,9 +37,11 @@ OPS=${OPS:-200000}
 ONE_CLIENT_OPS=${ONE_CLIENT_OPS:-20000}   # -c 1 waits one fsync per request: fewer requests
 SIZES=${SIZES-1024 16384}                # value sizes (bytes) measured beside 256
 KEYS=${KEYS:-100000}                     # keys drawn uniformly from 0..KEYS (redis-benchmark -r)
-# Entries between two snapshots of a node (skiff's default): each SET row of OPS requests takes
-# about OPS / SNAPSHOT_EVERY snapshots on every replica, so the p99 of the -c 50 -P 16 row
-# includes them (two each at the default OPS; none if OPS is below it).
+# Entries between two snapshots of a node (skiff's default), at least: a snapshot also waits
+# for a log 4 times the last one's bytes (--snapshot-expansion-factor), so with 256-byte values
+# over KEYS keys (a snapshot of about 25 MB, 33 MB of log a 100,000 entries) a replica
+# snapshots about every 300,000 entries, 3 times in the 256-byte rows; the p99 of a
+# -c 50 -P 16 row includes those that fall in it.
 SNAPSHOT_EVERY=${SNAPSHOT_EVERY:-100000}
 BASE=${BASE:-17001}                      # skiff local ports: clients BASE.., peers +100, HTTP +200
 REDIS_PORT=${REDIS_PORT:-16379}

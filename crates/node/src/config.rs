@@ -18,10 +18,11 @@ pub struct NodeConfig<C = KvConfig> {
     /// phase of the period, between half and one and a half periods after the last one, and
     /// half a period after the last one finished.
     pub snapshot_every_entries: u64,
-    /// A scheduled snapshot also waits until the entries applied since the last snapshot
-    /// hold at least this many times that snapshot's bytes (thesis §5.1.2, the expansion
-    /// factor): a large state is not written out again for a small log, and snapshots take at
-    /// most about 1 / (factor + 1) of the bytes written. 0: the entry count alone decides.
+    /// A scheduled snapshot also waits until the log written since the last snapshot holds
+    /// at least this many times that snapshot's bytes (thesis §5.1.2, the expansion factor):
+    /// a large state is not written out again for a small log; for a state of steady size,
+    /// snapshots write about 1 / (factor + 1) of the node's bytes. The log then replayed at
+    /// a restart can reach this many times the snapshot. 0: the entry count alone decides.
     pub snapshot_expansion_factor: u64,
     /// Client requests that may wait on this node at once (proposed, forwarded or reading);
     /// more are refused with [`refusals::BUSY`](crate::refusals::BUSY).

@@ -37,7 +37,7 @@ pub enum Effect<R = skiff_kv::Reply> {
     /// [`Node::batch_synced`](crate::Node::batch_synced), or let the node sync on its own disk
     /// with [`Node::sync_batch`](crate::Node::sync_batch).
     SyncBatch(SyncToken),
-    /// The state machine's snapshot, due by `snapshot_every_entries` or requested: serialize
+    /// The state machine's snapshot, due by the node's snapshot settings or requested: serialize
     /// [`SnapshotJob::data`] (off the driver thread, if it can), [seal](SnapshotToken::seal)
     /// the header over the bytes, write the header and then the bytes to its temporary
     /// file, sync it, and call [`Node::snapshot_written`](crate::Node::snapshot_written) (or

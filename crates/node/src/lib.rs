@@ -26,7 +26,8 @@
 //! 3. once the file is synced, [`Node::batch_synced`] releases the messages that promise
 //!    durability (vote grants, append acknowledgements: thesis §3.8), applies the committed
 //!    entries, answers clients, advances the core, and — about every
-//!    `snapshot_every_entries` entries, at the node's own phase, or on
+//!    `snapshot_every_entries` entries, at the node's own phase, once the log has outgrown
+//!    the last snapshot by `snapshot_expansion_factor`, or on
 //!    [`Node::request_snapshot`] — freezes the state machine at its applied
 //!    index ([`StateMachine::freeze`]) and asks for [`Effect::WriteSnapshot`], ended by
 //!    [`Node::snapshot_written`].

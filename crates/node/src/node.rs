@@ -132,8 +132,11 @@ pub struct Node<D: Disk, M: StateMachine = skiff_kv::StateMachine> {
     /// The applied index when the last snapshot file was finished (written or not): the
     /// next scheduled one waits half a period after it, however long that one took.
     snapshot_finished_at: u64,
-    /// The bytes of the entries applied since the last snapshot, for the expansion factor.
+    /// The log written since the last snapshot, for the expansion factor.
     log_growth: LogGrowth,
+    /// A scheduled snapshot the expansion factor held back is looked at again from here (a
+    /// phase point of this node's).
+    snapshot_deferred_to: u64,
     /// An operator asked for a snapshot: taken once no batch or snapshot is in flight.
     snapshot_requested: bool,
     /// What the driver has yet to take.
@@ -225,6 +228,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             snapshots: 0,
             snapshot_finished_at: 0,
             log_growth: LogGrowth::default(),
+            snapshot_deferred_to: 0,
             snapshot_requested: false,
             effects: Vec::new(),
             moving_to: None,

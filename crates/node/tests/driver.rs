@@ -32,6 +32,8 @@ fn config(id: u64, snapshot_every_entries: u64) -> NodeConfig {
     raft.snapshot_trailing_entries = 2;
     let mut config = NodeConfig::new(raft, 7);
     config.snapshot_every_entries = snapshot_every_entries;
+    // The entry schedule alone; the expansion factor's scenario sets its own.
+    config.snapshot_expansion_factor = 0;
     config
 }
 
@@ -374,60 +376,98 @@ fn snapshots_are_taken_on_schedule_and_a_restart_resumes_from_one() {
 }
 
 /// Thesis §5.1.2: a snapshot writes the whole state, so a scheduled one also waits until the
-/// entries applied since the last one hold the expansion factor times that snapshot's bytes.
-/// A large state under small writes is not written out again for each period of entries;
-/// once the log has outgrown it, it is. At factor 0 the entry count alone decides.
+/// log written since the last one holds the expansion factor times that snapshot's bytes, and
+/// is then taken at the node's next phase point. A store of one large key, overwritten again
+/// and again, is snapshotted every few overwrites rather than every period; a follower that
+/// was sent the leader's snapshot weighs its log from that one.
 #[test]
 fn a_large_state_is_snapshotted_again_only_once_the_log_outgrows_it_by_the_factor() {
-    let big = "v".repeat(8 * 1024);
-    for factor in [0, 4] {
-        let mut cluster = NodeCluster::with_config(|id| {
-            let mut config = config(id, 2);
-            config.snapshot_expansion_factor = factor;
-            config
-        });
-        cluster.elect(1);
-        let write = |cluster: &mut NodeCluster, key: String, value: &str| {
-            cluster.submit(1, set(&key, value));
-            cluster.settle();
-        };
-        write(&mut cluster, "big".into(), &big);
-        for i in 0..4 {
-            write(&mut cluster, format!("small{i}"), "v");
-        }
-        let snapshot =
-            |cluster: &NodeCluster| cluster.nodes[&NodeId(1)].wal().snapshot_meta().index;
-        let first = snapshot(&cluster);
-        let first_bytes = cluster.nodes[&NodeId(1)].wal().snapshot_len();
-        assert!(first > LogIndex(2), "the first snapshot comes at once");
-        assert!(first_bytes > 8 * 1024, "it holds the large value");
-        // Forty small writes: a few hundred bytes of log, many periods of two entries.
-        for i in 0..40 {
-            write(&mut cluster, format!("more{i}"), "v");
-        }
-        let after_small = snapshot(&cluster);
-        if factor == 0 {
-            assert!(after_small.0 > first.0 + 30, "{after_small} after {first}");
-        } else {
-            assert_eq!(
-                after_small, first,
-                "a small log does not replace a large snapshot"
-            );
-        }
-        // Five more large values: the log now holds over four times the snapshot.
-        for i in 0..5 {
-            write(&mut cluster, format!("big{i}"), &big);
-        }
-        write(&mut cluster, "last".into(), "v");
-        let after_large = snapshot(&cluster);
-        assert!(
-            after_large > after_small,
-            "{after_large} after {after_small}"
-        );
-        assert!(cluster
-            .events
-            .contains(&(NodeId(1), Event::SnapshotTaken { index: after_large })));
+    const EVERY: u64 = 3;
+    let big = |round: usize| format!("{round:08}").repeat(1024); // 8 KiB
+    let mut cluster = NodeCluster::with_config(|id| {
+        let mut config = config(id, EVERY);
+        config.snapshot_expansion_factor = 4;
+        config
+    });
+    cluster.elect(1);
+    let write = |cluster: &mut NodeCluster, key: &str, value: String| {
+        cluster.submit(1, set(key, &value));
+        cluster.settle();
+    };
+    let taken = |cluster: &NodeCluster, node: u64| -> Vec<u64> {
+        let events = cluster.events.iter().filter(|(id, _)| *id == NodeId(node));
+        events
+            .filter_map(|(_, event)| match event {
+                Event::SnapshotTaken { index } => Some(index.0),
+                _ => None,
+            })
+            .collect()
+    };
+    // Once the store holds the value, every snapshot holds about one value's bytes.
+    write(&mut cluster, "big", big(0));
+    cluster.events.clear();
+    for round in 1..41 {
+        write(&mut cluster, "big", big(round));
     }
+    let leader = taken(&cluster, 1);
+    // The log between two snapshots holds at least four values (one entry each), and the
+    // next waits for the node's phase point.
+    assert!((5..=10).contains(&leader.len()), "{leader:?}");
+    for pair in leader.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 4,
+            "too soon after the last: {leader:?}"
+        );
+        assert_eq!(
+            pair[0] % EVERY,
+            pair[1] % EVERY,
+            "off its phase: {leader:?}"
+        );
+    }
+
+    // Node 3 is cut off three values after its own last snapshot (not enough for its next),
+    // misses the leader's snapshots and is sent one when it returns.
+    let mut round = 41;
+    while cluster.nodes[&NodeId(3)].applied().0 != taken(&cluster, 3).last().map_or(0, |i| i + 3) {
+        write(&mut cluster, "big", big(round));
+        round += 1;
+        assert!(round < 100, "node 3 never three values past its snapshot");
+    }
+    cluster.isolated = vec![NodeId(3)];
+    for _ in 0..20 {
+        write(&mut cluster, "big", big(round));
+        round += 1;
+    }
+    cluster.isolated.clear();
+    let before = taken(&cluster, 3).len();
+    cluster.tick(2);
+    let installed = cluster
+        .events
+        .iter()
+        .any(|(id, event)| *id == NodeId(3) && matches!(event, Event::SnapshotInstalled { .. }));
+    assert!(installed, "node 3 was sent the leader's snapshot");
+    // Two values and three small writes since that snapshot: node 3 takes none, though with
+    // the three values before it, five have been applied since its own last snapshot.
+    for _ in 0..2 {
+        write(&mut cluster, "big", big(round));
+        round += 1;
+    }
+    for small in 0..3 {
+        write(&mut cluster, &format!("small{small}"), "v".into());
+    }
+    cluster.tick(2);
+    assert_eq!(taken(&cluster, 3).len(), before, "{:?}", taken(&cluster, 3));
+    // Factor 0: the entry schedule alone, a snapshot at every phase point.
+    let mut by_entries = NodeCluster::new(EVERY);
+    by_entries.elect(1);
+    for round in 0..40 {
+        write(&mut by_entries, "big", big(round));
+    }
+    assert!(
+        taken(&by_entries, 1).len() >= 12,
+        "{:?}",
+        taken(&by_entries, 1)
+    );
 }
 
 /// A driver may write the snapshot file on another thread: the node freezes the data when it

@@ -344,15 +344,17 @@ settings! {
         /// How long a client request may wait before it is answered with an error.
         request_timeout_ms: u64 = 5_000, in 1, 3_600_000;
         /// Snapshot about every this many applied entries (0: never), each node at its own
-        /// phase of the period: between half and one and a half periods after its last.
+        /// phase of the period: between half and one and a half periods after its last, and
+        /// later while the expansion factor holds it back.
         snapshot_every_entries: u64 = 100_000, in 0, u64::MAX,
             was "snapshot-every" "snapshot_every";
-        /// A scheduled snapshot also waits until the entries applied since the last one hold
+        /// A scheduled snapshot also waits until the log written since the last one holds
         /// this many times its bytes (thesis §5.1.2, the expansion factor): a large store is
-        /// not written out again for a few small writes, snapshots take at most about
-        /// 1 / (factor + 1) of the disk's writes, and the disk holds about factor + 2 times
-        /// the store at most (0: the entry count alone decides).
-        snapshot_expansion_factor: u64 = 4, in 0, 1_000;
+        /// not written out again for a few small writes. For a store of steady size,
+        /// snapshots write about 1 / (factor + 1) of the node's bytes and the disk holds
+        /// about factor + 2 times the store; a restart may replay a log this many times the
+        /// snapshot (0: the entry count alone decides).
+        snapshot_expansion_factor: u64 = 4, in 0, 100;
         /// Log entries kept behind a snapshot, so that a follower this far behind catches up
         /// from the log rather than by receiving the whole snapshot; the segments holding only
         /// older entries are deleted when the snapshot is taken (0: delete all it covers).
@@ -515,7 +517,7 @@ pub(crate) mod tests {
         // saturates).
         for (name, bound) in [
             ("--snapshot-write-mib-per-second", 1_000_000u64),
-            ("--snapshot-expansion-factor", 1_000),
+            ("--snapshot-expansion-factor", 100),
         ] {
             let past = (bound + 1).to_string();
             let error = Settings::resolve(flags(&[name, &past])).unwrap_err();

@@ -179,8 +179,17 @@ impl Writer {
 #[test]
 fn a_backup_taken_under_load_restores_every_acknowledged_write_into_a_new_cluster() {
     let _serial = serial();
-    // Frequent snapshots, so the backup meets snapshots of the node's own along the way.
-    let mut cluster = TestCluster::start_with(3, &["--snapshot-every-entries", "300"]);
+    // Frequent snapshots, so the backup meets snapshots of the node's own along the way (by
+    // entries alone: the expansion factor would space them by the store's growing size).
+    let mut cluster = TestCluster::start_with(
+        3,
+        &[
+            "--snapshot-every-entries",
+            "300",
+            "--snapshot-expansion-factor",
+            "0",
+        ],
+    );
     let leader = cluster.wait_for_leader(Duration::from_secs(10));
     let follower = *cluster.nodes.keys().find(|&&id| id != leader).unwrap();
     let writer = Writer::start(cluster.redis(leader));

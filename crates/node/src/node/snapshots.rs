@@ -17,11 +17,12 @@
 //! last snapshot, wherever that was (one received from the leader, say), so replicas settle
 //! into snapshots spread over the period.
 //!
-//! A snapshot costs the size of the whole state; the log it replaces may be much smaller (a
-//! large store under small writes). So a scheduled snapshot also waits until the entries
-//! applied since the last one hold `snapshot_expansion_factor` times that snapshot's bytes
-//! (thesis §5.1.2): with a factor F, snapshots take at most about 1 / (F + 1) of what is
-//! written to the disk, and the disk holds about F + 2 times the state at most (the old
+//! A snapshot writes the whole state; the log it replaces may be much smaller (a large store
+//! under small writes). So a scheduled snapshot also waits until the log written since the
+//! last one holds `snapshot_expansion_factor` times that snapshot's bytes (thesis §5.1.2);
+//! until then the node looks again at its next phase point, so replicas stay spread. For a
+//! store of steady size and a factor F, snapshots then write about 1 / (F + 1) of the bytes
+//! the node writes, and the disk holds about F + 2 times the state at most (the old
 //! snapshot, the log, the new one).
 
 use skiff_raft::{Entry, LogIndex, LogStorage};
@@ -157,18 +158,30 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     /// node's next phase point at least half a period after its last snapshot, half a period
     /// has been applied since the last snapshot file was finished (a snapshot slower than
     /// half a period, on a busy machine, is not followed at once by the next), and the log
-    /// applied since the last snapshot has outgrown it by the expansion factor.
-    fn snapshot_due(&self) -> bool {
+    /// written since the last snapshot has outgrown it by the expansion factor.
+    fn snapshot_due(&mut self) -> bool {
         let every = self.config.snapshot_every_entries;
+        if every == 0 {
+            return false;
+        }
+        let (id, applied) = (self.id().0, self.applied.0);
         let last = self.raw.storage().snapshot_meta().index.0;
         let rested = self.snapshot_finished_at.saturating_add(every / 2);
-        every > 0
-            && self.applied.0 >= next_snapshot_at(self.id().0, every, last)
-            && self.applied.0 >= rested
-            && self.log_growth.outgrew(
-                self.raw.storage().snapshot_len(),
-                self.config.snapshot_expansion_factor,
-            )
+        let at = next_snapshot_at(id, every, last).max(self.snapshot_deferred_to);
+        if applied < at || applied < rested {
+            return false;
+        }
+        let factor = self.config.snapshot_expansion_factor;
+        if self
+            .log_growth
+            .outgrew(self.raw.storage().snapshot_len(), factor)
+        {
+            return true;
+        }
+        // §5.1.2: the log has not outgrown the last snapshot; look again at this node's next
+        // phase point, not at the first batch that tips it, so replicas stay spread.
+        self.snapshot_deferred_to = phase_point_from(id, every, applied.saturating_add(1));
+        false
     }
 
     /// The state machine's snapshot data — its state frozen now, or serialized now if it
@@ -199,29 +212,31 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     }
 }
 
-/// The bytes of the entries a node applied since its last snapshot (thesis §5.1.2: the log's
-/// size, weighed against the last snapshot's). Counted as entries are applied, at start-up
-/// too, where the log behind the snapshot is applied again; so a restart counts what its
-/// log holds.
+/// How much log a node wrote since its last snapshot (thesis §5.1.2: the log's size, weighed
+/// against the last snapshot's), in the bytes of the records that carry its entries. Counted
+/// as entries are applied, at start-up too, where the log behind the snapshot is applied
+/// again; so a restart counts what its log holds.
 #[derive(Debug, Default)]
 pub(super) struct LogGrowth {
-    /// Bytes of entry data applied since the node opened (saturating).
-    applied: u64,
-    /// `applied` at the index of the current snapshot.
+    /// Record bytes of the entries applied since the node opened (wrapping: only
+    /// differences are taken).
+    applied_bytes: u64,
+    /// `applied_bytes` at the index of the current snapshot.
     at_snapshot: u64,
-    /// `applied` when the state for the snapshot file in flight was taken.
+    /// `applied_bytes` when the state for the snapshot file in flight was taken.
     at_freeze: u64,
 }
 
 impl LogGrowth {
     /// `entry` was applied.
     pub(super) fn applied(&mut self, entry: &Entry) {
-        self.applied = self.applied.saturating_add(entry.data.len() as u64);
+        let record = skiff_wal::record::entry_record_bytes(entry.data.len());
+        self.applied_bytes = self.applied_bytes.wrapping_add(record);
     }
 
     /// The state was taken for a snapshot file at the applied index.
     pub(super) fn frozen(&mut self) {
-        self.at_freeze = self.applied;
+        self.at_freeze = self.applied_bytes;
     }
 
     /// The file of the state last taken became the current snapshot.
@@ -231,14 +246,18 @@ impl LogGrowth {
 
     /// A snapshot received from the leader replaced the state at the applied index.
     pub(super) fn snapshot_restored(&mut self) {
-        self.at_snapshot = self.applied;
+        self.at_snapshot = self.applied_bytes;
     }
 
-    /// Whether the entries applied since the current snapshot, of `snapshot_bytes`, hold at
-    /// least `factor` times its bytes (always, at factor 0 or with no snapshot yet).
+    /// The log's bytes since the current snapshot.
+    fn since_snapshot(&self) -> u64 {
+        self.applied_bytes.wrapping_sub(self.at_snapshot)
+    }
+
+    /// Whether the log since the current snapshot, of `snapshot_bytes`, holds at least
+    /// `factor` times its bytes (always, at factor 0 or with no snapshot yet).
     pub(super) fn outgrew(&self, snapshot_bytes: u64, factor: u64) -> bool {
-        let since = self.applied.saturating_sub(self.at_snapshot);
-        since >= snapshot_bytes.saturating_mul(factor)
+        self.since_snapshot() >= snapshot_bytes.saturating_mul(factor)
     }
 }
 
@@ -247,6 +266,11 @@ impl LogGrowth {
 /// (and at least one) entries after `last`.
 fn next_snapshot_at(id: u64, every: u64, last: u64) -> u64 {
     let from = last.saturating_add(every / 2).max(last.saturating_add(1));
+    phase_point_from(id, every, from)
+}
+
+/// The first index from `from` on that lies at node `id`'s phase of `every` (not 0).
+fn phase_point_from(id: u64, every: u64, from: u64) -> u64 {
     let (phase, at) = (snapshot_phase(id, every), from % every);
     let to_phase = if phase >= at {
         phase - at
@@ -304,43 +328,48 @@ mod tests {
         }
     }
 
-    /// Thesis §5.1.2: the log is weighed from the state the current snapshot holds. Entries
-    /// applied while its file was written count toward the next one, a snapshot received
-    /// from the leader starts the count again, and a count past `u64` saturates.
+    /// Thesis §5.1.2: the log is weighed from the state the current snapshot holds, in the
+    /// bytes of its records. Entries applied while its file was written count toward the
+    /// next one, a snapshot received from the leader starts the count again, and the count
+    /// wraps without losing the difference.
     #[test]
     fn the_log_is_weighed_from_the_state_the_current_snapshot_holds() {
-        let applied = |growth: &mut LogGrowth, bytes: usize| {
+        let record = |data: usize| skiff_wal::record::entry_record_bytes(data);
+        let applied = |growth: &mut LogGrowth, data: usize| {
             growth.applied(&Entry {
                 term: skiff_raft::Term(1),
                 index: LogIndex(1),
                 kind: skiff_raft::EntryKind::Normal,
-                data: vec![0; bytes].into(),
+                data: vec![0; data].into(),
             })
         };
         let mut growth = LogGrowth::default();
         assert!(growth.outgrew(0, 4), "no snapshot yet: nothing to outgrow");
         applied(&mut growth, 1_000);
-        assert!(growth.outgrew(250, 4) && !growth.outgrew(251, 4));
+        let one = record(1_000);
+        assert!(one > 1_000, "a record is more than its data");
+        assert!(growth.outgrew(one / 4, 4) && !growth.outgrew(one / 4 + 1, 4));
         assert!(growth.outgrew(u64::MAX, 0), "factor 0: never waits");
-        // Taken at 1,000 bytes; 300 more applied while the file was written.
+        // Taken after the first entry; a second applied while the file was written.
         growth.frozen();
         applied(&mut growth, 300);
         growth.snapshot_taken();
-        assert!(growth.outgrew(75, 4) && !growth.outgrew(76, 4));
-        applied(&mut growth, 100);
-        assert!(growth.outgrew(100, 4) && !growth.outgrew(101, 4));
+        let two = record(300);
+        assert!(growth.outgrew(two, 1) && !growth.outgrew(two + 1, 1));
         // A snapshot from the leader holds everything applied so far.
         growth.snapshot_restored();
         assert!(!growth.outgrew(1, 1));
         applied(&mut growth, 10);
-        assert!(growth.outgrew(10, 1) && !growth.outgrew(11, 1));
+        assert!(growth.outgrew(record(10), 1) && !growth.outgrew(record(10) + 1, 1));
         assert!(
             !growth.outgrew(u64::MAX, 2),
             "the product saturates, not wraps"
         );
-        growth.applied = u64::MAX - 5;
+        // Across the counter's wrap the difference stays exact.
+        growth.applied_bytes = u64::MAX - 5;
+        growth.snapshot_restored();
         applied(&mut growth, 100);
-        assert_eq!(growth.applied, u64::MAX);
+        assert!(growth.outgrew(record(100), 1) && !growth.outgrew(record(100) + 1, 1));
     }
 
     /// After a snapshot at an index off its phase (one installed from the leader, say), a node
