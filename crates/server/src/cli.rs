@@ -59,7 +59,12 @@ pub enum AdminAction {
         to: u64,
     },
     /// Snapshot the node's state now and compact its log (on the node given by --addr).
-    Snapshot,
+    Snapshot {
+        /// How long to wait for the node to answer, in seconds: it answers once the snapshot
+        /// file is written and synced, which for a large store takes a while.
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        wait_secs: u64,
+    },
     /// Re-read the TLS certificate, key and CA files (on the node given by --addr, as SIGHUP
     /// does): new connections use them, existing ones finish.
     ReloadTls,
@@ -360,7 +365,7 @@ pub fn admin(args: AdminArgs) -> anyhow::Result<()> {
         }
         let path = match &args.action {
             AdminAction::TransferLeader { to } => format!("/admin/transfer-leader?to={to}"),
-            AdminAction::Snapshot => "/admin/snapshot".to_string(),
+            AdminAction::Snapshot { .. } => "/admin/snapshot".to_string(),
             AdminAction::ReloadTls => "/admin/reload-tls".to_string(),
             AdminAction::AddLearner {
                 id,
@@ -382,13 +387,21 @@ pub fn admin(args: AdminArgs) -> anyhow::Result<()> {
             AdminAction::Backup { .. } => unreachable!("fetched above"),
         };
         let target = match &args.action {
-            AdminAction::Snapshot | AdminAction::ReloadTls => {
+            AdminAction::Snapshot { .. } | AdminAction::ReloadTls => {
                 first_answering(&access, &args.addr).await?.0
             }
             // Everything else is the leader's to do.
             _ => leader_http(&access, &args.addr).await?,
         };
-        let (code, body) = httpc::request(&access, &target, "POST", &path).await?;
+        let (code, body) = match &args.action {
+            AdminAction::Snapshot { wait_secs } => {
+                let wait = std::time::Duration::from_secs(*wait_secs);
+                httpc::request_waiting(&access, &target, "POST", &path, wait)
+                    .await
+                    .context("the snapshot may still be under way: `skiff status --json` shows the snapshot_index")?
+            }
+            _ => httpc::request(&access, &target, "POST", &path).await?,
+        };
         let body = body.trim();
         if code == 409 {
             // The node checked the request and said no: nothing changed.
@@ -438,6 +451,33 @@ fn query_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Admin {
+        #[command(flatten)]
+        args: AdminArgs,
+    }
+
+    /// `skiff admin snapshot` waits for the node's answer 600 s unless told otherwise; a wait
+    /// of nothing, past a day, negative or not a number is refused naming the flag.
+    #[test]
+    fn the_snapshot_wait_is_bounded_and_named_when_refused() {
+        let wait = |argv: &[&str]| {
+            let argv = ["admin", "snapshot"].iter().chain(argv).copied();
+            Admin::try_parse_from(argv).map(|admin| match admin.args.action {
+                AdminAction::Snapshot { wait_secs } => wait_secs,
+                other => panic!("parsed as {other:?}"),
+            })
+        };
+        assert_eq!(wait(&[]).unwrap(), 600);
+        assert_eq!(wait(&["--wait-secs", "86400"]).unwrap(), 86_400);
+        for bad in ["0", "86401", "-1", "18446744073709551616", "10s", ""] {
+            let flag = format!("--wait-secs={bad}");
+            let error = wait(&[flag.as_str()]).unwrap_err().to_string();
+            assert!(error.contains("--wait-secs"), "{bad:?}: {error}");
+        }
+    }
 
     fn status(id: u64, role: &str, term: u64) -> NodeStatus {
         NodeStatus {

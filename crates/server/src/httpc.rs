@@ -83,7 +83,11 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// The largest body [`request`] reads.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
-/// Sends `method path` to `addr` and returns the status code and body (at most 16 MiB).
+/// How long a node has to answer a request, unless the caller waits longer.
+pub const ANSWER_WAIT: Duration = Duration::from_secs(5);
+
+/// Sends `method path` to `addr` and returns the status code and body (at most 16 MiB); no
+/// answer within [`ANSWER_WAIT`] is an error.
 pub async fn request(
     access: &Access,
     addr: &str,
@@ -91,6 +95,18 @@ pub async fn request(
     path: &str,
 ) -> anyhow::Result<(u16, String)> {
     request_bounded(access, addr, method, path, MAX_BODY_BYTES).await
+}
+
+/// As [`request`], for a request the node answers only once it has done the work (a
+/// snapshot of a large store, say): no answer within `wait` is an error.
+pub async fn request_waiting(
+    access: &Access,
+    addr: &str,
+    method: &str,
+    path: &str,
+    wait: Duration,
+) -> anyhow::Result<(u16, String)> {
+    exchange(access, addr, method, path, MAX_BODY_BYTES, wait).await
 }
 
 /// As [`request`], reading no more than a head and `max_body_bytes` of body from the
@@ -102,8 +118,20 @@ pub async fn request_bounded(
     path: &str,
     max_body_bytes: usize,
 ) -> anyhow::Result<(u16, String)> {
+    exchange(access, addr, method, path, max_body_bytes, ANSWER_WAIT).await
+}
+
+/// One request and its answer: at most a head and `max_body_bytes` of body, within `wait`.
+async fn exchange(
+    access: &Access,
+    addr: &str,
+    method: &str,
+    path: &str,
+    max_body_bytes: usize,
+    wait: Duration,
+) -> anyhow::Result<(u16, String)> {
     let max_response_bytes = max_body_bytes.saturating_add(MAX_HEAD_BYTES);
-    let exchange = async {
+    let answer = async {
         let connection = open(access, addr, method, path).await?;
         // One byte past the limit tells an answer at the limit from one over it.
         let mut response = Vec::new();
@@ -113,9 +141,9 @@ pub async fn request_bounded(
             .await?;
         anyhow::Ok(response)
     };
-    let response = tokio::time::timeout(Duration::from_secs(5), exchange)
+    let response = tokio::time::timeout(wait, answer)
         .await
-        .with_context(|| format!("no answer from {addr} within 5 s"))??;
+        .with_context(|| format!("no answer from {addr} within {} s", wait.as_secs()))??;
     if response.len() > max_response_bytes {
         bail!("an answer from {addr} of over {max_response_bytes} bytes");
     }
@@ -180,4 +208,40 @@ pub async fn status(access: &Access, addr: &str) -> anyhow::Result<crate::shared
         bail!("{addr} answered /status with HTTP {code}: {body}");
     }
     serde_json::from_str(&body).with_context(|| format!("parsing /status from {addr}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node that takes the request and never answers is given up on after the caller's
+    /// wait, with an error that names the address and the wait, not a hang.
+    #[tokio::test]
+    async fn a_node_that_never_answers_is_given_up_on_after_the_wait() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let silent = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = socket.read(&mut request).await;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        let began = std::time::Instant::now();
+        let wait = Duration::from_secs(1);
+        let error = request_waiting(&Access::default(), &addr, "POST", "/admin/snapshot", wait)
+            .await
+            .unwrap_err();
+        let waited = began.elapsed();
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("no answer from {addr} within 1 s")),
+            "{error:#}"
+        );
+        assert!(
+            waited >= wait && waited < Duration::from_secs(30),
+            "{waited:?}"
+        );
+        silent.abort();
+    }
 }
