@@ -12,7 +12,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use skiff_kv::{Command, Reply};
 use skiff_node::{
     Effect, Envelope, Event, Node, NodeError, Observer, PeerMessage, RequestId, SnapshotJob,
-    SyncToken,
 };
 use skiff_raft::{ConfChange, ConfChangeStep, NodeId, Role};
 use tokio::sync::oneshot;
@@ -24,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::peers::Peers;
 use crate::shared::{MemberStatus, NodeStatus, Shared};
 use crate::snapshotter::{Snapshotter, Written};
-use crate::syncer::{Synced, Syncer};
+use crate::syncer::{sync_failed, Synced, Syncer};
 
 mod inbox;
 mod keyspace;
@@ -621,7 +620,7 @@ impl Driver {
             Effect::SyncBatch(token) => match &self.syncer {
                 Some(syncer) if token.file().is_some() => syncer.sync(token).map_err(|token| {
                     let gone = std::io::Error::other("writer thread gone");
-                    sync_failed(&token, gone)
+                    sync_failed(token.file(), gone)
                 }),
                 _ => self
                     .node
@@ -697,7 +696,7 @@ impl Driver {
     fn synced(&mut self, (token, result): Synced) -> Result<(), NodeError> {
         // A failed fsync may have dropped the pages it was to write: the node stops, and
         // recovery finds out on restart what the disk holds.
-        result.map_err(|error| sync_failed(&token, error))?;
+        result.map_err(|error| sync_failed(token.file(), error))?;
         let metrics = self.shared.metrics.clone();
         self.node
             .batch_synced(token, &mut BatchSizes(&metrics, &mut self.recent_kinds))
@@ -817,15 +816,6 @@ impl Driver {
             )), &self.shared.metrics, false);
         }
     }
-}
-
-/// The node error for a batch sync that failed.
-fn sync_failed(token: &SyncToken, source: std::io::Error) -> NodeError {
-    NodeError::Wal(skiff_wal::WalError::from(skiff_wal::DiskError::Io {
-        op: "fdatasync",
-        path: token.file().map(Into::into).unwrap_or_default(),
-        source,
-    }))
 }
 
 /// The wall clock in Unix milliseconds, for log time (0 for a clock before 1970).

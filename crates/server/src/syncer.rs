@@ -14,7 +14,7 @@ use std::thread;
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use skiff_node::SyncToken;
+use skiff_node::{NodeError, SyncToken};
 
 use crate::driver::Bell;
 use crate::metrics::Metrics;
@@ -67,4 +67,45 @@ fn sync_data(path: &Path) -> io::Result<()> {
     skiff_wal::fs_disk::open_regular(path, OpenOptions::new().write(true), "open for sync")
         .map_err(io::Error::other)?
         .sync_data()
+}
+
+/// The node error for a batch sync of `file` that failed.
+pub(crate) fn sync_failed(file: Option<&Path>, source: io::Error) -> NodeError {
+    // The file could not be opened to sync: its own error names it and says why.
+    let source = match source.downcast::<skiff_wal::DiskError>() {
+        Ok(disk) => return NodeError::Wal(skiff_wal::WalError::from(disk)),
+        Err(source) => source,
+    };
+    NodeError::Wal(skiff_wal::WalError::from(skiff_wal::DiskError::Io {
+        op: "fdatasync",
+        path: file.map(Into::into).unwrap_or_default(),
+        source,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment that cannot be opened to sync (a directory under its name) is reported by
+    /// the file's own error, naming the path once, not as `fdatasync` of it around the same
+    /// words; any other failure is `fdatasync` of the path.
+    #[test]
+    fn a_failed_sync_names_the_file_once_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = dir.path().join("seg-00000000000000000001.wal");
+        std::fs::create_dir(&segment).unwrap();
+        let error = sync_data(&segment).unwrap_err();
+        let text = sync_failed(Some(&segment), error).to_string();
+        let path = segment.display().to_string();
+        assert_eq!(text.matches(&path).count(), 1, "{text}");
+        assert!(text.contains("not a regular file"), "{text}");
+
+        let text = sync_failed(Some(&segment), io::Error::other("the disk is gone")).to_string();
+        assert_eq!(text.matches(&path).count(), 1, "{text}");
+        assert!(
+            text.contains("fdatasync") && text.contains("the disk is gone"),
+            "{text}"
+        );
+    }
 }
