@@ -394,6 +394,7 @@ pub fn admin(args: AdminArgs) -> anyhow::Result<()> {
             _ => leader_http(&access, &args.addr).await?,
         };
         let (code, body) = match &args.action {
+            // The node answers once the file is synced: a large store's takes a while.
             AdminAction::Snapshot { wait_secs } => {
                 let wait = std::time::Duration::from_secs(*wait_secs);
                 httpc::request_waiting(&access, &target, "POST", &path, wait)

@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::peers::Peers;
 use crate::shared::{MemberStatus, NodeStatus, Shared};
 use crate::snapshotter::{Snapshotter, Written};
-use crate::syncer::{sync_failed, Synced, Syncer};
+use crate::syncer::{sync_failed, writer_gone, Synced, Syncer};
 
 mod inbox;
 mod keyspace;
@@ -618,10 +618,9 @@ impl Driver {
                 .node
                 .write_batch(token, &mut BatchSizes(&metrics, &mut self.recent_kinds)),
             Effect::SyncBatch(token) => match &self.syncer {
-                Some(syncer) if token.file().is_some() => syncer.sync(token).map_err(|token| {
-                    let gone = std::io::Error::other("writer thread gone");
-                    sync_failed(token.file(), gone)
-                }),
+                Some(syncer) if token.file().is_some() => syncer
+                    .sync(token)
+                    .map_err(|token| sync_failed(writer_gone(token.file()))),
                 _ => self
                     .node
                     .sync_batch(token, &mut BatchSizes(&metrics, &mut self.recent_kinds)),
@@ -696,7 +695,7 @@ impl Driver {
     fn synced(&mut self, (token, result): Synced) -> Result<(), NodeError> {
         // A failed fsync may have dropped the pages it was to write: the node stops, and
         // recovery finds out on restart what the disk holds.
-        result.map_err(|error| sync_failed(token.file(), error))?;
+        result.map_err(sync_failed)?;
         let metrics = self.shared.metrics.clone();
         self.node
             .batch_synced(token, &mut BatchSizes(&metrics, &mut self.recent_kinds))

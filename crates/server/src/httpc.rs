@@ -94,7 +94,7 @@ pub async fn request(
     method: &str,
     path: &str,
 ) -> anyhow::Result<(u16, String)> {
-    request_bounded(access, addr, method, path, MAX_BODY_BYTES).await
+    request_waiting(access, addr, method, path, ANSWER_WAIT).await
 }
 
 /// As [`request`], for a request the node answers only once it has done the work (a
@@ -106,23 +106,12 @@ pub async fn request_waiting(
     path: &str,
     wait: Duration,
 ) -> anyhow::Result<(u16, String)> {
-    exchange(access, addr, method, path, MAX_BODY_BYTES, wait).await
+    request_bounded(access, addr, method, path, MAX_BODY_BYTES, wait).await
 }
 
-/// As [`request`], reading no more than a head and `max_body_bytes` of body from the
+/// As [`request_waiting`], reading no more than a head and `max_body_bytes` of body from the
 /// connection: a longer answer is an error, and so is a chunked body that does not parse.
 pub async fn request_bounded(
-    access: &Access,
-    addr: &str,
-    method: &str,
-    path: &str,
-    max_body_bytes: usize,
-) -> anyhow::Result<(u16, String)> {
-    exchange(access, addr, method, path, max_body_bytes, ANSWER_WAIT).await
-}
-
-/// One request and its answer: at most a head and `max_body_bytes` of body, within `wait`.
-async fn exchange(
     access: &Access,
     addr: &str,
     method: &str,
@@ -243,5 +232,53 @@ mod tests {
             "{waited:?}"
         );
         silent.abort();
+    }
+
+    /// A long wait is no licence to read without end: a node that floods its answer is cut
+    /// off past the body limit at once, and one that answers nonsense and closes is an
+    /// error, each well before the wait.
+    #[tokio::test]
+    async fn a_flooding_or_garbled_answer_is_refused_long_before_the_wait() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let node = tokio::spawn(async move {
+            // The first connection floods, and holds on; the second answers garbage and closes.
+            let (mut flood, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = flood.read(&mut request).await;
+            flood.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+            let chunk = vec![b'x'; 1 << 20];
+            for _ in 0..(MAX_BODY_BYTES >> 20) + 2 {
+                if flood.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+            let (mut garbled, _) = listener.accept().await.unwrap();
+            let _ = garbled.read(&mut request).await;
+            garbled.write_all(b"\x00\xffnot http at all").await.unwrap();
+            drop(garbled);
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(flood);
+        });
+        let wait = Duration::from_secs(600);
+        let began = std::time::Instant::now();
+        let flooded = request_waiting(&Access::default(), &addr, "POST", "/admin/snapshot", wait)
+            .await
+            .unwrap_err();
+        let cut = format!("an answer from {addr} of over");
+        assert!(flooded.to_string().contains(&cut), "{flooded:#}");
+        let garbled = request_waiting(&Access::default(), &addr, "POST", "/admin/snapshot", wait)
+            .await
+            .unwrap_err();
+        assert!(
+            garbled.to_string().contains("malformed HTTP response"),
+            "{garbled:#}"
+        );
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            began.elapsed()
+        );
+        node.abort();
     }
 }

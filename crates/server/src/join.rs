@@ -286,8 +286,15 @@ async fn ask_one(access: &Access, addr: &str, id: u64) -> anyhow::Result<Cluster
 
 /// `GET /cluster` from `addr`, bounded and parsed (not yet checked).
 async fn fetch(access: &Access, addr: &str) -> anyhow::Result<ClusterAnswer> {
-    let (code, body) =
-        httpc::request_bounded(access, addr, "GET", "/cluster", MAX_CLUSTER_ANSWER_BYTES).await?;
+    let (code, body) = httpc::request_bounded(
+        access,
+        addr,
+        "GET",
+        "/cluster",
+        MAX_CLUSTER_ANSWER_BYTES,
+        httpc::ANSWER_WAIT,
+    )
+    .await?;
     if code != 200 {
         bail!("HTTP {code}: {:.200}", body.trim());
     }

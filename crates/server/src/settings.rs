@@ -515,10 +515,22 @@ pub(crate) mod tests {
         // refused by the parser naming the flag; at their bounds, taken (the rate cannot
         // overflow into bytes a second, and the factor's product with a snapshot's bytes
         // saturates).
-        for (name, bound) in [
-            ("--snapshot-write-mib-per-second", 1_000_000u64),
-            ("--snapshot-expansion-factor", 100),
-        ] {
+        type Field = fn(&Settings) -> u64;
+        let settings: [(&str, &str, u64, Field); 2] = [
+            (
+                "--snapshot-write-mib-per-second",
+                "snapshot_write_mib_per_second",
+                1_000_000,
+                |s| s.snapshot_write_mib_per_second,
+            ),
+            (
+                "--snapshot-expansion-factor",
+                "snapshot_expansion_factor",
+                100,
+                |s| s.snapshot_expansion_factor,
+            ),
+        ];
+        for (name, key, bound, field) in settings {
             let past = (bound + 1).to_string();
             let error = Settings::resolve(flags(&[name, &past])).unwrap_err();
             let text = format!("{error:#}");
@@ -536,11 +548,18 @@ pub(crate) mod tests {
                 assert!(error.contains(name), "{bad}: {error}");
             }
             let at_bound = Settings::resolve(flags(&[name, &bound.to_string()])).unwrap();
-            let taken = match name {
-                "--snapshot-write-mib-per-second" => at_bound.snapshot_write_mib_per_second,
-                _ => at_bound.snapshot_expansion_factor,
-            };
-            assert_eq!(taken, bound, "{name}");
+            assert_eq!(field(&at_bound), bound, "{name}");
+            // From the config file: past the bound, negative or not a number, refused
+            // naming the setting.
+            for bad in [past.as_str(), "-1", "\"four\"", "1.5"] {
+                let path = file(&dir, &format!("{key} = {bad}\n"));
+                let error = Settings::resolve(flags(&["--config", &path])).unwrap_err();
+                let text = format!("{error:#}");
+                assert!(
+                    text.contains(key) || text.contains(name),
+                    "{key} = {bad}: {text}"
+                );
+            }
         }
     }
 

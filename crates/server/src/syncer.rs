@@ -6,7 +6,6 @@
 //! file here; `fdatasync` on another handle of the same file makes those bytes durable. One
 //! batch is in flight at a time: the node begins no new batch until this one is synced.
 
-use std::fs::OpenOptions;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,12 +14,13 @@ use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use skiff_node::{NodeError, SyncToken};
+use skiff_wal::DiskError;
 
 use crate::driver::Bell;
 use crate::metrics::Metrics;
 
 /// The outcome of one sync: the batch's token, and the error if it failed.
-pub type Synced = (SyncToken, io::Result<()>);
+pub type Synced = (SyncToken, Result<(), DiskError>);
 
 /// The driver's handle on its writer thread. Dropping it stops the thread.
 pub struct Syncer {
@@ -41,7 +41,9 @@ impl Syncer {
             .spawn(move || {
                 for token in requested {
                     let started = Instant::now();
-                    let result = token.file().map_or(Ok(()), sync_data);
+                    // Opened afresh each time (a microsecond beside the sync), so a handle
+                    // can never outlive the file it was opened on.
+                    let result = token.file().map_or(Ok(()), skiff_wal::fs_disk::sync_file);
                     metrics
                         .fsync_duration
                         .observe(started.elapsed().as_secs_f64());
@@ -61,26 +63,18 @@ impl Syncer {
     }
 }
 
-/// `fdatasync` of `path`. The file is opened afresh each time (a microsecond beside the sync),
-/// so a handle can never outlive the file it was opened on.
-fn sync_data(path: &Path) -> io::Result<()> {
-    skiff_wal::fs_disk::open_regular(path, OpenOptions::new().write(true), "open for sync")
-        .map_err(io::Error::other)?
-        .sync_data()
+/// The node error for a batch sync that failed.
+pub(crate) fn sync_failed(error: DiskError) -> NodeError {
+    NodeError::Wal(skiff_wal::WalError::from(error))
 }
 
-/// The node error for a batch sync of `file` that failed.
-pub(crate) fn sync_failed(file: Option<&Path>, source: io::Error) -> NodeError {
-    // The file could not be opened to sync: its own error names it and says why.
-    let source = match source.downcast::<skiff_wal::DiskError>() {
-        Ok(disk) => return NodeError::Wal(skiff_wal::WalError::from(disk)),
-        Err(source) => source,
-    };
-    NodeError::Wal(skiff_wal::WalError::from(skiff_wal::DiskError::Io {
+/// The error for a batch sync of `file` that could not be asked for: the writer thread is gone.
+pub(crate) fn writer_gone(file: Option<&Path>) -> DiskError {
+    DiskError::Io {
         op: "fdatasync",
         path: file.map(Into::into).unwrap_or_default(),
-        source,
-    }))
+        source: io::Error::other("writer thread gone"),
+    }
 }
 
 #[cfg(test)]
@@ -89,22 +83,22 @@ mod tests {
 
     /// A segment that cannot be opened to sync (a directory under its name) is reported by
     /// the file's own error, naming the path once, not as `fdatasync` of it around the same
-    /// words; any other failure is `fdatasync` of the path.
+    /// words; a sync that could not be asked for is `fdatasync` of the path.
     #[test]
     fn a_failed_sync_names_the_file_once_and_says_why() {
         let dir = tempfile::tempdir().unwrap();
         let segment = dir.path().join("seg-00000000000000000001.wal");
         std::fs::create_dir(&segment).unwrap();
-        let error = sync_data(&segment).unwrap_err();
-        let text = sync_failed(Some(&segment), error).to_string();
+        let error = skiff_wal::fs_disk::sync_file(&segment).unwrap_err();
+        let text = sync_failed(error).to_string();
         let path = segment.display().to_string();
         assert_eq!(text.matches(&path).count(), 1, "{text}");
         assert!(text.contains("not a regular file"), "{text}");
 
-        let text = sync_failed(Some(&segment), io::Error::other("the disk is gone")).to_string();
+        let text = sync_failed(writer_gone(Some(&segment))).to_string();
         assert_eq!(text.matches(&path).count(), 1, "{text}");
         assert!(
-            text.contains("fdatasync") && text.contains("the disk is gone"),
+            text.contains("fdatasync") && text.contains("writer thread gone"),
             "{text}"
         );
     }

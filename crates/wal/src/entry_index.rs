@@ -496,6 +496,11 @@ mod tests {
                 let past = index.last_index().next();
                 prop_assert_eq!(index.slot(past), None);
                 prop_assert_eq!(index.term(past), None);
+                let mut in_use: Vec<LogIndex> = model.iter().map(|s| s.segment).collect();
+                in_use.dedup();
+                let mut listed: Vec<LogIndex> = index.segments_in_use().collect();
+                listed.dedup();
+                prop_assert_eq!(listed, in_use);
             }
         }
     }

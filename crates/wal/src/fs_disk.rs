@@ -81,6 +81,14 @@ pub fn open_regular(
     open_regular_with_len(file, options, op).map(|(opened, _)| opened)
 }
 
+/// `fdatasync` of `file`, opened afresh (as [`open_regular`]) for it: for a thread that syncs
+/// what another writes, without a handle that could outlive the file.
+pub fn sync_file(file: &Path) -> Result<(), DiskError> {
+    open_regular(file, OpenOptions::new().read(true), "open for sync")?
+        .sync_data()
+        .map_err(|e| io_error("fsync", file, e))
+}
+
 /// [`open_regular`], with the file's length from the same `fstat`.
 fn open_regular_with_len(
     file: &Path,
@@ -322,11 +330,13 @@ impl Disk for FsDisk {
     }
 
     fn sync(&mut self, file: &Path) -> Result<(), DiskError> {
-        let synced = match self.kept(file) {
-            Some(kept) => kept.file.sync_data(),
-            _ => open_regular(file, OpenOptions::new().read(true), "open for sync")?.sync_data(),
-        };
-        synced.map_err(|e| io_error("fsync", file, e))
+        match self.kept(file) {
+            Some(kept) => kept
+                .file
+                .sync_data()
+                .map_err(|e| io_error("fsync", file, e)),
+            None => sync_file(file),
+        }
     }
 
     fn sync_dir(&mut self, dir: &Path) -> Result<(), DiskError> {
