@@ -21,11 +21,14 @@
 //!
 //! 1. [`Node::begin_batch`] takes a Ready from the core, hands out the messages that may
 //!    leave before anything is durable, and asks for [`Effect::WriteBatch`];
-//! 2. [`Node::write_batch`] writes the batch without its sync, applies what was durable before
-//!    it, and asks for [`Effect::SyncBatch`];
+//! 2. [`Node::write_batch`] writes the batch without its sync and asks for
+//!    [`Effect::SyncBatch`]; until the batch is finished, [`Node::apply_durable`] may apply
+//!    (in steps) what was durable before it, answering those clients;
 //! 3. once the file is synced, [`Node::batch_synced`] releases the messages that promise
-//!    durability (vote grants, append acknowledgements: thesis §3.8), applies the committed
-//!    entries, answers clients, advances the core, and — about every
+//!    durability (vote grants, append acknowledgements: thesis §3.8; or
+//!    [`Node::release_synced`] did, so that the driver sends them before the rest is
+//!    applied), applies
+//!    the committed entries, answers clients, advances the core, and — about every
 //!    `snapshot_every_entries` entries, at the node's own phase, once the log has outgrown
 //!    the last snapshot by `snapshot_expansion_factor`, or on
 //!    [`Node::request_snapshot`] — freezes the state machine at its applied

@@ -78,7 +78,7 @@ enum Origin {
 ///             Effect::Send(_message) => {} // to `_message.to()`
 ///             Effect::Reply(_id, _reply) => {} // to the client that sent request `_id`
 ///             Effect::Event(_event) => {}
-///             Effect::WriteBatch(token) => node.write_batch(token, &mut NoObserver)?,
+///             Effect::WriteBatch(token) => node.write_batch(token)?,
 ///             Effect::SyncBatch(token) => node.sync_batch(token, &mut NoObserver)?,
 ///             Effect::WriteSnapshot(job) => {
 ///                 node.write_snapshot(job)?;

@@ -715,7 +715,7 @@ fn a_completion_for_another_step_is_refused() {
     let Some(Effect::WriteBatch(token)) = take_io(leader) else {
         panic!("a batch to write");
     };
-    leader.write_batch(token, &mut NoObserver).expect("written");
+    leader.write_batch(token).expect("written");
     let Some(Effect::SyncBatch(foreign)) = take_io(leader) else {
         panic!("a batch to sync");
     };
@@ -734,9 +734,7 @@ fn a_completion_for_another_step_is_refused() {
     let Some(Effect::WriteBatch(own)) = take_io(follower) else {
         panic!("its own batch to write");
     };
-    follower
-        .write_batch(own, &mut NoObserver)
-        .expect("its own token works");
+    follower.write_batch(own).expect("its own token works");
 }
 
 /// A client's session travels with its write through forwarding and the log to the state

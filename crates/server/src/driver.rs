@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use skiff_kv::{Command, Reply};
 use skiff_node::{
     Effect, Envelope, Event, Node, NodeError, Observer, PeerMessage, RequestId, SnapshotJob,
+    SyncToken,
 };
 use skiff_raft::{ConfChange, ConfChangeStep, NodeId, Role};
 use tokio::sync::oneshot;
@@ -40,6 +41,10 @@ pub use inbox::{inbox, Bell, Inbox, ToDriver};
 /// thread's core) would hold up the next batch for all of them, and stay on the runtime's
 /// threads.
 const MAX_IN_FLIGHT_FOR_DIRECT_REPLIES: usize = 4;
+
+/// How many entries a leader applies before it answers their clients and goes on
+/// ([`Driver::apply_durable_in_steps`]): about 0.2 ms of applying at 100,000 keys.
+const APPLY_STEP: usize = 64;
 
 /// Work for the driver thread.
 #[derive(Debug)]
@@ -141,7 +146,7 @@ pub struct DriverOptions {
     /// The initial members' peer addresses.
     pub peer_addrs: BTreeMap<u64, SocketAddr>,
     /// Sync each batch on a dedicated writer thread, overlapping the fsync with stepping,
-    /// ticking and applying, instead of on the driver thread.
+    /// ticking and (on a leader) applying, instead of on the driver thread.
     pub sync_thread: bool,
     /// The most bytes per second a snapshot file is written at (0: unpaced).
     pub snapshot_write_bytes_per_second: u64,
@@ -610,20 +615,25 @@ impl Driver {
     /// Carries out one I/O step of the node's: the batch is written here, synced on the
     /// writer thread (or here), and a snapshot file is written on a thread of its own.
     fn run_io(&mut self, effect: Effect) -> Result<(), NodeError> {
-        let metrics = self.shared.metrics.clone();
         match effect {
-            // The batch goes into the file, and the entries that were durable before it are
-            // applied: their clients are answered now, not after this batch's fsync.
-            Effect::WriteBatch(token) => self
-                .node
-                .write_batch(token, &mut BatchSizes(&metrics, &mut self.recent_kinds)),
+            // The batch goes into the file; its sync follows as the next effect.
+            Effect::WriteBatch(token) => self.node.write_batch(token),
+            // A leader applies what was durable before the batch, answering its clients
+            // step by step, while the writer thread syncs the batch, or before syncing it
+            // here. A follower applies nothing before its acknowledgement has left
+            // ([`Driver::finish_synced`]): the leader's commitment waits for that.
             Effect::SyncBatch(token) => match &self.syncer {
-                Some(syncer) if token.file().is_some() => syncer
-                    .sync(token)
-                    .map_err(|token| sync_failed(writer_gone(token.file()))),
-                _ => self
-                    .node
-                    .sync_batch(token, &mut BatchSizes(&metrics, &mut self.recent_kinds)),
+                Some(syncer) if token.file().is_some() => {
+                    syncer
+                        .sync(token)
+                        .map_err(|token| sync_failed(writer_gone(token.file())))?;
+                    self.apply_durable_in_steps()
+                }
+                _ => {
+                    self.apply_durable_in_steps()?;
+                    self.node.sync_written(&token)?;
+                    self.finish_synced(token)
+                }
             },
             Effect::WriteSnapshot(job) => self.write_snapshot(job),
             Effect::Send(_) | Effect::Reply(..) | Effect::Event(_) => Ok(()),
@@ -696,9 +706,41 @@ impl Driver {
         // A failed fsync may have dropped the pages it was to write: the node stops, and
         // recovery finds out on restart what the disk holds.
         result.map_err(sync_failed)?;
+        self.finish_synced(token)
+    }
+
+    /// Ends a synced batch: what the sync released (a follower's acknowledgement, a vote)
+    /// is sent before the batch's entries are applied, since the leader's commitment waits
+    /// for it and an apply of hundreds of entries takes milliseconds; then the batch is
+    /// applied and the core advanced.
+    fn finish_synced(&mut self, token: SyncToken) -> Result<(), NodeError> {
         let metrics = self.shared.metrics.clone();
         self.node
+            .release_synced(&token, &mut BatchSizes(&metrics, &mut self.recent_kinds))?;
+        self.carry_out()?;
+        self.node
             .batch_synced(token, &mut BatchSizes(&metrics, &mut self.recent_kinds))
+    }
+
+    /// On a leader, applies the committed entries that were durable before the batch in
+    /// flight [`APPLY_STEP`] at a time, and answers each step's clients before the next: the
+    /// first replies of a batch of hundreds go out, and their clients' next requests come
+    /// in, while the rest is applied.
+    fn apply_durable_in_steps(&mut self) -> Result<(), NodeError> {
+        if self.node.raw().raft().role() != Role::Leader {
+            return Ok(());
+        }
+        let metrics = self.shared.metrics.clone();
+        loop {
+            let more = self.node.apply_durable(
+                &mut BatchSizes(&metrics, &mut self.recent_kinds),
+                APPLY_STEP,
+            )?;
+            self.carry_out()?;
+            if !more {
+                return Ok(());
+            }
+        }
     }
 
     /// Sends messages to their peers, each peer's in one write when its link is idle

@@ -10,7 +10,8 @@
 //! - `Drive`: the node takes its next batch (`Node::begin_batch`) and sends what may leave
 //!   before the write;
 //! - `Persist`, a seeded disk delay later: the batch is written (`Node::write_batch`) and what
-//!   was durable before it is applied;
+//!   was durable before it is applied (`Node::apply_durable`: all of it, or with
+//!   `apply_in_steps` a step that the sync's `batch_synced` finishes);
 //! - `Synced`, a shorter delay later: the sync returns (`Node::sync_batch`); what needed
 //!   durability is sent, the rest applied, clients answered; a snapshot the node asks for
 //!   (its state machine frozen at the applied index) is serialized and written in line, or

@@ -365,7 +365,7 @@ impl SimNode {
 fn write_until_the_sync(node: &mut Node<MemDisk>, batch: Option<BatchStep>) {
     let sync = match batch {
         Some(BatchStep::Write(token)) => {
-            if node.write_batch(token, &mut NoObserver).is_err() {
+            if node.write_batch(token).is_err() {
                 return;
             }
             node.take_effects()

@@ -268,8 +268,12 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
     // Half the seeds write snapshots off the driver, as the server does (from the seed, so
     // that the plan's other draws stay as they were).
     let snapshot_off_thread = options.seed % 2 == 1;
-    let derived = describe(&plan, snapshot_off_thread);
-    let cluster_options = cluster_options(options, &plan, snapshot_off_thread);
+    // A third of the seeds apply what was durable before a batch in steps (from the seed
+    // too).
+    let apply_in_steps = (options.seed / 7) % 3 == 0;
+    let derived = describe(&plan, snapshot_off_thread, apply_in_steps);
+    let mut cluster_options = cluster_options(options, &plan, snapshot_off_thread);
+    cluster_options.apply_in_steps = apply_in_steps;
     let fault_ms = plan.fault_ticks * cluster_options.tick_ms;
     let mut cluster = Cluster::new(cluster_options);
     cluster.note(format!("seed {} plan: {derived}", options.seed));
@@ -320,9 +324,9 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
 }
 
 /// The plan's choices, in one line for the report.
-fn describe(plan: &Plan, snapshot_off_thread: bool) -> String {
+fn describe(plan: &Plan, snapshot_off_thread: bool, apply_in_steps: bool) -> String {
     format!(
-        "nodes={} disk_ms={:?} segment_bytes={} inflight_bytes={} corrupted_node={} wiped_node={} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} read_lease={} pool={} snapshot_every={} expansion_factor={} snapshot_off_thread={} trailing={} chunk_bytes={} propose_p={:.2} fault_p={:.3}",
+        "nodes={} disk_ms={:?} segment_bytes={} inflight_bytes={} corrupted_node={} wiped_node={} fault_ticks={} request_loss={:.2} response_loss={:.2} long_delay={:.2} duplicate={:.3} pre_vote={} check_quorum={} read_lease={} pool={} snapshot_every={} expansion_factor={} snapshot_off_thread={} apply_in_steps={} trailing={} chunk_bytes={} propose_p={:.2} fault_p={:.3}",
         plan.nodes,
         plan.disk_delay_ms,
         plan.max_segment_bytes,
@@ -342,6 +346,7 @@ fn describe(plan: &Plan, snapshot_off_thread: bool) -> String {
         plan.snapshot_every_entries,
         plan.snapshot_expansion_factor,
         snapshot_off_thread,
+        apply_in_steps,
         plan.snapshot_trailing_entries,
         plan.max_snapshot_chunk_bytes,
         plan.propose_probability,

@@ -6,11 +6,15 @@
 //! 1. [`Node::begin_batch`] takes the core's Ready, hands out the messages that may leave
 //!    before anything is durable (so followers write in parallel with the leader, thesis
 //!    §10.2.1) and asks for [`Effect::WriteBatch`];
-//! 2. [`Node::write_batch`] writes the batch into the log without its sync, applies the
-//!    committed entries that were durable before it, and asks for [`Effect::SyncBatch`];
+//! 2. [`Node::write_batch`] writes the batch into the log without its sync and asks for
+//!    [`Effect::SyncBatch`]; meanwhile the driver may call [`Node::apply_durable`], in steps,
+//!    to apply the committed entries that were durable before the batch and answer their
+//!    clients;
 //! 3. [`Node::batch_synced`] (or [`Node::sync_batch`], which syncs on the node's own disk)
 //!    releases the messages that promise durability, applies the rest, answers clients,
-//!    advances the core and, when one is due, asks for [`Effect::WriteSnapshot`].
+//!    advances the core and, when one is due, asks for [`Effect::WriteSnapshot`]. A driver
+//!    that wants those messages sent before the apply calls [`Node::release_synced`] first
+//!    (after [`Node::sync_written`], when the node syncs on its own disk).
 
 use std::path::{Path, PathBuf};
 
@@ -43,9 +47,15 @@ pub(super) struct Writing {
 pub(super) enum Stage {
     /// Taken from the core; [`Effect::WriteBatch`] handed out.
     Begun,
-    /// Written (the committed entries durable before it applied), and waiting for
-    /// `unsynced` to be synced, if that is `Some`.
-    Written { unsynced: Option<PathBuf> },
+    /// Written, and waiting for `unsynced` to be synced, if that is `Some`. The first
+    /// `durable_committed` of its committed entries were durable before it: they may be
+    /// applied while it syncs ([`Node::apply_durable`]). `released` once the sync is done and
+    /// what promised durability is handed out ([`Node::release_synced`]).
+    Written {
+        unsynced: Option<PathBuf>,
+        durable_committed: usize,
+        released: bool,
+    },
 }
 
 impl<D: Disk, M: StateMachine> Node<D, M> {
@@ -112,18 +122,17 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         true
     }
 
-    /// Writes the batch `token` names into the log without its final sync, and applies the
-    /// committed entries that were durable here before it (answering their clients) while it
-    /// syncs; then asks for [`Effect::SyncBatch`]. Until the batch is synced, `step`, `tick`
-    /// and `submit` may go on, but no new batch begins.
+    /// Writes the batch `token` names into the log without its final sync, and asks for
+    /// [`Effect::SyncBatch`]. The committed entries that were durable here before it wait
+    /// for the driver: [`apply_durable`](Node::apply_durable) applies them, in steps, when it
+    /// chooses (the server's leader does, since they answer its clients; its followers leave
+    /// them to `batch_synced`, after the acknowledgement), and `batch_synced` applies what is
+    /// left. Until the batch is synced, `step`, `tick` and `submit` may go on, but no new
+    /// batch begins.
     ///
     /// An error is a disk failure (the node must stop; recovery decides on restart what was
     /// durable) or a token of another step ([`NodeError::OutOfStep`]).
-    pub fn write_batch(
-        &mut self,
-        token: BatchToken,
-        observer: &mut impl Observer<M>,
-    ) -> Result<(), NodeError> {
+    pub fn write_batch(&mut self, token: BatchToken) -> Result<(), NodeError> {
         match &self.writing {
             Some(writing)
                 if writing.batch == token.batch && matches!(writing.stage, Stage::Begun) => {}
@@ -171,19 +180,19 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         if unsynced.is_none() && ready.committed_entries.iter().any(is_incarnation_record) {
             unsynced = wal.unsynced_path().map(Path::to_path_buf);
         }
-        // 2. Apply what was already durable here (on a leader, every committed entry: its own
-        //    vote toward commitment counts only durable entries), while the batch syncs. A
-        //    received snapshot replaces the state machine first, so nothing goes before it;
-        //    a configuration change takes effect in the core at `advance`, and a recorded
-        //    incarnation once the commit index covering it is synced, so either and what
-        //    follows wait for `batch_synced`.
+        // 2. What was already durable here (on a leader, every committed entry: its own vote
+        //    toward commitment counts only durable entries) may be applied while the batch
+        //    syncs. A received snapshot replaces the state machine first, so nothing goes
+        //    before it; a configuration change takes effect in the core at `advance`, and a
+        //    recorded incarnation once the commit index covering it is synced, so either and
+        //    what follows wait for `batch_synced`.
         let durable = self
             .raw
             .raft()
             .log()
             .persisted_index()
             .min(durable_at_begin);
-        let early = if ready.snapshot.is_some() {
+        let durable_committed = if ready.snapshot.is_some() {
             0
         } else {
             ready
@@ -196,15 +205,13 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 })
                 .count()
         };
-        for entry in &ready.committed_entries[..early] {
-            self.apply(entry, observer)?;
-        }
-        self.serve_confirmed_reads();
         self.writing = Some(Writing {
             batch,
             ready,
             stage: Stage::Written {
                 unsynced: unsynced.clone(),
+                durable_committed,
+                released: false,
             },
             durable: durable_at_begin,
         });
@@ -215,6 +222,43 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         Ok(())
     }
 
+    /// Applies up to `at_most` (at least one) of the committed entries of the written batch
+    /// that were durable here before it, answering their clients; true while some are left. A driver
+    /// calls this between writing the batch and finishing it, in steps if it likes, so that
+    /// the replies of a large batch go out while the rest is applied. Nothing is lost
+    /// without the call: [`batch_synced`](Node::batch_synced) applies what is left. With no
+    /// written batch, it applies nothing.
+    pub fn apply_durable(
+        &mut self,
+        observer: &mut impl Observer<M>,
+        at_most: usize,
+    ) -> Result<bool, NodeError> {
+        let Some(writing) = self.writing.take() else {
+            return Ok(false);
+        };
+        let durable_committed = match &writing.stage {
+            Stage::Written {
+                durable_committed, ..
+            } => *durable_committed,
+            Stage::Begun => 0,
+        };
+        let durable = &writing.ready.committed_entries[..durable_committed];
+        let from = durable.partition_point(|entry| entry.index <= self.applied);
+        let to = from.saturating_add(at_most.max(1)).min(durable.len());
+        let mut applied = Ok(());
+        for entry in &durable[from..to] {
+            applied = self.apply(entry, observer);
+            if applied.is_err() {
+                break;
+            }
+        }
+        // The batch stays in flight whatever happened: `batch_synced` ends it.
+        self.writing = Some(writing);
+        applied?;
+        self.serve_confirmed_reads();
+        Ok(to < durable_committed)
+    }
+
     /// Syncs the batch `token` names on the node's own disk, then
     /// [`batch_synced`](Node::batch_synced): for a driver without a writer thread (the
     /// simulator, tests, [`run`](Node::run)).
@@ -223,46 +267,79 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         token: SyncToken,
         observer: &mut impl Observer<M>,
     ) -> Result<(), NodeError> {
-        self.check_written(&token)?;
-        if token.file.is_some() {
-            self.raw.storage_mut().sync_batch()?;
-        }
+        self.sync_written(&token)?;
         self.batch_synced(token, observer)
     }
 
+    /// Syncs the batch `token` names on the node's own disk, and nothing more: a driver
+    /// that syncs in line and wants what the sync releases sent before the batch's entries
+    /// are applied calls [`release_synced`](Node::release_synced) next, then
+    /// [`batch_synced`](Node::batch_synced).
+    pub fn sync_written(&mut self, token: &SyncToken) -> Result<(), NodeError> {
+        self.check_written(token)?;
+        if token.file.is_some() {
+            self.raw.storage_mut().sync_batch()?;
+        }
+        Ok(())
+    }
+
+    /// The batch `token` names is durable (its file was synced): hands out the messages that
+    /// promised durability (§3.8: vote grants and append acknowledgements only once durable)
+    /// without applying anything, so that a driver can send them before the apply, which
+    /// for a batch of hundreds of entries takes milliseconds: the leader's commitment waits
+    /// for a follower's acknowledgement, not for its apply. [`batch_synced`](Node::batch_synced)
+    /// must follow (and releases them itself when this was not called). Called twice, the
+    /// second call does nothing.
+    pub fn release_synced(
+        &mut self,
+        token: &SyncToken,
+        observer: &mut impl Observer<M>,
+    ) -> Result<(), NodeError> {
+        self.check_written(token)?;
+        let Some(mut writing) = self.writing.take() else {
+            unreachable!("checked above");
+        };
+        let Stage::Written {
+            unsynced, released, ..
+        } = &mut writing.stage
+        else {
+            unreachable!("checked above");
+        };
+        if !std::mem::replace(released, true) {
+            // A batch that only moved the commit index was written but not synced for itself
+            // (unless it commits a recorded incarnation).
+            let durable_hard_state = unsynced.as_ref().and(writing.ready.hard_state);
+            if let Some(file) = unsynced.as_ref() {
+                self.raw.storage_mut().batch_synced(file);
+            }
+            observer.persisted(&writing.ready.entries, durable_hard_state);
+            self.send_all(std::mem::take(&mut writing.ready.persisted_messages));
+        }
+        self.writing = Some(writing);
+        Ok(())
+    }
+
     /// The batch `token` names is durable (its file was synced): releases the messages that
-    /// promise durability, applies the remaining committed entries, answers clients, advances
-    /// the core, and asks for [`Effect::WriteSnapshot`] when a snapshot is due.
+    /// promise durability (unless [`release_synced`](Node::release_synced) did), applies the
+    /// remaining committed entries, answers clients, advances the core, and asks for
+    /// [`Effect::WriteSnapshot`] when a snapshot is due.
     pub fn batch_synced(
         &mut self,
         token: SyncToken,
         observer: &mut impl Observer<M>,
     ) -> Result<(), NodeError> {
-        self.check_written(&token)?;
-        let Some(Writing {
-            mut ready,
-            stage: Stage::Written { unsynced },
-            ..
-        }) = self.writing.take()
-        else {
-            unreachable!("checked above");
+        // 2. Send what promised durability.
+        self.release_synced(&token, observer)?;
+        let Some(Writing { ready, .. }) = self.writing.take() else {
+            unreachable!("checked by release_synced");
         };
-        // A batch that only moved the commit index was written but not synced for itself
-        // (unless it commits a recorded incarnation).
-        let durable_hard_state = unsynced.as_ref().and(ready.hard_state);
-        if let Some(file) = unsynced {
-            self.raw.storage_mut().batch_synced(&file);
-        }
-        observer.persisted(&ready.entries, durable_hard_state);
-        // 2. Send what promised durability (§3.8: votes and acknowledgements only once durable).
-        self.send_all(std::mem::take(&mut ready.persisted_messages));
         // 3. Apply.
         if let Some(meta) = &ready.snapshot {
             self.restore_snapshot(meta)?;
             observer.snapshot_installed(meta);
             observer.state_reached(meta.index, &self.state_machine);
         }
-        // Those `write_batch` applied already are behind `applied`.
+        // Those `apply_durable` applied already are behind `applied`.
         for entry in &ready.committed_entries {
             if entry.index > self.applied {
                 self.apply(entry, observer)?;
@@ -286,7 +363,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 )
             });
             match io.map(|at| self.effects.remove(at)) {
-                Some(Effect::WriteBatch(token)) => self.write_batch(token, observer)?,
+                Some(Effect::WriteBatch(token)) => self.write_batch(token)?,
                 Some(Effect::SyncBatch(token)) => self.sync_batch(token, observer)?,
                 Some(Effect::WriteSnapshot(job)) => {
                     self.write_snapshot(job)?;
@@ -306,7 +383,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         match &self.writing {
             Some(Writing {
                 batch,
-                stage: Stage::Written { unsynced },
+                stage: Stage::Written { unsynced, .. },
                 ..
             }) if *batch == token.batch && *unsynced == token.file => Ok(()),
             _ => Err(NodeError::OutOfStep(

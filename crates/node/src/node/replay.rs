@@ -113,7 +113,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
                 .position(|effect| matches!(effect, Effect::WriteBatch(_) | Effect::SyncBatch(_)))
             {
                 match self.effects.remove(at) {
-                    Effect::WriteBatch(token) => self.write_batch(token, &mut observer)?,
+                    Effect::WriteBatch(token) => self.write_batch(token)?,
                     Effect::SyncBatch(token) => self.sync_batch(token, &mut observer)?,
                     _ => unreachable!("only batch I/O is picked"),
                 }

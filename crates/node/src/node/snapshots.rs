@@ -195,7 +195,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         // A snapshot the core received and has not handed over yet will replace the state
         // machine, and the log below it is no longer the core's to read: nothing to take.
         let receiving = self.raw.raft().log().applied() > index;
-        // Mid-batch, entries applied by `write_batch` are not yet applied in the core (and a
+        // Mid-batch, entries applied by `apply_durable` are not yet applied in the core (and a
         // configuration change among them not yet in effect).
         if index <= self.raw.storage().snapshot_meta().index || receiving || self.is_writing() {
             return None;

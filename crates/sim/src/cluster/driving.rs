@@ -35,8 +35,10 @@ impl Cluster {
     }
 
     /// Second step, when the disk write reaches the file: the batch is written, and the
-    /// entries durable before it are applied. Its sync completes in a later event, as on a
-    /// server that syncs on a writer thread; other events may come in between.
+    /// entries durable before it are applied (`Node::apply_durable`), all of them or, with
+    /// `apply_in_steps`, a step of them that `batch_synced` finishes. Its sync completes in a
+    /// later event, as on a server that syncs on a writer thread; other events may come in
+    /// between.
     pub(super) fn on_persist(&mut self, node: NodeId, life: u64) {
         let Some(BatchStep::Write(token)) =
             self.due_batch_step(node, life, SimEvent::Persist { node, life })
@@ -44,13 +46,30 @@ impl Cluster {
             return;
         };
         let mut recorder = Recorder::default();
+        // Any node may apply early what was durable before its batch; the server's leader does,
+        // in steps, and its followers leave it to `batch_synced`. The step comes from the time
+        // and the node, not the seeded generator, so that the schedule stays the seed's.
+        let at_most = if self.options.apply_in_steps {
+            1 + usize::try_from((self.agenda.now_ms + node.0) % 64).unwrap_or(0)
+        } else {
+            usize::MAX
+        };
         let Some(running) = self.running_mut(node) else {
             return;
         };
-        if let Err(error) = running.write_batch(token, &mut recorder) {
+        if let Err(error) = running.write_batch(token) {
             self.record_violation(Violation {
                 property: "Durable Log",
                 detail: format!("{node} could not write a batch: {error}"),
+            });
+            return;
+        }
+        if let Err(error) = running.apply_durable(&mut recorder, at_most) {
+            self.record_violation(Violation {
+                property: "Durable Log",
+                detail: format!(
+                    "{node} could not apply what was durable before its batch: {error}"
+                ),
             });
             return;
         }

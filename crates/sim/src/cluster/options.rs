@@ -36,6 +36,10 @@ pub struct ClusterOptions {
     /// messages, batches, crashes and snapshots from the leader come in between; otherwise a
     /// node takes each snapshot in line.
     pub snapshot_off_thread: bool,
+    /// A node applies what was durable before its batch in a step of 1–64 entries after the
+    /// write (and `batch_synced` the rest), as the server's leader applies in steps, rather
+    /// than all of it at once.
+    pub apply_in_steps: bool,
     /// Entries kept in the log below a snapshot.
     pub snapshot_trailing_entries: u64,
     /// Bytes of snapshot data per InstallSnapshot message.
@@ -86,6 +90,7 @@ impl ClusterOptions {
             snapshot_expansion_factor: 0,
             kv: skiff_kv::KvConfig::default(),
             snapshot_off_thread: false,
+            apply_in_steps: false,
             snapshot_trailing_entries: 5,
             max_snapshot_chunk_bytes: 1024 * 1024,
             disk_delay_ms: (0, 3),
