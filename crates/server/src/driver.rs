@@ -361,7 +361,12 @@ impl Driver {
                 session,
             } => self.handle_client(command, ReplyTo::Connection(reply), session),
             Input::Peer(message) => self.handle_peer(message),
-            Input::PeerSocket(socket) => self.inbox.adopt(*socket),
+            Input::PeerSocket(socket) => {
+                // Closed on a refusal; the peer dials again.
+                if self.inbox.adopt(*socket).is_err() {
+                    self.shared.metrics.error("peer_unwatched");
+                }
+            }
             Input::Admin { request, reply } => self.handle_admin(request, reply),
             Input::Backup(reply) => {
                 // Everything applied now is in the snapshot the backup gets; one in flight

@@ -63,7 +63,7 @@ pub struct Metrics {
 }
 
 /// The kinds of `skiff_errors_total`.
-pub const ERROR_KINDS: [&str; 16] = [
+pub const ERROR_KINDS: [&str; 17] = [
     "protocol",
     "command",
     "busy",
@@ -76,6 +76,8 @@ pub const ERROR_KINDS: [&str; 16] = [
     "peer_connection_refused",
     "max_peer_connections",
     "peer_message_refused",
+    // A peer connection the driver's poll refused to watch (closed; the peer dials again).
+    "peer_unwatched",
     "tls_handshake",
     "auth_failed",
     "http_auth_failed",

@@ -153,8 +153,9 @@ impl Inbox {
     }
 
     /// Takes over a peer connection: its frames are read by this thread from now on. A
-    /// connection the poll refuses is closed (its peer dials again).
-    pub fn adopt(&mut self, mut peer: PeerSocket) {
+    /// connection the poll refuses is closed (its peer dials again), and the refusal returned
+    /// for the driver to count.
+    pub fn adopt(&mut self, mut peer: PeerSocket) -> io::Result<()> {
         let token = self.next_token;
         self.next_token = self.next_token.wrapping_add(1).max(1);
         if let Err(error) =
@@ -163,12 +164,13 @@ impl Inbox {
                 .register(peer.stream_mut(), Token(token), Interest::READABLE)
         {
             tracing::warn!(peer = peer.from(), %error, "could not watch a peer connection");
-            return;
+            return Err(error);
         }
         // Bytes may have come before it was registered (registering reports them too, as
         // epoll adds a ready descriptor to its ready list): read it once in any case.
         peer.mark_readable(false);
         self.peers.insert(token, peer);
+        Ok(())
     }
 
     /// The connections, taken out to be read (and given back with [`Inbox::put_back`]).
@@ -232,6 +234,25 @@ mod tests {
         assert!(inbox.try_recv().is_err());
     }
 
+    /// A connection the poll refuses to watch (here: its descriptor is in the set already)
+    /// is not kept, and the refusal comes back for the driver to count.
+    #[test]
+    fn a_peer_connection_the_poll_refuses_is_closed_and_reported() {
+        use crate::transport::inbound::tests::connection;
+        let (_to_driver, mut inbox) = inbox(4).unwrap();
+        let (mut socket, _peer) = connection();
+        inbox
+            .poll
+            .registry()
+            .register(socket.stream_mut(), Token(999), Interest::READABLE)
+            .expect("registered once");
+        assert!(inbox.adopt(socket).is_err());
+        assert!(inbox.take_peers().is_empty(), "not kept");
+        let (socket, _peer) = connection();
+        inbox.adopt(socket).expect("another one is watched");
+        assert_eq!(inbox.take_peers().len(), 1);
+    }
+
     /// The peer sent a message, half a frame and its end while the driver was parked: one
     /// readiness event reports all of it, and the read that takes the bytes leaves room in
     /// the buffer, yet the driver reads on to the end (no further event will come) and
@@ -242,7 +263,7 @@ mod tests {
         use crate::transport::inbound::{Turn, MAX_FRAMES_PER_TURN, READ_BYTES};
         let (_to_driver, mut inbox) = inbox(4).unwrap();
         let (socket, mut peer) = connection();
-        inbox.adopt(socket);
+        inbox.adopt(socket).expect("watched");
         let shared = crate::shared::Shared::default();
         let mut scratch = vec![0; READ_BYTES];
         let mut peers = inbox.take_peers();
