@@ -15,7 +15,7 @@ use skiff_wal::MemDisk;
 
 mod common;
 
-use common::NodeCluster;
+use common::{outputs, NodeCluster};
 
 fn incr() -> Command {
     Command::Incr { key: "n".into() }
@@ -56,30 +56,22 @@ fn write(node: &mut Node<MemDisk>, token: BatchToken) -> SyncToken {
         .expect("a batch to sync")
 }
 
-/// The replies `effects` hold, in order.
-fn replies(effects: Vec<Effect<Reply>>) -> Vec<(RequestId, Reply)> {
-    effects
-        .into_iter()
-        .filter_map(|effect| match effect {
-            Effect::Reply(id, reply) => Some((id, reply)),
-            _ => None,
-        })
-        .collect()
+/// The replies `node` handed out since the last look, in order.
+fn replies(node: &mut Node<MemDisk>) -> Vec<(RequestId, Reply)> {
+    outputs(node).replies
 }
 
-/// Whether `effects` send an accepting append acknowledgement to `leader`.
-fn acknowledges(effects: &[Effect<Reply>], leader: NodeId) -> bool {
-    effects.iter().any(|effect| {
-        matches!(
-            effect,
-            Effect::Send(envelope) if envelope.to() == leader && matches!(
+/// Whether `messages` hold an accepting append acknowledgement to `leader`.
+fn acknowledges(messages: &[Envelope], leader: NodeId) -> bool {
+    messages.iter().any(|envelope| {
+        envelope.to() == leader
+            && matches!(
                 &envelope.message,
                 PeerMessage::Raft(message) if matches!(
                     message.body,
                     MessageBody::AppendEntriesResponse { result: AppendResponse::Accepted { .. }, .. }
                 )
             )
-        )
     })
 }
 
@@ -113,15 +105,7 @@ fn a_followers_acknowledgement_is_released_before_its_batch_applies_anything() {
     let token = begin(leader, &mut sent);
     let sync = write(leader, token);
     leader.sync_batch(sync, &mut NoObserver).expect("synced");
-    sent.extend(
-        leader
-            .take_effects()
-            .into_iter()
-            .filter_map(|effect| match effect {
-                Effect::Send(message) => Some(message),
-                _ => None,
-            }),
-    );
+    sent.extend(outputs(leader).messages);
     let append = sent
         .into_iter()
         .find(|message| message.to() == NodeId(2))
@@ -138,7 +122,7 @@ fn a_followers_acknowledgement_is_released_before_its_batch_applies_anything() {
         .release_synced(&sync, &mut durable)
         .expect("released");
     assert_eq!((durable.reports, durable.entries), (1, 1), "b is durable");
-    let released = follower.take_effects();
+    let released = outputs(follower).messages;
     assert!(
         acknowledges(&released, NodeId(1)),
         "the acknowledgement is out once the sync is done: {released:?}"
@@ -156,7 +140,7 @@ fn a_followers_acknowledgement_is_released_before_its_batch_applies_anything() {
         .expect("a second call does nothing");
     follower.batch_synced(sync, &mut durable).expect("done");
     assert_eq!(durable.reports, 1, "reported durable once");
-    let rest = follower.take_effects();
+    let rest = outputs(follower).messages;
     assert!(
         !acknowledges(&rest, NodeId(1)),
         "acknowledged twice: {rest:?}"
@@ -181,16 +165,11 @@ fn commit_unapplied(cluster: &mut NodeCluster, commands: Vec<Command>) {
         let follower = cluster.nodes.get_mut(&append.to()).expect("exists");
         follower.step(append).expect("addressed to it");
         follower.run(&mut NoObserver).expect("runs");
-        acknowledgements.extend(follower.take_effects().into_iter().filter_map(
-            |effect| match effect {
-                Effect::Send(message) => Some(message),
-                _ => None,
-            },
-        ));
+        acknowledgements.extend(outputs(follower).messages);
     }
     let leader = cluster.nodes.get_mut(&NodeId(1)).expect("exists");
     assert!(
-        replies(leader.take_effects()).is_empty(),
+        replies(leader).is_empty(),
         "nothing was committed before the acknowledgements"
     );
     for acknowledgement in acknowledgements {
@@ -214,21 +193,21 @@ fn a_leader_applies_what_was_durable_in_steps_and_each_entry_once() {
         leader.apply_durable(&mut NoObserver, 2).expect("applied"),
         "three are left"
     );
-    let first = replies(leader.take_effects());
+    let first = replies(leader);
     assert_eq!(first, [(1, Reply::Integer(1)), (2, Reply::Integer(2))]);
     assert!(leader.is_writing(), "the batch is still in flight");
     assert!(leader.apply_durable(&mut NoObserver, 2).expect("applied"));
-    let second = replies(leader.take_effects());
+    let second = replies(leader);
     assert_eq!(second, [(3, Reply::Integer(3)), (4, Reply::Integer(4))]);
     assert!(
         !leader.apply_durable(&mut NoObserver, 2).expect("applied"),
         "the fifth was the last"
     );
-    let last = replies(leader.take_effects());
+    let last = replies(leader);
     assert_eq!(last, [(5, Reply::Integer(5))]);
     leader.sync_batch(sync, &mut NoObserver).expect("synced");
     assert!(
-        replies(leader.take_effects()).is_empty(),
+        replies(leader).is_empty(),
         "the batch's end applied nothing twice"
     );
     assert_eq!(leader.state_machine().get(b"n"), Some(&b"5"[..]));
@@ -262,11 +241,11 @@ fn what_is_applied_early_stops_at_a_configuration_change() {
             .expect("applied"),
         "nothing more may be applied early"
     );
-    let early = leader.take_effects();
+    let early = outputs(leader).events;
     assert!(
         !early
             .iter()
-            .any(|effect| matches!(effect, Effect::Event(Event::ConfChangeApplied { .. }))),
+            .any(|event| matches!(event, Event::ConfChangeApplied { .. })),
         "the change waits for the batch's end: {early:?}"
     );
     assert_eq!(
@@ -276,9 +255,9 @@ fn what_is_applied_early_stops_at_a_configuration_change() {
     );
     assert_eq!(leader.state_machine().get(b"b"), None, "b comes after it");
     leader.sync_batch(sync, &mut NoObserver).expect("synced");
-    let rest = leader.take_effects();
+    let rest = outputs(leader).events;
     assert!(rest
         .iter()
-        .any(|effect| matches!(effect, Effect::Event(Event::ConfChangeApplied { .. }))));
+        .any(|event| matches!(event, Event::ConfChangeApplied { .. })));
     assert_eq!(leader.state_machine().get(b"b"), Some(&b"2"[..]));
 }

@@ -159,3 +159,64 @@ fn clients_that_hang_up_before_their_reply_lose_no_write_and_leave_the_node_serv
         assert_eq!(next, 101, "applied once each, not again");
     }
 }
+
+/// Many clients pipelining at once, so that a batch carries more entries than the leader
+/// applies in one step (64) and their replies go out step by step: every connection gets all
+/// of its replies, in order; one careless client sends its burst and hangs up at once: what
+/// the node took of it is applied at most once (the rest, never read, is never acknowledged),
+/// and the node goes on serving. On the leader and through a follower.
+#[test]
+fn a_burst_larger_than_an_apply_step_is_answered_in_order_on_every_connection() {
+    let _serial = serial();
+    let cluster = TestCluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    let follower = cluster.followers(leader)[0];
+    const CLIENTS: usize = 16;
+    const WRITES: usize = 100;
+    for node in [leader, follower] {
+        let addr = cluster.nodes[&node].client;
+        let mut streams: Vec<TcpStream> = (0..CLIENTS)
+            .map(|_| {
+                let stream = TcpStream::connect(addr).expect("connect");
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(20)))
+                    .expect("timeout");
+                stream
+            })
+            .collect();
+        // Every burst is sent before any reply is read.
+        for (client, stream) in streams.iter_mut().enumerate() {
+            let key = format!("burst-{node}-{client}");
+            let burst: Vec<u8> = (0..WRITES).flat_map(|_| request(&["INCR", &key])).collect();
+            stream.write_all(&burst).expect("send");
+        }
+        // The last client hangs up without reading a reply.
+        drop(streams.pop());
+        for (client, stream) in streams.iter().enumerate() {
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            for i in 1..=WRITES {
+                assert_eq!(
+                    read_reply_text(&mut reader),
+                    format!(":{i}"),
+                    "client {client} on node {node}"
+                );
+            }
+        }
+        let mut check = TcpStream::connect(addr).expect("connect");
+        check
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut reader = BufReader::new(check.try_clone().expect("clone"));
+        let hung_up = format!("burst-{node}-{}", CLIENTS - 1);
+        check.write_all(&request(&["GET", &hung_up])).expect("send");
+        let applied = read_reply_text(&mut reader);
+        let count: usize = applied.trim_start_matches('$').parse().unwrap_or_else(|_| {
+            if applied == "$-1" {
+                0
+            } else {
+                panic!("{applied}")
+            }
+        });
+        assert!(count <= WRITES, "applied more than sent: {applied}");
+    }
+}

@@ -296,26 +296,28 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         observer: &mut impl Observer<M>,
     ) -> Result<(), NodeError> {
         self.check_written(token)?;
-        let Some(mut writing) = self.writing.take() else {
-            unreachable!("checked above");
-        };
-        let Stage::Written {
-            unsynced, released, ..
-        } = &mut writing.stage
+        let Some(Writing {
+            ready,
+            stage: Stage::Written {
+                unsynced, released, ..
+            },
+            ..
+        }) = &mut self.writing
         else {
             unreachable!("checked above");
         };
-        if !std::mem::replace(released, true) {
-            // A batch that only moved the commit index was written but not synced for itself
-            // (unless it commits a recorded incarnation).
-            let durable_hard_state = unsynced.as_ref().and(writing.ready.hard_state);
-            if let Some(file) = unsynced.as_ref() {
-                self.raw.storage_mut().batch_synced(file);
-            }
-            observer.persisted(&writing.ready.entries, durable_hard_state);
-            self.send_all(std::mem::take(&mut writing.ready.persisted_messages));
+        if std::mem::replace(released, true) {
+            return Ok(());
         }
-        self.writing = Some(writing);
+        // A batch that only moved the commit index was written but not synced for itself
+        // (unless it commits a recorded incarnation).
+        let durable_hard_state = unsynced.as_ref().and(ready.hard_state);
+        if let Some(file) = unsynced.as_ref() {
+            self.raw.storage_mut().batch_synced(file);
+        }
+        observer.persisted(&ready.entries, durable_hard_state);
+        let messages = std::mem::take(&mut ready.persisted_messages);
+        self.send_all(messages);
         Ok(())
     }
 
