@@ -691,7 +691,7 @@ mod tests {
 
 /// Timings of the key store against the layouts it was chosen over, run by hand:
 /// `cargo test --release -p skiff-kv --lib -- --ignored --nocapture store_timings`
-/// (docs/BENCHMARKS.md, "Restart with a large log", has the numbers).
+/// (docs/benchmarks/rounds-1-to-6.md and rounds-7-to-11.md have the numbers).
 #[cfg(test)]
 mod timings {
     use std::collections::btree_map::Entry;

@@ -27,7 +27,7 @@
 
 /// jemalloc rather than glibc's allocator: values are allocated on one thread and freed on
 /// another (connection tasks, the driver, the snapshot thread), which jemalloc's per-thread
-/// caches and arenas take with less work (docs/BENCHMARKS.md, "jemalloc").
+/// caches and arenas take with less work (docs/benchmarks/rounds-1-to-6.md, "jemalloc").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -223,10 +223,27 @@ const MAX_INFLIGHT_APPENDS: usize = 32;
 /// them). 8 MiB keeps a link of 1 GB/s and 8 ms round trips full.
 pub(crate) const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 8 * 1024 * 1024;
 
+/// The most I/O threads a node starts by itself; more can be asked for (`--io-threads`). The
+/// driver thread steps, writes and applies every request, so more threads than this only add
+/// hand-offs.
+const MAX_DEFAULT_IO_THREADS: usize = 4;
+
+/// The runtime's worker threads: `configured`, or for 0 one less than the cores this process
+/// may run on (the driver thread has one to itself), at least 1 and at most
+/// [`MAX_DEFAULT_IO_THREADS`].
+fn io_threads(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |cores| cores.get());
+    cores.saturating_sub(1).clamp(1, MAX_DEFAULT_IO_THREADS)
+}
+
 /// Committed entries handed to the state machine in one batch. Small enough that a batch read
 /// back from the log is still in the CPU's cache when it is applied: with the core's default
 /// of 16 MiB, a restart decoded 16 MiB of entries before applying the first, and applying then
-/// fetched each one from memory again (docs/BENCHMARKS.md, "Restart with a large log").
+/// fetched each one from memory again (docs/benchmarks/rounds-1-to-6.md, "One key store, and
+/// applying in cache-sized batches").
 const MAX_APPLY_BYTES: u64 = 2 * 1024 * 1024;
 
 /// The node's configuration from the settings: the core's timing and features, the state
@@ -491,7 +508,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         identity.store(&data_dir)?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(io_threads(settings.io_threads))
         .enable_all()
         .build()?;
     runtime.block_on(async move {
@@ -824,6 +841,19 @@ mod tests {
                 .collect(),
             members_at_join: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn io_threads_asked_for_are_taken_and_by_default_leave_the_driver_a_core() {
+        assert_eq!(io_threads(3), 3);
+        assert_eq!(io_threads(64), 64);
+        let cores = std::thread::available_parallelism().unwrap().get();
+        let default = io_threads(0);
+        assert!((1..=MAX_DEFAULT_IO_THREADS).contains(&default), "{default}");
+        assert_eq!(
+            default,
+            cores.saturating_sub(1).clamp(1, MAX_DEFAULT_IO_THREADS)
+        );
     }
 
     #[test]

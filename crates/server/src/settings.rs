@@ -328,6 +328,11 @@ settings! {
     tuned {
         /// Milliseconds per Raft tick.
         tick_ms: u64 = DEFAULT_TICK_MS, in 1, 60_000;
+        /// Threads that serve the client, peer and HTTP connections (parsing requests, TLS)
+        /// besides the driver thread (0: one less than the cores this process may run on, the
+        /// driver taking one, at least 1 and at most 4). On 2 cores one measured faster than
+        /// two in every cluster row (docs/BENCHMARKS.md, "Round fifteen").
+        io_threads: usize = 0, in 0, 64;
         /// Election timeout in ticks, randomized in [T, 2T) (§5.2); with 10 ms ticks the
         /// default makes 150–300 ms, the range the Raft paper suggests (§5.6).
         election_timeout_ticks: u64 = SERVER_ELECTION_TIMEOUT_TICKS, in 2, 1_000_000,
@@ -560,6 +565,37 @@ pub(crate) mod tests {
                     "{key} = {bad}: {text}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn io_threads_past_their_bound_or_not_a_count_are_refused_naming_the_setting() {
+        assert_eq!(Settings::resolve(flags(&[])).unwrap().io_threads, 0);
+        let at_bound = Settings::resolve(flags(&["--io-threads", "64"])).unwrap();
+        assert_eq!(at_bound.io_threads, 64);
+        let text = format!(
+            "{:#}",
+            Settings::resolve(flags(&["--io-threads", "65"])).unwrap_err()
+        );
+        assert!(text.contains("--io-threads 65 is out of bounds"), "{text}");
+        for bad in ["-1", "two", ""] {
+            let flag = format!("--io-threads={bad}");
+            assert!(
+                Serve::try_parse_from(["serve", flag.as_str()]).is_err(),
+                "{bad:?} was taken"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["65", "-1", "\"two\""] {
+            let path = file(&dir, &format!("io_threads = {bad}\n"));
+            let text = format!(
+                "{:#}",
+                Settings::resolve(flags(&["--config", &path])).unwrap_err()
+            );
+            assert!(
+                text.contains("io_threads") || text.contains("--io-threads"),
+                "{bad}: {text}"
+            );
         }
     }
 

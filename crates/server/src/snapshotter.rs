@@ -22,13 +22,12 @@
 //! on the disk at full speed rides on the log syncs in flight. Only the last
 //! [`DIRTY_WINDOW_BYTES`] (or less) of a file are paced, so that a large store's snapshot does
 //! not leave the log uncompacted for long: the rest went back as it was serialized. Pacing
-//! takes about 2 ms off the
-//! `-c 50 -P 16` SET p99 on leader and follower in the cluster benchmark's sequence; it was
-//! off by default until the log's index shrank to 8 bytes an entry, because the longer
-//! stretch without compaction raised the peak RSS (docs/BENCHMARKS.md, "Round eleven" and
-//! "Round twelve"). A snapshot an operator or a backup waits for is never paced, nor one
-//! already in flight when they ask. Elsewhere than Linux only the rate applies (no early
-//! writeback).
+//! takes about 2 ms off the `-c 50 -P 16` SET p99 on leader and follower in the cluster
+//! benchmark's sequence; it was off by default until the log's index shrank to 8 bytes an
+//! entry, because the longer stretch without compaction raised the peak RSS
+//! (docs/benchmarks/rounds-7-to-11.md, "Round eleven", and rounds-12-and-later.md, "Round
+//! twelve"). A snapshot an operator or a backup waits for is never paced, nor one already in
+//! flight when they ask. Elsewhere than Linux only the rate applies (no early writeback).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
@@ -162,8 +161,8 @@ fn write_file(token: &mut SnapshotToken, data: SnapshotData, pace: &Pace) -> io:
     file.seek(SeekFrom::Start(header_len))?;
     // The serializing runs at full speed into the page cache, and the frozen state goes as
     // soon as it is done: every value the node replaced meanwhile stays alive until then, so
-    // holding it through the paced writeback would cost memory (docs/BENCHMARKS.md, "Round
-    // eleven").
+    // holding it through the paced writeback would cost memory
+    // (docs/benchmarks/rounds-7-to-11.md, "Round eleven").
     let Serialized {
         mut file,
         len,

@@ -22,7 +22,7 @@ use crate::shared::Shared;
 /// Frames taken from one connection per turn of the driver at most. Everything read in one
 /// turn goes into one batch (one fsync): a follower's forwarded writes arrive one frame each,
 /// and at 64 a turn the leader wrote a batch per 60–80 of them instead of per ~400
-/// (docs/BENCHMARKS.md, "Forwarded writes in one batch").
+/// (docs/benchmarks/rounds-1-to-6.md, "Forwarded writes in one batch").
 pub const MAX_FRAMES_PER_TURN: usize = 1024;
 /// Frames taken from all connections together per turn, shared among those with bytes
 /// waiting, unless that leaves one fewer than [`MIN_FRAMES_PER_TURN`]: a turn takes at most
