@@ -36,7 +36,7 @@ use crate::driver::{AdminRequest, Input, ToDriver};
 use crate::httpc;
 use crate::settings::HttpAuth;
 use crate::shared::Shared;
-use crate::tls::Tls;
+use crate::tls::{Tls, TlsError};
 
 mod demo;
 mod view;
@@ -274,7 +274,12 @@ async fn reload_tls(State(state): State<AppState>) -> (StatusCode, String) {
             "this node does not use TLS\n".to_string(),
         );
     };
-    match tls.reload() {
+    // Off the runtime's threads: the files are read and the configurations built there.
+    let tls = Arc::clone(tls);
+    let reloaded = tokio::task::spawn_blocking(move || tls.reload())
+        .await
+        .unwrap_or_else(|stopped| Err(TlsError::Reload(stopped.to_string())));
+    match reloaded {
         Ok(()) => {
             tracing::info!("reloaded the TLS certificates on request");
             (

@@ -328,10 +328,11 @@ settings! {
     tuned {
         /// Milliseconds per Raft tick.
         tick_ms: u64 = DEFAULT_TICK_MS, in 1, 60_000;
-        /// Threads that serve the client, peer and HTTP connections (parsing requests, TLS)
-        /// besides the driver thread (0: one less than the cores this process may run on, the
-        /// driver taking one, at least 1 and at most 4). On 2 cores one measured faster than
-        /// two in every cluster row (docs/BENCHMARKS.md, "Round fifteen").
+        /// Threads of the runtime beside the driver thread: client connections (parsing,
+        /// TLS, replies), HTTP, and the peer links' handshakes and queued sends (0: one less
+        /// than the cores this process may run on, the driver taking one, at least 1 and at
+        /// most 4). On 2 cores one measured ahead of two in most cluster rows, behind in
+        /// plaintext GETs (docs/benchmarks/rounds-12-and-later.md, "Round fifteen").
         io_threads: usize = 0, in 0, 64;
         /// Election timeout in ticks, randomized in [T, 2T) (§5.2); with 10 ms ticks the
         /// default makes 150–300 ms, the range the Raft paper suggests (§5.6).

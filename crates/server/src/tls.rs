@@ -43,6 +43,12 @@ pub enum TlsError {
         /// The reason.
         source: std::io::Error,
     },
+    /// The path names a pipe, a directory or a device, not a file.
+    #[error("{path} is not a regular file")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
     /// A file is too large to be a certificate or key.
     #[error("{path} is larger than {MAX_PEM_BYTES} bytes: not a certificate or key file")]
     TooLarge {
@@ -60,6 +66,9 @@ pub enum TlsError {
     /// rustls refused the certificates or key (a key that does not match, say).
     #[error("the TLS certificate or key is unusable: {0}")]
     Rustls(#[from] rustls::Error),
+    /// The reload's thread stopped before it finished (it panicked).
+    #[error("the reload stopped: {0}")]
+    Reload(String),
     /// The CA file cannot verify peers.
     #[error("the CA certificates cannot verify peers: {0}")]
     Verifier(String),
@@ -278,7 +287,19 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, TlsError> {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(read_error)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // A pipe at the path is not waited on (`O_NONBLOCK` changes nothing for a regular file);
+    // links are followed, since certificates are often links a renewal points elsewhere.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read_error)?;
+    if !file.metadata().map_err(read_error)?.is_file() {
+        return Err(TlsError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
     let mut bytes = Vec::new();
     file.take(max + 1)
         .read_to_end(&mut bytes)
@@ -345,4 +366,45 @@ pub fn node_id_of(cert: &CertificateDer<'_>) -> Result<u64, String> {
         return Err("the certificate names more than one node".into());
     }
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads `path` on a thread of its own: a read that waits on a pipe fails the test
+    /// instead of hanging it.
+    fn read_within_seconds(path: &Path) -> Result<Vec<u8>, TlsError> {
+        let (sent, received) = std::sync::mpsc::channel();
+        let path = path.to_path_buf();
+        std::thread::spawn(move || sent.send(read_bounded(&path, MAX_PEM_BYTES)));
+        received
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the read waited on what the path names")
+    }
+
+    /// A certificate path pointed at a pipe nobody writes, or at a directory, is refused at
+    /// once, saying so, where waiting would hold a thread for good (a reload on request);
+    /// a link to a file is followed, as certificates often are links.
+    #[test]
+    fn a_pipe_or_a_directory_at_a_certificate_path_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipe = dir.path().join("node.crt");
+        let made = std::process::Command::new("mkfifo").arg(&pipe).status();
+        assert!(made.unwrap().success(), "mkfifo");
+        let error = read_within_seconds(&pipe).unwrap_err();
+        assert!(matches!(error, TlsError::NotAFile { .. }), "{error}");
+        assert!(error.to_string().contains("not a regular file"), "{error}");
+        let error = read_within_seconds(dir.path()).unwrap_err();
+        assert!(matches!(error, TlsError::NotAFile { .. }), "{error}");
+
+        let file = dir.path().join("issued.crt");
+        std::fs::write(&file, b"-----BEGIN CERTIFICATE-----").unwrap();
+        let link = dir.path().join("live.crt");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(
+            read_within_seconds(&link).unwrap(),
+            b"-----BEGIN CERTIFICATE-----"
+        );
+    }
 }

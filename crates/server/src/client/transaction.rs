@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 
 use super::connection::command_reply;
 use super::{Connection, Effect, Owed, ReplyQueue, RequestOrder};
-use crate::commands::{ClientRequest, CommandError};
+use crate::commands::{ClientCommand, ClientRequest, CommandError};
 
 /// The most commands a transaction may queue.
 pub const MAX_QUEUED_COMMANDS: usize = 10_000;
@@ -136,7 +136,16 @@ impl Connection<'_> {
                 state.unwatch();
                 Owed::Now(Reply::Ok)
             }
-            Ok(ClientRequest::Client(command)) => Owed::Now(self.client_reply(command)),
+            Ok(ClientRequest::Client(command)) => {
+                let walks_every_client = matches!(command, ClientCommand::List { .. });
+                let reply = self.client_reply(command);
+                if walks_every_client {
+                    // A pipeline of them must not hold the runtime's thread (on two cores the
+                    // only one) from the node's other connections for more than one walk.
+                    tokio::task::yield_now().await;
+                }
+                Owed::Now(reply)
+            }
             Ok(ClientRequest::Command(query)) => Owed::Now(command_reply(query)),
             Ok(ClientRequest::Hello(hello)) => self.hello(hello, authenticated),
             parsed => return Step::Pass(parsed),
@@ -253,6 +262,9 @@ impl Connection<'_> {
                 }
                 Queued::Local(request) => {
                     let reply = self.answer_queued(request, authenticated);
+                    // Up to 10,000 of them (each `CLIENT LIST` a walk of every client): the
+                    // node's other connections run between them.
+                    tokio::task::yield_now().await;
                     let bytes = splice.bytes.saturating_add(crate::resp::reply_len(&reply));
                     // Each reply too many is dropped as soon as it is measured.
                     let reply = if bytes > self.options.max_reply_bytes {
