@@ -443,10 +443,15 @@ impl Connection<'_> {
         answered: &Answered,
     ) {
         let mut buf = BytesMut::with_capacity(16 * 1024);
-        let mut parser = RequestParser::new(self.options.limits);
+        let mut authenticated = self.password.is_none();
+        // Until the client authenticates it may send only what AUTH and HELLO need.
+        let limits = |authenticated: bool| match authenticated {
+            true => self.options.limits,
+            false => self.options.limits.before_auth(),
+        };
+        let mut parser = RequestParser::new(limits(authenticated));
         let mut charge = Charge::new(self.budget);
         let mut order = RequestOrder::default();
-        let mut authenticated = self.password.is_none();
         let mut transaction = transaction::TransactionState::default();
         let mut subscription = subscriber::Subscription::default();
         loop {
@@ -475,7 +480,8 @@ impl Connection<'_> {
                     Ok(Some(args)) if args.is_empty() => continue,
                     Ok(Some(args)) => args,
                     Err(error) => {
-                        self.close_after_protocol_error(error, &owed_tx).await;
+                        self.close_after_protocol_error(error, authenticated, &owed_tx)
+                            .await;
                         return;
                     }
                 };
@@ -492,6 +498,7 @@ impl Connection<'_> {
                 if !self.answer(args, state, queue).await {
                     return;
                 }
+                parser.set_limits(limits(authenticated));
             }
         }
     }
@@ -542,12 +549,21 @@ impl Connection<'_> {
     async fn close_after_protocol_error(
         &self,
         error: resp::ProtocolError,
+        authenticated: bool,
         owed_tx: &mpsc::Sender<Queued>,
     ) {
         self.shared.metrics.error("protocol");
-        tracing::info!(client = %self.addr, %error, "closing a client connection after a protocol error");
+        tracing::info!(client = %self.addr, %error, authenticated, "closing a client connection after a protocol error");
+        let before_auth = match authenticated {
+            true => String::new(),
+            false => format!(
+                " (before AUTH a request may hold at most {} arguments of {} KiB)",
+                resp::MAX_ARGS_BEFORE_AUTH,
+                resp::MAX_BULK_BYTES_BEFORE_AUTH / 1024
+            ),
+        };
         let _ = owed_tx
-            .send(closing(Reply::error(format!("ERR {error}"))))
+            .send(closing(Reply::error(format!("ERR {error}{before_auth}"))))
             .await;
     }
 

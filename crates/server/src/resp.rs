@@ -11,7 +11,7 @@ use bytes::{Buf, BytesMut};
 use skiff_kv::Reply;
 
 /// Limits on what a client may send.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// The longest bulk string (a key or a value).
     pub max_bulk_bytes: usize,
@@ -31,6 +31,31 @@ impl Default for Limits {
             max_args: 1024 * 1024,
             max_inline_bytes: 64 * 1024,
             max_request_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// The most arguments a connection that must still authenticate may send in one request:
+/// enough for `AUTH user password` and `HELLO 3 AUTH user password SETNAME name`.
+pub const MAX_ARGS_BEFORE_AUTH: usize = 10;
+
+/// The longest bulk string or inline line before authentication: a password of 16 KiB.
+pub const MAX_BULK_BYTES_BEFORE_AUTH: usize = 16 * 1024;
+
+impl Limits {
+    /// What a connection that must still authenticate may send, never more than `self`:
+    /// 10 arguments of 16 KiB, as Redis allows since CVE-2021-32675, so that a stranger
+    /// cannot make the node hold megabytes by declaring them.
+    pub fn before_auth(self) -> Limits {
+        let bulk = self.max_bulk_bytes.min(MAX_BULK_BYTES_BEFORE_AUTH);
+        let args = self.max_args.min(MAX_ARGS_BEFORE_AUTH);
+        // Each argument with its header and CRLF, and the request's own header.
+        let request = args * (bulk + MAX_HEADER_BYTES) + MAX_HEADER_BYTES;
+        Limits {
+            max_bulk_bytes: bulk,
+            max_args: args,
+            max_inline_bytes: self.max_inline_bytes.min(MAX_BULK_BYTES_BEFORE_AUTH),
+            max_request_bytes: self.max_request_bytes.min(request),
         }
     }
 }
@@ -118,6 +143,12 @@ impl RequestParser {
             partial: None,
             inline_scanned: 0,
         }
+    }
+
+    /// Enforces `limits` from the next request on (a connection that authenticated, or
+    /// reset, between two requests).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// Bytes of the request in progress held as its arguments so far, for memory accounting
@@ -479,6 +510,61 @@ mod tests {
                 String::from_utf8_lossy(input)
             );
         }
+    }
+
+    /// Before AUTH a stranger may declare 10 arguments of 16 KiB, never what the node allows
+    /// an authenticated client; a password of 16 KiB still fits; the parser switched to the
+    /// full limits takes the next request at its size.
+    #[test]
+    fn before_auth_a_request_is_refused_at_its_header_past_ten_arguments_of_16_kib() {
+        let full = Limits::default();
+        let before = full.before_auth();
+        assert_eq!((before.max_args, before.max_bulk_bytes), (10, 16 * 1024));
+        assert!(before.max_request_bytes < full.max_request_bytes);
+        let tiny = Limits {
+            max_bulk_bytes: 100,
+            max_args: 3,
+            max_inline_bytes: 50,
+            max_request_bytes: 200,
+        };
+        assert_eq!(tiny.before_auth(), tiny, "never more than configured");
+
+        let mut parser = RequestParser::new(before);
+        let password = "p".repeat(16 * 1024);
+        let auth = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{password}\r\n", password.len());
+        let mut buf = BytesMut::from(auth.as_bytes());
+        assert_eq!(
+            parser.parse(&mut buf),
+            Ok(Some(vec![b"AUTH".to_vec(), password.into_bytes()]))
+        );
+        // Refused at the header, before any of the declared bytes arrive.
+        let mut buf = BytesMut::from(&b"*2\r\n$3\r\nSET\r\n$16385\r\n"[..]);
+        assert_eq!(
+            RequestParser::new(before).parse(&mut buf),
+            Err(ProtocolError::BulkTooLarge {
+                len: 16385,
+                max: 16 * 1024
+            })
+        );
+        let mut buf = BytesMut::from(&b"*11\r\n"[..]);
+        assert_eq!(
+            RequestParser::new(before).parse(&mut buf),
+            Err(ProtocolError::TooManyArgs { count: 11, max: 10 })
+        );
+        let mut buf = BytesMut::from(format!("AUTH {}\r\n", "p".repeat(17 * 1024)).as_bytes());
+        assert_eq!(
+            RequestParser::new(before).parse(&mut buf),
+            Err(ProtocolError::InlineTooLong)
+        );
+        // Authenticated: the same parser takes a 64 KiB value.
+        parser.set_limits(full);
+        let value = "v".repeat(64 * 1024);
+        let set = format!(
+            "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n{value}\r\n",
+            value.len()
+        );
+        let mut buf = BytesMut::from(set.as_bytes());
+        assert_eq!(parser.parse(&mut buf).unwrap().unwrap().len(), 3);
     }
 
     #[test]

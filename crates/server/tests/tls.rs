@@ -94,19 +94,22 @@ fn clients_over_tls_need_the_password_and_plain_tcp_gets_nothing() {
     assert_eq!(redis_cli(&cluster, 2, &as_user, &["GET", "k"]), "v");
 
     // A careless client pipelines before, during and after authenticating, in one write,
-    // with a 64 KiB wrong password and an AUTH without arguments among them: each is answered
-    // in the order sent (the bare AUTH with its syntax error, as Redis does), and only the
-    // commands after the right password take effect.
+    // with a 16 KiB wrong password (the most a request may hold before AUTH) and an AUTH
+    // without arguments among them: each is answered in the order sent (the bare AUTH with
+    // its syntax error, as Redis does), and only the commands after the right password take
+    // effect, a 64 KiB value among them.
     let certs = cluster.secure.as_ref().expect("secure").certs.clone();
     let mut stream = tls_connect(
         cluster.nodes[&1].client,
         &client_config(&certs.join("ca.crt")),
     )
     .expect("tls");
-    let huge = "x".repeat(64 * 1024);
+    let huge = "x".repeat(16 * 1024);
+    let big = "v".repeat(64 * 1024);
     let pipeline = format!(
-        "SET early 1\r\nAUTH\r\n*2\r\n$4\r\nAUTH\r\n${}\r\n{huge}\r\nAUTH {password}\r\nSET late 2\r\nGET early\r\nGET late\r\n",
-        huge.len()
+        "SET early 1\r\nAUTH\r\n*2\r\n$4\r\nAUTH\r\n${}\r\n{huge}\r\nAUTH {password}\r\n*3\r\n$3\r\nSET\r\n$4\r\nlate\r\n${}\r\n{big}\r\nGET early\r\nSTRLEN late\r\n",
+        huge.len(),
+        big.len()
     );
     stream
         .write_all(pipeline.as_bytes())
@@ -119,10 +122,10 @@ fn clients_over_tls_need_the_password_and_plain_tcp_gets_nothing() {
         "+OK",
         "+OK",
         "$-1",
-        "$1\r\n2",
+        ":65536",
     ];
     let mut buf = [0u8; 4096];
-    while replies.matches("\r\n").count() < expected.len() + 1 {
+    while replies.matches("\r\n").count() < expected.len() {
         let n = stream.read(&mut buf).expect("replies arrive");
         assert!(n > 0, "closed after {replies:?}");
         replies.push_str(&String::from_utf8_lossy(&buf[..n]));
@@ -134,6 +137,31 @@ fn clients_over_tls_need_the_password_and_plain_tcp_gets_nothing() {
             .unwrap_or_else(|| panic!("{want} not in order in {replies:?}"));
         rest = &rest[at + want.len()..];
     }
+
+    // Before AUTH a stranger may not declare more than 16 KiB in one argument (as Redis since
+    // CVE-2021-32675): refused at the header, told why, the connection closed and the
+    // protocol error counted.
+    let protocol_errors = cluster.errors_counted(1, "protocol");
+    let mut stranger = tls_connect(
+        cluster.nodes[&1].client,
+        &client_config(&certs.join("ca.crt")),
+    )
+    .expect("tls");
+    stranger
+        .write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048576\r\n")
+        .expect("header sent");
+    let mut told = String::new();
+    loop {
+        match stranger.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => told.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(
+        told.starts_with("-ERR Protocol error: bulk string of 1048576 bytes exceeds the limit of 16384 (before AUTH"),
+        "{told:?}"
+    );
+    assert!(cluster.errors_counted(1, "protocol") > protocol_errors);
 
     // A Redis client library over TLS (the redis crate with rustls).
     let mut connection = cluster.redis(3);
