@@ -297,8 +297,7 @@ pub async fn serve_peers(
 }
 
 /// Reads a plain connection's Hello, then hands the socket (and the slot it holds) to the
-/// driver, which reads the rest itself; if the driver's queue is full, reads its messages
-/// and queues each for the driver.
+/// driver, which reads the rest itself ([`hand_off`]).
 async fn receive_plain(
     mut stream: TcpStream,
     addr: SocketAddr,
@@ -316,21 +315,12 @@ async fn receive_plain(
     let socket = stream.into_std()?;
     socket.set_nonblocking(true)?;
     let socket = inbound::PeerSocket::new(socket, buf, from, addr, options.clone(), slot);
-    match driver.try_send(Input::PeerSocket(Box::new(socket))) {
-        Ok(()) => Ok(()),
-        Err(TrySendError::Full(Input::PeerSocket(socket))) => {
-            let (socket, mut buf, _slot) = socket.into_parts();
-            let mut stream = TcpStream::from_std(socket)?;
-            relay_messages(&mut stream, &mut buf, from, options, driver, shared).await
-        }
-        Err(_) => Ok(()),
-    }
+    hand_off(driver, socket).await
 }
 
 /// Reads a TLS connection's Hello (from the node its certificate names, `certified`), then
-/// hands the socket and its session to the driver, which reads and decrypts the rest itself.
-/// If the driver's queue stays full for a second the connection is closed, and its peer dials
-/// again.
+/// hands the socket and its session to the driver, which reads and decrypts the rest itself
+/// ([`hand_off`]).
 async fn receive_tls(
     mut stream: tokio_rustls::server::TlsStream<TcpStream>,
     certified: u64,
@@ -351,9 +341,14 @@ async fn receive_tls(
     socket.set_nonblocking(true)?;
     let socket =
         inbound::PeerSocket::new(socket, buf, from, addr, options.clone(), slot).over_tls(session);
+    hand_off(driver, socket).await
+}
+
+/// Gives an accepted connection to the driver. A full queue is overload: the hand-off is tried
+/// again for a while, then the connection is closed and its peer dials again. It is never
+/// read here meanwhile: the runtime's threads (one, on two cores) are the clients' too.
+async fn hand_off(driver: &ToDriver, socket: inbound::PeerSocket) -> Result<(), FrameError> {
     let mut input = Input::PeerSocket(Box::new(socket));
-    // A full queue is overload: the hand-off is tried again for a while before the
-    // connection is given up (a new one costs a handshake).
     for _ in 0..HAND_OFF_TRIES {
         match driver.try_send(input) {
             Ok(()) | Err(TrySendError::Disconnected(_)) => return Ok(()),
@@ -505,41 +500,6 @@ fn check_message(kind: u8, payload: BytesMut, from: u64, me: u64) -> Result<Enve
         )));
     }
     Ok(message)
-}
-
-/// Hands each message of node `from` to the driver until the connection closes; a frame
-/// [`check_message`] refuses ends it.
-async fn relay_messages(
-    stream: &mut (impl AsyncRead + Unpin),
-    buf: &mut BytesMut,
-    from: u64,
-    options: &TransportOptions,
-    driver: &ToDriver,
-    shared: &Shared,
-) -> Result<(), FrameError> {
-    let mut heard = Instant::now();
-    loop {
-        // Room for a few frames per read: grown 64 bytes at a time, as before the Hello,
-        // a 65-byte acknowledgement took two reads.
-        buf.reserve(READ_CHUNK_BYTES);
-        let Some((kind, payload)) =
-            read_frame(stream, buf, options.cluster_id, options.max_frame_bytes).await?
-        else {
-            return Ok(());
-        };
-        let message = check_message(kind, payload, from, options.id)?;
-        touch_heard(shared, from, &mut heard);
-        if shared.is_isolated() {
-            shared.metrics.peer_messages_dropped.inc();
-            continue;
-        }
-        match driver.try_send(Input::Peer(message)) {
-            Ok(()) => {}
-            // The driver is behind: drop, as the network would; Raft retransmits.
-            Err(TrySendError::Full(_)) => shared.metrics.peer_messages_dropped.inc(),
-            Err(TrySendError::Disconnected(_)) => return Ok(()),
-        }
-    }
 }
 
 /// The least time between the starts of two attempts to connect to a peer, whatever wakes
@@ -887,6 +847,69 @@ mod tests {
                 "{hostile:.80}: {refused:?}"
             );
         }
+    }
+
+    /// A peer connection whose Hello is accepted while the driver's queue is full waits for
+    /// room and is handed over; one that meets a queue full for a second is closed (its peer
+    /// dials again), never read by the runtime meanwhile. On tokio's paused clock.
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_connection_met_by_a_full_driver_queue_waits_for_room_then_is_given_up() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap();
+        let options = Arc::new(TransportOptions {
+            id: 1,
+            cluster_id: 9,
+            max_frame_bytes: 1 << 20,
+            max_connections: 8,
+            hello: Hello {
+                from: 1,
+                client_addr: "127.0.0.1:7001".into(),
+                http_addr: "127.0.0.1:7201".into(),
+                peer_addr: None,
+            },
+        });
+        let (to_driver, inbox) = crate::driver::inbox(1).unwrap();
+        let shared = Arc::new(Shared::default());
+        let serving = tokio::spawn(serve_peers(listener, options, to_driver, shared, None));
+        let connect = |from: u64| async move {
+            let mut out = Vec::new();
+            let hello = Hello {
+                from,
+                client_addr: "127.0.0.1:7002".into(),
+                http_addr: "127.0.0.1:7202".into(),
+                peer_addr: None,
+            };
+            put_hello(&mut out, 9, &hello);
+            let mut peer = tokio::net::TcpStream::connect(port).await.unwrap();
+            peer.write_all(&out).await.unwrap();
+            peer
+        };
+        let handed = |input: Option<Input>| match input {
+            Some(Input::PeerSocket(socket)) => socket.from(),
+            _ => panic!("no connection was handed over"),
+        };
+        // Node 2's connection fills the queue; node 3's waits for room.
+        let _two = connect(2).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _three = connect(3).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(handed(inbox.try_recv().unwrap()), 2);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Node 3's is in the queue now, and nobody takes it: node 4's is given up.
+        let mut four = connect(4).await;
+        let mut byte = [0u8; 1];
+        let closed = tokio::time::timeout(Duration::from_secs(5), four.read(&mut byte)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "node 4's connection was not closed: {closed:?}"
+        );
+        assert_eq!(handed(inbox.try_recv().unwrap()), 3);
+        assert!(
+            inbox.try_recv().unwrap().is_none(),
+            "node 4's was handed over"
+        );
+        serving.abort();
     }
 
     fn hello_from(from: u64) -> Hello {

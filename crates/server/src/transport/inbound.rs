@@ -1,7 +1,7 @@
 //! An incoming peer connection read by the driver thread itself, once its Hello is accepted
-//! ([`crate::driver::inbox`]): the same frames, checks, drops and logs as the reader task's
-//! ([`super::relay_messages`]), read without ever blocking and a bounded amount per turn, so a
-//! peer that floods frames cannot hold up the driver's other inputs or its ticks. On a TLS
+//! ([`crate::driver::inbox`]): every frame checked as the Hello was ([`super::check_message`]),
+//! read without ever blocking and a bounded amount per turn, so a peer that floods frames
+//! cannot hold up the driver's other inputs or its ticks. On a TLS
 //! peer port the connection's session (rustls, which does no I/O of its own) comes along, and
 //! the bytes read are decrypted through it before they are taken as frames.
 
@@ -136,16 +136,6 @@ impl PeerSocket {
     pub fn over_tls(mut self, session: ServerConnection) -> PeerSocket {
         self.tls = Some(Box::new(session));
         self
-    }
-
-    /// The socket, the bytes read and not yet taken, and the connection's slot: for the
-    /// reader task to go on with a plain connection when the driver cannot take it.
-    pub fn into_parts(self) -> (std::net::TcpStream, BytesMut, OwnedSemaphorePermit) {
-        debug_assert!(
-            self.tls.is_none(),
-            "a TLS connection's session would be lost"
-        );
-        (self.stream.into(), self.buf, self._slot)
     }
 
     /// The peer's id.
