@@ -173,14 +173,10 @@ fn float(bytes: &[u8]) -> Option<Quarters> {
     Some(Quarters::Finite(if negative { -n } else { n }))
 }
 
-/// `a + b` as an 80-bit long double holds it (64 significant bits, ties to even) and
-/// prints it; `None` when infinite.
-fn float_sum(a: Quarters, b: Quarters) -> Option<Vec<u8>> {
-    let (Quarters::Finite(a), Quarters::Finite(b)) = (a, b) else {
-        return None;
-    };
-    let sum = a + b;
-    let mut magnitude = sum.unsigned_abs();
+/// `n` quarters as an 80-bit long double holds them: 64 significant bits, ties to even (a
+/// power of two apart from the value, so the same bits).
+fn long_double(n: i128) -> i128 {
+    let mut magnitude = n.unsigned_abs();
     let bits = 128 - magnitude.leading_zeros();
     if bits > 64 {
         let drop = bits - 64;
@@ -190,6 +186,22 @@ fn float_sum(a: Quarters, b: Quarters) -> Option<Vec<u8>> {
         let up = rest > half || (rest == half && kept & 1 == 1);
         magnitude = (kept + u128::from(up)) << drop;
     }
+    let magnitude = i128::try_from(magnitude).expect("quarters of the strategies' values");
+    if n < 0 {
+        -magnitude
+    } else {
+        magnitude
+    }
+}
+
+/// `a + b` as Redis computes it in long doubles (each operand read into one, as `strtold`
+/// does, then the sum rounded again) and prints it; `None` when infinite.
+fn float_sum(a: Quarters, b: Quarters) -> Option<Vec<u8>> {
+    let (Quarters::Finite(a), Quarters::Finite(b)) = (a, b) else {
+        return None;
+    };
+    let sum = long_double(long_double(a) + long_double(b));
+    let magnitude = sum.unsigned_abs();
     if magnitude == 0 {
         return Some(b"0".to_vec());
     }
