@@ -445,9 +445,12 @@ impl Connection<'_> {
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut authenticated = self.password.is_none();
         // Until the client authenticates it may send only what AUTH and HELLO need.
-        let limits = |authenticated: bool| match authenticated {
-            true => self.options.limits,
-            false => self.options.limits.before_auth(),
+        let limits = |authenticated: bool| {
+            if authenticated {
+                self.options.limits
+            } else {
+                self.options.limits.before_auth()
+            }
         };
         let mut parser = RequestParser::new(limits(authenticated));
         let mut charge = Charge::new(self.budget);
@@ -554,13 +557,11 @@ impl Connection<'_> {
     ) {
         self.shared.metrics.error("protocol");
         tracing::info!(client = %self.addr, %error, authenticated, "closing a client connection after a protocol error");
-        let before_auth = match authenticated {
-            true => String::new(),
-            false => format!(
-                " (before AUTH a request may hold at most {} arguments of {} KiB)",
-                resp::MAX_ARGS_BEFORE_AUTH,
-                resp::MAX_BULK_BYTES_BEFORE_AUTH / 1024
-            ),
+        // A stranger past a limit passed the one before AUTH: say which.
+        let before_auth = if !authenticated && error.is_over_limit() {
+            " (before AUTH)"
+        } else {
+            ""
         };
         let _ = owed_tx
             .send(closing(Reply::error(format!("ERR {error}{before_auth}"))))

@@ -37,10 +37,10 @@ impl Default for Limits {
 
 /// The most arguments a connection that must still authenticate may send in one request:
 /// enough for `AUTH user password` and `HELLO 3 AUTH user password SETNAME name`.
-pub const MAX_ARGS_BEFORE_AUTH: usize = 10;
+const MAX_ARGS_BEFORE_AUTH: usize = 10;
 
 /// The longest bulk string or inline line before authentication: a password of 16 KiB.
-pub const MAX_BULK_BYTES_BEFORE_AUTH: usize = 16 * 1024;
+const MAX_BULK_BYTES_BEFORE_AUTH: usize = 16 * 1024;
 
 impl Limits {
     /// What a connection that must still authenticate may send, never more than `self`:
@@ -104,6 +104,19 @@ pub enum ProtocolError {
     /// An inline request has an unbalanced quote.
     #[error("Protocol error: unbalanced quotes in request")]
     UnbalancedQuotes,
+}
+
+impl ProtocolError {
+    /// Whether the request passed one of the [`Limits`] (rather than breaking the protocol).
+    pub fn is_over_limit(&self) -> bool {
+        matches!(
+            self,
+            ProtocolError::BulkTooLarge { .. }
+                | ProtocolError::TooManyArgs { .. }
+                | ProtocolError::RequestTooLarge { .. }
+                | ProtocolError::InlineTooLong
+        )
+    }
 }
 
 /// The longest header line (`*N` or `$N`) a valid request can have: a sign, 19 digits, CRLF,
@@ -551,6 +564,10 @@ mod tests {
             RequestParser::new(before).parse(&mut buf),
             Err(ProtocolError::TooManyArgs { count: 11, max: 10 })
         );
+        // Those are limits passed, which the client is told were the ones before AUTH; a
+        // request that breaks the protocol is not.
+        assert!(ProtocolError::TooManyArgs { count: 11, max: 10 }.is_over_limit());
+        assert!(!ProtocolError::ExpectedBulk('x').is_over_limit());
         let mut buf = BytesMut::from(format!("AUTH {}\r\n", "p".repeat(17 * 1024)).as_bytes());
         assert_eq!(
             RequestParser::new(before).parse(&mut buf),

@@ -1,9 +1,10 @@
 //! An incoming peer connection read by the driver thread itself, once its Hello is accepted
-//! ([`crate::driver::inbox`]): every frame checked as the Hello was ([`super::check_message`]),
-//! read without ever blocking and a bounded amount per turn, so a peer that floods frames
-//! cannot hold up the driver's other inputs or its ticks. On a TLS
-//! peer port the connection's session (rustls, which does no I/O of its own) comes along, and
-//! the bytes read are decrypted through it before they are taken as frames.
+//! ([`crate::driver::inbox`]): each frame checked by [`super::check_message`] (its kind, that
+//! it decodes, and that it comes from the node the Hello named, to this node), read without
+//! ever blocking and a bounded amount per turn, so a peer that floods frames cannot hold up
+//! the driver's other inputs or its ticks. On a TLS peer port the connection's session
+//! (rustls, which does no I/O of its own) comes along, and the bytes read are decrypted
+//! through it before they are taken as frames.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
