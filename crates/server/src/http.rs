@@ -287,6 +287,7 @@ async fn reload_tls(State(state): State<AppState>) -> (StatusCode, String) {
                 "reloaded the TLS certificates\n".to_string(),
             )
         }
+        Err(busy @ TlsError::ReloadUnderWay) => (StatusCode::CONFLICT, format!("{busy}\n")),
         Err(error) => {
             tracing::warn!(%error, "reloading the TLS certificates failed; the old ones stay");
             (

@@ -66,6 +66,9 @@ pub enum TlsError {
     /// rustls refused the certificates or key (a key that does not match, say).
     #[error("the TLS certificate or key is unusable: {0}")]
     Rustls(#[from] rustls::Error),
+    /// Another reload is reading the files now.
+    #[error("another reload of the TLS files is under way; try again")]
+    ReloadUnderWay,
     /// The reload's thread stopped before it finished (it panicked).
     #[error("the reload stopped: {0}")]
     Reload(String),
@@ -101,6 +104,9 @@ pub struct Tls {
     current: RwLock<Arc<TlsConfigs>>,
     /// Addresses whose failed handshake was logged.
     logged: Mutex<HashSet<IpAddr>>,
+    /// Held while the files are read again: one reload at a time, so that of two racing
+    /// (a signal and a request, or requests), an older reading never replaces a newer one.
+    reloading: Mutex<()>,
 }
 
 impl Tls {
@@ -111,11 +117,18 @@ impl Tls {
             files,
             current: RwLock::new(configs),
             logged: Mutex::new(HashSet::new()),
+            reloading: Mutex::new(()),
         })
     }
 
-    /// Re-reads the files; on an error the configuration in use stays.
+    /// Re-reads the files; on an error the configuration in use stays. While another reload
+    /// reads them, refused ([`TlsError::ReloadUnderWay`]) rather than queued.
     pub fn reload(&self) -> Result<(), TlsError> {
+        let _one_at_a_time = match self.reloading.try_lock() {
+            Ok(held) => held,
+            Err(std::sync::TryLockError::WouldBlock) => return Err(TlsError::ReloadUnderWay),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        };
         let configs = Arc::new(TlsConfigs::read(&self.files)?);
         if let Ok(mut current) = self.current.write() {
             *current = configs;
@@ -381,6 +394,33 @@ mod tests {
         received
             .recv_timeout(std::time::Duration::from_secs(5))
             .expect("the read waited on what the path names")
+    }
+
+    /// A reload asked for while another reads the files is refused, not queued behind it
+    /// (an older reading must not land after a newer one, and requests must not pile up
+    /// threads); once that one is done, the next reload goes through.
+    #[test]
+    fn a_reload_while_another_reads_the_files_is_refused_and_the_next_goes_through() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::certs::generate(dir.path(), 1, &[], None).unwrap();
+        let tls = Tls::load(TlsFiles {
+            cert: dir.path().join("node-1.crt"),
+            key: dir.path().join("node-1.key"),
+            ca: dir.path().join("ca.crt"),
+        })
+        .unwrap();
+        let before = Arc::as_ptr(&tls.configs());
+        let reading = tls.reloading.lock().unwrap();
+        let refused = tls.reload().unwrap_err();
+        assert!(matches!(refused, TlsError::ReloadUnderWay), "{refused}");
+        assert_eq!(
+            Arc::as_ptr(&tls.configs()),
+            before,
+            "the configuration stays"
+        );
+        drop(reading);
+        tls.reload().expect("reloaded");
+        assert_ne!(Arc::as_ptr(&tls.configs()), before, "read again");
     }
 
     /// A certificate path pointed at a pipe nobody writes, or at a directory, is refused at

@@ -163,6 +163,69 @@ fn clients_over_tls_need_the_password_and_plain_tcp_gets_nothing() {
     );
     assert!(cluster.errors_counted(1, "protocol") > protocol_errors);
 
+    // The same limit, met carelessly: a request answered before it in the same write gets
+    // its reply first; a header dripped in two writes is refused once whole; a connection
+    // that authenticated and then sent RESET is a stranger again; HELLO with AUTH and
+    // SETNAME (seven arguments) fits, and authenticates for a 64 KiB value after it.
+    let connect = || {
+        tls_connect(
+            cluster.nodes[&1].client,
+            &client_config(&certs.join("ca.crt")),
+        )
+        .expect("tls")
+    };
+    let until_closed = |stream: &mut _| {
+        let mut told = String::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match Read::read(stream, &mut buf) {
+                Ok(0) | Err(_) => return told,
+                Ok(n) => told.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+    };
+    let refused = |told: &str| told.contains("exceeds the limit of 16384 (before AUTH)\r\n");
+    let mut pipelined = connect();
+    pipelined
+        .write_all(b"PING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048576\r\n")
+        .expect("sent");
+    let told = until_closed(&mut pipelined);
+    assert!(told.starts_with("-NOAUTH") && refused(&told), "{told:?}");
+    let mut dripped = connect();
+    dripped
+        .write_all(b"*2\r\n$4\r\nAUTH\r\n$10485")
+        .expect("sent");
+    std::thread::sleep(Duration::from_millis(100));
+    dripped.write_all(b"76\r\n").expect("sent");
+    let told = until_closed(&mut dripped);
+    assert!(refused(&told), "{told:?}");
+    let mut reset = connect();
+    reset
+        .write_all(
+            format!("AUTH {password}\r\nRESET\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$20000\r\n")
+                .as_bytes(),
+        )
+        .expect("sent");
+    let told = until_closed(&mut reset);
+    assert!(
+        told.starts_with("+OK\r\n+RESET\r\n") && refused(&told),
+        "{told:?}"
+    );
+    let mut hello = connect();
+    let value = "h".repeat(64 * 1024);
+    hello
+        .write_all(
+            format!(
+                "HELLO 2 AUTH default {password} SETNAME careless\r\n*3\r\n$3\r\nSET\r\n$5\r\nhello\r\n${}\r\n{value}\r\nSTRLEN hello\r\nQUIT\r\n",
+                value.len()
+            )
+            .as_bytes(),
+        )
+        .expect("sent");
+    let told = until_closed(&mut hello);
+    assert!(told.ends_with("+OK\r\n:65536\r\n+OK\r\n"), "{told:?}");
+    assert!(!told.contains("-ERR"), "{told:?}");
+
     // A Redis client library over TLS (the redis crate with rustls).
     let mut connection = cluster.redis(3);
     let _: () = connection.set("library", "yes").expect("set over TLS");
