@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use attack::{closed_by_server, cluster_survived, read_plain};
+use attack::{closed_by_server, cluster_survived, read_at_least, read_plain};
 use common::TestCluster;
 use common::{
     client_config_with, eventually, peer_frame, peer_hello, serial, skiff_bin, tls_connect,
@@ -275,5 +275,122 @@ fn a_certified_peer_sending_nonsense_after_its_hello_is_closed_and_the_node_serv
     eventually(Duration::from_secs(5), "each refusal counted", || {
         (cluster.errors_counted(1, "peer_connection_refused") >= refused_before + 3).then_some(())
     });
+    cluster_survived(&mut cluster, &[]);
+}
+
+/// Sends `updates` TLS 1.3 KeyUpdate requests at once, with no data between them.
+fn flood_key_updates(
+    stream: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    updates: usize,
+) -> std::io::Result<()> {
+    for _ in 0..updates {
+        stream
+            .conn
+            .refresh_traffic_keys()
+            .map_err(std::io::Error::other)?;
+        while stream.conn.wants_write() {
+            stream.conn.write_tls(&mut stream.sock)?;
+        }
+    }
+    Ok(())
+}
+
+/// TLS 1.3 lets either side roll its keys at any time (RFC 8446 §4.6.3): a client that asks
+/// for new keys between commands keeps being answered, under keys that moved both ways.
+/// A peer's link does the same (rustls rolls the keys of a busy link before its cipher's
+/// record limit). A stream of such requests with no data between them is work without end
+/// for the node (each one asks it to derive new keys), so past 32 in a row the connection is
+/// closed, on the client port and on the peer port, and the node serves on.
+#[test]
+fn key_updates_between_commands_are_followed_and_a_flood_of_them_is_closed() {
+    let _serial = serial();
+    let mut cluster = TestCluster::start_secure(3, &[]);
+    let secure = cluster.secure.as_ref().expect("secure");
+    let (config, password) = (secure.client_config.clone(), secure.password.clone());
+    let client_port = cluster.nodes[&1].client;
+    let login = format!("AUTH {password}\r\n");
+
+    let mut client = tls_connect(client_port, &config).expect("connect");
+    client
+        .write_all(format!("{login}SET rolled v0\r\n").as_bytes())
+        .and_then(|()| client.flush())
+        .expect("sent");
+    assert_eq!(read_at_least(&mut client, 10), b"+OK\r\n+OK\r\n");
+    for round in 1..=5 {
+        client.conn.refresh_traffic_keys().expect("key update");
+        let command = format!("SET rolled v{round}\r\nGET rolled\r\n");
+        client
+            .write_all(command.as_bytes())
+            .and_then(|()| client.flush())
+            .expect("sent under the new keys");
+        let expected = format!("+OK\r\n$2\r\nv{round}\r\n");
+        assert_eq!(
+            read_at_least(&mut client, expected.len()),
+            expected.as_bytes(),
+            "after key update {round}"
+        );
+    }
+
+    let mut flooder = tls_connect(client_port, &config).expect("connect");
+    flooder
+        .write_all(login.as_bytes())
+        .and_then(|()| flooder.flush())
+        .expect("sent");
+    assert_eq!(read_at_least(&mut flooder, 5), b"+OK\r\n");
+    let flooded = flood_key_updates(&mut flooder, 64);
+    assert!(
+        flooded.is_err() || closed_by_server(&mut flooder, Duration::from_secs(5)),
+        "a client flooding key updates is still connected"
+    );
+
+    let certs = secure.certs.clone();
+    let cluster_id = cluster.status(1).expect("status")["cluster_id"]
+        .as_u64()
+        .expect("cluster id");
+    let node_2 = client_config_with(
+        &certs.join("ca.crt"),
+        Some((&certs.join("node-2.crt"), &certs.join("node-2.key"))),
+    );
+    // One key update, then a frame the node refuses by its kind: the refusal shows the frame
+    // was read under the new keys.
+    let mut rolled_peer = tls_connect(cluster.nodes[&1].peer, &node_2).expect("connect");
+    rolled_peer
+        .write_all(&peer_hello(cluster_id, 2, "127.0.0.1:1", "127.0.0.1:2"))
+        .and_then(|()| rolled_peer.flush())
+        .expect("the hello goes out");
+    std::thread::sleep(Duration::from_millis(100));
+    flood_key_updates(&mut rolled_peer, 1).expect("one key update");
+    rolled_peer
+        .write_all(&peer_frame(cluster_id, 0x7f, b"x"))
+        .and_then(|()| rolled_peer.flush())
+        .expect("the frame goes out");
+    assert!(closed_by_server(&mut rolled_peer, Duration::from_secs(5)));
+    eventually(
+        Duration::from_secs(5),
+        "the frame after the key update read",
+        || {
+            cluster
+                .node_log(1)
+                .contains("unexpected frame kind 127")
+                .then_some(())
+        },
+    );
+    let mut peer = tls_connect(cluster.nodes[&1].peer, &node_2).expect("connect");
+    peer.write_all(&peer_hello(cluster_id, 2, "127.0.0.1:1", "127.0.0.1:2"))
+        .and_then(|()| peer.flush())
+        .expect("the hello goes out");
+    std::thread::sleep(Duration::from_millis(100));
+    let flooded = flood_key_updates(&mut peer, 64);
+    assert!(
+        flooded.is_err() || closed_by_server(&mut peer, Duration::from_secs(5)),
+        "a peer flooding key updates is still connected"
+    );
+
+    // The client that rolled its keys is served still, and so is everyone else.
+    client
+        .write_all(b"GET rolled\r\n")
+        .and_then(|()| client.flush())
+        .expect("sent");
+    assert_eq!(read_at_least(&mut client, 8), b"$2\r\nv5\r\n");
     cluster_survived(&mut cluster, &[]);
 }
