@@ -813,6 +813,19 @@ fn closing(reply: Reply) -> Queued {
     }
 }
 
+/// `TIME`'s reply for the clock reading `now`: the seconds and the microseconds within the
+/// second since the Unix epoch, as two bulk strings (Redis's form). A clock set before the
+/// epoch reads as the epoch.
+fn time_reply(now: std::time::SystemTime) -> Reply {
+    let since_epoch = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Reply::Array(vec![
+        Reply::Bulk(since_epoch.as_secs().to_string().into_bytes()),
+        Reply::Bulk(since_epoch.subsec_micros().to_string().into_bytes()),
+    ])
+}
+
 /// The reply to a command this node answers by itself.
 fn local_reply(request: ClientRequest, shared: &Shared) -> Owed {
     match request {
@@ -831,6 +844,7 @@ fn local_reply(request: ClientRequest, shared: &Shared) -> Owed {
         ClientRequest::Ping(Some(message)) | ClientRequest::Echo(message) => {
             Owed::Now(Reply::Bulk(message))
         }
+        ClientRequest::Time => Owed::Now(time_reply(std::time::SystemTime::now())),
         ClientRequest::Select | ClientRequest::Ok => Owed::Now(Reply::Ok),
         ClientRequest::Info => Owed::Now(Reply::Bulk(info(&shared.status()).into_bytes())),
         ClientRequest::Config(request) => {
@@ -915,6 +929,23 @@ mod tests {
             condition: skiff_kv::SetCondition::Always,
         };
         assert_eq!(worst_reply_bytes(&set, &options), 256);
+    }
+
+    #[test]
+    fn time_answers_seconds_and_microseconds_since_the_epoch() {
+        let at = |secs: u64, micros: u64| {
+            std::time::UNIX_EPOCH + Duration::from_micros(secs * 1_000_000 + micros)
+        };
+        let words = |secs: &str, micros: &str| {
+            Reply::Array(vec![Reply::Bulk(secs.into()), Reply::Bulk(micros.into())])
+        };
+        assert_eq!(
+            time_reply(at(1_700_000_000, 123)),
+            words("1700000000", "123")
+        );
+        assert_eq!(time_reply(at(5, 999_999)), words("5", "999999"));
+        let before_the_epoch = std::time::UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(time_reply(before_the_epoch), words("0", "0"));
     }
 
     #[tokio::test]

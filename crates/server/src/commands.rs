@@ -24,6 +24,8 @@ pub enum ClientRequest {
     Ping(Option<Vec<u8>>),
     /// `ECHO message`.
     Echo(Vec<u8>),
+    /// `TIME`: this node's clock, as seconds and microseconds since the Unix epoch.
+    Time,
     /// `SELECT 0` (the only database).
     Select,
     /// `INFO [section]`.
@@ -169,7 +171,8 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Result<ClientRequest, CommandError> {
                 keys: rest.collect(),
             })
         }
-        "EXISTS" => {
+        // Skiff keeps no access times, so touching a key is asking whether it exists.
+        "EXISTS" | "TOUCH" => {
             at_least(2)?;
             ClientRequest::Kv(Command::Exists {
                 keys: rest.collect(),
@@ -230,6 +233,10 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Result<ClientRequest, CommandError> {
         "ECHO" => {
             exact(2)?;
             ClientRequest::Echo(next())
+        }
+        "TIME" => {
+            exact(1)?;
+            ClientRequest::Time
         }
         "SELECT" => {
             exact(2)?;

@@ -22,6 +22,7 @@ impl Connection<'_> {
             ClientRequest::Unwatch => Owed::Now(Reply::Ok),
             request @ (ClientRequest::Ping(_)
             | ClientRequest::Echo(_)
+            | ClientRequest::Time
             | ClientRequest::Select
             | ClientRequest::Info
             | ClientRequest::Config(_)

@@ -213,6 +213,8 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("strlen", 2, READ_FAST, ONE_KEY, READ_STRING),
     spec("subscribe", -2, PUBSUB, NO_KEYS, PUBSUB_SLOW),
     spec("substr", 4, &["readonly"], ONE_KEY, READ_STRING_SLOW),
+    spec("time", 1, LOCAL_FAST, NO_KEYS, &["@fast"]),
+    spec("touch", -2, READ_FAST, ALL_KEYS, READ_KEYSPACE),
     spec("ttl", 2, READ_FAST, ONE_KEY, READ_KEYSPACE),
     spec("type", 2, READ_FAST, ONE_KEY, READ_KEYSPACE),
     spec("unlink", -2, WRITE_NO_DENY, ALL_KEYS, WRITE_KEYSPACE),

@@ -1,6 +1,8 @@
 """What client libraries ask at start-up and operators ask by hand: CLIENT ID, SETNAME and
 GETNAME (redis-py's client_name sends SETNAME on connect), CLIENT INFO and CLIENT LIST,
-HELLO 2, COMMAND COUNT and COMMAND INFO, CONFIG GET, INFO's keyspace section."""
+HELLO 2, COMMAND COUNT and COMMAND INFO, CONFIG GET, INFO's keyspace section, TIME."""
+
+import time
 
 from scenario import connect, expect, expect_error, prefix
 
@@ -48,3 +50,15 @@ expect(r.config_get("no-such-parameter"), {}, "CONFIG GET of an unknown paramete
 r.set(p + "k", "v")
 keyspace = r.info("keyspace")
 expect(keyspace["db0"]["keys"] >= 1, True, f"INFO keyspace: {keyspace}")
+
+# TIME: the server's clock, seconds and microseconds; alone and inside a transaction.
+seconds, micros = r.time()
+expect(abs(seconds - time.time()) < 60 and 0 <= micros < 1_000_000, True,
+       f"TIME: {seconds} s {micros} us")
+pipe = r.pipeline(transaction=True)
+pipe.time()
+pipe.set(p + "timed", "v")
+queued_time, stored = pipe.execute()
+expect((queued_time[0] >= seconds, stored), (True, True), f"TIME in MULTI: {queued_time}")
+expect_error(lambda: r.execute_command("TIME", "now"),
+             "wrong number of arguments for 'time' command", "TIME with an argument")

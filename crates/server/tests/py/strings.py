@@ -1,5 +1,5 @@
 """Strings: what a new user of redis-py does first. SET and GET (text and binary), SET's
-conditions and GET option, MSET/MGET, counters, DEL/EXISTS over several keys, GETSET, GETDEL,
+conditions and GET option, MSET/MGET, counters, DEL/EXISTS/TOUCH over several keys, GETSET, GETDEL,
 SETNX, DBSIZE, PING, ECHO and INFO as redis-py parses it."""
 
 from scenario import connect, expect, expect_error, prefix
@@ -36,6 +36,7 @@ expect(r.setnx(p + "setnx", "4"), True, "SETNX on a missing key")
 expect(r.mset({p + "a": "1", p + "b": "2", p + "c": "3"}), True, "MSET")
 expect(r.mget(p + "a", p + "nope", p + "c"), ["1", None, "3"], "MGET in order")
 expect(r.exists(p + "a", p + "b", p + "nope", p + "a"), 3, "EXISTS counts repeats")
+expect(r.touch(p + "a", p + "b", p + "nope", p + "a"), 3, "TOUCH counts the keys there, repeats too")
 expect(r.delete(p + "a", p + "b", p + "nope"), 2, "DEL counts what it removed")
 expect(r.exists(p + "a"), 0, "DEL removed the key")
 
