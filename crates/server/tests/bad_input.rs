@@ -71,6 +71,29 @@ fn malformed_requests_get_protocol_errors_and_other_clients_are_unaffected() {
         "{reply:?}"
     );
 
+    // TIME with an argument is an arity error; without one it answers two bulk strings,
+    // the seconds and the microseconds since the epoch, as redis-server does.
+    let reply = exchange(addr, b"TIME now\r\nTIME\r\n");
+    let words: Vec<&str> = reply.split("\r\n").collect();
+    assert_eq!(
+        words[..2],
+        ["-ERR wrong number of arguments for 'time' command", "*2"],
+        "{reply:?}"
+    );
+    let bulk = |at: usize| -> u64 {
+        assert_eq!(words[at], format!("${}", words[at + 1].len()), "{reply:?}");
+        words[at + 1].parse().expect("digits")
+    };
+    let (seconds, micros) = (bulk(2), bulk(4));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after the epoch")
+        .as_secs();
+    assert!(
+        seconds.abs_diff(now) < 60 && micros < 1_000_000,
+        "{reply:?}"
+    );
+
     let big: Option<String> = bystander.get("big").expect("read");
     assert_eq!(big, None, "the oversized write was not applied");
     let kept: String = bystander.get("kept").expect("read");

@@ -3,7 +3,8 @@
 //! from another CA, and a peer with a good certificate that sends nonsense once the driver
 //! reads its connection. Each is refused without a reply that means anything, frees what it
 //! held by the handshake deadline (5 s), and leaves every node serving (the checks of
-//! `hostile.rs`).
+//! `hostile.rs`). Also TLS 1.3 key updates: followed between data, and a run of them past
+//! rustls's bound closes the connection.
 
 #[macro_use]
 #[path = "support/attack.rs"]
@@ -296,33 +297,39 @@ fn flood_key_updates(
 }
 
 /// TLS 1.3 lets either side roll its keys at any time (RFC 8446 §4.6.3): a client that asks
-/// for new keys between commands keeps being answered, under keys that moved both ways.
-/// A peer's link does the same (rustls rolls the keys of a busy link before its cipher's
-/// record limit). A stream of such requests with no data between them is work without end
-/// for the node (each one asks it to derive new keys), so past 32 in a row the connection is
-/// closed, on the client port and on the peer port, and the node serves on.
+/// for new keys between commands keeps being answered, under keys that moved both ways, and
+/// a peer's link does the same (rustls rolls the keys of a busy link before its cipher's
+/// record limit). Each key update asks the node to derive new keys, so rustls takes at most
+/// 32 in a row with no data between them: the 33rd closes the connection, on the client
+/// port and on the peer port, and the node serves on.
 #[test]
 fn key_updates_between_commands_are_followed_and_a_flood_of_them_is_closed() {
     let _serial = serial();
     let mut cluster = TestCluster::start_secure(3, &[]);
     let secure = cluster.secure.as_ref().expect("secure");
     let (config, password) = (secure.client_config.clone(), secure.password.clone());
+    let certs = secure.certs.clone();
     let client_port = cluster.nodes[&1].client;
-    let login = format!("AUTH {password}\r\n");
+    let send = |stream: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+                bytes: &[u8]| {
+        stream
+            .write_all(bytes)
+            .and_then(|()| stream.flush())
+            .expect("sent");
+    };
 
     let mut client = tls_connect(client_port, &config).expect("connect");
-    client
-        .write_all(format!("{login}SET rolled v0\r\n").as_bytes())
-        .and_then(|()| client.flush())
-        .expect("sent");
+    send(
+        &mut client,
+        format!("AUTH {password}\r\nSET rolled v0\r\n").as_bytes(),
+    );
     assert_eq!(read_at_least(&mut client, 10), b"+OK\r\n+OK\r\n");
     for round in 1..=5 {
         client.conn.refresh_traffic_keys().expect("key update");
-        let command = format!("SET rolled v{round}\r\nGET rolled\r\n");
-        client
-            .write_all(command.as_bytes())
-            .and_then(|()| client.flush())
-            .expect("sent under the new keys");
+        send(
+            &mut client,
+            format!("SET rolled v{round}\r\nGET rolled\r\n").as_bytes(),
+        );
         let expected = format!("+OK\r\n$2\r\nv{round}\r\n");
         assert_eq!(
             read_at_least(&mut client, expected.len()),
@@ -330,20 +337,16 @@ fn key_updates_between_commands_are_followed_and_a_flood_of_them_is_closed() {
             "after key update {round}"
         );
     }
-
-    let mut flooder = tls_connect(client_port, &config).expect("connect");
-    flooder
-        .write_all(login.as_bytes())
-        .and_then(|()| flooder.flush())
-        .expect("sent");
-    assert_eq!(read_at_least(&mut flooder, 5), b"+OK\r\n");
-    let flooded = flood_key_updates(&mut flooder, 64);
+    // 32 in a row are taken; a command resets the count; 33 in a row close the connection.
+    flood_key_updates(&mut client, 32).expect("32 key updates sent");
+    send(&mut client, b"GET rolled\r\n");
+    assert_eq!(read_at_least(&mut client, 8), b"$2\r\nv5\r\n");
+    let flooded = flood_key_updates(&mut client, 33);
     assert!(
-        flooded.is_err() || closed_by_server(&mut flooder, Duration::from_secs(5)),
-        "a client flooding key updates is still connected"
+        flooded.is_err() || closed_by_server(&mut client, Duration::from_secs(5)),
+        "a client that sent 33 key updates in a row is still connected"
     );
 
-    let certs = secure.certs.clone();
     let cluster_id = cluster.status(1).expect("status")["cluster_id"]
         .as_u64()
         .expect("cluster id");
@@ -351,46 +354,46 @@ fn key_updates_between_commands_are_followed_and_a_flood_of_them_is_closed() {
         &certs.join("ca.crt"),
         Some((&certs.join("node-2.crt"), &certs.join("node-2.key"))),
     );
-    // One key update, then a frame the node refuses by its kind: the refusal shows the frame
-    // was read under the new keys.
-    let mut rolled_peer = tls_connect(cluster.nodes[&1].peer, &node_2).expect("connect");
-    rolled_peer
-        .write_all(&peer_hello(cluster_id, 2, "127.0.0.1:1", "127.0.0.1:2"))
-        .and_then(|()| rolled_peer.flush())
-        .expect("the hello goes out");
-    std::thread::sleep(Duration::from_millis(100));
-    flood_key_updates(&mut rolled_peer, 1).expect("one key update");
-    rolled_peer
-        .write_all(&peer_frame(cluster_id, 0x7f, b"x"))
-        .and_then(|()| rolled_peer.flush())
-        .expect("the frame goes out");
-    assert!(closed_by_server(&mut rolled_peer, Duration::from_secs(5)));
+    let refused_before = cluster.errors_counted(1, "peer_connection_refused");
+    let peer_after = |updates: usize| {
+        let mut peer = tls_connect(cluster.nodes[&1].peer, &node_2).expect("connect");
+        send(
+            &mut peer,
+            &peer_hello(cluster_id, 2, "127.0.0.1:1", "127.0.0.1:2"),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let flooded = flood_key_updates(&mut peer, updates);
+        (peer, flooded)
+    };
+    // 32 key updates, then a frame the node refuses by its kind: the refusal shows the frame
+    // was read under the newest keys.
+    let (mut rolled, flooded) = peer_after(32);
+    flooded.expect("32 key updates sent");
+    send(&mut rolled, &peer_frame(cluster_id, 0x7f, b"x"));
+    assert!(closed_by_server(&mut rolled, Duration::from_secs(5)));
+    let (mut flooder, flooded) = peer_after(33);
+    assert!(
+        flooded.is_err() || closed_by_server(&mut flooder, Duration::from_secs(5)),
+        "a peer that sent 33 key updates in a row is still connected"
+    );
     eventually(
         Duration::from_secs(5),
-        "the frame after the key update read",
+        "both peer connections refused",
         || {
-            cluster
-                .node_log(1)
-                .contains("unexpected frame kind 127")
+            let log = cluster.node_log(1);
+            (log.contains("unexpected frame kind 127")
+                && log.contains("TooManyKeyUpdateRequests")
+                && cluster.errors_counted(1, "peer_connection_refused") >= refused_before + 2)
                 .then_some(())
         },
     );
-    let mut peer = tls_connect(cluster.nodes[&1].peer, &node_2).expect("connect");
-    peer.write_all(&peer_hello(cluster_id, 2, "127.0.0.1:1", "127.0.0.1:2"))
-        .and_then(|()| peer.flush())
-        .expect("the hello goes out");
-    std::thread::sleep(Duration::from_millis(100));
-    let flooded = flood_key_updates(&mut peer, 64);
-    assert!(
-        flooded.is_err() || closed_by_server(&mut peer, Duration::from_secs(5)),
-        "a peer flooding key updates is still connected"
-    );
 
-    // The client that rolled its keys is served still, and so is everyone else.
-    client
-        .write_all(b"GET rolled\r\n")
-        .and_then(|()| client.flush())
-        .expect("sent");
-    assert_eq!(read_at_least(&mut client, 8), b"$2\r\nv5\r\n");
+    // Another client is served, and so is everyone else.
+    let mut other = tls_connect(client_port, &config).expect("connect");
+    send(
+        &mut other,
+        format!("AUTH {password}\r\nGET rolled\r\n").as_bytes(),
+    );
+    assert_eq!(read_at_least(&mut other, 13), b"+OK\r\n$2\r\nv5\r\n");
     cluster_survived(&mut cluster, &[]);
 }

@@ -256,8 +256,10 @@ impl PeerSocket {
             *wire_left = wire_left.saturating_sub(read);
             if read > 0 {
                 let processed = tls.process_new_packets();
-                // What the session has to send (an alert for a bad record, a key update) is
-                // sent if the socket takes it now, and otherwise left.
+                // What the session has to send (an alert for a bad record) is sent if the
+                // socket takes it now, and otherwise left. rustls holds its answer to the
+                // peer's key update until it next sends data, which this connection never
+                // does: the dialling node does not read it.
                 if tls.wants_write() {
                     let _ = tls.write_tls(&mut self.stream);
                 }

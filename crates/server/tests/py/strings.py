@@ -1,6 +1,6 @@
 """Strings: what a new user of redis-py does first. SET and GET (text and binary), SET's
-conditions and GET option, MSET/MGET, counters, DEL/EXISTS/TOUCH over several keys, GETSET, GETDEL,
-SETNX, DBSIZE, PING, ECHO and INFO as redis-py parses it."""
+conditions and GET option, MSET/MGET, counters, DEL/EXISTS/TOUCH over several keys, GETSET,
+GETDEL, SETNX, DBSIZE, PING, ECHO and INFO as redis-py parses it."""
 
 from scenario import connect, expect, expect_error, prefix
 
