@@ -274,12 +274,7 @@ async fn reload_tls(State(state): State<AppState>) -> (StatusCode, String) {
             "this node does not use TLS\n".to_string(),
         );
     };
-    // Off the runtime's threads: the files are read and the configurations built there.
-    let tls = Arc::clone(tls);
-    let reloaded = tokio::task::spawn_blocking(move || tls.reload())
-        .await
-        .unwrap_or_else(|stopped| Err(TlsError::Reload(stopped.to_string())));
-    match reloaded {
+    match tls.reload_off_runtime().await {
         Ok(()) => {
             tracing::info!("reloaded the TLS certificates on request");
             (

@@ -791,10 +791,13 @@ async fn run_until_stopped(
     loop {
         tokio::select! {
             _ = hangup.recv() => {
-                match tls.as_ref().map(|tls| tls.reload()) {
-                    None => tracing::info!(node = id, "SIGHUP: no TLS files to reload"),
-                    Some(Ok(())) => tracing::info!(node = id, "SIGHUP: reloaded the TLS certificates"),
-                    Some(Err(error)) => tracing::warn!(node = id, %error, "SIGHUP: reloading the TLS certificates failed; the old ones stay"),
+                let Some(tls) = &tls else {
+                    tracing::info!(node = id, "SIGHUP: no TLS files to reload");
+                    continue;
+                };
+                match tls.reload_off_runtime().await {
+                    Ok(()) => tracing::info!(node = id, "SIGHUP: reloaded the TLS certificates"),
+                    Err(error) => tracing::warn!(node = id, %error, "SIGHUP: reloading the TLS certificates failed; the old ones stay"),
                 }
                 continue;
             }

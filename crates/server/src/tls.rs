@@ -136,6 +136,16 @@ impl Tls {
         Ok(())
     }
 
+    /// [`Tls::reload`] on the blocking pool, for a caller on the runtime (SIGHUP, the admin
+    /// request): the files are read and the configurations built off the threads that serve
+    /// clients.
+    pub async fn reload_off_runtime(self: &Arc<Self>) -> Result<(), TlsError> {
+        let tls = Arc::clone(self);
+        tokio::task::spawn_blocking(move || tls.reload())
+            .await
+            .unwrap_or_else(|stopped| Err(TlsError::Reload(stopped.to_string())))
+    }
+
     /// The configurations new connections use.
     pub fn configs(&self) -> Arc<TlsConfigs> {
         match self.current.read() {

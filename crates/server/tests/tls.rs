@@ -142,31 +142,6 @@ fn clients_over_tls_need_the_password_and_plain_tcp_gets_nothing() {
     // CVE-2021-32675): refused at the header, told why, the connection closed and the
     // protocol error counted.
     let protocol_errors = cluster.errors_counted(1, "protocol");
-    let mut stranger = tls_connect(
-        cluster.nodes[&1].client,
-        &client_config(&certs.join("ca.crt")),
-    )
-    .expect("tls");
-    stranger
-        .write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048576\r\n")
-        .expect("header sent");
-    let mut told = String::new();
-    loop {
-        match stranger.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => told.push_str(&String::from_utf8_lossy(&buf[..n])),
-        }
-    }
-    assert!(
-        told.starts_with("-ERR Protocol error: bulk string of 1048576 bytes exceeds the limit of 16384 (before AUTH"),
-        "{told:?}"
-    );
-    assert!(cluster.errors_counted(1, "protocol") > protocol_errors);
-
-    // The same limit, met carelessly: a request answered before it in the same write gets
-    // its reply first; a header dripped in two writes is refused once whole; a connection
-    // that authenticated and then sent RESET is a stranger again; HELLO with AUTH and
-    // SETNAME (seven arguments) fits, and authenticates for a 64 KiB value after it.
     let connect = || {
         tls_connect(
             cluster.nodes[&1].client,
@@ -184,6 +159,21 @@ fn clients_over_tls_need_the_password_and_plain_tcp_gets_nothing() {
             }
         }
     };
+    let mut stranger = connect();
+    stranger
+        .write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048576\r\n")
+        .expect("header sent");
+    let told = until_closed(&mut stranger);
+    assert!(
+        told.starts_with("-ERR Protocol error: bulk string of 1048576 bytes exceeds the limit of 16384 (before AUTH"),
+        "{told:?}"
+    );
+    assert!(cluster.errors_counted(1, "protocol") > protocol_errors);
+
+    // The same limit, met carelessly: a request answered before it in the same write gets
+    // its reply first; a header dripped in two writes is refused once whole; a connection
+    // that authenticated and then sent RESET is a stranger again; HELLO with AUTH and
+    // SETNAME (seven arguments) fits, and authenticates for a 64 KiB value after it.
     let refused = |told: &str| told.contains("exceeds the limit of 16384 (before AUTH)\r\n");
     let mut pipelined = connect();
     pipelined
