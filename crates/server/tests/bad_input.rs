@@ -71,15 +71,21 @@ fn malformed_requests_get_protocol_errors_and_other_clients_are_unaffected() {
         "{reply:?}"
     );
 
-    // TIME with an argument is an arity error; without one it answers two bulk strings,
-    // the seconds and the microseconds since the epoch, as redis-server does.
-    let reply = exchange(addr, b"TIME now\r\nTIME\r\n");
+    // Pipelined in one write: TOUCH without a key and TIME with an argument are arity
+    // errors naming the command sent, answered in order; TIME alone answers two bulk
+    // strings, the seconds and the microseconds since the epoch, as redis-server does.
+    let reply = exchange(addr, b"TOUCH\r\nTIME now\r\nTIME\r\n");
     let words: Vec<&str> = reply.split("\r\n").collect();
     assert_eq!(
-        words[..2],
-        ["-ERR wrong number of arguments for 'time' command", "*2"],
+        words[..3],
+        [
+            "-ERR wrong number of arguments for 'touch' command",
+            "-ERR wrong number of arguments for 'time' command",
+            "*2"
+        ],
         "{reply:?}"
     );
+    let words = &words[1..];
     let bulk = |at: usize| -> u64 {
         assert_eq!(words[at], format!("${}", words[at + 1].len()), "{reply:?}");
         words[at + 1].parse().expect("digits")
