@@ -207,6 +207,7 @@ fn seed_log(
     let options = WalOptions {
         // §3.8: a new directory, so a new incarnation the new cluster will record.
         new_incarnation: rand::random::<u64>().max(1),
+        mask_seed: rand::random(),
         ..WalOptions::new(cluster_id)
     };
     let (mut wal, report) = Wal::open(FsDisk::new(), wal_dir, options)

@@ -271,6 +271,9 @@ fn node_config(
     // The data directory's incarnation if its log is new: the cluster records it, and refuses
     // this id's messages under any other (a wiped directory forgot its votes, thesis §3.8).
     config.wal.new_incarnation = rand::random::<u64>().max(1);
+    config.wal.spare_segments = settings.wal_spare_segments;
+    // Recycled segments' masks must be beyond a client's guess (see skiff_wal::record).
+    config.wal.mask_seed = rand::random();
     config.state_machine.max_reply_bytes = settings.max_reply_bytes;
     config.state_machine.max_sessions = settings.max_sessions;
     config.state_machine.session_expiry_ms = settings.session_expiry_ms;
@@ -614,6 +617,7 @@ fn open_node(
         node = id,
         term,
         segments = report.segments_read.len(),
+        recycled = report.segments_recycled,
         snapshot = ?report.snapshot_file,
         created = report.created,
         incarnation = format!("{:#x}", node.incarnation()),

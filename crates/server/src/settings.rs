@@ -366,6 +366,11 @@ settings! {
         /// older entries are deleted when the snapshot is taken (0: delete all it covers).
         snapshot_keep_entries: u64 = skiff_raft::DEFAULT_SNAPSHOT_TRAILING_ENTRIES,
             in 0, 100_000_000;
+        /// Segment files a snapshot frees that are kept to be written over as later segments
+        /// (0: each is deleted). A segment written into blocks already on the disk needs no
+        /// zeros written ahead of its batches, nor new blocks at its syncs; each kept file
+        /// holds its 64 MiB until it is reused.
+        wal_spare_segments: usize = skiff_wal::DEFAULT_SPARE_SEGMENTS, in 0, 64;
         /// Pace the writeback of scheduled snapshots: once serialized, the file's last 64 MiB
         /// (at most) are put on the disk at most this many MiB a second, 512 KiB at a time,
         /// each waited for before the next; what came before went back as it was serialized

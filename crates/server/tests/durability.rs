@@ -24,11 +24,9 @@ fn segments(cluster: &TestCluster, id: u64) -> Vec<PathBuf> {
 
 /// Where a segment's records end (the zeros written ahead of new batches follow).
 fn records_end(bytes: &[u8]) -> usize {
-    let mut at = 0;
-    while let Ok(decoded) = skiff_wal::record::decode(&bytes[at..]) {
-        at += decoded.frame_bytes;
-    }
-    at
+    skiff_wal::record::segment_records(bytes)
+        .last()
+        .map_or(0, |(at, decoded)| at + decoded.frame_bytes)
 }
 
 fn write_keys(cluster: &TestCluster, count: usize) {

@@ -237,6 +237,8 @@ impl Cluster {
             max_segment_bytes: self.options.max_segment_bytes,
             // Used only when the log is new: a first start, or a disk replaced by an empty one.
             new_incarnation: incarnation_for(self.options.seed, id, life),
+            // Each life of the node draws other masks for the segments it recycles.
+            mask_seed: incarnation_for(self.options.seed ^ 0x6d61_736b, id, life),
             ..WalOptions::new(SIM_CLUSTER_ID)
         };
         config.snapshot_every_entries = self.options.snapshot_every_entries;

@@ -139,6 +139,7 @@ struct Totals {
     time_entries: u64,
     mid_write_crashes: u64,
     torn_tails: u64,
+    recycled_segments_read: u64,
     bit_flips: u64,
     segments_garbled: u64,
     segments_lost: u64,
@@ -181,6 +182,7 @@ impl Totals {
         self.time_entries += report.stats.time_entries_applied;
         self.mid_write_crashes += report.stats.mid_write_crashes;
         self.torn_tails += report.stats.torn_tails;
+        self.recycled_segments_read += report.stats.recycled_segments_read;
         self.bit_flips += report.stats.bit_flips;
         self.segments_garbled += report.stats.segments_garbled;
         self.segments_lost += report.stats.segments_lost;
@@ -214,7 +216,7 @@ impl Totals {
 
     fn summary(&self) -> String {
         format!(
-            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} bit_flips={} segments_garbled={} segments_lost={} refused_starts={} wipes={} incarnation_refusals={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} forwards_redirected={} time_entries={} reads={} linearizability_checks={} timed_writes={} timed_reads={} expired_reads={} fencing_tokens={} stamps_checked={} transactions={} aborted_transactions={} unchecked_replies={} resubmissions={} outcome_unknown={} pipelined_acks={} session_refusals={} sessions_evicted={}",
+            "seeds={} violations={} ticks={} elections={} commits={} messages={} dropped={} crashes={} mid_write_crashes={} torn_tails={} recycled_segments_read={} bit_flips={} segments_garbled={} segments_lost={} refused_starts={} wipes={} incarnation_refusals={} snapshots={} snapshot_installs={} conf_changes={} transfers={} forwards={} forwards_redirected={} time_entries={} reads={} linearizability_checks={} timed_writes={} timed_reads={} expired_reads={} fencing_tokens={} stamps_checked={} transactions={} aborted_transactions={} unchecked_replies={} resubmissions={} outcome_unknown={} pipelined_acks={} session_refusals={} sessions_evicted={}",
             self.seeds,
             self.violations,
             self.ticks,
@@ -225,6 +227,7 @@ impl Totals {
             self.crashes,
             self.mid_write_crashes,
             self.torn_tails,
+            self.recycled_segments_read,
             self.bit_flips,
             self.segments_garbled,
             self.segments_lost,

@@ -386,12 +386,11 @@ fn write_until_the_sync(node: &mut Node<MemDisk>, batch: Option<BatchStep>) {
 /// Where the last complete write batch of a segment's `bytes` begins (0 when the segment
 /// holds a single batch, its header).
 fn final_batch_start(bytes: &[u8]) -> u64 {
-    let (mut at, mut batch_start, mut final_start) = (0usize, 0usize, 0usize);
-    while let Some(decoded) = bytes.get(at..).and_then(|rest| record::decode(rest).ok()) {
-        at += decoded.frame_bytes;
+    let (mut batch_start, mut final_start) = (0usize, 0usize);
+    for (at, decoded) in record::segment_records(bytes) {
         if decoded.ends_batch {
             final_start = batch_start;
-            batch_start = at;
+            batch_start = at + decoded.frame_bytes;
         }
     }
     final_start as u64

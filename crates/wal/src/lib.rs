@@ -120,4 +120,5 @@ pub use read_back::PlannedRead;
 pub use recovery::{RecoveryProgress, RecoveryReport, TornTail};
 pub use wal::{
     SnapshotWrite, Wal, WalOptions, DEFAULT_MAX_SEGMENT_BYTES, DEFAULT_PREALLOCATE_BYTES,
+    DEFAULT_SPARE_SEGMENTS,
 };

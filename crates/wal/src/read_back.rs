@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use skiff_raft::{Entry, LogIndex, StorageError};
 
@@ -71,6 +71,7 @@ pub(crate) fn plan_read(
         })?;
         runs.push(Run {
             path: segment.path.clone(),
+            mask: segment.mask,
             first_index: next,
             slots,
         });
@@ -90,6 +91,8 @@ pub struct PlannedRead {
 #[derive(Clone, Debug)]
 struct Run {
     path: PathBuf,
+    /// The segment's mask (see [`crate::record`]).
+    mask: u32,
     first_index: LogIndex,
     /// Where each entry's record is, in index order (all in `path`).
     slots: Vec<Slot>,
@@ -113,7 +116,7 @@ impl PlannedRead {
                 .map_err(|e| StorageError::Backend(e.to_string()))?;
             let mut index = run.first_index;
             for at in &run.slots {
-                entries.push(decode_entry_at(&run.path, buffer, first, at, index)?);
+                entries.push(decode_entry_at(run, buffer, first, at, index)?);
                 index = index.next();
             }
         }
@@ -124,7 +127,7 @@ impl PlannedRead {
 /// Decodes the entry record of `slot` from `bytes`, which were read starting at `first`'s
 /// offset, and checks that it is the entry the index expects.
 fn decode_entry_at(
-    path: &Path,
+    run: &Run,
     bytes: &[u8],
     first: &Slot,
     slot: &Slot,
@@ -133,13 +136,13 @@ fn decode_entry_at(
     let corrupt = |what: String| {
         StorageError::Backend(format!(
             "{}: corrupt at offset {}: {what}",
-            path.display(),
+            run.path.display(),
             slot.offset
         ))
     };
     let at = usize::try_from(slot.offset - first.offset)
         .map_err(|_| corrupt("offset out of range".to_owned()))?;
-    let decoded = record::decode(bytes.get(at..).unwrap_or_default())
+    let decoded = record::decode(bytes.get(at..).unwrap_or_default(), run.mask)
         .map_err(|error| corrupt(error.to_string()))?;
     match decoded.record {
         Record::Entry(entry) if entry.index == index && entry.term == slot.term => Ok(entry),

@@ -2,11 +2,13 @@
 //!
 //! ```text
 //! frame   = len: u32 LE | crc: u32 LE | type: u8 | payload
-//!           len counts type + payload; crc is CRC-32C (Castagnoli) of type + payload
+//!           len counts type + payload; crc is CRC-32C (Castagnoli) of type + payload, XOR
+//!           the segment's mask (0 but in a recycled segment, and 0 for its header)
 //! type    = kind (low 7 bits) | 0x80 if the record ends a write batch
 //! payload (all integers little-endian):
 //!   1 segment header = magic "SKIFFWAL" | version: u16 | cluster id: u64 | first index: u64
 //!                      | log start index: u64 | log start term: u64 | hard state
+//!                      | (version 2 only) life: u32, nonzero | mask: u32, nonzero
 //!   2 entry          = term: u64 | index: u64 | kind: u8 (0 normal, 1 no-op)
 //!                      | data length: u32 | data
 //!   3 hard state     = term: u64 | has vote: u8 (0 or 1) | vote: u64 (0 without one)
@@ -18,6 +20,12 @@
 //! changed `len` is caught even in the rare case that the checksum still matches; a change
 //! anywhere in `type` or the payload is caught by CRC-32C, which detects every error burst of
 //! up to 32 bits. Decoding never panics: garbage yields a [`RecordError`].
+//!
+//! A recycled segment (a compacted file written over again, see [`crate::wal`]) still holds
+//! the records of its earlier lives after its own. Its header (version 2) counts the file's
+//! lives and carries the life's mask, and every later record's checksum is stored XOR that
+//! mask. The masks of one file are [`life_mask`] of its lives under one random secret, so no
+//! two lives share a mask: a record of an earlier life never verifies as one of this life.
 
 use skiff_codec::{put, CodecError, Reader};
 use skiff_raft::{Entry, EntryKind, HardState, LogIndex, NodeId, Term};
@@ -32,8 +40,11 @@ pub const MAX_RECORD_BYTES: u32 = 64 * 1024 * 1024;
 /// The first bytes of every segment header payload.
 pub const MAGIC: [u8; 8] = *b"SKIFFWAL";
 
-/// The format version written and the only one read.
+/// The format version of a segment header written into a new file, without a mask.
 pub const VERSION: u16 = 1;
+
+/// The format version of a recycled segment's header, which carries the segment's mask.
+pub const VERSION_MASKED: u16 = 2;
 
 /// The bytes an entry record takes besides its data: frame header, type, and the fixed fields.
 pub const ENTRY_RECORD_OVERHEAD_BYTES: u64 = FRAME_HEADER_BYTES as u64 + 1 + ENTRY_FIXED_BYTES;
@@ -63,6 +74,22 @@ pub struct SegmentHeader {
     pub log_start: LogStart,
     /// The durable hard state when the segment was created.
     pub hard_state: HardState,
+    /// How many times the file was recycled: 0 in a file written new (version 1).
+    pub life: u32,
+    /// What the checksum of every later record in the file is XORed with: 0 in a file written
+    /// new, nonzero in a recycled one.
+    pub mask: u32,
+}
+
+/// The mask of a file's life `life` when its masks derive from `secret`. Multiplying by an
+/// odd number permutes the `u32`s, so distinct lives of one file get distinct masks.
+pub fn life_mask(secret: u32, life: u32) -> u32 {
+    life.wrapping_mul(0x9e37_79b1) ^ secret
+}
+
+/// The secret a recycled file's masks derive from, read back from one life and its mask.
+pub fn mask_secret(life: u32, mask: u32) -> u32 {
+    life.wrapping_mul(0x9e37_79b1) ^ mask
 }
 
 /// Where the log begins: entries up to and including `index` are covered by a snapshot.
@@ -179,12 +206,17 @@ pub fn encode(record: &Record, ends_batch: bool, out: &mut Vec<u8>) -> Result<us
     match record {
         Record::SegmentHeader(header) => frame(TYPE_SEGMENT_HEADER, ends_batch, out, |out| {
             out.extend_from_slice(&MAGIC);
-            put::u16(out, VERSION);
+            let masked = header.life != 0;
+            put::u16(out, if masked { VERSION_MASKED } else { VERSION });
             put::u64(out, header.cluster_id);
             put::u64(out, header.first_index.0);
             put::u64(out, header.log_start.index.0);
             put::u64(out, header.log_start.term.0);
             put_hard_state(out, &header.hard_state);
+            if masked {
+                put::u32(out, header.life);
+                put::u32(out, header.mask);
+            }
         }),
         Record::Entry(entry) => encode_entry(entry, ends_batch, out),
         Record::HardState(hard_state) => frame(TYPE_HARD_STATE, ends_batch, out, |out| {
@@ -254,18 +286,84 @@ fn frame(
     Ok(out.len() - start)
 }
 
-/// Decodes the record at the start of `bytes` (which may hold more after it).
-pub fn decode(bytes: &[u8]) -> Result<Decoded, RecordError> {
-    decode_record(bytes, true)
+/// XORs the checksum of every frame in `frames` (whole frames, as [`encode`] wrote them) with
+/// `mask`: they are then records of the segment whose header carries `mask`.
+pub fn mask_frames(frames: &mut [u8], mask: u32) {
+    if mask == 0 {
+        return;
+    }
+    let mut at = 0;
+    while let (Some(len), Some(crc)) = (u32_at(frames, at), u32_at(frames, at + 4)) {
+        frames[at + 4..at + FRAME_HEADER_BYTES].copy_from_slice(&(crc ^ mask).to_le_bytes());
+        at += FRAME_HEADER_BYTES + len as usize;
+    }
+}
+
+/// Decodes the record at the start of `bytes` (which may hold more after it), a record of a
+/// segment whose header carries `mask` (0 for the header itself).
+pub fn decode(bytes: &[u8], mask: u32) -> Result<Decoded, RecordError> {
+    decode_record(bytes, mask, true)
 }
 
 /// [`decode`], checking everything but leaving an entry's `data` empty: recovery needs only
 /// where each entry is, and copying a whole log's data out would double its reading time.
-pub fn decode_without_data(bytes: &[u8]) -> Result<Decoded, RecordError> {
-    decode_record(bytes, false)
+pub fn decode_without_data(bytes: &[u8], mask: u32) -> Result<Decoded, RecordError> {
+    decode_record(bytes, mask, false)
 }
 
-fn decode_record(bytes: &[u8], with_data: bool) -> Result<Decoded, RecordError> {
+/// The records at the start of a segment file's `bytes`, each with its offset, up to the
+/// first that does not decode: the header, then records under the header's mask. (Recovery
+/// checks more; this is for tools and tests that look into a segment.)
+pub fn segment_records(bytes: &[u8]) -> impl Iterator<Item = (usize, Decoded)> + '_ {
+    let (mut at, mut mask) = (0, 0);
+    std::iter::from_fn(move || {
+        let decoded = decode(bytes.get(at..)?, mask).ok()?;
+        if let (0, Record::SegmentHeader(header)) = (at, &decoded.record) {
+            mask = header.mask;
+        }
+        let offset = at;
+        at += decoded.frame_bytes;
+        Some((offset, decoded))
+    })
+}
+
+/// Whether a record of the segment whose mask is `mask` starts anywhere in `bytes` after
+/// `after`: a frame whose length fits its type and whose checksum verifies under `mask`
+/// (what its payload says is not read). In a recycled segment the bytes past its last record
+/// are an earlier life's, whose checksums never verify under this mask; a record that does
+/// verify there was written in this life, after damage that hides it.
+///
+/// Every offset is tried, and only a frame whose length fits its type is checksummed, so the
+/// cost is a pass over the bytes plus one checksum of each earlier life's record.
+pub fn any_record_after(bytes: &[u8], after: usize, mask: u32) -> bool {
+    let data_len_at = FRAME_HEADER_BYTES + 1 + (ENTRY_FIXED_BYTES - 4) as usize;
+    (after + 1..bytes.len()).any(|at| {
+        let frame = &bytes[at..];
+        let (Some(len), Some(&type_byte)) = (u32_at(frame, 0), frame.get(FRAME_HEADER_BYTES))
+        else {
+            return false;
+        };
+        let fits = match type_byte & !ENDS_BATCH {
+            TYPE_ENTRY => u32_at(frame, data_len_at).is_some_and(|data_len| {
+                u64::from(len) == 1 + ENTRY_FIXED_BYTES + u64::from(data_len)
+            }),
+            TYPE_HARD_STATE => u64::from(len) == 1 + HARD_STATE_PAYLOAD_BYTES,
+            TYPE_LOG_START => u64::from(len) == 1 + LOG_START_PAYLOAD_BYTES,
+            _ => false,
+        };
+        fits && frame
+            .get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len as usize)
+            .is_some_and(|body| u32_at(frame, 4) == Some(crc32c::crc32c(body) ^ mask))
+    })
+}
+
+/// The little-endian `u32` at `at` in `bytes`, if they reach that far.
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    let field = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([field[0], field[1], field[2], field[3]]))
+}
+
+fn decode_record(bytes: &[u8], mask: u32, with_data: bool) -> Result<Decoded, RecordError> {
     let mut frame = Reader::new(bytes);
     let (Ok(len), Ok(stored)) = (frame.u32(), frame.u32()) else {
         return Err(RecordError::Truncated {
@@ -283,7 +381,7 @@ fn decode_record(bytes: &[u8], with_data: bool) -> Result<Decoded, RecordError> 
             needed_bytes: frame_bytes as u64,
             available_bytes: bytes.len() as u64,
         })?;
-    let computed = crc32c::crc32c(body);
+    let computed = crc32c::crc32c(body) ^ mask;
     if computed != stored {
         return Err(RecordError::BadChecksum { stored, computed });
     }
@@ -338,8 +436,8 @@ fn read_payload(
             if r.take(MAGIC.len())? != MAGIC {
                 return Err(PayloadError::Malformed("bad magic"));
             }
-            r.version_u16("segment", &[VERSION])?;
-            Record::SegmentHeader(SegmentHeader {
+            let version = r.version_u16("segment", &[VERSION, VERSION_MASKED])?;
+            let mut header = SegmentHeader {
                 cluster_id: r.u64()?,
                 first_index: LogIndex(r.u64()?),
                 log_start: LogStart {
@@ -347,7 +445,19 @@ fn read_payload(
                     term: Term(r.u64()?),
                 },
                 hard_state: read_hard_state(r)?,
-            })
+                life: 0,
+                mask: 0,
+            };
+            if version == VERSION_MASKED {
+                header.life = r.u32()?;
+                header.mask = r.u32()?;
+                if header.life == 0 || header.mask == 0 {
+                    return Err(PayloadError::Malformed(
+                        "a recycled segment's life or mask of 0",
+                    ));
+                }
+            }
+            Record::SegmentHeader(header)
         }
         TYPE_ENTRY => {
             let term = Term(r.u64()?);
@@ -425,7 +535,9 @@ pub fn check_torn_prefix(bytes: &[u8], first_in_segment: bool) -> Result<(), &'s
     let payload = &bytes[FRAME_HEADER_BYTES + 1..written];
     match (kind, first_in_segment) {
         (TYPE_SEGMENT_HEADER, true) => {
-            if payload_len != SEGMENT_HEADER_PAYLOAD_BYTES {
+            if payload_len != SEGMENT_HEADER_PAYLOAD_BYTES
+                && payload_len != SEGMENT_HEADER_PAYLOAD_BYTES + 8
+            {
                 return Err("a segment header of the wrong length");
             }
             let known = payload.len().min(MAGIC.len());
@@ -522,10 +634,11 @@ mod tests {
                 any::<u64>(),
                 any::<u64>(),
                 any::<u64>(),
-                arb_hard_state()
+                arb_hard_state(),
+                prop_oneof![Just((0, 0)), (1..=u32::MAX, 1..=u32::MAX)],
             )
                 .prop_map(
-                    |(cluster_id, first, start_index, start_term, hard_state)| {
+                    |(cluster_id, first, start_index, start_term, hard_state, (life, mask))| {
                         Record::SegmentHeader(SegmentHeader {
                             cluster_id,
                             first_index: LogIndex(first),
@@ -534,6 +647,8 @@ mod tests {
                                 term: Term(start_term),
                             },
                             hard_state,
+                            life,
+                            mask,
                         })
                     }
                 ),
@@ -574,7 +689,7 @@ mod tests {
             prop_assert_eq!(written, bytes.len());
             // Trailing bytes belong to the next record and are not read.
             bytes.extend_from_slice(b"next");
-            let decoded = decode(&bytes).unwrap();
+            let decoded = decode(&bytes, 0).unwrap();
             prop_assert_eq!(&decoded, &Decoded { record: record.clone(), ends_batch, frame_bytes: written });
             // Recovery's decoding checks the same and keeps all but an entry's data.
             let mut without_data = record;
@@ -582,7 +697,7 @@ mod tests {
                 entry.data = Bytes::new();
             }
             prop_assert_eq!(
-                decode_without_data(&bytes).unwrap(),
+                decode_without_data(&bytes, 0).unwrap(),
                 Decoded { record: without_data, ends_batch, frame_bytes: written }
             );
         }
@@ -598,8 +713,8 @@ mod tests {
             encode(&record, ends_batch, &mut bytes).unwrap();
             let at = position.index(bytes.len());
             bytes[at] ^= xor;
-            prop_assert!(decode(&bytes).is_err(), "corruption at byte {} with {:#04x} went unnoticed", at, xor);
-            prop_assert!(decode_without_data(&bytes).is_err(), "recovery missed corruption at byte {}", at);
+            prop_assert!(decode(&bytes, 0).is_err(), "corruption at byte {} with {:#04x} went unnoticed", at, xor);
+            prop_assert!(decode_without_data(&bytes, 0).is_err(), "recovery missed corruption at byte {}", at);
         }
 
         #[test]
@@ -607,7 +722,7 @@ mod tests {
             let mut bytes = Vec::new();
             encode(&record, true, &mut bytes).unwrap();
             let cut = position.index(bytes.len());
-            let is_truncated = matches!(decode(&bytes[..cut]), Err(RecordError::Truncated { .. }));
+            let is_truncated = matches!(decode(&bytes[..cut], 0), Err(RecordError::Truncated { .. }));
             prop_assert!(is_truncated);
         }
 
@@ -641,7 +756,7 @@ mod tests {
 
         #[test]
         fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = decode(&bytes);
+            let _ = decode(&bytes, 0);
         }
 
         #[test]
@@ -656,13 +771,40 @@ mod tests {
             put::u32(&mut bytes, body.len() as u32);
             put::u32(&mut bytes, crc32c::crc32c(&body));
             bytes.extend_from_slice(&body);
-            let _ = decode(&bytes);
+            let _ = decode(&bytes, 0);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_masked_record_verifies_under_its_own_mask_only(
+            record in arb_record(),
+            ends_batch in any::<bool>(),
+            mask in 1..=u32::MAX,
+            other in any::<u32>(),
+        ) {
+            prop_assume!(other != mask);
+            let mut bytes = Vec::new();
+            encode(&record, ends_batch, &mut bytes).unwrap();
+            mask_frames(&mut bytes, mask);
+            let decoded = decode(&bytes, mask).unwrap();
+            prop_assert_eq!(decoded.record, record);
+            let refused = matches!(decode(&bytes, other), Err(RecordError::BadChecksum { .. }));
+            prop_assert!(refused);
+        }
+
+        #[test]
+        fn the_lives_of_one_file_never_share_a_mask(secret in any::<u32>(), life in 1..u32::MAX, later in 1..1000u32) {
+            let other = life.saturating_add(later);
+            prop_assume!(other != life);
+            prop_assert_ne!(life_mask(secret, life), life_mask(secret, other));
+            prop_assert_eq!(mask_secret(life, life_mask(secret, life)), secret);
         }
     }
 
     #[test]
     fn a_zero_length_is_impossible() {
-        assert_eq!(decode(&[0; 16]), Err(RecordError::BadLength { len: 0 }));
+        assert_eq!(decode(&[0; 16], 0), Err(RecordError::BadLength { len: 0 }));
     }
 
     #[test]

@@ -39,6 +39,8 @@ use crate::segment::{self, Segment};
 pub struct RecoveryReport {
     /// The segment files read, in order.
     pub segments_read: Vec<PathBuf>,
+    /// How many of them were recycled files (written over an earlier segment's bytes).
+    pub segments_recycled: usize,
     /// How many of them were checked on a helper thread, at the same time as the one before
     /// (segments of 4 MiB and more are checked two at a time).
     pub segments_checked_apart: usize,
@@ -165,6 +167,9 @@ pub(crate) fn recover<D: Disk>(
             // The last segment held no complete batch, not even its header (a crash right
             // after it was created): it is removed below.
             continue;
+        }
+        if scan.mask != 0 {
+            report.segments_recycled += 1;
         }
         let segment = kept_segment(&file, file_len, &scan);
         let mut all_records = scan.records;
@@ -297,6 +302,7 @@ fn kept_segment(file: &Path, file_len: u64, scan: &Scan) -> Segment {
         path: file.to_path_buf(),
         len_bytes: scan.kept_bytes,
         allocated_bytes: if scan.torn { scan.kept_bytes } else { file_len },
+        mask: scan.mask,
     }
 }
 
@@ -510,16 +516,20 @@ struct Scan {
     records: Vec<(u64, Decoded)>,
     /// The end of the last complete batch.
     kept_bytes: u64,
-    /// Whether what follows `kept_bytes` is a torn write to cut off (rather than nothing, or
-    /// zeros written ahead of the next batches).
+    /// Whether what follows `kept_bytes` is a torn write to cut off (rather than nothing,
+    /// zeros written ahead of the next batches, or a recycled file's earlier life).
     torn: bool,
+    /// The mask in the segment's header (0 unless the file was recycled).
+    mask: u32,
 }
 
 /// Decodes a segment's records. Zeros from the end of a batch to the end of the file are space
 /// written ahead of the next batches. In the last segment, an incomplete final batch is a torn
 /// write and is left out: records without their batch's end mark, then at most a prefix of one
 /// record followed by zeros, and no valid record after it ([`record::check_torn_prefix`]).
-/// Anything else — garbage that is not such a prefix, or any damage in an earlier segment — is
+/// In a recycled segment, an earlier life's bytes follow this life's last record instead of
+/// zeros: whatever does not verify under the segment's mask ends it, as long as no record of
+/// this life verifies after it ([`record::any_record_after`]). Anything else — garbage that is not such a prefix, or any damage in an earlier segment — is
 /// corruption. `records` is a list to fill (emptied first), kept from the segment before.
 fn scan_segment(
     file: &Path,
@@ -533,9 +543,15 @@ fn scan_segment(
     let mut complete = 0;
     let mut position = 0;
     let mut batch_end = 0;
+    // The header's mask, once it is read (the header itself is never masked).
+    let mut mask = 0;
     while position < bytes.len() {
-        match record::decode_without_data(&bytes[position..]) {
-            Err(_) if records.len() == complete && bytes[position..].iter().all(|&b| b == 0) => {
+        match record::decode_without_data(&bytes[position..], mask) {
+            Err(_)
+                if mask == 0
+                    && records.len() == complete
+                    && bytes[position..].iter().all(|&b| b == 0) =>
+            {
                 // Nothing was written past the last batch but the zeros written ahead.
                 break;
             }
@@ -557,6 +573,9 @@ fn scan_segment(
                 })
             }
             Ok(decoded) => {
+                if let (0, Record::SegmentHeader(header)) = (position, &decoded.record) {
+                    mask = header.mask;
+                }
                 let ends_batch = decoded.ends_batch;
                 let frame_bytes = decoded.frame_bytes;
                 records.push((position as u64, decoded));
@@ -565,6 +584,19 @@ fn scan_segment(
                     complete = records.len();
                     batch_end = position;
                 }
+            }
+            Err(error) if mask != 0 => {
+                // A recycled segment: what follows this life's records was written in an
+                // earlier one and never verifies under this mask. A record of this life
+                // after here would be a durable one behind damage (thesis §3.8): refuse.
+                if record::any_record_after(bytes, position, mask) {
+                    return Err(WalError::Corrupt {
+                        file: file.to_path_buf(),
+                        offset: position as u64,
+                        problem: Corruption::Record(error),
+                    });
+                }
+                break;
             }
             Err(error) if is_last => {
                 // Thesis §3.8: a term, vote or entry promised to anyone was synced, so a crash
@@ -581,7 +613,7 @@ fn scan_segment(
                         },
                     });
                 }
-                if any_record_after(bytes, position) {
+                if record::any_record_after(bytes, position, 0) {
                     // A valid record after it: damage in the middle (for instance a length
                     // field hit by a bit flip), not a torn tail.
                     return Err(WalError::Corrupt {
@@ -610,17 +642,19 @@ fn scan_segment(
             });
         }
     }
-    // A torn final batch's records are left out.
+    // A torn final batch's records are left out. In a recycled segment, only its records
+    // that verify need cutting: the next batch is written over a prefix of a record left,
+    // and an earlier life's bytes never verify.
+    let torn = if mask == 0 {
+        bytes[batch_end..].iter().any(|&b| b != 0)
+    } else {
+        records.len() > complete
+    };
     records.truncate(complete);
     Ok(Scan {
         records,
         kept_bytes: batch_end as u64,
-        torn: bytes[batch_end..].iter().any(|&b| b != 0),
+        torn,
+        mask,
     })
-}
-
-/// Whether any valid record starts after `damaged`: if one does, the damage is not a torn
-/// tail but corruption in the middle (for instance a length field hit by a bit flip).
-fn any_record_after(bytes: &[u8], damaged: usize) -> bool {
-    (damaged + 1..bytes.len()).any(|at| record::decode(&bytes[at..]).is_ok())
 }

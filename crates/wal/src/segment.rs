@@ -18,6 +18,19 @@ pub fn parse_file_name(name: &str) -> Option<LogIndex> {
     digits.parse().ok().map(LogIndex)
 }
 
+/// The name a compacted segment file is kept under as a spare, to be written over as a later
+/// segment (see [`crate::wal`]): named after the segment it was, so names never collide.
+pub fn spare_file_name(first_index: LogIndex) -> String {
+    format!("spare-{:020}.wal", first_index.0)
+}
+
+/// Whether `name` is a spare segment file's.
+pub fn is_spare_file_name(name: &str) -> bool {
+    name.strip_prefix("spare-")
+        .and_then(|rest| rest.strip_suffix(".wal"))
+        .is_some_and(|digits| digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// One segment file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Segment {
@@ -25,8 +38,11 @@ pub(crate) struct Segment {
     pub path: PathBuf,
     /// The bytes written to it (all durable, outside a failed write).
     pub len_bytes: u64,
-    /// The file's length: `len_bytes`, then zeros written ahead of the next batches.
+    /// The file's length: `len_bytes`, then zeros written ahead of the next batches (or, in
+    /// a recycled file, an earlier life's bytes).
     pub allocated_bytes: u64,
+    /// The mask of the file's records (its header's): 0 unless the file was recycled.
+    pub mask: u32,
 }
 
 #[cfg(test)]
@@ -48,6 +64,21 @@ mod tests {
             "x",
         ] {
             assert_eq!(parse_file_name(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn spare_names_are_not_segment_names() {
+        let spare = spare_file_name(LogIndex(42));
+        assert_eq!(spare, "spare-00000000000000000042.wal");
+        assert!(is_spare_file_name(&spare));
+        assert_eq!(parse_file_name(&spare), None);
+        for other in [
+            &file_name(LogIndex(42)),
+            "spare-42.wal",
+            "spare-00000000000000000042.wal.tmp",
+        ] {
+            assert!(!is_spare_file_name(other), "{other}");
         }
     }
 }

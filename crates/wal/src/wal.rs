@@ -13,13 +13,14 @@ use crate::incarnation;
 use crate::read_ahead::{Ahead, ReadAhead, Taken};
 use crate::read_back::{self, EntryReader};
 use crate::recent::RecentEntries;
-use crate::record::{self, encode_small, LogStart, Record, SegmentHeader};
+use crate::record::{self, encode_small, LogStart, Record};
 use crate::recovery::{self, Recovered, RecoveryProgress, RecoveryReport};
 use crate::segment::{self, Segment};
 use crate::snapshot::{self, SnapshotFile, SnapshotHeader, Staging};
 pub use crate::snapshot_write::SnapshotWrite;
 
 mod log_storage;
+mod new_segment;
 
 /// The segment size at which a new segment is started, unless configured otherwise.
 pub const DEFAULT_MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -48,6 +49,14 @@ pub struct WalOptions {
     /// the caller's randomness (the server's OS randomness, the simulator's seeded
     /// generator), used only then. An existing log keeps the incarnation on its disk.
     pub new_incarnation: u64,
+    /// How many compacted segment files are kept as spares, to be written over as later
+    /// segments instead of new files zero-filled ahead of their batches (0: none; every
+    /// compacted file is deleted). Each holds its disk space until it is reused.
+    pub spare_segments: usize,
+    /// The caller's randomness for the masks of recycled segments (the server's OS
+    /// randomness, the simulator's seeded generator), fresh on every open: a mask nobody can
+    /// foresee keeps a value a client wrote from reading as a record of a later life.
+    pub mask_seed: u64,
 }
 
 impl WalOptions {
@@ -60,6 +69,8 @@ impl WalOptions {
             preallocate_bytes: DEFAULT_PREALLOCATE_BYTES,
             expect_existing_log: false,
             new_incarnation: 1,
+            spare_segments: DEFAULT_SPARE_SEGMENTS,
+            mask_seed: 0,
         }
     }
 }
@@ -69,6 +80,9 @@ const KEEP_ENCODED_BYTES: usize = 4 * 1024 * 1024;
 
 /// How far ahead of its batches a segment file is zero-filled by default.
 pub const DEFAULT_PREALLOCATE_BYTES: u64 = 1024 * 1024;
+
+/// How many compacted segment files are kept to be written over, by default.
+pub const DEFAULT_SPARE_SEGMENTS: usize = 2;
 
 /// The durable Raft log: entries and hard state in append-only, checksummed segment files.
 ///
@@ -120,6 +134,11 @@ pub struct Wal<D: Disk> {
     zeros: Vec<u8>,
     /// Batches of committed entries being read ahead, and why reading ahead ended early.
     ahead: RefCell<(Option<Ahead>, Option<String>)>,
+    /// Compacted segment files kept to be written over as later segments, at most
+    /// `options.spare_segments`.
+    spares: Vec<PathBuf>,
+    /// How many masks were drawn since the log was opened.
+    masks_drawn: u64,
 }
 
 impl<D: Disk> Wal<D> {
@@ -186,7 +205,10 @@ impl<D: Disk> Wal<D> {
             encoded: Vec::new(),
             zeros: Vec::new(),
             ahead: RefCell::default(),
+            spares: Vec::new(),
+            masks_drawn: 0,
         };
+        wal.keep_spares()?;
         (wal.incarnation, report.incarnation_created) = incarnation::settle(
             &mut wal.disk,
             &wal.dir,
@@ -195,7 +217,7 @@ impl<D: Disk> Wal<D> {
         )?;
         if wal.segments.is_empty() {
             // Write the first header now, so that the cluster id is on disk from the start.
-            wal.write(&[])?;
+            wal.write(&mut [])?;
             report.created = true;
         }
         if !scanned.leftovers.is_empty() {
@@ -298,7 +320,7 @@ impl<D: Disk> Wal<D> {
             encode_small(&Record::HardState(hard_state), &mut records);
         }
 
-        let written = self.write_unsynced(&records);
+        let written = self.write_unsynced(&mut records);
         if records.capacity() <= KEEP_ENCODED_BYTES {
             self.encoded = records;
         }
@@ -384,7 +406,7 @@ impl<D: Disk> Wal<D> {
             },
             &mut records,
         );
-        self.write(&records)?;
+        self.write(&mut records)?;
         self.index.compact(start, keeps_later_entries);
 
         // A segment is covered when the one after it began at or before index + 1: every live
@@ -517,14 +539,14 @@ impl<D: Disk> Wal<D> {
 
     /// Writes `records` (whole frames, the last one ending the batch) and syncs once. Returns
     /// the segment written to and the offset at which `records` begin there.
-    fn write(&mut self, records: &[u8]) -> Result<(LogIndex, u64), WalError> {
+    fn write(&mut self, records: &mut [u8]) -> Result<(LogIndex, u64), WalError> {
         let written = self.write_unsynced(records)?;
         self.sync_batch()?;
         Ok(written)
     }
 
     /// Writes `records` and leaves a write to the active segment unsynced (`self.unsynced`).
-    fn write_unsynced(&mut self, records: &[u8]) -> Result<(LogIndex, u64), WalError> {
+    fn write_unsynced(&mut self, records: &mut [u8]) -> Result<(LogIndex, u64), WalError> {
         let written = self.write_unchecked(records);
         if let Err(error) = &written {
             self.failed = Some(error.to_string());
@@ -532,7 +554,8 @@ impl<D: Disk> Wal<D> {
         written
     }
 
-    fn write_unchecked(&mut self, records: &[u8]) -> Result<(LogIndex, u64), WalError> {
+    /// `records` are encoded unmasked; they are masked here for the segment they go to.
+    fn write_unchecked(&mut self, records: &mut [u8]) -> Result<(LogIndex, u64), WalError> {
         let next = self.index.last_index().next();
         let max_segment_bytes = self.options.max_segment_bytes;
         // Only roll when the new name sorts after the active one: after a suffix replacement
@@ -547,6 +570,7 @@ impl<D: Disk> Wal<D> {
         if let Some((first, active)) = active {
             let offset = active.len_bytes;
             let end = offset + records.len() as u64;
+            record::mask_frames(records, active.mask);
             self.disk.write_at(&active.path, offset, records)?;
             if end > active.allocated_bytes {
                 // Past the zeros written ahead: write more, synced with this batch.
@@ -569,33 +593,17 @@ impl<D: Disk> Wal<D> {
         // is not. (In the same file, the next sync covers both.)
         self.sync_batch()?;
         let path = self.dir.join(segment::file_name(next));
-        let mut bytes = Vec::with_capacity(records.len() + 128);
-        encode_small(
-            &Record::SegmentHeader(SegmentHeader {
-                cluster_id: self.options.cluster_id,
-                first_index: next,
-                log_start: self.index.start,
-                hard_state: self.hard_state,
-            }),
-            &mut bytes,
-        );
-        let offset = bytes.len() as u64;
-        bytes.extend_from_slice(records);
-        let len_bytes = bytes.len() as u64;
-        let allocated_bytes = allocation(len_bytes, 0, &self.options);
-        bytes.resize(allocated_bytes as usize, 0);
-        self.disk.create(&path)?;
-        self.disk.append(&path, &bytes)?;
-        self.disk.sync(&path)?;
-        self.disk.sync_dir(&self.dir)?;
-        self.segments.insert(
-            next,
-            Segment {
-                path,
-                len_bytes,
-                allocated_bytes,
-            },
-        );
+        // A spare that is gone or unreadable (taken away by hand) is passed over.
+        let spare = self.spares.pop().and_then(|spare| {
+            let file_len = self.disk.len(&spare).ok()?;
+            Some((spare, file_len))
+        });
+        let segment = match spare {
+            Some((spare, file_len)) => self.recycle(&spare, file_len, &path, next, records)?,
+            None => self.create_segment(&path, next, records)?,
+        };
+        let offset = segment.len_bytes - records.len() as u64;
+        self.segments.insert(next, segment);
         Ok((next, offset))
     }
 
@@ -704,10 +712,18 @@ impl<D: Disk> Wal<D> {
         Ok(())
     }
 
+    /// Removes the segments that begin at `firsts`, keeping them as spares while there is
+    /// room for one.
     fn remove_segments(&mut self, firsts: &[LogIndex]) -> Result<(), WalError> {
         for first in firsts {
             if let Some(segment) = self.segments.remove(first) {
-                self.disk.remove(&segment.path)?;
+                if self.spares.len() < self.options.spare_segments {
+                    let spare = self.dir.join(segment::spare_file_name(*first));
+                    self.disk.rename(&segment.path, &spare)?;
+                    self.spares.push(spare);
+                } else {
+                    self.disk.remove(&segment.path)?;
+                }
             }
         }
         self.disk.sync_dir(&self.dir)?;

@@ -131,3 +131,56 @@ fn the_golden_bytes_open_to_the_same_log() {
     assert_eq!(wal.first_index(), LogIndex(3));
     assert_eq!(all_entries(&wal), log_entries()[2..].to_vec());
 }
+
+/// A recycled segment's start: its header (version 2: cluster 0x5eed, first index 7, log start
+/// 5 at term 3, hard state term 3, vote 1, commit 5, life 3, mask 0x01020304), then an entry
+/// (term 3, index 7, "v") whose stored checksum is its CRC-32C XOR the mask.
+const RECYCLED_HEX: &[&str] = &[
+    "4c000000424e756c81534b49464657414c0200ed5e000000000000070000000000000005000000000000000300000000",
+    "000000030000000000000001010000000000000005000000000000000300000004030201170000007d9e42a182030000",
+    "00000000000700000000000000000100000076",
+];
+
+#[test]
+fn a_recycled_segment_writes_its_life_and_masks_its_records() {
+    use skiff_wal::record::{self, LogStart, Record, SegmentHeader};
+    let mask = 0x0102_0304;
+    let mut bytes = Vec::new();
+    let header = SegmentHeader {
+        cluster_id: CLUSTER,
+        first_index: LogIndex(7),
+        log_start: LogStart {
+            index: LogIndex(5),
+            term: Term(3),
+        },
+        hard_state: hard_state(3, Some(1), 5),
+        life: 3,
+        mask,
+    };
+    record::encode(&Record::SegmentHeader(header), true, &mut bytes).expect("header");
+    let header_bytes = bytes.len();
+    let mut entry = Vec::new();
+    record::encode_entry(
+        &Entry {
+            term: Term(3),
+            index: LogIndex(7),
+            kind: EntryKind::Normal,
+            data: b"v".to_vec().into(),
+        },
+        true,
+        &mut entry,
+    )
+    .expect("entry");
+    record::mask_frames(&mut entry, mask);
+    bytes.extend_from_slice(&entry);
+    assert_eq!(bytes, from_hex(RECYCLED_HEX));
+    // The entry's checksum, computed apart: CRC-32C of its type and payload, XOR the mask.
+    let stored = u32::from_le_bytes(entry[4..8].try_into().unwrap());
+    assert_eq!(stored, crc32c::crc32c(&entry[8..]) ^ mask);
+    let read: Vec<_> = record::segment_records(&bytes)
+        .map(|(at, d)| (at, d.record))
+        .collect();
+    assert_eq!(read.len(), 2);
+    assert_eq!(read[0].1, Record::SegmentHeader(header));
+    assert_eq!(read[1].0, header_bytes);
+}

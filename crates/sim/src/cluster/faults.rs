@@ -88,6 +88,7 @@ impl Cluster {
             None => return,
         };
         self.check_restart_after_damage(node);
+        self.stats.recycled_segments_read += report.segments_recycled as u64;
         if let Some(torn) = &report.torn_tail {
             self.stats.torn_tails += 1;
             self.trace.record(

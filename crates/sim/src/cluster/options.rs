@@ -156,6 +156,9 @@ pub struct Stats {
     pub mid_write_crashes: u64,
     /// Restarts whose recovery cut a torn write off the log.
     pub torn_tails: u64,
+    /// Recycled segment files read by recoveries (each holds an earlier life's bytes after
+    /// its own records).
+    pub recycled_segments_read: u64,
     /// Bits flipped in durable segment files.
     pub bit_flips: u64,
     /// Segment files overwritten by garbage.

@@ -65,15 +65,21 @@ pub fn all_entries<S: LogStorage>(log: &S) -> Vec<Entry> {
 /// The byte offset of every record in `file`, with the record.
 pub fn records_of<D: Disk>(disk: &D, file: &Path) -> Vec<(u64, record::Record)> {
     let bytes = disk.read_all(file).expect("read segment");
-    let mut at = 0;
-    let mut out = Vec::new();
-    // Zeros written ahead of new batches end the records.
-    while at < bytes.len() && bytes[at..].iter().any(|&b| b != 0) {
-        let decoded = record::decode(&bytes[at..]).expect("a valid record");
-        out.push((at as u64, decoded.record));
-        at += decoded.frame_bytes;
-    }
-    out
+    let records: Vec<_> = record::segment_records(&bytes).collect();
+    let end = records.last().map_or(0, |(at, d)| at + d.frame_bytes);
+    let recycled = records.first().is_some_and(
+        |(_, d)| matches!(d.record, record::Record::SegmentHeader(header) if header.mask != 0),
+    );
+    // Zeros written ahead of new batches end the records, or a recycled file's earlier life.
+    assert!(
+        recycled || bytes[end..].iter().all(|&b| b == 0),
+        "every record of {} decodes",
+        file.display()
+    );
+    records
+        .into_iter()
+        .map(|(at, decoded)| (at as u64, decoded.record))
+        .collect()
 }
 
 /// The offset of the record of the entry at `index` in `file`.

@@ -1,0 +1,273 @@
+//! Recycled segments: compacted files kept as spares and written over as later segments,
+//! whose earlier lives' bytes recovery must tell from this life's records.
+
+use std::path::{Path, PathBuf};
+
+use skiff_raft::{LogIndex, LogStorage, Term};
+use skiff_wal::record::{self, Record};
+use skiff_wal::{Corruption, Disk, MemDisk, Wal, WalError, WalOptions, DEFAULT_SPARE_SEGMENTS};
+
+mod common;
+use common::*;
+
+fn spares(wal: &Wal<MemDisk>) -> Vec<String> {
+    let mut names: Vec<String> = wal
+        .disk()
+        .list(&dir())
+        .unwrap()
+        .into_iter()
+        .filter(|name| name.starts_with("spare-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The life and mask in the header of `file`.
+fn life_and_mask(disk: &MemDisk, file: &Path) -> (u32, u32) {
+    match &records_of(disk, file)[0].1 {
+        Record::SegmentHeader(header) => (header.life, header.mask),
+        other => panic!("{} begins with {other:?}", file.display()),
+    }
+}
+
+/// A log of small segments, 40 entries long, compacted to 23: two spares kept.
+fn compacted() -> Wal<MemDisk> {
+    compacted_with(small_segments())
+}
+
+fn compacted_with(options: WalOptions) -> Wal<MemDisk> {
+    let (mut wal, _) = open(MemDisk::new(), options);
+    for index in 1..=40 {
+        wal.append_batch(&entries(index..=index, 2), None).unwrap();
+    }
+    wal.compact_to(LogIndex(23), Term(2)).unwrap();
+    wal
+}
+
+/// Appends one entry a batch from `wal`'s last index + 1 to `last`.
+fn append_up_to(wal: &mut Wal<MemDisk>, last: u64) {
+    for index in wal.last_index().0 + 1..=last {
+        wal.append_batch(&entries(index..=index, 2), None).unwrap();
+    }
+}
+
+/// The segment a recycled spare became: the first segment whose header has a life.
+fn recycled_segment(wal: &Wal<MemDisk>) -> PathBuf {
+    wal.segment_paths()
+        .into_iter()
+        .find(|path| life_and_mask(wal.disk(), path).0 > 0)
+        .expect("a recycled segment")
+}
+
+#[test]
+fn compacted_segments_are_kept_as_spares_and_written_over() {
+    let mut wal = compacted();
+    assert_eq!(spares(&wal).len(), DEFAULT_SPARE_SEGMENTS);
+    let spare = dir().join(&spares(&wal)[1]);
+    let spare_len = wal.disk().len(&spare).unwrap();
+
+    // The next segment is the spare, renamed: its length is the old file's, nothing added.
+    let before = wal.segment_paths().len();
+    let mut index = wal.last_index().0;
+    while wal.segment_paths().len() == before {
+        index += 1;
+        append_up_to(&mut wal, index);
+    }
+    assert_eq!(spares(&wal).len(), DEFAULT_SPARE_SEGMENTS - 1);
+    let recycled = wal.segment_paths().last().unwrap().clone();
+    assert_eq!(wal.disk().len(&recycled).unwrap(), spare_len);
+    let (life, mask) = life_and_mask(wal.disk(), &recycled);
+    assert_eq!(life, 1);
+    assert_ne!(mask, 0);
+
+    // Use up both spares and go on into new files; everything reads back, before and after
+    // a crash, with nothing reported torn although earlier lives' bytes follow the records.
+    append_up_to(&mut wal, 120);
+    assert!(spares(&wal).is_empty());
+    assert_eq!(all_entries(&wal), entries(24..=120, 2));
+    let (wal, report) = crash_and_reopen(wal);
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(all_entries(&wal), entries(24..=120, 2));
+
+    // Compactions that make spares of recycled files (every compacted file is kept): their
+    // next life has the next number.
+    let options = WalOptions {
+        spare_segments: 64,
+        ..small_segments()
+    };
+    let (mut wal, _) = open(wal.into_disk(), options);
+    let mut lives = Vec::new();
+    for last in (140..=400).step_by(20) {
+        wal.compact_to(LogIndex(last - 25), Term(2)).unwrap();
+        append_up_to(&mut wal, last);
+        lives.extend(
+            wal.segment_paths()
+                .iter()
+                .map(|path| life_and_mask(wal.disk(), path).0),
+        );
+    }
+    assert!(lives.contains(&2), "{lives:?}");
+    let (wal, report) = crash_and_reopen(wal);
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(all_entries(&wal), entries(376..=400, 2));
+}
+
+#[test]
+fn without_spares_compacted_segments_are_deleted() {
+    let options = WalOptions {
+        spare_segments: 0,
+        ..small_segments()
+    };
+    let (mut wal, _) = open(MemDisk::new(), options);
+    append_up_to(&mut wal, 40);
+    wal.compact_to(LogIndex(23), Term(2)).unwrap();
+    assert!(spares(&wal).is_empty());
+    // Spares left from a run that kept them are removed when the log opens without.
+    let (mut kept, _) = crash_and_reopen(compacted());
+    assert_eq!(spares(&kept).len(), DEFAULT_SPARE_SEGMENTS);
+    kept.append_batch(&[], None).unwrap();
+    let disk = kept.into_disk();
+    let (wal, _) = open(disk, options);
+    assert!(spares(&wal).is_empty());
+}
+
+#[test]
+fn a_crash_mid_batch_in_a_recycled_segment_keeps_every_synced_batch() {
+    for keep_permille in [0, 1, 300, 500, 999] {
+        let mut wal = compacted();
+        append_up_to(&mut wal, 45);
+        let recycled = recycled_segment(&wal);
+        assert_eq!(wal.segment_paths().last(), Some(&recycled));
+
+        // The final batch, two entries, is written but its sync fails; the crash keeps part.
+        wal.disk_mut().set_syncs_fail(true);
+        assert!(wal.append_batch(&entries(46..=47, 2), None).is_err());
+        let options = *wal.options();
+        let mut disk = wal.into_disk();
+        disk.set_syncs_fail(false);
+        disk.crash_tearing(|_, unsynced| unsynced * keep_permille / 1000);
+        let (mut wal, report) = open(disk, options);
+        assert_eq!(
+            all_entries(&wal),
+            entries(24..=45, 2),
+            "keep {keep_permille}‰"
+        );
+        if let Some(torn) = &report.torn_tail {
+            assert_eq!(torn.file, recycled, "keep {keep_permille}‰");
+        }
+
+        // The log goes on over what the crash left, and reads back after another one.
+        append_up_to(&mut wal, 60);
+        let (wal, report) = crash_and_reopen(wal);
+        assert_eq!(report.torn_tail, None, "keep {keep_permille}‰");
+        assert_eq!(
+            all_entries(&wal),
+            entries(24..=60, 2),
+            "keep {keep_permille}‰"
+        );
+    }
+}
+
+#[test]
+fn damage_to_a_synced_batch_of_a_recycled_segment_is_refused() {
+    let mut wal = compacted();
+    append_up_to(&mut wal, 60);
+    let recycled = recycled_segment(&wal);
+    let records = records_of(wal.disk(), &recycled);
+    assert!(records.len() >= 3, "a header and batches after it");
+    // A bit flip in the first entry's record, with synced batches after it: what follows
+    // the damage verifies under the file's mask, so it is not an earlier life's bytes.
+    let damaged_at = records[1].0;
+    let options = *wal.options();
+    let mut disk = wal.into_disk();
+    disk.flip_bit(&recycled, damaged_at + 12).unwrap();
+    match Wal::open(disk, dir(), options) {
+        Err(WalError::Corrupt {
+            file,
+            offset,
+            problem: Corruption::Record(_),
+        }) => {
+            assert_eq!(file, recycled);
+            assert_eq!(offset, damaged_at);
+        }
+        other => panic!(
+            "damage in a synced batch was taken: {:?}",
+            other.map(|(_, r)| r)
+        ),
+    }
+}
+
+#[test]
+fn a_spare_whose_header_a_crash_tore_starts_over_as_a_new_file() {
+    let wal = compacted();
+    let options = *wal.options();
+    let mut disk = wal.into_disk();
+    // Both spares' headers are garbage, as a crash while one was being written over leaves.
+    for name in disk.list(&dir()).unwrap() {
+        if name.starts_with("spare-") {
+            let file = dir().join(&name);
+            disk.write_at(&file, 0, &[0xA5; 20]).unwrap();
+            disk.sync(&file).unwrap();
+        }
+    }
+    let (mut wal, _) = open(disk, options);
+    append_up_to(&mut wal, 120);
+    for path in wal.segment_paths() {
+        let (life, _) = life_and_mask(wal.disk(), &path);
+        assert!(life <= 1, "{}: life {life}", path.display());
+    }
+    let (wal, report) = crash_and_reopen(wal);
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(all_entries(&wal), entries(24..=120, 2));
+}
+
+#[test]
+fn files_recycled_again_and_again_read_back_after_every_crash() {
+    // Many lives of each file (every compacted file is kept): each crash and reopening reads
+    // this life's records and none of the earlier lives' that follow them.
+    let mut wal = compacted_with(WalOptions {
+        spare_segments: 64,
+        ..small_segments()
+    });
+    let mut masks = Vec::new();
+    for round in 0..12 {
+        let last = wal.last_index().0;
+        append_up_to(&mut wal, last + 30);
+        let last = wal.last_index().0;
+        for path in wal.segment_paths() {
+            let (life, mask) = life_and_mask(wal.disk(), &path);
+            if life > 0 && !masks.contains(&(path.clone(), life, mask)) {
+                masks.push((path, life, mask));
+            }
+        }
+        wal.compact_to(LogIndex(last - 5), Term(2)).unwrap();
+        let (reopened, report) = crash_and_reopen(wal);
+        assert_eq!(report.torn_tail, None, "round {round}");
+        wal = reopened;
+    }
+    assert!(masks.iter().any(|&(_, life, _)| life >= 3), "{masks:?}");
+    let first = wal.first_index().0;
+    let last = wal.last_index().0;
+    assert_eq!(all_entries(&wal), entries(first..=last, 2));
+}
+
+#[test]
+fn any_record_after_finds_this_lifes_record_among_an_earlier_lifes() {
+    let mut earlier = Vec::new();
+    for index in 1..=20 {
+        record::encode_entry(&entry(index, 1), index % 3 == 0, &mut earlier).unwrap();
+    }
+    let (old_mask, new_mask) = (0x1234_5678, 0x9abc_def0);
+    record::mask_frames(&mut earlier, old_mask);
+    assert!(!record::any_record_after(&earlier, 0, new_mask));
+    assert!(record::any_record_after(&earlier, 0, old_mask));
+
+    let mut with_one = earlier.clone();
+    let mut this_life = Vec::new();
+    record::encode_entry(&entry(21, 1), true, &mut this_life).unwrap();
+    record::mask_frames(&mut this_life, new_mask);
+    with_one.extend_from_slice(&this_life);
+    assert!(record::any_record_after(&with_one, 0, new_mask));
+    assert!(record::decode(&this_life, new_mask).is_ok());
+    assert!(record::decode(&this_life, old_mask).is_err());
+}
