@@ -9,6 +9,13 @@
 #   bench/ab.sh OLD_SKIFF NEW_SKIFF
 #   ROUNDS=3 SETTINGS="-c 50 -P 16" bench/ab.sh old/target/release/skiff target/release/skiff
 #   OPS=20000 ROUNDS=3 SETTINGS="-c 1" TESTS=set bench/ab.sh OLD NEW
+#
+# OLD_ARGS and NEW_ARGS are passed to each build's nodes (`skiff local --serve-args`), so one
+# binary can be set against itself; WARMUP=N sends N `-c 50 -P 16` SETs to the leader before
+# the rows, so that they run after snapshots and compaction:
+#   WARMUP=600000 ROUNDS=4 SETTINGS="-c 50 -P 16" TESTS=set \
+#     OLD_ARGS=--wal-spare-segments=0 NEW_ARGS=--wal-spare-segments=2 \
+#     bench/ab.sh target/release/skiff target/release/skiff
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 OLD_SKIFF NEW_SKIFF" >&2; exit 2; }
 OPS=${OPS:-200000}
@@ -16,6 +23,7 @@ ROUNDS=${ROUNDS:-2}
 BASE=${BASE:-17001}
 TESTS=${TESTS:-set,get}
 RUN_TIMEOUT=${RUN_TIMEOUT:-300}
+WARMUP=${WARMUP:-0}
 IFS=';' read -r -a settings <<<"${SETTINGS:--c 50;-c 50 -P 16}"
 WORK=$(mktemp -d)
 RESULTS="$WORK/results.csv"
@@ -26,8 +34,12 @@ trap cleanup EXIT
 . "$(dirname "$0")/local_cluster.sh"
 
 run() {
-  local build=$1 bin=$2 round=$3
-  start_local "$bin" "$WORK/$build-$round" "$WORK/local.log"
+  local build=$1 bin=$2 round=$3 serve_args=$4
+  start_local "$bin" "$WORK/$build-$round" "$WORK/local.log" "$serve_args"
+  if [ "$WARMUP" -gt 0 ]; then
+    timeout "$RUN_TIMEOUT" redis-benchmark -p $((BASE + leader - 1)) -t set -d 256 -r 100000 \
+      -n "$WARMUP" -c 50 -P 16 --csv >/dev/null || echo "$build round $round: warm-up failed" >&2
+  fi
   for setting in "${settings[@]}"; do
     for target in leader follower; do
       local port=$((BASE + leader - 1))
@@ -61,8 +73,8 @@ for row in csv.reader(sys.stdin):
 
 echo "build,round,target,setting,command,ops_per_s,p50_ms,p99_ms"
 for round in $(seq "$ROUNDS"); do
-  run old "$1" "$round"
-  run new "$2" "$round"
+  run old "$1" "$round" "${OLD_ARGS:-}"
+  run new "$2" "$round" "${NEW_ARGS:-}"
 done
 echo "== medians"
 python3 - "$RESULTS" <<'EOF'
@@ -70,12 +82,13 @@ import csv, statistics, sys
 rows = {}
 for build, _, target, setting, command, ops, p50, p99 in csv.reader(open(sys.argv[1])):
     runs = rows.setdefault((target, setting, command), {}).setdefault(build, [])
-    runs.append((float(ops), float(p50)))
-print("target,setting,command,old_ops_per_s,new_ops_per_s,new/old,old_p50_ms,new_p50_ms")
+    runs.append((float(ops), float(p50), float(p99)))
+print("target,setting,command,old_ops_per_s,new_ops_per_s,new/old,old_p50_ms,new_p50_ms,old_p99_ms,new_p99_ms")
 for (target, setting, command), builds in sorted(rows.items()):
     if "old" not in builds or "new" not in builds:
         continue
     old, new = (statistics.median(r[0] for r in builds[b]) for b in ("old", "new"))
     old_p50, new_p50 = (statistics.median(r[1] for r in builds[b]) for b in ("old", "new"))
-    print(f"{target},{setting},{command},{old:.0f},{new:.0f},{new / old:.2f},{old_p50:.3f},{new_p50:.3f}")
+    old_p99, new_p99 = (statistics.median(r[2] for r in builds[b]) for b in ("old", "new"))
+    print(f"{target},{setting},{command},{old:.0f},{new:.0f},{new / old:.2f},{old_p50:.3f},{new_p50:.3f},{old_p99:.3f},{new_p99:.3f}")
 EOF

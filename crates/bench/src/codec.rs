@@ -1,6 +1,7 @@
 //! The byte codecs on the hot path, timed one operation at a time: a peer message carrying
 //! AppendEntries (encode then decode), a client write as a log entry carries it (encode then
-//! decode), and a WAL write batch appended to the in-memory disk.
+//! decode), a WAL write batch appended to the in-memory disk, and recovery's search of a
+//! recycled segment's earlier life for a record of this one (per MiB searched).
 //!
 //! Each case runs `rounds` times for a fixed number of operations and reports the median
 //! nanoseconds per operation, so one slow round on a shared machine does not move the result.
@@ -14,7 +15,7 @@ use bytes::Bytes;
 use skiff_kv::{Command, Request, SessionRequest, SetCondition};
 use skiff_node::wire::{self, PeerMessage};
 use skiff_raft::{Entry, EntryKind, HardState, LogIndex, Message, MessageBody, NodeId, Term};
-use skiff_wal::{MemDisk, Wal, WalOptions};
+use skiff_wal::{record, MemDisk, Wal, WalOptions};
 
 /// The size of every entry's value, in bytes.
 pub const VALUE_BYTES: usize = 100;
@@ -55,7 +56,61 @@ pub fn run(rounds: usize, ops: usize) -> Vec<CaseResult> {
             || wal_batches(entries, batches),
         ));
     }
+    for (name, bytes) in [
+        (
+            "wal_search_earlier_life_per_mib",
+            earlier_life(SEARCHED_MIB),
+        ),
+        (
+            "wal_search_crafted_frames_per_mib",
+            crafted_frames(SEARCHED_MIB),
+        ),
+    ] {
+        results.push(median(name.into(), rounds, SEARCHED_MIB, || search(&bytes)));
+    }
     results
+}
+
+/// How much of an earlier life recovery's search goes through per round.
+const SEARCHED_MIB: usize = 16;
+
+/// This life's mask in the search cases; the earlier life's records were masked otherwise.
+const THIS_LIFE: u64 = 0x5eed_0002_c0ff_ee02;
+
+/// `mib` MiB of an earlier life: entry records of [`VALUE_BYTES`], under another mask.
+fn earlier_life(mib: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(mib << 20);
+    let mut index = 1;
+    while bytes.len() < mib << 20 {
+        for entry in entries(index, 64) {
+            record::encode_entry(&entry, false, &mut bytes).expect("a small entry encodes");
+        }
+        index += 64;
+    }
+    bytes.truncate(mib << 20);
+    record::mask_frames(&mut bytes, 0x5eed_0001_c0ff_ee01);
+    bytes
+}
+
+/// `mib` MiB of a client's values built to look like records: an entry frame every 32 bytes,
+/// each claiming a megabyte, with a checksum made for no mask (the mask is not known).
+fn crafted_frames(mib: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; mib << 20];
+    let data_len: u32 = 1 << 20;
+    for frame in bytes.chunks_exact_mut(32) {
+        frame[..4].copy_from_slice(&(22 + data_len).to_le_bytes());
+        frame[4..8].copy_from_slice(&0x1234_5678u32.to_le_bytes());
+        frame[8] = 2;
+        frame[26..30].copy_from_slice(&data_len.to_le_bytes());
+    }
+    bytes
+}
+
+fn search(bytes: &[u8]) -> u128 {
+    let start = Instant::now();
+    let found = record::any_record_after(black_box(bytes), 0, THIS_LIFE);
+    assert!(!found, "no record of this life is there");
+    start.elapsed().as_nanos()
 }
 
 /// The median over `rounds` of `round()`'s nanoseconds divided by `ops`.

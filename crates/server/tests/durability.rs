@@ -22,7 +22,8 @@ fn segments(cluster: &TestCluster, id: u64) -> Vec<PathBuf> {
     files
 }
 
-/// Where a segment's records end (the zeros written ahead of new batches follow).
+/// Where a segment's records end (zeros written ahead of new batches follow, or in a recycled
+/// file an earlier life's bytes).
 fn records_end(bytes: &[u8]) -> usize {
     skiff_wal::record::segment_records(bytes)
         .last()

@@ -154,6 +154,15 @@ pub enum Corruption {
     /// A segment other than the last ends in the middle of a write batch.
     #[error("the segment ends in the middle of a write batch")]
     UnfinishedBatch,
+    /// A recycled segment that is not the last ends before the size at which the log moved on
+    /// from it: what follows is not an earlier life's bytes but damage to this life's records.
+    #[error("a recycled segment the log moved on from ends at byte {end}, before its size of {size} bytes")]
+    EndsBeforeItsSize {
+        /// Where its records end.
+        end: u64,
+        /// The size its header gives.
+        size: u64,
+    },
     /// A snapshot file's header is damaged or is not a snapshot header.
     #[error("the snapshot header is invalid: {reason}")]
     BadSnapshotHeader {

@@ -31,6 +31,8 @@ pub struct MemDisk {
     file_syncs: u64,
     dir_syncs: u64,
     syncs_fail: bool,
+    /// Syncs that succeed before every later one fails, when set.
+    syncs_before_failing: Option<u64>,
 }
 
 type InodeId = u64;
@@ -193,6 +195,15 @@ impl MemDisk {
     /// [`DiskError::Injected`] and make nothing durable.
     pub fn set_syncs_fail(&mut self, fail: bool) {
         self.syncs_fail = fail;
+        self.syncs_before_failing = None;
+    }
+
+    /// Lets the next `count` syncs (of files or directories) succeed, and makes every one
+    /// after them fail as under [`MemDisk::set_syncs_fail`]: a crash at a chosen step of a
+    /// sequence of writes.
+    pub fn fail_syncs_after(&mut self, count: u64) {
+        self.syncs_fail = false;
+        self.syncs_before_failing = Some(count);
     }
 
     /// How many successful [`Disk::sync`] calls were made.
@@ -238,7 +249,12 @@ impl MemDisk {
             .retain(|id, _| names.values().any(|n| n == id) || durable.values().any(|n| n == id));
     }
 
-    fn check_sync(&self, op: &'static str, path: &Path) -> Result<(), DiskError> {
+    fn check_sync(&mut self, op: &'static str, path: &Path) -> Result<(), DiskError> {
+        match &mut self.syncs_before_failing {
+            Some(0) => self.syncs_fail = true,
+            Some(left) => *left -= 1,
+            None => {}
+        }
         if self.syncs_fail {
             return Err(DiskError::Injected {
                 op,

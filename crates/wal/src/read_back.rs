@@ -92,7 +92,7 @@ pub struct PlannedRead {
 struct Run {
     path: PathBuf,
     /// The segment's mask (see [`crate::record`]).
-    mask: u32,
+    mask: u64,
     first_index: LogIndex,
     /// Where each entry's record is, in index order (all in `path`).
     slots: Vec<Slot>,

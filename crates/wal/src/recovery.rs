@@ -520,7 +520,7 @@ struct Scan {
     /// zeros written ahead of the next batches, or a recycled file's earlier life).
     torn: bool,
     /// The mask in the segment's header (0 unless the file was recycled).
-    mask: u32,
+    mask: u64,
 }
 
 /// Decodes a segment's records. Zeros from the end of a batch to the end of the file are space
@@ -543,8 +543,8 @@ fn scan_segment(
     let mut complete = 0;
     let mut position = 0;
     let mut batch_end = 0;
-    // The header's mask, once it is read (the header itself is never masked).
-    let mut mask = 0;
+    // The header's mask and size, once it is read (the header itself is never masked).
+    let (mut mask, mut size) = (0, 0);
     while position < bytes.len() {
         match record::decode_without_data(&bytes[position..], mask) {
             Err(_)
@@ -574,7 +574,7 @@ fn scan_segment(
             }
             Ok(decoded) => {
                 if let (0, Record::SegmentHeader(header)) = (position, &decoded.record) {
-                    mask = header.mask;
+                    (mask, size) = (header.mask, header.max_segment_bytes);
                 }
                 let ends_batch = decoded.ends_batch;
                 let frame_bytes = decoded.frame_bytes;
@@ -594,6 +594,18 @@ fn scan_segment(
                         file: file.to_path_buf(),
                         offset: position as u64,
                         problem: Corruption::Record(error),
+                    });
+                }
+                // The log moves on from a segment only once it holds its size: one that ends
+                // before lost records at its end (the last one's end may be a torn write).
+                if !is_last && (position as u64) < size {
+                    return Err(WalError::Corrupt {
+                        file: file.to_path_buf(),
+                        offset: position as u64,
+                        problem: Corruption::EndsBeforeItsSize {
+                            end: position as u64,
+                            size,
+                        },
                     });
                 }
                 break;

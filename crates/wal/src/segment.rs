@@ -42,7 +42,7 @@ pub(crate) struct Segment {
     /// a recycled file, an earlier life's bytes).
     pub allocated_bytes: u64,
     /// The mask of the file's records (its header's): 0 unless the file was recycled.
-    pub mask: u32,
+    pub mask: u64,
 }
 
 #[cfg(test)]

@@ -54,8 +54,11 @@ pub struct WalOptions {
     /// compacted file is deleted). Each holds its disk space until it is reused.
     pub spare_segments: usize,
     /// The caller's randomness for the masks of recycled segments (the server's OS
-    /// randomness, the simulator's seeded generator), fresh on every open: a mask nobody can
-    /// foresee keeps a value a client wrote from reading as a record of a later life.
+    /// randomness, the simulator's seeded generator), best fresh on every open: a mask nobody
+    /// can foresee keeps a value a client wrote from reading as a record of a later life.
+    /// [`WalOptions::new`] leaves it 0, and the masks then follow from the directory's
+    /// incarnation and the log's length, which a client may guess; set it where clients
+    /// choose what the log holds.
     pub mask_seed: u64,
 }
 
@@ -209,6 +212,9 @@ impl<D: Disk> Wal<D> {
             masks_drawn: 0,
         };
         wal.keep_spares()?;
+        // Whatever the last run renamed (a segment made a spare, say) is durable before a
+        // spare is written over: a run that failed before its directory sync left it unsure.
+        wal.disk.sync_dir(&wal.dir)?;
         (wal.incarnation, report.incarnation_created) = incarnation::settle(
             &mut wal.disk,
             &wal.dir,

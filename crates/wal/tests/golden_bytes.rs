@@ -133,18 +133,19 @@ fn the_golden_bytes_open_to_the_same_log() {
 }
 
 /// A recycled segment's start: its header (version 2: cluster 0x5eed, first index 7, log start
-/// 5 at term 3, hard state term 3, vote 1, commit 5, life 3, mask 0x01020304), then an entry
-/// (term 3, index 7, "v") whose stored checksum is its CRC-32C XOR the mask.
+/// 5 at term 3, hard state term 3, vote 1, commit 5, life 3, mask 0x0a0b0c0d01020304, size
+/// 4096), then an entry (term 3, index 7, "v") whose stored length is its length XOR the
+/// mask's high half, and whose stored checksum is its CRC-32C XOR the low half.
 const RECYCLED_HEX: &[&str] = &[
-    "4c000000424e756c81534b49464657414c0200ed5e000000000000070000000000000005000000000000000300000000",
-    "000000030000000000000001010000000000000005000000000000000300000004030201170000007d9e42a182030000",
-    "00000000000700000000000000000100000076",
+    "58000000646e4bc381534b49464657414c0200ed5e000000000000070000000000000005000000000000000300000000",
+    "0000000300000000000000010100000000000000050000000000000003000000040302010d0c0b0a0010000000000000",
+    "1a0c0b0a7d9e42a18203000000000000000700000000000000000100000076",
 ];
 
 #[test]
 fn a_recycled_segment_writes_its_life_and_masks_its_records() {
     use skiff_wal::record::{self, LogStart, Record, SegmentHeader};
-    let mask = 0x0102_0304;
+    let mask = 0x0a0b_0c0d_0102_0304;
     let mut bytes = Vec::new();
     let header = SegmentHeader {
         cluster_id: CLUSTER,
@@ -156,6 +157,7 @@ fn a_recycled_segment_writes_its_life_and_masks_its_records() {
         hard_state: hard_state(3, Some(1), 5),
         life: 3,
         mask,
+        max_segment_bytes: 4096,
     };
     record::encode(&Record::SegmentHeader(header), true, &mut bytes).expect("header");
     let header_bytes = bytes.len();
@@ -174,9 +176,11 @@ fn a_recycled_segment_writes_its_life_and_masks_its_records() {
     record::mask_frames(&mut entry, mask);
     bytes.extend_from_slice(&entry);
     assert_eq!(bytes, from_hex(RECYCLED_HEX));
-    // The entry's checksum, computed apart: CRC-32C of its type and payload, XOR the mask.
-    let stored = u32::from_le_bytes(entry[4..8].try_into().unwrap());
-    assert_eq!(stored, crc32c::crc32c(&entry[8..]) ^ mask);
+    // The entry's length and checksum, computed apart: its type and payload are 23 bytes.
+    let stored_len = u32::from_le_bytes(entry[0..4].try_into().unwrap());
+    assert_eq!(stored_len, 23 ^ 0x0a0b_0c0d);
+    let stored_crc = u32::from_le_bytes(entry[4..8].try_into().unwrap());
+    assert_eq!(stored_crc, crc32c::crc32c(&entry[8..]) ^ 0x0102_0304);
     let read: Vec<_> = record::segment_records(&bytes)
         .map(|(at, d)| (at, d.record))
         .collect();

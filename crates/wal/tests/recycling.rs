@@ -23,7 +23,7 @@ fn spares(wal: &Wal<MemDisk>) -> Vec<String> {
 }
 
 /// The life and mask in the header of `file`.
-fn life_and_mask(disk: &MemDisk, file: &Path) -> (u32, u32) {
+fn life_and_mask(disk: &MemDisk, file: &Path) -> (u32, u64) {
     match &records_of(disk, file)[0].1 {
         Record::SegmentHeader(header) => (header.life, header.mask),
         other => panic!("{} begins with {other:?}", file.display()),
@@ -257,7 +257,7 @@ fn any_record_after_finds_this_lifes_record_among_an_earlier_lifes() {
     for index in 1..=20 {
         record::encode_entry(&entry(index, 1), index % 3 == 0, &mut earlier).unwrap();
     }
-    let (old_mask, new_mask) = (0x1234_5678, 0x9abc_def0);
+    let (old_mask, new_mask) = (0x0bad_cafe_1234_5678, 0x0dec_afba_9abc_def0);
     record::mask_frames(&mut earlier, old_mask);
     assert!(!record::any_record_after(&earlier, 0, new_mask));
     assert!(record::any_record_after(&earlier, 0, old_mask));
@@ -270,4 +270,131 @@ fn any_record_after_finds_this_lifes_record_among_an_earlier_lifes() {
     assert!(record::any_record_after(&with_one, 0, new_mask));
     assert!(record::decode(&this_life, new_mask).is_ok());
     assert!(record::decode(&this_life, old_mask).is_err());
+}
+
+#[test]
+fn damage_to_the_end_of_a_recycled_segment_the_log_moved_on_from_is_refused() {
+    let mut wal = compacted();
+    let recycled = loop {
+        let last = wal.last_index().0;
+        append_up_to(&mut wal, last + 1);
+        let paths = wal.segment_paths();
+        if let Some(first) = paths[..paths.len() - 1]
+            .iter()
+            .find(|path| life_and_mask(wal.disk(), path).0 > 0)
+        {
+            break first.clone();
+        }
+    };
+    // Its final batch, flipped: nothing of this life verifies after it (it is the end of the
+    // file's records), but the log moved on from the file only once it held its size.
+    let (final_batch, _) = *records_of(wal.disk(), &recycled).last().unwrap();
+    let options = *wal.options();
+    let mut disk = wal.into_disk();
+    disk.flip_bit(&recycled, final_batch + 12).unwrap();
+    match Wal::open(disk, dir(), options) {
+        Err(WalError::Corrupt {
+            file,
+            offset,
+            problem,
+        }) => {
+            assert_eq!(file, recycled);
+            assert_eq!(offset, final_batch);
+            assert!(
+                matches!(problem, Corruption::EndsBeforeItsSize { end, size } if end == final_batch && size == options.max_segment_bytes),
+                "{problem:?}"
+            );
+        }
+        other => panic!("a lost final batch was taken: {:?}", other.map(|(_, r)| r)),
+    }
+}
+
+#[test]
+fn a_crash_at_any_step_of_writing_over_a_spare_keeps_every_acknowledged_batch() {
+    let mut recycled_seen = 0;
+    for fail_after in 0..16 {
+        for keep_permille in [0, 500, 1000] {
+            let mut wal = compacted();
+            wal.disk_mut().fail_syncs_after(fail_after);
+            // One entry a batch until a sync fails: the batches before were acknowledged.
+            let mut acknowledged = wal.last_index().0;
+            while wal
+                .append_batch(&entries(acknowledged + 1..=acknowledged + 1, 2), None)
+                .is_ok()
+            {
+                acknowledged += 1;
+            }
+            let options = *wal.options();
+            let mut disk = wal.into_disk();
+            disk.set_syncs_fail(false);
+            disk.crash_tearing(|_, unsynced| unsynced * keep_permille / 1000);
+            let (mut wal, report) = open(disk, options);
+            let context = format!("sync {fail_after} fails, crash keeps {keep_permille}‰");
+            let recovered = wal.last_index().0;
+            // The failed batch may have reached the disk whole; nothing acknowledged is lost.
+            assert!(
+                recovered == acknowledged || recovered == acknowledged + 1,
+                "{context}: {recovered} recovered, {acknowledged} acknowledged"
+            );
+            assert_eq!(all_entries(&wal), entries(24..=recovered, 2), "{context}");
+            recycled_seen += report.segments_recycled;
+
+            // The log goes on over whatever the crash left, and reads back after another.
+            append_up_to(&mut wal, recovered + 30);
+            let (wal, report) = crash_and_reopen(wal);
+            assert_eq!(report.torn_tail, None, "{context}");
+            assert_eq!(
+                all_entries(&wal),
+                entries(24..=recovered + 30, 2),
+                "{context}"
+            );
+        }
+    }
+    assert!(
+        recycled_seen > 0,
+        "some crashes came after a spare was written over"
+    );
+}
+
+#[test]
+fn a_compaction_whose_directory_sync_failed_is_made_durable_before_a_spare_is_written_over() {
+    for fail_after in 0..8 {
+        let (mut wal, _) = open(MemDisk::new(), small_segments());
+        append_up_to(&mut wal, 40);
+        // How many syncs the compaction makes, on a copy: the last is the directory sync
+        // after the renames, and it is the one that fails.
+        let syncs = |disk: &MemDisk| disk.sync_count() + disk.dir_sync_count();
+        let (mut probe, _) = open(wal.disk().clone(), *wal.options());
+        let before = syncs(probe.disk());
+        probe.compact_to(LogIndex(23), Term(2)).unwrap();
+        let compaction_syncs = syncs(probe.disk()) - before;
+        wal.disk_mut().fail_syncs_after(compaction_syncs - 1);
+        assert!(wal.compact_to(LogIndex(23), Term(2)).is_err());
+        // Reopened without a crash: the renames are there, not yet durable.
+        let options = *wal.options();
+        let mut disk = wal.into_disk();
+        disk.set_syncs_fail(false);
+        let (mut wal, _) = open(disk, options);
+        assert_eq!(spares(&wal).len(), DEFAULT_SPARE_SEGMENTS);
+        // A crash at any step of what follows, spares written over included, opens again.
+        wal.disk_mut().fail_syncs_after(fail_after);
+        let mut acknowledged = wal.last_index().0;
+        while wal
+            .append_batch(&entries(acknowledged + 1..=acknowledged + 1, 2), None)
+            .is_ok()
+        {
+            acknowledged += 1;
+        }
+        let mut disk = wal.into_disk();
+        disk.set_syncs_fail(false);
+        disk.crash();
+        let (wal, _) = open(disk, options);
+        let context = format!("sync {fail_after} fails");
+        assert!(wal.last_index().0 >= acknowledged, "{context}");
+        assert_eq!(
+            all_entries(&wal),
+            entries(24..=wal.last_index().0, 2),
+            "{context}"
+        );
+    }
 }

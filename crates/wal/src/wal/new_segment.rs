@@ -16,7 +16,7 @@ const SEGMENT_HEADER_FRAME_MAX_BYTES: u64 = 128;
 impl<D: Disk> Wal<D> {
     /// The header of a segment created now for the entry at `first_index`, in the file's
     /// life `life` with `mask` (0 and 0 for a new file).
-    fn new_header(&self, first_index: LogIndex, life: u32, mask: u32) -> Vec<u8> {
+    fn new_header(&self, first_index: LogIndex, life: u32, mask: u64) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(SEGMENT_HEADER_FRAME_MAX_BYTES as usize);
         encode_small(
             &Record::SegmentHeader(SegmentHeader {
@@ -26,6 +26,11 @@ impl<D: Disk> Wal<D> {
                 hard_state: self.hard_state,
                 life,
                 mask,
+                max_segment_bytes: if life == 0 {
+                    0
+                } else {
+                    self.options.max_segment_bytes
+                },
             }),
             &mut bytes,
         );
@@ -58,11 +63,13 @@ impl<D: Disk> Wal<D> {
     }
 
     /// Writes the segment for `first_index` over the spare file `spare`, `file_len` bytes
-    /// long: its header with the
-    /// file's next life and that life's mask, and `records` masked with it, over the bytes of
-    /// the file's earlier lives (no zeros, no new blocks, up to the file's length). Synced
-    /// under the spare's name, then renamed to `path` and the directory synced: a crash before
-    /// the rename is durable leaves a spare, never a segment whose header is not yet written.
+    /// long: its header with the file's next life and that life's mask, then `records` masked
+    /// with it, over the bytes of the file's earlier lives (no zeros, no new blocks, up to the
+    /// file's length). The header is synced before the records are written, so that a crash
+    /// can never keep records of a life whose header it lost (a retry would take the same
+    /// life, and the records would verify). The file is then renamed to `path` and the
+    /// directory synced: until that rename is durable it is a spare, never a segment whose
+    /// header is not yet written.
     pub(super) fn recycle(
         &mut self,
         spare: &Path,
@@ -84,33 +91,34 @@ impl<D: Disk> Wal<D> {
             Some((0, _)) => (0, self.draw_secret()),
             Some((life, mask)) if life < u32::MAX - 1 => (life, record::mask_secret(life, mask)),
             _ => {
-                // No header to count on (a crash tore it while the file was being recycled,
-                // or the file ran out of lives): its earlier lives' masks are unknown, so
-                // its bytes go, and it starts again as a file written new.
+                // No header to count on (damage, or the file ran out of lives): its earlier
+                // lives' masks are unknown, so its bytes go, durably, before it starts again
+                // as a file written new.
                 self.disk.truncate(spare, 0)?;
+                self.disk.sync(spare)?;
                 file_len = 0;
                 (0, self.draw_secret())
             }
         };
-        // One life of all has the mask 0 (unmasked): then the one after it is taken.
+        // One life in 2^32 has a checksum mask of 0 (unmasked): then the one after it is taken.
         let mut life = last_life + 1;
-        if record::life_mask(secret, life) == 0 {
+        if record::crc_mask(record::life_mask(secret, life)) == 0 {
             life += 1;
         }
         let mask = record::life_mask(secret, life);
-        let mut bytes = self.new_header(first_index, life, mask);
+        let header = self.new_header(first_index, life, mask);
+        self.disk.write_at(spare, 0, &header)?;
+        self.disk.sync(spare)?;
         record::mask_frames(records, mask);
-        bytes.extend_from_slice(records);
-        let len_bytes = bytes.len() as u64;
-        let allocated_bytes = if len_bytes > file_len {
+        let len_bytes = (header.len() + records.len()) as u64;
+        let mut allocated_bytes = file_len;
+        self.disk.write_at(spare, header.len() as u64, records)?;
+        if len_bytes > file_len {
             // Past the file's end: zeros ahead, as in a new file.
-            let allocated = allocation(len_bytes, 0, &self.options);
-            bytes.resize(allocated as usize, 0);
-            allocated
-        } else {
-            file_len
-        };
-        self.disk.write_at(spare, 0, &bytes)?;
+            allocated_bytes = allocation(len_bytes, 0, &self.options);
+            let zeros = vec![0; (allocated_bytes - len_bytes) as usize];
+            self.disk.write_at(spare, len_bytes, &zeros)?;
+        }
         self.disk.sync(spare)?;
         self.disk.rename(spare, path)?;
         self.disk.sync_dir(&self.dir)?;
@@ -122,11 +130,13 @@ impl<D: Disk> Wal<D> {
         })
     }
 
-    /// A secret for a file's masks, from the caller's seed.
-    fn draw_secret(&mut self) -> u32 {
+    /// A secret for a file's masks, from the caller's seed, the directory's incarnation and
+    /// where the log stands (which moves between two opens of a log with the same seed).
+    fn draw_secret(&mut self) -> u64 {
         self.masks_drawn += 1;
         let seed = splitmix64(self.options.mask_seed ^ self.incarnation);
-        (splitmix64(seed ^ self.masks_drawn) >> 32) as u32
+        let seed = splitmix64(seed ^ self.index.last_index().0);
+        splitmix64(seed ^ self.masks_drawn)
     }
 
     /// Takes the spare segment files in the directory (up to `options.spare_segments`) and
@@ -145,9 +155,7 @@ impl<D: Disk> Wal<D> {
         for name in names.drain(..extra) {
             self.disk.remove(&self.dir.join(name))?;
         }
-        if extra > 0 {
-            self.disk.sync_dir(&self.dir)?;
-        }
+        // (`Wal::open` syncs the directory next.)
         self.spares = names.into_iter().map(|name| self.dir.join(name)).collect();
         Ok(())
     }
