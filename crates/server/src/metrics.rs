@@ -56,6 +56,10 @@ pub struct Metrics {
     pub snapshots: IntCounterVec,
     /// Seconds to take a snapshot.
     pub snapshot_duration: Histogram,
+    /// The log's segment files, by kind: `segment` (the log) or `spare` (kept to write over).
+    pub wal_segment_files: IntGaugeVec,
+    /// Segments written over a spare since the node started.
+    pub wal_segments_recycled: IntCounter,
     /// Client connections open now.
     pub client_connections: IntGauge,
     /// Errors by kind.
@@ -206,6 +210,17 @@ impl Metrics {
                 )
                 // From 10 ms to about 11 minutes: a scheduled snapshot is written paced.
                 .buckets(prometheus::exponential_buckets(0.01, 2.0, 17).expect("valid buckets"))
+            )),
+            wal_segment_files: register!(IntGaugeVec::new(
+                Opts::new(
+                    "skiff_wal_segment_files",
+                    "The log's segment files: kind=\"segment\" the log, kind=\"spare\" kept to be written over."
+                ),
+                &["kind"]
+            )),
+            wal_segments_recycled: register!(IntCounter::new(
+                "skiff_wal_segments_recycled_total",
+                "Log segments written over a spare file instead of a new one."
             )),
             client_connections: register!(IntGauge::new(
                 "skiff_client_connections",

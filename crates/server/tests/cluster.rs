@@ -253,6 +253,15 @@ fn metrics_are_exported_in_the_prometheus_text_format() {
     );
     assert!(value("skiff_fsync_duration_seconds", None) >= 1.0);
     assert!(value("skiff_append_batch_entries", None) >= 1.0);
+    assert_eq!(
+        value("skiff_wal_segment_files", Some(("kind", "segment"))),
+        1.0
+    );
+    assert_eq!(
+        value("skiff_wal_segment_files", Some(("kind", "spare"))),
+        0.0
+    );
+    assert_eq!(value("skiff_wal_segments_recycled_total", None), 0.0);
     assert!(
         value(
             "skiff_peer_messages_sent_total",

@@ -40,6 +40,23 @@ fn filled(extra: &[&str]) -> (TestCluster, Vec<String>) {
     (cluster, segments)
 }
 
+fn spare_files(wal: &Path) -> usize {
+    std::fs::read_dir(wal)
+        .expect("wal dir")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("spare-") && name.ends_with(".wal"))
+        .count()
+}
+
+/// The value of the metric line that starts with `sample` (name and labels) on node 1.
+fn metric(cluster: &TestCluster, sample: &str) -> u64 {
+    let text = cluster.http_get(1, "/metrics").expect("metrics");
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("{sample} is exported:\n{text}"))
+}
+
 fn snapshot_now(cluster: &TestCluster) {
     let output = cluster.admin(1, &["snapshot"]);
     assert!(output.status.success(), "{output:?}");
@@ -63,13 +80,46 @@ fn with_no_entries_kept_a_snapshot_frees_the_segments_it_covers_at_once() {
         before.last(),
         "only the segment being written stays"
     );
+    // The freed files are kept to be written over, up to two (--wal-spare-segments).
+    let freed = before.len() - 1;
+    let spares = freed.min(2);
+    assert_eq!(spare_files(&cluster.wal_dir(1)), spares);
+    eventually(Duration::from_secs(5), "the spares counted", || {
+        (metric(&cluster, "skiff_wal_segment_files{kind=\"spare\"}") == spares as u64).then_some(())
+    });
 
-    // The snapshot holds what the deleted segments did.
+    // The next segment is a spare written over, not a new file.
+    let mut connection = cluster.redis(1);
+    let value = vec![b'w'; VALUE_BYTES];
+    let mut i = 0;
+    while segment_files(&cluster.wal_dir(1)).len() < 2 {
+        let _: () = connection.set(format!("more-{i}"), &value).expect("write");
+        i += 1;
+        assert!(i < 200, "the log rolls to a new segment");
+    }
+    assert_eq!(spare_files(&cluster.wal_dir(1)), spares - 1);
+    eventually(
+        Duration::from_secs(5),
+        "the recycled segment counted",
+        || (metric(&cluster, "skiff_wal_segments_recycled_total") == 1).then_some(()),
+    );
+
+    // The snapshot holds what the deleted segments did; the recycled segment, what followed.
     cluster.kill(1);
     cluster.spawn(1);
     cluster.wait_for_leader(Duration::from_secs(10));
     let value: Vec<u8> = cluster.redis(1).get("big-0").expect("read");
     assert_eq!(value.len(), VALUE_BYTES);
+    let last: Vec<u8> = cluster
+        .redis(1)
+        .get(format!("more-{}", i - 1))
+        .expect("read");
+    assert_eq!(last, vec![b'w'; VALUE_BYTES]);
+    assert!(
+        cluster.node_log(1).contains("recycled=1"),
+        "recovery read the recycled segment:\n{}",
+        cluster.node_log(1)
+    );
 }
 
 #[test]

@@ -303,6 +303,7 @@ fn kept_segment(file: &Path, file_len: u64, scan: &Scan) -> Segment {
         len_bytes: scan.kept_bytes,
         allocated_bytes: if scan.torn { scan.kept_bytes } else { file_len },
         mask: scan.mask,
+        max_segment_bytes: scan.size,
     }
 }
 
@@ -521,6 +522,8 @@ struct Scan {
     torn: bool,
     /// The mask in the segment's header (0 unless the file was recycled).
     mask: u64,
+    /// The size in the segment's header (0 unless the file was recycled).
+    size: u64,
 }
 
 /// Decodes a segment's records. Zeros from the end of a batch to the end of the file are space
@@ -588,8 +591,15 @@ fn scan_segment(
             Err(error) if mask != 0 => {
                 // A recycled segment: what follows this life's records was written in an
                 // earlier one and never verifies under this mask. A record of this life
-                // after here would be a durable one behind damage (thesis §3.8): refuse.
-                if record::any_record_after(bytes, position, mask) {
+                // after here would be a durable one behind damage (thesis §3.8): refuse. So
+                // would one that verifies here but does not read: it is this life's too.
+                let unverified = matches!(
+                    error,
+                    record::RecordError::Truncated { .. }
+                        | record::RecordError::BadLength { .. }
+                        | record::RecordError::BadChecksum { .. }
+                );
+                if !unverified || record::any_record_after(bytes, position, mask) {
                     return Err(WalError::Corrupt {
                         file: file.to_path_buf(),
                         offset: position as u64,
@@ -668,5 +678,6 @@ fn scan_segment(
         kept_bytes: batch_end as u64,
         torn,
         mask,
+        size,
     })
 }

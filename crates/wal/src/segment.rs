@@ -43,6 +43,10 @@ pub(crate) struct Segment {
     pub allocated_bytes: u64,
     /// The mask of the file's records (its header's): 0 unless the file was recycled.
     pub mask: u64,
+    /// The size its header gives (0 unless the file was recycled): the log moves on from it
+    /// only once it holds this much, whatever the options say now, since recovery refuses a
+    /// recycled segment that is not the last and ends before it.
+    pub max_segment_bytes: u64,
 }
 
 #[cfg(test)]

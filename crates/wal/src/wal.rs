@@ -33,6 +33,8 @@ pub struct WalOptions {
     pub cluster_id: u64,
     /// A segment that holds at least this many bytes is closed, and the next write batch
     /// starts a new one. A batch is never split, so a segment may exceed this by one batch.
+    /// A recycled segment is filled to the size its header gives (this option's value when it
+    /// was written) even if a later opening sets less: recovery holds it to that size.
     pub max_segment_bytes: u64,
     /// A segment file grows by zeros this many bytes at a time (up to `max_segment_bytes`),
     /// ahead of the batches written into it: a batch then leaves the file's size alone, and
@@ -142,6 +144,8 @@ pub struct Wal<D: Disk> {
     spares: Vec<PathBuf>,
     /// How many masks were drawn since the log was opened.
     masks_drawn: u64,
+    /// How many segments were written over a spare since the log was opened.
+    segments_recycled: u64,
 }
 
 impl<D: Disk> Wal<D> {
@@ -210,6 +214,7 @@ impl<D: Disk> Wal<D> {
             ahead: RefCell::default(),
             spares: Vec::new(),
             masks_drawn: 0,
+            segments_recycled: 0,
         };
         wal.keep_spares()?;
         // Whatever the last run renamed (a segment made a spare, say) is durable before a
@@ -506,6 +511,16 @@ impl<D: Disk> Wal<D> {
         self.staging.as_ref().map(|staging| staging.path.as_path())
     }
 
+    /// How many segment files the log has, and how many spares it keeps to write over.
+    pub fn segment_files(&self) -> (usize, usize) {
+        (self.segments.len(), self.spares.len())
+    }
+
+    /// How many segments were written over a spare (recycled) since the log was opened.
+    pub fn segments_recycled(&self) -> u64 {
+        self.segments_recycled
+    }
+
     /// The segment files, oldest first.
     pub fn segment_paths(&self) -> Vec<PathBuf> {
         self.segments.values().map(|s| s.path.clone()).collect()
@@ -568,7 +583,10 @@ impl<D: Disk> Wal<D> {
         // that went back before the active segment's first index, the active segment is kept
         // until the log grows past it again.
         let active = match self.segments.iter_mut().next_back() {
-            Some((first, active)) if active.len_bytes < max_segment_bytes || next <= *first => {
+            Some((first, active))
+                if active.len_bytes < max_segment_bytes.max(active.max_segment_bytes)
+                    || next <= *first =>
+            {
                 Some((*first, active))
             }
             _ => None,
@@ -605,7 +623,11 @@ impl<D: Disk> Wal<D> {
             Some((spare, file_len))
         });
         let segment = match spare {
-            Some((spare, file_len)) => self.recycle(&spare, file_len, &path, next, records)?,
+            Some((spare, file_len)) => {
+                let segment = self.recycle(&spare, file_len, &path, next, records)?;
+                self.segments_recycled += 1;
+                segment
+            }
             None => self.create_segment(&path, next, records)?,
         };
         let offset = segment.len_bytes - records.len() as u64;

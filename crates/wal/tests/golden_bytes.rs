@@ -187,4 +187,7 @@ fn a_recycled_segment_writes_its_life_and_masks_its_records() {
     assert_eq!(read.len(), 2);
     assert_eq!(read[0].1, Record::SegmentHeader(header));
     assert_eq!(read[1].0, header_bytes);
+    assert!(
+        matches!(&read[1].1, Record::Entry(entry) if entry.index == LogIndex(7) && entry.term == Term(3) && entry.data.as_ref() == b"v")
+    );
 }

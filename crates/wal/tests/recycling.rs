@@ -59,6 +59,18 @@ fn recycled_segment(wal: &Wal<MemDisk>) -> PathBuf {
         .expect("a recycled segment")
 }
 
+/// Flips a bit at `offset` in `file` (media damage) and opens the log again.
+fn open_after_flip(
+    wal: Wal<MemDisk>,
+    file: &Path,
+    offset: u64,
+) -> Result<skiff_wal::RecoveryReport, WalError> {
+    let options = *wal.options();
+    let mut disk = wal.into_disk();
+    disk.flip_bit(file, offset).unwrap();
+    Wal::open(disk, dir(), options).map(|(_, report)| report)
+}
+
 #[test]
 fn compacted_segments_are_kept_as_spares_and_written_over() {
     let mut wal = compacted();
@@ -155,6 +167,13 @@ fn a_crash_mid_batch_in_a_recycled_segment_keeps_every_synced_batch() {
         if let Some(torn) = &report.torn_tail {
             assert_eq!(torn.file, recycled, "keep {keep_permille}‰");
         }
+        if keep_permille == 999 {
+            // The batch's first record reached the disk whole: this life's, so it is cut
+            // (with the earlier life's bytes after it), not left to be found after damage.
+            let torn = report.torn_tail.as_ref().expect("a torn tail is cut");
+            assert_eq!(torn.file, recycled);
+            assert_eq!(wal.disk().len(&recycled).unwrap(), torn.offset);
+        }
 
         // The log goes on over what the crash left, and reads back after another one.
         append_up_to(&mut wal, 60);
@@ -178,10 +197,7 @@ fn damage_to_a_synced_batch_of_a_recycled_segment_is_refused() {
     // A bit flip in the first entry's record, with synced batches after it: what follows
     // the damage verifies under the file's mask, so it is not an earlier life's bytes.
     let damaged_at = records[1].0;
-    let options = *wal.options();
-    let mut disk = wal.into_disk();
-    disk.flip_bit(&recycled, damaged_at + 12).unwrap();
-    match Wal::open(disk, dir(), options) {
+    match open_after_flip(wal, &recycled, damaged_at + 12) {
         Err(WalError::Corrupt {
             file,
             offset,
@@ -190,10 +206,7 @@ fn damage_to_a_synced_batch_of_a_recycled_segment_is_refused() {
             assert_eq!(file, recycled);
             assert_eq!(offset, damaged_at);
         }
-        other => panic!(
-            "damage in a synced batch was taken: {:?}",
-            other.map(|(_, r)| r)
-        ),
+        other => panic!("damage in a synced batch was taken: {:?}", other),
     }
 }
 
@@ -243,6 +256,11 @@ fn files_recycled_again_and_again_read_back_after_every_crash() {
         wal.compact_to(LogIndex(last - 5), Term(2)).unwrap();
         let (reopened, report) = crash_and_reopen(wal);
         assert_eq!(report.torn_tail, None, "round {round}");
+        assert_eq!(
+            all_entries(&reopened),
+            entries(last - 4..=last, 2),
+            "round {round}"
+        );
         wal = reopened;
     }
     assert!(masks.iter().any(|&(_, life, _)| life >= 3), "{masks:?}");
@@ -290,9 +308,7 @@ fn damage_to_the_end_of_a_recycled_segment_the_log_moved_on_from_is_refused() {
     // file's records), but the log moved on from the file only once it held its size.
     let (final_batch, _) = *records_of(wal.disk(), &recycled).last().unwrap();
     let options = *wal.options();
-    let mut disk = wal.into_disk();
-    disk.flip_bit(&recycled, final_batch + 12).unwrap();
-    match Wal::open(disk, dir(), options) {
+    match open_after_flip(wal, &recycled, final_batch + 12) {
         Err(WalError::Corrupt {
             file,
             offset,
@@ -305,24 +321,32 @@ fn damage_to_the_end_of_a_recycled_segment_the_log_moved_on_from_is_refused() {
                 "{problem:?}"
             );
         }
-        other => panic!("a lost final batch was taken: {:?}", other.map(|(_, r)| r)),
+        other => panic!("a lost final batch was taken: {:?}", other),
     }
 }
 
 #[test]
 fn a_crash_at_any_step_of_writing_over_a_spare_keeps_every_acknowledged_batch() {
     let mut recycled_seen = 0;
+    // The syncs at which writing over a spare failed (its header's, its batch's, the rename's
+    // directory sync): each must be among those tried.
+    let mut failed_in_recycling = std::collections::BTreeSet::new();
     for fail_after in 0..16 {
         for keep_permille in [0, 500, 1000] {
             let mut wal = compacted();
             wal.disk_mut().fail_syncs_after(fail_after);
             // One entry a batch until a sync fails: the batches before were acknowledged.
             let mut acknowledged = wal.last_index().0;
-            while wal
-                .append_batch(&entries(acknowledged + 1..=acknowledged + 1, 2), None)
-                .is_ok()
-            {
-                acknowledged += 1;
+            loop {
+                let spares = wal.segment_files().1;
+                let next = acknowledged + 1;
+                if wal.append_batch(&entries(next..=next, 2), None).is_err() {
+                    if wal.segment_files().1 < spares {
+                        failed_in_recycling.insert(fail_after);
+                    }
+                    break;
+                }
+                acknowledged = next;
             }
             let options = *wal.options();
             let mut disk = wal.into_disk();
@@ -353,6 +377,10 @@ fn a_crash_at_any_step_of_writing_over_a_spare_keeps_every_acknowledged_batch() 
     assert!(
         recycled_seen > 0,
         "some crashes came after a spare was written over"
+    );
+    assert!(
+        failed_in_recycling.len() >= 6,
+        "every sync of writing over each of two spares failed once: {failed_in_recycling:?}"
     );
 }
 
@@ -396,5 +424,115 @@ fn a_compaction_whose_directory_sync_failed_is_made_durable_before_a_spare_is_wr
             entries(24..=wal.last_index().0, 2),
             "{context}"
         );
+    }
+}
+
+#[test]
+fn a_lost_final_batch_that_replaced_an_entry_of_a_recycled_segment_is_refused() {
+    // The final batch of a recycled segment replaces its last entry (same index, a newer
+    // term), then the log moves on. Lost to damage, it would leave the older entry in its
+    // place, and the next segment's header (the next index, the same hard state) agrees with
+    // that: only the segment ending before its size shows that something is missing.
+    let mut wal = compacted();
+    let mut term = 2;
+    // Each step appends an entry, then writes it again with a newer term, one batch each.
+    let mut steps = 0;
+    let (recycled, final_batch) = loop {
+        steps += 1;
+        assert!(
+            steps < 1000,
+            "a recycled segment ended with a replacing batch"
+        );
+        let segments = wal.segment_paths().len();
+        let next = wal.last_index().0 + 1;
+        for _ in 0..2 {
+            term += 1;
+            wal.append_batch(&entries(next..=next, term), None).unwrap();
+        }
+        if wal.segment_paths().len() == segments {
+            continue;
+        }
+        let paths = wal.segment_paths();
+        let before = paths[paths.len() - 2].clone();
+        let records = records_of(wal.disk(), &before);
+        let [.., (_, Record::Entry(written)), (at, Record::Entry(again))] = records.as_slice()
+        else {
+            continue;
+        };
+        if again.index == written.index && life_and_mask(wal.disk(), &before).0 > 0 {
+            break (before, *at);
+        }
+    };
+    match open_after_flip(wal, &recycled, final_batch + 12) {
+        Err(WalError::Corrupt {
+            file,
+            problem: Corruption::EndsBeforeItsSize { end, .. },
+            ..
+        }) => {
+            assert_eq!(file, recycled);
+            assert_eq!(end, final_batch);
+        }
+        other => panic!("a lost batch was taken: {:?}", other),
+    }
+}
+
+#[test]
+fn a_smaller_segment_size_on_a_later_run_leaves_a_recycled_segment_to_fill_to_its_own() {
+    let wal = compacted();
+    let options = *wal.options();
+    let (mut wal, _) = open(wal.into_disk(), options);
+    append_up_to(&mut wal, 45);
+    assert!(life_and_mask(wal.disk(), wal.segment_paths().last().unwrap()).0 > 0);
+    // Opened with segments a quarter the size, the recycled one still fills to its header's
+    // size before the log moves on, so it never reads as one that lost its end.
+    let smaller = WalOptions {
+        max_segment_bytes: options.max_segment_bytes / 4,
+        ..options
+    };
+    let mut disk = wal.into_disk();
+    disk.crash();
+    let (mut wal, _) = open(disk, smaller);
+    append_up_to(&mut wal, 120);
+    let (wal, report) = crash_and_reopen(wal);
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(all_entries(&wal), entries(24..=120, 2));
+}
+
+#[test]
+fn a_record_of_the_life_that_verifies_but_does_not_read_is_refused() {
+    let mut wal = compacted();
+    append_up_to(&mut wal, 45);
+    let recycled = recycled_segment(&wal);
+    assert_eq!(wal.segment_paths().last(), Some(&recycled));
+    let (_, mask) = life_and_mask(wal.disk(), &recycled);
+    let records = records_of(wal.disk(), &recycled);
+    let bytes = wal.disk().read_all(&recycled).unwrap();
+    let end = record::segment_records(&bytes)
+        .last()
+        .map(|(at, decoded)| at + decoded.frame_bytes)
+        .unwrap();
+    assert!(records.len() >= 2, "a header and a batch");
+    // A frame of an unknown type, its length and checksum right under the life's mask, after
+    // the last batch: what a writer bug or a newer build could leave, never a torn write.
+    let mut frame = Vec::new();
+    record::encode(&Record::HardState(hard_state(2, None, 0)), true, &mut frame).unwrap();
+    frame[8] = 0x80 | 9;
+    let crc = crc32c::crc32c(&frame[8..]);
+    frame[4..8].copy_from_slice(&crc.to_le_bytes());
+    record::mask_frames(&mut frame, mask);
+    let options = *wal.options();
+    let mut disk = wal.into_disk();
+    disk.write_at(&recycled, end as u64, &frame).unwrap();
+    disk.sync(&recycled).unwrap();
+    match Wal::open(disk, dir(), options) {
+        Err(WalError::Corrupt {
+            file,
+            offset,
+            problem: Corruption::Record(record::RecordError::UnknownType { .. }),
+        }) => {
+            assert_eq!(file, recycled);
+            assert_eq!(offset, end as u64);
+        }
+        other => panic!("a record of this life was cut: {:?}", other),
     }
 }

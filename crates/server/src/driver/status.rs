@@ -119,6 +119,18 @@ impl Driver {
                 .0 as i64,
         );
         metrics.keys.set(self.node.state_machine().len() as i64);
+        let (segments, spares) = self.node.wal().segment_files();
+        for (kind, files) in [("segment", segments), ("spare", spares)] {
+            metrics
+                .wal_segment_files
+                .with_label_values(&[kind])
+                .set(files as i64);
+        }
+        // The log counts from its opening, as this process's counter does.
+        let recycled = self.node.wal().segments_recycled();
+        metrics
+            .wal_segments_recycled
+            .inc_by(recycled.saturating_sub(metrics.wal_segments_recycled.get()));
         metrics
             .pending_requests
             .set(self.node.pending_requests() as i64);

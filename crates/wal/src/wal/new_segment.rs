@@ -59,6 +59,7 @@ impl<D: Disk> Wal<D> {
             len_bytes,
             allocated_bytes,
             mask: 0,
+            max_segment_bytes: 0,
         })
     }
 
@@ -127,6 +128,7 @@ impl<D: Disk> Wal<D> {
             len_bytes,
             allocated_bytes,
             mask,
+            max_segment_bytes: self.options.max_segment_bytes,
         })
     }
 
