@@ -599,12 +599,13 @@ impl<D: Disk> Wal<D> {
             if end > active.allocated_bytes {
                 // Past the zeros written ahead: write more, synced with this batch.
                 let allocated = allocation(end, active.allocated_bytes, &self.options);
-                let zeros_len = (allocated - end) as usize;
-                if self.zeros.len() < zeros_len {
-                    self.zeros = vec![0; zeros_len];
-                }
-                self.disk
-                    .write_at(&active.path, end, &self.zeros[..zeros_len])?;
+                write_zeros(
+                    &mut self.disk,
+                    &mut self.zeros,
+                    &active.path,
+                    end,
+                    allocated,
+                )?;
                 active.allocated_bytes = allocated;
             }
             active.len_bytes = end;
@@ -866,6 +867,22 @@ fn allocation(len_bytes: u64, allocated_bytes: u64, options: &WalOptions) -> u64
     let missing = len_bytes.saturating_sub(allocated_bytes);
     let allocated = allocated_bytes + missing.div_ceil(step) * step;
     allocated.min(options.max_segment_bytes).max(len_bytes)
+}
+
+/// Writes zeros into `file` from `from` up to `to`, out of `zeros`, the buffer the log keeps
+/// for them (grown when too short).
+fn write_zeros<D: Disk>(
+    disk: &mut D,
+    zeros: &mut Vec<u8>,
+    file: &Path,
+    from: u64,
+    to: u64,
+) -> Result<(), DiskError> {
+    let len = (to - from) as usize;
+    if zeros.len() < len {
+        *zeros = vec![0; len];
+    }
+    disk.write_at(file, from, &zeros[..len])
 }
 
 /// A readable index the index does not know: the log's own bookkeeping is broken.

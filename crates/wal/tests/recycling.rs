@@ -536,3 +536,46 @@ fn a_record_of_the_life_that_verifies_but_does_not_read_is_refused() {
         other => panic!("a record of this life was cut: {:?}", other),
     }
 }
+
+#[test]
+fn a_spare_whose_header_claims_its_last_lives_starts_over_as_a_new_file() {
+    // A header that verifies but says the file has no lives left (a damaged or hostile disk):
+    // the life count cannot overflow; the spare is emptied and starts again at life 1.
+    let wal = compacted();
+    let options = *wal.options();
+    let mut disk = wal.into_disk();
+    for name in disk.list(&dir()).unwrap() {
+        if name.starts_with("spare-") {
+            let mut header = Vec::new();
+            record::encode(
+                &Record::SegmentHeader(record::SegmentHeader {
+                    cluster_id: CLUSTER,
+                    first_index: LogIndex(1),
+                    log_start: record::LogStart::default(),
+                    hard_state: hard_state(0, None, 0),
+                    life: u32::MAX,
+                    mask: 0xffff_ffff_ffff_ffff,
+                    max_segment_bytes: u64::MAX,
+                }),
+                true,
+                &mut header,
+            )
+            .unwrap();
+            let file = dir().join(&name);
+            disk.write_at(&file, 0, &header).unwrap();
+            disk.sync(&file).unwrap();
+        }
+    }
+    let (mut wal, _) = open(disk, options);
+    append_up_to(&mut wal, 120);
+    let lives: Vec<u32> = wal
+        .segment_paths()
+        .iter()
+        .map(|path| life_and_mask(wal.disk(), path).0)
+        .collect();
+    assert!(lives.contains(&1), "{lives:?}");
+    assert!(lives.iter().all(|&life| life <= 1), "{lives:?}");
+    let (wal, report) = crash_and_reopen(wal);
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(all_entries(&wal), entries(24..=120, 2));
+}

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use skiff_raft::LogIndex;
 
-use super::{allocation, Wal};
+use super::{allocation, write_zeros, Wal};
 use crate::disk::Disk;
 use crate::error::WalError;
 use crate::record::{self, encode_small, Record, SegmentHeader};
@@ -117,8 +117,13 @@ impl<D: Disk> Wal<D> {
         if len_bytes > file_len {
             // Past the file's end: zeros ahead, as in a new file.
             allocated_bytes = allocation(len_bytes, 0, &self.options);
-            let zeros = vec![0; (allocated_bytes - len_bytes) as usize];
-            self.disk.write_at(spare, len_bytes, &zeros)?;
+            write_zeros(
+                &mut self.disk,
+                &mut self.zeros,
+                spare,
+                len_bytes,
+                allocated_bytes,
+            )?;
         }
         self.disk.sync(spare)?;
         self.disk.rename(spare, path)?;
