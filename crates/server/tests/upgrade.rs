@@ -205,7 +205,7 @@ fn a_data_directory_of_a_newer_format_is_refused_with_one_clear_line_and_left_al
         [1, 0],
         "version 1"
     );
-    bytes[VERSION_OFFSET] = 3;
+    bytes[VERSION_OFFSET] = 4;
     let crc = crc32c::crc32c(&bytes[8..8 + len]);
     bytes[4..8].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&path, &bytes).expect("write");
@@ -217,7 +217,7 @@ fn a_data_directory_of_a_newer_format_is_refused_with_one_clear_line_and_left_al
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("Error:")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(
-        errors[0].contains("written in segment format version 3, which this build does not read")
+        errors[0].contains("written in segment format version 4, which this build does not read")
             && errors[0].contains("seg-00000000000000000001.wal"),
         "{stderr}"
     );

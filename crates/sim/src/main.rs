@@ -51,8 +51,8 @@ struct Args {
     /// No bit flips in durable log files.
     #[arg(long)]
     no_bit_flips: bool,
-    /// Let a bit flip hit the final write batch of a log, which recovery cannot tell from a
-    /// torn write (a known limitation; see docs/TESTING.md).
+    /// Let a bit flip hit the final write batch of a log, which recovery can take for a torn
+    /// write in a new segment file (a known limitation; see docs/TESTING.md).
     #[arg(long)]
     final_batch_flips: bool,
     /// No segment files overwritten by garbage.

@@ -32,8 +32,9 @@ pub struct FaultSwitches {
     pub pauses: bool,
     /// Flip a bit in the durable log of one crashed node (media corruption).
     pub bit_flips: bool,
-    /// Let a flipped bit land in the final write batch of the log too, which recovery takes
-    /// for a torn write and cuts off (off by default: see docs/TESTING.md).
+    /// Let a flipped bit land in the final write batch of the log too, which recovery can
+    /// take for a torn write in a new segment file and cut off (off by default: see
+    /// docs/TESTING.md).
     pub final_batch_flips: bool,
     /// Overwrite a whole segment file of one crashed node with random bytes.
     pub segment_garbage: bool,

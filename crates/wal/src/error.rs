@@ -163,6 +163,17 @@ pub enum Corruption {
         /// The size its header gives.
         size: u64,
     },
+    /// In a sealed recycled segment, records stop verifying before the seal of a write that
+    /// completed: they are damaged, not a torn final write.
+    #[error("records stop verifying before the seal at byte {seal_at} of a write that completed: damage, not a torn write")]
+    SealAfterDamage {
+        /// Where the seal is.
+        seal_at: u64,
+    },
+    /// A sealed recycled segment the log moved on from does not end with its last write's
+    /// seal: its end is damaged.
+    #[error("a sealed segment the log moved on from does not end with its last write's seal")]
+    MissingSeal,
     /// A snapshot file's header is damaged or is not a snapshot header.
     #[error("the snapshot header is invalid: {reason}")]
     BadSnapshotHeader {

@@ -9,7 +9,7 @@
 //! payload (all integers little-endian):
 //!   1 segment header = magic "SKIFFWAL" | version: u16 | cluster id: u64 | first index: u64
 //!                      | log start index: u64 | log start term: u64 | hard state
-//!                      | (version 2 only) life: u32, nonzero | mask: u64, low half nonzero
+//!                      | (versions 2 and 3) life: u32, nonzero | mask: u64, low half nonzero
 //!                      | max segment bytes: u64
 //!   2 entry          = term: u64 | index: u64 | kind: u8 (0 normal, 1 no-op)
 //!                      | data length: u32 | data
@@ -32,6 +32,12 @@
 //! even checksummed when recovery looks for records after damage ([`any_record_after`]). A
 //! value a client wrote that carries frames built to look like records cannot pass for one
 //! either: it would have to guess 64 bits of a mask drawn from the caller's randomness.
+//!
+//! In a recycled segment of version 3, every write batch is followed by its life's 8-byte
+//! seal ([`batch_seal`]), which the next batch writes over. The seal stands where a new
+//! file's zeros would: it shows where the last write that completed ended, so that recovery
+//! can tell a torn final write (no seal after it) from damage to a complete one (a seal
+//! after it), as the zeros do in a new file.
 
 use skiff_codec::{put, CodecError, Reader};
 use skiff_raft::{Entry, EntryKind, HardState, LogIndex, NodeId, Term};
@@ -52,6 +58,13 @@ pub const VERSION: u16 = 1;
 /// The format version of a recycled segment's header, which carries the segment's mask.
 pub const VERSION_MASKED: u16 = 2;
 
+/// The format version of a recycled segment's header whose batches are each followed by
+/// their seal ([`batch_seal`]); the fields are those of version 2.
+pub const VERSION_SEALED: u16 = 3;
+
+/// The length of a batch's seal.
+pub const SEAL_BYTES: usize = 8;
+
 /// The bytes an entry record takes besides its data: frame header, type, and the fixed fields.
 pub const ENTRY_RECORD_OVERHEAD_BYTES: u64 = FRAME_HEADER_BYTES as u64 + 1 + ENTRY_FIXED_BYTES;
 
@@ -62,6 +75,8 @@ const TYPE_HARD_STATE: u8 = 3;
 const TYPE_LOG_START: u8 = 4;
 const ENTRY_FIXED_BYTES: u64 = 8 + 8 + 1 + 4;
 const HARD_STATE_PAYLOAD_BYTES: u64 = 8 + 1 + 8 + 8;
+/// The bytes a hard state record takes.
+pub const HARD_STATE_RECORD_BYTES: u64 = FRAME_HEADER_BYTES as u64 + 1 + HARD_STATE_PAYLOAD_BYTES;
 const LOG_START_PAYLOAD_BYTES: u64 = 8 + 8 + 1;
 const SEGMENT_HEADER_PAYLOAD_BYTES: u64 = 8 + 2 + 8 + 8 + 8 + 8 + HARD_STATE_PAYLOAD_BYTES;
 
@@ -88,6 +103,9 @@ pub struct SegmentHeader {
     /// The size at which the log moved on from this segment when it was written: a recycled
     /// segment that is not the last must end there or later (0 in a file written new).
     pub max_segment_bytes: u64,
+    /// Whether every batch of this life is followed by its seal (a recycled segment of
+    /// version 3; false in a file written new).
+    pub sealed: bool,
 }
 
 /// The odd multiplier that spreads a file's lives over its masks.
@@ -104,6 +122,17 @@ pub fn life_mask(secret: u64, life: u32) -> u64 {
 pub fn mask_secret(life: u32, mask: u64) -> u64 {
     u64::from(life).wrapping_mul(LIFE_STEP) ^ mask
 }
+
+/// The 8 bytes that follow each write batch of a sealed segment whose mask is `mask`, until
+/// the next batch writes over them. A bijection of the mask: the lives of one file never
+/// share a seal, and nobody who does not know the mask can write it.
+pub fn batch_seal(mask: u64) -> [u8; SEAL_BYTES] {
+    ((mask ^ SEAL_SALT).wrapping_mul(LIFE_STEP)).to_le_bytes()
+}
+
+/// What a mask is XORed with before it becomes a seal ("SEALSEAL"), so that a seal is not a
+/// record's masked frame header of length and checksum 0.
+const SEAL_SALT: u64 = u64::from_le_bytes(*b"SEALSEAL");
 
 /// What a record's stored length is XORed with under `mask`.
 fn len_mask(mask: u64) -> u32 {
@@ -230,7 +259,14 @@ pub fn encode(record: &Record, ends_batch: bool, out: &mut Vec<u8>) -> Result<us
         Record::SegmentHeader(header) => frame(TYPE_SEGMENT_HEADER, ends_batch, out, |out| {
             out.extend_from_slice(&MAGIC);
             let masked = header.life != 0;
-            put::u16(out, if masked { VERSION_MASKED } else { VERSION });
+            put::u16(
+                out,
+                match (masked, header.sealed) {
+                    (false, _) => VERSION,
+                    (true, false) => VERSION_MASKED,
+                    (true, true) => VERSION_SEALED,
+                },
+            );
             put::u64(out, header.cluster_id);
             put::u64(out, header.first_index.0);
             put::u64(out, header.log_start.index.0);
@@ -474,7 +510,7 @@ fn read_payload(
             if r.take(MAGIC.len())? != MAGIC {
                 return Err(PayloadError::Malformed("bad magic"));
             }
-            let version = r.version_u16("segment", &[VERSION, VERSION_MASKED])?;
+            let version = r.version_u16("segment", &[VERSION, VERSION_MASKED, VERSION_SEALED])?;
             let mut header = SegmentHeader {
                 cluster_id: r.u64()?,
                 first_index: LogIndex(r.u64()?),
@@ -486,8 +522,9 @@ fn read_payload(
                 life: 0,
                 mask: 0,
                 max_segment_bytes: 0,
+                sealed: version == VERSION_SEALED,
             };
-            if version == VERSION_MASKED {
+            if version != VERSION {
                 header.life = r.u32()?;
                 header.mask = r.u64()?;
                 header.max_segment_bytes = r.u64()?;
@@ -676,11 +713,12 @@ mod tests {
                 any::<u64>(),
                 arb_hard_state(),
                 prop_oneof![
-                    Just((0, 0, 0)),
+                    Just((0, 0, 0, false)),
                     (
                         1..=u32::MAX,
                         any::<u64>().prop_filter("a checksum mask", |m| *m as u32 != 0),
-                        any::<u64>()
+                        any::<u64>(),
+                        any::<bool>()
                     )
                 ],
             )
@@ -691,7 +729,7 @@ mod tests {
                         start_index,
                         start_term,
                         hard_state,
-                        (life, mask, max_segment_bytes),
+                        (life, mask, max_segment_bytes, sealed),
                     )| {
                         Record::SegmentHeader(SegmentHeader {
                             cluster_id,
@@ -704,6 +742,7 @@ mod tests {
                             life,
                             mask,
                             max_segment_bytes,
+                            sealed,
                         })
                     }
                 ),
@@ -854,6 +893,7 @@ mod tests {
             prop_assume!(other != life);
             prop_assert_ne!(crc_mask(life_mask(secret, life)), crc_mask(life_mask(secret, other)));
             prop_assert_eq!(mask_secret(life, life_mask(secret, life)), secret);
+            prop_assert_ne!(batch_seal(life_mask(secret, life)), batch_seal(life_mask(secret, other)));
         }
     }
 

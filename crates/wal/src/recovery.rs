@@ -123,6 +123,9 @@ pub(crate) fn recover<D: Disk>(
     // helper's scan): a segment's list runs to megabytes, and one grown afresh for each would
     // be faulted in (and zeroed) page by page.
     let mut spare_lists = Vec::new();
+    // The last segment, if a crash left its last complete batch without its seal: the file,
+    // where the seal goes, and the mask.
+    let mut reseal = None;
     // The next segment, read and being scanned on a helper thread while this one is.
     let mut ahead: Option<ScanAhead> = None;
     for (position, (first_index, name)) in names.iter().enumerate() {
@@ -171,6 +174,11 @@ pub(crate) fn recover<D: Disk>(
         if scan.mask != 0 {
             report.segments_recycled += 1;
         }
+        if scan.unsealed {
+            // Only the last segment can be (a segment the log moved on from that is not
+            // sealed is refused); it is sealed again below.
+            reseal = Some((file.clone(), scan.kept_bytes, scan.mask));
+        }
         let segment = kept_segment(&file, file_len, &scan);
         let mut all_records = scan.records;
         let mut records = all_records.drain(..);
@@ -190,6 +198,10 @@ pub(crate) fn recover<D: Disk>(
     // Repair only once everything else checked out, so a refusal changes nothing on disk.
     if let Some(torn) = &report.torn_tail {
         cut_torn_tail(disk, dir, torn)?;
+    }
+    if let Some((file, offset, mask)) = reseal {
+        disk.write_at(&file, offset, &record::batch_seal(mask))?;
+        disk.sync(&file)?;
     }
     Ok(Recovered {
         segments,
@@ -511,6 +523,38 @@ impl Replay {
     }
 }
 
+/// Where a sealed segment's records stop verifying (`position`), the last write that completed
+/// ended — its seal is there — or, in the last segment only, a crash tore the final write,
+/// which never carries its seal. A seal anywhere after `position` is that of a write that
+/// completed after it, so what stops verifying is damage to records that may be durable:
+/// refuse rather than forget them (thesis §3.8).
+fn check_seal(
+    file: &Path,
+    bytes: &[u8],
+    position: usize,
+    batch_end: usize,
+    is_last: bool,
+    mask: u64,
+) -> Result<(), WalError> {
+    let seal = record::batch_seal(mask);
+    let rest = bytes.get(position..).unwrap_or_default();
+    if position == batch_end && rest.starts_with(&seal) {
+        return Ok(());
+    }
+    let problem = match memchr::memmem::find(rest, &seal) {
+        Some(at) => Corruption::SealAfterDamage {
+            seal_at: (position + at) as u64,
+        },
+        None if !is_last => Corruption::MissingSeal,
+        None => return Ok(()),
+    };
+    Err(WalError::Corrupt {
+        file: file.to_path_buf(),
+        offset: position as u64,
+        problem,
+    })
+}
+
 /// The complete write batches of one segment file.
 struct Scan {
     /// Each record with its offset, up to the end of the last complete batch.
@@ -524,6 +568,10 @@ struct Scan {
     mask: u64,
     /// The size in the segment's header (0 unless the file was recycled).
     size: u64,
+    /// A sealed segment whose last complete batch is not followed by its seal (a crash tore
+    /// the seal, or the write after it): the seal is written again before the log goes on,
+    /// so that the segment ends sealed if the log moves on from it.
+    unsealed: bool,
 }
 
 /// Decodes a segment's records. Zeros from the end of a batch to the end of the file are space
@@ -546,8 +594,9 @@ fn scan_segment(
     let mut complete = 0;
     let mut position = 0;
     let mut batch_end = 0;
-    // The header's mask and size, once it is read (the header itself is never masked).
-    let (mut mask, mut size) = (0, 0);
+    // The header's mask, size and sealing, once it is read (the header itself is never
+    // masked).
+    let (mut mask, mut size, mut sealed) = (0, 0, false);
     while position < bytes.len() {
         match record::decode_without_data(&bytes[position..], mask) {
             Err(_)
@@ -577,7 +626,7 @@ fn scan_segment(
             }
             Ok(decoded) => {
                 if let (0, Record::SegmentHeader(header)) = (position, &decoded.record) {
-                    (mask, size) = (header.mask, header.max_segment_bytes);
+                    (mask, size, sealed) = (header.mask, header.max_segment_bytes, header.sealed);
                 }
                 let ends_batch = decoded.ends_batch;
                 let frame_bytes = decoded.frame_bytes;
@@ -618,6 +667,9 @@ fn scan_segment(
                         },
                     });
                 }
+                if sealed {
+                    check_seal(file, bytes, position, batch_end, is_last, mask)?;
+                }
                 break;
             }
             Err(error) if is_last => {
@@ -655,6 +707,10 @@ fn scan_segment(
             }
         }
     }
+    if sealed && !is_last && position == bytes.len() {
+        // Every record verified to the end of the file, and no seal follows the last one.
+        check_seal(file, bytes, position, batch_end, is_last, mask)?;
+    }
     if let Some((offset, _)) = records.get(complete) {
         if !is_last {
             return Err(WalError::Corrupt {
@@ -673,11 +729,13 @@ fn scan_segment(
         records.len() > complete
     };
     records.truncate(complete);
+    let unsealed = sealed && !bytes[batch_end..].starts_with(&record::batch_seal(mask));
     Ok(Scan {
         records,
         kept_bytes: batch_end as u64,
         torn,
         mask,
         size,
+        unsealed,
     })
 }

@@ -228,7 +228,7 @@ impl<D: Disk> Wal<D> {
         )?;
         if wal.segments.is_empty() {
             // Write the first header now, so that the cluster id is on disk from the start.
-            wal.write(&mut [])?;
+            wal.write(&mut Vec::new())?;
             report.created = true;
         }
         if !scanned.leftovers.is_empty() {
@@ -313,7 +313,9 @@ impl<D: Disk> Wal<D> {
         let record_bytes = entries
             .iter()
             .map(|e| record::entry_record_bytes(e.data.len()));
-        records.reserve(usize::try_from(record_bytes.sum::<u64>()).unwrap_or(0));
+        // Room for the hard state and a seal too, so that neither moves the batch.
+        let batch_bytes = record_bytes.sum::<u64>() + SMALL_RECORDS_ROOM;
+        records.reserve(usize::try_from(batch_bytes).unwrap_or(0));
         let mut placed = Vec::with_capacity(entries.len());
         for (position, entry) in entries.iter().enumerate() {
             let ends_batch = hard_state.is_none() && position + 1 == entries.len();
@@ -560,14 +562,14 @@ impl<D: Disk> Wal<D> {
 
     /// Writes `records` (whole frames, the last one ending the batch) and syncs once. Returns
     /// the segment written to and the offset at which `records` begin there.
-    fn write(&mut self, records: &mut [u8]) -> Result<(LogIndex, u64), WalError> {
+    fn write(&mut self, records: &mut Vec<u8>) -> Result<(LogIndex, u64), WalError> {
         let written = self.write_unsynced(records)?;
         self.sync_batch()?;
         Ok(written)
     }
 
     /// Writes `records` and leaves a write to the active segment unsynced (`self.unsynced`).
-    fn write_unsynced(&mut self, records: &mut [u8]) -> Result<(LogIndex, u64), WalError> {
+    fn write_unsynced(&mut self, records: &mut Vec<u8>) -> Result<(LogIndex, u64), WalError> {
         let written = self.write_unchecked(records);
         if let Err(error) = &written {
             self.failed = Some(error.to_string());
@@ -575,8 +577,9 @@ impl<D: Disk> Wal<D> {
         written
     }
 
-    /// `records` are encoded unmasked; they are masked here for the segment they go to.
-    fn write_unchecked(&mut self, records: &mut [u8]) -> Result<(LogIndex, u64), WalError> {
+    /// `records` are encoded unmasked; they are masked here for the segment they go to, and
+    /// in a recycled one followed by its seal (which `records` holds again on return).
+    fn write_unchecked(&mut self, records: &mut Vec<u8>) -> Result<(LogIndex, u64), WalError> {
         let next = self.index.last_index().next();
         let max_segment_bytes = self.options.max_segment_bytes;
         // Only roll when the new name sorts after the active one: after a suffix replacement
@@ -594,16 +597,16 @@ impl<D: Disk> Wal<D> {
         if let Some((first, active)) = active {
             let offset = active.len_bytes;
             let end = offset + records.len() as u64;
-            record::mask_frames(records, active.mask);
-            self.disk.write_at(&active.path, offset, records)?;
-            if end > active.allocated_bytes {
+            let written_end =
+                write_sealed(&mut self.disk, &active.path, offset, records, active.mask)?;
+            if written_end > active.allocated_bytes {
                 // Past the zeros written ahead: write more, synced with this batch.
-                let allocated = allocation(end, active.allocated_bytes, &self.options);
+                let allocated = allocation(written_end, active.allocated_bytes, &self.options);
                 write_zeros(
                     &mut self.disk,
                     &mut self.zeros,
                     &active.path,
-                    end,
+                    written_end,
                     allocated,
                 )?;
                 active.allocated_bytes = allocated;
@@ -871,6 +874,32 @@ fn allocation(len_bytes: u64, allocated_bytes: u64, options: &WalOptions) -> u64
 
 /// Writes zeros into `file` from `from` up to `to`, out of `zeros`, the buffer the log keeps
 /// for them (grown when too short).
+/// Writes the batch `records` at `offset` in `path`, masked with `mask`; in a recycled
+/// segment (a mask other than 0) followed by the life's seal in the same write, so that a
+/// torn write never carries it. Returns where the bytes written end; `records` holds the
+/// masked batch again on return.
+fn write_sealed<D: Disk>(
+    disk: &mut D,
+    path: &Path,
+    offset: u64,
+    records: &mut Vec<u8>,
+    mask: u64,
+) -> Result<u64, WalError> {
+    record::mask_frames(records, mask);
+    let batch_bytes = records.len();
+    if mask != 0 {
+        records.extend_from_slice(&record::batch_seal(mask));
+    }
+    let written = disk.write_at(path, offset, records);
+    let written_end = offset + records.len() as u64;
+    records.truncate(batch_bytes);
+    written?;
+    Ok(written_end)
+}
+
+/// Room for the hard state record and the seal that may follow a batch's entries.
+const SMALL_RECORDS_ROOM: u64 = record::HARD_STATE_RECORD_BYTES + record::SEAL_BYTES as u64;
+
 fn write_zeros<D: Disk>(
     disk: &mut D,
     zeros: &mut Vec<u8>,

@@ -158,6 +158,7 @@ fn a_recycled_segment_writes_its_life_and_masks_its_records() {
         life: 3,
         mask,
         max_segment_bytes: 4096,
+        sealed: false,
     };
     record::encode(&Record::SegmentHeader(header), true, &mut bytes).expect("header");
     let header_bytes = bytes.len();
@@ -189,5 +190,46 @@ fn a_recycled_segment_writes_its_life_and_masks_its_records() {
     assert_eq!(read[1].0, header_bytes);
     assert!(
         matches!(&read[1].1, Record::Entry(entry) if entry.index == LogIndex(7) && entry.term == Term(3) && entry.data.as_ref() == b"v")
+    );
+}
+
+/// A sealed recycled segment (version 3) has version 2's fields; its batches are each
+/// followed by the life's seal: the mask XOR "SEALSEAL" (little-endian), times
+/// 0x9e3779b97f4a7c15, little-endian. For the mask above that is `23e9bc6a5f5bc62d`.
+#[test]
+fn a_sealed_segment_writes_version_3_and_its_seal_is_fixed_by_its_mask() {
+    use skiff_wal::record::{self, Record};
+    let version_2 = from_hex(RECYCLED_HEX);
+    let Some((_, decoded)) = record::segment_records(&version_2).next() else {
+        panic!("the version 2 header reads");
+    };
+    let Record::SegmentHeader(mut header) = decoded.record else {
+        panic!("a segment header");
+    };
+    assert!(!header.sealed, "version 2 is not sealed");
+    header.sealed = true;
+    let mut bytes = Vec::new();
+    record::encode(&Record::SegmentHeader(header), true, &mut bytes).expect("header");
+    let header_len = bytes.len();
+    assert_eq!(
+        header_len, decoded.frame_bytes,
+        "the same fields as version 2"
+    );
+    // The version (after len, crc, type and magic) is 3; the checksum changes with it; the
+    // rest is version 2's.
+    assert_eq!(bytes[17..19], [3, 0]);
+    assert_eq!(bytes[8..17], version_2[8..17]);
+    assert_eq!(bytes[19..header_len], version_2[19..header_len]);
+    assert_eq!(
+        u32::from_le_bytes(bytes[4..8].try_into().unwrap()),
+        crc32c::crc32c(&bytes[8..header_len])
+    );
+    let Some((_, read)) = record::segment_records(&bytes).next() else {
+        panic!("the version 3 header reads");
+    };
+    assert_eq!(read.record, Record::SegmentHeader(header));
+    assert_eq!(
+        record::batch_seal(header.mask),
+        from_hex(&["23e9bc6a5f5bc62d"])[..]
     );
 }

@@ -59,6 +59,21 @@ fn recycled_segment(wal: &Wal<MemDisk>) -> PathBuf {
         .expect("a recycled segment")
 }
 
+/// Appends one entry a batch until the log has moved on from a recycled segment; returns it.
+fn moved_on_from_recycled(wal: &mut Wal<MemDisk>) -> PathBuf {
+    loop {
+        let last = wal.last_index().0;
+        append_up_to(wal, last + 1);
+        let paths = wal.segment_paths();
+        if let Some(first) = paths[..paths.len() - 1]
+            .iter()
+            .find(|path| life_and_mask(wal.disk(), path).0 > 0)
+        {
+            return first.clone();
+        }
+    }
+}
+
 /// Flips a bit at `offset` in `file` (media damage) and opens the log again.
 fn open_after_flip(
     wal: Wal<MemDisk>,
@@ -157,7 +172,10 @@ fn a_crash_mid_batch_in_a_recycled_segment_keeps_every_synced_batch() {
         let options = *wal.options();
         let mut disk = wal.into_disk();
         disk.set_syncs_fail(false);
-        disk.crash_tearing(|_, unsynced| unsynced * keep_permille / 1000);
+        // Of the batch, that is: its seal follows it in the same write.
+        disk.crash_tearing(|_, unsynced| {
+            unsynced.saturating_sub(record::SEAL_BYTES as u64) * keep_permille / 1000
+        });
         let (mut wal, report) = open(disk, options);
         assert_eq!(
             all_entries(&wal),
@@ -172,7 +190,12 @@ fn a_crash_mid_batch_in_a_recycled_segment_keeps_every_synced_batch() {
             // (with the earlier life's bytes after it), not left to be found after damage.
             let torn = report.torn_tail.as_ref().expect("a torn tail is cut");
             assert_eq!(torn.file, recycled);
-            assert_eq!(wal.disk().len(&recycled).unwrap(), torn.offset);
+            // Cut, then sealed again where the kept batches end.
+            let seal_end = torn.offset + record::SEAL_BYTES as u64;
+            assert_eq!(wal.disk().len(&recycled).unwrap(), seal_end);
+            let (_, mask) = life_and_mask(wal.disk(), &recycled);
+            let bytes = wal.disk().read_all(&recycled).unwrap();
+            assert_eq!(bytes[torn.offset as usize..], record::batch_seal(mask)[..]);
         }
 
         // The log goes on over what the crash left, and reads back after another one.
@@ -293,17 +316,7 @@ fn any_record_after_finds_this_lifes_record_among_an_earlier_lifes() {
 #[test]
 fn damage_to_the_end_of_a_recycled_segment_the_log_moved_on_from_is_refused() {
     let mut wal = compacted();
-    let recycled = loop {
-        let last = wal.last_index().0;
-        append_up_to(&mut wal, last + 1);
-        let paths = wal.segment_paths();
-        if let Some(first) = paths[..paths.len() - 1]
-            .iter()
-            .find(|path| life_and_mask(wal.disk(), path).0 > 0)
-        {
-            break first.clone();
-        }
-    };
+    let recycled = moved_on_from_recycled(&mut wal);
     // Its final batch, flipped: nothing of this life verifies after it (it is the end of the
     // file's records), but the log moved on from the file only once it held its size.
     let (final_batch, _) = *records_of(wal.disk(), &recycled).last().unwrap();
@@ -351,7 +364,10 @@ fn a_crash_at_any_step_of_writing_over_a_spare_keeps_every_acknowledged_batch() 
             let options = *wal.options();
             let mut disk = wal.into_disk();
             disk.set_syncs_fail(false);
-            disk.crash_tearing(|_, unsynced| unsynced * keep_permille / 1000);
+            // Of the batch, that is: its seal follows it in the same write.
+            disk.crash_tearing(|_, unsynced| {
+                unsynced.saturating_sub(record::SEAL_BYTES as u64) * keep_permille / 1000
+            });
             let (mut wal, report) = open(disk, options);
             let context = format!("sync {fail_after} fails, crash keeps {keep_permille}‰");
             let recovered = wal.last_index().0;
@@ -556,6 +572,7 @@ fn a_spare_whose_header_claims_its_last_lives_starts_over_as_a_new_file() {
                     life: u32::MAX,
                     mask: 0xffff_ffff_ffff_ffff,
                     max_segment_bytes: u64::MAX,
+                    sealed: true,
                 }),
                 true,
                 &mut header,
@@ -578,4 +595,149 @@ fn a_spare_whose_header_claims_its_last_lives_starts_over_as_a_new_file() {
     let (wal, report) = crash_and_reopen(wal);
     assert_eq!(report.torn_tail, None);
     assert_eq!(all_entries(&wal), entries(24..=120, 2));
+}
+
+/// Where the records of `file` end: after its last record, an entry.
+fn records_end(disk: &MemDisk, file: &Path) -> u64 {
+    match records_of(disk, file).last() {
+        Some((at, Record::Entry(entry))) => at + record::entry_record_bytes(entry.data.len()),
+        other => panic!("{} ends with {other:?}", file.display()),
+    }
+}
+
+/// Appends one entry a batch until the last segment is a recycled one; returns it and where
+/// its final batch (one entry record) begins.
+fn last_segment_recycled() -> (Wal<MemDisk>, PathBuf, u64) {
+    let mut wal = compacted();
+    loop {
+        let last = wal.last_index().0;
+        append_up_to(&mut wal, last + 1);
+        let recycled = wal.segment_paths().last().unwrap().clone();
+        let records = records_of(wal.disk(), &recycled);
+        if life_and_mask(wal.disk(), &recycled).0 > 0 && records.len() > 2 {
+            let (final_batch, _) = *records.last().unwrap();
+            return (wal, recycled, final_batch);
+        }
+    }
+}
+
+#[test]
+fn a_flip_in_the_final_batch_of_the_last_recycled_segment_is_refused_by_its_seal() {
+    // The final batch was synced whole, then a bit of its only record flipped. Nothing of
+    // this life verifies after it, so without the seal it would read as a torn write and be
+    // cut; the seal after it shows the write completed, so the damage is refused.
+    let (wal, recycled, final_batch) = last_segment_recycled();
+    let end = records_end(wal.disk(), &recycled);
+    match open_after_flip(wal, &recycled, final_batch + 12) {
+        Err(WalError::Corrupt {
+            file,
+            offset,
+            problem: Corruption::SealAfterDamage { seal_at },
+        }) => {
+            assert_eq!(file, recycled);
+            assert_eq!(offset, final_batch);
+            assert_eq!(seal_at, end);
+        }
+        other => panic!("a synced batch was cut: {:?}", other),
+    }
+}
+
+#[test]
+fn a_crash_that_tears_only_the_seal_keeps_the_batch_and_seals_it_again() {
+    let (mut wal, recycled, _) = last_segment_recycled();
+    let next = wal.last_index().0 + 1;
+    // The batch is written whole; of its seal, the crash keeps five bytes of eight.
+    wal.disk_mut().set_syncs_fail(true);
+    assert!(wal.append_batch(&entries(next..=next, 2), None).is_err());
+    let options = *wal.options();
+    let mut disk = wal.into_disk();
+    disk.set_syncs_fail(false);
+    disk.crash_tearing(|_, unsynced| unsynced.saturating_sub(3));
+    let (mut wal, report) = open(disk, options);
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(wal.last_index(), LogIndex(next), "the whole batch is kept");
+    assert_eq!(wal.segment_paths().last(), Some(&recycled));
+    let bytes = wal.disk().read_all(&recycled).unwrap();
+    let end = records_end(wal.disk(), &recycled) as usize;
+    let (_, mask) = life_and_mask(wal.disk(), &recycled);
+    assert_eq!(
+        bytes[end..end + record::SEAL_BYTES],
+        record::batch_seal(mask),
+        "sealed again, durably"
+    );
+
+    // The log moves on from the segment without writing to it again: it ends sealed, so it
+    // opens as a segment the log moved on from.
+    let segments = wal.segment_paths().len();
+    while wal.segment_paths().len() == segments {
+        let last = wal.last_index().0;
+        append_up_to(&mut wal, last + 1);
+    }
+    let last = wal.last_index().0;
+    let (wal, report) = crash_and_reopen(wal);
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(wal.last_index(), LogIndex(last));
+}
+
+#[test]
+fn a_recycled_segment_the_log_moved_on_from_must_end_with_its_seal() {
+    // Every record verifies; after the last one, the seal is damaged, or the file was cut
+    // right there.
+    for cut in [false, true] {
+        let mut wal = compacted();
+        let recycled = moved_on_from_recycled(&mut wal);
+        let end = records_end(wal.disk(), &recycled);
+        let options = *wal.options();
+        let mut disk = wal.into_disk();
+        if cut {
+            disk.truncate(&recycled, end).unwrap();
+            disk.sync(&recycled).unwrap();
+        } else {
+            disk.flip_bit(&recycled, end + 2).unwrap();
+        }
+        match Wal::open(disk, dir(), options) {
+            Err(WalError::Corrupt {
+                file,
+                offset,
+                problem: Corruption::MissingSeal,
+            }) => {
+                assert_eq!(file, recycled);
+                assert_eq!(offset, end);
+            }
+            other => panic!(
+                "a damaged end was taken (cut: {cut}): {:?}",
+                other.map(|_| ())
+            ),
+        }
+    }
+}
+
+#[test]
+fn a_recycled_segment_of_version_2_is_read_without_seals() {
+    // A build before seals wrote version 2: its batches have no seal after them. Such a
+    // segment the log moved on from, ending without a seal, still opens.
+    let mut wal = compacted();
+    let recycled = moved_on_from_recycled(&mut wal);
+    let last = wal.last_index();
+    let options = *wal.options();
+    let mut disk = wal.into_disk();
+    let records = records_of(&disk, &recycled);
+    let Record::SegmentHeader(mut header) = records[0].1 else {
+        panic!("a header");
+    };
+    assert!(header.sealed);
+    header.sealed = false;
+    let mut header_bytes = Vec::new();
+    record::encode(&Record::SegmentHeader(header), true, &mut header_bytes).unwrap();
+    assert_eq!(header_bytes.len() as u64, records[1].0, "the same length");
+    disk.write_at(&recycled, 0, &header_bytes).unwrap();
+    // Its seal goes too: an earlier life's bytes read there instead.
+    let end = records_end(&disk, &recycled);
+    disk.write_at(&recycled, end, &[0xa5; record::SEAL_BYTES])
+        .unwrap();
+    disk.sync(&recycled).unwrap();
+    let (wal, report) = open(disk, options);
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(wal.last_index(), last);
+    assert_eq!(all_entries(&wal), entries(24..=last.0, 2));
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use skiff_raft::LogIndex;
 
-use super::{allocation, write_zeros, Wal};
+use super::{allocation, write_sealed, write_zeros, Wal};
 use crate::disk::Disk;
 use crate::error::WalError;
 use crate::record::{self, encode_small, Record, SegmentHeader};
@@ -31,6 +31,7 @@ impl<D: Disk> Wal<D> {
                 } else {
                     self.options.max_segment_bytes
                 },
+                sealed: life != 0,
             }),
             &mut bytes,
         );
@@ -77,7 +78,7 @@ impl<D: Disk> Wal<D> {
         mut file_len: u64,
         path: &Path,
         first_index: LogIndex,
-        records: &mut [u8],
+        records: &mut Vec<u8>,
     ) -> Result<Segment, WalError> {
         let last_life = self
             .disk
@@ -110,18 +111,17 @@ impl<D: Disk> Wal<D> {
         let header = self.new_header(first_index, life, mask);
         self.disk.write_at(spare, 0, &header)?;
         self.disk.sync(spare)?;
-        record::mask_frames(records, mask);
         let len_bytes = (header.len() + records.len()) as u64;
         let mut allocated_bytes = file_len;
-        self.disk.write_at(spare, header.len() as u64, records)?;
-        if len_bytes > file_len {
+        let written_end = write_sealed(&mut self.disk, spare, header.len() as u64, records, mask)?;
+        if written_end > file_len {
             // Past the file's end: zeros ahead, as in a new file.
-            allocated_bytes = allocation(len_bytes, 0, &self.options);
+            allocated_bytes = allocation(written_end, 0, &self.options);
             write_zeros(
                 &mut self.disk,
                 &mut self.zeros,
                 spare,
-                len_bytes,
+                written_end,
                 allocated_bytes,
             )?;
         }
