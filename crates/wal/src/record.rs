@@ -33,11 +33,11 @@
 //! value a client wrote that carries frames built to look like records cannot pass for one
 //! either: it would have to guess 64 bits of a mask drawn from the caller's randomness.
 //!
-//! In a recycled segment of version 3, every write batch is followed by its life's 8-byte
-//! seal ([`batch_seal`]), which the next batch writes over. The seal stands where a new
-//! file's zeros would: it shows where the last write that completed ended, so that recovery
-//! can tell a torn final write (no seal after it) from damage to a complete one (a seal
-//! after it), as the zeros do in a new file.
+//! In a recycled segment of version 3, every write batch (the header's too) is followed, in
+//! the same write, by its life's 8-byte seal ([`batch_seal`]); the next batch goes after it.
+//! A torn write never carries its seal, and an earlier life's seals differ, so recovery can
+//! tell a torn final write (no seal of this life after where the records stop verifying)
+//! from damage to one that completed (a seal after it).
 
 use skiff_codec::{put, CodecError, Reader};
 use skiff_raft::{Entry, EntryKind, HardState, LogIndex, NodeId, Term};
@@ -123,8 +123,8 @@ pub fn mask_secret(life: u32, mask: u64) -> u64 {
     u64::from(life).wrapping_mul(LIFE_STEP) ^ mask
 }
 
-/// The 8 bytes that follow each write batch of a sealed segment whose mask is `mask`, until
-/// the next batch writes over them. A bijection of the mask: the lives of one file never
+/// The 8 bytes that follow each write batch of a sealed segment whose mask is `mask`. A
+/// bijection of the mask: the lives of one file never
 /// share a seal, and nobody who does not know the mask can write it.
 pub fn batch_seal(mask: u64) -> [u8; SEAL_BYTES] {
     ((mask ^ SEAL_SALT).wrapping_mul(LIFE_STEP)).to_le_bytes()
@@ -378,13 +378,20 @@ pub fn decode_without_data(bytes: &[u8], mask: u64) -> Result<Decoded, RecordErr
 /// checks more; this is for tools and tests that look into a segment.)
 pub fn segment_records(bytes: &[u8]) -> impl Iterator<Item = (usize, Decoded)> + '_ {
     let (mut at, mut mask) = (0, 0);
+    // The seal that follows each batch, in a sealed segment.
+    let mut seal = None;
     std::iter::from_fn(move || {
         let decoded = decode(bytes.get(at..)?, mask).ok()?;
         if let (0, Record::SegmentHeader(header)) = (at, &decoded.record) {
             mask = header.mask;
+            seal = header.sealed.then(|| batch_seal(mask));
         }
         let offset = at;
         at += decoded.frame_bytes;
+        if let Some(seal) = seal.filter(|seal| decoded.ends_batch && bytes[at..].starts_with(seal))
+        {
+            at += seal.len();
+        }
         Some((offset, decoded))
     })
 }

@@ -309,13 +309,24 @@ fn torn_tail(file: &Path, file_len: u64, scan: &Scan) -> TornTail {
 
 /// A segment as it stays after recovery: its complete batches, and the space written ahead
 /// of the next ones unless a torn tail is cut (zeros written ahead go with it).
+/// A seal torn off the last batch is written again ([`recover`]): the log goes on after it.
 fn kept_segment(file: &Path, file_len: u64, scan: &Scan) -> Segment {
+    let len_bytes = if scan.unsealed {
+        scan.kept_bytes + record::SEAL_BYTES as u64
+    } else {
+        scan.kept_bytes
+    };
     Segment {
         path: file.to_path_buf(),
-        len_bytes: scan.kept_bytes,
-        allocated_bytes: if scan.torn { scan.kept_bytes } else { file_len },
+        len_bytes,
+        allocated_bytes: if scan.torn {
+            scan.kept_bytes
+        } else {
+            file_len.max(len_bytes)
+        },
         mask: scan.mask,
         max_segment_bytes: scan.size,
+        sealed: scan.sealed,
     }
 }
 
@@ -523,36 +534,38 @@ impl Replay {
     }
 }
 
-/// Where a sealed segment's records stop verifying (`position`), the last write that completed
-/// ended — its seal is there — or, in the last segment only, a crash tore the final write,
-/// which never carries its seal. A seal anywhere after `position` is that of a write that
-/// completed after it, so what stops verifying is damage to records that may be durable:
-/// refuse rather than forget them (thesis §3.8).
-fn check_seal(
+/// Whether `error` is bytes that do not verify as a record under the mask (a length or a
+/// checksum that fails), not a record that verifies but does not read.
+fn unverified(error: &record::RecordError) -> bool {
+    matches!(
+        error,
+        record::RecordError::Truncated { .. }
+            | record::RecordError::BadLength { .. }
+            | record::RecordError::BadChecksum { .. }
+    )
+}
+
+/// Refuses a sealed segment whose records stop verifying at `position` before the seal of a
+/// write that completed: a torn write never carries its seal, and this life's seals before
+/// `position` are all behind it, so one after it shows that what stops verifying is damage
+/// to records that may be durable (thesis §3.8), not a crash's torn write.
+fn check_no_seal_after(
     file: &Path,
     bytes: &[u8],
     position: usize,
-    batch_end: usize,
-    is_last: bool,
     mask: u64,
 ) -> Result<(), WalError> {
-    let seal = record::batch_seal(mask);
     let rest = bytes.get(position..).unwrap_or_default();
-    if position == batch_end && rest.starts_with(&seal) {
-        return Ok(());
+    match memchr::memmem::find(rest, &record::batch_seal(mask)) {
+        Some(at) => Err(WalError::Corrupt {
+            file: file.to_path_buf(),
+            offset: position as u64,
+            problem: Corruption::SealAfterDamage {
+                seal_at: (position + at) as u64,
+            },
+        }),
+        None => Ok(()),
     }
-    let problem = match memchr::memmem::find(rest, &seal) {
-        Some(at) => Corruption::SealAfterDamage {
-            seal_at: (position + at) as u64,
-        },
-        None if !is_last => Corruption::MissingSeal,
-        None => return Ok(()),
-    };
-    Err(WalError::Corrupt {
-        file: file.to_path_buf(),
-        offset: position as u64,
-        problem,
-    })
 }
 
 /// The complete write batches of one segment file.
@@ -569,9 +582,11 @@ struct Scan {
     /// The size in the segment's header (0 unless the file was recycled).
     size: u64,
     /// A sealed segment whose last complete batch is not followed by its seal (a crash tore
-    /// the seal, or the write after it): the seal is written again before the log goes on,
-    /// so that the segment ends sealed if the log moves on from it.
+    /// it): the seal is written again at `kept_bytes` before the log goes on, so that the
+    /// segment ends sealed if the log moves on from it.
     unsealed: bool,
+    /// Whether its header says each batch is followed by its seal.
+    sealed: bool,
 }
 
 /// Decodes a segment's records. Zeros from the end of a batch to the end of the file are space
@@ -597,6 +612,8 @@ fn scan_segment(
     // The header's mask, size and sealing, once it is read (the header itself is never
     // masked).
     let (mut mask, mut size, mut sealed) = (0, 0, false);
+    // A complete batch of a sealed segment that its seal does not follow: the end.
+    let mut unsealed = false;
     while position < bytes.len() {
         match record::decode_without_data(&bytes[position..], mask) {
             Err(_)
@@ -635,6 +652,15 @@ fn scan_segment(
                 if ends_batch {
                     complete = records.len();
                     batch_end = position;
+                    if sealed {
+                        // In a sealed segment the batch's seal follows, in the same write.
+                        if !bytes[position..].starts_with(&record::batch_seal(mask)) {
+                            unsealed = true;
+                            break;
+                        }
+                        position += record::SEAL_BYTES;
+                        batch_end = position;
+                    }
                 }
             }
             Err(error) if mask != 0 => {
@@ -642,13 +668,7 @@ fn scan_segment(
                 // earlier one and never verifies under this mask. A record of this life
                 // after here would be a durable one behind damage (thesis §3.8): refuse. So
                 // would one that verifies here but does not read: it is this life's too.
-                let unverified = matches!(
-                    error,
-                    record::RecordError::Truncated { .. }
-                        | record::RecordError::BadLength { .. }
-                        | record::RecordError::BadChecksum { .. }
-                );
-                if !unverified || record::any_record_after(bytes, position, mask) {
+                if !unverified(&error) || record::any_record_after(bytes, position, mask) {
                     return Err(WalError::Corrupt {
                         file: file.to_path_buf(),
                         offset: position as u64,
@@ -668,7 +688,7 @@ fn scan_segment(
                     });
                 }
                 if sealed {
-                    check_seal(file, bytes, position, batch_end, is_last, mask)?;
+                    check_no_seal_after(file, bytes, position, mask)?;
                 }
                 break;
             }
@@ -707,9 +727,19 @@ fn scan_segment(
             }
         }
     }
-    if sealed && !is_last && position == bytes.len() {
-        // Every record verified to the end of the file, and no seal follows the last one.
-        check_seal(file, bytes, position, batch_end, is_last, mask)?;
+    if unsealed {
+        // A crash can tear a batch's seal only in the last segment's final write: nothing of
+        // this life follows it. (The seal is written again at recovery.)
+        let verifies = record::decode_without_data(&bytes[position..], mask)
+            .map_or_else(|error| !unverified(&error), |_| true);
+        if !is_last || verifies || record::any_record_after(bytes, position, mask) {
+            return Err(WalError::Corrupt {
+                file: file.to_path_buf(),
+                offset: position as u64,
+                problem: Corruption::MissingSeal,
+            });
+        }
+        check_no_seal_after(file, bytes, position, mask)?;
     }
     if let Some((offset, _)) = records.get(complete) {
         if !is_last {
@@ -729,7 +759,6 @@ fn scan_segment(
         records.len() > complete
     };
     records.truncate(complete);
-    let unsealed = sealed && !bytes[batch_end..].starts_with(&record::batch_seal(mask));
     Ok(Scan {
         records,
         kept_bytes: batch_end as u64,
@@ -737,5 +766,6 @@ fn scan_segment(
         mask,
         size,
         unsealed,
+        sealed,
     })
 }

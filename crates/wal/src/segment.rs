@@ -47,6 +47,9 @@ pub(crate) struct Segment {
     /// only once it holds this much, whatever the options say now, since recovery refuses a
     /// recycled segment that is not the last and ends before it.
     pub max_segment_bytes: u64,
+    /// Whether each batch is followed by its seal (a recycled segment of format version 3;
+    /// one of version 2, from a build before seals, is continued without them).
+    pub sealed: bool,
 }
 
 #[cfg(test)]

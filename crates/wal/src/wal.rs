@@ -596,9 +596,14 @@ impl<D: Disk> Wal<D> {
         };
         if let Some((first, active)) = active {
             let offset = active.len_bytes;
-            let end = offset + records.len() as u64;
-            let written_end =
-                write_sealed(&mut self.disk, &active.path, offset, records, active.mask)?;
+            let written_end = write_sealed(
+                &mut self.disk,
+                &active.path,
+                offset,
+                records,
+                active.mask,
+                active.sealed,
+            )?;
             if written_end > active.allocated_bytes {
                 // Past the zeros written ahead: write more, synced with this batch.
                 let allocated = allocation(written_end, active.allocated_bytes, &self.options);
@@ -611,7 +616,7 @@ impl<D: Disk> Wal<D> {
                 )?;
                 active.allocated_bytes = allocated;
             }
-            active.len_bytes = end;
+            active.len_bytes = written_end;
             self.unsynced = Some(active.path.clone());
             return Ok((first, offset));
         }
@@ -634,7 +639,7 @@ impl<D: Disk> Wal<D> {
             }
             None => self.create_segment(&path, next, records)?,
         };
-        let offset = segment.len_bytes - records.len() as u64;
+        let offset = segment.len_bytes - batch_bytes(records.len(), segment.sealed);
         self.segments.insert(next, segment);
         Ok((next, offset))
     }
@@ -872,27 +877,37 @@ fn allocation(len_bytes: u64, allocated_bytes: u64, options: &WalOptions) -> u64
     allocated.min(options.max_segment_bytes).max(len_bytes)
 }
 
-/// Writes zeros into `file` from `from` up to `to`, out of `zeros`, the buffer the log keeps
-/// for them (grown when too short).
-/// Writes the batch `records` at `offset` in `path`, masked with `mask`; in a recycled
-/// segment (a mask other than 0) followed by the life's seal in the same write, so that a
-/// torn write never carries it. Returns where the bytes written end; `records` holds the
+/// The bytes a batch of `records_len` bytes takes in a segment: in a sealed one its seal
+/// follows it.
+pub(crate) fn batch_bytes(records_len: usize, sealed: bool) -> u64 {
+    let seal = if sealed && records_len > 0 {
+        record::SEAL_BYTES
+    } else {
+        0
+    };
+    (records_len + seal) as u64
+}
+
+/// Writes the batch `records` at `offset` in `path`, masked with `mask`; in a sealed segment
+/// followed by the life's seal in the same write, so that a torn write never carries it (the
+/// next batch goes after the seal). Returns where the bytes written end; `records` holds the
 /// masked batch again on return.
-fn write_sealed<D: Disk>(
+pub(crate) fn write_sealed<D: Disk>(
     disk: &mut D,
     path: &Path,
     offset: u64,
     records: &mut Vec<u8>,
     mask: u64,
+    sealed: bool,
 ) -> Result<u64, WalError> {
     record::mask_frames(records, mask);
-    let batch_bytes = records.len();
-    if mask != 0 {
+    let records_len = records.len();
+    let written_end = offset + batch_bytes(records_len, sealed);
+    if written_end > offset + records_len as u64 {
         records.extend_from_slice(&record::batch_seal(mask));
     }
     let written = disk.write_at(path, offset, records);
-    let written_end = offset + records.len() as u64;
-    records.truncate(batch_bytes);
+    records.truncate(records_len);
     written?;
     Ok(written_end)
 }
@@ -900,6 +915,8 @@ fn write_sealed<D: Disk>(
 /// Room for the hard state record and the seal that may follow a batch's entries.
 const SMALL_RECORDS_ROOM: u64 = record::HARD_STATE_RECORD_BYTES + record::SEAL_BYTES as u64;
 
+/// Writes zeros into `file` from `from` up to `to`, out of `zeros`, the buffer the log keeps
+/// for them (grown when too short).
 fn write_zeros<D: Disk>(
     disk: &mut D,
     zeros: &mut Vec<u8>,

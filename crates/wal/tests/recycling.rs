@@ -74,6 +74,22 @@ fn moved_on_from_recycled(wal: &mut Wal<MemDisk>) -> PathBuf {
     }
 }
 
+/// What opening the log was refused for: damage that must be in `file` at `offset`.
+fn refusal<T>(opened: Result<T, WalError>, file: &Path, offset: u64, context: &str) -> Corruption {
+    match opened {
+        Err(WalError::Corrupt {
+            file: damaged,
+            offset: at,
+            problem,
+        }) => {
+            assert_eq!((damaged.as_path(), at), (file, offset), "{context}");
+            problem
+        }
+        Err(other) => panic!("{context}: refused for {other}"),
+        Ok(_) => panic!("{context}: the damage was taken (cut, or read as it is)"),
+    }
+}
+
 /// Flips a bit at `offset` in `file` (media damage) and opens the log again.
 fn open_after_flip(
     wal: Wal<MemDisk>,
@@ -190,12 +206,12 @@ fn a_crash_mid_batch_in_a_recycled_segment_keeps_every_synced_batch() {
             // (with the earlier life's bytes after it), not left to be found after damage.
             let torn = report.torn_tail.as_ref().expect("a torn tail is cut");
             assert_eq!(torn.file, recycled);
-            // Cut, then sealed again where the kept batches end.
-            let seal_end = torn.offset + record::SEAL_BYTES as u64;
-            assert_eq!(wal.disk().len(&recycled).unwrap(), seal_end);
+            // Cut right after the last synced batch's seal.
+            assert_eq!(wal.disk().len(&recycled).unwrap(), torn.offset);
             let (_, mask) = life_and_mask(wal.disk(), &recycled);
             let bytes = wal.disk().read_all(&recycled).unwrap();
-            assert_eq!(bytes[torn.offset as usize..], record::batch_seal(mask)[..]);
+            let seal_at = torn.offset as usize - record::SEAL_BYTES;
+            assert_eq!(bytes[seal_at..], record::batch_seal(mask)[..]);
         }
 
         // The log goes on over what the crash left, and reads back after another one.
@@ -516,40 +532,56 @@ fn a_smaller_segment_size_on_a_later_run_leaves_a_recycled_segment_to_fill_to_it
 
 #[test]
 fn a_record_of_the_life_that_verifies_but_does_not_read_is_refused() {
-    let mut wal = compacted();
-    append_up_to(&mut wal, 45);
-    let recycled = recycled_segment(&wal);
-    assert_eq!(wal.segment_paths().last(), Some(&recycled));
-    let (_, mask) = life_and_mask(wal.disk(), &recycled);
-    let records = records_of(wal.disk(), &recycled);
-    let bytes = wal.disk().read_all(&recycled).unwrap();
-    let end = record::segment_records(&bytes)
-        .last()
-        .map(|(at, decoded)| at + decoded.frame_bytes)
-        .unwrap();
-    assert!(records.len() >= 2, "a header and a batch");
     // A frame of an unknown type, its length and checksum right under the life's mask, after
-    // the last batch: what a writer bug or a newer build could leave, never a torn write.
-    let mut frame = Vec::new();
-    record::encode(&Record::HardState(hard_state(2, None, 0)), true, &mut frame).unwrap();
-    frame[8] = 0x80 | 9;
-    let crc = crc32c::crc32c(&frame[8..]);
-    frame[4..8].copy_from_slice(&crc.to_le_bytes());
-    record::mask_frames(&mut frame, mask);
-    let options = *wal.options();
-    let mut disk = wal.into_disk();
-    disk.write_at(&recycled, end as u64, &frame).unwrap();
-    disk.sync(&recycled).unwrap();
-    match Wal::open(disk, dir(), options) {
-        Err(WalError::Corrupt {
-            file,
-            offset,
-            problem: Corruption::Record(record::RecordError::UnknownType { .. }),
-        }) => {
-            assert_eq!(file, recycled);
-            assert_eq!(offset, end as u64);
+    // the last batch's seal or in its place: what a writer bug or a newer build could leave,
+    // never a torn write.
+    for in_place_of_the_seal in [false, true] {
+        let mut wal = compacted();
+        append_up_to(&mut wal, 45);
+        let recycled = recycled_segment(&wal);
+        assert_eq!(wal.segment_paths().last(), Some(&recycled));
+        let (_, mask) = life_and_mask(wal.disk(), &recycled);
+        let records = records_of(wal.disk(), &recycled);
+        assert!(records.len() >= 2, "a header and a batch");
+        let bytes = wal.disk().read_all(&recycled).unwrap();
+        let seal_at = records_end(wal.disk(), &recycled) as usize;
+        assert_eq!(
+            bytes[seal_at..seal_at + record::SEAL_BYTES],
+            record::batch_seal(mask)
+        );
+        let at = if in_place_of_the_seal {
+            seal_at
+        } else {
+            seal_at + record::SEAL_BYTES
+        };
+        let mut frame = Vec::new();
+        record::encode(&Record::HardState(hard_state(2, None, 0)), true, &mut frame).unwrap();
+        frame[8] = 0x80 | 9;
+        let crc = crc32c::crc32c(&frame[8..]);
+        frame[4..8].copy_from_slice(&crc.to_le_bytes());
+        record::mask_frames(&mut frame, mask);
+        let options = *wal.options();
+        let mut disk = wal.into_disk();
+        disk.write_at(&recycled, at as u64, &frame).unwrap();
+        disk.sync(&recycled).unwrap();
+        let context = format!("in place of the seal: {in_place_of_the_seal}");
+        let problem = refusal(
+            Wal::open(disk, dir(), options),
+            &recycled,
+            at as u64,
+            &context,
+        );
+        if in_place_of_the_seal {
+            assert_eq!(problem, Corruption::MissingSeal);
+        } else {
+            assert!(
+                matches!(
+                    problem,
+                    Corruption::Record(record::RecordError::UnknownType { .. })
+                ),
+                "{problem:?}"
+            );
         }
-        other => panic!("a record of this life was cut: {:?}", other),
     }
 }
 
@@ -645,38 +677,47 @@ fn a_flip_in_the_final_batch_of_the_last_recycled_segment_is_refused_by_its_seal
 #[test]
 fn a_crash_that_tears_only_the_seal_keeps_the_batch_and_seals_it_again() {
     let (mut wal, recycled, _) = last_segment_recycled();
-    let next = wal.last_index().0 + 1;
-    // The batch is written whole; of its seal, the crash keeps five bytes of eight.
+    let size = wal.options().max_segment_bytes;
+    // Up to the batch that brings the segment to its size: the log moves on after it.
+    let next = loop {
+        let next = wal.last_index().0 + 1;
+        let written = records_end(wal.disk(), &recycled) + record::SEAL_BYTES as u64;
+        let batch = record::entry_record_bytes(entries(next..=next, 2)[0].data.len());
+        if written + batch + record::SEAL_BYTES as u64 >= size {
+            break next;
+        }
+        append_up_to(&mut wal, next);
+        assert_eq!(wal.segment_paths().last(), Some(&recycled));
+    };
+    // That batch is written whole; of its seal, the crash keeps five bytes of eight.
     wal.disk_mut().set_syncs_fail(true);
     assert!(wal.append_batch(&entries(next..=next, 2), None).is_err());
     let options = *wal.options();
     let mut disk = wal.into_disk();
     disk.set_syncs_fail(false);
     disk.crash_tearing(|_, unsynced| unsynced.saturating_sub(3));
-    let (mut wal, report) = open(disk, options);
+    let (wal, report) = open(disk, options);
     assert_eq!(report.torn_tail, None);
     assert_eq!(wal.last_index(), LogIndex(next), "the whole batch is kept");
-    assert_eq!(wal.segment_paths().last(), Some(&recycled));
-    let bytes = wal.disk().read_all(&recycled).unwrap();
+
+    // Sealed again, durably: it is there after another crash.
+    let (mut wal, _) = crash_and_reopen(wal);
     let end = records_end(wal.disk(), &recycled) as usize;
+    let bytes = wal.disk().read_all(&recycled).unwrap();
     let (_, mask) = life_and_mask(wal.disk(), &recycled);
     assert_eq!(
         bytes[end..end + record::SEAL_BYTES],
-        record::batch_seal(mask),
-        "sealed again, durably"
+        record::batch_seal(mask)
     );
 
-    // The log moves on from the segment without writing to it again: it ends sealed, so it
-    // opens as a segment the log moved on from.
+    // The next batch starts a new segment: the log moved on from this one without writing to
+    // it again, and it opens as such (refused with `MissingSeal` had it not been sealed).
     let segments = wal.segment_paths().len();
-    while wal.segment_paths().len() == segments {
-        let last = wal.last_index().0;
-        append_up_to(&mut wal, last + 1);
-    }
-    let last = wal.last_index().0;
+    append_up_to(&mut wal, next + 1);
+    assert_eq!(wal.segment_paths().len(), segments + 1);
     let (wal, report) = crash_and_reopen(wal);
     assert_eq!(report.torn_tail, None);
-    assert_eq!(wal.last_index(), LogIndex(last));
+    assert_eq!(all_entries(&wal), entries(24..=next + 1, 2));
 }
 
 #[test]
@@ -713,31 +754,89 @@ fn a_recycled_segment_the_log_moved_on_from_must_end_with_its_seal() {
 }
 
 #[test]
-fn a_recycled_segment_of_version_2_is_read_without_seals() {
-    // A build before seals wrote version 2: its batches have no seal after them. Such a
-    // segment the log moved on from, ending without a seal, still opens.
-    let mut wal = compacted();
-    let recycled = moved_on_from_recycled(&mut wal);
-    let last = wal.last_index();
+fn a_recycled_segment_of_version_2_is_read_and_continued_without_seals() {
+    // A build before seals wrote version 2: no seal after its batches. The last segment is
+    // rewritten so (its records again, one batch each as they were written, then an earlier
+    // life's bytes); this build reads it, continues it without seals and moves on from it.
+    let (wal, recycled, _) = last_segment_recycled();
+    let last = wal.last_index().0;
     let options = *wal.options();
+    let file_len = wal.disk().len(&recycled).unwrap();
+    let records = records_of(wal.disk(), &recycled);
+    let mut bytes = Vec::new();
+    let mut mask = 0;
+    for (_, record) in &records {
+        let mut frame = Vec::new();
+        let record = match record {
+            Record::SegmentHeader(header) => {
+                assert!(header.sealed);
+                mask = header.mask;
+                Record::SegmentHeader(record::SegmentHeader {
+                    sealed: false,
+                    ..*header
+                })
+            }
+            other => other.clone(),
+        };
+        record::encode(&record, true, &mut frame).unwrap();
+        if !bytes.is_empty() {
+            record::mask_frames(&mut frame, mask);
+        }
+        bytes.extend_from_slice(&frame);
+    }
+    bytes.resize(file_len as usize, 0xa5);
     let mut disk = wal.into_disk();
-    let records = records_of(&disk, &recycled);
-    let Record::SegmentHeader(mut header) = records[0].1 else {
+    disk.write_at(&recycled, 0, &bytes).unwrap();
+    disk.sync(&recycled).unwrap();
+
+    let (mut wal, report) = open(disk, options);
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(all_entries(&wal), entries(24..=last, 2));
+    let segments = wal.segment_paths().len();
+    while wal.segment_paths().len() < segments + 2 {
+        let next = wal.last_index().0 + 1;
+        append_up_to(&mut wal, next);
+    }
+    let last = wal.last_index().0;
+    let (wal, report) = crash_and_reopen(wal);
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(all_entries(&wal), entries(24..=last, 2));
+    let Record::SegmentHeader(header) = records_of(wal.disk(), &recycled)[0].1 else {
         panic!("a header");
     };
-    assert!(header.sealed);
-    header.sealed = false;
-    let mut header_bytes = Vec::new();
-    record::encode(&Record::SegmentHeader(header), true, &mut header_bytes).unwrap();
-    assert_eq!(header_bytes.len() as u64, records[1].0, "the same length");
-    disk.write_at(&recycled, 0, &header_bytes).unwrap();
-    // Its seal goes too: an earlier life's bytes read there instead.
-    let end = records_end(&disk, &recycled);
-    disk.write_at(&recycled, end, &[0xa5; record::SEAL_BYTES])
-        .unwrap();
-    disk.sync(&recycled).unwrap();
-    let (wal, report) = open(disk, options);
-    assert_eq!(report.torn_tail, None);
-    assert_eq!(wal.last_index(), last);
-    assert_eq!(all_entries(&wal), entries(24..=last.0, 2));
+    assert!(!header.sealed, "still version 2");
+}
+
+#[test]
+fn a_flip_in_the_last_synced_batch_under_a_torn_next_write_is_refused() {
+    // The last synced batch keeps its seal when the next write is torn (that write goes after
+    // the seal, never over it): a flip in the synced batch is still told from a torn write.
+    let mut sealed_after_seen = 0;
+    for keep in [1, 8, 20, 40] {
+        let (mut wal, recycled, final_batch) = last_segment_recycled();
+        let end = records_end(wal.disk(), &recycled);
+        let next = wal.last_index().0 + 1;
+        wal.disk_mut().set_syncs_fail(true);
+        assert!(wal.append_batch(&entries(next..=next, 2), None).is_err());
+        let options = *wal.options();
+        let mut disk = wal.into_disk();
+        disk.set_syncs_fail(false);
+        disk.crash_tearing(|_, _| keep);
+        disk.flip_bit(&recycled, final_batch + 12).unwrap();
+        // Refused: by the seal after it, or (when the crash kept the next record whole) by
+        // that record.
+        let opened = Wal::open(disk, dir(), options);
+        match refusal(opened, &recycled, final_batch, &format!("keep {keep}")) {
+            Corruption::SealAfterDamage { seal_at } => {
+                assert_eq!(seal_at, end, "keep {keep}");
+                sealed_after_seen += 1;
+            }
+            Corruption::Record(_) => {}
+            other => panic!("keep {keep}: {other:?}"),
+        }
+    }
+    assert!(
+        sealed_after_seen >= 3,
+        "the seal told {sealed_after_seen} of 4"
+    );
 }

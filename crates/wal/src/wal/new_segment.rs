@@ -61,6 +61,7 @@ impl<D: Disk> Wal<D> {
             allocated_bytes,
             mask: 0,
             max_segment_bytes: 0,
+            sealed: false,
         })
     }
 
@@ -108,12 +109,21 @@ impl<D: Disk> Wal<D> {
             life += 1;
         }
         let mask = record::life_mask(secret, life);
-        let header = self.new_header(first_index, life, mask);
+        // The header is a batch of its own, sealed like every batch of the life.
+        let mut header = self.new_header(first_index, life, mask);
+        header.extend_from_slice(&record::batch_seal(mask));
         self.disk.write_at(spare, 0, &header)?;
         self.disk.sync(spare)?;
-        let len_bytes = (header.len() + records.len()) as u64;
         let mut allocated_bytes = file_len;
-        let written_end = write_sealed(&mut self.disk, spare, header.len() as u64, records, mask)?;
+        let written_end = write_sealed(
+            &mut self.disk,
+            spare,
+            header.len() as u64,
+            records,
+            mask,
+            true,
+        )?;
+        let len_bytes = written_end;
         if written_end > file_len {
             // Past the file's end: zeros ahead, as in a new file.
             allocated_bytes = allocation(written_end, 0, &self.options);
@@ -134,6 +144,7 @@ impl<D: Disk> Wal<D> {
             allocated_bytes,
             mask,
             max_segment_bytes: self.options.max_segment_bytes,
+            sealed: true,
         })
     }
 
