@@ -603,6 +603,9 @@ fn open_node(
     if let Some(torn) = &report.torn_tail {
         tracing::warn!(node = id, term, file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes_dropped, "recovery cut a torn final write");
     }
+    if let Some(file) = &report.resealed {
+        tracing::info!(node = id, term, file = %file.display(), "recovery sealed the final batch again (a crash tore its seal; the batch is whole)");
+    }
     if report.finished_snapshot_install {
         tracing::info!(
             node = id,

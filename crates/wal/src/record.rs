@@ -24,7 +24,7 @@
 //! up to 32 bits. Decoding never panics: garbage yields a [`RecordError`].
 //!
 //! A recycled segment (a compacted file written over again, see [`crate::wal`]) still holds
-//! the records of its earlier lives after its own. Its header (version 2) counts the file's
+//! the records of its earlier lives after its own. Its header (version 2 or 3) counts the file's
 //! lives and carries the life's 64-bit mask, and every later record's length and checksum are
 //! stored XOR the mask. The masks of one file are [`life_mask`] of its lives under one random
 //! secret, and their low halves differ from life to life: a record of an earlier life never
@@ -37,7 +37,9 @@
 //! the same write, by its life's 8-byte seal ([`batch_seal`]); the next batch goes after it.
 //! A torn write never carries its seal, and an earlier life's seals differ, so recovery can
 //! tell a torn final write (no seal of this life after where the records stop verifying)
-//! from damage to one that completed (a seal after it).
+//! from a flipped bit in the records of one that completed (its seal after it). Damage that
+//! runs on through the final batch's seal leaves no seal to show that, and is cut like a torn
+//! write (a new file's zeros show it).
 
 use skiff_codec::{put, CodecError, Reader};
 use skiff_raft::{Entry, EntryKind, HardState, LogIndex, NodeId, Term};

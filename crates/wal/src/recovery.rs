@@ -10,7 +10,9 @@
 //!
 //! Only a crash's damage is repaired: the records after the last complete write batch of the
 //! **last** segment, when they are what a crash can leave there — a prefix of the final
-//! batch's bytes followed by zeros. Everything else that does not decode or does not fit
+//! batch's bytes followed by zeros (in a recycled segment, by an earlier life's bytes, with
+//! no seal of this life after them) — and a sealed segment's final batch whose seal a crash
+//! tore (the batch whole: its seal is written again). Everything else that does not decode or does not fit
 //! refuses to start, naming the file and the offset: garbage (even at offset 0 of the only
 //! segment), a segment missing before the last, a snapshot with no segment at all.
 //!
@@ -46,6 +48,9 @@ pub struct RecoveryReport {
     pub segments_checked_apart: usize,
     /// The torn tail cut off the last segment, if there was one.
     pub torn_tail: Option<TornTail>,
+    /// The last segment, if a crash left its final batch whole but without its seal (a
+    /// sealed recycled segment): the seal was written again, and synced.
+    pub resealed: Option<PathBuf>,
     /// No segment was found (or the only one was torn away): a new, empty log was created.
     /// Normal on a node's first start; on a node that has run before it means its log was
     /// lost (its term and vote with it), and the node must not start.
@@ -202,6 +207,7 @@ pub(crate) fn recover<D: Disk>(
     if let Some((file, offset, mask)) = reseal {
         disk.write_at(&file, offset, &record::batch_seal(mask))?;
         disk.sync(&file)?;
+        report.resealed = Some(file);
     }
     Ok(Recovered {
         segments,
@@ -595,8 +601,11 @@ struct Scan {
 /// record followed by zeros, and no valid record after it ([`record::check_torn_prefix`]).
 /// In a recycled segment, an earlier life's bytes follow this life's last record instead of
 /// zeros: whatever does not verify under the segment's mask ends it, as long as no record of
-/// this life verifies after it ([`record::any_record_after`]). Anything else — garbage that is not such a prefix, or any damage in an earlier segment — is
-/// corruption. `records` is a list to fill (emptied first), kept from the segment before.
+/// this life verifies after it ([`record::any_record_after`]) and, in a sealed one, no seal of
+/// this life does either ([`check_no_seal_after`]); there each batch must be followed by its
+/// seal, but for the last segment's final batch (`Scan::unsealed`). Anything else — garbage
+/// that is not such a prefix, or any damage in an earlier segment — is corruption. `records`
+/// is a list to fill (emptied first), kept from the segment before.
 fn scan_segment(
     file: &Path,
     bytes: &[u8],

@@ -151,7 +151,8 @@ pub struct Wal<D: Disk> {
 impl<D: Disk> Wal<D> {
     /// Opens the log in `dir` (creating it if there is none) and recovers it.
     ///
-    /// A torn final batch in the last segment is cut off and reported; any other damage
+    /// A torn final batch in the last segment is cut off and reported (and a torn seal after a
+    /// whole final batch written again, [`RecoveryReport::resealed`]); any other damage
     /// refuses to start with [`WalError::Corrupt`] or [`WalError::WrongCluster`], naming the
     /// file and the offset, and leaves the files untouched.
     ///

@@ -380,10 +380,7 @@ fn a_crash_at_any_step_of_writing_over_a_spare_keeps_every_acknowledged_batch() 
             let options = *wal.options();
             let mut disk = wal.into_disk();
             disk.set_syncs_fail(false);
-            // Of the batch, that is: its seal follows it in the same write.
-            disk.crash_tearing(|_, unsynced| {
-                unsynced.saturating_sub(record::SEAL_BYTES as u64) * keep_permille / 1000
-            });
+            disk.crash_tearing(|_, unsynced| unsynced * keep_permille / 1000);
             let (mut wal, report) = open(disk, options);
             let context = format!("sync {fail_after} fails, crash keeps {keep_permille}‰");
             let recovered = wal.last_index().0;
@@ -698,6 +695,7 @@ fn a_crash_that_tears_only_the_seal_keeps_the_batch_and_seals_it_again() {
     disk.crash_tearing(|_, unsynced| unsynced.saturating_sub(3));
     let (wal, report) = open(disk, options);
     assert_eq!(report.torn_tail, None);
+    assert_eq!(report.resealed.as_ref(), Some(&recycled));
     assert_eq!(wal.last_index(), LogIndex(next), "the whole batch is kept");
 
     // Sealed again, durably: it is there after another crash.
@@ -838,5 +836,40 @@ fn a_flip_in_the_last_synced_batch_under_a_torn_next_write_is_refused() {
     assert!(
         sealed_after_seen >= 3,
         "the seal told {sealed_after_seen} of 4"
+    );
+}
+
+#[test]
+fn a_burst_across_a_seal_into_the_final_batch_is_refused() {
+    // Two synced batches at the end of the last segment; damage flips the last byte of the
+    // first one's seal and the length of the final one's record. The first batch reads whole
+    // without its seal, and nothing after it verifies, as after a torn seal; but the final
+    // batch's seal is there, so a write completed after it: refused, not sealed over.
+    let (mut wal, recycled, _) = last_segment_recycled();
+    let first_seal = records_end(wal.disk(), &recycled);
+    let next = wal.last_index().0 + 1;
+    append_up_to(&mut wal, next);
+    assert_eq!(
+        wal.segment_paths().last(),
+        Some(&recycled),
+        "the same segment"
+    );
+    let final_batch = first_seal + record::SEAL_BYTES as u64;
+    let final_seal = records_end(wal.disk(), &recycled);
+    let options = *wal.options();
+    let mut disk = wal.into_disk();
+    disk.flip_bit(&recycled, first_seal + 7).unwrap();
+    disk.flip_bit(&recycled, final_batch).unwrap();
+    let problem = refusal(
+        Wal::open(disk, dir(), options),
+        &recycled,
+        first_seal,
+        "a burst",
+    );
+    assert_eq!(
+        problem,
+        Corruption::SealAfterDamage {
+            seal_at: final_seal
+        }
     );
 }

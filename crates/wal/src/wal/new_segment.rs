@@ -10,7 +10,7 @@ use crate::error::WalError;
 use crate::record::{self, encode_small, Record, SegmentHeader};
 use crate::segment::{self, Segment};
 
-/// The longest a segment header's frame can be (version 2).
+/// The longest a segment header's frame can be (versions 2 and 3).
 const SEGMENT_HEADER_FRAME_MAX_BYTES: u64 = 128;
 
 impl<D: Disk> Wal<D> {
