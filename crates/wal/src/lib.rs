@@ -73,11 +73,11 @@
 //! - **Recovery** ([`Wal::open`]) replays every segment in order. An incomplete final batch in
 //!   the last segment — records without their end-of-batch mark, then at most a prefix of one
 //!   record followed by zeros (in a recycled segment: by an earlier life's bytes, with no seal
-//!   of a completed write after it) — is a crash's torn write: it is cut off and reported. Anything
-//!   else that does not decode or does not fit (garbage that is not such a prefix, even at
-//!   offset 0 of the only segment; a bad checksum or length with valid records after it; a
-//!   missing segment; a snapshot without any segment; a header of another cluster) refuses to
-//!   start with the file and offset, and leaves the files as they are. A lost *last* segment
+//!   of a completed write after it) — is a crash's torn write: it is cut off and reported.
+//!   Anything else that does not decode or does not fit (garbage that is not such a prefix,
+//!   even at offset 0 of the only segment; a bad checksum or length with valid records after
+//!   it; a missing segment; a snapshot without any segment; a header of another cluster)
+//!   refuses to start with the file and offset, and leaves the files as they are. A lost *last* segment
 //!   cannot be seen from the log alone, and a directory whose every segment is gone reads as
 //!   a new log ([`RecoveryReport::created`]) unless the caller says the node has run before
 //!   ([`WalOptions::expect_existing_log`]; see [`recovery`]).

@@ -126,8 +126,8 @@ pub fn mask_secret(life: u32, mask: u64) -> u64 {
 }
 
 /// The 8 bytes that follow each write batch of a sealed segment whose mask is `mask`. A
-/// bijection of the mask: the lives of one file never
-/// share a seal, and nobody who does not know the mask can write it.
+/// bijection of the mask: the lives of one file never share a seal, and nobody who does not
+/// know the mask can write it.
 pub fn batch_seal(mask: u64) -> [u8; SEAL_BYTES] {
     ((mask ^ SEAL_SALT).wrapping_mul(LIFE_STEP)).to_le_bytes()
 }

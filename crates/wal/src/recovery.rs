@@ -12,9 +12,10 @@
 //! **last** segment, when they are what a crash can leave there — a prefix of the final
 //! batch's bytes followed by zeros (in a recycled segment, by an earlier life's bytes, with
 //! no seal of this life after them) — and a sealed segment's final batch whose seal a crash
-//! tore (the batch whole: its seal is written again). Everything else that does not decode or does not fit
-//! refuses to start, naming the file and the offset: garbage (even at offset 0 of the only
-//! segment), a segment missing before the last, a snapshot with no segment at all.
+//! tore (the batch whole: its seal is written again). Everything else that does not decode
+//! or does not fit refuses to start, naming the file and the offset: garbage (even at offset
+//! 0 of the only segment), a segment missing before the last, a snapshot with no segment at
+//! all.
 //!
 //! What recovery cannot see: a **last** segment lost whole (or zeroed, or cut at a batch
 //! boundary) leaves a log that looks like one written up to the segment before it, with that
@@ -314,8 +315,8 @@ fn torn_tail(file: &Path, file_len: u64, scan: &Scan) -> TornTail {
 }
 
 /// A segment as it stays after recovery: its complete batches, and the space written ahead
-/// of the next ones unless a torn tail is cut (zeros written ahead go with it).
-/// A seal torn off the last batch is written again ([`recover`]): the log goes on after it.
+/// of the next ones unless a torn tail is cut (zeros written ahead go with it). A seal torn
+/// off the last batch is written again ([`recover`]): the log goes on after it.
 fn kept_segment(file: &Path, file_len: u64, scan: &Scan) -> Segment {
     let len_bytes = if scan.unsealed {
         scan.kept_bytes + record::SEAL_BYTES as u64
