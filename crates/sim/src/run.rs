@@ -32,9 +32,9 @@ pub struct FaultSwitches {
     pub pauses: bool,
     /// Flip a bit in the durable log of one crashed node (media corruption).
     pub bit_flips: bool,
-    /// Let a flipped bit land in the final write batch of the log too, which recovery can
-    /// take for a torn write in a new segment file and cut off (off by default: see
-    /// docs/TESTING.md).
+    /// Let a flipped bit land in the final write batch of a new segment file too, which
+    /// recovery can take for a torn write and cut off (off by default: see docs/TESTING.md;
+    /// a sealed recycled segment is hit anywhere either way).
     pub final_batch_flips: bool,
     /// Overwrite a whole segment file of one crashed node with random bytes.
     pub segment_garbage: bool,

@@ -16,7 +16,7 @@ use crate::trace::TraceEvent;
 impl Cluster {
     /// Flips one bit at a seeded place in the durable segment files of `node`, which must be
     /// down (media corruption); with `spare_final_batch`, never in the last write batch of
-    /// its log. Returns whether a bit was flipped.
+    /// its log when that is in a segment written new. Returns whether a bit was flipped.
     pub fn flip_durable_bit(&mut self, node: NodeId, spare_final_batch: bool) -> bool {
         let mut choices = ChaCha8Rng::seed_from_u64(self.disk_rng.gen());
         let Some(sim_node) = self.nodes.get_mut(&node) else {
