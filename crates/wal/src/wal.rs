@@ -904,7 +904,7 @@ pub(crate) fn write_sealed<D: Disk>(
     record::mask_frames(records, mask);
     let records_len = records.len();
     let written_end = offset + batch_bytes(records_len, sealed);
-    if written_end > offset + records_len as u64 {
+    if sealed && records_len > 0 {
         records.extend_from_slice(&record::batch_seal(mask));
     }
     let written = disk.write_at(path, offset, records);

@@ -236,17 +236,9 @@ fn damage_to_a_synced_batch_of_a_recycled_segment_is_refused() {
     // A bit flip in the first entry's record, with synced batches after it: what follows
     // the damage verifies under the file's mask, so it is not an earlier life's bytes.
     let damaged_at = records[1].0;
-    match open_after_flip(wal, &recycled, damaged_at + 12) {
-        Err(WalError::Corrupt {
-            file,
-            offset,
-            problem: Corruption::Record(_),
-        }) => {
-            assert_eq!(file, recycled);
-            assert_eq!(offset, damaged_at);
-        }
-        other => panic!("damage in a synced batch was taken: {:?}", other),
-    }
+    let opened = open_after_flip(wal, &recycled, damaged_at + 12);
+    let problem = refusal(opened, &recycled, damaged_at, "damage in a synced batch");
+    assert!(matches!(problem, Corruption::Record(_)), "{problem:?}");
 }
 
 #[test]
@@ -337,21 +329,15 @@ fn damage_to_the_end_of_a_recycled_segment_the_log_moved_on_from_is_refused() {
     // file's records), but the log moved on from the file only once it held its size.
     let (final_batch, _) = *records_of(wal.disk(), &recycled).last().unwrap();
     let options = *wal.options();
-    match open_after_flip(wal, &recycled, final_batch + 12) {
-        Err(WalError::Corrupt {
-            file,
-            offset,
-            problem,
-        }) => {
-            assert_eq!(file, recycled);
-            assert_eq!(offset, final_batch);
-            assert!(
-                matches!(problem, Corruption::EndsBeforeItsSize { end, size } if end == final_batch && size == options.max_segment_bytes),
-                "{problem:?}"
-            );
+    let opened = open_after_flip(wal, &recycled, final_batch + 12);
+    let problem = refusal(opened, &recycled, final_batch, "a lost final batch");
+    assert_eq!(
+        problem,
+        Corruption::EndsBeforeItsSize {
+            end: final_batch,
+            size: options.max_segment_bytes
         }
-        other => panic!("a lost final batch was taken: {:?}", other),
-    }
+    );
 }
 
 #[test]
@@ -492,17 +478,12 @@ fn a_lost_final_batch_that_replaced_an_entry_of_a_recycled_segment_is_refused() 
             break (before, *at);
         }
     };
-    match open_after_flip(wal, &recycled, final_batch + 12) {
-        Err(WalError::Corrupt {
-            file,
-            problem: Corruption::EndsBeforeItsSize { end, .. },
-            ..
-        }) => {
-            assert_eq!(file, recycled);
-            assert_eq!(end, final_batch);
-        }
-        other => panic!("a lost batch was taken: {:?}", other),
-    }
+    let opened = open_after_flip(wal, &recycled, final_batch + 12);
+    let problem = refusal(opened, &recycled, final_batch, "a lost batch");
+    assert!(
+        matches!(problem, Corruption::EndsBeforeItsSize { end, .. } if end == final_batch),
+        "{problem:?}"
+    );
 }
 
 #[test]
@@ -657,18 +638,9 @@ fn a_flip_in_the_final_batch_of_the_last_recycled_segment_is_refused_by_its_seal
     // cut; the seal after it shows the write completed, so the damage is refused.
     let (wal, recycled, final_batch) = last_segment_recycled();
     let end = records_end(wal.disk(), &recycled);
-    match open_after_flip(wal, &recycled, final_batch + 12) {
-        Err(WalError::Corrupt {
-            file,
-            offset,
-            problem: Corruption::SealAfterDamage { seal_at },
-        }) => {
-            assert_eq!(file, recycled);
-            assert_eq!(offset, final_batch);
-            assert_eq!(seal_at, end);
-        }
-        other => panic!("a synced batch was cut: {:?}", other),
-    }
+    let opened = open_after_flip(wal, &recycled, final_batch + 12);
+    let problem = refusal(opened, &recycled, final_batch, "a synced batch");
+    assert_eq!(problem, Corruption::SealAfterDamage { seal_at: end });
 }
 
 #[test]
@@ -734,20 +706,10 @@ fn a_recycled_segment_the_log_moved_on_from_must_end_with_its_seal() {
         } else {
             disk.flip_bit(&recycled, end + 2).unwrap();
         }
-        match Wal::open(disk, dir(), options) {
-            Err(WalError::Corrupt {
-                file,
-                offset,
-                problem: Corruption::MissingSeal,
-            }) => {
-                assert_eq!(file, recycled);
-                assert_eq!(offset, end);
-            }
-            other => panic!(
-                "a damaged end was taken (cut: {cut}): {:?}",
-                other.map(|_| ())
-            ),
-        }
+        let opened = Wal::open(disk, dir(), options);
+        let context = format!("a damaged end (cut: {cut})");
+        let problem = refusal(opened, &recycled, end, &context);
+        assert_eq!(problem, Corruption::MissingSeal);
     }
 }
 
