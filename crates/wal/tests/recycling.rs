@@ -835,3 +835,42 @@ fn a_burst_across_a_seal_into_the_final_batch_is_refused() {
         }
     );
 }
+
+#[test]
+fn a_hostile_tail_after_the_last_seal_is_refused_or_passed_over_and_never_read_as_records() {
+    // A damaged or hostile disk writes after the last sealed batch of a recycled last segment:
+    // 4 MiB of noise is an earlier life's bytes to recovery (every entry kept, nothing cut, in
+    // one pass); the same noise holding the life's seal is a refusal naming the seal.
+    for plant_seal in [false, true] {
+        let (wal, recycled, _) = last_segment_recycled();
+        let last = wal.last_index().0;
+        let end = records_end(wal.disk(), &recycled) + record::SEAL_BYTES as u64;
+        let (_, mask) = life_and_mask(wal.disk(), &recycled);
+        let options = *wal.options();
+        let mut disk = wal.into_disk();
+        let mut noise: Vec<u8> = (0..4u32 << 20)
+            .map(|k| (k.wrapping_mul(0x9e37_79b9) >> 13) as u8)
+            .collect();
+        if plant_seal {
+            noise[1000..1000 + record::SEAL_BYTES].copy_from_slice(&record::batch_seal(mask));
+        }
+        disk.write_at(&recycled, end, &noise).unwrap();
+        disk.sync(&recycled).unwrap();
+        let context = format!("planted seal: {plant_seal}");
+        if plant_seal {
+            let opened = Wal::open(disk, dir(), options);
+            let problem = refusal(opened, &recycled, end, &context);
+            assert_eq!(
+                problem,
+                Corruption::SealAfterDamage {
+                    seal_at: end + 1000
+                }
+            );
+        } else {
+            let (wal, report) = open(disk, options);
+            assert_eq!(report.torn_tail, None, "{context}");
+            assert_eq!(report.resealed, None, "{context}");
+            assert_eq!(all_entries(&wal), entries(24..=last, 2), "{context}");
+        }
+    }
+}
