@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Two builds of skiff side by side: each runs as a 3-node `skiff local` cluster and is driven by
-# the same redis-benchmark commands as bench/cluster.sh, the two alternating ROUNDS times so that
-# the machine's drift falls on both alike. Prints one CSV row per run (build, round, target,
-# setting, command, ops/s, p50 ms, p99 ms) and, per row kind, the median of each build.
+# the same redis-benchmark commands as bench/cluster.sh, the two alternating ROUNDS times (in
+# the other order each round) so that the machine's drift falls on both alike. Prints one CSV
+# row per run (build, round, target, setting, command, ops/s, p50 ms, p99 ms) and, per row
+# kind, the median of each build and in how many rounds the new build was the faster, and
+# had the lower p99.
 # A redis-benchmark run that does not end within RUN_TIMEOUT seconds is stopped and reported
 # (with its last output and the cluster's log), and the runs go on.
 #
@@ -73,22 +75,37 @@ for row in csv.reader(sys.stdin):
 
 echo "build,round,target,setting,command,ops_per_s,p50_ms,p99_ms"
 for round in $(seq "$ROUNDS"); do
-  run old "$1" "$round" "${OLD_ARGS:-}"
-  run new "$2" "$round" "${NEW_ARGS:-}"
+  # Each pair runs in the other order from the last: the build that ran first in a pair ran
+  # 3–5 % faster on the leader (docs/benchmarks/rounds-12-and-later.md, round eighteen), an
+  # order effect that an even number of rounds puts on both builds alike.
+  if [ $((round % 2)) = 1 ]; then
+    run old "$1" "$round" "${OLD_ARGS:-}"
+    run new "$2" "$round" "${NEW_ARGS:-}"
+  else
+    run new "$2" "$round" "${NEW_ARGS:-}"
+    run old "$1" "$round" "${OLD_ARGS:-}"
+  fi
 done
 echo "== medians"
 python3 - "$RESULTS" <<'EOF'
 import csv, statistics, sys
 rows = {}
-for build, _, target, setting, command, ops, p50, p99 in csv.reader(open(sys.argv[1])):
-    runs = rows.setdefault((target, setting, command), {}).setdefault(build, [])
-    runs.append((float(ops), float(p50), float(p99)))
-print("target,setting,command,old_ops_per_s,new_ops_per_s,new/old,old_p50_ms,new_p50_ms,old_p99_ms,new_p99_ms")
+for build, round_, target, setting, command, ops, p50, p99 in csv.reader(open(sys.argv[1])):
+    runs = rows.setdefault((target, setting, command), {}).setdefault(build, {})
+    runs[round_] = (float(ops), float(p50), float(p99))
+print("target,setting,command,old_ops_per_s,new_ops_per_s,new/old,old_p50_ms,new_p50_ms,"
+      "old_p99_ms,new_p99_ms,pairs_new_faster,pairs_new_lower_p99")
 for (target, setting, command), builds in sorted(rows.items()):
     if "old" not in builds or "new" not in builds:
         continue
-    old, new = (statistics.median(r[0] for r in builds[b]) for b in ("old", "new"))
-    old_p50, new_p50 = (statistics.median(r[1] for r in builds[b]) for b in ("old", "new"))
-    old_p99, new_p99 = (statistics.median(r[2] for r in builds[b]) for b in ("old", "new"))
-    print(f"{target},{setting},{command},{old:.0f},{new:.0f},{new / old:.2f},{old_p50:.3f},{new_p50:.3f},{old_p99:.3f},{new_p99:.3f}")
+    median = lambda b, i: statistics.median(r[i] for r in builds[b].values())
+    old, new = median("old", 0), median("new", 0)
+    old_p50, new_p50 = median("old", 1), median("new", 1)
+    old_p99, new_p99 = median("old", 2), median("new", 2)
+    # Round by round, so that a difference the spread hides shows as a count of pairs.
+    pairs = [(builds["old"][r], builds["new"][r]) for r in builds["old"] if r in builds["new"]]
+    faster = sum(n[0] > o[0] for o, n in pairs)
+    lower = sum(n[2] < o[2] for o, n in pairs)
+    print(f"{target},{setting},{command},{old:.0f},{new:.0f},{new / old:.2f},{old_p50:.3f},"
+          f"{new_p50:.3f},{old_p99:.3f},{new_p99:.3f},{faster}/{len(pairs)},{lower}/{len(pairs)}")
 EOF
