@@ -9,8 +9,9 @@
 # (with its last output and the cluster's log), and the runs go on.
 #
 #   bench/ab.sh OLD_SKIFF NEW_SKIFF
-#   ROUNDS=3 SETTINGS="-c 50 -P 16" bench/ab.sh old/target/release/skiff target/release/skiff
-#   OPS=20000 ROUNDS=3 SETTINGS="-c 1" TESTS=set bench/ab.sh OLD NEW
+#   ROUNDS=4 SETTINGS="-c 50 -P 16" bench/ab.sh old/target/release/skiff target/release/skiff
+#   OPS=20000 ROUNDS=4 SETTINGS="-c 1" TESTS=set bench/ab.sh OLD NEW
+# An even ROUNDS gives each build the first run of a pair as often as the other.
 #
 # OLD_ARGS and NEW_ARGS are passed to each build's nodes (`skiff local --serve-args`), so one
 # binary can be set against itself; WARMUP=N sends N `-c 50 -P 16` SETs to the leader before
@@ -106,6 +107,8 @@ for (target, setting, command), builds in sorted(rows.items()):
     pairs = [(builds["old"][r], builds["new"][r]) for r in builds["old"] if r in builds["new"]]
     faster = sum(n[0] > o[0] for o, n in pairs)
     lower = sum(n[2] < o[2] for o, n in pairs)
-    print(f"{target},{setting},{command},{old:.0f},{new:.0f},{new / old:.2f},{old_p50:.3f},"
-          f"{new_p50:.3f},{old_p99:.3f},{new_p99:.3f},{faster}/{len(pairs)},{lower}/{len(pairs)}")
+    ratio = new / old if old else float("nan")
+    print(f"{target},{setting},{command},{old:.0f},{new:.0f},{ratio:.2f},{old_p50:.3f},"
+          f"{new_p50:.3f},{old_p99:.3f},{new_p99:.3f},{faster}/{len(pairs)},"
+          f"{lower}/{len(pairs)}")
 EOF
