@@ -99,12 +99,16 @@ print("target,setting,command,old_ops_per_s,new_ops_per_s,new/old,old_p50_ms,new
 for (target, setting, command), builds in sorted(rows.items()):
     if "old" not in builds or "new" not in builds:
         continue
-    median = lambda b, i: statistics.median(r[i] for r in builds[b].values())
-    old, new = median("old", 0), median("new", 0)
-    old_p50, new_p50 = median("old", 1), median("new", 1)
-    old_p99, new_p99 = median("old", 2), median("new", 2)
-    # Round by round, so that a difference the spread hides shows as a count of pairs.
+    # Only the rounds where both builds ran the row: a failed run takes its pair with it, so
+    # that the medians and the counts compare the same rounds.
     pairs = [(builds["old"][r], builds["new"][r]) for r in builds["old"] if r in builds["new"]]
+    if not pairs:
+        continue
+    median = lambda side, i: statistics.median(pair[side][i] for pair in pairs)
+    old, new = median(0, 0), median(1, 0)
+    old_p50, new_p50 = median(0, 1), median(1, 1)
+    old_p99, new_p99 = median(0, 2), median(1, 2)
+    # Round by round, so that a difference the spread hides shows as a count of pairs.
     faster = sum(n[0] > o[0] for o, n in pairs)
     lower = sum(n[2] < o[2] for o, n in pairs)
     ratio = new / old if old else float("nan")
