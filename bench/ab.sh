@@ -56,10 +56,24 @@ run() {
         tail -n 20 "$WORK/local.log" >&2
       fi
       python3 -c '
-import csv, sys
-for row in csv.reader(sys.stdin):
-    if row and row[0] in ("SET", "GET"):
-        print(",".join(sys.argv[1:] + [row[0], row[1], row[4], row[6]]))
+import csv, io, math, sys
+# Line by line: a cut or garbled line (a run stopped midway) is reported and left out, and
+# takes no other line with it.
+for line in io.TextIOWrapper(sys.stdin.buffer, errors="replace"):
+    try:
+        row = next(csv.reader([line]), [])
+    except csv.Error:
+        row = ["?"]
+    if not row or row[0] not in ("SET", "GET"):
+        continue
+    try:
+        fields = [row[0], row[1], row[4], row[6]]
+        if not all(math.isfinite(float(field)) for field in fields[1:]):
+            raise ValueError("not a finite number")
+    except (IndexError, ValueError):
+        print("a result line that does not read:", line.rstrip()[:200], file=sys.stderr)
+        continue
+    print(",".join(sys.argv[1:] + fields))
 ' "$build" "$round" "$target" "$setting" <"$WORK/bench.out" | tee -a "$RESULTS"
     done
   done
@@ -97,11 +111,10 @@ for build, round_, target, setting, command, ops, p50, p99 in csv.reader(open(sy
 print("target,setting,command,old_ops_per_s,new_ops_per_s,new/old,old_p50_ms,new_p50_ms,"
       "old_p99_ms,new_p99_ms,pairs_new_faster,pairs_new_lower_p99")
 for (target, setting, command), builds in sorted(rows.items()):
-    if "old" not in builds or "new" not in builds:
-        continue
     # Only the rounds where both builds ran the row: a failed run takes its pair with it, so
     # that the medians and the counts compare the same rounds.
-    pairs = [(builds["old"][r], builds["new"][r]) for r in builds["old"] if r in builds["new"]]
+    old_runs, new_runs = builds.get("old", {}), builds.get("new", {})
+    pairs = [(old_runs[r], new_runs[r]) for r in old_runs if r in new_runs]
     if not pairs:
         continue
     median = lambda side, i: statistics.median(pair[side][i] for pair in pairs)

@@ -390,34 +390,25 @@ fn write_until_the_sync(node: &mut Node<MemDisk>, batch: Option<BatchStep>) {
 /// bit in a record is refused, and one in a seal is harmless (the earlier life's bytes after
 /// them, harmless too, are left out so that flips land on this life's).
 fn spared_from(bytes: &[u8]) -> u64 {
-    let seal = match record::segment_records(bytes).next() {
-        Some((_, decoded)) => match decoded.record {
-            record::Record::SegmentHeader(header) if header.sealed => {
-                Some(record::batch_seal(header.mask))
-            }
-            _ => None,
-        },
-        None => None,
-    };
-    if let Some(seal) = seal {
-        let records_end = record::segment_records(bytes)
-            .last()
-            .map_or(0, |(at, decoded)| at + decoded.frame_bytes);
-        let sealed_end = if bytes[records_end..].starts_with(&seal) {
-            records_end + seal.len()
-        } else {
-            records_end
-        };
-        return sealed_end as u64;
-    }
-    let (mut batch_start, mut final_start) = (0usize, 0usize);
+    let mut seal = None;
+    let (mut batch_start, mut final_start, mut records_end) = (0usize, 0usize, 0usize);
     for (at, decoded) in record::segment_records(bytes) {
+        if let record::Record::SegmentHeader(header) = &decoded.record {
+            if at == 0 && header.sealed {
+                seal = Some(record::batch_seal(header.mask));
+            }
+        }
+        records_end = at + decoded.frame_bytes;
         if decoded.ends_batch {
             final_start = batch_start;
-            batch_start = at + decoded.frame_bytes;
+            batch_start = records_end;
         }
     }
-    final_start as u64
+    match seal {
+        Some(seal) if bytes[records_end..].starts_with(&seal) => (records_end + seal.len()) as u64,
+        Some(_) => records_end as u64,
+        None => final_start as u64,
+    }
 }
 
 /// The cluster id every simulated node's log is written with.

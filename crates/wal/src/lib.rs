@@ -77,10 +77,10 @@
 //!   Anything else that does not decode or does not fit (garbage that is not such a prefix,
 //!   even at offset 0 of the only segment; a bad checksum or length with valid records after
 //!   it; a missing segment; a snapshot without any segment; a header of another cluster)
-//!   refuses to start with the file and offset, and leaves the files as they are. A lost *last* segment
-//!   cannot be seen from the log alone, and a directory whose every segment is gone reads as
-//!   a new log ([`RecoveryReport::created`]) unless the caller says the node has run before
-//!   ([`WalOptions::expect_existing_log`]; see [`recovery`]).
+//!   refuses to start with the file and offset, and leaves the files as they are. A lost
+//!   *last* segment cannot be seen from the log alone, and a directory whose every segment is
+//!   gone reads as a new log ([`RecoveryReport::created`]) unless the caller says the node has
+//!   run before ([`WalOptions::expect_existing_log`]; see [`recovery`]).
 //! - **Incarnation** ([`incarnation`]): a new log first writes the file `incarnation`, a
 //!   random nonzero id the caller chose ([`WalOptions::new_incarnation`]), checksummed; an
 //!   existing log reads it back ([`Wal::incarnation`]). A wiped disk, or a directory whose
