@@ -838,32 +838,64 @@ fn a_burst_across_a_seal_into_the_final_batch_is_refused() {
 
 #[test]
 fn a_hostile_tail_after_the_last_seal_is_refused_or_passed_over_and_never_read_as_records() {
-    // A damaged or hostile disk writes after the last sealed batch of a recycled last segment:
+    // A damaged or hostile disk writes after the last sealed batch of a recycled last segment.
     // 4 MiB of noise is an earlier life's bytes to recovery (every entry kept, nothing cut, in
-    // one pass); the same noise holding the life's seal is a refusal naming the seal.
-    for plant_seal in [false, true] {
+    // one pass), and so is noise holding another life's seal, or this life's seal cut short
+    // at the end of the file. Noise holding this life's seal whole is a refusal naming it.
+    #[derive(Clone, Copy, Debug)]
+    enum Planted {
+        Nothing,
+        ThisLifesSeal,
+        EarlierLifesSeal,
+        LaterLifesSeal,
+        ThisLifesSealCutAtTheEnd,
+    }
+    for planted in [
+        Planted::Nothing,
+        Planted::ThisLifesSeal,
+        Planted::EarlierLifesSeal,
+        Planted::LaterLifesSeal,
+        Planted::ThisLifesSealCutAtTheEnd,
+    ] {
         let (wal, recycled, _) = last_segment_recycled();
         let last = wal.last_index().0;
         let end = records_end(wal.disk(), &recycled) + record::SEAL_BYTES as u64;
-        let (_, mask) = life_and_mask(wal.disk(), &recycled);
+        let (life, mask) = life_and_mask(wal.disk(), &recycled);
+        let secret = record::mask_secret(life, mask);
         let options = *wal.options();
         let mut disk = wal.into_disk();
         let mut noise: Vec<u8> = (0..4u32 << 20)
             .map(|k| (k.wrapping_mul(0x9e37_79b9) >> 13) as u8)
             .collect();
-        if plant_seal {
-            noise[1000..1000 + record::SEAL_BYTES].copy_from_slice(&record::batch_seal(mask));
+        let seal_of = |life| record::batch_seal(record::life_mask(secret, life));
+        let at = 1000;
+        match planted {
+            Planted::Nothing => {}
+            Planted::ThisLifesSeal => {
+                noise[at..at + record::SEAL_BYTES].copy_from_slice(&record::batch_seal(mask))
+            }
+            Planted::EarlierLifesSeal => {
+                noise[at..at + record::SEAL_BYTES].copy_from_slice(&seal_of(life - 1))
+            }
+            Planted::LaterLifesSeal => {
+                noise[at..at + record::SEAL_BYTES].copy_from_slice(&seal_of(life + 1))
+            }
+            Planted::ThisLifesSealCutAtTheEnd => {
+                let cut = record::SEAL_BYTES - 1;
+                let from = noise.len() - cut;
+                noise[from..].copy_from_slice(&record::batch_seal(mask)[..cut]);
+            }
         }
         disk.write_at(&recycled, end, &noise).unwrap();
         disk.sync(&recycled).unwrap();
-        let context = format!("planted seal: {plant_seal}");
-        if plant_seal {
+        let context = format!("planted: {planted:?}");
+        if let Planted::ThisLifesSeal = planted {
             let opened = Wal::open(disk, dir(), options);
             let problem = refusal(opened, &recycled, end, &context);
             assert_eq!(
                 problem,
                 Corruption::SealAfterDamage {
-                    seal_at: end + 1000
+                    seal_at: end + at as u64
                 }
             );
         } else {
