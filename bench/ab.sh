@@ -58,12 +58,15 @@ run() {
       python3 -c '
 import csv, io, math, sys
 # Line by line: a cut or garbled line (a run stopped midway) is reported and left out, and
-# takes no other line with it.
-for line in io.TextIOWrapper(sys.stdin.buffer, errors="replace"):
+# takes no other line with it. A line is read 64 KiB at most at a time, so a line without
+# an end holds no more memory than that (its pieces are not result lines).
+out = io.TextIOWrapper(sys.stdin.buffer, errors="replace")
+for line in iter(lambda: out.readline(1 << 16), ""):
     try:
         row = next(csv.reader([line]), [])
     except csv.Error:
-        row = ["?"]
+        print("a line that does not read as CSV:", line.rstrip()[:200], file=sys.stderr)
+        continue
     if not row or row[0] not in ("SET", "GET"):
         continue
     try:

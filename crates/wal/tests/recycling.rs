@@ -841,18 +841,24 @@ fn a_hostile_tail_after_the_last_seal_is_refused_or_passed_over_and_never_read_a
     // A damaged or hostile disk writes after the last sealed batch of a recycled last segment.
     // 4 MiB of noise is an earlier life's bytes to recovery (every entry kept, nothing cut, in
     // one pass), and so is noise holding another life's seal, or this life's seal cut short
-    // at the end of the file. Noise holding this life's seal whole is a refusal naming it.
+    // at the end of the file. Noise holding this life's seal whole, anywhere from the first
+    // byte after the last seal to the last bytes of the file, is a refusal naming it.
     #[derive(Clone, Copy, Debug)]
     enum Planted {
         Nothing,
-        ThisLifesSeal,
+        ThisLifesSeal { at: usize },
         EarlierLifesSeal,
         LaterLifesSeal,
         ThisLifesSealCutAtTheEnd,
     }
+    const NOISE_BYTES: usize = 4 << 20;
     for planted in [
         Planted::Nothing,
-        Planted::ThisLifesSeal,
+        Planted::ThisLifesSeal { at: 0 },
+        Planted::ThisLifesSeal { at: 1000 },
+        Planted::ThisLifesSeal {
+            at: NOISE_BYTES - record::SEAL_BYTES,
+        },
         Planted::EarlierLifesSeal,
         Planted::LaterLifesSeal,
         Planted::ThisLifesSealCutAtTheEnd,
@@ -862,41 +868,33 @@ fn a_hostile_tail_after_the_last_seal_is_refused_or_passed_over_and_never_read_a
         let end = records_end(wal.disk(), &recycled) + record::SEAL_BYTES as u64;
         let (life, mask) = life_and_mask(wal.disk(), &recycled);
         let secret = record::mask_secret(life, mask);
+        let seal_of = |life| record::batch_seal(record::life_mask(secret, life));
         let options = *wal.options();
         let mut disk = wal.into_disk();
-        let mut noise: Vec<u8> = (0..4u32 << 20)
+        let mut noise: Vec<u8> = (0..NOISE_BYTES as u32)
             .map(|k| (k.wrapping_mul(0x9e37_79b9) >> 13) as u8)
             .collect();
-        let seal_of = |life| record::batch_seal(record::life_mask(secret, life));
-        let at = 1000;
-        match planted {
-            Planted::Nothing => {}
-            Planted::ThisLifesSeal => {
-                noise[at..at + record::SEAL_BYTES].copy_from_slice(&record::batch_seal(mask))
-            }
-            Planted::EarlierLifesSeal => {
-                noise[at..at + record::SEAL_BYTES].copy_from_slice(&seal_of(life - 1))
-            }
-            Planted::LaterLifesSeal => {
-                noise[at..at + record::SEAL_BYTES].copy_from_slice(&seal_of(life + 1))
-            }
-            Planted::ThisLifesSealCutAtTheEnd => {
-                let cut = record::SEAL_BYTES - 1;
-                let from = noise.len() - cut;
-                noise[from..].copy_from_slice(&record::batch_seal(mask)[..cut]);
-            }
-        }
+        let cut = record::SEAL_BYTES - 1;
+        let (at, bytes): (usize, &[u8]) = match planted {
+            Planted::Nothing => (0, &[]),
+            Planted::ThisLifesSeal { at } => (at, &seal_of(life)),
+            Planted::EarlierLifesSeal => (1000, &seal_of(life - 1)),
+            Planted::LaterLifesSeal => (1000, &seal_of(life + 1)),
+            Planted::ThisLifesSealCutAtTheEnd => (NOISE_BYTES - cut, &seal_of(life)[..cut]),
+        };
+        noise[at..at + bytes.len()].copy_from_slice(bytes);
         disk.write_at(&recycled, end, &noise).unwrap();
         disk.sync(&recycled).unwrap();
         let context = format!("planted: {planted:?}");
-        if let Planted::ThisLifesSeal = planted {
+        if let Planted::ThisLifesSeal { at } = planted {
             let opened = Wal::open(disk, dir(), options);
             let problem = refusal(opened, &recycled, end, &context);
             assert_eq!(
                 problem,
                 Corruption::SealAfterDamage {
                     seal_at: end + at as u64
-                }
+                },
+                "{context}"
             );
         } else {
             let (wal, report) = open(disk, options);
