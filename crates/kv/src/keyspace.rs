@@ -80,7 +80,43 @@ fn slice_of(hash: u64, bits: u32) -> usize {
 /// A key's bytes as the maps hold them: a key of up to [`INLINE_KEY_BYTES`] bytes sits in the
 /// tree node itself, so finding it reads no other memory, and copying a node (after a freeze)
 /// allocates nothing for it.
-type KeyBytes = SmallVec<[u8; INLINE_KEY_BYTES]>;
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct KeyBytes(SmallVec<[u8; INLINE_KEY_BYTES]>);
+
+impl KeyBytes {
+    fn from_slice(key: &[u8]) -> KeyBytes {
+        KeyBytes(SmallVec::from_slice(key))
+    }
+
+    /// Inline by length (`SmallVec::from_vec` would go by the vector's capacity).
+    fn from_vec(key: Vec<u8>) -> KeyBytes {
+        if key.len() <= INLINE_KEY_BYTES {
+            KeyBytes::from_slice(&key)
+        } else {
+            KeyBytes(SmallVec::from_vec(key))
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
+
+impl std::ops::Deref for KeyBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl Clone for KeyBytes {
+    /// One copy of the bytes: a node copied after a freeze clones every key it holds, and
+    /// `SmallVec`'s own `clone` goes element by element.
+    fn clone(&self) -> KeyBytes {
+        KeyBytes::from_slice(self.as_slice())
+    }
+}
 
 /// The longest key kept inside a tree node; longer keys are allocated on their own. 24: enough
 /// for most keys people name (`key:000000012345` is 16), for 8 bytes more per key in a node
@@ -258,12 +294,7 @@ impl Keyspace {
 
     /// Stores `stored` under `key`, replacing what was there; whether the key was there.
     pub(crate) fn insert(&mut self, key: Vec<u8>, stored: Stored) -> bool {
-        // Inline by length (`from_vec` would go by the vector's capacity).
-        let key = if key.len() <= INLINE_KEY_BYTES {
-            KeyBytes::from_slice(&key)
-        } else {
-            KeyBytes::from_vec(key)
-        };
+        let key = KeyBytes::from_vec(key);
         let probe = Probe::key(&key);
         if let Some(new) = stored.deadline_ms {
             self.deadlines.insert((new, key.clone()));

@@ -65,6 +65,10 @@ use imbl::OrdMap;
 
 use crate::reply::{errors, Reply};
 
+mod replies;
+
+pub use replies::Replies;
+
 /// The client session a write carries (thesis §6.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionRequest {
@@ -112,7 +116,7 @@ pub struct Session {
     /// The replies of the requests applied at or above `lowest_kept`, by sequence.
     /// Invariant: never empty, every sequence at least `lowest_kept`, at most
     /// `session_window_requests` of them.
-    pub replies: BTreeMap<u64, Reply>,
+    pub replies: Replies,
     /// The window's floor: a request below it is stale.
     pub lowest_kept: u64,
     /// The log index of the client's last request (applied or retried): the session's
@@ -126,9 +130,7 @@ pub struct Session {
 impl Session {
     /// The highest sequence applied for this client.
     pub fn last_sequence(&self) -> u64 {
-        self.replies
-            .last_key_value()
-            .map_or(self.lowest_kept, |(&sequence, _)| sequence)
+        self.replies.last_sequence().unwrap_or(self.lowest_kept)
     }
 
     /// Raises the floor to `floor` and keeps at most `window` replies, dropping the oldest;
@@ -138,12 +140,14 @@ impl Session {
         if floor > self.lowest_kept {
             self.lowest_kept = floor;
             // One by one from the front: the usual case is a single reply (the client's
-            // previous request), and this never allocates, as splitting the map would.
-            while let Some(below) = self.replies.first_entry() {
-                if *below.key() >= floor {
-                    break;
-                }
-                dropped_bytes = dropped_bytes.saturating_add(reply_bytes(&below.remove()));
+            // previous request).
+            while self
+                .replies
+                .first_sequence()
+                .is_some_and(|oldest| oldest < floor)
+            {
+                let (_, reply) = self.replies.pop_first().expect("not empty");
+                dropped_bytes = dropped_bytes.saturating_add(reply_bytes(&reply));
             }
         }
         while self.replies.len() > window.max(1) {
@@ -191,11 +195,20 @@ pub(crate) struct SessionTable {
     /// from near the front to the back, so this is an ordinary B-tree, cheap at both ends;
     /// a snapshot does not need it (it is each session's `last_active_index`, read back).
     /// Invariant: exactly one entry per session, keyed by that session's
-    /// `last_active_index`.
-    by_activity: BTreeMap<u64, u64>,
+    /// `last_active_index`, holding its `last_active_ms` too, so that expiry and eviction,
+    /// which look at the front on every entry, read no session.
+    by_activity: BTreeMap<u64, Active>,
     /// The bytes of every session's remembered replies, markers included.
     /// Invariant: the sum of [`reply_bytes`] over every remembered reply.
     reply_bytes: usize,
+}
+
+/// A session's place in the eviction order: whose it is and when, in log time, it was last
+/// active.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Active {
+    client_id: u64,
+    at_ms: u64,
 }
 
 /// The part of a [`SessionTable`] a snapshot records; a copy of it
@@ -276,12 +289,11 @@ impl SessionTable {
     /// eviction order is also the order of last activity in log time (stamps never decrease
     /// along the log), so the idlest come first.
     pub(crate) fn expire(&mut self, now_ms: u64, expiry_ms: u64) {
-        while let Some((&last_active, &client_id)) = self.by_activity.first_key_value() {
-            let idle_ms = now_ms.saturating_sub(self.recorded.sessions[&client_id].last_active_ms);
-            if idle_ms < expiry_ms {
+        while let Some((&last_active, &active)) = self.by_activity.first_key_value() {
+            if now_ms.saturating_sub(active.at_ms) < expiry_ms {
                 break;
             }
-            self.remove(last_active, client_id);
+            self.remove(last_active, active.client_id);
         }
     }
 
@@ -291,18 +303,18 @@ impl SessionTable {
         if self.recorded.sessions.len() < limits.max_sessions {
             return true;
         }
-        self.by_activity.first_key_value().is_some_and(|(_, id)| {
-            now_ms.saturating_sub(self.recorded.sessions[id].last_active_ms) >= limits.evict_idle_ms
-        })
+        self.by_activity
+            .first_key_value()
+            .is_some_and(|(_, active)| now_ms.saturating_sub(active.at_ms) >= limits.evict_idle_ms)
     }
 
     /// Evicts the least recently used sessions until at most `max_sessions` remain.
     pub(crate) fn shrink_to(&mut self, max_sessions: usize) {
         while self.recorded.sessions.len() > max_sessions {
-            let Some((&last_active, &client_id)) = self.by_activity.first_key_value() else {
+            let Some((&last_active, &active)) = self.by_activity.first_key_value() else {
                 break;
             };
-            self.remove(last_active, client_id);
+            self.remove(last_active, active.client_id);
         }
     }
 
@@ -349,7 +361,7 @@ impl SessionTable {
         match self.recorded.sessions.get(&request.client_id) {
             Some(session) => {
                 // §6.3: a retry of an applied request gets its first reply, applies nothing.
-                if let Some(reply) = session.replies.get(&request.sequence) {
+                if let Some(reply) = session.replies.get(request.sequence) {
                     Admission::Replay(if *reply == not_kept() {
                         Reply::error(errors::REPLY_NOT_KEPT)
                     } else {
@@ -390,45 +402,6 @@ impl SessionTable {
         }
     }
 
-    /// What to remember of `reply` to `request`: the reply itself, or, if it would take the
-    /// session's remembered replies the client still waits for past the session's budget,
-    /// or every session's remembered replies past the table's, the "not kept" marker
-    /// (replayed as [`REPLY_NOT_KEPT`](errors::REPLY_NOT_KEPT)). A function of the log
-    /// alone, as the table must be.
-    pub(crate) fn to_remember(
-        &self,
-        request: SessionRequest,
-        reply: &Reply,
-        budgets: ReplyBudgets,
-    ) -> Reply {
-        let (waited_for, below_floor) =
-            self.recorded
-                .sessions
-                .get(&request.client_id)
-                .map_or((0, 0), |session| {
-                    let bytes_of = |replies: std::collections::btree_map::Range<'_, u64, Reply>| {
-                        replies.map(|(_, kept)| reply_bytes(kept)).sum::<usize>()
-                    };
-                    // The two sides of the floor: usually a whole window above it and one
-                    // reply below, so neither sums the window twice.
-                    let floor = request.floor();
-                    (
-                        bytes_of(session.replies.range(floor..)),
-                        bytes_of(session.replies.range(..floor)),
-                    )
-                });
-        let bytes = reply_bytes(reply);
-        // The table as it will be once the session's window slides to the request's floor.
-        let table = self.reply_bytes.saturating_sub(below_floor);
-        if waited_for.saturating_add(bytes) <= budgets.session_bytes
-            && table.saturating_add(bytes) <= budgets.table_bytes
-        {
-            reply.clone()
-        } else {
-            not_kept()
-        }
-    }
-
     /// A retry of `request` answered at `index`, log time `now_ms`: the session moves there
     /// in the eviction order (a retry is activity) and its window slides to what the client
     /// still waits for.
@@ -453,19 +426,22 @@ impl SessionTable {
         }
     }
 
-    /// Remembers the reply to `request`, applied at `index`, log time `now_ms`, and slides
-    /// the window (at most `limits.window` replies); opening a session when `max_sessions`
-    /// are open first evicts the least recently active one, which [`admit`](Self::admit)
-    /// found idle enough.
+    /// Remembers the reply to `request`, applied at `index`, log time `now_ms` (the reply
+    /// itself or, past a budget, the "not kept" marker: [`to_remember`]), and slides the
+    /// window (at most `limits.window` replies); opening a session when `max_sessions` are
+    /// open first evicts the least recently active one, which [`admit`](Self::admit) found
+    /// idle enough.
     pub(crate) fn record(
         &mut self,
         request: SessionRequest,
         (index, now_ms): (u64, u64),
-        reply: Reply,
-        limits: SessionLimits,
+        reply: &Reply,
+        (limits, budgets): (SessionLimits, ReplyBudgets),
     ) {
+        let table_bytes = self.reply_bytes;
         if let Some(session) = self.recorded.sessions.get_mut(&request.client_id) {
             let session = Arc::make_mut(session);
+            let reply = to_remember(Some(session), table_bytes, request, reply, budgets);
             self.reply_bytes = self.reply_bytes.saturating_add(reply_bytes(&reply));
             if let Some(replaced) = session.replies.insert(request.sequence, reply) {
                 self.reply_bytes = self.reply_bytes.saturating_sub(reply_bytes(&replaced));
@@ -476,9 +452,10 @@ impl SessionTable {
             move_to_back(&mut self.by_activity, client, (index, now_ms));
             return;
         }
+        let reply = to_remember(None, table_bytes, request, reply, budgets);
         self.shrink_to(limits.max_sessions.saturating_sub(1));
         let mut session = Session {
-            replies: BTreeMap::from([(request.sequence, reply)]),
+            replies: Replies::one(request.sequence, reply),
             lowest_kept: 1,
             last_active_index: index,
             last_active_ms: now_ms,
@@ -494,9 +471,14 @@ impl SessionTable {
             self.reply_bytes = self.reply_bytes.saturating_sub(old.reply_bytes());
         }
         self.reply_bytes = self.reply_bytes.saturating_add(session.reply_bytes());
+        let active = Active {
+            client_id,
+            at_ms: session.last_active_ms,
+        };
         let previous = self
             .by_activity
-            .insert(session.last_active_index, client_id);
+            .insert(session.last_active_index, active)
+            .map(|previous| previous.client_id);
         assert!(
             previous.is_none() || previous == Some(client_id),
             "two sessions active at index {}: clients {previous:?} and {client_id}",
@@ -511,7 +493,7 @@ impl SessionTable {
         let times: Vec<u64> = self
             .by_activity
             .values()
-            .map(|id| self.recorded.sessions[id].last_active_ms)
+            .map(|active| self.recorded.sessions[&active.client_id].last_active_ms)
             .collect();
         times.windows(2).all(|pair| pair[0] <= pair[1])
     }
@@ -528,11 +510,11 @@ impl SessionTable {
             self.by_activity.len(),
             "session table out of step at applied index {applied_index}"
         );
-        for (&index, &client_id) in &self.by_activity {
+        for (&index, &Active { client_id, at_ms }) in &self.by_activity {
             let session = self.recorded.sessions.get(&client_id);
             assert!(
-                session.is_some_and(|s| s.last_active_index == index),
-                "client {client_id} listed at index {index} disagrees with its session {session:?}"
+                session.is_some_and(|s| s.last_active_index == index && s.last_active_ms == at_ms),
+                "client {client_id} listed at index {index}, active at {at_ms} ms, disagrees with its session {session:?}"
             );
             assert!(
                 index <= applied_index,
@@ -557,8 +539,8 @@ impl SessionTable {
             assert!(
                 session
                     .replies
-                    .first_key_value()
-                    .is_some_and(|(&lowest, _)| lowest >= session.lowest_kept),
+                    .first_sequence()
+                    .is_some_and(|lowest| lowest >= session.lowest_kept),
                 "client {client_id}'s window is empty or reaches below its floor: {session:?}"
             );
         }
@@ -568,14 +550,58 @@ impl SessionTable {
 /// Moves the session of a client to `index` in the eviction order `by_activity`, active at
 /// `now_ms`.
 fn move_to_back(
-    by_activity: &mut BTreeMap<u64, u64>,
+    by_activity: &mut BTreeMap<u64, Active>,
     (client_id, session): (u64, &mut Session),
     (index, now_ms): (u64, u64),
 ) {
     by_activity.remove(&session.last_active_index);
     session.last_active_index = index;
     session.last_active_ms = now_ms;
-    by_activity.insert(index, client_id);
+    let active = Active {
+        client_id,
+        at_ms: now_ms,
+    };
+    by_activity.insert(index, active);
+}
+
+/// What to remember of `reply` to `request`, given the client's `session` and the bytes
+/// `table_bytes` every session's replies take now: the reply itself, or, if it would take the
+/// session's remembered replies the client still waits for past the session's budget, or
+/// every session's remembered replies past the table's, the "not kept" marker (replayed as
+/// [`REPLY_NOT_KEPT`](errors::REPLY_NOT_KEPT)). A function of the log alone, as the table
+/// must be.
+fn to_remember(
+    session: Option<&Session>,
+    table_bytes: usize,
+    request: SessionRequest,
+    reply: &Reply,
+    budgets: ReplyBudgets,
+) -> Reply {
+    // The bytes on each side of the request's floor, in one pass over the window.
+    let floor = request.floor();
+    let (waited_for, below_floor) = session.map_or((0, 0), |session| {
+        session
+            .replies
+            .iter()
+            .fold((0usize, 0usize), |(above, below), (sequence, kept)| {
+                let bytes = reply_bytes(kept);
+                if sequence >= floor {
+                    (above.saturating_add(bytes), below)
+                } else {
+                    (above, below.saturating_add(bytes))
+                }
+            })
+    });
+    let bytes = reply_bytes(reply);
+    // The table as it will be once the session's window slides to the request's floor.
+    let table = table_bytes.saturating_sub(below_floor);
+    if waited_for.saturating_add(bytes) <= budgets.session_bytes
+        && table.saturating_add(bytes) <= budgets.table_bytes
+    {
+        reply.clone()
+    } else {
+        not_kept()
+    }
 }
 
 /// How a reply that was not kept is remembered: the empty error, which no command answers

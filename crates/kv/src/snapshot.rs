@@ -52,7 +52,7 @@ use crate::error::{Encoded, KvError};
 use crate::keyspace::{Keyspace, Stored};
 use crate::reply::{put_reply, read_reply, Reply, MAX_RESERVED_ITEMS};
 use crate::scan::scan_hash;
-use crate::session::{RecordedSessions, Session, SessionTable};
+use crate::session::{RecordedSessions, Replies, Session, SessionTable};
 use crate::state_machine::StateMachine;
 use crate::value::{Hash, Value};
 
@@ -230,7 +230,7 @@ fn put_snapshot<E>(
         put_u64(&mut out, session.last_active_index);
         put_u64(&mut out, session.last_active_ms);
         put_u64(&mut out, session.replies.len() as u64);
-        for (&sequence, reply) in &session.replies {
+        for (sequence, reply) in session.replies.iter() {
             put_u64(&mut out, sequence);
             put_reply(&mut out, reply);
         }
@@ -432,7 +432,7 @@ fn read_sessions(
             (
                 last_sequence,
                 (last_active_index, log_time_ms),
-                vec![(last_sequence, reply)],
+                Replies::one(last_sequence, reply),
             )
         } else {
             let lowest_kept = r.u64()?;
@@ -449,8 +449,8 @@ fn read_sessions(
             return Err(KvError::InvalidSnapshot("a session has sequence 0"));
         }
         if replies
-            .first()
-            .is_none_or(|(lowest, _)| *lowest < lowest_kept)
+            .first_sequence()
+            .is_none_or(|lowest| lowest < lowest_kept)
         {
             return Err(KvError::InvalidSnapshot(
                 "a session's replies are empty or below its window",
@@ -474,7 +474,7 @@ fn read_sessions(
         sessions.insert(
             client_id,
             Session {
-                replies: replies.into_iter().collect(),
+                replies,
                 lowest_kept,
                 last_active_index,
                 last_active_ms,
@@ -491,19 +491,16 @@ fn read_sessions(
 
 /// A session's remembered replies: a count, then `(sequence, reply)` in strictly increasing
 /// sequence order.
-fn read_window(r: &mut Reader<'_>) -> Result<Vec<(u64, Reply)>, KvError> {
+fn read_window(r: &mut Reader<'_>) -> Result<Replies, KvError> {
     // Each reply takes at least two bytes (a varint and a tag).
     let count = r.count(2)?;
     // The count is only claimed: reserve little and grow as replies are read.
     let mut replies: Vec<(u64, Reply)> = Vec::with_capacity(count.min(MAX_RESERVED_ITEMS));
     for _ in 0..count {
         let sequence = r.u64()?;
-        if replies.last().is_some_and(|(p, _)| *p >= sequence) {
-            return Err(KvError::InvalidSnapshot(
-                "a session's sequences are not in increasing order",
-            ));
-        }
         replies.push((sequence, read_reply(r)?));
     }
-    Ok(replies)
+    Replies::in_order(replies).ok_or(KvError::InvalidSnapshot(
+        "a session's sequences are not in increasing order",
+    ))
 }

@@ -216,8 +216,7 @@ impl StateMachine {
                             session_bytes: self.config.session_reply_bytes,
                             table_bytes: self.config.session_table_reply_bytes,
                         };
-                        let kept = self.sessions.to_remember(request, &reply, budgets);
-                        self.sessions.record(request, at, kept, limits);
+                        self.sessions.record(request, at, &reply, (limits, budgets));
                         reply
                     }
                 }

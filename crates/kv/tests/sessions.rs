@@ -498,10 +498,7 @@ fn pipelined_requests_apply_in_sequence_order_once_each() {
     assert_eq!(kv.read(get("n")), bulk("4"));
     let session = kv.machine.session(5).expect("session");
     assert_eq!(session.lowest_kept, 2);
-    assert_eq!(
-        session.replies.keys().copied().collect::<Vec<_>>(),
-        [2, 3, 4]
-    );
+    assert_eq!(session.replies.sequences().collect::<Vec<_>>(), [2, 3, 4]);
 }
 
 /// The window keeps at most session_window_requests replies: past it the oldest is
@@ -517,7 +514,7 @@ fn window_is_bounded_and_forgets_oldest() {
         kv.apply_with(incr("n"), Some(pipelined(5, sequence, 1)));
     }
     let session = kv.machine.session(5).expect("session");
-    assert_eq!(session.replies.keys().copied().collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(session.replies.sequences().collect::<Vec<_>>(), [2, 3]);
     assert_eq!(
         kv.apply_with(incr("n"), Some(pipelined(5, 1, 1))),
         Reply::error(errors::STALE_REQUEST)
@@ -615,6 +612,37 @@ fn replies_past_the_byte_budget_are_remembered_as_not_kept() {
     );
     assert_eq!(kv.read(get("big")), Reply::Nil, "applied once");
     assert_eq!(kv.read(get("n")), bulk("1"));
+}
+
+/// Only the replies a client still waits for count against its session's budget: a
+/// reply below its new floor is about to be forgotten, so the next large reply is kept in
+/// its place. Reference: thesis §6.3.
+#[test]
+fn replies_below_the_floor_leave_room_in_the_session_budget() {
+    let mut kv = Kv::with_config(KvConfig {
+        session_reply_bytes: 100,
+        ..KvConfig::default()
+    });
+    let value = "v".repeat(60);
+    for key in ["a", "b"] {
+        kv.apply(set(key, &value));
+    }
+    let getdel = |key: &str| Command::GetDel { key: key.into() };
+    assert_eq!(
+        kv.apply_with(getdel("a"), Some(pipelined(4, 1, 1))),
+        bulk(&value)
+    );
+    // Sent once write 1 was answered: 60 bytes more fit, as write 1's reply goes.
+    assert_eq!(
+        kv.apply_with(getdel("b"), Some(pipelined(4, 2, 2))),
+        bulk(&value)
+    );
+    assert_eq!(kv.machine.session_reply_bytes(), 8 + 60);
+    // A retry of write 2 hears its reply again, not that it was not kept.
+    assert_eq!(
+        kv.apply_with(getdel("b"), Some(pipelined(4, 2, 2))),
+        bulk(&value)
+    );
 }
 
 fn append(key: &str, value: &str) -> Command {
