@@ -4,7 +4,7 @@
 # the other order each round) so that the machine's drift falls on both alike. Prints one CSV
 # row per run (build, round, target, setting, command, ops/s, p50 ms, p99 ms) and, per row
 # kind, the median of each build and in how many rounds the new build was the faster, and
-# had the lower p99.
+# had the lower p99; then each build's peak RSS of its largest node, run by run.
 # A redis-benchmark run that does not end within RUN_TIMEOUT seconds is stopped and reported
 # (with its last output and the cluster's log), and the runs go on.
 #
@@ -80,6 +80,12 @@ for line in iter(lambda: out.readline(1 << 16), ""):
 ' "$build" "$round" "$target" "$setting" <"$WORK/bench.out" | tee -a "$RESULTS"
     done
   done
+  # The peak RSS of the largest node (VmHWM, KiB) over the run, before the cluster stops.
+  local peak
+  peak=$(for node in $(pgrep -P "$pid"); do
+    awk '/^VmHWM:/ {print $2}' "/proc/$node/status" 2>/dev/null || true
+  done | sort -n | tail -1)
+  [ -n "$peak" ] && echo "$build,$peak" >>"$WORK/rss.csv"
   # Ctrl-C stops the cluster; a build that does not stop within 10 s is killed.
   kill -INT "$pid"
   for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -132,3 +138,16 @@ for (target, setting, command), builds in sorted(rows.items()):
           f"{new_p50:.3f},{old_p99:.3f},{new_p99:.3f},{faster}/{len(pairs)},"
           f"{lower}/{len(pairs)}")
 EOF
+if [ -s "$WORK/rss.csv" ]; then
+  python3 - "$WORK/rss.csv" <<'EOF'
+import csv, statistics, sys
+peaks = {}
+for build, kib in csv.reader(open(sys.argv[1])):
+    peaks.setdefault(build, []).append(int(kib) / 1024)
+for build in ("old", "new"):
+    if build in peaks:
+        runs = ", ".join(f"{mib:.1f}" for mib in peaks[build])
+        print(f"peak RSS of the largest node, {build}: median "
+              f"{statistics.median(peaks[build]):.1f} MiB ({runs})")
+EOF
+fi

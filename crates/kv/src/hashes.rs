@@ -68,7 +68,7 @@ impl StateMachine {
         let mut hash = Hash::new();
         let answer = edit(&mut hash);
         let stored = Stored {
-            value: Value::Hash(hash),
+            value: Value::Hash(Box::new(hash)),
             deadline_ms: None,
             revision,
         };

@@ -543,6 +543,15 @@ impl Keyspace {
 mod tests {
     use super::*;
 
+    /// A key's state, with an `Arc`'s two counts, fills one 64-byte allocation (a hash is
+    /// boxed so that strings do not pay for its room).
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_state_and_its_counts_fit_in_64_bytes() {
+        assert_eq!(std::mem::size_of::<Stored>(), 48);
+        assert!(std::mem::size_of::<Stored>() + 2 * std::mem::size_of::<usize>() <= 64);
+    }
+
     fn string(value: &str, deadline_ms: Option<u64>, revision: u64) -> Stored {
         Stored {
             value: Value::String(value.as_bytes().to_vec()),

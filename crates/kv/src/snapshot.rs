@@ -359,7 +359,7 @@ fn put_value(out: &mut Vec<u8>, value: &Value) {
         Value::Hash(hash) => {
             out.push(value_tag::HASH);
             put_u64(out, hash.len() as u64);
-            for (field, value) in hash {
+            for (field, value) in hash.as_ref() {
                 put_bytes(out, field);
                 put_bytes(out, value);
             }
@@ -397,7 +397,7 @@ fn read_value(r: &mut Reader<'_>, max_hash_fields: usize) -> Result<Value, KvErr
                 }
                 hash.insert(field, value);
             }
-            Value::Hash(hash)
+            Value::Hash(Box::new(hash))
         }
         tag => return Err(r.unknown_tag("value type", tag)),
     })
