@@ -141,12 +141,7 @@ impl Session {
             self.lowest_kept = floor;
             // One by one from the front: the usual case is a single reply (the client's
             // previous request).
-            while self
-                .replies
-                .first_sequence()
-                .is_some_and(|oldest| oldest < floor)
-            {
-                let (_, reply) = self.replies.pop_first().expect("not empty");
+            while let Some((_, reply)) = self.replies.pop_first_below(floor) {
                 dropped_bytes = dropped_bytes.saturating_add(reply_bytes(&reply));
             }
         }

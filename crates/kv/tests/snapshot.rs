@@ -259,12 +259,30 @@ fn checksummed_but_invalid_snapshot_is_refused() {
             vec![2, 3, 0, 2, 0],
             "a session's sequences are not in increasing order",
         ),
+        // The same sequence twice, and an order broken only at the end of the window.
+        (
+            vec![2, 2, 0, 2, 0],
+            "a session's sequences are not in increasing order",
+        ),
+        (
+            vec![3, 2, 0, 4, 0, 3, 0],
+            "a session's sequences are not in increasing order",
+        ),
     ] {
         let mut session = header(4);
         session.extend_from_slice(&[5, 0, 0, 0, 1, 7, 2, 5, 0]);
         session.extend_from_slice(&window);
         assert_eq!(restore(&session), Err(KvError::InvalidSnapshot(error)));
     }
+    // A window claiming billions of replies in a few bytes is refused, not reserved for.
+    let mut claims = header(4);
+    claims.extend_from_slice(&[
+        5, 0, 0, 0, 1, 7, 2, 5, 0, 0xff, 0xff, 0xff, 0xff, 0x0f, 2, 0,
+    ]);
+    assert!(matches!(
+        restore(&claims),
+        Err(KvError::Truncated { .. }) | Err(KvError::InvalidSnapshot(_))
+    ));
     // The same session with the replies of sequences 2 and 3 is restored.
     let mut session = header(4);
     session.extend_from_slice(&[5, 0, 0, 0, 1, 7, 2, 5, 0, 2, 2, 0, 3, 1]);

@@ -100,6 +100,15 @@ impl Replies {
     pub(crate) fn pop_first(&mut self) -> Option<(u64, Reply)> {
         self.window.pop_front()
     }
+
+    /// Forgets the oldest reply and returns it if its sequence is below `floor`.
+    pub(crate) fn pop_first_below(&mut self, floor: u64) -> Option<(u64, Reply)> {
+        if self.first_sequence()? < floor {
+            self.window.pop_front()
+        } else {
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -136,7 +145,9 @@ mod tests {
         assert_eq!(replies.first_sequence(), Some(2));
         assert_eq!(replies.last_sequence(), Some(7));
         assert_eq!(replies.pop_first(), Some((2, Reply::Integer(2))));
-        assert_eq!(replies.sequences().collect::<Vec<_>>(), [5, 6, 7]);
+        assert_eq!(replies.pop_first_below(5), None);
+        assert_eq!(replies.pop_first_below(6), Some((5, Reply::Integer(5))));
+        assert_eq!(replies.sequences().collect::<Vec<_>>(), [6, 7]);
     }
 
     /// A window read back from elsewhere is taken only in strictly increasing order.
