@@ -1,36 +1,41 @@
 //! [`Keyspace`]: the keys, each with its value, deadline and revision, stored once and
 //! ordered by `(scan_hash(key), key)`, with the deadlines ordered so that expiry finds the
-//! due keys without a scan. A large store's keys are split into slices of the scan order by
-//! the top bits of their hash, a small map each, so that a lookup indexes a slice and walks a
-//! shallow tree, and `RANDOMKEY` can pick the k-th key by adding up the slices' lengths.
+//! due keys without a scan. The keys are split into slices of the scan order by the top bits
+//! of their hash, a few keys each (a sorted array, [`slice`]), so that a lookup indexes a
+//! slice and searches a cache line or two of hashes, and `RANDOMKEY` can pick the k-th key by
+//! adding up the slices' lengths.
 //!
 //! Ordering by [`scan_hash`] first does three things: a `SCAN` cursor is a position in the
 //! store's own order, which concurrent writes do not move; a lookup compares a `u64` at each
-//! step down the tree and the key's bytes only on a hash tie (keys that share a long prefix,
+//! step of its search and the key's bytes only on a hash tie (keys that share a long prefix,
 //! as `key:000000012345` do, would otherwise be compared byte by byte at every step); and no
 //! second index repeats every key. What it costs: key order is not the store's order, so
 //! `KEYS`, whose answer is in key order, sorts (the snapshot is written in the store's own
 //! order).
 //!
-//! The maps are persistent (`imbl`'s B+trees, whose nodes are shared between clones), and the
+//! The slices are persistent (each array is shared between clones until written), and the
 //! slice table sits behind an [`Arc`], so [`Keyspace::clone`] is O(1): a clone is a
 //! consistent picture of the store that another thread can serialize while writes go on here,
-//! the first write after it copying the slice table (up to 16,384 map roots) and
-//! each write the few nodes on its path that the clone still shares. Values sit behind an
-//! [`Arc`] so that such a copy clones pointers, never the values of a node's other keys.
+//! the first write after it copying the slice table (up to 16,384 slice pointers) and each
+//! write the one array it changes, if the clone still shares it. Each key sits behind an
+//! [`Arc`] (its slot: bytes and state) so that such a copy clones pointers, never the keys
+//! or values of the slice's other keys.
 
 use std::cmp::Ordering;
-use std::ops::Bound;
 use std::sync::Arc;
 
 use equivalent::{Comparable, Equivalent};
-use imbl::{OrdMap, OrdSet};
+use imbl::OrdSet;
 use smallvec::SmallVec;
 
 use crate::command::SetCondition;
 use crate::replaced::{Replaced, ReplacedSink};
 use crate::scan::scan_hash;
 use crate::value::Value;
+
+mod slice;
+
+use slice::{Slice, Slot};
 
 /// One key's state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,28 +49,27 @@ pub(crate) struct Stored {
 }
 
 /// The most slices of the scan order [`Keyspace`] splits the keys into: the top bits of a
-/// key's scan hash name its slice. 16,384 (a table of 384 KiB) for a store of 131,072 keys or
-/// more: a million keys are about 61 a slice, two tree levels where one tree of them all is
-/// five or six deep.
+/// key's scan hash name its slice. 16,384 (a table of 384 KiB) from 65,536 keys on: a
+/// million keys are about 61 a slice, an array of 1 KiB.
 const MAX_SLICE_BITS: u32 = 14;
 
-/// A store is split into as many slices as leave at least this many keys in each on average
-/// (of 1, 2^12 or 2^14): an `imbl` tree node holds up to 16 keys and takes their room
-/// whether it holds them or not, so slices emptier than half a node would cost memory (about
-/// 0.8 KiB a slice) for no shallower tree. A small store (the simulator's, a new node's) is
-/// one map: it never walks thousands of empty ones.
-const KEYS_PER_SLICE: usize = 8;
+/// A store is split into as many slices (a power of two) as leave at least this many keys
+/// in each on average: a slice of a few keys is one cache line of hashes to search, and its
+/// room beyond its keys is 24 bytes in the table and an array's two counts. A small
+/// store (the simulator's) is one slice: it never walks thousands of empty ones.
+const KEYS_PER_SLICE: usize = 4;
 
-/// How many top bits of the scan hash name a slice in a store of `len` keys: 0 (one map),
-/// 12 or [`MAX_SLICE_BITS`]. Two steps, not more: a split rebuilds the store on the driver
-/// (10 ms at 32,768 keys, 50 ms at 131,072, with 1 KiB values: `split_timings`), once each
-/// in a store's life. A function of the count alone, so every replica splits at
-/// the same write (not that it shows: the order and the bytes are the same either way).
+/// How many top bits of the scan hash name a slice in a store of `len` keys: the most that
+/// leave [`KEYS_PER_SLICE`] keys a slice on average, up to [`MAX_SLICE_BITS`]. So the store
+/// splits at each doubling up to 65,536 keys; a split rebuilds the slice table, moving each
+/// key's pointer, not its key (`split_timings`: the last split takes longest). A function of
+/// the count alone, so every replica splits at the same write (not that it shows: the order
+/// and the bytes are the same either way).
 fn slice_bits_for(len: usize) -> u32 {
-    [MAX_SLICE_BITS, 12]
-        .into_iter()
-        .find(|bits| len >= KEYS_PER_SLICE << bits)
-        .unwrap_or(0)
+    match len / KEYS_PER_SLICE {
+        0 | 1 => 0,
+        slices => slices.ilog2().min(MAX_SLICE_BITS),
+    }
 }
 
 /// The slice that holds keys of scan hash `hash` in a store split by its top `bits` bits.
@@ -167,7 +171,7 @@ pub(crate) struct Keyspace {
     /// write the nodes on its path.
     /// Invariant: `2^bits` slices, `bits` being [`slice_bits_for`] of the most keys the store
     /// held since it was created or cleared (a store that shrinks stays split).
-    slices: Arc<Vec<OrdMap<Ranked, Arc<Stored>>>>,
+    slices: Arc<Vec<Slice>>,
     /// Invariant: the number of keys in all slices.
     len: usize,
     /// Invariant: exactly the `(deadline, key)` of every key that has a deadline.
@@ -214,7 +218,7 @@ impl Eq for Keyspace {}
 impl Default for Keyspace {
     fn default() -> Keyspace {
         Keyspace {
-            slices: Arc::new(vec![OrdMap::new()]),
+            slices: Arc::new(vec![Slice::default()]),
             len: 0,
             deadlines: OrdSet::new(),
             created: CreatedKey::default(),
@@ -239,40 +243,48 @@ impl Keyspace {
     }
 
     /// The slice that holds (or would hold) the key `probe` names.
-    fn slice(&self, probe: Probe<'_>) -> &OrdMap<Ranked, Arc<Stored>> {
+    fn slice(&self, probe: Probe<'_>) -> &Slice {
         &self.slices[self.slice_index(probe.0)]
     }
 
     /// The slice that holds (or would hold) the key `probe` names, to change it (the slice
     /// table is copied first if a clone of the store still shares it).
-    fn slice_mut(&mut self, probe: Probe<'_>) -> &mut OrdMap<Ranked, Arc<Stored>> {
+    fn slice_mut(&mut self, probe: Probe<'_>) -> &mut Slice {
         let index = self.slice_index(probe.0);
         &mut Arc::make_mut(&mut self.slices)[index]
     }
 
-    /// Moves the keys into `2^bits` slices (when the store has grown to need more: at most
-    /// twice in its life, each O(keys)).
+    /// Moves the keys into `2^bits` slices (when the store has doubled: at most
+    /// [`MAX_SLICE_BITS`] times in its life, each O(keys)). The store's order is each new
+    /// slice's order, so each is filled already sorted.
     fn split(&mut self, bits: u32) {
-        let mut slices = vec![OrdMap::new(); 1 << bits];
-        for (ranked, stored) in self
-            .slices
-            .iter()
-            .filter(|slice| !slice.is_empty())
-            .flat_map(|slice| slice.iter())
-        {
-            slices[slice_of(ranked.0, bits)].insert(ranked.clone(), Arc::clone(stored));
+        let mut sorted: Vec<Vec<(u64, Arc<Slot>)>> = vec![Vec::new(); 1 << bits];
+        match Arc::get_mut(&mut self.slices) {
+            // Unshared: each key's slot moves, its count untouched.
+            Some(slices) => {
+                for slice in slices.iter_mut() {
+                    for (hash, slot) in std::mem::take(slice).into_sorted() {
+                        sorted[slice_of(hash, bits)].push((hash, slot));
+                    }
+                }
+            }
+            None => {
+                for (hash, slot) in self.slices.iter().flat_map(|slice| slice.iter()) {
+                    sorted[slice_of(hash, bits)].push((hash, Arc::clone(slot)));
+                }
+            }
         }
-        self.slices = Arc::new(slices);
+        self.slices = Arc::new(sorted.into_iter().map(Slice::from_sorted).collect());
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Stored> {
         let probe = Probe::key(key);
-        self.slice(probe).get(&probe).map(Arc::as_ref)
+        self.slice(probe).get(probe)
     }
 
     pub(crate) fn contains(&self, key: &[u8]) -> bool {
         let probe = Probe::key(key);
-        self.slice(probe).contains_key(&probe)
+        self.slice(probe).contains(probe)
     }
 
     /// Every key in key order: the keys are sorted on each call (O(n log n)), for the readers
@@ -289,27 +301,27 @@ impl Keyspace {
             .iter()
             .filter(|slice| !slice.is_empty())
             .flat_map(|slice| slice.iter())
-            .map(|((_, key), stored)| (key.as_slice(), stored.as_ref()))
+            .map(|(_, slot)| (slot.key.as_slice(), &slot.stored))
     }
 
     /// Stores `stored` under `key`, replacing what was there; whether the key was there.
     pub(crate) fn insert(&mut self, key: Vec<u8>, stored: Stored) -> bool {
-        let key = KeyBytes::from_vec(key);
         let probe = Probe::key(&key);
-        if let Some(new) = stored.deadline_ms {
-            self.deadlines.insert((new, key.clone()));
-        }
-        let new_deadline = stored.deadline_ms;
         let hash = probe.0;
+        let new_deadline = stored.deadline_ms;
         let index = self.slice_index(hash);
         let slice = &mut Arc::make_mut(&mut self.slices)[index];
-        // One walk down the tree when the key is there (the common case of a SET); a new key
-        // takes a second, to place it.
-        let Some(slot) = slice.get_mut(&probe) else {
+        // One search of the slice when the key is there (the common case of a SET); a new
+        // key rebuilds the slice's array one longer.
+        let Some(slot) = slice.slot_mut(probe) else {
+            let key = KeyBytes::from_vec(key);
+            if let Some(new) = new_deadline {
+                self.deadlines.insert((new, key.clone()));
+            }
             if self.created.tracking {
                 self.created.last = Some(key.clone());
             }
-            slice.insert((hash, key), Arc::new(stored));
+            slice.insert_new(hash, Arc::new(Slot { key, stored }));
             self.len += 1;
             let bits = slice_bits_for(self.len);
             if bits > self.slice_bits() {
@@ -317,14 +329,24 @@ impl Keyspace {
             }
             return false;
         };
-        let old_deadline = slot.deadline_ms;
+        let old_deadline = slot.stored.deadline_ms;
         match Arc::get_mut(slot) {
-            // Not shared with a frozen copy: the state's allocation is reused.
-            Some(state) => self.replaced.keep(std::mem::replace(state, stored)),
-            None => *slot = Arc::new(stored),
+            // Not shared with a frozen copy: the slot's allocation is reused.
+            Some(unshared) => self
+                .replaced
+                .keep(std::mem::replace(&mut unshared.stored, stored)),
+            None => {
+                let key = slot.key.clone();
+                *slot = Arc::new(Slot { key, stored });
+            }
         }
-        if let Some(old_deadline) = old_deadline.filter(|d| Some(*d) != new_deadline) {
-            self.deadlines.remove(&Probe(old_deadline, &key));
+        if old_deadline != new_deadline {
+            if let Some(old) = old_deadline {
+                self.deadlines.remove(&Probe(old, &key));
+            }
+            if let Some(new) = new_deadline {
+                self.deadlines.insert((new, KeyBytes::from_vec(key)));
+            }
         }
         true
     }
@@ -350,15 +372,15 @@ impl Keyspace {
         let probe = Probe::key(key);
         // A missing key changes nothing: while a frozen copy shares the slice table, look
         // before copying it (unshared, the removal's own walk finds out).
-        if Arc::strong_count(&self.slices) > 1 && !self.slice(probe).contains_key(&probe) {
+        if Arc::strong_count(&self.slices) > 1 && !self.slice(probe).contains(probe) {
             return None;
         }
-        let old = self.slice_mut(probe).remove(&probe)?;
+        let old = self.slice_mut(probe).remove(probe)?;
         self.len -= 1;
-        if let Some(deadline) = old.deadline_ms {
+        if let Some(deadline) = old.stored.deadline_ms {
             self.deadlines.remove(&Probe(deadline, key));
         }
-        Some(Arc::unwrap_or_clone(old))
+        Some(Arc::unwrap_or_clone(old).stored)
     }
 
     /// Sets the deadline of an existing key and its revision; false if the key is missing.
@@ -393,7 +415,7 @@ impl Keyspace {
             }
             let (_, key) = self.deadlines.remove_min().expect("checked non-empty");
             let probe = Probe::key(&key);
-            if self.slice_mut(probe).remove(&probe).is_some() {
+            if self.slice_mut(probe).remove(probe).is_some() {
                 self.len -= 1;
             }
             on_expired(&key);
@@ -407,7 +429,9 @@ impl Keyspace {
     /// so the deadline index stays right.
     pub(crate) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Stored> {
         let probe = Probe::key(key);
-        self.slice_mut(probe).get_mut(&probe).map(Arc::make_mut)
+        self.slice_mut(probe)
+            .slot_mut(probe)
+            .map(|slot| &mut Arc::make_mut(slot).stored)
     }
 
     /// Removes every key.
@@ -450,8 +474,7 @@ impl Keyspace {
         let mut before = 0usize;
         for slice in self.slices.iter() {
             if position < before + slice.len() {
-                let ((_, key), _) = slice.iter().nth(position - before)?;
-                return Some(key);
+                return slice.nth(position - before).map(|slot| slot.key.as_slice());
             }
             before += slice.len();
         }
@@ -462,16 +485,15 @@ impl Keyspace {
     /// the map's own.
     pub(crate) fn by_hash_from(&self, from: u64) -> impl Iterator<Item = (u64, &[u8])> {
         let first = self.slice_index(from);
-        let start = (Bound::Included(Probe(from, &[])), Bound::Unbounded);
         self.slices[first]
-            .range(start)
+            .iter_from(from)
             .chain(
                 self.slices[first + 1..]
                     .iter()
                     .filter(|slice| !slice.is_empty())
                     .flat_map(|slice| slice.iter()),
             )
-            .map(|((hash, key), _)| (*hash, key.as_slice()))
+            .map(|(hash, slot)| (hash, slot.key.as_slice()))
     }
 
     /// The earliest deadline of any key.
@@ -487,14 +509,15 @@ impl Keyspace {
         let mut len = 0;
         for (slice, keys) in self.slices.iter().enumerate() {
             len += keys.len();
-            for ((hash, key), stored) in keys {
+            for (hash, slot) in keys.iter() {
+                let (key, stored) = (&slot.key, &slot.stored);
                 assert_eq!(
-                    *hash,
+                    hash,
                     scan_hash(key),
                     "key {key:?} stored under another key's hash at applied index {applied_index}"
                 );
                 assert_eq!(
-                    self.slice_index(*hash),
+                    self.slice_index(hash),
                     slice,
                     "key {key:?} in another hash's slice at applied index {applied_index}"
                 );
@@ -667,28 +690,99 @@ mod tests {
         picture.check_invariants(0, 4);
     }
 
+    /// Keys chosen so that their scan hashes share their top bits (the hash is public) pile
+    /// into one slice: past a flat slice's length it becomes a tree, and the store still
+    /// finds, orders, counts and removes every key as a plain ordered map does.
+    #[test]
+    fn keys_piled_into_one_slice_make_it_a_tree_and_stay_correct() {
+        let piled = slice::MAX_FLAT_KEYS + 88;
+        let total = 2_048;
+        let bits = slice_bits_for(total);
+        let mut keys: Vec<Vec<u8>> = (0u64..)
+            .map(|i| format!("pile:{i}").into_bytes())
+            .filter(|key| slice_of(scan_hash(key), bits) == 0)
+            .take(piled)
+            .collect();
+        keys.extend((0..total - piled).map(|i| format!("other:{i}").into_bytes()));
+        let mut keyspace = Keyspace::default();
+        let mut model = std::collections::BTreeMap::new();
+        for (i, key) in keys.iter().enumerate() {
+            let stored = string("v", None, i as u64 + 1);
+            assert!(!keyspace.insert(key.clone(), stored.clone()));
+            model.insert((scan_hash(key), key.clone()), stored);
+        }
+        assert_eq!(keyspace.slice_bits(), bits);
+        assert!(keyspace.slices[0].len() >= piled);
+        assert!(
+            matches!(keyspace.slices[0], Slice::Tree(_)),
+            "the pile is a tree"
+        );
+        keyspace.check_invariants(0, total as u64);
+        for (i, key) in keys.iter().enumerate().step_by(3) {
+            assert!(keyspace.remove(key).is_some());
+            model.remove(&(scan_hash(key), key.clone()));
+            let rewritten = string("w", None, (total + i) as u64);
+            if let Some(other) = keys.get(i + 1) {
+                assert!(keyspace.insert(other.clone(), rewritten.clone()));
+                model.insert((scan_hash(other), other.clone()), rewritten);
+            }
+        }
+        keyspace.check_invariants(0, 2 * total as u64);
+        let held: Vec<(&[u8], &Stored)> = keyspace.iter_by_hash().collect();
+        let expected: Vec<(&[u8], &Stored)> = model
+            .iter()
+            .map(|((_, key), stored)| (key.as_slice(), stored))
+            .collect();
+        assert_eq!(held, expected);
+        assert_eq!(keyspace.len(), model.len());
+        let from_start: Vec<u64> = keyspace.by_hash_from(1).map(|(hash, _)| hash).collect();
+        let model_hashes: Vec<u64> = model.keys().map(|(hash, _)| *hash).collect();
+        assert_eq!(from_start, model_hashes);
+        assert_eq!(
+            keyspace.nth_by_hash(model.len() / 2),
+            model
+                .keys()
+                .nth(model.len() / 2)
+                .map(|(_, key)| key.as_slice())
+        );
+    }
+
     /// A store that grows past a split point moves into more slices with every key, its
     /// order and its picture intact; one that shrinks again equals a store that never grew.
     #[test]
     fn a_store_split_into_slices_keeps_its_keys_order_and_equality() {
         assert_eq!(
-            [0, 32_767, 32_768, 131_071, 131_072, usize::MAX].map(slice_bits_for),
-            [0, 0, 12, 12, 14, 14]
+            [0, 7, 8, 15, 16, 16_383, 16_384, 65_535, 65_536, usize::MAX].map(slice_bits_for),
+            [0, 0, 1, 1, 2, 11, 12, 13, 14, 14]
         );
         let name = |i: usize| format!("key:{i:06}").into_bytes();
         let mut keyspace = Keyspace::default();
         let split_at = KEYS_PER_SLICE << 12;
-        let count = split_at + 100;
-        for i in 0..split_at - 1 {
+        for i in 0..split_at / 2 {
             keyspace.insert(name(i), string("v", None, i as u64));
         }
-        assert_eq!(keyspace.slices.len(), 1);
+        let half = keyspace.clone();
+        let count = split_at + 100;
+        // Split while a picture shares the slices: the keys are shared, not moved.
+        for i in split_at / 2..split_at - 1 {
+            keyspace.insert(name(i), string("v", None, i as u64));
+        }
+        assert_eq!(keyspace.slices.len(), 1 << 11);
+        assert_eq!(
+            half.slices.len(),
+            1 << 11,
+            "split into 2^11 at {}",
+            split_at / 2
+        );
+        assert_eq!(half.len(), split_at / 2);
+        half.check_invariants(0, count_of(split_at));
         let before_split = keyspace.clone();
         for i in split_at - 1..count {
             keyspace.insert(name(i), string("v", None, i as u64));
         }
         assert_eq!(keyspace.slices.len(), 1 << 12, "split");
-        assert_eq!(before_split.slices.len(), 1, "a picture is untouched");
+        assert_eq!(before_split.slices.len(), 1 << 11, "a picture is untouched");
+        before_split.check_invariants(0, count_of(split_at));
         assert_eq!(before_split.len(), split_at - 1);
         keyspace.check_invariants(0, count as u64);
         assert_eq!(keyspace.len(), count);
@@ -705,16 +799,22 @@ mod tests {
         for i in 0..10 {
             small.insert(name(i), string("v", None, i as u64));
         }
+        assert!((0..10).all(|i| half.get(&name(i)) == keyspace.get(&name(i))));
         assert_eq!(
             keyspace.slices.len(),
             1 << 12,
             "a store that shrinks stays split"
         );
-        assert_eq!(small.slices.len(), 1);
+        assert_eq!(small.slices.len(), 2);
         assert_eq!(keyspace, small);
         small.insert(name(3), string("other", None, 3));
         assert_ne!(keyspace, small);
         keyspace.check_invariants(0, count as u64);
+    }
+
+    /// An applied index past a store's `keys` writes, for its invariant checks' messages.
+    fn count_of(keys: usize) -> u64 {
+        keys as u64 + 1
     }
 
     /// Two keys under one hash are told apart by their bytes.

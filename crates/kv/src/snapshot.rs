@@ -139,12 +139,13 @@ impl StateMachine {
 /// [`FrozenStore::snapshot_into`] writes exactly the bytes [`StateMachine::snapshot_into`]
 /// wrote at the freeze.
 ///
-/// Memory: the keys and the sessions are in persistent maps (`imbl` B+trees of 16 entries a
-/// node) whose nodes the copy shares with the live store, so freezing copies nothing. The
-/// first write after the freeze copies the keyspace's table of slice roots (up to 16,384 in a
-/// large store); a write copies each node on its path the copy still shares — about
-/// log16(keys per slice) nodes, each with its up to 16 keys (their bytes, when longer than
-/// 24) and value pointers, never a value — once per node while the copy lives; a session written to is copied once (its window of
+/// Memory: the keys are in persistent slices (sorted arrays of pointers, shared until written)
+/// and the sessions in a persistent map (`imbl` B+trees of 16 entries a node), which the copy
+/// shares with the live store, so freezing copies nothing. The first write after the freeze
+/// copies the keyspace's table of slices (up to 16,384 in a large store); a write copies the
+/// array of its key's slice if the copy still shares it (16 bytes a key of that slice, about
+/// 4 to 8 keys a slice below a store of 65,536 keys), and the key's slot (its bytes when
+/// longer than 24, never the old value); a session written to is copied once (its window of
 /// replies). The sessions' eviction order is not in the copy (a snapshot does not record
 /// it). So the store grows by the nodes and sessions written while the copy lives, not by
 /// its size: at worst (writes spread over many keys until every node is copied) the map's
