@@ -81,9 +81,9 @@ fn slice_of(hash: u64, bits: u32) -> usize {
     }
 }
 
-/// A key's bytes as the maps hold them: a key of up to [`INLINE_KEY_BYTES`] bytes sits in the
-/// tree node itself, so finding it reads no other memory, and copying a node (after a freeze)
-/// allocates nothing for it.
+/// A key's bytes as its slot holds them: a key of up to [`INLINE_KEY_BYTES`] bytes sits in the
+/// slot itself, beside its state, so confirming a lookup reads no other memory, and copying
+/// the slot (a write after a freeze) allocates nothing more for it.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct KeyBytes(SmallVec<[u8; INLINE_KEY_BYTES]>);
 
@@ -115,16 +115,15 @@ impl std::ops::Deref for KeyBytes {
 }
 
 impl Clone for KeyBytes {
-    /// One copy of the bytes: a node copied after a freeze clones every key it holds, and
-    /// `SmallVec`'s own `clone` goes element by element.
+    /// One copy of the bytes: `SmallVec`'s own `clone` goes element by element.
     fn clone(&self) -> KeyBytes {
         KeyBytes::from_slice(self.as_slice())
     }
 }
 
-/// The longest key kept inside a tree node; longer keys are allocated on their own. 24: enough
-/// for most keys people name (`key:000000012345` is 16), for 8 bytes more per key in a node
-/// than a heap key's pointer, length and capacity (32 against 24).
+/// The longest key kept inside its slot; longer keys are allocated on their own. 24: enough
+/// for most keys people name (`key:000000012345` is 16), for 8 bytes more per key than a
+/// heap key's pointer, length and capacity (32 against 24).
 const INLINE_KEY_BYTES: usize = 24;
 
 /// A key as the map orders it: `(scan_hash(key), key)`. Also the shape of a deadline
@@ -161,14 +160,14 @@ impl Comparable<Ranked> for Probe<'_> {
 /// Equality is by content: how the keys are split is not state.
 #[derive(Clone)]
 pub(crate) struct Keyspace {
-    /// The keys, each once, under `(scan_hash(key), key)`: in one map while the store is
+    /// The keys, each once, under `(scan_hash(key), key)`: in one slice while the store is
     /// small, else split by the top bits of their scan hash ([`slice_of`]), slice `s` holding
     /// exactly the keys of slice `s`. Read in slice order, they are the one
-    /// `(scan_hash, key)` order. Splitting takes the first levels of one big tree off every
-    /// lookup (a walk down a small tree, after an index into the slices) and makes counting
-    /// keys by slice free. The slices sit behind one [`Arc`], so a clone stays O(1): the first
-    /// write after it copies the slice table (its maps' roots, not their keys), then each
-    /// write the nodes on its path.
+    /// `(scan_hash, key)` order. Splitting keeps every slice a few keys long (a lookup
+    /// searches a cache line or two) and makes counting keys by slice free. The slices sit
+    /// behind one [`Arc`], so a clone stays O(1): the first write after it copies the slice
+    /// table (its pointers, not the keys), then each write its slice's array and its key's
+    /// slot, if the clone still shares them.
     /// Invariant: `2^bits` slices, `bits` being [`slice_bits_for`] of the most keys the store
     /// held since it was created or cleared (a store that shrinks stays split).
     slices: Arc<Vec<Slice>>,
@@ -259,19 +258,11 @@ impl Keyspace {
     /// slice's order, so each is filled already sorted.
     fn split(&mut self, bits: u32) {
         let mut sorted: Vec<Vec<(u64, Arc<Slot>)>> = vec![Vec::new(); 1 << bits];
-        match Arc::get_mut(&mut self.slices) {
-            // Unshared: each key's slot moves, its count untouched.
-            Some(slices) => {
-                for slice in slices.iter_mut() {
-                    for (hash, slot) in std::mem::take(slice).into_sorted() {
-                        sorted[slice_of(hash, bits)].push((hash, slot));
-                    }
-                }
-            }
-            None => {
-                for (hash, slot) in self.slices.iter().flat_map(|slice| slice.iter()) {
-                    sorted[slice_of(hash, bits)].push((hash, Arc::clone(slot)));
-                }
+        // The insert that calls this copied a shared table already; a slice's array that a
+        // clone still shares is copied, any other moved (its slots' counts untouched).
+        for slice in Arc::make_mut(&mut self.slices).iter_mut() {
+            for (hash, slot) in std::mem::take(slice).into_sorted() {
+                sorted[slice_of(hash, bits)].push((hash, slot));
             }
         }
         self.slices = Arc::new(sorted.into_iter().map(Slice::from_sorted).collect());
@@ -380,7 +371,8 @@ impl Keyspace {
         if let Some(deadline) = old.stored.deadline_ms {
             self.deadlines.remove(&Probe(deadline, key));
         }
-        Some(Arc::unwrap_or_clone(old).stored)
+        // A slot a clone still shares gives a copy of its state, not of its key.
+        Some(Arc::try_unwrap(old).map_or_else(|shared| shared.stored.clone(), |slot| slot.stored))
     }
 
     /// Sets the deadline of an existing key and its revision; false if the key is missing.
@@ -508,6 +500,7 @@ impl Keyspace {
         let mut with_deadline = 0;
         let mut len = 0;
         for (slice, keys) in self.slices.iter().enumerate() {
+            keys.check_invariants(slice);
             len += keys.len();
             for (hash, slot) in keys.iter() {
                 let (key, stored) = (&slot.key, &slot.stored);
@@ -566,13 +559,16 @@ impl Keyspace {
 mod tests {
     use super::*;
 
-    /// A key's state, with an `Arc`'s two counts, fills one 64-byte allocation (a hash is
-    /// boxed so that strings do not pay for its room).
+    /// A key's state is 48 bytes (a hash is boxed so that strings do not pay for its room),
+    /// and its slot, with its key inline and an `Arc`'s two counts, one 96-byte allocation.
     #[test]
     #[cfg(target_pointer_width = "64")]
-    fn a_state_and_its_counts_fit_in_64_bytes() {
+    fn a_state_is_48_bytes_and_a_slot_with_its_counts_96() {
         assert_eq!(std::mem::size_of::<Stored>(), 48);
-        assert!(std::mem::size_of::<Stored>() + 2 * std::mem::size_of::<usize>() <= 64);
+        assert_eq!(
+            std::mem::size_of::<Slot>() + 2 * std::mem::size_of::<usize>(),
+            96
+        );
     }
 
     fn string(value: &str, deadline_ms: Option<u64>, revision: u64) -> Stored {
@@ -691,23 +687,38 @@ mod tests {
     }
 
     /// Keys chosen so that their scan hashes share their top bits (the hash is public) pile
-    /// into one slice: past a flat slice's length it becomes a tree, and the store still
-    /// finds, orders, counts and removes every key as a plain ordered map does.
+    /// into one slice: past a flat slice's length it becomes a tree (a clone taken while it
+    /// was an array keeps the array), and the store still finds, orders, counts, expires and
+    /// removes every key as a plain ordered map does.
     #[test]
     fn keys_piled_into_one_slice_make_it_a_tree_and_stay_correct() {
         let piled = slice::MAX_FLAT_KEYS + 88;
         let total = 2_048;
         let bits = slice_bits_for(total);
-        let mut keys: Vec<Vec<u8>> = (0u64..)
-            .map(|i| format!("pile:{i}").into_bytes())
-            .filter(|key| slice_of(scan_hash(key), bits) == 0)
-            .take(piled)
+        // Other keys first, so that the store is split when the pile comes.
+        let mut keys: Vec<Vec<u8>> = (0..total - piled)
+            .map(|i| format!("other:{i}").into_bytes())
             .collect();
-        keys.extend((0..total - piled).map(|i| format!("other:{i}").into_bytes()));
+        keys.extend(
+            (0u64..)
+                .map(|i| format!("pile:{i}").into_bytes())
+                .filter(|key| slice_of(scan_hash(key), bits) == 0)
+                .take(piled),
+        );
+        // Every third key of the pile has a deadline, in pile order.
+        let deadline = |i: usize| {
+            let in_pile = i.checked_sub(total - piled)?;
+            (in_pile % 3 == 0).then_some(1_000 + in_pile as u64)
+        };
         let mut keyspace = Keyspace::default();
         let mut model = std::collections::BTreeMap::new();
+        let mut picture = None;
         for (i, key) in keys.iter().enumerate() {
-            let stored = string("v", None, i as u64 + 1);
+            if i == total - piled + slice::MAX_FLAT_KEYS / 2 {
+                assert!(matches!(keyspace.slices[0], Slice::Flat(Some(_))));
+                picture = Some((keyspace.clone(), model.clone()));
+            }
+            let stored = string("v", deadline(i), i as u64 + 1);
             assert!(!keyspace.insert(key.clone(), stored.clone()));
             model.insert((scan_hash(key), key.clone()), stored);
         }
@@ -718,16 +729,34 @@ mod tests {
             "the pile is a tree"
         );
         keyspace.check_invariants(0, total as u64);
+        let (picture, picture_model) = picture.expect("taken halfway through the pile");
+        assert!(matches!(picture.slices[0], Slice::Flat(Some(_))));
+        picture.check_invariants(0, total as u64);
+        let pictured: Vec<(&[u8], &Stored)> = picture_model
+            .iter()
+            .map(|((_, key), stored)| (key.as_slice(), stored))
+            .collect();
+        assert!(picture.iter_by_hash().eq(pictured));
+
+        // The pile's first deadlines expire out of the tree.
+        assert_eq!(keyspace.expire_due(1_060, |_| {}), 21);
+        model.retain(|_, stored| stored.deadline_ms.is_none_or(|d| d > 1_060));
+        keyspace.check_invariants(1_060, total as u64);
         for (i, key) in keys.iter().enumerate().step_by(3) {
-            assert!(keyspace.remove(key).is_some());
-            model.remove(&(scan_hash(key), key.clone()));
-            let rewritten = string("w", None, (total + i) as u64);
+            let ranked = (scan_hash(key), key.clone());
+            assert_eq!(
+                keyspace.remove(key).is_some(),
+                model.remove(&ranked).is_some()
+            );
             if let Some(other) = keys.get(i + 1) {
-                assert!(keyspace.insert(other.clone(), rewritten.clone()));
-                model.insert((scan_hash(other), other.clone()), rewritten);
+                let rewritten = string("w", None, (total + i) as u64);
+                let was_there = model
+                    .insert((scan_hash(other), other.clone()), rewritten.clone())
+                    .is_some();
+                assert_eq!(keyspace.insert(other.clone(), rewritten), was_there);
             }
         }
-        keyspace.check_invariants(0, 2 * total as u64);
+        keyspace.check_invariants(1_060, 2 * total as u64);
         let held: Vec<(&[u8], &Stored)> = keyspace.iter_by_hash().collect();
         let expected: Vec<(&[u8], &Stored)> = model
             .iter()
@@ -738,13 +767,13 @@ mod tests {
         let from_start: Vec<u64> = keyspace.by_hash_from(1).map(|(hash, _)| hash).collect();
         let model_hashes: Vec<u64> = model.keys().map(|(hash, _)| *hash).collect();
         assert_eq!(from_start, model_hashes);
-        assert_eq!(
-            keyspace.nth_by_hash(model.len() / 2),
-            model
-                .keys()
-                .nth(model.len() / 2)
-                .map(|(_, key)| key.as_slice())
-        );
+        for position in [0, 5, keyspace.slices[0].len() - 1, model.len() / 2] {
+            assert_eq!(
+                keyspace.nth_by_hash(position),
+                model.keys().nth(position).map(|(_, key)| key.as_slice()),
+                "position {position}"
+            );
+        }
     }
 
     /// A store that grows past a split point moves into more slices with every key, its
@@ -761,9 +790,10 @@ mod tests {
         for i in 0..split_at / 2 {
             keyspace.insert(name(i), string("v", None, i as u64));
         }
+        // A picture taken before the next split (at `split_at`) shares the slices' arrays:
+        // the split copies them for the live store and leaves the picture's alone.
         let half = keyspace.clone();
         let count = split_at + 100;
-        // Split while a picture shares the slices: the keys are shared, not moved.
         for i in split_at / 2..split_at - 1 {
             keyspace.insert(name(i), string("v", None, i as u64));
         }

@@ -147,9 +147,9 @@ impl StateMachine {
 /// 4 to 8 keys a slice below a store of 65,536 keys), and the key's slot (its bytes when
 /// longer than 24, never the old value); a session written to is copied once (its window of
 /// replies). The sessions' eviction order is not in the copy (a snapshot does not record
-/// it). So the store grows by the nodes and sessions written while the copy lives, not by
-/// its size: at worst (writes spread over many keys until every node is copied) the map's
-/// nodes and keys once more, never the values.
+/// it). So the store grows by the arrays, slots and sessions written while the copy lives,
+/// not by its size: at worst (writes spread over every key) the arrays and slots (keys and
+/// states) once more, never the values.
 #[derive(Clone, Debug)]
 pub struct FrozenStore {
     data: Keyspace,

@@ -454,8 +454,8 @@ impl StateMachine {
         }
     }
 
-    /// Stores `value` at `key`, without a deadline, if `condition` holds (one walk down the
-    /// tree), reporting `set`: whether it did, or the refusal of a key or value beyond the
+    /// Stores `value` at `key`, without a deadline, if `condition` holds (one search of the
+    /// key's slice), reporting `set`: whether it did, or the refusal of a key or value beyond the
     /// limits. The key is copied only when someone listens for its event.
     fn write_without_deadline(
         &mut self,

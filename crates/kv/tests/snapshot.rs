@@ -64,8 +64,9 @@ fn snapshot_is_deterministic() {
     assert_eq!(one.machine.snapshot(), two.machine.snapshot());
 }
 
-/// A store large enough to be split by hash (past 32,768 and 131,072 keys), with keys on both
-/// sides of the length kept inside tree nodes (23 to 26 bytes, and one empty key), written in
+/// A store large enough to be split by hash into the most slices (16,384, past 65,536 keys),
+/// with keys on both sides of the length kept inside a key's slot (23 to 26 bytes, and one
+/// empty key), written in
 /// the reverse of the order a snapshot lists them: its snapshot restores to an equal store
 /// that gives the same bytes, and a snapshot truncated inside the key list or with a key's
 /// byte flipped is refused with a typed error.

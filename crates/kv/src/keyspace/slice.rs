@@ -14,7 +14,8 @@
 //! order keys alike) could pile into one slice, and a new key there would copy the whole pile.
 //! So a slice longer than [`MAX_FLAT_KEYS`] is a persistent B+tree (`imbl`) instead, whose
 //! writes stay O(log n) however the keys fall; an honest store's slices reach that length
-//! near eight million keys (512 a slice on average).
+//! near four million keys (256 a slice on average). A tree stays a tree when it shrinks, until
+//! the store's next split (if any) rebuilds every slice.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -25,9 +26,9 @@ use imbl::OrdMap;
 
 use super::{KeyBytes, Probe, Ranked, Stored};
 
-/// The most keys a slice holds in one array (8 KiB of entries, copied whole by a new key);
+/// The most keys a slice holds in one array (4 KiB of entries, copied whole by a new key);
 /// a longer one is a tree.
-pub(super) const MAX_FLAT_KEYS: usize = 512;
+pub(super) const MAX_FLAT_KEYS: usize = 256;
 
 /// A key and its state: what a slice's entry points to.
 #[derive(Clone, Debug)]
@@ -41,8 +42,9 @@ pub(super) struct Slot {
 #[derive(Clone, Debug)]
 pub(super) struct Entry {
     hash: u64,
-    /// Invariant: `Some` outside [`moved_out`], which moves the slots of an unshared
-    /// array into its successor without touching their counts.
+    /// Invariant: `Some` in every array a slice holds: only an unshared array on its way out
+    /// has its slots taken ([`spliced`], [`Slice::into_sorted`]), so that they move into its
+    /// successor without touching their counts.
     slot: Option<Arc<Slot>>,
 }
 
@@ -152,9 +154,7 @@ impl Slice {
         let probe = Probe(hash, slot.key.as_slice());
         let at = search(flat(entries), probe).expect_err("insert_new of a key the slice holds");
         let new = Entry::new(hash, slot);
-        let mut grown = moved_out(entries);
-        grown.insert(at, new);
-        *self = Slice::from_entries(grown);
+        *self = Slice::from_entries(spliced(entries, at, Some(new)));
     }
 
     /// Takes `probe`'s key out; its slot comes back. A tree stays a tree (until a split
@@ -167,9 +167,13 @@ impl Slice {
             return tree.remove(&probe);
         };
         let at = search(flat(entries), probe).ok()?;
-        let mut shrunk = moved_out(entries);
-        let removed = shrunk.remove(at).slot;
-        *self = Slice::from_entries(shrunk);
+        let removed = entries
+            .as_mut()
+            .and_then(|shared| match Arc::get_mut(shared) {
+                Some(unshared) => unshared[at].slot.take(),
+                None => shared[at].slot.clone(),
+            });
+        *self = Slice::from_entries(spliced(entries, at, None));
         removed
     }
 
@@ -203,13 +207,44 @@ impl Slice {
         Slice::Flat((!entries.is_empty()).then(|| Arc::from(entries)))
     }
 
+    /// Panics with context if the keys are not in strictly increasing `(hash, key)` order,
+    /// an array holds none or more than [`MAX_FLAT_KEYS`], or an entry lost its slot.
+    pub(super) fn check_invariants(&self, index: usize) {
+        if let Slice::Flat(Some(entries)) = self {
+            assert!(
+                (1..=MAX_FLAT_KEYS).contains(&entries.len()),
+                "slice {index} is an array of {} keys",
+                entries.len()
+            );
+            assert!(
+                entries.iter().all(|entry| entry.slot.is_some()),
+                "slice {index} has an entry without its slot"
+            );
+        }
+        let order: Vec<(u64, &[u8])> = self
+            .iter()
+            .map(|(hash, slot)| (hash, slot.key.as_slice()))
+            .collect();
+        assert!(
+            order.windows(2).all(|pair| pair[0] < pair[1]),
+            "slice {index}'s keys are out of (hash, key) order"
+        );
+    }
+
     /// Every key's hash and slot in order, moved out of the slice.
     pub(super) fn into_sorted(self) -> Vec<(u64, Arc<Slot>)> {
         match self {
-            Slice::Flat(mut entries) => moved_out(&mut entries)
-                .into_iter()
-                .filter_map(|entry| entry.slot.map(|slot| (entry.hash, slot)))
-                .collect(),
+            Slice::Flat(None) => Vec::new(),
+            Slice::Flat(Some(mut shared)) => match Arc::get_mut(&mut shared) {
+                Some(unshared) => unshared
+                    .iter_mut()
+                    .filter_map(|entry| entry.slot.take().map(|slot| (entry.hash, slot)))
+                    .collect(),
+                None => shared
+                    .iter()
+                    .map(|entry| (entry.hash, Arc::clone(entry.slot())))
+                    .collect(),
+            },
             Slice::Tree(tree) => tree
                 .into_iter()
                 .map(|((hash, _), slot)| (hash, slot))
@@ -243,22 +278,40 @@ impl Slice {
     }
 }
 
-/// A flat slice's entries, to build its successor from: moved out if no clone shares the
-/// array (their slots' counts untouched), else cloned.
-fn moved_out(entries: &mut Option<Arc<[Entry]>>) -> Vec<Entry> {
-    match entries.as_mut() {
-        None => Vec::new(),
-        Some(shared) => match Arc::get_mut(shared) {
-            Some(unshared) => unshared
-                .iter_mut()
-                .map(|entry| Entry {
-                    hash: entry.hash,
-                    slot: entry.slot.take(),
-                })
-                .collect(),
-            None => shared.to_vec(),
-        },
+/// A flat slice's entries, to build its successor from: with `new` put in at `at`, or (with
+/// `None`) without the entry at `at`; in one allocation of the new length. The entries are
+/// moved out if no clone shares the array (their slots' counts untouched), else cloned.
+fn spliced(entries: &mut Option<Arc<[Entry]>>, at: usize, new: Option<Entry>) -> Vec<Entry> {
+    let Some(shared) = entries.as_mut() else {
+        return new.into_iter().collect();
+    };
+    let (kept_before, kept_after) = match new {
+        Some(_) => (at, at),
+        None => (at, at + 1),
+    };
+    // A flat slice's array is never empty, so one taken out leaves `len - 1`.
+    let length = match new {
+        Some(_) => shared.len() + 1,
+        None => shared.len() - 1,
+    };
+    let mut spliced = Vec::with_capacity(length);
+    match Arc::get_mut(shared) {
+        Some(unshared) => {
+            let moved = |entry: &mut Entry| Entry {
+                hash: entry.hash,
+                slot: entry.slot.take(),
+            };
+            spliced.extend(unshared[..kept_before].iter_mut().map(moved));
+            spliced.extend(new);
+            spliced.extend(unshared[kept_after..].iter_mut().map(moved));
+        }
+        None => {
+            spliced.extend_from_slice(&shared[..kept_before]);
+            spliced.extend(new);
+            spliced.extend_from_slice(&shared[kept_after..]);
+        }
     }
+    spliced
 }
 
 /// A slice's keys in order: `(hash, slot)`.
