@@ -85,7 +85,12 @@ for line in iter(lambda: out.readline(1 << 16), ""):
   peak=$(for node in $(pgrep -P "$pid"); do
     awk '/^VmHWM:/ {print $2}' "/proc/$node/status" 2>/dev/null || true
   done | sort -n | tail -1)
-  [ -n "$peak" ] && echo "$build,$peak" >>"$WORK/rss.csv"
+  if [ -n "$peak" ]; then
+    echo "$build,$peak" >>"$WORK/rss.csv"
+  else
+    # Said, not skipped in silence: the RSS medians below leave this run out.
+    echo "no node process of $build's cluster (pid $pid) to read its peak RSS from, round $round" >&2
+  fi
   # Ctrl-C stops the cluster; a build that does not stop within 10 s is killed.
   kill -INT "$pid"
   for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
