@@ -3,7 +3,7 @@
 //! due keys without a scan. The keys are split into slices of the scan order by the top bits
 //! of their hash, a few keys each (a sorted array, [`slice`]), so that a lookup indexes a
 //! slice and searches a cache line or two of hashes, and `RANDOMKEY` can pick the k-th key by
-//! adding up the slices' lengths.
+//! adding up the counts of groups of slices, then the lengths of one group's.
 //!
 //! Ordering by [`scan_hash`] first does three things: a `SCAN` cursor is a position in the
 //! store's own order, which concurrent writes do not move; a lookup compares a `u64` at each
@@ -70,6 +70,18 @@ fn slice_bits_for(len: usize) -> u32 {
         0 | 1 => 0,
         slices => slices.ilog2().min(MAX_SLICE_BITS),
     }
+}
+
+/// How many consecutive slices one count of [`Keyspace`]'s `group_lens` covers: at most 128
+/// counts of groups and 128 of slices to add up for the k-th key of 16,384 slices.
+const SLICES_PER_GROUP: usize = 128;
+
+/// The number of keys in each group of [`SLICES_PER_GROUP`] consecutive `slices`.
+fn groups_of(slices: &[Slice]) -> Vec<usize> {
+    slices
+        .chunks(SLICES_PER_GROUP)
+        .map(|group| group.iter().map(Slice::len).sum())
+        .collect()
 }
 
 /// The slice that holds keys of scan hash `hash` in a store split by its top `bits` bits.
@@ -171,6 +183,10 @@ pub(crate) struct Keyspace {
     /// Invariant: `2^bits` slices, `bits` being [`slice_bits_for`] of the most keys the store
     /// held since it was created or cleared (a store that shrinks stays split).
     slices: Arc<Vec<Slice>>,
+    /// The number of keys in each group of [`SLICES_PER_GROUP`] slices, in slice order, so
+    /// that the k-th key is found by adding up at most a few hundred counts, not one per
+    /// slice. Invariant: `groups_of(&slices)`.
+    group_lens: Arc<Vec<usize>>,
     /// Invariant: the number of keys in all slices.
     len: usize,
     /// Invariant: exactly the `(deadline, key)` of every key that has a deadline.
@@ -218,6 +234,7 @@ impl Default for Keyspace {
     fn default() -> Keyspace {
         Keyspace {
             slices: Arc::new(vec![Slice::default()]),
+            group_lens: Arc::new(vec![0]),
             len: 0,
             deadlines: OrdSet::new(),
             created: CreatedKey::default(),
@@ -253,6 +270,12 @@ impl Keyspace {
         &mut Arc::make_mut(&mut self.slices)[index]
     }
 
+    /// The count of keys of the group that holds slice `index`, to change it (copied first
+    /// if a clone of the store still shares the counts).
+    fn group_len_mut(&mut self, index: usize) -> &mut usize {
+        &mut Arc::make_mut(&mut self.group_lens)[index / SLICES_PER_GROUP]
+    }
+
     /// Moves the keys into `2^bits` slices (when the store has doubled: at most
     /// [`MAX_SLICE_BITS`] times in its life, each O(keys)). The store's order is each new
     /// slice's order, so each is filled already sorted.
@@ -265,7 +288,9 @@ impl Keyspace {
                 sorted[slice_of(hash, bits)].push((hash, slot));
             }
         }
-        self.slices = Arc::new(sorted.into_iter().map(Slice::from_sorted).collect());
+        let slices: Vec<Slice> = sorted.into_iter().map(Slice::from_sorted).collect();
+        self.group_lens = Arc::new(groups_of(&slices));
+        self.slices = Arc::new(slices);
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Stored> {
@@ -314,6 +339,7 @@ impl Keyspace {
             }
             slice.insert_new(hash, Arc::new(Slot { key, stored }));
             self.len += 1;
+            *self.group_len_mut(index) += 1;
             let bits = slice_bits_for(self.len);
             if bits > self.slice_bits() {
                 self.split(bits);
@@ -368,6 +394,7 @@ impl Keyspace {
         }
         let old = self.slice_mut(probe).remove(probe)?;
         self.len -= 1;
+        *self.group_len_mut(self.slice_index(probe.0)) -= 1;
         if let Some(deadline) = old.stored.deadline_ms {
             self.deadlines.remove(&Probe(deadline, key));
         }
@@ -409,6 +436,7 @@ impl Keyspace {
             let probe = Probe::key(&key);
             if self.slice_mut(probe).remove(probe).is_some() {
                 self.len -= 1;
+                *self.group_len_mut(self.slice_index(probe.0)) -= 1;
             }
             on_expired(&key);
             expired += 1;
@@ -461,10 +489,20 @@ impl Keyspace {
     }
 
     /// The key at position `position` of the scan order (0 is the first), `None` past the
-    /// last: found by adding up the slices' lengths, then walking one slice.
+    /// last: found by adding up the groups' counts, then the lengths of the slices of one
+    /// group, then indexing one slice.
     pub(crate) fn nth_by_hash(&self, position: usize) -> Option<&[u8]> {
         let mut before = 0usize;
-        for slice in self.slices.iter() {
+        let group = self.group_lens.iter().position(|&len| {
+            let inside = position < before + len;
+            if !inside {
+                before += len;
+            }
+            inside
+        })?;
+        let first = group * SLICES_PER_GROUP;
+        let last = (first + SLICES_PER_GROUP).min(self.slices.len());
+        for slice in &self.slices[first..last] {
             if position < before + slice.len() {
                 return slice.nth(position - before).map(|slot| slot.key.as_slice());
             }
@@ -535,6 +573,11 @@ impl Keyspace {
         assert_eq!(
             len, self.len,
             "key count out of step with the slices at applied index {applied_index}"
+        );
+        assert_eq!(
+            *self.group_lens,
+            groups_of(&self.slices),
+            "group counts out of step with the slices at applied index {applied_index}"
         );
         assert_eq!(
             with_deadline,

@@ -56,7 +56,7 @@
 //! - `keyspace`: the keys with their values, deadlines and revisions, each key once, ordered
 //!   by its scan hash (`SCAN`'s order) in persistent sorted arrays, one per slice of that
 //!   order (1 to 16,384 of them, by the store's size; a clone is O(1); `RANDOMKEY` finds the
-//!   k-th key by the slices' lengths), and the deadlines in order, so that expiry at apply
+//!   k-th key by counts of groups of slices), and the deadlines in order, so that expiry at apply
 //!   finds the due keys without a scan.
 //! - `ttl`: the Redis semantics of `SET` with options, `GETEX`, `EXPIRE` and its kin,
 //!   `PERSIST`, `TTL` and `EXPIRETIME`.

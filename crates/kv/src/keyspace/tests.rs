@@ -263,7 +263,11 @@ fn a_store_split_into_slices_keeps_its_keys_order_and_equality() {
     let ranks: Vec<(u64, &[u8])> = keyspace.by_hash_from(0).collect();
     assert_eq!(ranks.len(), count);
     assert!(ranks.windows(2).all(|pair| pair[0] < pair[1]));
-    assert_eq!(keyspace.nth_by_hash(count - 1), Some(ranks[count - 1].1));
+    // Positions in every group of slices (4,096 slices: 32 groups).
+    for position in (0..count).step_by(97).chain([count - 1]) {
+        assert_eq!(keyspace.nth_by_hash(position), Some(ranks[position].1));
+    }
+    assert_eq!(keyspace.nth_by_hash(count), None);
 
     for i in 10..count {
         assert!(keyspace.remove(&name(i)).is_some());
@@ -376,6 +380,18 @@ mod against_an_ordered_map {
             keyspace.iter_by_hash().eq(expected),
             "the keys at step {step}"
         );
+        for position in [
+            0,
+            model.len() / 3,
+            model.len().saturating_sub(1),
+            model.len(),
+        ] {
+            assert_eq!(
+                keyspace.nth_by_hash(position),
+                model.keys().nth(position).map(|(_, key)| key.as_slice()),
+                "position {position} at step {step}"
+            );
+        }
     }
 
     proptest! {
