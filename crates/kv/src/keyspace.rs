@@ -84,6 +84,16 @@ fn groups_of(slices: &[Slice]) -> Vec<usize> {
         .collect()
 }
 
+/// `2^bits` slices of `keys`, which come in `(hash, key)` order: each slice is filled
+/// already sorted.
+fn sliced(keys: impl Iterator<Item = (u64, Arc<Slot>)>, bits: u32) -> Vec<Slice> {
+    let mut sorted: Vec<Vec<(u64, Arc<Slot>)>> = vec![Vec::new(); 1 << bits];
+    for (hash, slot) in keys {
+        sorted[slice_of(hash, bits)].push((hash, slot));
+    }
+    sorted.into_iter().map(Slice::from_sorted).collect()
+}
+
 /// The slice that holds keys of scan hash `hash` in a store split by its top `bits` bits.
 fn slice_of(hash: u64, bits: u32) -> usize {
     match bits {
@@ -280,15 +290,12 @@ impl Keyspace {
     /// [`MAX_SLICE_BITS`] times in its life, each O(keys)). The store's order is each new
     /// slice's order, so each is filled already sorted.
     fn split(&mut self, bits: u32) {
-        let mut sorted: Vec<Vec<(u64, Arc<Slot>)>> = vec![Vec::new(); 1 << bits];
         // The insert that calls this copied a shared table already; a slice's array that a
         // clone still shares is copied, any other moved (its slots' counts untouched).
-        for slice in Arc::make_mut(&mut self.slices).iter_mut() {
-            for (hash, slot) in std::mem::take(slice).into_sorted() {
-                sorted[slice_of(hash, bits)].push((hash, slot));
-            }
-        }
-        let slices: Vec<Slice> = sorted.into_iter().map(Slice::from_sorted).collect();
+        let keys = Arc::make_mut(&mut self.slices)
+            .iter_mut()
+            .flat_map(|slice| std::mem::take(slice).into_sorted());
+        let slices = sliced(keys, bits);
         self.group_lens = Arc::new(groups_of(&slices));
         self.slices = Arc::new(slices);
     }
@@ -595,6 +602,77 @@ impl Keyspace {
                 "a key past its deadline {deadline} is still held at log time {now_ms}, applied index {applied_index}"
             );
         }
+    }
+}
+
+/// A store built from keys given in its own `(scan_hash, key)` order (a snapshot's), each put
+/// in its slice as it comes: no search and no split, and nothing held apart but the keys of
+/// the slice being filled.
+pub(crate) struct OrderedBuild {
+    store: Keyspace,
+    /// The slices, `2^bits` of them for the number of keys announced.
+    slices: Vec<Slice>,
+    /// The keys of the slice being filled, with its index.
+    run: (usize, Vec<(u64, Arc<Slot>)>),
+    /// The last key given, with its hash.
+    last: Option<(u64, Arc<Slot>)>,
+}
+
+impl OrderedBuild {
+    /// A build of a store of `keys` keys (slices are made for that many; fewer may come).
+    pub(crate) fn new(keys: usize) -> OrderedBuild {
+        OrderedBuild {
+            store: Keyspace::default(),
+            slices: vec![Slice::default(); 1 << slice_bits_for(keys)],
+            run: (0, Vec::new()),
+            last: None,
+        }
+    }
+
+    /// `key`'s scan hash if it comes after the last key given in the store's order, else
+    /// `None` (out of order, or given twice).
+    pub(crate) fn follows(&self, key: &[u8]) -> Option<u64> {
+        let hash = scan_hash(key);
+        let after = self
+            .last
+            .as_ref()
+            .is_none_or(|(last_hash, last)| (*last_hash, last.key.as_slice()) < (hash, key));
+        after.then_some(hash)
+    }
+
+    /// Adds `key`, whose scan hash `follows` gave as `hash`.
+    pub(crate) fn push(&mut self, hash: u64, key: Vec<u8>, stored: Stored) {
+        debug_assert_eq!(self.follows(&key), Some(hash));
+        let index = slice_of(hash, self.slices.len().trailing_zeros());
+        if index != self.run.0 {
+            self.finish_run();
+            self.run.0 = index;
+        }
+        let key = KeyBytes::from_vec(key);
+        if let Some(deadline) = stored.deadline_ms {
+            self.store.deadlines.insert((deadline, key.clone()));
+        }
+        let slot = Arc::new(Slot { key, stored });
+        self.last = Some((hash, Arc::clone(&slot)));
+        self.run.1.push((hash, slot));
+        self.store.len += 1;
+    }
+
+    /// The slice being filled, into its place.
+    fn finish_run(&mut self) {
+        let keys = std::mem::take(&mut self.run.1);
+        if !keys.is_empty() {
+            self.slices[self.run.0] = Slice::from_sorted(keys);
+        }
+    }
+
+    /// The store.
+    pub(crate) fn build(mut self) -> Keyspace {
+        self.finish_run();
+        self.last = None;
+        self.store.group_lens = Arc::new(groups_of(&self.slices));
+        self.store.slices = Arc::new(self.slices);
+        self.store
     }
 }
 

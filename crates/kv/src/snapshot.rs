@@ -15,7 +15,7 @@
 //! where a value is a type tag and its contents: 0 a string (a byte string), 1 a hash (a
 //! field count, at least 1, then `(field, value)…`, fields strictly increasing), and
 //! `forgotten_through` the highest log index at which a session the table forgot was last
-//! active (0 if none). The keys come in the store's own order, by [`scan_hash`] of their
+//! active (0 if none). The keys come in the store's own order, by `scan_hash` of their
 //! bytes and then the bytes (the order `SCAN` walks), so writing a snapshot never sorts the
 //! store.
 //!
@@ -49,9 +49,8 @@ use std::io;
 use crate::codec::{put_bytes, put_u32_le, put_u64, Reader};
 use crate::config::KvConfig;
 use crate::error::{Encoded, KvError};
-use crate::keyspace::{Keyspace, Stored};
+use crate::keyspace::{Keyspace, OrderedBuild, Stored};
 use crate::reply::{put_reply, read_reply, Reply, MAX_RESERVED_ITEMS};
-use crate::scan::scan_hash;
 use crate::session::{RecordedSessions, Replies, Session, SessionTable};
 use crate::state_machine::StateMachine;
 use crate::value::{Hash, Value};
@@ -306,8 +305,11 @@ fn read_data(
         2 => 4,
         _ => 5,
     })?;
+    // Version 5 lists the keys in the store's own order (scan hash first), so each goes
+    // straight into its slice; older versions order by the bytes alone, and are inserted.
+    let mut ordered = (version >= 5).then(|| OrderedBuild::new(key_count));
     let mut data = Keyspace::default();
-    let mut previous: Option<(u64, Vec<u8>)> = None;
+    let mut previous: Option<Vec<u8>> = None;
     for _ in 0..key_count {
         let key = r.bytes()?;
         let value = if version < 3 {
@@ -320,14 +322,17 @@ fn read_data(
         } else {
             (r.u64()?, r.u64()?.checked_sub(1))
         };
-        // Version 5 orders by scan hash first; older versions by the bytes alone.
-        let rank = if version < 5 { 0 } else { scan_hash(&key) };
-        if previous
-            .as_ref()
-            .is_some_and(|(p_rank, p_key)| (*p_rank, p_key.as_slice()) >= (rank, key.as_slice()))
-        {
+        // Strictly increasing keys are also distinct ones.
+        let hash = match &ordered {
+            Some(build) => build.follows(&key),
+            None => previous
+                .as_ref()
+                .is_none_or(|p_key| p_key.as_slice() < key.as_slice())
+                .then_some(0),
+        };
+        let Some(hash) = hash else {
             return Err(KvError::InvalidSnapshot("keys are not in increasing order"));
-        }
+        };
         if revision > applied_index {
             return Err(KvError::InvalidSnapshot(
                 "a key was written after the applied index",
@@ -336,18 +341,23 @@ fn read_data(
         if deadline_ms.is_some_and(|d| d <= log_time_ms) {
             return Err(KvError::InvalidSnapshot("a key is held past its deadline"));
         }
-        previous = Some((rank, key.clone()));
         let stored = Stored {
             value,
             deadline_ms,
             revision,
         };
-        // Strictly increasing keys are distinct; the store says so again.
-        if data.insert(key, stored) {
-            return Err(KvError::InvalidSnapshot("a key appears twice"));
+        match &mut ordered {
+            Some(build) => build.push(hash, key, stored),
+            None => {
+                previous = Some(key.clone());
+                // The store says again that the key is new.
+                if data.insert(key, stored) {
+                    return Err(KvError::InvalidSnapshot("a key appears twice"));
+                }
+            }
         }
     }
-    Ok(data)
+    Ok(ordered.map_or(data, OrderedBuild::build))
 }
 
 /// Appends a value: its type tag and contents.

@@ -305,6 +305,46 @@ fn a_hash_tie_is_broken_by_the_key_bytes() {
     assert!(!Probe(8, b"m").equivalent(&stored));
 }
 
+/// A store built from keys in its own order (as a snapshot lists them) equals the store the
+/// same keys inserted one by one make, a pile of them in one slice included, and its slices
+/// hold their invariants; a key that does not come after the last one given is refused.
+#[test]
+fn a_store_built_in_its_own_order_equals_one_built_by_inserts() {
+    let bits = slice_bits_for(3_000);
+    let keys: Vec<Vec<u8>> = (0u64..)
+        .map(|i| format!("pile:{i}").into_bytes())
+        .filter(|key| slice_of(scan_hash(key), bits) == 0)
+        .take(slice::MAX_FLAT_KEYS + 1)
+        .chain((0..3_000).map(|i| format!("other:{i}").into_bytes()))
+        .collect();
+    let mut inserted = Keyspace::default();
+    for (i, key) in keys.iter().enumerate() {
+        let deadline = (i % 7 == 0).then_some(5_000 + i as u64);
+        inserted.insert(key.clone(), string("v", deadline, i as u64 + 1));
+    }
+    let mut build = OrderedBuild::new(inserted.len());
+    for (key, stored) in inserted.iter_by_hash() {
+        let hash = build.follows(key).expect("the store's own order");
+        build.push(hash, key.to_vec(), stored.clone());
+        assert_eq!(build.follows(key), None, "the same key twice");
+    }
+    let first = inserted.iter_by_hash().next().map(|(key, _)| key);
+    assert_eq!(
+        build.follows(first.expect("keys")),
+        None,
+        "a key before the last"
+    );
+    let built = build.build();
+    built.check_invariants(0, keys.len() as u64);
+    assert_eq!(built, inserted);
+    assert_eq!(built.slice_bits(), inserted.slice_bits());
+    assert!(
+        matches!(built.slices[0], Slice::Tree(_)),
+        "the pile is a tree"
+    );
+    assert_eq!(built.next_deadline_ms(), Some(5_000));
+}
+
 /// Random writes, removals, deadline changes, expiry and pictures over a pool of keys that
 /// includes a pile chosen to share one slice (so that it grows past an array into a tree and
 /// the store splits around it), checked after every step against an ordered map, and every
