@@ -84,14 +84,54 @@ fn groups_of(slices: &[Slice]) -> Vec<usize> {
         .collect()
 }
 
-/// `2^bits` slices of `keys`, which come in `(hash, key)` order: each slice is filled
-/// already sorted.
-fn sliced(keys: impl Iterator<Item = (u64, Arc<Slot>)>, bits: u32) -> Vec<Slice> {
-    let mut sorted: Vec<Vec<(u64, Arc<Slot>)>> = vec![Vec::new(); 1 << bits];
-    for (hash, slot) in keys {
-        sorted[slice_of(hash, bits)].push((hash, slot));
+/// Fills a table of `2^bits` slices from keys given in `(hash, key)` order (a split's, from
+/// the store's own order, or a snapshot's): a slice's keys come one after the other, so each
+/// is filled already sorted, and only the slice being filled is held apart.
+struct Slicer {
+    slices: Vec<Slice>,
+    bits: u32,
+    /// The index of the slice being filled, and its keys so far.
+    run: (usize, Vec<(u64, Arc<Slot>)>),
+}
+
+impl Slicer {
+    fn new(bits: u32) -> Slicer {
+        Slicer {
+            slices: vec![Slice::default(); 1 << bits],
+            bits,
+            run: (0, Vec::new()),
+        }
     }
-    sorted.into_iter().map(Slice::from_sorted).collect()
+
+    /// The last key given, with its hash.
+    fn last(&self) -> Option<(u64, &[u8])> {
+        let (hash, slot) = self.run.1.last()?;
+        Some((*hash, slot.key.as_slice()))
+    }
+
+    /// Adds the next key in order.
+    fn push(&mut self, hash: u64, slot: Arc<Slot>) {
+        let index = slice_of(hash, self.bits);
+        if index != self.run.0 {
+            self.finish_run();
+            self.run.0 = index;
+        }
+        self.run.1.push((hash, slot));
+    }
+
+    /// The slice being filled, into its place.
+    fn finish_run(&mut self) {
+        let keys = std::mem::take(&mut self.run.1);
+        if !keys.is_empty() {
+            self.slices[self.run.0] = Slice::from_sorted(keys);
+        }
+    }
+
+    /// The table.
+    fn finish(mut self) -> Vec<Slice> {
+        self.finish_run();
+        self.slices
+    }
 }
 
 /// The slice that holds keys of scan hash `hash` in a store split by its top `bits` bits.
@@ -286,18 +326,34 @@ impl Keyspace {
         &mut Arc::make_mut(&mut self.group_lens)[index / SLICES_PER_GROUP]
     }
 
+    /// Puts `slices` in place, with their group counts.
+    fn set_slices(&mut self, slices: Vec<Slice>) {
+        self.group_lens = Arc::new(groups_of(&slices));
+        self.slices = Arc::new(slices);
+    }
+
+    /// Takes `probe`'s key out of its slice, counted out of the store; its slot comes back.
+    fn take_out(&mut self, probe: Probe<'_>) -> Option<Arc<Slot>> {
+        let index = self.slice_index(probe.0);
+        let old = Arc::make_mut(&mut self.slices)[index].remove(probe)?;
+        self.len -= 1;
+        *self.group_len_mut(index) -= 1;
+        Some(old)
+    }
+
     /// Moves the keys into `2^bits` slices (when the store has doubled: at most
     /// [`MAX_SLICE_BITS`] times in its life, each O(keys)). The store's order is each new
     /// slice's order, so each is filled already sorted.
     fn split(&mut self, bits: u32) {
         // The insert that calls this copied a shared table already; a slice's array that a
         // clone still shares is copied, any other moved (its slots' counts untouched).
-        let keys = Arc::make_mut(&mut self.slices)
-            .iter_mut()
-            .flat_map(|slice| std::mem::take(slice).into_sorted());
-        let slices = sliced(keys, bits);
-        self.group_lens = Arc::new(groups_of(&slices));
-        self.slices = Arc::new(slices);
+        let mut slicer = Slicer::new(bits);
+        for slice in Arc::make_mut(&mut self.slices).iter_mut() {
+            for (hash, slot) in std::mem::take(slice).into_sorted() {
+                slicer.push(hash, slot);
+            }
+        }
+        self.set_slices(slicer.finish());
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Stored> {
@@ -399,9 +455,7 @@ impl Keyspace {
         if Arc::strong_count(&self.slices) > 1 && !self.slice(probe).contains(probe) {
             return None;
         }
-        let old = self.slice_mut(probe).remove(probe)?;
-        self.len -= 1;
-        *self.group_len_mut(self.slice_index(probe.0)) -= 1;
+        let old = self.take_out(probe)?;
         if let Some(deadline) = old.stored.deadline_ms {
             self.deadlines.remove(&Probe(deadline, key));
         }
@@ -441,10 +495,7 @@ impl Keyspace {
             }
             let (_, key) = self.deadlines.remove_min().expect("checked non-empty");
             let probe = Probe::key(&key);
-            if self.slice_mut(probe).remove(probe).is_some() {
-                self.len -= 1;
-                *self.group_len_mut(self.slice_index(probe.0)) -= 1;
-            }
+            self.take_out(probe);
             on_expired(&key);
             expired += 1;
         }
@@ -500,20 +551,17 @@ impl Keyspace {
     /// group, then indexing one slice.
     pub(crate) fn nth_by_hash(&self, position: usize) -> Option<&[u8]> {
         let mut before = 0usize;
-        let group = self.group_lens.iter().position(|&len| {
-            let inside = position < before + len;
-            if !inside {
+        for (group, len) in self.group_lens.iter().enumerate() {
+            if position >= before + len {
                 before += len;
+                continue;
             }
-            inside
-        })?;
-        let first = group * SLICES_PER_GROUP;
-        let last = (first + SLICES_PER_GROUP).min(self.slices.len());
-        for slice in &self.slices[first..last] {
-            if position < before + slice.len() {
-                return slice.nth(position - before).map(|slot| slot.key.as_slice());
+            for slice in self.slices.chunks(SLICES_PER_GROUP).nth(group)? {
+                if position < before + slice.len() {
+                    return slice.nth(position - before).map(|slot| slot.key.as_slice());
+                }
+                before += slice.len();
             }
-            before += slice.len();
         }
         None
     }
@@ -606,16 +654,10 @@ impl Keyspace {
 }
 
 /// A store built from keys given in its own `(scan_hash, key)` order (a snapshot's), each put
-/// in its slice as it comes: no search and no split, and nothing held apart but the keys of
-/// the slice being filled.
+/// in its slice as it comes ([`Slicer`]): no search and no split.
 pub(crate) struct OrderedBuild {
     store: Keyspace,
-    /// The slices, `2^bits` of them for the number of keys announced.
-    slices: Vec<Slice>,
-    /// The keys of the slice being filled, with its index.
-    run: (usize, Vec<(u64, Arc<Slot>)>),
-    /// The last key given, with its hash.
-    last: Option<(u64, Arc<Slot>)>,
+    slicer: Slicer,
 }
 
 impl OrderedBuild {
@@ -623,9 +665,7 @@ impl OrderedBuild {
     pub(crate) fn new(keys: usize) -> OrderedBuild {
         OrderedBuild {
             store: Keyspace::default(),
-            slices: vec![Slice::default(); 1 << slice_bits_for(keys)],
-            run: (0, Vec::new()),
-            last: None,
+            slicer: Slicer::new(slice_bits_for(keys)),
         }
     }
 
@@ -633,46 +673,26 @@ impl OrderedBuild {
     /// `None` (out of order, or given twice).
     pub(crate) fn follows(&self, key: &[u8]) -> Option<u64> {
         let hash = scan_hash(key);
-        let after = self
-            .last
-            .as_ref()
-            .is_none_or(|(last_hash, last)| (*last_hash, last.key.as_slice()) < (hash, key));
+        let after = self.slicer.last().is_none_or(|last| last < (hash, key));
         after.then_some(hash)
     }
 
     /// Adds `key`, whose scan hash `follows` gave as `hash`.
     pub(crate) fn push(&mut self, hash: u64, key: Vec<u8>, stored: Stored) {
         debug_assert_eq!(self.follows(&key), Some(hash));
-        let index = slice_of(hash, self.slices.len().trailing_zeros());
-        if index != self.run.0 {
-            self.finish_run();
-            self.run.0 = index;
-        }
         let key = KeyBytes::from_vec(key);
         if let Some(deadline) = stored.deadline_ms {
             self.store.deadlines.insert((deadline, key.clone()));
         }
-        let slot = Arc::new(Slot { key, stored });
-        self.last = Some((hash, Arc::clone(&slot)));
-        self.run.1.push((hash, slot));
+        self.slicer.push(hash, Arc::new(Slot { key, stored }));
         self.store.len += 1;
     }
 
-    /// The slice being filled, into its place.
-    fn finish_run(&mut self) {
-        let keys = std::mem::take(&mut self.run.1);
-        if !keys.is_empty() {
-            self.slices[self.run.0] = Slice::from_sorted(keys);
-        }
-    }
-
     /// The store.
-    pub(crate) fn build(mut self) -> Keyspace {
-        self.finish_run();
-        self.last = None;
-        self.store.group_lens = Arc::new(groups_of(&self.slices));
-        self.store.slices = Arc::new(self.slices);
-        self.store
+    pub(crate) fn build(self) -> Keyspace {
+        let mut store = self.store;
+        store.set_slices(self.slicer.finish());
+        store
     }
 }
 

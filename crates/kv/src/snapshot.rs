@@ -305,11 +305,7 @@ fn read_data(
         2 => 4,
         _ => 5,
     })?;
-    // Version 5 lists the keys in the store's own order (scan hash first), so each goes
-    // straight into its slice; older versions order by the bytes alone, and are inserted.
-    let mut ordered = (version >= 5).then(|| OrderedBuild::new(key_count));
-    let mut data = Keyspace::default();
-    let mut previous: Option<Vec<u8>> = None;
+    let mut keys = KeyList::new(version, key_count);
     for _ in 0..key_count {
         let key = r.bytes()?;
         let value = if version < 3 {
@@ -323,14 +319,7 @@ fn read_data(
             (r.u64()?, r.u64()?.checked_sub(1))
         };
         // Strictly increasing keys are also distinct ones.
-        let hash = match &ordered {
-            Some(build) => build.follows(&key),
-            None => previous
-                .as_ref()
-                .is_none_or(|p_key| p_key.as_slice() < key.as_slice())
-                .then_some(0),
-        };
-        let Some(hash) = hash else {
+        let Some(hash) = keys.follows(&key) else {
             return Err(KvError::InvalidSnapshot("keys are not in increasing order"));
         };
         if revision > applied_index {
@@ -346,18 +335,65 @@ fn read_data(
             deadline_ms,
             revision,
         };
-        match &mut ordered {
-            Some(build) => build.push(hash, key, stored),
-            None => {
-                previous = Some(key.clone());
+        keys.push(hash, key, stored)?;
+    }
+    Ok(keys.build())
+}
+
+/// A snapshot's keys on their way into the store. Version 5 lists them in the store's own
+/// order (scan hash first), so each goes straight into its slice; older versions order them
+/// by their bytes alone, and they are inserted one by one.
+enum KeyList {
+    Ordered(OrderedBuild),
+    ByBytes {
+        data: Keyspace,
+        previous: Option<Vec<u8>>,
+    },
+}
+
+impl KeyList {
+    fn new(version: u8, key_count: usize) -> KeyList {
+        match version {
+            5.. => KeyList::Ordered(OrderedBuild::new(key_count)),
+            _ => KeyList::ByBytes {
+                data: Keyspace::default(),
+                previous: None,
+            },
+        }
+    }
+
+    /// What `push` needs of `key` if it comes after the last key in the version's order
+    /// (its scan hash; 0 for the older versions), else `None`.
+    fn follows(&self, key: &[u8]) -> Option<u64> {
+        match self {
+            KeyList::Ordered(build) => build.follows(key),
+            KeyList::ByBytes { previous, .. } => previous
+                .as_deref()
+                .is_none_or(|previous| previous < key)
+                .then_some(0),
+        }
+    }
+
+    fn push(&mut self, hash: u64, key: Vec<u8>, stored: Stored) -> Result<(), KvError> {
+        match self {
+            KeyList::Ordered(build) => build.push(hash, key, stored),
+            KeyList::ByBytes { data, previous } => {
+                *previous = Some(key.clone());
                 // The store says again that the key is new.
                 if data.insert(key, stored) {
                     return Err(KvError::InvalidSnapshot("a key appears twice"));
                 }
             }
         }
+        Ok(())
     }
-    Ok(ordered.map_or(data, OrderedBuild::build))
+
+    fn build(self) -> Keyspace {
+        match self {
+            KeyList::Ordered(build) => build.build(),
+            KeyList::ByBytes { data, .. } => data,
+        }
+    }
 }
 
 /// Appends a value: its type tag and contents.

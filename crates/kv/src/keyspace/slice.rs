@@ -43,8 +43,8 @@ pub(super) struct Slot {
 pub(super) struct Entry {
     hash: u64,
     /// Invariant: `Some` in every array a slice holds: only an unshared array on its way out
-    /// has its slots taken ([`spliced`], [`Slice::into_sorted`]), so that they move into its
-    /// successor without touching their counts.
+    /// has its slots taken ([`Entry::moved`], [`Slice::remove`], [`Slice::into_sorted`]), so
+    /// that they move into its successor without touching their counts.
     slot: Option<Arc<Slot>>,
 }
 
@@ -62,6 +62,15 @@ impl Entry {
 
     fn slot_mut(&mut self) -> &mut Arc<Slot> {
         self.slot.as_mut().expect("a slice entry holds its slot")
+    }
+
+    /// This entry, moved out of an unshared array on its way out (its slot's count
+    /// untouched), leaving the slot taken.
+    fn moved(&mut self) -> Entry {
+        Entry {
+            hash: self.hash,
+            slot: self.slot.take(),
+        }
     }
 
     /// This entry's place against `probe`: by hash, then (on a tie) by the key's bytes.
@@ -144,37 +153,37 @@ impl Slice {
 
     /// Adds `slot` under `hash`; the key must not be here yet.
     pub(super) fn insert_new(&mut self, hash: u64, slot: Arc<Slot>) {
-        let Slice::Flat(entries) = self else {
-            let Slice::Tree(tree) = self else {
-                unreachable!("a slice is flat or a tree")
-            };
-            tree.insert((hash, slot.key.clone()), slot);
-            return;
-        };
-        let probe = Probe(hash, slot.key.as_slice());
-        let at = search(flat(entries), probe).expect_err("insert_new of a key the slice holds");
-        let new = Entry::new(hash, slot);
-        *self = Slice::from_entries(spliced(entries, at, Some(new)));
+        match self {
+            Slice::Tree(tree) => {
+                tree.insert((hash, slot.key.clone()), slot);
+            }
+            Slice::Flat(entries) => {
+                let probe = Probe(hash, slot.key.as_slice());
+                let at =
+                    search(flat(entries), probe).expect_err("insert_new of a key the slice holds");
+                let new = Entry::new(hash, slot);
+                *self = Slice::from_entries(spliced(entries, at, Some(new)));
+            }
+        }
     }
 
     /// Takes `probe`'s key out; its slot comes back. A tree stays a tree (until a split
     /// rebuilds the slices).
     pub(super) fn remove(&mut self, probe: Probe<'_>) -> Option<Arc<Slot>> {
-        let Slice::Flat(entries) = self else {
-            let Slice::Tree(tree) = self else {
-                unreachable!("a slice is flat or a tree")
-            };
-            return tree.remove(&probe);
-        };
-        let at = search(flat(entries), probe).ok()?;
-        let removed = entries
-            .as_mut()
-            .and_then(|shared| match Arc::get_mut(shared) {
-                Some(unshared) => unshared[at].slot.take(),
-                None => shared[at].slot.clone(),
-            });
-        *self = Slice::from_entries(spliced(entries, at, None));
-        removed
+        match self {
+            Slice::Tree(tree) => tree.remove(&probe),
+            Slice::Flat(entries) => {
+                let at = search(flat(entries), probe).ok()?;
+                let removed = entries
+                    .as_mut()
+                    .and_then(|shared| match Arc::get_mut(shared) {
+                        Some(unshared) => unshared[at].slot.take(),
+                        None => shared[at].slot.clone(),
+                    });
+                *self = Slice::from_entries(spliced(entries, at, None));
+                removed
+            }
+        }
     }
 
     /// A slice of `entries`, which must be in `(hash, key)` order (a split's, from the
@@ -221,12 +230,9 @@ impl Slice {
                 "slice {index} has an entry without its slot"
             );
         }
-        let order: Vec<(u64, &[u8])> = self
-            .iter()
-            .map(|(hash, slot)| (hash, slot.key.as_slice()))
-            .collect();
+        let order = || self.iter().map(|(hash, slot)| (hash, slot.key.as_slice()));
         assert!(
-            order.windows(2).all(|pair| pair[0] < pair[1]),
+            order().zip(order().skip(1)).all(|(a, b)| a < b),
             "slice {index}'s keys are out of (hash, key) order"
         );
     }
@@ -297,13 +303,9 @@ fn spliced(entries: &mut Option<Arc<[Entry]>>, at: usize, new: Option<Entry>) ->
     let mut spliced = Vec::with_capacity(length);
     match Arc::get_mut(shared) {
         Some(unshared) => {
-            let moved = |entry: &mut Entry| Entry {
-                hash: entry.hash,
-                slot: entry.slot.take(),
-            };
-            spliced.extend(unshared[..kept_before].iter_mut().map(moved));
+            spliced.extend(unshared[..kept_before].iter_mut().map(Entry::moved));
             spliced.extend(new);
-            spliced.extend(unshared[kept_after..].iter_mut().map(moved));
+            spliced.extend(unshared[kept_after..].iter_mut().map(Entry::moved));
         }
         None => {
             spliced.extend_from_slice(&shared[..kept_before]);

@@ -14,6 +14,15 @@ fn a_state_is_48_bytes_and_a_slot_with_its_counts_96() {
     );
 }
 
+/// `count` keys chosen as an attacker would (the scan hash is public) so that they all fall
+/// into slice 0 of any store split by up to `bits` bits.
+fn piled_keys(bits: u32, count: usize) -> impl Iterator<Item = Vec<u8>> {
+    (0u64..)
+        .map(|i| format!("pile:{i}").into_bytes())
+        .filter(move |key| slice_of(scan_hash(key), bits) == 0)
+        .take(count)
+}
+
 fn string(value: &str, deadline_ms: Option<u64>, revision: u64) -> Stored {
     Stored {
         value: Value::String(value.as_bytes().to_vec()),
@@ -142,12 +151,7 @@ fn keys_piled_into_one_slice_make_it_a_tree_and_stay_correct() {
     let mut keys: Vec<Vec<u8>> = (0..total - piled)
         .map(|i| format!("other:{i}").into_bytes())
         .collect();
-    keys.extend(
-        (0u64..)
-            .map(|i| format!("pile:{i}").into_bytes())
-            .filter(|key| slice_of(scan_hash(key), bits) == 0)
-            .take(piled),
-    );
+    keys.extend(piled_keys(bits, piled));
     // Every third key of the pile has a deadline, in pile order.
     let deadline = |i: usize| {
         let in_pile = i.checked_sub(total - piled)?;
@@ -311,10 +315,7 @@ fn a_hash_tie_is_broken_by_the_key_bytes() {
 #[test]
 fn a_store_built_in_its_own_order_equals_one_built_by_inserts() {
     let bits = slice_bits_for(3_000);
-    let keys: Vec<Vec<u8>> = (0u64..)
-        .map(|i| format!("pile:{i}").into_bytes())
-        .filter(|key| slice_of(scan_hash(key), bits) == 0)
-        .take(slice::MAX_FLAT_KEYS + 1)
+    let keys: Vec<Vec<u8>> = piled_keys(bits, slice::MAX_FLAT_KEYS + 1)
         .chain((0..3_000).map(|i| format!("other:{i}").into_bytes()))
         .collect();
     let mut inserted = Keyspace::default();
@@ -365,11 +366,7 @@ mod against_an_ordered_map {
     fn pool() -> &'static [Vec<u8>] {
         static POOL: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
         POOL.get_or_init(|| {
-            let mut keys: Vec<Vec<u8>> = (0u64..)
-                .map(|i| format!("pile:{i}").into_bytes())
-                .filter(|key| scan_hash(key) >> 55 == 0)
-                .take(PILE)
-                .collect();
+            let mut keys: Vec<Vec<u8>> = piled_keys(9, PILE).collect();
             keys.extend((0..OTHERS).map(|i| format!("other:{i}").into_bytes()));
             keys
         })
