@@ -346,6 +346,61 @@ fn a_store_built_in_its_own_order_equals_one_built_by_inserts() {
     assert_eq!(built.next_deadline_ms(), Some(5_000));
 }
 
+/// What a hostile or damaged snapshot can do to the in-order restore. Keys chosen to pile
+/// into one slice restore to an equal store whose pile is a tree. The same bytes with their
+/// key count raised by one, lowered by one, or raised to billions (checksum fixed up each
+/// time, as an attacker would) are refused with a typed error: no panic, and no table sized
+/// from the claim beyond the most slices a store has.
+#[test]
+fn a_snapshot_of_piled_keys_restores_and_a_false_key_count_is_refused() {
+    use crate::{Command, KvConfig, KvError, StateMachine};
+
+    let total = 2_000;
+    let bits = slice_bits_for(total);
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = piled_keys(bits, slice::MAX_FLAT_KEYS + 40)
+        .chain((0..).map(|i| format!("other:{i}").into_bytes()))
+        .take(total)
+        .map(|key| (key.clone(), key))
+        .collect();
+    let mut machine = StateMachine::new(KvConfig::default()).expect("config");
+    machine.apply(1, Command::MSet { pairs }, None);
+    let bytes = machine.snapshot();
+    let restored = StateMachine::restore(KvConfig::default(), &bytes).expect("restores");
+    assert_eq!(restored, machine);
+    assert!(
+        matches!(restored.data.slices[0], Slice::Tree(_)),
+        "the pile"
+    );
+    restored.data.check_invariants(0, 1);
+
+    // The key count: the varint after the magic, the version and two varints.
+    let varint_end = |at: usize| at + bytes[at..].iter().position(|b| b & 0x80 == 0).unwrap() + 1;
+    let count_at = varint_end(varint_end(5));
+    let count_end = varint_end(count_at);
+    let mut written = Vec::new();
+    crate::codec::put_u64(&mut written, total as u64);
+    assert_eq!(
+        &bytes[count_at..count_end],
+        written.as_slice(),
+        "the key count found"
+    );
+    for claimed in [total as u64 + 1, total as u64 - 1, 1 << 40] {
+        let mut forged = bytes[..count_at].to_vec();
+        crate::codec::put_u64(&mut forged, claimed);
+        forged.extend_from_slice(&bytes[count_end..bytes.len() - 4]);
+        let checksum = crc32c::crc32c(&forged);
+        forged.extend_from_slice(&checksum.to_le_bytes());
+        let refused = StateMachine::restore(KvConfig::default(), &forged);
+        assert!(
+            matches!(
+                refused,
+                Err(KvError::Truncated { .. } | KvError::InvalidSnapshot(_))
+            ),
+            "a count of {claimed} for {total} keys: {refused:?}"
+        );
+    }
+}
+
 /// Random writes, removals, deadline changes, expiry and pictures over a pool of keys that
 /// includes a pile chosen to share one slice (so that it grows past an array into a tree and
 /// the store splits around it), checked after every step against an ordered map, and every
