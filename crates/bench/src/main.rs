@@ -52,6 +52,10 @@ struct ApplyArgs {
     /// Rounds; the median is reported.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Entries decoded and hinted to the store before the first of them is applied, as a
+    /// node does (1: each applied as it is decoded, with no hint).
+    #[arg(long, default_value_t = skiff_node::APPLY_WINDOW)]
+    window: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -115,6 +119,7 @@ fn run_apply(args: &ApplyArgs) -> ExitCode {
         clients: args.clients,
         freeze_every: args.freeze_every,
         rounds: args.rounds,
+        window: args.window,
     });
     let rounds: Vec<String> = result
         .rounds_ns
@@ -122,11 +127,12 @@ fn run_apply(args: &ApplyArgs) -> ExitCode {
         .map(|ns| format!("{ns:.0}"))
         .collect();
     println!(
-        "apply_set keys={} value_bytes={} clients={} freeze_every={} freezes_due_per_round={} median_ns={:.1} median_cpu_ns={} rounds_ns={}",
+        "apply_set keys={} value_bytes={} clients={} freeze_every={} window={} freezes_due_per_round={} median_ns={:.1} median_cpu_ns={} rounds_ns={}",
         args.keys,
         args.value_bytes,
         args.clients,
         args.freeze_every,
+        args.window,
         result.freezes_per_round,
         result.median_ns,
         result

@@ -153,8 +153,14 @@ impl<'a> Reader<'a> {
     /// A length-prefixed byte string.
     #[inline]
     pub(crate) fn bytes(&mut self) -> Result<Vec<u8>, KvError> {
+        self.bytes_in_place().map(<[u8]>::to_vec)
+    }
+
+    /// A length-prefixed byte string, borrowed from the input.
+    #[inline]
+    pub(crate) fn bytes_in_place(&mut self) -> Result<&'a [u8], KvError> {
         let read = self.inner.bytes_varint();
-        self.check(read).map(<[u8]>::to_vec)
+        self.check(read)
     }
 }
 

@@ -656,6 +656,30 @@ impl Command {
         }
     }
 
+    /// The key the command encoded in `bytes` writes, read in place, for the writes to one
+    /// key that name it first (`SET` in all its forms, `INCR`, `INCRBY`, `DECR`, `CAS`,
+    /// `GETEX`, `GETDEL`, `EXPIRE`, `PERSIST`); `None` for any other command and for bytes
+    /// that do not say. A hint of what applying it will touch, never a decode: the bytes
+    /// after the key are not checked.
+    pub(crate) fn written_key(bytes: &[u8]) -> Option<&[u8]> {
+        let mut r = Reader::new(bytes, Encoded::Command);
+        r.version(COMMAND_FORMAT_VERSIONS).ok()?;
+        match r.u8().ok()? {
+            opcode::SET
+            | opcode::SET_WITH
+            | opcode::SETNX
+            | opcode::INCR
+            | opcode::INCRBY
+            | opcode::DECR
+            | opcode::CAS
+            | opcode::GETEX
+            | opcode::GETDEL
+            | opcode::EXPIRE
+            | opcode::PERSIST => r.bytes_in_place().ok(),
+            _ => None,
+        }
+    }
+
     /// Decodes bytes written by [`Command::encode`]. Malformed bytes — empty, truncated, an
     /// unknown version or tag, an overlong varint, trailing bytes — give a typed error; this
     /// never panics and never allocates more than the input could fill.

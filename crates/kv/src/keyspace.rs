@@ -361,6 +361,13 @@ impl Keyspace {
         self.slice(probe).get(probe)
     }
 
+    /// Starts loading what a write to `key` will read: its slice's array, or (`slot`, once
+    /// the array was asked for) its slot. A hint for the processor; nothing changes.
+    pub(crate) fn prefetch(&self, key: &[u8], slot: bool) {
+        let probe = Probe::key(key);
+        self.slice(probe).prefetch(probe, slot);
+    }
+
     pub(crate) fn contains(&self, key: &[u8]) -> bool {
         let probe = Probe::key(key);
         self.slice(probe).contains(probe)

@@ -65,32 +65,49 @@ impl Request {
             return Err(KvError::Empty { what });
         }
         let mut r = Reader::new(bytes, what);
-        let version = r.version(REQUEST_FORMAT_VERSIONS)?;
-        let session = match r.u8()? {
-            0 => None,
-            flag @ (1 | 2) if version > 1 || flag == 1 => {
-                let client_id = r.u64()?;
-                let sequence = r.u64()?;
-                let below = if version == 1 { 0 } else { r.u64()? };
-                let proposed_after = if version < 3 { 0 } else { r.u64()? };
-                let Some(lowest_unanswered) = sequence.checked_sub(below) else {
-                    return Err(KvError::InvalidRequest(
-                        "the lowest unanswered sequence is below zero",
-                    ));
-                };
-                Some(SessionRequest {
-                    client_id,
-                    sequence,
-                    lowest_unanswered,
-                    resubmitted: flag == 2,
-                    proposed_after,
-                })
-            }
-            tag => return Err(r.unknown_tag("session flag", tag)),
-        };
+        let session = read_session(&mut r)?;
         let command = Command::decode(r.take(r.remaining())?)?;
         Ok(Request { session, command })
     }
+
+    /// The key the command in an encoded request writes, read in place: see
+    /// [`Command`]'s `written_key`. A hint for [`StateMachine::prefetch`]; `None` when the
+    /// bytes do not say.
+    ///
+    /// [`StateMachine::prefetch`]: crate::StateMachine::prefetch
+    pub fn written_key(bytes: &[u8]) -> Option<&[u8]> {
+        let mut r = Reader::new(bytes, Encoded::Request);
+        read_session(&mut r).ok()?;
+        Command::written_key(r.take(r.remaining()).ok()?)
+    }
+}
+
+/// A request's version and session, the bytes before its command.
+fn read_session(r: &mut Reader<'_>) -> Result<Option<SessionRequest>, KvError> {
+    let version = r.version(REQUEST_FORMAT_VERSIONS)?;
+    let session = match r.u8()? {
+        0 => None,
+        flag @ (1 | 2) if version > 1 || flag == 1 => {
+            let client_id = r.u64()?;
+            let sequence = r.u64()?;
+            let below = if version == 1 { 0 } else { r.u64()? };
+            let proposed_after = if version < 3 { 0 } else { r.u64()? };
+            let Some(lowest_unanswered) = sequence.checked_sub(below) else {
+                return Err(KvError::InvalidRequest(
+                    "the lowest unanswered sequence is below zero",
+                ));
+            };
+            Some(SessionRequest {
+                client_id,
+                sequence,
+                lowest_unanswered,
+                resubmitted: flag == 2,
+                proposed_after,
+            })
+        }
+        tag => return Err(r.unknown_tag("session flag", tag)),
+    };
+    Ok(session)
 }
 
 #[cfg(test)]

@@ -147,6 +147,22 @@ impl StateMachine {
         self.sessions.recorded().forgotten_through()
     }
 
+    /// A hint before applying writes to `keys` (see [`Request::written_key`]): the processor
+    /// starts loading where each key lives, every slice's array first and then every key's
+    /// slot, so that the cache misses of a run of writes overlap rather than come one write
+    /// after another (a store larger than the processor's caches misses at both for almost
+    /// every write). Nothing changes.
+    ///
+    /// [`Request::written_key`]: crate::Request::written_key
+    pub fn prefetch<'a>(&self, keys: impl Iterator<Item = &'a [u8]> + Clone) {
+        for key in keys.clone() {
+            self.data.prefetch(key, false);
+        }
+        for key in keys {
+            self.data.prefetch(key, true);
+        }
+    }
+
     /// Applies the committed entry at `index` holding `command`, sent with `session` (if
     /// any), and returns the reply for the client.
     ///

@@ -5,7 +5,9 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use skiff_kv::{Command, Encoded, KvError, SetCondition, COMMAND_FORMAT_VERSION};
+use skiff_kv::{
+    Command, Encoded, KvError, Request, SessionRequest, SetCondition, COMMAND_FORMAT_VERSION,
+};
 
 fn bytes() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(any::<u8>(), 0..12)
@@ -90,6 +92,48 @@ proptest! {
             Command::decode(&longer),
             Err(KvError::TrailingBytes { what: Encoded::Command, count: 1 })
         );
+    }
+}
+
+/// The key [`Request::written_key`] reads from `command`'s request, as the command names it.
+fn expected_written_key(command: &Command) -> Option<&[u8]> {
+    match command {
+        Command::Set { key, .. }
+        | Command::Incr { key }
+        | Command::IncrBy { key, .. }
+        | Command::Decr { key }
+        | Command::Cas { key, .. } => Some(key),
+        _ => None,
+    }
+}
+
+proptest! {
+    /// The written key read in place from a request, with or without a session, is the key
+    /// its command writes, for every command that names one first; reads and the writes to
+    /// several keys give none.
+    #[test]
+    fn a_requests_written_key_is_its_commands_key(
+        command in command(),
+        session in proptest::option::of((1u64.., 1u64..)),
+    ) {
+        let request = Request {
+            session: session.map(|(client, sequence)| SessionRequest::sequential(client, sequence)),
+            command: command.clone(),
+        };
+        let bytes = request.encode();
+        prop_assert_eq!(Request::written_key(&bytes), expected_written_key(&command));
+    }
+
+    /// Arbitrary bytes never make it panic, and a key it does read lies within them.
+    #[test]
+    fn a_written_key_from_arbitrary_bytes_lies_within_them(
+        bytes in proptest::collection::vec(any::<u8>(), 0..64),
+    ) {
+        if let Some(key) = Request::written_key(&bytes) {
+            let within = bytes.as_ptr_range();
+            prop_assert!(key.is_empty() || within.contains(&key.as_ptr()));
+            prop_assert!(key.as_ptr_range().end <= within.end);
+        }
     }
 }
 

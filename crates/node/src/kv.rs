@@ -65,6 +65,10 @@ impl StateMachine for skiff_kv::StateMachine {
         skiff_kv::StateMachine::next_deadline_ms(self)
     }
 
+    fn prefetch<'a>(&self, requests: impl Iterator<Item = &'a [u8]> + Clone) {
+        skiff_kv::StateMachine::prefetch(self, requests.filter_map(Request::written_key))
+    }
+
     fn read(&self, command: &Command) -> Reply {
         skiff_kv::StateMachine::read(self, command)
     }

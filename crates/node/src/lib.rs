@@ -90,7 +90,7 @@ pub use decode_ahead::{decode_ahead, DecodedAhead, DecodedCommand};
 pub use effect::{BatchToken, Effect, SnapshotData, SnapshotJob, SnapshotToken, SyncToken};
 pub use error::{NodeError, PeerMessageError, SnapshotRefusal};
 pub use event::Event;
-pub use node::{IncarnationNotice, Node, Replay, RequestId};
+pub use node::{IncarnationNotice, Node, Replay, RequestId, APPLY_WINDOW};
 pub use observer::{NoObserver, Observer};
 pub use state_machine::{ClientSession, FrozenState, StateMachine};
 pub use wire::{Envelope, PeerMessage, WireError};

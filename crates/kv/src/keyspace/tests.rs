@@ -440,6 +440,9 @@ mod against_an_ordered_map {
         /// Writes every key of the pile.
         FillPile,
         Picture,
+        /// Hints a write to pool key `.0` (its slice may be empty, an array or a tree, the
+        /// key there or not): the store must be the same after.
+        Prefetch(usize),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -449,7 +452,8 @@ mod against_an_ordered_map {
             10 => (key.clone(), after.clone()).prop_map(|(k, d)| Op::Write(k, d)),
             3 => key.clone().prop_map(Op::Remove),
             2 => (key.clone(), after).prop_map(|(k, d)| Op::SetDeadline(k, d)),
-            2 => key.prop_map(Op::Touch),
+            2 => key.clone().prop_map(Op::Touch),
+            2 => key.prop_map(Op::Prefetch),
             2 => (0u64..30).prop_map(Op::Expire),
             1 => Just(Op::FillPile),
             1 => Just(Op::Picture),
@@ -546,6 +550,10 @@ mod against_an_ordered_map {
                         }
                     }
                     Op::Picture => pictures.push((keyspace.clone(), model.clone())),
+                    Op::Prefetch(k) => {
+                        keyspace.prefetch(&keys[k], false);
+                        keyspace.prefetch(&keys[k], true);
+                    }
                 }
                 check(&keyspace, &model, now, revision);
             }

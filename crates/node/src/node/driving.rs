@@ -245,13 +245,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
         let durable = &writing.ready.committed_entries[..durable_committed];
         let from = durable.partition_point(|entry| entry.index <= self.applied);
         let to = from.saturating_add(at_most.max(1)).min(durable.len());
-        let mut applied = Ok(());
-        for entry in &durable[from..to] {
-            applied = self.apply(entry, observer);
-            if applied.is_err() {
-                break;
-            }
-        }
+        let applied = self.apply_entries(&durable[from..to], observer);
         // The batch stays in flight whatever happened: `batch_synced` ends it.
         self.writing = Some(writing);
         applied?;
@@ -342,11 +336,7 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
             observer.state_reached(meta.index, &self.state_machine);
         }
         // Those `apply_durable` applied already are behind `applied`.
-        for entry in &ready.committed_entries {
-            if entry.index > self.applied {
-                self.apply(entry, observer)?;
-            }
-        }
+        self.apply_entries(&ready.committed_entries, observer)?;
         self.serve_confirmed_reads();
         // 4. Advance.
         self.raw.advance(ready);
