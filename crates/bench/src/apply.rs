@@ -5,7 +5,9 @@
 //!
 //! As a node does ([`skiff_node::APPLY_WINDOW`]), the store is told which keys the next
 //! window of entries writes ([`StateMachine::prefetch`]) before the first of them is applied;
-//! a window of 1 gives no hint.
+//! a window of 1 gives no hint. Here the windows follow each other through one unbroken run
+//! of writes; a node's begin again at each batch (and each step of a leader's apply), so at
+//! a light load many of its windows are shorter.
 //!
 //! Optionally a snapshot is frozen every `freeze_every` entries and serialized on another
 //! thread while the writes go on, as a node's snapshot thread does: the writes then pay for
@@ -35,7 +37,7 @@ pub struct ApplyOptions {
     pub freeze_every: u64,
     /// Rounds; the median is reported.
     pub rounds: usize,
-    /// Entries decoded and hinted to the store before the first of them is applied.
+    /// Entries whose written keys the store is shown before the first of them is applied.
     pub window: usize,
 }
 

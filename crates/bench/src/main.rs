@@ -52,8 +52,8 @@ struct ApplyArgs {
     /// Rounds; the median is reported.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
-    /// Entries decoded and hinted to the store before the first of them is applied, as a
-    /// node does (1: each applied as it is decoded, with no hint).
+    /// Entries whose written keys the store is shown before the first of them is applied,
+    /// as a node does (1: no hint).
     #[arg(long, default_value_t = skiff_node::APPLY_WINDOW)]
     window: usize,
 }

@@ -35,6 +35,7 @@ use crate::value::Value;
 
 mod slice;
 
+pub(crate) use slice::Prefetch;
 use slice::{Slice, Slot};
 
 /// One key's state.
@@ -361,11 +362,11 @@ impl Keyspace {
         self.slice(probe).get(probe)
     }
 
-    /// Starts loading what a write to `key` will read: its slice's array, or (`slot`, once
-    /// the array was asked for) its slot. A hint for the processor; nothing changes.
-    pub(crate) fn prefetch(&self, key: &[u8], slot: bool) {
+    /// Starts loading what a write to `key` will read at `stage`: its slice's array, or
+    /// (once the array was asked for) its slot. A hint for the processor; nothing changes.
+    pub(crate) fn prefetch(&self, key: &[u8], stage: Prefetch) {
         let probe = Probe::key(key);
-        self.slice(probe).prefetch(probe, slot);
+        self.slice(probe).prefetch(probe, stage);
     }
 
     pub(crate) fn contains(&self, key: &[u8]) -> bool {

@@ -4,7 +4,7 @@ use crate::command::{Command, SetCondition};
 use crate::config::KvConfig;
 use crate::error::KvError;
 use crate::events::EventRecorder;
-use crate::keyspace::{Keyspace, Stored};
+use crate::keyspace::{Keyspace, Prefetch, Stored};
 use crate::reply::{errors, Reply};
 use crate::session::{
     Admission, ReplyBudgets, Session, SessionLimits, SessionRequest, SessionTable,
@@ -156,10 +156,10 @@ impl StateMachine {
     /// [`Request::written_key`]: crate::Request::written_key
     pub fn prefetch<'a>(&self, keys: impl Iterator<Item = &'a [u8]> + Clone) {
         for key in keys.clone() {
-            self.data.prefetch(key, false);
+            self.data.prefetch(key, Prefetch::Array);
         }
         for key in keys {
-            self.data.prefetch(key, true);
+            self.data.prefetch(key, Prefetch::Slot);
         }
     }
 

@@ -636,12 +636,13 @@ impl<D: Disk, M: StateMachine> Node<D, M> {
     ) -> Result<(), NodeError> {
         let from = entries.partition_point(|entry| entry.index <= self.applied);
         for window in entries[from..].chunks(APPLY_WINDOW) {
-            let requests = window
+            let normal = window
                 .iter()
-                .filter_map(|entry| match NormalData::of(&entry.data) {
-                    NormalData::Request { request, .. } => Some(request),
-                    _ => None,
-                });
+                .filter(|entry| entry.kind == EntryKind::Normal);
+            let requests = normal.filter_map(|entry| match NormalData::of(&entry.data) {
+                NormalData::Request { request, .. } => Some(request),
+                _ => None,
+            });
             self.state_machine.prefetch(requests);
             for entry in window {
                 self.apply(entry, observer)?;

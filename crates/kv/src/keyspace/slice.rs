@@ -102,6 +102,29 @@ fn flat(entries: &Option<Arc<[Entry]>>) -> &[Entry] {
     entries.as_deref().unwrap_or(&[])
 }
 
+/// Which of a lookup's reads a prefetch starts ([`Slice::prefetch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Prefetch {
+    /// The slice's array of hashes.
+    Array,
+    /// The slot the key's hash names (its array should be loaded by then).
+    Slot,
+}
+
+/// Entries of an array in one 64-byte cache line.
+const ENTRIES_PER_LINE: usize = 64 / std::mem::size_of::<Entry>();
+
+/// Arrays up to this many lines are loaded whole; a longer one by its first, middle and last
+/// lines (where a binary search of it begins and the ends it narrows to).
+const WHOLE_ARRAY_LINES: usize = 8;
+
+/// A slot's allocation: the `Arc`'s two counts, then the slot (as the test
+/// `a_state_is_48_bytes_and_a_slot_with_its_counts_96` checks).
+#[cfg(target_pointer_width = "64")]
+const SLOT_ALLOCATION_BYTES: usize = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Slot>();
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(SLOT_ALLOCATION_BYTES == 96);
+
 /// Asks the processor to start loading the cache line at `at` (a hint: nothing is read, and
 /// any address is allowed).
 #[inline]
@@ -150,25 +173,42 @@ impl Slice {
         }
     }
 
-    /// Starts loading what a lookup of `probe` reads: the array, or (`slot`, once the
-    /// array is at hand) the slot of the first entry with `probe`'s hash, counts included.
-    /// A hint only; a tree is left alone.
-    pub(super) fn prefetch(&self, probe: Probe<'_>, slot: bool) {
+    /// Starts loading what a lookup of `probe` reads: the array (whole if short), or, once
+    /// it is at hand, the slot of the first entry with `probe`'s hash, counts included. A
+    /// hint only; a tree is left alone.
+    pub(super) fn prefetch(&self, probe: Probe<'_>, stage: Prefetch) {
         let Slice::Flat(Some(entries)) = self else {
             return;
         };
-        if slot {
-            let at = entries.partition_point(|entry| entry.hash < probe.0);
-            if let Some(entry) = entries.get(at).filter(|entry| entry.hash == probe.0) {
-                // The slot's allocation: its two counts (16 bytes) then the slot, 96 bytes
-                // in all: two lines where the allocator puts it on a 32-byte boundary.
-                let slot = Arc::as_ptr(entry.slot()).cast::<u8>();
-                prefetch_line(slot.wrapping_sub(16));
-                prefetch_line(slot.wrapping_add(48));
+        match stage {
+            Prefetch::Array if entries.len() <= WHOLE_ARRAY_LINES * ENTRIES_PER_LINE => {
+                // A line's worth of entries starts in each line but the last, which the
+                // counts before the array can push the last entry into.
+                for line in entries.chunks(ENTRIES_PER_LINE) {
+                    prefetch_line(line.as_ptr());
+                }
+                if let Some(last) = entries.last() {
+                    prefetch_line(last);
+                }
             }
-        } else if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
-            prefetch_line(first);
-            prefetch_line(last);
+            Prefetch::Array => {
+                for at in [0, entries.len() / 2, entries.len() - 1] {
+                    prefetch_line(&entries[at]);
+                }
+            }
+            Prefetch::Slot => {
+                let at = entries.partition_point(|entry| entry.hash < probe.0);
+                if let Some(entry) = entries.get(at).filter(|entry| entry.hash == probe.0) {
+                    // The counts (two words) sit before the slot; 96 bytes in all, two lines
+                    // when the allocator places it on a 32-byte boundary (jemalloc's class
+                    // for 96 bytes does; a 16-byte boundary leaves a quarter on three).
+                    let counts = Arc::as_ptr(entry.slot())
+                        .cast::<u8>()
+                        .wrapping_sub(2 * std::mem::size_of::<usize>());
+                    prefetch_line(counts);
+                    prefetch_line(counts.wrapping_add(64));
+                }
+            }
         }
     }
 

@@ -551,8 +551,8 @@ mod against_an_ordered_map {
                     }
                     Op::Picture => pictures.push((keyspace.clone(), model.clone())),
                     Op::Prefetch(k) => {
-                        keyspace.prefetch(&keys[k], false);
-                        keyspace.prefetch(&keys[k], true);
+                        keyspace.prefetch(&keys[k], Prefetch::Array);
+                        keyspace.prefetch(&keys[k], Prefetch::Slot);
                     }
                 }
                 check(&keyspace, &model, now, revision);
