@@ -4,7 +4,7 @@ use crate::command::{Command, SetCondition};
 use crate::config::KvConfig;
 use crate::error::KvError;
 use crate::events::EventRecorder;
-use crate::keyspace::{Keyspace, Prefetch, Stored};
+use crate::keyspace::{Keyspace, Stored};
 use crate::reply::{errors, Reply};
 use crate::session::{
     Admission, ReplyBudgets, Session, SessionLimits, SessionRequest, SessionTable,
@@ -154,13 +154,8 @@ impl StateMachine {
     /// every write). Nothing changes.
     ///
     /// [`Request::written_key`]: crate::Request::written_key
-    pub fn prefetch<'a>(&self, keys: impl Iterator<Item = &'a [u8]> + Clone) {
-        for key in keys.clone() {
-            self.data.prefetch(key, Prefetch::Array);
-        }
-        for key in keys {
-            self.data.prefetch(key, Prefetch::Slot);
-        }
+    pub fn prefetch<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) {
+        self.data.prefetch(keys);
     }
 
     /// Applies the committed entry at `index` holding `command`, sent with `session` (if

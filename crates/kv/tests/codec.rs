@@ -206,6 +206,44 @@ fn every_write_that_names_its_key_first_gives_it() {
     }
 }
 
+/// A log entry whose SET claims a key longer than its bytes (a damaged disk, a hostile
+/// leader) gives no key, not a read past the end; a 1 MiB key is read in place, whole.
+#[test]
+fn a_written_key_is_never_read_past_its_bytes_and_a_huge_one_in_place() {
+    let huge = vec![b'k'; 1 << 20];
+    let bytes = Request {
+        session: Some(SessionRequest::sequential(1, 1)),
+        command: set_bytes(&huge, b"v"),
+    }
+    .encode();
+    let key = Request::written_key(&bytes).expect("a SET names its key");
+    assert_eq!(key, &huge[..]);
+    assert!(
+        bytes.as_ptr_range().contains(&key.as_ptr()),
+        "read in place"
+    );
+    let mut forged = Request {
+        session: None,
+        command: Command::DbSize,
+    }
+    .encode();
+    *forged.last_mut().expect("an opcode") = 2;
+    // A key length of 2^40 - 1 as a varint, then three bytes.
+    forged.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, b'k', b'e', b'y']);
+    assert_eq!(Request::written_key(&forged), None);
+    for cut in 0..bytes.len().min(64) {
+        assert_eq!(Request::written_key(&bytes[..cut]), None, "cut at {cut}");
+    }
+}
+
+fn set_bytes(key: &[u8], value: &[u8]) -> Command {
+    Command::Set {
+        key: key.to_vec(),
+        value: value.to_vec(),
+        condition: SetCondition::Always,
+    }
+}
+
 /// The encoding is compact: a short SET takes two header bytes, one length byte per string
 /// and one condition byte.
 #[test]

@@ -440,8 +440,9 @@ mod against_an_ordered_map {
         /// Writes every key of the pile.
         FillPile,
         Picture,
-        /// Hints a write to pool key `.0` (its slice may be empty, an array or a tree, the
-        /// key there or not): the store must be the same after.
+        /// Hints writes to 40 pool keys from `.0` on, more than one batch of hashes (their
+        /// slices may be empty, arrays or trees, the keys there or not): the store must be
+        /// the same after.
         Prefetch(usize),
     }
 
@@ -551,8 +552,8 @@ mod against_an_ordered_map {
                     }
                     Op::Picture => pictures.push((keyspace.clone(), model.clone())),
                     Op::Prefetch(k) => {
-                        keyspace.prefetch(&keys[k], Prefetch::Array);
-                        keyspace.prefetch(&keys[k], Prefetch::Slot);
+                        let run = keys.iter().cycle().skip(k).take(40);
+                        keyspace.prefetch(run.map(Vec::as_slice));
                     }
                 }
                 check(&keyspace, &model, now, revision);
