@@ -377,7 +377,7 @@ impl Keyspace {
                 *probe = Probe::key(key);
                 count += 1;
             }
-            for stage in [Prefetch::Array, Prefetch::Slot] {
+            for stage in [Prefetch::Array, Prefetch::Slot, Prefetch::Value] {
                 for &probe in &probes[..count] {
                     self.slice(probe).prefetch(probe, stage);
                 }

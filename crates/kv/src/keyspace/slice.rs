@@ -25,6 +25,7 @@ use imbl::shared_ptr::DefaultSharedPtr;
 use imbl::OrdMap;
 
 use super::{KeyBytes, Probe, Ranked, Stored};
+use crate::value::Value;
 
 /// The most keys a slice holds in one array (4 KiB of entries, copied whole by a new key);
 /// a longer one is a tree.
@@ -109,7 +110,14 @@ pub(crate) enum Prefetch {
     Array,
     /// The slot the key's hash names (its array should be loaded by then).
     Slot,
+    /// The start of the string the slot holds (the slot should be loaded by then): the
+    /// write that replaces it frees it, and the allocator hands those bytes to the next
+    /// value decoded, so the copy into them need not wait on memory.
+    Value,
 }
+
+/// Lines of a string's bytes a [`Prefetch::Value`] loads at most.
+const VALUE_LINES: usize = 4;
 
 /// Entries of an array in one 64-byte cache line.
 const ENTRIES_PER_LINE: usize = 64 / std::mem::size_of::<Entry>();
@@ -194,6 +202,16 @@ impl Slice {
             Prefetch::Array => {
                 for at in [0, entries.len() / 2, entries.len() - 1] {
                     prefetch_line(&entries[at]);
+                }
+            }
+            Prefetch::Value => {
+                let at = entries.partition_point(|entry| entry.hash < probe.0);
+                if let Some(entry) = entries.get(at).filter(|entry| entry.hash == probe.0) {
+                    if let Value::String(bytes) = &entry.slot().stored.value {
+                        for line in bytes.chunks(64).take(VALUE_LINES) {
+                            prefetch_line(line.as_ptr());
+                        }
+                    }
                 }
             }
             Prefetch::Slot => {

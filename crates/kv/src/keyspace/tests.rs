@@ -429,8 +429,9 @@ mod against_an_ordered_map {
 
     #[derive(Clone, Debug)]
     enum Op {
-        /// Writes pool key `.0` with a deadline `.1` ms after now, if any.
-        Write(usize, Option<u64>),
+        /// Writes pool key `.0` with a deadline `.1` ms after now, if any, and a value of
+        /// shape `.2`.
+        Write(usize, Option<u64>, Shape),
         Remove(usize),
         SetDeadline(usize, Option<u64>),
         /// Changes a key's revision in place.
@@ -441,16 +442,47 @@ mod against_an_ordered_map {
         FillPile,
         Picture,
         /// Hints writes to 40 pool keys from `.0` on, more than one batch of hashes (their
-        /// slices may be empty, arrays or trees, the keys there or not): the store must be
-        /// the same after.
+        /// slices may be empty, arrays or trees, the keys there or not, holding strings
+        /// short or long or hashes): the store must be the same after.
         Prefetch(usize),
+    }
+
+    /// What a write stores: a string of one byte, one of several cache lines (more than a
+    /// prefetch loads), or a hash.
+    #[derive(Clone, Copy, Debug)]
+    enum Shape {
+        Short,
+        Long,
+        Hash,
+    }
+
+    fn stored(shape: Shape, deadline_ms: Option<u64>, revision: u64) -> Stored {
+        let value = match shape {
+            Shape::Short => Value::String(b"v".to_vec()),
+            Shape::Long => Value::String(vec![b'l'; 700]),
+            Shape::Hash => {
+                let mut hash = crate::value::Hash::new();
+                hash.insert(b"field".to_vec(), b"h".to_vec());
+                Value::Hash(Box::new(hash))
+            }
+        };
+        Stored {
+            value,
+            deadline_ms,
+            revision,
+        }
     }
 
     fn op() -> impl Strategy<Value = Op> {
         let key = prop_oneof![4 => 0..PILE, 1 => PILE..PILE + OTHERS];
         let after = proptest::option::weighted(0.2, 1u64..50);
         prop_oneof![
-            10 => (key.clone(), after.clone()).prop_map(|(k, d)| Op::Write(k, d)),
+            10 => (
+                key.clone(),
+                after.clone(),
+                prop_oneof![3 => Just(Shape::Short), 1 => Just(Shape::Long), 1 => Just(Shape::Hash)],
+            )
+                .prop_map(|(k, d, shape)| Op::Write(k, d, shape)),
             3 => key.clone().prop_map(Op::Remove),
             2 => (key.clone(), after).prop_map(|(k, d)| Op::SetDeadline(k, d)),
             2 => key.clone().prop_map(Op::Touch),
@@ -506,8 +538,8 @@ mod against_an_ordered_map {
             for (step, op) in ops.into_iter().enumerate() {
                 let revision = step as u64 + 1;
                 match op {
-                    Op::Write(k, after) => {
-                        let stored = string("v", after.map(|a| now + a), revision);
+                    Op::Write(k, after, shape) => {
+                        let stored = stored(shape, after.map(|a| now + a), revision);
                         let was_there = model.insert(ranked(&keys[k]), stored.clone()).is_some();
                         prop_assert_eq!(keyspace.insert(keys[k].clone(), stored), was_there);
                     }
