@@ -365,10 +365,18 @@ impl Keyspace {
     }
 
     /// Starts loading what writes to `keys` will read: every key's slice array first, then,
-    /// with the arrays on their way, every key's slot, so that their cache misses overlap.
-    /// Each key is hashed once, [`PREFETCH_AT_ONCE`] keys at a time. A hint for the
-    /// processor; nothing changes.
+    /// with the arrays on their way, every key's slot, then the start of the string each
+    /// slot holds (the memory the next value decoded will be copied into), so that their
+    /// cache misses overlap. Each key is hashed once, [`PREFETCH_AT_ONCE`] keys at a time. A
+    /// hint for the processor; nothing changes.
     pub(crate) fn prefetch<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) {
+        // A replaced string is worth loading only where it is freed: its memory is then the
+        // next value's (a restart's replay hands it back to the thread that decodes ahead).
+        let stages: &[Prefetch] = if self.replaced.frees_here() {
+            &[Prefetch::Array, Prefetch::Slot, Prefetch::Value]
+        } else {
+            &[Prefetch::Array, Prefetch::Slot]
+        };
         let mut probes = [Probe(0, &[]); PREFETCH_AT_ONCE];
         let mut keys = keys.peekable();
         while keys.peek().is_some() {
@@ -377,7 +385,7 @@ impl Keyspace {
                 *probe = Probe::key(key);
                 count += 1;
             }
-            for stage in [Prefetch::Array, Prefetch::Slot, Prefetch::Value] {
+            for &stage in stages {
                 for &probe in &probes[..count] {
                     self.slice(probe).prefetch(probe, stage);
                 }

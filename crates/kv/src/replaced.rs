@@ -84,6 +84,12 @@ impl Replaced {
         }
     }
 
+    /// Whether replaced states are freed here, on the applying thread (no sink is set), so
+    /// that the allocator hands their memory to the next values decoded here.
+    pub(crate) fn frees_here(&self) -> bool {
+        self.sink.is_none()
+    }
+
     /// Sets the sink (or, with `None`, frees here from now on); what the old sink had not
     /// been handed is handed to it first.
     pub(crate) fn set_sink(&mut self, sink: Option<ReplacedSink>) {
@@ -199,6 +205,18 @@ mod tests {
         // The first of key 2's writes replaced nothing; the 99 large ones went nowhere; what
         // was held of key 1 (43 states) was handed over when the sink was taken away.
         assert_eq!(*batches.lock().unwrap(), vec![(43, 43 * 8 * 1024)]);
+    }
+
+    /// Replaced strings are freed on the applying thread until a sink is set, and again once
+    /// it is taken away: what decides whether the apply's hint loads them.
+    #[test]
+    fn replaced_strings_are_freed_here_only_without_a_sink() {
+        let mut replaced = super::Replaced::default();
+        assert!(replaced.frees_here());
+        replaced.set_sink(Some(Box::new(|_| {})));
+        assert!(!replaced.frees_here());
+        replaced.set_sink(None);
+        assert!(replaced.frees_here());
     }
 
     /// A value that a frozen copy of the store still shares is not handed anywhere (the copy

@@ -148,10 +148,13 @@ impl StateMachine {
     }
 
     /// A hint before applying writes to `keys` (see [`Request::written_key`]): the processor
-    /// starts loading where each key lives, every slice's array first and then every key's
-    /// slot, so that the cache misses of a run of writes overlap rather than come one write
-    /// after another (a store larger than the processor's caches misses at both for almost
-    /// every write). Nothing changes.
+    /// starts loading where each key lives, every slice's array first, then every key's
+    /// slot, then the start of the string it holds, so that the cache misses of a run of
+    /// writes overlap rather than come one write after another (a store larger than the
+    /// processor's caches misses at each for almost every write). The string's bytes are what
+    /// its replacement frees, and the allocator reuses them for the next value decoded; they
+    /// are left alone while a [replaced sink](Self::set_replaced_sink) takes them elsewhere.
+    /// Nothing changes.
     ///
     /// [`Request::written_key`]: crate::Request::written_key
     pub fn prefetch<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) {
