@@ -12,9 +12,9 @@ restart to its first linearizable read served. Repeats with snapshots on (the de
 With --compare, the log is filled once (by the skiff named below), then node 1 is restarted with
 each given binary in turn, round after round (each round in the other order from the last, since
 a restart finds the log in the page cache the one before it filled), so that builds are compared
-on the same data and under the same load: each restart reports the time to the first linearizable read and the CPU
-time node 1 used until then (user plus system, from /proc; less disturbed by other work on the
-machine than the wall time), and the medians come last.
+on the same data and under the same load: each restart reports the time to the first
+linearizable read and the CPU time node 1 used until then (user plus system, from /proc; less
+disturbed by other work on the machine than the wall time), and the medians come last.
 
 Needs redis-benchmark and a built `skiff` (SKIFF_BIN, else the release build in CARGO_TARGET_DIR
 or `target`).

@@ -1,7 +1,8 @@
 //! The key-value state machine applying client writes as a node does: each `SET` decoded
 //! from the bytes a log entry carries, with the client's session, then applied at its index.
-//! This is the work every replica does for every write, and the critical path of a restart
-//! (the replay applies the whole log on one thread).
+//! This is the work every replica does for every write. A restart's replay applies the
+//! whole log on one thread too, but with its commands decoded on another (and the strings its
+//! writes replace handed back there), so its path differs from this one.
 //!
 //! As a node does ([`skiff_node::APPLY_WINDOW`]), the store is told which keys the next
 //! window of entries writes ([`StateMachine::prefetch`]) before the first of them is applied;

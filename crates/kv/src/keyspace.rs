@@ -370,13 +370,7 @@ impl Keyspace {
     /// cache misses overlap. Each key is hashed once, [`PREFETCH_AT_ONCE`] keys at a time. A
     /// hint for the processor; nothing changes.
     pub(crate) fn prefetch<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) {
-        // A replaced string is worth loading only where it is freed: its memory is then the
-        // next value's (a restart's replay hands it back to the thread that decodes ahead).
-        let stages: &[Prefetch] = if self.replaced.frees_here() {
-            &[Prefetch::Array, Prefetch::Slot, Prefetch::Value]
-        } else {
-            &[Prefetch::Array, Prefetch::Slot]
-        };
+        let stages = self.prefetch_stages();
         let mut probes = [Probe(0, &[]); PREFETCH_AT_ONCE];
         let mut keys = keys.peekable();
         while keys.peek().is_some() {
@@ -390,6 +384,18 @@ impl Keyspace {
                     self.slice(probe).prefetch(probe, stage);
                 }
             }
+        }
+    }
+
+    /// The passes of [`prefetch`](Self::prefetch). A replaced string is worth loading only
+    /// where it is freed, its memory then the next value's: not while a sink takes replaced
+    /// strings to another thread (a restart's replay hands them back to the thread that
+    /// decodes ahead).
+    pub(super) fn prefetch_stages(&self) -> &'static [Prefetch] {
+        if self.replaced.frees_here() {
+            &[Prefetch::Array, Prefetch::Slot, Prefetch::Value]
+        } else {
+            &[Prefetch::Array, Prefetch::Slot]
         }
     }
 

@@ -84,8 +84,9 @@ impl Replaced {
         }
     }
 
-    /// Whether replaced states are freed here, on the applying thread (no sink is set), so
-    /// that the allocator hands their memory to the next values decoded here.
+    /// Whether replaced strings are freed here, on the applying thread, so that the
+    /// allocator hands their memory to the next values decoded here: no sink is set. (With
+    /// one, only hashes and strings over [`REPLACED_MAX_VALUE_BYTES`] are freed here.)
     pub(crate) fn frees_here(&self) -> bool {
         self.sink.is_none()
     }
@@ -205,18 +206,6 @@ mod tests {
         // The first of key 2's writes replaced nothing; the 99 large ones went nowhere; what
         // was held of key 1 (43 states) was handed over when the sink was taken away.
         assert_eq!(*batches.lock().unwrap(), vec![(43, 43 * 8 * 1024)]);
-    }
-
-    /// Replaced strings are freed on the applying thread until a sink is set, and again once
-    /// it is taken away: what decides whether the apply's hint loads them.
-    #[test]
-    fn replaced_strings_are_freed_here_only_without_a_sink() {
-        let mut replaced = super::Replaced::default();
-        assert!(replaced.frees_here());
-        replaced.set_sink(Some(Box::new(|_| {})));
-        assert!(!replaced.frees_here());
-        replaced.set_sink(None);
-        assert!(replaced.frees_here());
     }
 
     /// A value that a frozen copy of the store still shares is not handed anywhere (the copy

@@ -180,6 +180,14 @@ impl Value {
         }
     }
 
+    /// The bytes of a string; `None` for a hash.
+    pub(crate) fn string_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::String(bytes) => Some(bytes),
+            Value::Hash(_) => None,
+        }
+    }
+
     /// The string, or `WRONGTYPE` for any other type (Redis's rule for string commands).
     pub(crate) fn as_string(&self) -> Result<&Vec<u8>, Reply> {
         match self {

@@ -25,7 +25,6 @@ use imbl::shared_ptr::DefaultSharedPtr;
 use imbl::OrdMap;
 
 use super::{KeyBytes, Probe, Ranked, Stored};
-use crate::value::Value;
 
 /// The most keys a slice holds in one array (4 KiB of entries, copied whole by a new key);
 /// a longer one is a tree.
@@ -110,16 +109,17 @@ pub(crate) enum Prefetch {
     Array,
     /// The slot the key's hash names (its array should be loaded by then).
     Slot,
-    /// The start of the string the slot holds (the slot should be loaded by then): the
-    /// write that replaces it frees it, and the allocator hands those bytes to the next
-    /// value decoded, so the copy into them need not wait on memory.
+    /// The start of the string the slot holds (the slot should be loaded by then): a write
+    /// that replaces it frees it (unless a frozen copy shares it), and the allocator hands
+    /// those bytes to the next value decoded of the same size class, so the copy into them
+    /// need not wait on memory.
     Value,
 }
 
 /// Lines of a string's bytes a [`Prefetch::Value`] loads at most: 1 KiB. A longer value's
 /// copy streams, and the processor's own prefetcher follows it (in `skiff-bench apply`, 16
 /// lines against 4 took 1 KiB writes from 1,088 to 929 ns and left 16 KiB writes level).
-const VALUE_LINES: usize = 16;
+pub(super) const VALUE_LINES: usize = 16;
 
 /// Entries of an array in one 64-byte cache line.
 const ENTRIES_PER_LINE: usize = 64 / std::mem::size_of::<Entry>();
@@ -146,6 +146,34 @@ fn prefetch_line<T>(at: *const T) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = at;
+}
+
+/// Starts loading the cache lines `bytes` spans, the first `at_most` of them.
+fn prefetch_lines(bytes: &[u8], at_most: usize) {
+    let (first_line, lines) = lines_spanned(bytes, at_most);
+    for line in 0..lines {
+        prefetch_line(first_line.wrapping_add(line * 64));
+    }
+}
+
+/// The start of the cache line `bytes` begins in, and how many lines from there it spans, at
+/// most `at_most`: a string that starts mid-line has its last line counted too.
+pub(super) fn lines_spanned(bytes: &[u8], at_most: usize) -> (*const u8, usize) {
+    let start = bytes.as_ptr();
+    let into_line = start as usize % 64;
+    let lines = if bytes.is_empty() {
+        0
+    } else {
+        (into_line + bytes.len()).div_ceil(64)
+    };
+    (start.wrapping_sub(into_line), lines.min(at_most))
+}
+
+/// The first entry of a flat slice with `probe`'s hash, if any (a hint's guess at the
+/// key's entry: keys whose hashes tie are rare, and a wrong guess only loads the wrong key).
+fn first_with_hash<'e>(entries: &'e [Entry], probe: Probe<'_>) -> Option<&'e Entry> {
+    let at = entries.partition_point(|entry| entry.hash < probe.0);
+    entries.get(at).filter(|entry| entry.hash == probe.0)
 }
 
 /// The position of `probe`'s key in a flat slice, or where it would go.
@@ -183,9 +211,11 @@ impl Slice {
         }
     }
 
-    /// Starts loading what a lookup of `probe` reads: the array (whole if short), or, once
-    /// it is at hand, the slot of the first entry with `probe`'s hash, counts included. A
-    /// hint only; a tree is left alone.
+    /// Starts loading what a write to `probe`'s key reads: the array (whole if short); or,
+    /// once that is at hand, the slot of the first entry with `probe`'s hash, counts
+    /// included; or, once the slot is at hand too (this stage reads it), the first
+    /// [`VALUE_LINES`] lines of the string it holds, unless a frozen copy shares the slot
+    /// (the write then frees nothing). A hint: nothing changes; a tree is left alone.
     pub(super) fn prefetch(&self, probe: Probe<'_>, stage: Prefetch) {
         let Slice::Flat(Some(entries)) = self else {
             return;
@@ -206,19 +236,8 @@ impl Slice {
                     prefetch_line(&entries[at]);
                 }
             }
-            Prefetch::Value => {
-                let at = entries.partition_point(|entry| entry.hash < probe.0);
-                if let Some(entry) = entries.get(at).filter(|entry| entry.hash == probe.0) {
-                    if let Value::String(bytes) = &entry.slot().stored.value {
-                        for line in bytes.chunks(64).take(VALUE_LINES) {
-                            prefetch_line(line.as_ptr());
-                        }
-                    }
-                }
-            }
             Prefetch::Slot => {
-                let at = entries.partition_point(|entry| entry.hash < probe.0);
-                if let Some(entry) = entries.get(at).filter(|entry| entry.hash == probe.0) {
+                if let Some(entry) = first_with_hash(entries, probe) {
                     // The counts (two words) sit before the slot; 96 bytes in all, two lines
                     // when the allocator places it on a 32-byte boundary (jemalloc's class
                     // for 96 bytes does; a 16-byte boundary leaves a quarter on three).
@@ -227,6 +246,18 @@ impl Slice {
                         .wrapping_sub(2 * std::mem::size_of::<usize>());
                     prefetch_line(counts);
                     prefetch_line(counts.wrapping_add(64));
+                }
+            }
+            Prefetch::Value => {
+                let Some(slot) = first_with_hash(entries, probe).map(Entry::slot) else {
+                    return;
+                };
+                // Shared with a frozen copy, the string outlives the write.
+                if Arc::strong_count(slot) > 1 {
+                    return;
+                }
+                if let Some(bytes) = slot.stored.value.string_bytes() {
+                    prefetch_lines(bytes, VALUE_LINES);
                 }
             }
         }

@@ -299,6 +299,54 @@ fn count_of(keys: usize) -> u64 {
 }
 
 /// Two keys under one hash are told apart by their bytes.
+/// The hint loads the strings writes replace only where they are freed: not while a sink
+/// takes them to another thread (a restart's replay), and again once it is taken away.
+#[test]
+fn replaced_strings_are_loaded_only_where_they_are_freed() {
+    use slice::Prefetch;
+    let all = [Prefetch::Array, Prefetch::Slot, Prefetch::Value];
+    let mut keyspace = Keyspace::default();
+    assert_eq!(keyspace.prefetch_stages(), all);
+    keyspace.set_replaced_sink(Some(Box::new(|_| {})));
+    assert_eq!(
+        keyspace.prefetch_stages(),
+        [Prefetch::Array, Prefetch::Slot]
+    );
+    keyspace.set_replaced_sink(None);
+    assert_eq!(keyspace.prefetch_stages(), all);
+}
+
+/// A string's lines are counted from the line its first byte is in, so that one starting
+/// mid-line has its last line loaded too, and at most the cap.
+#[test]
+fn a_string_spans_the_lines_its_bytes_touch() {
+    let buffer = vec![0u8; 4096];
+    let aligned = 64 - buffer.as_ptr() as usize % 64;
+    let at = |offset: usize, len: usize| &buffer[aligned + offset..aligned + offset + len];
+    let line_of = |bytes: &[u8]| bytes.as_ptr().wrapping_sub(bytes.as_ptr() as usize % 64);
+    for (offset, len, lines) in [
+        (0, 0, 0),
+        (0, 1, 1),
+        (0, 64, 1),
+        (0, 65, 2),
+        (48, 16, 1),
+        (48, 17, 2),
+        (48, 48, 2),
+        (63, 130, 4),
+        (0, 256, 4),
+        (32, 2000, slice::VALUE_LINES),
+    ] {
+        let bytes = at(offset, len);
+        let (first, spanned) = slice::lines_spanned(bytes, slice::VALUE_LINES);
+        assert_eq!(spanned, lines, "{len} bytes from {offset} into a line");
+        assert_eq!(
+            first,
+            line_of(bytes),
+            "{len} bytes from {offset} into a line"
+        );
+    }
+}
+
 #[test]
 fn a_hash_tie_is_broken_by_the_key_bytes() {
     let stored: Ranked = (7, KeyBytes::from_slice(b"m"));
@@ -447,8 +495,8 @@ mod against_an_ordered_map {
         Prefetch(usize),
     }
 
-    /// What a write stores: a string of one byte, one of several cache lines (more than a
-    /// prefetch loads), or a hash.
+    /// What a write stores: a string of one byte, one of more cache lines than a prefetch
+    /// loads, or a hash.
     #[derive(Clone, Copy, Debug)]
     enum Shape {
         Short,
@@ -459,7 +507,7 @@ mod against_an_ordered_map {
     fn stored(shape: Shape, deadline_ms: Option<u64>, revision: u64) -> Stored {
         let value = match shape {
             Shape::Short => Value::String(b"v".to_vec()),
-            Shape::Long => Value::String(vec![b'l'; 700]),
+            Shape::Long => Value::String(vec![b'l'; slice::VALUE_LINES * 64 + 100]),
             Shape::Hash => {
                 let mut hash = crate::value::Hash::new();
                 hash.insert(b"field".to_vec(), b"h".to_vec());
@@ -475,12 +523,17 @@ mod against_an_ordered_map {
 
     fn op() -> impl Strategy<Value = Op> {
         let key = prop_oneof![4 => 0..PILE, 1 => PILE..PILE + OTHERS];
+        let shape = prop_oneof![
+            3 => Just(Shape::Short),
+            1 => Just(Shape::Long),
+            1 => Just(Shape::Hash),
+        ];
         let after = proptest::option::weighted(0.2, 1u64..50);
         prop_oneof![
             10 => (
                 key.clone(),
                 after.clone(),
-                prop_oneof![3 => Just(Shape::Short), 1 => Just(Shape::Long), 1 => Just(Shape::Hash)],
+                shape,
             )
                 .prop_map(|(k, d, shape)| Op::Write(k, d, shape)),
             3 => key.clone().prop_map(Op::Remove),
