@@ -316,6 +316,42 @@ fn replaced_strings_are_loaded_only_where_they_are_freed() {
     assert_eq!(keyspace.prefetch_stages(), all);
 }
 
+/// A pipelined client's writes to one key land in one window: the hint names the key again
+/// and again, over strings empty, huge (1 MiB, far past what it loads) and shared with a
+/// picture taken between the writes, and a key that is not there. Every write after the
+/// hint lands as if there had been none, and the picture keeps what it held.
+#[test]
+fn a_window_of_writes_to_one_key_is_hinted_and_applied_as_without_a_hint() {
+    let mut keyspace = Keyspace::default();
+    let mut unhinted = Keyspace::default();
+    let sizes = [0usize, 1, 1 << 20, 63, 2_000, 0];
+    let mut pictures = Vec::new();
+    for (round, &size) in sizes.iter().enumerate() {
+        let stored = Stored {
+            value: Value::String(vec![round as u8; size]),
+            deadline_ms: None,
+            revision: round as u64 + 1,
+        };
+        let names = std::iter::repeat_n(&b"pipelined"[..], 40).chain([&b"absent"[..]]);
+        keyspace.prefetch(names);
+        assert_eq!(
+            keyspace.insert(b"pipelined".to_vec(), stored.clone()),
+            unhinted.insert(b"pipelined".to_vec(), stored.clone()),
+        );
+        assert_eq!(keyspace.get(b"pipelined"), Some(&stored));
+        pictures.push((keyspace.clone(), stored));
+    }
+    assert_eq!(keyspace, unhinted);
+    assert_eq!(keyspace.get(b"absent"), None);
+    for (picture, stored) in &pictures {
+        assert_eq!(
+            picture.get(b"pipelined"),
+            Some(stored),
+            "a picture keeps its string"
+        );
+    }
+}
+
 /// A string's lines are counted from the line its first byte is in, so that one starting
 /// mid-line has its last line loaded too, and at most the cap.
 #[test]
